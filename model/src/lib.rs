@@ -1,0 +1,16 @@
+//! ferry's pure data model, shared by every part.
+//!
+//! Plain data only: names and their validation rules, problems found in user input, and the
+//! [`Snapshot`] the control plane publishes to the data plane. No I/O, no async runtime, no
+//! TLS, DNS or Kubernetes types: `cargo tree -p ferry-model` must stay small.
+
+pub mod name;
+pub mod problem;
+pub mod snapshot;
+
+pub use problem::{ObjectRef, Problem, Severity};
+pub use snapshot::{
+    Backend, BackendPort, Certificate, Cluster, ClusterKey, Endpoint, HostMatch,
+    PathType, Protocol, Route, Service, ServiceEndpoint, ServicePort, ServiceType,
+    SessionAffinity, Snapshot, SnapshotError, TargetPort, TargetRef, VirtualHost,
+};
