@@ -1,0 +1,236 @@
+//! The Kubernetes objects ferry reads, as exact `k8s-openapi` types, with where each came from.
+//!
+//! Kubernetes types live in this crate and nowhere else; the data plane sees only the Snapshot.
+
+use std::fmt;
+use std::sync::Arc;
+
+use ferry_model::{ObjectRef, Problem, Severity};
+use k8s_openapi::Metadata;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::core::v1::{Endpoints, Namespace, Pod, Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+/// The namespace of namespaced objects that name none, as `kubectl apply` assumes.
+pub const DEFAULT_NAMESPACE: &str = "default";
+
+/// The kinds ferry understands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    Namespace,
+    Service,
+    Endpoints,
+    EndpointSlice,
+    Pod,
+    ReplicaSet,
+    Deployment,
+    IngressClass,
+    Ingress,
+    Secret,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 10] = [
+        Kind::Namespace,
+        Kind::Service,
+        Kind::Endpoints,
+        Kind::EndpointSlice,
+        Kind::Pod,
+        Kind::ReplicaSet,
+        Kind::Deployment,
+        Kind::IngressClass,
+        Kind::Ingress,
+        Kind::Secret,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Namespace => "Namespace",
+            Kind::Service => "Service",
+            Kind::Endpoints => "Endpoints",
+            Kind::EndpointSlice => "EndpointSlice",
+            Kind::Pod => "Pod",
+            Kind::ReplicaSet => "ReplicaSet",
+            Kind::Deployment => "Deployment",
+            Kind::IngressClass => "IngressClass",
+            Kind::Ingress => "Ingress",
+            Kind::Secret => "Secret",
+        }
+    }
+
+    /// The one apiVersion ferry serves for this kind, as the API server serves it today.
+    pub fn api_version(self) -> &'static str {
+        match self {
+            Kind::Namespace | Kind::Service | Kind::Endpoints | Kind::Pod | Kind::Secret => "v1",
+            Kind::EndpointSlice => "discovery.k8s.io/v1",
+            Kind::ReplicaSet | Kind::Deployment => "apps/v1",
+            Kind::IngressClass | Kind::Ingress => "networking.k8s.io/v1",
+        }
+    }
+
+    pub fn namespaced(self) -> bool {
+        !matches!(self, Kind::Namespace | Kind::IngressClass)
+    }
+
+    pub fn from_name(kind: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.as_str() == kind)
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One object of a known kind.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Object {
+    Namespace(Namespace),
+    Service(Service),
+    Endpoints(Endpoints),
+    EndpointSlice(EndpointSlice),
+    Pod(Pod),
+    ReplicaSet(ReplicaSet),
+    Deployment(Deployment),
+    IngressClass(IngressClass),
+    Ingress(Ingress),
+    Secret(Secret),
+}
+
+macro_rules! each_object {
+    ($obj:expr, $o:ident => $e:expr) => {
+        match $obj {
+            Object::Namespace($o) => $e,
+            Object::Service($o) => $e,
+            Object::Endpoints($o) => $e,
+            Object::EndpointSlice($o) => $e,
+            Object::Pod($o) => $e,
+            Object::ReplicaSet($o) => $e,
+            Object::Deployment($o) => $e,
+            Object::IngressClass($o) => $e,
+            Object::Ingress($o) => $e,
+            Object::Secret($o) => $e,
+        }
+    };
+}
+
+impl Object {
+    pub fn kind(&self) -> Kind {
+        match self {
+            Object::Namespace(_) => Kind::Namespace,
+            Object::Service(_) => Kind::Service,
+            Object::Endpoints(_) => Kind::Endpoints,
+            Object::EndpointSlice(_) => Kind::EndpointSlice,
+            Object::Pod(_) => Kind::Pod,
+            Object::ReplicaSet(_) => Kind::ReplicaSet,
+            Object::Deployment(_) => Kind::Deployment,
+            Object::IngressClass(_) => Kind::IngressClass,
+            Object::Ingress(_) => Kind::Ingress,
+            Object::Secret(_) => Kind::Secret,
+        }
+    }
+
+    pub fn metadata(&self) -> &ObjectMeta {
+        each_object!(self, o => o.metadata())
+    }
+
+    pub fn metadata_mut(&mut self) -> &mut ObjectMeta {
+        each_object!(self, o => o.metadata_mut())
+    }
+}
+
+/// Identifies an object in the store: kind, namespace (empty when cluster-scoped) and name.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ObjectKey {
+    pub kind: Kind,
+    pub namespace: String,
+    pub name: String,
+}
+
+impl fmt::Display for ObjectKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.namespace.is_empty() {
+            write!(f, "{} {}", self.kind, self.name)
+        } else {
+            write!(f, "{} {}/{}", self.kind, self.namespace, self.name)
+        }
+    }
+}
+
+impl ObjectKey {
+    pub fn to_ref(&self) -> ObjectRef {
+        ObjectRef::new(
+            self.kind.as_str(),
+            (!self.namespace.is_empty()).then_some(self.namespace.as_str()),
+            self.name.clone(),
+        )
+    }
+}
+
+/// Where a document came from: the file as named, and its 1-based number in a stream of
+/// several documents.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Origin {
+    pub file: Arc<str>,
+    pub doc: Option<usize>,
+}
+
+impl Origin {
+    pub fn problem(
+        &self,
+        severity: Severity,
+        object: Option<ObjectRef>,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Problem {
+        Problem {
+            severity,
+            file: self.file.to_string(),
+            doc: self.doc,
+            object,
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// An object and where it was read from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Manifest {
+    pub origin: Origin,
+    pub object: Object,
+}
+
+impl Manifest {
+    pub fn key(&self) -> ObjectKey {
+        let meta = self.object.metadata();
+        ObjectKey {
+            kind: self.object.kind(),
+            namespace: meta.namespace.clone().unwrap_or_default(),
+            name: meta.name.clone().unwrap_or_default(),
+        }
+    }
+
+    pub fn object_ref(&self) -> ObjectRef {
+        self.key().to_ref()
+    }
+
+    pub fn namespace(&self) -> &str {
+        self.object.metadata().namespace.as_deref().unwrap_or_default()
+    }
+
+    pub fn name(&self) -> &str {
+        self.object.metadata().name.as_deref().unwrap_or_default()
+    }
+
+    pub fn error(&self, field: impl Into<String>, message: impl Into<String>) -> Problem {
+        self.origin.problem(Severity::Error, Some(self.object_ref()), field, message)
+    }
+
+    pub fn warning(&self, field: impl Into<String>, message: impl Into<String>) -> Problem {
+        self.origin.problem(Severity::Warning, Some(self.object_ref()), field, message)
+    }
+}

@@ -1,0 +1,131 @@
+//! The store: the objects a source has delivered, by kind, namespace and name.
+//!
+//! A source speaks in [`Event`]s, as a Kubernetes watch does. A relist (`Init`, `InitApply`…,
+//! `InitDone`) is gathered aside and swapped in whole at `InitDone`, so nothing downstream ever
+//! sees half a cluster.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::{Endpoints, Pod, Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
+
+use crate::object::{Kind, Manifest, Object, ObjectKey};
+
+/// What a source reports.
+#[derive(Clone, Debug)]
+pub enum Event {
+    /// An object was created or changed.
+    Apply(Arc<Manifest>),
+    /// An object is gone.
+    Delete(ObjectKey),
+    /// A full relist begins.
+    Init,
+    /// An object of the relist.
+    InitApply(Arc<Manifest>),
+    /// The relist is complete: it replaces everything.
+    InitDone,
+}
+
+type ByName = BTreeMap<(String, String), Arc<Manifest>>;
+
+/// Objects by kind, then (namespace, name).
+#[derive(Clone, Debug, Default)]
+pub struct Store {
+    kinds: [ByName; Kind::ALL.len()],
+    relist: Option<Box<[ByName; Kind::ALL.len()]>>,
+}
+
+fn slot(kinds: &mut [ByName; Kind::ALL.len()], m: Arc<Manifest>) {
+    let key = m.key();
+    kinds[key.kind as usize].insert((key.namespace, key.name), m);
+}
+
+macro_rules! typed {
+    ($fn:ident, $kind:ident, $ty:ty) => {
+        pub fn $fn(&self) -> impl Iterator<Item = (&Manifest, &$ty)> {
+            self.kinds[Kind::$kind as usize].values().filter_map(|m| match &m.object {
+                Object::$kind(o) => Some((&**m, o)),
+                _ => None,
+            })
+        }
+    };
+}
+
+impl Store {
+    /// A store holding exactly these objects.
+    pub fn from_manifests(manifests: impl IntoIterator<Item = Arc<Manifest>>) -> Store {
+        let mut store = Store::default();
+        for m in manifests {
+            slot(&mut store.kinds, m);
+        }
+        store
+    }
+
+    pub fn apply(&mut self, event: Event) {
+        match event {
+            Event::Apply(m) => slot(&mut self.kinds, m),
+            Event::Delete(key) => {
+                self.kinds[key.kind as usize].remove(&(key.namespace, key.name));
+            }
+            Event::Init => self.relist = Some(Box::default()),
+            Event::InitApply(m) => slot(self.relist.get_or_insert_with(Box::default), m),
+            Event::InitDone => {
+                if let Some(relist) = self.relist.take() {
+                    self.kinds = *relist;
+                }
+            }
+        }
+    }
+
+    pub fn get(&self, key: &ObjectKey) -> Option<&Arc<Manifest>> {
+        self.kinds[key.kind as usize].get(&(key.namespace.clone(), key.name.clone()))
+    }
+
+    pub fn len(&self) -> usize {
+        self.kinds.iter().map(BTreeMap::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// How many objects of each kind.
+    pub fn counts(&self) -> impl Iterator<Item = (Kind, usize)> + '_ {
+        Kind::ALL.into_iter().map(|k| (k, self.kinds[k as usize].len()))
+    }
+
+    /// Objects of one kind in one namespace, by name.
+    pub fn in_namespace(&self, kind: Kind, namespace: &str) -> impl Iterator<Item = &Arc<Manifest>> {
+        let lo = (namespace.to_owned(), String::new());
+        self.kinds[kind as usize]
+            .range(lo..)
+            .take_while(move |((ns, _), _)| ns == namespace)
+            .map(|(_, m)| m)
+    }
+
+    pub fn service(&self, namespace: &str, name: &str) -> Option<&Service> {
+        match &self.kinds[Kind::Service as usize].get(&(namespace.to_owned(), name.to_owned()))?.object {
+            Object::Service(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn secret(&self, namespace: &str, name: &str) -> Option<&Secret> {
+        match &self.kinds[Kind::Secret as usize].get(&(namespace.to_owned(), name.to_owned()))?.object {
+            Object::Secret(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    typed!(services, Service, Service);
+    typed!(endpoints, Endpoints, Endpoints);
+    typed!(endpoint_slices, EndpointSlice, EndpointSlice);
+    typed!(pods, Pod, Pod);
+    typed!(ingresses, Ingress, Ingress);
+    typed!(ingress_classes, IngressClass, IngressClass);
+}
+
+#[cfg(test)]
+mod tests;
