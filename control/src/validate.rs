@@ -161,6 +161,15 @@ pub fn object(manifest: &Manifest) -> Vec<Problem> {
 
 /// Problems between objects: the same object defined twice.
 pub fn across(manifests: &[Manifest]) -> Vec<Problem> {
+    duplicates(manifests.iter())
+}
+
+/// [`across`] for shared manifests.
+pub fn across_arcs(manifests: &[std::sync::Arc<Manifest>]) -> Vec<Problem> {
+    duplicates(manifests.iter().map(|m| &**m))
+}
+
+fn duplicates<'a>(manifests: impl Iterator<Item = &'a Manifest>) -> Vec<Problem> {
     let mut seen: BTreeMap<ObjectKey, &Manifest> = BTreeMap::new();
     let mut problems = Vec::new();
     for m in manifests {

@@ -1,1 +1,27 @@
+//! What every long-running ferry part needs: the snapshot bus and readiness, the status board,
+//! the admin server, an HTTP accept loop with graceful drain, shutdown, and tracing setup.
+//! Also the built-in echo app, which is a part like any other.
+//!
+//! Metrics are never global: each part registers its own into a
+//! [`prometheus_client::registry::Registry`] handed to it, and the admin server encodes that.
 
+pub mod admin;
+pub mod bus;
+pub mod echo;
+pub mod serve;
+pub mod shutdown;
+pub mod status;
+pub mod telemetry;
+
+pub use bus::{SnapshotBus, Subscription};
+pub use shutdown::{Shutdown, ShutdownTrigger};
+pub use status::StatusBoard;
+
+/// Errors of the runtime parts.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: std::net::SocketAddr, source: std::io::Error },
+    #[error("{0}")]
+    Telemetry(String),
+}

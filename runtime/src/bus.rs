@@ -1,0 +1,137 @@
+//! The snapshot bus: the control plane publishes each accepted [`Snapshot`]; every data-plane
+//! part subscribes, compiles its own index, swaps it in and reports the version it serves.
+//! Readiness is "every part serves the newest accepted snapshot".
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use ferry_model::Snapshot;
+use serde::Serialize;
+use tokio::sync::watch;
+
+#[derive(Debug)]
+struct PartState {
+    name: &'static str,
+    served: AtomicU64,
+}
+
+#[derive(Debug)]
+struct Inner {
+    tx: watch::Sender<Arc<Snapshot>>,
+    parts: Mutex<Vec<Arc<PartState>>>,
+}
+
+/// Publishes snapshots to subscribers. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct SnapshotBus(Arc<Inner>);
+
+/// What one part serves, for `/ready` and `/status`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PartVersion {
+    pub part: &'static str,
+    pub version: u64,
+}
+
+impl Default for SnapshotBus {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl SnapshotBus {
+    /// A bus holding the empty snapshot, version 0: nothing accepted yet.
+    pub fn new() -> Self {
+        let (tx, _) = watch::channel(Arc::new(Snapshot::default()));
+        Self(Arc::new(Inner { tx, parts: Mutex::new(Vec::new()) }))
+    }
+
+    /// Publishes a snapshot. Versions only grow: an older or equal one is ignored.
+    pub fn publish(&self, snapshot: Snapshot) -> bool {
+        let snapshot = Arc::new(snapshot);
+        self.0.tx.send_if_modified(|current| {
+            if snapshot.version > current.version {
+                *current = snapshot;
+                true
+            } else {
+                false
+            }
+        })
+    }
+
+    /// The newest accepted snapshot.
+    pub fn current(&self) -> Arc<Snapshot> {
+        self.0.tx.borrow().clone()
+    }
+
+    /// Registers a part that must serve the newest snapshot before the process is ready.
+    pub fn subscribe(&self, part: &'static str) -> Subscription {
+        let state = Arc::new(PartState { name: part, served: AtomicU64::new(0) });
+        self.0.parts.lock().unwrap_or_else(PoisonError::into_inner).push(state.clone());
+        Subscription { rx: self.0.tx.subscribe(), state }
+    }
+
+    /// The version each part serves.
+    pub fn parts(&self) -> Vec<PartVersion> {
+        let parts = self.0.parts.lock().unwrap_or_else(PoisonError::into_inner);
+        parts
+            .iter()
+            .map(|p| PartVersion { part: p.name, version: p.served.load(Ordering::Acquire) })
+            .collect()
+    }
+
+    /// A snapshot has been accepted and every part serves the newest one.
+    pub fn ready(&self) -> bool {
+        let newest = self.current().version;
+        newest > 0 && self.parts().iter().all(|p| p.version == newest)
+    }
+}
+
+/// One part's view of the bus.
+#[derive(Debug)]
+pub struct Subscription {
+    rx: watch::Receiver<Arc<Snapshot>>,
+    state: Arc<PartState>,
+}
+
+impl Subscription {
+    /// The newest snapshot, marking it seen.
+    pub fn current(&mut self) -> Arc<Snapshot> {
+        self.rx.borrow_and_update().clone()
+    }
+
+    /// Waits for a newer snapshot; `None` once the bus is gone.
+    pub async fn changed(&mut self) -> Option<Arc<Snapshot>> {
+        self.rx.changed().await.ok()?;
+        Some(self.current())
+    }
+
+    /// Reports that the part now serves `version`.
+    pub fn served(&self, version: u64) {
+        self.state.served.store(version, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snapshot(version: u64) -> Snapshot {
+        Snapshot { version, ..Snapshot::default() }
+    }
+
+    #[tokio::test]
+    async fn ready_once_every_part_serves_the_newest() {
+        let bus = SnapshotBus::new();
+        assert!(!bus.ready(), "nothing accepted yet");
+        let mut gateway = bus.subscribe("gateway");
+        assert!(bus.publish(snapshot(1)));
+        assert!(!bus.ready());
+        let s = gateway.changed().await.unwrap();
+        gateway.served(s.version);
+        assert!(bus.ready());
+        assert!(bus.publish(snapshot(2)));
+        assert!(!bus.ready());
+        assert!(!bus.publish(snapshot(2)), "versions only grow");
+        assert_eq!(gateway.changed().await.unwrap().version, 2);
+    }
+}

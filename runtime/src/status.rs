@@ -1,0 +1,74 @@
+//! The status board: what admin `/status` shows about configuration changes.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use ferry_model::Problem;
+use serde::Serialize;
+
+/// Whether the newest configuration on disk is the one being served.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConfigState {
+    /// Nothing read yet.
+    #[default]
+    Pending,
+    /// The newest change was accepted.
+    Ok,
+    /// The newest change was rejected; an older snapshot keeps serving.
+    Rejected,
+}
+
+/// A rejected change: when, and every problem that made it so.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Rejection {
+    pub at_unix_ms: u64,
+    pub problems: Vec<Problem>,
+}
+
+/// The state `/status` serves.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Status {
+    pub state: ConfigState,
+    /// The version of the newest accepted snapshot.
+    pub version: u64,
+    /// Warnings of the configuration being served.
+    pub warnings: Vec<Problem>,
+    /// The last rejected change, kept after later good ones.
+    pub last_rejected: Option<Rejection>,
+}
+
+/// Shared, cheap to clone.
+#[derive(Clone, Debug, Default)]
+pub struct StatusBoard(Arc<Mutex<Status>>);
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+impl StatusBoard {
+    fn update(&self, f: impl FnOnce(&mut Status)) {
+        f(&mut self.0.lock().unwrap_or_else(PoisonError::into_inner));
+    }
+
+    pub fn accepted(&self, version: u64, warnings: Vec<Problem>) {
+        self.update(|s| {
+            s.state = ConfigState::Ok;
+            s.version = version;
+            s.warnings = warnings;
+        });
+    }
+
+    pub fn rejected(&self, problems: Vec<Problem>) {
+        self.update(|s| {
+            s.state = ConfigState::Rejected;
+            s.last_rejected = Some(Rejection { at_unix_ms: now_ms(), problems });
+        });
+    }
+
+    pub fn status(&self) -> Status {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+}
