@@ -1,1 +1,145 @@
-fn main() {}
+//! The `ferry` binary: parses the command line and hands each subcommand to its crate.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use ferry::get::{self, Output, Resource};
+use ferry::up::{Up, UpConfig};
+use ferry_runtime::telemetry::{self, LogFormat};
+
+#[derive(Debug, Parser)]
+#[command(name = "ferry", version, about = "A Kubernetes service mesh and ingress gateway")]
+struct Cli {
+    /// Log line format (filter with RUST_LOG).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormatArg::Text)]
+    log_format: LogFormatArg,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LogFormatArg {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the control plane and every data-plane part in one process.
+    Up {
+        /// Manifest file or directory (repeatable).
+        #[arg(short = 'f', long = "filename", value_name = "PATH", default_value = "configs/demo")]
+        paths: Vec<PathBuf>,
+        /// Plain HTTP listener of the ingress gateway.
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+        http: SocketAddr,
+        /// HTTPS listener of the ingress gateway.
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8443")]
+        https: SocketAddr,
+        /// Cluster DNS, UDP and TCP.
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:5353")]
+        dns: SocketAddr,
+        /// Admin API: /live /ready /config /status /metrics.
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9901")]
+        admin: SocketAddr,
+        #[arg(long, value_name = "DOMAIN", default_value = "cluster.local")]
+        cluster_domain: String,
+    },
+    /// Validate manifests: exit 0 if valid, else 1 with one line per problem.
+    Check {
+        #[arg(short = 'f', long = "filename", value_name = "PATH", required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// List what a running ferry serves, read from its admin API.
+    Get {
+        #[arg(value_enum)]
+        resource: Resource,
+        #[arg(short = 'o', long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9901")]
+        admin: SocketAddr,
+    },
+    /// Run the echo app: answers every request with JSON describing it (HTTP/1.1 and h2c).
+    Echo {
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8000")]
+        listen: SocketAddr,
+        /// Name in replies (default: "echo").
+        #[arg(long, default_value = "echo")]
+        name: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let format = match cli.log_format {
+        LogFormatArg::Text => LogFormat::Text,
+        LogFormatArg::Json => LogFormat::Json,
+    };
+    if let Err(e) = telemetry::init(format) {
+        eprintln!("ferry: {e}");
+        return ExitCode::FAILURE;
+    }
+    if let Command::Check { paths } = cli.command {
+        return check(paths);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ferry: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async_main(cli.command));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ferry: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check(paths: Vec<PathBuf>) -> ExitCode {
+    let problems = ferry_control::check(paths);
+    let errors = problems.iter().filter(|p| p.is_error()).count();
+    for p in &problems {
+        if p.is_error() {
+            println!("{p}");
+        } else {
+            eprintln!("warning: {p}");
+        }
+    }
+    if errors == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}
+
+async fn async_main(command: Command) -> Result<(), Box<dyn std::error::Error>> {
+    let (trigger, shutdown) = ferry_runtime::shutdown::channel();
+    tokio::spawn(async move {
+        ferry_runtime::shutdown::signal().await;
+        tracing::info!("shutting down");
+        trigger.trigger();
+    });
+    match command {
+        Command::Up { paths, http, https, dns, admin, cluster_domain } => {
+            let config = UpConfig { paths, http, https, dns, admin, cluster_domain, debounce: Duration::from_millis(100) };
+            Up::build(config).await?.run(shutdown).await?;
+        }
+        Command::Get { resource, output, admin } => {
+            let snapshot = get::fetch(admin).await?;
+            print!("{}", get::render(&snapshot, resource, output)?);
+        }
+        Command::Echo { listen, name } => {
+            let pod = std::env::var("POD_NAME")
+                .or_else(|_| std::env::var("HOSTNAME"))
+                .unwrap_or_else(|_| name.clone());
+            let echo = ferry_runtime::echo::Echo::build(listen, name, pod).await?;
+            tracing::info!(listen = %echo.local_addr()?, "echo is up");
+            echo.run(shutdown).await;
+        }
+        Command::Check { .. } => {}
+    }
+    Ok(())
+}

@@ -20,10 +20,11 @@ use crate::store::{Event, Store};
 use crate::translate::translate;
 
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)] // the label values, as Prometheus conventions spell them
 enum ReloadResult {
-    Accepted,
-    Unchanged,
-    Rejected,
+    accepted,
+    unchanged,
+    rejected,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -158,7 +159,7 @@ impl Publisher {
                 );
                 self.status.rejected(problems);
                 self.metrics.rejected.set(1);
-                self.metrics.reloads.get_or_create(&ResultLabels { result: ReloadResult::Rejected }).inc();
+                self.metrics.reloads.get_or_create(&ResultLabels { result: ReloadResult::rejected }).inc();
                 Outcome::Rejected
             }
             Ok((mut snapshot, warnings)) => {
@@ -175,7 +176,7 @@ impl Publisher {
                 self.metrics.rejected.set(0);
                 let current = self.bus.current();
                 let outcome = if current.version > 0 && current.same_content(&snapshot) {
-                    self.metrics.reloads.get_or_create(&ResultLabels { result: ReloadResult::Unchanged }).inc();
+                    self.metrics.reloads.get_or_create(&ResultLabels { result: ReloadResult::unchanged }).inc();
                     Outcome::Unchanged(current.version)
                 } else {
                     snapshot.version = current.version + 1;
@@ -189,7 +190,7 @@ impl Publisher {
                     let version = snapshot.version;
                     self.bus.publish(snapshot);
                     self.metrics.version.set(i64::try_from(version).unwrap_or(i64::MAX));
-                    self.metrics.reloads.get_or_create(&ResultLabels { result: ReloadResult::Accepted }).inc();
+                    self.metrics.reloads.get_or_create(&ResultLabels { result: ReloadResult::accepted }).inc();
                     Outcome::Accepted(version)
                 };
                 let version = match outcome {

@@ -1,0 +1,79 @@
+//! `ferry up`: the control plane, the admin server and every data-plane part, in one process.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ferry_control::{Control, Config as ControlConfig};
+use ferry_runtime::admin::{Admin, AdminState};
+use ferry_runtime::{Shutdown, SnapshotBus, StatusBoard};
+use prometheus_client::registry::Registry;
+
+/// Everything `ferry up` takes.
+#[derive(Clone, Debug)]
+pub struct UpConfig {
+    pub paths: Vec<PathBuf>,
+    pub http: SocketAddr,
+    pub https: SocketAddr,
+    pub dns: SocketAddr,
+    pub admin: SocketAddr,
+    pub cluster_domain: String,
+    pub debounce: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Control(#[from] ferry_control::Error),
+    #[error(transparent)]
+    Runtime(#[from] ferry_runtime::Error),
+    #[error("--cluster-domain {0:?}: {1}")]
+    ClusterDomain(String, String),
+}
+
+/// A built `ferry up`: listeners bound, first snapshot published.
+#[derive(Debug)]
+pub struct Up {
+    control: Control,
+    admin: Admin,
+    bus: SnapshotBus,
+}
+
+impl Up {
+    pub async fn build(config: UpConfig) -> Result<Up, Error> {
+        ferry_model::name::dns1123_subdomain(&config.cluster_domain)
+            .map_err(|e| Error::ClusterDomain(config.cluster_domain.clone(), e))?;
+        let bus = SnapshotBus::new();
+        let status = StatusBoard::default();
+        let mut registry = Registry::default();
+        let control = Control::build(
+            ControlConfig { paths: config.paths.clone(), debounce: config.debounce },
+            bus.clone(),
+            status.clone(),
+            &mut registry,
+        )?;
+        let admin = Admin::build(config.admin, AdminState { bus: bus.clone(), status, registry }).await?;
+        // The data-plane parts arrive with their own issues; until then, say so.
+        tracing::info!(http = %config.http, https = %config.https, "the ingress gateway is not built yet; nothing listens on --http/--https");
+        tracing::info!(dns = %config.dns, cluster_domain = %config.cluster_domain, "cluster DNS is not built yet; nothing listens on --dns");
+        Ok(Up { control, admin, bus })
+    }
+
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    pub fn bus(&self) -> &SnapshotBus {
+        &self.bus
+    }
+
+    /// Runs until shutdown; then the admin server drains and everything stops.
+    pub async fn run(self, shutdown: Shutdown) -> Result<(), Error> {
+        tracing::info!(admin = %self.admin_addr(), version = self.bus.current().version, "ferry is up");
+        let admin = tokio::spawn(self.admin.run(shutdown.clone()));
+        let control = self.control.run(shutdown).await;
+        let _ = admin.await;
+        control?;
+        Ok(())
+    }
+}
