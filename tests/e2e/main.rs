@@ -1,1 +1,113 @@
+//! End-to-end tests: real parts started in process on 127.0.0.1:0, real sockets, real files.
+//! One test binary; each module is one area.
 
+mod admin;
+mod cli;
+mod configs;
+mod echo;
+mod reload;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use ferry::up::{Up, UpConfig};
+use ferry_runtime::ShutdownTrigger;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::TokioIo;
+
+/// How long any condition may take before a test fails. Generous: machines are shared.
+pub const DEADLINE: Duration = Duration::from_secs(20);
+
+/// Polls `check` until it returns `Some`, or panics with `what` after [`DEADLINE`].
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(start.elapsed() < DEADLINE, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A GET over HTTP/1.1: status and body.
+pub async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::get(path).header("host", addr.to_string()).body(Empty::<Bytes>::new()).unwrap();
+    let res = sender.send_request(req).await.unwrap();
+    let status = res.status().as_u16();
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+pub async fn get_json(addr: SocketAddr, path: &str) -> serde_json::Value {
+    let (status, body) = get(addr, path).await;
+    assert_eq!(status, 200, "{path}: {body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+fn loopback() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+/// A running `ferry up`, stopped when dropped.
+#[derive(Debug)]
+pub struct Running {
+    pub admin: SocketAddr,
+    trigger: ShutdownTrigger,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Running {
+    pub async fn start(paths: Vec<PathBuf>) -> Running {
+        let config = UpConfig {
+            paths,
+            http: loopback(),
+            https: loopback(),
+            dns: loopback(),
+            admin: loopback(),
+            cluster_domain: "cluster.local".into(),
+            debounce: Duration::from_millis(50),
+        };
+        let up = Up::build(config).await.unwrap();
+        let admin = up.admin_addr();
+        let (trigger, shutdown) = ferry_runtime::shutdown::channel();
+        let task = tokio::spawn(async move { up.run(shutdown).await.unwrap() });
+        Running { admin, trigger, task: Some(task) }
+    }
+
+    pub async fn version(&self) -> u64 {
+        get_json(self.admin, "/config").await["version"].as_u64().unwrap()
+    }
+
+    /// Waits until the served version is at least `v`.
+    pub async fn wait_version(&self, v: u64) {
+        eventually(&format!("version {v}"), || async { (self.version().await >= v).then_some(()) }).await;
+    }
+
+    pub async fn stop(mut self) {
+        self.trigger.trigger();
+        if let Some(task) = self.task.take() {
+            task.await.unwrap();
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.trigger.trigger();
+    }
+}
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}

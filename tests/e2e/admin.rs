@@ -1,0 +1,41 @@
+//! The admin API of `ferry up`.
+
+use crate::{Running, get, get_json, repo};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_endpoints_on_the_demo() {
+    let up = Running::start(vec![repo().join("configs/demo")]).await;
+    assert_eq!(get(up.admin, "/live").await.0, 200);
+
+    let ready = get_json(up.admin, "/ready").await;
+    assert_eq!(ready["ready"], true);
+
+    let config = get_json(up.admin, "/config").await;
+    assert_eq!(config["version"], 1);
+    let hosts: Vec<&str> = config["virtual_hosts"].as_array().unwrap().iter().map(|v| v["host"].as_str().unwrap()).collect();
+    assert_eq!(hosts, vec!["shop.example.com"]);
+    let cert = &config["certificates"][0];
+    assert_eq!(cert["key_pem"], "<redacted>", "private keys are not shown by default");
+    let with_keys = get_json(up.admin, "/config?private_keys=true").await;
+    assert!(with_keys["certificates"][0]["key_pem"].as_str().unwrap().contains("PRIVATE KEY"));
+    let snapshot: ferry_model::Snapshot = serde_json::from_value(with_keys).unwrap();
+    snapshot.validate().unwrap();
+
+    let status = get_json(up.admin, "/status").await;
+    assert_eq!(status["state"], "ok");
+    assert_eq!(status["version"], 1);
+    assert!(status["last_rejected"].is_null());
+
+    let (code, metrics) = get(up.admin, "/metrics").await;
+    assert_eq!(code, 200);
+    for line in [
+        "ferry_control_snapshot_version 1",
+        "ferry_control_reloads_total{result=\"accepted\"} 1",
+        "ferry_control_config_rejected 0",
+        "ferry_control_objects{kind=\"Ingress\"} 1",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "missing {line:?} in\n{metrics}");
+    }
+    assert_eq!(get(up.admin, "/nope").await.0, 404);
+    up.stop().await;
+}
