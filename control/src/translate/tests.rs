@@ -74,7 +74,7 @@ fn same_host_and_path_the_oldest_ingress_wins() {
     assert_eq!(
         warnings(&t),
         vec![
-            "t.yaml:5: Ingress shop/b-newer: spec.rules[0].http.paths[0]: host shop.example.com path / (Prefix) \
+            "t.yaml:4: Ingress shop/b-newer: spec.rules[0].http.paths[0]: host shop.example.com path / (Prefix) \
              is already routed by the older Ingress shop/a-older; ignored"
         ]
     );
