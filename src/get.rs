@@ -38,7 +38,10 @@ pub enum Error {
     #[error("cannot reach the admin API at {addr}: {message}")]
     Unreachable { addr: SocketAddr, message: String },
     #[error("the admin API at {addr} answered {status}")]
-    Status { addr: SocketAddr, status: http::StatusCode },
+    Status {
+        addr: SocketAddr,
+        status: http::StatusCode,
+    },
     #[error("the admin API at {addr} sent a snapshot ferry cannot read: {0}", addr = .1)]
     Decode(String, SocketAddr),
     #[error("cannot encode output: {0}")]
@@ -47,19 +50,37 @@ pub enum Error {
 
 /// Fetches the snapshot a running ferry serves.
 pub async fn fetch(admin: SocketAddr) -> Result<Snapshot, Error> {
-    let unreachable = |e: &dyn std::fmt::Display| Error::Unreachable { addr: admin, message: e.to_string() };
-    let stream = tokio::net::TcpStream::connect(admin).await.map_err(|e| unreachable(&e))?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|e| unreachable(&e))?;
+    let unreachable = |e: &dyn std::fmt::Display| Error::Unreachable {
+        addr: admin,
+        message: e.to_string(),
+    };
+    let stream = tokio::net::TcpStream::connect(admin)
+        .await
+        .map_err(|e| unreachable(&e))?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| unreachable(&e))?;
     tokio::spawn(conn);
     let req = http::Request::get("/config")
         .header(http::header::HOST, admin.to_string())
         .body(Empty::<Bytes>::new())
         .map_err(|e| unreachable(&e))?;
-    let response = sender.send_request(req).await.map_err(|e| unreachable(&e))?;
+    let response = sender
+        .send_request(req)
+        .await
+        .map_err(|e| unreachable(&e))?;
     if !response.status().is_success() {
-        return Err(Error::Status { addr: admin, status: response.status() });
+        return Err(Error::Status {
+            addr: admin,
+            status: response.status(),
+        });
     }
-    let body = response.into_body().collect().await.map_err(|e| unreachable(&e))?.to_bytes();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| unreachable(&e))?
+        .to_bytes();
     serde_json::from_slice(&body).map_err(|e| Error::Decode(e.to_string(), admin))
 }
 
@@ -96,7 +117,9 @@ fn routes(s: &Snapshot) -> Vec<RouteRow<'_>> {
                 path_type: r.path_type.as_str(),
                 backend: r.backend.to_string(),
                 cluster: cluster.map(ToString::to_string),
-                ready_endpoints: cluster.and_then(|k| s.cluster(k)).map_or(0, |c| c.ready_endpoints().count()),
+                ready_endpoints: cluster
+                    .and_then(|k| s.cluster(k))
+                    .map_or(0, |c| c.ready_endpoints().count()),
                 ingress: format!("{}/{}", r.ingress.namespace, r.ingress.name),
             });
         }
@@ -108,11 +131,13 @@ fn ingresses(s: &Snapshot) -> Vec<IngressRow> {
     let mut by_ingress: BTreeMap<(String, String), IngressRow> = BTreeMap::new();
     for vh in &s.virtual_hosts {
         for r in &vh.routes {
-            let row = by_ingress.entry((r.ingress.namespace.clone(), r.ingress.name.clone())).or_insert_with(|| IngressRow {
-                namespace: r.ingress.namespace.clone(),
-                name: r.ingress.name.clone(),
-                ..IngressRow::default()
-            });
+            let row = by_ingress
+                .entry((r.ingress.namespace.clone(), r.ingress.name.clone()))
+                .or_insert_with(|| IngressRow {
+                    namespace: r.ingress.namespace.clone(),
+                    name: r.ingress.name.clone(),
+                    ..IngressRow::default()
+                });
             let host = vh.host.to_string();
             if !row.hosts.contains(&host) {
                 row.hosts.push(host);
@@ -158,12 +183,18 @@ fn shorten(items: Vec<String>, wide: bool) -> String {
     if wide || items.len() <= SHOWN {
         return or_none(items.join(","));
     }
-    format!("{} + {} more...", items[..SHOWN].join(","), items.len() - SHOWN)
+    format!(
+        "{} + {} more...",
+        items[..SHOWN].join(","),
+        items.len() - SHOWN
+    )
 }
 
 fn encode<T: Serialize>(value: &T, output: Output) -> Result<String, Error> {
     match output {
-        Output::Json => serde_json::to_string_pretty(value).map(|s| s + "\n").map_err(|e| Error::Encode(e.to_string())),
+        Output::Json => serde_json::to_string_pretty(value)
+            .map(|s| s + "\n")
+            .map_err(|e| Error::Encode(e.to_string())),
         _ => serde_saphyr::to_string(value).map_err(|e| Error::Encode(e.to_string())),
     }
 }
@@ -182,7 +213,13 @@ pub fn render(s: &Snapshot, resource: Resource, output: Output) -> Result<String
                     let ip = if svc.headless {
                         "None".to_owned()
                     } else {
-                        or_none(svc.cluster_ips.iter().map(ToString::to_string).collect::<Vec<_>>().join(","))
+                        or_none(
+                            svc.cluster_ips
+                                .iter()
+                                .map(ToString::to_string)
+                                .collect::<Vec<_>>()
+                                .join(","),
+                        )
                     };
                     let ports = svc
                         .ports
@@ -204,17 +241,31 @@ pub fn render(s: &Snapshot, resource: Resource, output: Output) -> Result<String
                         format!("{ready}/{}", svc.endpoints.len()),
                     ];
                     if wide {
-                        let targets = svc.ports.iter().map(|p| p.target_port.to_string()).collect::<Vec<_>>();
+                        let targets = svc
+                            .ports
+                            .iter()
+                            .map(|p| p.target_port.to_string())
+                            .collect::<Vec<_>>();
                         row.push(or_none(targets.join(",")));
                         row.push(match svc.session_affinity {
                             ferry_model::SessionAffinity::None => "None".into(),
-                            ferry_model::SessionAffinity::ClientIP { timeout_seconds } => format!("ClientIP({timeout_seconds}s)"),
+                            ferry_model::SessionAffinity::ClientIP { timeout_seconds } => {
+                                format!("ClientIP({timeout_seconds}s)")
+                            }
                         });
                     }
                     row
                 })
                 .collect();
-            let mut header = vec!["NAMESPACE", "NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-NAME", "PORT(S)", "READY"];
+            let mut header = vec![
+                "NAMESPACE",
+                "NAME",
+                "TYPE",
+                "CLUSTER-IP",
+                "EXTERNAL-NAME",
+                "PORT(S)",
+                "READY",
+            ];
             if wide {
                 header.extend(["TARGET-PORT(S)", "AFFINITY"]);
             }
@@ -224,8 +275,13 @@ pub fn render(s: &Snapshot, resource: Resource, output: Output) -> Result<String
         Resource::Endpoints => {
             let mut by_service: BTreeMap<(&str, &str), Vec<String>> = BTreeMap::new();
             for c in &s.clusters {
-                let list = by_service.entry((&c.key.namespace, &c.key.service)).or_default();
-                list.extend(c.ready_endpoints().map(|e| SocketAddr::new(e.address, e.port).to_string()));
+                let list = by_service
+                    .entry((&c.key.namespace, &c.key.service))
+                    .or_default();
+                list.extend(
+                    c.ready_endpoints()
+                        .map(|e| SocketAddr::new(e.address, e.port).to_string()),
+                );
             }
             for svc in &s.services {
                 by_service.entry((&svc.namespace, &svc.name)).or_default();
@@ -260,8 +316,19 @@ pub fn render(s: &Snapshot, resource: Resource, output: Output) -> Result<String
             let rows: Vec<Vec<String>> = routes(s)
                 .into_iter()
                 .map(|r| {
-                    let endpoints = if r.cluster.is_some() { r.ready_endpoints.to_string() } else { "<none> (503)".into() };
-                    let mut row = vec![r.host, r.path.to_owned(), r.path_type.to_owned(), r.backend, endpoints, r.ingress];
+                    let endpoints = if r.cluster.is_some() {
+                        r.ready_endpoints.to_string()
+                    } else {
+                        "<none> (503)".into()
+                    };
+                    let mut row = vec![
+                        r.host,
+                        r.path.to_owned(),
+                        r.path_type.to_owned(),
+                        r.backend,
+                        endpoints,
+                        r.ingress,
+                    ];
                     if wide {
                         row.push(r.cluster.unwrap_or_else(|| "<none>".into()));
                     }

@@ -11,7 +11,11 @@ use ferry::up::{Up, UpConfig};
 use ferry_runtime::telemetry::{self, LogFormat};
 
 #[derive(Debug, Parser)]
-#[command(name = "ferry", version, about = "A Kubernetes service mesh and ingress gateway")]
+#[command(
+    name = "ferry",
+    version,
+    about = "A Kubernetes service mesh and ingress gateway"
+)]
 struct Cli {
     /// Log line format (filter with RUST_LOG).
     #[arg(long, global = true, value_enum, default_value_t = LogFormatArg::Text)]
@@ -31,7 +35,12 @@ enum Command {
     /// Run the control plane and every data-plane part in one process.
     Up {
         /// Manifest file or directory (repeatable).
-        #[arg(short = 'f', long = "filename", value_name = "PATH", default_value = "configs/demo")]
+        #[arg(
+            short = 'f',
+            long = "filename",
+            value_name = "PATH",
+            default_value = "configs/demo"
+        )]
         paths: Vec<PathBuf>,
         /// Plain HTTP listener of the ingress gateway.
         #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
@@ -85,7 +94,10 @@ fn main() -> ExitCode {
     if let Command::Check { paths } = cli.command {
         return check(paths);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("ferry: cannot start the async runtime: {e}");
@@ -112,7 +124,11 @@ fn check(paths: Vec<PathBuf>) -> ExitCode {
             eprintln!("warning: {p}");
         }
     }
-    if errors == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+    if errors == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 async fn async_main(command: Command) -> Result<(), Box<dyn std::error::Error>> {
@@ -123,11 +139,30 @@ async fn async_main(command: Command) -> Result<(), Box<dyn std::error::Error>> 
         trigger.trigger();
     });
     match command {
-        Command::Up { paths, http, https, dns, admin, cluster_domain } => {
-            let config = UpConfig { paths, http, https, dns, admin, cluster_domain, debounce: Duration::from_millis(100) };
+        Command::Up {
+            paths,
+            http,
+            https,
+            dns,
+            admin,
+            cluster_domain,
+        } => {
+            let config = UpConfig {
+                paths,
+                http,
+                https,
+                dns,
+                admin,
+                cluster_domain,
+                debounce: Duration::from_millis(100),
+            };
             Up::build(config).await?.run(shutdown).await?;
         }
-        Command::Get { resource, output, admin } => {
+        Command::Get {
+            resource,
+            output,
+            admin,
+        } => {
             let snapshot = get::fetch(admin).await?;
             print!("{}", get::render(&snapshot, resource, output)?);
         }

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use ferry_control::{Control, Config as ControlConfig};
+use ferry_control::{Config as ControlConfig, Control};
 use ferry_runtime::admin::{Admin, AdminState};
 use ferry_runtime::{Shutdown, SnapshotBus, StatusBoard};
 use prometheus_client::registry::Registry;
@@ -47,20 +47,37 @@ impl Up {
         let status = StatusBoard::default();
         let mut registry = Registry::default();
         let control = Control::build(
-            ControlConfig { paths: config.paths.clone(), debounce: config.debounce },
+            ControlConfig {
+                paths: config.paths.clone(),
+                debounce: config.debounce,
+            },
             bus.clone(),
             status.clone(),
             &mut registry,
         )?;
-        let admin = Admin::build(config.admin, AdminState { bus: bus.clone(), status, registry }).await?;
+        let admin = Admin::build(
+            config.admin,
+            AdminState {
+                bus: bus.clone(),
+                status,
+                registry,
+            },
+        )
+        .await?;
         // The data-plane parts arrive with their own issues; until then, say so.
         tracing::info!(http = %config.http, https = %config.https, "the ingress gateway is not built yet; nothing listens on --http/--https");
         tracing::info!(dns = %config.dns, cluster_domain = %config.cluster_domain, "cluster DNS is not built yet; nothing listens on --dns");
-        Ok(Up { control, admin, bus })
+        Ok(Up {
+            control,
+            admin,
+            bus,
+        })
     }
 
     pub fn admin_addr(&self) -> SocketAddr {
-        self.admin.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+        self.admin
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
     }
 
     pub fn bus(&self) -> &SnapshotBus {

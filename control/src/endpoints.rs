@@ -84,13 +84,24 @@ impl<'a> PodIndex<'a> {
     pub fn select(&self, namespace: &str, sel: &BTreeMap<String, String>) -> Vec<&'a Pod> {
         let smallest = sel
             .iter()
-            .map(|(k, v)| self.by_label.get(&(namespace, k.as_str(), v.as_str())).map_or(&[][..], Vec::as_slice))
+            .map(|(k, v)| {
+                self.by_label
+                    .get(&(namespace, k.as_str(), v.as_str()))
+                    .map_or(&[][..], Vec::as_slice)
+            })
             .min_by_key(|pods| pods.len());
-        let Some(candidates) = smallest else { return Vec::new() };
+        let Some(candidates) = smallest else {
+            return Vec::new();
+        };
         candidates
             .iter()
             .copied()
-            .filter(|p| p.metadata.labels.as_ref().is_some_and(|l| selector::equality(sel, l)))
+            .filter(|p| {
+                p.metadata
+                    .labels
+                    .as_ref()
+                    .is_some_and(|l| selector::equality(sel, l))
+            })
             .collect()
     }
 
@@ -108,10 +119,22 @@ fn pod_ready(pod: &Pod) -> bool {
 
 /// The Pod's IPs of the families the Service serves.
 fn pod_ips(pod: &Pod, families: &[String]) -> Vec<IpAddr> {
-    let Some(status) = &pod.status else { return Vec::new() };
-    let mut ips: Vec<IpAddr> = status.pod_ips.iter().flatten().filter_map(|p| p.ip.parse().ok()).collect();
+    let Some(status) = &pod.status else {
+        return Vec::new();
+    };
+    let mut ips: Vec<IpAddr> = status
+        .pod_ips
+        .iter()
+        .flatten()
+        .filter_map(|p| p.ip.parse().ok())
+        .collect();
     if ips.is_empty() {
-        ips.extend(status.pod_ip.as_deref().and_then(|ip| ip.parse::<IpAddr>().ok()));
+        ips.extend(
+            status
+                .pod_ip
+                .as_deref()
+                .and_then(|ip| ip.parse::<IpAddr>().ok()),
+        );
     }
     if !families.is_empty() {
         ips.retain(|ip| families.iter().any(|f| (f == "IPv4") == ip.is_ipv4()));
@@ -130,14 +153,25 @@ fn find_port(pod: &Pod, sp: &ServicePort) -> Option<u16> {
             .iter()
             .flat_map(|s| &s.containers)
             .flat_map(|c| c.ports.iter().flatten())
-            .find(|p| p.name.as_deref() == Some(name) && p.protocol.as_deref().unwrap_or("TCP") == protocol)
+            .find(|p| {
+                p.name.as_deref() == Some(name)
+                    && p.protocol.as_deref().unwrap_or("TCP") == protocol
+            })
             .and_then(|p| u16::try_from(p.container_port).ok()),
     }
 }
 
 /// The endpoint sets of one Service.
-pub fn for_service(store: &Store, pods: &PodIndex<'_>, namespace: &str, name: &str, svc: &Service) -> Vec<EndpointSet> {
-    let Some(spec) = &svc.spec else { return Vec::new() };
+pub fn for_service(
+    store: &Store,
+    pods: &PodIndex<'_>,
+    namespace: &str,
+    name: &str,
+    svc: &Service,
+) -> Vec<EndpointSet> {
+    let Some(spec) = &svc.spec else {
+        return Vec::new();
+    };
     if spec.type_.as_deref() == Some("ExternalName") {
         return Vec::new();
     }
@@ -148,25 +182,35 @@ pub fn for_service(store: &Store, pods: &PodIndex<'_>, namespace: &str, name: &s
     let slices: Vec<&EndpointSlice> = store
         .in_namespace(Kind::EndpointSlice, namespace)
         .filter_map(|m| match &m.object {
-            crate::object::Object::EndpointSlice(s) => Some(s),
+            crate::object::Object::EndpointSlice(s) => Some(&**s),
             _ => None,
         })
-        .filter(|s| s.metadata.labels.as_ref().and_then(|l| l.get(SERVICE_NAME_LABEL)).is_some_and(|n| n == name))
+        .filter(|s| {
+            s.metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(SERVICE_NAME_LABEL))
+                .is_some_and(|n| n == name)
+        })
         .collect();
     if !slices.is_empty() {
         sets.extend(slices.into_iter().filter_map(from_slice));
     } else if spec.selector.as_ref().is_none_or(BTreeMap::is_empty) {
-        let legacy = store.in_namespace(Kind::Endpoints, namespace).find_map(|m| match &m.object {
-            crate::object::Object::Endpoints(e) if m.name() == name => Some(e),
-            _ => None,
-        });
+        let legacy = store
+            .in_namespace(Kind::Endpoints, namespace)
+            .find_map(|m| match &m.object {
+                crate::object::Object::Endpoints(e) if m.name() == name => Some(&**e),
+                _ => None,
+            });
         sets.extend(legacy.into_iter().flat_map(from_endpoints));
     }
     sets
 }
 
 fn from_pods(namespace: &str, name: &str, svc: &Service, pods: &[&Pod]) -> Vec<EndpointSet> {
-    let Some(spec) = &svc.spec else { return Vec::new() };
+    let Some(spec) = &svc.spec else {
+        return Vec::new();
+    };
     let ports = spec.ports.as_deref().unwrap_or_default();
     let families = spec.ip_families.as_deref().unwrap_or_default();
     let publish_not_ready = spec.publish_not_ready_addresses.unwrap_or(false);
@@ -217,7 +261,10 @@ fn from_pods(namespace: &str, name: &str, svc: &Service, pods: &[&Pod]) -> Vec<E
             });
         }
     }
-    by_ports.into_iter().map(|(ports, endpoints)| EndpointSet { ports, endpoints }).collect()
+    by_ports
+        .into_iter()
+        .map(|(ports, endpoints)| EndpointSet { ports, endpoints })
+        .collect()
 }
 
 fn from_slice(slice: &EndpointSlice) -> Option<EndpointSet> {
@@ -281,7 +328,10 @@ fn from_endpoints(e: &Endpoints) -> Vec<EndpointSet> {
                     })
                 })
                 .collect();
-            let lists = [(true, subset.addresses.as_deref()), (false, subset.not_ready_addresses.as_deref())];
+            let lists = [
+                (true, subset.addresses.as_deref()),
+                (false, subset.not_ready_addresses.as_deref()),
+            ];
             let endpoints = lists
                 .into_iter()
                 .flat_map(|(ready, list)| list.unwrap_or_default().iter().map(move |a| (ready, a)))

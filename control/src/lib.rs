@@ -16,12 +16,12 @@ pub mod certificate;
 pub mod endpoints;
 pub mod manifest;
 pub mod object;
+pub mod publish;
 pub mod selector;
+pub mod source;
 pub mod store;
 pub mod translate;
 pub mod validate;
-pub mod publish;
-pub mod source;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -55,7 +55,10 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        Config { paths: Vec::new(), debounce: Duration::from_millis(100) }
+        Config {
+            paths: Vec::new(),
+            debounce: Duration::from_millis(100),
+        }
     }
 }
 
@@ -77,15 +80,29 @@ pub struct Control {
 impl Control {
     /// Reads the configuration and publishes the first snapshot; an invalid configuration at
     /// start is an error, since there is nothing older to serve.
-    pub fn build(config: Config, bus: SnapshotBus, status: StatusBoard, registry: &mut Registry) -> Result<Control, Error> {
+    pub fn build(
+        config: Config,
+        bus: SnapshotBus,
+        status: StatusBoard,
+        registry: &mut Registry,
+    ) -> Result<Control, Error> {
         let mut source = FileSource::new(config.paths.clone());
         let mut publisher = Publisher::new(bus, status.clone(), registry);
         let reading = source.read();
         if publisher.reload(&reading) == Outcome::Rejected {
-            let problems = status.status().last_rejected.map(|r| r.problems).unwrap_or_default();
-            return Err(Error::Invalid(problems.into_iter().filter(Problem::is_error).collect()));
+            let problems = status
+                .status()
+                .last_rejected
+                .map(|r| r.problems)
+                .unwrap_or_default();
+            return Err(Error::Invalid(
+                problems.into_iter().filter(Problem::is_error).collect(),
+            ));
         }
-        Ok(Control { config, inner: Arc::new(Mutex::new((source, publisher))) })
+        Ok(Control {
+            config,
+            inner: Arc::new(Mutex::new((source, publisher))),
+        })
     }
 
     /// Re-reads the sources now and publishes what changed.
@@ -97,7 +114,9 @@ impl Control {
             let reading = source.read();
             publisher.reload(&reading)
         };
-        tokio::task::spawn_blocking(work).await.unwrap_or(Outcome::Rejected)
+        tokio::task::spawn_blocking(work)
+            .await
+            .unwrap_or(Outcome::Rejected)
     }
 
     /// Watches the paths and reloads on every change until shutdown.

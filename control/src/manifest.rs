@@ -6,7 +6,9 @@
 //! (`spec.ports[1].port`), so a wrong type reads as the API server would report it. Nothing here
 //! panics on any input: sizes and nesting are bounded, and every failure is a [`Problem`].
 
+use std::collections::HashSet;
 use std::fs;
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -42,18 +44,22 @@ impl Loaded {
 }
 
 fn file_problem(file: &str, message: impl Into<String>) -> Problem {
-    Origin { file: file.into(), doc: None }.problem(Severity::Error, None, "", message)
+    Origin {
+        file: file.into(),
+        doc: None,
+    }
+    .problem(Severity::Error, None, "", message)
 }
 
 /// The files a list of `-f` paths names: each file itself, each directory's `*.yaml`, `*.yml`
 /// and `*.json` files recursively (hidden files and directories skipped), in a stable order.
-pub fn files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Problem> {
+pub fn files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Box<Problem>> {
     let mut out = Vec::new();
     for path in paths {
         let meta = fs::metadata(path)
-            .map_err(|e| file_problem(&path.display().to_string(), e.to_string()))?;
+            .map_err(|e| Box::new(file_problem(&path.display().to_string(), e.to_string())))?;
         if meta.is_dir() {
-            walk(path, &mut out)?;
+            walk(path, &mut out, &mut HashSet::new())?;
         } else {
             out.push(path.clone());
         }
@@ -62,8 +68,17 @@ pub fn files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Problem> {
     Ok(out)
 }
 
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), Problem> {
-    let io = |e: std::io::Error| file_problem(&dir.display().to_string(), e.to_string());
+/// Walks a directory; `seen` holds the directories already walked, so a symlink that points
+/// back up the tree is not followed round.
+fn walk(
+    dir: &Path,
+    out: &mut Vec<PathBuf>,
+    seen: &mut HashSet<PathBuf>,
+) -> Result<(), Box<Problem>> {
+    let io = |e: std::io::Error| Box::new(file_problem(&dir.display().to_string(), e.to_string()));
+    if !seen.insert(fs::canonicalize(dir).map_err(io)?) {
+        return Ok(());
+    }
     let mut entries = fs::read_dir(dir)
         .map_err(io)?
         .collect::<Result<Vec<_>, _>>()
@@ -76,9 +91,11 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), Problem> {
         }
         let path = entry.path();
         // Follows symlinks, as kubectl does; a dangling link is skipped like a deleted file.
-        let Ok(meta) = fs::metadata(&path) else { continue };
+        let Ok(meta) = fs::metadata(&path) else {
+            continue;
+        };
         if meta.is_dir() {
-            walk(&path, out)?;
+            walk(&path, out, seen)?;
         } else if path
             .extension()
             .and_then(|e| e.to_str())
@@ -98,17 +115,32 @@ pub fn read_file(path: &Path) -> Loaded {
             return Loaded {
                 problems: vec![file_problem(
                     &name,
-                    format!("file is {} bytes; the limit is {MAX_FILE_BYTES}", meta.len()),
+                    format!(
+                        "file is {} bytes; the limit is {MAX_FILE_BYTES}",
+                        meta.len()
+                    ),
                 )],
                 ..Loaded::default()
             };
         }
         Ok(_) => {}
-        Err(e) => return Loaded { problems: vec![file_problem(&name, e.to_string())], ..Loaded::default() },
+        Err(e) => {
+            return Loaded {
+                problems: vec![file_problem(&name, e.to_string())],
+                ..Loaded::default()
+            };
+        }
     }
-    match fs::read(path) {
-        Ok(bytes) => parse(&name, &bytes),
-        Err(e) => Loaded { problems: vec![file_problem(&name, e.to_string())], ..Loaded::default() },
+    // Bounded even when metadata lies (a pipe or a device says 0): `parse` refuses the excess.
+    let mut bytes = Vec::new();
+    let read =
+        fs::File::open(path).and_then(|f| f.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes));
+    match read {
+        Ok(_) => parse(&name, &bytes),
+        Err(e) => Loaded {
+            problems: vec![file_problem(&name, e.to_string())],
+            ..Loaded::default()
+        },
     }
 }
 
@@ -117,50 +149,122 @@ pub fn read_file(path: &Path) -> Loaded {
 pub fn parse(file: &str, bytes: &[u8]) -> Loaded {
     let mut loaded = Loaded::default();
     if bytes.len() as u64 > MAX_FILE_BYTES {
-        loaded.problems.push(file_problem(file, format!("file is larger than {MAX_FILE_BYTES} bytes")));
+        loaded.problems.push(file_problem(
+            file,
+            format!("file is larger than {MAX_FILE_BYTES} bytes"),
+        ));
         return loaded;
     }
     let text = match std::str::from_utf8(bytes) {
         Ok(t) => t,
         Err(e) => {
-            loaded.problems.push(file_problem(file, format!("not UTF-8 text: {e}")));
+            loaded
+                .problems
+                .push(file_problem(file, format!("not UTF-8 text: {e}")));
             return loaded;
         }
     };
-    let docs = if file.ends_with(".json") {
-        serde_json::from_str::<Value>(text)
-            .map(|v| vec![v])
-            .map_err(|e| format!("invalid JSON: {e}"))
-    } else {
+    let file: Arc<str> = file.into();
+    if file.ends_with(".json") {
+        match serde_json::from_str::<Value>(text) {
+            Ok(doc) => document(&Origin { file, doc: None }, doc, &mut loaded, true),
+            Err(e) => loaded
+                .problems
+                .push(file_problem(&file, format!("invalid JSON: {e}"))),
+        }
+        return loaded;
+    }
+    let chunks = split_documents(text);
+    if chunks.len() > MAX_DOCUMENTS {
+        let message = format!("{} documents; the limit is {MAX_DOCUMENTS}", chunks.len());
+        loaded.problems.push(file_problem(&file, message));
+        return loaded;
+    }
+    let mut docs = Vec::with_capacity(chunks.len());
+    for (i, chunk) in chunks.iter().enumerate() {
         let options = serde_saphyr::options! {
             budget: serde_saphyr::budget! {
-                max_documents: MAX_DOCUMENTS,
                 max_depth: MAX_DEPTH,
                 max_events: 100_000_000,
                 max_nodes: 50_000_000,
             },
             with_snippet: false,
         };
-        serde_saphyr::from_multiple_with_options::<Value>(text, options)
-            .map_err(|e| format!("invalid YAML: {}", one_line(&e.to_string())))
-    };
-    let docs = match docs {
-        Ok(d) => d,
-        Err(message) => {
-            loaded.problems.push(file_problem(file, message));
-            return loaded;
+        match serde_saphyr::from_multiple_with_options::<Value>(chunk.text, options) {
+            Ok(values) => docs.extend(
+                values
+                    .into_iter()
+                    .filter(|v| !v.is_null())
+                    .map(|v| (i + 1, v)),
+            ),
+            Err(e) => {
+                let origin = Origin {
+                    file: file.clone(),
+                    doc: (chunks.len() > 1).then_some(i + 1),
+                };
+                let message = format!(
+                    "invalid YAML (document from line {}): {}",
+                    chunk.line,
+                    one_line(&e.to_string())
+                );
+                loaded
+                    .problems
+                    .push(origin.problem(Severity::Error, None, "", message));
+            }
         }
-    };
-    let file: Arc<str> = file.into();
-    let several = docs.iter().filter(|d| !d.is_null()).count() > 1;
-    for (i, doc) in docs.into_iter().enumerate() {
-        if doc.is_null() {
-            continue; // an empty document, e.g. after a trailing `---`
-        }
-        let origin = Origin { file: file.clone(), doc: several.then_some(i + 1) };
+    }
+    let several = docs.len() > 1 || !loaded.problems.is_empty();
+    for (n, doc) in docs {
+        let origin = Origin {
+            file: file.clone(),
+            doc: several.then_some(n),
+        };
         document(&origin, doc, &mut loaded, true);
     }
     loaded
+}
+
+/// One document of a YAML stream: its text and the 1-based line it starts on.
+#[derive(Debug)]
+struct Chunk<'a> {
+    text: &'a str,
+    line: usize,
+}
+
+/// Splits a YAML stream at its `---` markers, so each document is numbered by its place in the
+/// file, empty ones (a commented-out object, say) included, and a syntax error in one document
+/// does not hide the others. A `---` at the start of a line is always a document marker: YAML
+/// forbids it inside content. Text before the first marker is a document only if it holds more
+/// than comments.
+fn split_documents(text: &str) -> Vec<Chunk<'_>> {
+    let is_marker = |line: &str| {
+        line.strip_prefix("---")
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '\t', '\r']))
+    };
+    let mut chunks = Vec::new();
+    let (mut start, mut start_line, mut offset) = (0, 1, 0);
+    for (n, line) in text.split_inclusive('\n').enumerate() {
+        if is_marker(line.trim_end_matches('\n')) && (offset > 0 || n > 0) {
+            chunks.push(Chunk {
+                text: &text[start..offset],
+                line: start_line,
+            });
+            (start, start_line) = (offset, n + 1);
+        }
+        offset += line.len();
+    }
+    chunks.push(Chunk {
+        text: &text[start..],
+        line: start_line,
+    });
+    let has_content = |t: &str| {
+        t.lines()
+            .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+    };
+    if chunks.len() > 1 && !has_content(chunks[0].text) {
+        chunks.remove(0);
+    }
+    chunks
 }
 
 fn one_line(s: &str) -> String {
@@ -175,12 +279,18 @@ fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
 fn document(origin: &Origin, mut doc: Value, loaded: &mut Loaded, lists_allowed: bool) {
     let api_version = str_at(&doc, &["apiVersion"]).unwrap_or_default().to_owned();
     let kind = str_at(&doc, &["kind"]).unwrap_or_default().to_owned();
-    let name = str_at(&doc, &["metadata", "name"]).unwrap_or_default().to_owned();
+    let name = str_at(&doc, &["metadata", "name"])
+        .unwrap_or_default()
+        .to_owned();
     let namespace = str_at(&doc, &["metadata", "namespace"]).map(str::to_owned);
     let shown = |kind: &str| {
         let namespaced = Kind::from_name(kind).is_none_or(Kind::namespaced);
         let ns = namespaced.then(|| namespace.as_deref().unwrap_or(DEFAULT_NAMESPACE));
-        ObjectRef::new(if kind.is_empty() { "<no kind>" } else { kind }, ns, name.clone())
+        ObjectRef::new(
+            if kind.is_empty() { "<no kind>" } else { kind },
+            ns,
+            name.clone(),
+        )
     };
     let error = |field: &str, message: String| {
         origin.problem(Severity::Error, Some(shown(&kind)), field, message)
@@ -196,7 +306,9 @@ fn document(origin: &Origin, mut doc: Value, loaded: &mut Loaded, lists_allowed:
         return;
     }
     if api_version.is_empty() {
-        loaded.problems.push(error("apiVersion", "Required value".into()));
+        loaded
+            .problems
+            .push(error("apiVersion", "Required value".into()));
         return;
     }
     if kind.is_empty() {
@@ -209,7 +321,9 @@ fn document(origin: &Origin, mut doc: Value, loaded: &mut Loaded, lists_allowed:
             Some(Value::Array(items)) => items,
             None | Some(Value::Null) => Vec::new(),
             Some(_) => {
-                loaded.problems.push(error("items", "must be a list of objects".into()));
+                loaded
+                    .problems
+                    .push(error("items", "must be a list of objects".into()));
                 return;
             }
         };
@@ -240,21 +354,24 @@ fn document(origin: &Origin, mut doc: Value, loaded: &mut Loaded, lists_allowed:
     }
 
     let object = match known {
-        Kind::Namespace => decode(doc).map(Object::Namespace),
-        Kind::Service => decode(doc).map(Object::Service),
-        Kind::Endpoints => decode(doc).map(Object::Endpoints),
-        Kind::EndpointSlice => decode(doc).map(Object::EndpointSlice),
-        Kind::Pod => decode(doc).map(Object::Pod),
-        Kind::ReplicaSet => decode(doc).map(Object::ReplicaSet),
-        Kind::Deployment => decode(doc).map(Object::Deployment),
-        Kind::IngressClass => decode(doc).map(Object::IngressClass),
-        Kind::Ingress => decode(doc).map(Object::Ingress),
-        Kind::Secret => decode(doc).map(Object::Secret),
+        Kind::Namespace => decode(doc).map(|o| Object::Namespace(Box::new(o))),
+        Kind::Service => decode(doc).map(|o| Object::Service(Box::new(o))),
+        Kind::Endpoints => decode(doc).map(|o| Object::Endpoints(Box::new(o))),
+        Kind::EndpointSlice => decode(doc).map(|o| Object::EndpointSlice(Box::new(o))),
+        Kind::Pod => decode(doc).map(|o| Object::Pod(Box::new(o))),
+        Kind::ReplicaSet => decode(doc).map(|o| Object::ReplicaSet(Box::new(o))),
+        Kind::Deployment => decode(doc).map(|o| Object::Deployment(Box::new(o))),
+        Kind::IngressClass => decode(doc).map(|o| Object::IngressClass(Box::new(o))),
+        Kind::Ingress => decode(doc).map(|o| Object::Ingress(Box::new(o))),
+        Kind::Secret => decode(doc).map(|o| Object::Secret(Box::new(o))),
     };
     match object {
         Ok(mut object) => {
             normalize(&mut object);
-            loaded.manifests.push(Manifest { origin: origin.clone(), object });
+            loaded.manifests.push(Manifest {
+                origin: origin.clone(),
+                object,
+            });
         }
         Err((field, message)) => loaded.problems.push(error(&field, message)),
     }

@@ -85,19 +85,20 @@ impl fmt::Display for Kind {
     }
 }
 
-/// One object of a known kind.
+/// One object of a known kind. Boxed: the k8s-openapi types differ widely in size (a Pod is
+/// 2.4 KB before any data, a Namespace a tenth of that), and a store holds many.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Object {
-    Namespace(Namespace),
-    Service(Service),
-    Endpoints(Endpoints),
-    EndpointSlice(EndpointSlice),
-    Pod(Pod),
-    ReplicaSet(ReplicaSet),
-    Deployment(Deployment),
-    IngressClass(IngressClass),
-    Ingress(Ingress),
-    Secret(Secret),
+    Namespace(Box<Namespace>),
+    Service(Box<Service>),
+    Endpoints(Box<Endpoints>),
+    EndpointSlice(Box<EndpointSlice>),
+    Pod(Box<Pod>),
+    ReplicaSet(Box<ReplicaSet>),
+    Deployment(Box<Deployment>),
+    IngressClass(Box<IngressClass>),
+    Ingress(Box<Ingress>),
+    Secret(Box<Secret>),
 }
 
 macro_rules! each_object {
@@ -219,7 +220,11 @@ impl Manifest {
     }
 
     pub fn namespace(&self) -> &str {
-        self.object.metadata().namespace.as_deref().unwrap_or_default()
+        self.object
+            .metadata()
+            .namespace
+            .as_deref()
+            .unwrap_or_default()
     }
 
     pub fn name(&self) -> &str {
@@ -227,10 +232,12 @@ impl Manifest {
     }
 
     pub fn error(&self, field: impl Into<String>, message: impl Into<String>) -> Problem {
-        self.origin.problem(Severity::Error, Some(self.object_ref()), field, message)
+        self.origin
+            .problem(Severity::Error, Some(self.object_ref()), field, message)
     }
 
     pub fn warning(&self, field: impl Into<String>, message: impl Into<String>) -> Problem {
-        self.origin.problem(Severity::Warning, Some(self.object_ref()), field, message)
+        self.origin
+            .problem(Severity::Warning, Some(self.object_ref()), field, message)
     }
 }

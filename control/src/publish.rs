@@ -63,15 +63,31 @@ impl Metrics {
             objects: Family::default(),
             translate_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
         };
-        registry.register("ferry_control_snapshot_version", "Version of the newest accepted snapshot", m.version.clone());
-        registry.register("ferry_control_reloads", "Configuration reloads by result", m.reloads.clone());
+        registry.register(
+            "ferry_control_snapshot_version",
+            "Version of the newest accepted snapshot",
+            m.version.clone(),
+        );
+        registry.register(
+            "ferry_control_reloads",
+            "Configuration reloads by result",
+            m.reloads.clone(),
+        );
         registry.register(
             "ferry_control_config_rejected",
             "1 while the newest configuration is rejected and an older snapshot serves",
             m.rejected.clone(),
         );
-        registry.register("ferry_control_config_problems", "Problems in the newest configuration, by severity", m.problems.clone());
-        registry.register("ferry_control_objects", "Objects in the store, by kind", m.objects.clone());
+        registry.register(
+            "ferry_control_config_problems",
+            "Problems in the newest configuration, by severity",
+            m.problems.clone(),
+        );
+        registry.register(
+            "ferry_control_objects",
+            "Objects in the store, by kind",
+            m.objects.clone(),
+        );
         registry.register(
             "ferry_control_translate_seconds",
             "Time to translate the store into a snapshot",
@@ -92,7 +108,10 @@ pub enum Outcome {
 }
 
 /// Checks a reading and builds its snapshot (version 0); on any error, every problem.
-pub fn evaluate(store: &mut Store, reading: &Reading) -> Result<(Snapshot, Vec<Problem>), Vec<Problem>> {
+pub fn evaluate(
+    store: &mut Store,
+    reading: &Reading,
+) -> Result<(Snapshot, Vec<Problem>), Vec<Problem>> {
     if reading.problems.iter().any(Problem::is_error) {
         return Err(reading.problems.clone());
     }
@@ -132,20 +151,33 @@ pub struct Publisher {
 
 impl Publisher {
     pub fn new(bus: SnapshotBus, status: StatusBoard, registry: &mut Registry) -> Self {
-        Publisher { bus, status, store: Store::default(), metrics: Metrics::register(registry), warnings: Vec::new() }
+        Publisher {
+            bus,
+            status,
+            store: Store::default(),
+            metrics: Metrics::register(registry),
+            warnings: Vec::new(),
+        }
     }
 
     pub fn reload(&mut self, reading: &Reading) -> Outcome {
         let started = Instant::now();
         let evaluated = evaluate(&mut self.store, reading);
-        self.metrics.translate_seconds.observe(started.elapsed().as_secs_f64());
+        self.metrics
+            .translate_seconds
+            .observe(started.elapsed().as_secs_f64());
         let problems = match &evaluated {
             Ok((_, p)) | Err(p) => p,
         };
         for severity in [Severity::Error, Severity::Warning] {
             let n = problems.iter().filter(|p| p.severity == severity).count();
-            let label = SeverityLabels { severity: format!("{severity:?}").to_lowercase() };
-            self.metrics.problems.get_or_create(&label).set(i64::try_from(n).unwrap_or(i64::MAX));
+            let label = SeverityLabels {
+                severity: format!("{severity:?}").to_lowercase(),
+            };
+            self.metrics
+                .problems
+                .get_or_create(&label)
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
         }
         match evaluated {
             Err(problems) => {
@@ -159,7 +191,12 @@ impl Publisher {
                 );
                 self.status.rejected(problems);
                 self.metrics.rejected.set(1);
-                self.metrics.reloads.get_or_create(&ResultLabels { result: ReloadResult::rejected }).inc();
+                self.metrics
+                    .reloads
+                    .get_or_create(&ResultLabels {
+                        result: ReloadResult::rejected,
+                    })
+                    .inc();
                 Outcome::Rejected
             }
             Ok((mut snapshot, warnings)) => {
@@ -170,13 +207,23 @@ impl Publisher {
                     self.warnings = warnings.clone();
                 }
                 for (kind, n) in self.store.counts() {
-                    let label = KindLabels { kind: Kind::as_str(kind).to_owned() };
-                    self.metrics.objects.get_or_create(&label).set(i64::try_from(n).unwrap_or(i64::MAX));
+                    let label = KindLabels {
+                        kind: Kind::as_str(kind).to_owned(),
+                    };
+                    self.metrics
+                        .objects
+                        .get_or_create(&label)
+                        .set(i64::try_from(n).unwrap_or(i64::MAX));
                 }
                 self.metrics.rejected.set(0);
                 let current = self.bus.current();
                 let outcome = if current.version > 0 && current.same_content(&snapshot) {
-                    self.metrics.reloads.get_or_create(&ResultLabels { result: ReloadResult::unchanged }).inc();
+                    self.metrics
+                        .reloads
+                        .get_or_create(&ResultLabels {
+                            result: ReloadResult::unchanged,
+                        })
+                        .inc();
                     Outcome::Unchanged(current.version)
                 } else {
                     snapshot.version = current.version + 1;
@@ -189,8 +236,15 @@ impl Publisher {
                     );
                     let version = snapshot.version;
                     self.bus.publish(snapshot);
-                    self.metrics.version.set(i64::try_from(version).unwrap_or(i64::MAX));
-                    self.metrics.reloads.get_or_create(&ResultLabels { result: ReloadResult::accepted }).inc();
+                    self.metrics
+                        .version
+                        .set(i64::try_from(version).unwrap_or(i64::MAX));
+                    self.metrics
+                        .reloads
+                        .get_or_create(&ResultLabels {
+                            result: ReloadResult::accepted,
+                        })
+                        .inc();
                     Outcome::Accepted(version)
                 };
                 let version = match outcome {

@@ -7,7 +7,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 /// A `LabelSelector` (workloads): every matchLabels pair and every expression must hold. An
 /// empty selector matches everything.
 pub fn matches(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
-    let pairs = selector.match_labels.as_ref().is_none_or(|m| equality(m, labels));
+    let pairs = selector
+        .match_labels
+        .as_ref()
+        .is_none_or(|m| equality(m, labels));
     pairs
         && selector.match_expressions.iter().flatten().all(|e| {
             let value = labels.get(&e.key);
@@ -34,7 +37,10 @@ mod tests {
     use super::*;
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     fn expr(key: &str, op: &str, values: &[&str]) -> LabelSelectorRequirement {

@@ -69,7 +69,11 @@ fn load(path: &Path, stamp: Option<Stamp>) -> CachedFile {
     for m in &loaded.manifests {
         problems.extend(validate::object(m));
     }
-    CachedFile { stamp, manifests: loaded.manifests.into_iter().map(Arc::new).collect(), problems }
+    CachedFile {
+        stamp,
+        manifests: loaded.manifests.into_iter().map(Arc::new).collect(),
+        problems,
+    }
 }
 
 /// Reads manifests from files and directories, caching what did not change.
@@ -81,7 +85,10 @@ pub struct FileSource {
 
 impl FileSource {
     pub fn new(paths: Vec<PathBuf>) -> Self {
-        Self { paths, cache: HashMap::new() }
+        Self {
+            paths,
+            cache: HashMap::new(),
+        }
     }
 
     pub fn paths(&self) -> &[PathBuf] {
@@ -92,7 +99,12 @@ impl FileSource {
     pub fn read(&mut self) -> Reading {
         let files = match manifest::files(&self.paths) {
             Ok(files) => files,
-            Err(problem) => return Reading { manifests: Vec::new(), problems: vec![problem] },
+            Err(problem) => {
+                return Reading {
+                    manifests: Vec::new(),
+                    problems: vec![*problem],
+                };
+            }
         };
         let mut reading = Reading::default();
         let mut fresh = HashMap::with_capacity(files.len());
@@ -110,31 +122,40 @@ impl FileSource {
             }
         }
         self.cache = fresh;
-        reading.problems.extend(validate::across_arcs(&reading.manifests));
+        reading
+            .problems
+            .extend(validate::across_arcs(&reading.manifests));
         reading
     }
 
     /// Watches the paths; the receiver gets a message after each relevant event.
     pub fn watch(&self) -> notify::Result<(notify::RecommendedWatcher, mpsc::Receiver<()>)> {
         let (tx, rx) = mpsc::channel(1);
-        let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-            let relevant = match &event {
-                Ok(e) => !matches!(
-                    e.kind,
-                    EventKind::Access(_) | EventKind::Modify(notify::event::ModifyKind::Metadata(notify::event::MetadataKind::AccessTime))
-                ),
-                Err(_) => true,
-            };
-            if relevant {
-                // A full channel already holds a wake-up; one is enough.
-                let _ = tx.try_send(());
-            }
-        })?;
+        let mut watcher =
+            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+                let relevant = match &event {
+                    Ok(e) => !matches!(
+                        e.kind,
+                        EventKind::Access(_)
+                            | EventKind::Modify(notify::event::ModifyKind::Metadata(
+                                notify::event::MetadataKind::AccessTime
+                            ))
+                    ),
+                    Err(_) => true,
+                };
+                if relevant {
+                    // A full channel already holds a wake-up; one is enough.
+                    let _ = tx.try_send(());
+                }
+            })?;
         for path in &self.paths {
             if path.is_dir() {
                 watcher.watch(path, RecursiveMode::Recursive)?;
             } else {
-                let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+                let dir = path
+                    .parent()
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .unwrap_or(Path::new("."));
                 watcher.watch(dir, RecursiveMode::NonRecursive)?;
             }
         }

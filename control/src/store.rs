@@ -45,10 +45,12 @@ fn slot(kinds: &mut [ByName; Kind::ALL.len()], m: Arc<Manifest>) {
 macro_rules! typed {
     ($fn:ident, $kind:ident, $ty:ty) => {
         pub fn $fn(&self) -> impl Iterator<Item = (&Manifest, &$ty)> {
-            self.kinds[Kind::$kind as usize].values().filter_map(|m| match &m.object {
-                Object::$kind(o) => Some((&**m, o)),
-                _ => None,
-            })
+            self.kinds[Kind::$kind as usize]
+                .values()
+                .filter_map(|m| match &m.object {
+                    Object::$kind(o) => Some((&**m, &**o)),
+                    _ => None,
+                })
         }
     };
 }
@@ -93,11 +95,17 @@ impl Store {
 
     /// How many objects of each kind.
     pub fn counts(&self) -> impl Iterator<Item = (Kind, usize)> + '_ {
-        Kind::ALL.into_iter().map(|k| (k, self.kinds[k as usize].len()))
+        Kind::ALL
+            .into_iter()
+            .map(|k| (k, self.kinds[k as usize].len()))
     }
 
     /// Objects of one kind in one namespace, by name.
-    pub fn in_namespace(&self, kind: Kind, namespace: &str) -> impl Iterator<Item = &Arc<Manifest>> {
+    pub fn in_namespace(
+        &self,
+        kind: Kind,
+        namespace: &str,
+    ) -> impl Iterator<Item = &Arc<Manifest>> {
         let lo = (namespace.to_owned(), String::new());
         self.kinds[kind as usize]
             .range(lo..)
@@ -106,14 +114,20 @@ impl Store {
     }
 
     pub fn service(&self, namespace: &str, name: &str) -> Option<&Service> {
-        match &self.kinds[Kind::Service as usize].get(&(namespace.to_owned(), name.to_owned()))?.object {
+        match &self.kinds[Kind::Service as usize]
+            .get(&(namespace.to_owned(), name.to_owned()))?
+            .object
+        {
             Object::Service(s) => Some(s),
             _ => None,
         }
     }
 
     pub fn secret(&self, namespace: &str, name: &str) -> Option<&Secret> {
-        match &self.kinds[Kind::Secret as usize].get(&(namespace.to_owned(), name.to_owned()))?.object {
+        match &self.kinds[Kind::Secret as usize]
+            .get(&(namespace.to_owned(), name.to_owned()))?
+            .object
+        {
             Object::Secret(s) => Some(s),
             _ => None,
         }

@@ -45,7 +45,11 @@ pub struct Translation {
 pub fn translate(store: &Store) -> Translation {
     let mut problems = Vec::new();
     let (services, clusters) = services(store);
-    let mut snapshot = Snapshot { services, clusters, ..Snapshot::default() };
+    let mut snapshot = Snapshot {
+        services,
+        clusters,
+        ..Snapshot::default()
+    };
     ingresses(store, &mut snapshot, &mut problems);
     problems.sort();
     Translation { snapshot, problems }
@@ -80,7 +84,10 @@ fn service(m: &Manifest, svc: &K8sService, sets: &[EndpointSet]) -> Service {
         Some(ips) if !ips.is_empty() => ips.to_vec(),
         _ => spec.cluster_ip.into_iter().collect(),
     };
-    let cluster_ips = written.iter().filter_map(|ip| ip.parse::<IpAddr>().ok()).collect();
+    let cluster_ips = written
+        .iter()
+        .filter_map(|ip| ip.parse::<IpAddr>().ok())
+        .collect();
     let ports = spec
         .ports
         .iter()
@@ -92,10 +99,15 @@ fn service(m: &Manifest, svc: &K8sService, sets: &[EndpointSet]) -> Service {
             app_protocol: p.app_protocol.clone(),
             target_port: match &p.target_port {
                 Some(IntOrString::String(s)) => TargetPort::Name(s.clone()),
-                Some(IntOrString::Int(n)) => TargetPort::Number(u16::try_from(*n).unwrap_or_default()),
+                Some(IntOrString::Int(n)) => {
+                    TargetPort::Number(u16::try_from(*n).unwrap_or_default())
+                }
                 None => TargetPort::Number(u16::try_from(p.port).unwrap_or_default()),
             },
-            node_port: p.node_port.and_then(|n| u16::try_from(n).ok()).filter(|&n| n != 0),
+            node_port: p
+                .node_port
+                .and_then(|n| u16::try_from(n).ok())
+                .filter(|&n| n != 0),
         })
         .collect();
     let session_affinity = match spec.session_affinity.as_deref() {
@@ -111,76 +123,107 @@ fn service(m: &Manifest, svc: &K8sService, sets: &[EndpointSet]) -> Service {
     };
 
     // One entry per address: an address in several sets is ready if any set says so.
-    let mut by_address: BTreeMap<IpAddr, ServiceEndpoint> = BTreeMap::new();
-    for e in sets.iter().flat_map(|s| &s.endpoints) {
-        let entry = by_address.entry(e.address).or_insert_with(|| ServiceEndpoint {
+    let mut endpoints: Vec<ServiceEndpoint> = sets
+        .iter()
+        .flat_map(|s| &s.endpoints)
+        .map(|e| ServiceEndpoint {
             address: e.address,
-            ready: false,
-            serving: false,
-            terminating: true,
-            hostname: None,
-            node_name: None,
-            zone: None,
-            target: None,
-        });
-        entry.ready |= e.ready;
-        entry.serving |= e.serving;
-        entry.terminating &= e.terminating;
-        entry.hostname = entry.hostname.take().or_else(|| e.hostname.clone());
-        entry.node_name = entry.node_name.take().or_else(|| e.node_name.clone());
-        entry.zone = entry.zone.take().or_else(|| e.zone.clone());
-        entry.target = entry.target.take().or_else(|| e.target.clone());
-    }
+            ready: e.ready,
+            serving: e.serving,
+            terminating: e.terminating,
+            hostname: e.hostname.clone(),
+            node_name: e.node_name.clone(),
+            zone: e.zone.clone(),
+            target: e.target.clone(),
+        })
+        .collect();
+    endpoints.sort_by_key(|e| e.address);
+    endpoints.dedup_by(|later, first| {
+        let same = later.address == first.address;
+        if same {
+            first.ready |= later.ready;
+            first.serving |= later.serving;
+            first.terminating &= later.terminating;
+            first.hostname = first.hostname.take().or(later.hostname.take());
+            first.node_name = first.node_name.take().or(later.node_name.take());
+            first.zone = first.zone.take().or(later.zone.take());
+            first.target = first.target.take().or(later.target.take());
+        }
+        same
+    });
 
     Service {
         namespace: m.namespace().to_owned(),
         name: m.name().to_owned(),
         service_type,
-        cluster_ips: if headless || service_type == ServiceType::ExternalName { Vec::new() } else { cluster_ips },
+        cluster_ips: if headless || service_type == ServiceType::ExternalName {
+            Vec::new()
+        } else {
+            cluster_ips
+        },
         headless,
-        external_name: (service_type == ServiceType::ExternalName)
-            .then(|| spec.external_name.unwrap_or_default().trim_end_matches('.').to_owned()),
+        external_name: (service_type == ServiceType::ExternalName).then(|| {
+            spec.external_name
+                .unwrap_or_default()
+                .trim_end_matches('.')
+                .to_owned()
+        }),
         ports,
         session_affinity,
         publish_not_ready_addresses: spec.publish_not_ready_addresses.unwrap_or(false),
-        endpoints: by_address.into_values().collect(),
+        endpoints,
     }
 }
 
 /// The endpoints of one Service port: from every set, the port of the same name and protocol.
 fn cluster(svc: &Service, port: &ServicePort, sets: &[EndpointSet]) -> Cluster {
-    let mut endpoints: BTreeMap<(IpAddr, u16), Endpoint> = BTreeMap::new();
+    let mut endpoints = Vec::new();
     for set in sets {
-        let Some(sp) = set.ports.iter().find(|p| p.name == port.name && p.protocol == port.protocol) else {
+        let Some(sp) = set
+            .ports
+            .iter()
+            .find(|p| p.name == port.name && p.protocol == port.protocol)
+        else {
             continue;
         };
-        for e in &set.endpoints {
-            let entry = endpoints.entry((e.address, sp.port)).or_insert_with(|| Endpoint {
-                address: e.address,
-                port: sp.port,
-                ready: e.ready,
-                serving: e.serving,
-                terminating: e.terminating,
-                zone: e.zone.clone(),
-                target: e.target.clone(),
-            });
-            entry.ready |= e.ready;
-            entry.serving |= e.serving;
-            entry.terminating &= e.terminating;
-        }
+        endpoints.extend(set.endpoints.iter().map(|e| Endpoint {
+            address: e.address,
+            port: sp.port,
+            ready: e.ready,
+            serving: e.serving,
+            terminating: e.terminating,
+            zone: e.zone.clone(),
+        }));
     }
+    endpoints.sort_by_key(|e| (e.address, e.port));
+    endpoints.dedup_by(|later, first| {
+        let same = (later.address, later.port) == (first.address, first.port);
+        if same {
+            first.ready |= later.ready;
+            first.serving |= later.serving;
+            first.terminating &= later.terminating;
+        }
+        same
+    });
     Cluster {
-        key: ClusterKey { namespace: svc.namespace.clone(), service: svc.name.clone(), port: port.port },
+        key: ClusterKey {
+            namespace: svc.namespace.clone(),
+            service: svc.name.clone(),
+            port: port.port,
+        },
         port_name: port.name.clone(),
         protocol: port.protocol,
         app_protocol: port.app_protocol.clone(),
         session_affinity: svc.session_affinity,
-        endpoints: endpoints.into_values().collect(),
+        endpoints,
     }
 }
 
 /// Which Ingresses are ferry's (see the module docs of `control`).
-fn ferry_ingresses<'a>(store: &'a Store, problems: &mut Vec<Problem>) -> Vec<(&'a Manifest, &'a Ingress)> {
+fn ferry_ingresses<'a>(
+    store: &'a Store,
+    problems: &mut Vec<Problem>,
+) -> Vec<(&'a Manifest, &'a Ingress)> {
     let mut classes = BTreeSet::new();
     let mut any_class = false;
     let mut ferry_default = false;
@@ -189,21 +232,33 @@ fn ferry_ingresses<'a>(store: &'a Store, problems: &mut Vec<Problem>) -> Vec<(&'
         if class.spec.as_ref().and_then(|s| s.controller.as_deref()) == Some(CONTROLLER_NAME) {
             classes.insert(m.name());
             let annotations = class.metadata.annotations.as_ref();
-            ferry_default |= annotations.and_then(|a| a.get(DEFAULT_CLASS_ANNOTATION)).is_some_and(|v| v == "true");
+            ferry_default |= annotations
+                .and_then(|a| a.get(DEFAULT_CLASS_ANNOTATION))
+                .is_some_and(|v| v == "true");
         }
     }
     let mut ours: Vec<_> = store
         .ingresses()
         .filter(|(m, ing)| {
-            let annotation = ing.metadata.annotations.as_ref().and_then(|a| a.get(LEGACY_CLASS_ANNOTATION));
-            let class = ing.spec.as_ref().and_then(|s| s.ingress_class_name.as_deref()).or(annotation.map(String::as_str));
+            let annotation = ing
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(LEGACY_CLASS_ANNOTATION));
+            let class = ing
+                .spec
+                .as_ref()
+                .and_then(|s| s.ingress_class_name.as_deref())
+                .or(annotation.map(String::as_str));
             match class {
                 Some(c) if classes.contains(c) => true,
                 Some(c) => {
                     if !store.ingress_classes().any(|(cm, _)| cm.name() == c) {
                         problems.push(m.warning(
                             "spec.ingressClassName",
-                            format!("IngressClass {c:?} does not exist; this Ingress is not served"),
+                            format!(
+                                "IngressClass {c:?} does not exist; this Ingress is not served"
+                            ),
                         ));
                     }
                     false
@@ -214,24 +269,41 @@ fn ferry_ingresses<'a>(store: &'a Store, problems: &mut Vec<Problem>) -> Vec<(&'
         .collect();
     ours.sort_by(|(a, ai), (b, bi)| {
         let created = |i: &Ingress| i.metadata.creation_timestamp.as_ref().map(|t| t.0);
-        created(ai).cmp(&created(bi)).then_with(|| (a.namespace(), a.name()).cmp(&(b.namespace(), b.name())))
+        created(ai)
+            .cmp(&created(bi))
+            .then_with(|| (a.namespace(), a.name()).cmp(&(b.namespace(), b.name())))
     });
     ours
 }
 
 fn ingress_ref(m: &Manifest) -> TargetRef {
-    TargetRef { kind: "Ingress".into(), namespace: m.namespace().to_owned(), name: m.name().to_owned() }
+    TargetRef {
+        kind: "Ingress".into(),
+        namespace: m.namespace().to_owned(),
+        name: m.name().to_owned(),
+    }
 }
 
 /// Resolves an Ingress backend to a cluster, warning when it cannot be.
-fn backend(snapshot: &Snapshot, m: &Manifest, field: &str, b: &IngressBackend, problems: &mut Vec<Problem>) -> Backend {
+fn backend(
+    snapshot: &Snapshot,
+    m: &Manifest,
+    field: &str,
+    b: &IngressBackend,
+    problems: &mut Vec<Problem>,
+) -> Backend {
     let ns = m.namespace().to_owned();
     if let Some(r) = &b.resource {
         problems.push(m.warning(
-            &format!("{field}.resource"),
+            format!("{field}.resource"),
             "resource backends are not served by ferry; the route answers 503",
         ));
-        return Backend::Resource { namespace: ns, api_group: r.api_group.clone(), resource_kind: r.kind.clone(), name: r.name.clone() };
+        return Backend::Resource {
+            namespace: ns,
+            api_group: r.api_group.clone(),
+            resource_kind: r.kind.clone(),
+            name: r.name.clone(),
+        };
     }
     let svc = b.service.clone().unwrap_or_default();
     let port = svc.port.unwrap_or_default();
@@ -242,8 +314,11 @@ fn backend(snapshot: &Snapshot, m: &Manifest, field: &str, b: &IngressBackend, p
     let cluster = match snapshot.service(&ns, &svc.name) {
         None => {
             problems.push(m.warning(
-                &format!("{field}.service.name"),
-                format!("Service \"{ns}/{}\" not found; the route answers 503", svc.name),
+                format!("{field}.service.name"),
+                format!(
+                    "Service \"{ns}/{}\" not found; the route answers 503",
+                    svc.name
+                ),
             ));
             None
         }
@@ -254,14 +329,26 @@ fn backend(snapshot: &Snapshot, m: &Manifest, field: &str, b: &IngressBackend, p
             });
             if found.is_none() {
                 problems.push(m.warning(
-                    &format!("{field}.service.port"),
-                    format!("Service \"{ns}/{}\" has no port {port}; the route answers 503", svc.name),
+                    format!("{field}.service.port"),
+                    format!(
+                        "Service \"{ns}/{}\" has no port {port}; the route answers 503",
+                        svc.name
+                    ),
                 ));
             }
-            found.map(|p| ClusterKey { namespace: ns.clone(), service: svc.name.clone(), port: p.port })
+            found.map(|p| ClusterKey {
+                namespace: ns.clone(),
+                service: svc.name.clone(),
+                port: p.port,
+            })
         }
     };
-    Backend::Service { namespace: ns, name: svc.name, port, cluster }
+    Backend::Service {
+        namespace: ns,
+        name: svc.name,
+        port,
+        cluster,
+    }
 }
 
 fn path_type(s: &str) -> PathType {
@@ -312,7 +399,11 @@ fn ingresses(store: &Store, snapshot: &mut Snapshot, problems: &mut Vec<Problem>
             }
             for (j, p) in rule.http.iter().flat_map(|h| h.paths.iter()).enumerate() {
                 let field = format!("spec.rules[{i}].http.paths[{j}]");
-                let path = p.path.clone().filter(|p| !p.is_empty()).unwrap_or_else(|| "/".into());
+                let path = p
+                    .path
+                    .clone()
+                    .filter(|p| !p.is_empty())
+                    .unwrap_or_else(|| "/".into());
                 let path_type = path_type(&p.path_type);
                 let key = (host.clone(), path.clone(), path_type.is_exact());
                 if let Some(owner) = taken.get(&key) {
@@ -328,13 +419,28 @@ fn ingresses(store: &Store, snapshot: &mut Snapshot, problems: &mut Vec<Problem>
                     continue;
                 }
                 taken.insert(key, ingress_ref(m));
-                let backend = backend(snapshot, m, &format!("{field}.backend"), &p.backend, problems);
-                vh.routes.push(Route { path, path_type, backend, ingress: ingress_ref(m) });
+                let backend = backend(
+                    snapshot,
+                    m,
+                    &format!("{field}.backend"),
+                    &p.backend,
+                    problems,
+                );
+                vh.routes.push(Route {
+                    path,
+                    path_type,
+                    backend,
+                    ingress: ingress_ref(m),
+                });
             }
         }
         for (i, tls) in spec.tls.iter().flatten().enumerate() {
-            let entry_hosts: Vec<String> =
-                tls.hosts.iter().flatten().map(|h| h.to_ascii_lowercase()).collect();
+            let entry_hosts: Vec<String> = tls
+                .hosts
+                .iter()
+                .flatten()
+                .map(|h| h.to_ascii_lowercase())
+                .collect();
             let secret = tls.secret_name.as_deref().unwrap_or_default();
             let field = format!("spec.tls[{i}].secretName");
             let mut new_hosts = Vec::new();
@@ -342,7 +448,7 @@ fn ingresses(store: &Store, snapshot: &mut Snapshot, problems: &mut Vec<Problem>
                 match tls_hosts.get(h) {
                     Some((ns, s)) if (ns.as_str(), s.as_str()) != (m.namespace(), secret) => {
                         problems.push(m.warning(
-                            &format!("spec.tls[{i}].hosts"),
+                            format!("spec.tls[{i}].hosts"),
                             format!("host {h} already has the certificate of Secret {ns}/{s} from an older Ingress; ignored"),
                         ));
                     }
@@ -355,14 +461,18 @@ fn ingresses(store: &Store, snapshot: &mut Snapshot, problems: &mut Vec<Problem>
             if secret.is_empty() {
                 continue; // TLS with the default certificate
             }
-            let Some(pem) = tls_pair(store, m, secret, &field, problems) else { continue };
-            let cert = certificates.entry((m.namespace().to_owned(), secret.to_owned())).or_insert_with(|| Certificate {
-                namespace: m.namespace().to_owned(),
-                secret: secret.to_owned(),
-                hosts: Vec::new(),
-                cert_pem: pem.0,
-                key_pem: pem.1,
-            });
+            let Some(pem) = tls_pair(store, m, secret, &field, problems) else {
+                continue;
+            };
+            let cert = certificates
+                .entry((m.namespace().to_owned(), secret.to_owned()))
+                .or_insert_with(|| Certificate {
+                    namespace: m.namespace().to_owned(),
+                    secret: secret.to_owned(),
+                    hosts: Vec::new(),
+                    cert_pem: pem.0,
+                    key_pem: pem.1,
+                });
             cert.hosts.extend(new_hosts);
         }
     }
@@ -372,7 +482,8 @@ fn ingresses(store: &Store, snapshot: &mut Snapshot, problems: &mut Vec<Problem>
         vh.tls = match &vh.host {
             HostMatch::Exact(h) => {
                 tls_hosts.contains_key(h)
-                    || h.split_once('.').is_some_and(|(_, parent)| tls_hosts.contains_key(&format!("*.{parent}")))
+                    || h.split_once('.')
+                        .is_some_and(|(_, parent)| tls_hosts.contains_key(&format!("*.{parent}")))
             }
             HostMatch::Wildcard(suffix) => tls_hosts.contains_key(&format!("*{suffix}")),
             HostMatch::Any => false,
@@ -392,28 +503,50 @@ fn ingresses(store: &Store, snapshot: &mut Snapshot, problems: &mut Vec<Problem>
 }
 
 /// The PEM pair of a Secret named in `spec.tls`, or a warning saying why there is none.
-fn tls_pair(store: &Store, m: &Manifest, secret: &str, field: &str, problems: &mut Vec<Problem>) -> Option<(String, String)> {
+fn tls_pair(
+    store: &Store,
+    m: &Manifest,
+    secret: &str,
+    field: &str,
+    problems: &mut Vec<Problem>,
+) -> Option<(String, String)> {
     let ns = m.namespace();
     let Some(s) = store.secret(ns, secret) else {
-        problems.push(m.warning(field, format!("Secret \"{ns}/{secret}\" not found; its hosts serve the default certificate")));
+        problems.push(m.warning(
+            field,
+            format!("Secret \"{ns}/{secret}\" not found; its hosts serve the default certificate"),
+        ));
         return None;
     };
-    let get = |k: &str| s.data.as_ref().and_then(|d| d.get(k)).map(|b| b.0.as_slice());
+    let get = |k: &str| {
+        s.data
+            .as_ref()
+            .and_then(|d| d.get(k))
+            .map(|b| b.0.as_slice())
+    };
     let (Some(cert), Some(key)) = (get(TLS_CERT_KEY), get(TLS_PRIVATE_KEY)) else {
         problems.push(m.warning(field, format!("Secret \"{ns}/{secret}\" has no {TLS_CERT_KEY} and {TLS_PRIVATE_KEY}; its hosts serve the default certificate")));
         return None;
     };
     // Secrets of type kubernetes.io/tls were checked when read; others are checked here.
     let typed = s.type_.as_deref() == Some(crate::validate::TLS_TYPE);
-    let checked = if typed { Ok(()) } else { crate::certificate::check_pair(cert, key) };
+    let checked = if typed {
+        Ok(())
+    } else {
+        crate::certificate::check_pair(cert, key)
+    };
     let checked = checked.and_then(|()| {
-        let text = |b: &[u8]| String::from_utf8(b.to_vec()).map_err(|_| "PEM is not UTF-8".to_owned());
+        let text =
+            |b: &[u8]| String::from_utf8(b.to_vec()).map_err(|_| "PEM is not UTF-8".to_owned());
         Ok((text(cert)?, text(key)?))
     });
     match checked {
         Ok(pair) => Some(pair),
         Err(e) => {
-            problems.push(m.warning(field, format!("Secret \"{ns}/{secret}\": {e}; its hosts serve the default certificate")));
+            problems.push(m.warning(
+                field,
+                format!("Secret \"{ns}/{secret}\": {e}; its hosts serve the default certificate"),
+            ));
             None
         }
     }

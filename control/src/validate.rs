@@ -31,7 +31,10 @@ pub(crate) struct Check<'a> {
 
 impl<'a> Check<'a> {
     fn new(manifest: &'a Manifest) -> Self {
-        Self { manifest, problems: Vec::new() }
+        Self {
+            manifest,
+            problems: Vec::new(),
+        }
     }
 
     pub(crate) fn error(&mut self, field: &str, message: impl Into<String>) {
@@ -60,10 +63,16 @@ impl<'a> Check<'a> {
 
     pub(crate) fn unsupported(&mut self, field: &str, value: &str, supported: &[&str]) {
         if !supported.contains(&value) {
-            let list = supported.iter().map(|s| format!("{s:?}")).collect::<Vec<_>>();
+            let list = supported
+                .iter()
+                .map(|s| format!("{s:?}"))
+                .collect::<Vec<_>>();
             self.error(
                 field,
-                format!("Unsupported value: {value:?}: supported values: {}", list.join(", ")),
+                format!(
+                    "Unsupported value: {value:?}: supported values: {}",
+                    list.join(", ")
+                ),
             );
         }
     }
@@ -90,8 +99,12 @@ impl<'a> Check<'a> {
         let detail = match addr {
             _ if addr.is_unspecified() => Some("may not be unspecified (0.0.0.0, ::)"),
             _ if addr.is_multicast() => Some("may not be in the multicast range"),
-            IpAddr::V4(v4) if v4.is_link_local() => Some("may not be in the link-local range (169.254.0.0/16)"),
-            IpAddr::V6(v6) if v6.is_unicast_link_local() => Some("may not be in the link-local range (fe80::/10)"),
+            IpAddr::V4(v4) if v4.is_link_local() => {
+                Some("may not be in the link-local range (169.254.0.0/16)")
+            }
+            IpAddr::V6(v6) if v6.is_unicast_link_local() => {
+                Some("may not be in the link-local range (fe80::/10)")
+            }
             _ => None,
         };
         match detail {

@@ -10,7 +10,7 @@ pub mod snapshot;
 
 pub use problem::{ObjectRef, Problem, Severity};
 pub use snapshot::{
-    Backend, BackendPort, Certificate, Cluster, ClusterKey, Endpoint, HostMatch,
-    PathType, Protocol, Route, Service, ServiceEndpoint, ServicePort, ServiceType,
-    SessionAffinity, Snapshot, SnapshotError, TargetPort, TargetRef, VirtualHost,
+    Backend, BackendPort, Certificate, Cluster, ClusterKey, Endpoint, HostMatch, PathType,
+    Protocol, Route, Service, ServiceEndpoint, ServicePort, ServiceType, SessionAffinity, Snapshot,
+    SnapshotError, TargetPort, TargetRef, VirtualHost,
 };

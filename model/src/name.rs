@@ -29,10 +29,12 @@ pub fn dns1123_label(s: &str) -> Result<(), String> {
         return Err(too_long(DNS1123_LABEL_MAX));
     }
     if !is_label(s) {
-        return Err("a lowercase RFC 1123 label must consist of lower case alphanumeric \
+        return Err(
+            "a lowercase RFC 1123 label must consist of lower case alphanumeric \
                     characters or '-', and must start and end with an alphanumeric character \
                     (e.g. 'my-name', or '123-abc')"
-            .into());
+                .into(),
+        );
     }
     Ok(())
 }
@@ -43,10 +45,12 @@ pub fn dns1123_subdomain(s: &str) -> Result<(), String> {
         return Err(too_long(DNS1123_SUBDOMAIN_MAX));
     }
     if s.is_empty() || !s.split('.').all(is_label) {
-        return Err("a lowercase RFC 1123 subdomain must consist of lower case alphanumeric \
+        return Err(
+            "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric \
                     characters, '-' or '.', and must start and end with an alphanumeric \
                     character (e.g. 'example.com')"
-            .into());
+                .into(),
+        );
     }
     Ok(())
 }
@@ -55,10 +59,12 @@ pub fn dns1123_subdomain(s: &str) -> Result<(), String> {
 pub fn wildcard_dns1123_subdomain(s: &str) -> Result<(), String> {
     match s.strip_prefix("*.") {
         Some(rest) if dns1123_subdomain(rest).is_ok() && s.len() <= DNS1123_SUBDOMAIN_MAX => Ok(()),
-        _ => Err("a wildcard DNS-1123 subdomain must start with '*.', followed by a valid \
+        _ => Err(
+            "a wildcard DNS-1123 subdomain must start with '*.', followed by a valid \
                   DNS subdomain, which must consist of lower case alphanumeric characters, '-' \
                   or '.' and end with an alphanumeric character (e.g. '*.example.com')"
-            .into()),
+                .into(),
+        ),
     }
 }
 
@@ -68,10 +74,12 @@ pub fn dns1035_label(s: &str) -> Result<(), String> {
         return Err(too_long(DNS1123_LABEL_MAX));
     }
     if !is_label(s) || !s.as_bytes()[0].is_ascii_lowercase() {
-        return Err("a DNS-1035 label must consist of lower case alphanumeric characters or \
+        return Err(
+            "a DNS-1035 label must consist of lower case alphanumeric characters or \
                     '-', start with an alphabetic character, and end with an alphanumeric \
                     character (e.g. 'my-name', or 'abc-123')"
-            .into());
+                .into(),
+        );
     }
     Ok(())
 }
@@ -83,7 +91,9 @@ pub fn iana_svc_name(s: &str) -> Result<(), String> {
     }
     let b = s.as_bytes();
     if b.is_empty() || !b.iter().all(|&c| is_lower_alnum(c) || c == b'-') {
-        return Err("must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)".into());
+        return Err(
+            "must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)".into(),
+        );
     }
     if s.contains("--") {
         return Err("must not contain consecutive hyphens".into());
@@ -103,7 +113,8 @@ fn is_qualified_part(s: &str) -> bool {
     !b.is_empty()
         && edge(b[0])
         && edge(b[b.len() - 1])
-        && b.iter().all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+        && b.iter()
+            .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
 }
 
 /// A qualified name (`[prefix/]name`): label and annotation keys, `appProtocol`.
@@ -122,11 +133,13 @@ pub fn qualified_name(s: &str) -> Result<(), String> {
         return Err(format!("name part {}", too_long(QUALIFIED_NAME_MAX)));
     }
     if !is_qualified_part(name) {
-        return Err("name part must consist of alphanumeric characters, '-', '_' or '.', and \
+        return Err(
+            "name part must consist of alphanumeric characters, '-', '_' or '.', and \
                     must start and end with an alphanumeric character (e.g. 'MyName', or \
                     'my.name', or '123-abc'), with an optional DNS subdomain prefix and '/' \
                     (e.g. 'example.com/MyName')"
-            .into());
+                .into(),
+        );
     }
     Ok(())
 }
@@ -137,10 +150,12 @@ pub fn label_value(s: &str) -> Result<(), String> {
         return Err(too_long(LABEL_VALUE_MAX));
     }
     if !s.is_empty() && !is_qualified_part(s) {
-        return Err("a valid label must be an empty string or consist of alphanumeric \
+        return Err(
+            "a valid label must be an empty string or consist of alphanumeric \
                     characters, '-', '_' or '.', and must start and end with an alphanumeric \
                     character (e.g. 'MyValue', or 'my_value', or '12345')"
-            .into());
+                .into(),
+        );
     }
     Ok(())
 }

@@ -41,7 +41,11 @@ impl ObjectRef {
 
 impl fmt::Display for ObjectRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let name = if self.name.is_empty() { "<unnamed>" } else { &self.name };
+        let name = if self.name.is_empty() {
+            "<unnamed>"
+        } else {
+            &self.name
+        };
         match &self.namespace {
             Some(ns) => write!(f, "{} {}/{}", self.kind, ns, name),
             None => write!(f, "{} {}", self.kind, name),

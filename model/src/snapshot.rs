@@ -32,7 +32,9 @@ pub struct Snapshot {
 }
 
 /// The kinds of Service (`spec.type`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
 pub enum ServiceType {
     #[default]
     ClusterIP,
@@ -53,7 +55,9 @@ impl ServiceType {
 }
 
 /// Transport protocol of a port.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
 pub enum Protocol {
     #[default]
     TCP,
@@ -77,7 +81,9 @@ impl Protocol {
 pub enum SessionAffinity {
     #[default]
     None,
-    ClientIP { timeout_seconds: u32 },
+    ClientIP {
+        timeout_seconds: u32,
+    },
 }
 
 /// A Service, with what DNS and the L4 proxy need.
@@ -190,7 +196,8 @@ impl Cluster {
     }
 }
 
-/// One address and port of a cluster.
+/// One address and port of a cluster. What the address stands for (its Pod) is in the
+/// Service's [`ServiceEndpoint`]s, once per address rather than once per port.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Endpoint {
     pub address: IpAddr,
@@ -200,8 +207,6 @@ pub struct Endpoint {
     pub terminating: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub zone: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub target: Option<TargetRef>,
 }
 
 /// Which requests a virtual host takes, by their Host.
@@ -365,7 +370,11 @@ impl fmt::Display for Backend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Service { name, port, .. } => write!(f, "{name}:{port}"),
-            Self::Resource { resource_kind, name, .. } => write!(f, "{resource_kind}/{name}"),
+            Self::Resource {
+                resource_kind,
+                name,
+                ..
+            } => write!(f, "{resource_kind}/{name}"),
         }
     }
 }
@@ -448,16 +457,28 @@ impl Snapshot {
             let (a, b) = (&w[0], &w[1]);
             check(
                 (a.namespace.as_str(), a.name.as_str()) < (b.namespace.as_str(), b.name.as_str()),
-                &|| format!("services not sorted or not unique at {}/{}", b.namespace, b.name),
+                &|| {
+                    format!(
+                        "services not sorted or not unique at {}/{}",
+                        b.namespace, b.name
+                    )
+                },
             );
         }
         for s in &self.services {
             for p in &s.ports {
-                check(p.port != 0, &|| format!("service {}/{} has port 0", s.namespace, s.name));
+                check(p.port != 0, &|| {
+                    format!("service {}/{} has port 0", s.namespace, s.name)
+                });
             }
             check(
                 (s.service_type == ServiceType::ExternalName) == s.external_name.is_some(),
-                &|| format!("service {}/{}: externalName and type disagree", s.namespace, s.name),
+                &|| {
+                    format!(
+                        "service {}/{}: externalName and type disagree",
+                        s.namespace, s.name
+                    )
+                },
             );
         }
         for w in self.clusters.windows(2) {
@@ -469,16 +490,22 @@ impl Snapshot {
             let has_port = self
                 .service(&c.key.namespace, &c.key.service)
                 .is_some_and(|s| s.ports.iter().any(|p| p.port == c.key.port));
-            check(has_port, &|| format!("cluster {} has no service port", c.key));
+            check(has_port, &|| {
+                format!("cluster {} has no service port", c.key)
+            });
             for e in &c.endpoints {
-                check(e.port != 0, &|| format!("cluster {} has an endpoint on port 0", c.key));
+                check(e.port != 0, &|| {
+                    format!("cluster {} has an endpoint on port 0", c.key)
+                });
             }
         }
 
         let mut hosts = BTreeSet::new();
         let mut backends: Vec<&Backend> = self.default_backend.iter().collect();
         for vh in &self.virtual_hosts {
-            check(hosts.insert(&vh.host), &|| format!("virtual host {} twice", vh.host));
+            check(hosts.insert(&vh.host), &|| {
+                format!("virtual host {} twice", vh.host)
+            });
             for r in &vh.routes {
                 check(r.path.starts_with('/'), &|| {
                     format!("route {} {} is not an absolute path", vh.host, r.path)
@@ -502,7 +529,11 @@ impl Snapshot {
             );
         }
 
-        if errors.is_empty() { Ok(()) } else { Err(SnapshotError(errors)) }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(SnapshotError(errors))
+        }
     }
 }
 

@@ -15,11 +15,11 @@ use prometheus_client::registry::Registry;
 use serde::Serialize;
 use tokio::net::TcpListener;
 
+use crate::Error;
 use crate::bus::{PartVersion, SnapshotBus};
 use crate::serve::{self, Body, respond};
 use crate::shutdown::Shutdown;
 use crate::status::{Status, StatusBoard};
-use crate::Error;
 
 const JSON: &str = "application/json";
 const TEXT: &str = "text/plain; charset=utf-8";
@@ -50,7 +50,10 @@ struct StatusBody<'a> {
 
 impl Admin {
     pub async fn build(addr: SocketAddr, state: AdminState) -> Result<Admin, Error> {
-        Ok(Admin { listener: serve::bind(addr).await?, state: Arc::new(state) })
+        Ok(Admin {
+            listener: serve::bind(addr).await?,
+            state: Arc::new(state),
+        })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -59,7 +62,12 @@ impl Admin {
 
     pub async fn run(self, shutdown: Shutdown) {
         let state = self.state;
-        serve::serve(self.listener, move |req, _| handle(state.clone(), req), shutdown).await;
+        serve::serve(
+            self.listener,
+            move |req, _| handle(state.clone(), req),
+            shutdown,
+        )
+        .await;
     }
 }
 
@@ -69,14 +77,21 @@ fn json(status: StatusCode, value: &impl Serialize) -> Response<Body> {
             body.push(b'\n');
             respond(status, JSON, body)
         }
-        Err(e) => respond(StatusCode::INTERNAL_SERVER_ERROR, TEXT, format!("cannot encode: {e}\n")),
+        Err(e) => respond(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            TEXT,
+            format!("cannot encode: {e}\n"),
+        ),
     }
 }
 
 async fn handle(state: Arc<AdminState>, req: Request<Incoming>) -> Response<Body> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         let mut r = respond(StatusCode::METHOD_NOT_ALLOWED, TEXT, "only GET and HEAD\n");
-        r.headers_mut().insert(http::header::ALLOW, http::HeaderValue::from_static("GET, HEAD"));
+        r.headers_mut().insert(
+            http::header::ALLOW,
+            http::HeaderValue::from_static("GET, HEAD"),
+        );
         return r;
     }
     let query = req.uri().query().unwrap_or_default();
@@ -84,8 +99,15 @@ async fn handle(state: Arc<AdminState>, req: Request<Incoming>) -> Response<Body
         "/live" => respond(StatusCode::OK, TEXT, "live\n"),
         "/ready" => {
             let ready = state.bus.ready();
-            let code = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-            json(code, &serde_json::json!({ "ready": ready, "version": state.bus.current().version, "parts": state.bus.parts() }))
+            let code = if ready {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            json(
+                code,
+                &serde_json::json!({ "ready": ready, "version": state.bus.current().version, "parts": state.bus.parts() }),
+            )
         }
         "/config" => {
             let snapshot = state.bus.current();
@@ -97,15 +119,30 @@ async fn handle(state: Arc<AdminState>, req: Request<Incoming>) -> Response<Body
         }
         "/status" => {
             let status = state.status.status();
-            json(StatusCode::OK, &StatusBody { status: &status, ready: state.bus.ready(), parts: state.bus.parts() })
+            json(
+                StatusCode::OK,
+                &StatusBody {
+                    status: &status,
+                    ready: state.bus.ready(),
+                    parts: state.bus.parts(),
+                },
+            )
         }
         "/metrics" => {
             let mut text = String::new();
             match prometheus_client::encoding::text::encode(&mut text, &state.registry) {
                 Ok(()) => respond(StatusCode::OK, OPENMETRICS, text),
-                Err(e) => respond(StatusCode::INTERNAL_SERVER_ERROR, TEXT, format!("cannot encode metrics: {e}\n")),
+                Err(e) => respond(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    TEXT,
+                    format!("cannot encode metrics: {e}\n"),
+                ),
             }
         }
-        _ => respond(StatusCode::NOT_FOUND, TEXT, "not found; try /live /ready /config /status /metrics\n"),
+        _ => respond(
+            StatusCode::NOT_FOUND,
+            TEXT,
+            "not found; try /live /ready /config /status /metrics\n",
+        ),
     }
 }

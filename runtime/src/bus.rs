@@ -42,7 +42,10 @@ impl SnapshotBus {
     /// A bus holding the empty snapshot, version 0: nothing accepted yet.
     pub fn new() -> Self {
         let (tx, _) = watch::channel(Arc::new(Snapshot::default()));
-        Self(Arc::new(Inner { tx, parts: Mutex::new(Vec::new()) }))
+        Self(Arc::new(Inner {
+            tx,
+            parts: Mutex::new(Vec::new()),
+        }))
     }
 
     /// Publishes a snapshot. Versions only grow: an older or equal one is ignored.
@@ -65,9 +68,19 @@ impl SnapshotBus {
 
     /// Registers a part that must serve the newest snapshot before the process is ready.
     pub fn subscribe(&self, part: &'static str) -> Subscription {
-        let state = Arc::new(PartState { name: part, served: AtomicU64::new(0) });
-        self.0.parts.lock().unwrap_or_else(PoisonError::into_inner).push(state.clone());
-        Subscription { rx: self.0.tx.subscribe(), state }
+        let state = Arc::new(PartState {
+            name: part,
+            served: AtomicU64::new(0),
+        });
+        self.0
+            .parts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(state.clone());
+        Subscription {
+            rx: self.0.tx.subscribe(),
+            state,
+        }
     }
 
     /// The version each part serves.
@@ -75,7 +88,10 @@ impl SnapshotBus {
         let parts = self.0.parts.lock().unwrap_or_else(PoisonError::into_inner);
         parts
             .iter()
-            .map(|p| PartVersion { part: p.name, version: p.served.load(Ordering::Acquire) })
+            .map(|p| PartVersion {
+                part: p.name,
+                version: p.served.load(Ordering::Acquire),
+            })
             .collect()
     }
 
@@ -116,7 +132,10 @@ mod tests {
     use super::*;
 
     fn snapshot(version: u64) -> Snapshot {
-        Snapshot { version, ..Snapshot::default() }
+        Snapshot {
+            version,
+            ..Snapshot::default()
+        }
     }
 
     #[tokio::test]

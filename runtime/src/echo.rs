@@ -39,7 +39,11 @@ pub struct Reply<'a> {
 impl Echo {
     /// `pod` names the pod in replies: `POD_NAME` from the environment, else the host name.
     pub async fn build(listen: SocketAddr, name: String, pod: String) -> Result<Echo, Error> {
-        Ok(Echo { listener: serve::bind(listen).await?, name, pod })
+        Ok(Echo {
+            listener: serve::bind(listen).await?,
+            name,
+            pod,
+        })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -48,7 +52,12 @@ impl Echo {
 
     pub async fn run(self, shutdown: Shutdown) {
         let ids: std::sync::Arc<(String, String)> = std::sync::Arc::new((self.name, self.pod));
-        serve::serve(self.listener, move |req, _| answer(ids.clone(), req), shutdown).await;
+        serve::serve(
+            self.listener,
+            move |req, _| answer(ids.clone(), req),
+            shutdown,
+        )
+        .await;
     }
 }
 
@@ -59,7 +68,13 @@ async fn answer(ids: std::sync::Arc<(String, String)>, req: Request<Incoming>) -
     while let Some(frame) = body.frame().await {
         match frame {
             Ok(frame) => body_bytes += frame.data_ref().map_or(0, |d| d.len() as u64),
-            Err(e) => return respond(StatusCode::BAD_REQUEST, "text/plain", format!("bad body: {e}\n")),
+            Err(e) => {
+                return respond(
+                    StatusCode::BAD_REQUEST,
+                    "text/plain",
+                    format!("bad body: {e}\n"),
+                );
+            }
         }
     }
     let mut headers: BTreeMap<&str, String> = BTreeMap::new();
@@ -94,6 +109,10 @@ async fn answer(ids: std::sync::Arc<(String, String)>, req: Request<Incoming>) -
             body.push(b'\n');
             respond(StatusCode::OK, "application/json", body)
         }
-        Err(e) => respond(StatusCode::INTERNAL_SERVER_ERROR, "text/plain", format!("{e}\n")),
+        Err(e) => respond(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "text/plain",
+            format!("{e}\n"),
+        ),
     }
 }

@@ -64,11 +64,17 @@ impl StatusBoard {
     pub fn rejected(&self, problems: Vec<Problem>) {
         self.update(|s| {
             s.state = ConfigState::Rejected;
-            s.last_rejected = Some(Rejection { at_unix_ms: now_ms(), problems });
+            s.last_rejected = Some(Rejection {
+                at_unix_ms: now_ms(),
+                problems,
+            });
         });
     }
 
     pub fn status(&self) -> Status {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 }

@@ -12,12 +12,25 @@ async fn admin_endpoints_on_the_demo() {
 
     let config = get_json(up.admin, "/config").await;
     assert_eq!(config["version"], 1);
-    let hosts: Vec<&str> = config["virtual_hosts"].as_array().unwrap().iter().map(|v| v["host"].as_str().unwrap()).collect();
+    let hosts: Vec<&str> = config["virtual_hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["host"].as_str().unwrap())
+        .collect();
     assert_eq!(hosts, vec!["shop.example.com"]);
     let cert = &config["certificates"][0];
-    assert_eq!(cert["key_pem"], "<redacted>", "private keys are not shown by default");
+    assert_eq!(
+        cert["key_pem"], "<redacted>",
+        "private keys are not shown by default"
+    );
     let with_keys = get_json(up.admin, "/config?private_keys=true").await;
-    assert!(with_keys["certificates"][0]["key_pem"].as_str().unwrap().contains("PRIVATE KEY"));
+    assert!(
+        with_keys["certificates"][0]["key_pem"]
+            .as_str()
+            .unwrap()
+            .contains("PRIVATE KEY")
+    );
     let snapshot: ferry_model::Snapshot = serde_json::from_value(with_keys).unwrap();
     snapshot.validate().unwrap();
 
@@ -34,7 +47,10 @@ async fn admin_endpoints_on_the_demo() {
         "ferry_control_config_rejected 0",
         "ferry_control_objects{kind=\"Ingress\"} 1",
     ] {
-        assert!(metrics.lines().any(|l| l == line), "missing {line:?} in\n{metrics}");
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "missing {line:?} in\n{metrics}"
+        );
     }
     assert_eq!(get(up.admin, "/nope").await.0, 404);
     up.stop().await;

@@ -11,8 +11,16 @@ fn ferry() -> Command {
 
 #[test]
 fn check_accepts_the_demo_and_reports_each_problem_on_one_line() {
-    let ok = ferry().args(["check", "-f"]).arg(repo().join("configs/demo")).output().unwrap();
-    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stdout));
+    let ok = ferry()
+        .args(["check", "-f"])
+        .arg(repo().join("configs/demo"))
+        .output()
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stdout)
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.yaml");
@@ -29,7 +37,9 @@ fn check_accepts_the_demo_and_reports_each_problem_on_one_line() {
         stdout.lines().collect::<Vec<_>>(),
         vec![
             format!("{file}:1: Service default/web: spec.ports[1].name: Duplicate value: \"a\""),
-            format!("{file}:1: Service default/web: spec.ports[1].port: Invalid value: 70000: must be between 1 and 65535, inclusive"),
+            format!(
+                "{file}:1: Service default/web: spec.ports[1].port: Invalid value: 70000: must be between 1 and 65535, inclusive"
+            ),
         ]
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -51,18 +61,69 @@ async fn get_lists_what_a_running_instance_serves() {
     let up = Running::start(vec![repo().join("configs/demo")]).await;
     let admin = up.admin.to_string();
     let run = |args: &[&str]| {
-        let out = ferry().arg("get").args(args).args(["--admin", &admin]).output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = ferry()
+            .arg("get")
+            .args(args)
+            .args(["--admin", &admin])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).unwrap()
     };
     let routes = run(&["routes"]);
-    let lines: Vec<Vec<&str>> = routes.lines().map(|l| l.split_whitespace().collect()).collect();
-    assert_eq!(lines[0], vec!["HOST", "PATH", "PATHTYPE", "BACKEND", "READY", "INGRESS"]);
-    assert_eq!(lines[1], vec!["shop.example.com", "/api", "Prefix", "api:8080", "0", "shop/shop"]);
-    assert_eq!(lines[2], vec!["shop.example.com", "/", "Prefix", "web:http", "0", "shop/shop"]);
+    let lines: Vec<Vec<&str>> = routes
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        lines[0],
+        vec!["HOST", "PATH", "PATHTYPE", "BACKEND", "READY", "INGRESS"]
+    );
+    assert_eq!(
+        lines[1],
+        vec![
+            "shop.example.com",
+            "/api",
+            "Prefix",
+            "api:8080",
+            "0",
+            "shop/shop"
+        ]
+    );
+    assert_eq!(
+        lines[2],
+        vec![
+            "shop.example.com",
+            "/",
+            "Prefix",
+            "web:http",
+            "0",
+            "shop/shop"
+        ]
+    );
 
     let services = run(&["svc", "-o", "wide"]);
-    assert!(services.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["shop", "web", "ClusterIP", "<none>", "<none>", "80/TCP", "0/0", "http", "None"]), "{services}");
+    assert!(
+        services
+            .lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>()
+                == [
+                    "shop",
+                    "web",
+                    "ClusterIP",
+                    "<none>",
+                    "<none>",
+                    "80/TCP",
+                    "0/0",
+                    "http",
+                    "None"
+                ]),
+        "{services}"
+    );
     let json: serde_json::Value = serde_json::from_str(&run(&["ingresses", "-o", "json"])).unwrap();
     assert_eq!(json[0]["hosts"][0], "shop.example.com");
     assert_eq!(json[0]["tls"], true);
@@ -70,7 +131,10 @@ async fn get_lists_what_a_running_instance_serves() {
     assert!(yaml.contains("service: web"), "{yaml}");
     up.stop().await;
 
-    let out = ferry().args(["get", "routes", "--admin", &admin]).output().unwrap();
+    let out = ferry()
+        .args(["get", "routes", "--admin", &admin])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach the admin API"));
 }

@@ -9,7 +9,10 @@ fn yaml_files(dir: PathBuf, out: &mut Vec<PathBuf>) {
         let path = entry.unwrap().path();
         if path.is_dir() {
             yaml_files(path, out);
-        } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml" || e == "json") {
+        } else if path
+            .extension()
+            .is_some_and(|e| e == "yaml" || e == "yml" || e == "json")
+        {
             out.push(path);
         }
     }
@@ -20,17 +23,37 @@ fn every_shipped_config_is_valid() {
     let mut files = Vec::new();
     yaml_files(repo().join("configs"), &mut files);
     assert!(!files.is_empty());
-    let mut dirs: Vec<PathBuf> = files.iter().filter_map(|f| f.parent().map(PathBuf::from)).collect();
+    let mut dirs: Vec<PathBuf> = files
+        .iter()
+        .filter_map(|f| f.parent().map(PathBuf::from))
+        .collect();
     dirs.sort();
     dirs.dedup();
     for path in files.into_iter().chain(dirs.clone()) {
         let problems = ferry_control::check(vec![path.clone()]);
-        let errors: Vec<String> = problems.iter().filter(|p| p.is_error()).map(ToString::to_string).collect();
-        assert!(errors.is_empty(), "{}:\n{}", path.display(), errors.join("\n"));
+        let errors: Vec<String> = problems
+            .iter()
+            .filter(|p| p.is_error())
+            .map(ToString::to_string)
+            .collect();
+        assert!(
+            errors.is_empty(),
+            "{}:\n{}",
+            path.display(),
+            errors.join("\n")
+        );
     }
     // A whole directory must also be free of warnings: a shipped config refers only to what it ships.
     for dir in dirs {
-        let warnings: Vec<String> = ferry_control::check(vec![dir.clone()]).iter().map(ToString::to_string).collect();
-        assert!(warnings.is_empty(), "{}:\n{}", dir.display(), warnings.join("\n"));
+        let warnings: Vec<String> = ferry_control::check(vec![dir.clone()])
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert!(
+            warnings.is_empty(),
+            "{}:\n{}",
+            dir.display(),
+            warnings.join("\n")
+        );
     }
 }

@@ -6,13 +6,21 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn echo_describes_each_request_over_http1_and_h2c() {
-    let echo = ferry_runtime::echo::Echo::build("127.0.0.1:0".parse().unwrap(), "web".into(), "web-0".into()).await.unwrap();
+    let echo = ferry_runtime::echo::Echo::build(
+        "127.0.0.1:0".parse().unwrap(),
+        "web".into(),
+        "web-0".into(),
+    )
+    .await
+    .unwrap();
     let addr = echo.local_addr().unwrap();
     let (trigger, shutdown) = ferry_runtime::shutdown::channel();
     let task = tokio::spawn(echo.run(shutdown));
 
     let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (mut h1, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+    let (mut h1, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
     tokio::spawn(conn);
     let req = http::Request::post("/orders?id=7")
         .header("host", "shop.example.com")
@@ -21,7 +29,8 @@ async fn echo_describes_each_request_over_http1_and_h2c() {
         .unwrap();
     let res = h1.send_request(req).await.unwrap();
     assert_eq!(res.status(), 200);
-    let body: serde_json::Value = serde_json::from_slice(&res.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    let body: serde_json::Value =
+        serde_json::from_slice(&res.into_body().collect().await.unwrap().to_bytes()).unwrap();
     assert_eq!(body["name"], "web");
     assert_eq!(body["pod"], "web-0");
     assert_eq!(body["method"], "POST");
@@ -32,12 +41,18 @@ async fn echo_describes_each_request_over_http1_and_h2c() {
     assert_eq!(body["body_bytes"], 5);
 
     let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (mut h2, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream)).await.unwrap();
+    let (mut h2, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
     tokio::spawn(conn);
-    let req = http::Request::get("http://api.example.com/v1").body(Full::new(Bytes::new())).unwrap();
+    let req = http::Request::get("http://api.example.com/v1")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
     let res = h2.send_request(req).await.unwrap();
     assert_eq!(res.version(), http::Version::HTTP_2);
-    let body: serde_json::Value = serde_json::from_slice(&res.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    let body: serde_json::Value =
+        serde_json::from_slice(&res.into_body().collect().await.unwrap().to_bytes()).unwrap();
     assert_eq!(body["host"], "api.example.com");
     assert_eq!(body["path"], "/v1");
 

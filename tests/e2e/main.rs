@@ -1,6 +1,8 @@
 //! End-to-end tests: real parts started in process on 127.0.0.1:0, real sockets, real files.
 //! One test binary; each module is one area.
 
+#![allow(clippy::unwrap_used)] // test helpers: a failed unwrap is a failed test
+
 mod admin;
 mod cli;
 mod configs;
@@ -40,9 +42,14 @@ where
 /// A GET over HTTP/1.1: status and body.
 pub async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
     let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
     tokio::spawn(conn);
-    let req = http::Request::get(path).header("host", addr.to_string()).body(Empty::<Bytes>::new()).unwrap();
+    let req = http::Request::get(path)
+        .header("host", addr.to_string())
+        .body(Empty::<Bytes>::new())
+        .unwrap();
     let res = sender.send_request(req).await.unwrap();
     let status = res.status().as_u16();
     let body = res.into_body().collect().await.unwrap().to_bytes();
@@ -82,16 +89,25 @@ impl Running {
         let admin = up.admin_addr();
         let (trigger, shutdown) = ferry_runtime::shutdown::channel();
         let task = tokio::spawn(async move { up.run(shutdown).await.unwrap() });
-        Running { admin, trigger, task: Some(task) }
+        Running {
+            admin,
+            trigger,
+            task: Some(task),
+        }
     }
 
     pub async fn version(&self) -> u64 {
-        get_json(self.admin, "/config").await["version"].as_u64().unwrap()
+        get_json(self.admin, "/config").await["version"]
+            .as_u64()
+            .unwrap()
     }
 
     /// Waits until the served version is at least `v`.
     pub async fn wait_version(&self, v: u64) {
-        eventually(&format!("version {v}"), || async { (self.version().await >= v).then_some(()) }).await;
+        eventually(&format!("version {v}"), || async {
+            (self.version().await >= v).then_some(())
+        })
+        .await;
     }
 
     pub async fn stop(mut self) {

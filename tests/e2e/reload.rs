@@ -14,7 +14,12 @@ fn ingress(path: &str) -> String {
 }
 
 fn route_paths(config: &serde_json::Value) -> Vec<String> {
-    config["virtual_hosts"][0]["routes"].as_array().unwrap().iter().map(|r| r["path"].as_str().unwrap().to_owned()).collect()
+    config["virtual_hosts"][0]["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["path"].as_str().unwrap().to_owned())
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -29,11 +34,18 @@ async fn valid_changes_publish_and_invalid_ones_are_rejected_whole() {
     // A valid change: a new version with the new route.
     fs::write(&ingress_file, ingress("/shop")).unwrap();
     up.wait_version(2).await;
-    assert_eq!(route_paths(&get_json(up.admin, "/config").await), vec!["/shop"]);
+    assert_eq!(
+        route_paths(&get_json(up.admin, "/config").await),
+        vec!["/shop"]
+    );
 
     // An invalid change in one file and a valid one in another: rejected whole.
     fs::write(&ingress_file, ingress("no-slash")).unwrap();
-    fs::write(dir.path().join("web.yaml"), WEB.replace("port: 80", "port: 81")).unwrap();
+    fs::write(
+        dir.path().join("web.yaml"),
+        WEB.replace("port: 80", "port: 81"),
+    )
+    .unwrap();
     let status = eventually("the change to be rejected", || async {
         let s = get_json(up.admin, "/status").await;
         (s["state"] == "rejected").then_some(s)
@@ -45,13 +57,25 @@ async fn valid_changes_publish_and_invalid_ones_are_rejected_whole() {
     assert_eq!(problem["object"]["namespace"], "shop");
     assert_eq!(problem["object"]["name"], "shop");
     assert_eq!(problem["field"], "spec.rules[0].http.paths[0].path");
-    assert_eq!(problem["message"], "Invalid value: \"no-slash\": must be an absolute path");
+    assert_eq!(
+        problem["message"],
+        "Invalid value: \"no-slash\": must be an absolute path"
+    );
     let config = get_json(up.admin, "/config").await;
     assert_eq!(config["version"], 2, "the last good snapshot keeps serving");
-    assert_eq!(config["services"][0]["ports"][0]["port"], 80, "nothing of the rejected change leaks");
+    assert_eq!(
+        config["services"][0]["ports"][0]["port"], 80,
+        "nothing of the rejected change leaks"
+    );
     let metrics = get(up.admin, "/metrics").await.1;
-    assert!(metrics.contains("ferry_control_config_rejected 1"), "{metrics}");
-    assert!(metrics.contains("ferry_control_config_problems{severity=\"error\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains("ferry_control_config_rejected 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("ferry_control_config_problems{severity=\"error\"} 1"),
+        "{metrics}"
+    );
 
     // Fixed by saving through a rename, as editors do: accepted, both changes in.
     let tmp = dir.path().join(".ingress.yaml.tmp");
@@ -63,12 +87,20 @@ async fn valid_changes_publish_and_invalid_ones_are_rejected_whole() {
     assert_eq!(config["services"][0]["ports"][0]["port"], 81);
     let status = get_json(up.admin, "/status").await;
     assert_eq!(status["state"], "ok");
-    assert_eq!(status["last_rejected"]["problems"][0]["field"], "spec.rules[0].http.paths[0].path", "history is kept");
+    assert_eq!(
+        status["last_rejected"]["problems"][0]["field"], "spec.rules[0].http.paths[0].path",
+        "history is kept"
+    );
 
     // Deleting a file removes its objects.
     fs::remove_file(&ingress_file).unwrap();
     up.wait_version(4).await;
-    assert!(get_json(up.admin, "/config").await["virtual_hosts"].as_array().unwrap().is_empty());
+    assert!(
+        get_json(up.admin, "/config").await["virtual_hosts"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
     up.stop().await;
 }
 
@@ -84,7 +116,10 @@ async fn a_single_file_is_watched_through_its_directory() {
     fs::write(&tmp, format!("{WEB}---\n{}", ingress("/b"))).unwrap();
     fs::rename(&tmp, &file).unwrap();
     up.wait_version(2).await;
-    assert_eq!(route_paths(&get_json(up.admin, "/config").await), vec!["/b"]);
+    assert_eq!(
+        route_paths(&get_json(up.admin, "/config").await),
+        vec!["/b"]
+    );
     // Touching a file that is not ferry's publishes nothing new.
     fs::write(dir.path().join("other.yaml"), "still: [not watched").unwrap();
     fs::write(&file, format!("{WEB}---\n{}", ingress("/c"))).unwrap();
@@ -107,5 +142,10 @@ async fn an_invalid_configuration_at_start_is_an_error_naming_every_problem() {
         debounce: std::time::Duration::from_millis(50),
     };
     let err = ferry::up::Up::build(config).await.unwrap_err().to_string();
-    assert!(err.contains("bad.yaml: Ingress shop/shop: spec.rules[0].http.paths[0].path: Invalid value: \"x\""), "{err}");
+    assert!(
+        err.contains(
+            "bad.yaml: Ingress shop/shop: spec.rules[0].http.paths[0].path: Invalid value: \"x\""
+        ),
+        "{err}"
+    );
 }

@@ -77,10 +77,18 @@ fn selects_only_the_summer_replica_set() {
     assert_eq!(sets.len(), 1);
     assert_eq!(
         sets[0].ports,
-        vec![SetPort { name: "http".into(), port: 8080, protocol: Protocol::TCP, app_protocol: None }]
+        vec![SetPort {
+            name: "http".into(),
+            port: 8080,
+            protocol: Protocol::TCP,
+            app_protocol: None
+        }]
     );
     let target = sets[0].endpoints[0].target.as_ref().unwrap();
-    assert_eq!((target.kind.as_str(), target.name.as_str()), ("Pod", "web-summer-a"));
+    assert_eq!(
+        (target.kind.as_str(), target.name.as_str()),
+        ("Pod", "web-summer-a")
+    );
     assert!(!sets[0].endpoints[1].serving);
 }
 
@@ -121,7 +129,10 @@ status:
     let by_port: Vec<(Option<u16>, Vec<String>)> = sets
         .iter()
         .map(|s| {
-            (s.ports.first().map(|p| p.port), s.endpoints.iter().map(|e| e.address.to_string()).collect())
+            (
+                s.ports.first().map(|p| p.port),
+                s.endpoints.iter().map(|e| e.address.to_string()).collect(),
+            )
         })
         .collect();
     assert_eq!(
@@ -139,8 +150,12 @@ status:
 #[test]
 fn terminating_terminal_and_ipless_pods() {
     let mut yaml = pod("web-summer-a", "summer", "127.1.0.3", true);
-    yaml = yaml.replace("namespace: shop\n", "namespace: shop\n  deletionTimestamp: \"2026-01-01T00:00:00Z\"\n");
-    let failed = pod("web-summer-b", "summer", "127.1.0.4", false).replace("status:\n", "status:\n  phase: Failed\n");
+    yaml = yaml.replace(
+        "namespace: shop\n",
+        "namespace: shop\n  deletionTimestamp: \"2026-01-01T00:00:00Z\"\n",
+    );
+    let failed = pod("web-summer-b", "summer", "127.1.0.4", false)
+        .replace("status:\n", "status:\n  phase: Failed\n");
     let no_ip = pod("web-summer-c", "summer", "", true).replace("  podIP: \n", "");
     let s = store(&[yaml, failed, no_ip, WEB.to_owned()].concat());
     let sets = sets(&s, "web");
@@ -151,18 +166,34 @@ fn terminating_terminal_and_ipless_pods() {
 
 #[test]
 fn publish_not_ready_addresses_makes_every_pod_ready() {
-    let svc = WEB.replace("  selector:", "  publishNotReadyAddresses: true\n  selector:");
+    let svc = WEB.replace(
+        "  selector:",
+        "  publishNotReadyAddresses: true\n  selector:",
+    );
     let s = store(&[pod("web-summer-b", "summer", "127.1.0.4", false), svc].concat());
-    assert_eq!(addresses(&sets(&s, "web")), vec![("127.1.0.4".into(), true)]);
+    assert_eq!(
+        addresses(&sets(&s, "web")),
+        vec![("127.1.0.4".into(), true)]
+    );
 }
 
 #[test]
 fn hostname_only_when_subdomain_names_the_service() {
-    let with = pod("db-0", "summer", "127.1.0.5", true).replace("  containers:", "  hostname: db-0\n  subdomain: web\n  containers:");
-    let other = pod("db-1", "summer", "127.1.0.6", true).replace("  containers:", "  hostname: db-1\n  subdomain: other\n  containers:");
+    let with = pod("db-0", "summer", "127.1.0.5", true).replace(
+        "  containers:",
+        "  hostname: db-0\n  subdomain: web\n  containers:",
+    );
+    let other = pod("db-1", "summer", "127.1.0.6", true).replace(
+        "  containers:",
+        "  hostname: db-1\n  subdomain: other\n  containers:",
+    );
     let s = store(&[with, other, WEB.to_owned()].concat());
     let sets = sets(&s, "web");
-    let hostnames: Vec<_> = sets[0].endpoints.iter().map(|e| e.hostname.clone()).collect();
+    let hostnames: Vec<_> = sets[0]
+        .endpoints
+        .iter()
+        .map(|e| e.hostname.clone())
+        .collect();
     assert_eq!(hostnames, vec![Some("db-0".to_owned()), None]);
 }
 
@@ -210,8 +241,14 @@ subsets:
     let sets = sets(&s, "ext");
     assert_eq!(sets.len(), 1, "slices win over the legacy Endpoints");
     let e = &sets[0].endpoints;
-    assert_eq!((e[0].ready, e[0].serving, e[0].terminating), (true, true, false));
-    assert_eq!((e[1].ready, e[1].serving, e[1].terminating), (false, true, true));
+    assert_eq!(
+        (e[0].ready, e[0].serving, e[0].terminating),
+        (true, true, false)
+    );
+    assert_eq!(
+        (e[1].ready, e[1].serving, e[1].terminating),
+        (false, true, true)
+    );
     assert_eq!(e[1].zone.as_deref(), Some("a"));
     assert_eq!(sets[0].ports[0].port, 8000);
 }
@@ -235,9 +272,20 @@ subsets:
 "#;
     let s = store(yaml);
     let sets = sets(&s, "ext");
-    assert_eq!(addresses(&sets), vec![("127.0.0.7".into(), true), ("127.0.0.8".into(), false)]);
+    assert_eq!(
+        addresses(&sets),
+        vec![("127.0.0.7".into(), true), ("127.0.0.8".into(), false)]
+    );
     assert_eq!(sets[0].endpoints[0].hostname.as_deref(), Some("a"));
-    assert_eq!(sets[0].ports[0], SetPort { name: "http".into(), port: 9, protocol: Protocol::TCP, app_protocol: None });
+    assert_eq!(
+        sets[0].ports[0],
+        SetPort {
+            name: "http".into(),
+            port: 9,
+            protocol: Protocol::TCP,
+            app_protocol: None
+        }
+    );
 }
 
 #[test]

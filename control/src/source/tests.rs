@@ -10,7 +10,11 @@ fn reads_directories_recursively_skipping_hidden_and_other_files() {
     fs::create_dir(dir.path().join("sub")).unwrap();
     fs::write(dir.path().join("sub/a.yaml"), SVC).unwrap();
     fs::write(dir.path().join("b.yml"), SVC.replace("web", "api")).unwrap();
-    fs::write(dir.path().join("c.json"), r#"{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"shop"}}"#).unwrap();
+    fs::write(
+        dir.path().join("c.json"),
+        r#"{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"shop"}}"#,
+    )
+    .unwrap();
     fs::write(dir.path().join(".hidden.yaml"), "garbage: [").unwrap();
     fs::write(dir.path().join("notes.txt"), "garbage: [").unwrap();
     let mut source = FileSource::new(vec![dir.path().to_owned()]);
@@ -38,9 +42,15 @@ fn only_changed_files_are_parsed_again() {
     fs::rename(&tmp, &a).unwrap();
     let third = source.read();
     let web = third.manifests.iter().find(|m| m.name() == "web").unwrap();
-    assert!(!Arc::ptr_eq(web, first.manifests.iter().find(|m| m.name() == "web").unwrap()));
+    assert!(!Arc::ptr_eq(
+        web,
+        first.manifests.iter().find(|m| m.name() == "web").unwrap()
+    ));
     let api = third.manifests.iter().find(|m| m.name() == "api").unwrap();
-    assert!(Arc::ptr_eq(api, first.manifests.iter().find(|m| m.name() == "api").unwrap()));
+    assert!(Arc::ptr_eq(
+        api,
+        first.manifests.iter().find(|m| m.name() == "api").unwrap()
+    ));
 }
 
 #[test]
@@ -60,7 +70,11 @@ fn duplicates_across_files_and_missing_paths_are_errors() {
 
     let reading = FileSource::new(vec![dir.path().join("nope")]).read();
     assert!(reading.problems[0].is_error());
-    assert!(reading.problems[0].to_string().contains("nope"), "{}", reading.problems[0]);
+    assert!(
+        reading.problems[0].to_string().contains("nope"),
+        "{}",
+        reading.problems[0]
+    );
 }
 
 #[tokio::test]
@@ -69,5 +83,8 @@ async fn settle_waits_for_quiet() {
     tx.try_send(()).unwrap();
     assert!(settle(&mut rx, Duration::from_millis(20)).await);
     drop(tx);
-    assert!(!settle(&mut rx, Duration::from_millis(20)).await, "a closed watcher ends the loop");
+    assert!(
+        !settle(&mut rx, Duration::from_millis(20)).await,
+        "a closed watcher ends the loop"
+    );
 }

@@ -58,8 +58,16 @@ fn path(host: &str, path: &str, ty: &str, svc: &str, port: &str) -> String {
 fn same_host_and_path_the_oldest_ingress_wins() {
     let yaml = [
         SERVICES.to_owned(),
-        ingress("b-newer", "2026-02-01T00:00:00Z", &path("shop.example.com", "/", "Prefix", "api", "{number: 9000}")),
-        ingress("a-older", "2026-01-01T00:00:00Z", &path("shop.example.com", "/", "Prefix", "web", "{name: http}")),
+        ingress(
+            "b-newer",
+            "2026-02-01T00:00:00Z",
+            &path("shop.example.com", "/", "Prefix", "api", "{number: 9000}"),
+        ),
+        ingress(
+            "a-older",
+            "2026-01-01T00:00:00Z",
+            &path("shop.example.com", "/", "Prefix", "web", "{name: http}"),
+        ),
     ]
     .concat();
     let t = translate(&store(&yaml));
@@ -68,7 +76,11 @@ fn same_host_and_path_the_oldest_ingress_wins() {
     assert_eq!(vh.routes[0].ingress.name, "a-older");
     assert_eq!(
         vh.routes[0].backend.cluster().unwrap(),
-        &ClusterKey { namespace: "shop".into(), service: "web".into(), port: 80 },
+        &ClusterKey {
+            namespace: "shop".into(),
+            service: "web".into(),
+            port: 80
+        },
         "a port named http resolves through the Service's ports"
     );
     assert_eq!(
@@ -93,8 +105,16 @@ fn several_ingresses_merge_by_host_in_precedence_order() {
     };
     let yaml = [
         SERVICES.to_owned(),
-        ingress("one", "2026-01-01T00:00:00Z", &rules(&[("/", "Prefix"), ("/foo", "Prefix")])),
-        ingress("two", "2026-01-02T00:00:00Z", &rules(&[("/foo", "Exact"), ("/foo/bar", "ImplementationSpecific")])),
+        ingress(
+            "one",
+            "2026-01-01T00:00:00Z",
+            &rules(&[("/", "Prefix"), ("/foo", "Prefix")]),
+        ),
+        ingress(
+            "two",
+            "2026-01-02T00:00:00Z",
+            &rules(&[("/foo", "Exact"), ("/foo/bar", "ImplementationSpecific")]),
+        ),
     ]
     .concat();
     let t = translate(&store(&yaml));
@@ -121,13 +141,30 @@ fn several_ingresses_merge_by_host_in_precedence_order() {
 fn hosts_order_exact_then_wildcard_then_any() {
     let yaml = [
         SERVICES.to_owned(),
-        ingress("a", "2026-01-01T00:00:00Z", &path("", "/", "Prefix", "web", "{number: 80}")),
-        ingress("b", "2026-01-01T00:00:00Z", &path("*.example.com", "/", "Prefix", "web", "{number: 80}")),
-        ingress("c", "2026-01-01T00:00:00Z", &path("shop.example.com", "/", "Prefix", "web", "{number: 80}")),
+        ingress(
+            "a",
+            "2026-01-01T00:00:00Z",
+            &path("", "/", "Prefix", "web", "{number: 80}"),
+        ),
+        ingress(
+            "b",
+            "2026-01-01T00:00:00Z",
+            &path("*.example.com", "/", "Prefix", "web", "{number: 80}"),
+        ),
+        ingress(
+            "c",
+            "2026-01-01T00:00:00Z",
+            &path("shop.example.com", "/", "Prefix", "web", "{number: 80}"),
+        ),
     ]
     .concat();
     let t = translate(&store(&yaml));
-    let hosts: Vec<String> = t.snapshot.virtual_hosts.iter().map(|v| v.host.to_string()).collect();
+    let hosts: Vec<String> = t
+        .snapshot
+        .virtual_hosts
+        .iter()
+        .map(|v| v.host.to_string())
+        .collect();
     assert_eq!(hosts, vec!["shop.example.com", "*.example.com", "*"]);
 }
 
@@ -140,7 +177,11 @@ fn missing_service_port_or_secret_are_warnings_and_answer_503() {
     let yaml = [
         SERVICES.to_owned(),
         ingress("a", "2026-01-01T00:00:00Z", &body),
-        ingress("b", "2026-01-01T00:00:00Z", &path("b.example.com", "/", "Prefix", "web", "{number: 81}")),
+        ingress(
+            "b",
+            "2026-01-01T00:00:00Z",
+            &path("b.example.com", "/", "Prefix", "web", "{number: 81}"),
+        ),
     ]
     .concat();
     let t = translate(&store(&yaml));
@@ -156,8 +197,16 @@ fn missing_service_port_or_secret_are_warnings_and_answer_503() {
     for vh in &t.snapshot.virtual_hosts {
         assert_eq!(vh.routes[0].backend.cluster(), None);
     }
-    let a = t.snapshot.virtual_hosts.iter().find(|v| v.host.to_string() == "shop.example.com").unwrap();
-    assert!(a.tls, "a TLS host without a usable Secret still redirects and serves the default certificate");
+    let a = t
+        .snapshot
+        .virtual_hosts
+        .iter()
+        .find(|v| v.host.to_string() == "shop.example.com")
+        .unwrap();
+    assert!(
+        a.tls,
+        "a TLS host without a usable Secret still redirects and serves the default certificate"
+    );
     t.snapshot.validate().unwrap();
 }
 
@@ -169,17 +218,34 @@ fn ingress_class_decides_which_ingresses_are_ferrys() {
         )
     };
     let classed = |name: &str, class: &str| {
-        let rule = path(&format!("{name}.example.com"), "/", "Prefix", "web", "{number: 80}");
-        let class = if class.is_empty() { String::new() } else { format!("  ingressClassName: {class}\n") };
+        let rule = path(
+            &format!("{name}.example.com"),
+            "/",
+            "Prefix",
+            "web",
+            "{number: 80}",
+        );
+        let class = if class.is_empty() {
+            String::new()
+        } else {
+            format!("  ingressClassName: {class}\n")
+        };
         ingress(name, "2026-01-01T00:00:00Z", &format!("{class}{rule}"))
     };
     let served = |yaml: &str| -> Vec<String> {
         let t = translate(&store(yaml));
-        t.snapshot.virtual_hosts.iter().map(|v| v.host.to_string()).collect()
+        t.snapshot
+            .virtual_hosts
+            .iter()
+            .map(|v| v.host.to_string())
+            .collect()
     };
 
     // No IngressClass at all: Ingresses without a class are ferry's.
-    assert_eq!(served(&[SERVICES.to_owned(), classed("plain", "")].concat()), vec!["plain.example.com"]);
+    assert_eq!(
+        served(&[SERVICES.to_owned(), classed("plain", "")].concat()),
+        vec!["plain.example.com"]
+    );
 
     // Ours by name; another controller's is not; no class and ferry not default: not ours.
     let yaml = [
@@ -205,7 +271,9 @@ fn ingress_class_decides_which_ingresses_are_ferrys() {
     assert_eq!(t.snapshot.virtual_hosts.len(), 1);
     assert_eq!(
         warnings(&t),
-        vec!["t.yaml:6: Ingress shop/missing: spec.ingressClassName: IngressClass \"nope\" does not exist; this Ingress is not served"]
+        vec![
+            "t.yaml:6: Ingress shop/missing: spec.ingressClassName: IngressClass \"nope\" does not exist; this Ingress is not served"
+        ]
     );
 }
 
@@ -224,19 +292,53 @@ fn default_backends_per_host_and_catch_all() {
     .concat();
     let t = translate(&store(&yaml));
     let vh = &t.snapshot.virtual_hosts[0];
-    assert_eq!(vh.default_backend.as_ref().and_then(Backend::cluster).map(|k| k.service.as_str()), Some("api"));
-    assert_eq!(t.snapshot.default_backend.as_ref().and_then(Backend::cluster).map(|k| k.service.as_str()), Some("web"));
+    assert_eq!(
+        vh.default_backend
+            .as_ref()
+            .and_then(Backend::cluster)
+            .map(|k| k.service.as_str()),
+        Some("api")
+    );
+    assert_eq!(
+        t.snapshot
+            .default_backend
+            .as_ref()
+            .and_then(Backend::cluster)
+            .map(|k| k.service.as_str()),
+        Some("web")
+    );
 }
 
 #[test]
 fn services_become_clusters_with_their_endpoints() {
     let t = translate(&store(SERVICES));
     let s = &t.snapshot;
-    assert_eq!(s.services.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), vec!["api", "web"]);
-    let web = s.cluster(&ClusterKey { namespace: "shop".into(), service: "web".into(), port: 80 }).unwrap();
+    assert_eq!(
+        s.services
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect::<Vec<_>>(),
+        vec!["api", "web"]
+    );
+    let web = s
+        .cluster(&ClusterKey {
+            namespace: "shop".into(),
+            service: "web".into(),
+            port: 80,
+        })
+        .unwrap();
     assert_eq!(web.endpoints.len(), 1);
-    assert_eq!((web.endpoints[0].address.to_string(), web.endpoints[0].port), ("127.0.0.1".into(), 8080));
-    let api = s.cluster(&ClusterKey { namespace: "shop".into(), service: "api".into(), port: 9000 }).unwrap();
+    assert_eq!(
+        (web.endpoints[0].address.to_string(), web.endpoints[0].port),
+        ("127.0.0.1".into(), 8080)
+    );
+    let api = s
+        .cluster(&ClusterKey {
+            namespace: "shop".into(),
+            service: "api".into(),
+            port: 9000,
+        })
+        .unwrap();
     assert_eq!(api.app_protocol.as_deref(), Some("kubernetes.io/h2c"));
     assert!(api.endpoints.is_empty());
     s.validate().unwrap();
@@ -247,7 +349,10 @@ fn translate_is_deterministic() {
     let yaml = std::fs::read_to_string(fixtures().join("ingress.yaml")).unwrap();
     let a = translate(&store(&yaml));
     let b = translate(&store(&yaml));
-    assert_eq!(serde_json::to_string(&a.snapshot).unwrap(), serde_json::to_string(&b.snapshot).unwrap());
+    assert_eq!(
+        serde_json::to_string(&a.snapshot).unwrap(),
+        serde_json::to_string(&b.snapshot).unwrap()
+    );
 }
 
 fn fixtures() -> PathBuf {
@@ -260,11 +365,21 @@ fn fixtures() -> PathBuf {
 fn golden_snapshots() {
     let update = std::env::var_os("FERRY_UPDATE_GOLDEN").is_some();
     let mut seen = 0;
-    let mut entries: Vec<_> = std::fs::read_dir(fixtures()).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut entries: Vec<_> = std::fs::read_dir(fixtures())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     entries.sort();
-    for yaml_path in entries.iter().filter(|p| p.extension().is_some_and(|e| e == "yaml")) {
+    for yaml_path in entries
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+    {
         seen += 1;
-        let name = yaml_path.file_name().unwrap().to_string_lossy().into_owned();
+        let name = yaml_path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
         let loaded = manifest::parse(&name, &std::fs::read(yaml_path).unwrap());
         let store = Store::from_manifests(loaded.manifests.into_iter().map(Arc::new));
         let t = translate(&store);
@@ -278,9 +393,16 @@ fn golden_snapshots() {
         if update {
             std::fs::write(&golden_path, &text).unwrap();
         }
-        let want = std::fs::read_to_string(&golden_path)
-            .unwrap_or_else(|_| panic!("{} missing; run with FERRY_UPDATE_GOLDEN=1", golden_path.display()));
-        assert_eq!(text, want, "{name} no longer translates to its golden snapshot");
+        let want = std::fs::read_to_string(&golden_path).unwrap_or_else(|_| {
+            panic!(
+                "{} missing; run with FERRY_UPDATE_GOLDEN=1",
+                golden_path.display()
+            )
+        });
+        assert_eq!(
+            text, want,
+            "{name} no longer translates to its golden snapshot"
+        );
     }
     assert!(seen >= 2, "fixtures missing");
 }

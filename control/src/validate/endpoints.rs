@@ -18,7 +18,13 @@ pub(super) fn slice(c: &mut Check<'_>, s: &EndpointSlice) {
     let ty = s.address_type.as_str();
     c.unsupported("addressType", ty, &["IPv4", "IPv6", "FQDN"]);
     if s.endpoints.len() > MAX_ENDPOINTS {
-        c.error("endpoints", format!("Too many: {}: must have at most {MAX_ENDPOINTS} items", s.endpoints.len()));
+        c.error(
+            "endpoints",
+            format!(
+                "Too many: {}: must have at most {MAX_ENDPOINTS} items",
+                s.endpoints.len()
+            ),
+        );
     }
     for (i, e) in s.endpoints.iter().enumerate() {
         let at = |f: &str| format!("endpoints[{i}].{f}");
@@ -26,7 +32,13 @@ pub(super) fn slice(c: &mut Check<'_>, s: &EndpointSlice) {
             c.required(&at("addresses"));
         }
         if e.addresses.len() > MAX_ADDRESSES {
-            c.error(&at("addresses"), format!("Too many: {}: must have at most {MAX_ADDRESSES} items", e.addresses.len()));
+            c.error(
+                &at("addresses"),
+                format!(
+                    "Too many: {}: must have at most {MAX_ADDRESSES} items",
+                    e.addresses.len()
+                ),
+            );
         }
         for (j, a) in e.addresses.iter().enumerate() {
             let field = format!("endpoints[{i}].addresses[{j}]");
@@ -51,7 +63,13 @@ pub(super) fn slice(c: &mut Check<'_>, s: &EndpointSlice) {
     }
     let ports = s.ports.as_deref().unwrap_or_default();
     if ports.len() > MAX_PORTS {
-        c.error("ports", format!("Too many: {}: must have at most {MAX_PORTS} items", ports.len()));
+        c.error(
+            "ports",
+            format!(
+                "Too many: {}: must have at most {MAX_PORTS} items",
+                ports.len()
+            ),
+        );
     }
     let mut names = BTreeSet::new();
     for (i, p) in ports.iter().enumerate() {
@@ -75,7 +93,9 @@ pub(super) fn slice(c: &mut Check<'_>, s: &EndpointSlice) {
     if labels.and_then(|l| l.get(SERVICE_NAME_LABEL)).is_none() {
         c.warning(
             "metadata.labels",
-            format!("no {SERVICE_NAME_LABEL:?} label: this slice belongs to no Service and is not used"),
+            format!(
+                "no {SERVICE_NAME_LABEL:?} label: this slice belongs to no Service and is not used"
+            ),
         );
     }
 }

@@ -22,7 +22,10 @@ pub(super) fn ingress(c: &mut Check<'_>, ing: &Ingress) {
     }
     let rules = spec.rules.as_deref().unwrap_or_default();
     if spec.default_backend.is_none() && rules.is_empty() {
-        c.error("spec", "Invalid value: either `defaultBackend` or `rules` must be specified");
+        c.error(
+            "spec",
+            "Invalid value: either `defaultBackend` or `rules` must be specified",
+        );
     }
     if let Some(b) = &spec.default_backend {
         backend(c, "spec.defaultBackend", b);
@@ -46,7 +49,11 @@ pub(super) fn ingress(c: &mut Check<'_>, ing: &Ingress) {
             self::host(c, &format!("spec.tls[{i}].hosts[{j}]"), h);
         }
         if let Some(s) = tls.secret_name.as_deref().filter(|s| !s.is_empty()) {
-            c.name(&format!("spec.tls[{i}].secretName"), s, name::dns1123_subdomain);
+            c.name(
+                &format!("spec.tls[{i}].secretName"),
+                s,
+                name::dns1123_subdomain,
+            );
         }
     }
 }
@@ -108,11 +115,15 @@ fn backend(c: &mut Check<'_>, at: &str, b: &IngressBackend) {
                 c.name(&format!("{at}.service.name"), &s.name, name::dns1035_label);
             }
             let port = s.port.as_ref();
-            let by_name = port.and_then(|p| p.name.as_deref()).filter(|n| !n.is_empty());
+            let by_name = port
+                .and_then(|p| p.name.as_deref())
+                .filter(|n| !n.is_empty());
             let by_number = port.and_then(|p| p.number).filter(|&n| n != 0);
             match (by_name, by_number) {
                 (Some(_), Some(_)) => c.invalid(at, &"", "cannot set both port name & port number"),
-                (Some(n), None) => c.name(&format!("{at}.service.port.name"), n, name::iana_svc_name),
+                (Some(n), None) => {
+                    c.name(&format!("{at}.service.port.name"), n, name::iana_svc_name)
+                }
                 (None, Some(n)) => c.port(&format!("{at}.service.port.number"), n),
                 (None, None) => c.error(
                     &format!("{at}.service.port"),
@@ -124,20 +135,33 @@ fn backend(c: &mut Check<'_>, at: &str, b: &IngressBackend) {
 }
 
 pub(super) fn class(c: &mut Check<'_>, ic: &IngressClass) {
-    let controller = ic.spec.as_ref().and_then(|s| s.controller.as_deref()).unwrap_or_default();
+    let controller = ic
+        .spec
+        .as_ref()
+        .and_then(|s| s.controller.as_deref())
+        .unwrap_or_default();
     if controller.is_empty() {
         c.required("spec.controller");
         return;
     }
     if controller.len() > MAX_CONTROLLER_LEN {
-        c.error("spec.controller", format!("Too long: may not be more than {MAX_CONTROLLER_LEN} bytes"));
+        c.error(
+            "spec.controller",
+            format!("Too long: may not be more than {MAX_CONTROLLER_LEN} bytes"),
+        );
     }
     let ok = controller.split_once('/').is_some_and(|(domain, path)| {
         name::dns1123_subdomain(domain).is_ok()
             && !path.is_empty()
-            && path.bytes().all(|b| b.is_ascii_alphanumeric() || b"/-._~%!$&'()*+,;=:".contains(&b))
+            && path
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"/-._~%!$&'()*+,;=:".contains(&b))
     });
     if !ok {
-        c.invalid("spec.controller", &controller, "must be a domain-prefixed path (such as \"acme.io/foo\")");
+        c.invalid(
+            "spec.controller",
+            &controller,
+            "must be a domain-prefixed path (such as \"acme.io/foo\")",
+        );
     }
 }

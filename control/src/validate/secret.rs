@@ -8,13 +8,19 @@ pub const TLS_TYPE: &str = "kubernetes.io/tls";
 pub const TLS_CERT_KEY: &str = "tls.crt";
 pub const TLS_PRIVATE_KEY: &str = "tls.key";
 const MAX_SECRET_BYTES: usize = 1024 * 1024;
+const MAX_KEY_LEN: usize = 253;
 
 pub(super) fn secret(c: &mut Check<'_>, s: &k8s_openapi::api::core::v1::Secret) {
     let data = s.data.as_ref();
     let mut total = 0;
     for (k, v) in data.into_iter().flatten() {
         total += v.0.len();
-        let ok = !k.is_empty() && k.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b));
+        let ok = !k.is_empty()
+            && k.len() <= MAX_KEY_LEN
+            && k != "."
+            && !k.starts_with("..")
+            && k.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b));
         if !ok {
             c.invalid(
                 &format!("data[{k}]"),
@@ -24,7 +30,10 @@ pub(super) fn secret(c: &mut Check<'_>, s: &k8s_openapi::api::core::v1::Secret) 
         }
     }
     if total > MAX_SECRET_BYTES {
-        c.error("data", format!("Too long: may not be more than {MAX_SECRET_BYTES} bytes"));
+        c.error(
+            "data",
+            format!("Too long: may not be more than {MAX_SECRET_BYTES} bytes"),
+        );
     }
     if s.type_.as_deref() != Some(TLS_TYPE) {
         return;
@@ -40,7 +49,11 @@ pub(super) fn secret(c: &mut Check<'_>, s: &k8s_openapi::api::core::v1::Secret) 
     if let (Some(cert), Some(key)) = (cert, key)
         && let Err(e) = certificate::check_pair(cert, key)
     {
-        let field = if e.starts_with(TLS_PRIVATE_KEY) { TLS_PRIVATE_KEY } else { TLS_CERT_KEY };
+        let field = if e.starts_with(TLS_PRIVATE_KEY) {
+            TLS_PRIVATE_KEY
+        } else {
+            TLS_CERT_KEY
+        };
         c.error(&format!("data[{field}]"), format!("Invalid value: {e}"));
     }
 }

@@ -26,14 +26,22 @@ pub(super) fn service(c: &mut Check<'_>, svc: &Service) {
     if ty == "ExternalName" {
         match spec.external_name.as_deref() {
             None | Some("") => c.required("spec.externalName"),
-            Some(n) => c.name("spec.externalName", n.strip_suffix('.').unwrap_or(n), name::dns1123_subdomain),
+            Some(n) => c.name(
+                "spec.externalName",
+                n.strip_suffix('.').unwrap_or(n),
+                name::dns1123_subdomain,
+            ),
         }
         if spec.cluster_ip.as_deref().is_some_and(|ip| !ip.is_empty()) {
             c.forbidden("spec.clusterIP", "may not be set for ExternalName services");
         }
     }
     if headless && matches!(ty, "NodePort" | "LoadBalancer") {
-        c.invalid("spec.clusterIP", &"None", &format!("may not be set to 'None' for {ty} services"));
+        c.invalid(
+            "spec.clusterIP",
+            &"None",
+            &format!("may not be set to 'None' for {ty} services"),
+        );
     }
     cluster_ips(c, spec.cluster_ip.as_deref(), spec.cluster_ips.as_deref());
 
@@ -68,7 +76,10 @@ pub(super) fn service(c: &mut Check<'_>, svc: &Service) {
         }
         if let Some(np) = p.node_port.filter(|&np| np != 0) {
             if matches!(ty, "ClusterIP" | "ExternalName") {
-                c.forbidden(&at("nodePort"), &format!("may not be used when `type` is '{ty}'"));
+                c.forbidden(
+                    &at("nodePort"),
+                    &format!("may not be used when `type` is '{ty}'"),
+                );
             } else if !NODE_PORTS.contains(&np) {
                 c.invalid(
                     &at("nodePort"),
@@ -103,7 +114,10 @@ pub(super) fn service(c: &mut Check<'_>, svc: &Service) {
 
     let families = spec.ip_families.as_deref().unwrap_or_default();
     if families.len() > 2 {
-        c.error("spec.ipFamilies", format!("Too many: {}: must have at most 2 items", families.len()));
+        c.error(
+            "spec.ipFamilies",
+            format!("Too many: {}: must have at most 2 items", families.len()),
+        );
     }
     let mut seen = BTreeSet::new();
     for (i, f) in families.iter().enumerate() {
@@ -129,12 +143,21 @@ fn cluster_ips(c: &mut Check<'_>, ip: Option<&str>, ips: Option<&[String]>) {
         c.invalid("spec.clusterIPs[0]", first, "must match `spec.clusterIP`");
     }
     let written: Vec<(String, &str)> = if ips.is_empty() {
-        ip.filter(|s| !s.is_empty()).map(|s| ("spec.clusterIP".to_owned(), s)).into_iter().collect()
+        ip.filter(|s| !s.is_empty())
+            .map(|s| ("spec.clusterIP".to_owned(), s))
+            .into_iter()
+            .collect()
     } else {
-        ips.iter().enumerate().map(|(i, s)| (format!("spec.clusterIPs[{i}]"), s.as_str())).collect()
+        ips.iter()
+            .enumerate()
+            .map(|(i, s)| (format!("spec.clusterIPs[{i}]"), s.as_str()))
+            .collect()
     };
     if written.len() > 2 {
-        c.error("spec.clusterIPs", format!("Too many: {}: must have at most 2 items", written.len()));
+        c.error(
+            "spec.clusterIPs",
+            format!("Too many: {}: must have at most 2 items", written.len()),
+        );
     }
     let mut families = BTreeSet::new();
     for (field, s) in &written {
@@ -147,10 +170,18 @@ fn cluster_ips(c: &mut Check<'_>, ip: Option<&str>, ips: Option<&[String]>) {
         match s.parse::<IpAddr>() {
             Ok(addr) => {
                 if !families.insert(addr.is_ipv4()) {
-                    c.invalid(field, s, "may not have the same IP family as another cluster IP");
+                    c.invalid(
+                        field,
+                        s,
+                        "may not have the same IP family as another cluster IP",
+                    );
                 }
             }
-            Err(_) => c.invalid(field, s, "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)"),
+            Err(_) => c.invalid(
+                field,
+                s,
+                "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)",
+            ),
         }
     }
 }

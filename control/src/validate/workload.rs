@@ -23,7 +23,12 @@ pub(super) fn pod(c: &mut Check<'_>, pod: &Pod) {
     for (i, ip) in status.pod_ips.iter().flatten().enumerate() {
         let field = format!("status.podIPs[{i}].ip");
         c.endpoint_ip(&field, &ip.ip);
-        if i == 0 && status.pod_ip.as_deref().is_some_and(|p| !p.is_empty() && p != ip.ip) {
+        if i == 0
+            && status
+                .pod_ip
+                .as_deref()
+                .is_some_and(|p| !p.is_empty() && p != ip.ip)
+        {
             c.invalid(&field, &ip.ip, "must match `status.podIP`");
         }
     }
@@ -35,7 +40,13 @@ fn pod_spec(c: &mut Check<'_>, at: &str, spec: &PodSpec) {
     }
     let mut names = BTreeSet::new();
     let mut port_names = BTreeSet::new();
-    let lists = [("initContainers", spec.init_containers.as_deref().unwrap_or_default()), ("containers", &spec.containers)];
+    let lists = [
+        (
+            "initContainers",
+            spec.init_containers.as_deref().unwrap_or_default(),
+        ),
+        ("containers", &spec.containers),
+    ];
     for (list, containers) in lists {
         for (i, container) in containers.iter().enumerate() {
             let here = format!("{at}.{list}[{i}]");
@@ -49,10 +60,18 @@ fn pod_spec(c: &mut Check<'_>, at: &str, spec: &PodSpec) {
         c.name(&format!("{at}.subdomain"), s, name::dns1123_label);
     }
     if let Some(p) = spec.restart_policy.as_deref() {
-        c.unsupported(&format!("{at}.restartPolicy"), p, &["Always", "OnFailure", "Never"]);
+        c.unsupported(
+            &format!("{at}.restartPolicy"),
+            p,
+            &["Always", "OnFailure", "Never"],
+        );
     }
     if let Some(g) = spec.termination_grace_period_seconds.filter(|&g| g < 0) {
-        c.invalid(&format!("{at}.terminationGracePeriodSeconds"), &g, "must be greater than or equal to 0");
+        c.invalid(
+            &format!("{at}.terminationGracePeriodSeconds"),
+            &g,
+            "must be greater than or equal to 0",
+        );
     }
 }
 
@@ -88,23 +107,42 @@ fn container<'a>(
 }
 
 /// A workload's selector must select its own template.
-fn selector_and_template(c: &mut Check<'_>, selector: &LabelSelector, template: Option<&PodTemplateSpec>) {
-    let empty = selector.match_labels.as_ref().is_none_or(BTreeMap::is_empty)
-        && selector.match_expressions.as_ref().is_none_or(Vec::is_empty);
+fn selector_and_template(
+    c: &mut Check<'_>,
+    selector: &LabelSelector,
+    template: Option<&PodTemplateSpec>,
+) {
+    let empty = selector
+        .match_labels
+        .as_ref()
+        .is_none_or(BTreeMap::is_empty)
+        && selector
+            .match_expressions
+            .as_ref()
+            .is_none_or(Vec::is_empty);
     if empty {
-        c.invalid("spec.selector", &"{}", "empty selector is invalid for deployment");
+        c.invalid(
+            "spec.selector",
+            &"{}",
+            "empty selector is invalid for deployment",
+        );
     }
     c.labels("spec.selector.matchLabels", selector.match_labels.as_ref());
     for (i, e) in selector.match_expressions.iter().flatten().enumerate() {
         let at = |f: &str| format!("spec.selector.matchExpressions[{i}].{f}");
         c.name(&at("key"), &e.key, name::qualified_name);
-        c.unsupported(&at("operator"), &e.operator, &["In", "NotIn", "Exists", "DoesNotExist"]);
+        c.unsupported(
+            &at("operator"),
+            &e.operator,
+            &["In", "NotIn", "Exists", "DoesNotExist"],
+        );
         let has_values = e.values.as_ref().is_some_and(|v| !v.is_empty());
         match e.operator.as_str() {
             "In" | "NotIn" if !has_values => c.required(&at("values")),
-            "Exists" | "DoesNotExist" if has_values => {
-                c.forbidden(&at("values"), "may not be specified when `operator` is 'Exists' or 'DoesNotExist'")
-            }
+            "Exists" | "DoesNotExist" if has_values => c.forbidden(
+                &at("values"),
+                "may not be specified when `operator` is 'Exists' or 'DoesNotExist'",
+            ),
             _ => {}
         }
     }
@@ -174,20 +212,45 @@ pub(super) fn deployment(c: &mut Check<'_>, d: &Deployment) {
     if let Some(p) = spec.progress_deadline_seconds
         && p <= spec.min_ready_seconds.unwrap_or(0)
     {
-        c.invalid("spec.progressDeadlineSeconds", &p, "must be greater than minReadySeconds");
+        c.invalid(
+            "spec.progressDeadlineSeconds",
+            &p,
+            "must be greater than minReadySeconds",
+        );
     }
     selector_and_template(c, &spec.selector, Some(&spec.template));
-    let Some(strategy) = &spec.strategy else { return };
+    let Some(strategy) = &spec.strategy else {
+        return;
+    };
     let ty = strategy.type_.as_deref().unwrap_or("RollingUpdate");
     c.unsupported("spec.strategy.type", ty, &["RollingUpdate", "Recreate"]);
-    let Some(ru) = &strategy.rolling_update else { return };
+    let Some(ru) = &strategy.rolling_update else {
+        return;
+    };
     if ty == "Recreate" {
-        c.forbidden("spec.strategy.rollingUpdate", "may not be specified when strategy `type` is 'Recreate'");
+        c.forbidden(
+            "spec.strategy.rollingUpdate",
+            "may not be specified when strategy `type` is 'Recreate'",
+        );
         return;
     }
-    let surge0 = int_or_percent(c, "spec.strategy.rollingUpdate.maxSurge", ru.max_surge.as_ref(), false);
-    let unavailable0 = int_or_percent(c, "spec.strategy.rollingUpdate.maxUnavailable", ru.max_unavailable.as_ref(), true);
+    let surge0 = int_or_percent(
+        c,
+        "spec.strategy.rollingUpdate.maxSurge",
+        ru.max_surge.as_ref(),
+        false,
+    );
+    let unavailable0 = int_or_percent(
+        c,
+        "spec.strategy.rollingUpdate.maxUnavailable",
+        ru.max_unavailable.as_ref(),
+        true,
+    );
     if surge0 && unavailable0 {
-        c.invalid("spec.strategy.rollingUpdate.maxUnavailable", &0, "may not be 0 when `maxSurge` is 0");
+        c.invalid(
+            "spec.strategy.rollingUpdate.maxUnavailable",
+            &0,
+            "may not be 0 when `maxSurge` is 0",
+        );
     }
 }

@@ -44,7 +44,12 @@ fn iana_service_names() {
 
 #[test]
 fn qualified_names_and_label_values() {
-    for ok in ["app", "app.kubernetes.io/name", "kubernetes.io/service-name", "My_Name.1"] {
+    for ok in [
+        "app",
+        "app.kubernetes.io/name",
+        "kubernetes.io/service-name",
+        "My_Name.1",
+    ] {
         assert!(qualified_name(ok).is_ok(), "{ok}");
     }
     for bad in ["", "/app", "a/b/c", "-app", "Bad_Prefix/app"] {

@@ -24,7 +24,11 @@ fn service(name: &str, port: u16) -> Service {
 
 fn cluster(name: &str, port: u16) -> Cluster {
     Cluster {
-        key: ClusterKey { namespace: "shop".into(), service: name.into(), port },
+        key: ClusterKey {
+            namespace: "shop".into(),
+            service: name.into(),
+            port,
+        },
         port_name: "http".into(),
         protocol: Protocol::TCP,
         app_protocol: None,
@@ -36,7 +40,6 @@ fn cluster(name: &str, port: u16) -> Cluster {
             serving: true,
             terminating: false,
             zone: None,
-            target: None,
         }],
     }
 }
@@ -51,7 +54,11 @@ fn route(path: &str, cluster: Option<ClusterKey>) -> Route {
             port: BackendPort::Number(80),
             cluster,
         },
-        ingress: TargetRef { kind: "Ingress".into(), namespace: "shop".into(), name: "web".into() },
+        ingress: TargetRef {
+            kind: "Ingress".into(),
+            namespace: "shop".into(),
+            name: "web".into(),
+        },
     }
 }
 
@@ -87,7 +94,11 @@ fn dangling_cluster_reference_is_refused() {
     let mut s = snapshot();
     s.virtual_hosts[0].routes.push(route(
         "/x",
-        Some(ClusterKey { namespace: "shop".into(), service: "gone".into(), port: 80 }),
+        Some(ClusterKey {
+            namespace: "shop".into(),
+            service: "gone".into(),
+            port: 80,
+        }),
     ));
     let err = s.validate().unwrap_err();
     assert!(err.to_string().contains("shop/gone:80"), "{err}");
@@ -149,5 +160,8 @@ fn private_keys_are_redacted_for_display_only() {
     assert_eq!(shown.certificates[0].key_pem, REDACTED);
     assert!(s.certificates[0].key_pem.contains("k3y-bytes"));
     assert!(!format!("{:?}", s.certificates[0]).contains("k3y-bytes"));
-    assert!(s.same_content(&Snapshot { version: 9, ..s.clone() }));
+    assert!(s.same_content(&Snapshot {
+        version: 9,
+        ..s.clone()
+    }));
 }
