@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use ferry_model::{ObjectRef, Problem, Severity};
+use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use serde_path_to_error::Segment;
@@ -354,19 +355,29 @@ fn document(origin: &Origin, mut doc: Value, loaded: &mut Loaded, lists_allowed:
     }
 
     let object = match known {
-        Kind::Namespace => decode(doc).map(|o| Object::Namespace(Box::new(o))),
-        Kind::Service => decode(doc).map(|o| Object::Service(Box::new(o))),
-        Kind::Endpoints => decode(doc).map(|o| Object::Endpoints(Box::new(o))),
-        Kind::EndpointSlice => decode(doc).map(|o| Object::EndpointSlice(Box::new(o))),
-        Kind::Pod => decode(doc).map(|o| Object::Pod(Box::new(o))),
-        Kind::ReplicaSet => decode(doc).map(|o| Object::ReplicaSet(Box::new(o))),
-        Kind::Deployment => decode(doc).map(|o| Object::Deployment(Box::new(o))),
-        Kind::IngressClass => decode(doc).map(|o| Object::IngressClass(Box::new(o))),
-        Kind::Ingress => decode(doc).map(|o| Object::Ingress(Box::new(o))),
-        Kind::Secret => decode(doc).map(|o| Object::Secret(Box::new(o))),
+        Kind::Namespace => decode(doc).map(|(o, u)| (Object::Namespace(Box::new(o)), u)),
+        Kind::Service => decode(doc).map(|(o, u)| (Object::Service(Box::new(o)), u)),
+        Kind::Endpoints => decode(doc).map(|(o, u)| (Object::Endpoints(Box::new(o)), u)),
+        Kind::EndpointSlice => decode(doc).map(|(o, u)| (Object::EndpointSlice(Box::new(o)), u)),
+        Kind::Pod => decode(doc).map(|(o, u)| (Object::Pod(Box::new(o)), u)),
+        Kind::ReplicaSet => decode(doc).map(|(o, u)| (Object::ReplicaSet(Box::new(o)), u)),
+        Kind::Deployment => decode(doc).map(|(o, u)| (Object::Deployment(Box::new(o)), u)),
+        Kind::IngressClass => decode(doc).map(|(o, u)| (Object::IngressClass(Box::new(o)), u)),
+        Kind::Ingress => decode(doc).map(|(o, u)| (Object::Ingress(Box::new(o)), u)),
+        Kind::Secret => decode(doc).map(|(o, u)| (Object::Secret(Box::new(o)), u)),
     };
     match object {
-        Ok(mut object) => {
+        Ok((mut object, unknown)) => {
+            for field in unknown {
+                let message =
+                    "unknown field; ignored (kubectl's strict field validation refuses it)";
+                loaded.problems.push(origin.problem(
+                    Severity::Warning,
+                    Some(shown(&kind)),
+                    field,
+                    message,
+                ));
+            }
             normalize(&mut object);
             loaded.manifests.push(Manifest {
                 origin: origin.clone(),
@@ -377,9 +388,12 @@ fn document(origin: &Origin, mut doc: Value, loaded: &mut Loaded, lists_allowed:
     }
 }
 
-/// Decodes a value into its exact type, reporting the failing field in API-server style.
-fn decode<T: DeserializeOwned>(value: Value) -> Result<T, (String, String)> {
-    serde_path_to_error::deserialize(value).map_err(|e| {
+/// Decodes a value into its exact type, reporting the failing field in API-server style, and
+/// the paths of the fields the type does not know (typos such as `spec.selctor`).
+fn decode<T: DeserializeOwned + Serialize>(
+    value: Value,
+) -> Result<(T, Vec<String>), (String, String)> {
+    let decoded: T = serde_path_to_error::deserialize(&value).map_err(|e| {
         let mut field = field_path(e.path().iter());
         let message = e.inner().to_string();
         // serde says "missing field `x`"; the API server says "x: Required value".
@@ -391,7 +405,42 @@ fn decode<T: DeserializeOwned>(value: Value) -> Result<T, (String, String)> {
             return (field, "Required value".to_owned());
         }
         (field, format!("Invalid value: {message}"))
-    })
+    })?;
+    let mut unknown = Vec::new();
+    if let Ok(known) = serde_json::to_value(&decoded) {
+        unknown_fields(&value, &known, &mut String::new(), &mut unknown);
+    }
+    Ok((decoded, unknown))
+}
+
+/// The fields of `input` that decoding dropped: present (and not null) in the input, absent
+/// from the decoded value written back.
+fn unknown_fields(input: &Value, known: &Value, path: &mut String, out: &mut Vec<String>) {
+    match (input, known) {
+        (Value::Object(i), Value::Object(k)) => {
+            for (key, v) in i {
+                if v.is_null() {
+                    continue;
+                }
+                let len = path.len();
+                push_key(path, key);
+                match k.get(key) {
+                    Some(kv) => unknown_fields(v, kv, path, out),
+                    None => out.push(path.clone()),
+                }
+                path.truncate(len);
+            }
+        }
+        (Value::Array(i), Value::Array(k)) => {
+            for (n, (iv, kv)) in i.iter().zip(k).enumerate() {
+                let len = path.len();
+                path.push_str(&format!("[{n}]"));
+                unknown_fields(iv, kv, path, out);
+                path.truncate(len);
+            }
+        }
+        _ => {}
+    }
 }
 
 fn push_key(field: &mut String, key: &str) {

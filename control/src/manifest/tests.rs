@@ -521,12 +521,12 @@ spec:
 fn missing_field_error_reads_as_required_value() {
     // The decoder's own rewriting of serde's "missing field" message, on a type with a field
     // serde requires.
-    #[derive(Debug, serde::Deserialize)]
+    #[derive(Debug, serde::Deserialize, serde::Serialize)]
     #[allow(dead_code)]
     struct Spec {
         ports: Vec<Port>,
     }
-    #[derive(Debug, serde::Deserialize)]
+    #[derive(Debug, serde::Deserialize, serde::Serialize)]
     #[allow(dead_code)]
     struct Port {
         port: i32,
@@ -538,12 +538,12 @@ fn missing_field_error_reads_as_required_value() {
         ("ports[1].port", "Required value")
     );
 
-    #[derive(Debug, serde::Deserialize)]
+    #[derive(Debug, serde::Deserialize, serde::Serialize)]
     #[allow(dead_code)]
     struct Data {
         data: std::collections::BTreeMap<String, Inner>,
     }
-    #[derive(Debug, serde::Deserialize)]
+    #[derive(Debug, serde::Deserialize, serde::Serialize)]
     #[allow(dead_code)]
     struct Inner {
         #[serde(rename = "tls.crt")]
@@ -1011,4 +1011,22 @@ fn many_documents_parse_fully() {
     assert_eq!(loaded.manifests[N - 1].origin.doc, Some(N));
     assert_eq!(loaded.manifests[N - 1].name(), format!("svc-{}", N - 1));
     assert!(validate::across(&loaded.manifests).is_empty());
+}
+
+#[test]
+fn unknown_fields_are_warnings_naming_their_path() {
+    let yaml = "apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: shop, labls: {a: b}}\nspec:\n  selctor: {app: web}\n  ports:\n  - {port: 80, nmae: http}\n  type: null\n";
+    let loaded = parse("t.yaml", yaml.as_bytes());
+    assert_eq!(loaded.manifests.len(), 1);
+    let lines: Vec<String> = loaded.problems.iter().map(ToString::to_string).collect();
+    let msg = "unknown field; ignored (kubectl's strict field validation refuses it)";
+    assert_eq!(
+        lines,
+        vec![
+            format!("t.yaml: Service shop/web: metadata.labls: {msg}"),
+            format!("t.yaml: Service shop/web: spec.ports[0].nmae: {msg}"),
+            format!("t.yaml: Service shop/web: spec.selctor: {msg}"),
+        ]
+    );
+    assert!(loaded.problems.iter().all(|p| !p.is_error()));
 }
