@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
 use ferry_model::{Protocol, TargetRef};
-use k8s_openapi::api::core::v1::{Endpoints, Pod, Service, ServicePort};
+use k8s_openapi::api::core::v1::{Endpoints, ObjectReference, Pod, Service, ServicePort};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
@@ -267,6 +267,14 @@ fn from_pods(namespace: &str, name: &str, svc: &Service, pods: &[&Pod]) -> Vec<E
         .collect()
 }
 
+fn target_ref(t: &ObjectReference) -> TargetRef {
+    TargetRef {
+        kind: t.kind.clone().unwrap_or_default(),
+        namespace: t.namespace.clone().unwrap_or_default(),
+        name: t.name.clone().unwrap_or_default(),
+    }
+}
+
 fn from_slice(slice: &EndpointSlice) -> Option<EndpointSet> {
     if slice.address_type == "FQDN" {
         return None; // as kube-proxy: FQDN slices are not routed
@@ -299,11 +307,7 @@ fn from_slice(slice: &EndpointSlice) -> Option<EndpointSet> {
                 hostname: e.hostname.clone(),
                 node_name: e.node_name.clone(),
                 zone: e.zone.clone(),
-                target: e.target_ref.as_ref().map(|t| TargetRef {
-                    kind: t.kind.clone().unwrap_or_default(),
-                    namespace: t.namespace.clone().unwrap_or_default(),
-                    name: t.name.clone().unwrap_or_default(),
-                }),
+                target: e.target_ref.as_ref().map(target_ref),
             })
         })
         .collect();
@@ -344,11 +348,7 @@ fn from_endpoints(e: &Endpoints) -> Vec<EndpointSet> {
                         hostname: a.hostname.clone(),
                         node_name: a.node_name.clone(),
                         zone: None,
-                        target: a.target_ref.as_ref().map(|t| TargetRef {
-                            kind: t.kind.clone().unwrap_or_default(),
-                            namespace: t.namespace.clone().unwrap_or_default(),
-                            name: t.name.clone().unwrap_or_default(),
-                        }),
+                        target: a.target_ref.as_ref().map(target_ref),
                     })
                 })
                 .collect();

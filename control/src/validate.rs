@@ -13,8 +13,8 @@ mod secret;
 mod service;
 mod workload;
 
-use std::collections::BTreeMap;
 use std::collections::btree_map::Entry;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
 use std::net::IpAddr;
 
@@ -81,6 +81,27 @@ impl<'a> Check<'a> {
     pub(crate) fn name(&mut self, field: &str, value: &str, rule: fn(&str) -> Result<(), String>) {
         if let Err(detail) = rule(value) {
             self.invalid(field, &value, &detail);
+        }
+    }
+
+    /// A port name in a list of `count` ports: required when there are several, a DNS label,
+    /// unique (`names` holds those seen so far).
+    pub(crate) fn port_name<'n>(
+        &mut self,
+        field: &str,
+        value: Option<&'n str>,
+        count: usize,
+        names: &mut BTreeSet<&'n str>,
+    ) {
+        match value {
+            None | Some("") if count > 1 => self.required(field),
+            None | Some("") => {}
+            Some(n) => {
+                self.name(field, n, name::dns1123_label);
+                if !names.insert(n) {
+                    self.duplicate(field, &n);
+                }
+            }
         }
     }
 

@@ -115,16 +115,7 @@ pub(super) fn endpoints(c: &mut Check<'_>, e: &Endpoints) {
         let mut names = BTreeSet::new();
         for (k, p) in ports.iter().enumerate() {
             let at = |f: &str| format!("subsets[{i}].ports[{k}].{f}");
-            match p.name.as_deref() {
-                None | Some("") if ports.len() > 1 => c.required(&at("name")),
-                None | Some("") => {}
-                Some(n) => {
-                    c.name(&at("name"), n, name::dns1123_label);
-                    if !names.insert(n) {
-                        c.duplicate(&at("name"), &n);
-                    }
-                }
-            }
+            c.port_name(&at("name"), p.name.as_deref(), ports.len(), &mut names);
             c.port(&at("port"), p.port);
             c.protocol(&at("protocol"), p.protocol.as_deref());
         }

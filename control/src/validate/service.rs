@@ -53,16 +53,7 @@ pub(super) fn service(c: &mut Check<'_>, svc: &Service) {
     let mut pairs = BTreeSet::new();
     for (i, p) in ports.iter().enumerate() {
         let at = |f: &str| format!("spec.ports[{i}].{f}");
-        match p.name.as_deref() {
-            None | Some("") if ports.len() > 1 => c.required(&at("name")),
-            None | Some("") => {}
-            Some(n) => {
-                c.name(&at("name"), n, name::dns1123_label);
-                if !names.insert(n) {
-                    c.duplicate(&at("name"), &n);
-                }
-            }
-        }
+        c.port_name(&at("name"), p.name.as_deref(), ports.len(), &mut names);
         c.port(&at("port"), p.port);
         c.protocol(&at("protocol"), p.protocol.as_deref());
         let protocol = p.protocol.as_deref().unwrap_or("TCP");
