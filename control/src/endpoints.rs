@@ -59,11 +59,10 @@ pub(crate) fn protocol(p: Option<&str>) -> Protocol {
     }
 }
 
-/// Pods by namespace and by label, so a selector looks only at the Pods that can match.
+/// Pods by label, so a selector looks only at the Pods that can match.
 #[derive(Debug, Default)]
 pub struct PodIndex<'a> {
     by_label: HashMap<(&'a str, &'a str, &'a str), Vec<&'a Pod>>,
-    by_namespace: HashMap<&'a str, Vec<&'a Pod>>,
 }
 
 impl<'a> PodIndex<'a> {
@@ -71,7 +70,6 @@ impl<'a> PodIndex<'a> {
         let mut index = PodIndex::default();
         for (m, pod) in store.pods() {
             let ns = m.namespace();
-            index.by_namespace.entry(ns).or_default().push(pod);
             for (k, v) in pod.metadata.labels.iter().flatten() {
                 index.by_label.entry((ns, k, v)).or_default().push(pod);
             }
@@ -103,10 +101,6 @@ impl<'a> PodIndex<'a> {
                     .is_some_and(|l| selector::equality(sel, l))
             })
             .collect()
-    }
-
-    pub fn in_namespace(&self, namespace: &str) -> &[&'a Pod] {
-        self.by_namespace.get(namespace).map_or(&[], Vec::as_slice)
     }
 }
 

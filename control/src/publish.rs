@@ -16,7 +16,7 @@ use prometheus_client::registry::Registry;
 
 use crate::object::Kind;
 use crate::source::Reading;
-use crate::store::{Event, Store};
+use crate::store::Store;
 use crate::translate::translate;
 
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
@@ -115,12 +115,8 @@ pub fn evaluate(
     if reading.problems.iter().any(Problem::is_error) {
         return Err(reading.problems.clone());
     }
-    let mut candidate = Store::default();
-    candidate.apply(Event::Init);
-    for m in &reading.manifests {
-        candidate.apply(Event::InitApply(m.clone()));
-    }
-    candidate.apply(Event::InitDone);
+    // A file source always delivers a full relist, so the candidate store is built whole.
+    let candidate = Store::from_manifests(reading.manifests.iter().cloned());
     let translation = translate(&candidate);
     let mut problems = reading.problems.clone();
     problems.extend(translation.problems);

@@ -225,10 +225,10 @@ fn ferry_ingresses<'a>(
     problems: &mut Vec<Problem>,
 ) -> Vec<(&'a Manifest, &'a Ingress)> {
     let mut classes = BTreeSet::new();
-    let mut any_class = false;
+    let mut all_classes = BTreeSet::new();
     let mut ferry_default = false;
     for (m, class) in store.ingress_classes() {
-        any_class = true;
+        all_classes.insert(m.name());
         if class.spec.as_ref().and_then(|s| s.controller.as_deref()) == Some(CONTROLLER_NAME) {
             classes.insert(m.name());
             let annotations = class.metadata.annotations.as_ref();
@@ -253,7 +253,7 @@ fn ferry_ingresses<'a>(
             match class {
                 Some(c) if classes.contains(c) => true,
                 Some(c) => {
-                    if !store.ingress_classes().any(|(cm, _)| cm.name() == c) {
+                    if !all_classes.contains(c) {
                         problems.push(m.warning(
                             "spec.ingressClassName",
                             format!(
@@ -263,7 +263,7 @@ fn ferry_ingresses<'a>(
                     }
                     false
                 }
-                None => ferry_default || !any_class,
+                None => ferry_default || all_classes.is_empty(),
             }
         })
         .collect();
