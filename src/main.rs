@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use ferry::get::{self, Output, Resource};
 use ferry::up::{Up, UpConfig};
 use ferry_runtime::telemetry::{self, LogFormat};
@@ -56,6 +56,23 @@ enum Command {
         admin: SocketAddr,
         #[arg(long, value_name = "DOMAIN", default_value = "cluster.local")]
         cluster_domain: String,
+        #[command(flatten)]
+        dns_args: DnsArgs,
+    },
+    /// Run cluster DNS alone, serving a snapshot file (the JSON of admin /config?private_keys=true).
+    Dns {
+        #[arg(long, value_name = "FILE")]
+        snapshot: PathBuf,
+        /// UDP and TCP.
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:5353")]
+        listen: SocketAddr,
+        /// Admin API: /live /ready /config /metrics.
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9901")]
+        admin: SocketAddr,
+        #[arg(long, value_name = "DOMAIN", default_value = "cluster.local")]
+        cluster_domain: String,
+        #[command(flatten)]
+        dns_args: DnsArgs,
     },
     /// Validate manifests: exit 0 if valid, else 1 with one line per problem.
     Check {
@@ -79,6 +96,20 @@ enum Command {
         #[arg(long, default_value = "echo")]
         name: String,
     },
+    /// Put a URL under HTTP load and report latency percentiles, status codes and errors.
+    Load(Box<ferry_load::Args>),
+}
+
+/// Cluster DNS settings shared by `up` and `dns`.
+#[derive(Debug, Args)]
+struct DnsArgs {
+    /// Where names outside the cluster domain go, IP or IP:PORT (repeatable; default: the
+    /// nameservers in /etc/resolv.conf).
+    #[arg(long, value_name = "ADDR", value_parser = ferry::dns::parse_upstream)]
+    dns_upstream: Vec<SocketAddr>,
+    /// Walk a Pod's search path server-side: one round trip instead of one per search domain.
+    #[arg(long)]
+    dns_autopath: bool,
 }
 
 fn main() -> ExitCode {
@@ -93,6 +124,9 @@ fn main() -> ExitCode {
     }
     if let Command::Check { paths } = cli.command {
         return check(paths);
+    }
+    if let Command::Load(args) = cli.command {
+        return load(*args);
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -131,6 +165,25 @@ fn check(paths: Vec<PathBuf>) -> ExitCode {
     }
 }
 
+/// `ferry load` runs its own worker threads, so it does not use the shared runtime.
+fn load(args: ferry_load::Args) -> ExitCode {
+    use std::io::IsTerminal;
+    let result = ferry_load::Config::from_args(args).and_then(|mut config| {
+        config.progress = std::io::stdout().is_terminal();
+        ferry_load::run(&config)
+    });
+    match result {
+        Ok(results) => {
+            print!("{}", results.summary());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("ferry load: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 async fn async_main(command: Command) -> Result<(), Box<dyn std::error::Error>> {
     let (trigger, shutdown) = ferry_runtime::shutdown::channel();
     tokio::spawn(async move {
@@ -146,17 +199,43 @@ async fn async_main(command: Command) -> Result<(), Box<dyn std::error::Error>> 
             dns,
             admin,
             cluster_domain,
+            dns_args,
         } => {
+            let (dns_upstreams, dns_search) = ferry::dns::host_resolver(dns_args.dns_upstream);
             let config = UpConfig {
                 paths,
                 http,
                 https,
                 dns,
+                dns_upstreams,
+                dns_search,
+                dns_autopath: dns_args.dns_autopath,
                 admin,
                 cluster_domain,
                 debounce: Duration::from_millis(100),
             };
             Up::build(config).await?.run(shutdown).await?;
+        }
+        Command::Dns {
+            snapshot,
+            listen,
+            admin,
+            cluster_domain,
+            dns_args,
+        } => {
+            let (upstreams, search) = ferry::dns::host_resolver(dns_args.dns_upstream);
+            let dns = ferry_dns::Config {
+                upstreams,
+                search,
+                autopath: dns_args.dns_autopath,
+                ..ferry_dns::Config::new(listen, cluster_domain)
+            };
+            let config = ferry::dns::DnsConfig {
+                snapshot,
+                dns,
+                admin,
+            };
+            ferry::dns::run(config, shutdown).await?;
         }
         Command::Get {
             resource,
@@ -174,7 +253,7 @@ async fn async_main(command: Command) -> Result<(), Box<dyn std::error::Error>> 
             tracing::info!(listen = %echo.local_addr()?, "echo is up");
             echo.run(shutdown).await;
         }
-        Command::Check { .. } => {}
+        Command::Check { .. } | Command::Load(_) => {}
     }
     Ok(())
 }

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use ferry_control::{Config as ControlConfig, Control};
+use ferry_dns::Dns;
 use ferry_runtime::admin::{Admin, AdminState};
 use ferry_runtime::{Shutdown, SnapshotBus, StatusBoard};
 use prometheus_client::registry::Registry;
@@ -16,6 +17,12 @@ pub struct UpConfig {
     pub http: SocketAddr,
     pub https: SocketAddr,
     pub dns: SocketAddr,
+    /// Where names outside the cluster domain go (the caller reads /etc/resolv.conf for the
+    /// default); empty refuses them.
+    pub dns_upstreams: Vec<SocketAddr>,
+    /// The host's search domains, the tail of a Pod's search path (for autopath).
+    pub dns_search: Vec<String>,
+    pub dns_autopath: bool,
     pub admin: SocketAddr,
     pub cluster_domain: String,
     pub debounce: Duration,
@@ -27,6 +34,8 @@ pub enum Error {
     Control(#[from] ferry_control::Error),
     #[error(transparent)]
     Runtime(#[from] ferry_runtime::Error),
+    #[error(transparent)]
+    Dns(#[from] ferry_dns::Error),
     #[error("--cluster-domain {0:?}: {1}")]
     ClusterDomain(String, String),
 }
@@ -36,6 +45,7 @@ pub enum Error {
 pub struct Up {
     control: Control,
     admin: Admin,
+    dns: Dns,
     bus: SnapshotBus,
 }
 
@@ -55,6 +65,16 @@ impl Up {
             status.clone(),
             &mut registry,
         )?;
+        let dns = Dns::build(
+            ferry_dns::Config {
+                upstreams: config.dns_upstreams.clone(),
+                search: config.dns_search.clone(),
+                autopath: config.dns_autopath,
+                ..ferry_dns::Config::new(config.dns, config.cluster_domain.clone())
+            },
+            bus.subscribe("dns"),
+            &mut registry,
+        )?;
         let admin = Admin::build(
             config.admin,
             AdminState {
@@ -64,12 +84,12 @@ impl Up {
             },
         )
         .await?;
-        // The data-plane parts arrive with their own issues; until then, say so.
+        // The gateway arrives with its own issue; until then, say so.
         tracing::info!(http = %config.http, https = %config.https, "the ingress gateway is not built yet; nothing listens on --http/--https");
-        tracing::info!(dns = %config.dns, cluster_domain = %config.cluster_domain, "cluster DNS is not built yet; nothing listens on --dns");
         Ok(Up {
             control,
             admin,
+            dns,
             bus,
         })
     }
@@ -80,6 +100,11 @@ impl Up {
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
     }
 
+    /// Where cluster DNS listens (UDP and TCP).
+    pub fn dns_addr(&self) -> SocketAddr {
+        self.dns.local_addr()
+    }
+
     pub fn bus(&self) -> &SnapshotBus {
         &self.bus
     }
@@ -88,8 +113,10 @@ impl Up {
     pub async fn run(self, shutdown: Shutdown) -> Result<(), Error> {
         tracing::info!(admin = %self.admin_addr(), version = self.bus.current().version, "ferry is up");
         let admin = tokio::spawn(self.admin.run(shutdown.clone()));
+        let dns = tokio::spawn(self.dns.run(shutdown.clone()));
         let control = self.control.run(shutdown).await;
         let _ = admin.await;
+        let _ = dns.await;
         control?;
         Ok(())
     }

@@ -102,6 +102,23 @@ impl SnapshotBus {
     }
 }
 
+/// Reads a snapshot file (the JSON admin `/config?private_keys=true` serves) for a data-plane
+/// part run on its own (`--snapshot FILE`), and checks it as the control plane would.
+pub fn load_snapshot(path: &std::path::Path) -> Result<Snapshot, crate::Error> {
+    let fail = |message: String| crate::Error::Snapshot {
+        path: path.to_owned(),
+        message,
+    };
+    let text = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
+    let snapshot: Snapshot = serde_json::from_slice(&text).map_err(|e| fail(e.to_string()))?;
+    snapshot.validate().map_err(|e| fail(e.to_string()))?;
+    // A file holds one accepted snapshot: version 0 would mean "nothing accepted".
+    Ok(Snapshot {
+        version: snapshot.version.max(1),
+        ..snapshot
+    })
+}
+
 /// One part's view of the bus.
 #[derive(Debug)]
 pub struct Subscription {
@@ -152,5 +169,21 @@ mod tests {
         assert!(!bus.ready());
         assert!(!bus.publish(snapshot(2)), "versions only grow");
         assert_eq!(gateway.changed().await.unwrap().version, 2);
+    }
+
+    #[test]
+    fn snapshot_files_are_read_and_checked() {
+        let dir = std::env::temp_dir().join(format!("ferry-bus-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let good = dir.join("good.json");
+        std::fs::write(&good, serde_json::to_vec(&snapshot(0)).unwrap()).unwrap();
+        assert_eq!(load_snapshot(&good).unwrap().version, 1, "a file is an accepted snapshot");
+        let bad = dir.join("bad.json");
+        std::fs::write(&bad, b"{\"version\": \"x\"}").unwrap();
+        let err = load_snapshot(&bad).unwrap_err().to_string();
+        assert!(err.starts_with("--snapshot ") && err.contains("bad.json"), "{err}");
+        let missing = load_snapshot(&dir.join("missing.json")).unwrap_err().to_string();
+        assert!(missing.contains("missing.json"), "{missing}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

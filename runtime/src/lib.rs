@@ -27,4 +27,9 @@ pub enum Error {
     },
     #[error("{0}")]
     Telemetry(String),
+    #[error("--snapshot {path}: {message}")]
+    Snapshot {
+        path: std::path::PathBuf,
+        message: String,
+    },
 }

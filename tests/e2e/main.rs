@@ -6,7 +6,9 @@
 mod admin;
 mod cli;
 mod configs;
+mod dns;
 mod echo;
+mod load;
 mod reload;
 
 use std::future::Future;
@@ -66,31 +68,49 @@ fn loopback() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 0))
 }
 
+/// `ferry up`'s settings for a test: every listener on 127.0.0.1:0, no DNS upstreams.
+pub fn up_config(paths: Vec<PathBuf>) -> UpConfig {
+    UpConfig {
+        paths,
+        http: loopback(),
+        https: loopback(),
+        dns: loopback(),
+        dns_upstreams: Vec::new(),
+        dns_search: Vec::new(),
+        dns_autopath: false,
+        admin: loopback(),
+        cluster_domain: "cluster.local".into(),
+        debounce: Duration::from_millis(50),
+    }
+}
+
 /// A running `ferry up`, stopped when dropped.
 #[derive(Debug)]
 pub struct Running {
     pub admin: SocketAddr,
+    /// Cluster DNS, UDP and TCP.
+    pub dns: SocketAddr,
     trigger: ShutdownTrigger,
     task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Running {
     pub async fn start(paths: Vec<PathBuf>) -> Running {
-        let config = UpConfig {
-            paths,
-            http: loopback(),
-            https: loopback(),
-            dns: loopback(),
-            admin: loopback(),
-            cluster_domain: "cluster.local".into(),
-            debounce: Duration::from_millis(50),
-        };
+        Self::start_with(paths, |_| {}).await
+    }
+
+    /// Starts with the test's own settings on top of the defaults (all on 127.0.0.1:0).
+    pub async fn start_with(paths: Vec<PathBuf>, adjust: impl FnOnce(&mut UpConfig)) -> Running {
+        let mut config = up_config(paths);
+        adjust(&mut config);
         let up = Up::build(config).await.unwrap();
         let admin = up.admin_addr();
+        let dns = up.dns_addr();
         let (trigger, shutdown) = ferry_runtime::shutdown::channel();
         let task = tokio::spawn(async move { up.run(shutdown).await.unwrap() });
         Running {
             admin,
+            dns,
             trigger,
             task: Some(task),
         }

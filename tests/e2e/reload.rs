@@ -132,15 +132,7 @@ async fn a_single_file_is_watched_through_its_directory() {
 async fn an_invalid_configuration_at_start_is_an_error_naming_every_problem() {
     let dir = tempfile::tempdir().unwrap();
     fs::write(dir.path().join("bad.yaml"), ingress("x")).unwrap();
-    let config = ferry::up::UpConfig {
-        paths: vec![dir.path().to_owned()],
-        http: "127.0.0.1:0".parse().unwrap(),
-        https: "127.0.0.1:0".parse().unwrap(),
-        dns: "127.0.0.1:0".parse().unwrap(),
-        admin: "127.0.0.1:0".parse().unwrap(),
-        cluster_domain: "cluster.local".into(),
-        debounce: std::time::Duration::from_millis(50),
-    };
+    let config = crate::up_config(vec![dir.path().to_owned()]);
     let err = ferry::up::Up::build(config).await.unwrap_err().to_string();
     assert!(
         err.contains(

@@ -1,0 +1,222 @@
+//! Forwarding names outside the cluster zone to upstream servers: UDP first, TCP when the answer
+//! is truncated, the next upstream when one fails; a cache of positive and negative answers
+//! (TTL-capped, sized); and loop detection (a query that comes back to us is refused).
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use hickory_proto::op::{Edns, Message, MessageType, Query, ResponseCode};
+use hickory_proto::rr::{Name, Record, RecordType};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UdpSocket};
+
+use crate::cache::Cache;
+use crate::metrics::Metrics;
+
+/// The EDNS payload size ferry advertises upstream (the DNS flag day 2020 value).
+const UPSTREAM_PAYLOAD: u16 = 1232;
+
+/// An upstream's answer, without its header and OPT record.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Upstream {
+    pub rcode: ResponseCode,
+    pub answers: Vec<Record>,
+    pub authorities: Vec<Record>,
+    pub additionals: Vec<Record>,
+}
+
+impl Upstream {
+    /// NOERROR with at least one record: the name resolved.
+    pub fn is_positive(&self) -> bool {
+        self.rcode == ResponseCode::NoError && !self.answers.is_empty()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ForwardError {
+    #[error("no upstream servers configured")]
+    NoUpstreams,
+    #[error("every upstream failed; last: {0}")]
+    Failed(String),
+}
+
+/// Sends queries upstream and remembers the answers.
+#[derive(Debug)]
+pub struct Forwarder {
+    upstreams: Vec<SocketAddr>,
+    timeout: Duration,
+    cache: Cache,
+    /// Queries we have sent and not yet been answered: (id, name, type). One of these arriving
+    /// at our own listener means an upstream forwards back to us.
+    inflight: Mutex<HashSet<(u16, Name, RecordType)>>,
+    metrics: Metrics,
+}
+
+impl Forwarder {
+    pub fn new(
+        upstreams: Vec<SocketAddr>,
+        timeout: Duration,
+        cache: Cache,
+        metrics: Metrics,
+    ) -> Self {
+        Forwarder {
+            upstreams,
+            timeout,
+            cache,
+            inflight: Mutex::new(HashSet::new()),
+            metrics,
+        }
+    }
+
+    pub fn upstreams(&self) -> &[SocketAddr] {
+        &self.upstreams
+    }
+
+    /// Whether a query arriving at our listener is one we sent upstream ourselves.
+    pub fn is_own(&self, id: u16, name: &Name, qtype: RecordType) -> bool {
+        let inflight = self.inflight.lock().unwrap_or_else(PoisonError::into_inner);
+        !inflight.is_empty() && inflight.contains(&(id, name.clone(), qtype))
+    }
+
+    /// Answers `name`/`qtype` from the cache, else from the first upstream that answers.
+    pub async fn resolve(&self, name: &Name, qtype: RecordType) -> Result<Upstream, ForwardError> {
+        if let Some(hit) = self.cache.get(name, qtype) {
+            self.metrics.cache_hits.inc();
+            return Ok(hit);
+        }
+        self.metrics.cache_misses.inc();
+        if self.upstreams.is_empty() {
+            return Err(ForwardError::NoUpstreams);
+        }
+        let mut last = String::new();
+        for &upstream in &self.upstreams {
+            self.metrics.forwarded.inc();
+            match self.exchange(upstream, name, qtype).await {
+                Ok(answer) => {
+                    let answer = self.cache.keep(name, qtype, answer);
+                    self.metrics.cache_entries.set(self.cache.len() as i64);
+                    return Ok(answer);
+                }
+                Err(e) => {
+                    self.metrics.upstream_failures.inc();
+                    tracing::debug!(%upstream, %name, error = %e, "upstream failed");
+                    last = format!("{upstream}: {e}");
+                }
+            }
+        }
+        Err(ForwardError::Failed(last))
+    }
+
+    /// One question to one upstream: UDP, then TCP if the answer was truncated.
+    async fn exchange(
+        &self,
+        upstream: SocketAddr,
+        name: &Name,
+        qtype: RecordType,
+    ) -> Result<Upstream, String> {
+        let mut query = Message::query();
+        query.metadata.recursion_desired = true;
+        query.add_query(Query::query(name.clone(), qtype));
+        let mut edns = Edns::new();
+        edns.set_max_payload(UPSTREAM_PAYLOAD);
+        query.set_edns(edns);
+        let id = query.metadata.id;
+        let bytes = query.to_vec().map_err(|e| e.to_string())?;
+
+        let key = (id, name.clone(), qtype);
+        self.inflight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(key.clone());
+        let result = tokio::time::timeout(self.timeout, async {
+            let reply = udp_exchange(upstream, &bytes, id, name, qtype).await?;
+            if reply.metadata.truncation {
+                tcp_exchange(upstream, &bytes, id, name, qtype).await
+            } else {
+                Ok(reply)
+            }
+        })
+        .await;
+        self.inflight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&key);
+        let reply = result.map_err(|_| format!("no answer in {:?}", self.timeout))??;
+        match reply.metadata.response_code {
+            ResponseCode::NoError | ResponseCode::NXDomain => Ok(Upstream {
+                rcode: reply.metadata.response_code,
+                answers: reply.answers,
+                authorities: reply.authorities,
+                additionals: reply.additionals,
+            }),
+            other => Err(format!("answered {other}")),
+        }
+    }
+}
+
+/// Checks that a reply answers our question (RFC 5452: id, question and source must match).
+fn matches(reply: &Message, id: u16, name: &Name, qtype: RecordType) -> bool {
+    reply.metadata.id == id
+        && reply.metadata.message_type == MessageType::Response
+        && reply.queries.len() == 1
+        && reply.queries[0].name() == name
+        && reply.queries[0].query_type() == qtype
+}
+
+async fn udp_exchange(
+    upstream: SocketAddr,
+    query: &[u8],
+    id: u16,
+    name: &Name,
+    qtype: RecordType,
+) -> Result<Message, String> {
+    let local: SocketAddr = if upstream.is_ipv4() {
+        ([0, 0, 0, 0], 0).into()
+    } else {
+        ([0u16; 8], 0).into()
+    };
+    let socket = UdpSocket::bind(local).await.map_err(|e| e.to_string())?;
+    // Connected: the kernel drops datagrams from any other source.
+    socket.connect(upstream).await.map_err(|e| e.to_string())?;
+    socket.send(query).await.map_err(|e| e.to_string())?;
+    let mut buf = vec![0u8; 65535];
+    loop {
+        let n = socket.recv(&mut buf).await.map_err(|e| e.to_string())?;
+        // Anything else (a stale or forged reply) is ignored; the timeout bounds the wait.
+        if let Ok(reply) = Message::from_vec(&buf[..n])
+            && matches(&reply, id, name, qtype)
+        {
+            return Ok(reply);
+        }
+    }
+}
+
+async fn tcp_exchange(
+    upstream: SocketAddr,
+    query: &[u8],
+    id: u16,
+    name: &Name,
+    qtype: RecordType,
+) -> Result<Message, String> {
+    let mut stream = TcpStream::connect(upstream)
+        .await
+        .map_err(|e| e.to_string())?;
+    let len = u16::try_from(query.len()).map_err(|_| "query too long".to_string())?;
+    let mut framed = Vec::with_capacity(query.len() + 2);
+    framed.extend_from_slice(&len.to_be_bytes());
+    framed.extend_from_slice(query);
+    stream.write_all(&framed).await.map_err(|e| e.to_string())?;
+    let len = stream.read_u16().await.map_err(|e| e.to_string())?;
+    let mut buf = vec![0u8; usize::from(len)];
+    stream
+        .read_exact(&mut buf)
+        .await
+        .map_err(|e| e.to_string())?;
+    let reply = Message::from_vec(&buf).map_err(|e| e.to_string())?;
+    if !matches(&reply, id, name, qtype) {
+        return Err("TCP answer does not match the question".into());
+    }
+    Ok(reply)
+}

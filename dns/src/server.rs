@@ -1,0 +1,197 @@
+//! The listeners: UDP and TCP on one address.
+//!
+//! UDP is served by one socket per worker, all bound to the same port with SO_REUSEPORT, so the
+//! kernel spreads queries over the cores without a shared queue; each worker answers in its own
+//! receive loop and hands queries that wait for an upstream to a task of their own (bounded, so a
+//! flood of outside names cannot pile up tasks). TCP takes many queries per connection
+//! (RFC 7766), each answered in order, with an idle timeout and a bound on connections.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use crate::handler::{Handler, Step, Transport};
+
+/// Queries waiting for an upstream at once, per process; past it they are refused.
+const MAX_PENDING: usize = 4096;
+/// Open TCP connections at once; past it new ones wait in the accept queue.
+const MAX_TCP_CONNECTIONS: usize = 1024;
+/// A TCP connection with no new query for this long is closed (RFC 7766 suggests seconds).
+const TCP_IDLE: Duration = Duration::from_secs(10);
+/// Socket receive buffer for UDP: absorbs bursts while a worker is busy.
+const UDP_RECV_BUFFER: usize = 4 << 20;
+
+/// Bound sockets, not yet serving.
+#[derive(Debug)]
+pub struct Sockets {
+    udp: Vec<std::net::UdpSocket>,
+    tcp: std::net::TcpListener,
+    addr: SocketAddr,
+}
+
+impl Sockets {
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+/// Binds `workers` UDP sockets and one TCP listener on the same address. With port 0 the port
+/// is chosen for UDP and then taken for TCP too, trying again if TCP has it in use.
+pub fn bind(addr: SocketAddr, workers: usize) -> io::Result<Sockets> {
+    let workers = workers.max(1);
+    let mut last = None;
+    for _ in 0..16 {
+        let first = udp_socket(addr)?;
+        let port = first.local_addr()?.port();
+        let bound = SocketAddr::new(addr.ip(), port);
+        let tcp = match tcp_listener(bound) {
+            Ok(l) => l,
+            Err(e) if addr.port() == 0 && e.kind() == io::ErrorKind::AddrInUse => {
+                last = Some(e);
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let mut udp = vec![first];
+        for _ in 1..workers {
+            udp.push(udp_socket(bound)?);
+        }
+        return Ok(Sockets {
+            udp,
+            tcp,
+            addr: bound,
+        });
+    }
+    Err(last.unwrap_or_else(|| io::Error::new(io::ErrorKind::AddrInUse, "no free port")))
+}
+
+fn udp_socket(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    socket.set_reuse_port(true)?;
+    // Best effort: the kernel caps it at net.core.rmem_max.
+    let _ = socket.set_recv_buffer_size(UDP_RECV_BUFFER);
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
+}
+
+fn tcp_listener(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(socket.into())
+}
+
+/// Starts every listener's loop in `tasks`.
+pub fn spawn(sockets: Sockets, handler: Arc<Handler>, tasks: &mut JoinSet<()>) -> io::Result<()> {
+    let pending = Arc::new(Semaphore::new(MAX_PENDING));
+    for socket in sockets.udp {
+        let socket = Arc::new(UdpSocket::from_std(socket)?);
+        tasks.spawn(udp_loop(socket, handler.clone(), pending.clone()));
+    }
+    let listener = TcpListener::from_std(sockets.tcp)?;
+    tasks.spawn(tcp_loop(listener, handler));
+    Ok(())
+}
+
+async fn udp_loop(socket: Arc<UdpSocket>, handler: Arc<Handler>, pending: Arc<Semaphore>) {
+    let mut buf = vec![0u8; 65535];
+    loop {
+        let (n, peer) = match socket.recv_from(&mut buf).await {
+            Ok(v) => v,
+            // ICMP errors from earlier sends surface here on some kernels: not fatal.
+            Err(e) => {
+                tracing::debug!(error = %e, "udp receive");
+                continue;
+            }
+        };
+        match handler.start(&buf[..n], Transport::Udp) {
+            Step::Answer(answer) => send(&socket, &answer, peer).await,
+            Step::Pending(query) => match pending.clone().try_acquire_owned() {
+                Ok(permit) => {
+                    let (socket, handler) = (socket.clone(), handler.clone());
+                    tokio::spawn(async move {
+                        let answer = handler.finish(query).await;
+                        send(&socket, &answer, peer).await;
+                        drop(permit);
+                    });
+                }
+                Err(_) => send(&socket, &handler.refuse(query), peer).await,
+            },
+            Step::Drop => {}
+        }
+    }
+}
+
+async fn send(socket: &UdpSocket, answer: &[u8], peer: SocketAddr) {
+    // Almost always immediate; the await only when the socket buffer is full.
+    let sent = match socket.try_send_to(answer, peer) {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => socket.send_to(answer, peer).await,
+        other => other,
+    };
+    if let Err(e) = sent {
+        tracing::debug!(%peer, error = %e, "udp send");
+    }
+}
+
+async fn tcp_loop(listener: TcpListener, handler: Arc<Handler>) {
+    let connections = Arc::new(Semaphore::new(MAX_TCP_CONNECTIONS));
+    loop {
+        let Ok(permit) = connections.clone().acquire_owned().await else {
+            return;
+        };
+        let (stream, peer) = match listener.accept().await {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::debug!(error = %e, "tcp accept");
+                // Out of descriptors, say: give the process a moment rather than spin.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let handler = handler.clone();
+        tokio::spawn(async move {
+            if let Err(e) = tcp_connection(stream, &handler).await {
+                tracing::debug!(%peer, error = %e, "tcp connection");
+            }
+            drop(permit);
+        });
+    }
+}
+
+async fn tcp_connection(mut stream: TcpStream, handler: &Handler) -> io::Result<()> {
+    let _ = stream.set_nodelay(true);
+    let mut buf = Vec::new();
+    loop {
+        let len = match tokio::time::timeout(TCP_IDLE, stream.read_u16()).await {
+            Ok(Ok(len)) => usize::from(len),
+            // Idle, or the client closed: both end the connection quietly.
+            Ok(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Ok(()),
+        };
+        buf.resize(len, 0);
+        tokio::time::timeout(TCP_IDLE, stream.read_exact(&mut buf))
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "query body"))??;
+        let Some(answer) = handler.handle(&buf, Transport::Tcp).await else {
+            continue;
+        };
+        let Ok(len) = u16::try_from(answer.len()) else {
+            continue;
+        };
+        let mut framed = Vec::with_capacity(answer.len() + 2);
+        framed.extend_from_slice(&len.to_be_bytes());
+        framed.extend_from_slice(&answer);
+        stream.write_all(&framed).await?;
+    }
+}

@@ -1,0 +1,403 @@
+//! The cluster zone compiled from a snapshot: every name the Kubernetes DNS specification
+//! (schema 1.1.0) defines, with its records, in one immutable index that a lookup reads without
+//! locks. A new snapshot compiles into a new index that replaces this one whole.
+//!
+//! What it holds, under the cluster domain `<zone>`:
+//! - `dns-version.<zone>` TXT, and the zone's SOA at its apex;
+//! - `<svc>.<ns>.svc.<zone>`: A/AAAA of a ClusterIP Service's cluster IPs, of a headless
+//!   Service's ready endpoints, or a CNAME for an ExternalName Service;
+//! - `<host>.<svc>.<ns>.svc.<zone>` for each ready endpoint of a headless Service (its hostname,
+//!   else its address with dashes, as CoreDNS names them);
+//! - `_<port>._<proto>.<svc>.<ns>.svc.<zone>` SRV for each named port;
+//! - PTR for cluster IPs and headless endpoint addresses;
+//! - every ancestor of those names, so that a name that exists with no records answers NODATA;
+//! - `<a-b-c-d>.<ns>.pod.<zone>` is computed at lookup time, not stored (`pods insecure`).
+//!
+//! Reverse names the index does not hold fall outside it: they are forwarded, like every name
+//! outside the cluster domain.
+
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use ferry_model::{Protocol, Service, Snapshot};
+use hickory_proto::rr::rdata::{A, AAAA, CNAME, PTR, SOA, SRV, TXT};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
+
+/// The schema version of the Kubernetes DNS specification ferry implements.
+pub const SCHEMA_VERSION: &str = "1.1.0";
+
+/// The cluster zone, compiled.
+#[derive(Debug)]
+pub struct ZoneIndex {
+    origin: Name,
+    /// `pod.<zone>`, for the computed pod names.
+    pod_zone: Name,
+    soa: Record,
+    nodes: HashMap<Name, Node>,
+    /// Nothing accepted yet: the zone's contents are unknown, so in-zone names fail.
+    ready: bool,
+}
+
+/// The records at one name, in the order `ANY` shows them (A/AAAA first).
+#[derive(Debug, Default)]
+struct Node {
+    records: Vec<Record>,
+}
+
+/// What the zone says about a name and type.
+#[derive(Debug, PartialEq)]
+pub enum Lookup {
+    /// Records of the type asked, plus records for the additional section (SRV targets).
+    Answer {
+        answers: Vec<Record>,
+        additionals: Vec<Record>,
+    },
+    /// The name is an alias (ExternalName Service): the CNAME, and its target to chase.
+    Alias { cname: Record, target: Name },
+    /// The name exists with other types (RFC 2308 NODATA).
+    NoData,
+    /// The name does not exist in the zone.
+    NxDomain,
+    /// The zone is not known yet (no snapshot accepted).
+    NotReady,
+    /// The name is not in the cluster zone: forward it.
+    Outside,
+}
+
+impl ZoneIndex {
+    /// Compiles the zone for `snapshot` under `domain` (e.g. `cluster.local`), records with `ttl`.
+    pub fn compile(snapshot: &Snapshot, domain: &str, ttl: u32) -> Result<ZoneIndex, String> {
+        let origin = fqdn(domain).map_err(|e| format!("cluster domain {domain:?}: {e}"))?;
+        let mut b = Builder {
+            domain: domain.trim_end_matches('.').to_ascii_lowercase(),
+            origin: origin.clone(),
+            ttl,
+            nodes: HashMap::new(),
+            ents: HashSet::new(),
+        };
+        let soa = Record::from_rdata(
+            origin.clone(),
+            ttl,
+            RData::SOA(SOA::new(
+                b.name(&format!("ns.dns.{}", b.domain))?,
+                b.name(&format!("hostmaster.{}", b.domain))?,
+                // Grows with each accepted change, which is what secondaries compare.
+                (snapshot.version & u64::from(u32::MAX)) as u32,
+                7200,
+                1800,
+                86400,
+                ttl,
+            )),
+        );
+        b.add(soa.clone());
+        let version = b.name(&format!("dns-version.{}", b.domain))?;
+        b.add(Record::from_rdata(
+            version,
+            ttl,
+            RData::TXT(TXT::new(vec![SCHEMA_VERSION.to_string()])),
+        ));
+        let svc = b.name(&format!("svc.{}", b.domain))?;
+        b.ent(svc);
+        let pod_zone = b.name(&format!("pod.{}", b.domain))?;
+        b.ent(pod_zone.clone());
+        for service in &snapshot.services {
+            // A Service whose name cannot form a DNS name is skipped, never a failed zone:
+            // validation upstream makes this unreachable for manifests.
+            if let Err(e) = b.service(snapshot, service) {
+                tracing::warn!(service = %format!("{}/{}", service.namespace, service.name), error = %e, "no DNS records for this Service");
+            }
+        }
+        let mut nodes = b.nodes;
+        for name in b.ents {
+            nodes.entry(name).or_default();
+        }
+        Ok(ZoneIndex {
+            origin,
+            pod_zone,
+            soa,
+            nodes,
+            ready: snapshot.version > 0,
+        })
+    }
+
+    /// The zone's apex, e.g. `cluster.local.`.
+    pub fn origin(&self) -> &Name {
+        &self.origin
+    }
+
+    /// The SOA record for the authority section of negative answers.
+    pub fn soa(&self) -> &Record {
+        &self.soa
+    }
+
+    /// Whether `name` is in the cluster zone (the index answers for it, authoritatively).
+    pub fn in_zone(&self, name: &Name) -> bool {
+        self.origin.zone_of(name)
+    }
+
+    /// Looks `name` up for `qtype`. Answer records carry the canonical (lowercase) owner name;
+    /// the caller gives them the question's case.
+    pub fn lookup(&self, name: &Name, qtype: RecordType) -> Lookup {
+        let in_zone = self.in_zone(name);
+        if in_zone && !self.ready {
+            return Lookup::NotReady;
+        }
+        let Some(node) = self.nodes.get(name) else {
+            if !in_zone {
+                return Lookup::Outside;
+            }
+            return self.pod(name, qtype);
+        };
+        if let Some(cname) = node
+            .records
+            .iter()
+            .find(|r| r.record_type() == RecordType::CNAME)
+            && qtype != RecordType::CNAME
+        {
+            let target = match &cname.data {
+                RData::CNAME(CNAME(t)) => t.clone(),
+                _ => return Lookup::NoData,
+            };
+            return Lookup::Alias {
+                cname: cname.clone(),
+                target,
+            };
+        }
+        let answers: Vec<Record> = if qtype == RecordType::ANY {
+            // RFC 8482: one RRset is enough; the first is the address set where there is one.
+            let first = node.records.first().map(Record::record_type);
+            node.records
+                .iter()
+                .filter(|r| Some(r.record_type()) == first)
+                .cloned()
+                .collect()
+        } else {
+            node.records
+                .iter()
+                .filter(|r| r.record_type() == qtype)
+                .cloned()
+                .collect()
+        };
+        if answers.is_empty() {
+            return Lookup::NoData;
+        }
+        let additionals = self.additionals(&answers);
+        Lookup::Answer {
+            answers,
+            additionals,
+        }
+    }
+
+    /// The addresses of SRV targets, for the additional section.
+    fn additionals(&self, answers: &[Record]) -> Vec<Record> {
+        let mut out = Vec::new();
+        for r in answers {
+            if let RData::SRV(srv) = &r.data
+                && let Some(node) = self.nodes.get(&srv.target)
+            {
+                out.extend(
+                    node.records
+                        .iter()
+                        .filter(|r| matches!(r.record_type(), RecordType::A | RecordType::AAAA))
+                        .cloned(),
+                );
+            }
+        }
+        out
+    }
+
+    /// `<a-b-c-d>.<ns>.pod.<zone>`: the address is in the name (CoreDNS `pods insecure`).
+    fn pod(&self, name: &Name, qtype: RecordType) -> Lookup {
+        if !self.pod_zone.zone_of(name) {
+            return Lookup::NxDomain;
+        }
+        let extra = name.num_labels() - self.pod_zone.num_labels();
+        let mut labels = name.iter();
+        match extra {
+            // `<ns>.pod.<zone>`: has names below it.
+            1 => Lookup::NoData,
+            2 => {
+                let (Some(ip), Some(ns)) = (labels.next(), labels.next()) else {
+                    return Lookup::NxDomain;
+                };
+                let (Ok(ip), Ok(ns)) = (std::str::from_utf8(ip), std::str::from_utf8(ns)) else {
+                    return Lookup::NxDomain;
+                };
+                if ferry_model::name::dns1123_label(&ns.to_ascii_lowercase()).is_err() {
+                    return Lookup::NxDomain;
+                }
+                let Some(ip) = pod_ip(ip) else {
+                    return Lookup::NxDomain;
+                };
+                let owner = name.to_lowercase();
+                let data = match (ip, qtype) {
+                    (IpAddr::V4(v4), RecordType::A | RecordType::ANY) => RData::A(A(v4)),
+                    (IpAddr::V6(v6), RecordType::AAAA | RecordType::ANY) => RData::AAAA(AAAA(v6)),
+                    _ => return Lookup::NoData,
+                };
+                Lookup::Answer {
+                    answers: vec![Record::from_rdata(owner, self.soa.ttl, data)],
+                    additionals: Vec::new(),
+                }
+            }
+            _ => Lookup::NxDomain,
+        }
+    }
+
+    /// How many names the zone holds (for metrics and tests).
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+}
+
+/// The address in a pod name: `10-1-2-3` or `fd00--1` (IPv6 with `-` for `:`).
+fn pod_ip(label: &str) -> Option<IpAddr> {
+    if let Ok(v4) = label.replace('-', ".").parse::<Ipv4Addr>() {
+        return Some(IpAddr::V4(v4));
+    }
+    label
+        .replace('-', ":")
+        .parse::<Ipv6Addr>()
+        .ok()
+        .map(IpAddr::V6)
+}
+
+/// An address as a DNS label, as CoreDNS names endpoints without a hostname.
+fn dashed(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string().replace('.', "-"),
+        IpAddr::V6(v6) => v6.to_string().replace(':', "-"),
+    }
+}
+
+fn fqdn(name: &str) -> Result<Name, String> {
+    let mut n = Name::from_ascii(name).map_err(|e| e.to_string())?;
+    n.set_fqdn(true);
+    Ok(n.to_lowercase())
+}
+
+fn address(ip: IpAddr) -> RData {
+    match ip {
+        IpAddr::V4(v4) => RData::A(A(v4)),
+        IpAddr::V6(v6) => RData::AAAA(AAAA(v6)),
+    }
+}
+
+/// SRV weights as CoreDNS gives them: an equal share of 100 among the targets.
+fn srv_weight(targets: usize) -> u16 {
+    u16::try_from(100 / targets.max(1)).unwrap_or(100).max(1)
+}
+
+struct Builder {
+    domain: String,
+    origin: Name,
+    ttl: u32,
+    nodes: HashMap<Name, Node>,
+    /// Ancestors of stored names: they exist, with no records of their own.
+    ents: HashSet<Name>,
+}
+
+impl Builder {
+    fn name(&self, s: &str) -> Result<Name, String> {
+        fqdn(s).map_err(|e| format!("{s:?}: {e}"))
+    }
+
+    fn add(&mut self, record: Record) {
+        if self.origin.zone_of(&record.name) {
+            self.add_ancestors(&record.name);
+        }
+        self.nodes
+            .entry(record.name.clone())
+            .or_default()
+            .records
+            .push(record);
+    }
+
+    fn ent(&mut self, name: Name) {
+        self.add_ancestors(&name);
+        self.ents.insert(name);
+    }
+
+    fn record(&mut self, owner: &Name, data: RData) {
+        self.add(Record::from_rdata(owner.clone(), self.ttl, data));
+    }
+
+    fn service(&mut self, snapshot: &Snapshot, s: &Service) -> Result<(), String> {
+        let base = self.name(&format!("{}.{}.svc.{}", s.name, s.namespace, self.domain))?;
+        // The Service exists even with nothing to answer (no cluster IP yet, no endpoints).
+        self.ent(base.clone());
+        if let Some(external) = &s.external_name {
+            let target = fqdn(external).map_err(|e| format!("externalName {external:?}: {e}"))?;
+            self.record(&base, RData::CNAME(CNAME(target)));
+            return Ok(());
+        }
+        if s.headless {
+            return self.headless(snapshot, s, &base);
+        }
+        for ip in &s.cluster_ips {
+            self.record(&base, address(*ip));
+            self.record(&Name::from(*ip), RData::PTR(PTR(base.clone())));
+        }
+        for port in s.ports.iter().filter(|p| !p.name.is_empty()) {
+            let owner = self.srv_owner(&port.name, port.protocol, &base)?;
+            self.record(
+                &owner,
+                RData::SRV(SRV::new(0, 100, port.port, base.clone())),
+            );
+        }
+        Ok(())
+    }
+
+    fn headless(&mut self, snapshot: &Snapshot, s: &Service, base: &Name) -> Result<(), String> {
+        let ready: Vec<_> = s.endpoints.iter().filter(|e| e.ready).collect();
+        let mut hosts = HashMap::new();
+        for ep in &ready {
+            let label = ep.hostname.clone().unwrap_or_else(|| dashed(ep.address));
+            let host = self.name(&format!("{label}.{base}"))?;
+            self.record(base, address(ep.address));
+            self.record(&host, address(ep.address));
+            self.record(&Name::from(ep.address), RData::PTR(PTR(host.clone())));
+            hosts.insert(ep.address, host);
+        }
+        for port in s.ports.iter().filter(|p| !p.name.is_empty()) {
+            let owner = self.srv_owner(&port.name, port.protocol, base)?;
+            let key = ferry_model::ClusterKey {
+                namespace: s.namespace.clone(),
+                service: s.name.clone(),
+                port: port.port,
+            };
+            let Some(cluster) = snapshot.cluster(&key) else {
+                continue;
+            };
+            let targets: Vec<_> = cluster
+                .ready_endpoints()
+                .filter_map(|e| hosts.get(&e.address).map(|h| (e.port, h.clone())))
+                .collect();
+            let weight = srv_weight(targets.len());
+            for (port, host) in targets {
+                self.record(&owner, RData::SRV(SRV::new(0, weight, port, host)));
+            }
+        }
+        Ok(())
+    }
+
+    fn srv_owner(&self, port: &str, protocol: Protocol, base: &Name) -> Result<Name, String> {
+        let proto = protocol.as_str().to_ascii_lowercase();
+        self.name(&format!("_{port}._{proto}.{base}"))
+    }
+
+    /// Every name between `name` and the apex exists (an empty non-terminal at least).
+    fn add_ancestors(&mut self, name: &Name) {
+        let mut parent = name.base_name();
+        while parent.num_labels() > self.origin.num_labels() && self.ents.insert(parent.clone()) {
+            parent = parent.base_name();
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests;

@@ -1,0 +1,88 @@
+//! `ferry dns`: cluster DNS alone, serving a snapshot file, with its admin server; and the DNS
+//! settings `ferry up` shares with it.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+use ferry_dns::{Config, Dns};
+use ferry_runtime::admin::{Admin, AdminState};
+use ferry_runtime::{Shutdown, SnapshotBus, StatusBoard};
+use prometheus_client::registry::Registry;
+
+/// Where the host's resolver settings are, for default upstreams and search domains.
+pub const RESOLV_CONF: &str = "/etc/resolv.conf";
+
+/// Parses `--dns-upstream`: `IP` (port 53) or `IP:PORT`.
+pub fn parse_upstream(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = s.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    s.parse::<IpAddr>()
+        .map(|ip| SocketAddr::new(ip, 53))
+        .map_err(|_| format!("{s:?} is not an IP address or IP:PORT"))
+}
+
+/// The upstreams (those given, else resolv.conf's nameservers) and the host's search domains.
+pub fn host_resolver(given: Vec<SocketAddr>) -> (Vec<SocketAddr>, Vec<String>) {
+    let conf = std::fs::read_to_string(RESOLV_CONF)
+        .map(|text| ferry_dns::resolv::parse(&text))
+        .unwrap_or_default();
+    let upstreams = if given.is_empty() {
+        conf.nameservers
+    } else {
+        given
+    };
+    (upstreams, conf.search)
+}
+
+/// Everything `ferry dns` takes.
+#[derive(Clone, Debug)]
+pub struct DnsConfig {
+    pub snapshot: PathBuf,
+    pub dns: Config,
+    pub admin: SocketAddr,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Runtime(#[from] ferry_runtime::Error),
+    #[error(transparent)]
+    Dns(#[from] ferry_dns::Error),
+}
+
+/// Serves the snapshot file's zone until shutdown.
+pub async fn run(config: DnsConfig, shutdown: Shutdown) -> Result<(), Error> {
+    let snapshot = ferry_runtime::bus::load_snapshot(&config.snapshot)?;
+    let bus = SnapshotBus::new();
+    let mut registry = Registry::default();
+    let subscription = bus.subscribe("dns");
+    bus.publish(snapshot);
+    let dns = Dns::build(config.dns, subscription, &mut registry)?;
+    let admin = Admin::build(
+        config.admin,
+        AdminState {
+            bus,
+            status: StatusBoard::default(),
+            registry,
+        },
+    )
+    .await?;
+    tracing::info!(dns = %dns.local_addr(), admin = %admin.local_addr().map_or_else(|e| e.to_string(), |a| a.to_string()), "ferry dns is up");
+    let admin = tokio::spawn(admin.run(shutdown.clone()));
+    dns.run(shutdown).await;
+    let _ = admin.await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstreams_default_to_port_53() {
+        assert_eq!(parse_upstream("10.0.0.2"), Ok("10.0.0.2:53".parse().unwrap()));
+        assert_eq!(parse_upstream("[::1]:5300"), Ok("[::1]:5300".parse().unwrap()));
+        assert!(parse_upstream("dns.example").unwrap_err().contains("dns.example"));
+    }
+}
