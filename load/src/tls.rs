@@ -1,0 +1,147 @@
+//! The rustls client setup: which roots verify the server, which name goes in SNI, which
+//! protocol ALPN offers.
+//!
+//! Roots: `--cacert FILE` if given, else the system bundle (`$SSL_CERT_FILE`, or the usual
+//! Debian, Fedora and Alpine paths); `--insecure` skips verification but still checks the
+//! handshake signatures, so a run measures real TLS work.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::WebPkiSupportedAlgorithms;
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+
+use crate::Error;
+use crate::config::Protocol;
+
+#[cfg(test)]
+mod tests;
+
+/// Where the system keeps its CA bundle, in the order we look.
+const SYSTEM_BUNDLES: &[&str] = &[
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/cert.pem",
+];
+
+/// How to verify the server.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TlsOptions {
+    pub insecure: bool,
+    pub cacert: Option<PathBuf>,
+    /// Server name for SNI and verification; default: the URL's host.
+    pub sni: Option<String>,
+}
+
+/// The client config for one run: ALPN offers exactly the protocol we will speak.
+pub fn build(options: &TlsOptions, protocol: Protocol) -> Result<Arc<ClientConfig>, Error> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::Invalid(format!("TLS setup: {e}")))?;
+    let mut config = if options.insecure {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyCertificate(
+                provider.signature_verification_algorithms,
+            )))
+            .with_no_client_auth()
+    } else {
+        builder
+            .with_root_certificates(roots(options.cacert.as_deref())?)
+            .with_no_client_auth()
+    };
+    config.alpn_protocols = vec![protocol.alpn().to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// The name the handshake presents: `--sni`, else the URL's host (an IP sends no SNI).
+pub fn server_name(options: &TlsOptions, host: &str) -> Result<ServerName<'static>, Error> {
+    let name = options.sni.as_deref().unwrap_or(host);
+    ServerName::try_from(name.to_string())
+        .map_err(|_| Error::Invalid(format!("invalid TLS server name {name:?}")))
+}
+
+fn roots(cacert: Option<&Path>) -> Result<RootCertStore, Error> {
+    let (path, explicit) = match cacert {
+        Some(path) => (path.to_path_buf(), true),
+        None => match system_bundle() {
+            Some(path) => (path, false),
+            None => {
+                return Err(Error::Invalid(
+                    "no CA certificates found on this system: pass --cacert FILE or --insecure"
+                        .into(),
+                ));
+            }
+        },
+    };
+    let read = |e: rustls_pki_types::pem::Error| Error::Invalid(format!("{}: {e}", path.display()));
+    let mut store = RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(&path).map_err(read)? {
+        let cert = cert.map_err(read)?;
+        // A system bundle may hold a certificate webpki cannot parse; skip it there, but a
+        // file the user named must be right.
+        if let Err(e) = store.add(cert)
+            && explicit
+        {
+            return Err(Error::Invalid(format!("{}: {e}", path.display())));
+        }
+    }
+    if store.is_empty() {
+        return Err(Error::Invalid(format!(
+            "{}: no certificates found",
+            path.display()
+        )));
+    }
+    Ok(store)
+}
+
+fn system_bundle() -> Option<PathBuf> {
+    std::env::var_os("SSL_CERT_FILE")
+        .map(PathBuf::from)
+        .into_iter()
+        .chain(SYSTEM_BUNDLES.iter().map(PathBuf::from))
+        .find(|p| p.is_file())
+}
+
+/// `--insecure`: any certificate, any name; the handshake signatures are still verified.
+#[derive(Debug)]
+struct AnyCertificate(WebPkiSupportedAlgorithms);
+
+impl ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_schemes()
+    }
+}

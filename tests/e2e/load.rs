@@ -1,0 +1,603 @@
+//! `ferry load` against purpose-built servers on 127.0.0.1:0: exact request counts, HTTP/1.1,
+//! HTTP/2 and TLS, status and failure accounting, the open model's correction for a stall,
+//! `--compare`, and the JSON and HTML reports. Runs are short (a second or two) and small.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use clap::Parser;
+use ferry_load::{Config, Results};
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+#[derive(Debug, Parser)]
+struct Cli {
+    #[command(flatten)]
+    args: ferry_load::Args,
+}
+
+fn config(argv: &[&str]) -> Config {
+    let cli = Cli::parse_from(std::iter::once("load").chain(argv.iter().copied()));
+    Config::from_args(cli.args).unwrap()
+}
+
+fn load(argv: &[&str]) -> Results {
+    ferry_load::run(&config(argv)).unwrap()
+}
+
+fn ferry() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_ferry"))
+}
+
+type Reply = Result<Response<Full<Bytes>>, std::io::Error>;
+
+/// A test server with its own runtime; stops when dropped.
+struct Server {
+    addr: SocketAddr,
+    /// Requests that reached the handler.
+    hits: Arc<AtomicU64>,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl Server {
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// An HTTP/1.1 + h2c server (HTTP/1.1 + h2 by ALPN with `tls`) answering with `handler`.
+fn serve<F, Fut>(tls: Option<Arc<rustls::ServerConfig>>, handler: F) -> Server
+where
+    F: Fn(Request<Incoming>, u64) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Reply> + Send + 'static,
+{
+    let runtime = runtime();
+    let listener = runtime.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let hits = Arc::new(AtomicU64::new(0));
+    let handler = Arc::new(handler);
+    let counter = hits.clone();
+    runtime.spawn(async move {
+        let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let (handler, hits, acceptor) = (handler.clone(), counter.clone(), acceptor.clone());
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |req| {
+                    let n = hits.fetch_add(1, Ordering::SeqCst);
+                    handler(req, n)
+                });
+                let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                match acceptor {
+                    Some(acceptor) => {
+                        if let Ok(stream) = acceptor.accept(stream).await {
+                            let _ = builder
+                                .serve_connection(TokioIo::new(stream), service)
+                                .await;
+                        }
+                    }
+                    None => {
+                        let _ = builder
+                            .serve_connection(TokioIo::new(stream), service)
+                            .await;
+                    }
+                }
+            });
+        }
+    });
+    Server {
+        addr,
+        hits,
+        _runtime: runtime,
+    }
+}
+
+fn ok(body: &'static str) -> Reply {
+    Ok(Response::new(Full::new(Bytes::from_static(
+        body.as_bytes(),
+    ))))
+}
+
+fn status(code: u16) -> Reply {
+    let mut res = Response::new(Full::new(Bytes::new()));
+    *res.status_mut() = StatusCode::from_u16(code).unwrap();
+    Ok(res)
+}
+
+/// A raw TCP server: `each` gets every accepted connection.
+fn raw<F, Fut>(each: F) -> (SocketAddr, tokio::runtime::Runtime)
+where
+    F: Fn(tokio::net::TcpStream) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let runtime = runtime();
+    let listener = runtime.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
+    let addr = listener.local_addr().unwrap();
+    runtime.spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(each(stream));
+        }
+    });
+    (addr, runtime)
+}
+
+/// Reads until the end of the request head, or until the client goes away.
+async fn read_head(stream: &mut tokio::net::TcpStream) -> bool {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+    true
+}
+
+#[test]
+fn requests_mode_sends_exactly_n_over_http1_and_h2() {
+    let server = serve(None, |_, _| async { ok("hello") });
+    let r = load(&["-n", "537", "-c", "7", "-t", "2", &server.url("/")]);
+    assert_eq!(server.hits.load(Ordering::SeqCst), 537);
+    assert_eq!(r.target.responses, 537);
+    assert_eq!(r.target.requests, 537);
+    assert_eq!(r.target.status_codes.get("200"), Some(&537));
+    assert_eq!(r.target.failures(), 0);
+    assert_eq!(r.target.bytes_received, 537 * 5);
+    assert_eq!(r.target.protocol, "HTTP/1.1");
+
+    // HTTP/2 with several streams per connection; a Host header becomes :authority.
+    let authorities = Arc::new(Mutex::new(Vec::new()));
+    let seen = authorities.clone();
+    let server = serve(None, move |req, _| {
+        seen.lock().unwrap().push((
+            req.version(),
+            req.uri().authority().map(|a| a.to_string()),
+            req.method().clone(),
+        ));
+        async move {
+            let body = req.into_body().collect().await.unwrap().to_bytes();
+            assert_eq!(&body[..], b"payload");
+            ok("hi")
+        }
+    });
+    let r = load(&[
+        "--h2",
+        "--streams",
+        "4",
+        "-n",
+        "301",
+        "-c",
+        "3",
+        "-t",
+        "1",
+        "-H",
+        "Host: shop.example.com",
+        "-m",
+        "POST",
+        "--body",
+        "payload",
+        &server.url("/orders"),
+    ]);
+    assert_eq!(server.hits.load(Ordering::SeqCst), 301);
+    assert_eq!(r.target.responses, 301);
+    assert_eq!(r.target.protocol, "HTTP/2");
+    let seen = authorities.lock().unwrap();
+    assert!(seen.iter().all(|(v, a, m)| *v == http::Version::HTTP_2
+        && a.as_deref() == Some("shop.example.com")
+        && m == http::Method::POST));
+}
+
+#[test]
+fn open_model_requests_mode_is_exact_too() {
+    let server = serve(None, |_, _| async { ok("") });
+    let r = load(&[
+        "--rate",
+        "400",
+        "-n",
+        "123",
+        "-c",
+        "3",
+        "-t",
+        "1",
+        &server.url("/"),
+    ]);
+    assert_eq!(server.hits.load(Ordering::SeqCst), 123);
+    assert_eq!(r.target.responses, 123);
+    assert_eq!(r.target.target_rate, Some(400.0));
+}
+
+/// A self-signed certificate for `load.test` and a server config offering h2 and HTTP/1.1.
+fn tls_server() -> (Arc<rustls::ServerConfig>, String) {
+    let cert = rcgen::generate_simple_self_signed(vec!["load.test".to_string()]).unwrap();
+    let pem = cert.cert.pem();
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(cert.signing_key.serialize_der().into());
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.cert.der().clone()], key)
+        .unwrap();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    (Arc::new(config), pem)
+}
+
+#[test]
+fn tls_with_sni_and_alpn_over_http1_and_h2() {
+    let (tls, pem) = tls_server();
+    let versions = Arc::new(Mutex::new(Vec::new()));
+    let seen = versions.clone();
+    let server = serve(Some(tls), move |req, _| {
+        seen.lock().unwrap().push(req.version());
+        async { ok("secret") }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, pem).unwrap();
+    let url = format!("https://{}/", server.addr);
+    let ca = ca.to_str().unwrap();
+
+    // Verified against --cacert, with the name from --sni (the URL is an IP).
+    let r = load(&[
+        "-n",
+        "20",
+        "-c",
+        "2",
+        "-t",
+        "1",
+        "--cacert",
+        ca,
+        "--sni",
+        "load.test",
+        &url,
+    ]);
+    assert_eq!(r.target.responses, 20);
+    let r = load(&[
+        "--h2",
+        "-n",
+        "20",
+        "-c",
+        "2",
+        "-t",
+        "1",
+        "--cacert",
+        ca,
+        "--sni",
+        "load.test",
+        &url,
+    ]);
+    assert_eq!(r.target.responses, 20);
+    {
+        let versions = versions.lock().unwrap();
+        assert_eq!(versions.len(), 40);
+        assert!(versions[..20].iter().all(|v| *v == http::Version::HTTP_11));
+        assert!(versions[20..].iter().all(|v| *v == http::Version::HTTP_2));
+    }
+
+    // --insecure needs no CA.
+    let r = load(&["-n", "5", "-c", "1", "-t", "1", "--insecure", &url]);
+    assert_eq!(r.target.responses, 5);
+
+    // The wrong name, or no trust in the CA, stops the run before it starts.
+    let wrong = ferry_load::run(&config(&[
+        "-n",
+        "5",
+        "--cacert",
+        ca,
+        "--sni",
+        "other.test",
+        &url,
+    ]))
+    .unwrap_err();
+    assert!(matches!(wrong, ferry_load::Error::Tls { .. }), "{wrong}");
+    let untrusted = ferry_load::run(&config(&["-n", "5", "--sni", "load.test", &url])).unwrap_err();
+    assert!(untrusted.to_string().contains("TLS"), "{untrusted}");
+    assert_eq!(server.hits.load(Ordering::SeqCst), 45);
+}
+
+#[test]
+fn status_codes_are_counted_per_code() {
+    let server = serve(None, |_, n| async move {
+        match n % 4 {
+            0 => status(200),
+            1 => status(404),
+            2 => status(503),
+            _ => status(200),
+        }
+    });
+    let r = load(&["-n", "400", "-c", "1", "-t", "1", &server.url("/")]);
+    let codes: Vec<(&str, u64)> = r
+        .target
+        .status_codes
+        .iter()
+        .map(|(k, v)| (k.as_str(), *v))
+        .collect();
+    assert_eq!(codes, vec![("200", 200), ("404", 100), ("503", 100)]);
+    assert_eq!(r.target.failures(), 0);
+}
+
+#[test]
+fn a_server_that_resets_counts_as_reset_over_http1_and_h2() {
+    // Failing the service makes hyper close an HTTP/1.1 connection without an answer and
+    // reset an HTTP/2 stream.
+    let server = serve(None, |_, _| async { Err(std::io::Error::other("no")) });
+    for h2 in [false, true] {
+        let mut argv = vec!["-n", "10", "-c", "2", "-t", "1"];
+        if h2 {
+            argv.push("--h2");
+        }
+        let url = server.url("/");
+        argv.push(&url);
+        let r = load(&argv);
+        assert_eq!(
+            r.target.errors["reset"], 10,
+            "h2: {h2}: {:?}",
+            r.target.errors
+        );
+        assert_eq!(r.target.responses, 0);
+    }
+
+    // A TCP reset right after the request.
+    let (addr, _rt) = raw(|mut stream| async move {
+        if read_head(&mut stream).await {
+            #[allow(deprecated)] // a zero linger never blocks: it sends RST at once
+            stream.set_linger(Some(Duration::ZERO)).unwrap();
+            drop(stream);
+        }
+    });
+    let r = load(&["-n", "6", "-c", "2", "-t", "1", &format!("http://{addr}/")]);
+    assert_eq!(r.target.errors["reset"], 6, "{:?}", r.target.errors);
+}
+
+#[test]
+fn a_server_that_never_answers_counts_as_timeout() {
+    let server = serve(None, |_, _| async {
+        std::future::pending::<()>().await;
+        ok("")
+    });
+    let r = load(&[
+        "-n",
+        "4",
+        "-c",
+        "2",
+        "-t",
+        "1",
+        "--timeout",
+        "200ms",
+        &server.url("/"),
+    ]);
+    assert_eq!(r.target.errors["timeout"], 4, "{:?}", r.target.errors);
+    assert_eq!(r.target.responses, 0);
+}
+
+#[test]
+fn garbage_counts_as_protocol_and_a_closed_port_as_connect() {
+    let (addr, _rt) = raw(|mut stream| async move {
+        if read_head(&mut stream).await {
+            let _ = stream.write_all(b"NOT HTTP AT ALL\r\n\r\n").await;
+        }
+    });
+    let r = load(&["-n", "5", "-c", "1", "-t", "1", &format!("http://{addr}/")]);
+    assert_eq!(r.target.errors["protocol"], 5, "{:?}", r.target.errors);
+
+    // The listener takes the first connection (the reachability check) and then goes away:
+    // every request after that fails to connect.
+    let runtime = runtime();
+    let listener = runtime.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
+    let addr = listener.local_addr().unwrap();
+    runtime.spawn(async move {
+        let first = listener.accept().await;
+        drop(listener);
+        drop(first);
+    });
+    let r = load(&["-n", "5", "-c", "1", "-t", "1", &format!("http://{addr}/")]);
+    assert_eq!(r.target.errors["connect"], 5, "{:?}", r.target.errors);
+}
+
+#[test]
+fn open_model_counts_a_stall_in_the_tail() {
+    // The 40th request stalls for 300 ms; every other answer is immediate.
+    let server = serve(None, |_, n| async move {
+        if n == 40 {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        ok("")
+    });
+    let r = load(&[
+        "--rate",
+        "100",
+        "-d",
+        "1500ms",
+        "-c",
+        "2",
+        "-t",
+        "1",
+        &server.url("/"),
+    ]);
+    let l = &r.target.latency_ms;
+    assert!(l.max >= 250.0, "the stall itself: {l:?}");
+    assert!(l.p99_9 >= 250.0, "{l:?}");
+    // The requests that should have gone out on that connection during the stall waited for
+    // it: wrk2's correction counts each from its intended send time.
+    let h = &r.histograms[0];
+    let delayed = h.count_between(100_000, u64::MAX);
+    assert!(delayed >= 6, "only {delayed} requests saw the stall: {l:?}");
+    assert!(
+        r.target.rate_shortfall_percent.unwrap() < 20.0,
+        "{:?}",
+        r.target
+    );
+
+    // The closed model counts the stall once: only the stalled request is slow.
+    let server = serve(None, |_, n| async move {
+        if n == 40 {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        ok("")
+    });
+    let r = load(&["-n", "200", "-c", "2", "-t", "1", &server.url("/")]);
+    assert!(r.target.latency_ms.max >= 250.0);
+    assert_eq!(r.histograms[0].count_between(100_000, u64::MAX), 1);
+}
+
+#[test]
+fn compare_shows_the_latency_a_slow_target_adds() {
+    let baseline = serve(None, |_, _| async { ok("fast") });
+    let target = serve(None, |_, _| async {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        ok("slow")
+    });
+    let r = load(&[
+        "-d",
+        "2s",
+        "-c",
+        "2",
+        "-t",
+        "1",
+        "--compare",
+        &baseline.url("/"),
+        &target.url("/"),
+    ]);
+    let o = r.overhead.as_ref().unwrap();
+    let p50 = o.latency_ms.iter().find(|a| a.percentile == "p50").unwrap();
+    assert!(p50.added >= 15.0, "{o:?}");
+    assert!(p50.baseline < 15.0, "{o:?}");
+    assert!(o.throughput_ratio < 0.8, "{o:?}");
+    let b = r.baseline.as_ref().unwrap();
+    // Each side ran about half the time, alternating.
+    assert!((b.duration_seconds - 1.0).abs() < 0.3, "{b:?}");
+    assert!((r.target.duration_seconds - 1.0).abs() < 0.3);
+    assert!(baseline.hits.load(Ordering::SeqCst) > 0 && target.hits.load(Ordering::SeqCst) > 0);
+    let html = r.html();
+    assert!(html.contains("Overhead of the target over the baseline"));
+    assert!(html.contains(&baseline.url("/")));
+    assert!(r.summary().contains("overhead of"));
+}
+
+#[test]
+fn json_report_has_the_documented_schema() {
+    let server = serve(None, |_, _| async { ok("x") });
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("out.json");
+    let html = dir.path().join("out.html");
+    let out = ferry()
+        .args([
+            "load", "--rate", "200", "-d", "1s", "-c", "2", "-t", "1", "--json",
+        ])
+        .arg(&json)
+        .arg("--html")
+        .arg(&html)
+        .arg(server.url("/x"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("latency ms") && stdout.contains("target 200.0 req/s"),
+        "{stdout}"
+    );
+    // Not a terminal: no progress line.
+    assert!(!stdout.contains('\r'));
+
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(v["url"], server.url("/x"));
+    assert_eq!(v["model"], "open");
+    assert_eq!(v["target_rate"], 200.0);
+    let rps = v["requests_per_second"].as_f64().unwrap();
+    assert!(rps > 150.0 && rps <= 201.0, "{rps}");
+    assert!(v["rate_shortfall_percent"].as_f64().is_some());
+    for p in ["p50", "p90", "p99", "p99.9", "p99.99", "max", "min", "mean"] {
+        assert!(v["latency_ms"][p].as_f64().unwrap() > 0.0, "{p}");
+    }
+    let ok = v["status_codes"]["200"].as_u64().unwrap();
+    assert_eq!(ok, v["responses"].as_u64().unwrap());
+    for kind in ["connect", "tls", "timeout", "reset", "protocol"] {
+        assert_eq!(v["errors"][kind], 0, "{kind}");
+    }
+    let timeline = v["timeline"].as_array().unwrap();
+    assert!(!timeline.is_empty());
+    let per_second: u64 = timeline
+        .iter()
+        .map(|s| s["responses"].as_u64().unwrap())
+        .sum();
+    assert_eq!(per_second, ok);
+    assert!(v["spectrum"].as_array().unwrap().len() > 10);
+    assert!(v.get("baseline").is_none());
+
+    // The HTML stands alone: no scripts, no links, nothing fetched; it has the four plots.
+    let page = std::fs::read_to_string(&html).unwrap();
+    for id in [
+        "spectrum",
+        "latency-over-time",
+        "throughput-over-time",
+        "status-codes",
+    ] {
+        assert!(page.contains(&format!("<svg id=\"{id}\"")), "{id}");
+    }
+    assert!(page.matches("<polyline").count() >= 4);
+    assert!(page.contains("<rect class=bar"));
+    let without_ours = page
+        .replace("http://www.w3.org/2000/svg", "")
+        .replace(&server.url("/x"), "");
+    for fetch in [
+        "http:", "https:", "<script", "<link", "src=", "url(", "@import",
+    ] {
+        assert!(!without_ours.contains(fetch), "{fetch}");
+    }
+}
+
+#[test]
+fn bad_url_unreachable_target_and_tls_failure_exit_non_zero_with_a_message() {
+    let run = |args: &[&str]| {
+        let out = ferry().arg("load").args(args).output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = run(&["-n", "1", "ftp://127.0.0.1/"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("bad URL") && err.contains("scheme"), "{err}");
+
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let (code, err) = run(&["-n", "1", &format!("http://127.0.0.1:{port}/")]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("cannot connect"), "{err}");
+
+    let (tls, _) = tls_server();
+    let server = serve(Some(tls), |_, _| async { ok("") });
+    let (code, err) = run(&["-n", "1", &format!("https://{}/", server.addr)]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("TLS"), "{err}");
+
+    let (code, err) = run(&["-n", "1", "--streams", "2", &server.url("/")]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("--streams needs --h2"), "{err}");
+    assert_eq!(server.hits.load(Ordering::SeqCst), 0);
+}
