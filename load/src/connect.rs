@@ -3,7 +3,10 @@
 //!
 //! Each load connection is exactly one of these, so `--connections` is exact.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -71,8 +74,94 @@ pub struct ConnectError {
 /// A ready HTTP connection.
 #[derive(Debug)]
 pub enum Sender {
-    Http1(http1::SendRequest<Body>),
+    Http1(Http1),
     Http2(http2::SendRequest<Body>),
+}
+
+/// hyper's side of a connection: the future that does its I/O.
+type Driver = Pin<Box<dyn Future<Output = hyper::Result<()>> + Send>>;
+
+/// An HTTP/1.1 connection driven by the task that sends on it, rather than by a task of its
+/// own: one request at a time never needs two tasks, and handing every request and response
+/// between two tasks costs more than the rest of the client together.
+pub struct Http1 {
+    send: http1::SendRequest<Body>,
+    /// `None` once the connection has ended.
+    driver: Option<Driver>,
+}
+
+impl std::fmt::Debug for Http1 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Http1")
+            .field("ended", &self.driver.is_none())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Polls `work`, and the connection's driver while `work` waits; `Err` carries how the
+/// connection ended if it ended before `work` could finish.
+async fn drive<T>(
+    driver: &mut Option<Driver>,
+    work: impl Future<Output = T>,
+) -> Result<T, hyper::Result<()>> {
+    let mut work = std::pin::pin!(work);
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(v) = work.as_mut().poll(cx) {
+            return Poll::Ready(Ok(v));
+        }
+        let Some(d) = driver.as_mut() else {
+            // Ended earlier: `work` fails as soon as hyper notices.
+            return Poll::Pending;
+        };
+        match d.as_mut().poll(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(end) => {
+                *driver = None;
+                match work.as_mut().poll(cx) {
+                    Poll::Ready(v) => Poll::Ready(Ok(v)),
+                    Poll::Pending => Poll::Ready(Err(end)),
+                }
+            }
+        }
+    })
+    .await
+}
+
+impl Http1 {
+    /// Whether the connection can take a request now (false: it has closed, open another).
+    async fn ready(&mut self) -> bool {
+        if self.driver.is_none() {
+            return false;
+        }
+        matches!(drive(&mut self.driver, self.send.ready()).await, Ok(Ok(())))
+    }
+
+    async fn send(&mut self, req: Request<Body>) -> Result<Response, Failure> {
+        let ended = |end: hyper::Result<()>| match end {
+            Err(e) => Failure::classify(&e),
+            // The server closed the connection with a request on it.
+            Ok(()) => Failure::Reset,
+        };
+        let send = &mut self.send;
+        let work = async move {
+            send.ready().await?;
+            let res = send.send_request(req).await?;
+            let status = res.status();
+            let mut body = res.into_body();
+            let mut bytes = 0u64;
+            while let Some(frame) = body.frame().await {
+                if let Some(data) = frame?.data_ref() {
+                    bytes += data.len() as u64;
+                }
+            }
+            Ok::<_, hyper::Error>(Response { status, bytes })
+        };
+        match drive(&mut self.driver, work).await {
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(e)) => Err(Failure::classify(&e)),
+            Err(end) => Err(ended(end)),
+        }
+    }
 }
 
 impl Endpoint {
@@ -166,9 +255,11 @@ impl Endpoint {
         let io = TokioIo::new(io);
         match self.protocol {
             Protocol::Http1 => {
-                let (sender, conn) = http1::handshake(io).await.map_err(protocol_error)?;
-                tokio::spawn(conn);
-                Ok(Sender::Http1(sender))
+                let (send, conn) = http1::handshake(io).await.map_err(protocol_error)?;
+                Ok(Sender::Http1(Http1 {
+                    send,
+                    driver: Some(Box::pin(conn)),
+                }))
             }
             Protocol::Http2 => {
                 let (mut sender, conn) = http2::Builder::new(TokioExecutor::new())
@@ -246,29 +337,34 @@ pub struct Response {
 impl Sender {
     /// Sends `req` and reads the whole response body (bytes are counted, not kept).
     pub async fn send(&mut self, req: Request<Body>) -> Result<Response, Failure> {
-        let classify = |e: hyper::Error| Failure::classify(&e);
-        let res = match self {
-            Sender::Http1(s) => {
-                s.ready().await.map_err(classify)?;
-                s.send_request(req).await.map_err(classify)?
-            }
-            Sender::Http2(s) => s.send_request(req).await.map_err(classify)?,
+        let s = match self {
+            Sender::Http1(h) => return h.send(req).await,
+            Sender::Http2(s) => s,
         };
+        let classify = |e: hyper::Error| Failure::classify(&e);
+        let res = s.send_request(req).await.map_err(classify)?;
         let status = res.status();
         let mut body = res.into_body();
         let mut bytes = 0u64;
         while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(classify)?;
-            if let Some(data) = frame.data_ref() {
+            if let Some(data) = frame.map_err(classify)?.data_ref() {
                 bytes += data.len() as u64;
             }
         }
         Ok(Response { status, bytes })
     }
 
+    /// Whether the connection can take a request (false: it has closed, open another).
+    pub async fn ready(&mut self) -> bool {
+        match self {
+            Sender::Http1(h) => h.ready().await,
+            Sender::Http2(s) => !s.is_closed(),
+        }
+    }
+
     pub fn is_closed(&self) -> bool {
         match self {
-            Sender::Http1(s) => s.is_closed(),
+            Sender::Http1(h) => h.driver.is_none(),
             Sender::Http2(s) => s.is_closed(),
         }
     }

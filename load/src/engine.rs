@@ -20,6 +20,7 @@
 //!   stream and never waits for the previous one.
 
 use std::cell::RefCell;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
@@ -27,6 +28,7 @@ use std::sync::{Arc, Barrier, OnceLock};
 use std::time::{Duration, Instant};
 
 use tokio::task::{JoinSet, LocalSet};
+use tokio::time::Sleep;
 
 use crate::Error;
 use crate::collect::{Collector, Measured};
@@ -313,7 +315,7 @@ async fn connection(
 ) {
     let phases: Vec<_> = shared.schedule.of(target).map(|(i, p)| (i, *p)).collect();
     let mut link = match shared.protocol {
-        Protocol::Http1 => Link::Serial(Conn { sender }),
+        Protocol::Http1 => Link::Serial(Conn::new(sender)),
         Protocol::Http2 => Link::Shared(Rc::new(Slot::new(sender))),
     };
     for (i, phase) in phases {
@@ -349,14 +351,29 @@ enum Link {
 #[derive(Debug)]
 struct Conn {
     sender: Option<Sender>,
+    /// The timeout of the request in flight. One timer per connection, pushed forward for
+    /// each request: tokio extends a timer in place, where a fresh one per request would be
+    /// registered and removed each time.
+    deadline: Pin<Box<Sleep>>,
 }
 
 impl Conn {
+    fn new(sender: Option<Sender>) -> Conn {
+        Conn {
+            sender,
+            deadline: Box::pin(tokio::time::sleep(Duration::ZERO)),
+        }
+    }
+
     /// One request and its whole response, within the timeout (which includes a reconnect).
     async fn exchange(&mut self, ep: &Endpoint) -> Result<Response, Failure> {
-        let result = match tokio::time::timeout(ep.timeout(), self.exchange_inner(ep)).await {
-            Ok(result) => result,
-            Err(_) => Err(Failure::Timeout),
+        self.deadline
+            .as_mut()
+            .reset(tokio::time::Instant::now() + ep.timeout());
+        let result = tokio::select! {
+            biased;
+            result = exchange(&mut self.sender, ep) => result,
+            () = &mut self.deadline => Err(Failure::Timeout),
         };
         if result.is_err() {
             // The connection's state is unknown (a late response may still arrive): drop it.
@@ -364,14 +381,20 @@ impl Conn {
         }
         result
     }
+}
 
-    async fn exchange_inner(&mut self, ep: &Endpoint) -> Result<Response, Failure> {
-        let sender = match &mut self.sender {
-            Some(s) if !s.is_closed() => s,
-            _ => self.sender.insert(ep.connect().await.map_err(|e| e.kind)?),
-        };
-        sender.send(ep.request()).await
-    }
+async fn exchange(sender: &mut Option<Sender>, ep: &Endpoint) -> Result<Response, Failure> {
+    // A connection the server closed while idle (keep-alive timeout, `Connection: close`)
+    // is reopened, not counted as a failure.
+    let usable = match sender {
+        Some(s) => s.ready().await,
+        None => false,
+    };
+    let sender = match sender {
+        Some(s) if usable => s,
+        _ => sender.insert(ep.connect().await.map_err(|e| e.kind)?),
+    };
+    sender.send(ep.request()).await
 }
 
 /// An HTTP/2 connection shared by many streams; the first stream to find it broken reopens

@@ -247,7 +247,7 @@ fn chart(id: &str, title: &str, x_label: &str, y_label: &str, lines: &[Line], x:
     let sx = |v: f64| LEFT + (v - x_min) / (x_max - x_min) * w;
     let sy = |v: f64| TOP + h - v / y_top * h;
     let mut svg = format!(
-        "<h2>{title}</h2><svg id=\"{id}\" class=plot xmlns=\"http://www.w3.org/2000/svg\" width=\"{WIDTH}\" height=\"{HEIGHT}\" viewBox=\"0 0 {WIDTH} {HEIGHT}\" role=img aria-label=\"{title}\">"
+        "<h2>{title}</h2><svg id=\"{id}\" class=\"plot\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{WIDTH}\" height=\"{HEIGHT}\" viewBox=\"0 0 {WIDTH} {HEIGHT}\" role=\"img\" aria-label=\"{title}\">"
     );
     // Grid and y ticks.
     let mut v = 0.0;
@@ -255,7 +255,7 @@ fn chart(id: &str, title: &str, x_label: &str, y_label: &str, lines: &[Line], x:
         let y = sy(v);
         let _ = write!(
             svg,
-            "<line x1=\"{LEFT}\" x2=\"{:.1}\" y1=\"{y:.1}\" y2=\"{y:.1}\" stroke=\"#e9ecef\"/><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=end>{}</text>",
+            "<line x1=\"{LEFT}\" x2=\"{:.1}\" y1=\"{y:.1}\" y2=\"{y:.1}\" stroke=\"#e9ecef\"/><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>",
             LEFT + w,
             LEFT - 6.0,
             y + 4.0,
@@ -292,7 +292,7 @@ fn chart(id: &str, title: &str, x_label: &str, y_label: &str, lines: &[Line], x:
         let px = sx(v);
         let _ = write!(
             svg,
-            "<line x1=\"{px:.1}\" x2=\"{px:.1}\" y1=\"{TOP}\" y2=\"{:.1}\" stroke=\"#f1f3f5\"/><text x=\"{px:.1}\" y=\"{:.1}\" text-anchor=middle>{label}</text>",
+            "<line x1=\"{px:.1}\" x2=\"{px:.1}\" y1=\"{TOP}\" y2=\"{:.1}\" stroke=\"#f1f3f5\"/><text x=\"{px:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{label}</text>",
             TOP + h,
             TOP + h + 16.0
         );
@@ -307,7 +307,7 @@ fn chart(id: &str, title: &str, x_label: &str, y_label: &str, lines: &[Line], x:
     );
     let _ = write!(
         svg,
-        "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=middle>{x_label}</text><text x=\"14\" y=\"{:.1}\" text-anchor=middle transform=\"rotate(-90 14 {:.1})\">{y_label}</text>",
+        "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{x_label}</text><text x=\"14\" y=\"{:.1}\" text-anchor=\"middle\" transform=\"rotate(-90 14 {:.1})\">{y_label}</text>",
         LEFT + w / 2.0,
         HEIGHT - 8.0,
         TOP + h / 2.0,
@@ -324,7 +324,7 @@ fn chart(id: &str, title: &str, x_label: &str, y_label: &str, lines: &[Line], x:
             .collect();
         let _ = write!(
             svg,
-            "<polyline class=series fill=none stroke=\"{}\" stroke-width=\"1.8\"{} points=\"{}\"><title>{}</title></polyline>",
+            "<polyline class=\"series\" fill=\"none\" stroke=\"{}\" stroke-width=\"1.8\"{} points=\"{}\"><title>{}</title></polyline>",
             line.color,
             if line.dashed {
                 " stroke-dasharray=\"5 3\""
@@ -377,7 +377,7 @@ fn status_chart(reports: &[(&Report, &'static str, &str)]) -> String {
     let label_w = 170.0;
     let w = WIDTH - label_w - 90.0;
     let mut svg = format!(
-        "<h2>Status codes and errors</h2><svg id=\"status-codes\" class=plot xmlns=\"http://www.w3.org/2000/svg\" width=\"{WIDTH}\" height=\"{height}\" viewBox=\"0 0 {WIDTH} {height}\" role=img aria-label=\"Status codes\">"
+        "<h2>Status codes and errors</h2><svg id=\"status-codes\" class=\"plot\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{WIDTH}\" height=\"{height}\" viewBox=\"0 0 {WIDTH} {height}\" role=\"img\" aria-label=\"Status codes\">"
     );
     if bars.is_empty() {
         let _ = write!(svg, "<text x=\"{LEFT}\" y=\"{TOP}\">no requests</text>");
@@ -387,7 +387,7 @@ fn status_chart(reports: &[(&Report, &'static str, &str)]) -> String {
         let bw = (*n as f64 / max * w).max(1.0);
         let _ = write!(
             svg,
-            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=end>{}</text><rect class=bar x=\"{label_w}\" y=\"{y:.1}\" width=\"{bw:.1}\" height=\"16\" fill=\"{color}\"/><text x=\"{:.1}\" y=\"{:.1}\">{n}</text>",
+            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}</text><rect class=\"bar\" x=\"{label_w}\" y=\"{y:.1}\" width=\"{bw:.1}\" height=\"16\" fill=\"{color}\"/><text x=\"{:.1}\" y=\"{:.1}\">{n}</text>",
             label_w - 8.0,
             y + 12.0,
             escape(label),

@@ -559,7 +559,7 @@ fn json_report_has_the_documented_schema() {
         assert!(page.contains(&format!("<svg id=\"{id}\"")), "{id}");
     }
     assert!(page.matches("<polyline").count() >= 4);
-    assert!(page.contains("<rect class=bar"));
+    assert!(page.contains("<rect class=\"bar\""));
     let without_ours = page
         .replace("http://www.w3.org/2000/svg", "")
         .replace(&server.url("/x"), "");
@@ -600,4 +600,18 @@ fn bad_url_unreachable_target_and_tls_failure_exit_non_zero_with_a_message() {
     assert_eq!(code, Some(1));
     assert!(err.contains("--streams needs --h2"), "{err}");
     assert_eq!(server.hits.load(Ordering::SeqCst), 0);
+}
+
+#[test]
+fn a_connection_the_server_closes_between_requests_is_reopened_not_counted() {
+    let server = serve(None, |_, _| async {
+        let mut res = Response::new(Full::new(Bytes::from_static(b"bye")));
+        res.headers_mut()
+            .insert(http::header::CONNECTION, "close".parse().unwrap());
+        Ok(res)
+    });
+    let r = load(&["-n", "50", "-c", "2", "-t", "1", &server.url("/")]);
+    assert_eq!(r.target.responses, 50);
+    assert_eq!(r.target.failures(), 0, "{:?}", r.target.errors);
+    assert_eq!(server.hits.load(Ordering::SeqCst), 50);
 }
