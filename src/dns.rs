@@ -81,8 +81,18 @@ mod tests {
 
     #[test]
     fn upstreams_default_to_port_53() {
-        assert_eq!(parse_upstream("10.0.0.2"), Ok("10.0.0.2:53".parse().unwrap()));
-        assert_eq!(parse_upstream("[::1]:5300"), Ok("[::1]:5300".parse().unwrap()));
-        assert!(parse_upstream("dns.example").unwrap_err().contains("dns.example"));
+        assert_eq!(
+            parse_upstream("10.0.0.2"),
+            Ok("10.0.0.2:53".parse().unwrap())
+        );
+        assert_eq!(
+            parse_upstream("[::1]:5300"),
+            Ok("[::1]:5300".parse().unwrap())
+        );
+        assert!(
+            parse_upstream("dns.example")
+                .unwrap_err()
+                .contains("dns.example")
+        );
     }
 }

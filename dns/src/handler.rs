@@ -52,7 +52,7 @@ pub enum Step {
     /// Send these bytes back.
     Answer(Vec<u8>),
     /// Needs an upstream: hand it to `finish`, off the receive loop.
-    Pending(Pending),
+    Pending(Box<Pending>),
     /// Say nothing (a response, a runt).
     Drop,
 }
@@ -69,7 +69,7 @@ enum Work {
     /// A name outside the cluster zone.
     Forward,
     /// An ExternalName's CNAME, whose target is outside the zone.
-    Chase { cname: Record, target: Name },
+    Chase { cname: Box<Record>, target: Name },
     /// A name under `<ns>.svc.<zone>` that does not exist: walk the search path.
     Autopath { candidates: Vec<Name> },
 }
@@ -111,7 +111,7 @@ impl Handler {
     pub async fn handle(&self, bytes: &[u8], transport: Transport) -> Option<Vec<u8>> {
         match self.start(bytes, transport) {
             Step::Answer(a) => Some(a),
-            Step::Pending(p) => Some(self.finish(p).await),
+            Step::Pending(p) => Some(self.finish(*p).await),
             Step::Drop => None,
         }
     }
@@ -122,6 +122,112 @@ impl Handler {
         if bytes.len() < HEADER_LEN || bytes[2] & 0x80 != 0 {
             return Step::Drop;
         }
+        if let Some(answer) = self.fast(bytes, transport, started) {
+            return Step::Answer(answer);
+        }
+        self.general(bytes, transport, started)
+    }
+
+    /// The hot path: a plain question (one, class IN, maybe an OPT) for a name and type the zone
+    /// has a pre-encoded answer for. The answer is that template with the id, the flags, the
+    /// question's case and the OPT record filled in: exactly the bytes the general path would
+    /// build, without parsing into or encoding from a `Message`. Anything else: `None`.
+    fn fast(&self, bytes: &[u8], transport: Transport, started: Instant) -> Option<Vec<u8>> {
+        let count = |at: usize| u16::from_be_bytes([bytes[at], bytes[at + 1]]);
+        // QR, opcode, AA and TC clear (RD may be set); Z and rcode clear; one question only.
+        if bytes[2] & 0xfe != 0
+            || bytes[3] & 0x4f != 0
+            || count(4) != 1
+            || count(6) != 0
+            || count(8) != 0
+            || count(10) > 1
+        {
+            return None;
+        }
+        let mut key = [0u8; 255];
+        let mut at = HEADER_LEN;
+        loop {
+            let len = usize::from(*bytes.get(at)?);
+            // A compression pointer or an extended label type: the general path decides.
+            if len > 63 || at - HEADER_LEN + len + 1 > key.len() {
+                return None;
+            }
+            let label = bytes.get(at..at + 1 + len)?;
+            for (k, b) in key[at - HEADER_LEN..].iter_mut().zip(label) {
+                *k = b.to_ascii_lowercase();
+            }
+            at += 1 + len;
+            if len == 0 {
+                break;
+            }
+        }
+        let name_end = at;
+        let fixed = bytes.get(at..at + 4)?;
+        let (qtype, qclass) = (
+            u16::from_be_bytes([fixed[0], fixed[1]]),
+            u16::from_be_bytes([fixed[2], fixed[3]]),
+        );
+        at += 4;
+        if qclass != u16::from(DNSClass::IN) {
+            return None;
+        }
+        // The OPT record, if any: root owner, version 0, its data ending the message.
+        let edns = if count(10) == 1 {
+            let opt = bytes.get(at..at + 11)?;
+            let rdlen = usize::from(u16::from_be_bytes([opt[9], opt[10]]));
+            if opt[0] != 0
+                || u16::from_be_bytes([opt[1], opt[2]]) != u16::from(RecordType::OPT)
+                || opt[5] != 0
+                || opt[6] != 0
+                || at + 11 + rdlen != bytes.len()
+            {
+                return None;
+            }
+            Some((u16::from_be_bytes([opt[3], opt[4]]), opt[7] & 0x80 != 0))
+        } else if at == bytes.len() {
+            None
+        } else {
+            return None;
+        };
+        let zone = self.zone.load();
+        let template = zone.template(&key[..name_end - HEADER_LEN], qtype)?;
+        let limit = match (edns, transport) {
+            (_, Transport::Tcp) => usize::from(u16::MAX),
+            (Some((payload, _)), Transport::Udp) => {
+                usize::from(payload.clamp(512, MAX_UDP_PAYLOAD))
+            }
+            (None, Transport::Udp) => 512,
+        };
+        let opt_len = if edns.is_some() { 11 } else { 0 };
+        if template.len() + opt_len > limit {
+            return None;
+        }
+        let mut out = Vec::with_capacity(template.len() + opt_len);
+        out.extend_from_slice(template);
+        out[..2].copy_from_slice(&bytes[..2]);
+        // QR, AA and the query's RD; RA when names can be forwarded; the query's CD.
+        out[2] = 0x84 | (bytes[2] & 0x01);
+        out[3] = if self.forwarder.is_some() { 0x80 } else { 0 } | (bytes[3] & 0x10);
+        // The question as asked, in the client's case (the answers point at it).
+        out[HEADER_LEN..name_end].copy_from_slice(&bytes[HEADER_LEN..name_end]);
+        if let Some((_, dnssec_ok)) = edns {
+            let additionals = u16::from_be_bytes([out[10], out[11]]) + 1;
+            out[10..12].copy_from_slice(&additionals.to_be_bytes());
+            let payload = SERVER_PAYLOAD.to_be_bytes();
+            let flags = if dnssec_ok { 0x80 } else { 0 };
+            out.extend_from_slice(&[0, 0, 41, payload[0], payload[1], 0, 0, flags, 0, 0, 0]);
+        }
+        self.metrics.query(
+            transport == Transport::Tcp,
+            Some(RecordType::from(qtype)),
+            ResponseCode::NoError,
+            started.elapsed().as_secs_f64(),
+        );
+        Some(out)
+    }
+
+    /// Everything the hot path does not take: parsed by hickory, answered section by section.
+    fn general(&self, bytes: &[u8], transport: Transport, started: Instant) -> Step {
         let request = match Message::from_vec(bytes) {
             Ok(m) => m,
             Err(_) => {
@@ -186,10 +292,10 @@ impl Handler {
                     .filter(|_| self.forwarder.is_some())
                     .and_then(|search| autopath::candidates(&query.name, zone.origin(), search));
                 match candidates {
-                    Some(candidates) => Step::Pending(Pending {
+                    Some(candidates) => Step::Pending(Box::new(Pending {
                         query,
                         work: Work::Autopath { candidates },
-                    }),
+                    })),
                     None => Step::Answer(self.negative(&query, &zone, ResponseCode::NXDomain)),
                 }
             }
@@ -210,10 +316,10 @@ impl Handler {
                         Sections::default(),
                     ))
                 }
-                Some(_) => Step::Pending(Pending {
+                Some(_) => Step::Pending(Box::new(Pending {
                     query,
                     work: Work::Forward,
-                }),
+                })),
                 None => Step::Answer(self.respond(
                     &query,
                     ResponseCode::Refused,
@@ -248,7 +354,7 @@ impl Handler {
                 }
             },
             Work::Chase { cname, target } => {
-                let mut answers = vec![cname];
+                let mut answers = vec![*cname];
                 match forwarder.resolve(&target, query.qtype).await {
                     // RFC 6604: the rcode is the last name's in the chain.
                     Ok(up) => {
@@ -282,7 +388,7 @@ impl Handler {
 
     /// Turns a query away when too many already wait for upstreams (as CoreDNS's
     /// `max_concurrent` does): REFUSED, so the client tries another server.
-    pub fn refuse(&self, pending: Pending) -> Vec<u8> {
+    pub fn refuse(&self, pending: Box<Pending>) -> Vec<u8> {
         self.respond(
             &pending.query,
             ResponseCode::Refused,
@@ -305,7 +411,7 @@ impl Handler {
                     Lookup::Alias { cname, target } => {
                         match forwarder.resolve(&target, query.qtype).await {
                             Ok(up) if up.is_positive() => {
-                                let mut answers = vec![cname];
+                                let mut answers = vec![*cname];
                                 answers.extend(up.answers);
                                 Some((answers, Vec::new()))
                             }
@@ -345,8 +451,8 @@ impl Handler {
     }
 
     /// An ExternalName alias: chase the target in the zone now, or upstream later.
-    fn alias(&self, query: Query, zone: &ZoneIndex, cname: Record, target: Name) -> Step {
-        let mut answers = vec![cname];
+    fn alias(&self, query: Query, zone: &ZoneIndex, cname: Box<Record>, target: Name) -> Step {
+        let mut answers = vec![*cname];
         let rcode = if zone.in_zone(&target) {
             match zone.lookup(&target, query.qtype) {
                 Lookup::Answer { answers: more, .. } => {
@@ -357,11 +463,11 @@ impl Handler {
                 _ => ResponseCode::NoError,
             }
         } else if self.forwarder.is_some() {
-            let cname = answers.swap_remove(0);
-            return Step::Pending(Pending {
+            let cname = Box::new(answers.swap_remove(0));
+            return Step::Pending(Box::new(Pending {
                 query,
                 work: Work::Chase { cname, target },
-            });
+            }));
         } else {
             // Nobody to ask: the alias alone, and the client chases it.
             ResponseCode::NoError

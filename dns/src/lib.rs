@@ -4,8 +4,8 @@
 //! The flow: each accepted snapshot compiles into a [`ZoneIndex`] that replaces the served one
 //! atomically (`ArcSwap`), so a query sees one whole zone, old or new, never half an update. The
 //! [`handler`] answers a query from the index without locks or awaits; names outside the zone go
-//! to the [`forward`]er. [`server`] runs UDP (one SO_REUSEPORT socket per worker) and TCP on the
-//! same address. Every hickory type stays inside this crate.
+//! to the [`forward`]er. [`server`] runs UDP (one SO_REUSEPORT socket per worker thread) and TCP on
+//! the same address. Every hickory type stays inside this crate.
 
 pub mod autopath;
 pub mod cache;
@@ -18,6 +18,7 @@ pub mod zone;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -183,7 +184,8 @@ impl Dns {
         } = self;
         tracing::info!(addr = %sockets.local_addr(), domain = %config.cluster_domain, upstreams = ?config.upstreams, autopath = config.autopath, "cluster DNS is up");
         let mut tasks = JoinSet::new();
-        if let Err(e) = server::spawn(sockets, handler, &mut tasks) {
+        let stop = StopOnDrop(Arc::new(AtomicBool::new(false)));
+        if let Err(e) = server::spawn(sockets, handler, &mut tasks, stop.0.clone()) {
             tracing::error!(error = %e, "cluster DNS cannot serve");
             return;
         }
@@ -206,7 +208,17 @@ impl Dns {
             }
         }
         // DNS has no long exchanges to drain: in-flight forwards are dropped with the tasks.
+        drop(stop);
         tasks.shutdown().await;
+    }
+}
+
+/// Stops the UDP worker threads when `run` ends, however it ends (its runtime may drop it).
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
     }
 }
 

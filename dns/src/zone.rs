@@ -20,6 +20,7 @@ use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ferry_model::{Protocol, Service, Snapshot};
+use hickory_proto::op::{Message, MessageType, OpCode, Query};
 use hickory_proto::rr::rdata::{A, AAAA, CNAME, PTR, SOA, SRV, TXT};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 
@@ -34,9 +35,14 @@ pub struct ZoneIndex {
     pod_zone: Name,
     soa: Record,
     nodes: HashMap<Name, Node>,
+    /// Pre-encoded positive answers by lowercase wire name, then type.
+    templates: Templates,
     /// Nothing accepted yet: the zone's contents are unknown, so in-zone names fail.
     ready: bool,
 }
+
+/// Encoded answers by lowercase wire name, then by type.
+type Templates = HashMap<Box<[u8]>, Vec<(u16, Box<[u8]>)>>;
 
 /// The records at one name, in the order `ANY` shows them (A/AAAA first).
 #[derive(Debug, Default)]
@@ -53,7 +59,7 @@ pub enum Lookup {
         additionals: Vec<Record>,
     },
     /// The name is an alias (ExternalName Service): the CNAME, and its target to chase.
-    Alias { cname: Record, target: Name },
+    Alias { cname: Box<Record>, target: Name },
     /// The name exists with other types (RFC 2308 NODATA).
     NoData,
     /// The name does not exist in the zone.
@@ -111,13 +117,64 @@ impl ZoneIndex {
         for name in b.ents {
             nodes.entry(name).or_default();
         }
-        Ok(ZoneIndex {
+        let mut zone = ZoneIndex {
             origin,
             pod_zone,
             soa,
             nodes,
+            templates: HashMap::new(),
             ready: snapshot.version > 0,
-        })
+        };
+        if zone.ready {
+            zone.templates = zone.encode_templates();
+        }
+        Ok(zone)
+    }
+
+    /// Encodes the answer to every plain question the zone answers positively, once, so the
+    /// hot path sends it with a few bytes patched (see [`ZoneIndex::template`]).
+    fn encode_templates(&self) -> Templates {
+        let mut templates = Templates::new();
+        for (name, node) in &self.nodes {
+            let mut types: Vec<RecordType> = node.records.iter().map(Record::record_type).collect();
+            types.sort_by_key(|t| u16::from(*t));
+            types.dedup();
+            for qtype in types {
+                let Lookup::Answer {
+                    answers,
+                    additionals,
+                } = self.lookup(name, qtype)
+                else {
+                    // An alias: its target is chased per query.
+                    continue;
+                };
+                let mut m = Message::new(0, MessageType::Response, OpCode::Query);
+                m.metadata.authoritative = true;
+                m.add_query(Query::query(name.clone(), qtype));
+                m.answers = answers;
+                m.additionals = additionals;
+                // Answers that may not fit a plain UDP client take the general path.
+                if let Ok(bytes) = m.to_vec()
+                    && bytes.len() <= 512
+                {
+                    templates
+                        .entry(wire(name).into_boxed_slice())
+                        .or_default()
+                        .push((u16::from(qtype), bytes.into_boxed_slice()));
+                }
+            }
+        }
+        templates
+    }
+
+    /// The encoded answer to a plain question for `name` (uncompressed wire form, lowercase)
+    /// and `qtype`: id 0, flags of an authoritative answer, the question in lowercase, no OPT.
+    pub fn template(&self, name: &[u8], qtype: u16) -> Option<&[u8]> {
+        self.templates
+            .get(name)?
+            .iter()
+            .find(|(t, _)| *t == qtype)
+            .map(|(_, bytes)| &bytes[..])
     }
 
     /// The zone's apex, e.g. `cluster.local.`.
@@ -159,7 +216,7 @@ impl ZoneIndex {
                 _ => return Lookup::NoData,
             };
             return Lookup::Alias {
-                cname: cname.clone(),
+                cname: Box::new(cname.clone()),
                 target,
             };
         }
@@ -252,6 +309,17 @@ impl ZoneIndex {
     pub fn is_empty(&self) -> bool {
         self.nodes.is_empty()
     }
+}
+
+/// A name in uncompressed wire form, lowercase: the key of [`ZoneIndex::template`].
+fn wire(name: &Name) -> Vec<u8> {
+    let mut out = Vec::with_capacity(name.len() + 2);
+    for label in name.iter() {
+        out.push(label.len() as u8);
+        out.extend(label.iter().map(u8::to_ascii_lowercase));
+    }
+    out.push(0);
+    out
 }
 
 /// The address in a pod name: `10-1-2-3` or `fd00--1` (IPv6 with `-` for `:`).

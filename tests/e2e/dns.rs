@@ -150,12 +150,21 @@ async fn every_record_kind_of_the_spec() {
     let r = ask(dns, "web.shop.svc.cluster.local.", RecordType::AAAA).await;
     assert_eq!(data(&r), vec!["fd00::10"]);
 
-    let r = ask(dns, "_http._tcp.web.shop.svc.cluster.local.", RecordType::SRV).await;
+    let r = ask(
+        dns,
+        "_http._tcp.web.shop.svc.cluster.local.",
+        RecordType::SRV,
+    )
+    .await;
     assert_eq!(data(&r), vec!["0 100 80 web.shop.svc.cluster.local."]);
     assert_eq!(r.additionals.len(), 2, "the target's A and AAAA: {r}");
 
     let r = ask(dns, "db.shop.svc.cluster.local.", RecordType::A).await;
-    assert_eq!(data(&r), vec!["10.1.0.1", "10.1.0.2"], "ready endpoints only");
+    assert_eq!(
+        data(&r),
+        vec!["10.1.0.1", "10.1.0.2"],
+        "ready endpoints only"
+    );
     let r = ask(dns, "db-0.db.shop.svc.cluster.local.", RecordType::A).await;
     assert_eq!(data(&r), vec!["10.1.0.1"]);
     let r = ask(dns, "_pg._tcp.db.shop.svc.cluster.local.", RecordType::SRV).await;
@@ -185,7 +194,11 @@ async fn every_record_kind_of_the_spec() {
     assert_eq!(data(&r), vec!["1.1.0"]);
 
     // Over TCP, the same answers.
-    let r = tcp(dns, &question("web.shop.svc.cluster.local.", RecordType::A, None)).await;
+    let r = tcp(
+        dns,
+        &question("web.shop.svc.cluster.local.", RecordType::A, None),
+    )
+    .await;
     assert_eq!(data(&r), vec!["10.96.0.10"]);
     up.stop().await;
 }
@@ -220,7 +233,11 @@ async fn nxdomain_and_nodata_with_the_soa_and_case_kept() {
     let mixed = "WeB.sHoP.SVC.Cluster.LOCAL.";
     let r = ask(up.dns, mixed, RecordType::A).await;
     assert_eq!(r.queries[0].name().to_ascii(), mixed);
-    assert_eq!(r.answers[0].name.to_ascii(), mixed, "answers keep the question's case");
+    assert_eq!(
+        r.answers[0].name.to_ascii(),
+        mixed,
+        "answers keep the question's case"
+    );
 
     // RFC 8482: ANY gets one RRset, not everything.
     let any = ask(up.dns, "web.shop.svc.cluster.local.", RecordType::ANY).await;
@@ -258,15 +275,21 @@ async fn truncation_edns_and_errors() {
     assert_eq!(u16::from(r.metadata.response_code), 16);
 
     // Garbage after a header: FORMERR with the same id.
-    let bytes = udp_raw(up.dns, &[0x12, 0x34, 0x01, 0, 0, 1, 0, 0, 0, 0, 0, 0, 9, b'x'])
-        .await
-        .unwrap();
+    let bytes = udp_raw(
+        up.dns,
+        &[0x12, 0x34, 0x01, 0, 0, 1, 0, 0, 0, 0, 0, 0, 9, b'x'],
+    )
+    .await
+    .unwrap();
     assert_eq!(&bytes[..2], &[0x12, 0x34]);
     assert_eq!(bytes[3] & 0x0f, 1);
     // A class other than IN: REFUSED.
     let mut chaos = question("version.bind.", RecordType::TXT, None);
     chaos.queries[0].set_query_class(hickory_proto::rr::DNSClass::CH);
-    assert_eq!(udp(up.dns, &chaos).await.metadata.response_code, ResponseCode::Refused);
+    assert_eq!(
+        udp(up.dns, &chaos).await.metadata.response_code,
+        ResponseCode::Refused
+    );
     // And the server still answers after all that.
     let r = ask(up.dns, "web.shop.svc.cluster.local.", RecordType::A).await;
     assert_eq!(data(&r), vec!["10.96.0.10"]);
@@ -333,7 +356,12 @@ impl Stub {
 
     fn asked(&self, qname: &str) -> usize {
         let want = name(qname);
-        self.asked.lock().unwrap().iter().filter(|(n, _, _)| name(n) == want).count()
+        self.asked
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(n, _, _)| name(n) == want)
+            .count()
     }
 }
 
@@ -345,7 +373,10 @@ fn stub_answer(
 ) -> Option<Vec<u8>> {
     let q = Message::from_vec(bytes).ok()?;
     let query = q.queries.first()?.clone();
-    asked.lock().unwrap().push((query.name().to_ascii(), query.query_type(), over_tcp));
+    asked
+        .lock()
+        .unwrap()
+        .push((query.name().to_ascii(), query.query_type(), over_tcp));
     let mut r = Message::new(q.metadata.id, MessageType::Response, OpCode::Query);
     r.metadata.recursion_available = true;
     r.add_query(query.clone());
@@ -366,7 +397,15 @@ fn stub_answer(
             r.add_authority(Record::from_rdata(
                 name("example."),
                 60,
-                RData::SOA(SOA::new(name("ns.example."), name("h.example."), 1, 1, 1, 1, 60)),
+                RData::SOA(SOA::new(
+                    name("ns.example."),
+                    name("h.example."),
+                    1,
+                    1,
+                    1,
+                    1,
+                    60,
+                )),
             ));
         }
     }
@@ -407,7 +446,13 @@ async fn forwards_other_names_with_a_cache_and_tcp_on_truncation() {
     // A truncated upstream answer is fetched again over TCP.
     let r = ask(up.dns, "big.example.", RecordType::A).await;
     assert_eq!(r.answers.len(), 3);
-    let tcp_asks = stub.asked.lock().unwrap().iter().filter(|(_, _, tcp)| *tcp).count();
+    let tcp_asks = stub
+        .asked
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(_, _, tcp)| *tcp)
+        .count();
     assert_eq!(tcp_asks, 1);
 
     // An ExternalName's target is chased upstream.
@@ -423,7 +468,10 @@ async fn forwards_other_names_with_a_cache_and_tcp_on_truncation() {
 
     let (_, metrics) = get(up.admin, "/metrics").await;
     // Hits: example.com and nope.example asked again, and example.com as ext's target.
-    for line in ["ferry_dns_cache_hits_total 3", "ferry_dns_forwarded_total 4"] {
+    for line in [
+        "ferry_dns_cache_hits_total 3",
+        "ferry_dns_forwarded_total 4",
+    ] {
         assert!(metrics.contains(line), "{line}: {metrics}");
     }
     up.stop().await;
@@ -446,7 +494,10 @@ async fn autopath_answers_the_end_of_the_search_walk() {
     let r = ask(up.dns, "example.com.shop.svc.cluster.local.", RecordType::A).await;
     assert_eq!(r.metadata.response_code, ResponseCode::NoError);
     assert_eq!(r.answers.len(), 2, "{r}");
-    assert_eq!(r.answers[0].name.to_ascii(), "example.com.shop.svc.cluster.local.");
+    assert_eq!(
+        r.answers[0].name.to_ascii(),
+        "example.com.shop.svc.cluster.local."
+    );
     assert_eq!(r.answers[0].data.to_string(), "example.com.");
     assert_eq!(r.answers[1].data.to_string(), "192.0.2.1");
     // It walked the host's search domain before the name itself, as the resolver would.
@@ -484,7 +535,10 @@ async fn a_forwarding_loop_is_detected() {
     let r = ask(up.dns, "loop.example.", RecordType::A).await;
     assert_eq!(r.metadata.response_code, ResponseCode::ServFail);
     let (_, metrics) = get(up.admin, "/metrics").await;
-    assert!(metrics.contains("ferry_dns_forward_loops_total 1"), "{metrics}");
+    assert!(
+        metrics.contains("ferry_dns_forward_loops_total 1"),
+        "{metrics}"
+    );
     up.stop().await;
 }
 
@@ -511,7 +565,11 @@ async fn updates_under_query_load_never_fail_a_query() {
             while !stop.load(Ordering::Relaxed) {
                 let r = ask(dns, "web.shop.svc.cluster.local.", RecordType::A).await;
                 assert_eq!(r.metadata.response_code, ResponseCode::NoError, "{r}");
-                assert_eq!(r.answers.len(), 1, "one address, old or new, never none: {r}");
+                assert_eq!(
+                    r.answers.len(),
+                    1,
+                    "one address, old or new, never none: {r}"
+                );
                 seen.insert(data(&r)[0].clone());
                 answered.fetch_add(1, Ordering::Relaxed);
             }
@@ -564,7 +622,12 @@ fn ferry_dns_serves_a_snapshot_file() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_ferry"))
         .args(["dns", "--snapshot"])
         .arg(&file)
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--admin", "127.0.0.1:0"])
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--admin",
+            "127.0.0.1:0",
+        ])
         .args(["--dns-upstream", "127.0.0.1:9"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -597,5 +660,8 @@ fn ferry_dns_serves_a_snapshot_file() {
         .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("--snapshot") && stderr.contains("bad.json"), "{stderr}");
+    assert!(
+        stderr.contains("--snapshot") && stderr.contains("bad.json"),
+        "{stderr}"
+    );
 }

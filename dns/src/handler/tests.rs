@@ -296,3 +296,105 @@ fn udp_answers_that_do_not_fit_are_truncated() {
     assert!(!r.metadata.truncation);
     assert_eq!(r.answers.len(), 60);
 }
+
+#[test]
+fn the_hot_path_sends_what_the_general_path_would() {
+    let h = handler();
+    let mut checked = 0;
+    let names = [
+        ("web.shop.svc.cluster.local.", RecordType::A),
+        ("web.shop.svc.cluster.local.", RecordType::AAAA),
+        ("WEB.Shop.svc.cluster.LOCAL.", RecordType::A),
+        ("_http._tcp.web.shop.svc.cluster.local.", RecordType::SRV),
+        ("_HTTP._tcp.Web.shop.svc.cluster.local.", RecordType::SRV),
+        ("db.shop.svc.cluster.local.", RecordType::A),
+        ("db-0.db.shop.svc.cluster.local.", RecordType::A),
+        ("_pg._tcp.db.shop.svc.cluster.local.", RecordType::SRV),
+        ("10.0.96.10.in-addr.arpa.", RecordType::PTR),
+        ("dns-version.cluster.local.", RecordType::TXT),
+        ("cluster.local.", RecordType::SOA),
+        ("ext.shop.svc.cluster.local.", RecordType::CNAME),
+    ];
+    for (name, qtype) in names {
+        for edns in [
+            None,
+            Some((1232u16, false)),
+            Some((4096, true)),
+            Some((100, false)),
+        ] {
+            for (rd, cd) in [(true, false), (false, true)] {
+                for transport in [Transport::Udp, Transport::Tcp] {
+                    let mut q = query(name, qtype);
+                    q.metadata.recursion_desired = rd;
+                    q.metadata.checking_disabled = cd;
+                    if let Some((payload, dnssec_ok)) = edns {
+                        let mut e = Edns::new();
+                        e.set_max_payload(payload);
+                        e.set_dnssec_ok(dnssec_ok);
+                        q.set_edns(e);
+                    }
+                    let bytes = q.to_vec().unwrap();
+                    let started = std::time::Instant::now();
+                    let fast = h
+                        .fast(&bytes, transport, started)
+                        .unwrap_or_else(|| panic!("{name} {qtype} {edns:?} took the general path"));
+                    let Step::Answer(general) = h.general(&bytes, transport, started) else {
+                        panic!("no answer");
+                    };
+                    let (f, g) = (
+                        Message::from_vec(&fast).unwrap(),
+                        Message::from_vec(&general).unwrap(),
+                    );
+                    assert_eq!(f, g, "{name} {qtype} {edns:?}");
+                    assert_eq!(f.queries[0].name().to_ascii(), name, "the question's case");
+                    if name == name.to_ascii_lowercase() {
+                        assert_eq!(fast, general, "{name} {qtype} {edns:?}: the same bytes");
+                    }
+                    checked += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(checked, names.len() * 16);
+}
+
+#[test]
+fn the_hot_path_leaves_the_rest_to_the_general_path() {
+    let h = handler();
+    let started = std::time::Instant::now();
+    let plain = |name: &str, t| query(name, t).to_vec().unwrap();
+    let mut cases: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "negative",
+            plain("nope.shop.svc.cluster.local.", RecordType::A),
+        ),
+        (
+            "nodata",
+            plain("web.shop.svc.cluster.local.", RecordType::MX),
+        ),
+        ("alias", plain("ext.shop.svc.cluster.local.", RecordType::A)),
+        ("any", plain("web.shop.svc.cluster.local.", RecordType::ANY)),
+        (
+            "pod",
+            plain("10-1-2-3.shop.pod.cluster.local.", RecordType::A),
+        ),
+        ("outside", plain("example.com.", RecordType::A)),
+    ];
+    let mut edns1 = query("web.shop.svc.cluster.local.", RecordType::A);
+    let mut e = Edns::new();
+    e.set_version(1);
+    edns1.set_edns(e);
+    cases.push(("edns version 1", edns1.to_vec().unwrap()));
+    let mut chaos = query("web.shop.svc.cluster.local.", RecordType::A);
+    chaos.queries[0].set_query_class(DNSClass::CH);
+    cases.push(("class CH", chaos.to_vec().unwrap()));
+    let mut trailing = plain("web.shop.svc.cluster.local.", RecordType::A);
+    trailing.push(0);
+    cases.push(("trailing byte", trailing));
+    let mut notify = query("web.shop.svc.cluster.local.", RecordType::A);
+    notify.metadata.op_code = OpCode::Notify;
+    cases.push(("opcode", notify.to_vec().unwrap()));
+    for (what, bytes) in cases {
+        assert!(h.fast(&bytes, Transport::Udp, started).is_none(), "{what}");
+    }
+}

@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# Cluster DNS against Knot DNS, side by side in one run, pinned the same way: each server on
+# CPU 0 with one worker, dnsperf on CPU 1, UDP on 127.0.0.1, names that exist. For each cluster
+# size: the most queries per second each server answers, then latency percentiles at half of
+# that rate, and each server's RSS once loaded.
+#
+# Needs: a release build (cargo build --release), python3, and Debian's dnsperf and knot
+# (apt-get install dnsperf knot). Bounded: SECONDS_PER_RUN (default 10) per measurement.
+#
+#   bash benches/dns/run.sh [SIZES...]        default sizes: 1000 10000 50000
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+FERRY=${FERRY:-target/release/ferry}
+SECS=${SECONDS_PER_RUN:-10}
+SIZES=("$@")
+[ ${#SIZES[@]} -gt 0 ] || SIZES=(1000 10000 50000)
+for tool in dnsperf knotd python3 taskset; do
+  command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install dnsperf knot)" >&2; exit 1; }
+done
+[ -x "$FERRY" ] || { echo "missing $FERRY: cargo build --release" >&2; exit 1; }
+
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+
+free_port() {
+  python3 -c 'import socket
+while True:
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("127.0.0.1", 0)); p = u.getsockname()[1]
+    t = socket.socket()
+    try:
+        t.bind(("127.0.0.1", p)); print(p); break
+    except OSError: pass'
+}
+
+wait_answer() { # port name
+  for _ in $(seq 1 300); do
+    dig +short +time=1 +tries=1 -p "$1" @127.0.0.1 "$2" A 2>/dev/null | grep -q . && return 0
+    sleep 0.1
+  done
+  echo "server on $1 never answered $2" >&2; return 1
+}
+
+rss_mb() { awk '/VmRSS/ {printf "%.0f", $2/1024}' "/proc/$1/status"; }
+
+# dnsperf at full speed: prints "qps avg_ms lost".
+max_qps() { # port queries
+  taskset -c 1 dnsperf -s 127.0.0.1 -p "$1" -d "$2" -l "$SECS" -c 4 -q 500 2>&1 |
+    awk '/Queries per second/ {q=$4} /Average Latency/ {a=$4*1000} /Queries lost/ {l=$3} END {printf "%.0f %.3f %s\n", q, a, l}'
+}
+
+# dnsperf at a fixed rate, every query's latency: prints "qps p50 p99 p99.9 max" (ms).
+at_rate() { # port queries rate
+  taskset -c 1 dnsperf -s 127.0.0.1 -p "$1" -d "$2" -l "$SECS" -c 4 -q 500 -Q "$3" -v 2>/dev/null |
+    python3 -c 'import sys
+lat = sorted(float(l.split()[-1]) for l in sys.stdin if l.startswith("> NOERROR"))
+n = len(lat)
+if not n: print("0 - - - -"); sys.exit()
+p = lambda q: lat[min(n - 1, int(q * n))] * 1000
+print(f"{n / '"$SECS"':.0f} {p(.5):.3f} {p(.99):.3f} {p(.999):.3f} {lat[-1] * 1000:.3f}")'
+}
+
+echo "| services | server | max qps | avg ms at max | lost | qps at half | p50 ms | p99 ms | p99.9 ms | max ms | RSS MB |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|"
+for n in "${SIZES[@]}"; do
+  dir="$work/$n"
+  python3 benches/dns/gen.py "$n" "$dir"
+  first=$(head -1 "$dir/queries.txt" | cut -d' ' -f1)
+
+  # Knot: the same records as an authoritative zone, one UDP worker on CPU 0.
+  kport=$(free_port)
+  mkdir -p "$dir/knot"
+  cat > "$dir/knot.conf" <<CONF
+server:
+    rundir: "$dir/knot"
+    listen: 127.0.0.1@$kport
+    udp-workers: 1
+    tcp-workers: 1
+    background-workers: 1
+log:
+  - target: stderr
+    any: error
+database:
+    storage: "$dir/knot"
+zone:
+  - domain: cluster.local
+    file: "$dir/cluster.local.zone"
+    journal-content: none
+    zonefile-sync: -1
+CONF
+  taskset -c 0 knotd -c "$dir/knot.conf" & pids+=($!); kpid=$!
+  wait_answer "$kport" "$first"
+  read -r kq ka kl < <(max_qps "$kport" "$dir/queries.txt")
+  read -r khq k50 k99 k999 kmax < <(at_rate "$kport" "$dir/queries.txt" $((kq / 2)))
+  krss=$(rss_mb "$kpid")
+  kill "$kpid"; wait "$kpid" 2>/dev/null || true
+
+  # ferry: the snapshot file, one worker on CPU 0.
+  fport=$(free_port)
+  RUST_LOG=error taskset -c 0 "$FERRY" dns --snapshot "$dir/snapshot.json" \
+    --listen "127.0.0.1:$fport" --admin 127.0.0.1:0 --dns-upstream 127.0.0.1:9 & pids+=($!); fpid=$!
+  wait_answer "$fport" "$first"
+  read -r fq fa fl < <(max_qps "$fport" "$dir/queries.txt")
+  read -r fhq f50 f99 f999 fmax < <(at_rate "$fport" "$dir/queries.txt" $((fq / 2)))
+  frss=$(rss_mb "$fpid")
+  kill "$fpid"; wait "$fpid" 2>/dev/null || true
+
+  echo "| $n | knot | $kq | $ka | $kl | $khq | $k50 | $k99 | $k999 | $kmax | $krss |"
+  echo "| $n | ferry | $fq | $fa | $fl | $fhq | $f50 | $f99 | $f999 | $fmax | $frss |"
+  echo "| $n | ferry/knot | $(python3 -c "print(f'{$fq/$kq:.2f}x')") | | | | | | | | |"
+done
