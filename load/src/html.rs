@@ -222,10 +222,10 @@ fn step(max: f64) -> f64 {
 fn number(v: f64) -> String {
     if v == v.round() && v.abs() < 1e15 {
         format!("{v:.0}")
-    } else if v.abs() >= 1.0 {
-        format!("{v:.1}")
     } else {
-        format!("{v:.3}")
+        // Enough digits for a tick step, without trailing zeros.
+        let text = format!("{v:.3}");
+        text.trim_end_matches('0').trim_end_matches('.').to_string()
     }
 }
 
@@ -278,7 +278,8 @@ fn chart(id: &str, title: &str, x_label: &str, y_label: &str, lines: &[Line], x:
         .map(|(x, l)| (*x, l.to_string()))
         .collect(),
         XAxis::Linear => {
-            let s = step(x_max);
+            // Whole seconds: never a tick between two.
+            let s = step(x_max).max(1.0);
             let mut t = Vec::new();
             let mut v = 0.0;
             while v <= x_max + s / 100.0 {

@@ -1,4 +1,4 @@
-use super::{escape, percentile_x, render, step};
+use super::{escape, number, percentile_x, render, step};
 use crate::report::tests::sample;
 
 #[test]
@@ -41,6 +41,10 @@ fn axes_get_round_steps_and_the_tail_gets_room() {
     assert!((percentile_x(99.0) - 2.0).abs() < 1e-9);
     assert!((percentile_x(99.9) - 3.0).abs() < 1e-6);
     assert_eq!(percentile_x(100.0), 5.5);
+    assert_eq!(number(0.5), "0.5");
+    assert_eq!(number(0.25), "0.25");
+    assert_eq!(number(2.0), "2");
+    assert_eq!(number(1.5), "1.5");
     assert_eq!(
         escape("<a href=\"x\">&'"),
         "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
