@@ -1,9 +1,14 @@
 //! Forwarding names outside the cluster zone to upstream servers: UDP first, TCP when the answer
 //! is truncated, the next upstream when one fails; a cache of positive and negative answers
-//! (TTL-capped, sized); and loop detection (a query that comes back to us is refused).
+//! (TTL-capped, sized); and loop detection two ways: every query we send upstream is remembered
+//! while it is in flight, so one that comes back to us unchanged is caught; and at start each
+//! upstream is sent a probe for a random name (CoreDNS's `loop` plugin), so an upstream that
+//! forwards back to us through a resolver that rewrites ids is caught too, and left out.
 
 use std::collections::HashSet;
+use std::hash::{BuildHasher, Hasher};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
@@ -40,12 +45,17 @@ pub enum ForwardError {
     NoUpstreams,
     #[error("every upstream failed; last: {0}")]
     Failed(String),
+    #[error("every upstream forwards back to ferry (a loop)")]
+    Looping,
 }
 
 /// Sends queries upstream and remembers the answers.
 #[derive(Debug)]
 pub struct Forwarder {
     upstreams: Vec<SocketAddr>,
+    /// Per upstream: the name of its loop probe, and whether the probe came back to us.
+    probes: Vec<Name>,
+    looping: Vec<AtomicBool>,
     timeout: Duration,
     cache: Cache,
     /// Queries we have sent and not yet been answered: (id, name, type). One of these arriving
@@ -61,8 +71,12 @@ impl Forwarder {
         cache: Cache,
         metrics: Metrics,
     ) -> Self {
+        let probes = upstreams.iter().map(|_| probe_name()).collect();
+        let looping = upstreams.iter().map(|_| AtomicBool::new(false)).collect();
         Forwarder {
             upstreams,
+            probes,
+            looping,
             timeout,
             cache,
             inflight: Mutex::new(HashSet::new()),
@@ -80,6 +94,24 @@ impl Forwarder {
         !inflight.is_empty() && inflight.contains(&(id, name.clone(), qtype))
     }
 
+    /// If `name` is the loop probe of an upstream, that upstream forwards back to us: it is left
+    /// out from now on. Returns it.
+    pub fn caught_probe(&self, name: &Name) -> Option<SocketAddr> {
+        let i = self.probes.iter().position(|p| p == name)?;
+        if !self.looping[i].swap(true, Ordering::Relaxed) {
+            tracing::error!(upstream = %self.upstreams[i], "forwarding loop: this upstream sends queries back to ferry; no longer forwarding to it (set --dns-upstream)");
+        }
+        Some(self.upstreams[i])
+    }
+
+    /// Sends each upstream its loop probe (HINFO for a random name), as CoreDNS does at start.
+    /// The answers do not matter: what matters is whether the probe arrives at our listener.
+    pub async fn probe(&self) {
+        for (upstream, probe) in self.upstreams.iter().zip(&self.probes) {
+            let _ = self.exchange(*upstream, probe, RecordType::HINFO).await;
+        }
+    }
+
     /// Answers `name`/`qtype` from the cache, else from the first upstream that answers.
     pub async fn resolve(&self, name: &Name, qtype: RecordType) -> Result<Upstream, ForwardError> {
         if let Some(hit) = self.cache.get(name, qtype) {
@@ -90,8 +122,11 @@ impl Forwarder {
         if self.upstreams.is_empty() {
             return Err(ForwardError::NoUpstreams);
         }
-        let mut last = String::new();
-        for &upstream in &self.upstreams {
+        let mut last = None;
+        for (i, &upstream) in self.upstreams.iter().enumerate() {
+            if self.looping[i].load(Ordering::Relaxed) {
+                continue;
+            }
             self.metrics.forwarded.inc();
             match self.exchange(upstream, name, qtype).await {
                 Ok(answer) => {
@@ -102,11 +137,11 @@ impl Forwarder {
                 Err(e) => {
                     self.metrics.upstream_failures.inc();
                     tracing::debug!(%upstream, %name, error = %e, "upstream failed");
-                    last = format!("{upstream}: {e}");
+                    last = Some(format!("{upstream}: {e}"));
                 }
             }
         }
-        Err(ForwardError::Failed(last))
+        Err(last.map_or(ForwardError::Looping, ForwardError::Failed))
     }
 
     /// One question to one upstream: UDP, then TCP if the answer was truncated.
@@ -219,4 +254,15 @@ async fn tcp_exchange(
         return Err("TCP answer does not match the question".into());
     }
     Ok(reply)
+}
+
+/// `<random>.<random>.`: a name no resolver has cached and no client asks for.
+fn probe_name() -> Name {
+    let random = || {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(0);
+        h.finish()
+    };
+    let text = format!("{}.{}.", random(), random());
+    Name::from_ascii(&text).unwrap_or_else(|_| Name::root())
 }

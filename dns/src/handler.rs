@@ -306,7 +306,10 @@ impl Handler {
                 Sections::default(),
             )),
             Lookup::Outside => match &self.forwarder {
-                Some(f) if f.is_own(query.request.metadata.id, &query.name, qtype) => {
+                Some(f)
+                    if f.caught_probe(&query.name).is_some()
+                        || f.is_own(query.request.metadata.id, &query.name, qtype) =>
+                {
                     self.metrics.loops.inc();
                     tracing::warn!(name = %query.name, "forwarding loop: an upstream sent our own query back; answering SERVFAIL");
                     Step::Answer(self.respond(

@@ -98,6 +98,7 @@ pub enum Error {
 pub struct Dns {
     sockets: server::Sockets,
     handler: Arc<Handler>,
+    forwarder: Option<Arc<Forwarder>>,
     zone: Arc<ArcSwap<ZoneIndex>>,
     subscription: Subscription,
     config: Config,
@@ -153,13 +154,14 @@ impl Dns {
         };
         let handler = Arc::new(Handler::new(
             zone.clone(),
-            forwarder,
+            forwarder.clone(),
             autopath,
             metrics.clone(),
         ));
         Ok(Dns {
             sockets,
             handler,
+            forwarder,
             zone,
             subscription,
             config,
@@ -177,6 +179,7 @@ impl Dns {
         let Dns {
             sockets,
             handler,
+            forwarder,
             zone,
             mut subscription,
             config,
@@ -188,6 +191,9 @@ impl Dns {
         if let Err(e) = server::spawn(sockets, handler, &mut tasks, stop.0.clone()) {
             tracing::error!(error = %e, "cluster DNS cannot serve");
             return;
+        }
+        if let Some(forwarder) = forwarder {
+            tasks.spawn(async move { forwarder.probe().await });
         }
         loop {
             tokio::select! {

@@ -177,12 +177,21 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let good = dir.join("good.json");
         std::fs::write(&good, serde_json::to_vec(&snapshot(0)).unwrap()).unwrap();
-        assert_eq!(load_snapshot(&good).unwrap().version, 1, "a file is an accepted snapshot");
+        assert_eq!(
+            load_snapshot(&good).unwrap().version,
+            1,
+            "a file is an accepted snapshot"
+        );
         let bad = dir.join("bad.json");
         std::fs::write(&bad, b"{\"version\": \"x\"}").unwrap();
         let err = load_snapshot(&bad).unwrap_err().to_string();
-        assert!(err.starts_with("--snapshot ") && err.contains("bad.json"), "{err}");
-        let missing = load_snapshot(&dir.join("missing.json")).unwrap_err().to_string();
+        assert!(
+            err.starts_with("--snapshot ") && err.contains("bad.json"),
+            "{err}"
+        );
+        let missing = load_snapshot(&dir.join("missing.json"))
+            .unwrap_err()
+            .to_string();
         assert!(missing.contains("missing.json"), "{missing}");
         std::fs::remove_dir_all(&dir).unwrap();
     }

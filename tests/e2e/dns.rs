@@ -307,8 +307,9 @@ async fn truncation_edns_and_errors() {
 struct Stub {
     addr: SocketAddr,
     asked: Arc<Mutex<Vec<(String, RecordType, bool)>>>,
-    /// Relay everything to this server instead of answering (to build a loop).
-    relay: Arc<Mutex<Option<SocketAddr>>>,
+    /// Relay everything to this server instead of answering (to build a loop), with new ids
+    /// (as dnsmasq does) or the same.
+    relay: Arc<Mutex<Option<(SocketAddr, bool)>>>,
 }
 
 impl Stub {
@@ -328,7 +329,16 @@ impl Stub {
             while let Ok((n, peer)) = udp.recv_from(&mut buf).await {
                 let relay_to = *r.lock().unwrap();
                 let answer = match relay_to {
-                    Some(to) => udp_raw(to, &buf[..n]).await,
+                    Some((to, new_id)) => {
+                        let mut query = buf[..n].to_vec();
+                        if new_id {
+                            query[0] ^= 0x5a;
+                        }
+                        udp_raw(to, &query).await.map(|mut answer| {
+                            answer[..2].copy_from_slice(&buf[..2]);
+                            answer
+                        })
+                    }
                     None => stub_answer(&buf[..n], false, &a),
                 };
                 if let Some(answer) = answer {
@@ -531,7 +541,7 @@ async fn a_forwarding_loop_is_detected() {
     .await;
     up.wait_version(1).await;
     // The upstream sends everything back to ferry.
-    *stub.relay.lock().unwrap() = Some(up.dns);
+    *stub.relay.lock().unwrap() = Some((up.dns, false));
     let r = ask(up.dns, "loop.example.", RecordType::A).await;
     assert_eq!(r.metadata.response_code, ResponseCode::ServFail);
     let (_, metrics) = get(up.admin, "/metrics").await;
@@ -540,6 +550,47 @@ async fn a_forwarding_loop_is_detected() {
         "{metrics}"
     );
     up.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_loop_through_a_resolver_that_rewrites_ids_is_found_by_the_start_probe() {
+    let dir = tempfile::tempdir().unwrap();
+    write_cluster(dir.path());
+    let stub = Stub::start().await;
+    let dns: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    *stub.relay.lock().unwrap() = Some((dns, true));
+    let up = Running::start_with(vec![dir.path().to_owned()], |c| {
+        c.dns = dns;
+        c.dns_upstreams = vec![stub.addr];
+    })
+    .await;
+    up.wait_version(1).await;
+    eventually("the probe came back", || async {
+        let (_, metrics) = get(up.admin, "/metrics").await;
+        metrics
+            .contains("ferry_dns_forward_loops_total 1")
+            .then_some(())
+    })
+    .await;
+    // The only upstream loops: it is left out, and other names fail at once.
+    let r = ask(up.dns, "example.com.", RecordType::A).await;
+    assert_eq!(r.metadata.response_code, ResponseCode::ServFail);
+    assert_eq!(stub.asked("example.com."), 0, "not sent into the loop");
+    // The cluster is still answered.
+    let r = ask(up.dns, "web.shop.svc.cluster.local.", RecordType::A).await;
+    assert_eq!(data(&r), vec!["10.96.0.10"]);
+    up.stop().await;
+}
+
+/// A port free for both UDP and TCP on 127.0.0.1, for a server that must know it in advance.
+fn free_port() -> u16 {
+    loop {
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = udp.local_addr().unwrap().port();
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -611,14 +662,7 @@ fn ferry_dns_serves_a_snapshot_file() {
     });
     let file = dir.path().join("snapshot.json");
     fs::write(&file, snapshot.to_string()).unwrap();
-    // Find a port free for UDP and TCP, then hand it to the binary.
-    let port = loop {
-        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let port = udp.local_addr().unwrap().port();
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            break port;
-        }
-    };
+    let port = free_port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_ferry"))
         .args(["dns", "--snapshot"])
         .arg(&file)
@@ -664,4 +708,21 @@ fn ferry_dns_serves_a_snapshot_file() {
         stderr.contains("--snapshot") && stderr.contains("bad.json"),
         "{stderr}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_answers_what_the_readme_shows() {
+    let up = Running::start(vec![crate::repo().join("configs/demo")]).await;
+    let r = ask(up.dns, "web.shop.svc.cluster.local.", RecordType::A).await;
+    assert_eq!(data(&r), vec!["127.2.0.10"]);
+    let r = ask(
+        up.dns,
+        "_http._tcp.api.shop.svc.cluster.local.",
+        RecordType::SRV,
+    )
+    .await;
+    assert_eq!(data(&r), vec!["0 100 8080 api.shop.svc.cluster.local."]);
+    let r = ask(up.dns, "11.0.2.127.in-addr.arpa.", RecordType::PTR).await;
+    assert_eq!(data(&r), vec!["api.shop.svc.cluster.local."]);
+    up.stop().await;
 }
