@@ -36,6 +36,18 @@ pub enum Transport {
     Tcp,
 }
 
+impl Transport {
+    /// The largest answer this transport takes, given the client's EDNS payload size if any:
+    /// 512 bytes over UDP without EDNS (RFC 1035), the payload size up to our cap with it.
+    fn limit(self, payload: Option<u16>) -> usize {
+        match (self, payload) {
+            (Transport::Tcp, _) => usize::from(u16::MAX),
+            (Transport::Udp, Some(payload)) => usize::from(payload.clamp(512, MAX_UDP_PAYLOAD)),
+            (Transport::Udp, None) => 512,
+        }
+    }
+}
+
 /// Everything a query needs to be answered.
 #[derive(Debug)]
 pub struct Handler {
@@ -191,13 +203,7 @@ impl Handler {
         };
         let zone = self.zone.load();
         let template = zone.template(&key[..name_end - HEADER_LEN], qtype)?;
-        let limit = match (edns, transport) {
-            (_, Transport::Tcp) => usize::from(u16::MAX),
-            (Some((payload, _)), Transport::Udp) => {
-                usize::from(payload.clamp(512, MAX_UDP_PAYLOAD))
-            }
-            (None, Transport::Udp) => 512,
-        };
+        let limit = transport.limit(edns.map(|(payload, _)| payload));
         let opt_len = if edns.is_some() { 11 } else { 0 };
         if template.len() + opt_len > limit {
             return None;
@@ -548,13 +554,9 @@ impl Handler {
         response.answers = sections.answers;
         response.authorities = sections.authorities;
         response.additionals = sections.additionals;
-        let limit = match (&request.edns, query.transport) {
-            (_, Transport::Tcp) => usize::from(u16::MAX),
-            (Some(edns), Transport::Udp) => {
-                usize::from(edns.max_payload().clamp(512, MAX_UDP_PAYLOAD))
-            }
-            (None, Transport::Udp) => 512,
-        };
+        let limit = query
+            .transport
+            .limit(request.edns.as_ref().map(Edns::max_payload));
         if let Some(req_edns) = &request.edns {
             let mut edns = Edns::new();
             edns.set_max_payload(SERVER_PAYLOAD);

@@ -15,6 +15,9 @@ use hickory_proto::rr::{Name, RData, Record, RecordType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 
+use ferry::up::UpConfig;
+use tempfile::TempDir;
+
 use crate::{Running, eventually, get};
 
 const CLUSTER: &str = r#"
@@ -375,6 +378,24 @@ impl Stub {
     }
 }
 
+/// `ferry up` on the test cluster forwarding to a stub; `adjust` goes on top. When the test
+/// sets `dns` in advance, the stub relays everything there with new ids (a loop).
+async fn with_stub(adjust: impl FnOnce(&mut UpConfig)) -> (TempDir, Stub, Running) {
+    let dir = tempfile::tempdir().unwrap();
+    write_cluster(dir.path());
+    let stub = Stub::start().await;
+    let up = Running::start_with(vec![dir.path().to_owned()], |c| {
+        c.dns_upstreams = vec![stub.addr];
+        adjust(c);
+        if c.dns.port() != 0 {
+            *stub.relay.lock().unwrap() = Some((c.dns, true));
+        }
+    })
+    .await;
+    up.wait_version(1).await;
+    (dir, stub, up)
+}
+
 /// example.com and big.example exist (big only in full over TCP); everything else is NXDOMAIN.
 fn stub_answer(
     bytes: &[u8],
@@ -424,14 +445,7 @@ fn stub_answer(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forwards_other_names_with_a_cache_and_tcp_on_truncation() {
-    let dir = tempfile::tempdir().unwrap();
-    write_cluster(dir.path());
-    let stub = Stub::start().await;
-    let up = Running::start_with(vec![dir.path().to_owned()], |c| {
-        c.dns_upstreams = vec![stub.addr];
-    })
-    .await;
-    up.wait_version(1).await;
+    let (_dir, stub, up) = with_stub(|_| {}).await;
 
     let r = ask(up.dns, "Example.com.", RecordType::A).await;
     assert_eq!(r.metadata.response_code, ResponseCode::NoError);
@@ -489,16 +503,11 @@ async fn forwards_other_names_with_a_cache_and_tcp_on_truncation() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn autopath_answers_the_end_of_the_search_walk() {
-    let dir = tempfile::tempdir().unwrap();
-    write_cluster(dir.path());
-    let stub = Stub::start().await;
-    let up = Running::start_with(vec![dir.path().to_owned()], |c| {
-        c.dns_upstreams = vec![stub.addr];
+    let (_dir, stub, up) = with_stub(|c| {
         c.dns_search = vec!["corp.example".into()];
         c.dns_autopath = true;
     })
     .await;
-    up.wait_version(1).await;
 
     // A Pod in `shop` looking up example.com (ndots:5) first asks this.
     let r = ask(up.dns, "example.com.shop.svc.cluster.local.", RecordType::A).await;
@@ -532,14 +541,7 @@ async fn autopath_answers_the_end_of_the_search_walk() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forwarding_loop_is_detected() {
-    let dir = tempfile::tempdir().unwrap();
-    write_cluster(dir.path());
-    let stub = Stub::start().await;
-    let up = Running::start_with(vec![dir.path().to_owned()], |c| {
-        c.dns_upstreams = vec![stub.addr];
-    })
-    .await;
-    up.wait_version(1).await;
+    let (_dir, stub, up) = with_stub(|_| {}).await;
     // The upstream sends everything back to ferry.
     *stub.relay.lock().unwrap() = Some((up.dns, false));
     let r = ask(up.dns, "loop.example.", RecordType::A).await;
@@ -554,17 +556,8 @@ async fn a_forwarding_loop_is_detected() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_loop_through_a_resolver_that_rewrites_ids_is_found_by_the_start_probe() {
-    let dir = tempfile::tempdir().unwrap();
-    write_cluster(dir.path());
-    let stub = Stub::start().await;
     let dns: SocketAddr = ([127, 0, 0, 1], free_port()).into();
-    *stub.relay.lock().unwrap() = Some((dns, true));
-    let up = Running::start_with(vec![dir.path().to_owned()], |c| {
-        c.dns = dns;
-        c.dns_upstreams = vec![stub.addr];
-    })
-    .await;
-    up.wait_version(1).await;
+    let (_dir, stub, up) = with_stub(|c| c.dns = dns).await;
     eventually("the probe came back", || async {
         let (_, metrics) = get(up.admin, "/metrics").await;
         metrics
