@@ -115,7 +115,7 @@ async fn get_lists_what_a_running_instance_serves() {
                     "shop",
                     "web",
                     "ClusterIP",
-                    "<none>",
+                    "127.2.0.10",
                     "<none>",
                     "80/TCP",
                     "0/0",
