@@ -1,12 +1,10 @@
-//! One target's connections: resolving it, opening TCP (+ TLS) and an HTTP/1.1 or HTTP/2
-//! connection with hyper, and sending one request and reading its response whole.
+//! One target's connections: resolving it, opening TCP (+ TLS) and an HTTP/1.1 connection
+//! (our own, see `http1`) or an HTTP/2 one (hyper), and sending one request and reading its
+//! response whole.
 //!
 //! Each load connection is exactly one of these, so `--connections` is exact.
 
-use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
-use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -14,7 +12,7 @@ use http::header::HOST;
 use http::uri::Authority;
 use http::{HeaderMap, HeaderValue, Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
-use hyper::client::conn::{http1, http2};
+use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls_pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -23,6 +21,7 @@ use tokio_rustls::TlsConnector;
 
 use crate::config::{Config, Protocol};
 use crate::failure::Failure;
+use crate::http1::{self, Io, SendError, Wire};
 use crate::target::Target;
 use crate::{Error, tls};
 
@@ -55,13 +54,15 @@ impl std::fmt::Debug for Tls {
     }
 }
 
-/// The request every load request copies.
+/// The request every load request copies: hyper's form for HTTP/2, the bytes for HTTP/1.1.
 #[derive(Clone, Debug)]
 struct Template {
     method: Method,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
+    /// `None` for HTTP/2.
+    wire: Option<Wire>,
 }
 
 /// Why a connection could not be opened, with the words a user needs.
@@ -74,94 +75,8 @@ pub struct ConnectError {
 /// A ready HTTP connection.
 #[derive(Debug)]
 pub enum Sender {
-    Http1(Http1),
+    Http1(http1::Conn),
     Http2(http2::SendRequest<Body>),
-}
-
-/// hyper's side of a connection: the future that does its I/O.
-type Driver = Pin<Box<dyn Future<Output = hyper::Result<()>> + Send>>;
-
-/// An HTTP/1.1 connection driven by the task that sends on it, rather than by a task of its
-/// own: one request at a time never needs two tasks, and handing every request and response
-/// between two tasks costs more than the rest of the client together.
-pub struct Http1 {
-    send: http1::SendRequest<Body>,
-    /// `None` once the connection has ended.
-    driver: Option<Driver>,
-}
-
-impl std::fmt::Debug for Http1 {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Http1")
-            .field("ended", &self.driver.is_none())
-            .finish_non_exhaustive()
-    }
-}
-
-/// Polls `work`, and the connection's driver while `work` waits; `Err` carries how the
-/// connection ended if it ended before `work` could finish.
-async fn drive<T>(
-    driver: &mut Option<Driver>,
-    work: impl Future<Output = T>,
-) -> Result<T, hyper::Result<()>> {
-    let mut work = std::pin::pin!(work);
-    std::future::poll_fn(|cx| {
-        if let Poll::Ready(v) = work.as_mut().poll(cx) {
-            return Poll::Ready(Ok(v));
-        }
-        let Some(d) = driver.as_mut() else {
-            // Ended earlier: `work` fails as soon as hyper notices.
-            return Poll::Pending;
-        };
-        match d.as_mut().poll(cx) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(end) => {
-                *driver = None;
-                match work.as_mut().poll(cx) {
-                    Poll::Ready(v) => Poll::Ready(Ok(v)),
-                    Poll::Pending => Poll::Ready(Err(end)),
-                }
-            }
-        }
-    })
-    .await
-}
-
-impl Http1 {
-    /// Whether the connection can take a request now (false: it has closed, open another).
-    async fn ready(&mut self) -> bool {
-        if self.driver.is_none() {
-            return false;
-        }
-        matches!(drive(&mut self.driver, self.send.ready()).await, Ok(Ok(())))
-    }
-
-    async fn send(&mut self, req: Request<Body>) -> Result<Response, Failure> {
-        let ended = |end: hyper::Result<()>| match end {
-            Err(e) => Failure::classify(&e),
-            // The server closed the connection with a request on it.
-            Ok(()) => Failure::Reset,
-        };
-        let send = &mut self.send;
-        let work = async move {
-            send.ready().await?;
-            let res = send.send_request(req).await?;
-            let status = res.status();
-            let mut body = res.into_body();
-            let mut bytes = 0u64;
-            while let Some(frame) = body.frame().await {
-                if let Some(data) = frame?.data_ref() {
-                    bytes += data.len() as u64;
-                }
-            }
-            Ok::<_, hyper::Error>(Response { status, bytes })
-        };
-        match drive(&mut self.driver, work).await {
-            Ok(Ok(r)) => Ok(r),
-            Ok(Err(e)) => Err(Failure::classify(&e)),
-            Err(end) => Err(ended(end)),
-        }
-    }
 }
 
 impl Endpoint {
@@ -217,7 +132,10 @@ impl Endpoint {
         // Requests are small and latency is what we measure: never wait for Nagle.
         let _ = tcp.set_nodelay(true);
         let Some(Tls { connector, name }) = &self.tls else {
-            return self.handshake(tcp).await;
+            return match self.protocol {
+                Protocol::Http1 => Ok(Sender::Http1(http1::Conn::new(Io::Plain(tcp)))),
+                Protocol::Http2 => self.h2_handshake(tcp).await,
+            };
         };
         let stream = connector
             .connect(name.clone(), tcp)
@@ -228,23 +146,23 @@ impl Endpoint {
             })?;
         let alpn = stream.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
         match (self.protocol, alpn.as_deref()) {
-            (Protocol::Http2, Some(b"h2")) | (Protocol::Http1, None | Some(b"http/1.1")) => {}
-            (wanted, chosen) => {
-                return Err(ConnectError {
-                    kind: Failure::Tls,
-                    message: format!(
-                        "the server did not agree to {} by ALPN (it chose {})",
-                        wanted.name(),
-                        chosen.map_or("nothing".into(), |c| String::from_utf8_lossy(c)
-                            .into_owned())
-                    ),
-                });
+            (Protocol::Http2, Some(b"h2")) => self.h2_handshake(stream).await,
+            (Protocol::Http1, None | Some(b"http/1.1")) => {
+                Ok(Sender::Http1(http1::Conn::new(Io::Tls(Box::new(stream)))))
             }
+            (wanted, chosen) => Err(ConnectError {
+                kind: Failure::Tls,
+                message: format!(
+                    "the server did not agree to {} by ALPN (it chose {})",
+                    wanted.name(),
+                    chosen.map_or("nothing".into(), |c| String::from_utf8_lossy(c)
+                        .into_owned())
+                ),
+            }),
         }
-        self.handshake(stream).await
     }
 
-    async fn handshake<T>(&self, io: T) -> Result<Sender, ConnectError>
+    async fn h2_handshake<T>(&self, io: T) -> Result<Sender, ConnectError>
     where
         T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
@@ -252,31 +170,19 @@ impl Endpoint {
             kind: Failure::classify(&e),
             message: format!("{} handshake: {e}", self.protocol.name()),
         };
-        let io = TokioIo::new(io);
-        match self.protocol {
-            Protocol::Http1 => {
-                let (send, conn) = http1::handshake(io).await.map_err(protocol_error)?;
-                Ok(Sender::Http1(Http1 {
-                    send,
-                    driver: Some(Box::pin(conn)),
-                }))
-            }
-            Protocol::Http2 => {
-                let (mut sender, conn) = http2::Builder::new(TokioExecutor::new())
-                    // Responses should not wait on window updates at load.
-                    .initial_stream_window_size(4 << 20)
-                    .initial_connection_window_size(16 << 20)
-                    .handshake(io)
-                    .await
-                    .map_err(protocol_error)?;
-                tokio::spawn(conn);
-                sender.ready().await.map_err(protocol_error)?;
-                Ok(Sender::Http2(sender))
-            }
-        }
+        let (mut sender, conn) = http2::Builder::new(TokioExecutor::new())
+            // Responses should not wait on window updates at load.
+            .initial_stream_window_size(4 << 20)
+            .initial_connection_window_size(16 << 20)
+            .handshake(TokioIo::new(io))
+            .await
+            .map_err(protocol_error)?;
+        tokio::spawn(conn);
+        sender.ready().await.map_err(protocol_error)?;
+        Ok(Sender::Http2(sender))
     }
 
-    /// A fresh copy of the request.
+    /// A fresh copy of the request, for HTTP/2.
     pub fn request(&self) -> Request<Body> {
         let t = &self.request;
         let mut req = Request::new(Full::new(t.body.clone()));
@@ -318,11 +224,24 @@ impl Template {
                     .map_err(|e| Error::Invalid(format!("{}: {e}", target.url)))?
             }
         };
+        let wire = match config.protocol {
+            Protocol::Http1 => Some(
+                Wire::encode(
+                    &config.method,
+                    uri.path_and_query().map_or("/", |p| p.as_str()),
+                    &headers,
+                    &config.body,
+                )
+                .map_err(Error::Invalid)?,
+            ),
+            Protocol::Http2 => None,
+        };
         Ok(Template {
             method: config.method.clone(),
             uri,
             headers,
             body: config.body.clone(),
+            wire,
         })
     }
 }
@@ -334,15 +253,38 @@ pub struct Response {
     pub bytes: u64,
 }
 
+/// Why a send got no response.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unanswered {
+    Failed(Failure),
+    /// An HTTP/1.1 connection the server had closed while idle: send again on a fresh one.
+    Stale,
+}
+
+impl From<Failure> for Unanswered {
+    fn from(kind: Failure) -> Unanswered {
+        Unanswered::Failed(kind)
+    }
+}
+
 impl Sender {
-    /// Sends `req` and reads the whole response body (bytes are counted, not kept).
-    pub async fn send(&mut self, req: Request<Body>) -> Result<Response, Failure> {
+    /// Sends the endpoint's request and reads the whole response (the body is counted, not
+    /// kept).
+    pub async fn send(&mut self, ep: &Endpoint) -> Result<Response, Unanswered> {
         let s = match self {
-            Sender::Http1(h) => return h.send(req).await,
+            Sender::Http1(conn) => {
+                let Some(wire) = &ep.request.wire else {
+                    return Err(Unanswered::Failed(Failure::Protocol));
+                };
+                return conn.send(wire).await.map_err(|e| match e {
+                    SendError::Failed(kind) => Unanswered::Failed(kind),
+                    SendError::Stale => Unanswered::Stale,
+                });
+            }
             Sender::Http2(s) => s,
         };
         let classify = |e: hyper::Error| Failure::classify(&e);
-        let res = s.send_request(req).await.map_err(classify)?;
+        let res = s.send_request(ep.request()).await.map_err(classify)?;
         let status = res.status();
         let mut body = res.into_body();
         let mut bytes = 0u64;
@@ -354,17 +296,9 @@ impl Sender {
         Ok(Response { status, bytes })
     }
 
-    /// Whether the connection can take a request (false: it has closed, open another).
-    pub async fn ready(&mut self) -> bool {
-        match self {
-            Sender::Http1(h) => h.ready().await,
-            Sender::Http2(s) => !s.is_closed(),
-        }
-    }
-
     pub fn is_closed(&self) -> bool {
         match self {
-            Sender::Http1(h) => h.driver.is_none(),
+            Sender::Http1(conn) => !conn.is_open(),
             Sender::Http2(s) => s.is_closed(),
         }
     }

@@ -33,7 +33,7 @@ use tokio::time::Sleep;
 use crate::Error;
 use crate::collect::{Collector, Measured};
 use crate::config::{Config, Limit, Protocol};
-use crate::connect::{Endpoint, Response, Sender};
+use crate::connect::{Endpoint, Response, Sender, Unanswered};
 use crate::failure::Failure;
 use crate::schedule::Schedule;
 use crate::stats::Recorder;
@@ -384,17 +384,23 @@ impl Conn {
 }
 
 async fn exchange(sender: &mut Option<Sender>, ep: &Endpoint) -> Result<Response, Failure> {
-    // A connection the server closed while idle (keep-alive timeout, `Connection: close`)
-    // is reopened, not counted as a failure.
-    let usable = match sender {
-        Some(s) => s.ready().await,
-        None => false,
-    };
-    let sender = match sender {
-        Some(s) if usable => s,
-        _ => sender.insert(ep.connect().await.map_err(|e| e.kind)?),
-    };
-    sender.send(ep.request()).await
+    // A connection the server closed (`Connection: close`, a body read to its end) is
+    // reopened, not counted as a failure; so is one it closed while idle (a keep-alive
+    // timeout) just as the request went out, which shows as stale: at most once, as the
+    // second try is on a fresh connection.
+    for retry in [false, true] {
+        let sender = match sender {
+            Some(s) if !s.is_closed() => s,
+            _ => sender.insert(ep.connect().await.map_err(|e| e.kind)?),
+        };
+        match sender.send(ep).await {
+            Ok(response) => return Ok(response),
+            Err(Unanswered::Failed(kind)) => return Err(kind),
+            Err(Unanswered::Stale) if retry => return Err(Failure::Reset),
+            Err(Unanswered::Stale) => {}
+        }
+    }
+    Err(Failure::Reset)
 }
 
 /// An HTTP/2 connection shared by many streams; the first stream to find it broken reopens
@@ -438,7 +444,11 @@ impl Slot {
     async fn exchange(&self, ep: &Endpoint) -> Result<Response, Failure> {
         let work = async {
             let mut sender = self.get(ep).await?;
-            sender.send(ep.request()).await
+            // An HTTP/2 send is never stale: a closed connection fails the stream.
+            sender.send(ep).await.map_err(|e| match e {
+                Unanswered::Failed(kind) => kind,
+                Unanswered::Stale => Failure::Reset,
+            })
         };
         match tokio::time::timeout(ep.timeout(), work).await {
             Ok(result) => result,

@@ -84,7 +84,7 @@ impl Failure {
         Failure::Protocol
     }
 
-    fn from_io(e: &io::Error) -> Failure {
+    pub fn from_io(e: &io::Error) -> Failure {
         use io::ErrorKind::*;
         match e.kind() {
             TimedOut => Failure::Timeout,

@@ -4,7 +4,9 @@
 //! failure accounting, a per-second timeline, a text summary, JSON and a self-contained HTML
 //! report, and `--compare` to measure what a proxy adds over a baseline.
 //!
-//! It shares nothing with the data plane: hyper drives each connection, rustls (ring) does TLS.
+//! It shares nothing with the data plane. HTTP/1.1 is its own small client (`http1`: the
+//! request serialized once, responses parsed with httparse, as wrk does), HTTP/2 is hyper's,
+//! rustls (ring) does TLS.
 //! Entry points: [`Config::from_args`], then [`run`].
 
 mod collect;
@@ -16,6 +18,7 @@ mod engine;
 mod error;
 mod failure;
 mod html;
+mod http1;
 mod report;
 mod schedule;
 mod stats;

@@ -615,3 +615,107 @@ fn a_connection_the_server_closes_between_requests_is_reopened_not_counted() {
     assert_eq!(r.target.failures(), 0, "{:?}", r.target.errors);
     assert_eq!(server.hits.load(Ordering::SeqCst), 50);
 }
+
+/// A raw HTTP/1.1 server that answers every request on a connection with `response`, written
+/// `piece` bytes at a time, and counts the connections it accepted.
+fn keep_alive(
+    response: &'static [u8],
+    piece: usize,
+) -> (SocketAddr, Arc<AtomicU64>, tokio::runtime::Runtime) {
+    let accepted = Arc::new(AtomicU64::new(0));
+    let count = accepted.clone();
+    let (addr, rt) = raw(move |mut stream| {
+        count.fetch_add(1, Ordering::SeqCst);
+        async move {
+            stream.set_nodelay(true).unwrap();
+            while read_head(&mut stream).await {
+                for part in response.chunks(piece) {
+                    if stream.write_all(part).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    (addr, accepted, rt)
+}
+
+#[test]
+fn http1_framing_chunked_with_trailers_in_small_writes_and_bodiless_responses() {
+    // Chunked, with an extension and trailers, arriving 3 bytes per write: every response is
+    // read whole and the connections are kept (one more for the reachability check).
+    let chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\
+        5;ext=1\r\nhello\r\n8\r\n, world!\r\n0\r\nX-Trailer: done\r\n\r\n";
+    let (addr, accepted, _rt) = keep_alive(chunked, 3);
+    let r = load(&["-n", "40", "-c", "2", "-t", "1", &format!("http://{addr}/")]);
+    assert_eq!(r.target.responses, 40, "{:?}", r.target.errors);
+    assert_eq!(r.target.failures(), 0);
+    assert_eq!(r.target.bytes_received, 40 * 13);
+    assert_eq!(accepted.load(Ordering::SeqCst), 3);
+
+    // 204 and 304 have no body whatever their headers say, nor has an answer to HEAD: a
+    // client that waited for those 13 bytes would time out instead.
+    for (response, argv) in [
+        (&b"HTTP/1.1 204 No Content\r\n\r\n"[..], &[][..]),
+        (
+            b"HTTP/1.1 304 Not Modified\r\nContent-Length: 13\r\n\r\n",
+            &[][..],
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nContent-Length: 13\r\n\r\n",
+            &["-m", "HEAD"][..],
+        ),
+    ] {
+        let (addr, accepted, _rt) = keep_alive(response, 1000);
+        let url = format!("http://{addr}/");
+        let mut args = vec!["-n", "25", "-c", "1", "-t", "1", "--timeout", "5s"];
+        args.extend_from_slice(argv);
+        args.push(&url);
+        let r = load(&args);
+        assert_eq!(r.target.responses, 25, "{:?}", r.target.errors);
+        assert_eq!(r.target.failures(), 0);
+        assert_eq!(r.target.bytes_received, 0);
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    }
+
+    // A malformed status line is the server breaking HTTP.
+    let (addr, _, _rt) = keep_alive(b"HTTP/1.1 2OO OK\r\nContent-Length: 0\r\n\r\n", 1000);
+    let r = load(&["-n", "5", "-c", "1", "-t", "1", &format!("http://{addr}/")]);
+    assert_eq!(r.target.errors["protocol"], 5, "{:?}", r.target.errors);
+    assert_eq!(r.target.responses, 0);
+}
+
+#[test]
+fn bodies_until_close_and_connections_closed_while_idle_are_not_failures() {
+    // No length: the body runs until the server closes, then a new connection is opened.
+    let (addr, accepted, _rt) = raw_counted(b"HTTP/1.1 200 OK\r\n\r\nuntil the end");
+    let r = load(&["-n", "10", "-c", "1", "-t", "1", &format!("http://{addr}/")]);
+    assert_eq!(r.target.responses, 10, "{:?}", r.target.errors);
+    assert_eq!(r.target.failures(), 0);
+    assert_eq!(r.target.bytes_received, 10 * 13);
+    assert_eq!(accepted.load(Ordering::SeqCst), 11);
+
+    // A server that closes each connection after one response without saying so (as a short
+    // keep-alive timeout does): the next request finds it closed, and goes out again on a
+    // fresh connection.
+    let (addr, accepted, _rt) = raw_counted(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+    let r = load(&["-n", "20", "-c", "2", "-t", "1", &format!("http://{addr}/")]);
+    assert_eq!(r.target.responses, 20, "{:?}", r.target.errors);
+    assert_eq!(r.target.failures(), 0);
+    assert_eq!(accepted.load(Ordering::SeqCst), 21);
+}
+
+/// A raw server that answers one request per connection with `response`, then closes it.
+fn raw_counted(response: &'static [u8]) -> (SocketAddr, Arc<AtomicU64>, tokio::runtime::Runtime) {
+    let accepted = Arc::new(AtomicU64::new(0));
+    let count = accepted.clone();
+    let (addr, rt) = raw(move |mut stream| {
+        count.fetch_add(1, Ordering::SeqCst);
+        async move {
+            if read_head(&mut stream).await {
+                let _ = stream.write_all(response).await;
+            }
+        }
+    });
+    (addr, accepted, rt)
+}
