@@ -5,9 +5,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 use ferry_dns::{Config, Dns};
-use ferry_runtime::admin::{Admin, AdminState};
-use ferry_runtime::{Shutdown, SnapshotBus, StatusBoard};
-use prometheus_client::registry::Registry;
+use ferry_runtime::Shutdown;
+
+use crate::alone::Alone;
 
 /// Where the host's resolver settings are, for default upstreams and search domains.
 pub const RESOLV_CONF: &str = "/etc/resolv.conf";
@@ -53,23 +53,16 @@ pub enum Error {
 
 /// Serves the snapshot file's zone until shutdown.
 pub async fn run(config: DnsConfig, shutdown: Shutdown) -> Result<(), Error> {
-    let snapshot = ferry_runtime::bus::load_snapshot(&config.snapshot)?;
-    let bus = SnapshotBus::new();
-    let mut registry = Registry::default();
-    let subscription = bus.subscribe("dns");
-    bus.publish(snapshot);
+    let alone = Alone::load(&config.snapshot, "dns")?;
+    let bus = alone.bus();
+    let Alone {
+        subscription,
+        mut registry,
+        ..
+    } = alone;
     let dns = Dns::build(config.dns, subscription, &mut registry)?;
-    let admin = Admin::build(
-        config.admin,
-        AdminState {
-            bus,
-            status: StatusBoard::default(),
-            registry,
-        },
-    )
-    .await?;
-    tracing::info!(dns = %dns.local_addr(), admin = %admin.local_addr().map_or_else(|e| e.to_string(), |a| a.to_string()), "ferry dns is up");
-    let admin = tokio::spawn(admin.run(shutdown.clone()));
+    tracing::info!(dns = %dns.local_addr(), "ferry dns is up");
+    let admin = Alone::serve_admin(bus, registry, config.admin, shutdown.clone()).await?;
     dns.run(shutdown).await;
     let _ = admin.await;
     Ok(())

@@ -74,6 +74,21 @@ enum Command {
         #[command(flatten)]
         dns_args: DnsArgs,
     },
+    /// Run the ingress gateway alone, serving a snapshot file (the JSON of admin
+    /// /config?private_keys=true).
+    Gateway {
+        #[arg(long, value_name = "FILE")]
+        snapshot: PathBuf,
+        /// Plain HTTP listener.
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+        http: SocketAddr,
+        /// HTTPS listener.
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8443")]
+        https: SocketAddr,
+        /// Admin API: /live /ready /config /metrics.
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9901")]
+        admin: SocketAddr,
+    },
     /// Validate manifests: exit 0 if valid, else 1 with one line per problem.
     Check {
         #[arg(short = 'f', long = "filename", value_name = "PATH", required = true)]
@@ -236,6 +251,19 @@ async fn async_main(command: Command) -> Result<(), Box<dyn std::error::Error>> 
                 admin,
             };
             ferry::dns::run(config, shutdown).await?;
+        }
+        Command::Gateway {
+            snapshot,
+            http,
+            https,
+            admin,
+        } => {
+            let config = ferry::gateway::GatewayConfig {
+                snapshot,
+                gateway: ferry_gateway::Config::new(http, https),
+                admin,
+            };
+            ferry::gateway::run(config, shutdown).await?;
         }
         Command::Get {
             resource,

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use ferry_control::{Config as ControlConfig, Control};
 use ferry_dns::Dns;
+use ferry_gateway::Gateway;
 use ferry_runtime::admin::{Admin, AdminState};
 use ferry_runtime::{Shutdown, SnapshotBus, StatusBoard};
 use prometheus_client::registry::Registry;
@@ -36,6 +37,8 @@ pub enum Error {
     Runtime(#[from] ferry_runtime::Error),
     #[error(transparent)]
     Dns(#[from] ferry_dns::Error),
+    #[error(transparent)]
+    Gateway(#[from] ferry_gateway::Error),
     #[error("--cluster-domain {0:?}: {1}")]
     ClusterDomain(String, String),
 }
@@ -46,6 +49,7 @@ pub struct Up {
     control: Control,
     admin: Admin,
     dns: Dns,
+    gateway: Gateway,
     bus: SnapshotBus,
 }
 
@@ -75,6 +79,12 @@ impl Up {
             bus.subscribe("dns"),
             &mut registry,
         )?;
+        let gateway = Gateway::build(
+            ferry_gateway::Config::new(config.http, config.https),
+            bus.subscribe("gateway"),
+            &mut registry,
+        )
+        .await?;
         let admin = Admin::build(
             config.admin,
             AdminState {
@@ -84,12 +94,11 @@ impl Up {
             },
         )
         .await?;
-        // The gateway arrives with its own issue; until then, say so.
-        tracing::info!(http = %config.http, https = %config.https, "the ingress gateway is not built yet; nothing listens on --http/--https");
         Ok(Up {
             control,
             admin,
             dns,
+            gateway,
             bus,
         })
     }
@@ -97,6 +106,20 @@ impl Up {
     pub fn admin_addr(&self) -> SocketAddr {
         self.admin
             .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    /// The gateway's plain HTTP listener.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.gateway
+            .http_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    /// The gateway's TLS listener.
+    pub fn https_addr(&self) -> SocketAddr {
+        self.gateway
+            .https_addr()
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
     }
 
@@ -114,9 +137,11 @@ impl Up {
         tracing::info!(admin = %self.admin_addr(), version = self.bus.current().version, "ferry is up");
         let admin = tokio::spawn(self.admin.run(shutdown.clone()));
         let dns = tokio::spawn(self.dns.run(shutdown.clone()));
+        let gateway = tokio::spawn(self.gateway.run(shutdown.clone()));
         let control = self.control.run(shutdown).await;
         let _ = admin.await;
         let _ = dns.await;
+        let _ = gateway.await;
         control?;
         Ok(())
     }

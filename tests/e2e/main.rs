@@ -8,6 +8,7 @@ mod cli;
 mod configs;
 mod dns;
 mod echo;
+mod gateway;
 mod load;
 mod reload;
 
@@ -90,6 +91,9 @@ pub struct Running {
     pub admin: SocketAddr,
     /// Cluster DNS, UDP and TCP.
     pub dns: SocketAddr,
+    /// The gateway's plain and TLS listeners.
+    pub http: SocketAddr,
+    pub https: SocketAddr,
     trigger: ShutdownTrigger,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -106,11 +110,14 @@ impl Running {
         let up = Up::build(config).await.unwrap();
         let admin = up.admin_addr();
         let dns = up.dns_addr();
+        let (http, https) = (up.http_addr(), up.https_addr());
         let (trigger, shutdown) = ferry_runtime::shutdown::channel();
         let task = tokio::spawn(async move { up.run(shutdown).await.unwrap() });
         Running {
             admin,
             dns,
+            http,
+            https,
             trigger,
             task: Some(task),
         }

@@ -1,0 +1,131 @@
+//! The accept loops of the plain and the TLS listener: HTTP/1.1 and HTTP/2 on both (h2 by ALPN
+//! over TLS, h2c with prior knowledge on the plain port), a header-read timeout against slow
+//! clients, and on shutdown: stop accepting, let in-flight requests finish (GOAWAY on h2, close
+//! idle keep-alives), then close what is left after the grace period.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferry_runtime::Shutdown;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+use crate::metrics::Metrics;
+use crate::pipeline::{Downstream, Pipeline};
+
+/// A client must send its request head within this (slowloris).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// And finish its TLS handshake within this.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// In-flight requests get this long to finish once shutdown begins.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// Pause after a failed accept (out of descriptors, say) before trying again.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// Serves `listener` (over TLS when `tls` is given) until shutdown, then drains.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    pipeline: Arc<Pipeline>,
+    metrics: Metrics,
+    mut shutdown: Shutdown,
+) {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    builder.http2().timer(TokioTimer::new());
+    let builder = Arc::new(builder);
+    let graceful = GracefulShutdown::new();
+    let local = listener.local_addr().ok();
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(v) => v,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    continue;
+                }
+            },
+            () = shutdown.wait() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let down = Downstream {
+            peer,
+            local: local.unwrap_or(peer),
+            tls: tls.is_some(),
+        };
+        let (builder, watcher, pipeline, metrics) = (
+            builder.clone(),
+            graceful.watcher(),
+            pipeline.clone(),
+            metrics.clone(),
+        );
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            metrics.connections.inc();
+            match tls {
+                None => connection(&builder, watcher, stream, pipeline, down).await,
+                Some(acceptor) => {
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => {
+                            connection(&builder, watcher, stream, pipeline, down).await;
+                        }
+                        Ok(Err(e)) => {
+                            metrics.tls_handshake_failures.inc();
+                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        }
+                        Err(_) => {
+                            metrics.tls_handshake_failures.inc();
+                        }
+                    }
+                }
+            }
+            metrics.connections.dec();
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("gateway connections still open after the drain timeout; closing them");
+    }
+}
+
+async fn connection<S>(
+    builder: &auto::Builder<TokioExecutor>,
+    watcher: Watcher,
+    stream: S,
+    pipeline: Arc<Pipeline>,
+    down: Downstream,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |req| {
+        let pipeline = pipeline.clone();
+        async move { Ok::<_, Infallible>(pipeline.handle(req, down).await) }
+    });
+    let conn = builder
+        .serve_connection_with_upgrades(TokioIo::new(stream), service)
+        .into_owned();
+    if let Err(e) = watcher.watch(conn).await {
+        tracing::debug!(peer = %down.peer, error = %e, "connection ended with an error");
+    }
+}
+
+/// Binds a listener, naming the address on failure.
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener, crate::Error> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| crate::Error::Bind { addr, source })
+}

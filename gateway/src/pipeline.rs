@@ -1,0 +1,502 @@
+//! The request path, as a named sequence of steps (Pingora's phases):
+//!
+//! `request_filter` (a Host to route by) → `route` (the router of the snapshot the request
+//! started on; plain HTTP to a TLS host is redirected) → `pick_endpoint` (round-robin over the
+//! cluster's ready endpoints) → `upstream_request` (hop-by-hop headers out, forwarding headers
+//! in, HTTP/1.1 over a pooled connection, the body streamed) → `response_filter` → the answer.
+//!
+//! Failures map to a status in one place ([`Failure`]): 400 without a Host, 404 with no route,
+//! 503 when the backend's Service or port does not exist or has no ready endpoint, 502 when the
+//! upstream cannot be reached or breaks the protocol, 504 when it does not answer in time. The
+//! body names which, never an internal detail. A request with no body and an idempotent method is
+//! tried on the next endpoint when the connection to one fails.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use ferry_model::{ClusterKey, Snapshot};
+use ferry_proxy::router::Router;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::{Body, Incoming};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+use crate::metrics::Metrics;
+
+/// Request and response bodies: streamed from the peer, or made here.
+pub type ProxyBody = BoxBody<Bytes, hyper::Error>;
+
+/// Upstream connection and timing settings.
+#[derive(Clone, Copy, Debug)]
+pub struct Timeouts {
+    /// To open a connection to an endpoint.
+    pub connect: Duration,
+    /// From sending the request to the response's head.
+    pub response: Duration,
+    /// An idle pooled connection is closed after this: shorter than the keep-alive of common
+    /// upstream servers (Node's 5 s), so we never send on a connection they are closing.
+    pub pool_idle: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: Duration::from_secs(5),
+            response: Duration::from_secs(60),
+            pool_idle: Duration::from_secs(4),
+        }
+    }
+}
+
+/// What one snapshot routes to: the router and each cluster's ready endpoints.
+#[derive(Debug)]
+pub struct Compiled {
+    router: Router,
+    pools: HashMap<ClusterKey, Pool>,
+}
+
+#[derive(Debug)]
+struct Pool {
+    endpoints: Vec<SocketAddr>,
+    next: AtomicUsize,
+}
+
+impl Compiled {
+    pub fn compile(snapshot: &Snapshot) -> Compiled {
+        let pools = snapshot
+            .clusters
+            .iter()
+            .map(|c| {
+                let endpoints = c
+                    .ready_endpoints()
+                    .map(|e| SocketAddr::new(e.address, e.port))
+                    .collect();
+                (
+                    c.key.clone(),
+                    Pool {
+                        endpoints,
+                        next: AtomicUsize::new(0),
+                    },
+                )
+            })
+            .collect();
+        Compiled {
+            router: Router::compile(snapshot),
+            pools,
+        }
+    }
+
+    pub fn version(&self) -> u64 {
+        self.router.version()
+    }
+}
+
+/// Where a request came from.
+#[derive(Clone, Copy, Debug)]
+pub struct Downstream {
+    pub peer: SocketAddr,
+    pub local: SocketAddr,
+    pub tls: bool,
+}
+
+/// Why a request was not forwarded, or failed upstream: the status it gets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failure {
+    NoHost,
+    NoRoute,
+    NoService,
+    NoEndpoint,
+    Connect,
+    Upstream,
+    Timeout,
+}
+
+impl Failure {
+    pub fn status(self) -> StatusCode {
+        match self {
+            Self::NoHost => StatusCode::BAD_REQUEST,
+            Self::NoRoute => StatusCode::NOT_FOUND,
+            Self::NoService | Self::NoEndpoint => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Connect | Self::Upstream => StatusCode::BAD_GATEWAY,
+            Self::Timeout => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    fn message(self) -> &'static str {
+        match self {
+            Self::NoHost => "bad request: no Host\n",
+            Self::NoRoute => "not found: no route for this host and path\n",
+            Self::NoService => "service unavailable: the backend service or port does not exist\n",
+            Self::NoEndpoint => "service unavailable: no ready endpoint\n",
+            Self::Connect => "bad gateway: the upstream cannot be reached\n",
+            Self::Upstream => "bad gateway: the upstream failed\n",
+            Self::Timeout => "gateway timeout: the upstream did not answer in time\n",
+        }
+    }
+
+    fn respond(self) -> Response<ProxyBody> {
+        let mut r = Response::new(full(self.message()));
+        *r.status_mut() = self.status();
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        r
+    }
+}
+
+/// The request pipeline, shared by every connection of both listeners.
+#[derive(Debug)]
+pub struct Pipeline {
+    state: Arc<ArcSwap<Compiled>>,
+    client: Client<HttpConnector, ProxyBody>,
+    timeouts: Timeouts,
+    /// Where redirects to HTTPS point.
+    https_port: u16,
+    request_ids: RequestIds,
+    metrics: Metrics,
+}
+
+impl Pipeline {
+    pub fn new(
+        state: Arc<ArcSwap<Compiled>>,
+        timeouts: Timeouts,
+        https_port: u16,
+        metrics: Metrics,
+    ) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(timeouts.connect));
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(timeouts.pool_idle)
+            .pool_timer(hyper_util::rt::TokioTimer::new())
+            .build(connector);
+        Pipeline {
+            state,
+            client,
+            timeouts,
+            https_port,
+            request_ids: RequestIds::new(),
+            metrics,
+        }
+    }
+
+    /// Serves one request to its end.
+    pub async fn handle(&self, req: Request<Incoming>, down: Downstream) -> Response<ProxyBody> {
+        let response = match self.forward(req, down).await {
+            Ok(r) => r,
+            Err(failure) => failure.respond(),
+        };
+        self.metrics.request(response.status());
+        response
+    }
+
+    async fn forward(
+        &self,
+        req: Request<Incoming>,
+        down: Downstream,
+    ) -> Result<Response<ProxyBody>, Failure> {
+        // request_filter
+        let host = request_host(&req).ok_or(Failure::NoHost)?.to_owned();
+        let path = req
+            .uri()
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_owned();
+
+        // route: on the snapshot this request started with, whatever changes meanwhile.
+        let state = self.state.load_full();
+        let vhost = state.router.virtual_host(&host);
+        if !down.tls && vhost.is_some_and(|h| h.tls()) {
+            return Ok(self.redirect(&host, &path));
+        }
+        let matched = state
+            .router
+            .route_on(vhost, &path)
+            .ok_or(Failure::NoRoute)?;
+        let key = matched.cluster().ok_or(Failure::NoService)?;
+        let pool = state.pools.get(key).ok_or(Failure::NoService)?;
+        if pool.endpoints.is_empty() {
+            return Err(Failure::NoEndpoint);
+        }
+
+        // upstream_request
+        let (mut parts, body) = req.into_parts();
+        let retryable = is_idempotent(&parts.method) && body.is_end_stream();
+        forwarding_headers(&mut parts.headers, &host, down, &self.request_ids);
+        let attempts = if retryable {
+            pool.endpoints.len().min(3)
+        } else {
+            1
+        };
+        let mut body = Some(body.boxed());
+        let mut last = Failure::Connect;
+        for _ in 0..attempts {
+            // pick_endpoint
+            let n = pool.next.fetch_add(1, Ordering::Relaxed);
+            let endpoint = pool.endpoints[n % pool.endpoints.len()];
+            let uri = Uri::builder()
+                .scheme("http")
+                .authority(endpoint.to_string())
+                .path_and_query(path.as_str())
+                .build()
+                .map_err(|_| Failure::NoRoute)?;
+            let mut upstream = Request::new(body.take().unwrap_or_else(empty));
+            *upstream.method_mut() = parts.method.clone();
+            *upstream.uri_mut() = uri;
+            *upstream.version_mut() = Version::HTTP_11;
+            *upstream.headers_mut() = parts.headers.clone();
+            match tokio::time::timeout(self.timeouts.response, self.client.request(upstream)).await
+            {
+                Ok(Ok(response)) => return Ok(response_filter(response)),
+                Ok(Err(e)) if e.is_connect() => {
+                    self.metrics.connect_error();
+                    tracing::debug!(%endpoint, error = %e, "upstream connect failed");
+                    last = Failure::Connect;
+                }
+                Ok(Err(e)) => {
+                    tracing::debug!(%endpoint, error = %e, "upstream failed");
+                    return Err(Failure::Upstream);
+                }
+                Err(_) => return Err(Failure::Timeout),
+            }
+            if attempts > 1 {
+                self.metrics.retry();
+            }
+        }
+        Err(last)
+    }
+
+    /// ingress-nginx's `ssl-redirect`: 308 keeps the method and body.
+    fn redirect(&self, host: &str, path: &str) -> Response<ProxyBody> {
+        let name = strip_port(host);
+        let location = if self.https_port == 443 {
+            format!("https://{name}{path}")
+        } else {
+            format!("https://{name}:{}{path}", self.https_port)
+        };
+        let mut r = Response::new(empty());
+        *r.status_mut() = StatusCode::PERMANENT_REDIRECT;
+        if let Ok(v) = HeaderValue::from_str(&location) {
+            r.headers_mut().insert(header::LOCATION, v);
+        }
+        r
+    }
+}
+
+/// The Host to route by: HTTP/2's `:authority`, else the Host header.
+fn request_host(req: &Request<Incoming>) -> Option<&str> {
+    req.uri()
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| req.headers().get(header::HOST)?.to_str().ok())
+        .filter(|h| !h.is_empty())
+}
+
+fn strip_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host.find(']').map_or(host, |i| &host[..=i]);
+    }
+    host.rsplit_once(':').map_or(host, |(name, _)| name)
+}
+
+fn is_idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
+    )
+}
+
+/// RFC 9110 section 7.6.1: these describe one connection, not the message.
+const HOP_BY_HOP: [HeaderName; 7] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+];
+
+/// Removes hop-by-hop headers, those the Connection header names included. `TE: trailers`
+/// stays (gRPC needs it end to end); Upgrade goes (upgrades are not forwarded yet).
+fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named.iter().chain(HOP_BY_HOP.iter()) {
+        headers.remove(name);
+    }
+    headers.remove(header::UPGRADE);
+    let te_trailers = headers
+        .get(header::TE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
+        });
+    headers.remove(header::TE);
+    if te_trailers {
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
+}
+
+/// What the upstream learns about the client: X-Forwarded-For (appended), -Proto, -Host,
+/// -Port, X-Real-IP, and an X-Request-Id (kept when the client sent one). The Host header is
+/// the client's, as nginx's `proxy_set_header Host $host`.
+fn forwarding_headers(headers: &mut HeaderMap, host: &str, down: Downstream, ids: &RequestIds) {
+    remove_hop_by_hop(headers);
+    let ip = down.peer.ip().to_string();
+    let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+        Some(prior) if !prior.is_empty() => format!("{prior}, {ip}"),
+        _ => ip.clone(),
+    };
+    let request_id = (!headers.contains_key("x-request-id")).then(|| ids.next());
+    let mut set = |name: &'static str, value: &str| {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            headers.insert(HeaderName::from_static(name), v);
+        }
+    };
+    set("x-forwarded-for", &xff);
+    set("x-real-ip", &ip);
+    set("x-forwarded-proto", if down.tls { "https" } else { "http" });
+    set("x-forwarded-host", host);
+    set("x-forwarded-port", &down.local.port().to_string());
+    set("host", host);
+    if let Some(id) = request_id {
+        set("x-request-id", &id);
+    }
+}
+
+fn response_filter(response: Response<Incoming>) -> Response<ProxyBody> {
+    let (mut parts, body) = response.into_parts();
+    remove_hop_by_hop(&mut parts.headers);
+    Response::from_parts(parts, body.boxed())
+}
+
+fn full(text: &'static str) -> ProxyBody {
+    Full::new(Bytes::from_static(text.as_bytes()))
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+fn empty() -> ProxyBody {
+    Empty::new().map_err(|never| match never {}).boxed()
+}
+
+/// Request ids: 32 hex digits, unique per process (a random prefix and a counter).
+#[derive(Debug)]
+struct RequestIds {
+    prefix: u64,
+    counter: AtomicU64,
+}
+
+impl RequestIds {
+    fn new() -> Self {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(0);
+        RequestIds {
+            prefix: h.finish(),
+            counter: AtomicU64::new(0),
+        }
+    }
+
+    fn next(&self) -> String {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        format!("{:016x}{n:016x}", self.prefix)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_go_te_trailers_stays() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("close, x-secret"),
+        );
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        h.insert(header::TE, HeaderValue::from_static("gzip, trailers"));
+        h.insert("x-kept", HeaderValue::from_static("yes"));
+        remove_hop_by_hop(&mut h);
+        let mut names: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        names.sort();
+        assert_eq!(names, vec!["te", "x-kept"]);
+        assert_eq!(h[header::TE], "trailers");
+    }
+
+    #[test]
+    fn forwarding_headers_append_and_identify() {
+        let ids = RequestIds::new();
+        let down = Downstream {
+            peer: "10.0.0.7:5555".parse().unwrap(),
+            local: "127.0.0.1:8443".parse().unwrap(),
+            tls: true,
+        };
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", HeaderValue::from_static("192.0.2.1"));
+        forwarding_headers(&mut h, "shop.example.com", down, &ids);
+        assert_eq!(h["x-forwarded-for"], "192.0.2.1, 10.0.0.7");
+        assert_eq!(h["x-real-ip"], "10.0.0.7");
+        assert_eq!(h["x-forwarded-proto"], "https");
+        assert_eq!(h["x-forwarded-host"], "shop.example.com");
+        assert_eq!(h["x-forwarded-port"], "8443");
+        assert_eq!(h["host"], "shop.example.com");
+        let id = h["x-request-id"].to_str().unwrap().to_owned();
+        assert_eq!(id.len(), 32);
+        let mut again = HeaderMap::new();
+        again.insert("x-request-id", HeaderValue::from_static("given"));
+        forwarding_headers(&mut again, "h", down, &ids);
+        assert_eq!(
+            again["x-request-id"], "given",
+            "a client's id passes through"
+        );
+        assert_ne!(ids.next(), ids.next());
+    }
+
+    #[test]
+    fn failures_map_to_statuses() {
+        let table = [
+            (Failure::NoHost, 400),
+            (Failure::NoRoute, 404),
+            (Failure::NoService, 503),
+            (Failure::NoEndpoint, 503),
+            (Failure::Connect, 502),
+            (Failure::Upstream, 502),
+            (Failure::Timeout, 504),
+        ];
+        for (f, code) in table {
+            assert_eq!(f.status().as_u16(), code, "{f:?}");
+        }
+    }
+
+    #[test]
+    fn ports_are_stripped_for_redirects() {
+        assert_eq!(strip_port("shop.example.com:8080"), "shop.example.com");
+        assert_eq!(strip_port("shop.example.com"), "shop.example.com");
+        assert_eq!(strip_port("[::1]:8080"), "[::1]");
+    }
+}

@@ -1,0 +1,447 @@
+//! The ingress gateway end to end: `ferry up` on manifests whose endpoints are echo servers on
+//! 127.0.0.1, requests over real sockets, TLS with certificates made by the test.
+
+use std::fs;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use ferry_runtime::ShutdownTrigger;
+use ferry_runtime::echo::Echo;
+use http::{Request, Response, Version};
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::net::TcpStream;
+
+use crate::{Running, eventually};
+
+/// An echo server answering as `name`, stopped when dropped.
+struct Backend {
+    addr: SocketAddr,
+    _stop: ShutdownTrigger,
+}
+
+async fn backend(name: &str) -> Backend {
+    let echo = Echo::build(([127, 0, 0, 1], 0).into(), name.into(), name.into())
+        .await
+        .unwrap();
+    let addr = echo.local_addr().unwrap();
+    let (trigger, shutdown) = ferry_runtime::shutdown::channel();
+    tokio::spawn(echo.run(shutdown));
+    Backend {
+        addr,
+        _stop: trigger,
+    }
+}
+
+/// A Service `name` in `shop` whose endpoints are the given ports on 127.0.0.1.
+fn service(name: &str, ports: &[u16]) -> String {
+    // One slice per port: an endpoint's port is its slice's.
+    let mut out = format!(
+        "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: shop}}\nspec:\n  ports: [{{name: http, port: 80}}]\n"
+    );
+    for (i, port) in ports.iter().enumerate() {
+        out.push_str(&format!(
+            "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: {name}-{i}\n  namespace: shop\n  labels: {{kubernetes.io/service-name: {name}}}\naddressType: IPv4\nendpoints:\n- addresses: [127.0.0.1]\nports: [{{name: http, port: {port}}}]\n"
+        ));
+    }
+    out
+}
+
+fn ingress(paths: &[(&str, &str)], tls: bool) -> String {
+    let paths: String = paths
+        .iter()
+        .map(|(path, svc)| {
+            format!(
+                "      - path: {path}\n        pathType: Prefix\n        backend:\n          service: {{name: {svc}, port: {{number: 80}}}}\n"
+            )
+        })
+        .collect();
+    let tls = if tls {
+        "  tls:\n  - hosts: [shop.example.com]\n    secretName: shop-tls\n"
+    } else {
+        ""
+    };
+    format!(
+        "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {{name: shop, namespace: shop}}\nspec:\n{tls}  rules:\n  - host: shop.example.com\n    http:\n      paths:\n{paths}"
+    )
+}
+
+/// One request over a fresh HTTP/1.1 connection: status, and the body as text.
+async fn get(addr: SocketAddr, host: &str, path: &str) -> (u16, String) {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let res = sender.send_request(request(host, path)).await.unwrap();
+    text(res).await
+}
+
+fn request(host: &str, path: &str) -> Request<Empty<Bytes>> {
+    Request::get(path)
+        .header("host", host)
+        .body(Empty::new())
+        .unwrap()
+}
+
+async fn text(res: Response<Incoming>) -> (u16, String) {
+    let status = res.status().as_u16();
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// The echo reply's `name`.
+fn served_by(body: &str) -> String {
+    let v: serde_json::Value = serde_json::from_str(body).unwrap_or_else(|_| panic!("{body}"));
+    v["name"].as_str().unwrap().to_owned()
+}
+
+async fn up_with(dir: &Path, files: &[(&str, String)]) -> Running {
+    for (name, text) in files {
+        fs::write(dir.join(name), text).unwrap();
+    }
+    let up = Running::start(vec![dir.to_owned()]).await;
+    up.wait_version(1).await;
+    up
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_by_host_and_path_with_forwarding_headers() {
+    let (web, api) = (backend("web").await, backend("api").await);
+    let dir = tempfile::tempdir().unwrap();
+    let empty = "apiVersion: v1\nkind: Service\nmetadata: {name: empty, namespace: shop}\nspec:\n  ports: [{name: http, port: 80}]\n";
+    let up = up_with(
+        dir.path(),
+        &[
+            ("web.yaml", service("web", &[web.addr.port()])),
+            ("api.yaml", service("api", &[api.addr.port()])),
+            ("empty.yaml", empty.into()),
+            (
+                "ingress.yaml",
+                ingress(
+                    &[
+                        ("/", "web"),
+                        ("/api", "api"),
+                        ("/gone", "nothing"),
+                        ("/empty", "empty"),
+                    ],
+                    false,
+                ),
+            ),
+        ],
+    )
+    .await;
+
+    let (status, body) = get(up.http, "shop.example.com", "/api/orders?x=1").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(served_by(&body), "api");
+    let reply: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(reply["path"], "/api/orders");
+    assert_eq!(reply["query"], "x=1");
+    assert_eq!(
+        reply["host"], "shop.example.com",
+        "the client's Host reaches the app"
+    );
+    let headers = &reply["headers"];
+    assert_eq!(headers["x-forwarded-for"], "127.0.0.1");
+    assert_eq!(headers["x-forwarded-proto"], "http");
+    assert_eq!(headers["x-forwarded-host"], "shop.example.com");
+    assert_eq!(headers["x-real-ip"], "127.0.0.1");
+    assert_eq!(headers["x-request-id"].as_str().unwrap().len(), 32);
+
+    let (_, body) = get(up.http, "SHOP.example.com:8080", "/").await;
+    assert_eq!(served_by(&body), "web", "case and port do not matter");
+    let (status, body) = get(up.http, "shop.example.com", "/apix").await;
+    assert_eq!(
+        (status, served_by(&body).as_str()),
+        (200, "web"),
+        "/apix is not under /api"
+    );
+
+    let (status, body) = get(up.http, "other.example.com", "/").await;
+    assert_eq!(status, 404, "{body}");
+    let (status, body) = get(up.http, "shop.example.com", "/gone").await;
+    assert_eq!(status, 503, "a Service that does not exist: {body}");
+    assert!(body.contains("does not exist"), "{body}");
+    let (status, body) = get(up.http, "shop.example.com", "/empty").await;
+    assert_eq!(status, 503, "no ready endpoint: {body}");
+    assert!(body.contains("no ready endpoint"), "{body}");
+    up.stop().await;
+}
+
+/// A TLS client that trusts `root`, offers h2 and http/1.1, and reports what the server
+/// presented.
+async fn tls_get(
+    addr: SocketAddr,
+    sni: &str,
+    root: Option<&CertificateDer<'static>>,
+    path: &str,
+) -> (u16, String, Version, Vec<u8>) {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap();
+    let mut config = match root {
+        Some(root) => {
+            let mut roots = rustls::RootCertStore::empty();
+            roots.add(root.clone()).unwrap();
+            builder.with_root_certificates(roots).with_no_client_auth()
+        }
+        None => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AcceptAny))
+            .with_no_client_auth(),
+    };
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let stream = connector
+        .connect(ServerName::try_from(sni.to_owned()).unwrap(), tcp)
+        .await
+        .unwrap();
+    let (_, session) = stream.get_ref();
+    let presented = session.peer_certificates().unwrap()[0].to_vec();
+    let h2 = session.alpn_protocol() == Some(b"h2");
+    let req = Request::get(format!("https://{sni}{path}"))
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let res = if h2 {
+        let (mut sender, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+                .await
+                .unwrap();
+        tokio::spawn(conn);
+        sender.send_request(req).await.unwrap()
+    } else {
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        sender.send_request(request(sni, path)).await.unwrap()
+    };
+    let version = res.version();
+    let (status, body) = text(res).await;
+    (status, body, version, presented)
+}
+
+#[derive(Debug)]
+struct AcceptAny;
+
+impl rustls::client::danger::ServerCertVerifier for AcceptAny {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        _: &[u8],
+        _: &CertificateDer<'_>,
+        _: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+    }
+    fn verify_tls13_signature(
+        &self,
+        _: &[u8],
+        _: &CertificateDer<'_>,
+        _: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        rustls::crypto::ring::default_provider()
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+fn secret(cert: &rcgen::CertifiedKey<rcgen::KeyPair>) -> String {
+    let indent = |pem: String| {
+        pem.lines()
+            .map(|l| format!("    {l}\n"))
+            .collect::<String>()
+    };
+    format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: shop-tls, namespace: shop}}\ntype: kubernetes.io/tls\nstringData:\n  tls.crt: |\n{}  tls.key: |\n{}",
+        indent(cert.cert.pem()),
+        indent(cert.signing_key.serialize_pem())
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_by_sni_with_h2_a_default_certificate_and_redirects() {
+    let web = backend("web").await;
+    let cert = rcgen::generate_simple_self_signed(vec!["shop.example.com".to_owned()]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let up = up_with(
+        dir.path(),
+        &[
+            ("web.yaml", service("web", &[web.addr.port()])),
+            ("tls.yaml", secret(&cert)),
+            ("ingress.yaml", ingress(&[("/", "web")], true)),
+        ],
+    )
+    .await;
+
+    // Verified against the Secret's certificate, by SNI, over h2 (ALPN).
+    let (status, body, version, presented) =
+        tls_get(up.https, "shop.example.com", Some(cert.cert.der()), "/cart").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(version, Version::HTTP_2);
+    assert_eq!(presented, cert.cert.der().to_vec());
+    let reply: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(reply["headers"]["x-forwarded-proto"], "https");
+    assert_eq!(reply["path"], "/cart");
+
+    // Another name gets the self-signed default certificate (and no route: 404).
+    let (status, _, _, presented) = tls_get(up.https, "unknown.example", None, "/").await;
+    assert_ne!(presented, cert.cert.der().to_vec());
+    assert_eq!(status, 404);
+
+    // Plain HTTP to a TLS host: 308 to HTTPS, path and query kept.
+    let stream = TcpStream::connect(up.http).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let res = sender
+        .send_request(request("shop.example.com", "/cart?id=7"))
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 308);
+    assert_eq!(
+        res.headers()["location"],
+        format!("https://shop.example.com:{}/cart?id=7", up.https.port())
+    );
+
+    // A certificate change applies to the next handshake.
+    let renewed = rcgen::generate_simple_self_signed(vec!["shop.example.com".to_owned()]).unwrap();
+    fs::write(dir.path().join("tls.yaml"), secret(&renewed)).unwrap();
+    up.wait_version(2).await;
+    let (_, _, _, presented) =
+        tls_get(up.https, "shop.example.com", Some(renewed.cert.der()), "/").await;
+    assert_eq!(presented, renewed.cert.der().to_vec());
+    up.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2c_with_prior_knowledge_on_the_plain_port() {
+    let web = backend("web").await;
+    let dir = tempfile::tempdir().unwrap();
+    let up = up_with(
+        dir.path(),
+        &[
+            ("web.yaml", service("web", &[web.addr.port()])),
+            ("ingress.yaml", ingress(&[("/", "web")], false)),
+        ],
+    )
+    .await;
+    let stream = TcpStream::connect(up.http).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let req = Request::get("http://shop.example.com/h2c")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let res = sender.send_request(req).await.unwrap();
+    assert_eq!(res.version(), Version::HTTP_2);
+    let (status, body) = text(res).await;
+    assert_eq!((status, served_by(&body).as_str()), (200, "web"));
+    up.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_changes_routes_and_keeps_open_connections() {
+    let (web, api) = (backend("web").await, backend("api").await);
+    let dir = tempfile::tempdir().unwrap();
+    let up = up_with(
+        dir.path(),
+        &[
+            ("web.yaml", service("web", &[web.addr.port()])),
+            ("api.yaml", service("api", &[api.addr.port()])),
+            ("ingress.yaml", ingress(&[("/v1", "web")], false)),
+        ],
+    )
+    .await;
+    let stream = TcpStream::connect(up.http).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let res = sender
+        .send_request(request("shop.example.com", "/v1"))
+        .await
+        .unwrap();
+    assert_eq!(served_by(&text(res).await.1), "web");
+
+    fs::write(
+        dir.path().join("ingress.yaml"),
+        ingress(&[("/v2", "api")], false),
+    )
+    .unwrap();
+    up.wait_version(2).await;
+    // The same keep-alive connection, now on the new routes.
+    sender.ready().await.expect("the connection is still open");
+    let res = sender
+        .send_request(request("shop.example.com", "/v2"))
+        .await
+        .unwrap();
+    assert_eq!(served_by(&text(res).await.1), "api");
+    sender.ready().await.unwrap();
+    let res = sender
+        .send_request(request("shop.example.com", "/v1"))
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 404);
+    up.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_endpoint_costs_no_failed_get() {
+    let web = backend("web").await;
+    // A port nothing listens on: connections to it are refused.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let up = up_with(
+        dir.path(),
+        &[
+            ("web.yaml", service("web", &[dead, web.addr.port()])),
+            ("ingress.yaml", ingress(&[("/", "web")], false)),
+        ],
+    )
+    .await;
+    for _ in 0..20 {
+        let (status, body) = get(up.http, "shop.example.com", "/").await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let metrics = eventually("retries counted", || async {
+        let (_, m) = crate::get(up.admin, "/metrics").await;
+        m.contains("ferry_gateway_retries_total").then_some(m)
+    })
+    .await;
+    assert!(
+        !metrics.contains("ferry_gateway_retries_total 0\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"ferry_gateway_requests_total{class="2xx"} 20"#),
+        "{metrics}"
+    );
+    up.stop().await;
+}
