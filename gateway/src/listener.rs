@@ -22,6 +22,12 @@ use crate::pipeline::{Downstream, Pipeline};
 
 /// A client must send its request head within this (slowloris).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// A request head larger than this, or with more header fields, gets 431 (nginx allows 4 × 8 KiB
+/// header lines; this is roomier, and hyper's buffer floor is 8 KiB).
+const MAX_HEAD_BYTES: usize = 64 * 1024;
+const MAX_HEADERS: usize = 100;
+/// Streams one HTTP/2 connection may have open at once.
+const MAX_H2_STREAMS: u32 = 256;
 /// And finish its TLS handshake within this.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// In-flight requests get this long to finish once shutdown begins.
@@ -41,8 +47,14 @@ pub async fn serve(
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
-    builder.http2().timer(TokioTimer::new());
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(MAX_HEAD_BYTES)
+        .max_headers(MAX_HEADERS);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(MAX_H2_STREAMS)
+        .max_header_list_size(MAX_HEAD_BYTES as u32);
     let builder = Arc::new(builder);
     let graceful = GracefulShutdown::new();
     let local = listener.local_addr().ok();

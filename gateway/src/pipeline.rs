@@ -25,16 +25,18 @@ use ferry_proxy::router::Router;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Empty, Full};
+use http_body_util::{BodyExt, Empty, Full, LengthLimitError, Limited};
 use hyper::body::{Body, Incoming};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 
 use crate::metrics::Metrics;
 
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 /// Request and response bodies: streamed from the peer, or made here.
-pub type ProxyBody = BoxBody<Bytes, hyper::Error>;
+pub type ProxyBody = BoxBody<Bytes, BoxError>;
 
 /// Upstream connection and timing settings.
 #[derive(Clone, Copy, Debug)]
@@ -46,6 +48,8 @@ pub struct Timeouts {
     /// An idle pooled connection is closed after this: shorter than the keep-alive of common
     /// upstream servers (Node's 5 s), so we never send on a connection they are closing.
     pub pool_idle: Duration,
+    /// The largest request body (ingress-nginx's `proxy-body-size` default, 1 MiB): 413 beyond.
+    pub max_body: u64,
 }
 
 impl Default for Timeouts {
@@ -54,6 +58,7 @@ impl Default for Timeouts {
             connect: Duration::from_secs(5),
             response: Duration::from_secs(60),
             pool_idle: Duration::from_secs(4),
+            max_body: 1024 * 1024,
         }
     }
 }
@@ -113,6 +118,7 @@ pub struct Downstream {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Failure {
     NoHost,
+    BodyTooLarge,
     NoRoute,
     NoService,
     NoEndpoint,
@@ -125,6 +131,7 @@ impl Failure {
     pub fn status(self) -> StatusCode {
         match self {
             Self::NoHost => StatusCode::BAD_REQUEST,
+            Self::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::NoRoute => StatusCode::NOT_FOUND,
             Self::NoService | Self::NoEndpoint => StatusCode::SERVICE_UNAVAILABLE,
             Self::Connect | Self::Upstream => StatusCode::BAD_GATEWAY,
@@ -135,6 +142,7 @@ impl Failure {
     fn message(self) -> &'static str {
         match self {
             Self::NoHost => "bad request: no Host\n",
+            Self::BodyTooLarge => "payload too large: the request body exceeds the limit\n",
             Self::NoRoute => "not found: no route for this host and path\n",
             Self::NoService => "service unavailable: the backend service or port does not exist\n",
             Self::NoEndpoint => "service unavailable: no ready endpoint\n",
@@ -203,10 +211,12 @@ impl Pipeline {
 
     async fn forward(
         &self,
-        req: Request<Incoming>,
+        mut req: Request<Incoming>,
         down: Downstream,
     ) -> Result<Response<ProxyBody>, Failure> {
         // request_filter
+        let upgrade = upgrade_protocol(&req);
+        let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
         let host = request_host(&req).ok_or(Failure::NoHost)?.to_owned();
         let path = req
             .uri()
@@ -232,14 +242,26 @@ impl Pipeline {
 
         // upstream_request
         let (mut parts, body) = req.into_parts();
+        let max_body = self.timeouts.max_body;
+        if body.size_hint().lower() > max_body {
+            return Err(Failure::BodyTooLarge);
+        }
         let retryable = is_idempotent(&parts.method) && body.is_end_stream();
         forwarding_headers(&mut parts.headers, &host, down, &self.request_ids);
+        if let Some(protocol) = &upgrade {
+            parts
+                .headers
+                .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            parts.headers.insert(header::UPGRADE, protocol.clone());
+        }
         let attempts = if retryable {
             pool.endpoints.len().min(3)
         } else {
             1
         };
-        let mut body = Some(body.boxed());
+        // A body without a declared length is cut off at the limit while it streams.
+        let limited = usize::try_from(max_body).unwrap_or(usize::MAX);
+        let mut body = Some(Limited::new(body, limited).boxed());
         let mut last = Failure::Connect;
         for _ in 0..attempts {
             // pick_endpoint
@@ -258,7 +280,16 @@ impl Pipeline {
             *upstream.headers_mut() = parts.headers.clone();
             match tokio::time::timeout(self.timeouts.response, self.client.request(upstream)).await
             {
-                Ok(Ok(response)) => return Ok(response_filter(response)),
+                Ok(Ok(mut response)) => {
+                    if let Some(client) = client_upgrade
+                        && response.status() == StatusCode::SWITCHING_PROTOCOLS
+                    {
+                        let upstream = hyper::upgrade::on(&mut response);
+                        tokio::spawn(tunnel(client, upstream));
+                        return Ok(upgraded(response));
+                    }
+                    return Ok(response_filter(response));
+                }
                 Ok(Err(e)) if e.is_connect() => {
                     self.metrics.connect_error();
                     tracing::debug!(%endpoint, error = %e, "upstream connect failed");
@@ -266,7 +297,11 @@ impl Pipeline {
                 }
                 Ok(Err(e)) => {
                     tracing::debug!(%endpoint, error = %e, "upstream failed");
-                    return Err(Failure::Upstream);
+                    return Err(if is_body_limit(&e) {
+                        Failure::BodyTooLarge
+                    } else {
+                        Failure::Upstream
+                    });
                 }
                 Err(_) => return Err(Failure::Timeout),
             }
@@ -329,7 +364,7 @@ const HOP_BY_HOP: [HeaderName; 7] = [
 ];
 
 /// Removes hop-by-hop headers, those the Connection header names included. `TE: trailers`
-/// stays (gRPC needs it end to end); Upgrade goes (upgrades are not forwarded yet).
+/// stays (gRPC needs it end to end); Upgrade goes (an upgrade puts it back, see `forward`).
 fn remove_hop_by_hop(headers: &mut HeaderMap) {
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
@@ -382,10 +417,58 @@ fn forwarding_headers(headers: &mut HeaderMap, host: &str, down: Downstream, ids
     }
 }
 
+/// The protocol a request asks to switch to (`Connection: upgrade` with `Upgrade`, HTTP/1.1).
+fn upgrade_protocol(req: &Request<Incoming>) -> Option<HeaderValue> {
+    let asks = req
+        .headers()
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    (req.version() == Version::HTTP_11 && asks)
+        .then(|| req.headers().get(header::UPGRADE).cloned())
+        .flatten()
+}
+
+/// A 101 answer passes with its Upgrade and Connection headers: they are the switch itself.
+fn upgraded(response: Response<Incoming>) -> Response<ProxyBody> {
+    let (parts, _) = response.into_parts();
+    Response::from_parts(parts, empty())
+}
+
+/// After a 101 both sides speak the new protocol (WebSocket, say): bytes are copied both ways
+/// until either side closes. The tunnel outlives configuration changes.
+async fn tunnel(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
+    let (client, upstream) = match tokio::try_join!(client, upstream) {
+        Ok(pair) => pair,
+        Err(e) => {
+            tracing::debug!(error = %e, "upgrade failed");
+            return;
+        }
+    };
+    let (mut client, mut upstream) = (TokioIo::new(client), TokioIo::new(upstream));
+    if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+        tracing::debug!(error = %e, "upgraded connection ended");
+    }
+}
+
 fn response_filter(response: Response<Incoming>) -> Response<ProxyBody> {
     let (mut parts, body) = response.into_parts();
     remove_hop_by_hop(&mut parts.headers);
-    Response::from_parts(parts, body.boxed())
+    Response::from_parts(parts, body.map_err(BoxError::from).boxed())
+}
+
+/// Whether a failed exchange failed because the request body passed the limit.
+fn is_body_limit(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(err) = cause {
+        if err.is::<LengthLimitError>() {
+            return true;
+        }
+        cause = err.source();
+    }
+    false
 }
 
 fn full(text: &'static str) -> ProxyBody {

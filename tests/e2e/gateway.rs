@@ -445,3 +445,163 @@ async fn a_dead_endpoint_costs_no_failed_get() {
     );
     up.stop().await;
 }
+
+/// A server that switches every request to a raw echo protocol, as a WebSocket server does
+/// after its handshake.
+async fn upgrade_echo() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let service = hyper::service::service_fn(|mut req: Request<Incoming>| async move {
+                let on = hyper::upgrade::on(&mut req);
+                tokio::spawn(async move {
+                    if let Ok(up) = on.await {
+                        let (mut r, mut w) = tokio::io::split(TokioIo::new(up));
+                        let _ = tokio::io::copy(&mut r, &mut w).await;
+                    }
+                });
+                Response::builder()
+                    .status(101)
+                    .header("connection", "upgrade")
+                    .header("upgrade", "websocket")
+                    .body(Empty::<Bytes>::new())
+            });
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .with_upgrades(),
+            );
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgrades_tunnel_both_ways_and_outlive_a_reload() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let ws = upgrade_echo().await;
+    let dir = tempfile::tempdir().unwrap();
+    let up = up_with(
+        dir.path(),
+        &[
+            ("ws.yaml", service("ws", &[ws.port()])),
+            ("ingress.yaml", ingress(&[("/", "ws")], false)),
+        ],
+    )
+    .await;
+    let stream = TcpStream::connect(up.http).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn.with_upgrades());
+    let req = Request::get("/chat")
+        .header("host", "shop.example.com")
+        .header("connection", "Upgrade")
+        .header("upgrade", "websocket")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let res = sender.send_request(req).await.unwrap();
+    assert_eq!(res.status().as_u16(), 101);
+    assert_eq!(res.headers()["upgrade"], "websocket");
+    let mut io = TokioIo::new(hyper::upgrade::on(res).await.unwrap());
+    let mut buf = [0u8; 4];
+    io.write_all(b"ping").await.unwrap();
+    io.read_exact(&mut buf).await.unwrap();
+    assert_eq!(&buf, b"ping");
+
+    // A new snapshot without the route: the open tunnel is not touched.
+    fs::write(
+        dir.path().join("ingress.yaml"),
+        ingress(&[("/other", "ws")], false),
+    )
+    .unwrap();
+    up.wait_version(2).await;
+    io.write_all(b"pong").await.unwrap();
+    io.read_exact(&mut buf).await.unwrap();
+    assert_eq!(&buf, b"pong");
+    up.stop().await;
+}
+
+/// Writes raw bytes to the gateway and reads until it closes (or 5 s pass).
+async fn raw(addr: SocketAddr, bytes: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(bytes).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        stream.read_to_end(&mut out),
+    )
+    .await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smuggling_and_oversized_requests_are_refused() {
+    let web = backend("web").await;
+    let dir = tempfile::tempdir().unwrap();
+    let up = up_with(
+        dir.path(),
+        &[
+            ("web.yaml", service("web", &[web.addr.port()])),
+            ("ingress.yaml", ingress(&[("/", "web")], false)),
+        ],
+    )
+    .await;
+    let head = "POST / HTTP/1.1\r\nHost: shop.example.com\r\n";
+    let status = |reply: &str| reply.split(' ').nth(1).unwrap_or("closed").to_owned();
+
+    // Two different lengths, a length that is no number, a coding that is not chunked: 400.
+    for bad in [
+        format!("{head}Content-Length: 5\r\nContent-Length: 6\r\n\r\nhello!"),
+        format!("{head}Content-Length: 5x\r\n\r\nhello"),
+        format!("{head}Transfer-Encoding: gzip\r\n\r\nhello"),
+    ] {
+        let reply = raw(up.http, bad.as_bytes()).await;
+        assert_eq!(status(&reply), "400", "{bad:?} → {reply}");
+    }
+
+    // Length and chunked together: the chunked body wins (RFC 9112) and the connection is
+    // closed after the answer, so a request hidden after the body is never served.
+    let smuggle = format!(
+        "{head}Content-Length: 40\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: shop.example.com\r\n\r\n"
+    );
+    let reply = raw(up.http, smuggle.as_bytes()).await;
+    assert_eq!(reply.matches("HTTP/1.1 ").count(), 1, "{reply}");
+    assert!(!reply.contains("/smuggled"), "{reply}");
+
+    // A broken chunk: never a success.
+    let reply = raw(
+        up.http,
+        format!("{head}Transfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n").as_bytes(),
+    )
+    .await;
+    assert!(!status(&reply).starts_with('2'), "{reply}");
+
+    // Headers too large, or too many: 431.
+    let big = format!(
+        "GET / HTTP/1.1\r\nHost: shop.example.com\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(70_000)
+    );
+    assert_eq!(status(&raw(up.http, big.as_bytes()).await), "431");
+    let many: String = (0..120).map(|i| format!("X-H{i}: v\r\n")).collect();
+    let many = format!("GET / HTTP/1.1\r\nHost: shop.example.com\r\n{many}\r\n");
+    assert_eq!(status(&raw(up.http, many.as_bytes()).await), "431");
+
+    // A body over 1 MiB: 413, declared or streamed.
+    let declared = format!("{head}Content-Length: 2000000\r\n\r\n");
+    assert_eq!(status(&raw(up.http, declared.as_bytes()).await), "413");
+    let chunk = "a".repeat(64 * 1024);
+    let mut streamed = format!("{head}Transfer-Encoding: chunked\r\n\r\n");
+    for _ in 0..20 {
+        streamed.push_str(&format!("{:x}\r\n{chunk}\r\n", chunk.len()));
+    }
+    streamed.push_str("0\r\n\r\n");
+    assert_eq!(status(&raw(up.http, streamed.as_bytes()).await), "413");
+
+    // And an ordinary request still works.
+    let (code, _) = get(up.http, "shop.example.com", "/").await;
+    assert_eq!(code, 200);
+    up.stop().await;
+}
