@@ -74,6 +74,26 @@ pub struct Compiled {
 struct Pool {
     endpoints: Vec<SocketAddr>,
     next: AtomicUsize,
+    protocol: Upstream,
+}
+
+/// How the gateway speaks to a cluster's endpoints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Upstream {
+    Http1,
+    /// HTTP/2 without TLS (prior knowledge): gRPC and h2c services.
+    H2c,
+}
+
+impl Upstream {
+    /// From the Service port's `appProtocol`: `kubernetes.io/h2c` (the standard name), `h2c`
+    /// or `grpc` mean HTTP/2 in clear text; anything else, HTTP/1.1.
+    pub fn from_app_protocol(app_protocol: Option<&str>) -> Upstream {
+        match app_protocol.map(str::to_ascii_lowercase).as_deref() {
+            Some("kubernetes.io/h2c" | "h2c" | "grpc") => Upstream::H2c,
+            _ => Upstream::Http1,
+        }
+    }
 }
 
 impl Compiled {
@@ -91,6 +111,7 @@ impl Compiled {
                     Pool {
                         endpoints,
                         next: AtomicUsize::new(0),
+                        protocol: Upstream::from_app_protocol(c.app_protocol.as_deref()),
                     },
                 )
             })
@@ -168,6 +189,7 @@ impl Failure {
 pub struct Pipeline {
     state: Arc<ArcSwap<Compiled>>,
     client: Client<HttpConnector, ProxyBody>,
+    h2c: Client<HttpConnector, ProxyBody>,
     timeouts: Timeouts,
     /// Where redirects to HTTPS point.
     https_port: u16,
@@ -188,10 +210,17 @@ impl Pipeline {
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(timeouts.pool_idle)
             .pool_timer(hyper_util::rt::TokioTimer::new())
+            .build(connector.clone());
+        let h2c = Client::builder(TokioExecutor::new())
+            .http2_only(true)
+            .pool_idle_timeout(timeouts.pool_idle)
+            .pool_timer(hyper_util::rt::TokioTimer::new())
+            .timer(hyper_util::rt::TokioTimer::new())
             .build(connector);
         Pipeline {
             state,
             client,
+            h2c,
             timeouts,
             https_port,
             request_ids: RequestIds::new(),
@@ -276,10 +305,18 @@ impl Pipeline {
             let mut upstream = Request::new(body.take().unwrap_or_else(empty));
             *upstream.method_mut() = parts.method.clone();
             *upstream.uri_mut() = uri;
-            *upstream.version_mut() = Version::HTTP_11;
             *upstream.headers_mut() = parts.headers.clone();
-            match tokio::time::timeout(self.timeouts.response, self.client.request(upstream)).await
-            {
+            let client = match pool.protocol {
+                Upstream::Http1 => {
+                    *upstream.version_mut() = Version::HTTP_11;
+                    &self.client
+                }
+                Upstream::H2c => {
+                    *upstream.version_mut() = Version::HTTP_2;
+                    &self.h2c
+                }
+            };
+            match tokio::time::timeout(self.timeouts.response, client.request(upstream)).await {
                 Ok(Ok(mut response)) => {
                     if let Some(client) = client_upgrade
                         && response.status() == StatusCode::SWITCHING_PROTOCOLS
@@ -573,6 +610,20 @@ mod tests {
         ];
         for (f, code) in table {
             assert_eq!(f.status().as_u16(), code, "{f:?}");
+        }
+    }
+
+    #[test]
+    fn app_protocol_picks_the_upstream_protocol() {
+        for (app, want) in [
+            (Some("kubernetes.io/h2c"), Upstream::H2c),
+            (Some("GRPC"), Upstream::H2c),
+            (Some("h2c"), Upstream::H2c),
+            (Some("http"), Upstream::Http1),
+            (Some("kubernetes.io/ws"), Upstream::Http1),
+            (None, Upstream::Http1),
+        ] {
+            assert_eq!(Upstream::from_app_protocol(app), want, "{app:?}");
         }
     }
 

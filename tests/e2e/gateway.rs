@@ -605,3 +605,74 @@ async fn smuggling_and_oversized_requests_are_refused() {
     assert_eq!(code, 200);
     up.stop().await;
 }
+
+/// A gRPC-style h2c server: answers with the request's bytes and a `grpc-status` trailer.
+async fn grpc_echo() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let service = hyper::service::service_fn(|req: Request<Incoming>| async move {
+                let version = format!("{:?}", req.version());
+                let body = req.into_body().collect().await.unwrap().to_bytes();
+                let mut trailers = http::HeaderMap::new();
+                trailers.insert("grpc-status", "0".parse().unwrap());
+                trailers.insert("x-upstream-version", version.parse().unwrap());
+                let body = http_body_util::Full::new(body)
+                    .with_trailers(async move { Some(Ok(trailers)) });
+                Response::builder()
+                    .header("content-type", "application/grpc")
+                    .body(body)
+            });
+            tokio::spawn(
+                hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service),
+            );
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_over_h2c_upstreams_keeps_trailers() {
+    let grpc = grpc_echo().await;
+    let dir = tempfile::tempdir().unwrap();
+    let svc = service("grpc", &[grpc.port()])
+        .replacen(
+            "ports: [{name: http, port: 80}]",
+            "ports: [{name: grpc, port: 80, appProtocol: kubernetes.io/h2c}]",
+            1,
+        )
+        .replace("ports: [{name: http, port:", "ports: [{name: grpc, port:");
+    let up = up_with(
+        dir.path(),
+        &[
+            ("grpc.yaml", svc),
+            ("ingress.yaml", ingress(&[("/", "grpc")], false)),
+        ],
+    )
+    .await;
+    let stream = TcpStream::connect(up.http).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let message = Bytes::from_static(b"\0\0\0\0\x05hello");
+    let req = Request::post("http://shop.example.com/echo.Echo/Say")
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(http_body_util::Full::new(message.clone()))
+        .unwrap();
+    let res = sender.send_request(req).await.unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    let collected = res.into_body().collect().await.unwrap();
+    let trailers = collected.trailers().cloned().expect("trailers arrive");
+    assert_eq!(trailers["grpc-status"], "0");
+    assert_eq!(
+        trailers["x-upstream-version"], "HTTP/2.0",
+        "h2c to the upstream"
+    );
+    assert_eq!(collected.to_bytes(), message);
+    up.stop().await;
+}
