@@ -58,6 +58,9 @@ enum Command {
         cluster_domain: String,
         #[command(flatten)]
         dns_args: DnsArgs,
+        /// The gateway's access log: one JSON line per request on stdout.
+        #[arg(long)]
+        access_log: bool,
     },
     /// Run cluster DNS alone, serving a snapshot file (the JSON of admin /config?private_keys=true).
     Dns {
@@ -88,6 +91,9 @@ enum Command {
         /// Admin API: /live /ready /config /metrics.
         #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9901")]
         admin: SocketAddr,
+        /// One JSON line per request on stdout.
+        #[arg(long)]
+        access_log: bool,
     },
     /// Validate manifests: exit 0 if valid, else 1 with one line per problem.
     Check {
@@ -215,6 +221,7 @@ async fn async_main(command: Command) -> Result<(), Box<dyn std::error::Error>> 
             admin,
             cluster_domain,
             dns_args,
+            access_log,
         } => {
             let (dns_upstreams, dns_search) = ferry::dns::host_resolver(dns_args.dns_upstream);
             let config = UpConfig {
@@ -225,6 +232,7 @@ async fn async_main(command: Command) -> Result<(), Box<dyn std::error::Error>> 
                 dns_upstreams,
                 dns_search,
                 dns_autopath: dns_args.dns_autopath,
+                access_log,
                 admin,
                 cluster_domain,
                 debounce: Duration::from_millis(100),
@@ -257,10 +265,14 @@ async fn async_main(command: Command) -> Result<(), Box<dyn std::error::Error>> 
             http,
             https,
             admin,
+            access_log,
         } => {
             let config = ferry::gateway::GatewayConfig {
                 snapshot,
-                gateway: ferry_gateway::Config::new(http, https),
+                gateway: ferry_gateway::Config {
+                    access_log,
+                    ..ferry_gateway::Config::new(http, https)
+                },
                 admin,
             };
             ferry::gateway::run(config, shutdown).await?;

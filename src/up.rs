@@ -24,6 +24,8 @@ pub struct UpConfig {
     /// The host's search domains, the tail of a Pod's search path (for autopath).
     pub dns_search: Vec<String>,
     pub dns_autopath: bool,
+    /// The gateway's access log: one JSON line per request on stdout.
+    pub access_log: bool,
     pub admin: SocketAddr,
     pub cluster_domain: String,
     pub debounce: Duration,
@@ -80,7 +82,10 @@ impl Up {
             &mut registry,
         )?;
         let gateway = Gateway::build(
-            ferry_gateway::Config::new(config.http, config.https),
+            ferry_gateway::Config {
+                access_log: config.access_log,
+                ..ferry_gateway::Config::new(config.http, config.https)
+            },
             bus.subscribe("gateway"),
             &mut registry,
         )

@@ -10,6 +10,7 @@
 //! hosts, round-robin over ready endpoints with a retry of idempotent bodiless requests on
 //! connect failure, forwarding headers, the status mapping, streamed bodies, graceful drain.
 
+pub mod access_log;
 pub mod listener;
 pub mod metrics;
 pub mod pipeline;
@@ -34,6 +35,8 @@ pub struct Config {
     pub http: SocketAddr,
     pub https: SocketAddr,
     pub timeouts: Timeouts,
+    /// One JSON line per request on stdout (`--access-log`).
+    pub access_log: bool,
 }
 
 impl Config {
@@ -42,6 +45,7 @@ impl Config {
             http,
             https,
             timeouts: Timeouts::default(),
+            access_log: false,
         }
     }
 }
@@ -96,6 +100,7 @@ impl Gateway {
             config.timeouts,
             https_port,
             metrics.clone(),
+            config.access_log,
         ));
         Ok(Gateway {
             http,

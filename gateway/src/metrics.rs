@@ -1,5 +1,7 @@
 //! The gateway's metrics, registered into the registry handed to it.
 
+use std::time::Duration;
+
 use http::StatusCode;
 use std::fmt::Write;
 
@@ -7,7 +9,10 @@ use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEn
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+
+use crate::pipeline::Context;
 
 /// A status class: `1xx` … `5xx`.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
@@ -20,14 +25,25 @@ impl EncodeLabelValue for Class {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct StatusLabels {
+struct RequestLabels {
+    /// `namespace/name` of the Ingress whose route served it; empty for none (404, defaults).
+    ingress: String,
+    /// `namespace/service:port`; empty when no backend was reached.
+    service: String,
+    method: String,
     class: Class,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ServiceLabels {
+    service: String,
 }
 
 /// Counters of the gateway. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Metrics {
-    requests: Family<StatusLabels, Counter>,
+    requests: Family<RequestLabels, Counter>,
+    duration: Family<ServiceLabels, Histogram, fn() -> Histogram>,
     connect_errors: Counter,
     retries: Counter,
     pub(crate) connections: Gauge,
@@ -38,6 +54,10 @@ impl Metrics {
     pub fn register(registry: &mut Registry) -> Self {
         let m = Metrics {
             requests: Family::default(),
+            duration: Family::new_with_constructor(|| {
+                // 0.5 ms to ~16 s.
+                Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+            }),
             connect_errors: Counter::default(),
             retries: Counter::default(),
             connections: Gauge::default(),
@@ -46,8 +66,13 @@ impl Metrics {
         let r = registry.sub_registry_with_prefix("ferry_gateway");
         r.register(
             "requests",
-            "Requests answered, by status class",
+            "Requests answered, by Ingress, Service, method and status class",
             m.requests.clone(),
+        );
+        r.register(
+            "request_duration_seconds",
+            "Time from a request's arrival to its response head, by Service",
+            m.duration.clone(),
         );
         r.register(
             "upstream_connect_errors",
@@ -72,9 +97,20 @@ impl Metrics {
         m
     }
 
-    pub(crate) fn request(&self, status: StatusCode) {
+    pub(crate) fn request(&self, cx: &Context, status: StatusCode, elapsed: Duration) {
         let class = Class((status.as_u16() / 100).clamp(1, 5) as u8);
-        self.requests.get_or_create(&StatusLabels { class }).inc();
+        let service = cx.service.as_deref().unwrap_or_default().to_owned();
+        self.requests
+            .get_or_create(&RequestLabels {
+                ingress: cx.ingress.clone().unwrap_or_default(),
+                service: service.clone(),
+                method: cx.method.as_str().to_owned(),
+                class,
+            })
+            .inc();
+        self.duration
+            .get_or_create(&ServiceLabels { service })
+            .observe(elapsed.as_secs_f64());
     }
 
     pub(crate) fn connect_error(&self) {

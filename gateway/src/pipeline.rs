@@ -16,7 +16,7 @@ use std::hash::{BuildHasher, Hasher};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
@@ -72,6 +72,8 @@ pub struct Compiled {
 
 #[derive(Debug)]
 struct Pool {
+    /// `namespace/service:port`, for metrics and the access log.
+    label: Arc<str>,
     endpoints: Vec<SocketAddr>,
     next: AtomicUsize,
     protocol: Upstream,
@@ -109,6 +111,7 @@ impl Compiled {
                 (
                     c.key.clone(),
                     Pool {
+                        label: Arc::from(c.key.to_string()),
                         endpoints,
                         next: AtomicUsize::new(0),
                         protocol: Upstream::from_app_protocol(c.app_protocol.as_deref()),
@@ -195,6 +198,22 @@ pub struct Pipeline {
     https_port: u16,
     request_ids: RequestIds,
     metrics: Metrics,
+    access_log: bool,
+}
+
+/// What one request learned on its way through the steps, for metrics and the access log.
+#[derive(Debug, Default)]
+pub struct Context {
+    pub method: Method,
+    pub host: String,
+    pub path: String,
+    /// `namespace/name` of the Ingress whose route served it.
+    pub ingress: Option<String>,
+    /// `namespace/service:port`.
+    pub service: Option<Arc<str>>,
+    pub endpoint: Option<SocketAddr>,
+    pub request_id: String,
+    pub retries: u32,
 }
 
 impl Pipeline {
@@ -203,6 +222,7 @@ impl Pipeline {
         timeouts: Timeouts,
         https_port: u16,
         metrics: Metrics,
+        access_log: bool,
     ) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(timeouts.connect));
@@ -225,16 +245,26 @@ impl Pipeline {
             https_port,
             request_ids: RequestIds::new(),
             metrics,
+            access_log,
         }
     }
 
-    /// Serves one request to its end.
+    /// Serves one request to its end; then counts it and logs it.
     pub async fn handle(&self, req: Request<Incoming>, down: Downstream) -> Response<ProxyBody> {
-        let response = match self.forward(req, down).await {
+        let started = Instant::now();
+        let mut cx = Context {
+            method: req.method().clone(),
+            ..Context::default()
+        };
+        let response = match self.forward(req, down, &mut cx).await {
             Ok(r) => r,
             Err(failure) => failure.respond(),
         };
-        self.metrics.request(response.status());
+        let elapsed = started.elapsed();
+        self.metrics.request(&cx, response.status(), elapsed);
+        if self.access_log {
+            crate::access_log::write(&cx, down, response.status(), response.version(), elapsed);
+        }
         response
     }
 
@@ -242,6 +272,7 @@ impl Pipeline {
         &self,
         mut req: Request<Incoming>,
         down: Downstream,
+        cx: &mut Context,
     ) -> Result<Response<ProxyBody>, Failure> {
         // request_filter
         let upgrade = upgrade_protocol(&req);
@@ -252,6 +283,8 @@ impl Pipeline {
             .path_and_query()
             .map_or("/", |p| p.as_str())
             .to_owned();
+        cx.host.clone_from(&host);
+        cx.path.clone_from(&path);
 
         // route: on the snapshot this request started with, whatever changes meanwhile.
         let state = self.state.load_full();
@@ -263,8 +296,12 @@ impl Pipeline {
             .router
             .route_on(vhost, &path)
             .ok_or(Failure::NoRoute)?;
+        cx.ingress = matched
+            .route()
+            .map(|r| format!("{}/{}", r.ingress.namespace, r.ingress.name));
         let key = matched.cluster().ok_or(Failure::NoService)?;
         let pool = state.pools.get(key).ok_or(Failure::NoService)?;
+        cx.service = Some(pool.label.clone());
         if pool.endpoints.is_empty() {
             return Err(Failure::NoEndpoint);
         }
@@ -276,7 +313,7 @@ impl Pipeline {
             return Err(Failure::BodyTooLarge);
         }
         let retryable = is_idempotent(&parts.method) && body.is_end_stream();
-        forwarding_headers(&mut parts.headers, &host, down, &self.request_ids);
+        cx.request_id = forwarding_headers(&mut parts.headers, &host, down, &self.request_ids);
         if let Some(protocol) = &upgrade {
             parts
                 .headers
@@ -296,6 +333,7 @@ impl Pipeline {
             // pick_endpoint
             let n = pool.next.fetch_add(1, Ordering::Relaxed);
             let endpoint = pool.endpoints[n % pool.endpoints.len()];
+            cx.endpoint = Some(endpoint);
             let uri = Uri::builder()
                 .scheme("http")
                 .authority(endpoint.to_string())
@@ -344,6 +382,7 @@ impl Pipeline {
             }
             if attempts > 1 {
                 self.metrics.retry();
+                cx.retries += 1;
             }
         }
         Err(last)
@@ -429,8 +468,13 @@ fn remove_hop_by_hop(headers: &mut HeaderMap) {
 
 /// What the upstream learns about the client: X-Forwarded-For (appended), -Proto, -Host,
 /// -Port, X-Real-IP, and an X-Request-Id (kept when the client sent one). The Host header is
-/// the client's, as nginx's `proxy_set_header Host $host`.
-fn forwarding_headers(headers: &mut HeaderMap, host: &str, down: Downstream, ids: &RequestIds) {
+/// the client's, as nginx's `proxy_set_header Host $host`. Returns the request id.
+fn forwarding_headers(
+    headers: &mut HeaderMap,
+    host: &str,
+    down: Downstream,
+    ids: &RequestIds,
+) -> String {
     remove_hop_by_hop(headers);
     let ip = down.peer.ip().to_string();
     let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
@@ -449,8 +493,16 @@ fn forwarding_headers(headers: &mut HeaderMap, host: &str, down: Downstream, ids
     set("x-forwarded-host", host);
     set("x-forwarded-port", &down.local.port().to_string());
     set("host", host);
-    if let Some(id) = request_id {
-        set("x-request-id", &id);
+    match request_id {
+        Some(id) => {
+            set("x-request-id", &id);
+            id
+        }
+        None => headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned(),
     }
 }
 

@@ -439,10 +439,10 @@ async fn a_dead_endpoint_costs_no_failed_get() {
         !metrics.contains("ferry_gateway_retries_total 0\n"),
         "{metrics}"
     );
-    assert!(
-        metrics.contains(r#"ferry_gateway_requests_total{class="2xx"} 20"#),
-        "{metrics}"
-    );
+    let served = r#"ferry_gateway_requests_total{ingress="shop/shop",service="shop/web:80",method="GET",class="2xx"} 20"#;
+    assert!(metrics.contains(served), "{metrics}");
+    let timed = r#"ferry_gateway_request_duration_seconds_count{service="shop/web:80"} 20"#;
+    assert!(metrics.contains(timed), "{metrics}");
     up.stop().await;
 }
 

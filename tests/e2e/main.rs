@@ -79,6 +79,7 @@ pub fn up_config(paths: Vec<PathBuf>) -> UpConfig {
         dns_upstreams: Vec::new(),
         dns_search: Vec::new(),
         dns_autopath: false,
+        access_log: false,
         admin: loopback(),
         cluster_domain: "cluster.local".into(),
         debounce: Duration::from_millis(50),
