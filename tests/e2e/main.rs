@@ -95,6 +95,8 @@ pub struct Running {
     /// The gateway's plain and TLS listeners.
     pub http: SocketAddr,
     pub https: SocketAddr,
+    /// The snapshot bus, for tests that publish snapshots directly.
+    pub bus: ferry_runtime::SnapshotBus,
     trigger: ShutdownTrigger,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -112,6 +114,7 @@ impl Running {
         let admin = up.admin_addr();
         let dns = up.dns_addr();
         let (http, https) = (up.http_addr(), up.https_addr());
+        let bus = up.bus().clone();
         let (trigger, shutdown) = ferry_runtime::shutdown::channel();
         let task = tokio::spawn(async move { up.run(shutdown).await.unwrap() });
         Running {
@@ -119,6 +122,7 @@ impl Running {
             dns,
             http,
             https,
+            bus,
             trigger,
             task: Some(task),
         }
