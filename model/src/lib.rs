@@ -10,7 +10,8 @@ pub mod snapshot;
 
 pub use problem::{ObjectRef, Problem, Severity};
 pub use snapshot::{
-    Backend, BackendPort, Certificate, Cluster, ClusterKey, Endpoint, HostMatch, PathType,
-    Protocol, Route, Service, ServiceEndpoint, ServicePort, ServiceType, SessionAffinity, Snapshot,
-    SnapshotError, TargetPort, TargetRef, VirtualHost,
+    Backend, BackendPort, BackendProtocol, Canary, Certificate, Cluster, ClusterKey,
+    CookieAffinity, Endpoint, HostMatch, IngressOptions, PathType, Protocol, Route, Service,
+    ServiceEndpoint, ServicePort, ServiceType, SessionAffinity, Snapshot, SnapshotError,
+    TargetPort, TargetRef, VirtualHost,
 };

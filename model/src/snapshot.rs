@@ -29,6 +29,10 @@ pub struct Snapshot {
     pub default_backend: Option<Backend>,
     /// TLS certificates from the Secrets Ingresses name, with the hosts they serve.
     pub certificates: Vec<Certificate>,
+    /// What Ingress annotations ask of the gateway, one entry per Ingress that asks anything,
+    /// sorted by `ingress`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ingress_options: Vec<IngressOptions>,
 }
 
 /// The kinds of Service (`spec.type`).
@@ -139,7 +143,7 @@ impl fmt::Display for TargetPort {
 }
 
 /// What an endpoint stands for (`targetRef`), usually a Pod.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct TargetRef {
     pub kind: String,
     pub namespace: String,
@@ -314,8 +318,142 @@ pub struct Route {
     pub path: String,
     pub path_type: PathType,
     pub backend: Backend,
-    /// The Ingress this route came from.
+    /// The Ingress this route came from; its [`IngressOptions`] apply to the route.
     pub ingress: TargetRef,
+    /// A canary Ingress's backend for the same host, path and match kind.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<Canary>,
+}
+
+/// What an Ingress's annotations ask of the gateway, for every route it contributes (the
+/// routes whose `ingress` is this one). Only Ingresses with at least one recognised
+/// annotation that changes something appear. Read from `nginx.ingress.kubernetes.io/NAME`,
+/// or `ferry.dev/NAME`, which wins when both are set; every value is checked and typed by the
+/// control plane, none is passed on as text to interpret.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct IngressOptions {
+    /// kind "Ingress", namespace, name.
+    pub ingress: TargetRef,
+    /// `rewrite-target`: the upstream path, as written, where `$1`…`$9` stand for the capture
+    /// groups of the matched path regex (empty when a group did not take part). The query
+    /// string is kept. Implies `use_regex`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rewrite_target: Option<String>,
+    /// `use-regex` (or a `rewrite-target`): every path of this Ingress, Exact ones too, is a
+    /// regular expression in Rust `regex` syntax, matched against the request path from its
+    /// start and case-insensitively (nginx's `~*`); compile it with
+    /// [`IngressOptions::path_pattern`]. Routes stay in their order: longest path first.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub use_regex: bool,
+    /// `backend-protocol`; none: by the Service port's `appProtocol`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend_protocol: Option<BackendProtocol>,
+    /// `proxy-body-size` in bytes; `Some(0)` = unlimited; none: the gateway's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_body_size: Option<u64>,
+    /// `proxy-connect-timeout`: to open a connection to an upstream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_connect_timeout_ms: Option<u64>,
+    /// `proxy-read-timeout`: between two reads from the upstream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_read_timeout_ms: Option<u64>,
+    /// `proxy-send-timeout`: between two writes to the upstream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_send_timeout_ms: Option<u64>,
+    /// `ssl-redirect`; none = the default (redirect TLS hosts to HTTPS); `Some(false)`: serve
+    /// this Ingress's routes over plain HTTP too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssl_redirect: Option<bool>,
+    /// `force-ssl-redirect`: redirect to HTTPS even when the host is not a TLS host.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub force_ssl_redirect: bool,
+    /// `app-root`: a request for exactly `/` on a host this Ingress has routes for is
+    /// redirected (302) here. An absolute path, never `//…`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_root: Option<String>,
+    /// `affinity: cookie` with its `session-cookie-*` settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<CookieAffinity>,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+impl IngressOptions {
+    /// The regular expression a `use_regex` path stands for: anchored at the path's start,
+    /// case-insensitive, capture groups numbered as written. The control plane accepts only
+    /// paths that compile on their own, so the wrapping cannot change their meaning.
+    pub fn path_pattern(path: &str) -> String {
+        format!("(?i)^(?:{path})")
+    }
+}
+
+/// `backend-protocol`: how the gateway speaks to the upstream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum BackendProtocol {
+    /// HTTP/1.1 in clear text.
+    HTTP,
+    /// HTTP over TLS (the upstream's certificate is not verified, as ingress-nginx).
+    HTTPS,
+    /// gRPC: HTTP/2 in clear text (prior knowledge).
+    GRPC,
+    /// gRPC over TLS (ALPN h2).
+    GRPCS,
+    /// HTTP/2 in clear text (prior knowledge).
+    H2C,
+}
+
+impl BackendProtocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::HTTP => "HTTP",
+            Self::HTTPS => "HTTPS",
+            Self::GRPC => "GRPC",
+            Self::GRPCS => "GRPCS",
+            Self::H2C => "H2C",
+        }
+    }
+}
+
+/// Cookie session affinity (`affinity: cookie`): a client keeps its upstream endpoint.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct CookieAffinity {
+    /// `session-cookie-name`, default `INGRESSCOOKIE`.
+    pub name: String,
+    /// `session-cookie-max-age`; none: a session cookie.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_age_seconds: Option<u64>,
+    /// `session-cookie-path`; none: the route's path. With `use_regex` it is never none (`/`
+    /// unless set), since a regex is no cookie path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+}
+
+/// A canary Ingress's backend for a route of the main Ingress (same host, path and pathType),
+/// as ingress-nginx's canary: by header first, then cookie, then weight.
+///
+/// The header decides when set: `by_header_value` given, the request goes to the canary when
+/// the header equals it; not given, a value `always` sends it there and `never` keeps it on
+/// the main backend. Otherwise the cookie `by_cookie` decides the same way (`always`/`never`).
+/// Otherwise `weight` of every `weight_total` requests go to the canary.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Canary {
+    pub backend: Backend,
+    /// The canary Ingress.
+    pub ingress: TargetRef,
+    /// Of `weight_total`; 0 (the default) sends traffic only by header or cookie.
+    pub weight: u32,
+    /// At least 1; default 100.
+    pub weight_total: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by_header: Option<String>,
+    /// None: the header's value `always`/`never` decides, as ingress-nginx.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by_header_value: Option<String>,
+    /// Cookie value `always`/`never`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by_cookie: Option<String>,
 }
 
 /// An Ingress backend port: by number or by the Service port's name.
@@ -418,6 +556,15 @@ impl Snapshot {
             && self.virtual_hosts == other.virtual_hosts
             && self.default_backend == other.default_backend
             && self.certificates == other.certificates
+            && self.ingress_options == other.ingress_options
+    }
+
+    /// The options of one Ingress, if its annotations ask anything.
+    pub fn ingress_options(&self, ingress: &TargetRef) -> Option<&IngressOptions> {
+        self.ingress_options
+            .binary_search_by(|o| o.ingress.cmp(ingress))
+            .ok()
+            .map(|i| &self.ingress_options[i])
     }
 
     pub fn cluster(&self, key: &ClusterKey) -> Option<&Cluster> {
@@ -443,8 +590,9 @@ impl Snapshot {
         shown
     }
 
-    /// Checks the invariants every data-plane part relies on: sorted unique keys, routes that
-    /// point at clusters that exist, ports that are not zero, absolute paths, real PEM.
+    /// Checks the invariants every data-plane part relies on: sorted unique keys, routes (and
+    /// their canaries) that point at clusters that exist, ports that are not zero, absolute
+    /// paths, canary weights within their total, real PEM.
     pub fn validate(&self) -> Result<(), SnapshotError> {
         let mut errors = Vec::new();
         let mut check = |ok: bool, msg: &dyn Fn() -> String| {
@@ -511,6 +659,18 @@ impl Snapshot {
                     format!("route {} {} is not an absolute path", vh.host, r.path)
                 });
                 backends.push(&r.backend);
+                if let Some(c) = &r.canary {
+                    check(c.weight_total > 0 && c.weight <= c.weight_total, &|| {
+                        format!(
+                            "route {} {}: canary weight {} of {}",
+                            vh.host, r.path, c.weight, c.weight_total
+                        )
+                    });
+                    check(c.ingress.kind == "Ingress", &|| {
+                        format!("route {} {}: canary is not an Ingress", vh.host, r.path)
+                    });
+                    backends.push(&c.backend);
+                }
             }
             backends.extend(vh.default_backend.iter());
         }
@@ -518,6 +678,49 @@ impl Snapshot {
             if let Some(key) = b.cluster() {
                 check(self.cluster(key).is_some(), &|| {
                     format!("a route points at cluster {key}, which does not exist")
+                });
+            }
+        }
+
+        for w in self.ingress_options.windows(2) {
+            check(w[0].ingress < w[1].ingress, &|| {
+                let i = &w[1].ingress;
+                format!(
+                    "ingress options not sorted or not unique at {}/{}",
+                    i.namespace, i.name
+                )
+            });
+        }
+        for o in &self.ingress_options {
+            let i = &o.ingress;
+            check(i.kind == "Ingress", &|| {
+                format!(
+                    "ingress options for a {} {}/{}",
+                    i.kind, i.namespace, i.name
+                )
+            });
+            check(o.rewrite_target.is_none() || o.use_regex, &|| {
+                format!(
+                    "ingress options {}/{}: rewrite target without use_regex",
+                    i.namespace, i.name
+                )
+            });
+            let absolute = |p: &Option<String>| {
+                p.as_deref()
+                    .is_none_or(|p| p.starts_with('/') && !p.starts_with("//"))
+            };
+            check(absolute(&o.app_root), &|| {
+                format!(
+                    "ingress options {}/{}: app root is not an absolute path",
+                    i.namespace, i.name
+                )
+            });
+            if let Some(a) = &o.affinity {
+                check(!a.name.is_empty() && absolute(&a.path), &|| {
+                    format!(
+                        "ingress options {}/{}: cookie without a name or with a relative path",
+                        i.namespace, i.name
+                    )
                 });
             }
         }

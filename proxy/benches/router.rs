@@ -31,6 +31,7 @@ fn route(path: &str, path_type: PathType, service: &str) -> Route {
             namespace: "bench".into(),
             name: service.into(),
         },
+        canary: None,
     }
 }
 

@@ -59,6 +59,7 @@ fn route(path: &str, cluster: Option<ClusterKey>) -> Route {
             namespace: "shop".into(),
             name: "web".into(),
         },
+        canary: None,
     }
 }
 
@@ -76,6 +77,7 @@ fn snapshot() -> Snapshot {
         }],
         default_backend: None,
         certificates: vec![],
+        ingress_options: vec![],
     }
 }
 
@@ -164,4 +166,173 @@ fn private_keys_are_redacted_for_display_only() {
         version: 9,
         ..s.clone()
     }));
+}
+
+fn ingress(name: &str) -> TargetRef {
+    TargetRef {
+        kind: "Ingress".into(),
+        namespace: "shop".into(),
+        name: name.into(),
+    }
+}
+
+fn canary(cluster: Option<ClusterKey>) -> Canary {
+    Canary {
+        backend: route("/", cluster).backend,
+        ingress: ingress("web-canary"),
+        weight: 10,
+        weight_total: 100,
+        by_header: Some("X-Canary".into()),
+        by_header_value: None,
+        by_cookie: None,
+    }
+}
+
+#[test]
+fn without_annotations_the_json_has_no_new_keys() {
+    let json = serde_json::to_string(&snapshot()).unwrap();
+    for key in [
+        "ingress_options",
+        "canary",
+        "use_regex",
+        "force_ssl_redirect",
+    ] {
+        assert!(!json.contains(key), "{key} in {json}");
+    }
+    let defaults = serde_json::to_string(&IngressOptions {
+        ingress: ingress("web"),
+        ..IngressOptions::default()
+    })
+    .unwrap();
+    assert_eq!(
+        defaults,
+        r#"{"ingress":{"kind":"Ingress","namespace":"shop","name":"web"}}"#
+    );
+}
+
+#[test]
+fn ingress_options_are_found_by_ingress_and_round_trip() {
+    let mut s = snapshot();
+    let web = s.clusters[1].key.clone();
+    s.virtual_hosts[0].routes[0].canary = Some(canary(Some(web)));
+    s.ingress_options = ["api", "web"]
+        .into_iter()
+        .map(|n| IngressOptions {
+            ingress: ingress(n),
+            rewrite_target: Some("/$1".into()),
+            use_regex: true,
+            backend_protocol: Some(BackendProtocol::GRPC),
+            proxy_body_size: Some(8 << 20),
+            proxy_connect_timeout_ms: Some(5000),
+            proxy_read_timeout_ms: Some(60_000),
+            proxy_send_timeout_ms: Some(60_000),
+            ssl_redirect: Some(false),
+            force_ssl_redirect: true,
+            app_root: Some("/app".into()),
+            affinity: Some(CookieAffinity {
+                name: "INGRESSCOOKIE".into(),
+                max_age_seconds: Some(3600),
+                path: Some("/".into()),
+            }),
+        })
+        .collect();
+    s.validate().unwrap();
+    assert_eq!(
+        s.ingress_options(&ingress("web")).map(|o| &o.ingress.name),
+        Some(&"web".to_owned())
+    );
+    assert!(s.ingress_options(&ingress("gone")).is_none());
+    let json = serde_json::to_string(&s).unwrap();
+    assert!(json.contains(r#""backend_protocol":"GRPC""#), "{json}");
+    let back: Snapshot = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, s);
+    assert!(!s.same_content(&snapshot()), "options are content");
+}
+
+#[test]
+fn ingress_options_unsorted_duplicate_or_inconsistent_are_refused() {
+    let opts = |n: &str| IngressOptions {
+        ingress: ingress(n),
+        use_regex: true,
+        ..IngressOptions::default()
+    };
+    let mut s = snapshot();
+    s.ingress_options = vec![opts("web"), opts("api")];
+    assert!(s.validate().unwrap_err().to_string().contains("not sorted"));
+    s.ingress_options = vec![opts("web"), opts("web")];
+    assert!(s.validate().is_err());
+
+    let broken = [
+        IngressOptions {
+            rewrite_target: Some("/$1".into()),
+            use_regex: false,
+            ..opts("web")
+        },
+        IngressOptions {
+            app_root: Some("//evil.example.com".into()),
+            ..opts("web")
+        },
+        IngressOptions {
+            affinity: Some(CookieAffinity {
+                name: String::new(),
+                max_age_seconds: None,
+                path: None,
+            }),
+            ..opts("web")
+        },
+        IngressOptions {
+            ingress: TargetRef {
+                kind: "Service".into(),
+                ..ingress("web")
+            },
+            ..opts("web")
+        },
+    ];
+    for o in broken {
+        let mut s = snapshot();
+        s.ingress_options = vec![o.clone()];
+        assert!(s.validate().is_err(), "{o:?}");
+    }
+}
+
+#[test]
+fn canary_weights_and_clusters_are_checked() {
+    let web = snapshot().clusters[1].key.clone();
+    let gone = ClusterKey {
+        namespace: "shop".into(),
+        service: "gone".into(),
+        port: 80,
+    };
+    for (c, ok) in [
+        (canary(Some(web.clone())), true),
+        (canary(None), true),
+        (canary(Some(gone)), false),
+        (
+            Canary {
+                weight: 101,
+                ..canary(Some(web.clone()))
+            },
+            false,
+        ),
+        (
+            Canary {
+                weight: 0,
+                weight_total: 0,
+                ..canary(Some(web.clone()))
+            },
+            false,
+        ),
+    ] {
+        let mut s = snapshot();
+        s.virtual_hosts[0].routes[0].canary = Some(c.clone());
+        assert_eq!(s.validate().is_ok(), ok, "{c:?}");
+    }
+}
+
+#[test]
+fn path_pattern_anchors_and_ignores_case() {
+    assert_eq!(
+        IngressOptions::path_pattern("/api(/|$)(.*)"),
+        "(?i)^(?:/api(/|$)(.*))"
+    );
 }

@@ -31,6 +31,7 @@ fn route(path_type: PathType, path: &str) -> Route {
             namespace: "default".into(),
             name: "web".into(),
         },
+        canary: None,
     }
 }
 
