@@ -8,14 +8,23 @@
 //! `defaultBackend` serves its own hosts' unmatched paths, and, when it has no rules, every
 //! request no host matches. A missing Service, port or Secret is a warning on the referring
 //! object: the route answers 503, the host serves the default certificate.
+//!
+//! Annotations (read and checked in `validate`) become [`IngressOptions`], one per Ingress that
+//! asks anything. A canary Ingress (`canary: "true"`) adds no routes of its own: each of its
+//! paths attaches as the [`Canary`] of the route with the same host, path and match kind
+//! (Exact, or Prefix/ImplementationSpecific, as conflicts are decided), that is of the oldest
+//! non-canary Ingress routing it. A canary without such a route is warned about and ignored,
+//! as ingress-nginx does; a canary never wins or loses a conflict; the oldest canary of a
+//! route wins. A canary Ingress's `defaultBackend` and `tls` are ignored (with a warning): the
+//! main Ingress's apply.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use ferry_model::{
-    Backend, BackendPort, Certificate, Cluster, ClusterKey, Endpoint, HostMatch, PathType, Problem,
-    Route, Service, ServiceEndpoint, ServicePort, ServiceType, SessionAffinity, Snapshot,
-    TargetPort, TargetRef, VirtualHost,
+    Backend, BackendPort, Canary, Certificate, Cluster, ClusterKey, Endpoint, HostMatch,
+    IngressOptions, PathType, Problem, Route, Service, ServiceEndpoint, ServicePort, ServiceType,
+    SessionAffinity, Snapshot, TargetPort, TargetRef, VirtualHost,
 };
 use k8s_openapi::api::core::v1::Service as K8sService;
 use k8s_openapi::api::networking::v1::{Ingress, IngressBackend};
@@ -24,7 +33,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use crate::endpoints::{self, EndpointSet, PodIndex};
 use crate::object::Manifest;
 use crate::store::Store;
-use crate::validate::{TLS_CERT_KEY, TLS_PRIVATE_KEY};
+use crate::validate::{self, Annotations, CanaryAnnotations, TLS_CERT_KEY, TLS_PRIVATE_KEY};
 
 /// ferry's IngressClass controller name.
 pub const CONTROLLER_NAME: &str = "ferry.dev/ingress";
@@ -370,13 +379,21 @@ fn route_order(a: &Route, b: &Route) -> std::cmp::Ordering {
 
 fn ingresses(store: &Store, snapshot: &mut Snapshot, problems: &mut Vec<Problem>) {
     let ours = ferry_ingresses(store, problems);
+    let annotations: Vec<Annotations> = ours
+        .iter()
+        .map(|(m, ing)| validate::ingress_annotations(m, ing))
+        .collect();
+    snapshot.ingress_options = ingress_options(&ours, &annotations);
     let mut hosts: BTreeMap<HostMatch, VirtualHost> = BTreeMap::new();
     // (host, path, exact?) -> the Ingress that routes it.
     let mut taken: BTreeMap<(HostMatch, String, bool), TargetRef> = BTreeMap::new();
     let mut tls_hosts: BTreeMap<String, (String, String)> = BTreeMap::new();
     let mut certificates: BTreeMap<(String, String), Certificate> = BTreeMap::new();
 
-    for (m, ing) in &ours {
+    for ((m, ing), a) in ours.iter().zip(&annotations) {
+        if a.canary.is_some() {
+            continue;
+        }
         let Some(spec) = &ing.spec else { continue };
         let rules = spec.rules.as_deref().unwrap_or_default();
         let default_backend = spec
@@ -431,6 +448,7 @@ fn ingresses(store: &Store, snapshot: &mut Snapshot, problems: &mut Vec<Problem>
                     path_type,
                     backend,
                     ingress: ingress_ref(m),
+                    canary: None,
                 });
             }
         }
@@ -477,6 +495,12 @@ fn ingresses(store: &Store, snapshot: &mut Snapshot, problems: &mut Vec<Problem>
         }
     }
 
+    for ((m, ing), a) in ours.iter().zip(&annotations) {
+        if let Some(settings) = &a.canary {
+            attach_canary(snapshot, &mut hosts, m, ing, settings, problems);
+        }
+    }
+
     for vh in hosts.values_mut() {
         vh.routes.sort_by(route_order);
         vh.tls = match &vh.host {
@@ -500,6 +524,110 @@ fn ingresses(store: &Store, snapshot: &mut Snapshot, problems: &mut Vec<Problem>
             c
         })
         .collect();
+}
+
+/// The options of every Ingress whose annotations ask anything, sorted by Ingress.
+fn ingress_options(
+    ours: &[(&Manifest, &Ingress)],
+    annotations: &[Annotations],
+) -> Vec<IngressOptions> {
+    let mut options: Vec<IngressOptions> = ours
+        .iter()
+        .zip(annotations)
+        .filter_map(|((m, _), a)| {
+            let none = IngressOptions {
+                ingress: ingress_ref(m),
+                ..IngressOptions::default()
+            };
+            let asked = IngressOptions {
+                ingress: ingress_ref(m),
+                ..a.options.clone()
+            };
+            (asked != none).then_some(asked)
+        })
+        .collect();
+    options.sort_by(|a, b| a.ingress.cmp(&b.ingress));
+    options
+}
+
+/// Attaches each path of a canary Ingress to the main route with the same host, path and match
+/// kind, or warns that there is none.
+fn attach_canary(
+    snapshot: &Snapshot,
+    hosts: &mut BTreeMap<HostMatch, VirtualHost>,
+    m: &Manifest,
+    ing: &Ingress,
+    settings: &CanaryAnnotations,
+    problems: &mut Vec<Problem>,
+) {
+    let Some(spec) = &ing.spec else { return };
+    if spec.default_backend.is_some() {
+        problems.push(m.warning(
+            "spec.defaultBackend",
+            "ignored on a canary Ingress: a canary only joins routes of a main Ingress",
+        ));
+    }
+    if spec.tls.as_ref().is_some_and(|t| !t.is_empty()) {
+        problems.push(m.warning(
+            "spec.tls",
+            "ignored on a canary Ingress: the main Ingress's TLS applies",
+        ));
+    }
+    for (i, rule) in spec.rules.iter().flatten().enumerate() {
+        let host = HostMatch::parse(rule.host.as_deref().unwrap_or_default());
+        for (j, p) in rule.http.iter().flat_map(|h| h.paths.iter()).enumerate() {
+            let field = format!("spec.rules[{i}].http.paths[{j}]");
+            let path = p
+                .path
+                .clone()
+                .filter(|p| !p.is_empty())
+                .unwrap_or_else(|| "/".into());
+            let path_type = path_type(&p.path_type);
+            let main = hosts.get_mut(&host).and_then(|vh| {
+                vh.routes
+                    .iter_mut()
+                    .find(|r| r.path == path && r.path_type.is_exact() == path_type.is_exact())
+            });
+            let Some(route) = main else {
+                problems.push(m.warning(
+                    &field,
+                    format!(
+                        "canary for host {host} path {path} ({}), which no other Ingress routes; ignored",
+                        path_type.as_str()
+                    ),
+                ));
+                continue;
+            };
+            if let Some(older) = &route.canary {
+                problems.push(m.warning(
+                    &field,
+                    format!(
+                        "host {host} path {path} ({}) already has the canary of the older Ingress {}/{}; ignored",
+                        path_type.as_str(),
+                        older.ingress.namespace,
+                        older.ingress.name
+                    ),
+                ));
+                continue;
+            }
+            let backend = backend(
+                snapshot,
+                m,
+                &format!("{field}.backend"),
+                &p.backend,
+                problems,
+            );
+            route.canary = Some(Canary {
+                backend,
+                ingress: ingress_ref(m),
+                weight: settings.weight,
+                weight_total: settings.weight_total,
+                by_header: settings.by_header.clone(),
+                by_header_value: settings.by_header_value.clone(),
+                by_cookie: settings.by_cookie.clone(),
+            });
+        }
+    }
 }
 
 /// The PEM pair of a Secret named in `spec.tls`, or a warning saying why there is none.

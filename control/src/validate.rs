@@ -5,7 +5,10 @@
 //! `Forbidden: …`). One deliberate difference: loopback addresses are accepted in
 //! EndpointSlices, Endpoints and Pod IPs, since on one machine they are how apps are reached.
 
+mod annotations;
 mod endpoints;
+pub(crate) use annotations::{Annotations, CanaryAnnotations};
+pub use annotations::{FERRY_PREFIX, NGINX_PREFIX};
 pub use endpoints::SERVICE_NAME_LABEL;
 pub use secret::{TLS_CERT_KEY, TLS_PRIVATE_KEY, TLS_TYPE};
 mod ingress;
@@ -191,6 +194,15 @@ pub fn object(manifest: &Manifest) -> Vec<Problem> {
         Object::Secret(s) => secret::secret(&mut c, s),
     }
     c.problems
+}
+
+/// The typed annotations of an Ingress. Their problems are [`object`]'s to report: a change
+/// with an invalid value never reaches translate.
+pub(crate) fn ingress_annotations(
+    manifest: &Manifest,
+    ing: &k8s_openapi::api::networking::v1::Ingress,
+) -> Annotations {
+    annotations::read(&mut Check::new(manifest), ing)
 }
 
 /// Problems between objects: the same object defined twice.

@@ -1,7 +1,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use ferry_model::Severity;
+use ferry_model::{BackendProtocol, Severity};
 
 use super::*;
 use crate::{manifest, validate};
@@ -405,4 +405,263 @@ fn golden_snapshots() {
         );
     }
     assert!(seen >= 2, "fixtures missing");
+}
+
+fn annotated(name: &str, created: &str, annotations: &str, body: &str) -> String {
+    format!(
+        "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {{name: {name}, namespace: shop, creationTimestamp: \"{created}\", annotations: {{{annotations}}}}}\nspec:\n{body}\n---\n"
+    )
+}
+
+fn shop_ingress(name: &str) -> TargetRef {
+    TargetRef {
+        kind: "Ingress".into(),
+        namespace: "shop".into(),
+        name: name.into(),
+    }
+}
+
+const NGINX: &str = "nginx.ingress.kubernetes.io";
+
+#[test]
+fn annotations_become_ingress_options_sorted_by_ingress() {
+    let yaml = [
+        SERVICES.to_owned(),
+        annotated(
+            "z-first",
+            "2026-01-01T00:00:00Z",
+            &format!("{NGINX}/proxy-body-size: 8m, ferry.dev/proxy-read-timeout: 90s"),
+            &path("z.example.com", "/", "Prefix", "web", "{number: 80}"),
+        ),
+        annotated(
+            "a-second",
+            "2026-01-02T00:00:00Z",
+            &format!("{NGINX}/rewrite-target: /$2, {NGINX}/backend-protocol: GRPC"),
+            &path(
+                "a.example.com",
+                "/api(/|$)(.*)",
+                "ImplementationSpecific",
+                "api",
+                "{number: 9000}",
+            ),
+        ),
+        // Only annotations that change nothing: no entry.
+        annotated(
+            "m-plain",
+            "2026-01-03T00:00:00Z",
+            &format!("{NGINX}/use-regex: \"false\", example.com/owner: shop"),
+            &path("m.example.com", "/", "Prefix", "web", "{number: 80}"),
+        ),
+    ]
+    .concat();
+    let t = translate(&store(&yaml));
+    assert!(t.problems.is_empty(), "{:?}", warnings(&t));
+    let s = &t.snapshot;
+    s.validate().unwrap();
+    assert_eq!(
+        s.ingress_options,
+        vec![
+            IngressOptions {
+                ingress: shop_ingress("a-second"),
+                rewrite_target: Some("/$2".into()),
+                use_regex: true,
+                backend_protocol: Some(BackendProtocol::GRPC),
+                ..IngressOptions::default()
+            },
+            IngressOptions {
+                ingress: shop_ingress("z-first"),
+                proxy_body_size: Some(8 << 20),
+                proxy_read_timeout_ms: Some(90_000),
+                ..IngressOptions::default()
+            },
+        ]
+    );
+    let route = &s.virtual_hosts[0].routes[0];
+    assert_eq!(route.path, "/api(/|$)(.*)");
+    assert_eq!(
+        s.ingress_options(&route.ingress)
+            .and_then(|o| o.backend_protocol),
+        Some(BackendProtocol::GRPC)
+    );
+    assert!(s.ingress_options(&shop_ingress("m-plain")).is_none());
+}
+
+#[test]
+fn a_snapshot_without_annotations_serializes_as_before() {
+    let yaml = std::fs::read_to_string(fixtures().join("ingress.yaml")).unwrap();
+    let t = translate(&store(&yaml));
+    assert!(t.snapshot.ingress_options.is_empty());
+    let json = serde_json::to_string(&t.snapshot).unwrap();
+    for key in ["ingress_options", "canary", "use_regex", "rewrite_target"] {
+        assert!(!json.contains(key), "{key} in {json}");
+    }
+}
+
+fn canary_annotations(extra: &str) -> String {
+    format!("{NGINX}/canary: \"true\"{extra}")
+}
+
+#[test]
+fn canary_attaches_to_the_route_of_the_oldest_main_ingress() {
+    let yaml = [
+        SERVICES.to_owned(),
+        // The canary is older than both: it still never wins, and causes no conflict warning.
+        annotated(
+            "canary",
+            "2025-01-01T00:00:00Z",
+            &canary_annotations(&format!(
+                ", {NGINX}/canary-weight: \"20\", {NGINX}/canary-by-header: X-Canary, {NGINX}/canary-by-cookie: beta"
+            )),
+            &path("shop.example.com", "/", "ImplementationSpecific", "api", "{number: 9000}"),
+        ),
+        ingress(
+            "b-newer",
+            "2026-02-01T00:00:00Z",
+            &path("shop.example.com", "/", "Prefix", "api", "{number: 9000}"),
+        ),
+        ingress(
+            "a-older",
+            "2026-01-01T00:00:00Z",
+            &path("shop.example.com", "/", "Prefix", "web", "{number: 80}"),
+        ),
+    ]
+    .concat();
+    let t = translate(&store(&yaml));
+    assert_eq!(
+        warnings(&t),
+        vec![
+            "t.yaml:5: Ingress shop/b-newer: spec.rules[0].http.paths[0]: host shop.example.com path / (Prefix) \
+             is already routed by the older Ingress shop/a-older; ignored"
+        ]
+    );
+    let vh = &t.snapshot.virtual_hosts[0];
+    assert_eq!(vh.routes.len(), 1, "a canary adds no route of its own");
+    let route = &vh.routes[0];
+    assert_eq!(route.ingress.name, "a-older");
+    assert_eq!(
+        route.canary,
+        Some(Canary {
+            backend: Backend::Service {
+                namespace: "shop".into(),
+                name: "api".into(),
+                port: BackendPort::Number(9000),
+                cluster: Some(ClusterKey {
+                    namespace: "shop".into(),
+                    service: "api".into(),
+                    port: 9000,
+                }),
+            },
+            ingress: shop_ingress("canary"),
+            weight: 20,
+            weight_total: 100,
+            by_header: Some("X-Canary".into()),
+            by_header_value: None,
+            by_cookie: Some("beta".into()),
+        }),
+        "ImplementationSpecific matches Prefix, as in conflicts"
+    );
+    assert!(t.snapshot.ingress_options.is_empty());
+    t.snapshot.validate().unwrap();
+}
+
+#[test]
+fn canary_without_a_main_route_is_ignored_with_a_warning() {
+    let canary_body = format!(
+        "  tls:\n  - hosts: [shop.example.com]\n    secretName: nope\n  defaultBackend:\n    service: {{name: api, port: {{number: 9000}}}}\n{}      - path: /\n        pathType: Exact\n        backend:\n          service: {{name: api, port: {{number: 9000}}}}\n  - host: other.example.com\n    http:\n      paths:\n      - path: /\n        pathType: Prefix\n        backend:\n          service: {{name: gone, port: {{number: 1}}}}\n",
+        path(
+            "shop.example.com",
+            "/api",
+            "Prefix",
+            "api",
+            "{number: 9000}"
+        )
+    );
+    let yaml = [
+        SERVICES.to_owned(),
+        ingress(
+            "main",
+            "2026-01-01T00:00:00Z",
+            &path("shop.example.com", "/", "Prefix", "web", "{number: 80}"),
+        ),
+        annotated(
+            "canary",
+            "2026-01-02T00:00:00Z",
+            &canary_annotations(""),
+            &canary_body,
+        ),
+    ]
+    .concat();
+    let t = translate(&store(&yaml));
+    assert_eq!(
+        warnings(&t),
+        vec![
+            "t.yaml:5: Ingress shop/canary: spec.defaultBackend: ignored on a canary Ingress: a canary only joins routes of a main Ingress",
+            "t.yaml:5: Ingress shop/canary: spec.rules[0].http.paths[0]: canary for host shop.example.com path /api (Prefix), which no other Ingress routes; ignored",
+            "t.yaml:5: Ingress shop/canary: spec.rules[0].http.paths[1]: canary for host shop.example.com path / (Exact), which no other Ingress routes; ignored",
+            "t.yaml:5: Ingress shop/canary: spec.rules[1].http.paths[0]: canary for host other.example.com path / (Prefix), which no other Ingress routes; ignored",
+            "t.yaml:5: Ingress shop/canary: spec.tls: ignored on a canary Ingress: the main Ingress's TLS applies",
+        ]
+    );
+    let s = &t.snapshot;
+    assert_eq!(s.virtual_hosts.len(), 1, "no host of the canary's own");
+    assert!(!s.virtual_hosts[0].tls, "the canary's tls is not read");
+    assert!(s.virtual_hosts[0].routes.iter().all(|r| r.canary.is_none()));
+    assert_eq!(s.default_backend, None);
+    assert_eq!(s.virtual_hosts[0].default_backend, None);
+    assert!(s.certificates.is_empty());
+}
+
+#[test]
+fn the_oldest_canary_of_a_route_wins() {
+    let yaml = [
+        SERVICES.to_owned(),
+        ingress(
+            "main",
+            "2026-01-01T00:00:00Z",
+            &path("shop.example.com", "/", "Prefix", "web", "{number: 80}"),
+        ),
+        annotated(
+            "canary-new",
+            "2026-01-03T00:00:00Z",
+            &canary_annotations(&format!(", {NGINX}/canary-weight: \"50\"")),
+            &path("shop.example.com", "/", "Prefix", "api", "{number: 9000}"),
+        ),
+        annotated(
+            "canary-old",
+            "2026-01-02T00:00:00Z",
+            &canary_annotations(&format!(
+                ", {NGINX}/canary-weight: \"1\", {NGINX}/canary-weight-total: \"1000\""
+            )),
+            &path("shop.example.com", "/", "Prefix", "gone", "{number: 80}"),
+        ),
+    ]
+    .concat();
+    let t = translate(&store(&yaml));
+    assert_eq!(
+        warnings(&t),
+        vec![
+            "t.yaml:5: Ingress shop/canary-new: spec.rules[0].http.paths[0]: host shop.example.com path / (Prefix) already has the canary of the older Ingress shop/canary-old; ignored",
+            "t.yaml:6: Ingress shop/canary-old: spec.rules[0].http.paths[0].backend.service.name: Service \"shop/gone\" not found; the route answers 503",
+        ]
+    );
+    let canary = t.snapshot.virtual_hosts[0].routes[0]
+        .canary
+        .as_ref()
+        .unwrap();
+    assert_eq!(canary.ingress.name, "canary-old");
+    assert_eq!((canary.weight, canary.weight_total), (1, 1000));
+    assert_eq!(
+        canary.backend.cluster(),
+        None,
+        "a missing Service: the canary answers 503"
+    );
+    t.snapshot.validate().unwrap();
+}
+
+#[test]
+fn the_annotations_fixture_passes_validation() {
+    let yaml = std::fs::read_to_string(fixtures().join("annotations.yaml")).unwrap();
+    // `store` refuses any validation error.
+    let t = translate(&store(&yaml));
+    assert_eq!(t.snapshot.ingress_options.len(), 2);
 }
