@@ -4,6 +4,9 @@
 //! (`Required value`, `Invalid value: "x": …`, `Unsupported value: …`, `Duplicate value: …`,
 //! `Forbidden: …`). One deliberate difference: loopback addresses are accepted in
 //! EndpointSlices, Endpoints and Pod IPs, since on one machine they are how apps are reached.
+//! Ingress annotations, which the API server does not check, are read and checked in
+//! `annotations` in the same style, with the annotation as the field:
+//! `metadata.annotations[nginx.ingress.kubernetes.io/proxy-body-size]`.
 
 mod annotations;
 mod endpoints;
