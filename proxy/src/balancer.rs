@@ -57,7 +57,7 @@
 mod peak_ewma;
 mod ring;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, RandomState};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -171,6 +171,9 @@ impl Rng {
     }
 }
 
+/// How many times P2C draws each candidate before it counts the usable endpoints instead.
+const DRAWS: usize = 4;
+
 /// `x` scaled into `0..n` (Lemire's multiply-shift; the bias is below n / 2^32).
 fn below(x: u32, n: usize) -> usize {
     ((u64::from(x) * n as u64) >> 32) as usize
@@ -185,7 +188,7 @@ pub struct Balancer {
     tau_ns: f64,
     endpoints: Box<[Arc<Endpoint>]>,
     /// Empty unless the policy is consistent hashing.
-    ring: Ring,
+    ring: Arc<Ring>,
     next: AtomicUsize,
     rng: Rng,
     budget: Arc<RetryBudget>,
@@ -204,61 +207,64 @@ impl Balancer {
     /// A balancer over `endpoints` (duplicates are dropped), with a fresh random seed. `now` is
     /// its epoch: instants passed in later must not be earlier.
     pub fn new(endpoints: &[SocketAddr], config: &BalancerConfig, now: Instant) -> Balancer {
-        let seed = RandomState::new().hash_one(endpoints);
-        Balancer::build(endpoints, config, now, now, |_| None, seed, 0, None)
+        Balancer::build(None, endpoints, config, now)
     }
 
     /// The balancer for the next snapshot: `endpoints` and `config` replace this one's, and
     /// every endpoint also in this balancer keeps its state (latency, in-flight, health); the
-    /// retry budget carries over unless its config changed. Picks of this balancer still in
-    /// flight report into the shared state when they finish.
+    /// retry budget carries over unless its config changed, and so do the hash ring when the
+    /// endpoints are the same and the round-robin turn. Picks of this balancer still in flight
+    /// report into the shared state when they finish.
     pub fn update(
         &self,
         endpoints: &[SocketAddr],
         config: &BalancerConfig,
         now: Instant,
     ) -> Balancer {
-        let old: HashMap<SocketAddr, &Arc<Endpoint>> =
-            self.endpoints.iter().map(|e| (e.addr, e)).collect();
-        let budget = (config.budget == self.config.budget).then(|| Arc::clone(&self.budget));
-        Balancer::build(
-            endpoints,
-            config,
-            self.epoch,
-            now,
-            |addr| old.get(addr).map(|e| Arc::clone(e)),
-            self.rng.0.load(Ordering::Relaxed),
-            self.next.load(Ordering::Relaxed),
-            budget,
-        )
+        Balancer::build(Some(self), endpoints, config, now)
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn build(
+        prev: Option<&Balancer>,
         endpoints: &[SocketAddr],
         config: &BalancerConfig,
-        epoch: Instant,
         now: Instant,
-        existing: impl Fn(&SocketAddr) -> Option<Arc<Endpoint>>,
-        seed: u64,
-        next: usize,
-        budget: Option<Arc<RetryBudget>>,
     ) -> Balancer {
+        let epoch = prev.map_or(now, |p| p.epoch);
         let now_ns = nanos(now.saturating_duration_since(epoch));
-        let mut seen = std::collections::HashSet::with_capacity(endpoints.len());
+        let old: HashMap<SocketAddr, &Arc<Endpoint>> = prev
+            .map(|p| p.endpoints.iter().map(|e| (e.addr, e)).collect())
+            .unwrap_or_default();
+        let mut seen = HashSet::with_capacity(endpoints.len());
         let endpoints: Box<[Arc<Endpoint>]> = endpoints
             .iter()
             .filter(|a| seen.insert(**a))
-            .map(|a| {
-                existing(a).unwrap_or_else(|| {
-                    Arc::new(Endpoint::new(*a, epoch, now_ns, config.default_rtt))
-                })
+            .map(|a| match old.get(a) {
+                Some(e) => Arc::clone(e),
+                None => Arc::new(Endpoint::new(*a, epoch, now_ns, config.default_rtt)),
             })
             .collect();
-        let ring = if config.policy == Policy::ConsistentHash {
-            Ring::build(endpoints.iter().map(|e| e.addr))
-        } else {
-            Ring::default()
+        let ring = match prev {
+            _ if config.policy != Policy::ConsistentHash => Arc::default(),
+            // The ring depends on the addresses and their order only.
+            Some(p) if p.config.policy == Policy::ConsistentHash => {
+                if p.endpoints().eq(endpoints.iter().map(|e| e.addr)) {
+                    Arc::clone(&p.ring)
+                } else {
+                    let old: Vec<SocketAddr> = p.endpoints().collect();
+                    let new: Vec<SocketAddr> = endpoints.iter().map(|e| e.addr).collect();
+                    Arc::new(p.ring.rebuild(&old, &new))
+                }
+            }
+            _ => Arc::new(Ring::build(endpoints.iter().map(|e| e.addr))),
+        };
+        let budget = match prev {
+            Some(p) if p.config.budget == config.budget => Arc::clone(&p.budget),
+            _ => Arc::new(RetryBudget::new(&config.budget, now)),
+        };
+        let seed = match prev {
+            Some(p) => p.rng.0.load(Ordering::Relaxed),
+            None => RandomState::new().hash_one(now),
         };
         Balancer {
             config: config.clone(),
@@ -266,9 +272,9 @@ impl Balancer {
             tau_ns: (nanos(config.decay) as f64).max(1.0),
             endpoints,
             ring,
-            next: AtomicUsize::new(next),
+            next: AtomicUsize::new(prev.map_or(0, |p| p.next.load(Ordering::Relaxed))),
             rng: Rng(AtomicU64::new(seed)),
-            budget: budget.unwrap_or_else(|| Arc::new(RetryBudget::new(&config.budget, now))),
+            budget,
         }
     }
 
@@ -372,13 +378,26 @@ impl Balancer {
 
     fn p2c(&self, healthy: Filter<'_>, now_ns: u64) -> Option<usize> {
         let n = self.endpoints.len();
-        let r = self.rng.next();
+        // Draws for this pick: a local splitmix64 stream from one shared number.
+        let mut state = self.rng.next();
+        let mut draw = || {
+            state = state.wrapping_add(GOLDEN);
+            ring::mix(state) as u32
+        };
         if n >= 2 {
-            // The common case: two distinct endpoints at random, both usable.
-            let a = below(r as u32, n);
-            let b = below((r >> 32) as u32, n - 1);
-            let b = if b >= a { b + 1 } else { b };
-            if self.usable(a, healthy) && self.usable(b, healthy) {
+            // Two distinct endpoints at random, redrawing one that cannot be used a few times
+            // (uniform among the usable ones, as a draw among them would be): with one endpoint
+            // in ten ejected, the scan below runs for one pick in 10,000.
+            let a = (0..DRAWS)
+                .map(|_| below(draw(), n))
+                .find(|&a| self.usable(a, healthy));
+            let b = a.and_then(|a| {
+                (0..DRAWS)
+                    .map(|_| below(draw(), n - 1))
+                    .map(|b| if b >= a { b + 1 } else { b })
+                    .find(|&b| self.usable(b, healthy))
+            });
+            if let (Some(a), Some(b)) = (a, b) {
                 return Some(self.cheaper(a, b, now_ns));
             }
         }
@@ -393,13 +412,12 @@ impl Balancer {
         .into_iter()
         .map(|f| (f, self.count(f)))
         .find(|&(_, m)| m > 0)?;
-        let r = self.rng.next();
-        let rank_a = below(r as u32, m);
+        let rank_a = below(draw(), m);
         let a = self.nth_usable(rank_a, f)?;
         if m == 1 {
             return Some(a);
         }
-        let rank_b = below((r >> 32) as u32, m - 1);
+        let rank_b = below(draw(), m - 1);
         let rank_b = if rank_b >= rank_a { rank_b + 1 } else { rank_b };
         let b = self.nth_usable(rank_b, f)?;
         Some(self.cheaper(a, b, now_ns))

@@ -619,3 +619,83 @@ fn picks_outlive_their_balancer() {
     pick.finish(Success, t0 + ms(1));
     assert!(next.stats(t0).all(|s| s.in_flight == 0));
 }
+
+#[test]
+fn update_reuses_the_ring_only_for_the_same_endpoints() {
+    let (b, a, t0) = balancer(5, Policy::ConsistentHash);
+    let same = b.update(&a, b.config(), t0);
+    assert!(Arc::ptr_eq(&b.ring, &same.ring));
+    // Otherwise it is derived from the old one, and is the ring a build makes.
+    let fewer = b.update(&a[1..], b.config(), t0);
+    assert!(!Arc::ptr_eq(&b.ring, &fewer.ring));
+    assert_eq!(*fewer.ring, Ring::build(a[1..].iter().copied()));
+    let extra = SocketAddr::from(([10, 9, 9, 9], 8080));
+    for list in [
+        vec![a[3], extra, a[0]],
+        vec![extra],
+        vec![],
+        vec![a[4], a[3], a[2], a[1], a[0], extra],
+    ] {
+        let next = fewer.update(&list, b.config(), t0);
+        assert_eq!(*next.ring, Ring::build(list.iter().copied()), "{list:?}");
+    }
+    // Another order is another ring (indexes differ), owning the same keys.
+    let mut reversed = a.clone();
+    reversed.reverse();
+    let other = b.update(&reversed, b.config(), t0);
+    assert!(!Arc::ptr_eq(&b.ring, &other.ring));
+    assert_eq!(owners(&b, 2_000, t0), owners(&other, 2_000, t0));
+    // From another policy the ring is built.
+    let (p2c, a, t0) = balancer(5, Policy::P2cPeakEwma);
+    let ch = p2c.update(&a, &config(Policy::ConsistentHash), t0);
+    assert_eq!(*ch.ring, Ring::build(a.iter().copied()));
+    assert_eq!(*p2c.ring, Ring::default());
+}
+
+#[test]
+fn ring_buckets_agree_with_a_plain_search() {
+    for n in [1, 2, 3, 10, 100] {
+        let ring = Ring::build(addrs(n).into_iter());
+        let mut pairs: Vec<(u64, u32)> = ring
+            .points
+            .iter()
+            .copied()
+            .zip(ring.owners.iter().copied())
+            .collect();
+        pairs.sort_unstable();
+        for k in 0..2_000u64 {
+            let key = k.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ (k << 60);
+            let h = ring::mix(key);
+            let i = pairs.partition_point(|&(p, _)| p < h) % pairs.len();
+            assert_eq!(
+                ring.walk(key).next(),
+                Some(pairs[i].1 as usize),
+                "n {n}, key {key}"
+            );
+        }
+        // The walk goes once round the ring.
+        assert_eq!(ring.walk(0).count(), n * ring::POINTS as usize);
+    }
+}
+
+use proptest::prelude::Strategy as _;
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// Whatever the old and new endpoint lists, a ring derived from the old one is the ring a
+    /// build makes.
+    #[test]
+    fn ring_rebuild_is_a_build(
+        old in proptest::sample::subsequence((0..30).collect::<Vec<usize>>(), 0..30)
+            .prop_shuffle(),
+        new in proptest::sample::subsequence((0..30).collect::<Vec<usize>>(), 0..30)
+            .prop_shuffle(),
+    ) {
+        let all = addrs(30);
+        let old: Vec<SocketAddr> = old.iter().map(|&i| all[i]).collect();
+        let new: Vec<SocketAddr> = new.iter().map(|&i| all[i]).collect();
+        let ring = Ring::build(old.iter().copied());
+        proptest::prop_assert_eq!(ring.rebuild(&old, &new), Ring::build(new.iter().copied()));
+    }
+}
