@@ -699,3 +699,14 @@ proptest::proptest! {
         proptest::prop_assert_eq!(ring.rebuild(&old, &new), Ring::build(new.iter().copied()));
     }
 }
+
+#[test]
+fn the_request_path_types_cross_threads() {
+    // The gateway holds these across awaits on a multi-threaded runtime, and a pick may move
+    // into a response body that outlives the request's function.
+    fn send_sync_static<T: Send + Sync + 'static>() {}
+    send_sync_static::<Balancer>();
+    send_sync_static::<Pick>();
+    send_sync_static::<RetryBudget>();
+    send_sync_static::<crate::health::Health>();
+}
