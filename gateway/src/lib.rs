@@ -14,6 +14,7 @@ pub mod access_log;
 pub mod listener;
 pub mod metrics;
 pub mod pipeline;
+pub mod select;
 pub mod tls;
 
 use std::net::SocketAddr;

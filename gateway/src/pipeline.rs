@@ -20,8 +20,10 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
+use ferry_model::BackendProtocol;
 use ferry_model::{ClusterKey, Snapshot};
-use ferry_proxy::router::Router;
+
+use crate::select::Routes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::combinators::BoxBody;
@@ -63,10 +65,11 @@ impl Default for Timeouts {
     }
 }
 
-/// What one snapshot routes to: the router and each cluster's ready endpoints.
+/// What one snapshot routes to: its routes with their options, and each cluster's ready
+/// endpoints.
 #[derive(Debug)]
 pub struct Compiled {
-    router: Router,
+    routes: Routes,
     pools: HashMap<ClusterKey, Pool>,
 }
 
@@ -120,13 +123,13 @@ impl Compiled {
             })
             .collect();
         Compiled {
-            router: Router::compile(snapshot),
+            routes: Routes::compile(snapshot),
             pools,
         }
     }
 
     pub fn version(&self) -> u64 {
-        self.router.version()
+        self.routes.version()
     }
 }
 
@@ -146,6 +149,7 @@ pub enum Failure {
     NoRoute,
     NoService,
     NoEndpoint,
+    UpstreamTls,
     Connect,
     Upstream,
     Timeout,
@@ -158,7 +162,7 @@ impl Failure {
             Self::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::NoRoute => StatusCode::NOT_FOUND,
             Self::NoService | Self::NoEndpoint => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Connect | Self::Upstream => StatusCode::BAD_GATEWAY,
+            Self::Connect | Self::Upstream | Self::UpstreamTls => StatusCode::BAD_GATEWAY,
             Self::Timeout => StatusCode::GATEWAY_TIMEOUT,
         }
     }
@@ -171,6 +175,7 @@ impl Failure {
             Self::NoService => "service unavailable: the backend service or port does not exist\n",
             Self::NoEndpoint => "service unavailable: no ready endpoint\n",
             Self::Connect => "bad gateway: the upstream cannot be reached\n",
+            Self::UpstreamTls => "bad gateway: TLS to this upstream is not supported yet\n",
             Self::Upstream => "bad gateway: the upstream failed\n",
             Self::Timeout => "gateway timeout: the upstream did not answer in time\n",
         }
@@ -183,6 +188,11 @@ impl Failure {
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; charset=utf-8"),
         );
+        if self == Self::BodyTooLarge {
+            // The body that follows is not read: the connection cannot carry another request.
+            r.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         r
     }
 }
@@ -288,19 +298,42 @@ impl Pipeline {
 
         // route: on the snapshot this request started with, whatever changes meanwhile.
         let state = self.state.load_full();
-        let vhost = state.router.virtual_host(&host);
-        if !down.tls && vhost.is_some_and(|h| h.tls()) {
+        let selected = state.routes.select(&host, &path, req.headers(), random);
+        let options = selected.as_ref().and_then(|s| s.options);
+        // ssl-redirect: TLS hosts by default, unless the Ingress says "false"; any host with
+        // force-ssl-redirect.
+        let redirect = match options {
+            Some(o) if o.force_ssl_redirect => true,
+            Some(o) if o.ssl_redirect == Some(false) => false,
+            _ => state.routes.tls_host(&host),
+        };
+        if !down.tls && redirect {
             return Ok(self.redirect(&host, &path));
         }
-        let matched = state
-            .router
-            .route_on(vhost, &path)
-            .ok_or(Failure::NoRoute)?;
-        cx.ingress = matched
-            .route()
+        let selected = selected.ok_or(Failure::NoRoute)?;
+        if let Some(root) = options.and_then(|o| o.app_root.as_deref())
+            && path.split('?').next() == Some("/")
+        {
+            return Ok(app_root(down, &host, root));
+        }
+        cx.ingress = selected
+            .route
             .map(|r| format!("{}/{}", r.ingress.namespace, r.ingress.name));
-        let key = matched.cluster().ok_or(Failure::NoService)?;
+        let key = selected.backend.cluster().ok_or(Failure::NoService)?;
         let pool = state.pools.get(key).ok_or(Failure::NoService)?;
+        let path = selected.rewritten.clone().unwrap_or(path);
+        let protocol = match options.and_then(|o| o.backend_protocol) {
+            Some(BackendProtocol::HTTP) => Upstream::Http1,
+            Some(BackendProtocol::GRPC | BackendProtocol::H2C) => Upstream::H2c,
+            Some(BackendProtocol::HTTPS | BackendProtocol::GRPCS) => {
+                tracing::warn!(ingress = ?cx.ingress, "backend-protocol HTTPS/GRPCS: TLS to upstreams is not supported yet");
+                return Err(Failure::UpstreamTls);
+            }
+            None => pool.protocol,
+        };
+        let response_timeout = options
+            .and_then(|o| o.proxy_read_timeout_ms)
+            .map_or(self.timeouts.response, Duration::from_millis);
         cx.service = Some(pool.label.clone());
         if pool.endpoints.is_empty() {
             return Err(Failure::NoEndpoint);
@@ -308,7 +341,11 @@ impl Pipeline {
 
         // upstream_request
         let (mut parts, body) = req.into_parts();
-        let max_body = self.timeouts.max_body;
+        let max_body = match options.and_then(|o| o.proxy_body_size) {
+            Some(0) => u64::MAX,
+            Some(limit) => limit,
+            None => self.timeouts.max_body,
+        };
         if body.size_hint().lower() > max_body {
             return Err(Failure::BodyTooLarge);
         }
@@ -344,7 +381,7 @@ impl Pipeline {
             *upstream.method_mut() = parts.method.clone();
             *upstream.uri_mut() = uri;
             *upstream.headers_mut() = parts.headers.clone();
-            let client = match pool.protocol {
+            let client = match protocol {
                 Upstream::Http1 => {
                     *upstream.version_mut() = Version::HTTP_11;
                     &self.client
@@ -354,7 +391,7 @@ impl Pipeline {
                     &self.h2c
                 }
             };
-            match tokio::time::timeout(self.timeouts.response, client.request(upstream)).await {
+            match tokio::time::timeout(response_timeout, client.request(upstream)).await {
                 Ok(Ok(mut response)) => {
                     if let Some(client) = client_upgrade
                         && response.status() == StatusCode::SWITCHING_PROTOCOLS
@@ -403,6 +440,24 @@ impl Pipeline {
         }
         r
     }
+}
+
+/// ingress-nginx's `app-root`: a request for `/` is sent to the application's root with 302.
+fn app_root(down: Downstream, host: &str, root: &str) -> Response<ProxyBody> {
+    let scheme = if down.tls { "https" } else { "http" };
+    let mut r = Response::new(empty());
+    *r.status_mut() = StatusCode::FOUND;
+    if let Ok(v) = HeaderValue::from_str(&format!("{scheme}://{host}{root}")) {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    r
+}
+
+/// A draw for weighted canaries: random enough, no generator state shared between requests.
+fn random() -> u64 {
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(0);
+    h.finish()
 }
 
 /// The Host to route by: HTTP/2's `:authority`, else the Host header.

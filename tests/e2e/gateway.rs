@@ -800,3 +800,112 @@ async fn hundreds_of_changes_under_load_fail_no_request_and_keep_a_tunnel() {
     assert_eq!(&buf, b"still");
     up.stop().await;
 }
+
+fn annotated(name: &str, annotations: &[(&str, &str)], paths: &[(&str, &str, &str)]) -> String {
+    let annotations: String = annotations
+        .iter()
+        .map(|(k, v)| format!("    nginx.ingress.kubernetes.io/{k}: \"{v}\"\n"))
+        .collect();
+    let paths: String = paths
+        .iter()
+        .map(|(path, kind, svc)| {
+            format!(
+                "      - path: \"{path}\"\n        pathType: {kind}\n        backend:\n          service: {{name: {svc}, port: {{number: 80}}}}\n"
+            )
+        })
+        .collect();
+    format!(
+        "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: {name}\n  namespace: shop\n  annotations:\n{annotations}spec:\n  rules:\n  - host: shop.example.com\n    http:\n      paths:\n{paths}"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn annotations_rewrite_redirect_limit_and_split_traffic() {
+    let (web, v2, api) = (
+        backend("web").await,
+        backend("web-v2").await,
+        backend("api").await,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let main = annotated(
+        "shop",
+        &[("app-root", "/store"), ("proxy-body-size", "1k"), ("ssl-redirect", "false")],
+        &[("/", "Prefix", "web")],
+    )
+    .replace("spec:\n", "  creationTimestamp: \"2026-01-01T00:00:00Z\"\nspec:\n  tls:\n  - hosts: [shop.example.com]\n    secretName: shop-tls\n");
+    let api_ingress = annotated(
+        "api",
+        // ssl-redirect is the Ingress's own: without it the TLS host's paths redirect.
+        &[("rewrite-target", "/$2"), ("ssl-redirect", "false")],
+        &[("/api(/|$)(.*)", "ImplementationSpecific", "api")],
+    );
+    let canary = annotated(
+        "shop-canary",
+        &[
+            ("canary", "true"),
+            ("canary-by-header", "X-Canary"),
+            ("canary-weight", "0"),
+        ],
+        &[("/", "Prefix", "web-v2")],
+    );
+    let cert = rcgen::generate_simple_self_signed(vec!["shop.example.com".to_owned()]).unwrap();
+    let up = up_with(
+        dir.path(),
+        &[
+            ("web.yaml", service("web", &[web.addr.port()])),
+            ("v2.yaml", service("web-v2", &[v2.addr.port()])),
+            ("api.yaml", service("api", &[api.addr.port()])),
+            ("tls.yaml", secret(&cert)),
+            ("main.yaml", main),
+            ("api-ingress.yaml", api_ingress),
+            ("canary.yaml", canary),
+        ],
+    )
+    .await;
+
+    // rewrite-target with a capture group; the query stays.
+    let (status, body) = get(up.http, "shop.example.com", "/api/orders/7?full=1").await;
+    assert_eq!(status, 200, "{body}");
+    let reply: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(reply["name"], "api");
+    assert_eq!(reply["path"], "/orders/7");
+    assert_eq!(reply["query"], "full=1");
+
+    // ssl-redirect "false": a TLS host served over plain HTTP; app-root sends / to /store.
+    let stream = TcpStream::connect(up.http).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let res = sender
+        .send_request(request("shop.example.com", "/"))
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 302);
+    assert_eq!(res.headers()["location"], "http://shop.example.com/store");
+    let (status, body) = get(up.http, "shop.example.com", "/store").await;
+    assert_eq!((status, served_by(&body).as_str()), (200, "web"));
+
+    // The canary by header; weight 0 otherwise.
+    let stream = TcpStream::connect(up.http).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let req = Request::get("/store")
+        .header("host", "shop.example.com")
+        .header("x-canary", "always")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let (_, body) = text(sender.send_request(req).await.unwrap()).await;
+    assert_eq!(served_by(&body), "web-v2");
+
+    // proxy-body-size 1k: a 2 KiB body is refused.
+    let post = format!(
+        "POST /store HTTP/1.1\r\nHost: shop.example.com\r\nContent-Length: 2048\r\n\r\n{}",
+        "a".repeat(2048)
+    );
+    let reply = raw(up.http, post.as_bytes()).await;
+    assert!(reply.starts_with("HTTP/1.1 413"), "{reply}");
+    up.stop().await;
+}

@@ -1,0 +1,218 @@
+//! Which backend serves a request, and how: the router's answer refined by the Ingress
+//! annotations. Regex paths (`use-regex`, `rewrite-target`), canaries, and the options of the
+//! Ingress whose route matched.
+//!
+//! Precedence on a host, as nginx orders the locations ingress-nginx writes: an Exact path
+//! that equals the request path first; then the regex paths, longest written path first, the
+//! first that matches (case-insensitive, anchored at the start); then the longest Prefix path;
+//! then the default backends. A regex route's `rewrite-target` replaces the matched part of
+//! the path (`$1`… are its capture groups); the query is kept.
+//!
+//! A route with a canary sends a request to the canary's backend when its header says so
+//! (`canary-by-header`: equal to `canary-by-header-value`, or `always` when no value is set;
+//! `never` keeps it on the main backend), else when its cookie is `always` (`never` keeps it),
+//! else with probability `weight / weight_total`.
+
+use std::collections::HashMap;
+
+use ferry_model::{Backend, HostMatch, IngressOptions, PathType, Route, Snapshot};
+use ferry_proxy::router::{Router, Target};
+use http::HeaderMap;
+use regex::Regex;
+
+/// The routes of one snapshot, literal and regex, with the Ingress options.
+#[derive(Debug)]
+pub struct Routes {
+    /// Every route whose Ingress does not use regex paths.
+    router: Router,
+    /// Per virtual host: the regex routes, longest written path first.
+    regex: HashMap<HostMatch, Vec<RegexRoute>>,
+    options: Vec<IngressOptions>,
+}
+
+#[derive(Debug)]
+struct RegexRoute {
+    regex: Regex,
+    route: Route,
+}
+
+/// The decision for one request.
+#[derive(Debug)]
+pub struct Selected<'r> {
+    pub backend: &'r Backend,
+    /// The route that matched; none when a default backend serves the request.
+    pub route: Option<&'r Route>,
+    /// The options of the route's Ingress.
+    pub options: Option<&'r IngressOptions>,
+    /// The path and query to send upstream, when `rewrite-target` changed them.
+    pub rewritten: Option<String>,
+    /// The canary's backend was chosen.
+    pub canary: bool,
+}
+
+impl Routes {
+    pub fn compile(snapshot: &Snapshot) -> Routes {
+        let regex_ingress = |route: &Route| {
+            snapshot
+                .ingress_options(&route.ingress)
+                .is_some_and(|o| o.use_regex)
+        };
+        let mut literal = snapshot.clone();
+        let mut regex: HashMap<HostMatch, Vec<RegexRoute>> = HashMap::new();
+        for vh in &mut literal.virtual_hosts {
+            let (with_regex, plain): (Vec<Route>, Vec<Route>) =
+                vh.routes.drain(..).partition(|r| regex_ingress(r));
+            vh.routes = plain;
+            let mut compiled: Vec<RegexRoute> = with_regex
+                .into_iter()
+                .filter_map(|route| {
+                    match Regex::new(&IngressOptions::path_pattern(&route.path)) {
+                        Ok(regex) => Some(RegexRoute { regex, route }),
+                        // The control plane compiled it already: only a hand-written
+                        // snapshot gets here.
+                        Err(e) => {
+                            tracing::warn!(path = %route.path, error = %e, "regex path not served");
+                            None
+                        }
+                    }
+                })
+                .collect();
+            compiled.sort_by(|a, b| b.route.path.len().cmp(&a.route.path.len()));
+            if !compiled.is_empty() {
+                regex.insert(vh.host.clone(), compiled);
+            }
+        }
+        Routes {
+            router: Router::compile(&literal),
+            regex,
+            options: snapshot.ingress_options.clone(),
+        }
+    }
+
+    pub fn version(&self) -> u64 {
+        self.router.version()
+    }
+
+    fn options(&self, route: &Route) -> Option<&IngressOptions> {
+        self.options
+            .binary_search_by(|o| o.ingress.cmp(&route.ingress))
+            .ok()
+            .map(|i| &self.options[i])
+    }
+
+    /// Whether `host` is a TLS host (listed in a `spec.tls` entry).
+    pub fn tls_host(&self, host: &str) -> bool {
+        self.router.virtual_host(host).is_some_and(|h| h.tls())
+    }
+
+    /// The backend for a request; none means 404. `random` is drawn only for a weighted
+    /// canary.
+    pub fn select(
+        &self,
+        host: &str,
+        path_and_query: &str,
+        headers: &HeaderMap,
+        random: impl FnOnce() -> u64,
+    ) -> Option<Selected<'_>> {
+        let vhost = self.router.virtual_host(host);
+        let literal = self.router.route_on(vhost, path_and_query);
+        let exact = literal
+            .as_ref()
+            .and_then(|m| m.route())
+            .is_some_and(|r| r.path_type == PathType::Exact);
+        let (path, query) = match path_and_query.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (path_and_query, None),
+        };
+        let regex_hit = if exact {
+            None
+        } else {
+            vhost
+                .and_then(|h| self.regex.get(h.host()))
+                .and_then(|list| list.iter().find(|r| r.regex.is_match(path)))
+        };
+        let (route, backend, rewritten) = match (regex_hit, literal) {
+            (Some(hit), _) => {
+                let rewritten = self
+                    .options(&hit.route)
+                    .and_then(|o| o.rewrite_target.as_deref())
+                    .map(|target| {
+                        let mut out = hit.regex.replacen(path, 1, target).into_owned();
+                        if !out.starts_with('/') {
+                            out.insert(0, '/');
+                        }
+                        if let Some(q) = query {
+                            out.push('?');
+                            out.push_str(q);
+                        }
+                        out
+                    });
+                (Some(&hit.route), &hit.route.backend, rewritten)
+            }
+            (None, Some(m)) => match m.target {
+                Target::Route(r) => (Some(r), &r.backend, None),
+                Target::HostDefault(b) | Target::Default(b) => (None, b, None),
+            },
+            (None, None) => return None,
+        };
+        let options = route.and_then(|r| self.options(r));
+        let (backend, canary) = match route.and_then(|r| r.canary.as_ref()) {
+            Some(c) if canary_chosen(c, headers, random) => (&c.backend, true),
+            _ => (backend, false),
+        };
+        Some(Selected {
+            backend,
+            route,
+            options,
+            rewritten,
+            canary,
+        })
+    }
+}
+
+/// ingress-nginx's order: header, then cookie, then weight.
+fn canary_chosen(
+    canary: &ferry_model::Canary,
+    headers: &HeaderMap,
+    random: impl FnOnce() -> u64,
+) -> bool {
+    if let Some(name) = &canary.by_header
+        && let Some(value) = headers.get(name.as_str()).and_then(|v| v.to_str().ok())
+    {
+        match &canary.by_header_value {
+            Some(want) => {
+                if value == want {
+                    return true;
+                }
+            }
+            None if value == "always" => return true,
+            None if value == "never" => return false,
+            None => {}
+        }
+    }
+    if let Some(name) = &canary.by_cookie {
+        match cookie(headers, name) {
+            Some("always") => return true,
+            Some("never") => return false,
+            _ => {}
+        }
+    }
+    canary.weight > 0
+        && canary.weight_total > 0
+        && random() % u64::from(canary.weight_total) < u64::from(canary.weight)
+}
+
+/// A cookie's value from the request's Cookie headers.
+pub fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+#[cfg(test)]
+mod tests;

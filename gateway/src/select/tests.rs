@@ -1,0 +1,156 @@
+use ferry_model::{Backend, Snapshot};
+use http::{HeaderMap, HeaderValue};
+
+use super::{Routes, cookie};
+
+/// The control plane's annotations fixture: regex paths with a rewrite, a canary, options.
+fn routes() -> Routes {
+    let mut json: serde_json::Value = serde_json::from_str(include_str!(
+        "../../../control/fixtures/annotations.golden.json"
+    ))
+    .unwrap();
+    // The golden file holds the snapshot (without a version) and the warnings.
+    let mut json = json["snapshot"].take();
+    json["version"] = 1.into();
+    let snapshot: Snapshot = serde_json::from_value(json).unwrap();
+    Routes::compile(&snapshot)
+}
+
+fn service(b: &Backend) -> &str {
+    match b {
+        Backend::Service { name, .. } => name,
+        Backend::Resource { name, .. } => name,
+    }
+}
+
+fn no_headers() -> HeaderMap {
+    HeaderMap::new()
+}
+
+#[test]
+fn regex_routes_match_case_insensitively_and_rewrite_keeping_the_query() {
+    let r = routes();
+    let s = r
+        .select(
+            "shop.example.com",
+            "/API/orders/7?full=1",
+            &no_headers(),
+            || 99,
+        )
+        .unwrap();
+    assert_eq!(service(s.backend), "api");
+    assert_eq!(s.rewritten.as_deref(), Some("/orders/7?full=1"));
+    let s = r
+        .select("shop.example.com", "/api", &no_headers(), || 99)
+        .unwrap();
+    assert_eq!(
+        s.rewritten.as_deref(),
+        Some("/"),
+        "an empty rewrite is the root"
+    );
+    // Not under /api: the Prefix routes.
+    let s = r
+        .select("shop.example.com", "/apix", &no_headers(), || 99)
+        .unwrap();
+    assert_eq!(service(s.backend), "web");
+    assert_eq!(s.rewritten, None);
+}
+
+#[test]
+fn options_come_from_the_ingress_of_the_matched_route() {
+    let r = routes();
+    let s = r
+        .select("shop.example.com", "/anything", &no_headers(), || 99)
+        .unwrap();
+    let o = s.options.unwrap();
+    assert_eq!(o.proxy_body_size, Some(16 * 1024 * 1024), "ferry.dev/ wins");
+    assert_eq!(o.app_root.as_deref(), Some("/store"));
+    assert_eq!(o.ssl_redirect, Some(false));
+    let s = r
+        .select("shop.example.com", "/api/x", &no_headers(), || 99)
+        .unwrap();
+    assert!(s.options.unwrap().force_ssl_redirect);
+    assert!(
+        !r.tls_host("shop.example.com"),
+        "the fixture has no tls entry"
+    );
+}
+
+#[test]
+fn exact_beats_regex_beats_prefix() {
+    let r = routes();
+    let s = r
+        .select("shop.example.com", "/cart", &no_headers(), || 99)
+        .unwrap();
+    assert_eq!(s.route.unwrap().path, "/cart");
+    assert_eq!(s.rewritten, None);
+}
+
+#[test]
+fn canary_by_header_then_cookie_then_weight() {
+    let r = routes();
+    let mut h = HeaderMap::new();
+    h.insert("x-canary", HeaderValue::from_static("v2"));
+    let s = r.select("shop.example.com", "/", &h, || 99).unwrap();
+    assert!(s.canary);
+    assert_eq!(service(s.backend), "web-v2");
+
+    let mut h = HeaderMap::new();
+    h.insert("x-canary", HeaderValue::from_static("v1"));
+    h.insert(
+        "cookie",
+        HeaderValue::from_static("a=1; shop-canary=always"),
+    );
+    assert!(
+        r.select("shop.example.com", "/", &h, || 99).unwrap().canary,
+        "the cookie decides"
+    );
+
+    let mut h = HeaderMap::new();
+    h.insert("cookie", HeaderValue::from_static("shop-canary=never"));
+    assert!(
+        !r.select("shop.example.com", "/", &h, || 0).unwrap().canary,
+        "never beats weight"
+    );
+
+    // Weight 10 of 100: draws below 10 go to the canary.
+    assert!(
+        r.select("shop.example.com", "/", &no_headers(), || 9)
+            .unwrap()
+            .canary
+    );
+    assert!(
+        !r.select("shop.example.com", "/", &no_headers(), || 10)
+            .unwrap()
+            .canary
+    );
+    assert!(
+        !r.select("shop.example.com", "/", &no_headers(), || 110)
+            .unwrap()
+            .canary
+    );
+    assert!(
+        r.select("shop.example.com", "/", &no_headers(), || 105)
+            .unwrap()
+            .canary
+    );
+}
+
+#[test]
+fn unknown_hosts_and_paths() {
+    let r = routes();
+    assert!(
+        r.select("nope.example.com", "/", &no_headers(), || 0)
+            .is_none()
+    );
+}
+
+#[test]
+fn cookies_are_read_from_every_cookie_header() {
+    let mut h = HeaderMap::new();
+    h.append("cookie", HeaderValue::from_static("a=1; b=2"));
+    h.append("cookie", HeaderValue::from_static("c=3"));
+    assert_eq!(cookie(&h, "b"), Some("2"));
+    assert_eq!(cookie(&h, "c"), Some("3"));
+    assert_eq!(cookie(&h, "d"), None);
+}
