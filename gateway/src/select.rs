@@ -77,7 +77,7 @@ impl Routes {
                     }
                 })
                 .collect();
-            compiled.sort_by(|a, b| b.route.path.len().cmp(&a.route.path.len()));
+            compiled.sort_by_key(|r| std::cmp::Reverse(r.route.path.len()));
             if !compiled.is_empty() {
                 regex.insert(vh.host.clone(), compiled);
             }
@@ -180,11 +180,8 @@ fn canary_chosen(
         && let Some(value) = headers.get(name.as_str()).and_then(|v| v.to_str().ok())
     {
         match &canary.by_header_value {
-            Some(want) => {
-                if value == want {
-                    return true;
-                }
-            }
+            Some(want) if value == want => return true,
+            Some(_) => {}
             None if value == "always" => return true,
             None if value == "never" => return false,
             None => {}
