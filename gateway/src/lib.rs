@@ -94,7 +94,7 @@ impl Gateway {
             &fake,
         )));
         let tls_config = Arc::new(tls::server_config(resolver.clone()).map_err(Error::Tls)?);
-        let state = Arc::new(ArcSwap::from_pointee(Compiled::compile(&snapshot)));
+        let state = Arc::new(ArcSwap::from_pointee(Compiled::compile(&snapshot, None)));
         subscription.served(snapshot.version);
         let pipeline = Arc::new(Pipeline::new(
             state.clone(),
@@ -160,7 +160,8 @@ impl Gateway {
                 changed = subscription.changed() => {
                     let Some(snapshot) = changed else { break };
                     resolver.swap(CertIndex::compile(&snapshot.certificates, &fake));
-                    state.store(Arc::new(Compiled::compile(&snapshot)));
+                    let next = Compiled::compile(&snapshot, Some(&state.load()));
+                    state.store(Arc::new(next));
                     subscription.served(snapshot.version);
                     tracing::debug!(version = snapshot.version, "gateway serves a new snapshot");
                 }

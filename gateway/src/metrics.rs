@@ -46,6 +46,7 @@ pub struct Metrics {
     duration: Family<ServiceLabels, Histogram, fn() -> Histogram>,
     connect_errors: Counter,
     retries: Counter,
+    ejections: Counter,
     pub(crate) connections: Gauge,
     pub(crate) tls_handshake_failures: Counter,
 }
@@ -60,6 +61,7 @@ impl Metrics {
             }),
             connect_errors: Counter::default(),
             retries: Counter::default(),
+            ejections: Counter::default(),
             connections: Gauge::default(),
             tls_handshake_failures: Counter::default(),
         };
@@ -83,6 +85,11 @@ impl Metrics {
             "retries",
             "Requests tried again on another endpoint",
             m.retries.clone(),
+        );
+        r.register(
+            "ejections",
+            "Endpoints ejected by passive health (failing in a row)",
+            m.ejections.clone(),
         );
         r.register(
             "connections",
@@ -115,6 +122,10 @@ impl Metrics {
 
     pub(crate) fn connect_error(&self) {
         self.connect_errors.inc();
+    }
+
+    pub(crate) fn ejection(&self) {
+        self.ejections.inc();
     }
 
     pub(crate) fn retry(&self) {

@@ -11,19 +11,22 @@
 //! body names which, never an internal detail. A request with no body and an idempotent method is
 //! tried on the next endpoint when the connection to one fails.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, Hasher};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use ferry_model::BackendProtocol;
+use ferry_model::{BackendProtocol, CookieAffinity, SessionAffinity};
 use ferry_model::{ClusterKey, Snapshot};
+use ferry_proxy::balancer::{affinity_key, client_ip_key};
+use ferry_proxy::health::Transition;
+use ferry_proxy::{Balancer, BalancerConfig, Outcome, Policy};
 
-use crate::select::Routes;
+use crate::select::{self, Routes};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::combinators::BoxBody;
@@ -77,9 +80,10 @@ pub struct Compiled {
 struct Pool {
     /// `namespace/service:port`, for metrics and the access log.
     label: Arc<str>,
-    endpoints: Vec<SocketAddr>,
-    next: AtomicUsize,
+    balancer: Balancer,
     protocol: Upstream,
+    /// The Service's `sessionAffinity: ClientIP`.
+    client_ip_affinity: bool,
 }
 
 /// How the gateway speaks to a cluster's endpoints.
@@ -102,22 +106,56 @@ impl Upstream {
 }
 
 impl Compiled {
-    pub fn compile(snapshot: &Snapshot) -> Compiled {
+    /// Compiles `snapshot`; the balancers of `previous` carry their endpoints' latency,
+    /// in-flight counts and ejections over to the endpoints that remain.
+    pub fn compile(snapshot: &Snapshot, previous: Option<&Compiled>) -> Compiled {
+        let now = Instant::now();
+        // Clusters some Ingress reaches with cookie affinity hash by the cookie.
+        let cookie_clusters: HashSet<&ClusterKey> = snapshot
+            .virtual_hosts
+            .iter()
+            .flat_map(|vh| &vh.routes)
+            .filter(|r| {
+                snapshot
+                    .ingress_options(&r.ingress)
+                    .is_some_and(|o| o.affinity.is_some())
+            })
+            .flat_map(|r| {
+                std::iter::once(r.backend.cluster()).chain(std::iter::once(
+                    r.canary.as_ref().and_then(|c| c.backend.cluster()),
+                ))
+            })
+            .flatten()
+            .collect();
         let pools = snapshot
             .clusters
             .iter()
             .map(|c| {
-                let endpoints = c
+                let endpoints: Vec<SocketAddr> = c
                     .ready_endpoints()
                     .map(|e| SocketAddr::new(e.address, e.port))
                     .collect();
+                let client_ip_affinity =
+                    matches!(c.session_affinity, SessionAffinity::ClientIP { .. });
+                let config = BalancerConfig {
+                    policy: if client_ip_affinity || cookie_clusters.contains(&c.key) {
+                        Policy::ConsistentHash
+                    } else {
+                        Policy::P2cPeakEwma
+                    },
+                    ..BalancerConfig::default()
+                };
+                let balancer = match previous.and_then(|p| p.pools.get(&c.key)) {
+                    Some(prev) => prev.balancer.update(&endpoints, &config, now),
+                    None => Balancer::new(&endpoints, &config, now),
+                };
                 (
                     c.key.clone(),
                     Pool {
                         label: Arc::from(c.key.to_string()),
-                        endpoints,
-                        next: AtomicUsize::new(0),
+                        balancer,
                         protocol: Upstream::from_app_protocol(c.app_protocol.as_deref()),
+                        client_ip_affinity,
                     },
                 )
             })
@@ -335,7 +373,7 @@ impl Pipeline {
             .and_then(|o| o.proxy_read_timeout_ms)
             .map_or(self.timeouts.response, Duration::from_millis);
         cx.service = Some(pool.label.clone());
-        if pool.endpoints.is_empty() {
+        if pool.balancer.is_empty() {
             return Err(Failure::NoEndpoint);
         }
 
@@ -349,7 +387,9 @@ impl Pipeline {
         if body.size_hint().lower() > max_body {
             return Err(Failure::BodyTooLarge);
         }
-        let retryable = is_idempotent(&parts.method) && body.is_end_stream();
+        // Only a request without a body can be sent again: the first attempt consumed it.
+        let replayable = body.is_end_stream();
+        let idempotent = is_idempotent(&parts.method);
         cx.request_id = forwarding_headers(&mut parts.headers, &host, down, &self.request_ids);
         if let Some(protocol) = &upgrade {
             parts
@@ -357,19 +397,34 @@ impl Pipeline {
                 .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
             parts.headers.insert(header::UPGRADE, protocol.clone());
         }
-        let attempts = if retryable {
-            pool.endpoints.len().min(3)
-        } else {
-            1
+        // Session affinity: the Ingress's cookie (set on the first answer), else the Service's
+        // ClientIP; both hash onto the cluster's ring.
+        let mut set_cookie = None;
+        let key = match options.and_then(|o| o.affinity.as_ref()) {
+            Some(affinity) => Some(match select::cookie(&parts.headers, &affinity.name) {
+                Some(value) => affinity_key(value.as_bytes()),
+                None => {
+                    let value = format!("{:016x}", random());
+                    let route_path = selected.route.map_or("/", |r| r.path.as_str());
+                    set_cookie = Some(affinity_cookie(affinity, &value, route_path));
+                    affinity_key(value.as_bytes())
+                }
+            }),
+            None if pool.client_ip_affinity => Some(client_ip_key(down.peer.ip())),
+            None => None,
         };
+        pool.balancer.retry_budget().deposit(Instant::now());
         // A body without a declared length is cut off at the limit while it streams.
         let limited = usize::try_from(max_body).unwrap_or(usize::MAX);
         let mut body = Some(Limited::new(body, limited).boxed());
-        let mut last = Failure::Connect;
-        for _ in 0..attempts {
-            // pick_endpoint
-            let n = pool.next.fetch_add(1, Ordering::Relaxed);
-            let endpoint = pool.endpoints[n % pool.endpoints.len()];
+        let mut tried: Vec<SocketAddr> = Vec::new();
+        let mut last = Failure::NoEndpoint;
+        loop {
+            // pick_endpoint: never one this request already tried.
+            let Some(pick) = pool.balancer.pick(key, &tried, Instant::now()) else {
+                return Err(last);
+            };
+            let endpoint = pick.addr();
             cx.endpoint = Some(endpoint);
             let uri = Uri::builder()
                 .scheme("http")
@@ -391,8 +446,34 @@ impl Pipeline {
                     &self.h2c
                 }
             };
-            match tokio::time::timeout(response_timeout, client.request(upstream)).await {
-                Ok(Ok(mut response)) => {
+            let (outcome, result) =
+                match tokio::time::timeout(response_timeout, client.request(upstream)).await {
+                    Ok(Ok(response)) => (
+                        Outcome::from_status(response.status().as_u16()),
+                        Ok(response),
+                    ),
+                    Ok(Err(e)) if e.is_connect() => {
+                        self.metrics.connect_error();
+                        tracing::debug!(%endpoint, error = %e, "upstream connect failed");
+                        (Outcome::ConnectError, Err(Failure::Connect))
+                    }
+                    // The client's body broke the limit: nothing to hold against the endpoint.
+                    Ok(Err(e)) if is_body_limit(&e) => {
+                        drop(pick);
+                        return Err(Failure::BodyTooLarge);
+                    }
+                    Ok(Err(e)) => {
+                        tracing::debug!(%endpoint, error = %e, "upstream failed");
+                        (Outcome::Reset, Err(Failure::Upstream))
+                    }
+                    Err(_) => (Outcome::Timeout, Err(Failure::Timeout)),
+                };
+            if let Transition::Ejected { duration, times } = pick.finish(outcome, Instant::now()) {
+                self.metrics.ejection();
+                tracing::warn!(%endpoint, service = %pool.label, ?duration, times, "endpoint ejected after failing in a row");
+            }
+            match result {
+                Ok(mut response) => {
                     if let Some(client) = client_upgrade
                         && response.status() == StatusCode::SWITCHING_PROTOCOLS
                     {
@@ -400,29 +481,27 @@ impl Pipeline {
                         tokio::spawn(tunnel(client, upstream));
                         return Ok(upgraded(response));
                     }
-                    return Ok(response_filter(response));
+                    let mut response = response_filter(response);
+                    if let Some(cookie) = set_cookie {
+                        response.headers_mut().append(header::SET_COOKIE, cookie);
+                    }
+                    return Ok(response);
                 }
-                Ok(Err(e)) if e.is_connect() => {
-                    self.metrics.connect_error();
-                    tracing::debug!(%endpoint, error = %e, "upstream connect failed");
-                    last = Failure::Connect;
+                Err(failure) => {
+                    tried.push(endpoint);
+                    let again = replayable
+                        && outcome.retry_safe(idempotent)
+                        && tried.len() < MAX_ATTEMPTS
+                        && pool.balancer.retry_budget().try_withdraw(Instant::now());
+                    if !again {
+                        return Err(failure);
+                    }
+                    last = failure;
+                    self.metrics.retry();
+                    cx.retries += 1;
                 }
-                Ok(Err(e)) => {
-                    tracing::debug!(%endpoint, error = %e, "upstream failed");
-                    return Err(if is_body_limit(&e) {
-                        Failure::BodyTooLarge
-                    } else {
-                        Failure::Upstream
-                    });
-                }
-                Err(_) => return Err(Failure::Timeout),
-            }
-            if attempts > 1 {
-                self.metrics.retry();
-                cx.retries += 1;
             }
         }
-        Err(last)
     }
 
     /// ingress-nginx's `ssl-redirect`: 308 keeps the method and body.
@@ -440,6 +519,19 @@ impl Pipeline {
         }
         r
     }
+}
+
+/// A request is tried on at most this many endpoints.
+const MAX_ATTEMPTS: usize = 3;
+
+/// The `Set-Cookie` that pins a client to an endpoint (ingress-nginx's `affinity: cookie`).
+fn affinity_cookie(affinity: &CookieAffinity, value: &str, route_path: &str) -> HeaderValue {
+    let path = affinity.path.as_deref().unwrap_or(route_path);
+    let mut cookie = format!("{}={value}; Path={path}; HttpOnly", affinity.name);
+    if let Some(age) = affinity.max_age_seconds {
+        cookie.push_str(&format!("; Max-Age={age}"));
+    }
+    HeaderValue::from_str(&cookie).unwrap_or_else(|_| HeaderValue::from_static("invalid=1"))
 }
 
 /// ingress-nginx's `app-root`: a request for `/` is sent to the application's root with 302.

@@ -909,3 +909,124 @@ async fn annotations_rewrite_redirect_limit_and_split_traffic() {
     assert!(reply.starts_with("HTTP/1.1 413"), "{reply}");
     up.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_killed_under_load_costs_no_failed_get() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let (a, b) = (backend("a").await, backend("b").await);
+    let dir = tempfile::tempdir().unwrap();
+    let up = up_with(
+        dir.path(),
+        &[
+            ("web.yaml", service("web", &[a.addr.port(), b.addr.port()])),
+            ("ingress.yaml", ingress(&[("/", "web")], false)),
+        ],
+    )
+    .await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let served = Arc::new(AtomicU64::new(0));
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        let (stop, served, addr) = (stop.clone(), served.clone(), up.http);
+        clients.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                // A new connection each time, so every request picks an endpoint afresh.
+                let (status, body) = get(addr, "shop.example.com", "/").await;
+                assert_eq!(status, 200, "{body}");
+                served.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    let before = served.load(Ordering::Relaxed);
+    eventually("traffic flows", || async {
+        (served.load(Ordering::Relaxed) > before + 50).then_some(())
+    })
+    .await;
+    // Kill b: its listener closes, connections to it are refused.
+    drop(b);
+    let killed = served.load(Ordering::Relaxed);
+    eventually("traffic goes on without b", || async {
+        (served.load(Ordering::Relaxed) > killed + 200).then_some(())
+    })
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        c.await.unwrap();
+    }
+    let (_, metrics) = crate::get(up.admin, "/metrics").await;
+    assert!(!metrics.contains("class=\"5xx\""), "{metrics}");
+    up.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cookie_affinity_keeps_a_client_on_one_endpoint() {
+    let (a, b) = (backend("a").await, backend("b").await);
+    let dir = tempfile::tempdir().unwrap();
+    let sticky = annotated(
+        "shop",
+        &[
+            ("affinity", "cookie"),
+            ("session-cookie-name", "route"),
+            ("session-cookie-max-age", "60"),
+        ],
+        &[("/", "Prefix", "web")],
+    );
+    let up = up_with(
+        dir.path(),
+        &[
+            ("web.yaml", service("web", &[a.addr.port(), b.addr.port()])),
+            ("ingress.yaml", sticky),
+        ],
+    )
+    .await;
+    let stream = TcpStream::connect(up.http).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let res = sender
+        .send_request(request("shop.example.com", "/"))
+        .await
+        .unwrap();
+    let set_cookie = res.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(set_cookie.starts_with("route="), "{set_cookie}");
+    assert!(
+        set_cookie.contains("Path=/") && set_cookie.contains("Max-Age=60"),
+        "{set_cookie}"
+    );
+    let cookie = set_cookie.split(';').next().unwrap().to_owned();
+    let first = served_by(&text(res).await.1);
+    for _ in 0..20 {
+        sender.ready().await.unwrap();
+        let req = Request::get("/")
+            .header("host", "shop.example.com")
+            .header("cookie", cookie.as_str())
+            .body(Empty::<Bytes>::new())
+            .unwrap();
+        let res = sender.send_request(req).await.unwrap();
+        assert!(
+            !res.headers().contains_key("set-cookie"),
+            "the cookie is set once"
+        );
+        assert_eq!(
+            served_by(&text(res).await.1),
+            first,
+            "the same endpoint every time"
+        );
+    }
+    // Other clients (other cookie values) land on both endpoints: the cookie is what decides.
+    let mut seen = std::collections::HashSet::new();
+    for i in 0..40 {
+        sender.ready().await.unwrap();
+        let req = Request::get("/")
+            .header("host", "shop.example.com")
+            .header("cookie", format!("route=client-{i}"))
+            .body(Empty::<Bytes>::new())
+            .unwrap();
+        seen.insert(served_by(
+            &text(sender.send_request(req).await.unwrap()).await.1,
+        ));
+    }
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    up.stop().await;
+}
