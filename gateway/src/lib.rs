@@ -102,7 +102,8 @@ impl Gateway {
             https_port,
             metrics.clone(),
             config.access_log,
-        ));
+        )
+        .map_err(Error::Tls)?);
         Ok(Gateway {
             http,
             https,

@@ -32,6 +32,7 @@ use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty, Full, LengthLimitError, Limited};
 use hyper::body::{Body, Incoming};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -92,6 +93,10 @@ pub enum Upstream {
     Http1,
     /// HTTP/2 without TLS (prior knowledge): gRPC and h2c services.
     H2c,
+    /// HTTP/1.1 over TLS (`backend-protocol: HTTPS`).
+    Https,
+    /// HTTP/2 over TLS (`backend-protocol: GRPCS`).
+    H2Tls,
 }
 
 impl Upstream {
@@ -187,7 +192,6 @@ pub enum Failure {
     NoRoute,
     NoService,
     NoEndpoint,
-    UpstreamTls,
     Connect,
     Upstream,
     Timeout,
@@ -200,7 +204,7 @@ impl Failure {
             Self::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::NoRoute => StatusCode::NOT_FOUND,
             Self::NoService | Self::NoEndpoint => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Connect | Self::Upstream | Self::UpstreamTls => StatusCode::BAD_GATEWAY,
+            Self::Connect | Self::Upstream => StatusCode::BAD_GATEWAY,
             Self::Timeout => StatusCode::GATEWAY_TIMEOUT,
         }
     }
@@ -213,7 +217,6 @@ impl Failure {
             Self::NoService => "service unavailable: the backend service or port does not exist\n",
             Self::NoEndpoint => "service unavailable: no ready endpoint\n",
             Self::Connect => "bad gateway: the upstream cannot be reached\n",
-            Self::UpstreamTls => "bad gateway: TLS to this upstream is not supported yet\n",
             Self::Upstream => "bad gateway: the upstream failed\n",
             Self::Timeout => "gateway timeout: the upstream did not answer in time\n",
         }
@@ -241,6 +244,8 @@ pub struct Pipeline {
     state: Arc<ArcSwap<Compiled>>,
     client: Client<HttpConnector, ProxyBody>,
     h2c: Client<HttpConnector, ProxyBody>,
+    https: Client<HttpsConnector<HttpConnector>, ProxyBody>,
+    h2_tls: Client<HttpsConnector<HttpConnector>, ProxyBody>,
     timeouts: Timeouts,
     /// Where redirects to HTTPS point.
     https_port: u16,
@@ -271,7 +276,7 @@ impl Pipeline {
         https_port: u16,
         metrics: Metrics,
         access_log: bool,
-    ) -> Self {
+    ) -> Result<Self, String> {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(timeouts.connect));
         connector.set_nodelay(true);
@@ -284,17 +289,44 @@ impl Pipeline {
             .pool_idle_timeout(timeouts.pool_idle)
             .pool_timer(hyper_util::rt::TokioTimer::new())
             .timer(hyper_util::rt::TokioTimer::new())
-            .build(connector);
-        Pipeline {
+            .build(connector.clone());
+        let mut tls_connector = connector;
+        tls_connector.enforce_http(false);
+        let tls = crate::tls::upstream_client_config()?;
+        let https = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(timeouts.pool_idle)
+            .pool_timer(hyper_util::rt::TokioTimer::new())
+            .build(
+                HttpsConnectorBuilder::new()
+                    .with_tls_config(tls.clone())
+                    .https_only()
+                    .enable_http1()
+                    .wrap_connector(tls_connector.clone()),
+            );
+        let h2_tls = Client::builder(TokioExecutor::new())
+            .http2_only(true)
+            .pool_idle_timeout(timeouts.pool_idle)
+            .pool_timer(hyper_util::rt::TokioTimer::new())
+            .timer(hyper_util::rt::TokioTimer::new())
+            .build(
+                HttpsConnectorBuilder::new()
+                    .with_tls_config(tls)
+                    .https_only()
+                    .enable_http2()
+                    .wrap_connector(tls_connector),
+            );
+        Ok(Pipeline {
             state,
             client,
             h2c,
+            https,
+            h2_tls,
             timeouts,
             https_port,
             request_ids: RequestIds::new(),
             metrics,
             access_log,
-        }
+        })
     }
 
     /// Serves one request to its end; then counts it and logs it.
@@ -363,10 +395,8 @@ impl Pipeline {
         let protocol = match options.and_then(|o| o.backend_protocol) {
             Some(BackendProtocol::HTTP) => Upstream::Http1,
             Some(BackendProtocol::GRPC | BackendProtocol::H2C) => Upstream::H2c,
-            Some(BackendProtocol::HTTPS | BackendProtocol::GRPCS) => {
-                tracing::warn!(ingress = ?cx.ingress, "backend-protocol HTTPS/GRPCS: TLS to upstreams is not supported yet");
-                return Err(Failure::UpstreamTls);
-            }
+            Some(BackendProtocol::HTTPS) => Upstream::Https,
+            Some(BackendProtocol::GRPCS) => Upstream::H2Tls,
             None => pool.protocol,
         };
         let response_timeout = options
@@ -426,8 +456,12 @@ impl Pipeline {
             };
             let endpoint = pick.addr();
             cx.endpoint = Some(endpoint);
+            let scheme = match protocol {
+                Upstream::Http1 | Upstream::H2c => "http",
+                Upstream::Https | Upstream::H2Tls => "https",
+            };
             let uri = Uri::builder()
-                .scheme("http")
+                .scheme(scheme)
                 .authority(endpoint.to_string())
                 .path_and_query(path.as_str())
                 .build()
@@ -436,38 +470,37 @@ impl Pipeline {
             *upstream.method_mut() = parts.method.clone();
             *upstream.uri_mut() = uri;
             *upstream.headers_mut() = parts.headers.clone();
-            let client = match protocol {
-                Upstream::Http1 => {
-                    *upstream.version_mut() = Version::HTTP_11;
-                    &self.client
-                }
-                Upstream::H2c => {
-                    *upstream.version_mut() = Version::HTTP_2;
-                    &self.h2c
-                }
+            *upstream.version_mut() = match protocol {
+                Upstream::Http1 | Upstream::Https => Version::HTTP_11,
+                Upstream::H2c | Upstream::H2Tls => Version::HTTP_2,
             };
-            let (outcome, result) =
-                match tokio::time::timeout(response_timeout, client.request(upstream)).await {
-                    Ok(Ok(response)) => (
-                        Outcome::from_status(response.status().as_u16()),
-                        Ok(response),
-                    ),
-                    Ok(Err(e)) if e.is_connect() => {
-                        self.metrics.connect_error();
-                        tracing::debug!(%endpoint, error = %e, "upstream connect failed");
-                        (Outcome::ConnectError, Err(Failure::Connect))
-                    }
-                    // The client's body broke the limit: nothing to hold against the endpoint.
-                    Ok(Err(e)) if is_body_limit(&e) => {
-                        drop(pick);
-                        return Err(Failure::BodyTooLarge);
-                    }
-                    Ok(Err(e)) => {
-                        tracing::debug!(%endpoint, error = %e, "upstream failed");
-                        (Outcome::Reset, Err(Failure::Upstream))
-                    }
-                    Err(_) => (Outcome::Timeout, Err(Failure::Timeout)),
-                };
+            let sent = match protocol {
+                Upstream::Http1 => self.client.request(upstream),
+                Upstream::H2c => self.h2c.request(upstream),
+                Upstream::Https => self.https.request(upstream),
+                Upstream::H2Tls => self.h2_tls.request(upstream),
+            };
+            let (outcome, result) = match tokio::time::timeout(response_timeout, sent).await {
+                Ok(Ok(response)) => (
+                    Outcome::from_status(response.status().as_u16()),
+                    Ok(response),
+                ),
+                Ok(Err(e)) if e.is_connect() => {
+                    self.metrics.connect_error();
+                    tracing::debug!(%endpoint, error = %e, "upstream connect failed");
+                    (Outcome::ConnectError, Err(Failure::Connect))
+                }
+                // The client's body broke the limit: nothing to hold against the endpoint.
+                Ok(Err(e)) if is_body_limit(&e) => {
+                    drop(pick);
+                    return Err(Failure::BodyTooLarge);
+                }
+                Ok(Err(e)) => {
+                    tracing::debug!(%endpoint, error = %e, "upstream failed");
+                    (Outcome::Reset, Err(Failure::Upstream))
+                }
+                Err(_) => (Outcome::Timeout, Err(Failure::Timeout)),
+            };
             if let Transition::Ejected { duration, times } = pick.finish(outcome, Instant::now()) {
                 self.metrics.ejection();
                 tracing::warn!(%endpoint, service = %pool.label, ?duration, times, "endpoint ejected after failing in a row");

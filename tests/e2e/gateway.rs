@@ -1030,3 +1030,71 @@ async fn cookie_affinity_keeps_a_client_on_one_endpoint() {
     assert_eq!(seen.len(), 2, "{seen:?}");
     up.stop().await;
 }
+
+/// An upstream that speaks only TLS (h2 and HTTP/1.1 by ALPN) with a self-signed certificate,
+/// answering with the HTTP version it saw.
+async fn tls_upstream() -> SocketAddr {
+    let cert = rcgen::generate_simple_self_signed(vec!["upstream.local".to_owned()]).unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(cert.signing_key.serialize_der().into());
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.cert.der().clone()], key)
+        .unwrap();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(stream) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let service = hyper::service::service_fn(|req: Request<Incoming>| async move {
+                    let text = format!("tls upstream saw {:?}", req.version());
+                    Ok::<_, std::convert::Infallible>(Response::new(http_body_util::Full::new(
+                        Bytes::from(text),
+                    )))
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backend_protocol_https_and_grpcs_speak_tls_upstream() {
+    let upstream = tls_upstream().await;
+    let dir = tempfile::tempdir().unwrap();
+    let https = annotated(
+        "https",
+        &[("backend-protocol", "HTTPS")],
+        &[("/h1", "Prefix", "secure")],
+    );
+    let grpcs = annotated(
+        "grpcs",
+        &[("backend-protocol", "GRPCS")],
+        &[("/h2", "Prefix", "secure")],
+    );
+    let up = up_with(
+        dir.path(),
+        &[
+            ("secure.yaml", service("secure", &[upstream.port()])),
+            ("https.yaml", https),
+            ("grpcs.yaml", grpcs),
+        ],
+    )
+    .await;
+    let (status, body) = get(up.http, "shop.example.com", "/h1").await;
+    assert_eq!((status, body.as_str()), (200, "tls upstream saw HTTP/1.1"));
+    let (status, body) = get(up.http, "shop.example.com", "/h2").await;
+    assert_eq!((status, body.as_str()), (200, "tls upstream saw HTTP/2.0"));
+    up.stop().await;
+}
