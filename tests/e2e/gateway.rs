@@ -1098,3 +1098,46 @@ async fn backend_protocol_https_and_grpcs_speak_tls_upstream() {
     assert_eq!((status, body.as_str()), (200, "tls upstream saw HTTP/2.0"));
     up.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expect_100_continue_gets_its_interim_answer_then_the_body_goes_through() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let web = backend("web").await;
+    let dir = tempfile::tempdir().unwrap();
+    let up = up_with(
+        dir.path(),
+        &[
+            ("web.yaml", service("web", &[web.addr.port()])),
+            ("ingress.yaml", ingress(&[("/", "web")], false)),
+        ],
+    )
+    .await;
+    let mut stream = TcpStream::connect(up.http).await.unwrap();
+    stream
+        .write_all(b"POST /upload HTTP/1.1\r\nHost: shop.example.com\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+        .await
+        .unwrap();
+    // The client waits for the interim answer before it sends the body.
+    let mut interim = Vec::new();
+    while !interim.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        let n = tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut byte))
+            .await
+            .expect("an interim answer")
+            .unwrap();
+        assert_eq!(n, 1, "closed early: {}", String::from_utf8_lossy(&interim));
+        interim.push(byte[0]);
+    }
+    assert!(
+        interim.starts_with(b"HTTP/1.1 100"),
+        "{}",
+        String::from_utf8_lossy(&interim)
+    );
+    stream.write_all(b"hello").await.unwrap();
+    let mut reply = vec![0u8; 4096];
+    let n = stream.read(&mut reply).await.unwrap();
+    let reply = String::from_utf8_lossy(&reply[..n]);
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert!(reply.contains("\"body_bytes\":5"), "{reply}");
+    up.stop().await;
+}
