@@ -96,14 +96,16 @@ impl Gateway {
         let tls_config = Arc::new(tls::server_config(resolver.clone()).map_err(Error::Tls)?);
         let state = Arc::new(ArcSwap::from_pointee(Compiled::compile(&snapshot, None)));
         subscription.served(snapshot.version);
-        let pipeline = Arc::new(Pipeline::new(
-            state.clone(),
-            config.timeouts,
-            https_port,
-            metrics.clone(),
-            config.access_log,
-        )
-        .map_err(Error::Tls)?);
+        let pipeline = Arc::new(
+            Pipeline::new(
+                state.clone(),
+                config.timeouts,
+                https_port,
+                metrics.clone(),
+                config.access_log,
+            )
+            .map_err(Error::Tls)?,
+        );
         Ok(Gateway {
             http,
             https,
