@@ -18,6 +18,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
 
 use ferry_model::{Protocol, Service, Snapshot};
 use hickory_proto::op::{Message, MessageType, OpCode, Query};
@@ -47,7 +48,47 @@ type Templates = HashMap<Box<[u8]>, Vec<(u16, Box<[u8]>)>>;
 /// The records at one name, in the order `ANY` shows them (A/AAAA first).
 #[derive(Debug, Default)]
 struct Node {
-    records: Vec<Record>,
+    records: Vec<Data>,
+}
+
+/// One record, compact: the owner is its node's name, the TTL the zone's, and names are shared
+/// between the records that point at them. A hickory `Record` (272 bytes, its names inline) is
+/// built only when a query needs one; this keeps the zone at a fraction of the memory.
+#[derive(Clone, Debug)]
+enum Data {
+    A(Ipv4Addr),
+    Aaaa(Ipv6Addr),
+    Srv {
+        weight: u16,
+        port: u16,
+        target: Arc<Name>,
+    },
+    Ptr(Arc<Name>),
+    Cname(Arc<Name>),
+    Txt(&'static str),
+    /// The zone's SOA, at its apex.
+    Soa,
+}
+
+impl Data {
+    fn record_type(&self) -> RecordType {
+        match self {
+            Data::A(_) => RecordType::A,
+            Data::Aaaa(_) => RecordType::AAAA,
+            Data::Srv { .. } => RecordType::SRV,
+            Data::Ptr(_) => RecordType::PTR,
+            Data::Cname(_) => RecordType::CNAME,
+            Data::Txt(_) => RecordType::TXT,
+            Data::Soa => RecordType::SOA,
+        }
+    }
+
+    fn address(ip: IpAddr) -> Data {
+        match ip {
+            IpAddr::V4(v4) => Data::A(v4),
+            IpAddr::V6(v6) => Data::Aaaa(v6),
+        }
+    }
 }
 
 /// What the zone says about a name and type.
@@ -77,7 +118,6 @@ impl ZoneIndex {
         let mut b = Builder {
             domain: domain.trim_end_matches('.').to_ascii_lowercase(),
             origin: origin.clone(),
-            ttl,
             nodes: HashMap::new(),
             ents: HashSet::new(),
         };
@@ -95,13 +135,9 @@ impl ZoneIndex {
                 ttl,
             )),
         );
-        b.add(soa.clone());
+        b.record(&origin, Data::Soa);
         let version = b.name(&format!("dns-version.{}", b.domain))?;
-        b.add(Record::from_rdata(
-            version,
-            ttl,
-            RData::TXT(TXT::new(vec![SCHEMA_VERSION.to_string()])),
-        ));
+        b.record(&version, Data::Txt(SCHEMA_VERSION));
         let svc = b.name(&format!("svc.{}", b.domain))?;
         b.ent(svc);
         let pod_zone = b.name(&format!("pod.{}", b.domain))?;
@@ -136,7 +172,7 @@ impl ZoneIndex {
     fn encode_templates(&self) -> Templates {
         let mut templates = Templates::new();
         for (name, node) in &self.nodes {
-            let mut types: Vec<RecordType> = node.records.iter().map(Record::record_type).collect();
+            let mut types: Vec<RecordType> = node.records.iter().map(Data::record_type).collect();
             types.sort_by_key(|t| u16::from(*t));
             types.dedup();
             for qtype in types {
@@ -199,42 +235,33 @@ impl ZoneIndex {
         if in_zone && !self.ready {
             return Lookup::NotReady;
         }
-        let Some(node) = self.nodes.get(name) else {
+        let Some((owner, node)) = self.nodes.get_key_value(name) else {
             if !in_zone {
                 return Lookup::Outside;
             }
             return self.pod(name, qtype);
         };
-        if let Some(cname) = node
-            .records
-            .iter()
-            .find(|r| r.record_type() == RecordType::CNAME)
-            && qtype != RecordType::CNAME
+        if let Some(cname) = node.records.iter().find_map(|d| match d {
+            Data::Cname(target) => Some(target),
+            _ => None,
+        }) && qtype != RecordType::CNAME
         {
-            let target = match &cname.data {
-                RData::CNAME(CNAME(t)) => t.clone(),
-                _ => return Lookup::NoData,
-            };
             return Lookup::Alias {
-                cname: Box::new(cname.clone()),
-                target,
+                cname: Box::new(self.record(owner, &Data::Cname(cname.clone()))),
+                target: (**cname).clone(),
             };
         }
-        let answers: Vec<Record> = if qtype == RecordType::ANY {
-            // RFC 8482: one RRset is enough; the first is the address set where there is one.
-            let first = node.records.first().map(Record::record_type);
-            node.records
-                .iter()
-                .filter(|r| Some(r.record_type()) == first)
-                .cloned()
-                .collect()
-        } else {
-            node.records
-                .iter()
-                .filter(|r| r.record_type() == qtype)
-                .cloned()
-                .collect()
+        // RFC 8482: ANY gets one RRset; the first is the address set where there is one.
+        let wanted = match qtype {
+            RecordType::ANY => node.records.first().map(Data::record_type),
+            other => Some(other),
         };
+        let answers: Vec<Record> = node
+            .records
+            .iter()
+            .filter(|d| Some(d.record_type()) == wanted)
+            .map(|d| self.record(owner, d))
+            .collect();
         if answers.is_empty() {
             return Lookup::NoData;
         }
@@ -250,17 +277,35 @@ impl ZoneIndex {
         let mut out = Vec::new();
         for r in answers {
             if let RData::SRV(srv) = &r.data
-                && let Some(node) = self.nodes.get(&srv.target)
+                && let Some((owner, node)) = self.nodes.get_key_value(&srv.target)
             {
                 out.extend(
                     node.records
                         .iter()
-                        .filter(|r| matches!(r.record_type(), RecordType::A | RecordType::AAAA))
-                        .cloned(),
+                        .filter(|d| matches!(d, Data::A(_) | Data::Aaaa(_)))
+                        .map(|d| self.record(owner, d)),
                 );
             }
         }
         out
+    }
+
+    /// The hickory record for `data` at `owner`.
+    fn record(&self, owner: &Name, data: &Data) -> Record {
+        let rdata = match data {
+            Data::A(v4) => RData::A(A(*v4)),
+            Data::Aaaa(v6) => RData::AAAA(AAAA(*v6)),
+            Data::Srv {
+                weight,
+                port,
+                target,
+            } => RData::SRV(SRV::new(0, *weight, *port, (**target).clone())),
+            Data::Ptr(target) => RData::PTR(PTR((**target).clone())),
+            Data::Cname(target) => RData::CNAME(CNAME((**target).clone())),
+            Data::Txt(text) => RData::TXT(TXT::new(vec![(*text).to_owned()])),
+            Data::Soa => return self.soa.clone(),
+        };
+        Record::from_rdata(owner.clone(), self.soa.ttl, rdata)
     }
 
     /// `<a-b-c-d>.<ns>.pod.<zone>`: the address is in the name (CoreDNS `pods insecure`).
@@ -348,13 +393,6 @@ fn fqdn(name: &str) -> Result<Name, String> {
     Ok(n.to_lowercase())
 }
 
-fn address(ip: IpAddr) -> RData {
-    match ip {
-        IpAddr::V4(v4) => RData::A(A(v4)),
-        IpAddr::V6(v6) => RData::AAAA(AAAA(v6)),
-    }
-}
-
 /// SRV weights as CoreDNS gives them: an equal share of 100 among the targets.
 fn srv_weight(targets: usize) -> u16 {
     u16::try_from(100 / targets.max(1)).unwrap_or(100).max(1)
@@ -363,7 +401,6 @@ fn srv_weight(targets: usize) -> u16 {
 struct Builder {
     domain: String,
     origin: Name,
-    ttl: u32,
     nodes: HashMap<Name, Node>,
     /// Ancestors of stored names: they exist, with no records of their own.
     ents: HashSet<Name>,
@@ -374,24 +411,26 @@ impl Builder {
         fqdn(s).map_err(|e| format!("{s:?}: {e}"))
     }
 
-    fn add(&mut self, record: Record) {
-        if self.origin.zone_of(&record.name) {
-            self.add_ancestors(&record.name);
+    fn record(&mut self, owner: &Name, data: Data) {
+        if self.origin.zone_of(owner) {
+            self.add_ancestors(owner);
         }
-        self.nodes
-            .entry(record.name.clone())
-            .or_default()
-            .records
-            .push(record);
+        match self.nodes.get_mut(owner) {
+            Some(node) => node.records.push(data),
+            None => {
+                self.nodes.insert(
+                    owner.clone(),
+                    Node {
+                        records: vec![data],
+                    },
+                );
+            }
+        }
     }
 
     fn ent(&mut self, name: Name) {
         self.add_ancestors(&name);
         self.ents.insert(name);
-    }
-
-    fn record(&mut self, owner: &Name, data: RData) {
-        self.add(Record::from_rdata(owner.clone(), self.ttl, data));
     }
 
     fn service(&mut self, snapshot: &Snapshot, s: &Service) -> Result<(), String> {
@@ -400,21 +439,27 @@ impl Builder {
         self.ent(base.clone());
         if let Some(external) = &s.external_name {
             let target = fqdn(external).map_err(|e| format!("externalName {external:?}: {e}"))?;
-            self.record(&base, RData::CNAME(CNAME(target)));
+            self.record(&base, Data::Cname(Arc::new(target)));
             return Ok(());
         }
         if s.headless {
             return self.headless(snapshot, s, &base);
         }
+        let shared = Arc::new(base.clone());
         for ip in &s.cluster_ips {
-            self.record(&base, address(*ip));
-            self.record(&Name::from(*ip), RData::PTR(PTR(base.clone())));
+            self.record(&base, Data::address(*ip));
+            self.record(&Name::from(*ip), Data::Ptr(shared.clone()));
         }
         for port in s.ports.iter().filter(|p| !p.name.is_empty()) {
             let owner = self.srv_owner(&port.name, port.protocol, &base)?;
+            let target = shared.clone();
             self.record(
                 &owner,
-                RData::SRV(SRV::new(0, 100, port.port, base.clone())),
+                Data::Srv {
+                    weight: 100,
+                    port: port.port,
+                    target,
+                },
             );
         }
         Ok(())
@@ -426,9 +471,10 @@ impl Builder {
         for ep in &ready {
             let label = ep.hostname.clone().unwrap_or_else(|| dashed(ep.address));
             let host = self.name(&format!("{label}.{base}"))?;
-            self.record(base, address(ep.address));
-            self.record(&host, address(ep.address));
-            self.record(&Name::from(ep.address), RData::PTR(PTR(host.clone())));
+            self.record(base, Data::address(ep.address));
+            self.record(&host, Data::address(ep.address));
+            let host = Arc::new(host);
+            self.record(&Name::from(ep.address), Data::Ptr(host.clone()));
             hosts.insert(ep.address, host);
         }
         for port in s.ports.iter().filter(|p| !p.name.is_empty()) {
@@ -446,8 +492,15 @@ impl Builder {
                 .filter_map(|e| hosts.get(&e.address).map(|h| (e.port, h.clone())))
                 .collect();
             let weight = srv_weight(targets.len());
-            for (port, host) in targets {
-                self.record(&owner, RData::SRV(SRV::new(0, weight, port, host)));
+            for (port, target) in targets {
+                self.record(
+                    &owner,
+                    Data::Srv {
+                        weight,
+                        port,
+                        target,
+                    },
+                );
             }
         }
         Ok(())
