@@ -109,6 +109,31 @@ async fn up_with(dir: &Path, files: &[(&str, String)]) -> Running {
     up
 }
 
+/// `ferry up` with one echo backend, `web`, behind `shop.example.com/` over plain HTTP.
+async fn web_only() -> (Backend, tempfile::TempDir, Running) {
+    let web = backend("web").await;
+    let dir = tempfile::tempdir().unwrap();
+    let up = up_with(
+        dir.path(),
+        &[
+            ("web.yaml", service("web", &[web.addr.port()])),
+            ("ingress.yaml", ingress(&[("/", "web")], false)),
+        ],
+    )
+    .await;
+    (web, dir, up)
+}
+
+/// An HTTP/1.1 keep-alive connection to `addr`.
+async fn h1(addr: SocketAddr) -> hyper::client::conn::http1::SendRequest<Empty<Bytes>> {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    sender
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn routes_by_host_and_path_with_forwarding_headers() {
     let (web, api) = (backend("web").await, backend("api").await);
@@ -309,11 +334,7 @@ async fn tls_by_sni_with_h2_a_default_certificate_and_redirects() {
     assert_eq!(status, 404);
 
     // Plain HTTP to a TLS host: 308 to HTTPS, path and query kept.
-    let stream = TcpStream::connect(up.http).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
+    let mut sender = h1(up.http).await;
     let res = sender
         .send_request(request("shop.example.com", "/cart?id=7"))
         .await
@@ -336,16 +357,7 @@ async fn tls_by_sni_with_h2_a_default_certificate_and_redirects() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h2c_with_prior_knowledge_on_the_plain_port() {
-    let web = backend("web").await;
-    let dir = tempfile::tempdir().unwrap();
-    let up = up_with(
-        dir.path(),
-        &[
-            ("web.yaml", service("web", &[web.addr.port()])),
-            ("ingress.yaml", ingress(&[("/", "web")], false)),
-        ],
-    )
-    .await;
+    let (_web, _dir, up) = web_only().await;
     let stream = TcpStream::connect(up.http).await.unwrap();
     let (mut sender, conn) =
         hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
@@ -375,11 +387,7 @@ async fn a_reload_changes_routes_and_keeps_open_connections() {
         ],
     )
     .await;
-    let stream = TcpStream::connect(up.http).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
+    let mut sender = h1(up.http).await;
     let res = sender
         .send_request(request("shop.example.com", "/v1"))
         .await
@@ -539,16 +547,7 @@ async fn raw(addr: SocketAddr, bytes: &[u8]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn smuggling_and_oversized_requests_are_refused() {
-    let web = backend("web").await;
-    let dir = tempfile::tempdir().unwrap();
-    let up = up_with(
-        dir.path(),
-        &[
-            ("web.yaml", service("web", &[web.addr.port()])),
-            ("ingress.yaml", ingress(&[("/", "web")], false)),
-        ],
-    )
-    .await;
+    let (_web, _dir, up) = web_only().await;
     let head = "POST / HTTP/1.1\r\nHost: shop.example.com\r\n";
     let status = |reply: &str| reply.split(' ').nth(1).unwrap_or("closed").to_owned();
 
@@ -872,11 +871,7 @@ async fn annotations_rewrite_redirect_limit_and_split_traffic() {
     assert_eq!(reply["query"], "full=1");
 
     // ssl-redirect "false": a TLS host served over plain HTTP; app-root sends / to /store.
-    let stream = TcpStream::connect(up.http).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
+    let mut sender = h1(up.http).await;
     let res = sender
         .send_request(request("shop.example.com", "/"))
         .await
@@ -887,11 +882,7 @@ async fn annotations_rewrite_redirect_limit_and_split_traffic() {
     assert_eq!((status, served_by(&body).as_str()), (200, "web"));
 
     // The canary by header; weight 0 otherwise.
-    let stream = TcpStream::connect(up.http).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
+    let mut sender = h1(up.http).await;
     let req = Request::get("/store")
         .header("host", "shop.example.com")
         .header("x-canary", "always")
@@ -979,11 +970,7 @@ async fn cookie_affinity_keeps_a_client_on_one_endpoint() {
         ],
     )
     .await;
-    let stream = TcpStream::connect(up.http).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
+    let mut sender = h1(up.http).await;
     let res = sender
         .send_request(request("shop.example.com", "/"))
         .await
@@ -1102,16 +1089,7 @@ async fn backend_protocol_https_and_grpcs_speak_tls_upstream() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expect_100_continue_gets_its_interim_answer_then_the_body_goes_through() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let web = backend("web").await;
-    let dir = tempfile::tempdir().unwrap();
-    let up = up_with(
-        dir.path(),
-        &[
-            ("web.yaml", service("web", &[web.addr.port()])),
-            ("ingress.yaml", ingress(&[("/", "web")], false)),
-        ],
-    )
-    .await;
+    let (_web, _dir, up) = web_only().await;
     let mut stream = TcpStream::connect(up.http).await.unwrap();
     stream
         .write_all(b"POST /upload HTTP/1.1\r\nHost: shop.example.com\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
