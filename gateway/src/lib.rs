@@ -38,6 +38,8 @@ pub struct Config {
     pub timeouts: Timeouts,
     /// One JSON line per request on stdout (`--access-log`).
     pub access_log: bool,
+    /// Client connections open at once, per listener; more wait in the kernel's accept queue.
+    pub max_connections: usize,
 }
 
 impl Config {
@@ -47,6 +49,7 @@ impl Config {
             https,
             timeouts: Timeouts::default(),
             access_log: false,
+            max_connections: 10_000,
         }
     }
 }
@@ -74,6 +77,7 @@ pub struct Gateway {
     pipeline: Arc<Pipeline>,
     subscription: Subscription,
     metrics: Metrics,
+    max_connections: usize,
 }
 
 impl Gateway {
@@ -116,6 +120,7 @@ impl Gateway {
             pipeline,
             subscription,
             metrics,
+            max_connections: config.max_connections,
         })
     }
 
@@ -142,6 +147,7 @@ impl Gateway {
             pipeline,
             mut subscription,
             metrics,
+            max_connections,
         } = self;
         tracing::info!(http = ?http.local_addr().ok(), https = ?https.local_addr().ok(), "ingress gateway is up");
         let plain = tokio::spawn(listener::serve(
@@ -149,6 +155,7 @@ impl Gateway {
             None,
             pipeline.clone(),
             metrics.clone(),
+            max_connections,
             shutdown.clone(),
         ));
         let secure = tokio::spawn(listener::serve(
@@ -156,6 +163,7 @@ impl Gateway {
             Some(TlsAcceptor::from(tls_config)),
             pipeline,
             metrics,
+            max_connections,
             shutdown.clone(),
         ));
         loop {
@@ -175,3 +183,6 @@ impl Gateway {
         let _ = secure.await;
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -15,6 +15,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
 use crate::metrics::Metrics;
@@ -41,8 +42,10 @@ pub async fn serve(
     tls: Option<TlsAcceptor>,
     pipeline: Arc<Pipeline>,
     metrics: Metrics,
+    max_connections: usize,
     mut shutdown: Shutdown,
 ) {
+    let slots = Arc::new(Semaphore::new(max_connections.max(1)));
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -59,6 +62,14 @@ pub async fn serve(
     let graceful = GracefulShutdown::new();
     let local = listener.local_addr().ok();
     loop {
+        // At the limit, stop accepting: new clients wait in the kernel's queue, not in ours.
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break,
+            },
+            () = shutdown.wait() => break,
+        };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(v) => v,
@@ -90,6 +101,7 @@ pub async fn serve(
                 Some(acceptor) => {
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                         Ok(Ok(stream)) => {
+                            metrics.tls_handshakes.inc();
                             connection(&builder, watcher, stream, pipeline, down).await;
                         }
                         Ok(Err(e)) => {
@@ -103,6 +115,7 @@ pub async fn serve(
                 }
             }
             metrics.connections.dec();
+            drop(slot);
         });
     }
     drop(listener);

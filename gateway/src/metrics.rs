@@ -48,6 +48,7 @@ pub struct Metrics {
     retries: Counter,
     ejections: Counter,
     pub(crate) connections: Gauge,
+    pub(crate) tls_handshakes: Counter,
     pub(crate) tls_handshake_failures: Counter,
 }
 
@@ -63,6 +64,7 @@ impl Metrics {
             retries: Counter::default(),
             ejections: Counter::default(),
             connections: Gauge::default(),
+            tls_handshakes: Counter::default(),
             tls_handshake_failures: Counter::default(),
         };
         let r = registry.sub_registry_with_prefix("ferry_gateway");
@@ -95,6 +97,11 @@ impl Metrics {
             "connections",
             "Client connections open",
             m.connections.clone(),
+        );
+        r.register(
+            "tls_handshakes",
+            "TLS handshakes completed",
+            m.tls_handshakes.clone(),
         );
         r.register(
             "tls_handshake_failures",

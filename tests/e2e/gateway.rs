@@ -180,6 +180,20 @@ async fn routes_by_host_and_path_with_forwarding_headers() {
 
     let (_, body) = get(up.http, "SHOP.example.com:8080", "/").await;
     assert_eq!(served_by(&body), "web", "case and port do not matter");
+
+    // W3C trace context and a client's request id pass through untouched.
+    let mut sender = h1(up.http).await;
+    let traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let req = Request::get("/")
+        .header("host", "shop.example.com")
+        .header("traceparent", traceparent)
+        .header("x-request-id", "client-id-1")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let (_, body) = text(sender.send_request(req).await.unwrap()).await;
+    let reply: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(reply["headers"]["traceparent"], traceparent);
+    assert_eq!(reply["headers"]["x-request-id"], "client-id-1");
     let (status, body) = get(up.http, "shop.example.com", "/apix").await;
     assert_eq!(
         (status, served_by(&body).as_str()),
@@ -327,6 +341,12 @@ async fn tls_by_sni_with_h2_a_default_certificate_and_redirects() {
     let reply: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(reply["headers"]["x-forwarded-proto"], "https");
     assert_eq!(reply["path"], "/cart");
+
+    let (_, metrics) = crate::get(up.admin, "/metrics").await;
+    assert!(
+        metrics.contains("ferry_gateway_tls_handshakes_total 1"),
+        "{metrics}"
+    );
 
     // Another name gets the self-signed default certificate (and no route: 404).
     let (status, _, _, presented) = tls_get(up.https, "unknown.example", None, "/").await;
