@@ -78,3 +78,101 @@ async fn connections_past_the_limit_wait_for_a_free_slot() {
     trigger.trigger();
     running.await.unwrap();
 }
+
+/// A snapshot routing every request to one endpoint.
+fn to(endpoint: std::net::SocketAddr) -> Snapshot {
+    let key = serde_json::json!({"namespace": "t", "service": "slow", "port": 80});
+    serde_json::from_value(serde_json::json!({
+        "version": 1,
+        "services": [{"namespace": "t", "name": "slow", "type": "ClusterIP", "cluster_ips": [],
+            "headless": false,
+            "ports": [{"name": "http", "port": 80, "protocol": "TCP", "target_port": endpoint.port()}],
+            "session_affinity": {"type": "None"}, "publish_not_ready_addresses": false,
+            "endpoints": [{"address": endpoint.ip(), "ready": true, "serving": true, "terminating": false}]}],
+        "clusters": [{"key": key, "port_name": "http", "protocol": "TCP",
+            "session_affinity": {"type": "None"},
+            "endpoints": [{"address": endpoint.ip(), "port": endpoint.port(), "ready": true,
+                "serving": true, "terminating": false}]}],
+        "virtual_hosts": [{"host": "*", "tls": false, "routes": [{"path": "/", "path_type": "Prefix",
+            "backend": {"kind": "Service", "namespace": "t", "name": "slow", "port": 80, "cluster": key},
+            "ingress": {"kind": "Ingress", "namespace": "t", "name": "t"}}]}],
+        "certificates": []
+    }))
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_lets_in_flight_requests_finish_and_takes_no_new_ones() {
+    // An upstream that says when a request arrived and answers once the test lets it.
+    let (release, released) = tokio::sync::oneshot::channel::<()>();
+    let released = std::sync::Arc::new(tokio::sync::Mutex::new(Some(released)));
+    let (arrived_tx, arrived) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let mut arrived = arrived;
+    let upstream = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = upstream.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = upstream.accept().await {
+            let (released, arrived_tx) = (released.clone(), arrived_tx.clone());
+            let service = hyper::service::service_fn(move |_req| {
+                let released = released.clone();
+                let _ = arrived_tx.send(());
+                async move {
+                    if let Some(rx) = released.lock().await.take() {
+                        let _ = rx.await;
+                    }
+                    Ok::<_, std::convert::Infallible>(http::Response::new(Empty::<Bytes>::new()))
+                }
+            });
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service),
+            );
+        }
+    });
+
+    let bus = SnapshotBus::new();
+    let subscription = bus.subscribe("gateway");
+    bus.publish(to(endpoint));
+    let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let gateway = Gateway::build(
+        Config::new(loopback, loopback),
+        subscription,
+        &mut Registry::default(),
+    )
+    .await
+    .unwrap();
+    let addr = gateway.http_addr().unwrap();
+    let (trigger, shutdown) = ferry_runtime::shutdown::channel();
+    let running = tokio::spawn(gateway.run(shutdown));
+
+    let mut sender = connect(addr).await;
+    let in_flight = tokio::spawn(async move { send_get(&mut sender).await });
+    // Once the request is at the upstream, shutdown begins.
+    tokio::time::timeout(Duration::from_secs(10), arrived.recv())
+        .await
+        .expect("the request reaches the upstream");
+    trigger.trigger();
+    // New connections are no longer taken once the listener is closed.
+    let refused = async {
+        loop {
+            if TcpStream::connect(addr).await.is_err() {
+                return;
+            }
+            tokio::task::yield_now().await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), refused)
+        .await
+        .expect("the listener closes at shutdown");
+    // The request in flight still gets its answer.
+    release.send(()).unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(10), in_flight)
+        .await
+        .expect("the in-flight request finishes")
+        .unwrap();
+    assert_eq!(status, 200);
+    tokio::time::timeout(Duration::from_secs(15), running)
+        .await
+        .expect("the gateway stops once drained")
+        .unwrap();
+}
