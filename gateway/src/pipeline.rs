@@ -514,7 +514,7 @@ impl Pipeline {
                         tokio::spawn(tunnel(client, upstream));
                         return Ok(upgraded(response));
                     }
-                    let mut response = response_filter(response);
+                    let mut response = response_filter(response, response_timeout).await;
                     if let Some(cookie) = set_cookie {
                         response.headers_mut().append(header::SET_COOKIE, cookie);
                     }
@@ -722,10 +722,72 @@ async fn tunnel(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnU
     }
 }
 
-fn response_filter(response: Response<Incoming>) -> Response<ProxyBody> {
-    let (mut parts, body) = response.into_parts();
+/// Responses with a declared length up to this wait for their first body frame before the head
+/// is sent, so head and body leave in one write (as nginx's buffering does), instead of the
+/// head alone and the body in a second write and a second trip through the network stack.
+const COALESCE_MAX: u64 = 64 * 1024;
+
+async fn response_filter(response: Response<Incoming>, wait: Duration) -> Response<ProxyBody> {
+    let (mut parts, mut body) = response.into_parts();
     remove_hop_by_hop(&mut parts.headers);
+    // Only for a known, small length: a streamed answer (SSE, gRPC, no length) is never held.
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > 0 && n <= COALESCE_MAX) && !body.is_end_stream() {
+        // Bounded like the head was; a body that does not come streams as it comes after all
+        // (dropping `frame()` unfinished loses nothing).
+        if let Ok(first) = tokio::time::timeout(wait, body.frame()).await {
+            let body = FirstFrame { first, rest: body };
+            return Response::from_parts(parts, body.boxed());
+        }
+    }
     Response::from_parts(parts, body.map_err(BoxError::from).boxed())
+}
+
+/// A body whose first frame was read already (to send it with the head), then the rest.
+#[derive(Debug)]
+struct FirstFrame {
+    first: Option<Result<hyper::body::Frame<Bytes>, hyper::Error>>,
+    rest: Incoming,
+}
+
+impl Body for FirstFrame {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, BoxError>>> {
+        if let Some(first) = self.first.take() {
+            return std::task::Poll::Ready(Some(first.map_err(BoxError::from)));
+        }
+        std::pin::Pin::new(&mut self.rest)
+            .poll_frame(cx)
+            .map_err(BoxError::from)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.first.is_none() && self.rest.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        let mut hint = self.rest.size_hint();
+        if let Some(Ok(frame)) = &self.first
+            && let Some(data) = frame.data_ref()
+        {
+            let n = data.len() as u64;
+            // The upper bound first: a lower bound above the upper one is refused.
+            if let Some(upper) = hint.upper() {
+                hint.set_upper(upper + n);
+            }
+            hint.set_lower(hint.lower() + n);
+        }
+        hint
+    }
 }
 
 /// Whether a failed exchange failed because the request body passed the limit.
