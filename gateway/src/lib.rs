@@ -1,14 +1,11 @@
 //! The ingress gateway: a plain HTTP and a TLS listener in front of the request [`pipeline`].
 //!
-//! Each accepted snapshot compiles into a new [`pipeline::Compiled`] (the router and each
-//! cluster's endpoints) and a new certificate index, both swapped in atomically: a request runs
-//! to its end on the snapshot it started with, a handshake gets the certificates of the newest,
-//! and no connection is closed because the configuration changed.
-//!
-//! Built so far (issue 3): routing with the Ingress semantics of `ferry-proxy`'s router, TLS
-//! 1.2/1.3 with SNI and a default certificate, ALPN h2 and http/1.1, h2c, 308 redirects of TLS
-//! hosts, round-robin over ready endpoints with a retry of idempotent bodiless requests on
-//! connect failure, forwarding headers, the status mapping, streamed bodies, graceful drain.
+//! Each accepted snapshot compiles into a new [`pipeline::Compiled`] (the routes with their
+//! Ingress options, and a balancer per cluster that carries the previous one's endpoint state
+//! over) and a new certificate index, both swapped in atomically: a request runs to its end on
+//! the snapshot it started with, a handshake gets the certificates of the newest, and no
+//! connection is closed because the configuration changed. [`listener`] accepts (TLS with
+//! [`tls`]), [`pipeline`] forwards, [`metrics`] and [`access_log`] observe.
 
 pub mod access_log;
 pub mod listener;

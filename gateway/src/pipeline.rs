@@ -1,15 +1,19 @@
-//! The request path, as a named sequence of steps (Pingora's phases):
+//! The request path, as a named sequence of steps (Pingora's phases), with one [`Context`] per
+//! request for metrics and the access log:
 //!
-//! `request_filter` (a Host to route by) → `route` (the router of the snapshot the request
-//! started on; plain HTTP to a TLS host is redirected) → `pick_endpoint` (round-robin over the
-//! cluster's ready endpoints) → `upstream_request` (hop-by-hop headers out, forwarding headers
-//! in, HTTP/1.1 over a pooled connection, the body streamed) → `response_filter` → the answer.
+//! `request_filter` (a Host to route by) → `route` ([`crate::select`]: the routes and Ingress
+//! options of the snapshot the request started on; redirects to HTTPS and to the app root) →
+//! `pick_endpoint` (`ferry-proxy`'s balancer: P2C over peak-EWMA, or the hash ring for session
+//! affinity; never an endpoint this request already tried) → `upstream_request` (hop-by-hop
+//! headers out, forwarding headers in, HTTP/1.1, h2c or TLS over pooled connections, the body
+//! streamed, the outcome fed back to the endpoint's health) → `response_filter` → the answer.
 //!
 //! Failures map to a status in one place ([`Failure`]): 400 without a Host, 404 with no route,
-//! 503 when the backend's Service or port does not exist or has no ready endpoint, 502 when the
-//! upstream cannot be reached or breaks the protocol, 504 when it does not answer in time. The
-//! body names which, never an internal detail. A request with no body and an idempotent method is
-//! tried on the next endpoint when the connection to one fails.
+//! 413 for a body over the limit, 503 when the backend's Service or port does not exist or has
+//! no ready endpoint, 502 when the upstream cannot be reached or breaks the protocol, 504 when
+//! it does not answer in time. The body names which, never an internal detail. A request
+//! without a body is tried on another endpoint when connecting fails, or for idempotent
+//! methods when the connection is reset, within the cluster's retry budget.
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, Hasher};
