@@ -8,6 +8,7 @@
 //! [`tls`]), [`pipeline`] forwards, [`metrics`] and [`access_log`] observe.
 
 pub mod access_log;
+pub mod connect;
 pub mod listener;
 pub mod metrics;
 pub mod pipeline;

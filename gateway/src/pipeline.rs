@@ -30,7 +30,11 @@ use ferry_proxy::balancer::{affinity_key, client_ip_key};
 use ferry_proxy::health::Transition;
 use ferry_proxy::{Balancer, BalancerConfig, Outcome, Policy};
 
+use crate::connect::{TimedConnector, with_connect_timeout};
 use crate::select::{self, Routes};
+
+/// Plain TCP to upstreams, with the request's connect timeout.
+type Connector = TimedConnector<HttpConnector>;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::combinators::BoxBody;
@@ -246,10 +250,10 @@ impl Failure {
 #[derive(Debug)]
 pub struct Pipeline {
     state: Arc<ArcSwap<Compiled>>,
-    client: Client<HttpConnector, ProxyBody>,
-    h2c: Client<HttpConnector, ProxyBody>,
-    https: Client<HttpsConnector<HttpConnector>, ProxyBody>,
-    h2_tls: Client<HttpsConnector<HttpConnector>, ProxyBody>,
+    client: Client<Connector, ProxyBody>,
+    h2c: Client<Connector, ProxyBody>,
+    https: Client<HttpsConnector<Connector>, ProxyBody>,
+    h2_tls: Client<HttpsConnector<Connector>, ProxyBody>,
     timeouts: Timeouts,
     /// Where redirects to HTTPS point.
     https_port: u16,
@@ -281,9 +285,11 @@ impl Pipeline {
         metrics: Metrics,
         access_log: bool,
     ) -> Result<Self, String> {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(timeouts.connect));
-        connector.set_nodelay(true);
+        let mut http = HttpConnector::new();
+        http.set_nodelay(true);
+        // HTTPS upstreams take URIs of their own scheme; the TLS layer checks what it wraps.
+        http.enforce_http(false);
+        let connector = TimedConnector::new(http, timeouts.connect);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(timeouts.pool_idle)
             .pool_timer(hyper_util::rt::TokioTimer::new())
@@ -294,8 +300,7 @@ impl Pipeline {
             .pool_timer(hyper_util::rt::TokioTimer::new())
             .timer(hyper_util::rt::TokioTimer::new())
             .build(connector.clone());
-        let mut tls_connector = connector;
-        tls_connector.enforce_http(false);
+        let tls_connector = connector;
         let tls = crate::tls::upstream_client_config()?;
         let https = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(timeouts.pool_idle)
@@ -406,6 +411,9 @@ impl Pipeline {
         let response_timeout = options
             .and_then(|o| o.proxy_read_timeout_ms)
             .map_or(self.timeouts.response, Duration::from_millis);
+        let connect_timeout = options
+            .and_then(|o| o.proxy_connect_timeout_ms)
+            .map_or(self.timeouts.connect, Duration::from_millis);
         cx.service = Some(pool.label.clone());
         if pool.balancer.is_empty() {
             return Err(Failure::NoEndpoint);
@@ -478,12 +486,15 @@ impl Pipeline {
                 Upstream::Http1 | Upstream::Https => Version::HTTP_11,
                 Upstream::H2c | Upstream::H2Tls => Version::HTTP_2,
             };
-            let sent = match protocol {
-                Upstream::Http1 => self.client.request(upstream),
-                Upstream::H2c => self.h2c.request(upstream),
-                Upstream::Https => self.https.request(upstream),
-                Upstream::H2Tls => self.h2_tls.request(upstream),
-            };
+            // The connection attempt starts inside this scope, so it gets the request's limit.
+            let sent = with_connect_timeout(connect_timeout, async {
+                match protocol {
+                    Upstream::Http1 => self.client.request(upstream).await,
+                    Upstream::H2c => self.h2c.request(upstream).await,
+                    Upstream::Https => self.https.request(upstream).await,
+                    Upstream::H2Tls => self.h2_tls.request(upstream).await,
+                }
+            });
             let (outcome, result) = match tokio::time::timeout(response_timeout, sent).await {
                 Ok(Ok(response)) => (
                     Outcome::from_status(response.status().as_u16()),
