@@ -13,6 +13,7 @@ pub mod listener;
 pub mod metrics;
 pub mod pipeline;
 pub mod select;
+pub mod send_timeout;
 pub mod tls;
 
 use std::net::SocketAddr;

@@ -32,6 +32,7 @@ use ferry_proxy::{Balancer, BalancerConfig, Outcome, Policy};
 
 use crate::connect::{TimedConnector, with_connect_timeout};
 use crate::select::{self, Routes};
+use crate::send_timeout;
 
 /// Plain TCP to upstreams, with the request's connect timeout.
 type Connector = TimedConnector<HttpConnector>;
@@ -458,7 +459,22 @@ impl Pipeline {
         pool.balancer.retry_budget().deposit(Instant::now());
         // A body without a declared length is cut off at the limit while it streams.
         let limited = usize::try_from(max_body).unwrap_or(usize::MAX);
-        let mut body = Some(Limited::new(body, limited).boxed());
+        // proxy-send-timeout: the upstream must keep taking the body.
+        let send_timeout = options
+            .and_then(|o| o.proxy_send_timeout_ms)
+            .filter(|_| !replayable)
+            .map(Duration::from_millis);
+        let progress = send_timeout.map(|_| send_timeout::Progress::new());
+        let limited = Limited::new(body, limited);
+        let mut held = None;
+        let mut body = Some(match &progress {
+            Some(progress) => {
+                let watched = send_timeout::Watched::new(limited, progress.clone());
+                held = Some(watched.slot());
+                watched.boxed()
+            }
+            None => limited.boxed(),
+        });
         let mut tried: Vec<SocketAddr> = Vec::new();
         let mut last = Failure::NoEndpoint;
         loop {
@@ -495,7 +511,28 @@ impl Pipeline {
                     Upstream::H2Tls => self.h2_tls.request(upstream).await,
                 }
             });
-            let (outcome, result) = match tokio::time::timeout(response_timeout, sent).await {
+            let watchdog = async {
+                match (&progress, send_timeout) {
+                    (Some(progress), Some(limit)) => {
+                        send_timeout::stalled(progress.clone(), limit).await;
+                    }
+                    _ => std::future::pending().await,
+                }
+            };
+            // The answer's head within the read timeout, the body taken within the send
+            // timeout: either running out is a 504.
+            let waited: Result<_, ()> = tokio::select! {
+                answered = tokio::time::timeout(response_timeout, sent) => answered.map_err(|_| ()),
+                () = watchdog => {
+                    // Release the client's body: the stuck upstream connection keeps only
+                    // an empty wrapper.
+                    if let Some(slot) = &held {
+                        send_timeout::abandon(slot);
+                    }
+                    Err(())
+                }
+            };
+            let (outcome, result) = match waited {
                 Ok(Ok(response)) => (
                     Outcome::from_status(response.status().as_u16()),
                     Ok(response),

@@ -1139,3 +1139,66 @@ async fn expect_100_continue_gets_its_interim_answer_then_the_body_goes_through(
     assert!(reply.contains("\"body_bytes\":5"), "{reply}");
     up.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_that_stops_taking_the_body_times_out_with_504() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // An upstream that reads the request head and then never reads again; a small receive
+    // buffer, so the gateway's writes back up soon.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let stuck = socket.listen(16).unwrap();
+    let stuck_addr = stuck.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((mut stream, _)) = stuck.accept().await {
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).await.unwrap_or(0) == 1 {
+                head.push(byte[0]);
+            }
+            held.push(stream);
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let upload = annotated(
+        "upload",
+        &[("proxy-body-size", "0"), ("proxy-send-timeout", "1")],
+        &[("/", "Prefix", "stuck")],
+    );
+    let up = up_with(
+        dir.path(),
+        &[
+            ("stuck.yaml", service("stuck", &[stuck_addr.port()])),
+            ("upload.yaml", upload),
+        ],
+    )
+    .await;
+    let total: usize = 64 * 1024 * 1024;
+    let stream = TcpStream::connect(up.http).await.unwrap();
+    let (mut reader, mut writer) = stream.into_split();
+    let writing = tokio::spawn(async move {
+        let head = format!(
+            "POST /big HTTP/1.1\r\nHost: shop.example.com\r\nContent-Length: {total}\r\n\r\n"
+        );
+        writer.write_all(head.as_bytes()).await?;
+        let chunk = vec![b'a'; 1024 * 1024];
+        for _ in 0..total / chunk.len() {
+            writer.write_all(&chunk).await?;
+        }
+        Ok::<_, std::io::Error>(())
+    });
+    let mut reply = vec![0u8; 512];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(30), reader.read(&mut reply))
+        .await
+        .expect("an answer while the body is stuck")
+        .unwrap();
+    let reply = String::from_utf8_lossy(&reply[..n]);
+    assert!(reply.starts_with("HTTP/1.1 504"), "{reply}");
+    writing.abort();
+    // Closed, so shutdown has no connection to drain.
+    drop(reader);
+    let _ = writing.await;
+    up.stop().await;
+}
