@@ -27,7 +27,7 @@ use ferry_model::{
     SessionAffinity, Snapshot, TargetPort, TargetRef, VirtualHost,
 };
 use k8s_openapi::api::core::v1::Service as K8sService;
-use k8s_openapi::api::networking::v1::{Ingress, IngressBackend};
+use k8s_openapi::api::networking::v1::{HTTPIngressPath, Ingress, IngressBackend};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::endpoints::{self, EndpointSet, PodIndex};
@@ -416,11 +416,7 @@ fn ingresses(store: &Store, snapshot: &mut Snapshot, problems: &mut Vec<Problem>
             }
             for (j, p) in rule.http.iter().flat_map(|h| h.paths.iter()).enumerate() {
                 let field = format!("spec.rules[{i}].http.paths[{j}]");
-                let path = p
-                    .path
-                    .clone()
-                    .filter(|p| !p.is_empty())
-                    .unwrap_or_else(|| "/".into());
+                let path = route_path(p);
                 let path_type = path_type(&p.path_type);
                 let key = (host.clone(), path.clone(), path_type.is_exact());
                 if let Some(owner) = taken.get(&key) {
@@ -577,11 +573,7 @@ fn attach_canary(
         let host = HostMatch::parse(rule.host.as_deref().unwrap_or_default());
         for (j, p) in rule.http.iter().flat_map(|h| h.paths.iter()).enumerate() {
             let field = format!("spec.rules[{i}].http.paths[{j}]");
-            let path = p
-                .path
-                .clone()
-                .filter(|p| !p.is_empty())
-                .unwrap_or_else(|| "/".into());
+            let path = route_path(p);
             let path_type = path_type(&p.path_type);
             let main = hosts.get_mut(&host).and_then(|vh| {
                 vh.routes
@@ -678,6 +670,14 @@ fn tls_pair(
             None
         }
     }
+}
+
+/// An Ingress path as routes hold it: as written, `/` when left empty.
+fn route_path(p: &HTTPIngressPath) -> String {
+    p.path
+        .clone()
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| "/".into())
 }
 
 #[cfg(test)]

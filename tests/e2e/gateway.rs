@@ -505,6 +505,29 @@ async fn upgrade_echo() -> SocketAddr {
     addr
 }
 
+/// A WebSocket-style upgrade through the gateway: the 101 checked, the tunnel's bytes.
+async fn open_tunnel(
+    addr: SocketAddr,
+    host: &str,
+    path: &str,
+) -> TokioIo<hyper::upgrade::Upgraded> {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn.with_upgrades());
+    let req = Request::get(path)
+        .header("host", host)
+        .header("connection", "Upgrade")
+        .header("upgrade", "websocket")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let res = sender.send_request(req).await.unwrap();
+    assert_eq!(res.status().as_u16(), 101);
+    assert_eq!(res.headers()["upgrade"], "websocket");
+    TokioIo::new(hyper::upgrade::on(res).await.unwrap())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upgrades_tunnel_both_ways_and_outlive_a_reload() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -518,21 +541,7 @@ async fn upgrades_tunnel_both_ways_and_outlive_a_reload() {
         ],
     )
     .await;
-    let stream = TcpStream::connect(up.http).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .unwrap();
-    tokio::spawn(conn.with_upgrades());
-    let req = Request::get("/chat")
-        .header("host", "shop.example.com")
-        .header("connection", "Upgrade")
-        .header("upgrade", "websocket")
-        .body(Empty::<Bytes>::new())
-        .unwrap();
-    let res = sender.send_request(req).await.unwrap();
-    assert_eq!(res.status().as_u16(), 101);
-    assert_eq!(res.headers()["upgrade"], "websocket");
-    let mut io = TokioIo::new(hyper::upgrade::on(res).await.unwrap());
+    let mut io = open_tunnel(up.http, "shop.example.com", "/chat").await;
     let mut buf = [0u8; 4];
     io.write_all(b"ping").await.unwrap();
     io.read_exact(&mut buf).await.unwrap();
@@ -728,20 +737,7 @@ async fn hundreds_of_changes_under_load_fail_no_request_and_keep_a_tunnel() {
     snapshot.version += 1;
     assert!(up.bus.publish(snapshot.clone()));
     up.wait_version(snapshot.version).await;
-    let stream = TcpStream::connect(up.http).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .unwrap();
-    tokio::spawn(conn.with_upgrades());
-    let req = Request::get("/ws")
-        .header("host", "plain.example.com")
-        .header("connection", "upgrade")
-        .header("upgrade", "websocket")
-        .body(Empty::<Bytes>::new())
-        .unwrap();
-    let res = sender.send_request(req).await.unwrap();
-    assert_eq!(res.status().as_u16(), 101);
-    let mut tunnel = TokioIo::new(hyper::upgrade::on(res).await.unwrap());
+    let mut tunnel = open_tunnel(up.http, "plain.example.com", "/ws").await;
 
     // Clients on keep-alive connections, over TLS (h2) and plain HTTP/1.1, all the while.
     let stop = Arc::new(AtomicBool::new(false));
