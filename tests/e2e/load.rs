@@ -228,18 +228,7 @@ fn open_model_requests_mode_is_exact_too() {
 
 /// A self-signed certificate for `load.test` and a server config offering h2 and HTTP/1.1.
 fn tls_server() -> (Arc<rustls::ServerConfig>, String) {
-    let cert = rcgen::generate_simple_self_signed(vec!["load.test".to_string()]).unwrap();
-    let pem = cert.cert.pem();
-    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(cert.signing_key.serialize_der().into());
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(vec![cert.cert.der().clone()], key)
-        .unwrap();
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    (Arc::new(config), pem)
+    crate::tls_server_config("load.test")
 }
 
 #[test]

@@ -69,6 +69,23 @@ fn loopback() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 0))
 }
 
+/// A server config with a self-signed certificate for `name`, offering h2 and HTTP/1.1 by
+/// ALPN, and the certificate's PEM (for clients that should trust it).
+pub fn tls_server_config(name: &str) -> (std::sync::Arc<rustls::ServerConfig>, String) {
+    let cert = rcgen::generate_simple_self_signed(vec![name.to_owned()]).unwrap();
+    let pem = cert.cert.pem();
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(cert.signing_key.serialize_der().into());
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.cert.der().clone()], key)
+        .unwrap();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    (std::sync::Arc::new(config), pem)
+}
+
 /// `ferry up`'s settings for a test: every listener on 127.0.0.1:0, no DNS upstreams.
 pub fn up_config(paths: Vec<PathBuf>) -> UpConfig {
     UpConfig {
