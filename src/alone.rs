@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 /// The snapshot, published, and what the part registers its metrics into.
 #[derive(Debug)]
 pub struct Alone {
-    bus: SnapshotBus,
+    pub bus: SnapshotBus,
     pub subscription: Subscription,
     pub registry: Registry,
 }
@@ -49,10 +49,5 @@ impl Alone {
         .await?;
         tracing::info!(admin = ?admin.local_addr().ok(), "admin is up");
         Ok(tokio::spawn(admin.run(shutdown)))
-    }
-
-    /// The bus, for the admin server once the part has registered its metrics.
-    pub fn bus(&self) -> SnapshotBus {
-        self.bus.clone()
     }
 }

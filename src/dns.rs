@@ -53,13 +53,11 @@ pub enum Error {
 
 /// Serves the snapshot file's zone until shutdown.
 pub async fn run(config: DnsConfig, shutdown: Shutdown) -> Result<(), Error> {
-    let alone = Alone::load(&config.snapshot, "dns")?;
-    let bus = alone.bus();
     let Alone {
+        bus,
         subscription,
         mut registry,
-        ..
-    } = alone;
+    } = Alone::load(&config.snapshot, "dns")?;
     let dns = Dns::build(config.dns, subscription, &mut registry)?;
     tracing::info!(dns = %dns.local_addr(), "ferry dns is up");
     let admin = Alone::serve_admin(bus, registry, config.admin, shutdown.clone()).await?;

@@ -26,13 +26,11 @@ pub enum Error {
 
 /// Serves the snapshot file's routes until shutdown, then drains.
 pub async fn run(config: GatewayConfig, shutdown: Shutdown) -> Result<(), Error> {
-    let alone = Alone::load(&config.snapshot, "gateway")?;
-    let bus = alone.bus();
     let Alone {
+        bus,
         subscription,
         mut registry,
-        ..
-    } = alone;
+    } = Alone::load(&config.snapshot, "gateway")?;
     let gateway = Gateway::build(config.gateway, subscription, &mut registry).await?;
     tracing::info!(http = ?gateway.http_addr().ok(), https = ?gateway.https_addr().ok(), "ferry gateway is up");
     let admin = Alone::serve_admin(bus, registry, config.admin, shutdown.clone()).await?;
