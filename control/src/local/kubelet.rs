@@ -1,0 +1,351 @@
+//! The kubelet of ferry's local runtime: runs each Pod's containers as host processes, probes
+//! them, restarts them as their restartPolicy says, keeps their logs, reports Kubernetes-shaped
+//! [`PodStatus`] and stops them.
+//!
+//! Whoever decides which Pods should run (the local runtime's loop) calls [`Kubelet::run`] and
+//! [`Kubelet::stop`], watches [`Kubelet::changes`] and reads [`Kubelet::status`]. Each pod is one
+//! task with one supervisor task per container (and one per probe); nothing blocks the runtime
+//! and nothing polls: processes are awaited, probes tick on tokio timers.
+//!
+//! There are no images: a container runs its `command` on the host (the parent's environment
+//! is not inherited, except `PATH` and `HOME` so commands resolve), and the image `ferry/echo`
+//! without a command runs ferry's built-in echo app. Anything else waits with
+//! `ErrImageNeverPull`, as a Kubernetes node told never to pull would.
+//!
+//! It may touch: processes it started (and their process groups), the pod IPs' sockets for
+//! probes. It knows nothing of Deployments, Services or the snapshot.
+
+mod backoff;
+mod container;
+mod env;
+mod logs;
+mod plan;
+mod pod;
+mod probe;
+mod process;
+mod status;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Pod, PodStatus};
+use rustls::ClientConfig;
+use tokio::runtime::Handle;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+pub use logs::Logs;
+pub use plan::echo_argv;
+
+use env::EnvSource;
+use pod::PodEntry;
+use status::RunState;
+
+/// How the kubelet runs pods.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The node's name: `spec.nodeName` for `fieldRef`s.
+    pub node_name: String,
+    /// `status.hostIP`.
+    pub host_ip: IpAddr,
+    /// The `ferry` binary: image `ferry/echo` runs
+    /// `<echo_program> echo --listen <POD_IP>:<port> --name <container name>`.
+    pub echo_program: PathBuf,
+    /// The size of each container's log ring.
+    pub log_limit_bytes: usize,
+    /// The first back-off of a crashing container (after one immediate restart); it doubles.
+    pub backoff_base: Duration,
+    /// The longest back-off.
+    pub backoff_cap: Duration,
+    /// A container that ran this long before it ended restarts without back-off again.
+    pub backoff_reset: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            node_name: "ferry".to_owned(),
+            host_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            echo_program: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("ferry")),
+            log_limit_bytes: 256 * 1024,
+            backoff_base: Duration::from_secs(10),
+            backoff_cap: Duration::from_secs(300),
+            backoff_reset: Duration::from_secs(600),
+        }
+    }
+}
+
+/// Why [`Kubelet::logs`] has no log to give.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum LogsError {
+    #[error("pod {namespace}/{name} not found")]
+    PodNotFound { namespace: String, name: String },
+    #[error("container {container} is not valid for pod {name}; choose one of: [{}]", .choices.join(" "))]
+    ContainerNotFound {
+        name: String,
+        container: String,
+        choices: Vec<String>,
+    },
+    #[error("a container name must be specified for pod {name}, choose one of: [{}]", .choices.join(" "))]
+    ContainerRequired { name: String, choices: Vec<String> },
+}
+
+/// The kubelet. Cheap to clone; every clone is the same kubelet. Needs a tokio runtime.
+#[derive(Clone, Debug)]
+pub struct Kubelet {
+    inner: Arc<Inner>,
+}
+
+/// What every pod's tasks share.
+#[derive(Debug)]
+struct Inner {
+    config: Config,
+    pods: Mutex<HashMap<(String, String), Arc<PodEntry>>>,
+    changes: watch::Sender<u64>,
+    /// The client configuration of HTTPS probes.
+    tls: Option<Arc<ClientConfig>>,
+    /// What passes from ferry's environment into every container's.
+    host_env: Vec<(String, String)>,
+    /// The runtime pods' tasks run on (the one `new` was called on, if any).
+    runtime: Option<Handle>,
+    shut_down: AtomicBool,
+}
+
+impl Inner {
+    fn pods(&self) -> MutexGuard<'_, HashMap<(String, String), Arc<PodEntry>>> {
+        self.pods.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn pod(&self, namespace: &str, name: &str) -> Option<Arc<PodEntry>> {
+        self.pods()
+            .get(&(namespace.to_owned(), name.to_owned()))
+            .cloned()
+    }
+
+    fn changed(&self) {
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Removes the pod, if this very one is still known under its name.
+    fn forget(&self, pod: &Arc<PodEntry>) {
+        let mut pods = self.pods();
+        let key = (pod.namespace.clone(), pod.name.clone());
+        if pods.get(&key).is_some_and(|known| Arc::ptr_eq(known, pod)) {
+            pods.remove(&key);
+        }
+    }
+}
+
+impl Kubelet {
+    pub fn new(config: Config) -> Kubelet {
+        let tls = probe::client_config()
+            .inspect_err(|e| tracing::error!(error = %e, "no TLS client for HTTPS probes"))
+            .ok();
+        let host_env = ["PATH", "HOME"]
+            .into_iter()
+            .filter_map(|k| Some((k.to_owned(), std::env::var(k).ok()?)))
+            .collect();
+        Kubelet {
+            inner: Arc::new(Inner {
+                config,
+                pods: Mutex::new(HashMap::new()),
+                changes: watch::Sender::new(0),
+                tls,
+                host_env,
+                runtime: Handle::try_current().ok(),
+                shut_down: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// Runs the Pod: idempotent for the same namespace, name and uid. A different uid under a
+    /// known name is a new Pod that must wait until the old one was stopped and forgotten; it
+    /// is ignored until then (call again after [`Kubelet::changes`] fires). `ip` is the pod's
+    /// IP (`POD_IP`); `service_env` the Kubernetes service variables, which the container's own
+    /// `env` overrides.
+    pub fn run(&self, pod: &Pod, ip: IpAddr, service_env: Vec<(String, String)>) {
+        let inner = &self.inner;
+        let namespace = pod
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".to_owned());
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        if inner.shut_down.load(Ordering::Acquire) {
+            tracing::warn!(pod = %format!("{namespace}/{name}"), "the kubelet is shut down; not running the pod");
+            return;
+        }
+        let Some(runtime) = inner.runtime.clone().or_else(|| Handle::try_current().ok()) else {
+            tracing::error!(pod = %format!("{namespace}/{name}"), "the kubelet needs a tokio runtime");
+            return;
+        };
+        let spec = pod.spec.clone().unwrap_or_default();
+        let key = (namespace.clone(), name.clone());
+        let entry = {
+            let mut pods = inner.pods();
+            if let Some(known) = pods.get(&key) {
+                if known.uid != uid {
+                    tracing::warn!(pod = %known.describe(), new_uid = %uid, "a new pod under a known name waits until the old one is stopped");
+                }
+                return;
+            }
+            if spec.init_containers.as_ref().is_some_and(|i| !i.is_empty()) {
+                tracing::warn!(pod = %format!("{namespace}/{name}"), "initContainers are not run by ferry's local runtime");
+            }
+            let source = EnvSource {
+                pod,
+                pod_ip: ip,
+                host_ip: inner.config.host_ip,
+                node_name: &inner.config.node_name,
+                service_env: &service_env,
+                host_env: &inner.host_env,
+            };
+            let plans: Vec<_> = spec
+                .containers
+                .iter()
+                .map(|c| plan::plan(&source, c, &inner.config.echo_program))
+                .collect();
+            let entry = Arc::new(PodEntry::new(
+                namespace,
+                name,
+                uid,
+                spec,
+                ip,
+                inner.config.log_limit_bytes,
+            ));
+            pods.insert(key, entry.clone());
+            runtime.spawn(pod::run(inner.clone(), entry.clone(), plans));
+            entry
+        };
+        tracing::debug!(pod = %entry.describe(), %ip, "running");
+        inner.changed();
+    }
+
+    /// Starts the pod's termination: SIGTERM to every container's process, SIGKILL to those
+    /// left after `grace`; no more restarts or probes. Returns at once; once every process has
+    /// exited the pod is forgotten and [`Kubelet::changes`] fires. Stopping again may shorten
+    /// the grace, never lengthen it.
+    pub fn stop(&self, namespace: &str, name: &str, grace: Duration) {
+        if let Some(pod) = self.inner.pod(namespace, name) {
+            pod.stop(Instant::now() + grace);
+        }
+    }
+
+    /// The pod's status as a Kubernetes kubelet reports it; `None` for a pod not known.
+    pub fn status(&self, namespace: &str, name: &str) -> Option<PodStatus> {
+        let pod = self.inner.pod(namespace, name)?;
+        let record = pod.record();
+        Some(status::pod_status(
+            &pod.spec,
+            &record,
+            pod.ip,
+            self.inner.config.host_ip,
+        ))
+    }
+
+    /// The uid of the pod known under this name.
+    pub fn uid(&self, namespace: &str, name: &str) -> Option<String> {
+        Some(self.inner.pod(namespace, name)?.uid.clone())
+    }
+
+    /// Whether the pod is known to the kubelet (running, completed or terminating).
+    pub fn is_running(&self, namespace: &str, name: &str) -> bool {
+        self.inner.pod(namespace, name).is_some()
+    }
+
+    /// Whether the pod was asked to stop and has not been forgotten yet.
+    pub fn is_terminating(&self, namespace: &str, name: &str) -> bool {
+        self.inner
+            .pod(namespace, name)
+            .is_some_and(|p| p.stop.borrow().is_some())
+    }
+
+    /// The pods known, as (namespace, name).
+    pub fn pods(&self) -> Vec<(String, String)> {
+        let mut pods: Vec<_> = self.inner.pods().keys().cloned().collect();
+        pods.sort();
+        pods
+    }
+
+    /// Bumped on every status change of any pod, and when a pod is forgotten.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.inner.changes.subscribe()
+    }
+
+    /// The log of one of the pod's containers; `None` names the only one.
+    pub fn logs(
+        &self,
+        namespace: &str,
+        name: &str,
+        container: Option<&str>,
+    ) -> Result<Logs, LogsError> {
+        let pod = self
+            .inner
+            .pod(namespace, name)
+            .ok_or_else(|| LogsError::PodNotFound {
+                namespace: namespace.to_owned(),
+                name: name.to_owned(),
+            })?;
+        let names: Vec<String> = pod.spec.containers.iter().map(|c| c.name.clone()).collect();
+        let index = match container {
+            Some(wanted) => names.iter().position(|n| n == wanted).ok_or_else(|| {
+                LogsError::ContainerNotFound {
+                    name: name.to_owned(),
+                    container: wanted.to_owned(),
+                    choices: names.clone(),
+                }
+            })?,
+            None if names.len() == 1 => 0,
+            None => {
+                return Err(LogsError::ContainerRequired {
+                    name: name.to_owned(),
+                    choices: names,
+                });
+            }
+        };
+        pod.logs
+            .get(index)
+            .map(logs::LogWriter::reader)
+            .ok_or_else(|| LogsError::PodNotFound {
+                namespace: namespace.to_owned(),
+                name: name.to_owned(),
+            })
+    }
+
+    /// The process id of the container's current run, while it runs.
+    pub fn pid(&self, namespace: &str, name: &str, container: &str) -> Option<u32> {
+        let pod = self.inner.pod(namespace, name)?;
+        let record = pod.record();
+        record
+            .containers
+            .iter()
+            .find(|c| c.name == container)
+            .and_then(|c| match c.state {
+                RunState::Running { pid, .. } => Some(pid),
+                _ => None,
+            })
+    }
+
+    /// Stops every pod and waits until all their processes have exited; pods run afterwards
+    /// are refused.
+    pub async fn shutdown(&self, grace: Duration) {
+        self.inner.shut_down.store(true, Ordering::Release);
+        let pods: Vec<Arc<PodEntry>> = self.inner.pods().values().cloned().collect();
+        let deadline = Instant::now() + grace;
+        for pod in &pods {
+            pod.stop(deadline);
+        }
+        for pod in pods {
+            let mut gone = pod.gone.subscribe();
+            let _ = gone.wait_for(|gone| *gone).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,90 @@
+use std::time::Duration;
+
+use super::LogWriter;
+
+#[test]
+fn the_ring_keeps_the_newest_bytes_with_absolute_offsets() {
+    let log = LogWriter::new(10);
+    let reader = log.reader();
+    log.append(b"0123456\n");
+    assert_eq!(
+        reader.read_from(0),
+        (bytes::Bytes::from_static(b"0123456\n"), 8)
+    );
+    log.append(b"abcdef\n");
+    // 15 bytes written, 10 kept: the oldest kept byte is at offset 5.
+    let (bytes, next) = reader.read_from(0);
+    assert_eq!((&bytes[..], next), (&b"56\nabcdef\n"[..], 15));
+    let (bytes, next) = reader.read_from(12);
+    assert_eq!((&bytes[..], next), (&b"ef\n"[..], 15));
+    assert_eq!(reader.read_from(15).0.len(), 0);
+    assert_eq!(reader.read_from(99), (bytes::Bytes::new(), 15));
+    // One write larger than the ring keeps its own tail and counts every byte.
+    log.append(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ");
+    let (bytes, next) = reader.read_from(0);
+    assert_eq!((&bytes[..], next), (&b"QRSTUVWXYZ"[..], 41));
+}
+
+#[tokio::test]
+async fn a_follower_wakes_on_new_bytes_and_ends_when_closed() {
+    let log = LogWriter::new(1024);
+    let reader = log.reader();
+    let (_, offset) = reader.read_from(0);
+    let waiting = tokio::spawn({
+        let reader = reader.clone();
+        async move { reader.changed().await }
+    });
+    tokio::task::yield_now().await;
+    assert!(!waiting.is_finished());
+    log.append(b"line\n");
+    tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("woken")
+        .expect("joined");
+    assert_eq!(&reader.read_from(offset).0[..], b"line\n");
+    // Everything read: changed() waits again, until the pod is gone.
+    let waiting = tokio::spawn({
+        let reader = reader.clone();
+        async move { reader.changed().await }
+    });
+    assert!(!reader.is_closed());
+    log.close();
+    tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("woken by close")
+        .expect("joined");
+    assert!(reader.is_closed());
+}
+
+#[tokio::test]
+async fn streams_are_copied_line_by_line() {
+    let log = LogWriter::new(1 << 20);
+    let reader = log.reader();
+    let (a, mut a_in) = tokio::io::duplex(64);
+    let (b, mut b_in) = tokio::io::duplex(64);
+    let copy_a = tokio::spawn(log.clone().copy_from(a));
+    let copy_b = tokio::spawn(log.clone().copy_from(b));
+    use tokio::io::AsyncWriteExt;
+    a_in.write_all(b"out one, ").await.expect("write");
+    b_in.write_all(b"err one\n").await.expect("write");
+    // Wait until the whole stderr line is in before the stdout line completes.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while reader.read_from(0).1 < 8 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "stderr line never arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    a_in.write_all(b"still one\nlast without newline")
+        .await
+        .expect("write");
+    drop(a_in);
+    drop(b_in);
+    copy_a.await.expect("copied");
+    copy_b.await.expect("copied");
+    assert_eq!(
+        &reader.read_from(0).0[..],
+        b"err one\nout one, still one\nlast without newline"
+    );
+}
