@@ -5,7 +5,8 @@
 //! over) and a new certificate index, both swapped in atomically: a request runs to its end on
 //! the snapshot it started with, a handshake gets the certificates of the newest, and no
 //! connection is closed because the configuration changed. [`listener`] accepts (TLS with
-//! [`tls`]), [`pipeline`] forwards, [`metrics`] and [`access_log`] observe.
+//! [`tls`]; [`smuggling`] follows the HTTP/1 framing), [`pipeline`] forwards, [`metrics`] and
+//! [`access_log`] observe.
 
 pub mod access_log;
 pub mod connect;
@@ -14,6 +15,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod select;
 pub mod send_timeout;
+pub mod smuggling;
 pub mod tls;
 
 use std::net::SocketAddr;

@@ -9,6 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferry_runtime::Shutdown;
+use http::Request;
+use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -20,6 +22,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::metrics::Metrics;
 use crate::pipeline::{Downstream, Pipeline};
+use crate::smuggling::{LengthAndChunked, Observed, Verdicts};
 
 /// A client must send its request head within this (slowloris).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -136,7 +139,13 @@ async fn connection<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let service = service_fn(move |req| {
+    // HTTP/1 heads with Content-Length and Transfer-Encoding, which hyper does not report.
+    let verdicts = Verdicts::new();
+    let stream = Observed::new(stream, verdicts.clone());
+    let service = service_fn(move |mut req: Request<Incoming>| {
+        if verdicts.next_request() {
+            req.extensions_mut().insert(LengthAndChunked);
+        }
         let pipeline = pipeline.clone();
         async move { Ok::<_, Infallible>(pipeline.handle(req, down).await) }
     });

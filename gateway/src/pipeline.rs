@@ -8,10 +8,12 @@
 //! headers out, forwarding headers in, HTTP/1.1, h2c or TLS over pooled connections, the body
 //! streamed, the outcome fed back to the endpoint's health) → `response_filter` → the answer.
 //!
-//! Failures map to a status in one place ([`Failure`]): 400 without a Host, 404 with no route,
-//! 413 for a body over the limit, 503 when the backend's Service or port does not exist or has
-//! no ready endpoint, 502 when the upstream cannot be reached or breaks the protocol, 504 when
-//! it does not answer in time. The body names which, never an internal detail. A request
+//! Failures map to a status in one place ([`Failure`]): 400 without a Host, for an HTTP/1 head
+//! with both `Content-Length` and `Transfer-Encoding` ([`crate::smuggling`]) or a body that
+//! breaks off, 404 with no route, 413 for a body over the limit, 503 when the backend's Service
+//! or port does not exist or has no ready endpoint, 502 when the upstream cannot be reached or
+//! breaks the protocol, 504 when it does not answer in time or the body stalls
+//! ([`crate::send_timeout`]). The body names which, never an internal detail. A request
 //! without a body is tried on another endpoint when connecting fails, or for idempotent
 //! methods when the connection is reset, within the cluster's retry budget.
 
@@ -60,6 +62,10 @@ pub struct Timeouts {
     pub connect: Duration,
     /// From sending the request to the response's head.
     pub response: Duration,
+    /// `proxy-send-timeout`: once the upstream asks for the request body, the longest it may
+    /// get nothing (the upstream stopped taking it, or the client stopped sending it) before
+    /// the exchange is given up with 504.
+    pub send: Duration,
     /// An idle pooled connection is closed after this: shorter than the keep-alive of common
     /// upstream servers (Node's 5 s), so we never send on a connection they are closing.
     pub pool_idle: Duration,
@@ -72,6 +78,7 @@ impl Default for Timeouts {
         Timeouts {
             connect: Duration::from_secs(5),
             response: Duration::from_secs(60),
+            send: Duration::from_secs(60),
             pool_idle: Duration::from_secs(4),
             max_body: 1024 * 1024,
         }
@@ -197,6 +204,10 @@ pub struct Downstream {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Failure {
     NoHost,
+    /// HTTP/1 `Content-Length` with `Transfer-Encoding`: refused as nginx does, never read.
+    LengthAndChunked,
+    /// The client's body broke off (it disconnected, or broke the chunked framing).
+    BodyBroken,
     BodyTooLarge,
     NoRoute,
     NoService,
@@ -204,23 +215,29 @@ pub enum Failure {
     Connect,
     Upstream,
     Timeout,
+    /// The request body stalled (`proxy-send-timeout`) before an answer came.
+    SendTimeout,
 }
 
 impl Failure {
     pub fn status(self) -> StatusCode {
         match self {
-            Self::NoHost => StatusCode::BAD_REQUEST,
+            Self::NoHost | Self::LengthAndChunked | Self::BodyBroken => StatusCode::BAD_REQUEST,
             Self::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::NoRoute => StatusCode::NOT_FOUND,
             Self::NoService | Self::NoEndpoint => StatusCode::SERVICE_UNAVAILABLE,
             Self::Connect | Self::Upstream => StatusCode::BAD_GATEWAY,
-            Self::Timeout => StatusCode::GATEWAY_TIMEOUT,
+            Self::Timeout | Self::SendTimeout => StatusCode::GATEWAY_TIMEOUT,
         }
     }
 
     fn message(self) -> &'static str {
         match self {
             Self::NoHost => "bad request: no Host\n",
+            Self::LengthAndChunked => {
+                "bad request: Content-Length and Transfer-Encoding together\n"
+            }
+            Self::BodyBroken => "bad request: the request body broke off\n",
             Self::BodyTooLarge => "payload too large: the request body exceeds the limit\n",
             Self::NoRoute => "not found: no route for this host and path\n",
             Self::NoService => "service unavailable: the backend service or port does not exist\n",
@@ -228,6 +245,7 @@ impl Failure {
             Self::Connect => "bad gateway: the upstream cannot be reached\n",
             Self::Upstream => "bad gateway: the upstream failed\n",
             Self::Timeout => "gateway timeout: the upstream did not answer in time\n",
+            Self::SendTimeout => "gateway timeout: the request body did not go through in time\n",
         }
     }
 
@@ -238,8 +256,12 @@ impl Failure {
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; charset=utf-8"),
         );
-        if self == Self::BodyTooLarge {
-            // The body that follows is not read: the connection cannot carry another request.
+        if matches!(
+            self,
+            Self::BodyTooLarge | Self::LengthAndChunked | Self::BodyBroken | Self::SendTimeout
+        ) {
+            // The body that follows is not read, or its framing is in doubt: the connection
+            // cannot carry another request.
             r.headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
@@ -365,6 +387,13 @@ impl Pipeline {
         cx: &mut Context,
     ) -> Result<Response<ProxyBody>, Failure> {
         // request_filter
+        if req
+            .extensions()
+            .get::<crate::smuggling::LengthAndChunked>()
+            .is_some()
+        {
+            return Err(Failure::LengthAndChunked);
+        }
         let upgrade = upgrade_protocol(&req);
         let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
         let host = request_host(&req).ok_or(Failure::NoHost)?.to_owned();
@@ -459,12 +488,11 @@ impl Pipeline {
         pool.balancer.retry_budget().deposit(Instant::now());
         // A body without a declared length is cut off at the limit while it streams.
         let limited = usize::try_from(max_body).unwrap_or(usize::MAX);
-        // proxy-send-timeout: the upstream must keep taking the body.
+        // proxy-send-timeout: the upstream must keep getting the body.
         let send_timeout = options
             .and_then(|o| o.proxy_send_timeout_ms)
-            .filter(|_| !replayable)
-            .map(Duration::from_millis);
-        let progress = send_timeout.map(|_| send_timeout::Progress::new());
+            .map_or(self.timeouts.send, Duration::from_millis);
+        let progress = (!replayable).then(send_timeout::Progress::new);
         let limited = Limited::new(body, limited);
         let mut held = None;
         let mut body = Some(match &progress {
@@ -512,46 +540,62 @@ impl Pipeline {
                 }
             });
             let watchdog = async {
-                match (&progress, send_timeout) {
-                    (Some(progress), Some(limit)) => {
-                        send_timeout::stalled(progress.clone(), limit).await;
-                    }
-                    _ => std::future::pending().await,
+                match &progress {
+                    Some(progress) => send_timeout::stalled(progress.clone(), send_timeout).await,
+                    None => std::future::pending().await,
                 }
             };
-            // The answer's head within the read timeout, the body taken within the send
-            // timeout: either running out is a 504.
-            let waited: Result<_, ()> = tokio::select! {
-                answered = tokio::time::timeout(response_timeout, sent) => answered.map_err(|_| ()),
-                () = watchdog => {
-                    // Release the client's body: the stuck upstream connection keeps only
-                    // an empty wrapper.
+            // The answer's head within the read timeout, the body going through within the
+            // send timeout: either running out is a 504. Either way `sent` is dropped here,
+            // which aborts the upstream request and closes its connection.
+            let waited = tokio::select! {
+                answered = tokio::time::timeout(response_timeout, sent) => match answered {
+                    Ok(answered) => Waited::Answered(answered),
+                    Err(_) => Waited::ReadTimeout,
+                },
+                stall = watchdog => {
+                    // Release the client's body: the upstream connection, if still alive,
+                    // keeps only a wrapper that fails.
                     if let Some(slot) = &held {
                         send_timeout::abandon(slot);
                     }
-                    Err(())
+                    Waited::Stalled(stall)
                 }
             };
+            let client_failed = progress.as_ref().is_some_and(|p| p.client_failed());
             let (outcome, result) = match waited {
-                Ok(Ok(response)) => (
+                Waited::Answered(Ok(response)) => (
                     Outcome::from_status(response.status().as_u16()),
                     Ok(response),
                 ),
-                Ok(Err(e)) if e.is_connect() => {
+                Waited::Answered(Err(e)) if e.is_connect() => {
                     self.metrics.connect_error();
                     tracing::debug!(%endpoint, error = %e, "upstream connect failed");
                     (Outcome::ConnectError, Err(Failure::Connect))
                 }
                 // The client's body broke the limit: nothing to hold against the endpoint.
-                Ok(Err(e)) if is_body_limit(&e) => {
+                Waited::Answered(Err(e)) if is_body_limit(&e) => {
                     drop(pick);
                     return Err(Failure::BodyTooLarge);
                 }
-                Ok(Err(e)) => {
+                // The client's body broke off: not the endpoint's fault either.
+                Waited::Answered(Err(e)) if client_failed => {
+                    tracing::debug!(%endpoint, error = %e, "request body broke off");
+                    drop(pick);
+                    return Err(Failure::BodyBroken);
+                }
+                Waited::Answered(Err(e)) => {
                     tracing::debug!(%endpoint, error = %e, "upstream failed");
                     (Outcome::Reset, Err(Failure::Upstream))
                 }
-                Err(_) => (Outcome::Timeout, Err(Failure::Timeout)),
+                Waited::ReadTimeout => (Outcome::Timeout, Err(Failure::Timeout)),
+                Waited::Stalled(send_timeout::Stall::Upstream) => {
+                    (Outcome::Timeout, Err(Failure::SendTimeout))
+                }
+                Waited::Stalled(send_timeout::Stall::Client) => {
+                    drop(pick);
+                    return Err(Failure::SendTimeout);
+                }
             };
             if let Transition::Ejected { duration, times } = pick.finish(outcome, Instant::now()) {
                 self.metrics.ejection();
@@ -604,6 +648,15 @@ impl Pipeline {
         }
         r
     }
+}
+
+/// How the wait for an answer ended.
+enum Waited<T> {
+    Answered(T),
+    /// No answer head within the read timeout.
+    ReadTimeout,
+    /// The request body stalled (the send timeout).
+    Stalled(send_timeout::Stall),
 }
 
 /// A request is tried on at most this many endpoints.
@@ -953,6 +1006,9 @@ mod tests {
             (Failure::Connect, 502),
             (Failure::Upstream, 502),
             (Failure::Timeout, 504),
+            (Failure::SendTimeout, 504),
+            (Failure::LengthAndChunked, 400),
+            (Failure::BodyBroken, 400),
         ];
         for (f, code) in table {
             assert_eq!(f.status().as_u16(), code, "{f:?}");

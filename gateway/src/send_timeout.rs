@@ -1,10 +1,12 @@
-//! `proxy-send-timeout`, as nginx means it: the upstream must take the next piece of the request
-//! body within the timeout of taking the last one. A body that waits on the client is not the
-//! upstream's fault; a body whose last piece the upstream has not come back for is.
+//! `proxy-send-timeout`, as nginx means it: "if the proxied server does not receive anything
+//! within this time, the connection is closed". Once the upstream connection asks for the
+//! request body, it must get another piece within the timeout of the last one, whether the
+//! upstream stopped taking the body or the client stopped sending it. Either way the upstream
+//! connection is dropped, so a stalled upload never holds an upstream connection longer.
 //!
-//! [`Watched`] wraps the request body and notes when it hands a piece to the connection and
-//! when the connection asks for the next; [`stalled`] resolves once a handed piece has waited
-//! longer than the timeout.
+//! [`Watched`] wraps the request body and notes when the connection asks for it, when it hands
+//! a piece over, and when the body ends; [`stalled`] resolves once a body that has not ended
+//! gave the upstream nothing for longer than the timeout, and says whose fault that was.
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -15,38 +17,70 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
 
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 /// What the body and the watchdog share.
 #[derive(Debug)]
 pub struct Progress {
     epoch: Instant,
-    /// Milliseconds after `epoch` when the last piece was handed over.
-    handed_at: AtomicU64,
-    /// A piece was handed over and the connection has not asked for the next yet.
+    /// Milliseconds after `epoch` when the upstream last got something: the body was first
+    /// asked for, or a piece was handed over.
+    last_ms: AtomicU64,
+    /// The body was asked for and has not ended: a stall is possible.
+    sending: AtomicBool,
+    /// A piece was handed over and the connection has not asked for the next yet: the
+    /// upstream's turn.
     waiting: AtomicBool,
+    /// The client's side of the body failed: it disconnected, or broke the framing or the
+    /// size limit.
+    client_failed: AtomicBool,
+}
+
+/// Whose side a stalled body stopped on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stall {
+    /// The upstream did not take the last piece.
+    Upstream,
+    /// The client did not send the next piece.
+    Client,
 }
 
 impl Progress {
     pub fn new() -> Arc<Progress> {
         Arc::new(Progress {
             epoch: Instant::now(),
-            handed_at: AtomicU64::new(0),
+            last_ms: AtomicU64::new(0),
+            sending: AtomicBool::new(false),
             waiting: AtomicBool::new(false),
+            client_failed: AtomicBool::new(false),
         })
     }
 
     fn now_ms(&self) -> u64 {
         u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
+
+    /// Whether the client's side of the body failed (not the upstream's fault).
+    pub fn client_failed(&self) -> bool {
+        self.client_failed.load(Ordering::Relaxed)
+    }
+
+    fn ended(&self) {
+        self.sending.store(false, Ordering::Relaxed);
+        self.waiting.store(false, Ordering::Relaxed);
+    }
 }
 
 /// A request body that reports its progress. The body itself sits in a slot the request
-/// keeps a handle to ([`Watched::slot`]): when the upstream stalls, the request takes the body
-/// back and drops it, so the client's connection is released even while the stuck upstream
-/// connection still holds this wrapper.
+/// keeps a handle to ([`Watched::slot`]): when the body stalls, the request takes it back and
+/// drops it, so the client's connection is released even while the upstream connection still
+/// holds this wrapper, which from then on fails, so the upstream request is aborted, never
+/// ended as if complete.
 #[derive(Debug)]
 pub struct Watched<B> {
     inner: Arc<Mutex<Option<B>>>,
     progress: Arc<Progress>,
+    asked: bool,
 }
 
 impl<B> Watched<B> {
@@ -54,6 +88,7 @@ impl<B> Watched<B> {
         Watched {
             inner: Arc::new(Mutex::new(Some(inner))),
             progress,
+            asked: false,
         }
     }
 
@@ -68,39 +103,68 @@ pub fn abandon<B>(slot: &Mutex<Option<B>>) {
     drop(slot.lock().unwrap_or_else(PoisonError::into_inner).take());
 }
 
+/// The error a taken-back body ends with.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body was abandoned after a stall")]
+pub struct Abandoned;
+
 impl<B> Body for Watched<B>
 where
     B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
 {
     type Data = Bytes;
-    type Error = B::Error;
+    type Error = BoxError;
 
     fn poll_frame(
-        self: Pin<&mut Self>,
+        mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
-        // Asked again: the upstream took what it was given.
-        self.progress.waiting.store(false, Ordering::Relaxed);
-        let mut slot = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        // Taken back after a stall: the exchange is over, end the body.
-        let Some(inner) = slot.as_mut() else {
-            return Poll::Ready(None);
-        };
-        let polled = Pin::new(inner).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(_))) = &polled {
-            let now = self.progress.now_ms();
-            self.progress.handed_at.store(now, Ordering::Relaxed);
-            self.progress.waiting.store(true, Ordering::Relaxed);
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let progress = self.progress.clone();
+        if !self.asked {
+            // The clock starts when the connection first wants the body.
+            self.asked = true;
+            progress.last_ms.store(progress.now_ms(), Ordering::Relaxed);
+            progress.sending.store(true, Ordering::Relaxed);
         }
-        polled
+        // Asked again: the upstream took what it was given.
+        progress.waiting.store(false, Ordering::Relaxed);
+        let mut slot = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(inner) = slot.as_mut() else {
+            return Poll::Ready(Some(Err(Abandoned.into())));
+        };
+        match Pin::new(&mut *inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                progress.last_ms.store(progress.now_ms(), Ordering::Relaxed);
+                if inner.is_end_stream() {
+                    progress.ended();
+                } else {
+                    progress.waiting.store(true, Ordering::Relaxed);
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                progress.client_failed.store(true, Ordering::Relaxed);
+                progress.ended();
+                Poll::Ready(Some(Err(e.into())))
+            }
+            Poll::Ready(None) => {
+                progress.ended();
+                Poll::Ready(None)
+            }
+            Poll::Pending => Poll::Pending,
+        }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .as_ref()
-            .is_none_or(Body::is_end_stream)
+        let slot = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        // Taken back: not ended, so the connection asks and gets the error.
+        let end = slot.as_ref().is_some_and(Body::is_end_stream);
+        if end {
+            // The connection may never ask again once the body says it is complete.
+            self.progress.ended();
+        }
+        end
     }
 
     fn size_hint(&self) -> SizeHint {
@@ -108,57 +172,122 @@ where
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .as_ref()
-            .map_or_else(|| SizeHint::with_exact(0), Body::size_hint)
+            .map_or_else(SizeHint::default, Body::size_hint)
     }
 }
 
-/// Resolves once the upstream has left a handed piece waiting longer than `timeout`.
-pub async fn stalled(progress: Arc<Progress>, timeout: Duration) {
+/// Resolves once a body that has not ended gave the upstream nothing for longer than
+/// `timeout`: with the side it stopped on.
+pub async fn stalled(progress: Arc<Progress>, timeout: Duration) -> Stall {
     let limit = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
-    let tick = (timeout / 4).max(Duration::from_millis(10));
+    let floor = Duration::from_millis(10);
     loop {
-        tokio::time::sleep(tick).await;
-        let waited = progress
+        let idle = progress
             .now_ms()
-            .saturating_sub(progress.handed_at.load(Ordering::Relaxed));
-        if progress.waiting.load(Ordering::Relaxed) && waited > limit {
-            return;
-        }
+            .saturating_sub(progress.last_ms.load(Ordering::Relaxed));
+        let wait = if progress.sending.load(Ordering::Relaxed) {
+            if idle > limit {
+                return if progress.waiting.load(Ordering::Relaxed) {
+                    Stall::Upstream
+                } else {
+                    Stall::Client
+                };
+            }
+            Duration::from_millis(limit - idle + 1)
+        } else {
+            timeout / 4
+        };
+        tokio::time::sleep(wait.max(floor)).await;
     }
 }
 
 #[cfg(test)]
 mod tests {
     use http_body_util::{BodyExt, Full};
+    use tokio::sync::mpsc;
 
     use super::*;
 
-    #[tokio::test(start_paused = true)]
-    async fn a_piece_left_waiting_trips_the_watchdog_and_taking_it_does_not() {
-        let progress = Progress::new();
-        let mut body = Watched::new(Full::new(Bytes::from_static(b"piece")), progress.clone());
-        // Nothing handed over yet: no stall however long it takes.
-        let quiet = tokio::time::timeout(
+    /// A body whose pieces the test sends; it ends when the sender is dropped.
+    struct Pieces(mpsc::Receiver<Bytes>);
+
+    impl Body for Pieces {
+        type Data = Bytes;
+        type Error = BoxError;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+            self.0.poll_recv(cx).map(|p| p.map(|p| Ok(Frame::data(p))))
+        }
+    }
+
+    fn pieces() -> (mpsc::Sender<Bytes>, Pieces) {
+        let (tx, rx) = mpsc::channel(4);
+        (tx, Pieces(rx))
+    }
+
+    async fn quiet(progress: &Arc<Progress>) -> bool {
+        tokio::time::timeout(
             Duration::from_secs(5),
             stalled(progress.clone(), Duration::from_secs(1)),
         )
-        .await;
-        assert!(quiet.is_err(), "nothing was waiting on the upstream");
+        .await
+        .is_err()
+    }
 
-        // A piece is handed over and not followed by another ask: a stall after the timeout.
+    #[tokio::test(start_paused = true)]
+    async fn a_piece_left_waiting_trips_the_watchdog_and_a_finished_body_does_not() {
+        let progress = Progress::new();
+        let (tx, inner) = pieces();
+        let mut body = Watched::new(inner, progress.clone());
+        // Not asked for yet: no stall however long it takes.
+        assert!(quiet(&progress).await, "nothing was asked for");
+
+        // A piece is handed over and not followed by another ask: the upstream's stall.
+        tx.send(Bytes::from_static(b"piece")).await.unwrap();
         let frame = body.frame().await.unwrap().unwrap();
         assert_eq!(frame.into_data().unwrap(), "piece");
         let started = tokio::time::Instant::now();
-        stalled(progress.clone(), Duration::from_secs(1)).await;
+        let stall = stalled(progress.clone(), Duration::from_secs(1)).await;
+        assert_eq!(stall, Stall::Upstream);
         assert!(started.elapsed() >= Duration::from_secs(1));
 
-        // Asked again (the upstream took it): no longer waiting.
+        // The body ends: complete, however long the answer takes.
+        drop(tx);
         assert!(body.frame().await.is_none());
-        let quiet = tokio::time::timeout(
-            Duration::from_secs(5),
-            stalled(progress, Duration::from_secs(1)),
-        )
-        .await;
-        assert!(quiet.is_err());
+        assert!(quiet(&progress).await);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_that_stops_sending_trips_the_watchdog() {
+        let progress = Progress::new();
+        let (tx, inner) = pieces();
+        let mut body = Watched::new(inner, progress.clone());
+        tx.send(Bytes::from_static(b"a")).await.unwrap();
+        assert!(body.frame().await.is_some());
+        // The upstream asks for more; the client sends nothing.
+        let asked = tokio::time::timeout(Duration::from_millis(10), body.frame()).await;
+        assert!(asked.is_err());
+        assert_eq!(
+            stalled(progress.clone(), Duration::from_secs(1)).await,
+            Stall::Client
+        );
+        // Taken back: the upstream's copy fails instead of ending as if complete.
+        abandon(&body.slot());
+        let after = body.frame().await.unwrap();
+        assert!(after.unwrap_err().is::<Abandoned>());
+        assert!(!progress.client_failed());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_complete_by_its_length_needs_no_further_ask() {
+        let progress = Progress::new();
+        let mut body = Watched::new(Full::new(Bytes::from_static(b"all")), progress.clone());
+        assert!(body.frame().await.is_some());
+        // hyper does not ask again once the body says it is complete.
+        assert!(body.is_end_stream());
+        assert!(quiet(&progress).await);
     }
 }

@@ -1,0 +1,349 @@
+//! The one request-smuggling signal hyper does not hand the service: an HTTP/1 request head
+//! with both `Content-Length` and `Transfer-Encoding`. hyper reads such a body as chunked,
+//! removes `Content-Length` from the headers and closes the connection after the answer
+//! (RFC 9112 section 6.3); nginx refuses the request with 400, and so do we.
+//!
+//! [`Observed`] wraps a client connection and shows every byte hyper reads to a [`Framing`],
+//! which follows the request framing with httparse (the parser hyper uses): each head, then
+//! the body its `Content-Length` or chunked coding delimits. It numbers the heads and notes the
+//! first that has both headers; the connection's service numbers its requests the same way
+//! ([`Verdicts::next_request`]) and marks that one with [`LengthAndChunked`]. hyper serves
+//! nothing after it (it closes), so only that request can be affected.
+//!
+//! Anything the framing cannot follow (an upgrade, HTTP/2, a head or chunk hyper itself would
+//! refuse) stops it for the connection: from then on requests are left to hyper's own rules,
+//! which are safe, as above.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// The request extension that marks a request whose head had both headers.
+#[derive(Clone, Copy, Debug)]
+pub struct LengthAndChunked;
+
+/// What the reading side and the service of one connection share.
+#[derive(Debug)]
+pub struct Verdicts {
+    /// The number of the first head with both headers; `u64::MAX` while none.
+    flagged: AtomicU64,
+    /// Requests the service has been handed so far.
+    served: AtomicU64,
+}
+
+impl Verdicts {
+    pub fn new() -> Arc<Verdicts> {
+        Arc::new(Verdicts {
+            flagged: AtomicU64::new(u64::MAX),
+            served: AtomicU64::new(0),
+        })
+    }
+
+    /// Called once per request the service is handed, in order: whether its head had both
+    /// `Content-Length` and `Transfer-Encoding`.
+    pub fn next_request(&self) -> bool {
+        let n = self.served.fetch_add(1, Ordering::Relaxed);
+        self.flagged.load(Ordering::Acquire) == n
+    }
+}
+
+/// The largest head, chunk-size line or trailer section followed (as hyper's buffer limit).
+const MAX_PENDING: usize = 64 * 1024;
+/// Header fields per head or trailer section (hyper refuses more than 100).
+const MAX_FIELDS: usize = 128;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    /// Before a request head.
+    Head,
+    /// In a body of known length: this many bytes left.
+    Fixed(u64),
+    /// Before a chunk-size line.
+    ChunkSize,
+    /// In a chunk's data: this many bytes left.
+    ChunkData(u64),
+    /// The CRLF after a chunk's data.
+    ChunkEnd,
+    /// The trailer section after the last chunk.
+    Trailers,
+    /// Not followed any more.
+    Stopped,
+}
+
+/// Follows the request framing of one HTTP/1 connection from the bytes read off it.
+#[derive(Debug)]
+pub struct Framing {
+    state: State,
+    /// A piece (head, chunk-size line, trailers, chunk CRLF) split across reads.
+    pending: Vec<u8>,
+    /// Heads seen so far.
+    heads: u64,
+    verdicts: Arc<Verdicts>,
+}
+
+impl Framing {
+    pub fn new(verdicts: Arc<Verdicts>) -> Framing {
+        Framing {
+            state: State::Head,
+            pending: Vec::new(),
+            heads: 0,
+            verdicts,
+        }
+    }
+
+    /// The next bytes read from the client.
+    pub fn feed(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            match self.state {
+                State::Stopped => return,
+                State::Fixed(left) | State::ChunkData(left) => {
+                    let n = usize::try_from(left).unwrap_or(usize::MAX).min(bytes.len());
+                    bytes = &bytes[n..];
+                    let left = left - n as u64;
+                    self.state = match (self.state, left) {
+                        (State::Fixed(_), 0) => State::Head,
+                        (State::Fixed(_), left) => State::Fixed(left),
+                        (_, 0) => State::ChunkEnd,
+                        (_, left) => State::ChunkData(left),
+                    };
+                }
+                State::Head | State::ChunkSize | State::ChunkEnd | State::Trailers => {
+                    if self.pending.is_empty() {
+                        match self.piece(bytes) {
+                            Some(used) => bytes = &bytes[used..],
+                            None => {
+                                self.keep(bytes);
+                                return;
+                            }
+                        }
+                    } else {
+                        let before = self.pending.len();
+                        let tail = before.saturating_sub(2);
+                        self.keep(bytes);
+                        // A head is complete only with its empty line: parse again only
+                        // when one may have come, so a head sent a byte at a time costs no
+                        // parse per byte.
+                        if self.state == State::Head && !has_empty_line(&self.pending[tail..]) {
+                            return;
+                        }
+                        let pending = std::mem::take(&mut self.pending);
+                        match self.piece(&pending) {
+                            Some(used) => {
+                                bytes = &bytes[used.saturating_sub(before).min(bytes.len())..];
+                            }
+                            None => {
+                                self.pending = pending;
+                                return;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn keep(&mut self, bytes: &[u8]) {
+        if self.state == State::Stopped {
+            return;
+        }
+        if self.pending.len() + bytes.len() > MAX_PENDING {
+            self.stop();
+        } else {
+            self.pending.extend_from_slice(bytes);
+        }
+    }
+
+    fn stop(&mut self) {
+        self.state = State::Stopped;
+        self.pending = Vec::new();
+    }
+
+    /// Reads the piece the state expects from the start of `buf`: the bytes it took, or none
+    /// when `buf` holds only part of it (or the framing stopped).
+    fn piece(&mut self, buf: &[u8]) -> Option<usize> {
+        match self.state {
+            State::Head => self.head(buf),
+            State::ChunkSize => match httparse::parse_chunk_size(buf) {
+                Ok(httparse::Status::Complete((used, 0))) => {
+                    self.state = State::Trailers;
+                    Some(used)
+                }
+                Ok(httparse::Status::Complete((used, size))) => {
+                    self.state = State::ChunkData(size);
+                    Some(used)
+                }
+                Ok(httparse::Status::Partial) => None,
+                Err(_) => {
+                    self.stop();
+                    None
+                }
+            },
+            State::ChunkEnd => {
+                if buf.len() < 2 {
+                    // A lone CR so far; anything else is broken.
+                    if buf != b"\r" {
+                        self.stop();
+                    }
+                    return None;
+                }
+                if &buf[..2] == b"\r\n" {
+                    self.state = State::ChunkSize;
+                    Some(2)
+                } else {
+                    self.stop();
+                    None
+                }
+            }
+            State::Trailers => {
+                let mut fields = [httparse::EMPTY_HEADER; MAX_FIELDS];
+                match httparse::parse_headers(buf, &mut fields) {
+                    Ok(httparse::Status::Complete((used, _))) => {
+                        self.state = State::Head;
+                        Some(used)
+                    }
+                    Ok(httparse::Status::Partial) => None,
+                    Err(_) => {
+                        self.stop();
+                        None
+                    }
+                }
+            }
+            State::Fixed(_) | State::ChunkData(_) | State::Stopped => None,
+        }
+    }
+
+    fn head(&mut self, buf: &[u8]) -> Option<usize> {
+        let mut fields = [httparse::EMPTY_HEADER; MAX_FIELDS];
+        let mut req = httparse::Request::new(&mut fields);
+        let used = match req.parse(buf) {
+            Ok(httparse::Status::Complete(used)) => used,
+            Ok(httparse::Status::Partial) => return None,
+            // hyper refuses it too, or it is not HTTP/1 (the HTTP/2 preface).
+            Err(_) => {
+                self.stop();
+                return None;
+            }
+        };
+        let number = self.heads;
+        self.heads += 1;
+        let mut length: Option<Option<u64>> = None;
+        let mut chunked: Option<bool> = None;
+        let mut upgrade = req.method == Some("CONNECT");
+        for field in req.headers.iter() {
+            if field.name.eq_ignore_ascii_case("content-length") {
+                let value = std::str::from_utf8(field.value)
+                    .ok()
+                    .and_then(|v| v.trim().parse::<u64>().ok());
+                length = match length {
+                    Some(prior) if prior != value => Some(None),
+                    _ => Some(value),
+                };
+            } else if field.name.eq_ignore_ascii_case("transfer-encoding") {
+                // As hyper: the last coding of the last field decides.
+                let last = field
+                    .value
+                    .rsplit(|b| *b == b',')
+                    .next()
+                    .unwrap_or_default();
+                chunked = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+            } else if field.name.eq_ignore_ascii_case("upgrade") {
+                upgrade = true;
+            }
+        }
+        self.state = match (length, chunked) {
+            (Some(_), Some(_)) => {
+                self.verdicts.flagged.store(number, Ordering::Release);
+                // hyper closes the connection after this request.
+                State::Stopped
+            }
+            // What follows may be another protocol.
+            _ if upgrade => State::Stopped,
+            (None, Some(true)) => State::ChunkSize,
+            (Some(Some(0)) | None, None) => State::Head,
+            (Some(Some(n)), None) => State::Fixed(n),
+            // hyper refuses these.
+            (Some(None), None) | (None, Some(false)) => State::Stopped,
+        };
+        if self.state == State::Stopped {
+            self.pending = Vec::new();
+        }
+        Some(used)
+    }
+}
+
+/// Whether `bytes` hold a line end followed by an empty line.
+fn has_empty_line(bytes: &[u8]) -> bool {
+    bytes
+        .windows(2)
+        .enumerate()
+        .any(|(i, w)| w == b"\n\n" || (w == b"\n\r" && bytes.get(i + 2) == Some(&b'\n')))
+}
+
+/// A client connection whose bytes, as hyper reads them, go through a [`Framing`] too.
+#[derive(Debug)]
+pub struct Observed<S> {
+    io: S,
+    framing: Framing,
+}
+
+impl<S> Observed<S> {
+    pub fn new(io: S, verdicts: Arc<Verdicts>) -> Self {
+        Observed {
+            io,
+            framing: Framing::new(verdicts),
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Observed<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut this.io).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = polled {
+            this.framing.feed(&buf.filled()[before..]);
+        }
+        polled
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Observed<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests;

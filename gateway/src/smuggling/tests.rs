@@ -1,0 +1,93 @@
+use super::*;
+
+/// Feeds `stream` in pieces of `step` bytes; returns which requests the service refuses.
+fn refused(stream: &[u8], requests: usize, step: usize) -> Vec<bool> {
+    let verdicts = Verdicts::new();
+    let mut framing = Framing::new(verdicts.clone());
+    for piece in stream.chunks(step) {
+        framing.feed(piece);
+    }
+    (0..requests).map(|_| verdicts.next_request()).collect()
+}
+
+fn every_step(stream: &[u8], requests: usize, want: &[bool]) {
+    for step in [1, 2, 3, 7, 64, stream.len()] {
+        assert_eq!(refused(stream, requests, step), want, "step {step}");
+    }
+}
+
+#[test]
+fn length_with_chunked_is_found_in_either_order() {
+    for head in [
+        "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: a\r\ntransfer-encoding: chunked\r\ncontent-length: 5\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+    ] {
+        let stream = format!("{head}0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n");
+        every_step(stream.as_bytes(), 2, &[true, false]);
+    }
+}
+
+#[test]
+fn heads_after_bodies_of_every_kind_are_found() {
+    let stream = concat!(
+        "GET /one HTTP/1.1\r\nHost: a\r\n\r\n",
+        "POST /two HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n\r\nhello world",
+        "POST /three HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n",
+        "5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: yes\r\n\r\n",
+        "POST /four HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        "POST /five HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n",
+        "POST /six HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+        "0\r\n\r\n",
+    );
+    every_step(
+        stream.as_bytes(),
+        7,
+        &[false, false, false, false, false, true, false],
+    );
+}
+
+#[test]
+fn a_body_that_looks_like_a_head_is_not_one() {
+    let inner = "GET /x HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n";
+    let stream = format!(
+        "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: {}\r\n\r\n{inner}GET /next HTTP/1.1\r\nHost: a\r\n\r\n",
+        inner.len()
+    );
+    every_step(stream.as_bytes(), 2, &[false, false]);
+}
+
+#[test]
+fn what_cannot_be_followed_stops_the_framing() {
+    // HTTP/2's preface, an upgrade, a broken chunk: nothing is refused afterwards.
+    let both = "POST / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n";
+    for before in [
+        "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_owned(),
+        "GET /ws HTTP/1.1\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n".to_owned(),
+        "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n".to_owned(),
+    ] {
+        let stream = format!("{before}{both}");
+        assert_eq!(
+            refused(stream.as_bytes(), 2, 5),
+            [false, false],
+            "{before:?}"
+        );
+    }
+}
+
+#[test]
+fn a_head_larger_than_the_limit_stops_the_framing() {
+    let big = format!(
+        "GET / HTTP/1.1\r\nX-Big: {}\r\n\r\nPOST / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+        "a".repeat(MAX_PENDING)
+    );
+    assert_eq!(refused(big.as_bytes(), 2, 4096), [false, false]);
+}
+
+#[test]
+fn empty_lines_are_found_across_reads() {
+    assert!(has_empty_line(b"a\r\n\r\n"));
+    assert!(has_empty_line(b"a\n\n"));
+    assert!(!has_empty_line(b"a\r\nb\r\n"));
+    assert!(has_empty_line(b"\n\r\n"));
+}
