@@ -35,11 +35,10 @@
 //!   source address towards the endpoint (the endpoint sees ferry's, as with kube-proxy's
 //!   userspace mode).
 //!
-//! Modules: [`cidr`] parses `--service-cidr`, [`table`] compiles a snapshot, [`balancer`] picks
+//! Modules: [`table`] compiles a snapshot, [`balancer`] picks
 //! endpoints, `forward` runs one connection, `listeners` keeps the bound set, [`metrics`].
 
 pub mod balancer;
-pub mod cidr;
 mod forward;
 mod listeners;
 pub mod metrics;
@@ -55,7 +54,7 @@ use arc_swap::ArcSwap;
 use ferry_runtime::{Shutdown, Subscription};
 use prometheus_client::registry::Registry;
 
-pub use cidr::Cidr;
+pub use ferry_model::Cidr;
 pub use table::Table;
 
 use crate::forward::Forwarder;
@@ -117,8 +116,8 @@ impl Default for Config {
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("service CIDR {input}: {reason}")]
-    Cidr { input: String, reason: String },
+    #[error("service {0}")]
+    Cidr(#[from] ferry_model::CidrError),
     #[error("balance {0:?}: expected random or round-robin")]
     Balance(String),
     #[error("the L4 connect timeout must be more than zero")]

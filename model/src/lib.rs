@@ -4,10 +4,12 @@
 //! [`Snapshot`] the control plane publishes to the data plane. No I/O, no async runtime, no
 //! TLS, DNS or Kubernetes types: `cargo tree -p ferry-model` must stay small.
 
+pub mod cidr;
 pub mod name;
 pub mod problem;
 pub mod snapshot;
 
+pub use cidr::{Cidr, CidrError};
 pub use problem::{ObjectRef, Problem, Severity};
 pub use snapshot::{
     Backend, BackendPort, BackendProtocol, Canary, Certificate, Cluster, ClusterKey,

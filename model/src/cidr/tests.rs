@@ -44,7 +44,7 @@ fn rejects_with_a_clear_reason() {
     let err = |s: &str| s.parse::<Cidr>().unwrap_err().to_string();
     assert_eq!(
         err("127.2.0.0"),
-        "service CIDR 127.2.0.0: expected ADDRESS/PREFIX, e.g. 127.2.0.0/16"
+        "CIDR 127.2.0.0: expected ADDRESS/PREFIX, e.g. 127.2.0.0/16"
     );
     assert!(err("127.2.0/16").contains("not an IPv4 or IPv6 address"));
     assert!(err("127.2.0.0/x").contains("prefix length is not a number"));
@@ -52,7 +52,7 @@ fn rejects_with_a_clear_reason() {
     assert!(err("fd00::/129").contains("at most 128 for IPv6"));
     assert_eq!(
         err("127.2.0.1/16"),
-        "service CIDR 127.2.0.1/16: host bits are set past the prefix (the network is 127.2.0.0/16)"
+        "CIDR 127.2.0.1/16: host bits are set past the prefix (the network is 127.2.0.0/16)"
     );
     assert!(Cidr::new(ip("fd00:2::1"), 108).is_err());
 }

@@ -1,5 +1,6 @@
-//! An address range in CIDR notation (`127.2.0.0/16`, `fd00:2::/108`): which cluster IPs this
-//! proxy serves. Parsed strictly, for `--service-cidr`.
+//! An address range in CIDR notation (`127.2.0.0/16`, `fd00:2::/108`): the local runtime's pod
+//! and service ranges (`--pod-cidr`, `--service-cidr`), which the L4 proxy serves and the
+//! allocators hand addresses out of. Parsed strictly.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -18,11 +19,16 @@ impl Cidr {
         addr: IpAddr::V4(std::net::Ipv4Addr::new(127, 2, 0, 0)),
         prefix: 16,
     };
+    /// `127.1.0.0/16`: where `ferry up` puts Pod IPs.
+    pub const V4_LOOPBACK_PODS: Cidr = Cidr {
+        addr: IpAddr::V4(std::net::Ipv4Addr::new(127, 1, 0, 0)),
+        prefix: 16,
+    };
 
     /// The network `addr/prefix`; the prefix must fit the family and `addr` must have no bits set
     /// past it (a typo more often than not: `127.2.0.1/16` says neither what it means).
-    pub fn new(addr: IpAddr, prefix: u8) -> Result<Cidr, crate::Error> {
-        Cidr::check(addr, prefix).map_err(|reason| crate::Error::Cidr {
+    pub fn new(addr: IpAddr, prefix: u8) -> Result<Cidr, CidrError> {
+        Cidr::check(addr, prefix).map_err(|reason| CidrError {
             input: format!("{addr}/{prefix}"),
             reason,
         })
@@ -93,12 +99,20 @@ fn family(addr: IpAddr) -> &'static str {
     if addr.is_ipv4() { "IPv4" } else { "IPv6" }
 }
 
+/// A range that does not parse, and why.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("CIDR {input}: {reason}")]
+pub struct CidrError {
+    pub input: String,
+    pub reason: String,
+}
+
 impl FromStr for Cidr {
-    type Err = crate::Error;
+    type Err = CidrError;
 
     /// `ADDRESS/PREFIX`, e.g. `127.2.0.0/16` or `fd00:2::/108`.
-    fn from_str(s: &str) -> Result<Cidr, crate::Error> {
-        let fail = |reason: &str| crate::Error::Cidr {
+    fn from_str(s: &str) -> Result<Cidr, CidrError> {
+        let fail = |reason: &str| CidrError {
             input: s.to_owned(),
             reason: reason.to_owned(),
         };
