@@ -89,7 +89,7 @@ fn run(scenario: &str, endpoints: generate::Endpoints) {
     let (read_time, rss, hwm, reloads) = runtime.block_on(async {
         let bus = SnapshotBus::new();
         let mut registry = Registry::default();
-        let config = Config { paths: vec![dir.path().to_owned()], debounce: Duration::from_millis(100) };
+        let config = Config { paths: vec![dir.path().to_owned()], debounce: Duration::from_millis(100), local: None };
         let started = Instant::now();
         let control = Control::build(config, bus.clone(), StatusBoard::default(), &mut registry).expect("valid");
         let read_time = started.elapsed();

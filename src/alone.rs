@@ -44,6 +44,7 @@ impl Alone {
                 bus,
                 status: StatusBoard::default(),
                 registry,
+                api: None,
             },
         )
         .await?;

@@ -21,6 +21,27 @@ pub enum Resource {
     Ingresses,
     #[value(alias = "route")]
     Routes,
+    #[value(alias = "po", alias = "pod")]
+    Pods,
+    #[value(alias = "deploy", alias = "deployment")]
+    Deployments,
+    #[value(alias = "rs", alias = "replicaset")]
+    #[value(name = "replicasets")]
+    ReplicaSets,
+}
+
+impl Resource {
+    /// The live workloads of the local runtime, which its API lists (the others come from the
+    /// snapshot).
+    pub fn workload(self) -> Option<crate::workloads::Workload> {
+        use crate::workloads::Workload;
+        match self {
+            Resource::Pods => Some(Workload::Pods),
+            Resource::Deployments => Some(Workload::Deployments),
+            Resource::ReplicaSets => Some(Workload::ReplicaSets),
+            _ => None,
+        }
+    }
 }
 
 /// How to print it.
@@ -46,10 +67,16 @@ pub enum Error {
     Decode(String, SocketAddr),
     #[error("cannot encode output: {0}")]
     Encode(String),
+    #[error("{0} are not in the snapshot: the local runtime's API lists them")]
+    NotInSnapshot(&'static str),
 }
 
-/// Fetches the snapshot a running ferry serves.
-pub async fn fetch(admin: SocketAddr) -> Result<Snapshot, Error> {
+/// One request to a running ferry's admin API: the status, headers and whole body.
+pub async fn request(
+    admin: SocketAddr,
+    method: http::Method,
+    path_and_query: &str,
+) -> Result<(http::StatusCode, http::HeaderMap, Bytes), Error> {
     let unreachable = |e: &dyn std::fmt::Display| Error::Unreachable {
         addr: admin,
         message: e.to_string(),
@@ -61,7 +88,9 @@ pub async fn fetch(admin: SocketAddr) -> Result<Snapshot, Error> {
         .await
         .map_err(|e| unreachable(&e))?;
     tokio::spawn(conn);
-    let req = http::Request::get("/config")
+    let req = http::Request::builder()
+        .method(method)
+        .uri(path_and_query)
         .header(http::header::HOST, admin.to_string())
         .body(Empty::<Bytes>::new())
         .map_err(|e| unreachable(&e))?;
@@ -69,18 +98,24 @@ pub async fn fetch(admin: SocketAddr) -> Result<Snapshot, Error> {
         .send_request(req)
         .await
         .map_err(|e| unreachable(&e))?;
-    if !response.status().is_success() {
-        return Err(Error::Status {
-            addr: admin,
-            status: response.status(),
-        });
-    }
-    let body = response
-        .into_body()
+    let (parts, body) = response.into_parts();
+    let body = body
         .collect()
         .await
         .map_err(|e| unreachable(&e))?
         .to_bytes();
+    Ok((parts.status, parts.headers, body))
+}
+
+/// Fetches the snapshot a running ferry serves.
+pub async fn fetch(admin: SocketAddr) -> Result<Snapshot, Error> {
+    let (status, _, body) = request(admin, http::Method::GET, "/config").await?;
+    if !status.is_success() {
+        return Err(Error::Status {
+            addr: admin,
+            status,
+        });
+    }
     serde_json::from_slice(&body).map_err(|e| Error::Decode(e.to_string(), admin))
 }
 
@@ -150,7 +185,7 @@ fn ingresses(s: &Snapshot) -> Vec<IngressRow> {
 }
 
 /// Columns padded as kubectl pads them.
-fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -173,7 +208,7 @@ fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
-fn or_none(s: String) -> String {
+pub(crate) fn or_none(s: String) -> String {
     if s.is_empty() { "<none>".into() } else { s }
 }
 
@@ -190,7 +225,7 @@ fn shorten(items: Vec<String>, wide: bool) -> String {
     )
 }
 
-fn encode<T: Serialize>(value: &T, output: Output) -> Result<String, Error> {
+pub(crate) fn encode<T: Serialize>(value: &T, output: Output) -> Result<String, Error> {
     match output {
         Output::Json => serde_json::to_string_pretty(value)
             .map(|s| s + "\n")
@@ -311,6 +346,9 @@ pub fn render(s: &Snapshot, resource: Resource, output: Output) -> Result<String
             }
             Ok(table(&header, &rows))
         }
+        Resource::Pods => Err(Error::NotInSnapshot("pods")),
+        Resource::Deployments => Err(Error::NotInSnapshot("deployments")),
+        Resource::ReplicaSets => Err(Error::NotInSnapshot("replicasets")),
         Resource::Routes if structured => encode(&routes(s), output),
         Resource::Routes => {
             let rows: Vec<Vec<String>> = routes(s)

@@ -8,6 +8,8 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use ferry::get::{self, Output, Resource};
 use ferry::up::{Up, UpConfig};
+use ferry::workloads;
+use ferry_control::local::ipam::Cidr;
 use ferry_runtime::telemetry::{self, LogFormat};
 
 #[derive(Debug, Parser)]
@@ -61,6 +63,12 @@ enum Command {
         /// The gateway's access log: one JSON line per request on stdout.
         #[arg(long)]
         access_log: bool,
+        /// Pod addresses, one per Pod, on loopback.
+        #[arg(long, value_name = "CIDR", default_value = "127.1.0.0/16")]
+        pod_cidr: Cidr,
+        /// Cluster IPs of Services, where the L4 Service proxy listens.
+        #[arg(long, value_name = "CIDR", default_value = "127.2.0.0/16")]
+        service_cidr: Cidr,
     },
     /// Run cluster DNS alone, serving a snapshot file (the JSON of admin /config?private_keys=true).
     Dns {
@@ -109,6 +117,31 @@ enum Command {
         #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9901")]
         admin: SocketAddr,
     },
+    /// Print a Pod's container log (stdout and stderr), kept in a bounded ring.
+    Logs {
+        pod: String,
+        /// The container, when the Pod has several.
+        #[arg(short = 'c', long)]
+        container: Option<String>,
+        /// Keep printing what the container writes until the Pod is gone.
+        #[arg(short = 'f', long)]
+        follow: bool,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Set a Deployment's replicas: `ferry scale deployment/NAME --replicas N`.
+    Scale {
+        deployment: String,
+        #[arg(long)]
+        replicas: i32,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Follow, list or undo a Deployment's rollouts.
+    Rollout {
+        #[command(subcommand)]
+        action: Rollout,
+    },
     /// Run the echo app: answers every request with JSON describing it (HTTP/1.1 and h2c).
     Echo {
         #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8000")]
@@ -119,6 +152,42 @@ enum Command {
     },
     /// Put a URL under HTTP load and report latency percentiles, status codes and errors.
     Load(Box<ferry_load::Args>),
+}
+
+/// Which running ferry, and which namespace (found from the name when left out).
+#[derive(Debug, Args)]
+struct Target {
+    #[arg(short = 'n', long)]
+    namespace: Option<String>,
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9901")]
+    admin: SocketAddr,
+}
+
+#[derive(Debug, Subcommand)]
+enum Rollout {
+    /// Wait until the Deployment's rollout completes, printing its progress.
+    Status {
+        deployment: String,
+        /// Give up after this long (e.g. 90s, 5m); default: wait.
+        #[arg(long, value_parser = ferry_load::duration::parse)]
+        timeout: Option<Duration>,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// List the Deployment's revisions.
+    History {
+        deployment: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Go back to the previous revision's pod template, or to --to-revision.
+    Undo {
+        deployment: String,
+        #[arg(long)]
+        to_revision: Option<u64>,
+        #[command(flatten)]
+        target: Target,
+    },
 }
 
 /// Cluster DNS settings shared by `up` and `dns`.
@@ -222,8 +291,13 @@ async fn async_main(command: Command) -> Result<(), Box<dyn std::error::Error>> 
             cluster_domain,
             dns_args,
             access_log,
+            pod_cidr,
+            service_cidr,
         } => {
             let (dns_upstreams, dns_search) = ferry::dns::host_resolver(dns_args.dns_upstream);
+            let mut local = ferry_control::local::Config::default();
+            local.cluster.pod_cidr = pod_cidr;
+            local.cluster.service_cidr = service_cidr;
             let config = UpConfig {
                 paths,
                 http,
@@ -236,6 +310,7 @@ async fn async_main(command: Command) -> Result<(), Box<dyn std::error::Error>> 
                 admin,
                 cluster_domain,
                 debounce: Duration::from_millis(100),
+                local,
             };
             Up::build(config).await?.run(shutdown).await?;
         }
@@ -282,9 +357,71 @@ async fn async_main(command: Command) -> Result<(), Box<dyn std::error::Error>> 
             output,
             admin,
         } => {
-            let snapshot = get::fetch(admin).await?;
-            print!("{}", get::render(&snapshot, resource, output)?);
+            if let Some(workload) = resource.workload() {
+                print!("{}", workloads::get(admin, workload, output).await?);
+            } else {
+                let snapshot = get::fetch(admin).await?;
+                print!("{}", get::render(&snapshot, resource, output)?);
+            }
         }
+        Command::Logs {
+            pod,
+            container,
+            follow,
+            target,
+        } => {
+            let ns = target.namespace.as_deref();
+            let mut out = std::io::stdout();
+            workloads::logs(
+                target.admin,
+                ns,
+                &pod,
+                container.as_deref(),
+                follow,
+                &mut out,
+            )
+            .await?;
+        }
+        Command::Scale {
+            deployment,
+            replicas,
+            target,
+        } => {
+            let ns = target.namespace.as_deref();
+            print!(
+                "{}",
+                workloads::scale(target.admin, ns, &deployment, replicas).await?
+            );
+        }
+        Command::Rollout { action } => match action {
+            Rollout::Status {
+                deployment,
+                timeout,
+                target,
+            } => {
+                let ns = target.namespace.as_deref();
+                let mut out = std::io::stdout();
+                workloads::status(target.admin, ns, &deployment, timeout, &mut out).await?;
+            }
+            Rollout::History { deployment, target } => {
+                let ns = target.namespace.as_deref();
+                print!(
+                    "{}",
+                    workloads::history(target.admin, ns, &deployment).await?
+                );
+            }
+            Rollout::Undo {
+                deployment,
+                to_revision,
+                target,
+            } => {
+                let ns = target.namespace.as_deref();
+                print!(
+                    "{}",
+                    workloads::undo(target.admin, ns, &deployment, to_revision).await?
+                );
+            }
+        },
         Command::Echo { listen, name } => {
             let pod = std::env::var("POD_NAME")
                 .or_else(|_| std::env::var("HOSTNAME"))

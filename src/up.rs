@@ -2,8 +2,10 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
+use ferry_control::local::LocalApi;
 use ferry_control::{Config as ControlConfig, Control};
 use ferry_dns::Dns;
 use ferry_gateway::Gateway;
@@ -29,6 +31,8 @@ pub struct UpConfig {
     pub admin: SocketAddr,
     pub cluster_domain: String,
     pub debounce: Duration,
+    /// The local runtime: pod and service ranges, the kubelet (what runs `ferry/echo`).
+    pub local: ferry_control::local::Config,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +45,8 @@ pub enum Error {
     Dns(#[from] ferry_dns::Error),
     #[error(transparent)]
     Gateway(#[from] ferry_gateway::Error),
+    #[error(transparent)]
+    L4(#[from] ferry_l4::Error),
     #[error("--cluster-domain {0:?}: {1}")]
     ClusterDomain(String, String),
 }
@@ -52,6 +58,7 @@ pub struct Up {
     admin: Admin,
     dns: Dns,
     gateway: Gateway,
+    l4: ferry_l4::ServiceProxy,
     bus: SnapshotBus,
 }
 
@@ -66,6 +73,7 @@ impl Up {
             ControlConfig {
                 paths: config.paths.clone(),
                 debounce: config.debounce,
+                local: Some(config.local.clone()),
             },
             bus.clone(),
             status.clone(),
@@ -90,12 +98,22 @@ impl Up {
             &mut registry,
         )
         .await?;
+        let l4 = ferry_l4::ServiceProxy::build(
+            ferry_l4::Config {
+                service_cidrs: vec![config.local.cluster.service_cidr],
+                ..ferry_l4::Config::default()
+            },
+            bus.subscribe("l4"),
+            &mut registry,
+        )
+        .await?;
         let admin = Admin::build(
             config.admin,
             AdminState {
                 bus: bus.clone(),
                 status,
                 registry,
+                api: Some(Arc::new(LocalApi::new(control.clone()))),
             },
         )
         .await?;
@@ -104,6 +122,7 @@ impl Up {
             admin,
             dns,
             gateway,
+            l4,
             bus,
         })
     }
@@ -143,10 +162,12 @@ impl Up {
         let admin = tokio::spawn(self.admin.run(shutdown.clone()));
         let dns = tokio::spawn(self.dns.run(shutdown.clone()));
         let gateway = tokio::spawn(self.gateway.run(shutdown.clone()));
+        let l4 = tokio::spawn(self.l4.run(shutdown.clone()));
         let control = self.control.run(shutdown).await;
         let _ = admin.await;
         let _ = dns.await;
         let _ = gateway.await;
+        let _ = l4.await;
         control?;
         Ok(())
     }

@@ -14,6 +14,7 @@
 
 pub mod certificate;
 pub mod endpoints;
+pub mod local;
 pub mod manifest;
 pub mod object;
 pub mod publish;
@@ -32,7 +33,7 @@ use ferry_runtime::{Shutdown, SnapshotBus, StatusBoard};
 use prometheus_client::registry::Registry;
 
 use crate::publish::{Outcome, Publisher};
-use crate::source::FileSource;
+use crate::source::{FileSource, Reading};
 
 /// Errors of the control plane.
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +52,8 @@ pub struct Config {
     pub paths: Vec<PathBuf>,
     /// Quiet time after a file event before reloading.
     pub debounce: Duration,
+    /// Run the workloads with the local runtime (`ferry up`); `None` only reads them.
+    pub local: Option<local::Config>,
 }
 
 impl Default for Config {
@@ -58,6 +61,7 @@ impl Default for Config {
         Config {
             paths: Vec::new(),
             debounce: Duration::from_millis(100),
+            local: None,
         }
     }
 }
@@ -70,11 +74,59 @@ pub fn check(paths: Vec<PathBuf>) -> Vec<Problem> {
     }
 }
 
-/// The control plane part: the file source feeding the publisher.
+/// How long Pods get to stop when ferry shuts down.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// Quiet time after a Pod's status changed before publishing, so a burst of changes (500
+/// Pods starting) becomes a few snapshots.
+const POD_DEBOUNCE: Duration = Duration::from_millis(20);
+
+/// What the control plane holds between reloads.
 #[derive(Debug)]
+struct Inner {
+    source: FileSource,
+    publisher: Publisher,
+    /// The local runtime's live cluster, and the last good reading it runs.
+    cluster: Option<(local::Cluster, Reading)>,
+}
+
+impl Inner {
+    /// Re-reads the sources and publishes what changed. A reading with errors is rejected
+    /// whole and the local runtime keeps running the last good one.
+    fn reload(&mut self) -> Outcome {
+        let reading = self.source.read();
+        match &mut self.cluster {
+            Some((cluster, desired)) if !reading.problems.iter().any(Problem::is_error) => {
+                let live = cluster.reconcile(&reading);
+                let outcome = self.publisher.reload(&live);
+                if outcome != Outcome::Rejected {
+                    *desired = reading;
+                }
+                cluster.stop_terminating();
+                outcome
+            }
+            _ => self.publisher.reload(&reading),
+        }
+    }
+
+    /// Reconciles the local runtime again (a Pod changed, or an API call acted) and publishes.
+    fn refresh(&mut self) -> Outcome {
+        let Some((cluster, desired)) = &mut self.cluster else {
+            return Outcome::Unchanged(0);
+        };
+        let live = cluster.reconcile(desired);
+        let outcome = self.publisher.refresh(&live);
+        cluster.stop_terminating();
+        outcome
+    }
+}
+
+/// The control plane part: the file source feeding the publisher, and the local runtime when
+/// it runs the workloads.
+#[derive(Debug, Clone)]
 pub struct Control {
     config: Config,
-    inner: Arc<Mutex<(FileSource, Publisher)>>,
+    inner: Arc<Mutex<Inner>>,
+    kubelet: Option<local::kubelet::Kubelet>,
 }
 
 impl Control {
@@ -86,10 +138,26 @@ impl Control {
         status: StatusBoard,
         registry: &mut Registry,
     ) -> Result<Control, Error> {
-        let mut source = FileSource::new(config.paths.clone());
-        let mut publisher = Publisher::new(bus, status.clone(), registry);
-        let reading = source.read();
-        if publisher.reload(&reading) == Outcome::Rejected {
+        let source = FileSource::new(config.paths.clone());
+        let publisher = Publisher::new(bus, status.clone(), registry);
+        let kubelet = config.local.as_ref().map(|l| {
+            local::kubelet::Kubelet::new(local::kubelet::Config {
+                node_name: l.cluster.node_name.clone(),
+                ..l.kubelet.clone()
+            })
+        });
+        let cluster = config.local.as_ref().zip(kubelet.clone()).map(|(l, k)| {
+            (
+                local::Cluster::new(l.cluster.clone(), k),
+                Reading::default(),
+            )
+        });
+        let mut inner = Inner {
+            source,
+            publisher,
+            cluster,
+        };
+        if inner.reload() == Outcome::Rejected {
             let problems = status
                 .status()
                 .last_rejected
@@ -101,39 +169,124 @@ impl Control {
         }
         Ok(Control {
             config,
-            inner: Arc::new(Mutex::new((source, publisher))),
+            inner: Arc::new(Mutex::new(inner)),
+            kubelet,
         })
+    }
+
+    async fn with_inner<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Inner) -> T + Send + 'static,
+    ) -> Option<T> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            work(&mut inner.lock().unwrap_or_else(PoisonError::into_inner))
+        })
+        .await
+        .ok()
     }
 
     /// Re-reads the sources now and publishes what changed.
     pub async fn reload(&self) -> Outcome {
-        let inner = self.inner.clone();
-        let work = move || {
-            let mut guard = inner.lock().unwrap_or_else(PoisonError::into_inner);
-            let (source, publisher) = &mut *guard;
-            let reading = source.read();
-            publisher.reload(&reading)
-        };
-        tokio::task::spawn_blocking(work)
+        self.with_inner(Inner::reload)
             .await
             .unwrap_or(Outcome::Rejected)
     }
 
-    /// Watches the paths and reloads on every change until shutdown.
+    /// Reconciles the local runtime now and publishes what changed.
+    pub async fn refresh(&self) -> Outcome {
+        self.with_inner(Inner::refresh)
+            .await
+            .unwrap_or(Outcome::Rejected)
+    }
+
+    /// Acts on the local runtime's live cluster (an API call), then reconciles and publishes.
+    pub async fn act<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut local::Cluster) -> T + Send + 'static,
+    ) -> Option<T> {
+        self.with_inner(move |inner| {
+            let (cluster, _) = inner.cluster.as_mut()?;
+            let out = f(cluster);
+            inner.refresh();
+            Some(out)
+        })
+        .await
+        .flatten()
+    }
+
+    /// Reads the live cluster without acting.
+    pub async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&local::Cluster) -> T + Send + 'static,
+    ) -> Option<T> {
+        self.with_inner(move |inner| inner.cluster.as_ref().map(|(c, _)| f(c)))
+            .await
+            .flatten()
+    }
+
+    /// The local runtime's kubelet, when it runs.
+    pub fn kubelet(&self) -> Option<&local::kubelet::Kubelet> {
+        self.kubelet.as_ref()
+    }
+
+    /// Watches the paths and reloads on every change until shutdown; with the local runtime,
+    /// also reconciles on every change of a Pod, and stops every Pod at shutdown.
     pub async fn run(self, mut shutdown: Shutdown) -> Result<(), Error> {
         let (_watcher, mut events) = {
             let guard = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-            guard.0.watch()?
+            guard.source.watch()?
         };
-        loop {
-            tokio::select! {
-                () = shutdown.wait() => return Ok(()),
-                event = events.recv() => if event.is_none() { return Ok(()) },
-            }
-            if !source::settle(&mut events, self.config.debounce).await {
-                return Ok(());
-            }
-            self.reload().await;
+        let mut pods = self.kubelet.as_ref().map(local::kubelet::Kubelet::changes);
+        enum Wake {
+            Stop,
+            Files,
+            Pods,
+            KubeletGone,
+            StopDue,
         }
+        loop {
+            let next_stop = self.read(local::Cluster::next_stop).await.flatten();
+            let wake = {
+                let pod_changed = async {
+                    match pods.as_mut() {
+                        Some(rx) => rx.changed().await.is_ok(),
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    () = shutdown.wait() => Wake::Stop,
+                    event = events.recv() => if event.is_some() { Wake::Files } else { Wake::Stop },
+                    alive = pod_changed => if alive { Wake::Pods } else { Wake::KubeletGone },
+                    () = async {
+                        match next_stop {
+                            Some(at) => tokio::time::sleep_until(at.into()).await,
+                            None => std::future::pending().await,
+                        }
+                    } => Wake::StopDue,
+                }
+            };
+            match wake {
+                Wake::Stop => break,
+                Wake::KubeletGone => pods = None,
+                Wake::Files => {
+                    if !source::settle(&mut events, self.config.debounce).await {
+                        break;
+                    }
+                    self.reload().await;
+                }
+                Wake::Pods => {
+                    tokio::time::sleep(POD_DEBOUNCE).await;
+                    self.refresh().await;
+                }
+                Wake::StopDue => {
+                    self.refresh().await;
+                }
+            }
+        }
+        if let Some(kubelet) = &self.kubelet {
+            kubelet.shutdown(SHUTDOWN_GRACE).await;
+        }
+        Ok(())
     }
 }

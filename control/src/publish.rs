@@ -156,7 +156,18 @@ impl Publisher {
         }
     }
 
+    /// Publishes a new configuration change.
     pub fn reload(&mut self, reading: &Reading) -> Outcome {
+        self.publish(reading, true)
+    }
+
+    /// Publishes the same configuration with live state changed (the local runtime's Pods):
+    /// `/status` keeps saying whether the newest configuration change was accepted.
+    pub fn refresh(&mut self, reading: &Reading) -> Outcome {
+        self.publish(reading, false)
+    }
+
+    fn publish(&mut self, reading: &Reading, change: bool) -> Outcome {
         let started = Instant::now();
         let evaluated = evaluate(&mut self.store, reading);
         self.metrics
@@ -247,7 +258,11 @@ impl Publisher {
                     Outcome::Accepted(v) | Outcome::Unchanged(v) => v,
                     Outcome::Rejected => 0,
                 };
-                self.status.accepted(version, warnings);
+                if change {
+                    self.status.accepted(version, warnings);
+                } else {
+                    self.status.refreshed(version, warnings);
+                }
                 outcome
             }
         }

@@ -13,7 +13,7 @@ mod collect;
 mod compare;
 mod config;
 mod connect;
-mod duration;
+pub mod duration;
 mod engine;
 mod error;
 mod failure;

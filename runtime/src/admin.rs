@@ -1,4 +1,5 @@
-//! The admin server: `/live`, `/ready`, `/config`, `/status`, `/metrics`.
+//! The admin server: `/live`, `/ready`, `/config`, `/status`, `/metrics`, and under `/api/`
+//! whatever [`Api`] the process adds (the local runtime's Pods, Deployments, logs, scaling).
 //!
 //! `/config` serves the snapshot being served as JSON with private keys redacted;
 //! `/config?private_keys=true` includes them (the admin port listens on loopback by default, and
@@ -6,7 +7,9 @@
 //! warnings of the served configuration, the last rejected change's problems and the version
 //! each part serves.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use http::{Method, Request, Response, StatusCode};
@@ -21,9 +24,21 @@ use crate::serve::{self, Body, respond};
 use crate::shutdown::Shutdown;
 use crate::status::{Status, StatusBoard};
 
-const JSON: &str = "application/json";
-const TEXT: &str = "text/plain; charset=utf-8";
+pub const JSON: &str = "application/json";
+pub const TEXT: &str = "text/plain; charset=utf-8";
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Requests under `/api/` go here: another crate's routes on the same admin port, without
+/// the runtime knowing its types.
+pub trait Api: Send + Sync + std::fmt::Debug {
+    /// Answers `method` on `path` (which starts with `/api/`) with its query string.
+    fn call(
+        &self,
+        method: Method,
+        path: String,
+        query: String,
+    ) -> Pin<Box<dyn Future<Output = Response<Body>> + Send>>;
+}
 
 /// What the admin server reads.
 #[derive(Debug)]
@@ -31,6 +46,7 @@ pub struct AdminState {
     pub bus: SnapshotBus,
     pub status: StatusBoard,
     pub registry: Registry,
+    pub api: Option<Arc<dyn Api>>,
 }
 
 /// A bound admin server.
@@ -71,7 +87,8 @@ impl Admin {
     }
 }
 
-fn json(status: StatusCode, value: &impl Serialize) -> Response<Body> {
+/// A JSON answer (pretty, one trailing newline).
+pub fn json(status: StatusCode, value: &impl Serialize) -> Response<Body> {
     match serde_json::to_vec_pretty(value) {
         Ok(mut body) => {
             body.push(b'\n');
@@ -86,6 +103,14 @@ fn json(status: StatusCode, value: &impl Serialize) -> Response<Body> {
 }
 
 async fn handle(state: Arc<AdminState>, req: Request<Incoming>) -> Response<Body> {
+    if let Some(api) = &state.api
+        && req.uri().path().starts_with("/api/")
+    {
+        let query = req.uri().query().unwrap_or_default().to_owned();
+        return api
+            .call(req.method().clone(), req.uri().path().to_owned(), query)
+            .await;
+    }
     if req.method() != Method::GET && req.method() != Method::HEAD {
         let mut r = respond(StatusCode::METHOD_NOT_ALLOWED, TEXT, "only GET and HEAD\n");
         r.headers_mut().insert(
@@ -142,7 +167,11 @@ async fn handle(state: Arc<AdminState>, req: Request<Incoming>) -> Response<Body
         _ => respond(
             StatusCode::NOT_FOUND,
             TEXT,
-            "not found; try /live /ready /config /status /metrics\n",
+            if state.api.is_some() {
+                "not found; try /live /ready /config /status /metrics /api/\n"
+            } else {
+                "not found; try /live /ready /config /status /metrics\n"
+            },
         ),
     }
 }

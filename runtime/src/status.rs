@@ -61,6 +61,18 @@ impl StatusBoard {
         });
     }
 
+    /// A newer snapshot of the same configuration is served (the local runtime's Pods
+    /// changed): the state of the newest configuration change stays as it is.
+    pub fn refreshed(&self, version: u64, warnings: Vec<Problem>) {
+        self.update(|s| {
+            if s.state == ConfigState::Pending {
+                s.state = ConfigState::Ok;
+            }
+            s.version = version;
+            s.warnings = warnings;
+        });
+    }
+
     pub fn rejected(&self, problems: Vec<Problem>) {
         self.update(|s| {
             s.state = ConfigState::Rejected;

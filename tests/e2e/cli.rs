@@ -3,7 +3,7 @@
 use std::fs;
 use std::process::Command;
 
-use crate::{Running, repo};
+use crate::{Running, eventually, repo};
 
 fn ferry() -> Command {
     Command::new(env!("CARGO_BIN_EXE_ferry"))
@@ -59,6 +59,21 @@ fn garbage_never_panics_the_binary() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn get_lists_what_a_running_instance_serves() {
     let up = Running::start(vec![repo().join("configs/demo")]).await;
+    // The local runtime runs the demo's Pods; wait until both Services have them ready.
+    eventually("the demo's endpoints ready", || async {
+        let config = crate::get_json(up.admin, "/config").await;
+        let ready = |s: &serde_json::Value| {
+            s["endpoints"]
+                .as_array()
+                .map_or(0, |e| e.iter().filter(|e| e["ready"] == true).count())
+        };
+        config["services"]
+            .as_array()?
+            .iter()
+            .all(|s| ready(s) == 2)
+            .then_some(())
+    })
+    .await;
     let admin = up.admin.to_string();
     let run = |args: &[&str]| {
         let out = ferry()
@@ -90,7 +105,7 @@ async fn get_lists_what_a_running_instance_serves() {
             "/api",
             "Prefix",
             "api:8080",
-            "0",
+            "2",
             "shop/shop"
         ]
     );
@@ -101,7 +116,7 @@ async fn get_lists_what_a_running_instance_serves() {
             "/",
             "Prefix",
             "web:http",
-            "0",
+            "2",
             "shop/shop"
         ]
     );
@@ -118,7 +133,7 @@ async fn get_lists_what_a_running_instance_serves() {
                     "127.2.0.10",
                     "<none>",
                     "80/TCP",
-                    "0/0",
+                    "2/2",
                     "http",
                     "None"
                 ]),

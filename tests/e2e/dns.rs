@@ -122,11 +122,11 @@ async fn tcp(server: SocketAddr, m: &Message) -> Message {
     Message::from_vec(&buf).unwrap()
 }
 
-async fn ask(server: SocketAddr, qname: &str, qtype: RecordType) -> Message {
+pub async fn ask(server: SocketAddr, qname: &str, qtype: RecordType) -> Message {
     udp(server, &question(qname, qtype, None)).await
 }
 
-fn data(m: &Message) -> Vec<String> {
+pub fn data(m: &Message) -> Vec<String> {
     let mut out: Vec<String> = m.answers.iter().map(|r| r.data.to_string()).collect();
     out.sort();
     out

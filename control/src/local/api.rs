@@ -1,0 +1,255 @@
+//! The local runtime's API on the admin port, under `/api/v1/`: what `ferry get pods`,
+//! `ferry logs`, `ferry scale` and `ferry rollout` call.
+//!
+//! - `GET pods`, `deployments`, `replicasets`: a `List` of the live objects, as JSON.
+//! - `GET logs?pod=P[&namespace=N][&container=C][&offset=O][&wait=true]`: the container's log
+//!   from byte `O` of its life (the oldest kept byte when `O` is older); the next offset is in
+//!   `X-Log-Offset`, and `X-Log-End: true` says the Pod is gone. With `wait`, an answer with
+//!   nothing new waits up to 20 s for more (how `ferry logs -f` follows).
+//! - `POST scale?name=D&replicas=N[&namespace=N]`: sets a Deployment's replicas.
+//! - `GET rollout/history?name=D[&namespace=N]`: its revisions.
+//! - `POST rollout/undo?name=D[&namespace=N][&to-revision=R]`: back to a revision's template.
+//!
+//! A namespace left out is found from the name when one object has it.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use ferry_runtime::admin::{self, Api, TEXT};
+use ferry_runtime::serve::{Body, respond};
+use http::{HeaderValue, Method, Response, StatusCode};
+use serde::Serialize;
+
+use super::ApiError;
+use crate::Control;
+
+/// How long a follow request waits for more log.
+const FOLLOW_WAIT: Duration = Duration::from_secs(20);
+
+/// The API, over a running control plane with the local runtime.
+#[derive(Debug, Clone)]
+pub struct LocalApi {
+    control: Control,
+}
+
+impl LocalApi {
+    pub fn new(control: Control) -> LocalApi {
+        LocalApi { control }
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct List<T> {
+    api_version: &'static str,
+    kind: &'static str,
+    items: Vec<T>,
+}
+
+fn list<T: Serialize>(items: Vec<T>) -> Response<Body> {
+    admin::json(
+        StatusCode::OK,
+        &List {
+            api_version: "v1",
+            kind: "List",
+            items,
+        },
+    )
+}
+
+fn error(status: StatusCode, message: impl std::fmt::Display) -> Response<Body> {
+    respond(status, TEXT, format!("{message}\n"))
+}
+
+fn api_error(e: &ApiError) -> Response<Body> {
+    match e {
+        ApiError::NotFound(_) => error(StatusCode::NOT_FOUND, e),
+        ApiError::Invalid(_) => error(StatusCode::BAD_REQUEST, e),
+    }
+}
+
+/// The query's parameters; names and numbers only, so nothing needs decoding.
+fn param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
+    query
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+        .filter(|v| !v.is_empty())
+}
+
+fn no_runtime() -> Response<Body> {
+    error(
+        StatusCode::NOT_FOUND,
+        "this ferry runs no local runtime (only `ferry up` does)",
+    )
+}
+
+impl LocalApi {
+    async fn answer(self, method: Method, path: String, query: String) -> Response<Body> {
+        let route = path.trim_start_matches("/api/v1/").trim_end_matches('/');
+        let get = method == Method::GET || method == Method::HEAD;
+        let post = method == Method::POST;
+        let namespace = param(&query, "namespace").map(str::to_owned);
+        match (route, get, post) {
+            ("pods", true, _) => self
+                .control
+                .read(super::Cluster::pods)
+                .await
+                .map_or_else(no_runtime, list),
+            ("deployments", true, _) => self
+                .control
+                .read(super::Cluster::deployments)
+                .await
+                .map_or_else(no_runtime, list),
+            ("replicasets", true, _) => self
+                .control
+                .read(super::Cluster::replica_sets)
+                .await
+                .map_or_else(no_runtime, list),
+            ("logs", true, _) => self.logs(namespace, &query).await,
+            ("scale", _, true) => {
+                let Some(name) = param(&query, "name").map(str::to_owned) else {
+                    return error(StatusCode::BAD_REQUEST, "name is required");
+                };
+                let Some(replicas) = param(&query, "replicas").and_then(|r| r.parse::<i32>().ok())
+                else {
+                    return error(StatusCode::BAD_REQUEST, "replicas must be a number");
+                };
+                let done = self
+                    .control
+                    .act(move |c| {
+                        let ns = c.find_namespace("deployment", namespace.as_deref(), &name)?;
+                        c.scale(&ns, &name, replicas)
+                            .map(|()| format!("deployment.apps/{name} scaled\n"))
+                    })
+                    .await;
+                match done {
+                    None => no_runtime(),
+                    Some(Ok(msg)) => respond(StatusCode::OK, TEXT, msg),
+                    Some(Err(e)) => api_error(&e),
+                }
+            }
+            ("rollout/history", true, _) => {
+                let Some(name) = param(&query, "name").map(str::to_owned) else {
+                    return error(StatusCode::BAD_REQUEST, "name is required");
+                };
+                let done = self
+                    .control
+                    .read(move |c| {
+                        let ns = c.find_namespace("deployment", namespace.as_deref(), &name)?;
+                        c.history(&ns, &name)
+                    })
+                    .await;
+                match done {
+                    None => no_runtime(),
+                    Some(Ok(revisions)) => admin::json(
+                        StatusCode::OK,
+                        &revisions
+                            .into_iter()
+                            .map(|(revision, replica_set, change_cause)| {
+                                serde_json::json!({
+                                    "revision": revision,
+                                    "replicaSet": replica_set,
+                                    "changeCause": change_cause,
+                                })
+                            })
+                            .collect::<Vec<_>>(),
+                    ),
+                    Some(Err(e)) => api_error(&e),
+                }
+            }
+            ("rollout/undo", _, true) => {
+                let Some(name) = param(&query, "name").map(str::to_owned) else {
+                    return error(StatusCode::BAD_REQUEST, "name is required");
+                };
+                let to = match param(&query, "to-revision").map(str::parse::<u64>) {
+                    None => None,
+                    Some(Ok(n)) => Some(n),
+                    Some(Err(_)) => {
+                        return error(StatusCode::BAD_REQUEST, "to-revision must be a number");
+                    }
+                };
+                let done = self
+                    .control
+                    .act(move |c| {
+                        let ns = c.find_namespace("deployment", namespace.as_deref(), &name)?;
+                        c.undo(&ns, &name, to).map(|rev| {
+                            format!("deployment.apps/{name} rolled back to revision {rev}\n")
+                        })
+                    })
+                    .await;
+                match done {
+                    None => no_runtime(),
+                    Some(Ok(msg)) => respond(StatusCode::OK, TEXT, msg),
+                    Some(Err(e)) => api_error(&e),
+                }
+            }
+            ("pods" | "deployments" | "replicasets" | "logs" | "rollout/history", false, _)
+            | ("scale" | "rollout/undo", _, false) => {
+                let mut r = error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
+                let allow = if get { "POST" } else { "GET, HEAD" };
+                r.headers_mut()
+                    .insert(http::header::ALLOW, HeaderValue::from_static(allow));
+                r
+            }
+            _ => error(
+                StatusCode::NOT_FOUND,
+                "not found; try /api/v1/pods /api/v1/deployments /api/v1/replicasets /api/v1/logs",
+            ),
+        }
+    }
+
+    async fn logs(&self, namespace: Option<String>, query: &str) -> Response<Body> {
+        let Some(kubelet) = self.control.kubelet() else {
+            return no_runtime();
+        };
+        let Some(pod) = param(query, "pod").map(str::to_owned) else {
+            return error(StatusCode::BAD_REQUEST, "pod is required");
+        };
+        let offset = param(query, "offset")
+            .and_then(|o| o.parse::<u64>().ok())
+            .unwrap_or(0);
+        let wait = param(query, "wait") == Some("true");
+        let name = pod.clone();
+        let ns = self
+            .control
+            .read(move |c| c.find_namespace("pod", namespace.as_deref(), &name))
+            .await;
+        let ns = match ns {
+            None => return no_runtime(),
+            Some(Err(e)) => return api_error(&e),
+            Some(Ok(ns)) => ns,
+        };
+        let logs = match kubelet.logs(&ns, &pod, param(query, "container")) {
+            Ok(logs) => logs,
+            Err(e) => return error(StatusCode::NOT_FOUND, e),
+        };
+        let (mut bytes, mut next) = logs.read_from(offset);
+        if wait && bytes.is_empty() && !logs.is_closed() {
+            let _ = tokio::time::timeout(FOLLOW_WAIT, logs.changed()).await;
+            (bytes, next) = logs.read_from(offset);
+        }
+        let mut r = respond(StatusCode::OK, TEXT, bytes);
+        if let Ok(v) = HeaderValue::from_str(&next.to_string()) {
+            r.headers_mut().insert("x-log-offset", v);
+        }
+        if logs.is_closed() {
+            r.headers_mut()
+                .insert("x-log-end", HeaderValue::from_static("true"));
+        }
+        r
+    }
+}
+
+impl Api for LocalApi {
+    fn call(
+        &self,
+        method: Method,
+        path: String,
+        query: String,
+    ) -> Pin<Box<dyn Future<Output = Response<Body>> + Send>> {
+        Box::pin(self.clone().answer(method, path, query))
+    }
+}

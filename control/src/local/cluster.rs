@@ -1,0 +1,1266 @@
+//! The live cluster of the local runtime: the objects the manifests declare, the ones its
+//! controllers made (ReplicaSets, Pods) and what the kubelet reports, reconciled in one step.
+//!
+//! [`Cluster::reconcile`] takes the last good reading of the manifests and does what the API
+//! server, the controller manager and the kubelet would do: allocates cluster IPs and node
+//! ports (written into the Services, as the API server does on create), runs the Deployment
+//! and ReplicaSet controllers, starts new Pods on their own loopback address, marks the Pods to
+//! remove as terminating, and hands back the reading the translator sees: the manifests with
+//! the live Deployments, ReplicaSets and Pods (with status) in place of the declared ones.
+//! Terminating Pods are only signalled by [`Cluster::stop_terminating`], which the control
+//! plane calls after publishing the snapshot that takes their endpoints away, so no data plane
+//! sends a new request to a Pod that is already shutting down.
+//!
+//! A Pod bound by `spec.nodeName` to another node is not run here: it is passed through with
+//! the status its manifest gives, which is how a manifest describes a Pod running elsewhere.
+//!
+//! `ferry scale` and `ferry rollout undo` change the live Deployment; the next change of that
+//! Deployment in its manifest replaces them, as `kubectl apply` would.
+
+use std::collections::{BTreeMap, HashMap};
+use std::hash::BuildHasher;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ferry_model::{Problem, Severity};
+use k8s_openapi::api::apps::v1::{
+    Deployment, DeploymentCondition, DeploymentStatus, ReplicaSet, ReplicaSetSpec, ReplicaSetStatus,
+};
+use k8s_openapi::api::core::v1::{Pod, PodStatus, PodTemplateSpec, Service};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
+
+use super::deployment::{self, CHANGE_CAUSE_ANNOTATION, REVISION_ANNOTATION, TEMPLATE_HASH_LABEL};
+use super::ipam::{Cidr, IpAllocator, PortAllocator};
+use super::kubelet::Kubelet;
+use super::replicaset::{self, PodView};
+use super::service_env;
+use crate::object::{Manifest, Object, Origin};
+use crate::source::Reading;
+
+/// (namespace, name).
+pub type Key = (String, String);
+
+/// Where the objects the runtime makes say they come from.
+pub const ORIGIN: &str = "<local runtime>";
+
+/// How the local runtime runs.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The node Pods are bound to; Pods naming another node are not run here.
+    pub node_name: String,
+    pub pod_cidr: Cidr,
+    pub service_cidr: Cidr,
+    /// How long a ready Pod marked for deletion keeps running before it is signalled, so that
+    /// every data plane has stopped sending it new connections (what a `preStop` sleep does in
+    /// Kubernetes; a Pod's own `lifecycle.preStop.sleep` wins).
+    pub termination_delay: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            node_name: "ferry".into(),
+            pod_cidr: Cidr::V4_LOOPBACK_PODS,
+            service_cidr: Cidr::V4_LOOPBACK_SERVICES,
+            termination_delay: Duration::from_secs(1),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct ServiceAlloc {
+    /// The address this Service holds in the service range, if any.
+    cluster_ip: Option<IpAddr>,
+    /// Node ports by the Service port's index.
+    node_ports: BTreeMap<usize, u16>,
+}
+
+#[derive(Debug)]
+struct LiveDeployment {
+    /// The Deployment as its manifest declares it; a change there replaces `live`.
+    applied: Arc<Deployment>,
+    live: Deployment,
+}
+
+#[derive(Debug)]
+struct LiveReplicaSet {
+    rs: ReplicaSet,
+    /// Declared in a manifest (rather than made for a Deployment).
+    applied: Option<Arc<ReplicaSet>>,
+}
+
+#[derive(Debug)]
+struct LivePod {
+    pod: Pod,
+    /// Declared in a manifest.
+    applied: Option<Arc<Pod>>,
+    /// Run by this node's kubelet (false: bound to another node, passed through).
+    here: bool,
+    ip: Option<IpAddr>,
+    started: bool,
+    /// When to signal it, once marked for deletion.
+    stop_at: Option<Instant>,
+    stop_sent: bool,
+    /// Creation order.
+    seq: u64,
+    /// A changed manifest Pod waits here for the old one to terminate.
+    replace_with: Option<Arc<Pod>>,
+}
+
+impl LivePod {
+    fn deleting(&self) -> bool {
+        self.pod.metadata.deletion_timestamp.is_some()
+    }
+
+    fn view(&self) -> PodView {
+        let status = self.pod.status.as_ref();
+        let phase = status.and_then(|s| s.phase.as_deref()).unwrap_or("Pending");
+        PodView {
+            name: self.pod.metadata.name.clone().unwrap_or_default(),
+            deleting: self.deleting(),
+            finished: matches!(phase, "Succeeded" | "Failed"),
+            running: phase == "Running",
+            ready: pod_ready(&self.pod),
+            restarts: status
+                .and_then(|s| s.container_statuses.as_ref())
+                .map_or(0, |cs| cs.iter().map(|c| c.restart_count).sum()),
+            created: self.seq,
+        }
+    }
+
+    fn owner_uid(&self) -> Option<&str> {
+        controller_uid(&self.pod.metadata)
+    }
+}
+
+/// The Pod's Ready condition is True.
+pub fn pod_ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+fn controller_uid(meta: &ObjectMeta) -> Option<&str> {
+    meta.owner_references
+        .iter()
+        .flatten()
+        .find(|o| o.controller == Some(true))
+        .map(|o| o.uid.as_str())
+}
+
+fn owner(kind: &str, meta: &ObjectMeta) -> OwnerReference {
+    OwnerReference {
+        api_version: if kind == "Deployment" || kind == "ReplicaSet" {
+            "apps/v1".into()
+        } else {
+            "v1".into()
+        },
+        kind: kind.into(),
+        name: meta.name.clone().unwrap_or_default(),
+        uid: meta.uid.clone().unwrap_or_default(),
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    }
+}
+
+fn now() -> Time {
+    // jiff with `std` (k8s-openapi builds it without, which has no clock).
+    Time(jiff::Timestamp::now())
+}
+
+/// An error an API call answers with.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ApiError {
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// The live cluster.
+#[derive(Debug)]
+pub struct Cluster {
+    config: Config,
+    kubelet: Kubelet,
+    pod_ips: IpAllocator,
+    service_ips: IpAllocator,
+    node_ports: PortAllocator,
+    services: BTreeMap<Key, ServiceAlloc>,
+    deployments: BTreeMap<Key, LiveDeployment>,
+    replica_sets: BTreeMap<Key, LiveReplicaSet>,
+    pods: BTreeMap<Key, LivePod>,
+    /// Creation order of Pods.
+    seq: u64,
+    rng: u64,
+}
+
+impl Cluster {
+    pub fn new(config: Config, kubelet: Kubelet) -> Cluster {
+        let seed = std::collections::hash_map::RandomState::new().hash_one(std::process::id());
+        Cluster {
+            pod_ips: IpAllocator::new(config.pod_cidr),
+            service_ips: IpAllocator::new(config.service_cidr),
+            node_ports: PortAllocator::default(),
+            config,
+            kubelet,
+            services: BTreeMap::new(),
+            deployments: BTreeMap::new(),
+            replica_sets: BTreeMap::new(),
+            pods: BTreeMap::new(),
+            seq: 0,
+            rng: seed | 1,
+        }
+    }
+
+    pub fn kubelet(&self) -> &Kubelet {
+        &self.kubelet
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    fn random(&mut self) -> u64 {
+        // xorshift64*: names and uids only need to differ, not to be secret.
+        let mut x = self.rng;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng = x;
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn uid(&mut self) -> String {
+        let (a, b) = (self.random(), self.random());
+        format!(
+            "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
+            a >> 32,
+            (a >> 16) & 0xffff,
+            a & 0xfff,
+            (b >> 48) & 0x3fff | 0x8000,
+            b & 0xffff_ffff_ffff
+        )
+    }
+
+    fn suffix(&mut self) -> String {
+        let mut x = self.random();
+        (0..5)
+            .map(|_| {
+                let c = deployment::ALPHANUMS[(x % deployment::ALPHANUMS.len() as u64) as usize];
+                x /= deployment::ALPHANUMS.len() as u64;
+                char::from(c)
+            })
+            .collect()
+    }
+
+    fn next_seq(&mut self) -> u64 {
+        self.seq += 1;
+        self.seq
+    }
+
+    /// One reconciliation: observe the manifests and the kubelet, act, and return what the
+    /// translator should see, with the problems found on the way.
+    pub fn reconcile(&mut self, desired: &Reading) -> Reading {
+        let mut problems = Vec::new();
+        let mut declared_deployments = BTreeMap::new();
+        let mut declared_replica_sets = BTreeMap::new();
+        let mut declared_pods = BTreeMap::new();
+        let mut services = Vec::new();
+        let mut out = Vec::with_capacity(desired.manifests.len());
+        for m in &desired.manifests {
+            let key = (m.namespace().to_owned(), m.name().to_owned());
+            match &m.object {
+                Object::Deployment(d) => {
+                    declared_deployments.insert(key, Arc::new((**d).clone()));
+                }
+                Object::ReplicaSet(rs) => {
+                    declared_replica_sets.insert(key, Arc::new((**rs).clone()));
+                }
+                Object::Pod(p) => {
+                    declared_pods.insert(key, Arc::new((**p).clone()));
+                }
+                Object::Service(_) => services.push(m.clone()),
+                _ => out.push(m.clone()),
+            }
+        }
+        let services = self.allocate_services(&services, &mut problems);
+
+        self.observe_pods();
+        self.sync_deployments(&declared_deployments);
+        self.sync_declared_replica_sets(&declared_replica_sets);
+        self.sync_declared_pods(&declared_pods);
+        self.run_deployment_controllers();
+        self.run_replica_set_controllers();
+        self.start_pods(&services, &mut problems);
+        self.update_statuses();
+
+        let origin = Origin {
+            file: ORIGIN.into(),
+            doc: None,
+        };
+        let live = |object| {
+            Arc::new(Manifest {
+                origin: origin.clone(),
+                object,
+            })
+        };
+        out.extend(services);
+        out.extend(
+            self.deployments
+                .values()
+                .map(|d| live(Object::Deployment(Box::new(d.live.clone())))),
+        );
+        out.extend(
+            self.replica_sets
+                .values()
+                .map(|r| live(Object::ReplicaSet(Box::new(r.rs.clone())))),
+        );
+        out.extend(
+            self.pods
+                .values()
+                .map(|p| live(Object::Pod(Box::new(p.pod.clone())))),
+        );
+        let mut all_problems = desired.problems.clone();
+        all_problems.extend(problems);
+        Reading {
+            manifests: out,
+            problems: all_problems,
+        }
+    }
+
+    /// Gives each Service its cluster IP and node ports, as the API server does on create:
+    /// one it names in the service range is reserved, one it does not name is allocated, and
+    /// both stay the Service's while it exists.
+    fn allocate_services(
+        &mut self,
+        declared: &[Arc<Manifest>],
+        problems: &mut Vec<Problem>,
+    ) -> Vec<Arc<Manifest>> {
+        let mut seen = BTreeMap::new();
+        let mut out = Vec::with_capacity(declared.len());
+        for m in declared {
+            let Object::Service(svc) = &m.object else {
+                continue;
+            };
+            let key = (m.namespace().to_owned(), m.name().to_owned());
+            let mut svc = (**svc).clone();
+            let alloc = self.services.remove(&key).unwrap_or_default();
+            let alloc = self.allocate_service(m, &mut svc, alloc, problems);
+            seen.insert(key, alloc);
+            out.push(Arc::new(Manifest {
+                origin: m.origin.clone(),
+                object: Object::Service(Box::new(svc)),
+            }));
+        }
+        for (_, gone) in std::mem::take(&mut self.services) {
+            self.release_service(gone);
+        }
+        self.services = seen;
+        out
+    }
+
+    fn release_service(&mut self, alloc: ServiceAlloc) {
+        if let Some(ip) = alloc.cluster_ip {
+            self.service_ips.release(ip);
+        }
+        for port in alloc.node_ports.into_values() {
+            self.node_ports.release(port);
+        }
+    }
+
+    fn allocate_service(
+        &mut self,
+        m: &Manifest,
+        svc: &mut Service,
+        mut alloc: ServiceAlloc,
+        problems: &mut Vec<Problem>,
+    ) -> ServiceAlloc {
+        let Some(spec) = svc.spec.as_mut() else {
+            return alloc;
+        };
+        let kind = spec.type_.clone().unwrap_or_else(|| "ClusterIP".into());
+        let named = spec
+            .cluster_ip
+            .clone()
+            .or_else(|| {
+                spec.cluster_ips
+                    .as_ref()
+                    .and_then(|ips| ips.first().cloned())
+            })
+            .filter(|ip| !ip.is_empty());
+        let wants_ip = kind != "ExternalName" && named.as_deref() != Some("None");
+        let ip = if !wants_ip {
+            None
+        } else if let Some(named) = named {
+            match named.parse::<IpAddr>() {
+                Ok(ip) if alloc.cluster_ip == Some(ip) => Some(ip),
+                Ok(ip) if self.service_ips.cidr().contains(ip) => {
+                    if self.service_ips.reserve(ip) {
+                        Some(ip)
+                    } else {
+                        problems.push(m.error(
+                            "spec.clusterIP",
+                            format!("Invalid value: \"{ip}\": provided IP is already allocated"),
+                        ));
+                        None
+                    }
+                }
+                Ok(ip) => {
+                    problems.push(m.warning(
+                        "spec.clusterIP",
+                        format!(
+                            "{ip} is outside the service range {} (--service-cidr): DNS answers it, the L4 proxy does not serve it",
+                            self.service_ips.cidr()
+                        ),
+                    ));
+                    None
+                }
+                Err(_) => None,
+            }
+        } else {
+            alloc.cluster_ip.or_else(|| {
+                let ip = self.service_ips.allocate();
+                if ip.is_none() {
+                    problems.push(m.error(
+                        "spec.clusterIP",
+                        format!("the service range {} is full", self.service_ips.cidr()),
+                    ));
+                }
+                ip
+            })
+        };
+        if alloc.cluster_ip != ip
+            && let Some(old) = alloc.cluster_ip
+        {
+            self.service_ips.release(old);
+        }
+        alloc.cluster_ip = ip;
+        if let Some(ip) = ip {
+            spec.cluster_ip = Some(ip.to_string());
+            spec.cluster_ips = Some(vec![ip.to_string()]);
+        }
+
+        let wants_node_ports = matches!(kind.as_str(), "NodePort" | "LoadBalancer");
+        let mut ports = BTreeMap::new();
+        for (i, port) in spec.ports.iter_mut().flatten().enumerate() {
+            if !wants_node_ports {
+                break;
+            }
+            let held = alloc.node_ports.remove(&i);
+            let named = port.node_port.and_then(|p| u16::try_from(p).ok());
+            let got = match (named, held) {
+                (Some(n), Some(h)) if n == h => Some(h),
+                (Some(n), _) => {
+                    if self.node_ports.reserve(n) {
+                        Some(n)
+                    } else {
+                        problems.push(m.error(
+                            format!("spec.ports[{i}].nodePort"),
+                            format!("Invalid value: {n}: provided port is already allocated"),
+                        ));
+                        None
+                    }
+                }
+                (None, Some(h)) => Some(h),
+                (None, None) => self.node_ports.allocate(),
+            };
+            if let Some(h) = held
+                && got != Some(h)
+            {
+                self.node_ports.release(h);
+            }
+            if let Some(p) = got {
+                port.node_port = Some(i32::from(p));
+                ports.insert(i, p);
+            }
+        }
+        for (_, p) in std::mem::take(&mut alloc.node_ports) {
+            self.node_ports.release(p);
+        }
+        alloc.node_ports = ports;
+        alloc
+    }
+
+    /// Brings in what the kubelet reports, and forgets terminated Pods.
+    fn observe_pods(&mut self) {
+        let mut gone = Vec::new();
+        for (key, p) in &mut self.pods {
+            if !p.here || !p.started {
+                if p.deleting() && !p.started {
+                    gone.push(key.clone());
+                }
+                continue;
+            }
+            match self.kubelet.status(&key.0, &key.1) {
+                Some(status) => p.pod.status = Some(status),
+                None if p.deleting()
+                    && (p.stop_sent || !self.kubelet.is_running(&key.0, &key.1)) =>
+                {
+                    gone.push(key.clone());
+                }
+                None => {}
+            }
+        }
+        for key in gone {
+            if let Some(p) = self.pods.remove(&key) {
+                if let Some(ip) = p.ip {
+                    self.pod_ips.release(ip);
+                }
+                if let Some(next) = p.replace_with {
+                    self.create_declared_pod(key, next);
+                }
+            }
+        }
+    }
+
+    fn sync_deployments(&mut self, declared: &BTreeMap<Key, Arc<Deployment>>) {
+        let gone: Vec<Key> = self
+            .deployments
+            .keys()
+            .filter(|k| !declared.contains_key(*k))
+            .cloned()
+            .collect();
+        for key in gone {
+            self.deployments.remove(&key);
+        }
+        for (key, d) in declared {
+            match self.deployments.get_mut(key) {
+                Some(live) if Arc::ptr_eq(&live.applied, d) || *live.applied == **d => {}
+                Some(live) => {
+                    let meta = live.live.metadata.clone();
+                    let generation = meta.generation.unwrap_or(1);
+                    let changed = live.live.spec != d.spec;
+                    live.applied = d.clone();
+                    live.live = (**d).clone();
+                    live.live.metadata.uid = meta.uid;
+                    live.live.metadata.creation_timestamp = meta.creation_timestamp;
+                    live.live.metadata.generation =
+                        Some(if changed { generation + 1 } else { generation });
+                    live.live.status = None;
+                }
+                None => {
+                    let mut live = (**d).clone();
+                    live.metadata.uid = Some(self.uid());
+                    live.metadata.generation = Some(1);
+                    if live.metadata.creation_timestamp.is_none() {
+                        live.metadata.creation_timestamp = Some(now());
+                    }
+                    live.status = None;
+                    self.deployments.insert(
+                        key.clone(),
+                        LiveDeployment {
+                            applied: d.clone(),
+                            live,
+                        },
+                    );
+                }
+            }
+        }
+    }
+
+    fn sync_declared_replica_sets(&mut self, declared: &BTreeMap<Key, Arc<ReplicaSet>>) {
+        // Deployment-made ReplicaSets whose Deployment is gone, and declared ones no longer
+        // declared, are deleted; their Pods go with them.
+        let deployment_uids: Vec<String> = self
+            .deployments
+            .values()
+            .filter_map(|d| d.live.metadata.uid.clone())
+            .collect();
+        let gone: Vec<Key> = self
+            .replica_sets
+            .iter()
+            .filter(|(k, r)| match &r.applied {
+                Some(_) => !declared.contains_key(*k),
+                None => !controller_uid(&r.rs.metadata)
+                    .is_some_and(|uid| deployment_uids.iter().any(|d| d == uid)),
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in gone {
+            self.delete_replica_set(&key);
+        }
+        for (key, rs) in declared {
+            match self.replica_sets.get_mut(key) {
+                Some(live) if live.applied.as_ref().is_some_and(|a| **a == **rs) => {}
+                Some(live) => {
+                    let meta = live.rs.metadata.clone();
+                    live.rs = (**rs).clone();
+                    live.rs.metadata.uid = meta.uid;
+                    live.rs.metadata.creation_timestamp = meta.creation_timestamp;
+                    live.rs.metadata.generation = Some(meta.generation.unwrap_or(1) + 1);
+                    live.applied = Some(rs.clone());
+                }
+                None => {
+                    let mut live = (**rs).clone();
+                    live.metadata.uid = Some(self.uid());
+                    live.metadata.generation = Some(1);
+                    live.metadata.creation_timestamp.get_or_insert_with(now);
+                    self.replica_sets.insert(
+                        key.clone(),
+                        LiveReplicaSet {
+                            rs: live,
+                            applied: Some(rs.clone()),
+                        },
+                    );
+                }
+            }
+        }
+    }
+
+    fn delete_replica_set(&mut self, key: &Key) {
+        let Some(rs) = self.replica_sets.remove(key) else {
+            return;
+        };
+        let uid = rs.rs.metadata.uid.unwrap_or_default();
+        let owned: Vec<Key> = self
+            .pods
+            .iter()
+            .filter(|(_, p)| p.owner_uid() == Some(uid.as_str()))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in owned {
+            self.delete_pod(&key);
+        }
+    }
+
+    /// Marks a Pod terminating; its endpoints go at the next publish and the kubelet stops it
+    /// after that ([`Cluster::stop_terminating`]).
+    fn delete_pod(&mut self, key: &Key) {
+        let default_delay = self.config.termination_delay;
+        if let Some(p) = self.pods.get_mut(key)
+            && p.pod.metadata.deletion_timestamp.is_none()
+        {
+            let spec = p.pod.spec.as_ref();
+            let grace = spec
+                .and_then(|s| s.termination_grace_period_seconds)
+                .unwrap_or(30);
+            let pre_stop = spec
+                .and_then(|s| s.containers.first())
+                .and_then(|c| c.lifecycle.as_ref())
+                .and_then(|l| l.pre_stop.as_ref())
+                .and_then(|h| h.sleep.as_ref())
+                .map(|s| Duration::from_secs(u64::try_from(s.seconds).unwrap_or(0)));
+            // A Pod that is not ready has no endpoint to drain.
+            let delay = match pre_stop {
+                Some(d) => d,
+                None if pod_ready(&p.pod) => default_delay,
+                None => Duration::ZERO,
+            };
+            p.pod.metadata.deletion_timestamp = Some(now());
+            p.pod.metadata.deletion_grace_period_seconds = Some(grace);
+            p.stop_at = Some(Instant::now() + delay);
+        }
+    }
+
+    fn sync_declared_pods(&mut self, declared: &BTreeMap<Key, Arc<Pod>>) {
+        let gone: Vec<Key> = self
+            .pods
+            .iter()
+            .filter(|(k, p)| p.applied.is_some() && !declared.contains_key(*k))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in gone {
+            if let Some(p) = self.pods.get_mut(&key) {
+                p.replace_with = None;
+            }
+            self.delete_pod(&key);
+        }
+        for (key, pod) in declared {
+            match self.pods.get_mut(key) {
+                None => self.create_declared_pod(key.clone(), pod.clone()),
+                Some(live) if live.applied.as_ref().is_some_and(|a| **a == **pod) => {}
+                Some(live) if !live.here => {
+                    live.pod = (**pod).clone();
+                    live.applied = Some(pod.clone());
+                }
+                Some(live) => {
+                    // Pods are immutable: a changed manifest replaces the Pod once the old
+                    // one has terminated.
+                    live.replace_with = Some(pod.clone());
+                    self.delete_pod(key);
+                }
+            }
+        }
+    }
+
+    fn create_declared_pod(&mut self, key: Key, declared: Arc<Pod>) {
+        let node = declared.spec.as_ref().and_then(|s| s.node_name.clone());
+        let here = node.as_deref().is_none_or(|n| n == self.config.node_name);
+        let mut pod = (*declared).clone();
+        if here {
+            pod.metadata.uid = Some(self.uid());
+            pod.metadata.creation_timestamp.get_or_insert_with(now);
+            pod.status = Some(PodStatus {
+                phase: Some("Pending".into()),
+                ..PodStatus::default()
+            });
+            if let Some(spec) = pod.spec.as_mut() {
+                spec.node_name = Some(self.config.node_name.clone());
+            }
+        }
+        let seq = self.next_seq();
+        self.pods.insert(
+            key,
+            LivePod {
+                pod,
+                applied: Some(declared),
+                here,
+                ip: None,
+                started: false,
+                stop_at: None,
+                stop_sent: false,
+                seq,
+                replace_with: None,
+            },
+        );
+    }
+
+    fn pods_of(&self, uid: &str) -> impl Iterator<Item = &LivePod> {
+        self.pods
+            .values()
+            .filter(move |p| p.owner_uid() == Some(uid))
+    }
+
+    fn run_deployment_controllers(&mut self) {
+        let keys: Vec<Key> = self.deployments.keys().cloned().collect();
+        for key in keys {
+            let Some(d) = self.deployments.get(&key).map(|d| d.live.clone()) else {
+                continue;
+            };
+            let uid = d.metadata.uid.clone().unwrap_or_default();
+            let owned: Vec<deployment::Owned> = self
+                .replica_sets
+                .values()
+                .filter(|r| controller_uid(&r.rs.metadata) == Some(uid.as_str()))
+                .map(|r| {
+                    let rs_uid = r.rs.metadata.uid.as_deref().unwrap_or_default();
+                    let views: Vec<PodView> = self.pods_of(rs_uid).map(LivePod::view).collect();
+                    let active: Vec<&PodView> = replicaset::active(&views).collect();
+                    deployment::Owned {
+                        name: r.rs.metadata.name.clone().unwrap_or_default(),
+                        hash: r
+                            .rs
+                            .metadata
+                            .labels
+                            .as_ref()
+                            .and_then(|l| l.get(TEMPLATE_HASH_LABEL).cloned())
+                            .unwrap_or_default(),
+                        revision: revision(&r.rs.metadata),
+                        replicas: r.rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
+                        pods: i32::try_from(views.iter().filter(|v| !v.finished).count())
+                            .unwrap_or(i32::MAX),
+                        available: i32::try_from(active.iter().filter(|v| v.ready).count())
+                            .unwrap_or(i32::MAX),
+                    }
+                })
+                .collect();
+            let plan = deployment::reconcile(&d, &owned);
+            let ns = key.0.clone();
+            for (name, n) in plan.scale {
+                if let Some(r) = self.replica_sets.get_mut(&(ns.clone(), name)) {
+                    let spec = r.rs.spec.get_or_insert_with(ReplicaSetSpec::default);
+                    spec.replicas = Some(n);
+                    r.rs.metadata.generation = Some(r.rs.metadata.generation.unwrap_or(1) + 1);
+                }
+            }
+            for (name, rev) in plan.revise {
+                if let Some(r) = self.replica_sets.get_mut(&(ns.clone(), name)) {
+                    r.rs.metadata
+                        .annotations
+                        .get_or_insert_with(BTreeMap::new)
+                        .insert(REVISION_ANNOTATION.into(), rev.to_string());
+                }
+            }
+            for name in plan.delete {
+                self.delete_replica_set(&(ns.clone(), name));
+            }
+            if let Some((hash, rev, replicas)) = plan.create {
+                let rs = self.new_replica_set(&d, &hash, rev, replicas);
+                let name = rs.metadata.name.clone().unwrap_or_default();
+                self.replica_sets
+                    .insert((ns.clone(), name), LiveReplicaSet { rs, applied: None });
+            }
+        }
+    }
+
+    fn new_replica_set(
+        &mut self,
+        d: &Deployment,
+        hash: &str,
+        rev: u64,
+        replicas: i32,
+    ) -> ReplicaSet {
+        let spec = d.spec.clone().unwrap_or_default();
+        let mut template = spec.template.clone();
+        template
+            .metadata
+            .get_or_insert_with(ObjectMeta::default)
+            .labels
+            .get_or_insert_with(BTreeMap::new)
+            .insert(TEMPLATE_HASH_LABEL.into(), hash.into());
+        let mut selector = spec.selector.clone();
+        selector
+            .match_labels
+            .get_or_insert_with(BTreeMap::new)
+            .insert(TEMPLATE_HASH_LABEL.into(), hash.into());
+        let mut annotations = BTreeMap::from([(REVISION_ANNOTATION.to_owned(), rev.to_string())]);
+        if let Some(cause) = d
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(CHANGE_CAUSE_ANNOTATION))
+        {
+            annotations.insert(CHANGE_CAUSE_ANNOTATION.into(), cause.clone());
+        }
+        let name = format!("{}-{hash}", d.metadata.name.as_deref().unwrap_or_default());
+        ReplicaSet {
+            metadata: ObjectMeta {
+                name: Some(name),
+                namespace: d.metadata.namespace.clone(),
+                uid: Some(self.uid()),
+                generation: Some(1),
+                creation_timestamp: Some(now()),
+                labels: template.metadata.as_ref().and_then(|m| m.labels.clone()),
+                annotations: Some(annotations),
+                owner_references: Some(vec![owner("Deployment", &d.metadata)]),
+                ..ObjectMeta::default()
+            },
+            spec: Some(ReplicaSetSpec {
+                replicas: Some(replicas),
+                min_ready_seconds: spec.min_ready_seconds,
+                selector,
+                template: Some(template),
+            }),
+            status: None,
+        }
+    }
+
+    fn run_replica_set_controllers(&mut self) {
+        let keys: Vec<Key> = self.replica_sets.keys().cloned().collect();
+        for key in keys {
+            let Some(r) = self.replica_sets.get(&key) else {
+                continue;
+            };
+            let rs = r.rs.clone();
+            let uid = rs.metadata.uid.clone().unwrap_or_default();
+            let views: Vec<PodView> = self.pods_of(&uid).map(LivePod::view).collect();
+            let replicas = rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+            let plan = replicaset::reconcile(replicas, &views);
+            for name in plan.delete {
+                self.delete_pod(&(key.0.clone(), name));
+            }
+            // At most 500 new Pods in one step, so a typo of a zero more does not fork-bomb
+            // the machine in one go.
+            for _ in 0..plan.create.min(500) {
+                self.create_owned_pod(&key.0, &rs);
+            }
+        }
+    }
+
+    fn create_owned_pod(&mut self, namespace: &str, rs: &ReplicaSet) {
+        let template: PodTemplateSpec = rs
+            .spec
+            .as_ref()
+            .and_then(|s| s.template.clone())
+            .unwrap_or_default();
+        let base = rs.metadata.name.clone().unwrap_or_default();
+        let name = loop {
+            let name = format!("{base}-{}", self.suffix());
+            if !self
+                .pods
+                .contains_key(&(namespace.to_owned(), name.clone()))
+            {
+                break name;
+            }
+        };
+        let meta = template.metadata.unwrap_or_default();
+        let mut spec = template.spec.unwrap_or_default();
+        spec.node_name = Some(self.config.node_name.clone());
+        let pod = Pod {
+            metadata: ObjectMeta {
+                name: Some(name.clone()),
+                generate_name: Some(format!("{base}-")),
+                namespace: Some(namespace.to_owned()),
+                uid: Some(self.uid()),
+                creation_timestamp: Some(now()),
+                labels: meta.labels,
+                annotations: meta.annotations,
+                owner_references: Some(vec![owner("ReplicaSet", &rs.metadata)]),
+                ..ObjectMeta::default()
+            },
+            spec: Some(spec),
+            status: Some(PodStatus {
+                phase: Some("Pending".into()),
+                ..PodStatus::default()
+            }),
+        };
+        let seq = self.next_seq();
+        self.pods.insert(
+            (namespace.to_owned(), name),
+            LivePod {
+                pod,
+                applied: None,
+                here: true,
+                ip: None,
+                started: false,
+                stop_at: None,
+                stop_sent: false,
+                seq,
+                replace_with: None,
+            },
+        );
+    }
+
+    /// Gives new Pods an address and hands them to the kubelet.
+    fn start_pods(&mut self, services: &[Arc<Manifest>], problems: &mut Vec<Problem>) {
+        let mut env_by_ns: HashMap<String, Vec<(String, String)>> = HashMap::new();
+        for m in services {
+            if let Object::Service(svc) = &m.object {
+                env_by_ns
+                    .entry(m.namespace().to_owned())
+                    .or_default()
+                    .extend(service_env::for_service(m.name(), svc));
+            }
+        }
+        let keys: Vec<Key> = self
+            .pods
+            .iter()
+            .filter(|(_, p)| p.here && !p.started && !p.deleting())
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in keys {
+            let Some(ip) = self.pod_ips.allocate() else {
+                if let Some(p) = self.pods.get_mut(&key) {
+                    let status = p.pod.status.get_or_insert_with(PodStatus::default);
+                    status.reason = Some("OutOfAddresses".into());
+                    status.message = Some(format!("the pod range {} is full", self.pod_ips.cidr()));
+                }
+                problems.push(Problem {
+                    severity: Severity::Warning,
+                    file: ORIGIN.into(),
+                    doc: None,
+                    object: Some(ferry_model::ObjectRef::new(
+                        "Pod",
+                        Some(key.0.as_str()),
+                        key.1.clone(),
+                    )),
+                    field: "status.podIP".into(),
+                    message: format!("the pod range {} is full (--pod-cidr)", self.pod_ips.cidr()),
+                });
+                continue;
+            };
+            let env = env_by_ns.get(&key.0).cloned().unwrap_or_default();
+            if let Some(p) = self.pods.get_mut(&key) {
+                p.ip = Some(ip);
+                p.started = true;
+                self.kubelet.run(&p.pod, ip, env);
+                if let Some(status) = self.kubelet.status(&key.0, &key.1) {
+                    p.pod.status = Some(status);
+                }
+            }
+        }
+    }
+
+    /// Signals the kubelet to stop the Pods marked terminating; called once the snapshot
+    /// without their endpoints is published.
+    pub fn stop_terminating(&mut self) {
+        let now = Instant::now();
+        for (key, p) in &mut self.pods {
+            if p.here
+                && p.started
+                && p.deleting()
+                && !p.stop_sent
+                && p.stop_at.is_none_or(|at| at <= now)
+            {
+                let grace = p
+                    .pod
+                    .metadata
+                    .deletion_grace_period_seconds
+                    .and_then(|s| u64::try_from(s).ok())
+                    .unwrap_or(30);
+                self.kubelet
+                    .stop(&key.0, &key.1, Duration::from_secs(grace));
+                p.stop_sent = true;
+            }
+        }
+    }
+
+    /// When the next terminating Pod is due to be signalled.
+    pub fn next_stop(&self) -> Option<Instant> {
+        self.pods
+            .values()
+            .filter(|p| p.here && p.started && p.deleting() && !p.stop_sent)
+            .filter_map(|p| p.stop_at)
+            .min()
+    }
+
+    fn update_statuses(&mut self) {
+        // ReplicaSets.
+        let mut rs_counts: HashMap<String, (i32, i32)> = HashMap::new();
+        for p in self.pods.values() {
+            if let Some(uid) = p.owner_uid() {
+                let v = p.view();
+                if v.deleting || v.finished {
+                    continue;
+                }
+                let e = rs_counts.entry(uid.to_owned()).or_default();
+                e.0 += 1;
+                if v.ready {
+                    e.1 += 1;
+                }
+            }
+        }
+        for r in self.replica_sets.values_mut() {
+            let uid = r.rs.metadata.uid.clone().unwrap_or_default();
+            let (replicas, ready) = rs_counts.get(&uid).copied().unwrap_or_default();
+            r.rs.status = Some(ReplicaSetStatus {
+                replicas,
+                fully_labeled_replicas: Some(replicas),
+                ready_replicas: Some(ready),
+                available_replicas: Some(ready),
+                observed_generation: r.rs.metadata.generation,
+                ..ReplicaSetStatus::default()
+            });
+        }
+        // Deployments.
+        for d in self.deployments.values_mut() {
+            let uid = d.live.metadata.uid.clone().unwrap_or_default();
+            let Some(spec) = d.live.spec.as_ref() else {
+                continue;
+            };
+            let want = deployment::replicas(spec);
+            let hash = deployment::template_hash(&spec.template);
+            let (_, unavailable) = deployment::surge_and_unavailable(spec);
+            let (mut replicas, mut updated, mut ready) = (0, 0, 0);
+            for r in self.replica_sets.values() {
+                if controller_uid(&r.rs.metadata) != Some(uid.as_str()) {
+                    continue;
+                }
+                let s = r.rs.status.as_ref();
+                let n = s.map_or(0, |s| s.replicas);
+                replicas += n;
+                ready += s.and_then(|s| s.ready_replicas).unwrap_or(0);
+                if r.rs
+                    .metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(TEMPLATE_HASH_LABEL))
+                    == Some(&hash)
+                {
+                    updated += n;
+                }
+            }
+            let old = d.live.status.take().unwrap_or_default();
+            let condition = |type_: &str, ok: bool, reason: &str, message: String| {
+                let status = if ok { "True" } else { "False" };
+                let kept = old.conditions.iter().flatten().find(|c| {
+                    c.type_ == type_ && c.status == status && c.reason.as_deref() == Some(reason)
+                });
+                DeploymentCondition {
+                    type_: type_.into(),
+                    status: status.into(),
+                    reason: Some(reason.into()),
+                    message: Some(message),
+                    last_transition_time: kept
+                        .map_or_else(|| Some(now()), |c| c.last_transition_time.clone()),
+                    last_update_time: kept
+                        .map_or_else(|| Some(now()), |c| c.last_update_time.clone()),
+                }
+            };
+            let available_ok = ready >= want - unavailable;
+            let complete = updated == want && replicas == want && ready == want;
+            let name = d.live.metadata.name.clone().unwrap_or_default();
+            d.live.status = Some(DeploymentStatus {
+                observed_generation: d.live.metadata.generation,
+                replicas: Some(replicas),
+                updated_replicas: Some(updated),
+                ready_replicas: Some(ready),
+                available_replicas: Some(ready),
+                unavailable_replicas: Some((want - ready).max(0)),
+                conditions: Some(vec![
+                    condition(
+                        "Available",
+                        available_ok,
+                        if available_ok {
+                            "MinimumReplicasAvailable"
+                        } else {
+                            "MinimumReplicasUnavailable"
+                        },
+                        if available_ok {
+                            "Deployment has minimum availability.".into()
+                        } else {
+                            "Deployment does not have minimum availability.".into()
+                        },
+                    ),
+                    condition(
+                        "Progressing",
+                        true,
+                        if complete {
+                            "NewReplicaSetAvailable"
+                        } else {
+                            "ReplicaSetUpdated"
+                        },
+                        format!(
+                            "ReplicaSet \"{name}-{hash}\" {}",
+                            if complete {
+                                "has successfully progressed."
+                            } else {
+                                "is progressing."
+                            }
+                        ),
+                    ),
+                ]),
+                ..DeploymentStatus::default()
+            });
+        }
+    }
+
+    /// Deployments, ReplicaSets and Pods as they are now.
+    pub fn deployments(&self) -> Vec<Deployment> {
+        self.deployments.values().map(|d| d.live.clone()).collect()
+    }
+
+    pub fn replica_sets(&self) -> Vec<ReplicaSet> {
+        self.replica_sets.values().map(|r| r.rs.clone()).collect()
+    }
+
+    pub fn pods(&self) -> Vec<Pod> {
+        self.pods.values().map(|p| p.pod.clone()).collect()
+    }
+
+    /// The namespace of the one object of that name, when `namespace` is not given.
+    pub fn find_namespace(
+        &self,
+        kind: &str,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<String, ApiError> {
+        if let Some(ns) = namespace {
+            return Ok(ns.to_owned());
+        }
+        let names: Vec<&Key> = match kind {
+            "deployment" => self.deployments.keys().collect(),
+            "replicaset" => self.replica_sets.keys().collect(),
+            _ => self.pods.keys().collect(),
+        };
+        let found: Vec<&String> = names.iter().filter(|k| k.1 == name).map(|k| &k.0).collect();
+        match found.as_slice() {
+            [] => Err(ApiError::NotFound(format!("{kind} {name}"))),
+            [ns] => Ok((*ns).clone()),
+            several => Err(ApiError::Invalid(format!(
+                "{kind} {name} exists in several namespaces ({}): name one with -n",
+                several
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))),
+        }
+    }
+
+    /// `ferry scale deployment/NAME --replicas N`.
+    pub fn scale(&mut self, namespace: &str, name: &str, replicas: i32) -> Result<(), ApiError> {
+        if replicas < 0 {
+            return Err(ApiError::Invalid(format!(
+                "--replicas {replicas}: must be greater than or equal to 0"
+            )));
+        }
+        let d = self
+            .deployments
+            .get_mut(&(namespace.to_owned(), name.to_owned()))
+            .ok_or_else(|| ApiError::NotFound(format!("deployment {namespace}/{name}")))?;
+        let spec = d.live.spec.get_or_insert_with(Default::default);
+        if spec.replicas != Some(replicas) {
+            spec.replicas = Some(replicas);
+            d.live.metadata.generation = Some(d.live.metadata.generation.unwrap_or(1) + 1);
+        }
+        Ok(())
+    }
+
+    /// The revisions of a Deployment: (revision, ReplicaSet name, change cause), oldest first.
+    pub fn history(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Vec<(u64, String, Option<String>)>, ApiError> {
+        let d = self
+            .deployments
+            .get(&(namespace.to_owned(), name.to_owned()))
+            .ok_or_else(|| ApiError::NotFound(format!("deployment {namespace}/{name}")))?;
+        let uid = d.live.metadata.uid.as_deref().unwrap_or_default();
+        let mut revisions: Vec<(u64, String, Option<String>)> = self
+            .replica_sets
+            .values()
+            .filter(|r| controller_uid(&r.rs.metadata) == Some(uid))
+            .map(|r| {
+                (
+                    revision(&r.rs.metadata),
+                    r.rs.metadata.name.clone().unwrap_or_default(),
+                    r.rs.metadata
+                        .annotations
+                        .as_ref()
+                        .and_then(|a| a.get(CHANGE_CAUSE_ANNOTATION).cloned()),
+                )
+            })
+            .collect();
+        revisions.sort();
+        Ok(revisions)
+    }
+
+    /// `ferry rollout undo deployment/NAME [--to-revision N]`: the template of that revision
+    /// (by default the one before the current) becomes the Deployment's again.
+    pub fn undo(
+        &mut self,
+        namespace: &str,
+        name: &str,
+        to_revision: Option<u64>,
+    ) -> Result<u64, ApiError> {
+        let history = self.history(namespace, name)?;
+        let current = history.last().map(|h| h.0);
+        let target = match to_revision {
+            Some(0) | None => history
+                .iter()
+                .rev()
+                .find(|h| Some(h.0) != current)
+                .ok_or_else(|| {
+                    ApiError::Invalid(format!(
+                        "no rollout history found for deployment {namespace}/{name}"
+                    ))
+                })?,
+            Some(n) => history.iter().find(|h| h.0 == n).ok_or_else(|| {
+                ApiError::NotFound(format!("revision {n} of deployment {namespace}/{name}"))
+            })?,
+        };
+        let (revision, rs_name) = (target.0, target.1.clone());
+        let template = self
+            .replica_sets
+            .get(&(namespace.to_owned(), rs_name))
+            .and_then(|r| r.rs.spec.as_ref())
+            .and_then(|s| s.template.clone())
+            .ok_or_else(|| ApiError::NotFound(format!("revision {revision}")))?;
+        let mut template = template;
+        if let Some(labels) = template.metadata.as_mut().and_then(|m| m.labels.as_mut()) {
+            labels.remove(TEMPLATE_HASH_LABEL);
+        }
+        let d = self
+            .deployments
+            .get_mut(&(namespace.to_owned(), name.to_owned()))
+            .ok_or_else(|| ApiError::NotFound(format!("deployment {namespace}/{name}")))?;
+        let spec = d.live.spec.get_or_insert_with(Default::default);
+        if spec.template != template {
+            spec.template = template;
+            d.live.metadata.generation = Some(d.live.metadata.generation.unwrap_or(1) + 1);
+        }
+        Ok(revision)
+    }
+}
+
+fn revision(meta: &ObjectMeta) -> u64 {
+    meta.annotations
+        .as_ref()
+        .and_then(|a| a.get(REVISION_ANNOTATION))
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(0)
+}

@@ -1,0 +1,260 @@
+//! The Deployment controller, as a pure function: from a Deployment and the ReplicaSets it
+//! owns (with how many of their Pods exist and are available), what to create, scale and
+//! delete. It follows the Kubernetes controller (`pkg/controller/deployment`): one
+//! ReplicaSet per pod template, named by the template's hash; a rolling update scales the new
+//! one up within `maxSurge` and the old ones down within `maxUnavailable`, counting only
+//! available (ready) Pods, so a rollout whose new Pods never become ready stops there and
+//! never takes the old ones away; `Recreate` scales the old ones to zero first and waits
+//! until their Pods are gone; old ReplicaSets at zero are kept as revision history up to
+//! `revisionHistoryLimit`. A Pod counts as available when Ready (`minReadySeconds` is not
+//! applied).
+
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
+use k8s_openapi::api::core::v1::PodTemplateSpec;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+/// The label that ties a ReplicaSet and its Pods to one pod template.
+pub const TEMPLATE_HASH_LABEL: &str = "pod-template-hash";
+/// The annotation holding a ReplicaSet's revision within its Deployment.
+pub const REVISION_ANNOTATION: &str = "deployment.kubernetes.io/revision";
+/// The Deployment annotation copied to each new ReplicaSet, shown by `rollout history`.
+pub const CHANGE_CAUSE_ANNOTATION: &str = "kubernetes.io/change-cause";
+
+/// What the controller sees of one owned ReplicaSet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Owned {
+    pub name: String,
+    pub hash: String,
+    pub revision: u64,
+    /// `spec.replicas`.
+    pub replicas: i32,
+    /// Pods that exist and are not terminating.
+    pub pods: i32,
+    /// Of those, the ready ones.
+    pub available: i32,
+}
+
+/// What to do.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// A ReplicaSet to create for the current template: (hash, revision, replicas).
+    pub create: Option<(String, u64, i32)>,
+    /// New `spec.replicas` of existing ReplicaSets, by name.
+    pub scale: Vec<(String, i32)>,
+    /// New revisions (a rollback makes an old ReplicaSet current again).
+    pub revise: Vec<(String, u64)>,
+    /// ReplicaSets past the revision history, to delete.
+    pub delete: Vec<String>,
+}
+
+/// The hash that names a pod template, as Kubernetes spells it: FNV-1a (32 bits) over the
+/// template, its decimal form mapped onto the alphabet of generated names (no vowels, no
+/// look-alike digits).
+pub fn template_hash(template: &PodTemplateSpec) -> String {
+    let mut template = template.clone();
+    if let Some(labels) = template.metadata.as_mut().and_then(|m| m.labels.as_mut()) {
+        labels.remove(TEMPLATE_HASH_LABEL);
+    }
+    let bytes = serde_json::to_vec(&template).unwrap_or_default();
+    let mut h: u32 = 0x811c_9dc5;
+    for b in bytes {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    safe_encode(&h.to_string())
+}
+
+/// The characters Kubernetes generates names from.
+pub const ALPHANUMS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+
+/// `rand.SafeEncodeString`: each byte onto [`ALPHANUMS`].
+fn safe_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| char::from(ALPHANUMS[usize::from(b) % ALPHANUMS.len()]))
+        .collect()
+}
+
+/// `spec.replicas`, 1 when absent.
+pub fn replicas(spec: &DeploymentSpec) -> i32 {
+    spec.replicas.unwrap_or(1).max(0)
+}
+
+/// A count or a percentage of `total`, rounded up (surge) or down (unavailable).
+fn scaled(v: Option<&IntOrString>, total: i32, round_up: bool) -> i32 {
+    match v {
+        None => scaled(Some(&IntOrString::String("25%".into())), total, round_up),
+        Some(IntOrString::Int(n)) => (*n).max(0),
+        Some(IntOrString::String(s)) => {
+            let pct: i64 = s.trim_end_matches('%').parse().unwrap_or(0);
+            let prod = pct * i64::from(total);
+            let v = if round_up {
+                (prod + 99) / 100
+            } else {
+                prod / 100
+            };
+            i32::try_from(v).unwrap_or(i32::MAX)
+        }
+    }
+}
+
+/// `maxSurge` and `maxUnavailable` resolved against `replicas`; both zero would deadlock a
+/// rollout, so unavailable becomes 1 then, as Kubernetes does.
+pub fn surge_and_unavailable(spec: &DeploymentSpec) -> (i32, i32) {
+    let total = replicas(spec);
+    let ru = spec
+        .strategy
+        .as_ref()
+        .and_then(|s| s.rolling_update.as_ref());
+    let surge = scaled(ru.and_then(|r| r.max_surge.as_ref()), total, true);
+    let mut unavailable = scaled(ru.and_then(|r| r.max_unavailable.as_ref()), total, false);
+    if surge == 0 && unavailable == 0 {
+        unavailable = 1;
+    }
+    (surge, unavailable.min(total))
+}
+
+fn recreate(spec: &DeploymentSpec) -> bool {
+    spec.strategy
+        .as_ref()
+        .and_then(|s| s.type_.as_deref())
+        .is_some_and(|t| t == "Recreate")
+}
+
+/// One step of the controller. `owned` is every ReplicaSet the Deployment owns.
+pub fn reconcile(deployment: &Deployment, owned: &[Owned]) -> Plan {
+    let mut plan = Plan::default();
+    let Some(spec) = &deployment.spec else {
+        return plan;
+    };
+    let want = replicas(spec);
+    let hash = template_hash(&spec.template);
+    let max_revision = owned.iter().map(|o| o.revision).max().unwrap_or(0);
+    // The working view: replicas as the plan leaves them.
+    let mut sets: Vec<Owned> = owned.to_vec();
+    sets.sort_by_key(|o| o.revision);
+    let new_index = sets.iter().position(|o| o.hash == hash);
+    let paused = spec.paused == Some(true);
+
+    let new_index = match new_index {
+        Some(i) => {
+            if sets[i].revision < max_revision {
+                sets[i].revision = max_revision + 1;
+                plan.revise.push((sets[i].name.clone(), max_revision + 1));
+            }
+            i
+        }
+        None if paused => return plan,
+        None => {
+            sets.push(Owned {
+                name: String::new(),
+                hash: hash.clone(),
+                revision: max_revision + 1,
+                replicas: 0,
+                pods: 0,
+                available: 0,
+            });
+            sets.len() - 1
+        }
+    };
+
+    if !paused {
+        if recreate(spec) {
+            step_recreate(&mut sets, new_index, want);
+        } else {
+            step_rolling(spec, &mut sets, new_index, want);
+        }
+    }
+
+    // History: old ReplicaSets at zero with no Pods left, oldest first, beyond the limit.
+    let limit = usize::try_from(spec.revision_history_limit.unwrap_or(10).max(0)).unwrap_or(0);
+    let idle: Vec<&Owned> = sets
+        .iter()
+        .enumerate()
+        .filter(|(i, o)| *i != new_index && o.replicas == 0 && o.pods == 0 && !o.name.is_empty())
+        .map(|(_, o)| o)
+        .collect();
+    if idle.len() > limit {
+        plan.delete = idle[..idle.len() - limit]
+            .iter()
+            .map(|o| o.name.clone())
+            .collect();
+    }
+
+    for set in &sets {
+        if set.name.is_empty() {
+            plan.create = Some((set.hash.clone(), set.revision, set.replicas));
+        } else if let Some(before) = owned.iter().find(|o| o.name == set.name)
+            && before.replicas != set.replicas
+        {
+            plan.scale.push((set.name.clone(), set.replicas));
+        }
+    }
+    plan
+}
+
+fn step_recreate(sets: &mut [Owned], new_index: usize, want: i32) {
+    let mut old_pods = 0;
+    for (i, set) in sets.iter_mut().enumerate() {
+        if i != new_index {
+            set.replicas = 0;
+            old_pods += set.pods;
+        }
+    }
+    if old_pods == 0 {
+        sets[new_index].replicas = want;
+    }
+}
+
+fn step_rolling(spec: &DeploymentSpec, sets: &mut [Owned], new_index: usize, want: i32) {
+    let (surge, unavailable) = surge_and_unavailable(spec);
+    // reconcileNewReplicaSet
+    let new = &sets[new_index];
+    if new.replicas > want {
+        sets[new_index].replicas = want;
+    } else if new.replicas < want {
+        let total: i32 = sets.iter().map(|s| s.replicas).sum();
+        let room = (want + surge - total).max(0);
+        sets[new_index].replicas += room.min(want - new.replicas);
+    }
+    // reconcileOldReplicaSets
+    let old_replicas: i32 = sets
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != new_index)
+        .map(|(_, s)| s.replicas)
+        .sum();
+    if old_replicas == 0 {
+        return;
+    }
+    let all: i32 = sets.iter().map(|s| s.replicas).sum();
+    let min_available = want - unavailable;
+    let new = &sets[new_index];
+    let new_unavailable = (new.replicas - new.available).max(0);
+    let mut budget = all - min_available - new_unavailable;
+    if budget <= 0 {
+        return;
+    }
+    // First the old Pods that are not available anyway (cleanupUnhealthyReplicas).
+    for (i, set) in sets.iter_mut().enumerate() {
+        if i == new_index || budget == 0 {
+            continue;
+        }
+        let unhealthy = (set.replicas - set.available).max(0).min(budget);
+        set.replicas -= unhealthy;
+        budget -= unhealthy;
+    }
+    // Then available ones, keeping at least minAvailable available in all.
+    let available: i32 = sets.iter().map(|s| s.available.min(s.replicas)).sum();
+    let mut down = (available - min_available).max(0);
+    for (i, set) in sets.iter_mut().enumerate() {
+        if i == new_index || down == 0 {
+            continue;
+        }
+        let n = set.replicas.min(down);
+        set.replicas -= n;
+        down -= n;
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,585 @@
+//! The local runtime end to end: Deployments run as real `ferry echo` processes on their own
+//! loopback addresses, their readiness drives the endpoints, the L4 Service proxy and the
+//! gateway reach them, and rollouts, scaling, restarts and rollbacks work under load.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use bytes::Bytes;
+use hickory_proto::rr::RecordType;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+use tempfile::TempDir;
+
+use crate::{Running, eventually, get_json};
+
+/// A namespace, a Deployment of the echo app with a readiness probe, its Service (cluster IP
+/// allocated) and an Ingress for `web.test`.
+fn app(replicas: u32, version: &str, extra: &str) -> String {
+    format!(
+        r#"
+apiVersion: v1
+kind: Namespace
+metadata: {{name: shop}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: web, namespace: shop}}
+spec:
+  replicas: {replicas}
+  selector: {{matchLabels: {{app: web}}}}
+  strategy:
+    rollingUpdate: {{maxSurge: 1, maxUnavailable: 0}}
+  template:
+    metadata:
+      labels: {{app: web}}
+    spec:
+      terminationGracePeriodSeconds: 5
+      containers:
+        - name: web
+          image: ferry/echo
+          env: [{{name: VERSION, value: "{version}"}}]
+          ports: [{{name: http, containerPort: 8080}}]
+          readinessProbe:
+            httpGet: {{path: /healthz, port: http}}
+            periodSeconds: 1
+{extra}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: web, namespace: shop}}
+spec:
+  selector: {{app: web}}
+  ports: [{{name: http, port: 80, targetPort: http}}]
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {{name: web, namespace: shop}}
+spec:
+  rules:
+    - host: web.test
+      http:
+        paths:
+          - {{path: /, pathType: Prefix, backend: {{service: {{name: web, port: {{number: 80}}}}}}}}
+"#
+    )
+}
+
+fn write(dir: &Path, yaml: &str) {
+    // Written aside and renamed, so the watcher never reads half a file.
+    let tmp = dir.join(".app.yaml.tmp");
+    fs::write(&tmp, yaml).unwrap();
+    fs::rename(tmp, dir.join("app.yaml")).unwrap();
+}
+
+async fn start(yaml: &str) -> (TempDir, Running) {
+    let dir = TempDir::new().unwrap();
+    write(dir.path(), yaml);
+    let running = Running::start(vec![dir.path().to_owned()]).await;
+    (dir, running)
+}
+
+async fn pods(admin: SocketAddr) -> Vec<Value> {
+    get_json(admin, "/api/v1/pods").await["items"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn ready(pod: &Value) -> bool {
+    pod.pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .is_some_and(|cs| {
+            cs.iter()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+        })
+        && pod.pointer("/metadata/deletionTimestamp").is_none()
+}
+
+fn name(pod: &Value) -> String {
+    pod["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn env(pod: &Value, key: &str) -> Option<String> {
+    pod.pointer("/spec/containers/0/env")?
+        .as_array()?
+        .iter()
+        .find(|e| e["name"] == key)
+        .and_then(|e| e["value"].as_str())
+        .map(str::to_owned)
+}
+
+/// Waits until exactly `n` Pods exist, all ready, all matching `check`; returns them.
+async fn wait_ready(
+    admin: SocketAddr,
+    n: usize,
+    what: &str,
+    check: impl Fn(&Value) -> bool,
+) -> Vec<Value> {
+    eventually(what, || async {
+        let all = pods(admin).await;
+        (all.len() == n && all.iter().all(|p| ready(p) && check(p))).then_some(all)
+    })
+    .await
+}
+
+async fn service(admin: SocketAddr, name: &str) -> Value {
+    let config = get_json(admin, "/config").await;
+    config["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == name)
+        .cloned()
+        .unwrap()
+}
+
+/// The ready endpoint addresses the served snapshot has for a Service.
+async fn ready_endpoints(admin: SocketAddr, name: &str) -> BTreeSet<String> {
+    service(admin, name).await["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["ready"] == true)
+        .map(|e| e["address"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+async fn cluster_ip(admin: SocketAddr, name: &str) -> IpAddr {
+    service(admin, name).await["cluster_ips"][0]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// One request on a fresh connection: the status and the echo's `pod`, or why it failed.
+async fn one_request(addr: SocketAddr, host: &str) -> Result<(u16, String), String> {
+    let stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| format!("handshake: {e}"))?;
+    tokio::spawn(conn);
+    let req = http::Request::get("/")
+        .header("host", host)
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let res = sender
+        .send_request(req)
+        .await
+        .map_err(|e| format!("request: {e}"))?;
+    let status = res.status().as_u16();
+    let body = res
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| format!("body: {e}"))?
+        .to_bytes();
+    let json: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    Ok((status, json["pod"].as_str().unwrap_or_default().to_owned()))
+}
+
+async fn post(admin: SocketAddr, path: &str) -> (u16, String) {
+    let stream = tokio::net::TcpStream::connect(admin).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::post(path)
+        .header("host", admin.to_string())
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let res = sender.send_request(req).await.unwrap();
+    let status = res.status().as_u16();
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deployment_reaches_its_replicas_and_serves_through_l4_gateway_and_dns() {
+    let (_dir, running) = start(&app(3, "1", "")).await;
+    let all = wait_ready(running.admin, 3, "3 ready pods", |_| true).await;
+    let ips: BTreeSet<String> = all
+        .iter()
+        .map(|p| p["status"]["podIP"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ips.len(), 3, "each Pod has its own address: {ips:?}");
+    let hash = all[0]["metadata"]["labels"]["pod-template-hash"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for p in &all {
+        assert!(name(p).starts_with(&format!("web-{hash}-")), "{}", name(p));
+        assert_eq!(p["metadata"]["ownerReferences"][0]["kind"], "ReplicaSet");
+        assert_eq!(env(p, "VERSION").as_deref(), Some("1"));
+    }
+    eventually("the endpoints are the Pods", || async {
+        (ready_endpoints(running.admin, "web").await == ips).then_some(())
+    })
+    .await;
+
+    // The L4 proxy on the cluster IP spreads connections over the Pods.
+    let ip = cluster_ip(running.admin, "web").await;
+    let via_l4 = SocketAddr::new(ip, 80);
+    let seen = std::sync::Mutex::new(BTreeSet::new());
+    eventually("the L4 proxy reaches every Pod", || async {
+        if let Ok((200, pod)) = one_request(via_l4, "web").await {
+            seen.lock().unwrap().insert(pod);
+        }
+        (seen.lock().unwrap().len() == 3).then_some(())
+    })
+    .await;
+    // The gateway too.
+    let (status, pod) = one_request(running.http, "web.test").await.unwrap();
+    assert_eq!(status, 200);
+    assert!(all.iter().any(|p| name(p) == pod), "{pod}");
+    // DNS answers the cluster IP.
+    let answer = crate::dns::ask(running.dns, "web.shop.svc.cluster.local.", RecordType::A).await;
+    assert_eq!(crate::dns::data(&answer), vec![ip.to_string()]);
+
+    let deployments = get_json(running.admin, "/api/v1/deployments").await;
+    let d = &deployments["items"][0];
+    assert_eq!(d["status"]["readyReplicas"], 3);
+    assert_eq!(d["status"]["updatedReplicas"], 3);
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_process_restarts_and_its_endpoint_returns_only_when_ready() {
+    let probe_delay = "            initialDelaySeconds: 2";
+    let (_dir, running) = start(&app(1, "1", probe_delay)).await;
+    let pod = wait_ready(running.admin, 1, "a ready pod", |_| true)
+        .await
+        .remove(0);
+    let ip = pod["status"]["podIP"].as_str().unwrap().to_owned();
+    let id = pod["status"]["containerStatuses"][0]["containerID"]
+        .as_str()
+        .unwrap();
+    let pid = id.rsplit('/').next().unwrap();
+    let killed = std::process::Command::new("kill")
+        .args(["-KILL", pid])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+
+    let restarted = eventually("the container restarts", || async {
+        let p = pods(running.admin).await.into_iter().next()?;
+        let c = &p["status"]["containerStatuses"][0];
+        (c["restartCount"] == 1 && c["state"].get("running").is_some()).then_some(p)
+    })
+    .await;
+    assert_eq!(
+        restarted["status"]["containerStatuses"][0]["lastState"]["terminated"]["signal"], 9,
+        "{restarted}"
+    );
+    assert!(!ready(&restarted), "not ready before its probe passes");
+    assert!(
+        !ready_endpoints(running.admin, "web").await.contains(&ip),
+        "the endpoint waits for readiness"
+    );
+    eventually("ready again", || async {
+        ready_endpoints(running.admin, "web")
+            .await
+            .contains(&ip)
+            .then_some(())
+    })
+    .await;
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scaling_up_and_down() {
+    let (_dir, running) = start(&app(1, "1", "")).await;
+    wait_ready(running.admin, 1, "one pod", |_| true).await;
+    let (status, body) = post(running.admin, "/api/v1/scale?name=web&replicas=4").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body, "deployment.apps/web scaled\n");
+    wait_ready(running.admin, 4, "four pods", |_| true).await;
+    eventually("four endpoints", || async {
+        (ready_endpoints(running.admin, "web").await.len() == 4).then_some(())
+    })
+    .await;
+    post(
+        running.admin,
+        "/api/v1/scale?namespace=shop&name=web&replicas=1",
+    )
+    .await;
+    wait_ready(running.admin, 1, "one pod left, the others gone", |_| true).await;
+    assert_eq!(ready_endpoints(running.admin, "web").await.len(), 1);
+    let (status, body) = post(running.admin, "/api/v1/scale?name=nope&replicas=1").await;
+    assert_eq!(
+        (status, body.as_str()),
+        (404, "deployment nope not found\n")
+    );
+    running.stop().await;
+}
+
+/// Requests in a loop until `stop`: each on a fresh connection through the L4 proxy, and
+/// each through the gateway; failures are counted with their reason.
+fn client(
+    target: SocketAddr,
+    host: &'static str,
+    stop: Arc<AtomicBool>,
+    ok: Arc<AtomicU64>,
+    failures: Arc<std::sync::Mutex<Vec<String>>>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        while !stop.load(Ordering::Relaxed) {
+            match one_request(target, host).await {
+                Ok((200, _)) => {
+                    ok.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok((status, _)) => failures
+                    .lock()
+                    .unwrap()
+                    .push(format!("{host}: status {status}")),
+                Err(e) => failures.lock().unwrap().push(format!("{host}: {e}")),
+            }
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_update_keeps_every_request_succeeding_and_rollback_restores_the_template() {
+    let (dir, running) = start(&app(3, "1", "")).await;
+    wait_ready(running.admin, 3, "three v1 pods", |p| {
+        env(p, "VERSION").as_deref() == Some("1")
+    })
+    .await;
+    let ip = cluster_ip(running.admin, "web").await;
+    eventually("three endpoints", || async {
+        (ready_endpoints(running.admin, "web").await.len() == 3).then_some(())
+    })
+    .await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let ok = Arc::new(AtomicU64::new(0));
+    let failures = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let clients = [
+        client(
+            SocketAddr::new(ip, 80),
+            "web",
+            stop.clone(),
+            ok.clone(),
+            failures.clone(),
+        ),
+        client(
+            running.http,
+            "web.test",
+            stop.clone(),
+            ok.clone(),
+            failures.clone(),
+        ),
+    ];
+
+    write(dir.path(), &app(3, "2", ""));
+    wait_ready(running.admin, 3, "three v2 pods, the v1 ones gone", |p| {
+        env(p, "VERSION").as_deref() == Some("2")
+    })
+    .await;
+    let during_update = ok.load(Ordering::Relaxed);
+
+    // Back to v1 with `rollout undo`, still under load.
+    let (status, body) = post(running.admin, "/api/v1/rollout/undo?name=web").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body, "deployment.apps/web rolled back to revision 1\n");
+    wait_ready(running.admin, 3, "three v1 pods again", |p| {
+        env(p, "VERSION").as_deref() == Some("1")
+    })
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        c.await.unwrap();
+    }
+    let failures = failures.lock().unwrap().clone();
+    assert!(
+        failures.is_empty(),
+        "{} failed: {failures:?}",
+        failures.len()
+    );
+    assert!(
+        during_update > 20,
+        "the client ran: {during_update} requests"
+    );
+
+    let history = get_json(running.admin, "/api/v1/rollout/history?name=web").await;
+    let revisions: Vec<u64> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["revision"].as_u64().unwrap())
+        .collect();
+    assert_eq!(revisions, vec![2, 3], "v1 came back as revision 3");
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_liveness_probe_restarts_the_container() {
+    let liveness = "          livenessProbe:\n            tcpSocket: {port: 9}\n            periodSeconds: 1\n            failureThreshold: 1";
+    let (_dir, running) = start(&app(1, "1", liveness)).await;
+    let p = eventually("a restart by the liveness probe", || async {
+        let p = pods(running.admin).await.into_iter().next()?;
+        (p["status"]["containerStatuses"][0]["restartCount"].as_i64()? >= 1).then_some(p)
+    })
+    .await;
+    assert!(
+        p["status"]["containerStatuses"][0]["lastState"]
+            .get("terminated")
+            .is_some(),
+        "{p}"
+    );
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_pod_spec_is_reported_on_its_status_and_disturbs_nothing_else() {
+    let bad = r#"
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: nginx, namespace: shop}
+spec:
+  containers:
+    - {name: nginx, image: "nginx:1.27"}
+"#;
+    let (_dir, running) = start(&(app(2, "1", "") + bad)).await;
+    let reason = eventually("the bad Pod's waiting reason", || async {
+        let all = pods(running.admin).await;
+        let p = all.iter().find(|p| name(p) == "nginx")?;
+        let waiting = &p["status"]["containerStatuses"][0]["state"]["waiting"];
+        Some((
+            waiting["reason"].as_str()?.to_owned(),
+            waiting["message"].as_str()?.to_owned(),
+        ))
+    })
+    .await;
+    assert_eq!(reason.0, "ErrImageNeverPull");
+    assert!(reason.1.contains("nginx:1.27"), "{}", reason.1);
+    eventually("the good Pods are ready", || async {
+        let all = pods(running.admin).await;
+        (all.iter().filter(|p| ready(p)).count() == 2).then_some(())
+    })
+    .await;
+    let status = get_json(running.admin, "/status").await;
+    assert_eq!(status["state"], "ok", "{status}");
+    assert_eq!(one_request(running.http, "web.test").await.unwrap().0, 200);
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_selecting_one_release_gets_only_its_pods() {
+    let (running, summer) = {
+        let running = Running::start(vec![crate::repo().join("configs/demo")]).await;
+        let all = eventually("the demo's six pods ready", || async {
+            let all = pods(running.admin).await;
+            (all.len() == 6 && all.iter().all(ready)).then_some(all)
+        })
+        .await;
+        let summer: BTreeSet<String> = all
+            .iter()
+            .filter(|p| p["metadata"]["labels"]["release"] == "summer")
+            .map(|p| p["status"]["podIP"].as_str().unwrap().to_owned())
+            .collect();
+        (running, summer)
+    };
+    assert_eq!(summer.len(), 2);
+    eventually("web's endpoints are the summer pods", || async {
+        (ready_endpoints(running.admin, "web").await == summer).then_some(())
+    })
+    .await;
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_lists_logs_scales_and_rolls_out() {
+    let (dir, running) = start(&app(2, "1", "")).await;
+    wait_ready(running.admin, 2, "two pods", |_| true).await;
+    let admin = running.admin.to_string();
+    let ferry = |args: &[&str]| {
+        let admin = admin.clone();
+        let args: Vec<String> = args.iter().map(|s| (*s).to_owned()).collect();
+        async move {
+            tokio::task::spawn_blocking(move || {
+                let out = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+                    .args(&args)
+                    .args(["--admin", &admin])
+                    .output()
+                    .unwrap();
+                (
+                    out.status.success(),
+                    String::from_utf8_lossy(&out.stdout).into_owned(),
+                    String::from_utf8_lossy(&out.stderr).into_owned(),
+                )
+            })
+            .await
+            .unwrap()
+        }
+    };
+    let (ok, out, err) = ferry(&["get", "pods", "-o", "wide"]).await;
+    assert!(ok, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        lines[0].starts_with("NAMESPACE") && lines[0].contains("RESTARTS"),
+        "{out}"
+    );
+    assert_eq!(lines.len(), 3, "{out}");
+    assert!(
+        lines[1].contains("1/1") && lines[1].contains("Running"),
+        "{out}"
+    );
+    let pod = lines[1].split_whitespace().nth(1).unwrap().to_owned();
+
+    let (ok, out, err) = ferry(&["get", "deploy"]).await;
+    assert!(
+        ok && out.contains("web") && out.contains("2/2"),
+        "{out}{err}"
+    );
+    let (ok, out, _) = ferry(&["get", "rs"]).await;
+    assert!(ok && out.lines().count() == 2, "{out}");
+
+    // The echo logs a line when it starts.
+    let (ok, out, err) = ferry(&["logs", &pod]).await;
+    assert!(ok && !out.is_empty(), "{out}{err}");
+    let (ok, _, err) = ferry(&["logs", "no-such-pod"]).await;
+    assert!(!ok && err.contains("pod no-such-pod not found"), "{err}");
+
+    let (ok, out, err) = ferry(&["scale", "deployment/web", "--replicas", "3", "-n", "shop"]).await;
+    assert!(ok, "{err}");
+    assert_eq!(out, "deployment.apps/web scaled\n");
+    let (ok, out, err) = ferry(&["rollout", "status", "deployment/web", "--timeout", "20s"]).await;
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.ends_with("deployment \"web\" successfully rolled out\n"),
+        "{out}"
+    );
+
+    write(dir.path(), &app(3, "2", ""));
+    eventually("the change is read", || async {
+        let history = get_json(running.admin, "/api/v1/rollout/history?name=web").await;
+        (history.as_array()?.len() == 2).then_some(())
+    })
+    .await;
+    let (ok, out, err) = ferry(&["rollout", "status", "deploy/web", "--timeout", "20s"]).await;
+    assert!(ok, "{out}{err}");
+    let (ok, out, _) = ferry(&["rollout", "history", "deployment/web"]).await;
+    assert!(
+        ok && out.contains("REVISION") && out.lines().count() == 4,
+        "{out}"
+    );
+    let (ok, out, err) = ferry(&["rollout", "undo", "deployment/web", "--to-revision", "1"]).await;
+    assert!(ok, "{err}");
+    assert_eq!(out, "deployment.apps/web rolled back to revision 1\n");
+    let (ok, _, err) = ferry(&["rollout", "undo", "deployment/web", "--to-revision", "9"]).await;
+    assert!(!ok && err.contains("revision 9"), "{err}");
+    running.stop().await;
+}
