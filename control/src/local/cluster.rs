@@ -1264,3 +1264,6 @@ fn revision(meta: &ObjectMeta) -> u64 {
         .and_then(|r| r.parse().ok())
         .unwrap_or(0)
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,327 @@
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::local::kubelet;
+use crate::manifest;
+
+fn reading(yaml: &str) -> Reading {
+    let loaded = manifest::parse("t.yaml", yaml.as_bytes());
+    assert!(loaded.problems.is_empty(), "{:#?}", loaded.problems);
+    Reading {
+        manifests: loaded.manifests.into_iter().map(Arc::new).collect(),
+        problems: Vec::new(),
+    }
+}
+
+fn cluster() -> Cluster {
+    let config = Config {
+        pod_cidr: "127.250.0.0/24".parse().unwrap(),
+        service_cidr: "127.250.1.0/24".parse().unwrap(),
+        termination_delay: Duration::ZERO,
+        ..Config::default()
+    };
+    Cluster::new(config, kubelet::Kubelet::new(kubelet::Config::default()))
+}
+
+fn service(name: &str, spec: &str) -> String {
+    format!(
+        "---\napiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: ns}}\nspec: {spec}\n"
+    )
+}
+
+fn services(r: &Reading) -> BTreeMap<String, Service> {
+    r.manifests
+        .iter()
+        .filter_map(|m| match &m.object {
+            Object::Service(s) => Some((m.name().to_owned(), (**s).clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn ip_of(s: &Service) -> Option<String> {
+    s.spec.as_ref()?.cluster_ip.clone()
+}
+
+#[tokio::test]
+async fn services_get_cluster_ips_and_node_ports_that_stay_theirs() {
+    let mut c = cluster();
+    let yaml = [
+        service("auto", "{ports: [{port: 80}]}"),
+        service("named", "{clusterIP: 127.250.1.77, ports: [{port: 80}]}"),
+        service("outside", "{clusterIP: 10.96.0.9, ports: [{port: 80}]}"),
+        service(
+            "node",
+            "{type: NodePort, ports: [{port: 80}, {port: 81, nodePort: 31000}]}",
+        ),
+        service("headless", "{clusterIP: None, ports: [{port: 80}]}"),
+        service(
+            "external",
+            "{type: ExternalName, externalName: example.com}",
+        ),
+    ]
+    .concat();
+    let first = c.reconcile(&reading(&yaml));
+    let s = services(&first);
+    assert_eq!(ip_of(&s["auto"]).as_deref(), Some("127.250.1.1"));
+    assert_eq!(ip_of(&s["named"]).as_deref(), Some("127.250.1.77"));
+    assert_eq!(ip_of(&s["outside"]).as_deref(), Some("10.96.0.9"));
+    assert_eq!(ip_of(&s["headless"]).as_deref(), Some("None"));
+    assert_eq!(ip_of(&s["external"]), None);
+    let ports: Vec<Option<i32>> = s["node"]
+        .spec
+        .as_ref()
+        .unwrap()
+        .ports
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|p| p.node_port)
+        .collect();
+    assert_eq!(ports, vec![Some(30000), Some(31000)]);
+    let warnings: Vec<String> = first.problems.iter().map(ToString::to_string).collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].contains("Service ns/outside")
+            && warnings[0].contains("outside the service range 127.250.1.0/24"),
+        "{warnings:?}"
+    );
+
+    // The same reading again: the same addresses.
+    let again = services(&c.reconcile(&reading(&yaml)));
+    for name in ["auto", "named", "node"] {
+        assert_eq!(again[name], s[name], "{name}");
+    }
+
+    // A Service naming an address another holds is refused, as the API server refuses it.
+    let clash = yaml.clone() + &service("clash", "{clusterIP: 127.250.1.1, ports: [{port: 80}]}");
+    let r = c.reconcile(&reading(&clash));
+    assert!(
+        r.problems
+            .iter()
+            .any(|p| p.is_error() && p.to_string().contains("already allocated")),
+        "{:#?}",
+        r.problems
+    );
+
+    // A deleted Service frees its address; the next one does not get it at once.
+    let without_auto = yaml.replace(&service("auto", "{ports: [{port: 80}]}"), "");
+    c.reconcile(&reading(&without_auto));
+    let newer = without_auto + &service("newer", "{ports: [{port: 80}]}");
+    let s = services(&c.reconcile(&reading(&newer)));
+    assert_ne!(ip_of(&s["newer"]).as_deref(), Some("127.250.1.1"));
+}
+
+const POD_ELSEWHERE: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: remote, namespace: ns}
+spec:
+  nodeName: node-7
+  containers: [{name: c, image: x}]
+status:
+  podIP: 10.1.0.5
+  conditions: [{type: Ready, status: "True"}]
+"#;
+
+const POD_HERE: &str = r#"
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: local, namespace: ns}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers: [{name: c, image: busybox, command: [sleep, "30"]}]
+"#;
+
+fn pod<'a>(r: &'a Reading, name: &str) -> Option<&'a Pod> {
+    r.manifests.iter().find_map(|m| match &m.object {
+        Object::Pod(p) if m.name() == name => Some(&**p),
+        _ => None,
+    })
+}
+
+#[tokio::test]
+async fn pods_bound_elsewhere_pass_through_and_ours_run_and_stop() {
+    let mut c = cluster();
+    let yaml = POD_ELSEWHERE.to_owned() + POD_HERE;
+    let r = c.reconcile(&reading(&yaml));
+    let remote = pod(&r, "remote").unwrap();
+    assert_eq!(
+        remote.status.as_ref().unwrap().pod_ip.as_deref(),
+        Some("10.1.0.5"),
+        "as written"
+    );
+    assert!(!c.kubelet().is_running("ns", "remote"));
+    let local = pod(&r, "local").unwrap();
+    assert_eq!(
+        local.spec.as_ref().unwrap().node_name.as_deref(),
+        Some("ferry")
+    );
+    assert!(local.metadata.uid.is_some());
+    assert!(c.kubelet().is_running("ns", "local"));
+    let ip: IpAddr = c
+        .kubelet()
+        .status("ns", "local")
+        .unwrap()
+        .pod_ip
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(c.config().pod_cidr.contains(ip), "{ip}");
+
+    // Gone from the manifests: marked terminating first, stopped after the publish, then
+    // forgotten once its process exited.
+    let r = c.reconcile(&reading(POD_ELSEWHERE));
+    assert!(
+        pod(&r, "local")
+            .unwrap()
+            .metadata
+            .deletion_timestamp
+            .is_some()
+    );
+    assert!(
+        c.kubelet().is_running("ns", "local"),
+        "not signalled before the publish"
+    );
+    c.stop_terminating();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = c.reconcile(&reading(POD_ELSEWHERE));
+        if pod(&r, "local").is_none() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the Pod never went away");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(pod(&c.reconcile(&reading(POD_ELSEWHERE)), "remote").is_some());
+}
+
+const REPLICA_SET: &str = r#"
+apiVersion: apps/v1
+kind: ReplicaSet
+metadata: {name: rs, namespace: ns}
+spec:
+  replicas: 3
+  selector: {matchLabels: {app: rs}}
+  template:
+    metadata: {labels: {app: rs}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers: [{name: c, image: busybox, command: [sleep, "30"]}]
+"#;
+
+#[tokio::test]
+async fn a_declared_replica_set_keeps_its_pods_and_takes_them_when_deleted() {
+    let mut c = cluster();
+    let r = c.reconcile(&reading(REPLICA_SET));
+    let owned: Vec<&Pod> = r
+        .manifests
+        .iter()
+        .filter_map(|m| match &m.object {
+            Object::Pod(p) => Some(&**p),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(owned.len(), 3);
+    for p in &owned {
+        let name = p.metadata.name.as_deref().unwrap();
+        assert!(name.starts_with("rs-") && name.len() == 8, "{name}");
+        assert_eq!(p.metadata.owner_references.as_ref().unwrap()[0].name, "rs");
+        assert_eq!(p.metadata.labels.as_ref().unwrap()["app"], "rs");
+    }
+    let scaled = REPLICA_SET.replace("replicas: 3", "replicas: 1");
+    let r = c.reconcile(&reading(&scaled));
+    let terminating = r
+        .manifests
+        .iter()
+        .filter(|m| matches!(&m.object, Object::Pod(p) if p.metadata.deletion_timestamp.is_some()))
+        .count();
+    assert_eq!(terminating, 2);
+    let r = c.reconcile(&reading(""));
+    assert!(
+        r.manifests.iter().all(|m| match &m.object {
+            Object::Pod(p) => p.metadata.deletion_timestamp.is_some(),
+            Object::ReplicaSet(_) => false,
+            _ => true,
+        }),
+        "the ReplicaSet is gone and its Pods terminate"
+    );
+    c.stop_terminating();
+    c.kubelet().shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn scale_and_undo_act_on_the_live_deployment_until_its_manifest_changes() {
+    let deployment = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: ns}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers: [{name: c, image: busybox, command: [sleep, "30"]}]
+"#;
+    let mut c = cluster();
+    c.reconcile(&reading(deployment));
+    assert_eq!(
+        c.scale("ns", "web", -1),
+        Err(ApiError::Invalid(
+            "--replicas -1: must be greater than or equal to 0".into()
+        ))
+    );
+    assert_eq!(
+        c.scale("ns", "nope", 1),
+        Err(ApiError::NotFound("deployment ns/nope".into()))
+    );
+    c.scale("ns", "web", 2).unwrap();
+    c.reconcile(&reading(deployment));
+    assert_eq!(
+        c.deployments()[0].spec.as_ref().unwrap().replicas,
+        Some(2),
+        "the manifest did not change"
+    );
+    assert_eq!(c.replica_sets()[0].spec.as_ref().unwrap().replicas, Some(2));
+    assert!(
+        matches!(c.undo("ns", "web", None), Err(ApiError::Invalid(_))),
+        "one revision only"
+    );
+
+    let v2 = deployment.replace("\"30\"", "\"31\"");
+    c.reconcile(&reading(&v2));
+    assert_eq!(
+        c.deployments()[0].spec.as_ref().unwrap().replicas,
+        Some(1),
+        "the manifest changed: it wins"
+    );
+    assert_eq!(
+        c.history("ns", "web")
+            .unwrap()
+            .iter()
+            .map(|h| h.0)
+            .collect::<Vec<_>>(),
+        vec![1, 2]
+    );
+    assert_eq!(c.undo("ns", "web", None), Ok(1));
+    c.reconcile(&reading(&v2));
+    let history: Vec<u64> = c
+        .history("ns", "web")
+        .unwrap()
+        .iter()
+        .map(|h| h.0)
+        .collect();
+    assert_eq!(
+        history,
+        vec![2, 3],
+        "the old template comes back as a new revision"
+    );
+    assert_eq!(c.find_namespace("deployment", None, "web"), Ok("ns".into()));
+    c.stop_terminating();
+    c.kubelet().shutdown(Duration::from_secs(1)).await;
+}
