@@ -439,6 +439,7 @@ pub async fn logs(
     out: &mut (dyn std::io::Write + Send),
 ) -> Result<(), WorkloadError> {
     let mut offset = 0u64;
+    let mut first = true;
     loop {
         let mut path = format!("/api/v1/logs?pod={pod}&offset={offset}");
         if let Some(c) = container {
@@ -447,7 +448,13 @@ pub async fn logs(
         if follow {
             path.push_str("&wait=true");
         }
-        let (headers, body) = call(admin, Method::GET, &with_namespace(path, namespace)).await?;
+        let (headers, body) = match call(admin, Method::GET, &with_namespace(path, namespace)).await {
+            Ok(answer) => answer,
+            // Followed to its end: the Pod went away between two reads.
+            Err(WorkloadError::Refused(_)) if !first => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        first = false;
         let _ = out.write_all(&body);
         let _ = out.flush();
         offset = headers
