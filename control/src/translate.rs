@@ -400,8 +400,11 @@ fn ingresses(store: &Store, snapshot: &mut Snapshot, problems: &mut Vec<Problem>
             .default_backend
             .as_ref()
             .map(|b| backend(snapshot, m, "spec.defaultBackend", b, problems));
+        // The owner comes along: its annotations apply to its default backend too.
+        let owner = default_backend.as_ref().map(|_| ingress_ref(m));
         if rules.is_empty() && snapshot.default_backend.is_none() {
             snapshot.default_backend = default_backend.clone();
+            snapshot.default_backend_ingress = owner.clone();
         }
         for (i, rule) in rules.iter().enumerate() {
             let host = HostMatch::parse(rule.host.as_deref().unwrap_or_default());
@@ -410,9 +413,11 @@ fn ingresses(store: &Store, snapshot: &mut Snapshot, problems: &mut Vec<Problem>
                 tls: false,
                 routes: Vec::new(),
                 default_backend: None,
+                default_backend_ingress: None,
             });
             if vh.default_backend.is_none() {
                 vh.default_backend = default_backend.clone();
+                vh.default_backend_ingress = owner.clone();
             }
             for (j, p) in rule.http.iter().flat_map(|h| h.paths.iter()).enumerate() {
                 let field = format!("spec.rules[{i}].http.paths[{j}]");

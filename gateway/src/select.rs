@@ -1,6 +1,6 @@
 //! Which backend serves a request, and how: the router's answer refined by the Ingress
 //! annotations. Regex paths (`use-regex`, `rewrite-target`), canaries, and the options of the
-//! Ingress whose route matched.
+//! Ingress whose route or default backend matched.
 //!
 //! Precedence on a host, as nginx orders the locations ingress-nginx writes: an Exact path
 //! that equals the request path first; then the regex paths, longest written path first, the
@@ -12,11 +12,17 @@
 //! (`canary-by-header`: equal to `canary-by-header-value`, or `always` when no value is set;
 //! `never` keeps it on the main backend), else when its cookie is `always` (`never` keeps it),
 //! else with probability `weight / weight_total`.
+//!
+//! A default backend takes the options of the Ingress that owns it, as ingress-nginx applies an
+//! Ingress's annotations to its `defaultBackend`: a host's default all of them; the catch-all
+//! (an Ingress with only a `defaultBackend`) all but the rewrite group, which ingress-nginx
+//! leaves off its catch-all server (`ssl-redirect`, `force-ssl-redirect`, `app-root`,
+//! `rewrite-target`, `use-regex`). A snapshot that names no owner gets the defaults.
 
 use std::collections::HashMap;
 
-use ferry_model::{Backend, HostMatch, IngressOptions, PathType, Route, Snapshot};
-use ferry_proxy::router::{Router, Target};
+use ferry_model::{Backend, HostMatch, IngressOptions, PathType, Route, Snapshot, TargetRef};
+use ferry_proxy::router::{HostRoutes, Router, Target};
 use http::HeaderMap;
 use regex::Regex;
 
@@ -28,6 +34,8 @@ pub struct Routes {
     /// Per virtual host: the regex routes, longest written path first.
     regex: HashMap<HostMatch, Vec<RegexRoute>>,
     options: Vec<IngressOptions>,
+    /// The catch-all default backend's, without the rewrite group.
+    catch_all_options: Option<IngressOptions>,
 }
 
 #[derive(Debug)]
@@ -42,7 +50,7 @@ pub struct Selected<'r> {
     pub backend: &'r Backend,
     /// The route that matched; none when a default backend serves the request.
     pub route: Option<&'r Route>,
-    /// The options of the route's Ingress.
+    /// The options of the route's Ingress, or of the default backend's (see the module docs).
     pub options: Option<&'r IngressOptions>,
     /// The path and query to send upstream, when `rewrite-target` changed them.
     pub rewritten: Option<String>,
@@ -82,10 +90,23 @@ impl Routes {
                 regex.insert(vh.host.clone(), compiled);
             }
         }
+        let router = Router::compile(&literal);
+        let catch_all_options = router
+            .default_backend_ingress()
+            .and_then(|i| snapshot.ingress_options(i))
+            .map(|o| IngressOptions {
+                rewrite_target: None,
+                use_regex: false,
+                ssl_redirect: None,
+                force_ssl_redirect: false,
+                app_root: None,
+                ..o.clone()
+            });
         Routes {
-            router: Router::compile(&literal),
+            router,
             regex,
             options: snapshot.ingress_options.clone(),
+            catch_all_options,
         }
     }
 
@@ -93,9 +114,9 @@ impl Routes {
         self.router.version()
     }
 
-    fn options(&self, route: &Route) -> Option<&IngressOptions> {
+    fn options(&self, ingress: &TargetRef) -> Option<&IngressOptions> {
         self.options
-            .binary_search_by(|o| o.ingress.cmp(&route.ingress))
+            .binary_search_by(|o| o.ingress.cmp(ingress))
             .ok()
             .map(|i| &self.options[i])
     }
@@ -131,10 +152,10 @@ impl Routes {
                 .and_then(|h| self.regex.get(h.host()))
                 .and_then(|list| list.iter().find(|r| r.regex.is_match(path)))
         };
-        let (route, backend, rewritten) = match (regex_hit, literal) {
+        let (route, backend, options, rewritten) = match (regex_hit, literal) {
             (Some(hit), _) => {
-                let rewritten = self
-                    .options(&hit.route)
+                let options = self.options(&hit.route.ingress);
+                let rewritten = options
                     .and_then(|o| o.rewrite_target.as_deref())
                     .map(|target| {
                         let mut out = hit.regex.replacen(path, 1, target).into_owned();
@@ -147,15 +168,18 @@ impl Routes {
                         }
                         out
                     });
-                (Some(&hit.route), &hit.route.backend, rewritten)
+                (Some(&hit.route), &hit.route.backend, options, rewritten)
             }
             (None, Some(m)) => match m.target {
-                Target::Route(r) => (Some(r), &r.backend, None),
-                Target::HostDefault(b) | Target::Default(b) => (None, b, None),
+                Target::Route(r) => (Some(r), &r.backend, self.options(&r.ingress), None),
+                Target::HostDefault(b) => {
+                    let owner = m.host.and_then(HostRoutes::default_backend_ingress);
+                    (None, b, owner.and_then(|i| self.options(i)), None)
+                }
+                Target::Default(b) => (None, b, self.catch_all_options.as_ref(), None),
             },
             (None, None) => return None,
         };
-        let options = route.and_then(|r| self.options(r));
         let (backend, canary) = match route.and_then(|r| r.canary.as_ref()) {
             Some(c) if canary_chosen(c, headers, random) => (&c.backend, true),
             _ => (backend, false),

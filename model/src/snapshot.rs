@@ -27,6 +27,10 @@ pub struct Snapshot {
     /// none means 404.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_backend: Option<Backend>,
+    /// The Ingress that owns `default_backend`; its [`IngressOptions`] apply to the requests
+    /// it serves. None (with a backend: a hand-written snapshot) means the defaults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_backend_ingress: Option<TargetRef>,
     /// TLS certificates from the Secrets Ingresses name, with the hosts they serve.
     pub certificates: Vec<Certificate>,
     /// What Ingress annotations ask of the gateway, one entry per Ingress that asks anything,
@@ -309,6 +313,10 @@ pub struct VirtualHost {
     /// The `spec.defaultBackend` of the oldest Ingress with rules for this host.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_backend: Option<Backend>,
+    /// The Ingress that owns `default_backend`; its [`IngressOptions`] apply to the requests
+    /// it serves. None (with a backend: a hand-written snapshot) means the defaults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_backend_ingress: Option<TargetRef>,
 }
 
 /// One Ingress path.
@@ -555,6 +563,7 @@ impl Snapshot {
             && self.clusters == other.clusters
             && self.virtual_hosts == other.virtual_hosts
             && self.default_backend == other.default_backend
+            && self.default_backend_ingress == other.default_backend_ingress
             && self.certificates == other.certificates
             && self.ingress_options == other.ingress_options
     }
@@ -592,7 +601,7 @@ impl Snapshot {
 
     /// Checks the invariants every data-plane part relies on: sorted unique keys, routes (and
     /// their canaries) that point at clusters that exist, ports that are not zero, absolute
-    /// paths, canary weights within their total, real PEM.
+    /// paths, canary weights within their total, default backends owned by Ingresses, real PEM.
     pub fn validate(&self) -> Result<(), SnapshotError> {
         let mut errors = Vec::new();
         let mut check = |ok: bool, msg: &dyn Fn() -> String| {
@@ -646,6 +655,28 @@ impl Snapshot {
                     format!("cluster {} has an endpoint on port 0", c.key)
                 });
             }
+        }
+
+        // A default backend's owner, when named, is an Ingress; only a backend has one.
+        let defaults =
+            std::iter::once((None, &self.default_backend, &self.default_backend_ingress)).chain(
+                self.virtual_hosts.iter().map(|vh| {
+                    (
+                        Some(&vh.host),
+                        &vh.default_backend,
+                        &vh.default_backend_ingress,
+                    )
+                }),
+            );
+        for (host, backend, ingress) in defaults {
+            let Some(i) = ingress else { continue };
+            let of = || host.map_or("the catch-all".to_owned(), |h| format!("virtual host {h}"));
+            check(backend.is_some(), &|| {
+                format!("{}: default backend owner without a default backend", of())
+            });
+            check(i.kind == "Ingress", &|| {
+                format!("{}: default backend owned by a {}", of(), i.kind)
+            });
         }
 
         let mut hosts = BTreeSet::new();

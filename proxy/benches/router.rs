@@ -51,6 +51,7 @@ fn many_hosts() -> Snapshot {
                 route("/", PathType::Prefix, &svc),
             ],
             default_backend: None,
+            default_backend_ingress: None,
         });
     }
     for i in 0..100 {
@@ -63,6 +64,7 @@ fn many_hosts() -> Snapshot {
                 route("/", PathType::Prefix, &svc),
             ],
             default_backend: None,
+            default_backend_ingress: None,
         });
     }
     Snapshot {
@@ -96,6 +98,7 @@ fn one_host(routes: Vec<Route>) -> Snapshot {
             tls: false,
             routes,
             default_backend: None,
+            default_backend_ingress: None,
         }],
         ..Snapshot::default()
     }

@@ -43,7 +43,9 @@
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 
-use ferry_model::{Backend, ClusterKey, HostMatch, PathType, Route, Snapshot};
+use ferry_model::{
+    Backend, ClusterKey, HostMatch, PathType, Route, Snapshot, TargetRef, VirtualHost,
+};
 
 /// The longest DNS name, without its trailing dot: longer Hosts match only rules without a host.
 const MAX_HOST: usize = 253;
@@ -64,6 +66,7 @@ pub struct Router {
     /// The virtual host of rules without a host.
     any: Option<usize>,
     default_backend: Option<Backend>,
+    default_backend_ingress: Option<TargetRef>,
 }
 
 /// One virtual host, compiled: its routes indexed by exact path and by path elements.
@@ -72,6 +75,7 @@ pub struct HostRoutes {
     host: HostMatch,
     tls: bool,
     default_backend: Option<Backend>,
+    default_backend_ingress: Option<TargetRef>,
     /// As in the snapshot; the indexes below point into it.
     routes: Vec<Route>,
     exact: StrMap,
@@ -131,6 +135,7 @@ impl Router {
         let mut router = Router {
             version: snapshot.version,
             default_backend: snapshot.default_backend.clone(),
+            default_backend_ingress: snapshot.default_backend_ingress.clone(),
             ..Router::default()
         };
         for vh in &snapshot.virtual_hosts {
@@ -147,12 +152,7 @@ impl Router {
                 }
             };
             if taken {
-                router.hosts.push(HostRoutes::compile(
-                    vh.host.clone(),
-                    vh.tls,
-                    &vh.routes,
-                    vh.default_backend.clone(),
-                ));
+                router.hosts.push(HostRoutes::compile(vh));
             }
         }
         router
@@ -161,6 +161,12 @@ impl Router {
     /// The version of the snapshot this router was compiled from.
     pub fn version(&self) -> u64 {
         self.version
+    }
+
+    /// The Ingress that owns the snapshot's catch-all default backend, when the snapshot names
+    /// it ([`Target::Default`] serves with its options).
+    pub fn default_backend_ingress(&self) -> Option<&TargetRef> {
+        self.default_backend_ingress.as_ref()
     }
 
     /// What serves a request for `host` (the Host header or `:authority`, port allowed) and
@@ -244,12 +250,8 @@ fn host_name(host: &[u8]) -> &[u8] {
 }
 
 impl HostRoutes {
-    fn compile(
-        host: HostMatch,
-        tls: bool,
-        routes: &[Route],
-        default_backend: Option<Backend>,
-    ) -> HostRoutes {
+    fn compile(vh: &VirtualHost) -> HostRoutes {
+        let routes = &vh.routes;
         let mut exact: HashMap<Box<str>, u32> = HashMap::new();
         let mut trie = TrieBuilder::default();
         for (i, r) in routes.iter().enumerate() {
@@ -273,10 +275,11 @@ impl HostRoutes {
             }
         }
         HostRoutes {
-            host,
-            tls,
-            default_backend,
-            routes: routes.to_vec(),
+            host: vh.host.clone(),
+            tls: vh.tls,
+            default_backend: vh.default_backend.clone(),
+            default_backend_ingress: vh.default_backend_ingress.clone(),
+            routes: routes.clone(),
             exact: StrMap::from(exact),
             prefixes: trie.build(),
         }
@@ -294,6 +297,12 @@ impl HostRoutes {
 
     pub fn default_backend(&self) -> Option<&Backend> {
         self.default_backend.as_ref()
+    }
+
+    /// The Ingress that owns this host's default backend, when the snapshot names it
+    /// ([`Target::HostDefault`] serves with its options).
+    pub fn default_backend_ingress(&self) -> Option<&TargetRef> {
+        self.default_backend_ingress.as_ref()
     }
 
     /// The routes, in the snapshot's order.

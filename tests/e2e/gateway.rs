@@ -975,7 +975,6 @@ fn annotated(name: &str, annotations: &[(&str, &str)], paths: &[(&str, &str, &st
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "the snapshot does not name the Ingress that owns a default backend yet"]
 async fn a_default_backend_takes_the_options_of_its_ingress() {
     let web = backend("web").await;
     let dir = tempfile::tempdir().unwrap();

@@ -284,14 +284,32 @@ fn default_backends_per_host_and_catch_all() {
         path("shop.example.com", "/web", "Prefix", "web", "{number: 80}")
     );
     let without_rules = "  defaultBackend:\n    service: {name: web, port: {number: 80}}\n";
+    // Newer Ingresses with default backends of their own: the oldest keeps each.
+    let newer_with_rules = format!(
+        "  defaultBackend:\n    service: {{name: web, port: {{number: 80}}}}\n{}",
+        path("shop.example.com", "/new", "Prefix", "web", "{number: 80}")
+    );
+    let newer_without_rules = "  defaultBackend:\n    service: {name: api, port: {number: 9000}}\n";
     let yaml = [
         SERVICES.to_owned(),
         ingress("a", "2026-01-01T00:00:00Z", &with_rules),
         ingress("b", "2026-01-01T00:00:00Z", without_rules),
+        ingress("c", "2026-02-01T00:00:00Z", &newer_with_rules),
+        ingress("d", "2026-02-01T00:00:00Z", newer_without_rules),
     ]
     .concat();
     let t = translate(&store(&yaml));
+    let owner = |o: &Option<TargetRef>| o.as_ref().map(|i| (i.kind.clone(), i.name.clone()));
     let vh = &t.snapshot.virtual_hosts[0];
+    assert_eq!(
+        owner(&vh.default_backend_ingress),
+        Some(("Ingress".into(), "a".into()))
+    );
+    assert_eq!(
+        owner(&t.snapshot.default_backend_ingress),
+        Some(("Ingress".into(), "b".into()))
+    );
+    t.snapshot.validate().unwrap();
     assert_eq!(
         vh.default_backend
             .as_ref()
@@ -607,7 +625,9 @@ fn canary_without_a_main_route_is_ignored_with_a_warning() {
     assert!(!s.virtual_hosts[0].tls, "the canary's tls is not read");
     assert!(s.virtual_hosts[0].routes.iter().all(|r| r.canary.is_none()));
     assert_eq!(s.default_backend, None);
+    assert_eq!(s.default_backend_ingress, None);
     assert_eq!(s.virtual_hosts[0].default_backend, None);
+    assert_eq!(s.virtual_hosts[0].default_backend_ingress, None);
     assert!(s.certificates.is_empty());
 }
 

@@ -1,4 +1,4 @@
-use ferry_model::{Backend, Snapshot};
+use ferry_model::{Backend, HostMatch, IngressOptions, PathType, Route, Snapshot, VirtualHost};
 use http::{HeaderMap, HeaderValue};
 
 use super::{Routes, cookie};
@@ -153,4 +153,133 @@ fn cookies_are_read_from_every_cookie_header() {
     assert_eq!(cookie(&h, "b"), Some("2"));
     assert_eq!(cookie(&h, "c"), Some("3"));
     assert_eq!(cookie(&h, "d"), None);
+}
+
+fn ingress(name: &str) -> ferry_model::TargetRef {
+    ferry_model::TargetRef {
+        kind: "Ingress".into(),
+        namespace: "shop".into(),
+        name: name.into(),
+    }
+}
+
+fn backend(name: &str) -> Backend {
+    Backend::Service {
+        namespace: "shop".into(),
+        name: name.into(),
+        port: ferry_model::BackendPort::Number(80),
+        cluster: None,
+    }
+}
+
+/// Every option set, so the test sees which ones a default backend keeps.
+fn all_options(name: &str, body_size: u64) -> IngressOptions {
+    IngressOptions {
+        ingress: ingress(name),
+        rewrite_target: Some("/$1".into()),
+        use_regex: true,
+        backend_protocol: Some(ferry_model::BackendProtocol::H2C),
+        proxy_body_size: Some(body_size),
+        proxy_connect_timeout_ms: Some(1000),
+        proxy_read_timeout_ms: Some(2000),
+        proxy_send_timeout_ms: Some(3000),
+        ssl_redirect: Some(false),
+        force_ssl_redirect: true,
+        app_root: Some("/app".into()),
+        affinity: None,
+    }
+}
+
+/// shop.example.com: `/api` of Ingress "api"; its default backend is Ingress "site"'s. The
+/// catch-all is Ingress "fallback"'s. Every one of them has options.
+fn with_default_backends() -> Routes {
+    let host = VirtualHost {
+        host: HostMatch::parse("shop.example.com"),
+        tls: false,
+        routes: vec![Route {
+            path: "/api".into(),
+            path_type: PathType::Prefix,
+            backend: backend("api"),
+            ingress: ingress("api"),
+            canary: None,
+        }],
+        default_backend: Some(backend("site")),
+        default_backend_ingress: Some(ingress("site")),
+    };
+    Routes::compile(&Snapshot {
+        version: 1,
+        virtual_hosts: vec![host],
+        default_backend: Some(backend("fallback")),
+        default_backend_ingress: Some(ingress("fallback")),
+        ingress_options: vec![
+            IngressOptions {
+                use_regex: false,
+                rewrite_target: None,
+                ..all_options("api", 1)
+            },
+            all_options("fallback", 3),
+            all_options("site", 2),
+        ],
+        ..Snapshot::default()
+    })
+}
+
+#[test]
+fn a_host_default_backend_takes_its_ingress_options() {
+    let r = with_default_backends();
+    let s = r
+        .select("shop.example.com", "/", &no_headers(), || 0)
+        .unwrap();
+    assert_eq!(service(s.backend), "site");
+    assert!(s.route.is_none());
+    assert_eq!(s.rewritten, None, "no regex matched: nothing to rewrite");
+    assert_eq!(s.options, Some(&all_options("site", 2)), "every option");
+    // The route keeps its own Ingress's.
+    let s = r
+        .select("shop.example.com", "/api/x", &no_headers(), || 0)
+        .unwrap();
+    assert_eq!(s.options.and_then(|o| o.proxy_body_size), Some(1));
+}
+
+#[test]
+fn the_catch_all_takes_its_ingress_options_but_the_rewrite_group() {
+    let r = with_default_backends();
+    let s = r
+        .select("other.example.com", "/", &no_headers(), || 0)
+        .unwrap();
+    assert_eq!(service(s.backend), "fallback");
+    let o = s.options.unwrap();
+    assert_eq!(
+        o,
+        &IngressOptions {
+            rewrite_target: None,
+            use_regex: false,
+            ssl_redirect: None,
+            force_ssl_redirect: false,
+            app_root: None,
+            ..all_options("fallback", 3)
+        },
+        "as ingress-nginx's catch-all server: no redirects or rewrites"
+    );
+}
+
+#[test]
+fn a_default_backend_without_an_owner_takes_the_defaults() {
+    let host = VirtualHost {
+        host: HostMatch::parse("shop.example.com"),
+        tls: false,
+        routes: vec![],
+        default_backend: Some(backend("site")),
+        default_backend_ingress: None,
+    };
+    let r = Routes::compile(&Snapshot {
+        virtual_hosts: vec![host],
+        default_backend: Some(backend("fallback")),
+        ingress_options: vec![all_options("fallback", 3), all_options("site", 2)],
+        ..Snapshot::default()
+    });
+    for host in ["shop.example.com", "other.example.com"] {
+        let s = r.select(host, "/", &no_headers(), || 0).unwrap();
+        assert!(s.options.is_none(), "{host}");
+    }
 }

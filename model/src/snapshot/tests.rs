@@ -74,8 +74,10 @@ fn snapshot() -> Snapshot {
             tls: false,
             routes: vec![route("/", Some(web.key))],
             default_backend: None,
+            default_backend_ingress: None,
         }],
         default_backend: None,
+        default_backend_ingress: None,
         certificates: vec![],
         ingress_options: vec![],
     }
@@ -196,6 +198,7 @@ fn without_annotations_the_json_has_no_new_keys() {
         "canary",
         "use_regex",
         "force_ssl_redirect",
+        "default_backend_ingress",
     ] {
         assert!(!json.contains(key), "{key} in {json}");
     }
@@ -293,6 +296,51 @@ fn ingress_options_unsorted_duplicate_or_inconsistent_are_refused() {
         s.ingress_options = vec![o.clone()];
         assert!(s.validate().is_err(), "{o:?}");
     }
+}
+
+#[test]
+fn default_backends_name_their_ingress() {
+    let mut s = snapshot();
+    let backend = route("/", Some(s.clusters[1].key.clone())).backend;
+    s.default_backend = Some(backend.clone());
+    s.default_backend_ingress = Some(ingress("fallback"));
+    s.virtual_hosts[0].default_backend = Some(backend.clone());
+    s.virtual_hosts[0].default_backend_ingress = Some(ingress("web"));
+    s.validate().unwrap();
+    let json = serde_json::to_string(&s).unwrap();
+    assert!(
+        json.contains(
+            r#""default_backend_ingress":{"kind":"Ingress","namespace":"shop","name":"fallback"}"#
+        ),
+        "{json}"
+    );
+    let back: Snapshot = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, s);
+    let mut other = s.clone();
+    other.default_backend_ingress = Some(ingress("web"));
+    assert!(!s.same_content(&other), "the owner is content");
+
+    // A backend without its owner: a hand-written snapshot, served with the defaults.
+    let mut unowned = s.clone();
+    unowned.default_backend_ingress = None;
+    unowned.virtual_hosts[0].default_backend_ingress = None;
+    unowned.validate().unwrap();
+
+    let mut ownerless = snapshot();
+    ownerless.default_backend_ingress = Some(ingress("fallback"));
+    let err = ownerless.validate().unwrap_err().to_string();
+    assert!(err.contains("the catch-all"), "{err}");
+    let mut ownerless = snapshot();
+    ownerless.virtual_hosts[0].default_backend_ingress = Some(ingress("web"));
+    let err = ownerless.validate().unwrap_err().to_string();
+    assert!(err.contains("virtual host shop.example.com"), "{err}");
+    let mut not_ingress = s.clone();
+    not_ingress.virtual_hosts[0].default_backend_ingress = Some(TargetRef {
+        kind: "Service".into(),
+        ..ingress("web")
+    });
+    let err = not_ingress.validate().unwrap_err().to_string();
+    assert!(err.contains("owned by a Service"), "{err}");
 }
 
 #[test]

@@ -41,6 +41,7 @@ fn vhost(host: &str, routes: Vec<Route>, default: Option<&str>) -> VirtualHost {
         tls: false,
         routes,
         default_backend: default.map(backend),
+        default_backend_ingress: None,
     }
 }
 
@@ -435,6 +436,39 @@ fn defaults_per_host_then_global_then_404() {
 }
 
 #[test]
+fn default_backends_keep_their_owning_ingress() {
+    let owner = |name: &str| TargetRef {
+        kind: "Ingress".into(),
+        namespace: "shop".into(),
+        name: name.into(),
+    };
+    let mut owned = vhost("a.example.com", vec![], Some("a-default"));
+    owned.default_backend_ingress = Some(owner("a"));
+    let mut s = snapshot(
+        vec![owned, vhost("b.example.com", vec![], Some("b-default"))],
+        Some("catch-all"),
+    );
+    s.default_backend_ingress = Some(owner("fallback"));
+    let router = Router::compile(&s);
+    let name = |host: &str| {
+        router
+            .virtual_host(host)
+            .and_then(HostRoutes::default_backend_ingress)
+            .map(|i| i.name.as_str())
+    };
+    assert_eq!(name("a.example.com"), Some("a"));
+    assert_eq!(
+        name("b.example.com"),
+        None,
+        "a hand-written snapshot names none"
+    );
+    assert_eq!(
+        router.default_backend_ingress().map(|i| i.name.as_str()),
+        Some("fallback")
+    );
+}
+
+#[test]
 fn empty_router_is_all_404() {
     let router = Router::default();
     assert!(router.route("shop.example.com", "/").is_none());
@@ -768,6 +802,7 @@ fn snapshot_strategy() -> impl Strategy<Value = Snapshot> {
                     })
                     .collect(),
                 default_backend: default.then(|| backend(&format!("v{h}-default"))),
+                default_backend_ingress: None,
             })
             .collect();
         Snapshot {
