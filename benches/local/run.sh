@@ -9,7 +9,8 @@
 #      and its RSS; the Pods' total RSS for scale.
 #   3. `ferry load --compare`: one Pod directly (baseline) against the Service's cluster IP
 #      through the L4 proxy (target), 50 connections, DURATION seconds, alternating 1 s slices;
-#      ferry on CPU 0, the load generator on CPU 1 (the Pods run wherever the kernel puts them).
+#      ferry on CPU 0 (pinned once its Pods run, so they do not inherit it), the load generator
+#      on CPU 1, the Pods wherever the kernel puts them.
 #
 # Needs python3, taskset and a release build (cargo build --release --bin ferry). Loopback only;
 # every phase is bounded (READY_TIMEOUT, IDLE, DURATION seconds).
@@ -37,7 +38,7 @@ admin=127.0.0.1:$(free_port)
 mkdir "$work/manifests"
 
 # Ranges of their own, so a developer's `ferry up` on the defaults is left alone.
-taskset -c 0 "$FERRY" up -f "$work/manifests" --admin "$admin" \
+"$FERRY" up -f "$work/manifests" --admin "$admin" \
   --http 127.0.0.1:$(free_port) --https 127.0.0.1:$(free_port) --dns 127.0.0.1:$(free_port) \
   --pod-cidr 127.40.0.0/16 --service-cidr 127.41.0.0/16 --dns-upstream 127.0.0.1:9 \
   > "$work/ferry.log" 2>&1 &
@@ -98,6 +99,7 @@ s = [x for x in json.load(sys.stdin)["services"] if x["name"] == "bench"]
 print(sum(1 for e in s[0]["endpoints"] if e["ready"]) if s else 0)')
   [ "$eps" -ge "$PODS" ] && break; sleep 0.1
 done
+taskset -a -cp 0 "$ferry_pid" >/dev/null
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$ferry_pid/stat"; }
 hz=$(getconf CLK_TCK)
 t0=$(cpu_ticks); sleep "$IDLE"; t1=$(cpu_ticks)

@@ -234,13 +234,14 @@ impl Publisher {
                     Outcome::Unchanged(current.version)
                 } else {
                     snapshot.version = current.version + 1;
-                    tracing::info!(
-                        version = snapshot.version,
-                        services = snapshot.services.len(),
-                        virtual_hosts = snapshot.virtual_hosts.len(),
-                        elapsed_ms = started.elapsed().as_millis() as u64,
-                        "snapshot published"
-                    );
+                    let elapsed_ms = started.elapsed().as_millis() as u64;
+                    let (version, services) = (snapshot.version, snapshot.services.len());
+                    // A configuration change is news; a Pod turning ready is routine.
+                    if change {
+                        tracing::info!(version, services, elapsed_ms, "snapshot published");
+                    } else {
+                        tracing::debug!(version, services, elapsed_ms, "snapshot published");
+                    }
                     let version = snapshot.version;
                     self.bus.publish(snapshot);
                     self.metrics
