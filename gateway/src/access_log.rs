@@ -57,7 +57,11 @@ pub fn line(
         ingress: cx.ingress.as_deref(),
         service: cx.service.as_deref(),
         upstream: cx.endpoint,
-        request_id: &cx.request_id,
+        request_id: cx
+            .request_id
+            .as_ref()
+            .and_then(|id| id.to_str().ok())
+            .unwrap_or_default(),
         retries: cx.retries,
     };
     serde_json::to_string(&line).unwrap_or_default()
@@ -89,7 +93,7 @@ mod tests {
             ingress: Some("shop/shop".into()),
             service: Some("shop/web:80".into()),
             endpoint: Some("127.0.0.1:8080".parse().unwrap()),
-            request_id: "abc".into(),
+            request_id: Some(http::HeaderValue::from_static("abc")),
             retries: 1,
         };
         let down = Downstream {

@@ -20,6 +20,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
+use crate::connect::Owned;
 use crate::metrics::Metrics;
 use crate::pipeline::{Downstream, Pipeline};
 use crate::smuggling::{LengthAndChunked, Observed, Verdicts};
@@ -142,17 +143,24 @@ async fn connection<S>(
     // HTTP/1 heads with Content-Length and Transfer-Encoding, which hyper does not report.
     let verdicts = Verdicts::new();
     let stream = Observed::new(stream, verdicts.clone());
+    // Its own upstream connection, driven here beside it: no pool, no other task.
+    let owned = Owned::default();
+    let for_requests = owned.clone();
     let service = service_fn(move |mut req: Request<Incoming>| {
         if verdicts.next_request() {
             req.extensions_mut().insert(LengthAndChunked);
         }
-        let pipeline = pipeline.clone();
-        async move { Ok::<_, Infallible>(pipeline.handle(req, down).await) }
+        let (pipeline, owned) = (pipeline.clone(), for_requests.clone());
+        async move { Ok::<_, Infallible>(pipeline.handle(req, down, &owned).await) }
     });
     let conn = builder
         .serve_connection_with_upgrades(TokioIo::new(stream), service)
         .into_owned();
-    if let Err(e) = watcher.watch(conn).await {
+    let ended = tokio::select! {
+        ended = watcher.watch(conn) => ended,
+        () = owned.drive() => Ok(()),
+    };
+    if let Err(e) = ended {
         tracing::debug!(peer = %down.peer, error = %e, "connection ended with an error");
     }
 }

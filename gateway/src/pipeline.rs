@@ -7,6 +7,10 @@
 //! affinity; never an endpoint this request already tried) → `upstream_request` (hop-by-hop
 //! headers out, forwarding headers in, HTTP/1.1, h2c or TLS over pooled connections, the body
 //! streamed, the outcome fed back to the endpoint's health) → `response_filter` → the answer.
+//! From its second request on, an HTTP/1 client connection's plain HTTP/1.1 exchanges go over
+//! an upstream connection of its own ([`crate::connect::Owned`], driven in the client
+//! connection's task): no pool lock, no hop to a connection task. Counting a request
+//! allocates nothing (label values are made when a snapshot compiles).
 //!
 //! Failures map to a status in one place ([`Failure`]): 400 without a Host, for an HTTP/1 head
 //! with both `Content-Length` and `Transfer-Encoding` ([`crate::smuggling`]) or a body that
@@ -18,6 +22,7 @@
 //! methods when the connection is reset, within the cluster's retry budget.
 
 use std::collections::{HashMap, HashSet};
+use std::fmt::Write as _;
 use std::hash::{BuildHasher, Hasher};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -27,18 +32,19 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use ferry_model::{BackendProtocol, CookieAffinity, SessionAffinity};
-use ferry_model::{ClusterKey, Snapshot};
+use ferry_model::{ClusterKey, Snapshot, TargetRef};
 use ferry_proxy::balancer::{affinity_key, client_ip_key};
 use ferry_proxy::health::Transition;
 use ferry_proxy::{Balancer, BalancerConfig, Outcome, Policy};
 
-use crate::connect::{TimedConnector, with_connect_timeout};
+use crate::connect::{Owned, OwnedSend, TimedConnector, with_connect_timeout};
 use crate::select::{self, Routes};
 use crate::send_timeout;
 
 /// Plain TCP to upstreams, with the request's connect timeout.
 type Connector = TimedConnector<HttpConnector>;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::PathAndQuery;
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty, Full, LengthLimitError, Limited};
@@ -91,6 +97,8 @@ impl Default for Timeouts {
 pub struct Compiled {
     routes: Routes,
     pools: HashMap<ClusterKey, Pool>,
+    /// `namespace/name` of each Ingress with a route, for metrics and the access log.
+    ingresses: HashMap<TargetRef, Arc<str>>,
 }
 
 #[derive(Debug)]
@@ -181,9 +189,19 @@ impl Compiled {
                 )
             })
             .collect();
+        let ingresses = snapshot
+            .virtual_hosts
+            .iter()
+            .flat_map(|vh| &vh.routes)
+            .map(|r| {
+                let name = format!("{}/{}", r.ingress.namespace, r.ingress.name);
+                (r.ingress.clone(), Arc::from(name))
+            })
+            .collect();
         Compiled {
             routes: Routes::compile(snapshot),
             pools,
+            ingresses,
         }
     }
 
@@ -289,14 +307,15 @@ pub struct Pipeline {
 #[derive(Debug, Default)]
 pub struct Context {
     pub method: Method,
+    /// The Host and the path with the query: kept only for the access log.
     pub host: String,
     pub path: String,
     /// `namespace/name` of the Ingress whose route served it.
-    pub ingress: Option<String>,
+    pub ingress: Option<Arc<str>>,
     /// `namespace/service:port`.
     pub service: Option<Arc<str>>,
     pub endpoint: Option<SocketAddr>,
-    pub request_id: String,
+    pub request_id: Option<HeaderValue>,
     pub retries: u32,
 }
 
@@ -361,14 +380,20 @@ impl Pipeline {
         })
     }
 
-    /// Serves one request to its end; then counts it and logs it.
-    pub async fn handle(&self, req: Request<Incoming>, down: Downstream) -> Response<ProxyBody> {
+    /// Serves one request to its end; then counts it and logs it. `owned` is the client
+    /// connection's own upstream connection, used when it can be.
+    pub async fn handle(
+        &self,
+        req: Request<Incoming>,
+        down: Downstream,
+        owned: &Owned,
+    ) -> Response<ProxyBody> {
         let started = Instant::now();
         let mut cx = Context {
             method: req.method().clone(),
             ..Context::default()
         };
-        let response = match self.forward(req, down, &mut cx).await {
+        let response = match self.forward(req, down, owned, &mut cx).await {
             Ok(r) => r,
             Err(failure) => failure.respond(),
         };
@@ -384,6 +409,7 @@ impl Pipeline {
         &self,
         mut req: Request<Incoming>,
         down: Downstream,
+        owned: &Owned,
         cx: &mut Context,
     ) -> Result<Response<ProxyBody>, Failure> {
         // request_filter
@@ -396,41 +422,52 @@ impl Pipeline {
         }
         let upgrade = upgrade_protocol(&req);
         let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
-        let host = request_host(&req).ok_or(Failure::NoHost)?.to_owned();
+        // Both shared with the request's buffers, not copied.
+        let host_value = request_host(&req).ok_or(Failure::NoHost)?;
+        let host = host_value.to_str().map_err(|_| Failure::NoHost)?;
         let path = req
             .uri()
             .path_and_query()
-            .map_or("/", |p| p.as_str())
-            .to_owned();
-        cx.host.clone_from(&host);
-        cx.path.clone_from(&path);
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        if self.access_log {
+            cx.host = host.to_owned();
+            cx.path = path.as_str().to_owned();
+        }
 
         // route: on the snapshot this request started with, whatever changes meanwhile.
         let state = self.state.load_full();
-        let selected = state.routes.select(&host, &path, req.headers(), random);
+        let selected = state
+            .routes
+            .select(host, path.as_str(), req.headers(), random);
         let options = selected.as_ref().and_then(|s| s.options);
         // ssl-redirect: TLS hosts by default, unless the Ingress says "false"; any host with
         // force-ssl-redirect.
         let redirect = match options {
             Some(o) if o.force_ssl_redirect => true,
             Some(o) if o.ssl_redirect == Some(false) => false,
-            _ => state.routes.tls_host(&host),
+            _ => state.routes.tls_host(host),
         };
         if !down.tls && redirect {
-            return Ok(self.redirect(&host, &path));
+            return Ok(self.redirect(host, path.as_str()));
         }
         let selected = selected.ok_or(Failure::NoRoute)?;
         if let Some(root) = options.and_then(|o| o.app_root.as_deref())
-            && path.split('?').next() == Some("/")
+            && path.path() == "/"
         {
-            return Ok(app_root(down, &host, root));
+            return Ok(app_root(down, host, root));
         }
         cx.ingress = selected
             .route
-            .map(|r| format!("{}/{}", r.ingress.namespace, r.ingress.name));
+            .and_then(|r| state.ingresses.get(&r.ingress).cloned());
         let key = selected.backend.cluster().ok_or(Failure::NoService)?;
         let pool = state.pools.get(key).ok_or(Failure::NoService)?;
-        let path = selected.rewritten.clone().unwrap_or(path);
+        let path = match &selected.rewritten {
+            Some(rewritten) => {
+                PathAndQuery::try_from(rewritten.as_str()).map_err(|_| Failure::NoRoute)?
+            }
+            None => path,
+        };
         let protocol = match options.and_then(|o| o.backend_protocol) {
             Some(BackendProtocol::HTTP) => Upstream::Http1,
             Some(BackendProtocol::GRPC | BackendProtocol::H2C) => Upstream::H2c,
@@ -462,7 +499,12 @@ impl Pipeline {
         // Only a request without a body can be sent again: the first attempt consumed it.
         let replayable = body.is_end_stream();
         let idempotent = is_idempotent(&parts.method);
-        cx.request_id = forwarding_headers(&mut parts.headers, &host, down, &self.request_ids);
+        cx.request_id = Some(forwarding_headers(
+            &mut parts.headers,
+            &host_value,
+            down,
+            &self.request_ids,
+        ));
         if let Some(protocol) = &upgrade {
             parts
                 .headers
@@ -503,6 +545,12 @@ impl Pipeline {
             }
             None => limited.boxed(),
         });
+        // The client connection's own upstream connection serves plain HTTP/1.1 exchanges of
+        // HTTP/1 clients; upgrades (they take the connection over) and HTTP/2 use the pools.
+        let own = protocol == Upstream::Http1
+            && upgrade.is_none()
+            && parts.version != Version::HTTP_2
+            && owned.earned();
         let mut tried: Vec<SocketAddr> = Vec::new();
         let mut last = Failure::NoEndpoint;
         loop {
@@ -516,12 +564,12 @@ impl Pipeline {
                 Upstream::Http1 | Upstream::H2c => "http",
                 Upstream::Https | Upstream::H2Tls => "https",
             };
-            let uri = Uri::builder()
-                .scheme(scheme)
-                .authority(endpoint.to_string())
-                .path_and_query(path.as_str())
-                .build()
-                .map_err(|_| Failure::NoRoute)?;
+            // An owned connection takes the origin form; the pools, the endpoint in the URI.
+            let uri = if own {
+                origin(&path)
+            } else {
+                absolute(scheme, endpoint, path.as_str()).map_err(|_| Failure::NoRoute)?
+            };
             let mut upstream = Request::new(body.take().unwrap_or_else(empty));
             *upstream.method_mut() = parts.method.clone();
             *upstream.uri_mut() = uri;
@@ -533,10 +581,28 @@ impl Pipeline {
             // The connection attempt starts inside this scope, so it gets the request's limit.
             let sent = with_connect_timeout(connect_timeout, async {
                 match protocol {
-                    Upstream::Http1 => self.client.request(upstream).await,
-                    Upstream::H2c => self.h2c.request(upstream).await,
-                    Upstream::Https => self.https.request(upstream).await,
-                    Upstream::H2Tls => self.h2_tls.request(upstream).await,
+                    Upstream::Http1 if own => {
+                        let idle = self.timeouts.pool_idle;
+                        match owned.send(endpoint, upstream, connect_timeout, idle).await {
+                            OwnedSend::Answered(response) => Ok(response),
+                            OwnedSend::Failed { connect, error } => {
+                                Err(SendFailed { connect, error })
+                            }
+                            // Its connection closed first: the pool sends it.
+                            OwnedSend::Returned(mut upstream) => {
+                                *upstream.uri_mut() = absolute(scheme, endpoint, path.as_str())
+                                    .map_err(|e| SendFailed {
+                                        connect: false,
+                                        error: e.into(),
+                                    })?;
+                                Ok(self.client.request(upstream).await?)
+                            }
+                        }
+                    }
+                    Upstream::Http1 => Ok(self.client.request(upstream).await?),
+                    Upstream::H2c => Ok(self.h2c.request(upstream).await?),
+                    Upstream::Https => Ok(self.https.request(upstream).await?),
+                    Upstream::H2Tls => Ok(self.h2_tls.request(upstream).await?),
                 }
             });
             let watchdog = async {
@@ -568,24 +634,24 @@ impl Pipeline {
                     Outcome::from_status(response.status().as_u16()),
                     Ok(response),
                 ),
-                Waited::Answered(Err(e)) if e.is_connect() => {
+                Waited::Answered(Err(e)) if e.connect => {
                     self.metrics.connect_error();
-                    tracing::debug!(%endpoint, error = %e, "upstream connect failed");
+                    tracing::debug!(%endpoint, error = %e.error, "upstream connect failed");
                     (Outcome::ConnectError, Err(Failure::Connect))
                 }
                 // The client's body broke the limit: nothing to hold against the endpoint.
-                Waited::Answered(Err(e)) if is_body_limit(&e) => {
+                Waited::Answered(Err(e)) if is_body_limit(&*e.error) => {
                     drop(pick);
                     return Err(Failure::BodyTooLarge);
                 }
                 // The client's body broke off: not the endpoint's fault either.
                 Waited::Answered(Err(e)) if client_failed => {
-                    tracing::debug!(%endpoint, error = %e, "request body broke off");
+                    tracing::debug!(%endpoint, error = %e.error, "request body broke off");
                     drop(pick);
                     return Err(Failure::BodyBroken);
                 }
                 Waited::Answered(Err(e)) => {
-                    tracing::debug!(%endpoint, error = %e, "upstream failed");
+                    tracing::debug!(%endpoint, error = %e.error, "upstream failed");
                     (Outcome::Reset, Err(Failure::Upstream))
                 }
                 Waited::ReadTimeout => (Outcome::Timeout, Err(Failure::Timeout)),
@@ -659,6 +725,38 @@ enum Waited<T> {
     Stalled(send_timeout::Stall),
 }
 
+/// Why an upstream exchange failed: while connecting (a connect error for health and retries),
+/// or after.
+struct SendFailed {
+    connect: bool,
+    error: BoxError,
+}
+
+impl From<hyper_util::client::legacy::Error> for SendFailed {
+    fn from(e: hyper_util::client::legacy::Error) -> Self {
+        SendFailed {
+            connect: e.is_connect(),
+            error: e.into(),
+        }
+    }
+}
+
+/// The URI a pooled client takes: the endpoint names the connection.
+fn absolute(scheme: &str, endpoint: SocketAddr, path: &str) -> Result<Uri, http::Error> {
+    Uri::builder()
+        .scheme(scheme)
+        .authority(endpoint.to_string())
+        .path_and_query(path)
+        .build()
+}
+
+/// The URI an owned connection takes: the path and query alone.
+fn origin(path: &PathAndQuery) -> Uri {
+    let mut parts = http::uri::Parts::default();
+    parts.path_and_query = Some(path.clone());
+    Uri::from_parts(parts).unwrap_or_else(|_| Uri::from_static("/"))
+}
+
 /// A request is tried on at most this many endpoints.
 const MAX_ATTEMPTS: usize = 3;
 
@@ -691,12 +789,12 @@ fn random() -> u64 {
 }
 
 /// The Host to route by: HTTP/2's `:authority`, else the Host header.
-fn request_host(req: &Request<Incoming>) -> Option<&str> {
-    req.uri()
-        .authority()
-        .map(|a| a.as_str())
-        .or_else(|| req.headers().get(header::HOST)?.to_str().ok())
-        .filter(|h| !h.is_empty())
+fn request_host(req: &Request<Incoming>) -> Option<HeaderValue> {
+    let host = match req.uri().authority() {
+        Some(a) => HeaderValue::from_str(a.as_str()).ok()?,
+        None => req.headers().get(header::HOST)?.clone(),
+    };
+    (!host.is_empty()).then_some(host)
 }
 
 fn strip_port(host: &str) -> &str {
@@ -756,38 +854,73 @@ fn remove_hop_by_hop(headers: &mut HeaderMap) {
 /// the client's, as nginx's `proxy_set_header Host $host`. Returns the request id.
 fn forwarding_headers(
     headers: &mut HeaderMap,
-    host: &str,
+    host: &HeaderValue,
     down: Downstream,
     ids: &RequestIds,
-) -> String {
+) -> HeaderValue {
     remove_hop_by_hop(headers);
-    let ip = down.peer.ip().to_string();
-    let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-        Some(prior) if !prior.is_empty() => format!("{prior}, {ip}"),
+    let mut text = Text::new();
+    let _ = write!(text, "{}", down.peer.ip());
+    let ip = HeaderValue::from_bytes(text.as_bytes()).unwrap_or(HeaderValue::from_static(""));
+    let xff = match headers.get("x-forwarded-for").map(HeaderValue::as_bytes) {
+        Some(prior) if !prior.is_empty() => {
+            let mut both = Vec::with_capacity(prior.len() + 2 + ip.len());
+            both.extend_from_slice(prior);
+            both.extend_from_slice(b", ");
+            both.extend_from_slice(ip.as_bytes());
+            HeaderValue::from_bytes(&both).unwrap_or_else(|_| ip.clone())
+        }
         _ => ip.clone(),
     };
-    let request_id = (!headers.contains_key("x-request-id")).then(|| ids.next());
-    let mut set = |name: &'static str, value: &str| {
-        if let Ok(v) = HeaderValue::from_str(value) {
-            headers.insert(HeaderName::from_static(name), v);
-        }
-    };
-    set("x-forwarded-for", &xff);
-    set("x-real-ip", &ip);
-    set("x-forwarded-proto", if down.tls { "https" } else { "http" });
-    set("x-forwarded-host", host);
-    set("x-forwarded-port", &down.local.port().to_string());
-    set("host", host);
-    match request_id {
-        Some(id) => {
-            set("x-request-id", &id);
+    let proto = if down.tls { "https" } else { "http" };
+    headers.insert(HeaderName::from_static("x-forwarded-for"), xff);
+    headers.insert(HeaderName::from_static("x-real-ip"), ip);
+    headers.insert(
+        HeaderName::from_static("x-forwarded-proto"),
+        HeaderValue::from_static(proto),
+    );
+    headers.insert(HeaderName::from_static("x-forwarded-host"), host.clone());
+    headers.insert(
+        HeaderName::from_static("x-forwarded-port"),
+        HeaderValue::from(down.local.port()),
+    );
+    headers.insert(header::HOST, host.clone());
+    match headers.get("x-request-id") {
+        Some(id) => id.clone(),
+        None => {
+            let id = ids.next();
+            headers.insert(HeaderName::from_static("x-request-id"), id.clone());
             id
         }
-        None => headers
-            .get("x-request-id")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned(),
+    }
+}
+
+/// A short text formatted on the stack (an address, a request id), not in a `String`.
+struct Text {
+    bytes: [u8; 48],
+    len: usize,
+}
+
+impl Text {
+    fn new() -> Self {
+        Text {
+            bytes: [0; 48],
+            len: 0,
+        }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
+impl std::fmt::Write for Text {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let end = self.len + s.len();
+        let room = self.bytes.get_mut(self.len..end).ok_or(std::fmt::Error)?;
+        room.copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
     }
 }
 
@@ -934,9 +1067,11 @@ impl RequestIds {
         }
     }
 
-    fn next(&self) -> String {
+    fn next(&self) -> HeaderValue {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        format!("{:016x}{n:016x}", self.prefix)
+        let mut text = Text::new();
+        let _ = write!(text, "{:016x}{n:016x}", self.prefix);
+        HeaderValue::from_bytes(text.as_bytes()).unwrap_or(HeaderValue::from_static(""))
     }
 }
 
@@ -977,7 +1112,8 @@ mod tests {
         };
         let mut h = HeaderMap::new();
         h.insert("x-forwarded-for", HeaderValue::from_static("192.0.2.1"));
-        forwarding_headers(&mut h, "shop.example.com", down, &ids);
+        let host = HeaderValue::from_static("shop.example.com");
+        forwarding_headers(&mut h, &host, down, &ids);
         assert_eq!(h["x-forwarded-for"], "192.0.2.1, 10.0.0.7");
         assert_eq!(h["x-real-ip"], "10.0.0.7");
         assert_eq!(h["x-forwarded-proto"], "https");
@@ -988,7 +1124,7 @@ mod tests {
         assert_eq!(id.len(), 32);
         let mut again = HeaderMap::new();
         again.insert("x-request-id", HeaderValue::from_static("given"));
-        forwarding_headers(&mut again, "h", down, &ids);
+        forwarding_headers(&mut again, &HeaderValue::from_static("h"), down, &ids);
         assert_eq!(
             again["x-request-id"], "given",
             "a client's id passes through"
