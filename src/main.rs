@@ -149,6 +149,10 @@ enum Command {
         /// Name in replies (default: "echo").
         #[arg(long, default_value = "echo")]
         name: String,
+        /// Exit once this process's parent is no longer PID: how the local runtime runs
+        /// `ferry/echo`, so a ferry killed outright leaves no Pod behind holding its address.
+        #[arg(long, value_name = "PID")]
+        parent_pid: Option<u32>,
     },
     /// Put a URL under HTTP load and report latency percentiles, status codes and errors.
     Load(Box<ferry_load::Args>),
@@ -272,6 +276,28 @@ fn load(args: ferry_load::Args) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// A shutdown that also comes once `parent` is no longer this process's parent (it died and
+/// this process was re-parented). Polled, since a parent-death signal needs unsafe code between
+/// fork and exec; the parent names itself, so a parent gone before this runs is noticed too.
+fn with_parent(parent: u32, shutdown: ferry_runtime::Shutdown) -> ferry_runtime::Shutdown {
+    let (trigger, both) = ferry_runtime::shutdown::channel();
+    tokio::spawn(async move {
+        let mut shutdown = shutdown;
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        loop {
+            tokio::select! {
+                () = shutdown.wait() => break,
+                _ = tick.tick() => if std::os::unix::process::parent_id() != parent {
+                    tracing::info!(parent, "the parent process is gone; shutting down");
+                    break;
+                },
+            }
+        }
+        trigger.trigger();
+    });
+    both
 }
 
 async fn async_main(command: Command) -> Result<(), Box<dyn std::error::Error>> {
@@ -422,12 +448,20 @@ async fn async_main(command: Command) -> Result<(), Box<dyn std::error::Error>> 
                 );
             }
         },
-        Command::Echo { listen, name } => {
+        Command::Echo {
+            listen,
+            name,
+            parent_pid,
+        } => {
             let pod = std::env::var("POD_NAME")
                 .or_else(|_| std::env::var("HOSTNAME"))
                 .unwrap_or_else(|_| name.clone());
             let echo = ferry_runtime::echo::Echo::build(listen, name, pod).await?;
             tracing::info!(listen = %echo.local_addr()?, "echo is up");
+            let shutdown = match parent_pid {
+                Some(parent) => with_parent(parent, shutdown),
+                None => shutdown,
+            };
             echo.run(shutdown).await;
         }
         Command::Check { .. } | Command::Load(_) => {}

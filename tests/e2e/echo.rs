@@ -59,3 +59,40 @@ async fn echo_describes_each_request_over_http1_and_h2c() {
     trigger.trigger();
     task.await.unwrap();
 }
+
+/// Gone, or a zombie nobody reaps (PID 1 in a container may not).
+fn exited(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |stat| {
+        stat.rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with('Z'))
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_echo_with_parent_pid_exits_with_its_killed_parent() {
+    use std::io::BufRead;
+    // A shell starts the echo in the background and waits; the shell is then killed outright,
+    // as a ferry killed with SIGKILL would be.
+    let script = format!(
+        "{} echo --listen 127.0.0.1:0 --parent-pid $$ >/dev/null 2>&1 & echo $!; wait",
+        env!("CARGO_BIN_EXE_ferry")
+    );
+    let mut shell = std::process::Command::new("sh")
+        .args(["-c", &script])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(shell.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let echo: u32 = line.trim().parse().unwrap();
+    assert!(!exited(echo), "the echo runs");
+    shell.kill().unwrap();
+    shell.wait().unwrap();
+    crate::eventually("the echo exits with its parent", || async {
+        exited(echo).then_some(())
+    })
+    .await;
+}

@@ -71,6 +71,7 @@ pub(crate) fn plan(
                 source.pod_ip,
                 first_port(container),
                 &container.name,
+                std::process::id(),
             )
         } else {
             // As in Kubernetes, args without a command replace the image's default arguments
@@ -102,7 +103,13 @@ pub(crate) fn is_echo_image(image: &str) -> bool {
 }
 
 /// The argv of the built-in echo app serving `ip:port` under the container's name.
-pub fn echo_argv(echo_program: &Path, ip: IpAddr, port: u16, name: &str) -> Vec<OsString> {
+pub fn echo_argv(
+    echo_program: &Path,
+    ip: IpAddr,
+    port: u16,
+    name: &str,
+    parent: u32,
+) -> Vec<OsString> {
     vec![
         echo_program.as_os_str().to_owned(),
         "echo".into(),
@@ -110,6 +117,9 @@ pub fn echo_argv(echo_program: &Path, ip: IpAddr, port: u16, name: &str) -> Vec<
         SocketAddr::new(ip, port).to_string().into(),
         "--name".into(),
         name.into(),
+        // A ferry killed outright must not leave its Pods running, holding their addresses.
+        "--parent-pid".into(),
+        parent.to_string().into(),
     ]
 }
 

@@ -761,6 +761,12 @@ async fn ferry_echo_runs_the_echo_program() {
     kubelet.run(&pod("echo", spec), ip("127.1.0.26"), vec![]);
     let logs = kubelet.logs(NS, "echo", None).expect("the log");
     let log = log_contains(&logs, "\n").await;
-    assert_eq!(log, "echo --listen 127.1.0.26:8081 --name web\n");
+    assert_eq!(
+        log,
+        format!(
+            "echo --listen 127.1.0.26:8081 --name web --parent-pid {}\n",
+            std::process::id()
+        )
+    );
     kubelet.shutdown(Duration::from_secs(1)).await;
 }

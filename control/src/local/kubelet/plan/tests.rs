@@ -37,19 +37,21 @@ fn pod_with(container: serde_json::Value) -> (Pod, Container) {
 fn echo_argv_listens_on_the_pod_ip() {
     let ip: IpAddr = "127.1.0.7".parse().expect("ip");
     assert_eq!(
-        echo_argv(Path::new("/bin/ferry"), ip, 8080, "web"),
+        echo_argv(Path::new("/bin/ferry"), ip, 8080, "web", 42),
         argv(&[
             "/bin/ferry",
             "echo",
             "--listen",
             "127.1.0.7:8080",
             "--name",
-            "web"
+            "web",
+            "--parent-pid",
+            "42"
         ])
     );
     let v6: IpAddr = "::1".parse().expect("ip");
     assert_eq!(
-        echo_argv(Path::new("ferry"), v6, 80, "x")[3],
+        echo_argv(Path::new("ferry"), v6, 80, "x", 1)[3],
         OsString::from("[::1]:80")
     );
 }
@@ -75,7 +77,9 @@ fn echo_image_runs_the_builtin_on_its_first_port() {
             "--listen",
             "127.1.0.7:9000",
             "--name",
-            "web"
+            "web",
+            "--parent-pid",
+            &std::process::id().to_string()
         ])
     );
     let (pod, c) = pod_with(json!({"name": "api", "image": "ferry/echo"}));
