@@ -448,7 +448,8 @@ pub async fn logs(
         if follow {
             path.push_str("&wait=true");
         }
-        let (headers, body) = match call(admin, Method::GET, &with_namespace(path, namespace)).await {
+        let (headers, body) = match call(admin, Method::GET, &with_namespace(path, namespace)).await
+        {
             Ok(answer) => answer,
             // Followed to its end: the Pod went away between two reads.
             Err(WorkloadError::Refused(_)) if !first => return Ok(()),
