@@ -9,10 +9,14 @@
 # (cargo build --release --bin ferry). Every run is bounded by DURATION seconds.
 #
 #   bash benches/gateway/run.sh            # DURATION=10 CONNECTIONS=50
+#   SYSTEMS="ferry nginx" bash benches/gateway/run.sh     # a subset, in this order
+#   PERF=/tmp/gw SYSTEMS="ferry nginx" bash benches/gateway/run.sh  # perf record -g of each (HTTP)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 DURATION=${DURATION:-10}
 CONNECTIONS=${CONNECTIONS:-50}
+SYSTEMS=${SYSTEMS:-direct ferry nginx haproxy}
+PERF=${PERF:-}
 FERRY=${FERRY:-target/release/ferry}
 for tool in nginx haproxy wrk openssl python3 taskset; do
   command -v "$tool" >/dev/null || { echo "needs $tool (apt-get install nginx haproxy wrk openssl)" >&2; exit 1; }
@@ -129,22 +133,50 @@ PY
 
 echo "| run | req/s | p50 ms | p99 ms | proxy CPU-s per 1k req | req per proxy CPU-s | proxy RSS MB | non-2xx |"
 echo "|---|---|---|---|---|---|---|---|"
-measure "direct (HTTP)" "http://127.0.0.1:$upstream/" ""
+# With PERF=PREFIX, each proxy's HTTP run is recorded to PREFIX.<system> (perf record -g, or
+# PERF_OPTS); read it with `perf report -i PREFIX.ferry --no-children | head -60`.
+perf_pid=""
+profile_start() { # SYSTEM PID
+  [ -n "$PERF" ] || return 0
+  perf record ${PERF_OPTS:--g} -o "$PERF.$1" -p "$2" 2>/dev/null & perf_pid=$!
+  sleep 0.5
+}
+profile_stop() {
+  [ -n "$perf_pid" ] || return 0
+  kill -INT "$perf_pid"; wait "$perf_pid" 2>/dev/null || true; perf_pid=""
+}
 
-RUST_LOG=error taskset -c 0 "$FERRY" gateway --snapshot "$work/snapshot.json" --http "127.0.0.1:$ferry_http" \
-  --https "127.0.0.1:$ferry_https" --admin 127.0.0.1:0 & pids+=($!); fpid=$!
-wait_port "$ferry_http"
-measure "ferry (HTTP)" "http://127.0.0.1:$ferry_http/" "$fpid"
-measure "ferry (TLS)" "https://127.0.0.1:$ferry_https/" "$fpid"
-kill "$fpid"; wait "$fpid" 2>/dev/null || true
+run_direct() { measure "direct (HTTP)" "http://127.0.0.1:$upstream/" ""; }
 
-taskset -c 0 nginx -c "$work/proxy.conf" & pids+=($!); npid=$!
-wait_port "$nginx_http"
-measure "nginx (HTTP)" "http://127.0.0.1:$nginx_http/" "$npid"
-measure "nginx (TLS)" "https://127.0.0.1:$nginx_https/" "$npid"
-kill "$npid"; wait "$npid" 2>/dev/null || true
+run_ferry() {
+  RUST_LOG=error taskset -c 0 "$FERRY" gateway --snapshot "$work/snapshot.json" --http "127.0.0.1:$ferry_http" \
+    --https "127.0.0.1:$ferry_https" --admin 127.0.0.1:0 & pids+=($!); fpid=$!
+  wait_port "$ferry_http"
+  profile_start ferry "$fpid"
+  measure "ferry (HTTP)" "http://127.0.0.1:$ferry_http/" "$fpid"
+  profile_stop
+  measure "ferry (TLS)" "https://127.0.0.1:$ferry_https/" "$fpid"
+  kill "$fpid"; wait "$fpid" 2>/dev/null || true
+}
 
-taskset -c 0 haproxy -f "$work/haproxy.cfg" & pids+=($!); hpid=$!
-wait_port "$haproxy_http"
-measure "haproxy (HTTP)" "http://127.0.0.1:$haproxy_http/" "$hpid"
-measure "haproxy (TLS)" "https://127.0.0.1:$haproxy_https/" "$hpid"
+run_nginx() {
+  taskset -c 0 nginx -c "$work/proxy.conf" & pids+=($!); npid=$!
+  wait_port "$nginx_http"
+  profile_start nginx "$npid"
+  measure "nginx (HTTP)" "http://127.0.0.1:$nginx_http/" "$npid"
+  profile_stop
+  measure "nginx (TLS)" "https://127.0.0.1:$nginx_https/" "$npid"
+  kill "$npid"; wait "$npid" 2>/dev/null || true
+}
+
+run_haproxy() {
+  taskset -c 0 haproxy -f "$work/haproxy.cfg" & pids+=($!); hpid=$!
+  wait_port "$haproxy_http"
+  profile_start haproxy "$hpid"
+  measure "haproxy (HTTP)" "http://127.0.0.1:$haproxy_http/" "$hpid"
+  profile_stop
+  measure "haproxy (TLS)" "https://127.0.0.1:$haproxy_https/" "$hpid"
+  kill "$hpid"; wait "$hpid" 2>/dev/null || true
+}
+
+for system in $SYSTEMS; do "run_$system"; done
