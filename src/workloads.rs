@@ -255,7 +255,7 @@ pub fn render(items: &[Value], workload: Workload, wide: bool, now: SystemTime) 
 /// `deployment/NAME`, `deploy/NAME`, `deployments/NAME` or `NAME`: the name.
 pub fn deployment_name(arg: &str) -> Result<&str, WorkloadError> {
     match arg.split_once('/') {
-        None => Ok(arg),
+        None => name("deployment", arg),
         Some(("deployment" | "deployments" | "deploy" | "deployment.apps", name))
             if !name.is_empty() =>
         {
@@ -267,11 +267,28 @@ pub fn deployment_name(arg: &str) -> Result<&str, WorkloadError> {
     }
 }
 
-fn with_namespace(mut path: String, namespace: Option<&str>) -> String {
-    if let Some(ns) = namespace {
-        let _ = write!(path, "&namespace={ns}");
+/// Names go into the API's query strings as they are, so only what a Kubernetes name may hold
+/// (lower-case letters, digits, `-` and `.`) is let through.
+fn name<'a>(what: &str, value: &'a str) -> Result<&'a str, WorkloadError> {
+    let ok = !value.is_empty()
+        && value.len() <= 253
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
+    if ok {
+        Ok(value)
+    } else {
+        Err(WorkloadError::Usage(format!(
+            "{what} {value:?} is not a valid name (lower-case letters, digits, '-' and '.')"
+        )))
     }
-    path
+}
+
+fn with_namespace(mut path: String, namespace: Option<&str>) -> Result<String, WorkloadError> {
+    if let Some(ns) = namespace {
+        let _ = write!(path, "&namespace={}", name("namespace", ns)?);
+    }
+    Ok(path)
 }
 
 /// `ferry scale deployment/NAME --replicas N`.
@@ -285,7 +302,7 @@ pub async fn scale(
     let path = with_namespace(
         format!("/api/v1/scale?name={name}&replicas={replicas}"),
         namespace,
-    );
+    )?;
     let (_, body) = call(admin, Method::POST, &path).await?;
     Ok(String::from_utf8_lossy(&body).into_owned())
 }
@@ -302,7 +319,7 @@ pub async fn undo(
     if let Some(r) = to_revision {
         let _ = write!(path, "&to-revision={r}");
     }
-    let (_, body) = call(admin, Method::POST, &with_namespace(path, namespace)).await?;
+    let (_, body) = call(admin, Method::POST, &with_namespace(path, namespace)?).await?;
     Ok(String::from_utf8_lossy(&body).into_owned())
 }
 
@@ -313,7 +330,7 @@ pub async fn history(
     target: &str,
 ) -> Result<String, WorkloadError> {
     let name = deployment_name(target)?;
-    let path = with_namespace(format!("/api/v1/rollout/history?name={name}"), namespace);
+    let path = with_namespace(format!("/api/v1/rollout/history?name={name}"), namespace)?;
     let (_, body) = call(admin, Method::GET, &path).await?;
     let revisions: Vec<Value> =
         serde_json::from_slice(&body).map_err(|e| Error::Decode(e.to_string(), admin))?;
@@ -438,6 +455,8 @@ pub async fn logs(
     follow: bool,
     out: &mut (dyn std::io::Write + Send),
 ) -> Result<(), WorkloadError> {
+    let pod = name("pod", pod)?;
+    let container = container.map(|c| name("container", c)).transpose()?;
     let mut offset = 0u64;
     let mut first = true;
     loop {
@@ -448,8 +467,8 @@ pub async fn logs(
         if follow {
             path.push_str("&wait=true");
         }
-        let (headers, body) = match call(admin, Method::GET, &with_namespace(path, namespace)).await
-        {
+        let path = with_namespace(path, namespace)?;
+        let (headers, body) = match call(admin, Method::GET, &path).await {
             Ok(answer) => answer,
             // Followed to its end: the Pod went away between two reads.
             Err(WorkloadError::Refused(_)) if !first => return Ok(()),

@@ -104,7 +104,8 @@ impl<'a> PodIndex<'a> {
     }
 }
 
-fn pod_ready(pod: &Pod) -> bool {
+/// The Pod's Ready condition is True.
+pub(crate) fn pod_ready(pod: &Pod) -> bool {
     pod.status
         .as_ref()
         .and_then(|s| s.conditions.as_ref())

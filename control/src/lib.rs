@@ -94,18 +94,24 @@ impl Inner {
     /// whole and the local runtime keeps running the last good one.
     fn reload(&mut self) -> Outcome {
         let reading = self.source.read();
-        match &mut self.cluster {
-            Some((cluster, desired)) if !reading.problems.iter().any(Problem::is_error) => {
-                let live = cluster.reconcile(&reading);
-                let outcome = self.publisher.reload(&live);
-                if outcome != Outcome::Rejected {
-                    *desired = reading;
-                }
-                cluster.stop_terminating();
-                outcome
-            }
-            _ => self.publisher.reload(&reading),
+        let Some((cluster, desired)) = &mut self.cluster else {
+            return self.publisher.reload(&reading);
+        };
+        // Nothing acts on a change before it is known good: checked as the API server would
+        // (allocations included) and translated, on the side.
+        let admitted = cluster.admit(&reading);
+        if admitted.problems.iter().any(Problem::is_error)
+            || publish::evaluate(&mut store::Store::default(), &admitted).is_err()
+        {
+            return self.publisher.reload(&admitted);
         }
+        let live = cluster.reconcile(&reading);
+        let outcome = self.publisher.reload(&live);
+        if outcome != Outcome::Rejected {
+            *desired = reading;
+            cluster.stop_terminating();
+        }
+        outcome
     }
 
     /// Reconciles the local runtime again (a Pod changed, or an API call acted) and publishes.
@@ -115,7 +121,10 @@ impl Inner {
         };
         let live = cluster.reconcile(desired);
         let outcome = self.publisher.refresh(&live);
-        cluster.stop_terminating();
+        // A Pod is signalled only once the snapshot without its endpoints is out.
+        if outcome != Outcome::Rejected {
+            cluster.stop_terminating();
+        }
         outcome
     }
 }
@@ -127,6 +136,8 @@ pub struct Control {
     config: Config,
     inner: Arc<Mutex<Inner>>,
     kubelet: Option<local::kubelet::Kubelet>,
+    /// Wakes the run loop after an API call acted, so it sees the Pods now due to stop.
+    acted: Arc<tokio::sync::Notify>,
 }
 
 impl Control {
@@ -171,6 +182,7 @@ impl Control {
             config,
             inner: Arc::new(Mutex::new(inner)),
             kubelet,
+            acted: Arc::new(tokio::sync::Notify::new()),
         })
     }
 
@@ -205,14 +217,17 @@ impl Control {
         &self,
         f: impl FnOnce(&mut local::Cluster) -> T + Send + 'static,
     ) -> Option<T> {
-        self.with_inner(move |inner| {
-            let (cluster, _) = inner.cluster.as_mut()?;
-            let out = f(cluster);
-            inner.refresh();
-            Some(out)
-        })
-        .await
-        .flatten()
+        let out = self
+            .with_inner(move |inner| {
+                let (cluster, _) = inner.cluster.as_mut()?;
+                let out = f(cluster);
+                inner.refresh();
+                Some(out)
+            })
+            .await
+            .flatten();
+        self.acted.notify_one();
+        out
     }
 
     /// Reads the live cluster without acting.
@@ -244,6 +259,7 @@ impl Control {
             Pods,
             KubeletGone,
             StopDue,
+            Acted,
         }
         loop {
             let next_stop = self.read(local::Cluster::next_stop).await.flatten();
@@ -264,6 +280,7 @@ impl Control {
                             None => std::future::pending().await,
                         }
                     } => Wake::StopDue,
+                    () = self.acted.notified() => Wake::Acted,
                 }
             };
             match wake {
@@ -282,6 +299,8 @@ impl Control {
                 Wake::StopDue => {
                     self.refresh().await;
                 }
+                // The loop comes round and looks at what is due now.
+                Wake::Acted => {}
             }
         }
         if let Some(kubelet) = &self.kubelet {

@@ -102,10 +102,36 @@ pub fn json(status: StatusCode, value: &impl Serialize) -> Response<Body> {
     }
 }
 
+/// The API acts on the cluster and shows logs, so web pages must not reach it through a
+/// browser: a cross-site form or `fetch` carries an `Origin`, and a page that rebinds its own
+/// name to 127.0.0.1 carries its name as the `Host`. The CLI sends neither.
+fn browser_refusal(req: &Request<Incoming>) -> Option<&'static str> {
+    if req.headers().contains_key(http::header::ORIGIN) {
+        return Some("requests from web pages (with an Origin) are refused\n");
+    }
+    let host = req
+        .headers()
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default();
+    let name = match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => host,
+    };
+    let name = name.trim_start_matches('[').trim_end_matches(']');
+    let local = name.is_empty()
+        || name.eq_ignore_ascii_case("localhost")
+        || name.parse::<std::net::IpAddr>().is_ok();
+    (!local).then_some("the Host must be an IP address or localhost\n")
+}
+
 async fn handle(state: Arc<AdminState>, req: Request<Incoming>) -> Response<Body> {
     if let Some(api) = &state.api
         && req.uri().path().starts_with("/api/")
     {
+        if let Some(refusal) = browser_refusal(&req) {
+            return respond(StatusCode::FORBIDDEN, TEXT, refusal);
+        }
         let query = req.uri().query().unwrap_or_default().to_owned();
         return api
             .call(req.method().clone(), req.uri().path().to_owned(), query)

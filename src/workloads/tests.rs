@@ -106,4 +106,9 @@ fn deployment_names_as_kubectl_spells_them() {
     assert_eq!(deployment_name("web").unwrap(), "web");
     assert!(deployment_name("pod/web").is_err());
     assert!(deployment_name("deployment/").is_err());
+    assert!(
+        deployment_name("deployment/a&replicas=0").is_err(),
+        "nothing reaches the query string but a name"
+    );
+    assert!(deployment_name("Web").is_err());
 }

@@ -583,3 +583,67 @@ async fn the_cli_lists_logs_scales_and_rolls_out() {
     assert!(!ok && err.contains("revision 9"), "{err}");
     running.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_change_acts_on_nothing() {
+    let (dir, running) = start(&app(2, "1", "")).await;
+    let before: BTreeSet<String> = wait_ready(running.admin, 2, "two v1 pods", |_| true)
+        .await
+        .iter()
+        .map(name)
+        .collect();
+    let taken = cluster_ip(running.admin, "web").await;
+    // A new template, and a Service naming the cluster IP web holds: the API server would
+    // refuse the Service, so the whole change is refused and no Pod is touched.
+    let clash = format!(
+        "---\napiVersion: v1\nkind: Service\nmetadata: {{name: other, namespace: shop}}\n\
+         spec: {{clusterIP: {taken}, ports: [{{port: 81}}]}}\n"
+    );
+    write(dir.path(), &(app(2, "2", "") + &clash));
+    let status = eventually("the change is rejected", || async {
+        let status = get_json(running.admin, "/status").await;
+        (status["state"] == "rejected").then_some(status)
+    })
+    .await;
+    assert!(
+        status
+            .to_string()
+            .contains("provided IP is already allocated"),
+        "{status}"
+    );
+    let after: BTreeSet<String> = pods(running.admin).await.iter().map(name).collect();
+    assert_eq!(after, before, "no Pod started or stopped");
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_refuses_web_pages() {
+    let dir = TempDir::new().unwrap();
+    let running = Running::start(vec![dir.path().to_owned()]).await;
+    let raw = |request: String| async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(running.admin).await.unwrap();
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await.unwrap();
+        answer
+    };
+    let cross_site = raw(format!(
+        "POST /api/v1/scale?name=web&replicas=0 HTTP/1.1\r\nHost: {}\r\nOrigin: http://evil.example\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        running.admin
+    ))
+    .await;
+    assert!(cross_site.starts_with("HTTP/1.1 403"), "{cross_site}");
+    let rebound = raw(
+        "GET /api/v1/pods HTTP/1.1\r\nHost: evil.example:9901\r\nConnection: close\r\n\r\n".into(),
+    )
+    .await;
+    assert!(rebound.starts_with("HTTP/1.1 403"), "{rebound}");
+    let cli = raw(format!(
+        "GET /api/v1/pods HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+        running.admin
+    ))
+    .await;
+    assert!(cli.starts_with("HTTP/1.1 200"), "{cli}");
+    running.stop().await;
+}

@@ -27,7 +27,7 @@ use ferry_model::{Problem, Severity};
 use k8s_openapi::api::apps::v1::{
     Deployment, DeploymentCondition, DeploymentStatus, ReplicaSet, ReplicaSetSpec, ReplicaSetStatus,
 };
-use k8s_openapi::api::core::v1::{Pod, PodStatus, PodTemplateSpec, Service};
+use k8s_openapi::api::core::v1::{Pod, PodCondition, PodStatus, PodTemplateSpec, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
 
 use super::deployment::{self, CHANGE_CAUSE_ANNOTATION, REVISION_ANNOTATION, TEMPLATE_HASH_LABEL};
@@ -35,6 +35,7 @@ use super::ipam::{Cidr, IpAllocator, PortAllocator};
 use super::kubelet::Kubelet;
 use super::replicaset::{self, PodView};
 use super::service_env;
+use crate::endpoints::pod_ready;
 use crate::object::{Manifest, Object, Origin};
 use crate::source::Reading;
 
@@ -55,6 +56,8 @@ pub struct Config {
     /// every data plane has stopped sending it new connections (what a `preStop` sleep does in
     /// Kubernetes; a Pod's own `lifecycle.preStop.sleep` wins).
     pub termination_delay: Duration,
+    /// The most Pods this node runs at once (the kubelet's `maxPods`); more wait, Pending.
+    pub max_pods: usize,
 }
 
 impl Default for Config {
@@ -64,11 +67,12 @@ impl Default for Config {
             pod_cidr: Cidr::V4_LOOPBACK_PODS,
             service_cidr: Cidr::V4_LOOPBACK_SERVICES,
             termination_delay: Duration::from_secs(1),
+            max_pods: 1000,
         }
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 struct ServiceAlloc {
     /// The address this Service holds in the service range, if any.
     cluster_ip: Option<IpAddr>,
@@ -134,12 +138,15 @@ impl LivePod {
     }
 }
 
-/// The Pod's Ready condition is True.
-pub fn pod_ready(pod: &Pod) -> bool {
-    pod.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+/// The longest `lifecycle.preStop.sleep` of the Pod's containers.
+fn pre_stop_sleep(pod: &Pod) -> Option<Duration> {
+    pod.spec
+        .as_ref()?
+        .containers
+        .iter()
+        .filter_map(|c| c.lifecycle.as_ref()?.pre_stop.as_ref()?.sleep.as_ref())
+        .map(|s| Duration::from_secs(u64::try_from(s.seconds).unwrap_or(0)))
+        .max()
 }
 
 fn controller_uid(meta: &ObjectMeta) -> Option<&str> {
@@ -179,161 +186,19 @@ pub enum ApiError {
     Invalid(String),
 }
 
-/// The live cluster.
-#[derive(Debug)]
-pub struct Cluster {
-    config: Config,
-    kubelet: Kubelet,
-    pod_ips: IpAllocator,
+/// What the API server's allocators hold: cluster IPs and node ports, by Service.
+#[derive(Clone, Debug)]
+struct Allocations {
     service_ips: IpAllocator,
     node_ports: PortAllocator,
     services: BTreeMap<Key, ServiceAlloc>,
-    deployments: BTreeMap<Key, LiveDeployment>,
-    replica_sets: BTreeMap<Key, LiveReplicaSet>,
-    pods: BTreeMap<Key, LivePod>,
-    /// Creation order of Pods.
-    seq: u64,
-    rng: u64,
 }
 
-impl Cluster {
-    pub fn new(config: Config, kubelet: Kubelet) -> Cluster {
-        let seed = std::collections::hash_map::RandomState::new().hash_one(std::process::id());
-        Cluster {
-            pod_ips: IpAllocator::new(config.pod_cidr),
-            service_ips: IpAllocator::new(config.service_cidr),
-            node_ports: PortAllocator::default(),
-            config,
-            kubelet,
-            services: BTreeMap::new(),
-            deployments: BTreeMap::new(),
-            replica_sets: BTreeMap::new(),
-            pods: BTreeMap::new(),
-            seq: 0,
-            rng: seed | 1,
-        }
-    }
-
-    pub fn kubelet(&self) -> &Kubelet {
-        &self.kubelet
-    }
-
-    pub fn config(&self) -> &Config {
-        &self.config
-    }
-
-    fn random(&mut self) -> u64 {
-        // xorshift64*: names and uids only need to differ, not to be secret.
-        let mut x = self.rng;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.rng = x;
-        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn uid(&mut self) -> String {
-        let (a, b) = (self.random(), self.random());
-        format!(
-            "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
-            a >> 32,
-            (a >> 16) & 0xffff,
-            a & 0xfff,
-            (b >> 48) & 0x3fff | 0x8000,
-            b & 0xffff_ffff_ffff
-        )
-    }
-
-    fn suffix(&mut self) -> String {
-        let mut x = self.random();
-        (0..5)
-            .map(|_| {
-                let c = deployment::ALPHANUMS[(x % deployment::ALPHANUMS.len() as u64) as usize];
-                x /= deployment::ALPHANUMS.len() as u64;
-                char::from(c)
-            })
-            .collect()
-    }
-
-    fn next_seq(&mut self) -> u64 {
-        self.seq += 1;
-        self.seq
-    }
-
-    /// One reconciliation: observe the manifests and the kubelet, act, and return what the
-    /// translator should see, with the problems found on the way.
-    pub fn reconcile(&mut self, desired: &Reading) -> Reading {
-        let mut problems = Vec::new();
-        let mut declared_deployments = BTreeMap::new();
-        let mut declared_replica_sets = BTreeMap::new();
-        let mut declared_pods = BTreeMap::new();
-        let mut services = Vec::new();
-        let mut out = Vec::with_capacity(desired.manifests.len());
-        for m in &desired.manifests {
-            let key = (m.namespace().to_owned(), m.name().to_owned());
-            match &m.object {
-                Object::Deployment(d) => {
-                    declared_deployments.insert(key, Arc::new((**d).clone()));
-                }
-                Object::ReplicaSet(rs) => {
-                    declared_replica_sets.insert(key, Arc::new((**rs).clone()));
-                }
-                Object::Pod(p) => {
-                    declared_pods.insert(key, Arc::new((**p).clone()));
-                }
-                Object::Service(_) => services.push(m.clone()),
-                _ => out.push(m.clone()),
-            }
-        }
-        let services = self.allocate_services(&services, &mut problems);
-
-        self.observe_pods();
-        self.sync_deployments(&declared_deployments);
-        self.sync_declared_replica_sets(&declared_replica_sets);
-        self.sync_declared_pods(&declared_pods);
-        self.run_deployment_controllers();
-        self.run_replica_set_controllers();
-        self.start_pods(&services, &mut problems);
-        self.update_statuses();
-
-        let origin = Origin {
-            file: ORIGIN.into(),
-            doc: None,
-        };
-        let live = |object| {
-            Arc::new(Manifest {
-                origin: origin.clone(),
-                object,
-            })
-        };
-        out.extend(services);
-        out.extend(
-            self.deployments
-                .values()
-                .map(|d| live(Object::Deployment(Box::new(d.live.clone())))),
-        );
-        out.extend(
-            self.replica_sets
-                .values()
-                .map(|r| live(Object::ReplicaSet(Box::new(r.rs.clone())))),
-        );
-        out.extend(
-            self.pods
-                .values()
-                .map(|p| live(Object::Pod(Box::new(p.pod.clone())))),
-        );
-        let mut all_problems = desired.problems.clone();
-        all_problems.extend(problems);
-        Reading {
-            manifests: out,
-            problems: all_problems,
-        }
-    }
-
+impl Allocations {
     /// Gives each Service its cluster IP and node ports, as the API server does on create:
     /// one it names in the service range is reserved, one it does not name is allocated, and
     /// both stay the Service's while it exists.
-    fn allocate_services(
+    fn allocate(
         &mut self,
         declared: &[Arc<Manifest>],
         problems: &mut Vec<Problem>,
@@ -397,7 +262,16 @@ impl Cluster {
             match named.parse::<IpAddr>() {
                 Ok(ip) if alloc.cluster_ip == Some(ip) => Some(ip),
                 Ok(ip) if self.service_ips.cidr().contains(ip) => {
-                    if self.service_ips.reserve(ip) {
+                    if !self.service_ips.is_usable(ip) {
+                        problems.push(m.error(
+                            "spec.clusterIP",
+                            format!(
+                                "Invalid value: \"{ip}\": the first and last address of the service range {} are not handed out",
+                                self.service_ips.cidr()
+                            ),
+                        ));
+                        None
+                    } else if self.service_ips.reserve(ip) {
                         Some(ip)
                     } else {
                         problems.push(m.error(
@@ -481,6 +355,176 @@ impl Cluster {
         }
         alloc.node_ports = ports;
         alloc
+    }
+}
+
+/// The live cluster.
+#[derive(Debug)]
+pub struct Cluster {
+    config: Config,
+    kubelet: Kubelet,
+    pod_ips: IpAllocator,
+    allocations: Allocations,
+    deployments: BTreeMap<Key, LiveDeployment>,
+    replica_sets: BTreeMap<Key, LiveReplicaSet>,
+    pods: BTreeMap<Key, LivePod>,
+    /// Creation order of Pods.
+    seq: u64,
+    rng: u64,
+}
+
+impl Cluster {
+    pub fn new(config: Config, kubelet: Kubelet) -> Cluster {
+        let seed = std::collections::hash_map::RandomState::new().hash_one(std::process::id());
+        Cluster {
+            pod_ips: IpAllocator::new(config.pod_cidr),
+            allocations: Allocations {
+                service_ips: IpAllocator::new(config.service_cidr),
+                node_ports: PortAllocator::default(),
+                services: BTreeMap::new(),
+            },
+            config,
+            kubelet,
+            deployments: BTreeMap::new(),
+            replica_sets: BTreeMap::new(),
+            pods: BTreeMap::new(),
+            seq: 0,
+            rng: seed | 1,
+        }
+    }
+
+    pub fn kubelet(&self) -> &Kubelet {
+        &self.kubelet
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    fn random(&mut self) -> u64 {
+        // xorshift64*: names and uids only need to differ, not to be secret.
+        let mut x = self.rng;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng = x;
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn uid(&mut self) -> String {
+        let (a, b) = (self.random(), self.random());
+        format!(
+            "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
+            a >> 32,
+            (a >> 16) & 0xffff,
+            a & 0xfff,
+            (b >> 48) & 0x3fff | 0x8000,
+            b & 0xffff_ffff_ffff
+        )
+    }
+
+    fn suffix(&mut self) -> String {
+        let mut x = self.random();
+        (0..5)
+            .map(|_| {
+                let c = deployment::ALPHANUMS[(x % deployment::ALPHANUMS.len() as u64) as usize];
+                x /= deployment::ALPHANUMS.len() as u64;
+                char::from(c)
+            })
+            .collect()
+    }
+
+    fn next_seq(&mut self) -> u64 {
+        self.seq += 1;
+        self.seq
+    }
+
+    /// What the API server would say to these manifests before anything acts on them: the
+    /// reading with the Services' cluster IPs and node ports as they would be allocated, and
+    /// any allocation error (an address two Services name, a full range). Nothing changes.
+    pub fn admit(&self, desired: &Reading) -> Reading {
+        let mut problems = desired.problems.clone();
+        let (services, others): (Vec<_>, Vec<_>) = desired
+            .manifests
+            .iter()
+            .cloned()
+            .partition(|m| matches!(m.object, Object::Service(_)));
+        let mut manifests = others;
+        manifests.extend(self.allocations.clone().allocate(&services, &mut problems));
+        Reading {
+            manifests,
+            problems,
+        }
+    }
+
+    /// One reconciliation: observe the manifests and the kubelet, act, and return what the
+    /// translator should see, with the problems found on the way.
+    pub fn reconcile(&mut self, desired: &Reading) -> Reading {
+        let mut problems = Vec::new();
+        let mut declared_deployments = BTreeMap::new();
+        let mut declared_replica_sets = BTreeMap::new();
+        let mut declared_pods = BTreeMap::new();
+        let mut services = Vec::new();
+        let mut out = Vec::with_capacity(desired.manifests.len());
+        for m in &desired.manifests {
+            let key = (m.namespace().to_owned(), m.name().to_owned());
+            match &m.object {
+                Object::Deployment(d) => {
+                    declared_deployments.insert(key, Arc::new((**d).clone()));
+                }
+                Object::ReplicaSet(rs) => {
+                    declared_replica_sets.insert(key, Arc::new((**rs).clone()));
+                }
+                Object::Pod(p) => {
+                    declared_pods.insert(key, Arc::new((**p).clone()));
+                }
+                Object::Service(_) => services.push(m.clone()),
+                _ => out.push(m.clone()),
+            }
+        }
+        let services = self.allocations.allocate(&services, &mut problems);
+
+        self.observe_pods();
+        self.sync_deployments(&declared_deployments);
+        self.sync_declared_replica_sets(&declared_replica_sets);
+        self.sync_declared_pods(&declared_pods);
+        self.run_deployment_controllers();
+        self.run_replica_set_controllers();
+        self.start_pods(&services, &mut problems);
+        self.update_statuses();
+
+        let origin = Origin {
+            file: ORIGIN.into(),
+            doc: None,
+        };
+        let live = |object| {
+            Arc::new(Manifest {
+                origin: origin.clone(),
+                object,
+            })
+        };
+        out.extend(services);
+        out.extend(
+            self.deployments
+                .values()
+                .map(|d| live(Object::Deployment(Box::new(d.live.clone())))),
+        );
+        out.extend(
+            self.replica_sets
+                .values()
+                .map(|r| live(Object::ReplicaSet(Box::new(r.rs.clone())))),
+        );
+        out.extend(
+            self.pods
+                .values()
+                .map(|p| live(Object::Pod(Box::new(p.pod.clone())))),
+        );
+        let mut all_problems = desired.problems.clone();
+        all_problems.extend(problems);
+        Reading {
+            manifests: out,
+            problems: all_problems,
+        }
     }
 
     /// Brings in what the kubelet reports, and forgets terminated Pods.
@@ -636,21 +680,15 @@ impl Cluster {
             let grace = spec
                 .and_then(|s| s.termination_grace_period_seconds)
                 .unwrap_or(30);
-            let pre_stop = spec
-                .and_then(|s| s.containers.first())
-                .and_then(|c| c.lifecycle.as_ref())
-                .and_then(|l| l.pre_stop.as_ref())
-                .and_then(|h| h.sleep.as_ref())
-                .map(|s| Duration::from_secs(u64::try_from(s.seconds).unwrap_or(0)));
             // A Pod that is not ready has no endpoint to drain.
-            let delay = match pre_stop {
+            let delay = match pre_stop_sleep(&p.pod) {
                 Some(d) => d,
                 None if pod_ready(&p.pod) => default_delay,
                 None => Duration::ZERO,
             };
             p.pod.metadata.deletion_timestamp = Some(now());
             p.pod.metadata.deletion_grace_period_seconds = Some(grace);
-            p.stop_at = Some(Instant::now() + delay);
+            p.stop_at = Some(Instant::now() + delay.min(super::kubelet::MAX_GRACE));
         }
     }
 
@@ -668,9 +706,15 @@ impl Cluster {
             self.delete_pod(&key);
         }
         for (key, pod) in declared {
+            let here = self.is_here(pod);
             match self.pods.get_mut(key) {
                 None => self.create_declared_pod(key.clone(), pod.clone()),
                 Some(live) if live.applied.as_ref().is_some_and(|a| **a == **pod) => {}
+                // Bound to this node now: ours to run from here on.
+                Some(live) if !live.here && here => {
+                    self.pods.remove(key);
+                    self.create_declared_pod(key.clone(), pod.clone());
+                }
                 Some(live) if !live.here => {
                     live.pod = (**pod).clone();
                     live.applied = Some(pod.clone());
@@ -685,9 +729,16 @@ impl Cluster {
         }
     }
 
+    /// Whether this node runs the Pod: one bound to no node is scheduled here.
+    fn is_here(&self, pod: &Pod) -> bool {
+        pod.spec
+            .as_ref()
+            .and_then(|s| s.node_name.as_deref())
+            .is_none_or(|n| n == self.config.node_name)
+    }
+
     fn create_declared_pod(&mut self, key: Key, declared: Arc<Pod>) {
-        let node = declared.spec.as_ref().and_then(|s| s.node_name.clone());
-        let here = node.as_deref().is_none_or(|n| n == self.config.node_name);
+        let here = self.is_here(&declared);
         let mut pod = (*declared).clone();
         if here {
             pod.metadata.uid = Some(self.uid());
@@ -717,28 +768,34 @@ impl Cluster {
         );
     }
 
-    fn pods_of(&self, uid: &str) -> impl Iterator<Item = &LivePod> {
-        self.pods
-            .values()
-            .filter(move |p| p.owner_uid() == Some(uid))
+    /// What each owner (by uid) has of Pods, built once per step so the controllers do not
+    /// scan every Pod for every ReplicaSet.
+    fn pod_views_by_owner(&self) -> HashMap<&str, Vec<PodView>> {
+        let mut by_owner: HashMap<&str, Vec<PodView>> = HashMap::new();
+        for p in self.pods.values() {
+            if let Some(uid) = p.owner_uid() {
+                by_owner.entry(uid).or_default().push(p.view());
+            }
+        }
+        by_owner
     }
 
     fn run_deployment_controllers(&mut self) {
-        let keys: Vec<Key> = self.deployments.keys().cloned().collect();
-        for key in keys {
-            let Some(d) = self.deployments.get(&key).map(|d| d.live.clone()) else {
-                continue;
-            };
-            let uid = d.metadata.uid.clone().unwrap_or_default();
-            let owned: Vec<deployment::Owned> = self
-                .replica_sets
-                .values()
-                .filter(|r| controller_uid(&r.rs.metadata) == Some(uid.as_str()))
-                .map(|r| {
-                    let rs_uid = r.rs.metadata.uid.as_deref().unwrap_or_default();
-                    let views: Vec<PodView> = self.pods_of(rs_uid).map(LivePod::view).collect();
-                    let active: Vec<&PodView> = replicaset::active(&views).collect();
-                    deployment::Owned {
+        // Each Deployment's ReplicaSets as its controller sees them, gathered in one pass.
+        let mut owned_by: HashMap<String, Vec<deployment::Owned>> = HashMap::new();
+        {
+            let views = self.pod_views_by_owner();
+            for r in self.replica_sets.values() {
+                let Some(owner) = controller_uid(&r.rs.metadata) else {
+                    continue;
+                };
+                let rs_uid = r.rs.metadata.uid.as_deref().unwrap_or_default();
+                let views = views.get(rs_uid).map_or(&[][..], Vec::as_slice);
+                let count = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
+                owned_by
+                    .entry(owner.to_owned())
+                    .or_default()
+                    .push(deployment::Owned {
                         name: r.rs.metadata.name.clone().unwrap_or_default(),
                         hash: r
                             .rs
@@ -749,13 +806,18 @@ impl Cluster {
                             .unwrap_or_default(),
                         revision: revision(&r.rs.metadata),
                         replicas: r.rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
-                        pods: i32::try_from(views.iter().filter(|v| !v.finished).count())
-                            .unwrap_or(i32::MAX),
-                        available: i32::try_from(active.iter().filter(|v| v.ready).count())
-                            .unwrap_or(i32::MAX),
-                    }
-                })
-                .collect();
+                        pods: count(views.iter().filter(|v| !v.finished).count()),
+                        available: count(replicaset::active(views).filter(|v| v.ready).count()),
+                    });
+            }
+        }
+        let keys: Vec<Key> = self.deployments.keys().cloned().collect();
+        for key in keys {
+            let Some(d) = self.deployments.get(&key).map(|d| d.live.clone()) else {
+                continue;
+            };
+            let uid = d.metadata.uid.clone().unwrap_or_default();
+            let owned = owned_by.remove(&uid).unwrap_or_default();
             let plan = deployment::reconcile(&d, &owned);
             let ns = key.0.clone();
             for (name, n) in plan.scale {
@@ -838,6 +900,11 @@ impl Cluster {
     }
 
     fn run_replica_set_controllers(&mut self) {
+        let mut views_by: HashMap<String, Vec<PodView>> = self
+            .pod_views_by_owner()
+            .into_iter()
+            .map(|(uid, views)| (uid.to_owned(), views))
+            .collect();
         let keys: Vec<Key> = self.replica_sets.keys().cloned().collect();
         for key in keys {
             let Some(r) = self.replica_sets.get(&key) else {
@@ -845,7 +912,7 @@ impl Cluster {
             };
             let rs = r.rs.clone();
             let uid = rs.metadata.uid.clone().unwrap_or_default();
-            let views: Vec<PodView> = self.pods_of(&uid).map(LivePod::view).collect();
+            let views = views_by.remove(&uid).unwrap_or_default();
             let replicas = rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
             let plan = replicaset::reconcile(replicas, &views);
             for name in plan.delete {
@@ -930,36 +997,76 @@ impl Cluster {
             .filter(|(_, p)| p.here && !p.started && !p.deleting())
             .map(|(k, _)| k.clone())
             .collect();
+        // Terminating Pods still hold their processes and addresses.
+        let mut running = self.pods.values().filter(|p| p.here && p.started).count();
+        let (mut over_limit, mut out_of_addresses) = (0, 0);
         for key in keys {
-            let Some(ip) = self.pod_ips.allocate() else {
-                if let Some(p) = self.pods.get_mut(&key) {
-                    let status = p.pod.status.get_or_insert_with(PodStatus::default);
-                    status.reason = Some("OutOfAddresses".into());
-                    status.message = Some(format!("the pod range {} is full", self.pod_ips.cidr()));
-                }
-                problems.push(Problem {
-                    severity: Severity::Warning,
-                    file: ORIGIN.into(),
-                    doc: None,
-                    object: Some(ferry_model::ObjectRef::new(
-                        "Pod",
-                        Some(key.0.as_str()),
-                        key.1.clone(),
-                    )),
-                    field: "status.podIP".into(),
-                    message: format!("the pod range {} is full (--pod-cidr)", self.pod_ips.cidr()),
+            let ip = if running >= self.config.max_pods {
+                over_limit += 1;
+                None
+            } else {
+                let ip = self.pod_ips.allocate();
+                out_of_addresses += usize::from(ip.is_none());
+                ip
+            };
+            let Some(p) = self.pods.get_mut(&key) else {
+                continue;
+            };
+            let Some(ip) = ip else {
+                // Pending, as the scheduler leaves a Pod no node can take.
+                let message = if running >= self.config.max_pods {
+                    format!(
+                        "0/1 nodes are available: 1 Too many pods (--max-pods {}).",
+                        self.config.max_pods
+                    )
+                } else {
+                    format!(
+                        "0/1 nodes are available: the pod range {} is full (--pod-cidr).",
+                        self.pod_ips.cidr()
+                    )
+                };
+                p.pod.status = Some(PodStatus {
+                    phase: Some("Pending".into()),
+                    conditions: Some(vec![PodCondition {
+                        type_: "PodScheduled".into(),
+                        status: "False".into(),
+                        reason: Some("Unschedulable".into()),
+                        message: Some(message),
+                        last_transition_time: Some(now()),
+                        ..PodCondition::default()
+                    }]),
+                    ..PodStatus::default()
                 });
                 continue;
             };
             let env = env_by_ns.get(&key.0).cloned().unwrap_or_default();
-            if let Some(p) = self.pods.get_mut(&key) {
-                p.ip = Some(ip);
-                p.started = true;
-                self.kubelet.run(&p.pod, ip, env);
-                if let Some(status) = self.kubelet.status(&key.0, &key.1) {
-                    p.pod.status = Some(status);
-                }
+            p.ip = Some(ip);
+            p.started = true;
+            running += 1;
+            self.kubelet.run(&p.pod, ip, env);
+            if let Some(status) = self.kubelet.status(&key.0, &key.1) {
+                p.pod.status = Some(status);
             }
+        }
+        let warn = |message: String| Problem {
+            severity: Severity::Warning,
+            file: ORIGIN.into(),
+            doc: None,
+            object: None,
+            field: String::new(),
+            message,
+        };
+        if over_limit > 0 {
+            problems.push(warn(format!(
+                "{over_limit} Pod(s) wait: this node runs at most {} Pods (--max-pods)",
+                self.config.max_pods
+            )));
+        }
+        if out_of_addresses > 0 {
+            problems.push(warn(format!(
+                "{out_of_addresses} Pod(s) wait: the pod range {} is full (--pod-cidr)",
+                self.pod_ips.cidr()
+            )));
         }
     }
 
@@ -974,14 +1081,20 @@ impl Cluster {
                 && !p.stop_sent
                 && p.stop_at.is_none_or(|at| at <= now)
             {
-                let grace = p
-                    .pod
-                    .metadata
-                    .deletion_grace_period_seconds
-                    .and_then(|s| u64::try_from(s).ok())
-                    .unwrap_or(30);
-                self.kubelet
-                    .stop(&key.0, &key.1, Duration::from_secs(grace));
+                let grace = Duration::from_secs(
+                    p.pod
+                        .metadata
+                        .deletion_grace_period_seconds
+                        .and_then(|s| u64::try_from(s).ok())
+                        .unwrap_or(30),
+                );
+                // A preStop sleep counts within the grace period, as in Kubernetes, which
+                // leaves the process at least 2 s after it.
+                let grace = match pre_stop_sleep(&p.pod) {
+                    Some(sleep) => grace.saturating_sub(sleep).max(Duration::from_secs(2)),
+                    None => grace,
+                };
+                self.kubelet.stop(&key.0, &key.1, grace);
                 p.stop_sent = true;
             }
         }

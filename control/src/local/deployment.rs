@@ -133,7 +133,20 @@ pub fn reconcile(deployment: &Deployment, owned: &[Owned]) -> Plan {
     let mut sets: Vec<Owned> = owned.to_vec();
     sets.sort_by_key(|o| o.revision);
     let new_index = sets.iter().position(|o| o.hash == hash);
-    let paused = spec.paused == Some(true);
+    if spec.paused == Some(true) {
+        // Paused: no rollout, but scaling still applies (to the one active ReplicaSet;
+        // Kubernetes' proportional scaling of several during a paused rollout is not done).
+        let active: Vec<usize> = (0..sets.len()).filter(|&i| sets[i].replicas > 0).collect();
+        let target = match active.as_slice() {
+            [i] => Some(*i),
+            [] => new_index,
+            _ => None,
+        };
+        if let Some(i) = target.filter(|&i| sets[i].replicas != want) {
+            plan.scale.push((sets[i].name.clone(), want));
+        }
+        return plan;
+    }
 
     let new_index = match new_index {
         Some(i) => {
@@ -143,7 +156,6 @@ pub fn reconcile(deployment: &Deployment, owned: &[Owned]) -> Plan {
             }
             i
         }
-        None if paused => return plan,
         None => {
             sets.push(Owned {
                 name: String::new(),
@@ -157,12 +169,10 @@ pub fn reconcile(deployment: &Deployment, owned: &[Owned]) -> Plan {
         }
     };
 
-    if !paused {
-        if recreate(spec) {
-            step_recreate(&mut sets, new_index, want);
-        } else {
-            step_rolling(spec, &mut sets, new_index, want);
-        }
+    if recreate(spec) {
+        step_recreate(&mut sets, new_index, want);
+    } else {
+        step_rolling(spec, &mut sets, new_index, want);
     }
 
     // History: old ReplicaSets at zero with no Pods left, oldest first, beyond the limit.
@@ -212,8 +222,8 @@ fn step_rolling(spec: &DeploymentSpec, sets: &mut [Owned], new_index: usize, wan
     if new.replicas > want {
         sets[new_index].replicas = want;
     } else if new.replicas < want {
-        let total: i32 = sets.iter().map(|s| s.replicas).sum();
-        let room = (want + surge - total).max(0);
+        let total = sets.iter().fold(0i32, |a, s| a.saturating_add(s.replicas));
+        let room = want.saturating_add(surge).saturating_sub(total).max(0);
         sets[new_index].replicas += room.min(want - new.replicas);
     }
     // reconcileOldReplicaSets
@@ -226,11 +236,13 @@ fn step_rolling(spec: &DeploymentSpec, sets: &mut [Owned], new_index: usize, wan
     if old_replicas == 0 {
         return;
     }
-    let all: i32 = sets.iter().map(|s| s.replicas).sum();
+    let all = sets.iter().fold(0i32, |a, s| a.saturating_add(s.replicas));
     let min_available = want - unavailable;
     let new = &sets[new_index];
     let new_unavailable = (new.replicas - new.available).max(0);
-    let mut budget = all - min_available - new_unavailable;
+    let mut budget = all
+        .saturating_sub(min_available)
+        .saturating_sub(new_unavailable);
     if budget <= 0 {
         return;
     }

@@ -99,6 +99,11 @@ impl IpAllocator {
         index(self.cidr, ip).is_some_and(|n| self.used.insert(n))
     }
 
+    /// Whether the range hands this address out at all (not its first or last).
+    pub fn is_usable(&self, ip: IpAddr) -> bool {
+        index(self.cidr, ip).is_some()
+    }
+
     pub fn release(&mut self, ip: IpAddr) {
         if let Some(n) = index(self.cidr, ip) {
             self.used.remove(&n);

@@ -39,6 +39,15 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 pub use logs::Logs;
+
+/// The longest grace period honoured: `terminationGracePeriodSeconds` has no upper bound, and a
+/// deadline past what a clock can hold must not panic.
+pub const MAX_GRACE: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// `grace` from now, at most [`MAX_GRACE`].
+pub(crate) fn deadline(grace: Duration) -> Instant {
+    Instant::now() + grace.min(MAX_GRACE)
+}
 pub use plan::echo_argv;
 
 use env::EnvSource;
@@ -176,10 +185,6 @@ impl Kubelet {
             .unwrap_or_else(|| "default".to_owned());
         let name = pod.metadata.name.clone().unwrap_or_default();
         let uid = pod.metadata.uid.clone().unwrap_or_default();
-        if inner.shut_down.load(Ordering::Acquire) {
-            tracing::warn!(pod = %format!("{namespace}/{name}"), "the kubelet is shut down; not running the pod");
-            return;
-        }
         let Some(runtime) = inner.runtime.clone().or_else(|| Handle::try_current().ok()) else {
             tracing::error!(pod = %format!("{namespace}/{name}"), "the kubelet needs a tokio runtime");
             return;
@@ -188,6 +193,11 @@ impl Kubelet {
         let key = (namespace.clone(), name.clone());
         let entry = {
             let mut pods = inner.pods();
+            // Under the lock, so a shutdown taking its list of pods cannot miss this one.
+            if inner.shut_down.load(Ordering::Acquire) {
+                tracing::warn!(pod = %format!("{namespace}/{name}"), "the kubelet is shut down; not running the pod");
+                return;
+            }
             if let Some(known) = pods.get(&key) {
                 if known.uid != uid {
                     tracing::warn!(pod = %known.describe(), new_uid = %uid, "a new pod under a known name waits until the old one is stopped");
@@ -232,7 +242,7 @@ impl Kubelet {
     /// the grace, never lengthen it.
     pub fn stop(&self, namespace: &str, name: &str, grace: Duration) {
         if let Some(pod) = self.inner.pod(namespace, name) {
-            pod.stop(Instant::now() + grace);
+            pod.stop(deadline(grace));
         }
     }
 
@@ -334,9 +344,12 @@ impl Kubelet {
     /// Stops every pod and waits until all their processes have exited; pods run afterwards
     /// are refused.
     pub async fn shutdown(&self, grace: Duration) {
-        self.inner.shut_down.store(true, Ordering::Release);
-        let pods: Vec<Arc<PodEntry>> = self.inner.pods().values().cloned().collect();
-        let deadline = Instant::now() + grace;
+        let pods: Vec<Arc<PodEntry>> = {
+            let pods = self.inner.pods();
+            self.inner.shut_down.store(true, Ordering::Release);
+            pods.values().cloned().collect()
+        };
+        let deadline = deadline(grace);
         for pod in &pods {
             pod.stop(deadline);
         }

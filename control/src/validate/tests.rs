@@ -1062,6 +1062,21 @@ fn replica_set_template_required() {
 }
 
 #[test]
+fn a_controllers_pods_always_restart() {
+    for kind in ["Deployment", "ReplicaSet"] {
+        let yaml = format!(
+            "apiVersion: apps/v1\nkind: {kind}\nmetadata: {{name: web, namespace: shop}}\n\
+             spec:\n  selector: {{matchLabels: {{app: web}}}}\n  template:\n    metadata: {{labels: {{app: web}}}}\n    \
+             spec: {{restartPolicy: Never, containers: [{{name: app, image: shop/web}}]}}\n"
+        );
+        let expected = format!(
+            "t.yaml: {kind} shop/web: spec.template.spec.restartPolicy: Unsupported value: \"Never\": supported values: \"Always\""
+        );
+        check(&yaml, &[expected.as_str()]);
+    }
+}
+
+#[test]
 fn deployment_progress_deadline_must_exceed_min_ready() {
     check(
         &deployment("  minReadySeconds: 10\n  progressDeadlineSeconds: 10\n"),

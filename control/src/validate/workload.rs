@@ -160,7 +160,18 @@ fn selector_and_template(
         );
     }
     match &template.spec {
-        Some(spec) => pod_spec(c, "spec.template.spec", spec),
+        Some(spec) => {
+            pod_spec(c, "spec.template.spec", spec);
+            // A controller's Pods run until removed: a Pod that ends would be replaced at
+            // once, without back-off, for ever.
+            if let Some(p) = spec
+                .restart_policy
+                .as_deref()
+                .filter(|p| matches!(*p, "OnFailure" | "Never"))
+            {
+                c.unsupported("spec.template.spec.restartPolicy", p, &["Always"]);
+            }
+        }
         None => c.required("spec.template.spec"),
     }
 }

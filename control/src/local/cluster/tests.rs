@@ -95,8 +95,32 @@ async fn services_get_cluster_ips_and_node_ports_that_stay_theirs() {
         assert_eq!(again[name], s[name], "{name}");
     }
 
-    // A Service naming an address another holds is refused, as the API server refuses it.
+    // A Service naming an address another holds is refused, as the API server refuses it;
+    // `admit` says so without allocating anything.
     let clash = yaml.clone() + &service("clash", "{clusterIP: 127.250.1.1, ports: [{port: 80}]}");
+    let admitted = c.admit(&reading(&clash));
+    assert!(
+        admitted
+            .problems
+            .iter()
+            .any(|p| p.is_error() && p.to_string().contains("already allocated"))
+    );
+    let bad_named =
+        yaml.clone() + &service("edge", "{clusterIP: 127.250.1.255, ports: [{port: 80}]}");
+    let admitted = c.admit(&reading(&bad_named));
+    assert!(
+        admitted
+            .problems
+            .iter()
+            .any(|p| p.to_string().contains("first and last address")),
+        "{:#?}",
+        admitted.problems
+    );
+    assert_eq!(
+        services(&c.admit(&reading(&yaml)))["auto"],
+        s["auto"],
+        "admit changes nothing"
+    );
     let r = c.reconcile(&reading(&clash));
     assert!(
         r.problems
@@ -323,5 +347,51 @@ spec:
     );
     assert_eq!(c.find_namespace("deployment", None, "web"), Ok("ns".into()));
     c.stop_terminating();
+    c.kubelet().shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn pods_past_max_pods_wait_pending_as_unschedulable() {
+    let mut c = Cluster::new(
+        Config {
+            pod_cidr: "127.250.2.0/24".parse().unwrap(),
+            service_cidr: "127.250.3.0/24".parse().unwrap(),
+            max_pods: 2,
+            ..Config::default()
+        },
+        kubelet::Kubelet::new(kubelet::Config::default()),
+    );
+    let r = c.reconcile(&reading(REPLICA_SET));
+    let pods: Vec<&Pod> = r
+        .manifests
+        .iter()
+        .filter_map(|m| match &m.object {
+            Object::Pod(p) => Some(&**p),
+            _ => None,
+        })
+        .collect();
+    let waiting: Vec<&Pod> = pods
+        .iter()
+        .copied()
+        .filter(|p| {
+            p.status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|cs| {
+                    cs.iter().any(|c| {
+                        c.type_ == "PodScheduled" && c.reason.as_deref() == Some("Unschedulable")
+                    })
+                })
+        })
+        .collect();
+    assert_eq!((pods.len(), waiting.len()), (3, 1));
+    assert!(waiting[0].status.as_ref().unwrap().pod_ip.is_none());
+    assert!(
+        r.problems.iter().any(|p| p
+            .to_string()
+            .contains("1 Pod(s) wait: this node runs at most 2 Pods")),
+        "{:#?}",
+        r.problems
+    );
     c.kubelet().shutdown(Duration::from_secs(1)).await;
 }

@@ -259,3 +259,14 @@ fn history_is_bounded() {
     revisions.sort_unstable();
     assert_eq!(revisions, vec![4, 5, 6]);
 }
+
+#[test]
+fn a_paused_deployment_scales_but_does_not_roll_out() {
+    let mut sets = Vec::new();
+    run_until_stable(&deployment(2, "a", "1", "0"), &mut sets, true);
+    let mut paused = deployment(4, "b", "1", "0");
+    paused.spec.as_mut().unwrap().paused = Some(true);
+    let plan = reconcile(&paused, &sets);
+    assert_eq!(plan.create, None, "no new ReplicaSet while paused");
+    assert_eq!(plan.scale, vec![(sets[0].name.clone(), 4)], "but scaled");
+}

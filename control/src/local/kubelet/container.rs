@@ -181,7 +181,7 @@ pub(crate) async fn supervise(
                     status = process.child.wait() => status,
                     Some((why, grace)) = kill_rx.recv() => {
                         tracing::info!(pod = %pod.describe(), container = %name, "{why}; the container will be restarted");
-                        let deadline = Instant::now() + grace.unwrap_or(pod_grace);
+                        let deadline = super::deadline(grace.unwrap_or(pod_grace));
                         let deadline = (*stop.borrow()).map_or(deadline, |d| d.min(deadline));
                         process.terminate(deadline, &mut stop).await
                     }

@@ -3,7 +3,6 @@
 //! `ContainerStatus` per container. Rendering is a pure function of the record.
 
 use std::net::IpAddr;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use k8s_openapi::api::core::v1::{
     ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting,
@@ -101,16 +100,10 @@ impl PodRecord {
     }
 }
 
-/// The current time. (k8s-openapi builds jiff without `std`, so `Timestamp::now` is missing.)
+/// The current time (jiff's clock: this crate builds jiff with `std`, which k8s-openapi does
+/// not ask for).
 pub(crate) fn now() -> Timestamp {
-    let since = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    Timestamp::new(
-        i64::try_from(since.as_secs()).unwrap_or(i64::MAX),
-        i32::try_from(since.subsec_nanos()).unwrap_or(0),
-    )
-    .unwrap_or(Timestamp::UNIX_EPOCH)
+    Timestamp::now()
 }
 
 /// The container id ferry reports for a process.
