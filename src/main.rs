@@ -69,6 +69,9 @@ enum Command {
         /// Cluster IPs of Services, where the L4 Service proxy listens.
         #[arg(long, value_name = "CIDR", default_value = "127.2.0.0/16")]
         service_cidr: Cidr,
+        /// The most Pods the local runtime runs at once; more wait, Pending.
+        #[arg(long, value_name = "N", default_value_t = 1000)]
+        max_pods: usize,
     },
     /// Run cluster DNS alone, serving a snapshot file (the JSON of admin /config?private_keys=true).
     Dns {
@@ -319,11 +322,13 @@ async fn async_main(command: Command) -> Result<(), Box<dyn std::error::Error>> 
             access_log,
             pod_cidr,
             service_cidr,
+            max_pods,
         } => {
             let (dns_upstreams, dns_search) = ferry::dns::host_resolver(dns_args.dns_upstream);
             let mut local = ferry_control::local::Config::default();
             local.cluster.pod_cidr = pod_cidr;
             local.cluster.service_cidr = service_cidr;
+            local.cluster.max_pods = max_pods;
             let config = UpConfig {
                 paths,
                 http,
