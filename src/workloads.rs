@@ -256,10 +256,8 @@ pub fn render(items: &[Value], workload: Workload, wide: bool, now: SystemTime) 
 pub fn deployment_name(arg: &str) -> Result<&str, WorkloadError> {
     match arg.split_once('/') {
         None => name("deployment", arg),
-        Some(("deployment" | "deployments" | "deploy" | "deployment.apps", name))
-            if !name.is_empty() =>
-        {
-            Ok(name)
+        Some(("deployment" | "deployments" | "deploy" | "deployment.apps", n)) if !n.is_empty() => {
+            name("deployment", n)
         }
         Some(_) => Err(WorkloadError::Usage(format!(
             "{arg:?}: only deployments can be named here (deployment/NAME)"
