@@ -105,6 +105,10 @@ enum Command {
         /// One JSON line per request on stdout.
         #[arg(long)]
         access_log: bool,
+        /// Threads serving client connections, each with a current-thread runtime and
+        /// listeners of its own (SO_REUSEPORT) [default: the CPUs this process may use].
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+        workers: Option<u16>,
     },
     /// Validate manifests: exit 0 if valid, else 1 with one line per problem.
     Check {
@@ -225,10 +229,13 @@ fn main() -> ExitCode {
     if let Command::Load(args) = cli.command {
         return load(*args);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // The gateway alone runs its workers on current-thread runtimes (the first on this one):
+    // no work stealing, no wake-ups across threads.
+    let mut builder = match cli.command {
+        Command::Gateway { .. } => tokio::runtime::Builder::new_current_thread(),
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("ferry: cannot start the async runtime: {e}");
@@ -372,11 +379,17 @@ async fn async_main(command: Command) -> Result<(), Box<dyn std::error::Error>> 
             https,
             admin,
             access_log,
+            workers,
         } => {
+            let workers = workers.map_or_else(
+                || std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+                usize::from,
+            );
             let config = ferry::gateway::GatewayConfig {
                 snapshot,
                 gateway: ferry_gateway::Config {
                     access_log,
+                    workers,
                     ..ferry_gateway::Config::new(http, https)
                 },
                 admin,

@@ -3,10 +3,14 @@
 //! so the request passes its timeout in a task-local that the connector reads when it starts a
 //! connection (the connection attempt starts inside the request's task).
 //!
-//! [`Owned`]: the HTTP/1.1 upstream connection a client's HTTP/1 connection keeps for itself
-//! once it has made a second request, driven inside the client connection's own task, so a
-//! request on it takes no pool lock and no hop to another task (as Pingora does).
+//! [`Owned`]: the HTTP/1.1 upstream connection a client's HTTP/1 connection keeps for itself,
+//! driven inside the client connection's own task, so a request on it takes no pool lock and no
+//! hop to another task (as Pingora does). When the client connection closes, an owned
+//! connection that is idle goes to its worker's [`Idle`] pool, where the next client connection
+//! to that endpoint takes it over (nginx's upstream `keepalive`): short client connections do
+//! not open and close an upstream connection each.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -14,8 +18,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use http::{Request, Response, Uri};
-use hyper::body::Incoming;
+use http::Uri;
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
@@ -31,8 +34,11 @@ tokio::task_local! {
 }
 
 /// Runs `sending` with `timeout` as the limit for any connection it opens.
-pub async fn with_connect_timeout<F: Future>(timeout: Duration, sending: F) -> F::Output {
-    CONNECT_TIMEOUT.scope(timeout, sending).await
+pub fn with_connect_timeout<F: Future>(
+    timeout: Duration,
+    sending: F,
+) -> tokio::task::futures::TaskLocalFuture<Duration, F> {
+    CONNECT_TIMEOUT.scope(timeout, sending)
 }
 
 /// A connector whose connection attempts give up after the request's connect timeout.
@@ -79,23 +85,112 @@ where
     }
 }
 
+/// An upstream connection's own future, which does its reading and writing.
+type Connection = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Idle upstream connections whose client connection closed, by endpoint, for the next client
+/// connections of one worker (one pool per worker: a connection stays with the runtime that
+/// polls its socket). Not polled while parked: an upstream that closed one meanwhile is seen
+/// when it is next used, and the request goes back unsent ([`OwnedSend::Returned`]).
+#[derive(Debug)]
+pub struct Idle {
+    parked: Mutex<HashMap<SocketAddr, Vec<Parked>>>,
+    /// An idle connection is not used again after this long (the upstream may be closing it).
+    limit: Duration,
+}
+
+/// At most this many idle connections are kept per endpoint (ingress-nginx keeps 320 per
+/// worker in all); more are closed.
+const MAX_IDLE_PER_ENDPOINT: usize = 128;
+
+struct Parked {
+    held: Held,
+    connection: Connection,
+}
+
+impl std::fmt::Debug for Parked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Parked")
+            .field("endpoint", &self.held.endpoint)
+            .field("since", &self.held.since)
+            .finish()
+    }
+}
+
+impl Idle {
+    pub fn new(limit: Duration) -> Idle {
+        Idle {
+            parked: Mutex::new(HashMap::new()),
+            limit,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SocketAddr, Vec<Parked>>> {
+        self.parked.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn put(&self, parked: Parked) {
+        let mut all = self.lock();
+        let list = all.entry(parked.held.endpoint).or_default();
+        if list.len() < MAX_IDLE_PER_ENDPOINT {
+            list.push(parked);
+        }
+    }
+
+    /// The most recently parked connection to `endpoint` that is still fresh.
+    fn take(&self, endpoint: SocketAddr) -> Option<Parked> {
+        let mut all = self.lock();
+        let list = all.get_mut(&endpoint)?;
+        while let Some(parked) = list.pop() {
+            if parked.held.since.elapsed() < self.limit && !parked.held.sender.is_closed() {
+                return Some(parked);
+            }
+        }
+        None
+    }
+
+    /// Closes the connections idle past the limit.
+    pub fn sweep(&self) {
+        let mut all = self.lock();
+        all.retain(|_, list| {
+            list.retain(|p| p.held.since.elapsed() < self.limit);
+            !list.is_empty()
+        });
+    }
+
+    /// Sweeps every `limit` until shutdown.
+    pub async fn sweep_until(self: Arc<Idle>, mut shutdown: ferry_runtime::Shutdown) {
+        let mut tick = tokio::time::interval(self.limit.max(Duration::from_millis(100)));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => self.sweep(),
+                () = shutdown.wait() => return,
+            }
+        }
+    }
+
+    /// Idle connections to `endpoint`.
+    pub fn parked(&self, endpoint: SocketAddr) -> usize {
+        self.lock().get(&endpoint).map_or(0, Vec::len)
+    }
+}
+
 /// The upstream connection one client connection keeps for its requests: at most one, to one
-/// endpoint, used by one request at a time. A request it cannot serve (another endpoint, busy,
-/// idle too long, an upgrade, HTTP/2) goes through the shared pools instead. It closes with the
-/// client connection.
-#[derive(Clone, Debug, Default)]
+/// endpoint, used by one request at a time. A request it cannot serve (busy, an upgrade,
+/// HTTP/2) goes through the shared pools instead. When the client connection closes it is
+/// parked in the worker's [`Idle`] pool if it is idle ([`Owned::park`]), else closed.
+#[derive(Clone, Debug)]
 pub struct Owned {
     slot: Arc<Mutex<Slot>>,
+    idle: Arc<Idle>,
 }
 
 #[derive(Default)]
 struct Slot {
-    /// Requests the client connection has made: it earns an upstream connection of its own
-    /// with its second, so one-request clients never open one.
-    requests: u32,
     sender: Option<Held>,
     /// The connection itself, polled by [`Owned::drive`].
-    connection: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+    connection: Option<Connection>,
     /// The task that runs [`Owned::drive`], woken when a new connection is installed.
     waker: Option<Waker>,
 }
@@ -103,7 +198,6 @@ struct Slot {
 impl std::fmt::Debug for Slot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Slot")
-            .field("requests", &self.requests)
             .field("endpoint", &self.sender.as_ref().map(|h| h.endpoint))
             .field("connected", &self.connection.is_some())
             .finish()
@@ -118,80 +212,74 @@ struct Held {
     since: Instant,
 }
 
-/// What sending on an owned connection gave.
-#[derive(Debug)]
-pub enum OwnedSend {
-    Answered(Response<Incoming>),
-    Failed {
-        connect: bool,
-        error: BoxError,
-    },
-    /// Not sent (the connection closed before it took the request): send it elsewhere.
-    Returned(Request<ProxyBody>),
-}
-
 impl Owned {
+    /// A client connection's slot; its connections park in (and come from) `idle`.
+    pub fn new(idle: Arc<Idle>) -> Owned {
+        Owned {
+            slot: Arc::default(),
+            idle,
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Slot> {
         self.slot.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Counts a request of the client connection; whether it may use an owned connection.
-    pub fn earned(&self) -> bool {
-        let mut slot = self.lock();
-        slot.requests = slot.requests.saturating_add(1);
-        slot.requests >= 2
-    }
-
-    /// Sends `req` (origin-form URI) to `endpoint` on this client connection's own upstream
-    /// connection, opening one (within `connect_timeout`) when there is none to reuse.
-    pub async fn send(
+    /// This client connection's own upstream connection to `endpoint`, ready for a request:
+    /// the one it has, else an idle one of the worker's, else a new one (opened within
+    /// `connect_timeout`; an error is a connect error). Give it back with [`Owned::keep`] once
+    /// the answer's head came. The request is not passed in: a future that held it would be
+    /// copied with every request's future.
+    pub async fn sender(
         &self,
         endpoint: SocketAddr,
-        req: Request<ProxyBody>,
         connect_timeout: Duration,
-        idle: Duration,
-    ) -> OwnedSend {
+    ) -> Result<SendRequest<ProxyBody>, BoxError> {
+        let limit = self.idle.limit;
         let reusable = {
             let mut slot = self.lock();
-            slot.sender.take().filter(|held| {
-                held.endpoint == endpoint && !held.sender.is_closed() && held.since.elapsed() < idle
-            })
+            match slot.sender.take() {
+                Some(held) if held.endpoint == endpoint => {
+                    (!held.sender.is_closed() && held.since.elapsed() < limit).then_some(held)
+                }
+                // Another endpoint's: someone else may want it.
+                Some(held) => {
+                    if let Some(connection) = slot.connection.take()
+                        && held.sender.is_ready()
+                    {
+                        self.idle.put(Parked { held, connection });
+                    }
+                    None
+                }
+                None => None,
+            }
+        };
+        let reusable = match reusable {
+            Some(held) => Some(held),
+            None => self.idle.take(endpoint).map(|parked| {
+                self.install(parked.connection);
+                parked.held
+            }),
         };
         // The last answer's body may still be finishing on it: wait for that (this task drives
-        // it). Another endpoint, closed or idle too long: a new connection replaces it.
-        let reused = match reusable {
-            Some(mut held) => held.sender.ready().await.ok().map(|()| held.sender),
-            None => None,
-        };
-        let mut sender = match reused {
-            Some(sender) => sender,
-            None => match self.open(endpoint, connect_timeout).await {
-                Ok(sender) => sender,
-                Err(error) => {
-                    return OwnedSend::Failed {
-                        connect: true,
-                        error,
-                    };
-                }
-            },
-        };
-        match sender.try_send_request(req).await {
-            Ok(response) => {
-                self.lock().sender = Some(Held {
-                    endpoint,
-                    sender,
-                    since: Instant::now(),
-                });
-                OwnedSend::Answered(response)
-            }
-            Err(mut e) => match e.take_message() {
-                Some(req) => OwnedSend::Returned(req),
-                None => OwnedSend::Failed {
-                    connect: false,
-                    error: e.into_error().into(),
-                },
-            },
+        // it). Closed meanwhile: a new connection replaces it.
+        if let Some(mut held) = reusable
+            && held.sender.ready().await.is_ok()
+        {
+            return Ok(held.sender);
         }
+        // Boxed: connecting is rare, and its state would weigh on every request's future.
+        Box::pin(self.open(endpoint, connect_timeout)).await
+    }
+
+    /// Keeps `sender`, which has just delivered an answer's head from `endpoint`, for the
+    /// client connection's next request.
+    pub fn keep(&self, endpoint: SocketAddr, sender: SendRequest<ProxyBody>) {
+        self.lock().sender = Some(Held {
+            endpoint,
+            sender,
+            since: Instant::now(),
+        });
     }
 
     async fn open(
@@ -208,16 +296,33 @@ impl Owned {
         let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(BoxError::from)?;
-        let mut slot = self.lock();
-        slot.connection = Some(Box::pin(async move {
+        self.install(Box::pin(async move {
             if let Err(e) = connection.await {
                 tracing::debug!(%endpoint, error = %e, "upstream connection ended");
             }
         }));
+        Ok(sender)
+    }
+
+    /// Makes `connection` the one [`Owned::drive`] polls (the previous one, if any, closes).
+    fn install(&self, connection: Connection) {
+        let mut slot = self.lock();
+        slot.connection = Some(connection);
         if let Some(waker) = slot.waker.take() {
             waker.wake();
         }
-        Ok(sender)
+    }
+
+    /// The client connection closed: an idle owned connection goes to the worker's pool for
+    /// the next client connections, anything else (an exchange unfinished) closes.
+    pub fn park(&self) {
+        let mut slot = self.lock();
+        if let (Some(held), Some(connection)) = (slot.sender.take(), slot.connection.take())
+            && held.sender.is_ready()
+            && held.since.elapsed() < self.idle.limit
+        {
+            self.idle.put(Parked { held, connection });
+        }
     }
 
     /// Drives the owned connection; never ends. Run it beside the client connection, in its

@@ -4,8 +4,12 @@
 //! Ingress options, and a balancer per cluster that carries the previous one's endpoint state
 //! over) and a new certificate index, both swapped in atomically: a request runs to its end on
 //! the snapshot it started with, a handshake gets the certificates of the newest, and no
-//! connection is closed because the configuration changed. [`listener`] accepts (TLS with
-//! [`tls`]; [`smuggling`] follows the HTTP/1 framing), [`pipeline`] forwards, [`metrics`] and
+//! connection is closed because the configuration changed. With more than one worker, each
+//! serves listeners of its own (`SO_REUSEPORT`) on a thread with a current-thread runtime, as
+//! nginx's worker processes; the compiled snapshot, the certificates and the pools for HTTP/2
+//! and upgrades are shared, idle owned upstream connections stay with their worker.
+//! [`listener`] accepts (TLS with [`tls`]; [`smuggling`] follows the HTTP/1 framing),
+//! [`connect`] opens and keeps upstream connections, [`pipeline`] forwards, [`metrics`] and
 //! [`access_log`] observe.
 
 pub mod access_log;
@@ -39,8 +43,14 @@ pub struct Config {
     pub timeouts: Timeouts,
     /// One JSON line per request on stdout (`--access-log`).
     pub access_log: bool,
-    /// Client connections open at once, per listener; more wait in the kernel's accept queue.
+    /// Client connections open at once, per listener and worker; more wait in the kernel's
+    /// accept queue.
     pub max_connections: usize,
+    /// Threads that serve client connections (`--workers`), each with listeners of its own
+    /// (`SO_REUSEPORT`: the kernel spreads connections over them) and, but for the first, a
+    /// current-thread runtime of its own; the first serves in the caller's runtime. All share
+    /// the compiled snapshot, the certificates and the upstream pools.
+    pub workers: usize,
 }
 
 impl Config {
@@ -51,6 +61,7 @@ impl Config {
             timeouts: Timeouts::default(),
             access_log: false,
             max_connections: 10_000,
+            workers: 1,
         }
     }
 }
@@ -66,6 +77,13 @@ pub enum Error {
     Tls(String),
 }
 
+/// A worker after the first: its own listeners, served on a thread of its own.
+#[derive(Debug)]
+struct Worker {
+    http: std::net::TcpListener,
+    https: std::net::TcpListener,
+}
+
 /// The gateway, bound and holding the newest snapshot's routes and certificates.
 #[derive(Debug)]
 pub struct Gateway {
@@ -79,6 +97,7 @@ pub struct Gateway {
     subscription: Subscription,
     metrics: Metrics,
     max_connections: usize,
+    workers: Vec<Worker>,
 }
 
 impl Gateway {
@@ -89,8 +108,20 @@ impl Gateway {
         registry: &mut Registry,
     ) -> Result<Gateway, Error> {
         let metrics = Metrics::register(registry);
-        let http = listener::bind(config.http).await?;
-        let https = listener::bind(config.https).await?;
+        let shared = config.workers > 1;
+        let http = listener::bind(config.http, shared)?;
+        let https = listener::bind(config.https, shared)?;
+        // The others bind the addresses the first got (a port 0 is chosen once).
+        let http_at = http.local_addr().unwrap_or(config.http);
+        let https_at = https.local_addr().unwrap_or(config.https);
+        let workers = (1..config.workers)
+            .map(|_| {
+                Ok(Worker {
+                    http: listener::bind_std(http_at, true)?,
+                    https: listener::bind_std(https_at, true)?,
+                })
+            })
+            .collect::<Result<Vec<_>, Error>>()?;
         let https_port = https.local_addr().map_or(config.https.port(), |a| a.port());
         let snapshot = subscription.current();
         let fake = Arc::new(tls::fake_certificate().map_err(Error::Tls)?);
@@ -122,6 +153,7 @@ impl Gateway {
             subscription,
             metrics,
             max_connections: config.max_connections,
+            workers,
         })
     }
 
@@ -149,20 +181,52 @@ impl Gateway {
             mut subscription,
             metrics,
             max_connections,
+            workers,
         } = self;
-        tracing::info!(http = ?http.local_addr().ok(), https = ?https.local_addr().ok(), "ingress gateway is up");
+        tracing::info!(http = ?http.local_addr().ok(), https = ?https.local_addr().ok(), workers = workers.len() + 1, "ingress gateway is up");
+        let acceptor = TlsAcceptor::from(tls_config);
+        let threads: Vec<_> = workers
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, worker)| {
+                let (acceptor, pipeline, metrics, shutdown) = (
+                    acceptor.clone(),
+                    pipeline.clone(),
+                    metrics.clone(),
+                    shutdown.clone(),
+                );
+                let (done, finished) = tokio::sync::oneshot::channel::<()>();
+                let spawned = std::thread::Builder::new()
+                    .name(format!("ferry-gateway-{}", i + 1))
+                    .spawn(move || {
+                        worker.serve(acceptor, pipeline, metrics, max_connections, shutdown);
+                        let _ = done.send(());
+                    });
+                match spawned {
+                    Ok(_) => Some(finished),
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot start a gateway worker thread");
+                        None
+                    }
+                }
+            })
+            .collect();
+        let idle = pipeline.idle_pool();
+        tokio::spawn(idle.clone().sweep_until(shutdown.clone()));
         let plain = tokio::spawn(listener::serve(
             http,
             None,
             pipeline.clone(),
+            idle.clone(),
             metrics.clone(),
             max_connections,
             shutdown.clone(),
         ));
         let secure = tokio::spawn(listener::serve(
             https,
-            Some(TlsAcceptor::from(tls_config)),
+            Some(acceptor),
             pipeline,
+            idle,
             metrics,
             max_connections,
             shutdown.clone(),
@@ -182,6 +246,65 @@ impl Gateway {
         }
         let _ = plain.await;
         let _ = secure.await;
+        for finished in threads {
+            let _ = finished.await;
+        }
+    }
+}
+
+impl Worker {
+    /// Serves both listeners on this thread until shutdown, then drains.
+    fn serve(
+        self,
+        acceptor: TlsAcceptor,
+        pipeline: Arc<Pipeline>,
+        metrics: Metrics,
+        max_connections: usize,
+        shutdown: Shutdown,
+    ) {
+        let runtime = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(runtime) => runtime,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start a gateway worker's runtime");
+                return;
+            }
+        };
+        runtime.block_on(async move {
+            let (http, https) = match (
+                TcpListener::from_std(self.http),
+                TcpListener::from_std(self.https),
+            ) {
+                (Ok(http), Ok(https)) => (http, https),
+                (Err(e), _) | (_, Err(e)) => {
+                    tracing::error!(error = %e, "a gateway worker cannot listen");
+                    return;
+                }
+            };
+            let idle = pipeline.idle_pool();
+            tokio::spawn(idle.clone().sweep_until(shutdown.clone()));
+            let plain = listener::serve(
+                http,
+                None,
+                pipeline.clone(),
+                idle.clone(),
+                metrics.clone(),
+                max_connections,
+                shutdown.clone(),
+            );
+            let secure = listener::serve(
+                https,
+                Some(acceptor),
+                pipeline,
+                idle,
+                metrics,
+                max_connections,
+                shutdown,
+            );
+            tokio::join!(plain, secure);
+        });
     }
 }
 

@@ -20,7 +20,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
-use crate::connect::Owned;
+use crate::connect::{Idle, Owned};
 use crate::metrics::Metrics;
 use crate::pipeline::{Downstream, Pipeline};
 use crate::smuggling::{LengthAndChunked, Observed, Verdicts};
@@ -40,11 +40,13 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Pause after a failed accept (out of descriptors, say) before trying again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
-/// Serves `listener` (over TLS when `tls` is given) until shutdown, then drains.
+/// Serves `listener` (over TLS when `tls` is given) until shutdown, then drains. Client
+/// connections park their idle upstream connections in `idle`, their worker's pool.
 pub async fn serve(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     pipeline: Arc<Pipeline>,
+    idle: Arc<Idle>,
     metrics: Metrics,
     max_connections: usize,
     mut shutdown: Shutdown,
@@ -97,16 +99,17 @@ pub async fn serve(
             pipeline.clone(),
             metrics.clone(),
         );
+        let owned = Owned::new(idle.clone());
         let tls = tls.clone();
         tokio::spawn(async move {
             metrics.connections.inc();
             match tls {
-                None => connection(&builder, watcher, stream, pipeline, down).await,
+                None => connection(&builder, watcher, stream, pipeline, owned, down).await,
                 Some(acceptor) => {
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                         Ok(Ok(stream)) => {
                             metrics.tls_handshakes.inc();
-                            connection(&builder, watcher, stream, pipeline, down).await;
+                            connection(&builder, watcher, stream, pipeline, owned, down).await;
                         }
                         Ok(Err(e)) => {
                             metrics.tls_handshake_failures.inc();
@@ -136,6 +139,7 @@ async fn connection<S>(
     watcher: Watcher,
     stream: S,
     pipeline: Arc<Pipeline>,
+    owned: Owned,
     down: Downstream,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -144,7 +148,6 @@ async fn connection<S>(
     let verdicts = Verdicts::new();
     let stream = Observed::new(stream, verdicts.clone());
     // Its own upstream connection, driven here beside it: no pool, no other task.
-    let owned = Owned::default();
     let for_requests = owned.clone();
     let service = service_fn(move |mut req: Request<Incoming>| {
         if verdicts.next_request() {
@@ -160,14 +163,34 @@ async fn connection<S>(
         ended = watcher.watch(conn) => ended,
         () = owned.drive() => Ok(()),
     };
+    // An idle upstream connection outlives its client's: the next client takes it over.
+    owned.park();
     if let Err(e) = ended {
         tracing::debug!(peer = %down.peer, error = %e, "connection ended with an error");
     }
 }
 
-/// Binds a listener, naming the address on failure.
-pub async fn bind(addr: SocketAddr) -> Result<TcpListener, crate::Error> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| crate::Error::Bind { addr, source })
+/// Binds a listener in the current runtime, naming the address on failure; `shared` lets other
+/// workers' listeners bind the same address (`SO_REUSEPORT`).
+pub fn bind(addr: SocketAddr, shared: bool) -> Result<TcpListener, crate::Error> {
+    let listener = bind_std(addr, shared)?;
+    TcpListener::from_std(listener).map_err(|source| crate::Error::Bind { addr, source })
+}
+
+/// Binds a non-blocking listener for any runtime (as tokio's `bind`: `SO_REUSEADDR`, a backlog
+/// of 1024), with `SO_REUSEPORT` when `shared`.
+pub fn bind_std(addr: SocketAddr, shared: bool) -> Result<std::net::TcpListener, crate::Error> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let bound = || -> std::io::Result<std::net::TcpListener> {
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        socket.set_reuse_address(true)?;
+        if shared {
+            socket.set_reuse_port(true)?;
+        }
+        socket.set_nonblocking(true)?;
+        socket.bind(&addr.into())?;
+        socket.listen(1024)?;
+        Ok(socket.into())
+    };
+    bound().map_err(|source| crate::Error::Bind { addr, source })
 }

@@ -7,10 +7,12 @@
 //! affinity; never an endpoint this request already tried) → `upstream_request` (hop-by-hop
 //! headers out, forwarding headers in, HTTP/1.1, h2c or TLS over pooled connections, the body
 //! streamed, the outcome fed back to the endpoint's health) → `response_filter` → the answer.
-//! From its second request on, an HTTP/1 client connection's plain HTTP/1.1 exchanges go over
-//! an upstream connection of its own ([`crate::connect::Owned`], driven in the client
-//! connection's task): no pool lock, no hop to a connection task. Counting a request
-//! allocates nothing (label values are made when a snapshot compiles).
+//! An HTTP/1 client connection's plain HTTP/1.1 exchanges go over an upstream connection of its
+//! own ([`crate::connect::Owned`], driven in the client connection's task, taken over from the
+//! worker's idle ones when it can be): no pool lock, no hop to a connection task. Counting a
+//! request allocates nothing (label values are made when a snapshot compiles), and the request
+//! future stays small, as hyper moves it into place for every request: the rare parts (the
+//! pools, connecting, the send-timeout watchdog) are boxed.
 //!
 //! Failures map to a status in one place ([`Failure`]): 400 without a Host, for an HTTP/1 head
 //! with both `Content-Length` and `Transfer-Encoding` ([`crate::smuggling`]) or a body that
@@ -23,8 +25,10 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
+use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -37,7 +41,7 @@ use ferry_proxy::balancer::{affinity_key, client_ip_key};
 use ferry_proxy::health::Transition;
 use ferry_proxy::{Balancer, BalancerConfig, Outcome, Policy};
 
-use crate::connect::{Owned, OwnedSend, TimedConnector, with_connect_timeout};
+use crate::connect::{Idle, Owned, TimedConnector, with_connect_timeout};
 use crate::select::{self, Routes};
 use crate::send_timeout;
 
@@ -380,6 +384,11 @@ impl Pipeline {
         })
     }
 
+    /// A pool for the owned upstream connections of one worker's client connections.
+    pub fn idle_pool(&self) -> Arc<Idle> {
+        Arc::new(Idle::new(self.timeouts.pool_idle))
+    }
+
     /// Serves one request to its end; then counts it and logs it. `owned` is the client
     /// connection's own upstream connection, used when it can be.
     pub async fn handle(
@@ -547,10 +556,8 @@ impl Pipeline {
         });
         // The client connection's own upstream connection serves plain HTTP/1.1 exchanges of
         // HTTP/1 clients; upgrades (they take the connection over) and HTTP/2 use the pools.
-        let own = protocol == Upstream::Http1
-            && upgrade.is_none()
-            && parts.version != Version::HTTP_2
-            && owned.earned();
+        let own =
+            protocol == Upstream::Http1 && upgrade.is_none() && parts.version != Version::HTTP_2;
         let mut tried: Vec<SocketAddr> = Vec::new();
         let mut last = Failure::NoEndpoint;
         loop {
@@ -578,36 +585,49 @@ impl Pipeline {
                 Upstream::Http1 | Upstream::Https => Version::HTTP_11,
                 Upstream::H2c | Upstream::H2Tls => Version::HTTP_2,
             };
-            // The connection attempt starts inside this scope, so it gets the request's limit.
-            let sent = with_connect_timeout(connect_timeout, async {
-                match protocol {
-                    Upstream::Http1 if own => {
-                        let idle = self.timeouts.pool_idle;
-                        match owned.send(endpoint, upstream, connect_timeout, idle).await {
-                            OwnedSend::Answered(response) => Ok(response),
-                            OwnedSend::Failed { connect, error } => {
-                                Err(SendFailed { connect, error })
-                            }
-                            // Its connection closed first: the pool sends it.
-                            OwnedSend::Returned(mut upstream) => {
-                                *upstream.uri_mut() = absolute(scheme, endpoint, path.as_str())
-                                    .map_err(|e| SendFailed {
-                                        connect: false,
-                                        error: e.into(),
-                                    })?;
-                                Ok(self.client.request(upstream).await?)
-                            }
-                        }
-                    }
-                    Upstream::Http1 => Ok(self.client.request(upstream).await?),
-                    Upstream::H2c => Ok(self.h2c.request(upstream).await?),
-                    Upstream::Https => Ok(self.https.request(upstream).await?),
-                    Upstream::H2Tls => Ok(self.h2_tls.request(upstream).await?),
+            // The owned connection inline (the common case); the pools boxed, so their state
+            // does not weigh on every request's future, which hyper moves into place.
+            let sent = async {
+                if !own {
+                    return self.pooled(protocol, upstream, connect_timeout).await;
                 }
-            });
+                let mut sender = match owned.sender(endpoint, connect_timeout).await {
+                    Ok(sender) => sender,
+                    Err(error) => {
+                        return Err(SendFailed {
+                            connect: true,
+                            error,
+                        });
+                    }
+                };
+                match sender.try_send_request(upstream).await {
+                    Ok(response) => {
+                        owned.keep(endpoint, sender);
+                        Ok(response)
+                    }
+                    Err(mut e) => match e.take_message() {
+                        // Its connection closed before it took the request: the pool sends it.
+                        Some(mut upstream) => {
+                            *upstream.uri_mut() = absolute(scheme, endpoint, path.as_str())
+                                .map_err(|e| SendFailed {
+                                    connect: false,
+                                    error: e.into(),
+                                })?;
+                            self.pooled(protocol, upstream, connect_timeout).await
+                        }
+                        None => Err(SendFailed {
+                            connect: false,
+                            error: e.into_error().into(),
+                        }),
+                    },
+                }
+            };
+            // Only a request with a body can stall; boxed, as it is the rarer case.
             let watchdog = async {
                 match &progress {
-                    Some(progress) => send_timeout::stalled(progress.clone(), send_timeout).await,
+                    Some(progress) => {
+                        Box::pin(send_timeout::stalled(progress.clone(), send_timeout)).await
+                    }
                     None => std::future::pending().await,
                 }
             };
@@ -697,6 +717,24 @@ impl Pipeline {
                 }
             }
         }
+    }
+
+    /// Sends `upstream` through the shared pool for `protocol`. The connection attempt starts
+    /// inside the connect-timeout scope, so it gets the request's limit.
+    fn pooled(
+        &self,
+        protocol: Upstream,
+        upstream: Request<ProxyBody>,
+        connect_timeout: Duration,
+    ) -> Pin<Box<dyn Future<Output = Result<Response<Incoming>, SendFailed>> + Send + '_>> {
+        Box::pin(with_connect_timeout(connect_timeout, async move {
+            Ok(match protocol {
+                Upstream::Http1 => self.client.request(upstream).await?,
+                Upstream::H2c => self.h2c.request(upstream).await?,
+                Upstream::Https => self.https.request(upstream).await?,
+                Upstream::H2Tls => self.h2_tls.request(upstream).await?,
+            })
+        }))
     }
 
     /// ingress-nginx's `ssl-redirect`: 308 keeps the method and body.
@@ -1163,6 +1201,54 @@ mod tests {
         ] {
             assert_eq!(Upstream::from_app_protocol(app), want, "{app:?}");
         }
+    }
+
+    /// hyper moves each request's future into the connection's slot for it, so its size is
+    /// copied once per request: the common path's state stays small, the rare parts (upgrades,
+    /// the pools, TLS upstreams, the send-timeout watchdog, connecting) are boxed.
+    #[tokio::test]
+    async fn the_request_future_is_small() {
+        let state = Arc::new(ArcSwap::from_pointee(Compiled::compile(
+            &Snapshot::default(),
+            None,
+        )));
+        let metrics = Metrics::register(&mut prometheus_client::registry::Registry::default());
+        let pipeline =
+            Arc::new(Pipeline::new(state, Timeouts::default(), 443, metrics, false).unwrap());
+        let down = Downstream {
+            peer: "127.0.0.1:1".parse().unwrap(),
+            local: "127.0.0.1:2".parse().unwrap(),
+            tls: false,
+        };
+        let size = Arc::new(AtomicU64::new(0));
+        let (client, server) = tokio::io::duplex(4096);
+        let measured = size.clone();
+        let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+            let (pipeline, measured) = (pipeline.clone(), measured.clone());
+            async move {
+                let owned = Owned::new(Arc::new(Idle::new(Duration::from_secs(4))));
+                let handling = pipeline.handle(req, down, &owned);
+                measured.store(std::mem::size_of_val(&handling) as u64, Ordering::Relaxed);
+                Ok::<_, std::convert::Infallible>(handling.await)
+            }
+        });
+        tokio::spawn(
+            hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(server), service),
+        );
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(client))
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        let req = Request::get("/")
+            .header("host", "nowhere.example")
+            .body(Empty::<Bytes>::new())
+            .unwrap();
+        let status = sender.send_request(req).await.unwrap().status();
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        let size = size.load(Ordering::Relaxed);
+        eprintln!("Pipeline::handle's future: {size} bytes");
+        assert!(size <= 4608, "Pipeline::handle's future is {size} bytes");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The gateway as a whole, in process, on 127.0.0.1:0.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -8,6 +9,7 @@ use ferry_runtime::SnapshotBus;
 use http_body_util::Empty;
 use hyper_util::rt::TokioIo;
 use prometheus_client::registry::Registry;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::{Config, Gateway};
@@ -174,5 +176,117 @@ async fn shutdown_lets_in_flight_requests_finish_and_takes_no_new_ones() {
     tokio::time::timeout(Duration::from_secs(15), running)
         .await
         .expect("the gateway stops once drained")
+        .unwrap();
+}
+
+/// An HTTP/1.1 upstream that answers every request with 200 on a kept-alive connection and
+/// counts the connections it accepted.
+async fn counting_upstream() -> (std::net::SocketAddr, std::sync::Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = std::sync::Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let Ok(n) = stream.read(&mut chunk).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        buf.drain(..end + 4);
+                        let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                        if stream.write_all(answer).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+#[tokio::test]
+async fn an_upstream_connection_serves_a_client_connection_and_outlives_it() {
+    let (endpoint, accepted) = counting_upstream().await;
+    let bus = SnapshotBus::new();
+    let subscription = bus.subscribe("gateway");
+    bus.publish(to(endpoint));
+    let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let gateway = Gateway::build(
+        Config::new(loopback, loopback),
+        subscription,
+        &mut Registry::default(),
+    )
+    .await
+    .unwrap();
+    let addr = gateway.http_addr().unwrap();
+    let (trigger, shutdown) = ferry_runtime::shutdown::channel();
+    let running = tokio::spawn(gateway.run(shutdown));
+
+    let mut first = connect(addr).await;
+    for _ in 0..10 {
+        assert_eq!(send_get(&mut first).await, 200);
+    }
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        1,
+        "ten requests of one client connection over one upstream connection"
+    );
+
+    // The client goes; its upstream connection is parked for the next client connection.
+    drop(first);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for _ in 0..3 {
+        let mut next = connect(addr).await;
+        for _ in 0..3 {
+            assert_eq!(send_get(&mut next).await, 200);
+        }
+        drop(next);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        1,
+        "client connections one after another take the same upstream connection over"
+    );
+    trigger.trigger();
+    running.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_share_the_port_and_the_routes() {
+    let (endpoint, _) = counting_upstream().await;
+    let bus = SnapshotBus::new();
+    let subscription = bus.subscribe("gateway");
+    bus.publish(to(endpoint));
+    let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let config = Config {
+        workers: 3,
+        ..Config::new(loopback, loopback)
+    };
+    let gateway = Gateway::build(config, subscription, &mut Registry::default())
+        .await
+        .unwrap();
+    let addr = gateway.http_addr().unwrap();
+    let (trigger, shutdown) = ferry_runtime::shutdown::channel();
+    let running = tokio::spawn(gateway.run(shutdown));
+    // Connections land on any worker; each serves the routes.
+    for _ in 0..12 {
+        let mut sender = connect(addr).await;
+        assert_eq!(send_get(&mut sender).await, 200);
+    }
+    trigger.trigger();
+    tokio::time::timeout(Duration::from_secs(15), running)
+        .await
+        .expect("every worker stops at shutdown")
         .unwrap();
 }
