@@ -11,6 +11,8 @@
 #   bash benches/gateway/run.sh            # DURATION=10 CONNECTIONS=50
 #   SYSTEMS="ferry nginx" bash benches/gateway/run.sh     # a subset, in this order
 #   PERF=/tmp/gw SYSTEMS="ferry nginx" bash benches/gateway/run.sh  # perf record -g of each (HTTP)
+#   BEFORE=/tmp/ferry.old SYSTEMS="before ferry nginx" bash benches/gateway/run.sh  # two builds
+#   FERRY_ARGS="--workers 2" bash benches/gateway/run.sh  # more arguments for ferry gateway
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 DURATION=${DURATION:-10}
@@ -18,6 +20,8 @@ CONNECTIONS=${CONNECTIONS:-50}
 SYSTEMS=${SYSTEMS:-direct ferry nginx haproxy}
 PERF=${PERF:-}
 FERRY=${FERRY:-target/release/ferry}
+BEFORE=${BEFORE:-}
+FERRY_ARGS=${FERRY_ARGS:---workers 1}
 for tool in nginx haproxy wrk openssl python3 taskset; do
   command -v "$tool" >/dev/null || { echo "needs $tool (apt-get install nginx haproxy wrk openssl)" >&2; exit 1; }
 done
@@ -148,15 +152,23 @@ profile_stop() {
 
 run_direct() { measure "direct (HTTP)" "http://127.0.0.1:$upstream/" ""; }
 
-run_ferry() {
-  RUST_LOG=error taskset -c 0 "$FERRY" gateway --snapshot "$work/snapshot.json" --http "127.0.0.1:$ferry_http" \
-    --https "127.0.0.1:$ferry_https" --admin 127.0.0.1:0 & pids+=($!); fpid=$!
+run_ferry() { # [BINARY LABEL]
+  local bin=${1:-$FERRY} label=${2:-ferry}
+  # shellcheck disable=SC2086
+  RUST_LOG=error taskset -c 0 "$bin" gateway --snapshot "$work/snapshot.json" --http "127.0.0.1:$ferry_http" \
+    --https "127.0.0.1:$ferry_https" --admin 127.0.0.1:0 $FERRY_ARGS & pids+=($!); fpid=$!
   wait_port "$ferry_http"
-  profile_start ferry "$fpid"
-  measure "ferry (HTTP)" "http://127.0.0.1:$ferry_http/" "$fpid"
+  profile_start "$label" "$fpid"
+  measure "$label (HTTP)" "http://127.0.0.1:$ferry_http/" "$fpid"
   profile_stop
-  measure "ferry (TLS)" "https://127.0.0.1:$ferry_https/" "$fpid"
+  measure "$label (TLS)" "https://127.0.0.1:$ferry_https/" "$fpid"
   kill "$fpid"; wait "$fpid" 2>/dev/null || true
+}
+
+# The build named by BEFORE (one without --workers: FERRY_ARGS are not given to it).
+run_before() {
+  [ -x "$BEFORE" ] || { echo "needs BEFORE=<a ferry binary>" >&2; exit 1; }
+  FERRY_ARGS="" run_ferry "$BEFORE" before
 }
 
 run_nginx() {
@@ -179,4 +191,7 @@ run_haproxy() {
   kill "$hpid"; wait "$hpid" 2>/dev/null || true
 }
 
+# A short run against the upstream first, so the first system measured does not pay for a cold
+# start (subsets without `direct` measured their first system ~8% lower without it).
+taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d2s "http://127.0.0.1:$upstream/" >/dev/null
 for system in $SYSTEMS; do "run_$system"; done
