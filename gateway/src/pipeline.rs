@@ -193,13 +193,20 @@ impl Compiled {
                 )
             })
             .collect();
+        // The label of every Ingress that can serve a request: routes' and default backends'.
         let ingresses = snapshot
             .virtual_hosts
             .iter()
-            .flat_map(|vh| &vh.routes)
-            .map(|r| {
-                let name = format!("{}/{}", r.ingress.namespace, r.ingress.name);
-                (r.ingress.clone(), Arc::from(name))
+            .flat_map(|vh| {
+                vh.routes
+                    .iter()
+                    .map(|r| &r.ingress)
+                    .chain(&vh.default_backend_ingress)
+            })
+            .chain(&snapshot.default_backend_ingress)
+            .map(|i| {
+                let name = format!("{}/{}", i.namespace, i.name);
+                (i.clone(), Arc::from(name))
             })
             .collect();
         Compiled {
@@ -467,8 +474,8 @@ impl Pipeline {
             return Ok(app_root(down, host, root));
         }
         cx.ingress = selected
-            .route
-            .and_then(|r| state.ingresses.get(&r.ingress).cloned());
+            .ingress
+            .and_then(|i| state.ingresses.get(i).cloned());
         let key = selected.backend.cluster().ok_or(Failure::NoService)?;
         let pool = state.pools.get(key).ok_or(Failure::NoService)?;
         let path = match &selected.rewritten {

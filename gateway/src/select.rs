@@ -50,6 +50,8 @@ pub struct Selected<'r> {
     pub backend: &'r Backend,
     /// The route that matched; none when a default backend serves the request.
     pub route: Option<&'r Route>,
+    /// The Ingress that serves the request: the route's, or the default backend's owner.
+    pub ingress: Option<&'r TargetRef>,
     /// The options of the route's Ingress, or of the default backend's (see the module docs).
     pub options: Option<&'r IngressOptions>,
     /// The path and query to send upstream, when `rewrite-target` changed them.
@@ -152,7 +154,7 @@ impl Routes {
                 .and_then(|h| self.regex.get(h.host()))
                 .and_then(|list| list.iter().find(|r| r.regex.is_match(path)))
         };
-        let (route, backend, options, rewritten) = match (regex_hit, literal) {
+        let (route, backend, options, rewritten, ingress) = match (regex_hit, literal) {
             (Some(hit), _) => {
                 let options = self.options(&hit.route.ingress);
                 let rewritten = options
@@ -168,15 +170,34 @@ impl Routes {
                         }
                         out
                     });
-                (Some(&hit.route), &hit.route.backend, options, rewritten)
+                let ingress = Some(&hit.route.ingress);
+                (
+                    Some(&hit.route),
+                    &hit.route.backend,
+                    options,
+                    rewritten,
+                    ingress,
+                )
             }
             (None, Some(m)) => match m.target {
-                Target::Route(r) => (Some(r), &r.backend, self.options(&r.ingress), None),
+                Target::Route(r) => (
+                    Some(r),
+                    &r.backend,
+                    self.options(&r.ingress),
+                    None,
+                    Some(&r.ingress),
+                ),
                 Target::HostDefault(b) => {
                     let owner = m.host.and_then(HostRoutes::default_backend_ingress);
-                    (None, b, owner.and_then(|i| self.options(i)), None)
+                    (None, b, owner.and_then(|i| self.options(i)), None, owner)
                 }
-                Target::Default(b) => (None, b, self.catch_all_options.as_ref(), None),
+                Target::Default(b) => (
+                    None,
+                    b,
+                    self.catch_all_options.as_ref(),
+                    None,
+                    self.router.default_backend_ingress(),
+                ),
             },
             (None, None) => return None,
         };
@@ -187,6 +208,7 @@ impl Routes {
         Some(Selected {
             backend,
             route,
+            ingress,
             options,
             rewritten,
             canary,

@@ -234,11 +234,17 @@ fn a_host_default_backend_takes_its_ingress_options() {
     assert!(s.route.is_none());
     assert_eq!(s.rewritten, None, "no regex matched: nothing to rewrite");
     assert_eq!(s.options, Some(&all_options("site", 2)), "every option");
+    assert_eq!(
+        s.ingress,
+        Some(&ingress("site")),
+        "metrics and the log name its Ingress"
+    );
     // The route keeps its own Ingress's.
     let s = r
         .select("shop.example.com", "/api/x", &no_headers(), || 0)
         .unwrap();
     assert_eq!(s.options.and_then(|o| o.proxy_body_size), Some(1));
+    assert_eq!(s.ingress, Some(&ingress("api")));
 }
 
 #[test]
@@ -248,6 +254,7 @@ fn the_catch_all_takes_its_ingress_options_but_the_rewrite_group() {
         .select("other.example.com", "/", &no_headers(), || 0)
         .unwrap();
     assert_eq!(service(s.backend), "fallback");
+    assert_eq!(s.ingress, Some(&ingress("fallback")));
     let o = s.options.unwrap();
     assert_eq!(
         o,
