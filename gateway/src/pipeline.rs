@@ -26,7 +26,6 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 use std::future::Future;
-use std::hash::{BuildHasher, Hasher};
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -826,11 +825,9 @@ fn app_root(down: Downstream, host: &str, root: &str) -> Response<ProxyBody> {
     r
 }
 
-/// A draw for weighted canaries: random enough, no generator state shared between requests.
+/// A draw for weighted canaries.
 fn random() -> u64 {
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(0);
-    h.finish()
+    ferry_runtime::random::u64()
 }
 
 /// The Host to route by: HTTP/2's `:authority`, else the Host header.
@@ -1104,10 +1101,8 @@ struct RequestIds {
 
 impl RequestIds {
     fn new() -> Self {
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u64(0);
         RequestIds {
-            prefix: h.finish(),
+            prefix: ferry_runtime::random::u64(),
             counter: AtomicU64::new(0),
         }
     }

@@ -6,10 +6,7 @@
 //! round-robin counter and the affinity table. A new snapshot's balancer for the same Service
 //! port takes both over from the previous one, so a client keeps its endpoint across changes.
 
-use std::cell::Cell;
 use std::collections::HashMap;
-use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hasher};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -148,22 +145,9 @@ impl AffinityTable {
     }
 }
 
-thread_local! {
-    /// xorshift64 state, one per worker thread, seeded from the OS's randomness via std's
-    /// hasher keys: uniform enough to spread connections, no lock, no crate.
-    static RNG: Cell<u64> = Cell::new(RandomState::new().build_hasher().finish() | 1);
-}
-
 /// A number in `0..n` (`n > 0`).
 fn random_below(n: usize) -> usize {
-    RNG.with(|state| {
-        let mut x = state.get();
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        state.set(x);
-        (x % n as u64) as usize
-    })
+    usize::try_from(ferry_runtime::random::below(n as u64)).unwrap_or(0)
 }
 
 #[cfg(test)]

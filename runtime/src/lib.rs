@@ -8,6 +8,7 @@
 pub mod admin;
 pub mod bus;
 pub mod echo;
+pub mod random;
 pub mod serve;
 pub mod shutdown;
 pub mod status;

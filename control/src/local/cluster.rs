@@ -18,7 +18,6 @@
 //! Deployment in its manifest replaces them, as `kubectl apply` would.
 
 use std::collections::{BTreeMap, HashMap};
-use std::hash::BuildHasher;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -370,12 +369,10 @@ pub struct Cluster {
     pods: BTreeMap<Key, LivePod>,
     /// Creation order of Pods.
     seq: u64,
-    rng: u64,
 }
 
 impl Cluster {
     pub fn new(config: Config, kubelet: Kubelet) -> Cluster {
-        let seed = std::collections::hash_map::RandomState::new().hash_one(std::process::id());
         Cluster {
             pod_ips: IpAllocator::new(config.pod_cidr),
             allocations: Allocations {
@@ -389,7 +386,6 @@ impl Cluster {
             replica_sets: BTreeMap::new(),
             pods: BTreeMap::new(),
             seq: 0,
-            rng: seed | 1,
         }
     }
 
@@ -402,13 +398,8 @@ impl Cluster {
     }
 
     fn random(&mut self) -> u64 {
-        // xorshift64*: names and uids only need to differ, not to be secret.
-        let mut x = self.rng;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.rng = x;
-        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        // Names and uids only need to differ, not to be secret.
+        ferry_runtime::random::u64()
     }
 
     fn uid(&mut self) -> String {
