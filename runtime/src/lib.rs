@@ -13,6 +13,7 @@ pub mod serve;
 pub mod shutdown;
 pub mod status;
 pub mod telemetry;
+pub mod tls;
 
 pub use bus::{SnapshotBus, Subscription};
 pub use shutdown::{Shutdown, ShutdownTrigger};
