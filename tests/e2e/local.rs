@@ -189,20 +189,12 @@ async fn one_request(addr: SocketAddr, host: &str) -> Result<(u16, String), Stri
     Ok((status, json["pod"].as_str().unwrap_or_default().to_owned()))
 }
 
+/// A POST to the admin API, with the CLI's own client.
 async fn post(admin: SocketAddr, path: &str) -> (u16, String) {
-    let stream = tokio::net::TcpStream::connect(admin).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+    let (status, _, body) = ferry::get::request(admin, http::Method::POST, path)
         .await
         .unwrap();
-    tokio::spawn(conn);
-    let req = http::Request::post(path)
-        .header("host", admin.to_string())
-        .body(Empty::<Bytes>::new())
-        .unwrap();
-    let res = sender.send_request(req).await.unwrap();
-    let status = res.status().as_u16();
-    let body = res.into_body().collect().await.unwrap().to_bytes();
-    (status, String::from_utf8_lossy(&body).into_owned())
+    (status.as_u16(), String::from_utf8_lossy(&body).into_owned())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1128,7 +1128,13 @@ impl Cluster {
                 ..ReplicaSetStatus::default()
             });
         }
-        // Deployments.
+        // Deployments, from their ReplicaSets gathered by owner in one pass.
+        let mut by_owner: HashMap<&str, Vec<&ReplicaSet>> = HashMap::new();
+        for r in self.replica_sets.values() {
+            if let Some(owner) = controller_uid(&r.rs.metadata) {
+                by_owner.entry(owner).or_default().push(&r.rs);
+            }
+        }
         for d in self.deployments.values_mut() {
             let uid = d.live.metadata.uid.clone().unwrap_or_default();
             let Some(spec) = d.live.spec.as_ref() else {
@@ -1138,15 +1144,12 @@ impl Cluster {
             let hash = deployment::template_hash(&spec.template);
             let (_, unavailable) = deployment::surge_and_unavailable(spec);
             let (mut replicas, mut updated, mut ready) = (0, 0, 0);
-            for r in self.replica_sets.values() {
-                if controller_uid(&r.rs.metadata) != Some(uid.as_str()) {
-                    continue;
-                }
-                let s = r.rs.status.as_ref();
+            for rs in by_owner.get(uid.as_str()).into_iter().flatten() {
+                let s = rs.status.as_ref();
                 let n = s.map_or(0, |s| s.replicas);
                 replicas += n;
                 ready += s.and_then(|s| s.ready_replicas).unwrap_or(0);
-                if r.rs
+                if rs
                     .metadata
                     .labels
                     .as_ref()

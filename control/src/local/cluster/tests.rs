@@ -160,11 +160,21 @@ spec:
   containers: [{name: c, image: busybox, command: [sleep, "30"]}]
 "#;
 
+/// The Pods a reconciliation hands the translator.
+fn pods(r: &Reading) -> Vec<&Pod> {
+    r.manifests
+        .iter()
+        .filter_map(|m| match &m.object {
+            Object::Pod(p) => Some(&**p),
+            _ => None,
+        })
+        .collect()
+}
+
 fn pod<'a>(r: &'a Reading, name: &str) -> Option<&'a Pod> {
-    r.manifests.iter().find_map(|m| match &m.object {
-        Object::Pod(p) if m.name() == name => Some(&**p),
-        _ => None,
-    })
+    pods(r)
+        .into_iter()
+        .find(|p| p.metadata.name.as_deref() == Some(name))
 }
 
 #[tokio::test]
@@ -241,14 +251,7 @@ spec:
 async fn a_declared_replica_set_keeps_its_pods_and_takes_them_when_deleted() {
     let mut c = cluster();
     let r = c.reconcile(&reading(REPLICA_SET));
-    let owned: Vec<&Pod> = r
-        .manifests
-        .iter()
-        .filter_map(|m| match &m.object {
-            Object::Pod(p) => Some(&**p),
-            _ => None,
-        })
-        .collect();
+    let owned = pods(&r);
     assert_eq!(owned.len(), 3);
     for p in &owned {
         let name = p.metadata.name.as_deref().unwrap();
@@ -362,14 +365,7 @@ async fn pods_past_max_pods_wait_pending_as_unschedulable() {
         kubelet::Kubelet::new(kubelet::Config::default()),
     );
     let r = c.reconcile(&reading(REPLICA_SET));
-    let pods: Vec<&Pod> = r
-        .manifests
-        .iter()
-        .filter_map(|m| match &m.object {
-            Object::Pod(p) => Some(&**p),
-            _ => None,
-        })
-        .collect();
+    let pods = pods(&r);
     let waiting: Vec<&Pod> = pods
         .iter()
         .copied()
