@@ -19,7 +19,8 @@
 //! breaks off, 404 with no route, 413 for a body over the limit, 503 when the backend's Service
 //! or port does not exist or has no ready endpoint, 502 when the upstream cannot be reached or
 //! breaks the protocol, 504 when it does not answer in time or the body stalls
-//! ([`crate::send_timeout`]). The body names which, never an internal detail. A request
+//! ([`crate::send_timeout`], [`crate::read_timeout`]; an answer whose body goes quiet after
+//! its head went out is cut off). The body names which, never an internal detail. A request
 //! without a body is tried on another endpoint when connecting fails, or for idempotent
 //! methods when the connection is reset, within the cluster's retry budget.
 
@@ -41,6 +42,7 @@ use ferry_proxy::health::Transition;
 use ferry_proxy::{Balancer, BalancerConfig, Outcome, Policy};
 
 use crate::connect::{Idle, Owned, TimedConnector, with_connect_timeout};
+use crate::read_timeout::{ReadIdle, ReadTimedOut};
 use crate::select::{self, Routes};
 use crate::send_timeout;
 
@@ -69,7 +71,8 @@ pub type ProxyBody = BoxBody<Bytes, BoxError>;
 pub struct Timeouts {
     /// To open a connection to an endpoint.
     pub connect: Duration,
-    /// From sending the request to the response's head.
+    /// `proxy-read-timeout`: from sending the request (or the end of its body) to the
+    /// response's head, and then between two reads of the response's body.
     pub response: Duration,
     /// `proxy-send-timeout`: once the upstream asks for the request body, the longest it may
     /// get nothing (the upstream stopped taking it, or the client stopped sending it) before
@@ -632,16 +635,28 @@ impl Pipeline {
             let watchdog = async {
                 match &progress {
                     Some(progress) => {
-                        Box::pin(send_timeout::stalled(progress.clone(), send_timeout)).await
+                        let read = response_timeout;
+                        let stalled = send_timeout::stalled(
+                            progress.clone(),
+                            send_timeout,
+                            read,
+                            connect_timeout,
+                        );
+                        Box::pin(stalled).await
                     }
                     None => std::future::pending().await,
                 }
             };
-            // The answer's head within the read timeout, the body going through within the
-            // send timeout: either running out is a 504. Either way `sent` is dropped here,
-            // which aborts the upstream request and closes its connection.
+            // The answer's head within the read timeout (for a body, from its end: the
+            // watchdog keeps that time), the body going through within the send timeout:
+            // either running out is a 504. Either way `sent` is dropped here, which aborts the
+            // upstream request and closes its connection.
+            let head_limit = match progress {
+                Some(_) => Duration::MAX,
+                None => response_timeout,
+            };
             let waited = tokio::select! {
-                answered = tokio::time::timeout(response_timeout, sent) => match answered {
+                answered = tokio::time::timeout(head_limit, sent) => match answered {
                     Ok(answered) => Waited::Answered(answered),
                     Err(_) => Waited::ReadTimeout,
                 },
@@ -680,7 +695,9 @@ impl Pipeline {
                     tracing::debug!(%endpoint, error = %e.error, "upstream failed");
                     (Outcome::Reset, Err(Failure::Upstream))
                 }
-                Waited::ReadTimeout => (Outcome::Timeout, Err(Failure::Timeout)),
+                Waited::ReadTimeout | Waited::Stalled(send_timeout::Stall::NoAnswer) => {
+                    (Outcome::Timeout, Err(Failure::Timeout))
+                }
                 Waited::Stalled(send_timeout::Stall::Upstream) => {
                     (Outcome::Timeout, Err(Failure::SendTimeout))
                 }
@@ -702,7 +719,7 @@ impl Pipeline {
                         tokio::spawn(tunnel(client, upstream));
                         return Ok(upgraded(response));
                     }
-                    let mut response = response_filter(response, response_timeout).await;
+                    let mut response = response_filter(response, response_timeout).await?;
                     if let Some(cookie) = set_cookie {
                         response.headers_mut().append(header::SET_COOKIE, cookie);
                     }
@@ -1007,9 +1024,13 @@ async fn tunnel(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnU
 /// head alone and the body in a second write and a second trip through the network stack.
 const COALESCE_MAX: u64 = 64 * 1024;
 
-async fn response_filter(response: Response<Incoming>, wait: Duration) -> Response<ProxyBody> {
-    let (mut parts, mut body) = response.into_parts();
+async fn response_filter(
+    response: Response<Incoming>,
+    read_timeout: Duration,
+) -> Result<Response<ProxyBody>, Failure> {
+    let (mut parts, body) = response.into_parts();
     remove_hop_by_hop(&mut parts.headers);
+    let mut body = ReadIdle::new(body, read_timeout);
     // Only for a known, small length: a streamed answer (SSE, gRPC, no length) is never held.
     let declared = parts
         .headers
@@ -1017,21 +1038,28 @@ async fn response_filter(response: Response<Incoming>, wait: Duration) -> Respon
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > 0 && n <= COALESCE_MAX) && !body.is_end_stream() {
-        // Bounded like the head was; a body that does not come streams as it comes after all
-        // (dropping `frame()` unfinished loses nothing).
-        if let Ok(first) = tokio::time::timeout(wait, body.frame()).await {
-            let body = FirstFrame { first, rest: body };
-            return Response::from_parts(parts, body.boxed());
-        }
+        // Nothing has gone to the client yet, so an upstream that goes quiet or breaks off
+        // here still gets its status, as nginx's.
+        let first = match body.frame().await {
+            Some(Ok(frame)) => Some(frame),
+            Some(Err(e)) if e.is::<ReadTimedOut>() => return Err(Failure::Timeout),
+            Some(Err(e)) => {
+                tracing::debug!(error = %e, "upstream answer broke off");
+                return Err(Failure::Upstream);
+            }
+            None => None,
+        };
+        let body = FirstFrame { first, rest: body };
+        return Ok(Response::from_parts(parts, body.boxed()));
     }
-    Response::from_parts(parts, body.map_err(BoxError::from).boxed())
+    Ok(Response::from_parts(parts, body.boxed()))
 }
 
 /// A body whose first frame was read already (to send it with the head), then the rest.
 #[derive(Debug)]
 struct FirstFrame {
-    first: Option<Result<hyper::body::Frame<Bytes>, hyper::Error>>,
-    rest: Incoming,
+    first: Option<hyper::body::Frame<Bytes>>,
+    rest: ReadIdle<Incoming>,
 }
 
 impl Body for FirstFrame {
@@ -1043,11 +1071,9 @@ impl Body for FirstFrame {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, BoxError>>> {
         if let Some(first) = self.first.take() {
-            return std::task::Poll::Ready(Some(first.map_err(BoxError::from)));
+            return std::task::Poll::Ready(Some(Ok(first)));
         }
-        std::pin::Pin::new(&mut self.rest)
-            .poll_frame(cx)
-            .map_err(BoxError::from)
+        std::pin::Pin::new(&mut self.rest).poll_frame(cx)
     }
 
     fn is_end_stream(&self) -> bool {
@@ -1056,9 +1082,7 @@ impl Body for FirstFrame {
 
     fn size_hint(&self) -> hyper::body::SizeHint {
         let mut hint = self.rest.size_hint();
-        if let Some(Ok(frame)) = &self.first
-            && let Some(data) = frame.data_ref()
-        {
+        if let Some(data) = self.first.as_ref().and_then(|f| f.data_ref()) {
             let n = data.len() as u64;
             // The upper bound first: a lower bound above the upper one is refused.
             if let Some(upper) = hint.upper() {

@@ -7,15 +7,22 @@
 //! [`Watched`] wraps the request body and notes when the connection asks for it, when it hands
 //! a piece over, and when the body ends; [`stalled`] resolves once a body that has not ended
 //! gave the upstream nothing for longer than the timeout, and says whose fault that was.
+//!
+//! It also keeps `proxy-read-timeout` for a request with a body as nginx does: the wait for the
+//! answer starts once the body is sent, so an upload that keeps moving may take longer than
+//! the read timeout.
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
+use tokio::sync::Notify;
+// tokio's clock, so the tests can run on paused time.
+use tokio::time::Instant;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -34,6 +41,11 @@ pub struct Progress {
     /// The client's side of the body failed: it disconnected, or broke the framing or the
     /// size limit.
     client_failed: AtomicBool,
+    /// The body was sent whole (at `last_ms`): the read timeout runs.
+    sent: AtomicBool,
+    /// Wakes the watchdog when the limit that applies changes: the body was first asked for,
+    /// or went through.
+    changed: Notify,
 }
 
 /// Whose side a stalled body stopped on.
@@ -43,6 +55,8 @@ pub enum Stall {
     Upstream,
     /// The client did not send the next piece.
     Client,
+    /// The body went through, then no answer came within the read timeout.
+    NoAnswer,
 }
 
 impl Progress {
@@ -53,6 +67,8 @@ impl Progress {
             sending: AtomicBool::new(false),
             waiting: AtomicBool::new(false),
             client_failed: AtomicBool::new(false),
+            sent: AtomicBool::new(false),
+            changed: Notify::new(),
         })
     }
 
@@ -68,6 +84,15 @@ impl Progress {
     fn ended(&self) {
         self.sending.store(false, Ordering::Relaxed);
         self.waiting.store(false, Ordering::Relaxed);
+    }
+
+    /// The body went through whole.
+    fn sent(&self) {
+        if !self.sent.swap(true, Ordering::Relaxed) {
+            self.last_ms.store(self.now_ms(), Ordering::Relaxed);
+            self.ended();
+            self.changed.notify_one();
+        }
     }
 }
 
@@ -126,6 +151,7 @@ where
             self.asked = true;
             progress.last_ms.store(progress.now_ms(), Ordering::Relaxed);
             progress.sending.store(true, Ordering::Relaxed);
+            progress.changed.notify_one();
         }
         // Asked again: the upstream took what it was given.
         progress.waiting.store(false, Ordering::Relaxed);
@@ -137,7 +163,7 @@ where
             Poll::Ready(Some(Ok(frame))) => {
                 progress.last_ms.store(progress.now_ms(), Ordering::Relaxed);
                 if inner.is_end_stream() {
-                    progress.ended();
+                    progress.sent();
                 } else {
                     progress.waiting.store(true, Ordering::Relaxed);
                 }
@@ -149,7 +175,7 @@ where
                 Poll::Ready(Some(Err(e.into())))
             }
             Poll::Ready(None) => {
-                progress.ended();
+                progress.sent();
                 Poll::Ready(None)
             }
             Poll::Pending => Poll::Pending,
@@ -162,7 +188,7 @@ where
         let end = slot.as_ref().is_some_and(Body::is_end_stream);
         if end {
             // The connection may never ask again once the body says it is complete.
-            self.progress.ended();
+            self.progress.sent();
         }
         end
     }
@@ -176,28 +202,43 @@ where
     }
 }
 
-/// Resolves once a body that has not ended gave the upstream nothing for longer than
-/// `timeout`: with the side it stopped on.
-pub async fn stalled(progress: Arc<Progress>, timeout: Duration) -> Stall {
-    let limit = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+/// Resolves once a body that has not ended gave the upstream nothing for longer than `send`,
+/// with the side it stopped on, or once the body went through and no answer came within
+/// `read` ([`Stall::NoAnswer`]). Before the body is first asked for (connecting, the head
+/// going out) the answer may take `before + read`, so a slow connect meets its own timeout.
+pub async fn stalled(
+    progress: Arc<Progress>,
+    send: Duration,
+    read: Duration,
+    before: Duration,
+) -> Stall {
+    let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    let (send, read, unasked) = (ms(send), ms(read), ms(before.saturating_add(read)));
     let floor = Duration::from_millis(10);
     loop {
         let idle = progress
             .now_ms()
             .saturating_sub(progress.last_ms.load(Ordering::Relaxed));
-        let wait = if progress.sending.load(Ordering::Relaxed) {
-            if idle > limit {
-                return if progress.waiting.load(Ordering::Relaxed) {
-                    Stall::Upstream
-                } else {
-                    Stall::Client
-                };
-            }
-            Duration::from_millis(limit - idle + 1)
+        let (limit, stall) = if progress.sending.load(Ordering::Relaxed) {
+            let side = if progress.waiting.load(Ordering::Relaxed) {
+                Stall::Upstream
+            } else {
+                Stall::Client
+            };
+            (send, side)
+        } else if progress.sent.load(Ordering::Relaxed) {
+            (read, Stall::NoAnswer)
         } else {
-            timeout / 4
+            (unasked, Stall::NoAnswer)
         };
-        tokio::time::sleep(wait.max(floor)).await;
+        if idle > limit {
+            return stall;
+        }
+        let wait = Duration::from_millis(limit - idle + 1);
+        tokio::select! {
+            () = tokio::time::sleep(wait.max(floor)) => {}
+            () = progress.changed.notified() => {}
+        }
     }
 }
 
@@ -228,13 +269,18 @@ mod tests {
         (tx, Pieces(rx))
     }
 
+    const SECOND: Duration = Duration::from_secs(1);
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    /// The send timeout alone: a send timeout of a second, a read timeout of an hour.
+    async fn send_stall(progress: &Arc<Progress>) -> Stall {
+        stalled(progress.clone(), SECOND, HOUR, Duration::ZERO).await
+    }
+
     async fn quiet(progress: &Arc<Progress>) -> bool {
-        tokio::time::timeout(
-            Duration::from_secs(5),
-            stalled(progress.clone(), Duration::from_secs(1)),
-        )
-        .await
-        .is_err()
+        tokio::time::timeout(Duration::from_secs(5), send_stall(progress))
+            .await
+            .is_err()
     }
 
     #[tokio::test(start_paused = true)]
@@ -250,7 +296,7 @@ mod tests {
         let frame = body.frame().await.unwrap().unwrap();
         assert_eq!(frame.into_data().unwrap(), "piece");
         let started = tokio::time::Instant::now();
-        let stall = stalled(progress.clone(), Duration::from_secs(1)).await;
+        let stall = send_stall(&progress).await;
         assert_eq!(stall, Stall::Upstream);
         assert!(started.elapsed() >= Duration::from_secs(1));
 
@@ -270,10 +316,7 @@ mod tests {
         // The upstream asks for more; the client sends nothing.
         let asked = tokio::time::timeout(Duration::from_millis(10), body.frame()).await;
         assert!(asked.is_err());
-        assert_eq!(
-            stalled(progress.clone(), Duration::from_secs(1)).await,
-            Stall::Client
-        );
+        assert_eq!(send_stall(&progress).await, Stall::Client);
         // Taken back: the upstream's copy fails instead of ending as if complete.
         abandon(&body.slot());
         let after = body.frame().await.unwrap();
@@ -289,5 +332,46 @@ mod tests {
         // hyper does not ask again once the body says it is complete.
         assert!(body.is_end_stream());
         assert!(quiet(&progress).await);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_read_timeout_runs_from_the_end_of_the_body() {
+        let progress = Progress::new();
+        let (tx, inner) = pieces();
+        let mut body = Watched::new(inner, progress.clone());
+        // Long send and connect limits: the watchdog must notice the body's first ask and its
+        // end, not sleep through them.
+        let watchdog = tokio::spawn(stalled(progress.clone(), HOUR, SECOND, HOUR));
+        // An upload that keeps moving for three times the read timeout.
+        for _ in 0..6 {
+            tx.send(Bytes::from_static(b"piece")).await.unwrap();
+            assert!(body.frame().await.is_some());
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            assert!(!watchdog.is_finished(), "a moving upload is not timed out");
+        }
+        drop(tx);
+        assert!(body.frame().await.is_none());
+        let sent = Instant::now();
+        assert_eq!(watchdog.await.unwrap(), Stall::NoAnswer);
+        let waited = sent.elapsed();
+        assert!(
+            waited >= SECOND && waited < SECOND + SECOND / 10,
+            "{waited:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_never_asked_for_waits_the_connect_and_read_timeouts() {
+        let progress = Progress::new();
+        let (_tx, inner) = pieces();
+        let _body = Watched::new(inner, progress.clone());
+        let started = Instant::now();
+        let stall = stalled(progress.clone(), SECOND, SECOND, 2 * SECOND).await;
+        assert_eq!(stall, Stall::NoAnswer);
+        let waited = started.elapsed();
+        assert!(
+            waited >= 3 * SECOND && waited < 3 * SECOND + SECOND / 10,
+            "{waited:?}"
+        );
     }
 }
