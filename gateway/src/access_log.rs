@@ -32,7 +32,7 @@ struct Line<'a> {
 /// One request's line.
 pub fn line(
     cx: &Context,
-    down: Downstream,
+    down: &Downstream,
     status: StatusCode,
     version: Version,
     elapsed: Duration,
@@ -70,7 +70,7 @@ pub fn line(
 /// Writes the line to stdout; a closed stdout loses the line, never the request.
 pub fn write(
     cx: &Context,
-    down: Downstream,
+    down: &Downstream,
     status: StatusCode,
     version: Version,
     elapsed: Duration,
@@ -96,14 +96,14 @@ mod tests {
             request_id: Some(http::HeaderValue::from_static("abc")),
             retries: 1,
         };
-        let down = Downstream {
-            peer: "10.0.0.1:5555".parse().unwrap(),
-            local: "127.0.0.1:8443".parse().unwrap(),
-            tls: true,
-        };
+        let down = Downstream::new(
+            "10.0.0.1:5555".parse().unwrap(),
+            "127.0.0.1:8443".parse().unwrap(),
+            true,
+        );
         let text = line(
             &cx,
-            down,
+            &down,
             StatusCode::CREATED,
             Version::HTTP_2,
             Duration::from_millis(12),

@@ -88,11 +88,7 @@ pub async fn serve(
             () = shutdown.wait() => break,
         };
         let _ = stream.set_nodelay(true);
-        let down = Downstream {
-            peer,
-            local: local.unwrap_or(peer),
-            tls: tls.is_some(),
-        };
+        let down = Arc::new(Downstream::new(peer, local.unwrap_or(peer), tls.is_some()));
         let (builder, watcher, pipeline, metrics) = (
             builder.clone(),
             graceful.watcher(),
@@ -140,7 +136,7 @@ async fn connection<S>(
     stream: S,
     pipeline: Arc<Pipeline>,
     owned: Owned,
-    down: Downstream,
+    down: Arc<Downstream>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -149,12 +145,13 @@ async fn connection<S>(
     let stream = Observed::new(stream, verdicts.clone());
     // Its own upstream connection, driven here beside it: no pool, no other task.
     let for_requests = owned.clone();
+    let peer = down.peer;
     let service = service_fn(move |mut req: Request<Incoming>| {
         if verdicts.next_request() {
             req.extensions_mut().insert(LengthAndChunked);
         }
-        let (pipeline, owned) = (pipeline.clone(), for_requests.clone());
-        async move { Ok::<_, Infallible>(pipeline.handle(req, down, &owned).await) }
+        let (pipeline, owned, down) = (pipeline.clone(), for_requests.clone(), down.clone());
+        async move { Ok::<_, Infallible>(pipeline.handle(req, &down, &owned).await) }
     });
     let conn = builder
         .serve_connection_with_upgrades(TokioIo::new(stream), service)
@@ -166,7 +163,7 @@ async fn connection<S>(
     // An idle upstream connection outlives its client's: the next client takes it over.
     owned.park();
     if let Err(e) = ended {
-        tracing::debug!(peer = %down.peer, error = %e, "connection ended with an error");
+        tracing::debug!(%peer, error = %e, "connection ended with an error");
     }
 }
 

@@ -223,12 +223,32 @@ impl Compiled {
     }
 }
 
-/// Where a request came from.
-#[derive(Clone, Copy, Debug)]
+/// Where a request came from: one per client connection, with the forwarding header values
+/// that stay the same for all of its requests made once.
+#[derive(Clone, Debug)]
 pub struct Downstream {
     pub peer: SocketAddr,
     pub local: SocketAddr,
     pub tls: bool,
+    /// The peer's address (X-Real-IP, and X-Forwarded-For's last entry).
+    real_ip: HeaderValue,
+    /// The local port (X-Forwarded-Port).
+    port: HeaderValue,
+}
+
+impl Downstream {
+    pub fn new(peer: SocketAddr, local: SocketAddr, tls: bool) -> Downstream {
+        let mut text = Text::new();
+        let _ = write!(text, "{}", peer.ip());
+        Downstream {
+            peer,
+            local,
+            tls,
+            real_ip: HeaderValue::from_bytes(text.as_bytes())
+                .unwrap_or(HeaderValue::from_static("")),
+            port: HeaderValue::from(local.port()),
+        }
+    }
 }
 
 /// Why a request was not forwarded, or failed upstream: the status it gets.
@@ -403,7 +423,7 @@ impl Pipeline {
     pub async fn handle(
         &self,
         req: Request<Incoming>,
-        down: Downstream,
+        down: &Downstream,
         owned: &Owned,
     ) -> Response<ProxyBody> {
         let started = Instant::now();
@@ -426,7 +446,7 @@ impl Pipeline {
     async fn forward(
         &self,
         mut req: Request<Incoming>,
-        down: Downstream,
+        down: &Downstream,
         owned: &Owned,
         cx: &mut Context,
     ) -> Result<Response<ProxyBody>, Failure> {
@@ -545,7 +565,8 @@ impl Pipeline {
             None if pool.client_ip_affinity => Some(client_ip_key(down.peer.ip())),
             None => None,
         };
-        pool.balancer.retry_budget().deposit(Instant::now());
+        let now = Instant::now();
+        pool.balancer.retry_budget().deposit(now);
         // A body without a declared length is cut off at the limit while it streams.
         let limited = usize::try_from(max_body).unwrap_or(usize::MAX);
         // proxy-send-timeout: the upstream must keep getting the body.
@@ -569,9 +590,11 @@ impl Pipeline {
             protocol == Upstream::Http1 && upgrade.is_none() && parts.version != Version::HTTP_2;
         let mut tried: Vec<SocketAddr> = Vec::new();
         let mut last = Failure::NoEndpoint;
+        let mut now = Some(now);
         loop {
             // pick_endpoint: never one this request already tried.
-            let Some(pick) = pool.balancer.pick(key, &tried, Instant::now()) else {
+            let now = now.take().unwrap_or_else(Instant::now);
+            let Some(pick) = pool.balancer.pick(key, &tried, now) else {
                 return Err(last);
             };
             let endpoint = pick.addr();
@@ -832,7 +855,7 @@ fn affinity_cookie(affinity: &CookieAffinity, value: &str, route_path: &str) -> 
 }
 
 /// ingress-nginx's `app-root`: a request for `/` is sent to the application's root with 302.
-fn app_root(down: Downstream, host: &str, root: &str) -> Response<ProxyBody> {
+fn app_root(down: &Downstream, host: &str, root: &str) -> Response<ProxyBody> {
     let scheme = if down.tls { "https" } else { "http" };
     let mut r = Response::new(empty());
     *r.status_mut() = StatusCode::FOUND;
@@ -884,6 +907,14 @@ const HOP_BY_HOP: [HeaderName; 7] = [
 /// Removes hop-by-hop headers, those the Connection header names included. `TE: trailers`
 /// stays (gRPC needs it end to end); Upgrade goes (an upgrade puts it back, see `forward`).
 fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    // Most messages carry none: one look at each name instead of a lookup for each hop-by-hop
+    // name.
+    let hop = |name: &HeaderName| {
+        HOP_BY_HOP.contains(name) || name == header::UPGRADE || name == header::TE
+    };
+    if !headers.keys().any(hop) {
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -914,13 +945,11 @@ fn remove_hop_by_hop(headers: &mut HeaderMap) {
 fn forwarding_headers(
     headers: &mut HeaderMap,
     host: &HeaderValue,
-    down: Downstream,
+    down: &Downstream,
     ids: &RequestIds,
 ) -> HeaderValue {
     remove_hop_by_hop(headers);
-    let mut text = Text::new();
-    let _ = write!(text, "{}", down.peer.ip());
-    let ip = HeaderValue::from_bytes(text.as_bytes()).unwrap_or(HeaderValue::from_static(""));
+    let ip = down.real_ip.clone();
     let xff = match headers.get("x-forwarded-for").map(HeaderValue::as_bytes) {
         Some(prior) if !prior.is_empty() => {
             let mut both = Vec::with_capacity(prior.len() + 2 + ip.len());
@@ -941,7 +970,7 @@ fn forwarding_headers(
     headers.insert(HeaderName::from_static("x-forwarded-host"), host.clone());
     headers.insert(
         HeaderName::from_static("x-forwarded-port"),
-        HeaderValue::from(down.local.port()),
+        down.port.clone(),
     );
     headers.insert(header::HOST, host.clone());
     match headers.get("x-request-id") {
@@ -1169,15 +1198,15 @@ mod tests {
     #[test]
     fn forwarding_headers_append_and_identify() {
         let ids = RequestIds::new();
-        let down = Downstream {
-            peer: "10.0.0.7:5555".parse().unwrap(),
-            local: "127.0.0.1:8443".parse().unwrap(),
-            tls: true,
-        };
+        let down = Downstream::new(
+            "10.0.0.7:5555".parse().unwrap(),
+            "127.0.0.1:8443".parse().unwrap(),
+            true,
+        );
         let mut h = HeaderMap::new();
         h.insert("x-forwarded-for", HeaderValue::from_static("192.0.2.1"));
         let host = HeaderValue::from_static("shop.example.com");
-        forwarding_headers(&mut h, &host, down, &ids);
+        forwarding_headers(&mut h, &host, &down, &ids);
         assert_eq!(h["x-forwarded-for"], "192.0.2.1, 10.0.0.7");
         assert_eq!(h["x-real-ip"], "10.0.0.7");
         assert_eq!(h["x-forwarded-proto"], "https");
@@ -1188,7 +1217,7 @@ mod tests {
         assert_eq!(id.len(), 32);
         let mut again = HeaderMap::new();
         again.insert("x-request-id", HeaderValue::from_static("given"));
-        forwarding_headers(&mut again, &HeaderValue::from_static("h"), down, &ids);
+        forwarding_headers(&mut again, &HeaderValue::from_static("h"), &down, &ids);
         assert_eq!(
             again["x-request-id"], "given",
             "a client's id passes through"
@@ -1241,19 +1270,19 @@ mod tests {
         let metrics = Metrics::register(&mut prometheus_client::registry::Registry::default());
         let pipeline =
             Arc::new(Pipeline::new(state, Timeouts::default(), 443, metrics, false).unwrap());
-        let down = Downstream {
-            peer: "127.0.0.1:1".parse().unwrap(),
-            local: "127.0.0.1:2".parse().unwrap(),
-            tls: false,
-        };
+        let down = Arc::new(Downstream::new(
+            "127.0.0.1:1".parse().unwrap(),
+            "127.0.0.1:2".parse().unwrap(),
+            false,
+        ));
         let size = Arc::new(AtomicU64::new(0));
         let (client, server) = tokio::io::duplex(4096);
         let measured = size.clone();
         let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-            let (pipeline, measured) = (pipeline.clone(), measured.clone());
+            let (pipeline, measured, down) = (pipeline.clone(), measured.clone(), down.clone());
             async move {
                 let owned = Owned::new(Arc::new(Idle::new(Duration::from_secs(4))));
-                let handling = pipeline.handle(req, down, &owned);
+                let handling = pipeline.handle(req, &down, &owned);
                 measured.store(std::mem::size_of_val(&handling) as u64, Ordering::Relaxed);
                 Ok::<_, std::convert::Infallible>(handling.await)
             }
