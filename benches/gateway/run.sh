@@ -81,11 +81,17 @@ json.dump(snapshot, open(f"{work}/snapshot.json", "w"))
 PY
 
 nginx_http=$(free_port); nginx_https=$(free_port)
+# The peers set the headers ferry sets (ingress-nginx's set): the same work for each.
 nginx_conf proxy "upstream up { server 127.0.0.1:$upstream; keepalive 64; }
+  map \$http_x_request_id \$req_id { default \$http_x_request_id; \"\" \$request_id; }
   server { listen 127.0.0.1:$nginx_http; listen 127.0.0.1:$nginx_https ssl;
     ssl_certificate $work/cert.pem; ssl_certificate_key $work/key.pem;
     location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection \"\";
-      proxy_set_header Host \$host; proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for; } }"
+      proxy_set_header Host \$host; proxy_set_header X-Request-ID \$req_id;
+      proxy_set_header X-Real-IP \$remote_addr;
+      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+      proxy_set_header X-Forwarded-Host \$host; proxy_set_header X-Forwarded-Port \$server_port;
+      proxy_set_header X-Forwarded-Proto \$scheme; } }"
 
 haproxy_http=$(free_port); haproxy_https=$(free_port)
 cat > "$work/haproxy.cfg" <<CONF
@@ -101,6 +107,12 @@ defaults
 frontend plain
   bind 127.0.0.1:$haproxy_http
   bind 127.0.0.1:$haproxy_https ssl crt $work/both.pem alpn h2,http/1.1
+  http-request set-header X-Real-IP %[src]
+  http-request set-header X-Forwarded-Host %[req.hdr(host)]
+  http-request set-header X-Forwarded-Port %[dst_port]
+  http-request set-header X-Forwarded-Proto https if { ssl_fc }
+  http-request set-header X-Forwarded-Proto http unless { ssl_fc }
+  http-request set-header X-Request-ID %[uuid()] unless { req.hdr(x-request-id) -m found }
   default_backend up
 backend up
   http-reuse always
