@@ -17,8 +17,9 @@
 //! Failures map to a status in one place ([`Failure`]): 400 without a Host, for an HTTP/1 head
 //! with both `Content-Length` and `Transfer-Encoding` ([`crate::smuggling`]) or a body that
 //! breaks off, 404 with no route, 413 for a body over the limit, 503 when the backend's Service
-//! or port does not exist or has no ready endpoint, 502 when the upstream cannot be reached or
-//! breaks the protocol, 504 when it does not answer in time or the body stalls
+//! or port does not exist or has no ready endpoint, 502 when the upstream refuses the
+//! connection or breaks the protocol, 504 when connecting takes longer than the connect
+//! timeout (as nginx's), the answer does not come in time or the body stalls
 //! ([`crate::send_timeout`], [`crate::read_timeout`]; an answer whose body goes quiet after
 //! its head went out is cut off). The body names which, never an internal detail. A request
 //! without a body is tried on another endpoint when connecting fails, or for idempotent
@@ -41,7 +42,7 @@ use ferry_proxy::balancer::{affinity_key, client_ip_key};
 use ferry_proxy::health::Transition;
 use ferry_proxy::{Balancer, BalancerConfig, Outcome, Policy};
 
-use crate::connect::{Idle, Owned, TimedConnector, with_connect_timeout};
+use crate::connect::{ConnectTimedOut, Idle, Owned, TimedConnector, with_connect_timeout};
 use crate::read_timeout::{ReadIdle, ReadTimedOut};
 use crate::select::{self, Routes};
 use crate::send_timeout;
@@ -264,6 +265,8 @@ pub enum Failure {
     NoService,
     NoEndpoint,
     Connect,
+    /// Connecting took longer than the connect timeout (nginx's 504, not 502).
+    ConnectTimeout,
     Upstream,
     Timeout,
     /// The request body stalled (`proxy-send-timeout`) before an answer came.
@@ -278,7 +281,7 @@ impl Failure {
             Self::NoRoute => StatusCode::NOT_FOUND,
             Self::NoService | Self::NoEndpoint => StatusCode::SERVICE_UNAVAILABLE,
             Self::Connect | Self::Upstream => StatusCode::BAD_GATEWAY,
-            Self::Timeout | Self::SendTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Self::Timeout | Self::SendTimeout | Self::ConnectTimeout => StatusCode::GATEWAY_TIMEOUT,
         }
     }
 
@@ -294,6 +297,7 @@ impl Failure {
             Self::NoService => "service unavailable: the backend service or port does not exist\n",
             Self::NoEndpoint => "service unavailable: no ready endpoint\n",
             Self::Connect => "bad gateway: the upstream cannot be reached\n",
+            Self::ConnectTimeout => "gateway timeout: connecting to the upstream took too long\n",
             Self::Upstream => "bad gateway: the upstream failed\n",
             Self::Timeout => "gateway timeout: the upstream did not answer in time\n",
             Self::SendTimeout => "gateway timeout: the request body did not go through in time\n",
@@ -701,10 +705,15 @@ impl Pipeline {
                 Waited::Answered(Err(e)) if e.connect => {
                     self.metrics.connect_error();
                     tracing::debug!(%endpoint, error = %e.error, "upstream connect failed");
-                    (Outcome::ConnectError, Err(Failure::Connect))
+                    let failure = if caused_by::<ConnectTimedOut>(&*e.error) {
+                        Failure::ConnectTimeout
+                    } else {
+                        Failure::Connect
+                    };
+                    (Outcome::ConnectError, Err(failure))
                 }
                 // The client's body broke the limit: nothing to hold against the endpoint.
-                Waited::Answered(Err(e)) if is_body_limit(&*e.error) => {
+                Waited::Answered(Err(e)) if caused_by::<LengthLimitError>(&*e.error) => {
                     drop(pick);
                     return Err(Failure::BodyTooLarge);
                 }
@@ -1123,11 +1132,11 @@ impl Body for FirstFrame {
     }
 }
 
-/// Whether a failed exchange failed because the request body passed the limit.
-fn is_body_limit(e: &(dyn std::error::Error + 'static)) -> bool {
+/// Whether `e` or an error it wraps is an `E`.
+fn caused_by<E: std::error::Error + 'static>(e: &(dyn std::error::Error + 'static)) -> bool {
     let mut cause = Some(e);
     while let Some(err) = cause {
-        if err.is::<LengthLimitError>() {
+        if err.is::<E>() {
             return true;
         }
         cause = err.source();
@@ -1233,6 +1242,7 @@ mod tests {
             (Failure::NoService, 503),
             (Failure::NoEndpoint, 503),
             (Failure::Connect, 502),
+            (Failure::ConnectTimeout, 504),
             (Failure::Upstream, 502),
             (Failure::Timeout, 504),
             (Failure::SendTimeout, 504),

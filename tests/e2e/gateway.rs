@@ -1494,3 +1494,138 @@ async fn the_read_timeout_waits_for_the_body_and_between_reads_of_the_answer() {
     .await;
     up.stop().await;
 }
+
+/// An address whose connection attempts hang, as a host that drops SYNs: a listener that
+/// never accepts, its queue filled. Keep what it returns while the address is used.
+async fn blackhole() -> (SocketAddr, tokio::net::TcpListener, Vec<TcpStream>) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(0).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut held = Vec::new();
+    // Fill the accept queue until an attempt hangs.
+    loop {
+        let attempt = TcpStream::connect(addr);
+        match tokio::time::timeout(std::time::Duration::from_millis(200), attempt).await {
+            Ok(Ok(stream)) => held.push(stream),
+            Ok(Err(e)) => panic!("filling the blackhole's queue: {e}"),
+            Err(_) => return (addr, listener, held),
+        }
+        assert!(held.len() < 64, "the accept queue never filled");
+    }
+}
+
+/// What an h2c client with prior knowledge gets for a gRPC-style POST to `path`: the body
+/// and the trailers.
+async fn grpc_call(gateway: SocketAddr, path: &str) -> (u16, Bytes, Option<http::HeaderMap>) {
+    let stream = TcpStream::connect(gateway).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let req = Request::post(format!("http://shop.example.com{path}"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(http_body_util::Full::new(Bytes::from_static(
+            b"\0\0\0\0\x02hi",
+        )))
+        .unwrap();
+    let res = sender.send_request(req).await.unwrap();
+    let status = res.status().as_u16();
+    let collected = res.into_body().collect().await.unwrap();
+    let trailers = collected.trailers().cloned();
+    (status, collected.to_bytes(), trailers)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regex_paths_forced_redirects_connect_timeouts_and_h2_upstreams_by_annotation() {
+    let web = backend("web").await;
+    let grpc = grpc_echo().await;
+    let (hole, _listener, _held) = blackhole().await;
+    let dir = tempfile::tempdir().unwrap();
+    let regex = annotated(
+        "regex",
+        &[("use-regex", "true")],
+        &[("/items/[0-9]+$", "ImplementationSpecific", "web")],
+    );
+    // The same annotations under ferry.dev/.
+    let secure = annotated(
+        "secure",
+        &[("force-ssl-redirect", "true")],
+        &[("/secure", "Prefix", "web")],
+    )
+    .replace("nginx.ingress.kubernetes.io/", "ferry.dev/");
+    let protocols =
+        [("grpc", "GRPC", "/echo.Echo"), ("h2c", "H2C", "/h2c")].map(|(name, protocol, path)| {
+            annotated(
+                name,
+                &[("backend-protocol", protocol)],
+                &[(path, "Prefix", "grpc")],
+            )
+        });
+    let slow = annotated(
+        "hole",
+        &[("proxy-connect-timeout", "1")],
+        &[("/hole", "Prefix", "hole")],
+    );
+    let [grpc_ingress, h2c_ingress] = protocols;
+    let up = up_with(
+        dir.path(),
+        &[
+            ("web.yaml", service("web", &[web.addr.port()])),
+            // No appProtocol: only the annotations make these h2c.
+            ("grpc.yaml", service("grpc", &[grpc.port()])),
+            ("hole.yaml", service("hole", &[hole.port()])),
+            ("regex.yaml", regex),
+            ("secure.yaml", secure),
+            ("grpc-ingress.yaml", grpc_ingress),
+            ("h2c-ingress.yaml", h2c_ingress),
+            ("hole-ingress.yaml", slow),
+        ],
+    )
+    .await;
+
+    // use-regex: anchored at the path's start, case-insensitive, `$` honoured.
+    for (path, want) in [
+        ("/items/42", 200),
+        ("/ITEMS/7", 200),
+        ("/items/abc", 404),
+        ("/items/4x", 404),
+    ] {
+        let (status, body) = get(up.http, "shop.example.com", path).await;
+        assert_eq!(status, want, "{path}: {body}");
+    }
+
+    // force-ssl-redirect (as ferry.dev/): a host without TLS is sent to HTTPS with 308.
+    let mut sender = h1(up.http).await;
+    let res = sender
+        .send_request(request("shop.example.com", "/secure/cart?id=1"))
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 308);
+    let location = format!(
+        "https://shop.example.com:{}/secure/cart?id=1",
+        up.https.port()
+    );
+    assert_eq!(res.headers()["location"], location.as_str());
+
+    // backend-protocol GRPC and H2C: HTTP/2 to an upstream whose Service says nothing.
+    for path in ["/echo.Echo/Say", "/h2c/anything"] {
+        let (status, body, trailers) = grpc_call(up.http, path).await;
+        assert_eq!(status, 200, "{path}");
+        assert_eq!(body, Bytes::from_static(b"\0\0\0\0\x02hi"), "{path}");
+        let trailers = trailers.expect("trailers arrive");
+        assert_eq!(trailers["grpc-status"], "0", "{path}");
+        assert_eq!(trailers["x-upstream-version"], "HTTP/2.0", "{path}");
+    }
+
+    // proxy-connect-timeout: an endpoint that never completes the handshake gets 504 once the
+    // second is up, as nginx's.
+    let started = std::time::Instant::now();
+    let (status, body) = get(up.http, "shop.example.com", "/hole").await;
+    assert_eq!(status, 504, "{body}");
+    assert!(body.contains("connecting"), "{body}");
+    assert!(started.elapsed() >= std::time::Duration::from_secs(1));
+    up.stop().await;
+}
