@@ -325,23 +325,19 @@ impl Owned {
         }
     }
 
-    /// Drives the owned connection; never ends. Run it beside the client connection, in its
-    /// task, and drop it when the client connection ends.
-    pub async fn drive(&self) {
-        std::future::poll_fn(|cx| {
-            let mut slot = self.lock();
-            if let Some(connection) = slot.connection.as_mut()
-                && connection.as_mut().poll(cx).is_ready()
-            {
-                slot.connection = None;
-                slot.sender = None;
-            }
-            if !slot.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-                slot.waker = Some(cx.waker().clone());
-            }
-            Poll::<()>::Pending
-        })
-        .await;
+    /// Drives the owned connection: its reading and writing. Call it from the client
+    /// connection's task each time that task is polled (it keeps the waker).
+    pub fn poll_drive(&self, cx: &mut Context<'_>) {
+        let mut slot = self.lock();
+        if let Some(connection) = slot.connection.as_mut()
+            && connection.as_mut().poll(cx).is_ready()
+        {
+            slot.connection = None;
+            slot.sender = None;
+        }
+        if !slot.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            slot.waker = Some(cx.waker().clone());
+        }
     }
 }
 

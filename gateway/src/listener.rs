@@ -156,10 +156,20 @@ async fn connection<S>(
     let conn = builder
         .serve_connection_with_upgrades(TokioIo::new(stream), service)
         .into_owned();
-    let ended = tokio::select! {
-        ended = watcher.watch(conn) => ended,
-        () = owned.drive() => Ok(()),
-    };
+    // One poll of the task moves an exchange as far as it can go: the upstream side first, so
+    // an answer that came reaches its request, then the client side, then the upstream side
+    // again, so a request just handed over goes out. Any other order leaves one of the two
+    // for another round of polls (a self-wake) per request.
+    let mut conn = std::pin::pin!(watcher.watch(conn));
+    let ended = std::future::poll_fn(|cx| {
+        owned.poll_drive(cx);
+        let ended = conn.as_mut().poll(cx);
+        if ended.is_pending() {
+            owned.poll_drive(cx);
+        }
+        ended
+    })
+    .await;
     // An idle upstream connection outlives its client's: the next client takes it over.
     owned.park();
     if let Err(e) = ended {
