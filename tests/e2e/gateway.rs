@@ -1359,7 +1359,8 @@ async fn an_upstream_that_stops_taking_the_body_times_out_with_504() {
 /// A raw upstream for the read timeout, by path: `/upload` reads the whole body (by its
 /// `Content-Length`) and answers with its size; `/late` reads it and never answers;
 /// `/quiet-body` sends a head and a few bytes of a long body, `/quiet-head` a head for a short
-/// body and nothing of it, then both hold the connection. `open` counts its open connections.
+/// body and nothing of it, then both hold the connection; `/broken` sends a head for a short
+/// body and closes. `open` counts its open connections.
 async fn slow_upstream() -> (SocketAddr, Arc<AtomicUsize>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -1409,6 +1410,13 @@ async fn slow_upstream() -> (SocketAddr, Arc<AtomicUsize>) {
                             "HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\npartial".into()
                         }
                         "/quiet-head" => "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n".into(),
+                        "/broken" => {
+                            // A head for a short body, then the connection closes.
+                            let cut = "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n";
+                            let _ = stream.write_all(cut.as_bytes()).await;
+                            counted.fetch_sub(1, Ordering::SeqCst);
+                            return;
+                        }
                         _ => String::new(),
                     };
                     let _ = stream.write_all(answer.as_bytes()).await;
@@ -1477,6 +1485,12 @@ async fn the_read_timeout_waits_for_the_body_and_between_reads_of_the_answer() {
         .unwrap();
     let reply = read_to_close(&mut stream).await;
     assert!(reply.starts_with("HTTP/1.1 504"), "{reply}");
+
+    // A short answer that breaks off before anything went to the client: 502, as nginx's.
+    let mut stream = TcpStream::connect(up.http).await.unwrap();
+    stream.write_all(get("/broken").as_bytes()).await.unwrap();
+    let reply = read_to_close(&mut stream).await;
+    assert!(reply.starts_with("HTTP/1.1 502"), "{reply}");
 
     // Part of a body, then quiet: the answer is cut off after the read timeout (its head went
     // out already), and the upstream connection is closed.
