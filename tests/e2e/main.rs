@@ -169,10 +169,13 @@ impl Running {
             .unwrap()
     }
 
-    /// Waits until the served version is at least `v`.
+    /// Waits until the served version is at least `v`, and every data plane part (the
+    /// gateway, DNS, …) has swapped it in: each compiles a snapshot on its own time after the
+    /// bus takes it.
     pub async fn wait_version(&self, v: u64) {
         eventually(&format!("version {v}"), || async {
-            (self.version().await >= v).then_some(())
+            let parts = self.bus.parts();
+            (self.version().await >= v && parts.iter().all(|p| p.version >= v)).then_some(())
         })
         .await;
     }
