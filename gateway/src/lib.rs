@@ -9,13 +9,15 @@
 //! nginx's worker processes; the compiled snapshot, the certificates and the pools for HTTP/2
 //! and upgrades are shared, idle owned upstream connections stay with their worker.
 //! [`listener`] accepts (TLS with [`tls`]; [`smuggling`] follows the HTTP/1 framing),
-//! [`connect`] opens and keeps upstream connections, [`pipeline`] forwards ([`send_timeout`]
+//! [`connect`] opens and keeps upstream connections ([`pair`] polls a client connection and
+//! its own upstream connection in one task), [`pipeline`] forwards ([`send_timeout`]
 //! and [`read_timeout`] give up on stuck exchanges), [`metrics`] and [`access_log`] observe.
 
 pub mod access_log;
 pub mod connect;
 pub mod listener;
 pub mod metrics;
+pub mod pair;
 pub mod pipeline;
 pub mod read_timeout;
 pub mod select;

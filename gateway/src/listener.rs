@@ -22,6 +22,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::connect::{Idle, Owned};
 use crate::metrics::Metrics;
+use crate::pair::Pair;
 use crate::pipeline::{Downstream, Pipeline};
 use crate::smuggling::{LengthAndChunked, Observed, Verdicts};
 
@@ -156,18 +157,11 @@ async fn connection<S>(
     let conn = builder
         .serve_connection_with_upgrades(TokioIo::new(stream), service)
         .into_owned();
-    // One poll of the task moves an exchange as far as it can go: the upstream side first, so
-    // an answer that came reaches its request, then the client side, then the upstream side
-    // again, so a request just handed over goes out. Any other order leaves one of the two
-    // for another round of polls (a self-wake) per request.
+    // The two sides in one task, each polled when woken ([`Pair`]).
     let mut conn = std::pin::pin!(watcher.watch(conn));
+    let pair = Pair::default();
     let ended = std::future::poll_fn(|cx| {
-        owned.poll_drive(cx);
-        let ended = conn.as_mut().poll(cx);
-        if ended.is_pending() {
-            owned.poll_drive(cx);
-        }
-        ended
+        pair.poll(cx, |cx| owned.poll_drive(cx), |cx| conn.as_mut().poll(cx))
     })
     .await;
     // An idle upstream connection outlives its client's: the next client takes it over.
