@@ -38,7 +38,7 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use ferry_model::{BackendProtocol, CookieAffinity, SessionAffinity};
 use ferry_model::{ClusterKey, Snapshot, TargetRef};
-use ferry_proxy::balancer::{affinity_key, client_ip_key};
+use ferry_proxy::balancer::{Pick, affinity_key, client_ip_key};
 use ferry_proxy::health::Transition;
 use ferry_proxy::{Balancer, BalancerConfig, Outcome, Policy};
 
@@ -621,42 +621,57 @@ impl Pipeline {
                 Upstream::Http1 | Upstream::Https => Version::HTTP_11,
                 Upstream::H2c | Upstream::H2Tls => Version::HTTP_2,
             };
+            // The answer's head within the read timeout, which starts once the connection is
+            // there (as nginx's; for a request with a body, once the body is sent: the
+            // watchdog below keeps that time). A pool connects inside its request, so there
+            // connecting gets its own limit on top.
+            let head_limit = match progress {
+                Some(_) => Duration::MAX,
+                None => response_timeout,
+            };
+            let pooled_limit = connect_timeout.saturating_add(head_limit);
             // The owned connection inline (the common case); the pools boxed, so their state
             // does not weigh on every request's future, which hyper moves into place.
             let sent = async {
                 if !own {
-                    return self.pooled(protocol, upstream, connect_timeout).await;
+                    let pooled = self.pooled(protocol, upstream, connect_timeout);
+                    return tokio::time::timeout(pooled_limit, pooled).await;
                 }
                 let mut sender = match owned.sender(endpoint, connect_timeout).await {
                     Ok(sender) => sender,
                     Err(error) => {
-                        return Err(SendFailed {
+                        return Ok(Err(SendFailed {
                             connect: true,
                             error,
-                        });
+                        }));
                     }
                 };
-                match sender.try_send_request(upstream).await {
+                let sending = sender.try_send_request(upstream);
+                let mut e = match tokio::time::timeout(head_limit, sending).await? {
                     Ok(response) => {
                         owned.keep(endpoint, sender);
-                        Ok(response)
+                        return Ok(Ok(response));
                     }
-                    Err(mut e) => match e.take_message() {
-                        // Its connection closed before it took the request: the pool sends it.
-                        Some(mut upstream) => {
-                            *upstream.uri_mut() = absolute(scheme, endpoint, path.as_str())
-                                .map_err(|e| SendFailed {
-                                    connect: false,
-                                    error: e.into(),
-                                })?;
-                            self.pooled(protocol, upstream, connect_timeout).await
-                        }
-                        None => Err(SendFailed {
+                    Err(e) => e,
+                };
+                // Its connection closed before it took the request: the pool sends it.
+                let Some(mut upstream) = e.take_message() else {
+                    return Ok(Err(SendFailed {
+                        connect: false,
+                        error: e.into_error().into(),
+                    }));
+                };
+                match absolute(scheme, endpoint, path.as_str()) {
+                    Ok(uri) => *upstream.uri_mut() = uri,
+                    Err(e) => {
+                        return Ok(Err(SendFailed {
                             connect: false,
-                            error: e.into_error().into(),
-                        }),
-                    },
+                            error: e.into(),
+                        }));
+                    }
                 }
+                let pooled = self.pooled(protocol, upstream, connect_timeout);
+                tokio::time::timeout(pooled_limit, pooled).await
             };
             // Only a request with a body can stall; boxed, as it is the rarer case.
             let watchdog = async {
@@ -674,16 +689,11 @@ impl Pipeline {
                     None => std::future::pending().await,
                 }
             };
-            // The answer's head within the read timeout (for a body, from its end: the
-            // watchdog keeps that time), the body going through within the send timeout:
+            // The answer's head in time, the body going through within the send timeout:
             // either running out is a 504. Either way `sent` is dropped here, which aborts the
             // upstream request and closes its connection.
-            let head_limit = match progress {
-                Some(_) => Duration::MAX,
-                None => response_timeout,
-            };
             let waited = tokio::select! {
-                answered = tokio::time::timeout(head_limit, sent) => match answered {
+                answered = sent => match answered {
                     Ok(answered) => Waited::Answered(answered),
                     Err(_) => Waited::ReadTimeout,
                 },
@@ -738,26 +748,34 @@ impl Pipeline {
                     return Err(Failure::SendTimeout);
                 }
             };
-            if let Transition::Ejected { duration, times } = pick.finish(outcome, Instant::now()) {
-                self.metrics.ejection();
-                tracing::warn!(%endpoint, service = %pool.label, ?duration, times, "endpoint ejected after failing in a row");
-            }
             match result {
                 Ok(mut response) => {
                     if let Some(client) = client_upgrade
                         && response.status() == StatusCode::SWITCHING_PROTOCOLS
                     {
+                        self.judge(pick, outcome, &pool.label);
                         let upstream = hyper::upgrade::on(&mut response);
                         tokio::spawn(tunnel(client, upstream));
                         return Ok(upgraded(response));
                     }
-                    let mut response = response_filter(response, response_timeout).await?;
+                    // Judged once a small answer's first body frame came: one that goes quiet
+                    // or breaks off before anything went to the client counts against the
+                    // endpoint. It is not tried again: nginx retries only before the head.
+                    let filtered = response_filter(response, response_timeout).await;
+                    let outcome = match filtered {
+                        Ok(_) => outcome,
+                        Err(Failure::Timeout) => Outcome::Timeout,
+                        Err(_) => Outcome::Reset,
+                    };
+                    self.judge(pick, outcome, &pool.label);
+                    let mut response = filtered?;
                     if let Some(cookie) = set_cookie {
                         response.headers_mut().append(header::SET_COOKIE, cookie);
                     }
                     return Ok(response);
                 }
                 Err(failure) => {
+                    self.judge(pick, outcome, &pool.label);
                     tried.push(endpoint);
                     let again = replayable
                         && outcome.retry_safe(idempotent)
@@ -771,6 +789,15 @@ impl Pipeline {
                     cx.retries += 1;
                 }
             }
+        }
+    }
+
+    /// Feeds an exchange's outcome back to its endpoint's health and latency.
+    fn judge(&self, pick: Pick, outcome: Outcome, service: &str) {
+        let endpoint = pick.addr();
+        if let Transition::Ejected { duration, times } = pick.finish(outcome, Instant::now()) {
+            self.metrics.ejection();
+            tracing::warn!(%endpoint, service, ?duration, times, "endpoint ejected after failing in a row");
         }
     }
 

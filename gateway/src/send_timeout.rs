@@ -81,15 +81,19 @@ impl Progress {
         self.client_failed.load(Ordering::Relaxed)
     }
 
+    // The body's side writes `last_ms` before the flags (Release), and the watchdog reads the
+    // flags (Acquire) before `last_ms`: a watchdog that sees a new state sees its time too.
+
     fn ended(&self) {
-        self.sending.store(false, Ordering::Relaxed);
-        self.waiting.store(false, Ordering::Relaxed);
+        self.waiting.store(false, Ordering::Release);
+        self.sending.store(false, Ordering::Release);
     }
 
-    /// The body went through whole.
+    /// The body went through whole. Only the body's poller calls this.
     fn sent(&self) {
-        if !self.sent.swap(true, Ordering::Relaxed) {
-            self.last_ms.store(self.now_ms(), Ordering::Relaxed);
+        if !self.sent.load(Ordering::Acquire) {
+            self.last_ms.store(self.now_ms(), Ordering::Release);
+            self.sent.store(true, Ordering::Release);
             self.ended();
             self.changed.notify_one();
         }
@@ -149,8 +153,8 @@ where
         if !self.asked {
             // The clock starts when the connection first wants the body.
             self.asked = true;
-            progress.last_ms.store(progress.now_ms(), Ordering::Relaxed);
-            progress.sending.store(true, Ordering::Relaxed);
+            progress.last_ms.store(progress.now_ms(), Ordering::Release);
+            progress.sending.store(true, Ordering::Release);
             progress.changed.notify_one();
         }
         // Asked again: the upstream took what it was given.
@@ -161,11 +165,11 @@ where
         };
         match Pin::new(&mut *inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
-                progress.last_ms.store(progress.now_ms(), Ordering::Relaxed);
+                progress.last_ms.store(progress.now_ms(), Ordering::Release);
                 if inner.is_end_stream() {
                     progress.sent();
                 } else {
-                    progress.waiting.store(true, Ordering::Relaxed);
+                    progress.waiting.store(true, Ordering::Release);
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
@@ -216,21 +220,22 @@ pub async fn stalled(
     let (send, read, unasked) = (ms(send), ms(read), ms(before.saturating_add(read)));
     let floor = Duration::from_millis(10);
     loop {
-        let idle = progress
-            .now_ms()
-            .saturating_sub(progress.last_ms.load(Ordering::Relaxed));
-        let (limit, stall) = if progress.sending.load(Ordering::Relaxed) {
-            let side = if progress.waiting.load(Ordering::Relaxed) {
+        // The state first, then its time (see `Progress`).
+        let (limit, stall) = if progress.sending.load(Ordering::Acquire) {
+            let side = if progress.waiting.load(Ordering::Acquire) {
                 Stall::Upstream
             } else {
                 Stall::Client
             };
             (send, side)
-        } else if progress.sent.load(Ordering::Relaxed) {
+        } else if progress.sent.load(Ordering::Acquire) {
             (read, Stall::NoAnswer)
         } else {
             (unasked, Stall::NoAnswer)
         };
+        let idle = progress
+            .now_ms()
+            .saturating_sub(progress.last_ms.load(Ordering::Acquire));
         if idle > limit {
             return stall;
         }

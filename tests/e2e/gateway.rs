@@ -1357,7 +1357,7 @@ async fn an_upstream_that_stops_taking_the_body_times_out_with_504() {
 }
 
 /// A raw upstream for the read timeout, by path: `/upload` reads the whole body (by its
-/// `Content-Length`) and answers with its size; `/late` reads it and never answers;
+/// `Content-Length`), answers with its size and closes; `/late` reads it and never answers;
 /// `/quiet-body` sends a head and a few bytes of a long body, `/quiet-head` a head for a short
 /// body and nothing of it, then both hold the connection; `/broken` sends a head for a short
 /// body and closes. `open` counts its open connections.
@@ -1400,11 +1400,15 @@ async fn slow_upstream() -> (SocketAddr, Arc<AtomicUsize>) {
                     }
                     let answer = match path.as_str() {
                         "/upload" => {
+                            // Closed after: the next request gets a connection of its own.
                             let text = format!("got {body}");
-                            format!(
-                                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{text}",
+                            let answer = format!(
+                                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
                                 text.len()
-                            )
+                            );
+                            let _ = stream.write_all(answer.as_bytes()).await;
+                            counted.fetch_sub(1, Ordering::SeqCst);
+                            return;
                         }
                         "/quiet-body" => {
                             "HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\npartial".into()
@@ -1506,6 +1510,30 @@ async fn the_read_timeout_waits_for_the_body_and_between_reads_of_the_answer() {
         (open.load(Ordering::SeqCst) == 0).then_some(())
     })
     .await;
+
+    // Answers that go quiet before anything went to the client count against the endpoint:
+    // five in a row eject it (the part-answer above was a success, and reset the count).
+    let quiet: Vec<_> = (0..5)
+        .map(|_| {
+            let (addr, get) = (up.http, get("/quiet-head"));
+            tokio::spawn(async move {
+                let mut stream = TcpStream::connect(addr).await.unwrap();
+                stream.write_all(get.as_bytes()).await.unwrap();
+                read_to_close(&mut stream).await
+            })
+        })
+        .collect();
+    for reply in quiet {
+        let reply = reply.await.unwrap();
+        assert!(reply.starts_with("HTTP/1.1 504"), "{reply}");
+    }
+    let (_, metrics) = crate::get(up.admin, "/metrics").await;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "ferry_gateway_ejections_total 1"),
+        "{metrics}"
+    );
     up.stop().await;
 }
 
@@ -1578,9 +1606,10 @@ async fn regex_paths_forced_redirects_connect_timeouts_and_h2_upstreams_by_annot
                 &[(path, "Prefix", "grpc")],
             )
         });
+    // A read timeout shorter than the connect timeout: it starts once the connection is there.
     let slow = annotated(
         "hole",
-        &[("proxy-connect-timeout", "1")],
+        &[("proxy-connect-timeout", "2"), ("proxy-read-timeout", "1")],
         &[("/hole", "Prefix", "hole")],
     );
     let [grpc_ingress, h2c_ingress] = protocols;
@@ -1635,11 +1664,11 @@ async fn regex_paths_forced_redirects_connect_timeouts_and_h2_upstreams_by_annot
     }
 
     // proxy-connect-timeout: an endpoint that never completes the handshake gets 504 once the
-    // second is up, as nginx's.
+    // connect timeout is up, as nginx's, not when the shorter read timeout would be.
     let started = std::time::Instant::now();
     let (status, body) = get(up.http, "shop.example.com", "/hole").await;
     assert_eq!(status, 504, "{body}");
     assert!(body.contains("connecting"), "{body}");
-    assert!(started.elapsed() >= std::time::Duration::from_secs(1));
+    assert!(started.elapsed() >= std::time::Duration::from_secs(2));
     up.stop().await;
 }
