@@ -189,9 +189,9 @@ pub struct Owned {
 #[derive(Default)]
 struct Slot {
     sender: Option<Held>,
-    /// The connection itself, polled by [`Owned::drive`].
+    /// The connection itself, polled by [`Owned::poll_drive`].
     connection: Option<Connection>,
-    /// The task that runs [`Owned::drive`], woken when a new connection is installed.
+    /// The task that runs [`Owned::poll_drive`], woken when a new connection is installed.
     waker: Option<Waker>,
 }
 
@@ -304,7 +304,7 @@ impl Owned {
         Ok(sender)
     }
 
-    /// Makes `connection` the one [`Owned::drive`] polls (the previous one, if any, closes).
+    /// Makes `connection` the one [`Owned::poll_drive`] polls (the previous one, if any, closes).
     fn install(&self, connection: Connection) {
         let mut slot = self.lock();
         slot.connection = Some(connection);

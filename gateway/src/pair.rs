@@ -14,8 +14,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Wake, Waker};
 
 /// Rounds one poll of the task may take while wakes keep coming in during it. A side that
-/// wakes itself each time it is polled (tokio's cooperative budget does, once a task has used
-/// it up) is then left to the scheduler: the task is woken and yields.
+/// wakes itself each time it is polled (a future that yields) is then left to the scheduler:
+/// the task is woken and yields. (tokio's cooperative budget defers its wakes until the poll
+/// ends, so they reach the task's waker.)
 const MAX_ROUNDS: usize = 4;
 
 /// What the task and both sides' wakers share.
