@@ -90,31 +90,16 @@ where
 #[cfg(test)]
 mod tests {
     use http_body_util::{BodyExt, Full};
-    use tokio::sync::mpsc;
 
     use super::*;
-
-    /// A body whose pieces the test sends; it ends when the sender is dropped.
-    struct Pieces(mpsc::Receiver<Bytes>);
-
-    impl Body for Pieces {
-        type Data = Bytes;
-        type Error = BoxError;
-
-        fn poll_frame(
-            mut self: Pin<&mut Self>,
-            cx: &mut Context<'_>,
-        ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-            self.0.poll_recv(cx).map(|p| p.map(|p| Ok(Frame::data(p))))
-        }
-    }
+    use crate::send_timeout::tests::pieces;
 
     const SECOND: Duration = Duration::from_secs(1);
 
     #[tokio::test(start_paused = true)]
     async fn a_moving_body_takes_its_time_and_a_quiet_one_fails_after_the_limit() {
-        let (tx, rx) = mpsc::channel(4);
-        let mut body = ReadIdle::new(Pieces(rx), SECOND);
+        let (tx, inner) = pieces();
+        let mut body = ReadIdle::new(inner, SECOND);
         let feeding = tokio::spawn(async move {
             // Five seconds in all, never more than 0.9 s between pieces.
             for _ in 0..6 {

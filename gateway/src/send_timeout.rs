@@ -248,14 +248,14 @@ pub async fn stalled(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use http_body_util::{BodyExt, Full};
     use tokio::sync::mpsc;
 
     use super::*;
 
     /// A body whose pieces the test sends; it ends when the sender is dropped.
-    struct Pieces(mpsc::Receiver<Bytes>);
+    pub(crate) struct Pieces(mpsc::Receiver<Bytes>);
 
     impl Body for Pieces {
         type Data = Bytes;
@@ -269,7 +269,7 @@ mod tests {
         }
     }
 
-    fn pieces() -> (mpsc::Sender<Bytes>, Pieces) {
+    pub(crate) fn pieces() -> (mpsc::Sender<Bytes>, Pieces) {
         let (tx, rx) = mpsc::channel(4);
         (tx, Pieces(rx))
     }
