@@ -214,22 +214,10 @@ impl Gateway {
                 }
             })
             .collect();
-        let idle = pipeline.idle_pool();
-        tokio::spawn(idle.clone().sweep_until(shutdown.clone()));
-        let plain = tokio::spawn(listener::serve(
-            http,
-            None,
-            pipeline.clone(),
-            idle.clone(),
-            metrics.clone(),
-            max_connections,
-            shutdown.clone(),
-        ));
-        let secure = tokio::spawn(listener::serve(
-            https,
-            Some(acceptor),
+        let listening = tokio::spawn(listener::serve_both(
+            (http, https),
+            acceptor,
             pipeline,
-            idle,
             metrics,
             max_connections,
             shutdown.clone(),
@@ -247,8 +235,7 @@ impl Gateway {
                 () = shutdown.wait() => break,
             }
         }
-        let _ = plain.await;
-        let _ = secure.await;
+        let _ = listening.await;
         for finished in threads {
             let _ = finished.await;
         }
@@ -286,27 +273,16 @@ impl Worker {
                     return;
                 }
             };
-            let idle = pipeline.idle_pool();
-            tokio::spawn(idle.clone().sweep_until(shutdown.clone()));
-            let plain = listener::serve(
-                http,
-                None,
-                pipeline.clone(),
-                idle.clone(),
-                metrics.clone(),
-                max_connections,
-                shutdown.clone(),
-            );
-            let secure = listener::serve(
-                https,
-                Some(acceptor),
+            let listeners = (http, https);
+            listener::serve_both(
+                listeners,
+                acceptor,
                 pipeline,
-                idle,
                 metrics,
                 max_connections,
                 shutdown,
-            );
-            tokio::join!(plain, secure);
+            )
+            .await;
         });
     }
 }

@@ -42,6 +42,39 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Pause after a failed accept (out of descriptors, say) before trying again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
+/// Serves one worker's plain and TLS listeners until shutdown, then drains both; their client
+/// connections share the worker's own idle pool of upstream connections.
+pub async fn serve_both(
+    (http, https): (TcpListener, TcpListener),
+    tls: TlsAcceptor,
+    pipeline: Arc<Pipeline>,
+    metrics: Metrics,
+    max_connections: usize,
+    shutdown: Shutdown,
+) {
+    let idle = pipeline.idle_pool();
+    tokio::spawn(idle.clone().sweep_until(shutdown.clone()));
+    let plain = serve(
+        http,
+        None,
+        pipeline.clone(),
+        idle.clone(),
+        metrics.clone(),
+        max_connections,
+        shutdown.clone(),
+    );
+    let secure = serve(
+        https,
+        Some(tls),
+        pipeline,
+        idle,
+        metrics,
+        max_connections,
+        shutdown,
+    );
+    tokio::join!(plain, secure);
+}
+
 /// Serves `listener` (over TLS when `tls` is given) until shutdown, then drains. Client
 /// connections park their idle upstream connections in `idle`, their worker's pool.
 pub async fn serve(
