@@ -742,12 +742,17 @@ impl Cluster {
                 spec.node_name = Some(self.config.node_name.clone());
             }
         }
+        self.add_pod(key, pod, Some(declared), here);
+    }
+
+    /// Adds a Pod that has not run yet, the newest in creation order.
+    fn add_pod(&mut self, key: Key, pod: Pod, applied: Option<Arc<Pod>>, here: bool) {
         let seq = self.next_seq();
         self.pods.insert(
             key,
             LivePod {
                 pod,
-                applied: Some(declared),
+                applied,
                 here,
                 ip: None,
                 started: false,
@@ -954,21 +959,7 @@ impl Cluster {
                 ..PodStatus::default()
             }),
         };
-        let seq = self.next_seq();
-        self.pods.insert(
-            (namespace.to_owned(), name),
-            LivePod {
-                pod,
-                applied: None,
-                here: true,
-                ip: None,
-                started: false,
-                stop_at: None,
-                stop_sent: false,
-                seq,
-                replace_with: None,
-            },
-        );
+        self.add_pod((namespace.to_owned(), name), pod, None, true);
     }
 
     /// Gives new Pods an address and hands them to the kubelet.
