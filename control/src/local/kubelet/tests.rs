@@ -10,7 +10,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::Empty;
 use hyper_util::rt::TokioIo;
-use k8s_openapi::api::core::v1::{ContainerStatus, Pod, PodStatus};
+use k8s_openapi::api::core::v1::{
+    ContainerState, ContainerStateTerminated, ContainerStatus, Pod, PodStatus,
+};
 use rustix::process::{Pid, Signal};
 use serde_json::json;
 use tokio::net::TcpListener;
@@ -96,6 +98,21 @@ fn is_ready(status: &PodStatus) -> bool {
 
 fn waiting_reason(c: &ContainerStatus) -> Option<&str> {
     c.state.as_ref()?.waiting.as_ref()?.reason.as_deref()
+}
+
+fn waiting_message(c: &ContainerStatus) -> Option<&str> {
+    c.state.as_ref()?.waiting.as_ref()?.message.as_deref()
+}
+
+/// The run that ended, in a container's `state` or `last_state`; `what` names it if absent.
+pub(crate) fn terminated<'a>(
+    state: &'a Option<ContainerState>,
+    what: &str,
+) -> &'a ContainerStateTerminated {
+    state
+        .as_ref()
+        .and_then(|s| s.terminated.as_ref())
+        .expect(what)
 }
 
 fn is_running(c: &ContainerStatus) -> bool {
@@ -191,13 +208,9 @@ async fn a_container_runs_with_its_environment_and_working_directory() {
     let logs = kubelet.logs(NS, "env", None).expect("the log");
     let status = status_when(&kubelet, "env", "Succeeded", |s| phase(s) == "Succeeded").await;
     let c = container(&status, "main");
-    let terminated = c
-        .state
-        .as_ref()
-        .and_then(|s| s.terminated.as_ref())
-        .expect("terminated");
+    let ended = terminated(&c.state, "terminated");
     assert_eq!(
-        (terminated.exit_code, terminated.reason.as_deref()),
+        (ended.exit_code, ended.reason.as_deref()),
         (0, Some("Completed"))
     );
     assert!(
@@ -266,11 +279,7 @@ async fn a_killed_container_restarts_then_backs_off() {
     let status = kubelet.status(NS, "crash").expect("a status");
     let c = container(&status, "main");
     assert_eq!(c.restart_count, 1);
-    let last = c
-        .last_state
-        .as_ref()
-        .and_then(|s| s.terminated.as_ref())
-        .expect("the last run");
+    let last = terminated(&c.last_state, "the last run");
     assert_eq!(
         (last.exit_code, last.signal, last.reason.as_deref()),
         (137, Some(9), Some("Error"))
@@ -289,13 +298,8 @@ async fn a_killed_container_restarts_then_backs_off() {
     })
     .await;
     let c = container(&waiting, "main");
-    let message = c
-        .state
-        .as_ref()
-        .and_then(|s| s.waiting.as_ref())
-        .and_then(|w| w.message.clone());
     assert_eq!(
-        message.as_deref(),
+        waiting_message(c),
         Some("back-off 200ms restarting failed container=main pod=crash_test(crash-uid)")
     );
     assert!(!c.ready);
@@ -356,13 +360,9 @@ async fn restart_policies_decide_the_phase() {
     .await;
     let failed = status_when(&kubelet, "never-fail", "Failed", |s| phase(s) == "Failed").await;
     let c = container(&failed, "c");
-    let terminated = c
-        .state
-        .as_ref()
-        .and_then(|s| s.terminated.as_ref())
-        .expect("terminated");
+    let ended = terminated(&c.state, "terminated");
     assert_eq!(
-        (terminated.exit_code, terminated.reason.as_deref()),
+        (ended.exit_code, ended.reason.as_deref()),
         (1, Some("Error"))
     );
     assert_eq!(c.restart_count, 0);
@@ -373,11 +373,7 @@ async fn restart_policies_decide_the_phase() {
     .await;
     let c = container(&done, "c");
     assert_eq!(c.restart_count, 1);
-    let last = c
-        .last_state
-        .as_ref()
-        .and_then(|s| s.terminated.as_ref())
-        .expect("the last run");
+    let last = terminated(&c.last_state, "the last run");
     assert_eq!(last.exit_code, 3);
     // Always restarts even a container that succeeded, backing off.
     let always = status_when(&kubelet, "always", "a few restarts", |s| {
@@ -501,11 +497,7 @@ async fn a_failing_liveness_probe_restarts_the_container() {
     .await;
     // Stop further kills.
     std::fs::write(&flag, b"").expect("the flag");
-    let last = container(&status, "main")
-        .last_state
-        .as_ref()
-        .and_then(|s| s.terminated.clone())
-        .expect("the killed run");
+    let last = terminated(&container(&status, "main").last_state, "the killed run");
     // sleep dies of the SIGTERM.
     assert_eq!(
         (last.exit_code, last.signal, last.reason.as_deref()),
@@ -565,11 +557,7 @@ async fn containers_that_cannot_run_wait_and_others_run() {
         waiting_reason(container(s, "c")) == Some("CreateContainerConfigError")
     })
     .await;
-    let message = container(&status, "c")
-        .state
-        .as_ref()
-        .and_then(|s| s.waiting.as_ref())
-        .and_then(|w| w.message.clone());
+    let message = waiting_message(container(&status, "c"));
     assert!(message.is_some_and(|m| m.contains("TOKEN")));
     let status = status_when(&kubelet, "nosuch", "RunContainerError, retried", |s| {
         let c = container(s, "c");
@@ -577,11 +565,7 @@ async fn containers_that_cannot_run_wait_and_others_run() {
     })
     .await;
     let c = container(&status, "c");
-    let last = c
-        .last_state
-        .as_ref()
-        .and_then(|s| s.terminated.as_ref())
-        .expect("the failed start");
+    let last = terminated(&c.last_state, "the failed start");
     assert_eq!(
         (last.exit_code, last.reason.as_deref()),
         (128, Some("StartError"))

@@ -5,6 +5,7 @@ use k8s_openapi::jiff::Timestamp;
 use serde_json::json;
 
 use super::{ContainerRecord, Finished, PodRecord, RunState, now, phase, pod_status};
+use crate::local::kubelet::tests::terminated;
 
 fn finished(exit_code: i32) -> Finished {
     Finished {
@@ -112,11 +113,7 @@ fn status_reports_addresses_conditions_and_containers() {
     assert_eq!(c.container_id.as_deref(), Some("ferry://42"));
     assert_eq!(c.restart_count, 1);
     assert!(c.state.as_ref().and_then(|s| s.running.as_ref()).is_some());
-    let last = c
-        .last_state
-        .as_ref()
-        .and_then(|s| s.terminated.as_ref())
-        .expect("last");
+    let last = terminated(&c.last_state, "last");
     assert_eq!(
         (last.exit_code, last.reason.as_deref()),
         (137, Some("Error"))
