@@ -33,25 +33,37 @@ async fn connect(
     sender
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn connections_past_the_limit_wait_for_a_free_slot() {
+/// A gateway on 127.0.0.1:0 serving `snapshot`, its config adjusted by `adjust`: the plain
+/// listener's address, what stops it, and its task.
+async fn start(
+    snapshot: Snapshot,
+    adjust: impl FnOnce(&mut Config),
+) -> (
+    std::net::SocketAddr,
+    ferry_runtime::ShutdownTrigger,
+    tokio::task::JoinHandle<()>,
+) {
     let bus = SnapshotBus::new();
     let subscription = bus.subscribe("gateway");
-    bus.publish(Snapshot {
-        version: 1,
-        ..Snapshot::default()
-    });
+    bus.publish(snapshot);
     let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-    let config = Config {
-        max_connections: 1,
-        ..Config::new(loopback, loopback)
-    };
+    let mut config = Config::new(loopback, loopback);
+    adjust(&mut config);
     let gateway = Gateway::build(config, subscription, &mut Registry::default())
         .await
         .unwrap();
     let addr = gateway.http_addr().unwrap();
     let (trigger, shutdown) = ferry_runtime::shutdown::channel();
-    let running = tokio::spawn(gateway.run(shutdown));
+    (addr, trigger, tokio::spawn(gateway.run(shutdown)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_past_the_limit_wait_for_a_free_slot() {
+    let empty = Snapshot {
+        version: 1,
+        ..Snapshot::default()
+    };
+    let (addr, trigger, running) = start(empty, |c| c.max_connections = 1).await;
 
     let mut first = connect(addr).await;
     assert_eq!(
@@ -132,20 +144,7 @@ async fn shutdown_lets_in_flight_requests_finish_and_takes_no_new_ones() {
         }
     });
 
-    let bus = SnapshotBus::new();
-    let subscription = bus.subscribe("gateway");
-    bus.publish(to(endpoint));
-    let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-    let gateway = Gateway::build(
-        Config::new(loopback, loopback),
-        subscription,
-        &mut Registry::default(),
-    )
-    .await
-    .unwrap();
-    let addr = gateway.http_addr().unwrap();
-    let (trigger, shutdown) = ferry_runtime::shutdown::channel();
-    let running = tokio::spawn(gateway.run(shutdown));
+    let (addr, trigger, running) = start(to(endpoint), |_| {}).await;
 
     let mut sender = connect(addr).await;
     let in_flight = tokio::spawn(async move { send_get(&mut sender).await });
@@ -217,20 +216,7 @@ async fn counting_upstream() -> (std::net::SocketAddr, std::sync::Arc<AtomicUsiz
 #[tokio::test]
 async fn an_upstream_connection_serves_a_client_connection_and_outlives_it() {
     let (endpoint, accepted) = counting_upstream().await;
-    let bus = SnapshotBus::new();
-    let subscription = bus.subscribe("gateway");
-    bus.publish(to(endpoint));
-    let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-    let gateway = Gateway::build(
-        Config::new(loopback, loopback),
-        subscription,
-        &mut Registry::default(),
-    )
-    .await
-    .unwrap();
-    let addr = gateway.http_addr().unwrap();
-    let (trigger, shutdown) = ferry_runtime::shutdown::channel();
-    let running = tokio::spawn(gateway.run(shutdown));
+    let (addr, trigger, running) = start(to(endpoint), |_| {}).await;
 
     let mut first = connect(addr).await;
     for _ in 0..10 {
@@ -265,20 +251,7 @@ async fn an_upstream_connection_serves_a_client_connection_and_outlives_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workers_share_the_port_and_the_routes() {
     let (endpoint, _) = counting_upstream().await;
-    let bus = SnapshotBus::new();
-    let subscription = bus.subscribe("gateway");
-    bus.publish(to(endpoint));
-    let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-    let config = Config {
-        workers: 3,
-        ..Config::new(loopback, loopback)
-    };
-    let gateway = Gateway::build(config, subscription, &mut Registry::default())
-        .await
-        .unwrap();
-    let addr = gateway.http_addr().unwrap();
-    let (trigger, shutdown) = ferry_runtime::shutdown::channel();
-    let running = tokio::spawn(gateway.run(shutdown));
+    let (addr, trigger, running) = start(to(endpoint), |c| c.workers = 3).await;
     // Connections land on any worker; each serves the routes.
     for _ in 0..12 {
         let mut sender = connect(addr).await;
