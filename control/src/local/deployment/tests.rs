@@ -48,6 +48,14 @@ fn deployment(replicas: i32, image: &str, surge: &str, unavailable: &str) -> Dep
 
 /// Applies a plan the way the runtime does: Pods follow replicas at once; new Pods become
 /// available only when `ready` says so.
+/// `d` with its container's image changed: a new template.
+fn with_image(d: &Deployment, image: &str) -> Deployment {
+    let mut d = d.clone();
+    let template = d.spec.as_mut().unwrap().template.spec.as_mut().unwrap();
+    template.containers[0].image = Some(image.into());
+    d
+}
+
 fn apply(sets: &mut Vec<Owned>, plan: &Plan, ready: bool) {
     if let Some((hash, revision, replicas)) = &plan.create {
         sets.push(Owned {
@@ -201,16 +209,7 @@ fn recreate_waits_for_old_pods_to_go() {
     });
     let mut sets = Vec::new();
     run_until_stable(&d1, &mut sets, true);
-    let mut d2 = d1.clone();
-    d2.spec
-        .as_mut()
-        .unwrap()
-        .template
-        .spec
-        .as_mut()
-        .unwrap()
-        .containers[0]
-        .image = Some("b".into());
+    let d2 = with_image(&d1, "b");
     let plan = reconcile(&d2, &sets);
     assert_eq!(plan.scale, vec![(sets[0].name.clone(), 0)]);
     assert_eq!(
@@ -242,16 +241,7 @@ fn history_is_bounded() {
     d.spec.as_mut().unwrap().revision_history_limit = Some(2);
     let mut sets = Vec::new();
     for v in 0..6 {
-        let mut d = d.clone();
-        d.spec
-            .as_mut()
-            .unwrap()
-            .template
-            .spec
-            .as_mut()
-            .unwrap()
-            .containers[0]
-            .image = Some(format!("v{v}"));
+        let d = with_image(&d, &format!("v{v}"));
         run_until_stable(&d, &mut sets, true);
     }
     assert_eq!(sets.len(), 3, "the current set and two old ones: {sets:?}");
