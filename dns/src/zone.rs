@@ -483,6 +483,7 @@ impl Builder {
                 namespace: s.namespace.clone(),
                 service: s.name.clone(),
                 port: port.port,
+                protocol: port.protocol,
             };
             let Some(cluster) = snapshot.cluster(&key) else {
                 continue;

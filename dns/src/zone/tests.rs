@@ -82,9 +82,9 @@ pub(crate) fn cluster() -> Snapshot {
             namespace: "shop".into(),
             service: "db".into(),
             port: 5432,
+            protocol: Protocol::TCP,
         },
         port_name: "pg".into(),
-        protocol: Protocol::TCP,
         app_protocol: None,
         session_affinity: SessionAffinity::None,
         endpoints: ["10.1.0.1", "10.1.0.2", "10.1.0.3"]
