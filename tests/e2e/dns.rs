@@ -1039,3 +1039,57 @@ async fn ferry_up_serves_the_standard_kube_system_objects() {
     }
     up.stop().await;
 }
+
+/// Item 1 for the gateway: an Ingress backend's port number means the TCP port when a UDP port
+/// shares it (HTTP is TCP), whichever the Service and its EndpointSlice list first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ingress_to_a_port_number_shared_by_udp_and_tcp_reaches_the_tcp_endpoints() {
+    let echo =
+        ferry_runtime::echo::Echo::build(([127, 0, 0, 1], 0).into(), "tcp".into(), "tcp".into())
+            .await
+            .unwrap();
+    let port = echo.local_addr().unwrap().port();
+    let (stop, shutdown) = ferry_runtime::shutdown::channel();
+    tokio::spawn(echo.run(shutdown));
+    let yaml = format!(
+        r#"
+apiVersion: v1
+kind: Service
+metadata: {{name: both, namespace: default}}
+spec:
+  ports:
+  - {{name: http-udp, port: 80, protocol: UDP}}
+  - {{name: http, port: 80, protocol: TCP}}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {{name: both-1, namespace: default, labels: {{kubernetes.io/service-name: both}}}}
+addressType: IPv4
+endpoints: [{{addresses: [127.0.0.1]}}]
+ports:
+- {{name: http-udp, port: 9, protocol: UDP}}
+- {{name: http, port: {port}, protocol: TCP}}
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {{name: both, namespace: default}}
+spec:
+  rules:
+  - http:
+      paths:
+      - path: /
+        pathType: Prefix
+        backend:
+          service: {{name: both, port: {{number: 80}}}}
+"#
+    );
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("both.yaml"), yaml).unwrap();
+    let up = running(dir.path()).await;
+    let (status, body) = get(up.http, "/").await;
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["name"], "tcp", "{body}");
+    up.stop().await;
+    stop.trigger();
+}
