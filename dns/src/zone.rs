@@ -11,7 +11,8 @@
 //!   Service's ready endpoints (none ready: the name does not exist, spec 2.4.1), or a CNAME
 //!   for an ExternalName Service; SRV for each of its ports (CoreDNS);
 //! - `<host>.<svc>.<ns>.svc.<zone>` for each ready endpoint of any Service but an ExternalName
-//!   one (its hostname, else its address with dashes, as CoreDNS names them);
+//!   one (its hostname, else its address with dashes, as CoreDNS names them): A/AAAA, and SRV
+//!   for the ports it serves;
 //! - `_<port>._<proto>.<svc>.<ns>.svc.<zone>` SRV for each named port;
 //! - PTR for cluster IPs, and for ready endpoints' addresses that are no cluster IP;
 //! - every ancestor of those names, so that a name that exists with no records answers NODATA;
@@ -537,6 +538,7 @@ impl Builder {
             return Ok(());
         }
         let hosts = self.endpoints(s, &base)?;
+        self.endpoint_srv(snapshot, s, &hosts);
         if s.headless {
             return self.headless(snapshot, s, &base, &hosts);
         }
@@ -584,6 +586,39 @@ impl Builder {
             hosts.insert(ep.address, host);
         }
         Ok(hosts)
+    }
+
+    /// SRV at each endpoint's name: the ports it serves, as CoreDNS answers an endpoint query
+    /// without a port.
+    fn endpoint_srv(
+        &mut self,
+        snapshot: &Snapshot,
+        s: &Service,
+        hosts: &HashMap<IpAddr, Arc<Name>>,
+    ) {
+        let mut by_host: HashMap<Arc<Name>, SrvSet> = HashMap::new();
+        for port in &s.ports {
+            let key = ClusterKey {
+                namespace: s.namespace.clone(),
+                service: s.name.clone(),
+                port: port.port,
+                protocol: port.protocol,
+            };
+            let Some(cluster) = snapshot.cluster(&key) else {
+                continue;
+            };
+            for e in cluster.ready_endpoints() {
+                if let Some(host) = hosts.get(&e.address) {
+                    by_host
+                        .entry(host.clone())
+                        .or_default()
+                        .push((host.clone(), e.port));
+                }
+            }
+        }
+        for (host, pairs) in by_host {
+            self.srv(&host, pairs);
+        }
     }
 
     fn headless(

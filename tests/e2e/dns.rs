@@ -959,6 +959,13 @@ async fn ferry_up_serves_the_standard_kube_system_objects() {
     )
     .await;
     assert_eq!(data(&r), ["10.244.0.2"]);
+    let host = "10-244-0-2.kube-dns.kube-system.svc.cluster.local.";
+    let r = ask(dns, host, RecordType::SRV).await;
+    assert_eq!(
+        data(&r),
+        [format!("0 33 53 {host}"), format!("0 33 9153 {host}")],
+        "an endpoint's own name lists the ports it serves, as CoreDNS"
+    );
     let r = ask(dns, "3.0.244.10.in-addr.arpa.", RecordType::PTR).await;
     assert_eq!(
         data(&r),

@@ -655,6 +655,14 @@ fn endpoints_of_clusterip_services_have_names_and_reverse_names() {
         Lookup::NxDomain,
         "not ready: no name"
     );
+    // SRV at an endpoint's name: kube-dns has no cluster in this snapshot, so no ports.
+    assert_eq!(
+        z.lookup(
+            &n("10-244-0-5.kube-dns.kube-system.svc.cluster.local."),
+            RecordType::SRV
+        ),
+        Lookup::NoData
+    );
     // The Service's own name is still its cluster IP.
     assert_eq!(
         answers(&z, "kube-dns.kube-system.svc.cluster.local.", RecordType::A),
@@ -743,4 +751,8 @@ fn a_dual_stack_endpoint_under_one_hostname_is_one_srv_per_port() {
         answers(&z, host, RecordType::AAAA),
         [RData::AAAA(AAAA("fd00::1".parse().unwrap()))]
     );
+    // CoreDNS answers SRV for an endpoint's own name too: the ports it serves.
+    let (got, extra) = lookup_answer(&z, host, RecordType::SRV);
+    assert_eq!(got, [srv(0, 50, 5432, host)]);
+    assert_eq!(extra, both);
 }
