@@ -113,6 +113,22 @@ impl Store {
             .map(|(_, m)| m)
     }
 
+    /// Every namespace named by an object: the Namespace objects' names and the namespaces of
+    /// namespaced objects, each once, sorted.
+    pub fn namespaces(&self) -> std::collections::BTreeSet<&str> {
+        let mut all = std::collections::BTreeSet::new();
+        for kind in Kind::ALL {
+            let objects = &self.kinds[kind as usize];
+            if kind == Kind::Namespace {
+                all.extend(objects.keys().map(|(_, name)| name.as_str()));
+            } else {
+                all.extend(objects.keys().map(|(ns, _)| ns.as_str()));
+            }
+        }
+        all.remove("");
+        all
+    }
+
     pub fn service(&self, namespace: &str, name: &str) -> Option<&Service> {
         match &self.kinds[Kind::Service as usize]
             .get(&(namespace.to_owned(), name.to_owned()))?

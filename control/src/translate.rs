@@ -23,8 +23,8 @@ use std::net::IpAddr;
 
 use ferry_model::{
     Backend, BackendPort, Canary, Certificate, Cluster, ClusterKey, Endpoint, HostMatch,
-    IngressOptions, PathType, Problem, Route, Service, ServiceEndpoint, ServicePort, ServiceType,
-    SessionAffinity, Snapshot, TargetPort, TargetRef, VirtualHost,
+    IngressOptions, PathType, Problem, Protocol, Route, Service, ServiceEndpoint, ServicePort,
+    ServiceType, SessionAffinity, Snapshot, TargetPort, TargetRef, VirtualHost,
 };
 use k8s_openapi::api::core::v1::Service as K8sService;
 use k8s_openapi::api::networking::v1::{HTTPIngressPath, Ingress, IngressBackend};
@@ -56,12 +56,25 @@ pub fn translate(store: &Store) -> Translation {
     let (services, clusters) = services(store);
     let mut snapshot = Snapshot {
         services,
+        namespaces: namespaces(store),
         clusters,
         ..Snapshot::default()
     };
     ingresses(store, &mut snapshot, &mut problems);
     problems.sort();
     Translation { snapshot, problems }
+}
+
+/// Namespaces every Kubernetes cluster has, whether or not a manifest declares them.
+const BUILT_IN_NAMESPACES: [&str; 4] = ["default", "kube-node-lease", "kube-public", "kube-system"];
+
+/// The namespaces that exist: the built-in ones, every Namespace object, and the namespace of
+/// every namespaced object (an object cannot exist outside its namespace, and manifests often
+/// leave the Namespace out).
+fn namespaces(store: &Store) -> Vec<String> {
+    let mut all: BTreeSet<&str> = BUILT_IN_NAMESPACES.into_iter().collect();
+    all.extend(store.namespaces());
+    all.into_iter().map(str::to_owned).collect()
 }
 
 fn services(store: &Store) -> (Vec<Service>, Vec<Cluster>) {
@@ -74,8 +87,8 @@ fn services(store: &Store) -> (Vec<Service>, Vec<Cluster>) {
         clusters.extend(service.ports.iter().map(|p| cluster(&service, p, &sets)));
         services.push(service);
     }
-    // The store iterates in (namespace, name) order and ports are unique per Service, so both
-    // lists are sorted already; sorting again only guards that invariant.
+    // The store iterates in (namespace, name) order and (port, protocol) is unique per Service
+    // (validated), so services are sorted; a Service's ports are in written order, so sort.
     clusters.sort_by(|a, b| a.key.cmp(&b.key));
     (services, clusters)
 }
@@ -219,9 +232,9 @@ fn cluster(svc: &Service, port: &ServicePort, sets: &[EndpointSet]) -> Cluster {
             namespace: svc.namespace.clone(),
             service: svc.name.clone(),
             port: port.port,
+            protocol: port.protocol,
         },
         port_name: port.name.clone(),
-        protocol: port.protocol,
         app_protocol: port.app_protocol.clone(),
         session_affinity: svc.session_affinity,
         endpoints,
@@ -332,23 +345,41 @@ fn backend(
             None
         }
         Some(s) => {
-            let found = s.ports.iter().find(|p| match &port {
-                BackendPort::Number(n) => p.port == *n,
+            // HTTP is TCP: a number names the TCP port of that number (kube-dns has 53/UDP and
+            // 53/TCP); a name names one port, which must be TCP to carry HTTP.
+            let named = s.ports.iter().find(|p| match &port {
+                BackendPort::Number(n) => p.port == *n && p.protocol == Protocol::TCP,
                 BackendPort::Name(n) => &p.name == n,
             });
-            if found.is_none() {
-                problems.push(m.warning(
+            let other = s.ports.iter().find(|p| match &port {
+                BackendPort::Number(n) => p.port == *n,
+                BackendPort::Name(_) => false,
+            });
+            let found = named.filter(|p| p.protocol == Protocol::TCP);
+            match (found, named.or(other)) {
+                (Some(_), _) => {}
+                (None, Some(p)) => problems.push(m.warning(
+                    format!("{field}.service.port"),
+                    format!(
+                        "Service \"{ns}/{}\" port {port} is {}/{}, and HTTP needs TCP; the route answers 503",
+                        svc.name,
+                        p.port,
+                        p.protocol.as_str()
+                    ),
+                )),
+                (None, None) => problems.push(m.warning(
                     format!("{field}.service.port"),
                     format!(
                         "Service \"{ns}/{}\" has no port {port}; the route answers 503",
                         svc.name
                     ),
-                ));
+                )),
             }
             found.map(|p| ClusterKey {
                 namespace: ns.clone(),
                 service: svc.name.clone(),
                 port: p.port,
+                protocol: p.protocol,
             })
         }
     };

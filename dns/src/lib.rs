@@ -114,8 +114,7 @@ impl Dns {
     ) -> Result<Dns, Error> {
         let metrics = Metrics::register(registry);
         let snapshot = subscription.current();
-        let index = ZoneIndex::compile(&snapshot, &config.cluster_domain, config.ttl)
-            .map_err(Error::Domain)?;
+        let index = compile(&snapshot, &config).map_err(Error::Domain)?;
         metrics.zone_names.set(index.len() as i64);
         let zone = Arc::new(ArcSwap::from_pointee(index));
         subscription.served(snapshot.version);
@@ -199,7 +198,7 @@ impl Dns {
             tokio::select! {
                 changed = subscription.changed() => {
                     let Some(snapshot) = changed else { break };
-                    match ZoneIndex::compile(&snapshot, &config.cluster_domain, config.ttl) {
+                    match compile(&snapshot, &config) {
                         Ok(index) => {
                             metrics.zone_names.set(index.len() as i64);
                             zone.store(Arc::new(index));
@@ -217,6 +216,13 @@ impl Dns {
         drop(stop);
         tasks.shutdown().await;
     }
+}
+
+/// The zone of `snapshot`; `ns.dns.<zone>` falls back to the address DNS listens on.
+fn compile(snapshot: &ferry_model::Snapshot, config: &Config) -> Result<ZoneIndex, String> {
+    let ip = config.listen.ip();
+    let served_on: &[std::net::IpAddr] = if ip.is_unspecified() { &[] } else { &[ip] };
+    ZoneIndex::compile_serving(snapshot, &config.cluster_domain, config.ttl, served_on)
 }
 
 /// Stops the UDP worker threads when `run` ends, however it ends (its runtime may drop it).

@@ -6,8 +6,11 @@
 //! and LoadBalancer Services. Only while the port has an endpoint to send to: an address without
 //! one is left out, so its listener closes and the kernel refuses connections, as kube-proxy's
 //! REJECT rule does.
+//!
+//! UDP and SCTP ports are not proxied: each is logged as a warning once, when it first appears,
+//! and everything else carries on (kube-dns's `53/UDP` sits next to its `53/TCP`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,6 +34,10 @@ pub struct Table {
     routes: HashMap<SocketAddr, Route>,
     /// The balancer of each Service port, for the next snapshot to carry state over from.
     balancers: HashMap<ClusterKey, Arc<Balancer>>,
+    /// Service ports this proxy does not carry (UDP, SCTP), so each is warned about once.
+    unproxied: HashSet<ClusterKey>,
+    /// Those first seen by this compile: the ones just warned about.
+    warned: Vec<ClusterKey>,
 }
 
 impl Table {
@@ -44,12 +51,21 @@ impl Table {
                 service.service_type,
                 ServiceType::NodePort | ServiceType::LoadBalancer
             );
-            for port in service.ports.iter().filter(|p| p.protocol == Protocol::TCP) {
+            for port in &service.ports {
                 let key = ClusterKey {
                     namespace: service.namespace.clone(),
                     service: service.name.clone(),
                     port: port.port,
+                    protocol: port.protocol,
                 };
+                if port.protocol != Protocol::TCP {
+                    if !previous.is_some_and(|p| p.unproxied.contains(&key)) {
+                        tracing::warn!(service = %key, "the L4 proxy carries TCP only: this {} port is not proxied; its endpoints are still reachable directly and in DNS", port.protocol.as_str());
+                        table.warned.push(key.clone());
+                    }
+                    table.unproxied.insert(key);
+                    continue;
+                }
                 let Some(cluster) = snapshot.cluster(&key) else {
                     continue;
                 };
@@ -94,6 +110,11 @@ impl Table {
     /// The route of a listening address.
     pub fn route(&self, addr: SocketAddr) -> Option<&Route> {
         self.routes.get(&addr)
+    }
+
+    /// The Service ports this compile warned about: UDP and SCTP ports not seen before.
+    pub fn warned(&self) -> &[ClusterKey] {
+        &self.warned
     }
 
     /// Every address to listen on, unordered.

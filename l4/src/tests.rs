@@ -129,9 +129,9 @@ pub(crate) fn snapshot(version: u64, services: &[Svc]) -> Snapshot {
                 namespace: "test".into(),
                 service: s.name.into(),
                 port: s.port,
+                protocol: s.protocol,
             },
             port_name: String::new(),
-            protocol: s.protocol,
             app_protocol: None,
             session_affinity: s.affinity,
             endpoints: s

@@ -19,7 +19,11 @@ pub struct Snapshot {
     pub version: u64,
     /// Every Service with its addresses and endpoints: the DNS records come from here.
     pub services: Vec<Service>,
-    /// One cluster per Service port: what a route forwards to.
+    /// The namespaces that exist, sorted: DNS answers NODATA for `<ns>.svc.<zone>` of one of
+    /// these without Services, NXDOMAIN for names in any other.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub namespaces: Vec<String>,
+    /// One cluster per Service port (port and protocol): what a route forwards to.
     pub clusters: Vec<Cluster>,
     /// Ingress rules merged by host, most specific host first.
     pub virtual_hosts: Vec<VirtualHost>,
@@ -171,26 +175,36 @@ pub struct ServiceEndpoint {
     pub target: Option<TargetRef>,
 }
 
-/// Names a cluster: a Service port.
+/// Names a cluster: a Service port, which is unique by (port, protocol) within its Service, as
+/// the API server validates it (kube-dns has `53/UDP` and `53/TCP`). Ordered by namespace,
+/// Service, port, then protocol (TCP first).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct ClusterKey {
     pub namespace: String,
     pub service: String,
     pub port: u16,
+    /// TCP when absent (snapshot files written before the protocol was part of the key).
+    #[serde(default)]
+    pub protocol: Protocol,
 }
 
 impl fmt::Display for ClusterKey {
+    /// `ns/svc:80` for TCP (what metrics and logs have always shown), `ns/svc:53/UDP` otherwise.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}:{}", self.namespace, self.service, self.port)
+        write!(f, "{}/{}:{}", self.namespace, self.service, self.port)?;
+        match self.protocol {
+            Protocol::TCP => Ok(()),
+            other => write!(f, "/{}", other.as_str()),
+        }
     }
 }
 
 /// The endpoints of one Service port: what a route balances over.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Cluster {
+    /// The protocol is the key's.
     pub key: ClusterKey,
     pub port_name: String,
-    pub protocol: Protocol,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub app_protocol: Option<String>,
     pub session_affinity: SessionAffinity,
@@ -560,6 +574,7 @@ impl Snapshot {
     /// Same cluster, whatever the version.
     pub fn same_content(&self, other: &Snapshot) -> bool {
         self.services == other.services
+            && self.namespaces == other.namespaces
             && self.clusters == other.clusters
             && self.virtual_hosts == other.virtual_hosts
             && self.default_backend == other.default_backend
@@ -622,8 +637,23 @@ impl Snapshot {
                 },
             );
         }
+        for w in self.namespaces.windows(2) {
+            check(w[0] < w[1], &|| {
+                format!("namespaces not sorted or not unique at {}", w[1])
+            });
+        }
         for s in &self.services {
+            let mut seen = BTreeSet::new();
             for p in &s.ports {
+                check(seen.insert((p.port, p.protocol)), &|| {
+                    format!(
+                        "service {}/{} has port {}/{} twice",
+                        s.namespace,
+                        s.name,
+                        p.port,
+                        p.protocol.as_str()
+                    )
+                });
                 check(p.port != 0, &|| {
                     format!("service {}/{} has port 0", s.namespace, s.name)
                 });
@@ -646,7 +676,11 @@ impl Snapshot {
         for c in &self.clusters {
             let has_port = self
                 .service(&c.key.namespace, &c.key.service)
-                .is_some_and(|s| s.ports.iter().any(|p| p.port == c.key.port));
+                .is_some_and(|s| {
+                    s.ports
+                        .iter()
+                        .any(|p| (p.port, p.protocol) == (c.key.port, c.key.protocol))
+                });
             check(has_port, &|| {
                 format!("cluster {} has no service port", c.key)
             });

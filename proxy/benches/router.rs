@@ -24,6 +24,7 @@ fn route(path: &str, path_type: PathType, service: &str) -> Route {
                 namespace: "bench".into(),
                 service: service.into(),
                 port: 80,
+                protocol: ferry_model::Protocol::TCP,
             }),
         },
         ingress: TargetRef {

@@ -79,7 +79,8 @@ fn same_host_and_path_the_oldest_ingress_wins() {
         &ClusterKey {
             namespace: "shop".into(),
             service: "web".into(),
-            port: 80
+            port: 80,
+            protocol: Protocol::TCP,
         },
         "a port named http resolves through the Service's ports"
     );
@@ -343,6 +344,7 @@ fn services_become_clusters_with_their_endpoints() {
             namespace: "shop".into(),
             service: "web".into(),
             port: 80,
+            protocol: Protocol::TCP,
         })
         .unwrap();
     assert_eq!(web.endpoints.len(), 1);
@@ -355,6 +357,7 @@ fn services_become_clusters_with_their_endpoints() {
             namespace: "shop".into(),
             service: "api".into(),
             port: 9000,
+            protocol: Protocol::TCP,
         })
         .unwrap();
     assert_eq!(api.app_protocol.as_deref(), Some("kubernetes.io/h2c"));
@@ -567,6 +570,7 @@ fn canary_attaches_to_the_route_of_the_oldest_main_ingress() {
                     namespace: "shop".into(),
                     service: "api".into(),
                     port: 9000,
+                    protocol: Protocol::TCP,
                 }),
             },
             ingress: shop_ingress("canary"),
@@ -684,4 +688,123 @@ fn the_annotations_fixture_passes_validation() {
     // `store` refuses any validation error.
     let t = translate(&store(&yaml));
     assert_eq!(t.snapshot.ingress_options.len(), 2);
+}
+
+/// kube-system's kube-dns and default/kubernetes as every cluster has them (issue 12).
+const KUBE_SYSTEM: &str = r#"
+apiVersion: v1
+kind: Service
+metadata: {name: kube-dns, namespace: kube-system, labels: {k8s-app: kube-dns}}
+spec:
+  clusterIP: 10.96.0.10
+  ports:
+  - {name: dns, port: 53, protocol: UDP, targetPort: 53}
+  - {name: dns-tcp, port: 53, protocol: TCP, targetPort: 53}
+  - {name: metrics, port: 9153, protocol: TCP, targetPort: 9153}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: kube-dns-1, namespace: kube-system, labels: {kubernetes.io/service-name: kube-dns}}
+addressType: IPv4
+endpoints: [{addresses: ["127.0.0.53"]}]
+ports:
+- {name: dns-tcp, port: 5353, protocol: TCP}
+- {name: dns, port: 5354, protocol: UDP}
+- {name: metrics, port: 9153, protocol: TCP}
+---
+"#;
+
+#[test]
+fn one_port_number_on_two_protocols_translates_to_two_clusters() {
+    let t = translate(&store(KUBE_SYSTEM));
+    t.snapshot.validate().unwrap();
+    let keys: Vec<String> = t
+        .snapshot
+        .clusters
+        .iter()
+        .map(|c| c.key.to_string())
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "kube-system/kube-dns:53",
+            "kube-system/kube-dns:53/UDP",
+            "kube-system/kube-dns:9153"
+        ]
+    );
+    // Each cluster takes the endpoint port of its own name and protocol.
+    let ports: Vec<(u16, Protocol, &str)> = t
+        .snapshot
+        .clusters
+        .iter()
+        .map(|c| (c.endpoints[0].port, c.key.protocol, c.port_name.as_str()))
+        .collect();
+    assert_eq!(
+        ports,
+        [
+            (5353, Protocol::TCP, "dns-tcp"),
+            (5354, Protocol::UDP, "dns"),
+            (9153, Protocol::TCP, "metrics")
+        ]
+    );
+}
+
+#[test]
+fn an_ingress_backend_port_number_means_the_tcp_port() {
+    let backend = |port: &str| {
+        let yaml = [
+            KUBE_SYSTEM.to_owned(),
+            "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: dns, namespace: kube-system}\nspec:\n".to_owned(),
+            path("dns.example.com", "/", "Prefix", "kube-dns", port),
+        ]
+        .concat();
+        let t = translate(&store(&yaml));
+        t.snapshot.validate().unwrap();
+        let cluster = t.snapshot.virtual_hosts[0].routes[0]
+            .backend
+            .cluster()
+            .cloned();
+        (cluster.map(|c| c.to_string()), warnings(&t))
+    };
+    assert_eq!(
+        backend("{number: 53}"),
+        (Some("kube-system/kube-dns:53".to_owned()), vec![])
+    );
+    assert_eq!(
+        backend("{name: dns-tcp}"),
+        (Some("kube-system/kube-dns:53".to_owned()), vec![])
+    );
+    assert_eq!(
+        backend("{name: dns}"),
+        (
+            None,
+            vec![
+                "t.yaml:3: Ingress kube-system/dns: spec.rules[0].http.paths[0].backend.service.port: \
+                 Service \"kube-system/kube-dns\" port dns is 53/UDP, and HTTP needs TCP; the route answers 503"
+                    .to_owned()
+            ]
+        )
+    );
+}
+
+#[test]
+fn namespaces_are_the_built_in_ones_and_those_objects_name() {
+    let yaml = [
+        KUBE_SYSTEM,
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: empty}\n---\n",
+        SERVICES,
+    ]
+    .concat();
+    let t = translate(&store(&yaml));
+    assert_eq!(
+        t.snapshot.namespaces,
+        [
+            "default",
+            "empty",
+            "kube-node-lease",
+            "kube-public",
+            "kube-system",
+            "shop"
+        ]
+    );
 }

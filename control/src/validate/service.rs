@@ -50,7 +50,10 @@ pub(super) fn service(c: &mut Check<'_>, svc: &Service) {
         c.required("spec.ports");
     }
     let mut names = BTreeSet::new();
+    // A Service port is (port, protocol), and so is a node port: kube-dns has 53/UDP and
+    // 53/TCP, and a NodePort Service may give both the same node port.
     let mut pairs = BTreeSet::new();
+    let mut node_pairs = BTreeSet::new();
     for (i, p) in ports.iter().enumerate() {
         let at = |f: &str| format!("spec.ports[{i}].{f}");
         c.port_name(&at("name"), p.name.as_deref(), ports.len(), &mut names);
@@ -66,6 +69,9 @@ pub(super) fn service(c: &mut Check<'_>, svc: &Service) {
             None => {}
         }
         if let Some(np) = p.node_port.filter(|&np| np != 0) {
+            if !node_pairs.insert((np, protocol)) {
+                c.duplicate(&at("nodePort"), &np);
+            }
             if matches!(ty, "ClusterIP" | "ExternalName") {
                 c.forbidden(
                     &at("nodePort"),
@@ -125,6 +131,9 @@ pub(super) fn service(c: &mut Check<'_>, svc: &Service) {
         );
     }
 }
+
+#[cfg(test)]
+mod tests;
 
 fn cluster_ips(c: &mut Check<'_>, ip: Option<&str>, ips: Option<&[String]>) {
     let ips = ips.unwrap_or_default();

@@ -398,3 +398,45 @@ fn the_hot_path_leaves_the_rest_to_the_general_path() {
         assert!(h.fast(&bytes, Transport::Udp, started).is_none(), "{what}");
     }
 }
+
+/// Spec 2.4.1 with RFC 2308: a headless Service without ready endpoints is NXDOMAIN, with the
+/// zone's SOA in the authority section; ANY as CoreDNS answers it: NOERROR, no records, the
+/// SOA (NXDOMAIN where the name does not exist).
+#[test]
+fn empty_headless_is_nxdomain_and_any_is_nodata_both_with_the_soa() {
+    let h = handler();
+    for (name, t, rcode) in [
+        (
+            "empty.shop.svc.cluster.local.",
+            RecordType::A,
+            ResponseCode::NXDomain,
+        ),
+        (
+            "empty.shop.svc.cluster.local.",
+            RecordType::SRV,
+            ResponseCode::NXDomain,
+        ),
+        (
+            "web.shop.svc.cluster.local.",
+            RecordType::ANY,
+            ResponseCode::NoError,
+        ),
+        (
+            "10-1-2-3.shop.pod.cluster.local.",
+            RecordType::ANY,
+            ResponseCode::NoError,
+        ),
+        (
+            "nope.shop.svc.cluster.local.",
+            RecordType::ANY,
+            ResponseCode::NXDomain,
+        ),
+    ] {
+        let r = ask(&h, &query(name, t), Transport::Udp);
+        assert_eq!(r.metadata.response_code, rcode, "{name} {t}");
+        assert!(r.metadata.authoritative, "{name} {t}");
+        assert!(r.answers.is_empty(), "{name} {t}");
+        let soa: Vec<_> = r.authorities.iter().map(|a| a.record_type()).collect();
+        assert_eq!(soa, [RecordType::SOA], "{name} {t}");
+    }
+}

@@ -116,3 +116,36 @@ fn state_carries_over_to_the_next_table() {
         .next();
     assert_eq!(picked, Some(addr("10.0.0.2:80")));
 }
+
+/// kube-dns: 53/UDP and 53/TCP on one cluster IP. The TCP port is proxied; the UDP port is not,
+/// which is said once (a warning when it first appears), and nothing else changes.
+#[test]
+fn a_udp_port_next_to_its_tcp_twin_is_warned_about_once_and_not_proxied() {
+    let tcp = Svc::new("kube-dns", ip("127.2.0.10"), 53, &[addr("127.1.0.53:5353")]);
+    let mut udp = tcp.clone();
+    udp.protocol = ferry_model::Protocol::UDP;
+    udp.endpoints = vec![(addr("127.1.0.53:5354"), true)];
+    let mut s = snapshot(1, &[tcp]);
+    let with_udp = snapshot(1, &[udp]);
+    // One Service with both ports: merge the UDP port and cluster into the TCP one's.
+    s.services[0]
+        .ports
+        .push(with_udp.services[0].ports[0].clone());
+    s.clusters.push(with_udp.clusters[0].clone());
+    s.validate().unwrap();
+
+    let table = Table::compile(&s, &Config::default(), None);
+    assert_eq!(addrs(&table), [addr("127.2.0.10:53")]);
+    let route = table.route(addr("127.2.0.10:53")).unwrap();
+    assert_eq!(&*route.service, "test/kube-dns:53");
+    assert_eq!(route.balancer.endpoints(), [addr("127.1.0.53:5353")]);
+    let warned: Vec<String> = table.warned().iter().map(ToString::to_string).collect();
+    assert_eq!(warned, ["test/kube-dns:53/UDP"]);
+
+    let again = Table::compile(&s, &Config::default(), Some(&table));
+    assert!(
+        again.warned().is_empty(),
+        "warned once, not on every snapshot"
+    );
+    assert_eq!(addrs(&again), [addr("127.2.0.10:53")]);
+}

@@ -28,9 +28,9 @@ fn cluster(name: &str, port: u16) -> Cluster {
             namespace: "shop".into(),
             service: name.into(),
             port,
+            protocol: Protocol::TCP,
         },
         port_name: "http".into(),
-        protocol: Protocol::TCP,
         app_protocol: None,
         session_affinity: SessionAffinity::None,
         endpoints: vec![Endpoint {
@@ -68,6 +68,7 @@ fn snapshot() -> Snapshot {
     Snapshot {
         version: 3,
         services: vec![service("api", 80), service("web", 80)],
+        namespaces: vec![],
         clusters: vec![cluster("api", 80), web.clone()],
         virtual_hosts: vec![VirtualHost {
             host: HostMatch::parse("Shop.Example.com"),
@@ -102,6 +103,7 @@ fn dangling_cluster_reference_is_refused() {
             namespace: "shop".into(),
             service: "gone".into(),
             port: 80,
+            protocol: Protocol::TCP,
         }),
     ));
     let err = s.validate().unwrap_err();
@@ -350,6 +352,7 @@ fn canary_weights_and_clusters_are_checked() {
         namespace: "shop".into(),
         service: "gone".into(),
         port: 80,
+        protocol: Protocol::TCP,
     };
     for (c, ok) in [
         (canary(Some(web.clone())), true),
@@ -382,5 +385,61 @@ fn path_pattern_anchors_and_ignores_case() {
     assert_eq!(
         IngressOptions::path_pattern("/api(/|$)(.*)"),
         "(?i)^(?:/api(/|$)(.*))"
+    );
+}
+
+/// kube-system/kube-dns: `53/UDP` and `53/TCP` are two ports, two clusters (issue 12, item 1).
+#[test]
+fn one_port_number_on_two_protocols_is_two_clusters() {
+    let mut s = snapshot();
+    let mut dns = service("dns", 53);
+    dns.ports.push(ServicePort {
+        name: "dns-tcp".into(),
+        ..dns.ports[0].clone()
+    });
+    dns.ports[0].name = "dns".into();
+    dns.ports[0].protocol = Protocol::UDP;
+    s.services.insert(1, dns);
+    let mut udp = cluster("dns", 53);
+    udp.key.protocol = Protocol::UDP;
+    s.clusters.insert(1, cluster("dns", 53));
+    s.clusters.insert(2, udp);
+    assert_eq!(s.validate(), Ok(()));
+    assert_eq!(s.clusters[1].key.to_string(), "shop/dns:53");
+    assert_eq!(s.clusters[2].key.to_string(), "shop/dns:53/UDP");
+
+    // The same (port, protocol) twice in one Service is not two ports.
+    let mut twice = s.clone();
+    twice.services[1].ports[1].protocol = Protocol::UDP;
+    let err = twice.validate().unwrap_err().to_string();
+    assert!(err.contains("shop/dns has port 53/UDP twice"), "{err}");
+
+    // A cluster needs a Service port of its own protocol.
+    let mut sctp = s.clone();
+    sctp.clusters[2].key.protocol = Protocol::SCTP;
+    let err = sctp.validate().unwrap_err().to_string();
+    assert!(
+        err.contains("cluster shop/dns:53/SCTP has no service port"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_cluster_key_without_protocol_reads_as_tcp() {
+    let key: ClusterKey =
+        serde_json::from_str(r#"{"namespace":"shop","service":"web","port":80}"#).unwrap();
+    assert_eq!(key.protocol, Protocol::TCP);
+}
+
+#[test]
+fn namespaces_are_sorted_and_unique() {
+    let mut s = snapshot();
+    s.namespaces = vec!["default".into(), "shop".into()];
+    assert_eq!(s.validate(), Ok(()));
+    s.namespaces = vec!["shop".into(), "default".into()];
+    let err = s.validate().unwrap_err().to_string();
+    assert!(
+        err.contains("namespaces not sorted or not unique at default"),
+        "{err}"
     );
 }

@@ -16,6 +16,7 @@ fn backend(name: &str) -> Backend {
             namespace: "default".into(),
             service: name.into(),
             port: 80,
+            protocol: ferry_model::Protocol::TCP,
         }),
     }
 }
@@ -493,6 +494,7 @@ fn match_exposes_cluster_tls_and_route() {
             namespace: "shop".into(),
             service: "api".into(),
             port: 8080,
+            protocol: ferry_model::Protocol::TCP,
         }),
     };
     vh.routes[0].backend = Backend::Resource {
