@@ -102,6 +102,7 @@ pub fn up_config(paths: Vec<PathBuf>) -> UpConfig {
         cluster_domain: "cluster.local".into(),
         debounce: Duration::from_millis(50),
         local: local_config(),
+        connections: Default::default(),
     }
 }
 
