@@ -586,8 +586,15 @@ mod tests {
     fn zero_timeouts_are_refused() {
         let err = Cli::try_parse_from(["ferry", "up", "--dns-tcp-idle-timeout", "0s"]).unwrap_err();
         assert!(err.to_string().contains("must be more than zero"), "{err}");
-        let err = Cli::try_parse_from(["ferry", "dns", "--snapshot", "s.json", "--dns-tcp-max-connections", "0"])
-            .unwrap_err();
+        let err = Cli::try_parse_from([
+            "ferry",
+            "dns",
+            "--snapshot",
+            "s.json",
+            "--dns-tcp-max-connections",
+            "0",
+        ])
+        .unwrap_err();
         assert!(err.to_string().contains("dns-tcp-max-connections"), "{err}");
     }
 }

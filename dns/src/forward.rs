@@ -332,7 +332,10 @@ mod tests {
         let (mut reply, from) = first.unwrap();
         reply.metadata.message_type = MessageType::Response;
         reply.metadata.response_code = ResponseCode::NXDomain;
-        silent.send_to(&reply.to_vec().unwrap(), from).await.unwrap();
+        silent
+            .send_to(&reply.to_vec().unwrap(), from)
+            .await
+            .unwrap();
         let answered = waiting.join_next().await.unwrap().unwrap().unwrap();
         assert_eq!(answered.rcode, ResponseCode::NXDomain);
         assert_eq!(REPLY_BUFFERS.with(Cell::get) - before, 1);

@@ -18,8 +18,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use socket2::{Domain, Protocol, Socket, Type};
 use ferry_runtime::connections::{Connection, Connections, Limits};
+use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
@@ -194,7 +194,11 @@ async fn tcp_loop(listener: TcpListener, handler: Arc<Handler>, connections: Con
 /// Answers queries in order until the client closes. Reading the next query is bounded by
 /// `conn`'s deadline (the caller's `expired`); writing an answer by the first-query timeout, as
 /// miekg/dns bounds writes by its read timeout.
-async fn tcp_connection(mut stream: TcpStream, handler: &Handler, conn: &Connection) -> io::Result<()> {
+async fn tcp_connection(
+    mut stream: TcpStream,
+    handler: &Handler,
+    conn: &Connection,
+) -> io::Result<()> {
     let _ = stream.set_nodelay(true);
     let write_timeout = conn.limits().first_request;
     loop {
@@ -218,6 +222,11 @@ async fn tcp_connection(mut stream: TcpStream, handler: &Handler, conn: &Connect
         framed.extend_from_slice(&answer);
         tokio::time::timeout(write_timeout, stream.write_all(&framed))
             .await
-            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "the client does not read its answer"))??;
+            .map_err(|_| {
+                io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the client does not read its answer",
+                )
+            })??;
     }
 }

@@ -209,7 +209,9 @@ impl AsyncRead for Watched {
         ready!(Pin::new(&mut self.stream).poll_read(cx, buf))?;
         let n = buf.filled().len() - before;
         if n > 0 {
-            self.activity.received.fetch_add(n as u64, Ordering::Relaxed);
+            self.activity
+                .received
+                .fetch_add(n as u64, Ordering::Relaxed);
             self.activity.touch();
         }
         Poll::Ready(Ok(()))

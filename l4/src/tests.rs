@@ -777,5 +777,8 @@ async fn a_zero_idle_timeout_is_refused() {
     let err = ServiceProxy::build(config, bus.subscribe("l4"), &mut Registry::default())
         .await
         .unwrap_err();
-    assert_eq!(err.to_string(), "the L4 idle timeout must be more than zero");
+    assert_eq!(
+        err.to_string(),
+        "the L4 idle timeout must be more than zero"
+    );
 }

@@ -160,6 +160,10 @@ pub struct Connection {
 }
 
 impl Connection {
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
     /// Marks a request in progress until the returned guard is dropped.
     pub fn request(&self) -> InProgress {
         self.state.send_modify(|s| s.requests += 1);
@@ -278,7 +282,11 @@ mod tests {
         assert_eq!(now_or_never(&b), None);
         assert_eq!(connections.len(), 2);
         drop(a);
-        assert_eq!(connections.len(), 2, "an evicted connection is no longer counted");
+        assert_eq!(
+            connections.len(),
+            2,
+            "an evicted connection is no longer counted"
+        );
 
         // Both busy: the newcomer is turned away and nobody is evicted.
         let (_rb, _rc) = (b.request(), c.request());

@@ -40,8 +40,12 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, Error> {
 }
 
 /// Serves `handler` on every connection until shutdown, then drains.
-pub async fn serve<F, Fut>(listener: TcpListener, handler: F, limits: Limits, mut shutdown: Shutdown)
-where
+pub async fn serve<F, Fut>(
+    listener: TcpListener,
+    handler: F,
+    limits: Limits,
+    mut shutdown: Shutdown,
+) where
     F: Fn(Request<Incoming>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response<Body>> + Send + 'static,
 {
@@ -76,7 +80,10 @@ where
     })
     .await;
     if drained.is_err() {
-        tracing::warn!(open = tasks.len(), "connections still open after the drain timeout; closing them");
+        tracing::warn!(
+            open = tasks.len(),
+            "connections still open after the drain timeout; closing them"
+        );
         tasks.shutdown().await;
     }
 }
