@@ -285,3 +285,64 @@ async fn handle(state: Arc<AdminState>, req: Request<Incoming>) -> Response<Body
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_split_into_name_and_port() {
+        assert_eq!(
+            split_host("127.0.0.1:9901"),
+            Some(("127.0.0.1", Some(9901)))
+        );
+        assert_eq!(split_host("[::1]:9901"), Some(("::1", Some(9901))));
+        assert_eq!(split_host("[::1]"), Some(("::1", None)));
+        assert_eq!(split_host("localhost:"), Some(("localhost", None)));
+        for bad in [
+            "::1",
+            "[::1",
+            "[evil]:80",
+            "[::1]x",
+            "a:b",
+            "a:99999",
+            "a:1:2",
+        ] {
+            assert_eq!(split_host(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn only_ip_literals_and_localhost_are_local() {
+        for local in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "::1",
+            "localhost",
+            "LOCALHOST",
+            "localhost.",
+        ] {
+            assert!(is_local_name(local), "{local}");
+        }
+        for foreign in [
+            "",
+            "evil.example",
+            "127.0.0.1.nip.io",
+            "localhost.evil",
+            "127.1",
+            "u@127.0.0.1",
+        ] {
+            assert!(!is_local_name(foreign), "{foreign}");
+        }
+    }
+
+    #[test]
+    fn an_origin_is_this_server_only_with_http_and_the_same_host_and_port() {
+        assert!(same_origin("http://127.0.0.1:9901", "127.0.0.1:9901"));
+        assert!(same_origin("http://LOCALHOST", "localhost:80"));
+        assert!(!same_origin("https://127.0.0.1:9901", "127.0.0.1:9901"));
+        assert!(!same_origin("http://127.0.0.1:1", "127.0.0.1:9901"));
+        assert!(!same_origin("http://evil.example:9901", "127.0.0.1:9901"));
+        assert!(!same_origin("null", "127.0.0.1:9901"));
+    }
+}

@@ -225,6 +225,8 @@ impl Drop for InProgress {
 
 #[cfg(test)]
 mod tests {
+    use std::future::Future;
+
     use super::*;
 
     const LIMITS: Limits = Limits {
@@ -246,8 +248,6 @@ mod tests {
             std::task::Poll::Pending => None,
         }
     }
-
-    use std::future::Future;
 
     #[tokio::test(start_paused = true)]
     async fn the_first_request_has_a_deadline_then_each_idle_spell() {

@@ -433,3 +433,51 @@ async fn at_its_cap_with_every_dns_connection_busy_a_new_one_is_closed() {
     trigger.trigger();
     tokio::time::timeout(DEADLINE, task).await.unwrap().unwrap();
 }
+
+/// Soft and hard "Max open files" of a process, from /proc.
+fn open_files_limits(pid: u32) -> Option<(String, String)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/limits")).ok()?;
+    let line = text.lines().find(|l| l.starts_with("Max open files"))?;
+    let mut fields = line["Max open files".len()..].split_whitespace();
+    Some((fields.next()?.to_owned(), fields.next()?.to_owned()))
+}
+
+/// ferry raises its soft descriptor limit to the hard one at start, as Go programs do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ferry_raises_its_soft_descriptor_limit_to_the_hard_one() {
+    if !std::path::Path::new("/proc/self/limits").exists() {
+        eprintln!("skipping: no /proc/self/limits to read the limits from");
+        return;
+    }
+    let hard = ferry_runtime::descriptors::nofile_limit().hard;
+    if hard.is_none_or(|h| h <= 256) {
+        eprintln!("skipping: the hard descriptor limit ({hard:?}) leaves nothing to raise");
+        return;
+    }
+    // Started with a low soft limit, as a login shell's 1,024 would be.
+    let ferry = env!("CARGO_BIN_EXE_ferry");
+    let mut child = std::process::Command::new("sh")
+        .args([
+            "-c",
+            "ulimit -Sn 256 && exec \"$0\" echo --listen 127.0.0.1:0",
+            ferry,
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let raised = crate::eventually("the soft limit raised to the hard one", || async {
+        // Once the shell has become ferry (before, the limits are the shell's).
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+        if comm.trim_end() != "ferry" {
+            return None;
+        }
+        let (soft, hard) = open_files_limits(pid)?;
+        (soft == hard).then_some(soft)
+    })
+    .await;
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(Some(raised), hard.map(|h| h.to_string()));
+}
