@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use ferry::get::{self, Output, Resource};
-use ferry::up::{Up, UpConfig};
+use ferry::up::{ConnectionLimits, Up, UpConfig};
 use ferry::workloads;
 use ferry_control::local::ipam::Cidr;
+use ferry_runtime::Limits;
 use ferry_runtime::telemetry::{self, LogFormat};
 
 #[derive(Debug, Parser)]
@@ -56,10 +57,16 @@ enum Command {
         /// Admin API: /live /ready /config /status /metrics.
         #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9901")]
         admin: SocketAddr,
+        #[command(flatten)]
+        admin_args: AdminArgs,
         #[arg(long, value_name = "DOMAIN", default_value = "cluster.local")]
         cluster_domain: String,
         #[command(flatten)]
         dns_args: DnsArgs,
+        /// Close an L4 Service proxy connection with no byte either way for this long (nginx
+        /// stream's proxy_timeout).
+        #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = positive_duration)]
+        l4_idle_timeout: Duration,
         /// The gateway's access log: one JSON line per request on stdout.
         #[arg(long)]
         access_log: bool,
@@ -211,6 +218,58 @@ struct DnsArgs {
     /// Walk a Pod's search path server-side: one round trip instead of one per search domain.
     #[arg(long)]
     dns_autopath: bool,
+    /// Close a DNS-over-TCP connection whose first query has not arrived in this long.
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = positive_duration)]
+    dns_tcp_first_query_timeout: Duration,
+    /// Close a DNS-over-TCP connection with no query in progress for this long.
+    #[arg(long, value_name = "DURATION", default_value = "8s", value_parser = positive_duration)]
+    dns_tcp_idle_timeout: Duration,
+    /// DNS-over-TCP connections open at once; at the limit the longest idle one is closed to
+    /// make room.
+    #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    dns_tcp_max_connections: u32,
+}
+
+impl DnsArgs {
+    fn tcp_limits(&self) -> Limits {
+        Limits {
+            first_request: self.dns_tcp_first_query_timeout,
+            idle: self.dns_tcp_idle_timeout,
+            max_connections: self.dns_tcp_max_connections as usize,
+        }
+    }
+}
+
+/// The admin server's connections (`ferry up`).
+#[derive(Debug, Args)]
+struct AdminArgs {
+    /// Close an admin connection whose first request has not arrived in this long.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = positive_duration)]
+    admin_first_request_timeout: Duration,
+    /// Close an admin connection with no request in progress for this long.
+    #[arg(long, value_name = "DURATION", default_value = "75s", value_parser = positive_duration)]
+    admin_idle_timeout: Duration,
+    /// Admin connections open at once; at the limit the longest idle one is closed to make room.
+    #[arg(long, value_name = "N", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
+    admin_max_connections: u32,
+}
+
+impl AdminArgs {
+    fn limits(&self) -> Limits {
+        Limits {
+            first_request: self.admin_first_request_timeout,
+            idle: self.admin_idle_timeout,
+            max_connections: self.admin_max_connections as usize,
+        }
+    }
+}
+
+/// A duration such as `2s`, `500ms`, `10m`, more than zero.
+fn positive_duration(text: &str) -> Result<Duration, String> {
+    match ferry_load::duration::parse(text)? {
+        d if d.is_zero() => Err(format!("{text:?}: must be more than zero")),
+        d => Ok(d),
+    }
 }
 
 fn main() -> ExitCode {
@@ -223,6 +282,9 @@ fn main() -> ExitCode {
         eprintln!("ferry: {e}");
         return ExitCode::FAILURE;
     }
+    // As Go does at start: the soft limit of 1,024 descriptors is far below what the hard limit
+    // allows, and every connection, Pod pipe and DNS socket takes one.
+    ferry_runtime::descriptors::raise_nofile_limit();
     if let Command::Check { paths } = cli.command {
         return check(paths);
     }
@@ -324,13 +386,20 @@ async fn async_main(command: Command) -> Result<(), Box<dyn std::error::Error>> 
             https,
             dns,
             admin,
+            admin_args,
             cluster_domain,
             dns_args,
+            l4_idle_timeout,
             access_log,
             pod_cidr,
             service_cidr,
             max_pods,
         } => {
+            let connections = ConnectionLimits {
+                admin: admin_args.limits(),
+                dns_tcp: dns_args.tcp_limits(),
+                l4_idle: l4_idle_timeout,
+            };
             let (dns_upstreams, dns_search) = ferry::dns::host_resolver(dns_args.dns_upstream);
             let mut local = ferry_control::local::Config::default();
             local.cluster.pod_cidr = pod_cidr;
@@ -349,6 +418,7 @@ async fn async_main(command: Command) -> Result<(), Box<dyn std::error::Error>> 
                 cluster_domain,
                 debounce: Duration::from_millis(100),
                 local,
+                connections,
             };
             Up::build(config).await?.run(shutdown).await?;
         }
@@ -359,8 +429,10 @@ async fn async_main(command: Command) -> Result<(), Box<dyn std::error::Error>> 
             cluster_domain,
             dns_args,
         } => {
+            let tcp = dns_args.tcp_limits();
             let (upstreams, search) = ferry::dns::host_resolver(dns_args.dns_upstream);
             let dns = ferry_dns::Config {
+                tcp,
                 upstreams,
                 search,
                 autopath: dns_args.dns_autopath,
@@ -485,4 +557,44 @@ async fn async_main(command: Command) -> Result<(), Box<dyn std::error::Error>> 
         Command::Check { .. } | Command::Load(_) => {}
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The flags' defaults are the parts' own.
+    #[test]
+    fn connection_flags_default_to_the_parts_defaults() {
+        let cli = Cli::try_parse_from(["ferry", "up"]).unwrap();
+        let Command::Up {
+            admin_args,
+            dns_args,
+            l4_idle_timeout,
+            ..
+        } = cli.command
+        else {
+            panic!("not up");
+        };
+        let defaults = ConnectionLimits::default();
+        assert_eq!(admin_args.limits(), defaults.admin);
+        assert_eq!(dns_args.tcp_limits(), defaults.dns_tcp);
+        assert_eq!(l4_idle_timeout, defaults.l4_idle);
+    }
+
+    #[test]
+    fn zero_timeouts_are_refused() {
+        let err = Cli::try_parse_from(["ferry", "up", "--dns-tcp-idle-timeout", "0s"]).unwrap_err();
+        assert!(err.to_string().contains("must be more than zero"), "{err}");
+        let err = Cli::try_parse_from([
+            "ferry",
+            "dns",
+            "--snapshot",
+            "s.json",
+            "--dns-tcp-max-connections",
+            "0",
+        ])
+        .unwrap_err();
+        assert!(err.to_string().contains("dns-tcp-max-connections"), "{err}");
+    }
 }

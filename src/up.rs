@@ -10,7 +10,7 @@ use ferry_control::{Config as ControlConfig, Control};
 use ferry_dns::Dns;
 use ferry_gateway::Gateway;
 use ferry_runtime::admin::{Admin, AdminState};
-use ferry_runtime::{Shutdown, SnapshotBus, StatusBoard};
+use ferry_runtime::{Limits, Shutdown, SnapshotBus, StatusBoard};
 use prometheus_client::registry::Registry;
 
 /// Everything `ferry up` takes.
@@ -33,6 +33,30 @@ pub struct UpConfig {
     pub debounce: Duration,
     /// The local runtime: pod and service ranges, the kubelet (what runs `ferry/echo`).
     pub local: ferry_control::local::Config,
+    /// How long connections of the admin server, DNS over TCP and the L4 proxy may stay open.
+    pub connections: ConnectionLimits,
+}
+
+/// The bounds on accepted connections of the parts other than the gateway, each its own, so
+/// that none can take the descriptors the others need.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// `--admin-first-request-timeout`, `--admin-idle-timeout`, `--admin-max-connections`.
+    pub admin: Limits,
+    /// `--dns-tcp-first-query-timeout`, `--dns-tcp-idle-timeout`, `--dns-tcp-max-connections`.
+    pub dns_tcp: Limits,
+    /// `--l4-idle-timeout`.
+    pub l4_idle: Duration,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> ConnectionLimits {
+        ConnectionLimits {
+            admin: Limits::ADMIN,
+            dns_tcp: ferry_dns::TCP_LIMITS,
+            l4_idle: ferry_l4::DEFAULT_IDLE_TIMEOUT,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +108,7 @@ impl Up {
                 upstreams: config.dns_upstreams.clone(),
                 search: config.dns_search.clone(),
                 autopath: config.dns_autopath,
+                tcp: config.connections.dns_tcp,
                 ..ferry_dns::Config::new(config.dns, config.cluster_domain.clone())
             },
             bus.subscribe("dns"),
@@ -101,6 +126,7 @@ impl Up {
         let l4 = ferry_l4::ServiceProxy::build(
             ferry_l4::Config {
                 service_cidrs: vec![config.local.cluster.service_cidr],
+                idle_timeout: config.connections.l4_idle,
                 ..ferry_l4::Config::default()
             },
             bus.subscribe("l4"),
@@ -116,7 +142,8 @@ impl Up {
                 api: Some(Arc::new(LocalApi::new(control.clone()))),
             },
         )
-        .await?;
+        .await?
+        .with_limits(config.connections.admin);
         Ok(Up {
             control,
             admin,

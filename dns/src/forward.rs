@@ -22,6 +22,8 @@ use crate::metrics::Metrics;
 
 /// The EDNS payload size ferry advertises upstream (the DNS flag day 2020 value).
 const UPSTREAM_PAYLOAD: u16 = 1232;
+/// The largest UDP payload: an upstream may send more than it was offered.
+const MAX_DATAGRAM: usize = 65535;
 
 /// An upstream's answer, without its header and OPT record.
 #[derive(Clone, Debug, PartialEq)]
@@ -216,16 +218,32 @@ async fn udp_exchange(
     // Connected: the kernel drops datagrams from any other source.
     socket.connect(upstream).await.map_err(|e| e.to_string())?;
     socket.send(query).await.map_err(|e| e.to_string())?;
-    let mut buf = vec![0u8; 65535];
     loop {
-        let n = socket.recv(&mut buf).await.map_err(|e| e.to_string())?;
-        // Anything else (a stale or forged reply) is ignored; the timeout bounds the wait.
-        if let Ok(reply) = Message::from_vec(&buf[..n])
-            && matches(&reply, id, name, qtype)
-        {
-            return Ok(reply);
+        // Wait with no buffer: up to MAX_PENDING queries wait here at once, and a 64 KiB buffer
+        // each was 256 MiB. The buffer is taken once a datagram is there and dropped once it
+        // is parsed; it is not zeroed (`try_recv_buf` fills spare capacity).
+        socket.readable().await.map_err(|e| e.to_string())?;
+        let mut buf = reply_buffer();
+        match socket.try_recv_buf(&mut buf) {
+            // Anything else (a stale or forged reply) is ignored; the timeout bounds the wait.
+            Ok(_) => {
+                if let Ok(reply) = Message::from_vec(&buf)
+                    && matches(&reply, id, name, qtype)
+                {
+                    return Ok(reply);
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e.to_string()),
         }
     }
+}
+
+/// Room for the largest datagram, taken only to read one that has arrived.
+fn reply_buffer() -> Vec<u8> {
+    #[cfg(test)]
+    tests::REPLY_BUFFERS.with(|n| n.set(n.get() + 1));
+    Vec::with_capacity(MAX_DATAGRAM)
 }
 
 async fn tcp_exchange(
@@ -265,4 +283,62 @@ fn probe_name() -> Name {
     };
     let text = format!("{}.{}.", random(), random());
     Name::from_ascii(&text).unwrap_or_else(|_| Name::root())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+    use std::sync::Arc;
+
+    use super::*;
+
+    thread_local! {
+        /// Reply buffers taken on this thread.
+        pub(super) static REPLY_BUFFERS: Cell<usize> = const { Cell::new(0) };
+    }
+
+    /// Queries waiting on an upstream hold no receive buffer: one is taken only when a datagram
+    /// has arrived (it was 64 KiB per waiting query, 256 MiB at the 4,096 cap).
+    #[tokio::test(flavor = "current_thread")]
+    async fn waiting_queries_hold_no_receive_buffer() {
+        const WAITING: usize = 64;
+        let silent = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let upstream = silent.local_addr().unwrap();
+        let registry = &mut prometheus_client::registry::Registry::default();
+        let forwarder = Arc::new(Forwarder::new(
+            vec![upstream],
+            Duration::from_secs(60),
+            Cache::new(100, 30),
+            Metrics::register(registry),
+        ));
+        let before = REPLY_BUFFERS.with(Cell::get);
+        let mut waiting = tokio::task::JoinSet::new();
+        for i in 0..WAITING {
+            let forwarder = forwarder.clone();
+            let name = Name::from_ascii(format!("q{i}.example.")).unwrap();
+            // The current-thread runtime runs these on this thread, where the count is kept.
+            waiting.spawn(async move { forwarder.resolve(&name, RecordType::A).await });
+        }
+        // Every query has reached the upstream, so every exchange is waiting for its reply.
+        let mut buf = [0u8; 512];
+        let mut first = None;
+        for _ in 0..WAITING {
+            let (n, from) = silent.recv_from(&mut buf).await.unwrap();
+            first.get_or_insert((Message::from_vec(&buf[..n]).unwrap(), from));
+        }
+        assert_eq!(REPLY_BUFFERS.with(Cell::get) - before, 0);
+
+        // A reply takes one, for as long as it takes to read and parse it.
+        let (mut reply, from) = first.unwrap();
+        reply.metadata.message_type = MessageType::Response;
+        reply.metadata.response_code = ResponseCode::NXDomain;
+        silent
+            .send_to(&reply.to_vec().unwrap(), from)
+            .await
+            .unwrap();
+        let answered = waiting.join_next().await.unwrap().unwrap().unwrap();
+        assert_eq!(answered.rcode, ResponseCode::NXDomain);
+        assert_eq!(REPLY_BUFFERS.with(Cell::get) - before, 1);
+        waiting.abort_all();
+    }
 }

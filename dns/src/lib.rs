@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use ferry_runtime::{Shutdown, Subscription};
+use ferry_runtime::{Limits, Shutdown, Subscription};
 use hickory_proto::rr::Name;
 use prometheus_client::registry::Registry;
 use tokio::task::JoinSet;
@@ -56,7 +56,18 @@ pub struct Config {
     pub upstream_timeout: Duration,
     /// UDP sockets (and receive loops); 0 means one per CPU.
     pub workers: usize,
+    /// TCP connections: the first query's deadline, the idle timeout between queries, and the
+    /// cap on open connections (at the cap the longest idle one is closed for a new one).
+    pub tcp: Limits,
 }
+
+/// CoreDNS's (miekg/dns): 2 s to read the first query, 8 s idle between queries (RFC 7766
+/// §6.2.3); and at most 1,024 connections open at once.
+pub const TCP_LIMITS: Limits = Limits {
+    first_request: Duration::from_secs(2),
+    idle: Duration::from_secs(8),
+    max_connections: 1024,
+};
 
 impl Config {
     /// The defaults of Kubernetes' shipped Corefile, listening on `listen`.
@@ -72,6 +83,7 @@ impl Config {
             cache_max_ttl: 30,
             upstream_timeout: Duration::from_secs(2),
             workers: 0,
+            tcp: TCP_LIMITS,
         }
     }
 }
@@ -187,7 +199,7 @@ impl Dns {
         tracing::info!(addr = %sockets.local_addr(), domain = %config.cluster_domain, upstreams = ?config.upstreams, autopath = config.autopath, "cluster DNS is up");
         let mut tasks = JoinSet::new();
         let stop = StopOnDrop(Arc::new(AtomicBool::new(false)));
-        if let Err(e) = server::spawn(sockets, handler, &mut tasks, stop.0.clone()) {
+        if let Err(e) = server::spawn(sockets, handler, config.tcp, &mut tasks, stop.0.clone()) {
             tracing::error!(error = %e, "cluster DNS cannot serve");
             return;
         }

@@ -6,8 +6,11 @@
 //! readiness polling between (10% more queries per second than the same loop as a tokio task,
 //! measured with benches/dns/run.sh). Queries that wait for an upstream become tasks on the
 //! runtime (bounded, so a flood of outside names cannot pile them up). TCP takes many queries
-//! per connection (RFC 7766), each answered in order, with an idle timeout and a bound on
-//! connections.
+//! per connection (RFC 7766), each answered in order, under [`Limits`]: a deadline for the first
+//! query, an idle timeout between queries, and a cap on connections at which the longest idle
+//! connection is closed to make room (when every one has a query in progress, the new one is
+//! closed instead), so idle clients can never lock others out. Each TCP query's buffer is the
+//! size of that query, and is not kept between queries.
 
 use std::io;
 use std::net::SocketAddr;
@@ -15,6 +18,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use ferry_runtime::connections::{Connection, Connections, Limits};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -25,10 +29,6 @@ use crate::handler::{Handler, Step, Transport};
 
 /// Queries waiting for an upstream at once, per process; past it they are refused.
 const MAX_PENDING: usize = 4096;
-/// Open TCP connections at once; past it new ones wait in the accept queue.
-const MAX_TCP_CONNECTIONS: usize = 1024;
-/// A TCP connection with no new query for this long is closed (RFC 7766 suggests seconds).
-const TCP_IDLE: Duration = Duration::from_secs(10);
 
 /// Bound sockets, not yet serving.
 #[derive(Debug)]
@@ -103,6 +103,7 @@ const UDP_STOP_CHECK: Duration = Duration::from_millis(100);
 pub fn spawn(
     sockets: Sockets,
     handler: Arc<Handler>,
+    tcp: Limits,
     tasks: &mut JoinSet<()>,
     stop: Arc<AtomicBool>,
 ) -> io::Result<()> {
@@ -122,7 +123,7 @@ pub fn spawn(
             .spawn(move || udp_thread(socket, handler, pending, runtime, stop))?;
     }
     let listener = TcpListener::from_std(sockets.tcp)?;
-    tasks.spawn(tcp_loop(listener, handler));
+    tasks.spawn(tcp_loop(listener, handler, Connections::new(tcp)));
     Ok(())
 }
 
@@ -163,12 +164,8 @@ fn udp_thread(
     }
 }
 
-async fn tcp_loop(listener: TcpListener, handler: Arc<Handler>) {
-    let connections = Arc::new(Semaphore::new(MAX_TCP_CONNECTIONS));
+async fn tcp_loop(listener: TcpListener, handler: Arc<Handler>, connections: Connections) {
     loop {
-        let Ok(permit) = connections.clone().acquire_owned().await else {
-            return;
-        };
         let (stream, peer) = match listener.accept().await {
             Ok(v) => v,
             Err(e) => {
@@ -178,40 +175,58 @@ async fn tcp_loop(listener: TcpListener, handler: Arc<Handler>) {
                 continue;
             }
         };
+        let Some(conn) = connections.admit() else {
+            tracing::debug!(%peer, max = connections.limits().max_connections, "every TCP connection has a query in progress; closing the new one");
+            continue;
+        };
         let handler = handler.clone();
         tokio::spawn(async move {
-            if let Err(e) = tcp_connection(stream, &handler).await {
-                tracing::debug!(%peer, error = %e, "tcp connection");
+            tokio::select! {
+                result = tcp_connection(stream, &handler, &conn) => if let Err(e) = result {
+                    tracing::debug!(%peer, error = %e, "tcp connection");
+                },
+                expiry = conn.expired() => tracing::debug!(%peer, %expiry, "closing the TCP connection"),
             }
-            drop(permit);
         });
     }
 }
 
-async fn tcp_connection(mut stream: TcpStream, handler: &Handler) -> io::Result<()> {
+/// Answers queries in order until the client closes. Reading the next query is bounded by
+/// `conn`'s deadline (the caller's `expired`); writing an answer by the first-query timeout, as
+/// miekg/dns bounds writes by its read timeout.
+async fn tcp_connection(
+    mut stream: TcpStream,
+    handler: &Handler,
+    conn: &Connection,
+) -> io::Result<()> {
     let _ = stream.set_nodelay(true);
-    let mut buf = Vec::new();
+    let write_timeout = conn.limits().first_request;
     loop {
-        let len = match tokio::time::timeout(TCP_IDLE, stream.read_u16()).await {
-            Ok(Ok(len)) => usize::from(len),
-            // Idle, or the client closed: both end the connection quietly.
-            Ok(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
-            Ok(Err(e)) => return Err(e),
-            Err(_) => return Ok(()),
+        let len = match stream.read_u16().await {
+            Ok(len) => usize::from(len),
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
+            Err(e) => return Err(e),
         };
-        buf.resize(len, 0);
-        tokio::time::timeout(TCP_IDLE, stream.read_exact(&mut buf))
-            .await
-            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "query body"))??;
-        let Some(answer) = handler.handle(&buf, Transport::Tcp).await else {
+        let mut query = vec![0u8; len];
+        stream.read_exact(&mut query).await?;
+        let _in_progress = conn.request();
+        let Some(answer) = handler.handle(&query, Transport::Tcp).await else {
             continue;
         };
+        drop(query);
         let Ok(len) = u16::try_from(answer.len()) else {
             continue;
         };
         let mut framed = Vec::with_capacity(answer.len() + 2);
         framed.extend_from_slice(&len.to_be_bytes());
         framed.extend_from_slice(&answer);
-        stream.write_all(&framed).await?;
+        tokio::time::timeout(write_timeout, stream.write_all(&framed))
+            .await
+            .map_err(|_| {
+                io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the client does not read its answer",
+                )
+            })??;
     }
 }

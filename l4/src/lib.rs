@@ -30,6 +30,9 @@
 //!   snapshot and every few seconds; it never stops the part.
 //! - **Shutdown**: stop accepting, give open connections [`Config::drain_timeout`], close the
 //!   rest.
+//! - **Idle connections**: one with no byte either way for [`Config::idle_timeout`] (10 min, nginx
+//!   stream's `proxy_timeout`) is closed. There is no deadline for a first byte, since in
+//!   server-first protocols the client waits for the endpoint to speak.
 //! - Not done: UDP and SCTP ports, `externalIPs`, load-balancer ingress IPs,
 //!   `externalTrafficPolicy`/`internalTrafficPolicy: Local` (one node here), and the client's
 //!   source address towards the endpoint (the endpoint sees ferry's, as with kube-proxy's
@@ -95,9 +98,15 @@ pub struct Config {
     pub balance: Balance,
     /// How long one endpoint gets to accept before the next is tried.
     pub connect_timeout: Duration,
+    /// A connection with no byte either way for this long is closed (nginx stream's
+    /// `proxy_timeout`, 10 min). No first-byte deadline: server-first protocols exist.
+    pub idle_timeout: Duration,
     /// How long open connections may go on after shutdown begins.
     pub drain_timeout: Duration,
 }
+
+/// nginx stream's `proxy_timeout`.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// The service range of `ferry up`'s cluster IPs.
 pub const DEFAULT_SERVICE_CIDR: Cidr = Cidr::V4_LOOPBACK_SERVICES;
@@ -109,6 +118,7 @@ impl Default for Config {
             node_host: IpAddr::V4(Ipv4Addr::LOCALHOST),
             balance: Balance::Random,
             connect_timeout: Duration::from_secs(2),
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
             drain_timeout: Duration::from_secs(5),
         }
     }
@@ -122,6 +132,8 @@ pub enum Error {
     Balance(String),
     #[error("the L4 connect timeout must be more than zero")]
     ConnectTimeout,
+    #[error("the L4 idle timeout must be more than zero")]
+    IdleTimeout,
 }
 
 /// What the proxy does now, for tests and the admin side. Cheap to clone.
@@ -177,6 +189,9 @@ impl ServiceProxy {
         if config.connect_timeout.is_zero() {
             return Err(Error::ConnectTimeout);
         }
+        if config.idle_timeout.is_zero() {
+            return Err(Error::IdleTimeout);
+        }
         let metrics = Metrics::register(registry);
         let snapshot = subscription.current();
         let table = Table::compile(&snapshot, &config, None);
@@ -187,6 +202,7 @@ impl ServiceProxy {
             table: state.clone(),
             balance: config.balance,
             connect_timeout: config.connect_timeout,
+            idle_timeout: config.idle_timeout,
             metrics,
         });
         let mut listeners = Listeners::new(forwarder, handle.clone());

@@ -731,3 +731,54 @@ async fn a_zero_connect_timeout_is_refused() {
         "the L4 connect timeout must be more than zero"
     );
 }
+
+#[tokio::test]
+async fn a_connection_idle_for_the_idle_timeout_is_closed() {
+    let web = Svc::new(
+        "web",
+        cluster_ip(),
+        random_port(),
+        &[backend("web-0").await],
+    );
+    let config = Config {
+        idle_timeout: Duration::from_millis(200),
+        ..Config::default()
+    };
+    let p = start(config, snapshot(1, std::slice::from_ref(&web))).await;
+    // Server-first: the client says nothing and still hears the backend (no first-byte
+    // deadline); then nothing moves either way, and the proxy closes both sides.
+    let mut stream = TcpStream::connect(web.addr()).await.unwrap();
+    assert_eq!(tag(&mut stream).await, "web-0");
+    let mut rest = Vec::new();
+    tokio::time::timeout(DEADLINE, stream.read_to_end(&mut rest))
+        .await
+        .expect("the idle connection is closed")
+        .unwrap();
+    assert!(rest.is_empty());
+    // What moved before is counted, though the copy did not end by itself.
+    let sent = format!(
+        "ferry_l4_sent_bytes_total{{service=\"test/web:{}\"}}",
+        web.port
+    );
+    eventually("the bytes counted", || async {
+        (p.metric(&sent) == "web-0\n".len() as u64).then_some(())
+    })
+    .await;
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn a_zero_idle_timeout_is_refused() {
+    let bus = SnapshotBus::new();
+    let config = Config {
+        idle_timeout: Duration::ZERO,
+        ..Config::default()
+    };
+    let err = ServiceProxy::build(config, bus.subscribe("l4"), &mut Registry::default())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "the L4 idle timeout must be more than zero"
+    );
+}

@@ -6,6 +6,10 @@
 //! this is the form `--snapshot FILE` reads back). `/status` shows the configuration state, the
 //! warnings of the served configuration, the last rejected change's problems and the version
 //! each part serves.
+//!
+//! Every path refuses requests a web page could make (see `browser_refusal`), and every
+//! connection is under [`Limits`]: a deadline for its first request, an idle timeout and a cap
+//! of its own, so the admin port cannot be held open, nor take the descriptors other parts need.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -20,6 +24,7 @@ use tokio::net::TcpListener;
 
 use crate::Error;
 use crate::bus::{PartVersion, SnapshotBus};
+use crate::connections::Limits;
 use crate::serve::{self, Body, respond};
 use crate::shutdown::Shutdown;
 use crate::status::{Status, StatusBoard};
@@ -54,6 +59,7 @@ pub struct AdminState {
 pub struct Admin {
     listener: TcpListener,
     state: Arc<AdminState>,
+    limits: Limits,
 }
 
 #[derive(Serialize)]
@@ -69,7 +75,15 @@ impl Admin {
         Ok(Admin {
             listener: serve::bind(addr).await?,
             state: Arc::new(state),
+            limits: Limits::ADMIN,
         })
+    }
+
+    /// Its connections' bounds in place of [`Limits::ADMIN`].
+    #[must_use]
+    pub fn with_limits(mut self, limits: Limits) -> Admin {
+        self.limits = limits;
+        self
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -81,6 +95,7 @@ impl Admin {
         serve::serve(
             self.listener,
             move |req, _| handle(state.clone(), req),
+            self.limits,
             shutdown,
         )
         .await;
@@ -102,36 +117,105 @@ pub fn json(status: StatusCode, value: &impl Serialize) -> Response<Body> {
     }
 }
 
-/// The API acts on the cluster and shows logs, so web pages must not reach it through a
-/// browser: a cross-site form or `fetch` carries an `Origin`, and a page that rebinds its own
-/// name to 127.0.0.1 carries its name as the `Host`. The CLI sends neither.
-fn browser_refusal(req: &Request<Incoming>) -> Option<&'static str> {
-    if req.headers().contains_key(http::header::ORIGIN) {
-        return Some("requests from web pages (with an Origin) are refused\n");
+/// Requests from web pages are refused on every path, since `/config?private_keys=true` shows
+/// the private keys and `/api/` acts on the cluster. A page that rebinds its own name to
+/// 127.0.0.1 (DNS rebinding) is same-origin with this server in the browser's eyes, but sends
+/// its name as the `Host`: only IP literals and `localhost` are served. A cross-site `fetch` or
+/// form carries an `Origin` (and `Sec-Fetch-Site`) naming another origin. The CLI, curl,
+/// Prometheus and probes send an IP or `localhost` and neither of the others.
+fn browser_refusal(req: &Request<Incoming>) -> Option<String> {
+    let mut hosts: Vec<&str> = Vec::new();
+    // The request target's authority (absolute form, or h2's :authority) wins over Host
+    // (RFC 9112 §3.2.2); both are checked, so neither can smuggle a name past the other.
+    if let Some(authority) = req.uri().authority() {
+        hosts.push(authority.as_str());
     }
-    let host = req
-        .headers()
-        .get(http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or_default();
-    let name = match host.rsplit_once(':') {
-        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
-        _ => host,
+    for value in req.headers().get_all(http::header::HOST) {
+        match value.to_str() {
+            Ok(v) => hosts.push(v),
+            Err(_) => return Some("the Host header is not ASCII text\n".into()),
+        }
+    }
+    let Some(&host) = hosts.first() else {
+        return Some("a Host naming an IP address or localhost is required\n".into());
     };
-    let name = name.trim_start_matches('[').trim_end_matches(']');
-    let local = name.is_empty()
-        || name.eq_ignore_ascii_case("localhost")
-        || name.parse::<std::net::IpAddr>().is_ok();
-    (!local).then_some("the Host must be an IP address or localhost\n")
+    for h in &hosts {
+        let local = split_host(h).is_some_and(|(name, _)| is_local_name(name));
+        if !local {
+            return Some(format!(
+                "the Host {h:?} is not an IP address or localhost: requests that name this \
+                 server by another name (a web page rebinding its name, say) are refused\n"
+            ));
+        }
+    }
+    if let Some(origin) = req.headers().get(http::header::ORIGIN) {
+        let origin = origin.to_str().unwrap_or("(not ASCII)");
+        if !same_origin(origin, host) {
+            return Some(format!(
+                "the Origin {origin:?} is not this server (http://{host}): requests from other \
+                 web pages are refused\n"
+            ));
+        }
+    }
+    if let Some(site) = req.headers().get("sec-fetch-site")
+        && !matches!(site.as_bytes(), b"same-origin" | b"none")
+    {
+        return Some("requests from other web sites (Sec-Fetch-Site) are refused\n".into());
+    }
+    None
+}
+
+/// A Host value's name and port: `name`, `name:port`, `[v6]`, `[v6]:port`. `None` when it is
+/// not of that shape (a bare IPv6 address, userinfo, a port that is not a number).
+fn split_host(host: &str) -> Option<(&str, Option<u16>)> {
+    let (name, port) = if let Some(rest) = host.strip_prefix('[') {
+        let (v6, after) = rest.split_once(']')?;
+        v6.parse::<std::net::Ipv6Addr>().ok()?;
+        match after {
+            "" => (v6, None),
+            _ => (v6, Some(after.strip_prefix(':')?)),
+        }
+    } else {
+        match host.split_once(':') {
+            Some((name, port)) => (name, Some(port)),
+            None => (host, None),
+        }
+    };
+    let port = match port {
+        None | Some("") => None,
+        Some(p) if p.bytes().all(|b| b.is_ascii_digit()) => Some(p.parse().ok()?),
+        Some(_) => return None,
+    };
+    Some((name, port))
+}
+
+/// An IP literal or `localhost` (a trailing dot allowed).
+fn is_local_name(name: &str) -> bool {
+    let name = name.strip_suffix('.').unwrap_or(name);
+    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok()
+}
+
+/// Whether `origin` is `http://` and the same host and port as `host` (this server speaks
+/// plain HTTP, so an `https://` origin is another origin).
+fn same_origin(origin: &str, host: &str) -> bool {
+    let Some(authority) = origin.strip_prefix("http://") else {
+        return false;
+    };
+    match (split_host(authority), split_host(host)) {
+        (Some((a, pa)), Some((b, pb))) => {
+            a.eq_ignore_ascii_case(b) && pa.unwrap_or(80) == pb.unwrap_or(80)
+        }
+        _ => false,
+    }
 }
 
 async fn handle(state: Arc<AdminState>, req: Request<Incoming>) -> Response<Body> {
+    if let Some(refusal) = browser_refusal(&req) {
+        return respond(StatusCode::FORBIDDEN, TEXT, refusal);
+    }
     if let Some(api) = &state.api
         && req.uri().path().starts_with("/api/")
     {
-        if let Some(refusal) = browser_refusal(&req) {
-            return respond(StatusCode::FORBIDDEN, TEXT, refusal);
-        }
         let query = req.uri().query().unwrap_or_default().to_owned();
         return api
             .call(req.method().clone(), req.uri().path().to_owned(), query)
@@ -199,5 +283,66 @@ async fn handle(state: Arc<AdminState>, req: Request<Incoming>) -> Response<Body
                 "not found; try /live /ready /config /status /metrics\n"
             },
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_split_into_name_and_port() {
+        assert_eq!(
+            split_host("127.0.0.1:9901"),
+            Some(("127.0.0.1", Some(9901)))
+        );
+        assert_eq!(split_host("[::1]:9901"), Some(("::1", Some(9901))));
+        assert_eq!(split_host("[::1]"), Some(("::1", None)));
+        assert_eq!(split_host("localhost:"), Some(("localhost", None)));
+        for bad in [
+            "::1",
+            "[::1",
+            "[evil]:80",
+            "[::1]x",
+            "a:b",
+            "a:99999",
+            "a:1:2",
+        ] {
+            assert_eq!(split_host(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn only_ip_literals_and_localhost_are_local() {
+        for local in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "::1",
+            "localhost",
+            "LOCALHOST",
+            "localhost.",
+        ] {
+            assert!(is_local_name(local), "{local}");
+        }
+        for foreign in [
+            "",
+            "evil.example",
+            "127.0.0.1.nip.io",
+            "localhost.evil",
+            "127.1",
+            "u@127.0.0.1",
+        ] {
+            assert!(!is_local_name(foreign), "{foreign}");
+        }
+    }
+
+    #[test]
+    fn an_origin_is_this_server_only_with_http_and_the_same_host_and_port() {
+        assert!(same_origin("http://127.0.0.1:9901", "127.0.0.1:9901"));
+        assert!(same_origin("http://LOCALHOST", "localhost:80"));
+        assert!(!same_origin("https://127.0.0.1:9901", "127.0.0.1:9901"));
+        assert!(!same_origin("http://127.0.0.1:1", "127.0.0.1:9901"));
+        assert!(!same_origin("http://evil.example:9901", "127.0.0.1:9901"));
+        assert!(!same_origin("null", "127.0.0.1:9901"));
     }
 }

@@ -11,8 +11,17 @@ use serde::Serialize;
 use tokio::net::TcpListener;
 
 use crate::Error;
+use crate::connections::Limits;
 use crate::serve::{self, Body, respond};
 use crate::shutdown::Shutdown;
+
+/// nginx's `client_header_timeout` and `keepalive_timeout`, and room for the many connections
+/// a load test or the gateway's pools open to one backend.
+const LIMITS: Limits = Limits {
+    first_request: std::time::Duration::from_secs(60),
+    idle: std::time::Duration::from_secs(75),
+    max_connections: 16_384,
+};
 
 /// A bound echo server.
 #[derive(Debug)]
@@ -55,6 +64,7 @@ impl Echo {
         serve::serve(
             self.listener,
             move |req, _| answer(ids.clone(), req),
+            LIMITS,
             shutdown,
         )
         .await;

@@ -1,5 +1,6 @@
 //! What every long-running ferry part needs: the snapshot bus and readiness, the status board,
-//! the admin server, an HTTP accept loop with graceful drain, shutdown, and tracing setup.
+//! the admin server, an HTTP accept loop with graceful drain, bounds on accepted connections,
+//! the descriptor limit, shutdown, and tracing setup.
 //! Also the built-in echo app, which is a part like any other.
 //!
 //! Metrics are never global: each part registers its own into a
@@ -7,6 +8,8 @@
 
 pub mod admin;
 pub mod bus;
+pub mod connections;
+pub mod descriptors;
 pub mod echo;
 pub mod random;
 pub mod serve;
@@ -16,6 +19,7 @@ pub mod telemetry;
 pub mod tls;
 
 pub use bus::{SnapshotBus, Subscription};
+pub use connections::{Connections, Limits};
 pub use shutdown::{Shutdown, ShutdownTrigger};
 pub use status::StatusBoard;
 

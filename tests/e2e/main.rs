@@ -9,6 +9,7 @@ mod configs;
 mod dns;
 mod echo;
 mod gateway;
+mod listeners;
 mod load;
 mod local;
 mod reload;
@@ -102,6 +103,7 @@ pub fn up_config(paths: Vec<PathBuf>) -> UpConfig {
         cluster_domain: "cluster.local".into(),
         debounce: Duration::from_millis(50),
         local: local_config(),
+        connections: Default::default(),
     }
 }
 

@@ -1,0 +1,301 @@
+//! Bounds on the connections one listener accepts, so that clients that connect and then say
+//! nothing cannot hold a part's connections (or the process's descriptors) for good:
+//!
+//! - a deadline for the first request, counted from the accept (nginx's
+//!   `client_header_timeout`; CoreDNS's 2 s read timeout for a first query over TCP);
+//! - an idle timeout, counted from the end of the last request when none is in progress
+//!   (nginx's `keepalive_timeout`; CoreDNS's 8 s TCP idle timeout, RFC 7766 §6.2.3);
+//! - a cap on open connections. At the cap a new connection takes the place of the one that
+//!   has been idle longest (one still waiting for its first request counts as idle since it
+//!   was accepted), which is closed: RFC 7766 §6.2.3 lets a server under load close idle
+//!   connections, and idle clients can then never lock others out. When every open connection
+//!   has a request in progress, the new connection is closed at once instead.
+//!
+//! A request is in progress from the moment its head (or, for DNS, the whole query) has arrived
+//! until its answer is ready; [`Connection::request`] marks one. [`Connection::expired`] resolves
+//! once the connection should be closed, and says why.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+/// The bounds of one listener's connections.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// How long a new connection has to deliver its first request.
+    pub first_request: Duration,
+    /// How long a connection may stay open with no request in progress.
+    pub idle: Duration,
+    /// Connections open at once; at least 1.
+    pub max_connections: usize,
+}
+
+impl Limits {
+    /// The admin server's: nginx's `client_header_timeout` (60 s) and `keepalive_timeout`
+    /// (75 s, longer than Prometheus's default 60 s scrape interval, so a scraper keeps its
+    /// connection), and a cap of 256 of its own.
+    pub const ADMIN: Limits = Limits {
+        first_request: Duration::from_secs(60),
+        idle: Duration::from_secs(75),
+        max_connections: 256,
+    };
+}
+
+/// Why a connection is to be closed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expiry {
+    /// No first request within [`Limits::first_request`].
+    FirstRequest,
+    /// No request in progress for [`Limits::idle`].
+    Idle,
+    /// Closed to make room for a new connection at the cap.
+    Evicted,
+}
+
+impl std::fmt::Display for Expiry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Expiry::FirstRequest => "no first request in time",
+            Expiry::Idle => "idle for too long",
+            Expiry::Evicted => "closed at the connection limit to make room for a new one",
+        })
+    }
+}
+
+/// The open connections of one listener.
+#[derive(Clone, Debug)]
+pub struct Connections {
+    limits: Limits,
+    open: Arc<Mutex<Open>>,
+}
+
+#[derive(Debug, Default)]
+struct Open {
+    next: u64,
+    by_id: HashMap<u64, Arc<watch::Sender<State>>>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct State {
+    /// Requests in progress.
+    requests: usize,
+    /// When the connection was accepted, or its last request ended.
+    since: Instant,
+    /// Whether a request has ended yet (which deadline applies).
+    served: bool,
+    evicted: bool,
+}
+
+impl Connections {
+    pub fn new(limits: Limits) -> Connections {
+        Connections {
+            limits,
+            open: Arc::default(),
+        }
+    }
+
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// Connections open now.
+    pub fn len(&self) -> usize {
+        self.lock().by_id.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Open> {
+        self.open.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Takes a newly accepted connection in. At the cap the connection idle longest is told to
+    /// close (through its [`Connection::expired`]) and leaves the count at once; when none is
+    /// idle, `None`: the caller closes the new connection.
+    pub fn admit(&self) -> Option<Connection> {
+        let mut open = self.lock();
+        if open.by_id.len() >= self.limits.max_connections.max(1) {
+            let oldest = open
+                .by_id
+                .iter()
+                .filter_map(|(id, state)| {
+                    let s = *state.borrow();
+                    (s.requests == 0).then_some((s.since, *id))
+                })
+                .min()?;
+            if let Some(state) = open.by_id.remove(&oldest.1) {
+                state.send_modify(|s| s.evicted = true);
+            }
+        }
+        let id = open.next;
+        open.next += 1;
+        let state = Arc::new(watch::Sender::new(State {
+            requests: 0,
+            since: Instant::now(),
+            served: false,
+            evicted: false,
+        }));
+        open.by_id.insert(id, state.clone());
+        Some(Connection {
+            id,
+            state,
+            limits: self.limits,
+            open: self.open.clone(),
+        })
+    }
+}
+
+/// One admitted connection; dropping it takes it out of the count.
+#[derive(Debug)]
+pub struct Connection {
+    id: u64,
+    state: Arc<watch::Sender<State>>,
+    limits: Limits,
+    open: Arc<Mutex<Open>>,
+}
+
+impl Connection {
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// Marks a request in progress until the returned guard is dropped.
+    pub fn request(&self) -> InProgress {
+        self.state.send_modify(|s| s.requests += 1);
+        InProgress(self.state.clone())
+    }
+
+    /// Resolves once the connection should be closed: its first request or the next did not
+    /// come in time, or it was evicted at the cap. Never while a request is in progress.
+    pub async fn expired(&self) -> Expiry {
+        let mut rx = self.state.subscribe();
+        loop {
+            let state = *rx.borrow_and_update();
+            if state.evicted {
+                return Expiry::Evicted;
+            }
+            if state.requests > 0 {
+                if rx.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+                continue;
+            }
+            let (wait, expiry) = if state.served {
+                (self.limits.idle, Expiry::Idle)
+            } else {
+                (self.limits.first_request, Expiry::FirstRequest)
+            };
+            tokio::select! {
+                () = tokio::time::sleep_until(state.since + wait) => return expiry,
+                // The sender lives as long as `self`; a change means look again.
+                _ = rx.changed() => {}
+            }
+        }
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.open
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .by_id
+            .remove(&self.id);
+    }
+}
+
+/// A request in progress on a [`Connection`]; its end starts the idle timeout.
+#[derive(Debug)]
+pub struct InProgress(Arc<watch::Sender<State>>);
+
+impl Drop for InProgress {
+    fn drop(&mut self) {
+        self.0.send_modify(|s| {
+            s.requests = s.requests.saturating_sub(1);
+            s.since = Instant::now();
+            s.served = true;
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+
+    use super::*;
+
+    const LIMITS: Limits = Limits {
+        first_request: Duration::from_secs(2),
+        idle: Duration::from_secs(8),
+        max_connections: 2,
+    };
+
+    /// Whether `expired` has resolved, without waiting.
+    fn now_or_never(conn: &Connection) -> Option<Expiry> {
+        let fut = conn.expired();
+        let mut fut = std::pin::pin!(fut);
+        let waker = std::task::Waker::noop();
+        match fut
+            .as_mut()
+            .poll(&mut std::task::Context::from_waker(waker))
+        {
+            std::task::Poll::Ready(e) => Some(e),
+            std::task::Poll::Pending => None,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_first_request_has_a_deadline_then_each_idle_spell() {
+        let connections = Connections::new(LIMITS);
+        let conn = connections.admit().unwrap();
+        let start = Instant::now();
+        assert_eq!(conn.expired().await, Expiry::FirstRequest);
+        assert_eq!(start.elapsed(), LIMITS.first_request);
+
+        let conn = connections.admit().unwrap();
+        let request = conn.request();
+        // In progress: no deadline at all, however long it takes.
+        tokio::time::advance(Duration::from_secs(3600)).await;
+        assert_eq!(now_or_never(&conn), None);
+        drop(request);
+        let ended = Instant::now();
+        assert_eq!(conn.expired().await, Expiry::Idle);
+        assert_eq!(ended.elapsed(), LIMITS.idle);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn at_the_cap_the_longest_idle_makes_room_and_busy_ones_never_do() {
+        let connections = Connections::new(LIMITS);
+        let a = connections.admit().unwrap();
+        tokio::time::advance(Duration::from_millis(10)).await;
+        let b = connections.admit().unwrap();
+        assert_eq!(connections.len(), 2);
+
+        // Full: a, idle longest, goes.
+        let c = connections.admit().unwrap();
+        assert_eq!(now_or_never(&a), Some(Expiry::Evicted));
+        assert_eq!(now_or_never(&b), None);
+        assert_eq!(connections.len(), 2);
+        drop(a);
+        assert_eq!(
+            connections.len(),
+            2,
+            "an evicted connection is no longer counted"
+        );
+
+        // Both busy: the newcomer is turned away and nobody is evicted.
+        let (_rb, _rc) = (b.request(), c.request());
+        assert!(connections.admit().is_none());
+        assert_eq!(now_or_never(&b), None);
+        assert_eq!(now_or_never(&c), None);
+
+        drop(c);
+        assert_eq!(connections.len(), 1);
+        assert!(connections.admit().is_some());
+    }
+}
