@@ -1,7 +1,10 @@
 //! The request path, as a named sequence of steps (Pingora's phases), with one [`Context`] per
 //! request for metrics and the access log:
 //!
-//! `request_filter` (a Host to route by) → `route` ([`crate::select`]: the routes and Ingress
+//! `request_filter` (what nginx refuses before routing: one valid Host, a target of at most
+//! 8 KiB, no coding but chunked, no CONNECT or TRACE, no request this gateway forwarded before
+//! by its `Via`; the path normalized by `ferry_proxy::uri`, and only WebSocket upgrades kept)
+//! → `route` ([`crate::select`] on the normalized path: the routes and Ingress
 //! options of the snapshot the request started on; redirects to HTTPS and to the app root) →
 //! `pick_endpoint` (`ferry-proxy`'s balancer: P2C over peak-EWMA, or the hash ring for session
 //! affinity; never an endpoint this request already tried) → `upstream_request` (hop-by-hop
@@ -14,9 +17,11 @@
 //! future stays small, as hyper moves it into place for every request: the rare parts (the
 //! pools, connecting, the send-timeout watchdog) are boxed.
 //!
-//! Failures map to a status in one place ([`Failure`]): 400 without a Host, for an HTTP/1 head
+//! Failures map to a status in one place ([`Failure`]): 400 without a Host, with two or an
+//! invalid one, for a path nginx refuses, for an HTTP/1 head
 //! with both `Content-Length` and `Transfer-Encoding` ([`crate::smuggling`]) or a body that
-//! breaks off, 404 with no route, 413 for a body over the limit, 503 when the backend's Service
+//! breaks off, 405 for CONNECT and TRACE, 414 for a long target, 501 for a coding other than
+//! chunked, 508 for a loop, 404 with no route, 413 for a body over the limit, 503 when the backend's Service
 //! or port does not exist or has no ready endpoint, 502 when the upstream refuses the
 //! connection or breaks the protocol, 504 when connecting takes longer than the connect
 //! timeout (as nginx's), the answer does not come in time or the body stalls
@@ -40,6 +45,7 @@ use ferry_model::{BackendProtocol, CookieAffinity, SessionAffinity};
 use ferry_model::{ClusterKey, Snapshot, TargetRef};
 use ferry_proxy::balancer::{Pick, affinity_key, client_ip_key};
 use ferry_proxy::health::Transition;
+use ferry_proxy::uri::{self, PathError};
 use ferry_proxy::{Balancer, BalancerConfig, Outcome, Policy};
 
 use crate::connect::{ConnectTimedOut, Idle, Owned, TimedConnector, with_connect_timeout};
@@ -256,6 +262,21 @@ impl Downstream {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Failure {
     NoHost,
+    /// More than one Host header (RFC 9112 section 3.2).
+    DuplicateHost,
+    /// A Host (or an absolute-form target's authority) that is not `host[:port]`: userinfo,
+    /// spaces, a bad port.
+    BadHost,
+    /// A path nginx refuses: a bad escape, `%00`, `..` above the root.
+    BadPath(PathError),
+    /// The request target is longer than [`MAX_TARGET`] (nginx's 414).
+    UriTooLong,
+    /// A `Transfer-Encoding` other than `chunked` alone (nginx's 501).
+    UnknownCoding,
+    /// CONNECT and TRACE are not forwarded (nginx's 405).
+    MethodNotAllowed,
+    /// The request went through this gateway before (its `Via`): a route points back here.
+    Loop,
     /// HTTP/1 `Content-Length` with `Transfer-Encoding`: refused as nginx does, never read.
     LengthAndChunked,
     /// The client's body broke off (it disconnected, or broke the chunked framing).
@@ -276,7 +297,16 @@ pub enum Failure {
 impl Failure {
     pub fn status(self) -> StatusCode {
         match self {
-            Self::NoHost | Self::LengthAndChunked | Self::BodyBroken => StatusCode::BAD_REQUEST,
+            Self::NoHost
+            | Self::DuplicateHost
+            | Self::BadHost
+            | Self::BadPath(_)
+            | Self::LengthAndChunked
+            | Self::BodyBroken => StatusCode::BAD_REQUEST,
+            Self::UriTooLong => StatusCode::URI_TOO_LONG,
+            Self::UnknownCoding => StatusCode::NOT_IMPLEMENTED,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Loop => StatusCode::LOOP_DETECTED,
             Self::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::NoRoute => StatusCode::NOT_FOUND,
             Self::NoService | Self::NoEndpoint => StatusCode::SERVICE_UNAVAILABLE,
@@ -288,6 +318,16 @@ impl Failure {
     fn message(self) -> &'static str {
         match self {
             Self::NoHost => "bad request: no Host\n",
+            Self::DuplicateHost => "bad request: more than one Host\n",
+            Self::BadHost => "bad request: invalid Host\n",
+            Self::BadPath(PathError::BadEscape) => "bad request: a bad %-escape in the path\n",
+            Self::BadPath(PathError::Nul) => "bad request: %00 in the path\n",
+            Self::BadPath(PathError::AboveRoot) => "bad request: the path climbs above /\n",
+            Self::BadPath(PathError::NotAbsolute) => "bad request: the path must start with /\n",
+            Self::UriTooLong => "URI too long\n",
+            Self::UnknownCoding => "not implemented: only Transfer-Encoding: chunked is read\n",
+            Self::MethodNotAllowed => "method not allowed\n",
+            Self::Loop => "loop detected: the request came through this gateway before\n",
             Self::LengthAndChunked => {
                 "bad request: Content-Length and Transfer-Encoding together\n"
             }
@@ -313,7 +353,12 @@ impl Failure {
         );
         if matches!(
             self,
-            Self::BodyTooLarge | Self::LengthAndChunked | Self::BodyBroken | Self::SendTimeout
+            Self::BodyTooLarge
+                | Self::LengthAndChunked
+                | Self::BodyBroken
+                | Self::SendTimeout
+                | Self::UnknownCoding
+                | Self::UriTooLong
         ) {
             // The body that follows is not read, or its framing is in doubt: the connection
             // cannot carry another request.
@@ -336,6 +381,8 @@ pub struct Pipeline {
     /// Where redirects to HTTPS point.
     https_port: u16,
     request_ids: RequestIds,
+    /// This gateway's name in the `Via` header: how it knows a request it forwarded before.
+    via: Via,
     metrics: Metrics,
     access_log: bool,
 }
@@ -412,6 +459,7 @@ impl Pipeline {
             timeouts,
             https_port,
             request_ids: RequestIds::new(),
+            via: Via::new(),
             metrics,
             access_log,
         })
@@ -455,27 +503,23 @@ impl Pipeline {
         cx: &mut Context,
     ) -> Result<Response<ProxyBody>, Failure> {
         // request_filter
-        if req
-            .extensions()
-            .get::<crate::smuggling::LengthAndChunked>()
-            .is_some()
-        {
-            return Err(Failure::LengthAndChunked);
-        }
-        let upgrade = upgrade_protocol(&req);
-        let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
+        self.request_filter(&req)?;
+        let upgrade = websocket_upgrade(&req);
+        let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
         // Both shared with the request's buffers, not copied.
         let host_value = request_host(&req).ok_or(Failure::NoHost)?;
         let host = host_value.to_str().map_err(|_| Failure::NoHost)?;
-        let path = req
+        let raw = req
             .uri()
             .path_and_query()
             .cloned()
             .unwrap_or_else(|| PathAndQuery::from_static("/"));
         if self.access_log {
             cx.host = host.to_owned();
-            cx.path = path.as_str().to_owned();
+            cx.path = raw.as_str().to_owned();
         }
+        // Routed and forwarded normalized, as nginx's `$uri`: one spelling, one decision.
+        let path = normalized(raw)?;
 
         // route: on the snapshot this request started with, whatever changes meanwhile.
         let state = self.state.load_full();
@@ -547,11 +591,16 @@ impl Pipeline {
             down,
             &self.request_ids,
         ));
-        if let Some(protocol) = &upgrade {
+        parts
+            .headers
+            .append(header::VIA, self.via.value(parts.version));
+        if upgrade {
             parts
                 .headers
                 .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-            parts.headers.insert(header::UPGRADE, protocol.clone());
+            parts
+                .headers
+                .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
         }
         // Session affinity: the Ingress's cookie (set on the first answer), else the Service's
         // ClientIP; both hash onto the cluster's ring.
@@ -590,8 +639,7 @@ impl Pipeline {
         });
         // The client connection's own upstream connection serves plain HTTP/1.1 exchanges of
         // HTTP/1 clients; upgrades (they take the connection over) and HTTP/2 use the pools.
-        let own =
-            protocol == Upstream::Http1 && upgrade.is_none() && parts.version != Version::HTTP_2;
+        let own = protocol == Upstream::Http1 && !upgrade && parts.version != Version::HTTP_2;
         let mut tried: Vec<SocketAddr> = Vec::new();
         let mut last = Failure::NoEndpoint;
         let mut now = Some(now);
@@ -758,6 +806,12 @@ impl Pipeline {
                         tokio::spawn(tunnel(client, upstream));
                         return Ok(upgraded(response));
                     }
+                    // A switch nobody asked for (or one that is not tunnelled, h2c) is not
+                    // passed on: the client would read the new protocol as HTTP/1.
+                    if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+                        self.judge(pick, Outcome::Reset, &pool.label);
+                        return Err(Failure::Upstream);
+                    }
                     // Judged once a small answer's first body frame came: one that goes quiet
                     // or breaks off before anything went to the client counts against the
                     // endpoint. It is not tried again: nginx retries only before the head.
@@ -790,6 +844,42 @@ impl Pipeline {
                 }
             }
         }
+    }
+
+    /// What is refused before routing, as nginx refuses it (RFC 9112's framing and Host
+    /// rules, the methods a gateway does not forward, a request that loops back here).
+    fn request_filter<B>(&self, req: &Request<B>) -> Result<(), Failure> {
+        if req
+            .extensions()
+            .get::<crate::smuggling::LengthAndChunked>()
+            .is_some()
+        {
+            return Err(Failure::LengthAndChunked);
+        }
+        if target_len(req.uri()) > MAX_TARGET {
+            return Err(Failure::UriTooLong);
+        }
+        check_host(req)?;
+        let headers = req.headers();
+        // hyper reads the body as chunked when chunked is the last coding; nginx refuses any
+        // coding but chunked alone.
+        let mut codings = headers.get_all(header::TRANSFER_ENCODING).iter();
+        if let Some(first) = codings.next()
+            && (codings.next().is_some()
+                || !first
+                    .as_bytes()
+                    .trim_ascii()
+                    .eq_ignore_ascii_case(b"chunked"))
+        {
+            return Err(Failure::UnknownCoding);
+        }
+        if matches!(*req.method(), Method::CONNECT | Method::TRACE) {
+            return Err(Failure::MethodNotAllowed);
+        }
+        if headers.contains_key(header::VIA) && self.via.seen_in(headers) {
+            return Err(Failure::Loop);
+        }
+        Ok(())
     }
 
     /// Feeds an exchange's outcome back to its endpoint's health and latency.
@@ -930,7 +1020,7 @@ fn is_idempotent(method: &Method) -> bool {
 }
 
 /// RFC 9110 section 7.6.1: these describe one connection, not the message.
-const HOP_BY_HOP: [HeaderName; 7] = [
+const HOP_BY_HOP: [HeaderName; 8] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -938,6 +1028,8 @@ const HOP_BY_HOP: [HeaderName; 7] = [
     header::PROXY_AUTHORIZATION,
     header::TRAILER,
     header::TRANSFER_ENCODING,
+    // Only meaningful with an h2c upgrade, which is never forwarded (RFC 9113 section 3.1).
+    HeaderName::from_static("http2-settings"),
 ];
 
 /// Removes hop-by-hop headers, those the Connection header names included. `TE: trailers`
@@ -1048,18 +1140,123 @@ impl std::fmt::Write for Text {
     }
 }
 
-/// The protocol a request asks to switch to (`Connection: upgrade` with `Upgrade`, HTTP/1.1).
-fn upgrade_protocol(req: &Request<Incoming>) -> Option<HeaderValue> {
-    let asks = req
-        .headers()
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
-    (req.version() == Version::HTTP_11 && asks)
-        .then(|| req.headers().get(header::UPGRADE).cloned())
-        .flatten()
+/// Whether a request asks for a WebSocket (`Connection: upgrade` with `Upgrade: websocket`,
+/// HTTP/1.1): the only upgrade tunnelled. Any other (`h2c`, deprecated by RFC 9113 section
+/// 3.1, or an unknown token) is forwarded as a plain request without its Upgrade header, so a
+/// backend cannot switch the client's connection into a protocol that reaches what the
+/// Ingress does not route.
+fn websocket_upgrade<B>(req: &Request<B>) -> bool {
+    let tokens = |name: header::HeaderName| {
+        req.headers()
+            .get_all(name)
+            .into_iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+    };
+    req.version() == Version::HTTP_11
+        && tokens(header::CONNECTION).any(|t| t.eq_ignore_ascii_case("upgrade"))
+        && tokens(header::UPGRADE).any(|t| t.eq_ignore_ascii_case("websocket"))
+}
+
+/// The longest request target (nginx's request line buffer, `large_client_header_buffers`'
+/// 8 KiB): 414 beyond. The head as a whole may be larger (431 past the listener's limit).
+pub const MAX_TARGET: usize = 8 * 1024;
+
+/// The request target's length as the client sent it (origin or absolute form).
+fn target_len(uri: &Uri) -> usize {
+    let path = uri.path_and_query().map_or(0, |p| p.as_str().len());
+    match (uri.scheme_str(), uri.authority()) {
+        (Some(scheme), Some(authority)) => scheme.len() + 3 + authority.as_str().len() + path,
+        (None, Some(authority)) => authority.as_str().len() + path,
+        _ => path,
+    }
+}
+
+/// RFC 9112 section 3.2: an HTTP/1.1 request has exactly one Host, and it is `host[:port]`;
+/// an absolute-form target's authority is checked the same way (it replaces the Host,
+/// section 3.2.2).
+fn check_host<B>(req: &Request<B>) -> Result<(), Failure> {
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    let first = hosts.next();
+    if hosts.next().is_some() {
+        return Err(Failure::DuplicateHost);
+    }
+    if let Some(host) = first
+        && !uri::valid_host(host.as_bytes())
+    {
+        return Err(Failure::BadHost);
+    }
+    match req.uri().authority() {
+        Some(a) if !uri::valid_host(a.as_str().as_bytes()) => Err(Failure::BadHost),
+        None if first.is_none() && req.version() == Version::HTTP_11 => Err(Failure::NoHost),
+        _ => Ok(()),
+    }
+}
+
+/// The path normalized (see `ferry_proxy::uri`) with the query as sent; the same value, not a
+/// copy, when it is normal already.
+fn normalized(raw: PathAndQuery) -> Result<PathAndQuery, Failure> {
+    let normal = uri::normalize_path(raw.path()).map_err(Failure::BadPath)?;
+    let std::borrow::Cow::Owned(mut path) = normal else {
+        return Ok(raw);
+    };
+    if let Some(query) = raw.query() {
+        path.push('?');
+        path.push_str(query);
+    }
+    PathAndQuery::try_from(path).map_err(|_| Failure::BadPath(PathError::BadEscape))
+}
+
+/// This gateway's `Via` entry (RFC 9110 section 7.6.3): the received protocol and a pseudonym
+/// made at start, unique to this gateway instance (`ferry-` and 16 hex digits).
+#[derive(Debug)]
+struct Via {
+    pseudonym: Box<str>,
+    http10: HeaderValue,
+    http11: HeaderValue,
+    http2: HeaderValue,
+}
+
+impl Via {
+    fn new() -> Via {
+        let pseudonym = format!("ferry-{:016x}", ferry_runtime::random::u64());
+        let value = |protocol: &str| {
+            HeaderValue::from_str(&format!("{protocol} {pseudonym}"))
+                .unwrap_or(HeaderValue::from_static("1.1 ferry"))
+        };
+        Via {
+            http10: value("1.0"),
+            http11: value("1.1"),
+            http2: value("2"),
+            pseudonym: pseudonym.into(),
+        }
+    }
+
+    /// The entry for a request received over `version`.
+    fn value(&self, version: Version) -> HeaderValue {
+        match version {
+            Version::HTTP_10 | Version::HTTP_09 => self.http10.clone(),
+            Version::HTTP_2 | Version::HTTP_3 => self.http2.clone(),
+            _ => self.http11.clone(),
+        }
+    }
+
+    /// Whether one of the `Via` entries in `headers` is this gateway's.
+    fn seen_in(&self, headers: &HeaderMap) -> bool {
+        headers
+            .get_all(header::VIA)
+            .iter()
+            .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+            .any(|entry| {
+                // `[protocol-name "/"] protocol-version RWS received-by [RWS comment]`
+                entry
+                    .split(|b| b.is_ascii_whitespace())
+                    .filter(|t| !t.is_empty())
+                    .nth(1)
+                    .is_some_and(|by| by == self.pseudonym.as_bytes())
+            })
+    }
 }
 
 /// A 101 answer passes with its Upgrade and Connection headers: they are the switch itself.
@@ -1275,6 +1472,13 @@ mod tests {
             (Failure::SendTimeout, 504),
             (Failure::LengthAndChunked, 400),
             (Failure::BodyBroken, 400),
+            (Failure::DuplicateHost, 400),
+            (Failure::BadHost, 400),
+            (Failure::BadPath(PathError::AboveRoot), 400),
+            (Failure::UriTooLong, 414),
+            (Failure::UnknownCoding, 501),
+            (Failure::MethodNotAllowed, 405),
+            (Failure::Loop, 508),
         ];
         for (f, code) in table {
             assert_eq!(f.status().as_u16(), code, "{f:?}");
@@ -1341,6 +1545,191 @@ mod tests {
         let size = size.load(Ordering::Relaxed);
         eprintln!("Pipeline::handle's future: {size} bytes");
         assert!(size <= 4608, "Pipeline::handle's future is {size} bytes");
+    }
+
+    fn pipeline() -> Pipeline {
+        let state = Arc::new(ArcSwap::from_pointee(Compiled::compile(
+            &Snapshot::default(),
+            None,
+        )));
+        let metrics = Metrics::register(&mut prometheus_client::registry::Registry::default());
+        Pipeline::new(state, Timeouts::default(), 443, metrics, false).unwrap()
+    }
+
+    fn req(method: &str, target: &str, headers: &[(&str, &str)]) -> Request<()> {
+        let mut b = Request::builder().method(method).uri(target);
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        b.body(()).unwrap()
+    }
+
+    #[test]
+    fn request_filter_refuses_what_nginx_refuses() {
+        let p = pipeline();
+        let host = ("host", "shop.example.com");
+        let long = format!("/{}", "a".repeat(MAX_TARGET));
+        let fits = format!("/{}", "a".repeat(MAX_TARGET - 1));
+        let table: Vec<(Request<()>, Result<(), Failure>)> = vec![
+            (req("GET", "/", &[host]), Ok(())),
+            (req("GET", &fits, &[host]), Ok(())),
+            (req("GET", &long, &[host]), Err(Failure::UriTooLong)),
+            (
+                req("GET", "/", &[host, ("host", "admin.example.com")]),
+                Err(Failure::DuplicateHost),
+            ),
+            (req("GET", "/", &[host, host]), Err(Failure::DuplicateHost)),
+            (
+                req("GET", "/", &[("host", "evil@shop.example.com")]),
+                Err(Failure::BadHost),
+            ),
+            (
+                req("GET", "/", &[("host", "shop.example.com:8o")]),
+                Err(Failure::BadHost),
+            ),
+            (
+                req("GET", "/", &[("host", "shop example.com")]),
+                Err(Failure::BadHost),
+            ),
+            (req("GET", "/", &[]), Err(Failure::NoHost)),
+            (
+                req("GET", "http://u@shop.example.com/", &[host]),
+                Err(Failure::BadHost),
+            ),
+            (req("GET", "http://other.example/", &[host]), Ok(())),
+            (
+                req("POST", "/", &[host, ("transfer-encoding", "gzip, chunked")]),
+                Err(Failure::UnknownCoding),
+            ),
+            (
+                req(
+                    "POST",
+                    "/",
+                    &[
+                        host,
+                        ("transfer-encoding", "chunked"),
+                        ("transfer-encoding", "chunked"),
+                    ],
+                ),
+                Err(Failure::UnknownCoding),
+            ),
+            (
+                req("POST", "/", &[host, ("transfer-encoding", "Chunked")]),
+                Ok(()),
+            ),
+            (
+                req("CONNECT", "shop.example.com:443", &[host]),
+                Err(Failure::MethodNotAllowed),
+            ),
+            (req("TRACE", "/", &[host]), Err(Failure::MethodNotAllowed)),
+            (req("GET", "/", &[host, ("via", "1.1 other-proxy")]), Ok(())),
+        ];
+        for (r, want) in table {
+            let what = format!("{} {} {:?}", r.method(), r.uri(), r.headers());
+            assert_eq!(p.request_filter(&r), want, "{what}");
+        }
+    }
+
+    #[test]
+    fn via_names_this_gateway_and_finds_it_in_any_entry() {
+        let (p, other) = (pipeline(), pipeline());
+        let mine = p.via.value(Version::HTTP_11);
+        let mine = mine.to_str().unwrap();
+        assert!(mine.starts_with("1.1 ferry-") && mine.len() == "1.1 ferry-".len() + 16);
+        assert_eq!(
+            p.via.value(Version::HTTP_2).to_str().unwrap(),
+            mine.replace("1.1", "2")
+        );
+        assert_ne!(p.via.pseudonym, other.via.pseudonym, "one per instance");
+        for (via, seen) in [
+            (mine.to_owned(), true),
+            (format!("1.0 fred, {mine}"), true),
+            (
+                format!("1.0 fred, HTTP/1.1  {} (comment)", p.via.pseudonym),
+                true,
+            ),
+            (
+                other
+                    .via
+                    .value(Version::HTTP_11)
+                    .to_str()
+                    .unwrap()
+                    .to_owned(),
+                false,
+            ),
+            (format!("1.1 {}x", p.via.pseudonym), false),
+            ("1.1 fred".to_owned(), false),
+        ] {
+            let mut h = HeaderMap::new();
+            h.append(header::VIA, HeaderValue::from_static("1.1 first"));
+            h.append(header::VIA, HeaderValue::from_str(&via).unwrap());
+            assert_eq!(p.via.seen_in(&h), seen, "{via}");
+            let r = req("GET", "/", &[("host", "a"), ("via", &via)]);
+            let want = if seen { Err(Failure::Loop) } else { Ok(()) };
+            assert_eq!(p.request_filter(&r), want, "{via}");
+        }
+    }
+
+    #[test]
+    fn only_websocket_upgrades_are_tunnelled() {
+        for (connection, upgrade, want) in [
+            ("Upgrade", "websocket", true),
+            ("keep-alive, upgrade", "WebSocket", true),
+            ("upgrade", "h2c, websocket", true),
+            ("Upgrade, HTTP2-Settings", "h2c", false),
+            ("upgrade", "foo/1", false),
+            ("keep-alive", "websocket", false),
+        ] {
+            let r = req(
+                "GET",
+                "/",
+                &[("connection", connection), ("upgrade", upgrade)],
+            );
+            assert_eq!(websocket_upgrade(&r), want, "{connection} / {upgrade}");
+        }
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("Upgrade, HTTP2-Settings"),
+        );
+        h.insert(header::UPGRADE, HeaderValue::from_static("h2c"));
+        h.insert(
+            "http2-settings",
+            HeaderValue::from_static("AAMAAABkAAQAAP__"),
+        );
+        remove_hop_by_hop(&mut h);
+        assert!(h.is_empty(), "{h:?}");
+        let mut h = HeaderMap::new();
+        h.insert(header::UPGRADE, HeaderValue::from_static("h2c"));
+        h.insert(
+            "http2-settings",
+            HeaderValue::from_static("AAMAAABkAAQAAP__"),
+        );
+        remove_hop_by_hop(&mut h);
+        assert!(h.is_empty(), "without Connection naming them: {h:?}");
+    }
+
+    #[test]
+    fn paths_are_normalized_keeping_the_query() {
+        for (raw, want) in [
+            ("/api/../admin?x=/../y", Ok("/admin?x=/../y")),
+            ("//admin", Ok("/admin")),
+            ("/%61dmin?q", Ok("/admin?q")),
+            ("/../admin", Err(Failure::BadPath(PathError::AboveRoot))),
+            ("/admin%00", Err(Failure::BadPath(PathError::Nul))),
+            ("/a%zz", Err(Failure::BadPath(PathError::BadEscape))),
+        ] {
+            let got = normalized(PathAndQuery::try_from(raw).unwrap());
+            assert_eq!(
+                got.as_ref().map(PathAndQuery::as_str).map_err(|f| *f),
+                want,
+                "{raw}"
+            );
+        }
+        // A normal path is the same value: the request's buffer, not a copy.
+        let raw = PathAndQuery::from_static("/api/v1?x=1");
+        let same = normalized(raw.clone()).unwrap();
+        assert_eq!(same.as_str().as_ptr(), raw.as_str().as_ptr());
     }
 
     #[test]

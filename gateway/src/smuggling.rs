@@ -10,8 +10,8 @@
 //! ([`Verdicts::next_request`]) and marks that one with [`LengthAndChunked`]. hyper serves
 //! nothing after it (it closes), so only that request can be affected.
 //!
-//! Anything the framing cannot follow (an upgrade, HTTP/2, a head or chunk hyper itself would
-//! refuse) stops it for the connection: from then on requests are left to hyper's own rules,
+//! Anything the framing cannot follow (a WebSocket upgrade, HTTP/2, a head or chunk hyper
+//! itself would refuse) stops it for the connection: from then on requests are left to hyper's own rules,
 //! which are safe, as above.
 
 use std::io;
@@ -234,7 +234,14 @@ impl Framing {
         self.heads += 1;
         let mut length: Option<Option<u64>> = None;
         let mut chunked: Option<bool> = None;
-        let mut upgrade = req.method == Some("CONNECT");
+        // Only a WebSocket upgrade can switch the connection (the pipeline answers CONNECT 405
+        // and forwards other upgrades as plain requests): after anything else, HTTP/1 goes on.
+        let (mut connection_upgrade, mut websocket) = (false, false);
+        let has_token = |value: &[u8], token: &[u8]| {
+            value
+                .split(|b| *b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+        };
         for field in req.headers.iter() {
             if field.name.eq_ignore_ascii_case("content-length") {
                 let value = std::str::from_utf8(field.value)
@@ -253,9 +260,12 @@ impl Framing {
                     .unwrap_or_default();
                 chunked = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
             } else if field.name.eq_ignore_ascii_case("upgrade") {
-                upgrade = true;
+                websocket |= has_token(field.value, b"websocket");
+            } else if field.name.eq_ignore_ascii_case("connection") {
+                connection_upgrade |= has_token(field.value, b"upgrade");
             }
         }
+        let upgrade = req.version == Some(1) && connection_upgrade && websocket;
         self.state = match (length, chunked) {
             (Some(_), Some(_)) => {
                 self.verdicts.flagged.store(number, Ordering::Release);

@@ -75,6 +75,23 @@ fn what_cannot_be_followed_stops_the_framing() {
     }
 }
 
+/// Only a WebSocket upgrade is tunnelled: after an h2c or unknown upgrade, or a CONNECT (all
+/// answered over HTTP/1), the next head is still followed and its smuggling caught.
+#[test]
+fn upgrades_that_are_not_tunnelled_keep_the_framing() {
+    let both = "POST / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n";
+    for before in [
+        "GET / HTTP/1.1\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n",
+        "GET / HTTP/1.1\r\nConnection: upgrade\r\nUpgrade: foo/2\r\n\r\n",
+        "GET / HTTP/1.1\r\nUpgrade: websocket\r\n\r\n",
+        "GET / HTTP/1.0\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
+        "CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n",
+    ] {
+        let stream = format!("{before}{both}");
+        every_step(stream.as_bytes(), 2, &[false, true]);
+    }
+}
+
 #[test]
 fn a_head_larger_than_the_limit_stops_the_framing() {
     let big = format!(
