@@ -9,6 +9,7 @@ mod configs;
 mod dns;
 mod echo;
 mod gateway;
+mod gateway_requests;
 mod load;
 mod local;
 mod reload;
