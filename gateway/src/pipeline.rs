@@ -359,9 +359,14 @@ impl Failure {
                 | Self::SendTimeout
                 | Self::UnknownCoding
                 | Self::UriTooLong
+                | Self::NoHost
+                | Self::DuplicateHost
+                | Self::BadHost
+                | Self::BadPath(_)
         ) {
             // The body that follows is not read, or its framing is in doubt: the connection
-            // cannot carry another request.
+            // cannot carry another request. nginx closes after every 400, 413, 414 and 501
+            // too (a client that sends one is broken or hostile).
             r.headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
@@ -1482,6 +1487,11 @@ mod tests {
         ];
         for (f, code) in table {
             assert_eq!(f.status().as_u16(), code, "{f:?}");
+            // As nginx: a 400, 413, 414 or 501 closes the connection; 405 and 508 do not
+            // (nor a 504 but for a stalled body, whose framing is in doubt).
+            let closes = f.respond().headers().get(header::CONNECTION).is_some();
+            let nginx_closes = matches!(code, 400 | 413 | 414 | 501) || f == Failure::SendTimeout;
+            assert_eq!(closes, nginx_closes, "{f:?}");
         }
     }
 

@@ -439,7 +439,7 @@ async fn a_dead_endpoint_costs_no_failed_get() {
 
 /// A server that switches every request to a raw echo protocol, as a WebSocket server does
 /// after its handshake.
-async fn upgrade_echo() -> SocketAddr {
+pub(crate) async fn upgrade_echo() -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {

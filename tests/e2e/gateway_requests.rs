@@ -13,7 +13,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
-use crate::gateway::{annotated, backend, raw, served_by, service, up_with};
+use crate::gateway::{annotated, backend, raw, served_by, service, up_with, upgrade_echo};
 use crate::{Running, get};
 
 /// One request with `Connection: close` over a fresh connection: the raw reply.
@@ -153,6 +153,17 @@ async fn hosts_must_be_one_and_valid_and_an_absolute_target_s_authority_wins() {
         let reply = send(up.http, "GET", "/", &headers).await;
         assert_eq!(status(&reply), "400", "{headers:?}: {reply}");
     }
+    // As nginx, a 400 closes the connection: the request behind it is not read.
+    let reply = raw(
+        up.http,
+        format!("GET / HTTP/1.1\r\nHost: a@b\r\n\r\nGET /api HTTP/1.1\r\n{HOST}\r\n").as_bytes(),
+    )
+    .await;
+    assert_eq!(reply.matches("HTTP/1.1 ").count(), 1, "{reply}");
+    assert!(
+        reply.to_ascii_lowercase().contains("connection: close"),
+        "{reply}"
+    );
     let reply = send(up.http, "GET", "http://u:p@shop.example.com/", HOST).await;
     assert_eq!(status(&reply), "400", "userinfo in the target: {reply}");
 
@@ -288,17 +299,23 @@ async fn h2c_upstream() -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h2c_and_unknown_upgrades_are_forwarded_as_plain_requests() {
     let (h2c, seen) = h2c_upstream().await;
+    // And one that switches protocols whatever it is asked.
+    let switch = upgrade_echo().await;
     let dir = tempfile::tempdir().unwrap();
     let up = up_with(
         dir.path(),
         &[
             ("h2c.yaml", service("h2c", &[h2c.port()])),
+            ("switch.yaml", service("switch", &[switch.port()])),
             (
                 "ingress.yaml",
                 annotated(
                     "h2c",
                     &[("proxy-body-size", "1m")],
-                    &[("/public", "Prefix", "h2c")],
+                    &[
+                        ("/public", "Prefix", "h2c"),
+                        ("/switch", "Prefix", "switch"),
+                    ],
                 ),
             ),
         ],
@@ -333,6 +350,12 @@ async fn h2c_and_unknown_upgrades_are_forwarded_as_plain_requests() {
     assert_eq!(seen.len(), 3, "{seen:?}");
     for line in &seen {
         assert_eq!(line, "/public upgrade=None http2-settings=None");
+    }
+
+    // A 101 to a request that asked for no WebSocket is not passed on: 502.
+    for headers in ["", "Connection: upgrade\r\nUpgrade: h2c\r\n"] {
+        let reply = send(up.http, "GET", "/switch", &format!("{HOST}{headers}")).await;
+        assert_eq!(status(&reply), "502", "{headers:?}: {reply}");
     }
 
     // curl's own h2c upgrade gets HTTP/1.1.
