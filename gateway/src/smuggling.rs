@@ -10,6 +10,12 @@
 //! ([`Verdicts::next_request`]) and marks that one with [`LengthAndChunked`]. hyper serves
 //! nothing after it (it closes), so only that request can be affected.
 //!
+//! The framing also keeps a request line within nginx's limit where hyper cannot: a request
+//! target longer than [`MAX_TARGET`] is cut to its first `MAX_TARGET + 1` bytes before hyper
+//! reads it (the rest of the target is dropped up to the space before the version), so a line
+//! of any length reaches the pipeline, which answers 414 and closes, instead of hyper's 431
+//! once the line passes its 64 KiB buffer. Only a target is cut, never a header or a body.
+//!
 //! Anything the framing cannot follow (a WebSocket upgrade, HTTP/2, a head or chunk hyper
 //! itself would refuse) stops it for the connection: from then on requests are left to hyper's own rules,
 //! which are safe, as above.
@@ -25,6 +31,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 /// The request extension that marks a request whose head had both headers.
 #[derive(Clone, Copy, Debug)]
 pub struct LengthAndChunked;
+
+use crate::pipeline::MAX_TARGET;
 
 /// What the reading side and the service of one connection share.
 #[derive(Debug)]
@@ -82,6 +90,8 @@ pub struct Framing {
     pending: Vec<u8>,
     /// Heads seen so far.
     heads: u64,
+    /// The rest of an over-long request target is being dropped (see the module docs).
+    dropping: bool,
     verdicts: Arc<Verdicts>,
 }
 
@@ -91,15 +101,28 @@ impl Framing {
             state: State::Head,
             pending: Vec::new(),
             heads: 0,
+            dropping: false,
             verdicts,
         }
     }
 
-    /// The next bytes read from the client.
-    pub fn feed(&mut self, mut bytes: &[u8]) {
+    /// The next bytes read from the client. Returns where in `bytes` an over-long request
+    /// target must be cut: the bytes before that index were followed; from it up to the next
+    /// space or line end they must not reach hyper ([`Framing::drop_target`]), and what comes
+    /// after is fed again.
+    pub fn feed(&mut self, mut bytes: &[u8]) -> Option<usize> {
+        let whole = bytes.len();
         while !bytes.is_empty() {
+            if self.state == State::Head
+                && let Some(cut) = self.cut_at(bytes)
+            {
+                // No line end before the cut: the head goes on, so the bytes are kept.
+                self.keep(&bytes[..cut]);
+                self.dropping = self.state != State::Stopped;
+                return self.dropping.then_some(whole - bytes.len() + cut);
+            }
             match self.state {
-                State::Stopped => return,
+                State::Stopped => return None,
                 State::Fixed(left) | State::ChunkData(left) => {
                     let n = usize::try_from(left).unwrap_or(usize::MAX).min(bytes.len());
                     bytes = &bytes[n..];
@@ -117,7 +140,7 @@ impl Framing {
                             Some(used) => bytes = &bytes[used..],
                             None => {
                                 self.keep(bytes);
-                                return;
+                                return None;
                             }
                         }
                     } else {
@@ -128,7 +151,7 @@ impl Framing {
                         // when one may have come, so a head sent a byte at a time costs no
                         // parse per byte.
                         if self.state == State::Head && !has_empty_line(&self.pending[tail..]) {
-                            return;
+                            return None;
                         }
                         let pending = std::mem::take(&mut self.pending);
                         match self.piece(&pending) {
@@ -137,12 +160,57 @@ impl Framing {
                             }
                             None => {
                                 self.pending = pending;
-                                return;
+                                return None;
                             }
                         }
                     }
                 }
             }
+        }
+        None
+    }
+
+    /// Where in `bytes`, the next bytes of a head after `pending`, its request target passes
+    /// `MAX_TARGET + 1` bytes; none when the line ends first (or the method is not a method:
+    /// hyper refuses that line anyway). Scans the request line only, never the headers.
+    fn cut_at(&self, bytes: &[u8]) -> Option<usize> {
+        let mut line = 0usize;
+        let mut target_start = None;
+        let skipped = self.pending.len();
+        for (i, &b) in self.pending.iter().chain(bytes).enumerate() {
+            match (b, target_start) {
+                // Empty lines before a request line are skipped (as httparse does).
+                (b'\r' | b'\n', _) if line == 0 => continue,
+                (b'\r' | b'\n', _) | (b' ', Some(_)) => return None,
+                (b' ', None) => target_start = Some(line + 1),
+                // One byte past the longest target: cut here. `pending` never holds more
+                // than that, so this is in `bytes`.
+                (_, Some(start)) if line - start > MAX_TARGET => return i.checked_sub(skipped),
+                _ => {}
+            }
+            line += 1;
+            if target_start.is_none() && line > 64 {
+                return None;
+            }
+        }
+        None
+    }
+
+    /// While an over-long target is being cut: how many of `bytes` (the next read) to drop,
+    /// up to the space or line end that ends the target.
+    pub fn drop_target(&mut self, bytes: &[u8]) -> usize {
+        if !self.dropping {
+            return 0;
+        }
+        match bytes
+            .iter()
+            .position(|&b| matches!(b, b' ' | b'\r' | b'\n'))
+        {
+            Some(end) => {
+                self.dropping = false;
+                end
+            }
+            None => bytes.len(),
         }
     }
 
@@ -287,6 +355,25 @@ impl Framing {
     }
 }
 
+impl Framing {
+    /// Follows the bytes just read, in place: cuts what [`Framing::feed`] says must not reach
+    /// hyper and moves the rest together. Returns how many bytes are left.
+    pub fn follow(&mut self, bytes: &mut [u8]) -> usize {
+        let (mut read, mut write) = (0, 0);
+        while read < bytes.len() {
+            read += self.drop_target(&bytes[read..]);
+            let fed = match self.feed(&bytes[read..]) {
+                Some(cut) => cut,
+                None => bytes.len() - read,
+            };
+            bytes.copy_within(read..read + fed, write);
+            read += fed;
+            write += fed;
+        }
+        write
+    }
+}
+
 /// Whether `bytes` hold a line end followed by an empty line.
 fn has_empty_line(bytes: &[u8]) -> bool {
     bytes
@@ -319,11 +406,22 @@ impl<S: AsyncRead + Unpin> AsyncRead for Observed<S> {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let before = buf.filled().len();
-        let polled = Pin::new(&mut this.io).poll_read(cx, buf);
-        if let Poll::Ready(Ok(())) = polled {
-            this.framing.feed(&buf.filled()[before..]);
+        loop {
+            let polled = Pin::new(&mut this.io).poll_read(cx, buf);
+            let Poll::Ready(Ok(())) = polled else {
+                return polled;
+            };
+            let end = buf.filled().len();
+            if end == before {
+                return polled;
+            }
+            let kept = this.framing.follow(&mut buf.filled_mut()[before..]);
+            buf.set_filled(before + kept);
+            // Only dropped bytes came: read again, as no bytes would mean the end.
+            if kept > 0 {
+                return polled;
+            }
         }
-        polled
     }
 }
 

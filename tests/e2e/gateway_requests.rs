@@ -224,7 +224,7 @@ async fn codings_methods_and_long_request_lines_get_nginx_s_answers() {
     // Request lines: a long one fits, past 8 KiB 414 (not 200, not 431); long headers 431.
     let fits = format!("/api/{}", "a".repeat(8000));
     assert_eq!(status(&send(up.http, "GET", &fits, HOST).await), "200");
-    for len in [8 * 1024 + 1, 60_000] {
+    for len in [8 * 1024 + 1, 60_000, 70_000, 200_000] {
         let long = format!("/api/{}", "a".repeat(len));
         let reply = send(up.http, "GET", &long, HOST).await;
         assert_eq!(
@@ -390,23 +390,37 @@ async fn requests_served(up: &Running) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_route_back_to_the_gateway_stops_at_the_second_visit_with_508() {
-    let (_backends, dir, up) = shop().await;
-    // A Service whose endpoint is the gateway itself, routed from /loop.
-    std::fs::write(
-        dir.path().join("loop.yaml"),
-        service("loop", &[up.http.port()]),
-    )
-    .unwrap();
-    std::fs::write(
-        dir.path().join("loop-ingress.yaml"),
-        annotated(
-            "loop",
-            &[("proxy-body-size", "1m")],
-            &[("/loop", "Prefix", "loop")],
-        ),
-    )
-    .unwrap();
-    up.wait_version(2).await;
+    let (_backends, _dir, up) = shop().await;
+    // A route to a cluster whose endpoint is the gateway itself, published on the bus as
+    // the control plane would (the gateway's port is known only once it runs).
+    let mut snapshot = serde_json::to_value(&*up.bus.current()).unwrap();
+    let version = snapshot["version"].as_u64().unwrap() + 1;
+    let key = serde_json::json!({"namespace": "shop", "service": "loop", "port": 80});
+    snapshot["version"] = version.into();
+    snapshot["clusters"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({
+        "key": key, "port_name": "http", "protocol": "TCP",
+        "session_affinity": {"type": "None"},
+        "endpoints": [{"address": "127.0.0.1", "port": up.http.port(), "ready": true,
+            "serving": true, "terminating": false}]}));
+    let shop_host = snapshot["virtual_hosts"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|vh| vh["host"] == "shop.example.com")
+        .unwrap();
+    shop_host["routes"].as_array_mut().unwrap().insert(
+        0,
+        serde_json::json!({
+        "path": "/loop", "path_type": "Prefix",
+        "backend": {"kind": "Service", "namespace": "shop", "name": "loop", "port": 80,
+            "cluster": key},
+        "ingress": {"kind": "Ingress", "namespace": "shop", "name": "shop"}}),
+    );
+    assert!(up.bus.publish(serde_json::from_value(snapshot).unwrap()));
+    up.wait_version(version).await;
     let before = requests_served(&up).await;
     let reply = send(up.http, "GET", "/loop", HOST).await;
     assert_eq!(status(&reply), "508", "{reply}");
