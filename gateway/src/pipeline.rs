@@ -18,10 +18,10 @@
 //! pools, connecting, the send-timeout watchdog) are boxed.
 //!
 //! Failures map to a status in one place ([`Failure`]): 400 without a Host, with two or an
-//! invalid one, for a path nginx refuses, for an HTTP/1 head
-//! with both `Content-Length` and `Transfer-Encoding` ([`crate::smuggling`]) or a body that
-//! breaks off, 405 for CONNECT and TRACE, 414 for a long target, 501 for a coding other than
-//! chunked, 508 for a loop, 404 with no route, 413 for a body over the limit, 503 when the backend's Service
+//! invalid one, for a path nginx refuses, for an HTTP/1 head with both `Content-Length` and
+//! `Transfer-Encoding` ([`crate::smuggling`]) or a body that breaks off, 405 for CONNECT and
+//! TRACE, 414 for a long target, 501 for a coding other than chunked, 508 for a loop, 404
+//! with no route, 413 for a body over the limit, 503 when the backend's Service
 //! or port does not exist or has no ready endpoint, 502 when the upstream refuses the
 //! connection or breaks the protocol, 504 when connecting takes longer than the connect
 //! timeout (as nginx's), the answer does not come in time or the body stalls

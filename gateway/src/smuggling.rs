@@ -17,8 +17,8 @@
 //! once the line passes its 64 KiB buffer. Only a target is cut, never a header or a body.
 //!
 //! Anything the framing cannot follow (a WebSocket upgrade, HTTP/2, a head or chunk hyper
-//! itself would refuse) stops it for the connection: from then on requests are left to hyper's own rules,
-//! which are safe, as above.
+//! itself would refuse) stops it for the connection: from then on requests are left to
+//! hyper's own rules, which are safe, as above.
 
 use std::io;
 use std::pin::Pin;
