@@ -82,6 +82,19 @@ enum State {
     Stopped,
 }
 
+/// What is known of the current head's request line.
+#[derive(Clone, Copy, Debug, Default)]
+struct LineScan {
+    /// Bytes of the head looked at so far.
+    scanned: usize,
+    /// Bytes of the line counted so far (empty lines before it not counted).
+    len: usize,
+    /// Where in the line the target starts, once its space came.
+    target_start: Option<usize>,
+    /// The target ended (or the line did): nothing to cut in this head.
+    done: bool,
+}
+
 /// Follows the request framing of one HTTP/1 connection from the bytes read off it.
 #[derive(Debug)]
 pub struct Framing {
@@ -92,6 +105,9 @@ pub struct Framing {
     heads: u64,
     /// The rest of an over-long request target is being dropped (see the module docs).
     dropping: bool,
+    /// How far the current head's request line has been looked at, so each read looks only
+    /// at its new bytes (a line sent a byte at a time costs no rescan per byte).
+    line: LineScan,
     verdicts: Arc<Verdicts>,
 }
 
@@ -102,6 +118,7 @@ impl Framing {
             pending: Vec::new(),
             heads: 0,
             dropping: false,
+            line: LineScan::default(),
             verdicts,
         }
     }
@@ -172,27 +189,39 @@ impl Framing {
 
     /// Where in `bytes`, the next bytes of a head after `pending`, its request target passes
     /// `MAX_TARGET + 1` bytes; none when the line ends first (or the method is not a method:
-    /// hyper refuses that line anyway). Scans the request line only, never the headers.
-    fn cut_at(&self, bytes: &[u8]) -> Option<usize> {
-        let mut line = 0usize;
-        let mut target_start = None;
-        let skipped = self.pending.len();
-        for (i, &b) in self.pending.iter().chain(bytes).enumerate() {
-            match (b, target_start) {
+    /// hyper refuses that line anyway). Looks at the request line only, never the headers,
+    /// and at each byte once.
+    fn cut_at(&mut self, bytes: &[u8]) -> Option<usize> {
+        let scan = &mut self.line;
+        if scan.done {
+            return None;
+        }
+        let at = scan.scanned;
+        let unseen = self.pending.get(at..).unwrap_or_default();
+        for (i, &b) in unseen.iter().chain(bytes).enumerate() {
+            match (b, scan.target_start) {
                 // Empty lines before a request line are skipped (as httparse does).
-                (b'\r' | b'\n', _) if line == 0 => continue,
-                (b'\r' | b'\n', _) | (b' ', Some(_)) => return None,
-                (b' ', None) => target_start = Some(line + 1),
+                (b'\r' | b'\n', _) if scan.len == 0 => continue,
+                (b'\r' | b'\n', _) | (b' ', Some(_)) => {
+                    scan.done = true;
+                    return None;
+                }
+                (b' ', None) => scan.target_start = Some(scan.len + 1),
                 // One byte past the longest target: cut here. `pending` never holds more
                 // than that, so this is in `bytes`.
-                (_, Some(start)) if line - start > MAX_TARGET => return i.checked_sub(skipped),
+                (_, Some(start)) if scan.len - start > MAX_TARGET => {
+                    scan.scanned = at + i;
+                    return (at + i).checked_sub(self.pending.len());
+                }
                 _ => {}
             }
-            line += 1;
-            if target_start.is_none() && line > 64 {
+            scan.len += 1;
+            if scan.target_start.is_none() && scan.len > 64 {
+                scan.done = true;
                 return None;
             }
         }
+        scan.scanned = self.pending.len() + bytes.len();
         None
     }
 
@@ -228,6 +257,8 @@ impl Framing {
     fn stop(&mut self) {
         self.state = State::Stopped;
         self.pending = Vec::new();
+        self.line = LineScan::default();
+        self.dropping = false;
     }
 
     /// Reads the piece the state expects from the start of `buf`: the bytes it took, or none
@@ -300,6 +331,7 @@ impl Framing {
         };
         let number = self.heads;
         self.heads += 1;
+        self.line = LineScan::default();
         let mut length: Option<Option<u64>> = None;
         let mut chunked: Option<bool> = None;
         // Only a WebSocket upgrade can switch the connection (the pipeline answers CONNECT 405
