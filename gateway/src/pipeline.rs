@@ -1,7 +1,7 @@
 //! The request path, as a named sequence of steps (Pingora's phases), with one [`Context`] per
 //! request for metrics and the access log:
 //!
-//! `request_filter` (what nginx refuses before routing: one valid Host, a target of at most
+//! `request_filter` (its own module: what nginx refuses before routing: one valid Host, a target of at most
 //! 8 KiB, no coding but chunked, no CONNECT or TRACE, no request this gateway forwarded before
 //! by its `Via`; the path normalized by `ferry_proxy::uri`, and only WebSocket upgrades kept)
 //! → `route` ([`crate::select`] on the normalized path: the routes and Ingress
@@ -45,13 +45,17 @@ use ferry_model::{BackendProtocol, CookieAffinity, SessionAffinity};
 use ferry_model::{ClusterKey, Snapshot, TargetRef};
 use ferry_proxy::balancer::{Pick, affinity_key, client_ip_key};
 use ferry_proxy::health::Transition;
-use ferry_proxy::uri::{self, PathError};
+use ferry_proxy::uri::PathError;
 use ferry_proxy::{Balancer, BalancerConfig, Outcome, Policy};
 
 use crate::connect::{ConnectTimedOut, Idle, Owned, TimedConnector, with_connect_timeout};
 use crate::read_timeout::{ReadIdle, ReadTimedOut};
 use crate::select::{self, Routes};
 use crate::send_timeout;
+
+mod request_filter;
+pub use request_filter::MAX_TARGET;
+use request_filter::{Via, normalized, websocket_upgrade};
 
 /// Plain TCP to upstreams, with the request's connect timeout.
 type Connector = TimedConnector<HttpConnector>;
@@ -851,40 +855,9 @@ impl Pipeline {
         }
     }
 
-    /// What is refused before routing, as nginx refuses it (RFC 9112's framing and Host
-    /// rules, the methods a gateway does not forward, a request that loops back here).
+    /// request_filter: see [`request_filter::check`].
     fn request_filter<B>(&self, req: &Request<B>) -> Result<(), Failure> {
-        if req
-            .extensions()
-            .get::<crate::smuggling::LengthAndChunked>()
-            .is_some()
-        {
-            return Err(Failure::LengthAndChunked);
-        }
-        if target_len(req.uri()) > MAX_TARGET {
-            return Err(Failure::UriTooLong);
-        }
-        check_host(req)?;
-        let headers = req.headers();
-        // hyper reads the body as chunked when chunked is the last coding; nginx refuses any
-        // coding but chunked alone.
-        let mut codings = headers.get_all(header::TRANSFER_ENCODING).iter();
-        if let Some(first) = codings.next()
-            && (codings.next().is_some()
-                || !first
-                    .as_bytes()
-                    .trim_ascii()
-                    .eq_ignore_ascii_case(b"chunked"))
-        {
-            return Err(Failure::UnknownCoding);
-        }
-        if matches!(*req.method(), Method::CONNECT | Method::TRACE) {
-            return Err(Failure::MethodNotAllowed);
-        }
-        if headers.contains_key(header::VIA) && self.via.seen_in(headers) {
-            return Err(Failure::Loop);
-        }
-        Ok(())
+        request_filter::check(req, &self.via)
     }
 
     /// Feeds an exchange's outcome back to its endpoint's health and latency.
@@ -1142,125 +1115,6 @@ impl std::fmt::Write for Text {
         room.copy_from_slice(s.as_bytes());
         self.len = end;
         Ok(())
-    }
-}
-
-/// Whether a request asks for a WebSocket (`Connection: upgrade` with `Upgrade: websocket`,
-/// HTTP/1.1): the only upgrade tunnelled. Any other (`h2c`, deprecated by RFC 9113 section
-/// 3.1, or an unknown token) is forwarded as a plain request without its Upgrade header, so a
-/// backend cannot switch the client's connection into a protocol that reaches what the
-/// Ingress does not route.
-fn websocket_upgrade<B>(req: &Request<B>) -> bool {
-    let tokens = |name: header::HeaderName| {
-        req.headers()
-            .get_all(name)
-            .into_iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(str::trim)
-    };
-    req.version() == Version::HTTP_11
-        && tokens(header::CONNECTION).any(|t| t.eq_ignore_ascii_case("upgrade"))
-        && tokens(header::UPGRADE).any(|t| t.eq_ignore_ascii_case("websocket"))
-}
-
-/// The longest request target (nginx's request line buffer, `large_client_header_buffers`'
-/// 8 KiB): 414 beyond. The head as a whole may be larger (431 past the listener's limit).
-pub const MAX_TARGET: usize = 8 * 1024;
-
-/// The request target's length as the client sent it (origin or absolute form).
-fn target_len(uri: &Uri) -> usize {
-    let path = uri.path_and_query().map_or(0, |p| p.as_str().len());
-    match (uri.scheme_str(), uri.authority()) {
-        (Some(scheme), Some(authority)) => scheme.len() + 3 + authority.as_str().len() + path,
-        (None, Some(authority)) => authority.as_str().len() + path,
-        _ => path,
-    }
-}
-
-/// RFC 9112 section 3.2: an HTTP/1.1 request has exactly one Host, and it is `host[:port]`;
-/// an absolute-form target's authority is checked the same way (it replaces the Host,
-/// section 3.2.2).
-fn check_host<B>(req: &Request<B>) -> Result<(), Failure> {
-    let mut hosts = req.headers().get_all(header::HOST).iter();
-    let first = hosts.next();
-    if hosts.next().is_some() {
-        return Err(Failure::DuplicateHost);
-    }
-    if let Some(host) = first
-        && !uri::valid_host(host.as_bytes())
-    {
-        return Err(Failure::BadHost);
-    }
-    match req.uri().authority() {
-        Some(a) if !uri::valid_host(a.as_str().as_bytes()) => Err(Failure::BadHost),
-        None if first.is_none() && req.version() == Version::HTTP_11 => Err(Failure::NoHost),
-        _ => Ok(()),
-    }
-}
-
-/// The path normalized (see `ferry_proxy::uri`) with the query as sent; the same value, not a
-/// copy, when it is normal already.
-fn normalized(raw: PathAndQuery) -> Result<PathAndQuery, Failure> {
-    let normal = uri::normalize_path(raw.path()).map_err(Failure::BadPath)?;
-    let std::borrow::Cow::Owned(mut path) = normal else {
-        return Ok(raw);
-    };
-    if let Some(query) = raw.query() {
-        path.push('?');
-        path.push_str(query);
-    }
-    PathAndQuery::try_from(path).map_err(|_| Failure::BadPath(PathError::BadEscape))
-}
-
-/// This gateway's `Via` entry (RFC 9110 section 7.6.3): the received protocol and a pseudonym
-/// made at start, unique to this gateway instance (`ferry-` and 16 hex digits).
-#[derive(Debug)]
-struct Via {
-    pseudonym: Box<str>,
-    http10: HeaderValue,
-    http11: HeaderValue,
-    http2: HeaderValue,
-}
-
-impl Via {
-    fn new() -> Via {
-        let pseudonym = format!("ferry-{:016x}", ferry_runtime::random::u64());
-        let value = |protocol: &str| {
-            HeaderValue::from_str(&format!("{protocol} {pseudonym}"))
-                .unwrap_or(HeaderValue::from_static("1.1 ferry"))
-        };
-        Via {
-            http10: value("1.0"),
-            http11: value("1.1"),
-            http2: value("2"),
-            pseudonym: pseudonym.into(),
-        }
-    }
-
-    /// The entry for a request received over `version`.
-    fn value(&self, version: Version) -> HeaderValue {
-        match version {
-            Version::HTTP_10 | Version::HTTP_09 => self.http10.clone(),
-            Version::HTTP_2 | Version::HTTP_3 => self.http2.clone(),
-            _ => self.http11.clone(),
-        }
-    }
-
-    /// Whether one of the `Via` entries in `headers` is this gateway's.
-    fn seen_in(&self, headers: &HeaderMap) -> bool {
-        headers
-            .get_all(header::VIA)
-            .iter()
-            .flat_map(|v| v.as_bytes().split(|&b| b == b','))
-            .any(|entry| {
-                // `[protocol-name "/"] protocol-version RWS received-by [RWS comment]`
-                entry
-                    .split(|b| b.is_ascii_whitespace())
-                    .filter(|t| !t.is_empty())
-                    .nth(1)
-                    .is_some_and(|by| by == self.pseudonym.as_bytes())
-            })
     }
 }
 
@@ -1555,191 +1409,6 @@ mod tests {
         let size = size.load(Ordering::Relaxed);
         eprintln!("Pipeline::handle's future: {size} bytes");
         assert!(size <= 4608, "Pipeline::handle's future is {size} bytes");
-    }
-
-    fn pipeline() -> Pipeline {
-        let state = Arc::new(ArcSwap::from_pointee(Compiled::compile(
-            &Snapshot::default(),
-            None,
-        )));
-        let metrics = Metrics::register(&mut prometheus_client::registry::Registry::default());
-        Pipeline::new(state, Timeouts::default(), 443, metrics, false).unwrap()
-    }
-
-    fn req(method: &str, target: &str, headers: &[(&str, &str)]) -> Request<()> {
-        let mut b = Request::builder().method(method).uri(target);
-        for (k, v) in headers {
-            b = b.header(*k, *v);
-        }
-        b.body(()).unwrap()
-    }
-
-    #[test]
-    fn request_filter_refuses_what_nginx_refuses() {
-        let p = pipeline();
-        let host = ("host", "shop.example.com");
-        let long = format!("/{}", "a".repeat(MAX_TARGET));
-        let fits = format!("/{}", "a".repeat(MAX_TARGET - 1));
-        let table: Vec<(Request<()>, Result<(), Failure>)> = vec![
-            (req("GET", "/", &[host]), Ok(())),
-            (req("GET", &fits, &[host]), Ok(())),
-            (req("GET", &long, &[host]), Err(Failure::UriTooLong)),
-            (
-                req("GET", "/", &[host, ("host", "admin.example.com")]),
-                Err(Failure::DuplicateHost),
-            ),
-            (req("GET", "/", &[host, host]), Err(Failure::DuplicateHost)),
-            (
-                req("GET", "/", &[("host", "evil@shop.example.com")]),
-                Err(Failure::BadHost),
-            ),
-            (
-                req("GET", "/", &[("host", "shop.example.com:8o")]),
-                Err(Failure::BadHost),
-            ),
-            (
-                req("GET", "/", &[("host", "shop example.com")]),
-                Err(Failure::BadHost),
-            ),
-            (req("GET", "/", &[]), Err(Failure::NoHost)),
-            (
-                req("GET", "http://u@shop.example.com/", &[host]),
-                Err(Failure::BadHost),
-            ),
-            (req("GET", "http://other.example/", &[host]), Ok(())),
-            (
-                req("POST", "/", &[host, ("transfer-encoding", "gzip, chunked")]),
-                Err(Failure::UnknownCoding),
-            ),
-            (
-                req(
-                    "POST",
-                    "/",
-                    &[
-                        host,
-                        ("transfer-encoding", "chunked"),
-                        ("transfer-encoding", "chunked"),
-                    ],
-                ),
-                Err(Failure::UnknownCoding),
-            ),
-            (
-                req("POST", "/", &[host, ("transfer-encoding", "Chunked")]),
-                Ok(()),
-            ),
-            (
-                req("CONNECT", "shop.example.com:443", &[host]),
-                Err(Failure::MethodNotAllowed),
-            ),
-            (req("TRACE", "/", &[host]), Err(Failure::MethodNotAllowed)),
-            (req("GET", "/", &[host, ("via", "1.1 other-proxy")]), Ok(())),
-        ];
-        for (r, want) in table {
-            let what = format!("{} {} {:?}", r.method(), r.uri(), r.headers());
-            assert_eq!(p.request_filter(&r), want, "{what}");
-        }
-    }
-
-    #[test]
-    fn via_names_this_gateway_and_finds_it_in_any_entry() {
-        let (p, other) = (pipeline(), pipeline());
-        let mine = p.via.value(Version::HTTP_11);
-        let mine = mine.to_str().unwrap();
-        assert!(mine.starts_with("1.1 ferry-") && mine.len() == "1.1 ferry-".len() + 16);
-        assert_eq!(
-            p.via.value(Version::HTTP_2).to_str().unwrap(),
-            mine.replace("1.1", "2")
-        );
-        assert_ne!(p.via.pseudonym, other.via.pseudonym, "one per instance");
-        for (via, seen) in [
-            (mine.to_owned(), true),
-            (format!("1.0 fred, {mine}"), true),
-            (
-                format!("1.0 fred, HTTP/1.1  {} (comment)", p.via.pseudonym),
-                true,
-            ),
-            (
-                other
-                    .via
-                    .value(Version::HTTP_11)
-                    .to_str()
-                    .unwrap()
-                    .to_owned(),
-                false,
-            ),
-            (format!("1.1 {}x", p.via.pseudonym), false),
-            ("1.1 fred".to_owned(), false),
-        ] {
-            let mut h = HeaderMap::new();
-            h.append(header::VIA, HeaderValue::from_static("1.1 first"));
-            h.append(header::VIA, HeaderValue::from_str(&via).unwrap());
-            assert_eq!(p.via.seen_in(&h), seen, "{via}");
-            let r = req("GET", "/", &[("host", "a"), ("via", &via)]);
-            let want = if seen { Err(Failure::Loop) } else { Ok(()) };
-            assert_eq!(p.request_filter(&r), want, "{via}");
-        }
-    }
-
-    #[test]
-    fn only_websocket_upgrades_are_tunnelled() {
-        for (connection, upgrade, want) in [
-            ("Upgrade", "websocket", true),
-            ("keep-alive, upgrade", "WebSocket", true),
-            ("upgrade", "h2c, websocket", true),
-            ("Upgrade, HTTP2-Settings", "h2c", false),
-            ("upgrade", "foo/1", false),
-            ("keep-alive", "websocket", false),
-        ] {
-            let r = req(
-                "GET",
-                "/",
-                &[("connection", connection), ("upgrade", upgrade)],
-            );
-            assert_eq!(websocket_upgrade(&r), want, "{connection} / {upgrade}");
-        }
-        let mut h = HeaderMap::new();
-        h.insert(
-            header::CONNECTION,
-            HeaderValue::from_static("Upgrade, HTTP2-Settings"),
-        );
-        h.insert(header::UPGRADE, HeaderValue::from_static("h2c"));
-        h.insert(
-            "http2-settings",
-            HeaderValue::from_static("AAMAAABkAAQAAP__"),
-        );
-        remove_hop_by_hop(&mut h);
-        assert!(h.is_empty(), "{h:?}");
-        let mut h = HeaderMap::new();
-        h.insert(header::UPGRADE, HeaderValue::from_static("h2c"));
-        h.insert(
-            "http2-settings",
-            HeaderValue::from_static("AAMAAABkAAQAAP__"),
-        );
-        remove_hop_by_hop(&mut h);
-        assert!(h.is_empty(), "without Connection naming them: {h:?}");
-    }
-
-    #[test]
-    fn paths_are_normalized_keeping_the_query() {
-        for (raw, want) in [
-            ("/api/../admin?x=/../y", Ok("/admin?x=/../y")),
-            ("//admin", Ok("/admin")),
-            ("/%61dmin?q", Ok("/admin?q")),
-            ("/../admin", Err(Failure::BadPath(PathError::AboveRoot))),
-            ("/admin%00", Err(Failure::BadPath(PathError::Nul))),
-            ("/a%zz", Err(Failure::BadPath(PathError::BadEscape))),
-        ] {
-            let got = normalized(PathAndQuery::try_from(raw).unwrap());
-            assert_eq!(
-                got.as_ref().map(PathAndQuery::as_str).map_err(|f| *f),
-                want,
-                "{raw}"
-            );
-        }
-        // A normal path is the same value: the request's buffer, not a copy.
-        let raw = PathAndQuery::from_static("/api/v1?x=1");
-        let same = normalized(raw.clone()).unwrap();
-        assert_eq!(same.as_str().as_ptr(), raw.as_str().as_ptr());
     }
 
     #[test]
