@@ -1,10 +1,10 @@
 //! The request path, as a named sequence of steps (Pingora's phases), with one [`Context`] per
 //! request for metrics and the access log:
 //!
-//! `request_filter` (its own module: what nginx refuses before routing: one valid Host, a target of at most
-//! 8 KiB, no coding but chunked, no CONNECT or TRACE, no request this gateway forwarded before
-//! by its `Via`; the path normalized by `ferry_proxy::uri`, and only WebSocket upgrades kept)
-//! → `route` ([`crate::select`] on the normalized path: the routes and Ingress
+//! `request_filter` (a module of its own: what nginx refuses before routing: one valid Host,
+//! a target of at most 8 KiB, no coding but chunked, no CONNECT or TRACE, no request this
+//! gateway forwarded before by its `Via`; the path normalized by `ferry_proxy::uri`, and only
+//! WebSocket upgrades kept) → `route` ([`crate::select`] on the normalized path: the routes and Ingress
 //! options of the snapshot the request started on; redirects to HTTPS and to the app root) →
 //! `pick_endpoint` (`ferry-proxy`'s balancer: P2C over peak-EWMA, or the hash ring for session
 //! affinity; never an endpoint this request already tried) → `upstream_request` (hop-by-hop
