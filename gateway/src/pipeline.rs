@@ -1,7 +1,10 @@
 //! The request path, as a named sequence of steps (Pingora's phases), with one [`Context`] per
 //! request for metrics and the access log:
 //!
-//! `request_filter` (a Host to route by) → `route` ([`crate::select`]: the routes and Ingress
+//! `request_filter` (a module of its own: what nginx refuses before routing: one valid Host,
+//! a target of at most 8 KiB, no coding but chunked, no CONNECT or TRACE, no request this
+//! gateway forwarded before by its `Via`; the path normalized by `ferry_proxy::uri`, and only
+//! WebSocket upgrades kept) → `route` ([`crate::select`] on the normalized path: the routes and Ingress
 //! options of the snapshot the request started on; redirects to HTTPS and to the app root) →
 //! `pick_endpoint` (`ferry-proxy`'s balancer: P2C over peak-EWMA, or the hash ring for session
 //! affinity; never an endpoint this request already tried) → `upstream_request` (hop-by-hop
@@ -14,9 +17,11 @@
 //! future stays small, as hyper moves it into place for every request: the rare parts (the
 //! pools, connecting, the send-timeout watchdog) are boxed.
 //!
-//! Failures map to a status in one place ([`Failure`]): 400 without a Host, for an HTTP/1 head
-//! with both `Content-Length` and `Transfer-Encoding` ([`crate::smuggling`]) or a body that
-//! breaks off, 404 with no route, 413 for a body over the limit, 503 when the backend's Service
+//! Failures map to a status in one place ([`Failure`]): 400 without a Host, with two or an
+//! invalid one, for a path nginx refuses, for an HTTP/1 head with both `Content-Length` and
+//! `Transfer-Encoding` ([`crate::smuggling`]) or a body that breaks off, 405 for CONNECT and
+//! TRACE, 414 for a long target, 501 for a coding other than chunked, 508 for a loop, 404
+//! with no route, 413 for a body over the limit, 503 when the backend's Service
 //! or port does not exist or has no ready endpoint, 502 when the upstream refuses the
 //! connection or breaks the protocol, 504 when connecting takes longer than the connect
 //! timeout (as nginx's), the answer does not come in time or the body stalls
@@ -40,12 +45,17 @@ use ferry_model::{BackendProtocol, CookieAffinity, SessionAffinity};
 use ferry_model::{ClusterKey, Snapshot, TargetRef};
 use ferry_proxy::balancer::{Pick, affinity_key, client_ip_key};
 use ferry_proxy::health::Transition;
+use ferry_proxy::uri::PathError;
 use ferry_proxy::{Balancer, BalancerConfig, Outcome, Policy};
 
 use crate::connect::{ConnectTimedOut, Idle, Owned, TimedConnector, with_connect_timeout};
 use crate::read_timeout::{ReadIdle, ReadTimedOut};
 use crate::select::{self, Routes};
 use crate::send_timeout;
+
+mod request_filter;
+pub use request_filter::MAX_TARGET;
+use request_filter::{Via, normalized, websocket_upgrade};
 
 /// Plain TCP to upstreams, with the request's connect timeout.
 type Connector = TimedConnector<HttpConnector>;
@@ -256,6 +266,21 @@ impl Downstream {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Failure {
     NoHost,
+    /// More than one Host header (RFC 9112 section 3.2).
+    DuplicateHost,
+    /// A Host (or an absolute-form target's authority) that is not `host[:port]`: userinfo,
+    /// spaces, a bad port.
+    BadHost,
+    /// A path nginx refuses: a bad escape, `%00`, `..` above the root.
+    BadPath(PathError),
+    /// The request target is longer than [`MAX_TARGET`] (nginx's 414).
+    UriTooLong,
+    /// A `Transfer-Encoding` other than `chunked` alone (nginx's 501).
+    UnknownCoding,
+    /// CONNECT and TRACE are not forwarded (nginx's 405).
+    MethodNotAllowed,
+    /// The request went through this gateway before (its `Via`): a route points back here.
+    Loop,
     /// HTTP/1 `Content-Length` with `Transfer-Encoding`: refused as nginx does, never read.
     LengthAndChunked,
     /// The client's body broke off (it disconnected, or broke the chunked framing).
@@ -276,7 +301,16 @@ pub enum Failure {
 impl Failure {
     pub fn status(self) -> StatusCode {
         match self {
-            Self::NoHost | Self::LengthAndChunked | Self::BodyBroken => StatusCode::BAD_REQUEST,
+            Self::NoHost
+            | Self::DuplicateHost
+            | Self::BadHost
+            | Self::BadPath(_)
+            | Self::LengthAndChunked
+            | Self::BodyBroken => StatusCode::BAD_REQUEST,
+            Self::UriTooLong => StatusCode::URI_TOO_LONG,
+            Self::UnknownCoding => StatusCode::NOT_IMPLEMENTED,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Loop => StatusCode::LOOP_DETECTED,
             Self::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::NoRoute => StatusCode::NOT_FOUND,
             Self::NoService | Self::NoEndpoint => StatusCode::SERVICE_UNAVAILABLE,
@@ -288,6 +322,16 @@ impl Failure {
     fn message(self) -> &'static str {
         match self {
             Self::NoHost => "bad request: no Host\n",
+            Self::DuplicateHost => "bad request: more than one Host\n",
+            Self::BadHost => "bad request: invalid Host\n",
+            Self::BadPath(PathError::BadEscape) => "bad request: a bad %-escape in the path\n",
+            Self::BadPath(PathError::Nul) => "bad request: %00 in the path\n",
+            Self::BadPath(PathError::AboveRoot) => "bad request: the path climbs above /\n",
+            Self::BadPath(PathError::NotAbsolute) => "bad request: the path must start with /\n",
+            Self::UriTooLong => "URI too long\n",
+            Self::UnknownCoding => "not implemented: only Transfer-Encoding: chunked is read\n",
+            Self::MethodNotAllowed => "method not allowed\n",
+            Self::Loop => "loop detected: the request came through this gateway before\n",
             Self::LengthAndChunked => {
                 "bad request: Content-Length and Transfer-Encoding together\n"
             }
@@ -313,10 +357,20 @@ impl Failure {
         );
         if matches!(
             self,
-            Self::BodyTooLarge | Self::LengthAndChunked | Self::BodyBroken | Self::SendTimeout
+            Self::BodyTooLarge
+                | Self::LengthAndChunked
+                | Self::BodyBroken
+                | Self::SendTimeout
+                | Self::UnknownCoding
+                | Self::UriTooLong
+                | Self::NoHost
+                | Self::DuplicateHost
+                | Self::BadHost
+                | Self::BadPath(_)
         ) {
             // The body that follows is not read, or its framing is in doubt: the connection
-            // cannot carry another request.
+            // cannot carry another request. nginx closes after every 400, 413, 414 and 501
+            // too (a client that sends one is broken or hostile).
             r.headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
@@ -336,6 +390,8 @@ pub struct Pipeline {
     /// Where redirects to HTTPS point.
     https_port: u16,
     request_ids: RequestIds,
+    /// This gateway's name in the `Via` header: how it knows a request it forwarded before.
+    via: Via,
     metrics: Metrics,
     access_log: bool,
 }
@@ -412,6 +468,7 @@ impl Pipeline {
             timeouts,
             https_port,
             request_ids: RequestIds::new(),
+            via: Via::new(),
             metrics,
             access_log,
         })
@@ -455,27 +512,23 @@ impl Pipeline {
         cx: &mut Context,
     ) -> Result<Response<ProxyBody>, Failure> {
         // request_filter
-        if req
-            .extensions()
-            .get::<crate::smuggling::LengthAndChunked>()
-            .is_some()
-        {
-            return Err(Failure::LengthAndChunked);
-        }
-        let upgrade = upgrade_protocol(&req);
-        let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
+        self.request_filter(&req)?;
+        let upgrade = websocket_upgrade(&req);
+        let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
         // Both shared with the request's buffers, not copied.
         let host_value = request_host(&req).ok_or(Failure::NoHost)?;
         let host = host_value.to_str().map_err(|_| Failure::NoHost)?;
-        let path = req
+        let raw = req
             .uri()
             .path_and_query()
             .cloned()
             .unwrap_or_else(|| PathAndQuery::from_static("/"));
         if self.access_log {
             cx.host = host.to_owned();
-            cx.path = path.as_str().to_owned();
+            cx.path = raw.as_str().to_owned();
         }
+        // Routed and forwarded normalized, as nginx's `$uri`: one spelling, one decision.
+        let path = normalized(raw)?;
 
         // route: on the snapshot this request started with, whatever changes meanwhile.
         let state = self.state.load_full();
@@ -547,11 +600,16 @@ impl Pipeline {
             down,
             &self.request_ids,
         ));
-        if let Some(protocol) = &upgrade {
+        parts
+            .headers
+            .append(header::VIA, self.via.value(parts.version));
+        if upgrade {
             parts
                 .headers
                 .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-            parts.headers.insert(header::UPGRADE, protocol.clone());
+            parts
+                .headers
+                .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
         }
         // Session affinity: the Ingress's cookie (set on the first answer), else the Service's
         // ClientIP; both hash onto the cluster's ring.
@@ -590,8 +648,7 @@ impl Pipeline {
         });
         // The client connection's own upstream connection serves plain HTTP/1.1 exchanges of
         // HTTP/1 clients; upgrades (they take the connection over) and HTTP/2 use the pools.
-        let own =
-            protocol == Upstream::Http1 && upgrade.is_none() && parts.version != Version::HTTP_2;
+        let own = protocol == Upstream::Http1 && !upgrade && parts.version != Version::HTTP_2;
         let mut tried: Vec<SocketAddr> = Vec::new();
         let mut last = Failure::NoEndpoint;
         let mut now = Some(now);
@@ -758,6 +815,12 @@ impl Pipeline {
                         tokio::spawn(tunnel(client, upstream));
                         return Ok(upgraded(response));
                     }
+                    // A switch nobody asked for (or one that is not tunnelled, h2c) is not
+                    // passed on: the client would read the new protocol as HTTP/1.
+                    if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+                        self.judge(pick, Outcome::Reset, &pool.label);
+                        return Err(Failure::Upstream);
+                    }
                     // Judged once a small answer's first body frame came: one that goes quiet
                     // or breaks off before anything went to the client counts against the
                     // endpoint. It is not tried again: nginx retries only before the head.
@@ -790,6 +853,11 @@ impl Pipeline {
                 }
             }
         }
+    }
+
+    /// request_filter: see [`request_filter::check`].
+    fn request_filter<B>(&self, req: &Request<B>) -> Result<(), Failure> {
+        request_filter::check(req, &self.via)
     }
 
     /// Feeds an exchange's outcome back to its endpoint's health and latency.
@@ -930,7 +998,7 @@ fn is_idempotent(method: &Method) -> bool {
 }
 
 /// RFC 9110 section 7.6.1: these describe one connection, not the message.
-const HOP_BY_HOP: [HeaderName; 7] = [
+const HOP_BY_HOP: [HeaderName; 8] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -938,6 +1006,8 @@ const HOP_BY_HOP: [HeaderName; 7] = [
     header::PROXY_AUTHORIZATION,
     header::TRAILER,
     header::TRANSFER_ENCODING,
+    // Only meaningful with an h2c upgrade, which is never forwarded (RFC 9113 section 3.1).
+    HeaderName::from_static("http2-settings"),
 ];
 
 /// Removes hop-by-hop headers, those the Connection header names included. `TE: trailers`
@@ -1046,20 +1116,6 @@ impl std::fmt::Write for Text {
         self.len = end;
         Ok(())
     }
-}
-
-/// The protocol a request asks to switch to (`Connection: upgrade` with `Upgrade`, HTTP/1.1).
-fn upgrade_protocol(req: &Request<Incoming>) -> Option<HeaderValue> {
-    let asks = req
-        .headers()
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
-    (req.version() == Version::HTTP_11 && asks)
-        .then(|| req.headers().get(header::UPGRADE).cloned())
-        .flatten()
 }
 
 /// A 101 answer passes with its Upgrade and Connection headers: they are the switch itself.
@@ -1275,9 +1331,21 @@ mod tests {
             (Failure::SendTimeout, 504),
             (Failure::LengthAndChunked, 400),
             (Failure::BodyBroken, 400),
+            (Failure::DuplicateHost, 400),
+            (Failure::BadHost, 400),
+            (Failure::BadPath(PathError::AboveRoot), 400),
+            (Failure::UriTooLong, 414),
+            (Failure::UnknownCoding, 501),
+            (Failure::MethodNotAllowed, 405),
+            (Failure::Loop, 508),
         ];
         for (f, code) in table {
             assert_eq!(f.status().as_u16(), code, "{f:?}");
+            // As nginx: a 400, 413, 414 or 501 closes the connection; 405 and 508 do not
+            // (nor a 504 but for a stalled body, whose framing is in doubt).
+            let closes = f.respond().headers().get(header::CONNECTION).is_some();
+            let nginx_closes = matches!(code, 400 | 413 | 414 | 501) || f == Failure::SendTimeout;
+            assert_eq!(closes, nginx_closes, "{f:?}");
         }
     }
 

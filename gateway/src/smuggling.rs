@@ -10,9 +10,15 @@
 //! ([`Verdicts::next_request`]) and marks that one with [`LengthAndChunked`]. hyper serves
 //! nothing after it (it closes), so only that request can be affected.
 //!
-//! Anything the framing cannot follow (an upgrade, HTTP/2, a head or chunk hyper itself would
-//! refuse) stops it for the connection: from then on requests are left to hyper's own rules,
-//! which are safe, as above.
+//! The framing also keeps a request line within nginx's limit where hyper cannot: a request
+//! target longer than [`MAX_TARGET`] is cut to its first `MAX_TARGET + 1` bytes before hyper
+//! reads it (the rest of the target is dropped up to the space before the version), so a line
+//! of any length reaches the pipeline, which answers 414 and closes, instead of hyper's 431
+//! once the line passes its 64 KiB buffer. Only a target is cut, never a header or a body.
+//!
+//! Anything the framing cannot follow (a WebSocket upgrade, HTTP/2, a head or chunk hyper
+//! itself would refuse) stops it for the connection: from then on requests are left to
+//! hyper's own rules, which are safe, as above.
 
 use std::io;
 use std::pin::Pin;
@@ -25,6 +31,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 /// The request extension that marks a request whose head had both headers.
 #[derive(Clone, Copy, Debug)]
 pub struct LengthAndChunked;
+
+use crate::pipeline::MAX_TARGET;
 
 /// What the reading side and the service of one connection share.
 #[derive(Debug)]
@@ -74,6 +82,19 @@ enum State {
     Stopped,
 }
 
+/// What is known of the current head's request line.
+#[derive(Clone, Copy, Debug, Default)]
+struct LineScan {
+    /// Bytes of the head looked at so far.
+    scanned: usize,
+    /// Bytes of the line counted so far (empty lines before it not counted).
+    len: usize,
+    /// Where in the line the target starts, once its space came.
+    target_start: Option<usize>,
+    /// The target ended (or the line did): nothing to cut in this head.
+    done: bool,
+}
+
 /// Follows the request framing of one HTTP/1 connection from the bytes read off it.
 #[derive(Debug)]
 pub struct Framing {
@@ -82,6 +103,11 @@ pub struct Framing {
     pending: Vec<u8>,
     /// Heads seen so far.
     heads: u64,
+    /// The rest of an over-long request target is being dropped (see the module docs).
+    dropping: bool,
+    /// How far the current head's request line has been looked at, so each read looks only
+    /// at its new bytes (a line sent a byte at a time costs no rescan per byte).
+    line: LineScan,
     verdicts: Arc<Verdicts>,
 }
 
@@ -91,15 +117,29 @@ impl Framing {
             state: State::Head,
             pending: Vec::new(),
             heads: 0,
+            dropping: false,
+            line: LineScan::default(),
             verdicts,
         }
     }
 
-    /// The next bytes read from the client.
-    pub fn feed(&mut self, mut bytes: &[u8]) {
+    /// The next bytes read from the client. Returns where in `bytes` an over-long request
+    /// target must be cut: the bytes before that index were followed; from it up to the next
+    /// space or line end they must not reach hyper ([`Framing::drop_target`]), and what comes
+    /// after is fed again.
+    pub fn feed(&mut self, mut bytes: &[u8]) -> Option<usize> {
+        let whole = bytes.len();
         while !bytes.is_empty() {
+            if self.state == State::Head
+                && let Some(cut) = self.cut_at(bytes)
+            {
+                // No line end before the cut: the head goes on, so the bytes are kept.
+                self.keep(&bytes[..cut]);
+                self.dropping = self.state != State::Stopped;
+                return self.dropping.then_some(whole - bytes.len() + cut);
+            }
             match self.state {
-                State::Stopped => return,
+                State::Stopped => return None,
                 State::Fixed(left) | State::ChunkData(left) => {
                     let n = usize::try_from(left).unwrap_or(usize::MAX).min(bytes.len());
                     bytes = &bytes[n..];
@@ -117,7 +157,7 @@ impl Framing {
                             Some(used) => bytes = &bytes[used..],
                             None => {
                                 self.keep(bytes);
-                                return;
+                                return None;
                             }
                         }
                     } else {
@@ -128,7 +168,7 @@ impl Framing {
                         // when one may have come, so a head sent a byte at a time costs no
                         // parse per byte.
                         if self.state == State::Head && !has_empty_line(&self.pending[tail..]) {
-                            return;
+                            return None;
                         }
                         let pending = std::mem::take(&mut self.pending);
                         match self.piece(&pending) {
@@ -137,12 +177,69 @@ impl Framing {
                             }
                             None => {
                                 self.pending = pending;
-                                return;
+                                return None;
                             }
                         }
                     }
                 }
             }
+        }
+        None
+    }
+
+    /// Where in `bytes`, the next bytes of a head after `pending`, its request target passes
+    /// `MAX_TARGET + 1` bytes; none when the line ends first (or the method is not a method:
+    /// hyper refuses that line anyway). Looks at the request line only, never the headers,
+    /// and at each byte once.
+    fn cut_at(&mut self, bytes: &[u8]) -> Option<usize> {
+        let scan = &mut self.line;
+        if scan.done {
+            return None;
+        }
+        let at = scan.scanned;
+        let unseen = self.pending.get(at..).unwrap_or_default();
+        for (i, &b) in unseen.iter().chain(bytes).enumerate() {
+            match (b, scan.target_start) {
+                // Empty lines before a request line are skipped (as httparse does).
+                (b'\r' | b'\n', _) if scan.len == 0 => continue,
+                (b'\r' | b'\n', _) | (b' ', Some(_)) => {
+                    scan.done = true;
+                    return None;
+                }
+                (b' ', None) => scan.target_start = Some(scan.len + 1),
+                // One byte past the longest target: cut here. `pending` never holds more
+                // than that, so this is in `bytes`.
+                (_, Some(start)) if scan.len - start > MAX_TARGET => {
+                    scan.scanned = at + i;
+                    return (at + i).checked_sub(self.pending.len());
+                }
+                _ => {}
+            }
+            scan.len += 1;
+            if scan.target_start.is_none() && scan.len > 64 {
+                scan.done = true;
+                return None;
+            }
+        }
+        scan.scanned = self.pending.len() + bytes.len();
+        None
+    }
+
+    /// While an over-long target is being cut: how many of `bytes` (the next read) to drop,
+    /// up to the space or line end that ends the target.
+    pub fn drop_target(&mut self, bytes: &[u8]) -> usize {
+        if !self.dropping {
+            return 0;
+        }
+        match bytes
+            .iter()
+            .position(|&b| matches!(b, b' ' | b'\r' | b'\n'))
+        {
+            Some(end) => {
+                self.dropping = false;
+                end
+            }
+            None => bytes.len(),
         }
     }
 
@@ -160,6 +257,8 @@ impl Framing {
     fn stop(&mut self) {
         self.state = State::Stopped;
         self.pending = Vec::new();
+        self.line = LineScan::default();
+        self.dropping = false;
     }
 
     /// Reads the piece the state expects from the start of `buf`: the bytes it took, or none
@@ -232,9 +331,17 @@ impl Framing {
         };
         let number = self.heads;
         self.heads += 1;
+        self.line = LineScan::default();
         let mut length: Option<Option<u64>> = None;
         let mut chunked: Option<bool> = None;
-        let mut upgrade = req.method == Some("CONNECT");
+        // Only a WebSocket upgrade can switch the connection (the pipeline answers CONNECT 405
+        // and forwards other upgrades as plain requests): after anything else, HTTP/1 goes on.
+        let (mut connection_upgrade, mut websocket) = (false, false);
+        let has_token = |value: &[u8], token: &[u8]| {
+            value
+                .split(|b| *b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+        };
         for field in req.headers.iter() {
             if field.name.eq_ignore_ascii_case("content-length") {
                 let value = std::str::from_utf8(field.value)
@@ -253,9 +360,12 @@ impl Framing {
                     .unwrap_or_default();
                 chunked = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
             } else if field.name.eq_ignore_ascii_case("upgrade") {
-                upgrade = true;
+                websocket |= has_token(field.value, b"websocket");
+            } else if field.name.eq_ignore_ascii_case("connection") {
+                connection_upgrade |= has_token(field.value, b"upgrade");
             }
         }
+        let upgrade = req.version == Some(1) && connection_upgrade && websocket;
         self.state = match (length, chunked) {
             (Some(_), Some(_)) => {
                 self.verdicts.flagged.store(number, Ordering::Release);
@@ -274,6 +384,25 @@ impl Framing {
             self.pending = Vec::new();
         }
         Some(used)
+    }
+}
+
+impl Framing {
+    /// Follows the bytes just read, in place: cuts what [`Framing::feed`] says must not reach
+    /// hyper and moves the rest together. Returns how many bytes are left.
+    pub fn follow(&mut self, bytes: &mut [u8]) -> usize {
+        let (mut read, mut write) = (0, 0);
+        while read < bytes.len() {
+            read += self.drop_target(&bytes[read..]);
+            let fed = match self.feed(&bytes[read..]) {
+                Some(cut) => cut,
+                None => bytes.len() - read,
+            };
+            bytes.copy_within(read..read + fed, write);
+            read += fed;
+            write += fed;
+        }
+        write
     }
 }
 
@@ -309,11 +438,22 @@ impl<S: AsyncRead + Unpin> AsyncRead for Observed<S> {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let before = buf.filled().len();
-        let polled = Pin::new(&mut this.io).poll_read(cx, buf);
-        if let Poll::Ready(Ok(())) = polled {
-            this.framing.feed(&buf.filled()[before..]);
+        loop {
+            let polled = Pin::new(&mut this.io).poll_read(cx, buf);
+            let Poll::Ready(Ok(())) = polled else {
+                return polled;
+            };
+            let end = buf.filled().len();
+            if end == before {
+                return polled;
+            }
+            let kept = this.framing.follow(&mut buf.filled_mut()[before..]);
+            buf.set_filled(before + kept);
+            // Only dropped bytes came: read again, as no bytes would mean the end.
+            if kept > 0 {
+                return polled;
+            }
         }
-        polled
     }
 }
 

@@ -20,12 +20,12 @@ use tokio::net::TcpStream;
 use crate::{Running, eventually};
 
 /// An echo server answering as `name`, stopped when dropped.
-struct Backend {
-    addr: SocketAddr,
+pub(crate) struct Backend {
+    pub(crate) addr: SocketAddr,
     _stop: ShutdownTrigger,
 }
 
-async fn backend(name: &str) -> Backend {
+pub(crate) async fn backend(name: &str) -> Backend {
     let echo = Echo::build(([127, 0, 0, 1], 0).into(), name.into(), name.into())
         .await
         .unwrap();
@@ -39,7 +39,7 @@ async fn backend(name: &str) -> Backend {
 }
 
 /// A Service `name` in `shop` whose endpoints are the given ports on 127.0.0.1.
-fn service(name: &str, ports: &[u16]) -> String {
+pub(crate) fn service(name: &str, ports: &[u16]) -> String {
     // One slice per port: an endpoint's port is its slice's.
     let mut out = format!(
         "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: shop}}\nspec:\n  ports: [{{name: http, port: 80}}]\n"
@@ -96,12 +96,12 @@ async fn text(res: Response<Incoming>) -> (u16, String) {
 }
 
 /// The echo reply's `name`.
-fn served_by(body: &str) -> String {
+pub(crate) fn served_by(body: &str) -> String {
     let v: serde_json::Value = serde_json::from_str(body).unwrap_or_else(|_| panic!("{body}"));
     v["name"].as_str().unwrap().to_owned()
 }
 
-async fn up_with(dir: &Path, files: &[(&str, String)]) -> Running {
+pub(crate) async fn up_with(dir: &Path, files: &[(&str, String)]) -> Running {
     for (name, text) in files {
         fs::write(dir.join(name), text).unwrap();
     }
@@ -439,7 +439,7 @@ async fn a_dead_endpoint_costs_no_failed_get() {
 
 /// A server that switches every request to a raw echo protocol, as a WebSocket server does
 /// after its handshake.
-async fn upgrade_echo() -> SocketAddr {
+pub(crate) async fn upgrade_echo() -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -524,7 +524,7 @@ async fn upgrades_tunnel_both_ways_and_outlive_a_reload() {
 }
 
 /// Writes raw bytes to the gateway and reads until it closes (or 5 s pass).
-async fn raw(addr: SocketAddr, bytes: &[u8]) -> String {
+pub(crate) async fn raw(addr: SocketAddr, bytes: &[u8]) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = TcpStream::connect(addr).await.unwrap();
     stream.write_all(bytes).await.unwrap();
@@ -956,7 +956,11 @@ async fn hundreds_of_changes_under_load_fail_no_request_and_keep_a_tunnel() {
     up.stop().await;
 }
 
-fn annotated(name: &str, annotations: &[(&str, &str)], paths: &[(&str, &str, &str)]) -> String {
+pub(crate) fn annotated(
+    name: &str,
+    annotations: &[(&str, &str)],
+    paths: &[(&str, &str, &str)],
+) -> String {
     let annotations: String = annotations
         .iter()
         .map(|(k, v)| format!("    nginx.ingress.kubernetes.io/{k}: \"{v}\"\n"))
