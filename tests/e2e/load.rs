@@ -390,7 +390,10 @@ fn garbage_counts_as_protocol_and_a_closed_port_as_connect() {
     assert_eq!(r.target.errors["protocol"], 5, "{:?}", r.target.errors);
 
     // The listener takes the first connection (the reachability check) and then goes away:
-    // every request after that fails to connect.
+    // every request after that fails to connect. The run's first connection may reach the
+    // kernel's accept queue before the listener is dropped (the check returns as soon as it
+    // connects); the listener's close then resets it. With one connection at a time, that
+    // can happen to one request only.
     let runtime = runtime();
     let listener = runtime.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
     let addr = listener.local_addr().unwrap();
@@ -400,7 +403,10 @@ fn garbage_counts_as_protocol_and_a_closed_port_as_connect() {
         drop(first);
     });
     let r = load(&["-n", "5", "-c", "1", "-t", "1", &format!("http://{addr}/")]);
-    assert_eq!(r.target.errors["connect"], 5, "{:?}", r.target.errors);
+    let errors = &r.target.errors;
+    let connect = errors.get("connect").copied().unwrap_or(0);
+    let reset = errors.get("reset").copied().unwrap_or(0);
+    assert!(connect >= 4 && connect + reset == 5, "{errors:?}");
 }
 
 #[test]
