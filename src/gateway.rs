@@ -24,6 +24,16 @@ pub enum Error {
     Gateway(#[from] ferry_gateway::Error),
 }
 
+/// A client connection timeout on the command line (`--client-header-timeout`,
+/// `--keepalive-timeout`): `60s`, `500ms`, `2m`, a bare number is seconds; never zero.
+pub fn parse_timeout(text: &str) -> Result<std::time::Duration, String> {
+    let timeout = ferry_load::duration::parse(text)?;
+    if timeout.is_zero() {
+        return Err(format!("invalid timeout {text:?}: must be more than zero"));
+    }
+    Ok(timeout)
+}
+
 /// Serves the snapshot file's routes until shutdown, then drains.
 pub async fn run(config: GatewayConfig, shutdown: Shutdown) -> Result<(), Error> {
     let Alone {

@@ -63,6 +63,8 @@ enum Command {
         /// The gateway's access log: one JSON line per request on stdout.
         #[arg(long)]
         access_log: bool,
+        #[command(flatten)]
+        client_timeouts: ClientTimeoutArgs,
         /// Pod addresses, one per Pod, on loopback.
         #[arg(long, value_name = "CIDR", default_value = "127.1.0.0/16")]
         pod_cidr: Cidr,
@@ -105,6 +107,8 @@ enum Command {
         /// One JSON line per request on stdout.
         #[arg(long)]
         access_log: bool,
+        #[command(flatten)]
+        client_timeouts: ClientTimeoutArgs,
         /// Threads serving client connections, each with a current-thread runtime and
         /// listeners of its own (SO_REUSEPORT) [default: the CPUs this process may use].
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
@@ -211,6 +215,20 @@ struct DnsArgs {
     /// Walk a Pod's search path server-side: one round trip instead of one per search domain.
     #[arg(long)]
     dns_autopath: bool,
+}
+
+/// The gateway's client connection timeouts, shared by `up` and `gateway` (nginx's names and
+/// defaults; `60s`, `500ms`, `2m`, a bare number is seconds).
+#[derive(Debug, Args)]
+struct ClientTimeoutArgs {
+    /// A connection's first request head, and any head once begun, must be complete within
+    /// this, else the connection is closed.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = ferry::gateway::parse_timeout)]
+    client_header_timeout: Duration,
+    /// A connection with no request in progress (an HTTP/2 one with no open stream) is closed
+    /// after this (HTTP/2 with GOAWAY).
+    #[arg(long, value_name = "DURATION", default_value = "75s", value_parser = ferry::gateway::parse_timeout)]
+    keepalive_timeout: Duration,
 }
 
 fn main() -> ExitCode {
@@ -327,6 +345,7 @@ async fn async_main(command: Command) -> Result<(), Box<dyn std::error::Error>> 
             cluster_domain,
             dns_args,
             access_log,
+            client_timeouts,
             pod_cidr,
             service_cidr,
             max_pods,
@@ -345,6 +364,8 @@ async fn async_main(command: Command) -> Result<(), Box<dyn std::error::Error>> 
                 dns_search,
                 dns_autopath: dns_args.dns_autopath,
                 access_log,
+                client_header_timeout: client_timeouts.client_header_timeout,
+                keepalive_timeout: client_timeouts.keepalive_timeout,
                 admin,
                 cluster_domain,
                 debounce: Duration::from_millis(100),
@@ -379,6 +400,7 @@ async fn async_main(command: Command) -> Result<(), Box<dyn std::error::Error>> 
             https,
             admin,
             access_log,
+            client_timeouts,
             workers,
         } => {
             let workers = workers.map_or_else(
@@ -389,6 +411,8 @@ async fn async_main(command: Command) -> Result<(), Box<dyn std::error::Error>> 
                 snapshot,
                 gateway: ferry_gateway::Config {
                     access_log,
+                    client_header_timeout: client_timeouts.client_header_timeout,
+                    keepalive_timeout: client_timeouts.keepalive_timeout,
                     workers,
                     ..ferry_gateway::Config::new(http, https)
                 },
