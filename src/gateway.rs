@@ -48,3 +48,22 @@ pub async fn run(config: GatewayConfig, shutdown: Shutdown) -> Result<(), Error>
     let _ = admin.await;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::parse_timeout;
+
+    #[test]
+    fn timeouts_read_as_nginx_writes_them_and_never_zero() {
+        assert_eq!(parse_timeout("60s"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_timeout("75"), Ok(Duration::from_secs(75)));
+        assert_eq!(parse_timeout("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_timeout("2m"), Ok(Duration::from_secs(120)));
+        let zero = parse_timeout("0s").unwrap_err();
+        assert!(zero.contains("more than zero"), "{zero}");
+        let junk = parse_timeout("soon").unwrap_err();
+        assert!(junk.contains("invalid duration"), "{junk}");
+    }
+}

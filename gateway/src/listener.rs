@@ -79,16 +79,7 @@ pub async fn serve(
     // At most u32::MAX permits can be awaited at once, when draining.
     let max = u32::try_from(limits.max_connections.max(1)).unwrap_or(u32::MAX);
     let slots = Arc::new(Semaphore::new(max as usize));
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        // The connection's deadlines cover heads (hyper's would also cut keep-alives short).
-        .header_read_timeout(None)
-        .max_buf_size(MAX_HEAD_BYTES);
-    crate::h2_limits::server(builder.http2().timer(TokioTimer::new()))
-        .max_header_list_size(MAX_HEAD_BYTES as u32);
-    let builder = Arc::new(builder);
+    let builder = Arc::new(http_builder());
     let local = listener.local_addr().ok();
     loop {
         // At the limit, stop accepting: new clients wait in the kernel's queue, not in ours.
@@ -221,6 +212,21 @@ impl Served {
             Ended::TimedOut => tracing::debug!(%peer, "closed a quiet connection"),
         }
     }
+}
+
+/// How every client connection is served: HTTP/1.1 and HTTP/2 (by ALPN or prior knowledge)
+/// with their limits.
+pub(crate) fn http_builder() -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        // The connection's deadlines cover heads (hyper's would also cut keep-alives short).
+        .header_read_timeout(None)
+        .max_buf_size(MAX_HEAD_BYTES);
+    crate::h2_limits::server(builder.http2().timer(TokioTimer::new()))
+        .max_header_list_size(MAX_HEAD_BYTES as u32);
+    builder
 }
 
 /// Binds a listener in the current runtime, naming the address on failure; `shared` lets other
