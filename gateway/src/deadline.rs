@@ -11,9 +11,10 @@
 //! A connection with a request in progress (its answer not yet handed over whole: a long
 //! answer, an upload, a stream) has no deadline here; the proxy timeouts bound those. A
 //! connection upgraded to a WebSocket tunnel has left HTTP and this with it. When a deadline
-//! passes, an HTTP/2 connection gets GOAWAY and is closed once it has no stream, or
-//! [`GOAWAY_GRACE`] later when the client does not answer; any other is closed at once, as nginx
-//! closes it. The same loop starts a graceful shutdown when the gateway shuts down.
+//! passes the connection is shut down gracefully: an HTTP/2 one gets GOAWAY and closes once the
+//! client acknowledges it, an idle HTTP/1 one closes once what it was sent is flushed; one that
+//! does not finish so (a client that does not answer, half a head) is dropped [`CLOSE_GRACE`]
+//! later. The same loop starts a graceful shutdown when the gateway shuts down.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -25,9 +26,9 @@ use hyper::body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
-/// After GOAWAY for an idle HTTP/2 connection, the longest it stays open waiting for the
-/// client to acknowledge it (hyper's two-step GOAWAY needs the client's PING answer).
-pub const GOAWAY_GRACE: Duration = Duration::from_secs(1);
+/// After its deadline, the longest a connection stays open to finish gracefully (hyper's
+/// two-step GOAWAY needs the client's PING answer; an HTTP/1 answer may still be flushing).
+pub const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// The connection preface every HTTP/2 client starts with (RFC 9113 §3.4).
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -144,10 +145,6 @@ impl Activity {
             Some(began) => began + limits.header,
             None => state.quiet_since + limits.keepalive,
         })
-    }
-
-    fn is_h2(&self) -> bool {
-        self.lock().h2
     }
 }
 
@@ -295,7 +292,7 @@ pub struct Deadline {
     limits: ClientLimits,
     sleep: Pin<Box<Sleep>>,
     armed: Option<Instant>,
-    /// When GOAWAY went out for being idle.
+    /// When its deadline passed and it was asked to finish.
     closing: Option<Instant>,
     shutdown: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
 }
@@ -347,7 +344,7 @@ impl Deadline {
             let quiet = self.activity.due(cx, &self.limits);
             let due = match (quiet, self.closing) {
                 (None, _) => return Poll::Pending,
-                (Some(_), Some(since)) => since + GOAWAY_GRACE,
+                (Some(_), Some(since)) => since + CLOSE_GRACE,
                 (Some(due), None) => due,
             };
             if self.armed != Some(due) {
@@ -357,12 +354,71 @@ impl Deadline {
             if self.sleep.as_mut().poll(cx).is_pending() {
                 return Poll::Pending;
             }
-            if self.closing.is_none() && self.activity.is_h2() {
+            if self.closing.is_none() {
                 self.closing = Some(Instant::now());
                 conn.as_mut().graceful_shutdown();
                 continue;
             }
             return Poll::Ready(Ended::TimedOut);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn due(activity: &Activity, limits: &ClientLimits) -> Option<Instant> {
+        activity.due(&Context::from_waker(Waker::noop()), limits)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_header_timeout_runs_from_the_start_then_from_a_heads_first_byte() {
+        let limits = ClientLimits {
+            max_connections: 1,
+            header: Duration::from_secs(10),
+            keepalive: Duration::from_secs(30),
+        };
+        let start = Instant::now();
+        let activity = Activity::new();
+        activity.read(b"GET / HT");
+        tokio::time::advance(Duration::from_secs(3)).await;
+        assert_eq!(
+            due(&activity, &limits),
+            Some(start + limits.header),
+            "first head"
+        );
+
+        let busy = activity.begin();
+        assert_eq!(due(&activity, &limits), None, "busy: no deadline");
+        tokio::time::advance(Duration::from_secs(100)).await;
+        drop(busy);
+        let ended = Instant::now();
+        assert_eq!(due(&activity, &limits), Some(ended + limits.keepalive));
+
+        tokio::time::advance(Duration::from_secs(5)).await;
+        activity.read(b"G");
+        let began = Instant::now();
+        tokio::time::advance(Duration::from_secs(1)).await;
+        activity.read(b"ET / HTTP/1.1\r\n");
+        assert_eq!(
+            due(&activity, &limits),
+            Some(began + limits.header),
+            "a head begun on a keep-alive connection"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn h2_frames_between_streams_do_not_start_the_header_timeout() {
+        let limits = ClientLimits::default();
+        let activity = Activity::new();
+        // The preface may come in pieces.
+        activity.read(&H2_PREFACE[..5]);
+        activity.read(&H2_PREFACE[5..]);
+        drop(activity.begin());
+        let ended = Instant::now();
+        tokio::time::advance(Duration::from_secs(1)).await;
+        activity.read(b"\0\0\x08\x06\0\0\0\0\0pingping");
+        assert_eq!(due(&activity, &limits), Some(ended + limits.keepalive));
     }
 }

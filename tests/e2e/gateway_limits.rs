@@ -248,7 +248,7 @@ async fn a_cap_full_of_idle_connections_frees_up_for_a_new_client() {
 }
 
 /// An HTTP/1.1 upstream: `/held` answers a head and `start`, then the rest (`12345`) once
-/// `release` turns true; `/big` answers 1 MiB; anything else `ok`.
+/// `release` turns true; `/big` answers 1 MiB; `/fat-head` a 20 KiB head; anything else `ok`.
 async fn held_upstream(release: tokio::sync::watch::Receiver<bool>) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -275,6 +275,13 @@ async fn held_upstream(release: tokio::sync::watch::Receiver<bool>) -> SocketAdd
                             let _ = stream.write_all(head.as_bytes()).await;
                             let _ = release.wait_for(|&r| r).await;
                             stream.write_all(b"12345").await
+                        }
+                        "/fat-head" => {
+                            let fat = "x".repeat(20 * 1024);
+                            let head = format!(
+                                "HTTP/1.1 200 OK\r\nX-Fat: {fat}\r\nContent-Length: 2\r\n\r\nok"
+                            );
+                            stream.write_all(head.as_bytes()).await
                         }
                         "/big" => {
                             let head = "HTTP/1.1 200 OK\r\nContent-Length: 1048576\r\n\r\n";
@@ -584,6 +591,25 @@ async fn h2_windows_and_streams_are_bounded_towards_clients_and_upstreams() {
         Some(1024 * 1024 - 65_535),
         "a 1 MiB connection window"
     );
+
+    // An HTTP/2 client's request reads an HTTP/1.1 upstream 16 KiB at a time: a larger
+    // answer head is refused (nginx's proxy_buffer_size refuses one over 4 or 8 KiB).
+    let stream = TcpStream::connect(up.http).await.unwrap();
+    let (mut h2, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let req = Request::get("http://shop.example.com/fat-head")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    assert_eq!(h2.send_request(req).await.unwrap().status(), 502);
+    let req = Request::get("http://shop.example.com/quick")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    assert_eq!(h2.send_request(req).await.unwrap().status(), 200);
 
     // Towards an h2c upstream: the gateway's windows as a client.
     let stream = TcpStream::connect(up.http).await.unwrap();
