@@ -8,7 +8,8 @@
 //! serves listeners of its own (`SO_REUSEPORT`) on a thread with a current-thread runtime, as
 //! nginx's worker processes; the compiled snapshot, the certificates and the pools for HTTP/2
 //! and upgrades are shared, idle owned upstream connections stay with their worker.
-//! [`listener`] accepts (TLS with [`tls`]; [`smuggling`] follows the HTTP/1 framing),
+//! [`listener`] accepts (TLS with [`tls`]; [`smuggling`] follows the HTTP/1 framing;
+//! [`deadline`] closes quiet connections; [`h2_limits`] bounds HTTP/2 buffers both ways),
 //! [`connect`] opens and keeps upstream connections ([`pair`] polls a client connection and
 //! its own upstream connection in one task), [`pipeline`] forwards ([`send_timeout`]
 //! and [`read_timeout`] give up on stuck exchanges), [`metrics`] and [`access_log`] observe.
