@@ -70,6 +70,8 @@ enum Command {
         /// The gateway's access log: one JSON line per request on stdout.
         #[arg(long)]
         access_log: bool,
+        #[command(flatten)]
+        client_timeouts: ClientTimeoutArgs,
         /// Pod addresses, one per Pod, on loopback.
         #[arg(long, value_name = "CIDR", default_value = "127.1.0.0/16")]
         pod_cidr: Cidr,
@@ -112,6 +114,8 @@ enum Command {
         /// One JSON line per request on stdout.
         #[arg(long)]
         access_log: bool,
+        #[command(flatten)]
+        client_timeouts: ClientTimeoutArgs,
         /// Threads serving client connections, each with a current-thread runtime and
         /// listeners of its own (SO_REUSEPORT) [default: the CPUs this process may use].
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
@@ -264,12 +268,26 @@ impl AdminArgs {
     }
 }
 
-/// A duration such as `2s`, `500ms`, `10m`, more than zero.
+/// A duration such as `2s`, `500ms`, `10m` (a bare number is seconds), more than zero.
 fn positive_duration(text: &str) -> Result<Duration, String> {
     match ferry_load::duration::parse(text)? {
         d if d.is_zero() => Err(format!("{text:?}: must be more than zero")),
         d => Ok(d),
     }
+}
+
+/// The gateway's client connection timeouts, shared by `up` and `gateway` (nginx's names and
+/// defaults; `60s`, `500ms`, `2m`, a bare number is seconds).
+#[derive(Debug, Args)]
+struct ClientTimeoutArgs {
+    /// A connection's first request head, and any head once begun, must be complete within
+    /// this, else the connection is closed.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = positive_duration)]
+    client_header_timeout: Duration,
+    /// A connection with no request in progress (an HTTP/2 one with no open stream) is closed
+    /// after this (HTTP/2 with GOAWAY).
+    #[arg(long, value_name = "DURATION", default_value = "75s", value_parser = positive_duration)]
+    keepalive_timeout: Duration,
 }
 
 fn main() -> ExitCode {
@@ -391,6 +409,7 @@ async fn async_main(command: Command) -> Result<(), Box<dyn std::error::Error>> 
             dns_args,
             l4_idle_timeout,
             access_log,
+            client_timeouts,
             pod_cidr,
             service_cidr,
             max_pods,
@@ -414,6 +433,8 @@ async fn async_main(command: Command) -> Result<(), Box<dyn std::error::Error>> 
                 dns_search,
                 dns_autopath: dns_args.dns_autopath,
                 access_log,
+                client_header_timeout: client_timeouts.client_header_timeout,
+                keepalive_timeout: client_timeouts.keepalive_timeout,
                 admin,
                 cluster_domain,
                 debounce: Duration::from_millis(100),
@@ -451,6 +472,7 @@ async fn async_main(command: Command) -> Result<(), Box<dyn std::error::Error>> 
             https,
             admin,
             access_log,
+            client_timeouts,
             workers,
         } => {
             let workers = workers.map_or_else(
@@ -461,6 +483,8 @@ async fn async_main(command: Command) -> Result<(), Box<dyn std::error::Error>> 
                 snapshot,
                 gateway: ferry_gateway::Config {
                     access_log,
+                    client_header_timeout: client_timeouts.client_header_timeout,
+                    keepalive_timeout: client_timeouts.keepalive_timeout,
                     workers,
                     ..ferry_gateway::Config::new(http, https)
                 },
@@ -580,6 +604,18 @@ mod tests {
         assert_eq!(admin_args.limits(), defaults.admin);
         assert_eq!(dns_args.tcp_limits(), defaults.dns_tcp);
         assert_eq!(l4_idle_timeout, defaults.l4_idle);
+    }
+
+    #[test]
+    fn durations_read_as_nginx_writes_them_and_never_zero() {
+        assert_eq!(positive_duration("60s"), Ok(Duration::from_secs(60)));
+        assert_eq!(positive_duration("75"), Ok(Duration::from_secs(75)));
+        assert_eq!(positive_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(positive_duration("2m"), Ok(Duration::from_secs(120)));
+        let zero = positive_duration("0s").unwrap_err();
+        assert!(zero.contains("more than zero"), "{zero}");
+        let junk = positive_duration("soon").unwrap_err();
+        assert!(junk.contains("invalid duration"), "{junk}");
     }
 
     #[test]

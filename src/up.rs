@@ -28,6 +28,9 @@ pub struct UpConfig {
     pub dns_autopath: bool,
     /// The gateway's access log: one JSON line per request on stdout.
     pub access_log: bool,
+    /// The gateway's `--client-header-timeout` and `--keepalive-timeout`.
+    pub client_header_timeout: Duration,
+    pub keepalive_timeout: Duration,
     pub admin: SocketAddr,
     pub cluster_domain: String,
     pub debounce: Duration,
@@ -117,6 +120,8 @@ impl Up {
         let gateway = Gateway::build(
             ferry_gateway::Config {
                 access_log: config.access_log,
+                client_header_timeout: config.client_header_timeout,
+                keepalive_timeout: config.keepalive_timeout,
                 ..ferry_gateway::Config::new(config.http, config.https)
             },
             bus.subscribe("gateway"),

@@ -8,13 +8,16 @@
 //! serves listeners of its own (`SO_REUSEPORT`) on a thread with a current-thread runtime, as
 //! nginx's worker processes; the compiled snapshot, the certificates and the pools for HTTP/2
 //! and upgrades are shared, idle owned upstream connections stay with their worker.
-//! [`listener`] accepts (TLS with [`tls`]; [`smuggling`] follows the HTTP/1 framing),
+//! [`listener`] accepts (TLS with [`tls`]; [`smuggling`] follows the HTTP/1 framing;
+//! [`deadline`] closes quiet connections; [`h2_limits`] bounds HTTP/2 buffers both ways),
 //! [`connect`] opens and keeps upstream connections ([`pair`] polls a client connection and
 //! its own upstream connection in one task), [`pipeline`] forwards ([`send_timeout`]
 //! and [`read_timeout`] give up on stuck exchanges), [`metrics`] and [`access_log`] observe.
 
 pub mod access_log;
 pub mod connect;
+pub mod deadline;
+pub mod h2_limits;
 pub mod listener;
 pub mod metrics;
 pub mod pair;
@@ -27,6 +30,7 @@ pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use ferry_runtime::{Shutdown, Subscription};
@@ -34,6 +38,7 @@ use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
+use crate::deadline::ClientLimits;
 use crate::metrics::Metrics;
 use crate::pipeline::{Compiled, Pipeline, Timeouts};
 use crate::tls::{CertIndex, Resolver};
@@ -49,6 +54,12 @@ pub struct Config {
     /// Client connections open at once, per listener and worker; more wait in the kernel's
     /// accept queue.
     pub max_connections: usize,
+    /// `--client-header-timeout` (nginx's, 60 s): a connection's first request head, and any
+    /// head once begun, must be complete within it, else the connection is closed.
+    pub client_header_timeout: Duration,
+    /// `--keepalive-timeout` (nginx's, 75 s): a connection with no request in progress (no
+    /// open stream on HTTP/2) is closed after it.
+    pub keepalive_timeout: Duration,
     /// Threads that serve client connections (`--workers`), each with listeners of its own
     /// (`SO_REUSEPORT`: the kernel spreads connections over them) and, but for the first, a
     /// current-thread runtime of its own; the first serves in the caller's runtime. All share
@@ -58,12 +69,15 @@ pub struct Config {
 
 impl Config {
     pub fn new(http: SocketAddr, https: SocketAddr) -> Config {
+        let defaults = ClientLimits::default();
         Config {
             http,
             https,
             timeouts: Timeouts::default(),
             access_log: false,
-            max_connections: 10_000,
+            max_connections: defaults.max_connections,
+            client_header_timeout: defaults.header,
+            keepalive_timeout: defaults.keepalive,
             workers: 1,
         }
     }
@@ -99,7 +113,7 @@ pub struct Gateway {
     pipeline: Arc<Pipeline>,
     subscription: Subscription,
     metrics: Metrics,
-    max_connections: usize,
+    limits: ClientLimits,
     workers: Vec<Worker>,
 }
 
@@ -155,7 +169,11 @@ impl Gateway {
             pipeline,
             subscription,
             metrics,
-            max_connections: config.max_connections,
+            limits: ClientLimits {
+                max_connections: config.max_connections,
+                header: config.client_header_timeout,
+                keepalive: config.keepalive_timeout,
+            },
             workers,
         })
     }
@@ -183,7 +201,7 @@ impl Gateway {
             pipeline,
             mut subscription,
             metrics,
-            max_connections,
+            limits,
             workers,
         } = self;
         tracing::info!(http = ?http.local_addr().ok(), https = ?https.local_addr().ok(), workers = workers.len() + 1, "ingress gateway is up");
@@ -202,7 +220,7 @@ impl Gateway {
                 let spawned = std::thread::Builder::new()
                     .name(format!("ferry-gateway-{}", i + 1))
                     .spawn(move || {
-                        worker.serve(acceptor, pipeline, metrics, max_connections, shutdown);
+                        worker.serve(acceptor, pipeline, metrics, limits, shutdown);
                         let _ = done.send(());
                     });
                 match spawned {
@@ -219,7 +237,7 @@ impl Gateway {
             acceptor,
             pipeline,
             metrics,
-            max_connections,
+            limits,
             shutdown.clone(),
         ));
         loop {
@@ -249,7 +267,7 @@ impl Worker {
         acceptor: TlsAcceptor,
         pipeline: Arc<Pipeline>,
         metrics: Metrics,
-        max_connections: usize,
+        limits: ClientLimits,
         shutdown: Shutdown,
     ) {
         let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -274,15 +292,7 @@ impl Worker {
                 }
             };
             let listeners = (http, https);
-            listener::serve_both(
-                listeners,
-                acceptor,
-                pipeline,
-                metrics,
-                max_connections,
-                shutdown,
-            )
-            .await;
+            listener::serve_both(listeners, acceptor, pipeline, metrics, limits, shutdown).await;
         });
     }
 }

@@ -1,7 +1,9 @@
 //! The accept loops of the plain and the TLS listener: HTTP/1.1 and HTTP/2 on both (h2 by ALPN
-//! over TLS, h2c with prior knowledge on the plain port), a header-read timeout against slow
-//! clients, and on shutdown: stop accepting, let in-flight requests finish (GOAWAY on h2, close
-//! idle keep-alives), then close what is left after the grace period.
+//! over TLS, h2c with prior knowledge on the plain port), each connection under the
+//! [`deadline`](crate::deadline)s of a quiet connection (the header and keep-alive timeouts),
+//! HTTP/2 with bounded buffers ([`crate::h2_limits`]), and on shutdown: stop accepting, let
+//! in-flight requests finish (GOAWAY on h2, close idle keep-alives), then close what is left
+//! after the grace period.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -14,27 +16,23 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
 use crate::connect::{Idle, Owned};
+use crate::deadline::{Activity, ClientLimits, Deadline, Ended, Reads, Tracked};
 use crate::metrics::Metrics;
 use crate::pair::Pair;
 use crate::pipeline::{Downstream, Pipeline};
 use crate::smuggling::{LengthAndChunked, Observed, Verdicts};
 
-/// A client must send its request head within this (slowloris).
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// A request head larger than this gets 431 (nginx allows 4 × 8 KiB header lines; this is
 /// roomier, and hyper's buffer floor is 8 KiB); so does one with more than 100 header fields,
 /// hyper's default, left unset: setting it, even to 100, makes hyper fill two 100-entry arrays
 /// for every head it parses instead of leaving them uninitialised.
 const MAX_HEAD_BYTES: usize = 64 * 1024;
-/// Streams one HTTP/2 connection may have open at once.
-const MAX_H2_STREAMS: u32 = 256;
 /// And finish its TLS handshake within this.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// In-flight requests get this long to finish once shutdown begins.
@@ -49,7 +47,7 @@ pub async fn serve_both(
     tls: TlsAcceptor,
     pipeline: Arc<Pipeline>,
     metrics: Metrics,
-    max_connections: usize,
+    limits: ClientLimits,
     shutdown: Shutdown,
 ) {
     let idle = pipeline.idle_pool();
@@ -60,18 +58,10 @@ pub async fn serve_both(
         pipeline.clone(),
         idle.clone(),
         metrics.clone(),
-        max_connections,
+        limits,
         shutdown.clone(),
     );
-    let secure = serve(
-        https,
-        Some(tls),
-        pipeline,
-        idle,
-        metrics,
-        max_connections,
-        shutdown,
-    );
+    let secure = serve(https, Some(tls), pipeline, idle, metrics, limits, shutdown);
     tokio::join!(plain, secure);
 }
 
@@ -83,23 +73,13 @@ pub async fn serve(
     pipeline: Arc<Pipeline>,
     idle: Arc<Idle>,
     metrics: Metrics,
-    max_connections: usize,
+    limits: ClientLimits,
     mut shutdown: Shutdown,
 ) {
-    let slots = Arc::new(Semaphore::new(max_connections.max(1)));
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
-        .max_buf_size(MAX_HEAD_BYTES);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(MAX_H2_STREAMS)
-        .max_header_list_size(MAX_HEAD_BYTES as u32);
-    let builder = Arc::new(builder);
-    let graceful = GracefulShutdown::new();
+    // At most u32::MAX permits can be awaited at once, when draining.
+    let max = u32::try_from(limits.max_connections.max(1)).unwrap_or(u32::MAX);
+    let slots = Arc::new(Semaphore::new(max as usize));
+    let builder = Arc::new(http_builder());
     let local = listener.local_addr().ok();
     loop {
         // At the limit, stop accepting: new clients wait in the kernel's queue, not in ours.
@@ -123,23 +103,28 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let down = Arc::new(Downstream::new(peer, local.unwrap_or(peer), tls.is_some()));
-        let (builder, watcher, pipeline, metrics) = (
-            builder.clone(),
-            graceful.watcher(),
-            pipeline.clone(),
-            metrics.clone(),
-        );
+        let (builder, pipeline, metrics) = (builder.clone(), pipeline.clone(), metrics.clone());
         let owned = Owned::new(idle.clone());
         let tls = tls.clone();
+        let served = Served {
+            limits,
+            shutdown: shutdown.clone(),
+        };
         tokio::spawn(async move {
             metrics.connections.inc();
             match tls {
-                None => connection(&builder, watcher, stream, pipeline, owned, down).await,
+                None => {
+                    served
+                        .connection(&builder, stream, pipeline, owned, down)
+                        .await
+                }
                 Some(acceptor) => {
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                         Ok(Ok(stream)) => {
                             metrics.tls_handshakes.inc();
-                            connection(&builder, watcher, stream, pipeline, owned, down).await;
+                            served
+                                .connection(&builder, stream, pipeline, owned, down)
+                                .await;
                         }
                         Ok(Err(e)) => {
                             metrics.tls_handshake_failures.inc();
@@ -156,7 +141,8 @@ pub async fn serve(
         });
     }
     drop(listener);
-    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+    // Each connection starts its graceful shutdown by itself; all slots back means all closed.
+    if tokio::time::timeout(DRAIN_TIMEOUT, slots.acquire_many(max))
         .await
         .is_err()
     {
@@ -164,44 +150,83 @@ pub async fn serve(
     }
 }
 
-async fn connection<S>(
-    builder: &auto::Builder<TokioExecutor>,
-    watcher: Watcher,
-    stream: S,
-    pipeline: Arc<Pipeline>,
-    owned: Owned,
-    down: Arc<Downstream>,
-) where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    // HTTP/1 heads with Content-Length and Transfer-Encoding, which hyper does not report.
-    let verdicts = Verdicts::new();
-    let stream = Observed::new(stream, verdicts.clone());
-    // Its own upstream connection, driven here beside it: no pool, no other task.
-    let for_requests = owned.clone();
-    let peer = down.peer;
-    let service = service_fn(move |mut req: Request<Incoming>| {
-        if verdicts.next_request() {
-            req.extensions_mut().insert(LengthAndChunked);
+/// What every connection of a listener is served with.
+struct Served {
+    limits: ClientLimits,
+    shutdown: Shutdown,
+}
+
+impl Served {
+    async fn connection<S>(
+        self,
+        builder: &auto::Builder<TokioExecutor>,
+        stream: S,
+        pipeline: Arc<Pipeline>,
+        owned: Owned,
+        down: Arc<Downstream>,
+    ) where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let activity = Activity::new();
+        // HTTP/1 heads with Content-Length and Transfer-Encoding, which hyper does not report.
+        let verdicts = Verdicts::new();
+        let stream = Observed::new(Reads::new(stream, activity.clone()), verdicts.clone());
+        // Its own upstream connection, driven here beside it: no pool, no other task.
+        let for_requests = owned.clone();
+        let peer = down.peer;
+        let requests = activity.clone();
+        let service = service_fn(move |mut req: Request<Incoming>| {
+            // In progress until its answer's body is handed over whole or dropped.
+            let busy = requests.begin();
+            if verdicts.next_request() {
+                req.extensions_mut().insert(LengthAndChunked);
+            }
+            let (pipeline, owned, down) = (pipeline.clone(), for_requests.clone(), down.clone());
+            async move {
+                let answer = pipeline.handle(req, &down, &owned).await;
+                Ok::<_, Infallible>(answer.map(|body| Tracked::new(body, busy)))
+            }
+        });
+        let conn = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .into_owned();
+        let mut conn = std::pin::pin!(conn);
+        let mut deadline = Deadline::new(activity, self.limits, self.shutdown);
+        // The two sides in one task, each polled when woken ([`Pair`]).
+        let pair = Pair::default();
+        let ended = std::future::poll_fn(|cx| {
+            pair.poll(
+                cx,
+                |cx| owned.poll_drive(cx),
+                |cx| deadline.poll(cx, conn.as_mut()),
+            )
+        })
+        .await;
+        // An idle upstream connection outlives its client's: the next client takes it over.
+        owned.park();
+        match ended {
+            Ended::Served(Ok(())) => {}
+            Ended::Served(Err(e)) => {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+            Ended::TimedOut => tracing::debug!(%peer, "closed a quiet connection"),
         }
-        let (pipeline, owned, down) = (pipeline.clone(), for_requests.clone(), down.clone());
-        async move { Ok::<_, Infallible>(pipeline.handle(req, &down, &owned).await) }
-    });
-    let conn = builder
-        .serve_connection_with_upgrades(TokioIo::new(stream), service)
-        .into_owned();
-    // The two sides in one task, each polled when woken ([`Pair`]).
-    let mut conn = std::pin::pin!(watcher.watch(conn));
-    let pair = Pair::default();
-    let ended = std::future::poll_fn(|cx| {
-        pair.poll(cx, |cx| owned.poll_drive(cx), |cx| conn.as_mut().poll(cx))
-    })
-    .await;
-    // An idle upstream connection outlives its client's: the next client takes it over.
-    owned.park();
-    if let Err(e) = ended {
-        tracing::debug!(%peer, error = %e, "connection ended with an error");
     }
+}
+
+/// How every client connection is served: HTTP/1.1 and HTTP/2 (by ALPN or prior knowledge)
+/// with their limits.
+pub(crate) fn http_builder() -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        // The connection's deadlines cover heads (hyper's would also cut keep-alives short).
+        .header_read_timeout(None)
+        .max_buf_size(MAX_HEAD_BYTES);
+    crate::h2_limits::server(builder.http2().timer(TokioTimer::new()))
+        .max_header_list_size(MAX_HEAD_BYTES as u32);
+    builder
 }
 
 /// Binds a listener in the current runtime, naming the address on failure; `shared` lets other

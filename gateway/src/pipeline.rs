@@ -425,11 +425,11 @@ impl Pipeline {
         // HTTPS upstreams take URIs of their own scheme; the TLS layer checks what it wraps.
         http.enforce_http(false);
         let connector = TimedConnector::new(http, timeouts.connect);
-        let client = Client::builder(TokioExecutor::new())
+        let client = crate::h2_limits::upstream(Client::builder(TokioExecutor::new()))
             .pool_idle_timeout(timeouts.pool_idle)
             .pool_timer(hyper_util::rt::TokioTimer::new())
             .build(connector.clone());
-        let h2c = Client::builder(TokioExecutor::new())
+        let h2c = crate::h2_limits::upstream(Client::builder(TokioExecutor::new()))
             .http2_only(true)
             .pool_idle_timeout(timeouts.pool_idle)
             .pool_timer(hyper_util::rt::TokioTimer::new())
@@ -437,7 +437,7 @@ impl Pipeline {
             .build(connector.clone());
         let tls_connector = connector;
         let tls = crate::tls::upstream_client_config()?;
-        let https = Client::builder(TokioExecutor::new())
+        let https = crate::h2_limits::upstream(Client::builder(TokioExecutor::new()))
             .pool_idle_timeout(timeouts.pool_idle)
             .pool_timer(hyper_util::rt::TokioTimer::new())
             .build(
@@ -447,7 +447,7 @@ impl Pipeline {
                     .enable_http1()
                     .wrap_connector(tls_connector.clone()),
             );
-        let h2_tls = Client::builder(TokioExecutor::new())
+        let h2_tls = crate::h2_limits::upstream(Client::builder(TokioExecutor::new()))
             .http2_only(true)
             .pool_idle_timeout(timeouts.pool_idle)
             .pool_timer(hyper_util::rt::TokioTimer::new())

@@ -9,6 +9,7 @@ mod configs;
 mod dns;
 mod echo;
 mod gateway;
+mod gateway_limits;
 mod gateway_requests;
 mod listeners;
 mod load;
@@ -100,6 +101,8 @@ pub fn up_config(paths: Vec<PathBuf>) -> UpConfig {
         dns_search: Vec::new(),
         dns_autopath: false,
         access_log: false,
+        client_header_timeout: Duration::from_secs(60),
+        keepalive_timeout: Duration::from_secs(75),
         admin: loopback(),
         cluster_domain: "cluster.local".into(),
         debounce: Duration::from_millis(50),
