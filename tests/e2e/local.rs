@@ -639,3 +639,24 @@ async fn the_api_refuses_web_pages() {
     assert!(cli.starts_with("HTTP/1.1 200"), "{cli}");
     running.stop().await;
 }
+
+/// A Pod without probes is Ready as soon as its process runs, which can be before the control
+/// loop starts watching the kubelet: that first change must not be lost. Many starts, since
+/// the race is won or lost by scheduling.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_without_probes_become_ready_on_every_start() {
+    let yaml = app(1, "v1", "").replace(
+        "          readinessProbe:\n            httpGet: {path: /healthz, port: http}\n            periodSeconds: 1\n",
+        "",
+    );
+    assert!(!yaml.contains("Probe"), "the template has no probe: {yaml}");
+    for start_number in 1..=20 {
+        let (_dir, running) = start(&yaml).await;
+        eventually(
+            &format!("start {start_number}: the Pod's endpoint ready in the served snapshot"),
+            || async { (ready_endpoints(running.admin, "web").await.len() == 1).then_some(()) },
+        )
+        .await;
+        running.stop().await;
+    }
+}
