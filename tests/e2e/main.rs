@@ -11,6 +11,7 @@ mod echo;
 mod gateway;
 mod load;
 mod local;
+mod objects;
 mod reload;
 
 use std::future::Future;
