@@ -90,3 +90,45 @@ async fn a_named_pipe_given_with_f_is_an_error() {
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim_end(), want);
 }
+
+/// The API server's limit on annotations, as `ferry check` reports it: the file, the object
+/// and `metadata.annotations`.
+#[test]
+fn check_refuses_annotations_over_256_kib() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("web.yaml");
+    let annotated = |value: usize| {
+        WEB.replace(
+            "namespace: shop}",
+            &format!(
+                "namespace: shop, annotations: {{k: '{}'}}}}",
+                "x".repeat(value)
+            ),
+        )
+    };
+    let check = || {
+        Command::new(env!("CARGO_BIN_EXE_ferry"))
+            .args(["check", "-f"])
+            .arg(&file)
+            .output()
+            .unwrap()
+    };
+    // One byte of key and 262,143 of value: exactly the limit.
+    fs::write(&file, annotated(262_143)).unwrap();
+    let out = check();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    fs::write(&file, annotated(262_144)).unwrap();
+    let out = check();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim_end(),
+        format!(
+            "{}: Service shop/web: metadata.annotations: Too long: may not be more than 262144 bytes",
+            file.display()
+        )
+    );
+}
