@@ -660,3 +660,61 @@ async fn pods_without_probes_become_ready_on_every_start() {
         running.stop().await;
     }
 }
+
+/// A Pod's child that leaves its process group (`setsid`) does not outlive ferry: each
+/// container runs in a cgroup of its own, killed whole when the Pod stops. Needs root and
+/// cgroup v2; says why it skips otherwise.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_setsid_child_does_not_outlive_ferry() {
+    let cgroup2 = fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .contains(" - cgroup2 ");
+    let root = fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"));
+    if !root || !cgroup2 {
+        eprintln!("skipped: Pods run in cgroups only as root with cgroup v2 mounted");
+        return;
+    }
+    let dir = TempDir::new().unwrap();
+    let marker = dir.path().join("child.pid");
+    let yaml = format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: forker, namespace: default}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+    - name: main
+      image: busybox
+      command: [sh, -c, 'setsid sleep 1000 </dev/null >/dev/null 2>&1 & echo $! > {}; exec sleep 1000']
+"#,
+        marker.display()
+    );
+    fs::write(dir.path().join("pod.yaml"), yaml).unwrap();
+    let running = Running::start(vec![dir.path().to_owned()]).await;
+    let pid: i32 = eventually("the child's pid", || async {
+        fs::read_to_string(&marker).ok()?.trim().parse().ok()
+    })
+    .await;
+    let alive = |pid: i32| {
+        fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+            s.rsplit_once(") ")
+                .is_some_and(|(_, rest)| !rest.starts_with('Z'))
+        })
+    };
+    assert!(alive(pid), "the setsid child runs");
+    running.stop().await;
+    let survived = alive(pid);
+    if survived {
+        let _ = std::process::Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status();
+    }
+    assert!(
+        !survived,
+        "the setsid child {pid} outlived ferry's shutdown"
+    );
+}
