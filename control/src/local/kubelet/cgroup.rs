@@ -44,7 +44,9 @@ impl Root {
         if !Path::new(SHELL).exists() {
             return Err(format!("{SHELL} is missing"));
         }
-        let path = mount.join("ferry").join(format!(
+        let ferry = mount.join("ferry");
+        clean_orphans(&ferry);
+        let path = ferry.join(format!(
             "{}-{}",
             std::process::id(),
             NEXT.fetch_add(1, Ordering::Relaxed)
@@ -158,6 +160,47 @@ impl Cgroup {
     }
 }
 
+/// Kills and removes what a ferry that is gone (killed outright, or a test that panicked) left
+/// in `ferry`: the subtrees `<pid>-<n>` whose process no longer runs, and the container
+/// processes still in them, which would hold the addresses and ports the new Pods need. Best
+/// effort: a cgroup still emptying is left for the next start.
+fn clean_orphans(ferry: &Path) {
+    let Ok(entries) = std::fs::read_dir(ferry) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.split_once('-'))
+            .and_then(|(pid, _)| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        let subtree = entry.path();
+        let cgroups: Vec<PathBuf> = std::fs::read_dir(&subtree)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .map(|e| e.path())
+            .collect();
+        for cgroup in &cgroups {
+            let _ = std::fs::write(cgroup.join("cgroup.kill"), "1");
+        }
+        let left = cgroups
+            .iter()
+            .filter(|c| std::fs::remove_dir(c).is_err())
+            .count();
+        if left == 0 && std::fs::remove_dir(&subtree).is_ok() {
+            tracing::info!(cgroup = %subtree.display(), "removed the cgroups of a ferry that is gone");
+        }
+    }
+}
+
 /// Where a cgroup2 file system is mounted: `/sys/fs/cgroup` on a unified host, else the
 /// hybrid layout's v2 mount (`/sys/fs/cgroup/unified`).
 fn cgroup2_mount() -> Option<PathBuf> {
@@ -234,6 +277,25 @@ mod tests {
         let _ = std::fs::remove_file(&plain);
         assert!(found.is_err(), "not executable");
         assert!(resolve(Path::new(""), None, None).is_err());
+    }
+
+    /// What a ferry killed outright leaves is cleaned up by the next one. Needs root and
+    /// cgroup v2.
+    #[test]
+    fn the_cgroups_of_a_ferry_that_is_gone_are_removed() {
+        let Some(mount) = cgroup2_mount() else {
+            eprintln!("skipped: no cgroup2 file system is mounted");
+            return;
+        };
+        // Above the kernel's highest pid (2^22), so never a running process.
+        let orphan = mount.join("ferry").join("4194305-0");
+        if let Err(e) = std::fs::create_dir_all(orphan.join("shop_web_1")) {
+            eprintln!("skipped: cannot make cgroups here ({e}); needs root");
+            return;
+        }
+        let root = Root::create().unwrap();
+        assert!(!orphan.exists(), "{} is left", orphan.display());
+        assert!(root.path().exists());
     }
 
     #[test]
