@@ -136,6 +136,10 @@ pub struct Control {
     config: Config,
     inner: Arc<Mutex<Inner>>,
     kubelet: Option<local::kubelet::Kubelet>,
+    /// The kubelet's changes, subscribed before the first Pod is run: a status change made
+    /// before [`Control::run`] starts (a Pod without probes is Ready as soon as its process
+    /// runs) is still seen, as a Kubernetes watch started from the list's resourceVersion.
+    pod_changes: Option<tokio::sync::watch::Receiver<u64>>,
     /// Wakes the run loop after an API call acted, so it sees the Pods now due to stop.
     acted: Arc<tokio::sync::Notify>,
 }
@@ -157,6 +161,7 @@ impl Control {
                 ..l.kubelet.clone()
             })
         });
+        let pod_changes = kubelet.as_ref().map(local::kubelet::Kubelet::changes);
         let cluster = config.local.as_ref().zip(kubelet.clone()).map(|(l, k)| {
             (
                 local::Cluster::new(l.cluster.clone(), k),
@@ -182,6 +187,7 @@ impl Control {
             config,
             inner: Arc::new(Mutex::new(inner)),
             kubelet,
+            pod_changes,
             acted: Arc::new(tokio::sync::Notify::new()),
         })
     }
@@ -252,7 +258,9 @@ impl Control {
             let guard = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
             guard.source.watch()?
         };
-        let mut pods = self.kubelet.as_ref().map(local::kubelet::Kubelet::changes);
+        // Changes made since the subscription in `build` are pending on it (a clone keeps what
+        // was seen), so the first turn of the loop acts on them.
+        let mut pods = self.pod_changes.clone();
         enum Wake {
             Stop,
             Files,

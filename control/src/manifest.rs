@@ -52,28 +52,67 @@ fn file_problem(file: &str, message: impl Into<String>) -> Problem {
     .problem(Severity::Error, None, "", message)
 }
 
+/// The files a list of `-f` paths names, and a warning for each entry of a directory that is
+/// skipped because it is not a regular file.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Listing {
+    pub files: Vec<PathBuf>,
+    pub problems: Vec<Problem>,
+}
+
+/// What a path is when it is neither a regular file nor a directory, for messages: a named
+/// pipe, a socket, a device. Found from the metadata, without opening the path (opening a
+/// named pipe blocks until someone writes to it).
+fn special_kind(meta: &fs::Metadata) -> Option<&'static str> {
+    use std::os::unix::fs::FileTypeExt as _;
+    let t = meta.file_type();
+    if t.is_file() || t.is_dir() {
+        None
+    } else if t.is_fifo() {
+        Some("a named pipe (FIFO)")
+    } else if t.is_socket() {
+        Some("a socket")
+    } else if t.is_char_device() {
+        Some("a character device")
+    } else if t.is_block_device() {
+        Some("a block device")
+    } else {
+        Some("not a regular file")
+    }
+}
+
+fn not_regular(kind: &str) -> String {
+    format!("{kind}, not a regular file: ferry reads manifests only from regular files")
+}
+
 /// The files a list of `-f` paths names: each file itself, each directory's `*.yaml`, `*.yml`
 /// and `*.json` files recursively (hidden files and directories skipped), in a stable order.
-pub fn files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Box<Problem>> {
-    let mut out = Vec::new();
+/// Only regular files are read (symlinks are followed): a path named directly that is
+/// something else (a named pipe, a socket, a device) is an error; one found in a directory is
+/// skipped with a warning. No path is opened here.
+pub fn files(paths: &[PathBuf]) -> Result<Listing, Box<Problem>> {
+    let mut listing = Listing::default();
     for path in paths {
-        let meta = fs::metadata(path)
-            .map_err(|e| Box::new(file_problem(&path.display().to_string(), e.to_string())))?;
+        let name = || path.display().to_string();
+        let meta =
+            fs::metadata(path).map_err(|e| Box::new(file_problem(&name(), e.to_string())))?;
         if meta.is_dir() {
-            walk(path, &mut out, &mut HashSet::new())?;
+            walk(path, &mut listing, &mut HashSet::new())?;
+        } else if let Some(kind) = special_kind(&meta) {
+            return Err(Box::new(file_problem(&name(), not_regular(kind))));
         } else {
-            out.push(path.clone());
+            listing.files.push(path.clone());
         }
     }
-    out.dedup();
-    Ok(out)
+    listing.files.dedup();
+    Ok(listing)
 }
 
 /// Walks a directory; `seen` holds the directories already walked, so a symlink that points
 /// back up the tree is not followed round.
 fn walk(
     dir: &Path,
-    out: &mut Vec<PathBuf>,
+    listing: &mut Listing,
     seen: &mut HashSet<PathBuf>,
 ) -> Result<(), Box<Problem>> {
     let io = |e: std::io::Error| Box::new(file_problem(&dir.display().to_string(), e.to_string()));
@@ -96,13 +135,27 @@ fn walk(
             continue;
         };
         if meta.is_dir() {
-            walk(&path, out, seen)?;
+            walk(&path, listing, seen)?;
         } else if path
             .extension()
             .and_then(|e| e.to_str())
             .is_some_and(|e| EXTENSIONS.contains(&e))
         {
-            out.push(path);
+            match special_kind(&meta) {
+                None => listing.files.push(path),
+                Some(kind) => listing.problems.push(
+                    Origin {
+                        file: path.display().to_string().into(),
+                        doc: None,
+                    }
+                    .problem(
+                        Severity::Warning,
+                        None,
+                        "",
+                        format!("{}; skipped", not_regular(kind)),
+                    ),
+                ),
+            }
         }
     }
     Ok(())
@@ -132,16 +185,46 @@ pub fn read_file(path: &Path) -> Loaded {
             };
         }
     }
-    // Bounded even when metadata lies (a pipe or a device says 0): `parse` refuses the excess.
-    let mut bytes = Vec::new();
-    let read =
-        fs::File::open(path).and_then(|f| f.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes));
-    match read {
-        Ok(_) => parse(&name, &bytes),
-        Err(e) => Loaded {
-            problems: vec![file_problem(&name, e.to_string())],
+    match open_regular(path) {
+        // Bounded even when the file grows after its size was checked: `parse` refuses the
+        // excess.
+        Ok(file) => {
+            let mut bytes = Vec::new();
+            match file.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes) {
+                Ok(_) => parse(&name, &bytes),
+                Err(e) => Loaded {
+                    problems: vec![file_problem(&name, e.to_string())],
+                    ..Loaded::default()
+                },
+            }
+        }
+        Err(message) => Loaded {
+            problems: vec![file_problem(&name, message)],
             ..Loaded::default()
         },
+    }
+}
+
+/// Opens a regular file for reading, without ever blocking: the type is checked before
+/// opening, and the open itself does not wait (`O_NONBLOCK`), so a path swapped for a named
+/// pipe in between is opened at once and then refused by the type of what was opened.
+fn open_regular(path: &Path) -> Result<fs::File, String> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let meta = fs::metadata(path).map_err(|e| e.to_string())?;
+    if let Some(kind) = special_kind(&meta).or(meta.is_dir().then_some("a directory")) {
+        return Err(not_regular(kind));
+    }
+    let flags = rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::NOCTTY;
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(flags.bits() as i32)
+        .open(path)
+        .map_err(|e| e.to_string())?;
+    let meta = file.metadata().map_err(|e| e.to_string())?;
+    match special_kind(&meta).or(meta.is_dir().then_some("a directory")) {
+        Some(kind) => Err(not_regular(kind)),
+        // O_NONBLOCK means nothing to a regular file's reads: they never wait.
+        None => Ok(file),
     }
 }
 

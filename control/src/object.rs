@@ -141,6 +141,26 @@ impl Object {
     pub fn metadata_mut(&mut self) -> &mut ObjectMeta {
         each_object!(self, o => o.metadata_mut())
     }
+
+    /// The object's size as compact JSON (what kubectl sends the API server), counted without
+    /// building the text.
+    pub fn encoded_len(&self) -> usize {
+        #[derive(Default)]
+        struct Count(usize);
+        impl std::io::Write for Count {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0 = self.0.saturating_add(buf.len());
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut count = Count::default();
+        // Writing to a counter cannot fail, and these types always serialize.
+        let _ = each_object!(self, o => serde_json::to_writer(&mut count, o));
+        count.0
+    }
 }
 
 /// Identifies an object in the store: kind, namespace (empty when cluster-scoped) and name.

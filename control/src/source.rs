@@ -97,8 +97,8 @@ impl FileSource {
 
     /// Reads every file, parsing and validating only those whose stamp changed.
     pub fn read(&mut self) -> Reading {
-        let files = match manifest::files(&self.paths) {
-            Ok(files) => files,
+        let listing = match manifest::files(&self.paths) {
+            Ok(listing) => listing,
             Err(problem) => {
                 return Reading {
                     manifests: Vec::new(),
@@ -106,9 +106,12 @@ impl FileSource {
                 };
             }
         };
-        let mut reading = Reading::default();
-        let mut fresh = HashMap::with_capacity(files.len());
-        for path in files {
+        let mut reading = Reading {
+            manifests: Vec::new(),
+            problems: listing.problems,
+        };
+        let mut fresh = HashMap::with_capacity(listing.files.len());
+        for path in listing.files {
             let stamp = Stamp::of(&path);
             let file = match self.cache.remove(&path) {
                 Some(cached) if stamp.is_some() && cached.stamp == stamp => cached,

@@ -174,15 +174,56 @@ impl<'a> Check<'a> {
             self.name("metadata.namespace", ns, name::dns1123_label);
         }
         self.labels("metadata.labels", meta.labels.as_ref());
-        for k in meta.annotations.iter().flat_map(|a| a.keys()) {
-            self.name("metadata.annotations", k, name::qualified_name);
+        self.annotations(meta.annotations.as_ref());
+    }
+
+    /// As the API server's `ValidateAnnotations`: each key a qualified name regardless of case,
+    /// and keys and values together at most [`MAX_ANNOTATIONS_BYTES`].
+    fn annotations(&mut self, annotations: Option<&BTreeMap<String, String>>) {
+        const FIELD: &str = "metadata.annotations";
+        let mut total = 0usize;
+        for (k, v) in annotations.into_iter().flatten() {
+            if let Err(detail) = name::qualified_name(&k.to_ascii_lowercase()) {
+                self.invalid(FIELD, k, &detail);
+            }
+            total = total.saturating_add(k.len()).saturating_add(v.len());
+        }
+        if total > MAX_ANNOTATIONS_BYTES {
+            self.too_long(FIELD, MAX_ANNOTATIONS_BYTES);
         }
     }
+
+    /// The API server's `TooLong` error.
+    pub(crate) fn too_long(&mut self, field: &str, max: usize) {
+        let unit = if max == 1 { "byte" } else { "bytes" };
+        self.error(
+            field,
+            format!("Too long: may not be more than {max} {unit}"),
+        );
+    }
 }
+
+/// The API server's limit on an object's annotations, keys and values together
+/// (`TotalAnnotationSizeLimitB`).
+pub const MAX_ANNOTATIONS_BYTES: usize = 256 * 1024;
+/// The API server's limit on a request's body (`MaxRequestBodyBytes`), so on an object as it
+/// is sent: larger ones are refused before anything else is looked at.
+pub const MAX_OBJECT_BYTES: usize = 3 * 1024 * 1024;
 
 /// The problems of one object on its own.
 pub fn object(manifest: &Manifest) -> Vec<Problem> {
     let mut c = Check::new(manifest);
+    let size = manifest.object.encoded_len();
+    if size > MAX_OBJECT_BYTES {
+        // The API server answers 413 and validates nothing.
+        c.error(
+            "",
+            format!(
+                "Request entity too large: limit is {MAX_OBJECT_BYTES} (the object is {size} bytes as JSON)"
+            ),
+        );
+        return c.problems;
+    }
     c.metadata(manifest.object.kind(), manifest.object.metadata());
     match &manifest.object {
         Object::Namespace(_) => {}

@@ -11,7 +11,12 @@ async fn admin_endpoints_on_the_demo() {
     assert_eq!(ready["ready"], true);
 
     let config = get_json(up.admin, "/config").await;
-    assert_eq!(config["version"], 1);
+    // 1 for the files; the demo's Pods becoming Ready may already have made it 2.
+    assert!(
+        config["version"].as_u64().unwrap() >= 1,
+        "{}",
+        config["version"]
+    );
     let hosts: Vec<&str> = config["virtual_hosts"]
         .as_array()
         .unwrap()

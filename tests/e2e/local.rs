@@ -639,3 +639,82 @@ async fn the_api_refuses_web_pages() {
     assert!(cli.starts_with("HTTP/1.1 200"), "{cli}");
     running.stop().await;
 }
+
+/// A Pod without probes is Ready as soon as its process runs, which can be before the control
+/// loop starts watching the kubelet: that first change must not be lost. Many starts, since
+/// the race is won or lost by scheduling.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_without_probes_become_ready_on_every_start() {
+    let yaml = app(1, "v1", "").replace(
+        "          readinessProbe:\n            httpGet: {path: /healthz, port: http}\n            periodSeconds: 1\n",
+        "",
+    );
+    assert!(!yaml.contains("Probe"), "the template has no probe: {yaml}");
+    for start_number in 1..=20 {
+        let (_dir, running) = start(&yaml).await;
+        eventually(
+            &format!("start {start_number}: the Pod's endpoint ready in the served snapshot"),
+            || async { (ready_endpoints(running.admin, "web").await.len() == 1).then_some(()) },
+        )
+        .await;
+        running.stop().await;
+    }
+}
+
+/// A Pod's child that leaves its process group (`setsid`) does not outlive ferry: each
+/// container runs in a cgroup of its own, killed whole when the Pod stops. Needs root and
+/// cgroup v2; says why it skips otherwise.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_setsid_child_does_not_outlive_ferry() {
+    let cgroup2 = fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .contains(" - cgroup2 ");
+    let root = fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"));
+    if !root || !cgroup2 {
+        eprintln!("skipped: Pods run in cgroups only as root with cgroup v2 mounted");
+        return;
+    }
+    let dir = TempDir::new().unwrap();
+    let marker = dir.path().join("child.pid");
+    let yaml = format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: forker, namespace: default}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+    - name: main
+      image: busybox
+      command: [sh, -c, 'setsid sleep 1000 </dev/null >/dev/null 2>&1 & echo $! > {}; exec sleep 1000']
+"#,
+        marker.display()
+    );
+    fs::write(dir.path().join("pod.yaml"), yaml).unwrap();
+    let running = Running::start(vec![dir.path().to_owned()]).await;
+    let pid: i32 = eventually("the child's pid", || async {
+        fs::read_to_string(&marker).ok()?.trim().parse().ok()
+    })
+    .await;
+    let alive = |pid: i32| {
+        fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+            s.rsplit_once(") ")
+                .is_some_and(|(_, rest)| !rest.starts_with('Z'))
+        })
+    };
+    assert!(alive(pid), "the setsid child runs");
+    running.stop().await;
+    let survived = alive(pid);
+    if survived {
+        let _ = std::process::Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status();
+    }
+    assert!(
+        !survived,
+        "the setsid child {pid} outlived ferry's shutdown"
+    );
+}

@@ -14,6 +14,7 @@ mod gateway_requests;
 mod listeners;
 mod load;
 mod local;
+mod objects;
 mod reload;
 
 use std::future::Future;

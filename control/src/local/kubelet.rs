@@ -12,10 +12,12 @@
 //! without a command runs ferry's built-in echo app. Anything else waits with
 //! `ErrImageNeverPull`, as a Kubernetes node told never to pull would.
 //!
-//! It may touch: processes it started (and their process groups), the pod IPs' sockets for
-//! probes. It knows nothing of Deployments, Services or the snapshot.
+//! It may touch: processes it started (and their process groups and cgroups), its own cgroup
+//! subtree, the pod IPs' sockets for probes. It knows nothing of Deployments, Services or the
+//! snapshot.
 
 mod backoff;
+mod cgroup;
 mod container;
 mod env;
 mod logs;
@@ -122,6 +124,9 @@ struct Inner {
     /// The runtime pods' tasks run on (the one `new` was called on, if any).
     runtime: Option<Handle>,
     shut_down: AtomicBool,
+    /// The kubelet's cgroup subtree, where each container run gets a cgroup; `None` where
+    /// cgroups cannot be used (then a container is held by its process group only).
+    cgroups: Option<cgroup::Root>,
 }
 
 impl Inner {
@@ -158,6 +163,10 @@ impl Kubelet {
             .into_iter()
             .filter_map(|k| Some((k.to_owned(), std::env::var(k).ok()?)))
             .collect();
+        let cgroups = cgroup::Root::create()
+            .inspect(|root| tracing::debug!(cgroup = %root.path().display(), "each container runs in a cgroup of its own"))
+            .inspect_err(|why| tracing::warn!("containers run without cgroups ({why}): a process that leaves its container's process group (setsid) outlives the Pod"))
+            .ok();
         Kubelet {
             inner: Arc::new(Inner {
                 config,
@@ -167,6 +176,7 @@ impl Kubelet {
                 host_env,
                 runtime: Handle::try_current().ok(),
                 shut_down: AtomicBool::new(false),
+                cgroups,
             }),
         }
     }

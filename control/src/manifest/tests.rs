@@ -867,7 +867,7 @@ fn files_walks_directories_in_order() {
     ] {
         fs::write(root.join(f), "").unwrap();
     }
-    let found = files(&[root.to_path_buf()]).unwrap();
+    let found = files(&[root.to_path_buf()]).unwrap().files;
     let rel: Vec<String> = found
         .iter()
         .map(|p| p.strip_prefix(root).unwrap().display().to_string())
@@ -876,7 +876,7 @@ fn files_walks_directories_in_order() {
 
     // A named file is taken whatever its extension; a missing path is a problem.
     let txt = root.join("notes.txt");
-    assert_eq!(files(std::slice::from_ref(&txt)).unwrap(), [txt]);
+    assert_eq!(files(std::slice::from_ref(&txt)).unwrap().files, [txt]);
     let err = files(&[root.join("nope")]).unwrap_err();
     assert!(err.file.ends_with("nope"), "{err}");
 
@@ -894,7 +894,7 @@ fn files_does_not_loop_through_symlinks() {
     let root = dir.path();
     fs::write(root.join("web.yaml"), SERVICE).unwrap();
     std::os::unix::fs::symlink(".", root.join("loop")).unwrap();
-    let found = files(&[root.to_path_buf()]).unwrap();
+    let found = files(&[root.to_path_buf()]).unwrap().files;
     assert_eq!(
         found.len(),
         1,
@@ -905,42 +905,97 @@ fn files_does_not_loop_through_symlinks() {
     assert_eq!(found, [root.join("web.yaml")]);
 }
 
-/// A file whose length says nothing about what reading it gives: a named pipe (or
-/// `/dev/stdin`, `/dev/zero`) reports 0 bytes, so the size check must bound the read itself.
+/// A named pipe says it holds 0 bytes, and opening one blocks until a writer comes: read_file
+/// must refuse it without opening it (the control loop once hung here for good).
 #[cfg(unix)]
 #[test]
-fn read_file_bounds_what_it_reads() {
-    const OFFERED: u64 = 4 * MAX_FILE_BYTES;
+fn read_file_never_blocks_on_a_named_pipe() {
     let dir = tempfile::tempdir().unwrap();
     let fifo = dir.path().join("pipe.yaml");
+    mkfifo(&fifo);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || tx.send(read_file(&fifo)).unwrap())
+    };
+    let loaded = rx.recv_timeout(std::time::Duration::from_secs(20));
+    // Whatever happened, let a reader stuck in open() go (opening a pipe for both reading and
+    // writing never blocks on Linux), so a failure does not hang the test run.
+    drop(fs::OpenOptions::new().read(true).write(true).open(&fifo));
+    let loaded = loaded.expect("read_file returns without waiting for a writer");
+    reader.join().unwrap();
+    assert!(loaded.manifests.is_empty());
+    assert_eq!(
+        lines(&loaded),
+        [format!(
+            "{}: a named pipe (FIFO), not a regular file: ferry reads manifests only from regular files",
+            fifo.display()
+        )]
+    );
+    assert!(loaded.problems[0].is_error());
+}
+
+fn mkfifo(path: &Path) {
     let status = std::process::Command::new("mkfifo")
-        .arg(&fifo)
+        .arg(path)
         .status()
         .unwrap();
     assert!(status.success());
-    let writer = {
-        let fifo = fifo.clone();
-        std::thread::spawn(move || {
-            let mut pipe = fs::OpenOptions::new().write(true).open(fifo).unwrap();
-            let chunk = vec![b'#'; 1 << 20];
-            let mut written = 0u64;
-            while written < OFFERED && pipe.write_all(&chunk).is_ok() {
-                written += chunk.len() as u64;
-            }
-            written
-        })
-    };
-    let loaded = read_file(&fifo);
-    // Should read_file refuse the pipe without opening it, a writer still waiting to open it
-    // is let go (on Linux, opening a pipe for both reading and writing never blocks).
-    drop(fs::OpenOptions::new().read(true).write(true).open(&fifo));
-    let written = writer.join().unwrap();
-    assert!(loaded.manifests.is_empty());
-    assert_eq!(loaded.problems.len(), 1, "{:?}", lines(&loaded));
-    assert!(loaded.problems[0].is_error(), "{:?}", lines(&loaded));
-    // The reader stopped soon after the limit and closed the pipe: the writer could not write
-    // everything it offered.
-    assert!(written < OFFERED, "read all {written} bytes offered");
+}
+
+/// A named pipe, socket or device with a manifest's name is never opened (opening a pipe
+/// blocks until a writer comes): in a directory it is skipped with a warning naming it, named
+/// directly it is an error. A symlink to a regular file is read as the file.
+#[cfg(unix)]
+#[test]
+fn only_regular_files_are_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    fs::write(root.join("a.yaml"), SERVICE).unwrap();
+    mkfifo(&root.join("b.yaml"));
+    let _socket = std::os::unix::net::UnixListener::bind(root.join("c.yaml")).unwrap();
+    std::os::unix::fs::symlink("a.yaml", root.join("d.yaml")).unwrap();
+    std::os::unix::fs::symlink("b.yaml", root.join("e.yaml")).unwrap();
+
+    let listing = files(&[root.to_path_buf()]).unwrap();
+    assert_eq!(listing.files, [root.join("a.yaml"), root.join("d.yaml")]);
+    let warnings: Vec<String> = listing.problems.iter().map(ToString::to_string).collect();
+    let pipe = "a named pipe (FIFO), not a regular file: ferry reads manifests only from regular files; skipped";
+    let socket =
+        "a socket, not a regular file: ferry reads manifests only from regular files; skipped";
+    assert_eq!(
+        warnings,
+        [
+            format!("{}: {pipe}", root.join("b.yaml").display()),
+            format!("{}: {socket}", root.join("c.yaml").display()),
+            format!("{}: {pipe}", root.join("e.yaml").display()),
+        ]
+    );
+    assert!(listing.problems.iter().all(|p| !p.is_error()));
+
+    // Named directly: an error, and nothing else is read.
+    let err = files(&[root.join("a.yaml"), root.join("b.yaml")]).unwrap_err();
+    assert!(err.is_error());
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{}: a named pipe (FIFO), not a regular file: ferry reads manifests only from regular files",
+            root.join("b.yaml").display()
+        )
+    );
+    let err = files(&[PathBuf::from("/dev/null")]).unwrap_err();
+    assert!(err.to_string().contains("a character device"), "{err}");
+
+    // read_file itself refuses what is not a regular file, without opening it.
+    let loaded = read_file(root);
+    assert!(
+        loaded.problems[0].message.contains("a directory"),
+        "{:?}",
+        lines(&loaded)
+    );
+    let loaded = read_file(&root.join("d.yaml"));
+    assert!(loaded.problems.is_empty(), "{:?}", lines(&loaded));
+    assert_eq!(loaded.manifests.len(), 1);
 }
 
 /// A tiny deterministic generator, so a failure can be replayed.

@@ -30,10 +30,7 @@ pub(super) fn secret(c: &mut Check<'_>, s: &k8s_openapi::api::core::v1::Secret) 
         }
     }
     if total > MAX_SECRET_BYTES {
-        c.error(
-            "data",
-            format!("Too long: may not be more than {MAX_SECRET_BYTES} bytes"),
-        );
+        c.too_long("data", MAX_SECRET_BYTES);
     }
     if s.type_.as_deref() != Some(TLS_TYPE) {
         return;

@@ -78,7 +78,12 @@ pub(crate) async fn supervise(
         let restarted = run > 1;
         let started_at = now();
         let began = Instant::now();
-        let finished = match process::spawn(&plan, &log) {
+        let cgroup = inner.cgroups.as_ref().and_then(|root| {
+            root.cgroup(&format!("{}_{}", pod.namespace, pod.name), &name)
+                .inspect_err(|e| tracing::warn!(pod = %pod.describe(), container = %name, error = %e, "cannot make the container's cgroup; its processes are held by their process group only"))
+                .ok()
+        });
+        let finished = match process::spawn(&plan, &log, cgroup) {
             Err(e) => {
                 let program = plan.argv.first().map(|p| p.to_string_lossy().into_owned());
                 let message = format!(

@@ -3,8 +3,9 @@
 //! container's end (exit code, signal).
 //!
 //! A container's processes die together, as a PID namespace does when its first process exits:
-//! termination signals the main process, and once it is gone whatever it left in its group is
-//! killed, so no orphan keeps the log pipes open or a port bound.
+//! termination signals the main process, and once it is gone whatever it left in its cgroup
+//! (see `cgroup`), or without one its process group, is killed, so no orphan keeps the log
+//! pipes open or a port bound.
 
 use std::io;
 use std::os::unix::process::ExitStatusExt;
@@ -17,6 +18,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use super::cgroup::Cgroup;
 use super::logs::LogWriter;
 use super::plan::Plan;
 
@@ -30,18 +32,41 @@ pub(crate) struct Process {
     pub(crate) child: Child,
     pub(crate) pid: u32,
     copiers: Vec<JoinHandle<()>>,
+    cgroup: Option<Cgroup>,
 }
 
-/// Starts the plan's process, its stdout and stderr going to `log`.
-pub(crate) fn spawn(plan: &Plan, log: &LogWriter) -> io::Result<Process> {
+/// Starts the plan's process, its stdout and stderr going to `log`; inside `cgroup` when there
+/// is one (removed again if the process does not start).
+pub(crate) fn spawn(plan: &Plan, log: &LogWriter, cgroup: Option<Cgroup>) -> io::Result<Process> {
+    let argv = match &cgroup {
+        Some(cgroup) => {
+            let cwd = plan.working_dir.as_deref().map(std::path::Path::new);
+            match cgroup.wrap(&plan.argv, plan.env.get("PATH"), cwd) {
+                Ok(argv) => argv,
+                Err(e) => {
+                    let _ = std::fs::remove_dir(cgroup.path());
+                    return Err(e);
+                }
+            }
+        }
+        None => plan.argv.clone(),
+    };
     let mut command = plan
-        .command(&plan.argv)
+        .command(&argv)
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty command"))?;
     command
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
-    let mut child = command.spawn()?;
+    let mut child = match command.spawn() {
+        Ok(child) => child,
+        Err(e) => {
+            if let Some(cgroup) = &cgroup {
+                let _ = std::fs::remove_dir(cgroup.path());
+            }
+            return Err(e);
+        }
+    };
     let pid = child
         .id()
         .ok_or_else(|| io::Error::other("the process exited before it was seen"))?;
@@ -56,6 +81,7 @@ pub(crate) fn spawn(plan: &Plan, log: &LogWriter) -> io::Result<Process> {
         child,
         pid,
         copiers,
+        cgroup,
     })
 }
 
@@ -73,6 +99,9 @@ impl Process {
                 status = self.child.wait() => return status,
                 () = tokio::time::sleep_until(deadline) => {
                     kill_group(self.pid);
+                    if let Some(cgroup) = &self.cgroup {
+                        cgroup.kill();
+                    }
                     return self.child.wait().await;
                 }
                 Ok(()) = stop.changed() => {
@@ -84,10 +113,13 @@ impl Process {
         }
     }
 
-    /// After the main process ended: kills what is left of its group and lets the log
-    /// copiers take the last output.
+    /// After the main process ended: kills what is left of its cgroup and group and lets the
+    /// log copiers take the last output.
     pub(crate) async fn reap(self) {
         kill_group(self.pid);
+        if let Some(cgroup) = self.cgroup {
+            cgroup.remove().await;
+        }
         for copier in self.copiers {
             // A copier still running after the drain time is left to finish on its own.
             let _ = tokio::time::timeout(DRAIN, copier).await;

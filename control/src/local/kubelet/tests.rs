@@ -754,3 +754,74 @@ async fn ferry_echo_runs_the_echo_program() {
     );
     kubelet.shutdown(Duration::from_secs(1)).await;
 }
+
+/// Whether the process is gone: no longer in /proc, or a zombie waiting to be reaped by
+/// whoever inherited it.
+fn gone(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |stat| {
+        stat.rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('Z'))
+    })
+}
+
+/// A container's child that leaves its process group (`setsid`) dies with the Pod, whether the
+/// Pod is deleted or the kubelet shuts down: each container runs in a cgroup of its own and
+/// stopping kills the whole cgroup.
+#[tokio::test]
+async fn a_setsid_child_dies_with_its_pod() {
+    if let Err(why) = super::cgroup::Root::create() {
+        eprintln!(
+            "skipped: containers cannot run in cgroups here ({why}); needs root and cgroup v2"
+        );
+        return;
+    }
+    let kubelet = kubelet();
+    let spec = json!({"terminationGracePeriodSeconds": 1, "containers": [{"name": "c", "image": "x",
+        "command": ["sh", "-c", "setsid sleep 1000 </dev/null >/dev/null 2>&1 & echo child=$!; exec sleep 1000"]}]});
+    kubelet.run(&pod("deleted", spec.clone()), ip("127.1.0.31"), vec![]);
+    kubelet.run(&pod("shutdown", spec), ip("127.1.0.32"), vec![]);
+    let child = |name: &'static str| {
+        let logs = kubelet.logs(NS, name, None).expect("the log");
+        async move {
+            let text = log_contains(&logs, "\n").await;
+            text.trim()
+                .strip_prefix("child=")
+                .and_then(|pid| pid.parse::<u32>().ok())
+                .expect("the child's pid")
+        }
+    };
+    let (deleted, shutdown) = (child("deleted").await, child("shutdown").await);
+    assert!(!gone(deleted) && !gone(shutdown), "the children run");
+    let sid = |pid: u32| {
+        rustix::process::getsid(Pid::from_raw(i32::try_from(pid).expect("a pid")))
+            .expect("a session")
+    };
+    assert_eq!(
+        sid(deleted),
+        Pid::from_raw(i32::try_from(deleted).expect("a pid")).expect("a pid"),
+        "the child left the container's session and process group"
+    );
+
+    kubelet.stop(NS, "deleted", Duration::from_secs(1));
+    eventually("the deleted pod forgotten", || {
+        (!kubelet.is_running(NS, "deleted")).then_some(())
+    })
+    .await;
+    let deleted_gone = gone(deleted);
+    kubelet.shutdown(Duration::from_secs(1)).await;
+    let shutdown_gone = gone(shutdown);
+    // Whatever the outcome, no sleeper is left behind by this test.
+    for pid in [deleted, shutdown] {
+        if !gone(pid) {
+            kill(pid, Signal::KILL);
+        }
+    }
+    assert!(
+        deleted_gone,
+        "the deleted pod's setsid child {deleted} still runs"
+    );
+    assert!(
+        shutdown_gone,
+        "the shut-down pod's setsid child {shutdown} still runs"
+    );
+}
