@@ -129,6 +129,9 @@ impl Inner {
     }
 }
 
+/// The manifest paths' watcher and its wake-ups.
+type FileWatcher = (notify::RecommendedWatcher, tokio::sync::mpsc::Receiver<()>);
+
 /// The control plane part: the file source feeding the publisher, and the local runtime when
 /// it runs the workloads.
 #[derive(Debug, Clone)]
@@ -140,6 +143,11 @@ pub struct Control {
     /// before [`Control::run`] starts (a Pod without probes is Ready as soon as its process
     /// runs) is still seen, as a Kubernetes watch started from the list's resourceVersion.
     pod_changes: Option<tokio::sync::watch::Receiver<u64>>,
+    /// The manifest paths' watcher, started before the first reading: an edit made between
+    /// that reading and [`Control::run`] is pending on `file_changes`, not lost (list, then
+    /// watch from the list's point, as a Kubernetes client does).
+    /// A clone shares it; the first `run` takes it.
+    file_watcher: Arc<Mutex<Option<FileWatcher>>>,
     /// Wakes the run loop after an API call acted, so it sees the Pods now due to stop.
     acted: Arc<tokio::sync::Notify>,
 }
@@ -168,6 +176,7 @@ impl Control {
                 Reading::default(),
             )
         });
+        let file_watcher = source.watch()?;
         let mut inner = Inner {
             source,
             publisher,
@@ -188,6 +197,7 @@ impl Control {
             inner: Arc::new(Mutex::new(inner)),
             kubelet,
             pod_changes,
+            file_watcher: Arc::new(Mutex::new(Some(file_watcher))),
             acted: Arc::new(tokio::sync::Notify::new()),
         })
     }
@@ -254,12 +264,18 @@ impl Control {
     /// Watches the paths and reloads on every change until shutdown; with the local runtime,
     /// also reconciles on every change of a Pod, and stops every Pod at shutdown.
     pub async fn run(self, mut shutdown: Shutdown) -> Result<(), Error> {
-        let (_watcher, mut events) = {
-            let guard = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-            guard.source.watch()?
+        let started = self
+            .file_watcher
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let (_watcher, mut events) = match started {
+            Some(watching) => watching,
+            None => {
+                let guard = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+                guard.source.watch()?
+            }
         };
-        // Changes made since the subscription in `build` are pending on it (a clone keeps what
-        // was seen), so the first turn of the loop acts on them.
         let mut pods = self.pod_changes.clone();
         enum Wake {
             Stop,

@@ -128,6 +128,33 @@ async fn a_single_file_is_watched_through_its_directory() {
     up.stop().await;
 }
 
+/// An edit made after the first reading but before the control loop runs is not lost: the
+/// paths are watched from before the first reading (list, then watch), so a file written the
+/// moment `ferry up` has started is applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edit_between_the_first_reading_and_the_loop_is_applied() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("web.yaml"), WEB).unwrap();
+    let ingress_file = dir.path().join("ingress.yaml");
+    fs::write(&ingress_file, ingress("/")).unwrap();
+    let up = ferry::up::Up::build(crate::up_config(vec![dir.path().to_owned()]))
+        .await
+        .unwrap();
+    let admin = up.admin_addr();
+    // The edit lands before the loop starts, and its event has been delivered by the time the
+    // loop looks: nothing else will wake it.
+    fs::write(&ingress_file, ingress("/early")).unwrap();
+    let (trigger, shutdown) = ferry_runtime::shutdown::channel();
+    let task = tokio::spawn(async move { up.run(shutdown).await.unwrap() });
+    eventually("the early edit to be applied", || async {
+        let config = get_json(admin, "/config").await;
+        (route_paths(&config) == ["/early"]).then_some(())
+    })
+    .await;
+    trigger.trigger();
+    task.await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invalid_configuration_at_start_is_an_error_naming_every_problem() {
     let dir = tempfile::tempdir().unwrap();
