@@ -17,7 +17,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::net::TcpStream;
 
-use crate::{Running, eventually};
+use crate::{DEADLINE, Running, eventually};
 
 /// An echo server answering as `name`, stopped when dropped.
 pub(crate) struct Backend {
@@ -421,7 +421,7 @@ async fn a_dead_endpoint_costs_no_failed_get() {
         let (status, body) = get(up.http, "shop.example.com", "/").await;
         assert_eq!(status, 200, "{body}");
     }
-    let metrics = eventually("retries counted", || async {
+    let metrics = eventually(DEADLINE, "retries counted", || async {
         let (_, m) = crate::get(up.admin, "/metrics").await;
         m.contains("ferry_gateway_retries_total").then_some(m)
     })
@@ -745,24 +745,37 @@ async fn a_stalled_or_abandoned_upload_releases_its_upstream_connection() {
 
     // The client stalls: after the send timeout a 504, both connections closed.
     let mut client = start_upload(up.http, "/stall").await;
-    eventually("the upload reaches the upstream", got_first_bytes(1)).await;
+    eventually(
+        DEADLINE,
+        "the upload reaches the upstream",
+        got_first_bytes(1),
+    )
+    .await;
     let reply = read_to_close(&mut client).await;
     assert!(reply.starts_with("HTTP/1.1 504"), "{reply}");
     assert!(
         reply.to_ascii_lowercase().contains("connection: close"),
         "{reply}"
     );
-    eventually("the upstream connection closed after the stall", || async {
-        (open() == 0).then_some(())
-    })
+    eventually(
+        DEADLINE,
+        "the upstream connection closed after the stall",
+        || async { (open() == 0).then_some(()) },
+    )
     .await;
 
     // The client goes away mid-body: the upstream request is aborted at once, long before
     // the 60 s send timeout.
     let client = start_upload(up.http, "/drop").await;
-    eventually("the upload reaches the upstream", got_first_bytes(2)).await;
+    eventually(
+        DEADLINE,
+        "the upload reaches the upstream",
+        got_first_bytes(2),
+    )
+    .await;
     drop(client);
     eventually(
+        DEADLINE,
         "the upstream connection closed after the client left",
         || async { (open() == 0).then_some(()) },
     )
@@ -1115,14 +1128,14 @@ async fn a_backend_killed_under_load_costs_no_failed_get() {
         }));
     }
     let before = served.load(Ordering::Relaxed);
-    eventually("traffic flows", || async {
+    eventually(DEADLINE, "traffic flows", || async {
         (served.load(Ordering::Relaxed) > before + 50).then_some(())
     })
     .await;
     // Kill b: its listener closes, connections to it are refused.
     drop(b);
     let killed = served.load(Ordering::Relaxed);
-    eventually("traffic goes on without b", || async {
+    eventually(DEADLINE, "traffic goes on without b", || async {
         (served.load(Ordering::Relaxed) > killed + 200).then_some(())
     })
     .await;
@@ -1510,7 +1523,7 @@ async fn the_read_timeout_waits_for_the_body_and_between_reads_of_the_answer() {
     let reply = read_to_close(&mut stream).await;
     assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
     assert!(reply.ends_with("\r\n\r\npartial"), "{reply}");
-    eventually("every upstream connection closed", || async {
+    eventually(DEADLINE, "every upstream connection closed", || async {
         (open.load(Ordering::SeqCst) == 0).then_some(())
     })
     .await;
