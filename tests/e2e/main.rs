@@ -9,8 +9,6 @@ mod configs;
 mod dns;
 mod echo;
 mod gateway;
-mod gateway_limits;
-mod gateway_requests;
 mod listeners;
 mod load;
 mod local;
