@@ -52,7 +52,8 @@ impl Cluster {
 }
 
 /// One address and port of a cluster. What the address stands for (its Pod) is in the
-/// Service's [`ServiceEndpoint`]s, once per address rather than once per port.
+/// Service's [`ServiceEndpoint`](super::ServiceEndpoint)s, once per address rather than once
+/// per port.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Endpoint {
     pub address: IpAddr,
