@@ -3,41 +3,23 @@
 
 use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, HashSet};
-use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
 use std::io::ErrorKind;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ferry_model::{
     Cluster, ClusterKey, Endpoint, Protocol, Service, ServicePort, ServiceType, SessionAffinity,
     Snapshot, TargetPort,
 };
 use ferry_runtime::{ShutdownTrigger, SnapshotBus};
+use ferry_testing::{DEADLINE, eventually};
 use prometheus_client::registry::Registry;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::task::JoinHandle;
 
 use super::*;
-
-const DEADLINE: Duration = Duration::from_secs(20);
-
-/// Polls `check` until it returns `Some`, or panics with `what` after [`DEADLINE`].
-pub(crate) async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let start = Instant::now();
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(start.elapsed() < DEADLINE, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
 
 fn random() -> u64 {
     RandomState::new().build_hasher().finish()
@@ -265,7 +247,7 @@ impl Running {
         let version = snapshot.version;
         assert!(self.bus.publish(snapshot));
         let handle = &self.handle;
-        eventually("the new snapshot served", || async move {
+        eventually(DEADLINE, "the new snapshot served", || async move {
             (handle.version() == version).then_some(())
         })
         .await;
@@ -363,7 +345,7 @@ async fn forwards_both_ways_and_passes_half_closes_on() {
         web.port
     );
     assert_eq!(p.metric(&received), 300_000);
-    eventually("no connection open", || async {
+    eventually(DEADLINE, "no connection open", || async {
         (p.metric("ferry_l4_open_connections ") == 0).then_some(())
     })
     .await;
@@ -687,7 +669,7 @@ async fn shutdown_stops_listening_then_drains() {
         ..
     } = p;
     trigger.trigger();
-    eventually("listeners closed", || async {
+    eventually(DEADLINE, "listeners closed", || async {
         handle.listening().is_empty().then_some(())
     })
     .await;
@@ -760,7 +742,7 @@ async fn a_connection_idle_for_the_idle_timeout_is_closed() {
         "ferry_l4_sent_bytes_total{{service=\"test/web:{}\"}}",
         web.port
     );
-    eventually("the bytes counted", || async {
+    eventually(DEADLINE, "the bytes counted", || async {
         (p.metric(&sent) == "web-0\n".len() as u64).then_some(())
     })
     .await;

@@ -3,7 +3,7 @@
 use std::fs;
 use std::process::Command;
 
-use crate::{Running, eventually, repo};
+use crate::{DEADLINE, Running, eventually, repo};
 
 fn ferry() -> Command {
     Command::new(env!("CARGO_BIN_EXE_ferry"))
@@ -60,7 +60,7 @@ fn garbage_never_panics_the_binary() {
 async fn get_lists_what_a_running_instance_serves() {
     let up = Running::start(vec![repo().join("configs/demo")]).await;
     // The local runtime runs the demo's Pods; wait until both Services have them ready.
-    eventually("the demo's endpoints ready", || async {
+    eventually(DEADLINE, "the demo's endpoints ready", || async {
         let config = crate::get_json(up.admin, "/config").await;
         let ready = |s: &serde_json::Value| {
             s["endpoints"]

@@ -18,7 +18,7 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use ferry::up::UpConfig;
 use tempfile::TempDir;
 
-use crate::{Running, eventually, get};
+use crate::{DEADLINE, Running, eventually, get};
 
 const CLUSTER: &str = r#"
 apiVersion: v1
@@ -561,7 +561,7 @@ async fn a_forwarding_loop_is_detected() {
 async fn a_loop_through_a_resolver_that_rewrites_ids_is_found_by_the_start_probe() {
     let dns: SocketAddr = ([127, 0, 0, 1], free_port()).into();
     let (_dir, stub, up) = with_stub(|c| c.dns = dns).await;
-    eventually("the probe came back", || async {
+    eventually(DEADLINE, "the probe came back", || async {
         let (_, metrics) = get(up.admin, "/metrics").await;
         metrics
             .contains("ferry_dns_forward_loops_total 1")
@@ -629,7 +629,7 @@ async fn updates_under_query_load_never_fail_a_query() {
         fs::write(&file, service(i)).unwrap();
         up.wait_version(u64::from(i)).await;
     }
-    eventually("the last address served", || async {
+    eventually(DEADLINE, "the last address served", || async {
         let r = ask(dns, "web.shop.svc.cluster.local.", RecordType::A).await;
         (data(&r) == vec!["10.96.1.12"]).then_some(())
     })
@@ -677,7 +677,7 @@ fn ferry_dns_serves_a_snapshot_file() {
         .unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    let answer = rt.block_on(eventually("ferry dns answers", || async {
+    let answer = rt.block_on(eventually(DEADLINE, "ferry dns answers", || async {
         let q = question("web.shop.svc.cluster.local.", RecordType::A, None);
         let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         socket.send_to(&q.to_vec().unwrap(), addr).await.unwrap();

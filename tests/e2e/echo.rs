@@ -91,8 +91,10 @@ async fn an_echo_with_parent_pid_exits_with_its_killed_parent() {
     assert!(!exited(echo), "the echo runs");
     shell.kill().unwrap();
     shell.wait().unwrap();
-    crate::eventually("the echo exits with its parent", || async {
-        exited(echo).then_some(())
-    })
+    crate::eventually(
+        crate::DEADLINE,
+        "the echo exits with its parent",
+        || async { exited(echo).then_some(()) },
+    )
     .await;
 }

@@ -467,15 +467,19 @@ async fn ferry_raises_its_soft_descriptor_limit_to_the_hard_one() {
         .spawn()
         .unwrap();
     let pid = child.id();
-    let raised = crate::eventually("the soft limit raised to the hard one", || async {
-        // Once the shell has become ferry (before, the limits are the shell's).
-        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
-        if comm.trim_end() != "ferry" {
-            return None;
-        }
-        let (soft, hard) = open_files_limits(pid)?;
-        (soft == hard).then_some(soft)
-    })
+    let raised = crate::eventually(
+        crate::DEADLINE,
+        "the soft limit raised to the hard one",
+        || async {
+            // Once the shell has become ferry (before, the limits are the shell's).
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+            if comm.trim_end() != "ferry" {
+                return None;
+            }
+            let (soft, hard) = open_files_limits(pid)?;
+            (soft == hard).then_some(soft)
+        },
+    )
     .await;
     let _ = child.kill();
     let _ = child.wait();

@@ -9,18 +9,15 @@ mod configs;
 mod dns;
 mod echo;
 mod gateway;
-mod gateway_limits;
-mod gateway_requests;
 mod listeners;
 mod load;
 mod local;
 mod objects;
 mod reload;
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use ferry::up::{Up, UpConfig};
@@ -28,24 +25,8 @@ use ferry_runtime::ShutdownTrigger;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 
-/// How long any condition may take before a test fails. Generous: machines are shared.
-pub const DEADLINE: Duration = Duration::from_secs(20);
-
-/// Polls `check` until it returns `Some`, or panics with `what` after [`DEADLINE`].
-pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let start = Instant::now();
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(start.elapsed() < DEADLINE, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
+/// Polling for a condition with a deadline, shared with the unit tests (ferry-testing).
+pub use ferry_testing::{DEADLINE, eventually};
 
 /// A GET over HTTP/1.1: status and body.
 pub async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
@@ -180,7 +161,7 @@ impl Running {
     /// gateway, DNS, …) has swapped it in: each compiles a snapshot on its own time after the
     /// bus takes it.
     pub async fn wait_version(&self, v: u64) {
-        eventually(&format!("version {v}"), || async {
+        eventually(DEADLINE, &format!("version {v}"), || async {
             let parts = self.bus.parts();
             (self.version().await >= v && parts.iter().all(|p| p.version >= v)).then_some(())
         })

@@ -3,7 +3,7 @@
 
 use std::fs;
 
-use crate::{Running, eventually, get, get_json};
+use crate::{DEADLINE, Running, eventually, get, get_json};
 
 const WEB: &str = "apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: shop}\nspec:\n  ports: [{name: http, port: 80}]\n";
 
@@ -46,7 +46,7 @@ async fn valid_changes_publish_and_invalid_ones_are_rejected_whole() {
         WEB.replace("port: 80", "port: 81"),
     )
     .unwrap();
-    let status = eventually("the change to be rejected", || async {
+    let status = eventually(DEADLINE, "the change to be rejected", || async {
         let s = get_json(up.admin, "/status").await;
         (s["state"] == "rejected").then_some(s)
     })

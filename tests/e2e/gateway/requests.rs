@@ -13,7 +13,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
-use crate::gateway::{annotated, backend, raw, served_by, service, up_with, upgrade_echo};
+use super::{annotated, backend, raw, served_by, service, up_with, upgrade_echo};
 use crate::{Running, get};
 
 /// One request with `Connection: close` over a fresh connection: the raw reply.
@@ -36,7 +36,7 @@ const HOST: &str = "Host: shop.example.com\r\n";
 
 /// `/` → web, `/api` → api, `/admin` → admin, and a regex Ingress with `rewrite-target` on
 /// `/app`.
-async fn shop() -> (Vec<crate::gateway::Backend>, tempfile::TempDir, Running) {
+async fn shop() -> (Vec<super::Backend>, tempfile::TempDir, Running) {
     let backends = vec![
         backend("web").await,
         backend("api").await,

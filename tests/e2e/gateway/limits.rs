@@ -219,7 +219,7 @@ async fn a_cap_full_of_idle_connections_frees_up_for_a_new_client() {
     for _ in 0..CAP {
         idle.push(TcpStream::connect(http).await.unwrap());
     }
-    eventually("the idle connections take every slot", || async {
+    eventually(DEADLINE, "the idle connections take every slot", || async {
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
         text.contains(&format!("ferry_gateway_connections {CAP}"))
