@@ -678,6 +678,7 @@ async fn pods_without_probes_become_ready_on_every_start() {
     for start_number in 1..=20 {
         let (_dir, running) = start(&yaml).await;
         eventually(
+            DEADLINE,
             &format!("start {start_number}: the Pod's endpoint ready in the served snapshot"),
             || async { (ready_endpoints(running.admin, "web").await.len() == 1).then_some(()) },
         )
@@ -720,7 +721,7 @@ spec:
     );
     fs::write(dir.path().join("pod.yaml"), yaml).unwrap();
     let running = Running::start(vec![dir.path().to_owned()]).await;
-    let pid: i32 = eventually("the child's pid", || async {
+    let pid: i32 = eventually(DEADLINE, "the child's pid", || async {
         fs::read_to_string(&marker).ok()?.trim().parse().ok()
     })
     .await;

@@ -58,7 +58,7 @@ async fn a_named_pipe_in_a_watched_directory_is_skipped_and_blocks_nothing() {
     fs::remove_file(&pipe).unwrap();
     mkfifo(&pipe);
     fs::write(&web, WEB.replace("port: 80", "port: 82")).unwrap();
-    eventually("the second edit", || async {
+    eventually(DEADLINE, "the second edit", || async {
         (ports(&get_json(up.admin, "/config").await) == [82]).then_some(())
     })
     .await;

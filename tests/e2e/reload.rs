@@ -146,7 +146,7 @@ async fn an_edit_between_the_first_reading_and_the_loop_is_applied() {
     fs::write(&ingress_file, ingress("/early")).unwrap();
     let (trigger, shutdown) = ferry_runtime::shutdown::channel();
     let task = tokio::spawn(async move { up.run(shutdown).await.unwrap() });
-    eventually("the early edit to be applied", || async {
+    eventually(DEADLINE, "the early edit to be applied", || async {
         let config = get_json(admin, "/config").await;
         (route_paths(&config) == ["/early"]).then_some(())
     })
