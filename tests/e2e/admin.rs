@@ -39,24 +39,25 @@ async fn admin_endpoints_on_the_demo() {
     let snapshot: ferry_model::Snapshot = serde_json::from_value(with_keys).unwrap();
     snapshot.validate().unwrap();
 
+    // The demo's Pods becoming Ready publish new versions at any moment: what is checked is
+    // that they are all accepted and counted, not which one this read meets.
     let status = get_json(up.admin, "/status").await;
     assert_eq!(status["state"], "ok");
-    assert_eq!(status["version"], 1);
+    assert!(status["version"].as_u64().unwrap() >= 1, "{status}");
     assert!(status["last_rejected"].is_null());
 
     let (code, metrics) = get(up.admin, "/metrics").await;
     assert_eq!(code, 200);
-    for line in [
-        "ferry_control_snapshot_version 1",
-        "ferry_control_reloads_total{result=\"accepted\"} 1",
-        "ferry_control_config_rejected 0",
-        "ferry_control_objects{kind=\"Ingress\"} 1",
-    ] {
-        assert!(
-            metrics.lines().any(|l| l == line),
-            "missing {line:?} in\n{metrics}"
-        );
-    }
+    let value = |name: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("missing {name:?} in\n{metrics}"))
+    };
+    assert!(value("ferry_control_snapshot_version") >= 1);
+    assert!(value("ferry_control_reloads_total{result=\"accepted\"}") >= 1);
+    assert_eq!(value("ferry_control_config_rejected"), 0);
+    assert_eq!(value("ferry_control_objects{kind=\"Ingress\"}"), 1);
     assert_eq!(get(up.admin, "/nope").await.0, 404);
     up.stop().await;
 }
