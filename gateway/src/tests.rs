@@ -43,6 +43,20 @@ async fn start(
     ferry_runtime::ShutdownTrigger,
     tokio::task::JoinHandle<()>,
 ) {
+    let (addr, trigger, running, _) = start_observed(snapshot, adjust).await;
+    (addr, trigger, running)
+}
+
+/// As [`start`], with the gateway's metrics to watch.
+async fn start_observed(
+    snapshot: Snapshot,
+    adjust: impl FnOnce(&mut Config),
+) -> (
+    std::net::SocketAddr,
+    ferry_runtime::ShutdownTrigger,
+    tokio::task::JoinHandle<()>,
+    crate::metrics::Metrics,
+) {
     let bus = SnapshotBus::new();
     let subscription = bus.subscribe("gateway");
     bus.publish(snapshot);
@@ -53,8 +67,22 @@ async fn start(
         .await
         .unwrap();
     let addr = gateway.http_addr().unwrap();
+    let metrics = gateway.metrics.clone();
     let (trigger, shutdown) = ferry_runtime::shutdown::channel();
-    (addr, trigger, tokio::spawn(gateway.run(shutdown)))
+    (addr, trigger, tokio::spawn(gateway.run(shutdown)), metrics)
+}
+
+/// Waits until the gateway has no client connection open: each closed one has parked its idle
+/// upstream connection by then (it parks before its task ends).
+async fn until_all_closed(metrics: &crate::metrics::Metrics) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while metrics.connections.get() != 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "client connections still open after 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -216,7 +244,7 @@ async fn counting_upstream() -> (std::net::SocketAddr, std::sync::Arc<AtomicUsiz
 #[tokio::test]
 async fn an_upstream_connection_serves_a_client_connection_and_outlives_it() {
     let (endpoint, accepted) = counting_upstream().await;
-    let (addr, trigger, running) = start(to(endpoint), |_| {}).await;
+    let (addr, trigger, running, metrics) = start_observed(to(endpoint), |_| {}).await;
 
     let mut first = connect(addr).await;
     for _ in 0..10 {
@@ -230,14 +258,14 @@ async fn an_upstream_connection_serves_a_client_connection_and_outlives_it() {
 
     // The client goes; its upstream connection is parked for the next client connection.
     drop(first);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    until_all_closed(&metrics).await;
     for _ in 0..3 {
         let mut next = connect(addr).await;
         for _ in 0..3 {
             assert_eq!(send_get(&mut next).await, 200);
         }
         drop(next);
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        until_all_closed(&metrics).await;
     }
     assert_eq!(
         accepted.load(Ordering::SeqCst),
