@@ -15,16 +15,11 @@
 //! and [`read_timeout`] give up on stuck exchanges), [`metrics`] and [`access_log`] observe.
 
 pub mod access_log;
-pub mod connect;
 pub mod deadline;
-pub mod h2_limits;
 pub mod listener;
 pub mod metrics;
-pub mod pair;
 pub mod pipeline;
-pub mod read_timeout;
 pub mod select;
-pub mod send_timeout;
 pub mod smuggling;
 pub mod tls;
 
@@ -40,8 +35,9 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::deadline::ClientLimits;
 use crate::metrics::Metrics;
-use crate::pipeline::{Compiled, Pipeline, Timeouts};
+use crate::pipeline::{Compiled, Pipeline};
 use crate::tls::{CertIndex, Resolver};
+use ferry_proxy::Timeouts;
 
 /// Everything the gateway takes.
 #[derive(Clone, Debug)]

@@ -24,9 +24,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tower_service::Service;
 
-use crate::pipeline::ProxyBody;
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+use crate::body::{BoxError, ProxyBody};
 
 tokio::task_local! {
     /// The connect timeout of the request being sent.
