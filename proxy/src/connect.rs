@@ -1,5 +1,5 @@
 //! Opening upstream connections with the connect timeout of the request at hand: the Ingress's
-//! `proxy-connect-timeout`, else the gateway's default. The pooled clients share one connector,
+//! `proxy-connect-timeout`, else the proxy's default. The pooled clients share one connector,
 //! so the request passes its timeout in a task-local that the connector reads when it starts a
 //! connection (the connection attempt starts inside the request's task).
 //!

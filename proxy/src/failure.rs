@@ -2,7 +2,7 @@
 //! upstream, and what the client gets for it (the status, a one-line text that names the
 //! cause but no internal detail, whether the connection closes). The status is decided here
 //! and nowhere else; whether an attempt may be tried again is decided from the endpoint's
-//! [`Outcome`](crate::Outcome) in [`crate::upstream::retry_safe`].
+//! [`Outcome`](crate::Outcome) in [`crate::upstream::may_retry`].
 
 use http::header::{self, HeaderValue};
 use http::{Response, StatusCode};
@@ -27,7 +27,7 @@ pub enum Failure {
     UnknownCoding,
     /// CONNECT and TRACE are not forwarded (nginx's 405).
     MethodNotAllowed,
-    /// The request went through this gateway before (its `Via`): a route points back here.
+    /// The request went through this proxy before (its `Via`): a route points back here.
     Loop,
     /// HTTP/1 `Content-Length` with `Transfer-Encoding`: refused as nginx does, never read.
     LengthAndChunked,

@@ -236,7 +236,7 @@ impl Via {
         &self.pseudonym
     }
 
-    /// Whether one of the `Via` entries in `headers` is this gateway's.
+    /// Whether one of the `Via` entries in `headers` is this proxy's.
     pub fn seen_in(&self, headers: &HeaderMap) -> bool {
         headers
             .get_all(header::VIA)
