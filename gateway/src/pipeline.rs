@@ -26,14 +26,12 @@
 //! compiles), and the request future stays small, as hyper moves it into place for every
 //! request: the rare parts (the pools, connecting, the send-timeout watchdog) are boxed.
 
-use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use ferry_model::{BackendProtocol, CookieAffinity, IngressOptions, SessionAffinity};
-use ferry_model::{ClusterKey, Snapshot, TargetRef};
+use ferry_model::{BackendProtocol, CookieAffinity, IngressOptions};
 use ferry_proxy::balancer::{Pick, affinity_key, client_ip_key};
 use ferry_proxy::body::{ProxyBody, empty};
 use ferry_proxy::connect::{Idle, Owned};
@@ -42,7 +40,7 @@ use ferry_proxy::health::Transition;
 use ferry_proxy::upstream::{
     self, Clients, Exchange, Limits, Protocol, RequestBody, Sent, Timeouts,
 };
-use ferry_proxy::{Balancer, BalancerConfig, Failure, Outcome, Policy};
+use ferry_proxy::{Failure, Outcome};
 use http::header::{self, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Request, Response, StatusCode, Version};
@@ -50,114 +48,14 @@ use hyper::body::{Body, Incoming};
 use hyper::upgrade::OnUpgrade;
 
 use crate::metrics::Metrics;
-use crate::select::{self, Routes};
+use crate::select;
 
+mod compiled;
 mod request_filter;
+pub use compiled::Compiled;
+use compiled::Pool;
 pub use request_filter::MAX_TARGET;
 use request_filter::normalized;
-
-/// What one snapshot routes to: its routes with their options, and each cluster's ready
-/// endpoints.
-#[derive(Debug)]
-pub struct Compiled {
-    routes: Routes,
-    pools: HashMap<ClusterKey, Pool>,
-    /// `namespace/name` of each Ingress with a route, for metrics and the access log.
-    ingresses: HashMap<TargetRef, Arc<str>>,
-}
-
-#[derive(Debug)]
-struct Pool {
-    /// `namespace/service:port`, for metrics and the access log.
-    label: Arc<str>,
-    balancer: Balancer,
-    protocol: Protocol,
-    /// The Service's `sessionAffinity: ClientIP`.
-    client_ip_affinity: bool,
-}
-
-impl Compiled {
-    /// Compiles `snapshot`; the balancers of `previous` carry their endpoints' latency,
-    /// in-flight counts and ejections over to the endpoints that remain.
-    pub fn compile(snapshot: &Snapshot, previous: Option<&Compiled>) -> Compiled {
-        let now = Instant::now();
-        // Clusters some Ingress reaches with cookie affinity hash by the cookie.
-        let cookie_clusters: HashSet<&ClusterKey> = snapshot
-            .virtual_hosts
-            .iter()
-            .flat_map(|vh| &vh.routes)
-            .filter(|r| {
-                snapshot
-                    .ingress_options(&r.ingress)
-                    .is_some_and(|o| o.affinity.is_some())
-            })
-            .flat_map(|r| {
-                std::iter::once(r.backend.cluster()).chain(std::iter::once(
-                    r.canary.as_ref().and_then(|c| c.backend.cluster()),
-                ))
-            })
-            .flatten()
-            .collect();
-        let pools = snapshot
-            .clusters
-            .iter()
-            .map(|c| {
-                let endpoints: Vec<SocketAddr> = c
-                    .ready_endpoints()
-                    .map(|e| SocketAddr::new(e.address, e.port))
-                    .collect();
-                let client_ip_affinity =
-                    matches!(c.session_affinity, SessionAffinity::ClientIP { .. });
-                let config = BalancerConfig {
-                    policy: if client_ip_affinity || cookie_clusters.contains(&c.key) {
-                        Policy::ConsistentHash
-                    } else {
-                        Policy::P2cPeakEwma
-                    },
-                    ..BalancerConfig::default()
-                };
-                let balancer = match previous.and_then(|p| p.pools.get(&c.key)) {
-                    Some(prev) => prev.balancer.update(&endpoints, &config, now),
-                    None => Balancer::new(&endpoints, &config, now),
-                };
-                (
-                    c.key.clone(),
-                    Pool {
-                        label: Arc::from(c.key.to_string()),
-                        balancer,
-                        protocol: Protocol::from_app_protocol(c.app_protocol.as_deref()),
-                        client_ip_affinity,
-                    },
-                )
-            })
-            .collect();
-        // The label of every Ingress that can serve a request: routes' and default backends'.
-        let ingresses = snapshot
-            .virtual_hosts
-            .iter()
-            .flat_map(|vh| {
-                vh.routes
-                    .iter()
-                    .map(|r| &r.ingress)
-                    .chain(&vh.default_backend_ingress)
-            })
-            .chain(&snapshot.default_backend_ingress)
-            .map(|i| {
-                let name = format!("{}/{}", i.namespace, i.name);
-                (i.clone(), Arc::from(name))
-            })
-            .collect();
-        Compiled {
-            routes: Routes::compile(snapshot),
-            pools,
-            ingresses,
-        }
-    }
-
-    pub fn version(&self) -> u64 {
-        self.routes.version()
-    }
-}
 
 /// The request pipeline, shared by every connection of both listeners.
 #[derive(Debug)]
@@ -685,67 +583,4 @@ fn strip_port(host: &str) -> &str {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::sync::atomic::{AtomicU64, Ordering};
-
-    use bytes::Bytes;
-    use http_body_util::Empty;
-    use hyper_util::rt::TokioIo;
-
-    use super::*;
-
-    /// hyper moves each request's future into the connection's slot for it, so its size is
-    /// copied once per request: the common path's state stays small, the rare parts (upgrades,
-    /// the pools, TLS upstreams, the send-timeout watchdog, connecting) are boxed.
-    #[tokio::test]
-    async fn the_request_future_is_small() {
-        let state = Arc::new(ArcSwap::from_pointee(Compiled::compile(
-            &Snapshot::default(),
-            None,
-        )));
-        let metrics = Metrics::register(&mut prometheus_client::registry::Registry::default());
-        let pipeline =
-            Arc::new(Pipeline::new(state, Timeouts::default(), 443, metrics, false).unwrap());
-        let down = Arc::new(Downstream::new(
-            "127.0.0.1:1".parse().unwrap(),
-            "127.0.0.1:2".parse().unwrap(),
-            false,
-        ));
-        let size = Arc::new(AtomicU64::new(0));
-        let (client, server) = tokio::io::duplex(4096);
-        let measured = size.clone();
-        let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-            let (pipeline, measured, down) = (pipeline.clone(), measured.clone(), down.clone());
-            async move {
-                let owned = Owned::new(Arc::new(Idle::new(Duration::from_secs(4))));
-                let handling = pipeline.handle(req, &down, &owned);
-                measured.store(std::mem::size_of_val(&handling) as u64, Ordering::Relaxed);
-                Ok::<_, std::convert::Infallible>(handling.await)
-            }
-        });
-        tokio::spawn(
-            hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(server), service),
-        );
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(client))
-            .await
-            .unwrap();
-        tokio::spawn(conn);
-        let req = Request::get("/")
-            .header("host", "nowhere.example")
-            .body(Empty::<Bytes>::new())
-            .unwrap();
-        let status = sender.send_request(req).await.unwrap().status();
-        assert_eq!(status, StatusCode::NOT_FOUND);
-        let size = size.load(Ordering::Relaxed);
-        eprintln!("Pipeline::handle's future: {size} bytes");
-        assert!(size <= 4608, "Pipeline::handle's future is {size} bytes");
-    }
-
-    #[test]
-    fn ports_are_stripped_for_redirects() {
-        assert_eq!(strip_port("shop.example.com:8080"), "shop.example.com");
-        assert_eq!(strip_port("shop.example.com"), "shop.example.com");
-        assert_eq!(strip_port("[::1]:8080"), "[::1]");
-    }
-}
+mod tests;

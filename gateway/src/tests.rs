@@ -34,21 +34,8 @@ async fn connect(
 }
 
 /// A gateway on 127.0.0.1:0 serving `snapshot`, its config adjusted by `adjust`: the plain
-/// listener's address, what stops it, and its task.
+/// listener's address, what stops it, its task and its metrics.
 async fn start(
-    snapshot: Snapshot,
-    adjust: impl FnOnce(&mut Config),
-) -> (
-    std::net::SocketAddr,
-    ferry_runtime::ShutdownTrigger,
-    tokio::task::JoinHandle<()>,
-) {
-    let (addr, trigger, running, _) = start_observed(snapshot, adjust).await;
-    (addr, trigger, running)
-}
-
-/// As [`start`], with the gateway's metrics to watch.
-async fn start_observed(
     snapshot: Snapshot,
     adjust: impl FnOnce(&mut Config),
 ) -> (
@@ -91,7 +78,7 @@ async fn connections_past_the_limit_wait_for_a_free_slot() {
         version: 1,
         ..Snapshot::default()
     };
-    let (addr, trigger, running) = start(empty, |c| c.max_connections = 1).await;
+    let (addr, trigger, running, _) = start(empty, |c| c.max_connections = 1).await;
 
     let mut first = connect(addr).await;
     assert_eq!(
@@ -172,7 +159,7 @@ async fn shutdown_lets_in_flight_requests_finish_and_takes_no_new_ones() {
         }
     });
 
-    let (addr, trigger, running) = start(to(endpoint), |_| {}).await;
+    let (addr, trigger, running, _) = start(to(endpoint), |_| {}).await;
 
     let mut sender = connect(addr).await;
     let in_flight = tokio::spawn(async move { send_get(&mut sender).await });
@@ -244,7 +231,7 @@ async fn counting_upstream() -> (std::net::SocketAddr, std::sync::Arc<AtomicUsiz
 #[tokio::test]
 async fn an_upstream_connection_serves_a_client_connection_and_outlives_it() {
     let (endpoint, accepted) = counting_upstream().await;
-    let (addr, trigger, running, metrics) = start_observed(to(endpoint), |_| {}).await;
+    let (addr, trigger, running, metrics) = start(to(endpoint), |_| {}).await;
 
     let mut first = connect(addr).await;
     for _ in 0..10 {
@@ -279,7 +266,7 @@ async fn an_upstream_connection_serves_a_client_connection_and_outlives_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workers_share_the_port_and_the_routes() {
     let (endpoint, _) = counting_upstream().await;
-    let (addr, trigger, running) = start(to(endpoint), |c| c.workers = 3).await;
+    let (addr, trigger, running, _) = start(to(endpoint), |c| c.workers = 3).await;
     // Connections land on any worker; each serves the routes.
     for _ in 0..12 {
         let mut sender = connect(addr).await;

@@ -57,14 +57,6 @@ mod tests {
     use super::*;
     use crate::forwarding::remove_hop_by_hop;
 
-    fn req(method: &str, target: &str, headers: &[(&str, &str)]) -> Request<()> {
-        let mut r = Request::builder().method(method).uri(target);
-        for (name, value) in headers {
-            r = r.header(*name, *value);
-        }
-        r.body(()).unwrap()
-    }
-
     #[test]
     fn only_websocket_upgrades_are_tunnelled() {
         for (connection, upgrade, want) in [
@@ -75,11 +67,11 @@ mod tests {
             ("upgrade", "foo/1", false),
             ("keep-alive", "websocket", false),
         ] {
-            let r = req(
-                "GET",
-                "/",
-                &[("connection", connection), ("upgrade", upgrade)],
-            );
+            let r = Request::get("/")
+                .header(header::CONNECTION, connection)
+                .header(header::UPGRADE, upgrade)
+                .body(())
+                .unwrap();
             assert_eq!(websocket_upgrade(&r), want, "{connection} / {upgrade}");
         }
         let mut h = HeaderMap::new();
