@@ -8,7 +8,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use http::{StatusCode, Version};
 use serde::Serialize;
 
-use crate::pipeline::{Context, Downstream};
+use ferry_proxy::forwarding::Downstream;
+
+use crate::pipeline::Context;
 
 #[derive(Debug, Serialize)]
 struct Line<'a> {

@@ -8,23 +8,21 @@
 //! serves listeners of its own (`SO_REUSEPORT`) on a thread with a current-thread runtime, as
 //! nginx's worker processes; the compiled snapshot, the certificates and the pools for HTTP/2
 //! and upgrades are shared, idle owned upstream connections stay with their worker.
-//! [`listener`] accepts (TLS with [`tls`]; [`smuggling`] follows the HTTP/1 framing;
-//! [`deadline`] closes quiet connections; [`h2_limits`] bounds HTTP/2 buffers both ways),
-//! [`connect`] opens and keeps upstream connections ([`pair`] polls a client connection and
-//! its own upstream connection in one task), [`pipeline`] forwards ([`send_timeout`]
-//! and [`read_timeout`] give up on stuck exchanges), [`metrics`] and [`access_log`] observe.
+//!
+//! What is the gateway's own: [`listener`] accepts (TLS with [`tls`]; [`smuggling`] follows
+//! the HTTP/1 framing; [`deadline`] closes quiet connections), [`pipeline`] runs the request
+//! path as named steps with the Ingress-only features ([`select`]: regex paths, rewrite,
+//! canary; redirects, app-root, the affinity cookie), [`metrics`] and [`access_log`] observe.
+//! The forwarding the steps call (upstream connections and pools, timeouts, forwarding
+//! headers, upgrades, HTTP/2 limits, the failure type) is `ferry_proxy`'s, shared with the
+//! sidecar.
 
 pub mod access_log;
-pub mod connect;
 pub mod deadline;
-pub mod h2_limits;
 pub mod listener;
 pub mod metrics;
-pub mod pair;
 pub mod pipeline;
-pub mod read_timeout;
 pub mod select;
-pub mod send_timeout;
 pub mod smuggling;
 pub mod tls;
 
@@ -40,8 +38,9 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::deadline::ClientLimits;
 use crate::metrics::Metrics;
-use crate::pipeline::{Compiled, Pipeline, Timeouts};
+use crate::pipeline::{Compiled, Pipeline};
 use crate::tls::{CertIndex, Resolver};
+use ferry_proxy::Timeouts;
 
 /// Everything the gateway takes.
 #[derive(Clone, Debug)]

@@ -1,7 +1,7 @@
 //! The accept loops of the plain and the TLS listener: HTTP/1.1 and HTTP/2 on both (h2 by ALPN
 //! over TLS, h2c with prior knowledge on the plain port), each connection under the
 //! [`deadline`](crate::deadline)s of a quiet connection (the header and keep-alive timeouts),
-//! HTTP/2 with bounded buffers ([`crate::h2_limits`]), and on shutdown: stop accepting, let
+//! HTTP/2 with bounded buffers (`ferry_proxy::h2_limits`), and on shutdown: stop accepting, let
 //! in-flight requests finish (GOAWAY on h2, close idle keep-alives), then close what is left
 //! after the grace period.
 
@@ -21,12 +21,13 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
-use crate::connect::{Idle, Owned};
 use crate::deadline::{Activity, ClientLimits, Deadline, Ended, Reads, Tracked};
 use crate::metrics::Metrics;
-use crate::pair::Pair;
-use crate::pipeline::{Downstream, Pipeline};
+use crate::pipeline::Pipeline;
 use crate::smuggling::{LengthAndChunked, Observed, Verdicts};
+use ferry_proxy::connect::{Idle, Owned};
+use ferry_proxy::forwarding::Downstream;
+use ferry_proxy::pair::Pair;
 
 /// A request head larger than this gets 431 (nginx allows 4 × 8 KiB header lines; this is
 /// roomier, and hyper's buffer floor is 8 KiB); so does one with more than 100 header fields,
@@ -224,7 +225,7 @@ pub(crate) fn http_builder() -> auto::Builder<TokioExecutor> {
         // The connection's deadlines cover heads (hyper's would also cut keep-alives short).
         .header_read_timeout(None)
         .max_buf_size(MAX_HEAD_BYTES);
-    crate::h2_limits::server(builder.http2().timer(TokioTimer::new()))
+    ferry_proxy::h2_limits::server(builder.http2().timer(TokioTimer::new()))
         .max_header_list_size(MAX_HEAD_BYTES as u32);
     builder
 }

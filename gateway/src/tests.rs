@@ -34,7 +34,7 @@ async fn connect(
 }
 
 /// A gateway on 127.0.0.1:0 serving `snapshot`, its config adjusted by `adjust`: the plain
-/// listener's address, what stops it, and its task.
+/// listener's address, what stops it, its task and its metrics.
 async fn start(
     snapshot: Snapshot,
     adjust: impl FnOnce(&mut Config),
@@ -42,6 +42,7 @@ async fn start(
     std::net::SocketAddr,
     ferry_runtime::ShutdownTrigger,
     tokio::task::JoinHandle<()>,
+    crate::metrics::Metrics,
 ) {
     let bus = SnapshotBus::new();
     let subscription = bus.subscribe("gateway");
@@ -53,8 +54,22 @@ async fn start(
         .await
         .unwrap();
     let addr = gateway.http_addr().unwrap();
+    let metrics = gateway.metrics.clone();
     let (trigger, shutdown) = ferry_runtime::shutdown::channel();
-    (addr, trigger, tokio::spawn(gateway.run(shutdown)))
+    (addr, trigger, tokio::spawn(gateway.run(shutdown)), metrics)
+}
+
+/// Waits until the gateway has no client connection open: each closed one has parked its idle
+/// upstream connection by then (it parks before its task ends).
+async fn until_all_closed(metrics: &crate::metrics::Metrics) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while metrics.connections.get() != 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "client connections still open after 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -63,7 +78,7 @@ async fn connections_past_the_limit_wait_for_a_free_slot() {
         version: 1,
         ..Snapshot::default()
     };
-    let (addr, trigger, running) = start(empty, |c| c.max_connections = 1).await;
+    let (addr, trigger, running, _) = start(empty, |c| c.max_connections = 1).await;
 
     let mut first = connect(addr).await;
     assert_eq!(
@@ -144,7 +159,7 @@ async fn shutdown_lets_in_flight_requests_finish_and_takes_no_new_ones() {
         }
     });
 
-    let (addr, trigger, running) = start(to(endpoint), |_| {}).await;
+    let (addr, trigger, running, _) = start(to(endpoint), |_| {}).await;
 
     let mut sender = connect(addr).await;
     let in_flight = tokio::spawn(async move { send_get(&mut sender).await });
@@ -216,7 +231,7 @@ async fn counting_upstream() -> (std::net::SocketAddr, std::sync::Arc<AtomicUsiz
 #[tokio::test]
 async fn an_upstream_connection_serves_a_client_connection_and_outlives_it() {
     let (endpoint, accepted) = counting_upstream().await;
-    let (addr, trigger, running) = start(to(endpoint), |_| {}).await;
+    let (addr, trigger, running, metrics) = start(to(endpoint), |_| {}).await;
 
     let mut first = connect(addr).await;
     for _ in 0..10 {
@@ -230,14 +245,14 @@ async fn an_upstream_connection_serves_a_client_connection_and_outlives_it() {
 
     // The client goes; its upstream connection is parked for the next client connection.
     drop(first);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    until_all_closed(&metrics).await;
     for _ in 0..3 {
         let mut next = connect(addr).await;
         for _ in 0..3 {
             assert_eq!(send_get(&mut next).await, 200);
         }
         drop(next);
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        until_all_closed(&metrics).await;
     }
     assert_eq!(
         accepted.load(Ordering::SeqCst),
@@ -251,7 +266,7 @@ async fn an_upstream_connection_serves_a_client_connection_and_outlives_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workers_share_the_port_and_the_routes() {
     let (endpoint, _) = counting_upstream().await;
-    let (addr, trigger, running) = start(to(endpoint), |c| c.workers = 3).await;
+    let (addr, trigger, running, _) = start(to(endpoint), |c| c.workers = 3).await;
     // Connections land on any worker; each serves the routes.
     for _ in 0..12 {
         let mut sender = connect(addr).await;

@@ -12,7 +12,6 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use ferry_model::Certificate;
-use ferry_runtime::tls::AnyServerCertificate;
 use rustls::crypto::ring::default_provider;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
@@ -134,21 +133,9 @@ pub fn server_config(resolver: Arc<Resolver>) -> Result<ServerConfig, String> {
     Ok(config)
 }
 
-/// The client side of TLS to upstreams (`backend-protocol: HTTPS` or `GRPCS`): the upstream's
-/// certificate is not verified, as ingress-nginx's `proxy-ssl-verify` is off by default (Pods
-/// present self-signed certificates; the cluster network is the trust boundary). SNI is the
-/// endpoint's address, so none is sent.
-pub fn upstream_client_config() -> Result<rustls::ClientConfig, String> {
-    let provider = Arc::new(default_provider());
-    Ok(
-        rustls::ClientConfig::builder_with_provider(provider.clone())
-            .with_protocol_versions(&[&version::TLS13, &version::TLS12])
-            .map_err(|e| e.to_string())?
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AnyServerCertificate::new(&provider)))
-            .with_no_client_auth(),
-    )
-}
+/// The client side of TLS to upstreams, which the gateway's upstream pools use (the e2e tests
+/// speak TLS to the gateway with it too).
+pub use ferry_proxy::upstream::client_tls_config as upstream_client_config;
 
 #[cfg(test)]
 mod tests {

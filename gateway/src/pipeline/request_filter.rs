@@ -1,16 +1,20 @@
-//! The `request_filter` step: what the gateway refuses before routing, as nginx (ingress-nginx's
-//! defaults) refuses it, and the two things it takes from a request before routing it: the
-//! path normalized by `ferry_proxy::uri` and whether it asks for a WebSocket. Also this
-//! gateway's `Via`, which marks what it forwards and finds what comes back. Pure functions
-//! over the request's head: no I/O.
+//! The checks of the `request_filter` step: what the gateway refuses before routing, as nginx
+//! (ingress-nginx's defaults) refuses it, and the path normalized by `ferry_proxy::uri`. Pure
+//! functions over the request's head: no I/O.
+//!
+//! Most are HTTP's own rules that any proxy keeps (RFC 9112's framing and Host rules, a loop
+//! found by the `Via` entry): a sidecar would want them too, and they can move to `proxy/`
+//! when it comes. The 8 KiB target limit, refusing CONNECT and TRACE, and nginx's `$uri`
+//! normalization are an edge's choices, nginx's as an Ingress controller.
 
-use http::header::{self, HeaderMap, HeaderValue};
+use http::header;
 use http::uri::PathAndQuery;
 use http::{Method, Request, Uri, Version};
 
 use ferry_proxy::uri::{self, PathError};
 
-use super::Failure;
+use ferry_proxy::Failure;
+use ferry_proxy::forwarding::Via;
 
 /// What is refused before routing, as nginx refuses it (RFC 9112's framing and Host rules,
 /// the methods a gateway does not forward, a request that loops back here: `via` is this
@@ -47,25 +51,6 @@ pub(super) fn check<B>(req: &Request<B>, via: &Via) -> Result<(), Failure> {
         return Err(Failure::Loop);
     }
     Ok(())
-}
-
-/// Whether a request asks for a WebSocket (`Connection: upgrade` with `Upgrade: websocket`,
-/// HTTP/1.1): the only upgrade tunnelled. Any other (`h2c`, deprecated by RFC 9113 section
-/// 3.1, or an unknown token) is forwarded as a plain request without its Upgrade header, so a
-/// backend cannot switch the client's connection into a protocol that reaches what the
-/// Ingress does not route.
-pub(super) fn websocket_upgrade<B>(req: &Request<B>) -> bool {
-    let tokens = |name: header::HeaderName| {
-        req.headers()
-            .get_all(name)
-            .into_iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(str::trim)
-    };
-    req.version() == Version::HTTP_11
-        && tokens(header::CONNECTION).any(|t| t.eq_ignore_ascii_case("upgrade"))
-        && tokens(header::UPGRADE).any(|t| t.eq_ignore_ascii_case("websocket"))
 }
 
 /// The longest request target (nginx's request line buffer, `large_client_header_buffers`'
@@ -115,57 +100,6 @@ pub(super) fn normalized(raw: PathAndQuery) -> Result<PathAndQuery, Failure> {
         path.push_str(query);
     }
     PathAndQuery::try_from(path).map_err(|_| Failure::BadPath(PathError::BadEscape))
-}
-
-/// This gateway's `Via` entry (RFC 9110 section 7.6.3): the received protocol and a pseudonym
-/// made at start, unique to this gateway instance (`ferry-` and 16 hex digits).
-#[derive(Debug)]
-pub(super) struct Via {
-    pseudonym: Box<str>,
-    http10: HeaderValue,
-    http11: HeaderValue,
-    http2: HeaderValue,
-}
-
-impl Via {
-    pub(super) fn new() -> Via {
-        let pseudonym = format!("ferry-{:016x}", ferry_runtime::random::u64());
-        let value = |protocol: &str| {
-            HeaderValue::from_str(&format!("{protocol} {pseudonym}"))
-                .unwrap_or(HeaderValue::from_static("1.1 ferry"))
-        };
-        Via {
-            http10: value("1.0"),
-            http11: value("1.1"),
-            http2: value("2"),
-            pseudonym: pseudonym.into(),
-        }
-    }
-
-    /// The entry for a request received over `version`.
-    pub(super) fn value(&self, version: Version) -> HeaderValue {
-        match version {
-            Version::HTTP_10 | Version::HTTP_09 => self.http10.clone(),
-            Version::HTTP_2 | Version::HTTP_3 => self.http2.clone(),
-            _ => self.http11.clone(),
-        }
-    }
-
-    /// Whether one of the `Via` entries in `headers` is this gateway's.
-    fn seen_in(&self, headers: &HeaderMap) -> bool {
-        headers
-            .get_all(header::VIA)
-            .iter()
-            .flat_map(|v| v.as_bytes().split(|&b| b == b','))
-            .any(|entry| {
-                // `[protocol-name "/"] protocol-version RWS received-by [RWS comment]`
-                entry
-                    .split(|b| b.is_ascii_whitespace())
-                    .filter(|t| !t.is_empty())
-                    .nth(1)
-                    .is_some_and(|by| by == self.pseudonym.as_bytes())
-            })
-    }
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
 use super::*;
-use crate::pipeline::remove_hop_by_hop;
+use http::header::{HeaderMap, HeaderValue};
 
 fn req(method: &str, target: &str, headers: &[(&str, &str)]) -> Request<()> {
     let mut b = Request::builder().method(method).uri(target);
@@ -85,17 +85,17 @@ fn via_names_this_gateway_and_finds_it_in_any_entry() {
         via.value(Version::HTTP_2).to_str().unwrap(),
         mine.replace("1.1", "2")
     );
-    assert_ne!(via.pseudonym, other.pseudonym, "one per instance");
+    assert_ne!(via.pseudonym(), other.pseudonym(), "one per instance");
     let others = other.value(Version::HTTP_11).to_str().unwrap().to_owned();
     for (entry, seen) in [
         (mine.to_owned(), true),
         (format!("1.0 fred, {mine}"), true),
         (
-            format!("1.0 fred, HTTP/1.1  {} (comment)", via.pseudonym),
+            format!("1.0 fred, HTTP/1.1  {} (comment)", via.pseudonym()),
             true,
         ),
         (others, false),
-        (format!("1.1 {}x", via.pseudonym), false),
+        (format!("1.1 {}x", via.pseudonym()), false),
         ("1.1 fred".to_owned(), false),
     ] {
         let mut h = HeaderMap::new();
@@ -106,45 +106,6 @@ fn via_names_this_gateway_and_finds_it_in_any_entry() {
         let want = if seen { Err(Failure::Loop) } else { Ok(()) };
         assert_eq!(check(&r, &via), want, "{entry}");
     }
-}
-
-#[test]
-fn only_websocket_upgrades_are_tunnelled() {
-    for (connection, upgrade, want) in [
-        ("Upgrade", "websocket", true),
-        ("keep-alive, upgrade", "WebSocket", true),
-        ("upgrade", "h2c, websocket", true),
-        ("Upgrade, HTTP2-Settings", "h2c", false),
-        ("upgrade", "foo/1", false),
-        ("keep-alive", "websocket", false),
-    ] {
-        let r = req(
-            "GET",
-            "/",
-            &[("connection", connection), ("upgrade", upgrade)],
-        );
-        assert_eq!(websocket_upgrade(&r), want, "{connection} / {upgrade}");
-    }
-    let mut h = HeaderMap::new();
-    h.insert(
-        header::CONNECTION,
-        HeaderValue::from_static("Upgrade, HTTP2-Settings"),
-    );
-    h.insert(header::UPGRADE, HeaderValue::from_static("h2c"));
-    h.insert(
-        "http2-settings",
-        HeaderValue::from_static("AAMAAABkAAQAAP__"),
-    );
-    remove_hop_by_hop(&mut h);
-    assert!(h.is_empty(), "{h:?}");
-    let mut h = HeaderMap::new();
-    h.insert(header::UPGRADE, HeaderValue::from_static("h2c"));
-    h.insert(
-        "http2-settings",
-        HeaderValue::from_static("AAMAAABkAAQAAP__"),
-    );
-    remove_hop_by_hop(&mut h);
-    assert!(h.is_empty(), "without Connection naming them: {h:?}");
 }
 
 #[test]

@@ -24,7 +24,7 @@ use tokio::sync::Notify;
 // tokio's clock, so the tests can run on paused time.
 use tokio::time::Instant;
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+use crate::body::BoxError;
 
 /// What the body and the watchdog share.
 #[derive(Debug)]

@@ -1,5 +1,6 @@
-//! What an HTTP/2 stream and connection may hold in the gateway, towards clients and towards
-//! upstreams, so a client that opens streams and never reads holds a bounded amount.
+//! What an HTTP/2 stream and connection may hold in a proxy (the gateway's listeners and its
+//! upstream pools), towards clients and towards upstreams, so a client that opens streams and
+//! never reads holds a bounded amount.
 //!
 //! Per stream towards a client, hyper hands h2 a whole body chunk as soon as one byte of
 //! capacity is free (h2 takes it while less than its send buffer is queued), and meanwhile
@@ -109,7 +110,9 @@ mod tests {
             async move { Ok::<_, std::convert::Infallible>(hyper::Response::new(body)) }
         });
         tokio::spawn(async move {
-            let builder = crate::listener::http_builder();
+            let mut builder =
+                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+            super::server(builder.http2().timer(hyper_util::rt::TokioTimer::new()));
             let _ = builder
                 .serve_connection(TokioIo::new(server), service)
                 .await;

@@ -1,5 +1,5 @@
 //! Opening upstream connections with the connect timeout of the request at hand: the Ingress's
-//! `proxy-connect-timeout`, else the gateway's default. The pooled clients share one connector,
+//! `proxy-connect-timeout`, else the proxy's default. The pooled clients share one connector,
 //! so the request passes its timeout in a task-local that the connector reads when it starts a
 //! connection (the connection attempt starts inside the request's task).
 //!
@@ -24,9 +24,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tower_service::Service;
 
-use crate::pipeline::ProxyBody;
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+use crate::body::{BoxError, ProxyBody};
 
 tokio::task_local! {
     /// The connect timeout of the request being sent.
