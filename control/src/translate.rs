@@ -228,12 +228,7 @@ fn cluster(svc: &Service, port: &ServicePort, sets: &[EndpointSet]) -> Cluster {
         same
     });
     Cluster {
-        key: ClusterKey {
-            namespace: svc.namespace.clone(),
-            service: svc.name.clone(),
-            port: port.port,
-            protocol: port.protocol,
-        },
+        key: svc.cluster_key(port),
         port_name: port.name.clone(),
         app_protocol: port.app_protocol.clone(),
         session_affinity: svc.session_affinity,

@@ -27,7 +27,7 @@ use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
-use ferry_model::{ClusterKey, Protocol, Service, Snapshot};
+use ferry_model::{Protocol, Service, Snapshot};
 use hickory_proto::op::{Message, MessageType, OpCode, Query};
 use hickory_proto::rr::rdata::{A, AAAA, CNAME, NS, PTR, SOA, SRV, TXT};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
@@ -598,13 +598,7 @@ impl Builder {
     ) {
         let mut by_host: HashMap<Arc<Name>, SrvSet> = HashMap::new();
         for port in &s.ports {
-            let key = ClusterKey {
-                namespace: s.namespace.clone(),
-                service: s.name.clone(),
-                port: port.port,
-                protocol: port.protocol,
-            };
-            let Some(cluster) = snapshot.cluster(&key) else {
+            let Some(cluster) = snapshot.cluster(&s.cluster_key(port)) else {
                 continue;
             };
             for e in cluster.ready_endpoints() {
@@ -634,13 +628,7 @@ impl Builder {
         }
         let mut all = SrvSet::new();
         for port in &s.ports {
-            let key = ClusterKey {
-                namespace: s.namespace.clone(),
-                service: s.name.clone(),
-                port: port.port,
-                protocol: port.protocol,
-            };
-            let Some(cluster) = snapshot.cluster(&key) else {
+            let Some(cluster) = snapshot.cluster(&s.cluster_key(port)) else {
                 continue;
             };
             let pairs: SrvSet = cluster

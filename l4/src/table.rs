@@ -52,12 +52,7 @@ impl Table {
                 ServiceType::NodePort | ServiceType::LoadBalancer
             );
             for port in &service.ports {
-                let key = ClusterKey {
-                    namespace: service.namespace.clone(),
-                    service: service.name.clone(),
-                    port: port.port,
-                    protocol: port.protocol,
-                };
+                let key = service.cluster_key(port);
                 if port.protocol != Protocol::TCP {
                     if !previous.is_some_and(|p| p.unproxied.contains(&key)) {
                         tracing::warn!(service = %key, "the L4 proxy carries TCP only: this {} port is not proxied; its endpoints are still reachable directly and in DNS", port.protocol.as_str());

@@ -6,6 +6,8 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
+use super::ClusterKey;
+
 /// The kinds of Service (`spec.type`).
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
@@ -80,6 +82,18 @@ pub struct Service {
     pub publish_not_ready_addresses: bool,
     /// One entry per endpoint address, sorted by address.
     pub endpoints: Vec<ServiceEndpoint>,
+}
+
+impl Service {
+    /// The key of the cluster that serves `port` of this Service.
+    pub fn cluster_key(&self, port: &ServicePort) -> ClusterKey {
+        ClusterKey {
+            namespace: self.namespace.clone(),
+            service: self.name.clone(),
+            port: port.port,
+            protocol: port.protocol,
+        }
+    }
 }
 
 /// A port of a Service.
