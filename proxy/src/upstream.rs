@@ -221,7 +221,11 @@ impl Clients {
             .timer(hyper_util::rt::TokioTimer::new())
             .build(connector.clone());
         let tls_connector = connector;
-        let tls = client_tls_config()?;
+        // TLS to upstreams (`backend-protocol: HTTPS` or `GRPCS`): the upstream's certificate
+        // is not verified, as ingress-nginx's `proxy-ssl-verify` is off by default (Pods
+        // present self-signed certificates; the cluster network is the trust boundary). SNI
+        // is the endpoint's address, so none is sent; hyper-rustls sets ALPN per client.
+        let tls = ferry_runtime::tls::any_server_client_config().map_err(|e| e.to_string())?;
         let https = crate::h2_limits::upstream(Client::builder(TokioExecutor::new()))
             .pool_idle_timeout(timeouts.pool_idle)
             .pool_timer(hyper_util::rt::TokioTimer::new())
@@ -429,24 +433,6 @@ impl Clients {
             })
         }))
     }
-}
-
-/// The client side of TLS to upstreams (`backend-protocol: HTTPS` or `GRPCS`): the upstream's
-/// certificate is not verified, as ingress-nginx's `proxy-ssl-verify` is off by default (Pods
-/// present self-signed certificates; the cluster network is the trust boundary). SNI is the
-/// endpoint's address, so none is sent.
-pub fn client_tls_config() -> Result<rustls::ClientConfig, String> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    Ok(
-        rustls::ClientConfig::builder_with_provider(provider.clone())
-            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-            .map_err(|e| e.to_string())?
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(
-                ferry_runtime::tls::AnyServerCertificate::new(&provider),
-            ))
-            .with_no_client_auth(),
-    )
 }
 
 /// How the wait for an answer ended.
