@@ -3,7 +3,7 @@
 //! the client connection's own connection ([`crate::connect::Owned`]) for plain HTTP/1.1, and
 //! one attempt on one endpoint under the connect, read and send timeouts
 //! ([`Clients::send`]), whose end is classified once: an answer, the endpoint's failure (its
-//! [`Outcome`] for health, and whether trying another endpoint is safe, [`may_retry`]), or the
+//! [`AttemptOutcome`] for health, and whether trying another endpoint is safe, [`may_retry`]), or the
 //! client's. Choosing the endpoint is the caller's ([`crate::balancer`]).
 
 use std::future::Future;
@@ -24,7 +24,7 @@ use hyper_util::rt::TokioExecutor;
 use crate::body::{BoxError, ProxyBody, empty};
 use crate::connect::{ConnectTimedOut, Idle, Owned, TimedConnector, with_connect_timeout};
 use crate::failure::Failure;
-use crate::health::Outcome;
+use crate::health::AttemptOutcome;
 use crate::send_timeout::{self, Progress, Stall};
 
 /// Plain TCP to upstreams, with the request's connect timeout.
@@ -169,7 +169,7 @@ pub enum Sent {
     /// The answer's head.
     Answer(Response<Incoming>),
     /// The endpoint failed: its outcome counts against it, and another endpoint may be tried.
-    Failed(Failure, Outcome),
+    Failed(Failure, AttemptOutcome),
     /// The client's side failed (its body broke off, stalled or was too large): nothing counts
     /// against the endpoint, and nothing is tried again.
     ClientFailed(Failure),
@@ -182,7 +182,12 @@ pub const MAX_ATTEMPTS: usize = 3;
 /// after `tried` attempts: only one without a body (the first attempt consumed it), after a
 /// connect error, or for an idempotent method after a reset (the retry budget is the caller's
 /// last word).
-pub fn may_retry(outcome: Outcome, body: &RequestBody, method: &Method, tried: usize) -> bool {
+pub fn may_retry(
+    outcome: AttemptOutcome,
+    body: &RequestBody,
+    method: &Method,
+    tried: usize,
+) -> bool {
     body.replayable() && outcome.retry_safe(is_idempotent(method)) && tried < MAX_ATTEMPTS
 }
 
@@ -391,7 +396,7 @@ impl Clients {
                 } else {
                     Failure::Connect
                 };
-                Sent::Failed(failure, Outcome::ConnectError)
+                Sent::Failed(failure, AttemptOutcome::ConnectError)
             }
             // The client's body broke the limit: nothing to hold against the endpoint.
             Waited::Answered(Err(e)) if caused_by::<LengthLimitError>(&*e.error) => {
@@ -404,13 +409,13 @@ impl Clients {
             }
             Waited::Answered(Err(e)) => {
                 tracing::debug!(%endpoint, error = %e.error, "upstream failed");
-                Sent::Failed(Failure::Upstream, Outcome::Reset)
+                Sent::Failed(Failure::Upstream, AttemptOutcome::Reset)
             }
             Waited::ReadTimeout | Waited::Stalled(Stall::NoAnswer) => {
-                Sent::Failed(Failure::Timeout, Outcome::Timeout)
+                Sent::Failed(Failure::Timeout, AttemptOutcome::Timeout)
             }
             Waited::Stalled(Stall::Upstream) => {
-                Sent::Failed(Failure::SendTimeout, Outcome::Timeout)
+                Sent::Failed(Failure::SendTimeout, AttemptOutcome::Timeout)
             }
             Waited::Stalled(Stall::Client) => Sent::ClientFailed(Failure::SendTimeout),
         }
