@@ -1,5 +1,5 @@
 use ferry_model::{
-    Backend, BackendPort, ClusterKey, HostMatch, PathType, Route, Snapshot, TargetRef, VirtualHost,
+    Backend, BackendPort, ClusterKey, HostMatch, IngressRef, PathType, Route, Snapshot, VirtualHost,
 };
 use proptest::prelude::*;
 
@@ -27,11 +27,7 @@ fn route(path_type: PathType, path: &str) -> Route {
         path: path.into(),
         path_type,
         backend: backend(&format!("{} {path}", path_type.as_str())),
-        ingress: TargetRef {
-            kind: "Ingress".into(),
-            namespace: "default".into(),
-            name: "web".into(),
-        },
+        ingress: IngressRef::new("default", "web"),
         canary: None,
     }
 }
@@ -438,11 +434,7 @@ fn defaults_per_host_then_global_then_404() {
 
 #[test]
 fn default_backends_keep_their_owning_ingress() {
-    let owner = |name: &str| TargetRef {
-        kind: "Ingress".into(),
-        namespace: "shop".into(),
-        name: name.into(),
-    };
+    let owner = |name: &str| IngressRef::new("shop", name);
     let mut owned = vhost("a.example.com", vec![], Some("a-default"));
     owned.default_backend_ingress = Some(owner("a"));
     let mut s = snapshot(
