@@ -18,8 +18,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use ferry::echo::Echo;
 use ferry_runtime::ShutdownTrigger;
-use ferry_runtime::echo::Echo;
 use http::{Request, Response, Version};
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
