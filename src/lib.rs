@@ -6,6 +6,7 @@
 
 pub mod alone;
 pub mod dns;
+pub mod echo;
 pub mod gateway;
 pub mod get;
 pub mod up;

@@ -570,7 +570,7 @@ async fn async_main(command: Command) -> Result<(), Box<dyn std::error::Error>> 
             let pod = std::env::var("POD_NAME")
                 .or_else(|_| std::env::var("HOSTNAME"))
                 .unwrap_or_else(|_| name.clone());
-            let echo = ferry_runtime::echo::Echo::build(listen, name, pod).await?;
+            let echo = ferry::echo::Echo::build(listen, name, pod).await?;
             tracing::info!(listen = %echo.local_addr()?, "echo is up");
             let shutdown = match parent_pid {
                 Some(parent) => with_parent(parent, shutdown),

@@ -32,7 +32,7 @@ use ferry_model::Problem;
 use ferry_runtime::{Shutdown, SnapshotBus, StatusBoard};
 use prometheus_client::registry::Registry;
 
-use crate::publish::{Outcome, Publisher};
+use crate::publish::{Publisher, ReloadOutcome};
 use crate::source::{FileSource, Reading};
 
 /// Errors of the control plane.
@@ -92,7 +92,7 @@ struct Inner {
 impl Inner {
     /// Re-reads the sources and publishes what changed. A reading with errors is rejected
     /// whole and the local runtime keeps running the last good one.
-    fn reload(&mut self) -> Outcome {
+    fn reload(&mut self) -> ReloadOutcome {
         let reading = self.source.read();
         let Some((cluster, desired)) = &mut self.cluster else {
             return self.publisher.reload(&reading);
@@ -107,7 +107,7 @@ impl Inner {
         }
         let live = cluster.reconcile(&reading);
         let outcome = self.publisher.reload(&live);
-        if outcome != Outcome::Rejected {
+        if outcome != ReloadOutcome::Rejected {
             *desired = reading;
             cluster.stop_terminating();
         }
@@ -115,14 +115,14 @@ impl Inner {
     }
 
     /// Reconciles the local runtime again (a Pod changed, or an API call acted) and publishes.
-    fn refresh(&mut self) -> Outcome {
+    fn refresh(&mut self) -> ReloadOutcome {
         let Some((cluster, desired)) = &mut self.cluster else {
-            return Outcome::Unchanged(0);
+            return ReloadOutcome::Unchanged(0);
         };
         let live = cluster.reconcile(desired);
         let outcome = self.publisher.refresh(&live);
         // A Pod is signalled only once the snapshot without its endpoints is out.
-        if outcome != Outcome::Rejected {
+        if outcome != ReloadOutcome::Rejected {
             cluster.stop_terminating();
         }
         outcome
@@ -182,7 +182,7 @@ impl Control {
             publisher,
             cluster,
         };
-        if inner.reload() == Outcome::Rejected {
+        if inner.reload() == ReloadOutcome::Rejected {
             let problems = status
                 .status()
                 .last_rejected
@@ -215,17 +215,17 @@ impl Control {
     }
 
     /// Re-reads the sources now and publishes what changed.
-    pub async fn reload(&self) -> Outcome {
+    pub async fn reload(&self) -> ReloadOutcome {
         self.with_inner(Inner::reload)
             .await
-            .unwrap_or(Outcome::Rejected)
+            .unwrap_or(ReloadOutcome::Rejected)
     }
 
     /// Reconciles the local runtime now and publishes what changed.
-    pub async fn refresh(&self) -> Outcome {
+    pub async fn refresh(&self) -> ReloadOutcome {
         self.with_inner(Inner::refresh)
             .await
-            .unwrap_or(Outcome::Rejected)
+            .unwrap_or(ReloadOutcome::Rejected)
     }
 
     /// Acts on the local runtime's live cluster (an API call), then reconciles and publishes.

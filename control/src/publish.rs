@@ -99,7 +99,7 @@ impl Metrics {
 
 /// What a reload did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Outcome {
+pub enum ReloadOutcome {
     /// A new snapshot with this version was published.
     Accepted(u64),
     /// Nothing changed that the data plane sees.
@@ -157,17 +157,17 @@ impl Publisher {
     }
 
     /// Publishes a new configuration change.
-    pub fn reload(&mut self, reading: &Reading) -> Outcome {
+    pub fn reload(&mut self, reading: &Reading) -> ReloadOutcome {
         self.publish(reading, true)
     }
 
     /// Publishes the same configuration with live state changed (the local runtime's Pods):
     /// `/status` keeps saying whether the newest configuration change was accepted.
-    pub fn refresh(&mut self, reading: &Reading) -> Outcome {
+    pub fn refresh(&mut self, reading: &Reading) -> ReloadOutcome {
         self.publish(reading, false)
     }
 
-    fn publish(&mut self, reading: &Reading, change: bool) -> Outcome {
+    fn publish(&mut self, reading: &Reading, change: bool) -> ReloadOutcome {
         let started = Instant::now();
         let evaluated = evaluate(&mut self.store, reading);
         self.metrics
@@ -204,7 +204,7 @@ impl Publisher {
                         result: ReloadResult::rejected,
                     })
                     .inc();
-                Outcome::Rejected
+                ReloadOutcome::Rejected
             }
             Ok((mut snapshot, warnings)) => {
                 if warnings != self.warnings {
@@ -231,7 +231,7 @@ impl Publisher {
                             result: ReloadResult::unchanged,
                         })
                         .inc();
-                    Outcome::Unchanged(current.version)
+                    ReloadOutcome::Unchanged(current.version)
                 } else {
                     snapshot.version = current.version + 1;
                     let elapsed_ms = started.elapsed().as_millis() as u64;
@@ -253,11 +253,11 @@ impl Publisher {
                             result: ReloadResult::accepted,
                         })
                         .inc();
-                    Outcome::Accepted(version)
+                    ReloadOutcome::Accepted(version)
                 };
                 let version = match outcome {
-                    Outcome::Accepted(v) | Outcome::Unchanged(v) => v,
-                    Outcome::Rejected => 0,
+                    ReloadOutcome::Accepted(v) | ReloadOutcome::Unchanged(v) => v,
+                    ReloadOutcome::Rejected => 0,
                 };
                 if change {
                     self.status.accepted(version, warnings);

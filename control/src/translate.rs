@@ -23,8 +23,8 @@ use std::net::IpAddr;
 
 use ferry_model::{
     Backend, BackendPort, Canary, Certificate, Cluster, ClusterKey, Endpoint, HostMatch,
-    IngressOptions, PathType, Problem, Protocol, Route, Service, ServiceEndpoint, ServicePort,
-    ServiceType, SessionAffinity, Snapshot, TargetPort, TargetRef, VirtualHost,
+    IngressOptions, IngressRef, PathType, Problem, Protocol, Route, Service, ServiceEndpoint,
+    ServicePort, ServiceType, SessionAffinity, Snapshot, TargetPort, VirtualHost,
 };
 use k8s_openapi::api::core::v1::Service as K8sService;
 use k8s_openapi::api::networking::v1::{HTTPIngressPath, Ingress, IngressBackend};
@@ -293,12 +293,8 @@ fn ferry_ingresses<'a>(
     ours
 }
 
-fn ingress_ref(m: &Manifest) -> TargetRef {
-    TargetRef {
-        kind: "Ingress".into(),
-        namespace: m.namespace().to_owned(),
-        name: m.name().to_owned(),
-    }
+fn ingress_ref(m: &Manifest) -> IngressRef {
+    IngressRef::new(m.namespace(), m.name())
 }
 
 /// Resolves an Ingress backend to a cluster, warning when it cannot be.
@@ -412,7 +408,7 @@ fn ingresses(store: &Store, snapshot: &mut Snapshot, problems: &mut Vec<Problem>
     snapshot.ingress_options = ingress_options(&ours, &annotations);
     let mut hosts: BTreeMap<HostMatch, VirtualHost> = BTreeMap::new();
     // (host, path, exact?) -> the Ingress that routes it.
-    let mut taken: BTreeMap<(HostMatch, String, bool), TargetRef> = BTreeMap::new();
+    let mut taken: BTreeMap<(HostMatch, String, bool), IngressRef> = BTreeMap::new();
     let mut tls_hosts: BTreeMap<String, (String, String)> = BTreeMap::new();
     let mut certificates: BTreeMap<(String, String), Certificate> = BTreeMap::new();
 

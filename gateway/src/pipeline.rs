@@ -40,7 +40,7 @@ use ferry_proxy::health::Transition;
 use ferry_proxy::upstream::{
     self, Clients, Exchange, Limits, Protocol, RequestBody, Sent, Timeouts,
 };
-use ferry_proxy::{Failure, Outcome};
+use ferry_proxy::{AttemptOutcome, Failure};
 use http::header::{self, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Request, Response, StatusCode, Version};
@@ -470,7 +470,7 @@ impl Pipeline {
         route: &Route<'_>,
         set_cookie: Option<HeaderValue>,
     ) -> Result<Response<ProxyBody>, Failure> {
-        let outcome = Outcome::from_status(response.status().as_u16());
+        let outcome = AttemptOutcome::from_status(response.status().as_u16());
         if let Some(client) = client_upgrade
             && response.status() == StatusCode::SWITCHING_PROTOCOLS
         {
@@ -482,14 +482,14 @@ impl Pipeline {
         // A switch nobody asked for (or one that is not tunnelled, h2c) is not passed on: the
         // client would read the new protocol as HTTP/1.
         if response.status() == StatusCode::SWITCHING_PROTOCOLS {
-            self.judge(pick, Outcome::Reset, &route.pool.label);
+            self.judge(pick, AttemptOutcome::Reset, &route.pool.label);
             return Err(Failure::Upstream);
         }
         let filtered = ferry_proxy::response::filter(response, route.limits.response).await;
         let outcome = match filtered {
             Ok(_) => outcome,
-            Err(Failure::Timeout) => Outcome::Timeout,
-            Err(_) => Outcome::Reset,
+            Err(Failure::Timeout) => AttemptOutcome::Timeout,
+            Err(_) => AttemptOutcome::Reset,
         };
         self.judge(pick, outcome, &route.pool.label);
         let mut response = filtered?;
@@ -515,7 +515,7 @@ impl Pipeline {
     }
 
     /// Feeds an exchange's outcome back to its endpoint's health and latency.
-    fn judge(&self, pick: Pick, outcome: Outcome, service: &str) {
+    fn judge(&self, pick: Pick, outcome: AttemptOutcome, service: &str) {
         let endpoint = pick.addr();
         if let Transition::Ejected { duration, times } = pick.finish(outcome, Instant::now()) {
             self.metrics.ejection();

@@ -21,7 +21,7 @@
 
 use std::collections::HashMap;
 
-use ferry_model::{Backend, HostMatch, IngressOptions, PathType, Route, Snapshot, TargetRef};
+use ferry_model::{Backend, HostMatch, IngressOptions, IngressRef, PathType, Route, Snapshot};
 use ferry_proxy::router::{HostRoutes, Router, Target};
 use http::HeaderMap;
 use regex::Regex;
@@ -51,7 +51,7 @@ pub struct Selected<'r> {
     /// The route that matched; none when a default backend serves the request.
     pub route: Option<&'r Route>,
     /// The Ingress that serves the request: the route's, or the default backend's owner.
-    pub ingress: Option<&'r TargetRef>,
+    pub ingress: Option<&'r IngressRef>,
     /// The options of the route's Ingress, or of the default backend's (see the module docs).
     pub options: Option<&'r IngressOptions>,
     /// The path and query to send upstream, when `rewrite-target` changed them.
@@ -116,7 +116,7 @@ impl Routes {
         self.router.version()
     }
 
-    fn options(&self, ingress: &TargetRef) -> Option<&IngressOptions> {
+    fn options(&self, ingress: &IngressRef) -> Option<&IngressOptions> {
         self.options
             .binary_search_by(|o| o.ingress.cmp(ingress))
             .ok()

@@ -12,12 +12,11 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use ferry_model::Certificate;
-use rustls::crypto::ring::default_provider;
+use ferry_runtime::tls::{certified_key, provider};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls::{ServerConfig, version};
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use rustls_pki_types::PrivateKeyDer;
 
 /// The subject of the self-signed default certificate.
 pub const FAKE_CERTIFICATE_NAME: &str = "ferry-ingress-fake-certificate.local";
@@ -104,27 +103,18 @@ impl ResolvesServerCert for Resolver {
     }
 }
 
-/// A chain (leaf first) and its key, from PEM.
-pub fn certified_key(cert_pem: &[u8], key_pem: &[u8]) -> Result<CertifiedKey, String> {
-    let chain = CertificateDer::pem_slice_iter(cert_pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("certificate PEM: {e}"))?;
-    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| format!("key PEM: {e}"))?;
-    CertifiedKey::from_der(chain, key, &default_provider()).map_err(|e| e.to_string())
-}
-
 /// The self-signed default certificate, made once at start.
 pub fn fake_certificate() -> Result<CertifiedKey, String> {
     let generated = rcgen::generate_simple_self_signed(vec![FAKE_CERTIFICATE_NAME.to_owned()])
         .map_err(|e| e.to_string())?;
     let key = PrivateKeyDer::Pkcs8(generated.signing_key.serialize_der().into());
-    CertifiedKey::from_der(vec![generated.cert.der().clone()], key, &default_provider())
+    CertifiedKey::from_der(vec![generated.cert.der().clone()], key, provider())
         .map_err(|e| e.to_string())
 }
 
 /// TLS 1.2 and 1.3 with ALPN h2 and http/1.1, certificates from `resolver`.
 pub fn server_config(resolver: Arc<Resolver>) -> Result<ServerConfig, String> {
-    let mut config = ServerConfig::builder_with_provider(Arc::new(default_provider()))
+    let mut config = ServerConfig::builder_with_provider(provider().clone())
         .with_protocol_versions(&[&version::TLS13, &version::TLS12])
         .map_err(|e| e.to_string())?
         .with_no_client_auth()
@@ -132,10 +122,6 @@ pub fn server_config(resolver: Arc<Resolver>) -> Result<ServerConfig, String> {
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)
 }
-
-/// The client side of TLS to upstreams, which the gateway's upstream pools use (the e2e tests
-/// speak TLS to the gateway with it too).
-pub use ferry_proxy::upstream::client_tls_config as upstream_client_config;
 
 #[cfg(test)]
 mod tests {

@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use ferry_runtime::tls::AnyServerCertificate;
+use ferry_runtime::tls::{any_server_client_config, provider};
 use rustls::{ClientConfig, RootCertStore};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName};
@@ -37,18 +37,14 @@ pub struct TlsOptions {
 
 /// The client config for one run: ALPN offers exactly the protocol we will speak.
 pub fn build(options: &TlsOptions, protocol: Protocol) -> Result<Arc<ClientConfig>, Error> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| Error::Invalid(format!("TLS setup: {e}")))?;
+    let setup = |e: rustls::Error| Error::Invalid(format!("TLS setup: {e}"));
     let mut config = if options.insecure {
-        builder
-            .dangerous()
-            // `--insecure`: any certificate, any name; handshake signatures still checked.
-            .with_custom_certificate_verifier(Arc::new(AnyServerCertificate::new(&provider)))
-            .with_no_client_auth()
+        // `--insecure`: any certificate, any name; handshake signatures still checked.
+        any_server_client_config().map_err(setup)?
     } else {
-        builder
+        ClientConfig::builder_with_provider(provider().clone())
+            .with_safe_default_protocol_versions()
+            .map_err(setup)?
             .with_root_certificates(roots(options.cacert.as_deref())?)
             .with_no_client_auth()
     };

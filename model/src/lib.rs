@@ -13,7 +13,7 @@ pub use cidr::{Cidr, CidrError};
 pub use problem::{ObjectRef, Problem, Severity};
 pub use snapshot::{
     Backend, BackendPort, BackendProtocol, Canary, Certificate, Cluster, ClusterKey,
-    CookieAffinity, Endpoint, HostMatch, IngressOptions, PathType, Protocol, Route, Service,
-    ServiceEndpoint, ServicePort, ServiceType, SessionAffinity, Snapshot, SnapshotError,
+    CookieAffinity, Endpoint, HostMatch, IngressOptions, IngressRef, PathType, Protocol, Route,
+    Service, ServiceEndpoint, ServicePort, ServiceType, SessionAffinity, Snapshot, SnapshotError,
     TargetPort, TargetRef, VirtualHost,
 };

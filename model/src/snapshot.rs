@@ -20,7 +20,7 @@ mod validate;
 
 pub use certificate::{Certificate, REDACTED};
 pub use cluster::{Cluster, ClusterKey, Endpoint};
-pub use ingress_options::{BackendProtocol, CookieAffinity, IngressOptions};
+pub use ingress_options::{BackendProtocol, CookieAffinity, IngressOptions, IngressRef};
 pub use route::{Backend, BackendPort, Canary, HostMatch, PathType, Route, VirtualHost};
 pub use service::{
     Protocol, Service, ServiceEndpoint, ServicePort, ServiceType, SessionAffinity, TargetPort,
@@ -52,7 +52,7 @@ pub struct Snapshot {
     /// The Ingress that owns `default_backend`; its [`IngressOptions`] apply to the requests
     /// it serves. None (with a backend: a hand-written snapshot) means the defaults.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub default_backend_ingress: Option<TargetRef>,
+    pub default_backend_ingress: Option<IngressRef>,
     /// TLS certificates from the Secrets Ingresses name, with the hosts they serve.
     pub certificates: Vec<Certificate>,
     /// What Ingress annotations ask of the gateway, one entry per Ingress that asks anything,
@@ -75,7 +75,7 @@ impl Snapshot {
     }
 
     /// The options of one Ingress, if its annotations ask anything.
-    pub fn ingress_options(&self, ingress: &TargetRef) -> Option<&IngressOptions> {
+    pub fn ingress_options(&self, ingress: &IngressRef) -> Option<&IngressOptions> {
         self.ingress_options
             .binary_search_by(|o| o.ingress.cmp(ingress))
             .ok()

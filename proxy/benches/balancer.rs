@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use ferry_proxy::{Balancer, BalancerConfig, Outcome, Policy};
+use ferry_proxy::{AttemptOutcome, Balancer, BalancerConfig, Policy};
 
 fn addrs(n: usize) -> Vec<SocketAddr> {
     (0..n)
@@ -44,7 +44,7 @@ fn bench(c: &mut Criterion) {
                     let now = t0 + Duration::from_micros(i);
                     let pick = b.pick(black_box(Some(i)), &[], now).expect("an endpoint");
                     let rtt = Duration::from_micros(2_000 + i % 1_000);
-                    pick.finish(Outcome::Success, now + rtt)
+                    pick.finish(AttemptOutcome::Success, now + rtt)
                 })
             });
         }
@@ -60,7 +60,7 @@ fn bench(c: &mut Criterion) {
                 i += 1;
                 let now = t0 + Duration::from_micros(i);
                 let pick = b.pick(None, black_box(&[first]), now).expect("an endpoint");
-                pick.finish(Outcome::Success, now + Duration::from_millis(2))
+                pick.finish(AttemptOutcome::Success, now + Duration::from_millis(2))
             })
         },
     );
@@ -76,7 +76,7 @@ fn bench(c: &mut Criterion) {
         let others: Vec<SocketAddr> = all.iter().copied().filter(|a| a != target).collect();
         let pick = b.pick(None, &others, t0).expect("the target");
         assert_eq!(pick.addr(), all[k]);
-        pick.finish(Outcome::ConnectError, t0);
+        pick.finish(AttemptOutcome::ConnectError, t0);
     }
     let mut i = 0u64;
     g.bench_function("p2c, 1000 endpoints, 100 ejected: pick + finish", |bench| {
@@ -84,7 +84,7 @@ fn bench(c: &mut Criterion) {
             i += 1;
             let now = t0 + Duration::from_nanos(i);
             let pick = b.pick(None, &[], now).expect("an endpoint");
-            pick.finish(Outcome::Success, now + Duration::from_millis(2))
+            pick.finish(AttemptOutcome::Success, now + Duration::from_millis(2))
         })
     });
 

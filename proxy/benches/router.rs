@@ -8,7 +8,7 @@ use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use ferry_model::{
-    Backend, BackendPort, ClusterKey, HostMatch, PathType, Route, Snapshot, TargetRef, VirtualHost,
+    Backend, BackendPort, ClusterKey, HostMatch, IngressRef, PathType, Route, Snapshot, VirtualHost,
 };
 use ferry_proxy::Router;
 
@@ -27,11 +27,7 @@ fn route(path: &str, path_type: PathType, service: &str) -> Route {
                 protocol: ferry_model::Protocol::TCP,
             }),
         },
-        ingress: TargetRef {
-            kind: "Ingress".into(),
-            namespace: "bench".into(),
-            name: service.into(),
-        },
+        ingress: IngressRef::new("bench", service),
         canary: None,
     }
 }

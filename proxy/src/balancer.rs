@@ -12,7 +12,7 @@
 //! use std::net::SocketAddr;
 //! use std::time::Instant;
 //! use ferry_proxy::balancer::{Balancer, BalancerConfig};
-//! use ferry_proxy::health::Outcome;
+//! use ferry_proxy::health::AttemptOutcome;
 //!
 //! let endpoints: Vec<SocketAddr> = vec!["10.0.0.1:80".parse()?, "10.0.0.2:80".parse()?];
 //! let balancer = Balancer::new(&endpoints, &BalancerConfig::default(), Instant::now());
@@ -21,14 +21,14 @@
 //! let mut tried = Vec::new();
 //! let pick = balancer.pick(None, &tried, now).ok_or("no endpoint")?;
 //! // … connect to pick.addr(): the connection is refused.
-//! let outcome = Outcome::ConnectError;
+//! let outcome = AttemptOutcome::ConnectError;
 //! tried.push(pick.addr());
 //! pick.finish(outcome, Instant::now());
 //! if outcome.retry_safe(true) && balancer.retry_budget().try_withdraw(Instant::now()) {
 //!     let retry = balancer.pick(None, &tried, Instant::now()).ok_or("no endpoint")?;
 //!     assert!(!tried.contains(&retry.addr()));
 //!     // … the response comes, status 200.
-//!     retry.finish(Outcome::from_status(200), Instant::now());
+//!     retry.finish(AttemptOutcome::from_status(200), Instant::now());
 //! }
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
@@ -67,7 +67,7 @@ use std::time::{Duration, Instant};
 use ferry_model::SessionAffinity;
 
 use crate::budget::{BudgetConfig, RetryBudget};
-use crate::health::{Health, HealthConfig, Outcome, Status, Transition};
+use crate::health::{AttemptOutcome, Health, HealthConfig, Status, Transition};
 use peak_ewma::PeakEwma;
 use ring::Ring;
 
@@ -482,7 +482,7 @@ impl Pick {
 
     /// Records how the attempt ended at `now`: its latency (since the pick) into the endpoint's
     /// estimate, its outcome into the endpoint's health. Returns what that did to health.
-    pub fn finish(self, outcome: Outcome, now: Instant) -> Transition {
+    pub fn finish(self, outcome: AttemptOutcome, now: Instant) -> Transition {
         let latency = nanos(now.saturating_duration_since(self.started));
         let now_ns = nanos(now.saturating_duration_since(self.epoch));
         self.endpoint

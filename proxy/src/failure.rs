@@ -2,7 +2,7 @@
 //! upstream, and what the client gets for it (the status, a one-line text that names the
 //! cause but no internal detail, whether the connection closes). The status is decided here
 //! and nowhere else; whether an attempt may be tried again is decided from the endpoint's
-//! [`Outcome`](crate::Outcome) in [`crate::upstream::may_retry`].
+//! [`AttemptOutcome`](crate::AttemptOutcome) in [`crate::upstream::may_retry`].
 
 use http::header::{self, HeaderValue};
 use http::{Response, StatusCode};

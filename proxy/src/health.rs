@@ -1,6 +1,6 @@
 //! Passive health of one endpoint: what the results of real requests say about it.
 //!
-//! No probes are sent. Every attempt ends in an [`Outcome`] that the caller reports through
+//! No probes are sent. Every attempt ends in an [`AttemptOutcome`] that the caller reports through
 //! [`Health::record`] (the balancer's [`Pick::finish`](crate::balancer::Pick::finish) does it);
 //! the balancer asks [`Health::is_ejected`] before it chooses an endpoint. This module touches
 //! nothing but its own atomics: time comes in as an [`Instant`], so tests step a clock by hand.
@@ -75,7 +75,7 @@ impl HealthConfig {
 
 /// How one attempt on an endpoint ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Outcome {
+pub enum AttemptOutcome {
     /// A response came, with a status below 500.
     Success,
     /// The connection could not be opened: the request never reached the endpoint.
@@ -88,19 +88,19 @@ pub enum Outcome {
     Timeout,
 }
 
-impl Outcome {
+impl AttemptOutcome {
     /// The outcome of a response with this status: 5xx is a failure, anything else a success.
-    pub fn from_status(status: u16) -> Outcome {
+    pub fn from_status(status: u16) -> AttemptOutcome {
         if (500..600).contains(&status) {
-            Outcome::Status5xx
+            AttemptOutcome::Status5xx
         } else {
-            Outcome::Success
+            AttemptOutcome::Success
         }
     }
 
     /// Whether this counts against the endpoint's health.
     pub fn is_failure(self) -> bool {
-        self != Outcome::Success
+        self != AttemptOutcome::Success
     }
 
     /// Whether the request may be sent again to another endpoint: after a connect error always
@@ -109,9 +109,9 @@ impl Outcome {
     /// body to send it again, and a [`RetryBudget`](crate::budget::RetryBudget) withdrawal.
     pub fn retry_safe(self, idempotent: bool) -> bool {
         match self {
-            Outcome::ConnectError => true,
-            Outcome::Reset => idempotent,
-            Outcome::Success | Outcome::Status5xx | Outcome::Timeout => false,
+            AttemptOutcome::ConnectError => true,
+            AttemptOutcome::Reset => idempotent,
+            AttemptOutcome::Success | AttemptOutcome::Status5xx | AttemptOutcome::Timeout => false,
         }
     }
 }
@@ -205,7 +205,12 @@ impl Health {
     }
 
     /// Records how an attempt ended at `now`, and says what that changed.
-    pub fn record(&self, outcome: Outcome, now: Instant, config: &HealthConfig) -> Transition {
+    pub fn record(
+        &self,
+        outcome: AttemptOutcome,
+        now: Instant,
+        config: &HealthConfig,
+    ) -> Transition {
         let now_us = self.micros(now);
         let state = self.state.load(Ordering::Acquire);
         let (times, until) = unpack(state);

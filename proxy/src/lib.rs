@@ -49,6 +49,6 @@ pub use balancer::{Balancer, BalancerConfig, Pick, Policy};
 pub use body::ProxyBody;
 pub use budget::{BudgetConfig, RetryBudget};
 pub use failure::Failure;
-pub use health::{HealthConfig, Outcome};
+pub use health::{AttemptOutcome, HealthConfig};
 pub use router::{HostRoutes, Match, Router, Target};
 pub use upstream::{Protocol, Timeouts};

@@ -44,7 +44,7 @@ use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 
 use ferry_model::{
-    Backend, ClusterKey, HostMatch, PathType, Route, Snapshot, TargetRef, VirtualHost,
+    Backend, ClusterKey, HostMatch, IngressRef, PathType, Route, Snapshot, VirtualHost,
 };
 
 /// The longest DNS name, without its trailing dot: longer Hosts match only rules without a host.
@@ -66,7 +66,7 @@ pub struct Router {
     /// The virtual host of rules without a host.
     any: Option<usize>,
     default_backend: Option<Backend>,
-    default_backend_ingress: Option<TargetRef>,
+    default_backend_ingress: Option<IngressRef>,
 }
 
 /// One virtual host, compiled: its routes indexed by exact path and by path elements.
@@ -75,7 +75,7 @@ pub struct HostRoutes {
     host: HostMatch,
     tls: bool,
     default_backend: Option<Backend>,
-    default_backend_ingress: Option<TargetRef>,
+    default_backend_ingress: Option<IngressRef>,
     /// As in the snapshot; the indexes below point into it.
     routes: Vec<Route>,
     exact: StrMap,
@@ -165,7 +165,7 @@ impl Router {
 
     /// The Ingress that owns the snapshot's catch-all default backend, when the snapshot names
     /// it ([`Target::Default`] serves with its options).
-    pub fn default_backend_ingress(&self) -> Option<&TargetRef> {
+    pub fn default_backend_ingress(&self) -> Option<&IngressRef> {
         self.default_backend_ingress.as_ref()
     }
 
@@ -301,7 +301,7 @@ impl HostRoutes {
 
     /// The Ingress that owns this host's default backend, when the snapshot names it
     /// ([`Target::HostDefault`] serves with its options).
-    pub fn default_backend_ingress(&self) -> Option<&TargetRef> {
+    pub fn default_backend_ingress(&self) -> Option<&IngressRef> {
         self.default_backend_ingress.as_ref()
     }
 

@@ -3,7 +3,7 @@
 //! the client connection's own connection ([`crate::connect::Owned`]) for plain HTTP/1.1, and
 //! one attempt on one endpoint under the connect, read and send timeouts
 //! ([`Clients::send`]), whose end is classified once: an answer, the endpoint's failure (its
-//! [`Outcome`] for health, and whether trying another endpoint is safe, [`may_retry`]), or the
+//! [`AttemptOutcome`] for health, and whether trying another endpoint is safe, [`may_retry`]), or the
 //! client's. Choosing the endpoint is the caller's ([`crate::balancer`]).
 
 use std::future::Future;
@@ -24,7 +24,7 @@ use hyper_util::rt::TokioExecutor;
 use crate::body::{BoxError, ProxyBody, empty};
 use crate::connect::{ConnectTimedOut, Idle, Owned, TimedConnector, with_connect_timeout};
 use crate::failure::Failure;
-use crate::health::Outcome;
+use crate::health::AttemptOutcome;
 use crate::send_timeout::{self, Progress, Stall};
 
 /// Plain TCP to upstreams, with the request's connect timeout.
@@ -169,7 +169,7 @@ pub enum Sent {
     /// The answer's head.
     Answer(Response<Incoming>),
     /// The endpoint failed: its outcome counts against it, and another endpoint may be tried.
-    Failed(Failure, Outcome),
+    Failed(Failure, AttemptOutcome),
     /// The client's side failed (its body broke off, stalled or was too large): nothing counts
     /// against the endpoint, and nothing is tried again.
     ClientFailed(Failure),
@@ -182,7 +182,12 @@ pub const MAX_ATTEMPTS: usize = 3;
 /// after `tried` attempts: only one without a body (the first attempt consumed it), after a
 /// connect error, or for an idempotent method after a reset (the retry budget is the caller's
 /// last word).
-pub fn may_retry(outcome: Outcome, body: &RequestBody, method: &Method, tried: usize) -> bool {
+pub fn may_retry(
+    outcome: AttemptOutcome,
+    body: &RequestBody,
+    method: &Method,
+    tried: usize,
+) -> bool {
     body.replayable() && outcome.retry_safe(is_idempotent(method)) && tried < MAX_ATTEMPTS
 }
 
@@ -221,7 +226,11 @@ impl Clients {
             .timer(hyper_util::rt::TokioTimer::new())
             .build(connector.clone());
         let tls_connector = connector;
-        let tls = client_tls_config()?;
+        // TLS to upstreams (`backend-protocol: HTTPS` or `GRPCS`): the upstream's certificate
+        // is not verified, as ingress-nginx's `proxy-ssl-verify` is off by default (Pods
+        // present self-signed certificates; the cluster network is the trust boundary). SNI
+        // is the endpoint's address, so none is sent; hyper-rustls sets ALPN per client.
+        let tls = ferry_runtime::tls::any_server_client_config().map_err(|e| e.to_string())?;
         let https = crate::h2_limits::upstream(Client::builder(TokioExecutor::new()))
             .pool_idle_timeout(timeouts.pool_idle)
             .pool_timer(hyper_util::rt::TokioTimer::new())
@@ -387,7 +396,7 @@ impl Clients {
                 } else {
                     Failure::Connect
                 };
-                Sent::Failed(failure, Outcome::ConnectError)
+                Sent::Failed(failure, AttemptOutcome::ConnectError)
             }
             // The client's body broke the limit: nothing to hold against the endpoint.
             Waited::Answered(Err(e)) if caused_by::<LengthLimitError>(&*e.error) => {
@@ -400,13 +409,13 @@ impl Clients {
             }
             Waited::Answered(Err(e)) => {
                 tracing::debug!(%endpoint, error = %e.error, "upstream failed");
-                Sent::Failed(Failure::Upstream, Outcome::Reset)
+                Sent::Failed(Failure::Upstream, AttemptOutcome::Reset)
             }
             Waited::ReadTimeout | Waited::Stalled(Stall::NoAnswer) => {
-                Sent::Failed(Failure::Timeout, Outcome::Timeout)
+                Sent::Failed(Failure::Timeout, AttemptOutcome::Timeout)
             }
             Waited::Stalled(Stall::Upstream) => {
-                Sent::Failed(Failure::SendTimeout, Outcome::Timeout)
+                Sent::Failed(Failure::SendTimeout, AttemptOutcome::Timeout)
             }
             Waited::Stalled(Stall::Client) => Sent::ClientFailed(Failure::SendTimeout),
         }
@@ -429,24 +438,6 @@ impl Clients {
             })
         }))
     }
-}
-
-/// The client side of TLS to upstreams (`backend-protocol: HTTPS` or `GRPCS`): the upstream's
-/// certificate is not verified, as ingress-nginx's `proxy-ssl-verify` is off by default (Pods
-/// present self-signed certificates; the cluster network is the trust boundary). SNI is the
-/// endpoint's address, so none is sent.
-pub fn client_tls_config() -> Result<rustls::ClientConfig, String> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    Ok(
-        rustls::ClientConfig::builder_with_provider(provider.clone())
-            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-            .map_err(|e| e.to_string())?
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(
-                ferry_runtime::tls::AnyServerCertificate::new(&provider),
-            ))
-            .with_no_client_auth(),
-    )
 }
 
 /// How the wait for an answer ended.

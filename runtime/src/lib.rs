@@ -1,7 +1,7 @@
 //! What every long-running ferry part needs: the snapshot bus and readiness, the status board,
 //! the admin server, an HTTP accept loop with graceful drain, bounds on accepted connections,
-//! the descriptor limit, shutdown, and tracing setup.
-//! Also the built-in echo app, which is a part like any other.
+//! the descriptor limit, shutdown, tracing setup, and TLS (one crypto provider, PEM → key pair,
+//! the client that accepts any server certificate).
 //!
 //! Metrics are never global: each part registers its own into a
 //! [`prometheus_client::registry::Registry`] handed to it, and the admin server encodes that.
@@ -10,7 +10,6 @@ pub mod admin;
 pub mod bus;
 pub mod connections;
 pub mod descriptors;
-pub mod echo;
 pub mod random;
 pub mod serve;
 pub mod shutdown;

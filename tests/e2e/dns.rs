@@ -1051,10 +1051,9 @@ async fn ferry_up_serves_the_standard_kube_system_objects() {
 /// shares it (HTTP is TCP), whichever the Service and its EndpointSlice list first.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ingress_to_a_port_number_shared_by_udp_and_tcp_reaches_the_tcp_endpoints() {
-    let echo =
-        ferry_runtime::echo::Echo::build(([127, 0, 0, 1], 0).into(), "tcp".into(), "tcp".into())
-            .await
-            .unwrap();
+    let echo = ferry::echo::Echo::build(([127, 0, 0, 1], 0).into(), "tcp".into(), "tcp".into())
+        .await
+        .unwrap();
     let port = echo.local_addr().unwrap().port();
     let (stop, shutdown) = ferry_runtime::shutdown::channel();
     tokio::spawn(echo.run(shutdown));

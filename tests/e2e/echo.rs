@@ -6,13 +6,10 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn echo_describes_each_request_over_http1_and_h2c() {
-    let echo = ferry_runtime::echo::Echo::build(
-        "127.0.0.1:0".parse().unwrap(),
-        "web".into(),
-        "web-0".into(),
-    )
-    .await
-    .unwrap();
+    let echo =
+        ferry::echo::Echo::build("127.0.0.1:0".parse().unwrap(), "web".into(), "web-0".into())
+            .await
+            .unwrap();
     let addr = echo.local_addr().unwrap();
     let (trigger, shutdown) = ferry_runtime::shutdown::channel();
     let task = tokio::spawn(echo.run(shutdown));

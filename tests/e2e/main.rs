@@ -61,13 +61,13 @@ pub fn tls_server_config(name: &str) -> (std::sync::Arc<rustls::ServerConfig>, S
     let cert = rcgen::generate_simple_self_signed(vec![name.to_owned()]).unwrap();
     let pem = cert.cert.pem();
     let key = rustls::pki_types::PrivateKeyDer::Pkcs8(cert.signing_key.serialize_der().into());
-    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(vec![cert.cert.der().clone()], key)
-        .unwrap();
+    let mut config =
+        rustls::ServerConfig::builder_with_provider(ferry_runtime::tls::provider().clone())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.cert.der().clone()], key)
+            .unwrap();
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     (std::sync::Arc::new(config), pem)
 }

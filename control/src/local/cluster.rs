@@ -38,8 +38,27 @@ use crate::endpoints::pod_ready;
 use crate::object::{Manifest, Object, Origin};
 use crate::source::Reading;
 
-/// (namespace, name).
-pub type Key = (String, String);
+/// The key of the runtime's Services, Deployments, ReplicaSets and Pods, one map per kind (as
+/// Kubernetes' `types.NamespacedName`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NamespacedName {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl NamespacedName {
+    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> NamespacedName {
+        NamespacedName {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+
+    /// The namespace and name of a manifest.
+    fn of(m: &Manifest) -> NamespacedName {
+        NamespacedName::new(m.namespace(), m.name())
+    }
+}
 
 /// Where the objects the runtime makes say they come from.
 pub const ORIGIN: &str = "<local runtime>";
@@ -190,7 +209,7 @@ pub enum ApiError {
 struct Allocations {
     service_ips: IpAllocator,
     node_ports: PortAllocator,
-    services: BTreeMap<Key, ServiceAlloc>,
+    services: BTreeMap<NamespacedName, ServiceAlloc>,
 }
 
 impl Allocations {
@@ -208,7 +227,7 @@ impl Allocations {
             let Object::Service(svc) = &m.object else {
                 continue;
             };
-            let key = (m.namespace().to_owned(), m.name().to_owned());
+            let key = NamespacedName::of(m);
             let mut svc = (**svc).clone();
             let alloc = self.services.remove(&key).unwrap_or_default();
             let alloc = self.allocate_service(m, &mut svc, alloc, problems);
@@ -364,9 +383,9 @@ pub struct Cluster {
     kubelet: Kubelet,
     pod_ips: IpAllocator,
     allocations: Allocations,
-    deployments: BTreeMap<Key, LiveDeployment>,
-    replica_sets: BTreeMap<Key, LiveReplicaSet>,
-    pods: BTreeMap<Key, LivePod>,
+    deployments: BTreeMap<NamespacedName, LiveDeployment>,
+    replica_sets: BTreeMap<NamespacedName, LiveReplicaSet>,
+    pods: BTreeMap<NamespacedName, LivePod>,
     /// Creation order of Pods.
     seq: u64,
 }
@@ -458,7 +477,7 @@ impl Cluster {
         let mut services = Vec::new();
         let mut out = Vec::with_capacity(desired.manifests.len());
         for m in &desired.manifests {
-            let key = (m.namespace().to_owned(), m.name().to_owned());
+            let key = NamespacedName::of(m);
             match &m.object {
                 Object::Deployment(d) => {
                     declared_deployments.insert(key, Arc::new((**d).clone()));
@@ -528,10 +547,10 @@ impl Cluster {
                 }
                 continue;
             }
-            match self.kubelet.status(&key.0, &key.1) {
+            match self.kubelet.status(&key.namespace, &key.name) {
                 Some(status) => p.pod.status = Some(status),
                 None if p.deleting()
-                    && (p.stop_sent || !self.kubelet.is_running(&key.0, &key.1)) =>
+                    && (p.stop_sent || !self.kubelet.is_running(&key.namespace, &key.name)) =>
                 {
                     gone.push(key.clone());
                 }
@@ -550,8 +569,8 @@ impl Cluster {
         }
     }
 
-    fn sync_deployments(&mut self, declared: &BTreeMap<Key, Arc<Deployment>>) {
-        let gone: Vec<Key> = self
+    fn sync_deployments(&mut self, declared: &BTreeMap<NamespacedName, Arc<Deployment>>) {
+        let gone: Vec<NamespacedName> = self
             .deployments
             .keys()
             .filter(|k| !declared.contains_key(*k))
@@ -595,7 +614,7 @@ impl Cluster {
         }
     }
 
-    fn sync_declared_replica_sets(&mut self, declared: &BTreeMap<Key, Arc<ReplicaSet>>) {
+    fn sync_declared_replica_sets(&mut self, declared: &BTreeMap<NamespacedName, Arc<ReplicaSet>>) {
         // Deployment-made ReplicaSets whose Deployment is gone, and declared ones no longer
         // declared, are deleted; their Pods go with them.
         let deployment_uids: Vec<String> = self
@@ -603,7 +622,7 @@ impl Cluster {
             .values()
             .filter_map(|d| d.live.metadata.uid.clone())
             .collect();
-        let gone: Vec<Key> = self
+        let gone: Vec<NamespacedName> = self
             .replica_sets
             .iter()
             .filter(|(k, r)| match &r.applied {
@@ -644,12 +663,12 @@ impl Cluster {
         }
     }
 
-    fn delete_replica_set(&mut self, key: &Key) {
+    fn delete_replica_set(&mut self, key: &NamespacedName) {
         let Some(rs) = self.replica_sets.remove(key) else {
             return;
         };
         let uid = rs.rs.metadata.uid.unwrap_or_default();
-        let owned: Vec<Key> = self
+        let owned: Vec<NamespacedName> = self
             .pods
             .iter()
             .filter(|(_, p)| p.owner_uid() == Some(uid.as_str()))
@@ -662,7 +681,7 @@ impl Cluster {
 
     /// Marks a Pod terminating; its endpoints go at the next publish and the kubelet stops it
     /// after that ([`Cluster::stop_terminating`]).
-    fn delete_pod(&mut self, key: &Key) {
+    fn delete_pod(&mut self, key: &NamespacedName) {
         let default_delay = self.config.termination_delay;
         if let Some(p) = self.pods.get_mut(key)
             && p.pod.metadata.deletion_timestamp.is_none()
@@ -683,8 +702,8 @@ impl Cluster {
         }
     }
 
-    fn sync_declared_pods(&mut self, declared: &BTreeMap<Key, Arc<Pod>>) {
-        let gone: Vec<Key> = self
+    fn sync_declared_pods(&mut self, declared: &BTreeMap<NamespacedName, Arc<Pod>>) {
+        let gone: Vec<NamespacedName> = self
             .pods
             .iter()
             .filter(|(k, p)| p.applied.is_some() && !declared.contains_key(*k))
@@ -728,7 +747,7 @@ impl Cluster {
             .is_none_or(|n| n == self.config.node_name)
     }
 
-    fn create_declared_pod(&mut self, key: Key, declared: Arc<Pod>) {
+    fn create_declared_pod(&mut self, key: NamespacedName, declared: Arc<Pod>) {
         let here = self.is_here(&declared);
         let mut pod = (*declared).clone();
         if here {
@@ -746,7 +765,7 @@ impl Cluster {
     }
 
     /// Adds a Pod that has not run yet, the newest in creation order.
-    fn add_pod(&mut self, key: Key, pod: Pod, applied: Option<Arc<Pod>>, here: bool) {
+    fn add_pod(&mut self, key: NamespacedName, pod: Pod, applied: Option<Arc<Pod>>, here: bool) {
         let seq = self.next_seq();
         self.pods.insert(
             key,
@@ -807,7 +826,7 @@ impl Cluster {
                     });
             }
         }
-        let keys: Vec<Key> = self.deployments.keys().cloned().collect();
+        let keys: Vec<NamespacedName> = self.deployments.keys().cloned().collect();
         for key in keys {
             let Some(d) = self.deployments.get(&key).map(|d| d.live.clone()) else {
                 continue;
@@ -815,16 +834,22 @@ impl Cluster {
             let uid = d.metadata.uid.clone().unwrap_or_default();
             let owned = owned_by.remove(&uid).unwrap_or_default();
             let plan = deployment::reconcile(&d, &owned);
-            let ns = key.0.clone();
+            let ns = key.namespace.clone();
             for (name, n) in plan.scale {
-                if let Some(r) = self.replica_sets.get_mut(&(ns.clone(), name)) {
+                if let Some(r) = self
+                    .replica_sets
+                    .get_mut(&NamespacedName::new(ns.clone(), name))
+                {
                     let spec = r.rs.spec.get_or_insert_with(ReplicaSetSpec::default);
                     spec.replicas = Some(n);
                     r.rs.metadata.generation = Some(r.rs.metadata.generation.unwrap_or(1) + 1);
                 }
             }
             for (name, rev) in plan.revise {
-                if let Some(r) = self.replica_sets.get_mut(&(ns.clone(), name)) {
+                if let Some(r) = self
+                    .replica_sets
+                    .get_mut(&NamespacedName::new(ns.clone(), name))
+                {
                     r.rs.metadata
                         .annotations
                         .get_or_insert_with(BTreeMap::new)
@@ -832,13 +857,15 @@ impl Cluster {
                 }
             }
             for name in plan.delete {
-                self.delete_replica_set(&(ns.clone(), name));
+                self.delete_replica_set(&NamespacedName::new(ns.clone(), name));
             }
             if let Some((hash, rev, replicas)) = plan.create {
                 let rs = self.new_replica_set(&d, &hash, rev, replicas);
                 let name = rs.metadata.name.clone().unwrap_or_default();
-                self.replica_sets
-                    .insert((ns.clone(), name), LiveReplicaSet { rs, applied: None });
+                self.replica_sets.insert(
+                    NamespacedName::new(ns.clone(), name),
+                    LiveReplicaSet { rs, applied: None },
+                );
             }
         }
     }
@@ -901,7 +928,7 @@ impl Cluster {
             .into_iter()
             .map(|(uid, views)| (uid.to_owned(), views))
             .collect();
-        let keys: Vec<Key> = self.replica_sets.keys().cloned().collect();
+        let keys: Vec<NamespacedName> = self.replica_sets.keys().cloned().collect();
         for key in keys {
             let Some(r) = self.replica_sets.get(&key) else {
                 continue;
@@ -912,12 +939,12 @@ impl Cluster {
             let replicas = rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
             let plan = replicaset::reconcile(replicas, &views);
             for name in plan.delete {
-                self.delete_pod(&(key.0.clone(), name));
+                self.delete_pod(&NamespacedName::new(key.namespace.clone(), name));
             }
             // At most 500 new Pods in one step, so a typo of a zero more does not fork-bomb
             // the machine in one go.
             for _ in 0..plan.create.min(500) {
-                self.create_owned_pod(&key.0, &rs);
+                self.create_owned_pod(&key.namespace, &rs);
             }
         }
     }
@@ -933,7 +960,7 @@ impl Cluster {
             let name = format!("{base}-{}", self.suffix());
             if !self
                 .pods
-                .contains_key(&(namespace.to_owned(), name.clone()))
+                .contains_key(&NamespacedName::new(namespace, name.clone()))
             {
                 break name;
             }
@@ -959,7 +986,7 @@ impl Cluster {
                 ..PodStatus::default()
             }),
         };
-        self.add_pod((namespace.to_owned(), name), pod, None, true);
+        self.add_pod(NamespacedName::new(namespace, name), pod, None, true);
     }
 
     /// Gives new Pods an address and hands them to the kubelet.
@@ -973,7 +1000,7 @@ impl Cluster {
                     .extend(service_env::for_service(m.name(), svc));
             }
         }
-        let keys: Vec<Key> = self
+        let keys: Vec<NamespacedName> = self
             .pods
             .iter()
             .filter(|(_, p)| p.here && !p.started && !p.deleting())
@@ -1021,12 +1048,12 @@ impl Cluster {
                 });
                 continue;
             };
-            let env = env_by_ns.get(&key.0).cloned().unwrap_or_default();
+            let env = env_by_ns.get(&key.namespace).cloned().unwrap_or_default();
             p.ip = Some(ip);
             p.started = true;
             running += 1;
             self.kubelet.run(&p.pod, ip, env);
-            if let Some(status) = self.kubelet.status(&key.0, &key.1) {
+            if let Some(status) = self.kubelet.status(&key.namespace, &key.name) {
                 p.pod.status = Some(status);
             }
         }
@@ -1076,7 +1103,7 @@ impl Cluster {
                     Some(sleep) => grace.saturating_sub(sleep).max(Duration::from_secs(2)),
                     None => grace,
                 };
-                self.kubelet.stop(&key.0, &key.1, grace);
+                self.kubelet.stop(&key.namespace, &key.name, grace);
                 p.stop_sent = true;
             }
         }
@@ -1238,12 +1265,16 @@ impl Cluster {
         if let Some(ns) = namespace {
             return Ok(ns.to_owned());
         }
-        let names: Vec<&Key> = match kind {
+        let names: Vec<&NamespacedName> = match kind {
             "deployment" => self.deployments.keys().collect(),
             "replicaset" => self.replica_sets.keys().collect(),
             _ => self.pods.keys().collect(),
         };
-        let found: Vec<&String> = names.iter().filter(|k| k.1 == name).map(|k| &k.0).collect();
+        let found: Vec<&String> = names
+            .iter()
+            .filter(|k| k.name == name)
+            .map(|k| &k.namespace)
+            .collect();
         match found.as_slice() {
             [] => Err(ApiError::NotFound(format!("{kind} {name}"))),
             [ns] => Ok((*ns).clone()),
@@ -1267,7 +1298,7 @@ impl Cluster {
         }
         let d = self
             .deployments
-            .get_mut(&(namespace.to_owned(), name.to_owned()))
+            .get_mut(&NamespacedName::new(namespace, name))
             .ok_or_else(|| ApiError::NotFound(format!("deployment {namespace}/{name}")))?;
         let spec = d.live.spec.get_or_insert_with(Default::default);
         if spec.replicas != Some(replicas) {
@@ -1285,7 +1316,7 @@ impl Cluster {
     ) -> Result<Vec<(u64, String, Option<String>)>, ApiError> {
         let d = self
             .deployments
-            .get(&(namespace.to_owned(), name.to_owned()))
+            .get(&NamespacedName::new(namespace, name))
             .ok_or_else(|| ApiError::NotFound(format!("deployment {namespace}/{name}")))?;
         let uid = d.live.metadata.uid.as_deref().unwrap_or_default();
         let mut revisions: Vec<(u64, String, Option<String>)> = self
@@ -1334,7 +1365,7 @@ impl Cluster {
         let (revision, rs_name) = (target.0, target.1.clone());
         let template = self
             .replica_sets
-            .get(&(namespace.to_owned(), rs_name))
+            .get(&NamespacedName::new(namespace, rs_name))
             .and_then(|r| r.rs.spec.as_ref())
             .and_then(|s| s.template.clone())
             .ok_or_else(|| ApiError::NotFound(format!("revision {revision}")))?;
@@ -1344,7 +1375,7 @@ impl Cluster {
         }
         let d = self
             .deployments
-            .get_mut(&(namespace.to_owned(), name.to_owned()))
+            .get_mut(&NamespacedName::new(namespace, name))
             .ok_or_else(|| ApiError::NotFound(format!("deployment {namespace}/{name}")))?;
         let spec = d.live.spec.get_or_insert_with(Default::default);
         if spec.template != template {

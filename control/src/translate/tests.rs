@@ -300,16 +300,10 @@ fn default_backends_per_host_and_catch_all() {
     ]
     .concat();
     let t = translate(&store(&yaml));
-    let owner = |o: &Option<TargetRef>| o.as_ref().map(|i| (i.kind.clone(), i.name.clone()));
+    let owner = |o: &Option<IngressRef>| o.as_ref().map(|i| i.name.clone());
     let vh = &t.snapshot.virtual_hosts[0];
-    assert_eq!(
-        owner(&vh.default_backend_ingress),
-        Some(("Ingress".into(), "a".into()))
-    );
-    assert_eq!(
-        owner(&t.snapshot.default_backend_ingress),
-        Some(("Ingress".into(), "b".into()))
-    );
+    assert_eq!(owner(&vh.default_backend_ingress), Some("a".into()));
+    assert_eq!(owner(&t.snapshot.default_backend_ingress), Some("b".into()));
     t.snapshot.validate().unwrap();
     assert_eq!(
         vh.default_backend
@@ -434,12 +428,8 @@ fn annotated(name: &str, created: &str, annotations: &str, body: &str) -> String
     )
 }
 
-fn shop_ingress(name: &str) -> TargetRef {
-    TargetRef {
-        kind: "Ingress".into(),
-        namespace: "shop".into(),
-        name: name.into(),
-    }
+fn shop_ingress(name: &str) -> IngressRef {
+    IngressRef::new("shop", name)
 }
 
 const NGINX: &str = "nginx.ingress.kubernetes.io";

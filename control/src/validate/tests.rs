@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-use ferry_model::{BackendProtocol, CookieAffinity, IngressOptions, Problem, Severity, TargetRef};
+use ferry_model::{BackendProtocol, CookieAffinity, IngressOptions, IngressRef, Problem, Severity};
 
 use crate::manifest;
 
@@ -1652,7 +1652,7 @@ fn annotations_every_one_read_typed() {
     assert_eq!(
         a.options,
         IngressOptions {
-            ingress: TargetRef::default(),
+            ingress: IngressRef::default(),
             rewrite_target: Some("/$2".into()),
             use_regex: true,
             backend_protocol: Some(BackendProtocol::GRPCS),

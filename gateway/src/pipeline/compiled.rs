@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use ferry_model::{ClusterKey, SessionAffinity, Snapshot, TargetRef};
+use ferry_model::{ClusterKey, IngressRef, SessionAffinity, Snapshot};
 use ferry_proxy::{Balancer, BalancerConfig, Policy, Protocol};
 
 use crate::select::Routes;
@@ -20,7 +20,7 @@ pub struct Compiled {
     pub(super) routes: Routes,
     pub(super) pools: HashMap<ClusterKey, Pool>,
     /// `namespace/name` of each Ingress with a route, for metrics and the access log.
-    pub(super) ingresses: HashMap<TargetRef, Arc<str>>,
+    pub(super) ingresses: HashMap<IngressRef, Arc<str>>,
 }
 
 #[derive(Debug)]

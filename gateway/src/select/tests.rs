@@ -155,12 +155,8 @@ fn cookies_are_read_from_every_cookie_header() {
     assert_eq!(cookie(&h, "d"), None);
 }
 
-fn ingress(name: &str) -> ferry_model::TargetRef {
-    ferry_model::TargetRef {
-        kind: "Ingress".into(),
-        namespace: "shop".into(),
-        name: name.into(),
-    }
+fn ingress(name: &str) -> ferry_model::IngressRef {
+    ferry_model::IngressRef::new("shop", name)
 }
 
 fn backend(name: &str) -> Backend {

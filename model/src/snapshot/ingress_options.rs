@@ -1,8 +1,70 @@
 //! What Ingress annotations ask of the gateway, typed and checked by the control plane.
 
+use std::fmt;
+
 use serde::{Deserialize, Serialize};
 
-use super::TargetRef;
+/// A reference to an Ingress: the route, canary or default backend it contributed, or the
+/// Ingress whose options these are. In JSON it keeps the shape of a
+/// [`TargetRef`](super::TargetRef), `{"kind":"Ingress","namespace":…,"name":…}`; reading one
+/// of another kind is an error.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "IngressRefJson", into = "IngressRefJson")]
+pub struct IngressRef {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl IngressRef {
+    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> IngressRef {
+        IngressRef {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+}
+
+/// `namespace/name`.
+impl fmt::Display for IngressRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// The JSON form of an [`IngressRef`].
+#[derive(Clone, Serialize, Deserialize)]
+struct IngressRefJson {
+    kind: String,
+    namespace: String,
+    name: String,
+}
+
+impl TryFrom<IngressRefJson> for IngressRef {
+    type Error = String;
+
+    fn try_from(json: IngressRefJson) -> Result<IngressRef, String> {
+        if json.kind != "Ingress" {
+            return Err(format!(
+                "a reference to an Ingress has kind {:?} (for {}/{}); expected \"Ingress\"",
+                json.kind, json.namespace, json.name
+            ));
+        }
+        Ok(IngressRef {
+            namespace: json.namespace,
+            name: json.name,
+        })
+    }
+}
+
+impl From<IngressRef> for IngressRefJson {
+    fn from(r: IngressRef) -> IngressRefJson {
+        IngressRefJson {
+            kind: "Ingress".to_owned(),
+            namespace: r.namespace,
+            name: r.name,
+        }
+    }
+}
 
 /// What an Ingress's annotations ask of the gateway, for every route it contributes (the
 /// routes whose `ingress` is this one). Only Ingresses with at least one recognised
@@ -11,8 +73,7 @@ use super::TargetRef;
 /// control plane, none is passed on as text to interpret.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct IngressOptions {
-    /// kind "Ingress", namespace, name.
-    pub ingress: TargetRef,
+    pub ingress: IngressRef,
     /// `rewrite-target`: the upstream path, as written, where `$1`…`$9` stand for the capture
     /// groups of the matched path regex (empty when a group did not take part). The query
     /// string is kept. Implies `use_regex`.

@@ -5,7 +5,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::{ClusterKey, TargetRef};
+use super::{ClusterKey, IngressRef};
 
 /// Which requests a virtual host takes, by their Host.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -106,7 +106,7 @@ pub struct VirtualHost {
     /// The Ingress that owns `default_backend`; its [`IngressOptions`](super::IngressOptions) apply to the requests
     /// it serves. None (with a backend: a hand-written snapshot) means the defaults.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub default_backend_ingress: Option<TargetRef>,
+    pub default_backend_ingress: Option<IngressRef>,
 }
 
 /// One Ingress path.
@@ -117,7 +117,7 @@ pub struct Route {
     pub path_type: PathType,
     pub backend: Backend,
     /// The Ingress this route came from; its [`IngressOptions`](super::IngressOptions) apply to the route.
-    pub ingress: TargetRef,
+    pub ingress: IngressRef,
     /// A canary Ingress's backend for the same host, path and match kind.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub canary: Option<Canary>,
@@ -134,7 +134,7 @@ pub struct Route {
 pub struct Canary {
     pub backend: Backend,
     /// The canary Ingress.
-    pub ingress: TargetRef,
+    pub ingress: IngressRef,
     /// Of `weight_total`; 0 (the default) sends traffic only by header or cookie.
     pub weight: u32,
     /// At least 1; default 100.

@@ -5,7 +5,7 @@ use ferry_model::SessionAffinity;
 
 use super::peak_ewma::PeakEwma;
 use super::*;
-use crate::health::Outcome::{ConnectError, Status5xx, Success};
+use crate::health::AttemptOutcome::{ConnectError, Status5xx, Success};
 
 const ALL: [Policy; 3] = [
     Policy::P2cPeakEwma,

@@ -2,7 +2,7 @@ use std::time::{Duration, Instant};
 
 use super::*;
 
-use Outcome::{ConnectError, Reset, Status5xx, Success, Timeout};
+use AttemptOutcome::{ConnectError, Reset, Status5xx, Success, Timeout};
 
 fn config() -> HealthConfig {
     HealthConfig {
@@ -63,13 +63,13 @@ fn interleaved_success_resets_the_count() {
 
 #[test]
 fn four_xx_and_other_successes_do_not_count() {
-    assert_eq!(Outcome::from_status(200), Success);
-    assert_eq!(Outcome::from_status(404), Success);
-    assert_eq!(Outcome::from_status(499), Success);
-    assert_eq!(Outcome::from_status(500), Status5xx);
-    assert_eq!(Outcome::from_status(503), Status5xx);
-    assert_eq!(Outcome::from_status(599), Status5xx);
-    assert_eq!(Outcome::from_status(600), Success);
+    assert_eq!(AttemptOutcome::from_status(200), Success);
+    assert_eq!(AttemptOutcome::from_status(404), Success);
+    assert_eq!(AttemptOutcome::from_status(499), Success);
+    assert_eq!(AttemptOutcome::from_status(500), Status5xx);
+    assert_eq!(AttemptOutcome::from_status(503), Status5xx);
+    assert_eq!(AttemptOutcome::from_status(599), Status5xx);
+    assert_eq!(AttemptOutcome::from_status(600), Success);
     for o in [ConnectError, Reset, Status5xx, Timeout] {
         assert!(o.is_failure(), "{o:?}");
     }

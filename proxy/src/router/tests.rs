@@ -1,5 +1,5 @@
 use ferry_model::{
-    Backend, BackendPort, ClusterKey, HostMatch, PathType, Route, Snapshot, TargetRef, VirtualHost,
+    Backend, BackendPort, ClusterKey, HostMatch, IngressRef, PathType, Route, Snapshot, VirtualHost,
 };
 use proptest::prelude::*;
 
@@ -27,11 +27,7 @@ fn route(path_type: PathType, path: &str) -> Route {
         path: path.into(),
         path_type,
         backend: backend(&format!("{} {path}", path_type.as_str())),
-        ingress: TargetRef {
-            kind: "Ingress".into(),
-            namespace: "default".into(),
-            name: "web".into(),
-        },
+        ingress: IngressRef::new("default", "web"),
         canary: None,
     }
 }
@@ -438,11 +434,7 @@ fn defaults_per_host_then_global_then_404() {
 
 #[test]
 fn default_backends_keep_their_owning_ingress() {
-    let owner = |name: &str| TargetRef {
-        kind: "Ingress".into(),
-        namespace: "shop".into(),
-        name: name.into(),
-    };
+    let owner = |name: &str| IngressRef::new("shop", name);
     let mut owned = vhost("a.example.com", vec![], Some("a-default"));
     owned.default_backend_ingress = Some(owner("a"));
     let mut s = snapshot(
@@ -575,7 +567,7 @@ fn many_routes_on_one_host() {
 mod reference {
     use super::*;
 
-    pub enum Outcome {
+    pub enum Expected {
         Route(usize, usize),
         HostDefault(usize),
         /// The snapshot's default, with the virtual host that took the request, if any.
@@ -666,21 +658,21 @@ mod reference {
             .map(|(i, _)| i)
     }
 
-    pub fn route(s: &Snapshot, host: &str, path: &str) -> Outcome {
+    pub fn route(s: &Snapshot, host: &str, path: &str) -> Expected {
         let found = host_index(s, host);
         if let Some(h) = found {
             let vh = &s.virtual_hosts[h];
             if let Some(r) = route_index(&vh.routes, path) {
-                return Outcome::Route(h, r);
+                return Expected::Route(h, r);
             }
             if vh.default_backend.is_some() {
-                return Outcome::HostDefault(h);
+                return Expected::HostDefault(h);
             }
         }
         if s.default_backend.is_some() {
-            Outcome::Default(found)
+            Expected::Default(found)
         } else {
-            Outcome::NotFound
+            Expected::NotFound
         }
     }
 }
@@ -709,16 +701,16 @@ fn outcome_of_reference(
 ) -> Option<(u8, Option<HostMatch>, Backend)> {
     let vh = |h: usize| &s.virtual_hosts[h];
     match reference::route(s, host, path) {
-        reference::Outcome::Route(h, r) => {
+        reference::Expected::Route(h, r) => {
             Some((0, Some(vh(h).host.clone()), vh(h).routes[r].backend.clone()))
         }
-        reference::Outcome::HostDefault(h) => {
+        reference::Expected::HostDefault(h) => {
             Some((1, Some(vh(h).host.clone()), vh(h).default_backend.clone()?))
         }
-        reference::Outcome::Default(h) => {
+        reference::Expected::Default(h) => {
             Some((2, h.map(|h| vh(h).host.clone()), s.default_backend.clone()?))
         }
-        reference::Outcome::NotFound => None,
+        reference::Expected::NotFound => None,
     }
 }
 

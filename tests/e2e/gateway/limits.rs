@@ -169,7 +169,7 @@ async fn quiet_connections_are_closed_by_the_gateway() {
     );
 
     // A TLS connection that completes its handshake, then sends nothing.
-    let mut config = ferry_gateway::tls::upstream_client_config().unwrap();
+    let mut config = ferry_runtime::tls::any_server_client_config().unwrap();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     let tls = tokio_rustls::TlsConnector::from(Arc::new(config));
     let tcp = TcpStream::connect(https).await.unwrap();

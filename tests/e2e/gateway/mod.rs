@@ -18,8 +18,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use ferry::echo::Echo;
 use ferry_runtime::ShutdownTrigger;
-use ferry_runtime::echo::Echo;
 use http::{Request, Response, Version};
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
@@ -157,15 +157,14 @@ async fn tls_get(
         Some(root) => {
             let mut roots = rustls::RootCertStore::empty();
             roots.add(root.clone()).unwrap();
-            let provider = Arc::new(rustls::crypto::ring::default_provider());
-            rustls::ClientConfig::builder_with_provider(provider)
+            rustls::ClientConfig::builder_with_provider(ferry_runtime::tls::provider().clone())
                 .with_safe_default_protocol_versions()
                 .unwrap()
                 .with_root_certificates(roots)
                 .with_no_client_auth()
         }
         // Whatever the server presents: the gateway's own client for unverified upstreams.
-        None => ferry_gateway::tls::upstream_client_config().unwrap(),
+        None => ferry_runtime::tls::any_server_client_config().unwrap(),
     };
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));

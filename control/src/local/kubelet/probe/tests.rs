@@ -117,14 +117,13 @@ async fn https_probes_do_not_verify_the_certificate() {
     let cert = key.cert.der().clone();
     let private =
         rustls_pki_types::PrivateKeyDer::try_from(key.signing_key.serialize_der()).expect("a key");
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("versions")
-    .with_no_client_auth()
-    .with_single_cert(vec![cert], private)
-    .expect("a server config");
+    let config =
+        rustls::ServerConfig::builder_with_provider(ferry_runtime::tls::provider().clone())
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_no_client_auth()
+            .with_single_cert(vec![cert], private)
+            .expect("a server config");
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

@@ -4,22 +4,13 @@
 
 use std::sync::Arc;
 
-use ferry_runtime::tls::AnyServerCertificate;
 use rustls::ClientConfig;
-use rustls::crypto::CryptoProvider;
 use rustls_pki_types::ServerName;
 
-/// A client configuration for HTTPS probes. It names its crypto provider itself, so it does
-/// not depend on a process-wide default being installed.
+/// A client configuration for HTTPS probes: the runtime's client that accepts any server
+/// certificate, with its one crypto provider (no process-wide default needed).
 pub(crate) fn client_config() -> Result<Arc<ClientConfig>, rustls::Error> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier = AnyServerCertificate::new(&provider);
-    let config = ClientConfig::builder_with_provider(provider as Arc<CryptoProvider>)
-        .with_safe_default_protocol_versions()?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(verifier))
-        .with_no_client_auth();
-    Ok(Arc::new(config))
+    ferry_runtime::tls::any_server_client_config().map(Arc::new)
 }
 
 /// The name the probe's TLS client sends: the host's IP address, or its DNS name.

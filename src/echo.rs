@@ -10,10 +10,8 @@ use hyper::body::Incoming;
 use serde::Serialize;
 use tokio::net::TcpListener;
 
-use crate::Error;
-use crate::connections::Limits;
-use crate::serve::{self, Body, respond};
-use crate::shutdown::Shutdown;
+use ferry_runtime::serve::{self, Body, respond};
+use ferry_runtime::{Error, Limits, Shutdown};
 
 /// nginx's `client_header_timeout` and `keepalive_timeout`, and room for the many connections
 /// a load test or the gateway's pools open to one backend.
