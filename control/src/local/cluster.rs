@@ -17,7 +17,7 @@
 //! `ferry scale` and `ferry rollout undo` change the live Deployment; the next change of that
 //! Deployment in its manifest replaces them, as `kubectl apply` would.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -335,40 +335,45 @@ impl Allocations {
         }
 
         let wants_node_ports = matches!(kind.as_str(), "NodePort" | "LoadBalancer");
-        let mut ports = BTreeMap::new();
+        // What this Service held before this pass: its own, whichever port asks for it now.
+        let held_before: BTreeSet<u16> = alloc.node_ports.values().copied().collect();
+        let mut ports: BTreeMap<usize, u16> = BTreeMap::new();
+        // Ports with one number and two protocols (53/UDP and 53/TCP) share one node port,
+        // as the API server gives them.
+        let mut by_number: BTreeMap<i32, u16> = BTreeMap::new();
         for (i, port) in spec.ports.iter_mut().flatten().enumerate() {
             if !wants_node_ports {
                 break;
             }
-            let held = alloc.node_ports.remove(&i);
             let named = port.node_port.and_then(|p| u16::try_from(p).ok());
-            let got = match (named, held) {
-                (Some(n), Some(h)) if n == h => Some(h),
+            let shared = by_number.get(&port.port).copied();
+            // Given in this pass to a port of another number.
+            let taken_here = |n: u16| ports.values().any(|&p| p == n);
+            let got = match (named, shared) {
+                (None, Some(s)) => Some(s),
+                (Some(n), Some(s)) if n == s => Some(s),
+                (Some(n), _) if !taken_here(n) && held_before.contains(&n) => Some(n),
+                (Some(n), _) if !taken_here(n) && self.node_ports.reserve(n) => Some(n),
                 (Some(n), _) => {
-                    if self.node_ports.reserve(n) {
-                        Some(n)
-                    } else {
-                        problems.push(m.error(
-                            format!("spec.ports[{i}].nodePort"),
-                            format!("Invalid value: {n}: provided port is already allocated"),
-                        ));
-                        None
-                    }
+                    problems.push(m.error(
+                        format!("spec.ports[{i}].nodePort"),
+                        format!("Invalid value: {n}: provided port is already allocated"),
+                    ));
+                    None
                 }
-                (None, Some(h)) => Some(h),
-                (None, None) => self.node_ports.allocate(),
+                (None, None) => match alloc.node_ports.get(&i) {
+                    Some(&h) if !taken_here(h) => Some(h),
+                    _ => self.node_ports.allocate(),
+                },
             };
-            if let Some(h) = held
-                && got != Some(h)
-            {
-                self.node_ports.release(h);
-            }
             if let Some(p) = got {
                 port.node_port = Some(i32::from(p));
                 ports.insert(i, p);
+                by_number.entry(port.port).or_insert(p);
             }
         }
-        for (_, p) in std::mem::take(&mut alloc.node_ports) {
+        let held_now: BTreeSet<u16> = ports.values().copied().collect();
+        for &p in held_before.difference(&held_now) {
             self.node_ports.release(p);
         }
         alloc.node_ports = ports;

@@ -45,6 +45,67 @@ fn ip_of(s: &Service) -> Option<String> {
     s.spec.as_ref()?.cluster_ip.clone()
 }
 
+fn node_ports(s: &Service) -> Vec<Option<i32>> {
+    let ports = s.spec.as_ref().and_then(|s| s.ports.as_ref());
+    ports.into_iter().flatten().map(|p| p.node_port).collect()
+}
+
+/// A port number on two protocols (kube-dns's 53/UDP and 53/TCP) gets one node port, or keeps
+/// the one it names for both, as the API server allocates them; changing the Service hands
+/// back only what it no longer uses.
+#[tokio::test]
+async fn one_port_number_on_two_protocols_shares_its_node_port() {
+    let mut c = cluster();
+    let dns = |np: &str| {
+        service(
+            "dns",
+            &format!(
+                "{{type: NodePort, ports: [{{name: dns, port: 53, protocol: UDP{np}}}, {{name: dns-tcp, port: 53, protocol: TCP{np}}}, {{name: metrics, port: 9153}}]}}"
+            ),
+        )
+    };
+    let r = c.reconcile(&reading(&dns("")));
+    assert!(r.problems.is_empty(), "{:#?}", r.problems);
+    assert_eq!(
+        node_ports(&services(&r)["dns"]),
+        vec![Some(30000), Some(30000), Some(30001)]
+    );
+
+    // Named for both: accepted, and the ports it held before are released.
+    let r = c.reconcile(&reading(&dns(", nodePort: 31053")));
+    assert!(r.problems.is_empty(), "{:#?}", r.problems);
+    assert_eq!(
+        node_ports(&services(&r)["dns"]),
+        vec![Some(31053), Some(31053), Some(30001)]
+    );
+    let other = c.reconcile(&reading(
+        &(dns(", nodePort: 31053")
+            + &service(
+                "other",
+                "{type: NodePort, ports: [{port: 80, nodePort: 30000}]}",
+            )),
+    ));
+    assert!(
+        other.problems.is_empty(),
+        "30000 was handed back: {:#?}",
+        other.problems
+    );
+
+    // Two port numbers may not share one.
+    let clash = service(
+        "clash",
+        "{type: NodePort, ports: [{port: 80, nodePort: 31080}, {port: 81, nodePort: 31080, protocol: UDP}]}",
+    );
+    let r = c.admit(&reading(&clash));
+    assert!(
+        r.problems
+            .iter()
+            .any(|p| p.is_error() && p.to_string().contains("already allocated")),
+        "{:#?}",
+        r.problems
+    );
+}
+
 #[tokio::test]
 async fn services_get_cluster_ips_and_node_ports_that_stay_theirs() {
     let mut c = cluster();
