@@ -10,9 +10,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use ferry_control::source::FileSource;
-use ferry_control::store::Store;
 use ferry_control::translate::translate;
 use ferry_control::{Config, Control};
+use ferry_objects::store::Store;
 use ferry_runtime::{SnapshotBus, StatusBoard};
 use prometheus_client::registry::Registry;
 

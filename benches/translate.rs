@@ -5,9 +5,9 @@ use std::hint::black_box;
 use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use ferry_control::manifest;
-use ferry_control::store::Store;
 use ferry_control::translate::translate;
+use ferry_objects::manifest;
+use ferry_objects::store::Store;
 
 mod generate;
 

@@ -16,10 +16,10 @@ use k8s_openapi::api::core::v1::{Endpoints, ObjectReference, Pod, Service, Servi
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use crate::object::Kind;
-use crate::selector;
-use crate::store::Store;
-use crate::validate::SERVICE_NAME_LABEL;
+use ferry_objects::object::Kind;
+use ferry_objects::selector;
+use ferry_objects::store::Store;
+use ferry_objects::validate::SERVICE_NAME_LABEL;
 
 /// A port of an endpoint set, named as the Service port it serves.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -177,7 +177,7 @@ pub fn for_service(
     let slices: Vec<&EndpointSlice> = store
         .in_namespace(Kind::EndpointSlice, namespace)
         .filter_map(|m| match &m.object {
-            crate::object::Object::EndpointSlice(s) => Some(&**s),
+            ferry_objects::object::Object::EndpointSlice(s) => Some(&**s),
             _ => None,
         })
         .filter(|s| {
@@ -194,7 +194,7 @@ pub fn for_service(
         let legacy = store
             .in_namespace(Kind::Endpoints, namespace)
             .find_map(|m| match &m.object {
-                crate::object::Object::Endpoints(e) if m.name() == name => Some(&**e),
+                ferry_objects::object::Object::Endpoints(e) if m.name() == name => Some(&**e),
                 _ => None,
             });
         sets.extend(legacy.into_iter().flat_map(from_endpoints));

@@ -1,8 +1,9 @@
 //! ferry's control plane: reads Kubernetes objects, reconciles them and publishes Snapshots.
 //!
 //! The flow of one change: a source (manifest files today, the API server later) delivers
-//! objects as [`store::Event`]s into the [`store::Store`]; [`validate`] checks each object as the
-//! API server would; the [`endpoints`] controller works out what stands behind each Service;
+//! objects as [`ferry_objects::store::Event`]s into the [`ferry_objects::store::Store`];
+//! [`ferry_objects::validate`] checks each object as the API server would; the [`endpoints`]
+//! controller works out what stands behind each Service;
 //! [`translate::translate`] turns the store into a [`ferry_model::Snapshot`], which is validated,
 //! numbered and published on the [`ferry_runtime::SnapshotBus`]. A change with any error is
 //! rejected whole and the last good snapshot keeps serving.
@@ -12,17 +13,11 @@
 //! `ferry.dev/ingress`; or when it names no class and ferry's class is the default; or when
 //! it names no class and no IngressClass exists at all.
 
-pub mod certificate;
 pub mod endpoints;
 pub mod local;
-pub mod manifest;
-pub mod object;
 pub mod publish;
-pub mod selector;
 pub mod source;
-pub mod store;
 pub mod translate;
-pub mod validate;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -69,7 +64,7 @@ impl Default for Config {
 /// Reads the paths once and reports every problem: what `ferry check` runs.
 pub fn check(paths: Vec<PathBuf>) -> Vec<Problem> {
     let reading = FileSource::new(paths).read();
-    match publish::evaluate(&mut store::Store::default(), &reading) {
+    match publish::evaluate(&mut ferry_objects::store::Store::default(), &reading) {
         Ok((_, problems)) | Err(problems) => problems,
     }
 }
@@ -101,7 +96,7 @@ impl Inner {
         // (allocations included) and translated, on the side.
         let admitted = cluster.admit(&reading);
         if admitted.problems.iter().any(Problem::is_error)
-            || publish::evaluate(&mut store::Store::default(), &admitted).is_err()
+            || publish::evaluate(&mut ferry_objects::store::Store::default(), &admitted).is_err()
         {
             return self.publisher.reload(&admitted);
         }

@@ -14,10 +14,10 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::object::Kind;
 use crate::source::Reading;
-use crate::store::Store;
 use crate::translate::translate;
+use ferry_objects::object::Kind;
+use ferry_objects::store::Store;
 
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
 #[allow(non_camel_case_types)] // the label values, as Prometheus conventions spell them

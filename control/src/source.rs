@@ -16,9 +16,9 @@ use ferry_model::Problem;
 use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
-use crate::manifest;
-use crate::object::Manifest;
-use crate::validate;
+use ferry_objects::manifest;
+use ferry_objects::object::Manifest;
+use ferry_objects::validate;
 
 /// The longest a burst of events can hold back a reload.
 pub const MAX_DELAY: Duration = Duration::from_millis(500);

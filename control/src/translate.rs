@@ -31,9 +31,10 @@ use k8s_openapi::api::networking::v1::{HTTPIngressPath, Ingress, IngressBackend}
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::endpoints::{self, EndpointSet, PodIndex};
-use crate::object::Manifest;
-use crate::store::Store;
-use crate::validate::{self, Annotations, CanaryAnnotations, TLS_CERT_KEY, TLS_PRIVATE_KEY};
+use ferry_objects::ingress_annotations::{Annotations, CanaryAnnotations};
+use ferry_objects::object::Manifest;
+use ferry_objects::store::Store;
+use ferry_objects::validate::{self, TLS_CERT_KEY, TLS_PRIVATE_KEY};
 
 /// ferry's IngressClass controller name.
 pub const CONTROLLER_NAME: &str = "ferry.dev/ingress";
@@ -676,11 +677,11 @@ fn tls_pair(
         return None;
     };
     // Secrets of type kubernetes.io/tls were checked when read; others are checked here.
-    let typed = s.type_.as_deref() == Some(crate::validate::TLS_TYPE);
+    let typed = s.type_.as_deref() == Some(ferry_objects::validate::TLS_TYPE);
     let checked = if typed {
         Ok(())
     } else {
-        crate::certificate::check_pair(cert, key)
+        ferry_objects::certificate::check_pair(cert, key)
     };
     let checked = checked.and_then(|()| {
         let text =

@@ -1,7 +1,7 @@
 use std::sync::Arc;
 
 use super::*;
-use crate::manifest;
+use ferry_objects::manifest;
 
 fn store(yaml: &str) -> Store {
     let loaded = manifest::parse("t.yaml", yaml.as_bytes());

@@ -35,8 +35,8 @@ use super::kubelet::Kubelet;
 use super::replicaset::{self, PodView};
 use super::service_env;
 use crate::endpoints::pod_ready;
-use crate::object::{Manifest, Object, Origin};
 use crate::source::Reading;
+use ferry_objects::object::{Manifest, Object, Origin};
 
 /// The key of the runtime's Services, Deployments, ReplicaSets and Pods, one map per kind (as
 /// Kubernetes' `types.NamespacedName`).

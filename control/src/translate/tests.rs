@@ -4,7 +4,7 @@ use std::sync::Arc;
 use ferry_model::{BackendProtocol, Severity};
 
 use super::*;
-use crate::{manifest, validate};
+use ferry_objects::{manifest, validate};
 
 fn store(yaml: &str) -> Store {
     let loaded = manifest::parse("t.yaml", yaml.as_bytes());

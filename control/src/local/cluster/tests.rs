@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use super::*;
 use crate::local::kubelet;
-use crate::manifest;
+use ferry_objects::manifest;
 
 fn reading(yaml: &str) -> Reading {
     let loaded = manifest::parse("t.yaml", yaml.as_bytes());

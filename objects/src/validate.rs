@@ -5,13 +5,10 @@
 //! `Forbidden: …`). One deliberate difference: loopback addresses are accepted in
 //! EndpointSlices, Endpoints and Pod IPs, since on one machine they are how apps are reached.
 //! Ingress annotations, which the API server does not check, are read and checked in
-//! `annotations` in the same style, with the annotation as the field:
+//! [`crate::ingress_annotations`] in the same style, with the annotation as the field:
 //! `metadata.annotations[nginx.ingress.kubernetes.io/proxy-body-size]`.
 
-mod annotations;
 mod endpoints;
-pub(crate) use annotations::{Annotations, CanaryAnnotations};
-pub use annotations::{FERRY_PREFIX, NGINX_PREFIX};
 pub use endpoints::SERVICE_NAME_LABEL;
 pub use secret::{TLS_CERT_KEY, TLS_PRIVATE_KEY, TLS_TYPE};
 mod ingress;
@@ -27,6 +24,7 @@ use std::net::IpAddr;
 use ferry_model::{Problem, name};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
+use crate::ingress_annotations::Annotations;
 use crate::object::{Kind, Manifest, Object, ObjectKey};
 
 /// Collects the problems of one object.
@@ -242,11 +240,11 @@ pub fn object(manifest: &Manifest) -> Vec<Problem> {
 
 /// The typed annotations of an Ingress. Their problems are [`object`]'s to report: a change
 /// with an invalid value never reaches translate.
-pub(crate) fn ingress_annotations(
+pub fn ingress_annotations(
     manifest: &Manifest,
     ing: &k8s_openapi::api::networking::v1::Ingress,
 ) -> Annotations {
-    annotations::read(&mut Check::new(manifest), ing)
+    crate::ingress_annotations::read(&mut Check::new(manifest), ing)
 }
 
 /// Problems between objects: the same object defined twice.

@@ -16,7 +16,7 @@ use ferry_model::{BackendProtocol, CookieAffinity, IngressOptions};
 use k8s_openapi::api::networking::v1::Ingress;
 use regex::RegexBuilder;
 
-use super::Check;
+use crate::validate::Check;
 
 pub const NGINX_PREFIX: &str = "nginx.ingress.kubernetes.io/";
 pub const FERRY_PREFIX: &str = "ferry.dev/";
@@ -89,7 +89,7 @@ const REGEX_SIZE_LIMIT: usize = 1 << 20;
 
 /// What one Ingress's annotations say, typed.
 #[derive(Debug, Default)]
-pub(crate) struct Annotations {
+pub struct Annotations {
     /// `ingress` is left empty: the caller knows which Ingress it read. For a canary Ingress
     /// only `affinity` is kept.
     pub options: IngressOptions,
@@ -99,7 +99,7 @@ pub(crate) struct Annotations {
 
 /// The canary settings of a canary Ingress (see [`ferry_model::Canary`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct CanaryAnnotations {
+pub struct CanaryAnnotations {
     pub weight: u32,
     pub weight_total: u32,
     pub by_header: Option<String>,
@@ -136,7 +136,7 @@ fn field(key: &str) -> String {
 }
 
 /// Reads and checks the annotations of an Ingress; problems go to `c`.
-pub(super) fn read(c: &mut Check<'_>, ing: &Ingress) -> Annotations {
+pub(crate) fn read(c: &mut Check<'_>, ing: &Ingress) -> Annotations {
     let Some(all) = ing.metadata.annotations.as_ref() else {
         return Annotations::default();
     };

@@ -2059,7 +2059,7 @@ fn annotations_canary_settings() {
     let a = read(&yaml);
     assert_eq!(
         a.canary,
-        Some(super::CanaryAnnotations {
+        Some(crate::ingress_annotations::CanaryAnnotations {
             weight: 5,
             weight_total: 1000,
             by_header: Some("X-Canary".into()),
@@ -2072,7 +2072,7 @@ fn annotations_canary_settings() {
     let defaults = read(&annotated(&format!("{NGINX}/canary: \"true\""), "/"));
     assert_eq!(
         defaults.canary,
-        Some(super::CanaryAnnotations {
+        Some(crate::ingress_annotations::CanaryAnnotations {
             weight: 0,
             weight_total: 100,
             by_header: None,

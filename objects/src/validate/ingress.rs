@@ -13,7 +13,7 @@ const INVALID_PATH_SUFFIXES: [&str; 2] = ["/..", "/."];
 const MAX_CONTROLLER_LEN: usize = 250;
 
 pub(super) fn ingress(c: &mut Check<'_>, ing: &Ingress) {
-    super::annotations::read(c, ing);
+    crate::ingress_annotations::read(c, ing);
     let Some(spec) = &ing.spec else {
         c.required("spec");
         return;
