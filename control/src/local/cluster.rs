@@ -17,7 +17,7 @@
 //! `ferry scale` and `ferry rollout undo` change the live Deployment; the next change of that
 //! Deployment in its manifest replaces them, as `kubectl apply` would.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -37,6 +37,12 @@ use super::service_env;
 use crate::endpoints::pod_ready;
 use crate::source::Reading;
 use ferry_objects::object::{Manifest, Object, Origin};
+
+mod allocations;
+mod statuses;
+mod verbs;
+
+use allocations::Allocations;
 
 /// The key of the runtime's Services, Deployments, ReplicaSets and Pods, one map per kind (as
 /// Kubernetes' `types.NamespacedName`).
@@ -88,14 +94,6 @@ impl Default for Config {
             max_pods: 1000,
         }
     }
-}
-
-#[derive(Clone, Debug, Default)]
-struct ServiceAlloc {
-    /// The address this Service holds in the service range, if any.
-    cluster_ip: Option<IpAddr>,
-    /// Node ports by the Service port's index.
-    node_ports: BTreeMap<usize, u16>,
 }
 
 #[derive(Debug)]
@@ -204,183 +202,6 @@ pub enum ApiError {
     Invalid(String),
 }
 
-/// What the API server's allocators hold: cluster IPs and node ports, by Service.
-#[derive(Clone, Debug)]
-struct Allocations {
-    service_ips: IpAllocator,
-    node_ports: PortAllocator,
-    services: BTreeMap<NamespacedName, ServiceAlloc>,
-}
-
-impl Allocations {
-    /// Gives each Service its cluster IP and node ports, as the API server does on create:
-    /// one it names in the service range is reserved, one it does not name is allocated, and
-    /// both stay the Service's while it exists.
-    fn allocate(
-        &mut self,
-        declared: &[Arc<Manifest>],
-        problems: &mut Vec<Problem>,
-    ) -> Vec<Arc<Manifest>> {
-        let mut seen = BTreeMap::new();
-        let mut out = Vec::with_capacity(declared.len());
-        for m in declared {
-            let Object::Service(svc) = &m.object else {
-                continue;
-            };
-            let key = NamespacedName::of(m);
-            let mut svc = (**svc).clone();
-            let alloc = self.services.remove(&key).unwrap_or_default();
-            let alloc = self.allocate_service(m, &mut svc, alloc, problems);
-            seen.insert(key, alloc);
-            out.push(Arc::new(Manifest {
-                origin: m.origin.clone(),
-                object: Object::Service(Box::new(svc)),
-            }));
-        }
-        for (_, gone) in std::mem::take(&mut self.services) {
-            self.release_service(gone);
-        }
-        self.services = seen;
-        out
-    }
-
-    fn release_service(&mut self, alloc: ServiceAlloc) {
-        if let Some(ip) = alloc.cluster_ip {
-            self.service_ips.release(ip);
-        }
-        for port in alloc.node_ports.into_values() {
-            self.node_ports.release(port);
-        }
-    }
-
-    fn allocate_service(
-        &mut self,
-        m: &Manifest,
-        svc: &mut Service,
-        mut alloc: ServiceAlloc,
-        problems: &mut Vec<Problem>,
-    ) -> ServiceAlloc {
-        let Some(spec) = svc.spec.as_mut() else {
-            return alloc;
-        };
-        let kind = spec.type_.clone().unwrap_or_else(|| "ClusterIP".into());
-        let named = spec
-            .cluster_ip
-            .clone()
-            .or_else(|| {
-                spec.cluster_ips
-                    .as_ref()
-                    .and_then(|ips| ips.first().cloned())
-            })
-            .filter(|ip| !ip.is_empty());
-        let wants_ip = kind != "ExternalName" && named.as_deref() != Some("None");
-        let ip = if !wants_ip {
-            None
-        } else if let Some(named) = named {
-            match named.parse::<IpAddr>() {
-                Ok(ip) if alloc.cluster_ip == Some(ip) => Some(ip),
-                Ok(ip) if self.service_ips.cidr().contains(ip) => {
-                    if !self.service_ips.is_usable(ip) {
-                        problems.push(m.error(
-                            "spec.clusterIP",
-                            format!(
-                                "Invalid value: \"{ip}\": the first and last address of the service range {} are not handed out",
-                                self.service_ips.cidr()
-                            ),
-                        ));
-                        None
-                    } else if self.service_ips.reserve(ip) {
-                        Some(ip)
-                    } else {
-                        problems.push(m.error(
-                            "spec.clusterIP",
-                            format!("Invalid value: \"{ip}\": provided IP is already allocated"),
-                        ));
-                        None
-                    }
-                }
-                Ok(ip) => {
-                    problems.push(m.warning(
-                        "spec.clusterIP",
-                        format!(
-                            "{ip} is outside the service range {} (--service-cidr): DNS answers it, the L4 proxy does not serve it",
-                            self.service_ips.cidr()
-                        ),
-                    ));
-                    None
-                }
-                Err(_) => None,
-            }
-        } else {
-            alloc.cluster_ip.or_else(|| {
-                let ip = self.service_ips.allocate();
-                if ip.is_none() {
-                    problems.push(m.error(
-                        "spec.clusterIP",
-                        format!("the service range {} is full", self.service_ips.cidr()),
-                    ));
-                }
-                ip
-            })
-        };
-        if alloc.cluster_ip != ip
-            && let Some(old) = alloc.cluster_ip
-        {
-            self.service_ips.release(old);
-        }
-        alloc.cluster_ip = ip;
-        if let Some(ip) = ip {
-            spec.cluster_ip = Some(ip.to_string());
-            spec.cluster_ips = Some(vec![ip.to_string()]);
-        }
-
-        let wants_node_ports = matches!(kind.as_str(), "NodePort" | "LoadBalancer");
-        // What this Service held before this pass: its own, whichever port asks for it now.
-        let held_before: BTreeSet<u16> = alloc.node_ports.values().copied().collect();
-        let mut ports: BTreeMap<usize, u16> = BTreeMap::new();
-        // Ports with one number and two protocols (53/UDP and 53/TCP) share one node port,
-        // as the API server gives them.
-        let mut by_number: BTreeMap<i32, u16> = BTreeMap::new();
-        for (i, port) in spec.ports.iter_mut().flatten().enumerate() {
-            if !wants_node_ports {
-                break;
-            }
-            let named = port.node_port.and_then(|p| u16::try_from(p).ok());
-            let shared = by_number.get(&port.port).copied();
-            // Given in this pass to a port of another number.
-            let taken_here = |n: u16| ports.values().any(|&p| p == n);
-            let got = match (named, shared) {
-                (None, Some(s)) => Some(s),
-                (Some(n), Some(s)) if n == s => Some(s),
-                (Some(n), _) if !taken_here(n) && held_before.contains(&n) => Some(n),
-                (Some(n), _) if !taken_here(n) && self.node_ports.reserve(n) => Some(n),
-                (Some(n), _) => {
-                    problems.push(m.error(
-                        format!("spec.ports[{i}].nodePort"),
-                        format!("Invalid value: {n}: provided port is already allocated"),
-                    ));
-                    None
-                }
-                (None, None) => match alloc.node_ports.get(&i) {
-                    Some(&h) if !taken_here(h) => Some(h),
-                    _ => self.node_ports.allocate(),
-                },
-            };
-            if let Some(p) = got {
-                port.node_port = Some(i32::from(p));
-                ports.insert(i, p);
-                by_number.entry(port.port).or_insert(p);
-            }
-        }
-        let held_now: BTreeSet<u16> = ports.values().copied().collect();
-        for &p in held_before.difference(&held_now) {
-            self.node_ports.release(p);
-        }
-        alloc.node_ports = ports;
-        alloc
-    }
-}
-
 /// The live cluster.
 #[derive(Debug)]
 pub struct Cluster {
@@ -399,11 +220,7 @@ impl Cluster {
     pub fn new(config: Config, kubelet: Kubelet) -> Cluster {
         Cluster {
             pod_ips: IpAllocator::new(config.pod_cidr),
-            allocations: Allocations {
-                service_ips: IpAllocator::new(config.service_cidr),
-                node_ports: PortAllocator::default(),
-                services: BTreeMap::new(),
-            },
+            allocations: Allocations::new(config.service_cidr),
             config,
             kubelet,
             deployments: BTreeMap::new(),
@@ -1123,130 +940,6 @@ impl Cluster {
             .min()
     }
 
-    fn update_statuses(&mut self) {
-        // ReplicaSets.
-        let mut rs_counts: HashMap<String, (i32, i32)> = HashMap::new();
-        for p in self.pods.values() {
-            if let Some(uid) = p.owner_uid() {
-                let v = p.view();
-                if v.deleting || v.finished {
-                    continue;
-                }
-                let e = rs_counts.entry(uid.to_owned()).or_default();
-                e.0 += 1;
-                if v.ready {
-                    e.1 += 1;
-                }
-            }
-        }
-        for r in self.replica_sets.values_mut() {
-            let uid = r.rs.metadata.uid.clone().unwrap_or_default();
-            let (replicas, ready) = rs_counts.get(&uid).copied().unwrap_or_default();
-            r.rs.status = Some(ReplicaSetStatus {
-                replicas,
-                fully_labeled_replicas: Some(replicas),
-                ready_replicas: Some(ready),
-                available_replicas: Some(ready),
-                observed_generation: r.rs.metadata.generation,
-                ..ReplicaSetStatus::default()
-            });
-        }
-        // Deployments, from their ReplicaSets gathered by owner in one pass.
-        let mut by_owner: HashMap<&str, Vec<&ReplicaSet>> = HashMap::new();
-        for r in self.replica_sets.values() {
-            if let Some(owner) = controller_uid(&r.rs.metadata) {
-                by_owner.entry(owner).or_default().push(&r.rs);
-            }
-        }
-        for d in self.deployments.values_mut() {
-            let uid = d.live.metadata.uid.clone().unwrap_or_default();
-            let Some(spec) = d.live.spec.as_ref() else {
-                continue;
-            };
-            let want = deployment::replicas(spec);
-            let hash = deployment::template_hash(&spec.template);
-            let (_, unavailable) = deployment::surge_and_unavailable(spec);
-            let (mut replicas, mut updated, mut ready) = (0, 0, 0);
-            for rs in by_owner.get(uid.as_str()).into_iter().flatten() {
-                let s = rs.status.as_ref();
-                let n = s.map_or(0, |s| s.replicas);
-                replicas += n;
-                ready += s.and_then(|s| s.ready_replicas).unwrap_or(0);
-                if rs
-                    .metadata
-                    .labels
-                    .as_ref()
-                    .and_then(|l| l.get(TEMPLATE_HASH_LABEL))
-                    == Some(&hash)
-                {
-                    updated += n;
-                }
-            }
-            let old = d.live.status.take().unwrap_or_default();
-            let condition = |type_: &str, ok: bool, reason: &str, message: String| {
-                let status = if ok { "True" } else { "False" };
-                let kept = old.conditions.iter().flatten().find(|c| {
-                    c.type_ == type_ && c.status == status && c.reason.as_deref() == Some(reason)
-                });
-                DeploymentCondition {
-                    type_: type_.into(),
-                    status: status.into(),
-                    reason: Some(reason.into()),
-                    message: Some(message),
-                    last_transition_time: kept
-                        .map_or_else(|| Some(now()), |c| c.last_transition_time.clone()),
-                    last_update_time: kept
-                        .map_or_else(|| Some(now()), |c| c.last_update_time.clone()),
-                }
-            };
-            let available_ok = ready >= want - unavailable;
-            let complete = updated == want && replicas == want && ready == want;
-            let name = d.live.metadata.name.clone().unwrap_or_default();
-            d.live.status = Some(DeploymentStatus {
-                observed_generation: d.live.metadata.generation,
-                replicas: Some(replicas),
-                updated_replicas: Some(updated),
-                ready_replicas: Some(ready),
-                available_replicas: Some(ready),
-                unavailable_replicas: Some((want - ready).max(0)),
-                conditions: Some(vec![
-                    condition(
-                        "Available",
-                        available_ok,
-                        if available_ok {
-                            "MinimumReplicasAvailable"
-                        } else {
-                            "MinimumReplicasUnavailable"
-                        },
-                        if available_ok {
-                            "Deployment has minimum availability.".into()
-                        } else {
-                            "Deployment does not have minimum availability.".into()
-                        },
-                    ),
-                    condition(
-                        "Progressing",
-                        true,
-                        if complete {
-                            "NewReplicaSetAvailable"
-                        } else {
-                            "ReplicaSetUpdated"
-                        },
-                        format!(
-                            "ReplicaSet \"{name}-{hash}\" {}",
-                            if complete {
-                                "has successfully progressed."
-                            } else {
-                                "is progressing."
-                            }
-                        ),
-                    ),
-                ]),
-                ..DeploymentStatus::default()
-            });
-        }
-    }
-
     /// Deployments, ReplicaSets and Pods as they are now.
     pub fn deployments(&self) -> Vec<Deployment> {
         self.deployments.values().map(|d| d.live.clone()).collect()
@@ -1258,136 +951,6 @@ impl Cluster {
 
     pub fn pods(&self) -> Vec<Pod> {
         self.pods.values().map(|p| p.pod.clone()).collect()
-    }
-
-    /// The namespace of the one object of that name, when `namespace` is not given.
-    pub fn find_namespace(
-        &self,
-        kind: &str,
-        namespace: Option<&str>,
-        name: &str,
-    ) -> Result<String, ApiError> {
-        if let Some(ns) = namespace {
-            return Ok(ns.to_owned());
-        }
-        let names: Vec<&NamespacedName> = match kind {
-            "deployment" => self.deployments.keys().collect(),
-            "replicaset" => self.replica_sets.keys().collect(),
-            _ => self.pods.keys().collect(),
-        };
-        let found: Vec<&String> = names
-            .iter()
-            .filter(|k| k.name == name)
-            .map(|k| &k.namespace)
-            .collect();
-        match found.as_slice() {
-            [] => Err(ApiError::NotFound(format!("{kind} {name}"))),
-            [ns] => Ok((*ns).clone()),
-            several => Err(ApiError::Invalid(format!(
-                "{kind} {name} exists in several namespaces ({}): name one with -n",
-                several
-                    .iter()
-                    .map(|s| s.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ))),
-        }
-    }
-
-    /// `ferry scale deployment/NAME --replicas N`.
-    pub fn scale(&mut self, namespace: &str, name: &str, replicas: i32) -> Result<(), ApiError> {
-        if replicas < 0 {
-            return Err(ApiError::Invalid(format!(
-                "--replicas {replicas}: must be greater than or equal to 0"
-            )));
-        }
-        let d = self
-            .deployments
-            .get_mut(&NamespacedName::new(namespace, name))
-            .ok_or_else(|| ApiError::NotFound(format!("deployment {namespace}/{name}")))?;
-        let spec = d.live.spec.get_or_insert_with(Default::default);
-        if spec.replicas != Some(replicas) {
-            spec.replicas = Some(replicas);
-            d.live.metadata.generation = Some(d.live.metadata.generation.unwrap_or(1) + 1);
-        }
-        Ok(())
-    }
-
-    /// The revisions of a Deployment: (revision, ReplicaSet name, change cause), oldest first.
-    pub fn history(
-        &self,
-        namespace: &str,
-        name: &str,
-    ) -> Result<Vec<(u64, String, Option<String>)>, ApiError> {
-        let d = self
-            .deployments
-            .get(&NamespacedName::new(namespace, name))
-            .ok_or_else(|| ApiError::NotFound(format!("deployment {namespace}/{name}")))?;
-        let uid = d.live.metadata.uid.as_deref().unwrap_or_default();
-        let mut revisions: Vec<(u64, String, Option<String>)> = self
-            .replica_sets
-            .values()
-            .filter(|r| controller_uid(&r.rs.metadata) == Some(uid))
-            .map(|r| {
-                (
-                    revision(&r.rs.metadata),
-                    r.rs.metadata.name.clone().unwrap_or_default(),
-                    r.rs.metadata
-                        .annotations
-                        .as_ref()
-                        .and_then(|a| a.get(CHANGE_CAUSE_ANNOTATION).cloned()),
-                )
-            })
-            .collect();
-        revisions.sort();
-        Ok(revisions)
-    }
-
-    /// `ferry rollout undo deployment/NAME [--to-revision N]`: the template of that revision
-    /// (by default the one before the current) becomes the Deployment's again.
-    pub fn undo(
-        &mut self,
-        namespace: &str,
-        name: &str,
-        to_revision: Option<u64>,
-    ) -> Result<u64, ApiError> {
-        let history = self.history(namespace, name)?;
-        let current = history.last().map(|h| h.0);
-        let target = match to_revision {
-            Some(0) | None => history
-                .iter()
-                .rev()
-                .find(|h| Some(h.0) != current)
-                .ok_or_else(|| {
-                    ApiError::Invalid(format!(
-                        "no rollout history found for deployment {namespace}/{name}"
-                    ))
-                })?,
-            Some(n) => history.iter().find(|h| h.0 == n).ok_or_else(|| {
-                ApiError::NotFound(format!("revision {n} of deployment {namespace}/{name}"))
-            })?,
-        };
-        let (revision, rs_name) = (target.0, target.1.clone());
-        let template = self
-            .replica_sets
-            .get(&NamespacedName::new(namespace, rs_name))
-            .and_then(|r| r.rs.spec.as_ref())
-            .and_then(|s| s.template.clone())
-            .ok_or_else(|| ApiError::NotFound(format!("revision {revision}")))?;
-        let mut template = template;
-        if let Some(labels) = template.metadata.as_mut().and_then(|m| m.labels.as_mut()) {
-            labels.remove(TEMPLATE_HASH_LABEL);
-        }
-        let d = self
-            .deployments
-            .get_mut(&NamespacedName::new(namespace, name))
-            .ok_or_else(|| ApiError::NotFound(format!("deployment {namespace}/{name}")))?;
-        let spec = d.live.spec.get_or_insert_with(Default::default);
-        if spec.template != template {
-            spec.template = template;
-            d.live.metadata.generation = Some(d.live.metadata.generation.unwrap_or(1) + 1);
-        }
-        Ok(revision)
     }
 }
 
