@@ -24,7 +24,7 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use crate::Balance;
-use crate::metrics::{Metrics, Outcome};
+use crate::metrics::{ConnectionOutcome, Metrics};
 use crate::table::{Route, Table};
 
 /// What every connection shares.
@@ -60,17 +60,17 @@ async fn forward(forwarder: &Forwarder, client: TcpStream, peer: SocketAddr, loc
     let metrics = &forwarder.metrics;
     // route: clone out of the guard, which must not be held across awaits.
     let Some(route) = forwarder.table.load().route(local).cloned() else {
-        metrics.connection("", Outcome::NoEndpoint);
+        metrics.connection("", ConnectionOutcome::NoEndpoint);
         reset(&client);
         return;
     };
     let Some((endpoint, upstream)) = connect(forwarder, &route, peer).await else {
-        metrics.connection(&route.service, Outcome::Failed);
+        metrics.connection(&route.service, ConnectionOutcome::Failed);
         tracing::debug!(%peer, service = %route.service, "no endpoint answered");
         reset(&client);
         return;
     };
-    metrics.connection(&route.service, Outcome::Forwarded);
+    metrics.connection(&route.service, ConnectionOutcome::Forwarded);
     copy(
         client,
         upstream,

@@ -10,7 +10,7 @@ use prometheus_client::registry::{Registry, Unit};
 
 /// How a client connection ended up.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
-pub enum Outcome {
+pub enum ConnectionOutcome {
     /// Connected to an endpoint and forwarded.
     Forwarded,
     /// Accepted while its address was being withdrawn: no endpoint to send it to. (While a
@@ -20,7 +20,7 @@ pub enum Outcome {
     Failed,
 }
 
-impl Outcome {
+impl ConnectionOutcome {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Forwarded => "forwarded",
@@ -30,7 +30,7 @@ impl Outcome {
     }
 }
 
-impl EncodeLabelValue for Outcome {
+impl EncodeLabelValue for ConnectionOutcome {
     fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
         encoder.write_str(self.as_str())
     }
@@ -40,7 +40,7 @@ impl EncodeLabelValue for Outcome {
 struct ConnectionLabels {
     /// `namespace/service:port`; empty when the address had no route.
     service: String,
-    result: Outcome,
+    result: ConnectionOutcome,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -119,7 +119,7 @@ impl Metrics {
         m
     }
 
-    pub(crate) fn connection(&self, service: &str, result: Outcome) {
+    pub(crate) fn connection(&self, service: &str, result: ConnectionOutcome) {
         self.connections
             .get_or_create(&ConnectionLabels {
                 service: service.to_owned(),
