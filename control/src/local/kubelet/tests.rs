@@ -46,23 +46,13 @@ fn ip(s: &str) -> IpAddr {
 }
 
 /// Polls `probe` until it gives a value, for at most `limit`.
-pub(crate) async fn eventually_within<T>(
-    limit: Duration,
-    what: &str,
-    mut probe: impl FnMut() -> Option<T>,
-) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(value) = probe() {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-async fn eventually<T>(what: &str, probe: impl FnMut() -> Option<T>) -> T {
-    eventually_within(Duration::from_secs(15), what, probe).await
+async fn eventually<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
+    ferry_testing::eventually(
+        Duration::from_secs(15),
+        what,
+        || std::future::ready(probe()),
+    )
+    .await
 }
 
 /// The pod's status once `test` holds for it.
