@@ -9,9 +9,9 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use ferry_control::source::FileSource;
+use ferry_control::Control;
 use ferry_control::translate::translate;
-use ferry_control::{Config, Control};
+use ferry_objects::files::{FileFeed, FileSource};
 use ferry_objects::store::Store;
 use ferry_runtime::{SnapshotBus, StatusBoard};
 use prometheus_client::registry::Registry;
@@ -89,9 +89,9 @@ fn run(scenario: &str, endpoints: generate::Endpoints) {
     let (read_time, rss, hwm, reloads) = runtime.block_on(async {
         let bus = SnapshotBus::new();
         let mut registry = Registry::default();
-        let config = Config { paths: vec![dir.path().to_owned()], debounce: Duration::from_millis(100), local: None };
         let started = Instant::now();
-        let control = Control::build(config, bus.clone(), StatusBoard::default(), &mut registry).expect("valid");
+        let feed = FileFeed::start(vec![dir.path().to_owned()], Duration::from_millis(100)).expect("watch");
+        let control = Control::build(feed, bus.clone(), StatusBoard::default(), &mut registry).await.expect("valid");
         let read_time = started.elapsed();
         let (rss, hwm) = (rss_mb("VmRSS:"), rss_mb("VmHWM:"));
         let (trigger, shutdown) = ferry_runtime::shutdown::channel();

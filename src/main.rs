@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use ferry::get::{self, Output, Resource};
 use ferry::up::{ConnectionLimits, Up, UpConfig};
 use ferry::workloads;
-use ferry_control::local::ipam::Cidr;
+use ferry_orchestrator::ipam::Cidr;
 use ferry_runtime::Limits;
 use ferry_runtime::telemetry::{self, LogFormat};
 
@@ -420,7 +420,7 @@ async fn async_main(command: Command) -> Result<(), Box<dyn std::error::Error>> 
                 l4_idle: l4_idle_timeout,
             };
             let (dns_upstreams, dns_search) = ferry::dns::host_resolver(dns_args.dns_upstream);
-            let mut local = ferry_control::local::Config::default();
+            let mut local = ferry_orchestrator::Config::default();
             local.cluster.pod_cidr = pod_cidr;
             local.cluster.service_cidr = service_cidr;
             local.cluster.max_pods = max_pods;

@@ -5,10 +5,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ferry_control::local::LocalApi;
-use ferry_control::{Config as ControlConfig, Control};
+use ferry_control::Control;
 use ferry_dns::Dns;
 use ferry_gateway::Gateway;
+use ferry_objects::files::WatchedFiles;
+use ferry_orchestrator::{Admission, Feed, LocalApi, Orchestrator};
 use ferry_runtime::admin::{Admin, AdminState};
 use ferry_runtime::{Limits, Shutdown, SnapshotBus, StatusBoard};
 use prometheus_client::registry::Registry;
@@ -34,8 +35,8 @@ pub struct UpConfig {
     pub admin: SocketAddr,
     pub cluster_domain: String,
     pub debounce: Duration,
-    /// The local runtime: pod and service ranges, the kubelet (what runs `ferry/echo`).
-    pub local: ferry_control::local::Config,
+    /// The local cluster: pod and service ranges, the kubelet (what runs `ferry/echo`).
+    pub local: ferry_orchestrator::Config,
     /// How long connections of the admin server, DNS over TCP and the L4 proxy may stay open.
     pub connections: ConnectionLimits,
 }
@@ -66,6 +67,8 @@ impl Default for ConnectionLimits {
 pub enum Error {
     #[error(transparent)]
     Control(#[from] ferry_control::Error),
+    #[error("cannot watch the manifest paths: {0}")]
+    Watch(#[from] notify::Error),
     #[error(transparent)]
     Runtime(#[from] ferry_runtime::Error),
     #[error(transparent)]
@@ -81,7 +84,8 @@ pub enum Error {
 /// A built `ferry up`: listeners bound, first snapshot published.
 #[derive(Debug)]
 pub struct Up {
-    control: Control,
+    orchestrator: Orchestrator,
+    control: Control<Feed>,
     admin: Admin,
     dns: Dns,
     gateway: Gateway,
@@ -96,16 +100,15 @@ impl Up {
         let bus = SnapshotBus::new();
         let status = StatusBoard::default();
         let mut registry = Registry::default();
-        let control = Control::build(
-            ControlConfig {
-                paths: config.paths.clone(),
-                debounce: config.debounce,
-                local: Some(config.local.clone()),
-            },
-            bus.clone(),
-            status.clone(),
-            &mut registry,
-        )?;
+        // The local cluster applies the files; the control plane learns what it runs through
+        // its feed, and is asked before a change acts (as an admission webhook is).
+        let files = WatchedFiles::start(config.paths.clone(), config.debounce)?;
+        let (orchestrator, feed) = Orchestrator::build(
+            config.local.clone(),
+            files,
+            Admission::new(ferry_control::admits),
+        );
+        let control = Control::build(feed, bus.clone(), status.clone(), &mut registry).await?;
         let dns = Dns::build(
             ferry_dns::Config {
                 upstreams: config.dns_upstreams.clone(),
@@ -144,12 +147,13 @@ impl Up {
                 bus: bus.clone(),
                 status,
                 registry,
-                api: Some(Arc::new(LocalApi::new(control.clone()))),
+                api: Some(Arc::new(LocalApi::new(orchestrator.handle()))),
             },
         )
         .await?
         .with_limits(config.connections.admin);
         Ok(Up {
+            orchestrator,
             control,
             admin,
             dns,
@@ -195,12 +199,17 @@ impl Up {
         let dns = tokio::spawn(self.dns.run(shutdown.clone()));
         let gateway = tokio::spawn(self.gateway.run(shutdown.clone()));
         let l4 = tokio::spawn(self.l4.run(shutdown.clone()));
-        let control = self.control.run(shutdown).await;
+        let control = tokio::spawn(self.control.run(shutdown.clone()));
+        // The local cluster stops its Pods last of all (within their grace period).
+        self.orchestrator.run(shutdown).await;
+        let control = control.await;
         let _ = admin.await;
         let _ = dns.await;
         let _ = gateway.await;
         let _ = l4.await;
-        control?;
+        if let Ok(done) = control {
+            done?;
+        }
         Ok(())
     }
 }

@@ -16,7 +16,7 @@ use k8s_openapi::api::core::v1::{Endpoints, ObjectReference, Pod, Service, Servi
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use ferry_objects::object::Kind;
+use ferry_objects::object::{Kind, pod_ready};
 use ferry_objects::selector;
 use ferry_objects::store::Store;
 use ferry_objects::validate::SERVICE_NAME_LABEL;
@@ -102,14 +102,6 @@ impl<'a> PodIndex<'a> {
             })
             .collect()
     }
-}
-
-/// The Pod's Ready condition is True.
-pub(crate) fn pod_ready(pod: &Pod) -> bool {
-    pod.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
 /// The Pod's IPs of the families the Service serves.

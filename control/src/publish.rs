@@ -14,8 +14,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::source::Reading;
 use crate::translate::translate;
+use ferry_objects::files::Reading;
 use ferry_objects::object::Kind;
 use ferry_objects::store::Store;
 

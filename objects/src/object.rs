@@ -261,3 +261,12 @@ impl Manifest {
             .problem(Severity::Warning, Some(self.object_ref()), field, message)
     }
 }
+
+/// The Pod's Ready condition is True: what the endpoints controller and the Deployment
+/// controller read a Pod's readiness by.
+pub fn pod_ready(pod: &k8s_openapi::api::core::v1::Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}

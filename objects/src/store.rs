@@ -1,8 +1,7 @@
-//! The store: the objects a source has delivered, by kind, namespace and name.
-//!
-//! A source speaks in [`Event`]s, as a Kubernetes watch does. A relist (`Init`, `InitApply`…,
-//! `InitDone`) is gathered aside and swapped in whole at `InitDone`, so nothing downstream ever
-//! sees half a cluster.
+//! The store: the objects of one relist of a source ([`crate::source::Update`]), by kind,
+//! namespace and name. A relist builds a new store whole ([`Store::from_manifests`]), which
+//! replaces the old one only once it translated cleanly, so nothing downstream ever sees half
+//! a cluster.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -13,28 +12,12 @@ use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 
 use crate::object::{Kind, Manifest, Object, ObjectKey};
 
-/// What a source reports.
-#[derive(Clone, Debug)]
-pub enum Event {
-    /// An object was created or changed.
-    Apply(Arc<Manifest>),
-    /// An object is gone.
-    Delete(ObjectKey),
-    /// A full relist begins.
-    Init,
-    /// An object of the relist.
-    InitApply(Arc<Manifest>),
-    /// The relist is complete: it replaces everything.
-    InitDone,
-}
-
 type ByName = BTreeMap<(String, String), Arc<Manifest>>;
 
 /// Objects by kind, then (namespace, name).
 #[derive(Clone, Debug, Default)]
 pub struct Store {
     kinds: [ByName; Kind::ALL.len()],
-    relist: Option<Box<[ByName; Kind::ALL.len()]>>,
 }
 
 fn slot(kinds: &mut [ByName; Kind::ALL.len()], m: Arc<Manifest>) {
@@ -63,22 +46,6 @@ impl Store {
             slot(&mut store.kinds, m);
         }
         store
-    }
-
-    pub fn apply(&mut self, event: Event) {
-        match event {
-            Event::Apply(m) => slot(&mut self.kinds, m),
-            Event::Delete(key) => {
-                self.kinds[key.kind as usize].remove(&(key.namespace, key.name));
-            }
-            Event::Init => self.relist = Some(Box::default()),
-            Event::InitApply(m) => slot(self.relist.get_or_insert_with(Box::default), m),
-            Event::InitDone => {
-                if let Some(relist) = self.relist.take() {
-                    self.kinds = *relist;
-                }
-            }
-        }
     }
 
     pub fn get(&self, key: &ObjectKey) -> Option<&Arc<Manifest>> {

@@ -96,12 +96,12 @@ pub fn up_config(paths: Vec<PathBuf>) -> UpConfig {
 /// The local runtime for one test: pod and service ranges of their own (tests run in
 /// parallel in this process, and a developer's `ferry up` may hold the default ranges), the
 /// built `ferry` binary for `ferry/echo`, and a short crash back-off.
-pub fn local_config() -> ferry_control::local::Config {
+pub fn local_config() -> ferry_orchestrator::Config {
     use std::sync::atomic::{AtomicU32, Ordering};
     static NEXT: AtomicU32 = AtomicU32::new(0);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
     let (b, c) = (100 + n / 64, (n % 64) * 4);
-    let mut local = ferry_control::local::Config::default();
+    let mut local = ferry_orchestrator::Config::default();
     local.cluster.pod_cidr = format!("127.{b}.{c}.0/24").parse().unwrap();
     local.cluster.service_cidr = format!("127.{b}.{}.0/24", c + 1).parse().unwrap();
     local.kubelet.echo_program = PathBuf::from(env!("CARGO_BIN_EXE_ferry"));

@@ -1,5 +1,7 @@
-//! The file source: reads every `-f` path, re-reads only files that changed, and watches the
-//! paths so a change is picked up without a restart.
+//! Manifest files as a source: reads every `-f` path, re-reads only files that changed, and
+//! watches the paths so a change is picked up without a restart. [`WatchedFiles`] is the paths
+//! read and watched (what the local cluster applies); [`FileFeed`] serves them to the control
+//! plane as a [`Source`].
 //!
 //! A file named directly is watched through its directory, so editors that save by writing a
 //! new file and renaming it over the old one are seen. Events are coalesced: a reload runs once
@@ -16,9 +18,10 @@ use ferry_model::Problem;
 use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
-use ferry_objects::manifest;
-use ferry_objects::object::Manifest;
-use ferry_objects::validate;
+use crate::manifest;
+use crate::object::Manifest;
+use crate::source::{Cause, Source, Update};
+use crate::validate;
 
 /// The longest a burst of events can hold back a reload.
 pub const MAX_DELAY: Duration = Duration::from_millis(500);
@@ -178,6 +181,90 @@ pub async fn settle(rx: &mut mpsc::Receiver<()>, debounce: Duration) -> bool {
             _ => return true,
         }
     }
+}
+
+/// The paths, read and watched: the watch starts before the first read, so an edit made
+/// between that read and the first wait is pending, not lost (list, then watch from the list's
+/// point, as a Kubernetes client does).
+#[derive(Debug)]
+pub struct WatchedFiles {
+    source: FileSource,
+    debounce: Duration,
+    _watcher: notify::RecommendedWatcher,
+    events: mpsc::Receiver<()>,
+}
+
+impl WatchedFiles {
+    /// Starts watching `paths`; `debounce` is the quiet time after an event before a re-read.
+    pub fn start(paths: Vec<PathBuf>, debounce: Duration) -> notify::Result<WatchedFiles> {
+        let source = FileSource::new(paths);
+        let (watcher, events) = source.watch()?;
+        Ok(WatchedFiles {
+            source,
+            debounce,
+            _watcher: watcher,
+            events,
+        })
+    }
+
+    /// Reads every file, parsing only those that changed.
+    pub fn read(&mut self) -> Reading {
+        self.source.read()
+    }
+
+    /// Waits for a file event; `false` once the watcher is gone. Cancel-safe.
+    pub async fn event(&mut self) -> bool {
+        self.events.recv().await.is_some()
+    }
+
+    /// After an event, waits out the rest of its burst (the debounce, at most `MAX_DELAY`);
+    /// `false` once the watcher is gone.
+    pub async fn settled(&mut self) -> bool {
+        settle(&mut self.events, self.debounce).await
+    }
+}
+
+/// Manifest files as the control plane's [`Source`]: the first update is the first read,
+/// each later one a re-read after the files changed.
+#[derive(Debug)]
+pub struct FileFeed {
+    files: WatchedFiles,
+    listed: bool,
+    /// An event was seen and its burst not yet waited out (a `next` dropped while settling).
+    changed: bool,
+}
+
+impl FileFeed {
+    pub fn start(paths: Vec<PathBuf>, debounce: Duration) -> notify::Result<FileFeed> {
+        Ok(FileFeed {
+            files: WatchedFiles::start(paths, debounce)?,
+            listed: false,
+            changed: false,
+        })
+    }
+}
+
+impl Source for FileFeed {
+    async fn next(&mut self) -> Option<Update> {
+        if self.listed {
+            if !self.changed && !self.files.event().await {
+                return None;
+            }
+            self.changed = true;
+            if !self.files.settled().await {
+                return None;
+            }
+            self.changed = false;
+        }
+        self.listed = true;
+        Some(Update {
+            reading: self.files.read(),
+            cause: Cause::Applied,
+        })
+    }
+
+    /// Files are read again only when they change, published or not.
+    fn acknowledge(&mut self, _published: bool) {}
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 
 use super::*;
 
-impl Cluster {
+impl LocalCluster {
     /// The namespace of the one object of that name, when `namespace` is not given.
     pub fn find_namespace(
         &self,

@@ -21,21 +21,20 @@ use ferry_runtime::serve::{Body, respond};
 use http::{HeaderValue, Method, Response, StatusCode};
 use serde::Serialize;
 
-use super::ApiError;
-use crate::Control;
+use crate::{ApiError, Handle, LocalCluster};
 
 /// How long a follow request waits for more log.
 const FOLLOW_WAIT: Duration = Duration::from_secs(20);
 
-/// The API, over a running control plane with the local runtime.
+/// The API, over the running local cluster.
 #[derive(Debug, Clone)]
 pub struct LocalApi {
-    control: Control,
+    cluster: Handle,
 }
 
 impl LocalApi {
-    pub fn new(control: Control) -> LocalApi {
-        LocalApi { control }
+    pub fn new(cluster: Handle) -> LocalApi {
+        LocalApi { cluster }
     }
 }
 
@@ -79,13 +78,6 @@ fn param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
         .filter(|v| !v.is_empty())
 }
 
-fn no_runtime() -> Response<Body> {
-    error(
-        StatusCode::NOT_FOUND,
-        "this ferry runs no local runtime (only `ferry up` does)",
-    )
-}
-
 impl LocalApi {
     async fn answer(self, method: Method, path: String, query: String) -> Response<Body> {
         let route = path.trim_start_matches("/api/v1/").trim_end_matches('/');
@@ -93,21 +85,9 @@ impl LocalApi {
         let post = method == Method::POST;
         let namespace = param(&query, "namespace").map(str::to_owned);
         match (route, get, post) {
-            ("pods", true, _) => self
-                .control
-                .read(super::Cluster::pods)
-                .await
-                .map_or_else(no_runtime, list),
-            ("deployments", true, _) => self
-                .control
-                .read(super::Cluster::deployments)
-                .await
-                .map_or_else(no_runtime, list),
-            ("replicasets", true, _) => self
-                .control
-                .read(super::Cluster::replica_sets)
-                .await
-                .map_or_else(no_runtime, list),
+            ("pods", true, _) => list(self.cluster.read(LocalCluster::pods).await),
+            ("deployments", true, _) => list(self.cluster.read(LocalCluster::deployments).await),
+            ("replicasets", true, _) => list(self.cluster.read(LocalCluster::replica_sets).await),
             ("logs", true, _) => self.logs(namespace, &query).await,
             ("scale", _, true) => {
                 let Some(name) = param(&query, "name").map(str::to_owned) else {
@@ -118,7 +98,7 @@ impl LocalApi {
                     return error(StatusCode::BAD_REQUEST, "replicas must be a number");
                 };
                 let done = self
-                    .control
+                    .cluster
                     .act(move |c| {
                         let ns = c.find_namespace("deployment", namespace.as_deref(), &name)?;
                         c.scale(&ns, &name, replicas)
@@ -126,9 +106,8 @@ impl LocalApi {
                     })
                     .await;
                 match done {
-                    None => no_runtime(),
-                    Some(Ok(msg)) => respond(StatusCode::OK, TEXT, msg),
-                    Some(Err(e)) => api_error(&e),
+                    Ok(msg) => respond(StatusCode::OK, TEXT, msg),
+                    Err(e) => api_error(&e),
                 }
             }
             ("rollout/history", true, _) => {
@@ -136,15 +115,14 @@ impl LocalApi {
                     return error(StatusCode::BAD_REQUEST, "name is required");
                 };
                 let done = self
-                    .control
+                    .cluster
                     .read(move |c| {
                         let ns = c.find_namespace("deployment", namespace.as_deref(), &name)?;
                         c.history(&ns, &name)
                     })
                     .await;
                 match done {
-                    None => no_runtime(),
-                    Some(Ok(revisions)) => admin::json(
+                    Ok(revisions) => admin::json(
                         StatusCode::OK,
                         &revisions
                             .into_iter()
@@ -157,7 +135,7 @@ impl LocalApi {
                             })
                             .collect::<Vec<_>>(),
                     ),
-                    Some(Err(e)) => api_error(&e),
+                    Err(e) => api_error(&e),
                 }
             }
             ("rollout/undo", _, true) => {
@@ -172,7 +150,7 @@ impl LocalApi {
                     }
                 };
                 let done = self
-                    .control
+                    .cluster
                     .act(move |c| {
                         let ns = c.find_namespace("deployment", namespace.as_deref(), &name)?;
                         c.undo(&ns, &name, to).map(|rev| {
@@ -181,9 +159,8 @@ impl LocalApi {
                     })
                     .await;
                 match done {
-                    None => no_runtime(),
-                    Some(Ok(msg)) => respond(StatusCode::OK, TEXT, msg),
-                    Some(Err(e)) => api_error(&e),
+                    Ok(msg) => respond(StatusCode::OK, TEXT, msg),
+                    Err(e) => api_error(&e),
                 }
             }
             ("pods" | "deployments" | "replicasets" | "logs" | "rollout/history", false, _)
@@ -202,9 +179,7 @@ impl LocalApi {
     }
 
     async fn logs(&self, namespace: Option<String>, query: &str) -> Response<Body> {
-        let Some(kubelet) = self.control.kubelet() else {
-            return no_runtime();
-        };
+        let kubelet = self.cluster.kubelet();
         let Some(pod) = param(query, "pod").map(str::to_owned) else {
             return error(StatusCode::BAD_REQUEST, "pod is required");
         };
@@ -214,13 +189,12 @@ impl LocalApi {
         let wait = param(query, "wait") == Some("true");
         let name = pod.clone();
         let ns = self
-            .control
+            .cluster
             .read(move |c| c.find_namespace("pod", namespace.as_deref(), &name))
             .await;
         let ns = match ns {
-            None => return no_runtime(),
-            Some(Err(e)) => return api_error(&e),
-            Some(Ok(ns)) => ns,
+            Err(e) => return api_error(&e),
+            Ok(ns) => ns,
         };
         let logs = match kubelet.logs(&ns, &pod, param(query, "container")) {
             Ok(logs) => logs,

@@ -5,7 +5,7 @@ use k8s_openapi::jiff::Timestamp;
 use serde_json::json;
 
 use super::{ContainerRecord, Finished, PodRecord, RunState, now, phase, pod_status};
-use crate::local::kubelet::tests::terminated;
+use crate::kubelet::tests::terminated;
 
 fn finished(exit_code: i32) -> Finished {
     Finished {

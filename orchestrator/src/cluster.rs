@@ -1,15 +1,15 @@
 //! The live cluster of the local runtime: the objects the manifests declare, the ones its
 //! controllers made (ReplicaSets, Pods) and what the kubelet reports, reconciled in one step.
 //!
-//! [`Cluster::reconcile`] takes the last good reading of the manifests and does what the API
+//! [`LocalCluster::reconcile`] takes the last good reading of the manifests and does what the API
 //! server, the controller manager and the kubelet would do: allocates cluster IPs and node
 //! ports (written into the Services, as the API server does on create), runs the Deployment
 //! and ReplicaSet controllers, starts new Pods on their own loopback address, marks the Pods to
 //! remove as terminating, and hands back the reading the translator sees: the manifests with
 //! the live Deployments, ReplicaSets and Pods (with status) in place of the declared ones.
-//! Terminating Pods are only signalled by [`Cluster::stop_terminating`], which the control
-//! plane calls after publishing the snapshot that takes their endpoints away, so no data plane
-//! sends a new request to a Pod that is already shutting down.
+//! Terminating Pods are only signalled by [`LocalCluster::stop_terminating`], which the
+//! orchestrator calls once the update that takes their endpoints away is published, so no data
+//! plane sends a new request to a Pod that is already shutting down.
 //!
 //! A Pod bound by `spec.nodeName` to another node is not run here: it is passed through with
 //! the status its manifest gives, which is how a manifest describes a Pod running elsewhere.
@@ -29,14 +29,13 @@ use k8s_openapi::api::apps::v1::{
 use k8s_openapi::api::core::v1::{Pod, PodCondition, PodStatus, PodTemplateSpec, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
 
-use super::deployment::{self, CHANGE_CAUSE_ANNOTATION, REVISION_ANNOTATION, TEMPLATE_HASH_LABEL};
-use super::ipam::{Cidr, IpAllocator, PortAllocator};
-use super::kubelet::Kubelet;
-use super::replicaset::{self, PodView};
-use super::service_env;
-use crate::endpoints::pod_ready;
-use crate::source::Reading;
-use ferry_objects::object::{Manifest, Object, Origin};
+use crate::deployment::{self, CHANGE_CAUSE_ANNOTATION, REVISION_ANNOTATION, TEMPLATE_HASH_LABEL};
+use crate::ipam::{Cidr, IpAllocator, PortAllocator};
+use crate::kubelet::Kubelet;
+use crate::replicaset::{self, PodView};
+use crate::service_env;
+use ferry_objects::files::Reading;
+use ferry_objects::object::{Manifest, Object, Origin, pod_ready};
 
 mod allocations;
 mod statuses;
@@ -204,7 +203,7 @@ pub enum ApiError {
 
 /// The live cluster.
 #[derive(Debug)]
-pub struct Cluster {
+pub struct LocalCluster {
     config: Config,
     kubelet: Kubelet,
     pod_ips: IpAllocator,
@@ -216,9 +215,9 @@ pub struct Cluster {
     seq: u64,
 }
 
-impl Cluster {
-    pub fn new(config: Config, kubelet: Kubelet) -> Cluster {
-        Cluster {
+impl LocalCluster {
+    pub fn new(config: Config, kubelet: Kubelet) -> LocalCluster {
+        LocalCluster {
             pod_ips: IpAllocator::new(config.pod_cidr),
             allocations: Allocations::new(config.service_cidr),
             config,
@@ -502,7 +501,7 @@ impl Cluster {
     }
 
     /// Marks a Pod terminating; its endpoints go at the next publish and the kubelet stops it
-    /// after that ([`Cluster::stop_terminating`]).
+    /// after that ([`LocalCluster::stop_terminating`]).
     fn delete_pod(&mut self, key: &NamespacedName) {
         let default_delay = self.config.termination_delay;
         if let Some(p) = self.pods.get_mut(key)

@@ -3,7 +3,7 @@
 
 use super::*;
 
-impl Cluster {
+impl LocalCluster {
     pub(super) fn update_statuses(&mut self) {
         // ReplicaSets.
         let mut rs_counts: HashMap<String, (i32, i32)> = HashMap::new();

@@ -6,7 +6,7 @@ use k8s_openapi::api::core::v1::{Container, Pod};
 use serde_json::json;
 
 use super::{echo_argv, is_echo_image, plan};
-use crate::local::kubelet::env::EnvSource;
+use crate::kubelet::env::EnvSource;
 
 fn argv(items: &[&str]) -> Vec<OsString> {
     items.iter().map(OsString::from).collect()

@@ -88,3 +88,23 @@ async fn settle_waits_for_quiet() {
         "a closed watcher ends the loop"
     );
 }
+
+#[tokio::test]
+async fn a_file_feed_lists_first_then_relists_after_each_change() {
+    use crate::source::{Cause, Source};
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a.yaml");
+    fs::write(&file, SVC).unwrap();
+    let mut feed = FileFeed::start(vec![dir.path().to_owned()], Duration::from_millis(20)).unwrap();
+    let list = feed.next().await.unwrap();
+    assert_eq!(list.cause, Cause::Applied);
+    assert_eq!(list.reading.manifests.len(), 1);
+    feed.acknowledge(true);
+    // An edit made after the list (and before anyone waits) is the next update, not lost.
+    fs::write(&file, format!("{SVC}---\n{}", SVC.replace("web", "api"))).unwrap();
+    let next = tokio::time::timeout(ferry_testing::DEADLINE, feed.next())
+        .await
+        .expect("the edit is seen")
+        .unwrap();
+    assert_eq!(next.reading.manifests.len(), 2);
+}

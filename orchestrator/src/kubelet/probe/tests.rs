@@ -7,8 +7,8 @@ use k8s_openapi::api::core::v1::Container;
 use serde_json::json;
 
 use super::{Action, Context, Kind, Spec, check, client_config, specs};
-use crate::local::kubelet::plan::Plan;
-use crate::local::kubelet::tests::http_server;
+use crate::kubelet::plan::Plan;
+use crate::kubelet::tests::http_server;
 
 fn container(v: serde_json::Value) -> Container {
     serde_json::from_value(v).expect("a container")
@@ -176,7 +176,7 @@ async fn tcp_and_exec_checks() {
         argv: vec!["true".into()],
     });
     let mut context = context();
-    let mut env = crate::local::kubelet::env::Env::default();
+    let mut env = crate::kubelet::env::Env::default();
     if let Ok(path) = std::env::var("PATH") {
         env.set("PATH", path);
     }

@@ -3,7 +3,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::*;
-use crate::local::kubelet;
+use crate::kubelet;
 use ferry_objects::manifest;
 
 fn reading(yaml: &str) -> Reading {
@@ -15,14 +15,14 @@ fn reading(yaml: &str) -> Reading {
     }
 }
 
-fn cluster() -> Cluster {
+fn cluster() -> LocalCluster {
     let config = Config {
         pod_cidr: "127.250.0.0/24".parse().unwrap(),
         service_cidr: "127.250.1.0/24".parse().unwrap(),
         termination_delay: Duration::ZERO,
         ..Config::default()
     };
-    Cluster::new(config, kubelet::Kubelet::new(kubelet::Config::default()))
+    LocalCluster::new(config, kubelet::Kubelet::new(kubelet::Config::default()))
 }
 
 fn service(name: &str, spec: &str) -> String {
@@ -416,7 +416,7 @@ spec:
 
 #[tokio::test]
 async fn pods_past_max_pods_wait_pending_as_unschedulable() {
-    let mut c = Cluster::new(
+    let mut c = LocalCluster::new(
         Config {
             pod_cidr: "127.250.2.0/24".parse().unwrap(),
             service_cidr: "127.250.3.0/24".parse().unwrap(),

@@ -1,0 +1,340 @@
+//! The local cluster of `ferry up`: a small orchestrator core that runs a cluster's workloads on
+//! one machine.
+//!
+//! It plays the parts of Kubernetes that `ferry up` has no cluster for: the API server's
+//! allocators (cluster IPs, node ports, pod IPs on loopback), the Deployment and ReplicaSet
+//! controllers (pure reconcilers: observe, diff, act), the kubelet, which runs each Pod's
+//! containers as host processes, probes them and reports their status, and the local API the
+//! `ferry get|logs|scale|rollout` commands call ([`api`]).
+//!
+//! The manifest files are applied to it as `kubectl apply -f` would be; what it runs is handed
+//! to the control plane through its [`Feed`], an [`ferry_objects::source::Source`] like any
+//! other: this crate does not know the control plane, and the control plane does not know it.
+
+pub mod api;
+pub mod cluster;
+pub mod deployment;
+mod feed;
+pub mod ipam;
+pub mod kubelet;
+pub mod replicaset;
+pub mod service_env;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferry_model::Problem;
+use ferry_objects::files::{Reading, WatchedFiles};
+use ferry_objects::source::{Cause, Update};
+use ferry_runtime::Shutdown;
+use tokio::sync::{Mutex, Notify, OwnedMutexGuard};
+
+pub use api::LocalApi;
+pub use cluster::{ApiError, LocalCluster};
+pub use feed::Feed;
+
+use kubelet::Kubelet;
+
+/// Everything the local cluster takes.
+#[derive(Clone, Debug, Default)]
+pub struct Config {
+    pub cluster: cluster::Config,
+    pub kubelet: kubelet::Config,
+}
+
+/// Asked before a configuration change acts: whether its consumers would take it. A change
+/// refused here changes nothing (no Pod starts or stops) and the last good one keeps running,
+/// as a validating admission webhook (ingress-nginx's) refuses a change at the API server.
+#[derive(Clone)]
+pub struct Admission(Arc<dyn Fn(&Reading) -> bool + Send + Sync>);
+
+impl Admission {
+    pub fn new(check: impl Fn(&Reading) -> bool + Send + Sync + 'static) -> Admission {
+        Admission(Arc::new(check))
+    }
+
+    fn admits(&self, reading: &Reading) -> bool {
+        !reading.problems.iter().any(Problem::is_error) && (self.0)(reading)
+    }
+}
+
+impl Default for Admission {
+    /// Admits every change that read without errors.
+    fn default() -> Admission {
+        Admission::new(|_| true)
+    }
+}
+
+impl std::fmt::Debug for Admission {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Admission")
+    }
+}
+
+/// How long Pods get to stop when ferry shuts down.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// Quiet time after a Pod's status changed before reconciling, so a burst of changes (500
+/// Pods starting) becomes a few updates.
+const POD_DEBOUNCE: Duration = Duration::from_millis(20);
+
+/// The live cluster and the last good configuration it runs.
+#[derive(Debug)]
+struct State {
+    cluster: LocalCluster,
+    desired: Reading,
+}
+
+#[derive(Debug)]
+struct Shared {
+    /// Held for a whole round (reconcile, hand over, wait for the answer), so rounds never
+    /// interleave and updates reach the consumer in the order they were made.
+    state: Arc<Mutex<State>>,
+    kubelet: Kubelet,
+    admission: Admission,
+    feed: feed::Sender,
+    /// Wakes the run loop after an API call acted, so it sees the Pods now due to stop.
+    acted: Notify,
+}
+
+/// What the local API acts through: the live cluster, shared with the run loop.
+#[derive(Debug, Clone)]
+pub struct Handle {
+    shared: Arc<Shared>,
+}
+
+/// The local cluster part: built with its first round done, then [`Orchestrator::run`].
+#[derive(Debug)]
+pub struct Orchestrator {
+    handle: Handle,
+    files: WatchedFiles,
+    /// The kubelet's changes, subscribed before the first Pod is run: a status change made
+    /// before [`Orchestrator::run`] starts (a Pod without probes is Ready as soon as its
+    /// process runs) is still seen, as a Kubernetes watch started from the list's
+    /// resourceVersion.
+    pod_changes: tokio::sync::watch::Receiver<u64>,
+}
+
+impl Orchestrator {
+    /// Applies the files' first reading (when admitted) and hands the result to the feed as
+    /// its list. `files` must be watched from before that reading, so no edit is lost.
+    pub fn build(
+        config: Config,
+        mut files: WatchedFiles,
+        admission: Admission,
+    ) -> (Orchestrator, Feed) {
+        let kubelet = Kubelet::new(kubelet::Config {
+            node_name: config.cluster.node_name.clone(),
+            ..config.kubelet.clone()
+        });
+        let pod_changes = kubelet.changes();
+        let mut state = State {
+            cluster: LocalCluster::new(config.cluster, kubelet.clone()),
+            desired: Reading::default(),
+        };
+        let (sender, feed) = feed::channel();
+        // The first round is not answered before the consumer is built from it; there is
+        // nothing older to keep, and nothing yet terminating to signal.
+        let (update, admitted) = apply(&mut state, &admission, files.read());
+        if let Some(reading) = admitted {
+            state.desired = reading;
+        }
+        sender.hand_over(update);
+        let shared = Arc::new(Shared {
+            state: Arc::new(Mutex::new(state)),
+            kubelet,
+            admission,
+            feed: sender,
+            acted: Notify::new(),
+        });
+        let orchestrator = Orchestrator {
+            handle: Handle { shared },
+            files,
+            pod_changes,
+        };
+        (orchestrator, feed)
+    }
+
+    /// What the local API acts through.
+    pub fn handle(&self) -> Handle {
+        self.handle.clone()
+    }
+
+    /// Applies every change of the files, reconciles on every change of a Pod and when a
+    /// terminating Pod is due to stop, until shutdown; then stops every Pod.
+    pub async fn run(mut self, mut shutdown: Shutdown) {
+        let mut pods = Some(self.pod_changes.clone());
+        enum Wake {
+            Stop,
+            Files,
+            Pods,
+            KubeletGone,
+            StopDue,
+            Acted,
+        }
+        loop {
+            let next_stop = self.handle.read(LocalCluster::next_stop).await;
+            let wake = {
+                let pod_changed = async {
+                    match pods.as_mut() {
+                        Some(rx) => rx.changed().await.is_ok(),
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    () = shutdown.wait() => Wake::Stop,
+                    event = self.files.event() => if event { Wake::Files } else { Wake::Stop },
+                    alive = pod_changed => if alive { Wake::Pods } else { Wake::KubeletGone },
+                    () = async {
+                        match next_stop {
+                            Some(at) => tokio::time::sleep_until(at.into()).await,
+                            None => std::future::pending().await,
+                        }
+                    } => Wake::StopDue,
+                    () = self.handle.shared.acted.notified() => Wake::Acted,
+                }
+            };
+            match wake {
+                Wake::Stop => break,
+                Wake::KubeletGone => pods = None,
+                Wake::Files => {
+                    if !self.files.settled().await {
+                        break;
+                    }
+                    let reading = self.files.read();
+                    self.handle.reload(reading).await;
+                }
+                Wake::Pods => {
+                    tokio::time::sleep(POD_DEBOUNCE).await;
+                    self.handle.refresh().await;
+                }
+                Wake::StopDue => self.handle.refresh().await,
+                // The loop comes round and looks at what is due now.
+                Wake::Acted => {}
+            }
+        }
+        self.handle.shared.kubelet.shutdown(SHUTDOWN_GRACE).await;
+    }
+}
+
+/// A configuration change: checked as the API server would (allocations included) and asked
+/// of the admission; when admitted, reconciled. Returns the update to hand over and, when it
+/// acted, the reading that becomes the last good one once the update is published.
+fn apply(state: &mut State, admission: &Admission, reading: Reading) -> (Update, Option<Reading>) {
+    let admitted = state.cluster.admit(&reading);
+    if !admission.admits(&admitted) {
+        // Handed over as it is, so the consumer reports every problem; nothing acted.
+        let update = Update {
+            reading: admitted,
+            cause: Cause::Applied,
+        };
+        return (update, None);
+    }
+    let live = state.cluster.reconcile(&reading);
+    let update = Update {
+        reading: live,
+        cause: Cause::Applied,
+    };
+    (update, Some(reading))
+}
+
+impl Handle {
+    /// One round over the state: `work` runs off the async threads (reconciling starts
+    /// processes) and makes an update, which is handed over; once it is answered, `then` runs
+    /// with the answer, still under the same lock.
+    async fn round<T: Send + 'static, U>(
+        &self,
+        work: impl FnOnce(&mut State) -> (Update, T) + Send + 'static,
+        then: impl FnOnce(&mut State, bool, T) -> U,
+    ) -> U {
+        let guard = self.shared.state.clone().lock_owned().await;
+        let (mut guard, (update, carried)) = blocking(guard, work).await;
+        let published = self.shared.feed.send(update).await;
+        then(&mut guard, published, carried)
+    }
+
+    /// Applies a configuration change. A refused one acts on nothing.
+    async fn reload(&self, reading: Reading) {
+        let admission = self.shared.admission.clone();
+        self.round(
+            move |state| apply(state, &admission, reading),
+            |state, published, admitted| {
+                if let (true, Some(reading)) = (published, admitted) {
+                    state.desired = reading;
+                    state.cluster.stop_terminating();
+                }
+            },
+        )
+        .await;
+    }
+
+    /// Reconciles again (a Pod changed, a Pod is due to stop) and hands over what runs.
+    async fn refresh(&self) {
+        self.round(|state| (refreshed(state), ()), stop_if_published)
+            .await;
+    }
+
+    /// Acts on the live cluster (an API call), then reconciles and hands over what runs.
+    pub async fn act<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut LocalCluster) -> T + Send + 'static,
+    ) -> T {
+        let out = self
+            .round(
+                move |state| {
+                    let out = f(&mut state.cluster);
+                    (refreshed(state), out)
+                },
+                stop_if_published,
+            )
+            .await;
+        self.shared.acted.notify_one();
+        out
+    }
+
+    /// Reads the live cluster without acting.
+    pub async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&LocalCluster) -> T + Send + 'static,
+    ) -> T {
+        let guard = self.shared.state.clone().lock_owned().await;
+        blocking(guard, move |state| f(&state.cluster)).await.1
+    }
+
+    /// The local cluster's kubelet.
+    pub fn kubelet(&self) -> &Kubelet {
+        &self.shared.kubelet
+    }
+}
+
+/// The live reading after reconciling the last good configuration again.
+fn refreshed(state: &mut State) -> Update {
+    Update {
+        reading: state.cluster.reconcile(&state.desired),
+        cause: Cause::Observed,
+    }
+}
+
+/// A terminating Pod is signalled only once an update without its endpoints is published.
+fn stop_if_published<T>(state: &mut State, published: bool, out: T) -> T {
+    if published {
+        state.cluster.stop_terminating();
+    }
+    out
+}
+
+/// Runs `work` on the state on a blocking thread, keeping the lock; a panic in it is resumed
+/// here.
+async fn blocking<R: Send + 'static>(
+    mut guard: OwnedMutexGuard<State>,
+    work: impl FnOnce(&mut State) -> R + Send + 'static,
+) -> (OwnedMutexGuard<State>, R) {
+    let done = tokio::task::spawn_blocking(move || {
+        let out = work(&mut guard);
+        (guard, out)
+    })
+    .await;
+    match done {
+        Ok(done) => done,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
