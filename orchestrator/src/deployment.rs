@@ -9,8 +9,11 @@
 //! `revisionHistoryLimit`. A Pod counts as available when Ready (`minReadySeconds` is not
 //! applied).
 
-use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
+use k8s_openapi::api::apps::v1::{
+    Deployment, DeploymentCondition, DeploymentSpec, DeploymentStatus, ReplicaSet,
+};
 use k8s_openapi::api::core::v1::PodTemplateSpec;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 /// The label that ties a ReplicaSet and its Pods to one pod template.
@@ -270,3 +273,100 @@ fn step_rolling(spec: &DeploymentSpec, sets: &mut [Owned], new_index: usize, wan
 
 #[cfg(test)]
 mod tests;
+
+/// The status the Deployment controller writes for `deployment`, from the ReplicaSets it owns
+/// (with their statuses) and the status it had, at `now`: the replica counts, and the
+/// `Available` and `Progressing` conditions with Kubernetes' reasons and messages. A condition
+/// whose status and reason did not change keeps its times. `None` for a Deployment without
+/// a spec.
+pub fn status(
+    deployment: &Deployment,
+    owned: &[&ReplicaSet],
+    now: Time,
+) -> Option<DeploymentStatus> {
+    let spec = deployment.spec.as_ref()?;
+    let want = replicas(spec);
+    let hash = template_hash(&spec.template);
+    let (_, unavailable) = surge_and_unavailable(spec);
+    let (mut total, mut updated, mut ready) = (0, 0, 0);
+    for rs in owned {
+        let s = rs.status.as_ref();
+        let n = s.map_or(0, |s| s.replicas);
+        total += n;
+        ready += s.and_then(|s| s.ready_replicas).unwrap_or(0);
+        if rs
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(TEMPLATE_HASH_LABEL))
+            == Some(&hash)
+        {
+            updated += n;
+        }
+    }
+    let old = deployment.status.as_ref();
+    let condition = |type_: &str, ok: bool, reason: &str, message: String| {
+        let status = if ok { "True" } else { "False" };
+        let kept = old
+            .and_then(|o| o.conditions.as_ref())
+            .into_iter()
+            .flatten()
+            .find(|c| {
+                c.type_ == type_ && c.status == status && c.reason.as_deref() == Some(reason)
+            });
+        DeploymentCondition {
+            type_: type_.into(),
+            status: status.into(),
+            reason: Some(reason.into()),
+            message: Some(message),
+            last_transition_time: kept
+                .map_or_else(|| Some(now.clone()), |c| c.last_transition_time.clone()),
+            last_update_time: kept
+                .map_or_else(|| Some(now.clone()), |c| c.last_update_time.clone()),
+        }
+    };
+    let available = ready >= want - unavailable;
+    let complete = updated == want && total == want && ready == want;
+    let name = deployment.metadata.name.as_deref().unwrap_or_default();
+    Some(DeploymentStatus {
+        observed_generation: deployment.metadata.generation,
+        replicas: Some(total),
+        updated_replicas: Some(updated),
+        ready_replicas: Some(ready),
+        available_replicas: Some(ready),
+        unavailable_replicas: Some((want - ready).max(0)),
+        conditions: Some(vec![
+            if available {
+                condition(
+                    "Available",
+                    true,
+                    "MinimumReplicasAvailable",
+                    "Deployment has minimum availability.".into(),
+                )
+            } else {
+                condition(
+                    "Available",
+                    false,
+                    "MinimumReplicasUnavailable",
+                    "Deployment does not have minimum availability.".into(),
+                )
+            },
+            if complete {
+                condition(
+                    "Progressing",
+                    true,
+                    "NewReplicaSetAvailable",
+                    format!("ReplicaSet \"{name}-{hash}\" has successfully progressed."),
+                )
+            } else {
+                condition(
+                    "Progressing",
+                    true,
+                    "ReplicaSetUpdated",
+                    format!("ReplicaSet \"{name}-{hash}\" is progressing."),
+                )
+            },
+        ]),
+        ..DeploymentStatus::default()
+    })
+}

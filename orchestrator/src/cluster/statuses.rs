@@ -41,90 +41,10 @@ impl LocalCluster {
         }
         for d in self.deployments.values_mut() {
             let uid = d.live.metadata.uid.clone().unwrap_or_default();
-            let Some(spec) = d.live.spec.as_ref() else {
-                continue;
-            };
-            let want = deployment::replicas(spec);
-            let hash = deployment::template_hash(&spec.template);
-            let (_, unavailable) = deployment::surge_and_unavailable(spec);
-            let (mut replicas, mut updated, mut ready) = (0, 0, 0);
-            for rs in by_owner.get(uid.as_str()).into_iter().flatten() {
-                let s = rs.status.as_ref();
-                let n = s.map_or(0, |s| s.replicas);
-                replicas += n;
-                ready += s.and_then(|s| s.ready_replicas).unwrap_or(0);
-                if rs
-                    .metadata
-                    .labels
-                    .as_ref()
-                    .and_then(|l| l.get(TEMPLATE_HASH_LABEL))
-                    == Some(&hash)
-                {
-                    updated += n;
-                }
+            let owned = by_owner.get(uid.as_str()).map_or(&[][..], Vec::as_slice);
+            if let Some(status) = deployment::status(&d.live, owned, now()) {
+                d.live.status = Some(status);
             }
-            let old = d.live.status.take().unwrap_or_default();
-            let condition = |type_: &str, ok: bool, reason: &str, message: String| {
-                let status = if ok { "True" } else { "False" };
-                let kept = old.conditions.iter().flatten().find(|c| {
-                    c.type_ == type_ && c.status == status && c.reason.as_deref() == Some(reason)
-                });
-                DeploymentCondition {
-                    type_: type_.into(),
-                    status: status.into(),
-                    reason: Some(reason.into()),
-                    message: Some(message),
-                    last_transition_time: kept
-                        .map_or_else(|| Some(now()), |c| c.last_transition_time.clone()),
-                    last_update_time: kept
-                        .map_or_else(|| Some(now()), |c| c.last_update_time.clone()),
-                }
-            };
-            let available_ok = ready >= want - unavailable;
-            let complete = updated == want && replicas == want && ready == want;
-            let name = d.live.metadata.name.clone().unwrap_or_default();
-            d.live.status = Some(DeploymentStatus {
-                observed_generation: d.live.metadata.generation,
-                replicas: Some(replicas),
-                updated_replicas: Some(updated),
-                ready_replicas: Some(ready),
-                available_replicas: Some(ready),
-                unavailable_replicas: Some((want - ready).max(0)),
-                conditions: Some(vec![
-                    condition(
-                        "Available",
-                        available_ok,
-                        if available_ok {
-                            "MinimumReplicasAvailable"
-                        } else {
-                            "MinimumReplicasUnavailable"
-                        },
-                        if available_ok {
-                            "Deployment has minimum availability.".into()
-                        } else {
-                            "Deployment does not have minimum availability.".into()
-                        },
-                    ),
-                    condition(
-                        "Progressing",
-                        true,
-                        if complete {
-                            "NewReplicaSetAvailable"
-                        } else {
-                            "ReplicaSetUpdated"
-                        },
-                        format!(
-                            "ReplicaSet \"{name}-{hash}\" {}",
-                            if complete {
-                                "has successfully progressed."
-                            } else {
-                                "is progressing."
-                            }
-                        ),
-                    ),
-                ]),
-                ..DeploymentStatus::default()
-            });
         }
     }
 }

@@ -260,3 +260,129 @@ fn a_paused_deployment_scales_but_does_not_roll_out() {
     assert_eq!(plan.create, None, "no new ReplicaSet while paused");
     assert_eq!(plan.scale, vec![(sets[0].name.clone(), 4)], "but scaled");
 }
+
+/// A ReplicaSet of `d`'s template (`current`) or of another, with `replicas` Pods of which
+/// `ready` are Ready.
+fn owned(d: &Deployment, current: bool, replicas: i32, ready: i32) -> ReplicaSet {
+    use k8s_openapi::api::apps::v1::ReplicaSetStatus;
+    let hash = if current {
+        template_hash(&d.spec.as_ref().unwrap().template)
+    } else {
+        "old".to_owned()
+    };
+    ReplicaSet {
+        metadata: ObjectMeta {
+            labels: Some([(TEMPLATE_HASH_LABEL.to_owned(), hash)].into()),
+            ..ObjectMeta::default()
+        },
+        status: Some(ReplicaSetStatus {
+            replicas,
+            ready_replicas: Some(ready),
+            ..ReplicaSetStatus::default()
+        }),
+        ..ReplicaSet::default()
+    }
+}
+
+fn at(second: i64) -> Time {
+    Time(jiff::Timestamp::from_second(second).unwrap())
+}
+
+fn condition<'a>(s: &'a DeploymentStatus, type_: &str) -> &'a DeploymentCondition {
+    s.conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == type_)
+        .unwrap()
+}
+
+#[test]
+fn a_deployment_whose_pods_are_all_ready_on_its_template_is_complete() {
+    let mut d = deployment(3, "v1", "25%", "25%");
+    d.metadata.generation = Some(4);
+    let rs = owned(&d, true, 3, 3);
+    let s = status(&d, &[&rs], at(100)).unwrap();
+    assert_eq!(s.observed_generation, Some(4));
+    assert_eq!(
+        (
+            s.replicas,
+            s.updated_replicas,
+            s.ready_replicas,
+            s.available_replicas
+        ),
+        (Some(3), Some(3), Some(3), Some(3))
+    );
+    assert_eq!(s.unavailable_replicas, Some(0));
+    let available = condition(&s, "Available");
+    assert_eq!(
+        (available.status.as_str(), available.reason.as_deref()),
+        ("True", Some("MinimumReplicasAvailable"))
+    );
+    let progressing = condition(&s, "Progressing");
+    assert_eq!(
+        progressing.reason.as_deref(),
+        Some("NewReplicaSetAvailable")
+    );
+    let hash = template_hash(&d.spec.as_ref().unwrap().template);
+    assert_eq!(
+        progressing.message.as_deref(),
+        Some(format!("ReplicaSet \"web-{hash}\" has successfully progressed.").as_str())
+    );
+}
+
+#[test]
+fn a_rollout_under_way_counts_both_replica_sets_and_is_progressing() {
+    // 4 wanted, at most 1 unavailable: 3 old ready and 1 new not yet ready is available.
+    let d = deployment(4, "v2", "1", "1");
+    let old = owned(&d, false, 3, 3);
+    let new = owned(&d, true, 2, 0);
+    let s = status(&d, &[&old, &new], at(100)).unwrap();
+    assert_eq!(
+        (
+            s.replicas,
+            s.updated_replicas,
+            s.ready_replicas,
+            s.unavailable_replicas
+        ),
+        (Some(5), Some(2), Some(3), Some(1))
+    );
+    assert_eq!(condition(&s, "Available").status, "True");
+    assert_eq!(
+        condition(&s, "Progressing").reason.as_deref(),
+        Some("ReplicaSetUpdated")
+    );
+    // Two not ready is more than the one allowed: not available.
+    let fewer = owned(&d, false, 2, 2);
+    let s = status(&d, &[&fewer, &new], at(100)).unwrap();
+    let available = condition(&s, "Available");
+    assert_eq!(
+        (available.status.as_str(), available.reason.as_deref()),
+        ("False", Some("MinimumReplicasUnavailable"))
+    );
+}
+
+#[test]
+fn a_condition_keeps_its_times_until_its_status_or_reason_changes() {
+    let mut d = deployment(1, "v1", "25%", "25%");
+    let ready = owned(&d, true, 1, 1);
+    d.status = status(&d, &[&ready], at(100));
+    let again = status(&d, &[&ready], at(200)).unwrap();
+    assert_eq!(
+        condition(&again, "Available").last_transition_time,
+        Some(at(100)),
+        "unchanged: kept"
+    );
+    let not_ready = owned(&d, true, 1, 0);
+    let changed = status(&d, &[&not_ready], at(300)).unwrap();
+    assert_eq!(
+        condition(&changed, "Available").last_transition_time,
+        Some(at(300)),
+        "flipped: new time"
+    );
+}
+
+#[test]
+fn a_deployment_without_a_spec_has_no_status_to_write() {
+    let d = Deployment::default();
+    assert_eq!(status(&d, &[], at(1)), None);
+}
