@@ -1,5 +1,5 @@
-//! Metadata, checked on every kind (`validate.rs`): names, namespaces, labels, annotations, and the
-//! size of the whole object.
+//! Metadata, checked on every kind (`validate.rs`): names, namespaces, labels, annotations,
+//! and the size of the whole object.
 
 use super::*;
 
