@@ -1,6 +1,7 @@
-//! Ingress annotations → [`IngressOptions`]: one per Ingress that asks anything. The
-//! annotations are read and checked in `ferry_objects::validate`; this only keeps those that
-//! change something. Routes find their Ingress's options by its [`ferry_model::IngressRef`].
+//! Ingress annotations → [`IngressOptions`]: one per Ingress whose annotations ask anything
+//! other than the defaults. The annotations are read and checked in
+//! `ferry_objects::ingress_annotations`; the data plane finds a route's options by its
+//! [`ferry_model::IngressRef`].
 
 use ferry_model::IngressOptions;
 use ferry_objects::ingress_annotations::Annotations;
@@ -11,10 +12,10 @@ use super::ingress_ref;
 
 /// The options of every Ingress whose annotations ask anything, sorted by Ingress.
 pub(super) fn ingress_options(
-    ours: &[(&Manifest, &Ingress)],
+    ingresses: &[(&Manifest, &Ingress)],
     annotations: &[Annotations],
 ) -> Vec<IngressOptions> {
-    let mut options: Vec<IngressOptions> = ours
+    let mut options: Vec<IngressOptions> = ingresses
         .iter()
         .zip(annotations)
         .filter_map(|((m, _), a)| {
