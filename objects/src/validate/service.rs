@@ -132,9 +132,6 @@ pub(super) fn service(c: &mut Check<'_>, svc: &Service) {
     }
 }
 
-#[cfg(test)]
-mod tests;
-
 fn cluster_ips(c: &mut Check<'_>, ip: Option<&str>, ips: Option<&[String]>) {
     let ips = ips.unwrap_or_default();
     if let (Some(ip), Some(first)) = (ip.filter(|s| !s.is_empty()), ips.first())
