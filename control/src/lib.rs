@@ -10,10 +10,7 @@
 //! rejected whole and the last good snapshot keeps serving; the source is told which
 //! ([`Source::acknowledge`]).
 //!
-//! An Ingress is ferry's when its class (`spec.ingressClassName`, or the older
-//! `kubernetes.io/ingress.class` annotation) names an IngressClass whose controller is
-//! `ferry.dev/ingress`; or when it names no class and ferry's class is the default; or when
-//! it names no class and no IngressClass exists at all.
+//! Which Ingresses are ferry's is [`translate`]'s first question (its `class` module).
 //!
 //! This crate knows no source in particular: `ferry up` wires the local cluster in through
 //! the [`Source`] interface, as a real API server will be.
