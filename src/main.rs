@@ -67,6 +67,10 @@ enum Command {
         /// stream's proxy_timeout).
         #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = positive_duration)]
         l4_idle_timeout: Duration,
+        /// L4 Service proxy connections open at once per listening address (cluster IP:port,
+        /// node port); at the limit it stops accepting until one ends (the gateway's cap).
+        #[arg(long, value_name = "N", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
+        l4_max_connections: u32,
         /// The gateway's access log: one JSON line per request on stdout.
         #[arg(long)]
         access_log: bool,
@@ -408,6 +412,7 @@ async fn async_main(command: Command) -> Result<(), Box<dyn std::error::Error>> 
             cluster_domain,
             dns_args,
             l4_idle_timeout,
+            l4_max_connections,
             access_log,
             client_timeouts,
             pod_cidr,
@@ -418,6 +423,7 @@ async fn async_main(command: Command) -> Result<(), Box<dyn std::error::Error>> 
                 admin: admin_args.limits(),
                 dns_tcp: dns_args.tcp_limits(),
                 l4_idle: l4_idle_timeout,
+                l4_max_connections: l4_max_connections as usize,
             };
             let (dns_upstreams, dns_search) = ferry::dns::host_resolver(dns_args.dns_upstream);
             let mut local = ferry_control::local::Config::default();
@@ -595,6 +601,7 @@ mod tests {
             admin_args,
             dns_args,
             l4_idle_timeout,
+            l4_max_connections,
             ..
         } = cli.command
         else {
@@ -604,6 +611,7 @@ mod tests {
         assert_eq!(admin_args.limits(), defaults.admin);
         assert_eq!(dns_args.tcp_limits(), defaults.dns_tcp);
         assert_eq!(l4_idle_timeout, defaults.l4_idle);
+        assert_eq!(l4_max_connections as usize, defaults.l4_max_connections);
     }
 
     #[test]
@@ -632,5 +640,7 @@ mod tests {
         ])
         .unwrap_err();
         assert!(err.to_string().contains("dns-tcp-max-connections"), "{err}");
+        let err = Cli::try_parse_from(["ferry", "up", "--l4-max-connections", "0"]).unwrap_err();
+        assert!(err.to_string().contains("l4-max-connections"), "{err}");
     }
 }
