@@ -771,7 +771,11 @@ fn accept_queue(addr: SocketAddr) -> Option<u64> {
     let IpAddr::V4(ip) = addr.ip() else {
         return None;
     };
-    let local = format!("{:08X}:{:04X}", u32::from_ne_bytes(ip.octets()), addr.port());
+    let local = format!(
+        "{:08X}:{:04X}",
+        u32::from_ne_bytes(ip.octets()),
+        addr.port()
+    );
     let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
     table.lines().skip(1).find_map(|line| {
         let fields: Vec<&str> = line.split_whitespace().collect();
@@ -786,7 +790,12 @@ fn accept_queue(addr: SocketAddr) -> Option<u64> {
 
 #[tokio::test]
 async fn at_the_cap_a_listener_stops_accepting_until_a_connection_ends() {
-    let svc = Svc::new("capped", cluster_ip(), random_port(), &[backend("cap").await]);
+    let svc = Svc::new(
+        "capped",
+        cluster_ip(),
+        random_port(),
+        &[backend("cap").await],
+    );
     let config = Config {
         max_connections: 2,
         ..Config::default()
