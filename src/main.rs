@@ -63,10 +63,9 @@ enum Command {
         cluster_domain: String,
         #[command(flatten)]
         dns_args: DnsArgs,
-        /// Close an L4 Service proxy connection with no byte either way for this long (nginx
-        /// stream's proxy_timeout).
-        #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = positive_duration)]
-        l4_idle_timeout: Duration,
+        /// Boxed: `up` has far more flags than any other command.
+        #[command(flatten)]
+        l4_args: Box<L4Args>,
         /// The gateway's access log: one JSON line per request on stdout.
         #[arg(long)]
         access_log: bool,
@@ -244,6 +243,19 @@ impl DnsArgs {
     }
 }
 
+/// The L4 Service proxy's connections (`ferry up`).
+#[derive(Debug, Args)]
+struct L4Args {
+    /// Close an L4 Service proxy connection with no byte either way for this long (nginx
+    /// stream's proxy_timeout).
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = positive_duration)]
+    l4_idle_timeout: Duration,
+    /// L4 Service proxy connections open at once per listening address (cluster IP:port,
+    /// node port); at the limit it stops accepting until one ends (the gateway's cap).
+    #[arg(long, value_name = "N", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
+    l4_max_connections: u32,
+}
+
 /// The admin server's connections (`ferry up`).
 #[derive(Debug, Args)]
 struct AdminArgs {
@@ -407,7 +419,7 @@ async fn async_main(command: Command) -> Result<(), Box<dyn std::error::Error>> 
             admin_args,
             cluster_domain,
             dns_args,
-            l4_idle_timeout,
+            l4_args,
             access_log,
             client_timeouts,
             pod_cidr,
@@ -417,7 +429,8 @@ async fn async_main(command: Command) -> Result<(), Box<dyn std::error::Error>> 
             let connections = ConnectionLimits {
                 admin: admin_args.limits(),
                 dns_tcp: dns_args.tcp_limits(),
-                l4_idle: l4_idle_timeout,
+                l4_idle: l4_args.l4_idle_timeout,
+                l4_max_connections: l4_args.l4_max_connections as usize,
             };
             let (dns_upstreams, dns_search) = ferry::dns::host_resolver(dns_args.dns_upstream);
             let mut local = ferry_orchestrator::Config::default();
@@ -594,7 +607,7 @@ mod tests {
         let Command::Up {
             admin_args,
             dns_args,
-            l4_idle_timeout,
+            l4_args,
             ..
         } = cli.command
         else {
@@ -603,7 +616,11 @@ mod tests {
         let defaults = ConnectionLimits::default();
         assert_eq!(admin_args.limits(), defaults.admin);
         assert_eq!(dns_args.tcp_limits(), defaults.dns_tcp);
-        assert_eq!(l4_idle_timeout, defaults.l4_idle);
+        assert_eq!(l4_args.l4_idle_timeout, defaults.l4_idle);
+        assert_eq!(
+            l4_args.l4_max_connections as usize,
+            defaults.l4_max_connections
+        );
     }
 
     #[test]
@@ -632,5 +649,7 @@ mod tests {
         ])
         .unwrap_err();
         assert!(err.to_string().contains("dns-tcp-max-connections"), "{err}");
+        let err = Cli::try_parse_from(["ferry", "up", "--l4-max-connections", "0"]).unwrap_err();
+        assert!(err.to_string().contains("l4-max-connections"), "{err}");
     }
 }

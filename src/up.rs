@@ -51,6 +51,8 @@ pub struct ConnectionLimits {
     pub dns_tcp: Limits,
     /// `--l4-idle-timeout`.
     pub l4_idle: Duration,
+    /// `--l4-max-connections`, per listening address.
+    pub l4_max_connections: usize,
 }
 
 impl Default for ConnectionLimits {
@@ -59,6 +61,7 @@ impl Default for ConnectionLimits {
             admin: Limits::ADMIN,
             dns_tcp: ferry_dns::TCP_LIMITS,
             l4_idle: ferry_l4::DEFAULT_IDLE_TIMEOUT,
+            l4_max_connections: ferry_l4::DEFAULT_MAX_CONNECTIONS,
         }
     }
 }
@@ -135,6 +138,7 @@ impl Up {
             ferry_l4::Config {
                 service_cidrs: vec![config.local.cluster.service_cidr],
                 idle_timeout: config.connections.l4_idle,
+                max_connections: config.connections.l4_max_connections,
                 ..ferry_l4::Config::default()
             },
             bus.subscribe("l4"),

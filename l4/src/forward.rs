@@ -35,6 +35,8 @@ pub(crate) struct Forwarder {
     pub connect_timeout: Duration,
     /// A connection with no byte either way for this long is closed.
     pub idle_timeout: Duration,
+    /// Connections open at once per listening address.
+    pub max_connections: usize,
     pub metrics: Metrics,
 }
 

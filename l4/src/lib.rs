@@ -30,6 +30,10 @@
 //!   snapshot and every few seconds; it never stops the part.
 //! - **Shutdown**: stop accepting, give open connections [`Config::drain_timeout`], close the
 //!   rest.
+//! - **A cap on connections**: each listening address accepts at most
+//!   [`Config::max_connections`] at once (10,000 by default, the gateway's cap per listener); at
+//!   the cap it stops accepting, so new clients wait in the kernel's backlog, and it takes the
+//!   next one as soon as one of its connections ends.
 //! - **Idle connections**: one with no byte either way for [`Config::idle_timeout`] (10 min, nginx
 //!   stream's `proxy_timeout`) is closed. There is no deadline for a first byte, since in
 //!   server-first protocols the client waits for the endpoint to speak.
@@ -103,10 +107,16 @@ pub struct Config {
     pub idle_timeout: Duration,
     /// How long open connections may go on after shutdown begins.
     pub drain_timeout: Duration,
+    /// Client connections open at once per listening address; at the cap the address stops
+    /// accepting (new clients wait in the kernel's backlog) until one ends. At least 1.
+    pub max_connections: usize,
 }
 
 /// nginx stream's `proxy_timeout`.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// The gateway's cap per listener (`ClientLimits::max_connections`), per listening address.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 
 /// The service range of `ferry up`'s cluster IPs.
 pub const DEFAULT_SERVICE_CIDR: Cidr = Cidr::V4_LOOPBACK_SERVICES;
@@ -120,6 +130,7 @@ impl Default for Config {
             connect_timeout: Duration::from_secs(2),
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             drain_timeout: Duration::from_secs(5),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
         }
     }
 }
@@ -134,6 +145,8 @@ pub enum Error {
     ConnectTimeout,
     #[error("the L4 idle timeout must be more than zero")]
     IdleTimeout,
+    #[error("the L4 connection cap (max connections) must be at least 1")]
+    MaxConnections,
 }
 
 /// What the proxy does now, for tests and the admin side. Cheap to clone.
@@ -192,6 +205,9 @@ impl ServiceProxy {
         if config.idle_timeout.is_zero() {
             return Err(Error::IdleTimeout);
         }
+        if config.max_connections == 0 {
+            return Err(Error::MaxConnections);
+        }
         let metrics = Metrics::register(registry);
         let snapshot = subscription.current();
         let table = Table::compile(&snapshot, &config, None);
@@ -203,6 +219,7 @@ impl ServiceProxy {
             balance: config.balance,
             connect_timeout: config.connect_timeout,
             idle_timeout: config.idle_timeout,
+            max_connections: config.max_connections,
             metrics,
         });
         let mut listeners = Listeners::new(forwarder, handle.clone());

@@ -2,6 +2,10 @@
 //! closed, new ones bound. Each listener is one accept task; the connections it accepts are
 //! tasks of their own, so closing a listener never closes them.
 //!
+//! Each listener has at most `Forwarder::max_connections` connections open: at the cap its
+//! task stops accepting, so new clients wait in the kernel's backlog (as the gateway's do), and
+//! it accepts the next as soon as one of its connections ends.
+//!
 //! An address that cannot be bound (in use by someone else, not available) is logged once,
 //! counted, and tried again on the next snapshot and every [`BIND_RETRY`] until it binds.
 
@@ -11,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpSocket};
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 
 use crate::Handle;
@@ -162,16 +166,23 @@ async fn accept(
     forwarder: Arc<Forwarder>,
     kill: watch::Receiver<bool>,
 ) {
+    let slots = Arc::new(Semaphore::new(
+        forwarder.max_connections.clamp(1, Semaphore::MAX_PERMITS),
+    ));
     loop {
+        // At the cap, stop accepting: new clients wait in the kernel's backlog, not in ours.
+        // The semaphore is never closed.
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
         match listener.accept().await {
             Ok((stream, peer)) => {
-                tokio::spawn(forward::connection(
-                    forwarder.clone(),
-                    stream,
-                    peer,
-                    addr,
-                    kill.clone(),
-                ));
+                let connection =
+                    forward::connection(forwarder.clone(), stream, peer, addr, kill.clone());
+                tokio::spawn(async move {
+                    connection.await;
+                    drop(slot);
+                });
             }
             Err(e) => {
                 tracing::debug!(%addr, error = %e, "accept failed");

@@ -764,3 +764,92 @@ async fn a_zero_idle_timeout_is_refused() {
         "the L4 idle timeout must be more than zero"
     );
 }
+
+/// Connections waiting in the kernel's accept queue of the IPv4 listener at `addr` (the
+/// `rx_queue` /proc/net/tcp shows for a listening socket); `None` when it cannot be read.
+fn accept_queue(addr: SocketAddr) -> Option<u64> {
+    let IpAddr::V4(ip) = addr.ip() else {
+        return None;
+    };
+    let local = format!(
+        "{:08X}:{:04X}",
+        u32::from_ne_bytes(ip.octets()),
+        addr.port()
+    );
+    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        // sl local_address rem_address st tx_queue:rx_queue ...; 0A is LISTEN.
+        if fields.get(1) != Some(&local.as_str()) || fields.get(3) != Some(&"0A") {
+            return None;
+        }
+        let (_, rx) = fields.get(4)?.split_once(':')?;
+        u64::from_str_radix(rx, 16).ok()
+    })
+}
+
+#[tokio::test]
+async fn at_the_cap_a_listener_stops_accepting_until_a_connection_ends() {
+    let svc = Svc::new(
+        "capped",
+        cluster_ip(),
+        random_port(),
+        &[backend("cap").await],
+    );
+    let config = Config {
+        max_connections: 2,
+        ..Config::default()
+    };
+    let p = start(config, snapshot(1, std::slice::from_ref(&svc))).await;
+    let mut a = TcpStream::connect(svc.addr()).await.unwrap();
+    assert_eq!(tag(&mut a).await, "cap");
+    let mut b = TcpStream::connect(svc.addr()).await.unwrap();
+    assert_eq!(tag(&mut b).await, "cap");
+    assert_eq!(p.metric("ferry_l4_open_connections "), 2);
+
+    // The third completes its handshake in the kernel and waits there, not accepted: nothing
+    // reaches it during a quiet spell in which an accepting listener would have forwarded it,
+    // and the kernel still holds it in the listener's accept queue afterwards.
+    let mut c = TcpStream::connect(svc.addr()).await.unwrap();
+    let quiet = tokio::time::timeout(Duration::from_millis(300), c.peek(&mut [0u8; 1])).await;
+    assert!(quiet.is_err(), "forwarded past the cap: {quiet:?}");
+    if std::fs::metadata("/proc/net/tcp").is_ok() {
+        eventually(DEADLINE, "the third connection in the backlog", || async {
+            (accept_queue(svc.addr()) == Some(1)).then_some(())
+        })
+        .await;
+    } else {
+        eprintln!("skipping the backlog check: no /proc/net/tcp to read it from");
+    }
+    assert_eq!(p.metric("ferry_l4_open_connections "), 2);
+
+    // One ends: the waiting one is accepted and forwarded.
+    drop(a);
+    assert_eq!(tag(&mut c).await, "cap");
+    assert_eq!(echo(&mut c, b"hello").await, b"hello");
+    assert_eq!(echo(&mut b, b"still").await, b"still");
+    assert_eq!(
+        p.metric(&format!(
+            "ferry_l4_connections_total{{service=\"test/capped:{}\",result=\"forwarded\"}}",
+            svc.port
+        )),
+        3
+    );
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn a_zero_connection_cap_is_refused() {
+    let bus = SnapshotBus::new();
+    let config = Config {
+        max_connections: 0,
+        ..Config::default()
+    };
+    let err = ServiceProxy::build(config, bus.subscribe("l4"), &mut Registry::default())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "the L4 connection cap (max connections) must be at least 1"
+    );
+}

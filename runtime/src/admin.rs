@@ -123,7 +123,12 @@ pub fn json(status: StatusCode, value: &impl Serialize) -> Response<Body> {
 /// its name as the `Host`: only IP literals and `localhost` are served. A cross-site `fetch` or
 /// form carries an `Origin` (and `Sec-Fetch-Site`) naming another origin. The CLI, curl,
 /// Prometheus and probes send an IP or `localhost` and neither of the others.
-fn browser_refusal(req: &Request<Incoming>) -> Option<String> {
+///
+/// A request with no Host at all is served only below HTTP/1.1 (which requires one, RFC 9112
+/// §3.2): HTTP/1.0 health checkers (HAProxy's `option httpchk`, old monitoring scripts) send
+/// none, and a browser always sends one, so the rebinding defence holds. Such a request must
+/// not carry an `Origin` either, since there is no Host to compare it with.
+fn browser_refusal<B>(req: &Request<B>) -> Option<String> {
     let mut hosts: Vec<&str> = Vec::new();
     // The request target's authority (absolute form, or h2's :authority) wins over Host
     // (RFC 9112 §3.2.2); both are checked, so neither can smuggle a name past the other.
@@ -137,7 +142,16 @@ fn browser_refusal(req: &Request<Incoming>) -> Option<String> {
         }
     }
     let Some(&host) = hosts.first() else {
-        return Some("a Host naming an IP address or localhost is required\n".into());
+        if req.version() >= http::Version::HTTP_11 {
+            return Some(
+                "a Host naming an IP address or localhost is required (HTTP/1.1 and later)\n"
+                    .into(),
+            );
+        }
+        if req.headers().contains_key(http::header::ORIGIN) {
+            return Some("an Origin without a Host is refused\n".into());
+        }
+        return fetch_site_refusal(req);
     };
     for h in &hosts {
         let local = split_host(h).is_some_and(|(name, _)| is_local_name(name));
@@ -157,12 +171,17 @@ fn browser_refusal(req: &Request<Incoming>) -> Option<String> {
             ));
         }
     }
-    if let Some(site) = req.headers().get("sec-fetch-site")
-        && !matches!(site.as_bytes(), b"same-origin" | b"none")
-    {
-        return Some("requests from other web sites (Sec-Fetch-Site) are refused\n".into());
+    fetch_site_refusal(req)
+}
+
+/// A `Sec-Fetch-Site` other than `same-origin` or `none`: a request another site made.
+fn fetch_site_refusal<B>(req: &Request<B>) -> Option<String> {
+    match req.headers().get("sec-fetch-site") {
+        Some(site) if !matches!(site.as_bytes(), b"same-origin" | b"none") => {
+            Some("requests from other web sites (Sec-Fetch-Site) are refused\n".into())
+        }
+        _ => None,
     }
-    None
 }
 
 /// A Host value's name and port: `name`, `name:port`, `[v6]`, `[v6]:port`. `None` when it is
@@ -333,6 +352,34 @@ mod tests {
             "u@127.0.0.1",
         ] {
             assert!(!is_local_name(foreign), "{foreign}");
+        }
+    }
+
+    fn request(version: http::Version, headers: &[(&str, &str)]) -> Request<()> {
+        let mut req = Request::get("/live").version(version);
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        req.body(()).unwrap()
+    }
+
+    #[test]
+    fn no_host_is_served_only_below_http_1_1() {
+        use http::Version;
+        for old in [Version::HTTP_10, Version::HTTP_09] {
+            assert_eq!(browser_refusal(&request(old, &[])), None, "{old:?}");
+            // Still no foreign Host, and no other site's requests.
+            assert!(browser_refusal(&request(old, &[("host", "evil.example")])).is_some());
+            assert!(browser_refusal(&request(old, &[("origin", "http://evil.example")])).is_some());
+            assert!(browser_refusal(&request(old, &[("sec-fetch-site", "cross-site")])).is_some());
+        }
+        for new in [Version::HTTP_11, Version::HTTP_2] {
+            let refusal = browser_refusal(&request(new, &[])).expect("refused");
+            assert!(refusal.contains("Host"), "{refusal}");
+            assert_eq!(
+                browser_refusal(&request(new, &[("host", "127.0.0.1:9901")])),
+                None
+            );
         }
     }
 

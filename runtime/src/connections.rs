@@ -9,13 +9,15 @@
 //!   has been idle longest (one still waiting for its first request counts as idle since it
 //!   was accepted), which is closed: RFC 7766 §6.2.3 lets a server under load close idle
 //!   connections, and idle clients can then never lock others out. When every open connection
-//!   has a request in progress, the new connection is closed at once instead.
+//!   has a request in progress, the new connection is closed at once instead. The idle
+//!   connections are kept ordered by when they became idle, so finding the one idle longest
+//!   takes O(log n) under the lock, not a scan of every connection.
 //!
 //! A request is in progress from the moment its head (or, for DNS, the whole query) has arrived
 //! until its answer is ready; [`Connection::request`] marks one. [`Connection::expired`] resolves
 //! once the connection should be closed, and says why.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -76,6 +78,21 @@ pub struct Connections {
 struct Open {
     next: u64,
     by_id: HashMap<u64, Arc<watch::Sender<State>>>,
+    /// `(since, id)` of each connection in `by_id` with no request in progress: the first is
+    /// the one idle longest. Changed only under the lock, with the connection's `State`.
+    idle: BTreeSet<(Instant, u64)>,
+}
+
+impl Open {
+    /// Takes a connection out of the count (and the idle order) with its state as it is now.
+    fn remove(&mut self, id: u64) {
+        if let Some(state) = self.by_id.remove(&id) {
+            let s = *state.borrow();
+            if s.requests == 0 {
+                self.idle.remove(&(s.since, id));
+            }
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -111,7 +128,7 @@ impl Connections {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Open> {
-        self.open.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.open)
     }
 
     /// Takes a newly accepted connection in. At the cap the connection idle longest is told to
@@ -120,27 +137,22 @@ impl Connections {
     pub fn admit(&self) -> Option<Connection> {
         let mut open = self.lock();
         if open.by_id.len() >= self.limits.max_connections.max(1) {
-            let oldest = open
-                .by_id
-                .iter()
-                .filter_map(|(id, state)| {
-                    let s = *state.borrow();
-                    (s.requests == 0).then_some((s.since, *id))
-                })
-                .min()?;
-            if let Some(state) = open.by_id.remove(&oldest.1) {
+            let (_, oldest) = open.idle.pop_first()?;
+            if let Some(state) = open.by_id.remove(&oldest) {
                 state.send_modify(|s| s.evicted = true);
             }
         }
         let id = open.next;
         open.next += 1;
+        let since = Instant::now();
         let state = Arc::new(watch::Sender::new(State {
             requests: 0,
-            since: Instant::now(),
+            since,
             served: false,
             evicted: false,
         }));
         open.by_id.insert(id, state.clone());
+        open.idle.insert((since, id));
         Some(Connection {
             id,
             state,
@@ -166,8 +178,18 @@ impl Connection {
 
     /// Marks a request in progress until the returned guard is dropped.
     pub fn request(&self) -> InProgress {
-        self.state.send_modify(|s| s.requests += 1);
-        InProgress(self.state.clone())
+        let mut open = lock(&self.open);
+        self.state.send_modify(|s| {
+            if s.requests == 0 {
+                open.idle.remove(&(s.since, self.id));
+            }
+            s.requests += 1;
+        });
+        InProgress {
+            id: self.id,
+            state: self.state.clone(),
+            open: self.open.clone(),
+        }
     }
 
     /// Resolves once the connection should be closed: its first request or the next did not
@@ -201,24 +223,36 @@ impl Connection {
 
 impl Drop for Connection {
     fn drop(&mut self) {
-        self.open
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .by_id
-            .remove(&self.id);
+        lock(&self.open).remove(self.id);
     }
+}
+
+fn lock(open: &Mutex<Open>) -> std::sync::MutexGuard<'_, Open> {
+    open.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// A request in progress on a [`Connection`]; its end starts the idle timeout.
 #[derive(Debug)]
-pub struct InProgress(Arc<watch::Sender<State>>);
+pub struct InProgress {
+    id: u64,
+    state: Arc<watch::Sender<State>>,
+    open: Arc<Mutex<Open>>,
+}
 
 impl Drop for InProgress {
     fn drop(&mut self) {
-        self.0.send_modify(|s| {
+        let mut open = lock(&self.open);
+        // Still counted (not evicted, its connection not dropped): back in the idle order once
+        // no request is left.
+        let counted = open.by_id.contains_key(&self.id);
+        let now = Instant::now();
+        self.state.send_modify(|s| {
             s.requests = s.requests.saturating_sub(1);
-            s.since = Instant::now();
+            s.since = now;
             s.served = true;
+            if s.requests == 0 && counted {
+                open.idle.insert((now, self.id));
+            }
         });
     }
 }
@@ -297,5 +331,90 @@ mod tests {
         drop(c);
         assert_eq!(connections.len(), 1);
         assert!(connections.admit().is_some());
+    }
+
+    /// The idle order holds exactly the counted connections with no request in progress, each
+    /// under the time it became idle.
+    fn assert_idle_order_consistent(connections: &Connections) {
+        let open = connections.lock();
+        let expected: BTreeSet<(Instant, u64)> = open
+            .by_id
+            .iter()
+            .filter_map(|(id, state)| {
+                let s = *state.borrow();
+                (s.requests == 0).then_some((s.since, *id))
+            })
+            .collect();
+        assert_eq!(open.idle, expected);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_longest_counts_from_the_end_of_the_last_request_not_the_accept() {
+        let connections = Connections::new(LIMITS);
+        let a = connections.admit().unwrap();
+        tokio::time::advance(Duration::from_millis(10)).await;
+        let b = connections.admit().unwrap();
+        tokio::time::advance(Duration::from_millis(10)).await;
+        // a, accepted first, served a request since: b has been idle longer.
+        drop(a.request());
+        assert_idle_order_consistent(&connections);
+        let _c = connections.admit().unwrap();
+        assert_eq!(now_or_never(&b), Some(Expiry::Evicted));
+        assert_eq!(now_or_never(&a), None);
+        assert_idle_order_consistent(&connections);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_busy_again_is_not_chosen_until_idle_once_more() {
+        let connections = Connections::new(LIMITS);
+        let a = connections.admit().unwrap();
+        tokio::time::advance(Duration::from_millis(10)).await;
+        let b = connections.admit().unwrap();
+        tokio::time::advance(Duration::from_millis(10)).await;
+        // a is the oldest, but busy: b goes.
+        let busy = a.request();
+        let c = connections.admit().unwrap();
+        assert_eq!(now_or_never(&b), Some(Expiry::Evicted));
+        assert_eq!(now_or_never(&a), None);
+        drop(b);
+        tokio::time::advance(Duration::from_millis(10)).await;
+        // a idle again, now the newest idle one: c, idle since its accept, goes.
+        drop(busy);
+        assert_idle_order_consistent(&connections);
+        let _d = connections.admit().unwrap();
+        assert_eq!(now_or_never(&c), Some(Expiry::Evicted));
+        assert_eq!(now_or_never(&a), None);
+        assert_idle_order_consistent(&connections);
+    }
+
+    /// Requests that overlap, end in any order, outlive their connection or its eviction, keep
+    /// the idle order in step with the connections' states.
+    #[tokio::test(start_paused = true)]
+    async fn the_idle_order_follows_every_change() {
+        let connections = Connections::new(Limits {
+            max_connections: 4,
+            ..LIMITS
+        });
+        let mut conns: Vec<Connection> = Vec::new();
+        let mut requests: Vec<InProgress> = Vec::new();
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        for _ in 0..2000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let pick = (seed >> 8) as usize;
+            match seed % 5 {
+                0 => conns.extend(connections.admit()),
+                1 if !conns.is_empty() => {
+                    let i = pick % conns.len();
+                    requests.push(conns[i].request());
+                }
+                2 if !requests.is_empty() => drop(requests.swap_remove(pick % requests.len())),
+                3 if !conns.is_empty() => drop(conns.swap_remove(pick % conns.len())),
+                _ => tokio::time::advance(Duration::from_millis(1 + (pick % 3) as u64)).await,
+            }
+            assert_idle_order_consistent(&connections);
+            assert!(connections.len() <= 4);
+        }
     }
 }

@@ -181,6 +181,52 @@ async fn every_admin_path_refuses_foreign_hosts_and_other_origins() {
     up.stop().await;
 }
 
+/// HTTP/1.0 health checkers (HAProxy's `option httpchk GET /live`) send no Host: served, since
+/// HTTP/1.1 requires one and browsers always send one. HTTP/1.1 without Host is still refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_serves_http_1_0_without_host_but_not_http_1_1() {
+    let (_dir, up) = empty_up(|_| {}).await;
+    up.wait_version(1).await;
+    let admin = up.admin;
+    let (status, body) = raw_http(admin, "GET /live HTTP/1.0\r\n\r\n").await;
+    assert_eq!((status, body.as_str()), (200, "live\n"));
+    let (status, body) =
+        raw_http(admin, "GET /ready HTTP/1.0\r\nUser-Agent: HAProxy\r\n\r\n").await;
+    assert_eq!(status, 200, "{body}");
+    // Still nothing for other web pages, nor for a foreign Host.
+    let (status, body) = raw_http(
+        admin,
+        "GET /config?private_keys=true HTTP/1.0\r\nOrigin: http://evil.example\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    let (status, body) = raw_http(admin, "GET /live HTTP/1.0\r\nHost: evil.example\r\n\r\n").await;
+    assert_eq!(status, 403, "{body}");
+    let (status, body) = raw_http(admin, "GET /live HTTP/1.1\r\nConnection: close\r\n\r\n").await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("Host"), "{body}");
+
+    // curl, as a health check script would send it: HTTP/1.0, its Host header removed.
+    match std::process::Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--http1.0",
+            "-H",
+            "Host:",
+        ])
+        .arg(format!("http://{admin}/live"))
+        .output()
+    {
+        Ok(out) => assert_eq!(String::from_utf8_lossy(&out.stdout), "200"),
+        Err(e) => eprintln!("skipping the curl check: cannot run curl: {e}"),
+    }
+    up.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_connections_that_say_nothing_or_go_idle_are_closed() {
     let (_dir, up) = empty_up(|c| {

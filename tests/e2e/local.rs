@@ -744,3 +744,70 @@ spec:
         "the setsid child {pid} outlived ferry's shutdown"
     );
 }
+
+/// A Pod starts with the soft descriptor limit ferry itself was started with, not the one ferry
+/// raised for itself at start (as containerd gives a container the node's default, not its own
+/// raised limit). ferry runs as its own process here, started with a low soft limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_start_with_the_descriptor_limit_ferry_was_started_with() {
+    let hard = ferry_runtime::descriptors::nofile_limit().hard;
+    let Some(hard) = hard.filter(|&h| h > 256) else {
+        eprintln!("skipped: the hard descriptor limit ({hard:?}) leaves nothing to raise");
+        return;
+    };
+    let dir = TempDir::new().unwrap();
+    let manifests = dir.path().join("manifests");
+    fs::create_dir(&manifests).unwrap();
+    let seen = dir.path().join("limits");
+    let yaml = format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: limits, namespace: default}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+    - name: main
+      image: busybox
+      command: [sh, -c, 'echo $(ulimit -S -n) $(ulimit -H -n) > {0}.tmp && mv {0}.tmp {0}; exec sleep 1000']
+"#,
+        seen.display()
+    );
+    fs::write(manifests.join("pod.yaml"), yaml).unwrap();
+    let local = crate::local_config();
+    let mut ferry = std::process::Command::new("sh")
+        .args(["-c", "ulimit -S -n 256 && exec \"$0\" \"$@\""])
+        .arg(env!("CARGO_BIN_EXE_ferry"))
+        .arg("up")
+        .arg("-f")
+        .arg(&manifests)
+        .args(["--http", "127.0.0.1:0", "--https", "127.0.0.1:0"])
+        .args(["--dns", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
+        .args(["--pod-cidr", &local.cluster.pod_cidr.to_string()])
+        .args(["--service-cidr", &local.cluster.service_cidr.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let limits = eventually(DEADLINE, "the Pod's limits written", || async {
+        fs::read_to_string(&seen).ok()
+    })
+    .await;
+    // SIGTERM: ferry stops its Pods and exits.
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &ferry.id().to_string()])
+        .status();
+    // Bounded here rather than by `eventually`'s panic, so that ferry is killed either way.
+    let exited = tokio::time::timeout(
+        DEADLINE,
+        eventually(DEADLINE * 2, "ferry exits", || {
+            std::future::ready(ferry.try_wait().ok().flatten())
+        }),
+    )
+    .await;
+    if exited.is_err() {
+        let _ = ferry.kill();
+        let _ = ferry.wait();
+    }
+    assert_eq!(limits.trim(), format!("256 {hard}"), "soft and hard");
+}

@@ -18,7 +18,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::cgroup::Cgroup;
+use super::cgroup::{Cgroup, wrap};
 use super::logs::LogWriter;
 use super::plan::Plan;
 
@@ -36,20 +36,26 @@ pub(crate) struct Process {
 }
 
 /// Starts the plan's process, its stdout and stderr going to `log`; inside `cgroup` when there
-/// is one (removed again if the process does not start).
+/// is one (removed again if the process does not start). It starts with the soft descriptor
+/// limit ferry was started with, not the one ferry raised for itself, as containerd gives a
+/// container the node's default rather than its own.
 pub(crate) fn spawn(plan: &Plan, log: &LogWriter, cgroup: Option<Cgroup>) -> io::Result<Process> {
-    let argv = match &cgroup {
-        Some(cgroup) => {
-            let cwd = plan.working_dir.as_deref().map(std::path::Path::new);
-            match cgroup.wrap(&plan.argv, plan.env.get("PATH"), cwd) {
-                Ok(argv) => argv,
-                Err(e) => {
-                    let _ = std::fs::remove_dir(cgroup.path());
-                    return Err(e);
-                }
+    let nofile = ferry_runtime::descriptors::child_soft_limit();
+    let cwd = plan.working_dir.as_deref().map(std::path::Path::new);
+    let argv = match wrap(
+        &plan.argv,
+        plan.env.get("PATH"),
+        cwd,
+        cgroup.as_ref(),
+        nofile,
+    ) {
+        Ok(argv) => argv,
+        Err(e) => {
+            if let Some(cgroup) = &cgroup {
+                let _ = std::fs::remove_dir(cgroup.path());
             }
+            return Err(e);
         }
-        None => plan.argv.clone(),
     };
     let mut command = plan
         .command(&argv)
