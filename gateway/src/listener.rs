@@ -171,7 +171,7 @@ impl Served {
         let activity = Activity::new();
         // HTTP/1 heads with Content-Length and Transfer-Encoding, which hyper does not report.
         let verdicts = Verdicts::new();
-        let stream = Observed::new(Reads::new(stream, activity.clone()), verdicts.clone());
+        let stream = Reads::new(Observed::new(stream, verdicts.clone()), activity.clone());
         // Its own upstream connection, driven here beside it: no pool, no other task.
         let for_requests = owned.clone();
         let peer = down.peer;

@@ -430,6 +430,15 @@ impl<S> Observed<S> {
     }
 }
 
+impl<S> crate::deadline::Heads for Observed<S> {
+    /// Part of a request head has been read and not yet its end: the bytes wait in `pending`
+    /// (a complete head leaves none). Never once the framing stopped (HTTP/2, an upgrade, a
+    /// connection hyper closes).
+    fn head_in_progress(&self) -> bool {
+        self.framing.state == State::Head && !self.framing.pending.is_empty()
+    }
+}
+
 impl<S: AsyncRead + Unpin> AsyncRead for Observed<S> {
     fn poll_read(
         self: Pin<&mut Self>,
