@@ -12,8 +12,8 @@
 //!
 //! A connection with a request in progress (its answer not yet handed over whole: a long
 //! answer, an upload, a stream) has no deadline here; the proxy timeouts bound those. A
-//! connection upgraded to a WebSocket tunnel has left HTTP and this with it (the tunnel has an
-//! idle timeout of its own, `ferry_proxy::upgrade`). When a deadline passes the connection is
+//! connection upgraded to a WebSocket tunnel has left HTTP and this with it: the listener then
+//! runs the [`Tunnel`] it switched to, with an idle timeout of its own. When a deadline passes the connection is
 //! shut down gracefully: an HTTP/2 one gets GOAWAY and closes once the client acknowledges
 //! it, an idle HTTP/1 one closes once what it was sent is flushed; one that does not finish so
 //! (a client that does not answer, half a head) is dropped [`CLOSE_GRACE`] later. The same
@@ -26,11 +26,12 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use ferry_proxy::upgrade::Tunnel;
 use hyper::body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
@@ -77,6 +78,9 @@ pub struct Activity {
     first: AtomicBool,
     /// When the first byte of a head not yet complete was read, plus one; 0 when none.
     head_began: AtomicU64,
+    /// The WebSocket tunnel its last answer switched it to, run once HTTP is done with it.
+    /// Locked once per upgrade and once at the connection's end, never per request.
+    tunnel: Mutex<Option<Tunnel>>,
 }
 
 impl Activity {
@@ -87,6 +91,7 @@ impl Activity {
             quiet_since: AtomicU64::new(0),
             first: AtomicBool::new(true),
             head_began: AtomicU64::new(0),
+            tunnel: Mutex::new(None),
         })
     }
 
@@ -106,6 +111,14 @@ impl Activity {
             self.first.store(false, Ordering::Relaxed);
         }
         Busy(self.clone())
+    }
+
+    /// The tunnel the connection switched to, if it did.
+    pub fn take_tunnel(&self) -> Option<Tunnel> {
+        self.tunnel
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
     }
 
     /// Part of a request head has been read (`true`), or that head is complete (`false`).
@@ -138,6 +151,13 @@ impl Activity {
 /// A request in progress; dropping it ends it.
 #[derive(Debug)]
 pub struct Busy(Arc<Activity>);
+
+impl Busy {
+    /// Its answer switched the connection to a WebSocket `tunnel`.
+    pub fn switched(&self, tunnel: Tunnel) {
+        *self.0.tunnel.lock().unwrap_or_else(PoisonError::into_inner) = Some(tunnel);
+    }
+}
 
 impl Drop for Busy {
     fn drop(&mut self) {

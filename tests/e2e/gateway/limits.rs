@@ -536,6 +536,8 @@ async fn idle_keep_alives_are_closed_and_busy_connections_are_not() {
         }
     }
     assert_eq!(&data[..], b"start12345", "the h2c stream finished");
+    // Closed here, or shutdown would wait for it (a tunnel is closed at the drain's end).
+    drop(tunnel);
     up.stop().await;
 }
 
