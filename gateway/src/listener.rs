@@ -112,7 +112,7 @@ pub async fn serve(
         let served = Served {
             limits,
             shutdown: shutdown.clone(),
-            metrics: metrics.clone(),
+            tunnels: metrics.tunnels.clone(),
         };
         tokio::spawn(async move {
             metrics.connections.inc();
@@ -159,7 +159,8 @@ pub async fn serve(
 struct Served {
     limits: ClientLimits,
     shutdown: Shutdown,
-    metrics: Metrics,
+    /// `ferry_gateway_tunnels`.
+    tunnels: prometheus_client::metrics::gauge::Gauge,
 }
 
 impl Served {
@@ -228,9 +229,9 @@ impl Served {
         // count until it ends (quiet for its idle timeout, or the drain timeout after
         // shutdown begins, at the latest).
         if let Some(tunnel) = activity.take_tunnel() {
-            self.metrics.tunnels.inc();
+            self.tunnels.inc();
             let end = tunnel.run(self.shutdown, DRAIN_TIMEOUT).await;
-            self.metrics.tunnels.dec();
+            self.tunnels.dec();
             tracing::debug!(%peer, ?end, "WebSocket tunnel ended");
         }
     }
