@@ -6,8 +6,10 @@
 //!   came or only part of a head.
 //! - After an answer, the next request must begin within the keep-alive timeout; a head of
 //!   which part has been read (HTTP/1, as the connection's [`Framing`](crate::smuggling)
-//!   follows it) must be complete within the header timeout of its first byte, or of the
-//!   previous answer's end when it began before that (sent while the connection was busy).
+//!   follows it; where it stopped following, after a WebSocket upgrade the upstream refused,
+//!   any byte read while quiet begins one) must be complete within the header timeout of its
+//!   first byte, or of the previous answer's end when it began before that (sent while the
+//!   connection was busy).
 //! - An HTTP/2 connection with no open stream for the keep-alive timeout is idle too.
 //!
 //! A connection with a request in progress (its answer not yet handed over whole: a long
@@ -78,6 +80,8 @@ pub struct Activity {
     first: AtomicBool,
     /// When the first byte of a head not yet complete was read, plus one; 0 when none.
     head_began: AtomicU64,
+    /// The framing stopped following this HTTP/1 connection ([`HeadProgress::Unfollowed`]).
+    unfollowed: AtomicBool,
     /// The WebSocket tunnel its last answer switched it to, run once HTTP is done with it.
     /// Locked once per upgrade and once at the connection's end, never per request.
     tunnel: Mutex<Option<Tunnel>>,
@@ -91,6 +95,7 @@ impl Activity {
             quiet_since: AtomicU64::new(0),
             first: AtomicBool::new(true),
             head_began: AtomicU64::new(0),
+            unfollowed: AtomicBool::new(false),
             tunnel: Mutex::new(None),
         })
     }
@@ -110,6 +115,9 @@ impl Activity {
         if self.first.load(Ordering::Relaxed) {
             self.first.store(false, Ordering::Relaxed);
         }
+        if self.unfollowed.load(Ordering::Relaxed) {
+            self.head_began.store(0, Ordering::Release);
+        }
         Busy(self.clone())
     }
 
@@ -119,6 +127,20 @@ impl Activity {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .take()
+    }
+
+    /// Bytes were read on a connection whose framing is not followed: the first while it is
+    /// quiet begin a head, which ends when its request begins.
+    fn unfollowed_read(&self) {
+        if !self.unfollowed.load(Ordering::Relaxed) {
+            self.unfollowed.store(true, Ordering::Relaxed);
+        }
+        if self.busy.load(Ordering::Acquire) == 0
+            && !self.first.load(Ordering::Relaxed)
+            && self.head_began.load(Ordering::Relaxed) == 0
+        {
+            self.head(true);
+        }
     }
 
     /// Part of a request head has been read (`true`), or that head is complete (`false`).
@@ -203,10 +225,24 @@ impl<B: Body + Unpin> Body for Tracked<B> {
     }
 }
 
-/// A client stream that follows the request framing: whether part of a request head has been
-/// read and not yet all of it.
+/// What a client stream's framing knows of the request heads read so far.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeadProgress {
+    /// Not inside a head: between requests, or in a body.
+    Between,
+    /// Part of a head has been read and not yet its end.
+    Partial,
+    /// HTTP/1 that the framing stopped following after a head (a WebSocket upgrade the
+    /// upstream refused, and the connection goes on): any byte read while the connection is
+    /// quiet begins a head.
+    Unfollowed,
+    /// Not HTTP/1 from its first bytes (HTTP/2): no head but the first request's to time.
+    NotHttp1,
+}
+
+/// A client stream that follows the request framing.
 pub trait Heads {
-    fn head_in_progress(&self) -> bool;
+    fn progress(&self) -> HeadProgress;
 }
 
 /// The client's stream, telling [`Activity`] when a head begins and when it is complete.
@@ -234,9 +270,17 @@ impl<S: AsyncRead + Heads + Unpin> AsyncRead for Reads<S> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
         let polled = Pin::new(&mut self.io).poll_read(cx, buf);
+        let progress = self.io.progress();
+        if progress == HeadProgress::Unfollowed {
+            if buf.filled().len() > before {
+                self.activity.unfollowed_read();
+            }
+            return polled;
+        }
         // Twice a request at most, and not at all for a head read whole at once.
-        let in_progress = self.io.head_in_progress();
+        let in_progress = progress == HeadProgress::Partial;
         if in_progress != self.in_progress {
             self.in_progress = in_progress;
             self.activity.head(in_progress);
@@ -468,6 +512,25 @@ mod tests {
             Some(ended + limits.header),
             "the header timeout, not the keep-alive one"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_the_framing_a_byte_read_while_quiet_begins_a_head() {
+        let limits = limits();
+        let activity = Activity::new();
+        drop(activity.begin());
+        let ended = Instant::now();
+        tokio::time::advance(Duration::from_secs(2)).await;
+        activity.unfollowed_read();
+        let began = Instant::now();
+        tokio::time::advance(Duration::from_secs(1)).await;
+        activity.unfollowed_read();
+        assert_eq!(activity.due(&limits), Some(began + limits.header));
+        // Its request begins and ends: the keep-alive timeout again.
+        drop(activity.begin());
+        let ended_again = Instant::now();
+        assert!(ended_again > ended);
+        assert_eq!(activity.due(&limits), Some(ended_again + limits.keepalive));
     }
 
     #[tokio::test(start_paused = true)]

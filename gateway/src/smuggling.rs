@@ -431,11 +431,17 @@ impl<S> Observed<S> {
 }
 
 impl<S> crate::deadline::Heads for Observed<S> {
-    /// Part of a request head has been read and not yet its end: the bytes wait in `pending`
-    /// (a complete head leaves none). Never once the framing stopped (HTTP/2, an upgrade, a
-    /// connection hyper closes).
-    fn head_in_progress(&self) -> bool {
-        self.framing.state == State::Head && !self.framing.pending.is_empty()
+    /// A head is in progress when its first bytes wait in `pending` (a complete head leaves
+    /// none there).
+    fn progress(&self) -> crate::deadline::HeadProgress {
+        use crate::deadline::HeadProgress;
+        match self.framing.state {
+            // Stopped at the first bytes: HTTP/2's preface (or a head hyper refuses).
+            State::Stopped if self.framing.heads == 0 => HeadProgress::NotHttp1,
+            State::Stopped => HeadProgress::Unfollowed,
+            State::Head if !self.framing.pending.is_empty() => HeadProgress::Partial,
+            _ => HeadProgress::Between,
+        }
     }
 }
 

@@ -425,3 +425,41 @@ async fn a_quiet_tunnel_is_closed_after_the_read_timeout_and_a_busy_one_is_not()
     trigger.trigger();
     running.await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_head_after_a_refused_websocket_upgrade_has_the_header_timeout() {
+    let (endpoint, _) = counting_upstream().await;
+    let (addr, trigger, running, _) = start(to(endpoint), |c| {
+        c.client_header_timeout = Duration::from_millis(300);
+        c.keepalive_timeout = Duration::from_secs(3600);
+    })
+    .await;
+    // The upstream answers 200, not 101: the connection stays HTTP/1, though the framing
+    // stopped following it at the upgrade's head.
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET /ws HTTP/1.1\r\nHost: shop.example\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    while !seen.ends_with(b"ok") {
+        let mut buf = [0u8; 1024];
+        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf))
+            .await
+            .expect("the answer")
+            .unwrap();
+        assert!(n > 0, "closed: {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+    assert!(seen.starts_with(b"HTTP/1.1 200"));
+    // Half a head, then nothing: cut at the header timeout, not the keep-alive one.
+    stream.write_all(b"GET / HTTP/1.1\r\nHo").await.unwrap();
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut rest)).await;
+    assert!(
+        read.is_ok(),
+        "half a head after a refused upgrade was not cut"
+    );
+    trigger.trigger();
+    running.await.unwrap();
+}
