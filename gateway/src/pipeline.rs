@@ -38,7 +38,7 @@ use ferry_proxy::body::{ProxyBody, empty};
 use ferry_proxy::connect::{Idle, Owned};
 use ferry_proxy::forwarding::{Downstream, RequestIds, Via, forwarding_headers};
 use ferry_proxy::health::Transition;
-use ferry_proxy::upgrade::Tunnel;
+use ferry_proxy::upgrade::{Tunnel, TunnelTimeouts};
 use ferry_proxy::upstream::{
     self, Clients, Exchange, Limits, Protocol, RequestBody, Sent, Timeouts,
 };
@@ -481,8 +481,12 @@ impl Pipeline {
             self.judge(pick, outcome, &route.pool.label);
             let upstream = hyper::upgrade::on(&mut response);
             // Run by the client connection's server once the 101 is sent, quiet no longer
-            // than the route's read timeout (nginx's `proxy_read_timeout`).
-            let tunnel = Tunnel::new(client, upstream, route.limits.response);
+            // than the route's read timeout and stuck no longer than its send timeout.
+            let timeouts = TunnelTimeouts {
+                idle: route.limits.response,
+                send: route.limits.send,
+            };
+            let tunnel = Tunnel::new(client, upstream, timeouts);
             let mut answer = ferry_proxy::upgrade::upgraded(response);
             answer.extensions_mut().insert(tunnel);
             return Ok(answer);

@@ -3,7 +3,8 @@
 //! by whoever serves the client connection (so it keeps that connection's place in the
 //! listener's count), outlives configuration changes, and ends when either side closes, when
 //! neither sent anything for its idle timeout (nginx's `proxy_read_timeout` on an upgraded
-//! connection), or a grace period after shutdown begins.
+//! connection), when a side took nothing for its send timeout, or a grace period after
+//! shutdown begins.
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -47,13 +48,23 @@ pub fn upgraded(response: Response<Incoming>) -> Response<ProxyBody> {
 }
 
 /// A switch both sides agreed to (the upstream answered 101): the client's and the upstream's
-/// connections, each available once its side has switched, and how long the tunnel may stay
-/// quiet. Travels in the 101 answer's extensions to whoever serves the client connection.
+/// connections, each available once its side has switched, and the tunnel's timeouts. Travels
+/// in the 101 answer's extensions to whoever serves the client connection.
 #[derive(Clone, Debug)]
 pub struct Tunnel {
     client: OnUpgrade,
     upstream: OnUpgrade,
-    idle: Duration,
+    timeouts: TunnelTimeouts,
+}
+
+/// How long a tunnel may stay quiet, and a write in it stay stuck.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TunnelTimeouts {
+    /// Neither side sent anything (nginx's `proxy_read_timeout` on an upgraded connection).
+    pub idle: Duration,
+    /// A write to either side made no progress (nginx's `proxy_send_timeout` towards the
+    /// upstream, `send_timeout` towards the client).
+    pub send: Duration,
 }
 
 /// Why a tunnel ended.
@@ -63,6 +74,8 @@ pub enum TunnelEnd {
     Closed,
     /// Neither side sent anything for the idle timeout.
     Idle,
+    /// A side took nothing of what the other sent for the send timeout.
+    Stuck,
     /// The grace period after shutdown began passed.
     Shutdown,
     /// A side never switched (the client left before the 101 reached it, say).
@@ -70,11 +83,11 @@ pub enum TunnelEnd {
 }
 
 impl Tunnel {
-    pub fn new(client: OnUpgrade, upstream: OnUpgrade, idle: Duration) -> Tunnel {
+    pub fn new(client: OnUpgrade, upstream: OnUpgrade, timeouts: TunnelTimeouts) -> Tunnel {
         Tunnel {
             client,
             upstream,
-            idle,
+            timeouts,
         }
     }
 
@@ -91,7 +104,7 @@ impl Tunnel {
         splice(
             TokioIo::new(client),
             TokioIo::new(upstream),
-            self.idle,
+            self.timeouts,
             shutdown,
             grace,
         )
@@ -100,14 +113,16 @@ impl Tunnel {
 }
 
 /// Copies bytes between `client` and `upstream` until either side closes (a half close is
-/// passed on, and the other way goes on), until neither sent anything for `idle`, or until
-/// `grace` after `shutdown` begins. Each read stores the time in one atomic; the one timer
-/// fires at the earliest the tunnel can be idle and, when something came since, is armed again
-/// for the new earliest: no timer work per read.
+/// passed on, and the other way goes on), until neither sent anything for the idle timeout,
+/// until a write to either side made no progress for the send timeout, or until `grace` after
+/// `shutdown` begins. Each read stores the time in an atomic, and so does a write that has to
+/// wait; the one timer fires at the earliest the tunnel can be due and, when something came
+/// since, is armed again for the new earliest: no timer work per read or write. A write that
+/// begins to wait moves the timer earlier when its send deadline is earlier.
 pub async fn splice<C, U>(
     client: C,
     upstream: U,
-    idle: Duration,
+    timeouts: TunnelTimeouts,
     mut shutdown: Shutdown,
     grace: Duration,
 ) -> TunnelEnd
@@ -115,77 +130,139 @@ where
     C: AsyncRead + AsyncWrite + Unpin,
     U: AsyncRead + AsyncWrite + Unpin,
 {
-    let clock = LastRead::new();
+    let clock = Clock::new();
     let (mut client, mut upstream) = (
         Watched {
             io: client,
             clock: &clock,
+            side: 0,
         },
         Watched {
             io: upstream,
             clock: &clock,
+            side: 1,
         },
     );
     let copy = tokio::io::copy_bidirectional(&mut client, &mut upstream);
     let mut copy = std::pin::pin!(copy);
-    let quiet = tokio::time::sleep_until(clock.origin + idle);
-    let mut quiet = std::pin::pin!(quiet);
-    let draining = tokio::time::sleep(Duration::MAX);
-    let mut draining = std::pin::pin!(draining);
-    let mut shutting_down = false;
-    loop {
-        tokio::select! {
-            copied = &mut copy => {
-                if let Err(e) = copied {
-                    tracing::debug!(error = %e, "tunnel ended");
-                }
-                return TunnelEnd::Closed;
+    let mut armed = clock.origin + timeouts.idle;
+    let timer = tokio::time::sleep_until(armed);
+    let mut timer = std::pin::pin!(timer);
+    let stop = shutdown.wait();
+    let mut stop = std::pin::pin!(stop);
+    let mut drained_at: Option<Instant> = None;
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(copied) = copy.as_mut().poll(cx) {
+            if let Err(e) = copied {
+                tracing::debug!(error = %e, "tunnel ended");
             }
-            () = &mut quiet => {
-                let due = clock.last() + idle;
-                if due <= Instant::now() {
-                    return TunnelEnd::Idle;
-                }
-                quiet.as_mut().reset(due);
-            }
-            () = shutdown.wait(), if !shutting_down => {
-                shutting_down = true;
-                draining.as_mut().reset(Instant::now() + grace);
-            }
-            () = &mut draining, if shutting_down => return TunnelEnd::Shutdown,
+            return Poll::Ready(TunnelEnd::Closed);
         }
-    }
+        if drained_at.is_none() && stop.as_mut().poll(cx).is_ready() {
+            drained_at = Some(Instant::now() + grace);
+        }
+        // Only a deadline that moved earlier moves the timer.
+        let sooner = [drained_at, clock.stuck_since().map(|t| t + timeouts.send)];
+        if let Some(due) = sooner.into_iter().flatten().min()
+            && due < armed
+        {
+            armed = due;
+            timer.as_mut().reset(due);
+        }
+        loop {
+            if timer.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            let now = Instant::now();
+            let quiet = clock.last_read() + timeouts.idle;
+            let stuck = clock.stuck_since().map(|t| t + timeouts.send);
+            if drained_at.is_some_and(|at| at <= now) {
+                return Poll::Ready(TunnelEnd::Shutdown);
+            }
+            if quiet <= now {
+                return Poll::Ready(TunnelEnd::Idle);
+            }
+            if stuck.is_some_and(|at| at <= now) {
+                return Poll::Ready(TunnelEnd::Stuck);
+            }
+            armed = [Some(quiet), stuck, drained_at]
+                .into_iter()
+                .flatten()
+                .min()
+                .unwrap_or(quiet);
+            timer.as_mut().reset(armed);
+        }
+    })
+    .await
 }
 
-/// When either side of a tunnel last sent something: nanoseconds since `origin`.
+/// When either side of a tunnel last sent something, and since when a write to each side has
+/// been waiting: nanoseconds since `origin` (plus one for the writes; 0 when not waiting).
 #[derive(Debug)]
-struct LastRead {
+struct Clock {
     origin: Instant,
-    nanos: AtomicU64,
+    last_read: AtomicU64,
+    stuck: [AtomicU64; 2],
 }
 
-impl LastRead {
-    fn new() -> LastRead {
-        LastRead {
+impl Clock {
+    fn new() -> Clock {
+        Clock {
             origin: Instant::now(),
-            nanos: AtomicU64::new(0),
+            last_read: AtomicU64::new(0),
+            stuck: [AtomicU64::new(0), AtomicU64::new(0)],
         }
     }
 
-    fn touch(&self) {
-        let nanos = u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        self.nanos.store(nanos, Ordering::Relaxed);
+    fn now(&self) -> u64 {
+        u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX - 1)
     }
 
-    fn last(&self) -> Instant {
-        self.origin + Duration::from_nanos(self.nanos.load(Ordering::Relaxed))
+    fn read(&self) {
+        self.last_read.store(self.now(), Ordering::Relaxed);
+    }
+
+    fn last_read(&self) -> Instant {
+        self.origin + Duration::from_nanos(self.last_read.load(Ordering::Relaxed))
+    }
+
+    /// A write to `side` had to wait (`true`), or made progress (`false`).
+    fn write(&self, side: usize, waiting: bool) {
+        let stuck = &self.stuck[side];
+        match (waiting, stuck.load(Ordering::Relaxed)) {
+            (true, 0) => stuck.store(self.now() + 1, Ordering::Relaxed),
+            (false, since) if since != 0 => stuck.store(0, Ordering::Relaxed),
+            _ => {}
+        }
+    }
+
+    /// Since when the longest-waiting write has waited.
+    fn stuck_since(&self) -> Option<Instant> {
+        self.stuck
+            .iter()
+            .map(|s| s.load(Ordering::Relaxed))
+            .filter(|&s| s != 0)
+            .min()
+            .map(|s| self.origin + Duration::from_nanos(s - 1))
     }
 }
 
-/// One side of a tunnel, noting in the clock when it sends something.
+/// One side of a tunnel, noting in the clock when it sends something and when a write to it
+/// has to wait.
 struct Watched<'c, S> {
     io: S,
-    clock: &'c LastRead,
+    clock: &'c Clock,
+    side: usize,
+}
+
+impl<S> Watched<'_, S> {
+    fn wrote(&self, polled: &Poll<std::io::Result<usize>>) {
+        match polled {
+            Poll::Pending => self.clock.write(self.side, true),
+            Poll::Ready(Ok(n)) if *n > 0 => self.clock.write(self.side, false),
+            Poll::Ready(_) => {}
+        }
+    }
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Watched<'_, S> {
@@ -197,7 +274,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Watched<'_, S> {
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.io).poll_read(cx, buf);
         if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            self.clock.touch();
+            self.clock.read();
         }
         polled
     }
@@ -209,7 +286,9 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<'_, S> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
+        let polled = Pin::new(&mut self.io).poll_write(cx, buf);
+        self.wrote(&polled);
+        polled
     }
 
     fn poll_write_vectored(
@@ -217,7 +296,9 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<'_, S> {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+        let polled = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        self.wrote(&polled);
+        polled
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -292,9 +373,28 @@ mod tests {
         DuplexStream,
         tokio::task::JoinHandle<TunnelEnd>,
     ) {
+        spliced_with(
+            TunnelTimeouts {
+                idle,
+                send: Duration::from_secs(60),
+            },
+            shutdown,
+            grace,
+        )
+    }
+
+    fn spliced_with(
+        timeouts: TunnelTimeouts,
+        shutdown: Shutdown,
+        grace: Duration,
+    ) -> (
+        DuplexStream,
+        DuplexStream,
+        tokio::task::JoinHandle<TunnelEnd>,
+    ) {
         let (client, client_far) = tokio::io::duplex(1024);
         let (upstream, upstream_far) = tokio::io::duplex(1024);
-        let task = tokio::spawn(splice(client, upstream, idle, shutdown, grace));
+        let task = tokio::spawn(splice(client, upstream, timeouts, shutdown, grace));
         (client_far, upstream_far, task)
     }
 
@@ -367,5 +467,39 @@ mod tests {
         assert_eq!(client.read_to_end(&mut rest).await.unwrap(), 0);
         client.shutdown().await.unwrap();
         assert_eq!(task.await.unwrap(), TunnelEnd::Closed);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_side_that_takes_nothing_for_the_send_timeout_ends_the_tunnel() {
+        let timeouts = TunnelTimeouts {
+            idle: Duration::from_secs(3600),
+            send: Duration::from_secs(60),
+        };
+        let (_trigger, shutdown) = ferry_runtime::shutdown::channel();
+        let (mut client, mut upstream, task) =
+            spliced_with(timeouts, shutdown, Duration::from_secs(10));
+        // The upstream stops reading: the client's bytes fill the buffers until the tunnel's
+        // write to the upstream waits.
+        let filler = vec![b'x'; 64 * 1024];
+        let filled = tokio::spawn(async move {
+            let _ = client.write_all(&filler).await;
+            client
+        });
+        tokio::task::yield_now().await;
+        // The other way stays busy, so the tunnel is not quiet.
+        let mut ticks = 0;
+        while !task.is_finished() && ticks < 100 {
+            tokio::time::advance(Duration::from_secs(10)).await;
+            if upstream.write_all(b"y").await.is_err() {
+                break;
+            }
+            ticks += 1;
+        }
+        assert_eq!(task.await.unwrap(), TunnelEnd::Stuck);
+        assert!(
+            (6..=8).contains(&ticks),
+            "closed about a minute after the write began to wait, not {ticks} ticks of 10 s"
+        );
+        drop(filled);
     }
 }
