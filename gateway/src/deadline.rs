@@ -15,11 +15,11 @@
 //! A connection with a request in progress (its answer not yet handed over whole: a long
 //! answer, an upload, a stream) has no deadline here; the proxy timeouts bound those. A
 //! connection upgraded to a WebSocket tunnel has left HTTP and this with it: the listener then
-//! runs the [`Tunnel`] it switched to, with an idle timeout of its own. When a deadline passes the connection is
-//! shut down gracefully: an HTTP/2 one gets GOAWAY and closes once the client acknowledges
-//! it, an idle HTTP/1 one closes once what it was sent is flushed; one that does not finish so
-//! (a client that does not answer, half a head) is dropped [`CLOSE_GRACE`] later. The same
-//! loop starts a graceful shutdown when the gateway shuts down.
+//! runs the [`Tunnel`] it switched to, with timeouts of its own. When a deadline passes the
+//! connection is shut down gracefully: an HTTP/2 one gets GOAWAY and closes once the client
+//! acknowledges it, an idle HTTP/1 one closes once what it was sent is flushed; one that does
+//! not finish so (a client that does not answer, half a head) is dropped [`CLOSE_GRACE`]
+//! later. The same loop starts a graceful shutdown when the gateway shuts down.
 //!
 //! The hot path takes no lock and arms no timer: requests and reads update atomics in
 //! [`Activity`], and the connection's one timer is moved only when its deadline moves earlier
