@@ -463,3 +463,28 @@ async fn a_head_after_a_refused_websocket_upgrade_has_the_header_timeout() {
     trigger.trigger();
     running.await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_closes_an_open_tunnel_after_the_drain_timeout() {
+    let (addr, trigger, running, metrics) = start(to(upgrade_echo().await), |_| {}).await;
+    let mut open = tunnel(addr).await;
+    ping(&mut open).await.unwrap();
+    trigger.trigger();
+    let begun = tokio::time::Instant::now();
+    // Open through the grace period (a ping is an answer, not a sleep)...
+    ping(&mut open).await.unwrap();
+    // ...and closed at its end, with the gateway stopped.
+    let limit = crate::listener::DRAIN_TIMEOUT + Duration::from_secs(5);
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(limit, open.read_to_end(&mut rest)).await;
+    assert!(read.is_ok(), "the tunnel outlived the drain timeout");
+    assert!(
+        begun.elapsed() >= crate::listener::DRAIN_TIMEOUT - Duration::from_secs(1),
+        "closed before the grace period ended"
+    );
+    tokio::time::timeout(Duration::from_secs(5), running)
+        .await
+        .expect("the gateway stops once its tunnel closed")
+        .unwrap();
+    assert_eq!(metrics.tunnels.get(), 0);
+}
