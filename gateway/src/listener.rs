@@ -1,9 +1,10 @@
 //! The accept loops of the plain and the TLS listener: HTTP/1.1 and HTTP/2 on both (h2 by ALPN
 //! over TLS, h2c with prior knowledge on the plain port), each connection under the
 //! [`deadline`](crate::deadline)s of a quiet connection (the header and keep-alive timeouts),
-//! HTTP/2 with bounded buffers (`ferry_proxy::h2_limits`), and on shutdown: stop accepting, let
+//! HTTP/2 with bounded buffers (`ferry_proxy::h2_limits`), a WebSocket tunnel run in its
+//! connection's task (holding the connection's slot), and on shutdown: stop accepting, let
 //! in-flight requests finish (GOAWAY on h2, close idle keep-alives), then close what is left
-//! after the grace period.
+//! after the grace period (tunnels close themselves then).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -28,6 +29,7 @@ use crate::smuggling::{LengthAndChunked, Observed, Verdicts};
 use ferry_proxy::connect::{Idle, Owned};
 use ferry_proxy::forwarding::Downstream;
 use ferry_proxy::pair::Pair;
+use ferry_proxy::upgrade::Tunnel;
 
 /// A request head larger than this gets 431 (nginx allows 4 × 8 KiB header lines; this is
 /// roomier, and hyper's buffer floor is 8 KiB); so does one with more than 100 header fields,
@@ -110,6 +112,7 @@ pub async fn serve(
         let served = Served {
             limits,
             shutdown: shutdown.clone(),
+            tunnels: metrics.tunnels.clone(),
         };
         tokio::spawn(async move {
             metrics.connections.inc();
@@ -138,6 +141,7 @@ pub async fn serve(
                 }
             }
             metrics.connections.dec();
+            // Held until here: through a WebSocket tunnel too.
             drop(slot);
         });
     }
@@ -155,6 +159,8 @@ pub async fn serve(
 struct Served {
     limits: ClientLimits,
     shutdown: Shutdown,
+    /// `ferry_gateway_tunnels`.
+    tunnels: prometheus_client::metrics::gauge::Gauge,
 }
 
 impl Served {
@@ -171,7 +177,7 @@ impl Served {
         let activity = Activity::new();
         // HTTP/1 heads with Content-Length and Transfer-Encoding, which hyper does not report.
         let verdicts = Verdicts::new();
-        let stream = Observed::new(Reads::new(stream, activity.clone()), verdicts.clone());
+        let stream = Reads::new(Observed::new(stream, verdicts.clone()), activity.clone());
         // Its own upstream connection, driven here beside it: no pool, no other task.
         let for_requests = owned.clone();
         let peer = down.peer;
@@ -184,25 +190,32 @@ impl Served {
             }
             let (pipeline, owned, down) = (pipeline.clone(), for_requests.clone(), down.clone());
             async move {
-                let answer = pipeline.handle(req, &down, &owned).await;
+                let mut answer = pipeline.handle(req, &down, &owned).await;
+                if let Some(tunnel) = answer.extensions_mut().remove::<Tunnel>() {
+                    busy.switched(tunnel);
+                }
                 Ok::<_, Infallible>(answer.map(|body| Tracked::new(body, busy)))
             }
         });
-        let conn = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        let mut conn = std::pin::pin!(conn);
-        let mut deadline = Deadline::new(activity, self.limits, self.shutdown);
-        // The two sides in one task, each polled when woken ([`Pair`]).
-        let pair = Pair::default();
-        let ended = std::future::poll_fn(|cx| {
-            pair.poll(
-                cx,
-                |cx| owned.poll_drive(cx),
-                |cx| deadline.poll(cx, conn.as_mut()),
-            )
-        })
-        .await;
+        let ended = {
+            // Dropped at the end of this block: a switch the connection did not finish
+            // (its 101 never sent) is given up before the tunnel waits for it.
+            let conn = builder
+                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                .into_owned();
+            let mut conn = std::pin::pin!(conn);
+            let mut deadline = Deadline::new(activity.clone(), self.limits, self.shutdown.clone());
+            // The two sides in one task, each polled when woken ([`Pair`]).
+            let pair = Pair::default();
+            std::future::poll_fn(|cx| {
+                pair.poll(
+                    cx,
+                    |cx| owned.poll_drive(cx),
+                    |cx| deadline.poll(cx, conn.as_mut()),
+                )
+            })
+            .await
+        };
         // An idle upstream connection outlives its client's: the next client takes it over.
         owned.park();
         match ended {
@@ -211,6 +224,15 @@ impl Served {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
             Ended::TimedOut => tracing::debug!(%peer, "closed a quiet connection"),
+        }
+        // A WebSocket switch: the tunnel runs here, so it keeps the connection's slot and
+        // count until it ends (quiet for its idle timeout, or the drain timeout after
+        // shutdown begins, at the latest).
+        if let Some(tunnel) = activity.take_tunnel() {
+            self.tunnels.inc();
+            let end = tunnel.run(self.shutdown, DRAIN_TIMEOUT).await;
+            self.tunnels.dec();
+            tracing::debug!(%peer, ?end, "WebSocket tunnel ended");
         }
     }
 }

@@ -61,6 +61,7 @@ pub struct Metrics {
     retries: Counter,
     ejections: Counter,
     pub(crate) connections: Gauge,
+    pub(crate) tunnels: Gauge,
     pub(crate) tls_handshakes: Counter,
     pub(crate) tls_handshake_failures: Counter,
     /// The label value for none.
@@ -79,6 +80,7 @@ impl Metrics {
             retries: Counter::default(),
             ejections: Counter::default(),
             connections: Gauge::default(),
+            tunnels: Gauge::default(),
             tls_handshakes: Counter::default(),
             tls_handshake_failures: Counter::default(),
             none: Arc::from(""),
@@ -113,6 +115,11 @@ impl Metrics {
             "connections",
             "Client connections open",
             m.connections.clone(),
+        );
+        r.register(
+            "tunnels",
+            "WebSocket tunnels open (each also counts in connections)",
+            m.tunnels.clone(),
         );
         r.register(
             "tls_handshakes",

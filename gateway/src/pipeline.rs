@@ -16,7 +16,8 @@
 //!    headers out, forwarding headers and `Via` in, the body limit). An endpoint's failure is
 //!    fed back to its health and, when safe and within the retry budget, steps 3 and 4 run
 //!    again.
-//! 5. [`Pipeline::response_filter`]: a WebSocket switch tunnelled, the answer made ready
+//! 5. [`Pipeline::response_filter`]: a WebSocket switch handed back as a
+//!    `ferry_proxy::upgrade::Tunnel` for the listener to run, the answer made ready
 //!    (`ferry_proxy::response`), the outcome fed back to the endpoint, the affinity cookie set.
 //! 6. [`Pipeline::log`]: metrics and the access log.
 //!
@@ -37,6 +38,7 @@ use ferry_proxy::body::{ProxyBody, empty};
 use ferry_proxy::connect::{Idle, Owned};
 use ferry_proxy::forwarding::{Downstream, RequestIds, Via, forwarding_headers};
 use ferry_proxy::health::Transition;
+use ferry_proxy::upgrade::{Tunnel, TunnelTimeouts};
 use ferry_proxy::upstream::{
     self, Clients, Exchange, Limits, Protocol, RequestBody, Sent, Timeouts,
 };
@@ -156,7 +158,9 @@ impl Pipeline {
     }
 
     /// Serves one request to its end; then counts it and logs it. `owned` is the client
-    /// connection's own upstream connection, used when it can be.
+    /// connection's own upstream connection, used when it can be. A WebSocket switch's 101
+    /// carries its [`Tunnel`] in its extensions, for the caller to run once the client
+    /// connection has switched.
     pub async fn handle(
         &self,
         req: Request<Incoming>,
@@ -476,8 +480,16 @@ impl Pipeline {
         {
             self.judge(pick, outcome, &route.pool.label);
             let upstream = hyper::upgrade::on(&mut response);
-            tokio::spawn(ferry_proxy::upgrade::tunnel(client, upstream));
-            return Ok(ferry_proxy::upgrade::upgraded(response));
+            // Run by the client connection's server once the 101 is sent, quiet no longer
+            // than the route's read timeout and stuck no longer than its send timeout.
+            let timeouts = TunnelTimeouts {
+                idle: route.limits.response,
+                send: route.limits.send,
+            };
+            let tunnel = Tunnel::new(client, upstream, timeouts);
+            let mut answer = ferry_proxy::upgrade::upgraded(response);
+            answer.extensions_mut().insert(tunnel);
+            return Ok(answer);
         }
         // A switch nobody asked for (or one that is not tunnelled, h2c) is not passed on: the
         // client would read the new protocol as HTTP/1.

@@ -430,6 +430,21 @@ impl<S> Observed<S> {
     }
 }
 
+impl<S> crate::deadline::Heads for Observed<S> {
+    /// A head is in progress when its first bytes wait in `pending` (a complete head leaves
+    /// none there).
+    fn progress(&self) -> crate::deadline::HeadProgress {
+        use crate::deadline::HeadProgress;
+        match self.framing.state {
+            // Stopped at the first bytes: HTTP/2's preface (or a head hyper refuses).
+            State::Stopped if self.framing.heads == 0 => HeadProgress::NotHttp1,
+            State::Stopped => HeadProgress::Unfollowed,
+            State::Head if !self.framing.pending.is_empty() => HeadProgress::Partial,
+            _ => HeadProgress::Between,
+        }
+    }
+}
+
 impl<S: AsyncRead + Unpin> AsyncRead for Observed<S> {
     fn poll_read(
         self: Pin<&mut Self>,

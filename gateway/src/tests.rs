@@ -278,3 +278,213 @@ async fn workers_share_the_port_and_the_routes() {
         .expect("every worker stops at shutdown")
         .unwrap();
 }
+
+/// An upstream that switches every WebSocket request to a raw echo, as a WebSocket server
+/// does, and answers others `ok` (once per connection).
+async fn upgrade_echo() -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(n @ 1..) => seen.extend_from_slice(&buf[..n]),
+                        _ => return,
+                    }
+                }
+                if !seen
+                    .to_ascii_lowercase()
+                    .windows(18)
+                    .any(|w| w == b"upgrade: websocket")
+                {
+                    let ok = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+                    let _ = stream.write_all(ok.as_bytes()).await;
+                    return;
+                }
+                let switch = "HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n";
+                if stream.write_all(switch.as_bytes()).await.is_ok() {
+                    let (mut r, mut w) = stream.split();
+                    let _ = tokio::io::copy(&mut r, &mut w).await;
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// A WebSocket switch through the gateway at `addr`: the client's connection, switched.
+async fn tunnel(addr: std::net::SocketAddr) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET /ws HTTP/1.1\r\nHost: shop.example\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+        .await
+        .unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut byte))
+            .await
+            .expect("the switch's answer")
+            .unwrap();
+        assert_eq!(n, 1, "closed: {}", String::from_utf8_lossy(&head));
+        head.push(byte[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    stream
+}
+
+/// Sends `ping` through a tunnel and reads it back.
+async fn ping(stream: &mut TcpStream) -> std::io::Result<()> {
+    stream.write_all(b"ping").await?;
+    let mut echoed = [0u8; 4];
+    tokio::time::timeout(Duration::from_secs(10), stream.read_exact(&mut echoed))
+        .await
+        .map_err(|_| std::io::Error::other("no echo within 10 s"))??;
+    assert_eq!(&echoed, b"ping");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_tunnel_holds_its_connection_slot_until_it_ends() {
+    let (addr, trigger, running, metrics) =
+        start(to(upgrade_echo().await), |c| c.max_connections = 1).await;
+    let mut open = tunnel(addr).await;
+    ping(&mut open).await.unwrap();
+    assert_eq!(
+        metrics.connections.get(),
+        1,
+        "the tunnel's connection is counted"
+    );
+    assert_eq!(metrics.tunnels.get(), 1);
+
+    // At the cap: the next client waits in the kernel's queue while the tunnel is open.
+    let mut second = tokio::spawn(async move {
+        let mut sender = connect(addr).await;
+        send_get(&mut sender).await
+    });
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), &mut second)
+            .await
+            .is_err(),
+        "a connection was served past the limit while a tunnel held a slot"
+    );
+    ping(&mut open).await.unwrap();
+
+    // The tunnel ends (the client closes it): its slot is free for the waiting client.
+    drop(open);
+    let status = tokio::time::timeout(Duration::from_secs(10), second)
+        .await
+        .expect("served once the tunnel ended")
+        .unwrap();
+    assert_eq!(status, 200);
+    until_all_closed(&metrics).await;
+    assert_eq!(metrics.tunnels.get(), 0);
+    trigger.trigger();
+    running.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quiet_tunnel_is_closed_after_the_read_timeout_and_a_busy_one_is_not() {
+    let (addr, trigger, running, metrics) = start(to(upgrade_echo().await), |c| {
+        c.timeouts.response = Duration::from_millis(500);
+    })
+    .await;
+    let mut quiet = tunnel(addr).await;
+    let mut busy = tunnel(addr).await;
+    // The busy one sends without a pause until the quiet one is closed.
+    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+    let pinging = tokio::spawn(async move {
+        let mut pings = 0u64;
+        while stopped.try_recv().is_err() {
+            ping(&mut busy).await.unwrap();
+            pings += 1;
+        }
+        (busy, pings)
+    });
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), quiet.read_to_end(&mut rest)).await;
+    assert!(read.is_ok(), "the quiet tunnel was not closed");
+    stop.send(()).unwrap();
+    let (mut busy, pings) = pinging.await.unwrap();
+    assert!(pings > 0);
+    ping(&mut busy).await.expect("the busy tunnel is open");
+    assert_eq!(
+        metrics.tunnels.get(),
+        1,
+        "the quiet one ended, the busy one did not"
+    );
+    drop(busy);
+    until_all_closed(&metrics).await;
+    trigger.trigger();
+    running.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_head_after_a_refused_websocket_upgrade_has_the_header_timeout() {
+    let (endpoint, _) = counting_upstream().await;
+    let (addr, trigger, running, _) = start(to(endpoint), |c| {
+        c.client_header_timeout = Duration::from_millis(300);
+        c.keepalive_timeout = Duration::from_secs(3600);
+    })
+    .await;
+    // The upstream answers 200, not 101: the connection stays HTTP/1, though the framing
+    // stopped following it at the upgrade's head.
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET /ws HTTP/1.1\r\nHost: shop.example\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    while !seen.ends_with(b"ok") {
+        let mut buf = [0u8; 1024];
+        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf))
+            .await
+            .expect("the answer")
+            .unwrap();
+        assert!(n > 0, "closed: {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+    assert!(seen.starts_with(b"HTTP/1.1 200"));
+    // Half a head, then nothing: cut at the header timeout, not the keep-alive one.
+    stream.write_all(b"GET / HTTP/1.1\r\nHo").await.unwrap();
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut rest)).await;
+    assert!(
+        read.is_ok(),
+        "half a head after a refused upgrade was not cut"
+    );
+    trigger.trigger();
+    running.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_closes_an_open_tunnel_after_the_drain_timeout() {
+    let (addr, trigger, running, metrics) = start(to(upgrade_echo().await), |_| {}).await;
+    let mut open = tunnel(addr).await;
+    ping(&mut open).await.unwrap();
+    trigger.trigger();
+    let begun = tokio::time::Instant::now();
+    // Open through the grace period (a ping is an answer, not a sleep)...
+    ping(&mut open).await.unwrap();
+    // ...and closed at its end, with the gateway stopped.
+    let limit = crate::listener::DRAIN_TIMEOUT + Duration::from_secs(5);
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(limit, open.read_to_end(&mut rest)).await;
+    assert!(read.is_ok(), "the tunnel outlived the drain timeout");
+    assert!(
+        begun.elapsed() >= crate::listener::DRAIN_TIMEOUT - Duration::from_secs(1),
+        "closed before the grace period ended"
+    );
+    tokio::time::timeout(Duration::from_secs(5), running)
+        .await
+        .expect("the gateway stops once its tunnel closed")
+        .unwrap();
+    assert_eq!(metrics.tunnels.get(), 0);
+}

@@ -162,5 +162,7 @@ async fn hundreds_of_changes_under_load_fail_no_request_and_keep_a_tunnel() {
     tunnel.write_all(b"still").await.unwrap();
     tunnel.read_exact(&mut buf).await.unwrap();
     assert_eq!(&buf, b"still");
+    // Closed here, or shutdown would wait for it (a tunnel is closed at the drain's end).
+    drop(tunnel);
     up.stop().await;
 }

@@ -354,16 +354,86 @@ fn ingress(paths: &[(&str, &str)]) -> String {
 
 /// `ferry up` on `files` with `QUIET` client timeouts.
 async fn quiet_up(dir: &std::path::Path, files: &[(&str, String)]) -> Running {
+    up_with_timeouts(dir, files, QUIET, QUIET).await
+}
+
+/// `ferry up` on `files` with these client header and keep-alive timeouts.
+async fn up_with_timeouts(
+    dir: &std::path::Path,
+    files: &[(&str, String)],
+    header: Duration,
+    keepalive: Duration,
+) -> Running {
     for (name, text) in files {
         std::fs::write(dir.join(name), text).unwrap();
     }
     let up = Running::start_with(vec![dir.to_owned()], |c| {
-        c.client_header_timeout = QUIET;
-        c.keepalive_timeout = QUIET;
+        c.client_header_timeout = header;
+        c.keepalive_timeout = keepalive;
     })
     .await;
     up.wait_version(1).await;
     up
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_head_begun_while_busy_is_cut_at_the_header_timeout() {
+    let (release, released) = tokio::sync::watch::channel(false);
+    let web = held_upstream(released).await;
+    let dir = tempfile::tempdir().unwrap();
+    // The keep-alive timeout is far past the test's deadline: only the header timeout can
+    // close these connections in time.
+    let up = up_with_timeouts(
+        dir.path(),
+        &[
+            ("web.yaml", service("web", web.port(), None)),
+            ("ingress.yaml", ingress(&[("/", "web")])),
+        ],
+        QUIET,
+        Duration::from_secs(3600),
+    )
+    .await;
+
+    // Half of the next head in the same packet as a request: read while that one was served.
+    let mut packed = TcpStream::connect(up.http).await.unwrap();
+    packed
+        .write_all(
+            b"GET /quick HTTP/1.1\r\nHost: shop.example.com\r\n\r\nGET /quick HTTP/1.1\r\nHo",
+        )
+        .await
+        .unwrap();
+    let answered = closed_by_peer(&mut packed, "half a head after a request").await;
+    let answered = String::from_utf8_lossy(&answered);
+    assert!(
+        answered.starts_with("HTTP/1.1 200") && answered.ends_with("\r\n\r\nok"),
+        "the first request answered, then closed: {answered}"
+    );
+
+    // Half of the next head while the answer is still coming (longer than the header
+    // timeout): it gets the header timeout once the answer ended.
+    let mut busy = TcpStream::connect(up.http).await.unwrap();
+    busy.write_all(b"GET /held HTTP/1.1\r\nHost: shop.example.com\r\n\r\n")
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    while !seen.ends_with(b"start") {
+        let mut buf = [0u8; 1024];
+        let n = tokio::time::timeout(DEADLINE, busy.read(&mut buf))
+            .await
+            .expect("the answer's head and first bytes")
+            .unwrap();
+        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+    busy.write_all(b"GET /quick HTTP/1.1\r\nHo").await.unwrap();
+    release.send_replace(true);
+    let rest = closed_by_peer(&mut busy, "half a head sent while busy").await;
+    assert_eq!(
+        &rest[..],
+        b"12345",
+        "the answer finished, then the connection closed"
+    );
+    up.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -466,6 +536,8 @@ async fn idle_keep_alives_are_closed_and_busy_connections_are_not() {
         }
     }
     assert_eq!(&data[..], b"start12345", "the h2c stream finished");
+    // Closed here, or shutdown would wait for it (a tunnel is closed at the drain's end).
+    drop(tunnel);
     up.stop().await;
 }
 

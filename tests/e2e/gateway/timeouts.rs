@@ -1,5 +1,6 @@
-//! Upstream timeouts: an upstream that stops taking the body, and the read timeout that
-//! waits for the body and then between reads of the answer.
+//! Upstream timeouts: an upstream that stops taking the body, the read timeout that waits for
+//! the body and then between reads of the answer, and the same timeout closing a quiet
+//! WebSocket tunnel.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -7,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::net::TcpStream;
 
-use super::{annotated, read_to_close, service, up_with};
+use super::{annotated, open_tunnel, read_to_close, service, up_with, upgrade_echo};
 use crate::{DEADLINE, eventually};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -251,5 +252,36 @@ async fn the_read_timeout_waits_for_the_body_and_between_reads_of_the_answer() {
             .any(|l| l == "ferry_gateway_ejections_total 1"),
         "{metrics}"
     );
+    up.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_tunnel_quiet_for_the_routes_read_timeout_is_closed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let ws = upgrade_echo().await;
+    let dir = tempfile::tempdir().unwrap();
+    let ingress = annotated(
+        "ws",
+        &[("proxy-read-timeout", "1")],
+        &[("/", "Prefix", "ws")],
+    );
+    let up = up_with(
+        dir.path(),
+        &[
+            ("ws.yaml", service("ws", &[ws.port()])),
+            ("ingress.yaml", ingress),
+        ],
+    )
+    .await;
+    let mut tunnel = open_tunnel(up.http, "shop.example.com", "/chat").await;
+    tunnel.write_all(b"ping").await.unwrap();
+    let mut echoed = [0u8; 4];
+    tunnel.read_exact(&mut echoed).await.unwrap();
+    assert_eq!(&echoed, b"ping");
+    // Quiet from now on: closed a second later, both ways.
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(DEADLINE, tunnel.read_to_end(&mut rest)).await;
+    assert!(read.is_ok(), "the quiet tunnel was not closed");
+    assert!(rest.is_empty());
     up.stop().await;
 }
