@@ -124,7 +124,13 @@ impl LocalCluster {
     }
 
     /// Adds a Pod that has not run yet, the newest in creation order.
-    pub(super) fn add_pod(&mut self, key: NamespacedName, pod: Pod, applied: Option<Arc<Pod>>, here: bool) {
+    pub(super) fn add_pod(
+        &mut self,
+        key: NamespacedName,
+        pod: Pod,
+        applied: Option<Arc<Pod>>,
+        here: bool,
+    ) {
         let seq = self.next_seq();
         self.pods.insert(
             key,
