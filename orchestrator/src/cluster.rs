@@ -5,8 +5,10 @@
 //! server, the controller manager and the kubelet would do: allocates cluster IPs and node
 //! ports (written into the Services, as the API server does on create), runs the Deployment
 //! and ReplicaSet controllers, starts new Pods on their own loopback address, marks the Pods to
-//! remove as terminating, and hands back the reading the translator sees: the manifests with
-//! the live Deployments, ReplicaSets and Pods (with status) in place of the declared ones.
+//! remove as terminating, runs the EndpointSlice controller ([`crate::endpointslice`]) over the
+//! live Pods, and hands back the reading the translator sees: the manifests with the live
+//! Deployments, ReplicaSets and Pods (with status) in place of the declared ones, and the
+//! controller's EndpointSlices.
 //! Terminating Pods are only signalled by [`LocalCluster::stop_terminating`], which the
 //! orchestrator calls once the update that takes their endpoints away is published, so no data
 //! plane sends a new request to a Pod that is already shutting down.
@@ -28,6 +30,7 @@ use k8s_openapi::api::core::v1::{Pod, PodCondition, PodStatus, PodTemplateSpec, 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
 
 use crate::deployment::{self, CHANGE_CAUSE_ANNOTATION, REVISION_ANNOTATION, TEMPLATE_HASH_LABEL};
+use crate::endpointslice;
 use crate::ipam::{Cidr, IpAllocator, PortAllocator};
 use crate::kubelet::Kubelet;
 use crate::replicaset::{self, PodView};
@@ -350,6 +353,9 @@ impl LocalCluster {
                 .values()
                 .map(|p| live(Object::Pod(Box::new(p.pod.clone())))),
         );
+        // The EndpointSlice controller, over the live Pods: those run here and those passed
+        // through as running elsewhere.
+        let out = endpointslice::reconcile(&out, &origin);
         let mut all_problems = desired.problems.clone();
         all_problems.extend(problems);
         Reading {

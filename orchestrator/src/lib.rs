@@ -14,6 +14,7 @@
 pub mod api;
 pub mod cluster;
 pub mod deployment;
+pub mod endpointslice;
 mod feed;
 pub mod ipam;
 pub mod kubelet;
