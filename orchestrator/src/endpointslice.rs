@@ -14,7 +14,8 @@
 //! endpoints: nothing here reads one.
 //!
 //! A slice carries the Service's labels, `kubernetes.io/service-name`,
-//! `endpointslice.kubernetes.io/managed-by` and an ownerReference to the Service. Its name is
+//! `endpointslice.kubernetes.io/managed-by` and an ownerReference to the Service (when it has a
+//! uid, as every Service the local cluster runs has). Its name is
 //! `<service>-<5 chars>` like the generated names Kubernetes gives it, but the 5 characters
 //! come from a hash of (Service, family, port set, chunk), so reconciling the same Pods again
 //! gives identical objects and a snapshot does not churn.
@@ -348,14 +349,15 @@ pub fn slices_named(
             }
         }
     }
-    let owner = OwnerReference {
+    // A Service read from a file that never went through an API server has no uid to name.
+    let owner = svc.metadata.uid.as_ref().map(|uid| OwnerReference {
         api_version: "v1".into(),
         kind: "Service".into(),
         name: name.clone(),
-        uid: svc.metadata.uid.clone().unwrap_or_default(),
+        uid: uid.clone(),
         controller: Some(true),
         block_owner_deletion: Some(true),
-    };
+    });
     let labels = labels(svc, &name);
     let mut out = Vec::new();
     for (key, (ports, endpoints)) in groups {
@@ -371,7 +373,7 @@ pub fn slices_named(
                     generate_name: Some(format!("{name}-")),
                     namespace: Some(namespace.clone()),
                     labels: Some(labels.clone()),
-                    owner_references: Some(vec![owner.clone()]),
+                    owner_references: owner.clone().map(|o| vec![o]),
                     ..ObjectMeta::default()
                 },
                 address_type: key.family.into(),

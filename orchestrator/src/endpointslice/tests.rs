@@ -173,6 +173,14 @@ fn a_slice_is_labelled_and_owned_as_kubernetes_writes_it() {
     );
     let labels = slices[0].metadata.labels.as_ref().unwrap();
     assert_eq!(labels.get(HEADLESS_LABEL).map(String::as_str), Some(""));
+
+    // A Service that never went through an API server has no uid to own by.
+    let no_uid = WEB.replace(" uid: uid-web,", "");
+    let slices = slices_of(
+        &[pod("web-summer-a", "summer", "127.1.0.3", true), no_uid].concat(),
+        "web",
+    );
+    assert_eq!(slices[0].metadata.owner_references, None);
 }
 
 #[test]
@@ -591,10 +599,22 @@ spec:
             .cloned()
             .collect()
     };
-    assert_eq!(
-        slices(&c.reconcile(&reading(&both))),
-        slices(&c.reconcile(&reading(&both)))
-    );
+    let r = c.reconcile(&reading(&both));
+    assert_eq!(slices(&r), slices(&c.reconcile(&reading(&both))));
+    // Owned by the live Service, by the uid the cluster gave it.
+    let uid = r
+        .manifests
+        .iter()
+        .find_map(|m| match &m.object {
+            Object::Service(s) => s.metadata.uid.clone(),
+            _ => None,
+        })
+        .expect("the live Service has a uid");
+    for m in slices(&r) {
+        let owners = m.object.metadata().owner_references.clone().unwrap();
+        assert_eq!(owners[0].uid, uid);
+        assert_eq!(owners[0].kind, "Service");
+    }
 
     // Gone from the manifests: not ready at once, gone once it stopped.
     let r = c.reconcile(&reading(remote));
