@@ -18,6 +18,11 @@ fn origin() -> Origin {
 
 /// The slices the controller writes for Service `name` in `shop`, over every Pod given.
 fn slices_of(yaml: &str, name: &str) -> Vec<EndpointSlice> {
+    slices_clear_of(yaml, name, &mut HashSet::new())
+}
+
+/// [`slices_of`], named clear of `taken`.
+fn slices_clear_of(yaml: &str, name: &str, taken: &mut HashSet<String>) -> Vec<EndpointSlice> {
     let manifests = parse(yaml);
     let pods: Vec<&Pod> = manifests
         .iter()
@@ -35,7 +40,7 @@ fn slices_of(yaml: &str, name: &str) -> Vec<EndpointSlice> {
         })
         .unwrap();
     let selected = selector_of(svc).map_or(Vec::new(), |sel| index.select("shop", sel));
-    slices(svc, &selected)
+    slices_named(svc, &selected, taken)
 }
 
 fn pod(name: &str, release: &str, ip: &str, ready: bool) -> String {
@@ -72,6 +77,11 @@ spec:
   ports: [{name: http, port: 80, targetPort: http}]
 ---
 "#;
+
+/// One ready Pod that [`WEB`] selects, and WEB.
+fn one_ready_pod() -> String {
+    pod("web-summer-a", "summer", "127.1.0.3", true) + WEB
+}
 
 /// (address, ready) of every endpoint of every slice, sorted.
 fn addresses(slices: &[EndpointSlice]) -> Vec<(String, bool)> {
@@ -137,11 +147,7 @@ fn selects_only_the_summer_replica_set() {
 
 #[test]
 fn a_slice_is_labelled_and_owned_as_kubernetes_writes_it() {
-    let yaml = [
-        pod("web-summer-a", "summer", "127.1.0.3", true),
-        WEB.to_owned(),
-    ]
-    .concat();
+    let yaml = one_ready_pod();
     let slices = slices_of(&yaml, "web");
     let meta = &slices[0].metadata;
     assert_eq!(meta.namespace.as_deref(), Some("shop"));
@@ -166,54 +172,29 @@ fn a_slice_is_labelled_and_owned_as_kubernetes_writes_it() {
             block_owner_deletion: Some(true),
         }])
     );
-    let headless = WEB.replace("  selector:", "  clusterIP: None\n  selector:");
-    let slices = slices_of(
-        &[pod("web-summer-a", "summer", "127.1.0.3", true), headless].concat(),
-        "web",
-    );
+    let headless = one_ready_pod().replace("  selector:", "  clusterIP: None\n  selector:");
+    let slices = slices_of(&headless, "web");
     let labels = slices[0].metadata.labels.as_ref().unwrap();
     assert_eq!(labels.get(HEADLESS_LABEL).map(String::as_str), Some(""));
 
     // A Service that never went through an API server has no uid to own by.
-    let no_uid = WEB.replace(" uid: uid-web,", "");
-    let slices = slices_of(
-        &[pod("web-summer-a", "summer", "127.1.0.3", true), no_uid].concat(),
-        "web",
-    );
+    let no_uid = one_ready_pod().replace(" uid: uid-web,", "");
+    let slices = slices_of(&no_uid, "web");
     assert_eq!(slices[0].metadata.owner_references, None);
 }
 
 #[test]
 fn named_target_port_resolves_per_pod() {
-    let yaml = format!(
-        r#"{}
-apiVersion: v1
-kind: Pod
-metadata: {{name: web-summer-c, namespace: shop, labels: {{app: web, release: summer}}}}
-spec:
-  containers:
-    - name: web
-      image: ferry/echo
-      ports: [{{name: http, containerPort: 9000}}]
-status:
-  podIP: 127.1.0.9
-  conditions: [{{type: Ready, status: "True"}}]
----
-apiVersion: v1
-kind: Pod
-metadata: {{name: web-summer-d, namespace: shop, labels: {{app: web, release: summer}}}}
-spec:
-  containers:
-    - name: web
-      image: ferry/echo
-      ports: [{{name: other, containerPort: 7000}}]
-status:
-  podIP: 127.1.0.10
-  conditions: [{{type: Ready, status: "True"}}]
----
-{WEB}"#,
-        pod("web-summer-a", "summer", "127.1.0.3", true)
-    );
+    let yaml = [
+        pod("web-summer-a", "summer", "127.1.0.3", true),
+        pod("web-summer-c", "summer", "127.1.0.9", true).replace("8080", "9000"),
+        pod("web-summer-d", "summer", "127.1.0.10", true).replace(
+            "{name: http, containerPort: 8080}",
+            "{name: other, containerPort: 7000}",
+        ),
+        WEB.to_owned(),
+    ]
+    .concat();
     let mut slices = slices_of(&yaml, "web");
     slices.sort_by_key(|s| s.ports.as_ref().unwrap().first().and_then(|p| p.port));
     let by_port: Vec<(Option<i32>, Vec<String>)> = slices
@@ -402,29 +383,10 @@ fn names_are_deterministic() {
 
 #[test]
 fn a_name_a_declared_slice_holds_is_not_reused() {
-    let yaml = [
-        pod("web-summer-a", "summer", "127.1.0.3", true),
-        WEB.to_owned(),
-    ]
-    .concat();
+    let yaml = one_ready_pod();
     let first = slices_of(&yaml, "web")[0].metadata.name.clone().unwrap();
     let mut taken = HashSet::from([first.clone()]);
-    let manifests = parse(&yaml);
-    let pods: Vec<&Pod> = manifests
-        .iter()
-        .filter_map(|m| match &m.object {
-            Object::Pod(p) => Some(&**p),
-            _ => None,
-        })
-        .collect();
-    let svc = manifests
-        .iter()
-        .find_map(|m| match &m.object {
-            Object::Service(s) => Some(&**s),
-            _ => None,
-        })
-        .unwrap();
-    let again = slices_named(svc, &pods, &mut taken);
+    let again = slices_clear_of(&yaml, "web", &mut taken);
     let name = again[0].metadata.name.clone().unwrap();
     assert_ne!(name, first);
     assert!(taken.contains(&name));
