@@ -3,10 +3,14 @@
 //! namespaces × 100 Services: 10,000 Services, 100,000 endpoints, 5,000 Ingresses.
 //!
 //! The endpoints come from EndpointSlices (how ferry sees a real cluster, where Kubernetes'
-//! own controller computed them), or half of them from Pods that ferry's endpoints controller
-//! selects (how the local runtime's clusters look).
+//! own controller computed them), or half of them from Pods selected by their Service (how the
+//! local runtime's clusters look), which [`with_controller`] turns into EndpointSlices as the
+//! local cluster's EndpointSlice controller does before the control plane sees them.
 
 use std::fmt::Write as _;
+use std::sync::Arc;
+
+use ferry_objects::object::{Manifest, Origin};
 
 pub const ENDPOINTS_PER_SERVICE: usize = 10;
 
@@ -17,6 +21,16 @@ pub enum Endpoints {
     Slices,
     /// Half from EndpointSlices, half from Pods selected by the Service.
     Mixed,
+}
+
+/// The manifests with the EndpointSlices the local cluster's EndpointSlice controller writes
+/// for the Pods among them (what `ferry up` hands the control plane).
+pub fn with_controller(manifests: &[Arc<Manifest>]) -> Vec<Arc<Manifest>> {
+    let origin = Origin {
+        file: "<endpointslice controller>".into(),
+        doc: None,
+    };
+    ferry_orchestrator::endpointslice::reconcile(manifests, &origin)
 }
 
 /// The manifests, as `files_per_ns` YAML files per namespace: (file name, text).

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use ferry_control::Control;
 use ferry_control::translate::translate;
 use ferry_objects::files::{FileFeed, FileSource};
+use ferry_objects::source::{Source, Update};
 use ferry_objects::store::Store;
 use ferry_runtime::{SnapshotBus, StatusBoard};
 use prometheus_client::registry::Registry;
@@ -75,6 +76,23 @@ fn main() {
     println!("targets: translate < 300 ms, RSS < 300 MB, published < 1 s");
 }
 
+/// The files as `ferry up` hands them over: with the EndpointSlice controller's slices for
+/// the Pods among them.
+#[derive(Debug)]
+struct WithSlices(FileFeed);
+
+impl Source for WithSlices {
+    async fn next(&mut self) -> Option<Update> {
+        let mut update = self.0.next().await?;
+        update.reading.manifests = generate::with_controller(&update.reading.manifests);
+        Some(update)
+    }
+
+    fn acknowledge(&mut self, published: bool) {
+        self.0.acknowledge(published);
+    }
+}
+
 fn run(scenario: &str, endpoints: generate::Endpoints) {
     let dir = tempfile::tempdir().expect("tempdir");
     for (name, text) in generate::cluster(NAMESPACES, SERVICES_PER_NS, FILES_PER_NS, endpoints) {
@@ -91,7 +109,7 @@ fn run(scenario: &str, endpoints: generate::Endpoints) {
         let mut registry = Registry::default();
         let started = Instant::now();
         let feed = FileFeed::start(vec![dir.path().to_owned()], Duration::from_millis(100)).expect("watch");
-        let control = Control::build(feed, bus.clone(), StatusBoard::default(), &mut registry).await.expect("valid");
+        let control = Control::build(WithSlices(feed), bus.clone(), StatusBoard::default(), &mut registry).await.expect("valid");
         let read_time = started.elapsed();
         let (rss, hwm) = (rss_mb("VmRSS:"), rss_mb("VmHWM:"));
         let (trigger, shutdown) = ferry_runtime::shutdown::channel();
@@ -119,7 +137,7 @@ fn run(scenario: &str, endpoints: generate::Endpoints) {
     });
 
     let reading = FileSource::new(vec![dir.path().to_owned()]).read();
-    let store = Store::from_manifests(reading.manifests.iter().cloned());
+    let store = Store::from_manifests(generate::with_controller(&reading.manifests));
     let mut times = Vec::new();
     for _ in 0..TRANSLATES {
         let started = Instant::now();

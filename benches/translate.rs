@@ -18,7 +18,8 @@ fn store(namespaces: usize, services: usize, endpoints: generate::Endpoints) -> 
         assert!(loaded.problems.is_empty(), "{:?}", &loaded.problems[..1]);
         manifests.extend(loaded.manifests.into_iter().map(Arc::new));
     }
-    Store::from_manifests(manifests)
+    // The Pods' endpoints reach the control plane as the slices the controller writes.
+    Store::from_manifests(generate::with_controller(&manifests))
 }
 
 fn bench(c: &mut Criterion) {

@@ -1,23 +1,18 @@
-//! The endpoints controller: what stands behind each Service, in one internal form.
-//!
-//! A Service with a selector gets its endpoints from the Pods it selects, exactly as the
-//! Kubernetes EndpointSlice controller computes them (`podToEndpoint`): only Pods with an IP
-//! and not in a terminal phase; `serving` is the Pod's Ready condition, `terminating` its
-//! deletionTimestamp, `ready` is serving and not terminating (or always, with
-//! `publishNotReadyAddresses`); a named targetPort resolves per Pod from its container ports,
-//! so Pods that name a port differently land in different endpoint sets. A Service without a
-//! selector uses the EndpointSlices labelled with its name, or failing those its Endpoints.
+//! What stands behind each Service, in one internal form, read as kube-proxy and CoreDNS read
+//! it: from the EndpointSlices labelled with the Service's name (`kubernetes.io/service-name`),
+//! whoever wrote them (a cluster's EndpointSlice controller, the one of `ferry up`'s local
+//! cluster, a manifest). A Service without a selector and without slices falls back to its v1
+//! Endpoints. Pods are not read here: turning the Pods a selector selects into endpoints is the
+//! EndpointSlice controller's work.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::net::IpAddr;
 
 use ferry_model::{Protocol, TargetRef};
-use k8s_openapi::api::core::v1::{Endpoints, ObjectReference, Pod, Service, ServicePort};
+use k8s_openapi::api::core::v1::{Endpoints, ObjectReference, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use ferry_objects::object::{Kind, pod_ready};
-use ferry_objects::selector;
+use ferry_objects::object::Kind;
 use ferry_objects::store::Store;
 use ferry_objects::validate::SERVICE_NAME_LABEL;
 
@@ -43,8 +38,7 @@ pub struct SetEndpoint {
     pub target: Option<TargetRef>,
 }
 
-/// Endpoints that share their ports: an EndpointSlice, an Endpoints subset, or the Pods
-/// whose named ports resolve alike.
+/// Endpoints that share their ports: an EndpointSlice or an Endpoints subset.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct EndpointSet {
     pub ports: Vec<SetPort>,
@@ -59,99 +53,50 @@ pub(crate) fn protocol(p: Option<&str>) -> Protocol {
     }
 }
 
-/// Pods by label, so a selector looks only at the Pods that can match.
+/// EndpointSlices by the Service named in their `kubernetes.io/service-name` label, so each
+/// Service finds its own without looking at the others (as kube-proxy's slice cache).
 #[derive(Debug, Default)]
-pub struct PodIndex<'a> {
-    by_label: HashMap<(&'a str, &'a str, &'a str), Vec<&'a Pod>>,
+pub struct SliceIndex<'a> {
+    by_service: HashMap<(&'a str, &'a str), Vec<&'a EndpointSlice>>,
 }
 
-impl<'a> PodIndex<'a> {
+impl<'a> SliceIndex<'a> {
     pub fn new(store: &'a Store) -> Self {
-        let mut index = PodIndex::default();
-        for (m, pod) in store.pods() {
-            let ns = m.namespace();
-            for (k, v) in pod.metadata.labels.iter().flatten() {
-                index.by_label.entry((ns, k, v)).or_default().push(pod);
+        let mut index = SliceIndex::default();
+        for (m, slice) in store.endpoint_slices() {
+            let service = slice
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(SERVICE_NAME_LABEL));
+            if let Some(service) = service {
+                index
+                    .by_service
+                    .entry((m.namespace(), service))
+                    .or_default()
+                    .push(slice);
             }
         }
         index
     }
 
-    /// The Pods an equality selector selects; an empty selector selects none (a Service with
-    /// `selector: {}` has no selector).
-    pub fn select(&self, namespace: &str, sel: &BTreeMap<String, String>) -> Vec<&'a Pod> {
-        let smallest = sel
-            .iter()
-            .map(|(k, v)| {
-                self.by_label
-                    .get(&(namespace, k.as_str(), v.as_str()))
-                    .map_or(&[][..], Vec::as_slice)
-            })
-            .min_by_key(|pods| pods.len());
-        let Some(candidates) = smallest else {
-            return Vec::new();
-        };
-        candidates
-            .iter()
+    /// The endpoint sets of the Service's slices, in slice name order.
+    fn sets(&self, namespace: &str, name: &str) -> Vec<EndpointSet> {
+        self.by_service
+            .get(&(namespace, name))
+            .into_iter()
+            .flatten()
             .copied()
-            .filter(|p| {
-                p.metadata
-                    .labels
-                    .as_ref()
-                    .is_some_and(|l| selector::equality(sel, l))
-            })
+            .filter_map(from_slice)
             .collect()
     }
 }
 
-/// The Pod's IPs of the families the Service serves.
-fn pod_ips(pod: &Pod, families: &[String]) -> Vec<IpAddr> {
-    let Some(status) = &pod.status else {
-        return Vec::new();
-    };
-    let mut ips: Vec<IpAddr> = status
-        .pod_ips
-        .iter()
-        .flatten()
-        .filter_map(|p| p.ip.parse().ok())
-        .collect();
-    if ips.is_empty() {
-        ips.extend(
-            status
-                .pod_ip
-                .as_deref()
-                .and_then(|ip| ip.parse::<IpAddr>().ok()),
-        );
-    }
-    if !families.is_empty() {
-        ips.retain(|ip| families.iter().any(|f| (f == "IPv4") == ip.is_ipv4()));
-    }
-    ips
-}
-
-/// `podutil.FindPort`: a number as is, a name from the Pod's container ports.
-fn find_port(pod: &Pod, sp: &ServicePort) -> Option<u16> {
-    let protocol = sp.protocol.as_deref().unwrap_or("TCP");
-    match &sp.target_port {
-        None => u16::try_from(sp.port).ok(),
-        Some(IntOrString::Int(n)) => u16::try_from(*n).ok(),
-        Some(IntOrString::String(name)) => pod
-            .spec
-            .iter()
-            .flat_map(|s| &s.containers)
-            .flat_map(|c| c.ports.iter().flatten())
-            .find(|p| {
-                p.name.as_deref() == Some(name)
-                    && p.protocol.as_deref().unwrap_or("TCP") == protocol
-            })
-            .and_then(|p| u16::try_from(p.container_port).ok()),
-    }
-}
-
-/// The endpoint sets of one Service.
+/// The endpoint sets of one Service: its EndpointSlices, or for a Service without a selector
+/// and without slices, its Endpoints.
 pub fn for_service(
     store: &Store,
-    pods: &PodIndex<'_>,
+    slices: &SliceIndex<'_>,
     namespace: &str,
     name: &str,
     svc: &Service,
@@ -162,96 +107,19 @@ pub fn for_service(
     if spec.type_.as_deref() == Some("ExternalName") {
         return Vec::new();
     }
-    let mut sets = match spec.selector.as_ref().filter(|s| !s.is_empty()) {
-        Some(sel) => from_pods(namespace, name, svc, &pods.select(namespace, sel)),
-        None => Vec::new(),
-    };
-    let slices: Vec<&EndpointSlice> = store
-        .in_namespace(Kind::EndpointSlice, namespace)
-        .filter_map(|m| match &m.object {
-            ferry_objects::object::Object::EndpointSlice(s) => Some(&**s),
-            _ => None,
-        })
-        .filter(|s| {
-            s.metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(SERVICE_NAME_LABEL))
-                .is_some_and(|n| n == name)
-        })
-        .collect();
-    if !slices.is_empty() {
-        sets.extend(slices.into_iter().filter_map(from_slice));
-    } else if spec.selector.as_ref().is_none_or(BTreeMap::is_empty) {
-        let legacy = store
-            .in_namespace(Kind::Endpoints, namespace)
-            .find_map(|m| match &m.object {
-                ferry_objects::object::Object::Endpoints(e) if m.name() == name => Some(&**e),
-                _ => None,
-            });
-        sets.extend(legacy.into_iter().flat_map(from_endpoints));
+    if slices.by_service.contains_key(&(namespace, name)) {
+        return slices.sets(namespace, name);
     }
-    sets
-}
-
-fn from_pods(namespace: &str, name: &str, svc: &Service, pods: &[&Pod]) -> Vec<EndpointSet> {
-    let Some(spec) = &svc.spec else {
+    if spec.selector.as_ref().is_some_and(|s| !s.is_empty()) {
         return Vec::new();
-    };
-    let ports = spec.ports.as_deref().unwrap_or_default();
-    let families = spec.ip_families.as_deref().unwrap_or_default();
-    let publish_not_ready = spec.publish_not_ready_addresses.unwrap_or(false);
-    let mut by_ports: BTreeMap<Vec<SetPort>, Vec<SetEndpoint>> = BTreeMap::new();
-    for pod in pods {
-        let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
-        if matches!(phase, Some("Succeeded" | "Failed")) {
-            continue;
-        }
-        let ips = pod_ips(pod, families);
-        if ips.is_empty() {
-            continue;
-        }
-        let set_ports: Vec<SetPort> = ports
-            .iter()
-            .filter_map(|sp| {
-                Some(SetPort {
-                    name: sp.name.clone().unwrap_or_default(),
-                    port: find_port(pod, sp)?,
-                    protocol: protocol(sp.protocol.as_deref()),
-                    app_protocol: sp.app_protocol.clone(),
-                })
-            })
-            .collect();
-        let serving = pod_ready(pod);
-        let terminating = pod.metadata.deletion_timestamp.is_some();
-        let pod_spec = pod.spec.as_ref();
-        let hostname = pod_spec
-            .filter(|s| s.subdomain.as_deref() == Some(name))
-            .and_then(|s| s.hostname.clone())
-            .filter(|h| !h.is_empty());
-        let target = TargetRef {
-            kind: "Pod".into(),
-            namespace: namespace.to_owned(),
-            name: pod.metadata.name.clone().unwrap_or_default(),
-        };
-        let list = by_ports.entry(set_ports).or_default();
-        for address in ips {
-            list.push(SetEndpoint {
-                address,
-                ready: publish_not_ready || (serving && !terminating),
-                serving,
-                terminating,
-                hostname: hostname.clone(),
-                node_name: pod_spec.and_then(|s| s.node_name.clone()),
-                zone: None,
-                target: Some(target.clone()),
-            });
-        }
     }
-    by_ports
-        .into_iter()
-        .map(|(ports, endpoints)| EndpointSet { ports, endpoints })
-        .collect()
+    let legacy = store
+        .in_namespace(Kind::Endpoints, namespace)
+        .find_map(|m| match &m.object {
+            ferry_objects::object::Object::Endpoints(e) if m.name() == name => Some(&**e),
+            _ => None,
+        });
+    legacy.into_iter().flat_map(from_endpoints).collect()
 }
 
 fn target_ref(t: &ObjectReference) -> TargetRef {

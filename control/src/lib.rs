@@ -3,8 +3,8 @@
 //!
 //! The flow of one change: a source (manifest files, the local cluster of `ferry up`, later a
 //! Kubernetes API server) hands over an [`Update`], every object it holds (a relist);
-//! [`publish::evaluate`] builds the store of it ([`ferry_objects::store::Store`]), the
-//! [`endpoints`] controller works out what stands behind each Service and
+//! [`publish::evaluate`] builds the store of it ([`ferry_objects::store::Store`]),
+//! [`endpoints`] reads what stands behind each Service from its EndpointSlices and
 //! [`translate::translate`] turns the store into a [`ferry_model::Snapshot`], which is validated,
 //! numbered and published on the [`ferry_runtime::SnapshotBus`]. A change with any error is
 //! rejected whole and the last good snapshot keeps serving; the source is told which

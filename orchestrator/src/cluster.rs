@@ -5,8 +5,10 @@
 //! server, the controller manager and the kubelet would do: allocates cluster IPs and node
 //! ports (written into the Services, as the API server does on create), runs the Deployment
 //! and ReplicaSet controllers, starts new Pods on their own loopback address, marks the Pods to
-//! remove as terminating, and hands back the reading the translator sees: the manifests with
-//! the live Deployments, ReplicaSets and Pods (with status) in place of the declared ones.
+//! remove as terminating, runs the EndpointSlice controller ([`crate::endpointslice`]) over the
+//! live Pods, and hands back the reading the translator sees: the manifests with the live
+//! Deployments, ReplicaSets and Pods (with status) in place of the declared ones, and the
+//! controller's EndpointSlices.
 //! Terminating Pods are only signalled by [`LocalCluster::stop_terminating`], which the
 //! orchestrator calls once the update that takes their endpoints away is published, so no data
 //! plane sends a new request to a Pod that is already shutting down.
@@ -28,6 +30,7 @@ use k8s_openapi::api::core::v1::{Pod, PodCondition, PodStatus, PodTemplateSpec, 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
 
 use crate::deployment::{self, CHANGE_CAUSE_ANNOTATION, REVISION_ANNOTATION, TEMPLATE_HASH_LABEL};
+use crate::endpointslice;
 use crate::ipam::{Cidr, IpAllocator, PortAllocator};
 use crate::kubelet::Kubelet;
 use crate::replicaset::{self, PodView};
@@ -211,6 +214,9 @@ pub struct LocalCluster {
     deployments: BTreeMap<NamespacedName, LiveDeployment>,
     replica_sets: BTreeMap<NamespacedName, LiveReplicaSet>,
     pods: BTreeMap<NamespacedName, LivePod>,
+    /// Each Service's uid, given on create and kept while it exists (what its EndpointSlices'
+    /// ownerReferences name).
+    service_uids: BTreeMap<NamespacedName, String>,
     /// Creation order of Pods.
     seq: u64,
 }
@@ -225,6 +231,7 @@ impl LocalCluster {
             deployments: BTreeMap::new(),
             replica_sets: BTreeMap::new(),
             pods: BTreeMap::new(),
+            service_uids: BTreeMap::new(),
             seq: 0,
         }
     }
@@ -243,15 +250,7 @@ impl LocalCluster {
     }
 
     fn uid(&mut self) -> String {
-        let (a, b) = (self.random(), self.random());
-        format!(
-            "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
-            a >> 32,
-            (a >> 16) & 0xffff,
-            a & 0xfff,
-            (b >> 48) & 0x3fff | 0x8000,
-            b & 0xffff_ffff_ffff
-        )
+        new_uid()
     }
 
     fn suffix(&mut self) -> String {
@@ -281,7 +280,8 @@ impl LocalCluster {
             .cloned()
             .partition(|m| matches!(m.object, Object::Service(_)));
         let mut manifests = others;
-        manifests.extend(self.allocations.clone().allocate(&services, &mut problems));
+        let services = self.allocations.clone().allocate(&services, &mut problems);
+        manifests.extend(with_uids(services, &self.service_uids).0);
         Reading {
             manifests,
             problems,
@@ -314,6 +314,8 @@ impl LocalCluster {
             }
         }
         let services = self.allocations.allocate(&services, &mut problems);
+        let (services, uids) = with_uids(services, &self.service_uids);
+        self.service_uids = uids;
 
         self.observe_pods();
         self.sync_deployments(&declared_deployments);
@@ -350,6 +352,9 @@ impl LocalCluster {
                 .values()
                 .map(|p| live(Object::Pod(Box::new(p.pod.clone())))),
         );
+        // The EndpointSlice controller, over the live Pods: those run here and those passed
+        // through as running elsewhere.
+        let out = endpointslice::reconcile(&out, &origin);
         let mut all_problems = desired.problems.clone();
         all_problems.extend(problems);
         Reading {
@@ -370,6 +375,51 @@ impl LocalCluster {
     pub fn pods(&self) -> Vec<Pod> {
         self.pods.values().map(|p| p.pod.clone()).collect()
     }
+}
+
+/// A random version 4 UUID.
+fn new_uid() -> String {
+    // Names and uids only need to differ, not to be secret.
+    let (a, b) = (ferry_runtime::random::u64(), ferry_runtime::random::u64());
+    format!(
+        "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
+        a >> 32,
+        (a >> 16) & 0xffff,
+        a & 0xfff,
+        (b >> 48) & 0x3fff | 0x8000,
+        b & 0xffff_ffff_ffff
+    )
+}
+
+/// The Services with their uids, as the API server gives one on create: the one a manifest
+/// names, else the one `kept` holds for the Service, else a new one; and the uids by Service.
+fn with_uids(
+    services: Vec<Arc<Manifest>>,
+    kept: &BTreeMap<NamespacedName, String>,
+) -> (Vec<Arc<Manifest>>, BTreeMap<NamespacedName, String>) {
+    let mut uids = BTreeMap::new();
+    let mut out = Vec::with_capacity(services.len());
+    for m in services {
+        let Object::Service(svc) = &m.object else {
+            out.push(m);
+            continue;
+        };
+        let key = NamespacedName::of(&m);
+        if let Some(uid) = &svc.metadata.uid {
+            uids.insert(key, uid.clone());
+            out.push(m);
+            continue;
+        }
+        let uid = kept.get(&key).cloned().unwrap_or_else(new_uid);
+        let mut svc = (**svc).clone();
+        svc.metadata.uid = Some(uid.clone());
+        uids.insert(key, uid);
+        out.push(Arc::new(Manifest {
+            origin: m.origin.clone(),
+            object: Object::Service(Box::new(svc)),
+        }));
+    }
+    (out, uids)
 }
 
 fn revision(meta: &ObjectMeta) -> u64 {

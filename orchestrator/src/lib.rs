@@ -2,10 +2,10 @@
 //! one machine.
 //!
 //! It plays the parts of Kubernetes that `ferry up` has no cluster for: the API server's
-//! allocators (cluster IPs, node ports, pod IPs on loopback), the Deployment and ReplicaSet
-//! controllers (pure reconcilers: observe, diff, act), the kubelet, which runs each Pod's
-//! containers as host processes, probes them and reports their status, and the local API the
-//! `ferry get|logs|scale|rollout` commands call ([`api`]).
+//! allocators (cluster IPs, node ports, pod IPs on loopback), the Deployment, ReplicaSet and
+//! EndpointSlice controllers (pure reconcilers: observe, diff, act), the kubelet, which runs
+//! each Pod's containers as host processes, probes them and reports their status, and the local
+//! API the `ferry get|logs|scale|rollout` commands call ([`api`]).
 //!
 //! The manifest files are applied to it as `kubectl apply -f` would be; what it runs is handed
 //! to the control plane through its [`Feed`], an [`ferry_objects::source::Source`] like any
@@ -14,6 +14,7 @@
 pub mod api;
 pub mod cluster;
 pub mod deployment;
+pub mod endpointslice;
 mod feed;
 pub mod ipam;
 pub mod kubelet;

@@ -10,41 +10,35 @@ fn store(yaml: &str) -> Store {
 }
 
 fn sets(store: &Store, name: &str) -> Vec<EndpointSet> {
-    let pods = PodIndex::new(store);
+    let slices = SliceIndex::new(store);
     let svc = store.service("shop", name).unwrap();
-    for_service(store, &pods, "shop", name, svc)
+    for_service(store, &slices, "shop", name, svc)
 }
 
-fn pod(name: &str, release: &str, ip: &str, ready: bool) -> String {
-    format!(
-        r#"
+const POD: &str = r#"
 apiVersion: v1
 kind: Pod
-metadata:
-  name: {name}
-  namespace: shop
-  labels: {{app: web, release: {release}}}
+metadata: {name: web-0, namespace: shop, labels: {app: web}}
 spec:
-  containers:
-    - name: web
-      image: ferry/echo
-      ports: [{{name: http, containerPort: 8080}}]
+  containers: [{name: web, image: ferry/echo, ports: [{name: http, containerPort: 8080}]}]
 status:
-  podIP: {ip}
-  conditions: [{{type: Ready, status: "{}"}}]
+  podIP: 127.1.0.3
+  conditions: [{type: Ready, status: "True"}]
 ---
-"#,
-        if ready { "True" } else { "False" }
-    )
-}
-
-const WEB: &str = r#"
 apiVersion: v1
 kind: Service
 metadata: {name: web, namespace: shop}
 spec:
-  selector: {app: web, release: summer}
+  selector: {app: web}
   ports: [{name: http, port: 80, targetPort: http}]
+---
+apiVersion: v1
+kind: Endpoints
+metadata: {name: web, namespace: shop}
+subsets:
+  - addresses: [{ip: 127.0.0.7}]
+    ports: [{name: http, port: 9}]
+---
 "#;
 
 fn addresses(sets: &[EndpointSet]) -> Vec<(String, bool)> {
@@ -57,144 +51,57 @@ fn addresses(sets: &[EndpointSet]) -> Vec<(String, bool)> {
     out
 }
 
+/// As kube-proxy: a selector Service's endpoints are its EndpointSlices, which the
+/// EndpointSlice controller writes from the Pods; the Pods themselves are not read, nor are
+/// the legacy Endpoints of a Service with a selector.
 #[test]
-fn selects_only_the_summer_replica_set() {
-    let yaml = [
-        pod("web-spring-a", "spring", "127.1.0.1", true),
-        pod("web-spring-b", "spring", "127.1.0.2", true),
-        pod("web-summer-a", "summer", "127.1.0.3", true),
-        pod("web-summer-b", "summer", "127.1.0.4", false),
-        WEB.to_owned(),
-    ]
-    .concat();
-    let s = store(&yaml);
-    let sets = sets(&s, "web");
-    assert_eq!(
-        addresses(&sets),
-        vec![("127.1.0.3".into(), true), ("127.1.0.4".into(), false)],
-        "only summer Pods; only ready Pods are ready"
+fn a_selector_service_reads_its_slices_not_its_pods() {
+    assert!(
+        sets(&store(POD), "web").is_empty(),
+        "Pods without slices are no endpoints"
     );
-    assert_eq!(sets.len(), 1);
+    let slice = r#"
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: web-abcde
+  namespace: shop
+  labels: {kubernetes.io/service-name: web, endpointslice.kubernetes.io/managed-by: endpointslice-controller.k8s.io}
+addressType: IPv4
+endpoints:
+- addresses: [127.1.0.3]
+  conditions: {ready: true, serving: true, terminating: false}
+  hostname: web-0
+  nodeName: node-1
+  targetRef: {kind: Pod, namespace: shop, name: web-0, uid: u}
+ports:
+- {name: http, port: 8080, protocol: TCP, appProtocol: http}
+"#;
+    let s = store(&(POD.to_owned() + slice));
+    let sets = sets(&s, "web");
+    assert_eq!(addresses(&sets), vec![("127.1.0.3".into(), true)]);
     assert_eq!(
         sets[0].ports,
         vec![SetPort {
             name: "http".into(),
             port: 8080,
             protocol: Protocol::TCP,
-            app_protocol: None
+            app_protocol: Some("http".into()),
         }]
     );
-    let target = sets[0].endpoints[0].target.as_ref().unwrap();
+    let e = &sets[0].endpoints[0];
     assert_eq!(
-        (target.kind.as_str(), target.name.as_str()),
-        ("Pod", "web-summer-a")
+        (e.hostname.as_deref(), e.node_name.as_deref()),
+        (Some("web-0"), Some("node-1"))
     );
-    assert!(!sets[0].endpoints[1].serving);
-}
-
-#[test]
-fn named_target_port_resolves_per_pod() {
-    let yaml = format!(
-        r#"{}
-apiVersion: v1
-kind: Pod
-metadata: {{name: web-summer-c, namespace: shop, labels: {{app: web, release: summer}}}}
-spec:
-  containers:
-    - name: web
-      image: ferry/echo
-      ports: [{{name: http, containerPort: 9000}}]
-status:
-  podIP: 127.1.0.9
-  conditions: [{{type: Ready, status: "True"}}]
----
-apiVersion: v1
-kind: Pod
-metadata: {{name: web-summer-d, namespace: shop, labels: {{app: web, release: summer}}}}
-spec:
-  containers:
-    - name: web
-      image: ferry/echo
-      ports: [{{name: other, containerPort: 7000}}]
-status:
-  podIP: 127.1.0.10
-  conditions: [{{type: Ready, status: "True"}}]
----
-{WEB}"#,
-        pod("web-summer-a", "summer", "127.1.0.3", true)
-    );
-    let s = store(&yaml);
-    let mut sets = sets(&s, "web");
-    sets.sort_by_key(|s| s.ports.first().map(|p| p.port));
-    let by_port: Vec<(Option<u16>, Vec<String>)> = sets
-        .iter()
-        .map(|s| {
-            (
-                s.ports.first().map(|p| p.port),
-                s.endpoints.iter().map(|e| e.address.to_string()).collect(),
-            )
+    assert_eq!(
+        e.target,
+        Some(TargetRef {
+            kind: "Pod".into(),
+            namespace: "shop".into(),
+            name: "web-0".into(),
         })
-        .collect();
-    assert_eq!(
-        by_port,
-        vec![
-            (None, vec!["127.1.0.10".to_owned()]),
-            (Some(8080), vec!["127.1.0.3".to_owned()]),
-            (Some(9000), vec!["127.1.0.9".to_owned()]),
-        ],
-        "Pods whose port names resolve differently land in different sets; a Pod without the \
-         named port is kept without that port"
     );
-}
-
-#[test]
-fn terminating_terminal_and_ipless_pods() {
-    let mut yaml = pod("web-summer-a", "summer", "127.1.0.3", true);
-    yaml = yaml.replace(
-        "namespace: shop\n",
-        "namespace: shop\n  deletionTimestamp: \"2026-01-01T00:00:00Z\"\n",
-    );
-    let failed = pod("web-summer-b", "summer", "127.1.0.4", false)
-        .replace("status:\n", "status:\n  phase: Failed\n");
-    let no_ip = pod("web-summer-c", "summer", "", true).replace("  podIP: \n", "");
-    let s = store(&[yaml, failed, no_ip, WEB.to_owned()].concat());
-    let sets = sets(&s, "web");
-    let e = &sets[0].endpoints;
-    assert_eq!(e.len(), 1, "failed and IP-less Pods are not endpoints");
-    assert!(e[0].terminating && e[0].serving && !e[0].ready);
-}
-
-#[test]
-fn publish_not_ready_addresses_makes_every_pod_ready() {
-    let svc = WEB.replace(
-        "  selector:",
-        "  publishNotReadyAddresses: true\n  selector:",
-    );
-    let s = store(&[pod("web-summer-b", "summer", "127.1.0.4", false), svc].concat());
-    assert_eq!(
-        addresses(&sets(&s, "web")),
-        vec![("127.1.0.4".into(), true)]
-    );
-}
-
-#[test]
-fn hostname_only_when_subdomain_names_the_service() {
-    let with = pod("db-0", "summer", "127.1.0.5", true).replace(
-        "  containers:",
-        "  hostname: db-0\n  subdomain: web\n  containers:",
-    );
-    let other = pod("db-1", "summer", "127.1.0.6", true).replace(
-        "  containers:",
-        "  hostname: db-1\n  subdomain: other\n  containers:",
-    );
-    let s = store(&[with, other, WEB.to_owned()].concat());
-    let sets = sets(&s, "web");
-    let hostnames: Vec<_> = sets[0]
-        .endpoints
-        .iter()
-        .map(|e| e.hostname.clone())
-        .collect();
-    assert_eq!(hostnames, vec![Some("db-0".to_owned()), None]);
 }
 
 #[test]

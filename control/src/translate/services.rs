@@ -14,18 +14,18 @@ use ferry_objects::store::Store;
 use k8s_openapi::api::core::v1::Service as K8sService;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use crate::endpoints::{self, EndpointSet, PodIndex};
+use crate::endpoints::{self, EndpointSet, SliceIndex};
 
 /// Kubernetes' default for `sessionAffinityConfig.clientIP.timeoutSeconds` (3 hours).
 const DEFAULT_AFFINITY_TIMEOUT: u32 = 10800;
 
 /// Every Service, in (namespace, name) order, and every cluster, in key order.
 pub(super) fn services_and_clusters(store: &Store) -> (Vec<Service>, Vec<Cluster>) {
-    let pods = PodIndex::new(store);
+    let slices = SliceIndex::new(store);
     let mut services = Vec::new();
     let mut clusters = Vec::new();
     for (m, svc) in store.services() {
-        let sets = endpoints::for_service(store, &pods, m.namespace(), m.name(), svc);
+        let sets = endpoints::for_service(store, &slices, m.namespace(), m.name(), svc);
         let service = service(m, svc, &sets);
         clusters.extend(service.ports.iter().map(|p| cluster(&service, p, &sets)));
         services.push(service);
