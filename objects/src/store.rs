@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::{Endpoints, Pod, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 
-use crate::object::{Kind, Manifest, Object, ObjectKey};
+use crate::object::{Kind, Manifest, Object};
 
 type ByName = BTreeMap<(String, String), Arc<Manifest>>;
 
@@ -46,18 +46,6 @@ impl Store {
             slot(&mut store.kinds, m);
         }
         store
-    }
-
-    pub fn get(&self, key: &ObjectKey) -> Option<&Arc<Manifest>> {
-        self.kinds[key.kind as usize].get(&(key.namespace.clone(), key.name.clone()))
-    }
-
-    pub fn len(&self) -> usize {
-        self.kinds.iter().map(BTreeMap::len).sum()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     /// How many objects of each kind.
