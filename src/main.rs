@@ -33,6 +33,13 @@ enum LogFormatArg {
     Json,
 }
 
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum PodNetworkArg {
+    Auto,
+    Netns,
+    Loopback,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the control plane and every data-plane part in one process.
@@ -71,9 +78,15 @@ enum Command {
         access_log: bool,
         #[command(flatten)]
         client_timeouts: ClientTimeoutArgs,
-        /// Pod addresses, one per Pod, on loopback.
-        #[arg(long, value_name = "CIDR", default_value = "127.1.0.0/16")]
-        pod_cidr: Cidr,
+        /// How Pods are networked: netns (a network namespace per Pod on a node bridge),
+        /// loopback (an address per Pod on the host's loopback), auto (netns when ferry may
+        /// create network namespaces, else loopback).
+        #[arg(long, value_enum, value_name = "MODE", default_value_t = PodNetworkArg::Auto)]
+        pod_network: PodNetworkArg,
+        /// Pod addresses, one per Pod [default: 10.244.0.0/16 in netns mode, 127.1.0.0/16 in
+        /// loopback mode].
+        #[arg(long, value_name = "CIDR")]
+        pod_cidr: Option<Cidr>,
         /// Cluster IPs of Services, where the L4 Service proxy listens.
         #[arg(long, value_name = "CIDR", default_value = "127.2.0.0/16")]
         service_cidr: Cidr,
@@ -422,10 +435,26 @@ async fn async_main(command: Command) -> Result<(), Box<dyn std::error::Error>> 
             l4_args,
             access_log,
             client_timeouts,
+            pod_network,
             pod_cidr,
             service_cidr,
             max_pods,
         } => {
+            use ferry_orchestrator::network;
+            let mode = match pod_network {
+                PodNetworkArg::Auto => network::Mode::Auto,
+                PodNetworkArg::Netns => network::Mode::Netns,
+                PodNetworkArg::Loopback => network::Mode::Loopback,
+            };
+            let choice = network::choose(mode, pod_cidr, network::can_create_namespaces)?;
+            match choice.network {
+                network::PodNetwork::Netns => {
+                    tracing::info!(pod_cidr = %choice.pod_cidr, "pod network: a network namespace per Pod ({})", choice.why)
+                }
+                network::PodNetwork::Loopback => {
+                    tracing::info!(pod_cidr = %choice.pod_cidr, "pod network: Pods on loopback addresses of the host ({})", choice.why)
+                }
+            }
             let connections = ConnectionLimits {
                 admin: admin_args.limits(),
                 dns_tcp: dns_args.tcp_limits(),
@@ -434,7 +463,7 @@ async fn async_main(command: Command) -> Result<(), Box<dyn std::error::Error>> 
             };
             let (dns_upstreams, dns_search) = ferry::dns::host_resolver(dns_args.dns_upstream);
             let mut local = ferry_orchestrator::Config::default();
-            local.cluster.pod_cidr = pod_cidr;
+            local.cluster.pod_cidr = choice.pod_cidr;
             local.cluster.service_cidr = service_cidr;
             local.cluster.max_pods = max_pods;
             let config = UpConfig {
@@ -452,6 +481,7 @@ async fn async_main(command: Command) -> Result<(), Box<dyn std::error::Error>> 
                 cluster_domain,
                 debounce: Duration::from_millis(100),
                 local,
+                pod_network: choice.network,
                 connections,
             };
             Up::build(config).await?.run(shutdown).await?;

@@ -74,6 +74,10 @@ pub struct Config {
     pub backoff_cap: Duration,
     /// A container that ran this long before it ended restarts without back-off again.
     pub backoff_reset: Duration,
+    /// The node's pod network in netns mode: each Pod (but `hostNetwork` ones) gets a network
+    /// namespace on its bridge, and its containers and exec probes run in it. `None`: Pods
+    /// share the host's network (loopback mode).
+    pub network: Option<Arc<crate::network::Node>>,
 }
 
 impl Default for Config {
@@ -86,6 +90,7 @@ impl Default for Config {
             backoff_base: Duration::from_secs(10),
             backoff_cap: Duration::from_secs(300),
             backoff_reset: Duration::from_secs(600),
+            network: None,
         }
     }
 }
@@ -217,6 +222,23 @@ impl Kubelet {
             if spec.init_containers.as_ref().is_some_and(|i| !i.is_empty()) {
                 tracing::warn!(pod = %format!("{namespace}/{name}"), "initContainers are not run by ferry's local runtime");
             }
+            // A Pod of its own network gets a namespace on the node bridge; hostNetwork Pods
+            // and loopback mode keep the host's.
+            let sandbox = match (&inner.config.network, ip) {
+                (Some(node), IpAddr::V4(v4)) if !spec.host_network.unwrap_or(false) => {
+                    Some(node.sandbox(v4))
+                }
+                _ => None,
+            };
+            let enter = match (&inner.config.network, &sandbox) {
+                (Some(node), Some(sandbox)) => node.enter(&sandbox.netns),
+                _ => Vec::new(),
+            };
+            let echo_ip = if sandbox.is_some() {
+                IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+            } else {
+                ip
+            };
             let source = EnvSource {
                 pod,
                 pod_ip: ip,
@@ -228,7 +250,12 @@ impl Kubelet {
             let plans: Vec<_> = spec
                 .containers
                 .iter()
-                .map(|c| plan::plan(&source, c, &inner.config.echo_program))
+                .map(|c| {
+                    plan::plan(&source, c, &inner.config.echo_program, echo_ip).map(|mut plan| {
+                        plan.enter.clone_from(&enter);
+                        plan
+                    })
+                })
                 .collect();
             let entry = Arc::new(PodEntry::new(
                 namespace,
@@ -237,6 +264,7 @@ impl Kubelet {
                 spec,
                 ip,
                 inner.config.log_limit_bytes,
+                sandbox,
             ));
             pods.insert(key, entry.clone());
             runtime.spawn(pod::run(inner.clone(), entry.clone(), plans));
@@ -266,6 +294,16 @@ impl Kubelet {
             pod.ip,
             self.inner.config.host_ip,
         ))
+    }
+
+    /// The node's pod network, in netns mode.
+    pub fn network(&self) -> Option<&Arc<crate::network::Node>> {
+        self.inner.config.network.as_ref()
+    }
+
+    /// `status.hostIP`: the node's address the Pods are given.
+    pub fn host_ip(&self) -> IpAddr {
+        self.inner.config.host_ip
     }
 
     /// The uid of the pod known under this name.
@@ -366,6 +404,10 @@ impl Kubelet {
         for pod in pods {
             let mut gone = pod.gone.subscribe();
             let _ = gone.wait_for(|gone| *gone).await;
+        }
+        // Every Pod's network is gone with it; the node's goes last.
+        if let Some(node) = self.inner.config.network.clone() {
+            let _ = tokio::task::spawn_blocking(move || node.teardown()).await;
         }
     }
 }

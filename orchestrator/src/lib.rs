@@ -17,6 +17,7 @@ pub mod deployment;
 mod feed;
 pub mod ipam;
 pub mod kubelet;
+pub mod network;
 pub mod replicaset;
 pub mod service_env;
 

@@ -6,7 +6,10 @@
 use super::*;
 
 impl LocalCluster {
-    pub(super) fn sync_deployments(&mut self, declared: &BTreeMap<NamespacedName, Arc<Deployment>>) {
+    pub(super) fn sync_deployments(
+        &mut self,
+        declared: &BTreeMap<NamespacedName, Arc<Deployment>>,
+    ) {
         let gone: Vec<NamespacedName> = self
             .deployments
             .keys()
@@ -51,7 +54,10 @@ impl LocalCluster {
         }
     }
 
-    pub(super) fn sync_declared_replica_sets(&mut self, declared: &BTreeMap<NamespacedName, Arc<ReplicaSet>>) {
+    pub(super) fn sync_declared_replica_sets(
+        &mut self,
+        declared: &BTreeMap<NamespacedName, Arc<ReplicaSet>>,
+    ) {
         // Deployment-made ReplicaSets whose Deployment is gone, and declared ones no longer
         // declared, are deleted; their Pods go with them.
         let deployment_uids: Vec<String> = self

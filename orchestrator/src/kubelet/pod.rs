@@ -14,7 +14,8 @@ use super::Inner;
 use super::container;
 use super::logs::LogWriter;
 use super::plan::{Plan, Waiting};
-use super::status::{PodRecord, now};
+use super::status::{PodRecord, RunState, now};
+use crate::network::Sandbox;
 
 /// A pod known to the kubelet.
 #[derive(Debug)]
@@ -32,6 +33,9 @@ pub(crate) struct PodEntry {
     pub(crate) logs: Vec<LogWriter>,
     /// Set once the pod is forgotten.
     pub(crate) gone: watch::Sender<bool>,
+    /// The pod's own network (netns mode), made before its containers start and removed once
+    /// they have all exited.
+    pub(crate) sandbox: Option<Sandbox>,
 }
 
 impl PodEntry {
@@ -42,6 +46,7 @@ impl PodEntry {
         spec: PodSpec,
         ip: IpAddr,
         log_limit: usize,
+        sandbox: Option<Sandbox>,
     ) -> PodEntry {
         let record = PodRecord::new(&spec, now());
         let logs = spec
@@ -59,6 +64,7 @@ impl PodEntry {
             stop: watch::Sender::new(None),
             logs,
             gone: watch::Sender::new(false),
+            sandbox,
         }
     }
 
@@ -93,6 +99,25 @@ impl PodEntry {
 /// Runs the pod's containers; once they have all finished and the pod was stopped, forgets it.
 pub(crate) async fn run(inner: Arc<Inner>, pod: Arc<PodEntry>, plans: Vec<Result<Plan, Waiting>>) {
     let mut containers = JoinSet::new();
+    // The sandbox first, as a CRI runtime makes it before any container: without its network
+    // no container starts, and each waits saying why.
+    let network = match &pod.sandbox {
+        Some(sandbox) => sandbox.setup().await,
+        None => Ok(()),
+    };
+    if let Err(why) = &network {
+        tracing::error!(pod = %pod.describe(), "failed to set up the pod's network: {why}");
+        let message = format!("failed to set up the pod's network: {why}");
+        pod.update(&inner, |r| {
+            for c in &mut r.containers {
+                c.state = RunState::Waiting {
+                    reason: "ContainerCreating".to_owned(),
+                    message: Some(message.clone()),
+                };
+            }
+        });
+    }
+    let plans = if network.is_ok() { plans } else { Vec::new() };
     for (index, plan) in plans.into_iter().enumerate() {
         containers.spawn(container::supervise(
             inner.clone(),
@@ -109,6 +134,9 @@ pub(crate) async fn run(inner: Arc<Inner>, pod: Arc<PodEntry>, plans: Vec<Result
     // A pod whose containers completed stays known, with its status, until it is stopped.
     let mut stop = pod.stop.subscribe();
     let _ = stop.wait_for(Option::is_some).await;
+    if let Some(sandbox) = &pod.sandbox {
+        sandbox.teardown().await;
+    }
     inner.forget(&pod);
     for log in &pod.logs {
         log.close();
