@@ -106,8 +106,17 @@ async fn echo_pod(addr: SocketAddr, host: &str) -> Result<(u16, String), String>
     Ok((status, json["pod"].as_str().unwrap_or_default().to_owned()))
 }
 
+/// A system command, also where `/usr/sbin` is not on the `PATH`.
+fn sbin(name: &str) -> Command {
+    let found = ["/usr/sbin", "/sbin", "/usr/bin", "/bin"]
+        .iter()
+        .map(|dir| Path::new(dir).join(name))
+        .find(|p| p.exists());
+    Command::new(found.unwrap_or_else(|| PathBuf::from(name)))
+}
+
 fn ip(args: &[&str]) -> String {
-    let out = Command::new("ip").args(args).output().unwrap();
+    let out = sbin("ip").args(args).output().unwrap();
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -123,7 +132,7 @@ fn namespaces(names: &Names) -> Vec<String> {
 }
 
 fn link_exists(name: &str) -> bool {
-    Command::new("ip")
+    sbin("ip")
         .args(["link", "show", "dev", name])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -134,7 +143,7 @@ fn link_exists(name: &str) -> bool {
 
 /// The instance's nftables table as `nft` lists it, if it exists.
 fn table(names: &Names) -> Option<String> {
-    let out = Command::new("nft")
+    let out = sbin("nft")
         .args(["list", "table", "inet", &names.table])
         .output()
         .unwrap();
