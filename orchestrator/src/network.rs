@@ -424,7 +424,7 @@ impl Node {
             Some(&nft_script(&node.names, pod_cidr, service_cidr)),
         )
         .map_err(Error::Command)?;
-        tracing::info!(bridge = %node.names.bridge, gateway = %gateway, pod_cidr = %pod_cidr, nftables = %format!("inet {}", node.names.table), "pod network: a network namespace per Pod");
+        tracing::info!(bridge = %node.names.bridge, gateway = %gateway, pod_cidr = %pod_cidr, nftables = %format!("inet {}", node.names.table), "the node side of the pod network is up");
         Ok(node)
     }
 
