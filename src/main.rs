@@ -159,6 +159,21 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// Run a command in a container of a Pod, on this machine: in the Pod's network namespace
+    /// (netns mode) with the container's environment, as kubectl exec. Exits with the
+    /// command's status.
+    Exec {
+        pod: String,
+        /// The container [default: the kubectl.kubernetes.io/default-container annotation's,
+        /// else the first].
+        #[arg(short = 'c', long)]
+        container: Option<String>,
+        #[command(flatten)]
+        target: Target,
+        /// The command and its arguments, after `--`.
+        #[arg(last = true, required = true, value_name = "COMMAND")]
+        command: Vec<std::ffi::OsString>,
+    },
     /// Set a Deployment's replicas: `ferry scale deployment/NAME --replicas N`.
     Scale {
         deployment: String,
@@ -334,6 +349,15 @@ fn main() -> ExitCode {
     if let Command::Load(args) = cli.command {
         return load(*args);
     }
+    if let Command::Exec {
+        pod,
+        container,
+        target,
+        command,
+    } = cli.command
+    {
+        return exec(&pod, container.as_deref(), &target, &command);
+    }
     // The gateway alone runs its workers on current-thread runtimes (the first on this one):
     // no work stealing, no wake-ups across threads.
     let mut builder = match cli.command {
@@ -413,6 +437,65 @@ fn with_parent(parent: u32, shutdown: ferry_runtime::Shutdown) -> ferry_runtime:
         trigger.trigger();
     });
     both
+}
+
+/// `ferry exec`: asks the running ferry how, then runs the command here, with the terminal's
+/// stdin, stdout and stderr, and exits as it did (128 + the signal when one ended it).
+fn exec(
+    pod: &str,
+    container: Option<&str>,
+    target: &Target,
+    command: &[std::ffi::OsString],
+) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ferry: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let ns = target.namespace.as_deref();
+    let planned = runtime.block_on(workloads::exec_plan(target.admin, ns, pod, container));
+    drop(runtime);
+    let plan = match planned {
+        Ok(plan) => plan,
+        Err(e) => {
+            eprintln!("ferry: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if !plan.defaulted_from.is_empty() {
+        eprintln!(
+            "Defaulted container {:?} out of: {}",
+            plan.container,
+            plan.defaulted_from.join(", ")
+        );
+    }
+    let status = workloads::exec_command(&plan, command).map(|mut c| c.status());
+    match status {
+        Err(e) => {
+            eprintln!("ferry: {e}");
+            ExitCode::FAILURE
+        }
+        Ok(Err(e)) => {
+            eprintln!(
+                "ferry: cannot run {:?}: {e}",
+                command.first().unwrap_or(&"".into())
+            );
+            ExitCode::from(127)
+        }
+        Ok(Ok(status)) => {
+            use std::os::unix::process::ExitStatusExt as _;
+            let code = status
+                .code()
+                .or_else(|| status.signal().map(|s| 128 + s))
+                .unwrap_or(1);
+            ExitCode::from(u8::try_from(code & 0xff).unwrap_or(1))
+        }
+    }
 }
 
 async fn async_main(command: Command) -> Result<(), Box<dyn std::error::Error>> {
@@ -621,7 +704,7 @@ async fn async_main(command: Command) -> Result<(), Box<dyn std::error::Error>> 
             };
             echo.run(shutdown).await;
         }
-        Command::Check { .. } | Command::Load(_) => {}
+        Command::Check { .. } | Command::Load(_) | Command::Exec { .. } => {}
     }
     Ok(())
 }

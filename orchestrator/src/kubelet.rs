@@ -110,6 +110,42 @@ pub enum LogsError {
     ContainerRequired { name: String, choices: Vec<String> },
 }
 
+/// Names the container `kubectl exec` (and `ferry exec`) use when none is given.
+pub const DEFAULT_CONTAINER_ANNOTATION: &str = "kubectl.kubernetes.io/default-container";
+
+/// Why [`Kubelet::exec`] cannot run a command in a container.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ExecError {
+    #[error("pod {namespace}/{name} not found")]
+    PodNotFound { namespace: String, name: String },
+    #[error("container {container} is not valid for pod {name}; choose one of: [{}]", .choices.join(" "))]
+    ContainerNotFound {
+        name: String,
+        container: String,
+        choices: Vec<String>,
+    },
+    #[error("container {container} of pod {name} is not running")]
+    NotRunning { name: String, container: String },
+}
+
+/// How to run a command in a running container, as `kubectl exec` would: in its Pod's network
+/// namespace (behind `enter`) with its environment and working directory. Run by `ferry exec`
+/// on the node.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExecPlan {
+    pub container: String,
+    /// The Pod's containers, when `container` was chosen for the caller (kubectl's "Defaulted
+    /// container").
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub defaulted_from: Vec<String>,
+    /// The argv prefix that enters the Pod's network namespace; empty in loopback mode.
+    pub enter: Vec<String>,
+    pub env: Vec<(String, String)>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub working_dir: Option<String>,
+}
+
 /// The kubelet. Cheap to clone; every clone is the same kubelet. Needs a tokio runtime.
 #[derive(Clone, Debug)]
 pub struct Kubelet {
@@ -257,7 +293,7 @@ impl Kubelet {
                     })
                 })
                 .collect();
-            let entry = Arc::new(PodEntry::new(
+            let mut entry = PodEntry::new(
                 namespace,
                 name,
                 uid,
@@ -265,7 +301,15 @@ impl Kubelet {
                 ip,
                 inner.config.log_limit_bytes,
                 sandbox,
-            ));
+            );
+            entry.plans = plans.iter().map(|p| p.as_ref().ok().cloned()).collect();
+            entry.default_container = pod
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(DEFAULT_CONTAINER_ANNOTATION))
+                .cloned();
+            let entry = Arc::new(entry);
             pods.insert(key, entry.clone());
             runtime.spawn(pod::run(inner.clone(), entry.clone(), plans));
             entry
@@ -373,6 +417,71 @@ impl Kubelet {
                 namespace: namespace.to_owned(),
                 name: name.to_owned(),
             })
+    }
+
+    /// How to run a command in one of the pod's running containers; `None` names the default
+    /// one: the `kubectl.kubernetes.io/default-container` annotation's, else the first (as
+    /// kubectl picks it).
+    pub fn exec(
+        &self,
+        namespace: &str,
+        name: &str,
+        container: Option<&str>,
+    ) -> Result<ExecPlan, ExecError> {
+        let pod = self
+            .inner
+            .pod(namespace, name)
+            .ok_or_else(|| ExecError::PodNotFound {
+                namespace: namespace.to_owned(),
+                name: name.to_owned(),
+            })?;
+        let names: Vec<String> = pod.spec.containers.iter().map(|c| c.name.clone()).collect();
+        let index = match container {
+            Some(wanted) => names.iter().position(|n| n == wanted).ok_or_else(|| {
+                ExecError::ContainerNotFound {
+                    name: name.to_owned(),
+                    container: wanted.to_owned(),
+                    choices: names.clone(),
+                }
+            })?,
+            None => pod
+                .default_container
+                .as_ref()
+                .and_then(|d| names.iter().position(|n| n == d))
+                .unwrap_or(0),
+        };
+        let chosen = names.get(index).cloned().unwrap_or_default();
+        let not_running = || ExecError::NotRunning {
+            name: name.to_owned(),
+            container: chosen.clone(),
+        };
+        if self.pid(namespace, name, &chosen).is_none() {
+            return Err(not_running());
+        }
+        let plan = pod
+            .plans
+            .get(index)
+            .and_then(Option::as_ref)
+            .ok_or_else(not_running)?;
+        Ok(ExecPlan {
+            container: chosen.clone(),
+            defaulted_from: if container.is_none() && names.len() > 1 {
+                names.clone()
+            } else {
+                Vec::new()
+            },
+            enter: plan
+                .enter
+                .iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect(),
+            env: plan
+                .env
+                .iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+            working_dir: plan.working_dir.clone(),
+        })
     }
 
     /// The process id of the container's current run, while it runs.

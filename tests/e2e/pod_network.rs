@@ -501,3 +501,110 @@ spec:
     assert!(exited.success(), "{exited}");
     assert_nothing_left(&names);
 }
+
+/// `ferry exec` runs a command in the Pod's network namespace with the container's environment
+/// (and exits as the command did); a `hostNetwork: true` Pod keeps the node's network: the
+/// node's address, no namespace of its own, and exec runs in the node's network.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_runs_in_the_pods_namespace_and_host_network_pods_keep_the_nodes() {
+    if !netns_or_skip("exec_runs_in_the_pods_namespace_and_host_network_pods_keep_the_nodes") {
+        return;
+    }
+    use std::os::unix::fs::MetadataExt as _;
+    let ferry = env!("CARGO_BIN_EXE_ferry");
+    let yaml = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: own, namespace: shop}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+    - {name: app, image: ferry/echo, ports: [{containerPort: 9000}], env: [{name: GREETING, value: hello}]}
+    - {name: side, image: busybox, command: [sleep, "3600"]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: host, namespace: shop}
+spec:
+  hostNetwork: true
+  terminationGracePeriodSeconds: 1
+  containers:
+    - {name: app, image: ferry/echo, ports: [{containerPort: 8080}]}
+"#;
+    let cidr = "10.201.5.0/24";
+    let names = Names::of(cidr.parse().unwrap());
+    let (_dir, running) = start(yaml, cidr).await;
+    let all = wait_ready(running.admin, 2, "two ready Pods").await;
+    let admin = running.admin.to_string();
+    let exec = |pod: &str, extra: &[&str], script: &str| {
+        Command::new(ferry)
+            .args(["exec", "-n", "shop", pod, "--admin", &admin])
+            .args(extra)
+            .args(["--", "sh", "-c", script])
+            .output()
+            .unwrap()
+    };
+
+    let own = all
+        .iter()
+        .find(|p| field(p, "/metadata/name") == "own")
+        .unwrap();
+    let own_ip = field(own, "/status/podIP");
+    let IpAddr::V4(v4) = own_ip.parse().unwrap() else {
+        panic!()
+    };
+    let inode = std::fs::metadata(Path::new("/run/netns").join(names.netns(v4)))
+        .unwrap()
+        .ino();
+    let out = exec(
+        "own",
+        &[],
+        "echo $POD_NAME $GREETING; readlink /proc/self/ns/net; exit 7",
+    );
+    assert_eq!(out.status.code(), Some(7), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("own hello\nnet:[{inode}]\n")
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("Defaulted container \"app\" out of: app, side"),
+        "{out:?}"
+    );
+    // The other container shares the namespace: localhost is the app's.
+    let out = exec(
+        "own",
+        &["-c", "side"],
+        &format!("{ferry} load http://localhost:9000/ --requests 1 >/dev/null && echo reached"),
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "reached\n", "{out:?}");
+    let out = exec("own", &["-c", "nope"], "true");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("container nope is not valid for pod own; choose one of: [app side]"),
+        "{out:?}"
+    );
+
+    // hostNetwork: the node's address (the gateway), no namespace, the node's network.
+    let host = all
+        .iter()
+        .find(|p| field(p, "/metadata/name") == "host")
+        .unwrap();
+    assert_eq!(field(host, "/status/podIP"), "10.201.5.1");
+    assert_eq!(field(host, "/status/hostIP"), "10.201.5.1");
+    assert_eq!(namespaces(&names), vec![names.netns(v4)]);
+    let (status, pod) = echo_pod("10.201.5.1:8080".parse().unwrap(), "host")
+        .await
+        .unwrap();
+    assert_eq!((status, pod.as_str()), (200, "host"));
+    let ours = std::fs::read_link("/proc/self/ns/net").unwrap();
+    let out = exec("host", &[], "readlink /proc/self/ns/net");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim_end(),
+        ours.to_string_lossy()
+    );
+
+    running.stop().await;
+    assert_nothing_left(&names);
+}

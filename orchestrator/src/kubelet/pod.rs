@@ -36,6 +36,12 @@ pub(crate) struct PodEntry {
     /// The pod's own network (netns mode), made before its containers start and removed once
     /// they have all exited.
     pub(crate) sandbox: Option<Sandbox>,
+    /// How each container runs (by index in the spec; `None` for one that cannot start), for
+    /// `ferry exec`.
+    pub(crate) plans: Vec<Option<Plan>>,
+    /// The `kubectl.kubernetes.io/default-container` annotation: `ferry exec`'s container when
+    /// none is named.
+    pub(crate) default_container: Option<String>,
 }
 
 impl PodEntry {
@@ -65,6 +71,8 @@ impl PodEntry {
             logs,
             gone: watch::Sender::new(false),
             sandbox,
+            plans: Vec::new(),
+            default_container: None,
         }
     }
 
