@@ -12,8 +12,12 @@
 //! without a command runs ferry's built-in echo app. Anything else waits with
 //! `ErrImageNeverPull`, as a Kubernetes node told never to pull would.
 //!
+//! In netns mode (a [`crate::network::Node`] in its config) each Pod but `hostNetwork` ones
+//! gets a network namespace of its own before its containers start ([`crate::network`]'s
+//! sandbox), removed once they have all exited; containers and exec probes run in it.
+//!
 //! It may touch: processes it started (and their process groups and cgroups), its own cgroup
-//! subtree, the pod IPs' sockets for probes. It knows nothing of Deployments, Services or the
+//! subtree, the pod IPs' sockets for probes, its Pods' network namespaces and veths. It knows nothing of Deployments, Services or the
 //! snapshot.
 
 mod backoff;

@@ -402,6 +402,9 @@ impl Node {
         })?;
         let names = Names::of(pod_cidr);
         let lock = take_lock(&names.lock, pod_cidr)?;
+        // Held while the routes are checked and the bridge made, so two ferries starting at
+        // once with overlapping ranges cannot both pass the check.
+        let _setting_up = setup_lock()?;
         let node = Node {
             names,
             pod_cidr,
@@ -561,6 +564,22 @@ fn route_of(line: &str) -> Option<(&str, &str)> {
         .nth(1)
         .unwrap_or("?");
     Some((dst, dev))
+}
+
+/// The machine-wide lock every ferry holds while it sets its pod network up (waited for).
+fn setup_lock() -> Result<File, Error> {
+    let path = Path::new(LOCK_DIR).join("pod-network-setup.lock");
+    std::fs::create_dir_all(LOCK_DIR)
+        .map_err(|e| Error::Command(format!("cannot create {LOCK_DIR}: {e}")))?;
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::Command(format!("cannot open {}: {e}", path.display())))?;
+    rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
+        .map_err(|e| Error::Command(format!("cannot lock {}: {e}", path.display())))?;
+    Ok(file)
 }
 
 /// Takes the instance's lock, or says which live ferry holds it.

@@ -608,3 +608,48 @@ spec:
     running.stop().await;
     assert_nothing_left(&names);
 }
+
+/// Two instances on one machine: the same range is refused while the first holds it, an
+/// overlapping one is refused naming the route (the first's bridge), and a disjoint one runs
+/// beside it with names of its own. Started at once from threads, overlapping ranges still
+/// never both start.
+#[test]
+fn a_second_instance_with_an_overlapping_range_is_refused() {
+    use ferry_orchestrator::network::{Error, Node};
+    if !netns_or_skip("a_second_instance_with_an_overlapping_range_is_refused") {
+        return;
+    }
+    let services: Cidr = "127.201.6.0/24".parse().unwrap();
+    let first = Node::setup("10.201.6.0/24".parse().unwrap(), services).unwrap();
+    let same = Node::setup("10.201.6.0/24".parse().unwrap(), services).unwrap_err();
+    assert!(matches!(same, Error::InUse { .. }), "{same}");
+    assert!(
+        same.to_string()
+            .contains("another ferry up runs with this pod range")
+    );
+    let wider = Node::setup("10.201.0.0/16".parse().unwrap(), services).unwrap_err();
+    assert_eq!(
+        wider.to_string(),
+        format!(
+            "--pod-cidr 10.201.0.0/16 overlaps the route 10.201.6.0/24 (dev {}) of this machine: another ferry up, or a network of its own, uses it; choose another --pod-cidr",
+            first.names().bridge
+        )
+    );
+    let beside = Node::setup("10.201.7.0/24".parse().unwrap(), services).unwrap();
+    assert_ne!(beside.names().bridge, first.names().bridge);
+    drop((first, beside));
+
+    let racers: Vec<_> = ["10.201.8.0/24", "10.201.8.0/25"]
+        .into_iter()
+        .map(|c| std::thread::spawn(move || Node::setup(c.parse().unwrap(), services)))
+        .collect();
+    let results: Vec<_> = racers.into_iter().map(|r| r.join().unwrap()).collect();
+    let started = results.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(started, 1, "{results:?}");
+    assert!(
+        results
+            .iter()
+            .any(|r| matches!(r, Err(Error::RouteOverlap { .. }))),
+        "{results:?}"
+    );
+}

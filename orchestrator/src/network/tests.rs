@@ -258,3 +258,19 @@ fn links_and_routes_are_read_from_ip_output() {
         Some(("192.0.2.7", "eth0"))
     );
 }
+
+/// Checked before anything on the machine is touched (no root needed to get these).
+#[test]
+fn setup_refuses_unfit_ranges_before_touching_the_machine() {
+    let e = Node::setup(cidr("10.96.0.0/12"), cidr("10.100.0.0/16"))
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        e,
+        "--pod-cidr 10.96.0.0/12 overlaps --service-cidr 10.100.0.0/16"
+    );
+    assert!(matches!(
+        Node::setup(cidr("127.1.0.0/16"), cidr("127.2.0.0/16")),
+        Err(Error::LoopbackPodCidr(_))
+    ));
+}
