@@ -653,3 +653,94 @@ fn a_second_instance_with_an_overlapping_range_is_refused() {
         "{results:?}"
     );
 }
+
+/// `auto` tries for real: a user who may not create network namespaces gets loopback mode and
+/// a log line saying why, and `--pod-network netns` is refused for them with the reason. Run as
+/// `nobody` through `setpriv` (util-linux), so it needs root to start with.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_falls_back_to_loopback_where_namespaces_cannot_be_made() {
+    let ferry = env!("CARGO_BIN_EXE_ferry");
+    let as_nobody = || {
+        let mut c = sbin("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", ferry]);
+        c
+    };
+    match as_nobody().arg("--version").output() {
+        Ok(out) if out.status.success() => {}
+        Ok(out) => {
+            eprintln!(
+                "skipped auto_falls_back_to_loopback_where_namespaces_cannot_be_made: cannot run ferry as nobody (needs root, and the binary readable by nobody): {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+            return;
+        }
+        Err(e) => {
+            eprintln!(
+                "skipped auto_falls_back_to_loopback_where_namespaces_cannot_be_made: no setpriv: {e}"
+            );
+            return;
+        }
+    }
+    // An empty manifest directory nobody may read.
+    let manifests = TempDir::new().unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(manifests.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let manifests = manifests.path().to_str().unwrap().to_owned();
+    let common = [
+        "up",
+        "-f",
+        &manifests,
+        "--http",
+        "127.0.0.1:0",
+        "--https",
+        "127.0.0.1:0",
+        "--dns",
+        "127.0.0.1:0",
+        "--admin",
+        "127.0.0.1:0",
+        "--dns-upstream",
+        "127.0.0.1:9",
+        "--service-cidr",
+        "127.201.9.0/24",
+    ];
+    let refused = as_nobody()
+        .args(common)
+        .args(["--pod-network", "netns"])
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(1), "{refused:?}");
+    assert!(
+        String::from_utf8_lossy(&refused.stderr)
+            .contains("ferry: --pod-network netns: ferry cannot create network namespaces here: cannot create a network namespace"),
+        "{refused:?}"
+    );
+
+    let logs = TempDir::new().unwrap();
+    let log = logs.path().join("auto.log");
+    let child = as_nobody()
+        .args(common)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut up = Up(child);
+    let line = eventually(DEADLINE, "the pod network's log line", || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if let Ok(Some(status)) = up.0.try_wait() {
+            panic!("ferry up exited with {status}: {text}");
+        }
+        let line = text
+            .lines()
+            .find(|l| l.contains("pod network:"))
+            .map(str::to_owned);
+        async move { line }
+    })
+    .await;
+    assert!(
+        line.contains("pod network: Pods on loopback addresses of the host (--pod-network auto: ferry cannot create network namespaces (cannot create a network namespace")
+            && line.contains("pod_cidr=127.1.0.0/16"),
+        "{line}"
+    );
+}
