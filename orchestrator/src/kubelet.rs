@@ -17,8 +17,8 @@
 //! sandbox), removed once they have all exited; containers and exec probes run in it.
 //!
 //! It may touch: processes it started (and their process groups and cgroups), its own cgroup
-//! subtree, the pod IPs' sockets for probes, its Pods' network namespaces and veths. It knows nothing of Deployments, Services or the
-//! snapshot.
+//! subtree, the pod IPs' sockets for probes, its Pods' network namespaces and veths. It knows
+//! nothing of Deployments, Services or the snapshot.
 
 mod backoff;
 mod cgroup;

@@ -165,15 +165,20 @@ pub fn choose(
     }
 }
 
+/// A range inside 127.0.0.0/8, which is all loopback on Linux.
 fn is_loopback(cidr: Cidr) -> bool {
-    matches!(cidr.addr(), IpAddr::V4(v4) if v4.is_loopback())
+    matches!(cidr.addr(), IpAddr::V4(v4) if v4.is_loopback()) && cidr.prefix() >= 8
 }
 
-/// Whether netns mode can use this pod range: IPv4, not loopback, room for the gateway and a Pod.
+/// Whether netns mode can use this pod range: IPv4, no loopback address in it, room for the
+/// gateway and a Pod.
 pub fn check_pod_cidr(cidr: Cidr) -> Result<(), Error> {
+    let loopback = Cidr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 0)), 8);
     match cidr.addr() {
         IpAddr::V6(_) => Err(Error::Ipv6PodCidr(cidr)),
-        IpAddr::V4(_) if is_loopback(cidr) => Err(Error::LoopbackPodCidr(cidr)),
+        IpAddr::V4(_) if loopback.is_ok_and(|l| overlaps(l, cidr)) => {
+            Err(Error::LoopbackPodCidr(cidr))
+        }
         IpAddr::V4(_) if cidr.prefix() > 30 => Err(Error::SmallPodCidr(cidr)),
         IpAddr::V4(_) => Ok(()),
     }
