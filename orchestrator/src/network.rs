@@ -657,8 +657,10 @@ impl Sandbox {
         ]
     }
 
-    /// Makes the Pod's network; on failure removes what was made.
+    /// Makes the Pod's network; on failure removes what was made (and whatever had its names:
+    /// they are this Pod's), so it can be tried again.
     pub(crate) async fn setup(&self) -> Result<(), String> {
+        self.torn_down.store(false, Ordering::Release);
         let made = async {
             batch(&self.program, &[], &self.node_lines()).await?;
             batch(&self.program, &["-n", &self.netns], &self.pod_lines()).await

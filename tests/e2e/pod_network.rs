@@ -744,3 +744,47 @@ async fn auto_falls_back_to_loopback_where_namespaces_cannot_be_made() {
         "{line}"
     );
 }
+
+/// A Pod whose network cannot be made waits (ContainerCreating) and is tried again with
+/// back-off, as the kubelet retries a failed sandbox: here a namespace already holds its name
+/// (what a Pod whose teardown failed would leave); the failed try removes it, and the next
+/// makes the Pod's network, so the Pod runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_whose_network_fails_is_tried_again() {
+    if !netns_or_skip("a_pod_whose_network_fails_is_tried_again") {
+        return;
+    }
+    let cidr = "10.201.10.0/24";
+    let names = Names::of(cidr.parse().unwrap());
+    let (dir, running) = start("", cidr).await;
+    // The first Pod gets the first address after the gateway.
+    let taken = names.netns("10.201.10.2".parse().unwrap());
+    let made = sbin("ip").args(["netns", "add", &taken]).status().unwrap();
+    assert!(made.success());
+    write(
+        dir.path(),
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: web, namespace: shop}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers: [{name: web, image: ferry/echo, ports: [{containerPort: 8080}]}]
+"#,
+    );
+    let pod = wait_ready(
+        running.admin,
+        1,
+        "the Pod runs after its network is tried again",
+    )
+    .await;
+    assert_eq!(field(&pod[0], "/status/podIP"), "10.201.10.2");
+    let inside = ip(&["-n", &taken, "-o", "-4", "addr", "show", "dev", "eth0"]);
+    assert!(inside.contains("10.201.10.2/24"), "{inside}");
+    let (status, _) = echo_pod("10.201.10.2:8080".parse().unwrap(), "web")
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    running.stop().await;
+    assert_nothing_left(&names);
+}

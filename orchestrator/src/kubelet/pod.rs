@@ -11,6 +11,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::Inner;
+use super::backoff::{Backoff, go_duration};
 use super::container;
 use super::logs::LogWriter;
 use super::plan::{Plan, Waiting};
@@ -104,19 +105,26 @@ impl PodEntry {
     }
 }
 
-/// Runs the pod's containers; once they have all finished and the pod was stopped, forgets it.
-pub(crate) async fn run(inner: Arc<Inner>, pod: Arc<PodEntry>, plans: Vec<Result<Plan, Waiting>>) {
-    let mut containers = JoinSet::new();
-    // The sandbox first, as a CRI runtime makes it before any container: without its network
-    // no container starts, and each waits saying why.
-    let network = match &pod.sandbox {
-        Some(sandbox) => sandbox.setup().await,
-        None => Ok(()),
-    };
-    if let Err(why) = &network {
-        tracing::error!(pod = %pod.describe(), "failed to set up the pod's network: {why}");
-        let message = format!("failed to set up the pod's network: {why}");
-        pod.update(&inner, |r| {
+/// Makes the pod's network, trying again with the crash back-off while it fails; false when the
+/// pod was stopped first.
+async fn sandbox_up(inner: &Inner, pod: &PodEntry, sandbox: &Sandbox) -> bool {
+    let mut backoff = Backoff::new(inner.config.backoff_base, inner.config.backoff_cap);
+    let mut stop = pod.stop.subscribe();
+    loop {
+        if stop.borrow().is_some() {
+            return false;
+        }
+        let why = match sandbox.setup().await {
+            Ok(()) => return true,
+            Err(why) => why,
+        };
+        let delay = backoff.next_delay();
+        let message = format!(
+            "failed to set up the pod's network (trying again in {}): {why}",
+            go_duration(delay)
+        );
+        tracing::warn!(pod = %pod.describe(), "{message}");
+        pod.update(inner, |r| {
             for c in &mut r.containers {
                 c.state = RunState::Waiting {
                     reason: "ContainerCreating".to_owned(),
@@ -124,8 +132,24 @@ pub(crate) async fn run(inner: Arc<Inner>, pod: Arc<PodEntry>, plans: Vec<Result
                 };
             }
         });
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            _ = stop.wait_for(Option::is_some) => return false,
+        }
     }
-    let plans = if network.is_ok() { plans } else { Vec::new() };
+}
+
+/// Runs the pod's containers; once they have all finished and the pod was stopped, forgets it.
+pub(crate) async fn run(inner: Arc<Inner>, pod: Arc<PodEntry>, plans: Vec<Result<Plan, Waiting>>) {
+    let mut containers = JoinSet::new();
+    // The sandbox first, as a CRI runtime makes it before any container: without its network
+    // no container starts; each waits saying why, and it is tried again with back-off until
+    // the pod is stopped, as the kubelet retries a failed RunPodSandbox.
+    let network_up = match &pod.sandbox {
+        Some(sandbox) => sandbox_up(&inner, &pod, sandbox).await,
+        None => true,
+    };
+    let plans = if network_up { plans } else { Vec::new() };
     for (index, plan) in plans.into_iter().enumerate() {
         containers.spawn(container::supervise(
             inner.clone(),
