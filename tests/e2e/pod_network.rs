@@ -242,6 +242,30 @@ async fn two_pods_listen_on_the_same_port_each_on_its_own_ip() {
     assert_ne!(seen[0], seen[1]);
     assert!(link_exists(&names.bridge));
 
+    // Pod to Pod, across the bridge.
+    let ferry = env!("CARGO_BIN_EXE_ferry");
+    let other_ip = field(&all[1], "/status/podIP");
+    let out = Command::new(ferry)
+        .args([
+            "exec",
+            "-n",
+            "shop",
+            &seen[0],
+            "--admin",
+            &running.admin.to_string(),
+        ])
+        .args([
+            "--",
+            ferry,
+            "load",
+            &format!("http://{other_ip}:8080/"),
+            "--requests",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+
     // The gateway reaches both Pods on their IPs.
     let through_gateway = std::sync::Mutex::new(std::collections::BTreeSet::new());
     let through_gateway = &through_gateway;
@@ -576,6 +600,13 @@ spec:
         "own",
         &["-c", "side"],
         &format!("{ferry} load http://localhost:9000/ --requests 1 >/dev/null && echo reached"),
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "reached\n", "{out:?}");
+    // And the node, on its address on the pod network (the hostNetwork Pod's echo).
+    let out = exec(
+        "own",
+        &["-c", "side"],
+        &format!("{ferry} load http://10.201.5.1:8080/ --requests 1 >/dev/null && echo reached"),
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "reached\n", "{out:?}");
     let out = exec("own", &["-c", "nope"], "true");
