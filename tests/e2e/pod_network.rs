@@ -476,7 +476,12 @@ apiVersion: v1
 kind: Pod
 metadata: {name: web, namespace: shop}
 spec:
-  containers: [{name: web, image: ferry/echo, ports: [{containerPort: 8080}]}]
+  containers:
+    - name: web
+      image: ferry/echo
+      ports: [{containerPort: 8080}]
+      # Ready once it listens.
+      readinessProbe: {httpGet: {path: /healthz, port: 8080}, periodSeconds: 1}
 "#,
     );
     let logs = TempDir::new().unwrap();
@@ -543,7 +548,11 @@ metadata: {name: own, namespace: shop}
 spec:
   terminationGracePeriodSeconds: 1
   containers:
-    - {name: app, image: ferry/echo, ports: [{containerPort: 9000}], env: [{name: GREETING, value: hello}]}
+    - name: app
+      image: ferry/echo
+      ports: [{containerPort: 9000}]
+      env: [{name: GREETING, value: hello}]
+      readinessProbe: {httpGet: {path: /healthz, port: 9000}, periodSeconds: 1}
     - {name: side, image: busybox, command: [sleep, "3600"]}
 ---
 apiVersion: v1
@@ -553,7 +562,10 @@ spec:
   hostNetwork: true
   terminationGracePeriodSeconds: 1
   containers:
-    - {name: app, image: ferry/echo, ports: [{containerPort: 8080}]}
+    - name: app
+      image: ferry/echo
+      ports: [{containerPort: 8080}]
+      readinessProbe: {httpGet: {path: /healthz, port: 8080}, periodSeconds: 1}
 "#;
     let cidr = "10.201.5.0/24";
     let names = Names::of(cidr.parse().unwrap());
@@ -658,11 +670,12 @@ fn a_second_instance_with_an_overlapping_range_is_refused() {
         same.to_string()
             .contains("another ferry up runs with this pod range")
     );
-    let wider = Node::setup("10.201.0.0/16".parse().unwrap(), services).unwrap_err();
+    // Only this test's ranges are in 10.201.6.0/23 (the others run beside it).
+    let wider = Node::setup("10.201.6.0/23".parse().unwrap(), services).unwrap_err();
     assert_eq!(
         wider.to_string(),
         format!(
-            "--pod-cidr 10.201.0.0/16 overlaps the route 10.201.6.0/24 (dev {}) of this machine: another ferry up, or a network of its own, uses it; choose another --pod-cidr",
+            "--pod-cidr 10.201.6.0/23 overlaps the route 10.201.6.0/24 (dev {}) of this machine: another ferry up, or a network of its own, uses it; choose another --pod-cidr",
             first.names().bridge
         )
     );
@@ -800,7 +813,11 @@ kind: Pod
 metadata: {name: web, namespace: shop}
 spec:
   terminationGracePeriodSeconds: 1
-  containers: [{name: web, image: ferry/echo, ports: [{containerPort: 8080}]}]
+  containers:
+    - name: web
+      image: ferry/echo
+      ports: [{containerPort: 8080}]
+      readinessProbe: {httpGet: {path: /healthz, port: 8080}, periodSeconds: 1}
 "#,
     );
     let pod = wait_ready(
