@@ -736,6 +736,83 @@ mod tests {
         );
     }
 
+    /// `--pod-network` is auto unless named, and `--pod-cidr` has no default of its own: the
+    /// mode chosen gives it.
+    #[test]
+    fn the_pod_network_is_auto_and_its_range_follows_the_mode() {
+        let cli = Cli::try_parse_from(["ferry", "up"]).unwrap();
+        let Command::Up {
+            pod_network,
+            pod_cidr,
+            ..
+        } = cli.command
+        else {
+            panic!("not up");
+        };
+        assert!(matches!(pod_network, PodNetworkArg::Auto));
+        assert_eq!(pod_cidr, None);
+        let cli = Cli::try_parse_from([
+            "ferry",
+            "up",
+            "--pod-network",
+            "netns",
+            "--pod-cidr",
+            "10.9.0.0/16",
+        ])
+        .unwrap();
+        let Command::Up {
+            pod_network,
+            pod_cidr,
+            ..
+        } = cli.command
+        else {
+            panic!("not up");
+        };
+        assert!(matches!(pod_network, PodNetworkArg::Netns));
+        assert_eq!(pod_cidr, Some("10.9.0.0/16".parse().unwrap()));
+        let err = Cli::try_parse_from(["ferry", "up", "--pod-network", "bridge"]).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("possible values: auto, netns, loopback"),
+            "{err}"
+        );
+    }
+
+    /// `ferry exec` takes the command after `--`, its own flags before.
+    #[test]
+    fn exec_takes_the_command_after_the_double_dash() {
+        let cli = Cli::try_parse_from([
+            "ferry",
+            "exec",
+            "-n",
+            "shop",
+            "web-1",
+            "-c",
+            "app",
+            "--",
+            "sh",
+            "-c",
+            "echo -n hi",
+        ])
+        .unwrap();
+        let Command::Exec {
+            pod,
+            container,
+            target,
+            command,
+        } = cli.command
+        else {
+            panic!("not exec");
+        };
+        assert_eq!((pod.as_str(), container.as_deref()), ("web-1", Some("app")));
+        assert_eq!(target.namespace.as_deref(), Some("shop"));
+        assert_eq!(command, ["sh", "-c", "echo -n hi"]);
+        assert!(
+            Cli::try_parse_from(["ferry", "exec", "web-1"]).is_err(),
+            "no command"
+        );
+    }
+
     #[test]
     fn durations_read_as_nginx_writes_them_and_never_zero() {
         assert_eq!(positive_duration("60s"), Ok(Duration::from_secs(60)));
