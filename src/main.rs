@@ -33,6 +33,13 @@ enum LogFormatArg {
     Json,
 }
 
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum PodNetworkArg {
+    Auto,
+    Netns,
+    Loopback,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the control plane and every data-plane part in one process.
@@ -71,9 +78,15 @@ enum Command {
         access_log: bool,
         #[command(flatten)]
         client_timeouts: ClientTimeoutArgs,
-        /// Pod addresses, one per Pod, on loopback.
-        #[arg(long, value_name = "CIDR", default_value = "127.1.0.0/16")]
-        pod_cidr: Cidr,
+        /// How Pods are networked: netns (a network namespace per Pod on a node bridge),
+        /// loopback (an address per Pod on the host's loopback), auto (netns when ferry may
+        /// create network namespaces, else loopback).
+        #[arg(long, value_enum, value_name = "MODE", default_value_t = PodNetworkArg::Auto)]
+        pod_network: PodNetworkArg,
+        /// Pod addresses, one per Pod [default: 10.244.0.0/16 in netns mode, 127.1.0.0/16 in
+        /// loopback mode].
+        #[arg(long, value_name = "CIDR")]
+        pod_cidr: Option<Cidr>,
         /// Cluster IPs of Services, where the L4 Service proxy listens.
         #[arg(long, value_name = "CIDR", default_value = "127.2.0.0/16")]
         service_cidr: Cidr,
@@ -145,6 +158,21 @@ enum Command {
         follow: bool,
         #[command(flatten)]
         target: Target,
+    },
+    /// Run a command in a container of a Pod, on this machine: in the Pod's network namespace
+    /// (netns mode) with the container's environment, as kubectl exec. Exits with the
+    /// command's status.
+    Exec {
+        pod: String,
+        /// The container [default: the kubectl.kubernetes.io/default-container annotation's,
+        /// else the first].
+        #[arg(short = 'c', long)]
+        container: Option<String>,
+        #[command(flatten)]
+        target: Target,
+        /// The command and its arguments, after `--`.
+        #[arg(last = true, required = true, value_name = "COMMAND")]
+        command: Vec<std::ffi::OsString>,
     },
     /// Set a Deployment's replicas: `ferry scale deployment/NAME --replicas N`.
     Scale {
@@ -321,6 +349,15 @@ fn main() -> ExitCode {
     if let Command::Load(args) = cli.command {
         return load(*args);
     }
+    if let Command::Exec {
+        pod,
+        container,
+        target,
+        command,
+    } = cli.command
+    {
+        return exec(&pod, container.as_deref(), &target, &command);
+    }
     // The gateway alone runs its workers on current-thread runtimes (the first on this one):
     // no work stealing, no wake-ups across threads.
     let mut builder = match cli.command {
@@ -402,6 +439,65 @@ fn with_parent(parent: u32, shutdown: ferry_runtime::Shutdown) -> ferry_runtime:
     both
 }
 
+/// `ferry exec`: asks the running ferry how, then runs the command here, with the terminal's
+/// stdin, stdout and stderr, and exits as it did (128 + the signal when one ended it).
+fn exec(
+    pod: &str,
+    container: Option<&str>,
+    target: &Target,
+    command: &[std::ffi::OsString],
+) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ferry: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let ns = target.namespace.as_deref();
+    let planned = runtime.block_on(workloads::exec_plan(target.admin, ns, pod, container));
+    drop(runtime);
+    let plan = match planned {
+        Ok(plan) => plan,
+        Err(e) => {
+            eprintln!("ferry: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if !plan.defaulted_from.is_empty() {
+        eprintln!(
+            "Defaulted container {:?} out of: {}",
+            plan.container,
+            plan.defaulted_from.join(", ")
+        );
+    }
+    let status = workloads::exec_command(&plan, command).map(|mut c| c.status());
+    match status {
+        Err(e) => {
+            eprintln!("ferry: {e}");
+            ExitCode::FAILURE
+        }
+        Ok(Err(e)) => {
+            eprintln!(
+                "ferry: cannot run {:?}: {e}",
+                command.first().unwrap_or(&"".into())
+            );
+            ExitCode::from(127)
+        }
+        Ok(Ok(status)) => {
+            use std::os::unix::process::ExitStatusExt as _;
+            let code = status
+                .code()
+                .or_else(|| status.signal().map(|s| 128 + s))
+                .unwrap_or(1);
+            ExitCode::from(u8::try_from(code & 0xff).unwrap_or(1))
+        }
+    }
+}
+
 async fn async_main(command: Command) -> Result<(), Box<dyn std::error::Error>> {
     let (trigger, shutdown) = ferry_runtime::shutdown::channel();
     tokio::spawn(async move {
@@ -422,10 +518,26 @@ async fn async_main(command: Command) -> Result<(), Box<dyn std::error::Error>> 
             l4_args,
             access_log,
             client_timeouts,
+            pod_network,
             pod_cidr,
             service_cidr,
             max_pods,
         } => {
+            use ferry_orchestrator::network;
+            let mode = match pod_network {
+                PodNetworkArg::Auto => network::Mode::Auto,
+                PodNetworkArg::Netns => network::Mode::Netns,
+                PodNetworkArg::Loopback => network::Mode::Loopback,
+            };
+            let choice = network::choose(mode, pod_cidr, network::can_create_namespaces)?;
+            match choice.network {
+                network::PodNetwork::Netns => {
+                    tracing::info!(pod_cidr = %choice.pod_cidr, "pod network: a network namespace per Pod ({})", choice.why)
+                }
+                network::PodNetwork::Loopback => {
+                    tracing::info!(pod_cidr = %choice.pod_cidr, "pod network: Pods on loopback addresses of the host ({})", choice.why)
+                }
+            }
             let connections = ConnectionLimits {
                 admin: admin_args.limits(),
                 dns_tcp: dns_args.tcp_limits(),
@@ -434,7 +546,7 @@ async fn async_main(command: Command) -> Result<(), Box<dyn std::error::Error>> 
             };
             let (dns_upstreams, dns_search) = ferry::dns::host_resolver(dns_args.dns_upstream);
             let mut local = ferry_orchestrator::Config::default();
-            local.cluster.pod_cidr = pod_cidr;
+            local.cluster.pod_cidr = choice.pod_cidr;
             local.cluster.service_cidr = service_cidr;
             local.cluster.max_pods = max_pods;
             let config = UpConfig {
@@ -452,6 +564,7 @@ async fn async_main(command: Command) -> Result<(), Box<dyn std::error::Error>> 
                 cluster_domain,
                 debounce: Duration::from_millis(100),
                 local,
+                pod_network: choice.network,
                 connections,
             };
             Up::build(config).await?.run(shutdown).await?;
@@ -591,7 +704,7 @@ async fn async_main(command: Command) -> Result<(), Box<dyn std::error::Error>> 
             };
             echo.run(shutdown).await;
         }
-        Command::Check { .. } | Command::Load(_) => {}
+        Command::Check { .. } | Command::Load(_) | Command::Exec { .. } => {}
     }
     Ok(())
 }
@@ -620,6 +733,83 @@ mod tests {
         assert_eq!(
             l4_args.l4_max_connections as usize,
             defaults.l4_max_connections
+        );
+    }
+
+    /// `--pod-network` is auto unless named, and `--pod-cidr` has no default of its own: the
+    /// mode chosen gives it.
+    #[test]
+    fn the_pod_network_is_auto_and_its_range_follows_the_mode() {
+        let cli = Cli::try_parse_from(["ferry", "up"]).unwrap();
+        let Command::Up {
+            pod_network,
+            pod_cidr,
+            ..
+        } = cli.command
+        else {
+            panic!("not up");
+        };
+        assert!(matches!(pod_network, PodNetworkArg::Auto));
+        assert_eq!(pod_cidr, None);
+        let cli = Cli::try_parse_from([
+            "ferry",
+            "up",
+            "--pod-network",
+            "netns",
+            "--pod-cidr",
+            "10.9.0.0/16",
+        ])
+        .unwrap();
+        let Command::Up {
+            pod_network,
+            pod_cidr,
+            ..
+        } = cli.command
+        else {
+            panic!("not up");
+        };
+        assert!(matches!(pod_network, PodNetworkArg::Netns));
+        assert_eq!(pod_cidr, Some("10.9.0.0/16".parse().unwrap()));
+        let err = Cli::try_parse_from(["ferry", "up", "--pod-network", "bridge"]).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("possible values: auto, netns, loopback"),
+            "{err}"
+        );
+    }
+
+    /// `ferry exec` takes the command after `--`, its own flags before.
+    #[test]
+    fn exec_takes_the_command_after_the_double_dash() {
+        let cli = Cli::try_parse_from([
+            "ferry",
+            "exec",
+            "-n",
+            "shop",
+            "web-1",
+            "-c",
+            "app",
+            "--",
+            "sh",
+            "-c",
+            "echo -n hi",
+        ])
+        .unwrap();
+        let Command::Exec {
+            pod,
+            container,
+            target,
+            command,
+        } = cli.command
+        else {
+            panic!("not exec");
+        };
+        assert_eq!((pod.as_str(), container.as_deref()), ("web-1", Some("app")));
+        assert_eq!(target.namespace.as_deref(), Some("shop"));
+        assert_eq!(command, ["sh", "-c", "echo -n hi"]);
+        assert!(
+            Cli::try_parse_from(["ferry", "exec", "web-1"]).is_err(),
+            "no command"
         );
     }
 

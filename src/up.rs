@@ -9,6 +9,7 @@ use ferry_control::Control;
 use ferry_dns::Dns;
 use ferry_gateway::Gateway;
 use ferry_objects::files::WatchedFiles;
+use ferry_orchestrator::network::{self, PodNetwork};
 use ferry_orchestrator::{Admission, Feed, LocalApi, Orchestrator};
 use ferry_runtime::admin::{Admin, AdminState};
 use ferry_runtime::{Limits, Shutdown, SnapshotBus, StatusBoard};
@@ -37,6 +38,10 @@ pub struct UpConfig {
     pub debounce: Duration,
     /// The local cluster: pod and service ranges, the kubelet (what runs `ferry/echo`).
     pub local: ferry_orchestrator::Config,
+    /// How Pods are networked (`--pod-network`, `auto` resolved by the caller with
+    /// [`ferry_orchestrator::network::choose`]): netns mode makes the node's bridge and
+    /// nftables table here, for `local.cluster.pod_cidr`.
+    pub pod_network: PodNetwork,
     /// How long connections of the admin server, DNS over TCP and the L4 proxy may stay open.
     pub connections: ConnectionLimits,
 }
@@ -80,6 +85,8 @@ pub enum Error {
     Gateway(#[from] ferry_gateway::Error),
     #[error(transparent)]
     L4(#[from] ferry_l4::Error),
+    #[error(transparent)]
+    Network(#[from] network::Error),
     #[error("--cluster-domain {0:?}: {1}")]
     ClusterDomain(String, String),
 }
@@ -106,11 +113,19 @@ impl Up {
         // The local cluster applies the files; the control plane learns what it runs through
         // its feed, and is asked before a change acts (as an admission webhook is).
         let files = WatchedFiles::start(config.paths.clone(), config.debounce)?;
-        let (orchestrator, feed) = Orchestrator::build(
-            config.local.clone(),
-            files,
-            Admission::new(ferry_control::admits),
-        );
+        let mut local = config.local.clone();
+        if config.pod_network == PodNetwork::Netns {
+            // Torn down by the kubelet at shutdown, or when the last reference goes.
+            let node = Arc::new(network::Node::setup(
+                local.cluster.pod_cidr,
+                local.cluster.service_cidr,
+            )?);
+            // The node's address on the pod network is the one Pods can reach.
+            local.kubelet.host_ip = std::net::IpAddr::V4(node.gateway());
+            local.kubelet.network = Some(node);
+        }
+        let (orchestrator, feed) =
+            Orchestrator::build(local, files, Admission::new(ferry_control::admits));
         let control = Control::build(feed, bus.clone(), status.clone(), &mut registry).await?;
         let dns = Dns::build(
             ferry_dns::Config {

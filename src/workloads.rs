@@ -1,4 +1,4 @@
-//! `ferry get pods|deployments|replicasets`, `ferry logs`, `ferry scale` and `ferry rollout`:
+//! `ferry get pods|deployments|replicasets`, `ferry logs`, `ferry exec`, `ferry scale` and `ferry rollout`:
 //! kubectl-like commands against the local runtime's API on a running `ferry up`'s admin port
 //! (`/api/v1/…`). The objects arrive as Kubernetes JSON and are read here as plain JSON, so
 //! Kubernetes types stay inside the control plane.
@@ -485,6 +485,61 @@ pub async fn logs(
             return Ok(());
         }
     }
+}
+
+/// `ferry exec`: how to run a command in a running container of the Pod (the default one when
+/// `container` is `None`), from the local runtime's API.
+pub async fn exec_plan(
+    admin: SocketAddr,
+    namespace: Option<&str>,
+    pod: &str,
+    container: Option<&str>,
+) -> Result<ferry_orchestrator::kubelet::ExecPlan, WorkloadError> {
+    let pod = name("pod", pod)?;
+    let mut path = format!("/api/v1/exec?pod={pod}");
+    if let Some(c) = container {
+        let _ = write!(path, "&container={}", name("container", c)?);
+    }
+    let path = with_namespace(path, namespace)?;
+    let (_, body) = call(admin, Method::GET, &path).await?;
+    serde_json::from_slice(&body).map_err(|e| Error::Decode(e.to_string(), admin).into())
+}
+
+/// The command that runs `argv` as `plan` says, on this machine: behind its `enter` (the Pod's
+/// network namespace), with the container's environment only, in its working directory.
+pub fn exec_command(
+    plan: &ferry_orchestrator::kubelet::ExecPlan,
+    argv: &[std::ffi::OsString],
+) -> Result<std::process::Command, WorkloadError> {
+    if argv.is_empty() {
+        return Err(WorkloadError::Usage(
+            "a command is required after --".to_owned(),
+        ));
+    }
+    // `ip netns exec NAME`: the namespace must be this machine's.
+    if let [_, netns, exec, ns] = plan.enter.as_slice()
+        && netns == "netns"
+        && exec == "exec"
+        && !std::path::Path::new("/run/netns").join(ns).exists()
+    {
+        return Err(WorkloadError::Usage(format!(
+            "the Pod's network namespace {ns} is not on this machine: ferry exec runs the command where it is started, so --admin must name a ferry up on this machine"
+        )));
+    }
+    let mut full: Vec<std::ffi::OsString> = plan.enter.iter().map(Into::into).collect();
+    full.extend(argv.iter().cloned());
+    let (program, args) = full
+        .split_first()
+        .ok_or_else(|| WorkloadError::Usage("a command is required after --".to_owned()))?;
+    let mut command = std::process::Command::new(program);
+    command
+        .args(args)
+        .env_clear()
+        .envs(plan.env.iter().map(|(k, v)| (k, v)));
+    if let Some(dir) = &plan.working_dir {
+        command.current_dir(dir);
+    }
+    Ok(command)
 }
 
 #[cfg(test)]

@@ -6,6 +6,9 @@
 //!   from byte `O` of its life (the oldest kept byte when `O` is older); the next offset is in
 //!   `X-Log-Offset`, and `X-Log-End: true` says the Pod is gone. With `wait`, an answer with
 //!   nothing new waits up to 20 s for more (how `ferry logs -f` follows).
+//! - `GET exec?pod=P[&namespace=N][&container=C]`: how to run a command in a running container
+//!   (its Pod's network namespace, environment and working directory), as JSON
+//!   ([`crate::kubelet::ExecPlan`]): `ferry exec` runs it on this machine.
 //! - `POST scale?name=D&replicas=N[&namespace=N]`: sets a Deployment's replicas.
 //! - `GET rollout/history?name=D[&namespace=N]`: its revisions.
 //! - `POST rollout/undo?name=D[&namespace=N][&to-revision=R]`: back to a revision's template.
@@ -89,6 +92,7 @@ impl LocalApi {
             ("deployments", true, _) => list(self.cluster.read(LocalCluster::deployments).await),
             ("replicasets", true, _) => list(self.cluster.read(LocalCluster::replica_sets).await),
             ("logs", true, _) => self.logs(namespace, &query).await,
+            ("exec", true, _) => self.exec(namespace, &query).await,
             ("scale", _, true) => {
                 let Some(name) = param(&query, "name").map(str::to_owned) else {
                     return error(StatusCode::BAD_REQUEST, "name is required");
@@ -163,7 +167,11 @@ impl LocalApi {
                     Err(e) => api_error(&e),
                 }
             }
-            ("pods" | "deployments" | "replicasets" | "logs" | "rollout/history", false, _)
+            (
+                "pods" | "deployments" | "replicasets" | "logs" | "exec" | "rollout/history",
+                false,
+                _,
+            )
             | ("scale" | "rollout/undo", _, false) => {
                 let mut r = error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
                 let allow = if get { "POST" } else { "GET, HEAD" };
@@ -175,6 +183,30 @@ impl LocalApi {
                 StatusCode::NOT_FOUND,
                 "not found; try /api/v1/pods /api/v1/deployments /api/v1/replicasets /api/v1/logs",
             ),
+        }
+    }
+
+    async fn exec(&self, namespace: Option<String>, query: &str) -> Response<Body> {
+        let Some(pod) = param(query, "pod").map(str::to_owned) else {
+            return error(StatusCode::BAD_REQUEST, "pod is required");
+        };
+        let name = pod.clone();
+        let ns = self
+            .cluster
+            .read(move |c| c.find_namespace("pod", namespace.as_deref(), &name))
+            .await;
+        let ns = match ns {
+            Err(e) => return api_error(&e),
+            Ok(ns) => ns,
+        };
+        match self
+            .cluster
+            .kubelet()
+            .exec(&ns, &pod, param(query, "container"))
+        {
+            Ok(plan) => admin::json(StatusCode::OK, &plan),
+            Err(e @ crate::kubelet::ExecError::NotRunning { .. }) => error(StatusCode::CONFLICT, e),
+            Err(e) => error(StatusCode::NOT_FOUND, e),
         }
     }
 

@@ -12,9 +12,13 @@
 //! without a command runs ferry's built-in echo app. Anything else waits with
 //! `ErrImageNeverPull`, as a Kubernetes node told never to pull would.
 //!
+//! In netns mode (a [`crate::network::Node`] in its config) each Pod but `hostNetwork` ones
+//! gets a network namespace of its own before its containers start ([`crate::network`]'s
+//! sandbox), removed once they have all exited; containers and exec probes run in it.
+//!
 //! It may touch: processes it started (and their process groups and cgroups), its own cgroup
-//! subtree, the pod IPs' sockets for probes. It knows nothing of Deployments, Services or the
-//! snapshot.
+//! subtree, the pod IPs' sockets for probes, its Pods' network namespaces and veths. It knows
+//! nothing of Deployments, Services or the snapshot.
 
 mod backoff;
 mod cgroup;
@@ -74,6 +78,10 @@ pub struct Config {
     pub backoff_cap: Duration,
     /// A container that ran this long before it ended restarts without back-off again.
     pub backoff_reset: Duration,
+    /// The node's pod network in netns mode: each Pod (but `hostNetwork` ones) gets a network
+    /// namespace on its bridge, and its containers and exec probes run in it. `None`: Pods
+    /// share the host's network (loopback mode).
+    pub network: Option<Arc<crate::network::Node>>,
 }
 
 impl Default for Config {
@@ -86,6 +94,7 @@ impl Default for Config {
             backoff_base: Duration::from_secs(10),
             backoff_cap: Duration::from_secs(300),
             backoff_reset: Duration::from_secs(600),
+            network: None,
         }
     }
 }
@@ -103,6 +112,42 @@ pub enum LogsError {
     },
     #[error("a container name must be specified for pod {name}, choose one of: [{}]", .choices.join(" "))]
     ContainerRequired { name: String, choices: Vec<String> },
+}
+
+/// Names the container `kubectl exec` (and `ferry exec`) use when none is given.
+pub const DEFAULT_CONTAINER_ANNOTATION: &str = "kubectl.kubernetes.io/default-container";
+
+/// Why [`Kubelet::exec`] cannot run a command in a container.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ExecError {
+    #[error("pod {namespace}/{name} not found")]
+    PodNotFound { namespace: String, name: String },
+    #[error("container {container} is not valid for pod {name}; choose one of: [{}]", .choices.join(" "))]
+    ContainerNotFound {
+        name: String,
+        container: String,
+        choices: Vec<String>,
+    },
+    #[error("container {container} of pod {name} is not running")]
+    NotRunning { name: String, container: String },
+}
+
+/// How to run a command in a running container, as `kubectl exec` would: in its Pod's network
+/// namespace (behind `enter`) with its environment and working directory. Run by `ferry exec`
+/// on the node.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExecPlan {
+    pub container: String,
+    /// The Pod's containers, when `container` was chosen for the caller (kubectl's "Defaulted
+    /// container").
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub defaulted_from: Vec<String>,
+    /// The argv prefix that enters the Pod's network namespace; empty in loopback mode.
+    pub enter: Vec<String>,
+    pub env: Vec<(String, String)>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub working_dir: Option<String>,
 }
 
 /// The kubelet. Cheap to clone; every clone is the same kubelet. Needs a tokio runtime.
@@ -217,6 +262,23 @@ impl Kubelet {
             if spec.init_containers.as_ref().is_some_and(|i| !i.is_empty()) {
                 tracing::warn!(pod = %format!("{namespace}/{name}"), "initContainers are not run by ferry's local runtime");
             }
+            // A Pod of its own network gets a namespace on the node bridge; hostNetwork Pods
+            // and loopback mode keep the host's.
+            let sandbox = match (&inner.config.network, ip) {
+                (Some(node), IpAddr::V4(v4)) if !spec.host_network.unwrap_or(false) => {
+                    Some(node.sandbox(v4))
+                }
+                _ => None,
+            };
+            let enter = match (&inner.config.network, &sandbox) {
+                (Some(node), Some(sandbox)) => node.enter(&sandbox.netns),
+                _ => Vec::new(),
+            };
+            let echo_ip = if sandbox.is_some() {
+                IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+            } else {
+                ip
+            };
             let source = EnvSource {
                 pod,
                 pod_ip: ip,
@@ -228,16 +290,30 @@ impl Kubelet {
             let plans: Vec<_> = spec
                 .containers
                 .iter()
-                .map(|c| plan::plan(&source, c, &inner.config.echo_program))
+                .map(|c| {
+                    plan::plan(&source, c, &inner.config.echo_program, echo_ip).map(|mut plan| {
+                        plan.enter.clone_from(&enter);
+                        plan
+                    })
+                })
                 .collect();
-            let entry = Arc::new(PodEntry::new(
+            let mut entry = PodEntry::new(
                 namespace,
                 name,
                 uid,
                 spec,
                 ip,
                 inner.config.log_limit_bytes,
-            ));
+                sandbox,
+            );
+            entry.plans = plans.iter().map(|p| p.as_ref().ok().cloned()).collect();
+            entry.default_container = pod
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(DEFAULT_CONTAINER_ANNOTATION))
+                .cloned();
+            let entry = Arc::new(entry);
             pods.insert(key, entry.clone());
             runtime.spawn(pod::run(inner.clone(), entry.clone(), plans));
             entry
@@ -266,6 +342,16 @@ impl Kubelet {
             pod.ip,
             self.inner.config.host_ip,
         ))
+    }
+
+    /// The node's pod network, in netns mode.
+    pub fn network(&self) -> Option<&Arc<crate::network::Node>> {
+        self.inner.config.network.as_ref()
+    }
+
+    /// `status.hostIP`: the node's address the Pods are given.
+    pub fn host_ip(&self) -> IpAddr {
+        self.inner.config.host_ip
     }
 
     /// The uid of the pod known under this name.
@@ -337,6 +423,71 @@ impl Kubelet {
             })
     }
 
+    /// How to run a command in one of the pod's running containers; `None` names the default
+    /// one: the `kubectl.kubernetes.io/default-container` annotation's, else the first (as
+    /// kubectl picks it).
+    pub fn exec(
+        &self,
+        namespace: &str,
+        name: &str,
+        container: Option<&str>,
+    ) -> Result<ExecPlan, ExecError> {
+        let pod = self
+            .inner
+            .pod(namespace, name)
+            .ok_or_else(|| ExecError::PodNotFound {
+                namespace: namespace.to_owned(),
+                name: name.to_owned(),
+            })?;
+        let names: Vec<String> = pod.spec.containers.iter().map(|c| c.name.clone()).collect();
+        let index = match container {
+            Some(wanted) => names.iter().position(|n| n == wanted).ok_or_else(|| {
+                ExecError::ContainerNotFound {
+                    name: name.to_owned(),
+                    container: wanted.to_owned(),
+                    choices: names.clone(),
+                }
+            })?,
+            None => pod
+                .default_container
+                .as_ref()
+                .and_then(|d| names.iter().position(|n| n == d))
+                .unwrap_or(0),
+        };
+        let chosen = names.get(index).cloned().unwrap_or_default();
+        let not_running = || ExecError::NotRunning {
+            name: name.to_owned(),
+            container: chosen.clone(),
+        };
+        if self.pid(namespace, name, &chosen).is_none() {
+            return Err(not_running());
+        }
+        let plan = pod
+            .plans
+            .get(index)
+            .and_then(Option::as_ref)
+            .ok_or_else(not_running)?;
+        Ok(ExecPlan {
+            container: chosen.clone(),
+            defaulted_from: if container.is_none() && names.len() > 1 {
+                names.clone()
+            } else {
+                Vec::new()
+            },
+            enter: plan
+                .enter
+                .iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect(),
+            env: plan
+                .env
+                .iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+            working_dir: plan.working_dir.clone(),
+        })
+    }
+
     /// The process id of the container's current run, while it runs.
     pub fn pid(&self, namespace: &str, name: &str, container: &str) -> Option<u32> {
         let pod = self.inner.pod(namespace, name)?;
@@ -366,6 +517,10 @@ impl Kubelet {
         for pod in pods {
             let mut gone = pod.gone.subscribe();
             let _ = gone.wait_for(|gone| *gone).await;
+        }
+        // Every Pod's network is gone with it; the node's goes last.
+        if let Some(node) = self.inner.config.network.clone() {
+            let _ = tokio::task::spawn_blocking(move || node.teardown()).await;
         }
     }
 }

@@ -2,10 +2,12 @@
 //! one machine.
 //!
 //! It plays the parts of Kubernetes that `ferry up` has no cluster for: the API server's
-//! allocators (cluster IPs, node ports, pod IPs on loopback), the Deployment, ReplicaSet and
+//! allocators (cluster IPs, node ports, pod IPs), the Deployment, ReplicaSet and
 //! EndpointSlice controllers (pure reconcilers: observe, diff, act), the kubelet, which runs
-//! each Pod's containers as host processes, probes them and reports their status, and the local
-//! API the `ferry get|logs|scale|rollout` commands call ([`api`]).
+//! each Pod's containers as host processes, probes them and reports their status, the pod
+//! network ([`network`]: Pods on loopback addresses, or each in a network namespace of its own
+//! on a node bridge), and the local API the `ferry get|logs|exec|scale|rollout` commands call
+//! ([`api`]).
 //!
 //! The manifest files are applied to it as `kubectl apply -f` would be; what it runs is handed
 //! to the control plane through its [`Feed`], an [`ferry_objects::source::Source`] like any
@@ -18,6 +20,7 @@ pub mod endpointslice;
 mod feed;
 pub mod ipam;
 pub mod kubelet;
+pub mod network;
 pub mod replicaset;
 pub mod service_env;
 

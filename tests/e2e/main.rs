@@ -13,6 +13,7 @@ mod listeners;
 mod load;
 mod local;
 mod objects;
+mod pod_network;
 mod reload;
 
 use std::net::SocketAddr;
@@ -89,6 +90,8 @@ pub fn up_config(paths: Vec<PathBuf>) -> UpConfig {
         cluster_domain: "cluster.local".into(),
         debounce: Duration::from_millis(50),
         local: local_config(),
+        // The suite runs as it did before netns mode; pod_network.rs pins netns.
+        pod_network: ferry_orchestrator::network::PodNetwork::Loopback,
         connections: Default::default(),
     }
 }

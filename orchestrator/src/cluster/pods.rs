@@ -168,10 +168,26 @@ impl LocalCluster {
         // Terminating Pods still hold their processes and addresses.
         let mut running = self.pods.values().filter(|p| p.here && p.started).count();
         let (mut over_limit, mut out_of_addresses) = (0, 0);
+        // In netns mode the node's bridge holds the range's first address (the Pods' gateway),
+        // and hostNetwork Pods have the node's address rather than one of the range.
+        let netns = self.kubelet.network().map(|node| node.gateway());
+        if let Some(gateway) = netns {
+            self.pod_ips.reserve(IpAddr::V4(gateway));
+        }
         for key in keys {
+            let host_network = netns.is_some()
+                && self.pods.get(&key).is_some_and(|p| {
+                    p.pod
+                        .spec
+                        .as_ref()
+                        .and_then(|s| s.host_network)
+                        .unwrap_or(false)
+                });
             let ip = if running >= self.config.max_pods {
                 over_limit += 1;
                 None
+            } else if host_network {
+                Some(self.kubelet.host_ip())
             } else {
                 let ip = self.pod_ips.allocate();
                 out_of_addresses += usize::from(ip.is_none());
@@ -208,7 +224,8 @@ impl LocalCluster {
                 continue;
             };
             let env = env_by_ns.get(&key.namespace).cloned().unwrap_or_default();
-            p.ip = Some(ip);
+            // The node's address is not the range's to release.
+            p.ip = (!host_network).then_some(ip);
             p.started = true;
             running += 1;
             self.kubelet.run(&p.pod, ip, env);

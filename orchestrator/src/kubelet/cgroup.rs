@@ -151,22 +151,31 @@ impl Cgroup {
 /// The argv that runs `argv` through the shell, which first enters `cgroup` (when there is
 /// one) and sets its soft descriptor limit to `nofile` (when given: the limit ferry was started
 /// with, before it raised its own), then execs the program, found on `path` (the container's
-/// `PATH`) as `execvp` would. The argv itself when there is nothing to do first. An error
-/// when the program cannot be found, as starting it directly would give.
+/// `PATH`) as `execvp` would, behind `enter` (`ip netns exec NAME`, which enters the Pod's
+/// network namespace and execs the program: after the cgroup, since it remounts `/sys`). The
+/// argv itself when there is nothing to do first. An error when the program cannot be found,
+/// as starting it directly would give.
 pub(crate) fn wrap(
     argv: &[OsString],
     path: Option<&str>,
     cwd: Option<&Path>,
     cgroup: Option<&Cgroup>,
     nofile: Option<u64>,
+    enter: &[OsString],
 ) -> io::Result<Vec<OsString>> {
     let (program, args) = argv
         .split_first()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty command"))?;
-    if cgroup.is_none() && nofile.is_none() {
+    if cgroup.is_none() && nofile.is_none() && enter.is_empty() {
         return Ok(argv.to_vec());
     }
     let program = resolve(Path::new(program), path, cwd)?;
+    if cgroup.is_none() && nofile.is_none() {
+        let mut entered = enter.to_vec();
+        entered.push(program.into_os_string());
+        entered.extend(args.iter().cloned());
+        return Ok(entered);
+    }
     let mut steps: Vec<String> = Vec::with_capacity(3);
     if cgroup.is_some() {
         steps.push(ENTER.to_owned());
@@ -180,8 +189,9 @@ pub(crate) fn wrap(
         "-c".into(),
         steps.join(" && ").into(),
         cgroup.map_or_else(|| SHELL.into(), |c| c.path.clone().into_os_string()),
-        program.into_os_string(),
     ];
+    wrapped.extend(enter.iter().cloned());
+    wrapped.push(program.into_os_string());
     wrapped.extend(args.iter().cloned());
     Ok(wrapped)
 }
@@ -439,7 +449,7 @@ mod tests {
             path: PathBuf::from("/sys/fs/cgroup/ferry/1-0/shop_web_1"),
         };
         let command: [OsString; 3] = ["sh".into(), "-c".into(), "echo hi".into()];
-        let argv = wrap(&command, Some("/bin"), None, Some(&cgroup), None).unwrap();
+        let argv = wrap(&command, Some("/bin"), None, Some(&cgroup), None, &[]).unwrap();
         assert_eq!(
             argv,
             [
@@ -453,15 +463,52 @@ mod tests {
             ]
             .map(OsString::from)
         );
-        let argv = wrap(&command, Some("/bin"), None, Some(&cgroup), Some(1024)).unwrap();
+        let argv = wrap(&command, Some("/bin"), None, Some(&cgroup), Some(1024), &[]).unwrap();
         assert_eq!(
             argv[2],
             "echo 0 > \"$0/cgroup.procs\" && ulimit -S -n 1024 && exec \"$@\""
         );
         // Nothing to do first: the program is started as it is.
         assert_eq!(
-            wrap(&command, Some("/bin"), None, None, None).unwrap(),
+            wrap(&command, Some("/bin"), None, None, None, &[]).unwrap(),
             command
+        );
+        // A Pod's network namespace is entered after the cgroup (`ip netns exec` remounts
+        // /sys, where the cgroup is), and the program goes behind it, resolved.
+        let enter: Vec<OsString> = ["/usr/sbin/ip", "netns", "exec", "ferry-1-10.0.0.2"]
+            .map(OsString::from)
+            .to_vec();
+        let argv = wrap(&command, Some("/bin"), None, Some(&cgroup), None, &enter).unwrap();
+        assert_eq!(
+            argv,
+            [
+                SHELL,
+                "-c",
+                "echo 0 > \"$0/cgroup.procs\" && exec \"$@\"",
+                "/sys/fs/cgroup/ferry/1-0/shop_web_1",
+                "/usr/sbin/ip",
+                "netns",
+                "exec",
+                "ferry-1-10.0.0.2",
+                "/bin/sh",
+                "-c",
+                "echo hi"
+            ]
+            .map(OsString::from)
+        );
+        // Without a cgroup or a limit to set, no shell: the namespace is entered directly.
+        assert_eq!(
+            wrap(&command, Some("/bin"), None, None, None, &enter).unwrap(),
+            [
+                "/usr/sbin/ip",
+                "netns",
+                "exec",
+                "ferry-1-10.0.0.2",
+                "/bin/sh",
+                "-c",
+                "echo hi"
+            ]
+            .map(OsString::from)
         );
         assert!(
             wrap(
@@ -469,7 +516,20 @@ mod tests {
                 Some("/bin"),
                 None,
                 None,
-                Some(1)
+                None,
+                &enter
+            )
+            .is_err(),
+            "a missing program is a start error in a namespace too"
+        );
+        assert!(
+            wrap(
+                &["no-such-program-here".into()],
+                Some("/bin"),
+                None,
+                None,
+                Some(1),
+                &[]
             )
             .is_err()
         );
@@ -496,6 +556,7 @@ mod tests {
             None,
             None,
             Some(lower),
+            &[],
         )
         .unwrap();
         let out = std::process::Command::new(&argv[0])

@@ -24,6 +24,9 @@ pub(crate) struct Plan {
     pub(crate) argv: Vec<OsString>,
     pub(crate) env: Env,
     pub(crate) working_dir: Option<String>,
+    /// The argv prefix that enters the Pod's network namespace (`ip netns exec NAME`), empty
+    /// when the Pod shares the host's network. Exec probes run behind it too.
+    pub(crate) enter: Vec<OsString>,
 }
 
 /// Why a container does not start: its status is `waiting {reason, message}`.
@@ -33,11 +36,14 @@ pub(crate) struct Waiting {
     pub(crate) message: String,
 }
 
-/// Works out how to run `container`.
+/// Works out how to run `container`. `echo_ip` is where `ferry/echo` listens: the Pod's IP, or
+/// every address (`0.0.0.0`) in a network namespace of the Pod's own, as an app in a container
+/// does, so its Pod's other containers reach it on localhost.
 pub(crate) fn plan(
     source: &EnvSource<'_>,
     container: &Container,
     echo_program: &Path,
+    echo_ip: IpAddr,
 ) -> Result<Plan, Waiting> {
     let image = container.image.as_deref().unwrap_or("");
     let command = container.command.as_deref().unwrap_or(&[]);
@@ -68,7 +74,7 @@ pub(crate) fn plan(
         if args.is_empty() {
             echo_argv(
                 echo_program,
-                source.pod_ip,
+                echo_ip,
                 first_port(container),
                 &container.name,
                 std::process::id(),
@@ -92,6 +98,7 @@ pub(crate) fn plan(
         argv,
         env,
         working_dir: container.working_dir.clone().filter(|d| !d.is_empty()),
+        enter: Vec::new(),
     })
 }
 

@@ -11,10 +11,12 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::Inner;
+use super::backoff::{Backoff, go_duration};
 use super::container;
 use super::logs::LogWriter;
 use super::plan::{Plan, Waiting};
-use super::status::{PodRecord, now};
+use super::status::{PodRecord, RunState, now};
+use crate::network::Sandbox;
 
 /// A pod known to the kubelet.
 #[derive(Debug)]
@@ -32,6 +34,15 @@ pub(crate) struct PodEntry {
     pub(crate) logs: Vec<LogWriter>,
     /// Set once the pod is forgotten.
     pub(crate) gone: watch::Sender<bool>,
+    /// The pod's own network (netns mode), made before its containers start and removed once
+    /// they have all exited.
+    pub(crate) sandbox: Option<Sandbox>,
+    /// How each container runs (by index in the spec; `None` for one that cannot start), for
+    /// `ferry exec`.
+    pub(crate) plans: Vec<Option<Plan>>,
+    /// The `kubectl.kubernetes.io/default-container` annotation: `ferry exec`'s container when
+    /// none is named.
+    pub(crate) default_container: Option<String>,
 }
 
 impl PodEntry {
@@ -42,6 +53,7 @@ impl PodEntry {
         spec: PodSpec,
         ip: IpAddr,
         log_limit: usize,
+        sandbox: Option<Sandbox>,
     ) -> PodEntry {
         let record = PodRecord::new(&spec, now());
         let logs = spec
@@ -59,6 +71,9 @@ impl PodEntry {
             stop: watch::Sender::new(None),
             logs,
             gone: watch::Sender::new(false),
+            sandbox,
+            plans: Vec::new(),
+            default_container: None,
         }
     }
 
@@ -90,9 +105,51 @@ impl PodEntry {
     }
 }
 
+/// Makes the pod's network, trying again with the crash back-off while it fails; false when the
+/// pod was stopped first.
+async fn sandbox_up(inner: &Inner, pod: &PodEntry, sandbox: &Sandbox) -> bool {
+    let mut backoff = Backoff::new(inner.config.backoff_base, inner.config.backoff_cap);
+    let mut stop = pod.stop.subscribe();
+    loop {
+        if stop.borrow().is_some() {
+            return false;
+        }
+        let why = match sandbox.setup().await {
+            Ok(()) => return true,
+            Err(why) => why,
+        };
+        let delay = backoff.next_delay();
+        let message = format!(
+            "failed to set up the pod's network (trying again in {}): {why}",
+            go_duration(delay)
+        );
+        tracing::warn!(pod = %pod.describe(), "{message}");
+        pod.update(inner, |r| {
+            for c in &mut r.containers {
+                c.state = RunState::Waiting {
+                    reason: "ContainerCreating".to_owned(),
+                    message: Some(message.clone()),
+                };
+            }
+        });
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            _ = stop.wait_for(Option::is_some) => return false,
+        }
+    }
+}
+
 /// Runs the pod's containers; once they have all finished and the pod was stopped, forgets it.
 pub(crate) async fn run(inner: Arc<Inner>, pod: Arc<PodEntry>, plans: Vec<Result<Plan, Waiting>>) {
     let mut containers = JoinSet::new();
+    // The sandbox first, as a CRI runtime makes it before any container: without its network
+    // no container starts; each waits saying why, and it is tried again with back-off until
+    // the pod is stopped, as the kubelet retries a failed RunPodSandbox.
+    let network_up = match &pod.sandbox {
+        Some(sandbox) => sandbox_up(&inner, &pod, sandbox).await,
+        None => true,
+    };
+    let plans = if network_up { plans } else { Vec::new() };
     for (index, plan) in plans.into_iter().enumerate() {
         containers.spawn(container::supervise(
             inner.clone(),
@@ -109,6 +166,9 @@ pub(crate) async fn run(inner: Arc<Inner>, pod: Arc<PodEntry>, plans: Vec<Result
     // A pod whose containers completed stays known, with its status, until it is stopped.
     let mut stop = pod.stop.subscribe();
     let _ = stop.wait_for(Option::is_some).await;
+    if let Some(sandbox) = &pod.sandbox {
+        sandbox.teardown().await;
+    }
     inner.forget(&pod);
     for log in &pod.logs {
         log.close();

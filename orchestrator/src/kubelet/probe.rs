@@ -377,8 +377,10 @@ async fn send(
 }
 
 async fn exec(plan: &Plan, argv: &[OsString]) -> Result<(), String> {
+    // In the Pod's network namespace, as the container's own processes.
+    let entered: Vec<OsString> = plan.enter.iter().chain(argv).cloned().collect();
     let mut command = plan
-        .command(argv)
+        .command(&entered)
         .ok_or_else(|| "exec probe without a command".to_owned())?;
     command.stdout(Stdio::null()).stderr(Stdio::null());
     // On a timeout the future is dropped and kill_on_drop ends the process.

@@ -48,6 +48,7 @@ pub(crate) fn spawn(plan: &Plan, log: &LogWriter, cgroup: Option<Cgroup>) -> io:
         cwd,
         cgroup.as_ref(),
         nofile,
+        &plan.enter,
     ) {
         Ok(argv) => argv,
         Err(e) => {

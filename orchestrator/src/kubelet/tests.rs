@@ -687,6 +687,67 @@ async fn logs_name_the_container_when_there_are_several() {
     kubelet.shutdown(Duration::from_secs(1)).await;
 }
 
+/// `ferry exec`'s plan: the container's environment and working directory, the default
+/// container as kubectl picks it (the annotation's, else the first), and the errors kubectl
+/// gives. In loopback mode nothing is entered: the Pod shares the host's network.
+#[tokio::test]
+async fn exec_plans_name_the_container_and_carry_its_environment() {
+    let kubelet = kubelet();
+    let mut two = pod(
+        "execs",
+        json!({"containers": [
+            {"name": "a", "image": "x", "command": ["sleep", "1000"], "workingDir": "/tmp",
+             "env": [{"name": "GREETING", "value": "hi"}]},
+            {"name": "b", "image": "x", "command": ["sleep", "1000"]},
+            {"name": "never", "image": "nginx"}
+        ]}),
+    );
+    two.metadata.annotations = Some(
+        [(
+            super::DEFAULT_CONTAINER_ANNOTATION.to_owned(),
+            "b".to_owned(),
+        )]
+        .into_iter()
+        .collect(),
+    );
+    kubelet.run(&two, ip("127.1.0.26"), vec![]);
+    eventually("a and b run", || {
+        kubelet.pid(NS, "execs", "a")?;
+        kubelet.pid(NS, "execs", "b")
+    })
+    .await;
+    let a = kubelet.exec(NS, "execs", Some("a")).expect("a's plan");
+    assert_eq!(a.container, "a");
+    assert!(a.defaulted_from.is_empty());
+    assert!(a.enter.is_empty(), "loopback mode enters nothing");
+    assert_eq!(a.working_dir.as_deref(), Some("/tmp"));
+    let env: std::collections::HashMap<_, _> = a.env.iter().cloned().collect();
+    assert_eq!(env.get("GREETING").map(String::as_str), Some("hi"));
+    assert_eq!(env.get("POD_IP").map(String::as_str), Some("127.1.0.26"));
+    let default = kubelet.exec(NS, "execs", None).expect("the default's plan");
+    assert_eq!(default.container, "b", "the annotation's");
+    assert_eq!(default.defaulted_from, ["a", "b", "never"]);
+    assert_eq!(
+        kubelet
+            .exec(NS, "execs", Some("never"))
+            .unwrap_err()
+            .to_string(),
+        "container never of pod execs is not running"
+    );
+    assert_eq!(
+        kubelet
+            .exec(NS, "execs", Some("c"))
+            .unwrap_err()
+            .to_string(),
+        "container c is not valid for pod execs; choose one of: [a b never]"
+    );
+    assert_eq!(
+        kubelet.exec(NS, "gone", None).unwrap_err().to_string(),
+        "pod test/gone not found"
+    );
+    kubelet.shutdown(Duration::from_secs(1)).await;
+}
+
 #[tokio::test]
 async fn run_is_idempotent_and_a_new_uid_waits_for_the_old_pod() {
     let kubelet = kubelet();

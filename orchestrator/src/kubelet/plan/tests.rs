@@ -57,6 +57,18 @@ fn echo_argv_listens_on_the_pod_ip() {
 }
 
 #[test]
+fn echo_in_a_network_namespace_of_its_own_listens_on_every_address() {
+    let (pod, c) =
+        pod_with(json!({"name": "web", "image": "ferry/echo", "ports": [{"containerPort": 9000}]}));
+    let any: IpAddr = "0.0.0.0".parse().expect("ip");
+    let planned = plan(&source(&pod), &c, Path::new("/bin/ferry"), any).expect("a plan");
+    assert_eq!(planned.argv[3], "0.0.0.0:9000", "{:?}", planned.argv);
+    // The Pod's IP is still its POD_IP.
+    assert_eq!(planned.env.get("POD_IP"), Some("127.1.0.7"));
+    assert!(planned.enter.is_empty(), "the kubelet sets where it runs");
+}
+
+#[test]
 fn echo_image_runs_the_builtin_on_its_first_port() {
     for image in ["ferry/echo", "ferry/echo:latest", "ferry/echo@sha256:abc"] {
         assert!(is_echo_image(image), "{image}");
@@ -68,7 +80,13 @@ fn echo_image_runs_the_builtin_on_its_first_port() {
         "name": "web", "image": "ferry/echo:latest",
         "ports": [{"containerPort": 9000, "name": "http"}, {"containerPort": 9001}]
     }));
-    let planned = plan(&source(&pod), &c, Path::new("/bin/ferry")).expect("a plan");
+    let planned = plan(
+        &source(&pod),
+        &c,
+        Path::new("/bin/ferry"),
+        source(&pod).pod_ip,
+    )
+    .expect("a plan");
     assert_eq!(
         planned.argv,
         argv(&[
@@ -83,7 +101,7 @@ fn echo_image_runs_the_builtin_on_its_first_port() {
         ])
     );
     let (pod, c) = pod_with(json!({"name": "api", "image": "ferry/echo"}));
-    let planned = plan(&source(&pod), &c, Path::new("ferry")).expect("a plan");
+    let planned = plan(&source(&pod), &c, Path::new("ferry"), source(&pod).pod_ip).expect("a plan");
     assert_eq!(planned.argv[3], OsString::from("127.1.0.7:8080"));
 }
 
@@ -95,7 +113,7 @@ fn a_command_runs_with_expanded_args() {
         "env": [{"name": "GREETING", "value": "hi"}],
         "workingDir": "/tmp"
     }));
-    let planned = plan(&source(&pod), &c, Path::new("ferry")).expect("a plan");
+    let planned = plan(&source(&pod), &c, Path::new("ferry"), source(&pod).pod_ip).expect("a plan");
     assert_eq!(
         planned.argv,
         argv(&["sh", "-c", "echo hi $(GREETING) $(NOPE) $POD_IP"])
@@ -106,7 +124,8 @@ fn a_command_runs_with_expanded_args() {
 #[test]
 fn other_images_without_a_command_never_pull() {
     let (pod, c) = pod_with(json!({"name": "web", "image": "nginx:1.27"}));
-    let waiting = plan(&source(&pod), &c, Path::new("ferry")).expect_err("no image runs");
+    let waiting = plan(&source(&pod), &c, Path::new("ferry"), source(&pod).pod_ip)
+        .expect_err("no image runs");
     assert_eq!(waiting.reason, "ErrImageNeverPull");
     assert_eq!(
         waiting.message,
@@ -116,7 +135,8 @@ fn other_images_without_a_command_never_pull() {
         "name": "web", "image": "x", "command": ["true"],
         "env": [{"name": "K", "valueFrom": {"configMapKeyRef": {"name": "m", "key": "k"}}}]
     }));
-    let waiting = plan(&source(&pod), &c, Path::new("ferry")).expect_err("a config error");
+    let waiting = plan(&source(&pod), &c, Path::new("ferry"), source(&pod).pod_ip)
+        .expect_err("a config error");
     assert_eq!(waiting.reason, "CreateContainerConfigError");
     assert!(waiting.message.contains("\"K\""), "{}", waiting.message);
 }

@@ -24,6 +24,7 @@ fn context() -> Context {
             argv: Vec::new(),
             env: Default::default(),
             working_dir: None,
+            enter: Vec::new(),
         }),
         tls: client_config().ok(),
     }
@@ -184,6 +185,7 @@ async fn tcp_and_exec_checks() {
         argv: Vec::new(),
         env,
         working_dir: None,
+        enter: Vec::new(),
     });
     check(&ok, &context).await.expect("true succeeds");
     let fail = spec(Action::Exec {
