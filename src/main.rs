@@ -80,8 +80,9 @@ enum Command {
         client_timeouts: ClientTimeoutArgs,
         /// How Pods are networked: netns (a network namespace per Pod on a node bridge),
         /// loopback (an address per Pod on the host's loopback), auto (netns when ferry may
-        /// create network namespaces, else loopback).
-        #[arg(long, value_enum, value_name = "MODE", default_value_t = PodNetworkArg::Auto)]
+        /// create network namespaces, else loopback). Loopback is the default until Pods in
+        /// namespaces reach cluster IPs and cluster DNS.
+        #[arg(long, value_enum, value_name = "MODE", default_value_t = PodNetworkArg::Loopback)]
         pod_network: PodNetworkArg,
         /// Pod addresses, one per Pod [default: 10.244.0.0/16 in netns mode, 127.1.0.0/16 in
         /// loopback mode].
@@ -736,10 +737,10 @@ mod tests {
         );
     }
 
-    /// `--pod-network` is auto unless named, and `--pod-cidr` has no default of its own: the
-    /// mode chosen gives it.
+    /// `--pod-network` is loopback unless named (until Pods in namespaces reach Services), and
+    /// `--pod-cidr` has no default of its own: the mode chosen gives it.
     #[test]
-    fn the_pod_network_is_auto_and_its_range_follows_the_mode() {
+    fn the_pod_network_is_loopback_unless_named_and_its_range_follows_the_mode() {
         let cli = Cli::try_parse_from(["ferry", "up"]).unwrap();
         let Command::Up {
             pod_network,
@@ -749,7 +750,7 @@ mod tests {
         else {
             panic!("not up");
         };
-        assert!(matches!(pod_network, PodNetworkArg::Auto));
+        assert!(matches!(pod_network, PodNetworkArg::Loopback));
         assert_eq!(pod_cidr, None);
         let cli = Cli::try_parse_from([
             "ferry",

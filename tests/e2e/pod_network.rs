@@ -765,6 +765,7 @@ async fn auto_falls_back_to_loopback_where_namespaces_cannot_be_made() {
     let log = logs.path().join("auto.log");
     let child = as_nobody()
         .args(common)
+        .args(["--pod-network", "auto"])
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
