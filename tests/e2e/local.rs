@@ -759,6 +759,7 @@ async fn pods_start_with_the_descriptor_limit_ferry_was_started_with() {
     let manifests = dir.path().join("manifests");
     fs::create_dir(&manifests).unwrap();
     let seen = dir.path().join("limits");
+    let probed = dir.path().join("probe-limits");
     let yaml = format!(
         r#"
 apiVersion: v1
@@ -770,8 +771,13 @@ spec:
     - name: main
       image: busybox
       command: [sh, -c, 'echo $(ulimit -S -n) $(ulimit -H -n) > {0}.tmp && mv {0}.tmp {0}; exec sleep 1000']
+      readinessProbe:
+        exec:
+          command: [sh, -c, 'echo $(ulimit -S -n) > {1}.tmp && mv {1}.tmp {1}']
+        periodSeconds: 1
 "#,
-        seen.display()
+        seen.display(),
+        probed.display()
     );
     fs::write(manifests.join("pod.yaml"), yaml).unwrap();
     let local = crate::local_config();
@@ -793,6 +799,10 @@ spec:
         fs::read_to_string(&seen).ok()
     })
     .await;
+    let probe_limit = eventually(DEADLINE, "the exec probe's limit written", || async {
+        fs::read_to_string(&probed).ok()
+    })
+    .await;
     // SIGTERM: ferry stops its Pods and exits.
     let _ = std::process::Command::new("kill")
         .args(["-TERM", &ferry.id().to_string()])
@@ -810,4 +820,9 @@ spec:
         let _ = ferry.wait();
     }
     assert_eq!(limits.trim(), format!("256 {hard}"), "soft and hard");
+    assert_eq!(
+        probe_limit.trim(),
+        "256",
+        "an exec probe runs with the container's limit"
+    );
 }

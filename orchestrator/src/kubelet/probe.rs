@@ -377,10 +377,20 @@ async fn send(
 }
 
 async fn exec(plan: &Plan, argv: &[OsString]) -> Result<(), String> {
-    // In the Pod's network namespace, as the container's own processes.
-    let entered: Vec<OsString> = plan.enter.iter().chain(argv).cloned().collect();
+    // In the Pod's network namespace and with the descriptor limit ferry was started with, as
+    // the container's own processes (a probe runs inside the container in Kubernetes).
+    let cwd = plan.working_dir.as_deref().map(std::path::Path::new);
+    let wrapped = super::cgroup::wrap(
+        argv,
+        plan.env.get("PATH"),
+        cwd,
+        None,
+        ferry_runtime::descriptors::child_soft_limit(),
+        &plan.enter,
+    )
+    .map_err(|e| format!("exec {argv:?}: {e}"))?;
     let mut command = plan
-        .command(&entered)
+        .command(&wrapped)
         .ok_or_else(|| "exec probe without a command".to_owned())?;
     command.stdout(Stdio::null()).stderr(Stdio::null());
     // On a timeout the future is dropped and kill_on_drop ends the process.
