@@ -205,7 +205,9 @@ impl LocalApi {
             .exec(&ns, &pod, param(query, "container"))
         {
             Ok(plan) => admin::json(StatusCode::OK, &plan),
-            Err(e @ crate::kubelet::ExecError::NotRunning { .. }) => error(StatusCode::CONFLICT, e),
+            Err(e @ crate::kubelet::ContainerError::NotRunning { .. }) => {
+                error(StatusCode::CONFLICT, e)
+            }
             Err(e) => error(StatusCode::NOT_FOUND, e),
         }
     }

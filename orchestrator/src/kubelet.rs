@@ -99,9 +99,9 @@ impl Default for Config {
     }
 }
 
-/// Why [`Kubelet::logs`] has no log to give.
+/// Why [`Kubelet::logs`] or [`Kubelet::exec`] cannot use the container asked for.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum LogsError {
+pub enum ContainerError {
     #[error("pod {namespace}/{name} not found")]
     PodNotFound { namespace: String, name: String },
     #[error("container {container} is not valid for pod {name}; choose one of: [{}]", .choices.join(" "))]
@@ -112,24 +112,20 @@ pub enum LogsError {
     },
     #[error("a container name must be specified for pod {name}, choose one of: [{}]", .choices.join(" "))]
     ContainerRequired { name: String, choices: Vec<String> },
+    #[error("container {container} of pod {name} is not running")]
+    NotRunning { name: String, container: String },
 }
 
 /// Names the container `kubectl exec` (and `ferry exec`) use when none is given.
 pub const DEFAULT_CONTAINER_ANNOTATION: &str = "kubectl.kubernetes.io/default-container";
 
-/// Why [`Kubelet::exec`] cannot run a command in a container.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum ExecError {
-    #[error("pod {namespace}/{name} not found")]
-    PodNotFound { namespace: String, name: String },
-    #[error("container {container} is not valid for pod {name}; choose one of: [{}]", .choices.join(" "))]
-    ContainerNotFound {
-        name: String,
-        container: String,
-        choices: Vec<String>,
-    },
-    #[error("container {container} of pod {name} is not running")]
-    NotRunning { name: String, container: String },
+/// Which container a request that names none means.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Unnamed {
+    /// The only one; with more, the request must name one (`kubectl logs`).
+    OnlyOne,
+    /// The default container's (its annotation), else the first (`kubectl exec`).
+    Default,
 }
 
 /// How to run a command in a running container, as `kubectl exec` would: in its Pod's network
@@ -383,41 +379,58 @@ impl Kubelet {
         self.inner.changes.subscribe()
     }
 
+    /// The Pod and the index of the container asked for, with the Pod's container names.
+    fn container(
+        &self,
+        namespace: &str,
+        name: &str,
+        container: Option<&str>,
+        unnamed: Unnamed,
+    ) -> Result<(Arc<PodEntry>, usize, Vec<String>), ContainerError> {
+        let pod = self
+            .inner
+            .pod(namespace, name)
+            .ok_or_else(|| ContainerError::PodNotFound {
+                namespace: namespace.to_owned(),
+                name: name.to_owned(),
+            })?;
+        let names: Vec<String> = pod.spec.containers.iter().map(|c| c.name.clone()).collect();
+        let index = match (container, unnamed) {
+            (Some(wanted), _) => names.iter().position(|n| n == wanted).ok_or_else(|| {
+                ContainerError::ContainerNotFound {
+                    name: name.to_owned(),
+                    container: wanted.to_owned(),
+                    choices: names.clone(),
+                }
+            })?,
+            (None, Unnamed::OnlyOne) if names.len() == 1 => 0,
+            (None, Unnamed::OnlyOne) => {
+                return Err(ContainerError::ContainerRequired {
+                    name: name.to_owned(),
+                    choices: names,
+                });
+            }
+            (None, Unnamed::Default) => pod
+                .default_container
+                .as_ref()
+                .and_then(|d| names.iter().position(|n| n == d))
+                .unwrap_or(0),
+        };
+        Ok((pod, index, names))
+    }
+
     /// The log of one of the pod's containers; `None` names the only one.
     pub fn logs(
         &self,
         namespace: &str,
         name: &str,
         container: Option<&str>,
-    ) -> Result<Logs, LogsError> {
-        let pod = self
-            .inner
-            .pod(namespace, name)
-            .ok_or_else(|| LogsError::PodNotFound {
-                namespace: namespace.to_owned(),
-                name: name.to_owned(),
-            })?;
-        let names: Vec<String> = pod.spec.containers.iter().map(|c| c.name.clone()).collect();
-        let index = match container {
-            Some(wanted) => names.iter().position(|n| n == wanted).ok_or_else(|| {
-                LogsError::ContainerNotFound {
-                    name: name.to_owned(),
-                    container: wanted.to_owned(),
-                    choices: names.clone(),
-                }
-            })?,
-            None if names.len() == 1 => 0,
-            None => {
-                return Err(LogsError::ContainerRequired {
-                    name: name.to_owned(),
-                    choices: names,
-                });
-            }
-        };
+    ) -> Result<Logs, ContainerError> {
+        let (pod, index, _) = self.container(namespace, name, container, Unnamed::OnlyOne)?;
         pod.logs
             .get(index)
             .map(logs::LogWriter::reader)
-            .ok_or_else(|| LogsError::PodNotFound {
+            .ok_or_else(|| ContainerError::PodNotFound {
                 namespace: namespace.to_owned(),
                 name: name.to_owned(),
             })
@@ -431,31 +444,10 @@ impl Kubelet {
         namespace: &str,
         name: &str,
         container: Option<&str>,
-    ) -> Result<ExecPlan, ExecError> {
-        let pod = self
-            .inner
-            .pod(namespace, name)
-            .ok_or_else(|| ExecError::PodNotFound {
-                namespace: namespace.to_owned(),
-                name: name.to_owned(),
-            })?;
-        let names: Vec<String> = pod.spec.containers.iter().map(|c| c.name.clone()).collect();
-        let index = match container {
-            Some(wanted) => names.iter().position(|n| n == wanted).ok_or_else(|| {
-                ExecError::ContainerNotFound {
-                    name: name.to_owned(),
-                    container: wanted.to_owned(),
-                    choices: names.clone(),
-                }
-            })?,
-            None => pod
-                .default_container
-                .as_ref()
-                .and_then(|d| names.iter().position(|n| n == d))
-                .unwrap_or(0),
-        };
+    ) -> Result<ExecPlan, ContainerError> {
+        let (pod, index, names) = self.container(namespace, name, container, Unnamed::Default)?;
         let chosen = names.get(index).cloned().unwrap_or_default();
-        let not_running = || ExecError::NotRunning {
+        let not_running = || ContainerError::NotRunning {
             name: name.to_owned(),
             container: chosen.clone(),
         };

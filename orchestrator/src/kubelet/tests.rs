@@ -18,7 +18,7 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::time::Instant;
 
-use super::{Config, Kubelet, Logs, LogsError};
+use super::{Config, ContainerError, Kubelet, Logs};
 
 const NS: &str = "test";
 
@@ -622,7 +622,7 @@ async fn stop_sends_sigterm_then_sigkill_after_the_grace() {
     assert!(stubborn_logs.is_closed());
     assert_eq!(
         kubelet.logs(NS, "stubborn", None).err(),
-        Some(LogsError::PodNotFound {
+        Some(ContainerError::PodNotFound {
             namespace: NS.to_owned(),
             name: "stubborn".to_owned()
         })
@@ -681,7 +681,10 @@ async fn logs_name_the_container_when_there_are_several() {
     let err = kubelet
         .logs(NS, "two", Some("c"))
         .expect_err("no container c");
-    assert!(matches!(err, LogsError::ContainerNotFound { .. }), "{err}");
+    assert!(
+        matches!(err, ContainerError::ContainerNotFound { .. }),
+        "{err}"
+    );
     let b = kubelet.logs(NS, "two", Some("b")).expect("b's log");
     assert_eq!(log_contains(&b, "from-b").await, "from-b\n");
     kubelet.shutdown(Duration::from_secs(1)).await;
