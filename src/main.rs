@@ -80,6 +80,8 @@ enum Command {
         /// The most Pods the local runtime runs at once; more wait, Pending.
         #[arg(long, value_name = "N", default_value_t = 1000)]
         max_pods: usize,
+        #[command(flatten)]
+        api_args: ApiArgs,
     },
     /// Run cluster DNS alone, serving a snapshot file (the JSON of admin /config?private_keys=true).
     Dns {
@@ -124,6 +126,11 @@ enum Command {
     Check {
         #[arg(short = 'f', long = "filename", value_name = "PATH", required = true)]
         paths: Vec<PathBuf>,
+    },
+    /// Print the admin kubeconfig `ferry up` wrote for its Kubernetes API.
+    Kubeconfig {
+        #[command(flatten)]
+        state: StateDirArg,
     },
     /// List what a running ferry serves, read from its admin API.
     Get {
@@ -256,6 +263,47 @@ struct L4Args {
     l4_max_connections: u32,
 }
 
+/// Where ferry keeps its state (the API server's CA, token and kubeconfig).
+#[derive(Debug, Args)]
+struct StateDirArg {
+    /// Default: $XDG_STATE_HOME/ferry, else ~/.local/state/ferry.
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+}
+
+impl StateDirArg {
+    fn dir(&self) -> Result<PathBuf, String> {
+        if let Some(dir) = &self.state_dir {
+            return Ok(dir.clone());
+        }
+        let var = |name| {
+            std::env::var_os(name)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
+        if let Some(state) = var("XDG_STATE_HOME") {
+            return Ok(state.join("ferry"));
+        }
+        var("HOME")
+            .map(|home| home.join(".local/state/ferry"))
+            .ok_or_else(|| "--state-dir: HOME is not set; name the directory".to_owned())
+    }
+}
+
+/// The Kubernetes API server of `ferry up`.
+#[derive(Debug, Args)]
+struct ApiArgs {
+    /// The Kubernetes API (HTTPS, bearer token), for kubectl.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:6443")]
+    api: SocketAddr,
+    #[command(flatten)]
+    state: StateDirArg,
+    /// Where to write the admin kubeconfig (default: <state-dir>/kubeconfig; ~/.kube/config is
+    /// never touched).
+    #[arg(long, value_name = "FILE")]
+    write_kubeconfig: Option<PathBuf>,
+}
+
 /// The admin server's connections (`ferry up`).
 #[derive(Debug, Args)]
 struct AdminArgs {
@@ -321,6 +369,9 @@ fn main() -> ExitCode {
     if let Command::Load(args) = cli.command {
         return load(*args);
     }
+    if let Command::Kubeconfig { state } = &cli.command {
+        return kubeconfig(state);
+    }
     // The gateway alone runs its workers on current-thread runtimes (the first on this one):
     // no work stealing, no wake-ups across threads.
     let mut builder = match cli.command {
@@ -339,6 +390,32 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("ferry: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `ferry kubeconfig`: prints the kubeconfig `ferry up` keeps in its state directory.
+fn kubeconfig(state: &StateDirArg) -> ExitCode {
+    let dir = match state.dir() {
+        Ok(dir) => dir,
+        Err(e) => {
+            eprintln!("ferry: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let path = ferry_orchestrator::apiserver::kubeconfig_path(&dir);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!(
+                "ferry: {}: {e} (`ferry up --state-dir {}` writes it)",
+                path.display(),
+                dir.display()
+            );
             ExitCode::FAILURE
         }
     }
@@ -425,6 +502,7 @@ async fn async_main(command: Command) -> Result<(), Box<dyn std::error::Error>> 
             pod_cidr,
             service_cidr,
             max_pods,
+            api_args,
         } => {
             let connections = ConnectionLimits {
                 admin: admin_args.limits(),
@@ -453,6 +531,11 @@ async fn async_main(command: Command) -> Result<(), Box<dyn std::error::Error>> 
                 debounce: Duration::from_millis(100),
                 local,
                 connections,
+                api: Some(ferry_orchestrator::apiserver::Config {
+                    addr: api_args.api,
+                    state_dir: api_args.state.dir()?,
+                    kubeconfig: api_args.write_kubeconfig,
+                }),
             };
             Up::build(config).await?.run(shutdown).await?;
         }
@@ -591,7 +674,7 @@ async fn async_main(command: Command) -> Result<(), Box<dyn std::error::Error>> 
             };
             echo.run(shutdown).await;
         }
-        Command::Check { .. } | Command::Load(_) => {}
+        Command::Check { .. } | Command::Load(_) | Command::Kubeconfig { .. } => {}
     }
     Ok(())
 }

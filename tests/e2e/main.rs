@@ -90,6 +90,7 @@ pub fn up_config(paths: Vec<PathBuf>) -> UpConfig {
         debounce: Duration::from_millis(50),
         local: local_config(),
         connections: Default::default(),
+        api: None,
     }
 }
 
