@@ -9,6 +9,7 @@ mod configs;
 mod dns;
 mod echo;
 mod gateway;
+mod kubectl;
 mod listeners;
 mod load;
 mod local;
