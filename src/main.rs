@@ -80,8 +80,9 @@ enum Command {
         /// The most Pods the local runtime runs at once; more wait, Pending.
         #[arg(long, value_name = "N", default_value_t = 1000)]
         max_pods: usize,
+        /// Boxed, as `l4_args`.
         #[command(flatten)]
-        api_args: ApiArgs,
+        api_args: Box<ApiArgs>,
     },
     /// Run cluster DNS alone, serving a snapshot file (the JSON of admin /config?private_keys=true).
     Dns {
@@ -704,6 +705,38 @@ mod tests {
             l4_args.l4_max_connections as usize,
             defaults.l4_max_connections
         );
+    }
+
+    #[test]
+    fn the_api_flags_default_to_6443_and_the_state_dir() {
+        let cli = Cli::try_parse_from(["ferry", "up"]).unwrap();
+        let Command::Up { api_args, .. } = cli.command else {
+            panic!("not up");
+        };
+        assert_eq!(api_args.api, "127.0.0.1:6443".parse().unwrap());
+        assert_eq!(api_args.write_kubeconfig, None);
+        assert_eq!(api_args.state.state_dir, None);
+        let cli = Cli::try_parse_from([
+            "ferry",
+            "up",
+            "--api",
+            "127.0.0.1:0",
+            "--state-dir",
+            "/tmp/s",
+            "--write-kubeconfig",
+            "/tmp/k",
+        ])
+        .unwrap();
+        let Command::Up { api_args, .. } = cli.command else {
+            panic!("not up");
+        };
+        assert_eq!(api_args.state.dir(), Ok(PathBuf::from("/tmp/s")));
+        assert_eq!(api_args.write_kubeconfig, Some(PathBuf::from("/tmp/k")));
+        let cli = Cli::try_parse_from(["ferry", "kubeconfig", "--state-dir", "/tmp/s"]).unwrap();
+        let Command::Kubeconfig { state } = cli.command else {
+            panic!("not kubeconfig");
+        };
+        assert_eq!(state.dir(), Ok(PathBuf::from("/tmp/s")));
     }
 
     #[test]

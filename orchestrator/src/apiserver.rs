@@ -643,7 +643,7 @@ fn encode_continue(key: &(String, String)) -> String {
 }
 
 fn continue_key(token: &str) -> Option<(String, String)> {
-    if token.len() % 2 != 0 {
+    if !token.len().is_multiple_of(2) {
         return None;
     }
     let bytes: Option<Vec<u8>> = (0..token.len())
