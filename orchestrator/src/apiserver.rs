@@ -25,6 +25,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use ferry_runtime::Shutdown;
+use ferry_runtime::connections::{Connection, Connections, Limits};
 use ferry_runtime::serve::{Body, respond};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
@@ -49,6 +50,8 @@ pub const KUBERNETES_VERSION: (&str, &str) = ("1", "32");
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long open requests get to finish on shutdown.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a connection closed by its limits gets to close by itself.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// Where the API server listens and keeps its credentials.
 #[derive(Clone, Debug)]
@@ -71,6 +74,8 @@ pub fn kubeconfig_path(state_dir: &Path) -> PathBuf {
 pub enum Error {
     #[error("--state-dir: {0}")]
     Pki(#[from] PkiError),
+    #[error("--write-kubeconfig: {0}")]
+    WriteKubeconfig(PkiError),
     #[error("--api {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -138,8 +143,13 @@ impl ApiServer {
         let kubeconfig = credentials.kubeconfig(&server);
         let kept = kubeconfig_path(&config.state_dir);
         pki::write_private(&kept, &kubeconfig)?;
-        let path = config.kubeconfig.unwrap_or(kept);
-        pki::write_private(&path, &kubeconfig)?;
+        let path = match config.kubeconfig {
+            Some(path) => {
+                pki::write_private(&path, &kubeconfig).map_err(Error::WriteKubeconfig)?;
+                path
+            }
+            None => kept,
+        };
         Ok(ApiServer {
             listener,
             acceptor: TlsAcceptor::from(Arc::new(tls)),
@@ -161,7 +171,9 @@ impl ApiServer {
         &self.kubeconfig
     }
 
-    /// Serves until shutdown, then lets open requests finish (for a bounded time).
+    /// Serves until shutdown, then lets open requests finish (for a bounded time). Each
+    /// connection is bounded as the admin server's ([`Limits::ADMIN`]): a deadline for its
+    /// first request, an idle timeout, a cap on open connections.
     pub async fn run(self, mut shutdown: Shutdown) {
         tracing::info!(
             server = %self.state.server,
@@ -169,37 +181,25 @@ impl ApiServer {
             self.kubeconfig.display()
         );
         let builder = auto::Builder::new(TokioExecutor::new());
+        let connections = Connections::new(Limits::ADMIN);
         let mut tasks = JoinSet::new();
         loop {
             tokio::select! {
                 accepted = self.listener.accept() => match accepted {
                     Ok((stream, peer)) => {
-                        let (acceptor, state, builder) = (self.acceptor.clone(), self.state.clone(), builder.clone());
-                        let mut stop = shutdown.clone();
-                        tasks.spawn(async move {
-                            let _ = stream.set_nodelay(true);
-                            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                                Ok(Ok(tls)) => tls,
-                                Ok(Err(e)) => {
-                                    tracing::debug!(%peer, error = %e, "API TLS handshake failed");
-                                    return;
-                                }
-                                Err(_) => return,
-                            };
-                            let svc = service_fn(move |req| {
-                                let state = state.clone();
-                                async move { Ok::<_, Infallible>(handle(&state, req).await) }
-                            });
-                            let served = builder.serve_connection(TokioIo::new(tls), svc);
-                            let mut served = std::pin::pin!(served);
-                            tokio::select! {
-                                _ = served.as_mut() => {}
-                                () = stop.wait() => {
-                                    served.as_mut().graceful_shutdown();
-                                    let _ = tokio::time::timeout(DRAIN_TIMEOUT, served).await;
-                                }
-                            }
-                        });
+                        let Some(conn) = connections.admit() else {
+                            tracing::debug!(%peer, "every API connection is busy at the limit; closing the new one");
+                            continue;
+                        };
+                        tasks.spawn(connection(
+                            self.acceptor.clone(),
+                            builder.clone(),
+                            stream,
+                            peer,
+                            self.state.clone(),
+                            conn,
+                            shutdown.clone(),
+                        ));
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "API accept failed");
@@ -211,11 +211,67 @@ impl ApiServer {
             }
         }
         drop(self.listener);
-        let _ = tokio::time::timeout(DRAIN_TIMEOUT, async {
+        let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
             while tasks.join_next().await.is_some() {}
         })
         .await;
+        if drained.is_err() {
+            tasks.shutdown().await;
+        }
     }
+}
+
+/// Serves one connection: the TLS handshake (bounded), then requests until the client closes,
+/// the connection's limits close it, or shutdown drains it.
+async fn connection(
+    acceptor: TlsAcceptor,
+    builder: auto::Builder<TokioExecutor>,
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    state: Arc<State>,
+    conn: Connection,
+    mut shutdown: Shutdown,
+) {
+    let _ = stream.set_nodelay(true);
+    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, error = %e, "API TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "API TLS handshake timed out");
+            return;
+        }
+    };
+    let conn = Arc::new(conn);
+    let tracked = conn.clone();
+    let svc = service_fn(move |req| {
+        let in_progress = tracked.request();
+        let state = state.clone();
+        async move {
+            let response = handle(&state, req).await;
+            drop(in_progress);
+            Ok::<_, Infallible>(response)
+        }
+    });
+    let served = builder.serve_connection(TokioIo::new(tls), svc);
+    let mut served = std::pin::pin!(served);
+    let grace = tokio::select! {
+        result = served.as_mut() => {
+            if let Err(e) = result {
+                tracing::debug!(%peer, error = %e, "API connection ended with an error");
+            }
+            return;
+        }
+        expiry = conn.expired() => {
+            tracing::debug!(%peer, %expiry, "closing the API connection");
+            CLOSE_GRACE
+        }
+        () = shutdown.wait() => DRAIN_TIMEOUT,
+    };
+    served.as_mut().graceful_shutdown();
+    let _ = tokio::time::timeout(grace, served).await;
 }
 
 /// A random version 4 UUID (a uid the API server gives on create).

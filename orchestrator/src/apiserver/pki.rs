@@ -13,6 +13,8 @@ use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair,
     KeyUsagePurpose,
 };
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
 
 /// Why the credentials cannot be made or read.
 #[derive(Debug, thiserror::Error)]
@@ -59,19 +61,27 @@ fn ca_params() -> CertificateParams {
     params
 }
 
-/// Writes a file only its owner can read.
+/// Writes a file only its owner can read: aside (`<file>.tmp`), then renamed over it, so a
+/// reader never sees half of it. Errors name the file.
 pub fn write_private(path: &Path, contents: &str) -> Result<(), PkiError> {
-    let tmp = path.with_extension("tmp");
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(io(&tmp))?;
-    file.write_all(contents.as_bytes()).map_err(io(&tmp))?;
-    file.sync_all().map_err(io(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io(path))
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let written = (|| {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        file.write_all(contents.as_bytes())?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written.map_err(io(path))
 }
 
 fn read(path: &Path) -> Result<Option<String>, PkiError> {
@@ -114,6 +124,13 @@ impl Credentials {
                     path: key_path.clone(),
                     message: format!("not a private key in PEM: {e}"),
                 })?;
+                let parsed = CertificateDer::from_pem_slice(cert.as_bytes());
+                if let Err(e) = parsed {
+                    return Err(PkiError::Invalid {
+                        path: cert_path,
+                        message: format!("not a certificate in PEM: {e}"),
+                    });
+                }
                 (cert, key)
             }
             _ => {

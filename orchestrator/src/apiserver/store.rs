@@ -111,11 +111,18 @@ impl Store {
     /// each with its resourceVersion; and the store's revision.
     pub fn list(&self, resource: &Resource, namespace: Option<&str>) -> (u64, Vec<Value>) {
         let inner = self.read();
+        // Keys order by resource, then namespace: the objects wanted are one range.
+        let from = Key {
+            resource: resource.plural,
+            namespace: namespace.unwrap_or_default().to_owned(),
+            name: String::new(),
+        };
         let items = inner
             .objects
-            .iter()
-            .filter(|(k, _)| k.resource == resource.plural)
-            .filter(|(k, _)| namespace.is_none_or(|ns| k.namespace == ns))
+            .range(from..)
+            .take_while(|(k, _)| {
+                k.resource == resource.plural && namespace.is_none_or(|ns| k.namespace == ns)
+            })
             .map(|(_, e)| with_version(e))
             .collect();
         (inner.revision, items)

@@ -705,3 +705,63 @@ fn a_broken_ca_key_is_an_error_naming_the_file() {
         "{e}"
     );
 }
+
+#[test]
+fn a_broken_ca_certificate_is_an_error_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    Credentials::load_or_create(dir.path()).unwrap();
+    std::fs::write(dir.path().join("ca.crt"), "junk").unwrap();
+    let e = Credentials::load_or_create(dir.path())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("ca.crt") && e.contains("not a certificate"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_namespace_list_holds_that_namespace_only() {
+    let store = Store::new();
+    let other: Pod = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "z", "namespace": "a-shop"},
+    }))
+    .unwrap();
+    store.record(&reading(vec![
+        pod("a", "web", "Running"),
+        manifest(Object::Pod(Box::new(other))),
+        service("shop"),
+    ]));
+    let names = |ns| {
+        store
+            .list(pods(), ns)
+            .1
+            .iter()
+            .map(|p| p["metadata"]["name"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(names(Some("shop")), ["a"]);
+    assert_eq!(names(Some("a-shop")), ["z"]);
+    assert_eq!(names(Some("default")), Vec::<String>::new());
+    assert_eq!(names(None), ["z", "a"]);
+}
+
+#[tokio::test]
+async fn a_kubeconfig_that_cannot_be_written_is_an_error_naming_the_flag_and_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("missing/dir/kubeconfig");
+    let config = Config {
+        addr: "127.0.0.1:0".parse().unwrap(),
+        state_dir: dir.path().join("state"),
+        kubeconfig: Some(path),
+    };
+    let e = ApiServer::build(config, Arc::new(Store::new()))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("--write-kubeconfig: ") && e.contains("missing/dir/kubeconfig"),
+        "{e}"
+    );
+}
