@@ -175,9 +175,41 @@ pub struct FieldRequirement {
     pub value: String,
 }
 
-/// The fields every resource can be selected by, and those of Pods.
+/// The fields every resource can be selected by.
 const COMMON_FIELDS: &[&str] = &["metadata.name", "metadata.namespace"];
-const POD_FIELDS: &[&str] = &["spec.nodeName", "status.phase"];
+
+/// The fields a kind can be selected by besides the common ones (the API server's field
+/// label conversions for the kinds served).
+fn kind_fields(kind: &str) -> &'static [&'static str] {
+    match kind {
+        "Pod" => &[
+            "spec.nodeName",
+            "status.phase",
+            "status.podIP",
+            "spec.restartPolicy",
+            "spec.schedulerName",
+            "spec.serviceAccountName",
+        ],
+        "Secret" => &["type"],
+        "Namespace" => &["status.phase"],
+        "ReplicaSet" => &["status.replicas"],
+        // What `kubectl describe` asks for.
+        "Event" => &[
+            "involvedObject.kind",
+            "involvedObject.namespace",
+            "involvedObject.name",
+            "involvedObject.uid",
+            "involvedObject.apiVersion",
+            "involvedObject.resourceVersion",
+            "involvedObject.fieldPath",
+            "reason",
+            "reportingComponent",
+            "source",
+            "type",
+        ],
+        _ => &[],
+    }
+}
 
 /// Parses a field selector for the resource of `kind`.
 pub fn parse_fields(text: &str, kind: &str) -> Result<Vec<FieldRequirement>, String> {
@@ -195,8 +227,7 @@ pub fn parse_fields(text: &str, kind: &str) -> Result<Vec<FieldRequirement>, Str
             ));
         };
         let field = field.trim();
-        let supported =
-            COMMON_FIELDS.contains(&field) || (kind == "Pod" && POD_FIELDS.contains(&field));
+        let supported = COMMON_FIELDS.contains(&field) || kind_fields(kind).contains(&field);
         if !supported {
             return Err(format!("field label not supported: {field}"));
         }
@@ -212,11 +243,16 @@ pub fn parse_fields(text: &str, kind: &str) -> Result<Vec<FieldRequirement>, Str
 /// Whether an object satisfies every field requirement.
 pub fn fields_match(requirements: &[FieldRequirement], object: &Value) -> bool {
     requirements.iter().all(|r| {
-        let pointer = format!("/{}", r.field.replace('.', "/"));
-        let actual = object
-            .pointer(&pointer)
-            .and_then(Value::as_str)
-            .unwrap_or("");
+        let pointer = match r.field.as_str() {
+            // An Event's `source` is its reporting component.
+            "source" => "/source/component".to_owned(),
+            field => format!("/{}", field.replace('.', "/")),
+        };
+        let actual = match object.pointer(&pointer) {
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Number(n)) => n.to_string(),
+            _ => String::new(),
+        };
         (actual == r.value) == r.equal
     })
 }

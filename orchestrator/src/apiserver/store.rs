@@ -205,12 +205,44 @@ fn to_json(object: &Object) -> Option<(Key, Value)> {
         meta.remove("namespace");
         String::new()
     };
+    default_protocols(&mut value, &kind);
     let key = Key {
         resource: resource.plural,
         namespace,
         name,
     };
     Some((key, value))
+}
+
+/// The API server's defaulting that clients show: a port without a protocol is TCP
+/// (`kubectl describe` prints `Port: 8080/TCP`).
+fn default_protocols(value: &mut Value, kind: &str) {
+    let ports: Vec<&str> = match kind {
+        "Pod" => vec!["/spec/containers"],
+        "Deployment" | "ReplicaSet" => vec!["/spec/template/spec/containers"],
+        "Service" => vec!["/spec"],
+        "EndpointSlice" => vec![""],
+        _ => return,
+    };
+    let containers = matches!(kind, "Pod" | "Deployment" | "ReplicaSet");
+    for pointer in ports {
+        let Some(at) = value.pointer_mut(pointer) else {
+            continue;
+        };
+        let holders: Vec<&mut Value> = if containers {
+            at.as_array_mut().into_iter().flatten().collect()
+        } else {
+            vec![at]
+        };
+        for holder in holders {
+            let list = holder.get_mut("ports").and_then(Value::as_array_mut);
+            for port in list.into_iter().flatten() {
+                if let Some(port) = port.as_object_mut() {
+                    port.entry("protocol").or_insert_with(|| json!("TCP"));
+                }
+            }
+        }
+    }
 }
 
 /// The namespaces the API server has without being asked, and those objects use.

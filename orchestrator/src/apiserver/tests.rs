@@ -72,6 +72,18 @@ fn field_selectors_know_the_fields_of_each_kind() {
     assert!(fields_match(&f, &pod));
     let e = parse_fields("status.phase=Running", "Service").unwrap_err();
     assert_eq!(e, "field label not supported: status.phase");
+    let rs = json!({"status": {"replicas": 3}});
+    assert!(fields_match(
+        &parse_fields("status.replicas=3", "ReplicaSet").unwrap(),
+        &rs
+    ));
+    let event = json!({"involvedObject": {"name": "web-1", "kind": "Pod"}, "source": {"component": "kubelet"}});
+    let f = parse_fields(
+        "involvedObject.name=web-1,involvedObject.kind=Pod,source=kubelet",
+        "Event",
+    )
+    .unwrap();
+    assert!(fields_match(&f, &event));
     let e = parse_fields("metadata.name", "Pod").unwrap_err();
     assert!(e.contains("invalid selector"), "{e}");
 }
@@ -764,4 +776,30 @@ async fn a_kubeconfig_that_cannot_be_written_is_an_error_naming_the_flag_and_fil
         e.starts_with("--write-kubeconfig: ") && e.contains("missing/dir/kubeconfig"),
         "{e}"
     );
+}
+
+#[test]
+fn ports_without_a_protocol_are_tcp_as_the_api_server_defaults_them() {
+    let store = Store::new();
+    let with_port: Pod = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "p", "namespace": "shop"},
+        "spec": {"containers": [{"name": "c", "ports": [{"containerPort": 80}, {"containerPort": 53, "protocol": "UDP"}]}]},
+    }))
+    .unwrap();
+    store.record(&reading(vec![
+        manifest(Object::Pod(Box::new(with_port))),
+        service("web"),
+    ]));
+    let pod = store.get(pods(), "shop", "p").unwrap();
+    assert_eq!(pod["spec"]["containers"][0]["ports"][0]["protocol"], "TCP");
+    assert_eq!(pod["spec"]["containers"][0]["ports"][1]["protocol"], "UDP");
+    let svc = store
+        .get(
+            resources::find("", "v1", "services").unwrap(),
+            "default",
+            "web",
+        )
+        .unwrap();
+    assert_eq!(svc["spec"]["ports"][0]["protocol"], "TCP");
 }
