@@ -436,6 +436,23 @@ async fn the_kubeconfig_survives_a_restart_on_the_same_state_dir() {
     );
     assert_eq!(String::from_utf8_lossy(&printed.stdout), second);
 
+    // A state dir ferry up never used: the error names the file and what writes it.
+    let empty = out.path().join("never-used");
+    let printed = tokio::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .arg("kubeconfig")
+        .arg("--state-dir")
+        .arg(&empty)
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(printed.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&printed.stderr);
+    assert!(
+        stderr.contains(&empty.join("kubeconfig").display().to_string())
+            && stderr.contains("ferry up --state-dir"),
+        "{stderr}"
+    );
+
     if have_kubectl("the_kubeconfig_survives_a_restart_on_the_same_state_dir (its kubectl part)")
         .await
     {
