@@ -206,12 +206,38 @@ fn to_json(object: &Object) -> Option<(Key, Value)> {
         String::new()
     };
     default_protocols(&mut value, &kind);
+    if kind == "Namespace" {
+        default_namespace(&mut value, &name);
+    }
     let key = Key {
         resource: resource.plural,
         namespace,
         name,
     };
     Some((key, value))
+}
+
+/// What the API server gives every Namespace: its name as the label
+/// `kubernetes.io/metadata.name`, the `kubernetes` finalizer, and the phase `Active`.
+fn default_namespace(value: &mut Value, name: &str) {
+    let Some(object) = value.as_object_mut() else {
+        return;
+    };
+    if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+        let labels = meta.entry("labels").or_insert_with(|| json!({}));
+        if let Some(labels) = labels.as_object_mut() {
+            labels.insert("kubernetes.io/metadata.name".into(), json!(name));
+        }
+    }
+    let spec = object.entry("spec").or_insert_with(|| json!({}));
+    if let Some(spec) = spec.as_object_mut() {
+        spec.entry("finalizers")
+            .or_insert_with(|| json!(["kubernetes"]));
+    }
+    let status = object.entry("status").or_insert_with(|| json!({}));
+    if let Some(status) = status.as_object_mut() {
+        status.entry("phase").or_insert_with(|| json!("Active"));
+    }
 }
 
 /// The API server's defaulting that clients show: a port without a protocol is TCP

@@ -803,3 +803,23 @@ fn ports_without_a_protocol_are_tcp_as_the_api_server_defaults_them() {
         .unwrap();
     assert_eq!(svc["spec"]["ports"][0]["protocol"], "TCP");
 }
+
+#[test]
+fn a_declared_namespace_is_active_and_labelled_with_its_name() {
+    use k8s_openapi::api::core::v1::Namespace;
+    let store = Store::new();
+    let ns: Namespace = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop", "labels": {"team": "a"}},
+    }))
+    .unwrap();
+    store.record(&reading(vec![manifest(Object::Namespace(Box::new(ns)))]));
+    let shop = store
+        .get(resources::find("", "v1", "namespaces").unwrap(), "", "shop")
+        .unwrap();
+    assert_eq!(shop["status"]["phase"], "Active");
+    assert_eq!(
+        shop["metadata"]["labels"],
+        json!({"team": "a", "kubernetes.io/metadata.name": "shop"})
+    );
+    assert_eq!(shop["spec"]["finalizers"], json!(["kubernetes"]));
+}
