@@ -94,6 +94,9 @@ enum Command {
         /// The most Pods the local runtime runs at once; more wait, Pending.
         #[arg(long, value_name = "N", default_value_t = 1000)]
         max_pods: usize,
+        /// Boxed, as `l4_args`.
+        #[command(flatten)]
+        api_args: Box<ApiArgs>,
     },
     /// Run cluster DNS alone, serving a snapshot file (the JSON of admin /config?private_keys=true).
     Dns {
@@ -138,6 +141,11 @@ enum Command {
     Check {
         #[arg(short = 'f', long = "filename", value_name = "PATH", required = true)]
         paths: Vec<PathBuf>,
+    },
+    /// Print the admin kubeconfig `ferry up` wrote for its Kubernetes API.
+    Kubeconfig {
+        #[command(flatten)]
+        state: StateDirArg,
     },
     /// List what a running ferry serves, read from its admin API.
     Get {
@@ -285,6 +293,47 @@ struct L4Args {
     l4_max_connections: u32,
 }
 
+/// Where ferry keeps its state (the API server's CA, token and kubeconfig).
+#[derive(Debug, Args)]
+struct StateDirArg {
+    /// Default: $XDG_STATE_HOME/ferry, else ~/.local/state/ferry.
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+}
+
+impl StateDirArg {
+    fn dir(&self) -> Result<PathBuf, String> {
+        if let Some(dir) = &self.state_dir {
+            return Ok(dir.clone());
+        }
+        let var = |name| {
+            std::env::var_os(name)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
+        if let Some(state) = var("XDG_STATE_HOME") {
+            return Ok(state.join("ferry"));
+        }
+        var("HOME")
+            .map(|home| home.join(".local/state/ferry"))
+            .ok_or_else(|| "--state-dir: HOME is not set; name the directory".to_owned())
+    }
+}
+
+/// The Kubernetes API server of `ferry up`.
+#[derive(Debug, Args)]
+struct ApiArgs {
+    /// The Kubernetes API (HTTPS, bearer token), for kubectl.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:6443")]
+    api: SocketAddr,
+    #[command(flatten)]
+    state: StateDirArg,
+    /// Where to write the admin kubeconfig (default: <state-dir>/kubeconfig; ~/.kube/config is
+    /// never touched).
+    #[arg(long, value_name = "FILE")]
+    write_kubeconfig: Option<PathBuf>,
+}
+
 /// The admin server's connections (`ferry up`).
 #[derive(Debug, Args)]
 struct AdminArgs {
@@ -350,6 +399,9 @@ fn main() -> ExitCode {
     if let Command::Load(args) = cli.command {
         return load(*args);
     }
+    if let Command::Kubeconfig { state } = &cli.command {
+        return kubeconfig(state);
+    }
     if let Command::Exec {
         pod,
         container,
@@ -377,6 +429,32 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("ferry: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `ferry kubeconfig`: prints the kubeconfig `ferry up` keeps in its state directory.
+fn kubeconfig(state: &StateDirArg) -> ExitCode {
+    let dir = match state.dir() {
+        Ok(dir) => dir,
+        Err(e) => {
+            eprintln!("ferry: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let path = ferry_orchestrator::apiserver::kubeconfig_path(&dir);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!(
+                "ferry: {}: {e} (`ferry up --state-dir {}` writes it)",
+                path.display(),
+                dir.display()
+            );
             ExitCode::FAILURE
         }
     }
@@ -523,6 +601,7 @@ async fn async_main(command: Command) -> Result<(), Box<dyn std::error::Error>> 
             pod_cidr,
             service_cidr,
             max_pods,
+            api_args,
         } => {
             use ferry_orchestrator::network;
             let mode = match pod_network {
@@ -567,6 +646,11 @@ async fn async_main(command: Command) -> Result<(), Box<dyn std::error::Error>> 
                 local,
                 pod_network: choice.network,
                 connections,
+                api: Some(ferry_orchestrator::apiserver::Config {
+                    addr: api_args.api,
+                    state_dir: api_args.state.dir()?,
+                    kubeconfig: api_args.write_kubeconfig,
+                }),
             };
             Up::build(config).await?.run(shutdown).await?;
         }
@@ -705,7 +789,10 @@ async fn async_main(command: Command) -> Result<(), Box<dyn std::error::Error>> 
             };
             echo.run(shutdown).await;
         }
-        Command::Check { .. } | Command::Load(_) | Command::Exec { .. } => {}
+        Command::Check { .. }
+        | Command::Load(_)
+        | Command::Exec { .. }
+        | Command::Kubeconfig { .. } => {}
     }
     Ok(())
 }
@@ -812,6 +899,38 @@ mod tests {
             Cli::try_parse_from(["ferry", "exec", "web-1"]).is_err(),
             "no command"
         );
+    }
+
+    #[test]
+    fn the_api_flags_default_to_6443_and_the_state_dir() {
+        let cli = Cli::try_parse_from(["ferry", "up"]).unwrap();
+        let Command::Up { api_args, .. } = cli.command else {
+            panic!("not up");
+        };
+        assert_eq!(api_args.api, "127.0.0.1:6443".parse().unwrap());
+        assert_eq!(api_args.write_kubeconfig, None);
+        assert_eq!(api_args.state.state_dir, None);
+        let cli = Cli::try_parse_from([
+            "ferry",
+            "up",
+            "--api",
+            "127.0.0.1:0",
+            "--state-dir",
+            "/tmp/s",
+            "--write-kubeconfig",
+            "/tmp/k",
+        ])
+        .unwrap();
+        let Command::Up { api_args, .. } = cli.command else {
+            panic!("not up");
+        };
+        assert_eq!(api_args.state.dir(), Ok(PathBuf::from("/tmp/s")));
+        assert_eq!(api_args.write_kubeconfig, Some(PathBuf::from("/tmp/k")));
+        let cli = Cli::try_parse_from(["ferry", "kubeconfig", "--state-dir", "/tmp/s"]).unwrap();
+        let Command::Kubeconfig { state } = cli.command else {
+            panic!("not kubeconfig");
+        };
+        assert_eq!(state.dir(), Ok(PathBuf::from("/tmp/s")));
     }
 
     #[test]

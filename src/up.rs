@@ -9,6 +9,7 @@ use ferry_control::Control;
 use ferry_dns::Dns;
 use ferry_gateway::Gateway;
 use ferry_objects::files::WatchedFiles;
+use ferry_orchestrator::apiserver::{self, ApiServer};
 use ferry_orchestrator::network::{self, PodNetwork};
 use ferry_orchestrator::{Admission, Feed, LocalApi, Orchestrator};
 use ferry_runtime::admin::{Admin, AdminState};
@@ -44,6 +45,9 @@ pub struct UpConfig {
     pub pod_network: PodNetwork,
     /// How long connections of the admin server, DNS over TCP and the L4 proxy may stay open.
     pub connections: ConnectionLimits,
+    /// The Kubernetes API server (`--api`, `--state-dir`, `--write-kubeconfig`); none serves
+    /// when absent.
+    pub api: Option<apiserver::Config>,
 }
 
 /// The bounds on accepted connections of the parts other than the gateway, each its own, so
@@ -87,6 +91,8 @@ pub enum Error {
     L4(#[from] ferry_l4::Error),
     #[error(transparent)]
     Network(#[from] network::Error),
+    #[error(transparent)]
+    Api(#[from] apiserver::Error),
     #[error("--cluster-domain {0:?}: {1}")]
     ClusterDomain(String, String),
 }
@@ -100,6 +106,7 @@ pub struct Up {
     dns: Dns,
     gateway: Gateway,
     l4: ferry_l4::ServiceProxy,
+    api: Option<ApiServer>,
     bus: SnapshotBus,
 }
 
@@ -171,6 +178,10 @@ impl Up {
         )
         .await?
         .with_limits(config.connections.admin);
+        let api = match config.api.clone() {
+            Some(api) => Some(ApiServer::build(api, orchestrator.handle().store()).await?),
+            None => None,
+        };
         Ok(Up {
             orchestrator,
             control,
@@ -178,8 +189,19 @@ impl Up {
             dns,
             gateway,
             l4,
+            api,
             bus,
         })
+    }
+
+    /// Where the Kubernetes API listens, when it is served.
+    pub fn api_addr(&self) -> Option<SocketAddr> {
+        self.api.as_ref().and_then(|a| a.local_addr().ok())
+    }
+
+    /// The admin kubeconfig written, when the Kubernetes API is served.
+    pub fn kubeconfig(&self) -> Option<&std::path::Path> {
+        self.api.as_ref().map(ApiServer::kubeconfig)
     }
 
     pub fn admin_addr(&self) -> SocketAddr {
@@ -218,6 +240,7 @@ impl Up {
         let dns = tokio::spawn(self.dns.run(shutdown.clone()));
         let gateway = tokio::spawn(self.gateway.run(shutdown.clone()));
         let l4 = tokio::spawn(self.l4.run(shutdown.clone()));
+        let api = self.api.map(|api| tokio::spawn(api.run(shutdown.clone())));
         let control = tokio::spawn(self.control.run(shutdown.clone()));
         // The local cluster stops its Pods last of all (within their grace period).
         self.orchestrator.run(shutdown).await;
@@ -226,6 +249,9 @@ impl Up {
         let _ = dns.await;
         let _ = gateway.await;
         let _ = l4.await;
+        if let Some(api) = api {
+            let _ = api.await;
+        }
         if let Ok(done) = control {
             done?;
         }

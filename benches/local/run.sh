@@ -40,6 +40,7 @@ mkdir "$work/manifests"
 # Ranges of their own, so a developer's `ferry up` on the defaults is left alone.
 "$FERRY" up -f "$work/manifests" --admin "$admin" \
   --http 127.0.0.1:$(free_port) --https 127.0.0.1:$(free_port) --dns 127.0.0.1:$(free_port) \
+  --api 127.0.0.1:$(free_port) --state-dir "$work/state" \
   --pod-cidr 127.40.0.0/16 --service-cidr 127.41.0.0/16 --dns-upstream 127.0.0.1:9 \
   > "$work/ferry.log" 2>&1 &
 ferry_pid=$!

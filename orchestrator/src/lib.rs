@@ -14,6 +14,7 @@
 //! other: this crate does not know the control plane, and the control plane does not know it.
 
 pub mod api;
+pub mod apiserver;
 pub mod cluster;
 pub mod deployment;
 pub mod endpointslice;
@@ -86,6 +87,8 @@ const POD_DEBOUNCE: Duration = Duration::from_millis(20);
 struct State {
     cluster: LocalCluster,
     desired: Reading,
+    /// What the Kubernetes API serves: each round's live reading.
+    store: Arc<apiserver::Store>,
 }
 
 #[derive(Debug)]
@@ -98,6 +101,8 @@ struct Shared {
     feed: feed::Sender,
     /// Wakes the run loop after an API call acted, so it sees the Pods now due to stop.
     acted: Notify,
+    /// The same store as the state's, read by the API server without waiting for a round.
+    store: Arc<apiserver::Store>,
 }
 
 /// What the local API acts through: the live cluster, shared with the run loop.
@@ -131,9 +136,11 @@ impl Orchestrator {
             ..config.kubelet.clone()
         });
         let pod_changes = kubelet.changes();
+        let store = Arc::new(apiserver::Store::new());
         let mut state = State {
             cluster: LocalCluster::new(config.cluster, kubelet.clone()),
             desired: Reading::default(),
+            store: store.clone(),
         };
         let (sender, feed) = feed::channel();
         // The first round is not answered before the consumer is built from it; there is
@@ -149,6 +156,7 @@ impl Orchestrator {
             admission,
             feed: sender,
             acted: Notify::new(),
+            store,
         });
         let orchestrator = Orchestrator {
             handle: Handle { shared },
@@ -234,6 +242,7 @@ fn apply(state: &mut State, admission: &Admission, reading: Reading) -> (Update,
         return (update, None);
     }
     let live = state.cluster.reconcile(&reading);
+    state.store.record(&live);
     let update = Update {
         reading: live,
         cause: Cause::Applied,
@@ -304,6 +313,11 @@ impl Handle {
         blocking(guard, move |state| f(&state.cluster)).await.1
     }
 
+    /// The objects the Kubernetes API serves, as of the last round.
+    pub fn store(&self) -> Arc<apiserver::Store> {
+        self.shared.store.clone()
+    }
+
     /// The local cluster's kubelet.
     pub fn kubelet(&self) -> &Kubelet {
         &self.shared.kubelet
@@ -312,8 +326,10 @@ impl Handle {
 
 /// The live reading after reconciling the last good configuration again.
 fn refreshed(state: &mut State) -> Update {
+    let reading = state.cluster.reconcile(&state.desired);
+    state.store.record(&reading);
     Update {
-        reading: state.cluster.reconcile(&state.desired),
+        reading,
         cause: Cause::Observed,
     }
 }

@@ -791,6 +791,8 @@ spec:
         .args(["--dns", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
         .args(["--pod-cidr", &local.cluster.pod_cidr.to_string()])
         .args(["--service-cidr", &local.cluster.service_cidr.to_string()])
+        .args(["--api", "127.0.0.1:0", "--state-dir"])
+        .arg(dir.path().join("state"))
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()

@@ -9,6 +9,7 @@ mod configs;
 mod dns;
 mod echo;
 mod gateway;
+mod kubectl;
 mod listeners;
 mod load;
 mod local;
@@ -93,6 +94,7 @@ pub fn up_config(paths: Vec<PathBuf>) -> UpConfig {
         // The suite runs as it did before netns mode; pod_network.rs pins netns.
         pod_network: ferry_orchestrator::network::PodNetwork::Loopback,
         connections: Default::default(),
+        api: None,
     }
 }
 

@@ -433,7 +433,12 @@ fn spawn_up(dir: &Path, cidr: &str, log: &Path) -> Up {
             "127.0.0.1:0",
             "--dns-upstream",
             "127.0.0.1:9",
+            "--api",
+            "127.0.0.1:0",
         ])
+        // The API server's CA and kubeconfig beside the log, never in the user's state dir.
+        .arg("--state-dir")
+        .arg(log.with_extension("state"))
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(log).unwrap())
         .spawn()
@@ -732,6 +737,13 @@ async fn auto_falls_back_to_loopback_where_namespaces_cannot_be_made() {
         std::fs::set_permissions(manifests.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     }
     let manifests = manifests.path().to_str().unwrap().to_owned();
+    // The API server's state, somewhere nobody may write (never the user's state dir).
+    let state = TempDir::new().unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(state.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    let state = state.path().to_str().unwrap().to_owned();
     let common = [
         "up",
         "-f",
@@ -748,6 +760,10 @@ async fn auto_falls_back_to_loopback_where_namespaces_cannot_be_made() {
         "127.0.0.1:9",
         "--service-cidr",
         "127.201.9.0/24",
+        "--api",
+        "127.0.0.1:0",
+        "--state-dir",
+        &state,
     ];
     let refused = as_nobody()
         .args(common)

@@ -1,0 +1,401 @@
+//! The API server's object store: every object the local cluster has, as JSON, under one
+//! global revision counter (as etcd's, or k3s' kine): each change of an object (made, changed,
+//! gone) takes the next revision, an object's `resourceVersion` is the revision of its last
+//! change, and a list carries the store's revision. resourceVersions are opaque strings to
+//! clients; a watch will start from one.
+//!
+//! The orchestrator records each round's live reading here ([`Store::record`]); the API
+//! server reads without waiting for a round. What the API server adds on create is added
+//! here once and kept: a `uid` and a `creationTimestamp` for objects that came without one.
+//! Namespaces used by objects but not declared are listed as the API server's own are
+//! (`default`, `kube-system`, `kube-public`, `kube-node-lease` always), and a Service with a
+//! selector gets the `Endpoints` the endpoints controller would write from its EndpointSlices.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::RwLock;
+
+use ferry_objects::files::Reading;
+use ferry_objects::object::Object;
+use serde_json::{Value, json};
+
+use super::resources::{self, Resource};
+
+/// Where an object lives: its resource, namespace ("" when cluster-scoped) and name.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Key {
+    pub resource: &'static str,
+    pub namespace: String,
+    pub name: String,
+}
+
+#[derive(Debug)]
+struct Entry {
+    /// The revision of its last change.
+    revision: u64,
+    /// The object without `metadata.resourceVersion`.
+    object: Value,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    revision: u64,
+    objects: BTreeMap<Key, Entry>,
+}
+
+/// The store; shared by the orchestrator (writes) and the API server (reads).
+#[derive(Debug, Default)]
+pub struct Store {
+    inner: RwLock<Inner>,
+}
+
+/// The namespaces an API server always has.
+const SYSTEM_NAMESPACES: &[&str] = &["default", "kube-node-lease", "kube-public", "kube-system"];
+
+impl Store {
+    pub fn new() -> Store {
+        Store::default()
+    }
+
+    /// The store's revision: that of its last change.
+    pub fn revision(&self) -> u64 {
+        self.read().revision
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Inner> {
+        self.inner
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Makes the store hold exactly the reading's objects (with the derived ones), each
+    /// change taking the next revision.
+    pub fn record(&self, reading: &Reading) {
+        let mut next: BTreeMap<Key, Value> = BTreeMap::new();
+        for m in &reading.manifests {
+            if let Some((key, value)) = to_json(&m.object) {
+                next.insert(key, value);
+            }
+        }
+        derive_namespaces(&mut next);
+        derive_endpoints(&mut next);
+        let mut inner = self
+            .inner
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let inner = &mut *inner;
+        let gone: Vec<Key> = inner
+            .objects
+            .keys()
+            .filter(|k| !next.contains_key(*k))
+            .cloned()
+            .collect();
+        for key in gone {
+            inner.objects.remove(&key);
+            inner.revision += 1;
+        }
+        for (key, mut object) in next {
+            let old = inner.objects.get(&key);
+            keep_server_fields(&mut object, old.map(|e| &e.object));
+            match old {
+                Some(e) if e.object == object => {}
+                _ => {
+                    inner.revision += 1;
+                    let revision = inner.revision;
+                    inner.objects.insert(key, Entry { revision, object });
+                }
+            }
+        }
+    }
+
+    /// The objects of a resource (in one namespace, or all), ordered by namespace and name,
+    /// each with its resourceVersion; and the store's revision.
+    pub fn list(&self, resource: &Resource, namespace: Option<&str>) -> (u64, Vec<Value>) {
+        let inner = self.read();
+        // Keys order by resource, then namespace: the objects wanted are one range.
+        let from = Key {
+            resource: resource.plural,
+            namespace: namespace.unwrap_or_default().to_owned(),
+            name: String::new(),
+        };
+        let items = inner
+            .objects
+            .range(from..)
+            .take_while(|(k, _)| {
+                k.resource == resource.plural && namespace.is_none_or(|ns| k.namespace == ns)
+            })
+            .map(|(_, e)| with_version(e))
+            .collect();
+        (inner.revision, items)
+    }
+
+    /// One object, with its resourceVersion.
+    pub fn get(&self, resource: &Resource, namespace: &str, name: &str) -> Option<Value> {
+        let key = Key {
+            resource: resource.plural,
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+        };
+        self.read().objects.get(&key).map(with_version)
+    }
+}
+
+fn with_version(e: &Entry) -> Value {
+    let mut object = e.object.clone();
+    if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.insert("resourceVersion".into(), json!(e.revision.to_string()));
+    }
+    object
+}
+
+/// What the API server sets on create and keeps: the uid and the creation time, from the
+/// stored object when the new one has none.
+fn keep_server_fields(object: &mut Value, old: Option<&Value>) {
+    let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for field in ["uid", "creationTimestamp"] {
+        if meta.get(field).is_some_and(|v| !v.is_null()) {
+            continue;
+        }
+        let kept = old
+            .and_then(|o| o.pointer(&format!("/metadata/{field}")))
+            .cloned();
+        let value = kept.unwrap_or_else(|| match field {
+            "uid" => json!(super::new_uid()),
+            _ => json!(
+                jiff::Timestamp::now()
+                    .round(jiff::Unit::Second)
+                    .unwrap_or_else(|_| jiff::Timestamp::now())
+                    .to_string()
+            ),
+        });
+        meta.insert(field.into(), value);
+    }
+}
+
+/// An object as JSON under its key; the namespace filled in for namespaced kinds.
+fn to_json(object: &Object) -> Option<(Key, Value)> {
+    let value = match object {
+        Object::Namespace(o) => serde_json::to_value(&**o),
+        Object::Service(o) => serde_json::to_value(&**o),
+        Object::Endpoints(o) => serde_json::to_value(&**o),
+        Object::EndpointSlice(o) => serde_json::to_value(&**o),
+        Object::Pod(o) => serde_json::to_value(&**o),
+        Object::ReplicaSet(o) => serde_json::to_value(&**o),
+        Object::Deployment(o) => serde_json::to_value(&**o),
+        Object::IngressClass(o) => serde_json::to_value(&**o),
+        Object::Ingress(o) => serde_json::to_value(&**o),
+        Object::Secret(o) => serde_json::to_value(&**o),
+    };
+    let mut value = value.ok()?;
+    let kind = value.get("kind")?.as_str()?.to_owned();
+    let resource = resources::of_kind(&kind)?;
+    let meta = value.get_mut("metadata")?.as_object_mut()?;
+    let name = meta.get("name")?.as_str()?.to_owned();
+    let namespace = if resource.namespaced {
+        let ns = meta
+            .get("namespace")
+            .and_then(Value::as_str)
+            .filter(|ns| !ns.is_empty())
+            .unwrap_or("default")
+            .to_owned();
+        meta.insert("namespace".into(), json!(ns));
+        ns
+    } else {
+        meta.remove("namespace");
+        String::new()
+    };
+    default_protocols(&mut value, &kind);
+    if kind == "Namespace" {
+        default_namespace(&mut value, &name);
+    }
+    let key = Key {
+        resource: resource.plural,
+        namespace,
+        name,
+    };
+    Some((key, value))
+}
+
+/// What the API server gives every Namespace: its name as the label
+/// `kubernetes.io/metadata.name`, the `kubernetes` finalizer, and the phase `Active`.
+fn default_namespace(value: &mut Value, name: &str) {
+    let Some(object) = value.as_object_mut() else {
+        return;
+    };
+    if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+        let labels = meta.entry("labels").or_insert_with(|| json!({}));
+        if let Some(labels) = labels.as_object_mut() {
+            labels.insert("kubernetes.io/metadata.name".into(), json!(name));
+        }
+    }
+    let spec = object.entry("spec").or_insert_with(|| json!({}));
+    if let Some(spec) = spec.as_object_mut() {
+        spec.entry("finalizers")
+            .or_insert_with(|| json!(["kubernetes"]));
+    }
+    let status = object.entry("status").or_insert_with(|| json!({}));
+    if let Some(status) = status.as_object_mut() {
+        status.entry("phase").or_insert_with(|| json!("Active"));
+    }
+}
+
+/// The API server's defaulting that clients show: a port without a protocol is TCP
+/// (`kubectl describe` prints `Port: 8080/TCP`).
+fn default_protocols(value: &mut Value, kind: &str) {
+    let ports: Vec<&str> = match kind {
+        "Pod" => vec!["/spec/containers"],
+        "Deployment" | "ReplicaSet" => vec!["/spec/template/spec/containers"],
+        "Service" => vec!["/spec"],
+        "EndpointSlice" => vec![""],
+        _ => return,
+    };
+    let containers = matches!(kind, "Pod" | "Deployment" | "ReplicaSet");
+    for pointer in ports {
+        let Some(at) = value.pointer_mut(pointer) else {
+            continue;
+        };
+        let holders: Vec<&mut Value> = if containers {
+            at.as_array_mut().into_iter().flatten().collect()
+        } else {
+            vec![at]
+        };
+        for holder in holders {
+            let list = holder.get_mut("ports").and_then(Value::as_array_mut);
+            for port in list.into_iter().flatten() {
+                if let Some(port) = port.as_object_mut() {
+                    port.entry("protocol").or_insert_with(|| json!("TCP"));
+                }
+            }
+        }
+    }
+}
+
+/// The namespaces the API server has without being asked, and those objects use.
+fn derive_namespaces(objects: &mut BTreeMap<Key, Value>) {
+    let mut used: BTreeSet<String> = SYSTEM_NAMESPACES.iter().map(|s| (*s).to_owned()).collect();
+    used.extend(
+        objects
+            .keys()
+            .filter(|k| !k.namespace.is_empty())
+            .map(|k| k.namespace.clone()),
+    );
+    for ns in used {
+        let key = Key {
+            resource: "namespaces",
+            namespace: String::new(),
+            name: ns.clone(),
+        };
+        objects.entry(key).or_insert_with(|| {
+            json!({
+                "apiVersion": "v1",
+                "kind": "Namespace",
+                "metadata": {"name": ns, "labels": {"kubernetes.io/metadata.name": ns}},
+                "spec": {"finalizers": ["kubernetes"]},
+                "status": {"phase": "Active"},
+            })
+        });
+    }
+}
+
+/// The Endpoints of each Service with a selector that has none declared: its EndpointSlices'
+/// ready addresses and the rest as not ready, one subset per set of ports (what the
+/// endpoints controller writes).
+fn derive_endpoints(objects: &mut BTreeMap<Key, Value>) {
+    let mut derived = Vec::new();
+    for (key, svc) in objects.iter().filter(|(k, _)| k.resource == "services") {
+        if svc.pointer("/spec/selector").is_none_or(Value::is_null) {
+            continue;
+        }
+        let ep_key = Key {
+            resource: "endpoints",
+            ..key.clone()
+        };
+        if objects.contains_key(&ep_key) {
+            continue;
+        }
+        let mut subsets: Vec<Value> = Vec::new();
+        let slices = objects.iter().filter(|(k, s)| {
+            k.resource == "endpointslices"
+                && k.namespace == key.namespace
+                && s.pointer("/metadata/labels/kubernetes.io~1service-name")
+                    .and_then(Value::as_str)
+                    == Some(key.name.as_str())
+        });
+        for (_, slice) in slices {
+            let ports: Vec<Value> = slice
+                .get("ports")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .map(|p| {
+                    let mut port = json!({"port": p.get("port"), "protocol": p.get("protocol").cloned().unwrap_or(json!("TCP"))});
+                    if let Some(name) = p.get("name").and_then(Value::as_str).filter(|n| !n.is_empty()) {
+                        port["name"] = json!(name);
+                    }
+                    port
+                })
+                .collect();
+            let (mut ready, mut not_ready) = (Vec::new(), Vec::new());
+            for e in slice
+                .get("endpoints")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                let is_ready =
+                    e.pointer("/conditions/ready").and_then(Value::as_bool) != Some(false);
+                for ip in e
+                    .get("addresses")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    let mut address = json!({"ip": ip});
+                    if let Some(node) = e.get("nodeName") {
+                        address["nodeName"] = node.clone();
+                    }
+                    if let Some(target) = e.get("targetRef") {
+                        address["targetRef"] = target.clone();
+                    }
+                    if is_ready {
+                        ready.push(address)
+                    } else {
+                        not_ready.push(address)
+                    }
+                }
+            }
+            if ready.is_empty() && not_ready.is_empty() {
+                continue;
+            }
+            let mut subset = json!({"ports": ports});
+            if !ready.is_empty() {
+                subset["addresses"] = json!(ready);
+            }
+            if !not_ready.is_empty() {
+                subset["notReadyAddresses"] = json!(not_ready);
+            }
+            subsets.push(subset);
+        }
+        let mut labels = svc
+            .pointer("/metadata/labels")
+            .cloned()
+            .unwrap_or(json!({}));
+        if let Some(l) = labels.as_object_mut() {
+            l.insert(
+                "endpoints.kubernetes.io/managed-by".into(),
+                json!("endpoint-controller"),
+            );
+        }
+        let mut ep = json!({
+            "apiVersion": "v1",
+            "kind": "Endpoints",
+            "metadata": {"name": key.name, "namespace": key.namespace, "labels": labels},
+        });
+        if !subsets.is_empty() {
+            ep["subsets"] = json!(subsets);
+        }
+        derived.push((ep_key, ep));
+    }
+    objects.extend(derived);
+}

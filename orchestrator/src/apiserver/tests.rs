@@ -1,0 +1,825 @@
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+
+use ferry_objects::files::Reading;
+use ferry_objects::object::{Manifest, Object, Origin};
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use http_body_util::BodyExt;
+use k8s_openapi::api::core::v1::{Pod, Service};
+use serde_json::{Value, json};
+
+use super::selector::{fields_match, labels_match, parse_fields, parse_labels};
+use super::table::{Include, columns, human_duration, table};
+use super::*;
+
+fn labels(pairs: &[(&str, &str)]) -> Value {
+    let map: serde_json::Map<String, Value> = pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), json!(v)))
+        .collect();
+    json!({"metadata": {"labels": map}})
+}
+
+#[test]
+fn label_selectors_parse_every_operator_as_the_api_server() {
+    let web = labels(&[("app", "web"), ("tier", "front")]);
+    let api = labels(&[("app", "api")]);
+    let cases: &[(&str, bool, bool)] = &[
+        ("app=web", true, false),
+        ("app==web", true, false),
+        ("app!=web", false, true),
+        ("app in (web, api)", true, true),
+        ("app notin (web)", false, true),
+        ("tier", true, false),
+        ("!tier", false, true),
+        ("app in (web),tier=front", true, false),
+        ("tier!=back", true, true),
+        ("tier notin (front)", false, true),
+        ("", true, true),
+    ];
+    for (text, on_web, on_api) in cases {
+        let s = parse_labels(text).unwrap();
+        assert_eq!(labels_match(&s, &web), *on_web, "{text} on web");
+        assert_eq!(labels_match(&s, &api), *on_api, "{text} on api");
+    }
+}
+
+#[test]
+fn bad_label_selectors_are_refused_with_the_reason() {
+    for (text, says) in [
+        ("app in web", "parenthesised"),
+        ("app in ()", "can't be empty"),
+        ("app in (a", "unclosed"),
+        ("app) ", "unexpected ')'"),
+        ("a b c", "expected one of"),
+        ("-app=x", "invalid label key"),
+        ("app=-x", "invalid label value"),
+    ] {
+        let e = parse_labels(text).unwrap_err();
+        assert!(e.contains(says), "{text}: {e}");
+    }
+}
+
+#[test]
+fn field_selectors_know_the_fields_of_each_kind() {
+    let pod = json!({"metadata": {"name": "web-1", "namespace": "shop"}, "spec": {"nodeName": "ferry"}, "status": {"phase": "Running"}});
+    let f = parse_fields("status.phase=Running,spec.nodeName==ferry", "Pod").unwrap();
+    assert!(fields_match(&f, &pod));
+    let f = parse_fields("metadata.name!=web-1", "Pod").unwrap();
+    assert!(!fields_match(&f, &pod));
+    let f = parse_fields("metadata.namespace=shop", "Service").unwrap();
+    assert!(fields_match(&f, &pod));
+    let e = parse_fields("status.phase=Running", "Service").unwrap_err();
+    assert_eq!(e, "field label not supported: status.phase");
+    let rs = json!({"status": {"replicas": 3}});
+    assert!(fields_match(
+        &parse_fields("status.replicas=3", "ReplicaSet").unwrap(),
+        &rs
+    ));
+    let event = json!({"involvedObject": {"name": "web-1", "kind": "Pod"}, "source": {"component": "kubelet"}});
+    let f = parse_fields(
+        "involvedObject.name=web-1,involvedObject.kind=Pod,source=kubelet",
+        "Event",
+    )
+    .unwrap();
+    assert!(fields_match(&f, &event));
+    let e = parse_fields("metadata.name", "Pod").unwrap_err();
+    assert!(e.contains("invalid selector"), "{e}");
+}
+
+#[test]
+fn ages_read_as_kubectl_prints_them() {
+    for (seconds, shown) in [
+        (0, "0s"),
+        (119, "119s"),
+        (120, "2m"),
+        (150, "2m30s"),
+        (600, "10m"),
+        (3 * 3600, "3h"),
+        (3 * 3600 + 5 * 60, "3h5m"),
+        (47 * 3600, "47h"),
+        (3 * 86400 + 3600, "3d1h"),
+        (30 * 86400, "30d"),
+        (3 * 365 * 86400 + 86400, "3y1d"),
+        (-5, "<invalid>"),
+    ] {
+        assert_eq!(human_duration(seconds), shown, "{seconds}");
+    }
+}
+
+#[test]
+fn pod_columns_are_kubectls_with_the_wide_ones_at_priority_one() {
+    let cols: Vec<(&str, u8)> = columns("Pod").iter().map(|c| (c.0, c.2)).collect();
+    assert_eq!(
+        cols,
+        [
+            ("Name", 0),
+            ("Ready", 0),
+            ("Status", 0),
+            ("Restarts", 0),
+            ("Age", 0),
+            ("IP", 1),
+            ("Node", 1),
+            ("Nominated Node", 1),
+            ("Readiness Gates", 1),
+        ]
+    );
+    let names = |kind| {
+        columns(kind)
+            .iter()
+            .filter(|c| c.2 == 0)
+            .map(|c| c.0)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        names("Deployment"),
+        ["Name", "Ready", "Up-to-date", "Available", "Age"]
+    );
+    assert_eq!(
+        names("Service"),
+        [
+            "Name",
+            "Type",
+            "Cluster-IP",
+            "External-IP",
+            "Port(s)",
+            "Age"
+        ]
+    );
+    assert_eq!(
+        names("ReplicaSet"),
+        ["Name", "Desired", "Current", "Ready", "Age"]
+    );
+    assert_eq!(
+        names("EndpointSlice"),
+        ["Name", "AddressType", "Ports", "Endpoints", "Age"]
+    );
+    assert_eq!(
+        names("Ingress"),
+        ["Name", "Class", "Hosts", "Address", "Ports", "Age"]
+    );
+}
+
+#[test]
+fn a_pod_row_shows_readiness_the_waiting_reason_and_the_last_restart() {
+    let now: jiff::Timestamp = "2026-12-06T10:10:00Z".parse().unwrap();
+    let pod = json!({
+        "metadata": {"name": "web-1", "namespace": "shop", "creationTimestamp": "2026-12-06T10:00:00Z"},
+        "spec": {"nodeName": "ferry", "containers": [{"name": "a"}, {"name": "b"}]},
+        "status": {
+            "phase": "Running",
+            "podIP": "127.1.0.5",
+            "containerStatuses": [
+                {"name": "a", "ready": true, "restartCount": 0, "state": {"running": {}}},
+                {"name": "b", "ready": false, "restartCount": 3,
+                 "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+                 "lastState": {"terminated": {"finishedAt": "2026-12-06T10:09:30Z", "exitCode": 1}}},
+            ],
+        },
+    });
+    let t = table(
+        "Pod",
+        &[pod],
+        json!({"resourceVersion": "7"}),
+        Include::Metadata,
+        now,
+    );
+    assert_eq!(t["kind"], "Table");
+    assert_eq!(t["apiVersion"], "meta.k8s.io/v1");
+    assert_eq!(
+        t["rows"][0]["cells"],
+        json!([
+            "web-1",
+            "1/2",
+            "CrashLoopBackOff",
+            "3 (30s ago)",
+            "10m",
+            "127.1.0.5",
+            "ferry",
+            "<none>",
+            "<none>"
+        ])
+    );
+    assert_eq!(t["rows"][0]["object"]["kind"], "PartialObjectMetadata");
+    assert_eq!(t["rows"][0]["object"]["metadata"]["namespace"], "shop");
+    assert_eq!(t["columnDefinitions"][0]["format"], "name");
+}
+
+#[test]
+fn service_and_deployment_rows() {
+    let now: jiff::Timestamp = "2026-12-06T10:00:05Z".parse().unwrap();
+    let svc = json!({
+        "metadata": {"name": "web", "creationTimestamp": "2026-12-06T10:00:00Z"},
+        "spec": {"type": "NodePort", "clusterIP": "127.2.0.10", "selector": {"app": "web"},
+                 "ports": [{"port": 80, "nodePort": 30080, "protocol": "TCP"}, {"port": 53, "protocol": "UDP"}]},
+    });
+    let t = table("Service", &[svc], json!({}), Include::None, now);
+    assert_eq!(
+        t["rows"][0]["cells"],
+        json!([
+            "web",
+            "NodePort",
+            "127.2.0.10",
+            "<none>",
+            "80:30080/TCP,53/UDP",
+            "5s",
+            "app=web"
+        ])
+    );
+    assert!(t["rows"][0].get("object").is_none());
+    let deploy = json!({
+        "metadata": {"name": "web", "creationTimestamp": "2026-12-06T10:00:00Z"},
+        "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}},
+                 "template": {"spec": {"containers": [{"name": "web", "image": "ferry/echo"}]}}},
+        "status": {"readyReplicas": 2, "updatedReplicas": 3, "availableReplicas": 2},
+    });
+    let t = table("Deployment", &[deploy], json!({}), Include::Object, now);
+    assert_eq!(
+        t["rows"][0]["cells"],
+        json!(["web", "2/3", 3, 2, "5s", "web", "ferry/echo", "app=web"])
+    );
+    assert_eq!(t["rows"][0]["object"]["spec"]["replicas"], 3);
+}
+
+#[test]
+fn aggregated_discovery_names_the_served_verbs_short_names_and_categories() {
+    let core = resources::aggregated(true);
+    assert_eq!(core["kind"], "APIGroupDiscoveryList");
+    assert_eq!(core["apiVersion"], "apidiscovery.k8s.io/v2");
+    let items = core["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1);
+    assert!(items[0]["metadata"].get("name").is_none());
+    let pods = items[0]["versions"][0]["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["resource"] == "pods")
+        .unwrap();
+    assert_eq!(
+        pods["responseKind"],
+        json!({"group": "", "version": "v1", "kind": "Pod"})
+    );
+    assert_eq!(pods["scope"], "Namespaced");
+    assert_eq!(pods["verbs"], json!(["get", "list"]));
+    assert_eq!(pods["shortNames"], json!(["po"]));
+    assert_eq!(pods["categories"], json!(["all"]));
+    let groups = resources::aggregated(false);
+    let names: Vec<&str> = groups["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["apps", "discovery.k8s.io", "networking.k8s.io"]);
+    let short: Vec<&str> = resources::RESOURCES
+        .iter()
+        .flat_map(|r| r.short_names.iter().copied())
+        .collect();
+    for s in ["po", "svc", "deploy", "rs", "ing", "ns", "ep"] {
+        assert!(short.contains(&s), "{s}");
+    }
+    let ingressclasses = groups["items"][2]["versions"][0]["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["resource"] == "ingressclasses")
+        .unwrap();
+    assert_eq!(ingressclasses["scope"], "Cluster");
+}
+
+#[test]
+fn aggregated_discovery_is_chosen_by_kubectls_accept_header() {
+    let kubectl = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json";
+    assert!(resources::wants_aggregated(kubectl));
+    assert!(!resources::wants_aggregated("application/json, */*"));
+    assert!(!resources::wants_aggregated(
+        "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList"
+    ));
+}
+
+#[test]
+fn legacy_discovery_documents() {
+    let list = resources::api_resource_list("apps", "v1");
+    assert_eq!(list["kind"], "APIResourceList");
+    assert_eq!(list["groupVersion"], "apps/v1");
+    let names: Vec<&str> = list["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["deployments", "replicasets"]);
+    assert_eq!(list["resources"][0]["shortNames"], json!(["deploy"]));
+    let groups = resources::api_group_list();
+    assert_eq!(
+        groups["groups"][0]["preferredVersion"]["groupVersion"],
+        "apps/v1"
+    );
+    assert_eq!(
+        resources::api_versions("127.0.0.1:6443")["versions"],
+        json!(["v1"])
+    );
+}
+
+fn manifest(object: Object) -> Arc<Manifest> {
+    Arc::new(Manifest {
+        origin: Origin {
+            file: "test.yaml".into(),
+            doc: None,
+        },
+        object,
+    })
+}
+
+fn pod(name: &str, app: &str, phase: &str) -> Arc<Manifest> {
+    let pod: Pod = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": "shop", "labels": {"app": app}},
+        "spec": {"nodeName": "ferry", "containers": [{"name": "c", "image": "ferry/echo"}]},
+        "status": {"phase": phase},
+    }))
+    .unwrap();
+    manifest(Object::Pod(Box::new(pod)))
+}
+
+fn service(name: &str) -> Arc<Manifest> {
+    let svc: Service = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": name},
+        "spec": {"selector": {"app": name}, "ports": [{"port": 80}]},
+    }))
+    .unwrap();
+    manifest(Object::Service(Box::new(svc)))
+}
+
+fn reading(manifests: Vec<Arc<Manifest>>) -> Reading {
+    Reading {
+        manifests,
+        problems: Vec::new(),
+    }
+}
+
+fn pods() -> &'static Resource {
+    resources::find("", "v1", "pods").unwrap()
+}
+
+fn rv(o: &Value) -> u64 {
+    o["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn a_resource_version_changes_when_its_object_changes_and_only_then() {
+    let store = Store::new();
+    store.record(&reading(vec![
+        pod("a", "web", "Pending"),
+        pod("b", "web", "Running"),
+    ]));
+    let a1 = store.get(pods(), "shop", "a").unwrap();
+    let b1 = store.get(pods(), "shop", "b").unwrap();
+    let uid = a1["metadata"]["uid"].clone();
+    let created = a1["metadata"]["creationTimestamp"].clone();
+    assert!(uid.is_string() && created.is_string(), "{a1}");
+    let r1 = store.revision();
+    // The same reading again: nothing changes, not even the store's revision.
+    store.record(&reading(vec![
+        pod("a", "web", "Pending"),
+        pod("b", "web", "Running"),
+    ]));
+    assert_eq!(store.revision(), r1);
+    assert_eq!(store.get(pods(), "shop", "a").unwrap(), a1);
+    // a changes: its version moves past every earlier one; b keeps its own.
+    store.record(&reading(vec![
+        pod("a", "web", "Running"),
+        pod("b", "web", "Running"),
+    ]));
+    let a2 = store.get(pods(), "shop", "a").unwrap();
+    assert!(rv(&a2) > r1, "{a2}");
+    assert_eq!(store.revision(), rv(&a2));
+    assert_eq!(
+        a2["metadata"]["uid"], uid,
+        "the uid given on create is kept"
+    );
+    assert_eq!(a2["metadata"]["creationTimestamp"], created);
+    assert_eq!(store.get(pods(), "shop", "b").unwrap(), b1);
+    // b goes: the store's revision moves on, and a list carries it.
+    store.record(&reading(vec![pod("a", "web", "Running")]));
+    let (revision, items) = store.list(pods(), None);
+    assert!(revision > rv(&a2));
+    assert_eq!(items.len(), 1);
+    assert!(store.get(pods(), "shop", "b").is_none());
+}
+
+#[test]
+fn the_store_lists_the_namespaces_in_use_and_the_endpoints_of_services() {
+    let store = Store::new();
+    store.record(&reading(vec![service("web")]));
+    let ns = resources::find("", "v1", "namespaces").unwrap();
+    let (_, items) = store.list(ns, None);
+    let names: Vec<&str> = items
+        .iter()
+        .map(|n| n["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["default", "kube-node-lease", "kube-public", "kube-system"]
+    );
+    assert!(items.iter().all(|n| n["status"]["phase"] == "Active"));
+    // The Service has no namespace: it is in default, and its Endpoints (no slices: no subsets).
+    let ep = resources::find("", "v1", "endpoints").unwrap();
+    let e = store.get(ep, "default", "web").unwrap();
+    assert!(e.get("subsets").is_none(), "{e}");
+    // "shop" is used by the Pod.
+    store.record(&reading(vec![pod("a", "web", "Running")]));
+    let (_, items) = store.list(ns, None);
+    assert!(items.iter().any(|n| n["metadata"]["name"] == "shop"));
+    assert!(
+        store.get(ep, "default", "web").is_none(),
+        "its Service is gone"
+    );
+}
+
+fn state() -> State {
+    let store = Arc::new(Store::new());
+    store.record(&reading(vec![
+        pod("web-1", "web", "Running"),
+        pod("web-2", "web", "Running"),
+        pod("api-1", "api", "Pending"),
+        service("web"),
+    ]));
+    State {
+        store,
+        token: "secret".into(),
+        server: "https://127.0.0.1:6443".into(),
+    }
+}
+
+fn headers(accept: &str, token: Option<&str>) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    h.insert(http::header::ACCEPT, HeaderValue::from_str(accept).unwrap());
+    if let Some(t) = token {
+        h.insert(
+            http::header::AUTHORIZATION,
+            HeaderValue::from_str(&format!("Bearer {t}")).unwrap(),
+        );
+    }
+    h
+}
+
+async fn call(
+    method: Method,
+    path: &str,
+    query: &str,
+    accept: &str,
+    token: Option<&str>,
+) -> (StatusCode, String, Value) {
+    let r = answer(&state(), &method, path, query, &headers(accept, token));
+    let status = r.status();
+    let ct = r
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    let body = r.into_body().collect().await.unwrap().to_bytes();
+    (status, ct, serde_json::from_slice(&body).unwrap())
+}
+
+#[tokio::test]
+async fn without_the_token_every_request_is_401_with_a_status() {
+    for token in [None, Some("wrong"), Some("secre")] {
+        let (code, _, body) =
+            call(Method::GET, "/api/v1/pods", "", "application/json", token).await;
+        assert_eq!(code, StatusCode::UNAUTHORIZED);
+        assert_eq!(body["kind"], "Status");
+        assert_eq!(body["reason"], "Unauthorized");
+        assert_eq!(body["code"], 401);
+    }
+}
+
+#[tokio::test]
+async fn discovery_answers_with_the_exact_aggregated_content_type() {
+    let accept =
+        "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json";
+    let (code, ct, body) = call(Method::GET, "/apis", "timeout=32s", accept, Some("secret")).await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(
+        ct,
+        "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
+    );
+    assert_eq!(body["kind"], "APIGroupDiscoveryList");
+    let (_, ct, body) = call(
+        Method::GET,
+        "/api",
+        "",
+        "application/json, */*",
+        Some("secret"),
+    )
+    .await;
+    assert_eq!(ct, "application/json");
+    assert_eq!(body["kind"], "APIVersions");
+    let (_, _, body) = call(
+        Method::GET,
+        "/version",
+        "timeout=5s",
+        "application/json",
+        Some("secret"),
+    )
+    .await;
+    assert_eq!(body["major"], "1");
+}
+
+#[tokio::test]
+async fn get_list_selectors_and_pages() {
+    let t = Some("secret");
+    let (code, _, body) = call(
+        Method::GET,
+        "/api/v1/namespaces/shop/pods/web-1",
+        "",
+        "application/json",
+        t,
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(body["kind"], "Pod");
+    let (code, _, body) = call(
+        Method::GET,
+        "/api/v1/namespaces/shop/pods/nope",
+        "",
+        "application/json",
+        t,
+    )
+    .await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+    assert_eq!(body["reason"], "NotFound");
+    assert_eq!(body["message"], "pods \"nope\" not found");
+    assert_eq!(
+        body["details"],
+        json!({"name": "nope", "group": "", "kind": "pods"})
+    );
+    let (_, _, body) = call(
+        Method::GET,
+        "/api/v1/pods",
+        "labelSelector=app%3Dweb&limit=500",
+        "application/json",
+        t,
+    )
+    .await;
+    assert_eq!(body["kind"], "PodList");
+    assert_eq!(body["items"].as_array().unwrap().len(), 2);
+    assert!(body["metadata"]["resourceVersion"].is_string());
+    let (_, _, body) = call(
+        Method::GET,
+        "/api/v1/namespaces/shop/pods",
+        "fieldSelector=status.phase%3DPending",
+        "application/json",
+        t,
+    )
+    .await;
+    assert_eq!(body["items"][0]["metadata"]["name"], "api-1");
+    let (code, _, body) = call(
+        Method::GET,
+        "/api/v1/pods",
+        "labelSelector=app+in+web",
+        "application/json",
+        t,
+    )
+    .await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    assert_eq!(body["reason"], "BadRequest");
+    // Pages of one, in order, until no continue is given.
+    let mut seen = Vec::new();
+    let mut query = "limit=1".to_owned();
+    loop {
+        let (_, _, body) = call(
+            Method::GET,
+            "/api/v1/namespaces/shop/pods",
+            &query,
+            "application/json",
+            t,
+        )
+        .await;
+        let items = body["items"].as_array().unwrap();
+        assert_eq!(items.len(), 1);
+        seen.push(items[0]["metadata"]["name"].as_str().unwrap().to_owned());
+        match body["metadata"]["continue"].as_str() {
+            Some(c) => query = format!("limit=1&continue={c}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ["api-1", "web-1", "web-2"]);
+    let table_accept = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json";
+    let (_, _, body) = call(
+        Method::GET,
+        "/api/v1/namespaces/shop/pods",
+        "limit=500",
+        table_accept,
+        t,
+    )
+    .await;
+    assert_eq!(body["kind"], "Table");
+    assert_eq!(body["rows"].as_array().unwrap().len(), 3);
+    let (_, _, body) = call(
+        Method::GET,
+        "/api/v1/namespaces/shop/pods/web-1",
+        "",
+        table_accept,
+        t,
+    )
+    .await;
+    assert_eq!(body["rows"][0]["cells"][0], "web-1");
+}
+
+#[tokio::test]
+async fn writes_and_watches_are_not_served_yet() {
+    let t = Some("secret");
+    for method in [Method::POST, Method::PUT, Method::PATCH, Method::DELETE] {
+        let (code, _, body) = call(
+            method.clone(),
+            "/api/v1/namespaces/shop/pods",
+            "",
+            "application/json",
+            t,
+        )
+        .await;
+        assert_eq!(code, StatusCode::METHOD_NOT_ALLOWED, "{method}");
+        assert_eq!(body["reason"], "MethodNotAllowed");
+    }
+    let (code, _, _) = call(
+        Method::GET,
+        "/api/v1/pods",
+        "watch=true",
+        "application/json",
+        t,
+    )
+    .await;
+    assert_eq!(code, StatusCode::METHOD_NOT_ALLOWED);
+    let (code, _, body) = call(
+        Method::GET,
+        "/apis/batch/v1/jobs",
+        "",
+        "application/json",
+        t,
+    )
+    .await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+    assert_eq!(body["reason"], "NotFound");
+}
+
+#[test]
+fn query_parameters_are_percent_decoded() {
+    let q = query_params("labelSelector=app%3Dweb%2Ctier+in+%28a%29&limit=500&bad=%zz&x");
+    assert_eq!(q[0], ("labelSelector".into(), "app=web,tier in (a)".into()));
+    assert_eq!(q[1], ("limit".into(), "500".into()));
+    assert_eq!(q[2], ("bad".into(), "%zz".into()));
+    assert_eq!(q[3], ("x".into(), String::new()));
+}
+
+#[test]
+fn the_ca_and_token_are_kept_across_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = Credentials::load_or_create(dir.path()).unwrap();
+    let again = Credentials::load_or_create(dir.path()).unwrap();
+    assert_eq!(first.ca_pem, again.ca_pem);
+    assert_eq!(first.token, again.token);
+    assert_eq!(first.token.len(), 64);
+    use std::os::unix::fs::PermissionsExt;
+    for file in ["ca.key", "admin.token"] {
+        let mode = std::fs::metadata(dir.path().join(file))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "{file} is private");
+    }
+    let (chain, key) = again.serving("127.0.0.1".parse().unwrap()).unwrap();
+    ferry_runtime::tls::certified_key(chain.as_bytes(), key.as_bytes()).unwrap();
+    let kubeconfig = again.kubeconfig("https://127.0.0.1:6443");
+    assert!(
+        kubeconfig.contains("server: https://127.0.0.1:6443"),
+        "{kubeconfig}"
+    );
+    assert!(kubeconfig.contains(&format!("token: {}", first.token)));
+}
+
+#[test]
+fn a_broken_ca_key_is_an_error_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    Credentials::load_or_create(dir.path()).unwrap();
+    std::fs::write(dir.path().join("ca.key"), "junk").unwrap();
+    let e = Credentials::load_or_create(dir.path())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("ca.key") && e.contains("not a private key"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_broken_ca_certificate_is_an_error_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    Credentials::load_or_create(dir.path()).unwrap();
+    std::fs::write(dir.path().join("ca.crt"), "junk").unwrap();
+    let e = Credentials::load_or_create(dir.path())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("ca.crt") && e.contains("not a certificate"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_namespace_list_holds_that_namespace_only() {
+    let store = Store::new();
+    let other: Pod = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "z", "namespace": "a-shop"},
+    }))
+    .unwrap();
+    store.record(&reading(vec![
+        pod("a", "web", "Running"),
+        manifest(Object::Pod(Box::new(other))),
+        service("shop"),
+    ]));
+    let names = |ns| {
+        store
+            .list(pods(), ns)
+            .1
+            .iter()
+            .map(|p| p["metadata"]["name"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(names(Some("shop")), ["a"]);
+    assert_eq!(names(Some("a-shop")), ["z"]);
+    assert_eq!(names(Some("default")), Vec::<String>::new());
+    assert_eq!(names(None), ["z", "a"]);
+}
+
+#[tokio::test]
+async fn a_kubeconfig_that_cannot_be_written_is_an_error_naming_the_flag_and_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("missing/dir/kubeconfig");
+    let config = Config {
+        addr: "127.0.0.1:0".parse().unwrap(),
+        state_dir: dir.path().join("state"),
+        kubeconfig: Some(path),
+    };
+    let e = ApiServer::build(config, Arc::new(Store::new()))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("--write-kubeconfig: ") && e.contains("missing/dir/kubeconfig"),
+        "{e}"
+    );
+}
+
+#[test]
+fn ports_without_a_protocol_are_tcp_as_the_api_server_defaults_them() {
+    let store = Store::new();
+    let with_port: Pod = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "p", "namespace": "shop"},
+        "spec": {"containers": [{"name": "c", "ports": [{"containerPort": 80}, {"containerPort": 53, "protocol": "UDP"}]}]},
+    }))
+    .unwrap();
+    store.record(&reading(vec![
+        manifest(Object::Pod(Box::new(with_port))),
+        service("web"),
+    ]));
+    let pod = store.get(pods(), "shop", "p").unwrap();
+    assert_eq!(pod["spec"]["containers"][0]["ports"][0]["protocol"], "TCP");
+    assert_eq!(pod["spec"]["containers"][0]["ports"][1]["protocol"], "UDP");
+    let svc = store
+        .get(
+            resources::find("", "v1", "services").unwrap(),
+            "default",
+            "web",
+        )
+        .unwrap();
+    assert_eq!(svc["spec"]["ports"][0]["protocol"], "TCP");
+}
+
+#[test]
+fn a_declared_namespace_is_active_and_labelled_with_its_name() {
+    use k8s_openapi::api::core::v1::Namespace;
+    let store = Store::new();
+    let ns: Namespace = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop", "labels": {"team": "a"}},
+    }))
+    .unwrap();
+    store.record(&reading(vec![manifest(Object::Namespace(Box::new(ns)))]));
+    let shop = store
+        .get(resources::find("", "v1", "namespaces").unwrap(), "", "shop")
+        .unwrap();
+    assert_eq!(shop["status"]["phase"], "Active");
+    assert_eq!(
+        shop["metadata"]["labels"],
+        json!({"team": "a", "kubernetes.io/metadata.name": "shop"})
+    );
+    assert_eq!(shop["spec"]["finalizers"], json!(["kubernetes"]));
+}
