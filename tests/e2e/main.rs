@@ -13,6 +13,7 @@ mod listeners;
 mod load;
 mod local;
 mod objects;
+mod push;
 mod reload;
 
 use std::net::SocketAddr;

@@ -23,8 +23,8 @@ pub struct Snapshot {
     /// The Ingress that owns `default_backend`.
     #[prost(message, optional, tag = "7")]
     pub default_backend_ingress: ::core::option::Option<IngressRef>,
-    /// TLS certificates with the hosts they serve. Private keys are sent to gateways only; a DNS
-    /// server receives `key_pem` empty.
+    /// TLS certificates with the hosts they serve. Sent to gateways only (they hold private
+    /// keys): a DNS server receives none.
     #[prost(message, repeated, tag = "8")]
     pub certificates: ::prost::alloc::vec::Vec<Certificate>,
     /// What Ingress annotations ask of the gateway, sorted by `ingress`.
@@ -297,7 +297,7 @@ pub struct Certificate {
     /// The chain, leaf first, PEM.
     #[prost(string, tag = "4")]
     pub cert_pem: ::prost::alloc::string::String,
-    /// PEM; empty for a subscriber that is not sent private keys.
+    /// PEM.
     #[prost(string, tag = "5")]
     pub key_pem: ::prost::alloc::string::String,
 }
@@ -553,7 +553,8 @@ pub enum Role {
     Unspecified = 0,
     /// An ingress gateway: receives the whole view, private keys included.
     Gateway = 1,
-    /// A cluster DNS server: receives the whole view without private keys.
+    /// A cluster DNS server: receives the whole view without the certificates (no private key
+    /// ever reaches it).
     Dns = 2,
 }
 impl Role {
