@@ -59,3 +59,27 @@ pub async fn run(config: GatewayConfig, shutdown: Shutdown) -> Result<(), Error>
     let _ = admin.await;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_certificate_whose_key_does_not_match_is_refused_naming_its_secret() {
+        let one = rcgen::generate_simple_self_signed(vec!["a.example".to_owned()]).unwrap();
+        let other = rcgen::generate_simple_self_signed(vec!["a.example".to_owned()]).unwrap();
+        let snapshot = |key: String| Snapshot {
+            certificates: vec![ferry_model::Certificate {
+                namespace: "shop".into(),
+                secret: "tls".into(),
+                hosts: vec!["a.example".into()],
+                cert_pem: one.cert.pem(),
+                key_pem: key,
+            }],
+            ..Snapshot::default()
+        };
+        assert_eq!(check(&snapshot(one.signing_key.serialize_pem())), Ok(()));
+        let err = check(&snapshot(other.signing_key.serialize_pem())).unwrap_err();
+        assert!(err.starts_with("certificate shop/tls: "), "{err}");
+    }
+}

@@ -762,4 +762,73 @@ mod tests {
         let err = Cli::try_parse_from(["ferry", "up", "--l4-max-connections", "0"]).unwrap_err();
         assert!(err.to_string().contains("l4-max-connections"), "{err}");
     }
+
+    #[test]
+    fn a_part_alone_takes_a_snapshot_file_or_a_control_plane_with_its_ca_and_token() {
+        for part in ["gateway", "dns"] {
+            let err = Cli::try_parse_from(["ferry", part]).unwrap_err();
+            assert!(err.to_string().contains("--snapshot"), "{err}");
+            let err =
+                Cli::try_parse_from(["ferry", part, "--control", "https://c:7443"]).unwrap_err();
+            assert!(err.to_string().contains("--control-ca"), "{err}");
+            let err = Cli::try_parse_from([
+                "ferry",
+                part,
+                "--snapshot",
+                "s.json",
+                "--control",
+                "https://c:7443",
+                "--control-ca",
+                "ca.crt",
+                "--token-file",
+                "t",
+            ])
+            .unwrap_err();
+            assert!(err.to_string().contains("cannot be used with"), "{err}");
+            Cli::try_parse_from([
+                "ferry",
+                part,
+                "--control",
+                "https://c:7443",
+                "--control-ca",
+                "ca.crt",
+                "--token-file",
+                "t",
+            ])
+            .unwrap();
+        }
+        let err = Cli::try_parse_from(["ferry", "control", "-f", "m"]).unwrap_err();
+        assert!(err.to_string().contains("--state-dir"), "{err}");
+    }
+
+    #[test]
+    fn control_args_read_the_ca_and_the_token_and_name_the_file_they_cannot_read() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("ca.crt"), "CA").unwrap();
+        std::fs::write(dir.path().join("join-token"), "abc\n").unwrap();
+        let args = |token: &str| ControlArgs {
+            control: Some("https://c:7443".parse().unwrap()),
+            control_ca: Some(dir.path().join("ca.crt")),
+            token_file: Some(dir.path().join(token)),
+            name: Some("edge-1".to_owned()),
+            node: None,
+        };
+        let Ok(ferry::alone::SnapshotSource::Control(config)) =
+            args("join-token").source(None, ferry_runtime::subscribe::Role::Gateway)
+        else {
+            panic!("a control source");
+        };
+        assert_eq!(
+            (config.token.as_str(), config.name.as_str()),
+            ("abc", "edge-1")
+        );
+        assert_eq!(config.ca_pem, b"CA");
+        let err = args("missing")
+            .source(None, ferry_runtime::subscribe::Role::Gateway)
+            .unwrap_err();
+        assert!(
+            err.contains("--token-file") && err.contains("missing"),
+            "{err}"
+        );
+    }
 }
