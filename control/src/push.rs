@@ -21,10 +21,10 @@ use std::sync::Arc;
 
 use ferry_model::Snapshot;
 use ferry_model::proto::{self, Role, subscribe_request::Message};
-use ferry_runtime::subscribe::MAX_MESSAGE_BYTES;
 use ferry_runtime::subscribe::grpc::control_server::{Control, ControlServer};
+use ferry_runtime::subscribe::{KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT, MAX_MESSAGE_BYTES};
 use ferry_runtime::{Shutdown, SnapshotBus, StatusBoard};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use prometheus_client::registry::Registry;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
@@ -172,6 +172,9 @@ async fn serve_connection(
         async move { tower_service::Service::call(&mut server, request).await }
     });
     let connection = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .keep_alive_interval(KEEPALIVE_INTERVAL)
+        .keep_alive_timeout(KEEPALIVE_TIMEOUT)
         .serve_connection(TokioIo::new(stream), service);
     tokio::select! {
         () = shutdown.wait() => {}

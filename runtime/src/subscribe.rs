@@ -40,7 +40,7 @@ use std::time::Duration;
 use ferry_model::Snapshot;
 pub use ferry_model::proto::Role;
 use ferry_model::proto::{self, subscribe_request::Message};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls::ClientConfig;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName};
@@ -54,6 +54,12 @@ use backoff::Backoff;
 /// The largest message either side takes: a snapshot of 10,000 Services with 100,000
 /// endpoints is about 10 MiB on the wire.
 pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
+
+/// Both ends ping an idle channel this often (HTTP/2 PING) and drop it when no answer comes
+/// within [`KEEPALIVE_TIMEOUT`]: a control plane (or a part) gone without a FIN or RST, as
+/// behind a partition, is noticed and the part reconnects.
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// The part's own check of a snapshot before it takes it (its compile step); `Err` is the
 /// reason sent back in the `Nack`.
@@ -194,6 +200,10 @@ impl Subscriber {
             .await
             .map_err(SessionError::Tls)?;
         let (send, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .keep_alive_interval(KEEPALIVE_INTERVAL)
+            .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+            .keep_alive_while_idle(true)
             .handshake(TokioIo::new(tls))
             .await
             .map_err(SessionError::Http)?;
