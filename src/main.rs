@@ -605,7 +605,7 @@ async fn async_main(command: Command) -> Result<(), Box<dyn std::error::Error>> 
         } => {
             let config = ferry::control::ControlConfig {
                 paths,
-                push: ferry_control::push::PushConfig { listen, state_dir },
+                push: ferry_control::push::PushConfig::new(listen, state_dir),
                 admin,
                 debounce: Duration::from_millis(100),
             };

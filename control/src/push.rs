@@ -15,9 +15,11 @@
 pub mod ca;
 pub mod parts;
 
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use ferry_model::Snapshot;
 use ferry_model::proto::{self, Role, subscribe_request::Message};
@@ -42,6 +44,22 @@ pub struct PushConfig {
     pub listen: SocketAddr,
     /// Holds `ca.crt`, `ca.key` and `join-token`.
     pub state_dir: PathBuf,
+    /// A connection that has not finished its TLS handshake by then is closed, so silent
+    /// connections cannot pile up on the push port ([`HANDSHAKE_TIMEOUT`]).
+    pub handshake_timeout: Duration,
+}
+
+/// The default of [`PushConfig::handshake_timeout`].
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl PushConfig {
+    pub fn new(listen: SocketAddr, state_dir: PathBuf) -> PushConfig {
+        PushConfig {
+            listen,
+            state_dir,
+            handshake_timeout: HANDSHAKE_TIMEOUT,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +75,7 @@ pub enum PushError {
 /// A bound push server.
 pub struct PushServer {
     listener: TcpListener,
+    handshake_timeout: Duration,
     tls: tokio_rustls::TlsAcceptor,
     service: Subscriptions,
 }
@@ -106,6 +125,7 @@ impl PushServer {
         let listener = ferry_runtime::serve::bind(config.listen).await?;
         Ok(PushServer {
             listener,
+            handshake_timeout: config.handshake_timeout,
             tls: tokio_rustls::TlsAcceptor::from(Arc::new(tls)),
             service: Subscriptions {
                 shared: Arc::new(Shared {
@@ -138,28 +158,37 @@ impl PushServer {
                 Some(_) = connections.join_next(), if !connections.is_empty() => continue,
             };
             let _ = tcp.set_nodelay(true);
-            let tls = self.tls.clone();
+            let tls = &self.tls;
             let service = self.service.clone();
             let shutdown = shutdown.clone();
-            connections.spawn(serve_connection(tls, tcp, peer, service, shutdown));
+            let handshake = tokio::time::timeout(self.handshake_timeout, tls.accept(tcp));
+            connections.spawn(serve_connection(handshake, peer, service, shutdown));
         }
         connections.shutdown().await;
     }
 }
 
 async fn serve_connection(
-    tls: tokio_rustls::TlsAcceptor,
-    tcp: tokio::net::TcpStream,
+    handshake: impl Future<
+        Output = Result<
+            std::io::Result<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>,
+            tokio::time::error::Elapsed,
+        >,
+    >,
     peer: SocketAddr,
     service: Subscriptions,
     mut shutdown: Shutdown,
 ) {
     let stream = tokio::select! {
         () = shutdown.wait() => return,
-        stream = tls.accept(tcp) => match stream {
-            Ok(stream) => stream,
-            Err(e) => {
+        stream = handshake => match stream {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => {
                 tracing::debug!(%peer, error = %e, "push: TLS handshake failed");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(%peer, "push: no TLS handshake in time");
                 return;
             }
         },
@@ -369,6 +398,37 @@ async fn serve_part(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_connection_without_a_handshake_is_closed_after_the_timeout() {
+        let state = tempfile::tempdir().unwrap();
+        let config = PushConfig {
+            handshake_timeout: Duration::from_millis(100),
+            ..PushConfig::new("127.0.0.1:0".parse().unwrap(), state.path().to_owned())
+        };
+        let server = PushServer::build(
+            config,
+            SnapshotBus::new(),
+            StatusBoard::default(),
+            &mut Registry::default(),
+        )
+        .await
+        .unwrap();
+        let addr = server.local_addr().unwrap();
+        let (trigger, shutdown) = ferry_runtime::shutdown::channel();
+        let task = tokio::spawn(server.run(shutdown));
+        let mut silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut buf = [0u8; 1];
+        let read = tokio::time::timeout(
+            Duration::from_secs(20),
+            tokio::io::AsyncReadExt::read(&mut silent, &mut buf),
+        )
+        .await
+        .expect("closed before the test's deadline");
+        assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+        trigger.trigger();
+        task.await.unwrap();
+    }
 
     #[test]
     fn tokens_compare_whole() {
