@@ -1,13 +1,14 @@
-//! `ferry dns`: cluster DNS alone, serving a snapshot file, with its admin server; and the DNS
-//! settings `ferry up` shares with it.
+//! `ferry dns`: cluster DNS alone, serving a snapshot file or what `ferry control` pushes, with
+//! its admin server; and the DNS settings `ferry up` shares with it.
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+use std::sync::Arc;
 
+use ferry_dns::zone::ZoneIndex;
 use ferry_dns::{Config, Dns};
 use ferry_runtime::Shutdown;
 
-use crate::alone::Alone;
+use crate::alone::{Alone, SnapshotSource, SourceError};
 
 /// Where the host's resolver settings are, for default upstreams and search domains.
 pub const RESOLV_CONF: &str = "/etc/resolv.conf";
@@ -38,7 +39,7 @@ pub fn host_resolver(given: Vec<SocketAddr>) -> (Vec<SocketAddr>, Vec<String>) {
 /// Everything `ferry dns` takes.
 #[derive(Clone, Debug)]
 pub struct DnsConfig {
-    pub snapshot: PathBuf,
+    pub source: SnapshotSource,
     pub dns: Config,
     pub admin: SocketAddr,
 }
@@ -46,22 +47,36 @@ pub struct DnsConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(transparent)]
     Runtime(#[from] ferry_runtime::Error),
     #[error(transparent)]
     Dns(#[from] ferry_dns::Error),
 }
 
-/// Serves the snapshot file's zone until shutdown.
+/// Serves the snapshot file's zone, or the control plane's, until shutdown.
 pub async fn run(config: DnsConfig, shutdown: Shutdown) -> Result<(), Error> {
-    let Alone {
-        bus,
-        subscription,
-        mut registry,
-    } = Alone::load(&config.snapshot, "dns")?;
+    // A pushed snapshot whose zone does not compile is refused (NACK).
+    let (domain, ttl) = (config.dns.cluster_domain.clone(), config.dns.ttl);
+    let check = Arc::new(move |snapshot: &ferry_model::Snapshot| {
+        ZoneIndex::compile(snapshot, &domain, ttl).map(drop)
+    });
+    let (
+        Alone {
+            bus,
+            subscription,
+            mut registry,
+        },
+        subscriber,
+    ) = Alone::start(&config.source, "dns", check)?;
     let dns = Dns::build(config.dns, subscription, &mut registry)?;
     tracing::info!(dns = %dns.local_addr(), "ferry dns is up");
     let admin = Alone::serve_admin(bus, registry, config.admin, shutdown.clone()).await?;
+    let subscriber = subscriber.map(|s| tokio::spawn(s.run(shutdown.clone())));
     dns.run(shutdown).await;
+    if let Some(subscriber) = subscriber {
+        let _ = subscriber.await;
+    }
     let _ = admin.await;
     Ok(())
 }

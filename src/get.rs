@@ -28,6 +28,9 @@ pub enum Resource {
     #[value(alias = "rs", alias = "replicaset")]
     #[value(name = "replicasets")]
     ReplicaSets,
+    /// The parts subscribed to `ferry control` (its /status).
+    #[value(alias = "proxy")]
+    Proxies,
 }
 
 impl Resource {
@@ -69,6 +72,8 @@ pub enum Error {
     Encode(String),
     #[error("{0} are not in the snapshot: the local runtime's API lists them")]
     NotInSnapshot(&'static str),
+    #[error("{0} are not in the snapshot: the control plane's /status lists them")]
+    InStatus(&'static str),
 }
 
 /// One request to a running ferry's admin API: the status, headers and whole body.
@@ -349,6 +354,7 @@ pub fn render(s: &Snapshot, resource: Resource, output: Output) -> Result<String
         Resource::Pods => Err(Error::NotInSnapshot("pods")),
         Resource::Deployments => Err(Error::NotInSnapshot("deployments")),
         Resource::ReplicaSets => Err(Error::NotInSnapshot("replicasets")),
+        Resource::Proxies => Err(Error::InStatus("proxies")),
         Resource::Routes if structured => encode(&routes(s), output),
         Resource::Routes => {
             let rows: Vec<Vec<String>> = routes(s)

@@ -98,10 +98,19 @@ enum Command {
         #[command(flatten)]
         api_args: Box<ApiArgs>,
     },
-    /// Run cluster DNS alone, serving a snapshot file (the JSON of admin /config?private_keys=true).
+    /// Run cluster DNS alone, serving a snapshot file (the JSON of admin /config?private_keys=true)
+    /// or what `ferry control` pushes.
     Dns {
-        #[arg(long, value_name = "FILE")]
-        snapshot: PathBuf,
+        /// The snapshot to serve (or --control).
+        #[arg(
+            long,
+            value_name = "FILE",
+            required_unless_present = "control",
+            conflicts_with = "control"
+        )]
+        snapshot: Option<PathBuf>,
+        #[command(flatten)]
+        control: ControlArgs,
         /// UDP and TCP.
         #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:5353")]
         listen: SocketAddr,
@@ -114,10 +123,18 @@ enum Command {
         dns_args: DnsArgs,
     },
     /// Run the ingress gateway alone, serving a snapshot file (the JSON of admin
-    /// /config?private_keys=true).
+    /// /config?private_keys=true) or what `ferry control` pushes.
     Gateway {
-        #[arg(long, value_name = "FILE")]
-        snapshot: PathBuf,
+        /// The snapshot to serve (or --control).
+        #[arg(
+            long,
+            value_name = "FILE",
+            required_unless_present = "control",
+            conflicts_with = "control"
+        )]
+        snapshot: Option<PathBuf>,
+        #[command(flatten)]
+        control: ControlArgs,
         /// Plain HTTP listener.
         #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
         http: SocketAddr,
@@ -136,6 +153,22 @@ enum Command {
         /// listeners of its own (SO_REUSEPORT) [default: the CPUs this process may use].
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
         workers: Option<u16>,
+    },
+    /// Run the control plane alone over manifest files and push snapshots to the gateways and
+    /// DNS servers that subscribe (`ferry gateway|dns --control`), over gRPC and TLS.
+    Control {
+        /// Manifest file or directory (repeatable), watched for changes.
+        #[arg(short = 'f', long = "filename", value_name = "PATH", required = true)]
+        paths: Vec<PathBuf>,
+        /// Where parts subscribe (gRPC over TLS).
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7443")]
+        listen: SocketAddr,
+        /// Holds the CA (ca.crt, ca.key) and the join-token, made on first start.
+        #[arg(long, value_name = "DIR")]
+        state_dir: PathBuf,
+        /// Admin API: /live /ready /config /status /metrics.
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9901")]
+        admin: SocketAddr,
     },
     /// Validate manifests: exit 0 if valid, else 1 with one line per problem.
     Check {
@@ -246,6 +279,63 @@ enum Rollout {
         #[command(flatten)]
         target: Target,
     },
+}
+
+/// Subscribing to `ferry control` (`gateway` and `dns`).
+#[derive(Debug, Args)]
+struct ControlArgs {
+    /// The control plane to subscribe to, https://HOST:PORT (instead of --snapshot).
+    #[arg(long, value_name = "URL", requires_all = ["control_ca", "token_file"])]
+    control: Option<http::Uri>,
+    /// The CA that signed the control plane's certificate (its state dir's ca.crt).
+    #[arg(long, value_name = "FILE", requires = "control")]
+    control_ca: Option<PathBuf>,
+    /// The join token (its state dir's join-token).
+    #[arg(long, value_name = "FILE", requires = "control")]
+    token_file: Option<PathBuf>,
+    /// This part's name, shown by `ferry get proxies` [default: HOSTNAME-PID].
+    #[arg(long, value_name = "NAME", requires = "control")]
+    name: Option<String>,
+    /// The node this part runs on [default: the host's name].
+    #[arg(long, value_name = "NAME", requires = "control")]
+    node: Option<String>,
+}
+
+impl ControlArgs {
+    /// The part's snapshot source: the file, or the control plane with its CA and token read.
+    fn source(
+        self,
+        snapshot: Option<PathBuf>,
+        role: ferry_runtime::subscribe::Role,
+    ) -> Result<ferry::alone::SnapshotSource, String> {
+        use ferry::alone::SnapshotSource;
+        let Some(control) = self.control else {
+            return snapshot
+                .map(SnapshotSource::File)
+                .ok_or_else(|| "--snapshot FILE or --control URL is required".to_owned());
+        };
+        let ca = self.control_ca.ok_or("--control needs --control-ca FILE")?;
+        let token = self.token_file.ok_or("--control needs --token-file FILE")?;
+        let ca_pem =
+            std::fs::read(&ca).map_err(|e| format!("--control-ca {}: {e}", ca.display()))?;
+        let token = std::fs::read_to_string(&token)
+            .map_err(|e| format!("--token-file {}: {e}", token.display()))?
+            .trim()
+            .to_owned();
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_owned())
+            .unwrap_or_else(|_| "localhost".to_owned());
+        Ok(SnapshotSource::Control(ferry_runtime::subscribe::Config {
+            control,
+            ca_pem,
+            token,
+            role,
+            name: self
+                .name
+                .unwrap_or_else(|| format!("{host}-{}", std::process::id())),
+            node: self.node.unwrap_or(host),
+        }))
+    }
 }
 
 /// Cluster DNS settings shared by `up` and `dns`.
@@ -656,6 +746,7 @@ async fn async_main(command: Command) -> Result<(), Box<dyn std::error::Error>> 
         }
         Command::Dns {
             snapshot,
+            control,
             listen,
             admin,
             cluster_domain,
@@ -671,7 +762,7 @@ async fn async_main(command: Command) -> Result<(), Box<dyn std::error::Error>> 
                 ..ferry_dns::Config::new(listen, cluster_domain)
             };
             let config = ferry::dns::DnsConfig {
-                snapshot,
+                source: control.source(snapshot, ferry_runtime::subscribe::Role::Dns)?,
                 dns,
                 admin,
             };
@@ -679,6 +770,7 @@ async fn async_main(command: Command) -> Result<(), Box<dyn std::error::Error>> 
         }
         Command::Gateway {
             snapshot,
+            control,
             http,
             https,
             admin,
@@ -691,7 +783,7 @@ async fn async_main(command: Command) -> Result<(), Box<dyn std::error::Error>> 
                 usize::from,
             );
             let config = ferry::gateway::GatewayConfig {
-                snapshot,
+                source: control.source(snapshot, ferry_runtime::subscribe::Role::Gateway)?,
                 gateway: ferry_gateway::Config {
                     access_log,
                     client_header_timeout: client_timeouts.client_header_timeout,
@@ -703,6 +795,20 @@ async fn async_main(command: Command) -> Result<(), Box<dyn std::error::Error>> 
             };
             ferry::gateway::run(config, shutdown).await?;
         }
+        Command::Control {
+            paths,
+            listen,
+            state_dir,
+            admin,
+        } => {
+            let config = ferry::control::ControlConfig {
+                paths,
+                push: ferry_control::push::PushConfig::new(listen, state_dir),
+                admin,
+                debounce: Duration::from_millis(100),
+            };
+            ferry::control::run(config, shutdown).await?;
+        }
         Command::Get {
             resource,
             output,
@@ -710,6 +816,10 @@ async fn async_main(command: Command) -> Result<(), Box<dyn std::error::Error>> 
         } => {
             if let Some(workload) = resource.workload() {
                 print!("{}", workloads::get(admin, workload, output).await?);
+            } else if resource == Resource::Proxies {
+                let proxies = ferry::proxies::fetch(admin).await?;
+                let now = ferry_runtime::status::now_ms();
+                print!("{}", ferry::proxies::render(&proxies, output, now)?);
             } else {
                 let snapshot = get::fetch(admin).await?;
                 print!("{}", get::render(&snapshot, resource, output)?);
@@ -961,5 +1071,74 @@ mod tests {
         assert!(err.to_string().contains("dns-tcp-max-connections"), "{err}");
         let err = Cli::try_parse_from(["ferry", "up", "--l4-max-connections", "0"]).unwrap_err();
         assert!(err.to_string().contains("l4-max-connections"), "{err}");
+    }
+
+    #[test]
+    fn a_part_alone_takes_a_snapshot_file_or_a_control_plane_with_its_ca_and_token() {
+        for part in ["gateway", "dns"] {
+            let err = Cli::try_parse_from(["ferry", part]).unwrap_err();
+            assert!(err.to_string().contains("--snapshot"), "{err}");
+            let err =
+                Cli::try_parse_from(["ferry", part, "--control", "https://c:7443"]).unwrap_err();
+            assert!(err.to_string().contains("--control-ca"), "{err}");
+            let err = Cli::try_parse_from([
+                "ferry",
+                part,
+                "--snapshot",
+                "s.json",
+                "--control",
+                "https://c:7443",
+                "--control-ca",
+                "ca.crt",
+                "--token-file",
+                "t",
+            ])
+            .unwrap_err();
+            assert!(err.to_string().contains("cannot be used with"), "{err}");
+            Cli::try_parse_from([
+                "ferry",
+                part,
+                "--control",
+                "https://c:7443",
+                "--control-ca",
+                "ca.crt",
+                "--token-file",
+                "t",
+            ])
+            .unwrap();
+        }
+        let err = Cli::try_parse_from(["ferry", "control", "-f", "m"]).unwrap_err();
+        assert!(err.to_string().contains("--state-dir"), "{err}");
+    }
+
+    #[test]
+    fn control_args_read_the_ca_and_the_token_and_name_the_file_they_cannot_read() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("ca.crt"), "CA").unwrap();
+        std::fs::write(dir.path().join("join-token"), "abc\n").unwrap();
+        let args = |token: &str| ControlArgs {
+            control: Some("https://c:7443".parse().unwrap()),
+            control_ca: Some(dir.path().join("ca.crt")),
+            token_file: Some(dir.path().join(token)),
+            name: Some("edge-1".to_owned()),
+            node: None,
+        };
+        let Ok(ferry::alone::SnapshotSource::Control(config)) =
+            args("join-token").source(None, ferry_runtime::subscribe::Role::Gateway)
+        else {
+            panic!("a control source");
+        };
+        assert_eq!(
+            (config.token.as_str(), config.name.as_str()),
+            ("abc", "edge-1")
+        );
+        assert_eq!(config.ca_pem, b"CA");
+        let err = args("missing")
+            .source(None, ferry_runtime::subscribe::Role::Gateway)
+            .unwrap_err();
+        assert!(
+            err.contains("--token-file") && err.contains("missing"),
+            "{err}"
+        );
     }
 }

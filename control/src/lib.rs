@@ -17,6 +17,7 @@
 
 pub mod endpoints;
 pub mod publish;
+pub mod push;
 pub mod translate;
 
 use std::path::PathBuf;

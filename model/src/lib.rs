@@ -7,6 +7,7 @@
 pub mod cidr;
 pub mod name;
 pub mod problem;
+pub mod proto;
 pub mod snapshot;
 
 pub use cidr::{Cidr, CidrError};

@@ -83,6 +83,12 @@ impl SnapshotBus {
         }
     }
 
+    /// Follows the newest snapshot without registering a part (readiness does not wait for
+    /// it): what the control plane's push streams read.
+    pub fn watch(&self) -> watch::Receiver<Arc<Snapshot>> {
+        self.0.tx.subscribe()
+    }
+
     /// The version each part serves.
     pub fn parts(&self) -> Vec<PartVersion> {
         let parts = self.0.parts.lock().unwrap_or_else(PoisonError::into_inner);

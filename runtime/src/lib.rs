@@ -14,6 +14,7 @@ pub mod random;
 pub mod serve;
 pub mod shutdown;
 pub mod status;
+pub mod subscribe;
 pub mod telemetry;
 pub mod tls;
 

@@ -36,13 +36,45 @@ pub struct Status {
     pub warnings: Vec<Problem>,
     /// The last rejected change, kept after later good ones.
     pub last_rejected: Option<Rejection>,
+    /// The parts subscribed to this control plane over the network (`ferry control`), by
+    /// role and name; absent where none can subscribe.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub proxies: Vec<ProxyStatus>,
+}
+
+/// One part subscribed to `ferry control`: what `ferry get proxies` lists.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct ProxyStatus {
+    /// `gateway` or `dns`.
+    pub role: String,
+    pub name: String,
+    pub node: String,
+    /// The part's address as the control plane sees it.
+    pub address: String,
+    /// The control plane's version the part last acknowledged; 0: none yet.
+    pub version: u64,
+    /// The version last pushed to it.
+    pub sent_version: u64,
+    pub connected_at_unix_ms: u64,
+    pub last_ack_unix_ms: Option<u64>,
+    /// The last refused push, kept after later acknowledged ones.
+    pub last_nack: Option<ProxyNack>,
+}
+
+/// A push a part refused.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct ProxyNack {
+    pub version: u64,
+    pub reason: String,
+    pub at_unix_ms: u64,
 }
 
 /// Shared, cheap to clone.
 #[derive(Clone, Debug, Default)]
 pub struct StatusBoard(Arc<Mutex<Status>>);
 
-fn now_ms() -> u64 {
+/// Milliseconds since the Unix epoch, as `/status` shows times.
+pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
@@ -81,6 +113,11 @@ impl StatusBoard {
                 problems,
             });
         });
+    }
+
+    /// The parts subscribed now.
+    pub fn set_proxies(&self, proxies: Vec<ProxyStatus>) {
+        self.update(|s| s.proxies = proxies);
     }
 
     pub fn status(&self) -> Status {

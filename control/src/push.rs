@@ -1,0 +1,461 @@
+//! `ferry control`'s push service: gRPC over TLS, one bidirectional stream per data-plane part
+//! (`ferry.control.v1.Control/Subscribe`, `model/proto/ferry/control/v1/control.proto`).
+//!
+//! A part presents the join token (`authorization: Bearer …`; anything else is
+//! UNAUTHENTICATED), says `Hello` (role, node, name) and is sent the newest snapshot at once
+//! and again after every accepted change, each with a fresh nonce; it answers `Ack` or `Nack`,
+//! which [`parts`] records for `/status` and `ferry get proxies`. The stream follows the bus
+//! through a `watch`, so a part that reads slowly is sent the newest view next, never a queue
+//! of stale ones. A DNS server is sent no certificates (they come with private keys): only a
+//! gateway serves TLS.
+//!
+//! The server is hyper's HTTP/2 over tokio-rustls with tonic's generated service on top (no
+//! tonic transport: the one TLS setup is ours). [`ca`] keeps the CA and token.
+
+pub mod ca;
+pub mod parts;
+
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferry_model::Snapshot;
+use ferry_model::proto::{self, Role, subscribe_request::Message};
+use ferry_runtime::subscribe::grpc::control_server::{Control, ControlServer};
+use ferry_runtime::subscribe::{KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT, MAX_MESSAGE_BYTES};
+use ferry_runtime::{Shutdown, SnapshotBus, StatusBoard};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use prometheus_client::registry::Registry;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio_stream::wrappers::ReceiverStream;
+
+use self::ca::Authority;
+use self::parts::Parts;
+
+/// What `ferry control` serves the push on.
+#[derive(Clone, Debug)]
+pub struct PushConfig {
+    pub listen: SocketAddr,
+    /// Holds `ca.crt`, `ca.key` and `join-token`.
+    pub state_dir: PathBuf,
+    /// A connection that has not finished its TLS handshake by then is closed, so silent
+    /// connections cannot pile up on the push port ([`HANDSHAKE_TIMEOUT`]).
+    pub handshake_timeout: Duration,
+}
+
+/// The default of [`PushConfig::handshake_timeout`].
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl PushConfig {
+    pub fn new(listen: SocketAddr, state_dir: PathBuf) -> PushConfig {
+        PushConfig {
+            listen,
+            state_dir,
+            handshake_timeout: HANDSHAKE_TIMEOUT,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PushError {
+    #[error(transparent)]
+    State(#[from] ca::StateError),
+    #[error("cannot issue the serving certificate: {0}")]
+    Certificate(String),
+    #[error(transparent)]
+    Bind(#[from] ferry_runtime::Error),
+}
+
+/// A bound push server.
+pub struct PushServer {
+    listener: TcpListener,
+    handshake_timeout: Duration,
+    tls: tokio_rustls::TlsAcceptor,
+    service: Subscriptions,
+}
+
+impl std::fmt::Debug for PushServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PushServer")
+            .field("listener", &self.listener)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The names and addresses the serving certificate holds: loopback, the listen address, the
+/// host's name.
+fn server_names(listen: SocketAddr) -> (Vec<String>, Vec<IpAddr>) {
+    let mut names = vec!["localhost".to_owned()];
+    if let Ok(host) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
+        let host = host.trim();
+        if !host.is_empty() && host != "localhost" {
+            names.push(host.to_owned());
+        }
+    }
+    let mut addresses: Vec<IpAddr> = vec![
+        IpAddr::from([127, 0, 0, 1]),
+        IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+    ];
+    if !listen.ip().is_unspecified() && !addresses.contains(&listen.ip()) {
+        addresses.push(listen.ip());
+    }
+    (names, addresses)
+}
+
+impl PushServer {
+    /// Reads (or makes) the CA and token, issues the serving certificate and binds.
+    pub async fn build(
+        config: PushConfig,
+        bus: SnapshotBus,
+        status: StatusBoard,
+        registry: &mut Registry,
+    ) -> Result<PushServer, PushError> {
+        let authority = Authority::load_or_create(&config.state_dir)?;
+        let (names, addresses) = server_names(config.listen);
+        let (chain, key) = authority
+            .issue_server(&names, &addresses)
+            .map_err(|e| PushError::Certificate(e.to_string()))?;
+        let tls = server_config(&chain, &key).map_err(PushError::Certificate)?;
+        let listener = ferry_runtime::serve::bind(config.listen).await?;
+        Ok(PushServer {
+            listener,
+            handshake_timeout: config.handshake_timeout,
+            tls: tokio_rustls::TlsAcceptor::from(Arc::new(tls)),
+            service: Subscriptions {
+                shared: Arc::new(Shared {
+                    token: authority.token,
+                    bus,
+                    parts: Parts::new(status, registry),
+                }),
+            },
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until shutdown; then every stream and connection ends (parts reconnect to the
+    /// next control plane and keep serving meanwhile).
+    pub async fn run(self, mut shutdown: Shutdown) {
+        let mut connections = JoinSet::new();
+        loop {
+            let (tcp, peer) = tokio::select! {
+                () = shutdown.wait() => break,
+                accepted = self.listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "push: accept failed");
+                        continue;
+                    }
+                },
+                Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+            };
+            let _ = tcp.set_nodelay(true);
+            let tls = &self.tls;
+            let service = self.service.clone();
+            let shutdown = shutdown.clone();
+            let handshake = tokio::time::timeout(self.handshake_timeout, tls.accept(tcp));
+            connections.spawn(serve_connection(handshake, peer, service, shutdown));
+        }
+        connections.shutdown().await;
+    }
+}
+
+async fn serve_connection(
+    handshake: impl Future<
+        Output = Result<
+            std::io::Result<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>,
+            tokio::time::error::Elapsed,
+        >,
+    >,
+    peer: SocketAddr,
+    service: Subscriptions,
+    mut shutdown: Shutdown,
+) {
+    let stream = tokio::select! {
+        () = shutdown.wait() => return,
+        stream = handshake => match stream {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, error = %e, "push: TLS handshake failed");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(%peer, "push: no TLS handshake in time");
+                return;
+            }
+        },
+    };
+    let server = ControlServer::new(service.with_peer(peer))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let service = hyper::service::service_fn(move |request| {
+        let mut server = server.clone();
+        async move { tower_service::Service::call(&mut server, request).await }
+    });
+    let connection = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .keep_alive_interval(KEEPALIVE_INTERVAL)
+        .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+        .serve_connection(TokioIo::new(stream), service);
+    tokio::select! {
+        () = shutdown.wait() => {}
+        result = connection => {
+            if let Err(e) = result {
+                tracing::debug!(%peer, error = %e, "push: connection ended");
+            }
+        }
+    }
+}
+
+fn server_config(chain: &str, key: &str) -> Result<rustls::ServerConfig, String> {
+    let chain = CertificateDer::pem_slice_iter(chain.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
+    let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).map_err(|e| e.to_string())?;
+    let mut config =
+        rustls::ServerConfig::builder_with_provider(ferry_runtime::tls::provider().clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .map_err(|e| e.to_string())?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(config)
+}
+
+#[derive(Debug)]
+struct Shared {
+    token: String,
+    bus: SnapshotBus,
+    parts: Parts,
+}
+
+/// The gRPC service, one per connection (it knows the peer's address).
+#[derive(Clone, Debug)]
+struct Subscriptions {
+    shared: Arc<Shared>,
+}
+
+#[derive(Clone, Debug)]
+struct PeerSubscriptions {
+    shared: Arc<Shared>,
+    peer: SocketAddr,
+}
+
+impl Subscriptions {
+    fn with_peer(&self, peer: SocketAddr) -> PeerSubscriptions {
+        PeerSubscriptions {
+            shared: self.shared.clone(),
+            peer,
+        }
+    }
+}
+
+/// Compares without an early exit, so the time taken tells nothing about the token.
+fn same_token(given: &[u8], token: &[u8]) -> bool {
+    given.len() == token.len()
+        && given
+            .iter()
+            .zip(token)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
+fn authorize(metadata: &tonic::metadata::MetadataMap, token: &str) -> Result<(), tonic::Status> {
+    let given = metadata
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| tonic::Status::unauthenticated("no join token (authorization: Bearer)"))?;
+    if same_token(given.trim().as_bytes(), token.as_bytes()) {
+        Ok(())
+    } else {
+        Err(tonic::Status::unauthenticated("unknown join token"))
+    }
+}
+
+/// The view fit for a role: only a gateway is sent certificates, so a DNS server never holds
+/// a private key.
+pub fn for_role(snapshot: &Snapshot, role: Role) -> proto::Snapshot {
+    let mut wire = proto::Snapshot::from(snapshot);
+    if role != Role::Gateway {
+        wire.certificates.clear();
+    }
+    wire
+}
+
+type PushStream = ReceiverStream<Result<proto::Push, tonic::Status>>;
+
+#[tonic::async_trait]
+impl Control for PeerSubscriptions {
+    type SubscribeStream = PushStream;
+
+    async fn subscribe(
+        &self,
+        request: tonic::Request<tonic::Streaming<proto::SubscribeRequest>>,
+    ) -> Result<tonic::Response<PushStream>, tonic::Status> {
+        authorize(request.metadata(), &self.shared.token)?;
+        let mut inbound = request.into_inner();
+        let hello = match inbound.message().await? {
+            Some(proto::SubscribeRequest {
+                message: Some(Message::Hello(hello)),
+            }) => hello,
+            _ => {
+                return Err(tonic::Status::invalid_argument(
+                    "the first message of a subscription is Hello",
+                ));
+            }
+        };
+        let role = match Role::try_from(hello.role) {
+            Ok(role @ (Role::Gateway | Role::Dns)) => role,
+            _ => {
+                return Err(tonic::Status::invalid_argument(format!(
+                    "Hello.role: {} is not a role (gateway or dns)",
+                    hello.role
+                )));
+            }
+        };
+        if hello.name.is_empty() {
+            return Err(tonic::Status::invalid_argument("Hello.name is empty"));
+        }
+        let parts = self.shared.parts.clone();
+        let id = parts.connect(role, hello.name.clone(), hello.node, self.peer.to_string());
+        tracing::info!(role = parts::role_name(role), name = %hello.name, peer = %self.peer, "part subscribed");
+        let (tx, rx) = mpsc::channel(1);
+        let bus = self.shared.bus.clone();
+        tokio::spawn(async move {
+            serve_part(role, id, bus, &parts, inbound, tx).await;
+            parts.disconnect(id);
+            tracing::info!(role = parts::role_name(role), name = %hello.name, "part unsubscribed");
+        });
+        Ok(tonic::Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+/// Pushes the newest snapshot whenever it changes, and records the answers, until either
+/// side ends the stream.
+async fn serve_part(
+    role: Role,
+    id: u64,
+    bus: SnapshotBus,
+    parts: &Parts,
+    mut inbound: tonic::Streaming<proto::SubscribeRequest>,
+    tx: mpsc::Sender<Result<proto::Push, tonic::Status>>,
+) {
+    let mut watch = bus.watch();
+    let mut sent = 0;
+    let mut pushes = 0u64;
+    loop {
+        let snapshot = watch.borrow_and_update().clone();
+        if snapshot.version > 0 && snapshot.version != sent {
+            pushes += 1;
+            let push = proto::Push {
+                version: snapshot.version,
+                nonce: format!("{}-{pushes}", snapshot.version),
+                snapshot: Some(for_role(&snapshot, role)),
+            };
+            // Answers keep being read while the push waits for room.
+            let send = tx.send(Ok(push));
+            tokio::pin!(send);
+            loop {
+                tokio::select! {
+                    sent = &mut send => {
+                        if sent.is_err() {
+                            return;
+                        }
+                        break;
+                    }
+                    message = inbound.message() => match message {
+                        Ok(Some(proto::SubscribeRequest { message: Some(m) })) => parts.answer(id, m),
+                        Ok(Some(_)) => {}
+                        Ok(None) | Err(_) => return,
+                    },
+                }
+            }
+            sent = snapshot.version;
+            parts.sent(id, sent);
+        }
+        tokio::select! {
+            changed = watch.changed() => if changed.is_err() { return },
+            message = inbound.message() => match message {
+                Ok(Some(proto::SubscribeRequest { message: Some(m) })) => parts.answer(id, m),
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => return,
+            },
+            () = tx.closed() => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_connection_without_a_handshake_is_closed_after_the_timeout() {
+        let state = tempfile::tempdir().unwrap();
+        let config = PushConfig {
+            handshake_timeout: Duration::from_millis(100),
+            ..PushConfig::new("127.0.0.1:0".parse().unwrap(), state.path().to_owned())
+        };
+        let server = PushServer::build(
+            config,
+            SnapshotBus::new(),
+            StatusBoard::default(),
+            &mut Registry::default(),
+        )
+        .await
+        .unwrap();
+        let addr = server.local_addr().unwrap();
+        let (trigger, shutdown) = ferry_runtime::shutdown::channel();
+        let task = tokio::spawn(server.run(shutdown));
+        let mut silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut buf = [0u8; 1];
+        let read = tokio::time::timeout(
+            Duration::from_secs(20),
+            tokio::io::AsyncReadExt::read(&mut silent, &mut buf),
+        )
+        .await
+        .expect("closed before the test's deadline");
+        assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+        trigger.trigger();
+        task.await.unwrap();
+    }
+
+    #[test]
+    fn tokens_compare_whole() {
+        assert!(same_token(b"abc", b"abc"));
+        assert!(!same_token(b"abd", b"abc"));
+        assert!(!same_token(b"ab", b"abc"));
+        assert!(!same_token(b"", b"abc"));
+    }
+
+    #[test]
+    fn a_dns_server_is_sent_no_private_key() {
+        let snapshot = Snapshot {
+            version: 1,
+            certificates: vec![ferry_model::Certificate {
+                namespace: "shop".into(),
+                secret: "tls".into(),
+                hosts: vec!["shop.example.com".into()],
+                cert_pem: "CERT".into(),
+                key_pem: "KEY".into(),
+            }],
+            ..Snapshot::default()
+        };
+        assert_eq!(
+            for_role(&snapshot, Role::Gateway).certificates[0].key_pem,
+            "KEY"
+        );
+        let dns = for_role(&snapshot, Role::Dns);
+        assert!(dns.certificates.is_empty(), "{:?}", dns.certificates);
+    }
+}

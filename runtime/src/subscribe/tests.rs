@@ -1,0 +1,130 @@
+use super::*;
+
+fn subscriber(bus: &SnapshotBus, check: Check) -> Subscriber {
+    let ca = rcgen::generate_simple_self_signed(vec!["control".to_owned()]).unwrap();
+    let config = Config {
+        control: "https://control:7443".parse().unwrap(),
+        ca_pem: ca.cert.pem().into_bytes(),
+        token: "secret".to_owned(),
+        role: Role::Dns,
+        node: "node-1".to_owned(),
+        name: "dns-1".to_owned(),
+    };
+    Subscriber::build(config, bus.clone(), check).unwrap()
+}
+
+fn push(version: u64, namespaces: &[&str]) -> proto::Push {
+    let snapshot = Snapshot {
+        version,
+        namespaces: namespaces.iter().map(|n| (*n).to_owned()).collect(),
+        ..Snapshot::default()
+    };
+    proto::Push {
+        version,
+        nonce: format!("n{version}"),
+        snapshot: Some(proto::Snapshot::from(&snapshot)),
+    }
+}
+
+fn accept_all() -> Check {
+    Arc::new(|_| Ok(()))
+}
+
+#[test]
+fn a_push_is_published_and_acknowledged_by_its_nonce() {
+    let bus = SnapshotBus::new();
+    let answer = subscriber(&bus, accept_all()).take(push(3, &["shop"]));
+    assert_eq!(
+        answer.message,
+        Some(Message::Ack(proto::Ack {
+            nonce: "n3".to_owned(),
+            version: 3
+        }))
+    );
+    assert_eq!(bus.current().version, 3);
+    assert_eq!(bus.current().namespaces, ["shop"]);
+}
+
+#[test]
+fn a_push_the_part_cannot_take_is_refused_with_the_reason_and_the_last_good_one_stays() {
+    let bus = SnapshotBus::new();
+    let check: Check = Arc::new(|s: &Snapshot| {
+        if s.namespaces.iter().any(|n| n == "bad") {
+            Err("namespace bad cannot be compiled".to_owned())
+        } else {
+            Ok(())
+        }
+    });
+    let sub = subscriber(&bus, check);
+    sub.take(push(1, &["shop"]));
+    let answer = sub.take(push(2, &["bad"]));
+    let Some(Message::Nack(nack)) = answer.message else {
+        panic!("expected a NACK, got {answer:?}");
+    };
+    assert_eq!((nack.nonce.as_str(), nack.version), ("n2", 2));
+    assert_eq!(nack.reason, "namespace bad cannot be compiled");
+    assert_eq!(bus.current().version, 1);
+    assert_eq!(bus.current().namespaces, ["shop"]);
+
+    // A snapshot that fails the model's own checks is refused too, by a wire error.
+    let mut wire = push(3, &["shop"]);
+    wire.snapshot
+        .as_mut()
+        .unwrap()
+        .services
+        .push(proto::Service::default());
+    let Some(Message::Nack(nack)) = sub.take(wire).message else {
+        panic!("expected a NACK");
+    };
+    assert!(
+        nack.reason.contains("snapshot.services[0].type"),
+        "{}",
+        nack.reason
+    );
+    assert_eq!(bus.current().version, 1);
+}
+
+#[test]
+fn a_restarted_control_planes_low_versions_still_reach_the_bus() {
+    let bus = SnapshotBus::new();
+    let sub = subscriber(&bus, accept_all());
+    sub.take(push(7, &["a"]));
+    // The control plane restarted: it numbers from 1 again.
+    sub.take(push(1, &["b"]));
+    assert_eq!(bus.current().version, 8);
+    assert_eq!(bus.current().namespaces, ["b"]);
+    // The same view again (a resync) is acknowledged without a new publish.
+    let answer = sub.take(push(2, &["b"]));
+    assert!(matches!(answer.message, Some(Message::Ack(_))));
+    assert_eq!(bus.current().version, 8);
+}
+
+#[test]
+fn bad_urls_cas_and_tokens_are_refused_at_build() {
+    let bus = SnapshotBus::new();
+    let ca = rcgen::generate_simple_self_signed(vec!["control".to_owned()]).unwrap();
+    let config = Config {
+        control: "http://control:7443".parse().unwrap(),
+        ca_pem: ca.cert.pem().into_bytes(),
+        token: "t".to_owned(),
+        role: Role::Gateway,
+        node: String::new(),
+        name: String::new(),
+    };
+    let e = Subscriber::build(config.clone(), bus.clone(), accept_all()).unwrap_err();
+    assert!(e.to_string().contains("https://HOST:PORT"), "{e}");
+    let no_ca = Config {
+        ca_pem: b"not a pem".to_vec(),
+        control: "https://control:7443".parse().unwrap(),
+        ..config.clone()
+    };
+    let e = Subscriber::build(no_ca, bus.clone(), accept_all()).unwrap_err();
+    assert!(e.to_string().contains("--control-ca"), "{e}");
+    let no_token = Config {
+        token: String::new(),
+        control: "https://control:7443".parse().unwrap(),
+        ..config
+    };
+    let e = Subscriber::build(no_token, bus, accept_all()).unwrap_err();
+    assert!(e.to_string().contains("--token-file"), "{e}");
+}

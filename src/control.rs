@@ -1,0 +1,66 @@
+//! `ferry control`: the control plane alone, over manifest files, pushing snapshots to
+//! gateways and DNS servers that subscribe over gRPC+TLS (`ferry gateway|dns --control`), with
+//! its admin server (`/status` lists the subscribed parts; `ferry get proxies` prints them).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ferry_control::Control;
+use ferry_control::push::{PushConfig, PushServer};
+use ferry_objects::files::FileFeed;
+use ferry_runtime::admin::{Admin, AdminState};
+use ferry_runtime::{Shutdown, SnapshotBus, StatusBoard};
+use prometheus_client::registry::Registry;
+
+/// Everything `ferry control` takes.
+#[derive(Clone, Debug)]
+pub struct ControlConfig {
+    pub paths: Vec<PathBuf>,
+    pub push: PushConfig,
+    pub admin: SocketAddr,
+    /// How long the files must be quiet before a change is read.
+    pub debounce: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot watch the manifests: {0}")]
+    Watch(#[from] notify::Error),
+    #[error(transparent)]
+    Control(#[from] ferry_control::Error),
+    #[error(transparent)]
+    Push(#[from] ferry_control::push::PushError),
+    #[error(transparent)]
+    Runtime(#[from] ferry_runtime::Error),
+}
+
+/// Serves the push and the admin API until shutdown.
+pub async fn run(config: ControlConfig, shutdown: Shutdown) -> Result<(), Error> {
+    let bus = SnapshotBus::new();
+    let status = StatusBoard::default();
+    let mut registry = Registry::default();
+    let feed = FileFeed::start(config.paths, config.debounce)?;
+    let control = Control::build(feed, bus.clone(), status.clone(), &mut registry).await?;
+    let push = PushServer::build(config.push, bus.clone(), status.clone(), &mut registry).await?;
+    let admin = Admin::build(
+        config.admin,
+        AdminState {
+            bus,
+            status,
+            registry,
+            api: None,
+        },
+    )
+    .await?;
+    let (push_addr, admin_addr) = (push.local_addr(), admin.local_addr());
+    if let (Ok(push), Ok(admin)) = (push_addr, admin_addr) {
+        tracing::info!(%push, %admin, "ferry control is up");
+    }
+    let admin = tokio::spawn(admin.run(shutdown.clone()));
+    let push = tokio::spawn(push.run(shutdown.clone()));
+    let result = control.run(shutdown).await;
+    let _ = push.await;
+    let _ = admin.await;
+    Ok(result?)
+}
