@@ -157,7 +157,8 @@ fn from_slice(slice: &EndpointSlice) -> Option<EndpointSet> {
                 // Consumers use the first address, as kube-proxy does.
                 address: e.addresses.first()?.parse().ok()?,
                 ready,
-                serving: conditions.and_then(|c| c.serving).unwrap_or(true),
+                // A missing `serving` means the same as `ready` (discovery/v1's API doc).
+                serving: conditions.and_then(|c| c.serving).unwrap_or(ready),
                 terminating: conditions.and_then(|c| c.terminating).unwrap_or(false),
                 hostname: e.hostname.clone(),
                 node_name: e.node_name.clone(),

@@ -23,6 +23,7 @@ use std::time::Duration;
 
 use ferry_model::Snapshot;
 use ferry_model::proto::{self, Role, subscribe_request::Message};
+use ferry_runtime::connections::{Connection, Connections, InProgress, Limits};
 use ferry_runtime::subscribe::grpc::control_server::{Control, ControlServer};
 use ferry_runtime::subscribe::{KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT, MAX_MESSAGE_BYTES};
 use ferry_runtime::{Shutdown, SnapshotBus, StatusBoard};
@@ -47,10 +48,22 @@ pub struct PushConfig {
     /// A connection that has not finished its TLS handshake by then is closed, so silent
     /// connections cannot pile up on the push port ([`HANDSHAKE_TIMEOUT`]).
     pub handshake_timeout: Duration,
+    /// The bounds on open connections ([`PUSH_LIMITS`]).
+    pub limits: Limits,
 }
 
 /// The default of [`PushConfig::handshake_timeout`].
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The bounds on push connections: a subscription must begin within 10 s of the handshake, a
+/// connection with no subscription open closes after 60 s, and at most 4,096 are open (at the
+/// cap, the one idle longest makes room). An open subscription is never idle: the HTTP/2
+/// keep-alive finds a part that went away.
+pub const PUSH_LIMITS: Limits = Limits {
+    first_request: Duration::from_secs(10),
+    idle: Duration::from_secs(60),
+    max_connections: 4096,
+};
 
 impl PushConfig {
     pub fn new(listen: SocketAddr, state_dir: PathBuf) -> PushConfig {
@@ -58,6 +71,7 @@ impl PushConfig {
             listen,
             state_dir,
             handshake_timeout: HANDSHAKE_TIMEOUT,
+            limits: PUSH_LIMITS,
         }
     }
 }
@@ -76,6 +90,7 @@ pub enum PushError {
 pub struct PushServer {
     listener: TcpListener,
     handshake_timeout: Duration,
+    limits: Limits,
     tls: tokio_rustls::TlsAcceptor,
     service: Subscriptions,
 }
@@ -126,6 +141,7 @@ impl PushServer {
         Ok(PushServer {
             listener,
             handshake_timeout: config.handshake_timeout,
+            limits: config.limits,
             tls: tokio_rustls::TlsAcceptor::from(Arc::new(tls)),
             service: Subscriptions {
                 shared: Arc::new(Shared {
@@ -145,24 +161,31 @@ impl PushServer {
     /// next control plane and keep serving meanwhile).
     pub async fn run(self, mut shutdown: Shutdown) {
         let mut connections = JoinSet::new();
+        let open = Connections::new(self.limits);
         loop {
             let (tcp, peer) = tokio::select! {
                 () = shutdown.wait() => break,
                 accepted = self.listener.accept() => match accepted {
                     Ok(accepted) => accepted,
                     Err(e) => {
+                        // Out of descriptors, say: wait a little rather than spin.
                         tracing::warn!(error = %e, "push: accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
                         continue;
                     }
                 },
                 Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+            };
+            let Some(conn) = open.admit() else {
+                tracing::debug!(%peer, "push: every connection is busy at the limit; closing the new one");
+                continue;
             };
             let _ = tcp.set_nodelay(true);
             let tls = &self.tls;
             let service = self.service.clone();
             let shutdown = shutdown.clone();
             let handshake = tokio::time::timeout(self.handshake_timeout, tls.accept(tcp));
-            connections.spawn(serve_connection(handshake, peer, service, shutdown));
+            connections.spawn(serve_connection(handshake, peer, service, conn, shutdown));
         }
         connections.shutdown().await;
     }
@@ -177,6 +200,7 @@ async fn serve_connection(
     >,
     peer: SocketAddr,
     service: Subscriptions,
+    conn: Connection,
     mut shutdown: Shutdown,
 ) {
     let stream = tokio::select! {
@@ -196,9 +220,20 @@ async fn serve_connection(
     let server = ControlServer::new(service.with_peer(peer))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let conn = Arc::new(conn);
+    let tracked = conn.clone();
     let service = hyper::service::service_fn(move |request| {
         let mut server = server.clone();
-        async move { tower_service::Service::call(&mut server, request).await }
+        // The call is in progress until its answer's body ends: a subscription for as long
+        // as it is open, a refused one at once.
+        let in_progress = tracked.request();
+        async move {
+            let response = tower_service::Service::call(&mut server, request).await?;
+            Ok::<_, std::convert::Infallible>(response.map(|body| Guarded {
+                body,
+                _in_progress: in_progress,
+            }))
+        }
     });
     let connection = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
         .timer(TokioTimer::new())
@@ -207,11 +242,38 @@ async fn serve_connection(
         .serve_connection(TokioIo::new(stream), service);
     tokio::select! {
         () = shutdown.wait() => {}
+        expiry = conn.expired() => tracing::debug!(%peer, ?expiry, "push: connection closed"),
         result = connection => {
             if let Err(e) = result {
                 tracing::debug!(%peer, error = %e, "push: connection ended");
             }
         }
+    }
+}
+
+/// An answer's body that keeps its call counted as in progress until it ends.
+struct Guarded<B> {
+    body: B,
+    _in_progress: InProgress,
+}
+
+impl<B: hyper::body::Body + Unpin> hyper::body::Body for Guarded<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<B::Data>, B::Error>>> {
+        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
     }
 }
 
@@ -426,6 +488,51 @@ mod tests {
         .await
         .expect("closed before the test's deadline");
         assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+        trigger.trigger();
+        task.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_connection_that_subscribes_to_nothing_is_closed_after_the_first_request_deadline() {
+        let state = tempfile::tempdir().unwrap();
+        let config = PushConfig {
+            limits: Limits {
+                first_request: Duration::from_millis(100),
+                ..PUSH_LIMITS
+            },
+            ..PushConfig::new("127.0.0.1:0".parse().unwrap(), state.path().to_owned())
+        };
+        let server = PushServer::build(
+            config,
+            SnapshotBus::new(),
+            StatusBoard::default(),
+            &mut Registry::default(),
+        )
+        .await
+        .unwrap();
+        let addr = server.local_addr().unwrap();
+        let (trigger, shutdown) = ferry_runtime::shutdown::channel();
+        let task = tokio::spawn(server.run(shutdown));
+        // The handshake done, nothing more: no HTTP/2 preface, no stream.
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let client = ferry_runtime::tls::any_server_client_config().unwrap();
+        let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+        let mut tls = tokio_rustls::TlsConnector::from(Arc::new(client))
+            .connect(name, tcp)
+            .await
+            .unwrap();
+        // The server's HTTP/2 SETTINGS may come first; then the connection must end.
+        let closed = tokio::time::timeout(Duration::from_secs(20), async {
+            let mut buf = [0u8; 256];
+            loop {
+                match tokio::io::AsyncReadExt::read(&mut tls, &mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await;
+        assert!(closed.is_ok(), "closed before the test's deadline");
         trigger.trigger();
         task.await.unwrap();
     }

@@ -60,6 +60,9 @@ pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
 /// behind a partition, is noticed and the part reconnects.
 pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long connecting to control (TCP and the TLS handshake, each) may take before the part
+/// backs off and tries again.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The part's own check of a snapshot before it takes it (its compile step); `Err` is the
 /// reason sent back in the `Nack`.
@@ -189,16 +192,25 @@ impl Subscriber {
 
     /// One connection: hello, then a push and its answer at a time, until either side ends.
     async fn session(&self, took_a_push: &mut bool) -> Result<(), SessionError> {
-        let tcp = tokio::net::TcpStream::connect((self.host.as_str(), self.port))
-            .await
-            .map_err(SessionError::Connect)?;
+        // Bounded, so a control plane that accepts but stalls does not hold the part for good
+        // (HTTP/2 keep-alive only starts once the handshake is done).
+        let tcp = tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            tokio::net::TcpStream::connect((self.host.as_str(), self.port)),
+        )
+        .await
+        .map_err(|_| SessionError::Connect(std::io::ErrorKind::TimedOut.into()))?
+        .map_err(SessionError::Connect)?;
         let _ = tcp.set_nodelay(true);
         let name = ServerName::try_from(self.host.clone())
             .map_err(|e| SessionError::Tls(std::io::Error::other(e)))?;
-        let tls = tokio_rustls::TlsConnector::from(self.tls.clone())
-            .connect(name, tcp)
-            .await
-            .map_err(SessionError::Tls)?;
+        let tls = tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            tokio_rustls::TlsConnector::from(self.tls.clone()).connect(name, tcp),
+        )
+        .await
+        .map_err(|_| SessionError::Tls(std::io::ErrorKind::TimedOut.into()))?
+        .map_err(SessionError::Tls)?;
         let (send, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
             .keep_alive_interval(KEEPALIVE_INTERVAL)

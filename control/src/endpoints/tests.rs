@@ -125,6 +125,8 @@ endpoints:
   - addresses: ["127.0.0.2"]
     conditions: {ready: false, serving: true, terminating: true}
     zone: a
+  - addresses: ["127.0.0.3"]
+    conditions: {ready: false, terminating: true}
 ports: [{name: http, port: 8000}]
 ---
 apiVersion: discovery.k8s.io/v1
@@ -155,6 +157,11 @@ subsets:
     assert_eq!(
         (e[1].ready, e[1].serving, e[1].terminating),
         (false, true, true)
+    );
+    // No `serving`: it means what `ready` says (discovery/v1), so not a fallback target.
+    assert_eq!(
+        (e[2].ready, e[2].serving, e[2].terminating),
+        (false, false, true)
     );
     assert_eq!(e[1].zone.as_deref(), Some("a"));
     assert_eq!(sets[0].ports[0].port, 8000);
