@@ -1,5 +1,5 @@
 //! The API server's credentials, kept in the state directory so that a kubeconfig written
-//! once keeps working across restarts: a CA (`ca.crt`, `ca.key`), the admin bearer token
+//! once keeps working across restarts: a CA (`apiserver-ca.crt`, `apiserver-ca.key`), the admin bearer token
 //! (`admin.token`), and the serving certificate, signed by the CA at each start for the
 //! addresses served.
 
@@ -105,6 +105,13 @@ fn new_token() -> Result<String, PkiError> {
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
+/// The API server's CA in the state directory: apart from `ferry control`'s `ca.crt` and
+/// `ca.key`, so one state directory can serve both.
+pub const CA_CERT: &str = "apiserver-ca.crt";
+pub const CA_KEY: &str = "apiserver-ca.key";
+/// The admin's bearer token.
+pub const TOKEN: &str = "admin.token";
+
 impl Credentials {
     /// Reads the state directory's CA and token, making (and keeping) what is missing.
     pub fn load_or_create(dir: &Path) -> Result<Credentials, PkiError> {
@@ -113,11 +120,8 @@ impl Credentials {
             .mode(0o700)
             .create(dir)
             .map_err(io(dir))?;
-        let (cert_path, key_path, token_path) = (
-            dir.join("ca.crt"),
-            dir.join("ca.key"),
-            dir.join("admin.token"),
-        );
+        let (cert_path, key_path, token_path) =
+            (dir.join(CA_CERT), dir.join(CA_KEY), dir.join(TOKEN));
         let (ca_pem, ca_key) = match (read(&cert_path)?, read(&key_path)?) {
             (Some(cert), Some(key)) => {
                 KeyPair::from_pem(&key).map_err(|e| PkiError::Invalid {
@@ -133,7 +137,21 @@ impl Credentials {
                 }
                 (cert, key)
             }
-            _ => {
+            // Half a pair: making a new CA over it would break every kubeconfig that trusts
+            // the old one.
+            (Some(_), None) => {
+                return Err(PkiError::Invalid {
+                    path: key_path,
+                    message: format!("missing, while {} exists", cert_path.display()),
+                });
+            }
+            (None, Some(_)) => {
+                return Err(PkiError::Invalid {
+                    path: cert_path,
+                    message: format!("missing, while {} exists", key_path.display()),
+                });
+            }
+            (None, None) => {
                 let key = KeyPair::generate()?;
                 let cert = ca_params().self_signed(&key)?;
                 let (cert, key) = (cert.pem(), key.serialize_pem());

@@ -687,7 +687,7 @@ fn the_ca_and_token_are_kept_across_starts() {
     assert_eq!(first.token, again.token);
     assert_eq!(first.token.len(), 64);
     use std::os::unix::fs::PermissionsExt;
-    for file in ["ca.key", "admin.token"] {
+    for file in ["apiserver-ca.key", "admin.token"] {
         let mode = std::fs::metadata(dir.path().join(file))
             .unwrap()
             .permissions()
@@ -708,12 +708,12 @@ fn the_ca_and_token_are_kept_across_starts() {
 fn a_broken_ca_key_is_an_error_naming_the_file() {
     let dir = tempfile::tempdir().unwrap();
     Credentials::load_or_create(dir.path()).unwrap();
-    std::fs::write(dir.path().join("ca.key"), "junk").unwrap();
+    std::fs::write(dir.path().join("apiserver-ca.key"), "junk").unwrap();
     let e = Credentials::load_or_create(dir.path())
         .unwrap_err()
         .to_string();
     assert!(
-        e.contains("ca.key") && e.contains("not a private key"),
+        e.contains("apiserver-ca.key") && e.contains("not a private key"),
         "{e}"
     );
 }
@@ -722,12 +722,12 @@ fn a_broken_ca_key_is_an_error_naming_the_file() {
 fn a_broken_ca_certificate_is_an_error_naming_the_file() {
     let dir = tempfile::tempdir().unwrap();
     Credentials::load_or_create(dir.path()).unwrap();
-    std::fs::write(dir.path().join("ca.crt"), "junk").unwrap();
+    std::fs::write(dir.path().join("apiserver-ca.crt"), "junk").unwrap();
     let e = Credentials::load_or_create(dir.path())
         .unwrap_err()
         .to_string();
     assert!(
-        e.contains("ca.crt") && e.contains("not a certificate"),
+        e.contains("apiserver-ca.crt") && e.contains("not a certificate"),
         "{e}"
     );
 }
@@ -822,4 +822,31 @@ fn a_declared_namespace_is_active_and_labelled_with_its_name() {
         json!({"team": "a", "kubernetes.io/metadata.name": "shop"})
     );
     assert_eq!(shop["spec"]["finalizers"], json!(["kubernetes"]));
+}
+
+#[test]
+fn half_a_ca_is_an_error_not_a_new_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    Credentials::load_or_create(dir.path()).unwrap();
+    std::fs::remove_file(dir.path().join("apiserver-ca.key")).unwrap();
+    let e = Credentials::load_or_create(dir.path())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("apiserver-ca.key") && e.contains("missing"),
+        "{e}"
+    );
+}
+
+#[test]
+fn the_api_servers_ca_leaves_ferry_controls_files_alone() {
+    // `ferry control` keeps its own CA as ca.crt/ca.key; one state directory serves both.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ca.crt"), "control's").unwrap();
+    std::fs::write(dir.path().join("ca.key"), "control's").unwrap();
+    Credentials::load_or_create(dir.path()).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("ca.crt")).unwrap(),
+        "control's"
+    );
 }
