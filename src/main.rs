@@ -413,15 +413,26 @@ impl StateDirArg {
 /// The Kubernetes API server of `ferry up`.
 #[derive(Debug, Args)]
 struct ApiArgs {
-    /// The Kubernetes API (HTTPS, bearer token), for kubectl.
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:6443")]
-    api: SocketAddr,
+    /// The Kubernetes API (HTTPS, bearer token), for kubectl; `none` serves none.
+    #[arg(long, value_name = "ADDR|none", default_value = "127.0.0.1:6443", value_parser = api_addr)]
+    api: Option<SocketAddr>,
     #[command(flatten)]
     state: StateDirArg,
     /// Where to write the admin kubeconfig (default: <state-dir>/kubeconfig; ~/.kube/config is
     /// never touched).
     #[arg(long, value_name = "FILE")]
     write_kubeconfig: Option<PathBuf>,
+}
+
+/// `--api`: an address, or `none`.
+fn api_addr(value: &str) -> Result<Option<SocketAddr>, String> {
+    if value == "none" {
+        return Ok(None);
+    }
+    value
+        .parse()
+        .map(Some)
+        .map_err(|e| format!("{e}: an address such as 127.0.0.1:6443, or none"))
 }
 
 /// The admin server's connections (`ferry up`).
@@ -736,11 +747,14 @@ async fn async_main(command: Command) -> Result<(), Box<dyn std::error::Error>> 
                 local,
                 pod_network: choice.network,
                 connections,
-                api: Some(ferry_orchestrator::apiserver::Config {
-                    addr: api_args.api,
-                    state_dir: api_args.state.dir()?,
-                    kubeconfig: api_args.write_kubeconfig,
-                }),
+                api: match api_args.api {
+                    Some(addr) => Some(ferry_orchestrator::apiserver::Config {
+                        addr,
+                        state_dir: api_args.state.dir()?,
+                        kubeconfig: api_args.write_kubeconfig,
+                    }),
+                    None => None,
+                },
             };
             Up::build(config).await?.run(shutdown).await?;
         }
@@ -1017,7 +1031,7 @@ mod tests {
         let Command::Up { api_args, .. } = cli.command else {
             panic!("not up");
         };
-        assert_eq!(api_args.api, "127.0.0.1:6443".parse().unwrap());
+        assert_eq!(api_args.api, Some("127.0.0.1:6443".parse().unwrap()));
         assert_eq!(api_args.write_kubeconfig, None);
         assert_eq!(api_args.state.state_dir, None);
         let cli = Cli::try_parse_from([
@@ -1041,6 +1055,14 @@ mod tests {
             panic!("not kubeconfig");
         };
         assert_eq!(state.dir(), Ok(PathBuf::from("/tmp/s")));
+        // `none` serves no API (a machine whose 6443 is taken, by k3s say).
+        let cli = Cli::try_parse_from(["ferry", "up", "--api", "none"]).unwrap();
+        let Command::Up { api_args, .. } = cli.command else {
+            panic!("not up");
+        };
+        assert_eq!(api_args.api, None);
+        let err = Cli::try_parse_from(["ferry", "up", "--api", "6443"]).unwrap_err();
+        assert!(err.to_string().contains("or none"), "{err}");
     }
 
     #[test]

@@ -93,6 +93,8 @@ pub enum Error {
     Network(#[from] network::Error),
     #[error(transparent)]
     Api(#[from] apiserver::Error),
+    #[error("the control plane stopped: {0}")]
+    ControlPanicked(String),
     #[error("--cluster-domain {0:?}: {1}")]
     ClusterDomain(String, String),
 }
@@ -117,23 +119,8 @@ impl Up {
         let bus = SnapshotBus::new();
         let status = StatusBoard::default();
         let mut registry = Registry::default();
-        // The local cluster applies the files; the control plane learns what it runs through
-        // its feed, and is asked before a change acts (as an admission webhook is).
-        let files = WatchedFiles::start(config.paths.clone(), config.debounce)?;
-        let mut local = config.local.clone();
-        if config.pod_network == PodNetwork::Netns {
-            // Torn down by the kubelet at shutdown, or when the last reference goes.
-            let node = Arc::new(network::Node::setup(
-                local.cluster.pod_cidr,
-                local.cluster.service_cidr,
-            )?);
-            // The node's address on the pod network is the one Pods can reach.
-            local.kubelet.host_ip = std::net::IpAddr::V4(node.gateway());
-            local.kubelet.network = Some(node);
-        }
-        let (orchestrator, feed) =
-            Orchestrator::build(local, files, Admission::new(ferry_control::admits));
-        let control = Control::build(feed, bus.clone(), status.clone(), &mut registry).await?;
+        // The data planes bind their listeners first, so a port in use is found before any
+        // Pod starts.
         let dns = Dns::build(
             ferry_dns::Config {
                 upstreams: config.dns_upstreams.clone(),
@@ -167,20 +154,48 @@ impl Up {
             &mut registry,
         )
         .await?;
-        let admin = Admin::build(
-            config.admin,
-            AdminState {
-                bus: bus.clone(),
-                status,
-                registry,
-                api: Some(Arc::new(LocalApi::new(orchestrator.handle()))),
-            },
-        )
-        .await?
-        .with_limits(config.connections.admin);
-        let api = match config.api.clone() {
-            Some(api) => Some(ApiServer::build(api, orchestrator.handle().store()).await?),
-            None => None,
+        // The local cluster applies the files; the control plane learns what it runs through
+        // its feed, and is asked before a change acts (as an admission webhook is).
+        let files = WatchedFiles::start(config.paths.clone(), config.debounce)?;
+        let mut local = config.local.clone();
+        if config.pod_network == PodNetwork::Netns {
+            // Torn down by the kubelet at shutdown, or when the last reference goes.
+            let node = Arc::new(network::Node::setup(
+                local.cluster.pod_cidr,
+                local.cluster.service_cidr,
+            )?);
+            // The node's address on the pod network is the one Pods can reach.
+            local.kubelet.host_ip = std::net::IpAddr::V4(node.gateway());
+            local.kubelet.network = Some(node);
+        }
+        let (orchestrator, feed) =
+            Orchestrator::build(local, files, Admission::new(ferry_control::admits));
+        // From here on Pods run: a failure stops them (within their grace) before it returns.
+        let rest = async {
+            let control = Control::build(feed, bus.clone(), status.clone(), &mut registry).await?;
+            let admin = Admin::build(
+                config.admin,
+                AdminState {
+                    bus: bus.clone(),
+                    status,
+                    registry,
+                    api: Some(Arc::new(LocalApi::new(orchestrator.handle()))),
+                },
+            )
+            .await?
+            .with_limits(config.connections.admin);
+            let api = match config.api.clone() {
+                Some(api) => Some(ApiServer::build(api, orchestrator.handle().store()).await?),
+                None => None,
+            };
+            Ok::<_, Error>((control, admin, api))
+        };
+        let (control, admin, api) = match rest.await {
+            Ok(built) => built,
+            Err(e) => {
+                orchestrator.stop().await;
+                return Err(e);
+            }
         };
         Ok(Up {
             orchestrator,
@@ -252,8 +267,10 @@ impl Up {
         if let Some(api) = api {
             let _ = api.await;
         }
-        if let Ok(done) = control {
-            done?;
+        match control {
+            Ok(done) => done?,
+            // A control plane that panicked is an error, not a clean exit.
+            Err(e) => return Err(Error::ControlPanicked(e.to_string())),
         }
         Ok(())
     }

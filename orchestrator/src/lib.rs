@@ -166,6 +166,12 @@ impl Orchestrator {
         (orchestrator, feed)
     }
 
+    /// Stops every Pod (within its grace period) without running: for a `ferry up` whose
+    /// other parts failed to start after this was built.
+    pub async fn stop(self) {
+        self.handle.shared.kubelet.shutdown(SHUTDOWN_GRACE).await;
+    }
+
     /// What the local API acts through.
     pub fn handle(&self) -> Handle {
         self.handle.clone()
@@ -291,17 +297,30 @@ impl Handle {
         &self,
         f: impl FnOnce(&mut LocalCluster) -> T + Send + 'static,
     ) -> T {
-        let out = self
-            .round(
-                move |state| {
-                    let out = f(&mut state.cluster);
-                    (refreshed(state), out)
-                },
-                stop_if_published,
-            )
-            .await;
-        self.shared.acted.notify_one();
-        out
+        // On a task of its own: a caller that goes away (a client hanging up on the local API)
+        // cannot cut a round short between acting and signalling the Pods it made terminate.
+        let handle = self.clone();
+        let done = tokio::spawn(async move {
+            let out = handle
+                .round(
+                    move |state| {
+                        let out = f(&mut state.cluster);
+                        (refreshed(state), out)
+                    },
+                    stop_if_published,
+                )
+                .await;
+            handle.shared.acted.notify_one();
+            out
+        })
+        .await;
+        match done {
+            Ok(out) => out,
+            Err(e) => std::panic::resume_unwind(
+                e.try_into_panic()
+                    .unwrap_or_else(|_| Box::new("the local cluster's round was cancelled")),
+            ),
+        }
     }
 
     /// Reads the live cluster without acting.

@@ -828,3 +828,38 @@ spec:
         "an exec probe runs with the container's limit"
     );
 }
+
+/// A `ferry up` that fails to start after its Pods began (here: its admin port is taken)
+/// stops them before it returns the error, rather than leaving them running; and a port the
+/// data planes need taken fails before any Pod starts.
+#[tokio::test]
+async fn a_ferry_up_that_fails_to_start_leaves_no_pod_running() {
+    let dir = TempDir::new().unwrap();
+    let marker = format!("ferry-failed-start-{}", std::process::id());
+    fs::write(
+        dir.path().join("pod.yaml"),
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: lonely, namespace: default}}\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: main\n    image: busybox\n    command: [sh, -c, 'exec -a {marker} sleep 1000']\n"
+        ),
+    )
+    .unwrap();
+    let running = || {
+        std::process::Command::new("pgrep")
+            .args(["-f", &marker])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+    };
+    // The admin port is bound after the local cluster starts its Pods.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut config = crate::up_config(vec![dir.path().to_owned()]);
+    config.admin = taken.local_addr().unwrap();
+    let err = ferry::up::Up::build(config).await.unwrap_err();
+    assert!(err.to_string().contains("in use"), "{err}");
+    assert!(!running(), "a Pod outlived the failed start");
+    // The gateway's port is bound before any Pod starts.
+    let mut config = crate::up_config(vec![dir.path().to_owned()]);
+    config.http = taken.local_addr().unwrap();
+    ferry::up::Up::build(config).await.unwrap_err();
+    assert!(!running(), "a Pod ran for a start that could not bind");
+}
