@@ -68,10 +68,15 @@ pub fn write_private(path: &Path, contents: &str) -> Result<(), PkiError> {
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);
     let written = (|| {
+        // A leftover `.tmp` (or one planted in a shared directory) is removed, and the new
+        // one made afresh, so it has mode 0600 and is no link to somewhere else.
+        match std::fs::remove_file(&tmp) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
         let mut file = std::fs::OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
             .mode(0o600)
             .open(&tmp)?;
         file.write_all(contents.as_bytes())?;

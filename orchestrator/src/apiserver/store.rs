@@ -345,6 +345,15 @@ fn derive_endpoints(objects: &mut BTreeMap<Key, Value>) {
             {
                 let is_ready =
                     e.pointer("/conditions/ready").and_then(Value::as_bool) != Some(false);
+                // The endpoints controller leaves a terminating Pod out of Endpoints (the
+                // slice's `ready` is already true for it under publishNotReadyAddresses).
+                let terminating = e
+                    .pointer("/conditions/terminating")
+                    .and_then(Value::as_bool)
+                    == Some(true);
+                if terminating && !is_ready {
+                    continue;
+                }
                 for ip in e
                     .get("addresses")
                     .and_then(Value::as_array)
@@ -352,6 +361,9 @@ fn derive_endpoints(objects: &mut BTreeMap<Key, Value>) {
                     .flatten()
                 {
                     let mut address = json!({"ip": ip});
+                    if let Some(hostname) = e.get("hostname") {
+                        address["hostname"] = hostname.clone();
+                    }
                     if let Some(node) = e.get("nodeName") {
                         address["nodeName"] = node.clone();
                     }

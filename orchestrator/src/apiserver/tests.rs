@@ -850,3 +850,55 @@ fn the_api_servers_ca_leaves_ferry_controls_files_alone() {
         "control's"
     );
 }
+
+#[test]
+fn endpoints_leave_terminating_pods_out_and_keep_hostnames_as_the_endpoints_controller() {
+    use k8s_openapi::api::discovery::v1::EndpointSlice;
+    let slice: EndpointSlice = serde_json::from_value(json!({
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": "web-abcde", "namespace": "default",
+                     "labels": {"kubernetes.io/service-name": "web"}},
+        "addressType": "IPv4",
+        "ports": [{"name": "", "port": 8080, "protocol": "TCP"}],
+        "endpoints": [
+            {"addresses": ["10.0.0.1"], "hostname": "web-0",
+             "conditions": {"ready": true, "serving": true, "terminating": false}},
+            {"addresses": ["10.0.0.2"],
+             "conditions": {"ready": false, "serving": false, "terminating": false}},
+            {"addresses": ["10.0.0.3"],
+             "conditions": {"ready": false, "serving": true, "terminating": true}},
+        ],
+    }))
+    .unwrap();
+    let store = Store::new();
+    store.record(&reading(vec![
+        service("web"),
+        manifest(Object::EndpointSlice(Box::new(slice))),
+    ]));
+    let ep = resources::find("", "v1", "endpoints").unwrap();
+    let e = store.get(ep, "default", "web").unwrap();
+    let subset = &e["subsets"][0];
+    assert_eq!(
+        subset["addresses"],
+        json!([{"ip": "10.0.0.1", "hostname": "web-0"}])
+    );
+    assert_eq!(
+        subset["notReadyAddresses"],
+        json!([{"ip": "10.0.0.2"}]),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_private_file_is_written_afresh_over_a_leftover_aside() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kubeconfig");
+    let aside = dir.path().join("kubeconfig.tmp");
+    std::fs::write(&aside, "left over").unwrap();
+    std::fs::set_permissions(&aside, std::fs::Permissions::from_mode(0o644)).unwrap();
+    super::pki::write_private(&path, "secret").unwrap();
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "secret");
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o077, 0, "{mode:o}");
+}
