@@ -415,7 +415,7 @@ impl StateDirArg {
 struct ApiArgs {
     /// The Kubernetes API (HTTPS, bearer token), for kubectl; `none` serves none.
     #[arg(long, value_name = "ADDR|none", default_value = "127.0.0.1:6443", value_parser = api_addr)]
-    api: Option<SocketAddr>,
+    api: ApiAddr,
     #[command(flatten)]
     state: StateDirArg,
     /// Where to write the admin kubeconfig (default: <state-dir>/kubeconfig; ~/.kube/config is
@@ -424,14 +424,17 @@ struct ApiArgs {
     write_kubeconfig: Option<PathBuf>,
 }
 
-/// `--api`: an address, or `none`.
-fn api_addr(value: &str) -> Result<Option<SocketAddr>, String> {
+/// `--api`: an address, or `none` (no Kubernetes API served).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct ApiAddr(Option<SocketAddr>);
+
+fn api_addr(value: &str) -> Result<ApiAddr, String> {
     if value == "none" {
-        return Ok(None);
+        return Ok(ApiAddr(None));
     }
     value
         .parse()
-        .map(Some)
+        .map(|addr| ApiAddr(Some(addr)))
         .map_err(|e| format!("{e}: an address such as 127.0.0.1:6443, or none"))
 }
 
@@ -747,7 +750,7 @@ async fn async_main(command: Command) -> Result<(), Box<dyn std::error::Error>> 
                 local,
                 pod_network: choice.network,
                 connections,
-                api: match api_args.api {
+                api: match api_args.api.0 {
                     Some(addr) => Some(ferry_orchestrator::apiserver::Config {
                         addr,
                         state_dir: api_args.state.dir()?,
@@ -1031,7 +1034,10 @@ mod tests {
         let Command::Up { api_args, .. } = cli.command else {
             panic!("not up");
         };
-        assert_eq!(api_args.api, Some("127.0.0.1:6443".parse().unwrap()));
+        assert_eq!(
+            api_args.api,
+            ApiAddr(Some("127.0.0.1:6443".parse().unwrap()))
+        );
         assert_eq!(api_args.write_kubeconfig, None);
         assert_eq!(api_args.state.state_dir, None);
         let cli = Cli::try_parse_from([
@@ -1060,7 +1066,7 @@ mod tests {
         let Command::Up { api_args, .. } = cli.command else {
             panic!("not up");
         };
-        assert_eq!(api_args.api, None);
+        assert_eq!(api_args.api, ApiAddr(None));
         let err = Cli::try_parse_from(["ferry", "up", "--api", "6443"]).unwrap_err();
         assert!(err.to_string().contains("or none"), "{err}");
     }
