@@ -113,8 +113,25 @@ impl Default for Store {
 const SYSTEM_NAMESPACES: &[&str] = &["default", "kube-node-lease", "kube-public", "kube-system"];
 
 impl Store {
+    /// A store whose revisions start at the clock (microseconds since the epoch), so that
+    /// they rise across restarts: a client's resourceVersion from an earlier run is older
+    /// than any this run gives, and its watch gets 410 and relists instead of waiting for
+    /// revisions that name other changes.
     pub fn new() -> Store {
-        Store::default()
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX / 2));
+        let store = Store::default();
+        {
+            let mut inner = store
+                .inner
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            inner.revision = now;
+            inner.compacted = now;
+        }
+        store.changed.send_replace(now);
+        store
     }
 
     /// A store whose ring keeps `ring` events (at least 1).
@@ -140,7 +157,8 @@ impl Store {
         after: u64,
     ) -> Result<(u64, Vec<Event>), Expired> {
         let inner = self.read();
-        if after < inner.compacted {
+        // Older than the ring, or never given by this run (the clock went back between runs).
+        if after < inner.compacted || after > inner.revision {
             return Err(Expired {
                 oldest: inner.compacted,
             });

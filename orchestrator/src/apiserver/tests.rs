@@ -958,7 +958,7 @@ fn the_ring_gives_the_events_after_a_version_and_expires_past_its_end() {
 #[test]
 fn an_object_leaving_a_watchers_selector_is_deleted_for_it_and_added_on_its_return() {
     use store::EventType::{Added, Deleted, Modified};
-    let store = Store::new();
+    let store = Store::with_ring(store::RING);
     let watch = watch::Watch {
         resource: pods(),
         namespace: None,
@@ -1236,4 +1236,26 @@ fn discovery_lists_the_watch_verb() {
         .find(|r| r["name"] == "pods")
         .unwrap();
     assert!(pods["verbs"].as_array().unwrap().contains(&json!("watch")));
+}
+
+#[test]
+fn revisions_start_at_the_clock_so_a_version_from_an_earlier_run_is_expired() {
+    let earlier = Store::new();
+    earlier.record(&reading(vec![pod("a", "web", "Pending")]));
+    let old = earlier.revision();
+    let store = Store::new();
+    assert!(store.revision() > old, "revisions rise across runs");
+    store.record(&reading(vec![pod("a", "web", "Pending")]));
+    assert!(store.events_after(pods(), None, old).is_err());
+    assert!(store.events_after(pods(), None, 1).is_err());
+    assert!(
+        store
+            .events_after(pods(), None, store.revision() + 1)
+            .is_err(),
+        "a version this run never gave"
+    );
+    let (_, events) = store
+        .events_after(pods(), None, store.revision() - 1)
+        .unwrap();
+    assert_eq!(events.len(), 1);
 }
