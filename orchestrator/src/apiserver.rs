@@ -637,20 +637,20 @@ type Selectors = (
     Vec<selector::FieldRequirement>,
 );
 
-/// The request's label and field selectors.
+/// The request's label and field selectors, or why they do not parse.
 fn selectors<'a>(
     resource: &Resource,
     param: &impl Fn(&str) -> Option<&'a str>,
-) -> Result<Selectors, Response<ApiBody>> {
+) -> Result<Selectors, String> {
     let labels = match param("labelSelector").map(selector::parse_labels) {
         None => None,
         Some(Ok(s)) => Some(s),
-        Some(Err(e)) => return Err(bad_request(&format!("unable to parse requirement: {e}"))),
+        Some(Err(e)) => return Err(format!("unable to parse requirement: {e}")),
     };
     let fields = match param("fieldSelector").map(|f| selector::parse_fields(f, resource.kind)) {
         None => Vec::new(),
         Some(Ok(f)) => f,
-        Some(Err(e)) => return Err(bad_request(&e)),
+        Some(Err(e)) => return Err(e),
     };
     Ok((labels, fields))
 }
@@ -667,7 +667,7 @@ fn start_watch<'a>(
 ) -> Response<ApiBody> {
     let (labels, fields) = match selectors(resource, param) {
         Ok(s) => s,
-        Err(response) => return response,
+        Err(e) => return bad_request(&e),
     };
     let initial = param("sendInitialEvents") == Some("true");
     let start = match param("resourceVersion").unwrap_or("") {
@@ -728,7 +728,7 @@ fn list<'a>(
 ) -> Response<ApiBody> {
     let (labels, fields) = match selectors(resource, param) {
         Ok(s) => s,
-        Err(response) => return response,
+        Err(e) => return bad_request(&e),
     };
     let limit = match param("limit").map(str::parse::<usize>) {
         None | Some(Ok(0)) => None,
