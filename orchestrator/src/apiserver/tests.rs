@@ -1259,3 +1259,34 @@ fn revisions_start_at_the_clock_so_a_version_from_an_earlier_run_is_expired() {
         .unwrap();
     assert_eq!(events.len(), 1);
 }
+
+#[tokio::test]
+async fn a_streaming_watch_keeps_its_connection_from_the_idle_timeout() {
+    use ferry_runtime::connections::{Connections, Expiry, Limits};
+    use std::time::Duration;
+    let limits = Limits {
+        first_request: Duration::from_millis(50),
+        idle: Duration::from_millis(50),
+        max_connections: 4,
+    };
+    let connections = Connections::new(limits);
+    let conn = connections.admit().unwrap();
+    let state = watch_state(100);
+    let (_, body) = start(&state, "/api/v1/pods", "watch=true", JSON);
+    let body = body.guarded(conn.request());
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), conn.expired())
+            .await
+            .is_err(),
+        "ten idle timeouts pass while the watch streams"
+    );
+    drop(body);
+    let expiry = tokio::time::timeout(Duration::from_secs(10), conn.expired()).await;
+    assert_eq!(expiry.unwrap(), Expiry::Idle, "idle once the watch is gone");
+    // A whole answer does not hold it.
+    let conn = connections.admit().unwrap();
+    let (_, body) = start(&state, "/api/v1/pods", "", JSON);
+    let _body = body.guarded(conn.request());
+    let expiry = tokio::time::timeout(Duration::from_secs(10), conn.expired()).await;
+    assert_eq!(expiry.unwrap(), Expiry::Idle);
+}
