@@ -705,6 +705,7 @@ fn start_watch<'a>(
         table,
         include,
         bookmarks,
+        bookmark_interval: watch::BOOKMARK_INTERVAL,
         initial_events_end: initial && bookmarks,
         timeout,
         start,

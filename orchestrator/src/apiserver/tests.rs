@@ -967,6 +967,7 @@ fn an_object_leaving_a_watchers_selector_is_deleted_for_it_and_added_on_its_retu
         table: false,
         include: Include::Metadata,
         bookmarks: false,
+        bookmark_interval: watch::BOOKMARK_INTERVAL,
         initial_events_end: false,
         timeout: watch::DEFAULT_TIMEOUT,
         start: watch::Start::After(0),
@@ -1289,4 +1290,48 @@ async fn a_streaming_watch_keeps_its_connection_from_the_idle_timeout() {
     let _body = body.guarded(conn.request());
     let expiry = tokio::time::timeout(Duration::from_secs(10), conn.expired()).await;
     assert_eq!(expiry.unwrap(), Expiry::Idle);
+}
+
+#[tokio::test]
+async fn a_watch_allowing_bookmarks_gets_one_with_the_current_version_now_and_then() {
+    let state = watch_state(100);
+    let from = state.store.revision();
+    let watch = |bookmarks: bool| watch::Watch {
+        resource: pods(),
+        namespace: None,
+        labels: None,
+        fields: Vec::new(),
+        table: false,
+        include: Include::Metadata,
+        bookmarks,
+        bookmark_interval: std::time::Duration::from_millis(20),
+        initial_events_end: false,
+        timeout: std::time::Duration::from_secs(1),
+        start: watch::Start::After(from),
+    };
+    let mut body = watch(true).start(state.store.clone(), state.stopping.subscribe());
+    store_change(&state, "Pending");
+    let mut bookmarks = 0;
+    while let Some(line) = body.next_line().await {
+        let e: Value = serde_json::from_slice(&line).unwrap();
+        if e["type"] == "BOOKMARK" {
+            assert_eq!(e["object"]["kind"], "Pod");
+            assert_eq!(
+                e["object"]["metadata"]["resourceVersion"],
+                state.store.revision().to_string(),
+                "after the changes, the current version"
+            );
+            bookmarks += 1;
+        }
+    }
+    assert!(
+        bookmarks >= 1,
+        "bookmarks before the timeout ended the watch"
+    );
+    // Not asked for: none.
+    let mut body = watch(false).start(state.store.clone(), state.stopping.subscribe());
+    while let Some(line) = body.next_line().await {
+        let e: Value = serde_json::from_slice(&line).unwrap();
+        assert_ne!(e["type"], "BOOKMARK");
+    }
 }

@@ -56,6 +56,8 @@ pub struct Watch {
     pub table: bool,
     pub include: Include,
     pub bookmarks: bool,
+    /// How often a bookmark comes ([`BOOKMARK_INTERVAL`]).
+    pub bookmark_interval: Duration,
     /// With `sendInitialEvents=true`: a bookmark marks the end of the initial events.
     pub initial_events_end: bool,
     pub timeout: Duration,
@@ -174,10 +176,8 @@ impl Watch {
                 revision
             }
         };
-        let mut bookmarks = tokio::time::interval_at(
-            tokio::time::Instant::now() + BOOKMARK_INTERVAL,
-            BOOKMARK_INTERVAL,
-        );
+        let every = self.bookmark_interval.max(Duration::from_millis(1));
+        let mut bookmarks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         loop {
             match store.events_after(self.resource, namespace, at) {
                 Err(expired) => {
