@@ -1,18 +1,20 @@
 //! The local cluster's Kubernetes API server, read side: HTTPS with a bearer token, `/version`,
-//! discovery (aggregated v2 and the legacy documents), and `get` and `list` of every object the
-//! local cluster has (namespaced and across namespaces, label and field selectors,
-//! `limit`/`continue`), as JSON or as a `Table`, so the real `kubectl get` works against
+//! discovery (aggregated v2 and the legacy documents), and `get`, `list` and `watch` of every
+//! object the local cluster has (namespaced and across namespaces, label and field selectors,
+//! `limit`/`continue`), as JSON or as a `Table`, so the real `kubectl get [-w]` works against
 //! `ferry up`.
 //!
 //! Objects come from the [`Store`] each round of the orchestrator records (one revision
-//! counter; resourceVersions are opaque strings). Verbs not served yet (create, update,
-//! patch, delete, watch) answer 405 `MethodNotAllowed`; discovery names only `get` and `list`.
+//! counter; resourceVersions are opaque strings; a ring of recent events for watches). Verbs
+//! not served yet (create, update, patch, delete) answer 405 `MethodNotAllowed`; discovery
+//! names only `get`, `list` and `watch`.
 
 pub mod pki;
 pub mod resources;
 pub mod selector;
 pub mod store;
 pub mod table;
+pub mod watch;
 
 #[cfg(test)]
 mod tests;
@@ -26,7 +28,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use ferry_runtime::Shutdown;
 use ferry_runtime::connections::{Connection, Connections, Limits};
-use ferry_runtime::serve::{Body, respond};
+use ferry_runtime::serve::respond;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -42,6 +44,7 @@ pub use store::Store;
 
 use resources::Resource;
 use table::Include;
+use watch::ApiBody;
 
 /// The Kubernetes version the server says it speaks (kubectl's dispatcher picks its client
 /// by this minor version).
@@ -100,6 +103,8 @@ struct State {
     store: Arc<Store>,
     token: String,
     server: String,
+    /// Set on shutdown: ends the watches.
+    stopping: tokio::sync::watch::Sender<bool>,
 }
 
 impl std::fmt::Debug for ApiServer {
@@ -157,6 +162,7 @@ impl ApiServer {
                 store,
                 token: credentials.token,
                 server,
+                stopping: tokio::sync::watch::Sender::new(false),
             }),
             kubeconfig: path,
         })
@@ -210,6 +216,7 @@ impl ApiServer {
                 () = shutdown.wait() => break,
             }
         }
+        self.state.stopping.send_replace(true);
         drop(self.listener);
         let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
             while tasks.join_next().await.is_some() {}
@@ -251,8 +258,8 @@ async fn connection(
         let state = state.clone();
         async move {
             let response = handle(&state, req).await;
-            drop(in_progress);
-            Ok::<_, Infallible>(response)
+            // A watch keeps its request in progress while it streams.
+            Ok::<_, Infallible>(response.map(|body| body.guarded(in_progress)))
         }
     });
     let served = builder.serve_connection(TokioIo::new(tls), svc);
@@ -289,16 +296,22 @@ fn new_uid() -> String {
 
 const JSON: &str = "application/json";
 
-fn json_response(status: StatusCode, content_type: &str, value: &Value) -> Response<Body> {
+fn json_response(status: StatusCode, content_type: &str, value: &Value) -> Response<ApiBody> {
     respond(
         status,
         content_type,
         Bytes::from(serde_json::to_vec(value).unwrap_or_default()),
     )
+    .map(ApiBody::from)
 }
 
 /// A `Status` failure, as the API server answers every error.
-fn status(code: StatusCode, reason: &str, message: &str, details: Option<Value>) -> Response<Body> {
+fn status(
+    code: StatusCode,
+    reason: &str,
+    message: &str,
+    details: Option<Value>,
+) -> Response<ApiBody> {
     let mut body = json!({
         "kind": "Status",
         "apiVersion": "v1",
@@ -314,11 +327,11 @@ fn status(code: StatusCode, reason: &str, message: &str, details: Option<Value>)
     json_response(code, JSON, &body)
 }
 
-fn bad_request(message: &str) -> Response<Body> {
+fn bad_request(message: &str) -> Response<ApiBody> {
     status(StatusCode::BAD_REQUEST, "BadRequest", message, None)
 }
 
-fn not_found_path() -> Response<Body> {
+fn not_found_path() -> Response<ApiBody> {
     status(
         StatusCode::NOT_FOUND,
         "NotFound",
@@ -456,7 +469,7 @@ fn wants_table(accept: &str) -> bool {
     })
 }
 
-async fn handle(state: &State, req: Request<Incoming>) -> Response<Body> {
+async fn handle(state: &State, req: Request<Incoming>) -> Response<ApiBody> {
     answer(
         state,
         req.method(),
@@ -473,7 +486,7 @@ fn answer(
     path: &str,
     query: &str,
     headers: &HeaderMap,
-) -> Response<Body> {
+) -> Response<ApiBody> {
     if !authorized(headers, &state.token) {
         return status(
             StatusCode::UNAUTHORIZED,
@@ -534,7 +547,7 @@ fn answer(
             StatusCode::METHOD_NOT_ALLOWED,
             "MethodNotAllowed",
             &format!(
-                "the server does not allow this method on the requested resource ({method} is not served yet: ferry serves get and list)"
+                "the server does not allow this method on the requested resource ({method} is not served yet: ferry serves get, list and watch)"
             ),
             Some(json!({})),
         );
@@ -546,19 +559,25 @@ fn answer(
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
     };
-    if param("watch").is_some_and(|w| w == "true" || w == "1") {
-        return status(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "MethodNotAllowed",
-            "the server does not allow this method on the requested resource (watch is not served yet)",
-            Some(json!({})),
-        );
-    }
     let include = match Include::parse(param("includeObject")) {
         Ok(i) => i,
         Err(e) => return bad_request(&e),
     };
     let table = wants_table(accept);
+    if param("watch").is_some_and(|w| w == "true" || w == "1") {
+        return match target {
+            Target::List {
+                resource,
+                namespace,
+            } => start_watch(state, resource, namespace, &param, table, include),
+            _ => status(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "MethodNotAllowed",
+                "the server does not allow this method on the requested resource (watch a list, with fieldSelector=metadata.name=NAME for one object)",
+                Some(json!({})),
+            ),
+        };
+    }
     match target {
         Target::Resources => json_response(
             StatusCode::OK,
@@ -613,6 +632,93 @@ fn answer(
     }
 }
 
+type Selectors = (
+    Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector>,
+    Vec<selector::FieldRequirement>,
+);
+
+/// The request's label and field selectors, or why they do not parse.
+fn selectors<'a>(
+    resource: &Resource,
+    param: &impl Fn(&str) -> Option<&'a str>,
+) -> Result<Selectors, String> {
+    let labels = match param("labelSelector").map(selector::parse_labels) {
+        None => None,
+        Some(Ok(s)) => Some(s),
+        Some(Err(e)) => return Err(format!("unable to parse requirement: {e}")),
+    };
+    let fields = match param("fieldSelector").map(|f| selector::parse_fields(f, resource.kind)) {
+        None => Vec::new(),
+        Some(Ok(f)) => f,
+        Some(Err(e)) => return Err(e),
+    };
+    Ok((labels, fields))
+}
+
+/// `?watch=true` on a list path: checks the request, answers 410 for a resourceVersion
+/// older than the ring, else starts the stream.
+fn start_watch<'a>(
+    state: &State,
+    resource: &'static Resource,
+    namespace: Option<&str>,
+    param: &impl Fn(&str) -> Option<&'a str>,
+    table: bool,
+    include: Include,
+) -> Response<ApiBody> {
+    let (labels, fields) = match selectors(resource, param) {
+        Ok(s) => s,
+        Err(e) => return bad_request(&e),
+    };
+    let initial = param("sendInitialEvents") == Some("true");
+    let start = match param("resourceVersion").unwrap_or("") {
+        "" | "0" => watch::Start::Current,
+        _ if initial => watch::Start::Current,
+        rv => match rv.parse::<u64>() {
+            Ok(revision) => watch::Start::After(revision),
+            Err(_) => {
+                return bad_request(&format!(
+                    "resourceVersion: invalid value {rv:?}: a resourceVersion this server gave"
+                ));
+            }
+        },
+    };
+    let timeout = match param("timeoutSeconds").map(str::parse::<u64>) {
+        None | Some(Ok(0)) => watch::DEFAULT_TIMEOUT,
+        Some(Ok(s)) => Duration::from_secs(s),
+        Some(Err(_)) => return bad_request("timeoutSeconds: must be a non-negative integer"),
+    };
+    if let watch::Start::After(revision) = start
+        && let Err(expired) = state.store.events_after(resource, namespace, revision)
+    {
+        return json_response(
+            StatusCode::GONE,
+            JSON,
+            &watch::expired_status(revision, expired),
+        );
+    }
+    let bookmarks = param("allowWatchBookmarks") == Some("true");
+    let w = watch::Watch {
+        resource,
+        namespace: namespace.map(str::to_owned),
+        labels,
+        fields,
+        table,
+        include,
+        bookmarks,
+        bookmark_interval: watch::BOOKMARK_INTERVAL,
+        initial_events_end: initial && bookmarks,
+        timeout,
+        start,
+    };
+    let body = w.start(state.store.clone(), state.stopping.subscribe());
+    let mut response = Response::new(ApiBody::Watch(body));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static(JSON),
+    );
+    response
+}
+
 fn list<'a>(
     state: &State,
     resource: &'static Resource,
@@ -620,16 +726,10 @@ fn list<'a>(
     param: &impl Fn(&str) -> Option<&'a str>,
     table: bool,
     include: Include,
-) -> Response<Body> {
-    let labels = match param("labelSelector").map(selector::parse_labels) {
-        None => None,
-        Some(Ok(s)) => Some(s),
-        Some(Err(e)) => return bad_request(&format!("unable to parse requirement: {e}")),
-    };
-    let fields = match param("fieldSelector").map(|f| selector::parse_fields(f, resource.kind)) {
-        None => Vec::new(),
-        Some(Ok(f)) => f,
-        Some(Err(e)) => return bad_request(&e),
+) -> Response<ApiBody> {
+    let (labels, fields) = match selectors(resource, param) {
+        Ok(s) => s,
+        Err(e) => return bad_request(&e),
     };
     let limit = match param("limit").map(str::parse::<usize>) {
         None | Some(Ok(0)) => None,

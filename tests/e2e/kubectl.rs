@@ -1,7 +1,8 @@
 //! The Kubernetes API of `ferry up`, read side, driven by the real `kubectl` (skipped, with the
 //! reason printed, where it is not installed): `version`, `get` of every kind served, `-o
-//! wide|yaml|json`, `-A`, `-l`, a missing object's NotFound; the API refusing requests
-//! without the token; the kubeconfig surviving a restart on the same state directory.
+//! wide|yaml|json`, `-A`, `-l`, `-w`, a missing object's NotFound; a raw watch from 0 and
+//! from a version too old (410); the API refusing requests without the token; the
+//! kubeconfig surviving a restart on the same state directory.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -333,6 +334,16 @@ async fn kubectl_gets_the_local_clusters_objects_as_from_a_real_cluster() {
 /// A GET over HTTPS with an optional bearer token, trusting any certificate (what is checked
 /// here is the token, not the certificate; kubectl checks that against the kubeconfig's CA).
 async fn https_get(addr: SocketAddr, path: &str, token: Option<&str>) -> (u16, Value) {
+    let (status, _, body) = https_get_raw(addr, path, token).await;
+    (status, serde_json::from_slice(&body).unwrap())
+}
+
+/// A GET as [`https_get`]'s, its body read to its end, with the response's headers.
+async fn https_get_raw(
+    addr: SocketAddr,
+    path: &str,
+    token: Option<&str>,
+) -> (u16, http::HeaderMap, Bytes) {
     let config = ferry_runtime::tls::any_server_client_config().unwrap();
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
@@ -351,8 +362,9 @@ async fn https_get(addr: SocketAddr, path: &str, token: Option<&str>) -> (u16, V
         .await
         .unwrap();
     let status = res.status().as_u16();
+    let headers = res.headers().clone();
     let body = res.into_body().collect().await.unwrap().to_bytes();
-    (status, serde_json::from_slice(&body).unwrap())
+    (status, headers, body)
 }
 
 fn token_of(kubeconfig: &str) -> String {
@@ -467,5 +479,150 @@ async fn the_kubeconfig_survives_a_restart_on_the_same_state_dir() {
         .await;
         assert_eq!(ns.trim(), "namespace/default");
     }
+    cluster.stop().await;
+}
+
+/// The next line kubectl prints, within the deadline.
+async fn next_line(
+    lines: &mut tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+) -> String {
+    tokio::time::timeout(DEADLINE, lines.next_line())
+        .await
+        .unwrap_or_else(|_| panic!("no line from kubectl get -w within {DEADLINE:?}"))
+        .unwrap()
+        .expect("kubectl get -w ended")
+}
+
+#[tokio::test]
+async fn kubectl_get_pods_w_prints_the_pods_then_a_new_one() {
+    if !have_kubectl("kubectl_get_pods_w_prints_the_pods_then_a_new_one").await {
+        return;
+    }
+    let (manifests, state, cache) = (
+        TempDir::new().unwrap(),
+        TempDir::new().unwrap(),
+        TempDir::new().unwrap(),
+    );
+    let file = manifests.path().join("app.yaml");
+    std::fs::write(&file, MANIFESTS).unwrap();
+    let cluster = Cluster::start(manifests.path(), state.path(), None).await;
+    let (kc, cache) = (cluster.kubeconfig.clone(), cache.path().to_owned());
+    let running: Vec<String> = eventually(DEADLINE, "two running web Pods", || async {
+        let out = ok(&kc, &cache, &["get", "pods", "-n", "shop", "--no-headers"]).await;
+        let names: Vec<String> = out
+            .lines()
+            .filter(|l| words(l)[1..3] == ["1/1", "Running"])
+            .map(|l| words(l)[0].to_owned())
+            .collect();
+        (names.len() == 2).then_some(names)
+    })
+    .await;
+
+    let mut watch = tokio::process::Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(&kc)
+        .arg("--cache-dir")
+        .arg(&cache)
+        .args(["get", "pods", "-w", "-n", "shop"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let stdout = watch.stdout.take().unwrap();
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
+    // The list first, as against a real cluster.
+    assert_eq!(
+        words(&next_line(&mut lines).await),
+        ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
+    );
+    let mut listed = vec![
+        words(&next_line(&mut lines).await)[0].to_owned(),
+        words(&next_line(&mut lines).await)[0].to_owned(),
+    ];
+    listed.sort();
+    assert_eq!(listed, running);
+
+    // A third replica in the manifest: its Pod comes on the watch, running in the end.
+    std::fs::write(&file, MANIFESTS.replacen("replicas: 2", "replicas: 3", 1)).unwrap();
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    let mut new = None;
+    loop {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no third Pod running on the watch within {DEADLINE:?} (saw {new:?})"
+        );
+        let line = next_line(&mut lines).await;
+        let w = words(&line);
+        assert_eq!(w.len(), 5, "a row of the Pod table: {line}");
+        if listed.iter().any(|n| n == w[0]) {
+            continue;
+        }
+        assert!(w[0].starts_with("web-"), "{line}");
+        new = Some(w[0].to_owned());
+        if w[1..3] == ["1/1", "Running"] {
+            break;
+        }
+    }
+    watch.kill().await.unwrap();
+    cluster.stop().await;
+}
+
+#[tokio::test]
+async fn a_raw_watch_streams_from_0_and_answers_410_to_a_version_too_old() {
+    let (manifests, state) = (TempDir::new().unwrap(), TempDir::new().unwrap());
+    std::fs::write(manifests.path().join("app.yaml"), MANIFESTS).unwrap();
+    let cluster = Cluster::start(manifests.path(), state.path(), None).await;
+    let token = token_of(&std::fs::read_to_string(&cluster.kubeconfig).unwrap());
+    let names: Vec<String> = eventually(DEADLINE, "two web Pods listed", || async {
+        let (_, list) = https_get(cluster.api, "/api/v1/namespaces/shop/pods", Some(&token)).await;
+        let names: Vec<String> = list["items"]
+            .as_array()?
+            .iter()
+            .filter_map(|p| Some(p["metadata"]["name"].as_str()?.to_owned()))
+            .collect();
+        (names.len() == 2).then_some(names)
+    })
+    .await;
+
+    // From 0: the state as ADDED events, one JSON object a line, until timeoutSeconds ends it.
+    let (status, headers, body) = https_get_raw(
+        cluster.api,
+        "/api/v1/namespaces/shop/pods?watch=true&resourceVersion=0&timeoutSeconds=1",
+        Some(&token),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["content-type"], "application/json");
+    assert_eq!(headers["transfer-encoding"], "chunked");
+    let text = String::from_utf8(body.to_vec()).unwrap();
+    let events: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let added: Vec<&str> = events
+        .iter()
+        .take_while(|e| e["type"] == "ADDED")
+        .map(|e| e["object"]["metadata"]["name"].as_str().unwrap())
+        .collect();
+    for name in &names {
+        assert!(added.contains(&name.as_str()), "{name} ADDED first: {text}");
+    }
+    for e in &events {
+        assert_eq!(e["object"]["kind"], "Pod", "{text}");
+        assert_eq!(e["object"]["metadata"]["namespace"], "shop", "{text}");
+    }
+
+    // From a version older than any this run keeps: 410 Expired, and the client relists.
+    let (status, body) = https_get(
+        cluster.api,
+        "/api/v1/pods?watch=true&resourceVersion=1",
+        Some(&token),
+    )
+    .await;
+    assert_eq!(status, 410, "{body}");
+    assert_eq!(body["kind"], "Status");
+    assert_eq!(body["reason"], "Expired");
+    assert_eq!(body["code"], 410);
     cluster.stop().await;
 }

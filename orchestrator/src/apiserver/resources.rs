@@ -5,7 +5,7 @@
 use serde_json::{Value, json};
 
 /// The verbs served today; discovery says no more than this.
-pub const VERBS: &[&str] = &["get", "list"];
+pub const VERBS: &[&str] = &["get", "list", "watch"];
 
 /// One resource: where it lives and what discovery says of it.
 #[derive(Debug, PartialEq, Eq)]

@@ -2,7 +2,13 @@
 //! global revision counter (as etcd's, or k3s' kine): each change of an object (made, changed,
 //! gone) takes the next revision, an object's `resourceVersion` is the revision of its last
 //! change, and a list carries the store's revision. resourceVersions are opaque strings to
-//! clients; a watch will start from one.
+//! clients; a watch starts from one.
+//!
+//! Each change is also kept as an event (ADDED, MODIFIED, DELETED, with the object at that
+//! revision) in a ring of the last [`RING`] events, and wakes the watchers
+//! ([`Store::subscribe`]): a watcher reads the events after its revision on its own time, so a
+//! slow one slows neither [`Store::record`] nor the others; one that fell behind the ring gets
+//! [`Expired`] (410) and relists, as from the API server's watch cache.
 //!
 //! The orchestrator records each round's live reading here ([`Store::record`]); the API
 //! server reads without waiting for a round. What the API server adds on create is added
@@ -11,7 +17,7 @@
 //! (`default`, `kube-system`, `kube-public`, `kube-node-lease` always), and a Service with a
 //! selector gets the `Endpoints` the endpoints controller would write from its EndpointSlices.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::RwLock;
 
 use ferry_objects::files::Reading;
@@ -40,20 +46,134 @@ struct Entry {
 struct Inner {
     revision: u64,
     objects: BTreeMap<Key, Entry>,
+    /// The last events, oldest first, one per revision.
+    events: VecDeque<Event>,
+    /// The revision of the last event dropped from the ring (0: none dropped): a watch can
+    /// start from this revision or a later one.
+    compacted: u64,
+}
+
+/// How many events the ring keeps (the API server's watch cache keeps 100 to a few
+/// thousand per resource).
+pub const RING: usize = 1000;
+
+/// What an event says happened to its object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventType {
+    Added,
+    Modified,
+    Deleted,
+}
+
+impl EventType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::Added => "ADDED",
+            EventType::Modified => "MODIFIED",
+            EventType::Deleted => "DELETED",
+        }
+    }
+}
+
+/// One change of one object.
+#[derive(Clone, Debug)]
+pub struct Event {
+    pub revision: u64,
+    pub kind: EventType,
+    pub key: Key,
+    /// The object at this revision, with its resourceVersion; for DELETED its last state
+    /// with the revision of the deletion (as the API server sends).
+    pub object: Value,
+    /// The object before (MODIFIED, DELETED): a selector's watcher sees whether it matched.
+    pub previous: Option<Value>,
+}
+
+/// A watch from a revision the ring no longer holds: the oldest revision it can start from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Expired {
+    pub oldest: u64,
 }
 
 /// The store; shared by the orchestrator (writes) and the API server (reads).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Store {
     inner: RwLock<Inner>,
+    ring: usize,
+    /// The revision, sent on each recorded change; watchers wait on it.
+    changed: tokio::sync::watch::Sender<u64>,
+}
+
+impl Default for Store {
+    fn default() -> Store {
+        Store::with_ring(RING)
+    }
 }
 
 /// The namespaces an API server always has.
 const SYSTEM_NAMESPACES: &[&str] = &["default", "kube-node-lease", "kube-public", "kube-system"];
 
 impl Store {
+    /// A store whose revisions start at the clock (microseconds since the epoch), so that
+    /// they rise across restarts: a client's resourceVersion from an earlier run is older
+    /// than any this run gives, and its watch gets 410 and relists instead of waiting for
+    /// revisions that name other changes.
     pub fn new() -> Store {
-        Store::default()
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX / 2));
+        let store = Store::default();
+        {
+            let mut inner = store
+                .inner
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            inner.revision = now;
+            inner.compacted = now;
+        }
+        store.changed.send_replace(now);
+        store
+    }
+
+    /// A store whose ring keeps `ring` events (at least 1).
+    pub fn with_ring(ring: usize) -> Store {
+        Store {
+            inner: RwLock::default(),
+            ring: ring.max(1),
+            changed: tokio::sync::watch::Sender::new(0),
+        }
+    }
+
+    /// Wakes on each change recorded; the value is the store's revision.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    /// The events after `after` of a resource (in one namespace, or all), oldest first, and
+    /// the store's revision; [`Expired`] when the ring no longer holds all of them.
+    pub fn events_after(
+        &self,
+        resource: &Resource,
+        namespace: Option<&str>,
+        after: u64,
+    ) -> Result<(u64, Vec<Event>), Expired> {
+        let inner = self.read();
+        // Older than the ring, or never given by this run (the clock went back between runs).
+        if after < inner.compacted || after > inner.revision {
+            return Err(Expired {
+                oldest: inner.compacted,
+            });
+        }
+        let events = inner
+            .events
+            .iter()
+            .filter(|e| e.revision > after)
+            .filter(|e| {
+                e.key.resource == resource.plural
+                    && namespace.is_none_or(|ns| e.key.namespace == ns)
+            })
+            .cloned()
+            .collect();
+        Ok((inner.revision, events))
     }
 
     /// The store's revision: that of its last change.
@@ -83,6 +203,7 @@ impl Store {
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let inner = &mut *inner;
+        let before = inner.revision;
         let gone: Vec<Key> = inner
             .objects
             .keys()
@@ -90,8 +211,21 @@ impl Store {
             .cloned()
             .collect();
         for key in gone {
-            inner.objects.remove(&key);
+            let Some(old) = inner.objects.remove(&key) else {
+                continue;
+            };
             inner.revision += 1;
+            let revision = inner.revision;
+            let mut object = old.object.clone();
+            set_version(&mut object, revision);
+            let event = Event {
+                revision,
+                kind: EventType::Deleted,
+                key,
+                object,
+                previous: Some(with_version(&old)),
+            };
+            self.push(inner, event);
         }
         for (key, mut object) in next {
             let old = inner.objects.get(&key);
@@ -99,12 +233,39 @@ impl Store {
             match old {
                 Some(e) if e.object == object => {}
                 _ => {
+                    let previous = old.map(with_version);
                     inner.revision += 1;
                     let revision = inner.revision;
-                    inner.objects.insert(key, Entry { revision, object });
+                    let entry = Entry { revision, object };
+                    let event = Event {
+                        revision,
+                        kind: if previous.is_some() {
+                            EventType::Modified
+                        } else {
+                            EventType::Added
+                        },
+                        key: key.clone(),
+                        object: with_version(&entry),
+                        previous,
+                    };
+                    inner.objects.insert(key, entry);
+                    self.push(inner, event);
                 }
             }
         }
+        if inner.revision != before {
+            self.changed.send_replace(inner.revision);
+        }
+    }
+
+    /// Keeps an event, dropping the oldest when the ring is full.
+    fn push(&self, inner: &mut Inner, event: Event) {
+        while inner.events.len() >= self.ring {
+            if let Some(dropped) = inner.events.pop_front() {
+                inner.compacted = dropped.revision;
+            }
+        }
+        inner.events.push_back(event);
     }
 
     /// The objects of a resource (in one namespace, or all), ordered by namespace and name,
@@ -141,10 +302,14 @@ impl Store {
 
 fn with_version(e: &Entry) -> Value {
     let mut object = e.object.clone();
-    if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
-        meta.insert("resourceVersion".into(), json!(e.revision.to_string()));
-    }
+    set_version(&mut object, e.revision);
     object
+}
+
+fn set_version(object: &mut Value, revision: u64) {
+    if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.insert("resourceVersion".into(), json!(revision.to_string()));
+    }
 }
 
 /// What the API server sets on create and keeps: the uid and the creation time, from the

@@ -261,7 +261,7 @@ fn aggregated_discovery_names_the_served_verbs_short_names_and_categories() {
         json!({"group": "", "version": "v1", "kind": "Pod"})
     );
     assert_eq!(pods["scope"], "Namespaced");
-    assert_eq!(pods["verbs"], json!(["get", "list"]));
+    assert_eq!(pods["verbs"], json!(["get", "list", "watch"]));
     assert_eq!(pods["shortNames"], json!(["po"]));
     assert_eq!(pods["categories"], json!(["all"]));
     let groups = resources::aggregated(false);
@@ -455,6 +455,7 @@ fn state() -> State {
         store,
         token: "secret".into(),
         server: "https://127.0.0.1:6443".into(),
+        stopping: tokio::sync::watch::Sender::new(false),
     }
 }
 
@@ -634,7 +635,7 @@ async fn get_list_selectors_and_pages() {
 }
 
 #[tokio::test]
-async fn writes_and_watches_are_not_served_yet() {
+async fn writes_are_not_served_yet() {
     let t = Some("secret");
     for method in [Method::POST, Method::PUT, Method::PATCH, Method::DELETE] {
         let (code, _, body) = call(
@@ -648,15 +649,6 @@ async fn writes_and_watches_are_not_served_yet() {
         assert_eq!(code, StatusCode::METHOD_NOT_ALLOWED, "{method}");
         assert_eq!(body["reason"], "MethodNotAllowed");
     }
-    let (code, _, _) = call(
-        Method::GET,
-        "/api/v1/pods",
-        "watch=true",
-        "application/json",
-        t,
-    )
-    .await;
-    assert_eq!(code, StatusCode::METHOD_NOT_ALLOWED);
     let (code, _, body) = call(
         Method::GET,
         "/apis/batch/v1/jobs",
@@ -901,4 +893,445 @@ fn a_private_file_is_written_afresh_over_a_leftover_aside() {
     assert_eq!(std::fs::read_to_string(&path).unwrap(), "secret");
     let mode = std::fs::metadata(&path).unwrap().permissions().mode();
     assert_eq!(mode & 0o077, 0, "{mode:o}");
+}
+
+fn kinds(events: &[store::Event]) -> Vec<(store::EventType, String)> {
+    events
+        .iter()
+        .map(|e| (e.kind, e.key.name.clone()))
+        .collect()
+}
+
+#[test]
+fn the_ring_gives_the_events_after_a_version_and_expires_past_its_end() {
+    use store::EventType::{Added, Deleted, Modified};
+    let store = Store::with_ring(4);
+    let mut woken = store.subscribe();
+    store.record(&reading(vec![pod("a", "web", "Pending")]));
+    let r1 = store.revision();
+    assert!(woken.has_changed().unwrap(), "a change wakes the watchers");
+    woken.mark_unchanged();
+    store.record(&reading(vec![pod("a", "web", "Pending")]));
+    assert!(!woken.has_changed().unwrap(), "no change, no wake-up");
+    store.record(&reading(vec![
+        pod("a", "web", "Running"),
+        pod("b", "web", "Pending"),
+    ]));
+    store.record(&reading(vec![pod("a", "web", "Running")]));
+    let (revision, events) = store.events_after(pods(), Some("shop"), r1).unwrap();
+    assert_eq!(revision, store.revision());
+    assert_eq!(
+        kinds(&events),
+        [
+            (Modified, "a".into()),
+            (Added, "b".into()),
+            (Deleted, "b".into())
+        ]
+    );
+    // Each event carries the object at its revision; DELETED the last state at the deletion.
+    for e in &events {
+        assert_eq!(rv(&e.object), e.revision);
+    }
+    assert_eq!(events[2].object["status"]["phase"], "Pending");
+    assert_eq!(
+        events[0].previous.as_ref().unwrap()["status"]["phase"],
+        "Pending"
+    );
+    // Another namespace has none of them.
+    assert!(
+        store
+            .events_after(pods(), Some("other"), r1)
+            .unwrap()
+            .1
+            .is_empty()
+    );
+    // Enough changes to push r1's successors out of the ring of 4: 410, with the oldest.
+    for phase in ["Failed", "Succeeded", "Unknown"] {
+        store.record(&reading(vec![pod("a", "web", phase)]));
+    }
+    let expired = store.events_after(pods(), None, r1).unwrap_err();
+    assert!(expired.oldest > r1);
+    let (_, events) = store.events_after(pods(), None, expired.oldest).unwrap();
+    assert_eq!(events.len(), 4, "the whole ring from its oldest revision");
+}
+
+#[test]
+fn an_object_leaving_a_watchers_selector_is_deleted_for_it_and_added_on_its_return() {
+    use store::EventType::{Added, Deleted, Modified};
+    let store = Store::with_ring(store::RING);
+    let watch = watch::Watch {
+        resource: pods(),
+        namespace: None,
+        labels: Some(parse_labels("app=web").unwrap()),
+        fields: Vec::new(),
+        table: false,
+        include: Include::Metadata,
+        bookmarks: false,
+        bookmark_interval: watch::BOOKMARK_INTERVAL,
+        initial_events_end: false,
+        timeout: watch::DEFAULT_TIMEOUT,
+        start: watch::Start::After(0),
+    };
+    let seen = |from: u64| -> Vec<(store::EventType, String, String)> {
+        let (_, events) = store.events_after(pods(), None, from).unwrap();
+        events
+            .iter()
+            .filter_map(|e| watch.view(e))
+            .map(|(kind, o)| {
+                let name = o["metadata"]["name"].as_str().unwrap().to_owned();
+                let app = o["metadata"]["labels"]["app"].as_str().unwrap().to_owned();
+                (kind, name, app)
+            })
+            .collect()
+    };
+    store.record(&reading(vec![
+        pod("a", "web", "Pending"),
+        pod("x", "api", "Pending"),
+    ]));
+    let r1 = store.revision();
+    assert_eq!(seen(0), [(Added, "a".into(), "web".into())]);
+    store.record(&reading(vec![
+        pod("a", "api", "Pending"),
+        pod("x", "api", "Running"),
+    ]));
+    let r2 = store.revision();
+    // a left the selection: DELETED, with its last matching state at the new revision.
+    let left = seen(r1);
+    assert_eq!(left, [(Deleted, "a".into(), "web".into())]);
+    let (_, events) = store.events_after(pods(), None, r1).unwrap();
+    let a = events.iter().find(|e| e.key.name == "a").unwrap();
+    assert_eq!(rv(&watch.view(a).unwrap().1), a.revision);
+    store.record(&reading(vec![
+        pod("a", "web", "Pending"),
+        pod("x", "api", "Running"),
+    ]));
+    let r3 = store.revision();
+    assert_eq!(seen(r2), [(Added, "a".into(), "web".into())]);
+    store.record(&reading(vec![
+        pod("a", "web", "Running"),
+        pod("x", "api", "Running"),
+    ]));
+    assert_eq!(seen(r3), [(Modified, "a".into(), "web".into())]);
+}
+
+fn watch_state(ring: usize) -> State {
+    let store = Arc::new(Store::with_ring(ring));
+    store.record(&reading(vec![
+        pod("web-1", "web", "Running"),
+        pod("api-1", "api", "Running"),
+    ]));
+    State {
+        store,
+        token: "secret".into(),
+        server: "https://127.0.0.1:6443".into(),
+        stopping: tokio::sync::watch::Sender::new(false),
+    }
+}
+
+async fn next_event(body: &mut watch::WatchBody) -> Value {
+    let line = tokio::time::timeout(std::time::Duration::from_secs(10), body.next_line())
+        .await
+        .expect("an event within 10 s")
+        .expect("the stream is open");
+    assert_eq!(line.last(), Some(&b'\n'), "one event a line");
+    serde_json::from_slice(&line).unwrap()
+}
+
+fn start(state: &State, path: &str, query: &str, accept: &str) -> (StatusCode, ApiBody) {
+    let r = answer(
+        state,
+        &Method::GET,
+        path,
+        query,
+        &headers(accept, Some("secret")),
+    );
+    (r.status(), r.into_body())
+}
+
+#[tokio::test]
+async fn a_watch_from_0_sends_the_state_then_the_changes_matching_its_selector() {
+    for query in [
+        "watch=true&labelSelector=app%3Dweb",
+        "watch=1&resourceVersion=0&labelSelector=app%3Dweb",
+    ] {
+        let state = watch_state(100);
+        let (code, body) = start(&state, "/api/v1/namespaces/shop/pods", query, JSON);
+        assert_eq!(code, StatusCode::OK, "{query}");
+        let ApiBody::Watch(mut body) = body else {
+            panic!("{query}: not a stream")
+        };
+        let first = next_event(&mut body).await;
+        assert_eq!(first["type"], "ADDED");
+        assert_eq!(first["object"]["metadata"]["name"], "web-1");
+        assert_eq!(first["object"]["kind"], "Pod");
+        store_change(&state, "Pending");
+        // api-1's change is not selected.
+        let next = next_event(&mut body).await;
+        assert_eq!(next["type"], "ADDED", "{query}");
+        assert_eq!(next["object"]["metadata"]["name"], "web-2");
+        assert_eq!(next["object"]["status"]["phase"], "Pending");
+        let next = next_event(&mut body).await;
+        assert_eq!(next["type"], "MODIFIED", "{query}");
+        assert_eq!(next["object"]["status"]["phase"], "Running");
+        assert_eq!(
+            next["object"]["metadata"]["resourceVersion"],
+            state.store.revision().to_string()
+        );
+    }
+}
+
+/// Adds web-2 (in the given phase) beside web-1 and api-1, or changes it.
+fn store_change(state: &State, phase: &str) {
+    state.store.record(&reading(vec![
+        pod("web-1", "web", "Running"),
+        pod("api-1", "api", "Succeeded"),
+        pod("web-2", "web", phase),
+    ]));
+    state.store.record(&reading(vec![
+        pod("web-1", "web", "Running"),
+        pod("api-1", "api", "Succeeded"),
+        pod("web-2", "web", "Running"),
+    ]));
+}
+
+#[tokio::test]
+async fn a_watch_from_a_version_sends_what_followed_it_as_table_rows_across_namespaces() {
+    let state = watch_state(100);
+    let from = state.store.revision();
+    store_change(&state, "Pending");
+    let accept = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json";
+    let query = format!("watch=true&resourceVersion={from}");
+    let (code, body) = start(&state, "/api/v1/pods", &query, accept);
+    assert_eq!(code, StatusCode::OK);
+    let ApiBody::Watch(mut body) = body else {
+        panic!("not a stream")
+    };
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let e = next_event(&mut body).await;
+        assert_eq!(e["object"]["kind"], "Table");
+        let row = &e["object"]["rows"][0];
+        seen.push((
+            e["type"].as_str().unwrap().to_owned(),
+            row["cells"][0].as_str().unwrap().to_owned(),
+            row["cells"][2].as_str().unwrap().to_owned(),
+        ));
+        assert!(e["object"]["columnDefinitions"].as_array().unwrap().len() > 1);
+    }
+    assert_eq!(
+        seen,
+        [
+            ("MODIFIED".into(), "api-1".into(), "Succeeded".into()),
+            ("ADDED".into(), "web-2".into(), "Pending".into()),
+            ("MODIFIED".into(), "web-2".into(), "Running".into()),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_watch_from_a_version_past_the_ring_is_410_and_a_watcher_left_behind_gets_an_error() {
+    let state = watch_state(2);
+    let from = state.store.revision();
+    // A watcher at `from`, not reading yet.
+    let (code, body) = start(
+        &state,
+        "/api/v1/namespaces/shop/pods",
+        &format!("watch=true&resourceVersion={from}"),
+        JSON,
+    );
+    assert_eq!(code, StatusCode::OK);
+    let ApiBody::Watch(mut behind) = body else {
+        panic!("not a stream")
+    };
+    for phase in ["Pending", "Failed"] {
+        store_change(&state, phase);
+    }
+    let (code, body) = start(
+        &state,
+        "/api/v1/pods",
+        &format!("watch=true&resourceVersion={from}"),
+        JSON,
+    );
+    assert_eq!(code, StatusCode::GONE);
+    let body: Value = serde_json::from_slice(&body.collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(body["kind"], "Status");
+    assert_eq!(body["reason"], "Expired");
+    assert_eq!(body["code"], 410);
+    // The watcher that started in time either got the events or, fallen behind, an ERROR
+    // with the same Status and the end of its stream.
+    loop {
+        let e = next_event(&mut behind).await;
+        if e["type"] == "ERROR" {
+            assert_eq!(e["object"]["code"], 410);
+            assert_eq!(e["object"]["reason"], "Expired");
+            break;
+        }
+    }
+    assert!(behind.next_line().await.is_none(), "the stream ends");
+}
+
+#[tokio::test]
+async fn timeout_seconds_ends_a_watch_and_bad_parameters_are_400() {
+    let state = watch_state(100);
+    let (code, body) = start(
+        &state,
+        "/api/v1/pods",
+        "watch=true&timeoutSeconds=1&labelSelector=app%3Dnone",
+        JSON,
+    );
+    assert_eq!(code, StatusCode::OK);
+    let ApiBody::Watch(mut body) = body else {
+        panic!("not a stream")
+    };
+    let end = tokio::time::timeout(std::time::Duration::from_secs(10), body.next_line()).await;
+    assert_eq!(end.unwrap(), None, "the stream ends after timeoutSeconds");
+    for query in [
+        "watch=true&resourceVersion=abc",
+        "watch=true&timeoutSeconds=-1",
+        "watch=true&labelSelector=app%3D%3D%3D",
+    ] {
+        let (code, _) = start(&state, "/api/v1/pods", query, JSON);
+        assert_eq!(code, StatusCode::BAD_REQUEST, "{query}");
+    }
+}
+
+#[tokio::test]
+async fn shutdown_ends_the_watches_and_bookmarks_mark_the_end_of_initial_events() {
+    let state = watch_state(100);
+    let (code, body) = start(
+        &state,
+        "/api/v1/pods",
+        "watch=true&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true",
+        JSON,
+    );
+    assert_eq!(code, StatusCode::OK);
+    let ApiBody::Watch(mut body) = body else {
+        panic!("not a stream")
+    };
+    assert_eq!(next_event(&mut body).await["type"], "ADDED");
+    assert_eq!(next_event(&mut body).await["type"], "ADDED");
+    let bookmark = next_event(&mut body).await;
+    assert_eq!(bookmark["type"], "BOOKMARK");
+    assert_eq!(bookmark["object"]["kind"], "Pod");
+    assert_eq!(
+        bookmark["object"]["metadata"]["resourceVersion"],
+        state.store.revision().to_string()
+    );
+    assert_eq!(
+        bookmark["object"]["metadata"]["annotations"]["k8s.io/initial-events-end"],
+        "true"
+    );
+    state.stopping.send_replace(true);
+    let end = tokio::time::timeout(std::time::Duration::from_secs(10), body.next_line()).await;
+    assert_eq!(end.unwrap(), None, "shutdown ends the stream");
+}
+
+#[test]
+fn discovery_lists_the_watch_verb() {
+    assert!(resources::VERBS.contains(&"watch"));
+    let list = resources::api_resource_list("", "v1");
+    let pods = list["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "pods")
+        .unwrap();
+    assert!(pods["verbs"].as_array().unwrap().contains(&json!("watch")));
+}
+
+#[test]
+fn revisions_start_at_the_clock_so_a_version_from_an_earlier_run_is_expired() {
+    let earlier = Store::new();
+    earlier.record(&reading(vec![pod("a", "web", "Pending")]));
+    let old = earlier.revision();
+    let store = Store::new();
+    assert!(store.revision() > old, "revisions rise across runs");
+    store.record(&reading(vec![pod("a", "web", "Pending")]));
+    assert!(store.events_after(pods(), None, old).is_err());
+    assert!(store.events_after(pods(), None, 1).is_err());
+    assert!(
+        store
+            .events_after(pods(), None, store.revision() + 1)
+            .is_err(),
+        "a version this run never gave"
+    );
+    let (_, events) = store
+        .events_after(pods(), None, store.revision() - 1)
+        .unwrap();
+    assert_eq!(events.len(), 1);
+}
+
+#[tokio::test]
+async fn a_streaming_watch_keeps_its_connection_from_the_idle_timeout() {
+    use ferry_runtime::connections::{Connections, Expiry, Limits};
+    use std::time::Duration;
+    let limits = Limits {
+        first_request: Duration::from_millis(50),
+        idle: Duration::from_millis(50),
+        max_connections: 4,
+    };
+    let connections = Connections::new(limits);
+    let conn = connections.admit().unwrap();
+    let state = watch_state(100);
+    let (_, body) = start(&state, "/api/v1/pods", "watch=true", JSON);
+    let body = body.guarded(conn.request());
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), conn.expired())
+            .await
+            .is_err(),
+        "ten idle timeouts pass while the watch streams"
+    );
+    drop(body);
+    let expiry = tokio::time::timeout(Duration::from_secs(10), conn.expired()).await;
+    assert_eq!(expiry.unwrap(), Expiry::Idle, "idle once the watch is gone");
+    // A whole answer does not hold it.
+    let conn = connections.admit().unwrap();
+    let (_, body) = start(&state, "/api/v1/pods", "", JSON);
+    let _body = body.guarded(conn.request());
+    let expiry = tokio::time::timeout(Duration::from_secs(10), conn.expired()).await;
+    assert_eq!(expiry.unwrap(), Expiry::Idle);
+}
+
+#[tokio::test]
+async fn a_watch_allowing_bookmarks_gets_one_with_the_current_version_now_and_then() {
+    let state = watch_state(100);
+    let from = state.store.revision();
+    let watch = |bookmarks: bool| watch::Watch {
+        resource: pods(),
+        namespace: None,
+        labels: None,
+        fields: Vec::new(),
+        table: false,
+        include: Include::Metadata,
+        bookmarks,
+        bookmark_interval: std::time::Duration::from_millis(20),
+        initial_events_end: false,
+        timeout: std::time::Duration::from_secs(1),
+        start: watch::Start::After(from),
+    };
+    let mut body = watch(true).start(state.store.clone(), state.stopping.subscribe());
+    store_change(&state, "Pending");
+    let mut bookmarks = 0;
+    while let Some(line) = body.next_line().await {
+        let e: Value = serde_json::from_slice(&line).unwrap();
+        if e["type"] == "BOOKMARK" {
+            assert_eq!(e["object"]["kind"], "Pod");
+            assert_eq!(
+                e["object"]["metadata"]["resourceVersion"],
+                state.store.revision().to_string(),
+                "after the changes, the current version"
+            );
+            bookmarks += 1;
+        }
+    }
+    assert!(
+        bookmarks >= 1,
+        "bookmarks before the timeout ended the watch"
+    );
+    // Not asked for: none.
+    let mut body = watch(false).start(state.store.clone(), state.stopping.subscribe());
+    while let Some(line) = body.next_line().await {
+        let e: Value = serde_json::from_slice(&line).unwrap();
+        assert_ne!(e["type"], "BOOKMARK");
+    }
 }
