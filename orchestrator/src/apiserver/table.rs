@@ -1,6 +1,8 @@
 //! `Table` answers (`Accept: application/json;as=Table;v=v1;g=meta.k8s.io`): the columns the
 //! API server's printers give each kind (kubectl shows those of priority 0, and with `-o wide`
-//! those of priority 1 too), computed from the stored JSON.
+//! those of priority 1 too), computed from the stored JSON. One concept at some length: most
+//! of the file is the eleven kinds' column lists and row functions, as the API server's
+//! printers hold them.
 
 use jiff::Timestamp;
 use serde_json::{Value, json};

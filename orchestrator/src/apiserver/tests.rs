@@ -9,6 +9,7 @@ use http_body_util::BodyExt;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use serde_json::{Value, json};
 
+use super::requests::*;
 use super::selector::{fields_match, labels_match, parse_fields, parse_labels};
 use super::table::{Include, columns, human_duration, table};
 use super::*;
