@@ -166,7 +166,7 @@ async fn cluster_ip(admin: SocketAddr, name: &str) -> IpAddr {
 }
 
 /// One request on a fresh connection: the status and the echo's `pod`, or why it failed.
-async fn one_request(addr: SocketAddr, host: &str) -> Result<(u16, String), String> {
+pub(crate) async fn one_request(addr: SocketAddr, host: &str) -> Result<(u16, String), String> {
     let stream = tokio::net::TcpStream::connect(addr)
         .await
         .map_err(|e| format!("connect: {e}"))?;

@@ -10,11 +10,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use bytes::Bytes;
 use ferry_orchestrator::ipam::Cidr;
 use ferry_orchestrator::network::{Names, PodNetwork, can_create_namespaces};
-use http_body_util::{BodyExt, Empty};
-use hyper_util::rt::TokioIo;
 use serde_json::Value;
 use tempfile::TempDir;
 
@@ -76,34 +73,6 @@ async fn wait_ready(admin: SocketAddr, n: usize, what: &str) -> Vec<Value> {
 
 fn field<'a>(pod: &'a Value, pointer: &str) -> &'a str {
     pod.pointer(pointer).and_then(Value::as_str).unwrap_or("")
-}
-
-/// A GET with the given Host: the status and the echo's `pod`, or why it failed.
-async fn echo_pod(addr: SocketAddr, host: &str) -> Result<(u16, String), String> {
-    let stream = tokio::net::TcpStream::connect(addr)
-        .await
-        .map_err(|e| format!("connect {addr}: {e}"))?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| format!("handshake: {e}"))?;
-    tokio::spawn(conn);
-    let req = http::Request::get("/")
-        .header("host", host)
-        .body(Empty::<Bytes>::new())
-        .unwrap();
-    let res = sender
-        .send_request(req)
-        .await
-        .map_err(|e| format!("request: {e}"))?;
-    let status = res.status().as_u16();
-    let body = res
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| format!("body: {e}"))?
-        .to_bytes();
-    let json: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    Ok((status, json["pod"].as_str().unwrap_or_default().to_owned()))
 }
 
 /// A system command, also where `/usr/sbin` is not on the `PATH`.
@@ -235,7 +204,9 @@ async fn two_pods_listen_on_the_same_port_each_on_its_own_ip() {
         let IpAddr::V4(v4) = addr else { panic!() };
         assert!(namespaces(&names).contains(&names.netns(v4)));
         // From the node, through the bridge, on the Pod's own IP.
-        let (status, answered) = echo_pod(SocketAddr::new(addr, 8080), pod_ip).await.unwrap();
+        let (status, answered) = crate::local::one_request(SocketAddr::new(addr, 8080), pod_ip)
+            .await
+            .unwrap();
         assert_eq!((status, answered.as_str()), (200, name));
         seen.push(name.to_owned());
     }
@@ -273,7 +244,7 @@ async fn two_pods_listen_on_the_same_port_each_on_its_own_ip() {
         DEADLINE,
         "both Pods answer through the gateway",
         || async move {
-            let answer = echo_pod(running.http, "web.test").await;
+            let answer = crate::local::one_request(running.http, "web.test").await;
             let mut seen = through_gateway.lock().unwrap();
             if let Ok((200, pod)) = answer {
                 seen.insert(pod);
@@ -518,7 +489,7 @@ spec:
     assert!(!text.contains("ERROR"), "{text}");
     let pod = wait_ready(admin, 1, "the Pod of the second ferry").await;
     let pod_ip: IpAddr = field(&pod[0], "/status/podIP").parse().unwrap();
-    let (status, _) = echo_pod(SocketAddr::new(pod_ip, 8080), "web")
+    let (status, _) = crate::local::one_request(SocketAddr::new(pod_ip, 8080), "web")
         .await
         .unwrap();
     assert_eq!(status, 200);
@@ -642,7 +613,7 @@ spec:
     assert_eq!(field(host, "/status/podIP"), "10.201.5.1");
     assert_eq!(field(host, "/status/hostIP"), "10.201.5.1");
     assert_eq!(namespaces(&names), vec![names.netns(v4)]);
-    let (status, pod) = echo_pod("10.201.5.1:8080".parse().unwrap(), "host")
+    let (status, pod) = crate::local::one_request("10.201.5.1:8080".parse().unwrap(), "host")
         .await
         .unwrap();
     assert_eq!((status, pod.as_str()), (200, "host"));
@@ -846,7 +817,7 @@ spec:
     assert_eq!(field(&pod[0], "/status/podIP"), "10.201.10.2");
     let inside = ip(&["-n", &taken, "-o", "-4", "addr", "show", "dev", "eth0"]);
     assert!(inside.contains("10.201.10.2/24"), "{inside}");
-    let (status, _) = echo_pod("10.201.10.2:8080".parse().unwrap(), "web")
+    let (status, _) = crate::local::one_request("10.201.10.2:8080".parse().unwrap(), "web")
         .await
         .unwrap();
     assert_eq!(status, 200);
