@@ -29,6 +29,21 @@ fn at_index(base: &str, field: &str, i: usize) -> String {
     format!("{base}.{field}[{i}]")
 }
 
+/// Converts every item of a list, each named by its index for the error
+/// (`snapshot.clusters[3]`).
+fn each<P, M>(
+    items: Vec<P>,
+    base: &str,
+    field: &str,
+    convert: impl Fn(P, &str) -> Result<M, ProtoError>,
+) -> Result<Vec<M>, ProtoError> {
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| convert(item, &at_index(base, field, i)))
+        .collect()
+}
+
 // ---- model → proto ----
 
 fn ip_bytes(ip: IpAddr) -> Vec<u8> {
@@ -494,12 +509,7 @@ fn to_virtual_host(v: pb::VirtualHost, field: &str) -> Result<m::VirtualHost, Pr
     Ok(m::VirtualHost {
         host: m::HostMatch::parse(&v.host),
         tls: v.tls,
-        routes: v
-            .routes
-            .into_iter()
-            .enumerate()
-            .map(|(i, r)| to_route(r, &at_index(field, "routes", i)))
-            .collect::<Result<_, _>>()?,
+        routes: each(v.routes, field, "routes", to_route)?,
         default_backend: v
             .default_backend
             .map(|b| to_backend(Some(b), &at(field, "default_backend")))
@@ -555,25 +565,10 @@ impl TryFrom<pb::Snapshot> for m::Snapshot {
         let f = "snapshot";
         Ok(m::Snapshot {
             version: s.version,
-            services: s
-                .services
-                .into_iter()
-                .enumerate()
-                .map(|(i, x)| to_service(x, &at_index(f, "services", i)))
-                .collect::<Result<_, _>>()?,
+            services: each(s.services, f, "services", to_service)?,
             namespaces: s.namespaces,
-            clusters: s
-                .clusters
-                .into_iter()
-                .enumerate()
-                .map(|(i, x)| to_cluster(x, &at_index(f, "clusters", i)))
-                .collect::<Result<_, _>>()?,
-            virtual_hosts: s
-                .virtual_hosts
-                .into_iter()
-                .enumerate()
-                .map(|(i, x)| to_virtual_host(x, &at_index(f, "virtual_hosts", i)))
-                .collect::<Result<_, _>>()?,
+            clusters: each(s.clusters, f, "clusters", to_cluster)?,
+            virtual_hosts: each(s.virtual_hosts, f, "virtual_hosts", to_virtual_host)?,
             default_backend: s
                 .default_backend
                 .map(|b| to_backend(Some(b), &at(f, "default_backend")))
@@ -593,12 +588,7 @@ impl TryFrom<pb::Snapshot> for m::Snapshot {
                     key_pem: c.key_pem,
                 })
                 .collect(),
-            ingress_options: s
-                .ingress_options
-                .into_iter()
-                .enumerate()
-                .map(|(i, x)| to_ingress_options(x, &at_index(f, "ingress_options", i)))
-                .collect::<Result<_, _>>()?,
+            ingress_options: each(s.ingress_options, f, "ingress_options", to_ingress_options)?,
         })
     }
 }
