@@ -28,8 +28,18 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use ferry_model::Problem;
+use ferry_objects::object::Manifest;
 
 use crate::ipam::Cidr;
+
+mod resolv;
+mod services;
+
+pub use resolv::{cluster_dns_ip, kube_dns_service, resolv_conf};
+pub use services::{ClusterDns, Protocol, Ruleset, ServicePort};
 
 /// How Pods are networked (`ferry up --pod-network`, once `auto` is resolved by [`choose`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -57,6 +67,10 @@ pub fn netns_pod_cidr() -> Cidr {
 
 /// Where each instance's lock file lives: a live `ferry up` holds its pod range's lock.
 const LOCK_DIR: &str = "/run/ferry";
+
+/// Where `ip netns exec` finds a namespace's own files (`/etc/netns/<name>/resolv.conf` is
+/// bind-mounted over `/etc/resolv.conf` for what runs in it).
+const ETC_NETNS: &str = "/etc/netns";
 
 /// Why the pod network cannot be set up.
 #[derive(Debug, thiserror::Error)]
@@ -281,6 +295,8 @@ pub struct Names {
     pub bridge: String,
     /// The nftables table (family `inet`): `ferry_<id>`.
     pub table: String,
+    /// The nftables table of Services (family `ip`, as kube-proxy's): `ferry_<id>_services`.
+    pub services: String,
     /// The lock a live instance holds: `/run/ferry/pod-network-<id>.lock`.
     pub lock: PathBuf,
 }
@@ -291,6 +307,7 @@ impl Names {
         Names {
             bridge: format!("fbr-{id}"),
             table: format!("ferry_{id}"),
+            services: format!("ferry_{id}_services"),
             lock: Path::new(LOCK_DIR).join(format!("pod-network-{id}.lock")),
             id,
         }
@@ -333,7 +350,9 @@ pub fn gateway(pod_cidr: Cidr) -> Option<Ipv4Addr> {
 
 /// The nftables script that (re)makes the instance's table in one transaction: what Pods send
 /// into the bridge is accepted for the pod and service ranges and the node's own addresses,
-/// and dropped and counted otherwise. Nothing is masqueraded.
+/// and dropped and counted otherwise. Nothing is masqueraded. The bridge takes packets to the
+/// node's loopback (`route_localnet`, so the cluster DNS Service can DNAT to a DNS listener on
+/// 127.0.0.1), so what a Pod itself addresses to 127.0.0.0/8 is dropped before any DNAT.
 pub fn nft_script(names: &Names, pod_cidr: Cidr, service_cidr: Cidr) -> String {
     let (table, bridge) = (&names.table, &names.bridge);
     let family = |c: Cidr| if c.addr().is_ipv4() { "ip" } else { "ip6" };
@@ -349,6 +368,10 @@ pub fn nft_script(names: &Names, pod_cidr: Cidr, service_cidr: Cidr) -> String {
         "table inet {table} {{}}\n\
          delete table inet {table}\n\
          table inet {table} {{\n\
+         \tchain pod_martians {{\n\
+         \t\ttype filter hook prerouting priority raw; policy accept;\n\
+         \t\tiifname \"{bridge}\" ip daddr 127.0.0.0/8 counter drop comment \"the node's loopback, reachable only through a Service\"\n\
+         \t}}\n\
          \tchain pod_egress {{\n\
          \t\ttype filter hook prerouting priority filter; policy accept;\n\
          {accept}\
@@ -360,14 +383,26 @@ pub fn nft_script(names: &Names, pod_cidr: Cidr, service_cidr: Cidr) -> String {
     )
 }
 
-/// The `ip -batch` lines that make the node's bridge, holding the gateway address.
-pub fn bridge_lines(names: &Names, pod_cidr: Cidr) -> Vec<String> {
+/// The `ip -batch` lines that make the node's bridge, holding the gateway address, and route
+/// the service range to it, so the node's own connections to cluster IPs leave from the
+/// gateway address (before their DNAT to a Pod).
+pub fn bridge_lines(names: &Names, pod_cidr: Cidr, service_cidr: Cidr) -> Vec<String> {
     let gateway = gateway(pod_cidr).map_or_else(String::new, |g| g.to_string());
     let bridge = &names.bridge;
     vec![
         format!("link add {bridge} type bridge"),
         format!("addr add {gateway}/{} dev {bridge}", pod_cidr.prefix()),
         format!("link set {bridge} up"),
+        format!("route add {service_cidr} dev {bridge} src {gateway}"),
+    ]
+}
+
+/// The kernel settings the pod network needs: forwarding between Pods (routed through the
+/// node, as every Pod's only route is the gateway), and `route_localnet` on the bridge only.
+fn sysctls(bridge: &str) -> [(String, &'static str); 2] {
+    [
+        ("/proc/sys/net/ipv4/ip_forward".to_owned(), "1"),
+        (format!("/proc/sys/net/ipv4/conf/{bridge}/route_localnet"), "1"),
     ]
 }
 
@@ -377,7 +412,13 @@ pub fn bridge_lines(names: &Names, pod_cidr: Cidr) -> Vec<String> {
 pub struct Node {
     names: Names,
     pod_cidr: Cidr,
+    service_cidr: Cidr,
     gateway: Ipv4Addr,
+    /// The cluster DNS Service and its domain ([`Node::with_cluster_dns`]).
+    dns: Option<(ClusterDns, String)>,
+    /// What the Services table holds, as last written; `None` when unknown (never written, or
+    /// a write failed), so the next write replaces the whole table.
+    services: Mutex<Option<Ruleset>>,
     ip: PathBuf,
     nft: PathBuf,
     /// Held (flock) while the instance lives; the kernel lets go when ferry is killed.
@@ -413,7 +454,10 @@ impl Node {
         let node = Node {
             names,
             pod_cidr,
+            service_cidr,
             gateway,
+            dns: None,
+            services: Mutex::new(None),
             ip,
             nft,
             _lock: lock,
@@ -424,8 +468,12 @@ impl Node {
             tracing::info!(removed = %removed.join(" "), "removed the pod network a ferry with this --pod-cidr left behind");
         }
         node.check_routes()?;
-        let bridge = bridge_lines(&node.names, pod_cidr).join("\n") + "\n";
+        let bridge = bridge_lines(&node.names, pod_cidr, service_cidr).join("\n") + "\n";
         run(&node.ip, &["-batch", "-"], Some(&bridge)).map_err(Error::Command)?;
+        for (path, value) in sysctls(&node.names.bridge) {
+            std::fs::write(&path, value)
+                .map_err(|e| Error::Command(format!("cannot write {value} to {path}: {e}")))?;
+        }
         run(
             &node.nft,
             &["-f", "-"],
@@ -438,6 +486,64 @@ impl Node {
 
     pub fn names(&self) -> &Names {
         &self.names
+    }
+
+    /// Pods resolve through the cluster DNS Service `dns.ip` (their resolv.conf's nameserver,
+    /// under `domain`); its port 53 goes to `dns.listener` while it has no endpoints of its own.
+    pub fn with_cluster_dns(mut self, dns: ClusterDns, domain: &str) -> Node {
+        self.dns = Some((dns, domain.to_owned()));
+        self
+    }
+
+    /// The cluster DNS Service, when Pods resolve through it.
+    pub fn cluster_dns(&self) -> Option<ClusterDns> {
+        self.dns.as_ref().map(|(dns, _)| *dns)
+    }
+
+    pub fn service_cidr(&self) -> Cidr {
+        self.service_cidr
+    }
+
+    /// Makes the Services table serve the round's Services and EndpointSlices, in one `nft -f`
+    /// transaction, when it differs from what was written last. Returns the problems of the
+    /// Services it cannot serve.
+    pub fn sync_services(&self, manifests: &[Arc<Manifest>]) -> Vec<Problem> {
+        let (ports, problems) =
+            ServicePort::from_manifests(manifests, self.service_cidr, self.cluster_dns());
+        let ruleset = Ruleset::build(
+            &self.names.services,
+            &self.names.bridge,
+            self.pod_cidr,
+            &ports,
+        );
+        let mut held = self.services.lock().unwrap_or_else(PoisonError::into_inner);
+        if held.as_ref() == Some(&ruleset) {
+            return problems;
+        }
+        let started = std::time::Instant::now();
+        let mut written = run(&self.nft, &["-f", "-"], Some(&ruleset.script(held.as_ref())));
+        if written.is_err() && held.is_some() {
+            // What the table holds is not what was written last: make it anew.
+            written = run(&self.nft, &["-f", "-"], Some(&ruleset.script(None)));
+        }
+        match written {
+            Ok(()) => {
+                tracing::debug!(table = %self.names.services, service_ports = ports.len(), took = ?started.elapsed(), "Services table written");
+                *held = Some(ruleset);
+            }
+            Err(e) => {
+                tracing::error!(table = %self.names.services, error = %e, "cannot write the Services table");
+                *held = None;
+            }
+        }
+        problems
+    }
+
+    /// The `/etc/resolv.conf` of a Pod of `namespace` with this `dnsPolicy` and `dnsConfig`, or
+    /// `None` when it keeps the node's.
+    pub fn resolv_conf(&self, pod: &k8s_openapi::api::core::v1::PodSpec, namespace: &str) -> Option<String> {
+        let (dns, domain) = self.dns.as_ref()?;
+        resolv_conf(pod, namespace, dns.ip, domain)
     }
 
     pub fn pod_cidr(&self) -> Cidr {
@@ -465,8 +571,8 @@ impl Node {
             netns: self.names.netns(ip),
             veth: self.names.veth(ip),
             ip,
-            prefix: self.pod_cidr.prefix(),
             gateway: self.gateway,
+            resolv_conf: None,
             bridge: self.names.bridge.clone(),
             program: self.ip.clone(),
             torn_down: AtomicBool::new(false),
@@ -497,6 +603,31 @@ impl Node {
                 }
             }
         }
+        let etc_netns = Path::new(ETC_NETNS);
+        if let Ok(dirs) = std::fs::read_dir(etc_netns) {
+            for dir in dirs.flatten() {
+                let name = dir.file_name().to_string_lossy().into_owned();
+                if name.starts_with(&netns_prefix)
+                    && std::fs::remove_dir_all(etc_netns.join(&name)).is_ok()
+                {
+                    removed.push(format!("{ETC_NETNS}/{name}"));
+                }
+            }
+        }
+        if let Ok(tables) = output(&self.nft, &["list", "tables", "ip"]) {
+            let wanted = format!("table ip {}", self.names.services);
+            if tables.lines().any(|l| l.trim() == wanted)
+                && run(
+                    &self.nft,
+                    &["delete", "table", "ip", &self.names.services],
+                    None,
+                )
+                .is_ok()
+            {
+                removed.push(wanted);
+            }
+        }
+        *self.services.lock().unwrap_or_else(PoisonError::into_inner) = None;
         if let Ok(tables) = output(&self.nft, &["list", "tables", "inet"]) {
             let wanted = format!("table inet {}", self.names.table);
             if tables.lines().any(|l| l.trim() == wanted)
@@ -619,10 +750,11 @@ pub(crate) struct Sandbox {
     pub(crate) netns: String,
     veth: String,
     ip: Ipv4Addr,
-    prefix: u8,
     gateway: Ipv4Addr,
     bridge: String,
     program: PathBuf,
+    /// The Pod's `/etc/resolv.conf` (`None`: the node's), written to `/etc/netns/<netns>/`.
+    pub(crate) resolv_conf: Option<String>,
     torn_down: AtomicBool,
 }
 
@@ -638,15 +770,24 @@ impl Sandbox {
         ]
     }
 
-    /// The `ip -batch` lines run in the namespace: `lo` up, the Pod's address, the default
-    /// route via the node.
+    /// The `ip -batch` lines run in the namespace: `lo` up, the Pod's address (a /32, as
+    /// Calico and the ptp plugin give it), the gateway on the link and the default route via
+    /// it. Every packet a Pod sends, to other Pods too, is routed by the node, so the replies
+    /// of a connection DNATed to a Pod pass the node's conntrack whether or not bridged
+    /// traffic is filtered (br_netfilter).
     pub(crate) fn pod_lines(&self) -> Vec<String> {
         vec![
             "link set lo up".to_owned(),
-            format!("addr add {}/{} dev eth0", self.ip, self.prefix),
+            format!("addr add {}/32 dev eth0", self.ip),
             "link set eth0 up".to_owned(),
+            format!("route add {} dev eth0 scope link", self.gateway),
             format!("route add default via {} dev eth0", self.gateway),
         ]
+    }
+
+    /// `/etc/netns/<netns>`, where `ip netns exec` finds the Pod's resolv.conf.
+    fn etc_dir(&self) -> PathBuf {
+        Path::new(ETC_NETNS).join(&self.netns)
     }
 
     /// The lines that remove it again (run with `-force`, so each is tried).
@@ -663,7 +804,18 @@ impl Sandbox {
         self.torn_down.store(false, Ordering::Release);
         let made = async {
             batch(&self.program, &[], &self.node_lines()).await?;
-            batch(&self.program, &["-n", &self.netns], &self.pod_lines()).await
+            batch(&self.program, &["-n", &self.netns], &self.pod_lines()).await?;
+            if let Some(resolv) = &self.resolv_conf {
+                let dir = self.etc_dir();
+                let path = dir.join("resolv.conf");
+                tokio::fs::create_dir_all(&dir)
+                    .await
+                    .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+                tokio::fs::write(&path, resolv)
+                    .await
+                    .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            }
+            Ok(())
         }
         .await;
         if made.is_err() {
@@ -679,6 +831,7 @@ impl Sandbox {
         }
         // Errors are for parts never made or gone already.
         let _ = batch(&self.program, &["-force"], &self.teardown_lines()).await;
+        let _ = tokio::fs::remove_dir_all(self.etc_dir()).await;
     }
 }
 
@@ -687,6 +840,7 @@ impl Drop for Sandbox {
         if !self.torn_down.swap(true, Ordering::AcqRel) {
             let input = self.teardown_lines().join("\n") + "\n";
             let _ = run(&self.program, &["-force", "-batch", "-"], Some(&input));
+            let _ = std::fs::remove_dir_all(self.etc_dir());
         }
     }
 }
