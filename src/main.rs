@@ -244,6 +244,8 @@ async fn async_main(command: Command) -> Result<(), Box<dyn std::error::Error>> 
                 PodNetworkArg::Loopback => network::Mode::Loopback,
             };
             let choice = network::choose(mode, pod_cidr, network::can_create_namespaces)?;
+            let service_cidr =
+                service_cidr.unwrap_or_else(|| network::default_service_cidr(choice.network));
             match choice.network {
                 network::PodNetwork::Netns => {
                     tracing::info!(pod_cidr = %choice.pod_cidr, "pod network: a network namespace per Pod ({})", choice.why)

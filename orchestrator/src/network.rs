@@ -65,6 +65,17 @@ pub fn netns_pod_cidr() -> Cidr {
     Cidr::new(IpAddr::V4(Ipv4Addr::new(10, 244, 0, 0)), 16).unwrap_or(Cidr::V4_LOOPBACK_PODS)
 }
 
+/// The service range when `--service-cidr` names none: 10.96.0.0/16 in netns mode (the start
+/// of kubeadm's 10.96.0.0/12, the cluster DNS Service on 10.96.0.10), 127.2.0.0/16 in loopback
+/// mode (where the L4 proxy can bind every cluster IP without configuring an address).
+pub fn default_service_cidr(network: PodNetwork) -> Cidr {
+    match network {
+        PodNetwork::Netns => Cidr::new(IpAddr::V4(Ipv4Addr::new(10, 96, 0, 0)), 16)
+            .unwrap_or(Cidr::V4_LOOPBACK_SERVICES),
+        PodNetwork::Loopback => Cidr::V4_LOOPBACK_SERVICES,
+    }
+}
+
 /// Where each instance's lock file lives: a live `ferry up` holds its pod range's lock.
 const LOCK_DIR: &str = "/run/ferry";
 
@@ -87,12 +98,17 @@ pub enum Error {
         "--pod-cidr {0}: too small for --pod-network netns, which needs the gateway and at least one Pod (a prefix of /30 or shorter)"
     )]
     SmallPodCidr(Cidr),
+    #[error(
+        "--service-cidr {0}: --pod-network netns needs a routable IPv4 range, not loopback (a Pod's 127.0.0.0/8 is its own); leave it out for 10.96.0.0/16 or name one such as 10.96.0.0/16"
+    )]
+    LoopbackServiceCidr(Cidr),
     #[error("--pod-cidr {pod} overlaps --service-cidr {service}")]
     ServiceOverlap { pod: Cidr, service: Cidr },
     #[error(
-        "--pod-cidr {cidr} overlaps the route {route} (dev {dev}) of this machine: another ferry up, or a network of its own, uses it; choose another --pod-cidr"
+        "{flag} {cidr} overlaps the route {route} (dev {dev}) of this machine: another ferry up, or a network of its own, uses it; choose another {flag}"
     )]
     RouteOverlap {
+        flag: &'static str,
         cidr: Cidr,
         route: String,
         dev: String,
@@ -433,6 +449,9 @@ impl Node {
     /// it.
     pub fn setup(pod_cidr: Cidr, service_cidr: Cidr) -> Result<Node, Error> {
         check_pod_cidr(pod_cidr)?;
+        if is_loopback(service_cidr) || !service_cidr.addr().is_ipv4() {
+            return Err(Error::LoopbackServiceCidr(service_cidr));
+        }
         if overlaps(pod_cidr, service_cidr) {
             return Err(Error::ServiceOverlap {
                 pod: pod_cidr,
@@ -644,22 +663,28 @@ impl Node {
         removed
     }
 
-    /// Refuses a pod range that a route of this machine overlaps (another ferry's bridge, a
-    /// network of the host's own).
+    /// Refuses a pod or service range that a route of this machine overlaps (another ferry's
+    /// bridge and its service route, a network of the host's own).
     fn check_routes(&self) -> Result<(), Error> {
         let routes = output(&self.ip, &["-4", "-o", "route", "show", "table", "main"])
             .map_err(Error::Command)?;
-        for (route, dev) in routes.lines().filter_map(route_of) {
-            if route
-                .parse::<Cidr>()
-                .or_else(|_| format!("{route}/32").parse::<Cidr>())
-                .is_ok_and(|r| overlaps(r, self.pod_cidr))
-            {
-                return Err(Error::RouteOverlap {
-                    cidr: self.pod_cidr,
-                    route: route.to_owned(),
-                    dev: dev.to_owned(),
-                });
+        for (flag, cidr) in [
+            ("--pod-cidr", self.pod_cidr),
+            ("--service-cidr", self.service_cidr),
+        ] {
+            for (route, dev) in routes.lines().filter_map(route_of) {
+                if route
+                    .parse::<Cidr>()
+                    .or_else(|_| format!("{route}/32").parse::<Cidr>())
+                    .is_ok_and(|r| overlaps(r, cidr))
+                {
+                    return Err(Error::RouteOverlap {
+                        flag,
+                        cidr,
+                        route: route.to_owned(),
+                        dev: dev.to_owned(),
+                    });
+                }
             }
         }
         Ok(())
@@ -767,6 +792,9 @@ impl Sandbox {
             format!("netns add {netns}"),
             format!("link add {veth} type veth peer name eth0 netns {netns}"),
             format!("link set {veth} master {bridge} up"),
+            // A Pod reaching itself through its Service: with br_netfilter the DNATed packet
+            // is bridged back out of the port it came in on (kubelet's hairpin-veth mode).
+            format!("link set dev {veth} type bridge_slave hairpin on"),
         ]
     }
 

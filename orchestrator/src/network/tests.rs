@@ -226,6 +226,7 @@ fn a_pods_sandbox_is_a_namespace_and_a_veth_pair_into_the_bridge() {
             format!("netns add {ns}"),
             format!("link add {veth} type veth peer name eth0 netns {ns}"),
             format!("link set {veth} master {br} up"),
+            format!("link set dev {veth} type bridge_slave hairpin on"),
         ]
     );
     assert_eq!(
