@@ -382,15 +382,17 @@ fn with_cluster_dns(state: &State, mut reading: Reading) -> Reading {
             && m.name() == "kube-dns"
     });
     if !declared {
-        reading.manifests.push(Arc::new(ferry_objects::object::Manifest {
-            origin: ferry_objects::object::Origin {
-                file: cluster::ORIGIN.into(),
-                doc: None,
-            },
-            object: ferry_objects::object::Object::Service(Box::new(
-                network::kube_dns_service(dns.ip),
-            )),
-        }));
+        reading
+            .manifests
+            .push(Arc::new(ferry_objects::object::Manifest {
+                origin: ferry_objects::object::Origin {
+                    file: cluster::ORIGIN.into(),
+                    doc: None,
+                },
+                object: ferry_objects::object::Object::Service(Box::new(
+                    network::kube_dns_service(dns.ip),
+                )),
+            }));
     }
     reading
 }

@@ -418,7 +418,10 @@ pub fn bridge_lines(names: &Names, pod_cidr: Cidr, service_cidr: Cidr) -> Vec<St
 fn sysctls(bridge: &str) -> [(String, &'static str); 2] {
     [
         ("/proc/sys/net/ipv4/ip_forward".to_owned(), "1"),
-        (format!("/proc/sys/net/ipv4/conf/{bridge}/route_localnet"), "1"),
+        (
+            format!("/proc/sys/net/ipv4/conf/{bridge}/route_localnet"),
+            "1",
+        ),
     ]
 }
 
@@ -540,7 +543,11 @@ impl Node {
             return problems;
         }
         let started = std::time::Instant::now();
-        let mut written = run(&self.nft, &["-f", "-"], Some(&ruleset.script(held.as_ref())));
+        let mut written = run(
+            &self.nft,
+            &["-f", "-"],
+            Some(&ruleset.script(held.as_ref())),
+        );
         if written.is_err() && held.is_some() {
             // What the table holds is not what was written last: make it anew.
             written = run(&self.nft, &["-f", "-"], Some(&ruleset.script(None)));
@@ -560,7 +567,11 @@ impl Node {
 
     /// The `/etc/resolv.conf` of a Pod of `namespace` with this `dnsPolicy` and `dnsConfig`, or
     /// `None` when it keeps the node's.
-    pub fn resolv_conf(&self, pod: &k8s_openapi::api::core::v1::PodSpec, namespace: &str) -> Option<String> {
+    pub fn resolv_conf(
+        &self,
+        pod: &k8s_openapi::api::core::v1::PodSpec,
+        namespace: &str,
+    ) -> Option<String> {
         let (dns, domain) = self.dns.as_ref()?;
         resolv_conf(pod, namespace, dns.ip, domain)
     }

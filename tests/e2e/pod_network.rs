@@ -662,14 +662,16 @@ fn a_second_instance_with_an_overlapping_range_is_refused() {
     }
     let services = |c: &str| -> Cidr { service_cidr_of(c).parse().unwrap() };
     let first = Node::setup("10.201.6.0/24".parse().unwrap(), services("10.201.6.0/24")).unwrap();
-    let same = Node::setup("10.201.6.0/24".parse().unwrap(), services("10.201.6.0/24")).unwrap_err();
+    let same =
+        Node::setup("10.201.6.0/24".parse().unwrap(), services("10.201.6.0/24")).unwrap_err();
     assert!(matches!(same, Error::InUse { .. }), "{same}");
     assert!(
         same.to_string()
             .contains("another ferry up runs with this pod range")
     );
     // Only this test's ranges are in 10.201.6.0/23 (the others run beside it).
-    let wider = Node::setup("10.201.6.0/23".parse().unwrap(), services("10.201.6.0/23")).unwrap_err();
+    let wider =
+        Node::setup("10.201.6.0/23".parse().unwrap(), services("10.201.6.0/23")).unwrap_err();
     assert_eq!(
         wider.to_string(),
         format!(

@@ -192,14 +192,18 @@ spec:
     // From the node: each new connection picks a ready Pod at random; both answer.
     let seen = std::sync::Mutex::new(BTreeSet::new());
     let seen = &seen;
-    eventually(DEADLINE, "both Pods answer on the cluster IP", || async move {
-        let answer = one_request(cluster_ip, "echo").await;
-        let mut seen = seen.lock().unwrap();
-        if let Ok((200, pod)) = answer {
-            seen.insert(pod);
-        }
-        (seen.len() == 2).then_some(())
-    })
+    eventually(
+        DEADLINE,
+        "both Pods answer on the cluster IP",
+        || async move {
+            let answer = one_request(cluster_ip, "echo").await;
+            let mut seen = seen.lock().unwrap();
+            if let Ok((200, pod)) = answer {
+                seen.insert(pod);
+            }
+            (seen.len() == 2).then_some(())
+        },
+    )
     .await;
 
     // A Pod through its own Service: every connection is answered, those DNATed back to the

@@ -133,6 +133,32 @@ mod tests {
     const DNS: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 10);
 
     #[test]
+    fn the_cluster_dns_service_is_the_tenth_address_of_the_range() {
+        let range: Cidr = "10.96.0.0/16".parse().unwrap();
+        assert_eq!(cluster_dns_ip(range), Some(DNS));
+        assert_eq!(cluster_dns_ip("10.96.0.0/29".parse().unwrap()), None);
+        let svc = kube_dns_service(DNS);
+        assert_eq!(svc.metadata.namespace.as_deref(), Some("kube-system"));
+        assert_eq!(svc.metadata.name.as_deref(), Some("kube-dns"));
+        let spec = svc.spec.unwrap();
+        assert_eq!(spec.cluster_ip.as_deref(), Some("10.96.0.10"));
+        assert_eq!(spec.selector, None, "its endpoint is ferry's DNS listener");
+        let ports: Vec<_> = spec
+            .ports
+            .unwrap()
+            .into_iter()
+            .map(|p| (p.name.unwrap(), p.port, p.protocol.unwrap()))
+            .collect();
+        assert_eq!(
+            ports,
+            [
+                ("dns".to_owned(), 53, "UDP".to_owned()),
+                ("dns-tcp".to_owned(), 53, "TCP".to_owned())
+            ]
+        );
+    }
+
+    #[test]
     fn cluster_first_is_the_kubelets_resolv_conf() {
         let spec = PodSpec::default();
         assert_eq!(

@@ -195,12 +195,7 @@ impl ServicePort {
 /// The refusal of a Service asking for IPv6: the pod network is IPv4 only.
 fn ipv6_problem(m: &Manifest, svc: &Service) -> Option<Problem> {
     let spec = svc.spec.as_ref()?;
-    if let Some(i) = spec
-        .ip_families
-        .iter()
-        .flatten()
-        .position(|f| f == "IPv6")
-    {
+    if let Some(i) = spec.ip_families.iter().flatten().position(|f| f == "IPv6") {
         return Some(m.warning(
             format!("spec.ipFamilies[{i}]"),
             "IPv6 is not supported by ferry's pod network",
@@ -319,7 +314,10 @@ impl Ruleset {
         );
         r.chains.insert(
             "mark-for-masquerade".into(),
-            chain("", &[format!("meta mark set meta mark | {MASQUERADE_MARK}")]),
+            chain(
+                "",
+                &[format!("meta mark set meta mark | {MASQUERADE_MARK}")],
+            ),
         );
         r.chains.insert(
             "services".into(),
@@ -334,7 +332,8 @@ impl Ruleset {
         // Rejects what has no endpoint: a connection refused at once, as kube-proxy does.
         let check = [
             "ct state new ip daddr . meta l4proto . th dport vmap @no-endpoint-services".into(),
-            "ct state new fib daddr type local meta l4proto . th dport vmap @no-endpoint-nodeports".into(),
+            "ct state new fib daddr type local meta l4proto . th dport vmap @no-endpoint-nodeports"
+                .into(),
         ];
         for (name, hook) in [("filter-forward", "forward"), ("filter-output", "output")] {
             r.chains.insert(
@@ -398,7 +397,8 @@ impl Ruleset {
                 picks.len(),
                 picks.join(", ")
             ));
-            r.chains.insert(service_chain.clone(), (String::new(), rules));
+            r.chains
+                .insert(service_chain.clone(), (String::new(), rules));
             service_ips.push(format!("{ip_key} : goto {service_chain}"));
             if let Some(node_key) = node_key {
                 let node_chain = format!("nodeport-{key}");
@@ -416,7 +416,8 @@ impl Ruleset {
             }
         }
         r.maps.insert("service-ips", (SERVICE_MAP, service_ips));
-        r.maps.insert("service-nodeports", (NODE_PORT_MAP, node_ports));
+        r.maps
+            .insert("service-nodeports", (NODE_PORT_MAP, node_ports));
         r.maps
             .insert("no-endpoint-services", (SERVICE_MAP, no_endpoint_services));
         r.maps.insert(

@@ -280,4 +280,14 @@ fn setup_refuses_unfit_ranges_before_touching_the_machine() {
         Node::setup(cidr("127.1.0.0/16"), cidr("127.2.0.0/16")),
         Err(Error::LoopbackPodCidr(_))
     ));
+    // A Pod's 127.0.0.0/8 is its own: cluster IPs there would never leave it.
+    let e = Node::setup(cidr("10.244.0.0/16"), cidr("127.2.0.0/16"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with(
+            "--service-cidr 127.2.0.0/16: --pod-network netns needs a routable IPv4 range"
+        ),
+        "{e}"
+    );
 }

@@ -96,7 +96,8 @@ fn client_ip_affinity_takes_its_timeout_or_kubernetes_default() {
 
 #[test]
 fn services_outside_the_range_headless_and_external_names_are_not_served() {
-    let outside = echo("", &[("10.244.0.5", true, true, false)]).replace("10.96.0.20", "127.2.0.20");
+    let outside =
+        echo("", &[("10.244.0.5", true, true, false)]).replace("10.96.0.20", "127.2.0.20");
     assert!(ports_of(&outside).is_empty());
     let headless = echo("", &[("10.244.0.5", true, true, false)]).replace("10.96.0.20", "None");
     assert!(ports_of(&headless).is_empty());
@@ -104,7 +105,10 @@ fn services_outside_the_range_headless_and_external_names_are_not_served() {
 
 #[test]
 fn ipv6_services_are_refused_naming_the_object_and_field() {
-    let yaml = echo("  ipFamilies: [IPv4, IPv6]\n  ipFamilyPolicy: PreferDualStack\n", &[]);
+    let yaml = echo(
+        "  ipFamilies: [IPv4, IPv6]\n  ipFamilyPolicy: PreferDualStack\n",
+        &[],
+    );
     let (ports, problems) = ServicePort::from_manifests(&parse(&yaml), cidr("10.96.0.0/16"), None);
     assert!(ports.is_empty());
     assert_eq!(problems.len(), 1);
@@ -127,7 +131,10 @@ fn the_cluster_dns_service_goes_to_ferrys_listener_while_it_has_no_endpoints() {
     let (ports, _) = ServicePort::from_manifests(&parse(yaml), cidr("10.96.0.0/16"), Some(dns));
     assert_eq!(ports.len(), 2);
     assert_eq!(
-        ports.iter().map(|p| (p.protocol, addrs(p))).collect::<Vec<_>>(),
+        ports
+            .iter()
+            .map(|p| (p.protocol, addrs(p)))
+            .collect::<Vec<_>>(),
         [
             (Protocol::Udp, vec!["127.0.0.1:5353".to_owned()]),
             (Protocol::Tcp, vec!["127.0.0.1:5353".to_owned()])
@@ -145,7 +152,10 @@ fn golden_ports() -> Vec<ServicePort> {
     ));
     ports[0].node_port = Some(30080);
     ports.extend(ports_of(
-        &echo("", &[]).replace("name: echo", "name: idle").replace("10.96.0.20", "10.96.0.21").replace("service-name: echo", "service-name: idle"),
+        &echo("", &[])
+            .replace("name: echo", "name: idle")
+            .replace("10.96.0.20", "10.96.0.21")
+            .replace("service-name: echo", "service-name: idle"),
     ));
     ports
 }
@@ -154,16 +164,28 @@ const GOLDEN: &str = include_str!("golden.nft");
 
 #[test]
 fn the_table_is_kube_proxys_nftables_mode_golden() {
-    let ruleset = Ruleset::build("ferry_t_services", "fbr-t", cidr("10.244.0.0/16"), &golden_ports());
+    let ruleset = Ruleset::build(
+        "ferry_t_services",
+        "fbr-t",
+        cidr("10.244.0.0/16"),
+        &golden_ports(),
+    );
     assert_eq!(ruleset.script(None), GOLDEN);
 }
 
 #[test]
 fn a_change_is_one_transaction_that_keeps_the_affinity_sets_that_stay() {
-    let before = Ruleset::build("ferry_t_services", "fbr-t", cidr("10.244.0.0/16"), &golden_ports());
+    let before = Ruleset::build(
+        "ferry_t_services",
+        "fbr-t",
+        cidr("10.244.0.0/16"),
+        &golden_ports(),
+    );
     let mut ports = golden_ports();
     // 10.244.0.6 turned unready: it leaves the port.
-    ports[0].endpoints.retain(|e| e.ip() != &Ipv4Addr::new(10, 244, 0, 6));
+    ports[0]
+        .endpoints
+        .retain(|e| e.ip() != &Ipv4Addr::new(10, 244, 0, 6));
     let after = Ruleset::build("ferry_t_services", "fbr-t", cidr("10.244.0.0/16"), &ports);
     let script = after.script(Some(&before));
     let lines: Vec<&str> = script.lines().take(8).collect();
@@ -183,9 +205,14 @@ fn a_change_is_one_transaction_that_keeps_the_affinity_sets_that_stay() {
     // The set of the endpoint that stays is declared again, not deleted: its entries live on.
     assert!(script.contains("\tset affinity-demo/echo/tcp/http__10.244.0.5/8080-60 {"));
     assert!(!script.contains("delete table"));
-    assert!(script.contains("numgen random mod 1 vmap { 0 : goto endpoint-demo/echo/tcp/http__10.244.0.5/8080 }"));
+    assert!(script.contains(
+        "numgen random mod 1 vmap { 0 : goto endpoint-demo/echo/tcp/http__10.244.0.5/8080 }"
+    ));
     // Unchanged: the same ruleset, which the node does not write again.
-    assert_eq!(after, Ruleset::build("ferry_t_services", "fbr-t", cidr("10.244.0.0/16"), &ports));
+    assert_eq!(
+        after,
+        Ruleset::build("ferry_t_services", "fbr-t", cidr("10.244.0.0/16"), &ports)
+    );
 }
 
 /// `nft -c` checks the scripts against the kernel without changing anything (needs
@@ -200,6 +227,11 @@ fn nft_accepts_the_scripts() {
         eprintln!("skipped: nft -c needs root (CAP_NET_ADMIN)");
         return;
     }
-    let full = Ruleset::build("ferry_t_services", "fbr-t", cidr("10.244.0.0/16"), &golden_ports());
+    let full = Ruleset::build(
+        "ferry_t_services",
+        "fbr-t",
+        cidr("10.244.0.0/16"),
+        &golden_ports(),
+    );
     super::super::run(&nft, &["-c", "-f", "-"], Some(&full.script(None))).unwrap();
 }
