@@ -11,8 +11,8 @@
 //!
 //! Pure: [`ServicePort::from_manifests`] reads the round's Services and EndpointSlices,
 //! [`Ruleset::build`] makes the table, [`Ruleset::script`] the one `nft -f` transaction that
-//! replaces what the table held (its affinity sets keep their entries when the endpoint
-//! stays). [`super::Node::sync_services`] runs it.
+//! turns what the table held into it, changing only the chains that differ (its affinity sets
+//! keep their entries when the endpoint stays). [`super::Node::sync_services`] runs it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -427,8 +427,9 @@ impl Ruleset {
         r
     }
 
-    /// The table as `nft -f` text (declarations, elements and rules).
-    fn body(&self) -> String {
+    /// The table as `nft -f` text: every map with its elements, and the sets and chains
+    /// `wanted` names (with their rules).
+    fn body(&self, wanted: impl Fn(&str) -> bool) -> String {
         let mut out = format!("table ip {} {{\n", self.table);
         for (name, (ty, elements)) in &self.maps {
             let _ = write!(out, "\tmap {name} {{\n\t\ttype {ty}\n");
@@ -437,13 +438,13 @@ impl Ruleset {
             }
             out.push_str("\t}\n");
         }
-        for (name, timeout) in &self.sets {
+        for (name, timeout) in self.sets.iter().filter(|(n, _)| wanted(n)) {
             let _ = write!(
                 out,
                 "\tset {name} {{\n\t\ttype ipv4_addr\n\t\tflags dynamic,timeout\n\t\ttimeout {timeout}s\n\t}}\n"
             );
         }
-        for (name, (head, rules)) in &self.chains {
+        for (name, (head, rules)) in self.chains.iter().filter(|(n, _)| wanted(n)) {
             let _ = writeln!(out, "\tchain {name} {{");
             if !head.is_empty() {
                 let _ = writeln!(out, "\t\t{head}");
@@ -458,20 +459,40 @@ impl Ruleset {
     }
 
     /// The one `nft -f` transaction that makes the table this ruleset. With `previous` (what
-    /// the table holds now) it flushes the rules and the maps, deletes the chains and sets no
-    /// longer used and adds the rest, so the affinity sets that stay keep their entries;
-    /// without, it deletes the table (if any) and makes it anew.
+    /// the table holds now) it changes only what differs, as kube-proxy's partial syncs do:
+    /// the maps are flushed and filled again (one element per Service port), chains whose
+    /// rules changed are flushed and filled again, chains and sets no longer used are
+    /// flushed and deleted, new ones added; the rest, and the entries of the affinity sets
+    /// that stay, are left alone. Without `previous` (or when a base chain changed) it deletes
+    /// the table, if any, and makes it anew.
     pub fn script(&self, previous: Option<&Ruleset>) -> String {
         let table = &self.table;
-        let Some(previous) = previous.filter(|p| p.table == self.table) else {
+        let base_chains_same = |p: &Ruleset| {
+            let heads = |r: &Ruleset| {
+                r.chains
+                    .iter()
+                    .filter(|(_, (head, _))| !head.is_empty())
+                    .map(|(n, (head, _))| (n.clone(), head.clone()))
+                    .collect::<Vec<_>>()
+            };
+            heads(p) == heads(self)
+        };
+        let Some(previous) = previous.filter(|p| p.table == self.table && base_chains_same(p))
+        else {
             return format!(
                 "table ip {table} {{}}\ndelete table ip {table}\n{}",
-                self.body()
+                self.body(|_| true)
             );
         };
-        let mut out = format!("flush table ip {table}\n");
+        let mut out = String::new();
         for name in previous.maps.keys() {
             let _ = writeln!(out, "flush map ip {table} {name}");
+        }
+        // Every rule that jumps to a chain going away is in a chain flushed here first.
+        for (name, chain) in &previous.chains {
+            if self.chains.get(name) != Some(chain) {
+                let _ = writeln!(out, "flush chain ip {table} {name}");
+            }
         }
         for name in previous.chains.keys() {
             if !self.chains.contains_key(name) {
@@ -483,7 +504,13 @@ impl Ruleset {
                 let _ = writeln!(out, "delete set ip {table} {name}");
             }
         }
-        out.push_str(&self.body());
+        out.push_str(&self.body(
+            |name| match (previous.chains.get(name), self.chains.get(name)) {
+                (Some(was), Some(now)) => was != now,
+                (None, Some(_)) => true,
+                _ => !previous.sets.contains_key(name),
+            },
+        ));
         out
     }
 }

@@ -174,59 +174,88 @@ fn the_table_is_kube_proxys_nftables_mode_golden() {
 }
 
 #[test]
-fn a_change_is_one_transaction_that_keeps_the_affinity_sets_that_stay() {
+fn a_change_is_one_transaction_of_what_differs_and_keeps_the_affinity_sets_that_stay() {
     let before = Ruleset::build(
         "ferry_t_services",
         "fbr-t",
         cidr("10.244.0.0/16"),
         &golden_ports(),
     );
-    let mut ports = golden_ports();
-    // 10.244.0.6 turned unready: it leaves the port.
-    ports[0]
-        .endpoints
-        .retain(|e| e.ip() != &Ipv4Addr::new(10, 244, 0, 6));
-    let after = Ruleset::build("ferry_t_services", "fbr-t", cidr("10.244.0.0/16"), &ports);
+    let after = Ruleset::build(
+        "ferry_t_services",
+        "fbr-t",
+        cidr("10.244.0.0/16"),
+        &unready_second(),
+    );
     let script = after.script(Some(&before));
-    let lines: Vec<&str> = script.lines().take(8).collect();
+    let lines: Vec<&str> = script.lines().take(9).collect();
     assert_eq!(
         lines,
         [
-            "flush table ip ferry_t_services",
             "flush map ip ferry_t_services no-endpoint-nodeports",
             "flush map ip ferry_t_services no-endpoint-services",
             "flush map ip ferry_t_services service-ips",
             "flush map ip ferry_t_services service-nodeports",
+            "flush chain ip ferry_t_services endpoint-demo/echo/tcp/http__10.244.0.6/8080",
+            "flush chain ip ferry_t_services service-demo/echo/tcp/http",
             "delete chain ip ferry_t_services endpoint-demo/echo/tcp/http__10.244.0.6/8080",
             "delete set ip ferry_t_services affinity-demo/echo/tcp/http__10.244.0.6/8080-60",
             "table ip ferry_t_services {",
         ]
     );
-    // The set of the endpoint that stays is declared again, not deleted: its entries live on.
-    assert!(script.contains("\tset affinity-demo/echo/tcp/http__10.244.0.5/8080-60 {"));
-    assert!(!script.contains("delete table"));
     assert!(script.contains(
         "numgen random mod 1 vmap { 0 : goto endpoint-demo/echo/tcp/http__10.244.0.5/8080 }"
     ));
+    // What stays is left alone: the set of the endpoint that stays keeps its entries, its
+    // chain and the base chains are not written again.
+    assert!(!script.contains("set affinity-demo/echo/tcp/http__10.244.0.5/8080-60 {"));
+    assert!(!script.contains("chain endpoint-demo/echo/tcp/http__10.244.0.5/8080 {"));
+    assert!(!script.contains("chain nat-prerouting") && !script.contains("delete table"));
     // Unchanged: the same ruleset, which the node does not write again.
     assert_eq!(
         after,
-        Ruleset::build("ferry_t_services", "fbr-t", cidr("10.244.0.0/16"), &ports)
+        Ruleset::build(
+            "ferry_t_services",
+            "fbr-t",
+            cidr("10.244.0.0/16"),
+            &unready_second()
+        )
+    );
+    // A table of another name, or no knowledge of what it holds: made anew.
+    assert!(
+        after
+            .script(None)
+            .starts_with("table ip ferry_t_services {}\ndelete table")
     );
 }
 
-/// `nft -c` checks the scripts against the kernel without changing anything (needs
-/// CAP_NET_ADMIN and the nft command).
-#[test]
-fn nft_accepts_the_scripts() {
+/// The golden ports after 10.244.0.6 turned unready: it leaves the port.
+fn unready_second() -> Vec<ServicePort> {
+    let mut ports = golden_ports();
+    ports[0]
+        .endpoints
+        .retain(|e| e.ip() != &Ipv4Addr::new(10, 244, 0, 6));
+    ports
+}
+
+fn nft_or_skip(test: &str) -> Option<std::path::PathBuf> {
     let Some(nft) = super::super::find_program("nft") else {
-        eprintln!("skipped: the nft command (nftables) is not installed");
-        return;
+        eprintln!("skipped {test}: the nft command (nftables) is not installed");
+        return None;
     };
     if !rustix::process::geteuid().is_root() {
-        eprintln!("skipped: nft -c needs root (CAP_NET_ADMIN)");
-        return;
+        eprintln!("skipped {test}: nft needs root (CAP_NET_ADMIN)");
+        return None;
     }
+    Some(nft)
+}
+
+/// `nft -c` checks the script against the kernel without changing anything.
+#[test]
+fn nft_accepts_the_table() {
+    let Some(nft) = nft_or_skip("nft_accepts_the_table") else {
+        return;
+    };
     let full = Ruleset::build(
         "ferry_t_services",
         "fbr-t",
@@ -234,4 +263,38 @@ fn nft_accepts_the_scripts() {
         &golden_ports(),
     );
     super::super::run(&nft, &["-c", "-f", "-"], Some(&full.script(None))).unwrap();
+}
+
+/// The change is applied for real to a table of its own (what `nft -c` cannot check: that
+/// chains are flushed before they are deleted), keeps the affinity entries of the endpoint
+/// that stays, and the table then holds what a table made anew would.
+#[test]
+fn nft_applies_a_change_in_place() {
+    let Some(nft) = nft_or_skip("nft_applies_a_change_in_place") else {
+        return;
+    };
+    let table = format!("ferry_test_{}_services", std::process::id());
+    let build =
+        |ports: &[ServicePort]| Ruleset::build(&table, "fbr-t", cidr("10.244.0.0/16"), ports);
+    let (before, after) = (build(&golden_ports()), build(&unready_second()));
+    let run = |script: &str| super::super::run(&nft, &["-f", "-"], Some(script));
+    let list = || super::super::output(&nft, &["list", "table", "ip", &table]).unwrap();
+    run(&before.script(None)).unwrap();
+    let stays = "affinity-demo/echo/tcp/http__10.244.0.5/8080-60";
+    run(&format!(
+        "add element ip {table} {stays} {{ 10.244.0.9 }}\n"
+    ))
+    .unwrap();
+    let changed = run(&after.script(Some(&before)));
+    let listed = list();
+    let _ = run(&format!("delete table ip {table}\n"));
+    changed.unwrap();
+    assert!(!listed.contains("10.244.0.6"), "{listed}");
+    assert!(listed.contains("numgen random mod 1"), "{listed}");
+    let kept = listed
+        .split(&format!("set {stays} {{"))
+        .nth(1)
+        .and_then(|rest| rest.split('}').next())
+        .unwrap_or_default();
+    assert!(kept.contains("10.244.0.9"), "{listed}");
 }
