@@ -195,6 +195,28 @@ pub fn choose(
     }
 }
 
+/// [`choose`], and an `auto` without `--pod-cidr` whose `--service-cidr` is on loopback
+/// (127.2.0.0/16, as before netns mode was the default) is loopback mode: netns mode cannot use
+/// such a service range. The service range is the mode's default when not given
+/// ([`default_service_cidr`]).
+pub fn choose_with_services(
+    mode: Mode,
+    pod_cidr: Option<Cidr>,
+    service_cidr: Option<Cidr>,
+    can_create: impl FnOnce() -> Result<(), String>,
+) -> Result<(Choice, Cidr), Error> {
+    let choice = match (mode, pod_cidr, service_cidr) {
+        (Mode::Auto, None, Some(services)) if is_loopback(services) => Choice {
+            network: PodNetwork::Loopback,
+            pod_cidr: Cidr::V4_LOOPBACK_PODS,
+            why: format!("--pod-network auto: --service-cidr {services} is on loopback"),
+        },
+        _ => choose(mode, pod_cidr, can_create)?,
+    };
+    let service_cidr = service_cidr.unwrap_or_else(|| default_service_cidr(choice.network));
+    Ok((choice, service_cidr))
+}
+
 /// A range inside 127.0.0.0/8, which is all loopback on Linux.
 fn is_loopback(cidr: Cidr) -> bool {
     matches!(cidr.addr(), IpAddr::V4(v4) if v4.is_loopback()) && cidr.prefix() >= 8
