@@ -4,12 +4,17 @@
 //! Two modes ([`PodNetwork`]): `loopback` gives every Pod an address on the host's loopback
 //! (127.0.0.0/8 is all loopback on Linux), and its containers share the host's network;
 //! `netns` gives every Pod a network namespace of its own, with a veth pair into a node bridge,
-//! an address from the pod range, `lo` up and a default route via the bridge's address (the
-//! gateway, the range's first address, which the node holds). Pods reach each other and the
-//! node without NAT; an nftables table of ferry's own drops (and counts) what Pods send
-//! anywhere else than the pod and service ranges and the node's own addresses, and nothing is
-//! masqueraded, so no Pod reaches beyond the node. `hostNetwork: true` Pods keep the node's
-//! network.
+//! an address from the pod range (a /32), `lo` up and its only routes via the bridge's address
+//! (the gateway, the range's first address, which the node holds), so the node routes all of
+//! a Pod's traffic. Pods reach each other and the node without NAT; an nftables table of
+//! ferry's own drops (and counts) what Pods send anywhere else than the pod and service ranges
+//! and the node's own addresses, and nothing leaving a Pod is masqueraded, so no Pod reaches
+//! beyond the node. `hostNetwork: true` Pods keep the node's network.
+//!
+//! Services of netns mode are a second table ([`Ruleset`], kube-proxy's nftables mode),
+//! which [`Node::sync_services`] keeps in step with each round's Services and EndpointSlices;
+//! Pods resolve through the kube-dns Service ([`resolv_conf`]), their resolv.conf written to
+//! `/etc/netns/<netns>/`, which `ip netns exec` mounts.
 //!
 //! [`choose`] resolves `--pod-network auto` by really trying to create a namespace.
 //! [`Node::setup`] makes the node's side (bridge, table) and [`Sandbox`] each Pod's, both with
@@ -18,8 +23,9 @@
 //! collide, one with an overlapping range is refused, and what a ferry killed outright left
 //! behind is found under the same names and removed by the next start of the same instance.
 //!
-//! It may touch: network namespaces, links, routes and nftables tables named by [`Names`], and
-//! its lock file under `/run/ferry`.
+//! It may touch: network namespaces, links, routes and nftables tables named by [`Names`],
+//! their files under `/etc/netns`, its lock file under `/run/ferry`, `net.ipv4.ip_forward` (set
+//! on, as the CNI bridge plugin does) and its bridge's `route_localnet`.
 
 use std::ffi::OsString;
 use std::fs::File;
