@@ -201,9 +201,9 @@ pub fn choose(
     }
 }
 
-/// [`choose`], and an `auto` without `--pod-cidr` whose `--service-cidr` is on loopback
-/// (127.2.0.0/16, as before netns mode was the default) is loopback mode: netns mode cannot use
-/// such a service range. The service range is the mode's default when not given
+/// [`choose`], and an `auto` without `--pod-cidr` that would be netns but whose
+/// `--service-cidr` is on loopback (127.2.0.0/16, as before netns mode was the default) is
+/// loopback mode: netns mode cannot use such a service range. The service range is the mode's default when not given
 /// ([`default_service_cidr`]).
 pub fn choose_with_services(
     mode: Mode,
@@ -211,14 +211,19 @@ pub fn choose_with_services(
     service_cidr: Option<Cidr>,
     can_create: impl FnOnce() -> Result<(), String>,
 ) -> Result<(Choice, Cidr), Error> {
-    let choice = match (mode, pod_cidr, service_cidr) {
-        (Mode::Auto, None, Some(services)) if is_loopback(services) => Choice {
+    let mut choice = choose(mode, pod_cidr, can_create)?;
+    if let (Mode::Auto, None, Some(services), PodNetwork::Netns) =
+        (mode, pod_cidr, service_cidr, choice.network)
+        && is_loopback(services)
+    {
+        choice = Choice {
             network: PodNetwork::Loopback,
             pod_cidr: Cidr::V4_LOOPBACK_PODS,
-            why: format!("--pod-network auto: --service-cidr {services} is on loopback"),
-        },
-        _ => choose(mode, pod_cidr, can_create)?,
-    };
+            why: format!(
+                "--pod-network auto: --service-cidr {services} is on loopback, which netns mode cannot use"
+            ),
+        };
+    }
     let service_cidr = service_cidr.unwrap_or_else(|| default_service_cidr(choice.network));
     Ok((choice, service_cidr))
 }

@@ -294,15 +294,23 @@ fn setup_refuses_unfit_ranges_before_touching_the_machine() {
 
 #[test]
 fn auto_with_a_loopback_service_range_is_loopback_and_each_mode_has_its_service_range() {
-    let never = || -> Result<(), String> { panic!("not tried: the service range decides") };
     let (choice, services) =
-        choose_with_services(Mode::Auto, None, Some(cidr("127.41.0.0/16")), never).unwrap();
+        choose_with_services(Mode::Auto, None, Some(cidr("127.41.0.0/16")), || Ok(())).unwrap();
     assert_eq!(choice.network, PodNetwork::Loopback);
     assert_eq!(choice.pod_cidr, Cidr::V4_LOOPBACK_PODS);
     assert_eq!(services, cidr("127.41.0.0/16"));
     assert_eq!(
         choice.why,
-        "--pod-network auto: --service-cidr 127.41.0.0/16 is on loopback"
+        "--pod-network auto: --service-cidr 127.41.0.0/16 is on loopback, which netns mode cannot use"
+    );
+    // Where netns cannot be, the reason is that.
+    let (choice, _) = choose_with_services(Mode::Auto, None, Some(cidr("127.41.0.0/16")), || {
+        Err("no".into())
+    })
+    .unwrap();
+    assert_eq!(
+        choice.why,
+        "--pod-network auto: ferry cannot create network namespaces (no)"
     );
     let (choice, services) = choose_with_services(Mode::Auto, None, None, || Ok(())).unwrap();
     assert_eq!(
