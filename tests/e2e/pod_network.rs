@@ -28,7 +28,7 @@ pub(crate) fn netns_or_skip(test: &str) -> bool {
     }
 }
 
-fn write(dir: &Path, yaml: &str) {
+pub(crate) fn write(dir: &Path, yaml: &str) {
     let tmp = dir.join(".app.yaml.tmp");
     std::fs::write(&tmp, yaml).unwrap();
     std::fs::rename(tmp, dir.join("app.yaml")).unwrap();

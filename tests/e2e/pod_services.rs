@@ -3,7 +3,8 @@
 //! path and reaches the Service by name; a cluster IP balances over the ready Pods in the
 //! kernel (ferry's nftables table) and stops sending to a Pod that turns unready; a Pod
 //! reaches itself through its Service (hairpin); NodePorts answer on the node's addresses;
-//! `sessionAffinity: ClientIP` keeps a client on one Pod; a Service without endpoints refuses.
+//! `sessionAffinity: ClientIP` keeps a client on one Pod; a Service without endpoints refuses;
+//! a terminating Pod still serves while no Pod is ready (kube-proxy's fallback).
 //!
 //! Root (CAP_NET_ADMIN), `ip` and `nft` are needed; without them each test says why it is
 //! skipped. Each test has its own pod range 10.201.N.0/24 and service range 10.211.N.0/24.
@@ -16,7 +17,7 @@ use ferry_orchestrator::network::Names;
 
 use crate::local::one_request;
 use crate::pod_network::{
-    assert_nothing_left, field, netns_or_skip, pods, ready, start, wait_ready,
+    assert_nothing_left, field, netns_or_skip, pods, ready, start, wait_ready, write,
 };
 use crate::{DEADLINE, eventually};
 
@@ -306,6 +307,66 @@ spec:
         .await
         .unwrap_err();
     assert!(refused.contains("refused"), "{refused}");
+    running.stop().await;
+    assert_nothing_left(&names);
+}
+
+/// kube-proxy's fallback: a Service whose only Pod is terminating (removed from the manifests,
+/// still serving through its preStop sleep) keeps sending to it rather than refusing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_terminating_pod_still_serves_while_no_pod_is_ready() {
+    if !netns_or_skip("a_terminating_pod_still_serves_while_no_pod_is_ready") {
+        return;
+    }
+    let service = r#"
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: shop}
+spec:
+  clusterIP: 10.211.23.20
+  selector: {app: web}
+  ports: [{name: http, port: 80, targetPort: http}]
+"#;
+    let pod = r#"
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: web, namespace: shop, labels: {app: web}}
+spec:
+  terminationGracePeriodSeconds: 700
+  containers:
+    - name: web
+      image: ferry/echo
+      ports: [{name: http, containerPort: 8080}]
+      readinessProbe: {httpGet: {path: /healthz, port: http}, periodSeconds: 1}
+      lifecycle: {preStop: {sleep: {seconds: 600}}}
+"#;
+    let cidr = "10.201.23.0/24";
+    let names = Names::of(cidr.parse().unwrap());
+    let (dir, running) = start(&format!("{service}{pod}"), cidr).await;
+    wait_ready(running.admin, 1, "the Pod ready").await;
+    let cluster_ip: SocketAddr = "10.211.23.20:80".parse().unwrap();
+    assert_eq!(
+        one_request(cluster_ip, "web").await.unwrap(),
+        (200, "web".to_owned())
+    );
+    // Removed from the manifests: terminating, serving through its preStop sleep.
+    write(dir.path(), service);
+    let admin = running.admin;
+    eventually(DEADLINE, "the Pod terminating", || async move {
+        pods(admin)
+            .await
+            .iter()
+            .any(|p| p.pointer("/metadata/deletionTimestamp").is_some())
+            .then_some(())
+    })
+    .await;
+    for _ in 0..5 {
+        assert_eq!(
+            one_request(cluster_ip, "web").await.unwrap(),
+            (200, "web".to_owned())
+        );
+    }
     running.stop().await;
     assert_nothing_left(&names);
 }
