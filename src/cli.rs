@@ -75,19 +75,20 @@ pub(crate) enum Command {
         access_log: bool,
         #[command(flatten)]
         client_timeouts: ClientTimeoutArgs,
-        /// How Pods are networked: netns (a network namespace per Pod on a node bridge),
-        /// loopback (an address per Pod on the host's loopback), auto (netns when ferry may
-        /// create network namespaces, else loopback). Loopback is the default until Pods in
-        /// namespaces reach cluster IPs and cluster DNS.
-        #[arg(long, value_enum, value_name = "MODE", default_value_t = PodNetworkArg::Loopback)]
+        /// How Pods are networked: netns (a network namespace per Pod on a node bridge,
+        /// Services in the kernel's nftables), loopback (an address per Pod on the host's
+        /// loopback, Services through the L4 proxy), auto (netns when ferry may create network
+        /// namespaces, else loopback; one log line says which and why).
+        #[arg(long, value_enum, value_name = "MODE", default_value_t = PodNetworkArg::Auto)]
         pod_network: PodNetworkArg,
         /// Pod addresses, one per Pod [default: 10.244.0.0/16 in netns mode, 127.1.0.0/16 in
         /// loopback mode].
         #[arg(long, value_name = "CIDR")]
         pod_cidr: Option<Cidr>,
-        /// Cluster IPs of Services, where the L4 Service proxy listens.
-        #[arg(long, value_name = "CIDR", default_value = "127.2.0.0/16")]
-        service_cidr: Cidr,
+        /// Cluster IPs of Services [default: 10.96.0.0/16 in netns mode, 127.2.0.0/16 (where
+        /// the L4 Service proxy listens) in loopback mode].
+        #[arg(long, value_name = "CIDR")]
+        service_cidr: Option<Cidr>,
         /// The most Pods the local runtime runs at once; more wait, Pending.
         #[arg(long, value_name = "N", default_value_t = 1000)]
         max_pods: usize,

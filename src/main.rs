@@ -243,7 +243,12 @@ async fn async_main(command: Command) -> Result<(), Box<dyn std::error::Error>> 
                 PodNetworkArg::Netns => network::Mode::Netns,
                 PodNetworkArg::Loopback => network::Mode::Loopback,
             };
-            let choice = network::choose(mode, pod_cidr, network::can_create_namespaces)?;
+            let (choice, service_cidr) = network::choose_with_services(
+                mode,
+                pod_cidr,
+                service_cidr,
+                network::can_create_namespaces,
+            )?;
             match choice.network {
                 network::PodNetwork::Netns => {
                     tracing::info!(pod_cidr = %choice.pod_cidr, "pod network: a network namespace per Pod ({})", choice.why)

@@ -107,7 +107,8 @@ pub struct Up {
     admin: Admin,
     dns: Dns,
     gateway: Gateway,
-    l4: ferry_l4::ServiceProxy,
+    /// The L4 Service proxy, in loopback mode.
+    l4: Option<ferry_l4::ServiceProxy>,
     api: Option<ApiServer>,
     bus: SnapshotBus,
 }
@@ -143,27 +144,49 @@ impl Up {
             &mut registry,
         )
         .await?;
-        let l4 = ferry_l4::ServiceProxy::build(
-            ferry_l4::Config {
-                service_cidrs: vec![config.local.cluster.service_cidr],
-                idle_timeout: config.connections.l4_idle,
-                max_connections: config.connections.l4_max_connections,
-                ..ferry_l4::Config::default()
-            },
-            bus.subscribe("l4"),
-            &mut registry,
-        )
-        .await?;
+        // In netns mode the kernel serves cluster IPs and node ports (the node's nftables
+        // table); the L4 proxy serves them in loopback mode.
+        let l4 = match config.pod_network {
+            PodNetwork::Loopback => Some(
+                ferry_l4::ServiceProxy::build(
+                    ferry_l4::Config {
+                        service_cidrs: vec![config.local.cluster.service_cidr],
+                        idle_timeout: config.connections.l4_idle,
+                        max_connections: config.connections.l4_max_connections,
+                        ..ferry_l4::Config::default()
+                    },
+                    bus.subscribe("l4"),
+                    &mut registry,
+                )
+                .await?,
+            ),
+            PodNetwork::Netns => None,
+        };
         // The local cluster applies the files; the control plane learns what it runs through
         // its feed, and is asked before a change acts (as an admission webhook is).
         let files = WatchedFiles::start(config.paths.clone(), config.debounce)?;
         let mut local = config.local.clone();
         if config.pod_network == PodNetwork::Netns {
             // Torn down by the kubelet at shutdown, or when the last reference goes.
-            let node = Arc::new(network::Node::setup(
-                local.cluster.pod_cidr,
-                local.cluster.service_cidr,
-            )?);
+            let node = network::Node::setup(local.cluster.pod_cidr, local.cluster.service_cidr)?;
+            // Pods resolve through the kube-dns Service (.10 of the service range), whose
+            // port 53 the node DNATs to this DNS listener.
+            let node = match network::cluster_dns_ip(local.cluster.service_cidr) {
+                Some(ip) => {
+                    let listener = dns.local_addr();
+                    let host = match listener.ip() {
+                        std::net::IpAddr::V4(v4) if !v4.is_unspecified() => v4,
+                        _ => node.gateway(),
+                    };
+                    let listener = std::net::SocketAddrV4::new(host, listener.port());
+                    node.with_cluster_dns(
+                        network::ClusterDns { ip, listener },
+                        &config.cluster_domain,
+                    )
+                }
+                None => node,
+            };
+            let node = Arc::new(node);
             // The node's address on the pod network is the one Pods can reach.
             local.kubelet.host_ip = std::net::IpAddr::V4(node.gateway());
             local.kubelet.network = Some(node);
@@ -254,7 +277,7 @@ impl Up {
         let admin = tokio::spawn(self.admin.run(shutdown.clone()));
         let dns = tokio::spawn(self.dns.run(shutdown.clone()));
         let gateway = tokio::spawn(self.gateway.run(shutdown.clone()));
-        let l4 = tokio::spawn(self.l4.run(shutdown.clone()));
+        let l4 = self.l4.map(|l4| tokio::spawn(l4.run(shutdown.clone())));
         let api = self.api.map(|api| tokio::spawn(api.run(shutdown.clone())));
         let control = tokio::spawn(self.control.run(shutdown.clone()));
         // The local cluster stops its Pods last of all (within their grace period).
@@ -263,7 +286,9 @@ impl Up {
         let _ = admin.await;
         let _ = dns.await;
         let _ = gateway.await;
-        let _ = l4.await;
+        if let Some(l4) = l4 {
+            let _ = l4.await;
+        }
         if let Some(api) = api {
             let _ = api.await;
         }

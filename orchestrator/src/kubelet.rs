@@ -14,7 +14,8 @@
 //!
 //! In netns mode (a [`crate::network::Node`] in its config) each Pod but `hostNetwork` ones
 //! gets a network namespace of its own before its containers start ([`crate::network`]'s
-//! sandbox), removed once they have all exited; containers and exec probes run in it.
+//! sandbox), removed once they have all exited; containers and exec probes run in it, with
+//! the Pod's `/etc/resolv.conf` for its `dnsPolicy` (`ip netns exec` bind-mounts it).
 //!
 //! It may touch: processes it started (and their process groups and cgroups), its own cgroup
 //! subtree, the pod IPs' sockets for probes, its Pods' network namespaces and veths. It knows
@@ -262,7 +263,10 @@ impl Kubelet {
             // and loopback mode keep the host's.
             let sandbox = match (&inner.config.network, ip) {
                 (Some(node), IpAddr::V4(v4)) if !spec.host_network.unwrap_or(false) => {
-                    Some(node.sandbox(v4))
+                    let mut sandbox = node.sandbox(v4);
+                    // The kubelet's resolv.conf for its dnsPolicy (`ip netns exec` mounts it).
+                    sandbox.resolv_conf = node.resolv_conf(&spec, &namespace);
+                    Some(sandbox)
                 }
                 _ => None,
             };

@@ -238,6 +238,7 @@ impl Orchestrator {
 /// of the admission; when admitted, reconciled. Returns the update to hand over and, when it
 /// acted, the reading that becomes the last good one once the update is published.
 fn apply(state: &mut State, admission: &Admission, reading: Reading) -> (Update, Option<Reading>) {
+    let reading = with_cluster_dns(state, reading);
     let admitted = state.cluster.admit(&reading);
     if !admission.admits(&admitted) {
         // Handed over as it is, so the consumer reports every problem; nothing acted.
@@ -247,7 +248,8 @@ fn apply(state: &mut State, admission: &Admission, reading: Reading) -> (Update,
         };
         return (update, None);
     }
-    let live = state.cluster.reconcile(&reading);
+    let mut live = state.cluster.reconcile(&reading);
+    sync_services(state, &mut live);
     state.store.record(&live);
     let update = Update {
         reading: live,
@@ -345,12 +347,54 @@ impl Handle {
 
 /// The live reading after reconciling the last good configuration again.
 fn refreshed(state: &mut State) -> Update {
-    let reading = state.cluster.reconcile(&state.desired);
+    let mut reading = state.cluster.reconcile(&state.desired);
+    sync_services(state, &mut reading);
     state.store.record(&reading);
     Update {
         reading,
         cause: Cause::Observed,
     }
+}
+
+/// In netns mode, the node's Services table follows the round's Services and EndpointSlices
+/// (before a terminating Pod is signalled: it is out of the table first, unless it is the
+/// fallback of a port left without ready endpoints).
+fn sync_services(state: &State, live: &mut Reading) {
+    if let Some(node) = state.cluster.kubelet().network() {
+        live.problems.extend(node.sync_services(&live.manifests));
+    }
+}
+
+/// In netns mode, the manifests with the kube-system/kube-dns Service Pods resolve through,
+/// when they declare none, as a cluster's DNS add-on makes it.
+fn with_cluster_dns(state: &State, mut reading: Reading) -> Reading {
+    let Some(dns) = state
+        .cluster
+        .kubelet()
+        .network()
+        .and_then(|node| node.cluster_dns())
+    else {
+        return reading;
+    };
+    let declared = reading.manifests.iter().any(|m| {
+        matches!(m.object, ferry_objects::object::Object::Service(_))
+            && m.namespace() == "kube-system"
+            && m.name() == "kube-dns"
+    });
+    if !declared {
+        reading
+            .manifests
+            .push(Arc::new(ferry_objects::object::Manifest {
+                origin: ferry_objects::object::Origin {
+                    file: cluster::ORIGIN.into(),
+                    doc: None,
+                },
+                object: ferry_objects::object::Object::Service(Box::new(
+                    network::kube_dns_service(dns.ip),
+                )),
+            }));
+    }
+    reading
 }
 
 /// A terminating Pod is signalled only once an update without its endpoints is published.

@@ -4,12 +4,17 @@
 //! Two modes ([`PodNetwork`]): `loopback` gives every Pod an address on the host's loopback
 //! (127.0.0.0/8 is all loopback on Linux), and its containers share the host's network;
 //! `netns` gives every Pod a network namespace of its own, with a veth pair into a node bridge,
-//! an address from the pod range, `lo` up and a default route via the bridge's address (the
-//! gateway, the range's first address, which the node holds). Pods reach each other and the
-//! node without NAT; an nftables table of ferry's own drops (and counts) what Pods send
-//! anywhere else than the pod and service ranges and the node's own addresses, and nothing is
-//! masqueraded, so no Pod reaches beyond the node. `hostNetwork: true` Pods keep the node's
-//! network.
+//! an address from the pod range (a /32), `lo` up and its only routes via the bridge's address
+//! (the gateway, the range's first address, which the node holds), so the node routes all of
+//! a Pod's traffic. Pods reach each other and the node without NAT; an nftables table of
+//! ferry's own drops (and counts) what Pods send anywhere else than the pod and service ranges
+//! and the node's own addresses, and nothing leaving a Pod is masqueraded, so no Pod reaches
+//! beyond the node. `hostNetwork: true` Pods keep the node's network.
+//!
+//! Services of netns mode are a second table ([`Ruleset`], kube-proxy's nftables mode),
+//! which [`Node::sync_services`] keeps in step with each round's Services and EndpointSlices;
+//! Pods resolve through the kube-dns Service ([`resolv_conf`]), their resolv.conf written to
+//! `/etc/netns/<netns>/`, which `ip netns exec` mounts.
 //!
 //! [`choose`] resolves `--pod-network auto` by really trying to create a namespace.
 //! [`Node::setup`] makes the node's side (bridge, table) and [`Sandbox`] each Pod's, both with
@@ -18,8 +23,9 @@
 //! collide, one with an overlapping range is refused, and what a ferry killed outright left
 //! behind is found under the same names and removed by the next start of the same instance.
 //!
-//! It may touch: network namespaces, links, routes and nftables tables named by [`Names`], and
-//! its lock file under `/run/ferry`.
+//! It may touch: network namespaces, links, routes and nftables tables named by [`Names`],
+//! their files under `/etc/netns`, its lock file under `/run/ferry`, `net.ipv4.ip_forward` (set
+//! on, as the CNI bridge plugin does) and its bridge's `route_localnet`.
 
 use std::ffi::OsString;
 use std::fs::File;
@@ -28,8 +34,18 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use ferry_model::Problem;
+use ferry_objects::object::Manifest;
 
 use crate::ipam::Cidr;
+
+mod resolv;
+mod services;
+
+pub use resolv::{cluster_dns_ip, kube_dns_service, resolv_conf};
+pub use services::{ClusterDns, Protocol, Ruleset, ServicePort};
 
 /// How Pods are networked (`ferry up --pod-network`, once `auto` is resolved by [`choose`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -55,8 +71,23 @@ pub fn netns_pod_cidr() -> Cidr {
     Cidr::new(IpAddr::V4(Ipv4Addr::new(10, 244, 0, 0)), 16).unwrap_or(Cidr::V4_LOOPBACK_PODS)
 }
 
+/// The service range when `--service-cidr` names none: 10.96.0.0/16 in netns mode (the start
+/// of kubeadm's 10.96.0.0/12, the cluster DNS Service on 10.96.0.10), 127.2.0.0/16 in loopback
+/// mode (where the L4 proxy can bind every cluster IP without configuring an address).
+pub fn default_service_cidr(network: PodNetwork) -> Cidr {
+    match network {
+        PodNetwork::Netns => Cidr::new(IpAddr::V4(Ipv4Addr::new(10, 96, 0, 0)), 16)
+            .unwrap_or(Cidr::V4_LOOPBACK_SERVICES),
+        PodNetwork::Loopback => Cidr::V4_LOOPBACK_SERVICES,
+    }
+}
+
 /// Where each instance's lock file lives: a live `ferry up` holds its pod range's lock.
 const LOCK_DIR: &str = "/run/ferry";
+
+/// Where `ip netns exec` finds a namespace's own files (`/etc/netns/<name>/resolv.conf` is
+/// bind-mounted over `/etc/resolv.conf` for what runs in it).
+const ETC_NETNS: &str = "/etc/netns";
 
 /// Why the pod network cannot be set up.
 #[derive(Debug, thiserror::Error)]
@@ -73,12 +104,17 @@ pub enum Error {
         "--pod-cidr {0}: too small for --pod-network netns, which needs the gateway and at least one Pod (a prefix of /30 or shorter)"
     )]
     SmallPodCidr(Cidr),
+    #[error(
+        "--service-cidr {0}: --pod-network netns needs a routable IPv4 range, not loopback (a Pod's 127.0.0.0/8 is its own); leave it out for 10.96.0.0/16 or name one such as 10.96.0.0/16"
+    )]
+    LoopbackServiceCidr(Cidr),
     #[error("--pod-cidr {pod} overlaps --service-cidr {service}")]
     ServiceOverlap { pod: Cidr, service: Cidr },
     #[error(
-        "--pod-cidr {cidr} overlaps the route {route} (dev {dev}) of this machine: another ferry up, or a network of its own, uses it; choose another --pod-cidr"
+        "{flag} {cidr} overlaps the route {route} (dev {dev}) of this machine: another ferry up, or a network of its own, uses it; choose another {flag}"
     )]
     RouteOverlap {
+        flag: &'static str,
         cidr: Cidr,
         route: String,
         dev: String,
@@ -163,6 +199,33 @@ pub fn choose(
             },
         },
     }
+}
+
+/// [`choose`], and an `auto` without `--pod-cidr` that would be netns but whose
+/// `--service-cidr` is on loopback (127.2.0.0/16, as before netns mode was the default) is
+/// loopback mode: netns mode cannot use such a service range. The service range is the mode's default when not given
+/// ([`default_service_cidr`]).
+pub fn choose_with_services(
+    mode: Mode,
+    pod_cidr: Option<Cidr>,
+    service_cidr: Option<Cidr>,
+    can_create: impl FnOnce() -> Result<(), String>,
+) -> Result<(Choice, Cidr), Error> {
+    let mut choice = choose(mode, pod_cidr, can_create)?;
+    if let (Mode::Auto, None, Some(services), PodNetwork::Netns) =
+        (mode, pod_cidr, service_cidr, choice.network)
+        && is_loopback(services)
+    {
+        choice = Choice {
+            network: PodNetwork::Loopback,
+            pod_cidr: Cidr::V4_LOOPBACK_PODS,
+            why: format!(
+                "--pod-network auto: --service-cidr {services} is on loopback, which netns mode cannot use"
+            ),
+        };
+    }
+    let service_cidr = service_cidr.unwrap_or_else(|| default_service_cidr(choice.network));
+    Ok((choice, service_cidr))
 }
 
 /// A range inside 127.0.0.0/8, which is all loopback on Linux.
@@ -281,6 +344,8 @@ pub struct Names {
     pub bridge: String,
     /// The nftables table (family `inet`): `ferry_<id>`.
     pub table: String,
+    /// The nftables table of Services (family `ip`, as kube-proxy's): `ferry_<id>_services`.
+    pub services: String,
     /// The lock a live instance holds: `/run/ferry/pod-network-<id>.lock`.
     pub lock: PathBuf,
 }
@@ -291,6 +356,7 @@ impl Names {
         Names {
             bridge: format!("fbr-{id}"),
             table: format!("ferry_{id}"),
+            services: format!("ferry_{id}_services"),
             lock: Path::new(LOCK_DIR).join(format!("pod-network-{id}.lock")),
             id,
         }
@@ -333,7 +399,9 @@ pub fn gateway(pod_cidr: Cidr) -> Option<Ipv4Addr> {
 
 /// The nftables script that (re)makes the instance's table in one transaction: what Pods send
 /// into the bridge is accepted for the pod and service ranges and the node's own addresses,
-/// and dropped and counted otherwise. Nothing is masqueraded.
+/// and dropped and counted otherwise. Nothing is masqueraded. The bridge takes packets to the
+/// node's loopback (`route_localnet`, so the cluster DNS Service can DNAT to a DNS listener on
+/// 127.0.0.1), so what a Pod itself addresses to 127.0.0.0/8 is dropped before any DNAT.
 pub fn nft_script(names: &Names, pod_cidr: Cidr, service_cidr: Cidr) -> String {
     let (table, bridge) = (&names.table, &names.bridge);
     let family = |c: Cidr| if c.addr().is_ipv4() { "ip" } else { "ip6" };
@@ -349,6 +417,10 @@ pub fn nft_script(names: &Names, pod_cidr: Cidr, service_cidr: Cidr) -> String {
         "table inet {table} {{}}\n\
          delete table inet {table}\n\
          table inet {table} {{\n\
+         \tchain pod_martians {{\n\
+         \t\ttype filter hook prerouting priority raw; policy accept;\n\
+         \t\tiifname \"{bridge}\" ip daddr 127.0.0.0/8 counter drop comment \"the node's loopback, reachable only through a Service\"\n\
+         \t}}\n\
          \tchain pod_egress {{\n\
          \t\ttype filter hook prerouting priority filter; policy accept;\n\
          {accept}\
@@ -360,14 +432,29 @@ pub fn nft_script(names: &Names, pod_cidr: Cidr, service_cidr: Cidr) -> String {
     )
 }
 
-/// The `ip -batch` lines that make the node's bridge, holding the gateway address.
-pub fn bridge_lines(names: &Names, pod_cidr: Cidr) -> Vec<String> {
+/// The `ip -batch` lines that make the node's bridge, holding the gateway address, and route
+/// the service range to it, so the node's own connections to cluster IPs leave from the
+/// gateway address (before their DNAT to a Pod).
+pub fn bridge_lines(names: &Names, pod_cidr: Cidr, service_cidr: Cidr) -> Vec<String> {
     let gateway = gateway(pod_cidr).map_or_else(String::new, |g| g.to_string());
     let bridge = &names.bridge;
     vec![
         format!("link add {bridge} type bridge"),
         format!("addr add {gateway}/{} dev {bridge}", pod_cidr.prefix()),
         format!("link set {bridge} up"),
+        format!("route add {service_cidr} dev {bridge} src {gateway}"),
+    ]
+}
+
+/// The kernel settings the pod network needs: forwarding between Pods (routed through the
+/// node, as every Pod's only route is the gateway), and `route_localnet` on the bridge only.
+fn sysctls(bridge: &str) -> [(String, &'static str); 2] {
+    [
+        ("/proc/sys/net/ipv4/ip_forward".to_owned(), "1"),
+        (
+            format!("/proc/sys/net/ipv4/conf/{bridge}/route_localnet"),
+            "1",
+        ),
     ]
 }
 
@@ -377,7 +464,13 @@ pub fn bridge_lines(names: &Names, pod_cidr: Cidr) -> Vec<String> {
 pub struct Node {
     names: Names,
     pod_cidr: Cidr,
+    service_cidr: Cidr,
     gateway: Ipv4Addr,
+    /// The cluster DNS Service and its domain ([`Node::with_cluster_dns`]).
+    dns: Option<(ClusterDns, String)>,
+    /// What the Services table holds, as last written; `None` when unknown (never written, or
+    /// a write failed), so the next write replaces the whole table.
+    services: Mutex<Option<Ruleset>>,
     ip: PathBuf,
     nft: PathBuf,
     /// Held (flock) while the instance lives; the kernel lets go when ferry is killed.
@@ -392,6 +485,9 @@ impl Node {
     /// it.
     pub fn setup(pod_cidr: Cidr, service_cidr: Cidr) -> Result<Node, Error> {
         check_pod_cidr(pod_cidr)?;
+        if is_loopback(service_cidr) || !service_cidr.addr().is_ipv4() {
+            return Err(Error::LoopbackServiceCidr(service_cidr));
+        }
         if overlaps(pod_cidr, service_cidr) {
             return Err(Error::ServiceOverlap {
                 pod: pod_cidr,
@@ -413,7 +509,10 @@ impl Node {
         let node = Node {
             names,
             pod_cidr,
+            service_cidr,
             gateway,
+            dns: None,
+            services: Mutex::new(None),
             ip,
             nft,
             _lock: lock,
@@ -424,8 +523,12 @@ impl Node {
             tracing::info!(removed = %removed.join(" "), "removed the pod network a ferry with this --pod-cidr left behind");
         }
         node.check_routes()?;
-        let bridge = bridge_lines(&node.names, pod_cidr).join("\n") + "\n";
+        let bridge = bridge_lines(&node.names, pod_cidr, service_cidr).join("\n") + "\n";
         run(&node.ip, &["-batch", "-"], Some(&bridge)).map_err(Error::Command)?;
+        for (path, value) in sysctls(&node.names.bridge) {
+            std::fs::write(&path, value)
+                .map_err(|e| Error::Command(format!("cannot write {value} to {path}: {e}")))?;
+        }
         run(
             &node.nft,
             &["-f", "-"],
@@ -438,6 +541,72 @@ impl Node {
 
     pub fn names(&self) -> &Names {
         &self.names
+    }
+
+    /// Pods resolve through the cluster DNS Service `dns.ip` (their resolv.conf's nameserver,
+    /// under `domain`); its port 53 goes to `dns.listener` while it has no endpoints of its own.
+    pub fn with_cluster_dns(mut self, dns: ClusterDns, domain: &str) -> Node {
+        self.dns = Some((dns, domain.to_owned()));
+        self
+    }
+
+    /// The cluster DNS Service, when Pods resolve through it.
+    pub fn cluster_dns(&self) -> Option<ClusterDns> {
+        self.dns.as_ref().map(|(dns, _)| *dns)
+    }
+
+    pub fn service_cidr(&self) -> Cidr {
+        self.service_cidr
+    }
+
+    /// Makes the Services table serve the round's Services and EndpointSlices, in one `nft -f`
+    /// transaction, when it differs from what was written last. Returns the problems of the
+    /// Services it cannot serve.
+    pub fn sync_services(&self, manifests: &[Arc<Manifest>]) -> Vec<Problem> {
+        let (ports, problems) =
+            ServicePort::from_manifests(manifests, self.service_cidr, self.cluster_dns());
+        let ruleset = Ruleset::build(
+            &self.names.services,
+            &self.names.bridge,
+            self.pod_cidr,
+            &ports,
+        );
+        let mut held = self.services.lock().unwrap_or_else(PoisonError::into_inner);
+        if held.as_ref() == Some(&ruleset) {
+            return problems;
+        }
+        let started = std::time::Instant::now();
+        let mut written = run(
+            &self.nft,
+            &["-f", "-"],
+            Some(&ruleset.script(held.as_ref())),
+        );
+        if written.is_err() && held.is_some() {
+            // What the table holds is not what was written last: make it anew.
+            written = run(&self.nft, &["-f", "-"], Some(&ruleset.script(None)));
+        }
+        match written {
+            Ok(()) => {
+                tracing::debug!(table = %self.names.services, service_ports = ports.len(), took = ?started.elapsed(), "Services table written");
+                *held = Some(ruleset);
+            }
+            Err(e) => {
+                tracing::error!(table = %self.names.services, error = %e, "cannot write the Services table");
+                *held = None;
+            }
+        }
+        problems
+    }
+
+    /// The `/etc/resolv.conf` of a Pod of `namespace` with this `dnsPolicy` and `dnsConfig`, or
+    /// `None` when it keeps the node's.
+    pub fn resolv_conf(
+        &self,
+        pod: &k8s_openapi::api::core::v1::PodSpec,
+        namespace: &str,
+    ) -> Option<String> {
+        let (dns, domain) = self.dns.as_ref()?;
+        resolv_conf(pod, namespace, dns.ip, domain)
     }
 
     pub fn pod_cidr(&self) -> Cidr {
@@ -465,8 +634,8 @@ impl Node {
             netns: self.names.netns(ip),
             veth: self.names.veth(ip),
             ip,
-            prefix: self.pod_cidr.prefix(),
             gateway: self.gateway,
+            resolv_conf: None,
             bridge: self.names.bridge.clone(),
             program: self.ip.clone(),
             torn_down: AtomicBool::new(false),
@@ -497,6 +666,31 @@ impl Node {
                 }
             }
         }
+        let etc_netns = Path::new(ETC_NETNS);
+        if let Ok(dirs) = std::fs::read_dir(etc_netns) {
+            for dir in dirs.flatten() {
+                let name = dir.file_name().to_string_lossy().into_owned();
+                if name.starts_with(&netns_prefix)
+                    && std::fs::remove_dir_all(etc_netns.join(&name)).is_ok()
+                {
+                    removed.push(format!("{ETC_NETNS}/{name}"));
+                }
+            }
+        }
+        if let Ok(tables) = output(&self.nft, &["list", "tables", "ip"]) {
+            let wanted = format!("table ip {}", self.names.services);
+            if tables.lines().any(|l| l.trim() == wanted)
+                && run(
+                    &self.nft,
+                    &["delete", "table", "ip", &self.names.services],
+                    None,
+                )
+                .is_ok()
+            {
+                removed.push(wanted);
+            }
+        }
+        *self.services.lock().unwrap_or_else(PoisonError::into_inner) = None;
         if let Ok(tables) = output(&self.nft, &["list", "tables", "inet"]) {
             let wanted = format!("table inet {}", self.names.table);
             if tables.lines().any(|l| l.trim() == wanted)
@@ -513,22 +707,28 @@ impl Node {
         removed
     }
 
-    /// Refuses a pod range that a route of this machine overlaps (another ferry's bridge, a
-    /// network of the host's own).
+    /// Refuses a pod or service range that a route of this machine overlaps (another ferry's
+    /// bridge and its service route, a network of the host's own).
     fn check_routes(&self) -> Result<(), Error> {
         let routes = output(&self.ip, &["-4", "-o", "route", "show", "table", "main"])
             .map_err(Error::Command)?;
-        for (route, dev) in routes.lines().filter_map(route_of) {
-            if route
-                .parse::<Cidr>()
-                .or_else(|_| format!("{route}/32").parse::<Cidr>())
-                .is_ok_and(|r| overlaps(r, self.pod_cidr))
-            {
-                return Err(Error::RouteOverlap {
-                    cidr: self.pod_cidr,
-                    route: route.to_owned(),
-                    dev: dev.to_owned(),
-                });
+        for (flag, cidr) in [
+            ("--pod-cidr", self.pod_cidr),
+            ("--service-cidr", self.service_cidr),
+        ] {
+            for (route, dev) in routes.lines().filter_map(route_of) {
+                if route
+                    .parse::<Cidr>()
+                    .or_else(|_| format!("{route}/32").parse::<Cidr>())
+                    .is_ok_and(|r| overlaps(r, cidr))
+                {
+                    return Err(Error::RouteOverlap {
+                        flag,
+                        cidr,
+                        route: route.to_owned(),
+                        dev: dev.to_owned(),
+                    });
+                }
             }
         }
         Ok(())
@@ -619,10 +819,11 @@ pub(crate) struct Sandbox {
     pub(crate) netns: String,
     veth: String,
     ip: Ipv4Addr,
-    prefix: u8,
     gateway: Ipv4Addr,
     bridge: String,
     program: PathBuf,
+    /// The Pod's `/etc/resolv.conf` (`None`: the node's), written to `/etc/netns/<netns>/`.
+    pub(crate) resolv_conf: Option<String>,
     torn_down: AtomicBool,
 }
 
@@ -635,18 +836,30 @@ impl Sandbox {
             format!("netns add {netns}"),
             format!("link add {veth} type veth peer name eth0 netns {netns}"),
             format!("link set {veth} master {bridge} up"),
+            // A Pod reaching itself through its Service: with br_netfilter the DNATed packet
+            // is bridged back out of the port it came in on (kubelet's hairpin-veth mode).
+            format!("link set dev {veth} type bridge_slave hairpin on"),
         ]
     }
 
-    /// The `ip -batch` lines run in the namespace: `lo` up, the Pod's address, the default
-    /// route via the node.
+    /// The `ip -batch` lines run in the namespace: `lo` up, the Pod's address (a /32, as
+    /// Calico and the ptp plugin give it), the gateway on the link and the default route via
+    /// it. Every packet a Pod sends, to other Pods too, is routed by the node, so the replies
+    /// of a connection DNATed to a Pod pass the node's conntrack whether or not bridged
+    /// traffic is filtered (br_netfilter).
     pub(crate) fn pod_lines(&self) -> Vec<String> {
         vec![
             "link set lo up".to_owned(),
-            format!("addr add {}/{} dev eth0", self.ip, self.prefix),
+            format!("addr add {}/32 dev eth0", self.ip),
             "link set eth0 up".to_owned(),
+            format!("route add {} dev eth0 scope link", self.gateway),
             format!("route add default via {} dev eth0", self.gateway),
         ]
+    }
+
+    /// `/etc/netns/<netns>`, where `ip netns exec` finds the Pod's resolv.conf.
+    fn etc_dir(&self) -> PathBuf {
+        Path::new(ETC_NETNS).join(&self.netns)
     }
 
     /// The lines that remove it again (run with `-force`, so each is tried).
@@ -663,7 +876,18 @@ impl Sandbox {
         self.torn_down.store(false, Ordering::Release);
         let made = async {
             batch(&self.program, &[], &self.node_lines()).await?;
-            batch(&self.program, &["-n", &self.netns], &self.pod_lines()).await
+            batch(&self.program, &["-n", &self.netns], &self.pod_lines()).await?;
+            if let Some(resolv) = &self.resolv_conf {
+                let dir = self.etc_dir();
+                let path = dir.join("resolv.conf");
+                tokio::fs::create_dir_all(&dir)
+                    .await
+                    .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+                tokio::fs::write(&path, resolv)
+                    .await
+                    .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            }
+            Ok(())
         }
         .await;
         if made.is_err() {
@@ -679,6 +903,7 @@ impl Sandbox {
         }
         // Errors are for parts never made or gone already.
         let _ = batch(&self.program, &["-force"], &self.teardown_lines()).await;
+        let _ = tokio::fs::remove_dir_all(self.etc_dir()).await;
     }
 }
 
@@ -687,6 +912,7 @@ impl Drop for Sandbox {
         if !self.torn_down.swap(true, Ordering::AcqRel) {
             let input = self.teardown_lines().join("\n") + "\n";
             let _ = run(&self.program, &["-force", "-batch", "-"], Some(&input));
+            let _ = std::fs::remove_dir_all(self.etc_dir());
         }
     }
 }

@@ -24,21 +24,31 @@ fn connection_flags_default_to_the_parts_defaults() {
     );
 }
 
-/// `--pod-network` is loopback unless named (until Pods in namespaces reach Services), and
-/// `--pod-cidr` has no default of its own: the mode chosen gives it.
+/// `--pod-network` is auto unless named, and `--pod-cidr` and `--service-cidr` have no
+/// defaults of their own: the mode chosen gives them.
 #[test]
-fn the_pod_network_is_loopback_unless_named_and_its_range_follows_the_mode() {
+fn the_pod_network_is_auto_unless_named_and_its_ranges_follow_the_mode() {
     let cli = Cli::try_parse_from(["ferry", "up"]).unwrap();
     let Command::Up {
         pod_network,
         pod_cidr,
+        service_cidr,
         ..
     } = cli.command
     else {
         panic!("not up");
     };
-    assert!(matches!(pod_network, PodNetworkArg::Loopback));
-    assert_eq!(pod_cidr, None);
+    assert!(matches!(pod_network, PodNetworkArg::Auto));
+    assert_eq!((pod_cidr, service_cidr), (None, None));
+    use ferry_orchestrator::network::{PodNetwork, default_service_cidr};
+    assert_eq!(
+        default_service_cidr(PodNetwork::Netns).to_string(),
+        "10.96.0.0/16"
+    );
+    assert_eq!(
+        default_service_cidr(PodNetwork::Loopback).to_string(),
+        "127.2.0.0/16"
+    );
     let cli = Cli::try_parse_from([
         "ferry",
         "up",

@@ -15,6 +15,7 @@ mod load;
 mod local;
 mod objects;
 mod pod_network;
+mod pod_services;
 mod push;
 mod reload;
 

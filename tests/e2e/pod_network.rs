@@ -18,7 +18,7 @@ use tempfile::TempDir;
 use crate::{DEADLINE, Running, eventually, get_json};
 
 /// Whether this machine lets the tests make network namespaces; says why not when it does not.
-fn netns_or_skip(test: &str) -> bool {
+pub(crate) fn netns_or_skip(test: &str) -> bool {
     match can_create_namespaces() {
         Ok(()) => true,
         Err(why) => {
@@ -28,33 +28,42 @@ fn netns_or_skip(test: &str) -> bool {
     }
 }
 
-fn write(dir: &Path, yaml: &str) {
+pub(crate) fn write(dir: &Path, yaml: &str) {
     let tmp = dir.join(".app.yaml.tmp");
     std::fs::write(&tmp, yaml).unwrap();
     std::fs::rename(tmp, dir.join("app.yaml")).unwrap();
 }
 
-/// `ferry up` in process, in netns mode on `pod_cidr`.
-async fn start(yaml: &str, pod_cidr: &str) -> (TempDir, Running) {
+/// `ferry up` in process, in netns mode on `pod_cidr` (10.201.N.0/24) and its own service
+/// range ([`service_cidr_of`]).
+pub(crate) async fn start(yaml: &str, pod_cidr: &str) -> (TempDir, Running) {
     let dir = TempDir::new().unwrap();
     write(dir.path(), yaml);
     let cidr: Cidr = pod_cidr.parse().unwrap();
+    let services: Cidr = service_cidr_of(pod_cidr).parse().unwrap();
     let running = Running::start_with(vec![dir.path().to_owned()], |c| {
         c.pod_network = PodNetwork::Netns;
         c.local.cluster.pod_cidr = cidr;
+        c.local.cluster.service_cidr = services;
     })
     .await;
     (dir, running)
 }
 
-async fn pods(admin: SocketAddr) -> Vec<Value> {
+/// The service range of a test's pod range: 10.211.N.0/24 for 10.201.N.0/24 (each instance's
+/// service range is routed to its own bridge, so no two may share one).
+pub(crate) fn service_cidr_of(pod_cidr: &str) -> String {
+    pod_cidr.replacen("10.201.", "10.211.", 1)
+}
+
+pub(crate) async fn pods(admin: SocketAddr) -> Vec<Value> {
     get_json(admin, "/api/v1/pods").await["items"]
         .as_array()
         .cloned()
         .unwrap_or_default()
 }
 
-fn ready(pod: &Value) -> bool {
+pub(crate) fn ready(pod: &Value) -> bool {
     pod.pointer("/status/conditions")
         .and_then(Value::as_array)
         .is_some_and(|cs| {
@@ -63,7 +72,7 @@ fn ready(pod: &Value) -> bool {
         })
 }
 
-async fn wait_ready(admin: SocketAddr, n: usize, what: &str) -> Vec<Value> {
+pub(crate) async fn wait_ready(admin: SocketAddr, n: usize, what: &str) -> Vec<Value> {
     eventually(DEADLINE, what, || async {
         let all = pods(admin).await;
         (all.len() == n && all.iter().all(ready)).then_some(all)
@@ -71,12 +80,12 @@ async fn wait_ready(admin: SocketAddr, n: usize, what: &str) -> Vec<Value> {
     .await
 }
 
-fn field<'a>(pod: &'a Value, pointer: &str) -> &'a str {
+pub(crate) fn field<'a>(pod: &'a Value, pointer: &str) -> &'a str {
     pod.pointer(pointer).and_then(Value::as_str).unwrap_or("")
 }
 
 /// A system command, also where `/usr/sbin` is not on the `PATH`.
-fn sbin(name: &str) -> Command {
+pub(crate) fn sbin(name: &str) -> Command {
     let found = ["/usr/sbin", "/sbin", "/usr/bin", "/bin"]
         .iter()
         .map(|dir| Path::new(dir).join(name))
@@ -126,16 +135,29 @@ fn dropped(names: &Names) -> Option<u64> {
     let table = table(names)?;
     let line = table
         .lines()
-        .find(|l| l.contains("counter") && l.contains("drop"))?;
+        .find(|l| l.contains("counter") && l.contains("pod traffic beyond the node"))?;
     let mut words = line.split_whitespace();
     words.find(|w| *w == "packets")?;
     words.next()?.parse().ok()
 }
 
-fn assert_nothing_left(names: &Names) {
+pub(crate) fn assert_nothing_left(names: &Names) {
     assert_eq!(namespaces(names), Vec::<String>::new(), "namespaces left");
     assert!(!link_exists(&names.bridge), "bridge {} left", names.bridge);
     assert!(table(names).is_none(), "table {} left", names.table);
+    let services = sbin("nft")
+        .args(["list", "table", "ip", &names.services])
+        .output()
+        .unwrap();
+    assert!(!services.status.success(), "table {} left", names.services);
+    let etc: Vec<String> = std::fs::read_dir("/etc/netns")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|d| d.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(&format!("ferry-{}-", names.id)))
+        .collect();
+    assert_eq!(etc, Vec::<String>::new(), "/etc/netns dirs left");
     let veths: Vec<String> = ip(&["-o", "link", "show"])
         .lines()
         .filter_map(|l| l.split(": ").nth(1))
@@ -393,7 +415,7 @@ fn spawn_up(dir: &Path, cidr: &str, log: &Path) -> Up {
             "--pod-cidr",
             cidr,
             "--service-cidr",
-            "127.201.4.0/24",
+            &service_cidr_of(cidr),
             "--http",
             "127.0.0.1:0",
             "--https",
@@ -638,16 +660,18 @@ fn a_second_instance_with_an_overlapping_range_is_refused() {
     if !netns_or_skip("a_second_instance_with_an_overlapping_range_is_refused") {
         return;
     }
-    let services: Cidr = "127.201.6.0/24".parse().unwrap();
-    let first = Node::setup("10.201.6.0/24".parse().unwrap(), services).unwrap();
-    let same = Node::setup("10.201.6.0/24".parse().unwrap(), services).unwrap_err();
+    let services = |c: &str| -> Cidr { service_cidr_of(c).parse().unwrap() };
+    let first = Node::setup("10.201.6.0/24".parse().unwrap(), services("10.201.6.0/24")).unwrap();
+    let same =
+        Node::setup("10.201.6.0/24".parse().unwrap(), services("10.201.6.0/24")).unwrap_err();
     assert!(matches!(same, Error::InUse { .. }), "{same}");
     assert!(
         same.to_string()
             .contains("another ferry up runs with this pod range")
     );
     // Only this test's ranges are in 10.201.6.0/23 (the others run beside it).
-    let wider = Node::setup("10.201.6.0/23".parse().unwrap(), services).unwrap_err();
+    let wider =
+        Node::setup("10.201.6.0/23".parse().unwrap(), services("10.201.6.0/23")).unwrap_err();
     assert_eq!(
         wider.to_string(),
         format!(
@@ -655,13 +679,13 @@ fn a_second_instance_with_an_overlapping_range_is_refused() {
             first.names().bridge
         )
     );
-    let beside = Node::setup("10.201.7.0/24".parse().unwrap(), services).unwrap();
+    let beside = Node::setup("10.201.7.0/24".parse().unwrap(), services("10.201.7.0/24")).unwrap();
     assert_ne!(beside.names().bridge, first.names().bridge);
     drop((first, beside));
 
     let racers: Vec<_> = ["10.201.8.0/24", "10.201.8.0/25"]
         .into_iter()
-        .map(|c| std::thread::spawn(move || Node::setup(c.parse().unwrap(), services)))
+        .map(|c| std::thread::spawn(move || Node::setup(c.parse().unwrap(), services(c))))
         .collect();
     let results: Vec<_> = racers.into_iter().map(|r| r.join().unwrap()).collect();
     let started = results.iter().filter(|r| r.is_ok()).count();
@@ -816,7 +840,7 @@ spec:
     .await;
     assert_eq!(field(&pod[0], "/status/podIP"), "10.201.10.2");
     let inside = ip(&["-n", &taken, "-o", "-4", "addr", "show", "dev", "eth0"]);
-    assert!(inside.contains("10.201.10.2/24"), "{inside}");
+    assert!(inside.contains("10.201.10.2/32"), "{inside}");
     let (status, _) = crate::local::one_request("10.201.10.2:8080".parse().unwrap(), "web")
         .await
         .unwrap();

@@ -171,6 +171,10 @@ fn the_table_drops_and_counts_what_pods_send_beyond_the_node_and_masquerades_not
         "table inet {t} {{}}\n\
          delete table inet {t}\n\
          table inet {t} {{\n\
+         \tchain pod_martians {{\n\
+         \t\ttype filter hook prerouting priority raw; policy accept;\n\
+         \t\tiifname \"{b}\" ip daddr 127.0.0.0/8 counter drop comment \"the node's loopback, reachable only through a Service\"\n\
+         \t}}\n\
          \tchain pod_egress {{\n\
          \t\ttype filter hook prerouting priority filter; policy accept;\n\
          \t\tiifname \"{b}\" ip daddr 10.244.0.0/16 accept\n\
@@ -190,11 +194,12 @@ fn the_bridge_holds_the_gateway_address() {
     let names = Names::of(cidr("10.244.0.0/16"));
     let b = &names.bridge;
     assert_eq!(
-        bridge_lines(&names, cidr("10.244.0.0/16")),
+        bridge_lines(&names, cidr("10.244.0.0/16"), cidr("10.96.0.0/16")),
         [
             format!("link add {b} type bridge"),
             format!("addr add 10.244.0.1/16 dev {b}"),
             format!("link set {b} up"),
+            format!("route add 10.96.0.0/16 dev {b} src 10.244.0.1"),
         ]
     );
 }
@@ -207,7 +212,7 @@ fn a_pods_sandbox_is_a_namespace_and_a_veth_pair_into_the_bridge() {
         netns: node_names.netns(ip),
         veth: node_names.veth(ip),
         ip,
-        prefix: 16,
+        resolv_conf: None,
         gateway: Ipv4Addr::new(10, 244, 0, 1),
         bridge: node_names.bridge.clone(),
         program: PathBuf::from("/bin/false"),
@@ -221,14 +226,16 @@ fn a_pods_sandbox_is_a_namespace_and_a_veth_pair_into_the_bridge() {
             format!("netns add {ns}"),
             format!("link add {veth} type veth peer name eth0 netns {ns}"),
             format!("link set {veth} master {br} up"),
+            format!("link set dev {veth} type bridge_slave hairpin on"),
         ]
     );
     assert_eq!(
         sandbox.pod_lines(),
         [
             "link set lo up",
-            "addr add 10.244.0.7/16 dev eth0",
+            "addr add 10.244.0.7/32 dev eth0",
             "link set eth0 up",
+            "route add 10.244.0.1 dev eth0 scope link",
             "route add default via 10.244.0.1 dev eth0",
         ]
     );
@@ -273,4 +280,47 @@ fn setup_refuses_unfit_ranges_before_touching_the_machine() {
         Node::setup(cidr("127.1.0.0/16"), cidr("127.2.0.0/16")),
         Err(Error::LoopbackPodCidr(_))
     ));
+    // A Pod's 127.0.0.0/8 is its own: cluster IPs there would never leave it.
+    let e = Node::setup(cidr("10.244.0.0/16"), cidr("127.2.0.0/16"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with(
+            "--service-cidr 127.2.0.0/16: --pod-network netns needs a routable IPv4 range"
+        ),
+        "{e}"
+    );
+}
+
+#[test]
+fn auto_with_a_loopback_service_range_is_loopback_and_each_mode_has_its_service_range() {
+    let (choice, services) =
+        choose_with_services(Mode::Auto, None, Some(cidr("127.41.0.0/16")), || Ok(())).unwrap();
+    assert_eq!(choice.network, PodNetwork::Loopback);
+    assert_eq!(choice.pod_cidr, Cidr::V4_LOOPBACK_PODS);
+    assert_eq!(services, cidr("127.41.0.0/16"));
+    assert_eq!(
+        choice.why,
+        "--pod-network auto: --service-cidr 127.41.0.0/16 is on loopback, which netns mode cannot use"
+    );
+    // Where netns cannot be, the reason is that.
+    let (choice, _) = choose_with_services(Mode::Auto, None, Some(cidr("127.41.0.0/16")), || {
+        Err("no".into())
+    })
+    .unwrap();
+    assert_eq!(
+        choice.why,
+        "--pod-network auto: ferry cannot create network namespaces (no)"
+    );
+    let (choice, services) = choose_with_services(Mode::Auto, None, None, || Ok(())).unwrap();
+    assert_eq!(
+        (choice.network, services),
+        (PodNetwork::Netns, cidr("10.96.0.0/16"))
+    );
+    let (choice, services) =
+        choose_with_services(Mode::Auto, None, None, || Err("no".into())).unwrap();
+    assert_eq!(
+        (choice.network, services),
+        (PodNetwork::Loopback, cidr("127.2.0.0/16"))
+    );
 }
