@@ -9,14 +9,19 @@
 //! not served yet (create, update, patch, delete) answer 405 `MethodNotAllowed`; discovery
 //! names only `get`, `list` and `watch`.
 
+pub mod openapi;
 pub mod pki;
 mod requests;
 pub mod resources;
 pub mod selector;
+pub mod ssa;
 pub mod store;
+pub mod strategic;
 pub mod table;
 pub mod watch;
 
+#[cfg(test)]
+mod patch_tests;
 #[cfg(test)]
 mod tests;
 
