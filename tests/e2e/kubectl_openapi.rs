@@ -1,0 +1,129 @@
+//! OpenAPI v3 of `ferry up`'s Kubernetes API, driven by the real `kubectl` (skipped, with the
+//! reason printed, where it is not installed): `kubectl explain` prints the fields'
+//! documentation, and `kubectl apply`/`create` with their default strict validation get past
+//! the OpenAPI download and leave the validation to the server (`fieldValidation=Strict`).
+
+use tempfile::TempDir;
+
+use crate::kubectl::{Cluster, have_kubectl, kubectl, ok};
+
+const NAMESPACE: &str = "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n";
+
+const DEPLOYMENT: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: api, namespace: default, labels: {app: api}}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: api}}
+  template:
+    metadata: {labels: {app: api}}
+    spec:
+      containers:
+        - name: api
+          image: ferry/echo
+          env: [{name: A, value: "1"}]
+          ports: [{containerPort: 8080}]
+"#;
+
+#[tokio::test]
+async fn kubectl_explain_prints_the_fields_documentation() {
+    if !have_kubectl("kubectl_explain_prints_the_fields_documentation").await {
+        return;
+    }
+    let (manifests, state, cache) = (
+        TempDir::new().unwrap(),
+        TempDir::new().unwrap(),
+        TempDir::new().unwrap(),
+    );
+    std::fs::write(manifests.path().join("ns.yaml"), NAMESPACE).unwrap();
+    let cluster = Cluster::start(manifests.path(), state.path(), None).await;
+    let (kc, cache) = (cluster.kubeconfig.clone(), cache.path().to_owned());
+
+    let replicas = ok(&kc, &cache, &["explain", "deployment.spec.replicas"]).await;
+    for says in [
+        "GROUP:      apps",
+        "KIND:       Deployment",
+        "VERSION:    v1",
+        "FIELD: replicas <integer>",
+        "Number of desired pods.",
+    ] {
+        assert!(replicas.contains(says), "{says:?} not in:\n{replicas}");
+    }
+
+    let containers = ok(&kc, &cache, &["explain", "pod.spec.containers"]).await;
+    for says in [
+        "KIND:       Pod",
+        "FIELD: containers <[]Container>",
+        "List of containers belonging to the pod.",
+        "image\t<string>",
+        "Container image name.",
+        "ports\t<[]ContainerPort>",
+    ] {
+        assert!(containers.contains(says), "{says:?} not in:\n{containers}");
+    }
+
+    // The other groups too, and a field that does not exist is kubectl's own error.
+    let ingress = ok(&kc, &cache, &["explain", "ingress.spec.rules.host"]).await;
+    assert!(ingress.contains("FIELD: host <string>"), "{ingress}");
+    let slice = ok(&kc, &cache, &["explain", "endpointslices"]).await;
+    assert!(slice.contains("KIND:       EndpointSlice"), "{slice}");
+    let out = kubectl(&kc, &cache, &["explain", "deployment.spec.nope"]).await;
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("field \"nope\" does not exist"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    cluster.stop().await;
+}
+
+#[tokio::test]
+async fn kubectl_apply_with_default_validation_leaves_it_to_the_server() {
+    if !have_kubectl("kubectl_apply_with_default_validation_leaves_it_to_the_server").await {
+        return;
+    }
+    let (manifests, state, cache) = (
+        TempDir::new().unwrap(),
+        TempDir::new().unwrap(),
+        TempDir::new().unwrap(),
+    );
+    std::fs::write(manifests.path().join("ns.yaml"), NAMESPACE).unwrap();
+    let file = cache.path().join("deploy.yaml");
+    std::fs::write(&file, DEPLOYMENT).unwrap();
+    let cluster = Cluster::start(manifests.path(), state.path(), None).await;
+    let (kc, cache) = (cluster.kubeconfig.clone(), cache.path().to_owned());
+    let file = file.to_str().unwrap();
+
+    // Client-side apply and create, then server-side apply: each downloads the OpenAPI
+    // documents, finds the server validates (the PATCH operation's `fieldValidation`), and
+    // sends its write with fieldValidation=Strict. (Whether the write then succeeds is the
+    // write verbs' part; this asserts the write reaches the server.)
+    for args in [
+        vec!["apply", "-f", file],
+        vec!["create", "-f", file],
+        vec!["apply", "--server-side", "-f", file],
+    ] {
+        let mut verbose = args.clone();
+        verbose.push("-v=6");
+        let out = kubectl(&kc, &cache, &verbose).await;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !stderr.contains("failed to download openapi") && !stderr.contains("error validating"),
+            "kubectl {args:?}: {stderr}"
+        );
+        assert!(
+            stderr.contains("/openapi/v3/apis/apps/v1?hash="),
+            "kubectl {args:?} did not read the apps/v1 document: {stderr}"
+        );
+        assert!(
+            stderr
+                .lines()
+                .any(|l| l.contains("/apis/apps/v1/namespaces/default/deployments")
+                    && l.contains("fieldValidation=Strict")
+                    && (l.contains("POST") || l.contains("PATCH"))),
+            "kubectl {args:?} sent no write with fieldValidation=Strict: {stderr}"
+        );
+    }
+    cluster.stop().await;
+}
