@@ -1,7 +1,9 @@
 //! OpenAPI v3 of `ferry up`'s Kubernetes API, driven by the real `kubectl` (skipped, with the
 //! reason printed, where it is not installed): `kubectl explain` prints the fields'
 //! documentation, and `kubectl apply`/`create` with their default strict validation get past
-//! the OpenAPI download and leave the validation to the server (`fieldValidation=Strict`).
+//! the OpenAPI download and leave the validation to the server (`fieldValidation=Strict`);
+//! kubectl's client-side apply computes its strategic merge patch from the documents' patch
+//! metadata, and our strategic merge of that very patch keeps what a JSON merge would lose.
 
 use tempfile::TempDir;
 
@@ -125,5 +127,116 @@ async fn kubectl_apply_with_default_validation_leaves_it_to_the_server() {
             "kubectl {args:?} sent no write with fieldValidation=Strict: {stderr}"
         );
     }
+    cluster.stop().await;
+}
+
+/// The `api` Deployment as ferry loads it from its manifests (no last-applied annotation),
+/// with a sidecar and named ports, so that a JSON merge of kubectl's patch would lose them.
+const LIVE: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: api, namespace: default, labels: {app: api}}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: api}}
+  template:
+    metadata: {labels: {app: api}}
+    spec:
+      containers:
+        - name: api
+          image: ferry/echo
+          ports: [{name: http, containerPort: 8080}]
+          env: [{name: A, value: "1"}, {name: B, value: "1"}]
+        - name: sidecar
+          image: ferry/echo
+"#;
+
+/// The file the user applies: the same Deployment, its api container's image and one
+/// variable changed, the sidecar and ports not named (as after `kubectl apply` of a file
+/// that never had them: kubectl keeps what it did not apply).
+const CHANGED: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: api, namespace: default, labels: {app: api}}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: api}}
+  template:
+    metadata: {labels: {app: api}}
+    spec:
+      containers:
+        - name: api
+          image: ferry/echo:2
+          env: [{name: A, value: "2"}]
+"#;
+
+#[tokio::test]
+async fn kubectl_computes_its_apply_patch_from_our_openapi_and_our_merge_keeps_the_containers() {
+    if !have_kubectl(
+        "kubectl_computes_its_apply_patch_from_our_openapi_and_our_merge_keeps_the_containers",
+    )
+    .await
+    {
+        return;
+    }
+    let (manifests, state, cache) = (
+        TempDir::new().unwrap(),
+        TempDir::new().unwrap(),
+        TempDir::new().unwrap(),
+    );
+    std::fs::write(manifests.path().join("api.yaml"), LIVE).unwrap();
+    let file = cache.path().join("changed.yaml");
+    std::fs::write(&file, CHANGED).unwrap();
+    let cluster = Cluster::start(manifests.path(), state.path(), None).await;
+    let (kc, cache) = (cluster.kubeconfig.clone(), cache.path().to_owned());
+    let live: serde_json::Value = serde_json::from_str(
+        &ok(&kc, &cache, &["get", "deploy", "api", "-n", "default", "-o", "json"]).await,
+    )
+    .unwrap();
+
+    // kubectl computes its strategic merge patch with the patch metadata of our apps/v1
+    // document (it falls back to its compiled-in types, with a warning, when it cannot).
+    let out = kubectl(&kc, &cache, &["apply", "-f", file.to_str().unwrap(), "-v=8"]).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains("error calculating patch from openapi"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("application/strategic-merge-patch+json"),
+        "{stderr}"
+    );
+    // klog writes `"Request Body" body="<the body, quoted>"` (ASCII: a JSON string).
+    let body: String = stderr
+        .lines()
+        .filter_map(|l| l.split_once("\"Request Body\" body=").map(|(_, b)| b))
+        .filter_map(|b| serde_json::from_str::<String>(b).ok())
+        .find(|b| b.contains("$setElementOrder/containers"))
+        .unwrap_or_else(|| panic!("no strategic merge patch in: {stderr}"));
+    let patch: serde_json::Value = serde_json::from_str(&body).unwrap();
+
+    // Applied by our strategic merge patch: the image and the variable change; the sidecar,
+    // the ports and the other variable stay (the reference's Appendix trap).
+    let merged =
+        ferry_orchestrator::apiserver::strategic::apply("Deployment", &live, &patch).unwrap();
+    let containers = &merged["spec"]["template"]["spec"]["containers"];
+    assert_eq!(containers[0]["name"], "api", "{merged}");
+    assert_eq!(containers[0]["image"], "ferry/echo:2", "{merged}");
+    assert_eq!(
+        containers[0]["ports"][0]["containerPort"], 8080,
+        "{merged}"
+    );
+    assert_eq!(
+        containers[0]["env"],
+        serde_json::json!([{"name": "A", "value": "2"}, {"name": "B", "value": "1"}]),
+        "{merged}"
+    );
+    assert_eq!(containers[1]["name"], "sidecar", "{merged}");
+    assert!(
+        merged["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"]
+            .is_string(),
+        "{merged}"
+    );
+    assert!(!merged.to_string().contains("$setElementOrder"), "{merged}");
     cluster.stop().await;
 }
