@@ -119,11 +119,11 @@ async fn kubectl_apply_with_default_validation_leaves_it_to_the_server() {
             "kubectl {args:?} did not read the apps/v1 document: {stderr}"
         );
         assert!(
-            stderr
-                .lines()
-                .any(|l| l.contains("/apis/apps/v1/namespaces/default/deployments")
+            stderr.lines().any(
+                |l| l.contains("/apis/apps/v1/namespaces/default/deployments")
                     && l.contains("fieldValidation=Strict")
-                    && (l.contains("POST") || l.contains("PATCH"))),
+                    && (l.contains("POST") || l.contains("PATCH"))
+            ),
             "kubectl {args:?} sent no write with fieldValidation=Strict: {stderr}"
         );
     }
@@ -190,13 +190,23 @@ async fn kubectl_computes_its_apply_patch_from_our_openapi_and_our_merge_keeps_t
     let cluster = Cluster::start(manifests.path(), state.path(), None).await;
     let (kc, cache) = (cluster.kubeconfig.clone(), cache.path().to_owned());
     let live: serde_json::Value = serde_json::from_str(
-        &ok(&kc, &cache, &["get", "deploy", "api", "-n", "default", "-o", "json"]).await,
+        &ok(
+            &kc,
+            &cache,
+            &["get", "deploy", "api", "-n", "default", "-o", "json"],
+        )
+        .await,
     )
     .unwrap();
 
     // kubectl computes its strategic merge patch with the patch metadata of our apps/v1
     // document (it falls back to its compiled-in types, with a warning, when it cannot).
-    let out = kubectl(&kc, &cache, &["apply", "-f", file.to_str().unwrap(), "-v=8"]).await;
+    let out = kubectl(
+        &kc,
+        &cache,
+        &["apply", "-f", file.to_str().unwrap(), "-v=8"],
+    )
+    .await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         !stderr.contains("error calculating patch from openapi"),
@@ -222,10 +232,7 @@ async fn kubectl_computes_its_apply_patch_from_our_openapi_and_our_merge_keeps_t
     let containers = &merged["spec"]["template"]["spec"]["containers"];
     assert_eq!(containers[0]["name"], "api", "{merged}");
     assert_eq!(containers[0]["image"], "ferry/echo:2", "{merged}");
-    assert_eq!(
-        containers[0]["ports"][0]["containerPort"], 8080,
-        "{merged}"
-    );
+    assert_eq!(containers[0]["ports"][0]["containerPort"], 8080, "{merged}");
     assert_eq!(
         containers[0]["env"],
         serde_json::json!([{"name": "A", "value": "2"}, {"name": "B", "value": "1"}]),

@@ -32,35 +32,175 @@ use super::watch::ApiBody;
 /// merge key). A list not named here is replaced whole by a strategic merge patch; a map is
 /// merged.
 pub const PATCH_METADATA: &[(&str, &str, &str, Option<&str>)] = &[
-    ("io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta", "finalizers", "merge", None),
-    ("io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta", "ownerReferences", "merge", Some("uid")),
-    ("io.k8s.api.core.v1.PodSpec", "containers", "merge", Some("name")),
-    ("io.k8s.api.core.v1.PodSpec", "initContainers", "merge", Some("name")),
-    ("io.k8s.api.core.v1.PodSpec", "ephemeralContainers", "merge", Some("name")),
-    ("io.k8s.api.core.v1.PodSpec", "volumes", "merge,retainKeys", Some("name")),
-    ("io.k8s.api.core.v1.PodSpec", "imagePullSecrets", "merge", Some("name")),
-    ("io.k8s.api.core.v1.PodSpec", "hostAliases", "merge", Some("ip")),
-    ("io.k8s.api.core.v1.PodSpec", "topologySpreadConstraints", "merge", Some("topologyKey")),
-    ("io.k8s.api.core.v1.PodSpec", "schedulingGates", "merge", Some("name")),
-    ("io.k8s.api.core.v1.PodSpec", "resourceClaims", "merge,retainKeys", Some("name")),
-    ("io.k8s.api.core.v1.Container", "ports", "merge", Some("containerPort")),
+    (
+        "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta",
+        "finalizers",
+        "merge",
+        None,
+    ),
+    (
+        "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta",
+        "ownerReferences",
+        "merge",
+        Some("uid"),
+    ),
+    (
+        "io.k8s.api.core.v1.PodSpec",
+        "containers",
+        "merge",
+        Some("name"),
+    ),
+    (
+        "io.k8s.api.core.v1.PodSpec",
+        "initContainers",
+        "merge",
+        Some("name"),
+    ),
+    (
+        "io.k8s.api.core.v1.PodSpec",
+        "ephemeralContainers",
+        "merge",
+        Some("name"),
+    ),
+    (
+        "io.k8s.api.core.v1.PodSpec",
+        "volumes",
+        "merge,retainKeys",
+        Some("name"),
+    ),
+    (
+        "io.k8s.api.core.v1.PodSpec",
+        "imagePullSecrets",
+        "merge",
+        Some("name"),
+    ),
+    (
+        "io.k8s.api.core.v1.PodSpec",
+        "hostAliases",
+        "merge",
+        Some("ip"),
+    ),
+    (
+        "io.k8s.api.core.v1.PodSpec",
+        "topologySpreadConstraints",
+        "merge",
+        Some("topologyKey"),
+    ),
+    (
+        "io.k8s.api.core.v1.PodSpec",
+        "schedulingGates",
+        "merge",
+        Some("name"),
+    ),
+    (
+        "io.k8s.api.core.v1.PodSpec",
+        "resourceClaims",
+        "merge,retainKeys",
+        Some("name"),
+    ),
+    (
+        "io.k8s.api.core.v1.Container",
+        "ports",
+        "merge",
+        Some("containerPort"),
+    ),
     ("io.k8s.api.core.v1.Container", "env", "merge", Some("name")),
-    ("io.k8s.api.core.v1.Container", "volumeMounts", "merge", Some("mountPath")),
-    ("io.k8s.api.core.v1.Container", "volumeDevices", "merge", Some("devicePath")),
-    ("io.k8s.api.core.v1.EphemeralContainer", "ports", "merge", Some("containerPort")),
-    ("io.k8s.api.core.v1.EphemeralContainer", "env", "merge", Some("name")),
-    ("io.k8s.api.core.v1.EphemeralContainer", "volumeMounts", "merge", Some("mountPath")),
-    ("io.k8s.api.core.v1.EphemeralContainer", "volumeDevices", "merge", Some("devicePath")),
-    ("io.k8s.api.core.v1.PodStatus", "conditions", "merge", Some("type")),
-    ("io.k8s.api.core.v1.PodStatus", "podIPs", "merge", Some("ip")),
-    ("io.k8s.api.core.v1.PodStatus", "hostIPs", "merge", Some("ip")),
-    ("io.k8s.api.core.v1.PodStatus", "resourceClaimStatuses", "merge,retainKeys", Some("name")),
-    ("io.k8s.api.core.v1.ServiceSpec", "ports", "merge", Some("port")),
-    ("io.k8s.api.core.v1.ServiceStatus", "conditions", "merge", Some("type")),
-    ("io.k8s.api.core.v1.NamespaceStatus", "conditions", "merge", Some("type")),
-    ("io.k8s.api.apps.v1.DeploymentSpec", "strategy", "retainKeys", None),
-    ("io.k8s.api.apps.v1.DeploymentStatus", "conditions", "merge", Some("type")),
-    ("io.k8s.api.apps.v1.ReplicaSetStatus", "conditions", "merge", Some("type")),
+    (
+        "io.k8s.api.core.v1.Container",
+        "volumeMounts",
+        "merge",
+        Some("mountPath"),
+    ),
+    (
+        "io.k8s.api.core.v1.Container",
+        "volumeDevices",
+        "merge",
+        Some("devicePath"),
+    ),
+    (
+        "io.k8s.api.core.v1.EphemeralContainer",
+        "ports",
+        "merge",
+        Some("containerPort"),
+    ),
+    (
+        "io.k8s.api.core.v1.EphemeralContainer",
+        "env",
+        "merge",
+        Some("name"),
+    ),
+    (
+        "io.k8s.api.core.v1.EphemeralContainer",
+        "volumeMounts",
+        "merge",
+        Some("mountPath"),
+    ),
+    (
+        "io.k8s.api.core.v1.EphemeralContainer",
+        "volumeDevices",
+        "merge",
+        Some("devicePath"),
+    ),
+    (
+        "io.k8s.api.core.v1.PodStatus",
+        "conditions",
+        "merge",
+        Some("type"),
+    ),
+    (
+        "io.k8s.api.core.v1.PodStatus",
+        "podIPs",
+        "merge",
+        Some("ip"),
+    ),
+    (
+        "io.k8s.api.core.v1.PodStatus",
+        "hostIPs",
+        "merge",
+        Some("ip"),
+    ),
+    (
+        "io.k8s.api.core.v1.PodStatus",
+        "resourceClaimStatuses",
+        "merge,retainKeys",
+        Some("name"),
+    ),
+    (
+        "io.k8s.api.core.v1.ServiceSpec",
+        "ports",
+        "merge",
+        Some("port"),
+    ),
+    (
+        "io.k8s.api.core.v1.ServiceStatus",
+        "conditions",
+        "merge",
+        Some("type"),
+    ),
+    (
+        "io.k8s.api.core.v1.NamespaceStatus",
+        "conditions",
+        "merge",
+        Some("type"),
+    ),
+    (
+        "io.k8s.api.apps.v1.DeploymentSpec",
+        "strategy",
+        "retainKeys",
+        None,
+    ),
+    (
+        "io.k8s.api.apps.v1.DeploymentStatus",
+        "conditions",
+        "merge",
+        Some("type"),
+    ),
+    (
+        "io.k8s.api.apps.v1.ReplicaSetStatus",
+        "conditions",
+        "merge",
+        Some("type"),
+    ),
 ];
 
 const REF_PREFIX: &str = "#/components/schemas/";
@@ -303,7 +443,9 @@ fn operations(r: &Resource, name: &str) -> [(String, Value); 2] {
         "Force is going to \"force\" Apply requests. It means user will re-acquire conflicting fields owned by other people. Force flag must be unset for non-apply patch requests.",
         "boolean",
     );
-    let mut path_params = vec![json!({"name": "name", "in": "path", "required": true, "description": format!("name of the {}", r.kind), "schema": {"type": "string", "uniqueItems": true}})];
+    let mut path_params = vec![
+        json!({"name": "name", "in": "path", "required": true, "description": format!("name of the {}", r.kind), "schema": {"type": "string", "uniqueItems": true}}),
+    ];
     if r.namespaced {
         path_params.push(json!({"name": "namespace", "in": "path", "required": true, "description": "object name and auth scope, such as for teams and projects", "schema": {"type": "string", "uniqueItems": true}}));
     }
@@ -342,10 +484,7 @@ fn document(
         .into_iter()
         .filter_map(|n| Some((n.clone(), definitions.get(&n)?.clone())))
         .collect();
-    let paths: Map<String, Value> = here
-        .iter()
-        .flat_map(|(r, n)| operations(r, n))
-        .collect();
+    let paths: Map<String, Value> = here.iter().flat_map(|(r, n)| operations(r, n)).collect();
     let title = if group.is_empty() {
         "Kubernetes".to_owned()
     } else {
@@ -510,7 +649,9 @@ impl Node {
         let Some(property) = self.0.and_then(|s| s.get("properties")?.get(key)) else {
             let values = self.0.and_then(|s| s.get("additionalProperties"));
             return (
-                values.filter(|v| v.is_object()).map_or(Node(None), Node::resolve),
+                values
+                    .filter(|v| v.is_object())
+                    .map_or(Node(None), Node::resolve),
                 PatchMeta::default(),
             );
         };
@@ -582,7 +723,24 @@ pub fn unknown_fields(kind: &str, object: &Value) -> Vec<String> {
     out
 }
 
-/// The message of a 400 under `fieldValidation=Strict`, as the API server words it:
+/// The message of a 400 to a create or update under `fieldValidation=Strict`, as the API
+/// server words it: `Deployment in version "v1" cannot be handled as a Deployment: strict
+/// decoding error: unknown field "spec.foo"`.
+pub fn strict_decoding_error(kind: &str, version: &str, unknown: &[String]) -> String {
+    format!(
+        "{kind} in version {version:?} cannot be handled as a {kind}: {}",
+        strict_error(unknown)
+    )
+}
+
+/// The `Warning` header value for one unknown field under `fieldValidation=Warn`, as the API
+/// server sends it (kubectl prints `Warning: unknown field "spec.foo"`).
+pub fn unknown_field_warning(field: &str) -> String {
+    format!("299 - \"unknown field \\\"{field}\\\"\"")
+}
+
+/// The message of a 400 under `fieldValidation=Strict` (a patch's; a create's or update's is
+/// [`strict_decoding_error`]), as the API server words it:
 /// `strict decoding error: unknown field "spec.foo", unknown field "spec.bar"`.
 pub fn strict_error(unknown: &[String]) -> String {
     let fields: Vec<String> = unknown

@@ -121,7 +121,10 @@ fn patch_directives_delete_and_replace_items_maps_and_lists() {
         live.clone(),
         json!({"spec":{"template":{"spec":{"securityContext":{"$patch":"delete"}}}}}),
     );
-    assert_eq!(out["spec"]["template"]["spec"]["securityContext"], json!({}));
+    assert_eq!(
+        out["spec"]["template"]["spec"]["securityContext"],
+        json!({})
+    );
     // `$patch: merge` in a map is the default.
     let out = smp(
         "Deployment",
@@ -214,7 +217,8 @@ fn primitive_lists_with_the_merge_strategy_are_sets() {
         live.clone(),
         json!({"metadata":{"finalizers":["c","d"]}}),
     );
-    let mut got: Vec<String> = serde_json::from_value(out["metadata"]["finalizers"].clone()).unwrap();
+    let mut got: Vec<String> =
+        serde_json::from_value(out["metadata"]["finalizers"].clone()).unwrap();
     got.sort();
     assert_eq!(got, ["a", "b", "c", "d"]);
     // Deleting and ordering together, as kubectl sends when a finalizer leaves the file.
@@ -328,7 +332,13 @@ fn server_side_apply_conflicts_between_managers_unless_forced() {
     // The same value: shared, no conflict.
     let same = json!({"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"api"},"spec":{"replicas":2}});
     let shared = server_side_apply(Some(&live), &same, "bob", false).unwrap();
-    assert_eq!(shared["metadata"]["managedFields"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        shared["metadata"]["managedFields"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
     // A different value: a conflict naming the field and its manager.
     let b = json!({"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"api"},"spec":{"replicas":3}});
     let e = server_side_apply(Some(&live), &b, "bob", false).unwrap_err();
@@ -358,9 +368,22 @@ fn server_side_apply_conflicts_between_managers_unless_forced() {
 fn server_side_apply_refuses_configurations_without_identity() {
     for (applied, manager, code) in [
         (json!({"kind":"Pod","metadata":{"name":"a"}}), "m", 400),
-        (json!({"apiVersion":"v1","kind":"Pod","metadata":{}}), "m", 422),
-        (json!({"apiVersion":"v1","kind":"Pod","metadata":{"name":"a"}}), "", 400),
+        (
+            json!({"apiVersion":"v1","kind":"Pod","metadata":{}}),
+            "m",
+            422,
+        ),
+        (
+            json!({"apiVersion":"v1","kind":"Pod","metadata":{"name":"a"}}),
+            "",
+            400,
+        ),
         (json!("x"), "m", 400),
+        (
+            json!({"apiVersion":"v1","kind":"Pod","metadata":{"name":"a","managedFields":[{"manager":"m"}]}}),
+            "m",
+            400,
+        ),
     ] {
         let e = server_side_apply(None, &applied, manager, false).unwrap_err();
         assert_eq!(e.code(), code, "{applied}: {e}");
@@ -383,7 +406,16 @@ fn unknown_fields_are_named_by_their_paths() {
         strict_error(&unknown),
         "strict decoding error: unknown field \"spec.foo\", unknown field \"spec.template.spec.containers[0].imagee\""
     );
-    let pod = json!({"apiVersion":"v1","kind":"Pod","metadata":{"name":"bad"},"spec":{"containerz":[]}});
+    assert_eq!(
+        openapi::strict_decoding_error("Deployment", "v1", &unknown[..1]),
+        "Deployment in version \"v1\" cannot be handled as a Deployment: strict decoding error: unknown field \"spec.foo\""
+    );
+    assert_eq!(
+        openapi::unknown_field_warning("spec.foo"),
+        r#"299 - "unknown field \"spec.foo\"""#
+    );
+    let pod =
+        json!({"apiVersion":"v1","kind":"Pod","metadata":{"name":"bad"},"spec":{"containerz":[]}});
     assert_eq!(unknown_fields("Pod", &pod), ["spec.containerz"]);
     let svc = json!({"apiVersion":"v1","kind":"Service","metadata":{"name":"s"},"spec":{"ports":[{"port":80,"targetPort":"http","portt":1}]}});
     assert_eq!(unknown_fields("Service", &svc), ["spec.ports[0].portt"]);
@@ -415,7 +447,10 @@ fn openapi_documents_carry_kinds_descriptions_patch_metadata_and_field_validatio
     let text = apps.to_string();
     for r in text.split("\"$ref\":\"#/components/schemas/").skip(1) {
         let name = &r[..r.find('"').unwrap()];
-        assert!(schemas.get(name).is_some(), "{name} is referred to but absent");
+        assert!(
+            schemas.get(name).is_some(),
+            "{name} is referred to but absent"
+        );
     }
     let patch = &apps["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"]["patch"];
     assert_eq!(
@@ -507,7 +542,12 @@ async fn openapi_v3_is_served_with_the_real_servers_caching() {
     let (path, query) = url.split_once('?').unwrap();
     let hash = query.trim_start_matches("hash=");
     // By its current hash: immutable, kept by kubectl on disk.
-    let (code, headers, body) = get(path, &format!("{query}&timeout=32s"), &[("accept", "application/json")]).await;
+    let (code, headers, body) = get(
+        path,
+        &format!("{query}&timeout=32s"),
+        &[("accept", "application/json")],
+    )
+    .await;
     assert_eq!(code, StatusCode::OK);
     assert_eq!(headers["cache-control"], "public, immutable");
     assert_eq!(headers["etag"], format!("\"{hash}\"").as_str());
@@ -529,7 +569,10 @@ async fn openapi_v3_is_served_with_the_real_servers_caching() {
     // Unknown group-versions, protobuf-only clients, and no token.
     let (code, _, _) = get("/openapi/v3/apis/batch/v1", "", &[]).await;
     assert_eq!(code, StatusCode::NOT_FOUND);
-    let proto = [("accept", "application/com.github.proto-openapi.spec.v3@v1.0+protobuf")];
+    let proto = [(
+        "accept",
+        "application/com.github.proto-openapi.spec.v3@v1.0+protobuf",
+    )];
     let (code, _, _) = get(path, "", &proto).await;
     assert_eq!(code, StatusCode::NOT_ACCEPTABLE);
     let r = requests::answer(

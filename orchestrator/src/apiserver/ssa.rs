@@ -151,10 +151,8 @@ fn to_fields_v1(set: &[FieldPath]) -> Value {
 fn from_fields_v1(value: &Value) -> Vec<FieldPath> {
     fn walk(value: &Value, path: &mut FieldPath, out: &mut Vec<FieldPath>) {
         let Value::Object(map) = value else { return };
-        if map.is_empty() || map.contains_key(".") {
-            if !path.is_empty() {
-                out.push(path.clone());
-            }
+        if (map.is_empty() || map.contains_key(".")) && !path.is_empty() {
+            out.push(path.clone());
         }
         for (step, v) in map.iter().filter(|(k, _)| *k != ".") {
             path.push(step.clone());
@@ -181,10 +179,11 @@ fn find_item(items: &[Value], step: &str) -> Option<usize> {
 }
 
 fn get<'v>(value: &'v Value, path: &[String]) -> Option<&'v Value> {
-    path.iter().try_fold(value, |v, step| match step.strip_prefix("f:") {
-        Some(f) => v.get(f),
-        None => v.as_array()?.get(find_item(v.as_array()?, step)?),
-    })
+    path.iter()
+        .try_fold(value, |v, step| match step.strip_prefix("f:") {
+            Some(f) => v.get(f),
+            None => v.as_array()?.get(find_item(v.as_array()?, step)?),
+        })
 }
 
 fn remove(value: &mut Value, path: &[String]) {
@@ -283,10 +282,9 @@ pub fn server_side_apply(
         .and_then(Value::as_str)
         .is_none_or(str::is_empty)
     {
-        return Err(PatchError::Invalid(
-            "metadata.name: Required value: name is required".into(),
-        )
-        .into());
+        return Err(
+            PatchError::Invalid("metadata.name: Required value: name is required".into()).into(),
+        );
     }
     if manager.is_empty() {
         return Err(PatchError::BadRequest(
@@ -294,14 +292,16 @@ pub fn server_side_apply(
         )
         .into());
     }
+    if applied
+        .pointer("/metadata/managedFields")
+        .is_some_and(|m| !m.is_null())
+    {
+        return Err(PatchError::BadRequest("metadata.managedFields must be nil".into()).into());
+    }
     let node = Node::kind(kind);
     let mut set = Vec::new();
     field_set(node, applied, &mut Vec::new(), &mut set);
-    let mut config = config.clone();
-    if let Some(Value::Object(meta)) = config.get_mut("metadata") {
-        meta.remove("managedFields");
-    }
-    let config = Value::Object(config);
+    let config = applied.clone();
 
     let empty = json!({});
     let live = live.unwrap_or(&empty);

@@ -301,7 +301,11 @@ fn merge_list(
             "{path}: lists of lists are not supported by a strategic merge patch"
         )));
     }
-    let maps = original.iter().chain(&patch).filter(|v| v.is_object()).count();
+    let maps = original
+        .iter()
+        .chain(&patch)
+        .filter(|v| v.is_object())
+        .count();
     if maps == 0 {
         // A set of scalars (finalizers): the union, first occurrences kept.
         let mut merged: Vec<Value> = Vec::new();
