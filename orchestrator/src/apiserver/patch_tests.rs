@@ -308,7 +308,11 @@ fn server_side_apply_removes_what_the_manager_no_longer_applies_and_keeps_the_re
         .push(json!({"name":"sidecar","image":"busybox"}));
     live["status"] = json!({"replicas": 2});
     let v2 = json!({"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"api","labels":{"app":"api"}},"spec":{"template":{"spec":{"containers":[{"name":"api","image":"a:2","env":[{"name":"A","value":"2"}]}]}}}});
-    let out = server_side_apply(Some(&live), &v2, "kubectl", false).unwrap();
+    let mut out = server_side_apply(Some(&live), &v2, "kubectl", false).unwrap();
+    // The same configuration again changes nothing, not even the managedFields' time.
+    out["metadata"]["managedFields"][0]["time"] = json!("2020-01-01T00:00:00Z");
+    let again = server_side_apply(Some(&out), &v2, "kubectl", false).unwrap();
+    assert_eq!(again, out);
     assert_eq!(
         out["metadata"]["labels"],
         json!({"app":"api","controller":"y"})

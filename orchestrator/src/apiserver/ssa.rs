@@ -13,7 +13,9 @@
 //!   one to a field another manager's apply set holds is a conflict (409) unless `force`,
 //!   which moves the field to this manager. Fields written by create, update or the other
 //!   patches are not tracked (no `Update` entries), so they never conflict and are simply
-//!   overwritten by an apply.
+//!   overwritten by an apply;
+//! - applying the same configuration again returns the live object unchanged (its
+//!   managedFields' time included), so nothing is written.
 
 use serde_json::{Map, Value, json};
 
@@ -313,6 +315,7 @@ pub fn server_side_apply(
         .unwrap_or_default();
 
     let mut conflicts = Vec::new();
+    let mut taken = false;
     for path in &set {
         let last = path.last().map(String::as_str).unwrap_or("");
         if !last.starts_with("f:") {
@@ -325,6 +328,7 @@ pub fn server_side_apply(
             if fields.contains(path) {
                 if force {
                     fields.retain(|f| f != path);
+                    taken = true;
                 } else {
                     conflicts.push(Conflict {
                         manager: other.clone(),
@@ -345,6 +349,27 @@ pub fn server_side_apply(
         }
     }
     let mut merged = strategic::apply(kind, &base, &config)?;
+    // Nothing changes (the same configuration applied again): the object stays as it is, its
+    // managedFields' time included, so the store sees no change and bumps no resourceVersion.
+    let sorted = |s: &[FieldPath]| {
+        let mut s = s.to_vec();
+        s.sort();
+        s
+    };
+    let bare = |v: &Value| {
+        let mut v = v.clone();
+        if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+            meta.remove("managedFields");
+        }
+        v
+    };
+    if !taken
+        && !previous.is_empty()
+        && sorted(&previous) == sorted(&set)
+        && bare(&merged) == bare(live)
+    {
+        return Ok(live.clone());
+    }
     let mut entries: Vec<Value> = live
         .pointer("/metadata/managedFields")
         .and_then(Value::as_array)
