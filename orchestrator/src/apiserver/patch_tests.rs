@@ -50,6 +50,24 @@ fn the_appendix_trap_containers_and_ports_survive_and_no_directive_is_stored() {
 }
 
 #[test]
+fn kubectls_set_image_and_removal_patches_touch_only_what_they_name() {
+    let live = json!({"spec":{"template":{"spec":{"containers":[{"name":"web","image":"nginx:1.25","ports":[{"containerPort":80},{"containerPort":8080}],"env":[{"name":"A","value":"1"},{"name":"B","value":"2"}]},{"name":"sidecar","image":"busybox"}]}}}});
+    // ops.log, set-image: `kubectl set image deployment/web web=nginx:1.26`, verbatim.
+    let patch: Value = serde_json::from_str(r#"{"spec":{"template":{"spec":{"$setElementOrder/containers":[{"name":"web"},{"name":"sidecar"}],"containers":[{"image":"nginx:1.26","name":"web"}]}}}}"#).unwrap();
+    let out = smp("Deployment", live.clone(), patch);
+    let mut want = live.clone();
+    want["spec"]["template"]["spec"]["containers"][0]["image"] = json!("nginx:1.26");
+    assert_eq!(out, want);
+    // What kubectl apply sends when a variable and a port leave the file.
+    let patch = json!({"spec":{"template":{"spec":{"$setElementOrder/containers":[{"name":"web"},{"name":"sidecar"}],"containers":[{"name":"web","$setElementOrder/env":[{"name":"A"}],"env":[{"$patch":"delete","name":"B"}],"$setElementOrder/ports":[{"containerPort":80}],"ports":[{"$patch":"delete","containerPort":8080}]}]}}}});
+    let out = smp("Deployment", live, patch);
+    assert_eq!(
+        out["spec"]["template"]["spec"]["containers"],
+        json!([{"name":"web","image":"nginx:1.25","ports":[{"containerPort":80}],"env":[{"name":"A","value":"1"}]},{"name":"sidecar","image":"busybox"}])
+    );
+}
+
+#[test]
 fn maps_merge_and_null_deletes_a_key() {
     let live = json!({"metadata":{"labels":{"app":"web","tier":"front"},"annotations":{"a":"1"}},"spec":{"replicas":1,"paused":true}});
     let patch = json!({"metadata":{"labels":{"tier":null,"new":"x"},"annotations":null},"spec":{"paused":null,"replicas":3,"minReadySeconds":null}});
