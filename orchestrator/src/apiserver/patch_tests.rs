@@ -388,6 +388,10 @@ fn server_side_apply_conflicts_between_managers_unless_forced() {
 
 #[test]
 fn server_side_apply_refuses_configurations_without_identity() {
+    let pod = json!({"apiVersion":"v1","kind":"Pod","metadata":{"name":"a"}});
+    let svc = json!({"apiVersion":"v1","kind":"Service","metadata":{"name":"a"}});
+    let e = server_side_apply(Some(&svc), &pod, "m", false).unwrap_err();
+    assert_eq!(e.code(), 400, "{e}");
     for (applied, manager, code) in [
         (json!({"kind":"Pod","metadata":{"name":"a"}}), "m", 400),
         (

@@ -305,6 +305,14 @@ pub fn server_side_apply(
     field_set(node, applied, &mut Vec::new(), &mut set);
     let config = applied.clone();
 
+    if let Some(was) = live.and_then(|l| l.get("kind")).and_then(Value::as_str)
+        && was != kind
+    {
+        return Err(PatchError::BadRequest(format!(
+            "invalid apply: the applied configuration is a {kind}, the object a {was}"
+        ))
+        .into());
+    }
     let empty = json!({});
     let live = live.unwrap_or(&empty);
     let mut others: Vec<(String, Vec<FieldPath>)> = apply_entries(live);
