@@ -210,7 +210,7 @@ fn retain_keys_clears_the_other_keys_of_a_union() {
         &json!({"spec":{"strategy":{"$retainKeys":["type"],"type":"Recreate","rollingUpdate":{"maxSurge":2}}}}),
     )
     .unwrap_err();
-    assert_eq!(e.code(), 422, "{e}");
+    assert_eq!(e.code(), 400, "{e}");
     assert!(e.to_string().contains("spec.strategy"), "{e}");
     let e = strategic::apply(
         "Deployment",
@@ -287,6 +287,16 @@ fn invalid_patches_are_errors_naming_the_field() {
             "must be a list",
         ),
         (json!([1]), 400, "must be a JSON object"),
+        (
+            json!({"spec":{"template":{"spec":{"$setElementOrder/containers":[{"name":"a"},{"name":"b"}],"containers":[{"name":"b"},{"name":"a"}]}}}}),
+            400,
+            "spec.template.spec.containers: invalid patch: the order of the patch list does not match",
+        ),
+        (
+            json!({"spec":{"template":{"spec":{"$setElementOrder/containers":[{"image":"a"}],"containers":[{"name":"api"}]}}}}),
+            422,
+            "does not contain declared merge key: name",
+        ),
     ];
     for (patch, code, says) in cases {
         let e: PatchError = strategic::apply("Deployment", &live, patch).unwrap_err();

@@ -117,8 +117,8 @@ pub(super) fn merge_map(
             .map(|(k, _)| k)
             .find(|k| !keys.contains(&k.as_str()))
         {
-            return Err(PatchError::Invalid(format!(
-                "{}the patch has field {k:?}, which its $retainKeys list {retain} does not name",
+            return Err(PatchError::BadRequest(format!(
+                "{}invalid patch: the patch has field {k:?}, which its $retainKeys list {retain} does not name",
                 at(path)
             )));
         }
@@ -160,6 +160,7 @@ pub(super) fn merge_map(
         let (child, meta) = node.field(key);
         let original_list = original_list.unwrap_or_default();
         let patch_list = patch_list.unwrap_or_default();
+        check_order(&patch_list, &order, meta.merge_key, &list_path, &directive)?;
         let merged = if meta.has("merge") {
             merge_list(
                 original_list.clone(),
@@ -240,6 +241,40 @@ fn fresh_list(items: Vec<Value>, node: Node, path: &str) -> Result<Vec<Value>, P
         .filter(|(_, item)| item.get(DIRECTIVE).is_none())
         .map(|(i, item)| fresh(item, node, &format!("{path}[{i}]")))
         .collect()
+}
+
+/// The items a patch list merges must come in the order its `$setElementOrder` gives them,
+/// as apimachinery's `validatePatchWithSetOrderList` checks.
+fn check_order(
+    patch: &[Value],
+    order: &[Value],
+    merge_key: Option<&str>,
+    path: &str,
+    directive: &str,
+) -> Result<(), PatchError> {
+    let key = |v: &Value| -> Result<Value, PatchError> {
+        match merge_key {
+            Some(k) => v.get(k).cloned().ok_or_else(|| no_merge_key(path, v, k)),
+            None => Ok(v.clone()),
+        }
+    };
+    let mut at = 0;
+    for item in patch.iter().filter(|i| i.get(DIRECTIVE).is_none()) {
+        let k = key(item)?;
+        loop {
+            let Some(o) = order.get(at) else {
+                return Err(PatchError::BadRequest(format!(
+                    "{path}: invalid patch: the order of the patch list does not match its {directive} list {}",
+                    Value::Array(order.to_vec())
+                )));
+            };
+            at += 1;
+            if key(o)? == k {
+                break;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The position in `order` of the item with `item`'s merge key (or, for scalars, of `item`).
