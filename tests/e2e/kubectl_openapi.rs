@@ -68,8 +68,27 @@ async fn kubectl_explain_prints_the_fields_documentation() {
     // The other groups too, and a field that does not exist is kubectl's own error.
     let ingress = ok(&kc, &cache, &["explain", "ingress.spec.rules.host"]).await;
     assert!(ingress.contains("FIELD: host <string>"), "{ingress}");
-    let slice = ok(&kc, &cache, &["explain", "endpointslices"]).await;
-    assert!(slice.contains("KIND:       EndpointSlice"), "{slice}");
+    // Every kind served is explained.
+    for (resource, kind) in [
+        ("namespaces", "Namespace"),
+        ("pods", "Pod"),
+        ("services", "Service"),
+        ("endpoints", "Endpoints"),
+        ("secrets", "Secret"),
+        ("events", "Event"),
+        ("deployments", "Deployment"),
+        ("replicasets", "ReplicaSet"),
+        ("endpointslices", "EndpointSlice"),
+        ("ingresses", "Ingress"),
+        ("ingressclasses", "IngressClass"),
+    ] {
+        let out = ok(&kc, &cache, &["explain", resource]).await;
+        assert!(
+            out.contains(&format!("KIND:       {kind}\n")),
+            "{resource}: {out}"
+        );
+        assert!(out.contains("DESCRIPTION:"), "{resource}: {out}");
+    }
     let out = kubectl(&kc, &cache, &["explain", "deployment.spec.nope"]).await;
     assert!(!out.status.success());
     assert!(
