@@ -234,7 +234,7 @@ fn reference(schema: &Value) -> Option<&str> {
 }
 
 /// Every schema, generated once.
-struct Schemas {
+pub(super) struct Schemas {
     /// `components.schemas`, all group-versions together.
     definitions: Map<String, Value>,
     /// The schema of each kind served.
@@ -245,12 +245,19 @@ struct Schemas {
     index: (Bytes, String),
 }
 
+impl Schemas {
+    /// The index's hash: it names every document's hash, so it changes when any does.
+    pub(super) fn index_hash(&self) -> &str {
+        &self.index.1
+    }
+}
+
 fn schemas() -> &'static Schemas {
     static SCHEMAS: OnceLock<Schemas> = OnceLock::new();
     SCHEMAS.get_or_init(generate)
 }
 
-fn generate() -> Schemas {
+pub(super) fn generate() -> Schemas {
     let mut generator = SchemaSettings::openapi3().into_generator();
     let kinds: Vec<(&'static Resource, String)> = RESOURCES
         .iter()

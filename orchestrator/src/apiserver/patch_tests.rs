@@ -519,6 +519,15 @@ fn openapi_documents_carry_kinds_descriptions_patch_metadata_and_field_validatio
     }
 }
 
+#[test]
+fn the_documents_are_the_same_each_time_so_their_hashes_survive_a_restart() {
+    // kubectl keeps a document by its `?hash=` URL; a restart must not invalidate it.
+    assert_eq!(
+        openapi::generate().index_hash(),
+        openapi::generate().index_hash()
+    );
+}
+
 fn request_headers(pairs: &[(&str, &str)]) -> HeaderMap {
     let mut h = HeaderMap::new();
     h.insert(
