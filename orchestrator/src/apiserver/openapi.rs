@@ -551,12 +551,12 @@ fn not_modified(headers: &HeaderMap, tag: &str) -> bool {
 /// asked for by an old hash is redirected (301) to the current one.
 pub(super) fn answer(rest: &[&str], query: &str, headers: &HeaderMap) -> Response<ApiBody> {
     let schemas = schemas();
-    let (bytes, hash, current) = if rest.is_empty() {
-        (&schemas.index.0, &schemas.index.1, None)
+    let (bytes, hash, current): (&Bytes, &str, Option<&String>) = if rest.is_empty() {
+        (&schemas.index.0, schemas.index_hash(), None)
     } else {
         let path = rest.join("/");
         match schemas.documents.iter().find(|(p, _, _)| *p == path) {
-            Some((p, bytes, hash)) => (bytes, hash, Some(p)),
+            Some((p, bytes, hash)) => (bytes, hash.as_str(), Some(p)),
             None => return super::requests::not_found_path(),
         }
     };
