@@ -520,6 +520,31 @@ fn openapi_documents_carry_kinds_descriptions_patch_metadata_and_field_validatio
 }
 
 #[test]
+fn every_patch_metadata_entry_is_in_the_documents() {
+    let docs: Vec<Value> = [("", "v1"), ("apps", "v1")]
+        .iter()
+        .map(|(g, v)| openapi::group_version_document(g, v).unwrap())
+        .collect();
+    for (schema, field, strategy, key) in openapi::PATCH_METADATA {
+        let property = docs
+            .iter()
+            .find_map(|d| d["components"]["schemas"][*schema]["properties"].get(*field))
+            .unwrap_or_else(|| panic!("{schema}.{field} is in no document"));
+        assert_eq!(
+            property["x-kubernetes-patch-strategy"], *strategy,
+            "{schema}.{field}"
+        );
+        assert_eq!(
+            property
+                .get("x-kubernetes-patch-merge-key")
+                .and_then(Value::as_str),
+            *key,
+            "{schema}.{field}"
+        );
+    }
+}
+
+#[test]
 fn the_documents_are_the_same_each_time_so_their_hashes_survive_a_restart() {
     // kubectl keeps a document by its `?hash=` URL; a restart must not invalidate it.
     assert_eq!(
