@@ -266,3 +266,82 @@ async fn kubectl_computes_its_apply_patch_from_our_openapi_and_our_merge_keeps_t
     assert!(!merged.to_string().contains("$setElementOrder"), "{merged}");
     cluster.stop().await;
 }
+
+const SERVICE_AND_INGRESS: &str = r#"
+apiVersion: v1
+kind: Service
+metadata: {name: api, namespace: default}
+spec:
+  selector: {app: api}
+  ports: [{name: http, port: 80, targetPort: http}]
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: api, namespace: default}
+spec:
+  rules:
+    - host: api.test
+      http:
+        paths:
+          - {path: /, pathType: Prefix, backend: {service: {name: api, port: {number: 80}}}}
+"#;
+
+#[tokio::test]
+async fn the_local_clusters_objects_have_no_field_their_schema_does_not_know() {
+    // Strict field validation checks a patched object whole: what the local cluster itself
+    // writes must pass it, or every `kubectl apply` to its objects would be refused.
+    if !have_kubectl("the_local_clusters_objects_have_no_field_their_schema_does_not_know").await {
+        return;
+    }
+    let (manifests, state, cache) = (
+        TempDir::new().unwrap(),
+        TempDir::new().unwrap(),
+        TempDir::new().unwrap(),
+    );
+    std::fs::write(manifests.path().join("api.yaml"), LIVE).unwrap();
+    std::fs::write(manifests.path().join("svc.yaml"), SERVICE_AND_INGRESS).unwrap();
+    let cluster = Cluster::start(manifests.path(), state.path(), None).await;
+    let (kc, cache) = (cluster.kubeconfig.clone(), cache.path().to_owned());
+    crate::eventually(crate::DEADLINE, "the api Deployment's Pod", || async {
+        let out = ok(
+            &kc,
+            &cache,
+            &["get", "pods", "-n", "default", "--no-headers"],
+        )
+        .await;
+        out.lines().any(|l| l.starts_with("api-")).then_some(())
+    })
+    .await;
+    let mut checked = 0;
+    for (resource, kind) in [
+        ("namespaces", "Namespace"),
+        ("pods", "Pod"),
+        ("services", "Service"),
+        ("endpoints", "Endpoints"),
+        ("secrets", "Secret"),
+        ("events", "Event"),
+        ("deployments", "Deployment"),
+        ("replicasets", "ReplicaSet"),
+        ("endpointslices", "EndpointSlice"),
+        ("ingresses", "Ingress"),
+        ("ingressclasses", "IngressClass"),
+    ] {
+        let list: serde_json::Value =
+            serde_json::from_str(&ok(&kc, &cache, &["get", resource, "-A", "-o", "json"]).await)
+                .unwrap();
+        for item in list["items"].as_array().unwrap() {
+            let unknown = ferry_orchestrator::apiserver::openapi::unknown_fields(kind, item);
+            assert!(
+                unknown.is_empty(),
+                "{kind} {}/{}: {unknown:?}",
+                item["metadata"]["namespace"].as_str().unwrap_or(""),
+                item["metadata"]["name"]
+            );
+            checked += 1;
+        }
+    }
+    // Namespaces, the Deployment, its ReplicaSet and Pod, the Service, its Endpoints and
+    // EndpointSlice, the Ingress: all were there to check.
+    assert!(checked >= 8, "only {checked} objects");
+    cluster.stop().await;
+}
