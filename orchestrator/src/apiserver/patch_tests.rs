@@ -358,6 +358,24 @@ fn server_side_apply_removes_what_the_manager_no_longer_applies_and_keeps_the_re
 }
 
 #[test]
+fn server_side_apply_owns_set_members_one_by_one() {
+    let with = json!({"apiVersion":"v1","kind":"Namespace","metadata":{"name":"shop","finalizers":["a.io/x"]}});
+    let mut live = server_side_apply(None, &with, "kubectl", false).unwrap();
+    assert_eq!(
+        live["metadata"]["managedFields"][0]["fieldsV1"],
+        json!({"f:metadata":{"f:finalizers":{"v:\"a.io/x\"":{}}}})
+    );
+    // Another writer's member stays when this manager drops its own.
+    live["metadata"]["finalizers"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!("b.io/y"));
+    let without = json!({"apiVersion":"v1","kind":"Namespace","metadata":{"name":"shop"}});
+    let out = server_side_apply(Some(&live), &without, "kubectl", false).unwrap();
+    assert_eq!(out["metadata"]["finalizers"], json!(["b.io/y"]));
+}
+
+#[test]
 fn server_side_apply_conflicts_between_managers_unless_forced() {
     let a = json!({"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"api"},"spec":{"replicas":2,"paused":false}});
     let live = server_side_apply(None, &a, "alice", false).unwrap();
