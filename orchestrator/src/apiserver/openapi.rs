@@ -393,8 +393,8 @@ fn query_param(name: &str, description: &str, kind: &str) -> Value {
 
 const FIELD_VALIDATION: &str = "fieldValidation instructs the server on how to handle objects in the request (POST/PUT/PATCH) containing unknown or duplicate fields. Valid values are: - Ignore: This will ignore any unknown fields that are silently dropped from the object, and will ignore all but the last duplicate field that the decoder encounters. - Warn: This will send a warning via the standard warning response header for each unknown field that is dropped from the object, and for each duplicate field that is encountered. - Strict: This will fail the request with a BadRequest error if any unknown fields would be dropped from the object, or if any duplicate fields are present. The error returned from the server will contain all unknown and duplicate fields encountered.";
 
-/// The operations of one resource: its collection (list, create) and its object (read,
-/// replace, patch, delete), each with its kind.
+/// The operations of one resource: its collection (create) and its object (read, replace,
+/// patch, delete), each with its kind. `dryRun` is not advertised (nothing here honours it).
 fn operations(r: &Resource, name: &str) -> [(String, Value); 2] {
     let base = if r.group.is_empty() {
         format!("/api/{}", r.version)
@@ -434,11 +434,6 @@ fn operations(r: &Resource, name: &str) -> [(String, Value); 2] {
         }
         op
     };
-    let dry_run = query_param(
-        "dryRun",
-        "When present, indicates that modifications should not be persisted.",
-        "string",
-    );
     let manager = query_param(
         "fieldManager",
         "fieldManager is a name associated with the actor or entity that is making these changes.",
@@ -459,13 +454,13 @@ fn operations(r: &Resource, name: &str) -> [(String, Value); 2] {
     let collection_params = &path_params[1..];
     let item = json!({
         "get": op("get", "read", vec![], ok("200")),
-        "put": op("put", "replace", vec![dry_run.clone(), manager.clone(), validation.clone()], ok("200")),
-        "patch": op("patch", "patch", vec![dry_run.clone(), manager.clone(), validation.clone(), force], ok("200")),
-        "delete": op("delete", "delete", vec![dry_run.clone()], json!({"200": {"description": "OK", "content": content("io.k8s.apimachinery.pkg.apis.meta.v1.Status", &json_types)}})),
+        "put": op("put", "replace", vec![manager.clone(), validation.clone()], ok("200")),
+        "patch": op("patch", "patch", vec![manager.clone(), validation.clone(), force], ok("200")),
+        "delete": op("delete", "delete", vec![], json!({"200": {"description": "OK", "content": content("io.k8s.apimachinery.pkg.apis.meta.v1.Status", &json_types)}})),
         "parameters": path_params,
     });
     let list = json!({
-        "post": op("post", "create", vec![dry_run, manager, validation], ok("201")),
+        "post": op("post", "create", vec![manager, validation], ok("201")),
         "parameters": collection_params,
     });
     [(format!("{collection}/{{name}}"), item), (collection, list)]
