@@ -8,15 +8,24 @@
 //! counter; resourceVersions are opaque strings; a ring of recent events for watches). Verbs
 //! not served yet (create, update, patch, delete) answer 405 `MethodNotAllowed`; discovery
 //! names only `get`, `list` and `watch`.
+//!
+//! `/openapi/v3` serves the kinds' schemas ([`openapi`]); the same schemas carry the patch
+//! metadata of the strategic merge patch ([`strategic`]) and server-side apply ([`ssa`]), and
+//! name the unknown fields strict field validation refuses ([`openapi::unknown_fields`]).
 
+pub mod openapi;
 pub mod pki;
 mod requests;
 pub mod resources;
 pub mod selector;
+pub mod ssa;
 pub mod store;
+pub mod strategic;
 pub mod table;
 pub mod watch;
 
+#[cfg(test)]
+mod patch_tests;
 #[cfg(test)]
 mod tests;
 

@@ -10,6 +10,7 @@ mod dns;
 mod echo;
 mod gateway;
 mod kubectl;
+mod kubectl_openapi;
 mod listeners;
 mod load;
 mod local;

@@ -247,6 +247,7 @@ pub(super) fn answer(
         ["apis", group] if read && resources::serves(group, "v1") => {
             return json_response(StatusCode::OK, JSON, &resources::api_group(group));
         }
+        ["openapi", "v3", rest @ ..] if read => return openapi::answer(rest, query, headers),
         ["api", "v1", rest @ ..] => ("", "v1", rest),
         ["apis", group, version, rest @ ..] if resources::serves(group, version) => {
             (*group, *version, rest)
