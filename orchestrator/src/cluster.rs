@@ -43,6 +43,7 @@ mod controllers;
 mod pods;
 mod statuses;
 mod verbs;
+mod writes;
 
 use allocations::Allocations;
 

@@ -88,6 +88,13 @@ impl LocalCluster {
                     live.pod = (**pod).clone();
                     live.applied = Some(pod.clone());
                 }
+                // Only labels or annotations changed (an API update): the running Pod takes
+                // them, as the API server's Pods are mutable only there.
+                Some(live) if live.applied.as_ref().is_some_and(|a| same_but_metadata(a, pod)) => {
+                    live.pod.metadata.labels.clone_from(&pod.metadata.labels);
+                    live.pod.metadata.annotations.clone_from(&pod.metadata.annotations);
+                    live.applied = Some(pod.clone());
+                }
                 Some(live) => {
                     // Pods are immutable: a changed manifest replaces the Pod once the old
                     // one has terminated.
@@ -293,4 +300,15 @@ impl LocalCluster {
             .filter_map(|p| p.stop_at)
             .min()
     }
+}
+
+/// Whether two declarations of a Pod differ at most in their labels and annotations.
+fn same_but_metadata(a: &Pod, b: &Pod) -> bool {
+    let strip = |p: &Pod| {
+        let mut p = p.clone();
+        p.metadata.labels = None;
+        p.metadata.annotations = None;
+        p
+    };
+    strip(a) == strip(b)
 }
