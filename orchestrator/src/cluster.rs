@@ -324,6 +324,7 @@ impl LocalCluster {
         self.sync_declared_pods(&declared_pods);
         self.run_deployment_controllers();
         self.run_replica_set_controllers();
+        self.forget_unstarted_deleted();
         self.start_pods(&services, &mut problems);
         self.update_statuses();
 

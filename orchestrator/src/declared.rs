@@ -69,7 +69,8 @@ impl Declared {
             let key = m.key();
             let old = self.objects.get(&key);
             let unchanged = old.is_some_and(|e| {
-                e.source == Source::File && e.from_file.as_ref().is_some_and(|f| f.object == m.object)
+                e.source == Source::File
+                    && e.from_file.as_ref().is_some_and(|f| f.object == m.object)
             });
             let entry = match old {
                 Some(e) if unchanged => Entry {
@@ -165,7 +166,9 @@ pub fn set_replicas(declared: &mut Declared, key: &ObjectKey, replicas: i32) -> 
         return false;
     };
     match &mut m.object {
-        Object::Deployment(d) => d.spec.get_or_insert_with(Default::default).replicas = Some(replicas),
+        Object::Deployment(d) => {
+            d.spec.get_or_insert_with(Default::default).replicas = Some(replicas)
+        }
         Object::ReplicaSet(rs) => {
             rs.spec.get_or_insert_with(Default::default).replicas = Some(replicas)
         }
@@ -251,7 +254,6 @@ pub fn object_json(object: &Object) -> Value {
     };
     value.unwrap_or(Value::Null)
 }
-
 
 #[cfg(test)]
 mod tests;

@@ -30,10 +30,10 @@ pub mod service_env;
 use std::sync::Arc;
 use std::time::Duration;
 
+use declared::Declared;
 use ferry_model::Problem;
 use ferry_objects::files::{Reading, WatchedFiles};
 use ferry_objects::source::{Cause, Update};
-use declared::Declared;
 use ferry_runtime::Shutdown;
 use tokio::sync::{Mutex, Notify, OwnedMutexGuard};
 
@@ -242,11 +242,7 @@ impl Orchestrator {
 /// the API server would (allocations included) and asked of the admission; when admitted,
 /// reconciled. Returns the update to hand over and, when it acted, the declared objects that
 /// become the last good ones once the update is published.
-fn apply(
-    state: &mut State,
-    admission: &Admission,
-    files: Reading,
-) -> (Update, Option<Declared>) {
+fn apply(state: &mut State, admission: &Admission, files: Reading) -> (Update, Option<Declared>) {
     let declared = state.declared.with_files(&files);
     let reading = declared.reading();
     let admitted = state.cluster.admit(&reading);

@@ -26,6 +26,23 @@ impl LocalCluster {
                 None => {}
             }
         }
+        self.forget_pods(gone);
+    }
+
+    /// Forgets Pods marked for deletion that never started (Pending, or run on another
+    /// node): there is no container to wait for, so they go in the round that deleted them.
+    pub(super) fn forget_unstarted_deleted(&mut self) {
+        let gone: Vec<NamespacedName> = self
+            .pods
+            .iter()
+            .filter(|(_, p)| p.deleting() && !p.started)
+            .map(|(k, _)| k.clone())
+            .collect();
+        self.forget_pods(gone);
+    }
+
+    /// Removes Pods, releasing their addresses; a declared Pod waiting to replace one is made.
+    fn forget_pods(&mut self, gone: Vec<NamespacedName>) {
         for key in gone {
             if let Some(p) = self.pods.remove(&key) {
                 if let Some(ip) = p.ip {
@@ -90,9 +107,17 @@ impl LocalCluster {
                 }
                 // Only labels or annotations changed (an API update): the running Pod takes
                 // them, as the API server's Pods are mutable only there.
-                Some(live) if live.applied.as_ref().is_some_and(|a| same_but_metadata(a, pod)) => {
+                Some(live)
+                    if live
+                        .applied
+                        .as_ref()
+                        .is_some_and(|a| same_but_metadata(a, pod)) =>
+                {
                     live.pod.metadata.labels.clone_from(&pod.metadata.labels);
-                    live.pod.metadata.annotations.clone_from(&pod.metadata.annotations);
+                    live.pod
+                        .metadata
+                        .annotations
+                        .clone_from(&pod.metadata.annotations);
                     live.applied = Some(pod.clone());
                 }
                 Some(live) => {

@@ -91,9 +91,16 @@ spec: {selector: {app: web}, ports: [{port: 80}]}
 
     // The Service leaves the files, the Deployment's file is unchanged.
     let d = d.with_files(&files(WEB));
-    assert!(d.get(&svc).is_none(), "a file object that left the files is deleted");
+    assert!(
+        d.get(&svc).is_none(),
+        "a file object that left the files is deleted"
+    );
     assert_eq!(d.source(&api), Some(Source::Api), "the API's object stays");
-    assert_eq!(replicas(&d, &web), Some(5), "the scale stays while the file says the same");
+    assert_eq!(
+        replicas(&d, &web),
+        Some(5),
+        "the scale stays while the file says the same"
+    );
 
     // The Deployment's file changes: the file wins, as kubectl apply.
     let d = d.with_files(&files(&WEB.replace("replicas: 2", "replicas: 3")));
