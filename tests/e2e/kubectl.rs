@@ -13,7 +13,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use ferry::up::Up;
 use ferry_runtime::ShutdownTrigger;
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
 use tempfile::TempDir;
@@ -77,15 +77,15 @@ spec:
 "#;
 
 /// A `ferry up` with its API on 127.0.0.1:0 and its state in `state`.
-struct Cluster {
-    api: SocketAddr,
-    kubeconfig: PathBuf,
+pub(crate) struct Cluster {
+    pub(crate) api: SocketAddr,
+    pub(crate) kubeconfig: PathBuf,
     trigger: ShutdownTrigger,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Cluster {
-    async fn start(manifests: &Path, state: &Path, write: Option<PathBuf>) -> Cluster {
+    pub(crate) async fn start(manifests: &Path, state: &Path, write: Option<PathBuf>) -> Cluster {
         let mut config = up_config(vec![manifests.to_owned()]);
         config.api = Some(ferry_orchestrator::apiserver::Config {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -105,14 +105,14 @@ impl Cluster {
         }
     }
 
-    async fn stop(self) {
+    pub(crate) async fn stop(self) {
         self.trigger.trigger();
         self.task.await.unwrap();
     }
 }
 
 /// Whether the real kubectl is here; says why a test skips when not.
-async fn have_kubectl(test: &str) -> bool {
+pub(crate) async fn have_kubectl(test: &str) -> bool {
     let found = tokio::process::Command::new("kubectl")
         .args(["version", "--client"])
         .output()
@@ -125,7 +125,7 @@ async fn have_kubectl(test: &str) -> bool {
 }
 
 /// Runs kubectl against a kubeconfig, with a discovery cache of the test's own.
-async fn kubectl(kubeconfig: &Path, cache: &Path, args: &[&str]) -> Output {
+pub(crate) async fn kubectl(kubeconfig: &Path, cache: &Path, args: &[&str]) -> Output {
     let run = tokio::process::Command::new("kubectl")
         .arg("--kubeconfig")
         .arg(kubeconfig)
@@ -141,7 +141,7 @@ async fn kubectl(kubeconfig: &Path, cache: &Path, args: &[&str]) -> Output {
 }
 
 /// kubectl's stdout when it succeeds; fails the test with its stderr otherwise.
-async fn ok(kubeconfig: &Path, cache: &Path, args: &[&str]) -> String {
+pub(crate) async fn ok(kubeconfig: &Path, cache: &Path, args: &[&str]) -> String {
     let out = kubectl(kubeconfig, cache, args).await;
     let (stdout, stderr) = (
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -344,6 +344,17 @@ async fn https_get_raw(
     path: &str,
     token: Option<&str>,
 ) -> (u16, http::HeaderMap, Bytes) {
+    https_request(addr, http::Method::GET, path, token, None).await
+}
+
+/// A request as [`https_get_raw`]'s, with a method and a JSON body (`content type`, body).
+pub(crate) async fn https_request(
+    addr: SocketAddr,
+    method: http::Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<(&str, String)>,
+) -> (u16, http::HeaderMap, Bytes) {
     let config = ferry_runtime::tls::any_server_client_config().unwrap();
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
@@ -353,21 +364,28 @@ async fn https_get_raw(
         .await
         .unwrap();
     tokio::spawn(conn);
-    let mut req = http::Request::get(path).header("host", addr.to_string());
+    let mut req = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", addr.to_string());
     if let Some(t) = token {
         req = req.header("authorization", format!("Bearer {t}"));
     }
-    let res = sender
-        .send_request(req.body(Empty::<Bytes>::new()).unwrap())
-        .await
-        .unwrap();
+    let body = match body {
+        Some((content_type, body)) => {
+            req = req.header("content-type", content_type);
+            Full::new(Bytes::from(body))
+        }
+        None => Full::new(Bytes::new()),
+    };
+    let res = sender.send_request(req.body(body).unwrap()).await.unwrap();
     let status = res.status().as_u16();
     let headers = res.headers().clone();
     let body = res.into_body().collect().await.unwrap().to_bytes();
     (status, headers, body)
 }
 
-fn token_of(kubeconfig: &str) -> String {
+pub(crate) fn token_of(kubeconfig: &str) -> String {
     kubeconfig
         .lines()
         .find_map(|l| l.trim().strip_prefix("token: "))
