@@ -1,9 +1,9 @@
 //! The Kubernetes API of `ferry up`, write side: the real `kubectl` (skipped, with the reason
 //! printed, where it is not installed) creates, applies, deletes (waiting as against a real
 //! cluster), scales and rolls back; over HTTPS, a stale resourceVersion is 409, an invalid
-//! object 422 with its field, and objects made through the API live next to the manifest
-//! files' (a file edit reaches the store with the last-applied annotation, and leaves the
-//! API's objects alone).
+//! object 422 with its field, objects made through the API live next to the manifest files'
+//! (a file edit reaches the store with the last-applied annotation, and leaves the API's
+//! objects alone), and a running Pod is deleted gracefully.
 //!
 //! kubectl runs with `--validate=false` until the API server serves OpenAPI (kubectl's
 //! default validation downloads it first).
@@ -277,6 +277,40 @@ async fn writes_are_optimistic_validated_and_live_next_to_the_files() {
     )
     .await;
     assert_eq!(code, 200, "the API's Service survives the file edit");
+
+    // A running Pod is deleted gracefully: marked at once, gone once its container stopped.
+    let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "one"},
+        "spec": {"containers": [{"name": "one", "image": "ferry/echo",
+            "ports": [{"containerPort": 8080}]}]}});
+    let one = "/api/v1/namespaces/default/pods/one";
+    let (code, _) = call(
+        http::Method::POST,
+        "/api/v1/namespaces/default/pods",
+        Some(pod),
+    )
+    .await;
+    assert_eq!(code, 201);
+    eventually(DEADLINE, "the Pod running", || async {
+        let (_, p) = call(http::Method::GET, one, None).await;
+        (p["status"]["phase"] == "Running").then_some(())
+    })
+    .await;
+    let (code, deleted) = call(
+        http::Method::DELETE,
+        one,
+        Some(json!({"gracePeriodSeconds": 5})),
+    )
+    .await;
+    assert_eq!(code, 200, "{deleted}");
+    assert!(
+        deleted["metadata"]["deletionTimestamp"].is_string(),
+        "{deleted}"
+    );
+    assert_eq!(deleted["metadata"]["deletionGracePeriodSeconds"], 5);
+    eventually(DEADLINE, "the Pod gone", || async {
+        (call(http::Method::GET, one, None).await.0 == 404).then_some(())
+    })
+    .await;
 
     cluster.stop().await;
 }

@@ -567,3 +567,48 @@ fn discovery_lists_the_write_verbs_and_subresources_served() {
         json!(["get", "patch", "update"])
     );
 }
+
+/// `dryRun=All` answers as the write would, and changes nothing.
+#[tokio::test]
+async fn a_dry_run_changes_nothing() {
+    let api = api(Admission::default()).await;
+    let (code, pod) = api.call(Method::POST, PODS, "dryRun=All", JSON, POD).await;
+    assert_eq!(code, StatusCode::CREATED, "{pod}");
+    assert_eq!(pod["metadata"]["name"], "one");
+    assert!(api.get("pods", "default", "one").is_none());
+    let (code, _) = api
+        .call(
+            Method::DELETE,
+            &format!("{DEPLOYMENTS}/web"),
+            "dryRun=All",
+            "",
+            "",
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK);
+    assert!(api.get("deployments", "default", "web").is_some());
+}
+
+/// Deleting a Namespace deletes the objects in it.
+#[tokio::test]
+async fn a_deleted_namespace_takes_its_objects() {
+    let api = api(Admission::default()).await;
+    let ns = r#"{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"shop"}}"#;
+    let (code, _) = api
+        .call(Method::POST, "/api/v1/namespaces", "", JSON, ns)
+        .await;
+    assert_eq!(code, StatusCode::CREATED);
+    let shop = "/api/v1/namespaces/shop/pods";
+    let (code, _) = api.call(Method::POST, shop, "", JSON, POD).await;
+    assert_eq!(code, StatusCode::CREATED);
+    let (code, _) = api
+        .call(Method::DELETE, "/api/v1/namespaces/shop", "", "", "")
+        .await;
+    assert_eq!(code, StatusCode::OK);
+    assert!(api.get("pods", "shop", "one").is_none());
+    assert!(api.get("namespaces", "", "shop").is_none());
+    assert!(
+        api.get("deployments", "default", "web").is_some(),
+        "other namespaces stay"
+    );
+}
