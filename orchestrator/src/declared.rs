@@ -183,6 +183,7 @@ pub fn set_replicas(declared: &mut Declared, key: &ObjectKey, replicas: i32) -> 
 /// gives none.
 fn applied(file: &Manifest, before: Option<&Manifest>) -> Manifest {
     let mut object = file.object.clone();
+    canonical(&mut object);
     let annotation = last_applied(file);
     object
         .metadata_mut()
@@ -195,6 +196,40 @@ fn applied(file: &Manifest, before: Option<&Manifest>) -> Manifest {
     Manifest {
         origin: file.origin.clone(),
         object,
+    }
+}
+
+/// A Pod template in one form whoever wrote it: a container port's `protocol: TCP` (the
+/// default, which the API shows on every port) and an empty `resources` (a Go client's zero
+/// value) are left out. So the template `kubectl rollout undo` sends back (read from the
+/// API, with both) is the very one of the revision it names, and its ReplicaSet is used again
+/// (the template hash is the same), as in Kubernetes.
+pub fn canonical(object: &mut Object) {
+    let spec = match object {
+        Object::Deployment(d) => d.spec.as_mut().and_then(|s| s.template.spec.as_mut()),
+        Object::ReplicaSet(rs) => rs
+            .spec
+            .as_mut()
+            .and_then(|s| s.template.as_mut())
+            .and_then(|t| t.spec.as_mut()),
+        _ => None,
+    };
+    let Some(spec) = spec else {
+        return;
+    };
+    let init = spec.init_containers.iter_mut().flatten();
+    for c in spec.containers.iter_mut().chain(init) {
+        for p in c.ports.iter_mut().flatten() {
+            if p.protocol.as_deref() == Some("TCP") {
+                p.protocol = None;
+            }
+        }
+        if c.resources
+            .as_ref()
+            .is_some_and(|r| *r == Default::default())
+        {
+            c.resources = None;
+        }
     }
 }
 

@@ -187,6 +187,14 @@ async fn kubectl_creates_applies_deletes_scales_and_rolls_back() {
         d["spec"]["template"]["spec"]["containers"][0]["env"].is_null(),
         "back to revision 1's template: {d}"
     );
+    // Revision 1's ReplicaSet is used again, as revision 3.
+    let out = ok(&kc, cache, &["rollout", "history", "deployment/web"]).await;
+    let revisions: Vec<&str> = out
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|w| w.parse::<u32>().is_ok())
+        .collect();
+    assert_eq!(revisions, ["2", "3"], "{out}");
 
     // Deleting the Deployment takes its ReplicaSets and Pods.
     let out = ok(&kc, cache, &["delete", "deployment", "web"]).await;

@@ -677,6 +677,7 @@ fn decode(
         file: API_ORIGIN.into(),
         doc: None,
     };
+    declared::canonical(&mut m.object);
     let errors: Vec<Problem> = ferry_objects::validate::object(&m)
         .into_iter()
         .filter(Problem::is_error)

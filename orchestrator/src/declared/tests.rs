@@ -119,3 +119,31 @@ fn a_file_object_deleted_through_the_api_comes_back_with_the_next_file_change() 
     let d = d.with_files(&files(WEB));
     assert!(d.get(&web).is_some());
 }
+
+/// The template `kubectl rollout undo` sends (read from the API: `protocol: TCP` on every
+/// port, `resources: {}`) is the file's own once declared, so its template hash is the same.
+#[test]
+fn a_template_read_back_from_the_api_is_the_declared_one() {
+    let d = Declared::default().with_files(&files(WEB));
+    let web = key(Kind::Deployment, "default", "web");
+    let template = |m: &Manifest| match &m.object {
+        Object::Deployment(d) => d.spec.as_ref().unwrap().template.clone(),
+        _ => unreachable!(),
+    };
+    let declared = template(d.get(&web).unwrap());
+    let echoed = WEB.replace(
+        "ports: [{containerPort: 8080}]",
+        "ports: [{containerPort: 8080, protocol: TCP}], resources: {}",
+    );
+    let mut read_back = files(&echoed).manifests[0].object.clone();
+    canonical(&mut read_back);
+    let read_back = template(&Manifest {
+        origin: d.get(&web).unwrap().origin.clone(),
+        object: read_back,
+    });
+    assert_eq!(read_back, declared);
+    assert_eq!(
+        crate::deployment::template_hash(&read_back),
+        crate::deployment::template_hash(&declared)
+    );
+}
