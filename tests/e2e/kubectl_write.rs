@@ -97,6 +97,19 @@ async fn kubectl_creates_applies_deletes_scales_and_rolls_back() {
     let cluster = Cluster::start(&manifests, state.path(), None).await;
     let (kc, cache) = (cluster.kubeconfig.clone(), cache.path());
 
+    // The files' objects carry the last-applied annotation as kubectl writes it: applying
+    // the same file finds nothing to change.
+    let out = ok(
+        &kc,
+        cache,
+        &["apply", "--validate=false", "-f", app.to_str().unwrap()],
+    )
+    .await;
+    assert_eq!(
+        out.trim(),
+        "deployment.apps/web unchanged\nservice/web unchanged"
+    );
+
     // --validate=false: the lead removes it once OpenAPI is served.
     let out = ok(&kc, cache, &["create", "--validate=false", "-f", pod]).await;
     assert_eq!(out.trim(), "pod/one created");
