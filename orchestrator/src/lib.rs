@@ -354,7 +354,8 @@ impl Handle {
                 let mut next = state.declared.clone();
                 let store = state.store.clone();
                 let out = change(&mut next, &mut state.cluster, &store)?;
-                if next != state.declared {
+                let changed = next != state.declared;
+                if changed {
                     let admitted = state.cluster.admit(&next.reading());
                     if !admission.admits(&admitted) {
                         let errors = admitted.problems.into_iter().filter(Problem::is_error);
@@ -362,7 +363,12 @@ impl Handle {
                     }
                     state.declared = next;
                 }
-                Ok((refreshed(state), out))
+                let mut update = refreshed(state);
+                if changed {
+                    // A configuration change, as a file change is.
+                    update.cause = Cause::Applied;
+                }
+                Ok((update, out))
             })
             .await;
             let (update, out) = out?;

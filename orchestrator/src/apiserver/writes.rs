@@ -518,7 +518,15 @@ async fn update(cluster: &crate::Handle, write: Write, patch: bool) -> Answer {
     let resource = write.resource;
     let (ns, name) = (write.namespace.clone(), write.name.clone());
     run(cluster, resource, ns, name, move |declared, live, store| {
-        let current = write.current(store)?;
+        let current = match write.current(store) {
+            Ok(current) => current,
+            // Server-side apply creates what does not exist.
+            Err(missing) if patch && write.content_type == patch::APPLY_PATCH => {
+                patch::strategic_or_server_side_apply(&write.content_type, &write.body, None)?;
+                return Err(missing);
+            }
+            Err(missing) => return Err(missing),
+        };
         let mut new = new_object(&write, &current, patch)?;
         check_identity(&write, &mut new, &current)?;
         check_pod_spec(&write, &new, &current)?;

@@ -2,6 +2,9 @@
 
 use super::*;
 
+/// The media type of a server-side apply.
+pub(super) const APPLY_PATCH: &str = "application/apply-patch+yaml";
+
 /// The new object given (PUT) or the current one patched (PATCH).
 pub(super) fn new_object(write: &Write, current: &Value, patch: bool) -> Result<Value, Failure> {
     if patch {
@@ -36,8 +39,8 @@ pub(super) fn patched(content_type: &str, body: &[u8], current: &Value) -> Resul
             json_patch::merge(&mut doc, &patch);
             Ok(doc)
         }
-        "application/strategic-merge-patch+json" | "application/apply-patch+yaml" => {
-            strategic_or_server_side_apply(content_type, body, current)
+        "application/strategic-merge-patch+json" | APPLY_PATCH => {
+            strategic_or_server_side_apply(content_type, body, Some(current))
         }
         other => Err(unsupported_media_type(
             other,
@@ -52,11 +55,12 @@ pub(super) fn patched(content_type: &str, body: &[u8], current: &Value) -> Resul
 /// Strategic merge patch (`kubectl apply`, `kubectl set image`) and server-side apply
 /// (`kubectl apply --server-side`): not served yet, so 415 `UnsupportedMediaType`. The merge
 /// functions are wired in here: (the patch's media type, its body, the current object) → the
-/// merged object.
+/// merged object; server-side apply of an object that does not exist comes with `None` (it
+/// creates; [`super::update`] then has no current object to check against).
 pub(super) fn strategic_or_server_side_apply(
     content_type: &str,
     _body: &[u8],
-    _current: &Value,
+    _current: Option<&Value>,
 ) -> Result<Value, Failure> {
     Err(unsupported_media_type(
         content_type,

@@ -612,3 +612,20 @@ async fn a_deleted_namespace_takes_its_objects() {
         "other namespaces stay"
     );
 }
+
+/// Server-side apply of an object that does not exist yet reaches the apply function (415
+/// until it is served), not a 404.
+#[tokio::test]
+async fn server_side_apply_of_a_new_object_is_415_until_served() {
+    let api = api(Admission::default()).await;
+    let (code, status) = api
+        .call(
+            Method::PATCH,
+            &format!("{PODS}/one"),
+            "fieldManager=kubectl",
+            "application/apply-patch+yaml",
+            POD,
+        )
+        .await;
+    assert_eq!(code, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{status}");
+}
