@@ -45,6 +45,8 @@ mod statuses;
 mod verbs;
 mod writes;
 
+pub use writes::{FOREGROUND, mark_foreground};
+
 use allocations::Allocations;
 
 /// The key of the runtime's Services, Deployments, ReplicaSets and Pods, one map per kind (as
@@ -322,9 +324,11 @@ impl LocalCluster {
         self.sync_deployments(&declared_deployments);
         self.sync_declared_replica_sets(&declared_replica_sets);
         self.sync_declared_pods(&declared_pods);
+        self.cascade_foreground();
         self.run_deployment_controllers();
         self.run_replica_set_controllers();
         self.forget_unstarted_deleted();
+        self.sweep_foreground();
         self.start_pods(&services, &mut problems);
         self.update_statuses();
 

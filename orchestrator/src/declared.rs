@@ -126,6 +126,30 @@ impl Declared {
         self.objects.remove(key).map(|e| e.manifest)
     }
 
+    /// Removes the objects deleted in the foreground whose dependents are gone (`dependents`
+    /// says whether a Deployment or ReplicaSet still has some); whether any went.
+    pub fn finish_foreground(&mut self, dependents: impl Fn(&ObjectKey) -> bool) -> bool {
+        let done: Vec<ObjectKey> = self
+            .objects
+            .iter()
+            .filter(|(_, e)| {
+                let meta = e.manifest.object.metadata();
+                meta.deletion_timestamp.is_some()
+                    && meta
+                        .finalizers
+                        .iter()
+                        .flatten()
+                        .any(|f| f == crate::cluster::FOREGROUND)
+            })
+            .filter(|(k, _)| !dependents(k))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in &done {
+            self.objects.remove(k);
+        }
+        !done.is_empty()
+    }
+
     /// The keys of the objects declared in a namespace.
     pub fn in_namespace(&self, namespace: &str) -> Vec<ObjectKey> {
         self.objects

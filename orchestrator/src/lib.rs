@@ -465,9 +465,20 @@ impl From<Refused> for ApiError {
     }
 }
 
-/// The live reading after reconciling the declared objects again.
+/// The live reading after reconciling the declared objects again; an object deleted in the
+/// foreground whose dependents are gone goes, and the cluster is reconciled once more.
 fn refreshed(state: &mut State) -> Update {
-    let reading = state.cluster.reconcile(&state.declared.reading());
+    let mut reading = state.cluster.reconcile(&state.declared.reading());
+    let cluster = &state.cluster;
+    let finished = state.declared.finish_foreground(|k| {
+        cluster.has_dependents(
+            k.kind.as_str(),
+            &cluster::NamespacedName::new(k.namespace.clone(), k.name.clone()),
+        )
+    });
+    if finished {
+        reading = state.cluster.reconcile(&state.declared.reading());
+    }
     state.store.record(&reading);
     Update {
         reading,

@@ -333,5 +333,60 @@ async fn writes_are_optimistic_validated_and_live_next_to_the_files() {
     })
     .await;
 
+    // Foreground: the Deployment stays, marked, until its ReplicaSet and Pod are gone.
+    let mut api = current.clone();
+    api["metadata"] = json!({"name": "api"});
+    api["spec"]["replicas"] = json!(1);
+    api["spec"]["selector"] = json!({"matchLabels": {"app": "api"}});
+    api["spec"]["template"]["metadata"] = json!({"labels": {"app": "api"}});
+    let (code, created) = call(
+        http::Method::POST,
+        "/apis/apps/v1/namespaces/default/deployments",
+        Some(api),
+    )
+    .await;
+    assert_eq!(code, 201, "{created}");
+    let deployment = "/apis/apps/v1/namespaces/default/deployments/api";
+    eventually(DEADLINE, "the api Pod ready", || async {
+        let (_, d) = call(http::Method::GET, deployment, None).await;
+        (d["status"]["readyReplicas"] == 1).then_some(())
+    })
+    .await;
+    let (code, deleting) = call(
+        http::Method::DELETE,
+        deployment,
+        Some(json!({"propagationPolicy": "Foreground"})),
+    )
+    .await;
+    assert_eq!(code, 200, "{deleting}");
+    assert!(
+        deleting["metadata"]["deletionTimestamp"].is_string(),
+        "{deleting}"
+    );
+    assert_eq!(
+        deleting["metadata"]["finalizers"],
+        json!(["foregroundDeletion"])
+    );
+    eventually(
+        DEADLINE,
+        "the Deployment gone after its dependents",
+        || async {
+            let (code, _) = call(http::Method::GET, deployment, None).await;
+            let (_, rs) = call(
+                http::Method::GET,
+                "/apis/apps/v1/namespaces/default/replicasets",
+                None,
+            )
+            .await;
+            let api_rs = rs["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["metadata"]["name"].as_str().unwrap().starts_with("api-"));
+            (code == 404 && !api_rs).then_some(())
+        },
+    )
+    .await;
+
     cluster.stop().await;
 }

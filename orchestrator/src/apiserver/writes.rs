@@ -17,10 +17,11 @@
 //!
 //! Deletion: Pods gracefully (`deletionTimestamp` and `deletionGracePeriodSeconds` set at
 //! once, the object gone when its containers stopped; `gracePeriodSeconds=0` kills at once);
-//! `propagationPolicy` Background (the default) and Foreground delete the dependents by their
-//! ownerReferences (a Deployment's ReplicaSets and their Pods; the owner goes first, it does
-//! not wait for them), Orphan leaves them without the ownerReference; a Namespace takes its
-//! objects with it. `dryRun=All` checks and answers without changing anything.
+//! `propagationPolicy` Background (the default) deletes the dependents by their
+//! ownerReferences (a Deployment's ReplicaSets and their Pods) after the owner, Foreground
+//! marks the owner and deletes it once they are gone, Orphan leaves them without the
+//! ownerReference; a Namespace takes its objects with it. `dryRun=All` checks and answers
+//! without changing anything.
 
 use bytes::Bytes;
 use ferry_model::Problem;

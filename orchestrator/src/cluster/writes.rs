@@ -96,6 +96,90 @@ impl LocalCluster {
     }
 }
 
+/// The finalizer of a deletion that waits for the owner's dependents (`Foreground`).
+pub const FOREGROUND: &str = "foregroundDeletion";
+
+/// Marks an object deleted in the foreground: `deletionTimestamp` and the finalizer.
+pub fn mark_foreground(meta: &mut ObjectMeta) {
+    meta.deletion_timestamp.get_or_insert_with(now);
+    let finalizers = meta.finalizers.get_or_insert_with(Vec::new);
+    if !finalizers.iter().any(|f| f == FOREGROUND) {
+        finalizers.push(FOREGROUND.to_owned());
+    }
+}
+
+impl LocalCluster {
+    /// Marks a controller-made ReplicaSet deleted in the foreground: its Pods go, then it.
+    pub fn delete_controlled_replica_set_foreground(&mut self, key: &NamespacedName) {
+        if let Some(r) = self.replica_sets.get_mut(key) {
+            mark_foreground(&mut r.rs.metadata);
+        }
+    }
+
+    /// Foreground deletion, as the garbage collector does it: the ReplicaSets of a Deployment
+    /// being deleted are deleted in the foreground too; a controller-made ReplicaSet so
+    /// deleted goes once its Pods are gone ([`LocalCluster::sweep_foreground`]). Declared
+    /// owners go from the declared objects once [`LocalCluster::has_dependents`] says none is
+    /// left.
+    pub(super) fn cascade_foreground(&mut self) {
+        let deleting: Vec<String> = self
+            .deployments
+            .values()
+            .filter(|d| d.live.metadata.deletion_timestamp.is_some())
+            .filter_map(|d| d.live.metadata.uid.clone())
+            .collect();
+        for r in self.replica_sets.values_mut() {
+            if controller_uid(&r.rs.metadata).is_some_and(|uid| deleting.iter().any(|d| d == uid)) {
+                mark_foreground(&mut r.rs.metadata);
+            }
+        }
+    }
+
+    /// Removes the controller-made ReplicaSets deleted in the foreground whose Pods are gone.
+    pub(super) fn sweep_foreground(&mut self) {
+        let owners: Vec<&str> = self.pods.values().filter_map(LivePod::owner_uid).collect();
+        let done: Vec<NamespacedName> = self
+            .replica_sets
+            .iter()
+            .filter(|(_, r)| r.applied.is_none() && r.rs.metadata.deletion_timestamp.is_some())
+            .filter(|(_, r)| {
+                let uid = r.rs.metadata.uid.as_deref().unwrap_or_default();
+                !owners.contains(&uid)
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in done {
+            self.replica_sets.remove(&key);
+        }
+    }
+
+    /// Whether a Deployment still has ReplicaSets, or a ReplicaSet Pods (a Foreground
+    /// deletion waits for them).
+    pub fn has_dependents(&self, kind: &str, key: &NamespacedName) -> bool {
+        let uid = match kind {
+            "Deployment" => self
+                .deployments
+                .get(key)
+                .and_then(|d| d.live.metadata.uid.as_deref()),
+            "ReplicaSet" => self
+                .replica_sets
+                .get(key)
+                .and_then(|r| r.rs.metadata.uid.as_deref()),
+            _ => None,
+        };
+        let Some(uid) = uid else {
+            return false;
+        };
+        match kind {
+            "Deployment" => self
+                .replica_sets
+                .values()
+                .any(|r| controller_uid(&r.rs.metadata) == Some(uid)),
+            _ => self.pods.values().any(|p| p.owner_uid() == Some(uid)),
+        }
+    }
+}
+
 fn without_owner(meta: &mut ObjectMeta, owner_uid: &str) {
     if let Some(owners) = meta.owner_references.as_mut() {
         owners.retain(|o| o.uid != owner_uid);

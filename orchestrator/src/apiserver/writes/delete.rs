@@ -8,6 +8,7 @@ use super::*;
 pub(super) struct DeleteOptions {
     grace: Option<i64>,
     orphan: bool,
+    foreground: bool,
     uid: Option<String>,
     resource_version: Option<String>,
 }
@@ -53,6 +54,7 @@ pub(super) fn delete_options(
     Ok(DeleteOptions {
         grace,
         orphan,
+        foreground: policy.as_deref() == Some("Foreground"),
         uid: pre("uid"),
         resource_version: pre("resourceVersion"),
     })
@@ -122,6 +124,18 @@ pub(super) async fn delete(
                 live.delete_pod_with_grace(&nn, options.grace);
                 declared.remove(&key);
             }
+            // Foreground: the owner stays, marked, until its dependents are gone.
+            "Deployment" | "ReplicaSet" if options.foreground && !options.orphan => {
+                match declared.get(&key).cloned() {
+                    Some(m) => {
+                        let mut m = (*m).clone();
+                        crate::cluster::mark_foreground(m.object.metadata_mut());
+                        declared.put(m);
+                    }
+                    None => live.delete_controlled_replica_set_foreground(&nn),
+                }
+                return Ok(Done::stored(StatusCode::OK));
+            }
             "Deployment" => {
                 if options.orphan {
                     for rs in live.orphan_replica_sets(&uid) {
@@ -150,8 +164,9 @@ pub(super) async fn delete(
     })
     .await
     .map(|(mut done, at)| {
-        // A Pod stays, terminating, until its containers stopped: answer it as stored.
-        done.use_last = resource.kind != "Pod";
+        // A Pod stays, terminating, until its containers stopped, and an owner deleted in the
+        // foreground until its dependents are gone: answer them as stored (else as last seen).
+        done.use_last = done.use_last && resource.kind != "Pod";
         (done, at)
     })
 }

@@ -629,3 +629,24 @@ async fn server_side_apply_of_a_new_object_is_415_until_served() {
         .await;
     assert_eq!(code, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{status}");
 }
+
+/// Foreground: the Deployment goes once its ReplicaSets and Pods are gone. Every Pod here is
+/// Pending and goes at once, so the cascade completes in the deleting round (the e2e test
+/// sees the owner wait, marked, for a running Pod).
+#[tokio::test]
+async fn a_foreground_deletion_completes_once_the_dependents_are_gone() {
+    let api = api(Admission::default()).await;
+    let (code, d) = api
+        .call(
+            Method::DELETE,
+            &format!("{DEPLOYMENTS}/web"),
+            "",
+            JSON,
+            r#"{"propagationPolicy":"Foreground"}"#,
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK, "{d}");
+    assert!(api.get("deployments", "default", "web").is_none());
+    assert!(api.names("replicasets").is_empty());
+    assert!(api.names("pods").is_empty());
+}
