@@ -40,7 +40,8 @@ impl LocalCluster {
         }
     }
 
-    /// `ferry scale deployment/NAME --replicas N`.
+    /// Scales the live Deployment alone (the local cluster's own tests; `ferry scale` and
+    /// `kubectl scale` change the declared one, [`crate::Handle::scale`]).
     pub fn scale(&mut self, namespace: &str, name: &str, replicas: i32) -> Result<(), ApiError> {
         if replicas < 0 {
             return Err(ApiError::Invalid(format!(
