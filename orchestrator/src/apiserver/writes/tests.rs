@@ -650,3 +650,38 @@ async fn a_foreground_deletion_completes_once_the_dependents_are_gone() {
     assert!(api.names("replicasets").is_empty());
     assert!(api.names("pods").is_empty());
 }
+
+/// A ReplicaSet a Deployment made, scaled or relabelled through the API: its Deployment
+/// scales it back, as in Kubernetes; the labels stay.
+#[tokio::test]
+async fn a_controller_made_replica_set_is_reconciled_back() {
+    let api = api(Admission::default()).await;
+    let rs = api.names("replicasets").pop().unwrap();
+    let path = format!("/apis/apps/v1/namespaces/default/replicasets/{rs}");
+    let (code, scale) = api
+        .call(
+            Method::PATCH,
+            &format!("{path}/scale"),
+            "",
+            "application/merge-patch+json",
+            r#"{"spec":{"replicas":5}}"#,
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK, "{scale}");
+    assert_eq!(
+        scale["spec"]["replicas"], 2,
+        "scaled back by its Deployment"
+    );
+    let (code, r) = api
+        .call(
+            Method::PATCH,
+            &path,
+            "",
+            "application/merge-patch+json",
+            r#"{"metadata":{"labels":{"extra":"yes"}}}"#,
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK, "{r}");
+    assert_eq!(r["metadata"]["labels"]["extra"], "yes");
+    assert_eq!(api.names("pods").len(), 2);
+}
