@@ -208,7 +208,11 @@ impl Up {
             .await?
             .with_limits(config.connections.admin);
             let api = match config.api.clone() {
-                Some(api) => Some(ApiServer::build(api, orchestrator.handle().store()).await?),
+                Some(api) => Some(
+                    ApiServer::build(api, orchestrator.handle().store())
+                        .await?
+                        .serving_writes(orchestrator.handle()),
+                ),
                 None => None,
             };
             Ok::<_, Error>((control, admin, api))

@@ -101,14 +101,12 @@ impl LocalApi {
                 else {
                     return error(StatusCode::BAD_REQUEST, "replicas must be a number");
                 };
+                let msg = format!("deployment.apps/{name} scaled\n");
                 let done = self
                     .cluster
-                    .act(move |c| {
-                        let ns = c.find_namespace("deployment", namespace.as_deref(), &name)?;
-                        c.scale(&ns, &name, replicas)
-                            .map(|()| format!("deployment.apps/{name} scaled\n"))
-                    })
-                    .await;
+                    .scale(namespace, name, replicas)
+                    .await
+                    .map(|()| msg);
                 match done {
                     Ok(msg) => respond(StatusCode::OK, TEXT, msg),
                     Err(e) => api_error(&e),
@@ -155,13 +153,9 @@ impl LocalApi {
                 };
                 let done = self
                     .cluster
-                    .act(move |c| {
-                        let ns = c.find_namespace("deployment", namespace.as_deref(), &name)?;
-                        c.undo(&ns, &name, to).map(|rev| {
-                            format!("deployment.apps/{name} rolled back to revision {rev}\n")
-                        })
-                    })
-                    .await;
+                    .undo(namespace, name.clone(), to)
+                    .await
+                    .map(|rev| format!("deployment.apps/{name} rolled back to revision {rev}\n"));
                 match done {
                     Ok(msg) => respond(StatusCode::OK, TEXT, msg),
                     Err(e) => api_error(&e),

@@ -1,13 +1,13 @@
-//! The local cluster's Kubernetes API server, read side: HTTPS with a bearer token, `/version`,
+//! The local cluster's Kubernetes API server: HTTPS with a bearer token, `/version`,
 //! discovery (aggregated v2 and the legacy documents), and `get`, `list` and `watch` of every
 //! object the local cluster has (namespaced and across namespaces, label and field selectors,
 //! `limit`/`continue`), as JSON or as a `Table`, so the real `kubectl get [-w]` works against
-//! `ferry up`.
+//! `ferry up`; and the writes ([`writes`]: create, update, patch, delete, the `status` and
+//! `scale` subresources) on the declared objects of the local cluster it is given
+//! ([`ApiServer::serving_writes`]; without one, writes answer 405 `MethodNotAllowed`).
 //!
 //! Objects come from the [`Store`] each round of the orchestrator records (one revision
-//! counter; resourceVersions are opaque strings; a ring of recent events for watches). Verbs
-//! not served yet (create, update, patch, delete) answer 405 `MethodNotAllowed`; discovery
-//! names only `get`, `list` and `watch`.
+//! counter; resourceVersions are opaque strings; a ring of recent events for watches).
 //!
 //! `/openapi/v3` serves the kinds' schemas ([`openapi`]); the same schemas carry the patch
 //! metadata of the strategic merge patch ([`strategic`]) and server-side apply ([`ssa`]), and
@@ -23,6 +23,7 @@ pub mod store;
 pub mod strategic;
 pub mod table;
 pub mod watch;
+mod writes;
 
 #[cfg(test)]
 mod patch_tests;
@@ -116,6 +117,8 @@ struct State {
     store: Arc<Store>,
     token: String,
     server: String,
+    /// The local cluster writes act on; `None`: writes are not served.
+    cluster: Option<crate::Handle>,
     /// Set on shutdown: ends the watches.
     stopping: tokio::sync::watch::Sender<bool>,
 }
@@ -175,10 +178,20 @@ impl ApiServer {
                 store,
                 token: credentials.token,
                 server,
+                cluster: None,
                 stopping: tokio::sync::watch::Sender::new(false),
             }),
             kubeconfig: path,
         })
+    }
+
+    /// Serves the write verbs on this local cluster's declared objects (its store must be
+    /// the one this server reads).
+    pub fn serving_writes(mut self, cluster: crate::Handle) -> ApiServer {
+        if let Some(state) = Arc::get_mut(&mut self.state) {
+            state.cluster = Some(cluster);
+        }
+        self
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {

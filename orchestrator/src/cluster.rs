@@ -43,6 +43,9 @@ mod controllers;
 mod pods;
 mod statuses;
 mod verbs;
+mod writes;
+
+pub use writes::{FOREGROUND, mark_foreground};
 
 use allocations::Allocations;
 
@@ -321,8 +324,11 @@ impl LocalCluster {
         self.sync_deployments(&declared_deployments);
         self.sync_declared_replica_sets(&declared_replica_sets);
         self.sync_declared_pods(&declared_pods);
+        self.cascade_foreground();
         self.run_deployment_controllers();
         self.run_replica_set_controllers();
+        self.forget_unstarted_deleted();
+        self.sweep_foreground();
         self.start_pods(&services, &mut problems);
         self.update_statuses();
 

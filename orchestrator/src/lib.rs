@@ -9,13 +9,15 @@
 //! on a node bridge), and the local API the `ferry get|logs|exec|scale|rollout` commands call
 //! ([`api`]).
 //!
-//! The manifest files are applied to it as `kubectl apply -f` would be; what it runs is handed
+//! The manifest files and the Kubernetes API's writes change one store of declared objects
+//! ([`declared`]); the files are applied to it as `kubectl apply -f` would be. What it runs is handed
 //! to the control plane through its [`Feed`], an [`ferry_objects::source::Source`] like any
 //! other: this crate does not know the control plane, and the control plane does not know it.
 
 pub mod api;
 pub mod apiserver;
 pub mod cluster;
+pub mod declared;
 pub mod deployment;
 pub mod endpointslice;
 mod feed;
@@ -28,6 +30,7 @@ pub mod service_env;
 use std::sync::Arc;
 use std::time::Duration;
 
+use declared::Declared;
 use ferry_model::Problem;
 use ferry_objects::files::{Reading, WatchedFiles};
 use ferry_objects::source::{Cause, Update};
@@ -82,11 +85,12 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// Pods starting) becomes a few updates.
 const POD_DEBOUNCE: Duration = Duration::from_millis(20);
 
-/// The live cluster and the last good configuration it runs.
+/// The live cluster and the declared objects it runs (the files' last good reading and the
+/// API's writes).
 #[derive(Debug)]
 struct State {
     cluster: LocalCluster,
-    desired: Reading,
+    declared: Declared,
     /// What the Kubernetes API serves: each round's live reading.
     store: Arc<apiserver::Store>,
 }
@@ -139,15 +143,15 @@ impl Orchestrator {
         let store = Arc::new(apiserver::Store::new());
         let mut state = State {
             cluster: LocalCluster::new(config.cluster, kubelet.clone()),
-            desired: Reading::default(),
+            declared: Declared::default(),
             store: store.clone(),
         };
         let (sender, feed) = feed::channel();
         // The first round is not answered before the consumer is built from it; there is
         // nothing older to keep, and nothing yet terminating to signal.
         let (update, admitted) = apply(&mut state, &admission, files.read());
-        if let Some(reading) = admitted {
-            state.desired = reading;
+        if let Some(declared) = admitted {
+            state.declared = declared;
         }
         sender.hand_over(update);
         let shared = Arc::new(Shared {
@@ -234,11 +238,13 @@ impl Orchestrator {
     }
 }
 
-/// A configuration change: checked as the API server would (allocations included) and asked
-/// of the admission; when admitted, reconciled. Returns the update to hand over and, when it
-/// acted, the reading that becomes the last good one once the update is published.
-fn apply(state: &mut State, admission: &Admission, reading: Reading) -> (Update, Option<Reading>) {
-    let reading = with_cluster_dns(state, reading);
+/// A change of the files: applied to the declared objects as `kubectl apply -f`, checked as
+/// the API server would (allocations included) and asked of the admission; when admitted,
+/// reconciled. Returns the update to hand over and, when it acted, the declared objects that
+/// become the last good ones once the update is published.
+fn apply(state: &mut State, admission: &Admission, files: Reading) -> (Update, Option<Declared>) {
+    let declared = state.declared.with_files(&files);
+    let reading = declared_reading(state, &declared);
     let admitted = state.cluster.admit(&reading);
     if !admission.admits(&admitted) {
         // Handed over as it is, so the consumer reports every problem; nothing acted.
@@ -255,7 +261,7 @@ fn apply(state: &mut State, admission: &Admission, reading: Reading) -> (Update,
         reading: live,
         cause: Cause::Applied,
     };
-    (update, Some(reading))
+    (update, Some(declared))
 }
 
 impl Handle {
@@ -279,8 +285,8 @@ impl Handle {
         self.round(
             move |state| apply(state, &admission, reading),
             |state, published, admitted| {
-                if let (true, Some(reading)) = (published, admitted) {
-                    state.desired = reading;
+                if let (true, Some(declared)) = (published, admitted) {
+                    state.declared = declared;
                     state.cluster.stop_terminating();
                 }
             },
@@ -325,6 +331,105 @@ impl Handle {
         }
     }
 
+    /// Changes the declared objects (an API write) in one round: `change` edits a copy of them
+    /// (and may act on controller-owned objects of the live cluster, which need no admission);
+    /// a changed copy is checked as a file change is (allocations, admission) and, when
+    /// admitted, becomes the declared objects, reconciled and handed over. A refused change
+    /// changes nothing and hands nothing over.
+    pub async fn declare<T, E>(
+        &self,
+        change: impl FnOnce(&mut Declared, &mut LocalCluster, &apiserver::Store) -> Result<T, E>
+        + Send
+        + 'static,
+    ) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<Refused> + Send + 'static,
+    {
+        // On a task of its own, as `act`: a client hanging up cannot cut the round short.
+        let handle = self.clone();
+        let done = tokio::spawn(async move {
+            let admission = handle.shared.admission.clone();
+            let guard = handle.shared.state.clone().lock_owned().await;
+            let (mut guard, out) = blocking(guard, move |state| {
+                let mut next = state.declared.clone();
+                let store = state.store.clone();
+                let out = change(&mut next, &mut state.cluster, &store)?;
+                let changed = next != state.declared;
+                if changed {
+                    let admitted = state.cluster.admit(&declared_reading(state, &next));
+                    if !admission.admits(&admitted) {
+                        let errors = admitted.problems.into_iter().filter(Problem::is_error);
+                        return Err(E::from(Refused(errors.collect())));
+                    }
+                    state.declared = next;
+                }
+                let mut update = refreshed(state);
+                if changed {
+                    // A configuration change, as a file change is.
+                    update.cause = Cause::Applied;
+                }
+                Ok((update, out))
+            })
+            .await;
+            let (update, out) = out?;
+            let published = handle.shared.feed.send(update).await;
+            let out = stop_if_published(&mut guard, published, out);
+            drop(guard);
+            handle.shared.acted.notify_one();
+            Ok(out)
+        })
+        .await;
+        match done {
+            Ok(out) => out,
+            Err(e) => std::panic::resume_unwind(
+                e.try_into_panic()
+                    .unwrap_or_else(|_| Box::new("the local cluster's round was cancelled")),
+            ),
+        }
+    }
+
+    /// `ferry scale deployment/NAME --replicas N`: the declared Deployment's replicas, kept
+    /// until its manifest changes them again.
+    pub async fn scale(
+        &self,
+        namespace: Option<String>,
+        name: String,
+        replicas: i32,
+    ) -> Result<(), ApiError> {
+        if replicas < 0 {
+            return Err(ApiError::Invalid(format!(
+                "--replicas {replicas}: must be greater than or equal to 0"
+            )));
+        }
+        self.declare(move |declared, cluster, _| {
+            let ns = cluster.find_namespace("deployment", namespace.as_deref(), &name)?;
+            declared::change_deployment(declared, &ns, &name, |d| {
+                d.spec.get_or_insert_with(Default::default).replicas = Some(replicas);
+            })
+        })
+        .await
+    }
+
+    /// `ferry rollout undo deployment/NAME [--to-revision N]`: the template of that revision
+    /// (by default the one before the current) becomes the declared Deployment's again.
+    pub async fn undo(
+        &self,
+        namespace: Option<String>,
+        name: String,
+        to_revision: Option<u64>,
+    ) -> Result<u64, ApiError> {
+        self.declare(move |declared, cluster, _| {
+            let ns = cluster.find_namespace("deployment", namespace.as_deref(), &name)?;
+            let (revision, template) = cluster.rollback_template(&ns, &name, to_revision)?;
+            declared::change_deployment(declared, &ns, &name, |d| {
+                d.spec.get_or_insert_with(Default::default).template = template;
+            })?;
+            Ok(revision)
+        })
+        .await
+    }
+
     /// Reads the live cluster without acting.
     pub async fn read<T: Send + 'static>(
         &self,
@@ -345,9 +450,40 @@ impl Handle {
     }
 }
 
-/// The live reading after reconciling the last good configuration again.
+/// A change of the declared objects refused: the errors found (allocations, the admission's
+/// own); empty when the admission refused without naming one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refused(pub Vec<Problem>);
+
+impl From<Refused> for ApiError {
+    fn from(r: Refused) -> ApiError {
+        let messages: Vec<String> = r.0.iter().map(|p| p.message.clone()).collect();
+        ApiError::Invalid(if messages.is_empty() {
+            "refused by the control plane's admission".to_owned()
+        } else {
+            messages.join("; ")
+        })
+    }
+}
+
+/// The live reading after reconciling the declared objects again; an object deleted in the
+/// foreground whose dependents are gone goes, and the cluster is reconciled once more.
 fn refreshed(state: &mut State) -> Update {
-    let mut reading = state.cluster.reconcile(&state.desired);
+    let mut reading = state
+        .cluster
+        .reconcile(&declared_reading(state, &state.declared));
+    let cluster = &state.cluster;
+    let finished = state.declared.finish_foreground(|k| {
+        cluster.has_dependents(
+            k.kind.as_str(),
+            &cluster::NamespacedName::new(k.namespace.clone(), k.name.clone()),
+        )
+    });
+    if finished {
+        reading = state
+            .cluster
+            .reconcile(&declared_reading(state, &state.declared));
+    }
     sync_services(state, &mut reading);
     state.store.record(&reading);
     Update {
@@ -363,6 +499,12 @@ fn sync_services(state: &State, live: &mut Reading) {
     if let Some(node) = state.cluster.kubelet().network() {
         live.problems.extend(node.sync_services(&live.manifests));
     }
+}
+
+/// What the cluster runs of the declared objects: their reading, with the cluster DNS
+/// Service in netns mode.
+fn declared_reading(state: &State, declared: &Declared) -> Reading {
+    with_cluster_dns(state, declared.reading())
 }
 
 /// In netns mode, the manifests with the kube-system/kube-dns Service Pods resolve through,

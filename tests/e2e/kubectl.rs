@@ -13,7 +13,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use ferry::up::Up;
 use ferry_runtime::ShutdownTrigger;
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
 use tempfile::TempDir;
@@ -78,7 +78,7 @@ spec:
 
 /// A `ferry up` with its API on 127.0.0.1:0 and its state in `state`.
 pub(crate) struct Cluster {
-    api: SocketAddr,
+    pub(crate) api: SocketAddr,
     pub(crate) kubeconfig: PathBuf,
     trigger: ShutdownTrigger,
     task: tokio::task::JoinHandle<()>,
@@ -344,6 +344,17 @@ async fn https_get_raw(
     path: &str,
     token: Option<&str>,
 ) -> (u16, http::HeaderMap, Bytes) {
+    https_request(addr, http::Method::GET, path, token, None).await
+}
+
+/// A request as [`https_get_raw`]'s, with a method and a JSON body (`content type`, body).
+pub(crate) async fn https_request(
+    addr: SocketAddr,
+    method: http::Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<(&str, String)>,
+) -> (u16, http::HeaderMap, Bytes) {
     let config = ferry_runtime::tls::any_server_client_config().unwrap();
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
@@ -353,21 +364,28 @@ async fn https_get_raw(
         .await
         .unwrap();
     tokio::spawn(conn);
-    let mut req = http::Request::get(path).header("host", addr.to_string());
+    let mut req = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", addr.to_string());
     if let Some(t) = token {
         req = req.header("authorization", format!("Bearer {t}"));
     }
-    let res = sender
-        .send_request(req.body(Empty::<Bytes>::new()).unwrap())
-        .await
-        .unwrap();
+    let body = match body {
+        Some((content_type, body)) => {
+            req = req.header("content-type", content_type);
+            Full::new(Bytes::from(body))
+        }
+        None => Full::new(Bytes::new()),
+    };
+    let res = sender.send_request(req.body(body).unwrap()).await.unwrap();
     let status = res.status().as_u16();
     let headers = res.headers().clone();
     let body = res.into_body().collect().await.unwrap().to_bytes();
     (status, headers, body)
 }
 
-fn token_of(kubeconfig: &str) -> String {
+pub(crate) fn token_of(kubeconfig: &str) -> String {
     kubeconfig
         .lines()
         .find_map(|l| l.trim().strip_prefix("token: "))

@@ -11,6 +11,7 @@ mod echo;
 mod gateway;
 mod kubectl;
 mod kubectl_openapi;
+mod kubectl_write;
 mod listeners;
 mod load;
 mod local;

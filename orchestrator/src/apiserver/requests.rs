@@ -117,9 +117,11 @@ pub(super) enum Target<'a> {
         namespace: &'a str,
         name: &'a str,
     },
-    /// A subresource (`pods/log`, `deployments/scale`, …): not served yet.
+    /// A subresource (`pods/log`, `deployments/scale`, …).
     Subresource {
         resource: &'static Resource,
+        /// "" when cluster-scoped.
+        namespace: &'a str,
         name: &'a str,
         sub: &'a str,
     },
@@ -144,6 +146,7 @@ pub(super) fn target<'a>(group: &str, version: &str, segments: &[&'a str]) -> Op
                 }),
                 [name, sub] => Some(Target::Subresource {
                     resource,
+                    namespace: ns,
                     name,
                     sub,
                 }),
@@ -164,6 +167,7 @@ pub(super) fn target<'a>(group: &str, version: &str, segments: &[&'a str]) -> Op
                 }),
                 [name, sub] if !resource.namespaced => Some(Target::Subresource {
                     resource,
+                    namespace: "",
                     name,
                     sub,
                 }),
@@ -184,6 +188,9 @@ pub(super) fn wants_table(accept: &str) -> bool {
 }
 
 pub(super) async fn handle(state: &State, req: Request<Incoming>) -> Response<ApiBody> {
+    if super::writes::serves(req.method(), req.uri().path()) {
+        return super::writes::handle(state, req).await;
+    }
     answer(
         state,
         req.method(),
@@ -303,6 +310,7 @@ pub(super) fn answer(
             resource,
             name,
             sub,
+            ..
         } => status(
             StatusCode::NOT_FOUND,
             "NotFound",

@@ -4,8 +4,34 @@
 
 use serde_json::{Value, json};
 
-/// The verbs served today; discovery says no more than this.
-pub const VERBS: &[&str] = &["get", "list", "watch"];
+/// The verbs served on the kinds the local cluster keeps (declared through files or the API).
+pub const VERBS: &[&str] = &[
+    "create", "delete", "get", "list", "patch", "update", "watch",
+];
+/// The verbs served on the kinds it only reports (Events).
+pub const READ_VERBS: &[&str] = &["get", "list", "watch"];
+/// The verbs of the `status` and `scale` subresources.
+pub const SUBRESOURCE_VERBS: &[&str] = &["get", "patch", "update"];
+
+/// The verbs served on a resource; discovery says no more than this.
+pub fn verbs(r: &Resource) -> &'static [&'static str] {
+    if ferry_objects::object::Kind::from_name(r.kind).is_some() {
+        VERBS
+    } else {
+        READ_VERBS
+    }
+}
+
+/// The subresources served on a resource (besides `pods/log` and `pods/exec`, which are not
+/// listed by the API server's discovery either): `status` for the kinds with one, `scale` for
+/// Deployments and ReplicaSets.
+pub fn subresources(r: &Resource) -> &'static [&'static str] {
+    match r.kind {
+        "Deployment" | "ReplicaSet" => &["scale", "status"],
+        "Pod" | "Service" | "Ingress" | "Namespace" => &["status"],
+        _ => &[],
+    }
+}
 
 /// One resource: where it lives and what discovery says of it.
 #[derive(Debug, PartialEq, Eq)]
@@ -173,8 +199,22 @@ fn discovery_resource(r: &Resource) -> Value {
         "responseKind": {"group": r.group, "version": r.version, "kind": r.kind},
         "scope": if r.namespaced { "Namespaced" } else { "Cluster" },
         "singularResource": r.singular,
-        "verbs": VERBS,
+        "verbs": verbs(r),
     });
+    let subresources: Vec<Value> = subresources(r)
+        .iter()
+        .map(|sub| {
+            let kind = if *sub == "scale" {
+                json!({"group": "autoscaling", "version": "v1", "kind": "Scale"})
+            } else {
+                json!({"group": r.group, "version": r.version, "kind": r.kind})
+            };
+            json!({"subresource": sub, "responseKind": kind, "verbs": SUBRESOURCE_VERBS})
+        })
+        .collect();
+    if !subresources.is_empty() {
+        out["subresources"] = json!(subresources);
+    }
     if !r.short_names.is_empty() {
         out["shortNames"] = json!(r.short_names);
     }
@@ -244,26 +284,41 @@ pub fn api_group(group: &str) -> Value {
 
 /// `/api/v1` or `/apis/<group>/<version>`: an `APIResourceList`.
 pub fn api_resource_list(group: &str, version: &str) -> Value {
-    let resources: Vec<Value> = RESOURCES
+    let mut resources: Vec<Value> = Vec::new();
+    for r in RESOURCES
         .iter()
         .filter(|r| r.group == group && r.version == version)
-        .map(|r| {
-            let mut out = json!({
-                "name": r.plural,
-                "singularName": r.singular,
+    {
+        let mut out = json!({
+            "name": r.plural,
+            "singularName": r.singular,
+            "namespaced": r.namespaced,
+            "kind": r.kind,
+            "verbs": verbs(r),
+        });
+        if !r.short_names.is_empty() {
+            out["shortNames"] = json!(r.short_names);
+        }
+        if !r.categories.is_empty() {
+            out["categories"] = json!(r.categories);
+        }
+        resources.push(out);
+        for sub in subresources(r) {
+            let mut entry = json!({
+                "name": format!("{}/{sub}", r.plural),
+                "singularName": "",
                 "namespaced": r.namespaced,
                 "kind": r.kind,
-                "verbs": VERBS,
+                "verbs": SUBRESOURCE_VERBS,
             });
-            if !r.short_names.is_empty() {
-                out["shortNames"] = json!(r.short_names);
+            if *sub == "scale" {
+                entry["group"] = json!("autoscaling");
+                entry["version"] = json!("v1");
+                entry["kind"] = json!("Scale");
             }
-            if !r.categories.is_empty() {
-                out["categories"] = json!(r.categories);
-            }
-            out
-        })
-        .collect();
+            resources.push(entry);
+        }
+    }
     let group_version = if group.is_empty() {
         version.to_owned()
     } else {

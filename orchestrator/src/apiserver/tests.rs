@@ -262,7 +262,12 @@ fn aggregated_discovery_names_the_served_verbs_short_names_and_categories() {
         json!({"group": "", "version": "v1", "kind": "Pod"})
     );
     assert_eq!(pods["scope"], "Namespaced");
-    assert_eq!(pods["verbs"], json!(["get", "list", "watch"]));
+    assert_eq!(
+        pods["verbs"],
+        json!([
+            "create", "delete", "get", "list", "patch", "update", "watch"
+        ])
+    );
     assert_eq!(pods["shortNames"], json!(["po"]));
     assert_eq!(pods["categories"], json!(["all"]));
     let groups = resources::aggregated(false);
@@ -310,8 +315,20 @@ fn legacy_discovery_documents() {
         .iter()
         .map(|r| r["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["deployments", "replicasets"]);
+    assert_eq!(
+        names,
+        [
+            "deployments",
+            "deployments/scale",
+            "deployments/status",
+            "replicasets",
+            "replicasets/scale",
+            "replicasets/status"
+        ]
+    );
     assert_eq!(list["resources"][0]["shortNames"], json!(["deploy"]));
+    assert_eq!(list["resources"][1]["kind"], "Scale");
+    assert_eq!(list["resources"][1]["group"], "autoscaling");
     let groups = resources::api_group_list();
     assert_eq!(
         groups["groups"][0]["preferredVersion"]["groupVersion"],
@@ -456,6 +473,7 @@ fn state() -> State {
         store,
         token: "secret".into(),
         server: "https://127.0.0.1:6443".into(),
+        cluster: None,
         stopping: tokio::sync::watch::Sender::new(false),
     }
 }
@@ -1025,6 +1043,7 @@ fn watch_state(ring: usize) -> State {
         store,
         token: "secret".into(),
         server: "https://127.0.0.1:6443".into(),
+        cluster: None,
         stopping: tokio::sync::watch::Sender::new(false),
     }
 }

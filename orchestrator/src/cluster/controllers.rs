@@ -172,6 +172,10 @@ impl LocalCluster {
             };
             let uid = d.metadata.uid.clone().unwrap_or_default();
             let owned = owned_by.remove(&uid).unwrap_or_default();
+            // Being deleted (Foreground): its ReplicaSets go, none is made.
+            if d.metadata.deletion_timestamp.is_some() {
+                continue;
+            }
             let plan = deployment::reconcile(&d, &owned);
             let ns = key.namespace.clone();
             for (name, n) in plan.scale {
@@ -275,6 +279,13 @@ impl LocalCluster {
             let rs = r.rs.clone();
             let uid = rs.metadata.uid.clone().unwrap_or_default();
             let views = views_by.remove(&uid).unwrap_or_default();
+            // Being deleted (Foreground): its Pods go, none is made.
+            if rs.metadata.deletion_timestamp.is_some() {
+                for v in views {
+                    self.delete_pod(&NamespacedName::new(key.namespace.clone(), v.name));
+                }
+                continue;
+            }
             let replicas = rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
             let plan = replicaset::reconcile(replicas, &views);
             for name in plan.delete {

@@ -26,6 +26,23 @@ impl LocalCluster {
                 None => {}
             }
         }
+        self.forget_pods(gone);
+    }
+
+    /// Forgets Pods marked for deletion that never started (Pending, or run on another
+    /// node): there is no container to wait for, so they go in the round that deleted them.
+    pub(super) fn forget_unstarted_deleted(&mut self) {
+        let gone: Vec<NamespacedName> = self
+            .pods
+            .iter()
+            .filter(|(_, p)| p.deleting() && !p.started)
+            .map(|(k, _)| k.clone())
+            .collect();
+        self.forget_pods(gone);
+    }
+
+    /// Removes Pods, releasing their addresses; a declared Pod waiting to replace one is made.
+    fn forget_pods(&mut self, gone: Vec<NamespacedName>) {
         for key in gone {
             if let Some(p) = self.pods.remove(&key) {
                 if let Some(ip) = p.ip {
@@ -86,6 +103,21 @@ impl LocalCluster {
                 }
                 Some(live) if !live.here => {
                     live.pod = (**pod).clone();
+                    live.applied = Some(pod.clone());
+                }
+                // Only labels or annotations changed (an API update): the running Pod takes
+                // them, as the API server's Pods are mutable only there.
+                Some(live)
+                    if live
+                        .applied
+                        .as_ref()
+                        .is_some_and(|a| same_but_metadata(a, pod)) =>
+                {
+                    live.pod.metadata.labels.clone_from(&pod.metadata.labels);
+                    live.pod
+                        .metadata
+                        .annotations
+                        .clone_from(&pod.metadata.annotations);
                     live.applied = Some(pod.clone());
                 }
                 Some(live) => {
@@ -293,4 +325,15 @@ impl LocalCluster {
             .filter_map(|p| p.stop_at)
             .min()
     }
+}
+
+/// Whether two declarations of a Pod differ at most in their labels and annotations.
+fn same_but_metadata(a: &Pod, b: &Pod) -> bool {
+    let strip = |p: &Pod| {
+        let mut p = p.clone();
+        p.metadata.labels = None;
+        p.metadata.annotations = None;
+        p
+    };
+    strip(a) == strip(b)
 }

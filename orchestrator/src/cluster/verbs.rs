@@ -1,6 +1,7 @@
-//! What kubectl's verbs do to the live cluster: find an object's namespace from its name,
-//! `scale`, `rollout history` and `rollout undo` on a live Deployment. The next change of that
-//! Deployment in its manifest replaces what they did, as `kubectl apply` would.
+//! What kubectl's verbs read of the live cluster: an object's namespace from its name, a
+//! Deployment's `rollout history` and the template `rollout undo` goes back to. `ferry scale`
+//! and `ferry rollout undo` change the declared Deployment ([`crate::Handle::scale`],
+//! [`crate::Handle::undo`]); `scale` and `undo` here act on the live one alone, for tests.
 
 use super::*;
 
@@ -39,7 +40,8 @@ impl LocalCluster {
         }
     }
 
-    /// `ferry scale deployment/NAME --replicas N`.
+    /// Scales the live Deployment alone (the local cluster's own tests; `ferry scale` and
+    /// `kubectl scale` change the declared one, [`crate::Handle::scale`]).
     pub fn scale(&mut self, namespace: &str, name: &str, replicas: i32) -> Result<(), ApiError> {
         if replicas < 0 {
             return Err(ApiError::Invalid(format!(
@@ -88,14 +90,14 @@ impl LocalCluster {
         Ok(revisions)
     }
 
-    /// `ferry rollout undo deployment/NAME [--to-revision N]`: the template of that revision
-    /// (by default the one before the current) becomes the Deployment's again.
-    pub fn undo(
-        &mut self,
+    /// The template a rollback goes to (`rollout undo`): that of the revision named, by
+    /// default the one before the current, without its `pod-template-hash` label.
+    pub fn rollback_template(
+        &self,
         namespace: &str,
         name: &str,
         to_revision: Option<u64>,
-    ) -> Result<u64, ApiError> {
+    ) -> Result<(u64, PodTemplateSpec), ApiError> {
         let history = self.history(namespace, name)?;
         let current = history.last().map(|h| h.0);
         let target = match to_revision {
@@ -113,16 +115,27 @@ impl LocalCluster {
             })?,
         };
         let (revision, rs_name) = (target.0, target.1.clone());
-        let template = self
+        let mut template = self
             .replica_sets
             .get(&NamespacedName::new(namespace, rs_name))
             .and_then(|r| r.rs.spec.as_ref())
             .and_then(|s| s.template.clone())
             .ok_or_else(|| ApiError::NotFound(format!("revision {revision}")))?;
-        let mut template = template;
         if let Some(labels) = template.metadata.as_mut().and_then(|m| m.labels.as_mut()) {
             labels.remove(TEMPLATE_HASH_LABEL);
         }
+        Ok((revision, template))
+    }
+
+    /// `rollout undo` on the live Deployment alone (the local cluster's own tests; the
+    /// commands go through the declared objects, [`crate::Handle::undo`]).
+    pub fn undo(
+        &mut self,
+        namespace: &str,
+        name: &str,
+        to_revision: Option<u64>,
+    ) -> Result<u64, ApiError> {
+        let (revision, template) = self.rollback_template(namespace, name, to_revision)?;
         let d = self
             .deployments
             .get_mut(&NamespacedName::new(namespace, name))
