@@ -29,6 +29,8 @@ use ferry_objects::store::Store;
 use ferry_objects::validate;
 
 pub use class::{CONTROLLER_NAME, DEFAULT_CLASS_ANNOTATION, LEGACY_CLASS_ANNOTATION};
+#[cfg(feature = "kubernetes")]
+pub(crate) use class::ferry_ingresses;
 
 /// A snapshot (version 0: the publisher numbers it) and the warnings met on the way.
 #[derive(Debug, Default)]

@@ -1,0 +1,245 @@
+use std::collections::HashMap;
+
+use ferry_objects::object::{Kind, Object};
+use ferry_objects::source::Cause;
+use kube::runtime::watcher::Event;
+use serde_json::json;
+
+use super::status::{self, IngressNow, StatusAddress};
+use super::{Objects, WatchKey};
+
+const SERVER: &str = "https://127.0.0.1:6443";
+
+fn service(ns: &str, name: &str) -> Object {
+    Object::Service(Box::new(
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": ns},
+            "spec": {"ports": [{"port": 80}]}
+        }))
+        .unwrap(),
+    ))
+}
+
+fn slice(ns: &str, name: &str) -> Object {
+    Object::EndpointSlice(Box::new(
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": ns,
+                         "labels": {"kubernetes.io/service-name": "web"}},
+            "addressType": "IPv4",
+            "endpoints": [{"addresses": ["10.0.0.1"]}]
+        }))
+        .unwrap(),
+    ))
+}
+
+fn ferry_class() -> Object {
+    Object::IngressClass(Box::new(
+        serde_json::from_value(json!({
+            "metadata": {"name": "ferry"},
+            "spec": {"controller": "ferry.dev/ingress"}
+        }))
+        .unwrap(),
+    ))
+}
+
+fn ingress(ns: &str, name: &str, class: &str, secret: &str, path: &str) -> Object {
+    Object::Ingress(Box::new(
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": ns, "resourceVersion": "7"},
+            "spec": {
+                "ingressClassName": class,
+                "tls": [{"hosts": ["web.test"], "secretName": secret}],
+                "rules": [{"host": "web.test", "http": {"paths": [
+                    {"path": path, "pathType": "Prefix",
+                     "backend": {"service": {"name": "web", "port": {"number": 80}}}}
+                ]}}]
+            }
+        }))
+        .unwrap(),
+    ))
+}
+
+fn kind(k: Kind) -> WatchKey {
+    WatchKey::Kind(k)
+}
+
+/// Lists every kind: the services given, nothing else.
+fn listed(services: &[Object]) -> Objects {
+    let mut objects = Objects::new(SERVER);
+    for k in super::KINDS {
+        objects.apply(&kind(k), Event::Init);
+        if k == Kind::Service {
+            for s in services {
+                objects.apply(&kind(k), Event::InitApply(s.clone()));
+            }
+        }
+        objects.apply(&kind(k), Event::InitDone);
+    }
+    objects
+}
+
+fn names(objects: &mut Objects) -> Vec<String> {
+    let (update, _) = objects.relist();
+    let mut names: Vec<_> = update
+        .reading
+        .manifests
+        .iter()
+        .map(|m| m.key().to_string())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn no_relist_until_every_kind_has_listed() {
+    let mut objects = Objects::new(SERVER);
+    for k in super::KINDS {
+        assert!(!objects.ready(), "ready before {k} listed");
+        objects.apply(&kind(k), Event::Init);
+        objects.apply(&kind(k), Event::InitDone);
+    }
+    assert!(objects.ready());
+}
+
+#[test]
+fn a_relist_replaces_a_kind_in_one_step() {
+    let mut objects = listed(&[service("shop", "web"), service("shop", "api")]);
+    assert_eq!(names(&mut objects), ["Service shop/api", "Service shop/web"]);
+    // A relist under way (the watch restarted): the old objects serve until InitDone.
+    assert!(!objects.apply(&kind(Kind::Service), Event::Init));
+    assert!(!objects.apply(&kind(Kind::Service), Event::InitApply(service("shop", "web"))));
+    assert_eq!(names(&mut objects), ["Service shop/api", "Service shop/web"]);
+    assert!(objects.apply(&kind(Kind::Service), Event::InitDone));
+    assert_eq!(names(&mut objects), ["Service shop/web"]);
+}
+
+#[test]
+fn a_failed_watch_keeps_the_objects_last_seen() {
+    let mut objects = listed(&[service("shop", "web")]);
+    objects.failed(&kind(Kind::Service));
+    objects.failed(&kind(Kind::EndpointSlice));
+    assert!(objects.ready());
+    assert_eq!(names(&mut objects), ["Service shop/web"]);
+    // A watch that restarts and fails midway through its list changes nothing either.
+    objects.apply(&kind(Kind::Service), Event::Init);
+    objects.failed(&kind(Kind::Service));
+    assert_eq!(names(&mut objects), ["Service shop/web"]);
+}
+
+#[test]
+fn changes_apply_and_delete_single_objects() {
+    let mut objects = listed(&[service("shop", "web")]);
+    assert!(objects.apply(&kind(Kind::Service), Event::Apply(service("shop", "api"))));
+    assert!(objects.apply(&kind(Kind::Service), Event::Delete(service("shop", "web"))));
+    assert!(!objects.apply(&kind(Kind::Service), Event::Delete(service("shop", "gone"))));
+    assert_eq!(names(&mut objects), ["Service shop/api"]);
+}
+
+#[test]
+fn endpoint_changes_alone_are_observed_others_applied() {
+    let mut objects = listed(&[]);
+    assert_eq!(objects.relist().0.cause, Cause::Applied, "the first list");
+    objects.apply(&kind(Kind::EndpointSlice), Event::Apply(slice("shop", "web-1")));
+    assert_eq!(objects.relist().0.cause, Cause::Observed);
+    objects.apply(&kind(Kind::Service), Event::Apply(service("shop", "web")));
+    objects.apply(&kind(Kind::EndpointSlice), Event::Apply(slice("shop", "web-2")));
+    assert_eq!(objects.relist().0.cause, Cause::Applied);
+}
+
+#[test]
+fn only_the_secrets_ferrys_ingresses_name_are_watched() {
+    let mut objects = listed(&[]);
+    objects.apply(&kind(Kind::IngressClass), Event::Apply(ferry_class()));
+    let ours = ingress("shop", "web", "ferry", "web-tls", "/");
+    objects.apply(&kind(Kind::Ingress), Event::Apply(ours.clone()));
+    let theirs = ingress("shop", "other", "nginx", "other-tls", "/");
+    objects.apply(&kind(Kind::Ingress), Event::Apply(theirs));
+    let (start, stop) = objects.secret_changes();
+    assert_eq!(start, [("shop".to_owned(), "web-tls".to_owned())]);
+    assert!(stop.is_empty());
+    // The new Secret watch is waited for before the first relist, unless it fails.
+    assert!(!objects.ready());
+    let secret_key = WatchKey::Secret("shop".into(), "web-tls".into());
+    objects.failed(&secret_key);
+    assert!(objects.ready());
+    assert_eq!(objects.secret_changes(), (vec![], vec![]));
+    objects.apply(&kind(Kind::Ingress), Event::Delete(ours));
+    let (start, stop) = objects.secret_changes();
+    assert!(start.is_empty());
+    assert_eq!(stop, [("shop".to_owned(), "web-tls".to_owned())]);
+}
+
+#[test]
+fn problems_name_the_server_the_object_and_the_field() {
+    let mut objects = listed(&[]);
+    objects.apply(&kind(Kind::IngressClass), Event::Apply(ferry_class()));
+    let bad = ingress("shop", "web", "ferry", "web-tls", "foo");
+    objects.apply(&kind(Kind::Ingress), Event::Apply(bad));
+    let (update, _) = objects.relist();
+    let lines: Vec<String> = update
+        .reading
+        .problems
+        .iter()
+        .filter(|p| p.is_error())
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            "<kubernetes https://127.0.0.1:6443>: Ingress shop/web: spec.rules[0].http.paths[0].path: Invalid value: \"foo\": must be an absolute path"
+        ]
+    );
+}
+
+#[test]
+fn statuses_are_those_of_ferrys_ingresses_and_written_only_when_they_differ() {
+    let mut objects = listed(&[]);
+    objects.apply(&kind(Kind::IngressClass), Event::Apply(ferry_class()));
+    objects.apply(
+        &kind(Kind::Ingress),
+        Event::Apply(ingress("shop", "web", "ferry", "web-tls", "/")),
+    );
+    objects.apply(
+        &kind(Kind::Ingress),
+        Event::Apply(ingress("shop", "other", "nginx", "x", "/")),
+    );
+    let (_, statuses) = objects.relist();
+    assert_eq!(statuses.len(), 1);
+    assert_eq!(statuses[0].name, "web");
+    let address = StatusAddress::parse("127.0.0.1").unwrap();
+    let mut written = HashMap::new();
+    assert_eq!(status::due(&statuses, &address, &written).len(), 1);
+    // Written at resourceVersion 7, not seen back yet: not written again.
+    written.insert(("shop".to_owned(), "web".to_owned()), Some("7".to_owned()));
+    assert!(status::due(&statuses, &address, &written).is_empty());
+    // Seen back with the address: nothing to write.
+    let shown = IngressNow {
+        resource_version: Some("8".into()),
+        load_balancer: vec![json!({"ip": "127.0.0.1"})],
+        ..statuses[0].clone()
+    };
+    assert!(status::due(&[shown.clone()], &address, &HashMap::new()).is_empty());
+    // Someone changed it: written again.
+    let changed = IngressNow {
+        resource_version: Some("9".into()),
+        load_balancer: vec![json!({"ip": "10.0.0.9"})],
+        ..shown
+    };
+    assert_eq!(status::due(&[changed], &address, &written).len(), 1);
+}
+
+#[test]
+fn the_status_patch_replaces_the_list_with_the_address() {
+    let ip = StatusAddress::parse("192.0.2.7").unwrap();
+    assert_eq!(
+        status::patch(&ip),
+        json!({"status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.7"}]}}})
+    );
+    let host = StatusAddress::parse("lb.example.com").unwrap();
+    assert_eq!(
+        status::patch(&host),
+        json!({"status": {"loadBalancer": {"ingress": [{"hostname": "lb.example.com"}]}}})
+    );
+    let err = StatusAddress::parse("not an address").unwrap_err();
+    assert!(err.contains("neither an IP address nor a DNS name"), "{err}");
+}
