@@ -236,8 +236,49 @@ async fn async_main(command: Command) -> Result<(), Box<dyn std::error::Error>> 
             service_cidr,
             max_pods,
             api_args,
+            source_args,
         } => {
             use ferry_orchestrator::network;
+            source_args.check()?;
+            let connections = ConnectionLimits {
+                admin: admin_args.limits(),
+                dns_tcp: dns_args.tcp_limits(),
+                l4_idle: l4_args.l4_idle_timeout,
+                l4_max_connections: l4_args.l4_max_connections as usize,
+            };
+            let (dns_upstreams, dns_search) = ferry::dns::host_resolver(dns_args.dns_upstream);
+            if source_args.source == SourceArg::Kubernetes {
+                // No local cluster: its flags (-f, the pod network and ranges, --api, the L4
+                // proxy's) are not used.
+                let config = UpConfig {
+                    paths,
+                    http,
+                    https,
+                    dns,
+                    dns_upstreams,
+                    dns_search,
+                    dns_autopath: dns_args.dns_autopath,
+                    access_log,
+                    client_header_timeout: client_timeouts.client_header_timeout,
+                    keepalive_timeout: client_timeouts.keepalive_timeout,
+                    admin,
+                    cluster_domain,
+                    debounce: Duration::from_millis(100),
+                    local: ferry_orchestrator::Config::default(),
+                    pod_network: network::PodNetwork::Loopback,
+                    connections,
+                    api: None,
+                };
+                let source = ferry::up::kubernetes::Source {
+                    kubeconfig: source_args.kubeconfig,
+                    publish_address: source_args.publish_address,
+                };
+                ferry::up::kubernetes::UpKubernetes::build(&config, source)
+                    .await?
+                    .run(shutdown)
+                    .await?;
+                return Ok(());
+            }
             let mode = match pod_network {
                 PodNetworkArg::Auto => network::Mode::Auto,
                 PodNetworkArg::Netns => network::Mode::Netns,
@@ -252,13 +293,6 @@ async fn async_main(command: Command) -> Result<(), Box<dyn std::error::Error>> 
                     tracing::info!(pod_cidr = %choice.pod_cidr, "pod network: Pods on loopback addresses of the host ({})", choice.why)
                 }
             }
-            let connections = ConnectionLimits {
-                admin: admin_args.limits(),
-                dns_tcp: dns_args.tcp_limits(),
-                l4_idle: l4_args.l4_idle_timeout,
-                l4_max_connections: l4_args.l4_max_connections as usize,
-            };
-            let (dns_upstreams, dns_search) = ferry::dns::host_resolver(dns_args.dns_upstream);
             let mut local = ferry_orchestrator::Config::default();
             local.cluster.pod_cidr = choice.pod_cidr;
             local.cluster.service_cidr = service_cidr;

@@ -36,6 +36,9 @@ use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::{WatchStreamExt, watcher as watch_kind};
 use kube::{Api, Client};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_stream::StreamMap;
@@ -52,11 +55,9 @@ pub const KINDS: [Kind; 5] = [
     Kind::Ingress,
 ];
 
-/// How ferry reaches the API server and what it writes back.
+/// How the source reads and what it writes back.
 #[derive(Clone, Debug)]
 pub struct Config {
-    /// `--kubeconfig`: this file's current context; `None` infers as kubectl does.
-    pub kubeconfig: Option<PathBuf>,
     /// The quiet time after an event before the next update.
     pub debounce: Duration,
     /// The address written to `status.loadBalancer` of ferry's Ingresses; `None` writes none.
@@ -116,6 +117,13 @@ impl std::fmt::Debug for Connection {
 /// Makes the client and asks the server its version, so a wrong address, CA or token is an
 /// error at start rather than a watcher retrying for ever.
 pub async fn connect(kubeconfig: Option<&PathBuf>) -> Result<Connection, Error> {
+    // kube's TLS takes the process's default provider: make it ferry's (ring), not whatever a
+    // crate's features would pick.
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        let provider = rustls::crypto::CryptoProvider::clone(ferry_runtime::tls::provider());
+        // Only fails when another thread installed one meanwhile, which is as good.
+        let _ = provider.install_default();
+    }
     let config = client_config(kubeconfig).await?;
     let server = config.cluster_url.to_string();
     let server = server.trim_end_matches('/').to_owned();
@@ -132,6 +140,41 @@ pub async fn connect(kubeconfig: Option<&PathBuf>) -> Result<Connection, Error> 
         })?;
     tracing::info!(%server, version = %version.git_version, "Kubernetes API server");
     Ok(Connection { client, server })
+}
+
+type Labels = Vec<(&'static str, String)>;
+
+/// What the source counts (passed in, never global).
+#[derive(Clone, Debug, Default)]
+pub struct Metrics {
+    /// Watch failures by kind (a Secret's watch counts as `Secret`).
+    pub watch_errors: Family<Labels, Counter>,
+    /// Relists handed to the control plane.
+    pub updates: Counter,
+    /// Ingress status writes by result (`ok`, `error`).
+    pub status_writes: Family<Labels, Counter>,
+}
+
+impl Metrics {
+    fn register(registry: &mut Registry) -> Metrics {
+        let m = Metrics::default();
+        registry.register(
+            "ferry_control_kubernetes_watch_errors",
+            "Failed watches of the Kubernetes API server by kind, each retried with back-off",
+            m.watch_errors.clone(),
+        );
+        registry.register(
+            "ferry_control_kubernetes_updates",
+            "Relists of the Kubernetes API server's objects handed to the control plane",
+            m.updates.clone(),
+        );
+        registry.register(
+            "ferry_control_kubernetes_status_writes",
+            "Writes of Ingresses' status.loadBalancer by result",
+            m.status_writes.clone(),
+        );
+        m
+    }
 }
 
 /// One relist and the statuses its Ingresses want.
@@ -162,19 +205,26 @@ impl Drop for KubernetesSource {
 
 impl KubernetesSource {
     /// Starts the watchers (and the status writer, when an address is given) on a connection.
-    pub fn start(connection: Connection, config: &Config) -> KubernetesSource {
+    pub fn start(
+        connection: Connection,
+        config: &Config,
+        registry: &mut Registry,
+    ) -> KubernetesSource {
+        let metrics = Metrics::register(registry);
         let (relists_tx, relists) = watch::channel(None);
         let (statuses, statuses_rx) = watch::channel(Vec::new());
         let mut tasks = vec![tokio::spawn(inform(
             connection.clone(),
             config.debounce,
             relists_tx,
+            metrics.clone(),
         ))];
         match &config.status_address {
             Some(address) => tasks.push(tokio::spawn(status::write(
                 connection.client,
                 address.clone(),
                 statuses_rx,
+                metrics.status_writes,
             ))),
             None => tracing::info!(
                 "no address to publish: the Ingresses' status.loadBalancer is left as it is"
@@ -218,7 +268,12 @@ type Events = Pin<Box<dyn Stream<Item = Result<Event<Object>, watcher::Error>> +
 /// One kind's watcher with back-off, its objects wrapped as [`Object`]s.
 fn watch<K>(api: Api<K>, config: watcher::Config, wrap: fn(K) -> Object) -> Events
 where
-    K: kube::Resource + Clone + k8s_openapi::serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+    K: kube::Resource
+        + Clone
+        + k8s_openapi::serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + 'static,
 {
     Box::pin(
         watch_kind(api, config)
@@ -263,9 +318,25 @@ fn kind_watch(client: &Client, kind: Kind) -> Events {
 /// and all ferry reads of them.
 fn secret_watch(client: &Client, namespace: &str, name: &str) -> Events {
     let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
-    watch(Api::<Secret>::namespaced(client.clone(), namespace), config, |o| {
-        Object::Secret(Box::new(o))
-    })
+    watch(
+        Api::<Secret>::namespaced(client.clone(), namespace),
+        config,
+        |o| Object::Secret(Box::new(o)),
+    )
+}
+
+fn watch_for(client: &Client, key: &WatchKey) -> Events {
+    match key {
+        WatchKey::Kind(kind) => kind_watch(client, *kind),
+        WatchKey::Secret(namespace, name) => secret_watch(client, namespace, name),
+    }
+}
+
+/// A watch refused because its resourceVersion is too old (`410 Gone`, reason `Expired`):
+/// only a new list helps. The API server usually says so in the watch's stream, which kube's
+/// watcher handles; a refusal of the request itself it retries unchanged.
+pub fn expired(e: &watcher::Error) -> bool {
+    matches!(e, watcher::Error::WatchStartFailed(kube::Error::Api(status)) if status.code == 410)
 }
 
 /// The watchers' loop: applies their events to [`Objects`], starts and stops the Secrets'
@@ -274,12 +345,14 @@ async fn inform(
     connection: Connection,
     debounce: Duration,
     relists: watch::Sender<Option<Relist>>,
+    metrics: Metrics,
 ) {
     let client = connection.client;
     let mut objects = Objects::new(&connection.server);
     let mut streams: StreamMap<WatchKey, Events> = StreamMap::new();
     for kind in KINDS {
-        streams.insert(WatchKey::Kind(kind), kind_watch(&client, kind));
+        let key = WatchKey::Kind(kind);
+        streams.insert(key.clone(), watch_for(&client, &key));
     }
     // The first event of the burst not yet handed out, and the last.
     let mut burst: Option<(Instant, Instant)> = None;
@@ -298,6 +371,18 @@ async fn inform(
                     }
                     Err(e) => {
                         objects.failed(&key);
+                        if expired(&e) {
+                            // kube's watcher retries the same resourceVersion for ever when a
+                            // watch is refused with HTTP 410 rather than an ERROR event:
+                            // start that watch anew, which lists first.
+                            let events = watch_for(&client, &key);
+                            streams.insert(key.clone(), events);
+                        }
+                        let kind = match &key {
+                            WatchKey::Kind(kind) => kind.as_str(),
+                            WatchKey::Secret(..) => "Secret",
+                        };
+                        metrics.watch_errors.get_or_create(&vec![("kind", kind.to_owned())]).inc();
                         tracing::warn!(watch = %key, error = %e, "watch failed; retrying with back-off (the objects last seen keep serving)");
                     }
                 }
@@ -307,13 +392,14 @@ async fn inform(
                     streams.remove(&WatchKey::Secret(namespace, name));
                 }
                 for (namespace, name) in start {
-                    let events = secret_watch(&client, &namespace, &name);
-                    streams.insert(WatchKey::Secret(namespace, name), events);
+                    let key = WatchKey::Secret(namespace, name);
+                    streams.insert(key.clone(), watch_for(&client, &key));
                 }
             }
             () = sleep_until(due) => {
                 burst = None;
                 let (update, statuses) = objects.relist();
+                metrics.updates.inc();
                 relists.send_replace(Some(Relist { update, statuses }));
             }
             () = relists.closed() => return,

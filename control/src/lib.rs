@@ -42,6 +42,9 @@ pub enum Error {
     Invalid(Vec<Problem>),
     #[error("the source ended before it listed its objects")]
     SourceEnded,
+    #[cfg(feature = "kubernetes")]
+    #[error(transparent)]
+    Kubernetes(#[from] kubernetes::Error),
 }
 
 /// Reads the paths once and reports every problem: what `ferry check` runs.

@@ -10,6 +10,7 @@ mod dns;
 mod echo;
 mod gateway;
 mod kubectl;
+mod kubernetes_source;
 mod listeners;
 mod load;
 mod local;

@@ -11,6 +11,8 @@ use ferry_objects::object::Manifest;
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Client};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use tokio::sync::watch;
 
 const RETRY_FIRST: Duration = Duration::from_secs(1);
@@ -116,7 +118,13 @@ pub(super) async fn write(
     client: Client,
     address: StatusAddress,
     mut ingresses: watch::Receiver<Vec<IngressNow>>,
+    writes: Family<Vec<(&'static str, String)>, Counter>,
 ) {
+    let count = |result: &str| {
+        writes
+            .get_or_create(&vec![("result", result.to_owned())])
+            .inc();
+    };
     let patch = patch(&address);
     let mut written = HashMap::new();
     let mut retry = RETRY_FIRST;
@@ -131,6 +139,7 @@ pub(super) async fn write(
                 .await
             {
                 Ok(_) => {
+                    count("ok");
                     tracing::info!(ingress = %format!("{}/{}", ingress.namespace, ingress.name), %address, "Ingress status.loadBalancer set");
                     written.insert(
                         (ingress.namespace.clone(), ingress.name.clone()),
@@ -138,6 +147,7 @@ pub(super) async fn write(
                     );
                 }
                 Err(e) => {
+                    count("error");
                     failed = true;
                     tracing::warn!(ingress = %format!("{}/{}", ingress.namespace, ingress.name), error = %e, retry_in = ?retry, "cannot set the Ingress's status.loadBalancer; retrying");
                 }

@@ -104,11 +104,20 @@ fn no_relist_until_every_kind_has_listed() {
 #[test]
 fn a_relist_replaces_a_kind_in_one_step() {
     let mut objects = listed(&[service("shop", "web"), service("shop", "api")]);
-    assert_eq!(names(&mut objects), ["Service shop/api", "Service shop/web"]);
+    assert_eq!(
+        names(&mut objects),
+        ["Service shop/api", "Service shop/web"]
+    );
     // A relist under way (the watch restarted): the old objects serve until InitDone.
     assert!(!objects.apply(&kind(Kind::Service), Event::Init));
-    assert!(!objects.apply(&kind(Kind::Service), Event::InitApply(service("shop", "web"))));
-    assert_eq!(names(&mut objects), ["Service shop/api", "Service shop/web"]);
+    assert!(!objects.apply(
+        &kind(Kind::Service),
+        Event::InitApply(service("shop", "web"))
+    ));
+    assert_eq!(
+        names(&mut objects),
+        ["Service shop/api", "Service shop/web"]
+    );
     assert!(objects.apply(&kind(Kind::Service), Event::InitDone));
     assert_eq!(names(&mut objects), ["Service shop/web"]);
 }
@@ -139,10 +148,16 @@ fn changes_apply_and_delete_single_objects() {
 fn endpoint_changes_alone_are_observed_others_applied() {
     let mut objects = listed(&[]);
     assert_eq!(objects.relist().0.cause, Cause::Applied, "the first list");
-    objects.apply(&kind(Kind::EndpointSlice), Event::Apply(slice("shop", "web-1")));
+    objects.apply(
+        &kind(Kind::EndpointSlice),
+        Event::Apply(slice("shop", "web-1")),
+    );
     assert_eq!(objects.relist().0.cause, Cause::Observed);
     objects.apply(&kind(Kind::Service), Event::Apply(service("shop", "web")));
-    objects.apply(&kind(Kind::EndpointSlice), Event::Apply(slice("shop", "web-2")));
+    objects.apply(
+        &kind(Kind::EndpointSlice),
+        Event::Apply(slice("shop", "web-2")),
+    );
     assert_eq!(objects.relist().0.cause, Cause::Applied);
 }
 
@@ -241,5 +256,24 @@ fn the_status_patch_replaces_the_list_with_the_address() {
         json!({"status": {"loadBalancer": {"ingress": [{"hostname": "lb.example.com"}]}}})
     );
     let err = StatusAddress::parse("not an address").unwrap_err();
-    assert!(err.contains("neither an IP address nor a DNS name"), "{err}");
+    assert!(
+        err.contains("neither an IP address nor a DNS name"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_watch_refused_as_expired_is_started_anew_other_failures_back_off() {
+    use kube::core::Status;
+    use kube::runtime::watcher::Error;
+    let status = |code| {
+        kube::Error::Api(
+            Status::failure("too old", "Expired")
+                .with_code(code)
+                .boxed(),
+        )
+    };
+    assert!(super::expired(&Error::WatchStartFailed(status(410))));
+    assert!(!super::expired(&Error::WatchStartFailed(status(403))));
+    assert!(!super::expired(&Error::InitialListFailed(status(410))));
 }
