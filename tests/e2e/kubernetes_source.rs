@@ -405,3 +405,41 @@ async fn the_second_ferry_sets_its_ingresses_load_balancer_status() {
     second.stop().await;
     first.stop().await;
 }
+
+/// `ferry` run as a user runs it: exit code, stdout, stderr.
+async fn ferry(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(args)
+        .current_dir(crate::repo())
+        .output()
+        .await
+        .unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.code(), text(&out.stdout), text(&out.stderr))
+}
+
+#[tokio::test]
+async fn the_manifests_to_run_ferry_in_a_cluster_check_clean() {
+    let (code, stdout, stderr) = ferry(&["check", "-f", "configs/kubernetes"]).await;
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert_eq!((stdout.as_str(), stderr.as_str()), ("", ""));
+}
+
+#[tokio::test]
+async fn the_kubernetes_flags_without_the_kubernetes_source_are_refused() {
+    for flag in ["--kubeconfig=k", "--publish-address=192.0.2.1"] {
+        let (code, _, stderr) = ferry(&["up", flag, "--api=none"]).await;
+        let name = flag.split('=').next().unwrap();
+        assert_eq!(code, Some(1), "{stderr}");
+        assert!(
+            stderr.contains(&format!("{name} is read only with --source kubernetes")),
+            "{stderr}"
+        );
+    }
+    let (code, _, stderr) = ferry(&["up", "--source=kubernetes", "--publish-address=a b"]).await;
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("neither an IP address nor a DNS name"),
+        "{stderr}"
+    );
+}
