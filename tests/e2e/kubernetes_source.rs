@@ -29,7 +29,34 @@ use crate::{DEADLINE, eventually, up_config};
 /// (0.8 s doubling, up to 30 s) while the API server is away.
 const BACK_AGAIN: Duration = Duration::from_secs(60);
 
-fn manifests(static_port: u16, with_api: bool) -> String {
+/// The Secret of `secure.test`'s certificate, and the certificate (DER).
+fn tls_secret() -> (String, Vec<u8>) {
+    let cert = rcgen::generate_simple_self_signed(vec!["secure.test".to_owned()]).unwrap();
+    let indent = |pem: String| {
+        pem.lines()
+            .map(|l| format!("    {l}\n"))
+            .collect::<String>()
+    };
+    let yaml = format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: secure-tls, namespace: shop}}\ntype: kubernetes.io/tls\nstringData:\n  tls.crt: |\n{}  tls.key: |\n{}",
+        indent(cert.cert.pem()),
+        indent(cert.signing_key.serialize_pem())
+    );
+    (yaml, cert.cert.der().to_vec())
+}
+
+/// The certificate the gateway at `addr` presents for `sni`.
+async fn presented(addr: SocketAddr, sni: &str) -> Option<Vec<u8>> {
+    let config = ferry_runtime::tls::any_server_client_config().unwrap();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(addr).await.ok()?;
+    let name = rustls::pki_types::ServerName::try_from(sni.to_owned()).unwrap();
+    let stream = connector.connect(name, tcp).await.ok()?;
+    let (_, session) = stream.get_ref();
+    Some(session.peer_certificates()?.first()?.to_vec())
+}
+
+fn manifests(static_port: u16, with_api: bool, secret: &str) -> String {
     let api = if with_api {
         r#"
 ---
@@ -122,6 +149,19 @@ spec:
       http:
         paths:
           - {{path: /, pathType: Prefix, backend: {{service: {{name: static, port: {{number: 80}}}}}}}}
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {{name: secure, namespace: shop}}
+spec:
+  tls: [{{hosts: [secure.test], secretName: secure-tls}}]
+  rules:
+    - host: secure.test
+      http:
+        paths:
+          - {{path: /, pathType: Prefix, backend: {{service: {{name: static, port: {{number: 80}}}}}}}}
+---
+{secret}
 "#
     )
 }
@@ -169,6 +209,7 @@ impl First {
 /// The second `ferry up --source kubernetes`.
 struct Second {
     http: SocketAddr,
+    https: SocketAddr,
     dns: SocketAddr,
     admin: SocketAddr,
     trigger: ShutdownTrigger,
@@ -184,11 +225,13 @@ impl Second {
         let up = UpKubernetes::build(&up_config(Vec::new()), source)
             .await
             .unwrap();
-        let (http, dns, admin) = (up.http_addr(), up.dns_addr(), up.admin_addr());
+        let (http, https) = (up.http_addr(), up.https_addr());
+        let (dns, admin) = (up.dns_addr(), up.admin_addr());
         let (trigger, shutdown) = ferry_runtime::shutdown::channel();
         let task = tokio::spawn(async move { up.run(shutdown).await.unwrap() });
         Second {
             http,
+            https,
             dns,
             admin,
             trigger,
@@ -229,10 +272,10 @@ impl Second {
 
 /// A first ferry with the manifests in a temp dir, its state in another, and the static
 /// backend its Ingress also routes to.
-async fn first(dir: &TempDir, state: &TempDir) -> (First, Backend) {
+async fn first(dir: &TempDir, state: &TempDir, secret: &str) -> (First, Backend) {
     let static_backend = backend("static").await;
     let file = dir.path().join("shop.yaml");
-    fs::write(&file, manifests(static_backend.addr.port(), true)).unwrap();
+    fs::write(&file, manifests(static_backend.addr.port(), true, secret)).unwrap();
     let mut config = up_config(vec![dir.path().to_owned()]);
     config.api = Some(ferry_orchestrator::apiserver::Config {
         addr: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -253,7 +296,8 @@ async fn scale(admin: SocketAddr, replicas: u32) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_ferry_serves_the_first_ones_cluster_through_its_api() {
     let (dir, state) = (TempDir::new().unwrap(), TempDir::new().unwrap());
-    let (first, static_backend) = first(&dir, &state).await;
+    let (secret, cert) = tls_secret();
+    let (first, static_backend) = first(&dir, &state, &secret).await;
     let second = Second::start(&first.kubeconfig, None).await;
 
     // Ingress traffic to the first's Pods, DNS for its Services.
@@ -273,6 +317,15 @@ async fn a_second_ferry_serves_the_first_ones_cluster_through_its_api() {
     assert_eq!(web.len(), 1, "{web:?}");
     let api = ask(second.dns, "api.shop.svc.cluster.local.", RecordType::A).await;
     assert_eq!(data(&api).len(), 1, "{api:?}");
+    // The Secret an Ingress names (watched by its name alone) is the host's certificate.
+    eventually(
+        DEADLINE,
+        "secure.test's certificate from its Secret",
+        || async {
+            (presented(second.https, "secure.test").await.as_ref() == Some(&cert)).then_some(())
+        },
+    )
+    .await;
 
     // A scale on the first: the third Pod serves through the second.
     scale(first.admin, 3).await;
@@ -294,7 +347,7 @@ async fn a_second_ferry_serves_the_first_ones_cluster_through_its_api() {
 
     // A Service removed from the first's manifests: gone from the second's DNS.
     let file = dir.path().join("shop.yaml");
-    fs::write(&file, manifests(static_backend.addr.port(), false)).unwrap();
+    fs::write(&file, manifests(static_backend.addr.port(), false, &secret)).unwrap();
     eventually(DEADLINE, "api.shop gone from the second's DNS", || async {
         let r = ask(second.dns, "api.shop.svc.cluster.local.", RecordType::A).await;
         (r.metadata.response_code == ResponseCode::NXDomain).then_some(())
@@ -326,7 +379,7 @@ async fn a_second_ferry_serves_the_first_ones_cluster_through_its_api() {
 
     // Back on the same address and state: the second still routes, and follows the first
     // again (its watches back off, then list anew).
-    fs::write(&file, manifests(static_backend.addr.port(), true)).unwrap();
+    fs::write(&file, manifests(static_backend.addr.port(), true, &secret)).unwrap();
     let first = First::start(again).await;
     for i in 0..20 {
         let answer = one_request(second.http, "static.test").await;
@@ -386,7 +439,7 @@ async fn the_second_ferry_sets_its_ingresses_load_balancer_status() {
         return;
     }
     let (dir, state) = (TempDir::new().unwrap(), TempDir::new().unwrap());
-    let (first, _static_backend) = first(&dir, &state).await;
+    let (first, _static_backend) = first(&dir, &state, &tls_secret().0).await;
     let publish = StatusAddress::parse("192.0.2.7").unwrap();
     let second = Second::start(&first.kubeconfig, Some(publish)).await;
     let kubeconfig = first.kubeconfig.clone();
