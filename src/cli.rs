@@ -158,8 +158,9 @@ pub(crate) enum Command {
     /// Run the control plane alone over manifest files and push snapshots to the gateways and
     /// DNS servers that subscribe (`ferry gateway|dns --control`), over gRPC and TLS.
     Control {
-        /// Manifest file or directory (repeatable), watched for changes.
-        #[arg(short = 'f', long = "filename", value_name = "PATH", required = true)]
+        /// Manifest file or directory (repeatable), watched for changes; required unless
+        /// --source kubernetes.
+        #[arg(short = 'f', long = "filename", value_name = "PATH")]
         paths: Vec<PathBuf>,
         /// Where parts subscribe (gRPC over TLS).
         #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7443")]
@@ -170,6 +171,8 @@ pub(crate) enum Command {
         /// Admin API: /live /ready /config /status /metrics.
         #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9901")]
         admin: SocketAddr,
+        #[command(flatten)]
+        source_args: SourceArgs,
     },
     /// Validate manifests: exit 0 if valid, else 1 with one line per problem.
     Check {
@@ -446,7 +449,7 @@ pub(crate) struct SourceArgs {
     #[arg(long, value_name = "FILE")]
     pub(crate) kubeconfig: Option<PathBuf>,
     /// With --source kubernetes: the address (IP or DNS name) written to status.loadBalancer of
-    /// ferry's Ingresses [default: the --http IP, none when unspecified].
+    /// ferry's Ingresses [default (up): the --http IP, none when unspecified; control: none].
     #[arg(long, value_name = "ADDR", value_parser = publish_address)]
     pub(crate) publish_address: Option<StatusAddress>,
 }

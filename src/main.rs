@@ -381,9 +381,24 @@ async fn async_main(command: Command) -> Result<(), Box<dyn std::error::Error>> 
             listen,
             state_dir,
             admin,
+            source_args,
         } => {
+            source_args.check()?;
+            let kubernetes = (source_args.source == SourceArg::Kubernetes).then(|| {
+                ferry::up::kubernetes::Source {
+                    kubeconfig: source_args.kubeconfig,
+                    publish_address: source_args.publish_address,
+                }
+            });
+            if kubernetes.is_none() && paths.is_empty() {
+                return Err("-f PATH is required (or --source kubernetes)".into());
+            }
+            if kubernetes.is_some() && !paths.is_empty() {
+                return Err("-f is not read with --source kubernetes".into());
+            }
             let config = ferry::control::ControlConfig {
                 paths,
+                kubernetes,
                 push: ferry_control::push::PushConfig::new(listen, state_dir),
                 admin,
                 debounce: Duration::from_millis(100),

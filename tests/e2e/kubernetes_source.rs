@@ -496,3 +496,46 @@ async fn the_kubernetes_flags_without_the_kubernetes_source_are_refused() {
         "{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ferry_control_reads_an_api_server_too() {
+    use tokio::io::AsyncBufReadExt;
+    let (dir, state) = (TempDir::new().unwrap(), TempDir::new().unwrap());
+    let (first, _static_backend) = first(&dir, &state, &tls_secret().0).await;
+    let control_state = TempDir::new().unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .arg("--log-format=json")
+        .args(["control", "--source=kubernetes", "--kubeconfig"])
+        .arg(&first.kubeconfig)
+        .args(["--listen=127.0.0.1:0", "--admin=127.0.0.1:0", "--state-dir"])
+        .arg(control_state.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let up = tokio::time::timeout(DEADLINE, async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            let line: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+            if line["message"] == "ferry control is up" {
+                return line;
+            }
+        }
+        panic!("ferry control ended before it was up");
+    })
+    .await
+    .expect("ferry control is up");
+    let admin: SocketAddr = up["admin"].as_str().unwrap().parse().unwrap();
+    eventually(
+        DEADLINE,
+        "the first's routes in ferry control's snapshot",
+        || async {
+            let config = crate::get_json(admin, "/config").await.to_string();
+            (config.contains("web.test") && config.contains("static.test")).then_some(())
+        },
+    )
+    .await;
+    child.kill().await.unwrap();
+    first.stop().await;
+}
