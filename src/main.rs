@@ -384,12 +384,12 @@ async fn async_main(command: Command) -> Result<(), Box<dyn std::error::Error>> 
             source_args,
         } => {
             source_args.check()?;
-            let kubernetes = (source_args.source == SourceArg::Kubernetes).then(|| {
+            let kubernetes = (source_args.source == SourceArg::Kubernetes).then_some(
                 ferry::up::kubernetes::Source {
                     kubeconfig: source_args.kubeconfig,
                     publish_address: source_args.publish_address,
-                }
-            });
+                },
+            );
             if kubernetes.is_none() && paths.is_empty() {
                 return Err("-f PATH is required (or --source kubernetes)".into());
             }

@@ -307,7 +307,7 @@ fn kind_watch(client: &Client, kind: Kind) -> Events {
         Kind::IngressClass => watch(Api::<IngressClass>::all(client.clone()), config, |o| {
             Object::IngressClass(Box::new(o))
         }),
-        // Only KINDS are watched this way; anything else is an Ingress.
+        // KINDS are watched this way, and Ingress is the last of them.
         _ => watch(Api::<Ingress>::all(client.clone()), config, |o| {
             Object::Ingress(Box::new(o))
         }),
@@ -386,7 +386,10 @@ async fn inform(
                         tracing::warn!(watch = %key, error = %e, "watch failed; retrying with back-off (the objects last seen keep serving)");
                     }
                 }
-                // Ingresses (or classes) changed which Secrets ferry needs.
+                // Ingresses (or classes) may have changed which Secrets ferry needs.
+                if !matches!(key, WatchKey::Kind(Kind::Ingress | Kind::IngressClass)) {
+                    continue;
+                }
                 let (start, stop) = objects.secret_changes();
                 for (namespace, name) in stop {
                     streams.remove(&WatchKey::Secret(namespace, name));

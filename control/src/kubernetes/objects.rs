@@ -42,6 +42,9 @@ struct Seen {
 
 type ByName = BTreeMap<(String, String), Seen>;
 
+/// A Secret's namespace and name.
+pub type SecretName = (String, String);
+
 #[derive(Debug, Default)]
 struct Watched {
     objects: ByName,
@@ -169,7 +172,7 @@ impl Objects {
 
     /// The Secrets to start and stop watching: those ferry's Ingresses name in
     /// `spec.tls[].secretName`, in the Ingress's namespace.
-    pub fn secret_changes(&mut self) -> (Vec<(String, String)>, Vec<(String, String)>) {
+    pub fn secret_changes(&mut self) -> (Vec<SecretName>, Vec<SecretName>) {
         let store = self.store(&[Kind::IngressClass, Kind::Ingress]);
         let mut ignored = Vec::new();
         let wanted: BTreeSet<(String, String)> =

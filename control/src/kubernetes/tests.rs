@@ -233,7 +233,7 @@ fn statuses_are_those_of_ferrys_ingresses_and_written_only_when_they_differ() {
         load_balancer: vec![json!({"ip": "127.0.0.1"})],
         ..statuses[0].clone()
     };
-    assert!(status::due(&[shown.clone()], &address, &HashMap::new()).is_empty());
+    assert!(status::due(std::slice::from_ref(&shown), &address, &HashMap::new()).is_empty());
     // Someone changed it: written again.
     let changed = IngressNow {
         resource_version: Some("9".into()),
