@@ -332,6 +332,9 @@ fn watch_for(client: &Client, key: &WatchKey) -> Events {
     }
 }
 
+/// The least time between two new starts of one watch refused as too old.
+const RESTART_EVERY: Duration = Duration::from_secs(1);
+
 /// A watch refused because its resourceVersion is too old (`410 Gone`, reason `Expired`):
 /// only a new list helps. The API server usually says so in the watch's stream, which kube's
 /// watcher handles; a refusal of the request itself it retries unchanged.
@@ -354,6 +357,8 @@ async fn inform(
         let key = WatchKey::Kind(kind);
         streams.insert(key.clone(), watch_for(&client, &key));
     }
+    // When each watch was last started anew after a 410.
+    let mut restarted: std::collections::HashMap<WatchKey, Instant> = Default::default();
     // The first event of the burst not yet handed out, and the last.
     let mut burst: Option<(Instant, Instant)> = None;
     loop {
@@ -371,10 +376,15 @@ async fn inform(
                     }
                     Err(e) => {
                         objects.failed(&key);
-                        if expired(&e) {
-                            // kube's watcher retries the same resourceVersion for ever when a
-                            // watch is refused with HTTP 410 rather than an ERROR event:
-                            // start that watch anew, which lists first.
+                        // kube's watcher retries the same resourceVersion for ever when a
+                        // watch is refused with HTTP 410 rather than an ERROR event: start
+                        // that watch anew, which lists first; at most once a RESTART_EVERY
+                        // per watch (meanwhile the old one's back-off spaces its retries),
+                        // so a server that refuses every watch is not hammered.
+                        let now = Instant::now();
+                        let last = restarted.get(&key).copied();
+                        if expired(&e) && last.is_none_or(|t| now >= t + RESTART_EVERY) {
+                            restarted.insert(key.clone(), now);
                             let events = watch_for(&client, &key);
                             streams.insert(key.clone(), events);
                         }
@@ -392,7 +402,9 @@ async fn inform(
                 }
                 let (start, stop) = objects.secret_changes();
                 for (namespace, name) in stop {
-                    streams.remove(&WatchKey::Secret(namespace, name));
+                    let key = WatchKey::Secret(namespace, name);
+                    streams.remove(&key);
+                    restarted.remove(&key);
                 }
                 for (namespace, name) in start {
                     let key = WatchKey::Secret(namespace, name);
