@@ -277,3 +277,116 @@ fn a_watch_refused_as_expired_is_started_anew_other_failures_back_off() {
     assert!(!super::expired(&Error::WatchStartFailed(status(403))));
     assert!(!super::expired(&Error::InitialListFailed(status(410))));
 }
+
+/// A stand-in API server for the status writer: counts the PATCHes of `status` it gets and
+/// fails the first `fail` of them with 500 (503 kube-rs retries by itself).
+async fn status_server(
+    fail: usize,
+) -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+) {
+    use http_body_util::{BodyExt, Full};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let log = log.clone();
+            let service = hyper::service::service_fn(
+                move |req: http::Request<hyper::body::Incoming>| {
+                    let log = log.clone();
+                    async move {
+                        let line = format!(
+                            "{} {} {}",
+                            req.method(),
+                            req.uri().path(),
+                            req.headers()
+                                .get("content-type")
+                                .and_then(|v| v.to_str().ok())
+                                .unwrap_or_default()
+                        );
+                        let body = req
+                            .into_body()
+                            .collect()
+                            .await
+                            .map(|b| b.to_bytes())
+                            .unwrap_or_default();
+                        let n = {
+                            let mut log = log.lock().unwrap();
+                            log.push(format!("{line} {}", String::from_utf8_lossy(&body)));
+                            log.len()
+                        };
+                        let (code, answer) = if n <= fail {
+                            (
+                                500,
+                                json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": "etcd away", "reason": "InternalError", "code": 500}),
+                            )
+                        } else {
+                            (
+                                200,
+                                json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "web", "namespace": "shop"}}),
+                            )
+                        };
+                        let res = http::Response::builder()
+                            .status(code)
+                            .header("content-type", "application/json")
+                            .body(Full::new(bytes_of(&answer)))
+                            .unwrap();
+                        Ok::<_, std::convert::Infallible>(res)
+                    }
+                },
+            );
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service),
+            );
+        }
+    });
+    (addr, seen)
+}
+
+fn bytes_of(v: &serde_json::Value) -> hyper::body::Bytes {
+    hyper::body::Bytes::from(v.to_string())
+}
+
+#[tokio::test]
+async fn a_failed_status_write_is_retried_and_never_fatal() {
+    use prometheus_client::metrics::counter::Counter;
+    use prometheus_client::metrics::family::Family;
+    let (addr, seen) = status_server(1).await;
+    let config = kube::Config::new(format!("http://{addr}").parse().unwrap());
+    let client = kube::Client::try_from(config).unwrap();
+    let writes: Family<Vec<(&'static str, String)>, Counter> = Family::default();
+    let (tx, rx) = tokio::sync::watch::channel(Vec::new());
+    let address = StatusAddress::parse("192.0.2.7").unwrap();
+    let writer = tokio::spawn(status::write(client, address, rx, writes.clone()));
+    tx.send_replace(vec![IngressNow {
+        namespace: "shop".into(),
+        name: "web".into(),
+        resource_version: Some("7".into()),
+        load_balancer: Vec::new(),
+    }]);
+    let count = |result: &str| {
+        writes
+            .get_or_create(&vec![("result", result.to_owned())])
+            .get()
+    };
+    ferry_testing::eventually(
+        ferry_testing::DEADLINE,
+        "a write after a failed one",
+        || async { (count("ok") == 1).then_some(()) },
+    )
+    .await;
+    assert_eq!(count("error"), 1);
+    let seen = seen.lock().unwrap().clone();
+    let patch = "PATCH /apis/networking.k8s.io/v1/namespaces/shop/ingresses/web/status application/merge-patch+json {\"status\":{\"loadBalancer\":{\"ingress\":[{\"ip\":\"192.0.2.7\"}]}}}";
+    assert_eq!(seen, [patch, patch]);
+    assert!(!writer.is_finished(), "the writer stopped");
+    drop(tx);
+    writer.await.unwrap();
+}
