@@ -247,28 +247,31 @@ async fn async_main(command: Command) -> Result<(), Box<dyn std::error::Error>> 
                 l4_max_connections: l4_args.l4_max_connections as usize,
             };
             let (dns_upstreams, dns_search) = ferry::dns::host_resolver(dns_args.dns_upstream);
+            // Every flag but the local cluster's, which each source fills in its own way.
+            let config = |local, pod_network, api| UpConfig {
+                paths,
+                http,
+                https,
+                dns,
+                dns_upstreams,
+                dns_search,
+                dns_autopath: dns_args.dns_autopath,
+                access_log,
+                client_header_timeout: client_timeouts.client_header_timeout,
+                keepalive_timeout: client_timeouts.keepalive_timeout,
+                admin,
+                cluster_domain,
+                debounce: Duration::from_millis(100),
+                local,
+                pod_network,
+                connections,
+                api,
+            };
             if source_args.source == SourceArg::Kubernetes {
                 // No local cluster: its flags (-f, the pod network and ranges, --api, the L4
                 // proxy's) are not used.
-                let config = UpConfig {
-                    paths,
-                    http,
-                    https,
-                    dns,
-                    dns_upstreams,
-                    dns_search,
-                    dns_autopath: dns_args.dns_autopath,
-                    access_log,
-                    client_header_timeout: client_timeouts.client_header_timeout,
-                    keepalive_timeout: client_timeouts.keepalive_timeout,
-                    admin,
-                    cluster_domain,
-                    debounce: Duration::from_millis(100),
-                    local: ferry_orchestrator::Config::default(),
-                    pod_network: network::PodNetwork::Loopback,
-                    connections,
-                    api: None,
-                };
+                let loopback = network::PodNetwork::Loopback;
+                let config = config(ferry_orchestrator::Config::default(), loopback, None);
                 let source = ferry::up::kubernetes::Source {
                     kubeconfig: source_args.kubeconfig,
                     publish_address: source_args.publish_address,
@@ -297,32 +300,15 @@ async fn async_main(command: Command) -> Result<(), Box<dyn std::error::Error>> 
             local.cluster.pod_cidr = choice.pod_cidr;
             local.cluster.service_cidr = service_cidr;
             local.cluster.max_pods = max_pods;
-            let config = UpConfig {
-                paths,
-                http,
-                https,
-                dns,
-                dns_upstreams,
-                dns_search,
-                dns_autopath: dns_args.dns_autopath,
-                access_log,
-                client_header_timeout: client_timeouts.client_header_timeout,
-                keepalive_timeout: client_timeouts.keepalive_timeout,
-                admin,
-                cluster_domain,
-                debounce: Duration::from_millis(100),
-                local,
-                pod_network: choice.network,
-                connections,
-                api: match api_args.api.0 {
-                    Some(addr) => Some(ferry_orchestrator::apiserver::Config {
-                        addr,
-                        state_dir: api_args.state.dir()?,
-                        kubeconfig: api_args.write_kubeconfig,
-                    }),
-                    None => None,
-                },
+            let api = match api_args.api.0 {
+                Some(addr) => Some(ferry_orchestrator::apiserver::Config {
+                    addr,
+                    state_dir: api_args.state.dir()?,
+                    kubeconfig: api_args.write_kubeconfig,
+                }),
+                None => None,
             };
+            let config = config(local, choice.network, api);
             Up::build(config).await?.run(shutdown).await?;
         }
         Command::Dns {
