@@ -86,29 +86,49 @@ impl IngressNow {
         }
     }
 
-    /// Whether its status already names exactly `address`.
+    /// Whether its status already names exactly `address` (an empty `ports` list, as a
+    /// server may write it back, counts as none).
     pub fn shows(&self, address: &StatusAddress) -> bool {
-        self.load_balancer == [address.entry()]
+        let [only] = self.load_balancer.as_slice() else {
+            return false;
+        };
+        let mut only = only.clone();
+        if let Some(fields) = only.as_object_mut()
+            && fields
+                .get("ports")
+                .is_some_and(|p| p.is_null() || p.as_array().is_some_and(Vec::is_empty))
+        {
+            fields.remove("ports");
+        }
+        only == address.entry()
     }
 }
+
+/// The resourceVersions of each Ingress ferry wrote: the one it wrote over and the one its
+/// write made. Seen at either, the Ingress is not written again, so a server that writes the
+/// status back in another form cannot make ferry write for ever.
+pub type Written = HashMap<(String, String), [Option<String>; 2]>;
 
 /// The merge patch that sets the status to `address` (a list is replaced whole).
 pub fn patch(address: &StatusAddress) -> serde_json::Value {
     serde_json::json!({ "status": { "loadBalancer": { "ingress": [address.entry()] } } })
 }
 
-/// Which Ingresses to write: those whose status differs, leaving out the ones written at the
-/// resourceVersion they still have (the write not seen back yet).
+/// Which Ingresses to write: those whose status differs, leaving out those still at a
+/// resourceVersion ferry's own write left them at or came from (the write not seen back yet).
 pub fn due<'a>(
     ingresses: &'a [IngressNow],
     address: &StatusAddress,
-    written: &HashMap<(String, String), Option<String>>,
+    written: &Written,
 ) -> Vec<&'a IngressNow> {
     ingresses
         .iter()
         .filter(|i| !i.shows(address))
         .filter(|i| {
-            written.get(&(i.namespace.clone(), i.name.clone())) != Some(&i.resource_version)
+            let key = (i.namespace.clone(), i.name.clone());
+            !written
+                .get(&key)
+                .is_some_and(|versions| versions.contains(&i.resource_version))
         })
         .collect()
 }
@@ -126,7 +146,7 @@ pub(super) async fn write(
             .inc();
     };
     let patch = patch(&address);
-    let mut written = HashMap::new();
+    let mut written = Written::new();
     let mut retry = RETRY_FIRST;
     loop {
         let now = ingresses.borrow_and_update().clone();
@@ -138,13 +158,14 @@ pub(super) async fn write(
                 .patch_status(&ingress.name, &params, &Patch::Merge(&patch))
                 .await
             {
-                Ok(_) => {
+                Ok(answer) => {
                     count("ok");
                     tracing::info!(ingress = %format!("{}/{}", ingress.namespace, ingress.name), %address, "Ingress status.loadBalancer set");
-                    written.insert(
-                        (ingress.namespace.clone(), ingress.name.clone()),
+                    let versions = [
                         ingress.resource_version.clone(),
-                    );
+                        answer.metadata.resource_version,
+                    ];
+                    written.insert((ingress.namespace.clone(), ingress.name.clone()), versions);
                 }
                 Err(e) => {
                     count("error");

@@ -1,5 +1,3 @@
-use std::collections::HashMap;
-
 use ferry_objects::object::{Kind, Object};
 use ferry_objects::source::Cause;
 use kube::runtime::watcher::Event;
@@ -222,19 +220,33 @@ fn statuses_are_those_of_ferrys_ingresses_and_written_only_when_they_differ() {
     assert_eq!(statuses.len(), 1);
     assert_eq!(statuses[0].name, "web");
     let address = StatusAddress::parse("127.0.0.1").unwrap();
-    let mut written = HashMap::new();
+    let mut written = status::Written::new();
     assert_eq!(status::due(&statuses, &address, &written).len(), 1);
-    // Written at resourceVersion 7, not seen back yet: not written again.
-    written.insert(("shop".to_owned(), "web".to_owned()), Some("7".to_owned()));
+    // Written at resourceVersion 7 (the write made 8), not seen back yet: not written again.
+    let versions = [Some("7".to_owned()), Some("8".to_owned())];
+    written.insert(("shop".to_owned(), "web".to_owned()), versions);
     assert!(status::due(&statuses, &address, &written).is_empty());
-    // Seen back with the address: nothing to write.
+    // Seen back with the address (and an empty ports list): nothing to write.
     let shown = IngressNow {
         resource_version: Some("8".into()),
-        load_balancer: vec![json!({"ip": "127.0.0.1"})],
+        load_balancer: vec![json!({"ip": "127.0.0.1", "ports": []})],
         ..statuses[0].clone()
     };
-    assert!(status::due(std::slice::from_ref(&shown), &address, &HashMap::new()).is_empty());
-    // Someone changed it: written again.
+    assert!(
+        status::due(
+            std::slice::from_ref(&shown),
+            &address,
+            &status::Written::new()
+        )
+        .is_empty()
+    );
+    // Seen back in a form ferry does not read as its own: not written again either (no loop).
+    let other_form = IngressNow {
+        load_balancer: vec![json!({"ip": "127.0.0.1", "ports": [{"port": 80, "protocol": "TCP"}]})],
+        ..shown.clone()
+    };
+    assert!(status::due(std::slice::from_ref(&other_form), &address, &written).is_empty());
+    // Someone changed it since: written again.
     let changed = IngressNow {
         resource_version: Some("9".into()),
         load_balancer: vec![json!({"ip": "10.0.0.9"})],
