@@ -419,6 +419,32 @@ async fn a_kubeconfig_that_cannot_be_read_is_an_error_naming_it() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_server_that_does_not_answer_at_start_is_an_error_naming_it() {
+    // A port nothing listens on: one just bound and closed.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = TempDir::new().unwrap();
+    let path = dir.path().join("kubeconfig");
+    let kubeconfig = format!(
+        "apiVersion: v1\nkind: Config\ncurrent-context: c\nclusters: [{{name: c, cluster: {{server: 'https://127.0.0.1:{port}', insecure-skip-tls-verify: true}}}}]\nusers: [{{name: u, user: {{token: t}}}}]\ncontexts: [{{name: c, context: {{cluster: c, user: u}}}}]\n"
+    );
+    fs::write(&path, kubeconfig).unwrap();
+    let source = Source {
+        kubeconfig: Some(path),
+        publish_address: None,
+    };
+    let err = UpKubernetes::build(&up_config(Vec::new()), source)
+        .await
+        .unwrap_err()
+        .to_string();
+    let expected = format!("the Kubernetes API server https://127.0.0.1:{port} does not answer");
+    assert!(err.contains(&expected), "{err}");
+}
+
 /// Whether the real kubectl is here; says why a test skips when not.
 async fn have_kubectl(test: &str) -> bool {
     let found = tokio::process::Command::new("kubectl")
