@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use ferry::get::{Output, Resource};
+use ferry_control::kubernetes::StatusAddress;
 use ferry_orchestrator::ipam::Cidr;
 use ferry_runtime::Limits;
 
@@ -95,6 +96,9 @@ pub(crate) enum Command {
         /// Boxed, as `l4_args`.
         #[command(flatten)]
         api_args: Box<ApiArgs>,
+        /// Boxed, as `l4_args`.
+        #[command(flatten)]
+        source_args: Box<SourceArgs>,
     },
     /// Run cluster DNS alone, serving a snapshot file (the JSON of admin /config?private_keys=true)
     /// or what `ferry control` pushes.
@@ -155,8 +159,9 @@ pub(crate) enum Command {
     /// Run the control plane alone over manifest files and push snapshots to the gateways and
     /// DNS servers that subscribe (`ferry gateway|dns --control`), over gRPC and TLS.
     Control {
-        /// Manifest file or directory (repeatable), watched for changes.
-        #[arg(short = 'f', long = "filename", value_name = "PATH", required = true)]
+        /// Manifest file or directory (repeatable), watched for changes; required unless
+        /// --source kubernetes.
+        #[arg(short = 'f', long = "filename", value_name = "PATH")]
         paths: Vec<PathBuf>,
         /// Where parts subscribe (gRPC over TLS).
         #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7443")]
@@ -167,6 +172,8 @@ pub(crate) enum Command {
         /// Admin API: /live /ready /config /status /metrics.
         #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9901")]
         admin: SocketAddr,
+        #[command(flatten)]
+        source_args: SourceArgs,
     },
     /// Validate manifests: exit 0 if valid, else 1 with one line per problem.
     Check {
@@ -420,6 +427,51 @@ pub(crate) struct ApiArgs {
     /// never touched).
     #[arg(long, value_name = "FILE")]
     pub(crate) write_kubeconfig: Option<PathBuf>,
+}
+
+/// Where `ferry up` reads its objects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum SourceArg {
+    /// The local cluster, running the -f manifests.
+    Local,
+    /// A Kubernetes API server (--kubeconfig): no local cluster, no Pods, no L4 proxy.
+    Kubernetes,
+}
+
+/// `ferry up --source`, and what `--source kubernetes` reads.
+#[derive(Debug, Args)]
+pub(crate) struct SourceArgs {
+    /// Where the objects come from: local (the local cluster runs the -f manifests) or
+    /// kubernetes (a Kubernetes API server's; the local cluster's flags are not used).
+    #[arg(long, value_enum, value_name = "SOURCE", default_value_t = SourceArg::Local)]
+    pub(crate) source: SourceArg,
+    /// With --source kubernetes: the kubeconfig to use [default: KUBECONFIG, else
+    /// ~/.kube/config, else the Pod's service account].
+    #[arg(long, value_name = "FILE")]
+    pub(crate) kubeconfig: Option<PathBuf>,
+    /// With --source kubernetes: the address (IP or DNS name) written to status.loadBalancer of
+    /// ferry's Ingresses [default (up): the --http IP, none when unspecified; control: none].
+    #[arg(long, value_name = "ADDR", value_parser = publish_address)]
+    pub(crate) publish_address: Option<StatusAddress>,
+}
+
+impl SourceArgs {
+    /// `--kubeconfig` and `--publish-address` without `--source kubernetes` are mistakes.
+    pub(crate) fn check(&self) -> Result<(), String> {
+        if self.source == SourceArg::Local {
+            if self.kubeconfig.is_some() {
+                return Err("--kubeconfig is read only with --source kubernetes".into());
+            }
+            if self.publish_address.is_some() {
+                return Err("--publish-address is read only with --source kubernetes".into());
+            }
+        }
+        Ok(())
+    }
+}
+
+pub(crate) fn publish_address(value: &str) -> Result<StatusAddress, String> {
+    StatusAddress::parse(value)
 }
 
 /// `--api`: an address, or `none` (no Kubernetes API served).

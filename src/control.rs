@@ -1,4 +1,5 @@
-//! `ferry control`: the control plane alone, over manifest files, pushing snapshots to
+//! `ferry control`: the control plane alone, over manifest files (or a Kubernetes API server's
+//! objects, `--source kubernetes`), pushing snapshots to
 //! gateways and DNS servers that subscribe over gRPC+TLS (`ferry gateway|dns --control`), with
 //! its admin server (`/status` lists the subscribed parts; `ferry get proxies` prints them).
 
@@ -7,8 +8,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use ferry_control::Control;
+use ferry_control::kubernetes::{self, KubernetesSource};
 use ferry_control::push::{PushConfig, PushServer};
 use ferry_objects::files::FileFeed;
+use ferry_objects::source::Source;
 use ferry_runtime::admin::{Admin, AdminState};
 use ferry_runtime::{Shutdown, SnapshotBus, StatusBoard};
 use prometheus_client::registry::Registry;
@@ -16,7 +19,10 @@ use prometheus_client::registry::Registry;
 /// Everything `ferry control` takes.
 #[derive(Clone, Debug)]
 pub struct ControlConfig {
+    /// The manifests read when `kubernetes` is `None`.
     pub paths: Vec<PathBuf>,
+    /// `--source kubernetes`: the API server to read instead of `paths`.
+    pub kubernetes: Option<crate::up::kubernetes::Source>,
     pub push: PushConfig,
     pub admin: SocketAddr,
     /// How long the files must be quiet before a change is read.
@@ -37,10 +43,35 @@ pub enum Error {
 
 /// Serves the push and the admin API until shutdown.
 pub async fn run(config: ControlConfig, shutdown: Shutdown) -> Result<(), Error> {
+    let mut registry = Registry::default();
+    match config.kubernetes.clone() {
+        Some(source) => {
+            let connection = kubernetes::connect(source.kubeconfig.as_ref())
+                .await
+                .map_err(ferry_control::Error::from)?;
+            let settings = kubernetes::Config {
+                debounce: config.debounce,
+                // No gateway here to take its address from: only --publish-address is written.
+                status_address: source.publish_address,
+            };
+            let feed = KubernetesSource::start(connection, &settings, &mut registry);
+            serve(feed, config, registry, shutdown).await
+        }
+        None => {
+            let feed = FileFeed::start(config.paths.clone(), config.debounce)?;
+            serve(feed, config, registry, shutdown).await
+        }
+    }
+}
+
+async fn serve<S: Source>(
+    feed: S,
+    config: ControlConfig,
+    mut registry: Registry,
+    shutdown: Shutdown,
+) -> Result<(), Error> {
     let bus = SnapshotBus::new();
     let status = StatusBoard::default();
-    let mut registry = Registry::default();
-    let feed = FileFeed::start(config.paths, config.debounce)?;
     let control = Control::build(feed, bus.clone(), status.clone(), &mut registry).await?;
     let push = PushServer::build(config.push, bus.clone(), status.clone(), &mut registry).await?;
     let admin = Admin::build(

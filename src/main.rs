@@ -236,8 +236,52 @@ async fn async_main(command: Command) -> Result<(), Box<dyn std::error::Error>> 
             service_cidr,
             max_pods,
             api_args,
+            source_args,
         } => {
             use ferry_orchestrator::network;
+            source_args.check()?;
+            let connections = ConnectionLimits {
+                admin: admin_args.limits(),
+                dns_tcp: dns_args.tcp_limits(),
+                l4_idle: l4_args.l4_idle_timeout,
+                l4_max_connections: l4_args.l4_max_connections as usize,
+            };
+            let (dns_upstreams, dns_search) = ferry::dns::host_resolver(dns_args.dns_upstream);
+            // Every flag but the local cluster's, which each source fills in its own way.
+            let config = |local, pod_network, api| UpConfig {
+                paths,
+                http,
+                https,
+                dns,
+                dns_upstreams,
+                dns_search,
+                dns_autopath: dns_args.dns_autopath,
+                access_log,
+                client_header_timeout: client_timeouts.client_header_timeout,
+                keepalive_timeout: client_timeouts.keepalive_timeout,
+                admin,
+                cluster_domain,
+                debounce: Duration::from_millis(100),
+                local,
+                pod_network,
+                connections,
+                api,
+            };
+            if source_args.source == SourceArg::Kubernetes {
+                // No local cluster: its flags (-f, the pod network and ranges, --api, the L4
+                // proxy's) are not used.
+                let loopback = network::PodNetwork::Loopback;
+                let config = config(ferry_orchestrator::Config::default(), loopback, None);
+                let source = ferry::up::kubernetes::Source {
+                    kubeconfig: source_args.kubeconfig,
+                    publish_address: source_args.publish_address,
+                };
+                ferry::up::kubernetes::UpKubernetes::build(&config, source)
+                    .await?
+                    .run(shutdown)
+                    .await?;
+                return Ok(());
+            }
             let mode = match pod_network {
                 PodNetworkArg::Auto => network::Mode::Auto,
                 PodNetworkArg::Netns => network::Mode::Netns,
@@ -257,43 +301,19 @@ async fn async_main(command: Command) -> Result<(), Box<dyn std::error::Error>> 
                     tracing::info!(pod_cidr = %choice.pod_cidr, "pod network: Pods on loopback addresses of the host ({})", choice.why)
                 }
             }
-            let connections = ConnectionLimits {
-                admin: admin_args.limits(),
-                dns_tcp: dns_args.tcp_limits(),
-                l4_idle: l4_args.l4_idle_timeout,
-                l4_max_connections: l4_args.l4_max_connections as usize,
-            };
-            let (dns_upstreams, dns_search) = ferry::dns::host_resolver(dns_args.dns_upstream);
             let mut local = ferry_orchestrator::Config::default();
             local.cluster.pod_cidr = choice.pod_cidr;
             local.cluster.service_cidr = service_cidr;
             local.cluster.max_pods = max_pods;
-            let config = UpConfig {
-                paths,
-                http,
-                https,
-                dns,
-                dns_upstreams,
-                dns_search,
-                dns_autopath: dns_args.dns_autopath,
-                access_log,
-                client_header_timeout: client_timeouts.client_header_timeout,
-                keepalive_timeout: client_timeouts.keepalive_timeout,
-                admin,
-                cluster_domain,
-                debounce: Duration::from_millis(100),
-                local,
-                pod_network: choice.network,
-                connections,
-                api: match api_args.api.0 {
-                    Some(addr) => Some(ferry_orchestrator::apiserver::Config {
-                        addr,
-                        state_dir: api_args.state.dir()?,
-                        kubeconfig: api_args.write_kubeconfig,
-                    }),
-                    None => None,
-                },
+            let api = match api_args.api.0 {
+                Some(addr) => Some(ferry_orchestrator::apiserver::Config {
+                    addr,
+                    state_dir: api_args.state.dir()?,
+                    kubeconfig: api_args.write_kubeconfig,
+                }),
+                None => None,
             };
+            let config = config(local, choice.network, api);
             Up::build(config).await?.run(shutdown).await?;
         }
         Command::Dns {
@@ -352,9 +372,24 @@ async fn async_main(command: Command) -> Result<(), Box<dyn std::error::Error>> 
             listen,
             state_dir,
             admin,
+            source_args,
         } => {
+            source_args.check()?;
+            let kubernetes = (source_args.source == SourceArg::Kubernetes).then_some(
+                ferry::up::kubernetes::Source {
+                    kubeconfig: source_args.kubeconfig,
+                    publish_address: source_args.publish_address,
+                },
+            );
+            if kubernetes.is_none() && paths.is_empty() {
+                return Err("-f PATH is required (or --source kubernetes)".into());
+            }
+            if kubernetes.is_some() && !paths.is_empty() {
+                return Err("-f is not read with --source kubernetes".into());
+            }
             let config = ferry::control::ControlConfig {
                 paths,
+                kubernetes,
                 push: ferry_control::push::PushConfig::new(listen, state_dir),
                 admin,
                 debounce: Duration::from_millis(100),

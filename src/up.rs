@@ -1,4 +1,8 @@
 //! `ferry up`: the control plane, the admin server and every data-plane part, in one process.
+//! With `--source kubernetes` ([`kubernetes`]) the objects come from a Kubernetes API server
+//! instead of the local cluster.
+
+pub mod kubernetes;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

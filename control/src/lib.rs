@@ -1,7 +1,7 @@
 //! ferry's control plane: learns a cluster's objects from a [`Source`], translates them and
 //! publishes Snapshots.
 //!
-//! The flow of one change: a source (manifest files, the local cluster of `ferry up`, later a
+//! The flow of one change: a source (manifest files, the local cluster of `ferry up`, a
 //! Kubernetes API server) hands over an [`Update`], every object it holds (a relist);
 //! [`publish::evaluate`] builds the store of it ([`ferry_objects::store::Store`]),
 //! [`endpoints`] reads what stands behind each Service from its EndpointSlices and
@@ -12,10 +12,13 @@
 //!
 //! Which Ingresses are ferry's is [`translate`]'s first question (its `class` module).
 //!
-//! This crate knows no source in particular: `ferry up` wires the local cluster in through
-//! the [`Source`] interface, as a real API server will be.
+//! The control plane knows no source in particular: `ferry up` wires the local cluster in
+//! through the [`Source`] interface, and a Kubernetes API server the same way ([`kubernetes`],
+//! the one source kept here, behind the `kubernetes` feature, since it is kube-rs' client).
 
 pub mod endpoints;
+#[cfg(feature = "kubernetes")]
+pub mod kubernetes;
 pub mod publish;
 pub mod push;
 pub mod translate;
@@ -39,6 +42,9 @@ pub enum Error {
     Invalid(Vec<Problem>),
     #[error("the source ended before it listed its objects")]
     SourceEnded,
+    #[cfg(feature = "kubernetes")]
+    #[error(transparent)]
+    Kubernetes(#[from] kubernetes::Error),
 }
 
 /// Reads the paths once and reports every problem: what `ferry check` runs.

@@ -28,6 +28,8 @@ use ferry_objects::object::Manifest;
 use ferry_objects::store::Store;
 use ferry_objects::validate;
 
+#[cfg(feature = "kubernetes")]
+pub(crate) use class::ferry_ingresses;
 pub use class::{CONTROLLER_NAME, DEFAULT_CLASS_ANNOTATION, LEGACY_CLASS_ANNOTATION};
 
 /// A snapshot (version 0: the publisher numbers it) and the warnings met on the way.

@@ -359,6 +359,16 @@ fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
     path.iter().try_fold(v, |v, k| v.get(k))?.as_str()
 }
 
+/// The kinds that grant access in a cluster (ferry's own, in `configs/kubernetes`): nothing
+/// ferry routes by, so they are passed over without the warning other kinds not read get.
+const ACCESS_KINDS: [(&str, &str); 5] = [
+    ("v1", "ServiceAccount"),
+    ("rbac.authorization.k8s.io/v1", "ClusterRole"),
+    ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"),
+    ("rbac.authorization.k8s.io/v1", "Role"),
+    ("rbac.authorization.k8s.io/v1", "RoleBinding"),
+];
+
 /// One document: a single object, or a `List` of them.
 fn document(origin: &Origin, mut doc: Value, loaded: &mut Loaded, lists_allowed: bool) {
     let api_version = str_at(&doc, &["apiVersion"]).unwrap_or_default().to_owned();
@@ -417,6 +427,9 @@ fn document(origin: &Origin, mut doc: Value, loaded: &mut Loaded, lists_allowed:
         return;
     }
 
+    if ACCESS_KINDS.contains(&(api_version.as_str(), kind.as_str())) {
+        return;
+    }
     let Some(known) = Kind::from_name(&kind) else {
         loaded.problems.push(origin.problem(
             Severity::Warning,

@@ -5,7 +5,7 @@
 //! change.
 //!
 //! The sources: manifest files alone ([`crate::files::FileFeed`], `ferry control -f` and the
-//! parts run apart), the local cluster of `ferry up` (ferry-orchestrator's feed), and later a
+//! parts run apart), the local cluster of `ferry up` (ferry-orchestrator's feed), and a
 //! Kubernetes API server. The reader says what became of each update
 //! ([`Source::acknowledge`]): the local cluster signals a Pod to stop only once the snapshot
 //! without its endpoints is out, and keeps a rejected configuration from acting.

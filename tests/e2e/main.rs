@@ -12,6 +12,7 @@ mod gateway;
 mod kubectl;
 mod kubectl_openapi;
 mod kubectl_write;
+mod kubernetes_source;
 mod listeners;
 mod load;
 mod local;

@@ -23,7 +23,7 @@ pub const LEGACY_CLASS_ANNOTATION: &str = "kubernetes.io/ingress.class";
 /// Which Ingresses are ferry's, oldest first (creationTimestamp, then namespace/name): the
 /// order in which conflicts are decided. An Ingress naming an IngressClass that does not exist
 /// is warned about.
-pub(super) fn ferry_ingresses<'a>(
+pub(crate) fn ferry_ingresses<'a>(
     store: &'a Store,
     problems: &mut Vec<Problem>,
 ) -> Vec<(&'a Manifest, &'a Ingress)> {

@@ -367,6 +367,21 @@ fn unknown_kind_is_a_warning() {
 }
 
 #[test]
+fn access_kinds_are_passed_over_quietly() {
+    let text = "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: ferry, namespace: ferry-system}\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: ferry}\nrules: []\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {name: ferry}\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {name: ferry}\n";
+    let loaded = parse("t.yaml", text.as_bytes());
+    assert!(loaded.problems.is_empty(), "{:?}", lines(&loaded));
+    assert!(loaded.manifests.is_empty());
+    // Under another apiVersion it is an unknown kind as any other.
+    let loaded = parse(
+        "t.yaml",
+        b"apiVersion: rbac/v9\nkind: ClusterRole\nmetadata: {name: x}\n",
+    );
+    assert_eq!(loaded.problems.len(), 1, "{:?}", lines(&loaded));
+    assert_eq!(loaded.problems[0].severity, Severity::Warning);
+}
+
+#[test]
 fn known_kind_with_another_api_version_is_an_error() {
     let text = "apiVersion: networking.k8s.io/v1beta1
 kind: Ingress
