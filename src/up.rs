@@ -185,7 +185,11 @@ impl Up {
             .await?
             .with_limits(config.connections.admin);
             let api = match config.api.clone() {
-                Some(api) => Some(ApiServer::build(api, orchestrator.handle().store()).await?),
+                Some(api) => Some(
+                    ApiServer::build(api, orchestrator.handle().store())
+                        .await?
+                        .with_kubelet(orchestrator.handle().kubelet().clone()),
+                ),
                 None => None,
             };
             Ok::<_, Error>((control, admin, api))

@@ -9,6 +9,8 @@
 //! not served yet (create, update, patch, delete) answer 405 `MethodNotAllowed`; discovery
 //! names only `get`, `list` and `watch`.
 
+mod exec;
+mod log;
 pub mod pki;
 mod requests;
 pub mod resources;
@@ -109,6 +111,8 @@ struct State {
     server: String,
     /// Set on shutdown: ends the watches.
     stopping: tokio::sync::watch::Sender<bool>,
+    /// The node's kubelet, for `pods/log` and `pods/exec` ([`ApiServer::with_kubelet`]).
+    kubelet: std::sync::OnceLock<crate::kubelet::Kubelet>,
 }
 
 impl std::fmt::Debug for ApiServer {
@@ -167,9 +171,17 @@ impl ApiServer {
                 token: credentials.token,
                 server,
                 stopping: tokio::sync::watch::Sender::new(false),
+                kubelet: std::sync::OnceLock::new(),
             }),
             kubeconfig: path,
         })
+    }
+
+    /// Serves `pods/log` and `pods/exec` from this kubelet (without one they answer 503).
+    #[must_use]
+    pub fn with_kubelet(self, kubelet: crate::kubelet::Kubelet) -> ApiServer {
+        let _ = self.state.kubelet.set(kubelet);
+        self
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -266,7 +278,8 @@ async fn connection(
             Ok::<_, Infallible>(response.map(|body| body.guarded(in_progress)))
         }
     });
-    let served = builder.serve_connection(TokioIo::new(tls), svc);
+    // With upgrades: `pods/exec` switches its HTTP/1.1 connection to a WebSocket.
+    let served = builder.serve_connection_with_upgrades(TokioIo::new(tls), svc);
     let mut served = std::pin::pin!(served);
     let grace = tokio::select! {
         result = served.as_mut() => {

@@ -44,7 +44,7 @@ use tokio::runtime::Handle;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-pub use logs::Logs;
+pub use logs::{Logs, Run};
 
 /// The longest grace period honoured: `terminationGracePeriodSeconds` has no upper bound, and a
 /// deadline past what a clock can hold must not panic.

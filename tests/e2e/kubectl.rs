@@ -77,15 +77,15 @@ spec:
 "#;
 
 /// A `ferry up` with its API on 127.0.0.1:0 and its state in `state`.
-struct Cluster {
-    api: SocketAddr,
-    kubeconfig: PathBuf,
+pub(crate) struct Cluster {
+    pub(crate) api: SocketAddr,
+    pub(crate) kubeconfig: PathBuf,
     trigger: ShutdownTrigger,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Cluster {
-    async fn start(manifests: &Path, state: &Path, write: Option<PathBuf>) -> Cluster {
+    pub(crate) async fn start(manifests: &Path, state: &Path, write: Option<PathBuf>) -> Cluster {
         let mut config = up_config(vec![manifests.to_owned()]);
         config.api = Some(ferry_orchestrator::apiserver::Config {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -105,14 +105,14 @@ impl Cluster {
         }
     }
 
-    async fn stop(self) {
+    pub(crate) async fn stop(self) {
         self.trigger.trigger();
         self.task.await.unwrap();
     }
 }
 
 /// Whether the real kubectl is here; says why a test skips when not.
-async fn have_kubectl(test: &str) -> bool {
+pub(crate) async fn have_kubectl(test: &str) -> bool {
     let found = tokio::process::Command::new("kubectl")
         .args(["version", "--client"])
         .output()
@@ -125,7 +125,7 @@ async fn have_kubectl(test: &str) -> bool {
 }
 
 /// Runs kubectl against a kubeconfig, with a discovery cache of the test's own.
-async fn kubectl(kubeconfig: &Path, cache: &Path, args: &[&str]) -> Output {
+pub(crate) async fn kubectl(kubeconfig: &Path, cache: &Path, args: &[&str]) -> Output {
     let run = tokio::process::Command::new("kubectl")
         .arg("--kubeconfig")
         .arg(kubeconfig)
@@ -141,7 +141,7 @@ async fn kubectl(kubeconfig: &Path, cache: &Path, args: &[&str]) -> Output {
 }
 
 /// kubectl's stdout when it succeeds; fails the test with its stderr otherwise.
-async fn ok(kubeconfig: &Path, cache: &Path, args: &[&str]) -> String {
+pub(crate) async fn ok(kubeconfig: &Path, cache: &Path, args: &[&str]) -> String {
     let out = kubectl(kubeconfig, cache, args).await;
     let (stdout, stderr) = (
         String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -10,6 +10,7 @@ mod dns;
 mod echo;
 mod gateway;
 mod kubectl;
+mod kubectl_ops;
 mod listeners;
 mod load;
 mod local;

@@ -457,6 +457,7 @@ fn state() -> State {
         token: "secret".into(),
         server: "https://127.0.0.1:6443".into(),
         stopping: tokio::sync::watch::Sender::new(false),
+        kubelet: std::sync::OnceLock::new(),
     }
 }
 
@@ -1026,6 +1027,7 @@ fn watch_state(ring: usize) -> State {
         token: "secret".into(),
         server: "https://127.0.0.1:6443".into(),
         stopping: tokio::sync::watch::Sender::new(false),
+        kubelet: std::sync::OnceLock::new(),
     }
 }
 

@@ -83,8 +83,11 @@ pub(crate) async fn supervise(
                 .inspect_err(|e| tracing::warn!(pod = %pod.describe(), container = %name, error = %e, "cannot make the container's cgroup; its processes are held by their process group only"))
                 .ok()
         });
+        // Marked before the process can write, so none of its output counts to the last run.
+        log.start_run();
         let finished = match process::spawn(&plan, &log, cgroup) {
             Err(e) => {
+                log.end_run();
                 let program = plan.argv.first().map(|p| p.to_string_lossy().into_owned());
                 let message = format!(
                     "failed to start container {name:?}: exec {:?}: {e}",
@@ -194,6 +197,7 @@ pub(crate) async fn supervise(
                 };
                 probing.abort_all();
                 process.reap().await;
+                log.end_run();
                 let (exit_code, signal) = match &ended {
                     Ok(status) => exit_of(status),
                     Err(e) => {

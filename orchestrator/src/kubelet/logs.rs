@@ -1,9 +1,11 @@
 //! A container's log: a bounded ring of the bytes its processes wrote to stdout and stderr.
 //!
-//! One ring per container, kept across restarts (as `kubectl logs` shows the current run and
-//! `--previous` the last one, ferry shows them in one stream). Offsets are absolute over the
-//! container's life so a follower resumes where it stopped even when old bytes were dropped.
-//! The ring lives in a `watch` channel: writers modify it in place, followers wait on it.
+//! One ring per container, kept across restarts: `ferry logs` shows every run in one stream;
+//! the ring also marks where each run began, so the Kubernetes API's `pods/log` shows the
+//! current (or last) run and `previous=true` the one before it, while it is kept. Offsets are
+//! absolute over the container's life so a follower resumes where it stopped even when old
+//! bytes were dropped. The ring lives in a `watch` channel: writers modify it in place,
+//! followers wait on it.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -26,6 +28,14 @@ struct Ring {
     limit: usize,
     /// The pod is gone: nothing more will be written.
     closed: bool,
+    /// How many runs of the container began (0: none yet).
+    runs: u64,
+    /// The offset where the current (or last) run began.
+    run_start: u64,
+    /// Where the run before it began and ended.
+    previous: Option<(u64, u64)>,
+    /// The current run's process has not ended yet.
+    running: bool,
 }
 
 impl Ring {
@@ -72,6 +82,24 @@ impl LogWriter {
                 ring.append(data);
             }
         });
+    }
+
+    /// A new run of the container begins: what follows is its log, and the run before becomes
+    /// the previous one.
+    pub(crate) fn start_run(&self) {
+        self.ring.send_modify(|ring| {
+            if ring.runs > 0 {
+                ring.previous = Some((ring.run_start, ring.end()));
+            }
+            ring.run_start = ring.end();
+            ring.runs += 1;
+            ring.running = true;
+        });
+    }
+
+    /// The current run ended (its output drained): a follower of it ends.
+    pub(crate) fn end_run(&self) {
+        self.ring.send_modify(|ring| ring.running = false);
     }
 
     /// The pod is gone: followers end.
@@ -167,6 +195,59 @@ impl Logs {
     pub fn is_closed(&self) -> bool {
         self.ring.borrow().closed || self.ring.has_changed().is_err()
     }
+
+    /// The current (or last) run of the container; `None` before its first.
+    pub fn current_run(&self) -> Option<Run> {
+        let ring = self.ring.borrow();
+        (ring.runs > 0).then(|| Run {
+            number: ring.runs,
+            start: ring.run_start.max(ring.start),
+        })
+    }
+
+    /// The bytes of the run before the current one, as far as they are kept; `None` when there
+    /// was none or none of it is kept.
+    pub fn previous_run(&self) -> Option<Bytes> {
+        let ring = self.ring.borrow();
+        let (start, end) = ring.previous?;
+        if end <= ring.start && end > start {
+            return None;
+        }
+        let from = start.max(ring.start);
+        let skip = usize::try_from(from - ring.start).unwrap_or(usize::MAX);
+        let take = usize::try_from(end.saturating_sub(from)).unwrap_or(usize::MAX);
+        Some(ring.bytes.iter().skip(skip).take(take).copied().collect())
+    }
+
+    /// Where the log of `run` ends: `None` while it may still grow (it runs, and the pod is
+    /// not gone), else its end offset.
+    pub fn run_end(&self, run: &Run) -> Option<u64> {
+        let ring = self.ring.borrow();
+        if ring.runs != run.number {
+            // A later run began: this one ended where that one's previous ended.
+            return Some(ring.previous.map_or(ring.run_start, |(_, end)| end));
+        }
+        (!ring.running || ring.closed || self.ring.has_changed().is_err()).then(|| ring.end())
+    }
+
+    /// Resolves when bytes past `offset` were written, or `run` ended, or the pod is gone.
+    pub async fn changed_after(&self, offset: u64, run: &Run) {
+        let mut ring = self.ring.clone();
+        let _ = ring
+            .wait_for(|ring| {
+                ring.closed || ring.end() > offset || ring.runs != run.number || !ring.running
+            })
+            .await;
+    }
+}
+
+/// One run of a container, as its log knows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Run {
+    /// 1 for the first run, counting restarts.
+    pub number: u64,
+    /// The offset of its first kept byte.
+    pub start: u64,
 }
 
 #[cfg(test)]

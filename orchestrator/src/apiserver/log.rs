@@ -1,0 +1,299 @@
+//! The `pods/log` subresource (`kubectl logs`): a container's log from the kubelet's ring,
+//! as the API server proxies it from a node's kubelet.
+//!
+//! `GET /api/v1/namespaces/N/pods/P/log` with `container` (required when the Pod has several),
+//! `follow` (a chunked stream that ends when the container's run ends, the Pod goes, or the
+//! client hangs up), `tailLines`, `limitBytes` and `previous` (the run before the current one,
+//! while the ring still holds it). The log is the current run's, or the last one's when the
+//! container is not running (a crash loop shows why it crashed). `timestamps`, `sinceSeconds`
+//! and `sinceTime` are refused with 400: the ring keeps no time per line.
+//!
+//! It may touch the store (the Pod) and the kubelet's log rings, nothing else.
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use super::requests::{bad_request, status};
+use super::watch::{ApiBody, WatchBody};
+use super::*;
+use crate::kubelet::{ContainerError, Logs, Run};
+
+/// `text/plain`, as the API server answers a log.
+const TEXT: &str = "text/plain";
+/// Chunks a follower may have queued before the copier waits for the client.
+const QUEUE: usize = 16;
+
+/// What a `pods/log` request asks for.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(super) struct LogOptions {
+    pub container: Option<String>,
+    pub follow: bool,
+    pub previous: bool,
+    pub tail_lines: Option<usize>,
+    pub limit_bytes: Option<usize>,
+}
+
+/// A boolean query parameter as Go's `strconv.ParseBool` reads it.
+fn parse_bool(name: &str, value: &str) -> Result<bool, String> {
+    match value {
+        "" | "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
+        _ => Err(format!(
+            "{name}: Invalid value: {value:?}: must be true or false"
+        )),
+    }
+}
+
+/// A non-negative count; `must` names what it counts for the error.
+fn parse_count(name: &str, value: &str, least: usize) -> Result<usize, String> {
+    match value.parse::<i64>() {
+        Ok(n) if n >= least as i64 => Ok(usize::try_from(n).unwrap_or(usize::MAX)),
+        Ok(n) => Err(format!(
+            "{name}: Invalid value: {n}: must be greater than or equal to {least}"
+        )),
+        Err(_) => Err(format!(
+            "{name}: Invalid value: {value:?}: must be an integer"
+        )),
+    }
+}
+
+/// The request's options, or why they are not valid (the message the API server gives).
+pub(super) fn options(params: &[(String, String)]) -> Result<LogOptions, String> {
+    let mut o = LogOptions::default();
+    for (name, value) in params {
+        match name.as_str() {
+            "container" if !value.is_empty() => o.container = Some(value.clone()),
+            "follow" => o.follow = parse_bool(name, value)?,
+            "previous" => o.previous = parse_bool(name, value)?,
+            "tailLines" => o.tail_lines = Some(parse_count(name, value, 0)?),
+            "limitBytes" => o.limit_bytes = Some(parse_count(name, value, 1)?),
+            "timestamps" if parse_bool(name, value)? => {
+                return Err(
+                    "timestamps: ferry's kubelet keeps no time per log line; leave out --timestamps"
+                        .to_owned(),
+                );
+            }
+            "sinceSeconds" | "sinceTime" => {
+                return Err(format!(
+                    "{name}: ferry's kubelet keeps no time per log line; use --tail to limit the log"
+                ));
+            }
+            _ => {}
+        }
+    }
+    Ok(o)
+}
+
+/// The last `n` lines of `bytes` (a last line without its newline counts as one).
+pub(super) fn tail(bytes: &[u8], n: usize) -> &[u8] {
+    if n == 0 {
+        return &[];
+    }
+    let body = bytes.strip_suffix(b"\n").unwrap_or(bytes);
+    let mut newlines = 0;
+    for (i, b) in body.iter().enumerate().rev() {
+        if *b == b'\n' {
+            newlines += 1;
+            if newlines == n {
+                return &bytes[i + 1..];
+            }
+        }
+    }
+    bytes
+}
+
+/// The container a request means: the one named, else the Pod's only one, as the API server
+/// chooses (it does not read kubectl's default-container annotation; kubectl does).
+pub(super) fn container_of(
+    pod: &Value,
+    name: &str,
+    wanted: Option<&str>,
+) -> Result<String, ContainerError> {
+    let names: Vec<String> = pod
+        .pointer("/spec/containers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c.get("name").and_then(Value::as_str).map(str::to_owned))
+        .collect();
+    match (wanted, names.as_slice()) {
+        (Some(w), _) if names.iter().any(|n| n == w) => Ok(w.to_owned()),
+        (Some(w), _) => Err(ContainerError::ContainerNotFound {
+            name: name.to_owned(),
+            container: w.to_owned(),
+            choices: names,
+        }),
+        (None, [only]) => Ok(only.clone()),
+        (None, _) => Err(ContainerError::ContainerRequired {
+            name: name.to_owned(),
+            choices: names,
+        }),
+    }
+}
+
+/// Why the container has no log yet, as the kubelet says it: its waiting reason.
+pub(super) fn waiting_reason(
+    state: &State,
+    namespace: &str,
+    name: &str,
+    container: &str,
+) -> String {
+    state
+        .kubelet
+        .get()
+        .and_then(|k| k.status(namespace, name))
+        .and_then(|s| s.container_statuses)
+        .into_iter()
+        .flatten()
+        .find(|c| c.name == container)
+        .and_then(|c| c.state?.waiting?.reason)
+        .unwrap_or_else(|| "ContainerCreating".to_owned())
+}
+
+/// `GET …/pods/P/log`.
+pub(super) fn pod_log(
+    state: &State,
+    namespace: &str,
+    name: &str,
+    params: &[(String, String)],
+) -> Response<ApiBody> {
+    let options = match options(params) {
+        Ok(o) => o,
+        Err(e) => return bad_request(&e),
+    };
+    let Some(pods) = resources::find("", "v1", "pods") else {
+        return requests::not_found_path();
+    };
+    let Some(pod) = state.store.get(pods, namespace, name) else {
+        return status(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            &format!("pods \"{name}\" not found"),
+            Some(json!({"name": name, "kind": "pods"})),
+        );
+    };
+    let container = match container_of(&pod, name, options.container.as_deref()) {
+        Ok(c) => c,
+        Err(e) => return bad_request(&e.to_string()),
+    };
+    let waiting = || {
+        bad_request(&format!(
+            "container \"{container}\" in pod \"{name}\" is waiting to start: {}",
+            waiting_reason(state, namespace, name, &container)
+        ))
+    };
+    let Some(kubelet) = state.kubelet.get() else {
+        return status(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ServiceUnavailable",
+            "no kubelet serves this API server's Pods",
+            None,
+        );
+    };
+    let logs = match kubelet.logs(namespace, name, Some(&container)) {
+        Ok(logs) => logs,
+        // Not handed to the kubelet yet.
+        Err(ContainerError::PodNotFound { .. }) => return waiting(),
+        Err(e) => return bad_request(&e.to_string()),
+    };
+    if options.previous {
+        return match logs.previous_run() {
+            Some(bytes) => text(&options, &bytes),
+            None => bad_request(&format!(
+                "previous terminated container \"{container}\" in pod \"{name}\" not found"
+            )),
+        };
+    }
+    let Some(run) = logs.current_run() else {
+        return waiting();
+    };
+    let (bytes, offset) = read_run(&logs, &run, run.start);
+    let shown = shown(&options, &bytes);
+    if !options.follow || logs.run_end(&run).is_some_and(|end| end <= offset) {
+        return text(&options, &bytes);
+    }
+    let remaining = options.limit_bytes.map(|l| l - shown.len());
+    if remaining == Some(0) {
+        return text(&options, &bytes);
+    }
+    let (tx, rx) = mpsc::channel(QUEUE);
+    let first = Bytes::copy_from_slice(shown);
+    let stopping = state.stopping.subscribe();
+    tokio::spawn(follow(logs, run, offset, first, remaining, tx, stopping));
+    let mut response = Response::new(ApiBody::Watch(WatchBody::from_receiver(rx)));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static(TEXT),
+    );
+    response
+}
+
+/// The bytes of `run` from `offset` on, cut where the run ended, and the offset after them.
+fn read_run(logs: &Logs, run: &Run, offset: u64) -> (Bytes, u64) {
+    let (bytes, next) = logs.read_from(offset);
+    let from = next - bytes.len() as u64;
+    match logs.run_end(run) {
+        Some(end) if end < next => {
+            let keep = usize::try_from(end.saturating_sub(from)).unwrap_or(0);
+            (bytes.slice(..keep.min(bytes.len())), end.max(from))
+        }
+        _ => (bytes, next),
+    }
+}
+
+/// What of a whole log the options show: its tail, at most `limitBytes`.
+fn shown<'a>(options: &LogOptions, bytes: &'a [u8]) -> &'a [u8] {
+    let bytes = options.tail_lines.map_or(bytes, |n| tail(bytes, n));
+    match options.limit_bytes {
+        Some(limit) if bytes.len() > limit => &bytes[..limit],
+        _ => bytes,
+    }
+}
+
+fn text(options: &LogOptions, bytes: &[u8]) -> Response<ApiBody> {
+    respond(
+        StatusCode::OK,
+        TEXT,
+        Bytes::copy_from_slice(shown(options, bytes)),
+    )
+    .map(ApiBody::from)
+}
+
+/// Streams the run's log past `offset` until the run ends, the Pod goes, the server stops,
+/// `limitBytes` is reached or the client hangs up.
+async fn follow(
+    logs: Logs,
+    run: Run,
+    mut offset: u64,
+    first: Bytes,
+    mut remaining: Option<usize>,
+    tx: mpsc::Sender<Bytes>,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
+) {
+    if !first.is_empty() && tx.send(first).await.is_err() {
+        return;
+    }
+    loop {
+        tokio::select! {
+            () = logs.changed_after(offset, &run) => {}
+            () = tx.closed() => return,
+            _ = stopping.wait_for(|s| *s) => return,
+        }
+        let (mut bytes, next) = read_run(&logs, &run, offset);
+        offset = next;
+        if let Some(left) = remaining.as_mut() {
+            bytes.truncate(*left);
+            *left -= bytes.len();
+        }
+        if !bytes.is_empty() && tx.send(bytes).await.is_err() {
+            return;
+        }
+        let ended = logs.run_end(&run).is_some_and(|end| end <= offset);
+        if ended || remaining == Some(0) {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+pub(super) mod tests;

@@ -1,0 +1,219 @@
+//! The Kubernetes API of `ferry up`, operations side, driven by the real `kubectl` (skipped,
+//! with the reason printed, where it is not installed): `logs` (the default container,
+//! `-c`, `--tail`, `-f` seeing a line written after it started), `exec` (output and exit
+//! code; stdin with `-i`).
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tempfile::TempDir;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+
+use crate::kubectl::{Cluster, have_kubectl, kubectl, ok};
+use crate::{DEADLINE, eventually};
+
+/// A Deployment `web` of one Pod with two containers: `web` writes two lines, then a third
+/// once the file `$GO` exists; `side` writes three.
+fn manifests(go: &Path) -> String {
+    format!(
+        r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: web, namespace: default}}
+spec:
+  replicas: 1
+  selector: {{matchLabels: {{app: web}}}}
+  template:
+    metadata: {{labels: {{app: web}}}}
+    spec:
+      containers:
+        - name: web
+          image: sh
+          env: [{{name: GO, value: "{go}"}}]
+          command: ["sh", "-c", "echo hello from web; echo line two; while [ ! -e \"$GO\" ]; do sleep 0.1; done; echo after go; exec sleep 600"]
+        - name: side
+          image: sh
+          command: ["sh", "-c", "echo side 1; echo side 2; echo side 3; exec sleep 600"]
+"#,
+        go = go.display()
+    )
+}
+
+/// The running `web` Pod's name, once both its containers have written their first lines.
+async fn web_pod(kc: &Path, cache: &Path) -> String {
+    eventually(DEADLINE, "the web Pod running with its logs", || async {
+        let out = kubectl(
+            kc,
+            cache,
+            &[
+                "get",
+                "pods",
+                "-l",
+                "app=web",
+                "-o",
+                "jsonpath={.items[0].metadata.name}",
+            ],
+        )
+        .await;
+        let name = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        if name.is_empty() {
+            return None;
+        }
+        let side = kubectl(kc, cache, &["logs", &name, "-c", "side"]).await;
+        String::from_utf8_lossy(&side.stdout)
+            .contains("side 3")
+            .then_some(name)
+    })
+    .await
+}
+
+#[tokio::test]
+async fn kubectl_logs_and_exec_work_as_against_a_real_cluster() {
+    if !have_kubectl("kubectl_logs_and_exec_work_as_against_a_real_cluster").await {
+        return;
+    }
+    let (dir, state, cache) = (
+        TempDir::new().unwrap(),
+        TempDir::new().unwrap(),
+        TempDir::new().unwrap(),
+    );
+    let go = dir.path().join("go");
+    let manifest_dir = dir.path().join("manifests");
+    std::fs::create_dir(&manifest_dir).unwrap();
+    std::fs::write(manifest_dir.join("app.yaml"), manifests(&go)).unwrap();
+    let cluster = Cluster::start(&manifest_dir, state.path(), None).await;
+    let (kc, cache) = (cluster.kubeconfig.clone(), cache.path().to_owned());
+    let pod = web_pod(&kc, &cache).await;
+
+    // logs: kubectl picks the first container of two, and says so.
+    let out = kubectl(&kc, &cache, &["logs", &pod]).await;
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "hello from web\nline two\n"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("Defaulted container \"web\" out of: web, side"),
+        "{out:?}"
+    );
+    assert_eq!(
+        ok(&kc, &cache, &["logs", &pod, "-c", "side", "--tail", "1"]).await,
+        "side 3\n"
+    );
+    // A container the Pod does not have: the API server's error.
+    let out = kubectl(&kc, &cache, &["logs", &pod, "-c", "nope"]).await;
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("container nope is not valid for pod"),
+        "{out:?}"
+    );
+    // --previous: the container has not restarted.
+    let out = kubectl(&kc, &cache, &["logs", &pod, "-c", "side", "--previous"]).await;
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("previous terminated container \"side\" in pod"),
+        "{out:?}"
+    );
+
+    // logs -f: what is there, then a line written after kubectl started.
+    let mut follow = tokio::process::Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(&kc)
+        .arg("--cache-dir")
+        .arg(&cache)
+        .args(["logs", "-f", &pod, "-c", "web"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(follow.stdout.take().unwrap()).lines();
+    let mut next = async || {
+        tokio::time::timeout(DEADLINE, lines.next_line())
+            .await
+            .expect("kubectl logs -f prints within the deadline")
+            .unwrap()
+            .expect("kubectl logs -f still follows")
+    };
+    assert_eq!(next().await, "hello from web");
+    assert_eq!(next().await, "line two");
+    std::fs::write(&go, b"").unwrap();
+    assert_eq!(next().await, "after go");
+    follow.kill().await.unwrap();
+
+    // exec: the output and the exit code.
+    let out = kubectl(
+        &kc,
+        &cache,
+        &[
+            "exec",
+            &pod,
+            "-c",
+            "web",
+            "--",
+            "sh",
+            "-c",
+            "echo hi; echo oops >&2; exit 3",
+        ],
+    )
+    .await;
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hi\n", "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("oops"),
+        "{out:?}"
+    );
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    // In the container's environment: its own variables.
+    assert_eq!(
+        ok(
+            &kc,
+            &cache,
+            &["exec", &pod, "-c", "web", "--", "sh", "-c", "echo $GO"]
+        )
+        .await,
+        format!("{}\n", go.display())
+    );
+
+    // exec -i: stdin is carried, and its end reaches the command (v5's close).
+    let mut child = tokio::process::Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(&kc)
+        .arg("--cache-dir")
+        .arg(&cache)
+        .args([
+            "exec",
+            "-i",
+            &pod,
+            "-c",
+            "side",
+            "--",
+            "sh",
+            "-c",
+            "read x; echo got $x; cat | wc -l",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"abc\none\ntwo\n").await.unwrap();
+    drop(stdin);
+    let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+        .await
+        .expect("kubectl exec -i ends once its stdin is done")
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .collect::<Vec<_>>(),
+        ["got", "abc", "2"]
+    );
+
+    cluster.stop().await;
+}
