@@ -18,6 +18,7 @@ pub mod apiserver;
 pub mod cluster;
 pub mod deployment;
 pub mod endpointslice;
+pub mod events;
 mod feed;
 pub mod ipam;
 pub mod kubelet;
@@ -137,6 +138,10 @@ impl Orchestrator {
         });
         let pod_changes = kubelet.changes();
         let store = Arc::new(apiserver::Store::new());
+        kubelet.record_events_to(events::Recorder::new(
+            Some(store.clone()),
+            &config.cluster.node_name,
+        ));
         let mut state = State {
             cluster: LocalCluster::new(config.cluster, kubelet.clone()),
             desired: Reading::default(),

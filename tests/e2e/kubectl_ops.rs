@@ -1,7 +1,8 @@
 //! The Kubernetes API of `ferry up`, operations side, driven by the real `kubectl` (skipped,
 //! with the reason printed, where it is not installed): `logs` (the default container,
 //! `-c`, `--tail`, `-f` seeing a line written after it started), `exec` (output and exit
-//! code; stdin with `-i`).
+//! code; stdin with `-i`), `get events`, `describe pod|deployment` with their Events and
+//! conditions, `rollout status`.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -177,6 +178,14 @@ async fn kubectl_logs_and_exec_work_as_against_a_real_cluster() {
         format!("{}\n", go.display())
     );
 
+    // A container the Pod does not have: the same error through kubectl's SPDY fallback.
+    let out = kubectl(&kc, &cache, &["exec", &pod, "-c", "nope", "--", "true"]).await;
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("container nope is not valid for pod"),
+        "{out:?}"
+    );
+
     // exec -i: stdin is carried, and its end reaches the command (v5's close).
     let mut child = tokio::process::Command::new("kubectl")
         .arg("--kubeconfig")
@@ -215,5 +224,119 @@ async fn kubectl_logs_and_exec_work_as_against_a_real_cluster() {
         ["got", "abc", "2"]
     );
 
+    cluster.stop().await;
+}
+
+/// A Deployment `web` of two Pods that sleep, and a Pod `probed` whose readiness probe fails.
+const EVENTFUL: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: default}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+        - {name: web, image: sh, command: ["sleep", "600"]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: probed, namespace: default}
+spec:
+  containers:
+    - name: app
+      image: sh
+      command: ["sleep", "600"]
+      readinessProbe:
+        exec: {command: ["false"]}
+        periodSeconds: 1
+"#;
+
+#[tokio::test]
+async fn kubectl_shows_events_in_get_and_describe_and_rollout_status_ends() {
+    if !have_kubectl("kubectl_shows_events_in_get_and_describe_and_rollout_status_ends").await {
+        return;
+    }
+    let (manifests, state, cache) = (
+        TempDir::new().unwrap(),
+        TempDir::new().unwrap(),
+        TempDir::new().unwrap(),
+    );
+    std::fs::write(manifests.path().join("app.yaml"), EVENTFUL).unwrap();
+    let cluster = Cluster::start(manifests.path(), state.path(), None).await;
+    let (kc, cache) = (cluster.kubeconfig.clone(), cache.path().to_owned());
+
+    // rollout status: kubectl follows the Deployment until it is rolled out.
+    let out = ok(
+        &kc,
+        &cache,
+        &["rollout", "status", "deployment/web", "--timeout=60s"],
+    )
+    .await;
+    assert!(
+        out.trim_end()
+            .ends_with("deployment \"web\" successfully rolled out"),
+        "{out}"
+    );
+
+    // get events: the scheduler's, the kubelet's and the controllers'.
+    let events = eventually(
+        DEADLINE,
+        "the events of the rollout and the probe",
+        || async {
+            let out = ok(&kc, &cache, &["get", "events"]).await;
+            [
+                "Scheduled",
+                "Started",
+                "ScalingReplicaSet",
+                "SuccessfulCreate",
+                "Unhealthy",
+            ]
+            .iter()
+            .all(|r| out.contains(r))
+            .then_some(out)
+        },
+    )
+    .await;
+    let header: Vec<&str> = events.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["LAST", "SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]
+    );
+    assert!(events.contains("Scaled up replica set web-"), "{events}");
+    assert!(events.contains("deployment/web"), "{events}");
+
+    // describe pod: its own events, found by kubectl's field selector on involvedObject.
+    let described = ok(&kc, &cache, &["describe", "pod", "probed"]).await;
+    let tail = &described[described.find("Events:").expect("an Events section")..];
+    assert!(
+        tail.contains("Successfully assigned default/probed to"),
+        "{tail}"
+    );
+    assert!(tail.contains("Started container: app"), "{tail}");
+    assert!(tail.contains("Readiness probe failed: command"), "{tail}");
+    assert!(!tail.contains("web-"), "only the Pod's own events: {tail}");
+
+    // describe deployment: its conditions and the scaling.
+    let described = ok(&kc, &cache, &["describe", "deployment", "web"]).await;
+    let rows: Vec<Vec<&str>> = described
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert!(
+        rows.contains(&vec!["Available", "True", "MinimumReplicasAvailable"]),
+        "{described}"
+    );
+    assert!(
+        rows.contains(&vec!["Progressing", "True", "NewReplicaSetAvailable"]),
+        "{described}"
+    );
+    assert!(described.contains("ScalingReplicaSet"), "{described}");
+    assert!(
+        described.contains("Scaled up replica set web-"),
+        "{described}"
+    );
     cluster.stop().await;
 }
