@@ -195,7 +195,16 @@ impl Orchestrator {
             Acted,
         }
         loop {
-            let next_stop = self.handle.read(LocalCluster::next_stop).await;
+            // A Pod due to stop, or a rollout due to run past its progress deadline.
+            let next_stop = self
+                .handle
+                .read(|c| {
+                    c.next_stop()
+                        .into_iter()
+                        .chain(c.next_progress_deadline())
+                        .min()
+                })
+                .await;
             let wake = {
                 let pod_changed = async {
                     match pods.as_mut() {

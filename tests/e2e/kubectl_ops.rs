@@ -227,7 +227,8 @@ async fn kubectl_logs_and_exec_work_as_against_a_real_cluster() {
     cluster.stop().await;
 }
 
-/// A Deployment `web` of two Pods that sleep, and a Pod `probed` whose readiness probe fails.
+/// A Deployment `web` of two Pods that sleep, a Pod `probed` whose readiness probe fails, and
+/// a Deployment `stuck` whose one Pod never gets ready, with a progress deadline of 2 s.
 const EVENTFUL: &str = r#"
 apiVersion: apps/v1
 kind: Deployment
@@ -252,6 +253,22 @@ spec:
       readinessProbe:
         exec: {command: ["false"]}
         periodSeconds: 1
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: stuck, namespace: default}
+spec:
+  replicas: 1
+  progressDeadlineSeconds: 2
+  selector: {matchLabels: {app: stuck}}
+  template:
+    metadata: {labels: {app: stuck}}
+    spec:
+      containers:
+        - name: app
+          image: sh
+          command: ["sleep", "600"]
+          readinessProbe: {exec: {command: ["false"]}, periodSeconds: 1}
 "#;
 
 #[tokio::test]
@@ -279,6 +296,28 @@ async fn kubectl_shows_events_in_get_and_describe_and_rollout_status_ends() {
         out.trim_end()
             .ends_with("deployment \"web\" successfully rolled out"),
         "{out}"
+    );
+
+    // A rollout that makes no progress for its deadline: kubectl says so and fails.
+    let out = kubectl(
+        &kc,
+        &cache,
+        &["rollout", "status", "deployment/stuck", "--timeout=60s"],
+    )
+    .await;
+    assert!(!out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("deployment \"stuck\" exceeded its progress deadline"),
+        "{out:?}"
+    );
+    let described = ok(&kc, &cache, &["describe", "deployment", "stuck"]).await;
+    assert!(
+        described
+            .lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>()
+                == ["Progressing", "False", "ProgressDeadlineExceeded"]),
+        "{described}"
     );
 
     // get events: the scheduler's, the kubelet's and the controllers'.

@@ -216,6 +216,9 @@ impl LocalCluster {
                     0,
                     replicas,
                 );
+                if let Some(live) = self.deployments.get_mut(&key) {
+                    deployment::new_replica_set_created(&mut live.live.status, &name, now());
+                }
                 self.replica_sets.insert(
                     NamespacedName::new(ns.clone(), name),
                     LiveReplicaSet { rs, applied: None },
