@@ -114,7 +114,7 @@ pub(super) fn exit_status(code: i32, command: &[String]) -> Value {
     })
 }
 
-fn header<'a>(req: &'a Request<Incoming>, name: http::header::HeaderName) -> &'a str {
+fn header(req: &Request<Incoming>, name: http::header::HeaderName) -> &str {
     req.headers()
         .get(name)
         .and_then(|v| v.to_str().ok())
@@ -135,7 +135,7 @@ pub(super) fn pod_exec(
     };
     let plan = match plan(state, namespace, name, options.container.as_deref()) {
         Ok(plan) => plan,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let upgrade = header(&req, http::header::UPGRADE);
     if !upgrade.eq_ignore_ascii_case("websocket") {
@@ -212,33 +212,36 @@ fn plan(
     namespace: &str,
     name: &str,
     container: Option<&str>,
-) -> Result<ExecPlan, Response<ApiBody>> {
-    let pods = resources::find("", "v1", "pods").ok_or_else(requests::not_found_path)?;
+) -> Result<ExecPlan, Box<Response<ApiBody>>> {
+    let pods =
+        resources::find("", "v1", "pods").ok_or_else(|| Box::new(requests::not_found_path()))?;
     let Some(pod) = state.store.get(pods, namespace, name) else {
-        return Err(status(
+        return Err(Box::new(status(
             StatusCode::NOT_FOUND,
             "NotFound",
             &format!("pods \"{name}\" not found"),
             Some(json!({"name": name, "kind": "pods"})),
-        ));
+        )));
     };
-    let container =
-        super::log::container_of(&pod, name, container).map_err(|e| bad_request(&e.to_string()))?;
+    let container = super::log::container_of(&pod, name, container)
+        .map_err(|e| Box::new(bad_request(&e.to_string())))?;
     let Some(kubelet) = state.kubelet.get() else {
-        return Err(status(
+        return Err(Box::new(status(
             StatusCode::SERVICE_UNAVAILABLE,
             "ServiceUnavailable",
             "no kubelet serves this API server's Pods",
             None,
-        ));
+        )));
     };
     match kubelet.exec(namespace, name, Some(&container)) {
         Ok(plan) => Ok(plan),
-        Err(ContainerError::PodNotFound { .. }) => Err(bad_request(&format!(
+        Err(ContainerError::PodNotFound { .. }) => Err(Box::new(bad_request(&format!(
             "container \"{container}\" in pod \"{name}\" is waiting to start: {}",
             super::log::waiting_reason(state, namespace, name, &container)
-        ))),
-        Err(e) => Err(bad_request(&format!("unable to upgrade connection: {e}"))),
+        )))),
+        Err(e) => Err(Box::new(bad_request(&format!(
+            "unable to upgrade connection: {e}"
+        )))),
     }
 }
 
