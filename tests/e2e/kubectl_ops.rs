@@ -1,6 +1,6 @@
 //! The Kubernetes API of `ferry up`, operations side, driven by the real `kubectl` (skipped,
 //! with the reason printed, where it is not installed): `logs` (the default container,
-//! `-c`, `--tail`, `-f` seeing a line written after it started), `exec` (output and exit
+//! `-c`, `--tail`, `--timestamps`, `--since`, `-p`, `-f` seeing a line written after it started), `exec` (output and exit
 //! code; stdin with `-i`), `get events`, `describe pod|deployment` with their Events and
 //! conditions, `rollout status`.
 
@@ -102,6 +102,27 @@ async fn kubectl_logs_and_exec_work_as_against_a_real_cluster() {
     assert_eq!(
         ok(&kc, &cache, &["logs", &pod, "-c", "side", "--tail", "1"]).await,
         "side 3\n"
+    );
+    // --timestamps: each line behind when it was written; --since=1h is all of them.
+    let stamped = ok(
+        &kc,
+        &cache,
+        &["logs", &pod, "-c", "side", "--timestamps", "--since=1h"],
+    )
+    .await;
+    let lines: Vec<(&str, &str)> = stamped
+        .lines()
+        .map(|l| l.split_once(' ').expect("a time, then the line"))
+        .collect();
+    assert_eq!(
+        lines.iter().map(|(_, l)| *l).collect::<Vec<_>>(),
+        ["side 1", "side 2", "side 3"]
+    );
+    assert!(
+        lines
+            .iter()
+            .all(|(t, _)| t.ends_with('Z') && t.starts_with("20") && t.contains('T')),
+        "{stamped}"
     );
     // A container the Pod does not have: the API server's error.
     let out = kubectl(&kc, &cache, &["logs", &pod, "-c", "nope"]).await;

@@ -3,14 +3,16 @@
 //!
 //! `GET /api/v1/namespaces/N/pods/P/log` with `container` (required when the Pod has several),
 //! `follow` (a chunked stream that ends when the container's run ends, the Pod goes, or the
-//! client hangs up), `tailLines`, `limitBytes` and `previous` (the run before the current one,
-//! while the ring still holds it). The log is the current run's, or the last one's when the
-//! container is not running (a crash loop shows why it crashed). `timestamps`, `sinceSeconds`
-//! and `sinceTime` are refused with 400: the ring keeps no time per line.
+//! client hangs up), `tailLines`, `limitBytes`, `previous` (the run before the current one,
+//! while the ring still holds it), `timestamps` (each line prefixed with when it was written,
+//! RFC 3339 with nanoseconds, as the kubelet does) and `sinceSeconds`/`sinceTime`. The log is
+//! the current run's, or the last one's when the container is not running (a crash loop shows
+//! why it crashed).
 //!
 //! It may touch the store (the Pod) and the kubelet's log rings, nothing else.
 
 use bytes::Bytes;
+use jiff::Timestamp;
 use tokio::sync::mpsc;
 
 use super::requests::{bad_request, status};
@@ -31,6 +33,9 @@ pub(super) struct LogOptions {
     pub previous: bool,
     pub tail_lines: Option<usize>,
     pub limit_bytes: Option<usize>,
+    pub timestamps: bool,
+    /// Only lines written at or after this.
+    pub since: Option<Timestamp>,
 }
 
 /// A boolean query parameter as Go's `strconv.ParseBool` reads it.
@@ -57,9 +62,10 @@ fn parse_count(name: &str, value: &str, least: usize) -> Result<usize, String> {
     }
 }
 
-/// The request's options, or why they are not valid (the message the API server gives).
-pub(super) fn options(params: &[(String, String)]) -> Result<LogOptions, String> {
+/// The request's options at `now`, or why they are not valid (the API server's message).
+pub(super) fn options(params: &[(String, String)], now: Timestamp) -> Result<LogOptions, String> {
     let mut o = LogOptions::default();
+    let mut since_given = 0;
     for (name, value) in params {
         match name.as_str() {
             "container" if !value.is_empty() => o.container = Some(value.clone()),
@@ -67,39 +73,52 @@ pub(super) fn options(params: &[(String, String)]) -> Result<LogOptions, String>
             "previous" => o.previous = parse_bool(name, value)?,
             "tailLines" => o.tail_lines = Some(parse_count(name, value, 0)?),
             "limitBytes" => o.limit_bytes = Some(parse_count(name, value, 1)?),
-            "timestamps" if parse_bool(name, value)? => {
-                return Err(
-                    "timestamps: ferry's kubelet keeps no time per log line; leave out --timestamps"
-                        .to_owned(),
-                );
+            "timestamps" => o.timestamps = parse_bool(name, value)?,
+            "sinceSeconds" => {
+                let seconds = parse_count(name, value, 1)?;
+                let back =
+                    jiff::SignedDuration::from_secs(i64::try_from(seconds).unwrap_or(i64::MAX));
+                o.since = Some(now.checked_sub(back).unwrap_or(Timestamp::MIN));
+                since_given += 1;
             }
-            "sinceSeconds" | "sinceTime" => {
-                return Err(format!(
-                    "{name}: ferry's kubelet keeps no time per log line; use --tail to limit the log"
-                ));
+            "sinceTime" => {
+                let at: Timestamp = value.parse().map_err(|e| {
+                    format!("sinceTime: Invalid value: {value:?}: not an RFC 3339 time: {e}")
+                })?;
+                o.since = Some(at);
+                since_given += 1;
             }
             _ => {}
         }
     }
+    if since_given > 1 {
+        return Err("at most one of sinceTime or sinceSeconds may be specified".to_owned());
+    }
     Ok(o)
 }
 
-/// The last `n` lines of `bytes` (a last line without its newline counts as one).
-pub(super) fn tail(bytes: &[u8], n: usize) -> &[u8] {
-    if n == 0 {
-        return &[];
-    }
-    let body = bytes.strip_suffix(b"\n").unwrap_or(bytes);
-    let mut newlines = 0;
-    for (i, b) in body.iter().enumerate().rev() {
-        if *b == b'\n' {
-            newlines += 1;
-            if newlines == n {
-                return &bytes[i + 1..];
-            }
+/// What of a log's pieces (lines, with when each was written) the options show, as text:
+/// those since `since`, the last `tailLines` of them when `tail`, each behind its time with
+/// `timestamps`.
+pub(super) fn render(pieces: &[(Timestamp, Bytes)], options: &LogOptions, tail: bool) -> Vec<u8> {
+    let shown: Vec<&(Timestamp, Bytes)> = pieces
+        .iter()
+        .filter(|(at, _)| options.since.is_none_or(|since| *at >= since))
+        .collect();
+    let from = match options.tail_lines {
+        Some(n) if tail => shown.len().saturating_sub(n),
+        _ => 0,
+    };
+    let mut out = Vec::new();
+    for (at, bytes) in &shown[from..] {
+        if options.timestamps {
+            // Go's RFC3339Nano: the nanoseconds without their trailing zeros, in UTC.
+            out.extend_from_slice(at.to_string().as_bytes());
+            out.push(b' ');
         }
+        out.extend_from_slice(bytes);
     }
-    bytes
+    out
 }
 
 /// The container a request means: the one named, else the Pod's only one, as the API server
@@ -157,7 +176,7 @@ pub(super) fn pod_log(
     name: &str,
     params: &[(String, String)],
 ) -> Response<ApiBody> {
-    let options = match options(params) {
+    let options = match options(params, Timestamp::now()) {
         Ok(o) => o,
         Err(e) => return bad_request(&e),
     };
@@ -197,8 +216,11 @@ pub(super) fn pod_log(
         Err(e) => return bad_request(&e.to_string()),
     };
     if options.previous {
-        return match logs.previous_run() {
-            Some(bytes) => text(&options, &bytes),
+        return match logs.previous_range() {
+            Some((start, end)) => {
+                let (pieces, _) = logs.read_pieces(start, Some(end));
+                text(&options, render(&pieces, &options, true))
+            }
             None => bad_request(&format!(
                 "previous terminated container \"{container}\" in pod \"{name}\" not found"
             )),
@@ -207,19 +229,28 @@ pub(super) fn pod_log(
     let Some(run) = logs.current_run() else {
         return waiting();
     };
-    let (bytes, offset) = read_run(&logs, &run, run.start);
-    let shown = shown(&options, &bytes);
-    if !options.follow || logs.run_end(&run).is_some_and(|end| end <= offset) {
-        return text(&options, &bytes);
+    let (pieces, offset) = logs.read_pieces(run.start, logs.run_end(&run));
+    let mut first = render(&pieces, &options, true);
+    if let Some(limit) = options.limit_bytes {
+        first.truncate(limit);
     }
-    let remaining = options.limit_bytes.map(|l| l - shown.len());
-    if remaining == Some(0) {
-        return text(&options, &bytes);
+    let remaining = options.limit_bytes.map(|l| l - first.len());
+    let ended = logs.run_end(&run).is_some_and(|end| end <= offset);
+    if !options.follow || ended || remaining == Some(0) {
+        return text(&options, first);
     }
     let (tx, rx) = mpsc::channel(QUEUE);
-    let first = Bytes::copy_from_slice(shown);
     let stopping = state.stopping.subscribe();
-    tokio::spawn(follow(logs, run, offset, first, remaining, tx, stopping));
+    tokio::spawn(follow(
+        logs,
+        run,
+        offset,
+        Bytes::from(first),
+        options,
+        remaining,
+        tx,
+        stopping,
+    ));
     let mut response = Response::new(ApiBody::Watch(WatchBody::from_receiver(rx)));
     response.headers_mut().insert(
         http::header::CONTENT_TYPE,
@@ -228,44 +259,22 @@ pub(super) fn pod_log(
     response
 }
 
-/// The bytes of `run` from `offset` on, cut where the run ended, and the offset after them.
-fn read_run(logs: &Logs, run: &Run, offset: u64) -> (Bytes, u64) {
-    let (bytes, next) = logs.read_from(offset);
-    let from = next - bytes.len() as u64;
-    match logs.run_end(run) {
-        Some(end) if end < next => {
-            let keep = usize::try_from(end.saturating_sub(from)).unwrap_or(0);
-            (bytes.slice(..keep.min(bytes.len())), end.max(from))
-        }
-        _ => (bytes, next),
+fn text(options: &LogOptions, mut bytes: Vec<u8>) -> Response<ApiBody> {
+    if let Some(limit) = options.limit_bytes {
+        bytes.truncate(limit);
     }
-}
-
-/// What of a whole log the options show: its tail, at most `limitBytes`.
-fn shown<'a>(options: &LogOptions, bytes: &'a [u8]) -> &'a [u8] {
-    let bytes = options.tail_lines.map_or(bytes, |n| tail(bytes, n));
-    match options.limit_bytes {
-        Some(limit) if bytes.len() > limit => &bytes[..limit],
-        _ => bytes,
-    }
-}
-
-fn text(options: &LogOptions, bytes: &[u8]) -> Response<ApiBody> {
-    respond(
-        StatusCode::OK,
-        TEXT,
-        Bytes::copy_from_slice(shown(options, bytes)),
-    )
-    .map(ApiBody::from)
+    respond(StatusCode::OK, TEXT, Bytes::from(bytes)).map(ApiBody::from)
 }
 
 /// Streams the run's log past `offset` until the run ends, the Pod goes, the server stops,
 /// `limitBytes` is reached or the client hangs up.
+#[allow(clippy::too_many_arguments)]
 async fn follow(
     logs: Logs,
     run: Run,
     mut offset: u64,
     first: Bytes,
+    options: LogOptions,
     mut remaining: Option<usize>,
     tx: mpsc::Sender<Bytes>,
     mut stopping: tokio::sync::watch::Receiver<bool>,
@@ -279,13 +288,14 @@ async fn follow(
             () = tx.closed() => return,
             _ = stopping.wait_for(|s| *s) => return,
         }
-        let (mut bytes, next) = read_run(&logs, &run, offset);
+        let (pieces, next) = logs.read_pieces(offset, logs.run_end(&run));
         offset = next;
+        let mut bytes = render(&pieces, &options, false);
         if let Some(left) = remaining.as_mut() {
             bytes.truncate(*left);
             *left -= bytes.len();
         }
-        if !bytes.is_empty() && tx.send(bytes).await.is_err() {
+        if !bytes.is_empty() && tx.send(Bytes::from(bytes)).await.is_err() {
             return;
         }
         let ended = logs.run_end(&run).is_some_and(|end| end <= offset);

@@ -36,6 +36,10 @@ struct Ring {
     previous: Option<(u64, u64)>,
     /// The current run's process has not ended yet.
     running: bool,
+    /// Where each piece appended (a line, or a cut piece of a long one) begins and when it
+    /// was written, oldest first; a piece whose bytes are all dropped is dropped too, so there
+    /// are never more than bytes kept.
+    pieces: VecDeque<(u64, jiff::Timestamp)>,
 }
 
 impl Ring {
@@ -43,14 +47,23 @@ impl Ring {
         self.start + self.bytes.len() as u64
     }
 
-    fn append(&mut self, data: &[u8]) {
+    fn append(&mut self, data: &[u8], at: jiff::Timestamp) {
         let end = self.end() + data.len() as u64;
+        self.pieces.push_back((self.end(), at));
         // Only the newest `limit` bytes of `data` can survive.
         let data = &data[data.len().saturating_sub(self.limit)..];
         let overflow = (self.bytes.len() + data.len()).saturating_sub(self.limit);
         self.bytes.drain(..overflow.min(self.bytes.len()));
         self.bytes.extend(data);
         self.start = end - self.bytes.len() as u64;
+        // A piece is gone once the next one begins at or before the first kept byte.
+        while self
+            .pieces
+            .get(1)
+            .is_some_and(|(next, _)| *next <= self.start)
+        {
+            self.pieces.pop_front();
+        }
     }
 }
 
@@ -79,7 +92,7 @@ impl LogWriter {
         }
         self.ring.send_modify(|ring| {
             if !ring.closed {
-                ring.append(data);
+                ring.append(data, jiff::Timestamp::now());
             }
         });
     }
@@ -178,6 +191,41 @@ impl Logs {
         (Bytes::from(bytes), next)
     }
 
+    /// The pieces (lines, or cut pieces of long ones) from `offset` up to `to`, each with when
+    /// it was written, and the offset after them; as [`Logs::read_from`] otherwise.
+    pub fn read_pieces(
+        &self,
+        offset: u64,
+        to: Option<u64>,
+    ) -> (Vec<(jiff::Timestamp, Bytes)>, u64) {
+        let ring = self.ring.borrow();
+        let end = to.map_or(ring.end(), |t| t.clamp(ring.start, ring.end()));
+        let from = offset.clamp(ring.start, end);
+        let mut out = Vec::new();
+        // The piece holding `from`, found by its start.
+        let first = ring
+            .pieces
+            .partition_point(|(begin, _)| *begin <= from)
+            .saturating_sub(1);
+        for (i, (begin, at)) in ring.pieces.iter().enumerate().skip(first) {
+            if *begin >= end {
+                break;
+            }
+            let finish = ring.pieces.get(i + 1).map_or(ring.end(), |(next, _)| *next);
+            let (a, b) = ((*begin).max(from), finish.min(end));
+            if a >= b {
+                continue;
+            }
+            let skip = usize::try_from(a - ring.start).unwrap_or(usize::MAX);
+            let take = usize::try_from(b - a).unwrap_or(0);
+            let bytes: Vec<u8> = ring.bytes.range(skip..skip + take).copied().collect();
+            out.push((*at, Bytes::from(bytes)));
+        }
+        drop(ring);
+        self.seen.store(end, Ordering::Relaxed);
+        (out, end)
+    }
+
     /// The offset after the newest byte.
     pub fn end(&self) -> u64 {
         self.ring.borrow().end()
@@ -208,15 +256,20 @@ impl Logs {
     /// The bytes of the run before the current one, as far as they are kept; `None` when there
     /// was none or none of it is kept.
     pub fn previous_run(&self) -> Option<Bytes> {
+        let (start, end) = self.previous_range()?;
         let ring = self.ring.borrow();
-        let (start, end) = ring.previous?;
-        if end <= ring.start && end > start {
-            return None;
-        }
         let from = start.max(ring.start);
         let skip = usize::try_from(from - ring.start).unwrap_or(usize::MAX);
         let take = usize::try_from(end.saturating_sub(from)).unwrap_or(usize::MAX);
         Some(ring.bytes.iter().skip(skip).take(take).copied().collect())
+    }
+
+    /// Where the run before the current one began and ended, while some of it (or all, when
+    /// it wrote nothing) is kept.
+    pub fn previous_range(&self) -> Option<(u64, u64)> {
+        let ring = self.ring.borrow();
+        let (start, end) = ring.previous?;
+        (end > ring.start || end == start).then_some((start, end))
     }
 
     /// Where the log of `run` ends: `None` while it may still grow (it runs, and the pod is

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use super::super::State;
 use super::super::store::Store;
 use super::super::watch::ApiBody;
-use super::{options, pod_log, tail};
+use super::{LogOptions, options, pod_log, render};
 use crate::kubelet::{Config, Kubelet};
 
 const NS: &str = "test";
@@ -75,17 +75,24 @@ fn message(body: &str) -> String {
     v["message"].as_str().unwrap().to_owned()
 }
 
+fn at(second: i64) -> jiff::Timestamp {
+    jiff::Timestamp::from_second(1_800_000_000 + second).unwrap()
+}
+
 #[test]
 fn options_are_read_as_the_api_server_reads_them() {
-    let o = options(&params(
-        "container=web&follow=true&tailLines=10&limitBytes=5",
-    ))
-    .unwrap();
+    let read = |query: &str| options(&params(query), at(100));
+    let o = read("container=web&follow=true&tailLines=10&limitBytes=5&timestamps=true").unwrap();
     assert_eq!(o.container.as_deref(), Some("web"));
-    assert!(o.follow && !o.previous);
+    assert!(o.follow && !o.previous && o.timestamps);
     assert_eq!((o.tail_lines, o.limit_bytes), (Some(10), Some(5)));
-    assert!(options(&params("previous=1")).unwrap().previous);
-    assert!(!options(&params("follow=false")).unwrap().follow);
+    assert!(read("previous=1").unwrap().previous);
+    assert!(!read("follow=false").unwrap().follow);
+    assert_eq!(read("sinceSeconds=30").unwrap().since, Some(at(70)));
+    assert_eq!(
+        read("sinceTime=2027-01-15T08:00:00Z").unwrap().since,
+        Some("2027-01-15T08:00:00Z".parse().unwrap())
+    );
     for (query, says) in [
         (
             "tailLines=-1",
@@ -104,27 +111,59 @@ fn options_are_read_as_the_api_server_reads_them() {
             "follow: Invalid value: \"maybe\": must be true or false",
         ),
         (
-            "timestamps=true",
-            "timestamps: ferry's kubelet keeps no time per log line",
+            "sinceSeconds=0",
+            "sinceSeconds: Invalid value: 0: must be greater than or equal to 1",
         ),
         (
-            "sinceSeconds=10",
-            "sinceSeconds: ferry's kubelet keeps no time per log line",
+            "sinceTime=yesterday",
+            "sinceTime: Invalid value: \"yesterday\": not an RFC 3339 time",
+        ),
+        (
+            "sinceSeconds=5&sinceTime=2027-01-15T08:00:00Z",
+            "at most one of sinceTime or sinceSeconds",
         ),
     ] {
-        let e = options(&params(query)).unwrap_err();
+        let e = read(query).unwrap_err();
         assert!(e.starts_with(says), "{query}: {e}");
     }
-    assert!(options(&params("timestamps=false")).is_ok());
 }
 
 #[test]
-fn tail_keeps_the_last_lines() {
-    assert_eq!(tail(b"a\nb\nc\n", 2), b"b\nc\n");
-    assert_eq!(tail(b"a\nb\nc", 2), b"b\nc");
-    assert_eq!(tail(b"a\nb\nc\n", 5), b"a\nb\nc\n");
-    assert_eq!(tail(b"a\nb\nc\n", 0), b"");
-    assert_eq!(tail(b"", 3), b"");
+fn render_tails_filters_by_time_and_prefixes_the_time() {
+    let pieces = vec![
+        (at(0), bytes::Bytes::from_static(b"a\n")),
+        (at(10), bytes::Bytes::from_static(b"b\n")),
+        (
+            at(20) + jiff::SignedDuration::from_millis(5),
+            bytes::Bytes::from_static(b"c"),
+        ),
+    ];
+    let all = LogOptions::default();
+    assert_eq!(render(&pieces, &all, true), b"a\nb\nc");
+    let tail = LogOptions {
+        tail_lines: Some(2),
+        ..LogOptions::default()
+    };
+    assert_eq!(render(&pieces, &tail, true), b"b\nc");
+    assert_eq!(
+        render(&pieces, &tail, false),
+        b"a\nb\nc",
+        "a follow's later chunks are not tailed"
+    );
+    let zero = LogOptions {
+        tail_lines: Some(0),
+        ..LogOptions::default()
+    };
+    assert_eq!(render(&pieces, &zero, true), b"");
+    let since = LogOptions {
+        since: Some(at(10)),
+        timestamps: true,
+        ..LogOptions::default()
+    };
+    assert_eq!(
+        String::from_utf8(render(&pieces, &since, true)).unwrap(),
+        "2027-01-15T08:00:10Z b\n2027-01-15T08:00:20.005Z c"
+    );
 }
 
 #[tokio::test]
@@ -176,6 +215,21 @@ async fn a_containers_log_is_served_with_the_api_servers_errors_and_followed_to_
     assert_eq!(
         get(&state, "p", "container=a&limitBytes=4").await,
         (200, "one\n".into())
+    );
+    // Each line behind when it was written; since an hour ago is all of it.
+    let (code, body) = get(&state, "p", "container=a&timestamps=true&tailLines=1").await;
+    let (time, line) = body.split_once(' ').unwrap();
+    assert_eq!((code, line), (200, "three\n"));
+    let time: jiff::Timestamp = time.parse().unwrap();
+    assert!(time <= jiff::Timestamp::now(), "{time}");
+    assert_eq!(
+        get(&state, "p", "container=a&sinceSeconds=3600").await,
+        (200, "one\ntwo\nthree\n".into())
+    );
+    let future = (jiff::Timestamp::now() + jiff::SignedDuration::from_secs(60)).to_string();
+    assert_eq!(
+        get(&state, "p", &format!("container=a&sinceTime={future}")).await,
+        (200, String::new())
     );
     let (code, body) = get(&state, "p", "container=a&previous=true").await;
     assert_eq!(

@@ -147,3 +147,26 @@ async fn a_follower_of_a_run_wakes_when_the_run_ends() {
         .expect("woken by the run's end")
         .expect("joined");
 }
+
+#[test]
+fn each_piece_keeps_when_it_was_written_and_goes_with_its_bytes() {
+    let log = LogWriter::new(16);
+    let reader = log.reader();
+    log.append(b"one\n");
+    log.append(b"two\n");
+    log.append(b"three\n");
+    let (pieces, next) = reader.read_pieces(0, None);
+    let texts: Vec<&[u8]> = pieces.iter().map(|(_, b)| &b[..]).collect();
+    assert_eq!(texts, [&b"one\n"[..], b"two\n", b"three\n"]);
+    assert_eq!(next, 14);
+    assert!(pieces.windows(2).all(|w| w[0].0 <= w[1].0), "in time order");
+    // From the middle of a piece, up to a bound.
+    let (pieces, next) = reader.read_pieces(5, Some(10));
+    let texts: Vec<&[u8]> = pieces.iter().map(|(_, b)| &b[..]).collect();
+    assert_eq!((texts, next), (vec![&b"wo\n"[..], b"th"], 10));
+    // 16 bytes kept: "one\n" goes, and "two\n" loses its first byte, keeping its time.
+    log.append(b"fourth\n");
+    let (pieces, _) = reader.read_pieces(0, None);
+    let texts: Vec<&[u8]> = pieces.iter().map(|(_, b)| &b[..]).collect();
+    assert_eq!(texts, [&b"wo\n"[..], b"three\n", b"fourth\n"]);
+}
