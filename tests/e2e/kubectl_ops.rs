@@ -207,6 +207,31 @@ async fn kubectl_logs_and_exec_work_as_against_a_real_cluster() {
         "{out:?}"
     );
 
+    // SPDY, kubectl's fallback, is refused plainly; so is a request that upgrades nothing.
+    let path = format!(
+        "/api/v1/namespaces/default/pods/{pod}/exec?command=true&container=web&stdout=true"
+    );
+    let (code, body) = exec_request(
+        &cluster,
+        &path,
+        &[
+            ("upgrade", "SPDY/3.1"),
+            ("connection", "Upgrade"),
+            ("x-stream-protocol-version", "v4.channel.k8s.io"),
+        ],
+    )
+    .await;
+    assert_eq!(code, 400, "{body}");
+    assert_eq!(body["reason"], "BadRequest");
+    assert!(
+        body["message"].as_str().unwrap().contains(
+            "speaks exec over a WebSocket (v5.channel.k8s.io, v4.channel.k8s.io), not SPDY/3.1"
+        ),
+        "{body}"
+    );
+    let (code, _) = exec_request(&cluster, &path, &[]).await;
+    assert_eq!(code, 400);
+
     // exec -i: stdin is carried, and its end reaches the command (v5's close).
     let mut child = tokio::process::Command::new("kubectl")
         .arg("--kubeconfig")
@@ -399,4 +424,46 @@ async fn kubectl_shows_events_in_get_and_describe_and_rollout_status_ends() {
         "{described}"
     );
     cluster.stop().await;
+}
+
+/// A POST to an exec path over HTTPS with the cluster's token and these headers: the status
+/// and the `Status` body.
+async fn exec_request(
+    cluster: &Cluster,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, serde_json::Value) {
+    use http_body_util::BodyExt;
+    let kubeconfig = std::fs::read_to_string(&cluster.kubeconfig).unwrap();
+    let token = kubeconfig
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("token: "))
+        .unwrap()
+        .to_owned();
+    let config = ferry_runtime::tls::any_server_client_config().unwrap();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(cluster.api).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let tls = connector.connect(name, tcp).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let mut req = http::Request::post(path)
+        .header("host", cluster.api.to_string())
+        .header("authorization", format!("Bearer {token}"));
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let res = sender
+        .send_request(
+            req.body(http_body_util::Empty::<bytes::Bytes>::new())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let code = res.status().as_u16();
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    (code, serde_json::from_slice(&body).unwrap())
 }

@@ -149,6 +149,11 @@ pub(super) fn pod_exec(
             }
         ));
     }
+    if req.version() != http::Version::HTTP_11 {
+        return bad_request(
+            "unable to upgrade connection: a WebSocket upgrade needs HTTP/1.1 (ALPN http/1.1)",
+        );
+    }
     let key = header(&req, http::header::SEC_WEBSOCKET_KEY);
     if key.is_empty() || header(&req, http::header::SEC_WEBSOCKET_VERSION) != "13" {
         return bad_request(

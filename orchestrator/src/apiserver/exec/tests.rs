@@ -202,3 +202,17 @@ async fn the_client_going_away_kills_the_command() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn with_a_terminal_stderr_comes_on_the_stdout_channel() {
+    let tty = options(&params(
+        "command=sh&command=-c&command=echo%20out;echo%20err%20>%262&stdout=true&stderr=true&tty=true",
+    ))
+    .unwrap();
+    let (mut client, _task) = run(tty, true).await;
+    let [_, stdout, stderr, _] = collect(&mut client).await;
+    let mut lines: Vec<&str> = std::str::from_utf8(&stdout).unwrap().lines().collect();
+    lines.sort_unstable();
+    assert_eq!(lines, ["err", "out"]);
+    assert!(stderr.is_empty());
+}
