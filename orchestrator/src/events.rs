@@ -7,8 +7,9 @@
 //! source as a kept one is not kept twice: the kept one's `count` rises and its
 //! `lastTimestamp` moves. The recorder is bounded: at most [`CAPACITY`] events (the oldest
 //! seen go first), and an event not seen again for [`TTL`] expires (the API server's default
-//! `--event-ttl`). Each change is written to the API server's store ([`Store::replace`]),
-//! which serves them by list, watch and get.
+//! `--event-ttl`), by a task of the recorder's when nothing else is recorded. Each change is
+//! written to the API server's store ([`Store::replace`]), which serves them by list, watch and
+//! get.
 //!
 //! It may touch only its own ring and the store's `events`.
 
@@ -170,6 +171,8 @@ pub struct Recorder {
     host: String,
     capacity: usize,
     ttl: Duration,
+    /// Wakes the expiry task: the oldest event may have changed.
+    recorded: Arc<tokio::sync::Notify>,
 }
 
 impl Recorder {
@@ -185,13 +188,59 @@ impl Recorder {
         capacity: usize,
         ttl: Duration,
     ) -> Recorder {
-        Recorder {
+        let recorder = Recorder {
             ring: Arc::default(),
             store,
             host: host.to_owned(),
             capacity: capacity.max(1),
             ttl,
-        }
+            recorded: Arc::new(tokio::sync::Notify::new()),
+        };
+        recorder.expire_in_time();
+        recorder
+    }
+
+    /// With a store and a runtime: a task that removes each event from the store when it
+    /// expires, whether or not anything else is recorded; it ends with the last clone.
+    fn expire_in_time(&self) {
+        let (Some(store), Ok(runtime)) =
+            (self.store.clone(), tokio::runtime::Handle::try_current())
+        else {
+            return;
+        };
+        let ring = Arc::downgrade(&self.ring);
+        let recorded = self.recorded.clone();
+        let (ttl, host) = (self.ttl, self.host.clone());
+        runtime.spawn(async move {
+            loop {
+                let oldest = {
+                    let Some(ring) = ring.upgrade() else {
+                        return;
+                    };
+                    let ring = ring.lock().unwrap_or_else(PoisonError::into_inner);
+                    ring.kept.iter().map(|k| k.last).min()
+                };
+                // Until the oldest expires (or, with none, a TTL: then the recorder is looked
+                // at again, so the task ends soon after it), or something is recorded.
+                let wait = oldest.map_or(ttl, |last| {
+                    let left = jiff::SignedDuration::try_from(ttl)
+                        .unwrap_or(jiff::SignedDuration::MAX)
+                        - Timestamp::now().duration_since(last);
+                    Duration::try_from(left).unwrap_or_default()
+                });
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => {}
+                    () = recorded.notified() => continue,
+                }
+                let Some(ring) = ring.upgrade() else {
+                    return;
+                };
+                let mut ring = ring.lock().unwrap_or_else(PoisonError::into_inner);
+                if expire(&mut ring, ttl, Timestamp::now()) {
+                    store.replace("events", objects(&ring, &host));
+                }
+            }
+        });
     }
 
     pub fn normal(
@@ -238,9 +287,9 @@ impl Recorder {
         message: String,
         now: Timestamp,
     ) {
-        let objects = {
+        {
             let mut ring = self.ring.lock().unwrap_or_else(PoisonError::into_inner);
-            self.expire(&mut ring, now);
+            expire(&mut ring, self.ttl, now);
             ring.seq += 1;
             let event = Kept {
                 name: format!(
@@ -273,28 +322,32 @@ impl Recorder {
                     ring.kept.push_back(event);
                 }
             }
-            self.store.as_ref().map(|_| self.objects(&ring))
-        };
-        if let (Some(store), Some(objects)) = (&self.store, objects) {
-            store.replace("events", objects);
+            // Under the ring's lock, so concurrent records reach the store in their order.
+            if let Some(store) = &self.store {
+                store.replace("events", objects(&ring, &self.host));
+            }
         }
-    }
-
-    fn expire(&self, ring: &mut Ring, now: Timestamp) {
-        let ttl = jiff::SignedDuration::try_from(self.ttl).unwrap_or(jiff::SignedDuration::MAX);
-        ring.kept.retain(|k| now.duration_since(k.last) < ttl);
-    }
-
-    fn objects(&self, ring: &Ring) -> Vec<Value> {
-        ring.kept.iter().map(|k| k.to_json(&self.host)).collect()
+        self.recorded.notify_one();
     }
 
     /// The events kept at `now` (expired ones dropped), oldest seen first.
     pub fn events(&self, now: Timestamp) -> Vec<Value> {
         let mut ring = self.ring.lock().unwrap_or_else(PoisonError::into_inner);
-        self.expire(&mut ring, now);
-        self.objects(&ring)
+        expire(&mut ring, self.ttl, now);
+        objects(&ring, &self.host)
     }
+}
+
+/// Drops the events not seen for `ttl`; whether any were.
+fn expire(ring: &mut Ring, ttl: Duration, now: Timestamp) -> bool {
+    let ttl = jiff::SignedDuration::try_from(ttl).unwrap_or(jiff::SignedDuration::MAX);
+    let before = ring.kept.len();
+    ring.kept.retain(|k| now.duration_since(k.last) < ttl);
+    ring.kept.len() != before
+}
+
+fn objects(ring: &Ring, host: &str) -> Vec<Value> {
+    ring.kept.iter().map(|k| k.to_json(host)).collect()
 }
 
 /// The Deployment controller's Event for scaling one of its ReplicaSets.

@@ -284,3 +284,28 @@ async fn the_kubelet_reports_scheduling_starts_probe_failures_back_off_and_kills
     ferry_testing::eventually(d, "Killing", said("Killing", "Stopping container app")).await;
     kubelet.shutdown(Duration::from_secs(1)).await;
 }
+
+#[tokio::test]
+async fn an_expired_event_leaves_the_store_with_nothing_else_recorded() {
+    let store = Arc::new(Store::new());
+    let r = Recorder::bounded(
+        Some(store.clone()),
+        "node-a",
+        10,
+        Duration::from_millis(200),
+    );
+    r.normal(
+        pod(),
+        source::KUBELET,
+        "Started",
+        "Started container: c".into(),
+    );
+    let events = resources::find("", "v1", "events").unwrap();
+    assert_eq!(store.list(events, None).1.len(), 1);
+    ferry_testing::eventually(
+        ferry_testing::DEADLINE,
+        "the event expired from the store",
+        || std::future::ready(store.list(events, None).1.is_empty().then_some(())),
+    )
+    .await;
+}
