@@ -2,7 +2,9 @@
 //! discovery (aggregated v2 and the legacy documents), and `get`, `list` and `watch` of every
 //! object the local cluster has (namespaced and across namespaces, label and field selectors,
 //! `limit`/`continue`), as JSON or as a `Table`, so the real `kubectl get [-w]` works against
-//! `ferry up`.
+//! `ferry up`; and the Pod subresources that stream from the node's kubelet
+//! ([`ApiServer::with_kubelet`]): `pods/log` (`log.rs`, `kubectl logs`) and `pods/exec` over a
+//! WebSocket (`exec.rs`, `kubectl exec`).
 //!
 //! Objects come from the [`Store`] each round of the orchestrator records (one revision
 //! counter; resourceVersions are opaque strings; a ring of recent events for watches). Verbs
