@@ -86,7 +86,18 @@ pub(crate) struct Cluster {
 
 impl Cluster {
     pub(crate) async fn start(manifests: &Path, state: &Path, write: Option<PathBuf>) -> Cluster {
+        Cluster::start_with(manifests, state, write, |_| {}).await
+    }
+
+    /// As [`Cluster::start`], with the configuration changed by `change` first.
+    pub(crate) async fn start_with(
+        manifests: &Path,
+        state: &Path,
+        write: Option<PathBuf>,
+        change: impl FnOnce(&mut ferry::up::UpConfig),
+    ) -> Cluster {
         let mut config = up_config(vec![manifests.to_owned()]);
+        change(&mut config);
         config.api = Some(ferry_orchestrator::apiserver::Config {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             state_dir: state.to_owned(),

@@ -467,3 +467,66 @@ async fn exec_request(
     let body = res.into_body().collect().await.unwrap().to_bytes();
     (code, serde_json::from_slice(&body).unwrap())
 }
+
+/// In netns mode, `kubectl exec` runs the command in the Pod's own network namespace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_exec_runs_in_the_pods_network_namespace() {
+    let test = "kubectl_exec_runs_in_the_pods_network_namespace";
+    if !have_kubectl(test).await {
+        return;
+    }
+    if let Err(why) = ferry_orchestrator::network::can_create_namespaces() {
+        eprintln!("skipped {test}: netns mode cannot run here: {why}");
+        return;
+    }
+    use std::os::unix::fs::MetadataExt as _;
+    let (manifests, state, cache) = (
+        TempDir::new().unwrap(),
+        TempDir::new().unwrap(),
+        TempDir::new().unwrap(),
+    );
+    std::fs::write(
+        manifests.path().join("app.yaml"),
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: own, namespace: default}\nspec:\n  terminationGracePeriodSeconds: 1\n  containers: [{name: app, image: sh, command: [sleep, \"600\"]}]\n",
+    )
+    .unwrap();
+    let cidr = "10.201.14.0/24";
+    let cluster = Cluster::start_with(manifests.path(), state.path(), None, |c| {
+        c.pod_network = ferry_orchestrator::network::PodNetwork::Netns;
+        c.local.cluster.pod_cidr = cidr.parse().unwrap();
+    })
+    .await;
+    let (kc, cache) = (cluster.kubeconfig.clone(), cache.path().to_owned());
+    let ip = eventually(DEADLINE, "the Pod running on its own IP", || async {
+        let out = kubectl(
+            &kc,
+            &cache,
+            &[
+                "get",
+                "pod",
+                "own",
+                "-o",
+                "jsonpath={.status.phase} {.status.podIP}",
+            ],
+        )
+        .await;
+        let out = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (phase, ip) = out.split_once(' ')?;
+        (phase == "Running")
+            .then(|| ip.parse::<std::net::Ipv4Addr>().ok())
+            .flatten()
+    })
+    .await;
+    let names = ferry_orchestrator::network::Names::of(cidr.parse().unwrap());
+    let inode = std::fs::metadata(Path::new("/run/netns").join(names.netns(ip)))
+        .unwrap()
+        .ino();
+    let out = ok(
+        &kc,
+        &cache,
+        &["exec", "own", "--", "readlink", "/proc/self/ns/net"],
+    )
+    .await;
+    assert_eq!(out, format!("net:[{inode}]\n"));
+    cluster.stop().await;
+}
