@@ -240,17 +240,12 @@ pub(super) fn pod_log(
         return text(&options, first);
     }
     let (tx, rx) = mpsc::channel(QUEUE);
+    if !first.is_empty() {
+        // The queue is empty: the log so far always fits.
+        let _ = tx.try_send(Bytes::from(first));
+    }
     let stopping = state.stopping.subscribe();
-    tokio::spawn(follow(
-        logs,
-        run,
-        offset,
-        Bytes::from(first),
-        options,
-        remaining,
-        tx,
-        stopping,
-    ));
+    tokio::spawn(follow(logs, run, offset, options, remaining, tx, stopping));
     let mut response = Response::new(ApiBody::Watch(WatchBody::from_receiver(rx)));
     response.headers_mut().insert(
         http::header::CONTENT_TYPE,
@@ -268,20 +263,15 @@ fn text(options: &LogOptions, mut bytes: Vec<u8>) -> Response<ApiBody> {
 
 /// Streams the run's log past `offset` until the run ends, the Pod goes, the server stops,
 /// `limitBytes` is reached or the client hangs up.
-#[allow(clippy::too_many_arguments)]
 async fn follow(
     logs: Logs,
     run: Run,
     mut offset: u64,
-    first: Bytes,
     options: LogOptions,
     mut remaining: Option<usize>,
     tx: mpsc::Sender<Bytes>,
     mut stopping: tokio::sync::watch::Receiver<bool>,
 ) {
-    if !first.is_empty() && tx.send(first).await.is_err() {
-        return;
-    }
     loop {
         tokio::select! {
             () = logs.changed_after(offset, &run) => {}
