@@ -215,7 +215,8 @@ impl Up {
                 Some(api) => Some(
                     ApiServer::build(api, orchestrator.handle().store())
                         .await?
-                        .serving_writes(orchestrator.handle()),
+                        .serving_writes(orchestrator.handle())
+                        .with_kubelet(orchestrator.handle().kubelet().clone()),
                 ),
                 None => None,
             };

@@ -5,6 +5,9 @@
 //! `ferry up`; and the writes ([`writes`]: create, update, patch, delete, the `status` and
 //! `scale` subresources) on the declared objects of the local cluster it is given
 //! ([`ApiServer::serving_writes`]; without one, writes answer 405 `MethodNotAllowed`).
+//! Also the Pod subresources that stream from the node's kubelet
+//! ([`ApiServer::with_kubelet`]): `pods/log` (`log.rs`, `kubectl logs`) and `pods/exec` over a
+//! WebSocket (`exec.rs`, `kubectl exec`).
 //!
 //! Objects come from the [`Store`] each round of the orchestrator records (one revision
 //! counter; resourceVersions are opaque strings; a ring of recent events for watches).
@@ -13,6 +16,8 @@
 //! metadata of the strategic merge patch ([`strategic`]) and server-side apply ([`ssa`]), and
 //! name the unknown fields strict field validation refuses ([`openapi::unknown_fields`]).
 
+mod exec;
+mod log;
 pub mod openapi;
 pub mod pki;
 mod requests;
@@ -121,6 +126,8 @@ struct State {
     cluster: Option<crate::Handle>,
     /// Set on shutdown: ends the watches.
     stopping: tokio::sync::watch::Sender<bool>,
+    /// The node's kubelet, for `pods/log` and `pods/exec` ([`ApiServer::with_kubelet`]).
+    kubelet: std::sync::OnceLock<crate::kubelet::Kubelet>,
 }
 
 impl std::fmt::Debug for ApiServer {
@@ -180,6 +187,7 @@ impl ApiServer {
                 server,
                 cluster: None,
                 stopping: tokio::sync::watch::Sender::new(false),
+                kubelet: std::sync::OnceLock::new(),
             }),
             kubeconfig: path,
         })
@@ -191,6 +199,13 @@ impl ApiServer {
         if let Some(state) = Arc::get_mut(&mut self.state) {
             state.cluster = Some(cluster);
         }
+        self
+    }
+
+    /// Serves `pods/log` and `pods/exec` from this kubelet (without one they answer 503).
+    #[must_use]
+    pub fn with_kubelet(self, kubelet: crate::kubelet::Kubelet) -> ApiServer {
+        let _ = self.state.kubelet.set(kubelet);
         self
     }
 
@@ -288,7 +303,8 @@ async fn connection(
             Ok::<_, Infallible>(response.map(|body| body.guarded(in_progress)))
         }
     });
-    let served = builder.serve_connection(TokioIo::new(tls), svc);
+    // With upgrades: `pods/exec` switches its HTTP/1.1 connection to a WebSocket.
+    let served = builder.serve_connection_with_upgrades(TokioIo::new(tls), svc);
     let mut served = std::pin::pin!(served);
     let grace = tokio::select! {
         result = served.as_mut() => {

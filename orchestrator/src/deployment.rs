@@ -274,11 +274,95 @@ fn step_rolling(spec: &DeploymentSpec, sets: &mut [Owned], new_index: usize, wan
 #[cfg(test)]
 mod tests;
 
+/// `spec.progressDeadlineSeconds` as the API server defaults it (600); `None` when it is
+/// `i32::MAX`, which means no deadline.
+pub fn progress_deadline(spec: &DeploymentSpec) -> Option<std::time::Duration> {
+    match spec.progress_deadline_seconds {
+        Some(i32::MAX) => None,
+        Some(s) => Some(std::time::Duration::from_secs(
+            u64::try_from(s).unwrap_or(0),
+        )),
+        None => Some(std::time::Duration::from_secs(600)),
+    }
+}
+
+/// The Deployment controller's words for the Progressing condition.
+pub mod reason {
+    pub const NEW_RS_CREATED: &str = "NewReplicaSetCreated";
+    pub const FOUND_NEW_RS: &str = "FoundNewReplicaSet";
+    pub const RS_UPDATED: &str = "ReplicaSetUpdated";
+    pub const NEW_RS_AVAILABLE: &str = "NewReplicaSetAvailable";
+    pub const TIMED_OUT: &str = "ProgressDeadlineExceeded";
+}
+
+/// A condition as `SetDeploymentCondition` leaves it: one with the same status and reason as
+/// the old one is the old one; else it is new at `now`, keeping the old transition time when
+/// only the reason changed.
+fn set_condition(
+    old: Option<&DeploymentCondition>,
+    type_: &str,
+    ok: bool,
+    reason: &str,
+    message: String,
+    now: &Time,
+) -> DeploymentCondition {
+    let status = if ok { "True" } else { "False" };
+    if let Some(old) = old.filter(|c| c.status == status && c.reason.as_deref() == Some(reason)) {
+        return old.clone();
+    }
+    DeploymentCondition {
+        type_: type_.into(),
+        status: status.into(),
+        reason: Some(reason.into()),
+        message: Some(message),
+        last_transition_time: match old {
+            Some(c) if c.status == status => c.last_transition_time.clone(),
+            _ => Some(now.clone()),
+        },
+        last_update_time: Some(now.clone()),
+    }
+}
+
+fn find<'a>(status: Option<&'a DeploymentStatus>, type_: &str) -> Option<&'a DeploymentCondition> {
+    status?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == type_)
+}
+
+/// What the controller does on creating the new ReplicaSet of a rollout: Progressing is
+/// `NewReplicaSetCreated`, from `now`.
+pub fn new_replica_set_created(
+    status: &mut Option<DeploymentStatus>,
+    replica_set: &str,
+    now: Time,
+) {
+    let status = status.get_or_insert_with(DeploymentStatus::default);
+    let conditions = status.conditions.get_or_insert_with(Vec::new);
+    let old = conditions.iter().position(|c| c.type_ == "Progressing");
+    let condition = set_condition(
+        old.map(|i| &conditions[i]),
+        "Progressing",
+        true,
+        reason::NEW_RS_CREATED,
+        format!("Created new replica set \"{replica_set}\""),
+        &now,
+    );
+    match old {
+        Some(i) => conditions[i] = condition,
+        None => conditions.push(condition),
+    }
+}
+
 /// The status the Deployment controller writes for `deployment`, from the ReplicaSets it owns
-/// (with their statuses) and the status it had, at `now`: the replica counts, and the
-/// `Available` and `Progressing` conditions with Kubernetes' reasons and messages. A condition
-/// whose status and reason did not change keeps its times. `None` for a Deployment without
-/// a spec.
+/// (with their statuses) and the status it had, at `now`: the replica counts,
+/// `observedGeneration`, and the conditions as `syncRolloutStatus` keeps them: `Available`
+/// (`MinimumReplicasAvailable` or `MinimumReplicasUnavailable`) and `Progressing`
+/// (`NewReplicaSetCreated` from [`new_replica_set_created`], `FoundNewReplicaSet`,
+/// `ReplicaSetUpdated` with its update time moved on each progress, `NewReplicaSetAvailable`
+/// once complete, and `ProgressDeadlineExceeded` when no progress was made for
+/// `progressDeadlineSeconds`). `None` for a Deployment without a spec.
 pub fn status(
     deployment: &Deployment,
     owned: &[&ReplicaSet],
@@ -288,7 +372,7 @@ pub fn status(
     let want = replicas(spec);
     let hash = template_hash(&spec.template);
     let (_, unavailable) = surge_and_unavailable(spec);
-    let (mut total, mut updated, mut ready) = (0, 0, 0);
+    let (mut total, mut updated, mut ready, mut found) = (0, 0, 0, false);
     for rs in owned {
         let s = rs.status.as_ref();
         let n = s.map_or(0, |s| s.replicas);
@@ -302,71 +386,160 @@ pub fn status(
             == Some(&hash)
         {
             updated += n;
+            found = true;
         }
     }
     let old = deployment.status.as_ref();
-    let condition = |type_: &str, ok: bool, reason: &str, message: String| {
-        let status = if ok { "True" } else { "False" };
-        let kept = old
-            .and_then(|o| o.conditions.as_ref())
-            .into_iter()
-            .flatten()
-            .find(|c| {
-                c.type_ == type_ && c.status == status && c.reason.as_deref() == Some(reason)
-            });
-        DeploymentCondition {
-            type_: type_.into(),
-            status: status.into(),
-            reason: Some(reason.into()),
-            message: Some(message),
-            last_transition_time: kept
-                .map_or_else(|| Some(now.clone()), |c| c.last_transition_time.clone()),
-            last_update_time: kept
-                .map_or_else(|| Some(now.clone()), |c| c.last_update_time.clone()),
-        }
-    };
-    let available = ready >= want - unavailable;
-    let complete = updated == want && total == want && ready == want;
     let name = deployment.metadata.name.as_deref().unwrap_or_default();
-    Some(DeploymentStatus {
+    let new_rs = format!("{name}-{hash}");
+    let mut status = DeploymentStatus {
         observed_generation: deployment.metadata.generation,
         replicas: Some(total),
         updated_replicas: Some(updated),
         ready_replicas: Some(ready),
         available_replicas: Some(ready),
         unavailable_replicas: Some((want - ready).max(0)),
-        conditions: Some(vec![
-            if available {
-                condition(
-                    "Available",
-                    true,
-                    "MinimumReplicasAvailable",
-                    "Deployment has minimum availability.".into(),
-                )
-            } else {
-                condition(
-                    "Available",
-                    false,
-                    "MinimumReplicasUnavailable",
-                    "Deployment does not have minimum availability.".into(),
-                )
-            },
-            if complete {
-                condition(
-                    "Progressing",
-                    true,
-                    "NewReplicaSetAvailable",
-                    format!("ReplicaSet \"{name}-{hash}\" has successfully progressed."),
-                )
-            } else {
-                condition(
-                    "Progressing",
-                    true,
-                    "ReplicaSetUpdated",
-                    format!("ReplicaSet \"{name}-{hash}\" is progressing."),
-                )
-            },
-        ]),
         ..DeploymentStatus::default()
-    })
+    };
+    let available = if ready >= want - unavailable {
+        set_condition(
+            find(old, "Available"),
+            "Available",
+            true,
+            "MinimumReplicasAvailable",
+            "Deployment has minimum availability.".into(),
+            &now,
+        )
+    } else {
+        set_condition(
+            find(old, "Available"),
+            "Available",
+            false,
+            "MinimumReplicasUnavailable",
+            "Deployment does not have minimum availability.".into(),
+            &now,
+        )
+    };
+    let progressing = progress_deadline(spec).and_then(|deadline| {
+        progressing(
+            old,
+            &status,
+            want,
+            found.then_some(new_rs.as_str()),
+            deadline,
+            &now,
+        )
+        .or_else(|| find(old, "Progressing").cloned())
+    });
+    status.conditions = Some(std::iter::once(available).chain(progressing).collect());
+    Some(status)
 }
+
+/// The Progressing condition `syncRolloutStatus` sets, if it sets one, given the old status
+/// and the new counts. `new_rs` names the new ReplicaSet when it exists.
+fn progressing(
+    old: Option<&DeploymentStatus>,
+    new: &DeploymentStatus,
+    want: i32,
+    new_rs: Option<&str>,
+    deadline: std::time::Duration,
+    now: &Time,
+) -> Option<DeploymentCondition> {
+    let cond = find(old, "Progressing");
+    let count = |s: Option<&DeploymentStatus>, f: fn(&DeploymentStatus) -> Option<i32>| {
+        s.and_then(f).unwrap_or(0)
+    };
+    let (replicas, updated, ready) = (
+        new.replicas.unwrap_or(0),
+        new.updated_replicas.unwrap_or(0),
+        new.ready_replicas.unwrap_or(0),
+    );
+    let about = |what: &str| match new_rs {
+        Some(rs) => format!("ReplicaSet \"{rs}\" {what}"),
+        None => format!("Deployment {what}"),
+    };
+    let already_complete = replicas == updated
+        && cond.is_some_and(|c| c.reason.as_deref() == Some(reason::NEW_RS_AVAILABLE));
+    if already_complete {
+        return None;
+    }
+    let complete = updated == want && replicas == want && ready == want;
+    if complete {
+        return Some(set_condition(
+            cond,
+            "Progressing",
+            true,
+            reason::NEW_RS_AVAILABLE,
+            about("has successfully progressed."),
+            now,
+        ));
+    }
+    let old_updated = count(old, |s| s.updated_replicas);
+    let old_old = count(old, |s| s.replicas) - old_updated;
+    let progressed = updated > old_updated
+        || replicas - updated < old_old
+        || ready > count(old, |s| s.ready_replicas)
+        || ready > count(old, |s| s.available_replicas);
+    if progressed {
+        // Progress moves the update time even when the reason stays.
+        return Some(DeploymentCondition {
+            type_: "Progressing".into(),
+            status: "True".into(),
+            reason: Some(reason::RS_UPDATED.into()),
+            message: Some(about("is progressing.")),
+            last_transition_time: match cond {
+                Some(c) if c.status == "True" => c.last_transition_time.clone(),
+                _ => Some(now.clone()),
+            },
+            last_update_time: Some(now.clone()),
+        });
+    }
+    let timed_out = cond.is_some_and(|c| {
+        c.reason.as_deref() == Some(reason::TIMED_OUT)
+            || c.last_update_time.as_ref().is_some_and(|from| {
+                let deadline =
+                    jiff::SignedDuration::try_from(deadline).unwrap_or(jiff::SignedDuration::MAX);
+                from.0.checked_add(deadline).is_ok_and(|end| end < now.0)
+            })
+    });
+    if timed_out {
+        return Some(set_condition(
+            cond,
+            "Progressing",
+            false,
+            reason::TIMED_OUT,
+            about("has timed out progressing."),
+            now,
+        ));
+    }
+    match (cond, new_rs) {
+        (None, Some(rs)) => Some(set_condition(
+            None,
+            "Progressing",
+            true,
+            reason::FOUND_NEW_RS,
+            format!("Found new replica set \"{rs}\""),
+            now,
+        )),
+        _ => None,
+    }
+}
+
+/// When the Progressing condition of this status runs out of time, if it can: its last update
+/// plus the deadline, while the rollout is neither complete nor timed out already.
+pub fn progress_deadline_at(deployment: &Deployment) -> Option<jiff::Timestamp> {
+    let deadline = progress_deadline(deployment.spec.as_ref()?)?;
+    let cond = find(deployment.status.as_ref(), "Progressing")?;
+    if matches!(
+        cond.reason.as_deref(),
+        Some(reason::NEW_RS_AVAILABLE | reason::TIMED_OUT)
+    ) {
+        return None;
+    }
+    let from = cond.last_update_time.as_ref()?.0;
+    from.checked_add(jiff::SignedDuration::try_from(deadline).ok()?)
+        .ok()
+}
+
+#[cfg(test)]
+mod status_tests;

@@ -45,7 +45,7 @@ use tokio::runtime::Handle;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-pub use logs::Logs;
+pub use logs::{Logs, Run};
 
 /// The longest grace period honoured: `terminationGracePeriodSeconds` has no upper bound, and a
 /// deadline past what a clock can hold must not panic.
@@ -169,6 +169,8 @@ struct Inner {
     /// The kubelet's cgroup subtree, where each container run gets a cgroup; `None` where
     /// cgroups cannot be used (then a container is held by its process group only).
     cgroups: Option<cgroup::Root>,
+    /// Where its Events go ([`Kubelet::record_events_to`]).
+    events: std::sync::OnceLock<crate::events::Recorder>,
 }
 
 impl Inner {
@@ -180,6 +182,31 @@ impl Inner {
         self.pods()
             .get(&(namespace.to_owned(), name.to_owned()))
             .cloned()
+    }
+
+    /// Records an Event about a Pod (one of its containers when `container` is given), as
+    /// the kubelet reports it.
+    fn event(
+        &self,
+        pod: &PodEntry,
+        container: Option<&str>,
+        warning: bool,
+        reason: &str,
+        message: String,
+    ) {
+        let Some(recorder) = self.events.get() else {
+            return;
+        };
+        let mut involved = crate::events::Involved::pod(&pod.namespace, &pod.name, &pod.uid);
+        if let Some(c) = container {
+            involved = involved.container(c);
+        }
+        let kubelet = crate::events::source::KUBELET;
+        if warning {
+            recorder.warning(involved, kubelet, reason, message);
+        } else {
+            recorder.normal(involved, kubelet, reason, message);
+        }
     }
 
     fn changed(&self) {
@@ -219,8 +246,20 @@ impl Kubelet {
                 runtime: Handle::try_current().ok(),
                 shut_down: AtomicBool::new(false),
                 cgroups,
+                events: std::sync::OnceLock::new(),
             }),
         }
+    }
+
+    /// Records the kubelet's Events (and the scheduling of the Pods it is given) to
+    /// `recorder`; the first recorder set stays.
+    pub fn record_events_to(&self, recorder: crate::events::Recorder) {
+        let _ = self.inner.events.set(recorder);
+    }
+
+    /// The recorder its Events go to, for the controllers of the same cluster.
+    pub fn events(&self) -> Option<&crate::events::Recorder> {
+        self.inner.events.get()
     }
 
     /// Runs the Pod: idempotent for the same namespace, name and uid. A different uid under a
@@ -319,6 +358,18 @@ impl Kubelet {
             entry
         };
         tracing::debug!(pod = %entry.describe(), %ip, "running");
+        // The one node is where every Pod is scheduled: the scheduler's Event.
+        if let Some(recorder) = inner.events.get() {
+            recorder.normal(
+                crate::events::Involved::pod(&entry.namespace, &entry.name, &entry.uid),
+                crate::events::source::SCHEDULER,
+                "Scheduled",
+                format!(
+                    "Successfully assigned {}/{} to {}",
+                    entry.namespace, entry.name, inner.config.node_name
+                ),
+            );
+        }
         inner.changed();
     }
 

@@ -20,6 +20,7 @@ pub mod cluster;
 pub mod declared;
 pub mod deployment;
 pub mod endpointslice;
+pub mod events;
 mod feed;
 pub mod ipam;
 pub mod kubelet;
@@ -141,6 +142,10 @@ impl Orchestrator {
         });
         let pod_changes = kubelet.changes();
         let store = Arc::new(apiserver::Store::new());
+        kubelet.record_events_to(events::Recorder::new(
+            Some(store.clone()),
+            &config.cluster.node_name,
+        ));
         let mut state = State {
             cluster: LocalCluster::new(config.cluster, kubelet.clone()),
             declared: Declared::default(),
@@ -194,7 +199,16 @@ impl Orchestrator {
             Acted,
         }
         loop {
-            let next_stop = self.handle.read(LocalCluster::next_stop).await;
+            // A Pod due to stop, or a rollout due to run past its progress deadline.
+            let next_stop = self
+                .handle
+                .read(|c| {
+                    c.next_stop()
+                        .into_iter()
+                        .chain(c.next_progress_deadline())
+                        .min()
+                })
+                .await;
             let wake = {
                 let pod_changed = async {
                     match pods.as_mut() {

@@ -11,6 +11,7 @@ mod echo;
 mod gateway;
 mod kubectl;
 mod kubectl_openapi;
+mod kubectl_ops;
 mod kubectl_write;
 mod kubernetes_source;
 mod listeners;

@@ -177,6 +177,24 @@ pub(super) fn target<'a>(group: &str, version: &str, segments: &[&'a str]) -> Op
     }
 }
 
+/// `/api/v1/namespaces/N/pods/P/{log,exec}`: the Pod subresources that stream from the
+/// kubelet, served by `log.rs` and `exec.rs` rather than from the store.
+pub(super) fn pod_stream(path: &str) -> Option<(&str, &str, &str)> {
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match segments.as_slice() {
+        [
+            "api",
+            "v1",
+            "namespaces",
+            ns,
+            "pods",
+            name,
+            sub @ ("log" | "exec"),
+        ] if !ns.is_empty() && !name.is_empty() => Some((ns, name, sub)),
+        _ => None,
+    }
+}
+
 /// Whether `Accept` asks for a `meta.k8s.io/v1` `Table`.
 pub(super) fn wants_table(accept: &str) -> bool {
     accept.split(',').any(|media| {
@@ -188,6 +206,31 @@ pub(super) fn wants_table(accept: &str) -> bool {
 }
 
 pub(super) async fn handle(state: &State, req: Request<Incoming>) -> Response<ApiBody> {
+    if let Some((namespace, name, sub)) = pod_stream(req.uri().path())
+        && authorized(req.headers(), &state.token)
+    {
+        let (namespace, name) = (namespace.to_owned(), name.to_owned());
+        let params = query_params(req.uri().query().unwrap_or(""));
+        return match (sub, req.method()) {
+            ("log", &Method::GET) => super::log::pod_log(state, &namespace, &name, &params),
+            ("exec", &Method::GET | &Method::POST) => {
+                super::exec::pod_exec(state, &namespace, &name, &params, req)
+            }
+            _ => status(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "MethodNotAllowed",
+                &format!(
+                    "the server does not allow this method on the requested resource (pods/{sub}: {})",
+                    if sub == "log" {
+                        "GET"
+                    } else {
+                        "GET or POST with a WebSocket upgrade"
+                    }
+                ),
+                Some(json!({})),
+            ),
+        };
+    }
     if super::writes::serves(req.method(), req.uri().path()) {
         return super::writes::handle(state, req).await;
     }

@@ -53,6 +53,9 @@ struct Inner {
     compacted: u64,
 }
 
+/// Resources written by [`Store::replace`], which [`Store::record`] leaves alone.
+pub const REPLACED: &[&str] = &["events"];
+
 /// How many events the ring keeps (the API server's watch cache keeps 100 to a few
 /// thousand per resource).
 pub const RING: usize = 1000;
@@ -207,7 +210,7 @@ impl Store {
         let gone: Vec<Key> = inner
             .objects
             .keys()
-            .filter(|k| !next.contains_key(*k))
+            .filter(|k| !next.contains_key(*k) && !REPLACED.contains(&k.resource))
             .cloned()
             .collect();
         for key in gone {
@@ -252,6 +255,83 @@ impl Store {
                     self.push(inner, event);
                 }
             }
+        }
+        if inner.revision != before {
+            self.changed.send_replace(inner.revision);
+        }
+    }
+
+    /// Makes the store hold exactly `objects` of a resource no reading has (one of
+    /// [`REPLACED`]: Events, from the event recorder), each change taking the next revision.
+    pub fn replace(&self, resource: &'static str, objects: Vec<Value>) {
+        debug_assert!(REPLACED.contains(&resource));
+        let mut next: BTreeMap<Key, Value> = BTreeMap::new();
+        for o in objects {
+            let s = |p: &str| {
+                o.pointer(p)
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            let key = Key {
+                resource,
+                namespace: s("/metadata/namespace"),
+                name: s("/metadata/name"),
+            };
+            next.insert(key, o);
+        }
+        let mut inner = self
+            .inner
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let inner = &mut *inner;
+        let before = inner.revision;
+        let gone: Vec<Key> = inner
+            .objects
+            .keys()
+            .filter(|k| k.resource == resource && !next.contains_key(*k))
+            .cloned()
+            .collect();
+        for key in gone {
+            let Some(old) = inner.objects.remove(&key) else {
+                continue;
+            };
+            inner.revision += 1;
+            let mut object = old.object.clone();
+            set_version(&mut object, inner.revision);
+            let event = Event {
+                revision: inner.revision,
+                kind: EventType::Deleted,
+                key,
+                object,
+                previous: Some(with_version(&old)),
+            };
+            self.push(inner, event);
+        }
+        for (key, object) in next {
+            let old = inner.objects.get(&key);
+            if old.is_some_and(|e| e.object == object) {
+                continue;
+            }
+            let previous = old.map(with_version);
+            inner.revision += 1;
+            let entry = Entry {
+                revision: inner.revision,
+                object,
+            };
+            let event = Event {
+                revision: inner.revision,
+                kind: if previous.is_some() {
+                    EventType::Modified
+                } else {
+                    EventType::Added
+                },
+                key: key.clone(),
+                object: with_version(&entry),
+                previous,
+            };
+            inner.objects.insert(key, entry);
+            self.push(inner, event);
         }
         if inner.revision != before {
             self.changed.send_replace(inner.revision);

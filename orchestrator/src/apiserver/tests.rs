@@ -475,6 +475,7 @@ fn state() -> State {
         server: "https://127.0.0.1:6443".into(),
         cluster: None,
         stopping: tokio::sync::watch::Sender::new(false),
+        kubelet: std::sync::OnceLock::new(),
     }
 }
 
@@ -1045,6 +1046,7 @@ fn watch_state(ring: usize) -> State {
         server: "https://127.0.0.1:6443".into(),
         cluster: None,
         stopping: tokio::sync::watch::Sender::new(false),
+        kubelet: std::sync::OnceLock::new(),
     }
 }
 

@@ -221,6 +221,11 @@ pub struct WatchBody {
 }
 
 impl WatchBody {
+    /// A stream of what `rx` gives (a followed log), until its sender is dropped.
+    pub(super) fn from_receiver(rx: mpsc::Receiver<Bytes>) -> WatchBody {
+        WatchBody { rx, _guard: None }
+    }
+
     /// The next line, for tests.
     pub async fn next_line(&mut self) -> Option<Bytes> {
         self.rx.recv().await

@@ -184,6 +184,14 @@ impl LocalCluster {
                     .get_mut(&NamespacedName::new(ns.clone(), name))
                 {
                     let spec = r.rs.spec.get_or_insert_with(ReplicaSetSpec::default);
+                    let from = spec.replicas.unwrap_or(1);
+                    crate::events::scaling_replica_set(
+                        self.kubelet.events(),
+                        &d.metadata,
+                        r.rs.metadata.name.as_deref().unwrap_or_default(),
+                        from,
+                        n,
+                    );
                     spec.replicas = Some(n);
                     r.rs.metadata.generation = Some(r.rs.metadata.generation.unwrap_or(1) + 1);
                 }
@@ -205,6 +213,16 @@ impl LocalCluster {
             if let Some((hash, rev, replicas)) = plan.create {
                 let rs = self.new_replica_set(&d, &hash, rev, replicas);
                 let name = rs.metadata.name.clone().unwrap_or_default();
+                crate::events::scaling_replica_set(
+                    self.kubelet.events(),
+                    &d.metadata,
+                    &name,
+                    0,
+                    replicas,
+                );
+                if let Some(live) = self.deployments.get_mut(&key) {
+                    deployment::new_replica_set_created(&mut live.live.status, &name, now());
+                }
                 self.replica_sets.insert(
                     NamespacedName::new(ns.clone(), name),
                     LiveReplicaSet { rs, applied: None },
@@ -289,6 +307,7 @@ impl LocalCluster {
             let replicas = rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
             let plan = replicaset::reconcile(replicas, &views);
             for name in plan.delete {
+                crate::events::replica_set_pod(self.kubelet.events(), &rs.metadata, &name, false);
                 self.delete_pod(&NamespacedName::new(key.namespace.clone(), name));
             }
             // At most 500 new Pods in one step, so a typo of a zero more does not fork-bomb
@@ -336,6 +355,7 @@ impl LocalCluster {
                 ..PodStatus::default()
             }),
         };
+        crate::events::replica_set_pod(self.kubelet.events(), &rs.metadata, &name, true);
         self.add_pod(NamespacedName::new(namespace, name), pod, None, true);
     }
 }

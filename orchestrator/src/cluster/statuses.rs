@@ -47,4 +47,21 @@ impl LocalCluster {
             }
         }
     }
+
+    /// When the first Deployment's rollout runs past its progress deadline (then a round
+    /// must mark it `ProgressDeadlineExceeded`, Pods changing or not).
+    pub fn next_progress_deadline(&self) -> Option<Instant> {
+        let now = jiff::Timestamp::now();
+        self.deployments
+            .values()
+            .filter_map(|d| deployment::progress_deadline_at(&d.live))
+            .min()
+            .map(|at| {
+                // Just past it: the deadline is exceeded once it is behind.
+                let wait = at.duration_since(now).max(jiff::SignedDuration::ZERO);
+                Instant::now()
+                    + std::time::Duration::try_from(wait).unwrap_or_default()
+                    + std::time::Duration::from_millis(10)
+            })
+    }
 }

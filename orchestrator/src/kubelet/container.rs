@@ -83,14 +83,24 @@ pub(crate) async fn supervise(
                 .inspect_err(|e| tracing::warn!(pod = %pod.describe(), container = %name, error = %e, "cannot make the container's cgroup; its processes are held by their process group only"))
                 .ok()
         });
+        // Marked before the process can write, so none of its output counts to the last run.
+        log.start_run();
         let finished = match process::spawn(&plan, &log, cgroup) {
             Err(e) => {
+                log.end_run();
                 let program = plan.argv.first().map(|p| p.to_string_lossy().into_owned());
                 let message = format!(
                     "failed to start container {name:?}: exec {:?}: {e}",
                     program.unwrap_or_default()
                 );
                 tracing::warn!(pod = %pod.describe(), container = %name, "{message}");
+                inner.event(
+                    &pod,
+                    Some(&name),
+                    true,
+                    "Failed",
+                    format!("Error: {message}"),
+                );
                 pod.update(&inner, |r| {
                     set(r, &|c| {
                         c.run = run;
@@ -117,6 +127,20 @@ pub(crate) async fn supervise(
             }
             Ok(mut process) => {
                 let pid = process.pid;
+                inner.event(
+                    &pod,
+                    Some(&name),
+                    false,
+                    "Created",
+                    format!("Created container: {name}"),
+                );
+                inner.event(
+                    &pod,
+                    Some(&name),
+                    false,
+                    "Started",
+                    format!("Started container: {name}"),
+                );
                 pod.update(&inner, |r| {
                     set(r, &|c| {
                         c.run = run;
@@ -132,7 +156,7 @@ pub(crate) async fn supervise(
                 let started_tx = Arc::new(started_tx);
                 // A failed liveness or startup probe asks for the kill here, with its grace.
                 let (kill_tx, mut kill_rx) =
-                    mpsc::unbounded_channel::<(String, Option<Duration>)>();
+                    mpsc::unbounded_channel::<(Kind, String, Option<Duration>)>();
                 let mut probing = JoinSet::new();
                 for spec in probes.iter().cloned() {
                     let context = probe::Context {
@@ -155,6 +179,13 @@ pub(crate) async fn supervise(
                             }
                         };
                         match (kind, verdict) {
+                            (_, Verdict::Unhealthy(why)) => inner.event(
+                                &pod,
+                                pod.spec.containers.get(index).map(|c| c.name.as_str()),
+                                true,
+                                "Unhealthy",
+                                format!("{} probe failed: {why}", kind.name()),
+                            ),
                             (Kind::Readiness, verdict) => {
                                 let ready = verdict == Verdict::Success;
                                 pod.update(&inner, |r| this_run(r, &|c| c.ready = ready));
@@ -171,8 +202,11 @@ pub(crate) async fn supervise(
                                 });
                             }
                             (Kind::Liveness | Kind::Startup, Verdict::Failure(why)) => {
-                                let _ = kill_tx
-                                    .send((format!("{} probe failed: {why}", kind.name()), grace));
+                                let _ = kill_tx.send((
+                                    kind,
+                                    format!("{} probe failed: {why}", kind.name()),
+                                    grace,
+                                ));
                             }
                             (Kind::Liveness, Verdict::Success) => {}
                         }
@@ -184,16 +218,27 @@ pub(crate) async fn supervise(
                 let stopping = async { stop.wait_for(Option::is_some).await.map(|d| *d) };
                 let ended = tokio::select! {
                     status = process.child.wait() => status,
-                    Some((why, grace)) = kill_rx.recv() => {
+                    Some((kind, why, grace)) = kill_rx.recv() => {
                         tracing::info!(pod = %pod.describe(), container = %name, "{why}; the container will be restarted");
+                        inner.event(
+                            &pod,
+                            Some(&name),
+                            false,
+                            "Killing",
+                            format!("Container {name} failed {} probe, will be restarted", kind.name().to_lowercase()),
+                        );
                         let deadline = super::deadline(grace.unwrap_or(pod_grace));
                         let deadline = (*stop.borrow()).map_or(deadline, |d| d.min(deadline));
                         process.terminate(deadline, &mut stop).await
                     }
-                    Ok(Some(deadline)) = stopping => process.terminate(deadline, &mut stop).await,
+                    Ok(Some(deadline)) = stopping => {
+                        inner.event(&pod, Some(&name), false, "Killing", format!("Stopping container {name}"));
+                        process.terminate(deadline, &mut stop).await
+                    }
                 };
                 probing.abort_all();
                 process.reap().await;
+                log.end_run();
                 let (exit_code, signal) = match &ended {
                     Ok(status) => exit_of(status),
                     Err(e) => {
@@ -242,6 +287,18 @@ pub(crate) async fn supervise(
             pod.namespace,
             pod.uid
         );
+        if !delay.is_zero() {
+            inner.event(
+                &pod,
+                Some(&name),
+                true,
+                "BackOff",
+                format!(
+                    "Back-off restarting failed container {name} in pod {}_{}({})",
+                    pod.name, pod.namespace, pod.uid
+                ),
+            );
+        }
         pod.update(&inner, |r| {
             set(r, &|c| {
                 c.ready = false;

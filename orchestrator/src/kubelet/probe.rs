@@ -92,6 +92,9 @@ pub(crate) enum Verdict {
     Success,
     /// Readiness turned unready; liveness or startup failed: the message says why.
     Failure(String),
+    /// One attempt failed (each one, whatever the thresholds say: the kubelet's `Unhealthy`
+    /// Event); changes nothing by itself.
+    Unhealthy(String),
 }
 
 /// The probes of a container, defaults applied.
@@ -235,9 +238,10 @@ pub(crate) async fn run(
                 successes = successes.saturating_add(1);
                 failures = 0;
             }
-            Err(_) => {
+            Err(e) => {
                 failures = failures.saturating_add(1);
                 successes = 0;
+                report(Verdict::Unhealthy(e.clone()));
             }
         }
         match (spec.kind, result) {

@@ -88,3 +88,85 @@ async fn streams_are_copied_line_by_line() {
         b"err one\nout one, still one\nlast without newline"
     );
 }
+
+#[test]
+fn each_run_is_marked_and_the_previous_one_is_kept_while_the_ring_holds_it() {
+    let log = LogWriter::new(64);
+    let reader = log.reader();
+    assert_eq!(reader.current_run(), None);
+    assert_eq!(reader.previous_run(), None);
+    log.start_run();
+    log.append(b"first run\n");
+    log.end_run();
+    let first = reader.current_run().expect("a run");
+    assert_eq!(
+        first,
+        super::Run {
+            number: 1,
+            start: 0
+        }
+    );
+    assert_eq!(reader.run_end(&first), Some(10));
+    assert_eq!(reader.previous_run(), None, "no run before the first");
+    log.start_run();
+    log.append(b"second run\n");
+    let second = reader.current_run().expect("a run");
+    assert_eq!(
+        second,
+        super::Run {
+            number: 2,
+            start: 10
+        }
+    );
+    assert_eq!(reader.run_end(&second), None, "it still runs");
+    assert_eq!(reader.run_end(&first), Some(10), "a later run began");
+    assert_eq!(&reader.read_from(second.start).0[..], b"second run\n");
+    assert_eq!(reader.previous_run().as_deref(), Some(&b"first run\n"[..]));
+    // The ring drops the first run's bytes: the previous run is no longer kept.
+    log.append(&[b'x'; 60]);
+    assert_eq!(reader.previous_run(), None);
+    log.close();
+    assert_eq!(reader.run_end(&second), Some(81));
+}
+
+#[tokio::test]
+async fn a_follower_of_a_run_wakes_when_the_run_ends() {
+    let log = LogWriter::new(64);
+    let reader = log.reader();
+    log.start_run();
+    let run = reader.current_run().expect("a run");
+    let waiting = tokio::spawn({
+        let reader = reader.clone();
+        async move { reader.changed_after(0, &run).await }
+    });
+    tokio::task::yield_now().await;
+    assert!(!waiting.is_finished());
+    log.end_run();
+    tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("woken by the run's end")
+        .expect("joined");
+}
+
+#[test]
+fn each_piece_keeps_when_it_was_written_and_goes_with_its_bytes() {
+    let log = LogWriter::new(16);
+    let reader = log.reader();
+    log.append(b"one\n");
+    log.append(b"two\n");
+    log.append(b"three\n");
+    let (pieces, next) = reader.read_pieces(0, None);
+    let texts: Vec<&[u8]> = pieces.iter().map(|(_, b)| &b[..]).collect();
+    assert_eq!(texts, [&b"one\n"[..], b"two\n", b"three\n"]);
+    assert_eq!(next, 14);
+    assert!(pieces.windows(2).all(|w| w[0].0 <= w[1].0), "in time order");
+    // From the middle of a piece, up to a bound.
+    let (pieces, next) = reader.read_pieces(5, Some(10));
+    let texts: Vec<&[u8]> = pieces.iter().map(|(_, b)| &b[..]).collect();
+    assert_eq!((texts, next), (vec![&b"wo\n"[..], b"th"], 10));
+    // 16 bytes kept: "one\n" goes, and "two\n" loses its first byte, keeping its time.
+    log.append(b"fourth\n");
+    let (pieces, _) = reader.read_pieces(0, None);
+    let texts: Vec<&[u8]> = pieces.iter().map(|(_, b)| &b[..]).collect();
+    assert_eq!(texts, [&b"wo\n"[..], b"three\n", b"fourth\n"]);
+}
