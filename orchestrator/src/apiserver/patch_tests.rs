@@ -591,7 +591,9 @@ fn test_state() -> State {
         store: Arc::new(Store::new()),
         token: "secret".into(),
         server: "https://127.0.0.1:6443".into(),
+        cluster: None,
         stopping: tokio::sync::watch::Sender::new(false),
+        kubelet: std::sync::OnceLock::new(),
     }
 }
 

@@ -51,6 +51,7 @@ pub(crate) fn serving(pod: &Pod) -> (State, Kubelet) {
         store,
         token: "secret".into(),
         server: "https://127.0.0.1:6443".into(),
+        cluster: None,
         stopping: tokio::sync::watch::Sender::new(false),
         kubelet: std::sync::OnceLock::new(),
     };

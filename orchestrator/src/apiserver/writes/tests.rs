@@ -64,6 +64,7 @@ async fn api(admission: Admission) -> Api {
         server: "https://127.0.0.1:6443".into(),
         cluster: Some(handle),
         stopping: tokio::sync::watch::Sender::new(false),
+        kubelet: std::sync::OnceLock::new(),
     };
     Api {
         state,
