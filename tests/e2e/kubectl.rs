@@ -595,7 +595,7 @@ async fn kubectl_get_pods_w_prints_the_pods_then_a_new_one() {
 }
 
 #[tokio::test]
-async fn a_raw_watch_streams_from_0_and_answers_410_to_a_version_too_old() {
+async fn a_raw_watch_streams_from_0_and_answers_an_expired_error_to_a_version_too_old() {
     let (manifests, state) = (TempDir::new().unwrap(), TempDir::new().unwrap());
     std::fs::write(manifests.path().join("app.yaml"), MANIFESTS).unwrap();
     let cluster = Cluster::start(manifests.path(), state.path(), None).await;
@@ -639,14 +639,17 @@ async fn a_raw_watch_streams_from_0_and_answers_410_to_a_version_too_old() {
         assert_eq!(e["object"]["metadata"]["namespace"], "shop", "{text}");
     }
 
-    // From a version older than any this run keeps: 410 Expired, and the client relists.
-    let (status, body) = https_get(
+    // From a version older than any this run keeps: an ERROR event with 410 Expired (as the
+    // API server's watch cache answers), and the client relists.
+    let (status, event) = https_get(
         cluster.api,
         "/api/v1/pods?watch=true&resourceVersion=1",
         Some(&token),
     )
     .await;
-    assert_eq!(status, 410, "{body}");
+    assert_eq!(status, 200, "{event}");
+    assert_eq!(event["type"], "ERROR", "{event}");
+    let body = &event["object"];
     assert_eq!(body["kind"], "Status");
     assert_eq!(body["reason"], "Expired");
     assert_eq!(body["code"], 410);

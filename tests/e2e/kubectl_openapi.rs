@@ -146,11 +146,31 @@ async fn kubectl_apply_with_default_validation_leaves_it_to_the_server() {
             "kubectl {args:?} sent no write with fieldValidation=Strict: {stderr}"
         );
     }
+
+    // A field the schema does not know: refused by the server, named, nothing written.
+    let typo = cache.join("typo.yaml");
+    std::fs::write(
+        &typo,
+        DEPLOYMENT
+            .replace("replicas: 2", "replicaz: 2")
+            .replace("metadata: {name: api,", "metadata: {name: typo,"),
+    )
+    .unwrap();
+    let out = kubectl(&kc, &cache, &["apply", "-f", typo.to_str().unwrap()]).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("strict decoding error: unknown field \"spec.replicaz\""),
+        "{stderr}"
+    );
+    let out = kubectl(&kc, &cache, &["get", "deployment", "typo"]).await;
+    assert!(!out.status.success(), "nothing written");
     cluster.stop().await;
 }
 
-/// The `api` Deployment as ferry loads it from its manifests (no last-applied annotation),
-/// with a sidecar and named ports, so that a JSON merge of kubectl's patch would lose them.
+/// The `api` Deployment as `kubectl create` makes it (no last-applied annotation: a file
+/// ferry reads is applied as `kubectl apply` would, with one), with a sidecar and named
+/// ports, so that a JSON merge of kubectl's patch would lose them.
 const LIVE: &str = r#"
 apiVersion: apps/v1
 kind: Deployment
@@ -203,11 +223,15 @@ async fn kubectl_computes_its_apply_patch_from_our_openapi_and_our_merge_keeps_t
         TempDir::new().unwrap(),
         TempDir::new().unwrap(),
     );
-    std::fs::write(manifests.path().join("api.yaml"), LIVE).unwrap();
-    let file = cache.path().join("changed.yaml");
+    let (created, file) = (
+        cache.path().join("live.yaml"),
+        cache.path().join("changed.yaml"),
+    );
+    std::fs::write(&created, LIVE).unwrap();
     std::fs::write(&file, CHANGED).unwrap();
     let cluster = Cluster::start(manifests.path(), state.path(), None).await;
     let (kc, cache) = (cluster.kubeconfig.clone(), cache.path().to_owned());
+    ok(&kc, &cache, &["create", "-f", created.to_str().unwrap()]).await;
     let live: serde_json::Value = serde_json::from_str(
         &ok(
             &kc,
@@ -264,6 +288,20 @@ async fn kubectl_computes_its_apply_patch_from_our_openapi_and_our_merge_keeps_t
         "{merged}"
     );
     assert!(!merged.to_string().contains("$setElementOrder"), "{merged}");
+    // And the server applied the same patch the same way.
+    let stored: serde_json::Value = serde_json::from_str(
+        &ok(
+            &kc,
+            &cache,
+            &["get", "deploy", "api", "-n", "default", "-o", "json"],
+        )
+        .await,
+    )
+    .unwrap();
+    assert_eq!(
+        stored["spec"]["template"]["spec"]["containers"], *containers,
+        "{stored}"
+    );
     cluster.stop().await;
 }
 

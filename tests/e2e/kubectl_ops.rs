@@ -494,6 +494,7 @@ async fn kubectl_exec_runs_in_the_pods_network_namespace() {
     let cluster = Cluster::start_with(manifests.path(), state.path(), None, |c| {
         c.pod_network = ferry_orchestrator::network::PodNetwork::Netns;
         c.local.cluster.pod_cidr = cidr.parse().unwrap();
+        c.local.cluster.service_cidr = crate::pod_network::service_cidr_of(cidr).parse().unwrap();
     })
     .await;
     let (kc, cache) = (cluster.kubeconfig.clone(), cache.path().to_owned());

@@ -4,9 +4,6 @@
 //! object 422 with its field, objects made through the API live next to the manifest files'
 //! (a file edit reaches the store with the last-applied annotation, and leaves the API's
 //! objects alone), and a running Pod is deleted gracefully.
-//!
-//! kubectl runs with `--validate=false` until the API server serves OpenAPI (kubectl's
-//! default validation downloads it first).
 
 use std::path::Path;
 
@@ -105,7 +102,6 @@ async fn kubectl_creates_applies_deletes_scales_and_rolls_back() {
         "deployment.apps/web unchanged\nservice/web unchanged"
     );
 
-    // --validate=false: the lead removes it once OpenAPI is served.
     let out = ok(&kc, cache, &["create", "-f", pod]).await;
     assert_eq!(out.trim(), "pod/one created");
     let out = ok(
@@ -383,5 +379,117 @@ async fn writes_are_optimistic_validated_and_live_next_to_the_files() {
     )
     .await;
 
+    cluster.stop().await;
+}
+
+/// A Deployment applied from a file outside the manifests, as a user's `kubectl apply` does.
+fn api_deployment(value: &str) -> String {
+    format!(
+        r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: api}}
+spec:
+  replicas: 1
+  selector: {{matchLabels: {{app: api}}}}
+  template:
+    metadata: {{labels: {{app: api}}}}
+    spec:
+      containers:
+        - name: api
+          image: ferry/echo
+          env: [{{name: A, value: "{value}"}}]
+          ports: [{{containerPort: 8080}}]
+"#
+    )
+}
+
+fn ssa_service(port: u16) -> String {
+    format!(
+        r#"
+apiVersion: v1
+kind: Service
+metadata: {{name: ssa}}
+spec:
+  selector: {{app: api}}
+  ports: [{{port: {port}, targetPort: 8080}}]
+"#
+    )
+}
+
+/// A changed object applied again: client-side (kubectl sends a strategic merge patch computed
+/// from the last-applied annotation and our OpenAPI's patch metadata) and server-side (an
+/// apply patch), each as against a real cluster.
+#[tokio::test]
+async fn kubectl_applies_changes_client_side_and_server_side() {
+    if !have_kubectl("kubectl_applies_changes_client_side_and_server_side").await {
+        return;
+    }
+    let (dir, state, cache) = (
+        TempDir::new().unwrap(),
+        TempDir::new().unwrap(),
+        TempDir::new().unwrap(),
+    );
+    let manifests = dir.path().join("manifests");
+    std::fs::create_dir(&manifests).unwrap();
+    std::fs::write(manifests.join("app.yaml"), APP).unwrap();
+    let cluster = Cluster::start(&manifests, state.path(), None).await;
+    let (kc, cache) = (cluster.kubeconfig.clone(), cache.path());
+    let file = dir.path().join("api.yaml");
+    let file_arg = file.to_str().unwrap();
+
+    std::fs::write(&file, api_deployment("1")).unwrap();
+    let out = ok(&kc, cache, &["apply", "-f", file_arg]).await;
+    assert_eq!(out.trim(), "deployment.apps/api created");
+    std::fs::write(&file, api_deployment("2")).unwrap();
+    let out = ok(&kc, cache, &["apply", "-f", file_arg]).await;
+    assert_eq!(out.trim(), "deployment.apps/api configured");
+    let out = ok(&kc, cache, &["apply", "-f", file_arg]).await;
+    assert_eq!(out.trim(), "deployment.apps/api unchanged");
+    let d: Value =
+        serde_json::from_str(&ok(&kc, cache, &["get", "deployment", "api", "-o", "json"]).await)
+            .unwrap();
+    let container = &d["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(container["name"], "api", "{d}");
+    assert_eq!(
+        container["env"],
+        json!([{"name": "A", "value": "2"}]),
+        "{d}"
+    );
+    assert_eq!(container["ports"][0]["containerPort"], 8080, "kept: {d}");
+    let history = ok(&kc, cache, &["rollout", "history", "deployment/api"]).await;
+    let revisions: Vec<&str> = history
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|w| w.parse::<u32>().is_ok())
+        .collect();
+    assert_eq!(revisions, ["1", "2"], "{history}");
+
+    let svc = dir.path().join("ssa.yaml");
+    let svc_arg = svc.to_str().unwrap();
+    std::fs::write(&svc, ssa_service(80)).unwrap();
+    let out = ok(&kc, cache, &["apply", "--server-side", "-f", svc_arg]).await;
+    assert_eq!(out.trim(), "service/ssa serverside-applied");
+    std::fs::write(&svc, ssa_service(81)).unwrap();
+    let out = ok(&kc, cache, &["apply", "--server-side", "-f", svc_arg]).await;
+    assert_eq!(out.trim(), "service/ssa serverside-applied");
+    let s: Value = serde_json::from_str(
+        &ok(
+            &kc,
+            cache,
+            &["get", "svc", "ssa", "-o", "json", "--show-managed-fields"],
+        )
+        .await,
+    )
+    .unwrap();
+    assert_eq!(s["spec"]["ports"].as_array().unwrap().len(), 1, "{s}");
+    assert_eq!(s["spec"]["ports"][0]["port"], 81, "{s}");
+    let managers: Vec<&str> = s["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["manager"].as_str())
+        .collect();
+    assert!(managers.contains(&"kubectl"), "{s}");
     cluster.stop().await;
 }

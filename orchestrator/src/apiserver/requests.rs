@@ -421,8 +421,8 @@ pub(super) fn selectors<'a>(
     Ok((labels, fields))
 }
 
-/// `?watch=true` on a list path: checks the request, answers 410 for a resourceVersion
-/// older than the ring, else starts the stream.
+/// `?watch=true` on a list path: checks the request, answers an ERROR event with a 410
+/// `Status` for a resourceVersion older than the ring, else starts the stream.
 pub(super) fn start_watch<'a>(
     state: &State,
     resource: &'static Resource,
@@ -456,11 +456,11 @@ pub(super) fn start_watch<'a>(
     if let watch::Start::After(revision) = start
         && let Err(expired) = state.store.events_after(resource, namespace, revision)
     {
-        return json_response(
-            StatusCode::GONE,
-            JSON,
-            &watch::expired_status(revision, expired),
-        );
+        // As the API server's watch cache: the watch is established and its one event is the
+        // ERROR (client-go's reflector and kube-rs' watcher relist on it; an HTTP 410 makes
+        // kube-rs retry the same version).
+        let event = json!({"type": "ERROR", "object": watch::expired_status(revision, expired)});
+        return json_response(StatusCode::OK, JSON, &event);
     }
     let bookmarks = param("allowWatchBookmarks") == Some("true");
     let w = watch::Watch {

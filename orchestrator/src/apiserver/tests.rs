@@ -1151,7 +1151,7 @@ async fn a_watch_from_a_version_sends_what_followed_it_as_table_rows_across_name
 }
 
 #[tokio::test]
-async fn a_watch_from_a_version_past_the_ring_is_410_and_a_watcher_left_behind_gets_an_error() {
+async fn a_watch_from_a_version_past_the_ring_is_an_error_event_and_so_is_a_watcher_left_behind() {
     let state = watch_state(2);
     let from = state.store.revision();
     // A watcher at `from`, not reading yet.
@@ -1174,8 +1174,11 @@ async fn a_watch_from_a_version_past_the_ring_is_410_and_a_watcher_left_behind_g
         &format!("watch=true&resourceVersion={from}"),
         JSON,
     );
-    assert_eq!(code, StatusCode::GONE);
-    let body: Value = serde_json::from_slice(&body.collect().await.unwrap().to_bytes()).unwrap();
+    // Established, and its one event is the ERROR with the 410 Status.
+    assert_eq!(code, StatusCode::OK);
+    let event: Value = serde_json::from_slice(&body.collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(event["type"], "ERROR");
+    let body = &event["object"];
     assert_eq!(body["kind"], "Status");
     assert_eq!(body["reason"], "Expired");
     assert_eq!(body["code"], 410);

@@ -3,9 +3,9 @@
 //!
 //! From `resourceVersion` empty or `0` (or with `sendInitialEvents=true`) the current state
 //! comes first as ADDED events; from a version the ring holds, the events after it; from an
-//! older one the request is answered `410 Expired` before the stream starts, and a watcher
-//! that falls behind the ring later gets an ERROR event with that `Status` and its stream
-//! ends (the client relists). Label and field selectors apply to each event: an object
+//! older one the stream is one ERROR event with a `410 Expired` `Status` (as the API server's
+//! watch cache answers: 200, then the error), and a watcher that falls behind the ring later
+//! gets the same ERROR event and its stream ends (the client relists). Label and field selectors apply to each event: an object
 //! coming into the selection is ADDED, one leaving it DELETED, as the API server's watch
 //! cache sends. `timeoutSeconds` ends the stream (default [`DEFAULT_TIMEOUT`]); with
 //! `allowWatchBookmarks=true` a BOOKMARK with the current resourceVersion comes every

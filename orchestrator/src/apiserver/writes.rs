@@ -466,6 +466,17 @@ fn check_identity(write: &Write, new: &mut Value, current: &Value) -> Result<(),
 
 /// The fields of a declared object only the server sets, kept from what was declared before
 /// (the generation one more when the spec changed); `status` only changes through `/status`.
+/// Puts back the `managedFields` a server-side apply computed (the server's own field
+/// otherwise, which create and update keep from the client's reach).
+fn keep_managed_fields(object: &mut Value, managed: Option<Value>) {
+    if let (Some(meta), Some(managed)) = (
+        object.get_mut("metadata").and_then(Value::as_object_mut),
+        managed,
+    ) {
+        meta.insert("managedFields".into(), managed);
+    }
+}
+
 fn keep_server_fields(new: &mut Value, old: &Value) {
     let spec_changed = new.get("spec") != old.get("spec");
     if let Some(meta) = new.get_mut("metadata").and_then(Value::as_object_mut) {
@@ -530,7 +541,9 @@ async fn update(cluster: &crate::Handle, write: Write, patch: bool) -> Answer {
             // Server-side apply creates what does not exist.
             Err(_) if patch && write.content_type == patch::APPLY_PATCH => {
                 let mut object = patch::strategic_or_server_side_apply(&write, None)?;
+                let applied_fields = object.pointer("/metadata/managedFields").cloned();
                 let name = create::prepare_create(resource, &write.namespace, &mut object)?;
+                keep_managed_fields(&mut object, applied_fields);
                 if name != write.name {
                     return Err(Failure::bad_request(format!(
                         "the name of the object ({name}) does not match the name on the URL ({})",
@@ -542,6 +555,7 @@ async fn update(cluster: &crate::Handle, write: Write, patch: bool) -> Answer {
             Err(missing) => return Err(missing),
         };
         let mut new = new_object(&write, &current, patch)?;
+        let mut applied_fields = new.pointer("/metadata/managedFields").cloned();
         check_identity(&write, &mut new, &current)?;
         check_pod_spec(&write, &new, &current)?;
         let key = write.key();
@@ -561,6 +575,10 @@ async fn update(cluster: &crate::Handle, write: Write, patch: bool) -> Answer {
                     new = pod;
                 }
                 keep_server_fields(&mut new, &old);
+                if write.content_type == patch::APPLY_PATCH {
+                    // The fields each manager applied, as the apply left them.
+                    keep_managed_fields(&mut new, applied_fields.take());
+                }
                 let m = decode(resource, &write.name, &new, write.strict)?;
                 if write.dry_run {
                     return Ok(Done::last(StatusCode::OK, new));
