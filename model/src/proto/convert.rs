@@ -327,7 +327,10 @@ fn to_affinity(a: Option<pb::SessionAffinity>) -> m::SessionAffinity {
     }
 }
 
-pub(super) fn to_ingress_ref(r: Option<pb::IngressRef>, field: &str) -> Result<m::IngressRef, ProtoError> {
+pub(super) fn to_ingress_ref(
+    r: Option<pb::IngressRef>,
+    field: &str,
+) -> Result<m::IngressRef, ProtoError> {
     let r = required(r, field)?;
     Ok(m::IngressRef {
         namespace: r.namespace,
@@ -335,7 +338,10 @@ pub(super) fn to_ingress_ref(r: Option<pb::IngressRef>, field: &str) -> Result<m
     })
 }
 
-pub(super) fn to_cluster_key(k: Option<pb::ClusterKey>, field: &str) -> Result<m::ClusterKey, ProtoError> {
+pub(super) fn to_cluster_key(
+    k: Option<pb::ClusterKey>,
+    field: &str,
+) -> Result<m::ClusterKey, ProtoError> {
     let k = required(k, field)?;
     Ok(m::ClusterKey {
         namespace: k.namespace,
@@ -505,7 +511,10 @@ fn to_route(r: pb::Route, field: &str) -> Result<m::Route, ProtoError> {
     })
 }
 
-pub(super) fn to_virtual_host(v: pb::VirtualHost, field: &str) -> Result<m::VirtualHost, ProtoError> {
+pub(super) fn to_virtual_host(
+    v: pb::VirtualHost,
+    field: &str,
+) -> Result<m::VirtualHost, ProtoError> {
     Ok(m::VirtualHost {
         host: m::HostMatch::parse(&v.host),
         tls: v.tls,
@@ -521,7 +530,10 @@ pub(super) fn to_virtual_host(v: pb::VirtualHost, field: &str) -> Result<m::Virt
     })
 }
 
-pub(super) fn to_ingress_options(o: pb::IngressOptions, field: &str) -> Result<m::IngressOptions, ProtoError> {
+pub(super) fn to_ingress_options(
+    o: pb::IngressOptions,
+    field: &str,
+) -> Result<m::IngressOptions, ProtoError> {
     let backend_protocol = match o.backend_protocol {
         None => None,
         Some(p) => Some(match pb::BackendProtocol::try_from(p) {

@@ -10,7 +10,7 @@
 use std::cmp::Ordering;
 
 use super::convert::{
-    at, at_index, backend, certificate, cluster, each, err, ingress_ref, ingress_options, service,
+    at, at_index, backend, certificate, cluster, each, err, ingress_options, ingress_ref, service,
     to_backend, to_certificate, to_cluster, to_cluster_key, to_ingress_options, to_ingress_ref,
     to_service, to_virtual_host, virtual_host,
 };
@@ -92,12 +92,10 @@ pub fn diff(old: &m::Snapshot, new: &m::Snapshot) -> Option<pb::Delta> {
     let (services, removed_services) = diff_keyed(&old.services, &new.services, service_key);
     let (clusters, removed_clusters) = diff_keyed(&old.clusters, &new.clusters, |c| c.key.clone());
     let (hosts, removed_hosts) = diff_keyed(&old.virtual_hosts, &new.virtual_hosts, host_key);
-    let (certs, removed_certs) =
-        diff_keyed(&old.certificates, &new.certificates, certificate_key);
-    let (options, removed_options) =
-        diff_keyed(&old.ingress_options, &new.ingress_options, |o| {
-            o.ingress.clone()
-        });
+    let (certs, removed_certs) = diff_keyed(&old.certificates, &new.certificates, certificate_key);
+    let (options, removed_options) = diff_keyed(&old.ingress_options, &new.ingress_options, |o| {
+        o.ingress.clone()
+    });
     let default_changed = old.default_backend != new.default_backend
         || old.default_backend_ingress != new.default_backend_ingress;
     Some(pb::Delta {
@@ -250,17 +248,18 @@ pub fn apply(
         .iter()
         .map(|h| m::HostMatch::parse(h))
         .collect();
-    let certificates = delta
-        .certificates
-        .into_iter()
-        .map(to_certificate)
-        .collect();
+    let certificates = delta.certificates.into_iter().map(to_certificate).collect();
     let removed_certificates = delta
         .removed_certificates
         .into_iter()
         .map(|k| (k.namespace, k.secret))
         .collect();
-    let options = each(delta.ingress_options, f, "ingress_options", to_ingress_options)?;
+    let options = each(
+        delta.ingress_options,
+        f,
+        "ingress_options",
+        to_ingress_options,
+    )?;
     let removed_options = delta
         .removed_ingress_options
         .into_iter()

@@ -554,9 +554,14 @@ fn views() -> impl Strategy<Value = (m::Snapshot, m::Snapshot)> {
                     c.namespace.clone_from(&o.namespace);
                     c.secret.clone_from(&o.secret);
                 }),
-                ingress_options: mix(&old.ingress_options, &fresh.ingress_options, &choice, |i, o| {
-                    i.ingress = o.ingress.clone();
-                }),
+                ingress_options: mix(
+                    &old.ingress_options,
+                    &fresh.ingress_options,
+                    &choice,
+                    |i, o| {
+                        i.ingress = o.ingress.clone();
+                    },
+                ),
             };
             (old, canonical(new))
         })
@@ -668,7 +673,9 @@ fn one_endpoint_change_costs_one_service_and_one_cluster_on_the_wire() {
     assert!(diff.removed_services.is_empty() && diff.removed_clusters.is_empty());
     let full = Snapshot::from(&new).encoded_len();
     let incremental = diff.encoded_len();
-    println!("one endpoint change, 10,000 Services / 100,000 endpoints: whole view {full} bytes, delta {incremental} bytes");
+    println!(
+        "one endpoint change, 10,000 Services / 100,000 endpoints: whole view {full} bytes, delta {incremental} bytes"
+    );
     assert!(incremental * 1000 < full, "{incremental} of {full}");
     let applied = delta::apply(&old, old.version, diff, new.version).unwrap();
     assert_eq!(applied, new);
@@ -683,7 +690,10 @@ fn a_delta_for_another_base_is_refused_naming_both_versions() {
     let diff = delta::diff(&old, &new).unwrap();
     let e = delta::apply(&old, 3, diff, new.version).unwrap_err();
     assert_eq!(e.field, "delta.base_version");
-    assert!(e.reason.contains("version 7") && e.reason.contains("version 3"), "{e}");
+    assert!(
+        e.reason.contains("version 7") && e.reason.contains("version 3"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -699,7 +709,10 @@ fn a_delta_that_does_not_fit_the_view_is_refused_by_field() {
     };
     let e = delta::apply(&old, old.version, remove_absent, 8).unwrap_err();
     assert_eq!(e.field, "delta.removed_services");
-    assert!(e.reason.contains("nowhere") && e.reason.contains("not in the view"), "{e}");
+    assert!(
+        e.reason.contains("nowhere") && e.reason.contains("not in the view"),
+        "{e}"
+    );
 
     let wire = Snapshot::from(&old).services[0].clone();
     let twice = Delta {

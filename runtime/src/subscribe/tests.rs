@@ -162,7 +162,11 @@ fn a_new_stream_takes_no_delta_before_its_whole_view() {
     let Some(Message::Nack(nack)) = answer.message else {
         panic!("expected a NACK, got {answer:?}");
     };
-    assert!(nack.reason.contains("before any whole view"), "{}", nack.reason);
+    assert!(
+        nack.reason.contains("before any whole view"),
+        "{}",
+        nack.reason
+    );
     assert_eq!(bus.current().namespaces, ["a"]);
 }
 
@@ -186,7 +190,10 @@ fn a_delta_whose_result_the_part_cannot_compile_is_refused_and_the_view_held_sta
     assert_eq!(bus.current().namespaces, ["a"]);
     // The part still holds version 1: a delta on it applies.
     let answer = sub.take(delta((1, &["a"]), (3, &["c"])));
-    assert!(matches!(answer.message, Some(Message::Ack(_))), "{answer:?}");
+    assert!(
+        matches!(answer.message, Some(Message::Ack(_))),
+        "{answer:?}"
+    );
     assert_eq!(bus.current().namespaces, ["c"]);
 }
 
