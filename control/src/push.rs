@@ -22,7 +22,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ferry_model::Snapshot;
 use ferry_model::proto::{self, Role, subscribe_request::Message};
 use ferry_runtime::connections::{Connection, Connections, InProgress, Limits};
 use ferry_runtime::subscribe::grpc::control_server::{Control, ControlServer};
@@ -409,6 +408,8 @@ impl Control for PeerSubscriptions {
 
 #[cfg(test)]
 mod tests {
+    use ferry_model::Snapshot;
+
     use super::*;
 
     #[tokio::test]
