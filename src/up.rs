@@ -6,8 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferry_control::Control;
+use ferry_control::push::local::LocalParts;
 use ferry_dns::Dns;
 use ferry_gateway::Gateway;
+use ferry_model::proto::Role;
 use ferry_objects::files::WatchedFiles;
 use ferry_orchestrator::apiserver::{self, ApiServer};
 use ferry_orchestrator::network::{self, PodNetwork};
@@ -110,6 +112,8 @@ pub struct Up {
     l4: ferry_l4::ServiceProxy,
     api: Option<ApiServer>,
     bus: SnapshotBus,
+    /// The gateway's and DNS's streams from the control plane (no sockets).
+    local: LocalParts,
 }
 
 impl Up {
@@ -119,19 +123,21 @@ impl Up {
         let bus = SnapshotBus::new();
         let status = StatusBoard::default();
         let mut registry = Registry::default();
+        // The gateway and DNS take their views as a remote part does (the same stream and
+        // receiver, whole view then deltas), over channels.
+        let mut local_parts = LocalParts::new(bus.clone(), status.clone(), &mut registry);
         // The data planes bind their listeners first, so a port in use is found before any
         // Pod starts.
-        let dns = Dns::build(
-            ferry_dns::Config {
-                upstreams: config.dns_upstreams.clone(),
-                search: config.dns_search.clone(),
-                autopath: config.dns_autopath,
-                tcp: config.connections.dns_tcp,
-                ..ferry_dns::Config::new(config.dns, config.cluster_domain.clone())
-            },
-            bus.subscribe("dns"),
-            &mut registry,
-        )?;
+        let dns_config = ferry_dns::Config {
+            upstreams: config.dns_upstreams.clone(),
+            search: config.dns_search.clone(),
+            autopath: config.dns_autopath,
+            tcp: config.connections.dns_tcp,
+            ..ferry_dns::Config::new(config.dns, config.cluster_domain.clone())
+        };
+        let dns_subscription =
+            local_parts.connect(Role::Dns, "dns", crate::dns::check(&dns_config));
+        let dns = Dns::build(dns_config, dns_subscription, &mut registry)?;
         let gateway = Gateway::build(
             ferry_gateway::Config {
                 access_log: config.access_log,
@@ -139,7 +145,7 @@ impl Up {
                 keepalive_timeout: config.keepalive_timeout,
                 ..ferry_gateway::Config::new(config.http, config.https)
             },
-            bus.subscribe("gateway"),
+            local_parts.connect(Role::Gateway, "gateway", Arc::new(crate::gateway::check)),
             &mut registry,
         )
         .await?;
@@ -206,6 +212,7 @@ impl Up {
             l4,
             api,
             bus,
+            local: local_parts,
         })
     }
 
@@ -256,6 +263,7 @@ impl Up {
         let gateway = tokio::spawn(self.gateway.run(shutdown.clone()));
         let l4 = tokio::spawn(self.l4.run(shutdown.clone()));
         let api = self.api.map(|api| tokio::spawn(api.run(shutdown.clone())));
+        let local = tokio::spawn(self.local.run(shutdown.clone()));
         let control = tokio::spawn(self.control.run(shutdown.clone()));
         // The local cluster stops its Pods last of all (within their grace period).
         self.orchestrator.run(shutdown).await;
@@ -264,6 +272,7 @@ impl Up {
         let _ = dns.await;
         let _ = gateway.await;
         let _ = l4.await;
+        let _ = local.await;
         if let Some(api) = api {
             let _ = api.await;
         }

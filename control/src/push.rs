@@ -13,6 +13,7 @@
 //! tonic transport: the one TLS setup is ours). [`ca`] keeps the CA and token.
 
 pub mod ca;
+pub mod local;
 pub mod parts;
 pub mod stream;
 

@@ -313,6 +313,9 @@ pub struct Receiver {
     /// The version, as the stream numbers it, of the view the part took last on this stream;
     /// `None` until a whole view is taken (a delta has nothing to apply to).
     holding: Option<u64>,
+    /// Publish every view with the stream's version (an in-process part, whose bus mirrors
+    /// the control plane's), not renumbered after what the bus held.
+    mirror: bool,
     pushes: Family<PushLabels, Counter>,
 }
 
@@ -331,7 +334,19 @@ impl Receiver {
             bus,
             check,
             holding: None,
+            mirror: false,
             pushes: Family::default(),
+        }
+    }
+
+    /// A receiver for a part in the control plane's own process (`ferry up`): its bus takes
+    /// each view with the control plane's version, even one equal in content to the last
+    /// (a DNS server's view does not change with a certificate), so that the part serves the
+    /// control plane's versions and its readiness can be counted on the control plane's bus.
+    pub fn mirror(bus: SnapshotBus, check: Check) -> Receiver {
+        Receiver {
+            mirror: true,
+            ..Receiver::new(bus, check)
         }
     }
 
@@ -430,6 +445,13 @@ impl Receiver {
     }
 
     fn publish(&self, snapshot: Snapshot, version: u64) {
+        if self.mirror {
+            self.bus.publish(Snapshot {
+                version,
+                ..snapshot
+            });
+            return;
+        }
         let current = self.bus.current();
         if current.version > 0 && current.same_content(&snapshot) {
             return;

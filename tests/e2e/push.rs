@@ -650,3 +650,56 @@ async fn a_control_plane_restart_under_load_fails_no_request() {
     let codes: Vec<&String> = target["status_codes"].as_object().unwrap().keys().collect();
     assert_eq!(codes, ["200"], "{target}");
 }
+
+/// `ferry up`'s gateway and DNS take their views through the same stream and receiver as a
+/// remote part, without a socket: they are listed in `/status` as parts `in-process`, serve
+/// the newest version, and a change reaches them as a delta.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ferry_ups_own_parts_subscribe_in_process_and_take_deltas() {
+    let manifests = tempfile::tempdir().unwrap();
+    let (web, api) = (upstream("web").await, upstream("api").await);
+    std::fs::write(
+        manifests.path().join("web.yaml"),
+        site("web", "10.96.0.10", web, "web.example.com"),
+    )
+    .unwrap();
+    let up = crate::Running::start(vec![manifests.path().to_owned()]).await;
+    up.wait_version(1).await;
+    serves(up.http, "web.example.com", "web").await;
+    std::fs::write(
+        manifests.path().join("api.yaml"),
+        site("api", "10.96.0.11", api, "api.example.com"),
+    )
+    .unwrap();
+    serves(up.http, "api.example.com", "api").await;
+    resolves(up.dns, "api.shop.svc.cluster.local.", "10.96.0.11").await;
+    let newest = up.version().await;
+    eventually(
+        DEADLINE,
+        "both parts acknowledge the newest version",
+        || async {
+            let proxies = crate::get_json(up.admin, "/status").await["proxies"].clone();
+            let listed: Vec<(String, String, u64)> = proxies
+                .as_array()?
+                .iter()
+                .map(|p| {
+                    (
+                        p["role"].as_str().unwrap_or_default().to_owned(),
+                        p["address"].as_str().unwrap_or_default().to_owned(),
+                        p["version"].as_u64().unwrap_or_default(),
+                    )
+                })
+                .collect();
+            let want = |role: &str| (role.to_owned(), "in-process".to_owned(), newest);
+            (listed == [want("dns"), want("gateway")]).then_some(())
+        },
+    )
+    .await;
+    let (_, metrics) = crate::get(up.admin, "/metrics").await;
+    let deltas = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("ferry_control_pushes_total{kind=\"delta\"} "))
+        .map_or(0, |v| v.trim().parse::<u64>().unwrap());
+    assert!(deltas >= 2, "one delta for each part at least:\n{metrics}");
+    up.stop().await;
+}
