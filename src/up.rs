@@ -203,6 +203,10 @@ impl Up {
                 return Err(e);
             }
         };
+        // The gateway and DNS have their first view before `ferry up` is built.
+        local_parts
+            .settled(bus.current().version, Duration::from_secs(10))
+            .await;
         Ok(Up {
             orchestrator,
             control,

@@ -11,7 +11,7 @@ use ferry_model::proto::{self, Role};
 use ferry_runtime::subscribe::{Check, Receiver};
 use ferry_runtime::{Shutdown, SnapshotBus, StatusBoard, Subscription};
 use prometheus_client::registry::Registry;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_stream::wrappers::ReceiverStream;
 
@@ -30,6 +30,8 @@ pub struct LocalParts {
     parts: Parts,
     views: Arc<Views>,
     tasks: JoinSet<()>,
+    /// Per part: the version of the last push it answered (`Ack` or `Nack`).
+    answered: Vec<watch::Receiver<u64>>,
 }
 
 impl std::fmt::Debug for LocalParts {
@@ -49,6 +51,7 @@ impl LocalParts {
             parts: Parts::new(status, registry),
             views: Arc::default(),
             tasks: JoinSet::new(),
+            answered: Vec::new(),
         }
     }
 
@@ -76,9 +79,13 @@ impl LocalParts {
         };
         self.tasks
             .spawn(stream::serve(cx, ReceiverStream::new(inbound), outbound));
+        let (answered, answered_rx) = watch::channel(0);
+        self.answered.push(answered_rx);
         self.tasks.spawn(async move {
             while let Some(Ok(push)) = pushes.recv().await {
+                let version = push.version;
                 let answer: proto::SubscribeRequest = receiver.take(push);
+                answered.send_replace(version);
                 if answers.send(Ok(answer)).await.is_err() {
                     break;
                 }
@@ -90,6 +97,25 @@ impl LocalParts {
             "in-process part subscribed"
         );
         subscription
+    }
+
+    /// Waits until every part has answered (taken, or refused) a push of `version` or newer,
+    /// so that a process that starts serving has handed its parts their first view. Bounded
+    /// by `limit`: a part that has not answered by then is left to catch up (logged).
+    pub async fn settled(&self, version: u64, limit: std::time::Duration) {
+        let all = async {
+            for answered in &self.answered {
+                let mut answered = answered.clone();
+                let _ = answered.wait_for(|v| *v >= version).await;
+            }
+        };
+        if tokio::time::timeout(limit, all).await.is_err() {
+            tracing::warn!(
+                version,
+                ?limit,
+                "an in-process part has not taken the first view yet"
+            );
+        }
     }
 
     /// Keeps every part's stream going until shutdown.
