@@ -52,11 +52,13 @@ impl Alone {
                 let bus = SnapshotBus::new();
                 let subscription = bus.subscribe(part);
                 let subscriber = Subscriber::build(config.clone(), bus.clone(), check)?;
+                let mut registry = Registry::default();
+                subscriber.register_metrics(&mut registry);
                 Ok((
                     Alone {
                         bus,
                         subscription,
-                        registry: Registry::default(),
+                        registry,
                     },
                     Some(subscriber),
                 ))

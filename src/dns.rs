@@ -7,6 +7,7 @@ use std::sync::Arc;
 use ferry_dns::zone::ZoneIndex;
 use ferry_dns::{Config, Dns};
 use ferry_runtime::Shutdown;
+use ferry_runtime::subscribe::Check;
 
 use crate::alone::{Alone, SnapshotSource, SourceError};
 
@@ -54,13 +55,18 @@ pub enum Error {
     Dns(#[from] ferry_dns::Error),
 }
 
+/// What cluster DNS cannot serve, so it refuses a pushed snapshot (NACK): a zone that does
+/// not compile.
+pub fn check(config: &Config) -> Check {
+    let (domain, ttl) = (config.cluster_domain.clone(), config.ttl);
+    Arc::new(move |snapshot: &ferry_model::Snapshot| {
+        ZoneIndex::compile(snapshot, &domain, ttl).map(drop)
+    })
+}
+
 /// Serves the snapshot file's zone, or the control plane's, until shutdown.
 pub async fn run(config: DnsConfig, shutdown: Shutdown) -> Result<(), Error> {
-    // A pushed snapshot whose zone does not compile is refused (NACK).
-    let (domain, ttl) = (config.dns.cluster_domain.clone(), config.dns.ttl);
-    let check = Arc::new(move |snapshot: &ferry_model::Snapshot| {
-        ZoneIndex::compile(snapshot, &domain, ttl).map(drop)
-    });
+    let check = check(&config.dns);
     let (
         Alone {
             bus,

@@ -10,8 +10,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferry_control::Control;
+use ferry_control::push::local::LocalParts;
 use ferry_dns::Dns;
 use ferry_gateway::Gateway;
+use ferry_model::proto::Role;
 use ferry_objects::files::WatchedFiles;
 use ferry_orchestrator::apiserver::{self, ApiServer};
 use ferry_orchestrator::network::{self, PodNetwork};
@@ -115,6 +117,8 @@ pub struct Up {
     l4: Option<ferry_l4::ServiceProxy>,
     api: Option<ApiServer>,
     bus: SnapshotBus,
+    /// The gateway's and DNS's streams from the control plane (no sockets).
+    local: LocalParts,
 }
 
 impl Up {
@@ -124,19 +128,21 @@ impl Up {
         let bus = SnapshotBus::new();
         let status = StatusBoard::default();
         let mut registry = Registry::default();
+        // The gateway and DNS take their views as a remote part does (the same stream and
+        // receiver, whole view then deltas), over channels.
+        let mut local_parts = LocalParts::new(bus.clone(), status.clone(), &mut registry);
         // The data planes bind their listeners first, so a port in use is found before any
         // Pod starts.
-        let dns = Dns::build(
-            ferry_dns::Config {
-                upstreams: config.dns_upstreams.clone(),
-                search: config.dns_search.clone(),
-                autopath: config.dns_autopath,
-                tcp: config.connections.dns_tcp,
-                ..ferry_dns::Config::new(config.dns, config.cluster_domain.clone())
-            },
-            bus.subscribe("dns"),
-            &mut registry,
-        )?;
+        let dns_config = ferry_dns::Config {
+            upstreams: config.dns_upstreams.clone(),
+            search: config.dns_search.clone(),
+            autopath: config.dns_autopath,
+            tcp: config.connections.dns_tcp,
+            ..ferry_dns::Config::new(config.dns, config.cluster_domain.clone())
+        };
+        let dns_subscription =
+            local_parts.connect(Role::Dns, "dns", crate::dns::check(&dns_config));
+        let dns = Dns::build(dns_config, dns_subscription, &mut registry)?;
         let gateway = Gateway::build(
             ferry_gateway::Config {
                 access_log: config.access_log,
@@ -144,7 +150,7 @@ impl Up {
                 keepalive_timeout: config.keepalive_timeout,
                 ..ferry_gateway::Config::new(config.http, config.https)
             },
-            bus.subscribe("gateway"),
+            local_parts.connect(Role::Gateway, "gateway", Arc::new(crate::gateway::check)),
             &mut registry,
         )
         .await?;
@@ -229,6 +235,10 @@ impl Up {
                 return Err(e);
             }
         };
+        // The gateway and DNS have their first view before `ferry up` is built.
+        local_parts
+            .settled(bus.current().version, Duration::from_secs(10))
+            .await;
         Ok(Up {
             orchestrator,
             control,
@@ -238,6 +248,7 @@ impl Up {
             l4,
             api,
             bus,
+            local: local_parts,
         })
     }
 
@@ -288,6 +299,7 @@ impl Up {
         let gateway = tokio::spawn(self.gateway.run(shutdown.clone()));
         let l4 = self.l4.map(|l4| tokio::spawn(l4.run(shutdown.clone())));
         let api = self.api.map(|api| tokio::spawn(api.run(shutdown.clone())));
+        let local = tokio::spawn(self.local.run(shutdown.clone()));
         let control = tokio::spawn(self.control.run(shutdown.clone()));
         // The local cluster stops its Pods last of all (within their grace period).
         self.orchestrator.run(shutdown).await;
@@ -298,6 +310,7 @@ impl Up {
         if let Some(l4) = l4 {
             let _ = l4.await;
         }
+        let _ = local.await;
         if let Some(api) = api {
             let _ = api.await;
         }

@@ -2,18 +2,20 @@
 //! (`ferry.control.v1.Control/Subscribe`, `model/proto/ferry/control/v1/control.proto`).
 //!
 //! A part presents the join token (`authorization: Bearer …`; anything else is
-//! UNAUTHENTICATED), says `Hello` (role, node, name) and is sent the newest snapshot at once
-//! and again after every accepted change, each with a fresh nonce; it answers `Ack` or `Nack`,
-//! which [`parts`] records for `/status` and `ferry get proxies`. The stream follows the bus
-//! through a `watch`, so a part that reads slowly is sent the newest view next, never a queue
-//! of stale ones. A DNS server is sent no certificates (they come with private keys): only a
-//! gateway serves TLS.
+//! UNAUTHENTICATED), says `Hello` (role, node, name) and is sent the newest snapshot at once,
+//! then a delta (what changed) after every accepted change, each with a fresh nonce; it
+//! answers `Ack` or `Nack`, which [`parts`] records for `/status` and `ferry get proxies`.
+//! [`stream`] runs one subscriber's pushes through a bounded queue: a part that falls behind
+//! is sent the newest whole view, not every step. A DNS server is sent no certificates (they
+//! come with private keys): only a gateway serves TLS.
 //!
 //! The server is hyper's HTTP/2 over tokio-rustls with tonic's generated service on top (no
 //! tonic transport: the one TLS setup is ours). [`ca`] keeps the CA and token.
 
 pub mod ca;
+pub mod local;
 pub mod parts;
+pub mod stream;
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -21,7 +23,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ferry_model::Snapshot;
 use ferry_model::proto::{self, Role, subscribe_request::Message};
 use ferry_runtime::connections::{Connection, Connections, InProgress, Limits};
 use ferry_runtime::subscribe::grpc::control_server::{Control, ControlServer};
@@ -50,6 +51,9 @@ pub struct PushConfig {
     pub handshake_timeout: Duration,
     /// The bounds on open connections ([`PUSH_LIMITS`]).
     pub limits: Limits,
+    /// The pushes a part may have queued and not read ([`stream::QUEUE_DEPTH`]); past it, the
+    /// part is sent the newest whole view once it reads again.
+    pub queue: usize,
 }
 
 /// The default of [`PushConfig::handshake_timeout`].
@@ -72,6 +76,7 @@ impl PushConfig {
             state_dir,
             handshake_timeout: HANDSHAKE_TIMEOUT,
             limits: PUSH_LIMITS,
+            queue: stream::QUEUE_DEPTH,
         }
     }
 }
@@ -148,6 +153,8 @@ impl PushServer {
                     token: authority.token,
                     bus,
                     parts: Parts::new(status, registry),
+                    views: Arc::default(),
+                    queue: config.queue.max(1),
                 }),
             },
         })
@@ -298,6 +305,8 @@ struct Shared {
     token: String,
     bus: SnapshotBus,
     parts: Parts,
+    views: Arc<stream::Views>,
+    queue: usize,
 }
 
 /// The gRPC service, one per connection (it knows the peer's address).
@@ -344,16 +353,6 @@ fn authorize(metadata: &tonic::metadata::MetadataMap, token: &str) -> Result<(),
     }
 }
 
-/// The view fit for a role: only a gateway is sent certificates, so a DNS server never holds
-/// a private key.
-pub fn for_role(snapshot: &Snapshot, role: Role) -> proto::Snapshot {
-    let mut wire = proto::Snapshot::from(snapshot);
-    if role != Role::Gateway {
-        wire.certificates.clear();
-    }
-    wire
-}
-
 type PushStream = ReceiverStream<Result<proto::Push, tonic::Status>>;
 
 #[tonic::async_trait]
@@ -391,10 +390,16 @@ impl Control for PeerSubscriptions {
         let parts = self.shared.parts.clone();
         let id = parts.connect(role, hello.name.clone(), hello.node, self.peer.to_string());
         tracing::info!(role = parts::role_name(role), name = %hello.name, peer = %self.peer, "part subscribed");
-        let (tx, rx) = mpsc::channel(1);
-        let bus = self.shared.bus.clone();
+        let (tx, rx) = mpsc::channel(self.shared.queue);
+        let cx = stream::StreamContext {
+            role,
+            id,
+            bus: self.shared.bus.clone(),
+            parts: parts.clone(),
+            views: self.shared.views.clone(),
+        };
         tokio::spawn(async move {
-            serve_part(role, id, bus, &parts, inbound, tx).await;
+            stream::serve(cx, inbound, tx).await;
             parts.disconnect(id);
             tracing::info!(role = parts::role_name(role), name = %hello.name, "part unsubscribed");
         });
@@ -402,63 +407,10 @@ impl Control for PeerSubscriptions {
     }
 }
 
-/// Pushes the newest snapshot whenever it changes, and records the answers, until either
-/// side ends the stream.
-async fn serve_part(
-    role: Role,
-    id: u64,
-    bus: SnapshotBus,
-    parts: &Parts,
-    mut inbound: tonic::Streaming<proto::SubscribeRequest>,
-    tx: mpsc::Sender<Result<proto::Push, tonic::Status>>,
-) {
-    let mut watch = bus.watch();
-    let mut sent = 0;
-    let mut pushes = 0u64;
-    loop {
-        let snapshot = watch.borrow_and_update().clone();
-        if snapshot.version > 0 && snapshot.version != sent {
-            pushes += 1;
-            let push = proto::Push {
-                version: snapshot.version,
-                nonce: format!("{}-{pushes}", snapshot.version),
-                snapshot: Some(for_role(&snapshot, role)),
-            };
-            // Answers keep being read while the push waits for room.
-            let send = tx.send(Ok(push));
-            tokio::pin!(send);
-            loop {
-                tokio::select! {
-                    sent = &mut send => {
-                        if sent.is_err() {
-                            return;
-                        }
-                        break;
-                    }
-                    message = inbound.message() => match message {
-                        Ok(Some(proto::SubscribeRequest { message: Some(m) })) => parts.answer(id, m),
-                        Ok(Some(_)) => {}
-                        Ok(None) | Err(_) => return,
-                    },
-                }
-            }
-            sent = snapshot.version;
-            parts.sent(id, sent);
-        }
-        tokio::select! {
-            changed = watch.changed() => if changed.is_err() { return },
-            message = inbound.message() => match message {
-                Ok(Some(proto::SubscribeRequest { message: Some(m) })) => parts.answer(id, m),
-                Ok(Some(_)) => {}
-                Ok(None) | Err(_) => return,
-            },
-            () = tx.closed() => return,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use ferry_model::Snapshot;
+
     use super::*;
 
     #[tokio::test]
@@ -558,11 +510,12 @@ mod tests {
             }],
             ..Snapshot::default()
         };
+        let snapshot = Arc::new(snapshot);
         assert_eq!(
-            for_role(&snapshot, Role::Gateway).certificates[0].key_pem,
+            stream::view_for_role(&snapshot, Role::Gateway).certificates[0].key_pem,
             "KEY"
         );
-        let dns = for_role(&snapshot, Role::Dns);
+        let dns = stream::view_for_role(&snapshot, Role::Dns);
         assert!(dns.certificates.is_empty(), "{:?}", dns.certificates);
     }
 }

@@ -18,6 +18,7 @@ mod generated {
     include!("proto/ferry.control.v1.rs");
 }
 mod convert;
+pub mod delta;
 
 pub use convert::ProtoError;
 pub use generated::*;

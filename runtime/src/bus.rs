@@ -83,6 +83,26 @@ impl SnapshotBus {
         }
     }
 
+    /// Registers a part that reads its snapshots from `source` (a bus of its own, fed from this
+    /// one through a stream of pushes, as `ferry up`'s in-process parts are) and must serve
+    /// this bus's newest version before the process is ready. `source` numbers its snapshots
+    /// as this bus does.
+    pub fn subscribe_from(&self, part: &'static str, source: &SnapshotBus) -> Subscription {
+        let state = Arc::new(PartState {
+            name: part,
+            served: AtomicU64::new(0),
+        });
+        self.0
+            .parts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(state.clone());
+        Subscription {
+            rx: source.0.tx.subscribe(),
+            state,
+        }
+    }
+
     /// Follows the newest snapshot without registering a part (readiness does not wait for
     /// it): what the control plane's push streams read.
     pub fn watch(&self) -> watch::Receiver<Arc<Snapshot>> {
@@ -175,6 +195,22 @@ mod tests {
         assert!(!bus.ready());
         assert!(!bus.publish(snapshot(2)), "versions only grow");
         assert_eq!(gateway.changed().await.unwrap().version, 2);
+    }
+
+    #[tokio::test]
+    async fn a_part_fed_from_another_bus_counts_toward_this_ones_readiness() {
+        let (control, own) = (SnapshotBus::new(), SnapshotBus::new());
+        let mut part = control.subscribe_from("gateway", &own);
+        assert!(control.publish(snapshot(1)));
+        assert!(!control.ready());
+        assert!(own.publish(snapshot(1)));
+        let s = part.changed().await.unwrap();
+        part.served(s.version);
+        assert!(control.ready());
+        assert!(
+            own.parts().is_empty(),
+            "the part counts on the control bus only"
+        );
     }
 
     #[test]

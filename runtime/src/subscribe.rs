@@ -14,6 +14,13 @@
 //! `max(its version, the bus's version + 1)`: after a control restart the part numbers on
 //! from what it served. A push equal in content to what the bus holds is acknowledged without
 //! a new publish (a resync after a reconnect costs the part nothing).
+//!
+//! After the first whole view of a stream, a push is usually a delta (what changed since the
+//! previous push, `ferry_model::proto::delta`): the [`Receiver`] applies it to the view it
+//! holds, checks the result as it checks a whole view, and publishes it as one swap. A delta
+//! whose base is not the view the part holds is refused (`Nack`, naming both versions); the
+//! control plane then sends the whole view. The `Receiver` is the part's side of a stream,
+//! whatever carries it: the network session here, or `ferry up`'s in-process channel.
 
 pub mod backoff;
 #[cfg(test)]
@@ -41,6 +48,10 @@ use ferry_model::Snapshot;
 pub use ferry_model::proto::Role;
 use ferry_model::proto::{self, subscribe_request::Message};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
 use rustls::ClientConfig;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName};
@@ -116,8 +127,7 @@ pub struct Subscriber {
     host: String,
     port: u16,
     tls: Arc<ClientConfig>,
-    bus: SnapshotBus,
-    check: Check,
+    receiver: Receiver,
 }
 
 impl std::fmt::Debug for Subscriber {
@@ -153,14 +163,18 @@ impl Subscriber {
             host,
             port,
             tls,
-            bus,
-            check,
+            receiver: Receiver::new(bus, check),
         })
+    }
+
+    /// Registers the subscription's metrics (pushes taken and refused, whole or delta).
+    pub fn register_metrics(&self, registry: &mut Registry) {
+        self.receiver.register_metrics(registry);
     }
 
     /// Subscribes until shutdown, reconnecting with jittered back-off; the back-off starts
     /// over once a session has taken a push.
-    pub async fn run(self, mut shutdown: Shutdown) {
+    pub async fn run(mut self, mut shutdown: Shutdown) {
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
         loop {
             let mut took_a_push = false;
@@ -191,7 +205,7 @@ impl Subscriber {
     }
 
     /// One connection: hello, then a push and its answer at a time, until either side ends.
-    async fn session(&self, took_a_push: &mut bool) -> Result<(), SessionError> {
+    async fn session(&mut self, took_a_push: &mut bool) -> Result<(), SessionError> {
         // Bounded, so a control plane that accepts but stalls does not hold the part for good
         // (HTTP/2 keep-alive only starts once the handshake is done).
         let tcp = tokio::time::timeout(
@@ -226,7 +240,7 @@ impl Subscriber {
     }
 
     async fn stream(
-        &self,
+        &mut self,
         send: hyper::client::conn::http2::SendRequest<tonic::body::Body>,
         took_a_push: &mut bool,
     ) -> Result<(), SessionError> {
@@ -238,7 +252,7 @@ impl Subscriber {
             role: self.config.role as i32,
             node: self.config.node.clone(),
             name: self.config.name.clone(),
-            serving_version: self.bus.current().version,
+            serving_version: self.receiver.bus.current().version,
         });
         let _ = tx.try_send(proto::SubscribeRequest {
             message: Some(hello),
@@ -255,28 +269,134 @@ impl Subscriber {
             .map_err(SessionError::Grpc)?
             .into_inner();
         tracing::info!(control = %self.config.control, "subscribed to the control plane");
+        // A new stream starts from a whole view.
+        self.receiver.restart();
         while let Some(push) = pushes.message().await.map_err(SessionError::Grpc)? {
             *took_a_push = true;
-            let answer = self.take(push);
+            let answer = self.receiver.take(push);
             if tx.send(answer).await.is_err() {
                 break;
             }
         }
         Err(SessionError::Closed)
     }
+}
+
+/// Whether a push carried the whole view or a delta, as the metrics label it.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)] // the label values, as Prometheus conventions spell them
+pub enum PushKind {
+    full,
+    delta,
+}
+
+/// How the part answered a push.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+enum Answer {
+    ack,
+    nack,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PushLabels {
+    kind: PushKind,
+    answer: Answer,
+}
+
+/// The part's side of a stream of pushes: takes each (a whole view, or a delta on the view it
+/// holds), checks it, publishes it on the part's bus as one swap and says what to answer.
+#[derive(Clone)]
+pub struct Receiver {
+    bus: SnapshotBus,
+    check: Check,
+    /// The version, as the stream numbers it, of the view the part took last on this stream;
+    /// `None` until a whole view is taken (a delta has nothing to apply to).
+    holding: Option<u64>,
+    /// Publish every view with the stream's version (an in-process part, whose bus mirrors
+    /// the control plane's), not renumbered after what the bus held.
+    mirror: bool,
+    pushes: Family<PushLabels, Counter>,
+}
+
+impl std::fmt::Debug for Receiver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Receiver")
+            .field("holding", &self.holding)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Receiver {
+    /// Publishes on `bus` what `check` (the part's compile step) accepts.
+    pub fn new(bus: SnapshotBus, check: Check) -> Receiver {
+        Receiver {
+            bus,
+            check,
+            holding: None,
+            mirror: false,
+            pushes: Family::default(),
+        }
+    }
+
+    /// A receiver for a part in the control plane's own process (`ferry up`): its bus takes
+    /// each view with the control plane's version, even one equal in content to the last
+    /// (a DNS server's view does not change with a certificate), so that the part serves the
+    /// control plane's versions and its readiness can be counted on the control plane's bus.
+    pub fn mirror(bus: SnapshotBus, check: Check) -> Receiver {
+        Receiver {
+            mirror: true,
+            ..Receiver::new(bus, check)
+        }
+    }
+
+    /// Registers `ferry_subscription_pushes_total{kind, answer}`.
+    pub fn register_metrics(&self, registry: &mut Registry) {
+        registry.register(
+            "ferry_subscription_pushes",
+            "Pushes from the control plane, by kind (full or delta) and answer (ack or nack)",
+            self.pushes.clone(),
+        );
+    }
+
+    /// How many pushes of this kind the part took (acknowledged).
+    pub fn taken(&self, kind: PushKind) -> u64 {
+        self.pushes
+            .get_or_create(&PushLabels {
+                kind,
+                answer: Answer::ack,
+            })
+            .get()
+    }
+
+    /// A new stream: its first push is a whole view; no delta applies before it.
+    pub fn restart(&mut self) {
+        self.holding = None;
+    }
 
     /// Takes one push: publishes it and answers `Ack`, or answers `Nack` with the reason.
-    fn take(&self, push: proto::Push) -> proto::SubscribeRequest {
+    pub fn take(&mut self, push: proto::Push) -> proto::SubscribeRequest {
         let nonce = push.nonce;
         let version = push.version;
-        let message = match self.check_push(push.snapshot) {
+        let kind = if push.delta.is_some() {
+            PushKind::delta
+        } else {
+            PushKind::full
+        };
+        let message = match self.build(push.snapshot, push.delta, version) {
             Ok(snapshot) => {
                 self.publish(snapshot, version);
-                tracing::info!(version, "took the control plane's snapshot");
+                self.holding = Some(version);
+                tracing::info!(version, ?kind, "took the control plane's snapshot");
                 Message::Ack(proto::Ack { nonce, version })
             }
             Err(reason) => {
-                tracing::warn!(version, %reason, "refused the control plane's snapshot; serving the last good one");
+                // A refused whole view leaves the part with a view the stream no longer
+                // names; a refused delta leaves it with the one it held.
+                if kind == PushKind::full {
+                    self.holding = None;
+                }
+                tracing::warn!(version, ?kind, %reason, "refused the control plane's snapshot; serving the last good one");
                 Message::Nack(proto::Nack {
                     nonce,
                     version,
@@ -284,20 +404,54 @@ impl Subscriber {
                 })
             }
         };
+        let answer = match message {
+            Message::Ack(_) => Answer::ack,
+            _ => Answer::nack,
+        };
+        self.pushes
+            .get_or_create(&PushLabels { kind, answer })
+            .inc();
         proto::SubscribeRequest {
             message: Some(message),
         }
     }
 
-    fn check_push(&self, snapshot: Option<proto::Snapshot>) -> Result<Snapshot, String> {
-        let snapshot = snapshot.ok_or("the push has no snapshot")?;
-        let snapshot = Snapshot::try_from(snapshot).map_err(|e| e.to_string())?;
+    /// The view a push makes, checked: built whole (a delta applied to a copy of the view
+    /// held), so that publishing it is one swap.
+    fn build(
+        &self,
+        snapshot: Option<proto::Snapshot>,
+        delta: Option<proto::Delta>,
+        version: u64,
+    ) -> Result<Snapshot, String> {
+        let snapshot = match (snapshot, delta) {
+            (Some(snapshot), None) => Snapshot::try_from(snapshot).map_err(|e| e.to_string())?,
+            (None, Some(delta)) => {
+                let holding = self.holding.ok_or_else(|| {
+                    format!(
+                        "a delta on version {} before any whole view on this stream",
+                        delta.base_version
+                    )
+                })?;
+                let base = self.bus.current();
+                proto::delta::apply(&base, holding, delta, version).map_err(|e| e.to_string())?
+            }
+            (None, None) => return Err("the push has neither a snapshot nor a delta".to_owned()),
+            (Some(_), Some(_)) => return Err("the push has both a snapshot and a delta".to_owned()),
+        };
         snapshot.validate().map_err(|e| e.to_string())?;
         (self.check)(&snapshot)?;
         Ok(snapshot)
     }
 
     fn publish(&self, snapshot: Snapshot, version: u64) {
+        if self.mirror {
+            self.bus.publish(Snapshot {
+                version,
+                ..snapshot
+            });
+            return;
+        }
         let current = self.bus.current();
         if current.version > 0 && current.same_content(&snapshot) {
             return;

@@ -281,6 +281,26 @@ async fn resolves(dns: SocketAddr, name: &str, ip: &str) {
     .await;
 }
 
+/// The pushes of `kind` (`full` or `delta`) a part took, from its `/metrics`.
+async fn pushes_taken(admin: SocketAddr, kind: &str) -> u64 {
+    let (_, metrics) = crate::get(admin, "/metrics").await;
+    let series = format!("ferry_subscription_pushes_total{{kind=\"{kind}\",answer=\"ack\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&series))
+        .map_or(0, |v| v.trim().parse().unwrap())
+}
+
+/// The requests a gateway answered, from its `/metrics`.
+async fn requests_answered(admin: SocketAddr) -> u64 {
+    let (_, metrics) = crate::get(admin, "/metrics").await;
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("ferry_gateway_requests_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
 fn loopback0() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 0))
 }
@@ -296,10 +316,13 @@ async fn a_manifest_change_reaches_a_gateway_and_a_dns_server_through_control() 
     )
     .unwrap();
     let control = ControlPlane::start(manifests.path(), state.path(), loopback0()).await;
-    let (_gateway, http, _) = gateway(&control, state.path(), None).await;
-    let (_dns, dns_addr, _) = dns(&control, state.path()).await;
+    let (_gateway, http, gateway_admin) = gateway(&control, state.path(), None).await;
+    let (_dns, dns_addr, dns_admin) = dns(&control, state.path()).await;
     serves(http, "web.example.com", "web").await;
     resolves(dns_addr, "web.shop.svc.cluster.local.", "10.96.0.10").await;
+    for admin in [gateway_admin, dns_admin] {
+        assert_eq!(pushes_taken(admin, "delta").await, 0);
+    }
 
     std::fs::write(
         manifests.path().join("api.yaml"),
@@ -308,6 +331,11 @@ async fn a_manifest_change_reaches_a_gateway_and_a_dns_server_through_control() 
     .unwrap();
     serves(http, "api.example.com", "api").await;
     resolves(dns_addr, "api.shop.svc.cluster.local.", "10.96.0.11").await;
+    // The change came as a delta (what changed), not the whole view again.
+    for admin in [gateway_admin, dns_admin] {
+        assert_eq!(pushes_taken(admin, "full").await, 1);
+        assert!(pushes_taken(admin, "delta").await >= 1);
+    }
 
     // Both parts are listed, each acknowledging the newest version.
     let newest = crate::get_json(control.admin, "/status").await["version"]
@@ -533,4 +561,145 @@ async fn the_gateway_keeps_serving_while_control_is_away_and_resyncs_on_its_retu
         (proxies.len() == 1 && proxies[0]["name"] == "edge-1").then_some(())
     })
     .await;
+}
+
+/// `ferry load` through a split-process gateway while its control plane is killed, a manifest
+/// changes, and a new control plane (same state dir: same CA and token) starts on the same
+/// address: not one request fails, the gateway resyncs, and a later change reaches it as a
+/// delta.
+#[tokio::test]
+async fn a_control_plane_restart_under_load_fails_no_request() {
+    let manifests = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let (web, api, shop) = (
+        upstream("web").await,
+        upstream("api").await,
+        upstream("shop").await,
+    );
+    std::fs::write(
+        manifests.path().join("web.yaml"),
+        site("web", "10.96.0.10", web, "web.example.com"),
+    )
+    .unwrap();
+    let mut control = ControlPlane::start(manifests.path(), state.path(), loopback0()).await;
+    let push = control.push;
+    let (_gateway, http, gateway_admin) = gateway(&control, state.path(), None).await;
+    serves(http, "web.example.com", "web").await;
+
+    // Bounded: it ends by itself; the restart below takes a fraction of it.
+    let report = state.path().join("load.json");
+    let mut load = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args([
+            "load",
+            &format!("http://{http}/"),
+            "-H",
+            "Host: web.example.com",
+        ])
+        .args(["--duration", "10s", "--connections", "4", "--json"])
+        .arg(&report)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let before = requests_answered(gateway_admin).await;
+    eventually(DEADLINE, "the load reaches the gateway", || async {
+        (requests_answered(gateway_admin).await > before + 20).then_some(())
+    })
+    .await;
+
+    control.process.kill();
+    std::fs::write(
+        manifests.path().join("api.yaml"),
+        site("api", "10.96.0.11", api, "api.example.com"),
+    )
+    .unwrap();
+    let control = ControlPlane::start(manifests.path(), state.path(), push).await;
+    serves(http, "api.example.com", "api").await;
+    let deltas = pushes_taken(gateway_admin, "delta").await;
+    std::fs::write(
+        manifests.path().join("shop.yaml"),
+        site("shop", "10.96.0.12", shop, "shop.example.com"),
+    )
+    .unwrap();
+    serves(http, "shop.example.com", "shop").await;
+    assert!(
+        pushes_taken(gateway_admin, "delta").await > deltas,
+        "the change after the resync came as a delta"
+    );
+    assert_eq!(
+        load.try_wait().unwrap(),
+        None,
+        "the load ended before the control plane was back: it did not span the restart"
+    );
+    drop(control);
+
+    let status = tokio::task::spawn_blocking(move || load.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(status.success(), "ferry load: {status}");
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let target = &report;
+    assert!(target["responses"].as_u64().unwrap() > 0, "{target}");
+    assert_eq!(target["requests"], target["responses"], "{target}");
+    let errors = target["errors"].as_object().unwrap();
+    assert!(
+        errors.values().all(|n| n == 0),
+        "failed requests: {errors:?}"
+    );
+    let codes: Vec<&String> = target["status_codes"].as_object().unwrap().keys().collect();
+    assert_eq!(codes, ["200"], "{target}");
+}
+
+/// `ferry up`'s gateway and DNS take their views through the same stream and receiver as a
+/// remote part, without a socket: they are listed in `/status` as parts `in-process`, serve
+/// the newest version, and a change reaches them as a delta.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ferry_ups_own_parts_subscribe_in_process_and_take_deltas() {
+    let manifests = tempfile::tempdir().unwrap();
+    let (web, api) = (upstream("web").await, upstream("api").await);
+    std::fs::write(
+        manifests.path().join("web.yaml"),
+        site("web", "10.96.0.10", web, "web.example.com"),
+    )
+    .unwrap();
+    let up = crate::Running::start(vec![manifests.path().to_owned()]).await;
+    up.wait_version(1).await;
+    serves(up.http, "web.example.com", "web").await;
+    std::fs::write(
+        manifests.path().join("api.yaml"),
+        site("api", "10.96.0.11", api, "api.example.com"),
+    )
+    .unwrap();
+    serves(up.http, "api.example.com", "api").await;
+    resolves(up.dns, "api.shop.svc.cluster.local.", "10.96.0.11").await;
+    let newest = up.version().await;
+    eventually(
+        DEADLINE,
+        "both parts acknowledge the newest version",
+        || async {
+            let proxies = crate::get_json(up.admin, "/status").await["proxies"].clone();
+            let listed: Vec<(String, String, u64)> = proxies
+                .as_array()?
+                .iter()
+                .map(|p| {
+                    (
+                        p["role"].as_str().unwrap_or_default().to_owned(),
+                        p["address"].as_str().unwrap_or_default().to_owned(),
+                        p["version"].as_u64().unwrap_or_default(),
+                    )
+                })
+                .collect();
+            let want = |role: &str| (role.to_owned(), "in-process".to_owned(), newest);
+            (listed == [want("dns"), want("gateway")]).then_some(())
+        },
+    )
+    .await;
+    let (_, metrics) = crate::get(up.admin, "/metrics").await;
+    let deltas = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("ferry_control_pushes_total{kind=\"delta\"} "))
+        .map_or(0, |v| v.trim().parse::<u64>().unwrap());
+    assert!(deltas >= 2, "one delta for each part at least:\n{metrics}");
+    up.stop().await;
 }

@@ -8,7 +8,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use ferry_model::proto::{Role, subscribe_request::Message};
 use ferry_runtime::StatusBoard;
 use ferry_runtime::status::{ProxyNack, ProxyStatus, now_ms};
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
@@ -21,11 +23,27 @@ pub fn role_name(role: Role) -> &'static str {
     }
 }
 
+/// Whether a push carried the whole view or a delta, as the metrics label it.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)] // the label values, as Prometheus conventions spell them
+pub enum PushKind {
+    full,
+    delta,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: PushKind,
+}
+
 #[derive(Clone, Debug, Default)]
 struct Metrics {
     connected: Gauge,
-    pushes: Counter,
+    pushes: Family<KindLabels, Counter>,
+    bytes: Family<KindLabels, Counter>,
     nacks: Counter,
+    queue_full: Counter,
+    coalesced: Counter,
 }
 
 /// Shared by every stream; cheap to clone.
@@ -47,8 +65,23 @@ impl Parts {
         );
         registry.register(
             "ferry_control_pushes",
-            "Snapshots pushed to subscribed parts",
+            "Pushes to subscribed parts, by kind (full: the whole view; delta: what changed)",
             metrics.pushes.clone(),
+        );
+        registry.register(
+            "ferry_control_push_bytes",
+            "Bytes of the pushes to subscribed parts (encoded messages), by kind",
+            metrics.bytes.clone(),
+        );
+        registry.register(
+            "ferry_control_push_queue_full",
+            "Times a part's queue of pushes was full: it is sent the newest whole view next",
+            metrics.queue_full.clone(),
+        );
+        registry.register(
+            "ferry_control_push_coalesced",
+            "Versions a part that was behind was not sent one by one (the whole view of a newer one instead)",
+            metrics.coalesced.clone(),
         );
         registry.register(
             "ferry_control_nacks",
@@ -96,13 +129,46 @@ impl Parts {
         id
     }
 
-    pub fn sent(&self, id: u64, version: u64) {
-        self.metrics.pushes.inc();
+    /// A push was queued for the part.
+    pub fn sent(&self, id: u64, version: u64, kind: PushKind, bytes: usize) {
+        let kind = KindLabels { kind };
+        self.metrics.pushes.get_or_create(&kind).inc();
+        self.metrics
+            .bytes
+            .get_or_create(&kind)
+            .inc_by(u64::try_from(bytes).unwrap_or(u64::MAX));
         self.update(|parts| {
             if let Some(p) = parts.get_mut(&id) {
                 p.sent_version = version;
             }
         });
+    }
+
+    /// The part's queue of pushes was full.
+    pub fn queue_full(&self, id: u64) {
+        self.metrics.queue_full.inc();
+        tracing::debug!(
+            id,
+            "push: a part's queue is full; it will be sent the newest whole view"
+        );
+    }
+
+    /// `versions` were not sent one by one to a part that was behind.
+    pub fn coalesced(&self, versions: u64) {
+        self.metrics.coalesced.inc_by(versions);
+    }
+
+    /// The pushes of one kind queued so far.
+    pub fn pushes(&self, kind: PushKind) -> u64 {
+        self.metrics
+            .pushes
+            .get_or_create(&KindLabels { kind })
+            .get()
+    }
+
+    /// Times a part's queue was full, and the versions not sent one by one.
+    pub fn queue_full_and_coalesced(&self) -> (u64, u64) {
+        (self.metrics.queue_full.get(), self.metrics.coalesced.get())
     }
 
     /// The part's answer to a push.

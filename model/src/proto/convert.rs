@@ -14,24 +14,24 @@ pub struct ProtoError {
     pub reason: String,
 }
 
-fn err<T>(field: &str, reason: impl Into<String>) -> Result<T, ProtoError> {
+pub(super) fn err<T>(field: &str, reason: impl Into<String>) -> Result<T, ProtoError> {
     Err(ProtoError {
         field: field.to_owned(),
         reason: reason.into(),
     })
 }
 
-fn at(base: &str, field: &str) -> String {
+pub(super) fn at(base: &str, field: &str) -> String {
     format!("{base}.{field}")
 }
 
-fn at_index(base: &str, field: &str, i: usize) -> String {
+pub(super) fn at_index(base: &str, field: &str, i: usize) -> String {
     format!("{base}.{field}[{i}]")
 }
 
 /// Converts every item of a list, each named by its index for the error
 /// (`snapshot.clusters[3]`).
-fn each<P, M>(
+pub(super) fn each<P, M>(
     items: Vec<P>,
     base: &str,
     field: &str,
@@ -72,14 +72,14 @@ fn affinity(a: m::SessionAffinity) -> pb::SessionAffinity {
     }
 }
 
-fn ingress_ref(r: &m::IngressRef) -> pb::IngressRef {
+pub(super) fn ingress_ref(r: &m::IngressRef) -> pb::IngressRef {
     pb::IngressRef {
         namespace: r.namespace.clone(),
         name: r.name.clone(),
     }
 }
 
-fn cluster_key(k: &m::ClusterKey) -> pb::ClusterKey {
+pub(super) fn cluster_key(k: &m::ClusterKey) -> pb::ClusterKey {
     pb::ClusterKey {
         namespace: k.namespace.clone(),
         service: k.service.clone(),
@@ -88,7 +88,7 @@ fn cluster_key(k: &m::ClusterKey) -> pb::ClusterKey {
     }
 }
 
-fn backend(b: &m::Backend) -> pb::Backend {
+pub(super) fn backend(b: &m::Backend) -> pb::Backend {
     let kind = match b {
         m::Backend::Service {
             namespace,
@@ -119,7 +119,7 @@ fn backend(b: &m::Backend) -> pb::Backend {
     pb::Backend { kind: Some(kind) }
 }
 
-fn service(s: &m::Service) -> pb::Service {
+pub(super) fn service(s: &m::Service) -> pb::Service {
     pb::Service {
         namespace: s.namespace.clone(),
         name: s.name.clone(),
@@ -174,7 +174,7 @@ fn service(s: &m::Service) -> pb::Service {
     }
 }
 
-fn cluster(c: &m::Cluster) -> pb::Cluster {
+pub(super) fn cluster(c: &m::Cluster) -> pb::Cluster {
     pb::Cluster {
         key: Some(cluster_key(&c.key)),
         port_name: c.port_name.clone(),
@@ -203,7 +203,7 @@ fn path_type(p: m::PathType) -> i32 {
     }) as i32
 }
 
-fn virtual_host(v: &m::VirtualHost) -> pb::VirtualHost {
+pub(super) fn virtual_host(v: &m::VirtualHost) -> pb::VirtualHost {
     pb::VirtualHost {
         host: v.host.to_string(),
         tls: v.tls,
@@ -231,7 +231,7 @@ fn virtual_host(v: &m::VirtualHost) -> pb::VirtualHost {
     }
 }
 
-fn ingress_options(o: &m::IngressOptions) -> pb::IngressOptions {
+pub(super) fn ingress_options(o: &m::IngressOptions) -> pb::IngressOptions {
     pb::IngressOptions {
         ingress: Some(ingress_ref(&o.ingress)),
         rewrite_target: o.rewrite_target.clone(),
@@ -260,6 +260,16 @@ fn ingress_options(o: &m::IngressOptions) -> pb::IngressOptions {
     }
 }
 
+pub(super) fn certificate(c: &m::Certificate) -> pb::Certificate {
+    pb::Certificate {
+        namespace: c.namespace.clone(),
+        secret: c.secret.clone(),
+        hosts: c.hosts.clone(),
+        cert_pem: c.cert_pem.clone(),
+        key_pem: c.key_pem.clone(),
+    }
+}
+
 impl From<&m::Snapshot> for pb::Snapshot {
     fn from(s: &m::Snapshot) -> pb::Snapshot {
         pb::Snapshot {
@@ -270,17 +280,7 @@ impl From<&m::Snapshot> for pb::Snapshot {
             virtual_hosts: s.virtual_hosts.iter().map(virtual_host).collect(),
             default_backend: s.default_backend.as_ref().map(backend),
             default_backend_ingress: s.default_backend_ingress.as_ref().map(ingress_ref),
-            certificates: s
-                .certificates
-                .iter()
-                .map(|c| pb::Certificate {
-                    namespace: c.namespace.clone(),
-                    secret: c.secret.clone(),
-                    hosts: c.hosts.clone(),
-                    cert_pem: c.cert_pem.clone(),
-                    key_pem: c.key_pem.clone(),
-                })
-                .collect(),
+            certificates: s.certificates.iter().map(certificate).collect(),
             ingress_options: s.ingress_options.iter().map(ingress_options).collect(),
         }
     }
@@ -327,7 +327,10 @@ fn to_affinity(a: Option<pb::SessionAffinity>) -> m::SessionAffinity {
     }
 }
 
-fn to_ingress_ref(r: Option<pb::IngressRef>, field: &str) -> Result<m::IngressRef, ProtoError> {
+pub(super) fn to_ingress_ref(
+    r: Option<pb::IngressRef>,
+    field: &str,
+) -> Result<m::IngressRef, ProtoError> {
     let r = required(r, field)?;
     Ok(m::IngressRef {
         namespace: r.namespace,
@@ -335,7 +338,10 @@ fn to_ingress_ref(r: Option<pb::IngressRef>, field: &str) -> Result<m::IngressRe
     })
 }
 
-fn to_cluster_key(k: Option<pb::ClusterKey>, field: &str) -> Result<m::ClusterKey, ProtoError> {
+pub(super) fn to_cluster_key(
+    k: Option<pb::ClusterKey>,
+    field: &str,
+) -> Result<m::ClusterKey, ProtoError> {
     let k = required(k, field)?;
     Ok(m::ClusterKey {
         namespace: k.namespace,
@@ -345,7 +351,7 @@ fn to_cluster_key(k: Option<pb::ClusterKey>, field: &str) -> Result<m::ClusterKe
     })
 }
 
-fn to_backend(b: Option<pb::Backend>, field: &str) -> Result<m::Backend, ProtoError> {
+pub(super) fn to_backend(b: Option<pb::Backend>, field: &str) -> Result<m::Backend, ProtoError> {
     match required(required(b, field)?.kind, &at(field, "kind"))? {
         pb::backend::Kind::Service(s) => Ok(m::Backend::Service {
             namespace: s.namespace,
@@ -370,7 +376,7 @@ fn to_backend(b: Option<pb::Backend>, field: &str) -> Result<m::Backend, ProtoEr
     }
 }
 
-fn to_service(s: pb::Service, field: &str) -> Result<m::Service, ProtoError> {
+pub(super) fn to_service(s: pb::Service, field: &str) -> Result<m::Service, ProtoError> {
     let service_type = match pb::ServiceType::try_from(s.r#type) {
         Ok(pb::ServiceType::ClusterIp) => m::ServiceType::ClusterIP,
         Ok(pb::ServiceType::NodePort) => m::ServiceType::NodePort,
@@ -444,7 +450,7 @@ fn to_service(s: pb::Service, field: &str) -> Result<m::Service, ProtoError> {
     })
 }
 
-fn to_cluster(c: pb::Cluster, field: &str) -> Result<m::Cluster, ProtoError> {
+pub(super) fn to_cluster(c: pb::Cluster, field: &str) -> Result<m::Cluster, ProtoError> {
     Ok(m::Cluster {
         key: to_cluster_key(c.key, &at(field, "key"))?,
         port_name: c.port_name,
@@ -505,7 +511,10 @@ fn to_route(r: pb::Route, field: &str) -> Result<m::Route, ProtoError> {
     })
 }
 
-fn to_virtual_host(v: pb::VirtualHost, field: &str) -> Result<m::VirtualHost, ProtoError> {
+pub(super) fn to_virtual_host(
+    v: pb::VirtualHost,
+    field: &str,
+) -> Result<m::VirtualHost, ProtoError> {
     Ok(m::VirtualHost {
         host: m::HostMatch::parse(&v.host),
         tls: v.tls,
@@ -521,7 +530,10 @@ fn to_virtual_host(v: pb::VirtualHost, field: &str) -> Result<m::VirtualHost, Pr
     })
 }
 
-fn to_ingress_options(o: pb::IngressOptions, field: &str) -> Result<m::IngressOptions, ProtoError> {
+pub(super) fn to_ingress_options(
+    o: pb::IngressOptions,
+    field: &str,
+) -> Result<m::IngressOptions, ProtoError> {
     let backend_protocol = match o.backend_protocol {
         None => None,
         Some(p) => Some(match pb::BackendProtocol::try_from(p) {
@@ -558,6 +570,16 @@ fn to_ingress_options(o: pb::IngressOptions, field: &str) -> Result<m::IngressOp
     })
 }
 
+pub(super) fn to_certificate(c: pb::Certificate) -> m::Certificate {
+    m::Certificate {
+        namespace: c.namespace,
+        secret: c.secret,
+        hosts: c.hosts,
+        cert_pem: c.cert_pem,
+        key_pem: c.key_pem,
+    }
+}
+
 impl TryFrom<pb::Snapshot> for m::Snapshot {
     type Error = ProtoError;
 
@@ -577,17 +599,7 @@ impl TryFrom<pb::Snapshot> for m::Snapshot {
                 .default_backend_ingress
                 .map(|r| to_ingress_ref(Some(r), &at(f, "default_backend_ingress")))
                 .transpose()?,
-            certificates: s
-                .certificates
-                .into_iter()
-                .map(|c| m::Certificate {
-                    namespace: c.namespace,
-                    secret: c.secret,
-                    hosts: c.hosts,
-                    cert_pem: c.cert_pem,
-                    key_pem: c.key_pem,
-                })
-                .collect(),
+            certificates: s.certificates.into_iter().map(to_certificate).collect(),
             ingress_options: each(s.ingress_options, f, "ingress_options", to_ingress_options)?,
         })
     }

@@ -340,6 +340,90 @@ pub struct IngressOptions {
     #[prost(message, optional, tag = "12")]
     pub affinity: ::core::option::Option<CookieAffinity>,
 }
+/// What changed between two views, item by item: applied to the view of `base_version` it gives
+/// the view of the push's version, field for field.
+///
+/// Each keyed collection of `Snapshot` changes by whole items: an item is upserted (added, or
+/// replacing the item with its key) or removed by its key; an item not named is unchanged. The
+/// keys are a Service's (namespace, name) (its addresses, ports and endpoints: its DNS records),
+/// a cluster's `ClusterKey`, a virtual host's `host` (every route of one Ingress host), a
+/// certificate's (namespace, secret) and an `IngressOptions`' `ingress`. The part keeps each
+/// collection in the order `Snapshot` documents (by key; virtual hosts exact, then wildcard,
+/// then the catch-all, each by name). No key is both upserted and removed, nor named twice; a
+/// removed key the view does not hold makes the delta inapplicable (the part answers `Nack`).
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct Delta {
+    /// The version of the view this delta applies to: the previous push on the stream.
+    #[prost(uint64, tag = "1")]
+    pub base_version: u64,
+    /// Services added or changed, by (namespace, name).
+    #[prost(message, repeated, tag = "2")]
+    pub services: ::prost::alloc::vec::Vec<Service>,
+    /// Services gone.
+    #[prost(message, repeated, tag = "3")]
+    pub removed_services: ::prost::alloc::vec::Vec<ServiceKey>,
+    /// The whole list of namespaces, when it changed; absent: unchanged.
+    #[prost(message, optional, tag = "4")]
+    pub namespaces: ::core::option::Option<Namespaces>,
+    /// Clusters added or changed, by key.
+    #[prost(message, repeated, tag = "5")]
+    pub clusters: ::prost::alloc::vec::Vec<Cluster>,
+    /// Clusters gone.
+    #[prost(message, repeated, tag = "6")]
+    pub removed_clusters: ::prost::alloc::vec::Vec<ClusterKey>,
+    /// Virtual hosts added or changed, by host.
+    #[prost(message, repeated, tag = "7")]
+    pub virtual_hosts: ::prost::alloc::vec::Vec<VirtualHost>,
+    /// The hosts of virtual hosts gone, written as `VirtualHost.host`.
+    #[prost(string, repeated, tag = "8")]
+    pub removed_virtual_hosts: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    /// The catch-all default backend and its owner, when either changed; absent: unchanged.
+    #[prost(message, optional, tag = "9")]
+    pub default_backend: ::core::option::Option<DefaultBackend>,
+    /// Certificates added or changed, by (namespace, secret). Sent to gateways only.
+    #[prost(message, repeated, tag = "10")]
+    pub certificates: ::prost::alloc::vec::Vec<Certificate>,
+    /// Certificates gone.
+    #[prost(message, repeated, tag = "11")]
+    pub removed_certificates: ::prost::alloc::vec::Vec<CertificateKey>,
+    /// Ingress options added or changed, by `ingress`.
+    #[prost(message, repeated, tag = "12")]
+    pub ingress_options: ::prost::alloc::vec::Vec<IngressOptions>,
+    /// The Ingresses whose options are gone.
+    #[prost(message, repeated, tag = "13")]
+    pub removed_ingress_options: ::prost::alloc::vec::Vec<IngressRef>,
+}
+/// Names a Service.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ServiceKey {
+    #[prost(string, tag = "1")]
+    pub namespace: ::prost::alloc::string::String,
+    #[prost(string, tag = "2")]
+    pub name: ::prost::alloc::string::String,
+}
+/// Names a certificate: the Secret it comes from.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct CertificateKey {
+    #[prost(string, tag = "1")]
+    pub namespace: ::prost::alloc::string::String,
+    #[prost(string, tag = "2")]
+    pub secret: ::prost::alloc::string::String,
+}
+/// The namespaces that exist, sorted (`Snapshot.namespaces`).
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct Namespaces {
+    #[prost(string, repeated, tag = "1")]
+    pub names: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+}
+/// `Snapshot.default_backend` and `Snapshot.default_backend_ingress` together; an absent field
+/// is the model's `None`.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct DefaultBackend {
+    #[prost(message, optional, tag = "1")]
+    pub backend: ::core::option::Option<Backend>,
+    #[prost(message, optional, tag = "2")]
+    pub ingress: ::core::option::Option<IngressRef>,
+}
 /// Transport protocol of a port.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
 #[repr(i32)]
@@ -533,18 +617,22 @@ pub mod subscribe_request {
         Nack(super::Nack),
     }
 }
-/// A versioned view for a part.
+/// A versioned view for a part: the whole view or what changed. Exactly one of `snapshot` and
+/// `delta` is set.
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct Push {
-    /// The snapshot's version.
+    /// The version the part serves once it takes the push.
     #[prost(uint64, tag = "1")]
     pub version: u64,
     /// Unique per push on a stream; the part's `Ack` or `Nack` names it.
     #[prost(string, tag = "2")]
     pub nonce: ::prost::alloc::string::String,
-    /// The whole view, fit for the part's role.
+    /// The whole view, fit for the part's role. The first push of a stream is always one.
     #[prost(message, optional, tag = "3")]
     pub snapshot: ::core::option::Option<Snapshot>,
+    /// What changed since the view of `delta.base_version`, fit for the part's role.
+    #[prost(message, optional, tag = "4")]
+    pub delta: ::core::option::Option<Delta>,
 }
 /// What a part is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]

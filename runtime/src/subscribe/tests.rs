@@ -1,16 +1,7 @@
 use super::*;
 
-fn subscriber(bus: &SnapshotBus, check: Check) -> Subscriber {
-    let ca = rcgen::generate_simple_self_signed(vec!["control".to_owned()]).unwrap();
-    let config = Config {
-        control: "https://control:7443".parse().unwrap(),
-        ca_pem: ca.cert.pem().into_bytes(),
-        token: "secret".to_owned(),
-        role: Role::Dns,
-        node: "node-1".to_owned(),
-        name: "dns-1".to_owned(),
-    };
-    Subscriber::build(config, bus.clone(), check).unwrap()
+fn receiver(bus: &SnapshotBus, check: Check) -> Receiver {
+    Receiver::new(bus.clone(), check)
 }
 
 fn push(version: u64, namespaces: &[&str]) -> proto::Push {
@@ -23,6 +14,26 @@ fn push(version: u64, namespaces: &[&str]) -> proto::Push {
         version,
         nonce: format!("n{version}"),
         snapshot: Some(proto::Snapshot::from(&snapshot)),
+        delta: None,
+    }
+}
+
+fn view(version: u64, namespaces: &[&str]) -> Snapshot {
+    Snapshot {
+        version,
+        namespaces: namespaces.iter().map(|n| (*n).to_owned()).collect(),
+        ..Snapshot::default()
+    }
+}
+
+/// The delta from one view to the next, as the control plane sends it.
+fn delta(from: (u64, &[&str]), to: (u64, &[&str])) -> proto::Push {
+    let (old, new) = (view(from.0, from.1), view(to.0, to.1));
+    proto::Push {
+        version: to.0,
+        nonce: format!("d{}", to.0),
+        snapshot: None,
+        delta: Some(proto::delta::diff(&old, &new).unwrap()),
     }
 }
 
@@ -33,7 +44,7 @@ fn accept_all() -> Check {
 #[test]
 fn a_push_is_published_and_acknowledged_by_its_nonce() {
     let bus = SnapshotBus::new();
-    let answer = subscriber(&bus, accept_all()).take(push(3, &["shop"]));
+    let answer = receiver(&bus, accept_all()).take(push(3, &["shop"]));
     assert_eq!(
         answer.message,
         Some(Message::Ack(proto::Ack {
@@ -55,7 +66,7 @@ fn a_push_the_part_cannot_take_is_refused_with_the_reason_and_the_last_good_one_
             Ok(())
         }
     });
-    let sub = subscriber(&bus, check);
+    let mut sub = receiver(&bus, check);
     sub.take(push(1, &["shop"]));
     let answer = sub.take(push(2, &["bad"]));
     let Some(Message::Nack(nack)) = answer.message else {
@@ -87,7 +98,7 @@ fn a_push_the_part_cannot_take_is_refused_with_the_reason_and_the_last_good_one_
 #[test]
 fn a_restarted_control_planes_low_versions_still_reach_the_bus() {
     let bus = SnapshotBus::new();
-    let sub = subscriber(&bus, accept_all());
+    let mut sub = receiver(&bus, accept_all());
     sub.take(push(7, &["a"]));
     // The control plane restarted: it numbers from 1 again.
     sub.take(push(1, &["b"]));
@@ -97,6 +108,93 @@ fn a_restarted_control_planes_low_versions_still_reach_the_bus() {
     let answer = sub.take(push(2, &["b"]));
     assert!(matches!(answer.message, Some(Message::Ack(_))));
     assert_eq!(bus.current().version, 8);
+}
+
+#[test]
+fn a_delta_is_applied_to_the_view_held_and_published_whole() {
+    let bus = SnapshotBus::new();
+    let mut sub = receiver(&bus, accept_all());
+    sub.take(push(4, &["a", "b"]));
+    let answer = sub.take(delta((4, &["a", "b"]), (5, &["a", "c"])));
+    assert_eq!(
+        answer.message,
+        Some(Message::Ack(proto::Ack {
+            nonce: "d5".to_owned(),
+            version: 5
+        }))
+    );
+    assert_eq!(bus.current().version, 5);
+    assert_eq!(bus.current().namespaces, ["a", "c"]);
+    assert_eq!(
+        (sub.taken(PushKind::full), sub.taken(PushKind::delta)),
+        (1, 1)
+    );
+}
+
+#[test]
+fn a_delta_on_another_base_is_refused_naming_both_versions_and_changes_nothing() {
+    let bus = SnapshotBus::new();
+    let mut sub = receiver(&bus, accept_all());
+    sub.take(push(4, &["a"]));
+    let answer = sub.take(delta((3, &["a"]), (5, &["b"])));
+    let Some(Message::Nack(nack)) = answer.message else {
+        panic!("expected a NACK, got {answer:?}");
+    };
+    assert_eq!((nack.nonce.as_str(), nack.version), ("d5", 5));
+    assert!(
+        nack.reason.contains("applies to version 3") && nack.reason.contains("holds version 4"),
+        "{}",
+        nack.reason
+    );
+    assert_eq!(bus.current().namespaces, ["a"]);
+    // The whole view the control plane answers with is taken.
+    sub.take(push(5, &["b"]));
+    assert_eq!(bus.current().namespaces, ["b"]);
+}
+
+#[test]
+fn a_new_stream_takes_no_delta_before_its_whole_view() {
+    let bus = SnapshotBus::new();
+    let mut sub = receiver(&bus, accept_all());
+    sub.take(push(4, &["a"]));
+    sub.restart();
+    let answer = sub.take(delta((4, &["a"]), (5, &["b"])));
+    let Some(Message::Nack(nack)) = answer.message else {
+        panic!("expected a NACK, got {answer:?}");
+    };
+    assert!(
+        nack.reason.contains("before any whole view"),
+        "{}",
+        nack.reason
+    );
+    assert_eq!(bus.current().namespaces, ["a"]);
+}
+
+#[test]
+fn a_delta_whose_result_the_part_cannot_compile_is_refused_and_the_view_held_stays() {
+    let bus = SnapshotBus::new();
+    let check: Check = Arc::new(|s: &Snapshot| {
+        if s.namespaces.iter().any(|n| n == "bad") {
+            Err("namespace bad cannot be compiled".to_owned())
+        } else {
+            Ok(())
+        }
+    });
+    let mut sub = receiver(&bus, check);
+    sub.take(push(1, &["a"]));
+    let answer = sub.take(delta((1, &["a"]), (2, &["a", "bad"])));
+    let Some(Message::Nack(nack)) = answer.message else {
+        panic!("expected a NACK, got {answer:?}");
+    };
+    assert_eq!(nack.reason, "namespace bad cannot be compiled");
+    assert_eq!(bus.current().namespaces, ["a"]);
+    // The part still holds version 1: a delta on it applies.
+    let answer = sub.take(delta((1, &["a"]), (3, &["c"])));
+    assert!(
+        matches!(answer.message, Some(Message::Ack(_))),
+        "{answer:?}"
+    );
+    assert_eq!(bus.current().namespaces, ["c"]);
 }
 
 #[test]

@@ -405,6 +405,24 @@ async fn a_route_back_to_the_gateway_stops_at_the_second_visit_with_508() {
         "session_affinity": {"type": "None"},
         "endpoints": [{"address": "127.0.0.1", "port": up.http.port(), "ready": true,
             "serving": true, "terminating": false}]}));
+    // Its Service, so that the snapshot is valid (parts check what they are sent).
+    let services = snapshot["services"].as_array_mut().unwrap();
+    services.push(serde_json::json!({
+        "namespace": "shop", "name": "loop", "type": "ClusterIP", "cluster_ips": [],
+        "headless": true, "ports": [{"name": "http", "port": 80, "protocol": "TCP",
+            "target_port": 80}],
+        "session_affinity": {"type": "None"}, "publish_not_ready_addresses": false,
+        "endpoints": []}));
+    services.sort_by_key(|s| (s["namespace"].to_string(), s["name"].to_string()));
+    snapshot["clusters"]
+        .as_array_mut()
+        .unwrap()
+        .sort_by_key(|c| {
+            (
+                c["key"]["namespace"].to_string(),
+                c["key"]["service"].to_string(),
+            )
+        });
     let shop_host = snapshot["virtual_hosts"]
         .as_array_mut()
         .unwrap()
