@@ -13,8 +13,9 @@
 //! counter; resourceVersions are opaque strings; a ring of recent events for watches).
 //!
 //! `/openapi/v3` serves the kinds' schemas ([`openapi`]); the same schemas carry the patch
-//! metadata of the strategic merge patch ([`strategic`]) and server-side apply ([`ssa`]), and
-//! name the unknown fields strict field validation refuses ([`openapi::unknown_fields`]).
+//! metadata of the strategic merge patch ([`strategic`]) and server-side apply ([`ssa`]).
+//! Strict field validation of a write is the manifest reader's (the same unknown fields a
+//! file reports); [`openapi::unknown_fields`] checks an object against the served schemas.
 
 mod exec;
 mod log;

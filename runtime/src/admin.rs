@@ -94,7 +94,7 @@ impl Admin {
         let state = self.state;
         serve::serve(
             self.listener,
-            move |req, _| handle(state.clone(), req),
+            move |req, peer| handle(state.clone(), req, peer),
             self.limits,
             shutdown,
         )
@@ -228,9 +228,35 @@ fn same_origin(origin: &str, host: &str) -> bool {
     }
 }
 
-async fn handle(state: Arc<AdminState>, req: Request<Incoming>) -> Response<Body> {
+/// What only a client on this machine (a loopback peer) may ask: the private keys (`/config?private_keys=true`)
+/// and the local API (`/api/`, which acts on the cluster and shows Pods' environments). The
+/// admin server listens on loopback by default; where it listens on a Pod's address (so the
+/// kubelet can probe `/live` and `/ready`), other Pods reach the rest of it but not these.
+/// Whether `peer` is refused what it asks.
+fn refused_to_remote(peer: SocketAddr, path: &str, query: &str) -> bool {
+    let only_local = path.starts_with("/api/")
+        || (path == "/config" && query.split('&').any(|kv| kv == "private_keys=true"));
+    only_local && !peer.ip().to_canonical().is_loopback()
+}
+
+async fn handle(
+    state: Arc<AdminState>,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+) -> Response<Body> {
     if let Some(refusal) = browser_refusal(&req) {
         return respond(StatusCode::FORBIDDEN, TEXT, refusal);
+    }
+    if refused_to_remote(
+        peer,
+        req.uri().path(),
+        req.uri().query().unwrap_or_default(),
+    ) {
+        return respond(
+            StatusCode::FORBIDDEN,
+            TEXT,
+            "the private keys and /api/ are served to clients on this machine only\n",
+        );
     }
     if let Some(api) = &state.api
         && req.uri().path().starts_with("/api/")
@@ -308,6 +334,25 @@ async fn handle(state: Arc<AdminState>, req: Request<Incoming>) -> Response<Body
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn private_keys_and_the_local_api_are_for_loopback_peers_only() {
+        let pod: SocketAddr = "10.244.0.5:40000".parse().unwrap();
+        let local: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+        let mapped: SocketAddr = "[::ffff:127.0.0.1]:40000".parse().unwrap();
+        for (path, query) in [
+            ("/config", "private_keys=true"),
+            ("/config", "a=b&private_keys=true"),
+            ("/api/v1/pods", ""),
+        ] {
+            assert!(refused_to_remote(pod, path, query), "{path}?{query}");
+            assert!(!refused_to_remote(local, path, query), "{path}?{query}");
+            assert!(!refused_to_remote(mapped, path, query), "{path}?{query}");
+        }
+        for path in ["/live", "/ready", "/config", "/status", "/metrics"] {
+            assert!(!refused_to_remote(pod, path, ""), "{path}");
+        }
+    }
 
     #[test]
     fn hosts_split_into_name_and_port() {

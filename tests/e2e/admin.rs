@@ -1,14 +1,20 @@
 //! The admin API of `ferry up`.
 
-use crate::{Running, get, get_json, repo};
+use crate::{DEADLINE, Running, eventually, get, get_json, repo};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_endpoints_on_the_demo() {
     let up = Running::start(vec![repo().join("configs/demo")]).await;
     assert_eq!(get(up.admin, "/live").await.0, 200);
 
-    let ready = get_json(up.admin, "/ready").await;
-    assert_eq!(ready["ready"], true);
+    // Ready once every part serves the first view (the in-process parts take it from their
+    // streams; a probe polls, as this does).
+    eventually(DEADLINE, "/ready", || async {
+        let (status, body) = get(up.admin, "/ready").await;
+        let ready: serde_json::Value = serde_json::from_str(&body).ok()?;
+        (status == 200 && ready["ready"] == true).then_some(())
+    })
+    .await;
 
     let config = get_json(up.admin, "/config").await;
     // 1 for the files; the demo's Pods becoming Ready may already have made it 2.

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::Arc;
 
-use ferry_model::Problem;
+use ferry_model::{Problem, Severity};
 use ferry_objects::files::Reading;
 use ferry_objects::object::{Kind, Manifest, Object, Origin};
 use ferry_objects::source::{Cause, Update};
@@ -222,10 +222,11 @@ impl Objects {
             .extend(validate::across_arcs(&reading.manifests));
         let store = self.store(&[Kind::IngressClass, Kind::Ingress]);
         let mut ignored = Vec::new();
-        let statuses = crate::translate::ferry_ingresses(&store, &mut ignored)
+        let statuses: Vec<IngressNow> = crate::translate::ferry_ingresses(&store, &mut ignored)
             .into_iter()
             .map(|(m, ingress)| IngressNow::of(m, ingress))
             .collect();
+        not_ours_is_no_error(&mut reading.problems, &statuses);
         let cause = if std::mem::take(&mut self.applied) {
             Cause::Applied
         } else {
@@ -243,4 +244,21 @@ enum Step {
     InitDone,
     Apply,
     Delete,
+}
+
+/// An error in an Ingress of another class (an ingress-nginx annotation value ferry does not
+/// serve, say) is another controller's business: in a shared cluster it must not stop ferry
+/// from taking every other change, so it becomes a warning.
+pub(super) fn not_ours_is_no_error(problems: &mut [Problem], ours: &[IngressNow]) {
+    for p in problems.iter_mut() {
+        let Some(object) = &p.object else { continue };
+        let namespace = object.namespace.as_deref().unwrap_or("");
+        let served = ours
+            .iter()
+            .any(|i| i.namespace == namespace && i.name == object.name);
+        if object.kind == "Ingress" && !served && p.severity == Severity::Error {
+            p.severity = Severity::Warning;
+            p.message = format!("{} (not ferry's Ingress: ignored)", p.message);
+        }
+    }
 }

@@ -402,3 +402,35 @@ async fn a_failed_status_write_is_retried_and_never_fatal() {
     drop(tx);
     writer.await.unwrap();
 }
+
+#[test]
+fn an_error_in_another_controllers_ingress_is_only_a_warning() {
+    use ferry_model::{ObjectRef, Problem, Severity};
+    let problem = |name: &str| Problem {
+        severity: Severity::Error,
+        file: "<kubernetes https://127.0.0.1:6443>".into(),
+        doc: None,
+        object: Some(ObjectRef::new("Ingress", Some("shop"), name)),
+        field: "metadata.annotations".into(),
+        message: "backend-protocol: FCGI is not served".into(),
+    };
+    let mut problems = vec![problem("nginx-one"), problem("ours")];
+    let ours = vec![super::status::IngressNow {
+        namespace: "shop".into(),
+        name: "ours".into(),
+        resource_version: None,
+        load_balancer: Vec::new(),
+    }];
+    super::objects::not_ours_is_no_error(&mut problems, &ours);
+    assert_eq!(problems[0].severity, Severity::Warning);
+    assert!(
+        problems[0]
+            .message
+            .ends_with("(not ferry's Ingress: ignored)")
+    );
+    assert_eq!(
+        problems[1].severity,
+        Severity::Error,
+        "ferry's own stays an error"
+    );
+}
