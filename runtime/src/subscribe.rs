@@ -387,7 +387,13 @@ impl Receiver {
             Ok(snapshot) => {
                 self.publish(snapshot, version);
                 self.holding = Some(version);
-                tracing::info!(version, ?kind, "took the control plane's snapshot");
+                // A whole view is news (the first, a resync); a delta is every change, which
+                // the control plane logs already.
+                if kind == PushKind::delta {
+                    tracing::debug!(version, ?kind, "took the control plane's snapshot");
+                } else {
+                    tracing::info!(version, ?kind, "took the control plane's snapshot");
+                }
                 Message::Ack(proto::Ack { nonce, version })
             }
             Err(reason) => {
