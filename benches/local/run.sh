@@ -15,6 +15,10 @@
 #      generator on CPU 1, the Pods wherever the kernel puts them. In loopback mode the cluster
 #      IP is ferry's L4 proxy (every byte copied through ferry); in netns mode it is DNAT in
 #      the kernel (ferry's nftables table, its output hook for the node's own connections).
+#      Twice: the Service of the N Pods (each of the 50 connections to a Pod picked among
+#      them, against one Pod taking all 50), then, after one more Pod `one` with a Service of
+#      its own was added (and before ferry's idle CPU is measured), that Service against that
+#      Pod, the same process behind both, so that only the path differs.
 #   4. ferry is stopped (SIGTERM; SIGKILL after SHUTDOWN_TIMEOUT seconds) and the time that
 #      takes is shown; in netns mode the script then checks that no network namespace, veth,
 #      bridge, /etc/netns directory or nftables table of this instance is left, and fails
@@ -221,13 +225,50 @@ done
 ready_s=$(elapsed)
 running_s=${running_s:-$ready_s}
 
-# Wait (bounded) for the endpoints to reach the snapshot, then measure ferry idle.
-deadline=$((SECONDS + 30))
-until [ "$(curl -sf "http://$admin/config" | python3 -c '
+# Ready endpoints of Service NAME in the snapshot.
+endpoints() {
+  curl -sf "http://$admin/config" | python3 -c '
 import json, sys
-s = [x for x in json.load(sys.stdin)["services"] if x["name"] == "bench"]
-print(sum(1 for e in s[0]["endpoints"] if e["ready"]) if s else 0)')" -ge "$PODS" ]; do
+s = [x for x in json.load(sys.stdin)["services"] if x["name"] == sys.argv[1]]
+print(sum(1 for e in s[0]["endpoints"] if e["ready"]) if s else 0)' "$1"
+}
+# NAME's first endpoint and its cluster IP.
+addresses() {
+  curl -sf "http://$admin/config" | python3 -c '
+import json, sys
+s = [x for x in json.load(sys.stdin)["services"] if x["name"] == sys.argv[1]][0]
+print(s["endpoints"][0]["address"], s["cluster_ips"][0])' "$1"
+}
+# Wait (bounded) for the endpoints to reach the snapshot.
+deadline=$((SECONDS + 30))
+until [ "$(endpoints bench)" -ge "$PODS" ]; do
   [ $SECONDS -lt $deadline ] || { echo "the Service's endpoints not all ready in 30s" >&2; exit 1; }
+  sleep 0.1
+done
+# One more Pod with a Service of its own, for phase 3's second comparison: the same process
+# behind the Service and directly, so what differs is the path alone.
+cat > "$work/manifests/.one.yaml" <<YAML
+apiVersion: v1
+kind: Pod
+metadata: {name: one, namespace: bench, labels: {app: one}}
+spec:
+  containers:
+    - name: echo
+      image: ferry/echo
+      ports: [{name: http, containerPort: 8080}]
+      readinessProbe: {tcpSocket: {port: http}, periodSeconds: 1}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: one, namespace: bench}
+spec:
+  selector: {app: one}
+  ports: [{name: http, port: 80, targetPort: http}]
+YAML
+mv "$work/manifests/.one.yaml" "$work/manifests/one.yaml"
+deadline=$((SECONDS + 60))
+until [ "$(endpoints one)" -ge 1 ]; do
+  [ $SECONDS -lt $deadline ] || { echo "the Pod bench/one not ready in 60s" >&2; exit 1; }
   sleep 0.1
 done
 taskset -a -cp 0 "$ferry_pid" >/dev/null
@@ -238,13 +279,12 @@ idle_cpu=$(python3 -c "print(f'{($t1 - $t0) / $hz / $IDLE * 100:.1f}')")
 rss_mb=$(awk '/VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$ferry_pid/status")
 pods_rss_mb=$(ps --ppid "$ferry_pid" -o rss= | awk '{s += $1} END {printf "%.0f", s / 1024}')
 
-read -r pod_ip cluster_ip < <(curl -sf "http://$admin/config" | python3 -c '
-import json, sys
-s = [x for x in json.load(sys.stdin)["services"] if x["name"] == "bench"][0]
-print(s["endpoints"][0]["address"], s["cluster_ips"][0])')
+read -r pod_ip cluster_ip < <(addresses bench)
 taskset -c 1 "$FERRY" load "http://$cluster_ip:80/" --compare "http://$pod_ip:8080/" \
-  --connections 50 --threads 1 --duration "${DURATION}s" --warmup 1s --json "$work/compare.json" \
-  > "$work/compare.txt"
+  --connections 50 --threads 1 --duration "${DURATION}s" --warmup 1s > "$work/compare.txt"
+read -r one_ip one_cluster_ip < <(addresses one)
+taskset -c 1 "$FERRY" load "http://$one_cluster_ip:80/" --compare "http://$one_ip:8080/" \
+  --connections 50 --threads 1 --duration "${DURATION}s" --warmup 1s > "$work/compare-one.txt"
 
 stop_ferry
 if [ "$TRACE" != 0 ]; then
@@ -254,13 +294,19 @@ fi
 echo "pods: $PODS, pod network: $POD_NETWORK (--pod-cidr $POD_CIDR --service-cidr $SERVICE_CIDR)"
 echo "manifest write to all Pods running (their containers started): ${running_s}s"
 echo "manifest write to all Pods ready: ${ready_s}s"
-echo "ferry idle: ${idle_cpu}% of one CPU over ${IDLE}s, RSS ${rss_mb} MB (the Pods: ${pods_rss_mb} MB in all)"
+echo "ferry idle with $((PODS + 1)) Pods: ${idle_cpu}% of one CPU over ${IDLE}s, RSS ${rss_mb} MB (the Pods: ${pods_rss_mb} MB in all)"
 if [ "$POD_NETWORK" = netns ]; then
-  echo "the cluster IP in the kernel (target: $cluster_ip:80, DNAT by nftables) against one Pod directly (baseline: $pod_ip:8080), from the node:"
+  path="the cluster IP in the kernel (DNAT by nftables)"
 else
-  echo "L4 proxy (target: cluster IP $cluster_ip:80) against one Pod directly (baseline: $pod_ip:8080):"
+  path="the L4 proxy"
 fi
+echo
+echo "== $path, Service bench of $PODS Pods (target: cluster IP $cluster_ip:80) against one of them directly (baseline: $pod_ip:8080), from the node:"
 cat "$work/compare.txt"
+echo
+echo "== $path, Service one of one Pod (target: cluster IP $one_cluster_ip:80) against that Pod directly (baseline: $one_ip:8080), from the node:"
+cat "$work/compare-one.txt"
+echo
 echo "SIGTERM to ferry exited: ${shutdown_s}s"
 
 if [ "$TRACE" != 0 ]; then
