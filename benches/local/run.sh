@@ -33,7 +33,8 @@
 # and prints, from the trace, what the per-Pod `ip` commands cost (each `ip -batch`, from its
 # exec to its exit; each `ip netns exec`, from its exec to the exec of the container's program)
 # and how many commands ferry ran. The tracing slows the forks down: take the start time from a
-# run without it.
+# run without it. (benches/local/netns_steps.py times the same commands one Pod after another,
+# outside ferry.)
 #
 # Needs python3, curl, taskset and a release build (cargo build --release --bin ferry; FERRY=...
 # to use another); netns mode needs root, ip and nft (TRACE=1: strace). Every phase is bounded
