@@ -22,8 +22,8 @@
 #
 # Needs python3, curl, kubectl and `CARGO_INCREMENTAL=0 cargo build --release --bin ferry`.
 # Every wait is bounded (STEP_TIMEOUT, 60 s; LOAD_TIMEOUT, 300 s, for the 10,000 Pods).
-# PERF=1 also records ferry with `perf record -g` during the list phase and prints the top
-# of the profile.
+# PERF=1 also records ferry with `perf record --call-graph dwarf` during each of phases 1-3 and prints the
+# top of each profile.
 #
 #   bash benches/apiserver/run.sh           # PODS=10000 RUNS=10 WATCHERS=100 CHANGES=20
 set -euo pipefail
@@ -125,19 +125,23 @@ children=$( { ps --ppid "$ferry_pid" -o pid= || true; } | wc -l)
 echo "ferry up (release, --pod-network loopback); $(nproc) CPUs; load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "$PODS Pods bound to another node (${manifest_mb} MB of YAML in one file): written to listed by the API in ${load_s}s; processes ferry runs: $children"
 
-if [ -n "${PERF:-}" ]; then
-  perf record -F 499 -g -p "$ferry_pid" -o "$work/perf.data" >/dev/null 2>&1 &
-  perf_pid=$!
-fi
-python3 benches/apiserver/bench.py list
-if [ -n "${PERF:-}" ]; then
+# One phase of bench.py; with PERF=1 under `perf record` of ferry, and the top of the profile.
+phase() {
+  if [ -z "${PERF:-}" ]; then python3 benches/apiserver/bench.py "$1"; return; fi
+  perf record -F 199 --call-graph dwarf,16384 -p "$ferry_pid" -o "$work/perf.$1" >/dev/null 2>&1 &
+  local perf_pid=$!
+  python3 benches/apiserver/bench.py "$1"
   kill -INT "$perf_pid"; wait "$perf_pid" || true
-  echo; echo "perf (ferry during the list phase; self time, entries over 1.5 %):"
-  perf report -i "$work/perf.data" --no-children --percent-limit 1.5 --stdio --sort sym 2>/dev/null \
-    | grep -E '^ +[0-9]' | head -40
-fi
-python3 benches/apiserver/bench.py watch
-python3 benches/apiserver/bench.py scale
+  echo; echo "perf of ferry during $1 (self time by symbol, entries over 1.5 %):"
+  perf report -i "$work/perf.$1" --no-children --percent-limit 1.5 --stdio --sort sym 2>/dev/null \
+    | grep -E '^ +[0-9]' | head -25 || true
+  echo "perf of ferry during $1 (time with callees, by symbol, ferry's and serde_json's functions over 10 %):"
+  perf report -i "$work/perf.$1" --children --percent-limit 10 --stdio --sort sym -g none 2>/dev/null \
+    | grep -E '^ +[0-9]' | grep -v '(inlined)' | grep -E '\] (ferry_|serde_json::)' | head -15 || true
+}
+phase list
+phase watch
+phase scale
 
 echo
 echo "4. ferry's RSS, MB"
