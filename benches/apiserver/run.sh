@@ -22,8 +22,8 @@
 #
 # Needs python3, curl, kubectl and `CARGO_INCREMENTAL=0 cargo build --release --bin ferry`.
 # Every wait is bounded (STEP_TIMEOUT, 60 s; LOAD_TIMEOUT, 300 s, for the 10,000 Pods).
-# PERF=1 also records ferry with `perf record --call-graph dwarf` during each of phases 1-3 and prints the
-# top of each profile.
+# PERF=1 also records ferry with `perf record --call-graph dwarf` during each of phases 1-3
+# and prints the top of each profile.
 #
 #   bash benches/apiserver/run.sh           # PODS=10000 RUNS=10 WATCHERS=100 CHANGES=20
 set -euo pipefail
