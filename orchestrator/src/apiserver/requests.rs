@@ -510,21 +510,20 @@ pub(super) fn list<'a>(
         Some(Some(key)) => Some(key),
         Some(None) => return bad_request("continue key is not valid: malformed"),
     };
-    let (revision, objects) = state.store.list(resource, namespace);
-    let mut items: Vec<Value> = objects
-        .into_iter()
-        .filter(|o| labels.as_ref().is_none_or(|l| selector::labels_match(l, o)))
-        .filter(|o| selector::fields_match(&fields, o))
-        .filter(|o| after.as_ref().is_none_or(|a| &object_key(o) > a))
-        .collect();
+    let keep = |o: &Value| {
+        labels.as_ref().is_none_or(|l| selector::labels_match(l, o))
+            && selector::fields_match(&fields, o)
+    };
+    let (revision, items, remaining) =
+        state
+            .store
+            .page(resource, namespace, after.as_ref(), limit, keep);
     let mut metadata = json!({"resourceVersion": revision.to_string()});
-    if let Some(limit) = limit.filter(|l| items.len() > *l) {
-        let remaining = items.len() - limit;
-        items.truncate(limit);
-        if let Some(last) = items.last() {
-            metadata["continue"] = json!(encode_continue(&object_key(last)));
-            metadata["remainingItemCount"] = json!(remaining);
-        }
+    if remaining > 0
+        && let Some(last) = items.last()
+    {
+        metadata["continue"] = json!(encode_continue(&object_key(last)));
+        metadata["remainingItemCount"] = json!(remaining);
     }
     if table {
         let body = table::table(

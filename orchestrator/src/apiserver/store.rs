@@ -369,6 +369,56 @@ impl Store {
         (inner.revision, items)
     }
 
+    /// A page of a list: the objects of a kind (in one namespace, or all) after `after` (the
+    /// namespace and name a continue token carries) that `keep` selects, at most `limit` of
+    /// them, and how many more it selects. Only the objects returned are copied, so each page
+    /// of a paged list costs its own size, not the whole list's.
+    pub fn page(
+        &self,
+        resource: &Resource,
+        namespace: Option<&str>,
+        after: Option<&(String, String)>,
+        limit: Option<usize>,
+        keep: impl Fn(&Value) -> bool,
+    ) -> (u64, Vec<Value>, usize) {
+        use std::ops::Bound;
+        let inner = self.read();
+        let first = Key {
+            resource: resource.plural,
+            namespace: namespace.unwrap_or_default().to_owned(),
+            name: String::new(),
+        };
+        let start = match after {
+            Some((ns, name)) => {
+                let last = Key {
+                    resource: resource.plural,
+                    namespace: ns.clone(),
+                    name: name.clone(),
+                };
+                if last >= first {
+                    Bound::Excluded(last)
+                } else {
+                    Bound::Included(first)
+                }
+            }
+            None => Bound::Included(first),
+        };
+        let mut selected = inner
+            .objects
+            .range((start, Bound::Unbounded))
+            .take_while(|(k, _)| {
+                k.resource == resource.plural && namespace.is_none_or(|ns| k.namespace == ns)
+            })
+            .filter(|(_, e)| keep(&e.object));
+        let items: Vec<Value> = selected
+            .by_ref()
+            .take(limit.unwrap_or(usize::MAX))
+            .map(|(_, e)| with_version(e))
+            .collect();
+        let remaining = selected.count();
+        (inner.revision, items, remaining)
+    }
+
     /// One object, with its resourceVersion.
     pub fn get(&self, resource: &Resource, namespace: &str, name: &str) -> Option<Value> {
         let key = Key {

@@ -286,7 +286,7 @@ async fn update_is_optimistic_and_bumps_the_generation_on_spec_changes_only() {
 /// JSON patch (what `kubectl rollout undo` sends) and merge patch act; strategic merge patch
 /// and server-side apply are 415 until served.
 #[tokio::test]
-async fn json_and_merge_patches_apply_and_strategic_merge_is_415() {
+async fn json_merge_and_strategic_merge_patches_apply() {
     let api = api(Admission::default()).await;
     let path = format!("{DEPLOYMENTS}/web");
     let (code, d) = api
@@ -315,14 +315,27 @@ async fn json_and_merge_patches_apply_and_strategic_merge_is_415() {
     assert_eq!(d["metadata"]["labels"]["tier"], "front");
     assert_eq!(d["spec"]["replicas"], 3);
 
-    for ct in [
-        "application/strategic-merge-patch+json",
-        "application/apply-patch+yaml",
-    ] {
-        let (code, status) = api.call(Method::PATCH, &path, "", ct, "{}").await;
-        assert_eq!(code, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{ct}");
-        assert_eq!(status["reason"], "UnsupportedMediaType");
-    }
+    // A strategic merge patch merges the containers by name (a JSON merge patch would
+    // replace the list and lose the image).
+    let (code, d) = api
+        .call(
+            Method::PATCH,
+            &path,
+            "",
+            "application/strategic-merge-patch+json",
+            r#"{"spec":{"template":{"spec":{"containers":[{"name":"web","env":[{"name":"A","value":"1"}]}]}}}}"#,
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK, "{d}");
+    let container = &d["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(container["env"][0]["name"], "A", "{d}");
+    assert!(container["image"].is_string(), "kept: {d}");
+    // A media type no patch has.
+    let (code, status) = api
+        .call(Method::PATCH, &path, "", "application/x-yaml", "{}")
+        .await;
+    assert_eq!(code, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(status["reason"], "UnsupportedMediaType");
 }
 
 /// The scale subresource reads and writes a Deployment's replicas as an autoscaling/v1 Scale.
@@ -614,12 +627,22 @@ async fn a_deleted_namespace_takes_its_objects() {
     );
 }
 
-/// Server-side apply of an object that does not exist yet reaches the apply function (415
-/// until it is served), not a 404.
+/// Server-side apply of an object that does not exist yet creates it (not a 404), with its
+/// manager's fields; without a fieldManager it is refused.
 #[tokio::test]
-async fn server_side_apply_of_a_new_object_is_415_until_served() {
+async fn server_side_apply_of_a_new_object_creates_it() {
     let api = api(Admission::default()).await;
     let (code, status) = api
+        .call(
+            Method::PATCH,
+            &format!("{PODS}/one"),
+            "",
+            "application/apply-patch+yaml",
+            POD,
+        )
+        .await;
+    assert_eq!(code, StatusCode::BAD_REQUEST, "{status}");
+    let (code, pod) = api
         .call(
             Method::PATCH,
             &format!("{PODS}/one"),
@@ -628,7 +651,12 @@ async fn server_side_apply_of_a_new_object_is_415_until_served() {
             POD,
         )
         .await;
-    assert_eq!(code, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{status}");
+    assert!(code.is_success(), "{pod}");
+    assert_eq!(pod["metadata"]["name"], "one", "{pod}");
+    assert_eq!(
+        pod["metadata"]["managedFields"][0]["manager"], "kubectl",
+        "{pod}"
+    );
 }
 
 /// Foreground: the Deployment goes once its ReplicaSets and Pods are gone. Every Pod here is
