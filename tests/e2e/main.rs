@@ -151,6 +151,13 @@ impl Running {
         let bus = up.bus().clone();
         let (trigger, shutdown) = ferry_runtime::shutdown::channel();
         let task = tokio::spawn(async move { up.run(shutdown).await.unwrap() });
+        // Serving once every part (the gateway, DNS, …) has swapped in the first view, which
+        // each does on its own task once running (a refused first view is version 0).
+        let first = bus.current().version;
+        eventually(DEADLINE, "every part serving the first view", || async {
+            bus.parts().iter().all(|p| p.version >= first).then_some(())
+        })
+        .await;
         Running {
             admin,
             dns,
