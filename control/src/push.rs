@@ -513,7 +513,10 @@ impl DestinationService for PeerSubscriptions {
             ));
         }
         let domain = self.shared.cluster_domain.clone();
-        let what = format!("inbound policy of Pod {}/{}", request.namespace, request.pod);
+        let what = format!(
+            "inbound policy of Pod {}/{}",
+            request.namespace, request.pod
+        );
         let (namespace, pod) = (request.namespace, request.pod);
         sidecar_stream(
             &self.shared,

@@ -473,10 +473,13 @@ async fn connect(
 > {
     // Bounded, so a control plane that accepts but stalls does not hold the part for good
     // (HTTP/2 keep-alive only starts once the handshake is done).
-    let tcp = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect((host, port)))
-        .await
-        .map_err(|_| SessionError::Connect(std::io::ErrorKind::TimedOut.into()))?
-        .map_err(SessionError::Connect)?;
+    let tcp = tokio::time::timeout(
+        CONNECT_TIMEOUT,
+        tokio::net::TcpStream::connect((host, port)),
+    )
+    .await
+    .map_err(|_| SessionError::Connect(std::io::ErrorKind::TimedOut.into()))?
+    .map_err(SessionError::Connect)?;
     let _ = tcp.set_nodelay(true);
     let name = ServerName::try_from(host.to_owned())
         .map_err(|e| SessionError::Tls(std::io::Error::other(e)))?;
@@ -509,7 +512,10 @@ pub async fn channel(control: &http::Uri, ca_pem: &[u8]) -> Result<H2, String> {
     }
     let authority = control.authority().ok_or_else(url)?;
     let port = authority.port_u16().ok_or_else(url)?;
-    let host = authority.host().trim_start_matches('[').trim_end_matches(']');
+    let host = authority
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']');
     let tls = Arc::new(client_config(ca_pem).map_err(|e| e.to_string())?);
     let (send, _conn) = connect(host, port, tls).await.map_err(|e| e.to_string())?;
     Ok(H2(send))

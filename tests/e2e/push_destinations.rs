@@ -99,19 +99,33 @@ impl Updates {
         loop {
             let next = tokio::time::timeout_at(deadline, self.stream.message())
                 .await
-                .unwrap_or_else(|_| panic!("{what}: not within the deadline; seen {:#?}", self.seen))
+                .unwrap_or_else(|_| {
+                    panic!("{what}: not within the deadline; seen {:#?}", self.seen)
+                })
                 .unwrap_or_else(|e| panic!("{what}: the stream failed: {e}"))
                 .unwrap_or_else(|| panic!("{what}: the stream ended"));
             let bytes = next.encode_to_vec();
-            for foreign in [&b"vault"[..], b"bank", b"vault-keeper", &[10, 9, 9, 9], &[10, 96, 0, 99]] {
+            for foreign in [
+                &b"vault"[..],
+                b"bank",
+                b"vault-keeper",
+                &[10, 9, 9, 9],
+                &[10, 96, 0, 99],
+            ] {
                 assert!(
                     !bytes.windows(foreign.len()).any(|w| w == foreign),
                     "{what}: another Service's data ({foreign:?}) in {next:?}"
                 );
             }
             if let Some(last) = self.seen.last() {
-                assert_ne!(last.update, next.update, "{what}: an update that changes nothing");
-                assert!(next.version > last.version, "{what}: {next:?} after {last:?}");
+                assert_ne!(
+                    last.update, next.update,
+                    "{what}: an update that changes nothing"
+                );
+                assert!(
+                    next.version > last.version,
+                    "{what}: {next:?} after {last:?}"
+                );
             }
             self.seen.push(next.clone());
             if want(&next) {
@@ -153,7 +167,11 @@ async fn a_sidecar_follows_one_destination_and_receives_nothing_else() {
     let manifests = tempfile::tempdir().unwrap();
     let state = tempfile::tempdir().unwrap();
     let echo_file = manifests.path().join("echo.yaml");
-    std::fs::write(&echo_file, service("shop", "echo", "10.96.0.20", &[ECHO_0, ECHO_1])).unwrap();
+    std::fs::write(
+        &echo_file,
+        service("shop", "echo", "10.96.0.20", &[ECHO_0, ECHO_1]),
+    )
+    .unwrap();
     std::fs::write(manifests.path().join("vault.yaml"), vault()).unwrap();
     let control = ControlPlane::start(manifests.path(), state.path(), loopback0()).await;
     let (mut client, token) = client(&control, state.path()).await;
@@ -163,7 +181,10 @@ async fn a_sidecar_follows_one_destination_and_receives_nothing_else() {
         .get(with_token(get("echo.shop.svc.cluster.local:8080"), "not-the-token").unwrap())
         .await
         .expect_err("an unknown token is refused");
-    assert!(refused.message().contains("unknown join token"), "{refused:?}");
+    assert!(
+        refused.message().contains("unknown join token"),
+        "{refused:?}"
+    );
 
     let stream = client
         .get(with_token(get("echo.shop.svc.cluster.local:8080"), &token).unwrap())
@@ -184,9 +205,16 @@ async fn a_sidecar_follows_one_destination_and_receives_nothing_else() {
         })
     );
     assert_eq!((e.port, e.app_protocol.as_deref()), (8080, Some("http")));
-    assert!(e.endpoints.iter().all(|e| e.port == 9000 && e.node_name.as_deref() == Some("node-1")));
+    assert!(
+        e.endpoints
+            .iter()
+            .all(|e| e.port == 9000 && e.node_name.as_deref() == Some("node-1"))
+    );
     assert_eq!(
-        e.endpoints.iter().map(|e| e.pod.as_deref()).collect::<Vec<_>>(),
+        e.endpoints
+            .iter()
+            .map(|e| e.pod.as_deref())
+            .collect::<Vec<_>>(),
         [Some("echo-0"), Some("echo-1")]
     );
     assert_eq!(
@@ -197,7 +225,9 @@ async fn a_sidecar_follows_one_destination_and_receives_nothing_else() {
     // The sidecar is listed while its call is open.
     let proxies = control.proxies().await;
     assert!(
-        proxies.iter().any(|p| p["role"] == "sidecar" && p["name"] == "shop/client-0"),
+        proxies
+            .iter()
+            .any(|p| p["role"] == "sidecar" && p["name"] == "shop/client-0"),
         "{proxies:?}"
     );
 
@@ -211,7 +241,9 @@ async fn a_sidecar_follows_one_destination_and_receives_nothing_else() {
         stream,
         seen: Vec::new(),
     };
-    let unknown = web.until("the unknown destination's answer", |_| true).await;
+    let unknown = web
+        .until("the unknown destination's answer", |_| true)
+        .await;
     match &unknown.update {
         Some(Update::NoDestination(n)) => assert_eq!(n.reason, "no Service shop/web"),
         other => panic!("{other:?}"),
@@ -223,7 +255,9 @@ async fn a_sidecar_follows_one_destination_and_receives_nothing_else() {
         service("shop", "echo", "10.96.0.20", &[ECHO_0, ECHO_1, ECHO_2]),
     )
     .unwrap();
-    let scaled = echo.until("echo scaled to three", |u| summary(u).len() == 3).await;
+    let scaled = echo
+        .until("echo scaled to three", |u| summary(u).len() == 3)
+        .await;
     assert_eq!(summary(&scaled)[2], (3, true, echo_identity()));
 
     // echo-1 unready: still listed, not ready.
@@ -234,7 +268,9 @@ async fn a_sidecar_follows_one_destination_and_receives_nothing_else() {
     )
     .unwrap();
     let update = echo
-        .until("echo-1 unready", |u| summary(u).get(1).is_some_and(|e| !e.1))
+        .until("echo-1 unready", |u| {
+            summary(u).get(1).is_some_and(|e| !e.1)
+        })
         .await;
     assert_eq!(
         summary(&update),
@@ -248,13 +284,24 @@ async fn a_sidecar_follows_one_destination_and_receives_nothing_else() {
     // The web Service appears: the unknown destination fills.
     std::fs::write(
         manifests.path().join("web.yaml"),
-        service("shop", "web", "10.96.0.30", &[("10.1.1.1", true, "web-0", Some("web"))]),
+        service(
+            "shop",
+            "web",
+            "10.96.0.30",
+            &[("10.1.1.1", true, "web-0", Some("web"))],
+        ),
     )
     .unwrap();
-    let filled = web.until("web's endpoints", |u| endpoints(u).is_some()).await;
+    let filled = web
+        .until("web's endpoints", |u| endpoints(u).is_some())
+        .await;
     assert_eq!(
         summary(&filled),
-        [(1, true, Some("spiffe://cluster.local/ns/shop/sa/web".to_owned()))]
+        [(
+            1,
+            true,
+            Some("spiffe://cluster.local/ns/shop/sa/web".to_owned())
+        )]
     );
 
     // The echo Service removed (its slice and Pods left behind): no destination again.
@@ -325,5 +372,8 @@ async fn a_sidecar_follows_its_workloads_inbound_ports() {
         .get_inbound_policy(with_token(request(""), &token).unwrap())
         .await
         .expect_err("no Pod named");
-    assert!(refused.message().contains("GetInboundPolicy.pod"), "{refused:?}");
+    assert!(
+        refused.message().contains("GetInboundPolicy.pod"),
+        "{refused:?}"
+    );
 }

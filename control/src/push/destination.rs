@@ -131,7 +131,11 @@ pub fn destination(snapshot: &Snapshot, authority: &Authority, trust_domain: &st
         },
         Authority::ClusterIp(addr) => {
             let ip = addr.ip();
-            match snapshot.services.iter().find(|s| s.cluster_ips.contains(&ip)) {
+            match snapshot
+                .services
+                .iter()
+                .find(|s| s.cluster_ips.contains(&ip))
+            {
                 Some(s) => (s, addr.port()),
                 None => return no_destination(format!("no Service has the cluster IP {ip}")),
             }
@@ -196,6 +200,9 @@ fn protocol(p: Protocol) -> proto::Protocol {
     }
 }
 
+/// What arrives on one inbound port: the app protocol, and the Services that send it.
+type Served = (Option<String>, BTreeSet<(String, String)>);
+
 /// The inbound policy of Pod `namespace/pod`: the ports the Services of its namespace send it
 /// traffic on (their clusters' endpoints at the Pod's address), with their protocol, and the
 /// identity it presents. Reads the Services of that namespace only.
@@ -209,9 +216,7 @@ pub fn inbound(
         .services
         .partition_point(|s| s.namespace.as_str() < namespace);
     let mut identity = None;
-    // (port, protocol) → (app protocol, Services).
-    let mut ports: BTreeMap<(u16, Protocol), (Option<String>, BTreeSet<(String, String)>)> =
-        BTreeMap::new();
+    let mut ports: BTreeMap<(u16, Protocol), Served> = BTreeMap::new();
     for service in snapshot.services[from..]
         .iter()
         .take_while(|s| s.namespace == namespace)
@@ -262,17 +267,15 @@ pub fn inbound(
         identity,
         ports: ports
             .into_iter()
-            .map(
-                |((port, p), (app_protocol, services))| proto::InboundPort {
-                    port: u32::from(port),
-                    protocol: protocol(p) as i32,
-                    app_protocol,
-                    services: services
-                        .into_iter()
-                        .map(|(namespace, name)| proto::ServiceKey { namespace, name })
-                        .collect(),
-                },
-            )
+            .map(|((port, p), (app_protocol, services))| proto::InboundPort {
+                port: u32::from(port),
+                protocol: protocol(p) as i32,
+                app_protocol,
+                services: services
+                    .into_iter()
+                    .map(|(namespace, name)| proto::ServiceKey { namespace, name })
+                    .collect(),
+            })
             .collect(),
     }
 }

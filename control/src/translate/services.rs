@@ -41,7 +41,11 @@ pub(super) fn services_and_clusters(store: &Store) -> (Vec<Service>, Vec<Cluster
 /// when `spec.serviceAccountName` names none, as the ServiceAccount admission sets it): the
 /// identity a sidecar expects the endpoint to present.
 fn service_accounts(store: &Store, service: &mut Service) {
-    for target in service.endpoints.iter_mut().filter_map(|e| e.target.as_mut()) {
+    for target in service
+        .endpoints
+        .iter_mut()
+        .filter_map(|e| e.target.as_mut())
+    {
         if target.kind != "Pod" {
             continue;
         }

@@ -150,13 +150,11 @@ fn service() -> impl Strategy<Value = m::Service> {
                     hostname,
                     node_name,
                     zone,
-                    target: target.map(|(kind, namespace, name, service_account)| {
-                        m::TargetRef {
-                            kind,
-                            namespace,
-                            name,
-                            service_account,
-                        }
+                    target: target.map(|(kind, namespace, name, service_account)| m::TargetRef {
+                        kind,
+                        namespace,
+                        name,
+                        service_account,
                     }),
                 }
             },

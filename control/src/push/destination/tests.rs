@@ -1,6 +1,6 @@
 //! The per-destination and per-workload answers computed from a snapshot, and their streams.
 
-
+use ferry_model::proto::Role;
 use ferry_model::{
     Cluster, Endpoint, ServicePort, ServiceType, SessionAffinity, TargetPort, TargetRef,
 };
@@ -8,7 +8,6 @@ use ferry_runtime::StatusBoard;
 use ferry_testing::{DEADLINE, eventually};
 use prometheus_client::registry::Registry;
 use prost::Message as _;
-use ferry_model::proto::Role;
 
 use super::*;
 
@@ -138,7 +137,11 @@ fn authorities_are_service_names_or_cluster_ips() {
             Authority::ClusterIp("[fd00::20]:80".parse().unwrap()),
         ),
     ] {
-        assert_eq!(parse_authority(authority, "cluster.local"), Ok(want), "{authority}");
+        assert_eq!(
+            parse_authority(authority, "cluster.local"),
+            Ok(want),
+            "{authority}"
+        );
     }
     assert_eq!(
         parse_authority("echo.shop.svc.corp.example:80", "corp.example"),
@@ -232,10 +235,7 @@ fn a_destination_is_its_service_ports_endpoints_with_their_identities() {
     );
     // By cluster IP, the same answer.
     let by_ip = Authority::ClusterIp("10.96.0.20:8080".parse().unwrap());
-    assert_eq!(
-        endpoints_of(destination(&s, &by_ip, "cluster.local")),
-        e
-    );
+    assert_eq!(endpoints_of(destination(&s, &by_ip, "cluster.local")), e);
 }
 
 #[test]
@@ -277,7 +277,11 @@ fn a_destination_carries_nothing_of_another_service() {
         .collect();
     let bigger = proto::DestinationUpdate {
         version: 3,
-        update: Some(destination(&snapshot(3, more), &echo_authority(), "cluster.local")),
+        update: Some(destination(
+            &snapshot(3, more),
+            &echo_authority(),
+            "cluster.local",
+        )),
     };
     assert_eq!(bigger.encoded_len(), answer.encoded_len());
 }
@@ -293,7 +297,10 @@ fn an_unknown_destination_is_answered_with_the_reason() {
         Update::NoDestination(n) => n.reason,
         Update::Endpoints(e) => panic!("{authority}: endpoints {e:?}"),
     };
-    assert_eq!(reason("echo.shop.svc.cluster.local:8080"), "no Service shop/echo");
+    assert_eq!(
+        reason("echo.shop.svc.cluster.local:8080"),
+        "no Service shop/echo"
+    );
     assert_eq!(
         reason("vault.bank.svc.cluster.local:9090"),
         "Service bank/vault has no TCP port 9090"
@@ -306,8 +313,14 @@ fn an_unknown_destination_is_answered_with_the_reason() {
 
 #[test]
 fn a_workloads_inbound_policy_is_the_ports_services_send_it() {
-    let (mut web, mut web_cluster) =
-        service("shop", "web", "10.96.0.30", 80, 8080, &[("10.1.0.1", true, "echo-a", Some("echo"))]);
+    let (mut web, mut web_cluster) = service(
+        "shop",
+        "web",
+        "10.96.0.30",
+        80,
+        8080,
+        &[("10.1.0.1", true, "echo-a", Some("echo"))],
+    );
     web.ports[0].app_protocol = None;
     web_cluster.app_protocol = None;
     let s = snapshot(
@@ -353,14 +366,23 @@ fn a_workloads_inbound_policy_is_the_ports_services_send_it() {
         proto::InboundPolicy::default()
     );
     // Same name, other namespace: not this Pod.
-    assert!(inbound(&s, "bank", "echo-a", "cluster.local").ports.is_empty());
+    assert!(
+        inbound(&s, "bank", "echo-a", "cluster.local")
+            .ports
+            .is_empty()
+    );
 }
 
 type Updates = mpsc::Receiver<Result<proto::DestinationUpdate, tonic::Status>>;
 
 fn subscribe(bus: &SnapshotBus, parts: &Parts, depth: usize) -> Updates {
     let (tx, rx) = mpsc::channel(depth);
-    let id = parts.connect(Role::Sidecar, "sidecar".into(), String::new(), String::new());
+    let id = parts.connect(
+        Role::Sidecar,
+        "sidecar".into(),
+        String::new(),
+        String::new(),
+    );
     let target = echo_authority();
     tokio::spawn(serve(
         bus.clone(),
@@ -374,7 +396,6 @@ fn subscribe(bus: &SnapshotBus, parts: &Parts, depth: usize) -> Updates {
     ));
     rx
 }
-
 
 async fn next(updates: &mut Updates) -> proto::DestinationUpdate {
     tokio::time::timeout(DEADLINE, updates.recv())
@@ -408,11 +429,17 @@ async fn a_destination_stream_sends_only_its_changes_and_a_slow_one_gets_the_new
     bus.publish(snapshot(1, vec![other()]));
     let first = next(&mut fast).await;
     assert_eq!(first.version, 1);
-    assert!(matches!(first.update, Some(Update::NoDestination(_))), "{first:?}");
+    assert!(
+        matches!(first.update, Some(Update::NoDestination(_))),
+        "{first:?}"
+    );
     let a = ("10.1.0.1", true, "echo-a", Some("echo"));
     bus.publish(snapshot(2, vec![other(), echo(&[a])]));
     let second = next(&mut fast).await;
-    assert_eq!((second.version, ready_addresses(&second)), (2, vec![vec![10, 1, 0, 1]]));
+    assert_eq!(
+        (second.version, ready_addresses(&second)),
+        (2, vec![vec![10, 1, 0, 1]])
+    );
 
     // A change to another Service sends nothing; the next change of echo's is the next answer.
     let (mut changed, cluster) = other();
@@ -426,7 +453,14 @@ async fn a_destination_stream_sends_only_its_changes_and_a_slow_one_gets_the_new
     for version in 4..=20u64 {
         let n = u8::try_from(version).unwrap();
         let scaled: Vec<(String, bool, String, Option<&str>)> = (1..=n)
-            .map(|i| (format!("10.1.0.{i}"), true, format!("echo-{i}"), Some("echo")))
+            .map(|i| {
+                (
+                    format!("10.1.0.{i}"),
+                    true,
+                    format!("echo-{i}"),
+                    Some("echo"),
+                )
+            })
             .collect();
         let scaled: Vec<(&str, bool, &str, Option<&str>)> = scaled
             .iter()
@@ -434,7 +468,10 @@ async fn a_destination_stream_sends_only_its_changes_and_a_slow_one_gets_the_new
             .collect();
         bus.publish(snapshot(version, vec![other(), echo(&scaled)]));
         let update = next(&mut fast).await;
-        assert_eq!(update.version, version, "version 3 changed nothing of echo's");
+        assert_eq!(
+            update.version, version,
+            "version 3 changed nothing of echo's"
+        );
         assert_eq!(ready_addresses(&update).len(), usize::from(n));
     }
     // The slow one had its queue full; it is sent the newest set once it reads, not each step.
