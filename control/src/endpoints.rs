@@ -127,6 +127,8 @@ fn target_ref(t: &ObjectReference) -> TargetRef {
         kind: t.kind.clone().unwrap_or_default(),
         namespace: t.namespace.clone().unwrap_or_default(),
         name: t.name.clone().unwrap_or_default(),
+        // Filled from the Pod when the Service's endpoints are translated.
+        service_account: None,
     }
 }
 

@@ -9,10 +9,15 @@
 //! is sent the newest whole view, not every step. A DNS server is sent no certificates (they
 //! come with private keys): only a gateway serves TLS.
 //!
+//! A sidecar calls the `Destination` service on the same channel, with the same token
+//! ([`destination`]): one destination's endpoints or its workload's inbound ports, never the
+//! whole view. Its calls are listed as role `sidecar` while open.
+//!
 //! The server is hyper's HTTP/2 over tokio-rustls with tonic's generated service on top (no
 //! tonic transport: the one TLS setup is ours). [`ca`] keeps the CA and token.
 
 pub mod ca;
+pub mod destination;
 pub mod local;
 pub mod parts;
 pub mod stream;
@@ -23,9 +28,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ferry_model::Snapshot;
 use ferry_model::proto::{self, Role, subscribe_request::Message};
 use ferry_runtime::connections::{Connection, Connections, InProgress, Limits};
 use ferry_runtime::subscribe::grpc::control_server::{Control, ControlServer};
+use ferry_runtime::subscribe::grpc::destination_server::{
+    Destination as DestinationService, DestinationServer,
+};
 use ferry_runtime::subscribe::{KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT, MAX_MESSAGE_BYTES};
 use ferry_runtime::{Shutdown, SnapshotBus, StatusBoard};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -54,6 +63,10 @@ pub struct PushConfig {
     /// The pushes a part may have queued and not read ([`stream::QUEUE_DEPTH`]); past it, the
     /// part is sent the newest whole view once it reads again.
     pub queue: usize,
+    /// The cluster domain: the suffix of the Service names a sidecar subscribes to
+    /// (`name.namespace.svc.<domain>:port`) and the trust domain of the workload identities
+    /// (`spiffe://<domain>/ns/<ns>/sa/<sa>`); `cluster.local` by default.
+    pub cluster_domain: String,
 }
 
 /// The default of [`PushConfig::handshake_timeout`].
@@ -77,6 +90,7 @@ impl PushConfig {
             handshake_timeout: HANDSHAKE_TIMEOUT,
             limits: PUSH_LIMITS,
             queue: stream::QUEUE_DEPTH,
+            cluster_domain: "cluster.local".to_owned(),
         }
     }
 }
@@ -155,6 +169,7 @@ impl PushServer {
                     parts: Parts::new(status, registry),
                     views: Arc::default(),
                     queue: config.queue.max(1),
+                    cluster_domain: config.cluster_domain,
                 }),
             },
         })
@@ -227,15 +242,24 @@ async fn serve_connection(
     let server = ControlServer::new(service.with_peer(peer))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let destinations = DestinationServer::new(service.with_peer(peer))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let conn = Arc::new(conn);
     let tracked = conn.clone();
-    let service = hyper::service::service_fn(move |request| {
+    let service = hyper::service::service_fn(move |request: http::Request<_>| {
         let mut server = server.clone();
+        let mut destinations = destinations.clone();
         // The call is in progress until its answer's body ends: a subscription for as long
         // as it is open, a refused one at once.
         let in_progress = tracked.request();
         async move {
-            let response = tower_service::Service::call(&mut server, request).await?;
+            // Two services on one channel, by the gRPC path's service name.
+            let response = if request.uri().path().starts_with(DESTINATION_PATH) {
+                tower_service::Service::call(&mut destinations, request).await?
+            } else {
+                tower_service::Service::call(&mut server, request).await?
+            };
             Ok::<_, std::convert::Infallible>(response.map(|body| Guarded {
                 body,
                 _in_progress: in_progress,
@@ -257,6 +281,9 @@ async fn serve_connection(
         }
     }
 }
+
+/// The path prefix of the `Destination` service's calls.
+const DESTINATION_PATH: &str = "/ferry.control.v1.Destination/";
 
 /// An answer's body that keeps its call counted as in progress until it ends.
 struct Guarded<B> {
@@ -307,6 +334,7 @@ struct Shared {
     parts: Parts,
     views: Arc<stream::Views>,
     queue: usize,
+    cluster_domain: String,
 }
 
 /// The gRPC service, one per connection (it knows the peer's address).
@@ -377,6 +405,11 @@ impl Control for PeerSubscriptions {
         };
         let role = match Role::try_from(hello.role) {
             Ok(role @ (Role::Gateway | Role::Dns)) => role,
+            Ok(Role::Sidecar) => {
+                return Err(tonic::Status::invalid_argument(
+                    "Hello.role: a sidecar subscribes per destination (ferry.control.v1.Destination), not to the whole view",
+                ));
+            }
             _ => {
                 return Err(tonic::Status::invalid_argument(format!(
                     "Hello.role: {} is not a role (gateway or dns)",
@@ -407,9 +440,97 @@ impl Control for PeerSubscriptions {
     }
 }
 
+/// A sidecar's call: its name checked, listed in [`Parts`] until the call ends, its answers
+/// streamed by [`destination::serve`] through a bounded queue.
+fn sidecar_stream<T: destination::Answer>(
+    shared: &Arc<Shared>,
+    peer: SocketAddr,
+    caller: Option<proto::Caller>,
+    message: &str,
+    what: String,
+    compute: impl Fn(&Snapshot) -> T + Send + 'static,
+) -> Result<tonic::Response<ReceiverStream<Result<T, tonic::Status>>>, tonic::Status> {
+    let caller = caller.unwrap_or_default();
+    if caller.name.is_empty() {
+        return Err(tonic::Status::invalid_argument(format!(
+            "{message}.caller.name is empty"
+        )));
+    }
+    let parts = shared.parts.clone();
+    let id = parts.connect(
+        Role::Sidecar,
+        caller.name.clone(),
+        caller.node,
+        peer.to_string(),
+    );
+    tracing::info!(name = %caller.name, %peer, subscription = %what, "sidecar subscribed");
+    let (tx, rx) = mpsc::channel(shared.queue);
+    let bus = shared.bus.clone();
+    tokio::spawn(async move {
+        destination::serve(bus, parts.clone(), id, compute, tx).await;
+        parts.disconnect(id);
+        tracing::info!(name = %caller.name, subscription = %what, "sidecar unsubscribed");
+    });
+    Ok(tonic::Response::new(ReceiverStream::new(rx)))
+}
+
+#[tonic::async_trait]
+impl DestinationService for PeerSubscriptions {
+    type GetStream = ReceiverStream<Result<proto::DestinationUpdate, tonic::Status>>;
+    type GetInboundPolicyStream = ReceiverStream<Result<proto::InboundPolicy, tonic::Status>>;
+
+    async fn get(
+        &self,
+        request: tonic::Request<proto::GetDestination>,
+    ) -> Result<tonic::Response<Self::GetStream>, tonic::Status> {
+        authorize(request.metadata(), &self.shared.token)?;
+        let request = request.into_inner();
+        let target = destination::parse_authority(&request.authority, &self.shared.cluster_domain)
+            .map_err(tonic::Status::invalid_argument)?;
+        let domain = self.shared.cluster_domain.clone();
+        sidecar_stream(
+            &self.shared,
+            self.peer,
+            request.caller,
+            "GetDestination",
+            format!("destination {}", request.authority),
+            move |snapshot| proto::DestinationUpdate {
+                version: 0,
+                update: Some(destination::destination(snapshot, &target, &domain)),
+            },
+        )
+    }
+
+    async fn get_inbound_policy(
+        &self,
+        request: tonic::Request<proto::GetInboundPolicy>,
+    ) -> Result<tonic::Response<Self::GetInboundPolicyStream>, tonic::Status> {
+        authorize(request.metadata(), &self.shared.token)?;
+        let request = request.into_inner();
+        if request.namespace.is_empty() || request.pod.is_empty() {
+            return Err(tonic::Status::invalid_argument(
+                "GetInboundPolicy.namespace and GetInboundPolicy.pod name the workload; one is empty",
+            ));
+        }
+        let domain = self.shared.cluster_domain.clone();
+        let what = format!(
+            "inbound policy of Pod {}/{}",
+            request.namespace, request.pod
+        );
+        let (namespace, pod) = (request.namespace, request.pod);
+        sidecar_stream(
+            &self.shared,
+            self.peer,
+            request.caller,
+            "GetInboundPolicy",
+            what,
+            move |snapshot| destination::inbound(snapshot, &namespace, &pod, &domain),
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use ferry_model::Snapshot;
 
     use super::*;
 

@@ -94,6 +94,16 @@ impl Store {
         }
     }
 
+    pub fn pod(&self, namespace: &str, name: &str) -> Option<&Pod> {
+        match &self.kinds[Kind::Pod as usize]
+            .get(&(namespace.to_owned(), name.to_owned()))?
+            .object
+        {
+            Object::Pod(p) => Some(p),
+            _ => None,
+        }
+    }
+
     pub fn secret(&self, namespace: &str, name: &str) -> Option<&Secret> {
         match &self.kinds[Kind::Secret as usize]
             .get(&(namespace.to_owned(), name.to_owned()))?

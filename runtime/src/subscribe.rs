@@ -26,7 +26,7 @@ pub mod backoff;
 #[cfg(test)]
 mod codegen;
 
-/// The generated gRPC client and server of `ferry.control.v1.Control`.
+/// The generated gRPC clients and servers of `ferry.control.v1.Control` and `ferry.control.v1.Destination`.
 #[allow(
     clippy::all,
     clippy::pedantic,
@@ -206,34 +206,7 @@ impl Subscriber {
 
     /// One connection: hello, then a push and its answer at a time, until either side ends.
     async fn session(&mut self, took_a_push: &mut bool) -> Result<(), SessionError> {
-        // Bounded, so a control plane that accepts but stalls does not hold the part for good
-        // (HTTP/2 keep-alive only starts once the handshake is done).
-        let tcp = tokio::time::timeout(
-            CONNECT_TIMEOUT,
-            tokio::net::TcpStream::connect((self.host.as_str(), self.port)),
-        )
-        .await
-        .map_err(|_| SessionError::Connect(std::io::ErrorKind::TimedOut.into()))?
-        .map_err(SessionError::Connect)?;
-        let _ = tcp.set_nodelay(true);
-        let name = ServerName::try_from(self.host.clone())
-            .map_err(|e| SessionError::Tls(std::io::Error::other(e)))?;
-        let tls = tokio::time::timeout(
-            CONNECT_TIMEOUT,
-            tokio_rustls::TlsConnector::from(self.tls.clone()).connect(name, tcp),
-        )
-        .await
-        .map_err(|_| SessionError::Tls(std::io::ErrorKind::TimedOut.into()))?
-        .map_err(SessionError::Tls)?;
-        let (send, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .keep_alive_interval(KEEPALIVE_INTERVAL)
-            .keep_alive_timeout(KEEPALIVE_TIMEOUT)
-            .keep_alive_while_idle(true)
-            .handshake(TokioIo::new(tls))
-            .await
-            .map_err(SessionError::Http)?;
-        let conn = tokio::spawn(conn);
+        let (send, conn) = connect(&self.host, self.port, self.tls.clone()).await?;
         let result = self.stream(send, took_a_push).await;
         conn.abort();
         result
@@ -492,9 +465,84 @@ fn client_config(ca_pem: &[u8]) -> Result<ClientConfig, Error> {
     Ok(config)
 }
 
+/// TCP, TLS and the HTTP/2 handshake to the control plane; the task drives the connection.
+async fn connect(
+    host: &str,
+    port: u16,
+    tls: Arc<ClientConfig>,
+) -> Result<
+    (
+        hyper::client::conn::http2::SendRequest<tonic::body::Body>,
+        tokio::task::JoinHandle<Result<(), hyper::Error>>,
+    ),
+    SessionError,
+> {
+    // Bounded, so a control plane that accepts but stalls does not hold the part for good
+    // (HTTP/2 keep-alive only starts once the handshake is done).
+    let tcp = tokio::time::timeout(
+        CONNECT_TIMEOUT,
+        tokio::net::TcpStream::connect((host, port)),
+    )
+    .await
+    .map_err(|_| SessionError::Connect(std::io::ErrorKind::TimedOut.into()))?
+    .map_err(SessionError::Connect)?;
+    let _ = tcp.set_nodelay(true);
+    let name = ServerName::try_from(host.to_owned())
+        .map_err(|e| SessionError::Tls(std::io::Error::other(e)))?;
+    let tls = tokio::time::timeout(
+        CONNECT_TIMEOUT,
+        tokio_rustls::TlsConnector::from(tls).connect(name, tcp),
+    )
+    .await
+    .map_err(|_| SessionError::Tls(std::io::ErrorKind::TimedOut.into()))?
+    .map_err(SessionError::Tls)?;
+    let (send, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .keep_alive_interval(KEEPALIVE_INTERVAL)
+        .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+        .keep_alive_while_idle(true)
+        .handshake(TokioIo::new(tls))
+        .await
+        .map_err(SessionError::Http)?;
+    Ok((send, tokio::spawn(conn)))
+}
+
+/// A channel to the control plane for a sidecar's calls (`grpc::destination_client`): TLS
+/// verified against `ca_pem` (its `ca.crt`), HTTP/2 with the subscription's keep-alive. Each call
+/// carries the join token ([`with_token`]). The connection closes when the last clone is
+/// dropped.
+pub async fn channel(control: &http::Uri, ca_pem: &[u8]) -> Result<H2, String> {
+    let url = || format!("--control {control}: expected https://HOST:PORT");
+    if control.scheme_str() != Some("https") {
+        return Err(url());
+    }
+    let authority = control.authority().ok_or_else(url)?;
+    let port = authority.port_u16().ok_or_else(url)?;
+    let host = authority
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let tls = Arc::new(client_config(ca_pem).map_err(|e| e.to_string())?);
+    let (send, _conn) = connect(host, port, tls).await.map_err(|e| e.to_string())?;
+    Ok(H2(send))
+}
+
+/// `request` with the join token in its `authorization` metadata, as the control plane asks.
+pub fn with_token<T>(message: T, token: &str) -> Result<tonic::Request<T>, String> {
+    let mut request = tonic::Request::new(message);
+    let value = format!("Bearer {token}")
+        .parse()
+        .map_err(|_| "the join token is not a valid header value".to_owned())?;
+    request.metadata_mut().insert("authorization", value);
+    Ok(request)
+}
+
+/// A server stream of the generated clients (a sidecar's answers).
+pub use tonic::Streaming;
+
 /// An HTTP/2 connection as the service tonic's client calls.
 #[derive(Clone, Debug)]
-struct H2(hyper::client::conn::http2::SendRequest<tonic::body::Body>);
+pub struct H2(hyper::client::conn::http2::SendRequest<tonic::body::Body>);
 
 impl tower_service::Service<http::Request<tonic::body::Body>> for H2 {
     type Response = http::Response<hyper::body::Incoming>;

@@ -21,6 +21,7 @@ mod objects;
 mod pod_network;
 mod pod_services;
 mod push;
+mod push_destinations;
 mod reload;
 
 use std::net::SocketAddr;

@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 use crate::{DEADLINE, eventually};
 
 /// A `ferry` process with its JSON log lines; killed when dropped.
-struct Process {
+pub(crate) struct Process {
     child: Child,
     lines: mpsc::UnboundedReceiver<serde_json::Value>,
     seen: Vec<String>,
@@ -99,14 +99,14 @@ fn addr(line: &serde_json::Value, field: &str) -> SocketAddr {
 }
 
 /// A running `ferry control` and its state directory.
-struct ControlPlane {
-    process: Process,
-    push: SocketAddr,
-    admin: SocketAddr,
+pub(crate) struct ControlPlane {
+    pub(crate) process: Process,
+    pub(crate) push: SocketAddr,
+    pub(crate) admin: SocketAddr,
 }
 
 impl ControlPlane {
-    async fn start(manifests: &Path, state: &Path, listen: SocketAddr) -> ControlPlane {
+    pub(crate) async fn start(manifests: &Path, state: &Path, listen: SocketAddr) -> ControlPlane {
         let mut process = Process::spawn(&[
             "control",
             "-f",
@@ -126,11 +126,11 @@ impl ControlPlane {
         }
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("https://127.0.0.1:{}", self.push.port())
     }
 
-    async fn proxies(&self) -> Vec<serde_json::Value> {
+    pub(crate) async fn proxies(&self) -> Vec<serde_json::Value> {
         let status = crate::get_json(self.admin, "/status").await;
         status["proxies"].as_array().cloned().unwrap_or_default()
     }
@@ -301,7 +301,7 @@ async fn requests_answered(admin: SocketAddr) -> u64 {
         .sum()
 }
 
-fn loopback0() -> SocketAddr {
+pub(crate) fn loopback0() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 0))
 }
 

@@ -100,6 +100,7 @@ ports:
             kind: "Pod".into(),
             namespace: "shop".into(),
             name: "web-0".into(),
+            service_account: None,
         })
     );
 }

@@ -19,6 +19,7 @@ pub fn role_name(role: Role) -> &'static str {
     match role {
         Role::Gateway => "gateway",
         Role::Dns => "dns",
+        Role::Sidecar => "sidecar",
         Role::Unspecified => "unspecified",
     }
 }

@@ -26,7 +26,8 @@ pub(super) fn services_and_clusters(store: &Store) -> (Vec<Service>, Vec<Cluster
     let mut clusters = Vec::new();
     for (m, svc) in store.services() {
         let sets = endpoints::for_service(store, &slices, m.namespace(), m.name(), svc);
-        let service = service(m, svc, &sets);
+        let mut service = service(m, svc, &sets);
+        service_accounts(store, &mut service);
         clusters.extend(service.ports.iter().map(|p| cluster(&service, p, &sets)));
         services.push(service);
     }
@@ -34,6 +35,35 @@ pub(super) fn services_and_clusters(store: &Store) -> (Vec<Service>, Vec<Cluster
     // (validated), so services are sorted; a Service's ports are in written order, so sort.
     clusters.sort_by(|a, b| a.key.cmp(&b.key));
     (services, clusters)
+}
+
+/// Each endpoint that stands for a Pod the store holds gets that Pod's ServiceAccount (`default`
+/// when `spec.serviceAccountName` names none, as the ServiceAccount admission sets it): the
+/// identity a sidecar expects the endpoint to present.
+fn service_accounts(store: &Store, service: &mut Service) {
+    for target in service
+        .endpoints
+        .iter_mut()
+        .filter_map(|e| e.target.as_mut())
+    {
+        if target.kind != "Pod" {
+            continue;
+        }
+        let namespace = if target.namespace.is_empty() {
+            &service.namespace
+        } else {
+            &target.namespace
+        };
+        if let Some(pod) = store.pod(namespace, &target.name) {
+            let account = pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.service_account_name.as_deref())
+                .filter(|a| !a.is_empty())
+                .unwrap_or("default");
+            target.service_account = Some(account.to_owned());
+        }
+    }
 }
 
 fn service(m: &Manifest, svc: &K8sService, sets: &[EndpointSet]) -> Service {

@@ -168,6 +168,7 @@ pub(super) fn service(s: &m::Service) -> pb::Service {
                     kind: t.kind.clone(),
                     namespace: t.namespace.clone(),
                     name: t.name.clone(),
+                    service_account: t.service_account.clone(),
                 }),
             })
             .collect(),
@@ -432,6 +433,7 @@ pub(super) fn to_service(s: pb::Service, field: &str) -> Result<m::Service, Prot
                     kind: t.kind,
                     namespace: t.namespace,
                     name: t.name,
+                    service_account: t.service_account,
                 }),
             })
         })

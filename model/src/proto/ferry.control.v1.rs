@@ -109,6 +109,11 @@ pub struct TargetRef {
     pub namespace: ::prost::alloc::string::String,
     #[prost(string, tag = "3")]
     pub name: ::prost::alloc::string::String,
+    /// The Pod's ServiceAccount (`spec.serviceAccountName`, `default` when it names none): the
+    /// workload identity the endpoint presents in the mesh. Absent when the target is not a Pod
+    /// the control plane holds.
+    #[prost(string, optional, tag = "4")]
+    pub service_account: ::core::option::Option<::prost::alloc::string::String>,
 }
 /// One address behind a Service, with the EndpointSlice conditions.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -644,6 +649,9 @@ pub enum Role {
     /// A cluster DNS server: receives the whole view without the certificates (no private key
     /// ever reaches it).
     Dns = 2,
+    /// A sidecar: subscribes per destination and per inbound policy with the `Destination`
+    /// service (destination.proto), never to the whole view; `Subscribe` refuses it.
+    Sidecar = 3,
 }
 impl Role {
     /// String value of the enum field names used in the ProtoBuf definition.
@@ -655,6 +663,7 @@ impl Role {
             Self::Unspecified => "ROLE_UNSPECIFIED",
             Self::Gateway => "ROLE_GATEWAY",
             Self::Dns => "ROLE_DNS",
+            Self::Sidecar => "ROLE_SIDECAR",
         }
     }
     /// Creates an enum from field names used in the ProtoBuf definition.
@@ -663,7 +672,147 @@ impl Role {
             "ROLE_UNSPECIFIED" => Some(Self::Unspecified),
             "ROLE_GATEWAY" => Some(Self::Gateway),
             "ROLE_DNS" => Some(Self::Dns),
+            "ROLE_SIDECAR" => Some(Self::Sidecar),
             _ => None,
         }
     }
+}
+/// Who asks: listed by `ferry get proxies` (role `sidecar`) while the call is open.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct Caller {
+    /// The node the sidecar runs on (a host name); informational.
+    #[prost(string, tag = "1")]
+    pub node: ::prost::alloc::string::String,
+    /// The sidecar's name (e.g. its Pod's `namespace/name`); must not be empty.
+    #[prost(string, tag = "2")]
+    pub name: ::prost::alloc::string::String,
+}
+/// A subscription to one destination.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct GetDestination {
+    #[prost(message, optional, tag = "1")]
+    pub caller: ::core::option::Option<Caller>,
+    /// `name.namespace.svc.<cluster domain>:port` (e.g. `echo.shop.svc.cluster.local:8080`;
+    /// `name.namespace.svc:port` is taken too), or a Service's cluster IP and port
+    /// (`10.96.0.10:80`, `\[fd00::10\]:80`). The port is the Service's port, TCP.
+    #[prost(string, tag = "2")]
+    pub authority: ::prost::alloc::string::String,
+}
+/// The answer for a destination, as of snapshot `version`.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct DestinationUpdate {
+    /// The version of the snapshot this answer was computed from.
+    #[prost(uint64, tag = "1")]
+    pub version: u64,
+    #[prost(oneof = "destination_update::Update", tags = "2, 3")]
+    pub update: ::core::option::Option<destination_update::Update>,
+}
+/// Nested message and enum types in `DestinationUpdate`.
+pub mod destination_update {
+    #[derive(Clone, PartialEq, ::prost::Oneof)]
+    pub enum Update {
+        /// The Service port exists: its endpoints, the whole set (possibly empty).
+        #[prost(message, tag = "2")]
+        Endpoints(super::DestinationEndpoints),
+        /// No Service port answers to the authority (yet).
+        #[prost(message, tag = "3")]
+        NoDestination(super::NoDestination),
+    }
+}
+/// The endpoints behind one Service port.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct DestinationEndpoints {
+    /// The Service the authority names.
+    #[prost(message, optional, tag = "1")]
+    pub service: ::core::option::Option<ServiceKey>,
+    /// The Service's port (the authority's).
+    #[prost(uint32, tag = "2")]
+    pub port: u32,
+    /// The port's name; empty when the Service has a single unnamed port.
+    #[prost(string, tag = "3")]
+    pub port_name: ::prost::alloc::string::String,
+    /// The port's `appProtocol` (e.g. `http`, `kubernetes.io/h2c`), for protocol detection.
+    #[prost(string, optional, tag = "4")]
+    pub app_protocol: ::core::option::Option<::prost::alloc::string::String>,
+    /// Sorted by (address, port); not-ready endpoints are included, with `ready` false.
+    #[prost(message, repeated, tag = "5")]
+    pub endpoints: ::prost::alloc::vec::Vec<DestinationEndpoint>,
+}
+/// One endpoint of a destination: where to connect and whom to expect there.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct DestinationEndpoint {
+    /// 4 or 16 bytes.
+    #[prost(bytes = "vec", tag = "1")]
+    pub address: ::prost::alloc::vec::Vec<u8>,
+    /// The port to connect to (the Service's `targetPort`, resolved for this endpoint).
+    #[prost(uint32, tag = "2")]
+    pub port: u32,
+    /// The EndpointSlice conditions.
+    #[prost(bool, tag = "3")]
+    pub ready: bool,
+    #[prost(bool, tag = "4")]
+    pub serving: bool,
+    #[prost(bool, tag = "5")]
+    pub terminating: bool,
+    /// Where the endpoint runs, when known.
+    #[prost(string, optional, tag = "6")]
+    pub zone: ::core::option::Option<::prost::alloc::string::String>,
+    #[prost(string, optional, tag = "7")]
+    pub node_name: ::core::option::Option<::prost::alloc::string::String>,
+    /// The Pod behind the endpoint, when the endpoint names one.
+    #[prost(string, optional, tag = "8")]
+    pub pod: ::core::option::Option<::prost::alloc::string::String>,
+    /// The workload identity the endpoint presents:
+    /// `spiffe://<trust domain>/ns/<Pod's namespace>/sa/<Pod's ServiceAccount>`. Absent when the
+    /// endpoint is not a Pod the control plane knows (no identity is expected).
+    #[prost(string, optional, tag = "9")]
+    pub identity: ::core::option::Option<::prost::alloc::string::String>,
+}
+/// No Service port answers to the authority.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct NoDestination {
+    /// Why, for people: e.g. `no Service shop/echo`, `Service shop/echo has no TCP port 9090`.
+    #[prost(string, tag = "1")]
+    pub reason: ::prost::alloc::string::String,
+}
+/// A subscription to the inbound policy of one workload.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct GetInboundPolicy {
+    #[prost(message, optional, tag = "1")]
+    pub caller: ::core::option::Option<Caller>,
+    /// The Pod whose inbound side the sidecar serves.
+    #[prost(string, tag = "2")]
+    pub namespace: ::prost::alloc::string::String,
+    #[prost(string, tag = "3")]
+    pub pod: ::prost::alloc::string::String,
+}
+/// What a workload serves, as of snapshot `version`.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct InboundPolicy {
+    /// The version of the snapshot this answer was computed from.
+    #[prost(uint64, tag = "1")]
+    pub version: u64,
+    /// The identity the workload presents (as `DestinationEndpoint.identity`); absent when the
+    /// control plane does not know the Pod.
+    #[prost(string, optional, tag = "2")]
+    pub identity: ::core::option::Option<::prost::alloc::string::String>,
+    /// The ports on which Services send it traffic, sorted by (port, protocol); empty when no
+    /// Service selects the Pod.
+    #[prost(message, repeated, tag = "3")]
+    pub ports: ::prost::alloc::vec::Vec<InboundPort>,
+}
+/// One port a workload serves.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct InboundPort {
+    /// The container port traffic arrives on.
+    #[prost(uint32, tag = "1")]
+    pub port: u32,
+    #[prost(enumeration = "Protocol", tag = "2")]
+    pub protocol: i32,
+    /// The `appProtocol` of the Service ports that send traffic here, when one names it.
+    #[prost(string, optional, tag = "3")]
+    pub app_protocol: ::core::option::Option<::prost::alloc::string::String>,
+    /// The Services whose ports send traffic here, sorted.
+    #[prost(message, repeated, tag = "4")]
+    pub services: ::prost::alloc::vec::Vec<ServiceKey>,
 }

@@ -138,7 +138,7 @@ fn service() -> impl Strategy<Value = m::Service> {
         opt_name(),
         opt_name(),
         opt_name(),
-        proptest::option::of((name(), name(), name())),
+        proptest::option::of((name(), name(), name(), opt_name())),
     )
         .prop_map(
             |(address, [ready, serving, terminating], hostname, node_name, zone, target)| {
@@ -150,10 +150,11 @@ fn service() -> impl Strategy<Value = m::Service> {
                     hostname,
                     node_name,
                     zone,
-                    target: target.map(|(kind, namespace, name)| m::TargetRef {
+                    target: target.map(|(kind, namespace, name, service_account)| m::TargetRef {
                         kind,
                         namespace,
                         name,
+                        service_account,
                     }),
                 }
             },
@@ -627,6 +628,7 @@ fn big_snapshot(services: usize, endpoints: usize) -> m::Snapshot {
                         kind: "Pod".to_owned(),
                         namespace: "default".to_owned(),
                         name: format!("{name}-{address}"),
+                        service_account: Some("default".to_owned()),
                     }),
                 })
                 .collect(),

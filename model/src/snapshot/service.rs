@@ -133,6 +133,11 @@ pub struct TargetRef {
     pub kind: String,
     pub namespace: String,
     pub name: String,
+    /// The Pod's ServiceAccount (`spec.serviceAccountName`, `default` when it names none): the
+    /// workload identity the endpoint presents in the mesh. `None` when the target is not a
+    /// Pod the control plane holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account: Option<String>,
 }
 
 /// One address behind a Service, with the EndpointSlice conditions.

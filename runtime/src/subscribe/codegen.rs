@@ -10,9 +10,10 @@
 
 use std::path::{Path, PathBuf};
 
-const PROTOS: [&str; 2] = [
+const PROTOS: [&str; 3] = [
     "ferry/control/v1/snapshot.proto",
     "ferry/control/v1/control.proto",
+    "ferry/control/v1/destination.proto",
 ];
 const FILE: &str = "ferry.control.v1.rs";
 

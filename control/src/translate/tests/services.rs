@@ -75,3 +75,54 @@ fn one_port_number_on_two_protocols_translates_to_two_clusters() {
         ]
     );
 }
+
+#[test]
+fn an_endpoint_for_a_pod_carries_the_pods_service_account() {
+    let yaml = r#"
+apiVersion: v1
+kind: Service
+metadata: {name: echo, namespace: shop}
+spec:
+  clusterIP: 10.96.0.20
+  ports: [{name: http, port: 8080}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: echo-0
+  namespace: shop
+  labels: {kubernetes.io/service-name: echo}
+addressType: IPv4
+endpoints:
+- addresses: [10.1.0.1]
+  targetRef: {kind: Pod, namespace: shop, name: echo-a}
+- addresses: [10.1.0.2]
+  targetRef: {kind: Pod, namespace: shop, name: echo-b}
+- addresses: [10.1.0.3]
+  targetRef: {kind: Pod, namespace: shop, name: echo-gone}
+ports: [{name: http, port: 8080}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: echo-a, namespace: shop}
+spec:
+  serviceAccountName: echo
+  containers: [{name: echo, image: echo}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: echo-b, namespace: shop}
+spec:
+  containers: [{name: echo, image: echo}]
+"#;
+    let t = translate(&store(yaml));
+    let echo = &t.snapshot.services[0];
+    let accounts: Vec<Option<&str>> = echo
+        .endpoints
+        .iter()
+        .map(|e| e.target.as_ref().unwrap().service_account.as_deref())
+        .collect();
+    // A Pod that names none runs as `default`; a Pod the store does not hold is unknown.
+    assert_eq!(accounts, [Some("echo"), Some("default"), None]);
+    t.snapshot.validate().unwrap();
+}
