@@ -1,8 +1,8 @@
 //! `ferry up --source kubernetes` against ferry's own API server: one `ferry up` runs the local
 //! cluster (loopback Pods, its API on 127.0.0.1:0, a state directory of its own); a second,
 //! reading only that API server through the first's kubeconfig, routes Ingress traffic to the
-//! first's Pods and answers DNS for its Services, follows a scale and a Service removed from
-//! the first's manifests, and keeps its routes while the first is away and after it is back.
+//! first's Pods and answers DNS for its Services, follows a `kubectl scale`, a `kubectl delete`
+//! and a Service removed from the first's manifests, and keeps its routes while the first is away and after it is back.
 //! The second writes its Ingresses' `status.loadBalancer` through the first's `status`
 //! subresource.
 
@@ -355,6 +355,18 @@ async fn a_second_ferry_serves_the_first_ones_cluster_through_its_api() {
     )
     .await;
 
+    // A Service deleted with kubectl on the first: gone from the second's DNS (then from the
+    // first's manifests too, so it stays gone; without kubectl, the file's change does it).
+    if crate::kubectl::have_kubectl("kubernetes_source: kubectl delete").await {
+        let cache = TempDir::new().unwrap();
+        let args = ["delete", "service", "api", "-n", "shop"];
+        crate::kubectl::ok(&first.kubeconfig, cache.path(), &args).await;
+        eventually(DEADLINE, "api.shop gone after kubectl delete", || async {
+            let r = ask(second.dns, "api.shop.svc.cluster.local.", RecordType::A).await;
+            (r.metadata.response_code == ResponseCode::NXDomain).then_some(())
+        })
+        .await;
+    }
     // A Service removed from the first's manifests: gone from the second's DNS.
     let file = dir.path().join("shop.yaml");
     fs::write(&file, manifests(static_backend.addr.port(), false, &secret)).unwrap();
