@@ -632,6 +632,34 @@ async fn get_list_selectors_and_pages() {
         }
     }
     assert_eq!(seen, ["api-1", "web-1", "web-2"]);
+    // Across namespaces and with a selector: the pages are the selection's, in order, each
+    // saying how many of it remain.
+    let (_, _, whole) = call(Method::GET, "/api/v1/pods", "", "application/json", t).await;
+    let names = |b: &Value| -> Vec<String> {
+        b["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["metadata"]["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let everything = names(&whole);
+    assert!(everything.len() >= 3, "{whole}");
+    let mut paged = Vec::new();
+    let mut query = "limit=2".to_owned();
+    loop {
+        let (_, _, body) = call(Method::GET, "/api/v1/pods", &query, "application/json", t).await;
+        paged.extend(names(&body));
+        match body["metadata"]["continue"].as_str() {
+            Some(c) => {
+                let remaining = body["metadata"]["remainingItemCount"].as_u64().unwrap();
+                assert_eq!(remaining as usize, everything.len() - paged.len(), "{body}");
+                query = format!("limit=2&continue={c}");
+            }
+            None => break,
+        }
+    }
+    assert_eq!(paged, everything);
     let table_accept = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json";
     let (_, _, body) = call(
         Method::GET,
