@@ -5,6 +5,7 @@
 //! TLS, DNS or Kubernetes types: `cargo tree -p ferry-model` must stay small.
 
 pub mod cidr;
+pub mod mesh;
 pub mod name;
 pub mod problem;
 pub mod proto;

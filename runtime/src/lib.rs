@@ -10,6 +10,7 @@ pub mod admin;
 pub mod bus;
 pub mod connections;
 pub mod descriptors;
+pub mod identity;
 pub mod random;
 pub mod serve;
 pub mod shutdown;
