@@ -5,15 +5,20 @@
 //! - [`detect`]: what a connection speaks, from its first bytes, without a stall.
 //! - [`inbound`]: mTLS (or plaintext, when permissive) in, authorized ([`authorize`]), to the
 //!   app on localhost with `x-forwarded-client-cert`.
+//! - [`outbound`]: the app's connections to Services, balanced per request (HTTP) or per
+//!   connection (other TCP) over the endpoints [`discover`] learns from the control plane, mTLS
+//!   to meshed endpoints.
 //! - [`upstream`]: the sockets the sidecar opens (marked), plain or mTLS to an expected
 //!   identity; [`socket`]: `SO_ORIGINAL_DST` and `SO_MARK`; [`listen`]: the accept loop.
 //! - [`metrics`]: the golden signals, `ferry_sidecar_*`.
 
 pub mod authorize;
 pub mod detect;
+pub mod discover;
 pub mod inbound;
 pub mod listen;
 pub mod metrics;
+pub mod outbound;
 pub mod socket;
 pub mod tls;
 pub mod upstream;
@@ -24,6 +29,7 @@ mod test_pki;
 pub use authorize::{AllowAll, Authorize};
 pub use inbound::{Inbound, InboundConfig, MtlsMode};
 pub use metrics::Metrics;
+pub use outbound::{Outbound, OutboundConfig};
 pub use tls::MeshTls;
 
 /// The sidecar's errors.
