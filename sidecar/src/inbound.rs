@@ -3,7 +3,10 @@
 //! on localhost at the port they were sent to.
 //!
 //! One connection, in order: the app's port (`SO_ORIGINAL_DST`, else the configured
-//! [`InboundConfig::app_port`]); detection on the raw bytes; a ClientHello with the mesh ALPN
+//! [`InboundConfig::app_port`]); detection on the raw bytes, where no port is opaque (a client
+//! sidecar speaks first, with its ClientHello, whatever the app's protocol; so a plaintext
+//! client of a server-first app, in permissive mode, waits the detection timeout once before
+//! it is served: the price of telling it from a sidecar); a ClientHello with the mesh ALPN
 //! is terminated with [`MeshTls::server`] and the peer's identity read from its certificate,
 //! then what it carries is detected again; plaintext is refused in strict mode. HTTP is served
 //! request by request ([`http`]); anything else is authorized once and copied both ways.
@@ -89,6 +92,9 @@ struct Shared {
     metrics: Arc<Metrics>,
     connector: Connector,
     app: http::AppClients,
+    /// Detection on the raw connection: no port is opaque there, since a client sidecar sends
+    /// its ClientHello first whatever the app's protocol.
+    outer_detection: Detection,
 }
 
 /// The bound inbound listener.
@@ -120,6 +126,10 @@ impl Inbound {
             metrics: metrics.clone(),
         };
         let app = http::AppClients::new(&connector);
+        let outer_detection = Detection {
+            opaque_ports: Default::default(),
+            ..config.detection.clone()
+        };
         Ok(Inbound {
             listener,
             shared: Arc::new(Shared {
@@ -129,6 +139,7 @@ impl Inbound {
                 metrics,
                 connector,
                 app,
+                outer_detection,
             }),
         })
     }
@@ -155,7 +166,7 @@ async fn serve(shared: Arc<Shared>, stream: TcpStream, client: SocketAddr) {
         tracing::debug!(%client, "no original destination and no app port: closing");
         return;
     };
-    let (detected, io) = match detect::detect(stream, port, &shared.config.detection).await {
+    let (detected, io) = match detect::detect(stream, port, &shared.outer_detection).await {
         Ok(found) => found,
         Err(e) => return tracing::debug!(%client, error = %e, "reading the first bytes failed"),
     };

@@ -10,6 +10,8 @@
 //!   to meshed endpoints.
 //! - [`upstream`]: the sockets the sidecar opens (marked), plain or mTLS to an expected
 //!   identity; [`socket`]: `SO_ORIGINAL_DST` and `SO_MARK`; [`listen`]: the accept loop.
+//! - [`part`]: the whole sidecar ([`Sidecar`]): both sides and the admin server, ready once it
+//!   holds credentials.
 //! - [`metrics`]: the golden signals, `ferry_sidecar_*`.
 
 pub mod authorize;
@@ -19,17 +21,21 @@ pub mod inbound;
 pub mod listen;
 pub mod metrics;
 pub mod outbound;
+pub mod part;
 pub mod socket;
 pub mod tls;
 pub mod upstream;
 
 #[cfg(test)]
 mod test_pki;
+#[cfg(test)]
+mod tests;
 
 pub use authorize::{AllowAll, Authorize};
 pub use inbound::{Inbound, InboundConfig, MtlsMode};
 pub use metrics::Metrics;
 pub use outbound::{Outbound, OutboundConfig};
+pub use part::{Addrs, Config, Parts, Sidecar};
 pub use tls::MeshTls;
 
 /// The sidecar's errors.

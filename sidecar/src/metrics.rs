@@ -5,7 +5,7 @@
 //! server identity on the outbound side; `-` when there is none (plaintext). Their number is
 //! bounded by the workloads that talk to this one.
 
-use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -14,15 +14,24 @@ use prometheus_client::registry::Registry;
 
 use crate::detect::Detected;
 
-#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
 pub enum Direction {
     Inbound,
     Outbound,
 }
 
+impl Direction {
+    fn label(self) -> &'static str {
+        match self {
+            Direction::Inbound => "inbound",
+            Direction::Outbound => "outbound",
+        }
+    }
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
-    pub direction: Direction,
+    pub direction: &'static str,
     pub peer: String,
     /// `2xx` … `5xx`, or `error` when no response came.
     pub status: &'static str,
@@ -30,12 +39,12 @@ pub struct RequestLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DirectionLabels {
-    pub direction: Direction,
+    pub direction: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
-    pub direction: Direction,
+    pub direction: &'static str,
     pub outcome: &'static str,
 }
 
@@ -153,19 +162,23 @@ impl Metrics {
         let peer = peer.unwrap_or("-").to_owned();
         self.requests
             .get_or_create(&RequestLabels {
-                direction,
+                direction: direction.label(),
                 peer,
                 status,
             })
             .inc();
         self.latency
-            .get_or_create(&DirectionLabels { direction })
+            .get_or_create(&DirectionLabels {
+                direction: direction.label(),
+            })
             .observe(seconds);
     }
 
     /// A connection accepted; the guard counts it open until dropped.
     pub fn connection(&self, direction: Direction) -> OpenGuard {
-        let labels = DirectionLabels { direction };
+        let labels = DirectionLabels {
+            direction: direction.label(),
+        };
         self.tcp_connections.get_or_create(&labels).inc();
         let gauge = self.tcp_open.get_or_create(&labels).clone();
         gauge.inc();
@@ -173,7 +186,9 @@ impl Metrics {
     }
 
     pub fn bytes(&self, direction: Direction, sent: u64, received: u64) {
-        let labels = DirectionLabels { direction };
+        let labels = DirectionLabels {
+            direction: direction.label(),
+        };
         self.tcp_sent.get_or_create(&labels).inc_by(sent);
         self.tcp_received.get_or_create(&labels).inc_by(received);
     }
@@ -181,14 +196,17 @@ impl Metrics {
     pub fn handshake(&self, direction: Direction, ok: bool) {
         let outcome = if ok { "ok" } else { "failed" };
         self.handshakes
-            .get_or_create(&OutcomeLabels { direction, outcome })
+            .get_or_create(&OutcomeLabels {
+                direction: direction.label(),
+                outcome,
+            })
             .inc();
     }
 
     pub fn detected(&self, direction: Direction, detected: Detected) {
         self.detections
             .get_or_create(&OutcomeLabels {
-                direction,
+                direction: direction.label(),
                 outcome: detected.label(),
             })
             .inc();
@@ -197,7 +215,7 @@ impl Metrics {
     pub fn authz(&self, outcome: &'static str) {
         self.authz
             .get_or_create(&OutcomeLabels {
-                direction: Direction::Inbound,
+                direction: "inbound",
                 outcome,
             })
             .inc();
@@ -205,7 +223,10 @@ impl Metrics {
 
     pub fn plaintext(&self, direction: Direction, outcome: &'static str) {
         self.plaintext
-            .get_or_create(&OutcomeLabels { direction, outcome })
+            .get_or_create(&OutcomeLabels {
+                direction: direction.label(),
+                outcome,
+            })
             .inc();
     }
 

@@ -141,19 +141,23 @@ async fn handle(conn: &Conn, req: Request<Incoming>) -> Response<ProxyBody> {
     let budget = service.balancer.retry_budget();
     budget.deposit(Instant::now());
     let mut tried = Vec::new();
+    let mut last = None;
     loop {
         // pick_endpoint
         let Some(pick) = service.balancer.pick(None, &tried, Instant::now()) else {
             metrics.request(
                 Direction::Outbound,
                 None,
-                Some(503),
+                None,
                 start.elapsed().as_secs_f64(),
             );
-            return status(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "no endpoint is left to try\n",
-            );
+            return match last {
+                Some(outcome) => failed(outcome),
+                None => status(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the Service has no endpoints\n",
+                ),
+            };
         };
         let addr = pick.addr();
         let expected = conn.shared.connector.identities.get(&addr);
@@ -186,6 +190,7 @@ async fn handle(conn: &Conn, req: Request<Incoming>) -> Response<ProxyBody> {
             Err(outcome) => {
                 tracing::info!(endpoint = %addr, service = %service.name, ?outcome, "attempt failed");
                 tried.push(addr);
+                last = Some(outcome);
                 let retry = replayable
                     && outcome.retry_safe(idempotent)
                     && budget.try_withdraw(Instant::now());
@@ -196,16 +201,7 @@ async fn handle(conn: &Conn, req: Request<Incoming>) -> Response<ProxyBody> {
                         None,
                         start.elapsed().as_secs_f64(),
                     );
-                    return match outcome {
-                        AttemptOutcome::Timeout => status(
-                            StatusCode::GATEWAY_TIMEOUT,
-                            "the endpoint did not answer in time\n",
-                        ),
-                        _ => status(
-                            StatusCode::BAD_GATEWAY,
-                            "the endpoint could not be reached\n",
-                        ),
-                    };
+                    return failed(outcome);
                 }
             }
         }
@@ -251,6 +247,20 @@ async fn send(
             Err(AttemptOutcome::Reset)
         }
         Err(_) => Err(AttemptOutcome::Timeout),
+    }
+}
+
+/// The answer when the last attempt failed with `outcome`.
+fn failed(outcome: AttemptOutcome) -> Response<ProxyBody> {
+    match outcome {
+        AttemptOutcome::Timeout => status(
+            StatusCode::GATEWAY_TIMEOUT,
+            "the endpoint did not answer in time\n",
+        ),
+        _ => status(
+            StatusCode::BAD_GATEWAY,
+            "the endpoint could not be reached\n",
+        ),
     }
 }
 
