@@ -37,6 +37,33 @@ impl Ca {
         self.issuer.der().clone()
     }
 
+    pub fn root_pem(&self) -> String {
+        self.issuer.pem()
+    }
+
+    /// A leaf for `id` as PEM: the certificate and its key.
+    pub fn issue_pem(&self, id: &WorkloadId) -> (String, String) {
+        let (cert, key) = self.leaf(id, |_| {});
+        (cert.pem(), key.serialize_pem())
+    }
+
+    fn leaf(
+        &self,
+        id: &WorkloadId,
+        edit: impl FnOnce(&mut CertificateParams),
+    ) -> (rcgen::Certificate, KeyPair) {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.subject_alt_names = vec![SanType::URI(id.to_string().try_into().unwrap())];
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        edit(&mut params);
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        (cert, key)
+    }
+
     /// A leaf for `id`, valid now.
     pub fn issue(&self, id: &WorkloadId) -> Credentials {
         self.issue_with(id, |_| {})
@@ -48,15 +75,7 @@ impl Ca {
         id: &WorkloadId,
         edit: impl FnOnce(&mut CertificateParams),
     ) -> Credentials {
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.subject_alt_names = vec![SanType::URI(id.to_string().try_into().unwrap())];
-        params.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
-        edit(&mut params);
-        let key = KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        let (cert, key) = self.leaf(id, edit);
         let certified = ferry_runtime::tls::certified_key(
             cert.pem().as_bytes(),
             key.serialize_pem().as_bytes(),

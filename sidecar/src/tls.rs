@@ -20,6 +20,7 @@
 //! certificates); the chain is checked by webpki through rustls's public helpers, so there is
 //! one chain verifier in the process.
 
+pub mod pem;
 pub mod verify;
 
 #[cfg(test)]
