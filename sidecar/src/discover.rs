@@ -269,10 +269,20 @@ impl ControlDiscover {
                 _ => None,
             };
             let answer = compile(&update, previous.as_deref(), &self.balancer);
-            if let Answer::Service(s) = &answer {
-                for e in &s.endpoints {
-                    self.identities.set(e.addr, e.identity.clone());
+            let now: Vec<&Endpoint> = match &answer {
+                Answer::Service(s) => s.endpoints.iter().collect(),
+                _ => Vec::new(),
+            };
+            // Endpoints that left this destination are forgotten; those that stay or came
+            // are (re)set, so an endpoint that lost its sidecar is no longer expected to
+            // present an identity.
+            for gone in previous.iter().flat_map(|p| p.endpoints.iter()) {
+                if !now.iter().any(|e| e.addr == gone.addr) {
+                    self.identities.set(gone.addr, None);
                 }
+            }
+            for e in now {
+                self.identities.set(e.addr, e.identity.clone());
             }
             tx.send_replace(answer);
         }

@@ -123,7 +123,7 @@ impl Outbound {
 
 /// Whether a Service port's `appProtocol` or name says the traffic is not HTTP, so detection
 /// need not read (Istio's port-name prefixes and common `appProtocol` values).
-fn opaque_hint(service: &Service) -> bool {
+pub(crate) fn opaque_hint(service: &Service) -> bool {
     const OPAQUE: [&str; 8] = [
         "tcp",
         "tls",

@@ -438,3 +438,66 @@ async fn admin_status(addr: SocketAddr, path: &str) -> u16 {
 async fn metrics_of(addr: SocketAddr) -> String {
     admin(addr, "/metrics").await.1
 }
+
+#[tokio::test]
+async fn a_request_to_an_endpoint_that_refuses_connections_is_retried_on_another() {
+    let ca = Ca::new();
+    let app = echo_app().await;
+    let (api, web) = (id("shop", "api"), id("shop", "web"));
+    let (tx, _) = watch_of(ca.issue(&api));
+    let (none, ids) = fixed(&[], None);
+    let server = sidecar(
+        tx,
+        none,
+        ids,
+        Arc::new(AllowAll),
+        app.port(),
+        MtlsMode::Strict,
+        false,
+    )
+    .await;
+    // A port nobody listens on any more.
+    let gone = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let (discover, identities) = fixed(
+        &[(gone, Some(&api)), (server.addrs.inbound, Some(&api))],
+        None,
+    );
+    let (tx, _) = watch_of(ca.issue(&web));
+    let client = sidecar(
+        tx,
+        discover,
+        identities,
+        Arc::new(AllowAll),
+        1,
+        MtlsMode::Permissive,
+        false,
+    )
+    .await;
+    for _ in 0..10 {
+        let (status, body) = get(client.addrs.outbound, &[]).await.unwrap();
+        assert_eq!(status, 200, "{body}");
+    }
+}
+
+#[test]
+fn an_opaque_app_protocol_or_port_name_skips_detection() {
+    let service = |app_protocol: Option<&str>, port_name: &str| crate::discover::Service {
+        name: "shop/db:5432".into(),
+        app_protocol: app_protocol.map(str::to_owned),
+        port_name: port_name.into(),
+        endpoints: Vec::new(),
+        balancer: Arc::new(ferry_proxy::Balancer::new(
+            &[],
+            &BalancerConfig::default(),
+            std::time::Instant::now(),
+        )),
+    };
+    assert!(crate::outbound::opaque_hint(&service(Some("mysql"), "")));
+    assert!(crate::outbound::opaque_hint(&service(None, "tcp-db")));
+    assert!(!crate::outbound::opaque_hint(&service(Some("http"), "web")));
+    assert!(!crate::outbound::opaque_hint(&service(None, "")));
+}
