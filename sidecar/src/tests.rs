@@ -501,3 +501,82 @@ fn an_opaque_app_protocol_or_port_name_skips_detection() {
     assert!(!crate::outbound::opaque_hint(&service(Some("http"), "web")));
     assert!(!crate::outbound::opaque_hint(&service(None, "")));
 }
+
+/// An h2c app (as a gRPC server) that answers with the XFCC it was given.
+async fn h2c_app() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let svc = hyper::service::service_fn(|req: http::Request<hyper::body::Incoming>| {
+                let xfcc = req
+                    .headers()
+                    .get("x-forwarded-client-cert")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("-")
+                    .to_owned();
+                async move { Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from(xfcc)))) }
+            });
+            tokio::spawn(
+                hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), svc),
+            );
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn h2_streams_on_one_connection_go_through_both_sidecars() {
+    let ca = Ca::new();
+    let app = h2c_app().await;
+    let (client, _server) = pair(
+        &ca,
+        app,
+        &id("shop", "api"),
+        MtlsMode::Strict,
+        Arc::new(AllowAll),
+        false,
+    )
+    .await;
+    let stream = TcpStream::connect(client.addrs.outbound).await.unwrap();
+    let (send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let requests = (0..5).map(|i| {
+        let mut send = send.clone();
+        async move {
+            let req = http::Request::post(format!("http://api.shop.svc/Echo/{i}"))
+                .body(http_body_util::Empty::<Bytes>::new())
+                .unwrap();
+            let response = send.send_request(req).await.unwrap();
+            assert_eq!(response.status(), 200);
+            response.into_body().collect().await.unwrap().to_bytes()
+        }
+    });
+    for body in concurrently(requests).await {
+        assert_eq!(
+            body,
+            "By=spiffe://cluster.local/ns/shop/sa/api;URI=spiffe://cluster.local/ns/shop/sa/web"
+        );
+    }
+}
+
+/// Runs the futures concurrently (streams of one h2 connection) and returns their outputs.
+async fn concurrently<F: std::future::Future + Send + 'static>(
+    futures: impl Iterator<Item = F>,
+) -> Vec<F::Output>
+where
+    F::Output: Send + 'static,
+{
+    let handles: Vec<_> = futures.map(tokio::spawn).collect();
+    let mut out = Vec::new();
+    for h in handles {
+        out.push(h.await.unwrap());
+    }
+    out
+}
