@@ -248,6 +248,8 @@ pub(crate) enum Command {
     },
     /// Put a URL under HTTP load and report latency percentiles, status codes and errors.
     Load(Box<ferry_load::Args>),
+    /// Run the mesh sidecar of one Pod: mTLS in and out, authorization, per-request balancing.
+    Sidecar(Box<ferry::sidecar::Args>),
 }
 
 /// Which running ferry, and which namespace (found from the name when left out).

@@ -486,6 +486,7 @@ async fn async_main(command: Command) -> Result<(), Box<dyn std::error::Error>> 
             };
             echo.run(shutdown).await;
         }
+        Command::Sidecar(args) => ferry::sidecar::run(*args, shutdown).await?,
         Command::Check { .. }
         | Command::Load(_)
         | Command::Exec { .. }

@@ -23,6 +23,7 @@ mod pod_services;
 mod push;
 mod push_destinations;
 mod reload;
+mod sidecar;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -1,0 +1,28 @@
+//! The authorization hook of the inbound side: whether a peer may reach a port, and on HTTP a
+//! method and path. The control plane's policy evaluator (Istio's AuthorizationPolicy, fed by
+//! `Destination.GetInboundPolicy`) plugs in here; the sidecar only asks and acts: a denied
+//! HTTP request gets 403, a denied TCP connection is closed, and both are counted.
+
+use ferry_model::mesh::WorkloadId;
+
+/// Decides whether inbound traffic may reach the app.
+pub trait Authorize: Send + Sync + std::fmt::Debug {
+    /// `peer` is the client's verified identity (`None` for plaintext), `port` the app's port,
+    /// `http` the request's method and path (`None` for a TCP connection, asked once).
+    fn authorize(
+        &self,
+        peer: Option<&WorkloadId>,
+        port: u16,
+        http: Option<(&http::Method, &str)>,
+    ) -> bool;
+}
+
+/// No policy: everything is allowed (Istio's default when no AuthorizationPolicy applies).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AllowAll;
+
+impl Authorize for AllowAll {
+    fn authorize(&self, _: Option<&WorkloadId>, _: u16, _: Option<(&http::Method, &str)>) -> bool {
+        true
+    }
+}

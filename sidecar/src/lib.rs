@@ -1,0 +1,54 @@
+//! The sidecar: the process in every meshed Pod that carries its traffic.
+//!
+//! - [`tls`]: mutual TLS between sidecars with SPIFFE workload identities, rebuilt when the
+//!   credentials are renewed or the trust bundle rotates.
+//! - [`detect`]: what a connection speaks, from its first bytes, without a stall.
+//! - [`inbound`]: mTLS (or plaintext, when permissive) in, authorized ([`authorize`]), to the
+//!   app on localhost with `x-forwarded-client-cert`.
+//! - [`outbound`]: the app's connections to Services, balanced per request (HTTP) or per
+//!   connection (other TCP) over the endpoints [`discover`] learns from the control plane, mTLS
+//!   to meshed endpoints.
+//! - [`upstream`]: the sockets the sidecar opens (marked), plain or mTLS to an expected
+//!   identity; [`socket`]: `SO_ORIGINAL_DST` and `SO_MARK`; [`listen`]: the accept loop.
+//! - [`part`]: the whole sidecar ([`Sidecar`]): both sides and the admin server, ready once it
+//!   holds credentials.
+//! - [`metrics`]: the golden signals, `ferry_sidecar_*`.
+
+pub mod authorize;
+pub mod detect;
+pub mod discover;
+pub mod inbound;
+pub mod listen;
+pub mod metrics;
+pub mod outbound;
+pub mod part;
+pub mod socket;
+pub mod tls;
+pub mod upstream;
+
+#[cfg(test)]
+mod test_pki;
+#[cfg(test)]
+mod tests;
+
+pub use authorize::{AllowAll, Authorize};
+pub use inbound::{Inbound, InboundConfig, MtlsMode};
+pub use metrics::Metrics;
+pub use outbound::{Outbound, OutboundConfig};
+pub use part::{Addrs, Config, Parts, Sidecar};
+pub use tls::MeshTls;
+
+/// The sidecar's errors.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot listen for {what} on {addr}: {source}")]
+    Bind {
+        what: &'static str,
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Runtime(#[from] ferry_runtime::Error),
+    #[error("cannot build the HTTP clients: {0}")]
+    Client(String),
+}
