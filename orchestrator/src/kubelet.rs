@@ -295,9 +295,6 @@ impl Kubelet {
                 }
                 return;
             }
-            if spec.init_containers.as_ref().is_some_and(|i| !i.is_empty()) {
-                tracing::warn!(pod = %format!("{namespace}/{name}"), "initContainers are not run by ferry's local runtime");
-            }
             // A Pod of its own network gets a namespace on the node bridge; hostNetwork Pods
             // and loopback mode keep the host's.
             let sandbox = match (&inner.config.network, ip) {
@@ -327,8 +324,10 @@ impl Kubelet {
                 host_env: &inner.host_env,
             };
             let plans: Vec<_> = spec
-                .containers
+                .init_containers
                 .iter()
+                .flatten()
+                .chain(&spec.containers)
                 .map(|c| {
                     plan::plan(&source, c, &inner.config.echo_program, echo_ip).map(|mut plan| {
                         plan.enter.clone_from(&enter);
@@ -449,16 +448,19 @@ impl Kubelet {
                 namespace: namespace.to_owned(),
                 name: name.to_owned(),
             })?;
-        let names: Vec<String> = pod.spec.containers.iter().map(|c| c.name.clone()).collect();
+        // Init containers are named explicitly; one unnamed is one of the app containers.
+        let all: Vec<String> = pod.containers.iter().map(|(c, _)| c.name.clone()).collect();
+        let first_app = all.len() - pod.spec.containers.len();
+        let names: Vec<String> = all[first_app..].to_vec();
         let index = match (container, unnamed) {
-            (Some(wanted), _) => names.iter().position(|n| n == wanted).ok_or_else(|| {
+            (Some(wanted), _) => all.iter().position(|n| n == wanted).ok_or_else(|| {
                 ContainerError::ContainerNotFound {
                     name: name.to_owned(),
                     container: wanted.to_owned(),
-                    choices: names.clone(),
+                    choices: all.clone(),
                 }
             })?,
-            (None, Unnamed::OnlyOne) if names.len() == 1 => 0,
+            (None, Unnamed::OnlyOne) if names.len() == 1 => first_app,
             (None, Unnamed::OnlyOne) => {
                 return Err(ContainerError::ContainerRequired {
                     name: name.to_owned(),
@@ -468,10 +470,10 @@ impl Kubelet {
             (None, Unnamed::Default) => pod
                 .default_container
                 .as_ref()
-                .and_then(|d| names.iter().position(|n| n == d))
-                .unwrap_or(0),
+                .and_then(|d| all.iter().position(|n| n == d))
+                .unwrap_or(first_app),
         };
-        Ok((pod, index, names))
+        Ok((pod, index, all))
     }
 
     /// The log of one of the pod's containers; `None` names the only one.
@@ -501,6 +503,8 @@ impl Kubelet {
         container: Option<&str>,
     ) -> Result<ExecPlan, ContainerError> {
         let (pod, index, names) = self.container(namespace, name, container, Unnamed::Default)?;
+        // kubectl's "Defaulted container" lists the app containers.
+        let app_names = &names[names.len() - pod.spec.containers.len()..];
         let chosen = names.get(index).cloned().unwrap_or_default();
         let not_running = || ContainerError::NotRunning {
             name: name.to_owned(),
@@ -516,8 +520,8 @@ impl Kubelet {
             .ok_or_else(not_running)?;
         Ok(ExecPlan {
             container: chosen.clone(),
-            defaulted_from: if container.is_none() && names.len() > 1 {
-                names.clone()
+            defaulted_from: if container.is_none() && app_names.len() > 1 {
+                app_names.to_vec()
             } else {
                 Vec::new()
             },
