@@ -17,6 +17,11 @@
 //! sandbox), removed once they have all exited; containers and exec probes run in it, with
 //! the Pod's `/etc/resolv.conf` for its `dnsPolicy` (`ip netns exec` bind-mounts it).
 //!
+//! A meshed Pod (one with the `ferry-sidecar` native sidecar, [`crate::inject`]) gets, in
+//! netns mode with a mesh configured, its interception table in its namespace before any
+//! container starts, and its sidecar's token written 0600 under the mesh's run directory,
+//! removed with the Pod.
+//!
 //! It may touch: processes it started (and their process groups and cgroups), its own cgroup
 //! subtree, the pod IPs' sockets for probes, its Pods' network namespaces and veths. It knows
 //! nothing of Deployments, Services or the snapshot.
@@ -83,6 +88,10 @@ pub struct Config {
     /// namespace on its bridge, and its containers and exec probes run in it. `None`: Pods
     /// share the host's network (loopback mode).
     pub network: Option<Arc<crate::network::Node>>,
+    /// The service mesh: what Pods asking for a sidecar get injected, and the tokens the
+    /// kubelet hands their sidecars. Used only with `network` (the interception lives in
+    /// each Pod's own namespace).
+    pub mesh: Option<crate::inject::Mesh>,
 }
 
 impl Default for Config {
@@ -96,6 +105,7 @@ impl Default for Config {
             backoff_cap: Duration::from_secs(300),
             backoff_reset: Duration::from_secs(600),
             network: None,
+            mesh: None,
         }
     }
 }
@@ -306,6 +316,23 @@ impl Kubelet {
                 }
                 _ => None,
             };
+            let mut sandbox = sandbox;
+            let mut mesh_failure = None;
+            let mut token_file = None;
+            if let (Some(sandbox), Some(mesh), Some(node)) = (
+                sandbox.as_mut(),
+                inner.config.mesh.as_ref(),
+                inner.config.network.as_ref(),
+            ) && crate::inject::is_meshed(pod)
+            {
+                match mesh_setup(pod, &spec, ip, node.gateway(), mesh) {
+                    Ok((script, token)) => {
+                        sandbox.interception = Some(script);
+                        token_file = Some(token);
+                    }
+                    Err(message) => mesh_failure = Some(message),
+                }
+            }
             let enter = match (&inner.config.network, &sandbox) {
                 (Some(node), Some(sandbox)) => node.enter(&sandbox.netns),
                 _ => Vec::new(),
@@ -335,6 +362,20 @@ impl Kubelet {
                     })
                 })
                 .collect();
+            // A meshed Pod whose mesh cannot be set up runs none of its containers: without
+            // interception its traffic would bypass the sidecar.
+            let plans: Vec<_> = match &mesh_failure {
+                Some(message) => plans
+                    .into_iter()
+                    .map(|_| {
+                        Err(plan::Waiting {
+                            reason: "CreateContainerConfigError",
+                            message: message.clone(),
+                        })
+                    })
+                    .collect(),
+                None => plans,
+            };
             let mut entry = PodEntry::new(
                 namespace,
                 name,
@@ -344,6 +385,7 @@ impl Kubelet {
                 inner.config.log_limit_bytes,
                 sandbox,
             );
+            entry.token_file = token_file;
             entry.plans = plans.iter().map(|p| p.as_ref().ok().cloned()).collect();
             entry.default_container = pod
                 .metadata
@@ -352,6 +394,9 @@ impl Kubelet {
                 .and_then(|a| a.get(DEFAULT_CONTAINER_ANNOTATION))
                 .cloned();
             let entry = Arc::new(entry);
+            if let Some(message) = mesh_failure {
+                inner.event(&entry, None, true, "FailedMesh", message);
+            }
             pods.insert(key, entry.clone());
             runtime.spawn(pod::run(inner.clone(), entry.clone(), plans));
             entry
@@ -392,6 +437,20 @@ impl Kubelet {
             pod.ip,
             self.inner.config.host_ip,
         ))
+    }
+
+    /// The mesh new Pods are injected into, or why there is none that can serve.
+    pub fn mesh(&self) -> Result<&crate::inject::Mesh, &'static str> {
+        let mesh = self
+            .inner
+            .config
+            .mesh
+            .as_ref()
+            .ok_or("no mesh is configured on this node")?;
+        if self.inner.config.network.is_none() {
+            return Err("the mesh needs the netns pod network (--pod-network netns)");
+        }
+        Ok(mesh)
     }
 
     /// The node's pod network, in netns mode.
@@ -576,5 +635,59 @@ impl Kubelet {
     }
 }
 
+/// A meshed Pod's interception script and its sidecar's token file (written 0600 in a
+/// directory of the Pod's own, 0700); the error names what is wrong (a bad annotation, a
+/// file that cannot be written).
+fn mesh_setup(
+    pod: &Pod,
+    spec: &k8s_openapi::api::core::v1::PodSpec,
+    ip: IpAddr,
+    node: Ipv4Addr,
+    mesh: &crate::inject::Mesh,
+) -> Result<(String, PathBuf), String> {
+    // The node probes the app's containers directly (see the interception's doc).
+    let probe_ports: Vec<u16> = spec
+        .containers
+        .iter()
+        .flat_map(|c| probe::specs(c, ip))
+        .filter_map(|s| match s.action {
+            probe::Action::Http { port, .. } | probe::Action::Tcp { port, .. } => Some(port),
+            _ => None,
+        })
+        .collect();
+    let interception = crate::network::interception::Interception::of(
+        pod.metadata.annotations.as_ref(),
+        node,
+        probe_ports,
+    )?;
+    let claims = crate::inject::PodClaims::of(pod);
+    let token = (mesh.mint_token)(&claims);
+    let path = mesh.token_file(&claims.uid);
+    write_secret(&path, &token)
+        .map_err(|e| format!("cannot write the sidecar's token {}: {e}", path.display()))?;
+    Ok((interception.script(), path))
+}
+
+/// Writes a file only its owner reads, in a directory only its owner enters.
+fn write_secret(path: &std::path::Path, content: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+    if let Some(dir) = path.parent() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(content.as_bytes())
+}
+
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod ordering_tests;
