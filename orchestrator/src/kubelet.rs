@@ -688,6 +688,6 @@ fn write_secret(path: &std::path::Path, content: &str) -> std::io::Result<()> {
 }
 
 #[cfg(test)]
-mod tests;
-#[cfg(test)]
 mod ordering_tests;
+#[cfg(test)]
+mod tests;

@@ -12,7 +12,11 @@ use super::*;
 fn mesh() -> Mesh {
     Mesh {
         program: PathBuf::from("/usr/bin/ferry"),
-        args: vec!["sidecar".into(), "--control".into(), "https://10.0.0.1:8443".into()],
+        args: vec![
+            "sidecar".into(),
+            "--control".into(),
+            "https://10.0.0.1:8443".into(),
+        ],
         run_dir: PathBuf::from("/run/ferry/pods"),
         mint_token: Arc::new(|c: &PodClaims| format!("token-for-{}", c.pod)),
     }
@@ -120,8 +124,9 @@ fn the_sidecar_is_a_native_sidecar_with_its_token_identity_and_startup_probe() {
 #[test]
 fn injection_is_idempotent_and_goes_before_other_init_containers() {
     let mut p = pod(Some("enabled"));
-    p.spec.as_mut().expect("spec").init_containers =
-        Some(vec![serde_json::from_value(json!({"name": "setup"})).expect("a container")]);
+    p.spec.as_mut().expect("spec").init_containers = Some(vec![
+        serde_json::from_value(json!({"name": "setup"})).expect("a container"),
+    ]);
     assert_eq!(inject(&mut p, None, Ok(&mesh())), Outcome::Injected);
     let once = p.clone();
     assert_eq!(inject(&mut p, None, Ok(&mesh())), Outcome::AlreadyInjected);

@@ -53,6 +53,17 @@ fn until_stopped(name: &str) -> String {
     )
 }
 
+/// A sidecar that has started once its start is in the log (its startupProbe), so the next
+/// container's start follows it in the log.
+fn logged_sidecar(name: &str, log: &Path) -> Value {
+    let mut c = sidecar(name, log, &until_stopped(name));
+    c["startupProbe"] = json!({
+        "exec": {"command": ["grep", "-qx", format!("{name}-start"), log.display().to_string()]},
+        "periodSeconds": 1, "failureThreshold": 30,
+    });
+    c
+}
+
 fn lines(log: &Path) -> Vec<String> {
     std::fs::read_to_string(log)
         .unwrap_or_default()
@@ -62,10 +73,14 @@ fn lines(log: &Path) -> Vec<String> {
 }
 
 async fn log_has(log: &Path, line: &str) -> Vec<String> {
-    ferry_testing::eventually(Duration::from_secs(15), &format!("{line} in the log"), || {
-        let lines = lines(log);
-        std::future::ready(lines.iter().any(|l| l == line).then_some(lines))
-    })
+    ferry_testing::eventually(
+        Duration::from_secs(15),
+        &format!("{line} in the log"),
+        || {
+            let lines = lines(log);
+            std::future::ready(lines.iter().any(|l| l == line).then_some(lines))
+        },
+    )
     .await
 }
 
@@ -206,8 +221,8 @@ async fn sidecars_stop_after_the_app_in_reverse_order() {
     let spec = json!({
         "terminationGracePeriodSeconds": 10,
         "initContainers": [
-            sidecar("one", &log, &until_stopped("one")),
-            sidecar("two", &log, &until_stopped("two")),
+            logged_sidecar("one", &log),
+            logged_sidecar("two", &log),
         ],
         // The app takes a while to stop: the sidecars must wait for it.
         "containers": [sh("app", &log, "echo app-start >> \"$LOG\"; \
@@ -231,7 +246,7 @@ async fn a_job_pod_with_a_sidecar_succeeds_once_its_app_completed() {
     let kubelet = kubelet();
     let spec = json!({
         "restartPolicy": "Never",
-        "initContainers": [sidecar("proxy", &log, &until_stopped("proxy"))],
+        "initContainers": [logged_sidecar("proxy", &log)],
         "containers": [sh("job", &log, "echo job >> \"$LOG\"")],
     });
     kubelet.run(&pod("p", spec), "127.0.0.1".parse().unwrap(), Vec::new());

@@ -115,10 +115,13 @@ impl Interception {
         };
         let mut inbound = vec![
             "iifname \"lo\" accept".to_owned(),
-            format!("tcp dport {{ {INBOUND_PORT}, {ADMIN_PORT} }} accept comment \"the sidecar's own\""),
+            format!(
+                "tcp dport {{ {INBOUND_PORT}, {ADMIN_PORT} }} accept comment \"the sidecar's own\""
+            ),
         ];
         if !self.probe_ports.is_empty() {
-            let probes: Vec<PortRange> = self.probe_ports.iter().map(|&p| PortRange(p, p)).collect();
+            let probes: Vec<PortRange> =
+                self.probe_ports.iter().map(|&p| PortRange(p, p)).collect();
             inbound.push(format!(
                 "ip saddr {} tcp dport {} accept comment \"the kubelet's probes of the app\"",
                 self.node,
@@ -133,7 +136,9 @@ impl Interception {
         }
         inbound.push(format!("meta l4proto tcp redirect to :{INBOUND_PORT}"));
         let mut outbound = vec![
-            format!("meta mark {SOCKET_MARK:#010x} accept comment \"the sidecar's own connections\""),
+            format!(
+                "meta mark {SOCKET_MARK:#010x} accept comment \"the sidecar's own connections\""
+            ),
             "ip daddr 127.0.0.0/8 accept".to_owned(),
             "oifname \"lo\" accept".to_owned(),
         ];
@@ -150,6 +155,8 @@ impl Interception {
                 .map(|r| format!("\t\t{r}\n"))
                 .collect::<String>()
         };
+        // The output hook's NAT priority is written as a number: nft takes the name `dstnat`
+        // for prerouting only.
         format!(
             "table inet {TABLE} {{}}\n\
              delete table inet {TABLE}\n\
@@ -159,7 +166,7 @@ impl Interception {
              {}\
              \t}}\n\
              \tchain outbound {{\n\
-             \t\ttype nat hook output priority dstnat; policy accept;\n\
+             \t\ttype nat hook output priority -100; policy accept;\n\
              {}\
              \t}}\n\
              }}\n",

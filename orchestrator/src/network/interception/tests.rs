@@ -35,7 +35,10 @@ fn ports_and_ranges_are_read_and_bad_values_name_the_annotation() {
         Vec::new(),
     )
     .expect_err("a bad annotation");
-    assert!(e.contains("ferry.dev/skip-outbound-ports") && e.contains("\"x\""), "{e}");
+    assert!(
+        e.contains("ferry.dev/skip-outbound-ports") && e.contains("\"x\""),
+        "{e}"
+    );
 }
 
 #[test]
@@ -63,7 +66,7 @@ fn the_table_redirects_tcp_both_ways_with_its_exceptions() {
          \t\tmeta l4proto tcp redirect to :4143\n\
          \t}\n\
          \tchain outbound {\n\
-         \t\ttype nat hook output priority dstnat; policy accept;\n\
+         \t\ttype nat hook output priority -100; policy accept;\n\
          \t\tmeta mark 0x00666572 accept comment \"the sidecar's own connections\"\n\
          \t\tip daddr 127.0.0.0/8 accept\n\
          \t\toifname \"lo\" accept\n\
@@ -85,8 +88,8 @@ fn without_annotations_or_probes_only_the_sidecars_ports_are_exempt() {
     assert!(script.contains("meta l4proto tcp redirect to :4140"));
 }
 
-/// Listens on `port` in a namespace and says what the first connection's original destination
-/// was (`SO_ORIGINAL_DST`), or `none`.
+/// Listens on `port` in a namespace and says where the first connection landed and what its
+/// original destination was (`SO_ORIGINAL_DST`; `none` where no NAT ever looked at it).
 const SERVE: &str = r#"
 import socket, struct, sys
 s = socket.socket()
@@ -96,14 +99,17 @@ s.listen(1)
 s.settimeout(20)
 print("listening", flush=True)
 c, _ = s.accept()
+local = "%s:%d" % c.getsockname()
 try:
     d = c.getsockopt(socket.SOL_IP, 80, 16)
-    print("%s:%d" % (socket.inet_ntoa(d[4:8]), struct.unpack("!H", d[2:4])[0]), flush=True)
+    orig = "%s:%d" % (socket.inet_ntoa(d[4:8]), struct.unpack("!H", d[2:4])[0])
 except OSError:
-    print("none", flush=True)
+    orig = "none"
+print(local, orig, flush=True)
+c.close()
 "#;
 
-/// Connects, with `SO_MARK` when a mark is given.
+/// Connects, with `SO_MARK` when a mark is given, and waits for the listener to close.
 const CONNECT: &str = r#"
 import socket, sys
 s = socket.socket()
@@ -111,6 +117,8 @@ if len(sys.argv) > 3:
     s.setsockopt(socket.SOL_SOCKET, 36, int(sys.argv[3]))
 s.settimeout(5)
 s.connect((sys.argv[1], int(sys.argv[2])))
+# Held open until the listener has looked at it.
+s.recv(1)
 print("connected")
 "#;
 
@@ -129,7 +137,11 @@ impl Pair {
 
     fn ip(&self, args: &[&str]) {
         let out = Command::new(&self.ip).args(args).output().expect("ip runs");
-        assert!(out.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "ip {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// A listener in namespace `ns`, once it listens.
@@ -165,7 +177,7 @@ impl Drop for Pair {
     }
 }
 
-/// What a listener saw: the original destination of its connection.
+/// What a listener saw: where its connection landed and its original destination.
 fn seen(server: (Child, BufReader<std::process::ChildStdout>)) -> String {
     let (mut child, mut out) = server;
     let mut line = String::new();
@@ -204,7 +216,9 @@ fn the_kernel_redirects_and_keeps_the_original_destination() {
     let [pod, peer] = &pair.names;
     pair.ip(&["netns", "add", pod]);
     pair.ip(&["netns", "add", peer]);
-    pair.ip(&["-n", pod, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", peer]);
+    pair.ip(&[
+        "-n", pod, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", peer,
+    ]);
     for (ns, addr) in [(pod, "10.250.0.1/24"), (peer, "10.250.0.2/24")] {
         pair.ip(&["-n", ns, "addr", "add", addr, "dev", "eth0"]);
         pair.ip(&["-n", ns, "link", "set", "eth0", "up"]);
@@ -230,35 +244,41 @@ fn the_kernel_redirects_and_keeps_the_original_destination() {
         interception.script().as_bytes(),
     )
     .expect("the script written");
-    assert!(install.wait().expect("nft ends").success(), "nft took the table");
+    assert!(
+        install.wait().expect("nft ends").success(),
+        "nft took the table"
+    );
 
     // The app connects to another Pod: the outbound listener has it, to the original address.
     let outbound = pair.serve(0, ferry_model::mesh::OUTBOUND_PORT);
     assert!(pair.connect(0, "10.250.0.2", 8080, None));
-    assert_eq!(seen(outbound), "10.250.0.2:8080");
+    assert_eq!(seen(outbound), "127.0.0.1:4140 10.250.0.2:8080");
 
     // The sidecar's own (marked) connection reaches the peer itself.
     let direct = pair.serve(1, 8080);
     assert!(pair.connect(0, "10.250.0.2", 8080, Some(ferry_model::mesh::SOCKET_MARK)));
-    assert_eq!(seen(direct), "10.250.0.2:8080");
+    assert_eq!(seen(direct), "10.250.0.2:8080 none");
 
     // A skipped outbound port too (nothing listens on 4140 now: a redirect would be refused).
     let skipped = pair.serve(1, 9999);
     assert!(pair.connect(0, "10.250.0.2", 9999, None));
-    assert_eq!(seen(skipped), "10.250.0.2:9999");
+    assert_eq!(seen(skipped), "10.250.0.2:9999 none");
 
     // A client reaching the Pod lands on the inbound port.
     let inbound = pair.serve(0, ferry_model::mesh::INBOUND_PORT);
     assert!(pair.connect(1, "10.250.0.1", 8080, None));
-    assert_eq!(seen(inbound), "10.250.0.1:8080");
+    assert_eq!(seen(inbound), "10.250.0.1:4143 10.250.0.1:8080");
 
     // A skipped inbound port reaches the app's own listener (nothing on 4143 now).
     let app = pair.serve(0, 7777);
     assert!(pair.connect(1, "10.250.0.1", 7777, None));
-    assert_eq!(seen(app), "10.250.0.1:7777");
+    assert_eq!(seen(app), "10.250.0.1:7777 10.250.0.1:7777");
     // And a port not skipped, with no sidecar listening, is refused rather than let through.
     let app = pair.serve(0, 8081);
-    assert!(!pair.connect(1, "10.250.0.1", 8081, None), "redirected to the absent sidecar");
+    assert!(
+        !pair.connect(1, "10.250.0.1", 8081, None),
+        "redirected to the absent sidecar"
+    );
     let (mut child, _) = app;
     let _ = child.kill();
     let _ = child.wait();
