@@ -449,4 +449,6 @@ fn revision(meta: &ObjectMeta) -> u64 {
 }
 
 #[cfg(test)]
+mod mesh_tests;
+#[cfg(test)]
 mod tests;
