@@ -276,10 +276,24 @@ async fn run_containers(
     // containers completed on their own.
     let deadline =
         (*pod.stop.borrow()).unwrap_or_else(|| super::deadline(container::grace(&pod.spec)));
-    for sidecar in sidecars.into_iter().rev() {
+    let mut pod_stop = pod.stop.subscribe();
+    for mut sidecar in sidecars.into_iter().rev() {
         sidecar.stop.send_replace(Some(deadline));
-        if let Err(e) = sidecar.task.await {
-            tracing::error!(pod = %pod.describe(), error = %e, "a sidecar's supervisor failed");
+        loop {
+            tokio::select! {
+                done = &mut sidecar.task => {
+                    if let Err(e) = done {
+                        tracing::error!(pod = %pod.describe(), error = %e, "a sidecar's supervisor failed");
+                    }
+                    break;
+                }
+                // A later stop of the pod may bring the deadline forward, never back.
+                Ok(()) = pod_stop.changed() => {
+                    if let Some(sooner) = *pod_stop.borrow_and_update() {
+                        sidecar.stop.send_modify(|d| *d = Some(d.map_or(sooner, |d| d.min(sooner))));
+                    }
+                }
+            }
         }
     }
 }
