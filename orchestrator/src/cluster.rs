@@ -220,6 +220,8 @@ pub struct LocalCluster {
     /// Each Service's uid, given on create and kept while it exists (what its EndpointSlices'
     /// ownerReferences name).
     service_uids: BTreeMap<NamespacedName, String>,
+    /// Each declared Namespace's annotations (the mesh's injection reads them).
+    namespaces: BTreeMap<String, BTreeMap<String, String>>,
     /// Creation order of Pods.
     seq: u64,
 }
@@ -235,6 +237,7 @@ impl LocalCluster {
             replica_sets: BTreeMap::new(),
             pods: BTreeMap::new(),
             service_uids: BTreeMap::new(),
+            namespaces: BTreeMap::new(),
             seq: 0,
         }
     }
@@ -299,6 +302,7 @@ impl LocalCluster {
         let mut declared_replica_sets = BTreeMap::new();
         let mut declared_pods = BTreeMap::new();
         let mut services = Vec::new();
+        let mut namespaces = BTreeMap::new();
         let mut out = Vec::with_capacity(desired.manifests.len());
         for m in &desired.manifests {
             let key = NamespacedName::of(m);
@@ -313,9 +317,17 @@ impl LocalCluster {
                     declared_pods.insert(key, Arc::new((**p).clone()));
                 }
                 Object::Service(_) => services.push(m.clone()),
+                Object::Namespace(ns) => {
+                    namespaces.insert(
+                        m.name().to_owned(),
+                        ns.metadata.annotations.clone().unwrap_or_default(),
+                    );
+                    out.push(m.clone());
+                }
                 _ => out.push(m.clone()),
             }
         }
+        self.namespaces = namespaces;
         let services = self.allocations.allocate(&services, &mut problems);
         let (services, uids) = with_uids(services, &self.service_uids);
         self.service_uids = uids;
@@ -436,5 +448,7 @@ fn revision(meta: &ObjectMeta) -> u64 {
         .unwrap_or(0)
 }
 
+#[cfg(test)]
+mod mesh_tests;
 #[cfg(test)]
 mod tests;

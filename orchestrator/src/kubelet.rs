@@ -17,6 +17,11 @@
 //! sandbox), removed once they have all exited; containers and exec probes run in it, with
 //! the Pod's `/etc/resolv.conf` for its `dnsPolicy` (`ip netns exec` bind-mounts it).
 //!
+//! A meshed Pod (one with the `ferry-sidecar` native sidecar, [`crate::inject`]) gets, in
+//! netns mode with a mesh configured, its interception table in its namespace before any
+//! container starts, and its sidecar's token written 0600 under the mesh's run directory,
+//! removed with the Pod.
+//!
 //! It may touch: processes it started (and their process groups and cgroups), its own cgroup
 //! subtree, the pod IPs' sockets for probes, its Pods' network namespaces and veths. It knows
 //! nothing of Deployments, Services or the snapshot.
@@ -26,6 +31,7 @@ mod cgroup;
 mod container;
 mod env;
 mod logs;
+mod mesh;
 mod plan;
 mod pod;
 mod probe;
@@ -83,6 +89,10 @@ pub struct Config {
     /// namespace on its bridge, and its containers and exec probes run in it. `None`: Pods
     /// share the host's network (loopback mode).
     pub network: Option<Arc<crate::network::Node>>,
+    /// The service mesh: what Pods asking for a sidecar get injected, and the tokens the
+    /// kubelet hands their sidecars. Used only with `network` (the interception lives in
+    /// each Pod's own namespace).
+    pub mesh: Option<crate::inject::Mesh>,
 }
 
 impl Default for Config {
@@ -96,6 +106,7 @@ impl Default for Config {
             backoff_cap: Duration::from_secs(300),
             backoff_reset: Duration::from_secs(600),
             network: None,
+            mesh: None,
         }
     }
 }
@@ -295,9 +306,6 @@ impl Kubelet {
                 }
                 return;
             }
-            if spec.init_containers.as_ref().is_some_and(|i| !i.is_empty()) {
-                tracing::warn!(pod = %format!("{namespace}/{name}"), "initContainers are not run by ferry's local runtime");
-            }
             // A Pod of its own network gets a namespace on the node bridge; hostNetwork Pods
             // and loopback mode keep the host's.
             let sandbox = match (&inner.config.network, ip) {
@@ -309,6 +317,23 @@ impl Kubelet {
                 }
                 _ => None,
             };
+            let mut sandbox = sandbox;
+            let mut mesh_failure = None;
+            let mut token_file = None;
+            if let (Some(sandbox), Some(mesh), Some(node)) = (
+                sandbox.as_mut(),
+                inner.config.mesh.as_ref(),
+                inner.config.network.as_ref(),
+            ) && crate::inject::is_meshed(pod)
+            {
+                match mesh::setup(pod, &spec, ip, node.gateway(), mesh) {
+                    Ok((script, token)) => {
+                        sandbox.interception = Some(script);
+                        token_file = Some(token);
+                    }
+                    Err(message) => mesh_failure = Some(message),
+                }
+            }
             let enter = match (&inner.config.network, &sandbox) {
                 (Some(node), Some(sandbox)) => node.enter(&sandbox.netns),
                 _ => Vec::new(),
@@ -327,8 +352,10 @@ impl Kubelet {
                 host_env: &inner.host_env,
             };
             let plans: Vec<_> = spec
-                .containers
+                .init_containers
                 .iter()
+                .flatten()
+                .chain(&spec.containers)
                 .map(|c| {
                     plan::plan(&source, c, &inner.config.echo_program, echo_ip).map(|mut plan| {
                         plan.enter.clone_from(&enter);
@@ -336,6 +363,20 @@ impl Kubelet {
                     })
                 })
                 .collect();
+            // A meshed Pod whose mesh cannot be set up runs none of its containers: without
+            // interception its traffic would bypass the sidecar.
+            let plans: Vec<_> = match &mesh_failure {
+                Some(message) => plans
+                    .into_iter()
+                    .map(|_| {
+                        Err(plan::Waiting {
+                            reason: "CreateContainerConfigError",
+                            message: message.clone(),
+                        })
+                    })
+                    .collect(),
+                None => plans,
+            };
             let mut entry = PodEntry::new(
                 namespace,
                 name,
@@ -345,6 +386,7 @@ impl Kubelet {
                 inner.config.log_limit_bytes,
                 sandbox,
             );
+            entry.token_file = token_file;
             entry.plans = plans.iter().map(|p| p.as_ref().ok().cloned()).collect();
             entry.default_container = pod
                 .metadata
@@ -353,6 +395,9 @@ impl Kubelet {
                 .and_then(|a| a.get(DEFAULT_CONTAINER_ANNOTATION))
                 .cloned();
             let entry = Arc::new(entry);
+            if let Some(message) = mesh_failure {
+                inner.event(&entry, None, true, "FailedMesh", message);
+            }
             pods.insert(key, entry.clone());
             runtime.spawn(pod::run(inner.clone(), entry.clone(), plans));
             entry
@@ -393,6 +438,20 @@ impl Kubelet {
             pod.ip,
             self.inner.config.host_ip,
         ))
+    }
+
+    /// The mesh new Pods are injected into, or why there is none that can serve.
+    pub fn mesh(&self) -> Result<&crate::inject::Mesh, &'static str> {
+        let mesh = self
+            .inner
+            .config
+            .mesh
+            .as_ref()
+            .ok_or("no mesh is configured on this node")?;
+        if self.inner.config.network.is_none() {
+            return Err("the mesh needs the netns pod network (--pod-network netns)");
+        }
+        Ok(mesh)
     }
 
     /// The node's pod network, in netns mode.
@@ -449,16 +508,19 @@ impl Kubelet {
                 namespace: namespace.to_owned(),
                 name: name.to_owned(),
             })?;
-        let names: Vec<String> = pod.spec.containers.iter().map(|c| c.name.clone()).collect();
+        // Init containers are named explicitly; one unnamed is one of the app containers.
+        let all: Vec<String> = pod.containers.iter().map(|(c, _)| c.name.clone()).collect();
+        let first_app = all.len() - pod.spec.containers.len();
+        let names: Vec<String> = all[first_app..].to_vec();
         let index = match (container, unnamed) {
-            (Some(wanted), _) => names.iter().position(|n| n == wanted).ok_or_else(|| {
+            (Some(wanted), _) => all.iter().position(|n| n == wanted).ok_or_else(|| {
                 ContainerError::ContainerNotFound {
                     name: name.to_owned(),
                     container: wanted.to_owned(),
-                    choices: names.clone(),
+                    choices: all.clone(),
                 }
             })?,
-            (None, Unnamed::OnlyOne) if names.len() == 1 => 0,
+            (None, Unnamed::OnlyOne) if names.len() == 1 => first_app,
             (None, Unnamed::OnlyOne) => {
                 return Err(ContainerError::ContainerRequired {
                     name: name.to_owned(),
@@ -468,10 +530,10 @@ impl Kubelet {
             (None, Unnamed::Default) => pod
                 .default_container
                 .as_ref()
-                .and_then(|d| names.iter().position(|n| n == d))
-                .unwrap_or(0),
+                .and_then(|d| all.iter().position(|n| n == d))
+                .unwrap_or(first_app),
         };
-        Ok((pod, index, names))
+        Ok((pod, index, all))
     }
 
     /// The log of one of the pod's containers; `None` names the only one.
@@ -501,6 +563,8 @@ impl Kubelet {
         container: Option<&str>,
     ) -> Result<ExecPlan, ContainerError> {
         let (pod, index, names) = self.container(namespace, name, container, Unnamed::Default)?;
+        // kubectl's "Defaulted container" lists the app containers.
+        let app_names = &names[names.len() - pod.spec.containers.len()..];
         let chosen = names.get(index).cloned().unwrap_or_default();
         let not_running = || ContainerError::NotRunning {
             name: name.to_owned(),
@@ -516,8 +580,8 @@ impl Kubelet {
             .ok_or_else(not_running)?;
         Ok(ExecPlan {
             container: chosen.clone(),
-            defaulted_from: if container.is_none() && names.len() > 1 {
-                names.clone()
+            defaulted_from: if container.is_none() && app_names.len() > 1 {
+                app_names.to_vec()
             } else {
                 Vec::new()
             },
@@ -572,5 +636,7 @@ impl Kubelet {
     }
 }
 
+#[cfg(test)]
+mod ordering_tests;
 #[cfg(test)]
 mod tests;

@@ -22,6 +22,7 @@ pub mod deployment;
 pub mod endpointslice;
 pub mod events;
 mod feed;
+pub mod inject;
 pub mod ipam;
 pub mod kubelet;
 pub mod network;

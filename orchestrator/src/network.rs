@@ -41,6 +41,7 @@ use ferry_objects::object::Manifest;
 
 use crate::ipam::Cidr;
 
+pub mod interception;
 mod resolv;
 mod sandbox;
 mod services;
@@ -639,6 +640,8 @@ impl Node {
             ip,
             gateway: self.gateway,
             resolv_conf: None,
+            interception: None,
+            nft: self.nft.clone(),
             bridge: self.names.bridge.clone(),
             program: self.ip.clone(),
             torn_down: AtomicBool::new(false),

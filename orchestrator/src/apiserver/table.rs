@@ -7,6 +7,10 @@
 use jiff::Timestamp;
 use serde_json::{Value, json};
 
+mod pod;
+
+use pod::pod_cells;
+
 /// A column: name, type, priority, description.
 type Column = (&'static str, &'static str, u8, &'static str);
 
@@ -695,88 +699,4 @@ fn cells(kind: &str, o: &Value, now: Timestamp) -> Vec<Value> {
         }
         _ => vec![name, created],
     }
-}
-
-/// A Pod's row: readiness, the status reason as kubectl computes it, restarts (with how long
-/// ago the last one was), and the wide columns.
-fn pod_cells(o: &Value, now: Timestamp, name: Value, created: Value) -> Vec<Value> {
-    let containers = arr(o, "/spec/containers");
-    let statuses = arr(o, "/status/containerStatuses");
-    let ready = statuses
-        .iter()
-        .filter(|c| c.get("ready").and_then(Value::as_bool) == Some(true))
-        .count();
-    let mut reason = s(o, "/status/reason")
-        .or_else(|| s(o, "/status/phase"))
-        .unwrap_or("Pending")
-        .to_owned();
-    let mut restarts = 0;
-    let mut last_restart: Option<Timestamp> = None;
-    for c in statuses.iter().rev() {
-        restarts += i(c, "/restartCount");
-        if let Some(t) =
-            s(c, "/lastState/terminated/finishedAt").and_then(|t| t.parse::<Timestamp>().ok())
-        {
-            last_restart = Some(last_restart.map_or(t, |l: Timestamp| l.max(t)));
-        }
-        if let Some(r) = s(c, "/state/waiting/reason").filter(|r| !r.is_empty()) {
-            reason = r.to_owned();
-        } else if let Some(r) = s(c, "/state/terminated/reason").filter(|r| !r.is_empty()) {
-            reason = r.to_owned();
-        } else if c.pointer("/state/terminated").is_some_and(|t| !t.is_null()) {
-            reason = match c
-                .pointer("/state/terminated/signal")
-                .and_then(Value::as_i64)
-            {
-                Some(sig) if sig != 0 => format!("Signal:{sig}"),
-                _ => format!("ExitCode:{}", i(c, "/state/terminated/exitCode")),
-            };
-        }
-    }
-    if o.pointer("/metadata/deletionTimestamp")
-        .is_some_and(|t| !t.is_null())
-    {
-        reason = if s(o, "/status/reason") == Some("NodeLost") {
-            "Unknown".into()
-        } else {
-            "Terminating".into()
-        };
-    }
-    let restarts = match last_restart {
-        Some(t) if restarts > 0 => format!(
-            "{restarts} ({} ago)",
-            human_duration(now.as_second() - t.as_second())
-        ),
-        _ => restarts.to_string(),
-    };
-    let ip = s(o, "/status/podIP").unwrap_or("<none>");
-    let node = s(o, "/spec/nodeName").unwrap_or("<none>");
-    let nominated = s(o, "/status/nominatedNodeName").unwrap_or("<none>");
-    let gates = arr(o, "/spec/readinessGates");
-    let gates = if gates.is_empty() {
-        "<none>".to_owned()
-    } else {
-        let conditions = arr(o, "/status/conditions");
-        let true_gates = gates
-            .iter()
-            .filter(|g| {
-                let t = s(g, "/conditionType");
-                conditions
-                    .iter()
-                    .any(|c| s(c, "/type") == t && s(c, "/status") == Some("True"))
-            })
-            .count();
-        format!("{true_gates}/{}", gates.len())
-    };
-    vec![
-        name,
-        json!(format!("{ready}/{}", containers.len())),
-        json!(reason),
-        json!(restarts),
-        created,
-        json!(ip),
-        json!(node),
-        json!(nominated),
-        json!(gates),
-    ]
 }

@@ -208,6 +208,78 @@ fn a_pod_row_shows_readiness_the_waiting_reason_and_the_last_restart() {
 }
 
 #[test]
+fn a_pod_row_counts_a_native_sidecar_and_shows_init_progress_as_kubectl() {
+    let now: jiff::Timestamp = "2026-12-06T10:10:00Z".parse().unwrap();
+    let row = |init_statuses: Value, app: Value, initialized: bool, phase: &str| {
+        let pod = json!({
+            "metadata": {"name": "web-1", "namespace": "shop", "creationTimestamp": "2026-12-06T10:00:00Z"},
+            "spec": {"containers": [{"name": "app"}], "initContainers": [
+                {"name": "setup"},
+                {"name": "ferry-sidecar", "restartPolicy": "Always"},
+            ]},
+            "status": {
+                "phase": phase,
+                "conditions": [{"type": "Initialized", "status": if initialized { "True" } else { "False" }}],
+                "initContainerStatuses": init_statuses,
+                "containerStatuses": [app],
+            },
+        });
+        let t = table("Pod", &[pod], json!({}), Include::Metadata, now);
+        (
+            t["rows"][0]["cells"][1].clone(),
+            t["rows"][0]["cells"][2].clone(),
+        )
+    };
+    let done = json!({"terminated": {"exitCode": 0, "reason": "Completed"}});
+    let waiting = |r: &str| json!({"waiting": {"reason": r}});
+    let app_waiting = json!({"name": "app", "ready": false, "state": waiting("PodInitializing")});
+    // The first init container runs: Init:0/2.
+    assert_eq!(
+        row(
+            json!([{"name": "setup", "state": {"running": {}}},
+                   {"name": "ferry-sidecar", "state": waiting("PodInitializing")}]),
+            app_waiting.clone(),
+            false,
+            "Pending"
+        ),
+        (json!("0/2"), json!("Init:0/2"))
+    );
+    // It crashes: Init:CrashLoopBackOff; it failed for good: Init:Error.
+    assert_eq!(
+        row(
+            json!([{"name": "setup", "restartCount": 2, "state": waiting("CrashLoopBackOff")}]),
+            app_waiting.clone(),
+            false,
+            "Pending"
+        )
+        .1,
+        json!("Init:CrashLoopBackOff")
+    );
+    assert_eq!(
+        row(
+            json!([{"name": "setup", "state": {"terminated": {"exitCode": 1, "reason": "Error"}}}]),
+            app_waiting.clone(),
+            false,
+            "Failed"
+        )
+        .1,
+        json!("Init:Error")
+    );
+    // The sidecar started, not ready yet: Init:1/2 is over, it is 0/2 while the app starts.
+    // Everything up: 2/2 Running.
+    assert_eq!(
+        row(
+            json!([{"name": "setup", "state": done},
+                   {"name": "ferry-sidecar", "started": true, "ready": true, "state": {"running": {}}}]),
+            json!({"name": "app", "ready": true, "state": {"running": {}}}),
+            true,
+            "Running"
+        ),
+        (json!("2/2"), json!("Running"))
+    );
+}
+
+#[test]
 fn service_and_deployment_rows() {
     let now: jiff::Timestamp = "2026-12-06T10:00:05Z".parse().unwrap();
     let svc = json!({

@@ -155,14 +155,37 @@ impl LocalCluster {
         self.add_pod(key, pod, Some(declared), here);
     }
 
-    /// Adds a Pod that has not run yet, the newest in creation order.
+    /// Adds a Pod that has not run yet, the newest in creation order; one this node runs is
+    /// admitted first, which may inject the mesh's sidecar ([`crate::inject`]): the Pod is
+    /// changed, never the manifest or template it came from.
     pub(super) fn add_pod(
         &mut self,
         key: NamespacedName,
-        pod: Pod,
+        mut pod: Pod,
         applied: Option<Arc<Pod>>,
         here: bool,
     ) {
+        if here {
+            let namespace = self.namespaces.get(&key.namespace);
+            match crate::inject::inject(&mut pod, namespace, self.kubelet.mesh()) {
+                crate::inject::Outcome::Ignored(why) => {
+                    tracing::warn!(pod = %format!("{}/{}", key.namespace, key.name), "{why}");
+                    if let Some(events) = self.kubelet.events() {
+                        let uid = pod.metadata.uid.as_deref().unwrap_or_default();
+                        events.warning(
+                            crate::events::Involved::pod(&key.namespace, &key.name, uid),
+                            "ferry-sidecar-injector",
+                            "SidecarNotInjected",
+                            why,
+                        );
+                    }
+                }
+                crate::inject::Outcome::Injected => {
+                    tracing::debug!(pod = %format!("{}/{}", key.namespace, key.name), "the mesh's sidecar injected");
+                }
+                crate::inject::Outcome::NotAsked | crate::inject::Outcome::AlreadyInjected => {}
+            }
+        }
         let seq = self.next_seq();
         self.pods.insert(
             key,

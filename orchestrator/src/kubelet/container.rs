@@ -15,22 +15,49 @@ use super::plan::{Plan, Waiting};
 use super::pod::PodEntry;
 use super::probe::{self, Kind, Verdict};
 use super::process::{self, exit_of};
-use super::status::{Finished, PodRecord, RunState, container_id, now, restart_policy};
+use super::status::{Finished, PodRecord, Role, RunState, container_id, now, restart_policy};
 
 /// The grace period of a pod that names none.
 const DEFAULT_GRACE: Duration = Duration::from_secs(30);
 
-/// Runs container `index` of `pod` until it is done for good: it completed and its
-/// restartPolicy says no more, or the pod was stopped.
+/// The pod's termination grace period.
+pub(crate) fn grace(spec: &k8s_openapi::api::core::v1::PodSpec) -> Duration {
+    spec.termination_grace_period_seconds
+        .map_or(DEFAULT_GRACE, |s| {
+            Duration::from_secs(u64::try_from(s).unwrap_or(0))
+        })
+}
+
+/// When a container's run that ended is followed by another: an app container as the Pod's
+/// restartPolicy says; a regular init container as well, but `Always` means `OnFailure` for
+/// it (it is meant to complete); a native sidecar always, whatever the Pod's policy.
+fn restarts(role: Role, pod_policy: &str, exit_code: i32) -> bool {
+    let policy = match (role, pod_policy) {
+        (Role::Sidecar, _) => "Always",
+        (Role::Init, "Always") => "OnFailure",
+        (_, policy) => policy,
+    };
+    match policy {
+        "Never" => false,
+        "OnFailure" => exit_code != 0,
+        _ => true,
+    }
+}
+
+/// Runs container `index` of `pod` (init containers first) until it is done for good: it
+/// completed and its restartPolicy says no more, or `stop` fired (the pod's stop, or a
+/// native sidecar's own, which comes after the app containers have exited).
 pub(crate) async fn supervise(
     inner: Arc<Inner>,
     pod: Arc<PodEntry>,
     index: usize,
     plan: Result<Plan, Waiting>,
+    mut stop: watch::Receiver<Option<Instant>>,
 ) {
-    let Some(container) = pod.spec.containers.get(index) else {
+    let Some((container, role)) = pod.containers.get(index) else {
         return;
     };
+    let role = *role;
     let name = container.name.clone();
     let set = |record: &mut PodRecord, change: &dyn Fn(&mut super::status::ContainerRecord)| {
         if let Some(c) = record.containers.get_mut(index) {
@@ -60,14 +87,8 @@ pub(crate) async fn supervise(
     let has = |kind| probes.iter().any(|p| p.kind == kind);
     let (has_readiness, has_startup) = (has(Kind::Readiness), has(Kind::Startup));
     let policy = restart_policy(&pod.spec).to_owned();
-    let pod_grace = pod
-        .spec
-        .termination_grace_period_seconds
-        .map_or(DEFAULT_GRACE, |s| {
-            Duration::from_secs(u64::try_from(s).unwrap_or(0))
-        });
+    let pod_grace = grace(&pod.spec);
     let mut backoff = Backoff::new(inner.config.backoff_base, inner.config.backoff_cap);
-    let mut stop = pod.stop.subscribe();
     let mut run: u64 = 0;
 
     loop {
@@ -181,7 +202,7 @@ pub(crate) async fn supervise(
                         match (kind, verdict) {
                             (_, Verdict::Unhealthy(why)) => inner.event(
                                 &pod,
-                                pod.spec.containers.get(index).map(|c| c.name.as_str()),
+                                pod.container(index).map(|c| c.name.as_str()),
                                 true,
                                 "Unhealthy",
                                 format!("{} probe failed: {why}", kind.name()),
@@ -259,12 +280,7 @@ pub(crate) async fn supervise(
         };
 
         let stopping = stop.borrow().is_some();
-        let restart = !stopping
-            && match policy.as_str() {
-                "Never" => false,
-                "OnFailure" => finished.exit_code != 0,
-                _ => true,
-            };
+        let restart = !stopping && restarts(role, &policy, finished.exit_code);
         if !restart {
             pod.update(&inner, |r| {
                 set(r, &|c| {

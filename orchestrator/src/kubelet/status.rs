@@ -1,9 +1,11 @@
 //! What the kubelet knows about a pod's containers, and that knowledge written as the
 //! Kubernetes `PodStatus` a kubelet reports: phase, conditions, addresses and one
-//! `ContainerStatus` per container. Rendering is a pure function of the record.
+//! `ContainerStatus` per container (init containers in `initContainerStatuses`). Rendering is
+//! a pure function of the record.
 
 use std::net::IpAddr;
 
+use k8s_openapi::api::core::v1::Container;
 use k8s_openapi::api::core::v1::{
     ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting,
     ContainerStatus, HostIP, PodCondition, PodIP, PodSpec, PodStatus,
@@ -15,16 +17,49 @@ use k8s_openapi::jiff::Timestamp;
 #[derive(Clone, Debug)]
 pub(crate) struct PodRecord {
     pub(crate) start_time: Timestamp,
+    /// The init containers, in order, then the app containers (each knows its [`Role`]).
     pub(crate) containers: Vec<ContainerRecord>,
-    /// Whether every container is ready, and since when (the Ready and ContainersReady
-    /// conditions' last transition).
+    /// Every regular init container completed and every native sidecar started: the app
+    /// containers may start (the Initialized condition).
+    pub(crate) initialized: bool,
+    /// Whether every app container and native sidecar is ready, and since when (the Ready and
+    /// ContainersReady conditions' last transition).
     pub(crate) ready: (bool, Timestamp),
+}
+
+/// What a container is to its Pod.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// A regular init container: runs to completion before the next one starts.
+    Init,
+    /// An init container with `restartPolicy: Always` (KEP-753): started before the next one,
+    /// restarted whenever it exits, stopped after the app containers.
+    Sidecar,
+    /// One of `spec.containers`.
+    App,
+}
+
+impl Role {
+    /// The role of an init container.
+    pub(crate) fn of_init(c: &Container) -> Role {
+        if c.restart_policy.as_deref() == Some("Always") {
+            Role::Sidecar
+        } else {
+            Role::Init
+        }
+    }
+
+    /// Whether its readiness counts to the Pod's (app containers and native sidecars).
+    pub(crate) fn counts_ready(self) -> bool {
+        self != Role::Init
+    }
 }
 
 /// One container as the kubelet sees it.
 #[derive(Clone, Debug)]
 pub(crate) struct ContainerRecord {
     pub(crate) name: String,
+    pub(crate) role: Role,
     pub(crate) image: String,
     pub(crate) state: RunState,
     /// The previous run, once the container restarted.
@@ -67,14 +102,23 @@ pub(crate) struct Finished {
 
 impl PodRecord {
     pub(crate) fn new(spec: &PodSpec, now: Timestamp) -> PodRecord {
-        let containers = spec
-            .containers
+        let inits = spec.init_containers.as_deref().unwrap_or(&[]);
+        // Containers that wait for init containers say so, as a kubelet's do.
+        let first = if inits.is_empty() {
+            "ContainerCreating"
+        } else {
+            "PodInitializing"
+        };
+        let containers = inits
             .iter()
-            .map(|c| ContainerRecord {
+            .map(|c| (c, Role::of_init(c)))
+            .chain(spec.containers.iter().map(|c| (c, Role::App)))
+            .map(|(c, role)| ContainerRecord {
                 name: c.name.clone(),
+                role,
                 image: c.image.clone().unwrap_or_default(),
                 state: RunState::Waiting {
-                    reason: "ContainerCreating".to_owned(),
+                    reason: first.to_owned(),
                     message: None,
                 },
                 last: None,
@@ -87,13 +131,23 @@ impl PodRecord {
         PodRecord {
             start_time: now,
             containers,
+            initialized: inits.is_empty(),
             ready: (false, now),
         }
     }
 
+    /// The app containers' records.
+    pub(crate) fn apps(&self) -> impl Iterator<Item = &ContainerRecord> {
+        self.containers.iter().filter(|c| c.role == Role::App)
+    }
+
     /// Notes when readiness changed; called after every change.
     pub(crate) fn settle(&mut self, now: Timestamp) {
-        let ready = self.containers.iter().all(|c| c.ready);
+        let ready = self
+            .containers
+            .iter()
+            .filter(|c| c.role.counts_ready())
+            .all(|c| c.ready);
         if ready != self.ready.0 {
             self.ready = (ready, now);
         }
@@ -147,6 +201,33 @@ pub(crate) fn phase(restart_policy: &str, containers: &[ContainerRecord]) -> &'s
     }
 }
 
+/// The phase of a pod with init containers and native sidecars, as the kubelet's `getPhase`:
+/// Pending while initializing, Failed when a regular init container failed for good
+/// (restartPolicy Never), else the app containers' phase, but Running while a native sidecar
+/// still runs after they completed (until it is stopped).
+pub(crate) fn pod_phase(restart_policy: &str, record: &PodRecord) -> &'static str {
+    let init_failed = record.containers.iter().any(|c| {
+        c.role == Role::Init && matches!(&c.state, RunState::Terminated(f) if f.exit_code != 0)
+    });
+    if init_failed && restart_policy == "Never" {
+        return "Failed";
+    }
+    if !record.initialized {
+        return "Pending";
+    }
+    let apps: Vec<ContainerRecord> = record.apps().cloned().collect();
+    let phase = phase(restart_policy, &apps);
+    let sidecar_running = record
+        .containers
+        .iter()
+        .any(|c| c.role == Role::Sidecar && matches!(c.state, RunState::Running { .. }));
+    if matches!(phase, "Succeeded" | "Failed") && sidecar_running {
+        "Running"
+    } else {
+        phase
+    }
+}
+
 /// The pod's restartPolicy, `Always` when unset.
 pub(crate) fn restart_policy(spec: &PodSpec) -> &str {
     spec.restart_policy.as_deref().unwrap_or("Always")
@@ -159,7 +240,7 @@ pub(crate) fn pod_status(
     pod_ip: IpAddr,
     host_ip: IpAddr,
 ) -> PodStatus {
-    let phase = phase(restart_policy(spec), &record.containers);
+    let phase = pod_phase(restart_policy(spec), record);
     let start = Time(record.start_time);
     let condition = |type_: &str, status: bool, since: &Time| PodCondition {
         type_: type_.to_owned(),
@@ -171,7 +252,7 @@ pub(crate) fn pod_status(
     let unready: Vec<&str> = record
         .containers
         .iter()
-        .filter(|c| !c.ready)
+        .filter(|c| c.role.counts_ready() && !c.ready)
         .map(|c| c.name.as_str())
         .collect();
     let not_ready = |mut c: PodCondition| {
@@ -194,9 +275,27 @@ pub(crate) fn pod_status(
         }
         c
     };
+    let mut initialized = condition("Initialized", record.initialized, &start);
+    if !record.initialized {
+        let incomplete: Vec<&str> = record
+            .containers
+            .iter()
+            .filter(|c| c.role != Role::App)
+            .filter(|c| match c.role {
+                Role::Init => !matches!(&c.state, RunState::Terminated(f) if f.exit_code == 0),
+                _ => !c.started,
+            })
+            .map(|c| c.name.as_str())
+            .collect();
+        initialized.reason = Some("ContainersNotInitialized".to_owned());
+        initialized.message = Some(format!(
+            "containers with incomplete status: [{}]",
+            incomplete.join(" ")
+        ));
+    }
     let conditions = vec![
         condition("PodReadyToStartContainers", true, &start),
-        condition("Initialized", true, &start),
+        initialized,
         not_ready(condition("Ready", ready, &since)),
         not_ready(condition("ContainersReady", ready, &since)),
         condition("PodScheduled", true, &start),
@@ -214,7 +313,17 @@ pub(crate) fn pod_status(
         }]),
         start_time: Some(start.clone()),
         qos_class: Some("BestEffort".to_owned()),
-        container_statuses: Some(record.containers.iter().map(container_status).collect()),
+        container_statuses: Some(record.apps().map(container_status).collect()),
+        init_container_statuses: (record.containers.iter().any(|c| c.role != Role::App)).then(
+            || {
+                record
+                    .containers
+                    .iter()
+                    .filter(|c| c.role != Role::App)
+                    .map(container_status)
+                    .collect()
+            },
+        ),
         ..PodStatus::default()
     }
 }

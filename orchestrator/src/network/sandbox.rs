@@ -15,6 +15,10 @@ pub(crate) struct Sandbox {
     pub(super) program: PathBuf,
     /// The Pod's `/etc/resolv.conf` (`None`: the node's), written to `/etc/netns/<netns>/`.
     pub(crate) resolv_conf: Option<String>,
+    /// A meshed Pod's interception table ([`super::interception`]), installed in its
+    /// namespace before any container starts.
+    pub(crate) interception: Option<String>,
+    pub(super) nft: PathBuf,
     pub(super) torn_down: AtomicBool,
 }
 
@@ -68,6 +72,15 @@ impl Sandbox {
         let made = async {
             batch(&self.program, &[], &self.node_lines()).await?;
             batch(&self.program, &["-n", &self.netns], &self.pod_lines()).await?;
+            if let Some(script) = &self.interception {
+                let nft = self.nft.to_string_lossy();
+                pipe(
+                    &self.program,
+                    &["netns", "exec", &self.netns, &nft, "-f", "-"],
+                    script,
+                )
+                .await?;
+            }
             if let Some(resolv) = &self.resolv_conf {
                 let dir = self.etc_dir();
                 let path = dir.join("resolv.conf");
@@ -110,19 +123,24 @@ impl Drop for Sandbox {
 
 /// Runs `ip <options> -batch -` with the lines on its stdin.
 async fn batch(program: &Path, options: &[&str], lines: &[String]) -> Result<(), String> {
-    use tokio::io::AsyncWriteExt as _;
     let mut args: Vec<&str> = options.to_vec();
     args.extend(["-batch", "-"]);
+    pipe(program, &args, &(lines.join("\n") + "\n")).await
+}
+
+/// Runs `program args` with `input` on its stdin; the error shows the command and its stderr.
+async fn pipe(program: &Path, args: &[&str], input: &str) -> Result<(), String> {
+    use tokio::io::AsyncWriteExt as _;
     let shown = || {
         format!(
             "{} {}: {}",
             program.display(),
             args.join(" "),
-            lines.join("; ")
+            input.trim_end().replace('\n', "; ")
         )
     };
     let mut child = tokio::process::Command::new(program)
-        .args(&args)
+        .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -130,7 +148,6 @@ async fn batch(program: &Path, options: &[&str], lines: &[String]) -> Result<(),
         .spawn()
         .map_err(|e| format!("`{}`: {e}", shown()))?;
     if let Some(mut stdin) = child.stdin.take() {
-        let input = lines.join("\n") + "\n";
         stdin
             .write_all(input.as_bytes())
             .await

@@ -213,6 +213,8 @@ fn a_pods_sandbox_is_a_namespace_and_a_veth_pair_into_the_bridge() {
         veth: node_names.veth(ip),
         ip,
         resolv_conf: None,
+        interception: None,
+        nft: PathBuf::from("/bin/false"),
         gateway: Ipv4Addr::new(10, 244, 0, 1),
         bridge: node_names.bridge.clone(),
         program: PathBuf::from("/bin/false"),

@@ -4,7 +4,9 @@ use k8s_openapi::api::core::v1::PodSpec;
 use k8s_openapi::jiff::Timestamp;
 use serde_json::json;
 
-use super::{ContainerRecord, Finished, PodRecord, RunState, now, phase, pod_status};
+use super::{
+    ContainerRecord, Finished, PodRecord, Role, RunState, now, phase, pod_phase, pod_status,
+};
 use crate::kubelet::tests::terminated;
 
 fn finished(exit_code: i32) -> Finished {
@@ -22,6 +24,7 @@ fn finished(exit_code: i32) -> Finished {
 fn container(state: RunState, last: Option<Finished>) -> ContainerRecord {
     ContainerRecord {
         name: "c".to_owned(),
+        role: Role::App,
         image: "i".to_owned(),
         state,
         last,
@@ -131,4 +134,108 @@ fn status_reports_addresses_conditions_and_containers() {
         (ready.status.as_str(), ready.reason.as_deref()),
         ("True", None)
     );
+}
+
+fn with_role(mut c: ContainerRecord, name: &str, role: Role) -> ContainerRecord {
+    c.name = name.to_owned();
+    c.role = role;
+    c
+}
+
+fn record(containers: Vec<ContainerRecord>, initialized: bool) -> PodRecord {
+    PodRecord {
+        start_time: Timestamp::UNIX_EPOCH,
+        containers,
+        initialized,
+        ready: (false, Timestamp::UNIX_EPOCH),
+    }
+}
+
+#[test]
+fn a_pod_initializing_is_pending_and_a_failed_init_fails_it_only_for_never() {
+    let done = |code| container(RunState::Terminated(finished(code)), None);
+    let init = |c| with_role(c, "init", Role::Init);
+    let app = |c| with_role(c, "app", Role::App);
+    let pending = record(
+        vec![
+            init(container(running(), None)),
+            app(container(waiting(), None)),
+        ],
+        false,
+    );
+    assert_eq!(pod_phase("Always", &pending), "Pending");
+    let failed = record(vec![init(done(1)), app(container(waiting(), None))], false);
+    assert_eq!(pod_phase("Never", &failed), "Failed");
+    // OnFailure restarts it: still Pending.
+    assert_eq!(pod_phase("OnFailure", &failed), "Pending");
+    let ready = record(vec![init(done(0)), app(container(running(), None))], true);
+    assert_eq!(pod_phase("Always", &ready), "Running");
+}
+
+#[test]
+fn a_job_with_a_sidecar_runs_until_the_sidecar_stopped_then_succeeds() {
+    let done = |code| container(RunState::Terminated(finished(code)), None);
+    let sidecar = |c| with_role(c, "proxy", Role::Sidecar);
+    let app = |c| with_role(c, "app", Role::App);
+    let running_sidecar = record(
+        vec![sidecar(container(running(), None)), app(done(0))],
+        true,
+    );
+    assert_eq!(pod_phase("Never", &running_sidecar), "Running");
+    // A sidecar stopped by SIGTERM exits non-zero: it does not fail the Pod.
+    let stopped = record(vec![sidecar(done(143)), app(done(0))], true);
+    assert_eq!(pod_phase("Never", &stopped), "Succeeded");
+}
+
+#[test]
+fn init_containers_have_their_own_statuses_and_a_sidecar_counts_to_readiness() {
+    let spec: PodSpec = serde_json::from_value(json!({
+        "initContainers": [
+            {"name": "init", "image": "i"},
+            {"name": "proxy", "image": "i", "restartPolicy": "Always"},
+        ],
+        "containers": [{"name": "app", "image": "i"}],
+    }))
+    .expect("a spec");
+    let mut record = PodRecord::new(&spec, now());
+    assert!(!record.initialized);
+    let roles: Vec<Role> = record.containers.iter().map(|c| c.role).collect();
+    assert_eq!(roles, [Role::Init, Role::Sidecar, Role::App]);
+    let ip: IpAddr = "10.0.0.2".parse().expect("an IP");
+    let status = pod_status(&spec, &record, ip, ip);
+    let initialized = status
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == "Initialized")
+        .expect("Initialized");
+    assert_eq!(initialized.status, "False");
+    assert_eq!(
+        initialized.message.as_deref(),
+        Some("containers with incomplete status: [init proxy]")
+    );
+    let inits: Vec<&str> = status
+        .init_container_statuses
+        .iter()
+        .flatten()
+        .map(|c| c.name.as_str())
+        .collect();
+    assert_eq!(inits, ["init", "proxy"]);
+    let apps: Vec<&str> = status
+        .container_statuses
+        .iter()
+        .flatten()
+        .map(|c| c.name.as_str())
+        .collect();
+    assert_eq!(apps, ["app"]);
+
+    // The app ready but not the sidecar: the Pod is not ready.
+    record.initialized = true;
+    record.containers[0].state = RunState::Terminated(finished(0));
+    record.containers[2].ready = true;
+    record.settle(now());
+    assert!(!record.ready.0);
+    record.containers[1].ready = true;
+    record.settle(now());
+    assert!(record.ready.0, "the regular init container does not count");
 }
