@@ -137,7 +137,8 @@ impl Objects {
             (Step::Delete, Some((name, _))) => watched.objects.remove(&name).is_some(),
             _ => false,
         };
-        if changed && !matches!(key, WatchKey::Kind(Kind::EndpointSlice)) {
+        // Endpoints and Pods coming and going are live state, not a configuration change.
+        if changed && !matches!(key, WatchKey::Kind(Kind::EndpointSlice | Kind::Pod)) {
             self.applied = true;
         }
         changed
