@@ -449,6 +449,8 @@ fn pods_are_kept_as_far_as_identity_needs_and_come_and_go_as_observed_state() {
     assert_eq!(
         serde_json::to_value(&kept).unwrap(),
         json!({
+            "apiVersion": "v1",
+            "kind": "Pod",
             "metadata": {"name": "web-0", "namespace": "shop", "uid": "u-1"},
             "spec": {"serviceAccountName": "web", "containers": []}
         })
