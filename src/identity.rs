@@ -95,7 +95,10 @@ mod tests {
         ferry_control::identity::files::create_missing(dir.path()).unwrap();
         let (report, warnings) = check(dir.path(), SystemTime::now()).unwrap();
         assert_eq!(warnings, 0, "{report}");
-        assert!(report.contains("root") && report.contains("intermediate"), "{report}");
+        assert!(
+            report.contains("root") && report.contains("intermediate"),
+            "{report}"
+        );
         // 340 days on, the one-year intermediate has under 30 days left; the root does not.
         let later = SystemTime::now() + Duration::from_secs(340 * 86_400);
         let (report, warnings) = check(dir.path(), later).unwrap();

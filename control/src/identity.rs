@@ -101,7 +101,13 @@ impl Ca {
     /// out; `Err` (the old CA stays) when it does not.
     pub fn reload_if_changed(&self) -> Result<Option<Arc<Hierarchy>>, CaError> {
         let generation = files::generation(&self.state_dir);
-        if generation == self.current.read().unwrap_or_else(PoisonError::into_inner).0 {
+        if generation
+            == self
+                .current
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .0
+        {
             return Ok(None);
         }
         let hierarchy = Arc::new(Hierarchy::load(&self.source)?);

@@ -207,8 +207,10 @@ impl IdentityClient {
         let channel = crate::subscribe::channel(&self.config.control, &self.config.ca_pem)
             .await
             .map_err(CertifyError::Channel)?;
-        let mut client =
-            grpc::identity_client::IdentityClient::with_origin(channel, self.config.control.clone());
+        let mut client = grpc::identity_client::IdentityClient::with_origin(
+            channel,
+            self.config.control.clone(),
+        );
         let answer = tokio::time::timeout(
             CERTIFY_TIMEOUT,
             client.certify(CertifyRequest {
@@ -229,9 +231,13 @@ const CERTIFY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The credentials of a Certify answer and the key the CSR was made with.
 fn credentials(answer: &CertifyResponse, key_pem: &str) -> Result<Credentials, String> {
-    let id: WorkloadId = answer.identity.parse().map_err(|e| format!("identity: {e}"))?;
-    let key = crate::tls::certified_key(answer.certificate_chain_pem.as_bytes(), key_pem.as_bytes())
-        .map_err(|e| format!("certificate_chain_pem: {e}"))?;
+    let id: WorkloadId = answer
+        .identity
+        .parse()
+        .map_err(|e| format!("identity: {e}"))?;
+    let key =
+        crate::tls::certified_key(answer.certificate_chain_pem.as_bytes(), key_pem.as_bytes())
+            .map_err(|e| format!("certificate_chain_pem: {e}"))?;
     let roots = CertificateDer::pem_slice_iter(answer.trust_bundle_pem.as_bytes())
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("trust_bundle_pem: {e}"))?;

@@ -42,7 +42,11 @@ fn csr() -> Vec<u8> {
 }
 
 /// One Certify call, as a client of the public API would make it.
-async fn certify(control: &ControlPlane, state: &Path, token: String) -> Result<CertifyResponse, tonic::Status> {
+async fn certify(
+    control: &ControlPlane,
+    state: &Path,
+    token: String,
+) -> Result<CertifyResponse, tonic::Status> {
     let url: http::Uri = control.url().parse().unwrap();
     let ca = std::fs::read(state.join("ca.crt")).unwrap();
     let mut client = Grpc::with_origin(channel(&url, &ca).await.unwrap(), url);
@@ -141,7 +145,10 @@ async fn a_pod_is_issued_renews_survives_an_intermediate_rotation_and_dies_with_
     let (trigger, shutdown) = ferry_runtime::shutdown::channel();
     let running = tokio::spawn(client.run(shutdown));
     let first = credentials(&watch, "a first certificate", |_| true).await;
-    assert_eq!(first.id.to_string(), "spiffe://cluster.local/ns/shop/sa/web");
+    assert_eq!(
+        first.id.to_string(),
+        "spiffe://cluster.local/ns/shop/sa/web"
+    );
     assert_eq!(first.key.cert.len(), 2, "leaf and intermediate");
     let renewed = credentials(&watch, "a renewed certificate", |c| {
         c.expires > first.expires
@@ -160,8 +167,15 @@ async fn a_pod_is_issued_renews_survives_an_intermediate_rotation_and_dies_with_
         .arg(&state)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    control.process.log("mesh CA reloaded: new certificates are issued from it").await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    control
+        .process
+        .log("mesh CA reloaded: new certificates are issued from it")
+        .await;
     let rotated = credentials(&watch, "a certificate from the new intermediate", |c| {
         c.key.cert[1] != first.key.cert[1]
     })

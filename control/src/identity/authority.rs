@@ -115,7 +115,9 @@ pub(super) fn random_serial() -> SerialNumber {
     let mut bytes = [0u8; 16];
     // ring's system randomness cannot fail on Linux; were it to, the hash-derived serial
     // rcgen would use is no worse than zeros plus a unique key.
-    let _ = ferry_runtime::tls::provider().secure_random.fill(&mut bytes);
+    let _ = ferry_runtime::tls::provider()
+        .secure_random
+        .fill(&mut bytes);
     bytes[0] &= 0x7f;
     bytes[0] |= 0x01;
     SerialNumber::from_slice(&bytes)
@@ -152,7 +154,10 @@ fn check_ca(what: &str, cert: &X509Certificate<'_>) -> Result<(), CaError> {
     if !cert.is_ca() {
         return Err(ca_error(
             what,
-            format!("{} is not a CA (no basicConstraints CA:TRUE)", cert.subject()),
+            format!(
+                "{} is not a CA (no basicConstraints CA:TRUE)",
+                cert.subject()
+            ),
         ));
     }
     if !cert.validity().is_valid() {
@@ -177,7 +182,10 @@ impl Hierarchy {
                 files::create_missing(dir)?;
                 let what = |name: &str| format!("--state-dir: {}", dir.join(name).display());
                 Hierarchy::from_pem(
-                    (&what(files::BUNDLE), &files::read(&dir.join(files::BUNDLE))?),
+                    (
+                        &what(files::BUNDLE),
+                        &files::read(&dir.join(files::BUNDLE))?,
+                    ),
                     (
                         &what(files::INTERMEDIATE_CERT),
                         &files::read(&dir.join(files::INTERMEDIATE_CERT))?,
@@ -244,11 +252,17 @@ impl Hierarchy {
                 .map_err(|e| {
                     ca_error(
                         intermediate.0,
-                        format!("{} is not signed by {}: {e}", pair[0].subject(), pair[1].subject()),
+                        format!(
+                            "{} is not signed by {}: {e}",
+                            pair[0].subject(),
+                            pair[1].subject()
+                        ),
                     )
                 })?;
         }
-        let last = parsed_chain.last().ok_or_else(|| ca_error(intermediate.0, "empty"))?;
+        let last = parsed_chain
+            .last()
+            .ok_or_else(|| ca_error(intermediate.0, "empty"))?;
         if !parsed_roots
             .iter()
             .any(|root| last.verify_signature(Some(root.public_key())).is_ok())
@@ -265,12 +279,14 @@ impl Hierarchy {
         let signing_key = KeyPair::from_pem(key.1)
             .map_err(|e| ca_error(key.0, format!("not a private key rcgen can sign with: {e}")))?;
         let issuing = &parsed_chain[0];
-        if rcgen::PublicKeyData::subject_public_key_info(&signing_key)
-            != issuing.public_key().raw
-        {
+        if rcgen::PublicKeyData::subject_public_key_info(&signing_key) != issuing.public_key().raw {
             return Err(ca_error(
                 key.0,
-                format!("the key does not belong to {} ({})", issuing.subject(), intermediate.0),
+                format!(
+                    "the key does not belong to {} ({})",
+                    issuing.subject(),
+                    intermediate.0
+                ),
             ));
         }
         let intermediate_expires = system_time(issuing.validity().not_after.timestamp());
@@ -346,7 +362,9 @@ impl Hierarchy {
         params.use_authority_key_identifier_extension = true;
         let now = SystemTime::now();
         params.not_before = (now - Duration::from_secs(60)).into();
-        params.not_after = (now + SERVER_LIFETIME).min(self.intermediate_expires).into();
+        params.not_after = (now + SERVER_LIFETIME)
+            .min(self.intermediate_expires)
+            .into();
         params.serial_number = Some(random_serial());
         let key = KeyPair::generate()?;
         let cert = params.signed_by(&key, &self.issuer)?;

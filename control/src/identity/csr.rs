@@ -62,8 +62,7 @@ mod tests {
     #[test]
     fn what_the_csr_asks_for_besides_its_key_does_not_matter() {
         let key = KeyPair::generate().unwrap();
-        let mut params =
-            CertificateParams::new(vec!["admin.example.com".to_owned()]).unwrap();
+        let mut params = CertificateParams::new(vec!["admin.example.com".to_owned()]).unwrap();
         params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
         assert!(public_key(&csr(&key, &params)).is_ok());
     }

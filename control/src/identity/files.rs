@@ -121,10 +121,16 @@ pub fn create_missing(dir: &Path) -> Result<(), CaError> {
         (true, true) => {}
         (false, false) => new_intermediate(dir)?,
         (true, false) => {
-            return Err(ca_error(&what(&key), "missing, while intermediate.crt exists"));
+            return Err(ca_error(
+                &what(&key),
+                "missing, while intermediate.crt exists",
+            ));
         }
         (false, true) => {
-            return Err(ca_error(&what(&cert), "missing, while intermediate.key exists"));
+            return Err(ca_error(
+                &what(&cert),
+                "missing, while intermediate.key exists",
+            ));
         }
     }
     Ok(())

@@ -66,7 +66,8 @@ impl Metrics {
 
     /// Follows the CA in use.
     pub fn ca_changed(&self, hierarchy: &Hierarchy) {
-        self.intermediate_expiry.set(unix_seconds(hierarchy.intermediate_expires));
+        self.intermediate_expiry
+            .set(unix_seconds(hierarchy.intermediate_expires));
     }
 
     fn failed(&self, reason: Reason) {

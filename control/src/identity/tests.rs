@@ -22,7 +22,9 @@ fn id() -> WorkloadId {
 /// A leaf for a fresh key: (chain, the key).
 fn leaf(hierarchy: &Hierarchy) -> Vec<CertificateDer<'static>> {
     let key = KeyPair::generate().unwrap();
-    let csr = CertificateParams::default().serialize_request(&key).unwrap();
+    let csr = CertificateParams::default()
+        .serialize_request(&key)
+        .unwrap();
     let public = csr::public_key(csr.der()).unwrap();
     let issued = hierarchy
         .issue_workload(&public, &id(), Duration::from_secs(3600))
@@ -60,7 +62,9 @@ fn generated() -> (tempfile::TempDir, Hierarchy) {
 fn a_generated_ca_is_made_once_with_private_keys() {
     let (dir, first) = generated();
     for key in [files::ROOT_KEY, files::INTERMEDIATE_KEY] {
-        let mode = std::fs::metadata(dir.path().join(key)).unwrap().permissions();
+        let mode = std::fs::metadata(dir.path().join(key))
+            .unwrap()
+            .permissions();
         assert_eq!(
             std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
             0o600,
@@ -84,7 +88,12 @@ fn a_workload_leaf_chains_to_the_bundle_and_names_only_the_identity() {
     assert_eq!(chain.len(), 2, "leaf and intermediate");
     assert!(verifies(&chain, &hierarchy.bundle_pem));
     let (_, cert) = x509_parser::certificate::X509Certificate::from_der(&chain[0]).unwrap();
-    let names = &cert.subject_alternative_name().unwrap().unwrap().value.general_names;
+    let names = &cert
+        .subject_alternative_name()
+        .unwrap()
+        .unwrap()
+        .value
+        .general_names;
     assert_eq!(
         names,
         &vec![GeneralName::URI("spiffe://cluster.local/ns/shop/sa/web")]
@@ -101,7 +110,9 @@ fn a_workload_leaf_chains_to_the_bundle_and_names_only_the_identity() {
 fn a_leaf_never_outlives_its_intermediate() {
     let (_dir, hierarchy) = generated();
     let key = KeyPair::generate().unwrap();
-    let csr = CertificateParams::default().serialize_request(&key).unwrap();
+    let csr = CertificateParams::default()
+        .serialize_request(&key)
+        .unwrap();
     let public = csr::public_key(csr.der()).unwrap();
     let issued = hierarchy
         .issue_workload(&public, &id(), Duration::from_secs(50 * 365 * 24 * 3600))
@@ -219,7 +230,10 @@ fn a_users_ca_files_that_do_not_fit_are_refused_naming_the_file() {
     let (source, _, _, _) = user_files(dir.path());
     std::fs::write(paths(&source).0, &other_root).unwrap();
     let e = Hierarchy::load(&source).unwrap_err().to_string();
-    assert!(e.contains("--identity-intermediate") && e.contains("not signed"), "{e}");
+    assert!(
+        e.contains("--identity-intermediate") && e.contains("not signed"),
+        "{e}"
+    );
 
     // Another CA's key.
     let dir = tempfile::tempdir().unwrap();
@@ -237,7 +251,10 @@ fn a_users_ca_files_that_do_not_fit_are_refused_naming_the_file() {
     let chain = leaf(&Hierarchy::load(&source).unwrap());
     std::fs::write(paths(&source).1, authority::pem_of(&chain[0])).unwrap();
     let e = Hierarchy::load(&source).unwrap_err().to_string();
-    assert!(e.contains("--identity-intermediate") && e.contains("not a CA"), "{e}");
+    assert!(
+        e.contains("--identity-intermediate") && e.contains("not a CA"),
+        "{e}"
+    );
 
     // A missing file.
     std::fs::remove_file(paths(&source).0).unwrap();

@@ -50,14 +50,18 @@ pub enum TokenError {
     Signature,
     #[error("the token names Pod {namespace}/{pod}, which does not exist (deleted?)")]
     UnknownPod { namespace: String, pod: String },
-    #[error("the token names Pod {namespace}/{pod} with uid {token}, which now has uid {current} (recreated)")]
+    #[error(
+        "the token names Pod {namespace}/{pod} with uid {token}, which now has uid {current} (recreated)"
+    )]
     Uid {
         namespace: String,
         pod: String,
         token: String,
         current: String,
     },
-    #[error("the token names Pod {namespace}/{pod} with ServiceAccount {token}, which now runs as {current}")]
+    #[error(
+        "the token names Pod {namespace}/{pod} with ServiceAccount {token}, which now runs as {current}"
+    )]
     ServiceAccount {
         namespace: String,
         pod: String,
@@ -156,12 +160,12 @@ impl PodTokens {
         trust_domain: &str,
     ) -> Result<WorkloadId, TokenError> {
         let claims = self.claims(token)?;
-        let pod = pods
-            .get(&claims.namespace, &claims.pod)
-            .ok_or_else(|| TokenError::UnknownPod {
-                namespace: claims.namespace.clone(),
-                pod: claims.pod.clone(),
-            })?;
+        let pod =
+            pods.get(&claims.namespace, &claims.pod)
+                .ok_or_else(|| TokenError::UnknownPod {
+                    namespace: claims.namespace.clone(),
+                    pod: claims.pod.clone(),
+                })?;
         if pod.uid != claims.uid {
             return Err(TokenError::Uid {
                 namespace: claims.namespace,

@@ -457,9 +457,6 @@ fn pods_are_kept_as_far_as_identity_needs_and_come_and_go_as_observed_state() {
     );
     let mut objects = listed(&[]);
     objects.relist();
-    objects.apply(
-        &kind(Kind::Pod),
-        Event::Apply(Object::Pod(Box::new(kept))),
-    );
+    objects.apply(&kind(Kind::Pod), Event::Apply(Object::Pod(Box::new(kept))));
     assert_eq!(objects.relist().0.cause, Cause::Observed);
 }
