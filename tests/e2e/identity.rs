@@ -91,8 +91,8 @@ async fn credentials(
     want: impl Fn(&Credentials) -> bool,
 ) -> Arc<Credentials> {
     eventually(DEADLINE, what, || {
-        let current = watch.borrow().clone();
-        async move { current.filter(|c| want(c)) }
+        let current = watch.borrow().clone().filter(|c| want(c));
+        async move { current }
     })
     .await
 }

@@ -4,7 +4,7 @@
 //! rotated, for the names and addresses parts may dial. Parts trust `ca.crt`, the mesh CA's
 //! trust bundle (`--control-ca`).
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError, RwLock};
 
@@ -113,6 +113,37 @@ impl ResolvesServerCert for ServingCertificate {
                 .clone(),
         )
     }
+}
+
+/// The names and addresses the serving certificate holds: loopback, the listen address, the
+/// host's name.
+pub fn server_names(listen: SocketAddr) -> (Vec<String>, Vec<IpAddr>) {
+    let mut names = vec!["localhost".to_owned()];
+    if let Ok(host) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
+        let host = host.trim();
+        if !host.is_empty() && host != "localhost" {
+            names.push(host.to_owned());
+        }
+    }
+    let mut addresses: Vec<IpAddr> = vec![
+        IpAddr::from([127, 0, 0, 1]),
+        IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+    ];
+    if !listen.ip().is_unspecified() && !addresses.contains(&listen.ip()) {
+        addresses.push(listen.ip());
+    }
+    (names, addresses)
+}
+
+pub fn server_config(serving: Arc<ServingCertificate>) -> Result<rustls::ServerConfig, String> {
+    let mut config =
+        rustls::ServerConfig::builder_with_provider(ferry_runtime::tls::provider().clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_no_client_auth()
+            .with_cert_resolver(serving);
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(config)
 }
 
 #[cfg(test)]
