@@ -458,5 +458,13 @@ fn pods_are_kept_as_far_as_identity_needs_and_come_and_go_as_observed_state() {
     let mut objects = listed(&[]);
     objects.relist();
     objects.apply(&kind(Kind::Pod), Event::Apply(Object::Pod(Box::new(kept))));
-    assert_eq!(objects.relist().0.cause, Cause::Observed);
+    let (update, _) = objects.relist();
+    assert_eq!(update.cause, Cause::Observed);
+    // Kept without its containers, it is no configuration error.
+    assert!(
+        update.reading.problems.is_empty(),
+        "{:?}",
+        update.reading.problems
+    );
+    assert_eq!(update.reading.manifests.len(), 1);
 }
