@@ -90,7 +90,7 @@ mod tests {
     use std::time::Duration;
 
     #[test]
-    fn check_warns_within_thirty_days_and_rotation_moves_the_intermediate_on() {
+    fn check_warns_within_thirty_days_and_rotation_replaces_the_intermediate() {
         let dir = tempfile::tempdir().unwrap();
         ferry_control::identity::files::create_missing(dir.path()).unwrap();
         let (report, warnings) = check(dir.path(), SystemTime::now()).unwrap();
@@ -105,10 +105,16 @@ mod tests {
         assert_eq!(warnings, 1, "{report}");
         assert!(report.contains("warning: intermediate"), "{report}");
         assert!(report.contains("`ferry identity rotate`"), "{report}");
+        let intermediate = dir
+            .path()
+            .join(ferry_control::identity::files::INTERMEDIATE_CERT);
+        let before = std::fs::read_to_string(&intermediate).unwrap();
         let said = rotate(dir.path(), Rotation::Intermediate).unwrap();
         assert!(said.contains("generation 1"), "{said}");
-        let (_, warnings) = check(dir.path(), later).unwrap();
-        assert_eq!(warnings, 0);
+        assert_ne!(std::fs::read_to_string(&intermediate).unwrap(), before);
+        let (report, warnings) = check(dir.path(), SystemTime::now()).unwrap();
+        assert_eq!(warnings, 0, "{report}");
+        assert_eq!(report.lines().count(), 2, "{report}");
         assert!(rotate(dir.path(), Rotation::FinishRoot).is_err());
     }
 
