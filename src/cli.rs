@@ -166,7 +166,8 @@ pub(crate) enum Command {
         /// Where parts subscribe (gRPC over TLS).
         #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7443")]
         listen: SocketAddr,
-        /// Holds the CA (ca.crt, ca.key) and the join-token, made on first start.
+        /// Holds the mesh CA (ca.crt, the trust bundle parts pass as --control-ca; root.*,
+        /// intermediate.*), the join-token and pod-token.key, made on first start.
         #[arg(long, value_name = "DIR")]
         state_dir: PathBuf,
         /// Admin API: /live /ready /config /status /metrics.
@@ -174,11 +175,30 @@ pub(crate) enum Command {
         admin: SocketAddr,
         #[command(flatten)]
         source_args: SourceArgs,
+        #[command(flatten)]
+        identity_args: IdentityArgs,
     },
-    /// Validate manifests: exit 0 if valid, else 1 with one line per problem.
+    /// Validate manifests: exit 0 if valid, else 1 with one line per problem. With
+    /// --identity, check a `ferry control` state directory's mesh CA for expiry instead.
     Check {
-        #[arg(short = 'f', long = "filename", value_name = "PATH", required = true)]
+        #[arg(
+            short = 'f',
+            long = "filename",
+            value_name = "PATH",
+            required_unless_present = "identity"
+        )]
         paths: Vec<PathBuf>,
+        /// Warn (exit 1) when the mesh CA's root or intermediate expires within 30 days.
+        #[arg(long, requires = "state_dir")]
+        identity: bool,
+        /// The `ferry control` state directory (with --identity).
+        #[arg(long, value_name = "DIR", requires = "identity")]
+        state_dir: Option<PathBuf>,
+    },
+    /// The mesh CA of a `ferry control` state directory.
+    Identity {
+        #[command(subcommand)]
+        action: IdentityCommand,
     },
     /// Print the admin kubeconfig `ferry up` wrote for its Kubernetes API.
     Kubeconfig {
@@ -250,6 +270,77 @@ pub(crate) enum Command {
     Load(Box<ferry_load::Args>),
     /// Run the mesh sidecar of one Pod: mTLS in and out, authorization, per-request balancing.
     Sidecar(Box<ferry::sidecar::Args>),
+}
+
+/// `ferry identity ...`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum IdentityCommand {
+    /// Rotate the intermediate (new certificates chain to the same root; old ones stay valid),
+    /// or with --root start a root rotation (old and new roots trusted together), finished
+    /// with --root --finish once every workload has renewed. A running `ferry control` on the
+    /// state directory picks the change up within a second.
+    Rotate {
+        /// Rotate the root (phase 1).
+        #[arg(long)]
+        root: bool,
+        /// Phase 2 of a root rotation: stop trusting the old root.
+        #[arg(long, requires = "root")]
+        finish: bool,
+        /// The `ferry control` state directory.
+        #[arg(long, value_name = "DIR")]
+        state_dir: PathBuf,
+    },
+}
+
+/// The mesh CA and the workload certificates of `ferry control`.
+#[derive(Debug, Args)]
+pub(crate) struct IdentityArgs {
+    /// The user's own root(s), PEM: the trust bundle, instead of a CA generated in --state-dir.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires_all = ["identity_intermediate", "identity_intermediate_key"]
+    )]
+    pub(crate) identity_root: Option<PathBuf>,
+    /// The issuing intermediate, PEM (any further certificates: its chain up to a root).
+    #[arg(long, value_name = "FILE", requires = "identity_root")]
+    pub(crate) identity_intermediate: Option<PathBuf>,
+    /// The intermediate's private key, PEM (PKCS#8, ECDSA, Ed25519 or RSA).
+    #[arg(long, value_name = "FILE", requires = "identity_root")]
+    pub(crate) identity_intermediate_key: Option<PathBuf>,
+    /// How long a workload certificate lives (sidecars renew at 70 %), e.g. 24h, 90m, 6s.
+    #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = ferry_load::duration::parse)]
+    pub(crate) workload_cert_ttl: Duration,
+}
+
+impl IdentityArgs {
+    pub(crate) fn config(self) -> Result<ferry_control::identity::IdentityConfig, String> {
+        if self.workload_cert_ttl < Duration::from_secs(2) {
+            return Err("--workload-cert-ttl: at least 2s".to_owned());
+        }
+        let ca = match (
+            self.identity_root,
+            self.identity_intermediate,
+            self.identity_intermediate_key,
+        ) {
+            (Some(root), Some(intermediate), Some(intermediate_key)) => {
+                Some(ferry_control::identity::CaSource::Files {
+                    root,
+                    intermediate,
+                    intermediate_key,
+                })
+            }
+            (None, None, None) => None,
+            _ => {
+                return Err("--identity-root, --identity-intermediate and --identity-intermediate-key go together".to_owned());
+            }
+        };
+        Ok(ferry_control::identity::IdentityConfig {
+            ca,
+            workload_ttl: self.workload_cert_ttl,
+            ..Default::default()
+        })
+    }
 }
 
 /// Which running ferry, and which namespace (found from the name when left out).

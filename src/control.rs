@@ -1,6 +1,7 @@
 //! `ferry control`: the control plane alone, over manifest files (or a Kubernetes API server's
 //! objects, `--source kubernetes`), pushing snapshots to
-//! gateways and DNS servers that subscribe over gRPC+TLS (`ferry gateway|dns --control`), with
+//! gateways and DNS servers that subscribe over gRPC+TLS (`ferry gateway|dns --control`), and
+//! issuing sidecars their workload certificates on the same channel (the mesh CA), with
 //! its admin server (`/status` lists the subscribed parts; `ferry get proxies` prints them).
 
 use std::net::SocketAddr;
@@ -73,7 +74,10 @@ async fn serve<S: Source>(
     let bus = SnapshotBus::new();
     let status = StatusBoard::default();
     let control = Control::build(feed, bus.clone(), status.clone(), &mut registry).await?;
-    let push = PushServer::build(config.push, bus.clone(), status.clone(), &mut registry).await?;
+    let mut push_config = config.push;
+    // Per-Pod tokens are good while their Pods are in the control plane's view.
+    push_config.identity.pods = control.pods();
+    let push = PushServer::build(push_config, bus.clone(), status.clone(), &mut registry).await?;
     let admin = Admin::build(
         config.admin,
         AdminState {

@@ -13,6 +13,7 @@ pub mod dns;
 pub mod echo;
 pub mod gateway;
 pub mod get;
+pub mod identity;
 pub mod proxies;
 pub mod sidecar;
 pub mod up;

@@ -27,8 +27,19 @@ fn main() -> ExitCode {
     // As Go does at start: the soft limit of 1,024 descriptors is far below what the hard limit
     // allows, and every connection, Pod pipe and DNS socket takes one.
     ferry_runtime::descriptors::raise_nofile_limit();
-    if let Command::Check { paths } = cli.command {
-        return check(paths);
+    if let Command::Check {
+        paths,
+        identity,
+        state_dir,
+    } = cli.command
+    {
+        return match (identity, state_dir) {
+            (true, Some(dir)) => check_identity(&dir),
+            _ => check(paths),
+        };
+    }
+    if let Command::Identity { action } = cli.command {
+        return identity(action);
     }
     if let Command::Load(args) = cli.command {
         return load(*args);
@@ -89,6 +100,46 @@ fn kubeconfig(state: &StateDirArg) -> ExitCode {
                 path.display(),
                 dir.display()
             );
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check_identity(dir: &std::path::Path) -> ExitCode {
+    match ferry::identity::check(dir, std::time::SystemTime::now()) {
+        Ok((report, 0)) => {
+            print!("{report}");
+            ExitCode::SUCCESS
+        }
+        Ok((report, _)) => {
+            print!("{report}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("ferry: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn identity(action: cli::IdentityCommand) -> ExitCode {
+    let cli::IdentityCommand::Rotate {
+        root,
+        finish,
+        state_dir,
+    } = action;
+    let rotation = match (root, finish) {
+        (false, _) => ferry::identity::Rotation::Intermediate,
+        (true, false) => ferry::identity::Rotation::Root,
+        (true, true) => ferry::identity::Rotation::FinishRoot,
+    };
+    match ferry::identity::rotate(&state_dir, rotation) {
+        Ok(said) => {
+            print!("{said}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("ferry: {e}");
             ExitCode::FAILURE
         }
     }
@@ -373,6 +424,7 @@ async fn async_main(command: Command) -> Result<(), Box<dyn std::error::Error>> 
             state_dir,
             admin,
             source_args,
+            identity_args,
         } => {
             source_args.check()?;
             let kubernetes = (source_args.source == SourceArg::Kubernetes).then_some(
@@ -390,7 +442,10 @@ async fn async_main(command: Command) -> Result<(), Box<dyn std::error::Error>> 
             let config = ferry::control::ControlConfig {
                 paths,
                 kubernetes,
-                push: ferry_control::push::PushConfig::new(listen, state_dir),
+                push: ferry_control::push::PushConfig {
+                    identity: identity_args.config()?,
+                    ..ferry_control::push::PushConfig::new(listen, state_dir)
+                },
                 admin,
                 debounce: Duration::from_millis(100),
             };
@@ -488,6 +543,7 @@ async fn async_main(command: Command) -> Result<(), Box<dyn std::error::Error>> 
         }
         Command::Sidecar(args) => ferry::sidecar::run(*args, shutdown).await?,
         Command::Check { .. }
+        | Command::Identity { .. }
         | Command::Load(_)
         | Command::Exec { .. }
         | Command::Kubeconfig { .. } => {}

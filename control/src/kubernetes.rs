@@ -30,7 +30,7 @@ use ferry_objects::files::MAX_DELAY;
 use ferry_objects::object::{Kind, Object};
 use ferry_objects::source::{Source, Update};
 use futures_util::{Stream, StreamExt};
-use k8s_openapi::api::core::v1::{Namespace, Secret, Service};
+use k8s_openapi::api::core::v1::{Namespace, Pod, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use kube::runtime::watcher::{self, Event};
@@ -46,14 +46,38 @@ use tokio_stream::StreamMap;
 pub use objects::{Objects, WatchKey};
 pub use status::StatusAddress;
 
-/// The kinds watched cluster-wide; Secrets are watched one by one.
-pub const KINDS: [Kind; 5] = [
+/// The kinds watched cluster-wide; Secrets are watched one by one. Pods are kept only as
+/// far as identity needs them ([`pod_identity`]).
+pub const KINDS: [Kind; 6] = [
     Kind::Namespace,
     Kind::Service,
     Kind::EndpointSlice,
+    Kind::Pod,
     Kind::IngressClass,
     Kind::Ingress,
 ];
+
+/// What the control plane keeps of a Pod: its name, namespace, uid and ServiceAccount (per-Pod
+/// tokens are checked against them; an endpoint's identity is its Pod's ServiceAccount).
+/// Everything else (containers, status, managed fields) is dropped at once, so a cluster's
+/// Pods cost a few hundred bytes each.
+pub fn pod_identity(pod: Pod) -> Pod {
+    let metadata = pod.metadata;
+    Pod {
+        metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+            name: metadata.name,
+            namespace: metadata.namespace,
+            uid: metadata.uid,
+            resource_version: metadata.resource_version,
+            ..Default::default()
+        },
+        spec: Some(k8s_openapi::api::core::v1::PodSpec {
+            service_account_name: pod.spec.and_then(|s| s.service_account_name),
+            ..Default::default()
+        }),
+        status: None,
+    }
+}
 
 /// How the source reads and what it writes back.
 #[derive(Clone, Debug)]
@@ -303,6 +327,9 @@ fn kind_watch(client: &Client, kind: Kind) -> Events {
         }),
         Kind::EndpointSlice => watch(Api::<EndpointSlice>::all(client.clone()), config, |o| {
             Object::EndpointSlice(Box::new(o))
+        }),
+        Kind::Pod => watch(Api::<Pod>::all(client.clone()), config, |o| {
+            Object::Pod(Box::new(pod_identity(o)))
         }),
         Kind::IngressClass => watch(Api::<IngressClass>::all(client.clone()), config, |o| {
             Object::IngressClass(Box::new(o))

@@ -17,6 +17,7 @@
 //! the one source kept here, behind the `kubernetes` feature, since it is kube-rs' client).
 
 pub mod endpoints;
+pub mod identity;
 #[cfg(feature = "kubernetes")]
 pub mod kubernetes;
 pub mod publish;
@@ -94,6 +95,15 @@ impl<S: Source> Control<S> {
             ));
         }
         Ok(Control { source, publisher })
+    }
+
+    /// The Pods of the newest store published, kept current: what the identity service
+    /// checks per-Pod tokens against.
+    pub fn pods(&self) -> identity::pods::PodDirectory {
+        self.publisher
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pods()
     }
 
     /// Publishes each update of the source until shutdown or the source's end.

@@ -14,6 +14,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::identity::pods::{PodDirectory, PodView};
 use crate::translate::translate;
 use ferry_objects::files::Reading;
 use ferry_objects::object::Kind;
@@ -143,6 +144,8 @@ pub struct Publisher {
     store: Store,
     metrics: Metrics,
     warnings: Vec<Problem>,
+    /// The Pods of the store, for the identity service's token checks.
+    pods: PodDirectory,
 }
 
 impl Publisher {
@@ -153,7 +156,13 @@ impl Publisher {
             store: Store::default(),
             metrics: Metrics::register(registry),
             warnings: Vec::new(),
+            pods: PodDirectory::default(),
         }
+    }
+
+    /// The Pods of the newest store taken (a per-Pod token is good while its Pod is there).
+    pub fn pods(&self) -> PodDirectory {
+        self.pods.clone()
     }
 
     /// Publishes a new configuration change.
@@ -207,6 +216,7 @@ impl Publisher {
                 ReloadOutcome::Rejected
             }
             Ok((mut snapshot, warnings)) => {
+                self.pods.replace(PodView::from_store(&self.store));
                 if warnings != self.warnings {
                     for w in &warnings {
                         tracing::warn!("{w}");

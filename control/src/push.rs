@@ -14,7 +14,11 @@
 //! whole view. Its calls are listed as role `sidecar` while open.
 //!
 //! The server is hyper's HTTP/2 over tokio-rustls with tonic's generated service on top (no
-//! tonic transport: the one TLS setup is ours). [`ca`] keeps the CA and token.
+//! tonic transport: the one TLS setup is ours). [`ca`] keeps the join token and the serving
+//! certificate, which the mesh CA issues and reissues when it is rotated.
+//!
+//! The `Identity` service runs on the same channel ([`crate::identity::service`]): a sidecar
+//! sends a CSR and its per-Pod token (no join token) and is issued its workload certificate.
 
 pub mod ca;
 pub mod destination;
@@ -23,7 +27,7 @@ pub mod parts;
 pub mod stream;
 
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,25 +39,27 @@ use ferry_runtime::subscribe::grpc::control_server::{Control, ControlServer};
 use ferry_runtime::subscribe::grpc::destination_server::{
     Destination as DestinationService, DestinationServer,
 };
+use ferry_runtime::subscribe::grpc::identity_server::IdentityServer;
 use ferry_runtime::subscribe::{KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT, MAX_MESSAGE_BYTES};
 use ferry_runtime::{Shutdown, SnapshotBus, StatusBoard};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use prometheus_client::registry::Registry;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_stream::wrappers::ReceiverStream;
 
-use self::ca::Authority;
+use self::ca::ServingCertificate;
 use self::parts::Parts;
+use crate::identity::service::{self as identity_service, IdentityService};
+use crate::identity::{Ca, IdentityConfig, PodTokens};
 
 /// What `ferry control` serves the push on.
 #[derive(Clone, Debug)]
 pub struct PushConfig {
     pub listen: SocketAddr,
-    /// Holds `ca.crt`, `ca.key` and `join-token`.
+    /// Holds the mesh CA (`ca.crt`, the trust bundle parts pass as `--control-ca`; see
+    /// [`crate::identity::files`]), `join-token` and `pod-token.key`.
     pub state_dir: PathBuf,
     /// A connection that has not finished its TLS handshake by then is closed, so silent
     /// connections cannot pile up on the push port ([`HANDSHAKE_TIMEOUT`]).
@@ -67,6 +73,8 @@ pub struct PushConfig {
     /// (`name.namespace.svc.<domain>:port`) and the trust domain of the workload identities
     /// (`spiffe://<domain>/ns/<ns>/sa/<sa>`); `cluster.local` by default.
     pub cluster_domain: String,
+    /// The mesh CA and the `Identity` service.
+    pub identity: IdentityConfig,
 }
 
 /// The default of [`PushConfig::handshake_timeout`].
@@ -91,6 +99,7 @@ impl PushConfig {
             limits: PUSH_LIMITS,
             queue: stream::QUEUE_DEPTH,
             cluster_domain: "cluster.local".to_owned(),
+            identity: IdentityConfig::default(),
         }
     }
 }
@@ -99,6 +108,8 @@ impl PushConfig {
 pub enum PushError {
     #[error(transparent)]
     State(#[from] ca::StateError),
+    #[error("mesh CA: {0}")]
+    Ca(#[from] crate::identity::CaError),
     #[error("cannot issue the serving certificate: {0}")]
     Certificate(String),
     #[error(transparent)]
@@ -112,6 +123,10 @@ pub struct PushServer {
     limits: Limits,
     tls: tokio_rustls::TlsAcceptor,
     service: Subscriptions,
+    ca: Arc<Ca>,
+    serving: Arc<ServingCertificate>,
+    reload_interval: Duration,
+    identity_metrics: identity_service::Metrics,
 }
 
 impl std::fmt::Debug for PushServer {
@@ -122,26 +137,6 @@ impl std::fmt::Debug for PushServer {
     }
 }
 
-/// The names and addresses the serving certificate holds: loopback, the listen address, the
-/// host's name.
-fn server_names(listen: SocketAddr) -> (Vec<String>, Vec<IpAddr>) {
-    let mut names = vec!["localhost".to_owned()];
-    if let Ok(host) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
-        let host = host.trim();
-        if !host.is_empty() && host != "localhost" {
-            names.push(host.to_owned());
-        }
-    }
-    let mut addresses: Vec<IpAddr> = vec![
-        IpAddr::from([127, 0, 0, 1]),
-        IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
-    ];
-    if !listen.ip().is_unspecified() && !addresses.contains(&listen.ip()) {
-        addresses.push(listen.ip());
-    }
-    (names, addresses)
-}
-
 impl PushServer {
     /// Reads (or makes) the CA and token, issues the serving certificate and binds.
     pub async fn build(
@@ -150,12 +145,24 @@ impl PushServer {
         status: StatusBoard,
         registry: &mut Registry,
     ) -> Result<PushServer, PushError> {
-        let authority = Authority::load_or_create(&config.state_dir)?;
-        let (names, addresses) = server_names(config.listen);
-        let (chain, key) = authority
-            .issue_server(&names, &addresses)
-            .map_err(|e| PushError::Certificate(e.to_string()))?;
-        let tls = server_config(&chain, &key).map_err(PushError::Certificate)?;
+        let token = ca::join_token(&config.state_dir)?;
+        let ca = Arc::new(Ca::load(config.identity.ca.clone(), &config.state_dir)?);
+        let pod_tokens = Arc::new(PodTokens::load_or_create(&config.state_dir)?);
+        let (names, addresses) = ca::server_names(config.listen);
+        let serving = Arc::new(
+            ServingCertificate::issue(&ca.current(), names, addresses)
+                .map_err(PushError::Certificate)?,
+        );
+        let tls = ca::server_config(serving.clone()).map_err(PushError::Certificate)?;
+        let identity_metrics = identity_service::Metrics::register(registry);
+        let identity = IdentityService::new(
+            ca.clone(),
+            pod_tokens,
+            config.identity.pods.clone(),
+            config.cluster_domain.clone(),
+            config.identity.workload_ttl,
+            identity_metrics.clone(),
+        );
         let listener = ferry_runtime::serve::bind(config.listen).await?;
         Ok(PushServer {
             listener,
@@ -163,8 +170,9 @@ impl PushServer {
             limits: config.limits,
             tls: tokio_rustls::TlsAcceptor::from(Arc::new(tls)),
             service: Subscriptions {
+                identity,
                 shared: Arc::new(Shared {
-                    token: authority.token,
+                    token,
                     bus,
                     parts: Parts::new(status, registry),
                     views: Arc::default(),
@@ -172,6 +180,10 @@ impl PushServer {
                     cluster_domain: config.cluster_domain,
                 }),
             },
+            ca,
+            serving,
+            reload_interval: config.identity.reload_interval,
+            identity_metrics,
         })
     }
 
@@ -179,9 +191,26 @@ impl PushServer {
         self.listener.local_addr()
     }
 
+    /// The per-Pod token minter of this control plane (same key as its checks): what a kubelet
+    /// hands each meshed Pod's sidecar.
+    pub fn pod_tokens(&self) -> Arc<PodTokens> {
+        self.service.identity.tokens()
+    }
+
     /// Serves until shutdown; then every stream and connection ends (parts reconnect to the
     /// next control plane and keep serving meanwhile).
     pub async fn run(self, mut shutdown: Shutdown) {
+        let (serving, metrics) = (self.serving.clone(), self.identity_metrics.clone());
+        let rotations = tokio::spawn(self.ca.clone().watch(
+            self.reload_interval,
+            shutdown.clone(),
+            move |hierarchy| {
+                metrics.ca_changed(hierarchy);
+                if let Err(e) = serving.reissue(hierarchy) {
+                    tracing::error!(error = %e, "push: cannot reissue the serving certificate from the rotated CA; the old one serves");
+                }
+            },
+        ));
         let mut connections = JoinSet::new();
         let open = Connections::new(self.limits);
         loop {
@@ -210,7 +239,34 @@ impl PushServer {
             connections.spawn(serve_connection(handshake, peer, service, conn, shutdown));
         }
         connections.shutdown().await;
+        let _ = rotations.await;
     }
+}
+
+/// The control channel (Control, Destination, Identity) for the Pods of `ferry up` in netns
+/// mode: served with TLS on the node's address on the Pod bridge (`listen`, e.g.
+/// `node.gateway():7443`), from the state directory's mesh CA, its certificate naming that
+/// address; sidecars reach it with the bundle `state_dir/ca.crt` and a per-Pod token from
+/// [`PushServer::pod_tokens`]. `pods` is the in-process control plane's
+/// ([`crate::Control::pods`]). Run the returned server with [`PushServer::run`].
+pub async fn serve_for_pods(
+    listen: SocketAddr,
+    state_dir: PathBuf,
+    cluster_domain: String,
+    pods: crate::identity::PodDirectory,
+    bus: SnapshotBus,
+    status: StatusBoard,
+    registry: &mut Registry,
+) -> Result<PushServer, PushError> {
+    let config = PushConfig {
+        cluster_domain,
+        identity: IdentityConfig {
+            pods,
+            ..IdentityConfig::default()
+        },
+        ..PushConfig::new(listen, state_dir)
+    };
+    PushServer::build(config, bus, status, registry).await
 }
 
 async fn serve_connection(
@@ -245,18 +301,23 @@ async fn serve_connection(
     let destinations = DestinationServer::new(service.with_peer(peer))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let identity = IdentityServer::new(service.identity.clone());
     let conn = Arc::new(conn);
     let tracked = conn.clone();
     let service = hyper::service::service_fn(move |request: http::Request<_>| {
         let mut server = server.clone();
         let mut destinations = destinations.clone();
+        let mut identity = identity.clone();
         // The call is in progress until its answer's body ends: a subscription for as long
         // as it is open, a refused one at once.
         let in_progress = tracked.request();
         async move {
-            // Two services on one channel, by the gRPC path's service name.
-            let response = if request.uri().path().starts_with(DESTINATION_PATH) {
+            // Three services on one channel, by the gRPC path's service name.
+            let path = request.uri().path();
+            let response = if path.starts_with(DESTINATION_PATH) {
                 tower_service::Service::call(&mut destinations, request).await?
+            } else if path.starts_with(IDENTITY_PATH) {
+                tower_service::Service::call(&mut identity, request).await?
             } else {
                 tower_service::Service::call(&mut server, request).await?
             };
@@ -284,6 +345,8 @@ async fn serve_connection(
 
 /// The path prefix of the `Destination` service's calls.
 const DESTINATION_PATH: &str = "/ferry.control.v1.Destination/";
+/// The path prefix of the `Identity` service's calls.
+const IDENTITY_PATH: &str = "/ferry.control.v1.Identity/";
 
 /// An answer's body that keeps its call counted as in progress until it ends.
 struct Guarded<B> {
@@ -311,22 +374,6 @@ impl<B: hyper::body::Body + Unpin> hyper::body::Body for Guarded<B> {
     }
 }
 
-fn server_config(chain: &str, key: &str) -> Result<rustls::ServerConfig, String> {
-    let chain = CertificateDer::pem_slice_iter(chain.as_bytes())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| e.to_string())?;
-    let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).map_err(|e| e.to_string())?;
-    let mut config =
-        rustls::ServerConfig::builder_with_provider(ferry_runtime::tls::provider().clone())
-            .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?
-            .with_no_client_auth()
-            .with_single_cert(chain, key)
-            .map_err(|e| e.to_string())?;
-    config.alpn_protocols = vec![b"h2".to_vec()];
-    Ok(config)
-}
-
 #[derive(Debug)]
 struct Shared {
     token: String,
@@ -341,6 +388,7 @@ struct Shared {
 #[derive(Clone, Debug)]
 struct Subscriptions {
     shared: Arc<Shared>,
+    identity: IdentityService,
 }
 
 #[derive(Clone, Debug)]
@@ -530,113 +578,4 @@ impl DestinationService for PeerSubscriptions {
 }
 
 #[cfg(test)]
-mod tests {
-
-    use super::*;
-
-    #[tokio::test]
-    async fn a_connection_without_a_handshake_is_closed_after_the_timeout() {
-        let state = tempfile::tempdir().unwrap();
-        let config = PushConfig {
-            handshake_timeout: Duration::from_millis(100),
-            ..PushConfig::new("127.0.0.1:0".parse().unwrap(), state.path().to_owned())
-        };
-        let server = PushServer::build(
-            config,
-            SnapshotBus::new(),
-            StatusBoard::default(),
-            &mut Registry::default(),
-        )
-        .await
-        .unwrap();
-        let addr = server.local_addr().unwrap();
-        let (trigger, shutdown) = ferry_runtime::shutdown::channel();
-        let task = tokio::spawn(server.run(shutdown));
-        let mut silent = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let mut buf = [0u8; 1];
-        let read = tokio::time::timeout(
-            Duration::from_secs(20),
-            tokio::io::AsyncReadExt::read(&mut silent, &mut buf),
-        )
-        .await
-        .expect("closed before the test's deadline");
-        assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
-        trigger.trigger();
-        task.await.unwrap();
-    }
-
-    #[tokio::test]
-    async fn a_connection_that_subscribes_to_nothing_is_closed_after_the_first_request_deadline() {
-        let state = tempfile::tempdir().unwrap();
-        let config = PushConfig {
-            limits: Limits {
-                first_request: Duration::from_millis(100),
-                ..PUSH_LIMITS
-            },
-            ..PushConfig::new("127.0.0.1:0".parse().unwrap(), state.path().to_owned())
-        };
-        let server = PushServer::build(
-            config,
-            SnapshotBus::new(),
-            StatusBoard::default(),
-            &mut Registry::default(),
-        )
-        .await
-        .unwrap();
-        let addr = server.local_addr().unwrap();
-        let (trigger, shutdown) = ferry_runtime::shutdown::channel();
-        let task = tokio::spawn(server.run(shutdown));
-        // The handshake done, nothing more: no HTTP/2 preface, no stream.
-        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let client = ferry_runtime::tls::any_server_client_config().unwrap();
-        let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
-        let mut tls = tokio_rustls::TlsConnector::from(Arc::new(client))
-            .connect(name, tcp)
-            .await
-            .unwrap();
-        // The server's HTTP/2 SETTINGS may come first; then the connection must end.
-        let closed = tokio::time::timeout(Duration::from_secs(20), async {
-            let mut buf = [0u8; 256];
-            loop {
-                match tokio::io::AsyncReadExt::read(&mut tls, &mut buf).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) => {}
-                }
-            }
-        })
-        .await;
-        assert!(closed.is_ok(), "closed before the test's deadline");
-        trigger.trigger();
-        task.await.unwrap();
-    }
-
-    #[test]
-    fn tokens_compare_whole() {
-        assert!(same_token(b"abc", b"abc"));
-        assert!(!same_token(b"abd", b"abc"));
-        assert!(!same_token(b"ab", b"abc"));
-        assert!(!same_token(b"", b"abc"));
-    }
-
-    #[test]
-    fn a_dns_server_is_sent_no_private_key() {
-        let snapshot = Snapshot {
-            version: 1,
-            certificates: vec![ferry_model::Certificate {
-                namespace: "shop".into(),
-                secret: "tls".into(),
-                hosts: vec!["shop.example.com".into()],
-                cert_pem: "CERT".into(),
-                key_pem: "KEY".into(),
-            }],
-            ..Snapshot::default()
-        };
-        let snapshot = Arc::new(snapshot);
-        assert_eq!(
-            stream::view_for_role(&snapshot, Role::Gateway).certificates[0].key_pem,
-            "KEY"
-        );
-        let dns = stream::view_for_role(&snapshot, Role::Dns);
-        assert!(dns.certificates.is_empty(), "{:?}", dns.certificates);
-    }
-}
+mod tests;

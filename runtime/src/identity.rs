@@ -2,13 +2,27 @@
 //! roots it trusts. They are published through a `tokio::sync::watch` (Linkerd meshtls's
 //! publisher/receiver pair), so TLS configs are rebuilt when the certificate is renewed or the
 //! trust bundle rotates, without a restart and without closing a connection.
+//!
+//! [`IdentityClient`] is the publisher: it keeps a sidecar's certificate from the control
+//! plane's `ferry.control.v1.Identity` service current.
 
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use ferry_model::mesh::WorkloadId;
+use ferry_model::proto::{CertifyRequest, CertifyResponse};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
+
+use crate::shutdown::Shutdown;
+use crate::subscribe::backoff::Backoff;
+use crate::subscribe::grpc;
 
 /// What a workload proves itself with and whom it trusts.
 #[derive(Debug)]
@@ -25,3 +39,302 @@ pub struct Credentials {
 
 /// The receiving end: `None` until the first certificate is issued.
 pub type CredentialsWatch = tokio::sync::watch::Receiver<Option<Arc<Credentials>>>;
+
+/// The part of a certificate's life after which it is renewed (less a jitter of up to 5 % of
+/// the life, so sidecars started together do not renew together).
+pub const RENEW_AT: f64 = 0.7;
+
+/// Where the identity service is and how the sidecar proves its Pod.
+#[derive(Clone, Debug)]
+pub struct IdentityConfig {
+    /// The control channel, `https://HOST:PORT`.
+    pub control: http::Uri,
+    /// The control channel's trust bundle (its `ca.crt`).
+    pub ca_pem: Vec<u8>,
+    /// The per-Pod token the kubelet handed the sidecar.
+    pub token: String,
+}
+
+/// Errors of setting the client up (each call's own errors are logged and retried).
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    #[error("--control {0}: expected https://HOST:PORT")]
+    Url(http::Uri),
+    #[error("--control-ca: no certificate in the file")]
+    Ca,
+    #[error("the Pod token is empty")]
+    EmptyToken,
+}
+
+/// What one Certify call may end with.
+#[derive(Debug, thiserror::Error)]
+enum CertifyError {
+    #[error("cannot reach the control plane: {0}")]
+    Channel(String),
+    #[error("{}: {}", .0.code(), .0.message())]
+    Grpc(tonic::Status),
+    #[error("cannot make a key or CSR: {0}")]
+    Key(rcgen::Error),
+    #[error("the answer is unusable: {0}")]
+    Answer(String),
+}
+
+/// The sidecar's metrics of its certificate.
+#[derive(Clone, Debug, Default)]
+struct Metrics {
+    expiry: Gauge,
+    renewals: Family<ResultLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
+}
+
+/// Keeps a workload's certificate: a key made in memory, a CSR sent to the control plane's
+/// `Identity` service with the per-Pod token, the answer published as [`Credentials`]; again
+/// at [`RENEW_AT`] of each certificate's life (a new key each time). While the control plane
+/// is away, the current certificate stays in use and the call is retried with jittered
+/// back-off.
+pub struct IdentityClient {
+    config: IdentityConfig,
+    publish: tokio::sync::watch::Sender<Option<Arc<Credentials>>>,
+    metrics: Metrics,
+}
+
+impl std::fmt::Debug for IdentityClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IdentityClient")
+            .field("control", &self.config.control)
+            .finish_non_exhaustive()
+    }
+}
+
+impl IdentityClient {
+    /// Checks the URL, the CA and the token; nothing is connected yet.
+    pub fn build(config: IdentityConfig) -> Result<IdentityClient, IdentityError> {
+        let url = || IdentityError::Url(config.control.clone());
+        if config.control.scheme_str() != Some("https") {
+            return Err(url());
+        }
+        config
+            .control
+            .authority()
+            .and_then(http::uri::Authority::port_u16)
+            .ok_or_else(url)?;
+        if CertificateDer::pem_slice_iter(&config.ca_pem)
+            .next()
+            .is_none_or(|c| c.is_err())
+        {
+            return Err(IdentityError::Ca);
+        }
+        if config.token.trim().is_empty() {
+            return Err(IdentityError::EmptyToken);
+        }
+        Ok(IdentityClient {
+            config,
+            publish: tokio::sync::watch::channel(None).0,
+            metrics: Metrics::default(),
+        })
+    }
+
+    /// The credentials as they are issued: `None` until the first certificate.
+    pub fn watch(&self) -> CredentialsWatch {
+        self.publish.subscribe()
+    }
+
+    /// Registers `ferry_sidecar_certificate_expiry_timestamp_seconds` (the current
+    /// certificate's notAfter) and `ferry_sidecar_certificate_renewals` (by result).
+    pub fn register_metrics(&self, registry: &mut Registry) {
+        registry.register(
+            "ferry_sidecar_certificate_expiry_timestamp_seconds",
+            "When the workload certificate in use expires (seconds since the Unix epoch)",
+            self.metrics.expiry.clone(),
+        );
+        registry.register(
+            "ferry_sidecar_certificate_renewals",
+            "Certificate requests to the control plane, by result (issued, failed)",
+            self.metrics.renewals.clone(),
+        );
+    }
+
+    /// Keeps the certificate current until shutdown.
+    pub async fn run(self, mut shutdown: Shutdown) {
+        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
+        loop {
+            let wait = tokio::select! {
+                () = shutdown.wait() => return,
+                result = self.certify() => match result {
+                    Ok(credentials) => {
+                        backoff.reset();
+                        let wait = renewal_delay(SystemTime::now(), credentials.expires);
+                        tracing::info!(id = %credentials.id, renew_in = ?wait, "workload certificate issued");
+                        self.metrics.expiry.set(unix_seconds(credentials.expires));
+                        self.metrics.renewals.get_or_create(&ResultLabels { result: "issued" }).inc();
+                        self.publish.send_replace(Some(Arc::new(credentials)));
+                        wait
+                    }
+                    Err(e) => {
+                        self.metrics.renewals.get_or_create(&ResultLabels { result: "failed" }).inc();
+                        let wait = backoff.next_delay();
+                        let current = self.publish.borrow().as_ref().map(|c| c.expires);
+                        match current {
+                            Some(expires) if expires > SystemTime::now() => {
+                                tracing::warn!(error = %e, retry_in = ?wait, "cannot renew the workload certificate; the current one stays in use");
+                            }
+                            Some(_) => tracing::error!(error = %e, retry_in = ?wait, "the workload certificate expired and cannot be renewed"),
+                            None => tracing::warn!(error = %e, retry_in = ?wait, "no workload certificate yet"),
+                        }
+                        wait
+                    }
+                },
+            };
+            tokio::select! {
+                () = shutdown.wait() => return,
+                () = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    /// One Certify call with a fresh key.
+    async fn certify(&self) -> Result<Credentials, CertifyError> {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+            .map_err(CertifyError::Key)?;
+        let mut params = rcgen::CertificateParams::default();
+        // The control plane names the certificate; the CSR carries only the key.
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        let csr = params.serialize_request(&key).map_err(CertifyError::Key)?;
+        let channel = crate::subscribe::channel(&self.config.control, &self.config.ca_pem)
+            .await
+            .map_err(CertifyError::Channel)?;
+        let mut client = grpc::identity_client::IdentityClient::with_origin(
+            channel,
+            self.config.control.clone(),
+        );
+        let answer = tokio::time::timeout(
+            CERTIFY_TIMEOUT,
+            client.certify(CertifyRequest {
+                csr: csr.der().to_vec(),
+                token: self.config.token.trim().to_owned(),
+            }),
+        )
+        .await
+        .map_err(|_| CertifyError::Channel("no answer in time".to_owned()))?
+        .map_err(CertifyError::Grpc)?
+        .into_inner();
+        credentials(&answer, &key.serialize_pem()).map_err(CertifyError::Answer)
+    }
+}
+
+/// How long one Certify call may take.
+const CERTIFY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The credentials of a Certify answer and the key the CSR was made with.
+fn credentials(answer: &CertifyResponse, key_pem: &str) -> Result<Credentials, String> {
+    let id: WorkloadId = answer
+        .identity
+        .parse()
+        .map_err(|e| format!("identity: {e}"))?;
+    let key =
+        crate::tls::certified_key(answer.certificate_chain_pem.as_bytes(), key_pem.as_bytes())
+            .map_err(|e| format!("certificate_chain_pem: {e}"))?;
+    let roots = CertificateDer::pem_slice_iter(answer.trust_bundle_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("trust_bundle_pem: {e}"))?;
+    if roots.is_empty() {
+        return Err("trust_bundle_pem holds no certificate".to_owned());
+    }
+    let expires = u64::try_from(answer.not_after_unix_seconds)
+        .map(|s| SystemTime::UNIX_EPOCH + Duration::from_secs(s))
+        .map_err(|_| "not_after_unix_seconds is negative".to_owned())?;
+    Ok(Credentials {
+        id,
+        key: Arc::new(key),
+        roots,
+        expires,
+    })
+}
+
+/// When to renew a certificate that expires at `expires`: at [`RENEW_AT`] of the life left,
+/// less up to 5 % of it (jitter), and never sooner than a second from now.
+pub fn renewal_delay(now: SystemTime, expires: SystemTime) -> Duration {
+    let life = expires.duration_since(now).unwrap_or_default();
+    let jitter = crate::random::below(1_000) as f64 / 1_000.0 * 0.05;
+    life.mul_f64(RENEW_AT - jitter).max(Duration::from_secs(1))
+}
+
+fn unix_seconds(time: SystemTime) -> i64 {
+    time.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renewal_comes_at_about_seventy_percent_of_the_life() {
+        let now = SystemTime::now();
+        for _ in 0..100 {
+            let d = renewal_delay(now, now + Duration::from_secs(1000));
+            assert!(
+                d >= Duration::from_secs(650) && d <= Duration::from_secs(700),
+                "{d:?}"
+            );
+        }
+        assert_eq!(
+            renewal_delay(now, now - Duration::from_secs(5)),
+            Duration::from_secs(1)
+        );
+    }
+
+    #[test]
+    fn a_bad_setup_is_refused_at_build() {
+        let config = IdentityConfig {
+            control: "https://127.0.0.1:4000".parse().unwrap(),
+            ca_pem: Vec::new(),
+            token: "t".into(),
+        };
+        assert!(matches!(
+            IdentityClient::build(config.clone()),
+            Err(IdentityError::Ca)
+        ));
+        let ca = rcgen::generate_simple_self_signed(vec!["ca".to_owned()]).unwrap();
+        let ok = IdentityConfig {
+            ca_pem: ca.cert.pem().into_bytes(),
+            ..config
+        };
+        assert!(IdentityClient::build(ok.clone()).is_ok());
+        assert!(matches!(
+            IdentityClient::build(IdentityConfig {
+                control: "http://127.0.0.1:4000".parse().unwrap(),
+                ..ok.clone()
+            }),
+            Err(IdentityError::Url(_))
+        ));
+        assert!(matches!(
+            IdentityClient::build(IdentityConfig {
+                token: " ".into(),
+                ..ok
+            }),
+            Err(IdentityError::EmptyToken)
+        ));
+    }
+
+    #[test]
+    fn an_answer_for_another_key_is_unusable() {
+        let ca = rcgen::generate_simple_self_signed(vec!["ca".to_owned()]).unwrap();
+        let other = rcgen::KeyPair::generate().unwrap();
+        let answer = CertifyResponse {
+            identity: "spiffe://cluster.local/ns/shop/sa/web".into(),
+            certificate_chain_pem: ca.cert.pem(),
+            trust_bundle_pem: ca.cert.pem(),
+            not_after_unix_seconds: 2_000_000_000,
+        };
+        let e = credentials(&answer, &other.serialize_pem()).unwrap_err();
+        assert!(e.contains("certificate_chain_pem"), "{e}");
+        let good = credentials(&answer, &ca.signing_key.serialize_pem()).unwrap();
+        assert_eq!(good.id.service_account, "web");
+        assert_eq!(good.roots.len(), 1);
+    }
+}

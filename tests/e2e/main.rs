@@ -9,6 +9,7 @@ mod configs;
 mod dns;
 mod echo;
 mod gateway;
+mod identity;
 mod kubectl;
 mod kubectl_openapi;
 mod kubectl_ops;

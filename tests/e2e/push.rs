@@ -57,7 +57,7 @@ impl Process {
     }
 
     /// The first log line (from now) with this message.
-    async fn log(&mut self, message: &str) -> serde_json::Value {
+    pub(crate) async fn log(&mut self, message: &str) -> serde_json::Value {
         let deadline = tokio::time::Instant::now() + DEADLINE;
         loop {
             match tokio::time::timeout_at(deadline, self.lines.recv()).await {
@@ -107,17 +107,30 @@ pub(crate) struct ControlPlane {
 
 impl ControlPlane {
     pub(crate) async fn start(manifests: &Path, state: &Path, listen: SocketAddr) -> ControlPlane {
-        let mut process = Process::spawn(&[
+        ControlPlane::start_with(manifests, state, listen, &[]).await
+    }
+
+    /// [`ControlPlane::start`] with more flags.
+    pub(crate) async fn start_with(
+        manifests: &Path,
+        state: &Path,
+        listen: SocketAddr,
+        extra: &[&str],
+    ) -> ControlPlane {
+        let listen = listen.to_string();
+        let mut args = vec![
             "control",
             "-f",
             manifests.to_str().unwrap(),
             "--listen",
-            &listen.to_string(),
+            &listen,
             "--state-dir",
             state.to_str().unwrap(),
             "--admin",
             "127.0.0.1:0",
-        ]);
+        ];
+        args.extend_from_slice(extra);
+        let mut process = Process::spawn(&args);
         let up = process.log("ferry control is up").await;
         ControlPlane {
             push: addr(&up, "push"),

@@ -92,7 +92,13 @@ impl Objects {
         // The watch's bookkeeping; nothing ferry reads, and it would churn every relist.
         manifest.object.metadata_mut().managed_fields = None;
         let key = manifest.key();
-        let problems = validate::object(&manifest);
+        // A Pod is kept only as far as identity needs it (`pod_identity`: no containers):
+        // the API server validated it whole, and nothing of it is translated.
+        let problems = if key.kind == Kind::Pod {
+            Vec::new()
+        } else {
+            validate::object(&manifest)
+        };
         (
             (key.namespace, key.name),
             Seen {
@@ -137,7 +143,8 @@ impl Objects {
             (Step::Delete, Some((name, _))) => watched.objects.remove(&name).is_some(),
             _ => false,
         };
-        if changed && !matches!(key, WatchKey::Kind(Kind::EndpointSlice)) {
+        // Endpoints and Pods coming and going are live state, not a configuration change.
+        if changed && !matches!(key, WatchKey::Kind(Kind::EndpointSlice | Kind::Pod)) {
             self.applied = true;
         }
         changed

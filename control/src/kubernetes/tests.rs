@@ -434,3 +434,37 @@ fn an_error_in_another_controllers_ingress_is_only_a_warning() {
         "ferry's own stays an error"
     );
 }
+
+#[test]
+fn pods_are_kept_as_far_as_identity_needs_and_come_and_go_as_observed_state() {
+    let full: k8s_openapi::api::core::v1::Pod = serde_json::from_value(json!({
+        "metadata": {"name": "web-0", "namespace": "shop", "uid": "u-1",
+                     "labels": {"app": "web"}, "annotations": {"big": "x".repeat(4096)}},
+        "spec": {"serviceAccountName": "web",
+                 "containers": [{"name": "app", "image": "ferry/echo", "args": ["a", "b"]}]},
+        "status": {"phase": "Running", "podIP": "10.244.0.5"}
+    }))
+    .unwrap();
+    let kept = super::pod_identity(full);
+    assert_eq!(
+        serde_json::to_value(&kept).unwrap(),
+        json!({
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "web-0", "namespace": "shop", "uid": "u-1"},
+            "spec": {"serviceAccountName": "web", "containers": []}
+        })
+    );
+    let mut objects = listed(&[]);
+    objects.relist();
+    objects.apply(&kind(Kind::Pod), Event::Apply(Object::Pod(Box::new(kept))));
+    let (update, _) = objects.relist();
+    assert_eq!(update.cause, Cause::Observed);
+    // Kept without its containers, it is no configuration error.
+    assert!(
+        update.reading.problems.is_empty(),
+        "{:?}",
+        update.reading.problems
+    );
+    assert_eq!(update.reading.manifests.len(), 1);
+}

@@ -1,23 +1,20 @@
-//! The control plane's CA and join token, kept in its state directory: `ca.crt` (what parts
-//! trust, `--control-ca`), `ca.key` (mode 0600) and `join-token` (mode 0600, what parts present,
-//! `--token-file`). Made on first start, read back on every later one, so parts configured
-//! once keep working across restarts. The serving certificate is issued afresh at each start,
-//! for the names and addresses parts may dial.
-//!
-//! The same CA will issue the mesh's workload certificates.
+//! The control channel's credentials: the join token parts present (`join-token` in the state
+//! directory, mode 0600, made on first start, `--token-file`), and the serving certificate,
+//! issued from the mesh CA ([`crate::identity`]) at every start and again whenever the CA is
+//! rotated, for the names and addresses parts may dial. Parts trust `ca.crt`, the mesh CA's
+//! trust bundle (`--control-ca`).
 
-use std::io::Write as _;
-use std::net::IpAddr;
-use std::os::unix::fs::OpenOptionsExt as _;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, PoisonError, RwLock};
 
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, SanType,
-};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
 
-pub const CA_CERT: &str = "ca.crt";
-pub const CA_KEY: &str = "ca.key";
+use crate::identity::Hierarchy;
+use crate::identity::files;
+
+pub const CA_CERT: &str = files::BUNDLE;
 pub const JOIN_TOKEN: &str = "join-token";
 
 /// A state-directory problem: which file, and what went wrong.
@@ -35,47 +32,6 @@ fn fail(path: &Path, message: impl ToString) -> StateError {
     }
 }
 
-/// The CA and token of one state directory.
-pub struct Authority {
-    key: KeyPair,
-    pub ca_pem: String,
-    pub token: String,
-}
-
-impl std::fmt::Debug for Authority {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Authority").finish_non_exhaustive()
-    }
-}
-
-/// The CA's own parameters: the same at every start, so a CA key read back signs as the
-/// `ca.crt` written at first start (same subject, same key identifier).
-fn ca_params() -> CertificateParams {
-    let mut params = CertificateParams::default();
-    params
-        .distinguished_name
-        .push(DnType::CommonName, "ferry control CA");
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    params
-}
-
-/// Writes a new file readable by its owner only; never overwrites one.
-fn write_private(path: &Path, contents: &str) -> Result<(), StateError> {
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| fail(path, e))?;
-    file.write_all(contents.as_bytes())
-        .map_err(|e| fail(path, e))
-}
-
 fn new_token() -> Result<String, String> {
     let mut bytes = [0u8; 32];
     ferry_runtime::tls::provider()
@@ -85,67 +41,109 @@ fn new_token() -> Result<String, String> {
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
-impl Authority {
-    /// Reads the CA and token from `dir`, making whatever is missing (and `dir` itself).
-    pub fn load_or_create(dir: &Path) -> Result<Authority, StateError> {
-        std::fs::create_dir_all(dir).map_err(|e| fail(dir, e))?;
-        let (cert_path, key_path) = (dir.join(CA_CERT), dir.join(CA_KEY));
-        let (key, ca_pem) = match (cert_path.exists(), key_path.exists()) {
-            (true, true) => {
-                let key_pem = std::fs::read_to_string(&key_path).map_err(|e| fail(&key_path, e))?;
-                let key = KeyPair::from_pem(&key_pem).map_err(|e| fail(&key_path, e))?;
-                let ca_pem =
-                    std::fs::read_to_string(&cert_path).map_err(|e| fail(&cert_path, e))?;
-                (key, ca_pem)
-            }
-            (false, false) => {
-                let key = KeyPair::generate().map_err(|e| fail(&key_path, e))?;
-                let cert = ca_params()
-                    .self_signed(&key)
-                    .map_err(|e| fail(&cert_path, e))?;
-                write_private(&key_path, &key.serialize_pem())?;
-                std::fs::write(&cert_path, cert.pem()).map_err(|e| fail(&cert_path, e))?;
-                (key, cert.pem())
-            }
-            (true, false) => return Err(fail(&key_path, "missing, while ca.crt exists")),
-            (false, true) => return Err(fail(&cert_path, "missing, while ca.key exists")),
-        };
-        let token_path = dir.join(JOIN_TOKEN);
-        let token = if token_path.exists() {
-            let token = std::fs::read_to_string(&token_path).map_err(|e| fail(&token_path, e))?;
-            let token = token.trim().to_owned();
-            if token.is_empty() {
-                return Err(fail(&token_path, "empty"));
-            }
-            token
-        } else {
-            let token = new_token().map_err(|e| fail(&token_path, e))?;
-            write_private(&token_path, &format!("{token}\n"))?;
-            token
-        };
-        Ok(Authority { key, ca_pem, token })
+/// Reads the join token from `dir`, making it (and `dir`) on first start.
+pub fn join_token(dir: &Path) -> Result<String, StateError> {
+    std::fs::create_dir_all(dir).map_err(|e| fail(dir, e))?;
+    let path = dir.join(JOIN_TOKEN);
+    if path.exists() {
+        let token = std::fs::read_to_string(&path).map_err(|e| fail(&path, e))?;
+        let token = token.trim().to_owned();
+        if token.is_empty() {
+            return Err(fail(&path, "empty"));
+        }
+        Ok(token)
+    } else {
+        let token = new_token().map_err(|e| fail(&path, e))?;
+        files::replace(&path, &format!("{token}\n"), true).map_err(|e| fail(&path, e))?;
+        Ok(token)
+    }
+}
+
+/// The serving certificate, replaced whole when the CA rotates (a handshake takes the one
+/// current when it starts).
+#[derive(Debug)]
+pub struct ServingCertificate {
+    names: Vec<String>,
+    addresses: Vec<IpAddr>,
+    current: RwLock<Arc<CertifiedKey>>,
+}
+
+impl ServingCertificate {
+    /// Issues the first certificate for these names and addresses.
+    pub fn issue(
+        hierarchy: &Hierarchy,
+        names: Vec<String>,
+        addresses: Vec<IpAddr>,
+    ) -> Result<ServingCertificate, String> {
+        let key = certified(hierarchy, &names, &addresses)?;
+        Ok(ServingCertificate {
+            names,
+            addresses,
+            current: RwLock::new(key),
+        })
     }
 
-    /// A serving certificate (chain PEM, key PEM) for these DNS names and addresses.
-    pub fn issue_server(
-        &self,
-        names: &[String],
-        addresses: &[IpAddr],
-    ) -> Result<(String, String), rcgen::Error> {
-        let mut params = CertificateParams::new(names.to_vec())?;
-        params
-            .subject_alt_names
-            .extend(addresses.iter().map(|ip| SanType::IpAddress(*ip)));
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "ferry control");
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        params.use_authority_key_identifier_extension = true;
-        let key = KeyPair::generate()?;
-        let issuer = Issuer::new(ca_params(), &self.key);
-        let cert = params.signed_by(&key, &issuer)?;
-        Ok((cert.pem(), key.serialize_pem()))
+    /// Issues anew from a rotated CA.
+    pub fn reissue(&self, hierarchy: &Hierarchy) -> Result<(), String> {
+        let key = certified(hierarchy, &self.names, &self.addresses)?;
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = key;
+        Ok(())
     }
+}
+
+fn certified(
+    hierarchy: &Hierarchy,
+    names: &[String],
+    addresses: &[IpAddr],
+) -> Result<Arc<CertifiedKey>, String> {
+    let (chain, key) = hierarchy
+        .issue_server(names, addresses)
+        .map_err(|e| e.to_string())?;
+    ferry_runtime::tls::certified_key(chain.as_bytes(), key.as_bytes())
+        .map(Arc::new)
+        .map_err(|e| e.to_string())
+}
+
+impl ResolvesServerCert for ServingCertificate {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(
+            self.current
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone(),
+        )
+    }
+}
+
+/// The names and addresses the serving certificate holds: loopback, the listen address, the
+/// host's name.
+pub fn server_names(listen: SocketAddr) -> (Vec<String>, Vec<IpAddr>) {
+    let mut names = vec!["localhost".to_owned()];
+    if let Ok(host) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
+        let host = host.trim();
+        if !host.is_empty() && host != "localhost" {
+            names.push(host.to_owned());
+        }
+    }
+    let mut addresses: Vec<IpAddr> = vec![
+        IpAddr::from([127, 0, 0, 1]),
+        IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+    ];
+    if !listen.ip().is_unspecified() && !addresses.contains(&listen.ip()) {
+        addresses.push(listen.ip());
+    }
+    (names, addresses)
+}
+
+pub fn server_config(serving: Arc<ServingCertificate>) -> Result<rustls::ServerConfig, String> {
+    let mut config =
+        rustls::ServerConfig::builder_with_provider(ferry_runtime::tls::provider().clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_no_client_auth()
+            .with_cert_resolver(serving);
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(config)
 }
 
 #[cfg(test)]
@@ -153,37 +151,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_state_dir_is_made_once_and_read_back() {
+    fn the_token_is_made_once_private_and_read_back() {
         let dir = tempfile::tempdir().unwrap();
-        let first = Authority::load_or_create(dir.path()).unwrap();
-        assert_eq!(first.token.len(), 64);
-        let again = Authority::load_or_create(dir.path()).unwrap();
-        assert_eq!(again.token, first.token);
-        assert_eq!(again.ca_pem, first.ca_pem);
-        for private in [CA_KEY, JOIN_TOKEN] {
-            let mode = std::fs::metadata(dir.path().join(private))
-                .unwrap()
-                .permissions();
-            assert_eq!(
-                std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
-                0o600,
-                "{private}"
-            );
-        }
-        // Another directory, another token.
-        let other = tempfile::tempdir().unwrap();
-        assert_ne!(
-            Authority::load_or_create(other.path()).unwrap().token,
-            first.token
+        let first = join_token(dir.path()).unwrap();
+        assert_eq!(first.len(), 64);
+        assert_eq!(join_token(dir.path()).unwrap(), first);
+        let mode = std::fs::metadata(dir.path().join(JOIN_TOKEN))
+            .unwrap()
+            .permissions();
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+            0o600
         );
-    }
-
-    #[test]
-    fn a_half_made_state_dir_is_an_error_naming_the_file() {
-        let dir = tempfile::tempdir().unwrap();
-        Authority::load_or_create(dir.path()).unwrap();
-        std::fs::remove_file(dir.path().join(CA_KEY)).unwrap();
-        let e = Authority::load_or_create(dir.path()).unwrap_err();
-        assert!(e.to_string().contains("ca.key"), "{e}");
+        let other = tempfile::tempdir().unwrap();
+        assert_ne!(join_token(other.path()).unwrap(), first);
+        std::fs::write(dir.path().join(JOIN_TOKEN), "\n").unwrap();
+        let e = join_token(dir.path()).unwrap_err();
+        assert!(e.to_string().contains(JOIN_TOKEN), "{e}");
     }
 }

@@ -816,3 +816,31 @@ pub struct InboundPort {
     #[prost(message, repeated, tag = "4")]
     pub services: ::prost::alloc::vec::Vec<ServiceKey>,
 }
+/// A sidecar's request for a certificate.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct CertifyRequest {
+    /// A PKCS#10 certificate signing request, DER. Its signature must verify (the sidecar holds
+    /// the key); everything else it asks for (subject, names, extensions) is ignored: the
+    /// certificate carries only the identity the token proves. ECDSA P-256 or P-384, or Ed25519.
+    #[prost(bytes = "vec", tag = "1")]
+    pub csr: ::prost::alloc::vec::Vec<u8>,
+    /// The per-Pod token (opaque to the sidecar), as the kubelet handed it.
+    #[prost(string, tag = "2")]
+    pub token: ::prost::alloc::string::String,
+}
+/// The certificate and what to trust.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct CertifyResponse {
+    /// The identity the certificate carries as its only URI SAN.
+    #[prost(string, tag = "1")]
+    pub identity: ::prost::alloc::string::String,
+    /// PEM: the leaf, then the intermediate that issued it (not the root).
+    #[prost(string, tag = "2")]
+    pub certificate_chain_pem: ::prost::alloc::string::String,
+    /// PEM: every root a peer's chain may end at; two during a root rotation.
+    #[prost(string, tag = "3")]
+    pub trust_bundle_pem: ::prost::alloc::string::String,
+    /// The leaf's notAfter, in seconds since the Unix epoch.
+    #[prost(int64, tag = "4")]
+    pub not_after_unix_seconds: i64,
+}

@@ -10,10 +10,11 @@
 
 use std::path::{Path, PathBuf};
 
-const PROTOS: [&str; 3] = [
+const PROTOS: [&str; 4] = [
     "ferry/control/v1/snapshot.proto",
     "ferry/control/v1/control.proto",
     "ferry/control/v1/destination.proto",
+    "ferry/control/v1/identity.proto",
 ];
 const FILE: &str = "ferry.control.v1.rs";
 

@@ -1,0 +1,158 @@
+//! Workload identity: the mesh CA and the `ferry.control.v1.Identity` service
+//! (`model/proto/ferry/control/v1/identity.proto`) that issues each meshed Pod's sidecar a
+//! short-lived certificate for `spiffe://<trust domain>/ns/<namespace>/sa/<service account>`.
+//!
+//! - [`authority`]: the CA hierarchy (trust bundle, intermediate, key), checked whole, and what
+//!   it issues (workload leaves, the control channel's own certificate).
+//! - [`files`]: a generated CA's files in `--state-dir`; [`rotate`]: rotating them
+//!   (`ferry identity rotate`) and their expiry (`ferry check --identity`).
+//! - [`tokens`]: the per-Pod tokens a sidecar proves its Pod with; [`pods`]: the Pods they are
+//!   checked against.
+//! - [`csr`]: a CSR checked; [`service`]: the gRPC service on the control channel.
+//!
+//! [`Ca`] is the running control plane's CA: it follows the state directory's
+//! `identity.generation` ([`Ca::watch`]), so a rotation reaches it without a restart.
+
+pub mod authority;
+pub mod csr;
+pub mod files;
+pub mod pods;
+pub mod rotate;
+pub mod service;
+pub mod tokens;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
+
+use ferry_runtime::Shutdown;
+
+pub use authority::{CaError, CaSource, Hierarchy};
+pub use pods::{PodDirectory, PodView};
+pub use tokens::{PodClaims, PodTokens};
+
+/// A workload certificate lives a day unless `--workload-cert-ttl` says otherwise.
+pub const WORKLOAD_CERT_TTL: Duration = Duration::from_secs(24 * 3600);
+/// How often the running control plane looks at `identity.generation`.
+pub const RELOAD_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How the identity service runs.
+#[derive(Clone, Debug)]
+pub struct IdentityConfig {
+    /// The user's own CA files; `None`: the CA generated in the state directory.
+    pub ca: Option<CaSource>,
+    /// The lifetime of a workload certificate (`--workload-cert-ttl`).
+    pub workload_ttl: Duration,
+    /// How often a rotation in the state directory is looked for.
+    pub reload_interval: Duration,
+    /// The Pods per-Pod tokens are checked against ([`crate::Control::pods`]); while empty,
+    /// every token is refused.
+    pub pods: PodDirectory,
+}
+
+impl Default for IdentityConfig {
+    fn default() -> IdentityConfig {
+        IdentityConfig {
+            ca: None,
+            workload_ttl: WORKLOAD_CERT_TTL,
+            reload_interval: RELOAD_INTERVAL,
+            pods: PodDirectory::default(),
+        }
+    }
+}
+
+/// The running control plane's CA: the current [`Hierarchy`], replaced whole on a rotation.
+#[derive(Debug)]
+pub struct Ca {
+    source: CaSource,
+    state_dir: PathBuf,
+    current: RwLock<(u64, Arc<Hierarchy>)>,
+}
+
+impl Ca {
+    /// Loads (or makes) the CA and writes its trust bundle to `state_dir/ca.crt` when it comes
+    /// from the user's files, so `ca.crt` always means "the roots of the control channel".
+    pub fn load(source: Option<CaSource>, state_dir: &Path) -> Result<Ca, CaError> {
+        let source = source.unwrap_or_else(|| CaSource::Generated(state_dir.to_owned()));
+        let generation = files::generation(state_dir);
+        let hierarchy = Hierarchy::load(&source)?;
+        if matches!(source, CaSource::Files { .. }) {
+            std::fs::create_dir_all(state_dir).map_err(|e| {
+                authority::ca_error(&format!("--state-dir {}", state_dir.display()), e)
+            })?;
+            files::replace(&state_dir.join(files::BUNDLE), &hierarchy.bundle_pem, false)?;
+        }
+        Ok(Ca {
+            source,
+            state_dir: state_dir.to_owned(),
+            current: RwLock::new((generation, Arc::new(hierarchy))),
+        })
+    }
+
+    pub fn current(&self) -> Arc<Hierarchy> {
+        self.current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .1
+            .clone()
+    }
+
+    /// Reloads when the generation moved: `Ok(Some(new))` when it did and the new CA checks
+    /// out; `Err` (the old CA stays) when it does not.
+    pub fn reload_if_changed(&self) -> Result<Option<Arc<Hierarchy>>, CaError> {
+        let generation = files::generation(&self.state_dir);
+        if generation
+            == self
+                .current
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .0
+        {
+            return Ok(None);
+        }
+        let hierarchy = Arc::new(Hierarchy::load(&self.source)?);
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) =
+            (generation, hierarchy.clone());
+        Ok(Some(hierarchy))
+    }
+
+    /// Follows rotations until shutdown, calling `changed` with each new CA (the control
+    /// channel reissues its certificate from it).
+    pub async fn watch(
+        self: Arc<Self>,
+        interval: Duration,
+        mut shutdown: Shutdown,
+        changed: impl Fn(&Hierarchy) + Send,
+    ) {
+        let mut failed_generation = None;
+        loop {
+            tokio::select! {
+                () = shutdown.wait() => return,
+                () = tokio::time::sleep(interval) => {}
+            }
+            match self.reload_if_changed() {
+                Ok(Some(hierarchy)) => {
+                    failed_generation = None;
+                    tracing::info!(
+                        generation = files::generation(&self.state_dir),
+                        roots = hierarchy.roots.len(),
+                        "mesh CA reloaded: new certificates are issued from it"
+                    );
+                    changed(&hierarchy);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    // Logged once per generation: a rotation half-written is retried quietly.
+                    let generation = files::generation(&self.state_dir);
+                    if failed_generation != Some(generation) {
+                        tracing::error!(error = %e, "mesh CA not reloaded; the previous one keeps issuing");
+                        failed_generation = Some(generation);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,92 @@
+//! The Pods the control plane knows, as much of each as a per-Pod token is checked against:
+//! uid and ServiceAccount, by namespace and name. The publisher replaces the whole view
+//! whenever it takes a new store ([`crate::publish::Publisher`]), so a Pod deleted from the
+//! cluster leaves the view with the relist that no longer lists it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, PoisonError, RwLock};
+
+use ferry_objects::store::Store;
+
+/// A Pod's identity-relevant facts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PodRecord {
+    pub uid: String,
+    /// `default` when the Pod's spec names none, as the API server defaults it.
+    pub service_account: String,
+}
+
+impl PodRecord {
+    pub fn new(uid: &str, service_account: &str) -> PodRecord {
+        PodRecord {
+            uid: uid.to_owned(),
+            service_account: service_account.to_owned(),
+        }
+    }
+}
+
+/// Pods by (namespace, name).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PodView {
+    pods: HashMap<(String, String), PodRecord>,
+}
+
+impl PodView {
+    /// The Pods of a store that have a uid (one without cannot be told from its successor,
+    /// so no token can be bound to it).
+    pub fn from_store(store: &Store) -> PodView {
+        let mut view = PodView::default();
+        for (manifest, pod) in store.pods() {
+            let Some(uid) = pod.metadata.uid.as_deref().filter(|u| !u.is_empty()) else {
+                continue;
+            };
+            let service_account = pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.service_account_name.as_deref())
+                .filter(|sa| !sa.is_empty())
+                .unwrap_or("default");
+            view.insert(
+                manifest.namespace(),
+                manifest.name(),
+                PodRecord::new(uid, service_account),
+            );
+        }
+        view
+    }
+
+    pub fn insert(&mut self, namespace: &str, name: &str, record: PodRecord) {
+        self.pods
+            .insert((namespace.to_owned(), name.to_owned()), record);
+    }
+
+    pub fn get(&self, namespace: &str, name: &str) -> Option<&PodRecord> {
+        self.pods.get(&(namespace.to_owned(), name.to_owned()))
+    }
+
+    pub fn len(&self) -> usize {
+        self.pods.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pods.is_empty()
+    }
+}
+
+/// The current [`PodView`], shared between the publisher (which replaces it) and the identity
+/// service (which reads it).
+#[derive(Clone, Debug, Default)]
+pub struct PodDirectory(Arc<RwLock<Arc<PodView>>>);
+
+impl PodDirectory {
+    pub fn replace(&self, view: PodView) {
+        *self.0.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(view);
+    }
+
+    pub fn current(&self) -> Arc<PodView> {
+        self.0
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}

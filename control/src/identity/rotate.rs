@@ -1,0 +1,131 @@
+//! Rotating a generated mesh CA in its state directory (`ferry identity rotate`), and reading
+//! how long its certificates have left (`ferry check --identity`).
+//!
+//! The state directory is the truth: a rotation changes its files ([`super::files`]) and
+//! bumps `identity.generation` last; a running control plane notices within a second, checks
+//! the new CA whole and issues from it (a CA that fails the check is logged and the old one
+//! keeps issuing). A restarted control plane reads the same files.
+//!
+//! - The intermediate: a new one under the same root. Leaves issued from the old one stay
+//!   valid (they chain to the same root) until they expire or are renewed.
+//! - The root, in two phases, as no peer may ever distrust a chain another peer presents:
+//!   1. [`rotate_root`]: a new root joins the trust bundle (old and new trusted together) and
+//!      a new intermediate under it issues from now on. Workloads learn the new bundle at
+//!      their next renewal (70 % of a certificate's life).
+//!   2. [`finish_root_rotation`], once every workload has renewed (a certificate's lifetime
+//!      after phase 1): the old root leaves the bundle.
+
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use super::authority::{CaError, ca_error, certificates, parse, pem_of, system_time};
+use super::files::{self, BUNDLE, INTERMEDIATE_CERT, ROOT_CERT, ROOT_KEY};
+
+/// Below this much life left, `ferry check --identity` warns.
+pub const EXPIRY_WARNING: Duration = Duration::from_secs(30 * 24 * 3600);
+
+fn what(path: &Path) -> String {
+    format!("--state-dir: {}", path.display())
+}
+
+/// A new intermediate under the same root; returns the new generation.
+pub fn rotate_intermediate(dir: &Path) -> Result<u64, CaError> {
+    require_generated(dir)?;
+    files::new_intermediate(dir)?;
+    files::bump_generation(dir)
+}
+
+/// Phase 1 of a root rotation: a new root, trusted beside the old, and a new intermediate
+/// under it; returns the new generation.
+pub fn rotate_root(dir: &Path) -> Result<u64, CaError> {
+    require_generated(dir)?;
+    let bundle_path = dir.join(BUNDLE);
+    let bundle = certificates(&what(&bundle_path), &files::read(&bundle_path)?)?;
+    if bundle.len() > 1 {
+        return Err(ca_error(
+            &what(&bundle_path),
+            format!(
+                "holds {} roots: a root rotation is under way; once every workload has renewed, finish it with `ferry identity rotate --root --finish`",
+                bundle.len()
+            ),
+        ));
+    }
+    let (cert, key) = files::new_root(dir)?;
+    // Trust first, then sign: a reader at any step trusts every chain being issued.
+    let mut trusted = cert.clone();
+    trusted.extend(bundle.iter().map(pem_of));
+    files::replace(&bundle_path, &trusted, false)?;
+    files::replace(&dir.join(ROOT_KEY), &key, true)?;
+    files::replace(&dir.join(ROOT_CERT), &cert, false)?;
+    files::new_intermediate(dir)?;
+    files::bump_generation(dir)
+}
+
+/// Phase 2 of a root rotation: only the current root stays trusted; returns the new
+/// generation.
+pub fn finish_root_rotation(dir: &Path) -> Result<u64, CaError> {
+    require_generated(dir)?;
+    let bundle_path = dir.join(BUNDLE);
+    let bundle = certificates(&what(&bundle_path), &files::read(&bundle_path)?)?;
+    if bundle.len() < 2 {
+        return Err(ca_error(
+            &what(&bundle_path),
+            "holds one root: no root rotation to finish (start one with `ferry identity rotate --root`)",
+        ));
+    }
+    files::replace(&bundle_path, &files::read(&dir.join(ROOT_CERT))?, false)?;
+    files::bump_generation(dir)
+}
+
+fn require_generated(dir: &Path) -> Result<(), CaError> {
+    let key = dir.join(ROOT_KEY);
+    if key.exists() {
+        Ok(())
+    } else {
+        Err(ca_error(
+            &what(&key),
+            "missing: only a CA ferry generated can be rotated by ferry (with --identity-root and --identity-intermediate, give new files and restart)",
+        ))
+    }
+}
+
+/// One CA certificate and when it expires.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Expiry {
+    /// `root` or `intermediate`.
+    pub role: &'static str,
+    pub subject: String,
+    pub file: String,
+    pub not_after: SystemTime,
+}
+
+impl Expiry {
+    /// Whether it expires within [`EXPIRY_WARNING`] of `now` (or has expired).
+    pub fn soon(&self, now: SystemTime) -> bool {
+        self.not_after <= now + EXPIRY_WARNING
+    }
+}
+
+/// The roots of the bundle and the intermediate(s), with their expiry.
+pub fn expiries(bundle: &Path, intermediate: &Path) -> Result<Vec<Expiry>, CaError> {
+    let mut out = Vec::new();
+    for (role, path) in [("root", bundle), ("intermediate", intermediate)] {
+        let name = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ca_error(&name, e))?;
+        for der in certificates(&name, &text)? {
+            let cert = parse(&name, &der)?;
+            out.push(Expiry {
+                role,
+                subject: cert.subject().to_string(),
+                file: name.clone(),
+                not_after: system_time(cert.validity().not_after.timestamp()),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// [`expiries`] of a generated CA's state directory.
+pub fn state_dir_expiries(dir: &Path) -> Result<Vec<Expiry>, CaError> {
+    expiries(&dir.join(BUNDLE), &dir.join(INTERMEDIATE_CERT))
+}

@@ -1,0 +1,169 @@
+//! `ferry.control.v1.Identity/Certify` on the control channel: a per-Pod token and a CSR in,
+//! the Pod's workload certificate out. The token is checked first (UNAUTHENTICATED: a
+//! malformed, forged or dead token), then the CSR (INVALID_ARGUMENT naming the field); only
+//! the CSR's public key is used. Issuances and refusals are counted
+//! (`ferry_control_identity_certificates_issued`, `ferry_control_identity_certify_failures`
+//! by reason) and each issuance is logged at info with the identity.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use ferry_model::proto::{CertifyRequest, CertifyResponse};
+use ferry_runtime::subscribe::grpc::identity_server::Identity;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use super::{Ca, Hierarchy, PodDirectory, PodTokens, csr};
+
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)] // the label values, as Prometheus conventions spell them
+enum Reason {
+    token,
+    csr,
+    internal,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: Reason,
+}
+
+/// The identity service's metrics.
+#[derive(Clone, Debug)]
+pub struct Metrics {
+    issued: Counter,
+    failures: Family<ReasonLabels, Counter>,
+    intermediate_expiry: Gauge,
+}
+
+impl Metrics {
+    pub fn register(registry: &mut Registry) -> Metrics {
+        let m = Metrics {
+            issued: Counter::default(),
+            failures: Family::default(),
+            intermediate_expiry: Gauge::default(),
+        };
+        registry.register(
+            "ferry_control_identity_certificates_issued",
+            "Workload certificates issued",
+            m.issued.clone(),
+        );
+        registry.register(
+            "ferry_control_identity_certify_failures",
+            "Certify calls refused, by reason (token, csr, internal)",
+            m.failures.clone(),
+        );
+        registry.register(
+            "ferry_control_identity_intermediate_expiry_timestamp_seconds",
+            "When the issuing intermediate CA expires (seconds since the Unix epoch)",
+            m.intermediate_expiry.clone(),
+        );
+        m
+    }
+
+    /// Follows the CA in use.
+    pub fn ca_changed(&self, hierarchy: &Hierarchy) {
+        self.intermediate_expiry
+            .set(unix_seconds(hierarchy.intermediate_expires));
+    }
+
+    fn failed(&self, reason: Reason) {
+        self.failures.get_or_create(&ReasonLabels { reason }).inc();
+    }
+}
+
+fn unix_seconds(time: SystemTime) -> i64 {
+    time.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// The service, shared by every connection of the control channel.
+#[derive(Clone, Debug)]
+pub struct IdentityService {
+    ca: Arc<Ca>,
+    tokens: Arc<PodTokens>,
+    pods: PodDirectory,
+    trust_domain: String,
+    ttl: Duration,
+    metrics: Metrics,
+}
+
+impl IdentityService {
+    pub fn new(
+        ca: Arc<Ca>,
+        tokens: Arc<PodTokens>,
+        pods: PodDirectory,
+        trust_domain: String,
+        ttl: Duration,
+        metrics: Metrics,
+    ) -> IdentityService {
+        metrics.ca_changed(&ca.current());
+        IdentityService {
+            ca,
+            tokens,
+            pods,
+            trust_domain,
+            ttl,
+            metrics,
+        }
+    }
+
+    /// The minter of the tokens this service checks.
+    pub fn tokens(&self) -> Arc<PodTokens> {
+        self.tokens.clone()
+    }
+
+    /// One Certify call, without the transport (what the tests call).
+    pub fn certify(&self, request: &CertifyRequest) -> Result<CertifyResponse, tonic::Status> {
+        let id = self
+            .tokens
+            .verify(&request.token, &self.pods.current(), &self.trust_domain)
+            .map_err(|e| {
+                self.metrics.failed(Reason::token);
+                tracing::warn!(error = %e, "identity: token refused");
+                tonic::Status::unauthenticated(e.to_string())
+            })?;
+        let public_key = csr::public_key(&request.csr).map_err(|e| {
+            self.metrics.failed(Reason::csr);
+            tracing::warn!(%id, error = %e, "identity: CSR refused");
+            tonic::Status::invalid_argument(e)
+        })?;
+        let hierarchy = self.ca.current();
+        let issued = hierarchy
+            .issue_workload(&public_key, &id, self.ttl)
+            .map_err(|e| {
+                self.metrics.failed(Reason::internal);
+                tracing::error!(%id, error = %e, "identity: cannot issue");
+                tonic::Status::internal(format!("cannot issue: {e}"))
+            })?;
+        self.metrics.issued.inc();
+        self.metrics.ca_changed(&hierarchy);
+        let not_after = unix_seconds(issued.not_after);
+        tracing::info!(%id, not_after, "identity: certificate issued");
+        Ok(CertifyResponse {
+            identity: id.to_string(),
+            certificate_chain_pem: issued.chain_pem,
+            trust_bundle_pem: hierarchy.bundle_pem.clone(),
+            not_after_unix_seconds: not_after,
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl Identity for IdentityService {
+    async fn certify(
+        &self,
+        request: tonic::Request<CertifyRequest>,
+    ) -> Result<tonic::Response<CertifyResponse>, tonic::Status> {
+        let service = self.clone();
+        let request = request.into_inner();
+        // Signing is a few hundred microseconds of CPU: off the async threads.
+        tokio::task::spawn_blocking(move || service.certify(&request))
+            .await
+            .map_err(|e| tonic::Status::internal(e.to_string()))?
+            .map(tonic::Response::new)
+    }
+}
