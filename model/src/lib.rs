@@ -7,6 +7,7 @@
 pub mod cidr;
 pub mod mesh;
 pub mod name;
+pub mod policy;
 pub mod problem;
 pub mod proto;
 pub mod snapshot;
