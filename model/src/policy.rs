@@ -200,11 +200,8 @@ pub struct Request<'a> {
 
 impl Source {
     fn matches(&self, request: &Request<'_>) -> bool {
-        field(
-            &self.principals,
-            &self.not_principals,
-            request.principal,
-        ) && field(&self.namespaces, &self.not_namespaces, request.namespace)
+        field(&self.principals, &self.not_principals, request.principal)
+            && field(&self.namespaces, &self.not_namespaces, request.namespace)
     }
 }
 

@@ -154,6 +154,8 @@ fn service() -> impl Strategy<Value = m::Service> {
                         kind,
                         namespace,
                         name,
+                        // Only a Pod the control plane holds can be known to run the sidecar.
+                        meshed: service_account.is_some(),
                         service_account,
                     }),
                 }
@@ -398,6 +400,7 @@ fn snapshot() -> impl Strategy<Value = m::Snapshot> {
                 default_backend_ingress,
                 certificates,
                 ingress_options,
+                mesh: m::Mesh::default(),
             },
         )
 }
@@ -563,6 +566,7 @@ fn views() -> impl Strategy<Value = (m::Snapshot, m::Snapshot)> {
                         i.ingress = o.ingress.clone();
                     },
                 ),
+                mesh: m::Mesh::default(),
             };
             (old, canonical(new))
         })
@@ -629,6 +633,7 @@ fn big_snapshot(services: usize, endpoints: usize) -> m::Snapshot {
                         namespace: "default".to_owned(),
                         name: format!("{name}-{address}"),
                         service_account: Some("default".to_owned()),
+                        meshed: true,
                     }),
                 })
                 .collect(),

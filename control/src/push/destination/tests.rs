@@ -48,6 +48,7 @@ fn service(
                 namespace: namespace.to_owned(),
                 name: (*pod).to_owned(),
                 service_account: sa.map(str::to_owned),
+                meshed: sa.is_some(),
             }),
         })
         .collect();
