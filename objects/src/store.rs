@@ -120,6 +120,11 @@ impl Store {
     typed!(pods, Pod, Pod);
     typed!(ingresses, Ingress, Ingress);
     typed!(ingress_classes, IngressClass, IngressClass);
+    typed!(
+        authorization_policies,
+        AuthorizationPolicy,
+        crate::authorization_policy::AuthorizationPolicy
+    );
 }
 
 #[cfg(test)]
