@@ -372,6 +372,7 @@ async fn async_main(command: Command) -> Result<(), Box<dyn std::error::Error>> 
             listen,
             state_dir,
             admin,
+            cluster_domain,
             source_args,
         } => {
             source_args.check()?;
@@ -390,7 +391,10 @@ async fn async_main(command: Command) -> Result<(), Box<dyn std::error::Error>> 
             let config = ferry::control::ControlConfig {
                 paths,
                 kubernetes,
-                push: ferry_control::push::PushConfig::new(listen, state_dir),
+                push: ferry_control::push::PushConfig {
+                    cluster_domain,
+                    ..ferry_control::push::PushConfig::new(listen, state_dir)
+                },
                 admin,
                 debounce: Duration::from_millis(100),
             };

@@ -18,6 +18,7 @@
 
 pub mod ca;
 pub mod destination;
+pub mod inbound;
 pub mod local;
 pub mod parts;
 pub mod stream;
@@ -170,6 +171,7 @@ impl PushServer {
                     views: Arc::default(),
                     queue: config.queue.max(1),
                     cluster_domain: config.cluster_domain,
+                    cluster_ips: Arc::default(),
                 }),
             },
         })
@@ -335,6 +337,8 @@ struct Shared {
     views: Arc<stream::Views>,
     queue: usize,
     cluster_domain: String,
+    /// Shared by every `Destination.Get` that names a cluster IP.
+    cluster_ips: Arc<destination::ClusterIps>,
 }
 
 /// The gRPC service, one per connection (it knows the peer's address).
@@ -488,6 +492,7 @@ impl DestinationService for PeerSubscriptions {
         let target = destination::parse_authority(&request.authority, &self.shared.cluster_domain)
             .map_err(tonic::Status::invalid_argument)?;
         let domain = self.shared.cluster_domain.clone();
+        let cluster_ips = self.shared.cluster_ips.clone();
         sidecar_stream(
             &self.shared,
             self.peer,
@@ -496,7 +501,12 @@ impl DestinationService for PeerSubscriptions {
             format!("destination {}", request.authority),
             move |snapshot| proto::DestinationUpdate {
                 version: 0,
-                update: Some(destination::destination(snapshot, &target, &domain)),
+                update: Some(destination::destination(
+                    snapshot,
+                    &target,
+                    &domain,
+                    &cluster_ips,
+                )),
             },
         )
     }
@@ -524,7 +534,7 @@ impl DestinationService for PeerSubscriptions {
             request.caller,
             "GetInboundPolicy",
             what,
-            move |snapshot| destination::inbound(snapshot, &namespace, &pod, &domain),
+            move |snapshot| inbound::inbound(snapshot, &namespace, &pod, &domain),
         )
     }
 }

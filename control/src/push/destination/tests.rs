@@ -10,6 +10,7 @@ use prometheus_client::registry::Registry;
 use prost::Message as _;
 
 use super::*;
+use crate::push::inbound::inbound;
 
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
@@ -185,7 +186,7 @@ fn a_destination_is_its_service_ports_endpoints_with_their_identities() {
             other(),
         ],
     );
-    let e = endpoints_of(destination(&s, &echo_authority(), "cluster.local"));
+    let e = endpoints_of(destination(&s, &echo_authority(), "cluster.local", &ClusterIps::default()));
     assert_eq!(
         e.service,
         Some(proto::ServiceKey {
@@ -236,7 +237,7 @@ fn a_destination_is_its_service_ports_endpoints_with_their_identities() {
     );
     // By cluster IP, the same answer.
     let by_ip = Authority::ClusterIp("10.96.0.20:8080".parse().unwrap());
-    assert_eq!(endpoints_of(destination(&s, &by_ip, "cluster.local")), e);
+    assert_eq!(endpoints_of(destination(&s, &by_ip, "cluster.local", &ClusterIps::default())), e);
 }
 
 #[test]
@@ -247,7 +248,7 @@ fn a_destination_carries_nothing_of_another_service() {
     );
     let answer = proto::DestinationUpdate {
         version: 3,
-        update: Some(destination(&s, &echo_authority(), "cluster.local")),
+        update: Some(destination(&s, &echo_authority(), "cluster.local", &ClusterIps::default())),
     };
     let bytes = answer.encode_to_vec();
     let has = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
@@ -282,6 +283,7 @@ fn a_destination_carries_nothing_of_another_service() {
             &snapshot(3, more),
             &echo_authority(),
             "cluster.local",
+            &ClusterIps::default(),
         )),
     };
     assert_eq!(bigger.encoded_len(), answer.encoded_len());
@@ -294,6 +296,7 @@ fn an_unknown_destination_is_answered_with_the_reason() {
         &s,
         &parse_authority(authority, "cluster.local").unwrap(),
         "cluster.local",
+        &ClusterIps::default(),
     ) {
         Update::NoDestination(n) => n.reason,
         Update::Endpoints(e) => panic!("{authority}: endpoints {e:?}"),
@@ -352,12 +355,14 @@ fn a_workloads_inbound_policy_is_the_ports_services_send_it() {
                 protocol: proto::Protocol::Tcp as i32,
                 app_protocol: None,
                 services: vec![key("web")],
+                protocol_hint: proto::ProtocolHint::Http1 as i32,
             },
             proto::InboundPort {
                 port: 9000,
                 protocol: proto::Protocol::Tcp as i32,
                 app_protocol: Some("http".into()),
                 services: vec![key("echo")],
+                protocol_hint: proto::ProtocolHint::Http1 as i32,
             },
         ]
     );
@@ -385,13 +390,14 @@ fn subscribe(bus: &SnapshotBus, parts: &Parts, depth: usize) -> Updates {
         String::new(),
     );
     let target = echo_authority();
+    let ips = ClusterIps::default();
     tokio::spawn(serve(
         bus.clone(),
         parts.clone(),
         id,
         move |s: &Snapshot| proto::DestinationUpdate {
             version: 0,
-            update: Some(destination(s, &target, "cluster.local")),
+            update: Some(destination(s, &target, "cluster.local", &ips)),
         },
         tx,
     ));
