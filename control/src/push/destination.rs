@@ -318,4 +318,4 @@ pub async fn serve<T: Answer>(
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

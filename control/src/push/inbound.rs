@@ -115,10 +115,12 @@ pub fn inbound(
                 }
             })
             .collect(),
-        mtls_mode: proto::MtlsMode::from(workload.map(|w| w.mtls_mode).unwrap_or_default())
-            as i32,
+        mtls_mode: proto::MtlsMode::from(workload.map(|w| w.mtls_mode).unwrap_or_default()) as i32,
         authorization: workload
             .map(|w| snapshot.mesh.policies_of(w).map(Into::into).collect())
             .unwrap_or_default(),
     }
 }
+
+#[cfg(test)]
+mod tests;

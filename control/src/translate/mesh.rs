@@ -130,9 +130,7 @@ pub(super) fn mesh(store: &Store) -> Mesh {
 
     let namespace_modes: BTreeMap<&str, MtlsMode> = store
         .namespace_objects()
-        .filter_map(|(m, ns)| {
-            Some((m.name(), mtls_annotation(ns.metadata.annotations.as_ref())?))
-        })
+        .filter_map(|(m, ns)| Some((m.name(), mtls_annotation(ns.metadata.annotations.as_ref())?)))
         .collect();
     let no_labels = BTreeMap::new();
     let workloads = store

@@ -129,7 +129,8 @@ fn a_sidecar_rebuilds_the_authorizer_from_its_inbound_answer() {
         Some("spiffe://cluster.local/ns/shop/sa/api")
     );
     assert_eq!(answer.mtls_mode, proto::MtlsMode::Strict as i32);
-    let authorizer = Authorizer::new(proto::policy::to_authorization(answer.authorization).unwrap());
+    let authorizer =
+        Authorizer::new(proto::policy::to_authorization(answer.authorization).unwrap());
     let request = |principal: &'static str, method: &'static str, path: &'static str| Request {
         principal: Some(principal),
         namespace: principal.split('/').nth(2),
