@@ -27,7 +27,12 @@ fn golden_snapshots_survive_the_wire() {
         let golden: serde_json::Value = serde_json::from_str(&text).expect("JSON");
         let snapshot: m::Snapshot =
             serde_json::from_value(golden["snapshot"].clone()).expect("a snapshot");
-        assert_eq!(round_trip(&snapshot), snapshot, "{}", path.display());
+        // The mesh's part is not on the wire (`Snapshot::mesh`): sidecars are sent theirs.
+        let on_the_wire = m::Snapshot {
+            mesh: m::Mesh::default(),
+            ..snapshot.clone()
+        };
+        assert_eq!(round_trip(&snapshot), on_the_wire, "{}", path.display());
         seen += 1;
     }
     assert!(
