@@ -173,6 +173,10 @@ pub(crate) enum Command {
         /// Admin API: /live /ready /config /status /metrics.
         #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9901")]
         admin: SocketAddr,
+        /// The suffix of the Service names sidecars subscribe to (name.namespace.svc.DOMAIN),
+        /// and the trust domain of workload identities (spiffe://DOMAIN/ns/NS/sa/SA).
+        #[arg(long, value_name = "DOMAIN", default_value = "cluster.local")]
+        cluster_domain: String,
         #[command(flatten)]
         source_args: SourceArgs,
         #[command(flatten)]

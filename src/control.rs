@@ -40,10 +40,15 @@ pub enum Error {
     Push(#[from] ferry_control::push::PushError),
     #[error(transparent)]
     Runtime(#[from] ferry_runtime::Error),
+    #[error("--cluster-domain {0:?}: {1}")]
+    ClusterDomain(String, String),
 }
 
 /// Serves the push and the admin API until shutdown.
 pub async fn run(config: ControlConfig, shutdown: Shutdown) -> Result<(), Error> {
+    let domain = &config.push.cluster_domain;
+    ferry_model::name::dns1123_subdomain(domain)
+        .map_err(|e| Error::ClusterDomain(domain.clone(), e))?;
     let mut registry = Registry::default();
     match config.kubernetes.clone() {
         Some(source) => {

@@ -423,6 +423,7 @@ async fn async_main(command: Command) -> Result<(), Box<dyn std::error::Error>> 
             listen,
             state_dir,
             admin,
+            cluster_domain,
             source_args,
             identity_args,
         } => {
@@ -444,6 +445,7 @@ async fn async_main(command: Command) -> Result<(), Box<dyn std::error::Error>> 
                 kubernetes,
                 push: ferry_control::push::PushConfig {
                     identity: identity_args.config()?,
+                    cluster_domain,
                     ..ferry_control::push::PushConfig::new(listen, state_dir)
                 },
                 admin,

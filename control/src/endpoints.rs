@@ -129,6 +129,7 @@ fn target_ref(t: &ObjectReference) -> TargetRef {
         name: t.name.clone().unwrap_or_default(),
         // Filled from the Pod when the Service's endpoints are translated.
         service_account: None,
+        meshed: false,
     }
 }
 

@@ -22,6 +22,7 @@
 
 pub mod ca;
 pub mod destination;
+pub mod inbound;
 pub mod local;
 pub mod parts;
 pub mod stream;
@@ -178,6 +179,7 @@ impl PushServer {
                     views: Arc::default(),
                     queue: config.queue.max(1),
                     cluster_domain: config.cluster_domain,
+                    cluster_ips: Arc::default(),
                 }),
             },
             ca,
@@ -382,6 +384,8 @@ struct Shared {
     views: Arc<stream::Views>,
     queue: usize,
     cluster_domain: String,
+    /// Shared by every `Destination.Get` that names a cluster IP.
+    cluster_ips: Arc<destination::ClusterIps>,
 }
 
 /// The gRPC service, one per connection (it knows the peer's address).
@@ -536,6 +540,7 @@ impl DestinationService for PeerSubscriptions {
         let target = destination::parse_authority(&request.authority, &self.shared.cluster_domain)
             .map_err(tonic::Status::invalid_argument)?;
         let domain = self.shared.cluster_domain.clone();
+        let cluster_ips = self.shared.cluster_ips.clone();
         sidecar_stream(
             &self.shared,
             self.peer,
@@ -544,7 +549,12 @@ impl DestinationService for PeerSubscriptions {
             format!("destination {}", request.authority),
             move |snapshot| proto::DestinationUpdate {
                 version: 0,
-                update: Some(destination::destination(snapshot, &target, &domain)),
+                update: Some(destination::destination(
+                    snapshot,
+                    &target,
+                    &domain,
+                    &cluster_ips,
+                )),
             },
         )
     }
@@ -572,7 +582,7 @@ impl DestinationService for PeerSubscriptions {
             request.caller,
             "GetInboundPolicy",
             what,
-            move |snapshot| destination::inbound(snapshot, &namespace, &pod, &domain),
+            move |snapshot| inbound::inbound(snapshot, &namespace, &pod, &domain),
         )
     }
 }

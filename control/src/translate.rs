@@ -8,7 +8,8 @@
 //! - `options`: each Ingress's annotations become its [`ferry_model::IngressOptions`];
 //! - `routes`: the rules of ferry's Ingresses merge into virtual hosts and routes;
 //! - `tls`: `spec.tls` marks hosts as TLS and takes certificates from Secrets;
-//! - `canary`: canary Ingresses join the routes of main ones.
+//! - `canary`: canary Ingresses join the routes of main ones;
+//! - `mesh`: Pods as workloads of the mesh, and the AuthorizationPolicies that select them.
 //!
 //! A missing Service, port or Secret is a warning on the referring object, never an error:
 //! the route answers 503, the host serves the default certificate. Warnings are sorted, so
@@ -16,6 +17,7 @@
 
 mod canary;
 mod class;
+mod mesh;
 mod namespaces;
 mod options;
 mod routes;
@@ -47,6 +49,7 @@ pub fn translate(store: &Store) -> Translation {
         services,
         namespaces: namespaces::namespaces(store),
         clusters,
+        mesh: mesh::mesh(store),
         ..Snapshot::default()
     };
 

@@ -7,9 +7,11 @@
 pub mod cidr;
 pub mod mesh;
 pub mod name;
+pub mod policy;
 pub mod problem;
 pub mod proto;
 pub mod snapshot;
+pub mod workload;
 
 pub use cidr::{Cidr, CidrError};
 pub use problem::{ObjectRef, Problem, Severity};
@@ -19,3 +21,4 @@ pub use snapshot::{
     Service, ServiceEndpoint, ServicePort, ServiceType, SessionAffinity, Snapshot, SnapshotError,
     TargetPort, TargetRef, VirtualHost,
 };
+pub use workload::{Mesh, MtlsMode, Workload};

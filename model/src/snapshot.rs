@@ -30,6 +30,8 @@ pub use validate::SnapshotError;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::workload::{Mesh, MtlsMode, Workload};
+
 /// One consistent view of the cluster, as the data plane serves it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Snapshot {
@@ -59,6 +61,12 @@ pub struct Snapshot {
     /// sorted by `ingress`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ingress_options: Vec<IngressOptions>,
+    /// The Pods as the mesh sees them and the AuthorizationPolicies: what sidecars are told
+    /// of their own workload. Not on the wire to gateways and DNS servers, which do not use
+    /// it (`convert` leaves it out): a sidecar receives its own part through
+    /// `Destination.GetInboundPolicy`.
+    #[serde(default, skip_serializing_if = "Mesh::is_empty")]
+    pub mesh: Mesh,
 }
 
 impl Snapshot {
@@ -72,6 +80,7 @@ impl Snapshot {
             && self.default_backend_ingress == other.default_backend_ingress
             && self.certificates == other.certificates
             && self.ingress_options == other.ingress_options
+            && self.mesh == other.mesh
     }
 
     /// The options of one Ingress, if its annotations ask anything.

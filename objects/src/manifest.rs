@@ -439,7 +439,7 @@ fn document(origin: &Origin, mut doc: Value, loaded: &mut Loaded, lists_allowed:
         ));
         return;
     };
-    if api_version != known.api_version() {
+    if !known.api_versions().contains(&api_version.as_str()) {
         loaded.problems.push(error(
             "apiVersion",
             format!(
@@ -461,18 +461,29 @@ fn document(origin: &Origin, mut doc: Value, loaded: &mut Loaded, lists_allowed:
         Kind::IngressClass => decode(doc).map(|(o, u)| (Object::IngressClass(Box::new(o)), u)),
         Kind::Ingress => decode(doc).map(|(o, u)| (Object::Ingress(Box::new(o)), u)),
         Kind::Secret => decode(doc).map(|(o, u)| (Object::Secret(Box::new(o)), u)),
+        Kind::AuthorizationPolicy => {
+            decode(doc).map(|(o, u)| (Object::AuthorizationPolicy(Box::new(o)), u))
+        }
     };
     match object {
         Ok((mut object, unknown)) => {
             for field in unknown {
-                let message =
-                    "unknown field; ignored (kubectl's strict field validation refuses it)";
-                loaded.problems.push(origin.problem(
-                    Severity::Warning,
-                    Some(shown(&kind)),
-                    field,
-                    message,
-                ));
+                // A policy enforced without a field it names would let through what the
+                // field was written to stop: refused, not ignored.
+                let (severity, message) = if known == Kind::AuthorizationPolicy {
+                    (
+                        Severity::Error,
+                        "unknown field; the policy is refused rather than enforced without it",
+                    )
+                } else {
+                    (
+                        Severity::Warning,
+                        "unknown field; ignored (kubectl's strict field validation refuses it)",
+                    )
+                };
+                loaded
+                    .problems
+                    .push(origin.problem(severity, Some(shown(&kind)), field, message));
             }
             normalize(&mut object);
             loaded.manifests.push(Manifest {

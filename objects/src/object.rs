@@ -13,6 +13,8 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
+use crate::authorization_policy::AuthorizationPolicy;
+
 /// The namespace of namespaced objects that name none, as `kubectl apply` assumes.
 pub const DEFAULT_NAMESPACE: &str = "default";
 
@@ -29,10 +31,11 @@ pub enum Kind {
     IngressClass,
     Ingress,
     Secret,
+    AuthorizationPolicy,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 10] = [
+    pub const ALL: [Kind; 11] = [
         Kind::Namespace,
         Kind::Service,
         Kind::Endpoints,
@@ -43,6 +46,7 @@ impl Kind {
         Kind::IngressClass,
         Kind::Ingress,
         Kind::Secret,
+        Kind::AuthorizationPolicy,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -57,6 +61,7 @@ impl Kind {
             Kind::IngressClass => "IngressClass",
             Kind::Ingress => "Ingress",
             Kind::Secret => "Secret",
+            Kind::AuthorizationPolicy => "AuthorizationPolicy",
         }
     }
 
@@ -67,6 +72,19 @@ impl Kind {
             Kind::EndpointSlice => "discovery.k8s.io/v1",
             Kind::ReplicaSet | Kind::Deployment => "apps/v1",
             Kind::IngressClass | Kind::Ingress => "networking.k8s.io/v1",
+            Kind::AuthorizationPolicy => crate::authorization_policy::API_VERSIONS[0],
+        }
+    }
+
+    /// Every apiVersion read for this kind: [`Kind::api_version`], and for
+    /// AuthorizationPolicy also `security.istio.io/v1beta1` (the same schema).
+    pub fn api_versions(self) -> &'static [&'static str] {
+        match self {
+            Kind::AuthorizationPolicy => &crate::authorization_policy::API_VERSIONS,
+            Kind::Namespace | Kind::Service | Kind::Endpoints | Kind::Pod | Kind::Secret => &["v1"],
+            Kind::EndpointSlice => &["discovery.k8s.io/v1"],
+            Kind::ReplicaSet | Kind::Deployment => &["apps/v1"],
+            Kind::IngressClass | Kind::Ingress => &["networking.k8s.io/v1"],
         }
     }
 
@@ -99,6 +117,7 @@ pub enum Object {
     IngressClass(Box<IngressClass>),
     Ingress(Box<Ingress>),
     Secret(Box<Secret>),
+    AuthorizationPolicy(Box<AuthorizationPolicy>),
 }
 
 macro_rules! each_object {
@@ -114,6 +133,7 @@ macro_rules! each_object {
             Object::IngressClass($o) => $e,
             Object::Ingress($o) => $e,
             Object::Secret($o) => $e,
+            Object::AuthorizationPolicy($o) => $e,
         }
     };
 }
@@ -131,6 +151,7 @@ impl Object {
             Object::IngressClass(_) => Kind::IngressClass,
             Object::Ingress(_) => Kind::Ingress,
             Object::Secret(_) => Kind::Secret,
+            Object::AuthorizationPolicy(_) => Kind::AuthorizationPolicy,
         }
     }
 

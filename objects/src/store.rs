@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Endpoints, Pod, Secret, Service};
+use k8s_openapi::api::core::v1::{Endpoints, Namespace, Pod, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 
@@ -114,12 +114,18 @@ impl Store {
         }
     }
 
+    typed!(namespace_objects, Namespace, Namespace);
     typed!(services, Service, Service);
     typed!(endpoints, Endpoints, Endpoints);
     typed!(endpoint_slices, EndpointSlice, EndpointSlice);
     typed!(pods, Pod, Pod);
     typed!(ingresses, Ingress, Ingress);
     typed!(ingress_classes, IngressClass, IngressClass);
+    typed!(
+        authorization_policies,
+        AuthorizationPolicy,
+        crate::authorization_policy::AuthorizationPolicy
+    );
 }
 
 #[cfg(test)]

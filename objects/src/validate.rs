@@ -11,6 +11,7 @@
 mod endpoints;
 pub use endpoints::SERVICE_NAME_LABEL;
 pub use secret::{TLS_CERT_KEY, TLS_PRIVATE_KEY, TLS_TYPE};
+mod authorization;
 mod ingress;
 mod secret;
 mod service;
@@ -191,6 +192,40 @@ impl<'a> Check<'a> {
         }
     }
 
+    /// `ferry.dev/mtls-mode` on a Namespace, a Pod or a Pod template: a value that is neither
+    /// `strict` nor `permissive` is read as permissive (the default), and said so.
+    fn mtls_mode(&mut self, object: &Object) {
+        let (at, meta) = match object {
+            Object::Namespace(_) | Object::Pod(_) => ("metadata", Some(object.metadata())),
+            Object::Deployment(d) => (
+                "spec.template.metadata",
+                d.spec.as_ref().and_then(|s| s.template.metadata.as_ref()),
+            ),
+            Object::ReplicaSet(rs) => (
+                "spec.template.metadata",
+                rs.spec
+                    .as_ref()
+                    .and_then(|s| s.template.as_ref())
+                    .and_then(|t| t.metadata.as_ref()),
+            ),
+            _ => return,
+        };
+        let key = ferry_model::mesh::MTLS_MODE_ANNOTATION;
+        let value = meta
+            .and_then(|m| m.annotations.as_ref())
+            .and_then(|a| a.get(key));
+        if let Some(v) = value
+            && ferry_model::MtlsMode::parse(v).is_none()
+        {
+            self.warning(
+                &format!("{at}.annotations[{key}]"),
+                format!(
+                    "Unsupported value: {v:?}: supported values: \"strict\", \"permissive\"; read as \"permissive\""
+                ),
+            );
+        }
+    }
+
     /// The API server's `TooLong` error.
     pub(crate) fn too_long(&mut self, field: &str, max: usize) {
         let unit = if max == 1 { "byte" } else { "bytes" };
@@ -223,6 +258,7 @@ pub fn object(manifest: &Manifest) -> Vec<Problem> {
         return c.problems;
     }
     c.metadata(manifest.object.kind(), manifest.object.metadata());
+    c.mtls_mode(&manifest.object);
     match &manifest.object {
         Object::Namespace(_) => {}
         Object::Service(s) => service::service(&mut c, s),
@@ -234,6 +270,7 @@ pub fn object(manifest: &Manifest) -> Vec<Problem> {
         Object::IngressClass(ic) => ingress::class(&mut c, ic),
         Object::Ingress(i) => ingress::ingress(&mut c, i),
         Object::Secret(s) => secret::secret(&mut c, s),
+        Object::AuthorizationPolicy(p) => authorization::authorization_policy(&mut c, p),
     }
     c.problems
 }

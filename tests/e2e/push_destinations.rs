@@ -2,10 +2,12 @@
 //! channel, with the generated `Destination` client: one destination's endpoints and the
 //! identity each presents, changing as the manifests change (scaled, a Pod unready, the Service
 //! removed); an unknown destination answered, then filled when its Service is added; nothing of
-//! another Service ever sent; an unknown token refused; a workload's inbound ports.
+//! another Service ever sent; an unknown token refused; a workload's inbound ports, mTLS mode
+//! and authorization policy, changing when a policy is applied.
 
 use std::path::Path;
 
+use ferry_model::policy::{Authorizer, Request};
 use ferry_model::proto::{self, destination_update::Update};
 use ferry_runtime::subscribe::grpc::destination_client::DestinationClient;
 use ferry_runtime::subscribe::{H2, Streaming, channel, with_token};
@@ -50,6 +52,19 @@ fn slice(namespace: &str, name: &str, endpoints: &[(&str, bool, &str, Option<&st
 const ECHO_0: (&str, bool, &str, Option<&str>) = ("10.1.0.1", true, "echo-0", Some("echo"));
 const ECHO_1: (&str, bool, &str, Option<&str>) = ("10.1.0.2", true, "echo-1", None);
 const ECHO_2: (&str, bool, &str, Option<&str>) = ("10.1.0.3", true, "echo-2", Some("echo"));
+
+/// Strict mTLS for `shop`, and no Pod of `shop` reachable from namespace `jobs`.
+const POLICY: &str = "apiVersion: v1
+kind: Namespace
+metadata: {name: shop, annotations: {ferry.dev/mtls-mode: strict}}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: no-jobs, namespace: shop}
+spec:
+  action: DENY
+  rules: [{from: [{source: {namespaces: [jobs]}}]}]
+";
 
 fn vault() -> String {
     service(
@@ -362,10 +377,42 @@ async fn a_sidecar_follows_its_workloads_inbound_ports() {
                 namespace: "shop".into(),
                 name: "echo".into()
             }],
+            protocol_hint: proto::ProtocolHint::Http1 as i32,
         }]
     );
+    assert_eq!(policy.mtls_mode, proto::MtlsMode::Permissive as i32);
+    assert!(policy.authorization.is_empty());
     let bytes = policy.encode_to_vec();
     assert!(!bytes.windows(5).any(|w| w == b"vault"), "{policy:?}");
+
+    // A policy for the namespace and strict mTLS on it reach the sidecar as one new answer,
+    // from which it rebuilds the authorizer the manifests describe.
+    std::fs::write(manifests.path().join("policy.yaml"), POLICY).unwrap();
+    let policed = tokio::time::timeout(DEADLINE, async {
+        loop {
+            let next = stream.message().await.unwrap().expect("an answer");
+            if !next.authorization.is_empty() {
+                return next;
+            }
+        }
+    })
+    .await
+    .expect("the policy within the deadline");
+    assert_eq!(policed.mtls_mode, proto::MtlsMode::Strict as i32);
+    let authorizer =
+        Authorizer::new(proto::policy::to_authorization(policed.authorization).unwrap());
+    let from = |namespace: &'static str| Request {
+        principal: Some(if namespace == "jobs" {
+            "cluster.local/ns/jobs/sa/batch"
+        } else {
+            "cluster.local/ns/shop/sa/web"
+        }),
+        namespace: Some(namespace),
+        port: 9000,
+        http: None,
+    };
+    assert!(!authorizer.authorize(&from("jobs")).is_allowed());
+    assert!(authorizer.authorize(&from("shop")).is_allowed());
 
     // A request without a workload is refused, naming the field.
     let refused = client

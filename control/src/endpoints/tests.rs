@@ -101,6 +101,7 @@ ports:
             namespace: "shop".into(),
             name: "web-0".into(),
             service_account: None,
+            meshed: false,
         })
     );
 }

@@ -1,6 +1,6 @@
 //! A sidecar's subscriptions (`ferry.control.v1.Destination`, `destination.proto`): one
-//! destination's endpoints, or one workload's inbound ports, computed from the snapshot for that
-//! subscription alone, so a sidecar is sent only what it asked for (never the whole view,
+//! destination's endpoints (here), or one workload's inbound policy ([`super::inbound`]),
+//! computed from the snapshot for that subscription alone, so a sidecar is sent only what it asked for (never the whole view,
 //! another Service's data, nor a private key).
 //!
 //! Each answer is whole and sent only when it differs from the last one sent on the stream, so
@@ -9,11 +9,13 @@
 //! the newest snapshot (every step in between is skipped). Each stream follows the bus on its
 //! own, so a slow sidecar never holds up another.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, PoisonError};
 
+use ferry_model::mesh::protocol_hint;
 use ferry_model::proto::{self, destination_update::Update};
-use ferry_model::{ClusterKey, Protocol, Service, ServiceEndpoint, Snapshot};
+use ferry_model::{ClusterKey, Protocol, Service, ServiceEndpoint, Snapshot, TargetPort};
 use ferry_runtime::SnapshotBus;
 use tokio::sync::mpsc;
 
@@ -77,6 +79,52 @@ pub fn spiffe_id(trust_domain: &str, namespace: &str, service_account: &str) -> 
     format!("spiffe://{trust_domain}/ns/{namespace}/sa/{service_account}")
 }
 
+/// The Services by cluster IP, built once per snapshot and shared by every subscription that
+/// names a destination by address, so an answer costs a lookup rather than a scan of every
+/// Service. (Two Services never hold one cluster IP; if a hand-written snapshot has them do so,
+/// the first in order answers.)
+#[derive(Debug, Default)]
+pub struct ClusterIps(Mutex<Option<ClusterIpIndex>>);
+
+#[derive(Debug)]
+struct ClusterIpIndex {
+    /// The snapshot it was built from: its version and where it lives (a version names one
+    /// snapshot on the bus; the address guards against two unrelated ones in tests).
+    of: (u64, usize),
+    services: Arc<HashMap<IpAddr, (String, String)>>,
+}
+
+impl ClusterIps {
+    /// The Service that holds `ip` in `snapshot`.
+    pub fn service<'s>(&self, snapshot: &'s Snapshot, ip: IpAddr) -> Option<&'s Service> {
+        let of = (snapshot.version, std::ptr::from_ref(snapshot) as usize);
+        let services = {
+            let mut cached = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+            match cached.as_ref() {
+                Some(index) if index.of == of => index.services.clone(),
+                _ => {
+                    let mut services = HashMap::new();
+                    for s in &snapshot.services {
+                        for ip in &s.cluster_ips {
+                            services
+                                .entry(*ip)
+                                .or_insert_with(|| (s.namespace.clone(), s.name.clone()));
+                        }
+                    }
+                    let services = Arc::new(services);
+                    *cached = Some(ClusterIpIndex {
+                        of,
+                        services: services.clone(),
+                    });
+                    services
+                }
+            }
+        };
+        let (namespace, name) = services.get(&ip)?;
+        snapshot.service(namespace, name)
+    }
+}
+
 fn ip_bytes(ip: IpAddr) -> Vec<u8> {
     match ip {
         IpAddr::V4(v4) => v4.octets().to_vec(),
@@ -85,7 +133,7 @@ fn ip_bytes(ip: IpAddr) -> Vec<u8> {
 }
 
 /// The Pod an endpoint stands for, and its identity when its ServiceAccount is known.
-fn pod_and_identity(
+pub(super) fn pod_and_identity(
     endpoint: &ServiceEndpoint,
     service_namespace: &str,
     trust_domain: &str,
@@ -118,8 +166,14 @@ fn no_destination(reason: String) -> Update {
 }
 
 /// The answer for `authority` in `snapshot`: that Service port's endpoints, with the identity
-/// each presents, or why there is none. Reads that Service and its cluster only.
-pub fn destination(snapshot: &Snapshot, authority: &Authority, trust_domain: &str) -> Update {
+/// each presents and whether it runs the sidecar, and the port's protocol hint; or why there is
+/// none. Reads that Service and its cluster only (and `cluster_ips`' index of the snapshot).
+pub fn destination(
+    snapshot: &Snapshot,
+    authority: &Authority,
+    trust_domain: &str,
+    cluster_ips: &ClusterIps,
+) -> Update {
     let (service, port) = match authority {
         Authority::Name {
             namespace,
@@ -131,11 +185,7 @@ pub fn destination(snapshot: &Snapshot, authority: &Authority, trust_domain: &st
         },
         Authority::ClusterIp(addr) => {
             let ip = addr.ip();
-            match snapshot
-                .services
-                .iter()
-                .find(|s| s.cluster_ips.contains(&ip))
-            {
+            match cluster_ips.service(snapshot, ip) {
                 Some(s) => (s, addr.port()),
                 None => return no_destination(format!("no Service has the cluster IP {ip}")),
             }
@@ -177,9 +227,21 @@ pub fn destination(snapshot: &Snapshot, authority: &Authority, trust_domain: &st
                 node_name: known.and_then(|s| s.node_name.clone()),
                 pod,
                 identity,
+                meshed: known
+                    .and_then(|s| s.target.as_ref())
+                    .is_some_and(|t| t.kind == "Pod" && t.meshed),
             }
         })
         .collect();
+    let mut numbers = vec![port];
+    if let TargetPort::Number(target) = service_port.target_port {
+        numbers.push(target);
+    }
+    let hint = protocol_hint(
+        service_port.app_protocol.as_deref(),
+        &service_port.name,
+        &numbers,
+    );
     Update::Endpoints(proto::DestinationEndpoints {
         service: Some(proto::ServiceKey {
             namespace: service.namespace.clone(),
@@ -189,95 +251,8 @@ pub fn destination(snapshot: &Snapshot, authority: &Authority, trust_domain: &st
         port_name: service_port.name.clone(),
         app_protocol: service_port.app_protocol.clone(),
         endpoints,
+        protocol_hint: proto::ProtocolHint::from(hint) as i32,
     })
-}
-
-fn protocol(p: Protocol) -> proto::Protocol {
-    match p {
-        Protocol::TCP => proto::Protocol::Tcp,
-        Protocol::UDP => proto::Protocol::Udp,
-        Protocol::SCTP => proto::Protocol::Sctp,
-    }
-}
-
-/// What arrives on one inbound port: the app protocol, and the Services that send it.
-type Served = (Option<String>, BTreeSet<(String, String)>);
-
-/// The inbound policy of Pod `namespace/pod`: the ports the Services of its namespace send it
-/// traffic on (their clusters' endpoints at the Pod's address), with their protocol, and the
-/// identity it presents. Reads the Services of that namespace only.
-pub fn inbound(
-    snapshot: &Snapshot,
-    namespace: &str,
-    pod: &str,
-    trust_domain: &str,
-) -> proto::InboundPolicy {
-    let from = snapshot
-        .services
-        .partition_point(|s| s.namespace.as_str() < namespace);
-    let mut identity = None;
-    let mut ports: BTreeMap<(u16, Protocol), Served> = BTreeMap::new();
-    for service in snapshot.services[from..]
-        .iter()
-        .take_while(|s| s.namespace == namespace)
-    {
-        for endpoint in &service.endpoints {
-            let Some(target) = &endpoint.target else {
-                continue;
-            };
-            let target_namespace = if target.namespace.is_empty() {
-                namespace
-            } else {
-                &target.namespace
-            };
-            if target.kind != "Pod" || target.name != pod || target_namespace != namespace {
-                continue;
-            }
-            if identity.is_none() {
-                identity = pod_and_identity(endpoint, namespace, trust_domain).1;
-            }
-            for service_port in &service.ports {
-                let key = ClusterKey {
-                    namespace: service.namespace.clone(),
-                    service: service.name.clone(),
-                    port: service_port.port,
-                    protocol: service_port.protocol,
-                };
-                let Some(cluster) = snapshot.cluster(&key) else {
-                    continue;
-                };
-                for e in cluster
-                    .endpoints
-                    .iter()
-                    .filter(|e| e.address == endpoint.address)
-                {
-                    let entry = ports.entry((e.port, service_port.protocol)).or_default();
-                    if entry.0.is_none() {
-                        entry.0.clone_from(&service_port.app_protocol);
-                    }
-                    entry
-                        .1
-                        .insert((service.namespace.clone(), service.name.clone()));
-                }
-            }
-        }
-    }
-    proto::InboundPolicy {
-        version: 0,
-        identity,
-        ports: ports
-            .into_iter()
-            .map(|((port, p), (app_protocol, services))| proto::InboundPort {
-                port: u32::from(port),
-                protocol: protocol(p) as i32,
-                app_protocol,
-                services: services
-                    .into_iter()
-                    .map(|(namespace, name)| proto::ServiceKey { namespace, name })
-                    .collect(),
-            })
-            .collect(),
-    }
 }
 
 /// An answer of a sidecar subscription: whole, stamped with the snapshot's version when sent.
@@ -343,4 +318,4 @@ pub async fn serve<T: Answer>(
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

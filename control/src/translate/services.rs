@@ -39,7 +39,7 @@ pub(super) fn services_and_clusters(store: &Store) -> (Vec<Service>, Vec<Cluster
 
 /// Each endpoint that stands for a Pod the store holds gets that Pod's ServiceAccount (`default`
 /// when `spec.serviceAccountName` names none, as the ServiceAccount admission sets it): the
-/// identity a sidecar expects the endpoint to present.
+/// identity a sidecar expects the endpoint to present, and whether it runs the sidecar.
 fn service_accounts(store: &Store, service: &mut Service) {
     for target in service
         .endpoints
@@ -55,13 +55,8 @@ fn service_accounts(store: &Store, service: &mut Service) {
             &target.namespace
         };
         if let Some(pod) = store.pod(namespace, &target.name) {
-            let account = pod
-                .spec
-                .as_ref()
-                .and_then(|s| s.service_account_name.as_deref())
-                .filter(|a| !a.is_empty())
-                .unwrap_or("default");
-            target.service_account = Some(account.to_owned());
+            target.service_account = Some(super::mesh::service_account(pod).to_owned());
+            target.meshed = super::mesh::meshed(pod);
         }
     }
 }

@@ -11,6 +11,7 @@ use ferry_objects::{manifest, validate};
 
 mod canary;
 mod class;
+mod mesh;
 mod namespaces;
 mod options;
 mod routes;

@@ -169,6 +169,7 @@ pub(super) fn service(s: &m::Service) -> pb::Service {
                     namespace: t.namespace.clone(),
                     name: t.name.clone(),
                     service_account: t.service_account.clone(),
+                    meshed: t.meshed,
                 }),
             })
             .collect(),
@@ -434,6 +435,7 @@ pub(super) fn to_service(s: pb::Service, field: &str) -> Result<m::Service, Prot
                     namespace: t.namespace,
                     name: t.name,
                     service_account: t.service_account,
+                    meshed: t.meshed,
                 }),
             })
         })
@@ -603,6 +605,8 @@ impl TryFrom<pb::Snapshot> for m::Snapshot {
                 .transpose()?,
             certificates: s.certificates.into_iter().map(to_certificate).collect(),
             ingress_options: each(s.ingress_options, f, "ingress_options", to_ingress_options)?,
+            // Not on the wire (see `Snapshot::mesh`).
+            mesh: m::Mesh::default(),
         })
     }
 }

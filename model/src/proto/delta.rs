@@ -323,5 +323,7 @@ pub fn apply(
             |o| o.ingress.clone(),
             "ingress_options",
         )?,
+        // Not on the wire (see `Snapshot::mesh`).
+        mesh: m::Mesh::default(),
     })
 }

@@ -114,6 +114,10 @@ pub struct TargetRef {
     /// the control plane holds.
     #[prost(string, optional, tag = "4")]
     pub service_account: ::core::option::Option<::prost::alloc::string::String>,
+    /// The Pod runs the mesh's sidecar (an initContainer `ferry-sidecar` with
+    /// `restartPolicy: Always`), so it is reached over mutual TLS.
+    #[prost(bool, tag = "5")]
+    pub meshed: bool,
 }
 /// One address behind a Service, with the EndpointSlice conditions.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -737,6 +741,14 @@ pub struct DestinationEndpoints {
     /// Sorted by (address, port); not-ready endpoints are included, with `ready` false.
     #[prost(message, repeated, tag = "5")]
     pub endpoints: ::prost::alloc::vec::Vec<DestinationEndpoint>,
+    /// What to expect on the port before looking at the bytes: from `app_protocol`, then the
+    /// port's name (`http`, `http2`, `grpc`, `h2c`, `tcp`, `mysql`, ... as Istio names ports,
+    /// `<protocol>\[-<suffix>\]`), then Linkerd's default opaque ports (25, 587, 3306, 4444,
+    /// 5432, 6379, 9300, 11211: server-first protocols, carried as TCP at once, with no
+    /// detection delay). Routes per Service (timeouts, retries) are not part of the answer yet:
+    /// the snapshot has none but the Ingress ones, which apply at the gateway.
+    #[prost(enumeration = "ProtocolHint", tag = "6")]
+    pub protocol_hint: i32,
 }
 /// One endpoint of a destination: where to connect and whom to expect there.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -767,6 +779,10 @@ pub struct DestinationEndpoint {
     /// endpoint is not a Pod the control plane knows (no identity is expected).
     #[prost(string, optional, tag = "9")]
     pub identity: ::core::option::Option<::prost::alloc::string::String>,
+    /// The Pod runs the mesh's sidecar: connect over mutual TLS and expect `identity`. False
+    /// (a Pod without one, or an endpoint that is no Pod): connect in plaintext.
+    #[prost(bool, tag = "10")]
+    pub meshed: bool,
 }
 /// No Service port answers to the authority.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -800,6 +816,77 @@ pub struct InboundPolicy {
     /// Service selects the Pod.
     #[prost(message, repeated, tag = "3")]
     pub ports: ::prost::alloc::vec::Vec<InboundPort>,
+    /// How the workload takes inbound traffic: the `ferry.dev/mtls-mode` annotation of the Pod,
+    /// else of its Namespace; permissive when neither says (or a value is neither `strict` nor
+    /// `permissive`, which `ferry check` reports on the object).
+    #[prost(enumeration = "MtlsMode", tag = "4")]
+    pub mtls_mode: i32,
+    /// The AuthorizationPolicies (`security.istio.io/v1`) that select the workload, sorted by
+    /// (namespace, name): those of its namespace whose `selector.matchLabels` match the Pod's
+    /// labels or that have no selector, and likewise those of the root namespace `ferry-system`
+    /// for every workload. Evaluated as Istio does: a matching DENY policy denies; else, with no
+    /// ALLOW policy, allow; else a matching ALLOW policy allows; else deny. Empty: allow all.
+    #[prost(message, repeated, tag = "5")]
+    pub authorization: ::prost::alloc::vec::Vec<AuthorizationPolicy>,
+}
+/// One AuthorizationPolicy as it applies to the workload. A policy matches a request when one
+/// of its rules does (so an ALLOW policy with no rules denies everything).
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct AuthorizationPolicy {
+    /// The policy's namespace and name, to say which policy decided.
+    #[prost(string, tag = "1")]
+    pub namespace: ::prost::alloc::string::String,
+    #[prost(string, tag = "2")]
+    pub name: ::prost::alloc::string::String,
+    #[prost(enumeration = "AuthorizationAction", tag = "3")]
+    pub action: i32,
+    #[prost(message, repeated, tag = "4")]
+    pub rules: ::prost::alloc::vec::Vec<AuthorizationRule>,
+}
+/// `spec.rules\[\]`: matches when one of `from` (or `from` is empty) and one of `to` (or `to` is
+/// empty) match. On TCP, a rule with HTTP-only fields (methods, paths) never matches in an
+/// ALLOW policy; in a DENY policy those fields are left out.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct AuthorizationRule {
+    #[prost(message, repeated, tag = "1")]
+    pub from: ::prost::alloc::vec::Vec<AuthorizationSource>,
+    #[prost(message, repeated, tag = "2")]
+    pub to: ::prost::alloc::vec::Vec<AuthorizationOperation>,
+}
+/// `from\[\].source`: every non-empty field must match; a field matches when one of its values
+/// does (`not_*`: when none does). Values are exact, `prefix*`, `*suffix`, or `*` (present).
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct AuthorizationSource {
+    /// Peer identities without `spiffe://` (`cluster.local/ns/shop/sa/web`). A plaintext peer
+    /// has none: it matches no principal nor namespace, and every `not_*`.
+    #[prost(string, repeated, tag = "1")]
+    pub principals: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    #[prost(string, repeated, tag = "2")]
+    pub not_principals: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    /// The namespace of the peer's identity.
+    #[prost(string, repeated, tag = "3")]
+    pub namespaces: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    #[prost(string, repeated, tag = "4")]
+    pub not_namespaces: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+}
+/// `to\[\].operation`: every non-empty field must match.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct AuthorizationOperation {
+    /// The workload's ports (container ports), 1 to 65535.
+    #[prost(uint32, repeated, tag = "1")]
+    pub ports: ::prost::alloc::vec::Vec<u32>,
+    #[prost(uint32, repeated, tag = "2")]
+    pub not_ports: ::prost::alloc::vec::Vec<u32>,
+    /// HTTP only: the method.
+    #[prost(string, repeated, tag = "3")]
+    pub methods: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    #[prost(string, repeated, tag = "4")]
+    pub not_methods: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    /// HTTP only: the path without the query.
+    #[prost(string, repeated, tag = "5")]
+    pub paths: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    #[prost(string, repeated, tag = "6")]
+    pub not_paths: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
 }
 /// One port a workload serves.
 #[derive(Clone, PartialEq, ::prost::Message)]
@@ -815,6 +902,102 @@ pub struct InboundPort {
     /// The Services whose ports send traffic here, sorted.
     #[prost(message, repeated, tag = "4")]
     pub services: ::prost::alloc::vec::Vec<ServiceKey>,
+    /// As `DestinationEndpoints.protocol_hint`, for the container port.
+    #[prost(enumeration = "ProtocolHint", tag = "5")]
+    pub protocol_hint: i32,
+}
+/// What a sidecar expects on a port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
+#[repr(i32)]
+pub enum ProtocolHint {
+    /// Nothing says: detect (an HTTP/1 request line, the HTTP/2 preface, else opaque).
+    Detect = 0,
+    /// HTTP/1.x, routed per request.
+    Http1 = 1,
+    /// HTTP/2 with prior knowledge (h2c, gRPC), routed per request.
+    Http2 = 2,
+    /// Opaque TCP: balanced per connection and never sniffed.
+    Opaque = 3,
+}
+impl ProtocolHint {
+    /// String value of the enum field names used in the ProtoBuf definition.
+    ///
+    /// The values are not transformed in any way and thus are considered stable
+    /// (if the ProtoBuf definition does not change) and safe for programmatic use.
+    pub fn as_str_name(&self) -> &'static str {
+        match self {
+            Self::Detect => "PROTOCOL_HINT_DETECT",
+            Self::Http1 => "PROTOCOL_HINT_HTTP1",
+            Self::Http2 => "PROTOCOL_HINT_HTTP2",
+            Self::Opaque => "PROTOCOL_HINT_OPAQUE",
+        }
+    }
+    /// Creates an enum from field names used in the ProtoBuf definition.
+    pub fn from_str_name(value: &str) -> ::core::option::Option<Self> {
+        match value {
+            "PROTOCOL_HINT_DETECT" => Some(Self::Detect),
+            "PROTOCOL_HINT_HTTP1" => Some(Self::Http1),
+            "PROTOCOL_HINT_HTTP2" => Some(Self::Http2),
+            "PROTOCOL_HINT_OPAQUE" => Some(Self::Opaque),
+            _ => None,
+        }
+    }
+}
+/// `ferry.dev/mtls-mode`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
+#[repr(i32)]
+pub enum MtlsMode {
+    /// Mutual TLS from sidecars and plaintext from others (for migration); the default.
+    Permissive = 0,
+    /// Mutual TLS only: plaintext clients are refused.
+    Strict = 1,
+}
+impl MtlsMode {
+    /// String value of the enum field names used in the ProtoBuf definition.
+    ///
+    /// The values are not transformed in any way and thus are considered stable
+    /// (if the ProtoBuf definition does not change) and safe for programmatic use.
+    pub fn as_str_name(&self) -> &'static str {
+        match self {
+            Self::Permissive => "MTLS_MODE_PERMISSIVE",
+            Self::Strict => "MTLS_MODE_STRICT",
+        }
+    }
+    /// Creates an enum from field names used in the ProtoBuf definition.
+    pub fn from_str_name(value: &str) -> ::core::option::Option<Self> {
+        match value {
+            "MTLS_MODE_PERMISSIVE" => Some(Self::Permissive),
+            "MTLS_MODE_STRICT" => Some(Self::Strict),
+            _ => None,
+        }
+    }
+}
+/// `spec.action`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
+#[repr(i32)]
+pub enum AuthorizationAction {
+    Allow = 0,
+    Deny = 1,
+}
+impl AuthorizationAction {
+    /// String value of the enum field names used in the ProtoBuf definition.
+    ///
+    /// The values are not transformed in any way and thus are considered stable
+    /// (if the ProtoBuf definition does not change) and safe for programmatic use.
+    pub fn as_str_name(&self) -> &'static str {
+        match self {
+            Self::Allow => "AUTHORIZATION_ACTION_ALLOW",
+            Self::Deny => "AUTHORIZATION_ACTION_DENY",
+        }
+    }
+    /// Creates an enum from field names used in the ProtoBuf definition.
+    pub fn from_str_name(value: &str) -> ::core::option::Option<Self> {
+        match value {
+            "AUTHORIZATION_ACTION_ALLOW" => Some(Self::Allow),
+            "AUTHORIZATION_ACTION_DENY" => Some(Self::Deny),
+            _ => None,
+        }
+    }
 }
 /// A sidecar's request for a certificate.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]

@@ -138,6 +138,11 @@ pub struct TargetRef {
     /// Pod the control plane holds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_account: Option<String>,
+    /// The Pod runs the mesh's sidecar (an initContainer named
+    /// [`SIDECAR_CONTAINER`](crate::mesh::SIDECAR_CONTAINER) with `restartPolicy: Always`): a
+    /// client's sidecar reaches it over mutual TLS, and others in plaintext.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub meshed: bool,
 }
 
 /// One address behind a Service, with the EndpointSlice conditions.

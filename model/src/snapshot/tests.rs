@@ -77,6 +77,7 @@ fn snapshot() -> Snapshot {
         default_backend_ingress: None,
         certificates: vec![],
         ingress_options: vec![],
+        mesh: crate::Mesh::default(),
     }
 }
 

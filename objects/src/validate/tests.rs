@@ -10,6 +10,7 @@ use ferry_model::Problem;
 use crate::manifest;
 
 mod across;
+mod authorization;
 mod endpoints;
 mod ingress;
 mod ingress_annotations;

@@ -481,6 +481,7 @@ fn to_json(object: &Object) -> Option<(Key, Value)> {
         Object::IngressClass(o) => serde_json::to_value(&**o),
         Object::Ingress(o) => serde_json::to_value(&**o),
         Object::Secret(o) => serde_json::to_value(&**o),
+        Object::AuthorizationPolicy(o) => serde_json::to_value(&**o),
     };
     let mut value = value.ok()?;
     let kind = value.get("kind")?.as_str()?.to_owned();

@@ -414,7 +414,9 @@ pub mod destination_client {
                 .insert(GrpcMethod::new("ferry.control.v1.Destination", "Get"));
             self.inner.server_streaming(req, path, codec).await
         }
-        /// The ports a workload serves, then the whole set again each time it changes.
+        /// What a workload serves and whom it lets in (its identity, ports, mTLS mode and the
+        /// authorization policies that select it), then the whole answer again each time it
+        /// changes.
         pub async fn get_inbound_policy(
             &mut self,
             request: impl tonic::IntoRequest<::ferry_model::proto::GetInboundPolicy>,
@@ -483,7 +485,9 @@ pub mod destination_server {
             >
             + std::marker::Send
             + 'static;
-        /// The ports a workload serves, then the whole set again each time it changes.
+        /// What a workload serves and whom it lets in (its identity, ports, mTLS mode and the
+        /// authorization policies that select it), then the whole answer again each time it
+        /// changes.
         async fn get_inbound_policy(
             &self,
             request: tonic::Request<::ferry_model::proto::GetInboundPolicy>,

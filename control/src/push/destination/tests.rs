@@ -11,13 +11,13 @@ use prost::Message as _;
 
 use super::*;
 
-fn ip(s: &str) -> IpAddr {
+pub(crate) fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
 
 /// A Service with one TCP port `port` → `target`, a cluster IP, and one endpoint per
 /// `(address, ready, Pod, ServiceAccount)`, with its cluster.
-fn service(
+pub(crate) fn service(
     namespace: &str,
     name: &str,
     cluster_ip: &str,
@@ -48,6 +48,7 @@ fn service(
                 namespace: namespace.to_owned(),
                 name: (*pod).to_owned(),
                 service_account: sa.map(str::to_owned),
+                meshed: sa.is_some(),
             }),
         })
         .collect();
@@ -86,7 +87,7 @@ fn service(
     (service, cluster)
 }
 
-fn snapshot(version: u64, services: Vec<(Service, Cluster)>) -> Snapshot {
+pub(crate) fn snapshot(version: u64, services: Vec<(Service, Cluster)>) -> Snapshot {
     let (mut services, mut clusters): (Vec<_>, Vec<_>) = services.into_iter().unzip();
     services.sort_by(|a: &Service, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
     clusters.sort_by(|a: &Cluster, b| a.key.cmp(&b.key));
@@ -98,11 +99,11 @@ fn snapshot(version: u64, services: Vec<(Service, Cluster)>) -> Snapshot {
     }
 }
 
-fn echo(endpoints: &[(&str, bool, &str, Option<&str>)]) -> (Service, Cluster) {
+pub(crate) fn echo(endpoints: &[(&str, bool, &str, Option<&str>)]) -> (Service, Cluster) {
     service("shop", "echo", "10.96.0.20", 8080, 9000, endpoints)
 }
 
-fn other() -> (Service, Cluster) {
+pub(crate) fn other() -> (Service, Cluster) {
     service(
         "bank",
         "vault",
@@ -184,7 +185,12 @@ fn a_destination_is_its_service_ports_endpoints_with_their_identities() {
             other(),
         ],
     );
-    let e = endpoints_of(destination(&s, &echo_authority(), "cluster.local"));
+    let e = endpoints_of(destination(
+        &s,
+        &echo_authority(),
+        "cluster.local",
+        &ClusterIps::default(),
+    ));
     assert_eq!(
         e.service,
         Some(proto::ServiceKey {
@@ -235,7 +241,15 @@ fn a_destination_is_its_service_ports_endpoints_with_their_identities() {
     );
     // By cluster IP, the same answer.
     let by_ip = Authority::ClusterIp("10.96.0.20:8080".parse().unwrap());
-    assert_eq!(endpoints_of(destination(&s, &by_ip, "cluster.local")), e);
+    assert_eq!(
+        endpoints_of(destination(
+            &s,
+            &by_ip,
+            "cluster.local",
+            &ClusterIps::default()
+        )),
+        e
+    );
 }
 
 #[test]
@@ -246,7 +260,12 @@ fn a_destination_carries_nothing_of_another_service() {
     );
     let answer = proto::DestinationUpdate {
         version: 3,
-        update: Some(destination(&s, &echo_authority(), "cluster.local")),
+        update: Some(destination(
+            &s,
+            &echo_authority(),
+            "cluster.local",
+            &ClusterIps::default(),
+        )),
     };
     let bytes = answer.encode_to_vec();
     let has = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
@@ -281,6 +300,7 @@ fn a_destination_carries_nothing_of_another_service() {
             &snapshot(3, more),
             &echo_authority(),
             "cluster.local",
+            &ClusterIps::default(),
         )),
     };
     assert_eq!(bigger.encoded_len(), answer.encoded_len());
@@ -293,6 +313,7 @@ fn an_unknown_destination_is_answered_with_the_reason() {
         &s,
         &parse_authority(authority, "cluster.local").unwrap(),
         "cluster.local",
+        &ClusterIps::default(),
     ) {
         Update::NoDestination(n) => n.reason,
         Update::Endpoints(e) => panic!("{authority}: endpoints {e:?}"),
@@ -311,68 +332,6 @@ fn an_unknown_destination_is_answered_with_the_reason() {
     );
 }
 
-#[test]
-fn a_workloads_inbound_policy_is_the_ports_services_send_it() {
-    let (mut web, mut web_cluster) = service(
-        "shop",
-        "web",
-        "10.96.0.30",
-        80,
-        8080,
-        &[("10.1.0.1", true, "echo-a", Some("echo"))],
-    );
-    web.ports[0].app_protocol = None;
-    web_cluster.app_protocol = None;
-    let s = snapshot(
-        5,
-        vec![
-            echo(&[
-                ("10.1.0.1", true, "echo-a", Some("echo")),
-                ("10.1.0.2", true, "echo-b", Some("echo")),
-            ]),
-            (web, web_cluster),
-            other(),
-        ],
-    );
-    let policy = inbound(&s, "shop", "echo-a", "cluster.local");
-    assert_eq!(
-        policy.identity.as_deref(),
-        Some("spiffe://cluster.local/ns/shop/sa/echo")
-    );
-    let key = |name: &str| proto::ServiceKey {
-        namespace: "shop".into(),
-        name: name.into(),
-    };
-    assert_eq!(
-        policy.ports,
-        [
-            proto::InboundPort {
-                port: 8080,
-                protocol: proto::Protocol::Tcp as i32,
-                app_protocol: None,
-                services: vec![key("web")],
-            },
-            proto::InboundPort {
-                port: 9000,
-                protocol: proto::Protocol::Tcp as i32,
-                app_protocol: Some("http".into()),
-                services: vec![key("echo")],
-            },
-        ]
-    );
-    // A Pod no Service sends traffic to: known to serve nothing.
-    assert_eq!(
-        inbound(&s, "shop", "nobody", "cluster.local"),
-        proto::InboundPolicy::default()
-    );
-    // Same name, other namespace: not this Pod.
-    assert!(
-        inbound(&s, "bank", "echo-a", "cluster.local")
-            .ports
-            .is_empty()
-    );
-}
-
 type Updates = mpsc::Receiver<Result<proto::DestinationUpdate, tonic::Status>>;
 
 fn subscribe(bus: &SnapshotBus, parts: &Parts, depth: usize) -> Updates {
@@ -384,13 +343,14 @@ fn subscribe(bus: &SnapshotBus, parts: &Parts, depth: usize) -> Updates {
         String::new(),
     );
     let target = echo_authority();
+    let ips = ClusterIps::default();
     tokio::spawn(serve(
         bus.clone(),
         parts.clone(),
         id,
         move |s: &Snapshot| proto::DestinationUpdate {
             version: 0,
-            update: Some(destination(s, &target, "cluster.local")),
+            update: Some(destination(s, &target, "cluster.local", &ips)),
         },
         tx,
     ));
@@ -485,4 +445,89 @@ async fn a_destination_stream_sends_only_its_changes_and_a_slow_one_gets_the_new
     assert_eq!(newest.version, 20);
     assert_eq!(ready_addresses(&newest).len(), 20);
     assert!(slow.try_recv().is_err(), "nothing more queued");
+}
+
+#[test]
+fn a_destination_says_which_endpoints_run_the_sidecar_and_what_protocol_to_expect() {
+    // echo-a has a ServiceAccount and the sidecar (the fixture marks both together); echo-b is
+    // a Pod the control plane does not hold.
+    let s = snapshot(
+        3,
+        vec![echo(&[
+            ("10.1.0.1", true, "echo-a", Some("echo")),
+            ("10.1.0.2", true, "echo-b", None),
+        ])],
+    );
+    let e = endpoints_of(destination(
+        &s,
+        &echo_authority(),
+        "cluster.local",
+        &ClusterIps::default(),
+    ));
+    let meshed: Vec<_> = e
+        .endpoints
+        .iter()
+        .map(|e| (e.pod.as_deref(), e.meshed))
+        .collect();
+    assert_eq!(meshed, [(Some("echo-a"), true), (Some("echo-b"), false)]);
+    assert_eq!(e.protocol_hint, proto::ProtocolHint::Http1 as i32);
+
+    let hint = |app_protocol: Option<&str>, name: &str, port: u16, target: u16| {
+        let (mut svc, mut cluster) = service("db", "pg", "10.96.0.50", port, target, &[]);
+        svc.ports[0].app_protocol = app_protocol.map(str::to_owned);
+        svc.ports[0].name = name.to_owned();
+        cluster.key = svc.cluster_key(&svc.ports[0]);
+        let s = snapshot(1, vec![(svc, cluster)]);
+        let authority = Authority::ClusterIp(SocketAddr::new(ip("10.96.0.50"), port));
+        endpoints_of(destination(
+            &s,
+            &authority,
+            "cluster.local",
+            &ClusterIps::default(),
+        ))
+        .protocol_hint
+    };
+    assert_eq!(
+        hint(None, "", 5432, 5432),
+        proto::ProtocolHint::Opaque as i32
+    );
+    // The target port is the server's: a well-known one behind another Service port.
+    assert_eq!(hint(None, "", 80, 3306), proto::ProtocolHint::Opaque as i32);
+    assert_eq!(
+        hint(Some("kubernetes.io/h2c"), "", 80, 8080),
+        proto::ProtocolHint::Http2 as i32
+    );
+    assert_eq!(
+        hint(None, "grpc-api", 80, 8080),
+        proto::ProtocolHint::Http2 as i32
+    );
+    assert_eq!(
+        hint(None, "web", 80, 8080),
+        proto::ProtocolHint::Detect as i32
+    );
+}
+
+#[test]
+fn the_cluster_ip_index_follows_the_snapshot() {
+    let ips = ClusterIps::default();
+    let by_ip = Authority::ClusterIp("10.96.0.20:8080".parse().unwrap());
+    let first = snapshot(1, vec![echo(&[("10.1.0.1", true, "echo-a", Some("echo"))])]);
+    assert!(matches!(
+        destination(&first, &by_ip, "cluster.local", &ips),
+        Update::Endpoints(_)
+    ));
+    // The next snapshot moves echo to another cluster IP: the index is built anew.
+    let (mut moved, cluster) = echo(&[("10.1.0.1", true, "echo-a", Some("echo"))]);
+    moved.cluster_ips = vec![ip("10.96.0.21")];
+    let second = snapshot(2, vec![(moved, cluster), other()]);
+    assert!(matches!(
+        destination(&second, &by_ip, "cluster.local", &ips),
+        Update::NoDestination(_)
+    ));
+    let new_ip = Authority::ClusterIp("10.96.0.21:8080".parse().unwrap());
+    let e = endpoints_of(destination(&second, &new_ip, "cluster.local", &ips));
+    assert_eq!(e.service.unwrap().name, "echo");
+    let vault = Authority::ClusterIp("10.96.0.99:8080".parse().unwrap());
+    let v = endpoints_of(destination(&second, &vault, "cluster.local", &ips));
+    assert_eq!(v.service.unwrap().name, "vault");
 }
