@@ -299,6 +299,7 @@ async fn async_main(command: Command) -> Result<(), Box<dyn std::error::Error>> 
             };
             let (dns_upstreams, dns_search) = ferry::dns::host_resolver(dns_args.dns_upstream);
             // Every flag but the local cluster's, which each source fills in its own way.
+            let state_dir = api_args.state.dir()?;
             let config = |local, pod_network, api| UpConfig {
                 paths,
                 http,
@@ -317,6 +318,7 @@ async fn async_main(command: Command) -> Result<(), Box<dyn std::error::Error>> 
                 pod_network,
                 connections,
                 api,
+                mesh_state_dir: Some(state_dir.clone()),
             };
             if source_args.source == SourceArg::Kubernetes {
                 // No local cluster: its flags (-f, the pod network and ranges, --api, the L4
@@ -359,7 +361,7 @@ async fn async_main(command: Command) -> Result<(), Box<dyn std::error::Error>> 
             let api = match api_args.api.0 {
                 Some(addr) => Some(ferry_orchestrator::apiserver::Config {
                     addr,
-                    state_dir: api_args.state.dir()?,
+                    state_dir: state_dir.clone(),
                     kubeconfig: api_args.write_kubeconfig,
                 }),
                 None => None,

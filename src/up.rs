@@ -54,6 +54,10 @@ pub struct UpConfig {
     /// The Kubernetes API server (`--api`, `--state-dir`, `--write-kubeconfig`); none serves
     /// when absent.
     pub api: Option<apiserver::Config>,
+    /// The service mesh's state (`--state-dir`: its CA, the per-Pod token key); with the netns
+    /// pod network, Pods that ask for a sidecar get one, and the control channel is served to
+    /// them on the node's bridge address. None: no mesh (Pods asking get a warning Event).
+    pub mesh_state_dir: Option<PathBuf>,
 }
 
 /// The bounds on accepted connections of the parts other than the gateway, each its own, so
@@ -103,6 +107,46 @@ pub enum Error {
     ControlPanicked(String),
     #[error("--cluster-domain {0:?}: {1}")]
     ClusterDomain(String, String),
+    #[error("the mesh: {0}")]
+    Mesh(String),
+    #[error("the mesh's control channel: {0}")]
+    Push(#[from] ferry_control::push::PushError),
+}
+
+/// What the kubelet injects into Pods that ask for a sidecar: `ferry sidecar` reaching the
+/// control channel at `listen` with the state directory's trust bundle, and a per-Pod token
+/// signed with the state directory's key (the one the identity service checks). The mesh CA
+/// is made here when missing, so the first sidecar finds its `--control-ca`.
+fn mesh(
+    state_dir: &std::path::Path,
+    listen: SocketAddr,
+    program: &std::path::Path,
+) -> Result<ferry_orchestrator::inject::Mesh, Error> {
+    use ferry_control::identity::{files, tokens::PodTokens};
+    files::create_missing(state_dir).map_err(|e| Error::Mesh(e.to_string()))?;
+    let tokens = PodTokens::load_or_create(state_dir).map_err(|e| Error::Mesh(e.to_string()))?;
+    Ok(ferry_orchestrator::inject::Mesh {
+        program: program.to_owned(),
+        args: vec![
+            "sidecar".to_owned(),
+            "--control".to_owned(),
+            format!("https://{listen}"),
+            "--control-ca".to_owned(),
+            state_dir.join("ca.crt").display().to_string(),
+        ],
+        run_dir: state_dir.join("sidecars"),
+        mint_token: Arc::new(move |claims: &ferry_orchestrator::inject::PodClaims| {
+            tokens.mint(&ferry_control::identity::tokens::PodClaims {
+                namespace: claims.namespace.clone(),
+                pod: claims.pod.clone(),
+                uid: claims.uid.clone(),
+                service_account: claims.service_account.clone(),
+                issued_at: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs()),
+            })
+        }),
+    })
 }
 
 /// A built `ferry up`: listeners bound, first snapshot published.
@@ -119,6 +163,8 @@ pub struct Up {
     bus: SnapshotBus,
     /// The gateway's and DNS's streams from the control plane (no sockets).
     local: LocalParts,
+    /// The control channel the sidecars of meshed Pods reach (netns mode with a mesh).
+    mesh: Option<ferry_control::push::PushServer>,
 }
 
 impl Up {
@@ -176,6 +222,7 @@ impl Up {
         // its feed, and is asked before a change acts (as an admission webhook is).
         let files = WatchedFiles::start(config.paths.clone(), config.debounce)?;
         let mut local = config.local.clone();
+        let mut mesh_listen = None;
         if config.pod_network == PodNetwork::Netns {
             // Torn down by the kubelet at shutdown, or when the last reference goes.
             let node = network::Node::setup(local.cluster.pod_cidr, local.cluster.service_cidr)?;
@@ -199,6 +246,11 @@ impl Up {
             let node = Arc::new(node);
             // The node's address on the pod network is the one Pods can reach.
             local.kubelet.host_ip = std::net::IpAddr::V4(node.gateway());
+            if let Some(state_dir) = &config.mesh_state_dir {
+                let listen = SocketAddr::from((node.gateway(), ferry_model::mesh::CONTROL_PORT));
+                local.kubelet.mesh = Some(mesh(state_dir, listen, &local.kubelet.echo_program)?);
+                mesh_listen = Some((listen, state_dir.clone()));
+            }
             local.kubelet.network = Some(node);
         }
         let (orchestrator, feed) =
@@ -206,6 +258,23 @@ impl Up {
         // From here on Pods run: a failure stops them (within their grace) before it returns.
         let rest = async {
             let control = Control::build(feed, bus.clone(), status.clone(), &mut registry).await?;
+            // Sidecars reach the control plane on the node's bridge address, as they would
+            // reach `ferry control` in a cluster: the same TLS channel, subscriptions and CA.
+            let mesh = match mesh_listen {
+                Some((listen, state_dir)) => Some(
+                    ferry_control::push::serve_for_pods(
+                        listen,
+                        state_dir,
+                        config.cluster_domain.clone(),
+                        control.pods(),
+                        bus.clone(),
+                        status.clone(),
+                        &mut registry,
+                    )
+                    .await?,
+                ),
+                None => None,
+            };
             let admin = Admin::build(
                 config.admin,
                 AdminState {
@@ -226,9 +295,9 @@ impl Up {
                 ),
                 None => None,
             };
-            Ok::<_, Error>((control, admin, api))
+            Ok::<_, Error>((control, admin, api, mesh))
         };
-        let (control, admin, api) = match rest.await {
+        let (control, admin, api, mesh) = match rest.await {
             Ok(built) => built,
             Err(e) => {
                 orchestrator.stop().await;
@@ -249,6 +318,7 @@ impl Up {
             api,
             bus,
             local: local_parts,
+            mesh,
         })
     }
 
@@ -300,6 +370,7 @@ impl Up {
         let l4 = self.l4.map(|l4| tokio::spawn(l4.run(shutdown.clone())));
         let api = self.api.map(|api| tokio::spawn(api.run(shutdown.clone())));
         let local = tokio::spawn(self.local.run(shutdown.clone()));
+        let mesh = self.mesh.map(|m| tokio::spawn(m.run(shutdown.clone())));
         let control = tokio::spawn(self.control.run(shutdown.clone()));
         // The local cluster stops its Pods last of all (within their grace period).
         self.orchestrator.run(shutdown).await;
@@ -311,6 +382,9 @@ impl Up {
             let _ = l4.await;
         }
         let _ = local.await;
+        if let Some(mesh) = mesh {
+            let _ = mesh.await;
+        }
         if let Some(api) = api {
             let _ = api.await;
         }

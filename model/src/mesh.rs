@@ -12,6 +12,9 @@ pub const OUTBOUND_PORT: u16 = 4140;
 pub const INBOUND_PORT: u16 = 4143;
 /// The sidecar's admin server (`/live`, `/ready`, `/metrics`), on the Pod's address.
 pub const ADMIN_PORT: u16 = 4191;
+/// The control channel (`ferry control --listen`'s default port; `ferry up` serves it to its
+/// Pods on the node's bridge address).
+pub const CONTROL_PORT: u16 = 7443;
 /// `SO_MARK` on every socket the sidecar opens, so its own connections skip interception.
 pub const SOCKET_MARK: u32 = 0x0066_6572;
 /// The ALPN protocol that marks mesh traffic between sidecars (the app's own protocol is

@@ -104,6 +104,7 @@ pub fn up_config(paths: Vec<PathBuf>) -> UpConfig {
         pod_network: ferry_orchestrator::network::PodNetwork::Loopback,
         connections: Default::default(),
         api: None,
+        mesh_state_dir: None,
     }
 }
 
