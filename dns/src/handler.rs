@@ -140,6 +140,17 @@ impl Handler {
         self.general(bytes, transport, started)
     }
 
+    /// A UDP query longer than the receive buffer, of which `bytes` is the beginning: FORMERR,
+    /// as for what does not parse (a responder cannot answer a question it did not read whole);
+    /// nothing for a response or a runt.
+    pub fn oversized(&self, bytes: &[u8]) -> Step {
+        if bytes.len() < HEADER_LEN || bytes[2] & 0x80 != 0 {
+            return Step::Drop;
+        }
+        self.metrics.query(false, None, ResponseCode::FormErr, 0.0);
+        Step::Answer(header_only(bytes, ResponseCode::FormErr))
+    }
+
     /// The hot path: a plain question (one, class IN, maybe an OPT) for a name and type the zone
     /// has a pre-encoded answer for. The answer is that template with the id, the flags, the
     /// question's case and the OPT record filled in: exactly the bytes the general path would
