@@ -324,6 +324,25 @@ impl ZoneIndex {
         }
     }
 
+    /// Every (name, type) with a pre-encoded answer, for tests comparing it with the general
+    /// path.
+    #[cfg(test)]
+    pub(crate) fn encoded_questions(&self) -> Vec<(Name, RecordType)> {
+        let mut out = Vec::new();
+        for (key, node) in &self.nodes {
+            let mut answers = &node.answers[..];
+            while let [t0, t1, l0, l1, tail @ ..] = answers {
+                let len = usize::from(u16::from_be_bytes([*l0, *l1]));
+                out.push((
+                    name_of(key),
+                    RecordType::from(u16::from_be_bytes([*t0, *t1])),
+                ));
+                answers = &tail[len.min(tail.len())..];
+            }
+        }
+        out
+    }
+
     /// How many names the zone holds (for metrics and tests).
     pub fn len(&self) -> usize {
         self.nodes.len()
