@@ -90,7 +90,7 @@ fn cluster(n: u32) -> Snapshot {
     clusters.sort_by(|a, b| a.key.cmp(&b.key));
     Snapshot {
         version: 1,
-        services: services.into_iter().map(Into::into).collect(),
+        services,
         clusters,
         ..Snapshot::default()
     }
