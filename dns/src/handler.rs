@@ -237,10 +237,9 @@ impl Handler {
             let flags = if dnssec_ok { 0x80 } else { 0 };
             out.extend_from_slice(&[0, 0, 41, payload[0], payload[1], 0, 0, flags, 0, 0, 0]);
         }
-        self.metrics.query(
+        self.metrics.answered(
             transport == Transport::Tcp,
-            Some(RecordType::from(qtype)),
-            ResponseCode::NoError,
+            RecordType::from(qtype),
             started.elapsed().as_secs_f64(),
         );
         Some(out)
