@@ -123,6 +123,10 @@ pub(crate) enum Command {
         cluster_domain: String,
         #[command(flatten)]
         dns_args: DnsArgs,
+        /// UDP worker threads, each with a socket of its own on the same address
+        /// (SO_REUSEPORT) [default: the CPUs this process may use].
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+        workers: Option<u16>,
     },
     /// Run the ingress gateway alone, serving a snapshot file (the JSON of admin
     /// /config?private_keys=true) or what `ferry control` pushes.

@@ -376,6 +376,7 @@ async fn async_main(command: Command) -> Result<(), Box<dyn std::error::Error>> 
             admin,
             cluster_domain,
             dns_args,
+            workers,
         } => {
             let tcp = dns_args.tcp_limits();
             let (upstreams, search) = ferry::dns::host_resolver(dns_args.dns_upstream);
@@ -384,6 +385,8 @@ async fn async_main(command: Command) -> Result<(), Box<dyn std::error::Error>> 
                 upstreams,
                 search,
                 autopath: dns_args.dns_autopath,
+                // 0: one per CPU this process may use.
+                workers: workers.map_or(0, usize::from),
                 ..ferry_dns::Config::new(listen, cluster_domain)
             };
             let config = ferry::dns::DnsConfig {

@@ -6,6 +6,7 @@
 #
 # Needs: a release build (cargo build --release), python3, and Debian's dnsperf and knot
 # (apt-get install dnsperf knot). Bounded: SECONDS_PER_RUN (default 10) per measurement.
+# BEFORE=/path/to/an/older/ferry measures that build too, in the same run, after the new one.
 #
 #   bash benches/dns/run.sh [SIZES...]        default sizes: 1000 10000 50000
 set -euo pipefail
@@ -96,17 +97,30 @@ CONF
   krss=$(rss_mb "$kpid")
   kill "$kpid"; wait "$kpid" 2>/dev/null || true
 
-  # ferry: the snapshot file, one worker on CPU 0.
-  fport=$(free_port)
-  RUST_LOG=error taskset -c 0 "$FERRY" dns --snapshot "$dir/snapshot.json" \
-    --listen "127.0.0.1:$fport" --admin 127.0.0.1:0 --dns-upstream 127.0.0.1:9 & pids+=($!); fpid=$!
-  wait_answer "$fport" "$first"
-  read -r fq fa fl < <(max_qps "$fport" "$dir/queries.txt")
-  read -r fhq f50 f99 f999 fmax < <(at_rate "$fport" "$dir/queries.txt" $((fq / 2)))
-  frss=$(rss_mb "$fpid")
-  kill "$fpid"; wait "$fpid" 2>/dev/null || true
+  # ferry: the snapshot file, one worker on CPU 0 (one CPU allowed, so one UDP worker).
+  # Prints "qps avg lost half_qps p50 p99 p999 max rss".
+  ferry_row() { # binary
+    local fport fpid fq fa fl fhq f50 f99 f999 fmax frss
+    fport=$(free_port)
+    RUST_LOG=error taskset -c 0 "$1" dns --snapshot "$dir/snapshot.json" \
+      --listen "127.0.0.1:$fport" --admin 127.0.0.1:0 --dns-upstream 127.0.0.1:9 & pids+=($!); fpid=$!
+    wait_answer "$fport" "$first"
+    read -r fq fa fl < <(max_qps "$fport" "$dir/queries.txt")
+    read -r fhq f50 f99 f999 fmax < <(at_rate "$fport" "$dir/queries.txt" $((fq / 2)))
+    frss=$(rss_mb "$fpid")
+    kill "$fpid"; wait "$fpid" 2>/dev/null || true
+    echo "$fq $fa $fl $fhq $f50 $f99 $f999 $fmax $frss"
+  }
+  read -r fq fa fl fhq f50 f99 f999 fmax frss < <(ferry_row "$FERRY")
+  if [ -n "${BEFORE:-}" ]; then
+    read -r bq ba bl bhq b50 b99 b999 bmax brss < <(ferry_row "$BEFORE")
+  fi
 
   echo "| $n | knot | $kq | $ka | $kl | $khq | $k50 | $k99 | $k999 | $kmax | $krss |"
   echo "| $n | ferry | $fq | $fa | $fl | $fhq | $f50 | $f99 | $f999 | $fmax | $frss |"
   echo "| $n | ferry/knot | $(python3 -c "print(f'{$fq/$kq:.2f}x')") | | | | | | | | |"
+  if [ -n "${BEFORE:-}" ]; then
+    echo "| $n | before | $bq | $ba | $bl | $bhq | $b50 | $b99 | $b999 | $bmax | $brss |"
+    echo "| $n | before/knot | $(python3 -c "print(f'{$bq/$kq:.2f}x')") | | | | | | | | |"
+  fi
 done

@@ -140,9 +140,20 @@ impl Handler {
         self.general(bytes, transport, started)
     }
 
+    /// A UDP query longer than the receive buffer, of which `bytes` is the beginning: FORMERR,
+    /// as for what does not parse (a responder cannot answer a question it did not read whole);
+    /// nothing for a response or a runt.
+    pub fn oversized(&self, bytes: &[u8]) -> Step {
+        if bytes.len() < HEADER_LEN || bytes[2] & 0x80 != 0 {
+            return Step::Drop;
+        }
+        self.metrics.query(false, None, ResponseCode::FormErr, 0.0);
+        Step::Answer(header_only(bytes, ResponseCode::FormErr))
+    }
+
     /// The hot path: a plain question (one, class IN, maybe an OPT) for a name and type the zone
-    /// has a pre-encoded answer for. The answer is that template with the id, the flags, the
-    /// question's case and the OPT record filled in: exactly the bytes the general path would
+    /// has a pre-encoded answer for. The answer is that encoding with the id, the flags, the
+    /// query's own question and the OPT record filled in: exactly the bytes the general path would
     /// build, without parsing into or encoding from a `Message`. Anything else: `None`.
     fn fast(&self, bytes: &[u8], transport: Transport, started: Instant) -> Option<Vec<u8>> {
         let count = |at: usize| u16::from_be_bytes([bytes[at], bytes[at + 1]]);
@@ -202,20 +213,23 @@ impl Handler {
             return None;
         };
         let zone = self.zone.load();
-        let template = zone.template(&key[..name_end - HEADER_LEN], qtype)?;
+        let encoded = zone.encoded(&key[..name_end - HEADER_LEN], qtype)?;
+        // The question as asked, in the client's case, with its type and class.
+        let question = &bytes[HEADER_LEN..name_end + 4];
+        let len = HEADER_LEN + question.len() + encoded.rest.len();
         let limit = transport.limit(edns.map(|(payload, _)| payload));
         let opt_len = if edns.is_some() { 11 } else { 0 };
-        if template.len() + opt_len > limit {
+        if len + opt_len > limit {
             return None;
         }
-        let mut out = Vec::with_capacity(template.len() + opt_len);
-        out.extend_from_slice(template);
+        let mut out = Vec::with_capacity(len + opt_len);
+        out.extend_from_slice(encoded.header);
+        out.extend_from_slice(question);
+        out.extend_from_slice(encoded.rest);
         out[..2].copy_from_slice(&bytes[..2]);
         // QR, AA and the query's RD; RA when names can be forwarded; the query's CD.
         out[2] = 0x84 | (bytes[2] & 0x01);
         out[3] = if self.forwarder.is_some() { 0x80 } else { 0 } | (bytes[3] & 0x10);
-        // The question as asked, in the client's case (the answers point at it).
-        out[HEADER_LEN..name_end].copy_from_slice(&bytes[HEADER_LEN..name_end]);
         if let Some((_, dnssec_ok)) = edns {
             let additionals = u16::from_be_bytes([out[10], out[11]]) + 1;
             out[10..12].copy_from_slice(&additionals.to_be_bytes());
@@ -223,10 +237,9 @@ impl Handler {
             let flags = if dnssec_ok { 0x80 } else { 0 };
             out.extend_from_slice(&[0, 0, 41, payload[0], payload[1], 0, 0, flags, 0, 0, 0]);
         }
-        self.metrics.query(
+        self.metrics.answered(
             transport == Transport::Tcp,
-            Some(RecordType::from(qtype)),
-            ResponseCode::NoError,
+            RecordType::from(qtype),
             started.elapsed().as_secs_f64(),
         );
         Some(out)

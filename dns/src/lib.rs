@@ -4,7 +4,8 @@
 //! The flow: each accepted snapshot compiles into a [`ZoneIndex`] that replaces the served one
 //! atomically (`ArcSwap`), so a query sees one whole zone, old or new, never half an update. The
 //! [`handler`] answers a query from the index without locks or awaits; names outside the zone go
-//! to the [`forward`]er. [`server`] runs UDP (one SO_REUSEPORT socket per worker thread) and TCP on
+//! to the [`forward`]er. [`server`] runs UDP (one SO_REUSEPORT socket per worker thread, each
+//! taking a batch of queries per `recvmmsg` and answering it with one `sendmmsg`) and TCP on
 //! the same address. Every hickory type stays inside this crate.
 
 pub mod autopath;

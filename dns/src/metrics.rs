@@ -1,5 +1,6 @@
 //! The DNS part's metrics, registered into the registry handed to it. Label values are small
-//! enums, so counting a query allocates nothing.
+//! enums, so counting a query allocates nothing; the counters the hot path adds to (answers
+//! with NOERROR) are resolved once, so it does not look labels up either.
 
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
@@ -25,6 +26,22 @@ enum QType {
     ANY,
     other,
 }
+
+/// How many `QType`s there are, and each in the order of its discriminant.
+const QTYPES: usize = QType::other as usize + 1;
+const QTYPE_ORDER: [QType; QTYPES] = [
+    QType::A,
+    QType::AAAA,
+    QType::CNAME,
+    QType::PTR,
+    QType::SRV,
+    QType::TXT,
+    QType::SOA,
+    QType::NS,
+    QType::MX,
+    QType::ANY,
+    QType::other,
+];
 
 impl From<RecordType> for QType {
     fn from(t: RecordType) -> Self {
@@ -90,6 +107,8 @@ struct QueryLabels {
 #[derive(Clone, Debug)]
 pub struct Metrics {
     queries: Family<QueryLabels, Counter>,
+    /// `queries`' NOERROR counters, by transport (UDP, TCP), then type.
+    answered: [[Counter; QTYPES]; 2],
     duration: Histogram,
     pub(crate) cache_hits: Counter,
     pub(crate) cache_misses: Counter,
@@ -103,8 +122,21 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn register(registry: &mut Registry) -> Self {
+        let queries = Family::<QueryLabels, Counter>::default();
+        let answered = [Proto::udp, Proto::tcp].map(|proto| {
+            QTYPE_ORDER.map(|qtype| {
+                queries
+                    .get_or_create(&QueryLabels {
+                        proto,
+                        qtype,
+                        rcode: Rcode::NOERROR,
+                    })
+                    .clone()
+            })
+        });
         let m = Metrics {
-            queries: Family::default(),
+            queries,
+            answered,
             // 10 µs to ~10 s.
             duration: Histogram::new(exponential_buckets(0.00001, 2.0, 21)),
             cache_hits: Counter::default(),
@@ -184,5 +216,41 @@ impl Metrics {
         };
         self.queries.get_or_create(&labels).inc();
         self.duration.observe(seconds);
+    }
+
+    /// As [`Metrics::query`] for a NOERROR answer, through the counters resolved at start.
+    pub(crate) fn answered(&self, tcp: bool, qtype: RecordType, seconds: f64) {
+        self.answered[usize::from(tcp)][QType::from(qtype) as usize].inc();
+        self.duration.observe(seconds);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use prometheus_client::encoding::text::encode;
+
+    use super::*;
+
+    /// The hot path's counters are the family's own series, each under its own labels.
+    #[test]
+    fn resolved_counters_count_under_their_labels() {
+        let mut registry = Registry::default();
+        let m = Metrics::register(&mut registry);
+        m.answered(false, RecordType::AAAA, 0.0);
+        m.answered(false, RecordType::AAAA, 0.0);
+        m.answered(true, RecordType::SRV, 0.0);
+        m.answered(false, RecordType::NULL, 0.0);
+        m.query(false, Some(RecordType::AAAA), ResponseCode::NoError, 0.0);
+        let mut text = String::new();
+        encode(&mut text, &registry).unwrap();
+        for line in [
+            r#"ferry_dns_queries_total{proto="udp",qtype="AAAA",rcode="NOERROR"} 3"#,
+            r#"ferry_dns_queries_total{proto="tcp",qtype="SRV",rcode="NOERROR"} 1"#,
+            r#"ferry_dns_queries_total{proto="udp",qtype="other",rcode="NOERROR"} 1"#,
+            r#"ferry_dns_queries_total{proto="udp",qtype="A",rcode="NOERROR"} 0"#,
+            "ferry_dns_query_duration_seconds_count 5",
+        ] {
+            assert!(text.contains(line), "{line} in:\n{text}");
+        }
     }
 }

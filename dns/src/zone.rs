@@ -22,18 +22,30 @@
 //! port) pairs behind them, priority 0, as CoreDNS computes them; answers carry the targets'
 //! A and AAAA in the additional section. Reverse names the index does not hold fall outside it:
 //! they are forwarded, like every name outside the cluster domain.
+//!
+//! How it is stored (what a Service costs is most of ferry's memory in a large cluster): one map
+//! from each name's key (its uncompressed wire form, lowercase: what a query carries, so the hot
+//! path looks a question up without parsing it) to the name's records, compact (an address, or
+//! a port and the key of a target shared by every record pointing at it), and the answers to
+//! the plain questions it answers positively, encoded once at compile time without their
+//! question. hickory `Name`s and `Record`s are built only when a query takes the general path.
+//! Compiling is [`build`]'s.
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
-use ferry_model::{Protocol, Service, Snapshot};
-use hickory_proto::op::{Message, MessageType, OpCode, Query};
-use hickory_proto::rr::rdata::{A, AAAA, CNAME, NS, PTR, SOA, SRV, TXT};
+use ferry_model::Snapshot;
+use hickory_proto::rr::rdata::{A, AAAA, CNAME, NS, PTR, SRV, TXT};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
+
+mod build;
 
 /// The schema version of the Kubernetes DNS specification ferry implements.
 pub const SCHEMA_VERSION: &str = "1.1.0";
+
+/// The longest name in wire form (RFC 1035 §3.1), and so the longest key.
+pub const MAX_KEY: usize = 255;
 
 /// The cluster zone, compiled.
 #[derive(Debug)]
@@ -44,25 +56,26 @@ pub struct ZoneIndex {
     /// The namespaces that exist, lowercase: pod names in others do not.
     namespaces: HashSet<String>,
     soa: Record,
-    nodes: HashMap<Name, Node>,
-    /// Pre-encoded positive answers by lowercase wire name, then type.
-    templates: Templates,
+    /// Every name the zone holds, empty non-terminals included, by key ([`key_of`]).
+    nodes: HashMap<Box<[u8]>, Node>,
     /// Nothing accepted yet: the zone's contents are unknown, so in-zone names fail.
     ready: bool,
 }
 
-/// Encoded answers by lowercase wire name, then by type.
-type Templates = HashMap<Box<[u8]>, Vec<(u16, Box<[u8]>)>>;
-
-/// The records at one name, in the order `ANY` shows them (A/AAAA first).
+/// The records at one name, in the order `ANY` shows them (A/AAAA first), and its pre-encoded
+/// answers: one after another, each a type (2 bytes), a length (2 bytes) and that many bytes
+/// of [`Encoded`] answer. Both boxed to their exact size: most names have one or two.
 #[derive(Debug, Default)]
 struct Node {
-    records: Vec<Data>,
+    records: Box<[Data]>,
+    answers: Box<[u8]>,
 }
 
-/// One record, compact: the owner is its node's name, the TTL the zone's, and names are shared
-/// between the records that point at them. A hickory `Record` (272 bytes, its names inline) is
-/// built only when a query needs one; this keeps the zone at a fraction of the memory.
+/// A name records point at, as a key ([`key_of`]), shared by every record pointing at it.
+type Target = Arc<[u8]>;
+
+/// One record, compact: the owner is its node's name, the TTL the zone's. A hickory `Record`
+/// (272 bytes, its names inline) is built only when a query needs one.
 #[derive(Clone, Debug)]
 enum Data {
     A(Ipv4Addr),
@@ -70,11 +83,11 @@ enum Data {
     Srv {
         weight: u16,
         port: u16,
-        target: Arc<Name>,
+        target: Target,
     },
-    Ptr(Arc<Name>),
-    Cname(Arc<Name>),
-    Ns(Arc<Name>),
+    Ptr(Target),
+    Cname(Target),
+    Ns(Target),
     Txt(&'static str),
     /// The zone's SOA, at its apex.
     Soa,
@@ -100,6 +113,27 @@ impl Data {
             IpAddr::V6(v6) => Data::Aaaa(v6),
         }
     }
+
+    /// The name whose addresses go in the additional section with this record.
+    fn additional(&self) -> Option<&Target> {
+        match self {
+            Data::Srv { target, .. } | Data::Ns(target) => Some(target),
+            _ => None,
+        }
+    }
+}
+
+/// A pre-encoded answer to a plain question (one, class IN, no OPT): the response as the
+/// general path encodes it for id 0 and an authoritative answer's flags, with its question
+/// left out. The question is the query's own (the name in the client's case, the type and
+/// class), and is the same length as the one encoded, so the compression pointers in the rest
+/// still point where they should.
+#[derive(Clone, Copy, Debug)]
+pub struct Encoded<'a> {
+    /// The 12-byte header.
+    pub header: &'a [u8],
+    /// Everything after the question: answers and additional records.
+    pub rest: &'a [u8],
 }
 
 /// What the zone says about a name and type.
@@ -137,136 +171,23 @@ impl ZoneIndex {
         ttl: u32,
         served_on: &[IpAddr],
     ) -> Result<ZoneIndex, String> {
-        let origin = fqdn(domain).map_err(|e| format!("cluster domain {domain:?}: {e}"))?;
-        let mut b = Builder {
-            domain: domain.trim_end_matches('.').to_ascii_lowercase(),
-            origin: origin.clone(),
-            nodes: HashMap::new(),
-            ents: HashSet::new(),
-            cluster_ptrs: HashMap::new(),
-            endpoint_ptrs: HashMap::new(),
-        };
-        let ns_name = b.name(&format!("ns.dns.{}", b.domain))?;
-        let soa = Record::from_rdata(
-            origin.clone(),
-            ttl,
-            RData::SOA(SOA::new(
-                ns_name.clone(),
-                b.name(&format!("hostmaster.{}", b.domain))?,
-                // Grows with each accepted change, which is what secondaries compare.
-                (snapshot.version & u64::from(u32::MAX)) as u32,
-                7200,
-                1800,
-                86400,
-                ttl,
-            )),
-        );
-        b.record(&origin, Data::Soa);
-        let ns_name = Arc::new(ns_name);
-        b.record(&origin, Data::Ns(ns_name.clone()));
-        let kube_dns = snapshot
-            .service("kube-system", "kube-dns")
-            .map(|s| s.cluster_ips.as_slice())
-            .filter(|ips| !ips.is_empty());
-        for ip in kube_dns.unwrap_or(served_on) {
-            b.record(&ns_name, Data::address(*ip));
-        }
-        b.ent((*ns_name).clone());
-        let version = b.name(&format!("dns-version.{}", b.domain))?;
-        b.record(&version, Data::Txt(SCHEMA_VERSION));
-        let svc = b.name(&format!("svc.{}", b.domain))?;
-        b.ent(svc);
-        let pod_zone = b.name(&format!("pod.{}", b.domain))?;
-        b.ent(pod_zone.clone());
-        // Namespaces exist with or without Services; a hand-written snapshot may list none,
-        // and then the Services' namespaces are the ones known.
-        let namespaces: HashSet<String> = snapshot
-            .namespaces
-            .iter()
-            .chain(snapshot.services.iter().map(|s| &s.namespace))
-            .map(|ns| ns.to_ascii_lowercase())
-            .collect();
-        for ns in &namespaces {
-            for under in ["svc", "pod"] {
-                match b.name(&format!("{ns}.{under}.{}", b.domain)) {
-                    Ok(name) => b.ent(name),
-                    Err(e) => {
-                        tracing::warn!(namespace = %ns, error = %e, "no DNS names for this namespace")
-                    }
-                }
-            }
-        }
-        for service in &snapshot.services {
-            // A Service whose name cannot form a DNS name is skipped, never a failed zone:
-            // validation upstream makes this unreachable for manifests.
-            if let Err(e) = b.service(snapshot, service) {
-                tracing::warn!(service = %format!("{}/{}", service.namespace, service.name), error = %e, "no DNS records for this Service");
-            }
-        }
-        b.reverse();
-        let mut nodes = b.nodes;
-        for name in b.ents {
-            nodes.entry(name).or_default();
-        }
-        let mut zone = ZoneIndex {
-            origin,
-            pod_zone,
-            namespaces,
-            soa,
-            nodes,
-            templates: HashMap::new(),
-            ready: snapshot.version > 0,
-        };
-        if zone.ready {
-            zone.templates = zone.encode_templates();
-        }
-        Ok(zone)
+        build::compile(snapshot, domain, ttl, served_on)
     }
 
-    /// Encodes the answer to every plain question the zone answers positively, once, so the
-    /// hot path sends it with a few bytes patched (see [`ZoneIndex::template`]).
-    fn encode_templates(&self) -> Templates {
-        let mut templates = Templates::new();
-        for (name, node) in &self.nodes {
-            let mut types: Vec<RecordType> = node.records.iter().map(Data::record_type).collect();
-            types.sort_by_key(|t| u16::from(*t));
-            types.dedup();
-            for qtype in types {
-                let Lookup::Answer {
-                    answers,
-                    additionals,
-                } = self.lookup(name, qtype)
-                else {
-                    // An alias: its target is chased per query.
-                    continue;
-                };
-                let mut m = Message::new(0, MessageType::Response, OpCode::Query);
-                m.metadata.authoritative = true;
-                m.add_query(Query::query(name.clone(), qtype));
-                m.answers = answers;
-                m.additionals = additionals;
-                // Answers that may not fit a plain UDP client take the general path.
-                if let Ok(bytes) = m.to_vec()
-                    && bytes.len() <= 512
-                {
-                    templates
-                        .entry(wire(name).into_boxed_slice())
-                        .or_default()
-                        .push((u16::from(qtype), bytes.into_boxed_slice()));
-                }
+    /// The pre-encoded answer to a plain question for `key` (a name's uncompressed wire form,
+    /// lowercase) and `qtype`, if the zone answers it positively within 512 bytes.
+    pub fn encoded(&self, key: &[u8], qtype: u16) -> Option<Encoded<'_>> {
+        let mut answers = &self.nodes.get(key)?.answers[..];
+        while let [t0, t1, l0, l1, tail @ ..] = answers {
+            let len = usize::from(u16::from_be_bytes([*l0, *l1]));
+            let (bytes, next) = tail.split_at_checked(len)?;
+            if u16::from_be_bytes([*t0, *t1]) == qtype {
+                let (header, rest) = bytes.split_at_checked(12)?;
+                return Some(Encoded { header, rest });
             }
+            answers = next;
         }
-        templates
-    }
-
-    /// The encoded answer to a plain question for `name` (uncompressed wire form, lowercase)
-    /// and `qtype`: id 0, flags of an authoritative answer, the question in lowercase, no OPT.
-    pub fn template(&self, name: &[u8], qtype: u16) -> Option<&[u8]> {
-        self.templates
-            .get(name)?
-            .iter()
-            .find(|(t, _)| *t == qtype)
-            .map(|(_, bytes)| &bytes[..])
+        None
     }
 
     /// The zone's apex, e.g. `cluster.local.`.
@@ -291,7 +212,8 @@ impl ZoneIndex {
         if in_zone && !self.ready {
             return Lookup::NotReady;
         }
-        let Some((owner, node)) = self.nodes.get_key_value(name) else {
+        let mut buf = [0u8; MAX_KEY];
+        let Some(node) = key_of(name, &mut buf).and_then(|key| self.nodes.get(key)) else {
             if !in_zone {
                 return Lookup::Outside;
             }
@@ -302,50 +224,42 @@ impl ZoneIndex {
         if qtype == RecordType::ANY {
             return Lookup::NoData;
         }
+        let owner = name.to_lowercase();
         if let Some(cname) = node.records.iter().find_map(|d| match d {
             Data::Cname(target) => Some(target),
             _ => None,
         }) && qtype != RecordType::CNAME
         {
             return Lookup::Alias {
-                cname: Box::new(self.record(owner, &Data::Cname(cname.clone()))),
-                target: (**cname).clone(),
+                cname: Box::new(self.record(&owner, &Data::Cname(cname.clone()))),
+                target: name_of(cname),
             };
         }
-        let answers: Vec<Record> = node
-            .records
-            .iter()
-            .filter(|d| d.record_type() == qtype)
-            .map(|d| self.record(owner, d))
-            .collect();
+        let matching = || node.records.iter().filter(|d| d.record_type() == qtype);
+        let answers: Vec<Record> = matching().map(|d| self.record(&owner, d)).collect();
         if answers.is_empty() {
             return Lookup::NoData;
         }
-        let additionals = self.additionals(&answers);
         Lookup::Answer {
             answers,
-            additionals,
+            additionals: self.additionals(matching()),
         }
     }
 
     /// The addresses of SRV and NS targets, each once, for the additional section.
-    fn additionals(&self, answers: &[Record]) -> Vec<Record> {
+    fn additionals<'a>(&self, answers: impl Iterator<Item = &'a Data>) -> Vec<Record> {
         let mut out = Vec::new();
         let mut seen = HashSet::new();
-        for r in answers {
-            let target = match &r.data {
-                RData::SRV(srv) => &srv.target,
-                RData::NS(ns) => &ns.0,
-                _ => continue,
-            };
+        for target in answers.filter_map(Data::additional) {
             if seen.insert(target)
-                && let Some((owner, node)) = self.nodes.get_key_value(target)
+                && let Some(node) = self.nodes.get(&target[..])
             {
+                let owner = name_of(target);
                 out.extend(
                     node.records
                         .iter()
                         .filter(|d| matches!(d, Data::A(_) | Data::Aaaa(_)))
-                        .map(|d| self.record(owner, d)),
+                        .map(|d| self.record(&owner, d)),
                 );
             }
         }
@@ -361,10 +275,10 @@ impl ZoneIndex {
                 weight,
                 port,
                 target,
-            } => RData::SRV(SRV::new(0, *weight, *port, (**target).clone())),
-            Data::Ptr(target) => RData::PTR(PTR((**target).clone())),
-            Data::Cname(target) => RData::CNAME(CNAME((**target).clone())),
-            Data::Ns(target) => RData::NS(NS((**target).clone())),
+            } => RData::SRV(SRV::new(0, *weight, *port, name_of(target))),
+            Data::Ptr(target) => RData::PTR(PTR(name_of(target))),
+            Data::Cname(target) => RData::CNAME(CNAME(name_of(target))),
+            Data::Ns(target) => RData::NS(NS(name_of(target))),
             Data::Txt(text) => RData::TXT(TXT::new(vec![(*text).to_owned()])),
             Data::Soa => return self.soa.clone(),
         };
@@ -410,6 +324,25 @@ impl ZoneIndex {
         }
     }
 
+    /// Every (name, type) with a pre-encoded answer, for tests comparing it with the general
+    /// path.
+    #[cfg(test)]
+    pub(crate) fn encoded_questions(&self) -> Vec<(Name, RecordType)> {
+        let mut out = Vec::new();
+        for (key, node) in &self.nodes {
+            let mut answers = &node.answers[..];
+            while let [t0, t1, l0, l1, tail @ ..] = answers {
+                let len = usize::from(u16::from_be_bytes([*l0, *l1]));
+                out.push((
+                    name_of(key),
+                    RecordType::from(u16::from_be_bytes([*t0, *t1])),
+                ));
+                answers = &tail[len.min(tail.len())..];
+            }
+        }
+        out
+    }
+
     /// How many names the zone holds (for metrics and tests).
     pub fn len(&self) -> usize {
         self.nodes.len()
@@ -420,15 +353,37 @@ impl ZoneIndex {
     }
 }
 
-/// A name in uncompressed wire form, lowercase: the key of [`ZoneIndex::template`].
-fn wire(name: &Name) -> Vec<u8> {
-    let mut out = Vec::with_capacity(name.len() + 2);
+/// `name`'s key: its uncompressed wire form, lowercase, written into `buf`. `None` only for a
+/// name longer than DNS allows, which no zone holds.
+pub fn key_of<'b>(name: &Name, buf: &'b mut [u8; MAX_KEY]) -> Option<&'b [u8]> {
+    let mut at = 0;
     for label in name.iter() {
-        out.push(label.len() as u8);
-        out.extend(label.iter().map(u8::to_ascii_lowercase));
+        let end = at + 1 + label.len();
+        let out = buf.get_mut(at..end)?;
+        out[0] = u8::try_from(label.len()).ok()?;
+        for (o, b) in out[1..].iter_mut().zip(label) {
+            *o = b.to_ascii_lowercase();
+        }
+        at = end;
     }
-    out.push(0);
-    out
+    *buf.get_mut(at)? = 0;
+    Some(&buf[..=at])
+}
+
+/// The name a key spells (the inverse of [`key_of`]).
+fn name_of(key: &[u8]) -> Name {
+    let mut labels = Vec::new();
+    let mut rest = key;
+    while let [len, tail @ ..] = rest
+        && *len > 0
+        && let Some((label, next)) = tail.split_at_checked(usize::from(*len))
+    {
+        labels.push(label);
+        rest = next;
+    }
+    // Keys are only ever made from valid names by `key_of`, so this cannot fail; the root
+    // would be a wrong answer, never a crash.
+    Name::from_labels(labels).unwrap_or_else(|_| Name::root())
 }
 
 /// The address in a pod name: `10-1-2-3` or `fd00--1` (IPv6 with `-` for `:`).
@@ -441,239 +396,6 @@ fn pod_ip(label: &str) -> Option<IpAddr> {
         .parse::<Ipv6Addr>()
         .ok()
         .map(IpAddr::V6)
-}
-
-/// An address as a DNS label, as CoreDNS names endpoints without a hostname (`10-1-0-2`,
-/// `2001-db8--1`; an IPv6 address ending in `::` gets a `0`, so the label ends in a digit).
-fn dashed(ip: IpAddr) -> String {
-    match ip {
-        IpAddr::V4(v4) => v4.to_string().replace('.', "-"),
-        IpAddr::V6(v6) => {
-            let label = v6.to_string().replace(':', "-");
-            if label.ends_with('-') {
-                label + "0"
-            } else {
-                label
-            }
-        }
-    }
-}
-
-fn fqdn(name: &str) -> Result<Name, String> {
-    let mut n = Name::from_ascii(name).map_err(|e| e.to_string())?;
-    n.set_fqdn(true);
-    Ok(n.to_lowercase())
-}
-
-/// SRV weights as CoreDNS gives them: an equal share of 100 among the (address, port) pairs
-/// behind the name, counted before two pairs with the same target and port become one record.
-fn srv_weight(pairs: usize) -> u16 {
-    u16::try_from(100 / pairs.max(1)).unwrap_or(100).max(1)
-}
-
-struct Builder {
-    domain: String,
-    origin: Name,
-    nodes: HashMap<Name, Node>,
-    /// Ancestors of stored names: they exist, with no records of their own.
-    ents: HashSet<Name>,
-    /// Reverse names: a cluster IP's Service, else every endpoint name with that address.
-    cluster_ptrs: HashMap<IpAddr, Vec<Arc<Name>>>,
-    endpoint_ptrs: HashMap<IpAddr, Vec<Arc<Name>>>,
-}
-
-/// One SRV record to be: its target and port, from how many (address, port) pairs.
-type SrvSet = Vec<(Arc<Name>, u16)>;
-
-impl Builder {
-    fn name(&self, s: &str) -> Result<Name, String> {
-        fqdn(s).map_err(|e| format!("{s:?}: {e}"))
-    }
-
-    fn record(&mut self, owner: &Name, data: Data) {
-        if self.origin.zone_of(owner) {
-            self.add_ancestors(owner);
-        }
-        match self.nodes.get_mut(owner) {
-            Some(node) => node.records.push(data),
-            None => {
-                self.nodes.insert(
-                    owner.clone(),
-                    Node {
-                        records: vec![data],
-                    },
-                );
-            }
-        }
-    }
-
-    fn ent(&mut self, name: Name) {
-        self.add_ancestors(&name);
-        self.ents.insert(name);
-    }
-
-    /// SRV records at `owner`: one per (target, port), weighted by all the pairs.
-    fn srv(&mut self, owner: &Name, pairs: SrvSet) {
-        let weight = srv_weight(pairs.len());
-        let mut seen = HashSet::new();
-        for (target, port) in pairs {
-            if seen.insert((target.clone(), port)) {
-                self.record(
-                    owner,
-                    Data::Srv {
-                        weight,
-                        port,
-                        target,
-                    },
-                );
-            }
-        }
-    }
-
-    fn service(&mut self, snapshot: &Snapshot, s: &Service) -> Result<(), String> {
-        let base = self.name(&format!("{}.{}.svc.{}", s.name, s.namespace, self.domain))?;
-        if let Some(external) = &s.external_name {
-            let target = fqdn(external).map_err(|e| format!("externalName {external:?}: {e}"))?;
-            self.record(&base, Data::Cname(Arc::new(target)));
-            return Ok(());
-        }
-        let hosts = self.endpoints(s, &base)?;
-        self.endpoint_srv(snapshot, s, &hosts);
-        if s.headless {
-            return self.headless(snapshot, s, &base, &hosts);
-        }
-        // The Service exists even with nothing to answer (no cluster IP yet).
-        self.ent(base.clone());
-        let shared = Arc::new(base.clone());
-        for ip in &s.cluster_ips {
-            self.record(&base, Data::address(*ip));
-            self.cluster_ptrs
-                .entry(*ip)
-                .or_default()
-                .push(shared.clone());
-        }
-        let ips = s.cluster_ips.len();
-        let mut all = SrvSet::new();
-        for port in &s.ports {
-            let pairs: SrvSet = (0..ips).map(|_| (shared.clone(), port.port)).collect();
-            all.extend(pairs.iter().cloned());
-            if !port.name.is_empty() {
-                let owner = self.srv_owner(&port.name, port.protocol, &base)?;
-                self.srv(&owner, pairs);
-            }
-        }
-        // CoreDNS answers SRV for the Service's own name with every port.
-        self.srv(&base, all);
-        Ok(())
-    }
-
-    /// `<host>.<svc>.<ns>.svc.<zone>` for each ready endpoint, and its reverse name: the
-    /// endpoints' names by address.
-    fn endpoints(
-        &mut self,
-        s: &Service,
-        base: &Name,
-    ) -> Result<HashMap<IpAddr, Arc<Name>>, String> {
-        let mut hosts = HashMap::new();
-        for ep in s.endpoints.iter().filter(|e| e.ready) {
-            let label = ep.hostname.clone().unwrap_or_else(|| dashed(ep.address));
-            let host = Arc::new(self.name(&format!("{label}.{base}"))?);
-            self.record(&host, Data::address(ep.address));
-            self.endpoint_ptrs
-                .entry(ep.address)
-                .or_default()
-                .push(host.clone());
-            hosts.insert(ep.address, host);
-        }
-        Ok(hosts)
-    }
-
-    /// SRV at each endpoint's name: the ports it serves, as CoreDNS answers an endpoint query
-    /// without a port.
-    fn endpoint_srv(
-        &mut self,
-        snapshot: &Snapshot,
-        s: &Service,
-        hosts: &HashMap<IpAddr, Arc<Name>>,
-    ) {
-        let mut by_host: HashMap<Arc<Name>, SrvSet> = HashMap::new();
-        for port in &s.ports {
-            let Some(cluster) = snapshot.cluster(&s.cluster_key(port)) else {
-                continue;
-            };
-            for e in cluster.ready_endpoints() {
-                if let Some(host) = hosts.get(&e.address) {
-                    by_host
-                        .entry(host.clone())
-                        .or_default()
-                        .push((host.clone(), e.port));
-                }
-            }
-        }
-        for (host, pairs) in by_host {
-            self.srv(&host, pairs);
-        }
-    }
-
-    fn headless(
-        &mut self,
-        snapshot: &Snapshot,
-        s: &Service,
-        base: &Name,
-        hosts: &HashMap<IpAddr, Arc<Name>>,
-    ) -> Result<(), String> {
-        // Spec 2.4.1: no ready endpoint, no name (NXDOMAIN), nor names below it.
-        for ep in s.endpoints.iter().filter(|e| e.ready) {
-            self.record(base, Data::address(ep.address));
-        }
-        let mut all = SrvSet::new();
-        for port in &s.ports {
-            let Some(cluster) = snapshot.cluster(&s.cluster_key(port)) else {
-                continue;
-            };
-            let pairs: SrvSet = cluster
-                .ready_endpoints()
-                .filter_map(|e| hosts.get(&e.address).map(|h| (h.clone(), e.port)))
-                .collect();
-            all.extend(pairs.iter().cloned());
-            if !port.name.is_empty() && !pairs.is_empty() {
-                let owner = self.srv_owner(&port.name, port.protocol, base)?;
-                self.srv(&owner, pairs);
-            }
-        }
-        self.srv(base, all);
-        Ok(())
-    }
-
-    fn srv_owner(&self, port: &str, protocol: Protocol, base: &Name) -> Result<Name, String> {
-        let proto = protocol.as_str().to_ascii_lowercase();
-        self.name(&format!("_{port}._{proto}.{base}"))
-    }
-
-    /// PTR records: a cluster IP names its Service; another address names every ready
-    /// endpoint that has it (CoreDNS's reverse lookup, which tries cluster IPs first).
-    fn reverse(&mut self) {
-        let mut ptrs = std::mem::take(&mut self.endpoint_ptrs);
-        ptrs.retain(|ip, _| !self.cluster_ptrs.contains_key(ip));
-        ptrs.extend(std::mem::take(&mut self.cluster_ptrs));
-        for (ip, targets) in ptrs {
-            let owner = Name::from(ip);
-            let mut seen = HashSet::new();
-            for target in targets {
-                if seen.insert(target.clone()) {
-                    self.record(&owner, Data::Ptr(target));
-                }
-            }
-        }
-    }
-
-    /// Every name between `name` and the apex exists (an empty non-terminal at least).
-    fn add_ancestors(&mut self, name: &Name) {
-        let mut parent = name.base_name();
-        while parent.num_labels() > self.origin.num_labels() && self.ents.insert(parent.clone()) {
-            parent = parent.base_name();
-        }
-    }
 }
 
 #[cfg(test)]
