@@ -18,6 +18,7 @@ mod kubernetes_source;
 mod listeners;
 mod load;
 mod local;
+mod mesh;
 mod objects;
 mod pod_network;
 mod pod_services;

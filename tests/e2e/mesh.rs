@@ -1,0 +1,211 @@
+//! The mesh end to end in `ferry up` (netns mode): Pods of a Namespace annotated
+//! `ferry.dev/inject: enabled` get the `ferry-sidecar` native sidecar, which takes its
+//! certificate from the control plane with its Pod's token; an app's plain HTTP request to a
+//! Service by name leaves through its sidecar, crosses the node bridge as mutual TLS (a capture
+//! on the bridge sees the mesh's ALPN and no plaintext of the request), and reaches the server
+//! app with the client's SPIFFE identity in `x-forwarded-client-cert`.
+//!
+//! Root (CAP_NET_ADMIN), `ip`, `nft` and curl are needed; tcpdump for the capture. Without them
+//! the test says why it is skipped. Pod range 10.201.30.0/24, service range 10.211.30.0/24.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use ferry_orchestrator::network::{Names, PodNetwork};
+use serde_json::Value;
+use tempfile::TempDir;
+
+use crate::pod_network::{
+    assert_nothing_left, netns_or_skip, pods, sbin, service_cidr_of, wait_ready, write,
+};
+use crate::{DEADLINE, Running, eventually};
+
+const YAML: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: mesh
+  annotations: {ferry.dev/inject: enabled}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: echo, namespace: mesh}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: echo}}
+  template:
+    metadata: {labels: {app: echo}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+        - name: echo
+          image: ferry/echo
+          ports: [{name: http, containerPort: 8080}]
+          readinessProbe: {httpGet: {path: /healthz, port: http}, periodSeconds: 1}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: echo, namespace: mesh}
+spec:
+  clusterIP: 10.211.30.20
+  selector: {app: echo}
+  ports: [{name: http, port: 80, targetPort: http}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: client, namespace: mesh}
+spec:
+  serviceAccountName: shopper
+  terminationGracePeriodSeconds: 1
+  containers: [{name: sh, image: busybox, command: [sleep, "3600"]}]
+"#;
+
+/// Runs `sh -c script` in the Pod `mesh/<pod>` (its network namespace, as its app).
+fn exec(admin: SocketAddr, pod: &str, script: &str) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["exec", "-n", "mesh", pod, "--admin", &admin.to_string()])
+        .args(["--", "sh", "-c", script])
+        .output()
+        .unwrap()
+}
+
+fn installed(program: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+fn has_sidecar(pod: &Value) -> bool {
+    pod.pointer("/spec/initContainers")
+        .and_then(Value::as_array)
+        .is_some_and(|cs| {
+            cs.iter()
+                .any(|c| c["name"] == "ferry-sidecar" && c["restartPolicy"] == "Always")
+        })
+}
+
+/// A capture of the bridge's TCP while it lives; its packets as text once stopped.
+struct Capture {
+    child: std::process::Child,
+    file: std::path::PathBuf,
+}
+
+impl Capture {
+    fn start(bridge: &str, dir: &Path) -> Capture {
+        let file = dir.join("bridge.pcap");
+        let child = sbin("tcpdump")
+            .args(["-i", bridge, "-U", "-s", "0", "-w"])
+            .arg(&file)
+            .arg("tcp")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        Capture { child, file }
+    }
+
+    fn stop(mut self) -> String {
+        // SIGINT lets tcpdump flush and close the file.
+        let _ = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+        let out = sbin("tcpdump")
+            .args(["-nn", "-A", "-r"])
+            .arg(&self.file)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn meshed_pods_speak_mutual_tls_with_their_workload_identities() {
+    let test = "meshed_pods_speak_mutual_tls_with_their_workload_identities";
+    if !netns_or_skip(test) {
+        return;
+    }
+    if !installed("curl") {
+        eprintln!("skipped {test}: curl is not installed");
+        return;
+    }
+    let cidr = "10.201.30.0/24";
+    let names = Names::of(cidr.parse().unwrap());
+    let dir = TempDir::new().unwrap();
+    let state = TempDir::new().unwrap();
+    write(dir.path(), YAML);
+    let running = Running::start_with(vec![dir.path().to_owned()], |c| {
+        c.pod_network = PodNetwork::Netns;
+        c.local.cluster.pod_cidr = cidr.parse().unwrap();
+        c.local.cluster.service_cidr = service_cidr_of(cidr).parse().unwrap();
+        c.mesh_state_dir = Some(state.path().to_owned());
+    })
+    .await;
+    let admin = running.admin;
+
+    // Both Pods injected, and Ready only once their sidecars hold certificates.
+    let all = wait_ready(admin, 2, "two ready meshed Pods").await;
+    assert!(all.iter().all(has_sidecar), "{all:#?}");
+
+    let capture = installed("tcpdump").then(|| Capture::start(&names.bridge, state.path()));
+    if let Some(capture) = &capture {
+        eventually(DEADLINE, "tcpdump capturing", || async {
+            capture.file.exists().then_some(())
+        })
+        .await;
+    }
+    // The app sends plain HTTP; its sidecar carries it.
+    let answer = eventually(DEADLINE, "an answer through both sidecars", || async {
+        let out = exec(
+            admin,
+            "client",
+            "curl -sf -m 5 http://echo.mesh.svc.cluster.local/hello",
+        );
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    })
+    .await;
+    let echoed: Value = serde_json::from_str(&answer).unwrap();
+    let xfcc = echoed
+        .pointer("/headers/x-forwarded-client-cert")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    assert!(
+        xfcc.contains("URI=spiffe://cluster.local/ns/mesh/sa/shopper")
+            && xfcc.contains("By=spiffe://cluster.local/ns/mesh/sa/default"),
+        "{answer}"
+    );
+
+    if let Some(capture) = capture {
+        let packets = capture.stop();
+        assert!(
+            packets.contains("ferry.dev/mesh/v1"),
+            "the mesh's TLS handshake crossed the bridge: {packets}"
+        );
+        for plain in ["GET /hello", "x-forwarded-client-cert", "HTTP/1.1 200"] {
+            assert!(
+                !packets.contains(plain),
+                "{plain:?} crossed the bridge in plaintext"
+            );
+        }
+    } else {
+        eprintln!("tcpdump is not installed: the bridge is not captured");
+    }
+
+    // The Pods list the sidecar as a container of their own (kubectl's READY 2/2).
+    let client = pods(admin)
+        .await
+        .into_iter()
+        .find(|p| p["metadata"]["name"] == "client")
+        .unwrap();
+    assert_eq!(
+        client["status"]["initContainerStatuses"][0]["ready"],
+        Value::Bool(true),
+        "{client:#}"
+    );
+    running.stop().await;
+    assert_nothing_left(&names);
+}
