@@ -290,7 +290,11 @@ impl From<&m::Snapshot> for pb::Snapshot {
             default_backend: s.default_backend.as_ref().map(backend),
             default_backend_ingress: s.default_backend_ingress.as_ref().map(ingress_ref),
             certificates: s.certificates.iter().map(|x| certificate(x)).collect(),
-            ingress_options: s.ingress_options.iter().map(|x| ingress_options(x)).collect(),
+            ingress_options: s
+                .ingress_options
+                .iter()
+                .map(|x| ingress_options(x))
+                .collect(),
         }
     }
 }
@@ -600,12 +604,7 @@ impl TryFrom<pb::Snapshot> for m::Snapshot {
             services: each(s.services, f, "services", shared(to_service))?,
             namespaces: s.namespaces,
             clusters: each(s.clusters, f, "clusters", shared(to_cluster))?,
-            virtual_hosts: each(
-                s.virtual_hosts,
-                f,
-                "virtual_hosts",
-                shared(to_virtual_host),
-            )?,
+            virtual_hosts: each(s.virtual_hosts, f, "virtual_hosts", shared(to_virtual_host))?,
             default_backend: s
                 .default_backend
                 .map(|b| to_backend(Some(b), &at(f, "default_backend")))

@@ -166,7 +166,8 @@ fn apply_keyed<T, K: Ord + std::fmt::Debug>(
     let find = |k: &K| base.binary_search_by(|b| key(b).cmp(k));
     // The edits in key order, so their places in `base` do not go back: (place, whether the
     // item there is replaced or removed, what goes in).
-    let mut edits: Vec<(usize, bool, Option<T>)> = Vec::with_capacity(upserted.len() + removed.len());
+    let mut edits: Vec<(usize, bool, Option<T>)> =
+        Vec::with_capacity(upserted.len() + removed.len());
     let mut gone = removed.into_iter().peekable();
     for item in upserted {
         let k = key(&item);

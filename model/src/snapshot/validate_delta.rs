@@ -28,7 +28,11 @@ pub(crate) struct Changes {
 /// the same key is compared whole only when it is not shared (an equal copy is unchanged). When `new` is not in
 /// order, what is reported as changed or removed may be more than what moved; the order check
 /// at the changed places then fails, so nothing is missed.
-pub(crate) fn changes<T: PartialEq>(old: &[Arc<T>], new: &[Arc<T>], cmp: fn(&T, &T) -> Ordering) -> Changes {
+pub(crate) fn changes<T: PartialEq>(
+    old: &[Arc<T>],
+    new: &[Arc<T>],
+    cmp: fn(&T, &T) -> Ordering,
+) -> Changes {
     let mut out = Changes::default();
     let mut i = 0;
     for (j, item) in new.iter().enumerate() {
@@ -110,7 +114,9 @@ impl Snapshot {
                     .cmp(&(s.namespace.as_str(), s.name.as_str()))
             };
             let start = self.clusters.partition_point(|c| of(c) == Ordering::Less);
-            let end = self.clusters.partition_point(|c| of(c) != Ordering::Greater);
+            let end = self
+                .clusters
+                .partition_point(|c| of(c) != Ordering::Greater);
             port_checks.extend(start..end.max(start));
         }
         for j in port_checks {
@@ -125,7 +131,11 @@ impl Snapshot {
         if let Some(b) = &self.default_backend {
             p.backend(self, b);
         }
-        let hosts = changes(&base.virtual_hosts, &self.virtual_hosts, order::virtual_host);
+        let hosts = changes(
+            &base.virtual_hosts,
+            &self.virtual_hosts,
+            order::virtual_host,
+        );
         for &j in &hosts.changed {
             let vh = &self.virtual_hosts[j];
             p.virtual_host(vh);
@@ -134,7 +144,10 @@ impl Snapshot {
         for (a, b) in neighbours(&hosts.changed, self.virtual_hosts.len()) {
             let (a, b) = (&self.virtual_hosts[a], &self.virtual_hosts[b]);
             p.check(order::virtual_host(a, b) == Ordering::Less, || {
-                format!("virtual hosts not in canonical order or not unique at {}", b.host)
+                format!(
+                    "virtual hosts not in canonical order or not unique at {}",
+                    b.host
+                )
             });
         }
         if !clusters.removed.is_empty() {
@@ -174,3 +187,6 @@ impl Snapshot {
         p.into_result()
     }
 }
+
+#[cfg(test)]
+mod tests;
