@@ -156,7 +156,7 @@ fn edit(s: &mut Snapshot, op: u8, p: u8, q: u8, r: u8) {
     let name = NAMES[usize::from(q) % NAMES.len()];
     let ns = NAMESPACES[usize::from(r) % NAMESPACES.len()];
     let port = PORTS[usize::from(r / 2) % PORTS.len()];
-    let protocol = if q % 5 == 0 {
+    let protocol = if q.is_multiple_of(5) {
         Protocol::UDP
     } else {
         Protocol::TCP
@@ -182,7 +182,7 @@ fn edit(s: &mut Snapshot, op: u8, p: u8, q: u8, r: u8) {
             let i = pick(s.services.len());
             let svc = Arc::make_mut(&mut s.services[i]);
             svc.service_type = ServiceType::ExternalName;
-            svc.external_name = (q % 2 == 0).then(|| "ext.example".into());
+            svc.external_name = (q.is_multiple_of(2)).then(|| "ext.example".into());
         }
         4 if !s.clusters.is_empty() => {
             let i = pick(s.clusters.len());
@@ -194,7 +194,7 @@ fn edit(s: &mut Snapshot, op: u8, p: u8, q: u8, r: u8) {
                 .clusters
                 .partition_point(|x| order::cluster(x, &c) == std::cmp::Ordering::Less);
             // Sometimes a duplicate key: inserted after its twin.
-            let at = if r % 7 == 0 {
+            let at = if r.is_multiple_of(7) {
                 at.saturating_add(1).min(s.clusters.len())
             } else {
                 at
@@ -210,7 +210,7 @@ fn edit(s: &mut Snapshot, op: u8, p: u8, q: u8, r: u8) {
             s.virtual_hosts.remove(i);
         }
         8 => {
-            let path = if q % 4 == 0 { "rel" } else { "/p" };
+            let path = if q.is_multiple_of(4) { "rel" } else { "/p" };
             let vh = Arc::new(host(name, vec![route(path, some_key, None)]));
             let at = s
                 .virtual_hosts
@@ -230,10 +230,10 @@ fn edit(s: &mut Snapshot, op: u8, p: u8, q: u8, r: u8) {
             let i = pick(s.virtual_hosts.len());
             let vh = Arc::make_mut(&mut s.virtual_hosts[i]);
             vh.default_backend_ingress = Some(IngressRef::new("x", "d"));
-            vh.default_backend = (q % 2 == 0).then(|| backend(some_key));
+            vh.default_backend = (q.is_multiple_of(2)).then(|| backend(some_key));
         }
         11 => {
-            s.default_backend = (q % 3 != 0).then(|| backend(some_key));
+            s.default_backend = (!q.is_multiple_of(3)).then(|| backend(some_key));
         }
         12 => s.default_backend_ingress = None,
         13 if s.services.len() > 1 => {
@@ -249,21 +249,21 @@ fn edit(s: &mut Snapshot, op: u8, p: u8, q: u8, r: u8) {
             s.virtual_hosts.swap(i, i + 1);
         }
         16 => {
-            let c = Arc::new(certificate(name, q % 3 != 0));
+            let c = Arc::new(certificate(name, !q.is_multiple_of(3)));
             let at = s
                 .certificates
                 .partition_point(|x| order::certificate(x, &c) == std::cmp::Ordering::Less);
             s.certificates.insert(at, c);
         }
         17 => {
-            let o = Arc::new(options(name, q % 3 == 0));
+            let o = Arc::new(options(name, q.is_multiple_of(3)));
             let at = s
                 .ingress_options
                 .partition_point(|x| order::ingress_options(x, &o) == std::cmp::Ordering::Less);
             s.ingress_options.insert(at, o);
         }
         18 => {
-            s.namespaces = if q % 3 == 0 {
+            s.namespaces = if q.is_multiple_of(3) {
                 vec!["y".into(), "x".into()]
             } else {
                 vec!["x".into(), ns.into()]
@@ -271,7 +271,7 @@ fn edit(s: &mut Snapshot, op: u8, p: u8, q: u8, r: u8) {
         }
         19 if !s.virtual_hosts.is_empty() => {
             let i = pick(s.virtual_hosts.len());
-            let path = if q % 2 == 0 { "" } else { "/q" };
+            let path = if q.is_multiple_of(2) { "" } else { "/q" };
             Arc::make_mut(&mut s.virtual_hosts[i]).routes[0].path = path.into();
         }
         _ => {}
@@ -319,13 +319,16 @@ proptest! {
     }
 }
 
+/// An edit that breaks one invariant.
+type Breaks = dyn Fn(&mut Snapshot);
+
 /// Each invariant, broken by a delta-sized edit, is refused by `validate_delta`, and the
 /// reason names what broke.
 #[test]
 fn every_broken_invariant_is_refused() {
     let old = base();
     assert!(accepts_whole(&old));
-    let cases: Vec<(&str, Box<dyn Fn(&mut Snapshot)>)> = vec![
+    let cases: Vec<(&str, Box<Breaks>)> = vec![
         ("services not sorted", Box::new(|s| s.services.swap(0, 1))),
         (
             "has port 0",
