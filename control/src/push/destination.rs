@@ -136,7 +136,7 @@ pub fn destination(snapshot: &Snapshot, authority: &Authority, trust_domain: &st
                 .iter()
                 .find(|s| s.cluster_ips.contains(&ip))
             {
-                Some(s) => (s, addr.port()),
+                Some(s) => (&**s, addr.port()),
                 None => return no_destination(format!("no Service has the cluster IP {ip}")),
             }
         }

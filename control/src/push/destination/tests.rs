@@ -8,6 +8,7 @@ use ferry_runtime::StatusBoard;
 use ferry_testing::{DEADLINE, eventually};
 use prometheus_client::registry::Registry;
 use prost::Message as _;
+use std::sync::Arc;
 
 use super::*;
 
@@ -92,8 +93,8 @@ fn snapshot(version: u64, services: Vec<(Service, Cluster)>) -> Snapshot {
     clusters.sort_by(|a: &Cluster, b| a.key.cmp(&b.key));
     Snapshot {
         version,
-        services,
-        clusters,
+        services: services.into_iter().map(Arc::new).collect(),
+        clusters: clusters.into_iter().map(Arc::new).collect(),
         ..Snapshot::default()
     }
 }
