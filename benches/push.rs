@@ -68,25 +68,30 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 /// One endpoint of the `n`th Service turns unready (or ready again): its Service and its
-/// clusters change, as translate would make them.
+/// clusters change, as translate would make them; every other item is shared with `snapshot`.
 fn endpoint_change(snapshot: &Snapshot, n: usize) -> Snapshot {
     let mut next = snapshot.clone();
     next.version += 1;
     let i = (n * 7919) % next.services.len();
-    let service = &mut next.services[i];
+    let service = Arc::make_mut(&mut next.services[i]);
     let endpoint = &mut service.endpoints[0];
     endpoint.ready = !endpoint.ready;
     let (address, ready) = (endpoint.address, endpoint.ready);
-    let (namespace, name) = (service.namespace.clone(), service.name.clone());
-    for cluster in &mut next.clusters {
-        if cluster.key.namespace == namespace && cluster.key.service == name {
-            for e in cluster
-                .endpoints
-                .iter_mut()
-                .filter(|e| e.address == address)
-            {
-                e.ready = ready;
-            }
+    let of = (service.namespace.clone(), service.name.clone());
+    let of = (of.0.as_str(), of.1.as_str());
+    let start = next
+        .clusters
+        .partition_point(|c| (c.key.namespace.as_str(), c.key.service.as_str()) < of);
+    let end = next
+        .clusters
+        .partition_point(|c| (c.key.namespace.as_str(), c.key.service.as_str()) <= of);
+    for cluster in &mut next.clusters[start..end] {
+        for e in Arc::make_mut(cluster)
+            .endpoints
+            .iter_mut()
+            .filter(|e| e.address == address)
+        {
+            e.ready = ready;
         }
     }
     next

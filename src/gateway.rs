@@ -69,13 +69,13 @@ mod tests {
         let one = rcgen::generate_simple_self_signed(vec!["a.example".to_owned()]).unwrap();
         let other = rcgen::generate_simple_self_signed(vec!["a.example".to_owned()]).unwrap();
         let snapshot = |key: String| Snapshot {
-            certificates: vec![ferry_model::Certificate {
+            certificates: vec![std::sync::Arc::new(ferry_model::Certificate {
                 namespace: "shop".into(),
                 secret: "tls".into(),
                 hosts: vec!["a.example".into()],
                 cert_pem: one.cert.pem(),
                 key_pem: key,
-            }],
+            })],
             ..Snapshot::default()
         };
         assert_eq!(check(&snapshot(one.signing_key.serialize_pem())), Ok(()));

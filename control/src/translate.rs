@@ -24,6 +24,8 @@ mod routes;
 mod services;
 mod tls;
 
+use std::sync::Arc;
+
 use ferry_model::{IngressRef, Problem, Snapshot};
 use ferry_objects::ingress_annotations::Annotations;
 use ferry_objects::object::Manifest;
@@ -46,9 +48,9 @@ pub fn translate(store: &Store) -> Translation {
     let mut problems = Vec::new();
     let (services, clusters) = services::services_and_clusters(store);
     let mut snapshot = Snapshot {
-        services,
+        services: shared(services),
         namespaces: namespaces::namespaces(store),
-        clusters,
+        clusters: shared(clusters),
         mesh: mesh::mesh(store),
         ..Snapshot::default()
     };
@@ -58,7 +60,7 @@ pub fn translate(store: &Store) -> Translation {
         .iter()
         .map(|(m, ing)| validate::ingress_annotations(m, ing))
         .collect();
-    snapshot.ingress_options = options::ingress_options(&ingresses, &annotations);
+    snapshot.ingress_options = shared(options::ingress_options(&ingresses, &annotations));
 
     // A canary adds no routes of its own: it joins the main Ingresses' routes once they exist.
     let mut mains = Vec::new();
@@ -76,10 +78,16 @@ pub fn translate(store: &Store) -> Translation {
 
     snapshot.default_backend = hosts.default_backend;
     snapshot.default_backend_ingress = hosts.default_backend_ingress;
-    snapshot.virtual_hosts = routes::in_precedence_order(hosts.by_host);
-    snapshot.certificates = tls.certificates();
+    snapshot.virtual_hosts = shared(routes::in_precedence_order(hosts.by_host));
+    snapshot.certificates = shared(tls.certificates());
     problems.sort();
     Translation { snapshot, problems }
+}
+
+/// The items as a snapshot holds them (see `ferry_model::snapshot`: shared, so that the
+/// views made from this one copy pointers).
+fn shared<T>(items: Vec<T>) -> Vec<Arc<T>> {
+    items.into_iter().map(Arc::new).collect()
 }
 
 /// How the snapshot refers to an Ingress (routes, canaries, options, default backends).

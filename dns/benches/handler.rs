@@ -44,7 +44,7 @@ fn cluster(n: u32) -> Snapshot {
     services.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
     Snapshot {
         version: 1,
-        services,
+        services: services.into_iter().map(Arc::new).collect(),
         ..Snapshot::default()
     }
 }

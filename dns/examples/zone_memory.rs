@@ -90,8 +90,8 @@ fn cluster(n: u32) -> Snapshot {
     clusters.sort_by(|a, b| a.key.cmp(&b.key));
     Snapshot {
         version: 1,
-        services,
-        clusters,
+        services: services.into_iter().map(std::sync::Arc::new).collect(),
+        clusters: clusters.into_iter().map(std::sync::Arc::new).collect(),
         ..Snapshot::default()
     }
 }

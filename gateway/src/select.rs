@@ -20,6 +20,7 @@
 //! `rewrite-target`, `use-regex`). A snapshot that names no owner gets the defaults.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use ferry_model::{Backend, HostMatch, IngressOptions, IngressRef, PathType, Route, Snapshot};
 use ferry_proxy::router::{HostRoutes, Router, Target};
@@ -33,7 +34,7 @@ pub struct Routes {
     router: Router,
     /// Per virtual host: the regex routes, longest written path first.
     regex: HashMap<HostMatch, Vec<RegexRoute>>,
-    options: Vec<IngressOptions>,
+    options: Vec<Arc<IngressOptions>>,
     /// The catch-all default backend's, without the rewrite group.
     catch_all_options: Option<IngressOptions>,
 }
@@ -70,6 +71,11 @@ impl Routes {
         let mut literal = snapshot.clone();
         let mut regex: HashMap<HostMatch, Vec<RegexRoute>> = HashMap::new();
         for vh in &mut literal.virtual_hosts {
+            // Only a host with regex routes is copied; the others stay shared.
+            if !vh.routes.iter().any(regex_ingress) {
+                continue;
+            }
+            let vh = Arc::make_mut(vh);
             let (with_regex, plain): (Vec<Route>, Vec<Route>) =
                 vh.routes.drain(..).partition(|r| regex_ingress(r));
             vh.routes = plain;
@@ -120,7 +126,7 @@ impl Routes {
         self.options
             .binary_search_by(|o| o.ingress.cmp(ingress))
             .ok()
-            .map(|i| &self.options[i])
+            .map(|i| &*self.options[i])
     }
 
     /// Whether `host` is a TLS host (listed in a `spec.tls` entry).

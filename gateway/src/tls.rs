@@ -34,7 +34,7 @@ impl CertIndex {
     /// Indexes `certificates`; `fake` serves names nothing covers unless a certificate without
     /// hosts takes that role. A certificate that does not load is skipped with a warning (the
     /// control plane validated it, so this is a snapshot file written by hand).
-    pub fn compile(certificates: &[Certificate], fake: &Arc<CertifiedKey>) -> CertIndex {
+    pub fn compile(certificates: &[Arc<Certificate>], fake: &Arc<CertifiedKey>) -> CertIndex {
         let mut index = CertIndex {
             exact: HashMap::new(),
             wildcard: HashMap::new(),
@@ -156,7 +156,7 @@ mod tests {
         let fake = Arc::new(fake_certificate().unwrap());
         let (exact, exact_der) = cert(&["shop.example.com"]);
         let (wild, wild_der) = cert(&["*.example.com"]);
-        let index = CertIndex::compile(&[exact, wild], &fake);
+        let index = CertIndex::compile(&[Arc::new(exact), Arc::new(wild)], &fake);
         assert_eq!(leaf(index.get(Some("shop.example.com"))), exact_der);
         assert_eq!(leaf(index.get(Some("SHOP.Example.com."))), exact_der);
         assert_eq!(leaf(index.get(Some("api.example.com"))), wild_der);
@@ -169,7 +169,7 @@ mod tests {
     fn a_certificate_without_hosts_is_the_default() {
         let fake = Arc::new(fake_certificate().unwrap());
         let (default, der) = cert(&[]);
-        let index = CertIndex::compile(&[default], &fake);
+        let index = CertIndex::compile(&[Arc::new(default)], &fake);
         assert_eq!(leaf(index.get(Some("other.example"))), der);
     }
 
@@ -178,7 +178,7 @@ mod tests {
         let fake = Arc::new(fake_certificate().unwrap());
         let (mut broken, _) = cert(&["shop.example.com"]);
         broken.key_pem = "not a key".into();
-        let index = CertIndex::compile(&[broken], &fake);
+        let index = CertIndex::compile(&[Arc::new(broken)], &fake);
         assert_eq!(leaf(index.get(Some("shop.example.com"))), leaf(&fake));
     }
 }

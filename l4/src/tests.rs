@@ -6,6 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, Hasher};
 use std::io::ErrorKind;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use ferry_model::{
@@ -87,7 +88,7 @@ pub(crate) fn snapshot(version: u64, services: &[Svc]) -> Snapshot {
         ..Snapshot::default()
     };
     for s in services {
-        snapshot.services.push(Service {
+        snapshot.services.push(Arc::new(Service {
             namespace: "test".into(),
             name: s.name.into(),
             service_type: s.service_type,
@@ -105,8 +106,8 @@ pub(crate) fn snapshot(version: u64, services: &[Svc]) -> Snapshot {
             session_affinity: s.affinity,
             publish_not_ready_addresses: false,
             endpoints: Vec::new(),
-        });
-        snapshot.clusters.push(Cluster {
+        }));
+        snapshot.clusters.push(Arc::new(Cluster {
             key: ClusterKey {
                 namespace: "test".into(),
                 service: s.name.into(),
@@ -128,7 +129,7 @@ pub(crate) fn snapshot(version: u64, services: &[Svc]) -> Snapshot {
                     zone: None,
                 })
                 .collect(),
-        });
+        }));
     }
     snapshot
         .services

@@ -5,6 +5,7 @@
 //! `cargo bench -p ferry-proxy --bench router`
 
 use std::hint::black_box;
+use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use ferry_model::{
@@ -65,7 +66,7 @@ fn many_hosts() -> Snapshot {
         });
     }
     Snapshot {
-        virtual_hosts,
+        virtual_hosts: virtual_hosts.into_iter().map(Arc::new).collect(),
         default_backend: Some(route("/", PathType::Prefix, "catch-all").backend),
         ..Snapshot::default()
     }
@@ -90,13 +91,13 @@ fn many_paths() -> Vec<Route> {
 
 fn one_host(routes: Vec<Route>) -> Snapshot {
     Snapshot {
-        virtual_hosts: vec![VirtualHost {
+        virtual_hosts: vec![Arc::new(VirtualHost {
             host: HostMatch::parse("shop.example.com"),
             tls: false,
             routes,
             default_backend: None,
             default_backend_ingress: None,
-        }],
+        })],
         ..Snapshot::default()
     }
 }

@@ -17,7 +17,10 @@
 //!
 //! After the first whole view of a stream, a push is usually a delta (what changed since the
 //! previous push, `ferry_model::proto::delta`): the [`Receiver`] applies it to the view it
-//! holds, checks the result as it checks a whole view, and publishes it as one swap. A delta
+//! holds, checks what changed ([`Snapshot::validate_delta`], which accepts exactly what the
+//! whole check would), and publishes it as one swap. The new view shares every item the delta
+//! does not touch with the old one, so taking a delta costs a pointer copy per item, not a
+//! copy of the cluster. A delta
 //! whose base is not the view the part holds is refused (`Nack`, naming both versions); the
 //! control plane then sends the whole view. The `Receiver` is the part's side of a stream,
 //! whatever carries it: the network session here, or `ferry up`'s in-process channel.
@@ -283,13 +286,24 @@ struct PushLabels {
 pub struct Receiver {
     bus: SnapshotBus,
     check: Check,
-    /// The version, as the stream numbers it, of the view the part took last on this stream;
-    /// `None` until a whole view is taken (a delta has nothing to apply to).
-    holding: Option<u64>,
+    /// The view the part took last on this stream; `None` until a whole view is taken (a
+    /// delta has nothing to apply to).
+    holding: Option<Held>,
     /// Publish every view with the stream's version (an in-process part, whose bus mirrors
     /// the control plane's), not renumbered after what the bus held.
     mirror: bool,
     pushes: Family<PushLabels, Counter>,
+}
+
+/// What the [`Receiver`] knows of the view it took last.
+#[derive(Clone, Copy, Debug)]
+struct Held {
+    /// Its version as the stream numbers it.
+    version: u64,
+    /// In canonical order ([`Snapshot::is_canonical`]): a delta can be applied to it. A whole
+    /// view is checked once as it is taken; a view made by a delta is canonical once
+    /// [`Snapshot::validate_delta`] accepts it.
+    canonical: bool,
 }
 
 impl std::fmt::Debug for Receiver {
@@ -357,9 +371,9 @@ impl Receiver {
             PushKind::full
         };
         let message = match self.build(push.snapshot, push.delta, version) {
-            Ok(snapshot) => {
+            Ok((snapshot, canonical)) => {
                 self.publish(snapshot, version);
-                self.holding = Some(version);
+                self.holding = Some(Held { version, canonical });
                 // A whole view is news (the first, a resync); a delta is every change, which
                 // the control plane logs already.
                 if kind == PushKind::delta {
@@ -395,32 +409,47 @@ impl Receiver {
         }
     }
 
-    /// The view a push makes, checked: built whole (a delta applied to a copy of the view
-    /// held), so that publishing it is one swap.
+    /// The view a push makes, checked, and whether it is in canonical order: built whole,
+    /// so that publishing it is one swap. A delta's view shares every item it does not change
+    /// with the view held (a pointer copy each) and is checked for what changed only
+    /// ([`Snapshot::validate_delta`]); a whole view is checked whole.
     fn build(
         &self,
         snapshot: Option<proto::Snapshot>,
         delta: Option<proto::Delta>,
         version: u64,
-    ) -> Result<Snapshot, String> {
-        let snapshot = match (snapshot, delta) {
-            (Some(snapshot), None) => Snapshot::try_from(snapshot).map_err(|e| e.to_string())?,
+    ) -> Result<(Snapshot, bool), String> {
+        let (snapshot, canonical) = match (snapshot, delta) {
+            (Some(snapshot), None) => {
+                let snapshot = Snapshot::try_from(snapshot).map_err(|e| e.to_string())?;
+                snapshot.validate().map_err(|e| e.to_string())?;
+                let canonical = snapshot.is_canonical();
+                (snapshot, canonical)
+            }
             (None, Some(delta)) => {
-                let holding = self.holding.ok_or_else(|| {
+                let held = self.holding.ok_or_else(|| {
                     format!(
                         "a delta on version {} before any whole view on this stream",
                         delta.base_version
                     )
                 })?;
+                if !held.canonical {
+                    return Err(format!(
+                        "a delta on version {}, whose view is not in canonical order: only a whole view replaces it",
+                        held.version
+                    ));
+                }
                 let base = self.bus.current();
-                proto::delta::apply(&base, holding, delta, version).map_err(|e| e.to_string())?
+                let snapshot = proto::delta::apply(&base, held.version, delta, version)
+                    .map_err(|e| e.to_string())?;
+                snapshot.validate_delta(&base).map_err(|e| e.to_string())?;
+                (snapshot, true)
             }
             (None, None) => return Err("the push has neither a snapshot nor a delta".to_owned()),
             (Some(_), Some(_)) => return Err("the push has both a snapshot and a delta".to_owned()),
         };
-        snapshot.validate().map_err(|e| e.to_string())?;
         (self.check)(&snapshot)?;
-        Ok(snapshot)
+        Ok((snapshot, canonical))
     }
 
     fn publish(&self, snapshot: Snapshot, version: u64) {

@@ -88,13 +88,13 @@ fn tokens_compare_whole() {
 fn a_dns_server_is_sent_no_private_key() {
     let snapshot = Snapshot {
         version: 1,
-        certificates: vec![ferry_model::Certificate {
+        certificates: vec![Arc::new(ferry_model::Certificate {
             namespace: "shop".into(),
             secret: "tls".into(),
             hosts: vec!["shop.example.com".into()],
             cert_pem: "CERT".into(),
             key_pem: "KEY".into(),
-        }],
+        })],
         ..Snapshot::default()
     };
     let snapshot = Arc::new(snapshot);

@@ -259,6 +259,7 @@ fn udp_answers_that_do_not_fit_are_truncated() {
         .services
         .iter_mut()
         .find(|s| s.name == "db")
+        .map(Arc::make_mut)
         .unwrap();
     db.endpoints = (1..=60)
         .map(|i| ferry_model::ServiceEndpoint {

@@ -1,4 +1,5 @@
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use ferry_model::{
     Cluster, ClusterKey, Endpoint, Protocol, Service, ServiceEndpoint, ServicePort, ServiceType,
@@ -116,8 +117,10 @@ pub(crate) fn cluster() -> Snapshot {
 
     Snapshot {
         version: 7,
-        services: vec![web, dns, db, empty, pending, ext, alias],
-        clusters: vec![db_cluster],
+        services: [web, dns, db, empty, pending, ext, alias]
+            .map(Arc::new)
+            .to_vec(),
+        clusters: vec![Arc::new(db_cluster)],
         ..Snapshot::default()
     }
 }
@@ -475,7 +478,7 @@ fn kube_system() -> Snapshot {
     kubernetes.ports = vec![port("https", 443, Protocol::TCP)];
     Snapshot {
         version: 1,
-        services: vec![kubernetes, kube_dns],
+        services: vec![Arc::new(kubernetes), Arc::new(kube_dns)],
         namespaces: ["default", "empty", "kube-system"]
             .map(String::from)
             .to_vec(),
@@ -614,7 +617,7 @@ fn namespaces_that_exist_are_nodata_others_nxdomain() {
 #[test]
 fn endpoints_of_clusterip_services_have_names_and_reverse_names() {
     let mut s = kube_system();
-    let kube_dns = &mut s.services[1];
+    let kube_dns = Arc::make_mut(&mut s.services[1]);
     kube_dns.endpoints = vec![
         endpoint("10.244.0.5", true, None),
         endpoint("2001:db8::1", true, None),
@@ -705,8 +708,8 @@ fn a_dual_stack_endpoint_under_one_hostname_is_one_srv_per_port() {
         endpoint("10.1.0.1", true, Some("db-0")),
         endpoint("fd00::1", true, Some("db-0")),
     ];
-    s.services.insert(0, db);
-    s.clusters = vec![Cluster {
+    s.services.insert(0, Arc::new(db));
+    s.clusters = vec![Arc::new(Cluster {
         key: ClusterKey {
             namespace: "default".into(),
             service: "db".into(),
@@ -727,7 +730,7 @@ fn a_dual_stack_endpoint_under_one_hostname_is_one_srv_per_port() {
                 zone: None,
             })
             .collect(),
-    }];
+    })];
     s.validate().unwrap();
     let z = ZoneIndex::compile(&s, "cluster.local", 30).unwrap();
     let host = "db-0.db.default.svc.cluster.local.";

@@ -1,5 +1,6 @@
 use ferry_model::{Backend, HostMatch, IngressOptions, PathType, Route, Snapshot, VirtualHost};
 use http::{HeaderMap, HeaderValue};
+use std::sync::Arc;
 
 use super::{Routes, cookie};
 
@@ -204,10 +205,10 @@ fn with_default_backends() -> Routes {
     };
     Routes::compile(&Snapshot {
         version: 1,
-        virtual_hosts: vec![host],
+        virtual_hosts: vec![Arc::new(host)],
         default_backend: Some(backend("fallback")),
         default_backend_ingress: Some(ingress("fallback")),
-        ingress_options: vec![
+        ingress_options: [
             IngressOptions {
                 use_regex: false,
                 rewrite_target: None,
@@ -215,7 +216,9 @@ fn with_default_backends() -> Routes {
             },
             all_options("fallback", 3),
             all_options("site", 2),
-        ],
+        ]
+        .map(Arc::new)
+        .to_vec(),
         ..Snapshot::default()
     })
 }
@@ -276,9 +279,12 @@ fn a_default_backend_without_an_owner_takes_the_defaults() {
         default_backend_ingress: None,
     };
     let r = Routes::compile(&Snapshot {
-        virtual_hosts: vec![host],
+        virtual_hosts: vec![Arc::new(host)],
         default_backend: Some(backend("fallback")),
-        ingress_options: vec![all_options("fallback", 3), all_options("site", 2)],
+        ingress_options: vec![
+            Arc::new(all_options("fallback", 3)),
+            Arc::new(all_options("site", 2)),
+        ],
         ..Snapshot::default()
     });
     for host in ["shop.example.com", "other.example.com"] {

@@ -55,7 +55,7 @@ fn ready_endpoints_else_serving_terminating_ones() {
     assert_eq!(route.balancer.endpoints(), [addr("10.0.0.1:80")]);
 
     // The last Pod is terminating but still serving: kube-proxy keeps sending to it.
-    let e = &mut s.clusters[0].endpoints;
+    let e = &mut Arc::make_mut(&mut s.clusters[0]).endpoints;
     e[0].ready = false;
     e[0].terminating = true;
     e[0].serving = true;
@@ -63,7 +63,7 @@ fn ready_endpoints_else_serving_terminating_ones() {
     let route = table.route(svc.addr()).unwrap();
     assert_eq!(route.balancer.endpoints(), [addr("10.0.0.1:80")]);
 
-    s.clusters[0].endpoints[0].serving = false;
+    Arc::make_mut(&mut s.clusters[0]).endpoints[0].serving = false;
     let table = Table::compile(&s, &Config::default(), None);
     assert!(addrs(&table).is_empty(), "nothing to send to: no listener");
 }
@@ -81,9 +81,9 @@ fn headless_external_name_and_clashes() {
         "test/a:80",
         "the first keeps it"
     );
-    s.services[0].headless = true;
-    s.services[1].service_type = ServiceType::ExternalName;
-    s.services[1].external_name = Some("example.com".into());
+    Arc::make_mut(&mut s.services[0]).headless = true;
+    Arc::make_mut(&mut s.services[1]).service_type = ServiceType::ExternalName;
+    Arc::make_mut(&mut s.services[1]).external_name = Some("example.com".into());
     let table = Table::compile(&s, &Config::default(), None);
     assert!(addrs(&table).is_empty());
 }
@@ -128,7 +128,7 @@ fn a_udp_port_next_to_its_tcp_twin_is_warned_about_once_and_not_proxied() {
     let mut s = snapshot(1, &[tcp]);
     let with_udp = snapshot(1, &[udp]);
     // One Service with both ports: merge the UDP port and cluster into the TCP one's.
-    s.services[0]
+    Arc::make_mut(&mut s.services[0])
         .ports
         .push(with_udp.services[0].ports[0].clone());
     s.clusters.push(with_udp.clusters[0].clone());

@@ -2,6 +2,7 @@
 //! allows and the model does not, naming the field (`services[2].ports[0].port`).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
 
 use crate::proto as pb;
 use crate::snapshot as m;
@@ -42,6 +43,13 @@ pub(super) fn each<P, M>(
         .enumerate()
         .map(|(i, item)| convert(item, &at_index(base, field, i)))
         .collect()
+}
+
+/// A conversion whose item a snapshot holds shared (`Arc`).
+pub(super) fn shared<P, M>(
+    convert: impl Fn(P, &str) -> Result<M, ProtoError>,
+) -> impl Fn(P, &str) -> Result<Arc<M>, ProtoError> {
+    move |item, field| convert(item, field).map(Arc::new)
 }
 
 // ---- model → proto ----
@@ -276,14 +284,18 @@ impl From<&m::Snapshot> for pb::Snapshot {
     fn from(s: &m::Snapshot) -> pb::Snapshot {
         pb::Snapshot {
             version: s.version,
-            services: s.services.iter().map(service).collect(),
+            services: s.services.iter().map(|x| service(x)).collect(),
             namespaces: s.namespaces.clone(),
-            clusters: s.clusters.iter().map(cluster).collect(),
-            virtual_hosts: s.virtual_hosts.iter().map(virtual_host).collect(),
+            clusters: s.clusters.iter().map(|x| cluster(x)).collect(),
+            virtual_hosts: s.virtual_hosts.iter().map(|x| virtual_host(x)).collect(),
             default_backend: s.default_backend.as_ref().map(backend),
             default_backend_ingress: s.default_backend_ingress.as_ref().map(ingress_ref),
-            certificates: s.certificates.iter().map(certificate).collect(),
-            ingress_options: s.ingress_options.iter().map(ingress_options).collect(),
+            certificates: s.certificates.iter().map(|x| certificate(x)).collect(),
+            ingress_options: s
+                .ingress_options
+                .iter()
+                .map(|x| ingress_options(x))
+                .collect(),
         }
     }
 }
@@ -591,10 +603,10 @@ impl TryFrom<pb::Snapshot> for m::Snapshot {
         let f = "snapshot";
         Ok(m::Snapshot {
             version: s.version,
-            services: each(s.services, f, "services", to_service)?,
+            services: each(s.services, f, "services", shared(to_service))?,
             namespaces: s.namespaces,
-            clusters: each(s.clusters, f, "clusters", to_cluster)?,
-            virtual_hosts: each(s.virtual_hosts, f, "virtual_hosts", to_virtual_host)?,
+            clusters: each(s.clusters, f, "clusters", shared(to_cluster))?,
+            virtual_hosts: each(s.virtual_hosts, f, "virtual_hosts", shared(to_virtual_host))?,
             default_backend: s
                 .default_backend
                 .map(|b| to_backend(Some(b), &at(f, "default_backend")))
@@ -603,8 +615,17 @@ impl TryFrom<pb::Snapshot> for m::Snapshot {
                 .default_backend_ingress
                 .map(|r| to_ingress_ref(Some(r), &at(f, "default_backend_ingress")))
                 .transpose()?,
-            certificates: s.certificates.into_iter().map(to_certificate).collect(),
-            ingress_options: each(s.ingress_options, f, "ingress_options", to_ingress_options)?,
+            certificates: s
+                .certificates
+                .into_iter()
+                .map(|c| Arc::new(to_certificate(c)))
+                .collect(),
+            ingress_options: each(
+                s.ingress_options,
+                f,
+                "ingress_options",
+                shared(to_ingress_options),
+            )?,
             // Not on the wire (see `Snapshot::mesh`).
             mesh: m::Mesh::default(),
         })

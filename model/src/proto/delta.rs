@@ -8,6 +8,7 @@
 //! order (a hand-written one) has no delta: [`diff`] returns `None` and the whole view is sent.
 
 use std::cmp::Ordering;
+use std::sync::Arc;
 
 use super::convert::{
     at, at_index, backend, certificate, cluster, each, err, ingress_options, ingress_ref, service,
@@ -16,7 +17,7 @@ use super::convert::{
 };
 use super::{ProtoError, convert::cluster_key};
 use crate::proto as pb;
-use crate::snapshot as m;
+use crate::snapshot::{self as m, order};
 
 type ServiceKey = (String, String);
 type CertificateKey = (String, String);
@@ -33,69 +34,53 @@ fn host_key(v: &m::VirtualHost) -> m::HostMatch {
     v.host.clone()
 }
 
-/// Strictly ascending by key: the canonical order, no key twice.
-fn canonical<T, K: Ord>(items: &[T], key: impl Fn(&T) -> K) -> bool {
-    items.windows(2).all(|w| key(&w[0]) < key(&w[1]))
-}
-
 /// What changed in one keyed collection, both sides canonical: the items of `new` that are
-/// not in `old` as they are, and the keys of `old` that `new` lacks.
-fn diff_keyed<'a, T: PartialEq, K: Ord>(
-    old: &[T],
-    new: &'a [T],
+/// not in `old` as they are, and the keys of `old` that `new` lacks. Items the two views
+/// share cost a pointer compare.
+fn diff_keyed<'a, T: PartialEq, K>(
+    old: &[Arc<T>],
+    new: &'a [Arc<T>],
+    cmp: fn(&T, &T) -> Ordering,
     key: impl Fn(&T) -> K,
 ) -> (Vec<&'a T>, Vec<K>) {
-    let (mut upserted, mut removed) = (Vec::new(), Vec::new());
-    let (mut i, mut j) = (0, 0);
-    while i < old.len() || j < new.len() {
-        let order = match (old.get(i), new.get(j)) {
-            (Some(a), Some(b)) => key(a).cmp(&key(b)),
-            (Some(_), None) => Ordering::Less,
-            (None, _) => Ordering::Greater,
-        };
-        match order {
-            Ordering::Less => {
-                removed.push(key(&old[i]));
-                i += 1;
-            }
-            Ordering::Greater => {
-                upserted.push(&new[j]);
-                j += 1;
-            }
-            Ordering::Equal => {
-                if old[i] != new[j] {
-                    upserted.push(&new[j]);
-                }
-                i += 1;
-                j += 1;
-            }
-        }
-    }
-    (upserted, removed)
+    let changes = m::changes(old, new, cmp);
+    (
+        changes.changed.iter().map(|&j| &*new[j]).collect(),
+        changes.removed.iter().map(|&i| key(&old[i])).collect(),
+    )
 }
 
 /// What changed from `old` to `new`, for a push of `new` to a part that holds `old`
 /// (`base_version` is `old.version`). `None` when either view is not in canonical order, so
 /// that a delta could not rebuild it exactly: the whole view must be sent.
 pub fn diff(old: &m::Snapshot, new: &m::Snapshot) -> Option<pb::Delta> {
-    let in_order = |s: &m::Snapshot| {
-        canonical(&s.services, service_key)
-            && canonical(&s.namespaces, Clone::clone)
-            && canonical(&s.clusters, |c| c.key.clone())
-            && canonical(&s.virtual_hosts, host_key)
-            && canonical(&s.certificates, certificate_key)
-            && canonical(&s.ingress_options, |o| o.ingress.clone())
-    };
-    if !in_order(old) || !in_order(new) {
+    if !old.is_canonical() || !new.is_canonical() {
         return None;
     }
-    let (services, removed_services) = diff_keyed(&old.services, &new.services, service_key);
-    let (clusters, removed_clusters) = diff_keyed(&old.clusters, &new.clusters, |c| c.key.clone());
-    let (hosts, removed_hosts) = diff_keyed(&old.virtual_hosts, &new.virtual_hosts, host_key);
-    let (certs, removed_certs) = diff_keyed(&old.certificates, &new.certificates, certificate_key);
-    let (options, removed_options) = diff_keyed(&old.ingress_options, &new.ingress_options, |o| {
-        o.ingress.clone()
-    });
+    let (services, removed_services) =
+        diff_keyed(&old.services, &new.services, order::service, service_key);
+    let (clusters, removed_clusters) =
+        diff_keyed(&old.clusters, &new.clusters, order::cluster, |c| {
+            c.key.clone()
+        });
+    let (hosts, removed_hosts) = diff_keyed(
+        &old.virtual_hosts,
+        &new.virtual_hosts,
+        order::virtual_host,
+        host_key,
+    );
+    let (certs, removed_certs) = diff_keyed(
+        &old.certificates,
+        &new.certificates,
+        order::certificate,
+        certificate_key,
+    );
+    let (options, removed_options) = diff_keyed(
+        &old.ingress_options,
+        &new.ingress_options,
+        order::ingress_options,
+        |o| o.ingress.clone(),
+    );
     let default_changed = old.default_backend != new.default_backend
         || old.default_backend_ingress != new.default_backend_ingress;
     Some(pb::Delta {
@@ -157,18 +142,17 @@ pub fn is_empty(delta: &pb::Delta) -> bool {
         && removed_ingress_options.is_empty()
 }
 
-/// One keyed collection of `base` with `upserted` put in and `removed` taken out, in key
-/// order. `field` names the collection for errors (`delta.services`).
+/// One keyed collection of `base` (in canonical order) with `upserted` put in and `removed`
+/// taken out, in key order. The places of the changes are found by binary search, and the
+/// items between them are shared with `base` (a pointer copy each). `field` names the
+/// collection for errors (`delta.services`).
 fn apply_keyed<T, K: Ord + std::fmt::Debug>(
-    base: &[T],
+    base: &[Arc<T>],
     mut upserted: Vec<T>,
     mut removed: Vec<K>,
     key: impl Fn(&T) -> K,
     field: &str,
-) -> Result<Vec<T>, ProtoError>
-where
-    T: Clone,
-{
+) -> Result<Vec<Arc<T>>, ProtoError> {
     let removed_field = format!("delta.removed_{field}");
     let field = format!("delta.{field}");
     upserted.sort_by_key(&key);
@@ -179,40 +163,54 @@ where
     if let Some(w) = removed.windows(2).find(|w| w[0] == w[1]) {
         return err(&removed_field, format!("{:?} is removed twice", w[0]));
     }
-    let mut out = Vec::with_capacity(base.len() + upserted.len());
-    let mut ups = upserted.into_iter().peekable();
+    let find = |k: &K| base.binary_search_by(|b| key(b).cmp(k));
+    // The edits in key order, so their places in `base` do not go back: (place, whether the
+    // item there is replaced or removed, what goes in).
+    let mut edits: Vec<(usize, bool, Option<T>)> =
+        Vec::with_capacity(upserted.len() + removed.len());
     let mut gone = removed.into_iter().peekable();
-    for item in base {
-        let k = key(item);
-        while ups.peek().is_some_and(|u| key(u) < k) {
-            out.extend(ups.next());
-        }
-        if let Some(r) = gone.next_if(|r| *r <= k) {
-            if r < k {
-                return err(&removed_field, format!("{r:?} is not in the view"));
-            }
-            if ups.peek().is_some_and(|u| key(u) == k) {
+    for item in upserted {
+        let k = key(&item);
+        while let Some(r) = gone.next_if(|r| *r <= k) {
+            if r == k {
                 return err(&field, format!("{k:?} is both upserted and removed"));
             }
-            continue;
+            match find(&r) {
+                Ok(i) => edits.push((i, true, None)),
+                Err(_) => return err(&removed_field, format!("{r:?} is not in the view")),
+            }
         }
-        match ups.next_if(|u| key(u) == k) {
-            Some(replacement) => out.push(replacement),
-            None => out.push(item.clone()),
+        match find(&k) {
+            Ok(i) => edits.push((i, true, Some(item))),
+            Err(i) => edits.push((i, false, Some(item))),
         }
     }
-    out.extend(ups);
-    if let Some(r) = gone.next() {
-        return err(&removed_field, format!("{r:?} is not in the view"));
+    for r in gone {
+        match find(&r) {
+            Ok(i) => edits.push((i, true, None)),
+            Err(_) => return err(&removed_field, format!("{r:?} is not in the view")),
+        }
     }
+    let added = edits.iter().filter(|(_, replaces, _)| !replaces).count();
+    let mut out = Vec::with_capacity(base.len() + added);
+    let mut next = 0;
+    for (at, replaces, item) in edits {
+        out.extend_from_slice(&base[next..at]);
+        next = at + usize::from(replaces);
+        out.extend(item.map(Arc::new));
+    }
+    out.extend_from_slice(&base[next..]);
     Ok(out)
 }
 
 /// The view a delta makes of `base`, with `version`. `holding` is the version `base` is
 /// known by on the stream (a part numbers its own views, so it may differ from
-/// `base.version`); it must be the delta's `base_version`. Fails, naming the field, when the
-/// delta does not convert or does not fit `base`; the result is not validated (the caller
-/// checks it as it checks a whole view).
+/// `base.version`); it must be the delta's `base_version`. `base` must be in canonical order
+/// ([`m::Snapshot::is_canonical`]; a part checks that once, when it takes a whole view): the
+/// changes are put in place by binary search, and everything else is shared with `base`, so
+/// the cost is a pointer copy per unchanged item. Fails, naming the field, when the delta
+/// does not convert or does not fit `base`; the result is not validated (the caller checks it
+/// with [`m::Snapshot::validate_delta`]).
 pub fn apply(
     base: &m::Snapshot,
     holding: u64,

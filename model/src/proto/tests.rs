@@ -1,4 +1,5 @@
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use proptest::prelude::*;
 use prost::Message;
@@ -7,6 +8,10 @@ use super::*;
 use crate::snapshot as m;
 
 /// Model → proto → bytes → proto → model.
+fn shared<T>(items: Vec<T>) -> Vec<Arc<T>> {
+    items.into_iter().map(Arc::new).collect()
+}
+
 fn round_trip(snapshot: &m::Snapshot) -> m::Snapshot {
     let bytes = Snapshot::from(snapshot).encode_to_vec();
     let decoded = Snapshot::decode(bytes.as_slice()).expect("decodes");
@@ -397,14 +402,14 @@ fn snapshot() -> impl Strategy<Value = m::Snapshot> {
                 (certificates, ingress_options),
             )| m::Snapshot {
                 version,
-                services,
+                services: shared(services),
                 namespaces,
-                clusters,
-                virtual_hosts,
+                clusters: shared(clusters),
+                virtual_hosts: shared(virtual_hosts),
                 default_backend,
                 default_backend_ingress,
-                certificates,
-                ingress_options,
+                certificates: shared(certificates),
+                ingress_options: shared(ingress_options),
                 mesh: m::Mesh::default(),
             },
         )
@@ -420,7 +425,7 @@ proptest! {
 #[test]
 fn a_port_past_65535_names_its_field() {
     let mut wire = Snapshot::from(&m::Snapshot {
-        clusters: vec![m::Cluster {
+        clusters: vec![Arc::new(m::Cluster {
             key: m::ClusterKey {
                 namespace: "default".into(),
                 service: "web".into(),
@@ -431,7 +436,7 @@ fn a_port_past_65535_names_its_field() {
             app_protocol: None,
             session_affinity: m::SessionAffinity::None,
             endpoints: Vec::new(),
-        }],
+        })],
         ..m::Snapshot::default()
     });
     wire.clusters[0].key.as_mut().expect("key").port = 70_000;
@@ -502,7 +507,13 @@ fn canonical(s: m::Snapshot) -> m::Snapshot {
 
 /// A changed collection: each old item kept, dropped, or given fresh content under its key
 /// (by `choice`), then the fresh items added.
-fn mix<T: Clone>(old: &[T], fresh: &[T], choice: &[u8], rekey: impl Fn(&mut T, &T)) -> Vec<T> {
+/// Kept items are shared with the old view, as a part's applied delta shares them.
+fn mix<T: Clone>(
+    old: &[Arc<T>],
+    fresh: &[Arc<T>],
+    choice: &[u8],
+    rekey: impl Fn(&mut T, &T),
+) -> Vec<Arc<T>> {
     let mut out = Vec::new();
     for (i, item) in old.iter().enumerate() {
         match choice.get(i).copied().unwrap_or(0) % 3 {
@@ -510,9 +521,9 @@ fn mix<T: Clone>(old: &[T], fresh: &[T], choice: &[u8], rekey: impl Fn(&mut T, &
             1 => {}
             _ => match fresh.get(i % fresh.len().max(1)) {
                 Some(f) => {
-                    let mut changed = f.clone();
+                    let mut changed = (**f).clone();
                     rekey(&mut changed, item);
-                    out.push(changed);
+                    out.push(Arc::new(changed));
                 }
                 None => out.push(item.clone()),
             },
@@ -606,7 +617,7 @@ fn big_snapshot(services: usize, endpoints: usize) -> m::Snapshot {
         let addresses: Vec<IpAddr> = (0..endpoints)
             .map(|e| IpAddr::from([10, (s >> 8) as u8, s as u8, e as u8]))
             .collect();
-        snapshot.services.push(m::Service {
+        snapshot.services.push(Arc::new(m::Service {
             namespace: "default".to_owned(),
             name: name.clone(),
             service_type: m::ServiceType::ClusterIP,
@@ -642,8 +653,8 @@ fn big_snapshot(services: usize, endpoints: usize) -> m::Snapshot {
                     }),
                 })
                 .collect(),
-        });
-        snapshot.clusters.push(m::Cluster {
+        }));
+        snapshot.clusters.push(Arc::new(m::Cluster {
             key: m::ClusterKey {
                 namespace: "default".to_owned(),
                 service: name,
@@ -664,7 +675,7 @@ fn big_snapshot(services: usize, endpoints: usize) -> m::Snapshot {
                     zone: None,
                 })
                 .collect(),
-        });
+        }));
     }
     snapshot
 }
@@ -677,8 +688,8 @@ fn one_endpoint_change_costs_one_service_and_one_cluster_on_the_wire() {
     let old = big_snapshot(10_000, 10);
     let mut new = old.clone();
     new.version += 1;
-    new.services[4321].endpoints[3].ready = false;
-    new.clusters[4321].endpoints[3].ready = false;
+    Arc::make_mut(&mut new.services[4321]).endpoints[3].ready = false;
+    Arc::make_mut(&mut new.clusters[4321]).endpoints[3].ready = false;
     let diff = delta::diff(&old, &new).expect("canonical");
     assert_eq!(diff.services.len(), 1);
     assert_eq!(diff.clusters.len(), 1);

@@ -1,3 +1,5 @@
+use std::sync::Arc;
+
 use super::*;
 
 fn service(name: &str, port: u16) -> Service {
@@ -63,16 +65,16 @@ fn snapshot() -> Snapshot {
     let web = cluster("web", 80);
     Snapshot {
         version: 3,
-        services: vec![service("api", 80), service("web", 80)],
+        services: vec![Arc::new(service("api", 80)), Arc::new(service("web", 80))],
         namespaces: vec![],
-        clusters: vec![cluster("api", 80), web.clone()],
-        virtual_hosts: vec![VirtualHost {
+        clusters: vec![Arc::new(cluster("api", 80)), Arc::new(web.clone())],
+        virtual_hosts: vec![Arc::new(VirtualHost {
             host: HostMatch::parse("Shop.Example.com"),
             tls: false,
             routes: vec![route("/", Some(web.key))],
             default_backend: None,
             default_backend_ingress: None,
-        }],
+        })],
         default_backend: None,
         default_backend_ingress: None,
         certificates: vec![],
@@ -94,7 +96,7 @@ fn a_consistent_snapshot_validates_and_round_trips_through_json() {
 #[test]
 fn dangling_cluster_reference_is_refused() {
     let mut s = snapshot();
-    s.virtual_hosts[0].routes.push(route(
+    Arc::make_mut(&mut s.virtual_hosts[0]).routes.push(route(
         "/x",
         Some(ClusterKey {
             namespace: "shop".into(),
@@ -123,10 +125,10 @@ fn unsorted_or_duplicate_keys_are_refused() {
 #[test]
 fn relative_paths_and_port_zero_are_refused() {
     let mut s = snapshot();
-    s.virtual_hosts[0].routes[0].path = "foo".into();
+    Arc::make_mut(&mut s.virtual_hosts[0]).routes[0].path = "foo".into();
     assert!(s.validate().is_err());
     let mut s = snapshot();
-    s.clusters[0].endpoints[0].port = 0;
+    Arc::make_mut(&mut s.clusters[0]).endpoints[0].port = 0;
     assert!(s.validate().is_err());
 }
 
@@ -152,13 +154,13 @@ fn host_matches_parse_and_order_by_precedence() {
 #[test]
 fn private_keys_are_redacted_for_display_only() {
     let mut s = snapshot();
-    s.certificates.push(Certificate {
+    s.certificates.push(Arc::new(Certificate {
         namespace: "shop".into(),
         secret: "tls".into(),
         hosts: vec!["shop.example.com".into()],
         cert_pem: "-----BEGIN CERTIFICATE-----".into(),
         key_pem: "-----BEGIN PRIVATE KEY-----k3y-bytes".into(),
-    });
+    }));
     let shown = s.without_private_keys();
     assert_eq!(shown.certificates[0].key_pem, REDACTED);
     assert!(s.certificates[0].key_pem.contains("k3y-bytes"));
@@ -212,7 +214,7 @@ fn without_annotations_the_json_has_no_new_keys() {
 fn ingress_options_are_found_by_ingress_and_round_trip() {
     let mut s = snapshot();
     let web = s.clusters[1].key.clone();
-    s.virtual_hosts[0].routes[0].canary = Some(canary(Some(web)));
+    Arc::make_mut(&mut s.virtual_hosts[0]).routes[0].canary = Some(canary(Some(web)));
     s.ingress_options = ["api", "web"]
         .into_iter()
         .map(|n| IngressOptions {
@@ -233,6 +235,7 @@ fn ingress_options_are_found_by_ingress_and_round_trip() {
                 path: Some("/".into()),
             }),
         })
+        .map(Arc::new)
         .collect();
     s.validate().unwrap();
     assert_eq!(
@@ -255,9 +258,9 @@ fn ingress_options_unsorted_duplicate_or_inconsistent_are_refused() {
         ..IngressOptions::default()
     };
     let mut s = snapshot();
-    s.ingress_options = vec![opts("web"), opts("api")];
+    s.ingress_options = vec![Arc::new(opts("web")), Arc::new(opts("api"))];
     assert!(s.validate().unwrap_err().to_string().contains("not sorted"));
-    s.ingress_options = vec![opts("web"), opts("web")];
+    s.ingress_options = vec![Arc::new(opts("web")), Arc::new(opts("web"))];
     assert!(s.validate().is_err());
 
     let broken = [
@@ -281,7 +284,7 @@ fn ingress_options_unsorted_duplicate_or_inconsistent_are_refused() {
     ];
     for o in broken {
         let mut s = snapshot();
-        s.ingress_options = vec![o.clone()];
+        s.ingress_options = vec![Arc::new(o.clone())];
         assert!(s.validate().is_err(), "{o:?}");
     }
 }
@@ -292,8 +295,8 @@ fn default_backends_name_their_ingress() {
     let backend = route("/", Some(s.clusters[1].key.clone())).backend;
     s.default_backend = Some(backend.clone());
     s.default_backend_ingress = Some(ingress("fallback"));
-    s.virtual_hosts[0].default_backend = Some(backend.clone());
-    s.virtual_hosts[0].default_backend_ingress = Some(ingress("web"));
+    Arc::make_mut(&mut s.virtual_hosts[0]).default_backend = Some(backend.clone());
+    Arc::make_mut(&mut s.virtual_hosts[0]).default_backend_ingress = Some(ingress("web"));
     s.validate().unwrap();
     let json = serde_json::to_string(&s).unwrap();
     assert!(
@@ -311,7 +314,7 @@ fn default_backends_name_their_ingress() {
     // A backend without its owner: a hand-written snapshot, served with the defaults.
     let mut unowned = s.clone();
     unowned.default_backend_ingress = None;
-    unowned.virtual_hosts[0].default_backend_ingress = None;
+    Arc::make_mut(&mut unowned.virtual_hosts[0]).default_backend_ingress = None;
     unowned.validate().unwrap();
 
     let mut ownerless = snapshot();
@@ -319,7 +322,7 @@ fn default_backends_name_their_ingress() {
     let err = ownerless.validate().unwrap_err().to_string();
     assert!(err.contains("the catch-all"), "{err}");
     let mut ownerless = snapshot();
-    ownerless.virtual_hosts[0].default_backend_ingress = Some(ingress("web"));
+    Arc::make_mut(&mut ownerless.virtual_hosts[0]).default_backend_ingress = Some(ingress("web"));
     let err = ownerless.validate().unwrap_err().to_string();
     assert!(err.contains("virtual host shop.example.com"), "{err}");
 }
@@ -330,13 +333,13 @@ fn default_backends_name_their_ingress() {
 fn an_ingress_reference_of_another_kind_does_not_read() {
     let mut s = snapshot();
     let backend = route("/", Some(s.clusters[1].key.clone())).backend;
-    s.virtual_hosts[0].default_backend = Some(backend);
-    s.virtual_hosts[0].default_backend_ingress = Some(ingress("web"));
-    s.ingress_options = vec![IngressOptions {
+    Arc::make_mut(&mut s.virtual_hosts[0]).default_backend = Some(backend);
+    Arc::make_mut(&mut s.virtual_hosts[0]).default_backend_ingress = Some(ingress("web"));
+    s.ingress_options = vec![Arc::new(IngressOptions {
         ingress: ingress("web"),
         use_regex: true,
         ..IngressOptions::default()
-    }];
+    })];
     let json = serde_json::to_string(&s).unwrap();
     let ingress_json = r#"{"kind":"Ingress","namespace":"shop","name":"web"}"#;
     assert_eq!(json.matches(ingress_json).count(), 3, "{json}");
@@ -395,7 +398,7 @@ fn canary_weights_and_clusters_are_checked() {
         ),
     ] {
         let mut s = snapshot();
-        s.virtual_hosts[0].routes[0].canary = Some(c.clone());
+        Arc::make_mut(&mut s.virtual_hosts[0]).routes[0].canary = Some(c.clone());
         assert_eq!(s.validate().is_ok(), ok, "{c:?}");
     }
 }
@@ -419,24 +422,24 @@ fn one_port_number_on_two_protocols_is_two_clusters() {
     });
     dns.ports[0].name = "dns".into();
     dns.ports[0].protocol = Protocol::UDP;
-    s.services.insert(1, dns);
+    s.services.insert(1, Arc::new(dns));
     let mut udp = cluster("dns", 53);
     udp.key.protocol = Protocol::UDP;
-    s.clusters.insert(1, cluster("dns", 53));
-    s.clusters.insert(2, udp);
+    s.clusters.insert(1, Arc::new(cluster("dns", 53)));
+    s.clusters.insert(2, Arc::new(udp));
     assert_eq!(s.validate(), Ok(()));
     assert_eq!(s.clusters[1].key.to_string(), "shop/dns:53");
     assert_eq!(s.clusters[2].key.to_string(), "shop/dns:53/UDP");
 
     // The same (port, protocol) twice in one Service is not two ports.
     let mut twice = s.clone();
-    twice.services[1].ports[1].protocol = Protocol::UDP;
+    Arc::make_mut(&mut twice.services[1]).ports[1].protocol = Protocol::UDP;
     let err = twice.validate().unwrap_err().to_string();
     assert!(err.contains("shop/dns has port 53/UDP twice"), "{err}");
 
     // A cluster needs a Service port of its own protocol.
     let mut sctp = s.clone();
-    sctp.clusters[2].key.protocol = Protocol::SCTP;
+    Arc::make_mut(&mut sctp.clusters[2]).key.protocol = Protocol::SCTP;
     let err = sctp.validate().unwrap_err().to_string();
     assert!(
         err.contains("cluster shop/dns:53/SCTP has no service port"),

@@ -2,6 +2,7 @@ use ferry_model::{
     Backend, BackendPort, ClusterKey, HostMatch, IngressRef, PathType, Route, Snapshot, VirtualHost,
 };
 use proptest::prelude::*;
+use std::sync::Arc;
 
 use super::*;
 
@@ -45,7 +46,7 @@ fn vhost(host: &str, routes: Vec<Route>, default: Option<&str>) -> VirtualHost {
 fn snapshot(virtual_hosts: Vec<VirtualHost>, default: Option<&str>) -> Snapshot {
     Snapshot {
         version: 7,
-        virtual_hosts,
+        virtual_hosts: virtual_hosts.into_iter().map(Arc::new).collect(),
         default_backend: default.map(backend),
         ..Snapshot::default()
     }
@@ -798,6 +799,7 @@ fn snapshot_strategy() -> impl Strategy<Value = Snapshot> {
                 default_backend: default.then(|| backend(&format!("v{h}-default"))),
                 default_backend_ingress: None,
             })
+            .map(Arc::new)
             .collect();
         Snapshot {
             virtual_hosts,
@@ -858,7 +860,8 @@ fn distinct(mut s: Snapshot) -> Snapshot {
     });
     for vh in &mut s.virtual_hosts {
         let mut seen = std::collections::HashSet::new();
-        vh.routes
+        Arc::make_mut(vh)
+            .routes
             .retain(|r| seen.insert((r.path.clone(), r.path_type)));
     }
     s
@@ -876,12 +879,13 @@ fn shuffle(s: Snapshot) -> impl Strategy<Value = Snapshot> {
         shuffled.virtual_hosts = hosts
             .into_iter()
             .map(|mut vh| {
+                let vh_mut = Arc::make_mut(&mut vh);
                 let i = s
                     .virtual_hosts
                     .iter()
-                    .position(|o| o.host == vh.host)
+                    .position(|o| o.host == vh_mut.host)
                     .unwrap_or_default();
-                vh.routes = routes[i].clone();
+                vh_mut.routes = routes[i].clone();
                 vh
             })
             .collect();

@@ -226,3 +226,177 @@ fn bad_urls_cas_and_tokens_are_refused_at_build() {
     let e = Subscriber::build(no_token, bus, accept_all()).unwrap_err();
     assert!(e.to_string().contains("--token-file"), "{e}");
 }
+
+// ---- deltas on views with Services: sharing, and the checks of what changed ----
+
+use ferry_model::snapshot::{
+    Cluster, ClusterKey, Endpoint, HostMatch, Protocol, Service, ServicePort, ServiceType,
+    SessionAffinity, TargetPort, VirtualHost,
+};
+
+/// Services `x/<name>` on port 80 with one endpoint each, and their clusters.
+fn services_view(version: u64, names: &[&str], ready: bool) -> Snapshot {
+    let address = "10.0.0.1".parse().unwrap();
+    let service = |name: &str| Service {
+        namespace: "x".into(),
+        name: name.into(),
+        service_type: ServiceType::ClusterIP,
+        cluster_ips: vec![],
+        headless: false,
+        external_name: None,
+        ports: vec![ServicePort {
+            name: "http".into(),
+            port: 80,
+            protocol: Protocol::TCP,
+            app_protocol: None,
+            target_port: TargetPort::Number(8080),
+            node_port: None,
+        }],
+        session_affinity: SessionAffinity::None,
+        publish_not_ready_addresses: false,
+        endpoints: vec![],
+    };
+    let cluster = |name: &str| Cluster {
+        key: ClusterKey {
+            namespace: "x".into(),
+            service: name.into(),
+            port: 80,
+            protocol: Protocol::TCP,
+        },
+        port_name: "http".into(),
+        app_protocol: None,
+        session_affinity: SessionAffinity::None,
+        endpoints: vec![Endpoint {
+            address,
+            port: 8080,
+            ready,
+            serving: true,
+            terminating: false,
+            zone: None,
+        }],
+    };
+    Snapshot {
+        version,
+        services: names.iter().map(|n| Arc::new(service(n))).collect(),
+        clusters: names.iter().map(|n| Arc::new(cluster(n))).collect(),
+        ..Snapshot::default()
+    }
+}
+
+fn whole(snapshot: &Snapshot) -> proto::Push {
+    proto::Push {
+        version: snapshot.version,
+        nonce: format!("n{}", snapshot.version),
+        snapshot: Some(proto::Snapshot::from(snapshot)),
+        delta: None,
+    }
+}
+
+fn delta_between(old: &Snapshot, new: &Snapshot) -> proto::Push {
+    proto::Push {
+        version: new.version,
+        nonce: format!("d{}", new.version),
+        snapshot: None,
+        delta: Some(proto::delta::diff(old, new).unwrap()),
+    }
+}
+
+fn nack_reason(answer: proto::SubscribeRequest) -> String {
+    match answer.message {
+        Some(Message::Nack(nack)) => nack.reason,
+        other => panic!("expected a NACK, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_delta_shares_what_it_does_not_change_with_the_view_held() {
+    let bus = SnapshotBus::new();
+    let mut sub = receiver(&bus, accept_all());
+    let old = services_view(1, &["a", "b", "c"], true);
+    sub.take(whole(&old));
+    let held = bus.current();
+    let mut new = old.clone();
+    new.version = 2;
+    Arc::make_mut(&mut new.clusters[1]).endpoints[0].ready = false;
+    let answer = sub.take(delta_between(&old, &new));
+    assert!(
+        matches!(answer.message, Some(Message::Ack(_))),
+        "{answer:?}"
+    );
+    let taken = bus.current();
+    assert_eq!(taken.clusters, new.clusters);
+    assert!(Arc::ptr_eq(&taken.clusters[0], &held.clusters[0]));
+    assert!(Arc::ptr_eq(&taken.clusters[2], &held.clusters[2]));
+    assert!(!Arc::ptr_eq(&taken.clusters[1], &held.clusters[1]));
+    assert!(
+        taken
+            .services
+            .iter()
+            .zip(&held.services)
+            .all(|(a, b)| Arc::ptr_eq(a, b))
+    );
+}
+
+#[test]
+fn a_delta_that_breaks_an_invariant_is_refused_and_the_view_held_stays() {
+    let bus = SnapshotBus::new();
+    let mut sub = receiver(&bus, accept_all());
+    let old = services_view(1, &["a", "b"], true);
+    sub.take(whole(&old));
+    // Service b goes, its cluster stays.
+    let mut new = old.clone();
+    new.version = 2;
+    new.services.remove(1);
+    let reason = nack_reason(sub.take(delta_between(&old, &new)));
+    assert!(
+        reason.contains("cluster x/b:80 has no service port"),
+        "{reason}"
+    );
+    assert_eq!(*bus.current(), old);
+    // Both go: taken.
+    new.clusters.remove(1);
+    let answer = sub.take(delta_between(&old, &new));
+    assert!(
+        matches!(answer.message, Some(Message::Ack(_))),
+        "{answer:?}"
+    );
+    assert_eq!(bus.current().services.len(), 1);
+}
+
+#[test]
+fn a_whole_view_out_of_canonical_order_takes_no_delta() {
+    let bus = SnapshotBus::new();
+    let mut sub = receiver(&bus, accept_all());
+    // Valid (hosts unique), but the catch-all before an exact host is not the canonical order.
+    let host = |h: &str| {
+        Arc::new(VirtualHost {
+            host: HostMatch::parse(h),
+            tls: false,
+            routes: vec![],
+            default_backend: None,
+            default_backend_ingress: None,
+        })
+    };
+    let mut hand_written = services_view(1, &["a"], true);
+    hand_written.virtual_hosts = vec![host(""), host("a.example")];
+    let answer = sub.take(whole(&hand_written));
+    assert!(
+        matches!(answer.message, Some(Message::Ack(_))),
+        "{answer:?}"
+    );
+    let delta = proto::Push {
+        version: 2,
+        nonce: "d2".into(),
+        snapshot: None,
+        delta: Some(proto::Delta {
+            base_version: 1,
+            namespaces: Some(proto::Namespaces {
+                names: vec!["x".into()],
+            }),
+            ..proto::Delta::default()
+        }),
+    };
+    let reason = nack_reason(sub.take(delta));
+    assert!(reason.contains("not in canonical order"), "{reason}");
+    assert_eq!(bus.current().version, 1);
+}

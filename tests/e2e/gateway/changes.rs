@@ -79,10 +79,10 @@ async fn hundreds_of_changes_under_load_fail_no_request_and_keep_a_tunnel() {
     // redirects), published straight onto the bus like every change below.
     let base = up.bus.current();
     let mut snapshot = (*base).clone();
-    let mut plain = snapshot.virtual_hosts[0].clone();
+    let mut plain = (*snapshot.virtual_hosts[0]).clone();
     plain.host = ferry_model::HostMatch::parse("plain.example.com");
     plain.tls = false;
-    snapshot.virtual_hosts.push(plain);
+    snapshot.virtual_hosts.push(Arc::new(plain));
     snapshot.version += 1;
     assert!(up.bus.publish(snapshot.clone()));
     up.wait_version(snapshot.version).await;
@@ -131,13 +131,15 @@ async fn hundreds_of_changes_under_load_fail_no_request_and_keep_a_tunnel() {
         let mut next = snapshot.clone();
         next.version += 1;
         for vh in &mut next.virtual_hosts {
+            let vh = Arc::make_mut(vh);
             let mut extra = vh.routes[0].clone();
             extra.path = format!("/extra-{i}");
             vh.routes.insert(0, extra);
         }
         if i % 10 == 0 {
             for c in &mut next.certificates {
-                c.hosts = vec!["shop.example.com".into(), format!("h{i}.example.com")];
+                Arc::make_mut(c).hosts =
+                    vec!["shop.example.com".into(), format!("h{i}.example.com")];
             }
         }
         assert!(up.bus.publish(next.clone()));

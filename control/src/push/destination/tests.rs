@@ -8,6 +8,7 @@ use ferry_runtime::StatusBoard;
 use ferry_testing::{DEADLINE, eventually};
 use prometheus_client::registry::Registry;
 use prost::Message as _;
+use std::sync::Arc;
 
 use super::*;
 
@@ -93,8 +94,8 @@ pub(crate) fn snapshot(version: u64, services: Vec<(Service, Cluster)>) -> Snaps
     clusters.sort_by(|a: &Cluster, b| a.key.cmp(&b.key));
     Snapshot {
         version,
-        services,
-        clusters,
+        services: services.into_iter().map(Arc::new).collect(),
+        clusters: clusters.into_iter().map(Arc::new).collect(),
         ..Snapshot::default()
     }
 }

@@ -41,7 +41,7 @@ fn annotations_become_ingress_options_sorted_by_ingress() {
     s.validate().unwrap();
     assert_eq!(
         s.ingress_options,
-        vec![
+        [
             IngressOptions {
                 ingress: shop_ingress("a-second"),
                 rewrite_target: Some("/$2".into()),
@@ -56,6 +56,7 @@ fn annotations_become_ingress_options_sorted_by_ingress() {
                 ..IngressOptions::default()
             },
         ]
+        .map(std::sync::Arc::new)
     );
     let route = &s.virtual_hosts[0].routes[0];
     assert_eq!(route.path, "/api(/|$)(.*)");
