@@ -398,13 +398,49 @@ struct Subscriptions {
 #[derive(Clone, Debug)]
 struct PeerSubscriptions {
     shared: Arc<Shared>,
+    identity: IdentityService,
     peer: SocketAddr,
+}
+
+/// Who a sidecar's call speaks for.
+enum SidecarCaller {
+    /// The join token: a part of the control plane's own (or an operator's tool), which may
+    /// ask about any workload.
+    Joined,
+    /// A per-Pod token: that Pod's sidecar, which may ask only about its own workload.
+    Pod { namespace: String, pod: String },
+}
+
+/// A sidecar's calls prove themselves with its Pod's token (what the kubelet handed it), or
+/// with the join token. Pods are never given the join token: with it a Pod could subscribe as
+/// a gateway and receive every private key.
+fn authorize_sidecar(
+    metadata: &tonic::metadata::MetadataMap,
+    shared: &Shared,
+    identity: &IdentityService,
+) -> Result<SidecarCaller, tonic::Status> {
+    let given = metadata
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .ok_or_else(|| {
+            tonic::Status::unauthenticated("no Pod or join token (authorization: Bearer)")
+        })?;
+    if same_token(given.as_bytes(), shared.token.as_bytes()) {
+        return Ok(SidecarCaller::Joined);
+    }
+    identity
+        .pod_of(given)
+        .map(|(namespace, pod)| SidecarCaller::Pod { namespace, pod })
+        .map_err(|e| tonic::Status::unauthenticated(format!("Pod token refused: {e}")))
 }
 
 impl Subscriptions {
     fn with_peer(&self, peer: SocketAddr) -> PeerSubscriptions {
         PeerSubscriptions {
             shared: self.shared.clone(),
+            identity: self.identity.clone(),
             peer,
         }
     }
@@ -535,7 +571,7 @@ impl DestinationService for PeerSubscriptions {
         &self,
         request: tonic::Request<proto::GetDestination>,
     ) -> Result<tonic::Response<Self::GetStream>, tonic::Status> {
-        authorize(request.metadata(), &self.shared.token)?;
+        authorize_sidecar(request.metadata(), &self.shared, &self.identity)?;
         let request = request.into_inner();
         let target = destination::parse_authority(&request.authority, &self.shared.cluster_domain)
             .map_err(tonic::Status::invalid_argument)?;
@@ -563,12 +599,21 @@ impl DestinationService for PeerSubscriptions {
         &self,
         request: tonic::Request<proto::GetInboundPolicy>,
     ) -> Result<tonic::Response<Self::GetInboundPolicyStream>, tonic::Status> {
-        authorize(request.metadata(), &self.shared.token)?;
+        let caller = authorize_sidecar(request.metadata(), &self.shared, &self.identity)?;
         let request = request.into_inner();
         if request.namespace.is_empty() || request.pod.is_empty() {
             return Err(tonic::Status::invalid_argument(
                 "GetInboundPolicy.namespace and GetInboundPolicy.pod name the workload; one is empty",
             ));
+        }
+        // A Pod's token asks for its own policy only (another's would tell whom it admits).
+        if let SidecarCaller::Pod { namespace, pod } = &caller
+            && (namespace != &request.namespace || pod != &request.pod)
+        {
+            return Err(tonic::Status::permission_denied(format!(
+                "the token is Pod {namespace}/{pod}'s, not {}/{}'s",
+                request.namespace, request.pod
+            )));
         }
         let domain = self.shared.cluster_domain.clone();
         let what = format!(

@@ -117,12 +117,28 @@ pub fn wants_sidecar(pod: &Pod, namespace: Option<&BTreeMap<String, String>>) ->
     }
 }
 
-/// Whether the Pod has the sidecar.
+/// Whether the Pod has the sidecar: the `ferry-sidecar` init container as a native sidecar
+/// (`restartPolicy: Always`), the same test the control plane makes for its `meshed` flag. A
+/// plain init container of that name is not a sidecar, and gets no interception.
 pub fn is_meshed(pod: &Pod) -> bool {
     pod.spec
         .as_ref()
         .and_then(|s| s.init_containers.as_ref())
-        .is_some_and(|i| i.iter().any(|c| c.name == SIDECAR_CONTAINER))
+        .is_some_and(|i| {
+            i.iter().any(|c| {
+                c.name == SIDECAR_CONTAINER && c.restart_policy.as_deref() == Some("Always")
+            })
+        })
+}
+
+fn has_container_named_sidecar(pod: &Pod) -> bool {
+    pod.spec.as_ref().is_some_and(|s| {
+        s.init_containers
+            .iter()
+            .flatten()
+            .chain(&s.containers)
+            .any(|c| c.name == SIDECAR_CONTAINER)
+    })
 }
 
 /// Adds the sidecar to a Pod that asks for one. `mesh` is the cluster's mesh, or why it has
@@ -132,11 +148,22 @@ pub fn inject(
     namespace: Option<&BTreeMap<String, String>>,
     mesh: Result<&Mesh, &str>,
 ) -> Outcome {
-    if is_meshed(pod) {
+    if has_container_named_sidecar(pod) {
         return Outcome::AlreadyInjected;
     }
     if !wants_sidecar(pod, namespace) {
         return Outcome::NotAsked;
+    }
+    // A Pod of the host's network has no namespace of its own to intercept in, and its
+    // sidecar's ports would be the node's.
+    if pod
+        .spec
+        .as_ref()
+        .is_some_and(|s| s.host_network == Some(true))
+    {
+        return Outcome::Ignored(format!(
+            "{INJECT_ANNOTATION} asks for a sidecar, but the Pod runs without one: it uses the host's network"
+        ));
     }
     let mesh = match mesh {
         Ok(mesh) => mesh,

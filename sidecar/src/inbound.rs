@@ -12,6 +12,7 @@
 //! request by request ([`http`]); anything else is authorized once and copied both ways.
 
 mod http;
+mod path;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;

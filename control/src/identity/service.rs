@@ -116,6 +116,15 @@ impl IdentityService {
         self.tokens.clone()
     }
 
+    /// The Pod a per-Pod token speaks for, when the token holds for a Pod that exists now
+    /// (the check `Certify` makes): `(namespace, pod)`.
+    pub fn pod_of(&self, token: &str) -> Result<(String, String), super::tokens::TokenError> {
+        self.tokens
+            .verify(token, &self.pods.current(), &self.trust_domain)?;
+        let claims = self.tokens.claims(token)?;
+        Ok((claims.namespace, claims.pod))
+    }
+
     /// One Certify call, without the transport (what the tests call).
     pub fn certify(&self, request: &CertifyRequest) -> Result<CertifyResponse, tonic::Status> {
         let id = self

@@ -7,11 +7,16 @@
 //!   `ferry.dev/skip-inbound-ports`, and the node's own connections to the ports the app's
 //!   probes name: the kubelet probes the app itself, as Linkerd passes probes through (a probe
 //!   through the sidecar would fail for want of a mesh identity in strict mode). The node's
-//!   other connections (a gateway on the node reaching the Pod through a Service) go through
-//!   the sidecar like any client's.
+//!   connections to other ports go through the sidecar like any client's. The exemption is by
+//!   port: when a probe port is also the port a Service sends to, the node's other
+//!   connections to it (the gateway's) skip the sidecar too, and with it strict mTLS and
+//!   authorization; Istio avoids this by rewriting probes to go through the sidecar, which
+//!   ferry does not do yet.
 //! - output: TCP the Pod's processes open is redirected to the sidecar's outbound port, except
-//!   from sockets carrying the sidecar's mark (its own connections), to loopback, and to the
-//!   ports of `ferry.dev/skip-outbound-ports`. DNS is UDP and is not intercepted.
+//!   from sockets carrying the sidecar's mark (its own connections), to loopback, to the
+//!   control plane's port on the node (the sidecar reaches it for its certificate before it
+//!   serves), and to the ports of `ferry.dev/skip-outbound-ports`. DNS is UDP and is not
+//!   intercepted.
 //!
 //! `redirect` sends to the Pod's own address (prerouting) or to 127.0.0.1 (output), so the
 //! sidecar listens on every address; it recovers the original destination with
@@ -20,7 +25,7 @@
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
-use ferry_model::mesh::{ADMIN_PORT, INBOUND_PORT, OUTBOUND_PORT, SOCKET_MARK};
+use ferry_model::mesh::{ADMIN_PORT, CONTROL_PORT, INBOUND_PORT, OUTBOUND_PORT, SOCKET_MARK};
 
 use crate::inject::{SKIP_INBOUND_ANNOTATION, SKIP_OUTBOUND_ANNOTATION};
 
@@ -141,6 +146,12 @@ impl Interception {
             ),
             "ip daddr 127.0.0.0/8 accept".to_owned(),
             "oifname \"lo\" accept".to_owned(),
+            // The sidecar's certificate and destinations come over the control channel before
+            // its outbound listener exists: redirected, they would wait on themselves.
+            format!(
+                "ip daddr {} tcp dport {CONTROL_PORT} accept comment \"the control plane\"",
+                self.node
+            ),
         ];
         if !self.skip_outbound.is_empty() {
             outbound.push(format!(

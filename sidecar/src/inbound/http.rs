@@ -105,6 +105,24 @@ async fn handle(conn: &Conn, req: Request<Incoming>) -> Response<ProxyBody> {
     let start = Instant::now();
     let shared = &conn.shared;
     let (mut parts, body) = req.into_parts();
+    // Policies match the normalized path, and the app is sent that path, so the two agree.
+    if let Some(normal) = super::path::normalize(parts.uri.path()) {
+        let with_query = match parts.uri.query() {
+            Some(query) => format!("{normal}?{query}"),
+            None => normal,
+        };
+        let mut uri = std::mem::take(&mut parts.uri).into_parts();
+        match with_query.parse() {
+            Ok(path_and_query) => {
+                uri.path_and_query = Some(path_and_query);
+                match Uri::from_parts(uri) {
+                    Ok(normalized) => parts.uri = normalized,
+                    Err(_) => return status(StatusCode::BAD_REQUEST, "bad request path\n"),
+                }
+            }
+            Err(_) => return status(StatusCode::BAD_REQUEST, "bad request path\n"),
+        }
+    }
     let allowed = shared.authorize.authorize(
         conn.peer.as_ref(),
         conn.port,
