@@ -172,7 +172,10 @@ async fn serve(shared: Arc<Shared>, stream: TcpStream, client: SocketAddr) {
     };
     shared.metrics.detected(Direction::Inbound, detected);
     if detected != Detected::MeshTls {
-        if shared.config.mode == MtlsMode::Strict {
+        // The policy's mode when it has one (it follows the control plane), else the
+        // configured one: read per connection, so a change applies to the next client.
+        let mode = shared.authorize.mtls_mode().unwrap_or(shared.config.mode);
+        if mode == MtlsMode::Strict {
             shared
                 .metrics
                 .plaintext(Direction::Inbound, "refused_strict");
