@@ -65,6 +65,7 @@ fn fixed(
                     port: u32::from(addr.port()),
                     ready: true,
                     identity: id.map(ToString::to_string),
+                    meshed: id.is_some(),
                     ..Default::default()
                 })
                 .collect(),
