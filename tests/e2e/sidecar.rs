@@ -177,6 +177,7 @@ async fn sidecar(
         identities,
         authorize,
         registry: Registry::default(),
+        report_expiry: true,
     };
     let sidecar = Sidecar::build(config, parts).await.unwrap();
     let addrs = sidecar.addrs().unwrap();
