@@ -153,7 +153,10 @@ impl InboundPolicy {
             Decision::Denied(_) => "denied",
             Decision::NotAllowed => "not_allowed",
         };
-        let policy = decision.policy().map(ToString::to_string).unwrap_or_default();
+        let policy = decision
+            .policy()
+            .map(ToString::to_string)
+            .unwrap_or_default();
         self.decisions
             .get_or_create(&DecisionLabels { policy, result })
             .inc();

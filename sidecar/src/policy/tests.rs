@@ -165,7 +165,11 @@ fn decisions_and_updates_are_counted_by_policy_and_result() {
     let mut registry = Registry::default();
     policy.register_metrics(&mut registry);
     policy
-        .apply(answer(1, proto::MtlsMode::Permissive, vec![deny_path("/x")]))
+        .apply(answer(
+            1,
+            proto::MtlsMode::Permissive,
+            vec![deny_path("/x")],
+        ))
         .unwrap();
     let mut bad = deny_path("/y");
     bad.action = 9;
