@@ -56,6 +56,8 @@ impl std::str::FromStr for MtlsMode {
 #[derive(Clone, Debug)]
 pub struct InboundConfig {
     pub addr: SocketAddr,
+    /// Whether plaintext is taken, unless the policy says ([`Authorize::mtls_mode`]): the
+    /// control plane's policy replaces it from its first answer.
     pub mode: MtlsMode,
     /// The app's port when a connection has no original destination (it was not redirected:
     /// tests on loopback, or a client that dialled the inbound port itself). Without it such a

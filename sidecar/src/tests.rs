@@ -347,6 +347,21 @@ async fn strict_refuses_plaintext_and_permissive_takes_it_without_xfcc() {
 }
 
 #[tokio::test]
+async fn the_mode_of_the_policy_applies_from_the_next_connection() {
+    let (ca, app) = (Ca::new(), echo_app().await);
+    let policy = Arc::new(crate::InboundPolicy::new(MtlsMode::Permissive));
+    let api = id("shop", "api");
+    let (_c, server) = pair(&ca, app, &api, MtlsMode::Permissive, policy.clone(), false).await;
+    assert_eq!(get(server.addrs.inbound, &[]).await.unwrap().0, 200);
+    let strict = proto::InboundPolicy {
+        mtls_mode: proto::MtlsMode::Strict as i32,
+        ..Default::default()
+    };
+    policy.apply(strict).unwrap();
+    assert!(get(server.addrs.inbound, &[]).await.is_err(), "strict now");
+}
+
+#[tokio::test]
 async fn the_authorization_hook_denies_with_403() {
     let ca = Ca::new();
     let app = echo_app().await;
