@@ -1,11 +1,13 @@
 //! `ferry sidecar`: the mesh's data plane in one Pod. Inbound on 4143, outbound on 4140, admin
 //! (`/live`, `/ready`, `/metrics`) on 4191; destinations from `ferry control`'s
-//! `Destination.Get`.
+//! `Destination.Get`, and the Pod's inbound policy (AuthorizationPolicies, mTLS mode) from
+//! `Destination.GetInboundPolicy`, both with the join token.
 //!
-//! Credentials come from a PEM trio (`--certificate`, `--key`, `--trust-bundle`) until the
-//! runtime's identity client (CSR over the control channel, renewal) is wired in its place:
-//! whatever fills the `CredentialsWatch` is what the sidecar serves with. Authorization allows
-//! everything until the inbound policy evaluator is plugged into [`ferry_sidecar::Authorize`].
+//! Credentials come one of two ways, never both: with `--token-file` (the per-Pod token the
+//! kubelet hands the injected sidecar) the runtime's identity client asks the control plane's
+//! `Identity` service for the workload certificate and renews it; with the PEM trio
+//! (`--certificate`, `--key`, `--trust-bundle`) they are read once from files. Whatever fills
+//! the `CredentialsWatch` is what the sidecar serves with.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -15,10 +17,14 @@ use clap::ValueEnum;
 use ferry_model::mesh;
 use ferry_proxy::BalancerConfig;
 use ferry_runtime::Shutdown;
+use ferry_runtime::identity::{Credentials, CredentialsWatch, IdentityClient, IdentityConfig};
 use ferry_sidecar::discover::{ControlConfig, ControlDiscover};
+use ferry_sidecar::policy::{self, PolicyConfig};
 use ferry_sidecar::tls::pem::credentials_from_pem;
 use ferry_sidecar::upstream::Identities;
-use ferry_sidecar::{AllowAll, Config, InboundConfig, MtlsMode, OutboundConfig, Parts, Sidecar};
+use ferry_sidecar::{
+    Config, InboundConfig, InboundPolicy, MtlsMode, OutboundConfig, Parts, Sidecar,
+};
 use prometheus_client::registry::Registry;
 
 /// On or off.
@@ -44,9 +50,14 @@ pub struct Args {
     /// The CA that signed the control plane's certificate (its state dir's ca.crt).
     #[arg(long, value_name = "FILE")]
     pub control_ca: PathBuf,
-    /// The join token (its state dir's join-token).
+    /// The control channel's join token (its state dir's join-token): `Destination` calls
+    /// present it.
     #[arg(long, value_name = "FILE")]
-    pub token_file: PathBuf,
+    pub join_token_file: PathBuf,
+    /// The Pod's token (minted by the control plane, written by the kubelet): the workload
+    /// certificate is then issued and renewed by the control plane's `Identity` service.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["certificate", "key", "trust_bundle"])]
+    pub token_file: Option<PathBuf>,
     /// The Pod's namespace.
     #[arg(long, env = "FERRY_POD_NAMESPACE")]
     pub namespace: String,
@@ -65,22 +76,24 @@ pub struct Args {
     /// Admin: /live /ready /metrics.
     #[arg(long, value_name = "ADDR", default_value_t = SocketAddr::from(([0, 0, 0, 0], mesh::ADMIN_PORT)))]
     pub admin: SocketAddr,
-    /// Whether plaintext clients are taken (until the inbound policy carries the mode).
+    /// Whether plaintext clients are taken until the control plane's first inbound policy
+    /// answer; then the answer's mode (the Pod's `ferry.dev/mtls-mode`) applies.
     #[arg(long, value_enum, default_value_t = ModeArg::Permissive)]
     pub mtls_mode: ModeArg,
     /// Mark the sidecar's own sockets (SO_MARK) so the Pod's interception lets them pass; needs
     /// CAP_NET_ADMIN.
     #[arg(long, value_enum, default_value_t = Switch::On)]
     pub mark: Switch,
-    /// The workload certificate chain (PEM, leaf first; its URI SAN is the identity).
-    #[arg(long, value_name = "FILE")]
-    pub certificate: PathBuf,
+    /// The workload certificate chain (PEM, leaf first; its URI SAN is the identity), instead
+    /// of `--token-file`.
+    #[arg(long, value_name = "FILE", requires_all = ["key", "trust_bundle"])]
+    pub certificate: Option<PathBuf>,
     /// The workload certificate's key (PEM).
-    #[arg(long, value_name = "FILE")]
-    pub key: PathBuf,
+    #[arg(long, value_name = "FILE", requires_all = ["certificate", "trust_bundle"])]
+    pub key: Option<PathBuf>,
     /// The roots peers' chains may end at (PEM, one or more).
-    #[arg(long, value_name = "FILE")]
-    pub trust_bundle: PathBuf,
+    #[arg(long, value_name = "FILE", requires_all = ["certificate", "key"])]
+    pub trust_bundle: Option<PathBuf>,
     /// The app's port for inbound connections that were not redirected (no original
     /// destination), e.g. a client that dials the inbound port itself.
     #[arg(long, value_name = "PORT")]
@@ -95,51 +108,140 @@ fn read(flag: &str, path: &PathBuf) -> Result<Vec<u8>, String> {
     std::fs::read(path).map_err(|e| format!("{flag} {}: {e}", path.display()))
 }
 
-/// Runs the sidecar until shutdown.
-pub async fn run(args: Args, shutdown: Shutdown) -> Result<(), String> {
-    let (cert, key) = (
-        read("--certificate", &args.certificate)?,
-        read("--key", &args.key)?,
-    );
-    let bundle = read("--trust-bundle", &args.trust_bundle)?;
-    let credentials = credentials_from_pem(&cert, &key, &bundle).map_err(|e| {
-        format!(
-            "--certificate {} --key {} --trust-bundle {}: {e}",
-            args.certificate.display(),
-            args.key.display(),
-            args.trust_bundle.display()
-        )
-    })?;
-    tracing::info!(identity = %credentials.id, "workload credentials loaded");
-    // Held for the whole run: the identity client will keep sending renewals through it.
-    let (_credentials, watch) = tokio::sync::watch::channel(Some(Arc::new(credentials)));
-    let token = String::from_utf8(read("--token-file", &args.token_file)?)
-        .map_err(|_| format!("--token-file {}: not UTF-8", args.token_file.display()))?
+/// A token file's content, trimmed; an empty or non-UTF-8 file is named.
+fn read_token(flag: &str, path: &PathBuf) -> Result<String, String> {
+    let token = String::from_utf8(read(flag, path)?)
+        .map_err(|_| format!("{flag} {}: not UTF-8", path.display()))?
         .trim()
         .to_owned();
+    if token.is_empty() {
+        return Err(format!("{flag} {}: empty", path.display()));
+    }
+    Ok(token)
+}
+
+/// Where the workload credentials come from.
+#[derive(Debug, PartialEq, Eq)]
+enum CredentialSource<'a> {
+    /// The control plane's `Identity` service, with this Pod token file.
+    Control(&'a PathBuf),
+    /// The PEM trio.
+    Files {
+        certificate: &'a PathBuf,
+        key: &'a PathBuf,
+        trust_bundle: &'a PathBuf,
+    },
+}
+
+/// One way, and only one (clap refuses most mixes already; this is the rule in one place).
+fn credential_source(args: &Args) -> Result<CredentialSource<'_>, String> {
+    match (
+        &args.token_file,
+        &args.certificate,
+        &args.key,
+        &args.trust_bundle,
+    ) {
+        (Some(token), None, None, None) => Ok(CredentialSource::Control(token)),
+        (None, Some(certificate), Some(key), Some(trust_bundle)) => Ok(CredentialSource::Files {
+            certificate,
+            key,
+            trust_bundle,
+        }),
+        (None, None, None, None) => Err(
+            "no workload credentials: give --token-file (certificates from the control plane) or --certificate, --key and --trust-bundle".to_owned(),
+        ),
+        (Some(_), ..) => Err(
+            "--token-file cannot be used with --certificate, --key or --trust-bundle: the certificate comes from the control plane or from files, not both".to_owned(),
+        ),
+        (None, ..) => Err("--certificate, --key and --trust-bundle go together".to_owned()),
+    }
+}
+
+/// The credentials' receiver, and what keeps them coming: the identity client's task, or the
+/// sender of the PEM trio (held so the watch stays open).
+enum Publisher {
+    Control(tokio::task::JoinHandle<()>),
+    Files(tokio::sync::watch::Sender<Option<Arc<Credentials>>>),
+}
+
+async fn credentials(
+    args: &Args,
+    ca_pem: &[u8],
+    registry: &mut Registry,
+    shutdown: &Shutdown,
+) -> Result<(CredentialsWatch, Publisher), String> {
+    match credential_source(args)? {
+        CredentialSource::Control(path) => {
+            let client = IdentityClient::build(IdentityConfig {
+                control: args.control.clone(),
+                ca_pem: ca_pem.to_vec(),
+                token: read_token("--token-file", path)?,
+            })
+            .map_err(|e| format!("--token-file {}: {e}", path.display()))?;
+            client.register_metrics(registry);
+            let watch = client.watch();
+            tracing::info!(control = %args.control, "workload certificate from the control plane");
+            let task = tokio::spawn(client.run(shutdown.clone()));
+            Ok((watch, Publisher::Control(task)))
+        }
+        CredentialSource::Files {
+            certificate,
+            key,
+            trust_bundle,
+        } => {
+            let loaded = credentials_from_pem(
+                &read("--certificate", certificate)?,
+                &read("--key", key)?,
+                &read("--trust-bundle", trust_bundle)?,
+            )
+            .map_err(|e| {
+                format!(
+                    "--certificate {} --key {} --trust-bundle {}: {e}",
+                    certificate.display(),
+                    key.display(),
+                    trust_bundle.display()
+                )
+            })?;
+            tracing::info!(identity = %loaded.id, "workload credentials loaded");
+            let (tx, watch) = tokio::sync::watch::channel(Some(Arc::new(loaded)));
+            Ok((watch, Publisher::Files(tx)))
+        }
+    }
+}
+
+/// Runs the sidecar until shutdown.
+pub async fn run(args: Args, shutdown: Shutdown) -> Result<(), String> {
+    let ca_pem = read("--control-ca", &args.control_ca)?;
+    let join_token = read_token("--join-token-file", &args.join_token_file)?;
+    let mut registry = Registry::default();
+    let (credentials, publisher) = credentials(&args, &ca_pem, &mut registry, &shutdown).await?;
     let node = args.node.clone().unwrap_or_else(|| {
         std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|h| h.trim().to_owned())
             .unwrap_or_else(|_| "localhost".to_owned())
     });
+    let control = ControlConfig {
+        url: args.control.clone(),
+        ca_pem,
+        token: join_token,
+        caller: format!("{}/{}", args.namespace, args.pod),
+        node,
+    };
     let identities = Arc::new(Identities::default());
     let discover = ControlDiscover::new(
-        ControlConfig {
-            url: args.control.clone(),
-            ca_pem: read("--control-ca", &args.control_ca)?,
-            token,
-            caller: format!("{}/{}", args.namespace, args.pod),
-            node,
-        },
+        control.clone(),
         BalancerConfig::default(),
         identities.clone(),
     );
-    let mark = (args.mark == Switch::On).then_some(mesh::SOCKET_MARK);
-    let mut inbound = InboundConfig::new(args.inbound);
-    inbound.mode = match args.mtls_mode {
+    let mode = match args.mtls_mode {
         ModeArg::Strict => MtlsMode::Strict,
         ModeArg::Permissive => MtlsMode::Permissive,
     };
+    let policy = Arc::new(InboundPolicy::new(mode));
+    policy.register_metrics(&mut registry);
+    let mark = (args.mark == Switch::On).then_some(mesh::SOCKET_MARK);
+    let mut inbound = InboundConfig::new(args.inbound);
+    inbound.mode = mode;
     inbound.mark = mark;
     inbound.app_port = args.app_port;
     let mut outbound = OutboundConfig::new(args.outbound);
@@ -151,11 +253,12 @@ pub async fn run(args: Args, shutdown: Shutdown) -> Result<(), String> {
         admin: args.admin,
     };
     let parts = Parts {
-        credentials: watch,
+        credentials,
         discover: Arc::new(discover.clone()),
         identities,
-        authorize: Arc::new(AllowAll),
-        registry: Registry::default(),
+        authorize: policy.clone(),
+        registry,
+        report_expiry: matches!(publisher, Publisher::Files(_)),
     };
     let sidecar = Sidecar::build(config, parts)
         .await
@@ -163,7 +266,25 @@ pub async fn run(args: Args, shutdown: Shutdown) -> Result<(), String> {
     let addrs = sidecar.addrs().map_err(|e| e.to_string())?;
     tracing::info!(inbound = %addrs.inbound, outbound = %addrs.outbound, admin = %addrs.admin, "ferry sidecar is up");
     let sweeper = tokio::spawn(discover.sweep_until(shutdown.clone()));
+    let follower = tokio::spawn(policy::follow(
+        PolicyConfig {
+            control,
+            namespace: args.namespace.clone(),
+            pod: args.pod.clone(),
+        },
+        policy,
+        shutdown.clone(),
+    ));
     sidecar.run(shutdown).await;
-    let _ = sweeper.await;
+    let _ = tokio::join!(sweeper, follower);
+    match publisher {
+        Publisher::Control(task) => {
+            let _ = task.await;
+        }
+        Publisher::Files(sender) => drop(sender),
+    }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

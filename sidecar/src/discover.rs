@@ -57,10 +57,15 @@ pub struct Endpoint {
     pub ready: bool,
 }
 
-/// Whether an endpoint is reached over mesh mTLS, and then the identity it must present. Today
-/// an endpoint is meshed when the control plane names its identity; this is the one place to
-/// change when answers carry an explicit `meshed` flag.
+/// Whether an endpoint is reached over mesh mTLS, and then the identity it must present: when
+/// the control plane says it runs a sidecar (`meshed`) and names its identity. An endpoint
+/// without a sidecar is reached in plaintext even when its identity is known (a Pod outside
+/// the mesh has an identity but nothing that would terminate mTLS); a meshed endpoint whose
+/// identity is absent or not a SPIFFE ID cannot be verified, so it is not dialled as one.
 pub fn meshed(endpoint: &proto::DestinationEndpoint) -> Option<WorkloadId> {
+    if !endpoint.meshed {
+        return None;
+    }
     endpoint.identity.as_deref()?.parse().ok()
 }
 
@@ -321,6 +326,7 @@ mod tests {
             port: 9000,
             ready,
             identity: identity.map(str::to_owned),
+            meshed: identity.is_some(),
             ..Default::default()
         }
     }
@@ -337,13 +343,25 @@ mod tests {
     }
 
     #[test]
-    fn an_endpoint_with_an_identity_is_meshed_and_one_without_is_not() {
+    fn only_an_endpoint_with_a_sidecar_and_an_identity_is_reached_over_mtls() {
         let id = "spiffe://cluster.local/ns/shop/sa/api";
         assert_eq!(
             meshed(&endpoint([10, 0, 0, 1], Some(id), true)),
             Some(id.parse().unwrap())
         );
         assert_eq!(meshed(&endpoint([10, 0, 0, 1], None, true)), None);
+        // A Pod without a sidecar: its identity is known, but nothing would terminate mTLS.
+        let unmeshed = proto::DestinationEndpoint {
+            meshed: false,
+            ..endpoint([10, 0, 0, 1], Some(id), true)
+        };
+        assert_eq!(meshed(&unmeshed), None);
+        // Meshed, but with no identity to verify: not dialled as a mesh peer.
+        let anonymous = proto::DestinationEndpoint {
+            meshed: true,
+            ..endpoint([10, 0, 0, 1], None, true)
+        };
+        assert_eq!(meshed(&anonymous), None);
         assert_eq!(
             meshed(&endpoint([10, 0, 0, 1], Some("not-spiffe"), true)),
             None

@@ -57,6 +57,8 @@ impl std::str::FromStr for MtlsMode {
 #[derive(Clone, Debug)]
 pub struct InboundConfig {
     pub addr: SocketAddr,
+    /// Whether plaintext is taken, unless the policy says ([`Authorize::mtls_mode`]): the
+    /// control plane's policy replaces it from its first answer.
     pub mode: MtlsMode,
     /// The app's port when a connection has no original destination (it was not redirected:
     /// tests on loopback, or a client that dialled the inbound port itself). Without it such a
@@ -173,7 +175,10 @@ async fn serve(shared: Arc<Shared>, stream: TcpStream, client: SocketAddr) {
     };
     shared.metrics.detected(Direction::Inbound, detected);
     if detected != Detected::MeshTls {
-        if shared.config.mode == MtlsMode::Strict {
+        // The policy's mode when it has one (it follows the control plane), else the
+        // configured one: read per connection, so a change applies to the next client.
+        let mode = shared.authorize.mtls_mode().unwrap_or(shared.config.mode);
+        if mode == MtlsMode::Strict {
             shared
                 .metrics
                 .plaintext(Direction::Inbound, "refused_strict");

@@ -8,6 +8,8 @@
 //! - [`outbound`]: the app's connections to Services, balanced per request (HTTP) or per
 //!   connection (other TCP) over the endpoints [`discover`] learns from the control plane, mTLS
 //!   to meshed endpoints.
+//! - [`policy`]: the inbound policy from the control plane (authorization, mTLS mode),
+//!   swapped whole on each answer.
 //! - [`upstream`]: the sockets the sidecar opens (marked), plain or mTLS to an expected
 //!   identity; [`socket`]: `SO_ORIGINAL_DST` and `SO_MARK`; [`listen`]: the accept loop.
 //! - [`part`]: the whole sidecar ([`Sidecar`]): both sides and the admin server, ready once it
@@ -22,6 +24,7 @@ pub mod listen;
 pub mod metrics;
 pub mod outbound;
 pub mod part;
+pub mod policy;
 pub mod socket;
 pub mod tls;
 pub mod upstream;
@@ -36,6 +39,7 @@ pub use inbound::{Inbound, InboundConfig, MtlsMode};
 pub use metrics::Metrics;
 pub use outbound::{Outbound, OutboundConfig};
 pub use part::{Addrs, Config, Parts, Sidecar};
+pub use policy::InboundPolicy;
 pub use tls::MeshTls;
 
 /// The sidecar's errors.

@@ -75,7 +75,9 @@ fn latency_histogram() -> Histogram {
 
 impl Metrics {
     /// Registers the metrics into `registry` (under the `ferry_sidecar` prefix).
-    pub fn new(registry: &mut Registry) -> Metrics {
+    /// `report_expiry` false leaves `certificate_expiry_timestamp_seconds` to whoever publishes
+    /// the credentials and registers it under the same name (the runtime's `IdentityClient`).
+    pub fn new(registry: &mut Registry, report_expiry: bool) -> Metrics {
         let m = Metrics {
             requests: Family::default(),
             latency: Family::new_with_constructor(latency_histogram),
@@ -136,11 +138,13 @@ impl Metrics {
             m.authz.clone(),
         );
         r.register("plaintext_connections", "Connections without mTLS, by why (permissive, refused_strict, unmeshed_endpoint, no_destination)", m.plaintext.clone());
-        r.register(
-            "certificate_expiry_timestamp_seconds",
-            "The workload certificate's notAfter, in seconds since the epoch",
-            m.certificate_expiry.clone(),
-        );
+        if report_expiry {
+            r.register(
+                "certificate_expiry_timestamp_seconds",
+                "The workload certificate's notAfter, in seconds since the epoch",
+                m.certificate_expiry.clone(),
+            );
+        }
         m
     }
 

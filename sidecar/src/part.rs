@@ -42,6 +42,10 @@ pub struct Parts {
     pub identities: Arc<Identities>,
     pub authorize: Arc<dyn Authorize>,
     pub registry: Registry,
+    /// Whether the sidecar registers `ferry_sidecar_certificate_expiry_timestamp_seconds`:
+    /// false when the credentials' publisher already does (the runtime's `IdentityClient`),
+    /// so the name is not exposed twice.
+    pub report_expiry: bool,
 }
 
 /// The addresses the sidecar listens on.
@@ -77,8 +81,9 @@ impl Sidecar {
             identities,
             authorize,
             mut registry,
+            report_expiry,
         } = parts;
-        let metrics = Arc::new(Metrics::new(&mut registry));
+        let metrics = Arc::new(Metrics::new(&mut registry, report_expiry));
         let tls = Arc::new(MeshTls::new(credentials.clone()));
         let inbound =
             Inbound::build(config.inbound, tls.clone(), authorize, metrics.clone()).await?;

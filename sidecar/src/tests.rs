@@ -65,6 +65,7 @@ fn fixed(
                     port: u32::from(addr.port()),
                     ready: true,
                     identity: id.map(ToString::to_string),
+                    meshed: id.is_some(),
                     ..Default::default()
                 })
                 .collect(),
@@ -178,6 +179,7 @@ async fn sidecar(
         identities,
         authorize,
         registry: Registry::default(),
+        report_expiry: true,
     };
     let sidecar = Sidecar::build(config, parts).await.unwrap();
     let addrs = sidecar.addrs().unwrap();
@@ -342,6 +344,21 @@ async fn strict_refuses_plaintext_and_permissive_takes_it_without_xfcc() {
         (status, body.as_str()),
         (200, "xfcc=- host=api.shop.svc forged=-")
     );
+}
+
+#[tokio::test]
+async fn the_mode_of_the_policy_applies_from_the_next_connection() {
+    let (ca, app) = (Ca::new(), echo_app().await);
+    let policy = Arc::new(crate::InboundPolicy::new(MtlsMode::Permissive));
+    let api = id("shop", "api");
+    let (_c, server) = pair(&ca, app, &api, MtlsMode::Permissive, policy.clone(), false).await;
+    assert_eq!(get(server.addrs.inbound, &[]).await.unwrap().0, 200);
+    let strict = proto::InboundPolicy {
+        mtls_mode: proto::MtlsMode::Strict as i32,
+        ..Default::default()
+    };
+    policy.apply(strict).unwrap();
+    assert!(get(server.addrs.inbound, &[]).await.is_err(), "strict now");
 }
 
 #[tokio::test]

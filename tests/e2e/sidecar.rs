@@ -4,7 +4,8 @@
 //! identity; the server side (in process) terminates mTLS and hands the request to the app.
 //! Credentials are issued by a test CA (rcgen) and read from PEM files, as the binary reads
 //! them. Connections are not redirected, so each side is told where they were going
-//! (`--outbound-target`, `--app-port`).
+//! (`--outbound-target`, `--app-port`). [`control`] runs both sides as the binary with
+//! everything from the control plane: certificates, policy, mTLS mode.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -33,6 +34,8 @@ use tokio::net::{TcpListener, TcpStream};
 
 use crate::push::{ControlPlane, loopback0};
 use crate::{DEADLINE, eventually};
+
+mod control;
 
 /// The workload CA, as the control plane's would issue: leaves with a SPIFFE URI SAN, usable as
 /// server and client.
@@ -63,14 +66,19 @@ impl MeshCa {
 }
 
 /// A Service `name` in `shop` at `cluster_ip:port`, whose one endpoint is 127.0.0.1:`target`,
-/// a Pod running as the ServiceAccount `sa`.
+/// a meshed Pod running as the ServiceAccount `sa`.
 fn service(name: &str, cluster_ip: &str, port: u16, target: u16, sa: &str) -> String {
     format!(
         "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: shop}}\nspec:\n  clusterIP: {cluster_ip}\n  ports: [{{name: main, port: {port}, targetPort: {target}}}]\n\
          ---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: {name}-0\n  namespace: shop\n  labels: {{kubernetes.io/service-name: {name}}}\naddressType: IPv4\nports: [{{name: main, port: {target}}}]\nendpoints:\n- addresses: [127.0.0.1]\n  conditions: {{ready: true}}\n  targetRef: {{kind: Pod, namespace: shop, name: {name}-0}}\n\
-         ---\napiVersion: v1\nkind: Pod\nmetadata: {{name: {name}-0, namespace: shop}}\nspec:\n  serviceAccountName: {sa}\n  containers: [{{name: app, image: app}}]\n"
+         ---\napiVersion: v1\nkind: Pod\nmetadata: {{name: {name}-0, namespace: shop}}\nspec:\n  serviceAccountName: {sa}\n{SIDECAR}  containers: [{{name: app, image: app}}]\n"
     )
 }
+
+/// The injected sidecar container (a native sidecar): what makes the control plane call a Pod
+/// meshed, so clients reach it over mTLS.
+const SIDECAR: &str =
+    "  initContainers: [{name: ferry-sidecar, image: ferry, restartPolicy: Always}]\n";
 
 /// An HTTP/1 app that answers with the client identity it was told.
 async fn echo_app() -> SocketAddr {
@@ -177,6 +185,7 @@ async fn sidecar(
         identities,
         authorize,
         registry: Registry::default(),
+        report_expiry: true,
     };
     let sidecar = Sidecar::build(config, parts).await.unwrap();
     let addrs = sidecar.addrs().unwrap();
@@ -195,18 +204,20 @@ fn inbound_for(app: SocketAddr, mode: MtlsMode) -> InboundConfig {
     inbound
 }
 
-/// `ferry sidecar`, the binary, as the client side; its outbound address. Killed when dropped.
+/// `ferry sidecar`, the binary, on loopback as Pod `shop/<pod>`. Killed when dropped.
 struct Binary {
     _child: tokio::process::Child,
 }
 
 impl Binary {
+    /// Starts it with `args` after the common ones (credentials, targets); its addresses, as
+    /// its "up" log line says them.
     async fn start(
         control: &ControlPlane,
         state: &Path,
-        pki: &Path,
-        target: &str,
-    ) -> (Binary, SocketAddr) {
+        pod: &str,
+        args: &[&str],
+    ) -> (Binary, Addrs) {
         let path = |p: &Path| p.to_str().unwrap().to_owned();
         let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
             .args([
@@ -217,8 +228,8 @@ impl Binary {
                 &control.url(),
             ])
             .args(["--control-ca", &path(&state.join("ca.crt"))])
-            .args(["--token-file", &path(&state.join("join-token"))])
-            .args(["--namespace", "shop", "--pod", "web-0", "--mark", "off"])
+            .args(["--join-token-file", &path(&state.join("join-token"))])
+            .args(["--namespace", "shop", "--pod", pod, "--mark", "off"])
             .args([
                 "--inbound",
                 "127.0.0.1:0",
@@ -227,18 +238,7 @@ impl Binary {
                 "--admin",
                 "127.0.0.1:0",
             ])
-            .args([
-                "--certificate",
-                &path(&pki.join("web.crt")),
-                "--key",
-                &path(&pki.join("web.key")),
-            ])
-            .args([
-                "--trust-bundle",
-                &path(&pki.join("bundle.crt")),
-                "--outbound-target",
-                target,
-            ])
+            .args(args)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
@@ -246,11 +246,16 @@ impl Binary {
             .unwrap();
         let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
         let mut seen = Vec::new();
-        let outbound = tokio::time::timeout(DEADLINE, async {
+        let addrs = tokio::time::timeout(DEADLINE, async {
             while let Some(line) = lines.next_line().await.unwrap() {
                 let value: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
                 if value["message"] == "ferry sidecar is up" {
-                    return value["outbound"].as_str().unwrap().parse().unwrap();
+                    let addr = |k: &str| value[k].as_str().unwrap().parse().unwrap();
+                    return Addrs {
+                        inbound: addr("inbound"),
+                        outbound: addr("outbound"),
+                        admin: addr("admin"),
+                    };
                 }
                 seen.push(line);
             }
@@ -260,7 +265,35 @@ impl Binary {
         .expect("ferry sidecar is up");
         // Keep draining its log so it never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        (Binary { _child: child }, outbound)
+        (Binary { _child: child }, addrs)
+    }
+
+    /// The client side with the PEM trio of `web` from `pki`, sending to `target`.
+    async fn with_files(
+        control: &ControlPlane,
+        state: &Path,
+        pki: &Path,
+        target: &str,
+    ) -> (Binary, SocketAddr) {
+        let path = |name: &str| pki.join(name).to_str().unwrap().to_owned();
+        let (certificate, key, bundle) = (path("web.crt"), path("web.key"), path("bundle.crt"));
+        let (binary, addrs) = Binary::start(
+            control,
+            state,
+            "web-0",
+            &[
+                "--certificate",
+                &certificate,
+                "--key",
+                &key,
+                "--trust-bundle",
+                &bundle,
+                "--outbound-target",
+                target,
+            ],
+        )
+        .await;
+        (binary, addrs.outbound)
     }
 }
 
@@ -334,7 +367,7 @@ async fn http_through_two_sidecars_reaches_the_app_with_the_peer_identity() {
     )
     .unwrap();
     let (_client, outbound) =
-        Binary::start(&control, state.path(), pki.path(), "10.96.0.50:8080").await;
+        Binary::with_files(&control, state.path(), pki.path(), "10.96.0.50:8080").await;
 
     let body = eventually(DEADLINE, "curl through both sidecars", || async {
         let (ok, body) = curl(&format!("http://{outbound}/hello")).await;
