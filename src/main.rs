@@ -358,14 +358,14 @@ async fn async_main(command: Command) -> Result<(), Box<dyn std::error::Error>> 
             local.cluster.pod_cidr = choice.pod_cidr;
             local.cluster.service_cidr = service_cidr;
             local.cluster.max_pods = max_pods;
-            let api = match api_args.api.0 {
-                Some(addr) => Some(ferry_orchestrator::apiserver::Config {
+            let api = api_args
+                .api
+                .0
+                .map(|addr| ferry_orchestrator::apiserver::Config {
                     addr,
                     state_dir: state_dir.clone(),
                     kubeconfig: api_args.write_kubeconfig,
-                }),
-                None => None,
-            };
+                });
             let config = config(local, choice.network, api);
             Up::build(config).await?.run(shutdown).await?;
         }

@@ -50,12 +50,14 @@ pub struct Args {
     /// The CA that signed the control plane's certificate (its state dir's ca.crt).
     #[arg(long, value_name = "FILE")]
     pub control_ca: PathBuf,
-    /// The control channel's join token (its state dir's join-token): `Destination` calls
-    /// present it.
+    /// The control channel's join token (its state dir's join-token), for `Destination` calls
+    /// when there is no Pod token (tests, an operator's sidecar run by hand). Never give it to
+    /// a Pod: it would let the Pod subscribe as a gateway, private keys included.
     #[arg(long, value_name = "FILE")]
-    pub join_token_file: PathBuf,
+    pub join_token_file: Option<PathBuf>,
     /// The Pod's token (minted by the control plane, written by the kubelet): the workload
-    /// certificate is then issued and renewed by the control plane's `Identity` service.
+    /// certificate is then issued and renewed by the control plane's `Identity` service, and
+    /// `Destination` calls present it (the control plane answers it for its own Pod only).
     #[arg(long, value_name = "FILE", conflicts_with_all = ["certificate", "key", "trust_bundle"])]
     pub token_file: Option<PathBuf>,
     /// The Pod's namespace.
@@ -212,7 +214,16 @@ async fn credentials(
 /// Runs the sidecar until shutdown.
 pub async fn run(args: Args, shutdown: Shutdown) -> Result<(), String> {
     let ca_pem = read("--control-ca", &args.control_ca)?;
-    let join_token = read_token("--join-token-file", &args.join_token_file)?;
+    // Destination calls prove themselves with the Pod's token, or else the join token.
+    let control_token = match (&args.join_token_file, &args.token_file) {
+        (Some(join), _) => read_token("--join-token-file", join)?,
+        (None, Some(pod)) => read_token("--token-file", pod)?,
+        (None, None) => {
+            return Err(
+                "the control plane's Destination calls need --token-file (the Pod's token) or --join-token-file".to_owned(),
+            );
+        }
+    };
     let mut registry = Registry::default();
     let (credentials, publisher) = credentials(&args, &ca_pem, &mut registry, &shutdown).await?;
     let node = args.node.clone().unwrap_or_else(|| {
@@ -223,7 +234,7 @@ pub async fn run(args: Args, shutdown: Shutdown) -> Result<(), String> {
     let control = ControlConfig {
         url: args.control.clone(),
         ca_pem,
-        token: join_token,
+        token: control_token,
         caller: format!("{}/{}", args.namespace, args.pod),
         node,
     };

@@ -86,23 +86,48 @@ fn has_sidecar(pod: &Value) -> bool {
         })
 }
 
-/// A capture of the bridge's TCP while it lives; its packets as text once stopped.
+/// A capture of the TCP to and from one Pod on the node (its veth: what crosses the bridge)
+/// while it lives; its packets as text once stopped.
 struct Capture {
     child: std::process::Child,
     file: std::path::PathBuf,
 }
 
 impl Capture {
-    fn start(bridge: &str, dir: &Path) -> Capture {
+    fn start(pod_ip: &str, dir: &Path) -> Capture {
         let file = dir.join("bridge.pcap");
+        // `any`: unicast between two ports of a bridge is not seen on the bridge device
+        // itself, but on the Pods' veths.
         let child = sbin("tcpdump")
-            .args(["-i", bridge, "-U", "-s", "0", "-w"])
+            // Each packet written as it comes (no kernel block timeout), as root (the
+            // capture file is in the test's private directory).
+            .args([
+                "-i",
+                "any",
+                "--immediate-mode",
+                "-Z",
+                "root",
+                "-U",
+                "-s",
+                "0",
+                "-w",
+            ])
             .arg(&file)
-            .arg("tcp")
+            .args(["tcp", "and", "host", pod_ip])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap();
+        let mut child = child;
+        // Capturing once it says it listens (the file exists a little before).
+        if let Some(stderr) = child.stderr.take() {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr).lines() {
+                if line.map_or(true, |l| l.contains("listening on")) {
+                    break;
+                }
+            }
+        }
         Capture { child, file }
     }
 
@@ -117,7 +142,11 @@ impl Capture {
             .arg(&self.file)
             .output()
             .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
     }
 }
 
@@ -149,13 +178,14 @@ async fn meshed_pods_speak_mutual_tls_with_their_workload_identities() {
     let all = wait_ready(admin, 2, "two ready meshed Pods").await;
     assert!(all.iter().all(has_sidecar), "{all:#?}");
 
-    let capture = installed("tcpdump").then(|| Capture::start(&names.bridge, state.path()));
-    if let Some(capture) = &capture {
-        eventually(DEADLINE, "tcpdump capturing", || async {
-            capture.file.exists().then_some(())
-        })
-        .await;
-    }
+    let server_ip = all
+        .iter()
+        .find(|p| p["metadata"]["labels"]["app"] == "echo")
+        .and_then(|p| p.pointer("/status/podIP"))
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    let capture = installed("tcpdump").then(|| Capture::start(&server_ip, state.path()));
     // The app sends plain HTTP; its sidecar carries it.
     let answer = eventually(DEADLINE, "an answer through both sidecars", || async {
         let out = exec(
@@ -180,10 +210,22 @@ async fn meshed_pods_speak_mutual_tls_with_their_workload_identities() {
     );
 
     if let Some(capture) = capture {
+        // tcpdump writes what it took as it goes: once the handshake is in the file, the
+        // request that followed it is too, or never crossed in plaintext.
+        let deadline = std::time::Instant::now() + DEADLINE;
+        let has_handshake = || {
+            let bytes = std::fs::read(&capture.file).unwrap_or_default();
+            bytes
+                .windows(ferry_model::mesh::ALPN.len())
+                .any(|w| w == ferry_model::mesh::ALPN)
+        };
+        while !has_handshake() && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
         let packets = capture.stop();
         assert!(
             packets.contains("ferry.dev/mesh/v1"),
-            "the mesh's TLS handshake crossed the bridge: {packets}"
+            "the mesh's TLS handshake to {server_ip} crossed the bridge: {packets}"
         );
         for plain in ["GET /hello", "x-forwarded-client-cert", "HTTP/1.1 200"] {
             assert!(

@@ -7,8 +7,10 @@
 
 use std::path::Path;
 
+use ferry_control::identity::{PodClaims, PodTokens};
 use ferry_model::policy::{Authorizer, Request};
 use ferry_model::proto::{self, destination_update::Update};
+use ferry_runtime::subscribe::grpc::control_client::ControlClient;
 use ferry_runtime::subscribe::grpc::destination_client::DestinationClient;
 use ferry_runtime::subscribe::{H2, Streaming, channel, with_token};
 use prost::Message as _;
@@ -31,7 +33,7 @@ fn service(
     for (_, _, pod, account) in endpoints {
         let account = account.map_or(String::new(), |a| format!("  serviceAccountName: {a}\n"));
         yaml += &format!(
-            "---\napiVersion: v1\nkind: Pod\nmetadata: {{name: {pod}, namespace: {namespace}}}\nspec:\n{account}  containers: [{{name: app, image: app}}]\n"
+            "---\napiVersion: v1\nkind: Pod\nmetadata: {{name: {pod}, namespace: {namespace}, uid: {pod}-uid}}\nspec:\n{account}  containers: [{{name: app, image: app}}]\n"
         );
     }
     yaml
@@ -191,13 +193,15 @@ async fn a_sidecar_follows_one_destination_and_receives_nothing_else() {
     let control = ControlPlane::start(manifests.path(), state.path(), loopback0()).await;
     let (mut client, token) = client(&control, state.path()).await;
 
-    // An unknown token is refused, and nothing is listed.
+    // An unknown token (neither the join token nor a Pod's) is refused, and nothing is
+    // listed.
     let refused = client
         .get(with_token(get("echo.shop.svc.cluster.local:8080"), "not-the-token").unwrap())
         .await
         .expect_err("an unknown token is refused");
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused:?}");
     assert!(
-        refused.message().contains("unknown join token"),
+        refused.message().contains("Pod token refused"),
         "{refused:?}"
     );
 
@@ -423,4 +427,56 @@ async fn a_sidecar_follows_its_workloads_inbound_ports() {
         refused.message().contains("GetInboundPolicy.pod"),
         "{refused:?}"
     );
+
+    // A sidecar's own Pod token (what an injected sidecar holds; never the join token) asks
+    // for destinations and for its own Pod's policy, and for no other Pod's.
+    let pod_token = PodTokens::load_or_create(state.path())
+        .unwrap()
+        .mint(&PodClaims {
+            namespace: "shop".into(),
+            pod: "echo-0".into(),
+            uid: "echo-0-uid".into(),
+            service_account: "echo".into(),
+            issued_at: 0,
+        });
+    let mut own = client
+        .get_inbound_policy(with_token(request("echo-0"), &pod_token).unwrap())
+        .await
+        .expect("its own Pod's policy")
+        .into_inner();
+    let answer = tokio::time::timeout(DEADLINE, own.message())
+        .await
+        .expect("an answer within the deadline")
+        .unwrap()
+        .expect("an answer");
+    assert_eq!(answer.identity, echo_identity());
+    let other = client
+        .get_inbound_policy(with_token(request("echo-1"), &pod_token).unwrap())
+        .await
+        .expect_err("another Pod's policy");
+    assert_eq!(other.code(), tonic::Code::PermissionDenied, "{other:?}");
+    client
+        .get(with_token(get("echo.shop.svc.cluster.local:8080"), &pod_token).unwrap())
+        .await
+        .expect("destinations with a Pod token");
+    // Nor does it subscribe as a part: a Pod's token is not the join token.
+    let channel = channel(
+        &control.url().parse().unwrap(),
+        &std::fs::read(state.path().join("ca.crt")).unwrap(),
+    )
+    .await
+    .unwrap();
+    let mut parts = ControlClient::with_origin(channel, control.url().parse().unwrap());
+    let hello = proto::SubscribeRequest {
+        message: Some(proto::subscribe_request::Message::Hello(proto::Hello {
+            role: proto::Role::Gateway as i32,
+            name: "impostor".into(),
+            ..Default::default()
+        })),
+    };
+    let refused = parts
+        .subscribe(with_token(tonic::codegen::tokio_stream::iter([hello]), &pod_token).unwrap())
+        .await
+        .expect_err("a Pod token is no join token");
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused:?}");
 }

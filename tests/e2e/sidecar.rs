@@ -228,7 +228,16 @@ impl Binary {
                 &control.url(),
             ])
             .args(["--control-ca", &path(&state.join("ca.crt"))])
-            .args(["--join-token-file", &path(&state.join("join-token"))])
+            // A sidecar with its Pod's token asks for destinations with it, as an injected
+            // one does; one with a PEM trio uses the join token.
+            .args(if args.contains(&"--token-file") {
+                Vec::new()
+            } else {
+                vec![
+                    "--join-token-file".to_owned(),
+                    path(&state.join("join-token")),
+                ]
+            })
             .args(["--namespace", "shop", "--pod", pod, "--mark", "off"])
             .args([
                 "--inbound",
