@@ -94,7 +94,7 @@ struct Shared {
     authorize: Arc<dyn Authorize>,
     metrics: Arc<Metrics>,
     connector: Connector,
-    app: http::AppClients,
+    app: crate::upstream::Clients,
     /// Detection on the raw connection: no port is opaque there, since a client sidecar sends
     /// its ClientHello first whatever the app's protocol.
     outer_detection: Detection,
@@ -128,7 +128,7 @@ impl Inbound {
             identities: Arc::new(Identities::default()),
             metrics: metrics.clone(),
         };
-        let app = http::AppClients::new(&connector);
+        let app = crate::upstream::Clients::new(&connector);
         let outer_detection = Detection {
             opaque_ports: Default::default(),
             ..config.detection.clone()

@@ -61,7 +61,7 @@ struct Shared {
     discover: Arc<dyn Discover>,
     metrics: Arc<Metrics>,
     connector: Connector,
-    clients: http::Clients,
+    clients: crate::upstream::Clients,
 }
 
 /// The bound outbound listener.
@@ -95,7 +95,7 @@ impl Outbound {
             identities,
             metrics: metrics.clone(),
         };
-        let clients = http::Clients::new(&connector);
+        let clients = crate::upstream::Clients::new(&connector);
         Ok(Outbound {
             listener,
             shared: Arc::new(Shared {

@@ -17,9 +17,11 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use ferry_model::mesh::WorkloadId;
+use ferry_proxy::body::ProxyBody;
 use http::Uri;
+use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::{Connected, Connection};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls_pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -200,5 +202,29 @@ impl AsyncWrite for Conn {
             Conn::Plain(s) => Pin::new(s).poll_shutdown(cx),
             Conn::Mesh(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
+    }
+}
+
+/// Pooled HTTP clients over a [`Connector`], one per protocol: the inbound side's to the app,
+/// the outbound side's to endpoints (`https` URIs are mesh mTLS).
+#[derive(Debug)]
+pub struct Clients {
+    h1: Client<Connector, ProxyBody>,
+    h2: Client<Connector, ProxyBody>,
+}
+
+impl Clients {
+    pub fn new(connector: &Connector) -> Clients {
+        Clients {
+            h1: Client::builder(TokioExecutor::new()).build(connector.clone()),
+            h2: Client::builder(TokioExecutor::new())
+                .http2_only(true)
+                .build(connector.clone()),
+        }
+    }
+
+    /// The pool of the protocol the request keeps: HTTP/2 or HTTP/1.
+    pub fn for_h2(&self, h2: bool) -> &Client<Connector, ProxyBody> {
+        if h2 { &self.h2 } else { &self.h1 }
     }
 }

@@ -15,37 +15,17 @@ use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::Shared;
 use crate::detect::Detected;
 use crate::metrics::Direction;
-use crate::upstream::Connector;
 
 /// Envoy's header for the client's certificate identity.
 pub const XFCC: &str = "x-forwarded-client-cert";
 /// Header name prefixes that only sidecars may set: dropped from what clients send.
 const MESH_PREFIXES: [&str; 2] = ["l5d-", "x-ferry-"];
-
-/// Pooled clients to the app, one per protocol.
-#[derive(Debug)]
-pub(super) struct AppClients {
-    h1: Client<Connector, ProxyBody>,
-    h2: Client<Connector, ProxyBody>,
-}
-
-impl AppClients {
-    pub(super) fn new(connector: &Connector) -> AppClients {
-        AppClients {
-            h1: Client::builder(TokioExecutor::new()).build(connector.clone()),
-            h2: Client::builder(TokioExecutor::new())
-                .http2_only(true)
-                .build(connector.clone()),
-        }
-    }
-}
 
 /// What the requests of one connection share.
 struct Conn {
@@ -131,11 +111,7 @@ async fn handle(conn: &Conn, req: Request<Incoming>) -> Response<ProxyBody> {
     let response = if allowed {
         shared.metrics.authz("allow");
         prepare(conn, &mut parts.headers, &mut parts.uri, &mut parts.version);
-        let client = if conn.h2 {
-            &shared.app.h2
-        } else {
-            &shared.app.h1
-        };
+        let client = shared.app.for_h2(conn.h2);
         let request = Request::from_parts(parts, body.map_err(Into::into).boxed());
         match client.request(request).await {
             Ok(response) => {

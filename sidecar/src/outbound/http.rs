@@ -21,7 +21,6 @@ use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, V
 use http_body_util::BodyExt;
 use hyper::body::{Body, Incoming};
 use hyper::service::service_fn;
-use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
@@ -30,25 +29,6 @@ use super::{Shared, service_of};
 use crate::detect::Detected;
 use crate::discover::Answer;
 use crate::metrics::Direction;
-use crate::upstream::Connector;
-
-/// Pooled clients to endpoints, one per protocol; `https` URIs are mesh mTLS.
-#[derive(Debug)]
-pub(super) struct Clients {
-    h1: Client<Connector, ProxyBody>,
-    h2: Client<Connector, ProxyBody>,
-}
-
-impl Clients {
-    pub(super) fn new(connector: &Connector) -> Clients {
-        Clients {
-            h1: Client::builder(TokioExecutor::new()).build(connector.clone()),
-            h2: Client::builder(TokioExecutor::new())
-                .http2_only(true)
-                .build(connector.clone()),
-        }
-    }
-}
 
 struct Conn {
     shared: Arc<Shared>,
@@ -224,11 +204,7 @@ async fn send(
     *request.uri_mut() = uri;
     *request.version_mut() = head.version;
     *request.headers_mut() = head.headers.clone();
-    let client = if conn.h2 {
-        &conn.shared.clients.h2
-    } else {
-        &conn.shared.clients.h1
-    };
+    let client = conn.shared.clients.for_h2(conn.h2);
     match tokio::time::timeout(conn.shared.config.response_timeout, client.request(request)).await {
         Ok(Ok(response)) => {
             let (mut parts, body) = response.into_parts();
