@@ -70,6 +70,7 @@ fn the_table_redirects_tcp_both_ways_with_its_exceptions() {
          \t\tmeta mark 0x00666572 accept comment \"the sidecar's own connections\"\n\
          \t\tip daddr 127.0.0.0/8 accept\n\
          \t\toifname \"lo\" accept\n\
+         \t\tip daddr 10.244.0.1 tcp dport 7443 accept comment \"the control plane\"\n\
          \t\ttcp dport { 5432, 9000-9100 } accept comment \"ferry.dev/skip-outbound-ports\"\n\
          \t\tmeta l4proto tcp redirect to :4140\n\
          \t}\n\
