@@ -19,6 +19,7 @@ use tempfile::TempDir;
 use crate::pod_network::{
     assert_nothing_left, netns_or_skip, pods, sbin, service_cidr_of, wait_ready, write,
 };
+use crate::pod_services::installed;
 use crate::{DEADLINE, Running, eventually};
 
 const YAML: &str = r#"
@@ -68,13 +69,6 @@ fn exec(admin: SocketAddr, pod: &str, script: &str) -> Output {
         .args(["--", "sh", "-c", script])
         .output()
         .unwrap()
-}
-
-fn installed(program: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {program}")])
-        .output()
-        .is_ok_and(|o| o.status.success())
 }
 
 fn has_sidecar(pod: &Value) -> bool {

@@ -36,7 +36,7 @@ fn stdout(out: &Output) -> String {
 }
 
 /// Whether a program is on this machine's `PATH`.
-fn installed(program: &str) -> bool {
+pub(crate) fn installed(program: &str) -> bool {
     Command::new("sh")
         .args(["-c", &format!("command -v {program}")])
         .output()
