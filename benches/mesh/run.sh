@@ -6,9 +6,9 @@
 # the latency the mesh adds per hop (= (mesh - direct) / 2: two sidecars on the path), req/s at
 # saturation, each sidecar's CPU-seconds per 1,000 requests (utime+stime from /proc/PID/stat)
 # and its RSS idle (ready, certificate loaded, before any traffic; with its anonymous part) and
-# its peak under load (VmHWM). Pinned as benches/gateway: the server and the sidecars on CPU 0, the load generator
-# (and the control plane, idle during the runs) on CPU 1. Prints a Markdown table for
-# benches/RESULTS.md.
+# its peak under load (VmHWM). Pinned as benches/gateway: the server and the sidecars on CPU 0,
+# the load generator (and the control plane, idle during the runs) on CPU 1. Prints a Markdown
+# table for benches/RESULTS.md.
 #
 # The sidecars take their destinations from a real `ferry control` (a Service whose endpoint is
 # the server sidecar's inbound listener, a meshed Pod) and their certificates from PEM files made
