@@ -56,10 +56,11 @@ fn main() -> ExitCode {
     {
         return exec(&pod, container.as_deref(), &target, &command);
     }
-    // The gateway alone runs its workers on current-thread runtimes (the first on this one):
-    // no work stealing, no wake-ups across threads.
-    let mut builder = match cli.command {
+    // The gateway runs its workers on current-thread runtimes (the first on this one): no work
+    // stealing, no wake-ups across threads. The sidecar takes `--workers` (default one thread).
+    let mut builder = match &cli.command {
         Command::Gateway { .. } => tokio::runtime::Builder::new_current_thread(),
+        Command::Sidecar(args) => ferry::sidecar::runtime(args.workers),
         _ => tokio::runtime::Builder::new_multi_thread(),
     };
     let runtime = match builder.enable_all().build() {

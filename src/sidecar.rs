@@ -104,6 +104,22 @@ pub struct Args {
     /// knows, such as a Service's cluster IP and port).
     #[arg(long, value_name = "ADDR")]
     pub outbound_target: Option<SocketAddr>,
+    /// Threads carrying traffic: 1 runs the whole sidecar on one current-thread runtime (as
+    /// Linkerd's proxy does with one core), N > 1 on a multi-thread runtime with N workers.
+    /// One Pod's traffic rarely needs more, and each worker costs memory (benches/mesh).
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    pub workers: u16,
+}
+
+/// The runtime `ferry sidecar` runs on, for `--workers`.
+pub fn runtime(workers: u16) -> tokio::runtime::Builder {
+    if workers == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.worker_threads(usize::from(workers));
+        builder
+    }
 }
 
 fn read(flag: &str, path: &PathBuf) -> Result<Vec<u8>, String> {

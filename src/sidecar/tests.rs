@@ -88,3 +88,18 @@ fn an_empty_or_missing_token_file_is_named() {
     std::fs::write(&empty, "v1.abc.def\n").unwrap();
     assert_eq!(read_token("--token-file", &empty).unwrap(), "v1.abc.def");
 }
+
+#[test]
+fn one_worker_is_a_current_thread_runtime_and_more_are_a_pool() {
+    use tokio::runtime::RuntimeFlavor;
+    let args = parse(&["--token-file", "token"]).unwrap();
+    assert_eq!(args.workers, 1);
+    let one = runtime(args.workers).enable_all().build().unwrap();
+    assert_eq!(one.handle().runtime_flavor(), RuntimeFlavor::CurrentThread);
+    let args = parse(&["--token-file", "token", "--workers", "3"]).unwrap();
+    let three = runtime(args.workers).enable_all().build().unwrap();
+    assert_eq!(three.handle().runtime_flavor(), RuntimeFlavor::MultiThread);
+    assert_eq!(three.metrics().num_workers(), 3);
+    let e = parse(&["--token-file", "token", "--workers", "0"]).unwrap_err();
+    assert!(e.to_string().contains("--workers"), "{e}");
+}
