@@ -85,8 +85,9 @@ pub enum Malformed {
 }
 
 impl Malformed {
-    /// The status a client gets for its request (what the gateway answers today). A
-    /// malformed response is the upstream's failure: 502, whatever the cause.
+    /// The status a client gets when its request is refused for this (what the gateway
+    /// answers today). For a malformed response the client's answer is the caller's to
+    /// give (the gateway's is 502); only [`Malformed::UnaskedSwitch`] says so here.
     pub fn status(self) -> StatusCode {
         match self {
             Self::TargetTooLong => StatusCode::URI_TOO_LONG,

@@ -381,3 +381,78 @@ proptest! {
         prop_assert_eq!(used, end);
     }
 }
+
+/// A head as one read: accepted (target, length, fields) or refused.
+fn whole(head: &[u8]) -> Result<Option<(String, usize, usize)>, Malformed> {
+    let mut parser = Parser::requests(Limits::default());
+    Ok(parser
+        .request(head)?
+        .map(|h| (h.target.to_owned(), h.len, h.fields.len())))
+}
+
+/// The same head in two reads, cut at `cut`.
+fn split(head: &[u8], cut: usize) -> Result<Option<(String, usize, usize)>, Malformed> {
+    let mut parser = Parser::requests(Limits::default());
+    if let Some(h) = parser.request(&head[..cut])? {
+        return Ok(Some((h.target.to_owned(), h.len, h.fields.len())));
+    }
+    Ok(parser
+        .request(head)?
+        .map(|h| (h.target.to_owned(), h.len, h.fields.len())))
+}
+
+proptest! {
+    /// A valid head with one byte that may break it put anywhere: however the bytes arrive,
+    /// the same head is taken, or it is refused either way.
+    #[test]
+    fn a_head_is_taken_or_refused_the_same_in_any_two_reads(
+        at in any::<prop::sample::Index>(),
+        byte in prop::sample::select(&b"\r\n \t\0:a\x7f\x80/"[..]),
+    ) {
+        let mut head = b"GET /a?b HTTP/1.1\r\nHost: a\r\nX-A: one two\r\nContent-Length: 0\r\n\r\n".to_vec();
+        let at = at.index(head.len());
+        head.insert(at, byte);
+        head.extend_from_slice(b"GET /next HTTP/1.1\r\n\r\n");
+        let want = whole(&head);
+        for cut in 0..=head.len() {
+            let got = split(&head, cut);
+            prop_assert_eq!(got.is_ok(), want.is_ok(), "cut {}: {:?} {:?}", cut, got, want);
+            if want.is_ok() {
+                prop_assert_eq!(&got, &want, "cut {}", cut);
+            }
+        }
+    }
+
+    /// Any bytes, in any reads: a refusal or a result, never a panic.
+    #[test]
+    fn any_bytes_are_refused_or_taken_without_a_panic(
+        bytes in prop::collection::vec(
+            prop_oneof![any::<u8>(), prop::sample::select(&b"\r\n :;0aA"[..])],
+            0..400,
+        ),
+        step in 1usize..50,
+    ) {
+        let _ = follow(&bytes, step);
+        let mut responses = Parser::responses(Limits::default());
+        let mut buf = Vec::new();
+        for piece in bytes.chunks(step) {
+            buf.extend_from_slice(piece);
+            match responses.response(&buf) {
+                Ok(Some(head)) => {
+                    let _ = framing::response(&head, "GET", true);
+                    break;
+                }
+                Ok(None) => {}
+                Err(_) => break,
+            }
+        }
+        let mut chunked = Delimiter::new(Body::Chunked);
+        for piece in bytes.chunks(step) {
+            match chunked.feed(piece) {
+                Ok(s) if s.done => break,
+                Ok(s) => prop_assert_eq!(s.used, piece.len()),
+                Err(_) => break,
+            }
+        }
+    }
+}
