@@ -201,10 +201,14 @@ impl RequestIds {
 
     /// The next id, appended to `out` (no allocation once `out` has room).
     pub fn write_next(&self, out: &mut Vec<u8>) {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        let mut text = Text::new();
-        let _ = write!(text, "{:016x}{n:016x}", self.prefix);
-        out.extend_from_slice(text.as_bytes());
+        // As `next`'s `{:016x}{:016x}`, without the formatting machinery.
+        for word in [self.prefix, n] {
+            for shift in (0..16).rev() {
+                out.push(HEX[((word >> (shift * 4)) & 0xf) as usize]);
+            }
+        }
     }
 }
 

@@ -22,6 +22,7 @@
 pub mod body;
 pub mod framing;
 pub mod head;
+mod names;
 pub mod write;
 
 pub use body::{Delimiter, Step};

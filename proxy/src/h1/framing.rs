@@ -20,6 +20,7 @@
 use http::Version;
 
 use super::head::{RequestHead, ResponseHead};
+use super::names::Name;
 use super::{Malformed, has_token};
 
 /// How a message's body is delimited.
@@ -89,23 +90,26 @@ pub fn request(head: &RequestHead<'_>) -> Result<RequestFraming, Malformed> {
     let mut connection = Connection::default();
     let (mut websocket, mut expect_continue) = (false, false);
     for field in head.fields.iter() {
-        if field.is("content-length") {
-            lengths += 1;
-            length = Some(parse_length(field.value)?);
-        } else if field.is("transfer-encoding") {
-            if head.version == Version::HTTP_10 {
-                return Err(Malformed::CodingInHttp10);
+        match Name::of(field.name) {
+            Name::ContentLength => {
+                lengths += 1;
+                length = Some(parse_length(field.value)?);
             }
-            codings += 1;
-            // As hyper: the last coding of the last field decides whether it is chunked.
-            last_chunked = last_coding_chunked(field.value);
-            chunked_alone &= field.value.trim_ascii().eq_ignore_ascii_case(b"chunked");
-        } else if field.is("connection") {
-            connection.add(field.value);
-        } else if field.is("upgrade") {
-            websocket |= has_token(field.value, b"websocket");
-        } else if field.is("expect") {
-            expect_continue = field.value.eq_ignore_ascii_case(b"100-continue");
+            Name::TransferEncoding => {
+                if head.version == Version::HTTP_10 {
+                    return Err(Malformed::CodingInHttp10);
+                }
+                codings += 1;
+                // As hyper: the last coding of the last field decides whether it is chunked.
+                last_chunked = last_coding_chunked(field.value);
+                chunked_alone &= field.value.trim_ascii().eq_ignore_ascii_case(b"chunked");
+            }
+            Name::Connection => connection.add(field.value),
+            Name::Upgrade => websocket |= has_token(field.value, b"websocket"),
+            Name::Expect => {
+                expect_continue = field.value.eq_ignore_ascii_case(b"100-continue");
+            }
+            _ => {}
         }
     }
     let body = match (codings, length) {
@@ -142,23 +146,26 @@ pub fn response(
     let mut length: Option<u64> = None;
     let mut bad_length = false;
     for field in head.fields.iter() {
-        if field.is("transfer-encoding") {
-            if head.version == Version::HTTP_10 {
-                return Err(Malformed::CodingInHttp10);
+        match Name::of(field.name) {
+            Name::TransferEncoding => {
+                if head.version == Version::HTTP_10 {
+                    return Err(Malformed::CodingInHttp10);
+                }
+                coding = true;
+                last_chunked = last_coding_chunked(field.value);
             }
-            coding = true;
-            last_chunked = last_coding_chunked(field.value);
-        } else if field.is("content-length") {
-            // `Content-Length: 5, 5` and repeated fields of one value are one length.
-            for part in field.value.split(|b| *b == b',') {
-                match (parse_length(part), length) {
-                    (Ok(n), Some(prior)) if n != prior => bad_length = true,
-                    (Ok(n), _) => length = Some(n),
-                    (Err(_), _) => bad_length = true,
+            Name::ContentLength => {
+                // `Content-Length: 5, 5` and repeated fields of one value are one length.
+                for part in field.value.split(|b| *b == b',') {
+                    match (parse_length(part), length) {
+                        (Ok(n), Some(prior)) if n != prior => bad_length = true,
+                        (Ok(n), _) => length = Some(n),
+                        (Err(_), _) => bad_length = true,
+                    }
                 }
             }
-        } else if field.is("connection") {
-            connection.add(field.value);
+            Name::Connection => connection.add(field.value),
+            _ => {}
         }
     }
     let no_body = method.eq_ignore_ascii_case("HEAD") || matches!(head.status, 204 | 304);

@@ -269,7 +269,7 @@ impl Parser {
             if at == scan.line_start && scan.started && matches!(buf[at], b' ' | b'\t') {
                 return Err(Malformed::ObsFold);
             }
-            let lf = buf[at..].iter().position(|&b| b == b'\n').map(|p| at + p);
+            let lf = find_lf(&buf[at..]).map(|p| at + p);
             if !scan.started {
                 target(
                     scan,
@@ -303,6 +303,25 @@ impl Parser {
         }
         Ok(None)
     }
+}
+
+/// Where the first LF in `bytes` is: eight bytes at a time (a zero byte in the word XOR LF
+/// is an LF), then byte by byte within the word that has it.
+fn find_lf(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    const LFS: u64 = ONES * b'\n' as u64;
+    let mut i = 0;
+    for word in bytes.chunks_exact(8) {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(word);
+        let x = u64::from_le_bytes(w) ^ LFS;
+        if x.wrapping_sub(ONES) & !x & HIGHS != 0 {
+            break;
+        }
+        i += 8;
+    }
+    bytes[i..].iter().position(|&b| b == b'\n').map(|p| i + p)
 }
 
 /// Follows the request line's target through `bytes` (the start line's next bytes, at

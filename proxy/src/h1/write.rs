@@ -22,32 +22,8 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use super::framing::{Body, RequestFraming, ResponseFraming};
 use super::has_token;
 use super::head::{Fields, RequestHead, ResponseHead};
+use super::names::Name;
 use crate::forwarding::{Downstream, RequestIds, Via};
-
-/// Headers that describe one connection, not the message (RFC 9110 section 7.6.1), as
-/// `crate::forwarding` removes them; `te` is put back as `TE: trailers` when it asked for them.
-const HOP_BY_HOP: [&str; 10] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "trailer",
-    "transfer-encoding",
-    "http2-settings",
-    "upgrade",
-    "te",
-];
-
-/// The headers this proxy sets itself on a request: the client's are dropped.
-const SET: [&str; 6] = [
-    "host",
-    "x-forwarded-for",
-    "x-real-ip",
-    "x-forwarded-proto",
-    "x-forwarded-host",
-    "x-forwarded-port",
-];
 
 /// What the request head sent upstream takes besides the client's head.
 #[derive(Clone, Copy, Debug)]
@@ -75,22 +51,24 @@ pub fn request_head(
         out.extend_from_slice(part);
     }
     field(out, b"Host", edit.host);
-    let named = Named(head.fields);
+    let named = Named::of(head.fields);
     let mut prior_for: Option<&[u8]> = None;
     let mut request_id = None;
     let mut te_trailers: Option<bool> = None;
     for f in head.fields.iter() {
-        let hop = named.names(f.name) && !f.is("content-length");
-        if f.is("te") && te_trailers.is_none() {
-            te_trailers = Some(!hop && has_token(f.value, b"trailers"));
-        }
-        if hop || HOP_BY_HOP.iter().chain(&SET).any(|h| f.is(h)) {
-            if f.is("x-forwarded-for") && prior_for.is_none() && !hop {
-                prior_for = Some(f.value);
+        let name = Name::of(f.name);
+        let hop = name != Name::ContentLength && named.names(f.name);
+        match name {
+            Name::Te if te_trailers.is_none() => {
+                te_trailers = Some(!hop && has_token(f.value, b"trailers"));
             }
+            Name::XForwardedFor if prior_for.is_none() && !hop => prior_for = Some(f.value),
+            _ => {}
+        }
+        if hop || name.hop_by_hop() || name.set_by_proxy() {
             continue;
         }
-        if f.is("x-request-id") && request_id.is_none() {
+        if name == Name::XRequestId && request_id.is_none() {
             let start = out.len() + f.name.len() + 2;
             request_id = Some(start..start + f.value.len());
         }
@@ -159,15 +137,14 @@ pub fn response_head(
         ResponseFraming::Message { body, .. } => Some(body),
         _ => None,
     };
-    let named = Named(head.fields);
+    let named = Named::of(head.fields);
     for f in head.fields.iter() {
-        let kept = if f.is("content-length") {
+        let name = Name::of(f.name);
+        let kept = match name {
             // Chunked decides over a length (RFC 9112 section 6.3): the length must go.
-            body != Some(Body::Chunked)
-        } else if switch && (f.is("connection") || f.is("upgrade")) {
-            true
-        } else {
-            !named.names(f.name) && !HOP_BY_HOP.iter().any(|h| f.is(h))
+            Name::ContentLength => body != Some(Body::Chunked),
+            Name::Connection | Name::Upgrade if switch => true,
+            _ => !name.hop_by_hop() && !named.names(f.name),
         };
         if kept {
             field(out, f.name, f.value);
@@ -182,18 +159,37 @@ pub fn response_head(
     out.extend_from_slice(b"\r\n");
 }
 
-/// The `Connection` fields of a head: which field names they declare hop-by-hop.
-struct Named<'a>(Fields<'a>);
+/// The `Connection` fields of a head: which field names they declare hop-by-hop. Most name
+/// only `keep-alive` or `upgrade`, hop-by-hop anyway: then no field is looked up.
+struct Named<'a> {
+    fields: Fields<'a>,
+    any: bool,
+}
 
-impl Named<'_> {
-    fn names(&self, name: &[u8]) -> bool {
-        self.0.iter().any(|f| {
-            f.is("connection")
-                && f.value
-                    .split(|b| *b == b',')
-                    .any(|t| t.trim_ascii().eq_ignore_ascii_case(name))
-        })
+impl<'a> Named<'a> {
+    fn of(fields: Fields<'a>) -> Named<'a> {
+        let any = fields.iter().any(|f| {
+            Name::of(f.name) == Name::Connection
+                && tokens(f.value).any(|t| {
+                    !t.is_empty()
+                        && !t.eq_ignore_ascii_case(b"keep-alive")
+                        && !t.eq_ignore_ascii_case(b"upgrade")
+                })
+        });
+        Named { fields, any }
     }
+
+    fn names(&self, name: &[u8]) -> bool {
+        self.any
+            && self.fields.iter().any(|f| {
+                Name::of(f.name) == Name::Connection
+                    && tokens(f.value).any(|t| t.eq_ignore_ascii_case(name))
+            })
+    }
+}
+
+fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value.split(|b| *b == b',').map(<[u8]>::trim_ascii)
 }
 
 fn field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {

@@ -280,3 +280,18 @@ async fn head_and_first_body_bytes_leave_in_one_vectored_write() {
         io::ErrorKind::WriteZero
     );
 }
+
+#[test]
+fn a_written_request_id_is_the_one_next_would_make() {
+    let ids = RequestIds::new();
+    let mut written = Vec::new();
+    ids.write_next(&mut written);
+    let next = ids.next();
+    let (written, next) = (
+        std::str::from_utf8(&written).unwrap(),
+        next.to_str().unwrap(),
+    );
+    assert_eq!((written.len(), &written[..16]), (32, &next[..16]));
+    let counter = |id: &str| u64::from_str_radix(&id[16..], 16).unwrap();
+    assert_eq!(counter(written) + 1, counter(next));
+}
