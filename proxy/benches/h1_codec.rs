@@ -2,7 +2,8 @@
 //! write the edited head upstream (hop-by-hop out, forwarding headers and `Via` in), in the
 //! reused buffers a connection keeps; against the header edit the hyper path does for the
 //! same head (a `HeaderMap` built from it and `forwarding_headers`, hyper's own parse not
-//! counted). And a chunked body of 64 KiB in 4 KiB chunks delimited.
+//! counted), and httparse alone as the floor. And a chunked body of 64 KiB in 4 KiB chunks
+//! delimited.
 //!
 //! Allocations per request are counted in `proxy/tests/h1_alloc.rs` (dhat), apart from
 //! criterion's own.
@@ -59,6 +60,15 @@ fn codec(c: &mut Criterion) {
         b.iter(|| {
             let head = parser.request(black_box(HEAD)).unwrap().unwrap();
             black_box(head.len);
+        })
+    });
+    // The floor: httparse alone on the same head (no limits, no bare-LF scan, no views).
+    group.bench_function("httparse_alone", |b| {
+        b.iter(|| {
+            let mut fields = [httparse::EMPTY_HEADER; 16];
+            let mut req = httparse::Request::new(&mut fields);
+            let parsed = req.parse(black_box(HEAD)).unwrap();
+            black_box((parsed, req.headers.len()));
         })
     });
     // The hyper path's header edit of the same head (hyper's parse into the map not counted).
