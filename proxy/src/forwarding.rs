@@ -37,6 +37,16 @@ impl Downstream {
             port: HeaderValue::from(local.port()),
         }
     }
+
+    /// X-Real-IP's value: the peer's address.
+    pub fn real_ip(&self) -> &HeaderValue {
+        &self.real_ip
+    }
+
+    /// X-Forwarded-Port's value: the local port.
+    pub fn port(&self) -> &HeaderValue {
+        &self.port
+    }
 }
 
 /// RFC 9110 section 7.6.1: these describe one connection, not the message.
@@ -187,6 +197,18 @@ impl RequestIds {
         let mut text = Text::new();
         let _ = write!(text, "{:016x}{n:016x}", self.prefix);
         HeaderValue::from_bytes(text.as_bytes()).unwrap_or(HeaderValue::from_static(""))
+    }
+
+    /// The next id, appended to `out` (no allocation once `out` has room).
+    pub fn write_next(&self, out: &mut Vec<u8>) {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        // As `next`'s `{:016x}{:016x}`, without the formatting machinery.
+        for word in [self.prefix, n] {
+            for shift in (0..16).rev() {
+                out.push(HEX[((word >> (shift * 4)) & 0xf) as usize]);
+            }
+        }
     }
 }
 

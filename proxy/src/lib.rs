@@ -14,6 +14,8 @@
 //!
 //! Forwarding:
 //! - [`forwarding`]: hop-by-hop headers out, X-Forwarded-*, X-Request-Id and `Via` in.
+//! - [`h1`]: our own HTTP/1 codec over httparse for the fast path (heads parsed in place,
+//!   the smuggling rules, bodies delimited without re-chunking, the edited head written).
 //! - [`upstream`]: the protocols, the shared pools, one attempt under its timeouts and how it
 //!   ended, and whether another endpoint may be tried.
 //! - [`connect`]: opening upstream connections within the connect timeout, and the upstream
@@ -34,6 +36,7 @@ pub mod budget;
 pub mod connect;
 pub mod failure;
 pub mod forwarding;
+pub mod h1;
 pub mod h2_limits;
 pub mod health;
 pub mod pair;

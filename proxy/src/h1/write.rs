@@ -1,0 +1,219 @@
+//! The edited head, serialized into one buffer reused for every request of a connection, and
+//! sent with the body's first bytes in one vectored write ([`send`]).
+//!
+//! The request head gets the edits [`crate::forwarding`] makes for hyper, so an upstream sees
+//! the same headers on either path: hop-by-hop headers out (`Connection` and the fields it
+//! names, `Keep-Alive`, `Proxy-Connection`, `Proxy-Authenticate`, `Proxy-Authorization`,
+//! `Trailer`, `Transfer-Encoding`, `HTTP2-Settings`, `Upgrade`, `TE` but for `trailers`);
+//! `Host` and X-Forwarded-For (appended to the client's first), -Proto, -Host, -Port and
+//! X-Real-IP set; the client's X-Request-Id kept, else a new one; this proxy's `Via` entry
+//! added; a WebSocket upgrade's `Connection` and `Upgrade` put back. `Content-Length` is never
+//! dropped, even when `Connection` names it: the body is passed on as framed, so its framing
+//! headers must go with it (a chunked body gets `Transfer-Encoding: chunked` back). The
+//! upstream request is HTTP/1.1 whatever the client spoke: the upstream connection is ours.
+//!
+//! What it may touch: the output buffer, and the writer [`send`] is handed.
+
+use std::io::{self, IoSlice};
+use std::ops::Range;
+
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+
+use super::framing::{Body, RequestFraming, ResponseFraming};
+use super::has_token;
+use super::head::{Fields, RequestHead, ResponseHead};
+use super::names::Name;
+use crate::forwarding::{Downstream, RequestIds, Via};
+
+/// What the request head sent upstream takes besides the client's head.
+#[derive(Clone, Copy, Debug)]
+pub struct Edit<'a> {
+    /// The target sent upstream: the path and query, normalized or rewritten.
+    pub target: &'a [u8],
+    /// The Host routed by.
+    pub host: &'a [u8],
+    pub framing: &'a RequestFraming,
+}
+
+/// Writes the request head sent upstream into `out` (cleared first); returns where in `out`
+/// the request's X-Request-Id value is.
+pub fn request_head(
+    out: &mut Vec<u8>,
+    head: &RequestHead<'_>,
+    edit: &Edit<'_>,
+    down: &Downstream,
+    ids: &RequestIds,
+    via: &Via,
+) -> Range<usize> {
+    out.clear();
+    let line: [&[u8]; 4] = [head.method.as_bytes(), b" ", edit.target, b" HTTP/1.1\r\n"];
+    for part in line {
+        out.extend_from_slice(part);
+    }
+    field(out, b"Host", edit.host);
+    let named = Named::of(head.fields);
+    let mut prior_for: Option<&[u8]> = None;
+    let mut request_id = None;
+    let mut te_trailers: Option<bool> = None;
+    for f in head.fields.iter() {
+        let name = Name::of(f.name);
+        let hop = name != Name::ContentLength && named.names(f.name);
+        match name {
+            Name::Te if te_trailers.is_none() => {
+                te_trailers = Some(!hop && has_token(f.value, b"trailers"));
+            }
+            Name::XForwardedFor if prior_for.is_none() && !hop => prior_for = Some(f.value),
+            _ => {}
+        }
+        if hop || name.hop_by_hop() || name.set_by_proxy() {
+            continue;
+        }
+        if name == Name::XRequestId && request_id.is_none() {
+            let start = out.len() + f.name.len() + 2;
+            request_id = Some(start..start + f.value.len());
+        }
+        field(out, f.name, f.value);
+    }
+    let ip = down.real_ip().as_bytes();
+    out.extend_from_slice(b"X-Forwarded-For: ");
+    if let Some(prior) = prior_for.filter(|p| !p.is_empty()) {
+        out.extend_from_slice(prior);
+        out.extend_from_slice(b", ");
+    }
+    out.extend_from_slice(ip);
+    out.extend_from_slice(b"\r\n");
+    field(out, b"X-Real-IP", ip);
+    let proto: &[u8] = if down.tls { b"https" } else { b"http" };
+    field(out, b"X-Forwarded-Proto", proto);
+    field(out, b"X-Forwarded-Host", edit.host);
+    field(out, b"X-Forwarded-Port", down.port().as_bytes());
+    let request_id = request_id.unwrap_or_else(|| {
+        out.extend_from_slice(b"X-Request-Id: ");
+        let start = out.len();
+        ids.write_next(out);
+        let id = start..out.len();
+        out.extend_from_slice(b"\r\n");
+        id
+    });
+    field(out, b"Via", via.value(head.version).as_bytes());
+    if edit.framing.upgrade {
+        field(out, b"Connection", b"upgrade");
+        field(out, b"Upgrade", b"websocket");
+    }
+    if te_trailers == Some(true) {
+        field(out, b"TE", b"trailers");
+    }
+    if edit.framing.body == Body::Chunked {
+        field(out, b"Transfer-Encoding", b"chunked");
+    }
+    out.extend_from_slice(b"\r\n");
+    request_id
+}
+
+/// Writes the response head sent to the client into `out` (cleared first): hop-by-hop
+/// headers out but for a switch's, which are the switch itself; the framing headers of the
+/// body as it is passed on (a length dropped when chunked decides); `Connection: close` when
+/// the client connection ends after it.
+pub fn response_head(
+    out: &mut Vec<u8>,
+    head: &ResponseHead<'_>,
+    framing: &ResponseFraming,
+    close: bool,
+) {
+    out.clear();
+    out.extend_from_slice(b"HTTP/1.1 ");
+    let mut status = [0u8; 3];
+    let mut code = head.status;
+    for digit in status.iter_mut().rev() {
+        *digit = b'0' + (code % 10) as u8;
+        code /= 10;
+    }
+    out.extend_from_slice(&status);
+    out.push(b' ');
+    out.extend_from_slice(head.reason.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    let switch = *framing == ResponseFraming::Switch;
+    let body = match *framing {
+        ResponseFraming::Message { body, .. } => Some(body),
+        _ => None,
+    };
+    let named = Named::of(head.fields);
+    for f in head.fields.iter() {
+        let name = Name::of(f.name);
+        let kept = match name {
+            // Chunked decides over a length (RFC 9112 section 6.3): the length must go.
+            Name::ContentLength => body != Some(Body::Chunked),
+            Name::Connection | Name::Upgrade if switch => true,
+            _ => !name.hop_by_hop() && !named.names(f.name),
+        };
+        if kept {
+            field(out, f.name, f.value);
+        }
+    }
+    if body == Some(Body::Chunked) {
+        field(out, b"Transfer-Encoding", b"chunked");
+    }
+    if close && !switch {
+        field(out, b"Connection", b"close");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The `Connection` fields of a head: which field names they declare hop-by-hop. Most name
+/// only `keep-alive` or `upgrade`, hop-by-hop anyway: then no field is looked up.
+struct Named<'a> {
+    fields: Fields<'a>,
+    any: bool,
+}
+
+impl<'a> Named<'a> {
+    fn of(fields: Fields<'a>) -> Named<'a> {
+        let any = fields.iter().any(|f| {
+            Name::of(f.name) == Name::Connection
+                && tokens(f.value).any(|t| {
+                    !t.is_empty()
+                        && !t.eq_ignore_ascii_case(b"keep-alive")
+                        && !t.eq_ignore_ascii_case(b"upgrade")
+                })
+        });
+        Named { fields, any }
+    }
+
+    fn names(&self, name: &[u8]) -> bool {
+        self.any
+            && self.fields.iter().any(|f| {
+                Name::of(f.name) == Name::Connection
+                    && tokens(f.value).any(|t| t.eq_ignore_ascii_case(name))
+            })
+    }
+}
+
+fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value.split(|b| *b == b',').map(<[u8]>::trim_ascii)
+}
+
+fn field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Sends a head and the body bytes that came with it in vectored writes (one, unless the
+/// writer takes less), so they leave together.
+pub async fn send<W: AsyncWrite + Unpin>(io: &mut W, head: &[u8], body: &[u8]) -> io::Result<()> {
+    let mut slices = [IoSlice::new(head), IoSlice::new(body)];
+    let mut bufs = &mut slices[..];
+    IoSlice::advance_slices(&mut bufs, 0);
+    while !bufs.is_empty() {
+        let n = io.write_vectored(bufs).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        IoSlice::advance_slices(&mut bufs, n);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,105 @@
+//! Allocations per request on the HTTP/1 codec's fast path (issue 18: the goal is none),
+//! counted by dhat's allocator in a binary of its own so nothing else is counted: a request
+//! head parsed, framed, edited and written upstream, its chunked body delimited, the answer's
+//! head parsed, framed and written back, its body delimited; in the reused buffers one
+//! connection keeps, after a first request has warmed them.
+//!
+//! `cargo test -p ferry-proxy --test h1_alloc -- --nocapture` prints the figures.
+
+#![allow(clippy::unwrap_used)] // test helpers: a failed unwrap is a failed test
+
+use ferry_proxy::forwarding::{Downstream, RequestIds, Via};
+use ferry_proxy::h1::write::{Edit, request_head, response_head};
+use ferry_proxy::h1::{Delimiter, Limits, Parser, ResponseFraming, framing};
+
+#[global_allocator]
+static ALLOC: dhat::Alloc = dhat::Alloc;
+
+const REQUEST: &[u8] = b"POST /api/v1/orders?x=1 HTTP/1.1\r\n\
+Host: shop.example.com\r\n\
+User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/120.0\r\n\
+Accept: application/json\r\n\
+Accept-Encoding: gzip, deflate, br\r\n\
+Cookie: session=3f2a9c1e8b7d4a6f; theme=dark\r\n\
+Connection: keep-alive, X-Hop\r\n\
+X-Hop: 1\r\n\
+X-Forwarded-For: 192.0.2.1\r\n\
+Transfer-Encoding: chunked\r\n\r\n\
+5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Sum: 1\r\n\r\n";
+
+const RESPONSE: &[u8] = b"HTTP/1.1 200 OK\r\n\
+Content-Type: application/json\r\n\
+Content-Length: 11\r\n\
+Keep-Alive: timeout=5\r\n\
+Server: web\r\n\r\n\
+{\"ok\":true}";
+
+/// The buffers one client connection keeps.
+struct Connection {
+    requests: Parser,
+    responses: Parser,
+    upstream_head: Vec<u8>,
+    client_head: Vec<u8>,
+}
+
+/// One exchange through the codec; returns the bytes it wrote, so nothing is optimised away.
+fn exchange(c: &mut Connection, down: &Downstream, ids: &RequestIds, via: &Via) -> usize {
+    let head = c.requests.request(REQUEST).unwrap().unwrap();
+    let framing = framing::request(&head).unwrap();
+    let edit = Edit {
+        target: head.target.as_bytes(),
+        host: b"shop.example.com",
+        framing: &framing,
+    };
+    request_head(&mut c.upstream_head, &head, &edit, down, ids, via);
+    let mut body = Delimiter::new(framing.body);
+    let step = body.feed(&REQUEST[head.len..]).unwrap();
+    assert!(step.done);
+
+    let answer = c.responses.response(RESPONSE).unwrap().unwrap();
+    let answered = framing::response(&answer, head.method, framing.upgrade).unwrap();
+    let ResponseFraming::Message { body, keep_alive } = answered else {
+        panic!("{answered:?}");
+    };
+    response_head(&mut c.client_head, &answer, &answered, !keep_alive);
+    let step = Delimiter::new(body).feed(&RESPONSE[answer.len..]).unwrap();
+    assert!(step.done);
+    c.upstream_head.len() + c.client_head.len()
+}
+
+#[test]
+fn the_fast_path_allocates_nothing_per_request_once_warm() {
+    let _profiler = dhat::Profiler::builder().testing().build();
+    let down = Downstream::new(
+        "10.0.0.7:5555".parse().unwrap(),
+        "127.0.0.1:8080".parse().unwrap(),
+        false,
+    );
+    let (ids, via) = (RequestIds::new(), Via::new());
+    let mut c = Connection {
+        requests: Parser::requests(Limits::default()),
+        responses: Parser::responses(Limits::default()),
+        upstream_head: Vec::new(),
+        client_head: Vec::new(),
+    };
+    let cold = dhat::HeapStats::get();
+    exchange(&mut c, &down, &ids, &via);
+    let warm = dhat::HeapStats::get();
+    const N: u64 = 10_000;
+    let mut written = 0;
+    for _ in 0..N {
+        written += exchange(&mut c, &down, &ids, &via);
+    }
+    let after = dhat::HeapStats::get();
+    let per_request = (after.total_blocks - warm.total_blocks) as f64 / N as f64;
+    println!(
+        "first exchange: {} allocations ({} bytes); then {per_request} allocations per exchange \
+         over {N} ({written} bytes written)",
+        warm.total_blocks - cold.total_blocks,
+        warm.total_bytes - cold.total_bytes,
+    );
+    assert_eq!(
+        after.total_blocks, warm.total_blocks,
+        "allocations per request"
+    );
+}
