@@ -1,6 +1,7 @@
-//! Connections the sidecar opens: to the app on the inbound side, to endpoints on the
-//! outbound side. Every socket carries the mesh's mark (when configured); a connection to a
-//! meshed endpoint is mutual TLS that expects the endpoint's identity.
+//! Connections the sidecar opens: to the app on the inbound side (from the client's address
+//! where the kernel allows it), to endpoints on the outbound side. Every socket carries the
+//! mesh's mark (when configured); a connection to a meshed endpoint is mutual TLS that expects
+//! the endpoint's identity.
 //!
 //! [`Connector`] is the connector of the HTTP clients (hyper-util's pooled client): an
 //! `https` URI is an endpoint reached over mesh mTLS, and its expected identity is looked up
@@ -103,12 +104,17 @@ pub struct Connector {
     pub tls: Arc<MeshTls>,
     pub identities: Arc<Identities>,
     pub metrics: Arc<Metrics>,
+    /// The inbound side's connections to the app: from the client's address.
+    pub source: Option<socket::OriginalSource>,
 }
 
 impl Connector {
     /// A connection to `addr`: mutual TLS expecting `expected` when given, else plaintext.
     pub async fn open(&self, addr: SocketAddr, expected: Option<&WorkloadId>) -> io::Result<Conn> {
-        let tcp = socket::connect(addr, self.mark, self.timeout).await?;
+        let tcp = match &self.source {
+            Some(source) => socket::connect_from(source, addr, self.mark, self.timeout).await?,
+            None => socket::connect(addr, self.mark, self.timeout).await?,
+        };
         let Some(expected) = expected else {
             return Ok(Conn::Plain(tcp));
         };
@@ -247,8 +253,8 @@ impl AsyncWrite for Conn {
 }
 
 /// Pooled HTTP clients over a [`Connector`], one per protocol: the inbound side's to the app,
-/// the outbound side's to endpoints (`https` URIs are mesh mTLS).
-#[derive(Debug)]
+/// the outbound side's to endpoints (`https` URIs are mesh mTLS). A clone shares the pools.
+#[derive(Clone, Debug)]
 pub struct Clients {
     h1: Client<Connector, ProxyBody>,
     h2: Client<Connector, ProxyBody>,
