@@ -38,6 +38,8 @@ pub struct Reply<'a> {
     pub path: &'a str,
     pub query: &'a str,
     pub host: &'a str,
+    /// The address of the connection's peer, as the app sees it.
+    pub peer: String,
     /// Repeated headers are joined with ", ".
     pub headers: BTreeMap<&'a str, String>,
     pub body_bytes: u64,
@@ -61,7 +63,7 @@ impl Echo {
         let ids: std::sync::Arc<(String, String)> = std::sync::Arc::new((self.name, self.pod));
         serve::serve(
             self.listener,
-            move |req, _| answer(ids.clone(), req),
+            move |req, peer| answer(ids.clone(), req, peer),
             LIMITS,
             shutdown,
         )
@@ -69,7 +71,11 @@ impl Echo {
     }
 }
 
-async fn answer(ids: std::sync::Arc<(String, String)>, req: Request<Incoming>) -> Response<Body> {
+async fn answer(
+    ids: std::sync::Arc<(String, String)>,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+) -> Response<Body> {
     let (parts, mut body) = req.into_parts();
     // Count the body as it streams; never hold it whole.
     let mut body_bytes = 0u64;
@@ -109,6 +115,7 @@ async fn answer(ids: std::sync::Arc<(String, String)>, req: Request<Incoming>) -
         path: parts.uri.path(),
         query: parts.uri.query().unwrap_or_default(),
         host,
+        peer: peer.to_string(),
         headers,
         body_bytes,
     };

@@ -327,8 +327,8 @@ impl Kubelet {
             ) && crate::inject::is_meshed(pod)
             {
                 match mesh::setup(pod, &spec, ip, node.gateway(), mesh) {
-                    Ok((script, token)) => {
-                        sandbox.interception = Some(script);
+                    Ok((install, token)) => {
+                        sandbox.interception = Some(install);
                         token_file = Some(token);
                     }
                     Err(message) => mesh_failure = Some(message),

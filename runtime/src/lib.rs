@@ -1,11 +1,12 @@
 //! What every long-running ferry part needs: the snapshot bus and readiness, the status board,
-//! the admin server, an HTTP accept loop with graceful drain, bounds on accepted connections,
+//! the admin server, accept loops (TCP, and HTTP) with graceful drain, bounds on accepted connections,
 //! the descriptor limit, shutdown, tracing setup, and TLS (one crypto provider, PEM → key pair,
 //! the client that accepts any server certificate).
 //!
 //! Metrics are never global: each part registers its own into a
 //! [`prometheus_client::registry::Registry`] handed to it, and the admin server encodes that.
 
+pub mod accept;
 pub mod admin;
 pub mod bus;
 pub mod connections;

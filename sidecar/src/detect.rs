@@ -28,8 +28,11 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 
 /// The HTTP/2 client connection preface (RFC 9113 §3.4).
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-/// The most read before giving up: a ClientHello fits one record (5 + 16 KiB).
-const MAX_PREFIX: usize = 5 + 16 * 1024;
+/// The longest ClientHello waited for (the handshake message, in as many records as it takes).
+const MAX_HELLO: usize = 16 * 1024;
+/// The most read before giving up: the longest ClientHello in records of one byte each would
+/// be more, but no client fragments that finely; this is two full records.
+const MAX_PREFIX: usize = 2 * (5 + 16 * 1024);
 /// An HTTP/1 request line longer than this is not waited for.
 const MAX_REQUEST_LINE: usize = 8 * 1024;
 
@@ -180,18 +183,42 @@ fn request_line(buf: &[u8]) -> Option<Detected> {
     }
 }
 
-/// Reads a TLS ClientHello's ALPN offer: `None` while the record is incomplete, `Some(None)`
-/// when it is not a ClientHello, `Some(Some(offers_mesh))` otherwise.
+/// Reads a TLS ClientHello's ALPN offer: `None` while it is incomplete, `Some(None)` when it
+/// is not a ClientHello, `Some(Some(offers_mesh))` otherwise. The handshake message may span
+/// several records (RFC 8446 §5.1 lets a sender fragment it) and the records several reads:
+/// both are waited for, never taken for opaque bytes.
 fn client_hello(buf: &[u8]) -> Option<Option<bool>> {
-    if buf.len() < 5 {
-        return None;
+    let mut rest = buf;
+    let mut handshake: Vec<u8> = Vec::new();
+    loop {
+        let header = rest.get(..5)?;
+        let len = usize::from(u16::from_be_bytes([header[3], header[4]]));
+        if header[0] != 0x16 || header[1] != 3 || len == 0 || len > 16 * 1024 {
+            return Some(None);
+        }
+        let fragment = rest.get(5..5 + len)?;
+        rest = &rest[5 + len..];
+        // One record holding the whole message (the usual case) is read in place.
+        let message = if handshake.is_empty() {
+            fragment
+        } else {
+            handshake.extend_from_slice(fragment);
+            &handshake
+        };
+        if let Some(head) = message.get(..4) {
+            let need =
+                4 + (usize::from(head[1]) << 16 | usize::from(head[2]) << 8 | usize::from(head[3]));
+            if need > MAX_HELLO {
+                return Some(None);
+            }
+            if let Some(whole) = message.get(..need) {
+                return Some(alpn_offers_mesh(whole));
+            }
+        }
+        if handshake.is_empty() {
+            handshake.extend_from_slice(fragment);
+        }
     }
-    let len = usize::from(u16::from_be_bytes([buf[3], buf[4]]));
-    if buf[1] != 3 || len > 16 * 1024 {
-        return Some(None);
-    }
-    let record = buf.get(5..5 + len)?;
-    Some(alpn_offers_mesh(record))
 }
 
 /// The ALPN extension of a ClientHello handshake message (RFC 8446 §4.1.2).

@@ -234,6 +234,10 @@ impl ControlDiscover {
 
     /// Follows one authority's answers, reconnecting with back-off, until aborted.
     async fn follow(self: Arc<Self>, authority: String, tx: watch::Sender<Answer>) {
+        let _listed = Listed {
+            identities: self.identities.clone(),
+            tx: tx.clone(),
+        };
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
         loop {
             match self.stream(&authority, &tx, &mut backoff).await {
@@ -278,20 +282,36 @@ impl ControlDiscover {
                 Answer::Service(s) => s.endpoints.iter().collect(),
                 _ => Vec::new(),
             };
-            // Endpoints that left this destination are forgotten; those that stay or came
-            // are (re)set, so an endpoint that lost its sidecar is no longer expected to
-            // present an identity.
-            for gone in previous.iter().flat_map(|p| p.endpoints.iter()) {
-                if !now.iter().any(|e| e.addr == gone.addr) {
-                    self.identities.set(gone.addr, None);
-                }
-            }
-            for e in now {
-                self.identities.set(e.addr, e.identity.clone());
-            }
+            // This destination's endpoints replace what it listed before; another
+            // destination's listing of the same address stands (see `Identities`).
+            self.identities.change(
+                previous
+                    .iter()
+                    .flat_map(|p| p.endpoints.iter())
+                    .map(|e| (e.addr, e.identity.as_ref())),
+                now.iter().map(|e| (e.addr, e.identity.as_ref())),
+            );
             tx.send_replace(answer);
         }
         Ok(())
+    }
+}
+
+/// Releases the identities a subscription listed when it ends (swept, or shut down): the
+/// task is aborted between updates, so the answer it holds is the one it listed.
+struct Listed {
+    identities: Arc<Identities>,
+    tx: watch::Sender<Answer>,
+}
+
+impl Drop for Listed {
+    fn drop(&mut self) {
+        if let Answer::Service(s) = &*self.tx.borrow() {
+            self.identities.change(
+                s.endpoints.iter().map(|e| (e.addr, e.identity.as_ref())),
+                [],
+            );
+        }
     }
 }
 

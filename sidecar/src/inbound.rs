@@ -1,6 +1,11 @@
 //! The inbound side: connections redirected to the Pod arrive here, are terminated (mesh mTLS)
 //! or taken as they are (plaintext, in permissive mode), authorized, and forwarded to the app
-//! on localhost at the port they were sent to.
+//! at the address and port they were sent to, from the client's own address, so the app sees
+//! its real client (Istio's TPROXY mode; the Pod's interception routes the app's replies back
+//! here). Where the kernel does not allow that (no `CAP_NET_ADMIN`, another address family)
+//! or the connection was not redirected (no original destination: tests on loopback), the app
+//! is reached on [`InboundConfig::app_ip`] from the sidecar's own address instead, counted in
+//! [`socket::Fallbacks`] and logged once.
 //!
 //! One connection, in order: the app's port (`SO_ORIGINAL_DST`, else the configured
 //! [`InboundConfig::app_port`]); detection on the raw bytes, where no port is opaque (a client
@@ -19,17 +24,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferry_model::mesh::WorkloadId;
-use ferry_runtime::Shutdown;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 
 use crate::authorize::Authorize;
 use crate::detect::{self, Detected, Detection};
+use crate::listen::{Listener, Serve};
 use crate::metrics::{Direction, Metrics};
 use crate::tls::{self, MeshTls};
 use crate::upstream::{Connector, Identities};
-use crate::{Error, listen, socket};
+use crate::{Error, socket};
 
 /// Whether the inbound side takes plaintext (Istio's `PeerAuthentication` modes).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -64,7 +69,8 @@ pub struct InboundConfig {
     /// tests on loopback, or a client that dialled the inbound port itself). Without it such a
     /// connection is closed.
     pub app_port: Option<u16>,
-    /// Where the app listens (loopback in a Pod).
+    /// Where the app is reached when a connection cannot come from its client's address
+    /// (loopback in a Pod).
     pub app_ip: IpAddr,
     pub mark: Option<u32>,
     pub detection: Detection,
@@ -88,7 +94,7 @@ impl InboundConfig {
 
 /// What every inbound connection reads.
 #[derive(Debug)]
-struct Shared {
+pub struct Shared {
     config: InboundConfig,
     tls: Arc<MeshTls>,
     authorize: Arc<dyn Authorize>,
@@ -98,74 +104,102 @@ struct Shared {
     /// Detection on the raw connection: no port is opaque there, since a client sidecar sends
     /// its ClientHello first whatever the app's protocol.
     outer_detection: Detection,
+    /// Connections to the app that could not come from their client's address.
+    fallbacks: Arc<socket::Fallbacks>,
+}
+
+/// Where one connection goes to the app, and how it is opened there.
+#[derive(Clone, Debug)]
+struct App {
+    addr: SocketAddr,
+    /// [`Shared::connector`], from the client's address when the connection was redirected.
+    connector: Connector,
+}
+
+impl App {
+    /// A redirected connection goes to its original destination (the Pod's address and the
+    /// app's port) from the client's address; any other to [`InboundConfig::app_ip`].
+    fn of(shared: &Shared, original: Option<SocketAddr>, port: u16, client: SocketAddr) -> App {
+        let Some(original) = original else {
+            shared
+                .fallbacks
+                .record(&"the connection was not redirected (no original destination)");
+            return App {
+                addr: SocketAddr::new(shared.config.app_ip, port),
+                connector: shared.connector.clone(),
+            };
+        };
+        App {
+            addr: original,
+            connector: Connector {
+                source: Some(socket::OriginalSource {
+                    client: client.ip(),
+                    fallback: shared.config.app_ip,
+                    fallbacks: shared.fallbacks.clone(),
+                }),
+                ..shared.connector.clone()
+            },
+        }
+    }
 }
 
 /// The bound inbound listener.
-#[derive(Debug)]
-pub struct Inbound {
-    listener: TcpListener,
-    shared: Arc<Shared>,
-}
+pub type Inbound = Listener<Shared>;
 
-impl Inbound {
+impl Listener<Shared> {
     pub async fn build(
         config: InboundConfig,
         tls: Arc<MeshTls>,
         authorize: Arc<dyn Authorize>,
         metrics: Arc<Metrics>,
     ) -> Result<Inbound, Error> {
-        let listener = TcpListener::bind(config.addr)
-            .await
-            .map_err(|source| Error::Bind {
-                what: "inbound",
-                addr: config.addr,
-                source,
-            })?;
         let connector = Connector {
             mark: config.mark,
             timeout: config.connect_timeout,
             tls: tls.clone(),
             identities: Arc::new(Identities::default()),
             metrics: metrics.clone(),
+            source: None,
         };
         let app = crate::upstream::Clients::new(&connector);
         let outer_detection = Detection {
             opaque_ports: Default::default(),
             ..config.detection.clone()
         };
-        Ok(Inbound {
-            listener,
-            shared: Arc::new(Shared {
-                config,
-                tls,
-                authorize,
-                metrics,
-                connector,
-                app,
-                outer_detection,
-            }),
-        })
+        let addr = config.addr;
+        let shared = Shared {
+            config,
+            tls,
+            authorize,
+            metrics,
+            connector,
+            app,
+            outer_detection,
+            fallbacks: Arc::default(),
+        };
+        Listener::bind("inbound", addr, shared).await
     }
 
-    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.listener.local_addr()
+    /// The count of connections to the app that could not come from their client's address.
+    pub fn fallbacks(&self) -> Arc<socket::Fallbacks> {
+        self.shared.fallbacks.clone()
     }
+}
 
-    pub async fn run(self, shutdown: Shutdown) {
-        let shared = self.shared;
-        listen::accept_loop(self.listener, shutdown, move |stream, client| {
-            serve(shared.clone(), stream, client)
-        })
-        .await;
+impl Serve for Shared {
+    fn serve(
+        self: Arc<Self>,
+        stream: TcpStream,
+        client: SocketAddr,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        serve(self, stream, client)
     }
 }
 
 async fn serve(shared: Arc<Shared>, stream: TcpStream, client: SocketAddr) {
     let _open = shared.metrics.connection(Direction::Inbound);
-    let Some(port) = socket::original_dst(&stream)
-        .map(|a| a.port())
-        .or(shared.config.app_port)
-    else {
+    let original = socket::original_dst(&stream);
+    let Some(port) = original.map(|a| a.port()).or(shared.config.app_port) else {
         tracing::debug!(%client, "no original destination and no app port: closing");
         return;
     };
@@ -185,7 +219,8 @@ async fn serve(shared: Arc<Shared>, stream: TcpStream, client: SocketAddr) {
             return tracing::debug!(%client, port, "plaintext refused (strict mTLS)");
         }
         shared.metrics.plaintext(Direction::Inbound, "permissive");
-        return to_app(shared, None, detected, io, port, client).await;
+        let app = App::of(&shared, original, port, client);
+        return to_app(shared, None, detected, io, app, client).await;
     }
     let accepted = match shared.tls.server() {
         Ok(config) => {
@@ -218,32 +253,35 @@ async fn serve(shared: Arc<Shared>, stream: TcpStream, client: SocketAddr) {
         Err(e) => return tracing::debug!(%client, error = %e, "reading inside mTLS failed"),
     };
     shared.metrics.detected(Direction::Inbound, inner);
-    to_app(shared, Some(peer), inner, io, port, client).await;
+    let app = App::of(&shared, original, port, client);
+    to_app(shared, Some(peer), inner, io, app, client).await;
 }
 
-/// Serves what a connection carries to the app on `port`.
+/// Serves what a connection carries to the app.
 async fn to_app<I>(
     shared: Arc<Shared>,
     peer: Option<WorkloadId>,
     detected: Detected,
     io: I,
-    port: u16,
+    app: App,
     client: SocketAddr,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let port = app.addr.port();
     if detected.is_http() {
-        return http::serve(shared, peer, detected, io, port, client).await;
+        return http::serve(shared, peer, detected, io, app, client).await;
     }
     if !shared.authorize.authorize(peer.as_ref(), port, None) {
         shared.metrics.authz("deny_tcp");
         return tracing::info!(%client, port, peer = ?peer.map(|p| p.to_string()), "connection denied by policy");
     }
     shared.metrics.authz("allow");
-    let app = SocketAddr::new(shared.config.app_ip, port);
-    let mut upstream = match shared.connector.open(app, None).await {
+    let mut upstream = match app.connector.open(app.addr, None).await {
         Ok(conn) => conn,
-        Err(e) => return tracing::info!(%client, %app, error = %e, "cannot reach the app"),
+        Err(e) => {
+            return tracing::info!(%client, app = %app.addr, error = %e, "cannot reach the app");
+        }
     };
     let mut io = io;
     match tokio::io::copy_bidirectional(&mut io, &mut upstream).await {

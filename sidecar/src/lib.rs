@@ -4,14 +4,15 @@
 //!   credentials are renewed or the trust bundle rotates.
 //! - [`detect`]: what a connection speaks, from its first bytes, without a stall.
 //! - [`inbound`]: mTLS (or plaintext, when permissive) in, authorized ([`authorize`]), to the
-//!   app on localhost with `x-forwarded-client-cert`.
+//!   app from the client's address with `x-forwarded-client-cert`.
 //! - [`outbound`]: the app's connections to Services, balanced per request (HTTP) or per
 //!   connection (other TCP) over the endpoints [`discover`] learns from the control plane, mTLS
 //!   to meshed endpoints.
 //! - [`policy`]: the inbound policy from the control plane (authorization, mTLS mode),
 //!   swapped whole on each answer.
 //! - [`upstream`]: the sockets the sidecar opens (marked), plain or mTLS to an expected
-//!   identity; [`socket`]: `SO_ORIGINAL_DST` and `SO_MARK`; [`listen`]: the accept loop.
+//!   identity; [`socket`]: `SO_ORIGINAL_DST`, `SO_MARK` and connections from the client's
+//!   address; [`listen`]: the listener both sides are.
 //! - [`part`]: the whole sidecar ([`Sidecar`]): both sides and the admin server, ready once it
 //!   holds credentials.
 //! - [`metrics`]: the golden signals, `ferry_sidecar_*`.

@@ -1,50 +1,58 @@
-//! The accept loop the inbound and outbound listeners share: one task per connection, no new
-//! connection once shutdown begins, and the open ones given a while to finish.
+//! What the inbound and outbound sides share: a bound listener and the state its connections
+//! read, served by the runtime's accept loop ([`ferry_runtime::accept`]). Each side is a
+//! [`Listener`] of its own state, which says how one connection is served ([`Serve`]).
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::sync::Arc;
 
 use ferry_runtime::Shutdown;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinSet;
 
-/// How long open connections may run on after shutdown began.
-const DRAIN: Duration = Duration::from_secs(10);
-/// After a failed accept (out of descriptors, say), wait before the next.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+use crate::Error;
 
-/// Accepts on `listener` until shutdown, handing each connection to `handler`.
-pub async fn accept_loop<F, Fut>(listener: TcpListener, mut shutdown: Shutdown, handler: F)
-where
-    F: Fn(TcpStream, SocketAddr) -> Fut,
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    let mut tasks = JoinSet::new();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    let _ = stream.set_nodelay(true);
-                    tasks.spawn(handler(stream, peer));
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(ACCEPT_BACKOFF).await;
-                }
-            },
-            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
-            () = shutdown.wait() => break,
-        }
+/// How one side serves a connection it accepted.
+pub trait Serve: Send + Sync + 'static {
+    fn serve(
+        self: Arc<Self>,
+        stream: TcpStream,
+        client: SocketAddr,
+    ) -> impl Future<Output = ()> + Send + 'static;
+}
+
+/// A bound listener and what its connections share.
+#[derive(Debug)]
+pub struct Listener<S> {
+    listener: TcpListener,
+    pub(crate) shared: Arc<S>,
+}
+
+impl<S: Serve> Listener<S> {
+    /// Binds `addr` for `what` (the error names it).
+    pub(crate) async fn bind(
+        what: &'static str,
+        addr: SocketAddr,
+        shared: S,
+    ) -> Result<Listener<S>, Error> {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| Error::Bind { what, addr, source })?;
+        Ok(Listener {
+            listener,
+            shared: Arc::new(shared),
+        })
     }
-    drop(listener);
-    let drained =
-        tokio::time::timeout(DRAIN, async { while tasks.join_next().await.is_some() {} }).await;
-    if drained.is_err() {
-        tracing::warn!(
-            open = tasks.len(),
-            "connections still open after the drain; closing them"
-        );
-        tasks.shutdown().await;
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves connections until shutdown, then drains them.
+    pub async fn run(self, shutdown: Shutdown) {
+        let shared = self.shared;
+        ferry_runtime::accept::run(self.listener, shutdown, move |stream, client| {
+            shared.clone().serve(stream, client)
+        })
+        .await;
     }
 }

@@ -16,17 +16,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ferry_proxy::health::AttemptOutcome;
-use ferry_runtime::Shutdown;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use crate::detect::{self, Detected, Detection, Opaque, Prefixed};
 use crate::discover::{Answer, Discover, Service};
+use crate::listen::{Listener, Serve};
 use crate::metrics::{Direction, Metrics};
 use crate::tls::MeshTls;
 use crate::upstream::{Connector, Identities};
-use crate::{Error, listen, socket};
+use crate::{Error, socket};
 
 /// How the outbound side runs.
 #[derive(Clone, Debug)]
@@ -55,8 +55,9 @@ impl OutboundConfig {
     }
 }
 
+/// What every outbound connection reads.
 #[derive(Debug)]
-struct Shared {
+pub struct Shared {
     config: OutboundConfig,
     discover: Arc<dyn Discover>,
     metrics: Arc<Metrics>,
@@ -65,13 +66,9 @@ struct Shared {
 }
 
 /// The bound outbound listener.
-#[derive(Debug)]
-pub struct Outbound {
-    listener: TcpListener,
-    shared: Arc<Shared>,
-}
+pub type Outbound = Listener<Shared>;
 
-impl Outbound {
+impl Listener<Shared> {
     /// `identities` must be the one `discover` fills: the connector reads the expected identity
     /// of each endpoint from it.
     pub async fn build(
@@ -81,43 +78,34 @@ impl Outbound {
         identities: Arc<Identities>,
         metrics: Arc<Metrics>,
     ) -> Result<Outbound, Error> {
-        let listener = TcpListener::bind(config.addr)
-            .await
-            .map_err(|source| Error::Bind {
-                what: "outbound",
-                addr: config.addr,
-                source,
-            })?;
         let connector = Connector {
             mark: config.mark,
             timeout: config.connect_timeout,
             tls,
             identities,
             metrics: metrics.clone(),
+            source: None,
         };
         let clients = crate::upstream::Clients::new(&connector);
-        Ok(Outbound {
-            listener,
-            shared: Arc::new(Shared {
-                config,
-                discover,
-                metrics,
-                connector,
-                clients,
-            }),
-        })
+        let addr = config.addr;
+        let shared = Shared {
+            config,
+            discover,
+            metrics,
+            connector,
+            clients,
+        };
+        Listener::bind("outbound", addr, shared).await
     }
+}
 
-    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.listener.local_addr()
-    }
-
-    pub async fn run(self, shutdown: Shutdown) {
-        let shared = self.shared;
-        listen::accept_loop(self.listener, shutdown, move |stream, client| {
-            serve(shared.clone(), stream, client)
-        })
-        .await;
+impl Serve for Shared {
+    fn serve(
+        self: Arc<Self>,
+        stream: TcpStream,
+        client: SocketAddr,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        serve(self, stream, client)
     }
 }
 

@@ -75,7 +75,9 @@ fn fixed(
     let answer = compile(&update, None, &BalancerConfig::default());
     if let Answer::Service(s) = &answer {
         for e in &s.endpoints {
-            identities.set(e.addr, e.identity.clone());
+            if let Some(id) = &e.identity {
+                identities.add(e.addr, id);
+            }
         }
     }
     (

@@ -1,6 +1,7 @@
-//! Connections the sidecar opens: to the app on the inbound side, to endpoints on the
-//! outbound side. Every socket carries the mesh's mark (when configured); a connection to a
-//! meshed endpoint is mutual TLS that expects the endpoint's identity.
+//! Connections the sidecar opens: to the app on the inbound side (from the client's address
+//! where the kernel allows it), to endpoints on the outbound side. Every socket carries the
+//! mesh's mark (when configured); a connection to a meshed endpoint is mutual TLS that expects
+//! the endpoint's identity.
 //!
 //! [`Connector`] is the connector of the HTTP clients (hyper-util's pooled client): an
 //! `https` URI is an endpoint reached over mesh mTLS, and its expected identity is looked up
@@ -32,25 +33,66 @@ use crate::metrics::{Direction, Metrics};
 use crate::socket;
 use crate::tls::MeshTls;
 
-/// The identity each meshed endpoint address must present.
+/// The identity each meshed endpoint address must present, as the destinations that list the
+/// address say: one address may be an endpoint of several Services (and so of several
+/// subscriptions), so each (address, identity) pair is counted, and an address is forgotten
+/// only when no destination lists it with an identity any more.
 #[derive(Debug, Default)]
-pub struct Identities(RwLock<HashMap<SocketAddr, WorkloadId>>);
+pub struct Identities(RwLock<HashMap<SocketAddr, Vec<(WorkloadId, usize)>>>);
 
 impl Identities {
+    /// The identity `addr` must present: when destinations disagree (a Pod's address reused
+    /// while an old answer lingers), the one listed most recently.
     pub fn get(&self, addr: &SocketAddr) -> Option<WorkloadId> {
         self.0
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .get(addr)
-            .cloned()
+            .and_then(|ids| ids.last())
+            .map(|(id, _)| id.clone())
     }
 
-    pub fn set(&self, addr: SocketAddr, id: Option<WorkloadId>) {
+    /// One destination's change: what it listed before (`previous`) is released and what it
+    /// lists now (`now`) is taken, in one step; endpoints without an identity count for
+    /// nothing.
+    pub fn change<'a>(
+        &self,
+        previous: impl IntoIterator<Item = (SocketAddr, Option<&'a WorkloadId>)>,
+        now: impl IntoIterator<Item = (SocketAddr, Option<&'a WorkloadId>)>,
+    ) {
         let mut map = self.0.write().unwrap_or_else(PoisonError::into_inner);
-        match id {
-            Some(id) => map.insert(addr, id),
-            None => map.remove(&addr),
-        };
+        for (addr, id) in now {
+            let Some(id) = id else { continue };
+            let ids = map.entry(addr).or_default();
+            match ids.iter().position(|(known, _)| known == id) {
+                Some(n) => {
+                    // Moved last: the newest listing wins a disagreement.
+                    let (known, count) = ids.remove(n);
+                    ids.push((known, count + 1));
+                }
+                None => ids.push((id.clone(), 1)),
+            }
+        }
+        for (addr, id) in previous {
+            let Some(id) = id else { continue };
+            let Some(ids) = map.get_mut(&addr) else {
+                continue;
+            };
+            if let Some(n) = ids.iter().position(|(known, _)| known == id) {
+                ids[n].1 -= 1;
+                if ids[n].1 == 0 {
+                    ids.remove(n);
+                }
+            }
+            if ids.is_empty() {
+                map.remove(&addr);
+            }
+        }
+    }
+
+    /// Lists `addr` with `id` once (a fixed destination's endpoint).
+    pub fn add(&self, addr: SocketAddr, id: &WorkloadId) {
+        self.change([], [(addr, Some(id))]);
     }
 }
 
@@ -62,12 +104,17 @@ pub struct Connector {
     pub tls: Arc<MeshTls>,
     pub identities: Arc<Identities>,
     pub metrics: Arc<Metrics>,
+    /// The inbound side's connections to the app: from the client's address.
+    pub source: Option<socket::OriginalSource>,
 }
 
 impl Connector {
     /// A connection to `addr`: mutual TLS expecting `expected` when given, else plaintext.
     pub async fn open(&self, addr: SocketAddr, expected: Option<&WorkloadId>) -> io::Result<Conn> {
-        let tcp = socket::connect(addr, self.mark, self.timeout).await?;
+        let tcp = match &self.source {
+            Some(source) => socket::connect_from(source, addr, self.mark, self.timeout).await?,
+            None => socket::connect(addr, self.mark, self.timeout).await?,
+        };
         let Some(expected) = expected else {
             return Ok(Conn::Plain(tcp));
         };
@@ -206,8 +253,8 @@ impl AsyncWrite for Conn {
 }
 
 /// Pooled HTTP clients over a [`Connector`], one per protocol: the inbound side's to the app,
-/// the outbound side's to endpoints (`https` URIs are mesh mTLS).
-#[derive(Debug)]
+/// the outbound side's to endpoints (`https` URIs are mesh mTLS). A clone shares the pools.
+#[derive(Clone, Debug)]
 pub struct Clients {
     h1: Client<Connector, ProxyBody>,
     h2: Client<Connector, ProxyBody>,
@@ -226,5 +273,50 @@ impl Clients {
     /// The pool of the protocol the request keeps: HTTP/2 or HTTP/1.
     pub fn for_h2(&self, h2: bool) -> &Client<Connector, ProxyBody> {
         if h2 { &self.h2 } else { &self.h1 }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(sa: &str) -> WorkloadId {
+        format!("spiffe://cluster.local/ns/shop/sa/{sa}")
+            .parse()
+            .unwrap()
+    }
+
+    #[test]
+    fn an_identity_another_destination_still_lists_is_kept() {
+        let ids = Identities::default();
+        let addr: SocketAddr = "10.0.0.1:8080".parse().unwrap();
+        let api = id("api");
+        // Two Services select the same Pod: two subscriptions list its address.
+        ids.change([], [(addr, Some(&api))]);
+        ids.change([], [(addr, Some(&api))]);
+        // One Service drops it (its selector changed): the other still reaches it over mTLS.
+        ids.change([(addr, Some(&api))], []);
+        assert_eq!(ids.get(&addr), Some(api.clone()));
+        ids.change([(addr, Some(&api))], []);
+        assert_eq!(ids.get(&addr), None);
+    }
+
+    #[test]
+    fn an_update_that_keeps_an_endpoint_keeps_its_identity_and_the_newest_listing_wins() {
+        let ids = Identities::default();
+        let addr: SocketAddr = "10.0.0.1:8080".parse().unwrap();
+        let (old, new) = (id("old"), id("new"));
+        ids.change([], [(addr, Some(&old))]);
+        // The same destination again: released and taken in one step, never missing.
+        ids.change([(addr, Some(&old))], [(addr, Some(&old))]);
+        assert_eq!(ids.get(&addr), Some(old.clone()));
+        // The address reused by another workload, listed by another destination.
+        ids.change([], [(addr, Some(&new))]);
+        assert_eq!(ids.get(&addr), Some(new.clone()));
+        ids.change([(addr, Some(&new))], []);
+        assert_eq!(ids.get(&addr), Some(old.clone()));
+        // An endpoint that lost its sidecar counts for nothing.
+        ids.change([(addr, Some(&old))], [(addr, None)]);
+        assert_eq!(ids.get(&addr), None);
     }
 }

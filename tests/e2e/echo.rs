@@ -15,6 +15,7 @@ async fn echo_describes_each_request_over_http1_and_h2c() {
     let task = tokio::spawn(echo.run(shutdown));
 
     let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let local = stream.local_addr().unwrap();
     let (mut h1, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .unwrap();
@@ -36,6 +37,7 @@ async fn echo_describes_each_request_over_http1_and_h2c() {
     assert_eq!(body["host"], "shop.example.com");
     assert_eq!(body["headers"]["x-a"], "1");
     assert_eq!(body["body_bytes"], 5);
+    assert_eq!(body["peer"], local.to_string(), "the connection's peer");
 
     let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let (mut h2, conn) =

@@ -247,6 +247,13 @@ async fn a_meshed_pod_gets_its_sidecar_token_and_interception_before_the_app_sta
         listed.contains("redirect to :4143") && listed.contains("redirect to :4140"),
         "{listed}"
     );
+    // With the policy route that brings the app's replies to the client's address back.
+    let rules = Command::new("ip")
+        .args(["-n", &netns, "rule"])
+        .output()
+        .expect("ip runs");
+    let rules = String::from_utf8_lossy(&rules.stdout);
+    assert!(rules.contains("fwmark 0x666573 lookup 4143"), "{rules}");
 
     // Deleted: the token goes with the Pod.
     let _ = c.reconcile(&reading(""));

@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::Pod;
 
 use super::probe;
 
-/// A meshed Pod's interception script and its sidecar's token file (written 0600 in a
+/// A meshed Pod's interception (table and policy route) and its sidecar's token file (written 0600 in a
 /// directory of the Pod's own, 0700); the error names what is wrong (a bad annotation, a
 /// file that cannot be written).
 pub(super) fn setup(
@@ -18,7 +18,7 @@ pub(super) fn setup(
     ip: IpAddr,
     node: Ipv4Addr,
     mesh: &crate::inject::Mesh,
-) -> Result<(String, PathBuf), String> {
+) -> Result<(crate::network::interception::Install, PathBuf), String> {
     // The node probes the app's containers directly (see the interception's doc).
     let probe_ports: Vec<u16> = spec
         .containers
@@ -39,7 +39,7 @@ pub(super) fn setup(
     let path = mesh.token_file(&claims.uid);
     write_secret(&path, &token)
         .map_err(|e| format!("cannot write the sidecar's token {}: {e}", path.display()))?;
-    Ok((interception.script(), path))
+    Ok((interception.install(), path))
 }
 
 /// Writes a file only its owner reads, in a directory only its owner enters.

@@ -18,9 +18,22 @@
 //!   serves), and to the ports of `ferry.dev/skip-outbound-ports`. DNS is UDP and is not
 //!   intercepted.
 //!
+//! - the app sees its real client: the sidecar connects to the app from the client's address
+//!   (`IP_TRANSPARENT`, with its mark) to the Pod's own address, as Istio's TPROXY mode does.
+//!   That connection goes over `lo` and is left alone by both chains above (`lo`, the mark).
+//!   Its conntrack entry is marked [`REPLY_MARK`] (`client_address`, at the output hook); the
+//!   app's packets in its reply direction get that mark, so the policy route
+//!   ([`Interception::routes`]: `fwmark` → table [`ROUTE_TABLE`], where every address is local
+//!   on `lo`) delivers them to the sidecar's socket instead of sending them out of `eth0` to the
+//!   real client. The replies are never redirected: NAT looks only at a connection's first
+//!   packet, and these belong to the sidecar's connection. The mark differs from the sidecar's
+//!   socket mark, so its connections to other Pods route as before, and only connections the
+//!   sidecar opens over `lo` from an address not on loopback get it.
+//!
 //! `redirect` sends to the Pod's own address (prerouting) or to 127.0.0.1 (output), so the
 //! sidecar listens on every address; it recovers the original destination with
-//! `SO_ORIGINAL_DST`. Pure: [`Interception::script`] is the text, the sandbox runs it.
+//! `SO_ORIGINAL_DST`. Pure: [`Interception::script`] and [`Interception::routes`] are the
+//! text, the sandbox runs them.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -31,6 +44,19 @@ use crate::inject::{SKIP_INBOUND_ANNOTATION, SKIP_OUTBOUND_ANNOTATION};
 
 /// The table's name, in the Pod's own namespace (no other ferry writes there).
 pub const TABLE: &str = "ferry_mesh";
+/// The conntrack and packet mark of the app's replies to the sidecar's connections from a
+/// client's address (not the sidecar's socket mark, which its connections out also carry).
+pub const REPLY_MARK: u32 = 0x0066_6573;
+/// The routing table where every address is local (on `lo`), for packets with [`REPLY_MARK`].
+pub const ROUTE_TABLE: u32 = 4143;
+
+/// What a meshed Pod's sandbox installs in its namespace: the nftables table and the policy
+/// route (`ip -batch` lines).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Install {
+    pub nft: String,
+    pub routes: Vec<String>,
+}
 
 /// A port or an inclusive range of ports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -103,6 +129,24 @@ impl Interception {
         })
     }
 
+    /// Both parts, as the sandbox installs them.
+    pub fn install(&self) -> Install {
+        Install {
+            nft: self.script(),
+            routes: Interception::routes(),
+        }
+    }
+
+    /// The `ip -batch` lines of the policy route that brings the app's replies to the
+    /// sidecar's connections from a client's address back to the sidecar (IPv4: Pods have
+    /// IPv4 addresses only).
+    pub fn routes() -> Vec<String> {
+        vec![
+            format!("rule add fwmark {REPLY_MARK:#x} lookup {ROUTE_TABLE}"),
+            format!("route add local 0.0.0.0/0 dev lo table {ROUTE_TABLE}"),
+        ]
+    }
+
     /// The `nft -f` script that (re)makes the table in one transaction.
     pub fn script(&self) -> String {
         let set = |ports: &[PortRange]| {
@@ -166,8 +210,21 @@ impl Interception {
                 .map(|r| format!("\t\t{r}\n"))
                 .collect::<String>()
         };
+        let client_address = [
+            format!(
+                "meta mark {SOCKET_MARK:#010x} oifname \"lo\" ip saddr != 127.0.0.0/8 ct state new ct mark set {REPLY_MARK:#010x} comment \"the sidecar's connection to the app from its client's address\""
+            ),
+            format!(
+                "ct direction reply ct mark {REPLY_MARK:#010x} meta mark set {REPLY_MARK:#010x} comment \"the app's replies to it: routed back to the sidecar\""
+            ),
+        ];
+        // Should `lo` not keep a packet's mark, it is set again where the reply comes in.
+        let client_replies = [format!(
+            "iifname \"lo\" ct direction reply ct mark {REPLY_MARK:#010x} meta mark set {REPLY_MARK:#010x}"
+        )];
         // The output hook's NAT priority is written as a number: nft takes the name `dstnat`
-        // for prerouting only.
+        // for prerouting only. A `route` chain's mark change makes the kernel route the packet
+        // again.
         format!(
             "table inet {TABLE} {{}}\n\
              delete table inet {TABLE}\n\
@@ -180,9 +237,19 @@ impl Interception {
              \t\ttype nat hook output priority -100; policy accept;\n\
              {}\
              \t}}\n\
+             \tchain client_address {{\n\
+             \t\ttype route hook output priority mangle; policy accept;\n\
+             {}\
+             \t}}\n\
+             \tchain client_replies {{\n\
+             \t\ttype filter hook prerouting priority mangle; policy accept;\n\
+             {}\
+             \t}}\n\
              }}\n",
             rules(&inbound),
-            rules(&outbound)
+            rules(&outbound),
+            rules(&client_address),
+            rules(&client_replies)
         )
     }
 }

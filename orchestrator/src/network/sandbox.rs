@@ -15,9 +15,9 @@ pub(crate) struct Sandbox {
     pub(super) program: PathBuf,
     /// The Pod's `/etc/resolv.conf` (`None`: the node's), written to `/etc/netns/<netns>/`.
     pub(crate) resolv_conf: Option<String>,
-    /// A meshed Pod's interception table ([`super::interception`]), installed in its
-    /// namespace before any container starts.
-    pub(crate) interception: Option<String>,
+    /// A meshed Pod's interception table and policy route ([`super::interception`]),
+    /// installed in its namespace before any container starts.
+    pub(crate) interception: Option<super::interception::Install>,
     pub(super) nft: PathBuf,
     pub(super) torn_down: AtomicBool,
 }
@@ -72,14 +72,15 @@ impl Sandbox {
         let made = async {
             batch(&self.program, &[], &self.node_lines()).await?;
             batch(&self.program, &["-n", &self.netns], &self.pod_lines()).await?;
-            if let Some(script) = &self.interception {
+            if let Some(install) = &self.interception {
                 let nft = self.nft.to_string_lossy();
                 pipe(
                     &self.program,
                     &["netns", "exec", &self.netns, &nft, "-f", "-"],
-                    script,
+                    &install.nft,
                 )
                 .await?;
+                batch(&self.program, &["-n", &self.netns], &install.routes).await?;
             }
             if let Some(resolv) = &self.resolv_conf {
                 let dir = self.etc_dir();

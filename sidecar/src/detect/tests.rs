@@ -118,3 +118,71 @@ fn a_truncated_or_broken_client_hello_is_never_a_panic() {
     broken[6] = 0xff; // the handshake length overruns the record
     assert_eq!(classify(&broken), Some(Detected::Opaque(Opaque::Unknown)));
 }
+
+/// `hello` (one record) as two records, the handshake message cut after `at` of its bytes.
+fn in_two_records(hello: &[u8], at: usize) -> Vec<u8> {
+    let message = &hello[5..];
+    let mut out = Vec::new();
+    for part in [&message[..at], &message[at..]] {
+        out.extend_from_slice(&hello[..3]);
+        out.extend_from_slice(&u16::try_from(part.len()).unwrap().to_be_bytes());
+        out.extend_from_slice(part);
+    }
+    out
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_client_hello_written_in_two_pieces_is_waited_for() {
+    let hello = client_hello_offering(&[b"h2", mesh::ALPN]);
+    let fragmented = in_two_records(&hello, 40);
+    for bytes in [&hello, &fragmented] {
+        for split in [1, 4, 5, 6, 45, 50, bytes.len() / 2, bytes.len() - 1] {
+            let (mut client, server) = tokio::io::duplex(64 * 1024);
+            let (first, second) = (bytes[..split].to_vec(), bytes[split..].to_vec());
+            let writer = tokio::spawn(async move {
+                client.write_all(&first).await.unwrap();
+                // The second segment comes later, well within the detection timeout.
+                tokio::time::sleep(Detection::default().timeout / 2).await;
+                client.write_all(&second).await.unwrap();
+                client
+            });
+            let (detected, mut stream) = detect(server, 8080, &Detection::default()).await.unwrap();
+            assert_eq!(
+                detected,
+                Detected::MeshTls,
+                "split at {split} of {}",
+                bytes.len()
+            );
+            drop(writer.await.unwrap());
+            let mut replayed = Vec::new();
+            stream.read_to_end(&mut replayed).await.unwrap();
+            assert_eq!(&replayed, bytes);
+        }
+    }
+}
+
+#[test]
+fn a_client_hello_fragmented_over_records_is_read_whole_and_never_decided_early() {
+    let mesh = client_hello_offering(&[mesh::ALPN]);
+    let app = client_hello_offering(&[b"h2"]);
+    for at in [1, 3, 4, 40, mesh.len() - 6] {
+        let fragmented = in_two_records(&mesh, at);
+        for n in 0..fragmented.len() {
+            assert_eq!(
+                classify(&fragmented[..n]),
+                None,
+                "cut at {at}, {n} bytes read"
+            );
+        }
+        assert_eq!(
+            classify(&fragmented),
+            Some(Detected::MeshTls),
+            "cut at {at}"
+        );
+    }
+    assert_eq!(classify(&in_two_records(&app, 40)), Some(Detected::Tls));
+    // A record that is not a handshake after the first fragment: not a ClientHello.
+    let mut broken = in_two_records(&mesh, 40);
+    broken[5 + 40] = 0x17;
+    assert_eq!(classify(&broken), Some(Detected::Opaque(Opaque::Unknown)));
+}

@@ -1,6 +1,13 @@
 //! Inbound HTTP: each request is authorized (method and path), cleaned of the mesh headers a
 //! client may have forged, given `x-forwarded-client-cert` when the peer is a verified
 //! workload, and sent to the app over a pooled connection in the protocol it arrived in.
+//!
+//! The connections to the app come from the client's address (see [`super`]), so they are
+//! pooled per inbound connection: one client's requests never ride a connection that shows
+//! the app another client's address (Envoy partitions its pools by source address for the
+//! same reason). `x-forwarded-for` and `forwarded` are passed as the client sent them and
+//! nothing is added, as Istio's and Linkerd's inbound sidecars do (Envoy's
+//! `use_remote_address: false`): the app reads the client's address from its connection.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -36,6 +43,10 @@ struct Conn {
     xfcc: Option<HeaderValue>,
     h2: bool,
     port: u16,
+    /// Where the app is reached.
+    app: SocketAddr,
+    /// The pools to it: this connection's own when it comes from the client's address.
+    clients: crate::upstream::Clients,
 }
 
 pub(super) async fn serve<I>(
@@ -43,7 +54,7 @@ pub(super) async fn serve<I>(
     peer: Option<WorkloadId>,
     detected: Detected,
     io: I,
-    port: u16,
+    app: super::App,
     client: SocketAddr,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -54,13 +65,20 @@ pub(super) async fn serve<I>(
         _ => None,
     };
     let h2 = detected == Detected::H2;
+    let clients = if app.connector.source.is_some() {
+        crate::upstream::Clients::new(&app.connector)
+    } else {
+        shared.app.clone()
+    };
     let conn = Arc::new(Conn {
         shared,
         peer_label: peer.as_ref().map(ToString::to_string),
         peer,
         xfcc,
         h2,
-        port,
+        port: app.addr.port(),
+        app: app.addr,
+        clients,
     });
     let svc = service_fn(move |req| {
         let conn = conn.clone();
@@ -111,7 +129,7 @@ async fn handle(conn: &Conn, req: Request<Incoming>) -> Response<ProxyBody> {
     let response = if allowed {
         shared.metrics.authz("allow");
         prepare(conn, &mut parts.headers, &mut parts.uri, &mut parts.version);
-        let client = shared.app.for_h2(conn.h2);
+        let client = conn.clients.for_h2(conn.h2);
         let request = Request::from_parts(parts, body.map_err(Into::into).boxed());
         match client.request(request).await {
             Ok(response) => {
@@ -148,7 +166,7 @@ async fn handle(conn: &Conn, req: Request<Incoming>) -> Response<ProxyBody> {
 }
 
 /// The request as the app gets it: mesh headers only we set, hop-by-hop headers out, the
-/// Host kept, sent to the app's port on loopback.
+/// Host kept, sent to the app's address.
 fn prepare(conn: &Conn, headers: &mut HeaderMap, uri: &mut Uri, version: &mut Version) {
     strip_mesh_headers(headers);
     remove_hop_by_hop(headers);
@@ -161,7 +179,7 @@ fn prepare(conn: &Conn, headers: &mut HeaderMap, uri: &mut Uri, version: &mut Ve
     {
         headers.insert(HOST, host);
     }
-    let app = SocketAddr::new(conn.shared.config.app_ip, conn.port);
+    let app = conn.app;
     let path = uri.path_and_query().map_or("/", |p| p.as_str());
     if let Ok(to_app) = format!("http://{app}{path}").parse() {
         *uri = to_app;

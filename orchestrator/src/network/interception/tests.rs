@@ -74,7 +74,23 @@ fn the_table_redirects_tcp_both_ways_with_its_exceptions() {
          \t\ttcp dport { 5432, 9000-9100 } accept comment \"ferry.dev/skip-outbound-ports\"\n\
          \t\tmeta l4proto tcp redirect to :4140\n\
          \t}\n\
+         \tchain client_address {\n\
+         \t\ttype route hook output priority mangle; policy accept;\n\
+         \t\tmeta mark 0x00666572 oifname \"lo\" ip saddr != 127.0.0.0/8 ct state new ct mark set 0x00666573 comment \"the sidecar's connection to the app from its client's address\"\n\
+         \t\tct direction reply ct mark 0x00666573 meta mark set 0x00666573 comment \"the app's replies to it: routed back to the sidecar\"\n\
+         \t}\n\
+         \tchain client_replies {\n\
+         \t\ttype filter hook prerouting priority mangle; policy accept;\n\
+         \t\tiifname \"lo\" ct direction reply ct mark 0x00666573 meta mark set 0x00666573\n\
+         \t}\n\
          }\n"
+    );
+    assert_eq!(
+        i.install().routes,
+        [
+            "rule add fwmark 0x666573 lookup 4143",
+            "route add local 0.0.0.0/0 dev lo table 4143"
+        ]
     );
 }
 
@@ -83,7 +99,7 @@ fn without_annotations_or_probes_only_the_sidecars_ports_are_exempt() {
     let script = Interception::of(None, NODE, Vec::new())
         .expect("no annotations")
         .script();
-    assert!(!script.contains("saddr"), "{script}");
+    assert!(!script.contains("probes"), "{script}");
     assert!(!script.contains("skip"), "{script}");
     assert!(script.contains("meta l4proto tcp redirect to :4143"));
     assert!(script.contains("meta l4proto tcp redirect to :4140"));
@@ -123,6 +139,35 @@ s.recv(1)
 print("connected")
 "#;
 
+/// Accepts one connection on `port` and sends the connection's peer address back, as an app
+/// that records who called it.
+const APP: &str = r#"
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", int(sys.argv[1])))
+s.listen(1)
+s.settimeout(20)
+print("listening", flush=True)
+c, peer = s.accept()
+c.sendall(("%s:%d" % peer).encode())
+c.close()
+print("%s:%d" % peer, flush=True)
+"#;
+
+/// Connects as the sidecar does to its app: marked, from another address (IP_TRANSPARENT,
+/// bound to argv[1]); prints what the app answered.
+const FROM_CLIENT: &str = r#"
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, 36, int(sys.argv[4]))
+s.setsockopt(socket.SOL_IP, 19, 1)
+s.bind((sys.argv[1], 0))
+s.settimeout(5)
+s.connect((sys.argv[2], int(sys.argv[3])))
+print(s.recv(100).decode(), flush=True)
+"#;
+
 /// Two namespaces joined by a veth pair, removed when dropped.
 struct Pair {
     ip: PathBuf,
@@ -149,6 +194,34 @@ impl Pair {
     fn serve(&self, ns: usize, port: u16) -> (Child, BufReader<std::process::ChildStdout>) {
         let mut child = self
             .exec(ns, &["python3", "-c", SERVE, &port.to_string()])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3 runs");
+        let mut out = BufReader::new(child.stdout.take().expect("its stdout"));
+        let mut line = String::new();
+        out.read_line(&mut line).expect("a line");
+        assert_eq!(line.trim(), "listening");
+        (child, out)
+    }
+
+    /// What the app on `port` in namespace `ns` answers a connection made from `from` to
+    /// `to` the way the sidecar makes it; `None` when it got no answer.
+    fn connect_from(&self, ns: usize, from: &str, to: &str, port: u16) -> Option<String> {
+        let (port, mark) = (port.to_string(), ferry_model::mesh::SOCKET_MARK.to_string());
+        let out = self
+            .exec(ns, &["python3", "-c", FROM_CLIENT, from, to, &port, &mark])
+            .stderr(Stdio::null())
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    }
+
+    /// An app in namespace `ns` that answers with its peer's address, once it listens.
+    fn app(&self, ns: usize, port: u16) -> (Child, BufReader<std::process::ChildStdout>) {
+        let mut child = self
+            .exec(ns, &["python3", "-c", APP, &port.to_string()])
             .stdout(Stdio::piped())
             .spawn()
             .expect("python3 runs");
@@ -188,31 +261,31 @@ fn seen(server: (Child, BufReader<std::process::ChildStdout>)) -> String {
     line.trim().to_owned()
 }
 
-/// The kernel's own word: with the table in a Pod's namespace, the app's outbound TCP lands
-/// on the outbound port and inbound TCP on the inbound port, each with its original
-/// destination; the sidecar's marked sockets and the skipped ports are left alone.
-#[test]
-fn the_kernel_redirects_and_keeps_the_original_destination() {
-    let test = "the_kernel_redirects_and_keeps_the_original_destination";
+/// Two namespaces, `pod` (10.250.0.1) and `peer` (10.250.0.2), the pod's with the table and
+/// the policy route of `interception`; `None` (and why, printed) where that cannot be made.
+fn pod_and_peer(test: &str, tag: &str, interception: &Interception) -> Option<Pair> {
     if !rustix::process::geteuid().is_root() {
         eprintln!("skipped {test}: network namespaces and nft need root");
-        return;
+        return None;
     }
     let (Some(ip), Some(nft)) = (
         crate::network::find_program("ip"),
         crate::network::find_program("nft"),
     ) else {
         eprintln!("skipped {test}: needs the ip and nft commands (iproute2, nftables)");
-        return;
+        return None;
     };
     if Command::new("python3").arg("-V").output().is_err() {
-        eprintln!("skipped {test}: needs python3 for the SO_ORIGINAL_DST check");
-        return;
+        eprintln!("skipped {test}: needs python3 for its sockets");
+        return None;
     }
     let id = std::process::id();
     let pair = Pair {
         ip,
-        names: [format!("ferry-t-mesh-{id}"), format!("ferry-t-peer-{id}")],
+        names: [
+            format!("ferry-t-{tag}-{id}"),
+            format!("ferry-t-{tag}p-{id}"),
+        ],
     };
     let [pod, peer] = &pair.names;
     pair.ip(&["netns", "add", pod]);
@@ -225,6 +298,38 @@ fn the_kernel_redirects_and_keeps_the_original_destination() {
         pair.ip(&["-n", ns, "link", "set", "eth0", "up"]);
         pair.ip(&["-n", ns, "link", "set", "lo", "up"]);
     }
+    let install = interception.install();
+    let nft = nft.display().to_string();
+    let mut child = pair
+        .exec(0, &[&nft, "-f", "-"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("nft runs");
+    std::io::Write::write_all(
+        &mut child.stdin.take().expect("its stdin"),
+        install.nft.as_bytes(),
+    )
+    .expect("the script written");
+    assert!(
+        child.wait().expect("nft ends").success(),
+        "nft took the table"
+    );
+    for line in &install.routes {
+        let args: Vec<&str> = ["-n", pod.as_str()]
+            .into_iter()
+            .chain(line.split(' '))
+            .collect();
+        pair.ip(&args);
+    }
+    Some(pair)
+}
+
+/// The kernel's own word: with the table in a Pod's namespace, the app's outbound TCP lands
+/// on the outbound port and inbound TCP on the inbound port, each with its original
+/// destination; the sidecar's marked sockets and the skipped ports are left alone.
+#[test]
+fn the_kernel_redirects_and_keeps_the_original_destination() {
+    let test = "the_kernel_redirects_and_keeps_the_original_destination";
     let interception = Interception::of(
         Some(&annotations(&[
             (SKIP_INBOUND_ANNOTATION, "7777"),
@@ -234,21 +339,9 @@ fn the_kernel_redirects_and_keeps_the_original_destination() {
         Vec::new(),
     )
     .expect("good annotations");
-    let nft = nft.display().to_string();
-    let mut install = pair
-        .exec(0, &[&nft, "-f", "-"])
-        .stdin(Stdio::piped())
-        .spawn()
-        .expect("nft runs");
-    std::io::Write::write_all(
-        &mut install.stdin.take().expect("its stdin"),
-        interception.script().as_bytes(),
-    )
-    .expect("the script written");
-    assert!(
-        install.wait().expect("nft ends").success(),
-        "nft took the table"
-    );
+    let Some(pair) = pod_and_peer(test, "mesh", &interception) else {
+        return;
+    };
 
     // The app connects to another Pod: the outbound listener has it, to the original address.
     let outbound = pair.serve(0, ferry_model::mesh::OUTBOUND_PORT);
@@ -283,4 +376,41 @@ fn the_kernel_redirects_and_keeps_the_original_destination() {
     let (mut child, _) = app;
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// The kernel's own word on the real client address: the sidecar's connection to its app,
+/// made from the client's address, reaches the app (which sees that address) and the app's
+/// replies come back to the sidecar instead of leaving for the real client; the Pod's other
+/// traffic is redirected as before.
+#[test]
+fn the_app_sees_the_clients_address_and_its_replies_reach_the_sidecar() {
+    let test = "the_app_sees_the_clients_address_and_its_replies_reach_the_sidecar";
+    let interception =
+        Interception::of(None, Ipv4Addr::new(10, 250, 0, 3), Vec::new()).expect("no annotations");
+    let Some(pair) = pod_and_peer(test, "addr", &interception) else {
+        return;
+    };
+    // The sidecar in the Pod connects to its app from the peer's address.
+    let (mut app, mut app_out) = pair.app(0, 8080);
+    let answer = pair.connect_from(0, "10.250.0.2", "10.250.0.1", 8080);
+    let mut line = String::new();
+    let _ = app_out.read_line(&mut line);
+    let _ = app.kill();
+    let _ = app.wait();
+    let answer = answer.expect("the app's reply reached the sidecar");
+    assert!(answer.starts_with("10.250.0.2:"), "{answer}");
+    assert_eq!(line.trim(), answer, "the app saw the client's address");
+
+    // The peer itself is unaffected: its own connection to the Pod is still redirected to
+    // the inbound port, and the Pod's app still reaches the peer through the outbound port.
+    let inbound = pair.serve(0, ferry_model::mesh::INBOUND_PORT);
+    assert!(pair.connect(1, "10.250.0.1", 8080, None));
+    assert_eq!(seen(inbound), "10.250.0.1:4143 10.250.0.1:8080");
+    let outbound = pair.serve(0, ferry_model::mesh::OUTBOUND_PORT);
+    assert!(pair.connect(0, "10.250.0.2", 8080, None));
+    assert_eq!(seen(outbound), "127.0.0.1:4140 10.250.0.2:8080");
+    // And the sidecar's own marked connection to the peer goes out to it, not to `lo`.
+    let direct = pair.serve(1, 8080);
+    assert!(pair.connect(0, "10.250.0.2", 8080, Some(ferry_model::mesh::SOCKET_MARK)));
+    assert_eq!(seen(direct), "10.250.0.2:8080 none");
 }
