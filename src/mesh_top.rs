@@ -301,14 +301,15 @@ pub struct Row {
 }
 
 /// The rows: one per workload with a meshed Pod, from each scraped Pod's window (`None` when
-/// its sidecar did not answer or it was not scraped).
+/// its sidecar did not answer or it was not scraped). Rates are each Pod's count over its own
+/// window, summed.
 pub fn aggregate(
     pods: &[PodInfo],
-    windows: &[Option<Signals>],
+    windows: &[Option<Window>],
     window: Duration,
     namespace: Option<&str>,
 ) -> Vec<Row> {
-    let mut groups: BTreeMap<&WorkloadKey, Vec<(&PodInfo, Option<&Signals>)>> = BTreeMap::new();
+    let mut groups: BTreeMap<&WorkloadKey, Vec<(&PodInfo, Option<&Window>)>> = BTreeMap::new();
     for (i, p) in pods.iter().enumerate() {
         if namespace.is_some_and(|ns| ns != p.workload.namespace) {
             continue;
@@ -319,16 +320,24 @@ pub fn aggregate(
             .push((p, windows.get(i).and_then(Option::as_ref)));
     }
     let seconds = window.as_secs_f64();
-    let rate = |n: f64| (n > 0.0 && seconds > 0.0).then(|| n / seconds);
+    let rate = |members: &[(&PodInfo, Option<&Window>)], count: fn(&Signals) -> f64| {
+        let sum: f64 = members
+            .iter()
+            .filter_map(|(_, w)| *w)
+            .filter(|w| w.seconds > 0.0)
+            .map(|w| count(&w.signals) / w.seconds)
+            .sum();
+        (sum > 0.0).then_some(sum)
+    };
     let success = |r: Requests| (r.total > 0.0).then(|| (r.total - r.failed) / r.total);
     groups
         .into_iter()
         .filter(|(_, members)| members.iter().any(|(p, _)| p.meshed))
         .map(|(key, members)| {
             let mut sum = Signals::default();
-            for (_, s) in &members {
-                if let Some(s) = s {
-                    sum.add(s);
+            for (_, w) in &members {
+                if let Some(w) = w {
+                    sum.add(&w.signals);
                 }
             }
             let ms = |q| quantile(&sum.inbound_buckets, q).map(|s| s * 1000.0);
@@ -345,14 +354,14 @@ pub fn aggregate(
                 window_seconds: seconds,
                 requests: sum.inbound.total,
                 success_rate: success(sum.inbound),
-                rps: rate(sum.inbound.total),
+                rps: rate(&members, |s| s.inbound.total),
                 latency_p50_ms: ms(0.5),
                 latency_p95_ms: ms(0.95),
                 latency_p99_ms: ms(0.99),
                 tcp_open_connections: sum.tcp_open_inbound,
                 outbound_requests: sum.outbound.total,
                 outbound_success_rate: success(sum.outbound),
-                outbound_rps: rate(sum.outbound.total),
+                outbound_rps: rate(&members, |s| s.outbound.total),
                 tls_handshake_failures: sum.tls_failed,
                 certificate_expiry: sum.certificate_expiry,
             }
@@ -487,24 +496,24 @@ pub async fn scrape(addr: SocketAddr) -> Result<Signals, String> {
     Ok(Signals::from_samples(&samples))
 }
 
-/// Scrapes `addr` twice, `window` apart: the window's signals, scaled to exactly `window` when
-/// the scrapes took longer.
-async fn watch(addr: SocketAddr, window: Duration) -> Result<Signals, String> {
+/// What one sidecar saw between two scrapes, and how far apart they were.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Window {
+    pub signals: Signals,
+    pub seconds: f64,
+}
+
+/// Scrapes `addr` twice, `window` apart.
+async fn watch(addr: SocketAddr, window: Duration) -> Result<Window, String> {
     let before = scrape(addr).await?;
     let started = Instant::now();
     // The measurement window itself, not a wait for some other task.
     tokio::time::sleep(window).await;
     let after = scrape(addr).await?;
-    let mut delta = after.since(&before);
-    let took = started.elapsed().as_secs_f64();
-    if took > window.as_secs_f64() && window.as_secs_f64() > 0.0 {
-        let scale = window.as_secs_f64() / took;
-        delta.inbound.total *= scale;
-        delta.inbound.failed *= scale;
-        delta.outbound.total *= scale;
-        delta.outbound.failed *= scale;
-    }
-    Ok(delta)
+    Ok(Window {
+        signals: after.since(&before),
+        seconds: started.elapsed().as_secs_f64(),
+    })
 }
 
 /// The view: rows, and a line for each sidecar that did not answer.
@@ -542,7 +551,7 @@ pub async fn get(
             continue;
         };
         match result {
-            Ok(signals) => windows[i] = Some(signals),
+            Ok(w) => windows[i] = Some(w),
             Err(e) => warnings.push(format!(
                 "pod {}/{}: the sidecar at {addr} did not answer: {e}",
                 pods[i].workload.namespace, pods[i].name

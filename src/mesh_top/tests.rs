@@ -223,13 +223,16 @@ fn info(name: &str, workload: &str, meshed: bool, ready: bool) -> PodInfo {
     }
 }
 
-fn window(total: f64, failed: f64, buckets: Vec<(f64, f64)>) -> Signals {
-    Signals {
-        inbound: Requests { total, failed },
-        inbound_buckets: buckets,
-        tcp_open_inbound: 1.0,
-        certificate_expiry: Some(2e9 + total),
-        ..Signals::default()
+fn window(total: f64, failed: f64, buckets: Vec<(f64, f64)>, seconds: f64) -> Window {
+    Window {
+        signals: Signals {
+            inbound: Requests { total, failed },
+            inbound_buckets: buckets,
+            tcp_open_inbound: 1.0,
+            certificate_expiry: Some(2e9 + total),
+            ..Signals::default()
+        },
+        seconds,
     }
 }
 
@@ -243,11 +246,25 @@ fn a_workload_row_sums_its_pods_windows() {
         info("plain-1", "plain", false, false),
     ];
     let windows = vec![
-        Some(window(8.0, 0.0, vec![(0.01, 8.0), (f64::INFINITY, 8.0)])),
-        Some(window(2.0, 1.0, vec![(0.01, 0.0), (f64::INFINITY, 2.0)])),
+        // Each rate over its own Pod's window: 8 in 2 s and 2 in 1 s.
+        Some(window(
+            8.0,
+            0.0,
+            vec![(0.01, 8.0), (f64::INFINITY, 8.0)],
+            2.0,
+        )),
+        Some(window(
+            2.0,
+            1.0,
+            vec![(0.01, 0.0), (f64::INFINITY, 2.0)],
+            1.0,
+        )),
         // Its sidecar did not answer.
         None,
-        Some(Signals::default()),
+        Some(Window {
+            signals: Signals::default(),
+            seconds: 2.0,
+        }),
         None,
     ];
     let rows = aggregate(&pods, &windows, Duration::from_secs(2), None);
@@ -261,7 +278,7 @@ fn a_workload_row_sums_its_pods_windows() {
     assert_eq!(api.unreachable, 1);
     assert_eq!(api.requests, 10.0);
     assert_eq!(api.success_rate, Some(0.9));
-    assert_eq!(api.rps, Some(5.0));
+    assert_eq!(api.rps, Some(6.0));
     // p50 of 10 is the 5th, inside (0, 10ms]; p99 past the finite buckets.
     assert!((api.latency_p50_ms.unwrap() - 6.25).abs() < 1e-9, "{api:?}");
     assert_eq!(api.latency_p99_ms, Some(10.0));
@@ -282,7 +299,7 @@ fn a_workload_row_sums_its_pods_windows() {
     assert!(lines[1].contains("deploy/api"), "{table}");
     assert!(lines[1].contains("2/3 (1 unreachable)"), "{table}");
     assert!(api_cells.contains(&"90.00%"), "{table}");
-    assert!(api_cells.contains(&"5.0rps"), "{table}");
+    assert!(api_cells.contains(&"6.0rps"), "{table}");
     assert!(api_cells.contains(&"6.25ms"), "{table}");
     assert!(lines[2].contains("deploy/web"), "{table}");
     assert_eq!(lines[2].matches(" - ").count(), 5, "{table}");
@@ -302,4 +319,13 @@ fn a_workload_row_sums_its_pods_windows() {
         render(&[], Output::Table, SystemTime::now()).unwrap(),
         "No meshed workloads found.\n"
     );
+}
+
+#[tokio::test]
+async fn a_sidecar_that_does_not_answer_is_an_error_naming_why() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    let e = scrape(addr).await.unwrap_err();
+    assert!(e.contains(&addr.to_string()), "{e}");
 }
