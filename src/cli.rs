@@ -221,6 +221,15 @@ pub(crate) enum Command {
         output: Output,
         #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9901")]
         admin: SocketAddr,
+        /// Only this namespace's workloads (`get mesh`).
+        #[arg(short = 'n', long, conflicts_with = "all_namespaces")]
+        namespace: Option<String>,
+        /// Every namespace (the default of every `ferry get` list).
+        #[arg(short = 'A', long)]
+        all_namespaces: bool,
+        /// How long `get mesh` watches the sidecars (e.g. 1s, 500ms, 10s); default 1s.
+        #[arg(long, value_parser = ferry_load::duration::parse)]
+        window: Option<Duration>,
     },
     /// Print a Pod's container log (stdout and stderr), kept in a bounded ring.
     Logs {

@@ -31,6 +31,9 @@ pub enum Resource {
     /// The parts subscribed to `ferry control` (its /status).
     #[value(alias = "proxy")]
     Proxies,
+    /// The golden signals per meshed workload, scraped from the sidecars (`ferry get mesh`).
+    #[value(alias = "top")]
+    Mesh,
 }
 
 impl Resource {
@@ -355,6 +358,7 @@ pub fn render(s: &Snapshot, resource: Resource, output: Output) -> Result<String
         Resource::Deployments => Err(Error::NotInSnapshot("deployments")),
         Resource::ReplicaSets => Err(Error::NotInSnapshot("replicasets")),
         Resource::Proxies => Err(Error::InStatus("proxies")),
+        Resource::Mesh => Err(Error::NotInSnapshot("meshed workloads")),
         Resource::Routes if structured => encode(&routes(s), output),
         Resource::Routes => {
             let rows: Vec<Vec<String>> = routes(s)

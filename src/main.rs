@@ -463,8 +463,22 @@ async fn async_main(command: Command) -> Result<(), Box<dyn std::error::Error>> 
             resource,
             output,
             admin,
+            namespace,
+            all_namespaces: _,
+            window,
         } => {
-            if let Some(workload) = resource.workload() {
+            if resource != Resource::Mesh && (namespace.is_some() || window.is_some()) {
+                return Err("-n and --window apply to `ferry get mesh` only: the other lists show every namespace".into());
+            }
+            if resource == Resource::Mesh {
+                let window = window.unwrap_or(Duration::from_secs(1));
+                let report =
+                    ferry::mesh_top::get(admin, namespace.as_deref(), window, output).await?;
+                for warning in &report.warnings {
+                    eprintln!("warning: {warning}");
+                }
+                print!("{}", report.text);
+            } else if let Some(workload) = resource.workload() {
                 print!("{}", workloads::get(admin, workload, output).await?);
             } else if resource == Resource::Proxies {
                 let proxies = ferry::proxies::fetch(admin).await?;

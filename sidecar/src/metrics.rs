@@ -1,9 +1,23 @@
 //! The sidecar's golden signals, registered into the registry the process hands in (never
 //! global). Every name is `ferry_sidecar_*`; `direction` is `inbound` or `outbound`.
 //!
-//! Peer identity labels carry the client's identity on the inbound side and the expected
-//! server identity on the outbound side; `-` when there is none (plaintext). Their number is
-//! bounded by the workloads that talk to this one.
+//! HTTP requests and their latency are labelled by direction, `peer` and `route`. The peer is
+//! the client's identity on the inbound side and the expected server identity on the outbound
+//! side; `-` when there is none (plaintext). The route is the app port on the inbound side and
+//! the Service as routed (`name.namespace.svc:port`) on the outbound side; `-` when the
+//! destination is no longer a Service.
+//!
+//! Cardinality is bounded twice: peers and routes are bounded by the workloads that talk to
+//! this one and the Services it calls, and each direction keeps at most [`MAX_ROUTE_SERIES`]
+//! (peer, route) pairs; requests past that are counted under `peer="overflow",
+//! route="overflow"`, so a scan over many ports or Services cannot grow the registry.
+//!
+//! The (peer, route) handles are resolved once ([`Metrics::inbound_http`] per connection,
+//! [`Metrics::outbound_http`] per request through one map read) and count without a family
+//! lookup after the first request of each status class.
+
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -29,12 +43,76 @@ impl Direction {
     }
 }
 
+/// The most (peer, route) pairs one direction labels; the rest count as `overflow`.
+pub const MAX_ROUTE_SERIES: usize = 256;
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
     pub direction: &'static str,
     pub peer: String,
+    pub route: String,
     /// `2xx` … `5xx`, or `error` when no response came.
     pub status: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub direction: &'static str,
+    pub peer: String,
+    pub route: String,
+}
+
+/// The status classes, in the order of [`HttpMetrics`]'s counters.
+const STATUS_CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "error"];
+
+fn status_class(status: Option<u16>) -> usize {
+    match status {
+        Some(100..=199) => 0,
+        Some(200..=299) => 1,
+        Some(300..=399) => 2,
+        Some(400..=499) => 3,
+        Some(_) => 4,
+        None => 5,
+    }
+}
+
+/// The request counters and latency histogram of one (direction, peer, route).
+#[derive(Debug)]
+pub struct HttpMetrics {
+    labels: RouteLabels,
+    requests: Family<RequestLabels, Counter>,
+    /// Resolved at the first request of each status class (a series appears when it counts).
+    statuses: [OnceLock<Counter>; 6],
+    latency: Histogram,
+}
+
+impl HttpMetrics {
+    /// One request: its status (`None` when no response came) and the time to the response
+    /// head.
+    pub fn observe(&self, status: Option<u16>, seconds: f64) {
+        let class = status_class(status);
+        self.statuses[class]
+            .get_or_init(|| {
+                self.requests
+                    .get_or_create(&RequestLabels {
+                        direction: self.labels.direction,
+                        peer: self.labels.peer.clone(),
+                        route: self.labels.route.clone(),
+                        status: STATUS_CLASSES[class],
+                    })
+                    .clone()
+            })
+            .inc();
+        self.latency.observe(seconds);
+    }
+}
+
+/// The resolved handles of one direction: route key → peer → handles.
+#[derive(Debug, Default)]
+struct Routes {
+    by_route: HashMap<String, HashMap<String, Arc<HttpMetrics>>>,
+    count: usize,
+    overflow: Option<Arc<HttpMetrics>>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -52,7 +130,9 @@ pub struct OutcomeLabels {
 #[derive(Debug)]
 pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
-    latency: Family<DirectionLabels, Histogram>,
+    latency: Family<RouteLabels, Histogram>,
+    inbound_routes: RwLock<Routes>,
+    outbound_routes: RwLock<Routes>,
     tcp_connections: Family<DirectionLabels, Counter>,
     tcp_open: Family<DirectionLabels, Gauge>,
     /// Bytes from the client towards the server side.
@@ -81,6 +161,8 @@ impl Metrics {
         let m = Metrics {
             requests: Family::default(),
             latency: Family::new_with_constructor(latency_histogram),
+            inbound_routes: RwLock::default(),
+            outbound_routes: RwLock::default(),
             tcp_connections: Family::default(),
             tcp_open: Family::default(),
             tcp_sent: Family::default(),
@@ -94,12 +176,12 @@ impl Metrics {
         let r = registry.sub_registry_with_prefix("ferry_sidecar");
         r.register(
             "requests",
-            "HTTP requests by direction, peer identity and status class",
+            "HTTP requests by direction, peer identity, route and status class",
             m.requests.clone(),
         );
         r.register(
             "request_duration_seconds",
-            "HTTP request latency to the response head",
+            "HTTP request latency to the response head, by direction, peer identity and route",
             m.latency.clone(),
         );
         r.register(
@@ -148,34 +230,71 @@ impl Metrics {
         m
     }
 
-    pub fn request(
+    /// The handles of inbound requests from `peer` to the app's `port`: resolved once per
+    /// connection.
+    pub fn inbound_http(&self, peer: Option<&str>, port: u16) -> Arc<HttpMetrics> {
+        let route = port.to_string();
+        self.resolve(Direction::Inbound, peer, &route, || route.clone())
+    }
+
+    /// The handles of outbound requests to `peer` through `service` (`namespace/name:port`, as
+    /// the destination names it; `None` when the destination is no longer a Service).
+    pub fn outbound_http(&self, peer: Option<&str>, service: Option<&str>) -> Arc<HttpMetrics> {
+        let key = service.unwrap_or("-");
+        self.resolve(Direction::Outbound, peer, key, || service_route(key))
+    }
+
+    fn resolve(
         &self,
         direction: Direction,
         peer: Option<&str>,
-        status: Option<u16>,
-        seconds: f64,
-    ) {
-        let status = match status {
-            Some(100..=199) => "1xx",
-            Some(200..=299) => "2xx",
-            Some(300..=399) => "3xx",
-            Some(400..=499) => "4xx",
-            Some(_) => "5xx",
-            None => "error",
+        key: &str,
+        route: impl FnOnce() -> String,
+    ) -> Arc<HttpMetrics> {
+        let peer = peer.unwrap_or("-");
+        let routes = match direction {
+            Direction::Inbound => &self.inbound_routes,
+            Direction::Outbound => &self.outbound_routes,
         };
-        let peer = peer.unwrap_or("-").to_owned();
-        self.requests
-            .get_or_create(&RequestLabels {
-                direction: direction.label(),
-                peer,
-                status,
-            })
-            .inc();
-        self.latency
-            .get_or_create(&DirectionLabels {
-                direction: direction.label(),
-            })
-            .observe(seconds);
+        {
+            let read = routes.read().unwrap_or_else(PoisonError::into_inner);
+            if let Some(found) = read.by_route.get(key).and_then(|peers| peers.get(peer)) {
+                return found.clone();
+            }
+        }
+        let mut write = routes.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(found) = write.by_route.get(key).and_then(|peers| peers.get(peer)) {
+            return found.clone();
+        }
+        if write.count >= MAX_ROUTE_SERIES {
+            let overflow = write.overflow.get_or_insert_with(|| {
+                Arc::new(self.handles(direction, "overflow", "overflow".to_owned()))
+            });
+            return overflow.clone();
+        }
+        let handles = Arc::new(self.handles(direction, peer, route()));
+        write.count += 1;
+        write
+            .by_route
+            .entry(key.to_owned())
+            .or_default()
+            .insert(peer.to_owned(), handles.clone());
+        handles
+    }
+
+    fn handles(&self, direction: Direction, peer: &str, route: String) -> HttpMetrics {
+        let labels = RouteLabels {
+            direction: direction.label(),
+            peer: peer.to_owned(),
+            route,
+        };
+        let latency = self.latency.get_or_create(&labels).clone();
+        HttpMetrics {
+            labels,
+            requests: self.requests.clone(),
+            statuses: Default::default(),
+            latency,
+        }
     }
 
     /// A connection accepted; the guard counts it open until dropped.
@@ -239,6 +358,19 @@ impl Metrics {
     }
 }
 
+/// The route label of a Service port the destination names `namespace/name:port`:
+/// `name.namespace.svc:port`, the authority an app in the cluster dials; anything else as it
+/// is.
+pub fn service_route(service: &str) -> String {
+    match service.split_once('/') {
+        Some((namespace, name_port)) => match name_port.rsplit_once(':') {
+            Some((name, port)) => format!("{name}.{namespace}.svc:{port}"),
+            None => format!("{name_port}.{namespace}.svc"),
+        },
+        None => service.to_owned(),
+    }
+}
+
 /// Counts a connection as open while it lives.
 #[derive(Debug)]
 pub struct OpenGuard(Gauge);
@@ -246,5 +378,82 @@ pub struct OpenGuard(Gauge);
 impl Drop for OpenGuard {
     fn drop(&mut self) {
         self.0.dec();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prometheus_client::encoding::text::encode;
+
+    fn text(registry: &Registry) -> String {
+        let mut out = String::new();
+        encode(&mut out, registry).unwrap();
+        out
+    }
+
+    #[test]
+    fn requests_and_latency_carry_direction_peer_and_route() {
+        let mut registry = Registry::default();
+        let m = Metrics::new(&mut registry, false);
+        let inbound = m.inbound_http(Some("spiffe://cluster.local/ns/a/sa/web"), 8080);
+        inbound.observe(Some(200), 0.002);
+        inbound.observe(Some(503), 0.002);
+        m.outbound_http(None, Some("shop/api:80"))
+            .observe(None, 0.1);
+        let out = text(&registry);
+        for line in [
+            r#"ferry_sidecar_requests_total{direction="inbound",peer="spiffe://cluster.local/ns/a/sa/web",route="8080",status="2xx"} 1"#,
+            r#"ferry_sidecar_requests_total{direction="inbound",peer="spiffe://cluster.local/ns/a/sa/web",route="8080",status="5xx"} 1"#,
+            r#"ferry_sidecar_requests_total{direction="outbound",peer="-",route="api.shop.svc:80",status="error"} 1"#,
+            r#"ferry_sidecar_request_duration_seconds_count{direction="inbound",peer="spiffe://cluster.local/ns/a/sa/web",route="8080"} 2"#,
+            r#"ferry_sidecar_request_duration_seconds_bucket{le="0.0032",direction="inbound",peer="spiffe://cluster.local/ns/a/sa/web",route="8080"} 2"#,
+            r#"ferry_sidecar_request_duration_seconds_count{direction="outbound",peer="-",route="api.shop.svc:80"} 1"#,
+        ] {
+            assert!(out.contains(line), "{line} in:\n{out}");
+        }
+        // No status class is listed before it counts.
+        assert!(!out.contains(r#"status="4xx""#), "{out}");
+    }
+
+    #[test]
+    fn the_same_peer_and_route_share_their_handles() {
+        let mut registry = Registry::default();
+        let m = Metrics::new(&mut registry, false);
+        let a = m.outbound_http(Some("spiffe://x/ns/a/sa/b"), Some("a/b:80"));
+        let b = m.outbound_http(Some("spiffe://x/ns/a/sa/b"), Some("a/b:80"));
+        assert!(Arc::ptr_eq(&a, &b));
+        let other = m.outbound_http(Some("spiffe://x/ns/a/sa/b"), Some("a/c:80"));
+        assert!(!Arc::ptr_eq(&a, &other));
+    }
+
+    #[test]
+    fn series_past_the_bound_count_as_overflow() {
+        let mut registry = Registry::default();
+        let m = Metrics::new(&mut registry, false);
+        for port in 0..(MAX_ROUTE_SERIES as u16 + 10) {
+            m.inbound_http(None, port).observe(Some(200), 0.001);
+        }
+        let out = text(&registry);
+        let series = out
+            .lines()
+            .filter(|l| l.starts_with("ferry_sidecar_requests_total{direction=\"inbound\""))
+            .count();
+        assert_eq!(series, MAX_ROUTE_SERIES + 1, "{out}");
+        assert!(
+            out.contains(r#"ferry_sidecar_requests_total{direction="inbound",peer="overflow",route="overflow",status="2xx"} 10"#),
+            "{out}"
+        );
+        // The outbound side has its own bound.
+        m.outbound_http(None, Some("a/b:1"))
+            .observe(Some(200), 0.001);
+        assert!(text(&registry).contains(r#"route="b.a.svc:1",status="2xx"} 1"#));
+    }
+
+    #[test]
+    fn service_routes_read_as_the_authority_apps_dial() {
+        assert_eq!(service_route("shop/api:8080"), "api.shop.svc:8080");
+        assert_eq!(service_route("?:80"), "?:80");
+        assert_eq!(service_route("-"), "-");
     }
 }

@@ -251,3 +251,24 @@ fn control_args_read_the_ca_and_the_token_and_name_the_file_they_cannot_read() {
         "{err}"
     );
 }
+
+/// `ferry get mesh` (or `top`) takes a namespace or -A, and a window.
+#[test]
+fn get_mesh_takes_a_namespace_and_a_window() {
+    let cli =
+        Cli::try_parse_from(["ferry", "get", "top", "-n", "shop", "--window", "500ms"]).unwrap();
+    let Command::Get {
+        resource,
+        namespace,
+        window,
+        ..
+    } = cli.command
+    else {
+        panic!("not get");
+    };
+    assert_eq!(resource, Resource::Mesh);
+    assert_eq!(namespace.as_deref(), Some("shop"));
+    assert_eq!(window, Some(Duration::from_millis(500)));
+    assert!(Cli::try_parse_from(["ferry", "get", "mesh", "-n", "a", "-A"]).is_err());
+    assert!(Cli::try_parse_from(["ferry", "get", "mesh", "--window", "soon"]).is_err());
+}

@@ -20,6 +20,7 @@ mod load;
 mod local;
 mod mesh;
 mod mesh_client_addr;
+mod mesh_top;
 mod objects;
 mod pod_network;
 mod pod_services;

@@ -27,7 +27,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::Shared;
 use crate::detect::Detected;
-use crate::metrics::Direction;
+use crate::metrics::HttpMetrics;
 
 /// Envoy's header for the client's certificate identity.
 pub const XFCC: &str = "x-forwarded-client-cert";
@@ -39,6 +39,8 @@ struct Conn {
     shared: Arc<Shared>,
     peer: Option<WorkloadId>,
     peer_label: Option<String>,
+    /// The request metrics of this peer and port, resolved once.
+    metrics: Arc<HttpMetrics>,
     /// `By=<us>;URI=<peer>`, when the peer is a verified workload.
     xfcc: Option<HeaderValue>,
     h2: bool,
@@ -70,9 +72,14 @@ pub(super) async fn serve<I>(
     } else {
         shared.app.clone()
     };
+    let peer_label = peer.as_ref().map(ToString::to_string);
+    let metrics = shared
+        .metrics
+        .inbound_http(peer_label.as_deref(), app.addr.port());
     let conn = Arc::new(Conn {
         shared,
-        peer_label: peer.as_ref().map(ToString::to_string),
+        peer_label,
+        metrics,
         peer,
         xfcc,
         h2,
@@ -139,12 +146,7 @@ async fn handle(conn: &Conn, req: Request<Incoming>) -> Response<ProxyBody> {
             }
             Err(e) => {
                 tracing::info!(port = conn.port, error = %e, "the app did not answer");
-                shared.metrics.request(
-                    Direction::Inbound,
-                    conn.peer_label.as_deref(),
-                    None,
-                    start.elapsed().as_secs_f64(),
-                );
+                conn.metrics.observe(None, start.elapsed().as_secs_f64());
                 return status(StatusCode::BAD_GATEWAY, "the app did not answer\n");
             }
         }
@@ -156,9 +158,7 @@ async fn handle(conn: &Conn, req: Request<Incoming>) -> Response<ProxyBody> {
             "denied by the workload's authorization policy\n",
         )
     };
-    shared.metrics.request(
-        Direction::Inbound,
-        conn.peer_label.as_deref(),
+    conn.metrics.observe(
         Some(response.status().as_u16()),
         start.elapsed().as_secs_f64(),
     );

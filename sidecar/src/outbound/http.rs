@@ -82,7 +82,7 @@ async fn handle(conn: &Conn, req: Request<Incoming>) -> Response<ProxyBody> {
     let start = Instant::now();
     let metrics = &conn.shared.metrics;
     let Some(service) = service_of(&conn.answers) else {
-        metrics.request(Direction::Outbound, None, Some(503), 0.0);
+        metrics.outbound_http(None, None).observe(Some(503), 0.0);
         return status(
             StatusCode::SERVICE_UNAVAILABLE,
             "the destination is no longer a Service\n",
@@ -125,12 +125,9 @@ async fn handle(conn: &Conn, req: Request<Incoming>) -> Response<ProxyBody> {
     loop {
         // pick_endpoint
         let Some(pick) = service.balancer.pick(None, &tried, Instant::now()) else {
-            metrics.request(
-                Direction::Outbound,
-                None,
-                None,
-                start.elapsed().as_secs_f64(),
-            );
+            metrics
+                .outbound_http(None, Some(&service.name))
+                .observe(None, start.elapsed().as_secs_f64());
             return match last {
                 Some(outcome) => failed(outcome),
                 None => status(
@@ -159,12 +156,12 @@ async fn handle(conn: &Conn, req: Request<Incoming>) -> Response<ProxyBody> {
         pick.finish(outcome, Instant::now());
         match sent {
             Ok(response) => {
-                metrics.request(
-                    Direction::Outbound,
-                    peer.as_deref(),
-                    Some(response.status().as_u16()),
-                    start.elapsed().as_secs_f64(),
-                );
+                metrics
+                    .outbound_http(peer.as_deref(), Some(&service.name))
+                    .observe(
+                        Some(response.status().as_u16()),
+                        start.elapsed().as_secs_f64(),
+                    );
                 return response;
             }
             Err(outcome) => {
@@ -175,12 +172,9 @@ async fn handle(conn: &Conn, req: Request<Incoming>) -> Response<ProxyBody> {
                     && outcome.retry_safe(idempotent)
                     && budget.try_withdraw(Instant::now());
                 if !retry {
-                    metrics.request(
-                        Direction::Outbound,
-                        peer.as_deref(),
-                        None,
-                        start.elapsed().as_secs_f64(),
-                    );
+                    metrics
+                        .outbound_http(peer.as_deref(), Some(&service.name))
+                        .observe(None, start.elapsed().as_secs_f64());
                     return failed(outcome);
                 }
             }
