@@ -167,6 +167,7 @@ impl Listener<Shared> {
             ..config.detection.clone()
         };
         let addr = config.addr;
+        let fallbacks = Arc::new(socket::Fallbacks::new(metrics.client_address_fallbacks()));
         let shared = Shared {
             config,
             tls,
@@ -175,7 +176,7 @@ impl Listener<Shared> {
             connector,
             app,
             outer_detection,
-            fallbacks: Arc::default(),
+            fallbacks,
         };
         Listener::bind("inbound", addr, shared).await
     }

@@ -143,6 +143,7 @@ pub struct Metrics {
     detections: Family<OutcomeLabels, Counter>,
     authz: Family<OutcomeLabels, Counter>,
     plaintext: Family<OutcomeLabels, Counter>,
+    client_address_fallbacks: Counter,
     certificate_expiry: Gauge,
 }
 
@@ -171,6 +172,7 @@ impl Metrics {
             detections: Family::default(),
             authz: Family::default(),
             plaintext: Family::default(),
+            client_address_fallbacks: Counter::default(),
             certificate_expiry: Gauge::default(),
         };
         let r = registry.sub_registry_with_prefix("ferry_sidecar");
@@ -218,6 +220,11 @@ impl Metrics {
             "authz_decisions",
             "Inbound authorization decisions (allow, deny_http, deny_tcp)",
             m.authz.clone(),
+        );
+        r.register(
+            "client_address_fallbacks",
+            "Inbound connections to the app made from the sidecar's own address, not the client's (the kernel refused it, or the connection was not redirected)",
+            m.client_address_fallbacks.clone(),
         );
         r.register("plaintext_connections", "Connections without mTLS, by why (permissive, refused_strict, unmeshed_endpoint, no_destination)", m.plaintext.clone());
         if report_expiry {
@@ -342,6 +349,11 @@ impl Metrics {
                 outcome,
             })
             .inc();
+    }
+
+    /// The counter of connections to the app that could not come from their client's address.
+    pub fn client_address_fallbacks(&self) -> Counter {
+        self.client_address_fallbacks.clone()
     }
 
     pub fn plaintext(&self, direction: Direction, outcome: &'static str) {

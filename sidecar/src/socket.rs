@@ -6,9 +6,9 @@
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use prometheus_client::metrics::counter::Counter;
 use socket2::SockRef;
 use tokio::net::{TcpSocket, TcpStream};
 
@@ -121,12 +121,18 @@ pub struct OriginalSource {
 /// logged as a warning with its reason, the others at debug level.
 #[derive(Debug, Default)]
 pub struct Fallbacks {
-    count: AtomicU64,
+    /// `ferry_sidecar_client_address_fallbacks_total` when built from the metrics.
+    count: Counter,
 }
 
 impl Fallbacks {
+    /// Counting into `count` (a registered counter).
+    pub fn new(count: Counter) -> Fallbacks {
+        Fallbacks { count }
+    }
+
     pub fn record(&self, reason: &dyn std::fmt::Display) {
-        if self.count.fetch_add(1, Ordering::Relaxed) == 0 {
+        if self.count.inc() == 0 {
             tracing::warn!(%reason, "the app sees connections from the sidecar (127.0.0.1), not from their clients' addresses");
         } else {
             tracing::debug!(%reason, "a connection to the app from the sidecar's own address");
@@ -134,7 +140,7 @@ impl Fallbacks {
     }
 
     pub fn count(&self) -> u64 {
-        self.count.load(Ordering::Relaxed)
+        self.count.get()
     }
 }
 
