@@ -19,6 +19,7 @@ mod listeners;
 mod load;
 mod local;
 mod mesh;
+mod mesh_traffic;
 mod objects;
 mod pod_network;
 mod pod_services;
