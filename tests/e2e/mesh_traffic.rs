@@ -1,5 +1,6 @@
-//! The mesh's traffic end to end in `ferry up` (netns mode), on one cluster for the whole file
-//! (one start, one stop: each meshed Pod is two processes and a network namespace):
+//! The mesh's traffic end to end in `ferry up` (netns mode), on one cluster (one start, one
+//! stop: each meshed Pod is two processes and a network namespace), and the meshed demo on a
+//! second ([`the_demo_is_meshed_in_netns_mode`]):
 //!
 //! - gRPC over ONE h2c connection from a meshed client is balanced per request: every one of
 //!   three meshed echo Pods behind the Service answers some (their sidecars' inbound
@@ -527,4 +528,78 @@ async fn a_job_pod_completes(admin: SocketAddr, dir: &Path, scratch: &Path) {
         .unwrap());
     let row = listed.lines().find(|l| l.contains(" job ")).unwrap_or("");
     assert!(row.contains("Completed") && row.contains("0/2"), "{listed}");
+}
+
+/// The demo (configs/demo) in netns mode is meshed, as the README's walk-through shows: its six
+/// Pods READY 2/2, a Pod reaches the api Service by name with both identities in
+/// `x-forwarded-client-cert`, and the gateway on the node reaches the meshed api Pods in
+/// plaintext (permissive mode). Pod range 10.201.48.0/24, service range 10.211.48.0/24.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_is_meshed_in_netns_mode() {
+    let test = "the_demo_is_meshed_in_netns_mode";
+    if !netns_or_skip(test) {
+        return;
+    }
+    if !installed("curl") {
+        eprintln!("skipped {test}: curl is not installed");
+        return;
+    }
+    let cidr = "10.201.48.0/24";
+    let names = Names::of(cidr.parse().unwrap());
+    let state = TempDir::new().unwrap();
+    let running = Running::start_with(vec![crate::repo().join("configs/demo")], |c| {
+        c.pod_network = PodNetwork::Netns;
+        c.local.cluster.pod_cidr = cidr.parse().unwrap();
+        c.local.cluster.service_cidr = service_cidr_of(cidr).parse().unwrap();
+        c.mesh_state_dir = Some(state.path().to_owned());
+    })
+    .await;
+    let admin = running.admin;
+    let all = wait_ready(admin, 6, "the demo's six ready Pods").await;
+    assert!(all.iter().all(has_sidecar), "{all:#?}");
+    let listed = ok(&Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["get", "pods", "--admin", &admin.to_string()])
+        .output()
+        .unwrap());
+    assert_eq!(listed.matches(" 2/2 ").count(), 6, "{listed}");
+
+    let web = all
+        .iter()
+        .find(|p| p["metadata"]["labels"]["release"] == "summer")
+        .unwrap();
+    let answer = ok(&exec(
+        admin,
+        "shop",
+        field(web, "/metadata/name"),
+        "curl -sf -m 5 http://api:8080/api",
+    ));
+    let echoed: Value = serde_json::from_str(&answer).unwrap();
+    assert_eq!(
+        field(&echoed, "/headers/x-forwarded-client-cert"),
+        "By=spiffe://cluster.local/ns/shop/sa/default;URI=spiffe://cluster.local/ns/shop/sa/default",
+        "{answer}"
+    );
+    // The gateway's plaintext is taken by the api Pods' sidecars (permissive): no identity.
+    let port = running.https.port();
+    let url = format!("https://shop.example.com:{port}/api");
+    let resolve = format!("shop.example.com:{port}:127.0.0.1");
+    let answer = eventually(DEADLINE, "the gateway reaches the api", || async {
+        let out = Command::new("curl")
+            .args(["-skf", "-m", "5", "--resolve", &resolve, &url])
+            .output()
+            .unwrap();
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    })
+    .await;
+    let echoed: Value = serde_json::from_str(&answer).unwrap();
+    assert_eq!(field(&echoed, "/name"), "api", "{answer}");
+    assert_eq!(
+        field(&echoed, "/headers/x-forwarded-client-cert"),
+        "",
+        "{answer}"
+    );
+    running.stop().await;
+    assert_nothing_left(&names);
 }
