@@ -263,6 +263,18 @@ fn exec(
     }
 }
 
+/// A command that follows until told to stop (`logs -f`, `rollout status`), stopped by Ctrl-C or
+/// SIGTERM as well: `async_main` handles those signals, so they no longer end the process.
+async fn until_signal<E>(
+    mut shutdown: ferry_runtime::Shutdown,
+    command: impl std::future::Future<Output = Result<(), E>>,
+) -> Result<(), E> {
+    tokio::select! {
+        result = command => result,
+        () = shutdown.wait() => Ok(()),
+    }
+}
+
 async fn async_main(command: Command) -> Result<(), Box<dyn std::error::Error>> {
     let (trigger, shutdown) = ferry_runtime::shutdown::channel();
     tokio::spawn(async move {
@@ -497,15 +509,15 @@ async fn async_main(command: Command) -> Result<(), Box<dyn std::error::Error>> 
         } => {
             let ns = target.namespace.as_deref();
             let mut out = std::io::stdout();
-            workloads::logs(
+            let logs = workloads::logs(
                 target.admin,
                 ns,
                 &pod,
                 container.as_deref(),
                 follow,
                 &mut out,
-            )
-            .await?;
+            );
+            until_signal(shutdown, logs).await?;
         }
         Command::Scale {
             deployment,
@@ -526,7 +538,8 @@ async fn async_main(command: Command) -> Result<(), Box<dyn std::error::Error>> 
             } => {
                 let ns = target.namespace.as_deref();
                 let mut out = std::io::stdout();
-                workloads::status(target.admin, ns, &deployment, timeout, &mut out).await?;
+                let status = workloads::status(target.admin, ns, &deployment, timeout, &mut out);
+                until_signal(shutdown, status).await?;
             }
             Rollout::History { deployment, target } => {
                 let ns = target.namespace.as_deref();

@@ -107,7 +107,9 @@ pub fn age(timestamp: &str, now: SystemTime) -> String {
     }
 }
 
-/// The STATUS column of `kubectl get pods`.
+/// The STATUS column of `kubectl get pods`: the phase (or the Pod's reason), replaced by a
+/// container's waiting or terminated reason (`Completed` for a finished Job-style Pod), but
+/// `Running` while another container still runs and is ready.
 fn pod_status(pod: &Value) -> String {
     if !text(pod, &["metadata", "deletionTimestamp"]).is_empty() {
         return "Terminating".into();
@@ -117,22 +119,42 @@ fn pod_status(pod: &Value) -> String {
     if !reason.is_empty() {
         status = reason.to_owned();
     }
+    let mut running = false;
     for c in pod
         .pointer("/status/containerStatuses")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
+        .rev()
     {
         let waiting = text(c, &["state", "waiting", "reason"]);
         let terminated = text(c, &["state", "terminated", "reason"]);
         if !waiting.is_empty() {
-            return waiting.to_owned();
-        }
-        if !terminated.is_empty() && status == "Running" {
+            status = waiting.to_owned();
+        } else if !terminated.is_empty() {
             status = terminated.to_owned();
+        } else if c.get("ready").and_then(Value::as_bool) == Some(true)
+            && c.pointer("/state/running").is_some()
+        {
+            running = true;
         }
     }
+    if status == "Completed" && running {
+        status = "Running".into();
+    }
     or_none(status)
+}
+
+/// The Pod's native sidecars (init containers with `restartPolicy: Always`): kubectl counts
+/// them with the app's containers in READY.
+fn native_sidecars(pod: &Value) -> Vec<&str> {
+    pod.pointer("/spec/initContainers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|c| text(c, &["restartPolicy"]) == "Always")
+        .map(|c| text(c, &["name"]))
+        .collect()
 }
 
 /// Lists live workloads.
@@ -163,15 +185,25 @@ pub fn render(items: &[Value], workload: Workload, wide: bool, now: SystemTime) 
             let rows: Vec<Vec<String>> = items
                 .iter()
                 .map(|p| {
+                    let sidecars = native_sidecars(p);
                     let containers = p
                         .pointer("/spec/containers")
                         .and_then(Value::as_array)
-                        .map_or(0, Vec::len);
-                    let statuses = p
+                        .map_or(0, Vec::len)
+                        + sidecars.len();
+                    let sidecar_statuses = p
+                        .pointer("/status/initContainerStatuses")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                        .filter(|c| sidecars.contains(&text(c, &["name"])));
+                    let statuses: Vec<&Value> = p
                         .pointer("/status/containerStatuses")
                         .and_then(Value::as_array)
-                        .cloned()
-                        .unwrap_or_default();
+                        .into_iter()
+                        .flatten()
+                        .chain(sidecar_statuses)
+                        .collect();
                     let ready = statuses
                         .iter()
                         .filter(|c| c.get("ready").and_then(Value::as_bool) == Some(true))

@@ -69,6 +69,47 @@ fn pods_table_shows_readiness_status_and_restarts() {
 }
 
 #[test]
+fn pods_table_counts_native_sidecars_and_shows_a_finished_job_completed() {
+    let sidecar = json!({"name": "ferry-sidecar", "restartPolicy": "Always"});
+    let pods = vec![
+        json!({
+            "metadata": {"name": "meshed", "namespace": "shop"},
+            "spec": {"containers": [{"name": "web"}], "initContainers": [sidecar, {"name": "setup"}]},
+            "status": {"phase": "Running",
+                "initContainerStatuses": [
+                    {"name": "ferry-sidecar", "ready": true, "restartCount": 1, "state": {"running": {}}},
+                    {"name": "setup", "ready": false, "restartCount": 0, "state": {"terminated": {"reason": "Completed"}}}],
+                "containerStatuses": [{"name": "web", "ready": true, "restartCount": 0, "state": {"running": {}}}]}
+        }),
+        json!({
+            "metadata": {"name": "job", "namespace": "shop"},
+            "spec": {"containers": [{"name": "app"}], "initContainers": [sidecar]},
+            "status": {"phase": "Succeeded",
+                "initContainerStatuses": [{"name": "ferry-sidecar", "ready": false, "restartCount": 0,
+                    "state": {"terminated": {"reason": "Error", "exitCode": 143}}}],
+                "containerStatuses": [{"name": "app", "ready": false, "restartCount": 0,
+                    "state": {"terminated": {"reason": "Completed", "exitCode": 0}}}]}
+        }),
+        json!({
+            "metadata": {"name": "sidecar-left", "namespace": "shop"},
+            "spec": {"containers": [{"name": "a"}, {"name": "b"}]},
+            "status": {"phase": "Running",
+                "containerStatuses": [
+                    {"name": "a", "ready": false, "restartCount": 0, "state": {"terminated": {"reason": "Completed"}}},
+                    {"name": "b", "ready": true, "restartCount": 0, "state": {"running": {}}}]}
+        }),
+    ];
+    let text = render(&pods, Workload::Pods, false, at(1_795_860_042));
+    let lines: Vec<&str> = text.lines().collect();
+    let columns = |i: usize| lines[i].split_whitespace().collect::<Vec<_>>()[2..5].join(" ");
+    // kubectl: the native sidecar is a container (its restarts too), a regular init one not.
+    assert_eq!(columns(1), "2/2 Running 1", "{text}");
+    assert_eq!(columns(2), "0/2 Completed 0", "{text}");
+    // Completed while another container still runs is Running, as kubectl says.
+    assert_eq!(columns(3), "1/2 Running 0", "{text}");
+}
+
+#[test]
 fn rollout_messages_follow_kubectl() {
     let d = |generation: i64, obs: i64, want: i64, replicas: i64, updated: i64, available: i64| {
         json!({

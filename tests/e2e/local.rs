@@ -569,6 +569,36 @@ async fn the_cli_lists_logs_scales_and_rolls_out() {
     assert!(ok && !out.is_empty(), "{out}{err}");
     let (ok, _, err) = ferry(&["logs", "no-such-pod"]).await;
     assert!(!ok && err.contains("pod no-such-pod not found"), "{err}");
+    // `logs -f` follows until Ctrl-C (SIGINT), as the README's walk-through stops it.
+    let mut follow = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["logs", "-f", &pod, "--admin", &admin])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = follow.stdout.take().unwrap();
+    let first = tokio::task::spawn_blocking(move || {
+        use std::io::BufRead;
+        let mut line = String::new();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .unwrap();
+        line
+    })
+    .await
+    .unwrap();
+    assert!(!first.is_empty());
+    let interrupted = std::process::Command::new("kill")
+        .args(["-INT", &follow.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(interrupted.success());
+    let follow = std::sync::Mutex::new(follow);
+    let status = eventually(DEADLINE, "logs -f stopped by SIGINT", || async {
+        follow.lock().unwrap().try_wait().unwrap()
+    })
+    .await;
+    assert!(status.success(), "{status:?}");
 
     let (ok, out, err) = ferry(&["scale", "deployment/web", "--replicas", "3", "-n", "shop"]).await;
     assert!(ok, "{err}");

@@ -21,6 +21,7 @@ mod local;
 mod mesh;
 mod mesh_client_addr;
 mod mesh_top;
+mod mesh_traffic;
 mod objects;
 mod pod_network;
 mod pod_services;

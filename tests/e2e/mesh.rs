@@ -62,16 +62,16 @@ spec:
   containers: [{name: sh, image: busybox, command: [sleep, "3600"]}]
 "#;
 
-/// Runs `sh -c script` in the Pod `mesh/<pod>` (its network namespace, as its app).
-fn exec(admin: SocketAddr, pod: &str, script: &str) -> Output {
+/// Runs `sh -c script` in the Pod `<namespace>/<pod>` (its network namespace, as its app).
+pub(crate) fn exec(admin: SocketAddr, namespace: &str, pod: &str, script: &str) -> Output {
     Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .args(["exec", "-n", "mesh", pod, "--admin", &admin.to_string()])
+        .args(["exec", "-n", namespace, pod, "--admin", &admin.to_string()])
         .args(["--", "sh", "-c", script])
         .output()
         .unwrap()
 }
 
-fn has_sidecar(pod: &Value) -> bool {
+pub(crate) fn has_sidecar(pod: &Value) -> bool {
     pod.pointer("/spec/initContainers")
         .and_then(Value::as_array)
         .is_some_and(|cs| {
@@ -82,13 +82,13 @@ fn has_sidecar(pod: &Value) -> bool {
 
 /// A capture of the TCP to and from one Pod on the node (its veth: what crosses the bridge)
 /// while it lives; its packets as text once stopped.
-struct Capture {
+pub(crate) struct Capture {
     child: std::process::Child,
     file: std::path::PathBuf,
 }
 
 impl Capture {
-    fn start(pod_ip: &str, dir: &Path) -> Capture {
+    pub(crate) fn start(pod_ip: &str, dir: &Path) -> Capture {
         let file = dir.join("bridge.pcap");
         // `any`: unicast between two ports of a bridge is not seen on the bridge device
         // itself, but on the Pods' veths.
@@ -123,6 +123,23 @@ impl Capture {
             }
         }
         Capture { child, file }
+    }
+
+    /// Stops once the mesh's TLS handshake is in the file (or the deadline passed): tcpdump
+    /// writes what it took as it goes, so the bytes that followed the handshake are in the
+    /// file too, or never crossed in plaintext.
+    pub(crate) async fn stop_after_handshake(self) -> String {
+        let deadline = std::time::Instant::now() + DEADLINE;
+        let has_handshake = || {
+            let bytes = std::fs::read(&self.file).unwrap_or_default();
+            bytes
+                .windows(ferry_model::mesh::ALPN.len())
+                .any(|w| w == ferry_model::mesh::ALPN)
+        };
+        while !has_handshake() && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        self.stop()
     }
 
     fn stop(mut self) -> String {
@@ -184,6 +201,7 @@ async fn meshed_pods_speak_mutual_tls_with_their_workload_identities() {
     let answer = eventually(DEADLINE, "an answer through both sidecars", || async {
         let out = exec(
             admin,
+            "mesh",
             "client",
             "curl -sf -m 5 http://echo.mesh.svc.cluster.local/hello",
         );
@@ -204,19 +222,7 @@ async fn meshed_pods_speak_mutual_tls_with_their_workload_identities() {
     );
 
     if let Some(capture) = capture {
-        // tcpdump writes what it took as it goes: once the handshake is in the file, the
-        // request that followed it is too, or never crossed in plaintext.
-        let deadline = std::time::Instant::now() + DEADLINE;
-        let has_handshake = || {
-            let bytes = std::fs::read(&capture.file).unwrap_or_default();
-            bytes
-                .windows(ferry_model::mesh::ALPN.len())
-                .any(|w| w == ferry_model::mesh::ALPN)
-        };
-        while !has_handshake() && std::time::Instant::now() < deadline {
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
-        let packets = capture.stop();
+        let packets = capture.stop_after_handshake().await;
         assert!(
             packets.contains("ferry.dev/mesh/v1"),
             "the mesh's TLS handshake to {server_ip} crossed the bridge: {packets}"
