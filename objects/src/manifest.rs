@@ -361,8 +361,8 @@ fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
 
 /// The kinds that grant access in a cluster (ferry's own, in `configs/kubernetes`): nothing
 /// ferry routes by, so they are passed over without the warning other kinds not read get.
-const ACCESS_KINDS: [(&str, &str); 5] = [
-    ("v1", "ServiceAccount"),
+/// (ServiceAccounts are read: a Pod's identity names one.)
+const ACCESS_KINDS: [(&str, &str); 4] = [
     ("rbac.authorization.k8s.io/v1", "ClusterRole"),
     ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"),
     ("rbac.authorization.k8s.io/v1", "Role"),
@@ -461,6 +461,7 @@ fn document(origin: &Origin, mut doc: Value, loaded: &mut Loaded, lists_allowed:
         Kind::IngressClass => decode(doc).map(|(o, u)| (Object::IngressClass(Box::new(o)), u)),
         Kind::Ingress => decode(doc).map(|(o, u)| (Object::Ingress(Box::new(o)), u)),
         Kind::Secret => decode(doc).map(|(o, u)| (Object::Secret(Box::new(o)), u)),
+        Kind::ServiceAccount => decode(doc).map(|(o, u)| (Object::ServiceAccount(Box::new(o)), u)),
         Kind::AuthorizationPolicy => {
             decode(doc).map(|(o, u)| (Object::AuthorizationPolicy(Box::new(o)), u))
         }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use ferry_model::{ObjectRef, Problem, Severity};
 use k8s_openapi::Metadata;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::core::v1::{Endpoints, Namespace, Pod, Secret, Service};
+use k8s_openapi::api::core::v1::{Endpoints, Namespace, Pod, Secret, Service, ServiceAccount};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -31,11 +31,12 @@ pub enum Kind {
     IngressClass,
     Ingress,
     Secret,
+    ServiceAccount,
     AuthorizationPolicy,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 11] = [
+    pub const ALL: [Kind; 12] = [
         Kind::Namespace,
         Kind::Service,
         Kind::Endpoints,
@@ -46,6 +47,7 @@ impl Kind {
         Kind::IngressClass,
         Kind::Ingress,
         Kind::Secret,
+        Kind::ServiceAccount,
         Kind::AuthorizationPolicy,
     ];
 
@@ -61,6 +63,7 @@ impl Kind {
             Kind::IngressClass => "IngressClass",
             Kind::Ingress => "Ingress",
             Kind::Secret => "Secret",
+            Kind::ServiceAccount => "ServiceAccount",
             Kind::AuthorizationPolicy => "AuthorizationPolicy",
         }
     }
@@ -68,7 +71,12 @@ impl Kind {
     /// The one apiVersion ferry serves for this kind, as the API server serves it today.
     pub fn api_version(self) -> &'static str {
         match self {
-            Kind::Namespace | Kind::Service | Kind::Endpoints | Kind::Pod | Kind::Secret => "v1",
+            Kind::Namespace
+            | Kind::Service
+            | Kind::Endpoints
+            | Kind::Pod
+            | Kind::Secret
+            | Kind::ServiceAccount => "v1",
             Kind::EndpointSlice => "discovery.k8s.io/v1",
             Kind::ReplicaSet | Kind::Deployment => "apps/v1",
             Kind::IngressClass | Kind::Ingress => "networking.k8s.io/v1",
@@ -81,7 +89,12 @@ impl Kind {
     pub fn api_versions(self) -> &'static [&'static str] {
         match self {
             Kind::AuthorizationPolicy => &crate::authorization_policy::API_VERSIONS,
-            Kind::Namespace | Kind::Service | Kind::Endpoints | Kind::Pod | Kind::Secret => &["v1"],
+            Kind::Namespace
+            | Kind::Service
+            | Kind::Endpoints
+            | Kind::Pod
+            | Kind::Secret
+            | Kind::ServiceAccount => &["v1"],
             Kind::EndpointSlice => &["discovery.k8s.io/v1"],
             Kind::ReplicaSet | Kind::Deployment => &["apps/v1"],
             Kind::IngressClass | Kind::Ingress => &["networking.k8s.io/v1"],
@@ -117,6 +130,7 @@ pub enum Object {
     IngressClass(Box<IngressClass>),
     Ingress(Box<Ingress>),
     Secret(Box<Secret>),
+    ServiceAccount(Box<ServiceAccount>),
     AuthorizationPolicy(Box<AuthorizationPolicy>),
 }
 
@@ -133,6 +147,7 @@ macro_rules! each_object {
             Object::IngressClass($o) => $e,
             Object::Ingress($o) => $e,
             Object::Secret($o) => $e,
+            Object::ServiceAccount($o) => $e,
             Object::AuthorizationPolicy($o) => $e,
         }
     };
@@ -151,6 +166,7 @@ impl Object {
             Object::IngressClass(_) => Kind::IngressClass,
             Object::Ingress(_) => Kind::Ingress,
             Object::Secret(_) => Kind::Secret,
+            Object::ServiceAccount(_) => Kind::ServiceAccount,
             Object::AuthorizationPolicy(_) => Kind::AuthorizationPolicy,
         }
     }

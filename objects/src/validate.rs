@@ -260,7 +260,7 @@ pub fn object(manifest: &Manifest) -> Vec<Problem> {
     c.metadata(manifest.object.kind(), manifest.object.metadata());
     c.mtls_mode(&manifest.object);
     match &manifest.object {
-        Object::Namespace(_) => {}
+        Object::Namespace(_) | Object::ServiceAccount(_) => {}
         Object::Service(s) => service::service(&mut c, s),
         Object::Endpoints(e) => endpoints::endpoints(&mut c, e),
         Object::EndpointSlice(s) => endpoints::slice(&mut c, s),

@@ -207,6 +207,13 @@ pub enum ApiError {
     Invalid(String),
 }
 
+/// The ServiceAccounts that exist: the declared ones and the controller's `default` in every
+/// Namespace.
+fn service_accounts(desired: &Reading) -> std::collections::BTreeSet<(String, String)> {
+    let defaults = crate::serviceaccount::defaults(&desired.manifests);
+    crate::serviceaccount::existing(desired.manifests.iter().chain(&defaults).map(|m| &**m))
+}
+
 /// The live cluster.
 #[derive(Debug)]
 pub struct LocalCluster {
@@ -222,6 +229,9 @@ pub struct LocalCluster {
     service_uids: BTreeMap<NamespacedName, String>,
     /// Each declared Namespace's annotations (the mesh's injection reads them).
     namespaces: BTreeMap<String, BTreeMap<String, String>>,
+    /// The ServiceAccounts that exist (namespace, name): the ReplicaSet controller's Pods
+    /// pass the ServiceAccount admission against them.
+    service_accounts: std::collections::BTreeSet<(String, String)>,
     /// Creation order of Pods.
     seq: u64,
 }
@@ -238,6 +248,7 @@ impl LocalCluster {
             pods: BTreeMap::new(),
             service_uids: BTreeMap::new(),
             namespaces: BTreeMap::new(),
+            service_accounts: Default::default(),
             seq: 0,
         }
     }
@@ -280,6 +291,7 @@ impl LocalCluster {
     /// any allocation error (an address two Services name, a full range). Nothing changes.
     pub fn admit(&self, desired: &Reading) -> Reading {
         let mut problems = desired.problems.clone();
+        self.admit_service_accounts(desired, &mut problems);
         let (services, others): (Vec<_>, Vec<_>) = desired
             .manifests
             .iter()
@@ -291,6 +303,25 @@ impl LocalCluster {
         Reading {
             manifests,
             problems,
+        }
+    }
+
+    /// The ServiceAccount admission of the declared Pods not running yet: each names a
+    /// ServiceAccount that exists (the order the objects were written in does not matter: all
+    /// of a change is checked at once, as Helm installs ServiceAccounts before Pods).
+    fn admit_service_accounts(&self, desired: &Reading, problems: &mut Vec<Problem>) {
+        let have = service_accounts(desired);
+        for m in &desired.manifests {
+            let Object::Pod(pod) = &m.object else {
+                continue;
+            };
+            if self.pods.contains_key(&NamespacedName::of(m)) {
+                continue;
+            }
+            let mut pod = (**pod).clone();
+            if let Err(e) = crate::serviceaccount::admit(&mut pod, m.namespace(), &have) {
+                problems.push(m.error("spec.serviceAccountName", format!("Forbidden: {e}")));
+            }
         }
     }
 
@@ -328,6 +359,7 @@ impl LocalCluster {
             }
         }
         self.namespaces = namespaces;
+        self.service_accounts = service_accounts(desired);
         let services = self.allocations.allocate(&services, &mut problems);
         let (services, uids) = with_uids(services, &self.service_uids);
         self.service_uids = uids;

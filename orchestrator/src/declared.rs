@@ -310,6 +310,7 @@ pub fn object_json(object: &Object) -> Value {
         Object::IngressClass(o) => serde_json::to_value(&**o),
         Object::Ingress(o) => serde_json::to_value(&**o),
         Object::Secret(o) => serde_json::to_value(&**o),
+        Object::ServiceAccount(o) => serde_json::to_value(&**o),
         Object::AuthorizationPolicy(o) => serde_json::to_value(&**o),
     };
     value.unwrap_or(Value::Null)

@@ -403,6 +403,28 @@ pub fn replica_set_pod(
     );
 }
 
+/// The ReplicaSet controller's Event for a Pod it could not create.
+pub fn replica_set_failed_create(
+    recorder: Option<&Recorder>,
+    replica_set: &ObjectMeta,
+    error: &str,
+) {
+    let Some(recorder) = recorder else {
+        return;
+    };
+    recorder.warning(
+        Involved::apps(
+            "ReplicaSet",
+            ns(replica_set),
+            name(replica_set),
+            uid(replica_set),
+        ),
+        source::REPLICA_SET,
+        "FailedCreate",
+        format!("Error creating: {error}"),
+    );
+}
+
 fn ns(meta: &ObjectMeta) -> &str {
     meta.namespace.as_deref().unwrap_or("default")
 }

@@ -28,6 +28,7 @@ pub mod kubelet;
 pub mod network;
 pub mod replicaset;
 pub mod service_env;
+pub mod serviceaccount;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -517,9 +518,13 @@ fn sync_services(state: &State, live: &mut Reading) {
 }
 
 /// What the cluster runs of the declared objects: their reading, with the cluster DNS
-/// Service in netns mode.
+/// Service in netns mode and each Namespace's `default` ServiceAccount.
 fn declared_reading(state: &State, declared: &Declared) -> Reading {
-    with_cluster_dns(state, declared.reading())
+    let mut reading = with_cluster_dns(state, declared.reading());
+    // The ServiceAccount controller: a `default` in every Namespace, made again when gone.
+    let defaults = serviceaccount::defaults(&reading.manifests);
+    reading.manifests.extend(defaults);
+    reading
 }
 
 /// In netns mode, the manifests with the kube-system/kube-dns Service Pods resolve through,

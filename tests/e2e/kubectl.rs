@@ -80,6 +80,8 @@ spec:
 pub(crate) struct Cluster {
     pub(crate) api: SocketAddr,
     pub(crate) kubeconfig: PathBuf,
+    /// The snapshots the control plane publishes.
+    pub(crate) bus: ferry_runtime::SnapshotBus,
     trigger: ShutdownTrigger,
     task: tokio::task::JoinHandle<()>,
 }
@@ -106,11 +108,13 @@ impl Cluster {
         let up = Up::build(config).await.unwrap();
         let api = up.api_addr().unwrap();
         let kubeconfig = up.kubeconfig().unwrap().to_owned();
+        let bus = up.bus().clone();
         let (trigger, shutdown) = ferry_runtime::shutdown::channel();
         let task = tokio::spawn(async move { up.run(shutdown).await.unwrap() });
         Cluster {
             api,
             kubeconfig,
+            bus,
             trigger,
             task,
         }

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)] // test helpers: a failed unwrap is a failed test
 
 mod admin;
+mod authorization_policies;
 mod cli;
 mod configs;
 mod dns;
@@ -28,6 +29,7 @@ mod pod_services;
 mod push;
 mod push_destinations;
 mod reload;
+mod service_accounts;
 mod sidecar;
 
 use std::net::SocketAddr;

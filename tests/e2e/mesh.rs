@@ -54,6 +54,10 @@ spec:
   ports: [{name: http, port: 80, targetPort: http}]
 ---
 apiVersion: v1
+kind: ServiceAccount
+metadata: {name: shopper, namespace: mesh}
+---
+apiVersion: v1
 kind: Pod
 metadata: {name: client, namespace: mesh}
 spec:

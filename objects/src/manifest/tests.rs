@@ -367,11 +367,13 @@ fn unknown_kind_is_a_warning() {
 }
 
 #[test]
-fn access_kinds_are_passed_over_quietly() {
+fn access_kinds_are_passed_over_quietly_and_service_accounts_read() {
     let text = "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: ferry, namespace: ferry-system}\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: ferry}\nrules: []\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {name: ferry}\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {name: ferry}\n";
     let loaded = parse("t.yaml", text.as_bytes());
     assert!(loaded.problems.is_empty(), "{:?}", lines(&loaded));
-    assert!(loaded.manifests.is_empty());
+    assert_eq!(loaded.manifests.len(), 1, "only the ServiceAccount is kept");
+    assert_eq!(loaded.manifests[0].object.kind(), Kind::ServiceAccount);
+    assert_eq!(loaded.manifests[0].namespace(), "ferry-system");
     // Under another apiVersion it is an unknown kind as any other.
     let loaded = parse(
         "t.yaml",

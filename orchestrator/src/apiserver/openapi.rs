@@ -16,7 +16,9 @@ use bytes::Bytes;
 use ferry_runtime::serve::respond;
 use http::{HeaderMap, HeaderValue, Response, StatusCode};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::core::v1::{Endpoints, Event, Namespace, Pod, Secret, Service};
+use k8s_openapi::api::core::v1::{
+    Endpoints, Event, Namespace, Pod, Secret, Service, ServiceAccount,
+};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{DeleteOptions, Status};
@@ -213,6 +215,7 @@ fn schema_name(generator: &mut SchemaGenerator, kind: &str) -> Option<String> {
         "Service" => generator.subschema_for::<Service>(),
         "Endpoints" => generator.subschema_for::<Endpoints>(),
         "Secret" => generator.subschema_for::<Secret>(),
+        "ServiceAccount" => generator.subschema_for::<ServiceAccount>(),
         "Event" => generator.subschema_for::<Event>(),
         "Deployment" => generator.subschema_for::<Deployment>(),
         "ReplicaSet" => generator.subschema_for::<ReplicaSet>(),
@@ -222,6 +225,34 @@ fn schema_name(generator: &mut SchemaGenerator, kind: &str) -> Option<String> {
         _ => return None,
     };
     reference(schema.as_value()).map(str::to_owned)
+}
+
+/// The schema name of a custom resource's version, as the API server names a
+/// CustomResourceDefinition's (`io.istio.security.v1.AuthorizationPolicy`).
+fn custom_schema_name(r: &Resource) -> String {
+    let reversed: Vec<&str> = r.group.split('.').rev().collect();
+    format!("{}.{}.{}", reversed.join("."), r.version, r.kind)
+}
+
+/// Istio's AuthorizationPolicy as its CustomResourceDefinition describes it: the object's
+/// frame, and `spec` open (what it may hold is checked on write by ferry's validation of
+/// the policy, which names each field it refuses).
+fn authorization_policy_schema(r: &Resource) -> Value {
+    json!({
+        "type": "object",
+        "description": "Istio's AuthorizationPolicy: which requests a workload accepts (ALLOW) or refuses (DENY), by source identity, namespace, method, path and port.",
+        "properties": {
+            "apiVersion": {"type": "string", "description": "APIVersion defines the versioned schema of this representation of an object."},
+            "kind": {"type": "string", "description": "Kind is a string value representing the REST resource this object represents."},
+            "metadata": {"allOf": [{"$ref": format!("{REF_PREFIX}io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta")}], "default": {}},
+            "spec": {
+                "type": "object",
+                "description": "Configuration for access control on workloads: selector, action (ALLOW or DENY) and rules (from, to, when).",
+                "x-kubernetes-preserve-unknown-fields": true,
+            },
+        },
+        "x-kubernetes-group-version-kind": [gvk(r)],
+    })
 }
 
 /// The schema a `$ref` (or, as the real documents write a described reference, an
@@ -261,11 +292,22 @@ pub(super) fn generate() -> Schemas {
     let mut generator = SchemaSettings::openapi3().into_generator();
     let kinds: Vec<(&'static Resource, String)> = RESOURCES
         .iter()
-        .filter_map(|r| Some((r, schema_name(&mut generator, r.kind)?)))
+        .filter_map(|r| {
+            let name = match r.kind {
+                "AuthorizationPolicy" => custom_schema_name(r),
+                kind => schema_name(&mut generator, kind)?,
+            };
+            Some((r, name))
+        })
         .collect();
     generator.subschema_for::<Status>();
     generator.subschema_for::<DeleteOptions>();
     let mut definitions = generator.take_definitions(true);
+    for (r, name) in &kinds {
+        if r.kind == "AuthorizationPolicy" {
+            definitions.insert(name.clone(), authorization_policy_schema(r));
+        }
+    }
     for (schema, field, strategy, key) in PATCH_METADATA {
         if let Some(property) = definitions
             .get_mut(*schema)
@@ -420,7 +462,14 @@ fn operations(r: &Resource, name: &str) -> [(String, Value); 2] {
             "x-kubernetes-group-version-kind": gvk,
         });
         if matches!(action, "post" | "put" | "patch") {
-            let types: &[&str] = if action == "patch" {
+            let types: &[&str] = if action == "patch" && r.kind == "AuthorizationPolicy" {
+                // A custom resource takes no strategic merge patch.
+                &[
+                    "application/apply-patch+yaml",
+                    "application/json-patch+json",
+                    "application/merge-patch+json",
+                ]
+            } else if action == "patch" {
                 &[
                     "application/apply-patch+yaml",
                     "application/json-patch+json",

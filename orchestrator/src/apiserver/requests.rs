@@ -368,7 +368,8 @@ pub(super) fn answer(
             namespace,
             name,
         } => match state.store.get(resource, namespace, name) {
-            Some(object) if table => {
+            Some(mut object) if table => {
+                resources::as_version(resource, &mut object);
                 let metadata =
                     json!({"resourceVersion": object.pointer("/metadata/resourceVersion")});
                 json_response(
@@ -383,7 +384,10 @@ pub(super) fn answer(
                     ),
                 )
             }
-            Some(object) => json_response(StatusCode::OK, JSON, &object),
+            Some(mut object) => {
+                resources::as_version(resource, &mut object);
+                json_response(StatusCode::OK, JSON, &object)
+            }
             None => status(
                 StatusCode::NOT_FOUND,
                 "NotFound",
@@ -514,10 +518,13 @@ pub(super) fn list<'a>(
         labels.as_ref().is_none_or(|l| selector::labels_match(l, o))
             && selector::fields_match(&fields, o)
     };
-    let (revision, items, remaining) =
+    let (revision, mut items, remaining) =
         state
             .store
             .page(resource, namespace, after.as_ref(), limit, keep);
+    for item in &mut items {
+        resources::as_version(resource, item);
+    }
     let mut metadata = json!({"resourceVersion": revision.to_string()});
     if remaining > 0
         && let Some(last) = items.last()

@@ -95,6 +95,14 @@ pub const RESOURCES: &[Resource] = &[
     core("Service", "services", "service", true, &["svc"], &["all"]),
     core("Endpoints", "endpoints", "endpoints", true, &["ep"], &[]),
     core("Secret", "secrets", "secret", true, &[], &[]),
+    core(
+        "ServiceAccount",
+        "serviceaccounts",
+        "serviceaccount",
+        true,
+        &["sa"],
+        &[],
+    ),
     core("Event", "events", "event", true, &["ev"], &[]),
     Resource {
         group: "apps",
@@ -146,7 +154,25 @@ pub const RESOURCES: &[Resource] = &[
         short_names: &[],
         categories: &[],
     },
+    istio_security("v1"),
+    istio_security("v1beta1"),
 ];
+
+/// Istio's `AuthorizationPolicy` at one version of `security.istio.io` (both versions have
+/// the same schema; `v1` is the preferred one and the one stored), with the short name and
+/// categories of Istio's CustomResourceDefinition.
+const fn istio_security(version: &'static str) -> Resource {
+    Resource {
+        group: "security.istio.io",
+        version,
+        kind: "AuthorizationPolicy",
+        plural: "authorizationpolicies",
+        singular: "authorizationpolicy",
+        namespaced: true,
+        short_names: &["ap"],
+        categories: &["istio-io", "security-istio-io"],
+    }
+}
 
 /// The resource at `group`/`version` named `plural`.
 pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static Resource> {
@@ -169,6 +195,29 @@ fn groups() -> Vec<&'static str> {
         }
     }
     out
+}
+
+/// The versions of a named group, preferred first.
+fn versions(group: &str) -> Vec<&'static str> {
+    let mut out: Vec<&'static str> = Vec::new();
+    for r in RESOURCES.iter().filter(|r| r.group == group) {
+        if !out.contains(&r.version) {
+            out.push(r.version);
+        }
+    }
+    out
+}
+
+/// An object read through `resource` says the resource's apiVersion: the store keeps one
+/// version of a kind served at several (`security.istio.io/v1`), and a read through another
+/// is converted, as the API server converts between a resource's versions (here the
+/// schemas are the same, so only `apiVersion` changes).
+pub fn as_version(resource: &Resource, object: &mut Value) {
+    if versions(resource.group).len() > 1
+        && let Some(o) = object.as_object_mut()
+    {
+        o.insert("apiVersion".into(), json!(resource.group_version()));
+    }
 }
 
 /// Whether a group/version is served.
@@ -225,19 +274,22 @@ fn discovery_resource(r: &Resource) -> Value {
 }
 
 fn discovery_group(group: &str) -> Value {
-    let resources: Vec<Value> = RESOURCES
-        .iter()
-        .filter(|r| r.group == group)
-        .map(discovery_resource)
+    let versions: Vec<Value> = versions(group)
+        .into_iter()
+        .map(|version| {
+            let resources: Vec<Value> = RESOURCES
+                .iter()
+                .filter(|r| r.group == group && r.version == version)
+                .map(discovery_resource)
+                .collect();
+            json!({"version": version, "resources": resources, "freshness": "Current"})
+        })
         .collect();
     let mut metadata = json!({"creationTimestamp": null});
     if !group.is_empty() {
         metadata["name"] = json!(group);
     }
-    json!({
-        "metadata": metadata,
-        "versions": [{"version": "v1", "resources": resources, "freshness": "Current"}],
-    })
+    json!({"metadata": metadata, "versions": versions})
 }
 
 /// `/api` (`core`) or `/apis` as an `APIGroupDiscoveryList`.
@@ -266,20 +318,26 @@ pub fn api_versions(server_address: &str) -> Value {
 
 /// `/apis` in the legacy form.
 pub fn api_group_list() -> Value {
-    let groups: Vec<Value> = groups()
-        .into_iter()
-        .map(|g| {
-            let gv = json!({"groupVersion": format!("{g}/v1"), "version": "v1"});
-            json!({"name": g, "versions": [gv.clone()], "preferredVersion": gv})
-        })
-        .collect();
+    let groups: Vec<Value> = groups().into_iter().map(group_versions).collect();
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 }
 
-/// `/apis/<group>/<version>`: one group as an `APIGroup`.
+/// A group's name, versions and preferred version, as `APIGroup` and `APIGroupList` say.
+fn group_versions(group: &str) -> Value {
+    let versions: Vec<Value> = versions(group)
+        .into_iter()
+        .map(|v| json!({"groupVersion": format!("{group}/{v}"), "version": v}))
+        .collect();
+    let preferred = versions.first().cloned().unwrap_or(Value::Null);
+    json!({"name": group, "versions": versions, "preferredVersion": preferred})
+}
+
+/// `/apis/<group>`: one group as an `APIGroup`.
 pub fn api_group(group: &str) -> Value {
-    let gv = json!({"groupVersion": format!("{group}/v1"), "version": "v1"});
-    json!({"kind": "APIGroup", "apiVersion": "v1", "name": group, "versions": [gv.clone()], "preferredVersion": gv})
+    let mut out = group_versions(group);
+    out["kind"] = json!("APIGroup");
+    out["apiVersion"] = json!("v1");
+    out
 }
 
 /// `/api/v1` or `/apis/<group>/<version>`: an `APIResourceList`.

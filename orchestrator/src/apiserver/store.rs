@@ -481,11 +481,14 @@ fn to_json(object: &Object) -> Option<(Key, Value)> {
         Object::IngressClass(o) => serde_json::to_value(&**o),
         Object::Ingress(o) => serde_json::to_value(&**o),
         Object::Secret(o) => serde_json::to_value(&**o),
+        Object::ServiceAccount(o) => serde_json::to_value(&**o),
         Object::AuthorizationPolicy(o) => serde_json::to_value(&**o),
     };
     let mut value = value.ok()?;
     let kind = value.get("kind")?.as_str()?.to_owned();
     let resource = resources::of_kind(&kind)?;
+    // Kept at the kind's preferred version, whichever one it was written at.
+    resources::as_version(resource, &mut value);
     let meta = value.get_mut("metadata")?.as_object_mut()?;
     let name = meta.get("name")?.as_str()?.to_owned();
     let namespace = if resource.namespaced {

@@ -221,6 +221,17 @@ pub fn columns(kind: &str) -> Vec<Column> {
             ("Status", "string", 0, "The status of the namespace"),
             AGE,
         ],
+        "AuthorizationPolicy" => vec![NAME, ("Action", "string", 0, "The operation to take."), AGE],
+        "ServiceAccount" => vec![
+            NAME,
+            (
+                "Secrets",
+                "string",
+                0,
+                "The number of Secrets the ServiceAccount lists",
+            ),
+            AGE,
+        ],
         "Secret" => vec![
             NAME,
             ("Type", "string", 0, "The type of the secret"),
@@ -664,6 +675,13 @@ fn cells(kind: &str, o: &Value, now: Timestamp) -> Vec<Value> {
             json!(s(o, "/status/phase").unwrap_or("Active")),
             created,
         ],
+        // Istio's printer column is `.spec.action`, empty when not given (ALLOW then).
+        "AuthorizationPolicy" => vec![
+            name,
+            json!(s(o, "/spec/action").unwrap_or_default()),
+            created,
+        ],
+        "ServiceAccount" => vec![name, json!(arr(o, "/secrets").len()), created],
         "Secret" => {
             let data = o
                 .get("data")

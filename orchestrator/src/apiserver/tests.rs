@@ -349,12 +349,33 @@ fn aggregated_discovery_names_the_served_verbs_short_names_and_categories() {
         .iter()
         .map(|g| g["metadata"]["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["apps", "discovery.k8s.io", "networking.k8s.io"]);
+    assert_eq!(
+        names,
+        [
+            "apps",
+            "discovery.k8s.io",
+            "networking.k8s.io",
+            "security.istio.io"
+        ]
+    );
+    // Istio's AuthorizationPolicy at both of its versions, v1 preferred (first).
+    let versions: Vec<&str> = groups["items"][3]["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["version"].as_str().unwrap())
+        .collect();
+    assert_eq!(versions, ["v1", "v1beta1"]);
+    let legacy = resources::api_group("security.istio.io");
+    assert_eq!(
+        legacy["preferredVersion"]["groupVersion"],
+        "security.istio.io/v1"
+    );
     let short: Vec<&str> = resources::RESOURCES
         .iter()
         .flat_map(|r| r.short_names.iter().copied())
         .collect();
-    for s in ["po", "svc", "deploy", "rs", "ing", "ns", "ep"] {
+    for s in ["po", "svc", "deploy", "rs", "ing", "ns", "ep", "sa", "ap"] {
         assert!(short.contains(&s), "{s}");
     }
     let ingressclasses = groups["items"][2]["versions"][0]["resources"]

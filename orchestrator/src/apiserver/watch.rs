@@ -107,7 +107,10 @@ impl Watch {
     }
 
     /// One line of the stream.
-    fn line(&self, kind: &str, object: Value) -> Bytes {
+    fn line(&self, kind: &str, mut object: Value) -> Bytes {
+        if kind != "ERROR" && kind != "BOOKMARK" {
+            super::resources::as_version(self.resource, &mut object);
+        }
         let object = if self.table && kind != "ERROR" && kind != "BOOKMARK" {
             let metadata = json!({"resourceVersion": object.pointer("/metadata/resourceVersion")});
             table::table(

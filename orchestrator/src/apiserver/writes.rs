@@ -286,11 +286,14 @@ pub(super) async fn respond(
             .get(resource, &namespace, &name)
             .unwrap_or(done.last)
     };
-    let object = if done.scale {
+    let mut object = if done.scale {
         to_scale(&object)
     } else {
         object
     };
+    if !done.scale {
+        resources::as_version(resource, &mut object);
+    }
     json_response(done.code, JSON, &object)
 }
 

@@ -337,7 +337,7 @@ impl LocalCluster {
         let meta = template.metadata.unwrap_or_default();
         let mut spec = template.spec.unwrap_or_default();
         spec.node_name = Some(self.config.node_name.clone());
-        let pod = Pod {
+        let mut pod = Pod {
             metadata: ObjectMeta {
                 name: Some(name.clone()),
                 generate_name: Some(format!("{base}-")),
@@ -355,6 +355,16 @@ impl LocalCluster {
                 ..PodStatus::default()
             }),
         };
+        if let Err(e) = crate::serviceaccount::admit(&mut pod, namespace, &self.service_accounts) {
+            // As the ReplicaSet controller: a FailedCreate Event, and the next round tries
+            // again (a ServiceAccount made later lets the Pods be made).
+            crate::events::replica_set_failed_create(
+                self.kubelet.events(),
+                &rs.metadata,
+                &format!("pods \"{base}-\" is forbidden: {e}"),
+            );
+            return;
+        }
         crate::events::replica_set_pod(self.kubelet.events(), &rs.metadata, &name, true);
         self.add_pod(NamespacedName::new(namespace, name), pod, None, true);
     }

@@ -41,12 +41,52 @@ pub(super) fn create_in(
         )
         .details(json!({"name": write.name, "group": resource.group, "kind": resource.plural})));
     }
-    let m = decode(resource, &write.name, object, write.strict)?;
+    let mut m = decode(resource, &write.name, object, write.strict)?;
+    if let Object::Pod(pod) = &mut m.object {
+        service_account_admission(declared, store, write, pod)?;
+    }
     if write.dry_run {
         return Ok(Done::last(StatusCode::CREATED, object.clone()));
     }
     declared.put(m);
     Ok(Done::stored(StatusCode::CREATED))
+}
+
+/// The ServiceAccount admission of a new Pod: its ServiceAccount defaulted, and a 403
+/// `Forbidden` when the one it names does not exist (declared, or the controller's
+/// `default`), as the API server answers.
+fn service_account_admission(
+    declared: &Declared,
+    store: &Store,
+    write: &Write,
+    pod: &mut k8s_openapi::api::core::v1::Pod,
+) -> Result<(), Failure> {
+    let ns = &write.namespace;
+    let spec = pod.spec.get_or_insert_with(Default::default);
+    let sa = crate::serviceaccount::default_pod_spec(spec);
+    let served =
+        resources::of_kind("ServiceAccount").is_some_and(|r| store.get(r, ns, &sa).is_some());
+    let key = ObjectKey {
+        kind: Kind::ServiceAccount,
+        namespace: ns.clone(),
+        name: sa.clone(),
+    };
+    if served || declared.get(&key).is_some() {
+        return Ok(());
+    }
+    let mut have = std::collections::BTreeSet::new();
+    if sa == crate::serviceaccount::DEFAULT {
+        // A Namespace made in this very round has its `default` once the round records it.
+        have.insert((ns.clone(), sa.clone()));
+    }
+    crate::serviceaccount::admit(pod, ns, &have).map_err(|e| {
+        Failure::new(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            format!("pods \"{}\" is forbidden: {e}", write.name),
+        )
+        .details(json!({"name": write.name, "kind": "pods"}))
+    })
 }
 
 /// Checks and completes a new object's identity (kind, namespace, name or `generateName`) and
