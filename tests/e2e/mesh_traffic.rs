@@ -95,6 +95,22 @@ metadata: {{name: mt-other, annotations: {{ferry.dev/inject: enabled}}}}
 apiVersion: v1
 kind: Namespace
 metadata: {{name: mt-plain}}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {{name: reader, namespace: mt}}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {{name: shopper, namespace: mt}}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {{name: batch, namespace: mt}}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {{name: reader, namespace: mt-other}}
 ---{echo}{guarded}
 apiVersion: v1
 kind: Service
