@@ -33,13 +33,13 @@ pub fn rotate(dir: &Path, rotation: Rotation) -> Result<String, String> {
     let generation = result.map_err(|e| e.to_string())?;
     let what = match rotation {
         Rotation::Intermediate => {
-            "a new intermediate issues every certificate from now on; certificates from the old one stay valid until they expire or are renewed"
+            "a new intermediate issues every certificate from now on; the running control plane tells every sidecar to renew at once, and certificates from the old one stay valid meanwhile"
         }
         Rotation::Root => {
-            "the new root is trusted beside the old one and issues from now on; once every workload has renewed (one certificate lifetime, 24h by default), run `ferry identity rotate --root --finish`"
+            "the new root is trusted beside the old one; every sidecar renews at once to learn it, and the running control plane switches issuing to the new root as soon as every workload holds the two-root bundle (it logs `root rotation: every workload trusts the new root`); then run `ferry identity rotate --root --finish`, which refuses, naming the workloads, until every workload holds a certificate from the new root"
         }
         Rotation::FinishRoot => {
-            "the old root is no longer trusted; parts started with --control-ca take the new ca.crt at their next start"
+            "the old root is no longer trusted; every sidecar renews at once to drop it; parts started with --control-ca take the new ca.crt at their next start"
         }
     };
     Ok(format!(

@@ -5,29 +5,36 @@
 //! - [`authority`]: the CA hierarchy (trust bundle, intermediate, key), checked whole, and what
 //!   it issues (workload leaves, the control channel's own certificate).
 //! - [`files`]: a generated CA's files in `--state-dir`; [`rotate`]: rotating them
-//!   (`ferry identity rotate`) and their expiry (`ferry check --identity`).
+//!   (`ferry identity rotate`) and their expiry (`ferry check --identity`); [`holders`]: which
+//!   Pod holds a certificate from which CA generation (what a root rotation waits on).
 //! - [`tokens`]: the per-Pod tokens a sidecar proves its Pod with; [`pods`]: the Pods they are
 //!   checked against.
 //! - [`csr`]: a CSR checked; [`service`]: the gRPC service on the control channel.
 //!
 //! [`Ca`] is the running control plane's CA: it follows the state directory's
-//! `identity.generation` ([`Ca::watch`]), so a rotation reaches it without a restart.
+//! `identity.generation` ([`Ca::watch`]), so a rotation reaches it without a restart; it
+//! announces each generation it loads ([`Ca::generations`], served to sidecars as
+//! `Identity.WatchAuthority`, so they renew at once), records what it issued
+//! ([`Ca::issued`]) and switches issuing to a new root once that is safe
+//! ([`rotate::switch_issuing_if_settled`]).
 
 pub mod authority;
 pub mod csr;
 pub mod files;
+pub mod holders;
 pub mod pods;
 pub mod rotate;
 pub mod service;
 pub mod tokens;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, PoisonError, RwLock};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, SystemTime};
 
 use ferry_runtime::Shutdown;
 
 pub use authority::{CaError, CaSource, Hierarchy};
+pub use holders::{Holders, Holding};
 pub use pods::{PodDirectory, PodView};
 pub use tokens::{PodClaims, PodTokens};
 
@@ -67,6 +74,10 @@ pub struct Ca {
     source: CaSource,
     state_dir: PathBuf,
     current: RwLock<(u64, Arc<Hierarchy>)>,
+    /// Who holds a certificate from which generation (kept in the state directory).
+    holders: Mutex<Holders>,
+    /// The generation loaded, for `Identity.WatchAuthority`.
+    announce: tokio::sync::watch::Sender<u64>,
 }
 
 impl Ca {
@@ -82,11 +93,48 @@ impl Ca {
             })?;
             files::replace(&state_dir.join(files::BUNDLE), &hierarchy.bundle_pem, false)?;
         }
+        let holders = Holders::read(state_dir)?;
         Ok(Ca {
             source,
             state_dir: state_dir.to_owned(),
             current: RwLock::new((generation, Arc::new(hierarchy))),
+            holders: Mutex::new(holders),
+            announce: tokio::sync::watch::channel(generation).0,
         })
+    }
+
+    /// The CA issuing now, with the generation it was loaded at.
+    pub fn issuing(&self) -> (u64, Arc<Hierarchy>) {
+        self.current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Follows the generation loaded (what sidecars are told to renew on).
+    pub fn generations(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.announce.subscribe()
+    }
+
+    /// Records a certificate issued (at the generation [`Ca::issuing`] said) and keeps the
+    /// record in the state directory; a failed write is logged (the record in memory holds).
+    pub fn issued(&self, holding: Holding) {
+        let mut holders = self.holders.lock().unwrap_or_else(PoisonError::into_inner);
+        holders.issued(holding, SystemTime::now());
+        if let Err(e) = holders.write(&self.state_dir) {
+            tracing::warn!(error = %e, "identity: cannot record the certificates issued");
+        }
+    }
+
+    /// Step 2 of a root rotation when it is due ([`rotate::switch_issuing_if_settled`]); the
+    /// next [`Ca::reload_if_changed`] loads it.
+    fn switch_issuing_if_settled(&self) -> Result<Option<u64>, CaError> {
+        if !matches!(self.source, CaSource::Generated(_)) {
+            return Ok(None);
+        }
+        let generation = self.issuing().0;
+        let holders = self.holders.lock().unwrap_or_else(PoisonError::into_inner);
+        rotate::switch_issuing_if_settled(&self.state_dir, generation, &holders, SystemTime::now())
     }
 
     pub fn current(&self) -> Arc<Hierarchy> {
@@ -113,6 +161,7 @@ impl Ca {
         let hierarchy = Arc::new(Hierarchy::load(&self.source)?);
         *self.current.write().unwrap_or_else(PoisonError::into_inner) =
             (generation, hierarchy.clone());
+        self.announce.send_replace(generation);
         Ok(Some(hierarchy))
     }
 
@@ -129,6 +178,16 @@ impl Ca {
             tokio::select! {
                 () = shutdown.wait() => return,
                 () = tokio::time::sleep(interval) => {}
+            }
+            match self.switch_issuing_if_settled() {
+                Ok(Some(generation)) => tracing::info!(
+                    generation,
+                    "root rotation: every workload trusts the new root; its intermediate issues from now on"
+                ),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "root rotation: cannot switch issuing to the new root")
+                }
             }
             match self.reload_if_changed() {
                 Ok(Some(hierarchy)) => {

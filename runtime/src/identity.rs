@@ -4,13 +4,17 @@
 //! trust bundle rotates, without a restart and without closing a connection.
 //!
 //! [`IdentityClient`] is the publisher: it keeps a sidecar's certificate from the control
-//! plane's `ferry.control.v1.Identity` service current.
+//! plane's `ferry.control.v1.Identity` service current: at 70 % of its life, and at once when
+//! the control plane announces a CA generation other than the one the certificate was issued
+//! at (`WatchAuthority`: a rotation), so a new trust bundle or issuing chain reaches it within
+//! seconds. The identity and expiry are the leaf's own (its URI SAN and notAfter), never only
+//! what the answer says.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use ferry_model::mesh::WorkloadId;
-use ferry_model::proto::{CertifyRequest, CertifyResponse};
+use ferry_model::proto::{AuthorityRequest, CertifyRequest, CertifyResponse};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -98,6 +102,10 @@ struct ResultLabels {
 /// back-off.
 pub struct IdentityClient {
     config: IdentityConfig,
+    /// The trust bundle of the last answer, PEM: the control channel is trusted by it as well
+    /// as by `config.ca_pem`, so it stays reachable when a root rotation reissues its
+    /// certificate under the new root.
+    bundle: std::sync::Mutex<String>,
     publish: tokio::sync::watch::Sender<Option<Arc<Credentials>>>,
     metrics: Metrics,
 }
@@ -133,6 +141,7 @@ impl IdentityClient {
         }
         Ok(IdentityClient {
             config,
+            bundle: std::sync::Mutex::default(),
             publish: tokio::sync::watch::channel(None).0,
             metrics: Metrics::default(),
         })
@@ -160,57 +169,133 @@ impl IdentityClient {
 
     /// Keeps the certificate current until shutdown.
     pub async fn run(self, mut shutdown: Shutdown) {
+        let (announce, mut announced) = tokio::sync::watch::channel(None);
+        tokio::select! {
+            () = shutdown.wait() => {}
+            () = self.follow_authority(announce) => {}
+            () = self.renew(&mut announced) => {}
+        }
+    }
+
+    /// Certify, then again at renewal time or when `announced` (the control plane's CA
+    /// generation) differs from the one the certificate was issued at.
+    async fn renew(&self, announced: &mut tokio::sync::watch::Receiver<Option<u64>>) {
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
         loop {
-            let wait = tokio::select! {
-                () = shutdown.wait() => return,
-                result = self.certify() => match result {
-                    Ok(credentials) => {
-                        backoff.reset();
-                        let wait = renewal_delay(SystemTime::now(), credentials.expires);
-                        tracing::info!(id = %credentials.id, renew_in = ?wait, "workload certificate issued");
-                        self.metrics.expiry.set(unix_seconds(credentials.expires));
-                        self.metrics.renewals.get_or_create(&ResultLabels { result: "issued" }).inc();
-                        self.publish.send_replace(Some(Arc::new(credentials)));
-                        wait
-                    }
-                    Err(e) => {
-                        self.metrics.renewals.get_or_create(&ResultLabels { result: "failed" }).inc();
-                        let wait = backoff.next_delay();
-                        let current = self.publish.borrow().as_ref().map(|c| c.expires);
-                        match current {
-                            Some(expires) if expires > SystemTime::now() => {
-                                tracing::warn!(error = %e, retry_in = ?wait, "cannot renew the workload certificate; the current one stays in use");
-                            }
-                            Some(_) => tracing::error!(error = %e, retry_in = ?wait, "the workload certificate expired and cannot be renewed"),
-                            None => tracing::warn!(error = %e, retry_in = ?wait, "no workload certificate yet"),
+            let (wait, issued_at) = match self.certify().await {
+                Ok((credentials, generation)) => {
+                    backoff.reset();
+                    let wait = renewal_delay(SystemTime::now(), credentials.expires);
+                    tracing::info!(id = %credentials.id, renew_in = ?wait, ca_generation = generation, "workload certificate issued");
+                    self.metrics.expiry.set(unix_seconds(credentials.expires));
+                    self.metrics
+                        .renewals
+                        .get_or_create(&ResultLabels { result: "issued" })
+                        .inc();
+                    self.publish.send_replace(Some(Arc::new(credentials)));
+                    (wait, Some(generation))
+                }
+                Err(e) => {
+                    self.metrics
+                        .renewals
+                        .get_or_create(&ResultLabels { result: "failed" })
+                        .inc();
+                    let wait = backoff.next_delay();
+                    let current = self.publish.borrow().as_ref().map(|c| c.expires);
+                    match current {
+                        Some(expires) if expires > SystemTime::now() => {
+                            tracing::warn!(error = %e, retry_in = ?wait, "cannot renew the workload certificate; the current one stays in use");
                         }
-                        wait
+                        Some(_) => {
+                            tracing::error!(error = %e, retry_in = ?wait, "the workload certificate expired and cannot be renewed")
+                        }
+                        None => {
+                            tracing::warn!(error = %e, retry_in = ?wait, "no workload certificate yet")
+                        }
                     }
-                },
+                    (wait, None)
+                }
             };
-            tokio::select! {
-                () = shutdown.wait() => return,
-                () = tokio::time::sleep(wait) => {}
+            match issued_at {
+                Some(issued_at) => {
+                    let rotated = announced.wait_for(|g| g.is_some_and(|g| g != issued_at));
+                    tokio::select! {
+                        () = tokio::time::sleep(wait) => {}
+                        Ok(g) = rotated => {
+                            tracing::info!(ca_generation = *g, issued_at, "the mesh CA changed: renewing now");
+                        }
+                    }
+                }
+                None => tokio::time::sleep(wait).await,
             }
         }
     }
 
+    /// Follows `Identity.WatchAuthority`, reconnecting with back-off, into `announce`.
+    async fn follow_authority(&self, announce: tokio::sync::watch::Sender<Option<u64>>) {
+        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
+        loop {
+            match self.watch_authority(&announce, &mut backoff).await {
+                Ok(()) => tracing::debug!("the control plane ended the CA watch; reconnecting"),
+                Err(e) => {
+                    tracing::debug!(error = %e, "cannot follow the mesh CA; renewals keep their schedule")
+                }
+            }
+            tokio::time::sleep(backoff.next_delay()).await;
+        }
+    }
+
+    async fn watch_authority(
+        &self,
+        announce: &tokio::sync::watch::Sender<Option<u64>>,
+        backoff: &mut Backoff,
+    ) -> Result<(), CertifyError> {
+        let mut client = self.client().await?;
+        let mut stream = client
+            .watch_authority(AuthorityRequest {
+                token: self.config.token.trim().to_owned(),
+            })
+            .await
+            .map_err(CertifyError::Grpc)?
+            .into_inner();
+        while let Some(authority) = stream.message().await.map_err(CertifyError::Grpc)? {
+            backoff.reset();
+            announce.send_replace(Some(authority.generation));
+        }
+        Ok(())
+    }
+
+    /// The Identity client on a fresh connection to the control channel, trusted by the
+    /// configured CA and the last trust bundle.
+    async fn client(
+        &self,
+    ) -> Result<grpc::identity_client::IdentityClient<crate::subscribe::H2>, CertifyError> {
+        let mut ca = self.config.ca_pem.clone();
+        ca.push(b'\n');
+        ca.extend_from_slice(
+            self.bundle
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .as_bytes(),
+        );
+        let channel = crate::subscribe::channel(&self.config.control, &ca)
+            .await
+            .map_err(CertifyError::Channel)?;
+        Ok(grpc::identity_client::IdentityClient::with_origin(
+            channel,
+            self.config.control.clone(),
+        ))
+    }
+
     /// One Certify call with a fresh key.
-    async fn certify(&self) -> Result<Credentials, CertifyError> {
+    async fn certify(&self) -> Result<(Credentials, u64), CertifyError> {
         let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
             .map_err(CertifyError::Key)?;
         let mut params = rcgen::CertificateParams::default();
         // The control plane names the certificate; the CSR carries only the key.
         params.distinguished_name = rcgen::DistinguishedName::new();
         let csr = params.serialize_request(&key).map_err(CertifyError::Key)?;
-        let channel = crate::subscribe::channel(&self.config.control, &self.config.ca_pem)
-            .await
-            .map_err(CertifyError::Channel)?;
-        let mut client = grpc::identity_client::IdentityClient::with_origin(
-            channel,
-            self.config.control.clone(),
-        );
+        let mut client = self.client().await?;
         let answer = tokio::time::timeout(
             CERTIFY_TIMEOUT,
             client.certify(CertifyRequest {
@@ -222,37 +307,77 @@ impl IdentityClient {
         .map_err(|_| CertifyError::Channel("no answer in time".to_owned()))?
         .map_err(CertifyError::Grpc)?
         .into_inner();
-        credentials(&answer, &key.serialize_pem()).map_err(CertifyError::Answer)
+        let credentials =
+            credentials(&answer, &key.serialize_pem()).map_err(CertifyError::Answer)?;
+        *self
+            .bundle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = answer.trust_bundle_pem;
+        Ok((credentials, answer.ca_generation))
     }
 }
 
 /// How long one Certify call may take.
 const CERTIFY_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The credentials of a Certify answer and the key the CSR was made with.
+/// The credentials of a Certify answer and the key the CSR was made with: the identity is the
+/// leaf's one `spiffe://` URI SAN, and must be the answer's `identity`; the expiry is the
+/// leaf's notAfter.
 fn credentials(answer: &CertifyResponse, key_pem: &str) -> Result<Credentials, String> {
-    let id: WorkloadId = answer
-        .identity
-        .parse()
-        .map_err(|e| format!("identity: {e}"))?;
     let key =
         crate::tls::certified_key(answer.certificate_chain_pem.as_bytes(), key_pem.as_bytes())
             .map_err(|e| format!("certificate_chain_pem: {e}"))?;
+    let (id, expires) = leaf_identity(&key.cert[0])?;
+    if answer.identity != id.to_string() {
+        return Err(format!(
+            "the leaf of certificate_chain_pem names {id}, while identity says {:?}",
+            answer.identity
+        ));
+    }
     let roots = CertificateDer::pem_slice_iter(answer.trust_bundle_pem.as_bytes())
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("trust_bundle_pem: {e}"))?;
     if roots.is_empty() {
         return Err("trust_bundle_pem holds no certificate".to_owned());
     }
-    let expires = u64::try_from(answer.not_after_unix_seconds)
-        .map(|s| SystemTime::UNIX_EPOCH + Duration::from_secs(s))
-        .map_err(|_| "not_after_unix_seconds is negative".to_owned())?;
     Ok(Credentials {
         id,
         key: Arc::new(key),
         roots,
         expires,
     })
+}
+
+/// A leaf's one `spiffe://` URI SAN, as a workload identity, and its notAfter.
+fn leaf_identity(leaf: &CertificateDer<'_>) -> Result<(WorkloadId, SystemTime), String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(leaf)
+        .map_err(|e| format!("certificate_chain_pem: the leaf cannot be read: {e}"))?;
+    let san = cert
+        .subject_alternative_name()
+        .map_err(|e| format!("certificate_chain_pem: the leaf's subjectAltName: {e}"))?;
+    let uris: Vec<&str> = san
+        .iter()
+        .flat_map(|ext| ext.value.general_names.iter())
+        .filter_map(|name| match name {
+            x509_parser::extensions::GeneralName::URI(uri) if uri.starts_with("spiffe://") => {
+                Some(*uri)
+            }
+            _ => None,
+        })
+        .collect();
+    let [uri] = uris.as_slice() else {
+        return Err(format!(
+            "certificate_chain_pem: the leaf carries {} spiffe:// URI SANs; exactly one is expected",
+            uris.len()
+        ));
+    };
+    let id = uri
+        .parse()
+        .map_err(|e| format!("certificate_chain_pem: the leaf's URI SAN: {e}"))?;
+    let expires = u64::try_from(cert.validity().not_after.timestamp())
+        .map(|s| SystemTime::UNIX_EPOCH + Duration::from_secs(s))
+        .map_err(|_| "certificate_chain_pem: the leaf's notAfter is before 1970".to_owned())?;
+    Ok((id, expires))
 }
 
 /// When to renew a certificate that expires at `expires`: at [`RENEW_AT`] of the life left,
@@ -321,20 +446,58 @@ mod tests {
         ));
     }
 
+    /// A self-signed certificate naming `uri` (a stand-in for a leaf), and its key.
+    fn leaf(uri: &str) -> (String, String) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::default();
+        params.subject_alt_names = vec![rcgen::SanType::URI(uri.try_into().unwrap())];
+        let cert = params.self_signed(&key).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+
     #[test]
     fn an_answer_for_another_key_is_unusable() {
-        let ca = rcgen::generate_simple_self_signed(vec!["ca".to_owned()]).unwrap();
+        let (cert, key) = leaf("spiffe://cluster.local/ns/shop/sa/web");
         let other = rcgen::KeyPair::generate().unwrap();
         let answer = CertifyResponse {
             identity: "spiffe://cluster.local/ns/shop/sa/web".into(),
-            certificate_chain_pem: ca.cert.pem(),
-            trust_bundle_pem: ca.cert.pem(),
+            certificate_chain_pem: cert.clone(),
+            trust_bundle_pem: cert,
             not_after_unix_seconds: 2_000_000_000,
+            ca_generation: 3,
         };
         let e = credentials(&answer, &other.serialize_pem()).unwrap_err();
         assert!(e.contains("certificate_chain_pem"), "{e}");
-        let good = credentials(&answer, &ca.signing_key.serialize_pem()).unwrap();
+        let good = credentials(&answer, &key).unwrap();
         assert_eq!(good.id.service_account, "web");
         assert_eq!(good.roots.len(), 1);
+    }
+
+    #[test]
+    fn the_identity_is_the_leafs_and_an_answer_naming_another_is_refused() {
+        let (cert, key) = leaf("spiffe://cluster.local/ns/shop/sa/api");
+        let answer = CertifyResponse {
+            identity: "spiffe://cluster.local/ns/shop/sa/web".into(),
+            certificate_chain_pem: cert.clone(),
+            trust_bundle_pem: cert.clone(),
+            not_after_unix_seconds: 2_000_000_000,
+            ca_generation: 0,
+        };
+        let e = credentials(&answer, &key).unwrap_err();
+        assert!(
+            e.contains("names spiffe://cluster.local/ns/shop/sa/api") && e.contains("sa/web"),
+            "{e}"
+        );
+        // A leaf without a SPIFFE identity names nobody, whatever the answer says.
+        let plain = rcgen::generate_simple_self_signed(vec!["web".to_owned()]).unwrap();
+        let e = credentials(
+            &CertifyResponse {
+                certificate_chain_pem: plain.cert.pem(),
+                ..answer
+            },
+            &plain.signing_key.serialize_pem(),
+        )
+        .unwrap_err();
+        assert!(e.contains("0 spiffe:// URI SANs"), "{e}");
     }
 }

@@ -5,9 +5,10 @@
 //! connections already open keep the configs they were made with (nothing is closed).
 //!
 //! - The server side ([`MeshTls::server`]) requires a client certificate that chains to one of
-//!   `Credentials.roots` (webpki, through rustls's [`WebPkiClientVerifier`]); the peer's
-//!   identity is then read from its URI SAN ([`peer_identity`]). A chain without a SPIFFE
-//!   identity is refused by the caller.
+//!   `Credentials.roots` (webpki, through rustls's [`WebPkiClientVerifier`]) and names a
+//!   workload of our own trust domain ([`verify::SameTrustDomain`]: a peer of another trust
+//!   domain is refused in the handshake); the peer's identity is then read from its URI SAN
+//!   ([`peer_identity`]).
 //! - The client side ([`MeshTls::client`]) verifies the server's chain the same way and that
 //!   its URI SAN is the identity the destination answer expects ([`verify::ExpectIdentity`]):
 //!   a DNS name means nothing between Pods.
@@ -40,7 +41,7 @@ use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use rustls_pki_types::CertificateDer;
 use x509_parser::extensions::GeneralName;
 
-use verify::ExpectIdentity;
+use verify::{ExpectIdentity, SameTrustDomain};
 
 /// Why mesh TLS cannot be set up, or a peer's certificate names no workload.
 #[derive(Debug, thiserror::Error)]
@@ -149,8 +150,8 @@ fn root_store(roots: &[CertificateDer<'static>]) -> Result<RootCertStore, TlsErr
     Ok(store)
 }
 
-/// The inbound side: TLS 1.3, a client certificate required and chained to `roots`, ALPN
-/// [`mesh::ALPN`].
+/// The inbound side: TLS 1.3, a client certificate required, chained to `roots` and naming a
+/// workload of our trust domain, ALPN [`mesh::ALPN`].
 pub fn server_config(
     credentials: &Credentials,
     roots: Arc<RootCertStore>,
@@ -159,6 +160,7 @@ pub fn server_config(
     let verifier = WebPkiClientVerifier::builder_with_provider(roots, provider.clone())
         .build()
         .map_err(|e| TlsError::Config(e.to_string()))?;
+    let verifier = Arc::new(SameTrustDomain::new(verifier, &credentials.id.trust_domain));
     let mut config = ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| TlsError::Config(e.to_string()))?

@@ -6,6 +6,11 @@
 //! - `root.crt`, `root.key` (0600): the root new intermediates are signed by.
 //! - `intermediate.crt`, `intermediate.key` (0600): the issuing CA of every workload's
 //!   certificate and of the control channel's own.
+//! - `next-intermediate.crt`, `next-intermediate.key` (0600): only during phase 1 of a root
+//!   rotation, the intermediate under the new root, waiting until every workload trusts that
+//!   root; the control plane then moves it over `intermediate.*` ([`promote_next_intermediate`]).
+//! - `identity.workloads`: which Pod holds a certificate from which generation
+//!   ([`super::holders`]).
 //! - `identity.generation`: a counter a rotation bumps after its last file is in place; a
 //!   running control plane watches it and reloads the CA ([`super::Ca::watch`]).
 //!
@@ -27,6 +32,8 @@ pub const ROOT_CERT: &str = "root.crt";
 pub const ROOT_KEY: &str = "root.key";
 pub const INTERMEDIATE_CERT: &str = "intermediate.crt";
 pub const INTERMEDIATE_KEY: &str = "intermediate.key";
+pub const NEXT_INTERMEDIATE_CERT: &str = "next-intermediate.crt";
+pub const NEXT_INTERMEDIATE_KEY: &str = "next-intermediate.key";
 pub const GENERATION: &str = "identity.generation";
 /// The CA key of a state directory from before the hierarchy.
 const LEGACY_KEY: &str = "ca.key";
@@ -69,16 +76,42 @@ pub(super) fn new_key(path: &Path) -> Result<KeyPair, CaError> {
 /// reader between the two renames sees a key that does not match, refuses the pair and tries
 /// again at the next generation).
 pub(super) fn new_intermediate(dir: &Path) -> Result<(), CaError> {
+    new_intermediate_as(dir, INTERMEDIATE_CERT, INTERMEDIATE_KEY)
+}
+
+/// Whether a root rotation waits to switch issuing (phase 1).
+pub fn next_intermediate_pending(dir: &Path) -> bool {
+    dir.join(NEXT_INTERMEDIATE_CERT).exists()
+}
+
+/// The waiting intermediate becomes the issuing one (key first, as in [`new_intermediate`]).
+pub(super) fn promote_next_intermediate(dir: &Path) -> Result<(), CaError> {
+    for (from, to) in [
+        (NEXT_INTERMEDIATE_KEY, INTERMEDIATE_KEY),
+        (NEXT_INTERMEDIATE_CERT, INTERMEDIATE_CERT),
+    ] {
+        std::fs::rename(dir.join(from), dir.join(to))
+            .map_err(|e| ca_error(&what(&dir.join(from)), e))?;
+    }
+    Ok(())
+}
+
+/// A new intermediate signed by the root in `dir`, as the files `cert_name` and `key_name`.
+pub(super) fn new_intermediate_as(
+    dir: &Path,
+    cert_name: &str,
+    key_name: &str,
+) -> Result<(), CaError> {
     let (root_cert, root_key) = (dir.join(ROOT_CERT), dir.join(ROOT_KEY));
     let key = KeyPair::from_pem(&read(&root_key)?).map_err(|e| ca_error(&what(&root_key), e))?;
     let root = rcgen::Issuer::from_ca_cert_pem(&read(&root_cert)?, key)
         .map_err(|e| ca_error(&what(&root_cert), e))?;
-    let path = dir.join(INTERMEDIATE_CERT);
+    let path = dir.join(cert_name);
     let key = new_key(&path)?;
     let cert = ca_params("ferry mesh intermediate CA", INTERMEDIATE_LIFETIME)
         .signed_by(&key, &root)
         .map_err(|e| ca_error(&what(&path), e))?;
-    replace(&dir.join(INTERMEDIATE_KEY), &key.serialize_pem(), true)?;
+    replace(&dir.join(key_name), &key.serialize_pem(), true)?;
     replace(&path, &cert.pem(), false)
 }
 

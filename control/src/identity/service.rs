@@ -3,12 +3,19 @@
 //! malformed, forged or dead token), then the CSR (INVALID_ARGUMENT naming the field); only
 //! the CSR's public key is used. Issuances and refusals are counted
 //! (`ferry_control_identity_certificates_issued`, `ferry_control_identity_certify_failures`
-//! by reason) and each issuance is logged at info with the identity.
+//! by reason) and each issuance is logged at info with the identity, and recorded with the CA
+//! generation it was issued at ([`Ca::issued`]).
+//!
+//! `WatchAuthority` streams the CA generation to each sidecar (the same token check), so a
+//! rotation reaches every sidecar within seconds: it renews when the generation is not the one
+//! its certificate was issued at.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
 
-use ferry_model::proto::{CertifyRequest, CertifyResponse};
+use std::time::{Duration, SystemTime};
+use tokio_stream::wrappers::ReceiverStream;
+
+use ferry_model::proto::{Authority, AuthorityRequest, CertifyRequest, CertifyResponse};
 use ferry_runtime::subscribe::grpc::identity_server::Identity;
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
 use prometheus_client::metrics::counter::Counter;
@@ -16,7 +23,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use super::{Ca, Hierarchy, PodDirectory, PodTokens, csr};
+use super::{Ca, Hierarchy, Holding, PodDirectory, PodTokens, csr};
 
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
 #[allow(non_camel_case_types)] // the label values, as Prometheus conventions spell them
@@ -111,6 +118,11 @@ impl IdentityService {
         }
     }
 
+    /// The CA it issues from.
+    pub fn ca(&self) -> Arc<Ca> {
+        self.ca.clone()
+    }
+
     /// The minter of the tokens this service checks.
     pub fn tokens(&self) -> Arc<PodTokens> {
         self.tokens.clone()
@@ -140,7 +152,11 @@ impl IdentityService {
             tracing::warn!(%id, error = %e, "identity: CSR refused");
             tonic::Status::invalid_argument(e)
         })?;
-        let hierarchy = self.ca.current();
+        let claims = self.tokens.claims(&request.token).map_err(|e| {
+            self.metrics.failed(Reason::token);
+            tonic::Status::unauthenticated(e.to_string())
+        })?;
+        let (generation, hierarchy) = self.ca.issuing();
         let issued = hierarchy
             .issue_workload(&public_key, &id, self.ttl)
             .map_err(|e| {
@@ -150,15 +166,58 @@ impl IdentityService {
             })?;
         self.metrics.issued.inc();
         self.metrics.ca_changed(&hierarchy);
+        self.ca.issued(Holding {
+            namespace: claims.namespace,
+            pod: claims.pod,
+            generation,
+            not_after: issued.not_after,
+        });
         let not_after = unix_seconds(issued.not_after);
-        tracing::info!(%id, not_after, "identity: certificate issued");
+        tracing::info!(%id, not_after, generation, "identity: certificate issued");
         Ok(CertifyResponse {
             identity: id.to_string(),
             certificate_chain_pem: issued.chain_pem,
             trust_bundle_pem: hierarchy.bundle_pem.clone(),
             not_after_unix_seconds: not_after,
+            ca_generation: generation,
         })
     }
+
+    /// One WatchAuthority call, without the transport: the generations from now on, once the
+    /// token holds.
+    pub fn watch_authority(
+        &self,
+        request: &AuthorityRequest,
+    ) -> Result<tokio::sync::watch::Receiver<u64>, tonic::Status> {
+        self.tokens
+            .verify(&request.token, &self.pods.current(), &self.trust_domain)
+            .map_err(|e| {
+                self.metrics.failed(Reason::token);
+                tonic::Status::unauthenticated(e.to_string())
+            })?;
+        Ok(self.ca.generations())
+    }
+}
+
+/// The generations of a watch as a stream: the current one, then each change, until the
+/// caller goes away.
+fn authority_stream(
+    mut generations: tokio::sync::watch::Receiver<u64>,
+) -> ReceiverStream<Result<Authority, tonic::Status>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    tokio::spawn(async move {
+        loop {
+            let generation = *generations.borrow_and_update();
+            if tx.send(Ok(Authority { generation })).await.is_err() {
+                return;
+            }
+            tokio::select! {
+                () = tx.closed() => return,
+                changed = generations.changed() => if changed.is_err() { return },
+            }
+        }
+    });
+    ReceiverStream::new(rx)
 }
 
 #[tonic::async_trait]
@@ -174,5 +233,15 @@ impl Identity for IdentityService {
             .await
             .map_err(|e| tonic::Status::internal(e.to_string()))?
             .map(tonic::Response::new)
+    }
+
+    type WatchAuthorityStream = ReceiverStream<Result<Authority, tonic::Status>>;
+
+    async fn watch_authority(
+        &self,
+        request: tonic::Request<AuthorityRequest>,
+    ) -> Result<tonic::Response<Self::WatchAuthorityStream>, tonic::Status> {
+        let generations = IdentityService::watch_authority(self, request.get_ref())?;
+        Ok(tonic::Response::new(authority_stream(generations)))
     }
 }

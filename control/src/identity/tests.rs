@@ -134,25 +134,94 @@ fn an_intermediate_rotation_keeps_old_leaves_valid() {
     assert!(verifies(&old, &after.bundle_pem));
 }
 
+/// A Certify for `web-1` through `service`: (the chain, the generation it was issued at).
+fn certify_web(
+    service: &IdentityService,
+    tokens: &PodTokens,
+) -> (Vec<CertificateDer<'static>>, u64) {
+    let key = KeyPair::generate().unwrap();
+    let csr = CertificateParams::default()
+        .serialize_request(&key)
+        .unwrap()
+        .der()
+        .to_vec();
+    let answer = service
+        .certify(&CertifyRequest {
+            csr,
+            token: tokens.mint(&claims()),
+        })
+        .unwrap();
+    let chain = CertificateDer::pem_slice_iter(answer.certificate_chain_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    (chain, answer.ca_generation)
+}
+
 #[test]
-fn a_root_rotation_trusts_both_roots_until_it_is_finished() {
-    let (dir, before) = generated();
-    let old = leaf(&before);
-    rotate::rotate_root(dir.path()).unwrap();
-    let during = Hierarchy::load(&CaSource::Generated(dir.path().to_owned())).unwrap();
+fn a_root_rotation_switches_issuing_and_drops_the_old_root_only_when_every_workload_is_ready() {
+    let dir = tempfile::tempdir().unwrap();
+    let pods = PodDirectory::default();
+    let mut view = PodView::default();
+    view.insert("shop", "web-1", PodRecord::new("uid-1", "web"));
+    pods.replace(view);
+    let (service, tokens) = service(dir.path(), pods);
+    let ca = service.ca();
+    let before = ca.current();
+    let (old, generation) = certify_web(&service, &tokens);
+    assert_eq!(generation, 0);
+
+    // Step 1: both roots trusted, the old intermediate still issues.
+    assert_eq!(rotate::rotate_root(dir.path()).unwrap(), 1);
+    let during = ca.reload_if_changed().unwrap().expect("reloaded");
     assert_eq!(during.roots.len(), 2);
-    let new = leaf(&during);
-    assert!(verifies(&new, &during.bundle_pem));
+    assert_eq!(during.chain_pem, before.chain_pem, "the old chain issues");
     assert!(verifies(&old, &during.bundle_pem));
+    let e = rotate::rotate_root(dir.path()).unwrap_err().to_string();
+    assert!(e.contains("shop/web-1"), "{e}");
+    assert!(rotate::rotate_intermediate(dir.path()).is_err());
+    // web-1 holds a certificate from before the two-root bundle: no switch yet.
+    assert_eq!(ca.switch_issuing_if_settled().unwrap(), None);
+    let e = rotate::finish_root_rotation(dir.path())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("waits to switch issuing"), "{e}");
+    let (renewed, generation) = certify_web(&service, &tokens);
+    assert_eq!(generation, 1);
+    assert!(verifies(&renewed, &before.bundle_pem), "still the old root");
+
+    // Step 2: everyone trusts the new root, so it issues.
+    assert_eq!(ca.switch_issuing_if_settled().unwrap(), Some(2));
+    let switched = ca.reload_if_changed().unwrap().expect("reloaded");
+    assert_ne!(switched.chain_pem, before.chain_pem);
+    assert!(!dir.path().join(files::NEXT_INTERMEDIATE_CERT).exists());
+    // web-1's certificate may still chain to the old root: --finish refuses, naming it.
+    let e = rotate::finish_root_rotation(dir.path())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("shop/web-1") && e.contains("generation 2"),
+        "{e}"
+    );
+    let (new, generation) = certify_web(&service, &tokens);
+    assert_eq!(generation, 2);
+    assert!(verifies(&new, &switched.bundle_pem));
     assert!(!verifies(&new, &before.bundle_pem), "a new root");
-    let e = rotate::rotate_root(dir.path()).unwrap_err();
-    assert!(e.to_string().contains("--finish"), "{e}");
-    rotate::finish_root_rotation(dir.path()).unwrap();
-    let after = Hierarchy::load(&CaSource::Generated(dir.path().to_owned())).unwrap();
+
+    // Step 3: the old root leaves.
+    assert_eq!(rotate::finish_root_rotation(dir.path()).unwrap(), 3);
+    let after = ca.reload_if_changed().unwrap().expect("reloaded");
     assert_eq!(after.roots.len(), 1);
     assert!(verifies(&new, &after.bundle_pem));
     assert!(!verifies(&old, &after.bundle_pem));
     assert!(rotate::finish_root_rotation(dir.path()).is_err());
+    // A restarted control plane remembers who holds what.
+    assert_eq!(
+        Holders::read(dir.path())
+            .unwrap()
+            .behind(3, std::time::SystemTime::now())
+            .len(),
+        1
+    );
 }
 
 #[test]

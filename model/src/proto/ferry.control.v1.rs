@@ -1026,4 +1026,21 @@ pub struct CertifyResponse {
     /// The leaf's notAfter, in seconds since the Unix epoch.
     #[prost(int64, tag = "4")]
     pub not_after_unix_seconds: i64,
+    /// The CA generation the certificate and bundle were issued at (see WatchAuthority).
+    #[prost(uint64, tag = "5")]
+    pub ca_generation: u64,
+}
+/// A sidecar following the CA.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct AuthorityRequest {
+    /// The per-Pod token, as in CertifyRequest.
+    #[prost(string, tag = "1")]
+    pub token: ::prost::alloc::string::String,
+}
+/// The CA as it is now.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct Authority {
+    /// Bumped by every rotation; a certificate issued at another generation is renewed at once.
+    #[prost(uint64, tag = "1")]
+    pub generation: u64,
 }

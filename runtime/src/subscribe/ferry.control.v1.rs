@@ -816,6 +816,34 @@ pub mod identity_client {
                 .insert(GrpcMethod::new("ferry.control.v1.Identity", "Certify"));
             self.inner.unary(req, path, codec).await
         }
+        /// The CA's generation now, then again each time it changes (a rotation, or the control
+        /// plane switching issuing to a new root). A sidecar whose certificate was issued at another
+        /// generation calls Certify at once, so a new trust bundle or issuing chain reaches every
+        /// sidecar within seconds rather than at its next renewal. The token is checked as Certify's.
+        pub async fn watch_authority(
+            &mut self,
+            request: impl tonic::IntoRequest<::ferry_model::proto::AuthorityRequest>,
+        ) -> std::result::Result<
+            tonic::Response<tonic::codec::Streaming<::ferry_model::proto::Authority>>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/ferry.control.v1.Identity/WatchAuthority",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("ferry.control.v1.Identity", "WatchAuthority"));
+            self.inner.server_streaming(req, path, codec).await
+        }
     }
 }
 /// Generated server implementations.
@@ -837,6 +865,26 @@ pub mod identity_server {
             request: tonic::Request<::ferry_model::proto::CertifyRequest>,
         ) -> std::result::Result<
             tonic::Response<::ferry_model::proto::CertifyResponse>,
+            tonic::Status,
+        >;
+        /// Server streaming response type for the WatchAuthority method.
+        type WatchAuthorityStream: tonic::codegen::tokio_stream::Stream<
+                Item = std::result::Result<
+                    ::ferry_model::proto::Authority,
+                    tonic::Status,
+                >,
+            >
+            + std::marker::Send
+            + 'static;
+        /// The CA's generation now, then again each time it changes (a rotation, or the control
+        /// plane switching issuing to a new root). A sidecar whose certificate was issued at another
+        /// generation calls Certify at once, so a new trust bundle or issuing chain reaches every
+        /// sidecar within seconds rather than at its next renewal. The token is checked as Certify's.
+        async fn watch_authority(
+            &self,
+            request: tonic::Request<::ferry_model::proto::AuthorityRequest>,
+        ) -> std::result::Result<
+            tonic::Response<Self::WatchAuthorityStream>,
             tonic::Status,
         >;
     }
@@ -958,6 +1006,55 @@ pub mod identity_server {
                                 max_encoding_message_size,
                             );
                         let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/ferry.control.v1.Identity/WatchAuthority" => {
+                    #[allow(non_camel_case_types)]
+                    struct WatchAuthoritySvc<T: Identity>(pub Arc<T>);
+                    impl<
+                        T: Identity,
+                    > tonic::server::ServerStreamingService<
+                        ::ferry_model::proto::AuthorityRequest,
+                    > for WatchAuthoritySvc<T> {
+                        type Response = ::ferry_model::proto::Authority;
+                        type ResponseStream = T::WatchAuthorityStream;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::ResponseStream>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<
+                                ::ferry_model::proto::AuthorityRequest,
+                            >,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as Identity>::watch_authority(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = WatchAuthoritySvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.server_streaming(method, req).await;
                         Ok(res)
                     };
                     Box::pin(fut)

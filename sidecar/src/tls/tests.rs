@@ -175,3 +175,46 @@ fn a_certificate_without_a_spiffe_uri_names_no_workload() {
         Err(TlsError::Certificate(_))
     ));
 }
+
+#[tokio::test]
+async fn a_client_of_another_trust_domain_is_refused_by_the_server() {
+    // One CA for two meshes: the chain verifies, the trust domain does not match.
+    let ca = Ca::new();
+    let api = id("shop", "api");
+    let stranger = WorkloadId::new("other.mesh", "shop", "web");
+    let (_c, client) = watch_of(ca.issue(&stranger));
+    let (_s, server) = watch_of(ca.issue(&api));
+    let (client, server) = (MeshTls::new(client), MeshTls::new(server));
+    // The client sees the server's alert; without the check the handshake would succeed.
+    let err = handshake(&client, &server, &api).await.unwrap_err();
+    assert!(err.contains("alert"), "{err}");
+    // The verifier's own words.
+    let verifier = SameTrustDomain::new(
+        WebPkiClientVerifier::builder_with_provider(
+            Arc::new(root_store(&[ca.root()]).unwrap()),
+            provider().clone(),
+        )
+        .build()
+        .unwrap(),
+        "cluster.local",
+    );
+    let foreign = ca.issue(&stranger);
+    let refused = rustls::server::danger::ClientCertVerifier::verify_client_cert(
+        &verifier,
+        &foreign.key.cert[0],
+        &foreign.key.cert[1..],
+        rustls_pki_types::UnixTime::now(),
+    )
+    .unwrap_err();
+    let refused = format!("{refused:?}");
+    assert!(
+        refused.contains("TrustDomain") && refused.contains("other.mesh"),
+        "{refused}"
+    );
+    // Ours still come in.
+    let (_c2, ours) = watch_of(ca.issue(&id("shop", "web")));
+    assert_eq!(
+        handshake(&MeshTls::new(ours), &server, &api).await,
+        Ok(id("shop", "web"))
+    );
+}
