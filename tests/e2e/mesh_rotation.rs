@@ -186,9 +186,9 @@ async fn renewal_and_both_rotations_under_load_fail_no_request() {
     })
     .await;
 
-    // Bounded: it ends by itself, after every step below.
+    // Bounded: it ends by itself, after every step below (killed if the test fails first).
     let report = run.path().join("load.json");
-    let mut load = Command::new(env!("CARGO_BIN_EXE_ferry"))
+    let mut load = tokio::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
         .args(["load", &format!("http://{outbound}/hello")])
         .args(["-H", "Host: api.shop.svc"])
         .args(["--rate", "200", "--connections", "8", "--duration", LOAD])
@@ -196,6 +196,7 @@ async fn renewal_and_both_rotations_under_load_fail_no_request() {
         .arg(&report)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
+        .kill_on_drop(true)
         .spawn()
         .unwrap();
     let inbound = server.inbound;
@@ -242,7 +243,7 @@ async fn renewal_and_both_rotations_under_load_fail_no_request() {
     assert_ne!(new_root, old_root);
     assert_eq!(
         state_certificates(state.path(), "ca.crt"),
-        [new_root.clone()],
+        [new_root.as_str()],
         "only the new root trusted"
     );
     let served = eventually(DEADLINE, "a leaf from the new root is served", || async {
@@ -264,9 +265,7 @@ async fn renewal_and_both_rotations_under_load_fail_no_request() {
         "the load ended before the rotations did: it did not span them"
     );
 
-    let status = tokio::task::spawn_blocking(move || load.wait().unwrap())
-        .await
-        .unwrap();
+    let status = load.wait().await.unwrap();
     assert!(status.success(), "ferry load: {status}");
     let report: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
