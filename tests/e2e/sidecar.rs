@@ -35,7 +35,7 @@ use tokio::net::{TcpListener, TcpStream};
 use crate::push::{ControlPlane, loopback0};
 use crate::{DEADLINE, eventually};
 
-mod control;
+pub(crate) mod control;
 
 /// The workload CA, as the control plane's would issue: leaves with a SPIFFE URI SAN, usable as
 /// server and client.
@@ -77,11 +77,11 @@ fn service(name: &str, cluster_ip: &str, port: u16, target: u16, sa: &str) -> St
 
 /// The injected sidecar container (a native sidecar): what makes the control plane call a Pod
 /// meshed, so clients reach it over mTLS.
-const SIDECAR: &str =
+pub(crate) const SIDECAR: &str =
     "  initContainers: [{name: ferry-sidecar, image: ferry, restartPolicy: Always}]\n";
 
 /// An HTTP/1 app that answers with the client identity it was told.
-async fn echo_app() -> SocketAddr {
+pub(crate) async fn echo_app() -> SocketAddr {
     let listener = TcpListener::bind(loopback0()).await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -205,14 +205,14 @@ fn inbound_for(app: SocketAddr, mode: MtlsMode) -> InboundConfig {
 }
 
 /// `ferry sidecar`, the binary, on loopback as Pod `shop/<pod>`. Killed when dropped.
-struct Binary {
+pub(crate) struct Binary {
     _child: tokio::process::Child,
 }
 
 impl Binary {
     /// Starts it with `args` after the common ones (credentials, targets); its addresses, as
     /// its "up" log line says them.
-    async fn start(
+    pub(crate) async fn start(
         control: &ControlPlane,
         state: &Path,
         pod: &str,
@@ -307,7 +307,7 @@ impl Binary {
 }
 
 /// curl's exit status and output for `url` (no proxy, a bounded wait).
-async fn curl(url: &str) -> (bool, String) {
+pub(crate) async fn curl(url: &str) -> (bool, String) {
     let out = tokio::process::Command::new("curl")
         .args([
             "-sS",

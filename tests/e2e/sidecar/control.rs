@@ -12,11 +12,11 @@ use super::{Binary, SIDECAR, curl, curl_status, echo_app};
 use crate::push::{ControlPlane, loopback0};
 use crate::{DEADLINE, eventually};
 
-const WEB_UID: &str = "0b6f7a52-9a7c-4c55-a0a4-1f3f6c2d7e01";
-const API_UID: &str = "0b6f7a52-9a7c-4c55-a0a4-1f3f6c2d7e02";
+pub(crate) const WEB_UID: &str = "0b6f7a52-9a7c-4c55-a0a4-1f3f6c2d7e01";
+pub(crate) const API_UID: &str = "0b6f7a52-9a7c-4c55-a0a4-1f3f6c2d7e02";
 
 /// The Namespace and both meshed Pods; `api-0` is strict and labelled `app: api`.
-fn pods() -> String {
+pub(crate) fn pods() -> String {
     format!(
         "apiVersion: v1\nkind: Namespace\nmetadata: {{name: shop}}\n\
          ---\napiVersion: v1\nkind: Pod\nmetadata: {{name: web-0, namespace: shop, uid: {WEB_UID}}}\nspec:\n  serviceAccountName: web\n{SIDECAR}  containers: [{{name: app, image: app}}]\n\
@@ -25,7 +25,7 @@ fn pods() -> String {
 }
 
 /// Service `api` at 10.96.0.50:8080, whose one endpoint is Pod `api-0` at 127.0.0.1:`target`.
-fn api_service(target: u16) -> String {
+pub(crate) fn api_service(target: u16) -> String {
     format!(
         "apiVersion: v1\nkind: Service\nmetadata: {{name: api, namespace: shop}}\nspec:\n  clusterIP: 10.96.0.50\n  ports: [{{name: http, port: 8080, targetPort: {target}}}]\n\
          ---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: api-0\n  namespace: shop\n  labels: {{kubernetes.io/service-name: api}}\naddressType: IPv4\nports: [{{name: http, port: {target}}}]\nendpoints:\n- addresses: [127.0.0.1]\n  conditions: {{ready: true}}\n  targetRef: {{kind: Pod, namespace: shop, name: api-0}}\n"
@@ -37,7 +37,7 @@ const DENY_ADMIN: &str = "apiVersion: security.istio.io/v1\nkind: AuthorizationP
 const ALLOW_OTHERS: &str = "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: only-batch, namespace: shop}\nspec:\n  selector: {matchLabels: {app: api}}\n  action: ALLOW\n  rules: [{from: [{source: {principals: [cluster.local/ns/batch/sa/job]}}]}]\n";
 
 /// A Pod token for `pod` (as the kubelet writes it), in `dir`; its path.
-fn token(state: &Path, dir: &Path, pod: &str, uid: &str, sa: &str) -> String {
+pub(crate) fn token(state: &Path, dir: &Path, pod: &str, uid: &str, sa: &str) -> String {
     let tokens = PodTokens::load_or_create(state).unwrap();
     let file = dir.join(format!("{pod}.token"));
     let minted = tokens.mint(&PodClaims {
