@@ -200,6 +200,16 @@ impl Serve for Shared {
 async fn serve(shared: Arc<Shared>, stream: TcpStream, client: SocketAddr) {
     let _open = shared.metrics.connection(Direction::Inbound);
     let original = socket::original_dst(&stream);
+    // A redirected connection was addressed to this Pod (the redirect lands it on the address
+    // it came in on). One addressed elsewhere — a neighbour on the bridge can send such a
+    // packet to the Pod's MAC — is closed: the sidecar would otherwise connect onward to it
+    // from the client's address, past the outbound side's mTLS and policy.
+    if let (Some(original), Ok(local)) = (original, stream.local_addr())
+        && original.ip() != local.ip()
+    {
+        shared.metrics.authz("deny_other_destination");
+        return tracing::debug!(%client, %original, %local, "a connection addressed to another host: closed");
+    }
     let Some(port) = original.map(|a| a.port()).or(shared.config.app_port) else {
         tracing::debug!(%client, "no original destination and no app port: closing");
         return;

@@ -218,7 +218,7 @@ impl Metrics {
         );
         r.register(
             "authz_decisions",
-            "Inbound authorization decisions (allow, deny_http, deny_tcp)",
+            "Inbound authorization decisions (allow, deny_http, deny_tcp, deny_other_destination: redirected but addressed to another host)",
             m.authz.clone(),
         );
         r.register(
