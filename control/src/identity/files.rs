@@ -35,6 +35,10 @@ pub const INTERMEDIATE_KEY: &str = "intermediate.key";
 pub const NEXT_INTERMEDIATE_CERT: &str = "next-intermediate.crt";
 pub const NEXT_INTERMEDIATE_KEY: &str = "next-intermediate.key";
 pub const GENERATION: &str = "identity.generation";
+/// Written last by `rotate --root` (the generation that published the two-root bundle) and
+/// removed last by the switch: while it exists a root rotation's switch is pending, and the
+/// switch may happen only once the control plane has loaded that generation.
+pub const SWITCH_AFTER: &str = "next-intermediate.after";
 /// The CA key of a state directory from before the hierarchy.
 const LEGACY_KEY: &str = "ca.key";
 
@@ -52,6 +56,15 @@ pub(super) fn read(path: &Path) -> Result<String, CaError> {
 
 /// Replaces `path` with `contents` in one step (write a sibling, rename); `private` files are
 /// readable by their owner only.
+/// Removes `path`; one already gone is no error.
+pub(crate) fn remove(path: &Path) -> Result<(), CaError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(ca_error(&what(path), e)),
+    }
+}
+
 pub(crate) fn replace(path: &Path, contents: &str, private: bool) -> Result<(), CaError> {
     let tmp = path.with_extension(format!("new-{}", std::process::id()));
     let _ = std::fs::remove_file(&tmp);
@@ -81,7 +94,15 @@ pub(super) fn new_intermediate(dir: &Path) -> Result<(), CaError> {
 
 /// Whether a root rotation waits to switch issuing (phase 1).
 pub fn next_intermediate_pending(dir: &Path) -> bool {
-    dir.join(NEXT_INTERMEDIATE_CERT).exists()
+    dir.join(NEXT_INTERMEDIATE_CERT).exists() || dir.join(SWITCH_AFTER).exists()
+}
+
+/// The generation [`SWITCH_AFTER`] names: `None` while `rotate --root` has not finished
+/// writing (or no switch is pending).
+pub fn switch_after(dir: &Path) -> Option<u64> {
+    std::fs::read_to_string(dir.join(SWITCH_AFTER))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
 }
 
 /// The waiting intermediate becomes the issuing one (key first, as in [`new_intermediate`]).

@@ -89,7 +89,15 @@ pub fn rotate_root(dir: &Path) -> Result<u64, CaError> {
         files::NEXT_INTERMEDIATE_CERT,
         files::NEXT_INTERMEDIATE_KEY,
     )?;
-    files::bump_generation(dir)
+    let generation = files::bump_generation(dir)?;
+    // Last: until this exists the control plane does not switch (it could otherwise switch
+    // between the files above and the bump, before any sidecar was told of the new root).
+    files::replace(
+        &dir.join(files::SWITCH_AFTER),
+        &format!("{generation}\n"),
+        false,
+    )?;
+    Ok(generation)
 }
 
 /// Step 2 of a root rotation, by the control plane that issued at `generation` (the one it has
@@ -102,14 +110,27 @@ pub fn switch_issuing_if_settled(
     holders: &Holders,
     now: SystemTime,
 ) -> Result<Option<u64>, CaError> {
-    if !files::next_intermediate_pending(dir)
+    let Some(after) = files::switch_after(dir) else {
+        return Ok(None);
+    };
+    if !dir.join(files::NEXT_INTERMEDIATE_CERT).exists() {
+        // A switch stopped between its steps (the process ended): finish it.
+        if files::generation(dir) > after {
+            files::remove(&dir.join(files::SWITCH_AFTER))?;
+        }
+        return Ok(None);
+    }
+    if generation < after
         || files::generation(dir) != generation
         || !holders.behind(generation, now).is_empty()
     {
         return Ok(None);
     }
     files::promote_next_intermediate(dir)?;
-    files::bump_generation(dir).map(Some)
+    let switched = files::bump_generation(dir)?;
+    // Last, so `--finish` stays refused until the new generation is written.
+    files::remove(&dir.join(files::SWITCH_AFTER))?;
+    Ok(Some(switched))
 }
 
 /// Step 3 of a root rotation: only the current root stays trusted; returns the new

@@ -224,6 +224,57 @@ fn a_root_rotation_switches_issuing_and_drops_the_old_root_only_when_every_workl
     );
 }
 
+/// The review's race: the control plane's check once a second may run while `rotate --root`
+/// is half written, or while its own switch is half done. Neither window lets it switch
+/// early, nor `--finish` drop the old root early.
+#[test]
+fn a_root_rotation_half_written_or_half_switched_does_not_switch_or_finish() {
+    let dir = tempfile::tempdir().unwrap();
+    let (service, _tokens) = service(dir.path(), PodDirectory::default());
+    let ca = service.ca();
+    let holders = Holders::default();
+    let now = std::time::SystemTime::now();
+    assert_eq!(rotate::rotate_root(dir.path()).unwrap(), 1);
+    let marker = dir.path().join(files::SWITCH_AFTER);
+    // As before `rotate --root` wrote its last file: the next intermediate is there, the
+    // generation moved, the control plane still runs generation 0, no workload holds anything.
+    std::fs::remove_file(&marker).unwrap();
+    assert_eq!(
+        rotate::switch_issuing_if_settled(dir.path(), 0, &holders, now).unwrap(),
+        None
+    );
+    assert_eq!(
+        rotate::switch_issuing_if_settled(dir.path(), 1, &holders, now).unwrap(),
+        None,
+        "no switch before rotate --root has finished writing"
+    );
+    std::fs::write(&marker, "1\n").unwrap();
+    // A control plane that has not loaded generation 1 (no sidecar was told of the new root).
+    assert_eq!(
+        rotate::switch_issuing_if_settled(dir.path(), 0, &holders, now).unwrap(),
+        None
+    );
+    // Half switched: the intermediate promoted, the generation not yet bumped.
+    std::fs::rename(
+        dir.path().join(files::NEXT_INTERMEDIATE_CERT),
+        dir.path().join("promoted.crt"),
+    )
+    .unwrap();
+    let e = rotate::finish_root_rotation(dir.path())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("waits to switch issuing"), "{e}");
+    std::fs::rename(
+        dir.path().join("promoted.crt"),
+        dir.path().join(files::NEXT_INTERMEDIATE_CERT),
+    )
+    .unwrap();
+    // Settled: it switches, and the marker goes last.
+    ca.reload_if_changed().unwrap().expect("reloaded");
+    assert_eq!(ca.switch_issuing_if_settled().unwrap(), Some(2));
+    assert!(!marker.exists());
+}
+
 #[test]
 fn a_running_ca_follows_the_generation() {
     let dir = tempfile::tempdir().unwrap();
