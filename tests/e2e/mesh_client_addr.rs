@@ -4,7 +4,7 @@
 //! permissive mode). The echo app answers with its connection's peer (`peer`).
 //!
 //! Root (CAP_NET_ADMIN), `ip`, `nft` and curl are needed; without them the test says why it is
-//! skipped. Pod range 10.201.37.0/24, service range 10.211.37.0/24.
+//! skipped. Pod range 10.201.38.0/24, service range 10.211.38.0/24.
 
 use std::net::SocketAddr;
 use std::process::{Command, Output};
@@ -43,7 +43,7 @@ apiVersion: v1
 kind: Service
 metadata: {name: echo, namespace: addr}
 spec:
-  clusterIP: 10.211.37.20
+  clusterIP: 10.211.38.20
   selector: {app: echo}
   ports: [{name: http, port: 80, targetPort: http}]
 ---
@@ -83,7 +83,7 @@ async fn the_app_sees_its_clients_pod_address() {
         eprintln!("skipped {test}: curl is not installed");
         return;
     }
-    let cidr = "10.201.37.0/24";
+    let cidr = "10.201.38.0/24";
     let names = Names::of(cidr.parse().unwrap());
     let dir = TempDir::new().unwrap();
     let state = TempDir::new().unwrap();
