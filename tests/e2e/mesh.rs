@@ -66,6 +66,54 @@ spec:
   containers: [{name: sh, image: busybox, command: [sleep, "3600"]}]
 "#;
 
+/// `ferry up` in netns mode with the mesh: Pods on `cidr`, Services on its twin range, over
+/// the manifests in `paths`, with a state directory for the mesh's CA (also the test's
+/// scratch directory). [`Meshed::stop`] checks nothing is left on the machine.
+pub(crate) struct Meshed {
+    pub(crate) running: Running,
+    pub(crate) state: TempDir,
+    names: Names,
+}
+
+impl Meshed {
+    pub(crate) async fn start(cidr: &str, paths: Vec<std::path::PathBuf>) -> Meshed {
+        let state = TempDir::new().unwrap();
+        let running = Running::start_with(paths, |c| {
+            c.pod_network = PodNetwork::Netns;
+            c.local.cluster.pod_cidr = cidr.parse().unwrap();
+            c.local.cluster.service_cidr = service_cidr_of(cidr).parse().unwrap();
+            c.mesh_state_dir = Some(state.path().to_owned());
+        })
+        .await;
+        let names = Names::of(cidr.parse().unwrap());
+        Meshed {
+            running,
+            state,
+            names,
+        }
+    }
+
+    pub(crate) async fn stop(self) {
+        self.running.stop().await;
+        assert_nothing_left(&self.names);
+    }
+}
+
+/// Whether the mesh test `test` can run here (netns mode and `programs` installed); says why
+/// not when it cannot.
+pub(crate) fn can_run(test: &str, programs: &[&str]) -> bool {
+    if !netns_or_skip(test) {
+        return false;
+    }
+    match programs.iter().find(|p| !installed(p)) {
+        Some(missing) => {
+            eprintln!("skipped {test}: {missing} is not installed");
+            false
+        }
+        None => true,
+    }
+}
+
 /// Runs `sh -c script` in the Pod `<namespace>/<pod>` (its network namespace, as its app).
 pub(crate) fn exec(admin: SocketAddr, namespace: &str, pod: &str, script: &str) -> Output {
     Command::new(env!("CARGO_BIN_EXE_ferry"))
@@ -168,26 +216,13 @@ impl Capture {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn meshed_pods_speak_mutual_tls_with_their_workload_identities() {
     let test = "meshed_pods_speak_mutual_tls_with_their_workload_identities";
-    if !netns_or_skip(test) {
+    if !can_run(test, &["curl"]) {
         return;
     }
-    if !installed("curl") {
-        eprintln!("skipped {test}: curl is not installed");
-        return;
-    }
-    let cidr = "10.201.30.0/24";
-    let names = Names::of(cidr.parse().unwrap());
     let dir = TempDir::new().unwrap();
-    let state = TempDir::new().unwrap();
     write(dir.path(), YAML);
-    let running = Running::start_with(vec![dir.path().to_owned()], |c| {
-        c.pod_network = PodNetwork::Netns;
-        c.local.cluster.pod_cidr = cidr.parse().unwrap();
-        c.local.cluster.service_cidr = service_cidr_of(cidr).parse().unwrap();
-        c.mesh_state_dir = Some(state.path().to_owned());
-    })
-    .await;
-    let admin = running.admin;
+    let mesh = Meshed::start("10.201.30.0/24", vec![dir.path().to_owned()]).await;
+    let (admin, state) = (mesh.running.admin, &mesh.state);
 
     // Both Pods injected, and Ready only once their sidecars hold certificates.
     let all = wait_ready(admin, 2, "two ready meshed Pods").await;
@@ -252,6 +287,5 @@ async fn meshed_pods_speak_mutual_tls_with_their_workload_identities() {
         Value::Bool(true),
         "{client:#}"
     );
-    running.stop().await;
-    assert_nothing_left(&names);
+    mesh.stop().await;
 }

@@ -9,13 +9,12 @@
 use std::net::SocketAddr;
 use std::process::{Command, Output};
 
-use ferry_orchestrator::network::{Names, PodNetwork};
 use serde_json::Value;
 use tempfile::TempDir;
 
-use crate::pod_network::{assert_nothing_left, netns_or_skip, service_cidr_of, wait_ready, write};
-use crate::pod_services::installed;
-use crate::{DEADLINE, Running, eventually};
+use crate::mesh::{Meshed, can_run};
+use crate::pod_network::{wait_ready, write};
+use crate::{DEADLINE, eventually};
 
 const YAML: &str = r#"
 apiVersion: v1
@@ -76,26 +75,14 @@ fn peer_ip(answer: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_app_sees_its_clients_pod_address() {
     let test = "the_app_sees_its_clients_pod_address";
-    if !netns_or_skip(test) {
+    if !can_run(test, &["curl"]) {
         return;
     }
-    if !installed("curl") {
-        eprintln!("skipped {test}: curl is not installed");
-        return;
-    }
-    let cidr = "10.201.38.0/24";
-    let names = Names::of(cidr.parse().unwrap());
     let dir = TempDir::new().unwrap();
-    let state = TempDir::new().unwrap();
     write(dir.path(), YAML);
-    let running = Running::start_with(vec![dir.path().to_owned()], |c| {
-        c.pod_network = PodNetwork::Netns;
-        c.local.cluster.pod_cidr = cidr.parse().unwrap();
-        c.local.cluster.service_cidr = service_cidr_of(cidr).parse().unwrap();
-        c.mesh_state_dir = Some(state.path().to_owned());
-    })
-    .await;
-    let admin = running.admin;
+    let cidr = "10.201.38.0/24";
+    let mesh = Meshed::start(cidr, vec![dir.path().to_owned()]).await;
+    let admin = mesh.running.admin;
     let all = wait_ready(admin, 2, "two ready meshed Pods").await;
     let ip_of = |app: bool| {
         all.iter()
@@ -145,6 +132,5 @@ async fn the_app_sees_its_clients_pod_address() {
     .await;
     assert_eq!(peer_ip(&answer), node_ip, "{answer}");
 
-    running.stop().await;
-    assert_nothing_left(&names);
+    mesh.stop().await;
 }

@@ -10,13 +10,12 @@
 use std::net::SocketAddr;
 use std::process::{Child, Command, Output, Stdio};
 
-use ferry_orchestrator::network::{Names, PodNetwork};
 use serde_json::Value;
 use tempfile::TempDir;
 
-use crate::pod_network::{assert_nothing_left, netns_or_skip, service_cidr_of, wait_ready, write};
-use crate::pod_services::installed;
-use crate::{DEADLINE, Running, eventually};
+use crate::mesh::{Meshed, can_run};
+use crate::pod_network::{wait_ready, write};
+use crate::{DEADLINE, eventually};
 
 const YAML: &str = r#"
 apiVersion: v1
@@ -109,26 +108,13 @@ fn row<'a>(rows: &'a Value, kind: &str, name: &str) -> Option<&'a Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn get_mesh_shows_the_golden_signals_of_a_meshed_deployment() {
     let test = "get_mesh_shows_the_golden_signals_of_a_meshed_deployment";
-    if !netns_or_skip(test) {
+    if !can_run(test, &["curl"]) {
         return;
     }
-    if !installed("curl") {
-        eprintln!("skipped {test}: curl is not installed");
-        return;
-    }
-    let cidr = "10.201.37.0/24";
-    let names = Names::of(cidr.parse().unwrap());
     let dir = TempDir::new().unwrap();
-    let state = TempDir::new().unwrap();
     write(dir.path(), YAML);
-    let running = Running::start_with(vec![dir.path().to_owned()], |c| {
-        c.pod_network = PodNetwork::Netns;
-        c.local.cluster.pod_cidr = cidr.parse().unwrap();
-        c.local.cluster.service_cidr = service_cidr_of(cidr).parse().unwrap();
-        c.mesh_state_dir = Some(state.path().to_owned());
-    })
-    .await;
-    let admin = running.admin;
+    let mesh = Meshed::start("10.201.37.0/24", vec![dir.path().to_owned()]).await;
+    let (admin, state) = (mesh.running.admin, &mesh.state);
     wait_ready(admin, 2, "two ready meshed Pods").await;
 
     // Before any request: the workloads are listed, with dashes for what did not happen.
@@ -236,6 +222,5 @@ async fn get_mesh_shows_the_golden_signals_of_a_meshed_deployment() {
     assert_eq!(echo_line[11], "0", "no failed mTLS handshakes: {wide}");
     assert_ne!(echo_line[12], "-", "{wide}");
 
-    running.stop().await;
-    assert_nothing_left(&names);
+    mesh.stop().await;
 }

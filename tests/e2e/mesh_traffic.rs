@@ -28,16 +28,13 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use ferry_model::mesh::ADMIN_PORT;
-use ferry_orchestrator::network::{Names, PodNetwork};
 use serde_json::Value;
 use tempfile::TempDir;
 
-use crate::mesh::{Capture, exec, has_sidecar};
-use crate::pod_network::{
-    assert_nothing_left, field, netns_or_skip, pods, service_cidr_of, wait_ready, write,
-};
+use crate::mesh::{Capture, Meshed, can_run, exec, has_sidecar};
+use crate::pod_network::{field, pods, wait_ready, write};
 use crate::pod_services::installed;
-use crate::{DEADLINE, Running, eventually};
+use crate::{DEADLINE, eventually};
 
 const CIDR: &str = "10.201.47.0/24";
 
@@ -255,27 +252,13 @@ fn status(admin: SocketAddr, namespace: &str, pod: &str, args: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mesh_traffic_grpc_opaque_tcp_strict_authorization_and_a_job() {
     let test = "mesh_traffic_grpc_opaque_tcp_strict_authorization_and_a_job";
-    if !netns_or_skip(test) {
+    if !can_run(test, &["curl", "h2load", "perl"]) {
         return;
     }
-    for program in ["curl", "h2load", "perl"] {
-        if !installed(program) {
-            eprintln!("skipped {test}: {program} is not installed");
-            return;
-        }
-    }
-    let names = Names::of(CIDR.parse().unwrap());
     let dir = TempDir::new().unwrap();
-    let state = TempDir::new().unwrap();
     write(dir.path(), &yaml());
-    let running = Running::start_with(vec![dir.path().to_owned()], |c| {
-        c.pod_network = PodNetwork::Netns;
-        c.local.cluster.pod_cidr = CIDR.parse().unwrap();
-        c.local.cluster.service_cidr = service_cidr_of(CIDR).parse().unwrap();
-        c.mesh_state_dir = Some(state.path().to_owned());
-    })
-    .await;
-    let admin = running.admin;
+    let mesh = Meshed::start(CIDR, vec![dir.path().to_owned()]).await;
+    let (admin, state) = (mesh.running.admin, &mesh.state);
     let all = wait_ready(admin, 9, "nine ready Pods").await;
     for pod in &all {
         let meshed = pod["metadata"]["namespace"] != "mt-plain";
@@ -289,8 +272,7 @@ async fn mesh_traffic_grpc_opaque_tcp_strict_authorization_and_a_job() {
     ready_two_of_two(admin);
     a_job_pod_completes(admin, dir.path(), state.path()).await;
 
-    running.stop().await;
-    assert_nothing_left(&names);
+    mesh.stop().await;
 }
 
 /// gRPC over one h2c connection (h2load -c1), balanced per request over the three echo Pods.
@@ -553,24 +535,11 @@ async fn a_job_pod_completes(admin: SocketAddr, dir: &Path, scratch: &Path) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_is_meshed_in_netns_mode() {
     let test = "the_demo_is_meshed_in_netns_mode";
-    if !netns_or_skip(test) {
+    if !can_run(test, &["curl"]) {
         return;
     }
-    if !installed("curl") {
-        eprintln!("skipped {test}: curl is not installed");
-        return;
-    }
-    let cidr = "10.201.48.0/24";
-    let names = Names::of(cidr.parse().unwrap());
-    let state = TempDir::new().unwrap();
-    let running = Running::start_with(vec![crate::repo().join("configs/demo")], |c| {
-        c.pod_network = PodNetwork::Netns;
-        c.local.cluster.pod_cidr = cidr.parse().unwrap();
-        c.local.cluster.service_cidr = service_cidr_of(cidr).parse().unwrap();
-        c.mesh_state_dir = Some(state.path().to_owned());
-    })
-    .await;
-    let admin = running.admin;
+    let mesh = Meshed::start("10.201.48.0/24", vec![crate::repo().join("configs/demo")]).await;
+    let admin = mesh.running.admin;
     let all = wait_ready(admin, 6, "the demo's six ready Pods").await;
     assert!(all.iter().all(has_sidecar), "{all:#?}");
     let listed = ok(&Command::new(env!("CARGO_BIN_EXE_ferry"))
@@ -596,7 +565,7 @@ async fn the_demo_is_meshed_in_netns_mode() {
         "{answer}"
     );
     // The gateway's plaintext is taken by the api Pods' sidecars (permissive): no identity.
-    let port = running.https.port();
+    let port = mesh.running.https.port();
     let url = format!("https://shop.example.com:{port}/api");
     let resolve = format!("shop.example.com:{port}:127.0.0.1");
     let answer = eventually(DEADLINE, "the gateway reaches the api", || async {
@@ -616,6 +585,5 @@ async fn the_demo_is_meshed_in_netns_mode() {
         "",
         "{answer}"
     );
-    running.stop().await;
-    assert_nothing_left(&names);
+    mesh.stop().await;
 }
