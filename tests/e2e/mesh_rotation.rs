@@ -12,8 +12,8 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::push::{ControlPlane, loopback0};
-use crate::sidecar::control::{API_UID, WEB_UID, api_service, pods, token};
-use crate::sidecar::{Binary, curl, echo_app};
+use crate::sidecar::control::two_sidecars;
+use crate::sidecar::curl;
 use crate::{DEADLINE, eventually};
 
 /// How long the load runs: longer than every step below takes on a busy machine.
@@ -142,43 +142,15 @@ async fn renewal_and_both_rotations_under_load_fail_no_request() {
         &["--workload-cert-ttl", "8s"],
     )
     .await;
-    std::fs::write(manifests.path().join("pods.yaml"), pods()).unwrap();
-    let web_token = token(state.path(), run.path(), "web-0", WEB_UID, "web");
-    let api_token = token(state.path(), run.path(), "api-0", API_UID, "api");
-
-    let app = echo_app().await;
-    let app_port = app.port().to_string();
-    let (_server, server) = Binary::start(
+    let sidecars = two_sidecars(
         &control,
+        manifests.path(),
         state.path(),
-        "api-0",
-        &[
-            "--token-file",
-            &api_token,
-            "--app-port",
-            &app_port,
-            "--mtls-mode",
-            "strict",
-        ],
+        run.path(),
+        "strict",
     )
     .await;
-    std::fs::write(
-        manifests.path().join("api.yaml"),
-        api_service(server.inbound.port()),
-    )
-    .unwrap();
-    let (_client, client) = Binary::start(
-        &control,
-        state.path(),
-        "web-0",
-        &[
-            "--token-file",
-            &web_token,
-            "--outbound-target",
-            "10.96.0.50:8080",
-        ],
-    )
-    .await;
+    let (client, server) = (sidecars.client, sidecars.server);
     let outbound = client.outbound;
     eventually(DEADLINE, "curl through both sidecars", || async {
         let (ok, body) = curl(&format!("http://{outbound}/hello")).await;

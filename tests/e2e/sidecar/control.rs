@@ -8,6 +8,8 @@ use std::path::Path;
 
 use ferry_control::identity::{PodClaims, PodTokens};
 
+use ferry_sidecar::Addrs;
+
 use super::{Binary, SIDECAR, curl, curl_status, echo_app};
 use crate::push::{ControlPlane, loopback0};
 use crate::{DEADLINE, eventually};
@@ -51,24 +53,30 @@ pub(crate) fn token(state: &Path, dir: &Path, pod: &str, uid: &str, sa: &str) ->
     file.to_str().unwrap().to_owned()
 }
 
-#[tokio::test]
-async fn sidecars_take_certificates_policy_and_mtls_mode_from_the_control_plane() {
-    let (manifests, state, run) = (
-        tempfile::tempdir().unwrap(),
-        tempfile::tempdir().unwrap(),
-        tempfile::tempdir().unwrap(),
-    );
-    let control = ControlPlane::start(manifests.path(), state.path(), loopback0()).await;
-    std::fs::write(manifests.path().join("pods.yaml"), pods()).unwrap();
-    std::fs::write(manifests.path().join("policy.yaml"), DENY_ADMIN).unwrap();
-    let web_token = token(state.path(), run.path(), "web-0", WEB_UID, "web");
-    let api_token = token(state.path(), run.path(), "api-0", API_UID, "api");
+/// The two sidecars these tests run, as the binary with their Pod tokens (minted into `run`)
+/// and their certificates from `control`, whose `manifests` get the Pods and the Service
+/// `api`: `api-0`, the server, in `mtls_mode` before an echo app, and `web-0`, the client,
+/// whose outbound side sends to `api`. Both are killed when this is dropped.
+pub(crate) struct TwoSidecars {
+    pub(crate) client: Addrs,
+    pub(crate) server: Addrs,
+    _binaries: [Binary; 2],
+}
 
-    let app = echo_app().await;
-    let app_port = app.port().to_string();
-    let (_server, server) = Binary::start(
-        &control,
-        state.path(),
+pub(crate) async fn two_sidecars(
+    control: &ControlPlane,
+    manifests: &Path,
+    state: &Path,
+    run: &Path,
+    mtls_mode: &str,
+) -> TwoSidecars {
+    std::fs::write(manifests.join("pods.yaml"), pods()).unwrap();
+    let web_token = token(state, run, "web-0", WEB_UID, "web");
+    let api_token = token(state, run, "api-0", API_UID, "api");
+    let app_port = echo_app().await.port().to_string();
+    let (server_binary, server) = Binary::start(
+        control,
+        state,
         "api-0",
         &[
             "--token-file",
@@ -76,18 +84,18 @@ async fn sidecars_take_certificates_policy_and_mtls_mode_from_the_control_plane(
             "--app-port",
             &app_port,
             "--mtls-mode",
-            "permissive",
+            mtls_mode,
         ],
     )
     .await;
     std::fs::write(
-        manifests.path().join("api.yaml"),
+        manifests.join("api.yaml"),
         api_service(server.inbound.port()),
     )
     .unwrap();
-    let (_client, client) = Binary::start(
-        &control,
-        state.path(),
+    let (client_binary, client) = Binary::start(
+        control,
+        state,
         "web-0",
         &[
             "--token-file",
@@ -97,6 +105,31 @@ async fn sidecars_take_certificates_policy_and_mtls_mode_from_the_control_plane(
         ],
     )
     .await;
+    TwoSidecars {
+        client,
+        server,
+        _binaries: [server_binary, client_binary],
+    }
+}
+
+#[tokio::test]
+async fn sidecars_take_certificates_policy_and_mtls_mode_from_the_control_plane() {
+    let (manifests, state, run) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let control = ControlPlane::start(manifests.path(), state.path(), loopback0()).await;
+    std::fs::write(manifests.path().join("policy.yaml"), DENY_ADMIN).unwrap();
+    let sidecars = two_sidecars(
+        &control,
+        manifests.path(),
+        state.path(),
+        run.path(),
+        "permissive",
+    )
+    .await;
+    let (client, server) = (sidecars.client, sidecars.server);
 
     // Certificates from the control plane on both sides: mTLS with both identities.
     let outbound = client.outbound;
