@@ -69,6 +69,17 @@ pub enum Step {
     Drop,
 }
 
+/// What `start_into` decided.
+#[derive(Debug)]
+pub enum Started {
+    /// The answer is in the caller's buffer: send it back.
+    Written,
+    /// Needs an upstream: hand it to `finish`, off the receive loop.
+    Pending(Box<Pending>),
+    /// Say nothing (a response, a runt).
+    Drop,
+}
+
 /// A valid query waiting for an upstream.
 #[derive(Debug)]
 pub struct Pending {
@@ -130,14 +141,33 @@ impl Handler {
 
     /// Parses and answers what needs no upstream.
     pub fn start(&self, bytes: &[u8], transport: Transport) -> Step {
+        let mut out = Vec::new();
+        match self.start_into(bytes, transport, &mut out) {
+            Started::Written => Step::Answer(out),
+            Started::Pending(p) => Step::Pending(p),
+            Started::Drop => Step::Drop,
+        }
+    }
+
+    /// As [`Handler::start`], with the answer written into `out` (cleared first): the UDP
+    /// workers keep one buffer per datagram of a batch, so a hot-path answer allocates nothing.
+    pub fn start_into(&self, bytes: &[u8], transport: Transport, out: &mut Vec<u8>) -> Started {
         let started = Instant::now();
         if bytes.len() < HEADER_LEN || bytes[2] & 0x80 != 0 {
-            return Step::Drop;
+            return Started::Drop;
         }
-        if let Some(answer) = self.fast(bytes, transport, started) {
-            return Step::Answer(answer);
+        out.clear();
+        if self.fast_into(bytes, transport, started, out).is_some() {
+            return Started::Written;
         }
-        self.general(bytes, transport, started)
+        match self.general(bytes, transport, started) {
+            Step::Answer(answer) => {
+                *out = answer;
+                Started::Written
+            }
+            Step::Pending(p) => Started::Pending(p),
+            Step::Drop => Started::Drop,
+        }
     }
 
     /// A UDP query longer than the receive buffer, of which `bytes` is the beginning: FORMERR,
@@ -154,8 +184,15 @@ impl Handler {
     /// The hot path: a plain question (one, class IN, maybe an OPT) for a name and type the zone
     /// has a pre-encoded answer for. The answer is that encoding with the id, the flags, the
     /// query's own question and the OPT record filled in: exactly the bytes the general path would
-    /// build, without parsing into or encoding from a `Message`. Anything else: `None`.
-    fn fast(&self, bytes: &[u8], transport: Transport, started: Instant) -> Option<Vec<u8>> {
+    /// build, without parsing into or encoding from a `Message`, written into `out` (empty).
+    /// Anything else: `None`, and `out` is left empty.
+    fn fast_into(
+        &self,
+        bytes: &[u8],
+        transport: Transport,
+        started: Instant,
+        out: &mut Vec<u8>,
+    ) -> Option<()> {
         let count = |at: usize| u16::from_be_bytes([bytes[at], bytes[at + 1]]);
         // QR, opcode, AA and TC clear (RD may be set); Z and rcode clear; one question only.
         if bytes[2] & 0xfe != 0
@@ -222,7 +259,7 @@ impl Handler {
         if len + opt_len > limit {
             return None;
         }
-        let mut out = Vec::with_capacity(len + opt_len);
+        out.reserve(len + opt_len);
         out.extend_from_slice(encoded.header);
         out.extend_from_slice(question);
         out.extend_from_slice(encoded.rest);
@@ -242,6 +279,15 @@ impl Handler {
             RecordType::from(qtype),
             started.elapsed().as_secs_f64(),
         );
+        Some(())
+    }
+
+    /// The hot path's answer in a buffer of its own, for tests comparing it with the general
+    /// path's.
+    #[cfg(test)]
+    fn fast(&self, bytes: &[u8], transport: Transport, started: Instant) -> Option<Vec<u8>> {
+        let mut out = Vec::new();
+        self.fast_into(bytes, transport, started, &mut out)?;
         Some(out)
     }
 

@@ -28,7 +28,7 @@
 //! path looks a question up without parsing it) to the name's records, compact (an address, or
 //! a port and the key of a target shared by every record pointing at it), and the answers to
 //! the plain questions it answers positively, encoded once at compile time without their
-//! question. hickory `Name`s and `Record`s are built only when a query takes the general path.
+//! question, all of them in one allocation that each name points into. hickory `Name`s and `Record`s are built only when a query takes the general path.
 //! Compiling is [`build`]'s.
 
 use std::collections::{HashMap, HashSet};
@@ -58,17 +58,29 @@ pub struct ZoneIndex {
     soa: Record,
     /// Every name the zone holds, empty non-terminals included, by key ([`key_of`]).
     nodes: HashMap<Box<[u8]>, Node>,
+    /// Every name's pre-encoded answers, one name's after another: one allocation for the
+    /// whole zone rather than one per name (each with the allocator's header and rounding, and
+    /// scattered among what compiling them left free).
+    answers: Box<[u8]>,
     /// Nothing accepted yet: the zone's contents are unknown, so in-zone names fail.
     ready: bool,
 }
 
-/// The records at one name, in the order `ANY` shows them (A/AAAA first), and its pre-encoded
-/// answers: one after another, each a type (2 bytes), a length (2 bytes) and that many bytes
-/// of [`Encoded`] answer. Both boxed to their exact size: most names have one or two.
+/// The records at one name, in the order `ANY` shows them (A/AAAA first), boxed to their exact
+/// size (most names have one or two), and where its pre-encoded answers are in the zone's
+/// `answers`: one after another, each a type (2 bytes), a length (2 bytes) and that many bytes
+/// of [`Encoded`] answer.
 #[derive(Debug, Default)]
 struct Node {
     records: Box<[Data]>,
-    answers: Box<[u8]>,
+    answers: Span,
+}
+
+/// A range of the zone's `answers`, in 8 bytes rather than a slice's 16.
+#[derive(Clone, Copy, Debug, Default)]
+struct Span {
+    start: u32,
+    len: u32,
 }
 
 /// A name records point at, as a key ([`key_of`]), shared by every record pointing at it.
@@ -177,7 +189,7 @@ impl ZoneIndex {
     /// The pre-encoded answer to a plain question for `key` (a name's uncompressed wire form,
     /// lowercase) and `qtype`, if the zone answers it positively within 512 bytes.
     pub fn encoded(&self, key: &[u8], qtype: u16) -> Option<Encoded<'_>> {
-        let mut answers = &self.nodes.get(key)?.answers[..];
+        let mut answers = self.answers_of(self.nodes.get(key)?);
         while let [t0, t1, l0, l1, tail @ ..] = answers {
             let len = usize::from(u16::from_be_bytes([*l0, *l1]));
             let (bytes, next) = tail.split_at_checked(len)?;
@@ -188,6 +200,14 @@ impl ZoneIndex {
             answers = next;
         }
         None
+    }
+
+    /// `node`'s pre-encoded answers.
+    fn answers_of(&self, node: &Node) -> &[u8] {
+        let start = node.answers.start as usize;
+        self.answers
+            .get(start..start + node.answers.len as usize)
+            .unwrap_or_default()
     }
 
     /// The zone's apex, e.g. `cluster.local.`.
@@ -330,7 +350,7 @@ impl ZoneIndex {
     pub(crate) fn encoded_questions(&self) -> Vec<(Name, RecordType)> {
         let mut out = Vec::new();
         for (key, node) in &self.nodes {
-            let mut answers = &node.answers[..];
+            let mut answers = self.answers_of(node);
             while let [t0, t1, l0, l1, tail @ ..] = answers {
                 let len = usize::from(u16::from_be_bytes([*l0, *l1]));
                 out.push((

@@ -410,6 +410,39 @@ fn every_pre_encoded_answer_is_the_general_paths() {
     }
 }
 
+/// A buffer reused from an earlier, longer answer (as the UDP workers reuse theirs) holds
+/// exactly the new answer, from the hot path or the general one; a query answered with
+/// nothing leaves nothing to send.
+#[test]
+fn answers_written_into_a_reused_buffer_are_whole() {
+    let h = handler();
+    let mut out = vec![0xee; 700];
+    for (name, qtype) in [
+        ("web.shop.svc.cluster.local.", RecordType::A),
+        ("_http._tcp.web.shop.svc.cluster.local.", RecordType::SRV),
+        ("nope.shop.svc.cluster.local.", RecordType::A),
+        ("WEB.shop.svc.cluster.local.", RecordType::AAAA),
+    ] {
+        let bytes = query(name, qtype).to_vec().unwrap();
+        let Step::Answer(alone) = h.start(&bytes, Transport::Udp) else {
+            panic!("{name}: no answer");
+        };
+        assert!(matches!(
+            h.start_into(&bytes, Transport::Udp, &mut out),
+            crate::handler::Started::Written
+        ));
+        assert_eq!(out, alone, "{name} {qtype}");
+    }
+    let mut response = query("web.shop.svc.cluster.local.", RecordType::A)
+        .to_vec()
+        .unwrap();
+    response[2] |= 0x80;
+    assert!(matches!(
+        h.start_into(&response, Transport::Udp, &mut out),
+        crate::handler::Started::Drop
+    ));
+}
+
 #[test]
 fn the_hot_path_leaves_the_rest_to_the_general_path() {
     let h = handler();

@@ -72,12 +72,12 @@ impl Drop for StopOnDrop {
     }
 }
 
-/// Reads answers until the one with `last_id`; answers come back in the order of their queries
-/// (one socket each way), so what has come by then is everything the batch answered.
-fn answers_until(client: &UdpSocket, last_id: u16) -> BTreeMap<u16, Vec<u8>> {
+/// Reads `count` answers, by id. UDP keeps no order, and the workers may send answers in
+/// another order than their queries (GSO groups), so the count says when a batch is done.
+fn answers(client: &UdpSocket, count: usize) -> BTreeMap<u16, Vec<u8>> {
     let mut answers = BTreeMap::new();
     let mut buf = [0u8; 65535];
-    loop {
+    while answers.len() < count {
         let n = client
             .recv(&mut buf)
             .expect("an answer before the deadline");
@@ -86,10 +86,8 @@ fn answers_until(client: &UdpSocket, last_id: u16) -> BTreeMap<u16, Vec<u8>> {
             answers.insert(id, buf[..n].to_vec()).is_none(),
             "one answer for query {id}"
         );
-        if id == last_id {
-            return answers;
-        }
     }
+    answers
 }
 
 /// One batch (the datagrams are queued before the worker reads): valid queries of every kind
@@ -143,7 +141,7 @@ async fn a_batch_of_mixed_queries_is_answered_each_as_alone() {
         client.send_to(datagram, server).unwrap();
     }
     let (_stop, _tasks) = serve(sockets, h.clone());
-    let client = tokio::task::spawn_blocking(move || answers_until(&client, 8));
+    let client = tokio::task::spawn_blocking(move || answers(&client, 8));
     let answers = client.await.unwrap();
 
     for (id, datagram) in &batch {
@@ -179,7 +177,9 @@ async fn more_queries_than_a_batch_are_all_answered() {
     let sockets = bind("127.0.0.1:0".parse().unwrap(), 1).unwrap();
     let server = sockets.local_addr();
     let clients: Vec<UdpSocket> = (0..4).map(|_| client()).collect();
-    let per_client = BATCH as u16 * 2;
+    // 160 queued at once: more than a batch, fewer than the kernel's default receive buffer
+    // holds (~270 such datagrams).
+    let per_client = BATCH as u16 / 2 + 8;
     for (c, socket) in clients.iter().enumerate() {
         for i in 0..per_client {
             let id = c as u16 * 1000 + i;
@@ -191,11 +191,51 @@ async fn more_queries_than_a_batch_are_all_answered() {
     let read = tokio::task::spawn_blocking(move || {
         clients
             .iter()
-            .enumerate()
-            .map(|(c, socket)| answers_until(socket, c as u16 * 1000 + per_client - 1).len())
+            .map(|socket| answers(socket, usize::from(per_client)).len())
             .collect::<Vec<_>>()
     });
     assert_eq!(read.await.unwrap(), vec![usize::from(per_client); 4]);
+}
+
+/// Many answers of one length to one client (sent as GSO groups where the kernel takes them)
+/// arrive as datagrams of their own, each byte for byte the answer to its query alone, around
+/// answers of other lengths to the same client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_grouped_for_one_client_arrive_each_whole() {
+    let h = handler();
+    let sockets = bind("127.0.0.1:0".parse().unwrap(), 1).unwrap();
+    let server = sockets.local_addr();
+    let client = client();
+    let mut queries = Vec::new();
+    for id in 0..(BATCH as u16 * 2) {
+        let q = match id % 5 {
+            0 => query(
+                id,
+                "_http._tcp.web.shop.svc.cluster.local.",
+                RecordType::SRV,
+                true,
+            ),
+            1 => query(id, "nope.shop.svc.cluster.local.", RecordType::A, false),
+            _ => query(
+                id,
+                "WeB.shop.svc.cluster.local.",
+                RecordType::A,
+                id % 2 == 0,
+            ),
+        };
+        client.send_to(&q, server).unwrap();
+        queries.push(q);
+    }
+    let (_stop, _tasks) = serve(sockets, h.clone());
+    let count = queries.len();
+    let got = tokio::task::spawn_blocking(move || answers(&client, count))
+        .await
+        .unwrap();
+    for q in &queries {
+        let id = u16::from_be_bytes([q[0], q[1]]);
+        let alone = h.handle(q, Transport::Udp).await;
+        assert_eq!(got.get(&id), alone.as_ref(), "query {id}");
+    }
 }
 
 /// SO_REUSEPORT: two workers on one port, and the kernel gives each some clients; all are
@@ -228,11 +268,7 @@ async fn two_workers_on_one_port_both_answer() {
 
     let (_stop, _tasks) = serve(sockets, handler());
     let read = tokio::task::spawn_blocking(move || {
-        clients
-            .iter()
-            .enumerate()
-            .map(|(i, c)| answers_until(c, i as u16).len())
-            .sum::<usize>()
+        clients.iter().map(|c| answers(c, 1).len()).sum::<usize>()
     });
     assert_eq!(read.await.unwrap(), 64, "every client answered");
 }
@@ -264,7 +300,7 @@ async fn the_one_by_one_fallback_answers_the_same() {
     for q in &queries {
         client.send_to(q, server).unwrap();
     }
-    let answers = tokio::task::spawn_blocking(move || answers_until(&client, 3))
+    let answers = tokio::task::spawn_blocking(move || answers(&client, 3))
         .await
         .unwrap();
     for q in &queries {

@@ -2,8 +2,9 @@
 //!
 //! On Linux a worker takes up to [`BATCH`] queries with one `recvmmsg` (blocking for the first
 //! only, `MSG_WAITFORONE`, so a lone query is answered at once) and sends the answers to all of
-//! them with one `sendmmsg`: under load two syscalls per batch instead of two per query, and no
-//! readiness polling between them (`nix` wraps both calls, as the workspace forbids `unsafe`).
+//! them with `sendmmsg`, answers to one client of one length as one UDP GSO datagram
+//! ([`batch`]): under load a few syscalls per batch instead of two per query, and no readiness
+//! polling between them (`nix` wraps the calls, as the workspace forbids `unsafe`).
 //! Elsewhere, or where the kernel refuses those calls (ENOSYS, a seccomp filter's EPERM), a
 //! worker falls back to one `recv_from` and one `send_to` per query. Queries that wait for an
 //! upstream become tasks on the runtime (bounded, so a flood of outside names cannot pile them
@@ -15,10 +16,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::sync::Semaphore;
 
-use crate::handler::{Handler, Step, Transport};
+use crate::handler::{Handler, Started, Step, Transport};
 
-/// Datagrams per `recvmmsg`/`sendmmsg`.
-pub const BATCH: usize = 32;
+/// Datagrams per `recvmmsg`/`sendmmsg`: under load, more answers per GSO group and fewer
+/// syscalls; the receive buffers (4 KiB each) are the cost.
+pub const BATCH: usize = 64;
 
 /// One receive loop over one socket.
 #[derive(Debug)]
@@ -50,18 +52,31 @@ impl Worker {
         self.stop.load(Ordering::Relaxed)
     }
 
-    /// What to send back for one datagram now, if anything. A query that needs an upstream is
-    /// handed to a task, which sends its answer itself; past the cap on those, it is refused.
-    /// `truncated`: the datagram was longer than the buffer, and `query` is its beginning.
-    fn answer(&self, query: &[u8], truncated: bool, peer: SocketAddr) -> Option<Vec<u8>> {
-        let step = if truncated {
-            self.handler.oversized(query)
+    /// Writes into `out` what to send back for one datagram now, if anything (`true`). A
+    /// query that needs an upstream is handed to a task, which sends its answer itself; past
+    /// the cap on those, it is refused. `truncated`: the datagram was longer than the buffer,
+    /// and `query` is its beginning.
+    fn answer_into(
+        &self,
+        query: &[u8],
+        truncated: bool,
+        peer: SocketAddr,
+        out: &mut Vec<u8>,
+    ) -> bool {
+        let started = if truncated {
+            match self.handler.oversized(query) {
+                Step::Answer(answer) => {
+                    *out = answer;
+                    return true;
+                }
+                _ => return false,
+            }
         } else {
-            self.handler.start(query, Transport::Udp)
+            self.handler.start_into(query, Transport::Udp, out)
         };
-        match step {
-            Step::Answer(answer) => Some(answer),
-            Step::Pending(query) => match self.pending.clone().try_acquire_owned() {
+        match started {
+            Started::Written => true,
+            Started::Pending(query) => match self.pending.clone().try_acquire_owned() {
                 Ok(permit) => {
                     let (socket, handler) = (self.socket.clone(), self.handler.clone());
                     self.runtime.spawn(async move {
@@ -69,24 +84,28 @@ impl Worker {
                         let _ = socket.send_to(&answer, peer);
                         drop(permit);
                     });
-                    None
+                    false
                 }
-                Err(_) => Some(self.handler.refuse(query)),
+                Err(_) => {
+                    *out = self.handler.refuse(query);
+                    true
+                }
             },
-            Step::Drop => None,
+            Started::Drop => false,
         }
     }
 
     /// The portable loop: one datagram per syscall each way.
     pub(super) fn one_by_one(&self) {
         let mut buf = vec![0u8; 65535];
+        let mut answer = Vec::new();
         while !self.stopped() {
             let (n, peer) = match self.socket.recv_from(&mut buf) {
                 Ok(v) => v,
                 // The stop check's timeout, or an ICMP error from an earlier send: go on.
                 Err(_) => continue,
             };
-            if let Some(answer) = self.answer(&buf[..n], false, peer) {
+            if self.answer_into(&buf[..n], false, peer, &mut answer) {
                 let _ = self.socket.send_to(&answer, peer);
             }
         }
@@ -94,118 +113,4 @@ impl Worker {
 }
 
 #[cfg(target_os = "linux")]
-mod batch {
-    use std::io::{IoSlice, IoSliceMut};
-    use std::net::SocketAddr;
-    use std::os::fd::AsRawFd;
-
-    use nix::errno::Errno;
-    use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage};
-    use nix::sys::socket::{recvmmsg, sendmmsg};
-
-    use super::{BATCH, Worker};
-    use crate::handler::MAX_UDP_PAYLOAD;
-
-    /// The largest query a batch buffer holds whole; a longer one is answered FORMERR. Queries
-    /// are a question and an OPT record: real ones are far below this.
-    const QUERY_MAX: usize = MAX_UDP_PAYLOAD as usize;
-
-    /// One datagram of a batch, once its buffer is free to read.
-    struct Received {
-        len: usize,
-        peer: Option<SockaddrStorage>,
-        truncated: bool,
-    }
-
-    /// The batched loop; returns an error only when the first receive shows the kernel will
-    /// not do `recvmmsg` at all, before anything was read, so the caller can fall back.
-    pub(super) fn serve(worker: &Worker) -> Result<(), Errno> {
-        let fd = worker.socket.as_raw_fd();
-        let mut buffers = vec![[0u8; QUERY_MAX]; BATCH];
-        // Reused for every batch: the sockets are bound to one address family, so the address
-        // length the kernel leaves in a header is that family's for every later datagram too.
-        let mut recv_headers = MultiHeaders::<SockaddrStorage>::preallocate(BATCH, None);
-        let mut send_headers = MultiHeaders::<SockaddrStorage>::preallocate(BATCH, None);
-        let mut received: Vec<Received> = Vec::with_capacity(BATCH);
-        let mut answers: Vec<Vec<u8>> = Vec::with_capacity(BATCH);
-        let mut peers: Vec<Option<SockaddrStorage>> = Vec::with_capacity(BATCH);
-        let mut served = false;
-        while !worker.stopped() {
-            received.clear();
-            {
-                let mut slices: Vec<[IoSliceMut<'_>; 1]> = buffers
-                    .iter_mut()
-                    .map(|b| [IoSliceMut::new(&mut b[..])])
-                    .collect();
-                match recvmmsg(
-                    fd,
-                    &mut recv_headers,
-                    slices.iter_mut(),
-                    MsgFlags::MSG_WAITFORONE,
-                    None,
-                ) {
-                    Ok(batch) => received.extend(batch.map(|m| Received {
-                        len: m.bytes,
-                        peer: m.address,
-                        truncated: m.flags.contains(MsgFlags::MSG_TRUNC),
-                    })),
-                    Err(e @ (Errno::ENOSYS | Errno::EPERM | Errno::EOPNOTSUPP)) if !served => {
-                        return Err(e);
-                    }
-                    // The stop check's timeout, a signal, or an ICMP error from an earlier
-                    // send: go on.
-                    Err(_) => continue,
-                }
-            }
-            served = true;
-            answers.clear();
-            peers.clear();
-            for (r, buffer) in received.iter().zip(&buffers) {
-                let Some(peer) = r.peer.as_ref().and_then(socket_addr) else {
-                    continue;
-                };
-                let query = &buffer[..r.len.min(QUERY_MAX)];
-                if let Some(answer) = worker.answer(query, r.truncated, peer) {
-                    answers.push(answer);
-                    peers.push(r.peer);
-                }
-            }
-            send(fd, &mut send_headers, &answers, &peers);
-        }
-        Ok(())
-    }
-
-    /// Sends every answer, as many per `sendmmsg` as the kernel takes. An answer the kernel
-    /// refuses (its peer unreachable, say) is skipped; the rest are still sent.
-    fn send(
-        fd: i32,
-        headers: &mut MultiHeaders<SockaddrStorage>,
-        answers: &[Vec<u8>],
-        peers: &[Option<SockaddrStorage>],
-    ) {
-        let slices: Vec<[IoSlice<'_>; 1]> = answers.iter().map(|a| [IoSlice::new(a)]).collect();
-        let mut from = 0;
-        while from < slices.len() {
-            match sendmmsg(
-                fd,
-                headers,
-                &slices[from..],
-                &peers[from..],
-                [],
-                MsgFlags::empty(),
-            ) {
-                // The kernel sends at least one unless it fails on the first.
-                Ok(sent) => from += sent.count().max(1),
-                Err(Errno::EINTR) => {}
-                Err(_) => from += 1,
-            }
-        }
-    }
-
-    fn socket_addr(addr: &SockaddrStorage) -> Option<SocketAddr> {
-        if let Some(v4) = addr.as_sockaddr_in() {
-            return Some(SocketAddr::from(*v4));
-        }
-        addr.as_sockaddr_in6().map(|v6| SocketAddr::from(*v6))
-    }
-}
+mod batch;

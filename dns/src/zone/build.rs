@@ -14,7 +14,9 @@ use hickory_proto::op::{Message, MessageType, OpCode, Query};
 use hickory_proto::rr::rdata::SOA;
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 
-use super::{Data, Lookup, MAX_KEY, Node, SCHEMA_VERSION, Target, ZoneIndex, key_of, name_of};
+use super::{
+    Data, Lookup, MAX_KEY, Node, SCHEMA_VERSION, Span, Target, ZoneIndex, key_of, name_of,
+};
 
 /// Answers longer than this are not pre-encoded: they may not fit a plain UDP client, and the
 /// general path decides about truncation.
@@ -31,7 +33,7 @@ pub(super) fn compile(
         domain: domain.trim_end_matches('.').to_ascii_lowercase(),
         origin_len: key(&origin)?.len(),
         origin: origin.clone(),
-        nodes: HashMap::new(),
+        nodes: HashMap::with_capacity(names_expected(snapshot)),
         cluster_ptrs: HashMap::new(),
         endpoint_ptrs: HashMap::new(),
     };
@@ -98,30 +100,48 @@ pub(super) fn compile(
         namespaces,
         soa,
         nodes: b.nodes,
+        answers: Box::default(),
         ready: snapshot.version > 0,
     };
     if zone.ready {
-        let encoded: Vec<Box<[u8]>> = zone
+        // A generous guess (answers run 30 to 100 bytes a name), so the arena is never copied
+        // as it grows, each copy left in the allocator's free memory: pages never written are
+        // not resident, and boxing it at the end gives back the rest.
+        let mut answers = Vec::with_capacity(zone.nodes.len() * 128);
+        let spans: Vec<Span> = zone
             .nodes
             .iter()
-            .map(|(key, node)| zone.encode(key, node))
+            .map(|(key, node)| {
+                let start = answers.len();
+                zone.encode(key, node, &mut answers);
+                let len = answers.len() - start;
+                match (u32::try_from(start), u32::try_from(len)) {
+                    (Ok(start), Ok(len)) => Span { start, len },
+                    // Past 4 GiB of answers: the rest take the general path.
+                    _ => {
+                        answers.truncate(start);
+                        Span::default()
+                    }
+                }
+            })
             .collect();
         // The same map, unchanged, iterates in the same order.
-        for (node, answers) in zone.nodes.values_mut().zip(encoded) {
-            node.answers = answers;
+        for (node, span) in zone.nodes.values_mut().zip(spans) {
+            node.answers = span;
         }
+        zone.answers = answers.into_boxed_slice();
     }
     Ok(zone)
 }
 
 impl ZoneIndex {
     /// The answers to every plain question the zone answers positively at this name, encoded
-    /// once (the format is [`Node`]'s), so the hot path sends them with a few bytes patched.
-    fn encode(&self, key: &[u8], node: &Node) -> Box<[u8]> {
+    /// once (the format is [`Node`]'s) at the end of `out`, so the hot path sends them with a
+    /// few bytes patched.
+    fn encode(&self, key: &[u8], node: &Node, out: &mut Vec<u8>) {
         let mut types: Vec<RecordType> = node.records.iter().map(Data::record_type).collect();
         types.sort_by_key(|t| u16::from(*t));
         types.dedup();
-        let mut out = Vec::new();
         let name = name_of(key);
         for qtype in types {
             let Lookup::Answer {
@@ -152,8 +172,20 @@ impl ZoneIndex {
             out.extend_from_slice(&bytes[..12]);
             out.extend_from_slice(&bytes[question_end..]);
         }
-        out.into_boxed_slice()
     }
+}
+
+/// About how many names the zone of `snapshot` holds: a Service's own, a `_<proto>` and a
+/// `_<port>._<proto>` per port, a reverse name per cluster IP, and per endpoint its name and
+/// reverse name; a namespace's two. Sizing the map once leaves none of the tables it would
+/// outgrow in the allocator's free memory, where they would stay resident.
+fn names_expected(snapshot: &Snapshot) -> usize {
+    let services: usize = snapshot
+        .services
+        .iter()
+        .map(|s| 1 + s.cluster_ips.len() + 2 * s.ports.len() + 2 * s.endpoints.len())
+        .sum();
+    services + 2 * snapshot.namespaces.len() + 16
 }
 
 /// An address as a DNS label, as CoreDNS names endpoints without a hostname (`10-1-0-2`,
