@@ -4,9 +4,18 @@
 # under test on CPU 0, wrk on CPU 1, 50 connections, loopback only. For each of: direct to the
 # upstream (the limit), ferry, nginx, haproxy, over plain HTTP/1.1 keep-alive and over TLS:
 # requests per second, p50/p99 latency, the proxy's CPU-seconds per 1,000 requests and its RSS.
+# Then, for each proxy, two more tables (issue 18):
+# - a TLS handshake per request: HANDSHAKERS parallel `openssl s_time` clients, each opening a
+#   connection per request (HTTP/1.0 GET / with Host), full handshakes (-new) and resumed ones
+#   (-reuse: the session of the client's first connection, a ticket from every proxy here), for
+#   each TLS version in TLS_VERSIONS: handshakes per second, the proxy's CPU per handshake, and
+#   the bytes read per connection (the same answer from each proxy: status line and headers);
+# - HTTP/2 over TLS, H2_CONNECTIONS connections with H2_STREAMS streams in flight on each
+#   (h2load -c 10 -m 10): requests per second, mean and max latency, the proxy's CPU.
 #
-# Needs (installs nothing): nginx, haproxy, wrk, openssl, python3, taskset, and a release build
-# (cargo build --release --bin ferry). Every run is bounded by DURATION seconds.
+# Needs (installs nothing): nginx, haproxy, wrk, h2load (nghttp2-client), openssl, python3,
+# taskset, and a release build (cargo build --release --bin ferry). Every run is bounded by
+# DURATION seconds.
 #
 #   bash benches/gateway/run.sh            # DURATION=10 CONNECTIONS=50
 #   SYSTEMS="ferry nginx" bash benches/gateway/run.sh     # a subset, in this order
@@ -22,8 +31,12 @@ PERF=${PERF:-}
 FERRY=${FERRY:-target/release/ferry}
 BEFORE=${BEFORE:-}
 FERRY_ARGS=${FERRY_ARGS:---workers 1}
-for tool in nginx haproxy wrk openssl python3 taskset; do
-  command -v "$tool" >/dev/null || { echo "needs $tool (apt-get install nginx haproxy wrk openssl)" >&2; exit 1; }
+HANDSHAKERS=${HANDSHAKERS:-4}
+TLS_VERSIONS=${TLS_VERSIONS:-tls1_3 tls1_2}
+H2_CONNECTIONS=${H2_CONNECTIONS:-10}
+H2_STREAMS=${H2_STREAMS:-10}
+for tool in nginx haproxy wrk h2load openssl python3 taskset; do
+  command -v "$tool" >/dev/null || { echo "needs $tool (apt-get install nginx haproxy wrk nghttp2-client openssl)" >&2; exit 1; }
 done
 [ -x "$FERRY" ] || { echo "needs $FERRY: cargo build --release --bin ferry" >&2; exit 1; }
 
@@ -81,11 +94,14 @@ json.dump(snapshot, open(f"{work}/snapshot.json", "w"))
 PY
 
 nginx_http=$(free_port); nginx_https=$(free_port)
-# The peers set the headers ferry sets (ingress-nginx's set): the same work for each.
+# The peers set the headers ferry sets (ingress-nginx's set): the same work for each. TLS as
+# nginx's defaults have it (session tickets on, a key per start; no session cache), h2 by ALPN,
+# and TLS 1.3 as ingress-nginx enables it: nginx 1.22's default ssl_protocols stop at TLS 1.2,
+# so without it its TLS rows measured TLS 1.2 against ferry's TLS 1.3.
 nginx_conf proxy "upstream up { server 127.0.0.1:$upstream; keepalive 64; }
   map \$http_x_request_id \$req_id { default \$http_x_request_id; \"\" \$request_id; }
-  server { listen 127.0.0.1:$nginx_http; listen 127.0.0.1:$nginx_https ssl;
-    ssl_certificate $work/cert.pem; ssl_certificate_key $work/key.pem;
+  server { listen 127.0.0.1:$nginx_http; listen 127.0.0.1:$nginx_https ssl http2;
+    ssl_protocols TLSv1.2 TLSv1.3; ssl_certificate $work/cert.pem; ssl_certificate_key $work/key.pem;
     location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection \"\";
       proxy_set_header Host \$host; proxy_set_header X-Request-ID \$req_id;
       proxy_set_header X-Real-IP \$remote_addr;
@@ -162,6 +178,84 @@ profile_stop() {
   kill -INT "$perf_pid"; wait "$perf_pid" 2>/dev/null || true; perf_pid=""
 }
 
+# s_time sends "GET <path> HTTP/1.0\r\n\r\n": a Host field rides in the path (ferry answers an
+# HTTP/1.0 request without Host with 400, nginx proxies it), its version in a padding field.
+S_TIME_PATH=$'/ HTTP/1.0\r\nHost: bench.local\r\nX-Pad:'
+# A handshake per request against PORT (TLS), charging CPU to PID: a row of handshakes.md per
+# TLS version and kind (new, resumed).
+handshakes() { # LABEL PORT PID
+  local version kind before after dir clients i p
+  for version in $TLS_VERSIONS; do
+    for kind in new reuse; do
+      dir="$work/s_time"; rm -rf "$dir"; mkdir -p "$dir"
+      before=$(cpu_ticks "$3"); clients=()
+      for i in $(seq 1 "$HANDSHAKERS"); do
+        taskset -c 1 openssl s_time -connect "127.0.0.1:$2" "-$version" "-$kind" -time "$DURATION" \
+          -www "$S_TIME_PATH" > "$dir/$i" 2>&1 & clients+=($!)
+      done
+      for p in "${clients[@]}"; do wait "$p" || true; done
+      after=$(cpu_ticks "$3")
+      python3 - "$1" "$version" "$kind" "$dir" "$before" "$after" "$hz" "$DURATION" >> "$work/handshakes.md" <<'PY'
+import glob, re, sys
+label, version, kind, d, before, after, hz, duration = sys.argv[1:9]
+total, reused, failed, size = 0, 0, 0, "-"
+for path in glob.glob(f"{d}/*"):
+    out = open(path).read()
+    m = re.findall(r"(\d+) connections in [\d.]+ real seconds", out)
+    if not m:
+        failed += 1
+        continue
+    total += int(m[-1])
+    b = re.findall(r"real seconds, (\d+) bytes read per connection", out)
+    size = b[-1] if b else size
+    # With -reuse, a line of marks per connection: '*' new, 'r' reused.
+    if kind == "reuse":
+        marks = out.split("session id reuse.", 1)[-1]
+        reused += sum(l.count("r") for l in re.findall(r"^[*r]+$", marks, re.M))
+cpu = (int(after) - int(before)) / int(hz)
+per = f"{cpu / total * 1e3:.3f}" if total else "-"
+per_cpu = f"{total / cpu:.0f}" if total and cpu else "-"
+name = {"new": "full", "reuse": "resumed"}[kind]
+share = f" ({reused / total:.0%} reused)" if kind == "reuse" and total else ""
+print(f"| {label} | {version.replace('tls', 'TLS ').replace('_', '.')} {name}{share} | {total / float(duration):.0f} | {per} | {per_cpu} | {size} | {failed} |")
+PY
+    done
+  done
+}
+
+# HTTP/2 over TLS against PORT with h2load, charging CPU to PID: a row of h2.md.
+h2() { # LABEL PORT PID
+  local before after out
+  before=$(cpu_ticks "$3")
+  out=$(taskset -c 1 h2load -c "$H2_CONNECTIONS" -m "$H2_STREAMS" -D "$DURATION" "https://127.0.0.1:$2/" 2>&1)
+  after=$(cpu_ticks "$3")
+  python3 - "$1" "$out" "$before" "$after" "$hz" "$(rss_mb "$3")" >> "$work/h2.md" <<'PY'
+import re, sys
+label, out, before, after, hz, rss = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
+m = re.search(r"finished in [\d.]+s, ([\d.]+) req/s", out)
+if not m:
+    sys.exit(f"h2load against {label}: {out}")
+done = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded", out)
+codes = re.search(r"status codes: (\d+) 2xx", out)
+proto = re.search(r"Application protocol: (\S+)", out)
+def ms(v):
+    n, unit = re.match(r"([\d.]+)(us|ms|s)", v).groups()
+    return float(n) / 1000 if unit == "us" else float(n) * 1000 if unit == "s" else float(n)
+t = re.search(r"time for request:\s+(\S+)\s+(\S+)\s+(\S+)", out)
+total = int(done.group(1))
+cpu = (after - before) / hz
+per_k = f"{cpu / total * 1000:.3f}" if total else "-"
+per_cpu = f"{total / cpu:.0f}" if total and cpu else "-"
+print(f"| {label} | {proto.group(1) if proto else '?'} | {float(m.group(1)):.0f} | {ms(t.group(3)):.3f} | {ms(t.group(2)):.3f} | {per_k} | {per_cpu} | {rss} | {total - int(codes.group(1))} |")
+PY
+}
+
+# The TLS runs after a proxy's wrk runs: a handshake per request, then h2.
+tls_runs() { # LABEL PORT PID
+  handshakes "$1" "$2" "$3"
+  h2 "$1" "$2" "$3"
+}
+
 run_direct() { measure "direct (HTTP)" "http://127.0.0.1:$upstream/" ""; }
 
 run_ferry() { # [BINARY LABEL]
@@ -174,6 +268,7 @@ run_ferry() { # [BINARY LABEL]
   measure "$label (HTTP)" "http://127.0.0.1:$ferry_http/" "$fpid"
   profile_stop
   measure "$label (TLS)" "https://127.0.0.1:$ferry_https/" "$fpid"
+  tls_runs "$label" "$ferry_https" "$fpid"
   kill "$fpid"; wait "$fpid" 2>/dev/null || true
 }
 
@@ -190,6 +285,7 @@ run_nginx() {
   measure "nginx (HTTP)" "http://127.0.0.1:$nginx_http/" "$npid"
   profile_stop
   measure "nginx (TLS)" "https://127.0.0.1:$nginx_https/" "$npid"
+  tls_runs nginx "$nginx_https" "$npid"
   kill "$npid"; wait "$npid" 2>/dev/null || true
 }
 
@@ -200,6 +296,7 @@ run_haproxy() {
   measure "haproxy (HTTP)" "http://127.0.0.1:$haproxy_http/" "$hpid"
   profile_stop
   measure "haproxy (TLS)" "https://127.0.0.1:$haproxy_https/" "$hpid"
+  tls_runs haproxy "$haproxy_https" "$hpid"
   kill "$hpid"; wait "$hpid" 2>/dev/null || true
 }
 
@@ -207,3 +304,17 @@ run_haproxy() {
 # start (subsets without `direct` measured their first system ~8% lower without it).
 taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d2s "http://127.0.0.1:$upstream/" >/dev/null
 for system in $SYSTEMS; do "run_$system"; done
+if [ -s "$work/handshakes.md" ]; then
+  echo
+  echo "A TLS handshake per request ($HANDSHAKERS openssl s_time clients, HTTP/1.0 GET / with Host):"
+  echo
+  echo "| proxy | handshake | handshakes/s | proxy CPU-ms per handshake | handshakes per proxy CPU-s | bytes read per connection | failed clients |"
+  echo "|---|---|---|---|---|---|---|"
+  cat "$work/handshakes.md"
+  echo
+  echo "HTTP/2 over TLS, h2load -c $H2_CONNECTIONS -m $H2_STREAMS:"
+  echo
+  echo "| proxy | protocol | req/s | mean ms | max ms | proxy CPU-s per 1k req | req per proxy CPU-s | proxy RSS MB | non-2xx |"
+  echo "|---|---|---|---|---|---|---|---|---|"
+  cat "$work/h2.md"
+fi

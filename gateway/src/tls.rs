@@ -6,6 +6,15 @@
 //! no connection is touched. Without SNI, or for a name no certificate covers, the default
 //! certificate is served: the one of an Ingress `tls` entry without hosts, else a self-signed
 //! certificate generated at start (as ingress-nginx's "fake certificate").
+//!
+//! Sessions resume from stateless tickets, as nginx's `ssl_session_tickets on` (its default):
+//! one ticket key for every worker of the process (nginx makes its key in the master), so a
+//! client resumes on whichever worker accepts it; unlike nginx's key, which lives as long as
+//! the process, rustls' rotates every 6 hours and accepts the previous one for 6 more (rustls
+//! checks no ticket age: a ticket lives as long as its key). A ticket resumes only for the
+//! server name it was issued for, so a session never crosses to another host's certificate.
+//! TLS 1.3 resumption is PSK with (EC)DHE, so it keeps forward secrecy; it skips the
+//! certificate and its signature.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,6 +22,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use ferry_model::Certificate;
 use ferry_runtime::tls::{certified_key, provider};
+use rustls::crypto::ring::Ticketer;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls::{ServerConfig, version};
@@ -112,7 +122,8 @@ pub fn fake_certificate() -> Result<CertifiedKey, String> {
         .map_err(|e| e.to_string())
 }
 
-/// TLS 1.2 and 1.3 with ALPN h2 and http/1.1, certificates from `resolver`.
+/// TLS 1.2 and 1.3 with ALPN h2 and http/1.1, certificates from `resolver`, resumption by
+/// tickets. Build it once per process: its ticket key is made here.
 pub fn server_config(resolver: Arc<Resolver>) -> Result<ServerConfig, String> {
     let mut config = ServerConfig::builder_with_provider(provider().clone())
         .with_protocol_versions(&[&version::TLS13, &version::TLS12])
@@ -120,11 +131,21 @@ pub fn server_config(resolver: Arc<Resolver>) -> Result<ServerConfig, String> {
         .with_no_client_auth()
         .with_cert_resolver(resolver);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    // Without a ticketer rustls resumes from its default 256-entry session cache only: a
+    // busy gateway's clients evict each other's sessions before they come back. TLS 1.3 gets
+    // two tickets per full handshake (rustls' default, and OpenSSL's); TLS 1.2 clients that
+    // ask for a ticket get one, the others still resume from the cache by session ID.
+    config.ticketer = Ticketer::new().map_err(|e| format!("TLS session ticket key: {e}"))?;
     Ok(config)
 }
 
 #[cfg(test)]
 mod tests {
+    use rustls::client::ClientConnection;
+    use rustls::server::{NoServerSessionStorage, ServerConnection};
+    use rustls::{ClientConfig, HandshakeKind};
+    use rustls_pki_types::ServerName;
+
     use super::*;
 
     fn cert(hosts: &[&str]) -> (Certificate, Vec<u8>) {
@@ -171,6 +192,96 @@ mod tests {
         let (default, der) = cert(&[]);
         let index = CertIndex::compile(&[Arc::new(default)], &fake);
         assert_eq!(leaf(index.get(Some("other.example"))), der);
+    }
+
+    /// Moves TLS records between the two until neither has any to send.
+    fn exchange(client: &mut ClientConnection, server: &mut ServerConnection) {
+        loop {
+            let mut moved = false;
+            let mut records = Vec::new();
+            while client.wants_write() {
+                client.write_tls(&mut records).unwrap();
+            }
+            let mut from_client = &records[..];
+            moved |= !from_client.is_empty();
+            while !from_client.is_empty() {
+                server.read_tls(&mut from_client).unwrap();
+                server.process_new_packets().unwrap();
+            }
+            records.clear();
+            while server.wants_write() {
+                server.write_tls(&mut records).unwrap();
+            }
+            let mut from_server = &records[..];
+            moved |= !from_server.is_empty();
+            while !from_server.is_empty() {
+                client.read_tls(&mut from_server).unwrap();
+                client.process_new_packets().unwrap();
+            }
+            if !moved {
+                return;
+            }
+        }
+    }
+
+    /// A handshake of a new client connection from `client` with `server`: how it went.
+    fn connect(client: &Arc<ClientConfig>, server: &Arc<ServerConfig>) -> HandshakeKind {
+        let name = ServerName::try_from("shop.example.com").unwrap();
+        let mut c = ClientConnection::new(client.clone(), name).unwrap();
+        let mut s = ServerConnection::new(server.clone()).unwrap();
+        // The exchange runs past the handshake: TLS 1.3 tickets come after it.
+        exchange(&mut c, &mut s);
+        assert!(!c.is_handshaking() && !s.is_handshaking());
+        assert_eq!(c.handshake_kind(), s.handshake_kind());
+        c.handshake_kind().unwrap()
+    }
+
+    fn client(version: &'static rustls::SupportedProtocolVersion) -> Arc<ClientConfig> {
+        let verifier = ferry_runtime::tls::AnyServerCertificate::new(provider());
+        Arc::new(
+            ClientConfig::builder_with_provider(provider().clone())
+                .with_protocol_versions(&[version])
+                .unwrap()
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(verifier))
+                .with_no_client_auth(),
+        )
+    }
+
+    /// Resumes from a ticket alone: the second handshake's server has no session cache, as
+    /// when a busy gateway's cache has forgotten the session (or another worker answers).
+    #[test]
+    fn a_second_connection_resumes_from_a_ticket_on_tls13_and_tls12() {
+        let fake = Arc::new(fake_certificate().unwrap());
+        let resolver = Arc::new(Resolver::new(CertIndex::compile(&[], &fake)));
+        let server = Arc::new(server_config(resolver).unwrap());
+        let mut forgetful = (*server).clone();
+        forgetful.session_storage = Arc::new(NoServerSessionStorage {});
+        let forgetful = Arc::new(forgetful);
+        for version in [&version::TLS13, &version::TLS12] {
+            let client = client(version);
+            assert_eq!(
+                connect(&client, &server),
+                HandshakeKind::Full,
+                "{version:?}"
+            );
+            assert_eq!(
+                connect(&client, &forgetful),
+                HandshakeKind::Resumed,
+                "{version:?}"
+            );
+            // A process's key only: another gateway's config (a restart) makes new tickets.
+            let restarted = Arc::new(
+                server_config(Arc::new(Resolver::new(CertIndex::compile(&[], &fake)))).unwrap(),
+            );
+            let fresh = self::client(version);
+            connect(&fresh, &server);
+            assert_eq!(
+                connect(&fresh, &restarted),
+                HandshakeKind::Full,
+                "{version:?}"
+            );
+        }
     }
 
     #[test]

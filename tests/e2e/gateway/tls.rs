@@ -64,3 +64,79 @@ async fn tls_by_sni_with_h2_a_default_certificate_and_redirects() {
     assert_eq!(presented, renewed.cert.der().to_vec());
     up.stop().await;
 }
+
+/// A second OpenSSL client connection resumes its first's session from the gateway's ticket,
+/// over TLS 1.3 and over TLS 1.2 (`openssl s_client -sess_out`, then `-sess_in`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openssl_clients_resume_their_sessions() {
+    let found = tokio::process::Command::new("openssl")
+        .arg("version")
+        .output()
+        .await
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        eprintln!("skipping openssl_clients_resume_their_sessions: openssl is not installed");
+        return;
+    }
+    let web = backend("web").await;
+    let cert = rcgen::generate_simple_self_signed(vec!["shop.example.com".to_owned()]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let up = up_with(
+        dir.path(),
+        &[
+            ("web.yaml", service("web", &[web.addr.port()])),
+            ("tls.yaml", secret(&cert)),
+            ("ingress.yaml", ingress(&[("/", "web")], true)),
+        ],
+    )
+    .await;
+    for version in ["-tls1_3", "-tls1_2"] {
+        let session = dir.path().join(format!("session{version}.pem"));
+        let first = s_client(up.https, version, "-sess_out", &session).await;
+        assert!(first.contains("\nNew, TLSv1."), "{version}: {first}");
+        assert!(first.contains("HTTP/1.1 200 OK"), "{version}: {first}");
+        let second = s_client(up.https, version, "-sess_in", &session).await;
+        assert!(second.contains("\nReused, TLSv1."), "{version}: {second}");
+        assert!(second.contains("HTTP/1.1 200 OK"), "{version}: {second}");
+    }
+    up.stop().await;
+}
+
+/// One request through `openssl s_client` (its session written to or read from `session` by
+/// `flag`), read to the response's end: its output.
+async fn s_client(
+    addr: std::net::SocketAddr,
+    version: &str,
+    flag: &str,
+    session: &std::path::Path,
+) -> String {
+    use tokio::io::AsyncWriteExt;
+    let mut child = tokio::process::Command::new("openssl")
+        .args(["s_client", "-connect", &addr.to_string()])
+        .args(["-servername", "shop.example.com", version, "-ign_eof", flag])
+        .arg(session)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    // Connection: close ends it once the response (and with it TLS 1.3's tickets) is read.
+    let mut stdin = child.stdin.take().unwrap();
+    stdin
+        .write_all(b"GET / HTTP/1.1\r\nHost: shop.example.com\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    drop(stdin);
+    let out = tokio::time::timeout(std::time::Duration::from_secs(20), child.wait_with_output())
+        .await
+        .expect("openssl s_client did not finish in 20s")
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
