@@ -2,8 +2,8 @@
 //! Pingora's is: hyper keeps HTTP/2, the admin API and every other HTTP.
 //!
 //! A codec, not a server: pure functions and state machines over byte buffers the caller
-//! owns and reuses. No sockets (only [`write::send`] writes, to a writer it is handed), no
-//! clock, no allocation per request once the buffers are warm.
+//! owns and reuses. No sockets of its own (only [`write::send`] and [`relay`] do I/O, on
+//! streams they are handed), no clock, no allocation per request once the buffers are warm.
 //!
 //! - [`head`]: a request or response head parsed in place into borrowed views, within the
 //!   gateway's limits (8 KiB target: 414; 64 KiB head or 100 fields: 431), bare LF, obs-fold
@@ -16,6 +16,8 @@
 //! - [`write`]: the edited head (hop-by-hop headers out, forwarding headers and `Via` in, as
 //!   [`crate::forwarding`] edits them for hyper) serialized into one reused buffer, and sent
 //!   with the first body bytes in one vectored write.
+//! - [`relay`]: the above over two connections: a head read into a reused buffer, a request
+//!   and its answer passed through with their bodies as framed, a switch run as a tunnel.
 //!
 //! Every refusal is a [`Malformed`], which knows its status.
 
@@ -23,6 +25,7 @@ pub mod body;
 pub mod framing;
 pub mod head;
 mod names;
+pub mod relay;
 pub mod write;
 
 pub use body::{Delimiter, Step};

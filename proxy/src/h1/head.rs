@@ -95,6 +95,8 @@ pub struct Parser {
     limits: Limits,
     request: bool,
     scan: Scan,
+    /// Where the head [`Parser::ready`] found ends: the next parse takes it without a scan.
+    ended: Option<usize>,
     spans: Vec<Span>,
 }
 
@@ -179,6 +181,7 @@ impl Parser {
             limits,
             request,
             scan: Scan::new(request),
+            ended: None,
             spans: Vec::with_capacity(16),
         }
     }
@@ -186,6 +189,17 @@ impl Parser {
     /// Forgets a head in progress: the next call starts a new one.
     pub fn reset(&mut self) {
         self.scan = Scan::new(self.request);
+        self.ended = None;
+    }
+
+    /// Whether the whole head is at the start of `buf` yet: its length once it is, and then
+    /// the next [`Parser::request`] or [`Parser::response`] on the same bytes parses it
+    /// without looking for its end again. A reader waits with this for a head (it borrows
+    /// nothing), then parses it. Refuses what [`Parser::request`] refuses while scanning.
+    pub fn ready(&mut self, buf: &[u8]) -> Result<Option<usize>, Malformed> {
+        let end = self.end(buf)?;
+        self.ended = end;
+        Ok(end)
     }
 
     /// The request head at the start of `buf` (the bytes read since the last head ended),
@@ -253,6 +267,11 @@ impl Parser {
     /// Looks at the bytes of `buf` not looked at before: where the head ends (past its empty
     /// line), once it has; a refusal as soon as one is certain.
     fn end(&mut self, buf: &[u8]) -> Result<Option<usize>, Malformed> {
+        if let Some(end) = self.ended.take()
+            && end <= buf.len()
+        {
+            return Ok(Some(end));
+        }
         let result = self.scan_to_end(buf);
         if !matches!(result, Ok(None)) {
             // A head ended (or was refused): the next call starts a new one.

@@ -1,0 +1,400 @@
+//! The I/O of HTTP/1 exchanges on the fast path (issue 18): the codec's heads, framing and
+//! bodies over real connections, for a per-connection loop that owns both sides.
+//!
+//! A [`Side`] is one connection and the buffer its bytes arrive in, reused for every message
+//! (heads are parsed in place there, bodies pass through it). An exchange, as the loop runs it:
+//!
+//! 1. [`Side::read_head`] on the client, [`Side::request`] to parse it in place, the caller
+//!    routes on the borrowed head and edits it ([`super::write::request_head`]), then
+//!    [`Side::consume`]s it;
+//! 2. [`send_request`]: the edited head with the body's first buffered bytes in one vectored
+//!    write, then the rest of the body as it comes, delimited by its framing, never
+//!    re-chunked (`100 Continue` first when the client waits for it, as hyper's server does
+//!    when a body is first read);
+//! 3. [`relay_response`]: the upstream's head (interim 1xx answers dropped, as hyper's client
+//!    does), edited ([`super::write::response_head`]) and sent with its first body bytes in
+//!    one write, the body passed as framed; a WebSocket switch left for [`tunnel`].
+//!
+//! What follows a message in a buffer stays there: the next pipelined request, or a
+//! tunnel's first bytes. The request body is sent whole before the answer is read, as nginx
+//! does with its request buffering off for small bodies; an upstream that answers early
+//! and stops reading stalls the exchange until the caller's timeouts end it.
+//!
+//! The framing of the answer is passed on as it came: a chunked answer goes to the client
+//! chunked, so the caller must serve HTTP/1.0 clients elsewhere (they cannot read chunked).
+//! Timeouts are the caller's (it wraps each step); so are the answers of its own (404, 502).
+//!
+//! What it may touch: the two connections it is handed, their buffers.
+
+use std::io;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use super::Malformed;
+use super::body::Delimiter;
+use super::framing::{self, Body, ResponseFraming};
+use super::head::{Limits, Parser, RequestHead, ResponseHead};
+use super::write;
+
+/// A buffer's first size, and the free room it keeps for a read.
+const READ_ROOM: usize = 16 * 1024;
+
+/// `100 Continue`, for a client that waits for it before sending its body.
+const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
+/// Which end of the exchange a failure is on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Peer {
+    Client,
+    Upstream,
+}
+
+impl Peer {
+    fn other(self) -> Peer {
+        match self {
+            Peer::Client => Peer::Upstream,
+            Peer::Upstream => Peer::Client,
+        }
+    }
+}
+
+impl std::fmt::Display for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Peer::Client => "client",
+            Peer::Upstream => "upstream",
+        })
+    }
+}
+
+/// Why an exchange stopped: the side it failed on, and how. Either way the connection that
+/// failed cannot carry another message.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("reading from the {0}: {1}")]
+    Read(Peer, #[source] io::Error),
+    #[error("writing to the {0}: {1}")]
+    Write(Peer, #[source] io::Error),
+    /// The connection ended where a message or its end was due.
+    #[error("the {0} closed the connection mid-message")]
+    Closed(Peer),
+    #[error("the {0}'s message is malformed: {1}")]
+    Malformed(Peer, #[source] Malformed),
+}
+
+impl Error {
+    /// The side whose fault it is.
+    pub fn peer(&self) -> Peer {
+        match self {
+            Error::Read(p, _) | Error::Write(p, _) | Error::Closed(p) | Error::Malformed(p, _) => {
+                *p
+            }
+        }
+    }
+}
+
+/// One connection of an exchange and the bytes read from it that no step has taken yet.
+#[derive(Debug)]
+pub struct Side<S> {
+    pub io: S,
+    peer: Peer,
+    /// Bytes read; those before `start` are taken.
+    buf: Vec<u8>,
+    start: usize,
+    parser: Parser,
+}
+
+impl<S> Side<S> {
+    /// A client connection: requests arrive on it.
+    pub fn client(io: S, limits: Limits) -> Side<S> {
+        Side::new(io, Peer::Client, Parser::requests(limits))
+    }
+
+    /// An upstream connection: answers arrive on it.
+    pub fn upstream(io: S, limits: Limits) -> Side<S> {
+        Side::new(io, Peer::Upstream, Parser::responses(limits))
+    }
+
+    fn new(io: S, peer: Peer, parser: Parser) -> Side<S> {
+        Side {
+            io,
+            peer,
+            buf: Vec::with_capacity(READ_ROOM),
+            start: 0,
+            parser,
+        }
+    }
+
+    /// The bytes read and not yet taken: the rest of a message, or the next one.
+    pub fn buffered(&self) -> &[u8] {
+        &self.buf[self.start..]
+    }
+
+    /// Takes `n` buffered bytes (a head once it is dealt with, body bytes once passed on).
+    pub fn consume(&mut self, n: usize) {
+        self.start = (self.start + n).min(self.buf.len());
+        if self.start == self.buf.len() {
+            self.buf.clear();
+            self.start = 0;
+        }
+    }
+
+    /// The request head [`Side::read_head`] found, parsed in place.
+    pub fn request(&mut self) -> Result<RequestHead<'_>, Error> {
+        let peer = self.peer;
+        self.parser
+            .request(&self.buf[self.start..])
+            .map_err(|e| Error::Malformed(peer, e))?
+            .ok_or(Error::Closed(peer))
+    }
+
+    /// The response head [`Side::read_head`] found, parsed in place.
+    pub fn response(&mut self) -> Result<ResponseHead<'_>, Error> {
+        let peer = self.peer;
+        self.parser
+            .response(&self.buf[self.start..])
+            .map_err(|e| Error::Malformed(peer, e))?
+            .ok_or(Error::Closed(peer))
+    }
+}
+
+impl<S: AsyncRead + Unpin> Side<S> {
+    /// Reads until a whole head is buffered (what was buffered already counts); its length.
+    /// `None` when the connection ended before the head's first byte: a client's clean close
+    /// between requests. Bare LF, obs-fold and a head past its limits are refused as soon as
+    /// they arrive.
+    pub async fn read_head(&mut self) -> Result<Option<usize>, Error> {
+        // The head goes to the front, so a head never makes the buffer grow past its limit
+        // plus one read.
+        if self.start > 0 {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+        loop {
+            let ready = self.parser.ready(&self.buf);
+            match ready.map_err(|e| Error::Malformed(self.peer, e))? {
+                Some(len) => return Ok(Some(len)),
+                None if self.fill().await? == 0 => {
+                    self.parser.reset();
+                    // Empty lines before a request line are not a head.
+                    let blank = self.buf.iter().all(|b| matches!(b, b'\r' | b'\n'));
+                    return if blank {
+                        self.buf.clear();
+                        Ok(None)
+                    } else {
+                        Err(Error::Closed(self.peer))
+                    };
+                }
+                None => {}
+            }
+        }
+    }
+
+    /// One read onto the end of the buffer (compacted or grown first when it has little room
+    /// left): how many bytes came, 0 at the end of the stream.
+    async fn fill(&mut self) -> Result<usize, Error> {
+        if self.buf.capacity() - self.buf.len() < READ_ROOM / 4 {
+            if self.start > 0 {
+                self.buf.drain(..self.start);
+                self.start = 0;
+            }
+            self.buf.reserve(READ_ROOM);
+        }
+        self.io
+            .read_buf(&mut self.buf)
+            .await
+            .map_err(|e| Error::Read(self.peer, e))
+    }
+}
+
+/// How an answer went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Answered {
+    /// Passed on whole.
+    Message {
+        status: u16,
+        /// The client connection may carry another request (the client's wish, and an
+        /// answer whose end the client can tell without a close).
+        client_keep_alive: bool,
+        /// The upstream connection may carry another request.
+        upstream_keep_alive: bool,
+        /// Body bytes passed on, as framed.
+        body_bytes: u64,
+    },
+    /// A `101 Switching Protocols` went to the client: both connections are a tunnel now
+    /// ([`tunnel`]).
+    Switched,
+}
+
+/// What the answer depends on of the request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Asked {
+    /// A HEAD request: its answer has no body whatever it says.
+    pub head: bool,
+    /// A WebSocket upgrade: only then may the answer be a switch.
+    pub upgrade: bool,
+    /// The client may send another request after this one.
+    pub keep_alive: bool,
+}
+
+/// Sends the edited request `head` upstream with the body `client` has buffered after the
+/// request head (already consumed), then the rest of the body as it arrives, delimited by
+/// `body` and never re-chunked; what follows the body stays buffered in `client`. With
+/// `expect_continue`, `100 Continue` goes to the client first when none of the body came yet.
+/// Returns the body bytes passed on.
+pub async fn send_request<C, U>(
+    client: &mut Side<C>,
+    upstream: &mut Side<U>,
+    head: &[u8],
+    body: Body,
+    expect_continue: bool,
+) -> Result<u64, Error>
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+    U: AsyncWrite + Unpin,
+{
+    let mut delimiter = Delimiter::new(body);
+    if expect_continue && !delimiter.is_done() && client.buffered().is_empty() {
+        client
+            .io
+            .write_all(CONTINUE)
+            .await
+            .map_err(|e| Error::Write(Peer::Client, e))?;
+    }
+    let first = first_piece(client, &mut delimiter)?;
+    write::send(&mut upstream.io, head, &client.buffered()[..first])
+        .await
+        .map_err(|e| Error::Write(Peer::Upstream, e))?;
+    client.consume(first);
+    let rest = if delimiter.is_done() {
+        0
+    } else {
+        pass_body(client, &mut upstream.io, &mut delimiter).await?
+    };
+    Ok(first as u64 + rest)
+}
+
+/// Reads the answer to a request sent with [`send_request`] and passes it to the client: its
+/// head edited into `out` (hop-by-hop headers out, `Connection: close` when the client
+/// connection ends after it) and sent with the body's first bytes in one write, then the rest
+/// of the body as framed. Interim answers (`100 Continue` included) are dropped; a switch
+/// the request asked for goes to the client with the bytes after it, and the caller runs the
+/// [`tunnel`].
+pub async fn relay_response<U, C>(
+    upstream: &mut Side<U>,
+    client: &mut Side<C>,
+    asked: Asked,
+    out: &mut Vec<u8>,
+) -> Result<Answered, Error>
+where
+    U: AsyncRead + Unpin,
+    C: AsyncWrite + Unpin,
+{
+    let method = if asked.head { "HEAD" } else { "GET" };
+    loop {
+        if upstream.read_head().await?.is_none() {
+            return Err(Error::Closed(Peer::Upstream));
+        }
+        let head = upstream.response()?;
+        let (len, status) = (head.len, head.status);
+        let framing = framing::response(&head, method, asked.upgrade)
+            .map_err(|e| Error::Malformed(Peer::Upstream, e))?;
+        let (body, upstream_keep_alive) = match framing {
+            ResponseFraming::Interim => {
+                upstream.consume(len);
+                continue;
+            }
+            ResponseFraming::Switch => {
+                write::response_head(out, &head, &framing, false);
+                upstream.consume(len);
+                let after = upstream.buffered().len();
+                write::send(&mut client.io, out, upstream.buffered())
+                    .await
+                    .map_err(|e| Error::Write(Peer::Client, e))?;
+                upstream.consume(after);
+                return Ok(Answered::Switched);
+            }
+            ResponseFraming::Message { body, keep_alive } => (body, keep_alive),
+        };
+        // An answer until close ends the client's connection too: that is how it ends.
+        let client_keep_alive = asked.keep_alive && body != Body::UntilClose;
+        write::response_head(out, &head, &framing, !client_keep_alive);
+        upstream.consume(len);
+        let mut delimiter = Delimiter::new(body);
+        let first = first_piece(upstream, &mut delimiter)?;
+        write::send(&mut client.io, out, &upstream.buffered()[..first])
+            .await
+            .map_err(|e| Error::Write(Peer::Client, e))?;
+        upstream.consume(first);
+        let rest = if delimiter.is_done() {
+            0
+        } else {
+            pass_body(upstream, &mut client.io, &mut delimiter).await?
+        };
+        return Ok(Answered::Message {
+            status,
+            client_keep_alive,
+            // Bytes after the answer were never asked for: the connection is not trusted.
+            upstream_keep_alive: upstream_keep_alive && upstream.buffered().is_empty(),
+            body_bytes: first as u64 + rest,
+        });
+    }
+}
+
+/// How many of `side`'s buffered bytes belong to the body `delimiter` follows.
+fn first_piece<S>(side: &Side<S>, delimiter: &mut Delimiter) -> Result<usize, Error> {
+    delimiter
+        .feed(side.buffered())
+        .map(|step| step.used)
+        .map_err(|e| Error::Malformed(side.peer, e))
+}
+
+/// Passes the rest of a body from `from` to `to`, each read written as it came, up to the
+/// body's end; returns the bytes passed. What `from` sends after the body stays buffered.
+pub async fn pass_body<R, W>(
+    from: &mut Side<R>,
+    to: &mut W,
+    delimiter: &mut Delimiter,
+) -> Result<u64, Error>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut passed = 0u64;
+    while !delimiter.is_done() {
+        if from.buffered().is_empty() && from.fill().await? == 0 {
+            // The end of the stream: the end of a body until close, else a cut one.
+            return match delimiter.finish() {
+                Ok(()) => Ok(passed),
+                Err(_) => Err(Error::Closed(from.peer)),
+            };
+        }
+        let used = first_piece(from, delimiter)?;
+        to.write_all(&from.buffered()[..used])
+            .await
+            .map_err(|e| Error::Write(from.peer.other(), e))?;
+        from.consume(used);
+        passed += used as u64;
+    }
+    Ok(passed)
+}
+
+/// Runs a switched exchange as a tunnel until either side closes: first what each side had
+/// buffered past the switch goes to the other, then bytes both ways as they come. Returns the
+/// bytes sent client → upstream and upstream → client after the buffered ones.
+pub async fn tunnel<C, U>(client: &mut Side<C>, upstream: &mut Side<U>) -> io::Result<(u64, u64)>
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+    U: AsyncRead + AsyncWrite + Unpin,
+{
+    let pending = client.buffered().len();
+    upstream.io.write_all(client.buffered()).await?;
+    client.consume(pending);
+    let pending = upstream.buffered().len();
+    client.io.write_all(upstream.buffered()).await?;
+    upstream.consume(pending);
+    tokio::io::copy_bidirectional(&mut client.io, &mut upstream.io).await
+}
+
+#[cfg(test)]
+mod tests;
