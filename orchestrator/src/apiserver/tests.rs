@@ -569,6 +569,7 @@ fn state() -> State {
         cluster: None,
         stopping: tokio::sync::watch::Sender::new(false),
         kubelet: std::sync::OnceLock::new(),
+        signer: crate::apiserver::tokens::tests::signer(),
     }
 }
 
@@ -1168,6 +1169,7 @@ fn watch_state(ring: usize) -> State {
         cluster: None,
         stopping: tokio::sync::watch::Sender::new(false),
         kubelet: std::sync::OnceLock::new(),
+        signer: crate::apiserver::tokens::tests::signer(),
     }
 }
 
