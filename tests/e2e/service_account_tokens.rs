@@ -161,7 +161,12 @@ async fn kubectl_creates_and_reviews_tokens_and_ferry_control_certifies_a_pod_bo
         path.to_str().unwrap().to_owned()
     };
     let good = write("good.yaml", review(&token, "ferry"));
-    let out = ok(&kc, cache, &["create", "--validate=false", "-f", &good, "-o", "yaml"]).await;
+    let out = ok(
+        &kc,
+        cache,
+        &["create", "--validate=false", "-f", &good, "-o", "yaml"],
+    )
+    .await;
     assert!(out.contains("authenticated: true"), "{out}");
     assert!(
         out.contains("username: system:serviceaccount:shop:web"),
@@ -173,7 +178,12 @@ async fn kubectl_creates_and_reviews_tokens_and_ferry_control_certifies_a_pod_bo
     );
     assert!(out.contains("- web-0"), "{out}");
     let wrong = write("wrong.yaml", review(&token, "istio-ca"));
-    let out = ok(&kc, cache, &["create", "--validate=false", "-f", &wrong, "-o", "yaml"]).await;
+    let out = ok(
+        &kc,
+        cache,
+        &["create", "--validate=false", "-f", &wrong, "-o", "yaml"],
+    )
+    .await;
     assert!(out.contains("authenticated: false"), "{out}");
     assert!(out.contains("istio-ca"), "{out}");
 
