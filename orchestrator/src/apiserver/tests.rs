@@ -355,7 +355,8 @@ fn aggregated_discovery_names_the_served_verbs_short_names_and_categories() {
             "apps",
             "discovery.k8s.io",
             "networking.k8s.io",
-            "security.istio.io"
+            "security.istio.io",
+            "authentication.k8s.io"
         ]
     );
     // Istio's AuthorizationPolicy at both of its versions, v1 preferred (first).
