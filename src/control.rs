@@ -55,6 +55,11 @@ pub async fn run(config: ControlConfig, shutdown: Shutdown) -> Result<(), Error>
             let connection = kubernetes::connect(source.kubeconfig.as_ref())
                 .await
                 .map_err(ferry_control::Error::from)?;
+            // Sidecars in the cluster prove their Pod with its ServiceAccount token.
+            let mut config = config;
+            config.push.identity.reviewer = Some(std::sync::Arc::new(
+                kubernetes::review::KubeReviewer::new(&connection),
+            ));
             let settings = kubernetes::Config {
                 debounce: config.debounce,
                 // No gateway here to take its address from: only --publish-address is written.

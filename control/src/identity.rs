@@ -8,7 +8,8 @@
 //!   (`ferry identity rotate`) and their expiry (`ferry check --identity`); [`holders`]: which
 //!   Pod holds a certificate from which CA generation (what a root rotation waits on).
 //! - [`tokens`]: the per-Pod tokens a sidecar proves its Pod with; [`pods`]: the Pods they are
-//!   checked against.
+//!   checked against; [`review`]: Kubernetes ServiceAccount tokens instead, reviewed by the
+//!   API server (`--source kubernetes`).
 //! - [`csr`]: a CSR checked; [`service`]: the gRPC service on the control channel.
 //!
 //! [`Ca`] is the running control plane's CA: it follows the state directory's
@@ -23,6 +24,7 @@ pub mod csr;
 pub mod files;
 pub mod holders;
 pub mod pods;
+pub mod review;
 pub mod rotate;
 pub mod service;
 pub mod tokens;
@@ -55,6 +57,9 @@ pub struct IdentityConfig {
     /// The Pods per-Pod tokens are checked against ([`crate::Control::pods`]); while empty,
     /// every token is refused.
     pub pods: PodDirectory,
+    /// Reviews Kubernetes ServiceAccount tokens (`--source kubernetes`); `None`: only ferry's
+    /// per-Pod tokens are taken.
+    pub reviewer: Option<std::sync::Arc<dyn review::TokenReviewer>>,
 }
 
 impl Default for IdentityConfig {
@@ -64,6 +69,7 @@ impl Default for IdentityConfig {
             workload_ttl: WORKLOAD_CERT_TTL,
             reload_interval: RELOAD_INTERVAL,
             pods: PodDirectory::default(),
+            reviewer: None,
         }
     }
 }

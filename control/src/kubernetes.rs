@@ -16,9 +16,12 @@
 //! The Ingresses ferry serves get `status.loadBalancer` set to the gateway's address
 //! ([`status`]), once the update that holds them is published.
 //!
+//! [`review`] sends the TokenReviews that check sidecars' ServiceAccount tokens.
+//!
 //! This module is the only user of kube and kube-runtime (the `kubernetes` feature).
 
 mod objects;
+pub mod review;
 pub mod status;
 
 use std::path::PathBuf;

@@ -163,7 +163,8 @@ impl PushServer {
             config.cluster_domain.clone(),
             config.identity.workload_ttl,
             identity_metrics.clone(),
-        );
+        )
+        .with_reviewer(config.identity.reviewer.clone());
         let listener = ferry_runtime::serve::bind(config.listen).await?;
         Ok(PushServer {
             listener,
@@ -414,7 +415,7 @@ enum SidecarCaller {
 /// A sidecar's calls prove themselves with its Pod's token (what the kubelet handed it), or
 /// with the join token. Pods are never given the join token: with it a Pod could subscribe as
 /// a gateway and receive every private key.
-fn authorize_sidecar(
+async fn authorize_sidecar(
     metadata: &tonic::metadata::MetadataMap,
     shared: &Shared,
     identity: &IdentityService,
@@ -430,10 +431,18 @@ fn authorize_sidecar(
     if same_token(given.as_bytes(), shared.token.as_bytes()) {
         return Ok(SidecarCaller::Joined);
     }
-    identity
-        .pod_of(given)
-        .map(|(namespace, pod)| SidecarCaller::Pod { namespace, pod })
-        .map_err(|e| tonic::Status::unauthenticated(format!("Pod token refused: {e}")))
+    match identity.authenticate(given).await {
+        Ok(caller) => Ok(SidecarCaller::Pod {
+            namespace: caller.namespace,
+            pod: caller.pod,
+        }),
+        Err(e @ crate::identity::tokens::TokenError::ReviewUnavailable(_)) => {
+            Err(tonic::Status::unavailable(e.to_string()))
+        }
+        Err(e) => Err(tonic::Status::unauthenticated(format!(
+            "Pod token refused: {e}"
+        ))),
+    }
 }
 
 impl Subscriptions {
@@ -571,7 +580,7 @@ impl DestinationService for PeerSubscriptions {
         &self,
         request: tonic::Request<proto::GetDestination>,
     ) -> Result<tonic::Response<Self::GetStream>, tonic::Status> {
-        authorize_sidecar(request.metadata(), &self.shared, &self.identity)?;
+        authorize_sidecar(request.metadata(), &self.shared, &self.identity).await?;
         let request = request.into_inner();
         let target = destination::parse_authority(&request.authority, &self.shared.cluster_domain)
             .map_err(tonic::Status::invalid_argument)?;
@@ -599,7 +608,7 @@ impl DestinationService for PeerSubscriptions {
         &self,
         request: tonic::Request<proto::GetInboundPolicy>,
     ) -> Result<tonic::Response<Self::GetInboundPolicyStream>, tonic::Status> {
-        let caller = authorize_sidecar(request.metadata(), &self.shared, &self.identity)?;
+        let caller = authorize_sidecar(request.metadata(), &self.shared, &self.identity).await?;
         let request = request.into_inner();
         if request.namespace.is_empty() || request.pod.is_empty() {
             return Err(tonic::Status::invalid_argument(

@@ -7,7 +7,8 @@
 //! ([`ApiServer::serving_writes`]; without one, writes answer 405 `MethodNotAllowed`).
 //! Also the Pod subresources that stream from the node's kubelet
 //! ([`ApiServer::with_kubelet`]): `pods/log` (`log.rs`, `kubectl logs`) and `pods/exec` over a
-//! WebSocket (`exec.rs`, `kubectl exec`).
+//! WebSocket (`exec.rs`, `kubectl exec`). ServiceAccount tokens: TokenRequest
+//! (`serviceaccounts/token`, `kubectl create token`) and TokenReview ([`tokens`]).
 //!
 //! Objects come from the [`Store`] each round of the orchestrator records (one revision
 //! counter; resourceVersions are opaque strings; a ring of recent events for watches).
@@ -28,6 +29,7 @@ pub mod ssa;
 pub mod store;
 pub mod strategic;
 pub mod table;
+pub mod tokens;
 pub mod watch;
 mod writes;
 
@@ -129,6 +131,8 @@ struct State {
     stopping: tokio::sync::watch::Sender<bool>,
     /// The node's kubelet, for `pods/log` and `pods/exec` ([`ApiServer::with_kubelet`]).
     kubelet: std::sync::OnceLock<crate::kubelet::Kubelet>,
+    /// Signs and verifies ServiceAccount tokens ([`tokens`]).
+    signer: Arc<tokens::jwt::Signer>,
 }
 
 impl std::fmt::Debug for ApiServer {
@@ -144,6 +148,7 @@ impl ApiServer {
     /// Loads (or makes) the credentials, binds, and writes the kubeconfig.
     pub async fn build(config: Config, store: Arc<Store>) -> Result<ApiServer, Error> {
         let credentials = Credentials::load_or_create(&config.state_dir)?;
+        let signer = tokens::jwt::Signer::load_or_create(&config.state_dir, tokens::ISSUER)?;
         let listener = TcpListener::bind(config.addr)
             .await
             .map_err(|source| Error::Bind {
@@ -189,6 +194,7 @@ impl ApiServer {
                 cluster: None,
                 stopping: tokio::sync::watch::Sender::new(false),
                 kubelet: std::sync::OnceLock::new(),
+                signer: Arc::new(signer),
             }),
             kubeconfig: path,
         })

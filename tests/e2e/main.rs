@@ -30,6 +30,7 @@ mod pod_services;
 mod push;
 mod push_destinations;
 mod reload;
+mod service_account_tokens;
 mod service_accounts;
 mod sidecar;
 

@@ -27,7 +27,7 @@ pub(crate) struct Process {
 }
 
 impl Process {
-    fn spawn(args: &[&str]) -> Process {
+    pub(crate) fn spawn(args: &[&str]) -> Process {
         let mut child = Command::new(env!("CARGO_BIN_EXE_ferry"))
             .arg("--log-format")
             .arg("json")
@@ -88,7 +88,7 @@ impl Drop for Process {
 }
 
 /// An address logged as `127.0.0.1:1` or `Some(127.0.0.1:1)`.
-fn addr(line: &serde_json::Value, field: &str) -> SocketAddr {
+pub(crate) fn addr(line: &serde_json::Value, field: &str) -> SocketAddr {
     let text = line[field].as_str().unwrap_or_default();
     let text = text
         .strip_prefix("Some(")

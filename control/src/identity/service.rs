@@ -1,6 +1,7 @@
 //! `ferry.control.v1.Identity/Certify` on the control channel: a per-Pod token and a CSR in,
 //! the Pod's workload certificate out. The token is checked first (UNAUTHENTICATED: a
-//! malformed, forged or dead token), then the CSR (INVALID_ARGUMENT naming the field); only
+//! malformed, forged or dead token; UNAVAILABLE: a ServiceAccount token the API server could
+//! not be asked about), then the CSR (INVALID_ARGUMENT naming the field); only
 //! the CSR's public key is used. Issuances and refusals are counted
 //! (`ferry_control_identity_certificates_issued`, `ferry_control_identity_certify_failures`
 //! by reason) and each issuance is logged at info with the identity, and recorded with the CA
@@ -9,6 +10,10 @@
 //! `WatchAuthority` streams the CA generation to each sidecar (the same token check), so a
 //! rotation reaches every sidecar within seconds: it renews when the generation is not the one
 //! its certificate was issued at.
+//!
+//! A token is ferry's per-Pod token ([`super::tokens`], minted by `ferry up`'s kubelet) or,
+//! when the control plane watches a Kubernetes cluster ([`IdentityService::with_reviewer`]),
+//! the Pod's projected ServiceAccount token, reviewed by the API server ([`super::review`]).
 
 use std::sync::Arc;
 
@@ -23,7 +28,10 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+use super::review::{ServiceAccountTokens, TokenReviewer};
+use super::tokens::TokenError;
 use super::{Ca, Hierarchy, Holding, PodDirectory, PodTokens, csr};
+use ferry_model::mesh::WorkloadId;
 
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
 #[allow(non_camel_case_types)] // the label values, as Prometheus conventions spell them
@@ -96,6 +104,16 @@ pub struct IdentityService {
     trust_domain: String,
     ttl: Duration,
     metrics: Metrics,
+    /// Kubernetes ServiceAccount tokens, when the control plane watches a cluster.
+    accounts: Option<Arc<ServiceAccountTokens>>,
+}
+
+/// Who a token proves a caller is: a Pod and its workload identity.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Caller {
+    pub id: WorkloadId,
+    pub namespace: String,
+    pub pod: String,
 }
 
 impl IdentityService {
@@ -115,7 +133,16 @@ impl IdentityService {
             trust_domain,
             ttl,
             metrics,
+            accounts: None,
         }
+    }
+
+    /// Also takes Kubernetes ServiceAccount tokens, reviewed by this reviewer (the API
+    /// server of `--source kubernetes`).
+    #[must_use]
+    pub fn with_reviewer(mut self, reviewer: Option<Arc<dyn TokenReviewer>>) -> IdentityService {
+        self.accounts = reviewer.map(|r| Arc::new(ServiceAccountTokens::new(r)));
+        self
     }
 
     /// The CA it issues from.
@@ -128,37 +155,67 @@ impl IdentityService {
         self.tokens.clone()
     }
 
-    /// The Pod a per-Pod token speaks for, when the token holds for a Pod that exists now
-    /// (the check `Certify` makes): `(namespace, pod)`.
-    pub fn pod_of(&self, token: &str) -> Result<(String, String), super::tokens::TokenError> {
-        self.tokens
-            .verify(token, &self.pods.current(), &self.trust_domain)?;
-        let claims = self.tokens.claims(token)?;
-        Ok((claims.namespace, claims.pod))
+    /// The Pod a token speaks for, when the token holds for a Pod that exists now (the check
+    /// `Certify` makes).
+    pub async fn authenticate(&self, token: &str) -> Result<Caller, TokenError> {
+        match &self.accounts {
+            // ferry's own tokens say their version first; anything else is for the API server.
+            Some(accounts) if !token.trim().starts_with("v1.") => {
+                let reviewed = accounts.reviewed(token.trim()).await?;
+                let id = reviewed.verify(&self.pods.current(), &self.trust_domain)?;
+                Ok(Caller {
+                    id,
+                    namespace: reviewed.namespace,
+                    pod: reviewed.pod,
+                })
+            }
+            _ => self.pod_token(token),
+        }
     }
 
-    /// One Certify call, without the transport (what the tests call).
-    pub fn certify(&self, request: &CertifyRequest) -> Result<CertifyResponse, tonic::Status> {
+    /// The Pod one of ferry's per-Pod tokens speaks for.
+    fn pod_token(&self, token: &str) -> Result<Caller, TokenError> {
         let id = self
             .tokens
-            .verify(&request.token, &self.pods.current(), &self.trust_domain)
-            .map_err(|e| {
-                self.metrics.failed(Reason::token);
-                tracing::warn!(error = %e, "identity: token refused");
-                tonic::Status::unauthenticated(e.to_string())
-            })?;
-        let public_key = csr::public_key(&request.csr).map_err(|e| {
+            .verify(token, &self.pods.current(), &self.trust_domain)?;
+        let claims = self.tokens.claims(token)?;
+        Ok(Caller {
+            id,
+            namespace: claims.namespace,
+            pod: claims.pod,
+        })
+    }
+
+    /// A token refused, counted and logged, as the status the caller gets.
+    fn refused(&self, e: &TokenError) -> tonic::Status {
+        self.metrics.failed(Reason::token);
+        tracing::warn!(error = %e, "identity: token refused");
+        match e {
+            TokenError::ReviewUnavailable(_) => tonic::Status::unavailable(e.to_string()),
+            _ => tonic::Status::unauthenticated(e.to_string()),
+        }
+    }
+
+    /// One Certify call with one of ferry's per-Pod tokens, without the transport (what the
+    /// tests call).
+    pub fn certify(&self, request: &CertifyRequest) -> Result<CertifyResponse, tonic::Status> {
+        let caller = self
+            .pod_token(&request.token)
+            .map_err(|e| self.refused(&e))?;
+        self.issue(&caller, &request.csr)
+    }
+
+    /// Issues the certificate of an authenticated caller for its CSR's key.
+    pub fn issue(&self, caller: &Caller, der: &[u8]) -> Result<CertifyResponse, tonic::Status> {
+        let id = &caller.id;
+        let public_key = csr::public_key(der).map_err(|e| {
             self.metrics.failed(Reason::csr);
             tracing::warn!(%id, error = %e, "identity: CSR refused");
             tonic::Status::invalid_argument(e)
         })?;
-        let claims = self.tokens.claims(&request.token).map_err(|e| {
-            self.metrics.failed(Reason::token);
-            tonic::Status::unauthenticated(e.to_string())
-        })?;
         let (generation, hierarchy) = self.ca.issuing();
         let issued = hierarchy
-            .issue_workload(&public_key, &id, self.ttl)
+            .issue_workload(&public_key, id, self.ttl)
             .map_err(|e| {
                 self.metrics.failed(Reason::internal);
                 tracing::error!(%id, error = %e, "identity: cannot issue");
@@ -167,8 +224,8 @@ impl IdentityService {
         self.metrics.issued.inc();
         self.metrics.ca_changed(&hierarchy);
         self.ca.issued(Holding {
-            namespace: claims.namespace,
-            pod: claims.pod,
+            namespace: caller.namespace.clone(),
+            pod: caller.pod.clone(),
             generation,
             not_after: issued.not_after,
         });
@@ -185,16 +242,13 @@ impl IdentityService {
 
     /// One WatchAuthority call, without the transport: the generations from now on, once the
     /// token holds.
-    pub fn watch_authority(
+    pub async fn watch_authority(
         &self,
         request: &AuthorityRequest,
     ) -> Result<tokio::sync::watch::Receiver<u64>, tonic::Status> {
-        self.tokens
-            .verify(&request.token, &self.pods.current(), &self.trust_domain)
-            .map_err(|e| {
-                self.metrics.failed(Reason::token);
-                tonic::Status::unauthenticated(e.to_string())
-            })?;
+        self.authenticate(&request.token)
+            .await
+            .map_err(|e| self.refused(&e))?;
         Ok(self.ca.generations())
     }
 }
@@ -228,8 +282,12 @@ impl Identity for IdentityService {
     ) -> Result<tonic::Response<CertifyResponse>, tonic::Status> {
         let service = self.clone();
         let request = request.into_inner();
+        let caller = service
+            .authenticate(&request.token)
+            .await
+            .map_err(|e| service.refused(&e))?;
         // Signing is a few hundred microseconds of CPU: off the async threads.
-        tokio::task::spawn_blocking(move || service.certify(&request))
+        tokio::task::spawn_blocking(move || service.issue(&caller, &request.csr))
             .await
             .map_err(|e| tonic::Status::internal(e.to_string()))?
             .map(tonic::Response::new)
@@ -241,7 +299,7 @@ impl Identity for IdentityService {
         &self,
         request: tonic::Request<AuthorityRequest>,
     ) -> Result<tonic::Response<Self::WatchAuthorityStream>, tonic::Status> {
-        let generations = IdentityService::watch_authority(self, request.get_ref())?;
+        let generations = IdentityService::watch_authority(self, request.get_ref()).await?;
         Ok(tonic::Response::new(authority_stream(generations)))
     }
 }

@@ -1,6 +1,7 @@
 //! Per-Pod tokens: what a sidecar proves which Pod it is with when it asks for a certificate.
 //! Kubernetes' analogue is a bound ServiceAccount token checked by TokenReview: valid only
-//! while the Pod it names exists, with the same uid and ServiceAccount.
+//! while the Pod it names exists, with the same uid and ServiceAccount (what the control plane
+//! of a real cluster takes instead: [`super::review`]).
 //!
 //! The kubelet mints one when it starts a meshed Pod ([`PodTokens::mint`]) and hands it to the
 //! sidecar; the control plane checks it ([`PodTokens::verify`]): its HMAC-SHA256 under the key
@@ -68,6 +69,12 @@ pub enum TokenError {
         token: String,
         current: String,
     },
+    /// A Kubernetes ServiceAccount token the API server's review refused ([`super::review`]).
+    #[error("ServiceAccount token refused: {0}")]
+    Review(String),
+    /// The API server could not be asked to review a ServiceAccount token (a retry may pass).
+    #[error("cannot review the ServiceAccount token with the Kubernetes API server: {0}")]
+    ReviewUnavailable(String),
 }
 
 /// Mints and verifies per-Pod tokens with one key.

@@ -16,6 +16,7 @@ use bytes::Bytes;
 use ferry_runtime::serve::respond;
 use http::{HeaderMap, HeaderValue, Response, StatusCode};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::authentication::v1::TokenReview;
 use k8s_openapi::api::core::v1::{
     Endpoints, Event, Namespace, Pod, Secret, Service, ServiceAccount,
 };
@@ -222,6 +223,7 @@ fn schema_name(generator: &mut SchemaGenerator, kind: &str) -> Option<String> {
         "EndpointSlice" => generator.subschema_for::<EndpointSlice>(),
         "Ingress" => generator.subschema_for::<Ingress>(),
         "IngressClass" => generator.subschema_for::<IngressClass>(),
+        "TokenReview" => generator.subschema_for::<TokenReview>(),
         _ => return None,
     };
     reference(schema.as_value()).map(str::to_owned)
@@ -436,8 +438,9 @@ fn query_param(name: &str, description: &str, kind: &str) -> Value {
 const FIELD_VALIDATION: &str = "fieldValidation instructs the server on how to handle objects in the request (POST/PUT/PATCH) containing unknown or duplicate fields. Valid values are: - Ignore: This will ignore any unknown fields that are silently dropped from the object, and will ignore all but the last duplicate field that the decoder encounters. - Warn: This will send a warning via the standard warning response header for each unknown field that is dropped from the object, and for each duplicate field that is encountered. - Strict: This will fail the request with a BadRequest error if any unknown fields would be dropped from the object, or if any duplicate fields are present. The error returned from the server will contain all unknown and duplicate fields encountered.";
 
 /// The operations of one resource: its collection (create) and its object (read, replace,
-/// patch, delete), each with its kind. `dryRun` is not advertised (nothing here honours it).
-fn operations(r: &Resource, name: &str) -> [(String, Value); 2] {
+/// patch, delete), each with its kind; a create-only resource (TokenReview) has its
+/// collection's only. `dryRun` is not advertised (nothing here honours it).
+fn operations(r: &Resource, name: &str) -> Vec<(String, Value)> {
     let base = if r.group.is_empty() {
         format!("/api/{}", r.version)
     } else {
@@ -512,7 +515,10 @@ fn operations(r: &Resource, name: &str) -> [(String, Value); 2] {
         "post": op("post", "create", vec![manager, validation], ok("201")),
         "parameters": collection_params,
     });
-    [(format!("{collection}/{{name}}"), item), (collection, list)]
+    if resources::verbs(r) == resources::CREATE_VERBS {
+        return vec![(collection, list)];
+    }
+    vec![(format!("{collection}/{{name}}"), item), (collection, list)]
 }
 
 /// One group-version's document.

@@ -594,6 +594,7 @@ fn test_state() -> State {
         cluster: None,
         stopping: tokio::sync::watch::Sender::new(false),
         kubelet: std::sync::OnceLock::new(),
+        signer: crate::apiserver::tokens::tests::signer(),
     }
 }
 

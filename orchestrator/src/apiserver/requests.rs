@@ -231,6 +231,9 @@ pub(super) async fn handle(state: &State, req: Request<Incoming>) -> Response<Ap
             ),
         };
     }
+    if let Some(route) = super::tokens::route(req.uri().path()) {
+        return super::tokens::handle(state, route, req).await;
+    }
     if super::writes::serves(req.method(), req.uri().path()) {
         return super::writes::handle(state, req).await;
     }

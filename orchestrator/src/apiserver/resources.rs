@@ -10,12 +10,16 @@ pub const VERBS: &[&str] = &[
 ];
 /// The verbs served on the kinds it only reports (Events).
 pub const READ_VERBS: &[&str] = &["get", "list", "watch"];
+/// The verbs of TokenReviews and of `serviceaccounts/token` (TokenRequest): create only.
+pub const CREATE_VERBS: &[&str] = &["create"];
 /// The verbs of the `status` and `scale` subresources.
 pub const SUBRESOURCE_VERBS: &[&str] = &["get", "patch", "update"];
 
 /// The verbs served on a resource; discovery says no more than this.
 pub fn verbs(r: &Resource) -> &'static [&'static str] {
-    if ferry_objects::object::Kind::from_name(r.kind).is_some() {
+    if r.kind == "TokenReview" {
+        CREATE_VERBS
+    } else if ferry_objects::object::Kind::from_name(r.kind).is_some() {
         VERBS
     } else {
         READ_VERBS
@@ -24,9 +28,10 @@ pub fn verbs(r: &Resource) -> &'static [&'static str] {
 
 /// The subresources served on a resource (besides `pods/log` and `pods/exec`, which are not
 /// listed by the API server's discovery either): `status` for the kinds with one, `scale` for
-/// Deployments and ReplicaSets.
+/// Deployments and ReplicaSets, `token` (TokenRequest) for ServiceAccounts.
 pub fn subresources(r: &Resource) -> &'static [&'static str] {
     match r.kind {
+        "ServiceAccount" => &["token"],
         "Deployment" | "ReplicaSet" => &["scale", "status"],
         "Pod" | "Service" | "Ingress" | "Namespace" => &["status"],
         _ => &[],
@@ -156,6 +161,17 @@ pub const RESOURCES: &[Resource] = &[
     },
     istio_security("v1"),
     istio_security("v1beta1"),
+    // Create-only: a review is answered, never kept ([`super::tokens`]).
+    Resource {
+        group: "authentication.k8s.io",
+        version: "v1",
+        kind: "TokenReview",
+        plural: "tokenreviews",
+        singular: "tokenreview",
+        namespaced: false,
+        short_names: &[],
+        categories: &[],
+    },
 ];
 
 /// Istio's `AuthorizationPolicy` at one version of `security.istio.io` (both versions have
@@ -253,12 +269,8 @@ fn discovery_resource(r: &Resource) -> Value {
     let subresources: Vec<Value> = subresources(r)
         .iter()
         .map(|sub| {
-            let kind = if *sub == "scale" {
-                json!({"group": "autoscaling", "version": "v1", "kind": "Scale"})
-            } else {
-                json!({"group": r.group, "version": r.version, "kind": r.kind})
-            };
-            json!({"subresource": sub, "responseKind": kind, "verbs": SUBRESOURCE_VERBS})
+            let (kind, verbs) = subresource_kind(r, sub);
+            json!({"subresource": sub, "responseKind": kind, "verbs": verbs})
         })
         .collect();
     if !subresources.is_empty() {
@@ -271,6 +283,24 @@ fn discovery_resource(r: &Resource) -> Value {
         out["categories"] = json!(r.categories);
     }
     out
+}
+
+/// What a subresource answers with, and its verbs.
+fn subresource_kind(r: &Resource, sub: &str) -> (Value, &'static [&'static str]) {
+    match sub {
+        "scale" => (
+            json!({"group": "autoscaling", "version": "v1", "kind": "Scale"}),
+            SUBRESOURCE_VERBS,
+        ),
+        "token" => (
+            json!({"group": "authentication.k8s.io", "version": "v1", "kind": "TokenRequest"}),
+            CREATE_VERBS,
+        ),
+        _ => (
+            json!({"group": r.group, "version": r.version, "kind": r.kind}),
+            SUBRESOURCE_VERBS,
+        ),
+    }
 }
 
 fn discovery_group(group: &str) -> Value {
@@ -362,17 +392,17 @@ pub fn api_resource_list(group: &str, version: &str) -> Value {
         }
         resources.push(out);
         for sub in subresources(r) {
+            let (kind, verbs) = subresource_kind(r, sub);
             let mut entry = json!({
                 "name": format!("{}/{sub}", r.plural),
                 "singularName": "",
                 "namespaced": r.namespaced,
-                "kind": r.kind,
-                "verbs": SUBRESOURCE_VERBS,
+                "kind": kind["kind"],
+                "verbs": verbs,
             });
-            if *sub == "scale" {
-                entry["group"] = json!("autoscaling");
-                entry["version"] = json!("v1");
-                entry["kind"] = json!("Scale");
+            if kind["group"] != r.group {
+                entry["group"] = kind["group"].clone();
+                entry["version"] = kind["version"].clone();
             }
             resources.push(entry);
         }

@@ -355,7 +355,8 @@ fn aggregated_discovery_names_the_served_verbs_short_names_and_categories() {
             "apps",
             "discovery.k8s.io",
             "networking.k8s.io",
-            "security.istio.io"
+            "security.istio.io",
+            "authentication.k8s.io"
         ]
     );
     // Istio's AuthorizationPolicy at both of its versions, v1 preferred (first).
@@ -569,6 +570,7 @@ fn state() -> State {
         cluster: None,
         stopping: tokio::sync::watch::Sender::new(false),
         kubelet: std::sync::OnceLock::new(),
+        signer: crate::apiserver::tokens::tests::signer(),
     }
 }
 
@@ -1168,6 +1170,7 @@ fn watch_state(ring: usize) -> State {
         cluster: None,
         stopping: tokio::sync::watch::Sender::new(false),
         kubelet: std::sync::OnceLock::new(),
+        signer: crate::apiserver::tokens::tests::signer(),
     }
 }
 

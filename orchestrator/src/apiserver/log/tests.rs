@@ -54,6 +54,7 @@ pub(crate) fn serving(pod: &Pod) -> (State, Kubelet) {
         cluster: None,
         stopping: tokio::sync::watch::Sender::new(false),
         kubelet: std::sync::OnceLock::new(),
+        signer: crate::apiserver::tokens::tests::signer(),
     };
     let _ = state.kubelet.set(kubelet.clone());
     (state, kubelet)

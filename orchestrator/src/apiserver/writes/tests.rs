@@ -65,6 +65,7 @@ async fn api(admission: Admission) -> Api {
         cluster: Some(handle),
         stopping: tokio::sync::watch::Sender::new(false),
         kubelet: std::sync::OnceLock::new(),
+        signer: crate::apiserver::tokens::tests::signer(),
     };
     Api {
         state,
