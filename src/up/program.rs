@@ -24,9 +24,7 @@ pub fn sidecar_command(ferry: &Path) -> (PathBuf, Vec<String>) {
     };
     let alone = dir.join(SIDECAR_PROGRAM);
     match std::fs::metadata(&alone) {
-        Ok(meta) if meta.is_file() && meta.permissions().mode() & 0o111 != 0 => {
-            (alone, Vec::new())
-        }
+        Ok(meta) if meta.is_file() && meta.permissions().mode() & 0o111 != 0 => (alone, Vec::new()),
         Ok(_) => fallback(format!("{} is not an executable file", alone.display())),
         Err(e) => fallback(format!("{}: {e}", alone.display())),
     }

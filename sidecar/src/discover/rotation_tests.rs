@@ -141,7 +141,10 @@ impl Control {
 async fn until(what: &str, mut done: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while !done() {
-        assert!(tokio::time::Instant::now() < deadline, "{what}: not in time");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: not in time"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
