@@ -51,7 +51,8 @@ impl Destination for Fake {
             })),
             ..Default::default()
         };
-        let answers = tokio_stream::iter([Ok(update)]).chain(tokio_stream::pending());
+        let answers =
+            tokio_stream::iter([Ok::<_, tonic::Status>(update)]).chain(tokio_stream::pending());
         Ok(tonic::Response::new(Box::pin(answers)))
     }
 
@@ -64,7 +65,8 @@ impl Destination for Fake {
             mtls_mode: proto::MtlsMode::Strict as i32,
             ..Default::default()
         };
-        let answers = tokio_stream::iter([Ok(answer)]).chain(tokio_stream::pending());
+        let answers =
+            tokio_stream::iter([Ok::<_, tonic::Status>(answer)]).chain(tokio_stream::pending());
         Ok(tonic::Response::new(Box::pin(answers)))
     }
 }
