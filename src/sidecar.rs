@@ -250,6 +250,9 @@ pub async fn run(args: Args, shutdown: Shutdown) -> Result<(), String> {
     let control = ControlConfig {
         url: args.control.clone(),
         ca_pem,
+        // The identity client's trust bundle covers the control channel after a root
+        // rotation; from files, `--control-ca` alone.
+        trust: matches!(publisher, Publisher::Control(_)).then(|| credentials.clone()),
         token: control_token,
         caller: format!("{}/{}", args.namespace, args.pod),
         node,

@@ -3,6 +3,7 @@
 //! instead of the local cluster.
 
 pub mod kubernetes;
+pub mod program;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -113,27 +114,29 @@ pub enum Error {
     Push(#[from] ferry_control::push::PushError),
 }
 
-/// What the kubelet injects into Pods that ask for a sidecar: `ferry sidecar` reaching the
+/// What the kubelet injects into Pods that ask for a sidecar: `ferry-sidecar` (next to
+/// `ferry`, else `ferry sidecar`: [`program::sidecar_command`]) reaching the
 /// control channel at `listen` with the state directory's trust bundle, and a per-Pod token
 /// signed with the state directory's key (the one the identity service checks). The mesh CA
 /// is made here when missing, so the first sidecar finds its `--control-ca`.
 fn mesh(
     state_dir: &std::path::Path,
     listen: SocketAddr,
-    program: &std::path::Path,
+    ferry: &std::path::Path,
 ) -> Result<ferry_orchestrator::inject::Mesh, Error> {
     use ferry_control::identity::{files, tokens::PodTokens};
     files::create_missing(state_dir).map_err(|e| Error::Mesh(e.to_string()))?;
     let tokens = PodTokens::load_or_create(state_dir).map_err(|e| Error::Mesh(e.to_string()))?;
+    let (program, mut args) = program::sidecar_command(ferry);
+    args.extend([
+        "--control".to_owned(),
+        format!("https://{listen}"),
+        "--control-ca".to_owned(),
+        state_dir.join("ca.crt").display().to_string(),
+    ]);
     Ok(ferry_orchestrator::inject::Mesh {
-        program: program.to_owned(),
-        args: vec![
-            "sidecar".to_owned(),
-            "--control".to_owned(),
-            format!("https://{listen}"),
-            "--control-ca".to_owned(),
-            state_dir.join("ca.crt").display().to_string(),
-        ],
+        program,
+        args,
         run_dir: state_dir.join("sidecars"),
         mint_token: Arc::new(move |claims: &ferry_orchestrator::inject::PodClaims| {
             tokens.mint(&ferry_control::identity::tokens::PodClaims {

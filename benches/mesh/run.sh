@@ -16,13 +16,16 @@
 # client dials the outbound listener, which sends to `--outbound-target` (the Service's cluster
 # IP); the inbound side hands to `--app-port`. mTLS is strict on the server side.
 #
-# Needs (installs nothing): openssl, curl, python3, taskset, and a release build:
-#   CARGO_INCREMENTAL=0 cargo build --release --locked --bin ferry
+# Needs (installs nothing): openssl, curl, python3, taskset, and a release build of both
+# binaries: CARGO_INCREMENTAL=0 cargo build --release --locked --bins
+# The sidecars run as `ferry-sidecar` (what `ferry up` injects) and again as `ferry sidecar`
+# (the variant named "ferry"), so the two binaries' memory is compared in one run.
 # Every run is bounded by DURATION seconds (plus 1 s of warm-up each).
 #
 #   bash benches/mesh/run.sh              # DURATION=10 RATE=1000 CONNECTIONS=50
 #   VARIANTS="1-worker=--workers 1;8-workers=--workers 8" bash benches/mesh/run.sh
-#       # the sidecars once per variant (LABEL=extra sidecar arguments; ';' between variants)
+#       # the sidecars once per variant (LABEL=extra sidecar arguments; ';' between variants),
+#       # as ferry-sidecar, except the variant "ferry" (`ferry sidecar`) and "before"
 #   SIDECAR_CPUS=0-1 bash benches/mesh/run.sh   # the sidecars on both CPUs
 #   flock /work/cargo.lock bash benches/mesh/run.sh   # on a shared machine: no builds meanwhile
 #   BEFORE=/tmp/ferry.old VARIANTS="before=;after=" ...  # the variant named "before" runs BEFORE
@@ -37,14 +40,17 @@ RATE_CONNECTIONS=${RATE_CONNECTIONS:-10}
 # Saturation: this many connections back to back.
 CONNECTIONS=${CONNECTIONS:-50}
 FERRY=${FERRY:-target/release/ferry}
+SIDECAR=${SIDECAR:-target/release/ferry-sidecar}
 BEFORE=${BEFORE:-}
-VARIANTS=${VARIANTS:-mesh=}
+VARIANTS=${VARIANTS:-ferry-sidecar=;ferry=}
 SIDECAR_CPUS=${SIDECAR_CPUS:-0}
 PERF=${PERF:-}
 for tool in openssl curl python3 taskset; do
   command -v "$tool" >/dev/null || { echo "needs $tool (apt-get install openssl curl python3 util-linux)" >&2; exit 1; }
 done
-[ -x "$FERRY" ] || { echo "needs $FERRY: CARGO_INCREMENTAL=0 cargo build --release --locked --bin ferry" >&2; exit 1; }
+for bin in "$FERRY" "$SIDECAR"; do
+  [ -x "$bin" ] || { echo "needs $bin: CARGO_INCREMENTAL=0 cargo build --release --locked --bins" >&2; exit 1; }
+done
 
 work=$(mktemp -d)
 pids=()
@@ -126,6 +132,18 @@ mb() { awk -v kb="$1" 'BEGIN {printf "%.1f", kb / 1024}'; }
 # The same binary's floor: `ferry echo`, up and idle (most of it is the binary's pages).
 echo_idle="$(mb "$(status_kb "$echo_pid" VmRSS)") MB ($(mb "$(status_kb "$echo_pid" RssAnon)") MB anonymous)"
 hz=$(getconf CLK_TCK)
+# Where a process's resident memory is, from /proc/PID/smaps: its program's mappings (of it
+# the pages copied on write: relocated .data.rel.ro, .data, .bss), the shared libraries' and
+# the rest (heap, stacks, anonymous mappings).
+where_rss() {
+  awk -v exe="$(readlink "/proc/$1/exe")" '
+    /^[0-9a-f]+-[0-9a-f]+ / { path = $6; next }
+    $1 == "Rss:" { if (path == exe) bin += $2; else if (path ~ /^\//) lib += $2; else rest += $2 }
+    $1 == "Anonymous:" && path == exe { copied += $2 }
+    END { printf "%.1f MB its program (%.1f copied on write), %.1f MB libraries, %.1f MB the rest", bin/1024, copied/1024, lib/1024, rest/1024 }
+  ' "/proc/$1/smaps"
+}
+where=()
 records="$work/records.jsonl"
 
 # One `ferry load` run: RUN LABEL URL [load args...]. Charges the CPU of the pids in $charged
@@ -162,17 +180,18 @@ measure saturation direct "http://127.0.0.1:$app/" -c "$CONNECTIONS"
 
 # The two sidecars with the extra ARGS, measured at both loads, then stopped: LABEL ARGS.
 run_mesh() {
-  local label=$1 args=$2 bin=$FERRY
-  [ "$label" = before ] && { [ -x "$BEFORE" ] || { echo "needs BEFORE=<a ferry binary>" >&2; exit 1; }; bin=$BEFORE; }
+  local label=$1 args=$2 bin=("$SIDECAR")
+  [ "$label" = ferry ] && bin=("$FERRY" sidecar)
+  [ "$label" = before ] && { [ -x "$BEFORE" ] || { echo "needs BEFORE=<a ferry binary>" >&2; exit 1; }; bin=("$BEFORE" sidecar); }
   local common=(--control "https://127.0.0.1:$push" --control-ca "$work/state/ca.crt"
     --join-token-file "$work/state/join-token" --namespace shop --mark off --trust-bundle "$pki/bundle.crt")
   # shellcheck disable=SC2086
-  RUST_LOG=error taskset -c "$SIDECAR_CPUS" "$bin" sidecar "${common[@]}" --pod api-0 \
+  RUST_LOG=error taskset -c "$SIDECAR_CPUS" "${bin[@]}" "${common[@]}" --pod api-0 \
     --certificate "$pki/api.crt" --key "$pki/api.key" --mtls-mode strict \
     --inbound "127.0.0.1:$inbound" --outbound "127.0.0.1:$in_out" --admin "127.0.0.1:$in_admin" \
     --app-port "$app" $args & pids+=($!); local server=$!
   # shellcheck disable=SC2086
-  RUST_LOG=error taskset -c "$SIDECAR_CPUS" "$bin" sidecar "${common[@]}" --pod web-0 \
+  RUST_LOG=error taskset -c "$SIDECAR_CPUS" "${bin[@]}" "${common[@]}" --pod web-0 \
     --certificate "$pki/web.crt" --key "$pki/web.key" \
     --inbound "127.0.0.1:$out_in" --outbound "127.0.0.1:$outbound" --admin "127.0.0.1:$out_admin" \
     --outbound-target 10.96.0.50:8080 $args & pids+=($!); local client=$!
@@ -183,6 +202,7 @@ run_mesh() {
   # running it.
   local p
   for p in "$client" "$server"; do idle[$p]="$(status_kb "$p" VmRSS):$(status_kb "$p" RssAnon)"; done
+  where+=("$label outbound idle: $(where_rss "$client")")
   wait_200 "http://127.0.0.1:$outbound/"
   charged=("$client" "$server")
   local perf_pid=""
@@ -206,4 +226,5 @@ for variant in "${variants[@]}"; do run_mesh "${variant%%=*}" "${variant#*=}"; d
 
 python3 "$(dirname "$0")/table.py" "$records" "$RATE" "$CONNECTIONS" "$DURATION"
 echo
-echo "The same binary idle as \`ferry echo\`: $echo_idle."
+printf '%s.\n' "${where[@]}"
+echo "The ferry binary idle as \`ferry echo\`: $echo_idle; binaries: $(stat -c '%n %s B' "$FERRY" "$SIDECAR" | paste -sd, - | sed 's/,/, /g')."

@@ -19,6 +19,7 @@ use ferry_model::mesh::WorkloadId;
 use ferry_model::proto::{self, destination_update::Update};
 use ferry_proxy::{Balancer, BalancerConfig};
 use ferry_runtime::Shutdown;
+use ferry_runtime::identity::CredentialsWatch;
 use ferry_runtime::subscribe::backoff::Backoff;
 use ferry_runtime::subscribe::grpc::destination_client::DestinationClient;
 use ferry_runtime::subscribe::{H2, channel, with_token};
@@ -129,12 +130,36 @@ pub fn compile(
 pub struct ControlConfig {
     /// `https://host:port` of `ferry control`.
     pub url: http::Uri,
-    /// The control plane's CA certificate (PEM).
+    /// The control plane's CA certificate (PEM): `--control-ca`, read at start.
     pub ca_pem: Vec<u8>,
+    /// The workload credentials from the control plane's `Identity` service, whose trust
+    /// bundle is trusted for the control channel as well (as the identity client does): after
+    /// a root rotation's `--finish` the control plane's certificate chains only to the new
+    /// root, which `ca_pem` may predate. `None` with credentials from files.
+    pub trust: Option<CredentialsWatch>,
     pub token: String,
     /// Who asks (`namespace/pod`), listed by `ferry get proxies`.
     pub caller: String,
     pub node: String,
+}
+
+impl ControlConfig {
+    /// What a new connection to the control channel is verified against (PEM): `ca_pem` and
+    /// the latest trust bundle, read at each connection so a reconnect after a rotation
+    /// trusts the new root.
+    pub fn roots_pem(&self) -> Vec<u8> {
+        let mut pem = self.ca_pem.clone();
+        let latest = self.trust.as_ref().and_then(|t| t.borrow().clone());
+        if let Some(credentials) = latest {
+            for root in &credentials.roots {
+                pem.push(b'\n');
+                pem.extend_from_slice(
+                    pem::encode(&pem::Pem::new("CERTIFICATE", root.as_ref().to_vec())).as_bytes(),
+                );
+            }
+        }
+        pem
+    }
 }
 
 #[derive(Debug)]
@@ -226,7 +251,7 @@ impl ControlDiscover {
         if let Some(c) = client.as_ref() {
             return Ok(c.clone());
         }
-        let h2 = channel(&self.config.url, &self.config.ca_pem).await?;
+        let h2 = channel(&self.config.url, &self.config.roots_pem()).await?;
         let c = DestinationClient::with_origin(h2, self.config.url.clone());
         *client = Some(c.clone());
         Ok(c)
@@ -335,6 +360,9 @@ impl Discover for Arc<ControlDiscover> {
         rx
     }
 }
+
+#[cfg(test)]
+mod rotation_tests;
 
 #[cfg(test)]
 mod tests {

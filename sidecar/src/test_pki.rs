@@ -47,6 +47,17 @@ impl Ca {
         (cert.pem(), key.serialize_pem())
     }
 
+    /// A server certificate for `ip` (an IP SAN, as the control plane's names its address) as
+    /// PEM: the certificate and its key.
+    pub fn issue_server_pem(&self, ip: std::net::IpAddr) -> (String, String) {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.subject_alt_names = vec![SanType::IpAddress(ip)];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+
     fn leaf(
         &self,
         id: &WorkloadId,

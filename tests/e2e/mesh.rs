@@ -227,6 +227,14 @@ async fn meshed_pods_speak_mutual_tls_with_their_workload_identities() {
     // Both Pods injected, and Ready only once their sidecars hold certificates.
     let all = wait_ready(admin, 2, "two ready meshed Pods").await;
     assert!(all.iter().all(has_sidecar), "{all:#?}");
+    // The sidecar-only program next to `ferry` (cargo builds every bin of the package).
+    let alone = Path::new(env!("CARGO_BIN_EXE_ferry")).with_file_name("ferry-sidecar");
+    for pod in &all {
+        let command = pod
+            .pointer("/spec/initContainers/0/command/0")
+            .and_then(Value::as_str);
+        assert_eq!(command, alone.to_str(), "{pod:#}");
+    }
 
     let server_ip = all
         .iter()

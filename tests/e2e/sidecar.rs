@@ -161,6 +161,7 @@ async fn sidecar(
         ControlConfig {
             url: control.url().parse().unwrap(),
             ca_pem: std::fs::read(state.join("ca.crt")).unwrap(),
+            trust: None,
             token: std::fs::read_to_string(state.join("join-token"))
                 .unwrap()
                 .trim()

@@ -47,7 +47,7 @@ async fn stream(
     backoff: &mut Backoff,
 ) -> Result<(), String> {
     let control = &config.control;
-    let h2 = channel(&control.url, &control.ca_pem).await?;
+    let h2 = channel(&control.url, &control.roots_pem()).await?;
     let mut client = DestinationClient::with_origin(h2, control.url.clone());
     let request = proto::GetInboundPolicy {
         caller: Some(proto::Caller {
