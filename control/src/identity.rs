@@ -75,7 +75,7 @@ pub struct Ca {
     state_dir: PathBuf,
     current: RwLock<(u64, Arc<Hierarchy>)>,
     /// Who holds a certificate from which generation (kept in the state directory).
-    holders: Mutex<Holders>,
+    holders: Mutex<Recorded>,
     /// The generation loaded, for `Identity.WatchAuthority`.
     announce: tokio::sync::watch::Sender<u64>,
 }
@@ -98,7 +98,10 @@ impl Ca {
             source,
             state_dir: state_dir.to_owned(),
             current: RwLock::new((generation, Arc::new(hierarchy))),
-            holders: Mutex::new(holders),
+            holders: Mutex::new(Recorded {
+                holders,
+                unflushed: false,
+            }),
             announce: tokio::sync::watch::channel(generation).0,
         })
     }
@@ -116,25 +119,59 @@ impl Ca {
         self.announce.subscribe()
     }
 
-    /// Records a certificate issued (at the generation [`Ca::issuing`] said) and keeps the
-    /// record in the state directory; a failed write is logged (the record in memory holds).
+    fn recorded(&self) -> std::sync::MutexGuard<'_, Recorded> {
+        self.holders.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Records a certificate issued (at the generation [`Ca::issuing`] said). The state
+    /// directory's copy is written at the next tick ([`Ca::flush`]), unless the certificate is
+    /// already behind the directory's generation: then at once (see [`Recorded`] for why).
     pub fn issued(&self, holding: Holding) {
-        let mut holders = self.holders.lock().unwrap_or_else(PoisonError::into_inner);
-        holders.issued(holding, SystemTime::now());
-        if let Err(e) = holders.write(&self.state_dir) {
-            tracing::warn!(error = %e, "identity: cannot record the certificates issued");
+        let mut recorded = self.recorded();
+        // Read under the lock: the switch bumps the generation under it.
+        let behind = holding.generation < files::generation(&self.state_dir);
+        recorded.holders.issued(holding, SystemTime::now());
+        recorded.unflushed = true;
+        if behind {
+            self.flush_locked(&mut recorded);
+        }
+    }
+
+    /// Writes the table to the state directory when it changed since the last write; a
+    /// failed write is logged and retried at the next flush (the table in memory holds).
+    pub fn flush(&self) {
+        self.flush_locked(&mut self.recorded());
+    }
+
+    fn flush_locked(&self, recorded: &mut Recorded) {
+        if !recorded.unflushed {
+            return;
+        }
+        match recorded.holders.write(&self.state_dir) {
+            Ok(()) => recorded.unflushed = false,
+            Err(e) => {
+                tracing::warn!(error = %e, "identity: cannot record the certificates issued")
+            }
         }
     }
 
     /// Step 2 of a root rotation when it is due ([`rotate::switch_issuing_if_settled`]); the
-    /// next [`Ca::reload_if_changed`] loads it.
+    /// next [`Ca::reload_if_changed`] loads it. The table is written first, under the lock
+    /// that records issuances, so the file is complete up to the generation the switch moves
+    /// from.
     fn switch_issuing_if_settled(&self) -> Result<Option<u64>, CaError> {
         if !matches!(self.source, CaSource::Generated(_)) {
             return Ok(None);
         }
         let generation = self.issuing().0;
-        let holders = self.holders.lock().unwrap_or_else(PoisonError::into_inner);
-        rotate::switch_issuing_if_settled(&self.state_dir, generation, &holders, SystemTime::now())
+        let mut recorded = self.recorded();
+        self.flush_locked(&mut recorded);
+        rotate::switch_issuing_if_settled(
+            &self.state_dir,
+            generation,
+            &recorded.holders,
+            SystemTime::now(),
+        )
     }
 
     pub fn current(&self) -> Arc<Hierarchy> {
@@ -176,9 +213,14 @@ impl Ca {
         let mut failed_generation = None;
         loop {
             tokio::select! {
-                () = shutdown.wait() => return,
+                () = shutdown.wait() => {
+                    self.flush();
+                    return;
+                }
                 () = tokio::time::sleep(interval) => {}
             }
+            // Also written when no switch is pending: `--finish` and a restart read the file.
+            self.flush();
             match self.switch_issuing_if_settled() {
                 Ok(Some(generation)) => tracing::info!(
                     generation,
@@ -211,6 +253,37 @@ impl Ca {
             }
         }
     }
+}
+
+impl Drop for Ca {
+    /// The last issuances, when the control plane stops without the watch's last tick.
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
+/// The holders table and whether the state directory's copy lags it.
+///
+/// Rewriting the whole file on every `Certify` costs O(workloads) per issuance, so a rotation
+/// (every sidecar renewing within seconds) would cost O(workloads²); it is written at most
+/// once a tick instead, and on shutdown. That is safe because of who reads what:
+/// - The switch of a root rotation (step 2) decides on this table in memory, which is never
+///   older than what was issued.
+/// - The file is read by `--finish` (and refusals naming who holds what) and by a restarted
+///   control plane. What they look for are certificates *behind* the state directory's
+///   generation. A certificate recorded at a generation the directory has already moved past
+///   is written at once ([`Ca::issued`]); one recorded at the directory's current generation
+///   is not behind anything on disk, so the file lagging it only makes it name an older
+///   certificate of that Pod (more cautious, never less). The generation moves either by the
+///   control plane's own switch, which writes the table first while holding the lock that
+///   records issuances (so a certificate is either in that write or recorded after the bump,
+///   and then written at once), or by an operator's `rotate`: the next tick (a second later)
+///   writes what the control plane recorded before.
+/// - A control plane killed without shutdown loses at most the last tick's records.
+#[derive(Debug)]
+struct Recorded {
+    holders: Holders,
+    unflushed: bool,
 }
 
 #[cfg(test)]

@@ -459,3 +459,5 @@ fn certify_issues_for_a_live_pods_token_and_refuses_the_rest_with_their_codes() 
     assert_eq!(dead.code(), tonic::Code::Unauthenticated);
     assert!(dead.message().contains("shop/web-1"), "{}", dead.message());
 }
+
+mod records;
