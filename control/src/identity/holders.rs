@@ -6,10 +6,15 @@
 //!
 //! The control plane records each issuance and keeps the table in `--state-dir` as
 //! `identity.workloads` (replaced whole, like every file there), one line a Pod:
-//! `<generation> <notAfter, Unix seconds> <namespace>/<pod>`. A restarted control plane reads
-//! it back, so it does not forget a workload that still holds an old certificate; and
-//! `ferry identity rotate --root --finish` reads it to refuse while one does. A certificate
-//! counts until it expires, also when its Pod has been deleted meanwhile.
+//! `<generation> <notAfter, Unix seconds> <namespace>/<pod> <uid>`. A restarted control plane
+//! reads it back, so it does not forget a workload that still holds an old certificate; and
+//! `ferry identity rotate --root --finish` reads it to refuse while one does.
+//!
+//! Records are keyed by the Pod's uid (the token's claims carry it), not its name: a Pod
+//! deleted and recreated under the same name is another workload with its own certificate,
+//! and must neither inherit nor overwrite its predecessor's record. Files written before the
+//! uid was kept (three fields a line) are read too; such a record stands for whichever Pod of
+//! that name held it, and the Pod's next certificate replaces it.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -25,6 +30,8 @@ pub const FILE: &str = "identity.workloads";
 pub struct Holding {
     pub namespace: String,
     pub pod: String,
+    /// The Pod's uid; empty in a record read from a file written before uids were kept.
+    pub uid: String,
     /// The CA generation it was issued at.
     pub generation: u64,
     pub not_after: SystemTime,
@@ -45,10 +52,10 @@ impl std::fmt::Display for Holding {
     }
 }
 
-/// The latest certificate of each Pod, by (namespace, pod).
+/// The latest certificate of each Pod, by (namespace, pod, uid).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Holders {
-    by_pod: BTreeMap<(String, String), Holding>,
+    by_pod: BTreeMap<(String, String, String), Holding>,
 }
 
 fn what(dir: &Path) -> String {
@@ -74,23 +81,31 @@ impl Holders {
                 ca_error(
                     &what(dir),
                     format!(
-                        "line {}: {line:?} is not `<generation> <notAfter> <namespace>/<pod>`",
+                        "line {}: {line:?} is not `<generation> <notAfter> <namespace>/<pod> <uid>`",
                         n + 1
                     ),
                 )
             };
             let mut fields = line.split_whitespace();
-            let (Some(generation), Some(not_after), Some(name), None) =
-                (fields.next(), fields.next(), fields.next(), fields.next())
-            else {
+            let (Some(generation), Some(not_after), Some(name), uid, None) = (
+                fields.next(),
+                fields.next(),
+                fields.next(),
+                fields.next(),
+                fields.next(),
+            ) else {
                 return Err(bad());
             };
             let generation = generation.parse().map_err(|_| bad())?;
             let not_after: u64 = not_after.parse().map_err(|_| bad())?;
             let (namespace, pod) = name.split_once('/').ok_or_else(bad)?;
+            if namespace.is_empty() || pod.is_empty() {
+                return Err(bad());
+            }
             holders.insert(Holding {
                 namespace: namespace.to_owned(),
                 pod: pod.to_owned(),
+                uid: uid.unwrap_or_default().to_owned(),
                 generation,
                 not_after: SystemTime::UNIX_EPOCH + Duration::from_secs(not_after),
             });
@@ -101,29 +116,41 @@ impl Holders {
     /// Replaces the state directory's table with this one.
     pub fn write(&self, dir: &Path) -> Result<(), CaError> {
         let mut text = String::from(
-            "# Workload certificates by CA generation, kept by ferry control: <generation> <notAfter> <namespace>/<pod>\n",
+            "# Workload certificates by CA generation, kept by ferry control: <generation> <notAfter> <namespace>/<pod> <uid>\n",
         );
         for h in self.by_pod.values() {
             let not_after = h
                 .not_after
                 .duration_since(SystemTime::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs());
-            text.push_str(&format!(
-                "{} {not_after} {}/{}\n",
-                h.generation, h.namespace, h.pod
-            ));
+            let line = format!(
+                "{} {not_after} {}/{} {}",
+                h.generation, h.namespace, h.pod, h.uid
+            );
+            text.push_str(line.trim_end());
+            text.push('\n');
         }
         files::replace(&dir.join(FILE), &text, false)
     }
 
     fn insert(&mut self, holding: Holding) {
-        self.by_pod
-            .insert((holding.namespace.clone(), holding.pod.clone()), holding);
+        self.by_pod.insert(
+            (
+                holding.namespace.clone(),
+                holding.pod.clone(),
+                holding.uid.clone(),
+            ),
+            holding,
+        );
     }
 
-    /// A Pod's new certificate replaces its last; certificates expired by `now` are dropped.
+    /// A Pod's new certificate replaces its last (and a record of its name read from an old
+    /// file, which has no uid); certificates expired by `now` are dropped.
     pub fn issued(&mut self, holding: Holding, now: SystemTime) {
-        self.by_pod.retain(|_, h| h.not_after > now);
+        self.by_pod.retain(|_, h| {
+            h.not_after > now
+                && !(h.uid.is_empty() && h.namespace == holding.namespace && h.pod == holding.pod)
+        });
         self.insert(holding);
     }
 
@@ -158,6 +185,7 @@ mod tests {
         Holding {
             namespace: "shop".into(),
             pod: pod.into(),
+            uid: format!("uid-{pod}"),
             generation,
             not_after,
         }
@@ -190,10 +218,65 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
             dir.path().join(FILE),
-            "# x\n1 100 shop/a\nfive 100 shop/b\n",
+            "# x\n1 100 shop/a uid-a\nfive 100 shop/b uid-b\n",
         )
         .unwrap();
         let e = Holders::read(dir.path()).unwrap_err().to_string();
         assert!(e.contains(FILE) && e.contains("line 3"), "{e}");
+        for bad in ["1 100 shop/a uid extra", "1 100 /a", "1 100 shop"] {
+            std::fs::write(dir.path().join(FILE), bad).unwrap();
+            let e = Holders::read(dir.path()).unwrap_err().to_string();
+            assert!(e.contains("line 1"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_pod_recreated_under_the_same_name_has_its_own_record() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let later = now + Duration::from_secs(60);
+        let mut holders = Holders::default();
+        holders.issued(holding("web", 0, later), now);
+        // web deleted and made again: another uid, a certificate from generation 1. The first
+        // one's generation-0 certificate is still recorded, not overwritten by the new Pod's.
+        let recreated = Holding {
+            uid: "uid-web-2".into(),
+            ..holding("web", 1, later)
+        };
+        holders.issued(recreated.clone(), now);
+        assert_eq!(holders.live(now), 2);
+        let behind = holders.behind(1, now);
+        assert_eq!(behind.len(), 1);
+        assert_eq!(behind[0].uid, "uid-web");
+        // ...nor does the new Pod inherit it when it renews.
+        holders.issued(Holding {
+            generation: 2,
+            ..recreated
+        }, now);
+        assert_eq!(holders.behind(2, now).len(), 1);
+        assert_eq!(holders.behind(2, now)[0].uid, "uid-web");
+    }
+
+    #[test]
+    fn a_table_written_before_uids_reads_and_gives_way_to_the_pods_next_certificate() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(FILE),
+            "# old\n0 2000000 shop/web\n0 2000000 shop/api\n",
+        )
+        .unwrap();
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let mut holders = Holders::read(dir.path()).unwrap();
+        assert_eq!(holders.behind(1, now).len(), 2);
+        assert!(holders.behind(1, now).iter().all(|h| h.uid.is_empty()));
+        holders.issued(holding("web", 1, now + Duration::from_secs(60)), now);
+        let behind = holders.behind(1, now);
+        assert_eq!(behind.len(), 1);
+        assert_eq!(behind[0].pod, "api");
+        // Written back in the new format, it reads the same.
+        holders.write(dir.path()).unwrap();
+        assert!(std::fs::read_to_string(dir.path().join(FILE))
+            .unwrap()
+            .contains("shop/web uid-web\n"));
+        assert_eq!(Holders::read(dir.path()).unwrap(), holders);
     }
 }

@@ -169,6 +169,7 @@ impl IdentityService {
         self.ca.issued(Holding {
             namespace: claims.namespace,
             pod: claims.pod,
+            uid: claims.uid,
             generation,
             not_after: issued.not_after,
         });

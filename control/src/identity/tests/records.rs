@@ -61,6 +61,7 @@ fn the_table_is_written_once_a_tick_and_at_once_when_behind_the_directory() {
     ca.issued(Holding {
         namespace: "shop".into(),
         pod: "web-1".into(),
+        uid: "uid-1".into(),
         generation: 1,
         not_after: std::time::SystemTime::now() + Duration::from_secs(600),
     });
