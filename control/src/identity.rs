@@ -78,6 +78,8 @@ pub struct Ca {
     holders: Mutex<Recorded>,
     /// The generation loaded, for `Identity.WatchAuthority`.
     announce: tokio::sync::watch::Sender<u64>,
+    /// The Pods that exist ([`Ca::with_pods`]): records of the others are dropped.
+    pods: Option<PodDirectory>,
 }
 
 impl Ca {
@@ -103,7 +105,39 @@ impl Ca {
                 unflushed: false,
             }),
             announce: tokio::sync::watch::channel(generation).0,
+            pods: None,
         })
+    }
+
+    /// Follows the Pods that exist: each tick drops the records of Pods gone from `pods`
+    /// ([`Ca::follow_pods`]).
+    pub fn with_pods(mut self, pods: PodDirectory) -> Ca {
+        self.pods = Some(pods);
+        self
+    }
+
+    /// Drops the records of Pods no longer in the Pod view (by uid), so a deleted Pod's
+    /// unexpired certificate does not hold a root switch back until it expires.
+    ///
+    /// Why that is safe: a certificate only matters to a rotation while a live workload can
+    /// present it. The sidecar makes its key in memory and never writes it out, so once the
+    /// Pod's sidecar has stopped no one holds the key. A Pod leaves the view when its object is
+    /// deleted, which the API server does once the kubelet has stopped its containers (a forced
+    /// deletion may leave them running for their grace period; a partitioned node may too, and
+    /// then its sidecar renews as soon as it reaches the control plane again, told by
+    /// `WatchAuthority`, which ends for a Pod that is gone). A Pod recreated under the same name
+    /// has a new uid, its own key and its own record. Before the first view is published
+    /// (a control plane starting) nothing is dropped: an empty view then means "not known yet".
+    fn follow_pods(&self) {
+        let Some(view) = self.pods.as_ref().and_then(PodDirectory::published) else {
+            return;
+        };
+        let mut recorded = self.recorded();
+        let dropped = recorded.holders.keep_pods(&view);
+        if dropped > 0 {
+            recorded.unflushed = true;
+            tracing::debug!(dropped, "identity: forgot the certificates of deleted Pods");
+        }
     }
 
     /// The CA issuing now, with the generation it was loaded at.
@@ -219,6 +253,7 @@ impl Ca {
                 }
                 () = tokio::time::sleep(interval) => {}
             }
+            self.follow_pods();
             // Also written when no switch is pending: `--finish` and a restart read the file.
             self.flush();
             match self.switch_issuing_if_settled() {

@@ -22,6 +22,7 @@ use std::time::{Duration, SystemTime};
 
 use super::authority::{CaError, ca_error};
 use super::files;
+use super::pods::PodView;
 
 pub const FILE: &str = "identity.workloads";
 
@@ -154,6 +155,15 @@ impl Holders {
         self.insert(holding);
     }
 
+    /// Drops the records of Pods the view no longer has (by uid); returns how many. See
+    /// [`Ca`](super::Ca)'s tick for why a deleted Pod's certificate no longer counts.
+    pub fn keep_pods(&mut self, view: &PodView) -> usize {
+        let before = self.by_pod.len();
+        self.by_pod
+            .retain(|_, h| view.has(&h.namespace, &h.pod, &h.uid));
+        before - self.by_pod.len()
+    }
+
     /// The certificates still valid at `now` that were issued before `generation`.
     pub fn behind(&self, generation: u64, now: SystemTime) -> Vec<&Holding> {
         self.by_pod
@@ -254,6 +264,18 @@ mod tests {
         }, now);
         assert_eq!(holders.behind(2, now).len(), 1);
         assert_eq!(holders.behind(2, now)[0].uid, "uid-web");
+
+        // The first web is gone from the Pod view (the second is there): its record goes.
+        let mut view = PodView::default();
+        view.insert("shop", "web", super::super::pods::PodRecord::new("uid-web-2", "default"));
+        assert_eq!(holders.keep_pods(&view), 1);
+        assert!(holders.behind(2, now).is_empty());
+        assert_eq!(holders.live(now), 1);
+        // A record from an old file (no uid) stays while a Pod of its name does.
+        holders.issued(Holding { uid: String::new(), ..holding("api", 0, later) }, now);
+        view.insert("shop", "api", super::super::pods::PodRecord::new("uid-api", "default"));
+        assert_eq!(holders.keep_pods(&view), 0);
+        assert_eq!(holders.keep_pods(&PodView::default()), 2);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! cluster leaves the view with the relist that no longer lists it.
 
 use std::collections::HashMap;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::Arc;
 
 use ferry_objects::store::Store;
 
@@ -64,6 +64,20 @@ impl PodView {
         self.pods.get(&(namespace.to_owned(), name.to_owned()))
     }
 
+    /// Whether the Pod `namespace/name` with this uid exists; an empty `uid` (a record that
+    /// predates uids) matches any Pod of that name.
+    pub fn has(&self, namespace: &str, name: &str, uid: &str) -> bool {
+        self.get(namespace, name)
+            .is_some_and(|p| uid.is_empty() || p.uid == uid)
+    }
+
+    /// The Pods, as (namespace, name, record).
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str, &PodRecord)> {
+        self.pods
+            .iter()
+            .map(|((namespace, name), record)| (namespace.as_str(), name.as_str(), record))
+    }
+
     pub fn len(&self) -> usize {
         self.pods.len()
     }
@@ -74,19 +88,34 @@ impl PodView {
 }
 
 /// The current [`PodView`], shared between the publisher (which replaces it) and the identity
-/// service (which reads it).
-#[derive(Clone, Debug, Default)]
-pub struct PodDirectory(Arc<RwLock<Arc<PodView>>>);
+/// service (which reads it, and follows its changes: [`PodDirectory::subscribe`]).
+#[derive(Clone, Debug)]
+pub struct PodDirectory(Arc<tokio::sync::watch::Sender<Option<Arc<PodView>>>>);
+
+impl Default for PodDirectory {
+    fn default() -> PodDirectory {
+        PodDirectory(Arc::new(tokio::sync::watch::channel(None).0))
+    }
+}
 
 impl PodDirectory {
     pub fn replace(&self, view: PodView) {
-        *self.0.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(view);
+        self.0.send_replace(Some(Arc::new(view)));
     }
 
+    /// The view; empty until the first [`PodDirectory::replace`].
     pub fn current(&self) -> Arc<PodView> {
-        self.0
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.0.borrow().clone().unwrap_or_default()
+    }
+
+    /// The view once one was published: `None` before, when an empty view means "not known
+    /// yet" rather than "no Pods".
+    pub fn published(&self) -> Option<Arc<PodView>> {
+        self.0.borrow().clone()
+    }
+
+    /// Changes to come (each [`PodDirectory::replace`]).
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<Option<Arc<PodView>>> {
+        self.0.subscribe()
     }
 }

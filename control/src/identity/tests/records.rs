@@ -73,3 +73,36 @@ fn the_table_is_written_once_a_tick_and_at_once_when_behind_the_directory() {
     drop(ca);
     assert_eq!(on_disk(dir.path()), [(2, "web-1".to_owned())]);
 }
+
+fn holding(pod: &str, uid: &str, generation: u64) -> Holding {
+    Holding {
+        namespace: "shop".into(),
+        pod: pod.into(),
+        uid: uid.into(),
+        generation,
+        not_after: std::time::SystemTime::now() + Duration::from_secs(600),
+    }
+}
+
+#[test]
+fn a_deleted_pods_certificate_stops_holding_the_root_switch_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let pods = PodDirectory::default();
+    let ca = Ca::load(None, dir.path()).unwrap().with_pods(pods.clone());
+    ca.issued(holding("web-1", "uid-1", 0));
+    ca.issued(holding("web-2", "uid-2", 0));
+    assert_eq!(rotate::rotate_root(dir.path()).unwrap(), 1);
+    ca.reload_if_changed().unwrap().expect("reloaded");
+    ca.issued(holding("web-1", "uid-1", 1));
+    // No Pod view published yet (a control plane starting): nothing is forgotten.
+    ca.follow_pods();
+    assert_eq!(ca.switch_issuing_if_settled().unwrap(), None, "web-2 is behind");
+    // web-2 deleted; web-1 is there (and a web-2 recreated, another uid, holds nothing yet).
+    let mut view = PodView::default();
+    view.insert("shop", "web-1", PodRecord::new("uid-1", "web"));
+    view.insert("shop", "web-2", PodRecord::new("uid-2b", "web"));
+    pods.replace(view);
+    ca.follow_pods();
+    assert_eq!(on_disk(dir.path()), [(1, "web-1".to_owned())]);
+    assert_eq!(ca.switch_issuing_if_settled().unwrap(), Some(2));
+}
