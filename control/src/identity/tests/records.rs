@@ -103,6 +103,6 @@ fn a_deleted_pods_certificate_stops_holding_the_root_switch_back() {
     view.insert("shop", "web-2", PodRecord::new("uid-2b", "web"));
     pods.replace(view);
     ca.follow_pods();
-    assert_eq!(on_disk(dir.path()), [(1, "web-1".to_owned())]);
     assert_eq!(ca.switch_issuing_if_settled().unwrap(), Some(2));
+    assert_eq!(on_disk(dir.path()), [(1, "web-1".to_owned())]);
 }
