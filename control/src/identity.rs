@@ -80,6 +80,8 @@ pub struct Ca {
     announce: tokio::sync::watch::Sender<u64>,
     /// The Pods that exist ([`Ca::with_pods`]): records of the others are dropped.
     pods: Option<PodDirectory>,
+    /// The lifetime of the certificates issued (what a lost table is assumed to cover).
+    workload_ttl: Duration,
 }
 
 impl Ca {
@@ -95,7 +97,17 @@ impl Ca {
             })?;
             files::replace(&state_dir.join(files::BUNDLE), &hierarchy.bundle_pem, false)?;
         }
-        let holders = Holders::read(state_dir)?;
+        let (holders, assumed_since) = match Holders::read_at_start(state_dir)? {
+            holders::Found::Table(holders) => (holders, None),
+            holders::Found::Corrupt(e) => {
+                tracing::error!(
+                    error = %e,
+                    copy = %state_dir.join(holders::CORRUPT).display(),
+                    "identity: the record of which Pod holds which CA generation is corrupt; starting as if every Pod held a certificate from before any rotation, so a root switch waits until each has renewed"
+                );
+                (Holders::default(), Some(SystemTime::now()))
+            }
+        };
         Ok(Ca {
             source,
             state_dir: state_dir.to_owned(),
@@ -103,16 +115,19 @@ impl Ca {
             holders: Mutex::new(Recorded {
                 holders,
                 unflushed: false,
+                assumed_since,
             }),
             announce: tokio::sync::watch::channel(generation).0,
             pods: None,
+            workload_ttl: WORKLOAD_CERT_TTL,
         })
     }
 
     /// Follows the Pods that exist: each tick drops the records of Pods gone from `pods`
-    /// ([`Ca::follow_pods`]).
-    pub fn with_pods(mut self, pods: PodDirectory) -> Ca {
+    /// ([`Ca::follow_pods`]). `workload_ttl` is the lifetime of the certificates issued.
+    pub fn with_pods(mut self, pods: PodDirectory, workload_ttl: Duration) -> Ca {
         self.pods = Some(pods);
+        self.workload_ttl = workload_ttl;
         self
     }
 
@@ -133,6 +148,18 @@ impl Ca {
             return;
         };
         let mut recorded = self.recorded();
+        if let Some(since) = recorded.assumed_since.take() {
+            // The table was lost (corrupt): every Pod there is now may hold a certificate
+            // from before any rotation, for as long as one issued before the start lives.
+            let assumed = recorded
+                .holders
+                .assume_behind(&view, since + self.workload_ttl);
+            recorded.unflushed = true;
+            tracing::info!(
+                assumed,
+                "identity: assuming each Pod holds a certificate from generation 0 until it renews"
+            );
+        }
         let dropped = recorded.holders.keep_pods(&view);
         if dropped > 0 {
             recorded.unflushed = true;
@@ -178,7 +205,9 @@ impl Ca {
     }
 
     fn flush_locked(&self, recorded: &mut Recorded) {
-        if !recorded.unflushed {
+        // While a lost table is not yet replaced by the assumption, the corrupt file stays: a
+        // restart meanwhile must be as cautious.
+        if !recorded.unflushed || recorded.assumed_since.is_some() {
             return;
         }
         match recorded.holders.write(&self.state_dir) {
@@ -199,6 +228,9 @@ impl Ca {
         }
         let generation = self.issuing().0;
         let mut recorded = self.recorded();
+        if recorded.assumed_since.is_some() {
+            return Ok(None);
+        }
         self.flush_locked(&mut recorded);
         rotate::switch_issuing_if_settled(
             &self.state_dir,
@@ -319,6 +351,9 @@ impl Drop for Ca {
 struct Recorded {
     holders: Holders,
     unflushed: bool,
+    /// When the table was found corrupt, until [`Ca::follow_pods`] has assumed the worst of
+    /// every Pod (the first Pod view); no switch and no write meanwhile.
+    assumed_since: Option<SystemTime>,
 }
 
 #[cfg(test)]

@@ -25,6 +25,16 @@ use super::files;
 use super::pods::PodView;
 
 pub const FILE: &str = "identity.workloads";
+/// Where a corrupt [`FILE`] is copied at start.
+pub const CORRUPT: &str = "identity.workloads.corrupt";
+
+/// A state directory's table, as found.
+#[derive(Debug)]
+pub enum Found {
+    Table(Holders),
+    /// The file does not parse (the error names it and the line).
+    Corrupt(CaError),
+}
 
 /// One Pod's current certificate.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -66,12 +76,45 @@ fn what(dir: &Path) -> String {
 impl Holders {
     /// The table of a state directory; none yet is an empty one.
     pub fn read(dir: &Path) -> Result<Holders, CaError> {
+        match Holders::find(dir)? {
+            Found::Table(holders) => Ok(holders),
+            Found::Corrupt(e) => Err(e),
+        }
+    }
+
+    /// The table as a starting control plane reads it: a corrupt one is copied aside to
+    /// `identity.workloads.corrupt` (for a post-mortem; the original stays until the table is
+    /// next written, so a restart meanwhile finds it corrupt again) and reported, not an
+    /// error. An unreadable file (permissions) still is.
+    pub fn read_at_start(dir: &Path) -> Result<Found, CaError> {
+        let found = Holders::find(dir)?;
+        if let Found::Corrupt(_) = found {
+            let aside = dir.join(CORRUPT);
+            std::fs::copy(dir.join(FILE), &aside)
+                .map_err(|e| ca_error(&format!("--state-dir: {}", aside.display()), e))?;
+        }
+        Ok(found)
+    }
+
+    fn find(dir: &Path) -> Result<Found, CaError> {
         let path = dir.join(FILE);
-        let text = match std::fs::read_to_string(&path) {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Holders::default()),
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Found::Table(Holders::default()));
+            }
             Err(e) => return Err(ca_error(&what(dir), e)),
         };
+        let Ok(text) = String::from_utf8(bytes) else {
+            return Ok(Found::Corrupt(ca_error(&what(dir), "not UTF-8 text")));
+        };
+        Ok(match Holders::parse(dir, &text) {
+            Ok(holders) => Found::Table(holders),
+            Err(e) => Found::Corrupt(e),
+        })
+    }
+
+    fn parse(dir: &Path, text: &str) -> Result<Holders, CaError> {
         let mut holders = Holders::default();
         for (n, line) in text.lines().enumerate() {
             let line = line.trim();
@@ -170,6 +213,34 @@ impl Holders {
             .values()
             .filter(|h| h.not_after > now && h.generation < generation)
             .collect()
+    }
+
+    /// Whether the Pod (by uid, or by name for a record without one) has a record.
+    fn has(&self, namespace: &str, pod: &str, uid: &str) -> bool {
+        self.by_pod.values().any(|h| {
+            h.namespace == namespace && h.pod == pod && (h.uid.is_empty() || h.uid == uid)
+        })
+    }
+
+    /// What a control plane that lost the table assumes: every Pod of `view` without a record
+    /// holds a certificate from generation 0 (behind any rotation) valid until `until` (the
+    /// longest a certificate issued before the start can live), so a root switch waits until
+    /// each has renewed, been deleted, or `until` has passed. Returns how many were assumed.
+    pub fn assume_behind(&mut self, view: &PodView, until: SystemTime) -> usize {
+        let mut assumed = 0;
+        for (namespace, pod, record) in view.iter() {
+            if !self.has(namespace, pod, &record.uid) {
+                self.insert(Holding {
+                    namespace: namespace.to_owned(),
+                    pod: pod.to_owned(),
+                    uid: record.uid.clone(),
+                    generation: 0,
+                    not_after: until,
+                });
+                assumed += 1;
+            }
+        }
+        assumed
     }
 
     /// How many certificates are valid at `now`.

@@ -88,7 +88,9 @@ fn holding(pod: &str, uid: &str, generation: u64) -> Holding {
 fn a_deleted_pods_certificate_stops_holding_the_root_switch_back() {
     let dir = tempfile::tempdir().unwrap();
     let pods = PodDirectory::default();
-    let ca = Ca::load(None, dir.path()).unwrap().with_pods(pods.clone());
+    let ca = Ca::load(None, dir.path())
+        .unwrap()
+        .with_pods(pods.clone(), Duration::from_secs(600));
     ca.issued(holding("web-1", "uid-1", 0));
     ca.issued(holding("web-2", "uid-2", 0));
     assert_eq!(rotate::rotate_root(dir.path()).unwrap(), 1);
@@ -105,4 +107,42 @@ fn a_deleted_pods_certificate_stops_holding_the_root_switch_back() {
     ca.follow_pods();
     assert_eq!(ca.switch_issuing_if_settled().unwrap(), Some(2));
     assert_eq!(on_disk(dir.path()), [(1, "web-1".to_owned())]);
+}
+
+#[test]
+fn a_corrupt_table_is_set_aside_and_every_pod_is_assumed_behind_until_it_renews() {
+    let dir = tempfile::tempdir().unwrap();
+    // A CA made, then a rotation under way, and the table damaged.
+    drop(Ca::load(None, dir.path()).unwrap());
+    assert_eq!(rotate::rotate_root(dir.path()).unwrap(), 1);
+    let file = dir.path().join(holders::FILE);
+    std::fs::write(&file, "1 100 shop/web-1 uid-1\ngarbage\n").unwrap();
+    assert!(Holders::read(dir.path()).is_err());
+    let pods = PodDirectory::default();
+    let ca = Ca::load(None, dir.path())
+        .expect("starts all the same")
+        .with_pods(pods.clone(), Duration::from_secs(600));
+    assert_eq!(
+        std::fs::read(dir.path().join(holders::CORRUPT)).unwrap(),
+        std::fs::read(&file).unwrap(),
+        "a copy kept aside"
+    );
+    // Until the first Pod view, nothing is assumed yet: no switch, and the file stays as
+    // found (a restart now is as cautious).
+    ca.issued(holding("web-1", "uid-1", 1));
+    ca.flush();
+    assert_eq!(ca.switch_issuing_if_settled().unwrap(), None);
+    assert!(Holders::read(dir.path()).is_err());
+    let mut view = PodView::default();
+    view.insert("shop", "web-1", PodRecord::new("uid-1", "web"));
+    view.insert("shop", "api-1", PodRecord::new("uid-a", "api"));
+    pods.replace(view);
+    ca.follow_pods();
+    // api-1 may hold anything: the switch waits for it (web-1 renewed at 1 already).
+    assert_eq!(ca.switch_issuing_if_settled().unwrap(), None);
+    assert_eq!(on_disk(dir.path()), [(0, "api-1".to_owned()), (1, "web-1".to_owned())]);
+    let not_after = Holders::read(dir.path()).unwrap().behind(1, std::time::SystemTime::now())[0].not_after;
+    assert!(not_after <= std::time::SystemTime::now() + Duration::from_secs(600));
+    ca.issued(holding("api-1", "uid-a", 1));
+    assert_eq!(ca.switch_issuing_if_settled().unwrap(), Some(2));
 }
