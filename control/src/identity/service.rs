@@ -8,7 +8,9 @@
 //!
 //! `WatchAuthority` streams the CA generation to each sidecar (the same token check), so a
 //! rotation reaches every sidecar within seconds: it renews when the generation is not the one
-//! its certificate was issued at.
+//! its certificate was issued at. The token is checked again whenever the Pod view changes and
+//! before each generation sent: once its Pod is gone the stream ends with UNAUTHENTICATED, so
+//! a deleted Pod's sidecar (or whoever kept its token) is not told of rotations any longer.
 
 use std::sync::Arc;
 
@@ -23,7 +25,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use super::{Ca, Hierarchy, Holding, PodDirectory, PodTokens, csr};
+use super::{Ca, Hierarchy, Holding, PodDirectory, PodTokens, PodView, csr};
 
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
 #[allow(non_camel_case_types)] // the label values, as Prometheus conventions spell them
@@ -201,20 +203,39 @@ impl IdentityService {
 }
 
 /// The generations of a watch as a stream: the current one, then each change, until the
-/// caller goes away.
+/// caller goes away, or `still_allowed` (checked at each change of `pods` and before each
+/// generation) refuses: then the refusal, and the end.
 fn authority_stream(
     mut generations: tokio::sync::watch::Receiver<u64>,
+    mut pods: tokio::sync::watch::Receiver<Option<Arc<PodView>>>,
+    still_allowed: impl Fn() -> Result<(), tonic::Status> + Send + 'static,
 ) -> ReceiverStream<Result<Authority, tonic::Status>> {
     let (tx, rx) = tokio::sync::mpsc::channel(1);
     tokio::spawn(async move {
+        let mut following_pods = true;
+        let mut send = true;
         loop {
-            let generation = *generations.borrow_and_update();
-            if tx.send(Ok(Authority { generation })).await.is_err() {
+            if let Err(refused) = still_allowed() {
+                // Best effort: the caller may be gone already.
+                let _ = tx.send(Err(refused)).await;
                 return;
+            }
+            if send {
+                let generation = *generations.borrow_and_update();
+                if tx.send(Ok(Authority { generation })).await.is_err() {
+                    return;
+                }
             }
             tokio::select! {
                 () = tx.closed() => return,
-                changed = generations.changed() => if changed.is_err() { return },
+                changed = generations.changed() => {
+                    if changed.is_err() { return }
+                    send = true;
+                }
+                changed = pods.changed(), if following_pods => {
+                    following_pods = changed.is_ok();
+                    send = false;
+                }
             }
         }
     });
@@ -243,6 +264,18 @@ impl Identity for IdentityService {
         request: tonic::Request<AuthorityRequest>,
     ) -> Result<tonic::Response<Self::WatchAuthorityStream>, tonic::Status> {
         let generations = IdentityService::watch_authority(self, request.get_ref())?;
-        Ok(tonic::Response::new(authority_stream(generations)))
+        let (service, token) = (self.clone(), request.into_inner().token);
+        let still_allowed = move || {
+            service
+                .tokens
+                .verify(&token, &service.pods.current(), &service.trust_domain)
+                .map(|_| ())
+                .map_err(|e| tonic::Status::unauthenticated(e.to_string()))
+        };
+        Ok(tonic::Response::new(authority_stream(
+            generations,
+            self.pods.subscribe(),
+            still_allowed,
+        )))
     }
 }

@@ -461,3 +461,4 @@ fn certify_issues_for_a_live_pods_token_and_refuses_the_rest_with_their_codes() 
 }
 
 mod records;
+mod watch;
