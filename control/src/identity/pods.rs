@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use ferry_objects::store::Store;
+use k8s_openapi::api::core::v1::Pod;
 
 /// A Pod's identity-relevant facts.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -25,6 +26,21 @@ impl PodRecord {
     }
 }
 
+/// The ServiceAccount a Pod runs as: `spec.serviceAccountName`, else the deprecated
+/// `spec.serviceAccount`, else `default`, as the ServiceAccount admission defaults it (a Pod
+/// the control plane sees may not have been through admission: a file Pod, an old object).
+pub fn service_account(pod: &Pod) -> &str {
+    let spec = pod.spec.as_ref();
+    [
+        spec.and_then(|s| s.service_account_name.as_deref()),
+        spec.and_then(|s| s.service_account.as_deref()),
+    ]
+    .into_iter()
+    .flatten()
+    .find(|sa| !sa.is_empty())
+    .unwrap_or("default")
+}
+
 /// Pods by (namespace, name).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PodView {
@@ -40,12 +56,7 @@ impl PodView {
             let Some(uid) = pod.metadata.uid.as_deref().filter(|u| !u.is_empty()) else {
                 continue;
             };
-            let service_account = pod
-                .spec
-                .as_ref()
-                .and_then(|s| s.service_account_name.as_deref())
-                .filter(|sa| !sa.is_empty())
-                .unwrap_or("default");
+            let service_account = service_account(pod);
             view.insert(
                 manifest.namespace(),
                 manifest.name(),
@@ -117,5 +128,32 @@ impl PodDirectory {
     /// Changes to come (each [`PodDirectory::replace`]).
     pub fn subscribe(&self) -> tokio::sync::watch::Receiver<Option<Arc<PodView>>> {
         self.0.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::PodSpec;
+
+    fn pod(name: Option<&str>, deprecated: Option<&str>) -> Pod {
+        Pod {
+            spec: Some(PodSpec {
+                service_account_name: name.map(str::to_owned),
+                service_account: deprecated.map(str::to_owned),
+                ..PodSpec::default()
+            }),
+            ..Pod::default()
+        }
+    }
+
+    #[test]
+    fn the_service_account_is_the_name_then_the_deprecated_field_then_default() {
+        assert_eq!(service_account(&pod(Some("web"), Some("old"))), "web");
+        assert_eq!(service_account(&pod(None, Some("old"))), "old");
+        assert_eq!(service_account(&pod(Some(""), Some("old"))), "old");
+        assert_eq!(service_account(&pod(Some(""), Some(""))), "default");
+        assert_eq!(service_account(&pod(None, None)), "default");
+        assert_eq!(service_account(&Pod::default()), "default");
     }
 }
