@@ -217,9 +217,11 @@ impl Holders {
 
     /// Whether the Pod (by uid, or by name for a record without one) has a record.
     fn has(&self, namespace: &str, pod: &str, uid: &str) -> bool {
-        self.by_pod.values().any(|h| {
-            h.namespace == namespace && h.pod == pod && (h.uid.is_empty() || h.uid == uid)
-        })
+        let from = (namespace.to_owned(), pod.to_owned(), String::new());
+        self.by_pod
+            .range(from..)
+            .take_while(|(_, h)| h.namespace == namespace && h.pod == pod)
+            .any(|(_, h)| h.uid.is_empty() || h.uid == uid)
     }
 
     /// What a control plane that lost the table assumes: every Pod of `view` without a record
