@@ -82,9 +82,9 @@ pub fn made_again(namespace: &str) -> ServiceAccount {
             name: Some(DEFAULT.to_owned()),
             namespace: Some(namespace.to_owned()),
             uid: Some(new_uid()),
-            creation_timestamp: Some(
-                k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::now()),
-            ),
+            creation_timestamp: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                jiff::Timestamp::now(),
+            )),
             ..ObjectMeta::default()
         },
         ..ServiceAccount::default()

@@ -331,22 +331,39 @@ mod tests {
         assert_eq!(behind.len(), 1);
         assert_eq!(behind[0].uid, "uid-web");
         // ...nor does the new Pod inherit it when it renews.
-        holders.issued(Holding {
-            generation: 2,
-            ..recreated
-        }, now);
+        holders.issued(
+            Holding {
+                generation: 2,
+                ..recreated
+            },
+            now,
+        );
         assert_eq!(holders.behind(2, now).len(), 1);
         assert_eq!(holders.behind(2, now)[0].uid, "uid-web");
 
         // The first web is gone from the Pod view (the second is there): its record goes.
         let mut view = PodView::default();
-        view.insert("shop", "web", super::super::pods::PodRecord::new("uid-web-2", "default"));
+        view.insert(
+            "shop",
+            "web",
+            super::super::pods::PodRecord::new("uid-web-2", "default"),
+        );
         assert_eq!(holders.keep_pods(&view), 1);
         assert!(holders.behind(2, now).is_empty());
         assert_eq!(holders.live(now), 1);
         // A record from an old file (no uid) stays while a Pod of its name does.
-        holders.issued(Holding { uid: String::new(), ..holding("api", 0, later) }, now);
-        view.insert("shop", "api", super::super::pods::PodRecord::new("uid-api", "default"));
+        holders.issued(
+            Holding {
+                uid: String::new(),
+                ..holding("api", 0, later)
+            },
+            now,
+        );
+        view.insert(
+            "shop",
+            "api",
+            super::super::pods::PodRecord::new("uid-api", "default"),
+        );
         assert_eq!(holders.keep_pods(&view), 0);
         assert_eq!(holders.keep_pods(&PodView::default()), 2);
     }
@@ -369,9 +386,11 @@ mod tests {
         assert_eq!(behind[0].pod, "api");
         // Written back in the new format, it reads the same.
         holders.write(dir.path()).unwrap();
-        assert!(std::fs::read_to_string(dir.path().join(FILE))
-            .unwrap()
-            .contains("shop/web uid-web\n"));
+        assert!(
+            std::fs::read_to_string(dir.path().join(FILE))
+                .unwrap()
+                .contains("shop/web uid-web\n")
+        );
         assert_eq!(Holders::read(dir.path()).unwrap(), holders);
     }
 }

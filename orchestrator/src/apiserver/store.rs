@@ -234,7 +234,11 @@ impl Store {
             // Another uid under the same name is another object (one deleted and made again
             // between two readings): watchers see the old one DELETED, then the new ADDED, as
             // from the API server (`kubectl delete --wait` waits for exactly that).
-            let uid = |o: &Value| o.pointer("/metadata/uid").and_then(Value::as_str).map(str::to_owned);
+            let uid = |o: &Value| {
+                o.pointer("/metadata/uid")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            };
             if let (Some(new), Some(old)) = (uid(&object), inner.objects.get(&key))
                 && uid(&old.object).is_some_and(|u| u != new)
                 && let Some(old) = inner.objects.remove(&key)

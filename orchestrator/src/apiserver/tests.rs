@@ -560,7 +560,10 @@ fn the_default_service_account_made_again_is_a_new_object() {
     let (_, events) = store.events_after(accounts, None, after_rv).unwrap();
     let kinds: Vec<String> = events.iter().map(|e| format!("{:?}", e.kind)).collect();
     assert_eq!(kinds, ["Deleted", "Added"], "{kinds:?}");
-    assert_eq!(events[0].object["metadata"]["uid"], before["metadata"]["uid"]);
+    assert_eq!(
+        events[0].object["metadata"]["uid"],
+        before["metadata"]["uid"]
+    );
 }
 
 #[test]

@@ -53,7 +53,10 @@ fn the_table_is_written_once_a_tick_and_at_once_when_behind_the_directory() {
     let e = rotate::finish_root_rotation(dir.path())
         .unwrap_err()
         .to_string();
-    assert!(e.contains("shop/web-1") && e.contains("generation 2"), "{e}");
+    assert!(
+        e.contains("shop/web-1") && e.contains("generation 2"),
+        "{e}"
+    );
 
     // A Certify that took generation 1 before the reload records after the switch: behind
     // the directory, so written at once (--finish must not miss it).
@@ -98,7 +101,11 @@ fn a_deleted_pods_certificate_stops_holding_the_root_switch_back() {
     ca.issued(holding("web-1", "uid-1", 1));
     // No Pod view published yet (a control plane starting): nothing is forgotten.
     ca.follow_pods();
-    assert_eq!(ca.switch_issuing_if_settled().unwrap(), None, "web-2 is behind");
+    assert_eq!(
+        ca.switch_issuing_if_settled().unwrap(),
+        None,
+        "web-2 is behind"
+    );
     // web-2 deleted; web-1 is there (and a web-2 recreated, another uid, holds nothing yet).
     let mut view = PodView::default();
     view.insert("shop", "web-1", PodRecord::new("uid-1", "web"));
@@ -140,8 +147,14 @@ fn a_corrupt_table_is_set_aside_and_every_pod_is_assumed_behind_until_it_renews(
     ca.follow_pods();
     // api-1 may hold anything: the switch waits for it (web-1 renewed at 1 already).
     assert_eq!(ca.switch_issuing_if_settled().unwrap(), None);
-    assert_eq!(on_disk(dir.path()), [(0, "api-1".to_owned()), (1, "web-1".to_owned())]);
-    let not_after = Holders::read(dir.path()).unwrap().behind(1, std::time::SystemTime::now())[0].not_after;
+    assert_eq!(
+        on_disk(dir.path()),
+        [(0, "api-1".to_owned()), (1, "web-1".to_owned())]
+    );
+    let not_after = Holders::read(dir.path())
+        .unwrap()
+        .behind(1, std::time::SystemTime::now())[0]
+        .not_after;
     assert!(not_after <= std::time::SystemTime::now() + Duration::from_secs(600));
     ca.issued(holding("api-1", "uid-a", 1));
     assert_eq!(ca.switch_issuing_if_settled().unwrap(), Some(2));

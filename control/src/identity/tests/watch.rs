@@ -45,7 +45,11 @@ async fn the_stream_ends_unauthenticated_once_the_pod_is_gone() {
     pods.replace(recreated);
     let refused = next(&mut stream).await.unwrap().unwrap_err();
     assert_eq!(refused.code(), tonic::Code::Unauthenticated);
-    assert!(refused.message().contains("shop/web-1"), "{}", refused.message());
+    assert!(
+        refused.message().contains("shop/web-1"),
+        "{}",
+        refused.message()
+    );
     assert!(next(&mut stream).await.is_none(), "the stream ended");
 
     // And a new stream with it is refused at once.

@@ -724,8 +724,8 @@ async fn a_deleted_default_service_account_comes_back_as_a_new_object() {
         .get("serviceaccounts", "default", "default")
         .expect("the controller's default");
     for _ in 0..2 {
-        let uid = api.get("serviceaccounts", "default", "default").unwrap()["metadata"]["uid"]
-            .clone();
+        let uid =
+            api.get("serviceaccounts", "default", "default").unwrap()["metadata"]["uid"].clone();
         let (code, gone) = api
             .call(
                 Method::DELETE,
