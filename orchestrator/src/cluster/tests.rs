@@ -457,6 +457,7 @@ async fn pods_past_max_pods_wait_pending_as_unschedulable() {
 fn file_pods_get_their_service_account_defaulted_as_api_pods_do() {
     let mut c = cluster();
     let yaml = POD_ELSEWHERE.to_owned()
+        + "---\n"
         + &POD_ELSEWHERE
             .replace("name: remote", "name: old-style")
             .replace(
