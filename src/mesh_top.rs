@@ -24,6 +24,9 @@ pub use text::{Sample, parse};
 
 /// How long one scrape may take.
 const SCRAPE_TIMEOUT: Duration = Duration::from_secs(2);
+/// The most of a sidecar's `/metrics` read: its own series come to a few hundred KiB even with
+/// many peers; a larger body (a broken or hostile Pod) is refused, not buffered whole.
+pub const METRICS_LIMIT: usize = 4 << 20;
 
 /// The workload a Pod belongs to.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -482,18 +485,52 @@ async fn list(admin: SocketAddr, path: &str) -> Result<Vec<Value>, WorkloadError
 
 /// One scrape of the sidecar at `addr`.
 pub async fn scrape(addr: SocketAddr) -> Result<Signals, String> {
-    let answer = tokio::time::timeout(
-        SCRAPE_TIMEOUT,
-        get::request(addr, http::Method::GET, "/metrics"),
-    )
-    .await
-    .map_err(|_| format!("no answer in {SCRAPE_TIMEOUT:?}"))?;
-    let (status, _, body) = answer.map_err(|e| e.to_string())?;
-    if !status.is_success() {
-        return Err(format!("/metrics answered {status}"));
-    }
+    let answer = tokio::time::timeout(SCRAPE_TIMEOUT, metrics(addr))
+        .await
+        .map_err(|_| format!("no answer in {SCRAPE_TIMEOUT:?}"))?;
+    let body = answer?;
     let samples = parse(&String::from_utf8_lossy(&body))?;
     Ok(Signals::from_samples(&samples))
+}
+
+/// `GET /metrics` of the sidecar at `addr`, its body read up to [`METRICS_LIMIT`].
+async fn metrics(addr: SocketAddr) -> Result<bytes::Bytes, String> {
+    use http_body_util::BodyExt;
+    let unreachable = |e: &dyn std::fmt::Display| format!("cannot reach {addr}: {e}");
+    let stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| unreachable(&e))?;
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|e| unreachable(&e))?;
+    tokio::spawn(conn);
+    let request = http::Request::builder()
+        .uri("/metrics")
+        .header(http::header::HOST, addr.to_string())
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .map_err(|e| unreachable(&e))?;
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| unreachable(&e))?;
+    if !response.status().is_success() {
+        return Err(format!("/metrics answered {}", response.status()));
+    }
+    let body = http_body_util::Limited::new(response.into_body(), METRICS_LIMIT)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                format!(
+                    "/metrics is larger than {} MiB; not read",
+                    METRICS_LIMIT >> 20
+                )
+            } else {
+                format!("/metrics: {e}")
+            }
+        })?;
+    Ok(body.to_bytes())
 }
 
 /// What one sidecar saw between two scrapes, and how far apart they were.
@@ -553,7 +590,7 @@ pub async fn get(
         match result {
             Ok(w) => windows[i] = Some(w),
             Err(e) => warnings.push(format!(
-                "pod {}/{}: the sidecar at {addr} did not answer: {e}",
+                "pod {}/{}: the sidecar at {addr} did not answer usably: {e}",
                 pods[i].workload.namespace, pods[i].name
             )),
         }

@@ -81,9 +81,13 @@ pub struct Ca {
     state_dir: PathBuf,
     current: RwLock<(u64, Arc<Hierarchy>)>,
     /// Who holds a certificate from which generation (kept in the state directory).
-    holders: Mutex<Holders>,
+    holders: Mutex<Recorded>,
     /// The generation loaded, for `Identity.WatchAuthority`.
     announce: tokio::sync::watch::Sender<u64>,
+    /// The Pods that exist ([`Ca::with_pods`]): records of the others are dropped.
+    pods: Option<PodDirectory>,
+    /// The lifetime of the certificates issued (what a lost table is assumed to cover).
+    workload_ttl: Duration,
 }
 
 impl Ca {
@@ -99,14 +103,74 @@ impl Ca {
             })?;
             files::replace(&state_dir.join(files::BUNDLE), &hierarchy.bundle_pem, false)?;
         }
-        let holders = Holders::read(state_dir)?;
+        let (holders, assumed_since) = match Holders::read_at_start(state_dir)? {
+            holders::Found::Table(holders) => (holders, None),
+            holders::Found::Corrupt(e) => {
+                tracing::error!(
+                    error = %e,
+                    copy = %state_dir.join(holders::CORRUPT).display(),
+                    "identity: the record of which Pod holds which CA generation is corrupt; starting as if every Pod held a certificate from before any rotation, so a root switch waits until each has renewed"
+                );
+                (Holders::default(), Some(SystemTime::now()))
+            }
+        };
         Ok(Ca {
             source,
             state_dir: state_dir.to_owned(),
             current: RwLock::new((generation, Arc::new(hierarchy))),
-            holders: Mutex::new(holders),
+            holders: Mutex::new(Recorded {
+                holders,
+                unflushed: false,
+                assumed_since,
+            }),
             announce: tokio::sync::watch::channel(generation).0,
+            pods: None,
+            workload_ttl: WORKLOAD_CERT_TTL,
         })
+    }
+
+    /// Follows the Pods that exist: each tick drops the records of Pods gone from `pods`
+    /// ([`Ca::follow_pods`]). `workload_ttl` is the lifetime of the certificates issued.
+    pub fn with_pods(mut self, pods: PodDirectory, workload_ttl: Duration) -> Ca {
+        self.pods = Some(pods);
+        self.workload_ttl = workload_ttl;
+        self
+    }
+
+    /// Drops the records of Pods no longer in the Pod view (by uid), so a deleted Pod's
+    /// unexpired certificate does not hold a root switch back until it expires.
+    ///
+    /// Why that is safe: a certificate only matters to a rotation while a live workload can
+    /// present it. The sidecar makes its key in memory and never writes it out, so once the
+    /// Pod's sidecar has stopped no one holds the key. A Pod leaves the view when its object is
+    /// deleted, which the API server does once the kubelet has stopped its containers (a forced
+    /// deletion may leave them running for their grace period; a partitioned node may too, and
+    /// then its sidecar renews as soon as it reaches the control plane again, told by
+    /// `WatchAuthority`, which ends for a Pod that is gone). A Pod recreated under the same name
+    /// has a new uid, its own key and its own record. Before the first view is published
+    /// (a control plane starting) nothing is dropped: an empty view then means "not known yet".
+    fn follow_pods(&self) {
+        let Some(view) = self.pods.as_ref().and_then(PodDirectory::published) else {
+            return;
+        };
+        let mut recorded = self.recorded();
+        if let Some(since) = recorded.assumed_since.take() {
+            // The table was lost (corrupt): every Pod there is now may hold a certificate
+            // from before any rotation, for as long as one issued before the start lives.
+            let assumed = recorded
+                .holders
+                .assume_behind(&view, since + self.workload_ttl);
+            recorded.unflushed = true;
+            tracing::info!(
+                assumed,
+                "identity: assuming each Pod holds a certificate from generation 0 until it renews"
+            );
+        }
+        let dropped = recorded.holders.keep_pods(&view);
+        if dropped > 0 {
+            recorded.unflushed = true;
+            tracing::debug!(dropped, "identity: forgot the certificates of deleted Pods");
+        }
     }
 
     /// The CA issuing now, with the generation it was loaded at.
@@ -122,25 +186,64 @@ impl Ca {
         self.announce.subscribe()
     }
 
-    /// Records a certificate issued (at the generation [`Ca::issuing`] said) and keeps the
-    /// record in the state directory; a failed write is logged (the record in memory holds).
+    fn recorded(&self) -> std::sync::MutexGuard<'_, Recorded> {
+        self.holders.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Records a certificate issued (at the generation [`Ca::issuing`] said). The state
+    /// directory's copy is written at the next tick ([`Ca::flush`]), unless the certificate is
+    /// already behind the directory's generation: then at once (see [`Recorded`] for why).
     pub fn issued(&self, holding: Holding) {
-        let mut holders = self.holders.lock().unwrap_or_else(PoisonError::into_inner);
-        holders.issued(holding, SystemTime::now());
-        if let Err(e) = holders.write(&self.state_dir) {
-            tracing::warn!(error = %e, "identity: cannot record the certificates issued");
+        let mut recorded = self.recorded();
+        // Read under the lock: the switch bumps the generation under it.
+        let behind = holding.generation < files::generation(&self.state_dir);
+        recorded.holders.issued(holding, SystemTime::now());
+        recorded.unflushed = true;
+        if behind {
+            self.flush_locked(&mut recorded);
+        }
+    }
+
+    /// Writes the table to the state directory when it changed since the last write; a
+    /// failed write is logged and retried at the next flush (the table in memory holds).
+    pub fn flush(&self) {
+        self.flush_locked(&mut self.recorded());
+    }
+
+    fn flush_locked(&self, recorded: &mut Recorded) {
+        // While a lost table is not yet replaced by the assumption, the corrupt file stays: a
+        // restart meanwhile must be as cautious.
+        if !recorded.unflushed || recorded.assumed_since.is_some() {
+            return;
+        }
+        match recorded.holders.write(&self.state_dir) {
+            Ok(()) => recorded.unflushed = false,
+            Err(e) => {
+                tracing::warn!(error = %e, "identity: cannot record the certificates issued")
+            }
         }
     }
 
     /// Step 2 of a root rotation when it is due ([`rotate::switch_issuing_if_settled`]); the
-    /// next [`Ca::reload_if_changed`] loads it.
+    /// next [`Ca::reload_if_changed`] loads it. The table is written first, under the lock
+    /// that records issuances, so the file is complete up to the generation the switch moves
+    /// from.
     fn switch_issuing_if_settled(&self) -> Result<Option<u64>, CaError> {
         if !matches!(self.source, CaSource::Generated(_)) {
             return Ok(None);
         }
         let generation = self.issuing().0;
-        let holders = self.holders.lock().unwrap_or_else(PoisonError::into_inner);
-        rotate::switch_issuing_if_settled(&self.state_dir, generation, &holders, SystemTime::now())
+        let mut recorded = self.recorded();
+        if recorded.assumed_since.is_some() {
+            return Ok(None);
+        }
+        self.flush_locked(&mut recorded);
+        rotate::switch_issuing_if_settled(
+            &self.state_dir,
+            generation,
+            &recorded.holders,
+            SystemTime::now(),
+        )
     }
 
     pub fn current(&self) -> Arc<Hierarchy> {
@@ -182,9 +285,15 @@ impl Ca {
         let mut failed_generation = None;
         loop {
             tokio::select! {
-                () = shutdown.wait() => return,
+                () = shutdown.wait() => {
+                    self.flush();
+                    return;
+                }
                 () = tokio::time::sleep(interval) => {}
             }
+            self.follow_pods();
+            // Also written when no switch is pending: `--finish` and a restart read the file.
+            self.flush();
             match self.switch_issuing_if_settled() {
                 Ok(Some(generation)) => tracing::info!(
                     generation,
@@ -217,6 +326,40 @@ impl Ca {
             }
         }
     }
+}
+
+impl Drop for Ca {
+    /// The last issuances, when the control plane stops without the watch's last tick.
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
+/// The holders table and whether the state directory's copy lags it.
+///
+/// Rewriting the whole file on every `Certify` costs O(workloads) per issuance, so a rotation
+/// (every sidecar renewing within seconds) would cost O(workloads²); it is written at most
+/// once a tick instead, and on shutdown. That is safe because of who reads what:
+/// - The switch of a root rotation (step 2) decides on this table in memory, which is never
+///   older than what was issued.
+/// - The file is read by `--finish` (and refusals naming who holds what) and by a restarted
+///   control plane. What they look for are certificates *behind* the state directory's
+///   generation. A certificate recorded at a generation the directory has already moved past
+///   is written at once ([`Ca::issued`]); one recorded at the directory's current generation
+///   is not behind anything on disk, so the file lagging it only makes it name an older
+///   certificate of that Pod (more cautious, never less). The generation moves either by the
+///   control plane's own switch, which writes the table first while holding the lock that
+///   records issuances (so a certificate is either in that write or recorded after the bump,
+///   and then written at once), or by an operator's `rotate`: the next tick (a second later)
+///   writes what the control plane recorded before.
+/// - A control plane killed without shutdown loses at most the last tick's records.
+#[derive(Debug)]
+struct Recorded {
+    holders: Holders,
+    unflushed: bool,
+    /// When the table was found corrupt, until [`Ca::follow_pods`] has assumed the worst of
+    /// every Pod (the first Pod view); no switch and no write meanwhile.
+    assumed_since: Option<SystemTime>,
 }
 
 #[cfg(test)]

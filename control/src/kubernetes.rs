@@ -65,7 +65,7 @@ pub const KINDS: [Kind; 6] = [
 /// Everything else (containers, status, managed fields) is dropped at once, so a cluster's
 /// Pods cost a few hundred bytes each.
 pub fn pod_identity(pod: Pod) -> Pod {
-    let metadata = pod.metadata;
+    let (metadata, spec) = (pod.metadata, pod.spec);
     Pod {
         metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
             name: metadata.name,
@@ -75,7 +75,9 @@ pub fn pod_identity(pod: Pod) -> Pod {
             ..Default::default()
         },
         spec: Some(k8s_openapi::api::core::v1::PodSpec {
-            service_account_name: pod.spec.and_then(|s| s.service_account_name),
+            service_account_name: spec.as_ref().and_then(|s| s.service_account_name.clone()),
+            // Deprecated, but what an old object may name alone.
+            service_account: spec.and_then(|s| s.service_account),
             ..Default::default()
         }),
         status: None,

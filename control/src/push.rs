@@ -147,7 +147,10 @@ impl PushServer {
         registry: &mut Registry,
     ) -> Result<PushServer, PushError> {
         let token = ca::join_token(&config.state_dir)?;
-        let ca = Arc::new(Ca::load(config.identity.ca.clone(), &config.state_dir)?);
+        let ca = Arc::new(
+            Ca::load(config.identity.ca.clone(), &config.state_dir)?
+                .with_pods(config.identity.pods.clone(), config.identity.workload_ttl),
+        );
         let pod_tokens = Arc::new(PodTokens::load_or_create(&config.state_dir)?);
         let (names, addresses) = ca::server_names(config.listen);
         let serving = Arc::new(

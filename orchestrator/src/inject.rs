@@ -80,10 +80,17 @@ impl PodClaims {
                 .unwrap_or_else(|| "default".to_owned()),
             pod: pod.metadata.name.clone().unwrap_or_default(),
             uid: pod.metadata.uid.clone().unwrap_or_default(),
-            service_account: spec
-                .and_then(|s| s.service_account_name.clone())
-                .filter(|s| !s.is_empty())
-                .unwrap_or_else(|| "default".to_owned()),
+            // As the ServiceAccount admission reads it: the deprecated field when the name
+            // is not set (`serviceaccount::default_pod_spec`).
+            service_account: [
+                spec.and_then(|s| s.service_account_name.as_deref()),
+                spec.and_then(|s| s.service_account.as_deref()),
+            ]
+            .into_iter()
+            .flatten()
+            .find(|s| !s.is_empty())
+            .unwrap_or("default")
+            .to_owned(),
         }
     }
 }

@@ -5,7 +5,10 @@
 //! ServiceAccount that does not exist.
 //!
 //! Pure: the round adds [`defaults`] to the declared objects it reconciles; the API server's
-//! Pod create and the ReplicaSet controller call [`admit`].
+//! Pod create and the ReplicaSet controller call [`admit`]. A `default` deleted through the
+//! API is replaced at once by [`made_again`]: a new object with a new uid, as the controller
+//! creates one (the same uid would look to `kubectl delete`, which waits for the object to be
+//! gone or replaced, as if nothing had happened, and it would wait forever).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -68,6 +71,37 @@ pub fn defaults(manifests: &[Arc<Manifest>]) -> Vec<Arc<Manifest>> {
             })
         })
         .collect()
+}
+
+/// The `default` ServiceAccount of `namespace` as the controller makes it again after a
+/// deletion: a new uid and creation time (given here, so the API server's store does not keep
+/// the deleted object's).
+pub fn made_again(namespace: &str) -> ServiceAccount {
+    ServiceAccount {
+        metadata: ObjectMeta {
+            name: Some(DEFAULT.to_owned()),
+            namespace: Some(namespace.to_owned()),
+            uid: Some(new_uid()),
+            creation_timestamp: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                jiff::Timestamp::now(),
+            )),
+            ..ObjectMeta::default()
+        },
+        ..ServiceAccount::default()
+    }
+}
+
+/// A random version 4 UUID.
+fn new_uid() -> String {
+    let (a, b) = (ferry_runtime::random::u64(), ferry_runtime::random::u64());
+    format!(
+        "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
+        a >> 32,
+        (a >> 16) & 0xffff,
+        a & 0xfff,
+        (b >> 48) & 0x3fff | 0x8000,
+        b & 0xffff_ffff_ffff
+    )
 }
 
 /// The ServiceAccount a Pod names, defaulted as the admission does: `serviceAccountName`,

@@ -4,7 +4,7 @@
 //! trust bundle rotates, without a restart and without closing a connection.
 //!
 //! [`IdentityClient`] is the publisher: it keeps a sidecar's certificate from the control
-//! plane's `ferry.control.v1.Identity` service current: at 70 % of its life, and at once when
+//! plane's `ferry.control.v1.Identity` service current: at 65–75 % of its life (jittered), and at once when
 //! the control plane announces a CA generation other than the one the certificate was issued
 //! at (`WatchAuthority`: a rotation), so a new trust bundle or issuing chain reaches it within
 //! seconds. The identity and expiry are the leaf's own (its URI SAN and notAfter), never only
@@ -44,9 +44,11 @@ pub struct Credentials {
 /// The receiving end: `None` until the first certificate is issued.
 pub type CredentialsWatch = tokio::sync::watch::Receiver<Option<Arc<Credentials>>>;
 
-/// The part of a certificate's life after which it is renewed (less a jitter of up to 5 % of
-/// the life, so sidecars started together do not renew together).
-pub const RENEW_AT: f64 = 0.7;
+/// The part of a certificate's life after which it is renewed: a point drawn uniformly in
+/// this range for each certificate, so sidecars started (or renewed by a rotation) together do
+/// not all come back at once; 70 % on average, as Linkerd's proxy renews, spread like Istio's
+/// jittered grace period. The latest point still leaves a quarter of the life to retry in.
+pub const RENEW_WINDOW: (f64, f64) = (0.65, 0.75);
 
 /// Where the identity service is and how the sidecar proves its Pod.
 #[derive(Clone, Debug)]
@@ -97,7 +99,7 @@ struct ResultLabels {
 
 /// Keeps a workload's certificate: a key made in memory, a CSR sent to the control plane's
 /// `Identity` service with the per-Pod token, the answer published as [`Credentials`]; again
-/// at [`RENEW_AT`] of each certificate's life (a new key each time). While the control plane
+/// at a jittered point of each certificate's life ([`RENEW_WINDOW`]) (a new key each time). While the control plane
 /// is away, the current certificate stays in use and the call is retried with jittered
 /// back-off.
 pub struct IdentityClient {
@@ -380,12 +382,22 @@ fn leaf_identity(leaf: &CertificateDer<'_>) -> Result<(WorkloadId, SystemTime), 
     Ok((id, expires))
 }
 
-/// When to renew a certificate that expires at `expires`: at [`RENEW_AT`] of the life left,
-/// less up to 5 % of it (jitter), and never sooner than a second from now.
+/// How many steps the renewal window is drawn in (fine enough for any lifetime in use).
+const RENEW_STEPS: u64 = 1 << 20;
+
+/// When to renew a certificate that expires at `expires`: at a uniformly random point of
+/// [`RENEW_WINDOW`] of the life left, and never sooner than a second from now.
 pub fn renewal_delay(now: SystemTime, expires: SystemTime) -> Duration {
+    renewal_delay_drawn(now, expires, crate::random::below(RENEW_STEPS))
+}
+
+/// [`renewal_delay`] with the draw given: `draw` in `0..RENEW_STEPS` picks the point of the
+/// window (0 its start, the largest its end; larger ones count as the end).
+fn renewal_delay_drawn(now: SystemTime, expires: SystemTime, draw: u64) -> Duration {
     let life = expires.duration_since(now).unwrap_or_default();
-    let jitter = crate::random::below(1_000) as f64 / 1_000.0 * 0.05;
-    life.mul_f64(RENEW_AT - jitter).max(Duration::from_secs(1))
+    let (low, high) = RENEW_WINDOW;
+    let at = low + (high - low) * draw.min(RENEW_STEPS - 1) as f64 / (RENEW_STEPS - 1) as f64;
+    life.mul_f64(at).max(Duration::from_secs(1))
 }
 
 fn unix_seconds(time: SystemTime) -> i64 {
@@ -398,15 +410,36 @@ mod tests {
     use super::*;
 
     #[test]
-    fn renewal_comes_at_about_seventy_percent_of_the_life() {
+    fn renewal_comes_at_a_random_point_between_65_and_75_percent_of_the_life() {
         let now = SystemTime::now();
-        for _ in 0..100 {
-            let d = renewal_delay(now, now + Duration::from_secs(1000));
+        let life = now + Duration::from_secs(1000);
+        // The window's ends and middle, drawn.
+        assert_eq!(renewal_delay_drawn(now, life, 0), Duration::from_secs(650));
+        assert_eq!(
+            renewal_delay_drawn(now, life, RENEW_STEPS - 1),
+            Duration::from_secs(750)
+        );
+        assert_eq!(
+            renewal_delay_drawn(now, life, u64::MAX),
+            Duration::from_secs(750)
+        );
+        let middle = renewal_delay_drawn(now, life, RENEW_STEPS / 2);
+        assert!(middle.abs_diff(Duration::from_secs(700)) < Duration::from_millis(1));
+        // Drawn for real: inside the window, and spread over it (not one instant for all).
+        let mut seen = Vec::new();
+        for _ in 0..200 {
+            let d = renewal_delay(now, life);
             assert!(
-                d >= Duration::from_secs(650) && d <= Duration::from_secs(700),
+                d >= Duration::from_secs(650) && d <= Duration::from_secs(750),
                 "{d:?}"
             );
+            seen.push(d);
         }
+        let (min, max) = (seen.iter().min().unwrap(), seen.iter().max().unwrap());
+        assert!(
+            *min < Duration::from_secs(670) && *max > Duration::from_secs(730),
+            "{min:?}..{max:?}"
+        );
         assert_eq!(
             renewal_delay(now, now - Duration::from_secs(5)),
             Duration::from_secs(1)

@@ -329,3 +329,44 @@ async fn a_sidecar_that_does_not_answer_is_an_error_naming_why() {
     let e = scrape(addr).await.unwrap_err();
     assert!(e.contains(&addr.to_string()), "{e}");
 }
+
+/// A one-shot HTTP/1.1 server answering `head` and then `body_len` bytes of a valid metric
+/// line repeated, and its address.
+async fn serve_once(head: String, body_len: usize) -> SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut tcp, _) = listener.accept().await.unwrap();
+        let mut request = [0; 1024];
+        let _ = tcp.read(&mut request).await;
+        let line = b"# a comment line of a metrics body, long enough to count\n";
+        let body: Vec<u8> = line.iter().copied().cycle().take(body_len).collect();
+        // The client stops reading at the limit: a failed write is expected then.
+        let _ = tcp.write_all(head.as_bytes()).await;
+        let _ = tcp.write_all(&body).await;
+    });
+    addr
+}
+
+#[tokio::test]
+async fn a_metrics_body_over_the_limit_is_refused_not_read_whole() {
+    let small = 64 * 1024;
+    let ok = serve_once(
+        format!("HTTP/1.1 200 OK\r\ncontent-length: {small}\r\n\r\n"),
+        small,
+    )
+    .await;
+    assert!(scrape(ok).await.is_ok());
+    let big = METRICS_LIMIT + 1;
+    for head in [
+        // Announced: refused before reading.
+        format!("HTTP/1.1 200 OK\r\ncontent-length: {big}\r\n\r\n"),
+        // Not announced (read to the close): refused at the limit.
+        "HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n".to_owned(),
+    ] {
+        let addr = serve_once(head.clone(), big).await;
+        let e = scrape(addr).await.unwrap_err();
+        assert!(e.contains("larger than 4 MiB"), "{head:?}: {e}");
+    }
+}

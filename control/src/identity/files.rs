@@ -9,7 +9,7 @@
 //! - `next-intermediate.crt`, `next-intermediate.key` (0600): only during phase 1 of a root
 //!   rotation, the intermediate under the new root, waiting until every workload trusts that
 //!   root; the control plane then moves it over `intermediate.*` ([`promote_next_intermediate`]).
-//! - `identity.workloads`: which Pod holds a certificate from which generation
+//! - `identity.workloads`: which Pod (by uid) holds a certificate from which generation
 //!   ([`super::holders`]).
 //! - `identity.generation`: a counter a rotation bumps after its last file is in place; a
 //!   running control plane watches it and reloads the CA ([`super::Ca::watch`]).

@@ -4,9 +4,10 @@
 //! cluster leaves the view with the relist that no longer lists it.
 
 use std::collections::HashMap;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::Arc;
 
 use ferry_objects::store::Store;
+use k8s_openapi::api::core::v1::Pod;
 
 /// A Pod's identity-relevant facts.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -25,6 +26,21 @@ impl PodRecord {
     }
 }
 
+/// The ServiceAccount a Pod runs as: `spec.serviceAccountName`, else the deprecated
+/// `spec.serviceAccount`, else `default`, as the ServiceAccount admission defaults it (a Pod
+/// the control plane sees may not have been through admission: a file Pod, an old object).
+pub fn service_account(pod: &Pod) -> &str {
+    let spec = pod.spec.as_ref();
+    [
+        spec.and_then(|s| s.service_account_name.as_deref()),
+        spec.and_then(|s| s.service_account.as_deref()),
+    ]
+    .into_iter()
+    .flatten()
+    .find(|sa| !sa.is_empty())
+    .unwrap_or("default")
+}
+
 /// Pods by (namespace, name).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PodView {
@@ -40,12 +56,7 @@ impl PodView {
             let Some(uid) = pod.metadata.uid.as_deref().filter(|u| !u.is_empty()) else {
                 continue;
             };
-            let service_account = pod
-                .spec
-                .as_ref()
-                .and_then(|s| s.service_account_name.as_deref())
-                .filter(|sa| !sa.is_empty())
-                .unwrap_or("default");
+            let service_account = service_account(pod);
             view.insert(
                 manifest.namespace(),
                 manifest.name(),
@@ -64,6 +75,20 @@ impl PodView {
         self.pods.get(&(namespace.to_owned(), name.to_owned()))
     }
 
+    /// Whether the Pod `namespace/name` with this uid exists; an empty `uid` (a record that
+    /// predates uids) matches any Pod of that name.
+    pub fn has(&self, namespace: &str, name: &str, uid: &str) -> bool {
+        self.get(namespace, name)
+            .is_some_and(|p| uid.is_empty() || p.uid == uid)
+    }
+
+    /// The Pods, as (namespace, name, record).
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str, &PodRecord)> {
+        self.pods
+            .iter()
+            .map(|((namespace, name), record)| (namespace.as_str(), name.as_str(), record))
+    }
+
     pub fn len(&self) -> usize {
         self.pods.len()
     }
@@ -74,19 +99,61 @@ impl PodView {
 }
 
 /// The current [`PodView`], shared between the publisher (which replaces it) and the identity
-/// service (which reads it).
-#[derive(Clone, Debug, Default)]
-pub struct PodDirectory(Arc<RwLock<Arc<PodView>>>);
+/// service (which reads it, and follows its changes: [`PodDirectory::subscribe`]).
+#[derive(Clone, Debug)]
+pub struct PodDirectory(Arc<tokio::sync::watch::Sender<Option<Arc<PodView>>>>);
+
+impl Default for PodDirectory {
+    fn default() -> PodDirectory {
+        PodDirectory(Arc::new(tokio::sync::watch::channel(None).0))
+    }
+}
 
 impl PodDirectory {
     pub fn replace(&self, view: PodView) {
-        *self.0.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(view);
+        self.0.send_replace(Some(Arc::new(view)));
     }
 
+    /// The view; empty until the first [`PodDirectory::replace`].
     pub fn current(&self) -> Arc<PodView> {
-        self.0
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.0.borrow().clone().unwrap_or_default()
+    }
+
+    /// The view once one was published: `None` before, when an empty view means "not known
+    /// yet" rather than "no Pods".
+    pub fn published(&self) -> Option<Arc<PodView>> {
+        self.0.borrow().clone()
+    }
+
+    /// Changes to come (each [`PodDirectory::replace`]).
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<Option<Arc<PodView>>> {
+        self.0.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::PodSpec;
+
+    fn pod(name: Option<&str>, deprecated: Option<&str>) -> Pod {
+        Pod {
+            spec: Some(PodSpec {
+                service_account_name: name.map(str::to_owned),
+                service_account: deprecated.map(str::to_owned),
+                ..PodSpec::default()
+            }),
+            ..Pod::default()
+        }
+    }
+
+    #[test]
+    fn the_service_account_is_the_name_then_the_deprecated_field_then_default() {
+        assert_eq!(service_account(&pod(Some("web"), Some("old"))), "web");
+        assert_eq!(service_account(&pod(None, Some("old"))), "old");
+        assert_eq!(service_account(&pod(Some(""), Some("old"))), "old");
+        assert_eq!(service_account(&pod(Some(""), Some(""))), "default");
+        assert_eq!(service_account(&pod(None, None)), "default");
+        assert_eq!(service_account(&Pod::default()), "default");
     }
 }

@@ -9,7 +9,10 @@
 //!
 //! `WatchAuthority` streams the CA generation to each sidecar (the same token check), so a
 //! rotation reaches every sidecar within seconds: it renews when the generation is not the one
-//! its certificate was issued at.
+//! its certificate was issued at. The caller is checked again whenever the Pod view changes
+//! and before each generation sent: once its Pod is gone (or recreated under a new uid) the
+//! stream ends with UNAUTHENTICATED, so a deleted Pod's sidecar (or whoever kept its token) is
+//! not told of rotations any longer.
 //!
 //! A token is ferry's per-Pod token ([`super::tokens`], minted by `ferry up`'s kubelet) or,
 //! when the control plane watches a Kubernetes cluster ([`IdentityService::with_reviewer`]),
@@ -30,7 +33,7 @@ use prometheus_client::registry::Registry;
 
 use super::review::{ServiceAccountTokens, TokenReviewer};
 use super::tokens::TokenError;
-use super::{Ca, Hierarchy, Holding, PodDirectory, PodTokens, csr};
+use super::{Ca, Hierarchy, Holding, PodDirectory, PodTokens, PodView, csr};
 use ferry_model::mesh::WorkloadId;
 
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
@@ -114,6 +117,8 @@ pub struct Caller {
     pub id: WorkloadId,
     pub namespace: String,
     pub pod: String,
+    /// The Pod's uid: its record, and what a later check of the same caller compares.
+    pub uid: String,
 }
 
 impl IdentityService {
@@ -167,6 +172,7 @@ impl IdentityService {
                     id,
                     namespace: reviewed.namespace,
                     pod: reviewed.pod,
+                    uid: reviewed.pod_uid,
                 })
             }
             _ => self.pod_token(token),
@@ -183,6 +189,7 @@ impl IdentityService {
             id,
             namespace: claims.namespace,
             pod: claims.pod,
+            uid: claims.uid,
         })
     }
 
@@ -226,6 +233,7 @@ impl IdentityService {
         self.ca.issued(Holding {
             namespace: caller.namespace.clone(),
             pod: caller.pod.clone(),
+            uid: caller.uid.clone(),
             generation,
             not_after: issued.not_after,
         });
@@ -245,29 +253,49 @@ impl IdentityService {
     pub async fn watch_authority(
         &self,
         request: &AuthorityRequest,
-    ) -> Result<tokio::sync::watch::Receiver<u64>, tonic::Status> {
-        self.authenticate(&request.token)
+    ) -> Result<(tokio::sync::watch::Receiver<u64>, Caller), tonic::Status> {
+        let caller = self
+            .authenticate(&request.token)
             .await
             .map_err(|e| self.refused(&e))?;
-        Ok(self.ca.generations())
+        Ok((self.ca.generations(), caller))
     }
 }
 
 /// The generations of a watch as a stream: the current one, then each change, until the
-/// caller goes away.
+/// caller goes away, or `still_allowed` (checked at each change of `pods` and before each
+/// generation) refuses: then the refusal, and the end.
 fn authority_stream(
     mut generations: tokio::sync::watch::Receiver<u64>,
+    mut pods: tokio::sync::watch::Receiver<Option<Arc<PodView>>>,
+    still_allowed: impl Fn() -> Result<(), tonic::Status> + Send + 'static,
 ) -> ReceiverStream<Result<Authority, tonic::Status>> {
     let (tx, rx) = tokio::sync::mpsc::channel(1);
     tokio::spawn(async move {
+        let mut following_pods = true;
+        let mut send = true;
         loop {
-            let generation = *generations.borrow_and_update();
-            if tx.send(Ok(Authority { generation })).await.is_err() {
+            if let Err(refused) = still_allowed() {
+                // Best effort: the caller may be gone already.
+                let _ = tx.send(Err(refused)).await;
                 return;
+            }
+            if send {
+                let generation = *generations.borrow_and_update();
+                if tx.send(Ok(Authority { generation })).await.is_err() {
+                    return;
+                }
             }
             tokio::select! {
                 () = tx.closed() => return,
-                changed = generations.changed() => if changed.is_err() { return },
+                changed = generations.changed() => {
+                    if changed.is_err() { return }
+                    send = true;
+                }
+                changed = pods.changed(), if following_pods => {
+                    following_pods = changed.is_ok();
+                    send = false;
+                }
             }
         }
     });
@@ -299,7 +327,23 @@ impl Identity for IdentityService {
         &self,
         request: tonic::Request<AuthorityRequest>,
     ) -> Result<tonic::Response<Self::WatchAuthorityStream>, tonic::Status> {
-        let generations = IdentityService::watch_authority(self, request.get_ref()).await?;
-        Ok(tonic::Response::new(authority_stream(generations)))
+        let (generations, caller) =
+            IdentityService::watch_authority(self, request.get_ref()).await?;
+        let pods = self.pods.clone();
+        let still_allowed = move || {
+            if pods.current().has(&caller.namespace, &caller.pod, &caller.uid) {
+                Ok(())
+            } else {
+                Err(tonic::Status::unauthenticated(format!(
+                    "Pod {}/{} (uid {}) no longer exists",
+                    caller.namespace, caller.pod, caller.uid
+                )))
+            }
+        };
+        Ok(tonic::Response::new(authority_stream(
+            generations,
+            self.pods.subscribe(),
+            still_allowed,
+        )))
     }
 }

@@ -33,14 +33,10 @@ pub(super) fn meshed(pod: &Pod) -> bool {
         })
 }
 
-/// `spec.serviceAccountName`, `default` when it names none (as the ServiceAccount admission
-/// sets it).
+/// The Pod's ServiceAccount, as its identity names it
+/// ([`crate::identity::pods::service_account`]).
 pub(super) fn service_account(pod: &Pod) -> &str {
-    pod.spec
-        .as_ref()
-        .and_then(|s| s.service_account_name.as_deref())
-        .filter(|a| !a.is_empty())
-        .unwrap_or("default")
+    crate::identity::pods::service_account(pod)
 }
 
 fn mtls_annotation(annotations: Option<&BTreeMap<String, String>>) -> Option<MtlsMode> {

@@ -231,6 +231,31 @@ impl Store {
             self.push(inner, event);
         }
         for (key, mut object) in next {
+            // Another uid under the same name is another object (one deleted and made again
+            // between two readings): watchers see the old one DELETED, then the new ADDED, as
+            // from the API server (`kubectl delete --wait` waits for exactly that).
+            let uid = |o: &Value| {
+                o.pointer("/metadata/uid")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            };
+            if let (Some(new), Some(old)) = (uid(&object), inner.objects.get(&key))
+                && uid(&old.object).is_some_and(|u| u != new)
+                && let Some(old) = inner.objects.remove(&key)
+            {
+                inner.revision += 1;
+                let revision = inner.revision;
+                let mut gone = old.object.clone();
+                set_version(&mut gone, revision);
+                let event = Event {
+                    revision,
+                    kind: EventType::Deleted,
+                    key: key.clone(),
+                    object: gone,
+                    previous: Some(with_version(&old)),
+                };
+                self.push(inner, event);
+            }
             let old = inner.objects.get(&key);
             keep_server_fields(&mut object, old.map(|e| &e.object));
             match old {

@@ -526,6 +526,47 @@ fn a_resource_version_changes_when_its_object_changes_and_only_then() {
     assert!(store.get(pods(), "shop", "b").is_none());
 }
 
+/// `kubectl delete sa default`: the controller's replacement has a new uid, and a watcher sees
+/// the deleted object go (DELETED) before the new one comes (ADDED), never a MODIFIED that
+/// would leave `kubectl delete --wait` waiting.
+#[test]
+fn the_default_service_account_made_again_is_a_new_object() {
+    let store = Store::new();
+    let sa = |account: k8s_openapi::api::core::v1::ServiceAccount| {
+        manifest(Object::ServiceAccount(Box::new(account)))
+    };
+    let derived = crate::serviceaccount::defaults(&[]);
+    let shop_default = |ms: &[Arc<Manifest>]| {
+        ms.iter()
+            .find(|m| m.namespace() == "default")
+            .cloned()
+            .unwrap()
+    };
+    store.record(&reading(vec![shop_default(&derived)]));
+    let accounts = resources::find("", "v1", "serviceaccounts").unwrap();
+    let before = store.get(accounts, "default", "default").unwrap();
+    let after_rv = store.revision();
+    let again = crate::serviceaccount::made_again("default");
+    assert_ne!(
+        crate::serviceaccount::made_again("default").metadata.uid,
+        again.metadata.uid
+    );
+    store.record(&reading(vec![sa(again.clone())]));
+    let now = store.get(accounts, "default", "default").unwrap();
+    assert_ne!(now["metadata"]["uid"], before["metadata"]["uid"]);
+    assert_eq!(
+        now["metadata"]["uid"].as_str(),
+        again.metadata.uid.as_deref()
+    );
+    let (_, events) = store.events_after(accounts, None, after_rv).unwrap();
+    let kinds: Vec<String> = events.iter().map(|e| format!("{:?}", e.kind)).collect();
+    assert_eq!(kinds, ["Deleted", "Added"], "{kinds:?}");
+    assert_eq!(
+        events[0].object["metadata"]["uid"],
+        before["metadata"]["uid"]
+    );
+}
+
 #[test]
 fn the_store_lists_the_namespaces_in_use_and_the_endpoints_of_services() {
     let store = Store::new();

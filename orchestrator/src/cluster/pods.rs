@@ -102,7 +102,7 @@ impl LocalCluster {
                     self.create_declared_pod(key.clone(), pod.clone());
                 }
                 Some(live) if !live.here => {
-                    live.pod = (**pod).clone();
+                    live.pod = admitted(pod);
                     live.applied = Some(pod.clone());
                 }
                 // Only labels or annotations changed (an API update): the running Pod takes
@@ -138,9 +138,12 @@ impl LocalCluster {
             .is_none_or(|n| n == self.config.node_name)
     }
 
+    /// A declared Pod (from a file), as the API server would store it: admitted through the
+    /// ServiceAccount admission's defaulting like a Pod made through the API (whether the
+    /// ServiceAccount exists is checked before: [`LocalCluster::admit`]).
     pub(super) fn create_declared_pod(&mut self, key: NamespacedName, declared: Arc<Pod>) {
         let here = self.is_here(&declared);
-        let mut pod = (*declared).clone();
+        let mut pod = admitted(&declared);
         if here {
             pod.metadata.uid = Some(self.uid());
             pod.metadata.creation_timestamp.get_or_insert_with(now);
@@ -359,4 +362,13 @@ fn same_but_metadata(a: &Pod, b: &Pod) -> bool {
         p
     };
     strip(a) == strip(b)
+}
+
+/// `declared` with its ServiceAccount defaulted (`spec.serviceAccountName` and the deprecated
+/// `spec.serviceAccount`, `default` when it names none), as admission stores a Pod; the
+/// manifest itself stays as written, so comparing it with the next reading is unaffected.
+fn admitted(declared: &Pod) -> Pod {
+    let mut pod = declared.clone();
+    crate::serviceaccount::default_pod_spec(pod.spec.get_or_insert_with(Default::default));
+    pod
 }

@@ -452,3 +452,32 @@ async fn pods_past_max_pods_wait_pending_as_unschedulable() {
     );
     c.kubelet().shutdown(Duration::from_secs(1)).await;
 }
+
+#[test]
+fn file_pods_get_their_service_account_defaulted_as_api_pods_do() {
+    let mut c = cluster();
+    let yaml = POD_ELSEWHERE.to_owned()
+        + "---\n"
+        + &POD_ELSEWHERE
+            .replace("name: remote", "name: old-style")
+            .replace(
+                "nodeName: node-7",
+                "nodeName: node-7\n  serviceAccount: default",
+            );
+    let declared = reading(&yaml);
+    let r = c.reconcile(&declared);
+    for name in ["remote", "old-style"] {
+        let spec = pod(&r, name).unwrap().spec.as_ref().unwrap();
+        assert_eq!(
+            spec.service_account_name.as_deref(),
+            Some("default"),
+            "{name}"
+        );
+        assert_eq!(spec.service_account.as_deref(), Some("default"), "{name}");
+    }
+    // The manifest as written is not changed, and the next round sees the same Pod.
+    let written = pod(&declared, "remote").unwrap().spec.as_ref().unwrap();
+    assert_eq!(written.service_account_name, None);
+    let again = c.reconcile(&reading(&yaml));
+    assert_eq!(pod(&again, "remote"), pod(&r, "remote"));
+}

@@ -174,4 +174,9 @@ fn claims_default_the_service_account() {
     assert_eq!(PodClaims::of(&p).service_account, "web");
     let m = mesh();
     assert_eq!((m.mint_token)(&PodClaims::of(&p)), "token-for-web-1");
+    // The deprecated serviceAccount counts when serviceAccountName is not set, as admission.
+    p.spec.as_mut().expect("spec").service_account = Some("old".into());
+    assert_eq!(PodClaims::of(&p).service_account, "web");
+    p.spec.as_mut().expect("spec").service_account_name = Some(String::new());
+    assert_eq!(PodClaims::of(&p).service_account, "old");
 }

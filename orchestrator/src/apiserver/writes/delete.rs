@@ -154,6 +154,13 @@ pub(super) async fn delete(
                     live.delete_controlled_replica_set(&nn);
                 }
             }
+            // The ServiceAccount controller makes a Namespace's `default` again at once: a new
+            // object, with a new uid (so a client waiting for the deletion sees it).
+            "ServiceAccount" if write.name == crate::serviceaccount::DEFAULT => {
+                declared.put(api_object(Object::ServiceAccount(Box::new(
+                    crate::serviceaccount::made_again(&write.namespace),
+                ))));
+            }
             // An object derived from others (Endpoints, a controller's EndpointSlice) is made
             // again at once, as its controller would.
             _ => {

@@ -715,3 +715,34 @@ async fn a_controller_made_replica_set_is_reconciled_back() {
     assert_eq!(r["metadata"]["labels"]["extra"], "yes");
     assert_eq!(api.names("pods").len(), 2);
 }
+
+/// `kubectl delete sa default` completes: the controller makes `default` again at once, as a
+/// new object (another uid), which is what the client's wait looks for.
+#[tokio::test]
+async fn a_deleted_default_service_account_comes_back_as_a_new_object() {
+    let api = api(Admission::default()).await;
+    let before = api
+        .get("serviceaccounts", "default", "default")
+        .expect("the controller's default");
+    for _ in 0..2 {
+        let uid =
+            api.get("serviceaccounts", "default", "default").unwrap()["metadata"]["uid"].clone();
+        let (code, gone) = api
+            .call(
+                Method::DELETE,
+                "/api/v1/namespaces/default/serviceaccounts/default",
+                "",
+                "",
+                "",
+            )
+            .await;
+        assert_eq!(code, StatusCode::OK, "{gone}");
+        assert_eq!(gone["metadata"]["uid"], uid);
+        let again = api
+            .get("serviceaccounts", "default", "default")
+            .expect("made again");
+        assert!(again["metadata"]["uid"].is_string(), "{again}");
+        assert_ne!(again["metadata"]["uid"], uid, "a new object");
+        assert_ne!(again["metadata"]["uid"], before["metadata"]["uid"]);
+    }
+}
