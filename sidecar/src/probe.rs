@@ -87,9 +87,9 @@ impl AppHealth {
             "The app's probes the sidecar ran for the kubelet (/app-health/), by probe and result",
             probes.clone(),
         );
-        let tls = if config.probers.values().any(|p| {
-            matches!(&p.check, AppCheck::HttpGet(h) if h.scheme.eq_ignore_ascii_case("HTTPS"))
-        }) {
+        let tls = if config.probers.values().any(
+            |p| matches!(&p.check, AppCheck::HttpGet(h) if h.scheme.eq_ignore_ascii_case("HTTPS")),
+        ) {
             ferry_runtime::tls::any_server_client_config()
                 .map(Arc::new)
                 .inspect_err(|e| tracing::warn!("HTTPS app probes will fail: {e}"))
@@ -128,7 +128,8 @@ impl AppHealth {
             .unwrap_or(path)
             .to_owned();
         let result = self.check(probe).await;
-        self.0.probes
+        self.0
+            .probes
             .get_or_create(&ProbeLabels {
                 probe: name,
                 result: if result.is_ok() { "success" } else { "failure" },
@@ -160,7 +161,10 @@ impl AppHealth {
     }
 
     async fn tcp(&self, tcp: &TcpSocket, deadline: Instant) -> Result<TcpStream, String> {
-        let host = tcp.host.clone().unwrap_or_else(|| self.0.config.pod_ip.to_string());
+        let host = tcp
+            .host
+            .clone()
+            .unwrap_or_else(|| self.0.config.pod_ip.to_string());
         self.connect(&host, tcp.port, deadline).await
     }
 

@@ -95,14 +95,19 @@ async fn mesh_probes_go_through_the_sidecar_and_the_node_meets_strict_mtls() {
 
     // The sidecar ran the app's probes and counts them.
     let metrics = format!("http://{server_ip}:4191/metrics");
-    eventually(DEADLINE, "the app's probes counted by the sidecar", || async {
-        let out = curl(&["-sf", "-m", "5", &metrics]);
-        let text = String::from_utf8_lossy(&out.stdout);
-        (text.contains(r#"ferry_sidecar_app_probes_total{probe="echo/readyz",result="success"}"#)
-            && text
+    eventually(
+        DEADLINE,
+        "the app's probes counted by the sidecar",
+        || async {
+            let out = curl(&["-sf", "-m", "5", &metrics]);
+            let text = String::from_utf8_lossy(&out.stdout);
+            (text.contains(
+                r#"ferry_sidecar_app_probes_total{probe="echo/readyz",result="success"}"#,
+            ) && text
                 .contains(r#"ferry_sidecar_app_probes_total{probe="echo/livez",result="success"}"#))
-        .then_some(())
-    })
+            .then_some(())
+        },
+    )
     .await;
     // Only the probes' own paths are answered.
     let unknown = curl(&[
@@ -133,9 +138,11 @@ async fn mesh_probes_go_through_the_sidecar_and_the_node_meets_strict_mtls() {
     // Plaintext from the node to the app's (probe and Service) port meets the sidecar, which
     // refuses it in strict mode; the port is no longer exempt for the node.
     let app = format!("http://{server_ip}:8080/healthz");
-    eventually(DEADLINE, "the node's plaintext refused (strict)", || async {
-        (!curl(&["-sf", "-m", "5", &app]).status.success()).then_some(())
-    })
+    eventually(
+        DEADLINE,
+        "the node's plaintext refused (strict)",
+        || async { (!curl(&["-sf", "-m", "5", &app]).status.success()).then_some(()) },
+    )
     .await;
     for _ in 0..3 {
         let out = curl(&["-sf", "-m", "5", &app]);

@@ -111,7 +111,10 @@ mod tests {
         );
         let again = serde_json::to_string(&probers).expect("encodes");
         assert_eq!(parse(&again).expect("round trip"), probers);
-        assert!(again.contains(r#""httpGet":{"path":"/healthz","port":8080"#), "{again}");
+        assert!(
+            again.contains(r#""httpGet":{"path":"/healthz","port":8080"#),
+            "{again}"
+        );
     }
 
     #[test]

@@ -8,8 +8,7 @@
 
 use ferry_model::mesh::ADMIN_PORT;
 use ferry_model::mesh::app_probe::{
-    APP_HEALTH_PREFIX, AppCheck, AppProbe, AppProbers, Header, HttpGet, TcpSocket,
-    app_health_path,
+    APP_HEALTH_PREFIX, AppCheck, AppProbe, AppProbers, Header, HttpGet, TcpSocket, app_health_path,
 };
 use k8s_openapi::api::core::v1::{ContainerPort, HTTPGetAction, PodSpec, Probe};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;

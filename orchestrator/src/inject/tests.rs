@@ -260,9 +260,19 @@ fn exec_probes_unknown_port_names_and_the_sidecar_itself_stay_as_written() {
     assert_eq!(p.spec.as_ref().expect("spec").containers, before);
     // Nothing to hand over: no env var.
     assert_eq!(probers(&p), None);
-    let sidecar = &p.spec.as_ref().expect("spec").init_containers.as_ref().expect("inits")[0];
+    let sidecar = &p
+        .spec
+        .as_ref()
+        .expect("spec")
+        .init_containers
+        .as_ref()
+        .expect("inits")[0];
     assert_eq!(
-        sidecar.startup_probe.as_ref().and_then(|s| s.http_get.as_ref()).and_then(|h| h.path.as_deref()),
+        sidecar
+            .startup_probe
+            .as_ref()
+            .and_then(|s| s.http_get.as_ref())
+            .and_then(|h| h.path.as_deref()),
         Some("/ready")
     );
 }
@@ -270,7 +280,10 @@ fn exec_probes_unknown_port_names_and_the_sidecar_itself_stay_as_written() {
 #[test]
 fn the_pod_may_keep_its_probes() {
     let containers = json!([{"name": "web", "readinessProbe": {"httpGet": {"port": 8080}}}]);
-    let mut p = pod_with(containers.clone(), json!({"ferry.dev/rewrite-probes": "false"}));
+    let mut p = pod_with(
+        containers.clone(),
+        json!({"ferry.dev/rewrite-probes": "false"}),
+    );
     assert!(!rewrites_probes(&p));
     assert_eq!(inject(&mut p, None, Ok(&mesh())), Outcome::Injected);
     assert_eq!(
@@ -303,5 +316,8 @@ fn a_pod_injected_twice_is_rewritten_once() {
     let mut spec = once.spec.clone().expect("spec");
     spec.init_containers = None;
     assert!(probes::rewrite(&mut spec).is_empty());
-    assert_eq!(spec.containers, once.spec.as_ref().expect("spec").containers);
+    assert_eq!(
+        spec.containers,
+        once.spec.as_ref().expect("spec").containers
+    );
 }

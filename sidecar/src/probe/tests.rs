@@ -90,7 +90,9 @@ fn health(probers: Vec<(&str, AppProbe)>, registry: &mut Registry) -> AppHealth 
 }
 
 async fn status(health: &AppHealth, path: &str) -> (u16, String) {
-    let response = health.call(Method::GET, path.to_owned(), String::new()).await;
+    let response = health
+        .call(Method::GET, path.to_owned(), String::new())
+        .await;
     let status = response.status().as_u16();
     let body = http_body_util::BodyExt::collect(response.into_body())
         .await
@@ -122,9 +124,15 @@ async fn an_http_probe_answers_the_apps_health() {
     );
     assert_eq!(status(&health, "/app-health/web/readyz").await.0, 200);
     let request = ok.last.lock().expect("lock").clone();
-    assert!(request.starts_with("GET /healthz HTTP/1.1\r\n"), "{request}");
+    assert!(
+        request.starts_with("GET /healthz HTTP/1.1\r\n"),
+        "{request}"
+    );
     let lower = request.to_ascii_lowercase();
-    assert!(lower.contains(&format!("host: 127.0.0.1:{}\r\n", ok.addr.port())), "{request}");
+    assert!(
+        lower.contains(&format!("host: 127.0.0.1:{}\r\n", ok.addr.port())),
+        "{request}"
+    );
     assert!(lower.contains("x-probe: yes\r\n"), "{request}");
     assert!(lower.contains("user-agent: kube-probe/"), "{request}");
 
@@ -172,7 +180,10 @@ async fn an_http_probe_fails_after_its_timeout() {
     assert_eq!(code, 503);
     assert!(body.contains("timed out after 1s"), "{body}");
     let took = started.elapsed();
-    assert!(took >= Duration::from_secs(1) && took < Duration::from_secs(3), "{took:?}");
+    assert!(
+        took >= Duration::from_secs(1) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
 }
 
 #[tokio::test]
@@ -184,7 +195,10 @@ async fn a_tcp_probe_connects() {
     };
     let health = health(
         vec![
-            ("/app-health/db/livez", tcp(open.local_addr().expect("addr").port())),
+            (
+                "/app-health/db/livez",
+                tcp(open.local_addr().expect("addr").port()),
+            ),
             ("/app-health/db/readyz", tcp(closed)),
         ],
         &mut Registry::default(),
@@ -192,16 +206,26 @@ async fn a_tcp_probe_connects() {
     assert_eq!(status(&health, "/app-health/db/livez").await.0, 200);
     let (code, body) = status(&health, "/app-health/db/readyz").await;
     assert_eq!(code, 503);
-    assert!(body.contains(&format!("dial tcp 127.0.0.1:{closed}")), "{body}");
+    assert!(
+        body.contains(&format!("dial tcp 127.0.0.1:{closed}")),
+        "{body}"
+    );
 }
 
 #[tokio::test]
 async fn unknown_paths_and_other_methods_are_refused() {
-    let health = health(vec![("/app-health/db/livez", tcp(1))], &mut Registry::default());
+    let health = health(
+        vec![("/app-health/db/livez", tcp(1))],
+        &mut Registry::default(),
+    );
     assert_eq!(status(&health, "/app-health/db/startupz").await.0, 404);
     assert_eq!(status(&health, "/app-health/").await.0, 404);
     let post = health
-        .call(Method::POST, "/app-health/db/livez".to_owned(), String::new())
+        .call(
+            Method::POST,
+            "/app-health/db/livez".to_owned(),
+            String::new(),
+        )
         .await;
     assert_eq!(post.status(), StatusCode::METHOD_NOT_ALLOWED);
 }
