@@ -284,14 +284,15 @@ async fn send(
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|e| e.to_string())?;
+    let response = sender.send_request(request);
+    tokio::pin!(response);
     tokio::select! {
-        response = sender.send_request(request) => {
-            response.map(|r| r.status()).map_err(|e| e.to_string())
-        }
-        ended = connection => Err(match ended {
-            Ok(()) => "connection closed before the response".to_owned(),
-            Err(e) => e.to_string(),
-        }),
+        response = &mut response => response.map(|r| r.status()).map_err(|e| e.to_string()),
+        ended = connection => match ended {
+            // An app that closes after its answer: the answer was read before the close.
+            Ok(()) => response.await.map(|r| r.status()).map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        },
     }
 }
 
