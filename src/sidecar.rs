@@ -109,6 +109,13 @@ pub struct Args {
     /// One Pod's traffic rarely needs more, and each worker costs memory (benches/mesh).
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
     pub workers: u16,
+    /// The app's original probes, run for the kubelet at /app-health/ on the admin port (JSON
+    /// keyed by path; the injection sets it).
+    #[arg(long, env = mesh::app_probe::APP_PROBERS_ENV, value_name = "JSON", value_parser = mesh::app_probe::parse)]
+    pub app_probers: Option<mesh::app_probe::AppProbers>,
+    /// The Pod's address, where app probes that name no host connect [default: 127.0.0.1].
+    #[arg(long, env = "FERRY_POD_IP", value_name = "IP")]
+    pub pod_ip: Option<std::net::IpAddr>,
 }
 
 /// The runtime `ferry sidecar` runs on, for `--workers`.
@@ -281,6 +288,10 @@ pub async fn run(args: Args, shutdown: Shutdown) -> Result<(), String> {
         inbound,
         outbound,
         admin: args.admin,
+        app_health: ferry_sidecar::AppHealthConfig {
+            probers: args.app_probers.clone().unwrap_or_default(),
+            pod_ip: args.pod_ip.unwrap_or(std::net::Ipv4Addr::LOCALHOST.into()),
+        },
     };
     let parts = Parts {
         credentials,

@@ -6,6 +6,8 @@
 
 use std::fmt;
 
+pub mod app_probe;
+
 /// The sidecar's outbound listener: the app's outbound TCP is redirected here.
 pub const OUTBOUND_PORT: u16 = 4140;
 /// The sidecar's inbound listener: TCP arriving for the Pod is redirected here.

@@ -5,6 +5,10 @@
 //! sidecar: started, and Ready through its startupProbe, before the app containers, stopped
 //! after them).
 //!
+//! The app containers' httpGet and tcpSocket probes are rewritten to go through the sidecar
+//! ([`probes`], Istio's `rewriteAppHTTPProbers`), unless the Pod's `ferry.dev/rewrite-probes`
+//! is `"false"`.
+//!
 //! The Pod is changed, never its template: the ReplicaSet controller's Pods are injected as
 //! they are made, so turning the mesh on does not roll a Deployment. A Pod that already has the
 //! container is left alone. Pure: the cluster calls [`inject`] and records what it says.
@@ -14,6 +18,9 @@ use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+mod probes;
+
+use ferry_model::mesh::app_probe::{APP_PROBERS_ENV, REWRITE_PROBES_ANNOTATION};
 use ferry_model::mesh::{ADMIN_PORT, INJECT_ANNOTATION, SIDECAR_CONTAINER};
 use k8s_openapi::api::core::v1::{
     Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction, ObjectFieldSelector, Pod, Probe,
@@ -148,6 +155,16 @@ fn has_container_named_sidecar(pod: &Pod) -> bool {
     })
 }
 
+/// Whether the Pod's probes go through its sidecar: unless its `ferry.dev/rewrite-probes` is
+/// `"false"`. The kubelet then exempts the probe ports from interception instead.
+pub fn rewrites_probes(pod: &Pod) -> bool {
+    pod.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(REWRITE_PROBES_ANNOTATION))
+        .is_none_or(|v| v != "false")
+}
+
 /// Adds the sidecar to a Pod that asks for one. `mesh` is the cluster's mesh, or why it has
 /// none that can serve (no mesh configured, no netns pod network).
 pub fn inject(
@@ -181,8 +198,21 @@ pub fn inject(
         }
     };
     let uid = pod.metadata.uid.clone().unwrap_or_default();
-    let container = sidecar(mesh, &uid);
+    let mut container = sidecar(mesh, &uid);
+    let rewrite = rewrites_probes(pod);
     let spec = pod.spec.get_or_insert_with(Default::default);
+    if rewrite {
+        let probers = probes::rewrite(spec);
+        if !probers.is_empty() {
+            // A map of plain strings and numbers always encodes.
+            let json = serde_json::to_string(&probers).unwrap_or_default();
+            container.env.get_or_insert_with(Vec::new).push(EnvVar {
+                name: APP_PROBERS_ENV.to_owned(),
+                value: Some(json),
+                ..EnvVar::default()
+            });
+        }
+    }
     // First, so it is started (and Ready) before every other init container too.
     spec.init_containers
         .get_or_insert_with(Vec::new)
@@ -197,8 +227,8 @@ pub fn inject(
     Outcome::Injected
 }
 
-/// The sidecar container: `ferry sidecar` with its token file, the Pod's name and namespace
-/// from the downward API, and a startupProbe on the admin port's `/ready`, which answers once
+/// The sidecar container: `ferry sidecar` with its token file, the Pod's name, namespace and
+/// address from the downward API, and a startupProbe on the admin port's `/ready`, which answers once
 /// the sidecar holds its certificate, so the app containers start only then.
 fn sidecar(mesh: &Mesh, uid: &str) -> Container {
     let mut command = vec![mesh.program.display().to_string()];
@@ -234,6 +264,9 @@ fn sidecar(mesh: &Mesh, uid: &str) -> Container {
         env: Some(vec![
             field("FERRY_POD_NAMESPACE", "metadata.namespace"),
             field("FERRY_POD_NAME", "metadata.name"),
+            // Where the app's rewritten probes connect unless they name a host, as the
+            // kubelet's do.
+            field("FERRY_POD_IP", "status.podIP"),
         ]),
         ports: Some(vec![ContainerPort {
             name: Some("ferry-admin".to_owned()),

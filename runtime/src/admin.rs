@@ -1,5 +1,7 @@
 //! The admin server: `/live`, `/ready`, `/config`, `/status`, `/metrics`, and under `/api/`
-//! whatever [`Api`] the process adds (the local runtime's Pods, Deployments, logs, scaling).
+//! whatever [`Api`] the process adds (the local runtime's Pods, Deployments, logs, scaling);
+//! under a prefix of its own, a part's routes for every peer ([`Admin::with_routes`]: the
+//! sidecar's `/app-health/`).
 //!
 //! `/config` serves the snapshot being served as JSON with private keys redacted;
 //! `/config?private_keys=true` includes them (the admin port listens on loopback by default, and
@@ -60,6 +62,14 @@ pub struct Admin {
     listener: TcpListener,
     state: Arc<AdminState>,
     limits: Limits,
+    routes: Option<Routes>,
+}
+
+/// A part's routes under a prefix, served to every peer.
+#[derive(Clone, Debug)]
+struct Routes {
+    prefix: &'static str,
+    api: Arc<dyn Api>,
 }
 
 #[derive(Serialize)]
@@ -76,7 +86,17 @@ impl Admin {
             listener: serve::bind(addr).await?,
             state: Arc::new(state),
             limits: Limits::ADMIN,
+            routes: None,
         })
+    }
+
+    /// Requests whose path starts with `prefix` (e.g. `/app-health/`) go to `api`, from any
+    /// peer, as the kubelet's probes come from the node: unlike `/api/`, they must neither act
+    /// on anything nor show secrets.
+    #[must_use]
+    pub fn with_routes(mut self, prefix: &'static str, api: Arc<dyn Api>) -> Admin {
+        self.routes = Some(Routes { prefix, api });
+        self
     }
 
     /// Its connections' bounds in place of [`Limits::ADMIN`].
@@ -91,10 +111,10 @@ impl Admin {
     }
 
     pub async fn run(self, shutdown: Shutdown) {
-        let state = self.state;
+        let (state, routes) = (self.state, self.routes);
         serve::serve(
             self.listener,
-            move |req, peer| handle(state.clone(), req, peer),
+            move |req, peer| handle(state.clone(), routes.clone(), req, peer),
             self.limits,
             shutdown,
         )
@@ -241,6 +261,7 @@ fn refused_to_remote(peer: SocketAddr, path: &str, query: &str) -> bool {
 
 async fn handle(
     state: Arc<AdminState>,
+    routes: Option<Routes>,
     req: Request<Incoming>,
     peer: SocketAddr,
 ) -> Response<Body> {
@@ -263,6 +284,15 @@ async fn handle(
     {
         let query = req.uri().query().unwrap_or_default().to_owned();
         return api
+            .call(req.method().clone(), req.uri().path().to_owned(), query)
+            .await;
+    }
+    if let Some(routes) = routes
+        && req.uri().path().starts_with(routes.prefix)
+    {
+        let query = req.uri().query().unwrap_or_default().to_owned();
+        return routes
+            .api
             .call(req.method().clone(), req.uri().path().to_owned(), query)
             .await;
     }

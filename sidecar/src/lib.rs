@@ -15,6 +15,7 @@
 //!   address; [`listen`]: the listener both sides are.
 //! - [`part`]: the whole sidecar ([`Sidecar`]): both sides and the admin server, ready once it
 //!   holds credentials.
+//! - [`probe`]: the app's probes, run for the kubelet at `/app-health/` on the admin port.
 //! - [`metrics`]: the golden signals, `ferry_sidecar_*`.
 
 pub mod authorize;
@@ -26,6 +27,7 @@ pub mod metrics;
 pub mod outbound;
 pub mod part;
 pub mod policy;
+pub mod probe;
 pub mod socket;
 pub mod tls;
 pub mod upstream;
@@ -41,6 +43,7 @@ pub use metrics::Metrics;
 pub use outbound::{Outbound, OutboundConfig};
 pub use part::{Addrs, Config, Parts, Sidecar};
 pub use policy::InboundPolicy;
+pub use probe::AppHealthConfig;
 pub use tls::MeshTls;
 
 /// The sidecar's errors.

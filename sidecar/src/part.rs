@@ -1,5 +1,5 @@
-//! The sidecar as one part: inbound, outbound and the admin server, built together and run
-//! until shutdown. The binary (`ferry sidecar`) and the tests wire it the same way.
+//! The sidecar as one part: inbound, outbound and the admin server (with the app's probes at
+//! `/app-health/`, [`crate::probe`]), built together and run until shutdown. The binary (`ferry sidecar`) and the tests wire it the same way.
 //!
 //! Readiness is "holds credentials": a sidecar without a certificate can neither accept mesh
 //! traffic nor reach meshed endpoints, so the kubelet must not start the app before. The admin
@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
 use ferry_model::Snapshot;
+use ferry_model::mesh::app_probe::APP_HEALTH_PREFIX;
 use ferry_runtime::admin::{Admin, AdminState};
 use ferry_runtime::identity::CredentialsWatch;
 use ferry_runtime::{Shutdown, SnapshotBus, StatusBoard, Subscription};
@@ -22,6 +23,7 @@ use crate::discover::Discover;
 use crate::inbound::{Inbound, InboundConfig};
 use crate::metrics::Metrics;
 use crate::outbound::{Outbound, OutboundConfig};
+use crate::probe::{AppHealth, AppHealthConfig};
 use crate::tls::MeshTls;
 use crate::upstream::Identities;
 
@@ -31,6 +33,9 @@ pub struct Config {
     pub inbound: InboundConfig,
     pub outbound: OutboundConfig,
     pub admin: SocketAddr,
+    /// The app's probes the admin server runs at `/app-health/` (from the inbound side's
+    /// mark).
+    pub app_health: AppHealthConfig,
 }
 
 /// What the sidecar is given: its credentials, where destinations come from, and the policy.
@@ -84,6 +89,7 @@ impl Sidecar {
             report_expiry,
         } = parts;
         let metrics = Arc::new(Metrics::new(&mut registry, report_expiry));
+        let app_health = AppHealth::new(config.app_health, config.inbound.mark, &mut registry);
         let tls = Arc::new(MeshTls::new(credentials.clone()));
         let inbound =
             Inbound::build(config.inbound, tls.clone(), authorize, metrics.clone()).await?;
@@ -97,7 +103,9 @@ impl Sidecar {
             registry,
             api: None,
         };
-        let admin = Admin::build(config.admin, state).await?;
+        let admin = Admin::build(config.admin, state)
+            .await?
+            .with_routes(APP_HEALTH_PREFIX, Arc::new(app_health));
         Ok(Sidecar {
             inbound,
             outbound,

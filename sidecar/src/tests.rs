@@ -174,6 +174,7 @@ async fn sidecar(
         inbound,
         outbound,
         admin: loopback,
+        app_health: crate::AppHealthConfig::default(),
     };
     let parts = Parts {
         credentials: credentials.subscribe(),

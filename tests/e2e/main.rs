@@ -21,6 +21,7 @@ mod load;
 mod local;
 mod mesh;
 mod mesh_client_addr;
+mod mesh_probes;
 mod mesh_rotation;
 mod mesh_top;
 mod mesh_traffic;

@@ -178,6 +178,7 @@ async fn sidecar(
         inbound,
         outbound,
         admin: loopback0(),
+        app_health: ferry_sidecar::AppHealthConfig::default(),
     };
     let (tx, credentials) = tokio::sync::watch::channel(Some(Arc::new(credentials)));
     let parts = Parts {

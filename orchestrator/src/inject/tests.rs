@@ -102,7 +102,8 @@ fn the_sidecar_is_a_native_sidecar_with_its_token_identity_and_startup_probe() {
         env,
         [
             ("FERRY_POD_NAMESPACE", "metadata.namespace"),
-            ("FERRY_POD_NAME", "metadata.name")
+            ("FERRY_POD_NAME", "metadata.name"),
+            ("FERRY_POD_IP", "status.podIP")
         ]
     );
     let startup = c.startup_probe.as_ref().and_then(|p| p.http_get.as_ref());
@@ -179,4 +180,149 @@ fn claims_default_the_service_account() {
     assert_eq!(PodClaims::of(&p).service_account, "web");
     p.spec.as_mut().expect("spec").service_account_name = Some(String::new());
     assert_eq!(PodClaims::of(&p).service_account, "old");
+}
+
+/// A meshed Pod with these containers and annotations.
+fn pod_with(containers: serde_json::Value, annotations: serde_json::Value) -> Pod {
+    let mut annotations = annotations;
+    annotations["ferry.dev/inject"] = json!("enabled");
+    serde_json::from_value(json!({
+        "metadata": {"name": "web-1", "namespace": "shop", "uid": "u-1", "annotations": annotations},
+        "spec": {"containers": containers},
+    }))
+    .expect("a pod")
+}
+
+/// The sidecar's `FERRY_APP_PROBERS`, decoded.
+fn probers(p: &Pod) -> Option<ferry_model::mesh::app_probe::AppProbers> {
+    let sidecar = &p.spec.as_ref()?.init_containers.as_ref()?[0];
+    let env = sidecar
+        .env
+        .iter()
+        .flatten()
+        .find(|e| e.name == "FERRY_APP_PROBERS")?;
+    Some(ferry_model::mesh::app_probe::parse(env.value.as_deref()?).expect("valid JSON"))
+}
+
+fn probe_json(p: &Pod, container: usize, kind: &str) -> serde_json::Value {
+    let c = &p.spec.as_ref().expect("spec").containers[container];
+    serde_json::to_value(c).expect("encodes")[kind].clone()
+}
+
+#[test]
+fn http_and_tcp_probes_go_through_the_sidecar_with_their_timing() {
+    let mut p = pod_with(
+        json!([{
+            "name": "web",
+            "ports": [{"name": "http", "containerPort": 8080}],
+            "readinessProbe": {"httpGet": {"path": "healthz", "port": "http", "scheme": "HTTPS",
+                "host": "10.9.9.9", "httpHeaders": [{"name": "x-a", "value": "b"}]},
+                "periodSeconds": 2, "timeoutSeconds": 3, "failureThreshold": 4,
+                "successThreshold": 2, "initialDelaySeconds": 1},
+            "livenessProbe": {"tcpSocket": {"port": 8080}, "terminationGracePeriodSeconds": 7},
+            "startupProbe": {"httpGet": {"port": "9090"}},
+        }]),
+        json!({}),
+    );
+    assert_eq!(inject(&mut p, None, Ok(&mesh())), Outcome::Injected);
+    assert_eq!(
+        probe_json(&p, 0, "readinessProbe"),
+        json!({"httpGet": {"path": "/app-health/web/readyz", "port": 4191, "scheme": "HTTP"},
+            "periodSeconds": 2, "timeoutSeconds": 3, "failureThreshold": 4,
+            "successThreshold": 2, "initialDelaySeconds": 1})
+    );
+    assert_eq!(
+        probe_json(&p, 0, "livenessProbe"),
+        json!({"httpGet": {"path": "/app-health/web/livez", "port": 4191, "scheme": "HTTP"},
+            "terminationGracePeriodSeconds": 7})
+    );
+    let probers = serde_json::to_value(probers(&p).expect("probers")).expect("encodes");
+    assert_eq!(
+        probers,
+        json!({
+            "/app-health/web/readyz": {"httpGet": {"path": "/healthz", "port": 8080,
+                "scheme": "HTTPS", "host": "10.9.9.9",
+                "httpHeaders": [{"name": "x-a", "value": "b"}]}, "timeoutSeconds": 3},
+            "/app-health/web/livez": {"tcpSocket": {"port": 8080}, "timeoutSeconds": 1},
+            "/app-health/web/startupz": {"httpGet": {"path": "/", "port": 9090,
+                "scheme": "HTTP"}, "timeoutSeconds": 1},
+        })
+    );
+}
+
+#[test]
+fn exec_probes_unknown_port_names_and_the_sidecar_itself_stay_as_written() {
+    let mut p = pod_with(
+        json!([
+            {"name": "a", "livenessProbe": {"exec": {"command": ["true"]}},
+             "readinessProbe": {"httpGet": {"port": "nope"}}},
+            {"name": "b"},
+        ]),
+        json!({}),
+    );
+    let before = p.spec.as_ref().expect("spec").containers.clone();
+    assert_eq!(inject(&mut p, None, Ok(&mesh())), Outcome::Injected);
+    assert_eq!(p.spec.as_ref().expect("spec").containers, before);
+    // Nothing to hand over: no env var.
+    assert_eq!(probers(&p), None);
+    let sidecar = &p
+        .spec
+        .as_ref()
+        .expect("spec")
+        .init_containers
+        .as_ref()
+        .expect("inits")[0];
+    assert_eq!(
+        sidecar
+            .startup_probe
+            .as_ref()
+            .and_then(|s| s.http_get.as_ref())
+            .and_then(|h| h.path.as_deref()),
+        Some("/ready")
+    );
+}
+
+#[test]
+fn the_pod_may_keep_its_probes() {
+    let containers = json!([{"name": "web", "readinessProbe": {"httpGet": {"port": 8080}}}]);
+    let mut p = pod_with(
+        containers.clone(),
+        json!({"ferry.dev/rewrite-probes": "false"}),
+    );
+    assert!(!rewrites_probes(&p));
+    assert_eq!(inject(&mut p, None, Ok(&mesh())), Outcome::Injected);
+    assert_eq!(
+        probe_json(&p, 0, "readinessProbe"),
+        json!({"httpGet": {"port": 8080}})
+    );
+    assert_eq!(probers(&p), None);
+    // Any other value rewrites, as the default does.
+    let mut p = pod_with(containers, json!({"ferry.dev/rewrite-probes": "true"}));
+    assert!(rewrites_probes(&p));
+    assert_eq!(inject(&mut p, None, Ok(&mesh())), Outcome::Injected);
+    assert_eq!(
+        probe_json(&p, 0, "readinessProbe")["httpGet"]["path"],
+        json!("/app-health/web/readyz")
+    );
+}
+
+#[test]
+fn a_pod_injected_twice_is_rewritten_once() {
+    let mut p = pod_with(
+        json!([{"name": "web", "readinessProbe": {"httpGet": {"port": 8080}}}]),
+        json!({}),
+    );
+    assert_eq!(inject(&mut p, None, Ok(&mesh())), Outcome::Injected);
+    let once = p.clone();
+    assert_eq!(inject(&mut p, None, Ok(&mesh())), Outcome::AlreadyInjected);
+    assert_eq!(p, once);
+    // A rewritten probe is never taken for an original, even on a spec without the sidecar
+    // (a Pod made from an injected one's containers).
+    let mut spec = once.spec.clone().expect("spec");
+    spec.init_containers = None;
+    assert!(probes::rewrite(&mut spec).is_empty());
+    assert_eq!(
+        spec.containers,
+        once.spec.as_ref().expect("spec").containers
+    );
 }

@@ -19,7 +19,9 @@ pub(super) fn setup(
     node: Ipv4Addr,
     mesh: &crate::inject::Mesh,
 ) -> Result<(crate::network::interception::Install, PathBuf), String> {
-    // The node probes the app's containers directly (see the interception's doc).
+    // Probes the injection rewrote reach the sidecar's admin port, exempt anyway; those it
+    // left as written (`ferry.dev/rewrite-probes: "false"`) reach the app itself, and their
+    // ports are exempted for the node (see the interception's doc).
     let probe_ports: Vec<u16> = spec
         .containers
         .iter()
@@ -28,6 +30,7 @@ pub(super) fn setup(
             probe::Action::Http { port, .. } | probe::Action::Tcp { port, .. } => Some(port),
             _ => None,
         })
+        .filter(|&port| port != ferry_model::mesh::ADMIN_PORT)
         .collect();
     let interception = crate::network::interception::Interception::of(
         pod.metadata.annotations.as_ref(),

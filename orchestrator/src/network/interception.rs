@@ -3,15 +3,15 @@
 //! `nft -f` before any of the Pod's containers starts and gone with the namespace.
 //!
 //! - prerouting: TCP arriving for the Pod is redirected to the sidecar's inbound port, except
-//!   the sidecar's admin port (its probes and metrics), the ports of
-//!   `ferry.dev/skip-inbound-ports`, and the node's own connections to the ports the app's
-//!   probes name: the kubelet probes the app itself, as Linkerd passes probes through (a probe
-//!   through the sidecar would fail for want of a mesh identity in strict mode). The node's
-//!   connections to other ports go through the sidecar like any client's. The exemption is by
-//!   port: when a probe port is also the port a Service sends to, the node's other
-//!   connections to it (the gateway's) skip the sidecar too, and with it strict mTLS and
-//!   authorization; Istio avoids this by rewriting probes to go through the sidecar, which
-//!   ferry does not do yet.
+//!   the sidecar's admin port (its probes and metrics, and the app's probes, which the
+//!   injection rewrites to `/app-health/...` there, as Istio does), the ports of
+//!   `ferry.dev/skip-inbound-ports`, and, for a Pod whose probes were kept as written
+//!   (`ferry.dev/rewrite-probes: "false"`), the node's own connections to the ports those
+//!   probes name: the kubelet probes the app itself (a probe through the sidecar would fail for
+//!   want of a mesh identity in strict mode). That exemption is by port: when a probe port is
+//!   also the port a Service sends to, the node's other connections to it (the gateway's)
+//!   skip the sidecar too, and with it strict mTLS and authorization. Every other connection
+//!   from the node goes through the sidecar like any client's.
 //! - output: TCP the Pod's processes open is redirected to the sidecar's outbound port, except
 //!   from sockets carrying the sidecar's mark (its own connections), to loopback, to the
 //!   control plane's port on the node (the sidecar reaches it for its certificate before it
@@ -67,7 +67,8 @@ pub struct PortRange(pub u16, pub u16);
 pub struct Interception {
     /// The node's address on the pod network (where its probes come from).
     pub node: Ipv4Addr,
-    /// The TCP ports the app's probes name: the node reaches them directly.
+    /// The TCP ports of the app's probes that were not rewritten through the sidecar: the
+    /// node reaches them directly.
     pub probe_ports: Vec<u16>,
     pub skip_inbound: Vec<PortRange>,
     pub skip_outbound: Vec<PortRange>,
