@@ -331,7 +331,10 @@ impl Identity for IdentityService {
             IdentityService::watch_authority(self, request.get_ref()).await?;
         let pods = self.pods.clone();
         let still_allowed = move || {
-            if pods.current().has(&caller.namespace, &caller.pod, &caller.uid) {
+            if pods
+                .current()
+                .has(&caller.namespace, &caller.pod, &caller.uid)
+            {
                 Ok(())
             } else {
                 Err(tonic::Status::unauthenticated(format!(
