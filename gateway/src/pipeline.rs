@@ -270,8 +270,16 @@ impl Pipeline {
         request_filter::check(req, &self.via)?;
         let upgrade =
             ferry_proxy::upgrade::websocket_upgrade(req).then(|| hyper::upgrade::on(&mut *req));
-        // Shared with the request's buffers, not copied.
-        let host = request_host(req).ok_or(Failure::NoHost)?;
+        // Shared with the request's buffers, not copied. HTTP/1.0 may leave Host out (RFC 9112
+        // section 3.2 asks it of HTTP/1.1 only, refused by the filter): that request is routed
+        // as to no host (the rules for any host, then the default backend, as nginx serves it
+        // from its default server) and sent on with an empty Host, as RFC 9112 says a request
+        // without an authority is.
+        let host = match request_host(req) {
+            Some(host) => host,
+            None if req.version() < Version::HTTP_11 => HeaderValue::from_static(""),
+            None => return Err(Failure::NoHost),
+        };
         let host_text = host.to_str().map_err(|_| Failure::NoHost)?;
         let raw = req
             .uri()

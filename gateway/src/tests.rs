@@ -228,6 +228,67 @@ async fn counting_upstream() -> (std::net::SocketAddr, std::sync::Arc<AtomicUsiz
     (addr, accepted)
 }
 
+/// RFC 9112 section 3.2 asks Host of HTTP/1.1 only: an HTTP/1.0 request without one is routed
+/// by the rules for any host (as nginx serves it from its default server) and sent on with an
+/// empty Host, while HTTP/1.1 without Host stays a 400.
+#[tokio::test]
+async fn an_http_1_0_request_without_host_is_routed_and_1_1_is_refused() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = listener.local_addr().unwrap();
+    let (heads, mut received) = tokio::sync::mpsc::unbounded_channel::<String>();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let heads = heads.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                while let Ok(n) = stream.read(&mut chunk).await {
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head: Vec<u8> = buf.drain(..end + 4).collect();
+                        let _ = heads.send(String::from_utf8_lossy(&head).into_owned());
+                        let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                        if stream.write_all(answer).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    let (addr, trigger, running, _) = start(to(endpoint), |_| {}).await;
+
+    let mut client = TcpStream::connect(addr).await.unwrap();
+    client
+        .write_all(b"GET /old HTTP/1.0\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    client.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.0 200"), "{answer}");
+    assert!(answer.ends_with("ok"), "{answer}");
+    let head = received.recv().await.unwrap().to_ascii_lowercase();
+    assert!(head.starts_with("get /old http/1.1\r\n"), "{head}");
+    assert!(
+        head.contains("\r\nhost: \r\n"),
+        "an empty Host upstream: {head}"
+    );
+
+    let mut client = TcpStream::connect(addr).await.unwrap();
+    client
+        .write_all(b"GET /new HTTP/1.1\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    client.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    trigger.trigger();
+    running.await.unwrap();
+}
+
 #[tokio::test]
 async fn an_upstream_connection_serves_a_client_connection_and_outlives_it() {
     let (endpoint, accepted) = counting_upstream().await;
