@@ -209,8 +209,13 @@ impl Sender {
             };
             let segment = [ControlMessage::UdpGsoSegments(&size)];
             if let Err((unsent, e)) = send_all(fd, &mut self.gso, &iovs, out, these, &segment) {
-                tracing::debug!(error = %e, "UDP GSO refused; sending each answer alone");
-                self.gso_on = false;
+                // Only a kernel or device without UDP GSO turns it off for good; EINVAL or
+                // EMSGSIZE speak of one client's path (segments over its route's MTU), so that
+                // group goes one answer at a time and the next batch tries GSO again.
+                if gso_unsupported(e) {
+                    tracing::debug!(error = %e, "UDP GSO refused; sending each answer alone");
+                    self.gso_on = false;
+                }
                 refused.extend_from_slice(&these[unsent..]);
             }
         }
@@ -230,6 +235,12 @@ impl Sender {
 /// Sends `messages`, as many per `sendmmsg` as the kernel takes. With `cmsgs` (GSO), a
 /// refusal of the kind that says GSO cannot work here stops it: the error, and the first
 /// message not sent. Otherwise a message the kernel refuses is skipped.
+/// Whether a refused GSO send says this socket cannot do UDP GSO at all (not just this
+/// group's path).
+fn gso_unsupported(e: Errno) -> bool {
+    matches!(e, Errno::EIO | Errno::ENOPROTOOPT | Errno::EOPNOTSUPP)
+}
+
 fn send_all(
     fd: i32,
     headers: &mut MultiHeaders<SockaddrStorage>,

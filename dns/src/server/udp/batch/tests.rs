@@ -2,7 +2,7 @@ use std::net::SocketAddr;
 
 use nix::sys::socket::SockaddrStorage;
 
-use super::{GSO_BYTES_MAX, GSO_SEGMENT_MAX, Message, Out, plan};
+use super::{GSO_BYTES_MAX, GSO_SEGMENT_MAX, Message, Out, gso_unsupported, plan};
 
 fn out(peers: &[(&str, usize)]) -> Vec<Out> {
     peers
@@ -107,4 +107,16 @@ fn groups_stay_within_gso_limits() {
             .iter()
             .all(|m| (m.to - m.from) * big <= GSO_BYTES_MAX)
     );
+}
+
+#[test]
+fn only_a_socket_without_gso_turns_it_off() {
+    use nix::errno::Errno;
+    for e in [Errno::EIO, Errno::ENOPROTOOPT, Errno::EOPNOTSUPP] {
+        assert!(gso_unsupported(e), "{e}");
+    }
+    // One client's path (segments over its route's MTU): that group alone, GSO kept.
+    for e in [Errno::EINVAL, Errno::EMSGSIZE, Errno::EAGAIN] {
+        assert!(!gso_unsupported(e), "{e}");
+    }
 }
