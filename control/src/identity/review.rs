@@ -14,6 +14,11 @@
 //! sidecar's calls (Certify, WatchAuthority, Destination) cost one review a minute, not one
 //! each; refusals are not cached (a token just projected may not be valid yet at the first
 //! try), and the cache is keyed by the token's SHA-256, so it holds no token.
+//!
+//! What any client of the control port can make the API server do is bounded: only a token
+//! shaped like a JWT (three base64url parts, at most 8 KiB) is sent for review, at most
+//! [`REVIEWS_AT_ONCE`] reviews are in flight, and one without an answer within
+//! [`REVIEW_TIMEOUT`] is UNAVAILABLE to the caller.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
@@ -34,6 +39,14 @@ pub const CACHE_TTL: Duration = Duration::from_secs(60);
 /// How many reviews are kept at most (a cluster's meshed Pods, with room).
 pub const CACHE_ENTRIES: usize = 16_384;
 const USER_PREFIX: &str = "system:serviceaccount:";
+/// How long a review may take before the caller is told UNAVAILABLE (the kube client's own
+/// read timeout is a watch's, minutes).
+pub const REVIEW_TIMEOUT: Duration = Duration::from_secs(5);
+/// Reviews in flight at once: any client of the control port can present a token, so what it
+/// makes the API server do is bounded.
+pub const REVIEWS_AT_ONCE: usize = 16;
+/// The longest token sent for review (Kubernetes' bound tokens are about 1 KiB).
+pub const TOKEN_MAX_BYTES: usize = 8 * 1024;
 /// The extra fields of a Pod-bound token's user.
 pub const POD_NAME_EXTRA: &str = "authentication.kubernetes.io/pod-name";
 pub const POD_UID_EXTRA: &str = "authentication.kubernetes.io/pod-uid";
@@ -161,6 +174,8 @@ impl Reviewed {
 pub struct ServiceAccountTokens {
     reviewer: std::sync::Arc<dyn TokenReviewer>,
     cache: ReviewCache,
+    in_flight: tokio::sync::Semaphore,
+    timeout: Duration,
 }
 
 impl ServiceAccountTokens {
@@ -168,7 +183,16 @@ impl ServiceAccountTokens {
         ServiceAccountTokens {
             reviewer,
             cache: ReviewCache::default(),
+            in_flight: tokio::sync::Semaphore::new(REVIEWS_AT_ONCE),
+            timeout: REVIEW_TIMEOUT,
         }
+    }
+
+    /// Waits `timeout` for each review instead of [`REVIEW_TIMEOUT`].
+    #[must_use]
+    pub fn with_timeout(mut self, timeout: Duration) -> ServiceAccountTokens {
+        self.timeout = timeout;
+        self
     }
 
     /// Who the API server says a token is (for [`AUDIENCE`], bound to a Pod); the Pod is not
@@ -177,15 +201,43 @@ impl ServiceAccountTokens {
         if let Some(reviewed) = self.cache.get(token, Instant::now()) {
             return Ok(reviewed);
         }
-        let review = self
-            .reviewer
-            .review(token, AUDIENCE)
+        shaped_like_a_jwt(token)?;
+        let _slot = self
+            .in_flight
+            .acquire()
             .await
+            .map_err(|_| TokenError::ReviewUnavailable("the reviewer is closed".to_owned()))?;
+        let review = tokio::time::timeout(self.timeout, self.reviewer.review(token, AUDIENCE))
+            .await
+            .map_err(|_| {
+                TokenError::ReviewUnavailable(format!("no answer within {:?}", self.timeout))
+            })?
             .map_err(TokenError::ReviewUnavailable)?;
         let reviewed = review.reviewed(AUDIENCE)?;
         self.cache.insert(token, reviewed.clone(), Instant::now());
         Ok(reviewed)
     }
+}
+
+/// A token worth asking the API server about: at most [`TOKEN_MAX_BYTES`], three base64url
+/// parts (a JWS in compact form), so what any client sends does not all become reviews.
+fn shaped_like_a_jwt(token: &str) -> Result<(), TokenError> {
+    if token.len() > TOKEN_MAX_BYTES {
+        return Err(TokenError::Malformed("longer than 8 KiB"));
+    }
+    let base64url = |part: &str| {
+        !part.is_empty()
+            && part
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'=')
+    };
+    let parts: Vec<&str> = token.split('.').collect();
+    if parts.len() != 3 || !parts.iter().all(|p| base64url(p)) {
+        return Err(TokenError::Malformed(
+            "neither a ferry token nor a JWT (three base64url parts)",
+        ));
+    }
+    Ok(())
 }
 
 /// Positive reviews by the token's SHA-256, bounded in number and age.

@@ -115,10 +115,10 @@ async fn positive_reviews_are_cached_refusals_and_failures_are_not() {
     });
     let tokens = ServiceAccountTokens::new(reviewer.clone());
     for _ in 0..3 {
-        assert_eq!(tokens.reviewed("token-a").await.unwrap().pod, "web-1");
+        assert_eq!(tokens.reviewed("hd.token-a.sg").await.unwrap().pod, "web-1");
     }
     assert_eq!(reviewer.calls.load(Ordering::SeqCst), 1);
-    tokens.reviewed("token-b").await.unwrap();
+    tokens.reviewed("hd.token-b.sg").await.unwrap();
     assert_eq!(reviewer.calls.load(Ordering::SeqCst), 2);
 
     let refusing = Arc::new(Counting {
@@ -131,7 +131,7 @@ async fn positive_reviews_are_cached_refusals_and_failures_are_not() {
     let tokens = ServiceAccountTokens::new(refusing.clone());
     for _ in 0..2 {
         assert!(matches!(
-            tokens.reviewed("t").await,
+            tokens.reviewed("hd.t.sg").await,
             Err(TokenError::Review(_))
         ));
     }
@@ -139,9 +139,57 @@ async fn positive_reviews_are_cached_refusals_and_failures_are_not() {
 
     let down = ServiceAccountTokens::new(Arc::new(Counting::default()));
     assert!(matches!(
-        down.reviewed("t").await,
+        down.reviewed("hd.t.sg").await,
         Err(TokenError::ReviewUnavailable(_))
     ));
+}
+
+#[tokio::test]
+async fn what_is_not_a_jwt_is_refused_without_a_review() {
+    let reviewer = Arc::new(Counting {
+        answer: Some(review()),
+        ..Counting::default()
+    });
+    let tokens = ServiceAccountTokens::new(reviewer.clone());
+    let long = format!("a.{}.c", "b".repeat(TOKEN_MAX_BYTES));
+    for token in [
+        "",
+        "opaque",
+        "a.b",
+        "a..c",
+        "a.b.c.d",
+        "a.b c.d",
+        "a.b/.c",
+        long.as_str(),
+    ] {
+        assert!(
+            matches!(tokens.reviewed(token).await, Err(TokenError::Malformed(_))),
+            "{token:.20}"
+        );
+    }
+    assert_eq!(reviewer.calls.load(Ordering::SeqCst), 0);
+}
+
+/// An API server that never answers.
+#[derive(Debug)]
+struct Hung;
+
+#[tonic::async_trait]
+impl TokenReviewer for Hung {
+    async fn review(&self, _token: &str, _audience: &str) -> Result<Review, String> {
+        std::future::pending().await
+    }
+}
+
+#[tokio::test]
+async fn a_review_without_an_answer_is_unavailable_after_the_timeout() {
+    assert_eq!(REVIEW_TIMEOUT, Duration::from_secs(5));
+    let timeout = Duration::from_millis(50);
+    let tokens = ServiceAccountTokens::new(Arc::new(Hung)).with_timeout(timeout);
+    let started = std::time::Instant::now();
+    let e = tokens.reviewed("hd.t.sg").await.unwrap_err();
+    assert!(matches!(e, TokenError::ReviewUnavailable(_)), "{e}");
+    assert!(started.elapsed() >= timeout);
 }
 
 #[test]
