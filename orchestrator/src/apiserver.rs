@@ -330,8 +330,9 @@ async fn connection(
     let _ = tokio::time::timeout(grace, served).await;
 }
 
-/// A random version 4 UUID (a uid the API server gives on create).
-fn new_uid() -> String {
+/// A random version 4 UUID (a uid the API server gives on create, and the controllers give
+/// what they make). Names and uids only need to differ, not to be secret.
+pub(crate) fn new_uid() -> String {
     let (a, b) = (ferry_runtime::random::u64(), ferry_runtime::random::u64());
     format!(
         "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",

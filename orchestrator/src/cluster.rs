@@ -25,6 +25,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ferry_model::{Problem, Severity};
+
+use crate::apiserver::new_uid;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, ReplicaSetSpec, ReplicaSetStatus};
 use k8s_openapi::api::core::v1::{Pod, PodCondition, PodStatus, PodTemplateSpec, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
@@ -425,20 +427,6 @@ impl LocalCluster {
     pub fn pods(&self) -> Vec<Pod> {
         self.pods.values().map(|p| p.pod.clone()).collect()
     }
-}
-
-/// A random version 4 UUID.
-fn new_uid() -> String {
-    // Names and uids only need to differ, not to be secret.
-    let (a, b) = (ferry_runtime::random::u64(), ferry_runtime::random::u64());
-    format!(
-        "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
-        a >> 32,
-        (a >> 16) & 0xffff,
-        a & 0xfff,
-        (b >> 48) & 0x3fff | 0x8000,
-        b & 0xffff_ffff_ffff
-    )
 }
 
 /// The Services with their uids, as the API server gives one on create: the one a manifest

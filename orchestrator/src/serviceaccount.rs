@@ -14,6 +14,8 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use ferry_objects::object::{Manifest, Object, Origin};
+
+use crate::apiserver::new_uid;
 use k8s_openapi::api::core::v1::{Pod, PodSpec, ServiceAccount};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
@@ -89,19 +91,6 @@ pub fn made_again(namespace: &str) -> ServiceAccount {
         },
         ..ServiceAccount::default()
     }
-}
-
-/// A random version 4 UUID.
-fn new_uid() -> String {
-    let (a, b) = (ferry_runtime::random::u64(), ferry_runtime::random::u64());
-    format!(
-        "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
-        a >> 32,
-        (a >> 16) & 0xffff,
-        a & 0xfff,
-        (b >> 48) & 0x3fff | 0x8000,
-        b & 0xffff_ffff_ffff
-    )
 }
 
 /// The ServiceAccount a Pod names, defaulted as the admission does: `serviceAccountName`,

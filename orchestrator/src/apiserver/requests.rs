@@ -41,6 +41,20 @@ pub(super) fn status(
     json_response(code, JSON, &body)
 }
 
+/// A request's body, at most `limit` bytes; past it, the 413 `Status` to answer.
+pub(super) async fn body_within(body: Incoming, limit: usize) -> Result<Bytes, Response<ApiBody>> {
+    use http_body_util::{BodyExt, Limited};
+    match Limited::new(body, limit).collect().await {
+        Ok(b) => Ok(b.to_bytes()),
+        Err(_) => Err(status(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "RequestEntityTooLarge",
+            &format!("Request entity too large: limit is {limit}"),
+            None,
+        )),
+    }
+}
+
 pub(super) fn bad_request(message: &str) -> Response<ApiBody> {
     status(StatusCode::BAD_REQUEST, "BadRequest", message, None)
 }

@@ -22,7 +22,6 @@ pub mod protobuf;
 #[cfg(test)]
 pub(crate) mod tests;
 
-use http_body_util::{BodyExt, Limited};
 use k8s_openapi::api::authentication::v1::{
     BoundObjectReference, TokenRequest, TokenReview, TokenReviewStatus, UserInfo,
 };
@@ -112,16 +111,9 @@ pub(super) async fn handle(
             Some(json!({})),
         );
     }
-    let body = match Limited::new(body, MAX_BODY).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(_) => {
-            return status(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "RequestEntityTooLarge",
-                &format!("Request entity too large: limit is {MAX_BODY}"),
-                None,
-            );
-        }
+    let body = match super::requests::body_within(body, MAX_BODY).await {
+        Ok(b) => b,
+        Err(too_large) => return too_large,
     };
     let content_type = parts
         .headers

@@ -26,7 +26,6 @@
 use bytes::Bytes;
 use ferry_model::Problem;
 use ferry_objects::object::{Kind, Manifest, Object, ObjectKey, Origin};
-use http_body_util::{BodyExt, Limited};
 
 use super::requests::{
     self, JSON, Target, authorized, json_response, not_found_path, query_params, status, target,
@@ -141,16 +140,9 @@ pub(super) async fn handle(state: &State, req: Request<Incoming>) -> Response<Ap
             None,
         );
     }
-    let body = match Limited::new(body, MAX_BODY).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(_) => {
-            return status(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "RequestEntityTooLarge",
-                &format!("Request entity too large: limit is {MAX_BODY}"),
-                None,
-            );
-        }
+    let body = match super::requests::body_within(body, MAX_BODY).await {
+        Ok(b) => b,
+        Err(too_large) => return too_large,
     };
     let (path, query) = (parts.uri.path(), parts.uri.query().unwrap_or(""));
     respond(state, &parts.method, path, query, &parts.headers, body).await

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use http::HeaderValue;
+use http_body_util::BodyExt;
 use tempfile::TempDir;
 
 use super::*;
