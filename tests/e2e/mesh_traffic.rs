@@ -368,8 +368,9 @@ async fn opaque_tcp_crosses_as_mutual_tls(admin: SocketAddr, all: &[Value], dir:
     );
 
     if let Some(capture) = capture {
-        let packets = capture.stop_after_handshake().await;
-        assert!(packets.contains("ferry.dev/mesh/v1"), "{packets}");
+        let captured = capture.stop_after_handshake().await;
+        let packets = captured.text;
+        assert!(captured.handshake, "{packets}");
         for plain in ["ping-opaque", "ferry-banner", "after-banner"] {
             assert!(
                 !packets.contains(plain),
