@@ -19,6 +19,7 @@
 
 pub mod access_log;
 pub mod deadline;
+mod h1;
 pub mod listener;
 pub mod metrics;
 pub mod pipeline;

@@ -28,6 +28,7 @@ use crate::pipeline::Pipeline;
 use crate::smuggling::{LengthAndChunked, Observed, Verdicts};
 use ferry_proxy::connect::{Idle, Owned};
 use ferry_proxy::forwarding::Downstream;
+use ferry_proxy::h1::pool::Parking;
 use ferry_proxy::pair::Pair;
 use ferry_proxy::upgrade::Tunnel;
 
@@ -53,28 +54,47 @@ pub async fn serve_both(
     limits: ClientLimits,
     shutdown: Shutdown,
 ) {
-    let idle = pipeline.idle_pool();
-    tokio::spawn(idle.clone().sweep_until(shutdown.clone()));
+    let pools = Pools::new(&pipeline, &shutdown);
     let plain = serve(
         http,
         None,
         pipeline.clone(),
-        idle.clone(),
+        pools.clone(),
         metrics.clone(),
         limits,
         shutdown.clone(),
     );
-    let secure = serve(https, Some(tls), pipeline, idle, metrics, limits, shutdown);
+    let secure = serve(https, Some(tls), pipeline, pools, metrics, limits, shutdown);
     tokio::join!(plain, secure);
 }
 
+/// A worker's idle upstream connections, swept until shutdown: hyper's (for the connections
+/// it serves) and the fast path's.
+#[derive(Clone, Debug)]
+pub struct Pools {
+    idle: Arc<Idle>,
+    parking: Arc<Parking>,
+}
+
+impl Pools {
+    pub fn new(pipeline: &Pipeline, shutdown: &Shutdown) -> Pools {
+        let pools = Pools {
+            idle: pipeline.idle_pool(),
+            parking: pipeline.parking(),
+        };
+        tokio::spawn(pools.idle.clone().sweep_until(shutdown.clone()));
+        tokio::spawn(pools.parking.clone().sweep_until(shutdown.clone()));
+        pools
+    }
+}
+
 /// Serves `listener` (over TLS when `tls` is given) until shutdown, then drains. Client
-/// connections park their idle upstream connections in `idle`, their worker's pool.
+/// connections park their idle upstream connections in `pools`, their worker's.
 pub async fn serve(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     pipeline: Arc<Pipeline>,
-    idle: Arc<Idle>,
+    pools: Pools,
     metrics: Metrics,
     limits: ClientLimits,
     mut shutdown: Shutdown,
@@ -107,7 +127,7 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         let down = Arc::new(Downstream::new(peer, local.unwrap_or(peer), tls.is_some()));
         let (builder, pipeline, metrics) = (builder.clone(), pipeline.clone(), metrics.clone());
-        let owned = Owned::new(idle.clone());
+        let pools = pools.clone();
         let tls = tls.clone();
         let served = Served {
             limits,
@@ -117,18 +137,21 @@ pub async fn serve(
         tokio::spawn(async move {
             metrics.connections.inc();
             match tls {
-                None => {
-                    served
-                        .connection(&builder, stream, pipeline, owned, down)
-                        .await
-                }
+                None => served.http1(&builder, stream, pipeline, pools, down).await,
                 Some(acceptor) => {
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                         Ok(Ok(stream)) => {
                             metrics.tls_handshakes.inc();
-                            served
-                                .connection(&builder, stream, pipeline, owned, down)
-                                .await;
+                            // HTTP/2 by ALPN is hyper's; HTTP/1.1 (by ALPN, or none) the
+                            // fast path's.
+                            if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+                                let owned = Owned::new(pools.idle);
+                                served
+                                    .connection(&builder, stream, pipeline, owned, down)
+                                    .await;
+                            } else {
+                                served.http1(&builder, stream, pipeline, pools, down).await;
+                            }
                         }
                         Ok(Err(e)) => {
                             metrics.tls_handshake_failures.inc();
@@ -164,6 +187,33 @@ struct Served {
 }
 
 impl Served {
+    /// An HTTP/1 connection (or one that may be h2c): the fast path, then hyper's for what
+    /// the fast path hands over.
+    async fn http1<S>(
+        self,
+        builder: &auto::Builder<TokioExecutor>,
+        stream: S,
+        pipeline: Arc<Pipeline>,
+        pools: Pools,
+        down: Arc<Downstream>,
+    ) where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let served = crate::h1::serve(
+            &pipeline,
+            stream,
+            &down,
+            pools.parking,
+            self.limits,
+            self.shutdown.clone(),
+        )
+        .await;
+        if let Some(rest) = served {
+            let owned = Owned::new(pools.idle);
+            self.connection(builder, rest, pipeline, owned, down).await;
+        }
+    }
+
     async fn connection<S>(
         self,
         builder: &auto::Builder<TokioExecutor>,

@@ -53,9 +53,11 @@ use crate::metrics::Metrics;
 use crate::select;
 
 mod compiled;
+mod fast;
 mod request_filter;
 pub use compiled::Compiled;
 use compiled::Pool;
+pub(crate) use fast::{Conn, H2_PREFACE, Next};
 pub use request_filter::MAX_TARGET;
 use request_filter::normalized;
 
@@ -100,10 +102,33 @@ struct Head {
     upgrade: Option<OnUpgrade>,
 }
 
-/// What `route` decided: an answer of the gateway's own, or a backend.
+/// What `route` decided: a redirect of the gateway's own, or a backend.
 enum Routed<'s> {
-    Answer(Response<ProxyBody>),
+    Redirect(Redirect),
     To(Route<'s>),
+}
+
+/// A redirect the gateway answers itself: ingress-nginx's `ssl-redirect` (308, which keeps
+/// the method and body) and `app-root` (302).
+struct Redirect {
+    status: StatusCode,
+    location: String,
+}
+
+impl Redirect {
+    /// The `Location`, when it is a valid field value (else the answer goes without one).
+    fn location(&self) -> Option<HeaderValue> {
+        HeaderValue::from_str(&self.location).ok()
+    }
+
+    fn response(self) -> Response<ProxyBody> {
+        let mut r = Response::new(empty());
+        *r.status_mut() = self.status;
+        if let Some(v) = self.location() {
+            r.headers_mut().insert(header::LOCATION, v);
+        }
+        r
+    }
 }
 
 /// A request's backend and how to reach it, borrowed from the snapshot it started with.
@@ -112,8 +137,8 @@ struct Route<'s> {
     options: Option<&'s IngressOptions>,
     /// The matched route's path (the affinity cookie's default `Path`).
     route_path: &'s str,
-    /// The path and query sent upstream: rewritten, or as normalized.
-    path: PathAndQuery,
+    /// The path and query sent upstream when the route rewrites it; else the normalized one.
+    rewritten: Option<String>,
     protocol: Protocol,
     limits: Limits,
     /// The largest request body.
@@ -195,9 +220,15 @@ impl Pipeline {
         } = self.request_filter(&mut req, cx)?;
         // On the snapshot this request started with, whatever changes meanwhile.
         let state = self.state.load_full();
-        let route = match self.route(&state, &req, &host, path, down, cx)? {
-            Routed::Answer(response) => return Ok(response),
-            Routed::To(route) => route,
+        let host_text = host.to_str().map_err(|_| Failure::NoHost)?;
+        let mut route =
+            match self.route(&state, host_text, path.as_str(), req.headers(), down, cx)? {
+                Routed::Redirect(redirect) => return Ok(redirect.response()),
+                Routed::To(route) => route,
+            };
+        let path = match route.rewritten.take() {
+            Some(rewritten) => PathAndQuery::try_from(rewritten).map_err(|_| Failure::NoRoute)?,
+            None => path,
         };
         let mut outgoing = self.outgoing(req, &host, upgrade.is_some(), &route, down, cx)?;
         let exchange = Exchange {
@@ -208,7 +239,7 @@ impl Pipeline {
             own: route.protocol == Protocol::Http1
                 && !outgoing.upgrade
                 && outgoing.parts.version != Version::HTTP_2,
-            path: &route.path,
+            path: &path,
             limits: route.limits,
         };
         let mut tried: Vec<SocketAddr> = Vec::new();
@@ -299,18 +330,18 @@ impl Pipeline {
 
     /// Step 2: the route on `state`, with the Ingress-only answers (redirects, app root), else
     /// the backend's pool and how to reach it.
+    /// `normal` is the normalized path with the query.
     fn route<'s>(
         &self,
         state: &'s Compiled,
-        req: &Request<Incoming>,
-        host: &HeaderValue,
-        normal: PathAndQuery,
+        host: &str,
+        normal: &str,
+        fields: &impl select::RequestFields,
         down: &Downstream,
         cx: &mut Context,
     ) -> Result<Routed<'s>, Failure> {
-        let host = host.to_str().map_err(|_| Failure::NoHost)?;
-        let path = normal.as_str();
-        let selected = state.routes.select(host, path, req.headers(), random);
+        let path = normal;
+        let selected = state.routes.select(host, path, fields, random);
         let options = selected.as_ref().and_then(|s| s.options);
         // ssl-redirect: TLS hosts by default, unless the Ingress says "false"; any host with
         // force-ssl-redirect.
@@ -320,25 +351,19 @@ impl Pipeline {
             _ => state.routes.tls_host(host),
         };
         if !down.tls && redirect {
-            return Ok(Routed::Answer(self.redirect(host, path)));
+            return Ok(Routed::Redirect(self.redirect(host, path)));
         }
         let selected = selected.ok_or(Failure::NoRoute)?;
         if let Some(root) = options.and_then(|o| o.app_root.as_deref())
-            && normal.path() == "/"
+            && normal.split_once('?').map_or(normal, |(p, _)| p) == "/"
         {
-            return Ok(Routed::Answer(app_root(down, host, root)));
+            return Ok(Routed::Redirect(app_root(down, host, root)));
         }
         cx.ingress = selected
             .ingress
             .and_then(|i| state.ingresses.get(i).cloned());
         let key = selected.backend.cluster().ok_or(Failure::NoService)?;
         let pool = state.pools.get(key).ok_or(Failure::NoService)?;
-        let path = match &selected.rewritten {
-            Some(rewritten) => {
-                PathAndQuery::try_from(rewritten.as_str()).map_err(|_| Failure::NoRoute)?
-            }
-            None => normal,
-        };
         let protocol = match options.and_then(|o| o.backend_protocol) {
             Some(BackendProtocol::HTTP) => Protocol::Http1,
             Some(BackendProtocol::GRPC | BackendProtocol::H2C) => Protocol::H2c,
@@ -374,7 +399,7 @@ impl Pipeline {
             pool,
             options,
             route_path: selected.route.map_or("/", |r| r.path.as_str()),
-            path,
+            rewritten: selected.rewritten,
             protocol,
             limits,
             max_body,
@@ -544,19 +569,17 @@ impl Pipeline {
     }
 
     /// ingress-nginx's `ssl-redirect`: 308 keeps the method and body.
-    fn redirect(&self, host: &str, path: &str) -> Response<ProxyBody> {
+    fn redirect(&self, host: &str, path: &str) -> Redirect {
         let name = strip_port(host);
         let location = if self.https_port == 443 {
             format!("https://{name}{path}")
         } else {
             format!("https://{name}:{}{path}", self.https_port)
         };
-        let mut r = Response::new(empty());
-        *r.status_mut() = StatusCode::PERMANENT_REDIRECT;
-        if let Ok(v) = HeaderValue::from_str(&location) {
-            r.headers_mut().insert(header::LOCATION, v);
+        Redirect {
+            status: StatusCode::PERMANENT_REDIRECT,
+            location,
         }
-        r
     }
 }
 
@@ -571,14 +594,12 @@ fn affinity_cookie(affinity: &CookieAffinity, value: &str, route_path: &str) -> 
 }
 
 /// ingress-nginx's `app-root`: a request for `/` is sent to the application's root with 302.
-fn app_root(down: &Downstream, host: &str, root: &str) -> Response<ProxyBody> {
+fn app_root(down: &Downstream, host: &str, root: &str) -> Redirect {
     let scheme = if down.tls { "https" } else { "http" };
-    let mut r = Response::new(empty());
-    *r.status_mut() = StatusCode::FOUND;
-    if let Ok(v) = HeaderValue::from_str(&format!("{scheme}://{host}{root}")) {
-        r.headers_mut().insert(header::LOCATION, v);
+    Redirect {
+        status: StatusCode::FOUND,
+        location: format!("{scheme}://{host}{root}"),
     }
-    r
 }
 
 /// A draw for weighted canaries.

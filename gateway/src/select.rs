@@ -140,7 +140,7 @@ impl Routes {
         &self,
         host: &str,
         path_and_query: &str,
-        headers: &HeaderMap,
+        headers: &impl RequestFields,
         random: impl FnOnce() -> u64,
     ) -> Option<Selected<'_>> {
         let vhost = self.router.virtual_host(host);
@@ -225,11 +225,11 @@ impl Routes {
 /// ingress-nginx's order: header, then cookie, then weight.
 fn canary_chosen(
     canary: &ferry_model::Canary,
-    headers: &HeaderMap,
+    headers: &impl RequestFields,
     random: impl FnOnce() -> u64,
 ) -> bool {
     if let Some(name) = &canary.by_header
-        && let Some(value) = headers.get(name.as_str()).and_then(|v| v.to_str().ok())
+        && let Some(value) = headers.first(name.as_str())
     {
         match &canary.by_header_value {
             Some(want) if value == want => return true,
@@ -240,7 +240,7 @@ fn canary_chosen(
         }
     }
     if let Some(name) = &canary.by_cookie {
-        match cookie(headers, name) {
+        match headers.cookie(name) {
             Some("always") => return true,
             Some("never") => return false,
             _ => {}
@@ -251,12 +251,54 @@ fn canary_chosen(
         && random() % u64::from(canary.weight_total) < u64::from(canary.weight)
 }
 
+/// A request's header fields as routing reads them: hyper's map, or the fast path's head
+/// parsed in place.
+pub trait RequestFields {
+    /// The first value of the field `name` (any case), when it is text.
+    fn first(&self, name: &str) -> Option<&str>;
+    /// A cookie's value from the request's Cookie fields.
+    fn cookie(&self, name: &str) -> Option<&str>;
+}
+
+impl RequestFields for HeaderMap {
+    fn first(&self, name: &str) -> Option<&str> {
+        self.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    fn cookie(&self, name: &str) -> Option<&str> {
+        cookie(self, name)
+    }
+}
+
+impl RequestFields for ferry_proxy::h1::Fields<'_> {
+    fn first(&self, name: &str) -> Option<&str> {
+        self.get(name).and_then(|v| std::str::from_utf8(v).ok())
+    }
+
+    fn cookie(&self, name: &str) -> Option<&str> {
+        cookie_in(
+            self.iter()
+                .filter(|f| f.is("cookie"))
+                .filter_map(|f| std::str::from_utf8(f.value).ok()),
+            name,
+        )
+    }
+}
+
 /// A cookie's value from the request's Cookie headers.
 pub fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
-    headers
-        .get_all(http::header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
+    cookie_in(
+        headers
+            .get_all(http::header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok()),
+        name,
+    )
+}
+
+/// A cookie's value from Cookie field values.
+fn cookie_in<'h>(values: impl Iterator<Item = &'h str>, name: &str) -> Option<&'h str> {
+    values
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
         .find(|(k, _)| *k == name)

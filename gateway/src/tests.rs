@@ -35,7 +35,7 @@ async fn connect(
 
 /// A gateway on 127.0.0.1:0 serving `snapshot`, its config adjusted by `adjust`: the plain
 /// listener's address, what stops it, its task and its metrics.
-async fn start(
+pub(crate) async fn start(
     snapshot: Snapshot,
     adjust: impl FnOnce(&mut Config),
 ) -> (
@@ -109,7 +109,7 @@ async fn connections_past_the_limit_wait_for_a_free_slot() {
 }
 
 /// A snapshot routing every request to one endpoint.
-fn to(endpoint: std::net::SocketAddr) -> Snapshot {
+pub(crate) fn to(endpoint: std::net::SocketAddr) -> Snapshot {
     let key = serde_json::json!({"namespace": "t", "service": "slow", "port": 80});
     serde_json::from_value(serde_json::json!({
         "version": 1,

@@ -67,7 +67,8 @@ impl Failure {
         }
     }
 
-    fn message(self) -> &'static str {
+    /// The one-line text of the answer's body.
+    pub fn message(self) -> &'static str {
         match self {
             Self::NoHost => "bad request: no Host\n",
             Self::DuplicateHost => "bad request: more than one Host\n",
@@ -105,7 +106,19 @@ impl Failure {
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; charset=utf-8"),
         );
-        if matches!(
+        if self.closes() {
+            r.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        r
+    }
+
+    /// Whether the client connection closes after the answer: the body that follows is not
+    /// read, or its framing is in doubt, so the connection cannot carry another request.
+    /// nginx closes after every 400, 413, 414 and 501 too (a client that sends one is broken
+    /// or hostile).
+    pub fn closes(self) -> bool {
+        matches!(
             self,
             Self::BodyTooLarge
                 | Self::LengthAndChunked
@@ -117,14 +130,7 @@ impl Failure {
                 | Self::DuplicateHost
                 | Self::BadHost
                 | Self::BadPath(_)
-        ) {
-            // The body that follows is not read, or its framing is in doubt: the connection
-            // cannot carry another request. nginx closes after every 400, 413, 414 and 501
-            // too (a client that sends one is broken or hostile).
-            r.headers_mut()
-                .insert(header::CONNECTION, HeaderValue::from_static("close"));
-        }
-        r
+        )
     }
 }
 

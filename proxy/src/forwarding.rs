@@ -260,18 +260,24 @@ impl Via {
 
     /// Whether one of the `Via` entries in `headers` is this proxy's.
     pub fn seen_in(&self, headers: &HeaderMap) -> bool {
-        headers
-            .get_all(header::VIA)
-            .iter()
-            .flat_map(|v| v.as_bytes().split(|&b| b == b','))
-            .any(|entry| {
-                // `[protocol-name "/"] protocol-version RWS received-by [RWS comment]`
-                entry
-                    .split(|b| b.is_ascii_whitespace())
-                    .filter(|t| !t.is_empty())
-                    .nth(1)
-                    .is_some_and(|by| by == self.pseudonym.as_bytes())
-            })
+        self.seen_in_values(
+            headers
+                .get_all(header::VIA)
+                .iter()
+                .map(HeaderValue::as_bytes),
+        )
+    }
+
+    /// Whether one of the entries in these `Via` field values is this proxy's.
+    pub fn seen_in_values<'a>(&self, values: impl Iterator<Item = &'a [u8]>) -> bool {
+        values.flat_map(|v| v.split(|&b| b == b',')).any(|entry| {
+            // `[protocol-name "/"] protocol-version RWS received-by [RWS comment]`
+            entry
+                .split(|b| b.is_ascii_whitespace())
+                .filter(|t| !t.is_empty())
+                .nth(1)
+                .is_some_and(|by| by == self.pseudonym.as_bytes())
+        })
     }
 }
 

@@ -18,6 +18,8 @@
 //!   with the first body bytes in one vectored write.
 //! - [`relay`]: the above over two connections: a head read into a reused buffer, a request
 //!   and its answer passed through with their bodies as framed, a switch run as a tunnel.
+//! - [`quiet`]: per-operation read and write timeouts on a connection; [`pool`]: a worker's
+//!   idle upstream connections, for the next client connection.
 //!
 //! Every refusal is a [`Malformed`], which knows its status.
 
@@ -25,6 +27,8 @@ pub mod body;
 pub mod framing;
 pub mod head;
 mod names;
+pub mod pool;
+pub mod quiet;
 pub mod relay;
 pub mod write;
 

@@ -67,7 +67,7 @@ fn exchange(c: &mut Connection, down: &Downstream, ids: &RequestIds, via: &Via) 
     let ResponseFraming::Message { body, keep_alive } = answered else {
         panic!("{answered:?}");
     };
-    response_head(&mut c.client_head, &answer, &answered, !keep_alive);
+    response_head(&mut c.client_head, &answer, &answered, !keep_alive, b"");
     let step = Delimiter::new(body).feed(&RESPONSE[answer.len..]).unwrap();
     assert!(step.done);
     c.upstream_head.len() + c.client_head.len()
@@ -149,12 +149,27 @@ async fn relayed(r: &mut Relayed, down: &Downstream, ids: &RequestIds, via: &Via
     };
     let len = head.len;
     r.client.consume(len);
-    relay::send_request(&mut r.client, &mut r.upstream, &r.out, framing.body, false)
-        .await
-        .unwrap();
-    relay::relay_response(&mut r.upstream, &mut r.client, asked, &mut r.out)
-        .await
-        .unwrap();
+    relay::send_request(
+        &mut r.client,
+        &mut r.upstream,
+        &r.out,
+        framing.body,
+        false,
+        u64::MAX,
+    )
+    .await
+    .unwrap();
+    let mut progress = relay::Progress::default();
+    relay::relay_response(
+        &mut r.upstream,
+        &mut r.client,
+        asked,
+        b"",
+        &mut r.out,
+        &mut progress,
+    )
+    .await
+    .unwrap();
     let mut read = 0;
     for end in [&mut r.app, &mut r.user] {
         r.sink.clear();

@@ -7,6 +7,8 @@
 //! when it comes. The 8 KiB target limit, refusing CONNECT and TRACE, and nginx's `$uri`
 //! normalization are an edge's choices, nginx's as an Ingress controller.
 
+use std::borrow::Cow;
+
 use http::header;
 use http::uri::PathAndQuery;
 use http::{Method, Request, Uri, Version};
@@ -91,15 +93,31 @@ fn check_host<B>(req: &Request<B>) -> Result<(), Failure> {
 /// The path normalized (see `ferry_proxy::uri`) with the query as sent; the same value, not a
 /// copy, when it is normal already.
 pub(super) fn normalized(raw: PathAndQuery) -> Result<PathAndQuery, Failure> {
-    let normal = uri::normalize_path(raw.path()).map_err(Failure::BadPath)?;
-    let std::borrow::Cow::Owned(mut path) = normal else {
-        return Ok(raw);
-    };
-    if let Some(query) = raw.query() {
-        path.push('?');
-        path.push_str(query);
+    match normalized_target(raw.as_str())? {
+        Cow::Borrowed(_) => Ok(raw),
+        Cow::Owned(path) => {
+            PathAndQuery::try_from(path).map_err(|_| Failure::BadPath(PathError::BadEscape))
+        }
     }
-    PathAndQuery::try_from(path).map_err(|_| Failure::BadPath(PathError::BadEscape))
+}
+
+/// An origin-form target's path normalized, with the query as sent: the target itself, not
+/// a copy, when it is normal already.
+pub(super) fn normalized_target(target: &str) -> Result<Cow<'_, str>, Failure> {
+    let (path, query) = match target.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (target, None),
+    };
+    match uri::normalize_path(path).map_err(Failure::BadPath)? {
+        Cow::Borrowed(_) => Ok(Cow::Borrowed(target)),
+        Cow::Owned(mut normal) => {
+            if let Some(query) = query {
+                normal.push('?');
+                normal.push_str(query);
+            }
+            Ok(Cow::Owned(normal))
+        }
+    }
 }
 
 #[cfg(test)]

@@ -54,6 +54,8 @@ pub struct Delimiter {
     size: u64,
     extensions: u64,
     trailers: usize,
+    /// The body's content so far: a length's bytes, or the chunks' data without framing.
+    data: u64,
 }
 
 /// What one read held of the body.
@@ -78,7 +80,14 @@ impl Delimiter {
             size: 0,
             extensions: 0,
             trailers: 0,
+            data: 0,
         }
+    }
+
+    /// The content bytes seen so far (a chunked body's data, its framing not counted): what a
+    /// body-size limit is held against.
+    pub fn data(&self) -> u64 {
+        self.data
     }
 
     /// Whether the body has ended.
@@ -106,6 +115,7 @@ impl Delimiter {
                         .unwrap_or(usize::MAX)
                         .min(bytes.len() - i);
                     i += n;
+                    self.data += n as u64;
                     let left = left - n as u64;
                     self.state = match (self.state, left) {
                         (State::Length(_), 0) => State::Done,

@@ -80,6 +80,9 @@ pub enum Error {
     Closed(Peer),
     #[error("the {0}'s message is malformed: {1}")]
     Malformed(Peer, #[source] Malformed),
+    /// The client's body has more content than the limit it was sent with.
+    #[error("the request body is larger than the limit")]
+    TooLarge,
 }
 
 impl Error {
@@ -89,7 +92,14 @@ impl Error {
             Error::Read(p, _) | Error::Write(p, _) | Error::Closed(p) | Error::Malformed(p, _) => {
                 *p
             }
+            Error::TooLarge => Peer::Client,
         }
+    }
+
+    /// Whether it is a read or a write that took longer than its limit (an
+    /// `io::ErrorKind::TimedOut`, as [`super::quiet::Quiet`] reports it).
+    pub fn timed_out(&self) -> bool {
+        matches!(self, Error::Read(_, e) | Error::Write(_, e) if e.kind() == io::ErrorKind::TimedOut)
     }
 }
 
@@ -123,6 +133,13 @@ impl<S> Side<S> {
             start: 0,
             parser,
         }
+    }
+
+    /// The connection and the bytes read from it that nothing has taken: for whoever serves
+    /// it next (another server, handed the connection at a message's start).
+    pub fn into_parts(mut self) -> (S, Vec<u8>) {
+        self.buf.drain(..self.start);
+        (self.io, self.buf)
     }
 
     /// The bytes read and not yet taken: the rest of a message, or the next one.
@@ -192,7 +209,7 @@ impl<S: AsyncRead + Unpin> Side<S> {
 
     /// One read onto the end of the buffer (compacted or grown first when it has little room
     /// left): how many bytes came, 0 at the end of the stream.
-    async fn fill(&mut self) -> Result<usize, Error> {
+    pub async fn fill(&mut self) -> Result<usize, Error> {
         if self.buf.capacity() - self.buf.len() < READ_ROOM / 4 {
             if self.start > 0 {
                 self.buf.drain(..self.start);
@@ -226,6 +243,16 @@ pub enum Answered {
     Switched,
 }
 
+/// How far [`relay_response`] got: what the caller may still do when it fails.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// The final answer's status, once its head came: the request is answered, not to be
+    /// sent again.
+    pub status: Option<u16>,
+    /// Something went to the client: the client's answer has begun.
+    pub sent: bool,
+}
+
 /// What the answer depends on of the request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Asked {
@@ -241,18 +268,23 @@ pub struct Asked {
 /// request head (already consumed), then the rest of the body as it arrives, delimited by
 /// `body` and never re-chunked; what follows the body stays buffered in `client`. With
 /// `expect_continue`, `100 Continue` goes to the client first when none of the body came yet.
-/// Returns the body bytes passed on.
+/// A body with more content than `max_body` is cut there with [`Error::TooLarge`] (a length
+/// past it is refused before anything is sent). Returns the body bytes passed on.
 pub async fn send_request<C, U>(
     client: &mut Side<C>,
     upstream: &mut Side<U>,
     head: &[u8],
     body: Body,
     expect_continue: bool,
+    max_body: u64,
 ) -> Result<u64, Error>
 where
     C: AsyncRead + AsyncWrite + Unpin,
     U: AsyncWrite + Unpin,
 {
+    if matches!(body, Body::Length(n) if n > max_body) {
+        return Err(Error::TooLarge);
+    }
     let mut delimiter = Delimiter::new(body);
     if expect_continue && !delimiter.is_done() && client.buffered().is_empty() {
         client
@@ -262,6 +294,9 @@ where
             .map_err(|e| Error::Write(Peer::Client, e))?;
     }
     let first = first_piece(client, &mut delimiter)?;
+    if delimiter.data() > max_body {
+        return Err(Error::TooLarge);
+    }
     write::send(&mut upstream.io, head, &client.buffered()[..first])
         .await
         .map_err(|e| Error::Write(Peer::Upstream, e))?;
@@ -269,22 +304,29 @@ where
     let rest = if delimiter.is_done() {
         0
     } else {
-        pass_body(client, &mut upstream.io, &mut delimiter).await?
+        pass_body(client, &mut upstream.io, &mut delimiter, max_body).await?
     };
     Ok(first as u64 + rest)
 }
 
 /// Reads the answer to a request sent with [`send_request`] and passes it to the client: its
-/// head edited into `out` (hop-by-hop headers out, `Connection: close` when the client
-/// connection ends after it) and sent with the body's first bytes in one write, then the rest
-/// of the body as framed. Interim answers (`100 Continue` included) are dropped; a switch
-/// the request asked for goes to the client with the bytes after it, and the caller runs the
-/// [`tunnel`].
+/// head edited into `out` (hop-by-hop headers out, the field lines of `extra` in,
+/// `Connection: close` when the client connection ends after it) and sent with the body's
+/// first bytes in one write, then the rest of the body as framed. Interim answers
+/// (`100 Continue` included) are dropped; a switch the request asked for goes to the client
+/// with the bytes after it, and the caller runs the [`tunnel`].
+///
+/// A small answer of known length (up to [`COALESCE_MAX`]) whose body has not come with its
+/// head waits for its first bytes before anything is sent, as nginx's buffering does: head and
+/// body leave in one write, and an upstream that breaks off before them still leaves the
+/// client unanswered, for the caller to answer. `progress` says how far it got when it fails.
 pub async fn relay_response<U, C>(
     upstream: &mut Side<U>,
     client: &mut Side<C>,
     asked: Asked,
+    extra: &[u8],
     out: &mut Vec<u8>,
+    progress: &mut Progress,
 ) -> Result<Answered, Error>
 where
     U: AsyncRead + Unpin,
@@ -305,9 +347,11 @@ where
                 continue;
             }
             ResponseFraming::Switch => {
-                write::response_head(out, &head, &framing, false);
+                write::response_head(out, &head, &framing, false, b"");
                 upstream.consume(len);
                 let after = upstream.buffered().len();
+                progress.status = Some(status);
+                progress.sent = true;
                 write::send(&mut client.io, out, upstream.buffered())
                     .await
                     .map_err(|e| Error::Write(Peer::Client, e))?;
@@ -318,10 +362,18 @@ where
         };
         // An answer until close ends the client's connection too: that is how it ends.
         let client_keep_alive = asked.keep_alive && body != Body::UntilClose;
-        write::response_head(out, &head, &framing, !client_keep_alive);
+        write::response_head(out, &head, &framing, !client_keep_alive, extra);
         upstream.consume(len);
+        progress.status = Some(status);
+        if matches!(body, Body::Length(n) if n <= COALESCE_MAX) && upstream.buffered().is_empty() {
+            // The head is in `out`: the buffer may move.
+            if upstream.fill().await? == 0 {
+                return Err(Error::Closed(Peer::Upstream));
+            }
+        }
         let mut delimiter = Delimiter::new(body);
         let first = first_piece(upstream, &mut delimiter)?;
+        progress.sent = true;
         write::send(&mut client.io, out, &upstream.buffered()[..first])
             .await
             .map_err(|e| Error::Write(Peer::Client, e))?;
@@ -329,7 +381,7 @@ where
         let rest = if delimiter.is_done() {
             0
         } else {
-            pass_body(upstream, &mut client.io, &mut delimiter).await?
+            pass_body(upstream, &mut client.io, &mut delimiter, u64::MAX).await?
         };
         return Ok(Answered::Message {
             status,
@@ -341,6 +393,10 @@ where
     }
 }
 
+/// Answers with a declared length up to this wait for their first body bytes before their
+/// head is sent (`crate::response`'s limit for hyper's path).
+pub const COALESCE_MAX: u64 = 64 * 1024;
+
 /// How many of `side`'s buffered bytes belong to the body `delimiter` follows.
 fn first_piece<S>(side: &Side<S>, delimiter: &mut Delimiter) -> Result<usize, Error> {
     delimiter
@@ -351,10 +407,12 @@ fn first_piece<S>(side: &Side<S>, delimiter: &mut Delimiter) -> Result<usize, Er
 
 /// Passes the rest of a body from `from` to `to`, each read written as it came, up to the
 /// body's end; returns the bytes passed. What `from` sends after the body stays buffered.
+/// Content past `limit` is not passed: [`Error::TooLarge`].
 pub async fn pass_body<R, W>(
     from: &mut Side<R>,
     to: &mut W,
     delimiter: &mut Delimiter,
+    limit: u64,
 ) -> Result<u64, Error>
 where
     R: AsyncRead + Unpin,
@@ -370,6 +428,9 @@ where
             };
         }
         let used = first_piece(from, delimiter)?;
+        if delimiter.data() > limit {
+            return Err(Error::TooLarge);
+        }
         to.write_all(&from.buffered()[..used])
             .await
             .map_err(|e| Error::Write(from.peer.other(), e))?;

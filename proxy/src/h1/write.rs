@@ -113,12 +113,14 @@ pub fn request_head(
 /// Writes the response head sent to the client into `out` (cleared first): hop-by-hop
 /// headers out but for a switch's, which are the switch itself; the framing headers of the
 /// body as it is passed on (a length dropped when chunked decides); `Connection: close` when
-/// the client connection ends after it.
+/// the client connection ends after it; then `extra`, field lines of the proxy's own
+/// (each ending in CRLF).
 pub fn response_head(
     out: &mut Vec<u8>,
     head: &ResponseHead<'_>,
     framing: &ResponseFraming,
     close: bool,
+    extra: &[u8],
 ) {
     out.clear();
     out.extend_from_slice(b"HTTP/1.1 ");
@@ -156,6 +158,7 @@ pub fn response_head(
     if close && !switch {
         field(out, b"Connection", b"close");
     }
+    out.extend_from_slice(extra);
     out.extend_from_slice(b"\r\n");
 }
 

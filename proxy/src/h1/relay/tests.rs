@@ -79,11 +79,20 @@ impl Relay {
             &self.out,
             framing.body,
             framing.expect_continue,
+            u64::MAX,
         )
         .await?;
-        relay_response(&mut self.upstream, &mut self.client, asked, &mut self.out)
-            .await
-            .map(Some)
+        let mut progress = Progress::default();
+        relay_response(
+            &mut self.upstream,
+            &mut self.client,
+            asked,
+            b"",
+            &mut self.out,
+            &mut progress,
+        )
+        .await
+        .map(Some)
     }
 }
 
@@ -229,6 +238,7 @@ async fn a_body_arriving_in_pieces_streams_through_and_what_follows_stays_buffer
             head,
             Body::Length(10),
             false,
+            u64::MAX,
         )
         .await
     };

@@ -1,0 +1,194 @@
+//! A client connection's HTTP/1 on the fast path (issue 18): one loop per connection that owns
+//! its read buffer, its parser, its write buffers and its upstream connection, as Pingora's
+//! HTTP/1 over httparse, instead of hyper's server and client state machines. The requests'
+//! steps are the pipeline's ([`Pipeline::serve_h1`]); here are the connection's deadlines, as
+//! [`crate::deadline`] keeps them for hyper's connections:
+//!
+//! - the first request's head must be complete within the header timeout of the connection
+//!   being handed to HTTP (after its TLS handshake);
+//! - after an answer, the next request must begin within the keep-alive timeout, and its head,
+//!   once begun, be complete within the header timeout (of the answer's end for a request
+//!   already read, pipelined, while the connection was busy);
+//! - on shutdown an idle connection closes at once, one in the middle of a head gets
+//!   [`CLOSE_GRACE`] to finish it, and one with a request in progress finishes that request
+//!   (the proxy timeouts bound it; the listener's drain timeout bounds everything) and closes.
+//!
+//! A connection the fast path does not serve goes to hyper's path with the bytes read so far
+//! ([`Rewind`]): HTTP/2 with prior knowledge (h2c) from its first bytes, and the requests
+//! [`Pipeline::serve_h1`] hands over (HTTP/1.0, upgrades, backends over TLS or HTTP/2) at the
+//! request's start, with everything after them.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use ferry_proxy::forwarding::Downstream;
+use ferry_proxy::h1::pool::Parking;
+use ferry_proxy::h1::relay::Error as RelayError;
+use ferry_runtime::Shutdown;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::time::Instant;
+
+use crate::deadline::{CLOSE_GRACE, ClientLimits};
+use crate::pipeline::{Conn, H2_PREFACE, Next, Pipeline};
+
+/// Serves `stream`'s HTTP/1 requests on the fast path until the connection ends; returns the
+/// connection with its unread bytes when hyper's path is to serve the rest of it.
+pub(crate) async fn serve<S>(
+    pipeline: &Pipeline,
+    stream: S,
+    down: &Downstream,
+    parking: std::sync::Arc<Parking>,
+    limits: ClientLimits,
+    mut shutdown: Shutdown,
+) -> Option<Rewind<S>>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut conn = Conn::new(stream, parking);
+    let mut head_deadline = Instant::now() + limits.header;
+    let mut first = true;
+    let handoff = loop {
+        if conn.client.buffered().is_empty() {
+            // Idle: the first request within the header timeout, the next ones within the
+            // keep-alive timeout; shutdown closes an idle connection.
+            let waited = if first {
+                head_deadline
+            } else {
+                Instant::now() + limits.keepalive
+            };
+            let came = tokio::select! {
+                came = tokio::time::timeout_at(waited, conn.client.fill()) => came,
+                () = shutdown.wait() => break false,
+            };
+            match came {
+                Ok(Ok(n)) if n > 0 => {}
+                Ok(Ok(_)) => break false,
+                Ok(Err(e)) => {
+                    tracing::debug!(peer = %down.peer, error = %e, "client connection ended");
+                    break false;
+                }
+                Err(_) => {
+                    tracing::debug!(peer = %down.peer, "closed a quiet connection");
+                    break false;
+                }
+            }
+            if !first {
+                head_deadline = Instant::now() + limits.header;
+            }
+        }
+        let read = tokio::select! {
+            read = tokio::time::timeout_at(head_deadline, conn.client.read_head()) => read,
+            () = grace_after(&mut shutdown) => break false,
+        };
+        match read {
+            Ok(Ok(Some(_))) => {}
+            Ok(Ok(None)) => break false,
+            Ok(Err(RelayError::Malformed(_, m))) => {
+                pipeline.refuse_h1(&mut conn, m, down).await;
+                break false;
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(peer = %down.peer, error = %e, "client connection ended");
+                break false;
+            }
+            Err(_) => {
+                tracing::debug!(peer = %down.peer, "closed a connection whose head did not come in time");
+                break false;
+            }
+        }
+        if first && !down.tls && conn.client.buffered().starts_with(H2_PREFACE) {
+            break true;
+        }
+        first = false;
+        match pipeline.serve_h1(&mut conn, down).await {
+            Next::KeepAlive if !shutdown.is_triggered() => {
+                // A request already read (pipelined) has the header timeout from now.
+                head_deadline = Instant::now() + limits.header;
+            }
+            Next::Handoff => break true,
+            Next::KeepAlive | Next::Close => break false,
+        }
+    };
+    if handoff {
+        let (io, read) = conn.into_parts();
+        return Some(Rewind::new(read, io));
+    }
+    conn.park();
+    let _ = conn.client.io.shutdown().await;
+    None
+}
+
+/// Shutdown, then [`CLOSE_GRACE`]: how long a head in progress may still take.
+async fn grace_after(shutdown: &mut Shutdown) {
+    shutdown.wait().await;
+    tokio::time::sleep(CLOSE_GRACE).await;
+}
+
+/// A connection whose first bytes were read already: they are read again first.
+#[derive(Debug)]
+pub(crate) struct Rewind<S> {
+    read: Vec<u8>,
+    at: usize,
+    io: S,
+}
+
+impl<S> Rewind<S> {
+    pub(crate) fn new(read: Vec<u8>, io: S) -> Rewind<S> {
+        Rewind { read, at: 0, io }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Rewind<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.at < this.read.len() {
+            let n = (this.read.len() - this.at).min(buf.remaining());
+            buf.put_slice(&this.read[this.at..this.at + n]);
+            this.at += n;
+            if this.at == this.read.len() {
+                this.read = Vec::new();
+                this.at = 0;
+            }
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.io).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Rewind<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests;

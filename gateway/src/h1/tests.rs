@@ -1,0 +1,427 @@
+//! The gateway's HTTP/1 fast path end to end, in process: raw bytes from a client over TCP,
+//! a scripted upstream that records what reaches it byte for byte.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::tests::{start, to};
+
+/// What the upstream received: each request's bytes, head and body, as they came.
+type Received = Arc<Mutex<Vec<Vec<u8>>>>;
+
+/// An upstream that answers the n-th request it reads (over all its connections) with
+/// `answers[n]` (the last one again past the end); an empty answer closes the connection
+/// without one, and an answer ending in `\0` is sent without it and the connection closed.
+async fn scripted(
+    answers: Vec<&'static [u8]>,
+) -> (std::net::SocketAddr, Received, Arc<Mutex<usize>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let received: Received = Arc::default();
+    let accepted = Arc::new(Mutex::new(0usize));
+    let (seen, count) = (received.clone(), accepted.clone());
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            *count.lock().unwrap() += 1;
+            let (seen, answers) = (seen.clone(), answers.clone());
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                loop {
+                    let Some(request) = read_request(&mut stream, &mut buf).await else {
+                        return;
+                    };
+                    let n = {
+                        let mut seen = seen.lock().unwrap();
+                        seen.push(request);
+                        seen.len() - 1
+                    };
+                    let answer = answers[n.min(answers.len() - 1)];
+                    if answer.is_empty() {
+                        return;
+                    }
+                    if let Some(last) = answer.strip_suffix(b"\0") {
+                        let _ = stream.write_all(last).await;
+                        return;
+                    }
+                    if stream.write_all(answer).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, received, accepted)
+}
+
+/// One request's bytes from `stream` (what follows stays in `buf`): its head, and its body by
+/// Content-Length or to the chunked body's last chunk. `None` at the end of the stream.
+async fn read_request(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Vec<u8>> {
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+            let length = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map(|v| v.trim().parse::<usize>().unwrap());
+            let total = if head.contains("transfer-encoding: chunked") {
+                chunked_end(&buf[end + 4..]).map(|n| end + 4 + n)
+            } else {
+                Some(end + 4 + length.unwrap_or(0)).filter(|&t| buf.len() >= t)
+            };
+            if let Some(total) = total {
+                return Some(buf.drain(..total).collect());
+            }
+        }
+        let n = stream.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// Where a chunked body that starts `body` ends (its last chunk and trailer section), if it
+/// is all there.
+fn chunked_end(body: &[u8]) -> Option<usize> {
+    let mut at = 0;
+    loop {
+        let line = at + body[at..].windows(2).position(|w| w == b"\r\n")?;
+        let size = std::str::from_utf8(&body[at..line]).ok()?;
+        let size = usize::from_str_radix(size.split(';').next()?.trim(), 16).ok()?;
+        if size == 0 {
+            // The trailer section ends with an empty line.
+            let mut from = line + 2;
+            loop {
+                let next = from + body[from..].windows(2).position(|w| w == b"\r\n")?;
+                if next == from {
+                    return Some(next + 2);
+                }
+                from = next + 2;
+            }
+        }
+        at = line + 2 + size + 2;
+        if at > body.len() {
+            return None;
+        }
+    }
+}
+
+/// One answer from `stream`: its head (lower-cased) and body, by Content-Length, chunked
+/// (decoded) or until the close.
+async fn read_answer(stream: &mut TcpStream, buf: &mut Vec<u8>) -> (String, Vec<u8>) {
+    let mut chunk = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut closed = false;
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+            let length = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map(|v| v.trim().parse::<usize>().unwrap());
+            let body = &buf[end + 4..];
+            if head.contains("transfer-encoding: chunked") {
+                if let Some(n) = chunked_end(body) {
+                    let decoded = dechunk(&body[..n]);
+                    buf.drain(..end + 4 + n);
+                    return (head, decoded);
+                }
+            } else if let Some(length) = length {
+                if body.len() >= length {
+                    let body = body[..length].to_vec();
+                    buf.drain(..end + 4 + length);
+                    return (head, body);
+                }
+            } else if closed {
+                let body = body.to_vec();
+                buf.clear();
+                return (head, body);
+            }
+        }
+        assert!(!closed, "the connection closed mid-answer: {buf:?}");
+        let n = tokio::time::timeout_at(deadline, stream.read(&mut chunk))
+            .await
+            .expect("an answer within 10 s")
+            .unwrap();
+        closed = n == 0;
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+fn dechunk(mut body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let line = body.windows(2).position(|w| w == b"\r\n").unwrap();
+        let size = std::str::from_utf8(&body[..line]).unwrap();
+        let size = usize::from_str_radix(size.split(';').next().unwrap().trim(), 16).unwrap();
+        if size == 0 {
+            return out;
+        }
+        out.extend_from_slice(&body[line + 2..line + 2 + size]);
+        body = &body[line + 2 + size + 2..];
+    }
+}
+
+/// Whether the gateway closes `stream` (within 10 s), whatever it sends before.
+async fn closes(stream: &mut TcpStream) -> bool {
+    let mut chunk = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut chunk)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => {}
+            Err(_) => return false,
+        }
+    }
+}
+
+fn status(head: &str) -> u16 {
+    head[9..12].parse().unwrap()
+}
+
+const OK_A: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\na";
+const OK_BB: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nbb";
+
+#[tokio::test]
+async fn pipelined_requests_get_their_answers_in_order_over_one_upstream_connection() {
+    let (endpoint, received, accepted) = scripted(vec![OK_A, OK_BB]).await;
+    let (addr, trigger, running, _) = start(to(endpoint), |_| {}).await;
+    let mut client = TcpStream::connect(addr).await.unwrap();
+    client
+        .write_all(
+            b"GET /one HTTP/1.1\r\nHost: shop.example\r\n\r\n\
+              GET /two HTTP/1.1\r\nHost: shop.example\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let (head, body) = read_answer(&mut client, &mut buf).await;
+    assert_eq!((status(&head), body.as_slice()), (200, &b"a"[..]), "{head}");
+    let (head, body) = read_answer(&mut client, &mut buf).await;
+    assert_eq!(
+        (status(&head), body.as_slice()),
+        (200, &b"bb"[..]),
+        "{head}"
+    );
+    assert!(!head.contains("connection: close"), "{head}");
+    let received = received.lock().unwrap().clone();
+    assert_eq!(received.len(), 2);
+    let first = String::from_utf8_lossy(&received[0]);
+    assert!(
+        first.starts_with("GET /one HTTP/1.1\r\nHost: shop.example\r\n"),
+        "{first}"
+    );
+    for header in [
+        "X-Forwarded-For: 127.0.0.1\r\n",
+        "X-Forwarded-Proto: http\r\n",
+        "Via: 1.1 ferry-",
+    ] {
+        assert!(first.contains(header), "{header} in {first}");
+    }
+    assert!(String::from_utf8_lossy(&received[1]).starts_with("GET /two "));
+    assert_eq!(*accepted.lock().unwrap(), 1, "one upstream connection");
+    trigger.trigger();
+    running.await.unwrap();
+}
+
+#[tokio::test]
+async fn malformed_heads_are_refused_with_their_status_and_never_reach_the_upstream() {
+    let (endpoint, received, _) = scripted(vec![OK_A]).await;
+    let (addr, trigger, running, _) = start(to(endpoint), |_| {}).await;
+    let cases: [(&[u8], u16); 8] = [
+        (b"GET / HTTP/1.1\nHost: a\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost: a\r\nX-Folded: one\r\n two\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost: a\r\nX-Nul: a\0b\r\n\r\n", 400),
+        (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
+        (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc", 400),
+        (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", 501),
+        (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\n\r\n", 400),
+    ];
+    for (request, want) in cases {
+        let mut client = TcpStream::connect(addr).await.unwrap();
+        client.write_all(request).await.unwrap();
+        let mut buf = Vec::new();
+        let (head, _) = read_answer(&mut client, &mut buf).await;
+        let shown = String::from_utf8_lossy(request);
+        assert_eq!(status(&head), want, "{shown:?}: {head}");
+        assert!(head.contains("connection: close"), "{shown:?}: {head}");
+        assert!(closes(&mut client).await, "{shown:?}: still open");
+    }
+    assert!(received.lock().unwrap().is_empty(), "nothing went upstream");
+    trigger.trigger();
+    running.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_chunked_body_passes_byte_identical_and_one_past_the_limit_gets_413() {
+    let (endpoint, received, _) = scripted(vec![OK_A]).await;
+    let (addr, trigger, running, _) = start(to(endpoint), |c| c.timeouts.max_body = 16).await;
+    let body: &[u8] = b"4;ext=1\r\nwiki\r\n6\r\npedia \r\n0\r\nX-Trailer: t\r\n\r\n";
+    let mut client = TcpStream::connect(addr).await.unwrap();
+    let mut request =
+        b"POST /up HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    request.extend_from_slice(body);
+    client.write_all(&request).await.unwrap();
+    let mut buf = Vec::new();
+    let (head, _) = read_answer(&mut client, &mut buf).await;
+    assert_eq!(status(&head), 200, "{head}");
+    let got = received.lock().unwrap()[0].clone();
+    assert!(got.ends_with(body), "{:?}", String::from_utf8_lossy(&got));
+    assert!(String::from_utf8_lossy(&got).contains("Transfer-Encoding: chunked\r\n"));
+
+    // 10 + 10 bytes of content: past the 16-byte limit.
+    client
+        .write_all(b"POST /up HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\na\r\n0123456789\r\na\r\n0123456789\r\n0\r\n\r\n")
+        .await
+        .unwrap();
+    let (head, _) = read_answer(&mut client, &mut buf).await;
+    assert_eq!(status(&head), 413, "{head}");
+    assert!(closes(&mut client).await);
+    // A declared length past the limit is refused before anything goes upstream.
+    let mut client = TcpStream::connect(addr).await.unwrap();
+    client
+        .write_all(b"POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: 17\r\n\r\n")
+        .await
+        .unwrap();
+    let (head, _) = read_answer(&mut client, &mut Vec::new()).await;
+    assert_eq!(status(&head), 413, "{head}");
+    // The body past the limit came in one read with its head: nothing of it went upstream.
+    assert_eq!(received.lock().unwrap().len(), 1, "the first only");
+    trigger.trigger();
+    running.await.unwrap();
+}
+
+#[tokio::test]
+async fn an_http10_client_gets_a_chunked_answer_it_can_read() {
+    let chunked: &[u8] =
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
+    let (endpoint, _, _) = scripted(vec![chunked]).await;
+    let (addr, trigger, running, _) = start(to(endpoint), |_| {}).await;
+    let mut client = TcpStream::connect(addr).await.unwrap();
+    client
+        .write_all(b"GET / HTTP/1.0\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let mut all = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), client.read_to_end(&mut all))
+        .await
+        .expect("the answer ends with the connection")
+        .unwrap();
+    let text = String::from_utf8_lossy(&all).to_ascii_lowercase();
+    assert!(!text.contains("transfer-encoding"), "{text}");
+    assert!(text.ends_with("\r\n\r\nhello"), "{text}");
+    trigger.trigger();
+    running.await.unwrap();
+}
+
+#[tokio::test]
+async fn an_upstream_connection_closed_while_idle_is_replaced_without_an_error() {
+    // The first answer says keep-alive, then the upstream closes its connection anyway.
+    let closing: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\na\0";
+    let (endpoint, received, accepted) = scripted(vec![closing, OK_BB]).await;
+    let (addr, trigger, running, _) = start(to(endpoint), |_| {}).await;
+    let mut client = TcpStream::connect(addr).await.unwrap();
+    let mut buf = Vec::new();
+    client
+        .write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let (head, _) = read_answer(&mut client, &mut buf).await;
+    assert_eq!(status(&head), 200);
+    client
+        .write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let (head, body) = read_answer(&mut client, &mut buf).await;
+    assert_eq!(
+        (status(&head), body.as_slice()),
+        (200, &b"bb"[..]),
+        "{head}"
+    );
+    assert_eq!(*accepted.lock().unwrap(), 2, "a new upstream connection");
+    assert_eq!(received.lock().unwrap().len(), 2);
+    trigger.trigger();
+    running.await.unwrap();
+}
+
+#[tokio::test]
+async fn an_upstream_that_does_not_answer_in_time_gets_504_and_one_that_breaks_off_502() {
+    // An answer whose head comes and then the connection closes, before its body.
+    let (endpoint, _, _) = scripted(vec![b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n\0"]).await;
+    let (addr, trigger, running, _) = start(to(endpoint), |c| {
+        c.timeouts.response = Duration::from_millis(300);
+    })
+    .await;
+    let mut client = TcpStream::connect(addr).await.unwrap();
+    client
+        .write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let (head, _) = read_answer(&mut client, &mut Vec::new()).await;
+    // Nothing went to the client yet: it is answered 502.
+    assert_eq!(status(&head), 502, "{head}");
+    // An upstream that accepts and never answers: 504 after the read timeout.
+    let silent = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (addr2, trigger2, running2, _) = start(to(silent.local_addr().unwrap()), |c| {
+        c.timeouts.response = Duration::from_millis(300);
+    })
+    .await;
+    let mut client = TcpStream::connect(addr2).await.unwrap();
+    client
+        .write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let (head, body) = read_answer(&mut client, &mut Vec::new()).await;
+    assert_eq!(status(&head), 504, "{head}");
+    assert!(String::from_utf8_lossy(&body).contains("did not answer in time"));
+    for (t, r) in [(trigger, running), (trigger2, running2)] {
+        t.trigger();
+        r.await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_head_that_does_not_come_in_time_closes_the_connection() {
+    let (endpoint, received, _) = scripted(vec![OK_A]).await;
+    let (addr, trigger, running, _) = start(to(endpoint), |c| {
+        c.client_header_timeout = Duration::from_millis(300);
+    })
+    .await;
+    let mut client = TcpStream::connect(addr).await.unwrap();
+    client
+        .write_all(b"GET / HTTP/1.1\r\nHost: a\r\n")
+        .await
+        .unwrap();
+    assert!(closes(&mut client).await, "half a head is not waited for");
+    assert!(received.lock().unwrap().is_empty());
+    trigger.trigger();
+    running.await.unwrap();
+}
+
+#[tokio::test]
+async fn h2c_with_prior_knowledge_is_served_by_hyper() {
+    let (endpoint, received, _) = scripted(vec![OK_A]).await;
+    let (addr, trigger, running, _) = start(to(endpoint), |_| {}).await;
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::get("http://a/h2")
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let answer = sender.send_request(req).await.unwrap();
+    assert_eq!(answer.status(), 200);
+    assert_eq!(answer.version(), http::Version::HTTP_2);
+    assert!(String::from_utf8_lossy(&received.lock().unwrap()[0]).starts_with("GET /h2 "));
+    trigger.trigger();
+    running.await.unwrap();
+}
