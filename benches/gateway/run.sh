@@ -22,6 +22,7 @@
 #   PERF=/tmp/gw SYSTEMS="ferry nginx" bash benches/gateway/run.sh  # perf record -g of each (HTTP)
 #   BEFORE=/tmp/ferry.old SYSTEMS="before ferry nginx" bash benches/gateway/run.sh  # two builds
 #   FERRY_ARGS="--workers 2" bash benches/gateway/run.sh  # more arguments for ferry gateway
+#   KEEPALIVE_ONLY=1 bash benches/gateway/run.sh  # the keep-alive table only (no handshakes, h2)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 DURATION=${DURATION:-10}
@@ -35,6 +36,7 @@ HANDSHAKERS=${HANDSHAKERS:-4}
 TLS_VERSIONS=${TLS_VERSIONS:-tls1_3 tls1_2}
 H2_CONNECTIONS=${H2_CONNECTIONS:-10}
 H2_STREAMS=${H2_STREAMS:-10}
+KEEPALIVE_ONLY=${KEEPALIVE_ONLY:-0}
 for tool in nginx haproxy wrk h2load openssl python3 taskset; do
   command -v "$tool" >/dev/null || { echo "needs $tool (apt-get install nginx haproxy wrk nghttp2-client openssl)" >&2; exit 1; }
 done
@@ -136,18 +138,21 @@ backend up
 CONF
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+cpu_split() { awk '{print $14 " " $15}' "/proc/$1/stat"; }
 rss_mb() { awk '/VmRSS/ {printf "%.0f", $2/1024}' "/proc/$1/status"; }
 hz=$(getconf CLK_TCK)
 
-# One wrk run against URL, charging CPU to PID (none for direct): prints a table row.
+# One wrk run against URL, charging CPU to PID (none for direct): prints a table row, with the
+# proxy's CPU split into user and kernel time per request (utime and stime of /proc/PID/stat).
 measure() { # LABEL URL PID
-  local before=-1 after=-1 out
-  [ -n "$3" ] && before=$(cpu_ticks "$3")
+  local before="-1 0" after="-1 0" out
+  [ -n "$3" ] && before=$(cpu_split "$3")
   out=$(taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency -H 'Host: bench.local' "$2")
-  [ -n "$3" ] && after=$(cpu_ticks "$3")
+  [ -n "$3" ] && after=$(cpu_split "$3")
   python3 - "$1" "$out" "$before" "$after" "$hz" "${3:+$(rss_mb "$3")}" <<'PY'
 import re, sys
-label, out, before, after, hz, rss = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
+label, out, hz, rss = sys.argv[1], sys.argv[2], int(sys.argv[5]), sys.argv[6]
+(ub, sb), (ua, sa) = (map(int, sys.argv[i].split()) for i in (3, 4))
 total = int(re.search(r"(\d+) requests in", out).group(1))
 rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
 def pct(p):
@@ -155,16 +160,19 @@ def pct(p):
     v, unit = float(m.group(1)), m.group(2)
     return v / 1000 if unit == "us" else v * 1000 if unit == "s" else v
 errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-cpu = (after - before) / hz
-charged = before >= 0
+user, system = (ua - ub) / hz, (sa - sb) / hz
+cpu = user + system
+charged = ub >= 0
 per_k = f"{cpu / total * 1000:.3f}" if charged else "-"
 per_cpu = f"{total / cpu:.0f}" if charged and cpu else "-"
-print(f"| {label} | {rps:.0f} | {pct(50):.3f} | {pct(99):.3f} | {per_k} | {per_cpu} | {rss or '-'} | {errors.group(1) if errors else 0} |")
+user_us = f"{user / total * 1e6:.1f}" if charged else "-"
+sys_us = f"{system / total * 1e6:.1f}" if charged else "-"
+print(f"| {label} | {rps:.0f} | {pct(50):.3f} | {pct(99):.3f} | {per_k} | {per_cpu} | {user_us} | {sys_us} | {rss or '-'} | {errors.group(1) if errors else 0} |")
 PY
 }
 
-echo "| run | req/s | p50 ms | p99 ms | proxy CPU-s per 1k req | req per proxy CPU-s | proxy RSS MB | non-2xx |"
-echo "|---|---|---|---|---|---|---|---|"
+echo "| run | req/s | p50 ms | p99 ms | proxy CPU-s per 1k req | req per proxy CPU-s | user µs per req | kernel µs per req | proxy RSS MB | non-2xx |"
+echo "|---|---|---|---|---|---|---|---|---|---|"
 # With PERF=PREFIX, each proxy's HTTP run is recorded to PREFIX.<system> (perf record -g, or
 # PERF_OPTS); read it with `perf report -i PREFIX.ferry --no-children | head -60`.
 perf_pid=""
@@ -252,6 +260,7 @@ PY
 
 # The TLS runs after a proxy's wrk runs: a handshake per request, then h2.
 tls_runs() { # LABEL PORT PID
+  [ "$KEEPALIVE_ONLY" = 1 ] && return
   handshakes "$1" "$2" "$3"
   h2 "$1" "$2" "$3"
 }

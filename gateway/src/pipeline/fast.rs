@@ -32,6 +32,7 @@ use tokio::net::TcpStream;
 
 use super::request_filter::normalized_target as normalized;
 use super::{Context, Pipeline, Route, Routed, affinity_cookie, random};
+use crate::metrics::Handles;
 use crate::select;
 
 /// An owned upstream connection idle at least this long is checked for a close before it
@@ -53,6 +54,8 @@ pub(crate) struct Conn<S> {
     answer_head: Vec<u8>,
     /// Field lines the gateway adds to the answer (the affinity cookie).
     extra: Vec<u8>,
+    /// The metric handles of the last request's labels.
+    handles: Handles,
 }
 
 impl<S> Conn<S> {
@@ -64,6 +67,7 @@ impl<S> Conn<S> {
             request_head: Vec::with_capacity(1024),
             answer_head: Vec::with_capacity(1024),
             extra: Vec::new(),
+            handles: Handles::default(),
         }
     }
 
@@ -176,7 +180,7 @@ impl Pipeline {
             }
             Decided::Forward(plan) => self.forward_h1(conn, plan, &mut cx).await,
         };
-        self.log_h1(&cx, down, status, started);
+        self.log_h1(&mut conn.handles, &cx, down, status, started);
         next
     }
 
@@ -202,7 +206,13 @@ impl Pipeline {
             false,
         );
         let next = send_own(conn, true).await;
-        self.log_h1(&Context::default(), down, status, started);
+        self.log_h1(
+            &mut conn.handles,
+            &Context::default(),
+            down,
+            status,
+            started,
+        );
         next
     }
 
@@ -561,9 +571,16 @@ impl Pipeline {
     }
 
     /// Counts the request and writes its access log line (step 6).
-    fn log_h1(&self, cx: &Context, down: &Downstream, status: StatusCode, started: Instant) {
+    fn log_h1(
+        &self,
+        handles: &mut Handles,
+        cx: &Context,
+        down: &Downstream,
+        status: StatusCode,
+        started: Instant,
+    ) {
         let elapsed = started.elapsed();
-        self.metrics.request(cx, status, elapsed);
+        self.metrics.request_on(handles, cx, status, elapsed);
         if self.access_log {
             crate::access_log::write(cx, down, status, Version::HTTP_11, elapsed);
         }
