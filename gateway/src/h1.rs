@@ -26,7 +26,7 @@ use ferry_proxy::forwarding::Downstream;
 use ferry_proxy::h1::pool::Parking;
 use ferry_proxy::h1::relay::Error as RelayError;
 use ferry_runtime::Shutdown;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 
 use crate::deadline::{CLOSE_GRACE, ClientLimits};
@@ -45,30 +45,39 @@ pub(crate) async fn serve<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let mut conn = Conn::new(stream, parking);
+    let mut conn = Conn::new(stream, parking, shutdown.clone());
     let mut head_deadline = Instant::now() + limits.header;
     let mut first = true;
     let handoff = loop {
         if conn.client.buffered().is_empty() {
             // Idle: the first request within the header timeout, the next ones within the
-            // keep-alive timeout; shutdown closes an idle connection.
+            // keep-alive timeout; shutdown closes an idle connection. Upstream connections
+            // kept past their idle limit are closed meanwhile (the upstream closes its side).
             let waited = if first {
                 head_deadline
             } else {
                 Instant::now() + limits.keepalive
             };
-            let came = tokio::select! {
-                came = tokio::time::timeout_at(waited, conn.client.fill()) => came,
-                () = shutdown.wait() => break false,
+            let came = loop {
+                let stale = conn.kept_until().filter(|at| *at < waited);
+                let until = stale.unwrap_or(waited);
+                tokio::select! {
+                    came = tokio::time::timeout_at(until, conn.client.fill()) => match came {
+                        Err(_) if stale.is_some() => conn.drop_stale(),
+                        came => break Some(came),
+                    },
+                    () = shutdown.wait() => break None,
+                }
             };
             match came {
-                Ok(Ok(n)) if n > 0 => {}
-                Ok(Ok(_)) => break false,
-                Ok(Err(e)) => {
+                None => break false,
+                Some(Ok(Ok(n))) if n > 0 => {}
+                Some(Ok(Ok(_))) => break false,
+                Some(Ok(Err(e))) => {
                     tracing::debug!(peer = %down.peer, error = %e, "client connection ended");
                     break false;
                 }
-                Err(_) => {
+                Some(Err(_)) => {
                     tracing::debug!(peer = %down.peer, "closed a quiet connection");
                     break false;
                 }
@@ -85,7 +94,7 @@ where
             Ok(Ok(Some(_))) => {}
             Ok(Ok(None)) => break false,
             Ok(Err(RelayError::Malformed(_, m))) => {
-                pipeline.refuse_h1(&mut conn, m, down).await;
+                pipeline.refuse_h1(&mut conn, m).await;
                 break false;
             }
             Ok(Err(e)) => {
@@ -97,7 +106,8 @@ where
                 break false;
             }
         }
-        if first && !down.tls && conn.client.buffered().starts_with(H2_PREFACE) {
+        // HTTP/2 with prior knowledge: h2c, or h2 over TLS without ALPN.
+        if first && conn.client.buffered().starts_with(H2_PREFACE) {
             break true;
         }
         first = false;
@@ -115,7 +125,7 @@ where
         return Some(Rewind::new(read, io));
     }
     conn.park();
-    let _ = conn.client.io.shutdown().await;
+    conn.close().await;
     None
 }
 

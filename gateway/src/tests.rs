@@ -44,6 +44,21 @@ pub(crate) async fn start(
     tokio::task::JoinHandle<()>,
     crate::metrics::Metrics,
 ) {
+    let (addr, _, trigger, running, metrics) = start_both(snapshot, adjust).await;
+    (addr, trigger, running, metrics)
+}
+
+/// As [`start`], with the TLS listener's address after the plain one's.
+pub(crate) async fn start_both(
+    snapshot: Snapshot,
+    adjust: impl FnOnce(&mut Config),
+) -> (
+    std::net::SocketAddr,
+    std::net::SocketAddr,
+    ferry_runtime::ShutdownTrigger,
+    tokio::task::JoinHandle<()>,
+    crate::metrics::Metrics,
+) {
     let bus = SnapshotBus::new();
     let subscription = bus.subscribe("gateway");
     bus.publish(snapshot);
@@ -54,9 +69,16 @@ pub(crate) async fn start(
         .await
         .unwrap();
     let addr = gateway.http_addr().unwrap();
+    let tls = gateway.https_addr().unwrap();
     let metrics = gateway.metrics.clone();
     let (trigger, shutdown) = ferry_runtime::shutdown::channel();
-    (addr, trigger, tokio::spawn(gateway.run(shutdown)), metrics)
+    (
+        addr,
+        tls,
+        trigger,
+        tokio::spawn(gateway.run(shutdown)),
+        metrics,
+    )
 }
 
 /// Waits until the gateway has no client connection open: each closed one has parked its idle

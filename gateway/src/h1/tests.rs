@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::tests::{start, to};
+use crate::tests::{start, start_both, to};
 
 /// What the upstream received: each request's bytes, head and body, as they came.
 type Received = Arc<Mutex<Vec<Vec<u8>>>>;
@@ -423,5 +423,180 @@ async fn h2c_with_prior_knowledge_is_served_by_hyper() {
     assert_eq!(answer.version(), http::Version::HTTP_2);
     assert!(String::from_utf8_lossy(&received.lock().unwrap()[0]).starts_with("GET /h2 "));
     trigger.trigger();
+    running.await.unwrap();
+}
+
+/// An answer larger than the socket buffers, over TLS on a keep-alive connection, read only
+/// once the gateway has taken all of it from the upstream: its tail must leave the TLS
+/// connection's buffer without the client sending anything (the answer is flushed), and the
+/// next request on the connection is served.
+#[tokio::test]
+async fn a_large_answer_over_tls_arrives_whole_before_the_next_request() {
+    const SIZE: usize = 4 << 20;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = listener.local_addr().unwrap();
+    let (taken, mut all_taken) = tokio::sync::mpsc::channel::<()>(4);
+    tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let mut buf = Vec::new();
+        let body = vec![b'x'; SIZE];
+        while read_request(&mut stream, &mut buf).await.is_some() {
+            let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {SIZE}\r\n\r\n");
+            stream.write_all(head.as_bytes()).await.unwrap();
+            stream.write_all(&body).await.unwrap();
+            let _ = taken.send(()).await;
+        }
+    });
+    let (_, tls_addr, trigger, running, _) = start_both(to(endpoint), |_| {}).await;
+    let mut config = ferry_runtime::tls::any_server_client_config().unwrap();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = TcpStream::connect(tls_addr).await.unwrap();
+    let name = rustls_pki_types::ServerName::try_from("shop.example").unwrap();
+    let mut client = connector.connect(name, tcp).await.unwrap();
+    for round in 0..2 {
+        client
+            .write_all(b"GET /big HTTP/1.1\r\nHost: shop.example\r\n\r\n")
+            .await
+            .unwrap();
+        // Nothing is read until the upstream's last byte went into the gateway.
+        tokio::time::timeout(Duration::from_secs(10), all_taken.recv())
+            .await
+            .expect("the upstream's answer taken within 10 s");
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            let mut byte = [0u8; 1];
+            tokio::time::timeout(Duration::from_secs(10), client.read_exact(&mut byte))
+                .await
+                .expect("the head within 10 s")
+                .unwrap();
+            head.push(byte[0]);
+        }
+        assert!(head.starts_with(b"HTTP/1.1 200 OK\r\n"), "round {round}");
+        let mut body = vec![0u8; SIZE];
+        tokio::time::timeout(Duration::from_secs(10), client.read_exact(&mut body))
+            .await
+            .unwrap_or_else(|_| panic!("round {round}: the body's tail stayed in the gateway"))
+            .unwrap();
+        assert!(body.iter().all(|b| *b == b'x'));
+    }
+    trigger.trigger();
+    running.await.unwrap();
+}
+
+/// An upstream that answers (413) before taking a large body, and closes: the client gets
+/// that answer, not a 502, and its connection closes (its body was not read whole).
+#[tokio::test]
+async fn an_upstream_answering_before_the_whole_body_is_passed_on() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let mut head = Vec::new();
+            let mut chunk = [0u8; 1024];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = stream.read(&mut chunk).await.unwrap();
+                head.extend_from_slice(&chunk[..n]);
+            }
+            let _ = stream
+                .write_all(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 3\r\n\r\nbig")
+                .await;
+            // Closing with unread bytes resets the connection: writes upstream fail.
+            drop(stream);
+        }
+    });
+    let (addr, trigger, running, _) = start(to(endpoint), |c| c.timeouts.max_body = 64 << 20).await;
+    let mut client = TcpStream::connect(addr).await.unwrap();
+    const SIZE: usize = 16 << 20;
+    let head = format!("PUT /up HTTP/1.1\r\nHost: a\r\nContent-Length: {SIZE}\r\n\r\n");
+    client.write_all(head.as_bytes()).await.unwrap();
+    let (mut reader, mut writer) = client.into_split();
+    let upload = tokio::spawn(async move {
+        let body = vec![b'b'; 64 << 10];
+        for _ in 0..SIZE / body.len() {
+            if writer.write_all(&body).await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut all = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), reader.read_to_end(&mut all))
+        .await
+        .expect("answered and closed within 10 s")
+        .unwrap();
+    let text = String::from_utf8_lossy(&all).to_ascii_lowercase();
+    assert!(text.starts_with("http/1.1 413 "), "{text}");
+    assert!(
+        text.contains("connection: close") && text.ends_with("big"),
+        "{text}"
+    );
+    upload.abort();
+    trigger.trigger();
+    running.await.unwrap();
+}
+
+/// A request without a body on a reused connection that breaks before any answer is sent
+/// again on a new connection only when its method is idempotent: a POST is not (it may have
+/// been processed), and gets 502.
+#[tokio::test]
+async fn a_post_is_not_sent_twice_when_its_reused_connection_breaks() {
+    let closing: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\na";
+    // The second request read is dropped unanswered with its connection.
+    let (endpoint, received, _) = scripted(vec![closing, b"", OK_BB]).await;
+    let (addr, trigger, running, _) = start(to(endpoint), |_| {}).await;
+    let mut client = TcpStream::connect(addr).await.unwrap();
+    let mut buf = Vec::new();
+    client
+        .write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let (head, _) = read_answer(&mut client, &mut buf).await;
+    assert_eq!(status(&head), 200);
+    client
+        .write_all(b"POST /charge HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n")
+        .await
+        .unwrap();
+    let (head, _) = read_answer(&mut client, &mut buf).await;
+    assert_eq!(status(&head), 502, "{head}");
+    assert_eq!(
+        received.lock().unwrap().len(),
+        2,
+        "the POST went upstream once"
+    );
+    trigger.trigger();
+    running.await.unwrap();
+}
+
+/// Shutdown beginning while a request waits for its answer: the answer says
+/// `Connection: close`, and the connection closes after it.
+#[tokio::test]
+async fn an_answer_written_after_shutdown_began_closes_the_connection() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = listener.local_addr().unwrap();
+    let (arrived, mut request_in) = tokio::sync::mpsc::channel::<()>(1);
+    let (go, mut answer) = tokio::sync::mpsc::channel::<()>(1);
+    tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let mut buf = Vec::new();
+        read_request(&mut stream, &mut buf).await.unwrap();
+        arrived.send(()).await.unwrap();
+        answer.recv().await;
+        stream.write_all(OK_A).await.unwrap();
+        // Held open: the gateway's client connection must close by itself.
+        let _ = read_request(&mut stream, &mut buf).await;
+    });
+    let (addr, trigger, running, _) = start(to(endpoint), |_| {}).await;
+    let mut client = TcpStream::connect(addr).await.unwrap();
+    client
+        .write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    request_in.recv().await.unwrap();
+    trigger.trigger();
+    go.send(()).await.unwrap();
+    let (head, body) = read_answer(&mut client, &mut Vec::new()).await;
+    assert_eq!((status(&head), body.as_slice()), (200, &b"a"[..]));
+    assert!(head.contains("connection: close"), "{head}");
+    assert!(closes(&mut client).await);
     running.await.unwrap();
 }

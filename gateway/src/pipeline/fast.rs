@@ -18,73 +18,22 @@ use std::time::{Duration, Instant};
 use ferry_proxy::balancer::{affinity_key, client_ip_key};
 use ferry_proxy::forwarding::Downstream;
 use ferry_proxy::h1::framing::{self, Body, RequestFraming};
-use ferry_proxy::h1::pool::{self, Parking, Upstream};
-use ferry_proxy::h1::quiet::Quiet;
-use ferry_proxy::h1::relay::{self, Answered, Asked, Error as RelayError, Peer, Progress, Side};
+use ferry_proxy::h1::pool::{Parking, Upstream};
+use ferry_proxy::h1::relay::{self, Answered, Asked, Error as RelayError, Peer, Progress, Started};
 use ferry_proxy::h1::write::{self, Edit};
-use ferry_proxy::h1::{Limits as HeadLimits, Malformed, RequestHead};
+use ferry_proxy::h1::{Malformed, RequestHead};
 use ferry_proxy::upstream::{MAX_ATTEMPTS, Protocol};
-use ferry_proxy::uri;
-use ferry_proxy::{AttemptOutcome, Failure};
+use ferry_proxy::{AttemptOutcome, Failure, uri};
 use http::{HeaderValue, Method, StatusCode, Version};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::request_filter::normalized_target as normalized;
 use super::{Context, Pipeline, Route, Routed, affinity_cookie, random};
-use crate::metrics::Handles;
 use crate::select;
 
-/// An owned upstream connection idle at least this long is checked for a close before it
-/// carries a request; one used more recently is trusted (a request without a body that meets
-/// a close is sent again on a new connection).
-const CHECK_AFTER: Duration = Duration::from_secs(1);
-
-/// One client connection on the fast path: its side, the upstream connection it owns, and
-/// the buffers its requests reuse.
-#[derive(Debug)]
-pub(crate) struct Conn<S> {
-    pub client: Side<Quiet<S>>,
-    /// The endpoint, the connection, and when its last answer ended.
-    upstream: Option<(SocketAddr, Upstream, Instant)>,
-    parking: std::sync::Arc<Parking>,
-    /// The request head sent upstream (kept for another attempt).
-    request_head: Vec<u8>,
-    /// The answer's head sent to the client.
-    answer_head: Vec<u8>,
-    /// Field lines the gateway adds to the answer (the affinity cookie).
-    extra: Vec<u8>,
-    /// The metric handles of the last request's labels.
-    handles: Handles,
-}
-
-impl<S> Conn<S> {
-    pub(crate) fn new(io: S, parking: std::sync::Arc<Parking>) -> Conn<S> {
-        Conn {
-            client: Side::client(Quiet::new(io), HeadLimits::default()),
-            upstream: None,
-            parking,
-            request_head: Vec::with_capacity(1024),
-            answer_head: Vec::with_capacity(1024),
-            extra: Vec::new(),
-            handles: Handles::default(),
-        }
-    }
-
-    /// The client connection ends: its idle upstream connection goes to the worker's pool.
-    pub(crate) fn park(&mut self) {
-        if let Some((endpoint, conn, since)) = self.upstream.take() {
-            self.parking.put(endpoint, conn, since);
-        }
-    }
-
-    /// The connection and its unread bytes, for hyper's path.
-    pub(crate) fn into_parts(mut self) -> (S, Vec<u8>) {
-        self.park();
-        let (io, rest) = self.client.into_parts();
-        (io.into_inner(), rest)
-    }
-}
+mod conn;
+pub(crate) use conn::Conn;
+use conn::{connect, malformed_text, own_answer};
 
 /// What the connection does after a request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -99,7 +48,8 @@ pub(crate) enum Next {
 enum Decided<'s> {
     /// Refused, and whether the connection closes after the answer.
     Refuse(Failure, bool),
-    Malformed(Malformed),
+    /// A head that breaks HTTP/1's rules; counted when its method is known.
+    Malformed(Malformed, bool),
     Redirect(super::Redirect, bool),
     Handoff,
     Forward(Plan<'s>),
@@ -115,6 +65,13 @@ struct Plan<'s> {
     idempotent: bool,
 }
 
+/// What one request is logged with.
+struct Request<'a> {
+    cx: &'a mut Context,
+    down: &'a Downstream,
+    started: Instant,
+}
+
 /// The start of an HTTP/2 connection's preface (h2c with prior knowledge).
 pub(crate) const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n";
 
@@ -124,8 +81,8 @@ impl Pipeline {
         std::sync::Arc::new(Parking::new(self.timeouts.pool_idle))
     }
 
-    /// Serves the request whose head `conn.client` holds (read whole), then counts and logs
-    /// it; says what the connection does next.
+    /// Serves the request whose head `conn.client` holds (read whole), counts and logs it
+    /// (once its answer's head went out); says what the connection does next.
     pub(crate) async fn serve_h1<S>(&self, conn: &mut Conn<S>, down: &Downstream) -> Next
     where
         S: AsyncRead + AsyncWrite + Unpin,
@@ -147,25 +104,41 @@ impl Pipeline {
                 );
                 (decided, len)
             }
-            Err(RelayError::Malformed(_, m)) => (Decided::Malformed(m), 0),
+            Err(RelayError::Malformed(_, m)) => (Decided::Malformed(m, false), 0),
             Err(_) => return Next::Close,
         };
-        // An answer of the gateway's own takes the head (the body, if any, stays unread and
-        // the connection closes after the answer).
-        if matches!(decided, Decided::Refuse(..) | Decided::Redirect(..)) {
-            conn.client.consume(head_len);
-        }
         let head_only = cx.method == Method::HEAD;
-        let (status, next) = match decided {
-            Decided::Handoff => return Next::Handoff,
-            Decided::Malformed(m) => return self.refuse_h1(conn, m, down).await,
+        let mut req = Request {
+            cx: &mut cx,
+            down,
+            started,
+        };
+        match decided {
+            Decided::Handoff => Next::Handoff,
+            Decided::Malformed(m, counted) => {
+                let status = m.status();
+                own_answer(
+                    &mut conn.answer_head,
+                    status,
+                    None,
+                    malformed_text(m),
+                    true,
+                    head_only,
+                );
+                conn.send_own(true).await;
+                if counted {
+                    self.log_h1(conn, &mut req, status);
+                }
+                Next::Close
+            }
+            // An answer of the gateway's own takes the head (a body stays unread: the
+            // connection then closes after the answer).
             Decided::Refuse(failure, close) => {
-                let status = failure.status();
-                let out = &mut conn.answer_head;
-                own_answer(out, status, None, failure.message(), close, head_only);
-                (status, send_own(conn, close).await)
+                conn.client.consume(head_len);
+                self.fail(conn, &mut req, failure, head_only, close).await
             }
             Decided::Redirect(redirect, close) => {
+                conn.client.consume(head_len);
                 let location = redirect.location();
                 let out = &mut conn.answer_head;
                 own_answer(
@@ -176,44 +149,30 @@ impl Pipeline {
                     close,
                     head_only,
                 );
-                (redirect.status, send_own(conn, close).await)
+                let open = conn.send_own(close).await;
+                self.log_h1(conn, &mut req, redirect.status);
+                if open { Next::KeepAlive } else { Next::Close }
             }
-            Decided::Forward(plan) => self.forward_h1(conn, plan, &mut cx).await,
-        };
-        self.log_h1(&mut conn.handles, &cx, down, status, started);
-        next
+            Decided::Forward(plan) => self.forward_h1(conn, plan, &mut req).await,
+        }
     }
 
-    /// Answers a request whose head is malformed (400, 414, 431, 501: see [`Malformed`]),
-    /// counts and logs it; the connection closes after it.
-    pub(crate) async fn refuse_h1<S>(
-        &self,
-        conn: &mut Conn<S>,
-        m: Malformed,
-        down: &Downstream,
-    ) -> Next
+    /// Answers a request whose head cannot be read (400, 414, 431: see [`Malformed`]); the
+    /// connection closes after it. Not counted: it has no method (hyper's path never counts
+    /// these either).
+    pub(crate) async fn refuse_h1<S>(&self, conn: &mut Conn<S>, m: Malformed)
     where
         S: AsyncWrite + Unpin,
     {
-        let started = Instant::now();
-        let status = m.status();
         own_answer(
             &mut conn.answer_head,
-            status,
+            m.status(),
             None,
             malformed_text(m),
             true,
             false,
         );
-        let next = send_own(conn, true).await;
-        self.log_h1(
-            &mut conn.handles,
-            &Context::default(),
-            down,
-            status,
-            started,
-        );
-        next
+        conn.send_own(true).await;
     }
 
     /// Steps 1 and 2 and the upstream head: what is refused, the route, the affinity key,
@@ -235,7 +194,7 @@ impl Pipeline {
         }
         let framing = match framing::request(head) {
             Ok(framing) => framing,
-            Err(m) => return Decided::Malformed(m),
+            Err(m) => return Decided::Malformed(m, true),
         };
         if framing.upgrade {
             return Decided::Handoff;
@@ -263,13 +222,15 @@ impl Pipeline {
         if self.via.seen_in_values(via) {
             return refuse(Failure::Loop);
         }
-        let normal = match normalized(head.target) {
+        // A fragment is not the server's (RFC 9110 section 4.2.5): as `http::Uri`, it goes.
+        let target = head.target.split_once('#').map_or(head.target, |(t, _)| t);
+        let normal = match normalized(target) {
             Ok(normal) => normal,
             Err(failure) => return refuse(failure),
         };
         if self.access_log {
             cx.host = host.to_owned();
-            cx.path = head.target.to_owned();
+            cx.path = target.to_owned();
         }
         let route = match self.route(state, host, &normal, &head.fields, down, cx) {
             Ok(Routed::To(route)) => route,
@@ -333,16 +294,12 @@ impl Pipeline {
         })
     }
 
-    /// Steps 3 to 5 on the fast path: an endpoint, the client connection's own upstream
-    /// connection to it, the request and its answer passed through; another endpoint when
-    /// one fails before answering and trying again is safe. The answer's status, and what
-    /// the client connection does next.
-    async fn forward_h1<S>(
-        &self,
-        conn: &mut Conn<S>,
-        plan: Plan<'_>,
-        cx: &mut Context,
-    ) -> (StatusCode, Next)
+    /// Steps 3 to 6 on the fast path: an endpoint, an upstream connection to it the client
+    /// connection keeps, the request and its answer passed through; another endpoint when one
+    /// fails before answering and trying again is safe. The endpoint is judged, and the
+    /// request counted and logged, once the answer's head (with a small answer's first body
+    /// bytes) went to the client, as on hyper's path.
+    async fn forward_h1<S>(&self, conn: &mut Conn<S>, plan: Plan<'_>, req: &mut Request<'_>) -> Next
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
@@ -369,48 +326,42 @@ impl Pipeline {
         let mut tried = [unspecified; MAX_ATTEMPTS];
         let mut attempts = 0;
         let mut last = Failure::NoEndpoint;
-        // A reused connection found closed is replaced once without counting against its
-        // endpoint: the upstream closed it while it was idle, as keep-alives end.
-        let mut stale_retry = true;
+        // A request without a body on a reused connection that the upstream closed (as
+        // keep-alives end) is sent once more on a new one, without counting against the
+        // endpoint, when its method is idempotent.
+        let mut stale_retry = idempotent && replayable;
         loop {
             let Some(pick) = route
                 .pool
                 .balancer
                 .pick(key, &tried[..attempts], Instant::now())
             else {
-                return self.answer_failure(conn, last, head_only, close).await;
+                return self.fail(conn, req, last, head_only, close).await;
             };
             let endpoint = pick.addr();
-            cx.endpoint = Some(endpoint);
-            let (mut up, reused) = match self
-                .upstream_conn(conn, endpoint, limits.connect, replayable)
-                .await
-            {
+            req.cx.endpoint = Some(endpoint);
+            let (mut up, reused) = match self.upstream_conn(conn, endpoint, limits.connect).await {
                 Ok(found) => found,
                 Err(failure) => {
                     self.metrics.connect_error();
                     self.judge(pick, AttemptOutcome::ConnectError, &route.pool.label);
                     tried[attempts] = endpoint;
                     attempts += 1;
-                    if self.may_retry_h1(
-                        &route,
-                        AttemptOutcome::ConnectError,
-                        replayable,
-                        idempotent,
-                        attempts,
-                    ) {
+                    let outcome = AttemptOutcome::ConnectError;
+                    if self.may_retry_h1(&route, outcome, replayable, idempotent, attempts) {
                         last = failure;
                         self.metrics.retry();
-                        cx.retries += 1;
+                        req.cx.retries += 1;
                         continue;
                     }
-                    return self.answer_failure(conn, failure, head_only, close).await;
+                    return self.fail(conn, req, failure, head_only, close).await;
                 }
             };
             up.io.set_read_limit(Some(limits.response));
             up.io.set_write_limit(Some(limits.send));
             // A client that stops sending its body stalls the exchange as an upstream that
-            // stops taking it does.
+            // stops taking it does; one that stops reading its answer, as one that does not
+            // answer.
             conn.client.io.set_read_limit(Some(limits.send));
             conn.client.io.set_write_limit(Some(limits.response));
             let sent = relay::send_request(
@@ -423,83 +374,115 @@ impl Pipeline {
             )
             .await;
             let mut progress = Progress::default();
-            let answered = match sent {
+            let shutdown = &conn.shutdown;
+            let closing = || shutdown.is_triggered();
+            // Whether the request went upstream whole: else its connection is not reused.
+            let whole = sent.is_ok();
+            let started = match sent {
                 Ok(_) => {
-                    relay::relay_response(
+                    relay::start_response(
                         &mut up,
                         &mut conn.client,
                         asked,
                         &conn.extra,
                         &mut conn.answer_head,
                         &mut progress,
+                        &closing,
                     )
                     .await
                 }
+                // An upstream that answers before taking the whole body (a 413, a 401) and
+                // closes: its answer, when it came, is the client's, and the client
+                // connection closes (its body was not read whole).
+                Err(e @ RelayError::Write(Peer::Upstream, _)) if !e.timed_out() => {
+                    let early = Asked {
+                        keep_alive: false,
+                        ..asked
+                    };
+                    relay::start_response(
+                        &mut up,
+                        &mut conn.client,
+                        early,
+                        &conn.extra,
+                        &mut conn.answer_head,
+                        &mut progress,
+                        &closing,
+                    )
+                    .await
+                    .map_err(|_| e)
+                }
                 Err(e) => Err(e),
             };
-            conn.client.io.set_read_limit(None);
-            conn.client.io.set_write_limit(None);
-            let error = match answered {
-                Ok(Answered::Message {
-                    status,
-                    client_keep_alive,
-                    upstream_keep_alive,
-                    ..
-                }) => {
+            let error = match started {
+                Ok(Started::Message(message)) => {
+                    let status = message.status;
                     self.judge(pick, AttemptOutcome::from_status(status), &route.pool.label);
-                    if upstream_keep_alive {
-                        conn.upstream = Some((endpoint, up, Instant::now()));
-                    }
-                    let next = if client_keep_alive {
-                        Next::KeepAlive
-                    } else {
-                        Next::Close
+                    self.log_h1(conn, req, status_code(status));
+                    let client_keep_alive = message.client_keep_alive;
+                    let finished = relay::finish_response(&mut up, &mut conn.client, message).await;
+                    conn.client.io.set_read_limit(None);
+                    conn.client.io.set_write_limit(None);
+                    return match finished {
+                        Ok(Answered::Message {
+                            upstream_keep_alive,
+                            ..
+                        }) => {
+                            if upstream_keep_alive && whole {
+                                conn.keep(endpoint, up);
+                            }
+                            if client_keep_alive {
+                                Next::KeepAlive
+                            } else {
+                                Next::Close
+                            }
+                        }
+                        // The answer broke off on its way: the client learns it by the close.
+                        _ => Next::Close,
                     };
-                    return (status_code(status), next);
                 }
-                // Not asked for: the framing refuses a switch to a request without upgrade.
-                Ok(Answered::Switched) => {
+                // Never asked for: the framing refuses a switch to a request without upgrade.
+                Ok(Started::Switched) => {
                     self.judge(pick, AttemptOutcome::Reset, &route.pool.label);
-                    return (StatusCode::BAD_GATEWAY, Next::Close);
+                    self.log_h1(conn, req, StatusCode::BAD_GATEWAY);
+                    return Next::Close;
                 }
                 Err(e) => e,
             };
+            conn.client.io.set_read_limit(None);
+            conn.client.io.set_write_limit(None);
+            if progress.sent {
+                // Something of the answer went out before it broke: only the close can say it.
+                self.judge(pick, AttemptOutcome::Reset, &route.pool.label);
+                let status = progress.status.map_or(StatusCode::BAD_GATEWAY, status_code);
+                self.log_h1(conn, req, status);
+                return Next::Close;
+            }
             // The client's own failure: nothing counts against the endpoint, and nothing is
             // tried again; what was sent upstream is cut off with its connection.
             if error.peer() == Peer::Client {
                 drop(pick);
-                if progress.sent {
-                    let status = progress.status.map_or(StatusCode::BAD_GATEWAY, status_code);
-                    return (status, Next::Close);
-                }
                 let failure = match error {
                     RelayError::TooLarge => Failure::BodyTooLarge,
                     e if e.timed_out() => Failure::SendTimeout,
                     _ => Failure::BodyBroken,
                 };
-                return self.answer_failure(conn, failure, head_only, close).await;
-            }
-            let outcome = if error.timed_out() {
-                AttemptOutcome::Timeout
-            } else {
-                AttemptOutcome::Reset
-            };
-            if progress.sent {
-                // The answer broke off on its way: the client learns it by the close.
-                self.judge(pick, outcome, &route.pool.label);
-                let status = progress.status.map_or(StatusCode::BAD_GATEWAY, status_code);
-                return (status, Next::Close);
+                return self.fail(conn, req, failure, head_only, true).await;
             }
             let unanswered = progress.status.is_none();
             let broke = matches!(
                 error,
                 RelayError::Closed(_) | RelayError::Read(..) | RelayError::Write(..)
             ) && !error.timed_out();
-            if reused && unanswered && broke && replayable && stale_retry {
+            if reused && unanswered && broke && stale_retry {
                 stale_retry = false;
                 drop(pick);
                 continue;
             }
+            let outcome = if error.timed_out() {
+                AttemptOutcome::Timeout
+            } else {
+                AttemptOutcome::Reset
+            };
             self.judge(pick, outcome, &route.pool.label);
             let failure = match (&error, error.timed_out()) {
                 (RelayError::Write(..), true) => Failure::SendTimeout,
@@ -515,10 +498,12 @@ impl Pipeline {
             {
                 last = failure;
                 self.metrics.retry();
-                cx.retries += 1;
+                req.cx.retries += 1;
                 continue;
             }
-            return self.answer_failure(conn, failure, head_only, close).await;
+            return self
+                .fail(conn, req, failure, head_only, close || !whole)
+                .await;
         }
     }
 
@@ -542,26 +527,18 @@ impl Pipeline {
                 .try_withdraw(Instant::now())
     }
 
-    /// The client connection's own upstream connection to `endpoint`: the one it has, else
-    /// an idle one of the worker's, else a new one; and whether it carried requests before.
+    /// An upstream connection to `endpoint`: one the client connection keeps, else an idle
+    /// one of the worker's, else a new one; and whether it carried requests before.
     async fn upstream_conn<S>(
         &self,
         conn: &mut Conn<S>,
         endpoint: SocketAddr,
         connect_timeout: Duration,
-        replayable: bool,
     ) -> Result<(Upstream, bool), Failure> {
-        if let Some((at, up, since)) = conn.upstream.take() {
-            let idle = since.elapsed();
-            if at != endpoint {
-                conn.parking.put(at, up, since);
-            } else if idle < self.timeouts.pool_idle
-                && ((replayable && idle < CHECK_AFTER) || pool::still_open(&up))
-            {
-                return Ok((up, true));
-            }
+        if let Some(up) = conn.take_kept(endpoint) {
+            return Ok((up, true));
         }
-        if let Some((up, _)) = conn.parking.take(endpoint) {
+        if let Some((up, _)) = conn.parking().take(endpoint) {
             return Ok((up, true));
         }
         // Boxed: connecting is rare, and its state would weigh on every request's future.
@@ -570,33 +547,18 @@ impl Pipeline {
             .map(|up| (up, false))
     }
 
-    /// Counts the request and writes its access log line (step 6).
-    fn log_h1(
-        &self,
-        handles: &mut Handles,
-        cx: &Context,
-        down: &Downstream,
-        status: StatusCode,
-        started: Instant,
-    ) {
-        let elapsed = started.elapsed();
-        self.metrics.request_on(handles, cx, status, elapsed);
-        if self.access_log {
-            crate::access_log::write(cx, down, status, Version::HTTP_11, elapsed);
-        }
-    }
-
-    /// Answers `failure` to the client (its status and text, as hyper's path does); the
-    /// connection closes after it when the failure says so or `close` (the client asked for
-    /// it, or a request body was left unread or half read: it cannot be skipped to the next
-    /// request).
-    async fn answer_failure<S>(
+    /// Answers `failure` (its status and text, as hyper's path does), then counts and logs
+    /// the request; the connection closes after it when the failure says so or `close` (the
+    /// client asked for it, or a request body was left unread or half read: it cannot be
+    /// skipped to the next request).
+    async fn fail<S>(
         &self,
         conn: &mut Conn<S>,
+        req: &mut Request<'_>,
         failure: Failure,
         head_only: bool,
         close: bool,
-    ) -> (StatusCode, Next)
+    ) -> Next
     where
         S: AsyncWrite + Unpin,
     {
@@ -604,96 +566,22 @@ impl Pipeline {
         let status = failure.status();
         let out = &mut conn.answer_head;
         own_answer(out, status, None, failure.message(), close, head_only);
-        (status, send_own(conn, close).await)
+        let open = conn.send_own(close).await;
+        self.log_h1(conn, req, status);
+        if open { Next::KeepAlive } else { Next::Close }
     }
-}
 
-/// Sends the gateway's own answer in `conn.answer_head`; the connection closes after it when
-/// `close` (or when it cannot be written).
-async fn send_own<S: AsyncWrite + Unpin>(conn: &mut Conn<S>, close: bool) -> Next {
-    conn.client.io.set_write_limit(Some(OWN_ANSWER_WRITE));
-    let written = conn.client.io.write_all(&conn.answer_head).await;
-    conn.client.io.set_write_limit(None);
-    match written {
-        Ok(()) if !close => Next::KeepAlive,
-        _ => {
-            let _ = conn.client.io.shutdown().await;
-            Next::Close
+    /// Step 6: counts the request and writes its access log line.
+    fn log_h1<S>(&self, conn: &mut Conn<S>, req: &mut Request<'_>, status: StatusCode) {
+        let elapsed = req.started.elapsed();
+        self.metrics
+            .request_on(&mut conn.handles, req.cx, status, elapsed);
+        if self.access_log {
+            crate::access_log::write(req.cx, req.down, status, Version::HTTP_11, elapsed);
         }
-    }
-}
-
-/// The longest the gateway's own answer waits for a client to take it.
-const OWN_ANSWER_WRITE: Duration = Duration::from_secs(10);
-
-/// Writes an answer of the gateway's own into `out`: the status, the text `body` (as
-/// `Failure::respond` makes it for hyper's path), a `Location`, and `Connection: close`.
-fn own_answer(
-    out: &mut Vec<u8>,
-    status: StatusCode,
-    location: Option<&HeaderValue>,
-    body: &str,
-    close: bool,
-    head_only: bool,
-) {
-    use std::io::Write as _;
-    out.clear();
-    let reason = status.canonical_reason().unwrap_or("");
-    let _ = write!(out, "HTTP/1.1 {} {reason}\r\n", status.as_u16());
-    if !body.is_empty() {
-        out.extend_from_slice(b"Content-Type: text/plain; charset=utf-8\r\n");
-    }
-    let _ = write!(out, "Content-Length: {}\r\n", body.len());
-    if let Some(location) = location {
-        out.extend_from_slice(b"Location: ");
-        out.extend_from_slice(location.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
-    if close {
-        out.extend_from_slice(b"Connection: close\r\n");
-    }
-    out.extend_from_slice(b"\r\n");
-    if !head_only {
-        out.extend_from_slice(body.as_bytes());
-    }
-}
-
-/// The text of a refusal for a malformed request: the failure's where hyper's path has one.
-fn malformed_text(m: Malformed) -> &'static str {
-    match m {
-        Malformed::LengthAndChunked => Failure::LengthAndChunked.message(),
-        Malformed::UnknownCoding => Failure::UnknownCoding.message(),
-        Malformed::TargetTooLong => Failure::UriTooLong.message(),
-        Malformed::HeadTooLarge | Malformed::TooManyFields => "request header fields too large\n",
-        Malformed::BareLf => "bad request: a line ends in a bare LF\n",
-        Malformed::ObsFold => "bad request: a header field is folded over lines\n",
-        Malformed::ControlInField => "bad request: a control character in a header field\n",
-        Malformed::FieldName => "bad request: an invalid header field name\n",
-        Malformed::StartLine => "bad request: an invalid request line\n",
-        Malformed::BadLength => "bad request: an invalid or repeated Content-Length\n",
-        Malformed::NotChunked => {
-            "bad request: a Transfer-Encoding whose last coding is not chunked\n"
-        }
-        Malformed::CodingInHttp10 => "bad request: Transfer-Encoding in an HTTP/1.0 request\n",
-        Malformed::BadChunk | Malformed::Truncated => Failure::BodyBroken.message(),
-        Malformed::UnaskedSwitch => Failure::Upstream.message(),
     }
 }
 
 fn status_code(status: u16) -> StatusCode {
     StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY)
-}
-
-/// A new upstream connection to `endpoint` within `timeout`.
-async fn connect(endpoint: SocketAddr, timeout: Duration) -> Result<Upstream, Failure> {
-    let stream = match tokio::time::timeout(timeout, TcpStream::connect(endpoint)).await {
-        Ok(Ok(stream)) => stream,
-        Ok(Err(e)) => {
-            tracing::debug!(%endpoint, error = %e, "cannot connect upstream");
-            return Err(Failure::Connect);
-        }
-        Err(_) => return Err(Failure::ConnectTimeout),
-    };
-    let _ = stream.set_nodelay(true);
-    Ok(Side::upstream(Quiet::new(stream), HeadLimits::default()))
 }

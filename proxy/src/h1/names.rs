@@ -7,6 +7,7 @@
 pub(crate) enum Name {
     Connection,
     ContentLength,
+    Date,
     Expect,
     Host,
     Http2Settings,
@@ -34,7 +35,7 @@ impl Name {
         let candidates: &[(&[u8], Name)] = match bytes.len() {
             2 => &[(b"te", Name::Te)],
             3 => &[(b"via", Name::Via)],
-            4 => &[(b"host", Name::Host)],
+            4 => &[(b"host", Name::Host), (b"date", Name::Date)],
             6 => &[(b"expect", Name::Expect)],
             7 => &[(b"upgrade", Name::Upgrade), (b"trailer", Name::Trailer)],
             9 => &[(b"x-real-ip", Name::XRealIp)],

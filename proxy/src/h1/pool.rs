@@ -44,6 +44,11 @@ impl Parking {
         }
     }
 
+    /// How long a connection may stay idle and still be used.
+    pub fn limit(&self) -> Duration {
+        self.limit
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SocketAddr, Vec<(Upstream, Instant)>>> {
         self.parked.lock().unwrap_or_else(PoisonError::into_inner)
     }

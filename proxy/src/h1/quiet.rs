@@ -162,12 +162,33 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Quiet<S> {
         self.io.is_write_vectored()
     }
 
+    // A flush or a shutdown writes what the stream holds (TLS records): timed as writes.
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+        let this = self.get_mut();
+        match Pin::new(&mut this.io).poll_flush(cx) {
+            Poll::Ready(r) => {
+                this.write.progressed();
+                Poll::Ready(r)
+            }
+            Poll::Pending => match this.write.poll_waiting(cx) {
+                Poll::Ready(()) => Poll::Ready(Err(timed_out("bytes were taken"))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+        let this = self.get_mut();
+        match Pin::new(&mut this.io).poll_shutdown(cx) {
+            Poll::Ready(r) => {
+                this.write.progressed();
+                Poll::Ready(r)
+            }
+            Poll::Pending => match this.write.poll_waiting(cx) {
+                Poll::Ready(()) => Poll::Ready(Err(timed_out("the close went out"))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
     }
 }
 

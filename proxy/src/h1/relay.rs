@@ -306,20 +306,16 @@ where
     } else {
         pass_body(client, &mut upstream.io, &mut delimiter, max_body).await?
     };
+    upstream
+        .io
+        .flush()
+        .await
+        .map_err(|e| Error::Write(Peer::Upstream, e))?;
     Ok(first as u64 + rest)
 }
 
-/// Reads the answer to a request sent with [`send_request`] and passes it to the client: its
-/// head edited into `out` (hop-by-hop headers out, the field lines of `extra` in,
-/// `Connection: close` when the client connection ends after it) and sent with the body's
-/// first bytes in one write, then the rest of the body as framed. Interim answers
-/// (`100 Continue` included) are dropped; a switch the request asked for goes to the client
-/// with the bytes after it, and the caller runs the [`tunnel`].
-///
-/// A small answer of known length (up to [`COALESCE_MAX`]) whose body has not come with its
-/// head waits for its first bytes before anything is sent, as nginx's buffering does: head and
-/// body leave in one write, and an upstream that breaks off before them still leaves the
-/// client unanswered, for the caller to answer. `progress` says how far it got when it fails.
+/// Reads the answer to a request sent with [`send_request`] and passes it to the client:
+/// [`start_response`], then [`finish_response`].
 pub async fn relay_response<U, C>(
     upstream: &mut Side<U>,
     client: &mut Side<C>,
@@ -328,6 +324,55 @@ pub async fn relay_response<U, C>(
     out: &mut Vec<u8>,
     progress: &mut Progress,
 ) -> Result<Answered, Error>
+where
+    U: AsyncRead + Unpin,
+    C: AsyncWrite + Unpin,
+{
+    match start_response(upstream, client, asked, extra, out, progress, &|| false).await? {
+        Started::Switched => Ok(Answered::Switched),
+        Started::Message(started) => finish_response(upstream, client, started).await,
+    }
+}
+
+/// An answer whose head went to the client, and what is left of it.
+#[derive(Debug)]
+pub enum Started {
+    /// A `101 Switching Protocols` went to the client: both connections are a tunnel now.
+    Switched,
+    Message(Message),
+}
+
+/// An answer under way: its head and first body bytes sent, the rest to pass.
+#[derive(Debug)]
+pub struct Message {
+    pub status: u16,
+    pub client_keep_alive: bool,
+    upstream_keep_alive: bool,
+    delimiter: Delimiter,
+    sent: u64,
+}
+
+/// Reads the answer to a request sent with [`send_request`] and starts passing it to the
+/// client: its head edited into `out` (hop-by-hop headers out, the field lines of `extra` in,
+/// `Connection: close` when the client connection ends after it: the client's wish, an
+/// answer until close, or `closing()` when the head is written) and sent with the body's
+/// first bytes in one write. Interim answers (`100 Continue` included) are dropped; a switch
+/// the request asked for goes to the client with the bytes after it, and the caller runs the
+/// [`tunnel`].
+///
+/// A small answer of known length (up to [`COALESCE_MAX`]) whose body has not come with its
+/// head waits for its first bytes before anything is sent, as nginx's buffering does: head and
+/// body leave in one write, and an upstream that breaks off before them still leaves the
+/// client unanswered, for the caller to answer. `progress` says how far it got when it fails.
+pub async fn start_response<U, C>(
+    upstream: &mut Side<U>,
+    client: &mut Side<C>,
+    asked: Asked,
+    extra: &[u8],
+    out: &mut Vec<u8>,
+    progress: &mut Progress,
+    closing: &(dyn Fn() -> bool + Sync),
+) -> Result<Started, Error>
 where
     U: AsyncRead + Unpin,
     C: AsyncWrite + Unpin,
@@ -355,13 +400,18 @@ where
                 write::send(&mut client.io, out, upstream.buffered())
                     .await
                     .map_err(|e| Error::Write(Peer::Client, e))?;
+                client
+                    .io
+                    .flush()
+                    .await
+                    .map_err(|e| Error::Write(Peer::Client, e))?;
                 upstream.consume(after);
-                return Ok(Answered::Switched);
+                return Ok(Started::Switched);
             }
             ResponseFraming::Message { body, keep_alive } => (body, keep_alive),
         };
         // An answer until close ends the client's connection too: that is how it ends.
-        let client_keep_alive = asked.keep_alive && body != Body::UntilClose;
+        let client_keep_alive = asked.keep_alive && body != Body::UntilClose && !closing();
         write::response_head(out, &head, &framing, !client_keep_alive, extra);
         upstream.consume(len);
         progress.status = Some(status);
@@ -378,19 +428,51 @@ where
             .await
             .map_err(|e| Error::Write(Peer::Client, e))?;
         upstream.consume(first);
-        let rest = if delimiter.is_done() {
-            0
-        } else {
-            pass_body(upstream, &mut client.io, &mut delimiter, u64::MAX).await?
-        };
-        return Ok(Answered::Message {
+        return Ok(Started::Message(Message {
             status,
             client_keep_alive,
-            // Bytes after the answer were never asked for: the connection is not trusted.
-            upstream_keep_alive: upstream_keep_alive && upstream.buffered().is_empty(),
-            body_bytes: first as u64 + rest,
-        });
+            upstream_keep_alive,
+            delimiter,
+            sent: first as u64,
+        }));
     }
+}
+
+/// Passes the rest of an answer [`start_response`] began, and flushes the client (a TLS
+/// connection holds what it was last given until then).
+pub async fn finish_response<U, C>(
+    upstream: &mut Side<U>,
+    client: &mut Side<C>,
+    message: Message,
+) -> Result<Answered, Error>
+where
+    U: AsyncRead + Unpin,
+    C: AsyncWrite + Unpin,
+{
+    let Message {
+        status,
+        client_keep_alive,
+        upstream_keep_alive,
+        mut delimiter,
+        sent,
+    } = message;
+    let rest = if delimiter.is_done() {
+        0
+    } else {
+        pass_body(upstream, &mut client.io, &mut delimiter, u64::MAX).await?
+    };
+    client
+        .io
+        .flush()
+        .await
+        .map_err(|e| Error::Write(Peer::Client, e))?;
+    Ok(Answered::Message {
+        status,
+        client_keep_alive,
+        // Bytes after the answer were never asked for: the connection is not trusted.
+        upstream_keep_alive: upstream_keep_alive && upstream.buffered().is_empty(),
+        body_bytes: sent + rest,
+    })
 }
 
 /// Answers with a declared length up to this wait for their first body bytes before their
@@ -420,12 +502,18 @@ where
 {
     let mut passed = 0u64;
     while !delimiter.is_done() {
-        if from.buffered().is_empty() && from.fill().await? == 0 {
-            // The end of the stream: the end of a body until close, else a cut one.
-            return match delimiter.finish() {
-                Ok(()) => Ok(passed),
-                Err(_) => Err(Error::Closed(from.peer)),
-            };
+        if from.buffered().is_empty() {
+            // What went out so far leaves before the wait (TLS holds it until flushed).
+            to.flush()
+                .await
+                .map_err(|e| Error::Write(from.peer.other(), e))?;
+            if from.fill().await? == 0 {
+                // The end of the stream: the end of a body until close, else a cut one.
+                return match delimiter.finish() {
+                    Ok(()) => Ok(passed),
+                    Err(_) => Err(Error::Closed(from.peer)),
+                };
+            }
         }
         let used = first_piece(from, delimiter)?;
         if delimiter.data() > limit {

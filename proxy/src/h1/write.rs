@@ -140,8 +140,10 @@ pub fn response_head(
         _ => None,
     };
     let named = Named::of(head.fields);
+    let mut dated = false;
     for f in head.fields.iter() {
         let name = Name::of(f.name);
+        dated |= name == Name::Date;
         let kept = match name {
             // Chunked decides over a length (RFC 9112 section 6.3): the length must go.
             Name::ContentLength => body != Some(Body::Chunked),
@@ -157,6 +159,12 @@ pub fn response_head(
     }
     if close && !switch {
         field(out, b"Connection", b"close");
+    }
+    // RFC 9110 section 6.6.1: a proxy adds the Date an origin without a clock left out.
+    if !dated {
+        out.extend_from_slice(b"Date: ");
+        date(out);
+        out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(extra);
     out.extend_from_slice(b"\r\n");
@@ -193,6 +201,27 @@ impl<'a> Named<'a> {
 
 fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
     value.split(|b| *b == b',').map(<[u8]>::trim_ascii)
+}
+
+/// Appends the current time as an HTTP date (IMF-fixdate, 29 bytes), made once a second per
+/// thread: no allocation.
+pub fn date(out: &mut Vec<u8>) {
+    use std::cell::Cell;
+    use std::io::Write as _;
+    use std::time::{SystemTime, UNIX_EPOCH};
+    thread_local! {
+        static NOW: Cell<(u64, [u8; 29])> = const { Cell::new((0, [b' '; 29])) };
+    }
+    let now = SystemTime::now();
+    let second = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    NOW.with(|cached| {
+        let (at, mut text) = cached.get();
+        if at != second {
+            let _ = write!(&mut text[..], "{}", httpdate::HttpDate::from(now));
+            cached.set((second, text));
+        }
+        out.extend_from_slice(&text);
+    });
 }
 
 fn field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {

@@ -160,37 +160,61 @@ fn answered(upstream: &str, method: &str, upgrade: bool, close: bool) -> String 
 #[test]
 fn the_response_head_loses_hop_by_hop_headers_and_keeps_its_framing() {
     let out = answered(
-        "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive, X-Hop\r\nX-Hop: 1\r\nKeep-Alive: timeout=5\r\nServer: web\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive, X-Hop\r\nX-Hop: 1\r\nKeep-Alive: timeout=5\r\nServer: web\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n\r\n",
         "GET",
         false,
         false,
     );
     assert_eq!(
         out,
-        "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nServer: web\r\n\r\n"
+        "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nServer: web\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n\r\n"
     );
     // Chunked decides: the length goes, so the client cannot read the body two ways.
     let out = answered(
-        "HTTP/1.1 201 Created\r\nContent-Length: 99\r\nTransfer-Encoding: chunked\r\n\r\n",
+        "HTTP/1.1 201 Created\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\nContent-Length: 99\r\nTransfer-Encoding: chunked\r\n\r\n",
         "POST",
         false,
         true,
     );
     assert_eq!(
         out,
-        "HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        "HTTP/1.1 201 Created\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
     );
     // A switch keeps the headers that are the switch.
     let out = answered(
-        "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Accept: x\r\n\r\n",
+        "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Accept: x\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n\r\n",
         "GET",
         true,
         false,
     );
     assert_eq!(
         out,
-        "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Accept: x\r\n\r\n"
+        "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Accept: x\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n\r\n"
     );
+}
+
+#[test]
+fn an_answer_without_a_date_gets_one_and_one_with_a_date_keeps_it() {
+    let out = answered(
+        "HTTP/1.1 204 No Content\r\nServer: web\r\n\r\n",
+        "GET",
+        false,
+        false,
+    );
+    let date = out
+        .strip_prefix("HTTP/1.1 204 No Content\r\nServer: web\r\nDate: ")
+        .and_then(|rest| rest.strip_suffix("\r\n\r\n"))
+        .unwrap_or_else(|| panic!("{out:?}"));
+    let parsed = httpdate::parse_http_date(date).unwrap();
+    let age = std::time::SystemTime::now().duration_since(parsed).unwrap();
+    assert!(age.as_secs() < 60, "{date}");
+    let out = answered(
+        "HTTP/1.1 204 No Content\r\ndate: Sun, 06 Nov 1994 08:49:37 GMT\r\n\r\n",
+        "GET",
+        false,
+        false,
+    );
+    assert_eq!(out.matches("ate: ").count(), 1, "{out}");
 }
 
 /// A writer that takes at most `max` bytes per call and counts its calls.

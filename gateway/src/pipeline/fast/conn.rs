@@ -1,0 +1,212 @@
+//! A client connection on the fast path: its side, the upstream connections it keeps (a few,
+//! by endpoint), the buffers its requests reuse, and the gateway's own answers written on it.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferry_proxy::Failure;
+use ferry_proxy::h1::pool::{self, Parking, Upstream};
+use ferry_proxy::h1::quiet::Quiet;
+use ferry_proxy::h1::relay::Side;
+use ferry_proxy::h1::write;
+use ferry_proxy::h1::{Limits as HeadLimits, Malformed};
+use ferry_runtime::Shutdown;
+use http::{HeaderValue, StatusCode};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use crate::deadline::CLOSE_GRACE;
+use crate::metrics::Handles;
+
+/// The upstream connections one client connection keeps at most, each to its own endpoint:
+/// requests balanced over a few endpoints find theirs without going through the worker's
+/// pool; past it, the longest idle goes to the pool.
+const MAX_KEPT: usize = 4;
+
+/// The longest the gateway's own answer waits for a client to take it.
+const OWN_ANSWER_WRITE: Duration = Duration::from_secs(10);
+
+/// One client connection on the fast path.
+#[derive(Debug)]
+pub(crate) struct Conn<S> {
+    pub client: Side<Quiet<S>>,
+    /// Idle upstream connections: the endpoint, the connection, when its last answer ended.
+    kept: Vec<(SocketAddr, Upstream, Instant)>,
+    parking: Arc<Parking>,
+    /// The request head sent upstream (kept for another attempt).
+    pub(super) request_head: Vec<u8>,
+    /// The answer's head sent to the client.
+    pub(super) answer_head: Vec<u8>,
+    /// Field lines the gateway adds to the answer (the affinity cookie).
+    pub(super) extra: Vec<u8>,
+    /// The metric handles of the last request's labels.
+    pub(super) handles: Handles,
+    /// Once it begins, answers close the connection.
+    pub(super) shutdown: Shutdown,
+}
+
+impl<S> Conn<S> {
+    pub(crate) fn new(io: S, parking: Arc<Parking>, shutdown: Shutdown) -> Conn<S> {
+        Conn {
+            client: Side::client(Quiet::new(io), HeadLimits::default()),
+            kept: Vec::with_capacity(MAX_KEPT),
+            parking,
+            request_head: Vec::with_capacity(1024),
+            answer_head: Vec::with_capacity(1024),
+            extra: Vec::new(),
+            handles: Handles::default(),
+            shutdown,
+        }
+    }
+
+    /// A kept connection to `endpoint` that can carry a request: fresh, and with nothing to
+    /// read (the upstream neither closed it nor sent what nobody asked for).
+    pub(super) fn take_kept(&mut self, endpoint: SocketAddr) -> Option<Upstream> {
+        let i = self.kept.iter().position(|(at, ..)| *at == endpoint)?;
+        let (_, up, since) = self.kept.swap_remove(i);
+        (since.elapsed() < self.parking.limit() && pool::still_open(&up)).then_some(up)
+    }
+
+    /// Keeps `up`, idle from now, for the next requests to `endpoint`.
+    pub(super) fn keep(&mut self, endpoint: SocketAddr, up: Upstream) {
+        if self.kept.len() == MAX_KEPT
+            && let Some(oldest) = (0..self.kept.len()).min_by_key(|&i| self.kept[i].2)
+        {
+            let (at, conn, since) = self.kept.swap_remove(oldest);
+            self.parking.put(at, conn, since.into_std());
+        }
+        self.kept.push((endpoint, up, Instant::now()));
+    }
+
+    /// The worker's pool.
+    pub(super) fn parking(&self) -> &Parking {
+        &self.parking
+    }
+
+    /// When the first kept connection gets too old to use (upstreams close idle connections
+    /// of their own accord): the client connection's idle wait drops it then, so an idle
+    /// client does not hold a dead upstream socket.
+    pub(crate) fn kept_until(&self) -> Option<Instant> {
+        let limit = self.parking.limit();
+        self.kept.iter().map(|(_, _, since)| *since + limit).min()
+    }
+
+    /// Closes the kept connections too old to use.
+    pub(crate) fn drop_stale(&mut self) {
+        let limit = self.parking.limit();
+        self.kept.retain(|(_, _, since)| since.elapsed() < limit);
+    }
+
+    /// The client connection ends: its idle upstream connections go to the worker's pool.
+    pub(crate) fn park(&mut self) {
+        for (endpoint, conn, since) in self.kept.drain(..) {
+            self.parking.put(endpoint, conn, since.into_std());
+        }
+    }
+
+    /// The connection and its unread bytes, for hyper's path.
+    pub(crate) fn into_parts(mut self) -> (S, Vec<u8>) {
+        self.park();
+        let (io, rest) = self.client.into_parts();
+        (io.into_inner(), rest)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> Conn<S> {
+    /// Closes the client connection, waiting at most [`CLOSE_GRACE`] for what it holds (a TLS
+    /// connection's last records, its close_notify) to go out.
+    pub(crate) async fn close(&mut self) {
+        self.client.io.set_write_limit(Some(CLOSE_GRACE));
+        let _ = tokio::time::timeout(CLOSE_GRACE, self.client.io.shutdown()).await;
+    }
+
+    /// Sends the gateway's own answer in `answer_head`; the connection closes after it when
+    /// `close` (or when it cannot be written). Whether it stays open.
+    pub(super) async fn send_own(&mut self, close: bool) -> bool {
+        self.client.io.set_write_limit(Some(OWN_ANSWER_WRITE));
+        let written = match self.client.io.write_all(&self.answer_head).await {
+            Ok(()) => self.client.io.flush().await,
+            Err(e) => Err(e),
+        };
+        self.client.io.set_write_limit(None);
+        match written {
+            Ok(()) if !close => true,
+            _ => {
+                self.close().await;
+                false
+            }
+        }
+    }
+}
+
+/// Writes an answer of the gateway's own into `out`: the status, a Date, the text `body` (as
+/// `Failure::respond` makes it for hyper's path), a `Location`, and `Connection: close`.
+pub(super) fn own_answer(
+    out: &mut Vec<u8>,
+    status: StatusCode,
+    location: Option<&HeaderValue>,
+    body: &str,
+    close: bool,
+    head_only: bool,
+) {
+    use std::io::Write as _;
+    out.clear();
+    let reason = status.canonical_reason().unwrap_or("");
+    let _ = write!(out, "HTTP/1.1 {} {reason}\r\nDate: ", status.as_u16());
+    write::date(out);
+    out.extend_from_slice(b"\r\n");
+    if !body.is_empty() {
+        out.extend_from_slice(b"Content-Type: text/plain; charset=utf-8\r\n");
+    }
+    let _ = write!(out, "Content-Length: {}\r\n", body.len());
+    if let Some(location) = location {
+        out.extend_from_slice(b"Location: ");
+        out.extend_from_slice(location.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if close {
+        out.extend_from_slice(b"Connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    if !head_only {
+        out.extend_from_slice(body.as_bytes());
+    }
+}
+
+/// The text of a refusal for a malformed request: the failure's where hyper's path has one.
+pub(super) fn malformed_text(m: Malformed) -> &'static str {
+    match m {
+        Malformed::LengthAndChunked => Failure::LengthAndChunked.message(),
+        Malformed::UnknownCoding => Failure::UnknownCoding.message(),
+        Malformed::TargetTooLong => Failure::UriTooLong.message(),
+        Malformed::HeadTooLarge | Malformed::TooManyFields => "request header fields too large\n",
+        Malformed::BareLf => "bad request: a line ends in a bare LF\n",
+        Malformed::ObsFold => "bad request: a header field is folded over lines\n",
+        Malformed::ControlInField => "bad request: a control character in a header field\n",
+        Malformed::FieldName => "bad request: an invalid header field name\n",
+        Malformed::StartLine => "bad request: an invalid request line\n",
+        Malformed::BadLength => "bad request: an invalid or repeated Content-Length\n",
+        Malformed::NotChunked => {
+            "bad request: a Transfer-Encoding whose last coding is not chunked\n"
+        }
+        Malformed::CodingInHttp10 => "bad request: Transfer-Encoding in an HTTP/1.0 request\n",
+        Malformed::BadChunk | Malformed::Truncated => Failure::BodyBroken.message(),
+        Malformed::UnaskedSwitch => Failure::Upstream.message(),
+    }
+}
+
+/// A new upstream connection to `endpoint` within `timeout`.
+pub(super) async fn connect(endpoint: SocketAddr, timeout: Duration) -> Result<Upstream, Failure> {
+    let stream = match tokio::time::timeout(timeout, TcpStream::connect(endpoint)).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(e)) => {
+            tracing::debug!(%endpoint, error = %e, "cannot connect upstream");
+            return Err(Failure::Connect);
+        }
+        Err(_) => return Err(Failure::ConnectTimeout),
+    };
+    let _ = stream.set_nodelay(true);
+    Ok(Side::upstream(Quiet::new(stream), HeadLimits::default()))
+}
