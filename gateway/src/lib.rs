@@ -9,8 +9,10 @@
 //! nginx's worker processes; the compiled snapshot, the certificates and the pools for HTTP/2
 //! and upgrades are shared, idle owned upstream connections stay with their worker.
 //!
-//! What is the gateway's own: [`listener`] accepts (TLS with [`tls`]; [`smuggling`] follows
-//! the HTTP/1 framing; [`deadline`] closes quiet connections), [`pipeline`] runs the request
+//! What is the gateway's own: [`listener`] accepts (TLS with [`tls`]), serves HTTP/1.1 on the
+//! fast path (`h1`: one loop per client connection over `ferry_proxy::h1`) and hands the
+//! rest to hyper ([`smuggling`] follows the HTTP/1 framing hyper reads; [`deadline`] closes
+//! quiet connections), [`pipeline`] runs the request
 //! path as named steps with the Ingress-only features ([`select`]: regex paths, rewrite,
 //! canary; redirects, app-root, the affinity cookie), [`metrics`] and [`access_log`] observe.
 //! The forwarding the steps call (upstream connections and pools, timeouts, forwarding
