@@ -600,3 +600,44 @@ async fn an_answer_written_after_shutdown_began_closes_the_connection() {
     assert!(closes(&mut client).await);
     running.await.unwrap();
 }
+
+/// A client connection idle past the upstream pool's idle limit closes the upstream
+/// connection it kept (the upstream would close it anyway), and stays open itself.
+#[tokio::test]
+async fn an_idle_client_connection_closes_its_stale_upstream_connection() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = listener.local_addr().unwrap();
+    let (closed, mut upstream_closed) = tokio::sync::mpsc::channel::<()>(1);
+    tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let mut buf = Vec::new();
+        while read_request(&mut stream, &mut buf).await.is_some() {
+            stream.write_all(OK_A).await.unwrap();
+        }
+        closed.send(()).await.unwrap();
+    });
+    let (addr, trigger, running, _) = start(to(endpoint), |c| {
+        c.timeouts.pool_idle = Duration::from_millis(200);
+    })
+    .await;
+    let mut client = TcpStream::connect(addr).await.unwrap();
+    client
+        .write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let (head, _) = read_answer(&mut client, &mut Vec::new()).await;
+    assert_eq!(status(&head), 200);
+    tokio::time::timeout(Duration::from_secs(10), upstream_closed.recv())
+        .await
+        .expect("the kept upstream connection closed within 10 s");
+    // The client connection is still served (over a new upstream connection: the test's
+    // upstream accepts one, so a 502 would say the old one was used).
+    client
+        .write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let (head, _) = read_answer(&mut client, &mut Vec::new()).await;
+    assert_eq!(status(&head), 502, "{head}");
+    trigger.trigger();
+    running.await.unwrap();
+}
