@@ -43,7 +43,7 @@ wait_answer() { # port name
   echo "server on $1 never answered $2" >&2; return 1
 }
 
-rss_mb() { awk '/VmRSS/ {printf "%.0f", $2/1024}' "/proc/$1/status"; }
+rss_mb() { awk '/VmRSS/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
 
 # dnsperf at full speed: prints "qps avg_ms lost".
 max_qps() { # port queries

@@ -135,7 +135,7 @@ impl Data {
 #[derive(Clone, Copy, Debug)]
 pub struct Encoded<'a> {
     /// The 12-byte header.
-    pub header: &'a [u8],
+    pub header: [u8; 12],
     /// Everything after the question: answers and additional records.
     pub rest: &'a [u8],
 }
@@ -186,8 +186,11 @@ impl ZoneIndex {
         let len = self.arena.get(at..at + 2)?;
         let len = usize::from(u16::from_be_bytes([len[0], len[1]]));
         let answers = self.arena.get(at + 2..at + 2 + len)?;
-        let (header, rest) = arena::answer(answers, qtype)?.split_at_checked(12)?;
-        Some(Encoded { header, rest })
+        let answer = arena::answer(answers, qtype)?;
+        Some(Encoded {
+            header: answer.header(),
+            rest: answer.rest,
+        })
     }
 
     /// Where the entry of the name with `key` starts, if the zone holds that name.
@@ -354,8 +357,8 @@ impl ZoneIndex {
             .filter_map(|at| Entry::at(&self.arena, at))
         {
             let mut answers = entry.answers;
-            while let Some((qtype, _)) = arena::next_answer(&mut answers) {
-                out.push((name_of(entry.key), RecordType::from(qtype)));
+            while let Some(answer) = arena::next_answer(&mut answers) {
+                out.push((name_of(entry.key), RecordType::from(answer.qtype)));
             }
         }
         out

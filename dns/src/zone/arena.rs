@@ -6,8 +6,10 @@
 //! An entry, where the index points:
 //! - the name's key ([`key_of`](super::key_of): its uncompressed wire form, lowercase, which
 //!   ends at its root label, so it needs no length);
-//! - its pre-encoded answers: a length (2 bytes) and then, one after another, a type (2
-//!   bytes), a length (2 bytes) and that many bytes of [`Encoded`](super::Encoded) answer;
+//! - its pre-encoded answers: a length (2 bytes) and then, one after another, each as its
+//!   type (1 byte: every type the zone holds is under 256), its header's answer and additional
+//!   counts (1 byte each), a length (2 bytes) and that many bytes of answer after the question
+//!   ([`Encoded`](super::Encoded)); the rest of its header is the same in every answer;
 //! - its records: a length (4 bytes) and then each record as its type's low byte and a fixed
 //!   payload: an address, or an SRV's weight and port, and a name as the offset of that
 //!   name's entry in the arena (4 bytes).
@@ -79,35 +81,60 @@ pub(super) fn key_at(arena: &[u8], at: usize) -> Option<&[u8]> {
     arena.get(at..end).filter(|key| key.len() <= MAX_KEY)
 }
 
+/// One pre-encoded answer, read.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Answer<'a> {
+    pub qtype: u16,
+    /// The counts of its header's answer and additional sections.
+    pub counts: [u8; 2],
+    /// What follows the question.
+    pub rest: &'a [u8],
+}
+
+impl Answer<'_> {
+    /// Its header, as the general path encodes it for id 0: an authoritative answer to one
+    /// question, with no authority section.
+    pub fn header(&self) -> [u8; 12] {
+        let [answers, additionals] = self.counts;
+        [0, 0, 0x84, 0, 0, 1, 0, answers, 0, 0, 0, additionals]
+    }
+}
+
 /// The answer of `qtype` among an entry's pre-encoded `answers`.
-pub(super) fn answer(mut answers: &[u8], qtype: u16) -> Option<&[u8]> {
-    while let Some((t, bytes)) = next_answer(&mut answers) {
-        if t == qtype {
-            return Some(bytes);
+pub(super) fn answer(mut answers: &[u8], qtype: u16) -> Option<Answer<'_>> {
+    while let Some(answer) = next_answer(&mut answers) {
+        if answer.qtype == qtype {
+            return Some(answer);
         }
     }
     None
 }
 
-/// The first of `answers` (its type and bytes), the rest left in `answers`.
-pub(super) fn next_answer<'a>(answers: &mut &'a [u8]) -> Option<(u16, &'a [u8])> {
-    let t = u16::from_be_bytes(array(answers)?);
-    let len = usize::from(u16::from_be_bytes(array(answers)?));
-    Some((t, take(answers, len)?))
+/// The first of `answers`, the rest left in `answers`.
+pub(super) fn next_answer<'a>(answers: &mut &'a [u8]) -> Option<Answer<'a>> {
+    let [qtype, an, ar, l0, l1] = array(answers)?;
+    let rest = take(answers, usize::from(u16::from_be_bytes([l0, l1])))?;
+    Some(Answer {
+        qtype: u16::from(qtype),
+        counts: [an, ar],
+        rest,
+    })
 }
 
-/// Appends one answer of `qtype` to `out` in the format above; false where it is too long
-/// for its 2-byte length.
-pub(super) fn push_answer(out: &mut Vec<u8>, qtype: u16, parts: &[&[u8]]) -> bool {
-    let len: usize = parts.iter().map(|p| p.len()).sum();
-    let Ok(len) = u16::try_from(len) else {
+/// Appends the answer to `qtype` whose header is `header` and whose sections after the question
+/// are `rest` to `out`, in the format above; false (and nothing appended) where it does not
+/// fit the format: a header other than [`Answer::header`]'s, a type or count past 255, a
+/// `rest` past 64 KiB.
+pub(super) fn push_answer(out: &mut Vec<u8>, qtype: u16, header: &[u8], rest: &[u8]) -> bool {
+    let (Ok(qtype), Ok(len)) = (u8::try_from(qtype), u16::try_from(rest.len())) else {
         return false;
     };
-    out.extend_from_slice(&qtype.to_be_bytes());
+    let &[0, 0, 0x84, 0, 0, 1, 0, an, 0, 0, 0, ar] = header else {
+        return false;
+    };
+    out.extend_from_slice(&[qtype, an, ar]);
     out.extend_from_slice(&len.to_be_bytes());
-    for part in parts {
-        out.extend_from_slice(part);
-    }
+    out.extend_from_slice(rest);
     true
 }
 

@@ -166,7 +166,7 @@ impl ZoneIndex {
             let (Some(header), Some(rest)) = (bytes.get(..12), bytes.get(question_end..)) else {
                 continue;
             };
-            arena::push_answer(out, u16::from(qtype), &[header, rest]);
+            arena::push_answer(out, u16::from(qtype), header, rest);
         }
     }
 }
@@ -501,6 +501,8 @@ impl Builder {
     /// general path can encode them, then with them. Fails where the names and records alone
     /// exceed `max_arena` bytes.
     fn finish(self, mut zone: ZoneIndex, max_arena: usize) -> Result<ZoneIndex, String> {
+        // Names are all known: what found them goes first, making room for what follows.
+        drop(self.ids);
         let mut records = self.records;
         // Each name's records together, in the order they were added.
         records.sort_by_key(|(id, _)| *id);
@@ -517,7 +519,10 @@ impl Builder {
             records_len: &records_len,
         };
         zone.hasher = self.hasher;
-        let mut answers = Answers::default();
+        let mut answers = Answers {
+            bytes: Vec::new(),
+            ends: Vec::with_capacity(self.names.len()),
+        };
         let Some(offsets) = layout.offsets(&answers, max_arena) else {
             return Err(format!(
                 "{} names whose keys and records take more than the {max_arena} bytes a zone's \
@@ -538,7 +543,7 @@ impl Builder {
             }
             answers.ends.push(answers.bytes.len());
         }
-        let Some(offsets) = layout.offsets(&answers, max_arena) else {
+        let Some(moved) = layout.offsets(&answers, max_arena) else {
             tracing::warn!(
                 names = self.names.len(),
                 max_arena,
@@ -546,17 +551,22 @@ impl Builder {
             );
             return Ok(zone);
         };
-        // The arena without answers goes before the one with them is written.
+        // The arena without answers goes before the one with them is written; the index
+        // stays, each entry's offset moved (offsets grow with the names' numbers).
         zone.arena = Box::default();
-        zone.table = Table::with_capacity(0);
-        zone.arena = layout.write(&offsets, &answers);
-        zone.table = layout.table(&offsets);
+        zone.arena = layout.write(&moved, &answers);
+        zone.table.remap(|at| {
+            offsets
+                .binary_search(&at)
+                .ok()
+                .and_then(|id| moved.get(id).copied())
+        });
         Ok(zone)
     }
 }
 
 /// The pre-encoded answers of every name, one after another, and where each name's end.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Answers {
     bytes: Vec<u8>,
     ends: Vec<usize>,

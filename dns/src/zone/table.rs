@@ -102,6 +102,16 @@ impl Table {
         self.slots[at] = slot;
     }
 
+    /// Each value replaced by what `to` makes of it, in place: values that move together,
+    /// as every entry of an arena written again does. A value `to` has nothing for stays.
+    pub(super) fn remap(&mut self, mut to: impl FnMut(u32) -> Option<u32>) {
+        for slot in self.slots.iter_mut().filter(|s| s.value != EMPTY) {
+            if let Some(value) = to(slot.value).filter(|v| *v != EMPTY) {
+                slot.value = value;
+            }
+        }
+    }
+
     /// Every value, in slot order.
     #[cfg(test)]
     pub(super) fn values(&self) -> impl Iterator<Item = u32> + '_ {

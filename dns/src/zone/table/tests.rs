@@ -95,3 +95,25 @@ fn folding_keeps_both_halves_of_the_hash() {
     assert_ne!(fold(0), fold(1 << 32), "the high half");
     assert_eq!(fold(0x0000_0001_0000_0001), 0);
 }
+
+#[test]
+fn remapped_values_are_found_where_they_were() {
+    let mut t = Table::with_capacity(100);
+    for key in 0..100u32 {
+        t.insert(key % 7, key * 10);
+    }
+    // Every value moves (as offsets do when an arena is written again), one is left alone.
+    t.remap(|v| (v != 500).then_some(v * 3 + 1));
+    for key in 0..100u32 {
+        let moved = if key == 50 { 500 } else { key * 30 + 1 };
+        assert_eq!(t.find(key % 7, |v| v == moved), Some(moved), "{key}");
+        if key != 50 {
+            assert_eq!(
+                t.find(key % 7, |v| v == key * 10),
+                None,
+                "{key}: the old value"
+            );
+        }
+    }
+    assert_eq!(t.len(), 100);
+}
