@@ -32,7 +32,7 @@ while True:
 }
 wait_answer() { # port
   for _ in $(seq 1 300); do
-    dig +short +time=1 +tries=1 -p "$1" @127.0.0.1 "$first" A 2>/dev/null | grep -q . && return 0
+    dig +short +time=1 +tries=1 -p "$1" @127.0.0.1 "$first" A 2>/dev/null | grep -qE '^[0-9]' && return 0
     sleep 0.1
   done
   echo "server on $1 never answered $first" >&2; return 1

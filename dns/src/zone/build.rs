@@ -49,14 +49,17 @@ pub(super) fn compile_within(
         .ok_or_else(|| format!("cluster domain {domain:?}: longer than a DNS name may be"))?
         .len();
     let expected = names_expected(snapshot);
+    // The table first: it becomes the zone's index, so it goes below what compiling frees,
+    // which the allocator can then give back as one block at the top of its heap.
+    let ids = Table::with_capacity(expected);
     let mut b = Builder {
         domain: domain.trim_end_matches('.').to_ascii_lowercase(),
         origin_len,
         origin: origin.clone(),
         hasher: RandomState::new(),
         names: Vec::with_capacity(expected),
-        keys: Vec::with_capacity(expected * 32),
-        ids: Table::with_capacity(expected),
+        keys: Vec::with_capacity(expected * 40),
+        ids,
         records: Vec::with_capacity(expected * 2),
         ptrs: Vec::new(),
     };
@@ -223,7 +226,7 @@ struct Builder {
     names: Vec<Seen>,
     /// The names' keys, one after another.
     keys: Vec<u8>,
-    /// The names' numbers, by their keys' hashes.
+    /// The names' numbers, by their keys' hashes; then the zone's index (see `finish`).
     ids: Table,
     /// Every record, with its owner's number, in the order added; targets are numbers too.
     records: Vec<(Target, Data)>,
@@ -501,8 +504,14 @@ impl Builder {
     /// general path can encode them, then with them. Fails where the names and records alone
     /// exceed `max_arena` bytes.
     fn finish(self, mut zone: ZoneIndex, max_arena: usize) -> Result<ZoneIndex, String> {
-        // Names are all known: what found them goes first, making room for what follows.
-        drop(self.ids);
+        // The names' table becomes the zone's index: without the names the zone does not
+        // hold, each number replaced by where that name's entry starts.
+        let mut table = self.ids;
+        for (id, seen) in (0..).zip(&self.names) {
+            if !seen.exists {
+                table.remove(seen.hash, |v| v == id);
+            }
+        }
         let mut records = self.records;
         // Each name's records together, in the order they were added.
         records.sort_by_key(|(id, _)| *id);
@@ -531,7 +540,8 @@ impl Builder {
             ));
         };
         zone.arena = layout.write(&offsets, &answers);
-        zone.table = layout.table(&offsets);
+        table.remap(|id| offsets.get(id as usize).copied());
+        zone.table = table;
         if !zone.ready {
             return Ok(zone);
         }
@@ -648,18 +658,6 @@ impl Layout<'_> {
         }
         debug_assert_eq!(out.len(), total);
         out.into_boxed_slice()
-    }
-
-    /// The index of the names the zone holds, each to its entry.
-    fn table(&self, offsets: &[u32]) -> Table {
-        let held = self.names.iter().filter(|seen| seen.exists).count();
-        let mut table = Table::with_capacity(held);
-        for (seen, at) in self.names.iter().zip(offsets) {
-            if seen.exists {
-                table.insert(seen.hash, *at);
-            }
-        }
-        table
     }
 }
 

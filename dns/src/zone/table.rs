@@ -93,6 +93,41 @@ impl Table {
         self.len += 1;
     }
 
+    /// Removes the value under `hash` for which `is` holds; false when there is none. The
+    /// values probed past it move back (backward-shift deletion), so no probe ever stops short
+    /// of a value, and the table needs no tombstones.
+    pub(super) fn remove(&mut self, hash: u32, mut is: impl FnMut(u32) -> bool) -> bool {
+        let mask = self.slots.len() - 1;
+        let mut hole = hash as usize & mask;
+        loop {
+            let slot = self.slots[hole];
+            if slot.value == EMPTY {
+                return false;
+            }
+            if slot.hash == hash && is(slot.value) {
+                break;
+            }
+            hole = (hole + 1) & mask;
+        }
+        let mut next = (hole + 1) & mask;
+        loop {
+            let slot = self.slots[next];
+            if slot.value == EMPTY {
+                break;
+            }
+            // It may fill the hole if the hole is on its probe, between its home and here.
+            let home = slot.hash as usize & mask;
+            if next.wrapping_sub(home) & mask >= next.wrapping_sub(hole) & mask {
+                self.slots[hole] = slot;
+                hole = next;
+            }
+            next = (next + 1) & mask;
+        }
+        self.slots[hole] = VACANT;
+        self.len -= 1;
+        true
+    }
+
     fn place(&mut self, slot: Slot) {
         let mask = self.slots.len() - 1;
         let mut at = slot.hash as usize & mask;

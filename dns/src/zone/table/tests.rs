@@ -117,3 +117,30 @@ fn remapped_values_are_found_where_they_were() {
     }
     assert_eq!(t.len(), 100);
 }
+
+#[test]
+fn removed_values_are_gone_and_the_others_still_found() {
+    let mut t = Table::with_capacity(40);
+    let last = u32::try_from(t.slots() - 1).unwrap();
+    // Runs that collide and wrap around the end: hashes last, 0 and 1, interleaved.
+    let hash = |key: u32| [last, 0, 1][(key % 3) as usize];
+    for key in 0..40u32 {
+        t.insert(hash(key), key);
+    }
+    let mut removed = Vec::new();
+    for gone in [0, 3, 17, 39, 1, 2] {
+        assert!(t.remove(hash(gone), |v| v == gone), "{gone}");
+        assert!(!t.remove(hash(gone), |v| v == gone), "{gone} twice");
+        removed.push(gone);
+        for key in 0..40u32 {
+            let there = t.find(hash(key), |v| v == key).is_some();
+            assert_eq!(
+                there,
+                !removed.contains(&key),
+                "{key} after removing {gone}"
+            );
+        }
+    }
+    assert_eq!(t.len(), 34);
+    assert!(!t.remove(5, |_| true), "an empty probe");
+}
