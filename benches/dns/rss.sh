@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # What a Service costs in ferry's resident memory: `ferry dns` serving gen.py's cluster of 0 and
-# of N Services, its VmRSS read after a dnsperf run at full speed (as run.sh reads it), REPS
-# times each, alternating; prints each reading and the median per Service in bytes,
-# (median RSS at N - median RSS at 0) / N. Knot's the same way with KNOT=1.
+# of N Services, its VmRSS and RssAnon read after a dnsperf run at full speed (as run.sh reads
+# VmRSS), REPS times each, alternating; prints each reading (VmRSS/RssAnon KB) and the medians
+# per Service in bytes, (median at N - median at 0) / N, of both. VmRSS counts the pages of the
+# binary it touched too, which vary by a few MB from run to run and build to build; RssAnon is
+# the heap and other private memory, what the Services cost. Knot's the same way with KNOT=1.
 #
 #   FERRY=target/release/ferry [BEFORE=/path/to/older/ferry] REPS=5 bash benches/dns/rss.sh [N]
 set -euo pipefail
@@ -47,15 +49,15 @@ rss_kb() { # binary size
     sleep 0.1
   done
   taskset -c 1 dnsperf -s 127.0.0.1 -p "$port" -d "$work/$2/queries.txt" -l "$SECS" -c 4 -q 500 >/dev/null 2>&1
-  awk '/VmRSS/ {print $2}' "/proc/$pid/status"
+  awk '/VmRSS/ {r=$2} /RssAnon/ {a=$2} END {print r "/" a}' "/proc/$pid/status"
   kill "$pid"; wait "$pid" 2>/dev/null || true
 }
 
 servers=("ferry=$FERRY")
 [ -z "${BEFORE:-}" ] || servers+=("before=$BEFORE")
 [ -z "${KNOT:-}" ] || servers+=("knot=knot")
-echo "| server | RSS KB at 0 | RSS KB at $n | bytes per Service (medians) |"
-echo "|---|---|---|---|"
+echo "| server | KB at 0 (VmRSS/RssAnon) | KB at $n | VmRSS bytes per Service | RssAnon bytes per Service |"
+echo "|---|---|---|---|---|"
 declare -A at0 atn
 for _ in $(seq 1 "$REPS"); do
   for pair in "${servers[@]}"; do
@@ -67,6 +69,7 @@ done
 for pair in "${servers[@]}"; do
   name=${pair%%=*}
   python3 -c "import statistics as s
-a=[int(x) for x in '${at0[$name]}'.split()]; b=[int(x) for x in '${atn[$name]}'.split()]
-print(f'| $name | {\" \".join(map(str,a))} | {\" \".join(map(str,b))} | {(s.median(b)-s.median(a))*1024/$n:.0f} |')"
+a='${at0[$name]}'.split(); b='${atn[$name]}'.split()
+per=lambda i: (s.median(int(x.split('/')[i]) for x in b)-s.median(int(x.split('/')[i]) for x in a))*1024/$n
+print(f'| $name | {\" \".join(a)} | {\" \".join(b)} | {per(0):.0f} | {per(1):.0f} |')"
 done
