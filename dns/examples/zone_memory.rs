@@ -117,9 +117,15 @@ fn main() {
     let snapshot = cluster(n);
     let before = rss_kb();
     println!(
-        "{n} Services: snapshot {} KB, {:.0} bytes per Service",
+        "{n} Services: snapshot {} KB, {:.0} bytes per Service (a Service is {} bytes and \
+         its Arc's 16, a ServicePort {}, a ServiceEndpoint {}, a Cluster {}; each String and \
+         Vec a heap block of its own)",
         before - start,
-        (before - start) as f64 * 1024.0 / f64::from(n)
+        (before - start) as f64 * 1024.0 / f64::from(n),
+        std::mem::size_of::<Service>(),
+        std::mem::size_of::<ServicePort>(),
+        std::mem::size_of::<ServiceEndpoint>(),
+        std::mem::size_of::<Cluster>(),
     );
     let zone = ZoneIndex::compile(&snapshot, "cluster.local", 30).unwrap();
     let after = rss_kb();
