@@ -3,9 +3,10 @@
 //!
 //! Names are keyed by their wire form from the start, numbered as they come, and records
 //! gathered in one list with their owner's number; everything the compiler keeps is a few large
-//! vectors, not an allocation per name, so what it frees goes back whole rather than staying
-//! in the allocator's free lists, and so in the process's memory. The arena is written twice:
-//! once without answers, for the general path to encode them from, then with them.
+//! vectors, not an allocation per name, so what it frees is a few large blocks rather than a
+//! scatter of small ones among the zone's (glibc still keeps some of it: benches/RESULTS.md,
+//! "One arena for names and answers"). The arena is written twice: once without answers, for
+//! the general path to encode them from, then with them.
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, RandomState};
@@ -49,8 +50,8 @@ pub(super) fn compile_within(
         .ok_or_else(|| format!("cluster domain {domain:?}: longer than a DNS name may be"))?
         .len();
     let expected = names_expected(snapshot);
-    // The table first: it becomes the zone's index, so it goes below what compiling frees,
-    // which the allocator can then give back as one block at the top of its heap.
+    // The table first: it becomes the zone's index, so it lies below what compiling frees
+    // rather than among it.
     let ids = Table::with_capacity(expected);
     let mut b = Builder {
         domain: domain.trim_end_matches('.').to_ascii_lowercase(),
@@ -268,14 +269,7 @@ impl Builder {
     /// zone holds.
     fn id(&mut self, key: &[u8], exists: bool) -> Result<Target, String> {
         let hash = fold(self.hasher.hash_one(key));
-        let (names, keys) = (&self.names, &self.keys);
-        let found = self.ids.find(hash, |id| {
-            names.get(id as usize).is_some_and(|seen| {
-                let start = seen.key as usize;
-                keys.get(start..start + usize::from(seen.len)) == Some(key)
-            })
-        });
-        if let Some(id) = found {
+        if let Some(id) = self.find(hash, key) {
             if let Some(seen) = self.names.get_mut(id as usize) {
                 seen.exists |= exists;
             }
@@ -288,7 +282,8 @@ impl Builder {
             .filter(|id| *id < u32::MAX)
             .ok_or_else(too_many)?;
         let start = u32::try_from(self.keys.len()).map_err(|_| too_many())?;
-        let len = u8::try_from(key.len()).map_err(|_| format!("a key of {} bytes", key.len()))?;
+        let len = u8::try_from(key.len())
+            .map_err(|_| format!("a name of {} bytes: longer than DNS allows", key.len()))?;
         self.keys.extend_from_slice(key);
         self.names.push(Seen {
             key: start,
@@ -300,15 +295,19 @@ impl Builder {
         Ok(id)
     }
 
+    /// The number of the name with `key` (whose hash is `hash`), if it was seen.
+    fn find(&self, hash: u32, key: &[u8]) -> Option<Target> {
+        self.ids.find(hash, |id| {
+            self.names
+                .get(id as usize)
+                .is_some_and(|seen| self.key(*seen) == key)
+        })
+    }
+
     /// Whether the zone holds the name with `key` already.
     fn exists(&self, key: &[u8]) -> bool {
         let hash = fold(self.hasher.hash_one(key));
-        self.ids
-            .find(hash, |id| {
-                self.names
-                    .get(id as usize)
-                    .is_some_and(|seen| self.key(*seen) == key)
-            })
+        self.find(hash, key)
             .and_then(|id| self.names.get(id as usize))
             .is_some_and(|seen| seen.exists)
     }
