@@ -17,9 +17,13 @@ use hickory_proto::op::{Message, MessageType, OpCode, Query};
 use hickory_proto::rr::rdata::SOA;
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 
-use super::arena::{self, ENTRY_OVERHEAD, Entry, MAX_ARENA};
+use super::arena::{self, Entry, MAX_ARENA};
 use super::table::{Table, fold};
 use super::{Data, Lookup, MAX_KEY, Target, ZoneIndex, key_of, name_of};
+
+mod layout;
+
+use layout::{Answers, Layout};
 
 /// Answers longer than this are not pre-encoded: they may not fit a plain UDP client, and the
 /// general path decides about truncation.
@@ -571,92 +575,6 @@ impl Builder {
                 .and_then(|id| moved.get(id).copied())
         });
         Ok(zone)
-    }
-}
-
-/// The pre-encoded answers of every name, one after another, and where each name's end.
-#[derive(Debug)]
-struct Answers {
-    bytes: Vec<u8>,
-    ends: Vec<usize>,
-}
-
-impl Answers {
-    /// Name `id`'s answers (none before they are encoded).
-    fn of(&self, id: usize) -> &[u8] {
-        let start = id.checked_sub(1).and_then(|i| self.ends.get(i)).copied();
-        match (start, self.ends.get(id)) {
-            (Some(start), Some(end)) => self.bytes.get(start..*end),
-            (None, Some(end)) => self.bytes.get(..*end),
-            _ => None,
-        }
-        .unwrap_or_default()
-    }
-}
-
-/// What the arena is written from: the compiler's names and records, in the order of their
-/// numbers.
-struct Layout<'a> {
-    names: &'a [Seen],
-    keys: &'a [u8],
-    /// Sorted by owner.
-    records: &'a [(Target, Data)],
-    /// Each name's records' bytes.
-    records_len: &'a [u32],
-}
-
-impl Layout<'_> {
-    /// Where each name's entry starts, if all of them fit `max_arena` bytes.
-    fn offsets(&self, answers: &Answers, max_arena: usize) -> Option<Vec<u32>> {
-        let mut offsets = Vec::with_capacity(self.names.len());
-        let mut at = 0usize;
-        for (id, seen) in self.names.iter().enumerate() {
-            offsets.push(u32::try_from(at).ok()?);
-            let answers = u16::try_from(answers.of(id).len()).ok()?;
-            let records = self.records_len.get(id).copied().unwrap_or_default();
-            at = at
-                .checked_add(usize::from(seen.len) + ENTRY_OVERHEAD)?
-                .checked_add(usize::from(answers))?
-                .checked_add(records as usize)?;
-        }
-        (at <= max_arena).then_some(offsets)
-    }
-
-    /// The arena, each name's entry at its offset.
-    fn write(&self, offsets: &[u32], answers: &Answers) -> Box<[u8]> {
-        let total = match (offsets.last(), self.names.last()) {
-            (Some(last), Some(seen)) => {
-                let id = self.names.len() - 1;
-                *last as usize
-                    + usize::from(seen.len)
-                    + ENTRY_OVERHEAD
-                    + answers.of(id).len()
-                    + self.records_len.get(id).copied().unwrap_or_default() as usize
-            }
-            _ => 0,
-        };
-        // Sized exactly, so the boxed arena is the allocation written (never a copy).
-        let mut out = Vec::with_capacity(total);
-        let offset = |target: Target| offsets.get(target as usize).copied().unwrap_or_default();
-        let mut records = self.records.iter().peekable();
-        for (id, seen) in self.names.iter().enumerate() {
-            let start = seen.key as usize;
-            out.extend_from_slice(
-                self.keys
-                    .get(start..start + usize::from(seen.len))
-                    .unwrap_or_default(),
-            );
-            let answers = answers.of(id);
-            out.extend_from_slice(&(answers.len() as u16).to_be_bytes());
-            out.extend_from_slice(answers);
-            let records_len = self.records_len.get(id).copied().unwrap_or_default();
-            out.extend_from_slice(&records_len.to_be_bytes());
-            while let Some((_, data)) = records.next_if(|(owner, _)| *owner as usize == id) {
-                arena::push_record(&mut out, data, offset);
-            }
-        }
-        debug_assert_eq!(out.len(), total);
-        out.into_boxed_slice()
     }
 }
 
