@@ -35,15 +35,16 @@ while True:
     except OSError: pass'
 }
 
+# An address back, not just output: dig prints its errors (";; communications error") on stdout.
 wait_answer() { # port name
   for _ in $(seq 1 300); do
-    dig +short +time=1 +tries=1 -p "$1" @127.0.0.1 "$2" A 2>/dev/null | grep -q . && return 0
+    dig +short +time=1 +tries=1 -p "$1" @127.0.0.1 "$2" A 2>/dev/null | grep -qE '^[0-9]' && return 0
     sleep 0.1
   done
   echo "server on $1 never answered $2" >&2; return 1
 }
 
-rss_mb() { awk '/VmRSS/ {printf "%.0f", $2/1024}' "/proc/$1/status"; }
+rss_mb() { awk '/VmRSS/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
 
 # dnsperf at full speed: prints "qps avg_ms lost".
 max_qps() { # port queries

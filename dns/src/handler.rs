@@ -260,7 +260,7 @@ impl Handler {
             return None;
         }
         out.reserve(len + opt_len);
-        out.extend_from_slice(encoded.header);
+        out.extend_from_slice(&encoded.header);
         out.extend_from_slice(question);
         out.extend_from_slice(encoded.rest);
         out[..2].copy_from_slice(&bytes[..2]);

@@ -96,8 +96,10 @@ pub enum Error {
         addr: SocketAddr,
         source: std::io::Error,
     },
-    #[error("--cluster-domain: {0}")]
-    Domain(String),
+    /// The zone does not compile: the cluster domain is no DNS name, or the zone is past what
+    /// an index holds (4 GiB of names and records).
+    #[error("cannot compile the cluster zone: {0}")]
+    Zone(String),
     #[error("search domain {0:?}: {1}")]
     Search(String, String),
     #[error(
@@ -127,7 +129,7 @@ impl Dns {
     ) -> Result<Dns, Error> {
         let metrics = Metrics::register(registry);
         let snapshot = subscription.current();
-        let index = compile(&snapshot, &config).map_err(Error::Domain)?;
+        let index = compile(&snapshot, &config).map_err(Error::Zone)?;
         metrics.zone_names.set(index.len() as i64);
         let zone = Arc::new(ArcSwap::from_pointee(index));
         subscription.served(snapshot.version);
@@ -217,8 +219,8 @@ impl Dns {
                             zone.store(Arc::new(index));
                             subscription.served(snapshot.version);
                         }
-                        // Unreachable (the domain was checked at build), and then the old zone
-                        // keeps serving.
+                        // The domain was checked at build: only a zone past 4 GiB gets here,
+                        // and the old zone keeps serving.
                         Err(e) => tracing::error!(error = %e, "cannot compile the cluster zone"),
                     }
                 }

@@ -23,23 +23,30 @@
 //! A and AAAA in the additional section. Reverse names the index does not hold fall outside it:
 //! they are forwarded, like every name outside the cluster domain.
 //!
-//! How it is stored (what a Service costs is most of ferry's memory in a large cluster): one map
-//! from each name's key (its uncompressed wire form, lowercase: what a query carries, so the hot
-//! path looks a question up without parsing it) to the name's records, compact (an address, or
-//! a port and the key of a target shared by every record pointing at it), and the answers to
-//! the plain questions it answers positively, encoded once at compile time without their
-//! question, all of them in one allocation that each name points into. hickory `Name`s and `Record`s are built only when a query takes the general path.
+//! How it is stored (what a Service costs is most of ferry's memory in a large cluster): one
+//! byte arena holding, for each name, its key (its uncompressed wire form, lowercase: what a
+//! query carries, so the hot path looks a question up without parsing it), the answers to the
+//! plain questions it answers positively, encoded once at compile time without their question,
+//! and its records, compact (an address, or a port and where the target's entry is); and an
+//! index of 8-byte slots pointing into it ([`table`]). A lookup reads a slot and then one place
+//! in the arena (the layout is [`arena`]'s). hickory `Name`s and `Record`s are built only when
+//! a query takes the general path.
 //! Compiling is [`build`]'s.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
+use std::hash::{BuildHasher, RandomState};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::sync::Arc;
 
 use ferry_model::Snapshot;
 use hickory_proto::rr::rdata::{A, AAAA, CNAME, NS, PTR, SRV, TXT};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 
+mod arena;
 mod build;
+mod table;
+
+use arena::Entry;
+use table::Table;
 
 /// The schema version of the Kubernetes DNS specification ferry implements.
 pub const SCHEMA_VERSION: &str = "1.1.0";
@@ -56,39 +63,23 @@ pub struct ZoneIndex {
     /// The namespaces that exist, lowercase: pod names in others do not.
     namespaces: HashSet<String>,
     soa: Record,
-    /// Every name the zone holds, empty non-terminals included, by key ([`key_of`]).
-    nodes: HashMap<Box<[u8]>, Node>,
-    /// Every name's pre-encoded answers, one name's after another: one allocation for the
-    /// whole zone rather than one per name (each with the allocator's header and rounding, and
-    /// scattered among what compiling them left free).
-    answers: Box<[u8]>,
+    /// Where each name's entry starts in `arena`, by its key's hash (`hasher`'s, folded).
+    table: Table,
+    /// Seeded per zone, so that names chosen to collide cannot slow its compiling down.
+    hasher: RandomState,
+    /// Every name's entry, empty non-terminals included, one after another ([`arena`]).
+    arena: Box<[u8]>,
     /// Nothing accepted yet: the zone's contents are unknown, so in-zone names fail.
     ready: bool,
 }
 
-/// The records at one name, in the order `ANY` shows them (A/AAAA first), boxed to their exact
-/// size (most names have one or two), and where its pre-encoded answers are in the zone's
-/// `answers`: one after another, each a type (2 bytes), a length (2 bytes) and that many bytes
-/// of [`Encoded`] answer.
-#[derive(Debug, Default)]
-struct Node {
-    records: Box<[Data]>,
-    answers: Span,
-}
+/// A name records point at: where its entry starts in the zone's arena (while compiling, its
+/// number among the names seen).
+type Target = u32;
 
-/// A range of the zone's `answers`, in 8 bytes rather than a slice's 16.
-#[derive(Clone, Copy, Debug, Default)]
-struct Span {
-    start: u32,
-    len: u32,
-}
-
-/// A name records point at, as a key ([`key_of`]), shared by every record pointing at it.
-type Target = Arc<[u8]>;
-
-/// One record, compact: the owner is its node's name, the TTL the zone's. A hickory `Record`
+/// One record, compact: the owner is its entry's name, the TTL the zone's. A hickory `Record`
 /// (272 bytes, its names inline) is built only when a query needs one.
-#[derive(Clone, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 enum Data {
     A(Ipv4Addr),
     Aaaa(Ipv6Addr),
@@ -100,7 +91,8 @@ enum Data {
     Ptr(Target),
     Cname(Target),
     Ns(Target),
-    Txt(&'static str),
+    /// The schema version at `dns-version.<zone>`, the one TXT record the spec defines.
+    Txt,
     /// The zone's SOA, at its apex.
     Soa,
 }
@@ -114,7 +106,7 @@ impl Data {
             Data::Ptr(_) => RecordType::PTR,
             Data::Cname(_) => RecordType::CNAME,
             Data::Ns(_) => RecordType::NS,
-            Data::Txt(_) => RecordType::TXT,
+            Data::Txt => RecordType::TXT,
             Data::Soa => RecordType::SOA,
         }
     }
@@ -127,8 +119,8 @@ impl Data {
     }
 
     /// The name whose addresses go in the additional section with this record.
-    fn additional(&self) -> Option<&Target> {
-        match self {
+    fn additional(&self) -> Option<Target> {
+        match *self {
             Data::Srv { target, .. } | Data::Ns(target) => Some(target),
             _ => None,
         }
@@ -143,7 +135,7 @@ impl Data {
 #[derive(Clone, Copy, Debug)]
 pub struct Encoded<'a> {
     /// The 12-byte header.
-    pub header: &'a [u8],
+    pub header: [u8; 12],
     /// Everything after the question: answers and additional records.
     pub rest: &'a [u8],
 }
@@ -189,25 +181,35 @@ impl ZoneIndex {
     /// The pre-encoded answer to a plain question for `key` (a name's uncompressed wire form,
     /// lowercase) and `qtype`, if the zone answers it positively within 512 bytes.
     pub fn encoded(&self, key: &[u8], qtype: u16) -> Option<Encoded<'_>> {
-        let mut answers = self.answers_of(self.nodes.get(key)?);
-        while let [t0, t1, l0, l1, tail @ ..] = answers {
-            let len = usize::from(u16::from_be_bytes([*l0, *l1]));
-            let (bytes, next) = tail.split_at_checked(len)?;
-            if u16::from_be_bytes([*t0, *t1]) == qtype {
-                let (header, rest) = bytes.split_at_checked(12)?;
-                return Some(Encoded { header, rest });
-            }
-            answers = next;
-        }
-        None
+        // The key is the query's, so its length is known: the answers follow it.
+        let at = self.find(key)? as usize + key.len();
+        let len = self.arena.get(at..at + 2)?;
+        let len = usize::from(u16::from_be_bytes([len[0], len[1]]));
+        let answers = self.arena.get(at + 2..at + 2 + len)?;
+        let answer = arena::answer(answers, qtype)?;
+        Some(Encoded {
+            header: answer.header(),
+            rest: answer.rest,
+        })
     }
 
-    /// `node`'s pre-encoded answers.
-    fn answers_of(&self, node: &Node) -> &[u8] {
-        let start = node.answers.start as usize;
-        self.answers
-            .get(start..start + node.answers.len as usize)
-            .unwrap_or_default()
+    /// Where the entry of the name with `key` starts, if the zone holds that name.
+    fn find(&self, key: &[u8]) -> Option<Target> {
+        let hash = table::fold(self.hasher.hash_one(key));
+        self.table.find(hash, |at| {
+            let at = at as usize;
+            self.arena.get(at..at + key.len()) == Some(key)
+        })
+    }
+
+    /// The entry of the name with `key`, if the zone holds that name.
+    fn entry(&self, key: &[u8]) -> Option<Entry<'_>> {
+        Entry::at(&self.arena, self.find(key)?)
+    }
+
+    /// The name whose entry is at `at`.
+    fn name_at(&self, at: Target) -> Name {
+        arena::key_at(&self.arena, at as usize).map_or_else(Name::root, name_of)
     }
 
     /// The zone's apex, e.g. `cluster.local.`.
@@ -233,7 +235,7 @@ impl ZoneIndex {
             return Lookup::NotReady;
         }
         let mut buf = [0u8; MAX_KEY];
-        let Some(node) = key_of(name, &mut buf).and_then(|key| self.nodes.get(key)) else {
+        let Some(entry) = key_of(name, &mut buf).and_then(|key| self.entry(key)) else {
             if !in_zone {
                 return Lookup::Outside;
             }
@@ -245,18 +247,18 @@ impl ZoneIndex {
             return Lookup::NoData;
         }
         let owner = name.to_lowercase();
-        if let Some(cname) = node.records.iter().find_map(|d| match d {
+        if let Some(cname) = entry.records().find_map(|d| match d {
             Data::Cname(target) => Some(target),
             _ => None,
         }) && qtype != RecordType::CNAME
         {
             return Lookup::Alias {
-                cname: Box::new(self.record(&owner, &Data::Cname(cname.clone()))),
-                target: name_of(cname),
+                cname: Box::new(self.record(&owner, &Data::Cname(cname))),
+                target: self.name_at(cname),
             };
         }
-        let matching = || node.records.iter().filter(|d| d.record_type() == qtype);
-        let answers: Vec<Record> = matching().map(|d| self.record(&owner, d)).collect();
+        let matching = || entry.records().filter(|d| d.record_type() == qtype);
+        let answers: Vec<Record> = matching().map(|d| self.record(&owner, &d)).collect();
         if answers.is_empty() {
             return Lookup::NoData;
         }
@@ -267,19 +269,19 @@ impl ZoneIndex {
     }
 
     /// The addresses of SRV and NS targets, each once, for the additional section.
-    fn additionals<'a>(&self, answers: impl Iterator<Item = &'a Data>) -> Vec<Record> {
+    fn additionals(&self, answers: impl Iterator<Item = Data>) -> Vec<Record> {
         let mut out = Vec::new();
         let mut seen = HashSet::new();
-        for target in answers.filter_map(Data::additional) {
+        for target in answers.filter_map(|d| d.additional()) {
             if seen.insert(target)
-                && let Some(node) = self.nodes.get(&target[..])
+                && let Some(entry) = Entry::at(&self.arena, target)
             {
-                let owner = name_of(target);
+                let owner = self.name_at(target);
                 out.extend(
-                    node.records
-                        .iter()
+                    entry
+                        .records()
                         .filter(|d| matches!(d, Data::A(_) | Data::Aaaa(_)))
-                        .map(|d| self.record(&owner, d)),
+                        .map(|d| self.record(&owner, &d)),
                 );
             }
         }
@@ -295,11 +297,11 @@ impl ZoneIndex {
                 weight,
                 port,
                 target,
-            } => RData::SRV(SRV::new(0, *weight, *port, name_of(target))),
-            Data::Ptr(target) => RData::PTR(PTR(name_of(target))),
-            Data::Cname(target) => RData::CNAME(CNAME(name_of(target))),
-            Data::Ns(target) => RData::NS(NS(name_of(target))),
-            Data::Txt(text) => RData::TXT(TXT::new(vec![(*text).to_owned()])),
+            } => RData::SRV(SRV::new(0, *weight, *port, self.name_at(*target))),
+            Data::Ptr(target) => RData::PTR(PTR(self.name_at(*target))),
+            Data::Cname(target) => RData::CNAME(CNAME(self.name_at(*target))),
+            Data::Ns(target) => RData::NS(NS(self.name_at(*target))),
+            Data::Txt => RData::TXT(TXT::new(vec![SCHEMA_VERSION.to_owned()])),
             Data::Soa => return self.soa.clone(),
         };
         Record::from_rdata(owner.clone(), self.soa.ttl, rdata)
@@ -349,15 +351,14 @@ impl ZoneIndex {
     #[cfg(test)]
     pub(crate) fn encoded_questions(&self) -> Vec<(Name, RecordType)> {
         let mut out = Vec::new();
-        for (key, node) in &self.nodes {
-            let mut answers = self.answers_of(node);
-            while let [t0, t1, l0, l1, tail @ ..] = answers {
-                let len = usize::from(u16::from_be_bytes([*l0, *l1]));
-                out.push((
-                    name_of(key),
-                    RecordType::from(u16::from_be_bytes([*t0, *t1])),
-                ));
-                answers = &tail[len.min(tail.len())..];
+        for entry in self
+            .table
+            .values()
+            .filter_map(|at| Entry::at(&self.arena, at))
+        {
+            let mut answers = entry.answers;
+            while let Some(answer) = arena::next_answer(&mut answers) {
+                out.push((name_of(entry.key), RecordType::from(answer.qtype)));
             }
         }
         out
@@ -365,11 +366,16 @@ impl ZoneIndex {
 
     /// How many names the zone holds (for metrics and tests).
     pub fn len(&self) -> usize {
-        self.nodes.len()
+        self.table.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.nodes.is_empty()
+        self.table.len() == 0
+    }
+
+    /// How many bytes its arena and index take (for tests and measurements).
+    pub fn size(&self) -> usize {
+        self.arena.len() + self.table.size()
     }
 }
 

@@ -1,22 +1,29 @@
 //! Compiling a snapshot into a [`ZoneIndex`]: every name and record the module above lists,
 //! then the pre-encoded answers. Pure: a snapshot in, an index out.
 //!
-//! Names are keyed by their wire form from the start, so the map built here is the index's own
-//! (no second copy of every name while compiling, which would stay in the allocator's free
-//! lists and so in the process's memory).
+//! Names are keyed by their wire form from the start, numbered as they come, and records
+//! gathered in one list with their owner's number; everything the compiler keeps is a few large
+//! vectors, not an allocation per name, so what it frees is a few large blocks rather than a
+//! scatter of small ones among the zone's (glibc still keeps some of it: benches/RESULTS.md,
+//! "One arena for names and answers"). The arena is written twice: once without answers, for
+//! the general path to encode them from, then with them.
 
 use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasher, RandomState};
 use std::net::IpAddr;
-use std::sync::Arc;
 
 use ferry_model::{Protocol, Service, Snapshot};
 use hickory_proto::op::{Message, MessageType, OpCode, Query};
 use hickory_proto::rr::rdata::SOA;
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 
-use super::{
-    Data, Lookup, MAX_KEY, Node, SCHEMA_VERSION, Span, Target, ZoneIndex, key_of, name_of,
-};
+use super::arena::{self, Entry, MAX_ARENA};
+use super::table::{Table, fold};
+use super::{Data, Lookup, MAX_KEY, Target, ZoneIndex, key_of, name_of};
+
+mod layout;
+
+use layout::{Answers, Layout};
 
 /// Answers longer than this are not pre-encoded: they may not fit a plain UDP client, and the
 /// general path decides about truncation.
@@ -28,14 +35,38 @@ pub(super) fn compile(
     ttl: u32,
     served_on: &[IpAddr],
 ) -> Result<ZoneIndex, String> {
+    compile_within(snapshot, domain, ttl, served_on, MAX_ARENA)
+}
+
+/// As [`compile`], with an arena of at most `max_arena` bytes (tests try the limit on small
+/// zones): a zone whose names and records do not fit is refused; one whose pre-encoded answers
+/// do not fit too is served without them, every query by the general path.
+pub(super) fn compile_within(
+    snapshot: &Snapshot,
+    domain: &str,
+    ttl: u32,
+    served_on: &[IpAddr],
+    max_arena: usize,
+) -> Result<ZoneIndex, String> {
     let origin = fqdn(domain).map_err(|e| format!("cluster domain {domain:?}: {e}"))?;
+    let mut buf = [0u8; MAX_KEY];
+    let origin_len = key_of(&origin, &mut buf)
+        .ok_or_else(|| format!("cluster domain {domain:?}: longer than a DNS name may be"))?
+        .len();
+    let expected = names_expected(snapshot);
+    // The table first: it becomes the zone's index, so it lies below what compiling frees
+    // rather than among it.
+    let ids = Table::with_capacity(expected);
     let mut b = Builder {
         domain: domain.trim_end_matches('.').to_ascii_lowercase(),
-        origin_len: key(&origin)?.len(),
+        origin_len,
         origin: origin.clone(),
-        nodes: HashMap::with_capacity(names_expected(snapshot)),
-        cluster_ptrs: HashMap::new(),
-        endpoint_ptrs: HashMap::new(),
+        hasher: RandomState::new(),
+        names: Vec::with_capacity(expected),
+        keys: Vec::with_capacity(expected * 40),
+        ids,
+        records: Vec::with_capacity(expected * 2),
+        ptrs: Vec::new(),
     };
     let ns_name = b.name(&format!("ns.dns.{}", b.domain))?;
     let soa = Record::from_rdata(
@@ -53,7 +84,8 @@ pub(super) fn compile(
         )),
     );
     b.record(&origin, Data::Soa)?;
-    b.record(&origin, Data::Ns(key(&ns_name)?))?;
+    let ns_target = b.target(&ns_name)?;
+    b.record(&origin, Data::Ns(ns_target))?;
     let kube_dns = snapshot
         .service("kube-system", "kube-dns")
         .map(|s| s.cluster_ips.as_slice())
@@ -63,7 +95,7 @@ pub(super) fn compile(
     }
     b.ent(&ns_name)?;
     let version = b.name(&format!("dns-version.{}", b.domain))?;
-    b.record(&version, Data::Txt(SCHEMA_VERSION))?;
+    b.record(&version, Data::Txt)?;
     let svc = b.name(&format!("svc.{}", b.domain))?;
     b.ent(&svc)?;
     let pod_zone = b.name(&format!("pod.{}", b.domain))?;
@@ -94,52 +126,28 @@ pub(super) fn compile(
         }
     }
     b.reverse()?;
-    let mut zone = ZoneIndex {
-        origin,
-        pod_zone,
-        namespaces,
-        soa,
-        nodes: b.nodes,
-        answers: Box::default(),
-        ready: snapshot.version > 0,
-    };
-    if zone.ready {
-        // A generous guess (answers run 30 to 100 bytes a name), so the arena is never copied
-        // as it grows, each copy left in the allocator's free memory: pages never written are
-        // not resident, and boxing it at the end gives back the rest.
-        let mut answers = Vec::with_capacity(zone.nodes.len() * 128);
-        let spans: Vec<Span> = zone
-            .nodes
-            .iter()
-            .map(|(key, node)| {
-                let start = answers.len();
-                zone.encode(key, node, &mut answers);
-                let len = answers.len() - start;
-                match (u32::try_from(start), u32::try_from(len)) {
-                    (Ok(start), Ok(len)) => Span { start, len },
-                    // Past 4 GiB of answers: the rest take the general path.
-                    _ => {
-                        answers.truncate(start);
-                        Span::default()
-                    }
-                }
-            })
-            .collect();
-        // The same map, unchanged, iterates in the same order.
-        for (node, span) in zone.nodes.values_mut().zip(spans) {
-            node.answers = span;
-        }
-        zone.answers = answers.into_boxed_slice();
-    }
-    Ok(zone)
+    b.finish(
+        ZoneIndex {
+            origin,
+            pod_zone,
+            namespaces,
+            soa,
+            table: Table::with_capacity(0),
+            hasher: RandomState::new(),
+            arena: Box::default(),
+            ready: snapshot.version > 0,
+        },
+        max_arena,
+    )
 }
 
 impl ZoneIndex {
-    /// The answers to every plain question the zone answers positively at this name, encoded
-    /// once (the format is [`Node`]'s) at the end of `out`, so the hot path sends them with a
-    /// few bytes patched.
-    fn encode(&self, key: &[u8], node: &Node, out: &mut Vec<u8>) {
-        let mut types: Vec<RecordType> = node.records.iter().map(Data::record_type).collect();
+    /// The answers to every plain question the zone answers positively at the name of
+    /// `entry`, encoded once (the format is [`arena`]'s) at the end of `out`, so the hot path
+    /// sends them with a few bytes patched.
+    fn encode(&self, entry: Entry<'_>, out: &mut Vec<u8>) {
+        let key = entry.key;
+        let mut types: Vec<RecordType> = entry.records().map(|d| d.record_type()).collect();
         types.sort_by_key(|t| u16::from(*t));
         types.dedup();
         let name = name_of(key);
@@ -163,14 +171,10 @@ impl ZoneIndex {
             if bytes.len() > MAX_ENCODED || bytes.get(12..12 + key.len()) != Some(key) {
                 continue;
             }
-            let kept = bytes.len() - (question_end - 12);
-            let Ok(len) = u16::try_from(kept) else {
+            let (Some(header), Some(rest)) = (bytes.get(..12), bytes.get(question_end..)) else {
                 continue;
             };
-            out.extend_from_slice(&u16::from(qtype).to_be_bytes());
-            out.extend_from_slice(&len.to_be_bytes());
-            out.extend_from_slice(&bytes[..12]);
-            out.extend_from_slice(&bytes[question_end..]);
+            arena::push_answer(out, u16::from(qtype), header, rest);
         }
     }
 }
@@ -210,14 +214,6 @@ fn fqdn(name: &str) -> Result<Name, String> {
     Ok(n.to_lowercase())
 }
 
-/// `name`'s key, shared.
-fn key(name: &Name) -> Result<Target, String> {
-    let mut buf = [0u8; MAX_KEY];
-    key_of(name, &mut buf)
-        .map(Arc::from)
-        .ok_or_else(|| format!("{name}: longer than a DNS name may be"))
-}
-
 /// SRV weights as CoreDNS gives them: an equal share of 100 among the (address, port) pairs
 /// behind the name, counted before two pairs with the same target and port become one record.
 fn srv_weight(pairs: usize) -> u16 {
@@ -229,16 +225,36 @@ struct Builder {
     origin: Name,
     /// The length of the origin's key: a key longer than it and ending in it is below it.
     origin_len: usize,
-    nodes: HashMap<Box<[u8]>, Node>,
-    /// Reverse names: a cluster IP's Service, else every endpoint name with that address.
-    cluster_ptrs: HashMap<IpAddr, Vec<Target>>,
-    endpoint_ptrs: HashMap<IpAddr, Vec<Target>>,
+    /// The zone's, for the hashes kept in `names`.
+    hasher: RandomState,
+    /// Every name seen, numbered in the order seen: the zone's, and those only pointed at.
+    names: Vec<Seen>,
+    /// The names' keys, one after another.
+    keys: Vec<u8>,
+    /// The names' numbers, by their keys' hashes; then the zone's index (see `finish`).
+    ids: Table,
+    /// Every record, with its owner's number, in the order added; targets are numbers too.
+    records: Vec<(Target, Data)>,
+    /// Reverse names to be: an address, whether it is a cluster IP, the name it points at.
+    ptrs: Vec<(IpAddr, bool, Target)>,
+}
+
+/// A name seen while compiling.
+#[derive(Clone, Copy, Debug)]
+struct Seen {
+    /// Where its key starts in `keys`, and its length.
+    key: u32,
+    len: u8,
+    /// Its key's hash, folded ([`fold`]).
+    hash: u32,
+    /// The zone holds it (else records only point at it: an ExternalName's target).
+    exists: bool,
 }
 
 /// One SRV record to be: its target and port, from how many (address, port) pairs.
 type SrvSet = Vec<(Target, u16)>;
 
-/// A Service's ready endpoints' names by address, and their keys to share.
+/// A Service's ready endpoints' names by address, and their numbers.
 type Hosts = HashMap<IpAddr, (Name, Target)>;
 
 impl Builder {
@@ -246,22 +262,77 @@ impl Builder {
         fqdn(s).map_err(|e| format!("{s:?}: {e}"))
     }
 
+    fn key(&self, seen: Seen) -> &[u8] {
+        let start = seen.key as usize;
+        self.keys
+            .get(start..start + usize::from(seen.len))
+            .unwrap_or_default()
+    }
+
+    /// The number of the name with `key`, seen now if it was not; `exists` makes it one the
+    /// zone holds.
+    fn id(&mut self, key: &[u8], exists: bool) -> Result<Target, String> {
+        let hash = fold(self.hasher.hash_one(key));
+        if let Some(id) = self.find(hash, key) {
+            if let Some(seen) = self.names.get_mut(id as usize) {
+                seen.exists |= exists;
+            }
+            return Ok(id);
+        }
+        let too_many = || format!("more than {} names or bytes of names", u32::MAX - 1);
+        // The table keeps u32::MAX for its empty slots.
+        let id = u32::try_from(self.names.len())
+            .ok()
+            .filter(|id| *id < u32::MAX)
+            .ok_or_else(too_many)?;
+        let start = u32::try_from(self.keys.len()).map_err(|_| too_many())?;
+        let len = u8::try_from(key.len())
+            .map_err(|_| format!("a name of {} bytes: longer than DNS allows", key.len()))?;
+        self.keys.extend_from_slice(key);
+        self.names.push(Seen {
+            key: start,
+            len,
+            hash,
+            exists,
+        });
+        self.ids.insert(hash, id);
+        Ok(id)
+    }
+
+    /// The number of the name with `key` (whose hash is `hash`), if it was seen.
+    fn find(&self, hash: u32, key: &[u8]) -> Option<Target> {
+        self.ids.find(hash, |id| {
+            self.names
+                .get(id as usize)
+                .is_some_and(|seen| self.key(*seen) == key)
+        })
+    }
+
+    /// Whether the zone holds the name with `key` already.
+    fn exists(&self, key: &[u8]) -> bool {
+        let hash = fold(self.hasher.hash_one(key));
+        self.find(hash, key)
+            .and_then(|id| self.names.get(id as usize))
+            .is_some_and(|seen| seen.exists)
+    }
+
+    /// A name records point at: its number.
+    fn target(&mut self, name: &Name) -> Result<Target, String> {
+        let mut buf = [0u8; MAX_KEY];
+        let key = key_of(name, &mut buf)
+            .ok_or_else(|| format!("{name}: longer than a DNS name may be"))?;
+        self.id(key, false)
+    }
+
     fn record(&mut self, owner: &Name, data: Data) -> Result<(), String> {
         let mut buf = [0u8; MAX_KEY];
         let key = key_of(owner, &mut buf)
             .ok_or_else(|| format!("{owner}: longer than a DNS name may be"))?;
         if self.origin.zone_of(owner) {
-            self.add_ancestors(key);
+            self.add_ancestors(key)?;
         }
-        if !self.nodes.contains_key(key) {
-            self.nodes.insert(key.into(), Node::default());
-        }
-        if let Some(node) = self.nodes.get_mut(key) {
-            // Boxed to its exact size: a name has one to a few records, and there are many.
-            let mut records = std::mem::take(&mut node.records).into_vec();
-            records.push(data);
-            node.records = records.into_boxed_slice();
-        }
+        let id = self.id(key, true)?;
+        self.records.push((id, data));
         Ok(())
     }
 
@@ -270,21 +341,19 @@ impl Builder {
         let mut buf = [0u8; MAX_KEY];
         let key = key_of(name, &mut buf)
             .ok_or_else(|| format!("{name}: longer than a DNS name may be"))?;
-        self.add_ancestors(key);
-        if !self.nodes.contains_key(key) {
-            self.nodes.insert(key.into(), Node::default());
-        }
-        Ok(())
+        self.add_ancestors(key)?;
+        self.id(key, true).map(drop)
     }
 
     /// Every name between `key` and the apex exists (an empty non-terminal at least). A name
     /// already held has its ancestors already: they are added before it, always.
-    fn add_ancestors(&mut self, key: &[u8]) {
+    fn add_ancestors(&mut self, key: &[u8]) -> Result<(), String> {
         let mut parent = parent(key);
-        while parent.len() > self.origin_len && !self.nodes.contains_key(parent) {
-            self.nodes.insert(parent.into(), Node::default());
+        while parent.len() > self.origin_len && !self.exists(parent) {
+            self.id(parent, true)?;
             parent = self::parent(parent);
         }
+        Ok(())
     }
 
     /// SRV records at `owner`: one per (target, port), weighted by all the pairs.
@@ -292,7 +361,7 @@ impl Builder {
         let weight = srv_weight(pairs.len());
         let mut seen = HashSet::new();
         for (target, port) in pairs {
-            if seen.insert((target.clone(), port)) {
+            if seen.insert((target, port)) {
                 self.record(
                     owner,
                     Data::Srv {
@@ -310,7 +379,8 @@ impl Builder {
         let base = self.name(&format!("{}.{}.svc.{}", s.name, s.namespace, self.domain))?;
         if let Some(external) = &s.external_name {
             let target = fqdn(external).map_err(|e| format!("externalName {external:?}: {e}"))?;
-            return self.record(&base, Data::Cname(key(&target)?));
+            let target = self.target(&target)?;
+            return self.record(&base, Data::Cname(target));
         }
         let hosts = self.endpoints(s, &base)?;
         self.endpoint_srv(snapshot, s, &hosts)?;
@@ -319,19 +389,16 @@ impl Builder {
         }
         // The Service exists even with nothing to answer (no cluster IP yet).
         self.ent(&base)?;
-        let shared = key(&base)?;
+        let shared = self.target(&base)?;
         for ip in &s.cluster_ips {
             self.record(&base, Data::address(*ip))?;
-            self.cluster_ptrs
-                .entry(*ip)
-                .or_default()
-                .push(shared.clone());
+            self.ptrs.push((*ip, true, shared));
         }
         let ips = s.cluster_ips.len();
         let mut all = SrvSet::new();
         for port in &s.ports {
-            let pairs: SrvSet = (0..ips).map(|_| (shared.clone(), port.port)).collect();
-            all.extend(pairs.iter().cloned());
+            let pairs: SrvSet = (0..ips).map(|_| (shared, port.port)).collect();
+            all.extend(pairs.iter().copied());
             if !port.name.is_empty() {
                 let owner = self.srv_owner(&port.name, port.protocol, &base)?;
                 self.srv(&owner, pairs)?;
@@ -349,11 +416,8 @@ impl Builder {
             let label = ep.hostname.clone().unwrap_or_else(|| dashed(ep.address));
             let host = self.name(&format!("{label}.{base}"))?;
             self.record(&host, Data::address(ep.address))?;
-            let shared = key(&host)?;
-            self.endpoint_ptrs
-                .entry(ep.address)
-                .or_default()
-                .push(shared.clone());
+            let shared = self.target(&host)?;
+            self.ptrs.push((ep.address, false, shared));
             hosts.insert(ep.address, (host, shared));
         }
         Ok(hosts)
@@ -374,10 +438,7 @@ impl Builder {
             };
             for e in cluster.ready_endpoints() {
                 if let Some((host, shared)) = hosts.get(&e.address) {
-                    by_host
-                        .entry(host)
-                        .or_default()
-                        .push((shared.clone(), e.port));
+                    by_host.entry(host).or_default().push((*shared, e.port));
                 }
             }
         }
@@ -405,9 +466,9 @@ impl Builder {
             };
             let pairs: SrvSet = cluster
                 .ready_endpoints()
-                .filter_map(|e| hosts.get(&e.address).map(|(_, h)| (h.clone(), e.port)))
+                .filter_map(|e| hosts.get(&e.address).map(|(_, h)| (*h, e.port)))
                 .collect();
-            all.extend(pairs.iter().cloned());
+            all.extend(pairs.iter().copied());
             if !port.name.is_empty() && !pairs.is_empty() {
                 let owner = self.srv_owner(&port.name, port.protocol, base)?;
                 self.srv(&owner, pairs)?;
@@ -424,19 +485,96 @@ impl Builder {
     /// PTR records: a cluster IP names its Service; another address names every ready
     /// endpoint that has it (CoreDNS's reverse lookup, which tries cluster IPs first).
     fn reverse(&mut self) -> Result<(), String> {
-        let mut ptrs = std::mem::take(&mut self.endpoint_ptrs);
-        ptrs.retain(|ip, _| !self.cluster_ptrs.contains_key(ip));
-        ptrs.extend(std::mem::take(&mut self.cluster_ptrs));
-        for (ip, targets) in ptrs {
-            let owner = Name::from(ip);
+        let mut ptrs = std::mem::take(&mut self.ptrs);
+        // By address, its cluster IP's names first, each address's in the order they came.
+        ptrs.sort_by_key(|(ip, cluster, _)| (*ip, !*cluster));
+        for group in ptrs.chunk_by(|a, b| a.0 == b.0) {
+            let Some((ip, cluster, _)) = group.first() else {
+                continue;
+            };
+            let owner = Name::from(*ip);
             let mut seen = HashSet::new();
-            for target in targets {
-                if seen.insert(target.clone()) {
-                    self.record(&owner, Data::Ptr(target))?;
+            for (_, _, target) in group.iter().take_while(|(_, c, _)| c == cluster) {
+                if seen.insert(*target) {
+                    self.record(&owner, Data::Ptr(*target))?;
                 }
             }
         }
         Ok(())
+    }
+
+    /// The zone's arena and index, written into `zone`: first without answers, so that the
+    /// general path can encode them, then with them. Fails where the names and records alone
+    /// exceed `max_arena` bytes.
+    fn finish(self, mut zone: ZoneIndex, max_arena: usize) -> Result<ZoneIndex, String> {
+        // The names' table becomes the zone's index: without the names the zone does not
+        // hold, each number replaced by where that name's entry starts.
+        let mut table = self.ids;
+        for (id, seen) in (0..).zip(&self.names) {
+            if !seen.exists {
+                table.remove(seen.hash, |v| v == id);
+            }
+        }
+        let mut records = self.records;
+        // Each name's records together, in the order they were added.
+        records.sort_by_key(|(id, _)| *id);
+        let mut records_len = vec![0u32; self.names.len()];
+        for (id, data) in &records {
+            if let Some(len) = records_len.get_mut(*id as usize) {
+                *len = len.saturating_add(arena::record_len(data) as u32);
+            }
+        }
+        let layout = Layout {
+            names: &self.names,
+            keys: &self.keys,
+            records: &records,
+            records_len: &records_len,
+        };
+        zone.hasher = self.hasher;
+        let mut answers = Answers {
+            bytes: Vec::new(),
+            ends: Vec::with_capacity(self.names.len()),
+        };
+        let Some(offsets) = layout.offsets(&answers, max_arena) else {
+            return Err(format!(
+                "{} names whose keys and records take more than the {max_arena} bytes a zone's \
+                 arena holds (its offsets are 32-bit)",
+                self.names.len()
+            ));
+        };
+        zone.arena = layout.write(&offsets, &answers);
+        table.remap(|id| offsets.get(id as usize).copied());
+        zone.table = table;
+        if !zone.ready {
+            return Ok(zone);
+        }
+        for (seen, at) in self.names.iter().zip(&offsets) {
+            if seen.exists
+                && let Some(entry) = Entry::at(&zone.arena, *at)
+            {
+                zone.encode(entry, &mut answers.bytes);
+            }
+            answers.ends.push(answers.bytes.len());
+        }
+        let Some(moved) = layout.offsets(&answers, max_arena) else {
+            tracing::warn!(
+                names = self.names.len(),
+                max_arena,
+                "the zone's pre-encoded answers do not fit its arena: every query takes the general path"
+            );
+            return Ok(zone);
+        };
+        // The arena without answers goes before the one with them is written; the index
+        // stays, each entry's offset moved (offsets grow with the names' numbers).
+        zone.arena = Box::default();
+        zone.arena = layout.write(&moved, &answers);
+        zone.table.remap(|at| {
+            offsets
+                .binary_search(&at)
+                .ok()
+                .and_then(|id| moved.get(id).copied())
+        });
+        Ok(zone)
     }
 }
 
