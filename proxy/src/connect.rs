@@ -157,20 +157,29 @@ impl Idle {
     }
 
     /// Sweeps every `limit` until shutdown.
-    pub async fn sweep_until(self: Arc<Idle>, mut shutdown: ferry_runtime::Shutdown) {
-        let mut tick = tokio::time::interval(self.limit.max(Duration::from_millis(100)));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = tick.tick() => self.sweep(),
-                () = shutdown.wait() => return,
-            }
-        }
+    pub async fn sweep_until(self: Arc<Idle>, shutdown: ferry_runtime::Shutdown) {
+        every(self.limit, shutdown, || self.sweep()).await;
     }
 
     /// Idle connections to `endpoint`.
     pub fn parked(&self, endpoint: SocketAddr) -> usize {
         self.lock().get(&endpoint).map_or(0, Vec::len)
+    }
+}
+
+/// Runs `sweep` every `period` (at least 100 ms) until shutdown: the sweeps of idle pools.
+pub(crate) async fn every(
+    period: Duration,
+    mut shutdown: ferry_runtime::Shutdown,
+    sweep: impl Fn(),
+) {
+    let mut tick = tokio::time::interval(period.max(Duration::from_millis(100)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => sweep(),
+            () = shutdown.wait() => return,
+        }
     }
 }
 

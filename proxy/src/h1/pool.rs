@@ -86,15 +86,8 @@ impl Parking {
     }
 
     /// Sweeps every `limit` until shutdown.
-    pub async fn sweep_until(self: Arc<Parking>, mut shutdown: ferry_runtime::Shutdown) {
-        let mut tick = tokio::time::interval(self.limit.max(Duration::from_millis(100)));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = tick.tick() => self.sweep(),
-                () = shutdown.wait() => return,
-            }
-        }
+    pub async fn sweep_until(self: Arc<Parking>, shutdown: ferry_runtime::Shutdown) {
+        crate::connect::every(self.limit, shutdown, || self.sweep()).await;
     }
 
     /// Idle connections to `endpoint`.

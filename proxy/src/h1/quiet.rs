@@ -101,6 +101,26 @@ fn timed_out(what: &str) -> io::Error {
     )
 }
 
+/// An operation's poll, timed by `watch`: progress disarms it, a wait past the limit is
+/// `TimedOut`.
+fn timed<T>(
+    watch: &mut Watch,
+    cx: &mut Context<'_>,
+    polled: Poll<io::Result<T>>,
+    what: &str,
+) -> Poll<io::Result<T>> {
+    match polled {
+        Poll::Ready(r) => {
+            watch.progressed();
+            Poll::Ready(r)
+        }
+        Poll::Pending => match watch.poll_waiting(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(timed_out(what))),
+            Poll::Pending => Poll::Pending,
+        },
+    }
+}
+
 impl<S: AsyncRead + Unpin> AsyncRead for Quiet<S> {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -108,19 +128,12 @@ impl<S: AsyncRead + Unpin> AsyncRead for Quiet<S> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        match Pin::new(&mut this.io).poll_read(cx, buf) {
-            Poll::Ready(r) => {
-                this.read.progressed();
-                Poll::Ready(r)
-            }
-            Poll::Pending => match this.read.poll_waiting(cx) {
-                Poll::Ready(()) => Poll::Ready(Err(timed_out("bytes arrived"))),
-                Poll::Pending => Poll::Pending,
-            },
-        }
+        let polled = Pin::new(&mut this.io).poll_read(cx, buf);
+        timed(&mut this.read, cx, polled, "bytes arrived")
     }
 }
 
+// A flush or a shutdown writes what the stream holds (TLS records): timed as writes.
 impl<S: AsyncWrite + Unpin> AsyncWrite for Quiet<S> {
     fn poll_write(
         self: Pin<&mut Self>,
@@ -128,16 +141,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Quiet<S> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        match Pin::new(&mut this.io).poll_write(cx, buf) {
-            Poll::Ready(r) => {
-                this.write.progressed();
-                Poll::Ready(r)
-            }
-            Poll::Pending => match this.write.poll_waiting(cx) {
-                Poll::Ready(()) => Poll::Ready(Err(timed_out("bytes were taken"))),
-                Poll::Pending => Poll::Pending,
-            },
-        }
+        let polled = Pin::new(&mut this.io).poll_write(cx, buf);
+        timed(&mut this.write, cx, polled, "bytes were taken")
     }
 
     fn poll_write_vectored(
@@ -146,49 +151,24 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Quiet<S> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        match Pin::new(&mut this.io).poll_write_vectored(cx, bufs) {
-            Poll::Ready(r) => {
-                this.write.progressed();
-                Poll::Ready(r)
-            }
-            Poll::Pending => match this.write.poll_waiting(cx) {
-                Poll::Ready(()) => Poll::Ready(Err(timed_out("bytes were taken"))),
-                Poll::Pending => Poll::Pending,
-            },
-        }
+        let polled = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
+        timed(&mut this.write, cx, polled, "bytes were taken")
     }
 
     fn is_write_vectored(&self) -> bool {
         self.io.is_write_vectored()
     }
 
-    // A flush or a shutdown writes what the stream holds (TLS records): timed as writes.
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        match Pin::new(&mut this.io).poll_flush(cx) {
-            Poll::Ready(r) => {
-                this.write.progressed();
-                Poll::Ready(r)
-            }
-            Poll::Pending => match this.write.poll_waiting(cx) {
-                Poll::Ready(()) => Poll::Ready(Err(timed_out("bytes were taken"))),
-                Poll::Pending => Poll::Pending,
-            },
-        }
+        let polled = Pin::new(&mut this.io).poll_flush(cx);
+        timed(&mut this.write, cx, polled, "bytes were taken")
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        match Pin::new(&mut this.io).poll_shutdown(cx) {
-            Poll::Ready(r) => {
-                this.write.progressed();
-                Poll::Ready(r)
-            }
-            Poll::Pending => match this.write.poll_waiting(cx) {
-                Poll::Ready(()) => Poll::Ready(Err(timed_out("the close went out"))),
-                Poll::Pending => Poll::Pending,
-            },
-        }
+        let polled = Pin::new(&mut this.io).poll_shutdown(cx);
+        timed(&mut this.write, cx, polled, "the close went out")
     }
 }
 
