@@ -18,15 +18,12 @@
 //! [`Pipeline::serve_h1`] hands over (HTTP/1.0, upgrades, backends over TLS or HTTP/2) at the
 //! request's start, with everything after them.
 
-use std::io;
-use std::pin::Pin;
-use std::task::{Context, Poll};
-
 use ferry_proxy::forwarding::Downstream;
 use ferry_proxy::h1::pool::Parking;
 use ferry_proxy::h1::relay::Error as RelayError;
+use ferry_proxy::h1::rewind::Rewind;
 use ferry_runtime::Shutdown;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 
 use crate::deadline::{CLOSE_GRACE, ClientLimits};
@@ -133,71 +130,6 @@ where
 async fn grace_after(shutdown: &mut Shutdown) {
     shutdown.wait().await;
     tokio::time::sleep(CLOSE_GRACE).await;
-}
-
-/// A connection whose first bytes were read already: they are read again first.
-#[derive(Debug)]
-pub(crate) struct Rewind<S> {
-    read: Vec<u8>,
-    at: usize,
-    io: S,
-}
-
-impl<S> Rewind<S> {
-    pub(crate) fn new(read: Vec<u8>, io: S) -> Rewind<S> {
-        Rewind { read, at: 0, io }
-    }
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for Rewind<S> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        if this.at < this.read.len() {
-            let n = (this.read.len() - this.at).min(buf.remaining());
-            buf.put_slice(&this.read[this.at..this.at + n]);
-            this.at += n;
-            if this.at == this.read.len() {
-                this.read = Vec::new();
-                this.at = 0;
-            }
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut this.io).poll_read(cx, buf)
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for Rewind<S> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
-    }
 }
 
 #[cfg(test)]

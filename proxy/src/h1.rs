@@ -19,7 +19,8 @@
 //! - [`relay`]: the above over two connections: a head read into a reused buffer, a request
 //!   and its answer passed through with their bodies as framed, a switch run as a tunnel.
 //! - [`quiet`]: per-operation read and write timeouts on a connection; [`pool`]: a worker's
-//!   idle upstream connections, for the next client connection.
+//!   idle upstream connections, for the next client connection; [`rewind`]: a connection
+//!   handed to another server with the bytes read from it.
 //!
 //! Every refusal is a [`Malformed`], which knows its status.
 
@@ -30,6 +31,7 @@ mod names;
 pub mod pool;
 pub mod quiet;
 pub mod relay;
+pub mod rewind;
 pub mod write;
 
 pub use body::{Delimiter, Step};

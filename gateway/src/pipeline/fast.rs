@@ -20,7 +20,7 @@ use ferry_proxy::forwarding::Downstream;
 use ferry_proxy::h1::framing::{self, Body, RequestFraming};
 use ferry_proxy::h1::pool::{Parking, Upstream};
 use ferry_proxy::h1::relay::{self, Answered, Asked, Error as RelayError, Peer, Progress, Started};
-use ferry_proxy::h1::write::{self, Edit};
+use ferry_proxy::h1::write::{self, Edit, own_answer};
 use ferry_proxy::h1::{Malformed, RequestHead};
 use ferry_proxy::upstream::{MAX_ATTEMPTS, Protocol};
 use ferry_proxy::{AttemptOutcome, Failure, uri};
@@ -33,7 +33,7 @@ use crate::select;
 
 mod conn;
 pub(crate) use conn::Conn;
-use conn::{connect, malformed_text, own_answer};
+use conn::{connect, malformed_text};
 
 /// What the connection does after a request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -144,7 +144,7 @@ impl Pipeline {
                 own_answer(
                     out,
                     redirect.status,
-                    location.as_ref(),
+                    location.as_ref().map(HeaderValue::as_bytes),
                     "",
                     close,
                     head_only,

@@ -22,22 +22,38 @@ use tokio::net::TcpStream;
 use super::quiet::Quiet;
 use super::relay::Side;
 
-/// An upstream connection of the fast path: its timers and its read buffer.
-pub type Upstream = Side<Quiet<TcpStream>>;
+/// An upstream connection of the fast path: its timers and its read buffer. Plain TCP for
+/// the gateway; the sidecar's may be mutual TLS over it.
+pub type Upstream<S = TcpStream> = Side<Quiet<S>>;
+
+/// A connection over a TCP socket, which a parked connection's check reads without taking
+/// anything from the stream above it.
+pub trait Socket {
+    fn socket(&self) -> &TcpStream;
+}
+
+impl Socket for TcpStream {
+    fn socket(&self) -> &TcpStream {
+        self
+    }
+}
 
 /// At most this many idle connections per endpoint (the hyper path's limit too); more close.
 pub const MAX_IDLE_PER_ENDPOINT: usize = 128;
 
+/// Idle connections by endpoint, each with when its last answer ended.
+type Parked<S> = HashMap<SocketAddr, Vec<(Upstream<S>, Instant)>>;
+
 /// One worker's idle upstream connections.
 #[derive(Debug)]
-pub struct Parking {
-    parked: Mutex<HashMap<SocketAddr, Vec<(Upstream, Instant)>>>,
+pub struct Parking<S = TcpStream> {
+    parked: Mutex<Parked<S>>,
     limit: Duration,
 }
 
-impl Parking {
+impl<S: Socket> Parking<S> {
     /// Connections idle longer than `limit` are not used again.
-    pub fn new(limit: Duration) -> Parking {
+    pub fn new(limit: Duration) -> Parking<S> {
         Parking {
             parked: Mutex::new(HashMap::new()),
             limit,
@@ -49,12 +65,12 @@ impl Parking {
         self.limit
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SocketAddr, Vec<(Upstream, Instant)>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Parked<S>> {
         self.parked.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Parks `conn`, idle since `since` (its last answer), for the next client connection.
-    pub fn put(&self, endpoint: SocketAddr, conn: Upstream, since: Instant) {
+    pub fn put(&self, endpoint: SocketAddr, conn: Upstream<S>, since: Instant) {
         if since.elapsed() >= self.limit || !conn.buffered().is_empty() {
             return;
         }
@@ -66,7 +82,7 @@ impl Parking {
     }
 
     /// The most recently parked connection to `endpoint` that is fresh and still open.
-    pub fn take(&self, endpoint: SocketAddr) -> Option<(Upstream, Instant)> {
+    pub fn take(&self, endpoint: SocketAddr) -> Option<(Upstream<S>, Instant)> {
         let mut all = self.lock();
         let list = all.get_mut(&endpoint)?;
         while let Some((conn, since)) = list.pop() {
@@ -86,7 +102,7 @@ impl Parking {
     }
 
     /// Sweeps every `limit` until shutdown.
-    pub async fn sweep_until(self: Arc<Parking>, shutdown: ferry_runtime::Shutdown) {
+    pub async fn sweep_until(self: Arc<Parking<S>>, shutdown: ferry_runtime::Shutdown) {
         crate::connect::every(self.limit, shutdown, || self.sweep()).await;
     }
 
@@ -96,12 +112,12 @@ impl Parking {
     }
 }
 
-/// Whether an idle connection can carry a request: nothing to read on it (a close, or bytes
-/// nobody asked for, mean it cannot).
-pub fn still_open(conn: &Upstream) -> bool {
+/// Whether an idle connection can carry a request: nothing to read on its socket (a close, or
+/// bytes nobody asked for, mean it cannot: over TLS too, once an answer was read whole).
+pub fn still_open<S: Socket>(conn: &Upstream<S>) -> bool {
     let mut probe = [0u8; 1];
     matches!(
-        conn.io.get_ref().try_read(&mut probe),
+        conn.io.get_ref().socket().try_read(&mut probe),
         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock
     )
 }

@@ -96,18 +96,95 @@ pub fn request_head(
         id
     });
     field(out, b"Via", via.value(head.version).as_bytes());
-    if edit.framing.upgrade {
+    tail(out, edit.framing, te_trailers == Some(true));
+    out.extend_from_slice(b"\r\n");
+    request_id
+}
+
+/// Writes the request head a mesh sidecar sends on into `out` (cleared first): the client's
+/// head as it came, with `target` as its target, but for the hop-by-hop headers (as
+/// [`request_head`] drops them: `Content-Length` kept, `TE: trailers` and a WebSocket
+/// upgrade's fields put back, `Transfer-Encoding: chunked` for a chunked body) and the fields
+/// `dropped` says of; then `extra`, field lines of the sidecar's own (each ending in CRLF).
+/// No forwarding headers: a sidecar is not a proxy the client chose (Linkerd's and Istio's
+/// sidecars add none either), and the app reads the client's address from its connection.
+pub fn pass_request_head(
+    out: &mut Vec<u8>,
+    head: &RequestHead<'_>,
+    target: &[u8],
+    framing: &RequestFraming,
+    dropped: impl Fn(&[u8]) -> bool,
+    extra: &[u8],
+) {
+    out.clear();
+    let line: [&[u8]; 4] = [head.method.as_bytes(), b" ", target, b" HTTP/1.1\r\n"];
+    for part in line {
+        out.extend_from_slice(part);
+    }
+    let named = Named::of(head.fields);
+    let mut te_trailers: Option<bool> = None;
+    for f in head.fields.iter() {
+        let name = Name::of(f.name);
+        let hop = name != Name::ContentLength && named.names(f.name);
+        if name == Name::Te && te_trailers.is_none() {
+            te_trailers = Some(!hop && has_token(f.value, b"trailers"));
+        }
+        if hop || name.hop_by_hop() || (name == Name::Other && dropped(f.name)) {
+            continue;
+        }
+        field(out, f.name, f.value);
+    }
+    tail(out, framing, te_trailers == Some(true));
+    out.extend_from_slice(extra);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The hop-by-hop fields a request head gets back: a WebSocket upgrade's, `TE: trailers` when
+/// the client asked for trailers, and the chunked coding of a body passed on chunked.
+fn tail(out: &mut Vec<u8>, framing: &RequestFraming, te_trailers: bool) {
+    if framing.upgrade {
         field(out, b"Connection", b"upgrade");
         field(out, b"Upgrade", b"websocket");
     }
-    if te_trailers == Some(true) {
+    if te_trailers {
         field(out, b"TE", b"trailers");
     }
-    if edit.framing.body == Body::Chunked {
+    if framing.body == Body::Chunked {
         field(out, b"Transfer-Encoding", b"chunked");
     }
+}
+
+/// Writes an answer of the proxy's own into `out` (cleared first): the status, a Date, the
+/// text `body` (`text/plain`), a `Location`, and `Connection: close` when `close`; a HEAD
+/// request's answer without the body.
+pub fn own_answer(
+    out: &mut Vec<u8>,
+    status: http::StatusCode,
+    location: Option<&[u8]>,
+    body: &str,
+    close: bool,
+    head_only: bool,
+) {
+    use std::io::Write as _;
+    out.clear();
+    let reason = status.canonical_reason().unwrap_or("");
+    let _ = write!(out, "HTTP/1.1 {} {reason}\r\nDate: ", status.as_u16());
+    date(out);
     out.extend_from_slice(b"\r\n");
-    request_id
+    if !body.is_empty() {
+        out.extend_from_slice(b"Content-Type: text/plain; charset=utf-8\r\n");
+    }
+    let _ = write!(out, "Content-Length: {}\r\n", body.len());
+    if let Some(location) = location {
+        field(out, b"Location", location);
+    }
+    if close {
+        field(out, b"Connection", b"close");
+    }
+    out.extend_from_slice(b"\r\n");
+    if !head_only {
+        out.extend_from_slice(body.as_bytes());
+    }
 }
 
 /// Writes the response head sent to the client into `out` (cleared first): hop-by-hop

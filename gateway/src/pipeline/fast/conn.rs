@@ -9,10 +9,8 @@ use ferry_proxy::Failure;
 use ferry_proxy::h1::pool::{self, Parking, Upstream};
 use ferry_proxy::h1::quiet::Quiet;
 use ferry_proxy::h1::relay::Side;
-use ferry_proxy::h1::write;
 use ferry_proxy::h1::{Limits as HeadLimits, Malformed};
 use ferry_runtime::Shutdown;
-use http::{HeaderValue, StatusCode};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -138,40 +136,6 @@ impl<S: AsyncWrite + Unpin> Conn<S> {
                 false
             }
         }
-    }
-}
-
-/// Writes an answer of the gateway's own into `out`: the status, a Date, the text `body` (as
-/// `Failure::respond` makes it for hyper's path), a `Location`, and `Connection: close`.
-pub(super) fn own_answer(
-    out: &mut Vec<u8>,
-    status: StatusCode,
-    location: Option<&HeaderValue>,
-    body: &str,
-    close: bool,
-    head_only: bool,
-) {
-    use std::io::Write as _;
-    out.clear();
-    let reason = status.canonical_reason().unwrap_or("");
-    let _ = write!(out, "HTTP/1.1 {} {reason}\r\nDate: ", status.as_u16());
-    write::date(out);
-    out.extend_from_slice(b"\r\n");
-    if !body.is_empty() {
-        out.extend_from_slice(b"Content-Type: text/plain; charset=utf-8\r\n");
-    }
-    let _ = write!(out, "Content-Length: {}\r\n", body.len());
-    if let Some(location) = location {
-        out.extend_from_slice(b"Location: ");
-        out.extend_from_slice(location.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
-    if close {
-        out.extend_from_slice(b"Connection: close\r\n");
-    }
-    out.extend_from_slice(b"\r\n");
-    if !head_only {
-        out.extend_from_slice(body.as_bytes());
     }
 }
 

@@ -319,3 +319,101 @@ fn a_written_request_id_is_the_one_next_would_make() {
     let counter = |id: &str| u64::from_str_radix(&id[16..], 16).unwrap();
     assert_eq!(counter(written) + 1, counter(next));
 }
+
+/// The head a sidecar passes on for `client`, with `target`, dropping `x-mesh-*`.
+fn passed(client: &str, target: &str, extra: &str) -> String {
+    let mut parser = Parser::requests(Limits::default());
+    let head = parser.request(client.as_bytes()).unwrap().unwrap();
+    let framing = framing::request(&head).unwrap();
+    let mut out = Vec::new();
+    let mesh = |name: &[u8]| name.len() > 7 && name[..7].eq_ignore_ascii_case(b"x-mesh-");
+    pass_request_head(
+        &mut out,
+        &head,
+        target.as_bytes(),
+        &framing,
+        mesh,
+        extra.as_bytes(),
+    );
+    String::from_utf8(out).unwrap()
+}
+
+#[test]
+fn a_passed_head_keeps_the_clients_fields_in_order_without_hop_by_hop_ones() {
+    let out = passed(
+        "POST /a/./b?q=1 HTTP/1.1\r\nHost: api.shop\r\nX-Forwarded-For: 10.0.0.1\r\n\
+         Connection: keep-alive, x-hop\r\nX-Hop: 1\r\nKeep-Alive: timeout=5\r\n\
+         X-Mesh-Peer: forged\r\nTE: trailers, deflate\r\nProxy-Authorization: secret\r\n\
+         Content-Length: 3\r\nAccept: */*\r\n\r\n",
+        "/a/b?q=1",
+        "x-forwarded-client-cert: By=a;URI=b\r\n",
+    );
+    assert_eq!(
+        out,
+        "POST /a/b?q=1 HTTP/1.1\r\nHost: api.shop\r\nX-Forwarded-For: 10.0.0.1\r\n\
+         Content-Length: 3\r\nAccept: */*\r\nTE: trailers\r\n\
+         x-forwarded-client-cert: By=a;URI=b\r\n\r\n"
+    );
+}
+
+#[test]
+fn a_passed_head_keeps_its_framing_and_a_websocket_upgrade() {
+    let out = passed(
+        "GET /ws HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Key: k\r\n\r\n",
+        "/ws",
+        "",
+    );
+    assert_eq!(
+        out,
+        "GET /ws HTTP/1.1\r\nHost: h\r\nSec-WebSocket-Key: k\r\nConnection: upgrade\r\n\
+         Upgrade: websocket\r\n\r\n"
+    );
+    let out = passed(
+        "PUT /x HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n",
+        "/x",
+        "",
+    );
+    assert_eq!(
+        out,
+        "PUT /x HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+    );
+}
+
+#[test]
+fn an_own_answer_has_a_date_its_length_and_no_body_for_head() {
+    let mut out = Vec::new();
+    own_answer(
+        &mut out,
+        http::StatusCode::FORBIDDEN,
+        None,
+        "denied\n",
+        true,
+        false,
+    );
+    let text = String::from_utf8(out.clone()).unwrap();
+    assert!(
+        text.starts_with("HTTP/1.1 403 Forbidden\r\nDate: "),
+        "{text}"
+    );
+    assert!(
+        text.ends_with(
+            "\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 7\r\n\
+             Connection: close\r\n\r\ndenied\n"
+        ),
+        "{text}"
+    );
+    own_answer(
+        &mut out,
+        http::StatusCode::PERMANENT_REDIRECT,
+        Some(b"https://h/"),
+        "",
+        false,
+        true,
+    );
+    let text = String::from_utf8(out).unwrap();
+    assert!(
+        text.ends_with("\r\nContent-Length: 0\r\nLocation: https://h/\r\n\r\n"),
+        "{text}"
+    );
+}
