@@ -17,10 +17,13 @@
 //!   holds credentials.
 //! - [`probe`]: the app's probes, run for the kubelet at `/app-health/` on the admin port.
 //! - [`metrics`]: the golden signals, `ferry_sidecar_*`.
+//! - `fast`: HTTP/1.1 on the codec the gateway forwards with (`ferry_proxy::h1`), for both
+//!   sides; hyper serves HTTP/2 and what it hands over.
 
 pub mod authorize;
 pub mod detect;
 pub mod discover;
+mod fast;
 pub mod inbound;
 pub mod listen;
 pub mod metrics;

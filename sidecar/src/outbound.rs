@@ -15,6 +15,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use ferry_proxy::h1::pool::Parking;
 use ferry_proxy::health::AttemptOutcome;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
@@ -27,6 +28,10 @@ use crate::metrics::{Direction, Metrics};
 use crate::tls::MeshTls;
 use crate::upstream::{Connector, Identities};
 use crate::{Error, socket};
+
+/// How long an idle connection to an endpoint is kept for another request (hyper's pool's
+/// default, which the HTTP/2 path keeps).
+const POOL_IDLE: Duration = Duration::from_secs(90);
 
 /// How the outbound side runs.
 #[derive(Clone, Debug)]
@@ -63,6 +68,8 @@ pub struct Shared {
     metrics: Arc<Metrics>,
     connector: Connector,
     clients: crate::upstream::Clients,
+    /// Idle endpoint connections of the fast path, for the app's next connections.
+    parking: Arc<Parking<crate::upstream::Conn>>,
 }
 
 /// The bound outbound listener.
@@ -88,12 +95,15 @@ impl Listener<Shared> {
         };
         let clients = crate::upstream::Clients::new(&connector);
         let addr = config.addr;
+        let parking = Arc::new(Parking::new(POOL_IDLE));
+        http::sweep(&parking);
         let shared = Shared {
             config,
             discover,
             metrics,
             connector,
             clients,
+            parking,
         };
         Listener::bind("outbound", addr, shared).await
     }

@@ -600,3 +600,5 @@ where
     }
     out
 }
+
+mod fast;

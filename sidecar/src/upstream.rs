@@ -188,6 +188,15 @@ pub enum Conn {
     Mesh(Box<TlsStream<TcpStream>>),
 }
 
+impl ferry_proxy::h1::pool::Socket for Conn {
+    fn socket(&self) -> &TcpStream {
+        match self {
+            Conn::Plain(s) => s,
+            Conn::Mesh(s) => s.get_ref().0,
+        }
+    }
+}
+
 impl Connection for Conn {
     fn connected(&self) -> Connected {
         Connected::new()

@@ -8,6 +8,9 @@
 //! same reason). `x-forwarded-for` and `forwarded` are passed as the client sent them and
 //! nothing is added, as Istio's and Linkerd's inbound sidecars do (Envoy's
 //! `use_remote_address: false`): the app reads the client's address from its connection.
+//!
+//! HTTP/1.1 is served on the fast path ([`fast`], over `ferry_proxy::h1`), HTTP/2 and what
+//! the fast path hands over (HTTP/1.0) by hyper here.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -29,6 +32,8 @@ use super::Shared;
 use crate::detect::Detected;
 use crate::metrics::HttpMetrics;
 
+mod fast;
+
 /// Envoy's header for the client's certificate identity.
 pub const XFCC: &str = "x-forwarded-client-cert";
 /// Header name prefixes that only sidecars may set: dropped from what clients send.
@@ -49,6 +54,8 @@ struct Conn {
     app: SocketAddr,
     /// The pools to it: this connection's own when it comes from the client's address.
     clients: crate::upstream::Clients,
+    /// How the fast path opens its connection to it.
+    connector: crate::upstream::Connector,
 }
 
 pub(super) async fn serve<I>(
@@ -86,7 +93,22 @@ pub(super) async fn serve<I>(
         port: app.addr.port(),
         app: app.addr,
         clients,
+        connector: app.connector,
     });
+    if h2 {
+        return hyper_serve(conn, io, client).await;
+    }
+    if let Some(rest) = fast::serve(&conn, io).await {
+        hyper_serve(conn, rest, client).await;
+    }
+}
+
+/// Serves the connection on hyper's path: HTTP/2, and what the fast path hands over.
+async fn hyper_serve<I>(conn: Arc<Conn>, io: I, client: SocketAddr)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let h2 = conn.h2;
     let svc = service_fn(move |req| {
         let conn = conn.clone();
         async move { Ok::<_, Infallible>(handle(&conn, req).await) }

@@ -7,6 +7,9 @@
 //!
 //! The steps of one request: `pick_endpoint` → `upstream_request` → `finish` (the balancer
 //! learns the latency and the outcome, passive health with it) → retry or answer.
+//!
+//! HTTP/1.1 takes the same steps on the fast path ([`fast`], over `ferry_proxy::h1`); hyper
+//! serves HTTP/2 and what the fast path hands over (HTTP/1.0) here.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -30,6 +33,9 @@ use crate::detect::Detected;
 use crate::discover::Answer;
 use crate::metrics::Direction;
 
+mod fast;
+pub(super) use fast::sweep;
+
 struct Conn {
     shared: Arc<Shared>,
     answers: watch::Receiver<Answer>,
@@ -51,6 +57,20 @@ pub(super) async fn serve<I>(
         answers,
         h2,
     });
+    if h2 {
+        return hyper_serve(conn, io, client).await;
+    }
+    if let Some(rest) = fast::serve(&conn, io).await {
+        hyper_serve(conn, rest, client).await;
+    }
+}
+
+/// Serves the connection on hyper's path: HTTP/2, and what the fast path hands over.
+async fn hyper_serve<I>(conn: Arc<Conn>, io: I, client: SocketAddr)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let h2 = conn.h2;
     let svc = service_fn(move |req| {
         let conn = conn.clone();
         async move { Ok::<_, Infallible>(handle(&conn, req).await) }
@@ -222,16 +242,8 @@ async fn send(
 
 /// The answer when the last attempt failed with `outcome`.
 fn failed(outcome: AttemptOutcome) -> Response<ProxyBody> {
-    match outcome {
-        AttemptOutcome::Timeout => status(
-            StatusCode::GATEWAY_TIMEOUT,
-            "the endpoint did not answer in time\n",
-        ),
-        _ => status(
-            StatusCode::BAD_GATEWAY,
-            "the endpoint could not be reached\n",
-        ),
-    }
+    let (code, text) = fast::failed(outcome);
+    status(code, text)
 }
 
 fn status(code: StatusCode, text: &'static str) -> Response<ProxyBody> {

@@ -1,0 +1,310 @@
+//! Outbound HTTP/1.1 on the fast path ([`crate::fast`]): each request of the app's connection
+//! balanced on its own over the destination's endpoints, sent over a connection to the chosen
+//! endpoint (mTLS expecting its identity, or plaintext to one without) that this connection
+//! keeps (a few, by endpoint) and, when it closes, parks for the next of the app's
+//! connections; tried again on another endpoint when that is safe and the retry budget allows.
+//! The steps are hyper's path's ([`super::handle`]): the same answers, the same metrics.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use ferry_proxy::h1::framing::{self, Body};
+use ferry_proxy::h1::pool::{Parking, Upstream, still_open};
+use ferry_proxy::h1::quiet::Quiet;
+use ferry_proxy::h1::relay::Side;
+use ferry_proxy::h1::rewind::Rewind;
+use ferry_proxy::h1::write::pass_request_head;
+use ferry_proxy::h1::{Limits, RequestHead};
+use ferry_proxy::health::AttemptOutcome;
+use ferry_proxy::upstream::MAX_ATTEMPTS;
+use http::StatusCode;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::super::service_of;
+use super::Conn;
+use crate::fast::{self, Next, Read};
+use crate::metrics::Direction;
+use crate::upstream;
+
+/// The endpoint connections one app connection keeps at most: requests balanced over a few
+/// endpoints find theirs without the shared pool; past it, the longest idle is parked.
+const MAX_KEPT: usize = 4;
+
+type Endpoint = Upstream<upstream::Conn>;
+
+/// One app connection's state on the fast path.
+struct Client<I> {
+    conn: fast::Conn<I>,
+    /// Idle endpoint connections: the endpoint, the connection, when its last answer ended.
+    kept: Vec<(SocketAddr, Endpoint, Instant)>,
+}
+
+/// Serves the app connection's HTTP/1.1 requests until it ends; returns it, with the bytes
+/// read, when hyper's path is to serve the rest.
+pub(super) async fn serve<I>(conn: &Conn, io: I) -> Option<Rewind<I>>
+where
+    I: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut client = Client {
+        conn: fast::Conn::new(io),
+        kept: Vec::with_capacity(MAX_KEPT),
+    };
+    let handoff = loop {
+        match client.conn.next().await {
+            Read::Request => {}
+            Read::Handoff => break true,
+            Read::Ended => break false,
+        }
+        if request(conn, &mut client).await == Next::Close {
+            break false;
+        }
+    };
+    let parking = &conn.shared.parking;
+    for (endpoint, up, since) in client.kept.drain(..) {
+        parking.put(endpoint, up, since);
+    }
+    if handoff {
+        return Some(client.conn.into_rewind());
+    }
+    client.conn.close().await;
+    None
+}
+
+/// A request to send, its head written.
+struct Request {
+    head_len: usize,
+    framing: framing::RequestFraming,
+    head_only: bool,
+    idempotent: bool,
+}
+
+/// One request, its head buffered whole.
+async fn request<I>(conn: &Conn, client: &mut Client<I>) -> Next
+where
+    I: AsyncRead + AsyncWrite + Unpin,
+{
+    let start = Instant::now();
+    let metrics = &conn.shared.metrics;
+    let decided = match client.conn.client.request() {
+        Ok(head) => decide(&head, &mut client.conn.request_head),
+        Err(_) => return Next::Close,
+    };
+    let request = match decided {
+        Ok(request) => request,
+        Err((m, head_only)) => {
+            client.conn.refuse(m, head_only).await;
+            return Next::Close;
+        }
+    };
+    client.conn.client.consume(request.head_len);
+    let Request {
+        framing,
+        head_only,
+        idempotent,
+        ..
+    } = request;
+    let replayable = framing.body == Body::Empty;
+    // After an answer of the sidecar's own the connection closes when the app asked for it or
+    // its body is not read whole.
+    let close = !replayable || !framing.keep_alive;
+    let Some(service) = service_of(&conn.answers) else {
+        metrics.outbound_http(None, None).observe(Some(503), 0.0);
+        let text = "the destination is no longer a Service\n";
+        return client
+            .conn
+            .answer(StatusCode::SERVICE_UNAVAILABLE, text, close, head_only)
+            .await;
+    };
+    let budget = service.balancer.retry_budget();
+    budget.deposit(Instant::now());
+    let unspecified = SocketAddr::from(([0, 0, 0, 0], 0));
+    let mut tried = [unspecified; MAX_ATTEMPTS];
+    let mut attempts = 0;
+    let mut last: Option<AttemptOutcome> = None;
+    // A request without a body on a reused connection the endpoint closed (as keep-alives
+    // end) goes once more on a new one, without counting against the endpoint.
+    let mut stale_retry = replayable && idempotent;
+    let may_retry = |outcome: AttemptOutcome, attempts: usize| {
+        replayable
+            && outcome.retry_safe(idempotent)
+            && attempts < MAX_ATTEMPTS
+            && budget.try_withdraw(Instant::now())
+    };
+    loop {
+        let Some(pick) = service
+            .balancer
+            .pick(None, &tried[..attempts], Instant::now())
+        else {
+            metrics
+                .outbound_http(None, Some(&service.name))
+                .observe(None, start.elapsed().as_secs_f64());
+            let (status, text) = match last {
+                Some(outcome) => failed(outcome),
+                None => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the Service has no endpoints\n",
+                ),
+            };
+            return client.conn.answer(status, text, close, head_only).await;
+        };
+        let addr = pick.addr();
+        let expected = conn.shared.connector.identities.get(&addr);
+        if expected.is_none() {
+            metrics.plaintext(Direction::Outbound, "unmeshed_endpoint");
+        }
+        let peer = expected.as_ref().map(ToString::to_string);
+        let observe = |status: Option<u16>| {
+            metrics
+                .outbound_http(peer.as_deref(), Some(&service.name))
+                .observe(status, start.elapsed().as_secs_f64());
+        };
+        let (mut up, reused) = match client.take(addr, &conn.shared.parking) {
+            Some(up) => (up, true),
+            None => match conn.shared.connector.open(addr, expected.as_ref()).await {
+                Ok(opened) => (Side::upstream(Quiet::new(opened), Limits::default()), false),
+                Err(e) => {
+                    tracing::info!(endpoint = %addr, service = %service.name, error = %e, "connect failed");
+                    pick.finish(AttemptOutcome::ConnectError, Instant::now());
+                    tried[attempts] = addr;
+                    attempts += 1;
+                    last = Some(AttemptOutcome::ConnectError);
+                    if may_retry(AttemptOutcome::ConnectError, attempts) {
+                        continue;
+                    }
+                    observe(None);
+                    let (status, text) = failed(AttemptOutcome::ConnectError);
+                    return client.conn.answer(status, text, close, head_only).await;
+                }
+            },
+        };
+        // From the request going out to its answer's head, as hyper's path's timeout; the
+        // body then takes what it takes.
+        up.io
+            .set_read_limit(Some(conn.shared.config.response_timeout));
+        match client.conn.exchange(&mut up, &framing, head_only).await {
+            Ok(begun) => {
+                let status = begun.status();
+                pick.finish(AttemptOutcome::from_status(status), Instant::now());
+                observe(Some(status));
+                up.io.set_read_limit(None);
+                let (next, reusable) = client.conn.finish(&mut up, begun).await;
+                if reusable {
+                    client.keep(addr, up, &conn.shared.parking);
+                }
+                return next;
+            }
+            Err(failure) if reused && stale_retry && failure.stale() => {
+                stale_retry = false;
+                drop(pick);
+            }
+            Err(failure) if failure.clients() => {
+                // Nothing counts against the endpoint; what went upstream is cut off.
+                drop(pick);
+                observe(None);
+                tracing::debug!(error = %failure.error, "the app's request broke off");
+                return Next::Close;
+            }
+            Err(failure) => {
+                let outcome = if failure.error.timed_out() {
+                    AttemptOutcome::Timeout
+                } else {
+                    AttemptOutcome::Reset
+                };
+                tracing::info!(endpoint = %addr, service = %service.name, error = %failure.error, "attempt failed");
+                pick.finish(outcome, Instant::now());
+                tried[attempts] = addr;
+                attempts += 1;
+                last = Some(outcome);
+                if !failure.answered && may_retry(outcome, attempts) {
+                    continue;
+                }
+                observe(None);
+                let (status, text) = failed(outcome);
+                let close = close || !failure.whole;
+                return client.conn.answer(status, text, close, head_only).await;
+            }
+        }
+    }
+}
+
+impl<I> Client<I> {
+    /// A connection to `endpoint` that can carry a request: one this connection keeps, else a
+    /// parked one.
+    fn take(
+        &mut self,
+        endpoint: SocketAddr,
+        parking: &Parking<upstream::Conn>,
+    ) -> Option<Endpoint> {
+        if let Some(i) = self.kept.iter().position(|(at, ..)| *at == endpoint) {
+            let (_, up, since) = self.kept.swap_remove(i);
+            if since.elapsed() < parking.limit() && still_open(&up) {
+                return Some(up);
+            }
+        }
+        parking.take(endpoint).map(|(up, _)| up)
+    }
+
+    /// Keeps `up`, idle from now, for the next requests to `endpoint`.
+    fn keep(&mut self, endpoint: SocketAddr, up: Endpoint, parking: &Parking<upstream::Conn>) {
+        if self.kept.len() == MAX_KEPT
+            && let Some(oldest) = (0..self.kept.len()).min_by_key(|&i| self.kept[i].2)
+        {
+            let (at, conn, since) = self.kept.swap_remove(oldest);
+            parking.put(at, conn, since);
+        }
+        self.kept.push((endpoint, up, Instant::now()));
+    }
+}
+
+/// The request's framing and its head as the endpoint gets it (hop-by-hop headers out), or
+/// why it is refused and whether it was a HEAD.
+fn decide(
+    head: &RequestHead<'_>,
+    out: &mut Vec<u8>,
+) -> Result<Request, (ferry_proxy::h1::Malformed, bool)> {
+    let head_only = head.method == "HEAD";
+    let framing = framing::request(head).map_err(|m| (m, head_only))?;
+    // A fragment is not the server's (RFC 9110 section 4.2.5).
+    let target = head.target.split_once('#').map_or(head.target, |(t, _)| t);
+    pass_request_head(out, head, target.as_bytes(), &framing, |_| false, b"");
+    Ok(Request {
+        head_len: head.len,
+        framing,
+        head_only,
+        idempotent: matches!(
+            head.method,
+            "GET" | "HEAD" | "OPTIONS" | "PUT" | "DELETE" | "TRACE"
+        ),
+    })
+}
+
+/// The answer when the last attempt failed with `outcome`.
+pub(super) fn failed(outcome: AttemptOutcome) -> (StatusCode, &'static str) {
+    match outcome {
+        AttemptOutcome::Timeout => (
+            StatusCode::GATEWAY_TIMEOUT,
+            "the endpoint did not answer in time\n",
+        ),
+        _ => (
+            StatusCode::BAD_GATEWAY,
+            "the endpoint could not be reached\n",
+        ),
+    }
+}
+
+/// The sweep of the outbound side's parked connections: every idle limit while the side
+/// lives.
+pub(in crate::outbound) fn sweep(parking: &Arc<Parking<upstream::Conn>>) {
+    let weak = Arc::downgrade(parking);
+    let period = parking.limit();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(period).await;
+            match weak.upgrade() {
+                Some(parking) => parking.sweep(),
+                None => return,
+            }
+        }
+    });
+}
