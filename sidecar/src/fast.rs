@@ -6,9 +6,10 @@
 //! tunnel. What each side does with a request (authorization and the app's connection inbound,
 //! a balanced endpoint over mTLS outbound) is in `inbound::fast` and `outbound::fast`.
 //!
-//! HTTP/1.1 requests in origin form are served here; the first other request (HTTP/1.0, whose
-//! answers cannot be chunked, or an absolute-form target) is handed, with the connection and
-//! the bytes read, to hyper's path, which serves the rest of it.
+//! HTTP/1.1 requests in origin form are served here ([`served`]); the first other request
+//! (HTTP/1.0, whose answers cannot be chunked, or an absolute-form target) is handed, with the
+//! connection and the bytes read, to hyper's path, which serves the rest of it
+//! ([`Next::Handoff`]).
 //!
 //! Limits: a head of up to 64 KiB (Envoy's default, and so Istio's sidecar's), the target
 //! included; the framing rules of RFC 9112 as the gateway keeps them (bare LF, obs-fold, NUL,
@@ -22,7 +23,7 @@ use ferry_proxy::h1::quiet::Quiet;
 use ferry_proxy::h1::relay::{self, Answered, Asked, Error as RelayError, Peer, Progress, Side};
 use ferry_proxy::h1::rewind::Rewind;
 use ferry_proxy::h1::write::own_answer;
-use ferry_proxy::h1::{Limits, Malformed};
+use ferry_proxy::h1::{Limits, Malformed, RequestHead};
 use http::{StatusCode, Version};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
@@ -43,22 +44,18 @@ pub(crate) struct Conn<S> {
     pub answer_head: Vec<u8>,
 }
 
-/// What came next on a client connection.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Read {
-    /// An HTTP/1.1 request in origin form, its head buffered whole: served here.
-    Request,
-    /// Another request: hyper's path serves it and the rest of the connection.
-    Handoff,
-    /// The connection ended: closed, broken, or a malformed head refused.
-    Ended,
-}
-
 /// What the connection does after a request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Next {
     KeepAlive,
     Close,
+    /// hyper's path serves this request (its head still buffered) and the connection.
+    Handoff,
+}
+
+/// Whether the fast path serves a request with this head: HTTP/1.1 in origin form.
+pub(crate) fn served(head: &RequestHead<'_>) -> bool {
+    head.version == Version::HTTP_11 && head.target.starts_with('/')
 }
 
 /// An exchange whose answer reached the client, at least its head.
@@ -141,27 +138,21 @@ impl<S> Conn<S> {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
-    /// Waits for the next request's head. A malformed one is answered with its status and
-    /// the connection ends.
-    pub(crate) async fn next(&mut self) -> Read {
-        let refused = match self.client.read_head().await {
-            Ok(Some(_)) => match self.client.request() {
-                Ok(head) if head.version == Version::HTTP_11 && head.target.starts_with('/') => {
-                    return Read::Request;
-                }
-                Ok(_) => return Read::Handoff,
-                Err(RelayError::Malformed(_, m)) => m,
-                Err(_) => return Read::Ended,
-            },
-            Ok(None) => return Read::Ended,
-            Err(RelayError::Malformed(_, m)) => m,
+    /// Waits for the next request's head: whether one is buffered whole. A malformed one is
+    /// answered with its status, and the connection ends.
+    pub(crate) async fn next(&mut self) -> bool {
+        match self.client.read_head().await {
+            Ok(Some(_)) => true,
+            Ok(None) => false,
+            Err(RelayError::Malformed(_, m)) => {
+                self.refuse(m, false).await;
+                false
+            }
             Err(e) => {
                 tracing::debug!(error = %e, "client connection ended");
-                return Read::Ended;
+                false
             }
-        };
-        self.refuse(refused, false).await;
-        Read::Ended
+        }
     }
 
     /// Answers a request that breaks HTTP/1's rules; the connection closes after it.

@@ -9,7 +9,7 @@ use std::time::Instant;
 use ferry_proxy::h1::framing::{self, Body, RequestFraming};
 use ferry_proxy::h1::pool::{Upstream, still_open};
 use ferry_proxy::h1::quiet::Quiet;
-use ferry_proxy::h1::relay::Side;
+use ferry_proxy::h1::relay::{Error as RelayError, Side};
 use ferry_proxy::h1::rewind::Rewind;
 use ferry_proxy::h1::write::pass_request_head;
 use ferry_proxy::h1::{Limits, Malformed, RequestHead};
@@ -17,7 +17,7 @@ use http::{Method, StatusCode};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::{Conn, MESH_PREFIXES, XFCC};
-use crate::fast::{self, Next, Read};
+use crate::fast::{self, Next};
 use crate::upstream;
 
 /// What the steps before the app decided.
@@ -46,14 +46,11 @@ where
     let xfcc = conn.xfcc.as_ref().map_or_else(Vec::new, |value| {
         [XFCC.as_bytes(), b": ", value.as_bytes(), b"\r\n"].concat()
     });
-    loop {
-        match client.next().await {
-            Read::Request => {}
-            Read::Handoff => return Some(client.into_rewind()),
-            Read::Ended => break,
-        }
-        if request(conn, &mut client, &mut app, &xfcc).await == Next::Close {
-            break;
+    while client.next().await {
+        match request(conn, &mut client, &mut app, &xfcc).await {
+            Next::KeepAlive => {}
+            Next::Close => break,
+            Next::Handoff => return Some(client.into_rewind()),
         }
     }
     client.close().await;
@@ -72,7 +69,9 @@ where
 {
     let start = Instant::now();
     let decided = match client.client.request() {
+        Ok(head) if !fast::served(&head) => return Next::Handoff,
         Ok(head) => decide(conn, &head, &mut client.request_head, xfcc),
+        Err(RelayError::Malformed(_, m)) => Decided::Malformed(m, false),
         Err(_) => return Next::Close,
     };
     let observe = |status: Option<u16>| conn.metrics.observe(status, start.elapsed().as_secs_f64());

@@ -12,7 +12,7 @@ use std::time::Instant;
 use ferry_proxy::h1::framing::{self, Body};
 use ferry_proxy::h1::pool::{Parking, Upstream, still_open};
 use ferry_proxy::h1::quiet::Quiet;
-use ferry_proxy::h1::relay::Side;
+use ferry_proxy::h1::relay::{Error as RelayError, Side};
 use ferry_proxy::h1::rewind::Rewind;
 use ferry_proxy::h1::write::pass_request_head;
 use ferry_proxy::h1::{Limits, RequestHead};
@@ -23,8 +23,9 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::super::service_of;
 use super::Conn;
-use crate::fast::{self, Next, Read};
-use crate::metrics::Direction;
+use crate::discover::Service;
+use crate::fast::{self, Next};
+use crate::metrics::{Direction, HttpMetrics};
 use crate::upstream;
 
 /// The endpoint connections one app connection keeps at most: requests balanced over a few
@@ -38,6 +39,11 @@ struct Client<I> {
     conn: fast::Conn<I>,
     /// Idle endpoint connections: the endpoint, the connection, when its last answer ended.
     kept: Vec<(SocketAddr, Endpoint, Instant)>,
+    /// The destination answer the metric handles below were resolved under.
+    resolved_for: Option<Arc<Service>>,
+    /// Per endpoint: whether it is meshed, and its request metrics (peer and route labels),
+    /// resolved at its first request under the answer (at most [`MAX_KEPT`]).
+    resolved: Vec<(SocketAddr, bool, Arc<HttpMetrics>)>,
 }
 
 /// Serves the app connection's HTTP/1.1 requests until it ends; returns it, with the bytes
@@ -49,17 +55,20 @@ where
     let mut client = Client {
         conn: fast::Conn::new(io),
         kept: Vec::with_capacity(MAX_KEPT),
+        resolved_for: None,
+        resolved: Vec::with_capacity(MAX_KEPT),
     };
-    let handoff = loop {
-        match client.conn.next().await {
-            Read::Request => {}
-            Read::Handoff => break true,
-            Read::Ended => break false,
+    let mut handoff = false;
+    while client.conn.next().await {
+        match request(conn, &mut client).await {
+            Next::KeepAlive => {}
+            Next::Close => break,
+            Next::Handoff => {
+                handoff = true;
+                break;
+            }
         }
-        if request(conn, &mut client).await == Next::Close {
-            break false;
-        }
-    };
+    }
     let parking = &conn.shared.parking;
     for (endpoint, up, since) in client.kept.drain(..) {
         parking.put(endpoint, up, since);
@@ -87,7 +96,9 @@ where
     let start = Instant::now();
     let metrics = &conn.shared.metrics;
     let decided = match client.conn.client.request() {
+        Ok(head) if !fast::served(&head) => return Next::Handoff,
         Ok(head) => decide(&head, &mut client.conn.request_head),
+        Err(RelayError::Malformed(_, m)) => Err((m, false)),
         Err(_) => return Next::Close,
     };
     let request = match decided {
@@ -149,19 +160,14 @@ where
             return client.conn.answer(status, text, close, head_only).await;
         };
         let addr = pick.addr();
-        let expected = conn.shared.connector.identities.get(&addr);
-        if expected.is_none() {
+        let (meshed, handles) = client.resolve(conn, &service, addr);
+        if !meshed {
             metrics.plaintext(Direction::Outbound, "unmeshed_endpoint");
         }
-        let peer = expected.as_ref().map(ToString::to_string);
-        let observe = |status: Option<u16>| {
-            metrics
-                .outbound_http(peer.as_deref(), Some(&service.name))
-                .observe(status, start.elapsed().as_secs_f64());
-        };
+        let observe = |status: Option<u16>| handles.observe(status, start.elapsed().as_secs_f64());
         let (mut up, reused) = match client.take(addr, &conn.shared.parking) {
             Some(up) => (up, true),
-            None => match conn.shared.connector.open(addr, expected.as_ref()).await {
+            None => match open(conn, addr).await {
                 Ok(opened) => (Side::upstream(Quiet::new(opened), Limits::default()), false),
                 Err(e) => {
                     tracing::info!(endpoint = %addr, service = %service.name, error = %e, "connect failed");
@@ -178,16 +184,19 @@ where
                 }
             },
         };
-        // From the request going out to its answer's head, as hyper's path's timeout; the
-        // body then takes what it takes.
-        up.io
-            .set_read_limit(Some(conn.shared.config.response_timeout));
+        // From the request going out to its answer's head, as hyper's path's timeout (an
+        // endpoint that stops taking the request's body included); the answer's body then
+        // takes what it takes.
+        let timeout = Some(conn.shared.config.response_timeout);
+        up.io.set_read_limit(timeout);
+        up.io.set_write_limit(timeout);
         match client.conn.exchange(&mut up, &framing, head_only).await {
             Ok(begun) => {
                 let status = begun.status();
                 pick.finish(AttemptOutcome::from_status(status), Instant::now());
                 observe(Some(status));
                 up.io.set_read_limit(None);
+                up.io.set_write_limit(None);
                 let (next, reusable) = client.conn.finish(&mut up, begun).await;
                 if reusable {
                     client.keep(addr, up, &conn.shared.parking);
@@ -228,7 +237,47 @@ where
     }
 }
 
+/// A new connection to `addr`: mTLS expecting the identity the destinations give it, else
+/// plaintext.
+async fn open(conn: &Conn, addr: SocketAddr) -> std::io::Result<upstream::Conn> {
+    let expected = conn.shared.connector.identities.get(&addr);
+    conn.shared.connector.open(addr, expected.as_ref()).await
+}
+
 impl<I> Client<I> {
+    /// Whether `addr` is meshed, and the metrics of requests to it under `service`: resolved
+    /// once per endpoint and destination answer (a new answer may change identities).
+    fn resolve(
+        &mut self,
+        conn: &Conn,
+        service: &Arc<Service>,
+        addr: SocketAddr,
+    ) -> (bool, Arc<HttpMetrics>) {
+        if !self
+            .resolved_for
+            .as_ref()
+            .is_some_and(|known| Arc::ptr_eq(known, service))
+        {
+            self.resolved.clear();
+            self.resolved_for = Some(service.clone());
+        }
+        if let Some((_, meshed, handles)) = self.resolved.iter().find(|(at, ..)| *at == addr) {
+            return (*meshed, handles.clone());
+        }
+        let expected = conn.shared.connector.identities.get(&addr);
+        let peer = expected.as_ref().map(ToString::to_string);
+        let handles = conn
+            .shared
+            .metrics
+            .outbound_http(peer.as_deref(), Some(&service.name));
+        if self.resolved.len() == MAX_KEPT {
+            self.resolved.remove(0);
+        }
+        self.resolved
+            .push((addr, expected.is_some(), handles.clone()));
+        (expected.is_some(), handles)
+    }
+
     /// A connection to `endpoint` that can carry a request: one this connection keeps, else a
     /// parked one.
     fn take(
