@@ -1,0 +1,197 @@
+//! Allocations per request through both sides of the sidecar on the HTTP/1 fast path (issue
+//! 18: the goal is none): an app's keep-alive requests over loopback TCP to the outbound side,
+//! balanced onto an endpoint that is the inbound side (plaintext: an unmeshed endpoint, and a
+//! permissive inbound side), authorized there and passed to the app, answered, counted in both
+//! sides' metrics; all in one current-thread runtime, counted by dhat's allocator in a binary of
+//! its own. mTLS is left out: its records are rustls's, and the steps counted here are ours.
+//!
+//! `cargo test -p ferry-sidecar --test h1_alloc` prints the figures and fails on any
+//! allocation per request once the connection is warm. No libtest harness (`harness =
+//! false`): the harness's own thread allocates now and then, and dhat counts every thread.
+
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use ferry_model::proto::{self, destination_update::Update};
+use ferry_proxy::BalancerConfig;
+use ferry_sidecar::discover::{Answer, Discover, compile};
+use ferry_sidecar::upstream::Identities;
+use ferry_sidecar::{
+    AllowAll, Inbound, InboundConfig, MeshTls, Metrics, MtlsMode, Outbound, OutboundConfig,
+};
+use prometheus_client::registry::Registry;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+#[global_allocator]
+static ALLOC: dhat::Alloc = dhat::Alloc;
+
+/// The Service address the app dials (the outbound side's target: nothing is intercepted).
+const SERVICE: &str = "10.96.0.10:80";
+
+const REQUEST: &[u8] = b"GET /api/v1/orders?x=1 HTTP/1.1\r\n\
+Host: web.shop.svc.cluster.local\r\n\
+User-Agent: Go-http-client/1.1\r\n\
+Accept: application/json\r\n\
+Accept-Encoding: gzip\r\n\
+X-Request-Id: 3f2a9c1e-8b7d-4a6f-9e21-5c0d7b3a1f42\r\n\r\n";
+
+const ANSWER: &[u8] =
+    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n{\"ok\":true}";
+
+/// One Service whose one endpoint is `endpoint`, without a sidecar.
+#[derive(Debug)]
+struct Fixed(HashMap<String, Answer>);
+
+impl Discover for Fixed {
+    fn get(&self, authority: &str) -> watch::Receiver<Answer> {
+        let answer = self.0.get(authority).cloned().unwrap();
+        watch::channel(answer).1
+    }
+}
+
+fn destination(endpoint: SocketAddr) -> Arc<Fixed> {
+    let std::net::IpAddr::V4(ip) = endpoint.ip() else {
+        unreachable!("loopback is IPv4 here")
+    };
+    let update = proto::DestinationUpdate {
+        version: 1,
+        update: Some(Update::Endpoints(proto::DestinationEndpoints {
+            port: 80,
+            endpoints: vec![proto::DestinationEndpoint {
+                address: ip.octets().to_vec(),
+                port: u32::from(endpoint.port()),
+                ready: true,
+                ..Default::default()
+            }],
+            ..Default::default()
+        })),
+    };
+    let answer = compile(&update, None, &BalancerConfig::default());
+    Arc::new(Fixed(HashMap::from([(SERVICE.to_owned(), answer)])))
+}
+
+/// Reads from `stream` into `buf` until `done` says the bytes so far are whole; no allocation.
+async fn read_until(stream: &mut TcpStream, buf: &mut [u8], done: impl Fn(&[u8]) -> bool) -> usize {
+    let mut len = 0;
+    while !done(&buf[..len]) {
+        let n = stream.read(&mut buf[len..]).await.unwrap();
+        assert!(n > 0, "closed mid-message after {len} bytes");
+        len += n;
+    }
+    len
+}
+
+/// An app that answers every request head on its connections with [`ANSWER`].
+async fn app() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 8192];
+                loop {
+                    let mut len = 0;
+                    while !buf[..len].ends_with(b"\r\n\r\n") {
+                        match stream.read(&mut buf[len..]).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => len += n,
+                        }
+                    }
+                    if stream.write_all(ANSWER).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+fn main() {
+    let _profiler = dhat::Profiler::builder().testing().build();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(both_sides_allocate_nothing_per_request_once_warm());
+    println!("test both_sides_allocate_nothing_per_request_once_warm ... ok");
+}
+
+async fn both_sides_allocate_nothing_per_request_once_warm() {
+    let app = app().await;
+    let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+    let (_credentials, watch) = watch::channel(None);
+    let tls = Arc::new(MeshTls::new(watch));
+    let metrics = Arc::new(Metrics::new(&mut Registry::default(), false));
+    let mut inbound = InboundConfig::new(loopback);
+    inbound.app_port = Some(app.port());
+    inbound.mode = MtlsMode::Permissive;
+    let inbound = Inbound::build(inbound, tls.clone(), Arc::new(AllowAll), metrics.clone())
+        .await
+        .unwrap();
+    let endpoint = inbound.local_addr().unwrap();
+    let mut outbound = OutboundConfig::new(loopback);
+    outbound.target = Some(SERVICE.parse().unwrap());
+    let outbound = Outbound::build(
+        outbound,
+        tls,
+        destination(endpoint),
+        Arc::new(Identities::default()),
+        metrics,
+    )
+    .await
+    .unwrap();
+    let addr = outbound.local_addr().unwrap();
+    let (trigger, shutdown) = ferry_runtime::shutdown::channel();
+    let sides = [
+        tokio::spawn(inbound.run(shutdown.clone())),
+        tokio::spawn(outbound.run(shutdown)),
+    ];
+
+    let mut client = TcpStream::connect(addr).await.unwrap();
+    let mut buf = [0u8; 8192];
+    let whole = |b: &[u8]| b.ends_with(b"{\"ok\":true}");
+    let mut exchange = async || {
+        client.write_all(REQUEST).await.unwrap();
+        let len = read_until(&mut client, &mut buf, whole).await;
+        assert!(buf.starts_with(b"HTTP/1.1 200 OK\r\n"), "{:?}", &buf[..len]);
+        len
+    };
+    let cold = dhat::HeapStats::get();
+    exchange().await;
+    let first = dhat::HeapStats::get();
+    for _ in 0..1_000 {
+        exchange().await;
+    }
+    let warm = dhat::HeapStats::get();
+    const N: u64 = 10_000;
+    let mut read = 0;
+    for _ in 0..N {
+        read += exchange().await;
+    }
+    let after = dhat::HeapStats::get();
+    let blocks = after.total_blocks - warm.total_blocks;
+    println!(
+        "first request: {} allocations ({} bytes); warm-up: {} allocations over 1,000; then {} \
+         allocations ({} bytes) over {N} requests ({read} bytes answered)",
+        first.total_blocks - cold.total_blocks,
+        first.total_bytes - cold.total_bytes,
+        warm.total_blocks - first.total_blocks,
+        blocks,
+        after.total_bytes - warm.total_bytes,
+    );
+    assert_eq!(
+        blocks, 0,
+        "allocations per request on the fast path, once warm"
+    );
+    drop(client);
+    drop(trigger);
+    for side in sides {
+        side.await.unwrap();
+    }
+}
