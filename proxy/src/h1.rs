@@ -89,6 +89,10 @@ pub enum Malformed {
     /// The connection ended inside a body whose end was known.
     #[error("the body broke off")]
     Truncated,
+    /// An HTTP/1.1 request without a Host, or with more than one (RFC 9112 section 3.2). The
+    /// framing does not check it: the gateway answers it with its own failures.
+    #[error("a request needs exactly one Host")]
+    Host,
     /// An upstream switched protocols without being asked to.
     #[error("a switch of protocols nobody asked for")]
     UnaskedSwitch,
@@ -114,7 +118,8 @@ impl Malformed {
             | Self::NotChunked
             | Self::CodingInHttp10
             | Self::BadChunk
-            | Self::Truncated => StatusCode::BAD_REQUEST,
+            | Self::Truncated
+            | Self::Host => StatusCode::BAD_REQUEST,
         }
     }
 }

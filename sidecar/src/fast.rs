@@ -17,15 +17,18 @@
 //! No timeouts on the client connection beyond hyper's path's (none): the app's connections
 //! are the app's to keep.
 
-use ferry_proxy::h1::framing::RequestFraming;
+use std::io;
+use std::time::Duration;
+
+use ferry_proxy::h1::framing::{self, Body, RequestFraming};
 use ferry_proxy::h1::pool::Upstream;
 use ferry_proxy::h1::quiet::Quiet;
-use ferry_proxy::h1::relay::{self, Answered, Asked, Error as RelayError, Peer, Progress, Side};
+use ferry_proxy::h1::relay::{self, Answered, Error as RelayError, Exchange, Peer, Progress, Side};
 use ferry_proxy::h1::rewind::Rewind;
 use ferry_proxy::h1::write::own_answer;
 use ferry_proxy::h1::{Limits, Malformed, RequestHead};
 use http::{StatusCode, Version};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 
 /// The longest head (start line, fields, empty line) and target taken: Envoy's 60 KiB
 /// default, rounded up as the gateway's.
@@ -33,6 +36,18 @@ pub(crate) const LIMITS: Limits = Limits {
     head_bytes: ferry_proxy::h1::head::MAX_HEAD,
     target: ferry_proxy::h1::head::MAX_HEAD,
 };
+
+/// The longest answer head taken from an app or an endpoint: hyper's client's default buffer
+/// (8 KiB and 100 fields of 4 KiB), as the sidecar took before its HTTP/1 was its own.
+pub(crate) const ANSWER_LIMITS: Limits = Limits {
+    head_bytes: 8 * 1024 + 100 * 4 * 1024,
+    target: 0,
+};
+
+/// A new connection to an app or an endpoint, for the fast path.
+pub(crate) fn upstream<U>(io: U) -> Upstream<U> {
+    Side::upstream(Quiet::new(io), ANSWER_LIMITS)
+}
 
 /// One client connection on the fast path and the buffers its requests reuse.
 #[derive(Debug)]
@@ -56,6 +71,77 @@ pub(crate) enum Next {
 /// Whether the fast path serves a request with this head: HTTP/1.1 in origin form.
 pub(crate) fn served(head: &RequestHead<'_>) -> bool {
     head.version == Version::HTTP_11 && head.target.starts_with('/')
+}
+
+/// What the steps of a request read of its head, once it is dealt with.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Request {
+    pub head_len: usize,
+    pub framing: RequestFraming,
+    pub head_only: bool,
+    pub idempotent: bool,
+}
+
+impl Request {
+    /// The request `head` frames, or why it is refused (and whether it was a HEAD): besides
+    /// the framing's rules, an HTTP/1.1 request carries exactly one Host (RFC 9112 section
+    /// 3.2: a server answers 400 otherwise, and an app may well).
+    pub(crate) fn of(head: &RequestHead<'_>) -> Result<Request, (Malformed, bool)> {
+        let head_only = head.method == "HEAD";
+        let framing = framing::request(head).map_err(|m| (m, head_only))?;
+        if head.fields.iter().filter(|f| f.is("host")).count() != 1 {
+            return Err((Malformed::Host, head_only));
+        }
+        Ok(Request {
+            head_len: head.len,
+            framing,
+            head_only,
+            idempotent: matches!(
+                head.method,
+                "GET" | "HEAD" | "OPTIONS" | "PUT" | "DELETE" | "TRACE"
+            ),
+        })
+    }
+
+    /// Without a body, so it can be sent again.
+    pub(crate) fn replayable(&self) -> bool {
+        self.framing.body == Body::Empty
+    }
+
+    /// Whether the client connection closes after an answer of the sidecar's own: when the
+    /// client asked for that, or its body was not read whole.
+    pub(crate) fn closes_after_own(&self) -> bool {
+        !self.replayable() || !self.framing.keep_alive
+    }
+}
+
+/// The request target without its fragment, which is not the server's (RFC 9110 section
+/// 4.2.5).
+pub(crate) fn target<'a>(head: &RequestHead<'a>) -> &'a str {
+    head.target.split_once('#').map_or(head.target, |(t, _)| t)
+}
+
+/// Serves a connection on hyper's path: HTTP/2 when `h2`, else HTTP/1 (what the fast path
+/// hands over).
+pub(crate) async fn hyper<I, S>(io: I, h2: bool, svc: S) -> Result<(), hyper::Error>
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::HttpService<hyper::body::Incoming> + Clone,
+    S::Future: Send + 'static,
+    S::ResBody: Send + 'static,
+    <S::ResBody as hyper::body::Body>::Data: Send,
+    <S::ResBody as hyper::body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let io = hyper_util::rt::TokioIo::new(io);
+    if h2 {
+        hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .serve_connection(io, svc)
+            .await
+    } else {
+        hyper::server::conn::http1::Builder::new()
+            .serve_connection(io, svc)
+            .await
+    }
 }
 
 /// An exchange whose answer reached the client, at least its head.
@@ -171,12 +257,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         head_only: bool,
     ) -> Next {
         own_answer(&mut self.answer_head, status, None, text, close, head_only);
-        self.client.io.set_write_limit(Some(OWN_ANSWER_WRITE));
-        let written = match self.client.io.write_all(&self.answer_head).await {
-            Ok(()) => self.client.io.flush().await,
-            Err(e) => Err(e),
-        };
-        self.client.io.set_write_limit(None);
+        let written = self
+            .client
+            .io
+            .send_within(&self.answer_head, OWN_ANSWER_WRITE)
+            .await;
         match written {
             Ok(()) if !close => Next::KeepAlive,
             _ => {
@@ -190,63 +275,47 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     /// taken) on `up` with its body, and starts passing the answer: its head and first bytes
     /// go to the client before this returns, so the caller counts the request then and
     /// calls [`Conn::finish`]. An upstream that answers before taking the whole body (a 413)
-    /// has its answer passed on, and the client connection closes.
+    /// and closes has its answer passed on, and the client connection closes. `within`
+    /// bounds all of it, from the request's first byte to the answer's head (hyper's path's
+    /// response timeout): past it the exchange fails as timed out.
     pub(crate) async fn exchange<U>(
         &mut self,
         up: &mut Upstream<U>,
         framing: &RequestFraming,
         head_only: bool,
+        within: Option<Duration>,
     ) -> Result<Begun, Failed>
     where
         U: AsyncRead + AsyncWrite + Unpin,
     {
-        let asked = Asked {
-            head: head_only,
-            upgrade: framing.upgrade,
-            keep_alive: framing.keep_alive,
+        let mut progress = Progress::default();
+        let request = Exchange {
+            head: &self.request_head,
+            framing,
+            head_only,
+            max_body: u64::MAX,
+            extra: b"",
         };
-        let sent = relay::send_request(
+        let exchanged = relay::exchange(
             &mut self.client,
             up,
-            &self.request_head,
-            framing.body,
-            framing.expect_continue,
-            u64::MAX,
-        )
-        .await;
-        let whole = sent.is_ok();
-        let mut progress = Progress::default();
-        let started = match sent {
-            Ok(_) => {
-                relay::start_response(
-                    up,
-                    &mut self.client,
-                    asked,
-                    b"",
-                    &mut self.answer_head,
-                    &mut progress,
-                    &|| false,
-                )
-                .await
-            }
-            Err(e @ RelayError::Write(Peer::Upstream, _)) if !e.timed_out() => {
-                let early = Asked {
-                    keep_alive: false,
-                    ..asked
-                };
-                relay::start_response(
-                    up,
-                    &mut self.client,
-                    early,
-                    b"",
-                    &mut self.answer_head,
-                    &mut progress,
-                    &|| false,
-                )
-                .await
-                .map_err(|_| e)
-            }
-            Err(e) => Err(e),
+            request,
+            &mut self.answer_head,
+            &mut progress,
+            &|| false,
+        );
+        let (whole, started) = match within {
+            None => exchanged.await,
+            Some(limit) => match tokio::time::timeout(limit, exchanged).await {
+                Ok(exchanged) => exchanged,
+                Err(_) => {
+                    let timed_out = io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "no answer within the response timeout",
+                    );
+                    (false, Err(RelayError::Read(Peer::Upstream, timed_out)))
+                }
+            },
         };
         match started {
             Ok(relay::Started::Message(message)) => Ok(Begun::Message { message, whole }),
@@ -309,13 +378,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     /// Closes the client connection, waiting a moment at most for what it holds (a TLS
     /// connection's last records and close_notify) to go out.
     pub(crate) async fn close(&mut self) {
-        self.client.io.set_write_limit(Some(CLOSE_WAIT));
-        let _ = tokio::time::timeout(CLOSE_WAIT, self.client.io.shutdown()).await;
+        self.client.io.close_within(CLOSE_WAIT).await;
     }
 }
 
 /// The longest an answer of the sidecar's own waits for the client to take it.
-const OWN_ANSWER_WRITE: std::time::Duration = std::time::Duration::from_secs(10);
+const OWN_ANSWER_WRITE: Duration = Duration::from_secs(10);
 
 /// How long a closing client connection may take to take its last bytes.
-const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+const CLOSE_WAIT: Duration = Duration::from_secs(1);

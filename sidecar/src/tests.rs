@@ -157,6 +157,26 @@ async fn sidecar(
     mode: MtlsMode,
     server_first: bool,
 ) -> Running {
+    let parts = (credentials, discover, identities, authorize);
+    sidecar_with(parts, app_port, mode, server_first, |_| {}).await
+}
+
+/// What a test sidecar is given: its credentials, destinations, endpoint identities, policy.
+type Given = (
+    watch::Sender<Option<Arc<ferry_runtime::identity::Credentials>>>,
+    Arc<dyn Discover>,
+    Arc<Identities>,
+    Arc<dyn Authorize>,
+);
+
+/// [`sidecar`], its config changed by `tweak` before it starts.
+async fn sidecar_with(
+    (credentials, discover, identities, authorize): Given,
+    app_port: u16,
+    mode: MtlsMode,
+    server_first: bool,
+    tweak: impl FnOnce(&mut Config),
+) -> Running {
     let loopback: SocketAddr = "127.0.0.1:0".parse().unwrap();
     let mut inbound = InboundConfig::new(loopback);
     inbound.app_port = Some(app_port);
@@ -176,6 +196,8 @@ async fn sidecar(
         admin: loopback,
         app_health: crate::AppHealthConfig::default(),
     };
+    let mut config = config;
+    tweak(&mut config);
     let parts = Parts {
         credentials: credentials.subscribe(),
         discover,

@@ -126,7 +126,7 @@ impl Connector {
         match tokio::time::timeout(self.timeout, connecting).await {
             Ok(Ok(tls)) => {
                 self.metrics.handshake(Direction::Outbound, true);
-                Ok(Conn::Mesh(Box::new(tls)))
+                Ok(Conn::Mesh(Box::new(tls), expected.clone()))
             }
             Ok(Err(e)) => {
                 self.metrics.handshake(Direction::Outbound, false);
@@ -181,18 +181,37 @@ impl tower_service::Service<Uri> for Connector {
     }
 }
 
-/// A connection the sidecar opened: plaintext or mesh mTLS.
+/// A connection the sidecar opened: plaintext or mesh mTLS to the identity it verified.
 #[derive(Debug)]
 pub enum Conn {
     Plain(TcpStream),
-    Mesh(Box<TlsStream<TcpStream>>),
+    Mesh(Box<TlsStream<TcpStream>>, WorkloadId),
+}
+
+impl Conn {
+    /// The identity the peer proved: `None` over plaintext.
+    pub fn identity(&self) -> Option<&WorkloadId> {
+        match self {
+            Conn::Plain(_) => None,
+            Conn::Mesh(_, id) => Some(id),
+        }
+    }
 }
 
 impl ferry_proxy::h1::pool::Socket for Conn {
-    fn socket(&self) -> &TcpStream {
+    fn nothing_to_read(&mut self) -> bool {
         match self {
-            Conn::Plain(s) => s,
-            Conn::Mesh(s) => s.get_ref().0,
+            Conn::Plain(tcp) => ferry_proxy::h1::pool::nothing_on(tcp),
+            Conn::Mesh(tls, _) => {
+                let (tcp, session) = tls.get_mut();
+                // Plaintext rustls decrypted and nobody read, or its close_notify (`Ok(0)`).
+                let mut probe = [0u8; 1];
+                let held = !matches!(
+                    std::io::Read::read(&mut session.reader(), &mut probe),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock
+                );
+                !held && ferry_proxy::h1::pool::nothing_on(tcp)
+            }
         }
     }
 }
@@ -211,7 +230,7 @@ impl AsyncRead for Conn {
     ) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Conn::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Conn::Mesh(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            Conn::Mesh(s, _) => Pin::new(s.as_mut()).poll_read(cx, buf),
         }
     }
 }
@@ -224,7 +243,7 @@ impl AsyncWrite for Conn {
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             Conn::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            Conn::Mesh(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            Conn::Mesh(s, _) => Pin::new(s.as_mut()).poll_write(cx, buf),
         }
     }
 
@@ -235,28 +254,28 @@ impl AsyncWrite for Conn {
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             Conn::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            Conn::Mesh(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+            Conn::Mesh(s, _) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
         }
     }
 
     fn is_write_vectored(&self) -> bool {
         match self {
             Conn::Plain(s) => s.is_write_vectored(),
-            Conn::Mesh(s) => s.is_write_vectored(),
+            Conn::Mesh(s, _) => s.is_write_vectored(),
         }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Conn::Plain(s) => Pin::new(s).poll_flush(cx),
-            Conn::Mesh(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            Conn::Mesh(s, _) => Pin::new(s.as_mut()).poll_flush(cx),
         }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Conn::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            Conn::Mesh(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            Conn::Mesh(s, _) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
     }
 }

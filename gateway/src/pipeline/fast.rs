@@ -19,7 +19,9 @@ use ferry_proxy::balancer::{affinity_key, client_ip_key};
 use ferry_proxy::forwarding::Downstream;
 use ferry_proxy::h1::framing::{self, Body, RequestFraming};
 use ferry_proxy::h1::pool::{Parking, Upstream};
-use ferry_proxy::h1::relay::{self, Answered, Asked, Error as RelayError, Peer, Progress, Started};
+use ferry_proxy::h1::relay::{
+    self, Answered, Error as RelayError, Exchange, Peer, Progress, Started,
+};
 use ferry_proxy::h1::write::{self, Edit, own_answer};
 use ferry_proxy::h1::{Malformed, RequestHead};
 use ferry_proxy::upstream::{MAX_ATTEMPTS, Protocol};
@@ -312,11 +314,6 @@ impl Pipeline {
             idempotent,
         } = plan;
         conn.client.consume(head_len);
-        let asked = Asked {
-            head: head_only,
-            upgrade: false,
-            keep_alive: framing.keep_alive,
-        };
         let replayable = framing.body == Body::Empty;
         // After an answer of the gateway's own, the client connection closes when it asked
         // for that or its body is not read whole.
@@ -364,55 +361,26 @@ impl Pipeline {
             // answer.
             conn.client.io.set_read_limit(Some(limits.send));
             conn.client.io.set_write_limit(Some(limits.response));
-            let sent = relay::send_request(
-                &mut conn.client,
-                &mut up,
-                &conn.request_head,
-                framing.body,
-                framing.expect_continue,
-                route.max_body,
-            )
-            .await;
             let mut progress = Progress::default();
             let shutdown = &conn.shutdown;
             let closing = || shutdown.is_triggered();
-            // Whether the request went upstream whole: else its connection is not reused.
-            let whole = sent.is_ok();
-            let started = match sent {
-                Ok(_) => {
-                    relay::start_response(
-                        &mut up,
-                        &mut conn.client,
-                        asked,
-                        &conn.extra,
-                        &mut conn.answer_head,
-                        &mut progress,
-                        &closing,
-                    )
-                    .await
-                }
-                // An upstream that answers before taking the whole body (a 413, a 401) and
-                // closes: its answer, when it came, is the client's, and the client
-                // connection closes (its body was not read whole).
-                Err(e @ RelayError::Write(Peer::Upstream, _)) if !e.timed_out() => {
-                    let early = Asked {
-                        keep_alive: false,
-                        ..asked
-                    };
-                    relay::start_response(
-                        &mut up,
-                        &mut conn.client,
-                        early,
-                        &conn.extra,
-                        &mut conn.answer_head,
-                        &mut progress,
-                        &closing,
-                    )
-                    .await
-                    .map_err(|_| e)
-                }
-                Err(e) => Err(e),
+            let request = Exchange {
+                head: &conn.request_head,
+                framing: &framing,
+                head_only,
+                max_body: route.max_body,
+                extra: &conn.extra,
             };
+            // Whether the request went upstream whole: else its connection is not reused.
+            let (whole, started) = relay::exchange(
+                &mut conn.client,
+                &mut up,
+                request,
+                &mut conn.answer_head,
+                &mut progress,
+                &closing,
+            )
+            .await;
             let error = match started {
                 Ok(Started::Message(message)) => {
                     let status = message.status;
@@ -535,10 +503,7 @@ impl Pipeline {
         endpoint: SocketAddr,
         connect_timeout: Duration,
     ) -> Result<(Upstream, bool), Failure> {
-        if let Some(up) = conn.take_kept(endpoint) {
-            return Ok((up, true));
-        }
-        if let Some((up, _)) = conn.parking().take(endpoint) {
+        if let Some(up) = conn.take(endpoint) {
             return Ok((up, true));
         }
         // Boxed: connecting is rare, and its state would weigh on every request's future.

@@ -5,6 +5,8 @@
 //! next client connection to that endpoint, so short client connections do not open and
 //! close an upstream connection each.
 //!
+//! [`Kept`] is what one client connection keeps for itself, a few by endpoint.
+//!
 //! A parked connection is not polled. Before one is handed out, a non-blocking read checks
 //! that the upstream has neither closed it nor sent anything since (either way it is
 //! dropped); one parked longer than the idle limit is dropped too (the upstream may be
@@ -26,16 +28,28 @@ use super::relay::Side;
 /// the gateway; the sidecar's may be mutual TLS over it.
 pub type Upstream<S = TcpStream> = Side<Quiet<S>>;
 
-/// A connection over a TCP socket, which a parked connection's check reads without taking
-/// anything from the stream above it.
+/// A connection an idle check can read without waiting.
 pub trait Socket {
-    fn socket(&self) -> &TcpStream;
+    /// Whether there is nothing to read now: the peer neither closed the connection nor sent
+    /// anything since. Bytes a layer over the socket holds count (a TLS stream's plaintext
+    /// decrypted and not yet read, its close_notify). What it reads is lost: a connection
+    /// with something to read is not used again.
+    fn nothing_to_read(&mut self) -> bool;
 }
 
 impl Socket for TcpStream {
-    fn socket(&self) -> &TcpStream {
-        self
+    fn nothing_to_read(&mut self) -> bool {
+        nothing_on(self)
     }
+}
+
+/// Whether a TCP socket has nothing to read now (one non-blocking `recv`).
+pub fn nothing_on(socket: &TcpStream) -> bool {
+    let mut probe = [0u8; 1];
+    matches!(
+        socket.try_read(&mut probe),
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock
+    )
 }
 
 /// At most this many idle connections per endpoint (the hyper path's limit too); more close.
@@ -85,8 +99,8 @@ impl<S: Socket> Parking<S> {
     pub fn take(&self, endpoint: SocketAddr) -> Option<(Upstream<S>, Instant)> {
         let mut all = self.lock();
         let list = all.get_mut(&endpoint)?;
-        while let Some((conn, since)) = list.pop() {
-            if since.elapsed() < self.limit && still_open(&conn) {
+        while let Some((mut conn, since)) = list.pop() {
+            if since.elapsed() < self.limit && still_open(&mut conn) {
                 return Some((conn, since));
             }
         }
@@ -112,14 +126,74 @@ impl<S: Socket> Parking<S> {
     }
 }
 
-/// Whether an idle connection can carry a request: nothing to read on its socket (a close, or
-/// bytes nobody asked for, mean it cannot: over TLS too, once an answer was read whole).
-pub fn still_open<S: Socket>(conn: &Upstream<S>) -> bool {
-    let mut probe = [0u8; 1];
-    matches!(
-        conn.io.get_ref().socket().try_read(&mut probe),
-        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock
-    )
+/// The upstream connections one client connection keeps at most, each to its own endpoint.
+pub const MAX_KEPT: usize = 4;
+
+/// The idle upstream connections one client connection keeps, each to its own endpoint, at
+/// most [`MAX_KEPT`]: requests balanced over a few endpoints find theirs without going
+/// through the pool; past it, the longest idle is parked.
+#[derive(Debug)]
+pub struct Kept<S = TcpStream> {
+    /// The endpoint, the connection, when its last answer ended.
+    conns: Vec<(SocketAddr, Upstream<S>, Instant)>,
+}
+
+impl<S: Socket> Default for Kept<S> {
+    fn default() -> Self {
+        Kept {
+            conns: Vec::with_capacity(MAX_KEPT),
+        }
+    }
+}
+
+impl<S: Socket> Kept<S> {
+    /// A connection to `endpoint` that can carry a request: a kept one that is fresh and
+    /// still open (see [`still_open`]), else one `parking` holds.
+    pub fn take(&mut self, endpoint: SocketAddr, parking: &Parking<S>) -> Option<Upstream<S>> {
+        if let Some(i) = self.conns.iter().position(|(at, ..)| *at == endpoint) {
+            let (_, mut up, since) = self.conns.swap_remove(i);
+            if since.elapsed() < parking.limit() && still_open(&mut up) {
+                return Some(up);
+            }
+        }
+        parking.take(endpoint).map(|(up, _)| up)
+    }
+
+    /// Keeps `up`, idle from now, for the next requests to `endpoint`.
+    pub fn keep(&mut self, endpoint: SocketAddr, up: Upstream<S>, parking: &Parking<S>) {
+        if self.conns.len() == MAX_KEPT
+            && let Some(oldest) = (0..self.conns.len()).min_by_key(|&i| self.conns[i].2)
+        {
+            let (at, conn, since) = self.conns.swap_remove(oldest);
+            parking.put(at, conn, since);
+        }
+        self.conns.push((endpoint, up, Instant::now()));
+    }
+
+    /// When the first kept connection gets too old to use, idle `limit` (upstreams close
+    /// idle connections of their own accord): a client connection's idle wait drops it then
+    /// ([`Kept::drop_stale`]), so an idle client does not hold a dead upstream socket.
+    pub fn stale_at(&self, limit: Duration) -> Option<Instant> {
+        self.conns.iter().map(|(_, _, since)| *since + limit).min()
+    }
+
+    /// Closes the kept connections idle `limit` or longer.
+    pub fn drop_stale(&mut self, limit: Duration) {
+        self.conns.retain(|(_, _, since)| since.elapsed() < limit);
+    }
+
+    /// The client connection ends: its idle connections go to `parking`.
+    pub fn park(&mut self, parking: &Parking<S>) {
+        for (endpoint, conn, since) in self.conns.drain(..) {
+            parking.put(endpoint, conn, since);
+        }
+    }
+}
+
+/// Whether an idle connection can carry a request: nothing buffered and nothing to read on
+/// it (a close, or bytes nobody asked for, mean it cannot: over TLS too).
+pub fn still_open<S: Socket>(conn: &mut Upstream<S>) -> bool {
+    conn.buffered().is_empty() && conn.io.get_mut().nothing_to_read()
 }
 
 #[cfg(test)]
@@ -159,16 +233,16 @@ mod tests {
         assert!(parking.take(endpoint).is_none(), "handed out once");
 
         // The upstream closes it while parked: not handed out.
-        let (closed, peer) = pair().await;
+        let (mut closed, peer) = pair().await;
         drop(peer);
-        until(|| !still_open(&closed)).await;
+        until(|| !still_open(&mut closed)).await;
         parking.put(endpoint, closed, Instant::now());
         assert!(parking.take(endpoint).is_none());
 
         // The upstream sent bytes nobody asked for: not handed out either.
-        let (chatty, mut peer) = pair().await;
+        let (mut chatty, mut peer) = pair().await;
         peer.write_all(b"HTTP/1.1 200 OK\r\n\r\n").await.unwrap();
-        until(|| !still_open(&chatty)).await;
+        until(|| !still_open(&mut chatty)).await;
         parking.put(endpoint, chatty, Instant::now());
         assert!(parking.take(endpoint).is_none());
         drop(conn);
@@ -191,6 +265,43 @@ mod tests {
         })
         .await;
         assert!(parking.take(endpoint).is_none());
+    }
+
+    #[tokio::test]
+    async fn a_client_connection_keeps_a_few_by_endpoint_and_parks_the_oldest_past_them() {
+        let parking = Parking::new(Duration::from_secs(60));
+        let mut kept = Kept::default();
+        let endpoint = |n: u16| SocketAddr::from(([127, 0, 0, 1], n));
+        let mut peers = Vec::new();
+        for n in 0..=MAX_KEPT as u16 {
+            let (conn, peer) = pair().await;
+            peers.push(peer);
+            kept.keep(endpoint(n), conn, &parking);
+        }
+        // One past the limit: the first kept (the oldest) went to the pool.
+        assert_eq!(parking.parked(endpoint(0)), 1);
+        assert!(kept.take(endpoint(2), &parking).is_some(), "kept");
+        assert!(
+            kept.take(endpoint(2), &parking).is_none(),
+            "handed out once"
+        );
+        assert!(kept.take(endpoint(0), &parking).is_some(), "from the pool");
+        // One whose upstream closed it is not handed out.
+        let (mut closed, peer) = pair().await;
+        drop(peer);
+        until(|| !still_open(&mut closed)).await;
+        kept.keep(endpoint(9), closed, &parking);
+        assert!(kept.take(endpoint(9), &parking).is_none());
+        // The park at the end, and what gets stale.
+        let limit = Duration::from_secs(60);
+        assert!(kept.stale_at(limit).is_some());
+        kept.drop_stale(Duration::ZERO);
+        assert!(kept.stale_at(limit).is_none(), "all idle past a zero limit");
+        let (conn, _peer) = pair().await;
+        kept.keep(endpoint(7), conn, &parking);
+        kept.park(&parking);
+        assert_eq!(parking.parked(endpoint(7)), 1);
+        assert!(kept.stale_at(limit).is_none());
     }
 
     #[tokio::test]

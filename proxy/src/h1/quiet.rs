@@ -15,7 +15,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
 /// One direction's limit and its timer, made when first needed.
@@ -89,8 +89,33 @@ impl<S> Quiet<S> {
         &self.io
     }
 
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.io
+    }
+
     pub fn into_inner(self) -> S {
         self.io
+    }
+}
+
+impl<S: AsyncWrite + Unpin> Quiet<S> {
+    /// Writes `bytes` whole and flushes them, each write waiting at most `limit` for room
+    /// (an answer of the proxy's own); the write limit is none afterwards.
+    pub async fn send_within(&mut self, bytes: &[u8], limit: Duration) -> io::Result<()> {
+        self.set_write_limit(Some(limit));
+        let written = match self.write_all(bytes).await {
+            Ok(()) => self.flush().await,
+            Err(e) => Err(e),
+        };
+        self.set_write_limit(None);
+        written
+    }
+
+    /// Shuts the stream down, waiting at most `limit` for what it holds (a TLS connection's
+    /// last records, its close_notify) to go out.
+    pub async fn close_within(&mut self, limit: Duration) {
+        self.set_write_limit(Some(limit));
+        let _ = tokio::time::timeout(limit, self.shutdown()).await;
     }
 }
 

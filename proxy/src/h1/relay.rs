@@ -15,6 +15,9 @@
 //!    does), edited ([`super::write::response_head`]) and sent with its first body bytes in
 //!    one write, the body passed as framed; a WebSocket switch left for [`tunnel`].
 //!
+//! [`exchange`] is steps 2 and the start of 3 as the gateway and the sidecar run them (an
+//! upstream's early answer passed on), [`finish_response`] the rest.
+//!
 //! What follows a message in a buffer stays there: the next pipelined request, or a
 //! tunnel's first bytes. The request body is sent whole before the answer is read, as nginx
 //! does with its request buffering off for small bodies; an upstream that answers early
@@ -332,6 +335,88 @@ where
         Started::Switched => Ok(Answered::Switched),
         Started::Message(started) => finish_response(upstream, client, started).await,
     }
+}
+
+/// What an [`exchange`] needs besides the two connections.
+#[derive(Clone, Copy, Debug)]
+pub struct Exchange<'a> {
+    /// The edited request head to send.
+    pub head: &'a [u8],
+    pub framing: &'a framing::RequestFraming,
+    /// Whether the request is HEAD.
+    pub head_only: bool,
+    /// Request body content past this is refused ([`Error::TooLarge`]).
+    pub max_body: u64,
+    /// Field lines of the proxy's own for the answer.
+    pub extra: &'a [u8],
+}
+
+/// One request and the start of its answer: [`send_request`], then [`start_response`]. An
+/// upstream that stops taking the body by closing (not by stalling: that is a timeout) may
+/// have answered first (a 413, a 401): its answer, when one came, is the client's, and the
+/// client connection closes after it (its body was not read whole). Returns whether the
+/// request went upstream whole (else its connection must not carry another), and how the
+/// answer started (`progress` says how far it got when it failed).
+pub async fn exchange<C, U>(
+    client: &mut Side<C>,
+    upstream: &mut Side<U>,
+    request: Exchange<'_>,
+    out: &mut Vec<u8>,
+    progress: &mut Progress,
+    closing: &(dyn Fn() -> bool + Sync),
+) -> (bool, Result<Started, Error>)
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+    U: AsyncRead + AsyncWrite + Unpin,
+{
+    let asked = Asked {
+        head: request.head_only,
+        upgrade: request.framing.upgrade,
+        keep_alive: request.framing.keep_alive,
+    };
+    let sent = send_request(
+        client,
+        upstream,
+        request.head,
+        request.framing.body,
+        request.framing.expect_continue,
+        request.max_body,
+    )
+    .await;
+    let whole = sent.is_ok();
+    let started = match sent {
+        Ok(_) => {
+            start_response(
+                upstream,
+                client,
+                asked,
+                request.extra,
+                out,
+                progress,
+                closing,
+            )
+            .await
+        }
+        Err(e @ Error::Write(Peer::Upstream, _)) if !e.timed_out() => {
+            let early = Asked {
+                keep_alive: false,
+                ..asked
+            };
+            start_response(
+                upstream,
+                client,
+                early,
+                request.extra,
+                out,
+                progress,
+                closing,
+            )
+            .await
+            .map_err(|_| e)
+        }
+        Err(e) => Err(e),
+    };
+    (whole, started)
 }
 
 /// An answer whose head went to the client, and what is left of it.

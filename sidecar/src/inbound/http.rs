@@ -25,7 +25,6 @@ use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::Shared;
@@ -113,17 +112,7 @@ where
         let conn = conn.clone();
         async move { Ok::<_, Infallible>(handle(&conn, req).await) }
     });
-    let io = TokioIo::new(io);
-    let served = if h2 {
-        hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-            .serve_connection(io, svc)
-            .await
-    } else {
-        hyper::server::conn::http1::Builder::new()
-            .serve_connection(io, svc)
-            .await
-    };
-    if let Err(e) = served {
+    if let Err(e) = crate::fast::hyper(io, h2, svc).await {
         tracing::debug!(%client, error = %e, "inbound HTTP connection ended with an error");
     }
 }

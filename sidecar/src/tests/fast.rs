@@ -294,6 +294,12 @@ async fn heads_that_break_http1_rules_are_refused_and_never_reach_the_app() {
             "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
             400,
         ),
+        ("no Host", "GET / HTTP/1.1\r\nAccept: */*\r\n\r\n", 400),
+        (
+            "two Hosts",
+            "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+            400,
+        ),
         (
             "gzip alone",
             "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n",
@@ -411,4 +417,129 @@ async fn policies_match_the_normalized_path_and_the_app_gets_that_path() {
         }
     }
     assert_eq!(seen.requests.lock().unwrap().len(), 2);
+}
+
+/// A destination whose answer the test changes.
+#[derive(Debug)]
+struct Changing(watch::Sender<crate::discover::Answer>);
+
+impl Discover for Changing {
+    fn get(&self, _: &str) -> watch::Receiver<crate::discover::Answer> {
+        self.0.subscribe()
+    }
+}
+
+#[tokio::test]
+async fn a_kept_connection_is_not_reused_once_its_endpoint_is_listed_with_another_identity() {
+    let ca = Ca::new();
+    let app = echo_app().await;
+    let api = id("shop", "api");
+    let (tx, _) = watch_of(ca.issue(&api));
+    let (none, ids) = fixed(&[], None);
+    let server = sidecar(
+        tx,
+        none,
+        ids,
+        Arc::new(AllowAll),
+        app.port(),
+        MtlsMode::Permissive,
+        false,
+    )
+    .await;
+    // First listed without a sidecar: reached in plaintext.
+    let endpoint = server.addrs.inbound;
+    let (plain, _) = fixed(&[(endpoint, None)], None);
+    let (meshed, _) = fixed(&[(endpoint, Some(&api))], None);
+    let answer = |d: &Fixed| d.0[SERVICE].clone();
+    let (answers, _) = watch::channel(answer(&plain));
+    let answers = Arc::new(Changing(answers));
+    let identities = Arc::new(Identities::default());
+    let (tx, _) = watch_of(ca.issue(&id("shop", "web")));
+    let client = sidecar(
+        tx,
+        answers.clone(),
+        identities.clone(),
+        Arc::new(AllowAll),
+        1,
+        MtlsMode::Permissive,
+        false,
+    )
+    .await;
+    let mut stream = TcpStream::connect(client.addrs.outbound).await.unwrap();
+    let mut buf = Vec::new();
+    let mut ask = async |stream: &mut TcpStream| {
+        stream
+            .write_all(b"GET / HTTP/1.1\r\nHost: api.shop.svc\r\n\r\n")
+            .await
+            .unwrap();
+        let (head, body) = read_answer(stream, &mut buf).await.unwrap();
+        assert!(head.starts_with("HTTP/1.1 200 "), "{head}");
+        String::from_utf8(body).unwrap()
+    };
+    assert!(
+        ask(&mut stream).await.starts_with("xfcc=- "),
+        "plaintext first"
+    );
+    // Listed anew with its identity: the next request goes over mTLS, not over the plaintext
+    // connection this app connection keeps.
+    identities.add(endpoint, &api);
+    answers.0.send_replace(answer(&meshed));
+    let body = ask(&mut stream).await;
+    assert!(
+        body.starts_with("xfcc=By=spiffe://cluster.local/ns/shop/sa/api;URI=spiffe://cluster.local/ns/shop/sa/web "),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn the_response_timeout_bounds_a_request_whose_body_stalls_with_504() {
+    let (app, seen) = raw_app(Answer::Target).await;
+    let ca = Ca::new();
+    let api = id("shop", "api");
+    let (tx, _) = watch_of(ca.issue(&api));
+    let (none, ids) = fixed(&[], None);
+    let server = sidecar(
+        tx,
+        none,
+        ids,
+        Arc::new(AllowAll),
+        app.port(),
+        MtlsMode::Strict,
+        false,
+    )
+    .await;
+    let (discover, identities) = fixed(&[(server.addrs.inbound, Some(&api))], None);
+    let (tx, _) = watch_of(ca.issue(&id("shop", "web")));
+    let given = (
+        tx,
+        discover as Arc<dyn Discover>,
+        identities,
+        Arc::new(AllowAll) as _,
+    );
+    let client = sidecar_with(given, 1, MtlsMode::Permissive, false, |config| {
+        config.outbound.response_timeout = std::time::Duration::from_millis(300);
+    })
+    .await;
+    let mut stream = TcpStream::connect(client.addrs.outbound).await.unwrap();
+    // Ten bytes of a thousand, then nothing: each read waits for the next, none ever times
+    // out on its own; the whole exchange does.
+    stream
+        .write_all(b"POST /upload HTTP/1.1\r\nHost: api.shop.svc\r\nContent-Length: 1000\r\n\r\n0123456789")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let (head, _) = tokio::time::timeout(DEADLINE, read_answer(&mut stream, &mut buf))
+        .await
+        .expect("an answer within the deadline")
+        .expect("an answer before the close");
+    assert!(head.starts_with("HTTP/1.1 504 "), "{head}");
+    assert!(
+        closed(&mut stream).await,
+        "the body was not read whole: the connection closes"
+    );
+    assert_eq!(
+        seen.requests.lock().unwrap().len(),
+        0,
+        "the app never had the whole request"
+    );
 }

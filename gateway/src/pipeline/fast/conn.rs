@@ -6,22 +6,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferry_proxy::Failure;
-use ferry_proxy::h1::pool::{self, Parking, Upstream};
+use ferry_proxy::h1::pool::{Kept, Parking, Upstream};
 use ferry_proxy::h1::quiet::Quiet;
 use ferry_proxy::h1::relay::Side;
 use ferry_proxy::h1::{Limits as HeadLimits, Malformed};
 use ferry_runtime::Shutdown;
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::io::AsyncWrite;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::deadline::CLOSE_GRACE;
 use crate::metrics::Handles;
-
-/// The upstream connections one client connection keeps at most, each to its own endpoint:
-/// requests balanced over a few endpoints find theirs without going through the worker's
-/// pool; past it, the longest idle goes to the pool.
-const MAX_KEPT: usize = 4;
 
 /// The longest the gateway's own answer waits for a client to take it.
 const OWN_ANSWER_WRITE: Duration = Duration::from_secs(10);
@@ -30,8 +25,8 @@ const OWN_ANSWER_WRITE: Duration = Duration::from_secs(10);
 #[derive(Debug)]
 pub(crate) struct Conn<S> {
     pub client: Side<Quiet<S>>,
-    /// Idle upstream connections: the endpoint, the connection, when its last answer ended.
-    kept: Vec<(SocketAddr, Upstream, Instant)>,
+    /// Idle upstream connections, a few by endpoint.
+    kept: Kept,
     parking: Arc<Parking>,
     /// The request head sent upstream (kept for another attempt).
     pub(super) request_head: Vec<u8>,
@@ -49,7 +44,7 @@ impl<S> Conn<S> {
     pub(crate) fn new(io: S, parking: Arc<Parking>, shutdown: Shutdown) -> Conn<S> {
         Conn {
             client: Side::client(Quiet::new(io), HeadLimits::default()),
-            kept: Vec::with_capacity(MAX_KEPT),
+            kept: Kept::default(),
             parking,
             request_head: Vec::with_capacity(1024),
             answer_head: Vec::with_capacity(1024),
@@ -59,49 +54,33 @@ impl<S> Conn<S> {
         }
     }
 
-    /// A kept connection to `endpoint` that can carry a request: fresh, and with nothing to
-    /// read (the upstream neither closed it nor sent what nobody asked for).
-    pub(super) fn take_kept(&mut self, endpoint: SocketAddr) -> Option<Upstream> {
-        let i = self.kept.iter().position(|(at, ..)| *at == endpoint)?;
-        let (_, up, since) = self.kept.swap_remove(i);
-        (since.elapsed() < self.parking.limit() && pool::still_open(&up)).then_some(up)
+    /// A connection to `endpoint` that can carry a request: one this client connection
+    /// keeps, else one of the worker's pool.
+    pub(super) fn take(&mut self, endpoint: SocketAddr) -> Option<Upstream> {
+        self.kept.take(endpoint, &self.parking)
     }
 
     /// Keeps `up`, idle from now, for the next requests to `endpoint`.
     pub(super) fn keep(&mut self, endpoint: SocketAddr, up: Upstream) {
-        if self.kept.len() == MAX_KEPT
-            && let Some(oldest) = (0..self.kept.len()).min_by_key(|&i| self.kept[i].2)
-        {
-            let (at, conn, since) = self.kept.swap_remove(oldest);
-            self.parking.put(at, conn, since.into_std());
-        }
-        self.kept.push((endpoint, up, Instant::now()));
+        self.kept.keep(endpoint, up, &self.parking);
     }
 
-    /// The worker's pool.
-    pub(super) fn parking(&self) -> &Parking {
-        &self.parking
-    }
-
-    /// When the first kept connection gets too old to use (upstreams close idle connections
-    /// of their own accord): the client connection's idle wait drops it then, so an idle
-    /// client does not hold a dead upstream socket.
+    /// When the first kept connection gets too old to use: the client connection's idle wait
+    /// drops it then ([`Conn::drop_stale`]).
     pub(crate) fn kept_until(&self) -> Option<Instant> {
-        let limit = self.parking.limit();
-        self.kept.iter().map(|(_, _, since)| *since + limit).min()
+        self.kept
+            .stale_at(self.parking.limit())
+            .map(Instant::from_std)
     }
 
     /// Closes the kept connections too old to use.
     pub(crate) fn drop_stale(&mut self) {
-        let limit = self.parking.limit();
-        self.kept.retain(|(_, _, since)| since.elapsed() < limit);
+        self.kept.drop_stale(self.parking.limit());
     }
 
     /// The client connection ends: its idle upstream connections go to the worker's pool.
     pub(crate) fn park(&mut self) {
-        for (endpoint, conn, since) in self.kept.drain(..) {
-            self.parking.put(endpoint, conn, since.into_std());
-        }
+        self.kept.park(&self.parking);
     }
 
     /// The connection and its unread bytes, for hyper's path.
@@ -116,19 +95,17 @@ impl<S: AsyncWrite + Unpin> Conn<S> {
     /// Closes the client connection, waiting at most [`CLOSE_GRACE`] for what it holds (a TLS
     /// connection's last records, its close_notify) to go out.
     pub(crate) async fn close(&mut self) {
-        self.client.io.set_write_limit(Some(CLOSE_GRACE));
-        let _ = tokio::time::timeout(CLOSE_GRACE, self.client.io.shutdown()).await;
+        self.client.io.close_within(CLOSE_GRACE).await;
     }
 
     /// Sends the gateway's own answer in `answer_head`; the connection closes after it when
     /// `close` (or when it cannot be written). Whether it stays open.
     pub(super) async fn send_own(&mut self, close: bool) -> bool {
-        self.client.io.set_write_limit(Some(OWN_ANSWER_WRITE));
-        let written = match self.client.io.write_all(&self.answer_head).await {
-            Ok(()) => self.client.io.flush().await,
-            Err(e) => Err(e),
-        };
-        self.client.io.set_write_limit(None);
+        let written = self
+            .client
+            .io
+            .send_within(&self.answer_head, OWN_ANSWER_WRITE)
+            .await;
         match written {
             Ok(()) if !close => true,
             _ => {
@@ -158,6 +135,7 @@ pub(super) fn malformed_text(m: Malformed) -> &'static str {
         Malformed::CodingInHttp10 => "bad request: Transfer-Encoding in an HTTP/1.0 request\n",
         Malformed::BadChunk | Malformed::Truncated => Failure::BodyBroken.message(),
         Malformed::UnaskedSwitch => Failure::Upstream.message(),
+        Malformed::Host => Failure::NoHost.message(),
     }
 }
 

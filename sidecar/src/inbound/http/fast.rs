@@ -4,20 +4,18 @@
 //! client's address (hyper's path keeps a pool per inbound connection for the same reason).
 //! The steps are hyper's path's ([`super::handle`]); the app gets the same head either way.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use ferry_proxy::h1::framing::{self, Body, RequestFraming};
 use ferry_proxy::h1::pool::{Upstream, still_open};
-use ferry_proxy::h1::quiet::Quiet;
-use ferry_proxy::h1::relay::{Error as RelayError, Side};
+use ferry_proxy::h1::relay::Error as RelayError;
 use ferry_proxy::h1::rewind::Rewind;
 use ferry_proxy::h1::write::pass_request_head;
-use ferry_proxy::h1::{Limits, Malformed, RequestHead};
+use ferry_proxy::h1::{Malformed, RequestHead};
 use http::{Method, StatusCode};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::{Conn, MESH_PREFIXES, XFCC};
-use crate::fast::{self, Next};
+use crate::fast::{self, Next, Request};
 use crate::upstream;
 
 /// What the steps before the app decided.
@@ -27,13 +25,8 @@ enum Decided {
     Forward(Request),
 }
 
-/// A request whose head is dealt with.
-struct Request {
-    head_len: usize,
-    framing: RequestFraming,
-    head_only: bool,
-    idempotent: bool,
-}
+/// The longest the app may leave a request's body untaken (each write's wait).
+const APP_SEND_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Serves the connection's HTTP/1.1 requests until it ends; returns it, with the bytes read,
 /// when hyper's path is to serve the rest.
@@ -84,7 +77,7 @@ where
             conn.shared.metrics.authz("deny_http");
             client.client.consume(request.head_len);
             observe(Some(403));
-            let close = request.framing.body != Body::Empty || !request.framing.keep_alive;
+            let close = request.closes_after_own();
             let text = "denied by the workload's authorization policy\n";
             return client
                 .answer(StatusCode::FORBIDDEN, text, close, request.head_only)
@@ -94,26 +87,26 @@ where
     };
     conn.shared.metrics.authz("allow");
     client.client.consume(request.head_len);
+    let close = request.closes_after_own();
     let Request {
         framing,
         head_only,
         idempotent,
         ..
     } = request;
-    let replayable = framing.body == Body::Empty;
-    // After an answer of the sidecar's own the connection closes when the client asked for it
-    // or its body is not read whole.
-    let close = !replayable || !framing.keep_alive;
+    let replayable = request.replayable();
     // A request without a body on a kept connection the app closed (as its keep-alives end)
     // goes once more on a new one, when its method is idempotent.
     let mut stale_retry = replayable && idempotent;
     loop {
-        let kept = app.take().filter(still_open);
+        let kept = app
+            .take()
+            .and_then(|mut up| still_open(&mut up).then_some(up));
         let reused = kept.is_some();
         let mut up = match kept {
             Some(up) => up,
             None => match conn.connector.open(conn.app, None).await {
-                Ok(opened) => Side::upstream(Quiet::new(opened), Limits::default()),
+                Ok(opened) => fast::upstream(opened),
                 Err(e) => {
                     tracing::info!(port = conn.port, error = %e, "the app did not answer");
                     observe(None);
@@ -124,8 +117,12 @@ where
                 }
             },
         };
-        match client.exchange(&mut up, &framing, head_only).await {
+        // An app that stops taking the request's body fails the request, where one that
+        // takes long to answer is waited for (the client side's timeout bounds that).
+        up.io.set_write_limit(Some(APP_SEND_TIMEOUT));
+        match client.exchange(&mut up, &framing, head_only, None).await {
             Ok(begun) => {
+                up.io.set_write_limit(None);
                 observe(Some(begun.status()));
                 let (next, reusable) = client.finish(&mut up, begun).await;
                 if reusable {
@@ -153,22 +150,11 @@ where
 /// `out`: the mesh's headers only this sidecar sets, the normalized path (policies matched
 /// it: the app must serve what was authorized), `x-forwarded-client-cert`.
 fn decide(conn: &Conn, head: &RequestHead<'_>, out: &mut Vec<u8>, xfcc: &[u8]) -> Decided {
-    let head_only = head.method == "HEAD";
-    let framing = match framing::request(head) {
-        Ok(framing) => framing,
-        Err(m) => return Decided::Malformed(m, head_only),
+    let request = match Request::of(head) {
+        Ok(request) => request,
+        Err((m, head_only)) => return Decided::Malformed(m, head_only),
     };
-    let request = Request {
-        head_len: head.len,
-        framing,
-        head_only,
-        idempotent: matches!(
-            head.method,
-            "GET" | "HEAD" | "OPTIONS" | "PUT" | "DELETE" | "TRACE"
-        ),
-    };
-    // A fragment is not the server's (RFC 9110 section 4.2.5).
-    let target = head.target.split_once('#').map_or(head.target, |(t, _)| t);
+    let target = fast::target(head);
     let (path, query) = match target.split_once('?') {
         Some((path, query)) => (path, Some(query)),
         None => (target, None),
@@ -176,7 +162,7 @@ fn decide(conn: &Conn, head: &RequestHead<'_>, out: &mut Vec<u8>, xfcc: &[u8]) -
     let normal = super::super::path::normalize(path);
     // Standard methods cost no allocation; httparse let only tokens through.
     let Ok(method) = Method::from_bytes(head.method.as_bytes()) else {
-        return Decided::Malformed(Malformed::StartLine, head_only);
+        return Decided::Malformed(Malformed::StartLine, request.head_only);
     };
     let checked = normal.as_deref().unwrap_or(path);
     let allowed =

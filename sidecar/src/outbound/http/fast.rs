@@ -9,41 +9,34 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use ferry_proxy::h1::framing::{self, Body};
-use ferry_proxy::h1::pool::{Parking, Upstream, still_open};
-use ferry_proxy::h1::quiet::Quiet;
-use ferry_proxy::h1::relay::{Error as RelayError, Side};
+use ferry_proxy::h1::pool::{Kept, MAX_KEPT, Parking};
+use ferry_proxy::h1::relay::Error as RelayError;
 use ferry_proxy::h1::rewind::Rewind;
 use ferry_proxy::h1::write::pass_request_head;
-use ferry_proxy::h1::{Limits, RequestHead};
+use ferry_proxy::h1::{Malformed, RequestHead};
 use ferry_proxy::health::AttemptOutcome;
-use ferry_proxy::upstream::MAX_ATTEMPTS;
 use http::StatusCode;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::super::service_of;
 use super::Conn;
 use crate::discover::Service;
-use crate::fast::{self, Next};
+use crate::fast::{self, Next, Request};
 use crate::metrics::{Direction, HttpMetrics};
 use crate::upstream;
-
-/// The endpoint connections one app connection keeps at most: requests balanced over a few
-/// endpoints find theirs without the shared pool; past it, the longest idle is parked.
-const MAX_KEPT: usize = 4;
-
-type Endpoint = Upstream<upstream::Conn>;
+use ferry_model::mesh::WorkloadId;
 
 /// One app connection's state on the fast path.
 struct Client<I> {
     conn: fast::Conn<I>,
-    /// Idle endpoint connections: the endpoint, the connection, when its last answer ended.
-    kept: Vec<(SocketAddr, Endpoint, Instant)>,
+    /// Idle endpoint connections, a few by endpoint.
+    kept: Kept<upstream::Conn>,
     /// The destination answer the metric handles below were resolved under.
     resolved_for: Option<Arc<Service>>,
-    /// Per endpoint: whether it is meshed, and its request metrics (peer and route labels),
-    /// resolved at its first request under the answer (at most [`MAX_KEPT`]).
-    resolved: Vec<(SocketAddr, bool, Arc<HttpMetrics>)>,
+    /// Per endpoint: the identity it must prove (none: plaintext), and its request metrics
+    /// (peer and route labels), resolved at its first request under the answer (at most
+    /// [`MAX_KEPT`]).
+    resolved: Vec<(SocketAddr, Option<WorkloadId>, Arc<HttpMetrics>)>,
 }
 
 /// Serves the app connection's HTTP/1.1 requests until it ends; returns it, with the bytes
@@ -54,7 +47,7 @@ where
 {
     let mut client = Client {
         conn: fast::Conn::new(io),
-        kept: Vec::with_capacity(MAX_KEPT),
+        kept: Kept::default(),
         resolved_for: None,
         resolved: Vec::with_capacity(MAX_KEPT),
     };
@@ -69,10 +62,7 @@ where
             }
         }
     }
-    let parking = &conn.shared.parking;
-    for (endpoint, up, since) in client.kept.drain(..) {
-        parking.put(endpoint, up, since);
-    }
+    client.kept.park(&conn.shared.parking);
     if handoff {
         return Some(client.conn.into_rewind());
     }
@@ -80,13 +70,10 @@ where
     None
 }
 
-/// A request to send, its head written.
-struct Request {
-    head_len: usize,
-    framing: framing::RequestFraming,
-    head_only: bool,
-    idempotent: bool,
-}
+/// The endpoints one request may try: more than the gateway's 3, as hyper's path here tried
+/// every endpoint the retry budget allowed (with 5 endpoints of which 4 refuse connections,
+/// the fifth is reached).
+const MAX_ATTEMPTS: usize = 8;
 
 /// One request, its head buffered whole.
 async fn request<I>(conn: &Conn, client: &mut Client<I>) -> Next
@@ -109,16 +96,14 @@ where
         }
     };
     client.conn.client.consume(request.head_len);
+    let close = request.closes_after_own();
+    let replayable = request.replayable();
     let Request {
         framing,
         head_only,
         idempotent,
         ..
     } = request;
-    let replayable = framing.body == Body::Empty;
-    // After an answer of the sidecar's own the connection closes when the app asked for it or
-    // its body is not read whole.
-    let close = !replayable || !framing.keep_alive;
     let Some(service) = service_of(&conn.answers) else {
         metrics.outbound_http(None, None).observe(Some(503), 0.0);
         let text = "the destination is no longer a Service\n";
@@ -160,15 +145,22 @@ where
             return client.conn.answer(status, text, close, head_only).await;
         };
         let addr = pick.addr();
-        let (meshed, handles) = client.resolve(conn, &service, addr);
-        if !meshed {
+        let (slot, handles) = client.resolve(conn, &service, addr);
+        let expected = &client.resolved[slot].1;
+        if expected.is_none() {
             metrics.plaintext(Direction::Outbound, "unmeshed_endpoint");
         }
         let observe = |status: Option<u16>| handles.observe(status, start.elapsed().as_secs_f64());
-        let (mut up, reused) = match client.take(addr, &conn.shared.parking) {
+        // A connection made to another identity (or in plaintext) than the endpoint's now is
+        // not used: the address was listed anew.
+        let kept = client
+            .kept
+            .take(addr, &conn.shared.parking)
+            .filter(|up| up.io.get_ref().identity() == expected.as_ref());
+        let (mut up, reused) = match kept {
             Some(up) => (up, true),
-            None => match open(conn, addr).await {
-                Ok(opened) => (Side::upstream(Quiet::new(opened), Limits::default()), false),
+            None => match conn.shared.connector.open(addr, expected.as_ref()).await {
+                Ok(opened) => (fast::upstream(opened), false),
                 Err(e) => {
                     tracing::info!(endpoint = %addr, service = %service.name, error = %e, "connect failed");
                     pick.finish(AttemptOutcome::ConnectError, Instant::now());
@@ -184,22 +176,21 @@ where
                 }
             },
         };
-        // From the request going out to its answer's head, as hyper's path's timeout (an
-        // endpoint that stops taking the request's body included); the answer's body then
-        // takes what it takes.
-        let timeout = Some(conn.shared.config.response_timeout);
-        up.io.set_read_limit(timeout);
-        up.io.set_write_limit(timeout);
-        match client.conn.exchange(&mut up, &framing, head_only).await {
+        // From the request going out to its answer's head, as hyper's path's timeout; the
+        // answer's body then takes what it takes.
+        let within = Some(conn.shared.config.response_timeout);
+        match client
+            .conn
+            .exchange(&mut up, &framing, head_only, within)
+            .await
+        {
             Ok(begun) => {
                 let status = begun.status();
                 pick.finish(AttemptOutcome::from_status(status), Instant::now());
                 observe(Some(status));
-                up.io.set_read_limit(None);
-                up.io.set_write_limit(None);
                 let (next, reusable) = client.conn.finish(&mut up, begun).await;
                 if reusable {
-                    client.keep(addr, up, &conn.shared.parking);
+                    client.kept.keep(addr, up, &conn.shared.parking);
                 }
                 return next;
             }
@@ -237,22 +228,16 @@ where
     }
 }
 
-/// A new connection to `addr`: mTLS expecting the identity the destinations give it, else
-/// plaintext.
-async fn open(conn: &Conn, addr: SocketAddr) -> std::io::Result<upstream::Conn> {
-    let expected = conn.shared.connector.identities.get(&addr);
-    conn.shared.connector.open(addr, expected.as_ref()).await
-}
-
 impl<I> Client<I> {
-    /// Whether `addr` is meshed, and the metrics of requests to it under `service`: resolved
-    /// once per endpoint and destination answer (a new answer may change identities).
+    /// Where in [`Client::resolved`] `addr` is (its identity), and the metrics of requests
+    /// to it under `service`: resolved once per endpoint and destination answer (a new answer
+    /// may change identities).
     fn resolve(
         &mut self,
         conn: &Conn,
         service: &Arc<Service>,
         addr: SocketAddr,
-    ) -> (bool, Arc<HttpMetrics>) {
+    ) -> (usize, Arc<HttpMetrics>) {
         if !self
             .resolved_for
             .as_ref()
@@ -261,8 +246,8 @@ impl<I> Client<I> {
             self.resolved.clear();
             self.resolved_for = Some(service.clone());
         }
-        if let Some((_, meshed, handles)) = self.resolved.iter().find(|(at, ..)| *at == addr) {
-            return (*meshed, handles.clone());
+        if let Some(slot) = self.resolved.iter().position(|(at, ..)| *at == addr) {
+            return (slot, self.resolved[slot].2.clone());
         }
         let expected = conn.shared.connector.identities.get(&addr);
         let peer = expected.as_ref().map(ToString::to_string);
@@ -273,59 +258,25 @@ impl<I> Client<I> {
         if self.resolved.len() == MAX_KEPT {
             self.resolved.remove(0);
         }
-        self.resolved
-            .push((addr, expected.is_some(), handles.clone()));
-        (expected.is_some(), handles)
-    }
-
-    /// A connection to `endpoint` that can carry a request: one this connection keeps, else a
-    /// parked one.
-    fn take(
-        &mut self,
-        endpoint: SocketAddr,
-        parking: &Parking<upstream::Conn>,
-    ) -> Option<Endpoint> {
-        if let Some(i) = self.kept.iter().position(|(at, ..)| *at == endpoint) {
-            let (_, up, since) = self.kept.swap_remove(i);
-            if since.elapsed() < parking.limit() && still_open(&up) {
-                return Some(up);
-            }
-        }
-        parking.take(endpoint).map(|(up, _)| up)
-    }
-
-    /// Keeps `up`, idle from now, for the next requests to `endpoint`.
-    fn keep(&mut self, endpoint: SocketAddr, up: Endpoint, parking: &Parking<upstream::Conn>) {
-        if self.kept.len() == MAX_KEPT
-            && let Some(oldest) = (0..self.kept.len()).min_by_key(|&i| self.kept[i].2)
-        {
-            let (at, conn, since) = self.kept.swap_remove(oldest);
-            parking.put(at, conn, since);
-        }
-        self.kept.push((endpoint, up, Instant::now()));
+        self.resolved.push((addr, expected, handles.clone()));
+        (self.resolved.len() - 1, handles)
     }
 }
 
 /// The request's framing and its head as the endpoint gets it (hop-by-hop headers out), or
 /// why it is refused and whether it was a HEAD.
-fn decide(
-    head: &RequestHead<'_>,
-    out: &mut Vec<u8>,
-) -> Result<Request, (ferry_proxy::h1::Malformed, bool)> {
-    let head_only = head.method == "HEAD";
-    let framing = framing::request(head).map_err(|m| (m, head_only))?;
-    // A fragment is not the server's (RFC 9110 section 4.2.5).
-    let target = head.target.split_once('#').map_or(head.target, |(t, _)| t);
-    pass_request_head(out, head, target.as_bytes(), &framing, |_| false, b"");
-    Ok(Request {
-        head_len: head.len,
-        framing,
-        head_only,
-        idempotent: matches!(
-            head.method,
-            "GET" | "HEAD" | "OPTIONS" | "PUT" | "DELETE" | "TRACE"
-        ),
-    })
+fn decide(head: &RequestHead<'_>, out: &mut Vec<u8>) -> Result<Request, (Malformed, bool)> {
+    let request = Request::of(head)?;
+    let target = fast::target(head);
+    pass_request_head(
+        out,
+        head,
+        target.as_bytes(),
+        &request.framing,
+        |_| false,
+        b"",
+    );
+    Ok(request)
 }
 
 /// The answer when the last attempt failed with `outcome`.
