@@ -156,39 +156,13 @@ async fn both_sides_allocate_nothing_per_request_once_warm() {
     let mut client = TcpStream::connect(addr).await.unwrap();
     let mut buf = [0u8; 8192];
     let whole = |b: &[u8]| b.ends_with(b"{\"ok\":true}");
-    let mut exchange = async || {
+    let exchange = async || {
         client.write_all(REQUEST).await.unwrap();
         let len = read_until(&mut client, &mut buf, whole).await;
         assert!(buf.starts_with(b"HTTP/1.1 200 OK\r\n"), "{:?}", &buf[..len]);
         len
     };
-    let cold = dhat::HeapStats::get();
-    exchange().await;
-    let first = dhat::HeapStats::get();
-    for _ in 0..1_000 {
-        exchange().await;
-    }
-    let warm = dhat::HeapStats::get();
-    const N: u64 = 10_000;
-    let mut read = 0;
-    for _ in 0..N {
-        read += exchange().await;
-    }
-    let after = dhat::HeapStats::get();
-    let blocks = after.total_blocks - warm.total_blocks;
-    println!(
-        "first request: {} allocations ({} bytes); warm-up: {} allocations over 1,000; then {} \
-         allocations ({} bytes) over {N} requests ({read} bytes answered)",
-        first.total_blocks - cold.total_blocks,
-        first.total_bytes - cold.total_bytes,
-        warm.total_blocks - first.total_blocks,
-        blocks,
-        after.total_bytes - warm.total_bytes,
-    );
-    assert_eq!(
-        blocks, 0,
-        "allocations per request on the fast path, once warm"
-    );
+    ferry_testing::alloc::none_per_request(exchange).await;
     drop(client);
     drop(trigger);
     for side in sides {

@@ -1,8 +1,12 @@
 //! What the workspace's tests share, and nothing else: polling for a condition with a
-//! deadline ([`eventually`]) instead of sleeping for a guessed time.
+//! deadline ([`eventually`]) instead of sleeping for a guessed time; with the `alloc`
+//! feature, counting allocations per request under dhat (`alloc::none_per_request`).
 //!
 //! Only ever a dev-dependency, so none of it reaches a production build and no crate grows a
 //! test-only public API. It may touch tokio's timer and nothing more.
+
+#[cfg(feature = "alloc")]
+pub mod alloc;
 
 use std::future::Future;
 use std::time::{Duration, Instant};
