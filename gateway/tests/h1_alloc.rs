@@ -15,9 +15,10 @@ use std::net::SocketAddr;
 use ferry_gateway::{Config, Gateway};
 use ferry_model::Snapshot;
 use ferry_runtime::SnapshotBus;
+use ferry_testing::alloc;
 use prometheus_client::registry::Registry;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
 
 #[global_allocator]
 static ALLOC: dhat::Alloc = dhat::Alloc;
@@ -54,59 +55,15 @@ fn snapshot(endpoint: SocketAddr) -> Snapshot {
     .unwrap()
 }
 
-/// Reads from `stream` into `buf` until `done` says the bytes so far are whole; no allocation.
-async fn read_until(stream: &mut TcpStream, buf: &mut [u8], done: impl Fn(&[u8]) -> bool) -> usize {
-    let mut len = 0;
-    while !done(&buf[..len]) {
-        let n = stream.read(&mut buf[len..]).await.unwrap();
-        assert!(n > 0, "closed mid-message after {len} bytes");
-        len += n;
-    }
-    len
-}
-
-fn ends_head(bytes: &[u8]) -> bool {
-    bytes.ends_with(b"\r\n\r\n")
-}
-
-/// An upstream that answers every request head on its connections with [`ANSWER`].
-async fn upstream() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut buf = [0u8; 8192];
-                loop {
-                    let mut len = 0;
-                    while !ends_head(&buf[..len]) {
-                        match stream.read(&mut buf[len..]).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => len += n,
-                        }
-                    }
-                    if stream.write_all(ANSWER).await.is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    addr
-}
-
 fn main() {
-    let _profiler = dhat::Profiler::builder().testing().build();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(the_gateway_allocates_nothing_per_request_once_warm());
-    println!("test the_gateway_allocates_nothing_per_request_once_warm ... ok");
+    alloc::run(
+        "the_gateway_allocates_nothing_per_request_once_warm",
+        the_gateway_allocates_nothing_per_request_once_warm(),
+    );
 }
 
 async fn the_gateway_allocates_nothing_per_request_once_warm() {
-    let endpoint = upstream().await;
+    let endpoint = alloc::answering(ANSWER).await;
     let bus = SnapshotBus::new();
     let subscription = bus.subscribe("gateway");
     bus.publish(snapshot(endpoint));
@@ -127,11 +84,11 @@ async fn the_gateway_allocates_nothing_per_request_once_warm() {
     let whole = |b: &[u8]| b.ends_with(b"{\"ok\":true}");
     let exchange = async || {
         client.write_all(REQUEST).await.unwrap();
-        let len = read_until(&mut client, &mut buf, whole).await;
+        let len = alloc::read_until(&mut client, &mut buf, whole).await;
         assert!(buf.starts_with(b"HTTP/1.1 200 OK\r\n"), "{:?}", &buf[..len]);
         len
     };
-    ferry_testing::alloc::none_per_request(exchange).await;
+    alloc::none_per_request(exchange).await;
     drop(client);
     trigger.trigger();
     running.await.unwrap();

@@ -256,6 +256,13 @@ impl Authorize for DenyPath {
     }
 }
 
+/// The server side for the app on `app_port`, with identity `api` (`shop`), allowing all.
+async fn server_side(ca: &Ca, app_port: u16, mode: MtlsMode) -> Running {
+    let (tx, _) = watch_of(ca.issue(&id("shop", "api")));
+    let (none, ids) = fixed(&[], None);
+    sidecar(tx, none, ids, Arc::new(AllowAll), app_port, mode, false).await
+}
+
 /// The server side for `app` with identity `api`, and the client side pointed at it.
 async fn pair(
     ca: &Ca,
@@ -486,18 +493,7 @@ async fn a_request_to_an_endpoint_that_refuses_connections_is_retried_on_another
     let ca = Ca::new();
     let app = echo_app().await;
     let (api, web) = (id("shop", "api"), id("shop", "web"));
-    let (tx, _) = watch_of(ca.issue(&api));
-    let (none, ids) = fixed(&[], None);
-    let server = sidecar(
-        tx,
-        none,
-        ids,
-        Arc::new(AllowAll),
-        app.port(),
-        MtlsMode::Strict,
-        false,
-    )
-    .await;
+    let server = server_side(&ca, app.port(), MtlsMode::Strict).await;
     // A port nobody listens on any more.
     let gone = TcpListener::bind("127.0.0.1:0")
         .await

@@ -22,9 +22,10 @@ use ferry_sidecar::upstream::Identities;
 use ferry_sidecar::{
     AllowAll, Inbound, InboundConfig, MeshTls, Metrics, MtlsMode, Outbound, OutboundConfig,
 };
+use ferry_testing::alloc;
 use prometheus_client::registry::Registry;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 #[global_allocator]
@@ -75,55 +76,15 @@ fn destination(endpoint: SocketAddr) -> Arc<Fixed> {
     Arc::new(Fixed(HashMap::from([(SERVICE.to_owned(), answer)])))
 }
 
-/// Reads from `stream` into `buf` until `done` says the bytes so far are whole; no allocation.
-async fn read_until(stream: &mut TcpStream, buf: &mut [u8], done: impl Fn(&[u8]) -> bool) -> usize {
-    let mut len = 0;
-    while !done(&buf[..len]) {
-        let n = stream.read(&mut buf[len..]).await.unwrap();
-        assert!(n > 0, "closed mid-message after {len} bytes");
-        len += n;
-    }
-    len
-}
-
-/// An app that answers every request head on its connections with [`ANSWER`].
-async fn app() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut buf = [0u8; 8192];
-                loop {
-                    let mut len = 0;
-                    while !buf[..len].ends_with(b"\r\n\r\n") {
-                        match stream.read(&mut buf[len..]).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => len += n,
-                        }
-                    }
-                    if stream.write_all(ANSWER).await.is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    addr
-}
-
 fn main() {
-    let _profiler = dhat::Profiler::builder().testing().build();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(both_sides_allocate_nothing_per_request_once_warm());
-    println!("test both_sides_allocate_nothing_per_request_once_warm ... ok");
+    alloc::run(
+        "both_sides_allocate_nothing_per_request_once_warm",
+        both_sides_allocate_nothing_per_request_once_warm(),
+    );
 }
 
 async fn both_sides_allocate_nothing_per_request_once_warm() {
-    let app = app().await;
+    let app = alloc::answering(ANSWER).await;
     let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
     let (_credentials, watch) = watch::channel(None);
     let tls = Arc::new(MeshTls::new(watch));
@@ -158,11 +119,11 @@ async fn both_sides_allocate_nothing_per_request_once_warm() {
     let whole = |b: &[u8]| b.ends_with(b"{\"ok\":true}");
     let exchange = async || {
         client.write_all(REQUEST).await.unwrap();
-        let len = read_until(&mut client, &mut buf, whole).await;
+        let len = alloc::read_until(&mut client, &mut buf, whole).await;
         assert!(buf.starts_with(b"HTTP/1.1 200 OK\r\n"), "{:?}", &buf[..len]);
         len
     };
-    ferry_testing::alloc::none_per_request(exchange).await;
+    alloc::none_per_request(exchange).await;
     drop(client);
     drop(trigger);
     for side in sides {

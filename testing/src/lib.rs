@@ -3,7 +3,7 @@
 //! feature, counting allocations per request under dhat (`alloc::none_per_request`).
 //!
 //! Only ever a dev-dependency, so none of it reaches a production build and no crate grows a
-//! test-only public API. It may touch tokio's timer and nothing more.
+//! test-only public API. It may touch tokio's timer, and (`alloc`) loopback sockets.
 
 #[cfg(feature = "alloc")]
 pub mod alloc;

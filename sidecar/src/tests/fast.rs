@@ -434,18 +434,7 @@ async fn a_kept_connection_is_not_reused_once_its_endpoint_is_listed_with_anothe
     let ca = Ca::new();
     let app = echo_app().await;
     let api = id("shop", "api");
-    let (tx, _) = watch_of(ca.issue(&api));
-    let (none, ids) = fixed(&[], None);
-    let server = sidecar(
-        tx,
-        none,
-        ids,
-        Arc::new(AllowAll),
-        app.port(),
-        MtlsMode::Permissive,
-        false,
-    )
-    .await;
+    let server = server_side(&ca, app.port(), MtlsMode::Permissive).await;
     // First listed without a sidecar: reached in plaintext.
     let endpoint = server.addrs.inbound;
     let (plain, _) = fixed(&[(endpoint, None)], None);
@@ -496,18 +485,7 @@ async fn the_response_timeout_bounds_a_request_whose_body_stalls_with_504() {
     let (app, seen) = raw_app(Answer::Target).await;
     let ca = Ca::new();
     let api = id("shop", "api");
-    let (tx, _) = watch_of(ca.issue(&api));
-    let (none, ids) = fixed(&[], None);
-    let server = sidecar(
-        tx,
-        none,
-        ids,
-        Arc::new(AllowAll),
-        app.port(),
-        MtlsMode::Strict,
-        false,
-    )
-    .await;
+    let server = server_side(&ca, app.port(), MtlsMode::Strict).await;
     let (discover, identities) = fixed(&[(server.addrs.inbound, Some(&api))], None);
     let (tx, _) = watch_of(ca.issue(&id("shop", "web")));
     let given = (
