@@ -488,6 +488,18 @@ async fn a_large_answer_over_tls_arrives_whole_before_the_next_request() {
 /// that answer, not a 502, and its connection closes (its body was not read whole).
 #[tokio::test]
 async fn an_upstream_answering_before_the_whole_body_is_passed_on() {
+    early_answer(true).await;
+}
+
+/// The same from an upstream that keeps its connection open and stops reading (as a server
+/// that refuses an upload and waits for the client to stop): the answer is seen while the
+/// body waits for room, not after the send timeout.
+#[tokio::test]
+async fn an_upstream_answering_early_and_reading_no_more_is_passed_on_at_once() {
+    early_answer(false).await;
+}
+
+async fn early_answer(closes: bool) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let endpoint = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -501,8 +513,15 @@ async fn an_upstream_answering_before_the_whole_body_is_passed_on() {
             let _ = stream
                 .write_all(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 3\r\n\r\nbig")
                 .await;
-            // Closing with unread bytes resets the connection: writes upstream fail.
-            drop(stream);
+            if closes {
+                // Closing with unread bytes resets the connection: writes upstream fail.
+                drop(stream);
+            } else {
+                tokio::spawn(async move {
+                    let _open = stream;
+                    std::future::pending::<()>().await;
+                });
+            }
         }
     });
     let (addr, trigger, running, _) = start(to(endpoint), |c| c.timeouts.max_body = 64 << 20).await;

@@ -79,6 +79,12 @@ impl<S> Quiet<S> {
         self.read.armed = false;
     }
 
+    /// Forgets a read's wait that was given up (its future dropped, or a watch polled
+    /// alongside a write): the next read waits its limit from its own start.
+    pub fn restart_read(&mut self) {
+        self.read.armed = false;
+    }
+
     /// The longest a write may wait for room, from now on.
     pub fn set_write_limit(&mut self, limit: Option<Duration>) {
         self.write.limit = limit;

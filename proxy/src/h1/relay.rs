@@ -20,8 +20,9 @@
 //!
 //! What follows a message in a buffer stays there: the next pipelined request, or a
 //! tunnel's first bytes. The request body is sent whole before the answer is read, as nginx
-//! does with its request buffering off for small bodies; an upstream that answers early
-//! and stops reading stalls the exchange until the caller's timeouts end it.
+//! does with its request buffering off, but for an upstream that answers early: one that
+//! begins its answer (or closes) while it takes no more of the body stops the sending
+//! ([`Error::AnsweredEarly`]) and its answer is passed on.
 //!
 //! The framing of the answer is passed on as it came: a chunked answer goes to the client
 //! chunked, so the caller must serve HTTP/1.0 clients elsewhere (they cannot read chunked).
@@ -31,12 +32,16 @@
 
 use std::io;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 use super::Malformed;
 use super::body::Delimiter;
 use super::framing::{self, Body, ResponseFraming};
 use super::head::{Limits, Parser, RequestHead, ResponseHead};
+use super::quiet::Quiet;
 use super::write;
 
 /// A buffer's first size, and the free room it keeps for a read.
@@ -86,6 +91,11 @@ pub enum Error {
     /// The client's body has more content than the limit it was sent with.
     #[error("the request body is larger than the limit")]
     TooLarge,
+    /// The upstream began to answer (or closed) while the request's body was still on its way
+    /// and it took no more of it (a 413, a 401): what it sent is buffered for
+    /// [`start_response`], and the rest of the body is not sent.
+    #[error("the upstream answered before the request's body was sent whole")]
+    AnsweredEarly,
 }
 
 impl Error {
@@ -96,6 +106,7 @@ impl Error {
                 *p
             }
             Error::TooLarge => Peer::Client,
+            Error::AnsweredEarly => Peer::Upstream,
         }
     }
 
@@ -210,6 +221,21 @@ impl<S: AsyncRead + Unpin> Side<S> {
         }
     }
 
+    /// [`Side::fill`] as a poll, through a small buffer of its own (for the rare read that
+    /// races a write: an upstream's early answer).
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<Result<usize, Error>> {
+        let mut room = [0u8; 2048];
+        let mut read = ReadBuf::new(&mut room);
+        match Pin::new(&mut self.io).poll_read(cx, &mut read) {
+            Poll::Ready(Ok(())) => {
+                self.buf.extend_from_slice(read.filled());
+                Poll::Ready(Ok(read.filled().len()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(Error::Read(self.peer, e))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
     /// One read onto the end of the buffer (compacted or grown first when it has little room
     /// left): how many bytes came, 0 at the end of the stream.
     pub async fn fill(&mut self) -> Result<usize, Error> {
@@ -269,7 +295,8 @@ pub struct Asked {
 
 /// Sends the edited request `head` upstream with the body `client` has buffered after the
 /// request head (already consumed), then the rest of the body as it arrives, delimited by
-/// `body` and never re-chunked; what follows the body stays buffered in `client`. With
+/// `body` and never re-chunked, the upstream watched for an early answer meanwhile; what
+/// follows the body stays buffered in `client`. With
 /// `expect_continue`, `100 Continue` goes to the client first when none of the body came yet.
 /// A body with more content than `max_body` is cut there with [`Error::TooLarge`] (a length
 /// past it is refused before anything is sent). Returns the body bytes passed on.
@@ -283,7 +310,7 @@ pub async fn send_request<C, U>(
 ) -> Result<u64, Error>
 where
     C: AsyncRead + AsyncWrite + Unpin,
-    U: AsyncWrite + Unpin,
+    U: AsyncRead + AsyncWrite + Unpin,
 {
     if matches!(body, Body::Length(n) if n > max_body) {
         return Err(Error::TooLarge);
@@ -307,7 +334,7 @@ where
     let rest = if delimiter.is_done() {
         0
     } else {
-        pass_body(client, &mut upstream.io, &mut delimiter, max_body).await?
+        pass_request_body(client, upstream, &mut delimiter, max_body).await?
     };
     upstream
         .io
@@ -315,6 +342,77 @@ where
         .await
         .map_err(|e| Error::Write(Peer::Upstream, e))?;
     Ok(first as u64 + rest)
+}
+
+/// [`pass_body`] for a request's body, with the upstream watched while it takes no more of
+/// it: one that begins to answer or closes meanwhile stops the sending
+/// ([`Error::AnsweredEarly`]; what it sent stays buffered for [`start_response`]), as an
+/// upstream that refuses a large upload (413) and stops reading would otherwise hold the
+/// exchange until the send timeout. A read timeout meanwhile only ends the watch.
+async fn pass_request_body<C, U>(
+    client: &mut Side<C>,
+    upstream: &mut Side<U>,
+    delimiter: &mut Delimiter,
+    limit: u64,
+) -> Result<u64, Error>
+where
+    C: AsyncRead + Unpin,
+    U: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut passed = 0u64;
+    let mut watching = true;
+    while !delimiter.is_done() {
+        if client.buffered().is_empty() {
+            // What went out so far leaves before the wait (TLS holds it until flushed).
+            upstream
+                .io
+                .flush()
+                .await
+                .map_err(|e| Error::Write(Peer::Upstream, e))?;
+            if client.fill().await? == 0 {
+                // The end of the stream: the end of a body until close, else a cut one.
+                return match delimiter.finish() {
+                    Ok(()) => Ok(passed),
+                    Err(_) => Err(Error::Closed(Peer::Client)),
+                };
+            }
+        }
+        let used = first_piece(client, delimiter)?;
+        if delimiter.data() > limit {
+            return Err(Error::TooLarge);
+        }
+        let mut piece = &client.buffered()[..used];
+        while !piece.is_empty() {
+            let n = std::future::poll_fn(|cx| {
+                if let Poll::Ready(written) = Pin::new(&mut upstream.io).poll_write(cx, piece) {
+                    return Poll::Ready(written.map_err(|e| Error::Write(Peer::Upstream, e)));
+                }
+                if watching {
+                    match upstream.poll_fill(cx) {
+                        Poll::Ready(Err(e)) if e.timed_out() => watching = false,
+                        Poll::Ready(Ok(0)) => {
+                            return Poll::Ready(Err(Error::Closed(Peer::Upstream)));
+                        }
+                        Poll::Ready(Ok(_)) => return Poll::Ready(Err(Error::AnsweredEarly)),
+                        Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                        Poll::Pending => {}
+                    }
+                }
+                Poll::Pending
+            })
+            .await?;
+            if n == 0 {
+                return Err(Error::Write(
+                    Peer::Upstream,
+                    io::ErrorKind::WriteZero.into(),
+                ));
+            }
+            piece = &piece[n..];
+        }
+        client.consume(used);
+        passed += used as u64;
+    }
+    Ok(passed)
 }
 
 /// Reads the answer to a request sent with [`send_request`] and passes it to the client:
@@ -359,7 +457,7 @@ pub struct Exchange<'a> {
 /// answer started (`progress` says how far it got when it failed).
 pub async fn exchange<C, U>(
     client: &mut Side<C>,
-    upstream: &mut Side<U>,
+    upstream: &mut Side<Quiet<U>>,
     request: Exchange<'_>,
     out: &mut Vec<u8>,
     progress: &mut Progress,
@@ -383,6 +481,8 @@ where
         request.max_body,
     )
     .await;
+    // A read watch armed while the body was on its way is not the answer's.
+    upstream.io.restart_read();
     let whole = sent.is_ok();
     let started = match sent {
         Ok(_) => {
@@ -397,7 +497,7 @@ where
             )
             .await
         }
-        Err(e @ Error::Write(Peer::Upstream, _)) if !e.timed_out() => {
+        Err(e @ (Error::Write(Peer::Upstream, _) | Error::AnsweredEarly)) if !e.timed_out() => {
             let early = Asked {
                 keep_alive: false,
                 ..asked

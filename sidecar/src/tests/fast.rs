@@ -521,3 +521,53 @@ async fn the_response_timeout_bounds_a_request_whose_body_stalls_with_504() {
         "the app never had the whole request"
     );
 }
+
+#[tokio::test]
+async fn an_app_refusing_a_large_upload_early_is_heard_through_both_sidecars() {
+    // Reads the head only, answers 413, keeps the connection and reads no more.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let app = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut chunk = [0u8; 1024];
+                while find(&head, b"\r\n\r\n").is_none() {
+                    match stream.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let refusal = b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 3\r\n\r\nbig";
+                let _ = stream.write_all(refusal).await;
+                std::future::pending::<()>().await;
+            });
+        }
+    });
+    let (client, _server) = through(app, Arc::new(AllowAll)).await;
+    let mut stream = TcpStream::connect(client.addrs.outbound).await.unwrap();
+    const SIZE: usize = 32 << 20;
+    let head = format!("PUT /up HTTP/1.1\r\nHost: api.shop.svc\r\nContent-Length: {SIZE}\r\n\r\n");
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let (mut reader, mut writer) = stream.into_split();
+    let upload = tokio::spawn(async move {
+        let body = vec![b'b'; 64 << 10];
+        for _ in 0..SIZE / body.len() {
+            if writer.write_all(&body).await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut all = Vec::new();
+    tokio::time::timeout(DEADLINE, reader.read_to_end(&mut all))
+        .await
+        .expect("answered and closed within the deadline, not after the 60 s timeouts")
+        .unwrap();
+    let text = String::from_utf8_lossy(&all);
+    assert!(text.starts_with("HTTP/1.1 413 "), "{text}");
+    assert!(
+        text.contains("Connection: close\r\n") && text.ends_with("big"),
+        "{text}"
+    );
+    upload.abort();
+}
