@@ -13,30 +13,11 @@ n=${1:-10000}
 for tool in dnsperf knotd python3 taskset dig; do
   command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install dnsperf knot)" >&2; exit 1; }
 done
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
+source benches/dns/common.sh
 python3 benches/dns/gen.py "$n" "$work"
 first=$(head -1 "$work/queries.txt" | cut -d' ' -f1)
 tck=$(getconf CLK_TCK)
 
-free_port() { # free for UDP and TCP both (ferry serves both on one port)
-  python3 -c 'import socket
-while True:
-    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("127.0.0.1", 0)); p = u.getsockname()[1]
-    t = socket.socket()
-    try:
-        t.bind(("127.0.0.1", p)); print(p); break
-    except OSError: pass'
-}
-wait_answer() { # port
-  for _ in $(seq 1 300); do
-    dig +short +time=1 +tries=1 -p "$1" @127.0.0.1 "$first" A 2>/dev/null | grep -qE '^[0-9]' && return 0
-    sleep 0.1
-  done
-  echo "server on $1 never answered $first" >&2; return 1
-}
 cpu_ticks() { awk '{print $14, $15}' "/proc/$1/stat"; }
 
 # Prints "| server | qps | user µs/query | kernel µs/query |" for the server on $2, pid $3.
@@ -58,36 +39,16 @@ print(f'| $1 | $qps | {($u1-$u0)/t/q*1e6:.2f} | {($s1-$s0)/t/q*1e6:.2f} |')"
 echo "| server ($n Services) | qps | user µs/query | kernel µs/query |"
 echo "|---|---|---|---|"
 kport=$(free_port)
-mkdir -p "$work/knot"
-cat > "$work/knot.conf" <<CONF
-server:
-    rundir: "$work/knot"
-    listen: 127.0.0.1@$kport
-    udp-workers: 1
-    tcp-workers: 1
-    background-workers: 1
-log:
-  - target: stderr
-    any: error
-database:
-    storage: "$work/knot"
-zone:
-  - domain: cluster.local
-    file: "$work/cluster.local.zone"
-    journal-content: none
-    zonefile-sync: -1
-CONF
-taskset -c 0 knotd -c "$work/knot.conf" & pids+=($!); kpid=$!
-wait_answer "$kport"
+start_knot "$work" "$kport"; kpid=$server_pid
+wait_answer "$kport" "$first"
 measure knot "$kport" "$kpid"
 kill "$kpid"; wait "$kpid" 2>/dev/null || true
 
 for pair in "ferry=$FERRY" ${BEFORE:+"before=$BEFORE"}; do
   name=${pair%%=*} bin=${pair#*=}
   port=$(free_port)
-  RUST_LOG=error taskset -c 0 "$bin" dns --snapshot "$work/snapshot.json" \
-    --listen "127.0.0.1:$port" --admin 127.0.0.1:0 --dns-upstream 127.0.0.1:9 & pids+=($!); pid=$!
-  wait_answer "$port"
+  start_ferry "$bin" "$work" "$port"; pid=$server_pid
+  wait_answer "$port" "$first"
   measure "$name" "$port" "$pid"
   kill "$pid"; wait "$pid" 2>/dev/null || true
 done

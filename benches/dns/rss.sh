@@ -13,22 +13,9 @@ FERRY=${FERRY:-target/release/ferry}
 SECS=${SECONDS_PER_RUN:-4}
 REPS=${REPS:-5}
 n=${1:-10000}
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
+source benches/dns/common.sh
 python3 benches/dns/gen.py 0 "$work/0"
 python3 benches/dns/gen.py "$n" "$work/$n"
-
-free_port() { # free for UDP and TCP both (ferry serves both on one port)
-  python3 -c 'import socket
-while True:
-    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("127.0.0.1", 0)); p = u.getsockname()[1]
-    t = socket.socket()
-    try:
-        t.bind(("127.0.0.1", p)); print(p); break
-    except OSError: pass'
-}
 
 # Prints the server's VmRSS in KB after a dnsperf run.
 rss_kb() { # binary size
@@ -36,18 +23,12 @@ rss_kb() { # binary size
   port=$(free_port)
   first=$(head -1 "$work/$2/queries.txt" | cut -d' ' -f1)
   if [ "$1" = knot ]; then
-    mkdir -p "$work/knot-$2"
-    printf 'server:\n    rundir: "%s"\n    listen: 127.0.0.1@%s\n    udp-workers: 1\n    tcp-workers: 1\n    background-workers: 1\nlog:\n  - target: stderr\n    any: error\ndatabase:\n    storage: "%s"\nzone:\n  - domain: cluster.local\n    file: "%s"\n    journal-content: none\n    zonefile-sync: -1\n' \
-      "$work/knot-$2" "$port" "$work/knot-$2" "$work/$2/cluster.local.zone" > "$work/knot-$2.conf"
-    taskset -c 0 knotd -c "$work/knot-$2.conf" & pids+=($!); pid=$!
+    start_knot "$work/$2" "$port"
   else
-    RUST_LOG=error taskset -c 0 "$1" dns --snapshot "$work/$2/snapshot.json" \
-      --listen "127.0.0.1:$port" --admin 127.0.0.1:0 --dns-upstream 127.0.0.1:9 & pids+=($!); pid=$!
+    start_ferry "$1" "$work/$2" "$port"
   fi
-  for _ in $(seq 1 300); do
-    dig +short +time=1 +tries=1 -p "$port" @127.0.0.1 "$first" A 2>/dev/null | grep -qE '^[0-9]' && break
-    sleep 0.1
-  done
+  pid=$server_pid
+  wait_answer "$port" "$first"
   taskset -c 1 dnsperf -s 127.0.0.1 -p "$port" -d "$work/$2/queries.txt" -l "$SECS" -c 4 -q 500 >/dev/null 2>&1
   awk '/VmRSS/ {r=$2} /RssAnon/ {a=$2} END {print r "/" a}' "/proc/$pid/status"
   kill "$pid"; wait "$pid" 2>/dev/null || true

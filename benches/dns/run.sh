@@ -20,29 +20,7 @@ for tool in dnsperf knotd python3 taskset; do
 done
 [ -x "$FERRY" ] || { echo "missing $FERRY: cargo build --release" >&2; exit 1; }
 
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
-
-free_port() {
-  python3 -c 'import socket
-while True:
-    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("127.0.0.1", 0)); p = u.getsockname()[1]
-    t = socket.socket()
-    try:
-        t.bind(("127.0.0.1", p)); print(p); break
-    except OSError: pass'
-}
-
-# An address back, not just output: dig prints its errors (";; communications error") on stdout.
-wait_answer() { # port name
-  for _ in $(seq 1 300); do
-    dig +short +time=1 +tries=1 -p "$1" @127.0.0.1 "$2" A 2>/dev/null | grep -qE '^[0-9]' && return 0
-    sleep 0.1
-  done
-  echo "server on $1 never answered $2" >&2; return 1
-}
+source benches/dns/common.sh
 
 rss_mb() { awk '/VmRSS/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
 
@@ -72,26 +50,7 @@ for n in "${SIZES[@]}"; do
 
   # Knot: the same records as an authoritative zone, one UDP worker on CPU 0.
   kport=$(free_port)
-  mkdir -p "$dir/knot"
-  cat > "$dir/knot.conf" <<CONF
-server:
-    rundir: "$dir/knot"
-    listen: 127.0.0.1@$kport
-    udp-workers: 1
-    tcp-workers: 1
-    background-workers: 1
-log:
-  - target: stderr
-    any: error
-database:
-    storage: "$dir/knot"
-zone:
-  - domain: cluster.local
-    file: "$dir/cluster.local.zone"
-    journal-content: none
-    zonefile-sync: -1
-CONF
-  taskset -c 0 knotd -c "$dir/knot.conf" & pids+=($!); kpid=$!
+  start_knot "$dir" "$kport"; kpid=$server_pid
   wait_answer "$kport" "$first"
   read -r kq ka kl < <(max_qps "$kport" "$dir/queries.txt")
   read -r khq k50 k99 k999 kmax < <(at_rate "$kport" "$dir/queries.txt" $((kq / 2)))
@@ -103,8 +62,7 @@ CONF
   ferry_row() { # binary
     local fport fpid fq fa fl fhq f50 f99 f999 fmax frss
     fport=$(free_port)
-    RUST_LOG=error taskset -c 0 "$1" dns --snapshot "$dir/snapshot.json" \
-      --listen "127.0.0.1:$fport" --admin 127.0.0.1:0 --dns-upstream 127.0.0.1:9 & pids+=($!); fpid=$!
+    start_ferry "$1" "$dir" "$fport"; fpid=$server_pid
     wait_answer "$fport" "$first"
     read -r fq fa fl < <(max_qps "$fport" "$dir/queries.txt")
     read -r fhq f50 f99 f999 fmax < <(at_rate "$fport" "$dir/queries.txt" $((fq / 2)))
