@@ -110,6 +110,12 @@ fn chunked_end(body: &[u8]) -> Option<usize> {
     }
 }
 
+/// Sends `request` on `stream` and reads its answer ([`read_answer`]).
+async fn ask(stream: &mut TcpStream, buf: &mut Vec<u8>, request: &[u8]) -> (String, Vec<u8>) {
+    stream.write_all(request).await.unwrap();
+    read_answer(stream, buf).await
+}
+
 /// One answer from `stream`: its head (lower-cased) and body, by Content-Length, chunked
 /// (decoded) or until the close.
 async fn read_answer(stream: &mut TcpStream, buf: &mut Vec<u8>) -> (String, Vec<u8>) {
@@ -275,11 +281,7 @@ async fn a_chunked_body_passes_byte_identical_and_one_past_the_limit_gets_413() 
     assert!(String::from_utf8_lossy(&got).contains("Transfer-Encoding: chunked\r\n"));
 
     // 10 + 10 bytes of content: past the 16-byte limit.
-    client
-        .write_all(b"POST /up HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\na\r\n0123456789\r\na\r\n0123456789\r\n0\r\n\r\n")
-        .await
-        .unwrap();
-    let (head, _) = read_answer(&mut client, &mut buf).await;
+    let (head, _) = ask(&mut client, &mut buf, b"POST /up HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\na\r\n0123456789\r\na\r\n0123456789\r\n0\r\n\r\n").await;
     assert_eq!(status(&head), 413, "{head}");
     assert!(closes(&mut client).await);
     // A declared length past the limit is refused before anything goes upstream.
@@ -327,17 +329,9 @@ async fn an_upstream_connection_closed_while_idle_is_replaced_without_an_error()
     let (addr, trigger, running, _) = start(to(endpoint), |_| {}).await;
     let mut client = TcpStream::connect(addr).await.unwrap();
     let mut buf = Vec::new();
-    client
-        .write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
-        .await
-        .unwrap();
-    let (head, _) = read_answer(&mut client, &mut buf).await;
+    let (head, _) = ask(&mut client, &mut buf, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await;
     assert_eq!(status(&head), 200);
-    client
-        .write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
-        .await
-        .unwrap();
-    let (head, body) = read_answer(&mut client, &mut buf).await;
+    let (head, body) = ask(&mut client, &mut buf, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await;
     assert_eq!(
         (status(&head), body.as_slice()),
         (200, &b"bb"[..]),
@@ -565,17 +559,14 @@ async fn a_post_is_not_sent_twice_when_its_reused_connection_breaks() {
     let (addr, trigger, running, _) = start(to(endpoint), |_| {}).await;
     let mut client = TcpStream::connect(addr).await.unwrap();
     let mut buf = Vec::new();
-    client
-        .write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
-        .await
-        .unwrap();
-    let (head, _) = read_answer(&mut client, &mut buf).await;
+    let (head, _) = ask(&mut client, &mut buf, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await;
     assert_eq!(status(&head), 200);
-    client
-        .write_all(b"POST /charge HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n")
-        .await
-        .unwrap();
-    let (head, _) = read_answer(&mut client, &mut buf).await;
+    let (head, _) = ask(
+        &mut client,
+        &mut buf,
+        b"POST /charge HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n",
+    )
+    .await;
     assert_eq!(status(&head), 502, "{head}");
     assert_eq!(
         received.lock().unwrap().len(),
