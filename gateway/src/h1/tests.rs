@@ -651,3 +651,41 @@ async fn an_idle_client_connection_closes_its_stale_upstream_connection() {
     trigger.trigger();
     running.await.unwrap();
 }
+
+/// A client that closes its connection while its answer is awaited has left: the upstream
+/// connection goes at once (nginx's 499), not after the response timeout.
+#[tokio::test]
+async fn a_client_leaving_before_its_answer_ends_the_upstream_request() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = listener.local_addr().unwrap();
+    let (closed_tx, closed_rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let mut chunk = [0u8; 1024];
+        // The request comes, no answer goes; then the gateway's close.
+        let mut seen = Vec::new();
+        loop {
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => seen.extend_from_slice(&chunk[..n]),
+            }
+        }
+        let _ = closed_tx.send(seen);
+    });
+    let (addr, trigger, running, _) = start(to(endpoint), |_| {}).await;
+    let mut client = TcpStream::connect(addr).await.unwrap();
+    client
+        .write_all(b"GET /slow HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    // Once the request is upstream, the client goes.
+    let seen = tokio::time::timeout(Duration::from_secs(10), async {
+        drop(client);
+        closed_rx.await.unwrap()
+    })
+    .await
+    .expect("the upstream connection closed within 10 s of the client's");
+    assert!(seen.starts_with(b"GET /slow HTTP/1.1\r\n"), "{seen:?}");
+    trigger.trigger();
+    running.await.unwrap();
+}

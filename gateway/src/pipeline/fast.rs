@@ -426,7 +426,14 @@ impl Pipeline {
                 return Next::Close;
             }
             // The client's own failure: nothing counts against the endpoint, and nothing is
-            // tried again; what was sent upstream is cut off with its connection.
+            // tried again; what was sent upstream is cut off with its connection. A client
+            // that left before its answer came is logged as nginx logs it, 499, and gets
+            // nothing.
+            if matches!(error, RelayError::ClientGone) {
+                drop(pick);
+                self.log_h1(conn, req, CLIENT_CLOSED_REQUEST);
+                return Next::Close;
+            }
             if error.peer() == Peer::Client {
                 drop(pick);
                 let failure = match error {
@@ -546,6 +553,12 @@ impl Pipeline {
         }
     }
 }
+
+/// nginx's status for a request whose client closed its connection before the answer came.
+const CLIENT_CLOSED_REQUEST: StatusCode = match StatusCode::from_u16(499) {
+    Ok(status) => status,
+    Err(_) => StatusCode::BAD_REQUEST,
+};
 
 fn status_code(status: u16) -> StatusCode {
     StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY)

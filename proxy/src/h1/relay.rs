@@ -96,6 +96,9 @@ pub enum Error {
     /// [`start_response`], and the rest of the body is not sent.
     #[error("the upstream answered before the request's body was sent whole")]
     AnsweredEarly,
+    /// The client closed its connection while its answer was awaited (nginx's 499).
+    #[error("the client closed its connection before its answer came")]
+    ClientGone,
 }
 
 impl Error {
@@ -105,7 +108,7 @@ impl Error {
             Error::Read(p, _) | Error::Write(p, _) | Error::Closed(p) | Error::Malformed(p, _) => {
                 *p
             }
-            Error::TooLarge => Peer::Client,
+            Error::TooLarge | Error::ClientGone => Peer::Client,
             Error::AnsweredEarly => Peer::Upstream,
         }
     }
@@ -427,7 +430,7 @@ pub async fn relay_response<U, C>(
 ) -> Result<Answered, Error>
 where
     U: AsyncRead + Unpin,
-    C: AsyncWrite + Unpin,
+    C: AsyncRead + AsyncWrite + Unpin,
 {
     match start_response(upstream, client, asked, extra, out, progress, &|| false).await? {
         Started::Switched => Ok(Answered::Switched),
@@ -560,11 +563,33 @@ pub async fn start_response<U, C>(
 ) -> Result<Started, Error>
 where
     U: AsyncRead + Unpin,
-    C: AsyncWrite + Unpin,
+    C: AsyncRead + AsyncWrite + Unpin,
 {
     let method = if asked.head { "HEAD" } else { "GET" };
+    // The client is watched while the answer's head is awaited: one that closes its
+    // connection meanwhile has left ([`Error::ClientGone`]), as hyper's server and nginx
+    // see it; bytes it sends (a pipelined request) stay buffered, and end the watch, as do
+    // bytes it sent already.
+    let mut watching = client.buffered().is_empty();
     loop {
-        if upstream.read_head().await?.is_none() {
+        let read = if watching {
+            tokio::select! {
+                biased;
+                read = upstream.read_head() => read?,
+                came = client.fill() => {
+                    match came {
+                        Ok(0) => return Err(Error::ClientGone),
+                        Err(e) if !e.timed_out() => return Err(Error::ClientGone),
+                        // More of it, or a read limit that ran out: not a leaving client.
+                        _ => watching = false,
+                    }
+                    continue;
+                }
+            }
+        } else {
+            upstream.read_head().await?
+        };
+        if read.is_none() {
             return Err(Error::Closed(Peer::Upstream));
         }
         let head = upstream.response()?;

@@ -571,3 +571,40 @@ async fn an_app_refusing_a_large_upload_early_is_heard_through_both_sidecars() {
     );
     upload.abort();
 }
+
+#[tokio::test]
+async fn an_app_connection_closed_while_its_answer_is_awaited_ends_the_request_on_every_hop() {
+    // Takes the request, never answers, and reports when its connection closes.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let app = listener.local_addr().unwrap();
+    let (closed_tx, closed_rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let mut chunk = [0u8; 1024];
+        let mut seen = Vec::new();
+        loop {
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => seen.extend_from_slice(&chunk[..n]),
+            }
+        }
+        let _ = closed_tx.send(seen);
+    });
+    let (client, _server) = through(app, Arc::new(AllowAll)).await;
+    let mut stream = TcpStream::connect(client.addrs.outbound).await.unwrap();
+    stream
+        .write_all(b"GET /slow HTTP/1.1\r\nHost: api.shop.svc\r\n\r\n")
+        .await
+        .unwrap();
+    // The app has the request once it is through both sidecars; then the client goes.
+    let seen = tokio::time::timeout(DEADLINE, async {
+        drop(stream);
+        closed_rx.await.unwrap()
+    })
+    .await
+    .expect("the app's connection closed, not held until an answer that never comes");
+    assert!(
+        String::from_utf8_lossy(&seen).starts_with("GET /slow HTTP/1.1\r\n"),
+        "{seen:?}"
+    );
+}
