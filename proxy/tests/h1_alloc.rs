@@ -180,7 +180,9 @@ async fn relayed(r: &mut Relayed, down: &Downstream, ids: &RequestIds, via: &Via
 }
 
 fn the_relay_allocates_nothing_per_exchange_once_warm() {
+    // Timers on: the relay watches a client for leaving once an answer is slow.
     let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
         .build()
         .unwrap();
     let down = Downstream::new(

@@ -47,6 +47,9 @@ use super::write;
 /// A buffer's first size, and the free room it keeps for a read.
 const READ_ROOM: usize = 16 * 1024;
 
+/// How long an answer's head is awaited before the client is watched for leaving.
+const CLIENT_WATCH_AFTER: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// `100 Continue`, for a client that waits for it before sending its body.
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
@@ -569,19 +572,27 @@ where
     // The client is watched while the answer's head is awaited: one that closes its
     // connection meanwhile has left ([`Error::ClientGone`]), as hyper's server and nginx
     // see it; bytes it sends (a pipelined request) stay buffered, and end the watch, as do
-    // bytes it sent already.
-    let mut watching = client.buffered().is_empty();
+    // bytes it sent already. The watch begins once the answer is slow
+    // ([`CLIENT_WATCH_AFTER`]): a quick one costs no read of the client.
+    let mut can_watch = client.buffered().is_empty();
+    let mut watching = false;
+    let slow = tokio::time::sleep(CLIENT_WATCH_AFTER);
+    tokio::pin!(slow);
     loop {
-        let read = if watching {
+        let read = if can_watch {
             tokio::select! {
                 biased;
                 read = upstream.read_head() => read?,
-                came = client.fill() => {
+                () = &mut slow, if !watching => {
+                    watching = true;
+                    continue;
+                }
+                came = client.fill(), if watching => {
                     match came {
                         Ok(0) => return Err(Error::ClientGone),
                         Err(e) if !e.timed_out() => return Err(Error::ClientGone),
                         // More of it, or a read limit that ran out: not a leaving client.
-                        _ => watching = false,
+                        _ => can_watch = false,
                     }
                     continue;
                 }
