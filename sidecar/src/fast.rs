@@ -11,11 +11,13 @@
 //! connection and the bytes read, to hyper's path, which serves the rest of it
 //! ([`Next::Handoff`]).
 //!
-//! Limits: a head of up to 64 KiB (Envoy's default, and so Istio's sidecar's), the target
-//! included; the framing rules of RFC 9112 as the gateway keeps them (bare LF, obs-fold, NUL,
-//! a length with chunked, a coding other than chunked: refused, and the connection closed).
-//! No timeouts on the client connection beyond hyper's path's (none): the app's connections
-//! are the app's to keep.
+//! Limits: a request head of up to 64 KiB (Envoy's default, and so Istio's sidecar's), the
+//! target included, an answer's up to hyper's 408 KiB; the framing rules of RFC 9112 as the
+//! gateway keeps them (bare LF, obs-fold, NUL, a length with chunked, a coding other than
+//! chunked, no Host or two: refused, and the connection closed). No timeouts on the client
+//! connection beyond hyper's path's (none): the app's connections are the app's to keep; but
+//! a client that closes while its answer is slow ends the request, and an upstream that
+//! answers before taking a whole body is heard at once (`ferry_proxy::h1::relay`).
 
 use std::io;
 use std::time::Duration;

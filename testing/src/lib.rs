@@ -1,12 +1,14 @@
 //! What the workspace's tests share, and nothing else: polling for a condition with a
 //! deadline ([`eventually`]) instead of sleeping for a guessed time; with the `alloc`
-//! feature, counting allocations per request under dhat (`alloc::none_per_request`).
+//! feature, counting allocations per request under dhat (`alloc::none_per_request`); the
+//! loopback peers HTTP tests use ([`peers`]).
 //!
 //! Only ever a dev-dependency, so none of it reaches a production build and no crate grows a
-//! test-only public API. It may touch tokio's timer, and (`alloc`) loopback sockets.
+//! test-only public API. It may touch tokio's timer and loopback sockets ([`peers`], `alloc`).
 
 #[cfg(feature = "alloc")]
 pub mod alloc;
+pub mod peers;
 
 use std::future::Future;
 use std::time::{Duration, Instant};

@@ -523,15 +523,8 @@ async fn early_answer(closes: bool) {
     const SIZE: usize = 16 << 20;
     let head = format!("PUT /up HTTP/1.1\r\nHost: a\r\nContent-Length: {SIZE}\r\n\r\n");
     client.write_all(head.as_bytes()).await.unwrap();
-    let (mut reader, mut writer) = client.into_split();
-    let upload = tokio::spawn(async move {
-        let body = vec![b'b'; 64 << 10];
-        for _ in 0..SIZE / body.len() {
-            if writer.write_all(&body).await.is_err() {
-                return;
-            }
-        }
-    });
+    let (mut reader, writer) = client.into_split();
+    let upload = ferry_testing::peers::upload(writer, SIZE);
     let mut all = Vec::new();
     tokio::time::timeout(Duration::from_secs(10), reader.read_to_end(&mut all))
         .await
@@ -656,22 +649,8 @@ async fn an_idle_client_connection_closes_its_stale_upstream_connection() {
 /// connection goes at once (nginx's 499), not after the response timeout.
 #[tokio::test]
 async fn a_client_leaving_before_its_answer_ends_the_upstream_request() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let endpoint = listener.local_addr().unwrap();
-    let (closed_tx, closed_rx) = tokio::sync::oneshot::channel();
-    tokio::spawn(async move {
-        let (mut stream, _) = listener.accept().await.unwrap();
-        let mut chunk = [0u8; 1024];
-        // The request comes, no answer goes; then the gateway's close.
-        let mut seen = Vec::new();
-        loop {
-            match stream.read(&mut chunk).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => seen.extend_from_slice(&chunk[..n]),
-            }
-        }
-        let _ = closed_tx.send(seen);
-    });
+    // The request comes, no answer goes; then the gateway's close.
+    let (endpoint, closed_rx) = ferry_testing::peers::silent().await;
     let (addr, trigger, running, _) = start(to(endpoint), |_| {}).await;
     let mut client = TcpStream::connect(addr).await.unwrap();
     client

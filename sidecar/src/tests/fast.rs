@@ -549,15 +549,8 @@ async fn an_app_refusing_a_large_upload_early_is_heard_through_both_sidecars() {
     const SIZE: usize = 32 << 20;
     let head = format!("PUT /up HTTP/1.1\r\nHost: api.shop.svc\r\nContent-Length: {SIZE}\r\n\r\n");
     stream.write_all(head.as_bytes()).await.unwrap();
-    let (mut reader, mut writer) = stream.into_split();
-    let upload = tokio::spawn(async move {
-        let body = vec![b'b'; 64 << 10];
-        for _ in 0..SIZE / body.len() {
-            if writer.write_all(&body).await.is_err() {
-                return;
-            }
-        }
-    });
+    let (mut reader, writer) = stream.into_split();
+    let upload = ferry_testing::peers::upload(writer, SIZE);
     let mut all = Vec::new();
     tokio::time::timeout(DEADLINE, reader.read_to_end(&mut all))
         .await
@@ -575,21 +568,7 @@ async fn an_app_refusing_a_large_upload_early_is_heard_through_both_sidecars() {
 #[tokio::test]
 async fn an_app_connection_closed_while_its_answer_is_awaited_ends_the_request_on_every_hop() {
     // Takes the request, never answers, and reports when its connection closes.
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let app = listener.local_addr().unwrap();
-    let (closed_tx, closed_rx) = tokio::sync::oneshot::channel();
-    tokio::spawn(async move {
-        let (mut stream, _) = listener.accept().await.unwrap();
-        let mut chunk = [0u8; 1024];
-        let mut seen = Vec::new();
-        loop {
-            match stream.read(&mut chunk).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => seen.extend_from_slice(&chunk[..n]),
-            }
-        }
-        let _ = closed_tx.send(seen);
-    });
+    let (app, closed_rx) = ferry_testing::peers::silent().await;
     let (client, _server) = through(app, Arc::new(AllowAll)).await;
     let mut stream = TcpStream::connect(client.addrs.outbound).await.unwrap();
     stream
