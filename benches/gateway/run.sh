@@ -23,6 +23,11 @@
 #   BEFORE=/tmp/ferry.old SYSTEMS="before ferry nginx" bash benches/gateway/run.sh  # two builds
 #   FERRY_ARGS="--workers 2" bash benches/gateway/run.sh  # more arguments for ferry gateway
 #   KEEPALIVE_ONLY=1 bash benches/gateway/run.sh  # the keep-alive table only (no handshakes, h2)
+#   SYSCALLS=1 SYSTEMS="ferry nginx" bash benches/gateway/run.sh  # + system calls per request
+#   INSTRUCTIONS=1 SYSTEMS="ferry nginx" bash benches/gateway/run.sh  # user-space instructions
+#     per request under callgrind, in place of the timed table: the same count whatever else
+#     the machine does, so a small change shows where the timed runs' noise hides it
+#   BEFORE=/tmp/ferry.old BEFORE_ARGS="--workers 1" ...  # arguments for the BEFORE build
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 DURATION=${DURATION:-10}
@@ -37,6 +42,17 @@ TLS_VERSIONS=${TLS_VERSIONS:-tls1_3 tls1_2}
 H2_CONNECTIONS=${H2_CONNECTIONS:-10}
 H2_STREAMS=${H2_STREAMS:-10}
 KEEPALIVE_ONLY=${KEEPALIVE_ONLY:-0}
+SYSCALLS=${SYSCALLS:-0}
+INSTRUCTIONS=${INSTRUCTIONS:-0}
+BEFORE_ARGS=${BEFORE_ARGS:-}
+# Under INSTRUCTIONS=1 each proxy runs under callgrind (about 50 times slower: fewer clients).
+wrap=()
+if [ "$INSTRUCTIONS" = 1 ]; then
+  command -v callgrind_control >/dev/null || { echo "INSTRUCTIONS=1 needs valgrind" >&2; exit 1; }
+  KEEPALIVE_ONLY=1
+  CONNECTIONS=${INSTRUCTIONS_CONNECTIONS:-10}
+  WAIT_TRIES=600 # valgrind reads the debug info first
+fi
 for tool in nginx haproxy wrk h2load openssl python3 taskset; do
   command -v "$tool" >/dev/null || { echo "needs $tool (apt-get install nginx haproxy wrk nghttp2-client openssl)" >&2; exit 1; }
 done
@@ -47,7 +63,7 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
 trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "nothing on port $1" >&2; return 1; }
+wait_port() { for _ in $(seq 1 "${WAIT_TRIES:-100}"); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "nothing on port $1" >&2; return 1; }
 
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=bench.local \
   -addext subjectAltName=DNS:bench.local -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
@@ -145,6 +161,7 @@ hz=$(getconf CLK_TCK)
 # One wrk run against URL, charging CPU to PID (none for direct): prints a table row, with the
 # proxy's CPU split into user and kernel time per request (utime and stime of /proc/PID/stat).
 measure() { # LABEL URL PID
+  if [ "$INSTRUCTIONS" = 1 ]; then instructions "$@"; return; fi
   local before="-1 0" after="-1 0" out
   [ -n "$3" ] && before=$(cpu_split "$3")
   out=$(taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency -H 'Host: bench.local' "$2")
@@ -171,8 +188,40 @@ print(f"| {label} | {rps:.0f} | {pct(50):.3f} | {pct(99):.3f} | {per_k} | {per_c
 PY
 }
 
-echo "| run | req/s | p50 ms | p99 ms | proxy CPU-s per 1k req | req per proxy CPU-s | user µs per req | kernel µs per req | proxy RSS MB | non-2xx |"
-echo "|---|---|---|---|---|---|---|---|---|---|"
+# One wrk run against URL with PID's callgrind collecting (after a warm-up run): the proxy's
+# user-space instructions per request.
+instructions() { # LABEL URL PID
+  [ -n "$3" ] || return 0
+  taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d2s -H 'Host: bench.local' "$2" >/dev/null
+  rm -f "$work"/cg.*.*
+  callgrind_control -z "$3" >/dev/null 2>&1
+  local out
+  out=$(taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" -H 'Host: bench.local' "$2")
+  callgrind_control -d "$3" >/dev/null 2>&1
+  [ -z "${KEEP_CALLGRIND:-}" ] || cat "$work"/cg.*.* > "$KEEP_CALLGRIND.$(echo "$1" | tr -cd "a-zA-Z")"
+  python3 - "$1" "$out" "$work" <<'PY'
+import glob, re, sys
+label, out, work = sys.argv[1:4]
+total = int(re.search(r"(\d+) requests in", out).group(1))
+errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+ir = 0
+for path in glob.glob(f"{work}/cg.*.*"):
+    for line in open(path):
+        if line.startswith("summary:") or line.startswith("totals:"):
+            ir += int(line.split()[1])
+            break
+print(f"| {label} | {total} | {ir / total:,.0f} | {errors.group(1) if errors else 0} |")
+PY
+}
+
+if [ "$INSTRUCTIONS" = 1 ]; then
+  wrap=(valgrind -q --tool=callgrind "--callgrind-out-file=$work/cg.%p")
+  echo "| run | requests | user-space instructions per request | non-2xx |"
+  echo "|---|---|---|---|"
+else
+  echo "| run | req/s | p50 ms | p99 ms | proxy CPU-s per 1k req | req per proxy CPU-s | user µs per req | kernel µs per req | proxy RSS MB | non-2xx |"
+  echo "|---|---|---|---|---|---|---|---|---|---|"
+fi
 # With PERF=PREFIX, each proxy's HTTP run is recorded to PREFIX.<system> (perf record -g, or
 # PERF_OPTS); read it with `perf report -i PREFIX.ferry --no-children | head -60`.
 perf_pid=""
@@ -184,6 +233,31 @@ profile_start() { # SYSTEM PID
 profile_stop() {
   [ -n "$perf_pid" ] || return 0
   kill -INT "$perf_pid"; wait "$perf_pid" 2>/dev/null || true; perf_pid=""
+}
+
+# With SYSCALLS=1, after each proxy's HTTP run, another (3 s, under `strace -c -f`, so slower and
+# not in the table): the proxy's system calls per request, the five most frequent named.
+syscalls() { # LABEL URL PID
+  [ "$SYSCALLS" = 1 ] || return 0
+  command -v strace >/dev/null || { echo "SYSCALLS=1 needs strace" >&2; exit 1; }
+  strace -c -f -q -o "$work/strace" -p "$3" & local spid=$!
+  sleep 0.5
+  local out
+  out=$(taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d3s -H 'Host: bench.local' "$2")
+  kill -INT "$spid"; wait "$spid" 2>/dev/null || true
+  python3 - "$1" "$out" "$work/strace" >> "$work/syscalls.md" <<'PY'
+import re, sys
+label, out, path = sys.argv[1], sys.argv[2], sys.argv[3]
+total = int(re.search(r"(\d+) requests in", out).group(1))
+calls = {}
+for line in open(path):
+    f = line.split()
+    # % time, seconds, usecs/call, calls, [errors], syscall
+    if len(f) >= 5 and f[0][0].isdigit() and f[-1] != "total":
+        calls[f[-1]] = int(f[3])
+top = ", ".join(f"{n} {c / total:.2f}" for n, c in sorted(calls.items(), key=lambda x: -x[1])[:5])
+print(f"| {label} | {total} | {sum(calls.values()) / total:.2f} | {top} |")
+PY
 }
 
 # s_time sends "GET <path> HTTP/1.0\r\n\r\n": a Host field rides in the path (ferry answers an
@@ -270,40 +344,44 @@ run_direct() { measure "direct (HTTP)" "http://127.0.0.1:$upstream/" ""; }
 run_ferry() { # [BINARY LABEL]
   local bin=${1:-$FERRY} label=${2:-ferry}
   # shellcheck disable=SC2086
-  RUST_LOG=error taskset -c 0 "$bin" gateway --snapshot "$work/snapshot.json" --http "127.0.0.1:$ferry_http" \
+  RUST_LOG=error taskset -c 0 "${wrap[@]}" "$bin" gateway --snapshot "$work/snapshot.json" --http "127.0.0.1:$ferry_http" \
     --https "127.0.0.1:$ferry_https" --admin 127.0.0.1:0 $FERRY_ARGS & pids+=($!); fpid=$!
   wait_port "$ferry_http"
   profile_start "$label" "$fpid"
   measure "$label (HTTP)" "http://127.0.0.1:$ferry_http/" "$fpid"
   profile_stop
+  syscalls "$label (HTTP)" "http://127.0.0.1:$ferry_http/" "$fpid"
   measure "$label (TLS)" "https://127.0.0.1:$ferry_https/" "$fpid"
   tls_runs "$label" "$ferry_https" "$fpid"
   kill "$fpid"; wait "$fpid" 2>/dev/null || true
 }
 
-# The build named by BEFORE (one without --workers: FERRY_ARGS are not given to it).
+# The build named by BEFORE, with BEFORE_ARGS (none by default: a build from before
+# --workers takes no FERRY_ARGS).
 run_before() {
   [ -x "$BEFORE" ] || { echo "needs BEFORE=<a ferry binary>" >&2; exit 1; }
-  FERRY_ARGS="" run_ferry "$BEFORE" before
+  FERRY_ARGS="$BEFORE_ARGS" run_ferry "$BEFORE" before
 }
 
 run_nginx() {
-  taskset -c 0 nginx -c "$work/proxy.conf" & pids+=($!); npid=$!
+  taskset -c 0 "${wrap[@]}" nginx -c "$work/proxy.conf" & pids+=($!); npid=$!
   wait_port "$nginx_http"
   profile_start nginx "$npid"
   measure "nginx (HTTP)" "http://127.0.0.1:$nginx_http/" "$npid"
   profile_stop
+  syscalls "nginx (HTTP)" "http://127.0.0.1:$nginx_http/" "$npid"
   measure "nginx (TLS)" "https://127.0.0.1:$nginx_https/" "$npid"
   tls_runs nginx "$nginx_https" "$npid"
   kill "$npid"; wait "$npid" 2>/dev/null || true
 }
 
 run_haproxy() {
-  taskset -c 0 haproxy -f "$work/haproxy.cfg" & pids+=($!); hpid=$!
+  taskset -c 0 "${wrap[@]}" haproxy -f "$work/haproxy.cfg" & pids+=($!); hpid=$!
   wait_port "$haproxy_http"
   profile_start haproxy "$hpid"
   measure "haproxy (HTTP)" "http://127.0.0.1:$haproxy_http/" "$hpid"
   profile_stop
+  syscalls "haproxy (HTTP)" "http://127.0.0.1:$haproxy_http/" "$hpid"
   measure "haproxy (TLS)" "https://127.0.0.1:$haproxy_https/" "$hpid"
   tls_runs haproxy "$haproxy_https" "$hpid"
   kill "$hpid"; wait "$hpid" 2>/dev/null || true
@@ -313,6 +391,14 @@ run_haproxy() {
 # start (subsets without `direct` measured their first system ~8% lower without it).
 taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d2s "http://127.0.0.1:$upstream/" >/dev/null
 for system in $SYSTEMS; do "run_$system"; done
+if [ -s "$work/syscalls.md" ]; then
+  echo
+  echo "System calls per request (HTTP/1.1 keep-alive, 3 s under strace -c -f):"
+  echo
+  echo "| proxy | requests | syscalls per request | most frequent, per request |"
+  echo "|---|---|---|---|"
+  cat "$work/syscalls.md"
+fi
 if [ -s "$work/handshakes.md" ]; then
   echo
   echo "A TLS handshake per request ($HANDSHAKERS openssl s_time clients, HTTP/1.0 GET / with Host):"

@@ -19,6 +19,7 @@
 //! request's start, with everything after them.
 
 use ferry_proxy::forwarding::Downstream;
+use ferry_proxy::h1::alarm::Alarm;
 use ferry_proxy::h1::pool::Parking;
 use ferry_proxy::h1::relay::Error as RelayError;
 use ferry_proxy::h1::rewind::Rewind;
@@ -37,12 +38,19 @@ pub(crate) async fn serve<S>(
     down: &Downstream,
     parking: std::sync::Arc<Parking>,
     limits: ClientLimits,
-    mut shutdown: Shutdown,
+    shutdown: Shutdown,
 ) -> Option<Rewind<S>>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let mut conn = Conn::new(stream, parking, shutdown.clone());
+    // The idle and header timeouts, moved per request without a timer-wheel operation each.
+    let mut deadline = Alarm::new();
+    // Shutdown, watched for the connection's life: one waiter, not one per request.
+    let mut watch = shutdown.clone();
+    let stop = async move { watch.wait().await };
+    tokio::pin!(stop);
+    let mut stopping = false;
     let mut head_deadline = Instant::now() + limits.header;
     let mut first = true;
     let handoff = loop {
@@ -57,13 +65,17 @@ where
             };
             let came = loop {
                 let stale = conn.kept_until().filter(|at| *at < waited);
-                let until = stale.unwrap_or(waited);
+                deadline.set(stale.unwrap_or(waited));
                 tokio::select! {
-                    came = tokio::time::timeout_at(until, conn.client.fill()) => match came {
-                        Err(_) if stale.is_some() => conn.drop_stale(),
-                        came => break Some(came),
-                    },
-                    () = shutdown.wait() => break None,
+                    biased;
+                    came = conn.client.fill() => break Some(Ok(came)),
+                    () = deadline.expired() => {
+                        if stale.is_none() {
+                            break Some(Err(()));
+                        }
+                        conn.drop_stale();
+                    }
+                    () = &mut stop, if !stopping => break None,
                 }
             };
             match came {
@@ -74,7 +86,7 @@ where
                     tracing::debug!(peer = %down.peer, error = %e, "client connection ended");
                     break false;
                 }
-                Some(Err(_)) => {
+                Some(Err(())) => {
                     tracing::debug!(peer = %down.peer, "closed a quiet connection");
                     break false;
                 }
@@ -83,22 +95,32 @@ where
                 head_deadline = Instant::now() + limits.header;
             }
         }
-        let read = tokio::select! {
-            read = tokio::time::timeout_at(head_deadline, conn.client.read_head()) => read,
-            () = grace_after(&mut shutdown) => break false,
+        // The rest of the head within the header timeout; once shutdown begins, within
+        // [`CLOSE_GRACE`] too.
+        deadline.set(head_deadline);
+        let read = loop {
+            tokio::select! {
+                biased;
+                read = conn.client.read_head() => break Some(read),
+                () = deadline.expired() => break None,
+                () = &mut stop, if !stopping => {
+                    stopping = true;
+                    deadline.set(head_deadline.min(Instant::now() + CLOSE_GRACE));
+                }
+            }
         };
         match read {
-            Ok(Ok(Some(_))) => {}
-            Ok(Ok(None)) => break false,
-            Ok(Err(RelayError::Malformed(_, m))) => {
+            Some(Ok(Some(_))) => {}
+            Some(Ok(None)) => break false,
+            Some(Err(RelayError::Malformed(_, m))) => {
                 pipeline.refuse_h1(&mut conn, m).await;
                 break false;
             }
-            Ok(Err(e)) => {
+            Some(Err(e)) => {
                 tracing::debug!(peer = %down.peer, error = %e, "client connection ended");
                 break false;
             }
-            Err(_) => {
+            None => {
                 tracing::debug!(peer = %down.peer, "closed a connection whose head did not come in time");
                 break false;
             }
@@ -124,12 +146,6 @@ where
     conn.park();
     conn.close().await;
     None
-}
-
-/// Shutdown, then [`CLOSE_GRACE`]: how long a head in progress may still take.
-async fn grace_after(shutdown: &mut Shutdown) {
-    shutdown.wait().await;
-    tokio::time::sleep(CLOSE_GRACE).await;
 }
 
 #[cfg(test)]

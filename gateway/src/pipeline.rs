@@ -341,14 +341,15 @@ impl Pipeline {
         cx: &mut Context,
     ) -> Result<Routed<'s>, Failure> {
         let path = normal;
-        let selected = state.routes.select(host, path, fields, random);
+        let vhost = state.routes.virtual_host(host);
+        let selected = state.routes.select_in(vhost, path, fields, random);
         let options = selected.as_ref().and_then(|s| s.options);
         // ssl-redirect: TLS hosts by default, unless the Ingress says "false"; any host with
         // force-ssl-redirect.
         let redirect = match options {
             Some(o) if o.force_ssl_redirect => true,
             Some(o) if o.ssl_redirect == Some(false) => false,
-            _ => state.routes.tls_host(host),
+            _ => vhost.is_some_and(|h| h.tls()),
         };
         if !down.tls && redirect {
             return Ok(Routed::Redirect(self.redirect(host, path)));

@@ -131,7 +131,13 @@ impl Routes {
 
     /// Whether `host` is a TLS host (listed in a `spec.tls` entry).
     pub fn tls_host(&self, host: &str) -> bool {
-        self.router.virtual_host(host).is_some_and(|h| h.tls())
+        self.virtual_host(host).is_some_and(|h| h.tls())
+    }
+
+    /// The virtual host that takes `host`: looked up once per request, for
+    /// [`Routes::select_in`] and whether it is a TLS host.
+    pub fn virtual_host(&self, host: &str) -> Option<&HostRoutes> {
+        self.router.virtual_host(host)
     }
 
     /// The backend for a request; none means 404. `random` is drawn only for a weighted
@@ -143,7 +149,17 @@ impl Routes {
         headers: &impl RequestFields,
         random: impl FnOnce() -> u64,
     ) -> Option<Selected<'_>> {
-        let vhost = self.router.virtual_host(host);
+        self.select_in(self.virtual_host(host), path_and_query, headers, random)
+    }
+
+    /// [`Routes::select`] in the virtual host [`Routes::virtual_host`] found.
+    pub fn select_in<'r>(
+        &'r self,
+        vhost: Option<&'r HostRoutes>,
+        path_and_query: &str,
+        headers: &impl RequestFields,
+        random: impl FnOnce() -> u64,
+    ) -> Option<Selected<'r>> {
         let literal = self.router.route_on(vhost, path_and_query);
         let exact = literal
             .as_ref()

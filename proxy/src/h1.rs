@@ -20,10 +20,12 @@
 //!   and its answer passed through with their bodies as framed, a switch run as a tunnel.
 //! - [`quiet`]: per-operation read and write timeouts on a connection; [`pool`]: a worker's
 //!   idle upstream connections, for the next client connection; [`rewind`]: a connection
-//!   handed to another server with the bytes read from it.
+//!   handed to another server with the bytes read from it; [`alarm`]: a deadline moved per
+//!   request without a timer-wheel operation per request.
 //!
 //! Every refusal is a [`Malformed`], which knows its status.
 
+pub mod alarm;
 pub mod body;
 pub mod framing;
 pub mod head;

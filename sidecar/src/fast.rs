@@ -22,6 +22,7 @@
 use std::io;
 use std::time::Duration;
 
+use ferry_proxy::h1::alarm::{Alarm, Expired};
 use ferry_proxy::h1::framing::{self, Body, RequestFraming};
 use ferry_proxy::h1::pool::Upstream;
 use ferry_proxy::h1::quiet::Quiet;
@@ -31,6 +32,7 @@ use ferry_proxy::h1::write::own_answer;
 use ferry_proxy::h1::{Limits, Malformed, RequestHead};
 use http::{StatusCode, Version};
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::Instant;
 
 /// The longest head (start line, fields, empty line) and target taken: Envoy's 60 KiB
 /// default, rounded up as the gateway's.
@@ -48,7 +50,7 @@ pub(crate) const ANSWER_LIMITS: Limits = Limits {
 
 /// A new connection to an app or an endpoint, for the fast path.
 pub(crate) fn upstream<U>(io: U) -> Upstream<U> {
-    Side::upstream(Quiet::new(io), ANSWER_LIMITS)
+    Box::new(Side::upstream(Quiet::new(io), ANSWER_LIMITS))
 }
 
 /// One client connection on the fast path and the buffers its requests reuse.
@@ -59,6 +61,8 @@ pub(crate) struct Conn<S> {
     pub request_head: Vec<u8>,
     /// The answer's head sent to the client.
     pub answer_head: Vec<u8>,
+    /// The response timeout, moved per request without a timer-wheel operation each.
+    deadline: Alarm,
 }
 
 /// What the connection does after a request.
@@ -215,6 +219,7 @@ impl<S> Conn<S> {
             client: Side::client(Quiet::new(io), LIMITS),
             request_head: Vec::with_capacity(1024),
             answer_head: Vec::with_capacity(1024),
+            deadline: Alarm::new(),
         }
     }
 
@@ -308,9 +313,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         );
         let (whole, started) = match within {
             None => exchanged.await,
-            Some(limit) => match tokio::time::timeout(limit, exchanged).await {
+            Some(limit) => match self
+                .deadline
+                .within(Instant::now() + limit, exchanged)
+                .await
+            {
                 Ok(exchanged) => exchanged,
-                Err(_) => {
+                Err(Expired) => {
                     let timed_out = io::Error::new(
                         io::ErrorKind::TimedOut,
                         "no answer within the response timeout",

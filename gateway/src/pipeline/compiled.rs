@@ -3,7 +3,7 @@
 //! snapshot's endpoint state over, its protocol and affinity), and the labels metrics and
 //! the access log use, made once here so counting a request allocates nothing.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -12,6 +12,10 @@ use ferry_model::{ClusterKey, IngressRef, SessionAffinity, Snapshot};
 use ferry_proxy::{Balancer, BalancerConfig, Policy, Protocol};
 
 use crate::select::Routes;
+
+/// The maps looked up per request, hashed with foldhash rather than SipHash: their keys come
+/// from the snapshot, so a request cannot lengthen a probe.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 /// What one snapshot routes to: its routes with their options, and each cluster's ready
 /// endpoints.

@@ -90,7 +90,7 @@ pub fn request(head: &RequestHead<'_>) -> Result<RequestFraming, Malformed> {
     let mut connection = Connection::default();
     let (mut websocket, mut expect_continue) = (false, false);
     for field in head.fields.iter() {
-        match Name::of(field.name) {
+        match field.known {
             Name::ContentLength => {
                 lengths += 1;
                 length = Some(parse_length(field.value)?);
@@ -146,7 +146,7 @@ pub fn response(
     let mut length: Option<u64> = None;
     let mut bad_length = false;
     for field in head.fields.iter() {
-        match Name::of(field.name) {
+        match field.known {
             Name::TransferEncoding => {
                 if head.version == Version::HTTP_10 {
                     return Err(Malformed::CodingInHttp10);

@@ -17,6 +17,7 @@ use std::mem::MaybeUninit;
 use http::Version;
 
 use super::Malformed;
+use super::names::Name;
 
 /// The most header fields in a head (hyper's default, which the gateway keeps: 431 past it).
 pub const MAX_FIELDS: usize = 100;
@@ -48,6 +49,8 @@ impl Default for Limits {
 struct Span {
     name: (usize, usize),
     value: (usize, usize),
+    /// The name, recognised once as the head is parsed.
+    known: Name,
 }
 
 /// How far the request line's target has been looked at.
@@ -105,6 +108,8 @@ pub struct Parser {
 pub struct Field<'a> {
     pub name: &'a [u8],
     pub value: &'a [u8],
+    /// The name, if the codec acts on it.
+    pub(crate) known: Name,
 }
 
 impl Field<'_> {
@@ -127,6 +132,7 @@ impl<'a> Fields<'a> {
         self.spans.iter().map(move |s| Field {
             name: &head[s.name.0..s.name.1],
             value: &head[s.value.0..s.value.1],
+            known: s.known,
         })
     }
 
@@ -400,6 +406,7 @@ fn record(spans: &mut Vec<Span>, buf: &[u8], fields: &[httparse::Header<'_>]) {
     spans.extend(fields.iter().map(|f| Span {
         name: range(f.name.as_bytes()),
         value: range(f.value),
+        known: Name::of(f.name.as_bytes()),
     }));
 }
 

@@ -4,9 +4,9 @@
 //! nginx arms them per operation.
 //!
 //! The timer is armed only when an operation has to wait (a read that finds bytes, or a write
-//! the socket takes at once, costs no timer), reset in place (one allocation per connection,
-//! none per operation), and a wait past the limit ends the operation with
-//! `io::ErrorKind::TimedOut`.
+//! the socket takes at once, costs no timer), as an [`Alarm`] (one allocation per connection,
+//! none per operation, no timer-wheel operation per wait), and a wait past the limit ends the
+//! operation with `io::ErrorKind::TimedOut`.
 //!
 //! What it may touch: the stream it wraps, its own timers.
 
@@ -16,13 +16,15 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 
-/// One direction's limit and its timer, made when first needed.
+use super::alarm::Alarm;
+
+/// One direction's limit and its alarm.
 #[derive(Debug, Default)]
 struct Watch {
     limit: Option<Duration>,
-    timer: Option<Pin<Box<Sleep>>>,
+    alarm: Alarm,
     armed: bool,
 }
 
@@ -32,17 +34,11 @@ impl Watch {
         let Some(limit) = self.limit else {
             return Poll::Pending;
         };
-        let timer = match &mut self.timer {
-            Some(timer) => timer,
-            None => self
-                .timer
-                .insert(Box::pin(tokio::time::sleep_until(Instant::now() + limit))),
-        };
         if !self.armed {
-            timer.as_mut().reset(Instant::now() + limit);
+            self.alarm.set(Instant::now() + limit);
             self.armed = true;
         }
-        match timer.as_mut().poll(cx) {
+        match self.alarm.poll_expired(cx) {
             Poll::Ready(()) => {
                 self.armed = false;
                 Poll::Ready(())

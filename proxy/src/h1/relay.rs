@@ -36,8 +36,10 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::time::Instant;
 
 use super::Malformed;
+use super::alarm::Alarm;
 use super::body::Delimiter;
 use super::framing::{self, Body, ResponseFraming};
 use super::head::{Limits, Parser, RequestHead, ResponseHead};
@@ -132,6 +134,9 @@ pub struct Side<S> {
     buf: Vec<u8>,
     start: usize,
     parser: Parser,
+    /// For a wait of the exchange's own on this side: when a slow answer begins the watch
+    /// of the client ([`start_response`]).
+    alarm: Alarm,
 }
 
 impl<S> Side<S> {
@@ -152,6 +157,7 @@ impl<S> Side<S> {
             buf: Vec::with_capacity(READ_ROOM),
             start: 0,
             parser,
+            alarm: Alarm::new(),
         }
     }
 
@@ -576,18 +582,24 @@ where
     // ([`CLIENT_WATCH_AFTER`]): a quick one costs no read of the client.
     let mut can_watch = client.buffered().is_empty();
     let mut watching = false;
-    let slow = tokio::time::sleep(CLIENT_WATCH_AFTER);
-    tokio::pin!(slow);
+    if can_watch {
+        client.alarm.set(Instant::now() + CLIENT_WATCH_AFTER);
+    }
     loop {
-        let read = if can_watch {
+        let read = if can_watch && !watching {
             tokio::select! {
                 biased;
                 read = upstream.read_head() => read?,
-                () = &mut slow, if !watching => {
+                () = client.alarm.expired() => {
                     watching = true;
                     continue;
                 }
-                came = client.fill(), if watching => {
+            }
+        } else if can_watch {
+            tokio::select! {
+                biased;
+                read = upstream.read_head() => read?,
+                came = client.fill() => {
                     match came {
                         Ok(0) => return Err(Error::ClientGone),
                         Err(e) if !e.timed_out() => return Err(Error::ClientGone),

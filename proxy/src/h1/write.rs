@@ -56,7 +56,7 @@ pub fn request_head(
     let mut request_id = None;
     let mut te_trailers: Option<bool> = None;
     for f in head.fields.iter() {
-        let name = Name::of(f.name);
+        let name = f.known;
         let hop = name != Name::ContentLength && named.names(f.name);
         match name {
             Name::Te if te_trailers.is_none() => {
@@ -124,7 +124,7 @@ pub fn pass_request_head(
     let named = Named::of(head.fields);
     let mut te_trailers: Option<bool> = None;
     for f in head.fields.iter() {
-        let name = Name::of(f.name);
+        let name = f.known;
         let hop = name != Name::ContentLength && named.names(f.name);
         if name == Name::Te && te_trailers.is_none() {
             te_trailers = Some(!hop && has_token(f.value, b"trailers"));
@@ -219,7 +219,7 @@ pub fn response_head(
     let named = Named::of(head.fields);
     let mut dated = false;
     for f in head.fields.iter() {
-        let name = Name::of(f.name);
+        let name = f.known;
         dated |= name == Name::Date;
         let kept = match name {
             // Chunked decides over a length (RFC 9112 section 6.3): the length must go.
@@ -257,7 +257,7 @@ struct Named<'a> {
 impl<'a> Named<'a> {
     fn of(fields: Fields<'a>) -> Named<'a> {
         let any = fields.iter().any(|f| {
-            Name::of(f.name) == Name::Connection
+            f.known == Name::Connection
                 && tokens(f.value).any(|t| {
                     !t.is_empty()
                         && !t.eq_ignore_ascii_case(b"keep-alive")
@@ -270,7 +270,7 @@ impl<'a> Named<'a> {
     fn names(&self, name: &[u8]) -> bool {
         self.any
             && self.fields.iter().any(|f| {
-                Name::of(f.name) == Name::Connection
+                f.known == Name::Connection
                     && tokens(f.value).any(|t| t.eq_ignore_ascii_case(name))
             })
     }

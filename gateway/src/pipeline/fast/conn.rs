@@ -150,5 +150,8 @@ pub(super) async fn connect(endpoint: SocketAddr, timeout: Duration) -> Result<U
         Err(_) => return Err(Failure::ConnectTimeout),
     };
     let _ = stream.set_nodelay(true);
-    Ok(Side::upstream(Quiet::new(stream), HeadLimits::default()))
+    Ok(Box::new(Side::upstream(
+        Quiet::new(stream),
+        HeadLimits::default(),
+    )))
 }
