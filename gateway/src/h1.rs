@@ -132,8 +132,11 @@ where
         first = false;
         match pipeline.serve_h1(&mut conn, down).await {
             Next::KeepAlive if !shutdown.is_triggered() => {
-                // A request already read (pipelined) has the header timeout from now.
-                head_deadline = Instant::now() + limits.header;
+                // A request already read (pipelined) has the header timeout from now; the
+                // next one to come has it from its first byte (above).
+                if !conn.client.buffered().is_empty() {
+                    head_deadline = Instant::now() + limits.header;
+                }
             }
             Next::Handoff => break true,
             Next::KeepAlive | Next::Close => break false,

@@ -175,6 +175,8 @@ impl std::fmt::Write for Text {
 #[derive(Debug)]
 pub struct RequestIds {
     prefix: u64,
+    /// `prefix` in hex, made once.
+    prefix_hex: [u8; 16],
     counter: AtomicU64,
 }
 
@@ -186,8 +188,10 @@ impl Default for RequestIds {
 
 impl RequestIds {
     pub fn new() -> Self {
+        let prefix = ferry_runtime::random::u64();
         RequestIds {
-            prefix: ferry_runtime::random::u64(),
+            prefix,
+            prefix_hex: hex(prefix),
             counter: AtomicU64::new(0),
         }
     }
@@ -201,15 +205,21 @@ impl RequestIds {
 
     /// The next id, appended to `out` (no allocation once `out` has room).
     pub fn write_next(&self, out: &mut Vec<u8>) {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         // As `next`'s `{:016x}{:016x}`, without the formatting machinery.
-        for word in [self.prefix, n] {
-            for shift in (0..16).rev() {
-                out.push(HEX[((word >> (shift * 4)) & 0xf) as usize]);
-            }
-        }
+        out.extend_from_slice(&self.prefix_hex);
+        out.extend_from_slice(&hex(n));
     }
+}
+
+/// `word` as 16 lowercase hex digits.
+fn hex(word: u64) -> [u8; 16] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut digits = [0u8; 16];
+    for (i, digit) in digits.iter_mut().enumerate() {
+        *digit = HEX[((word >> ((15 - i) * 4)) & 0xf) as usize];
+    }
+    digits
 }
 
 /// This proxy's `Via` entry (RFC 9110 section 7.6.3): the received protocol and a pseudonym

@@ -328,11 +328,13 @@ impl Pipeline {
         // endpoint, when its method is idempotent.
         let mut stale_retry = idempotent && replayable;
         loop {
-            let Some(pick) = route
-                .pool
-                .balancer
-                .pick(key, &tried[..attempts], Instant::now())
-            else {
+            // The request's start serves as now for its first pick: a clock read less.
+            let now = if attempts == 0 {
+                req.started
+            } else {
+                Instant::now()
+            };
+            let Some(pick) = route.pool.balancer.pick(key, &tried[..attempts], now) else {
                 return self.fail(conn, req, last, head_only, close).await;
             };
             let endpoint = pick.addr();

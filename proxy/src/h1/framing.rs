@@ -69,10 +69,17 @@ struct Connection {
 }
 
 impl Connection {
+    /// Notes the options of a `Connection` field: one pass over its tokens.
     fn add(&mut self, value: &[u8]) {
-        self.close |= has_token(value, b"close");
-        self.keep_alive |= has_token(value, b"keep-alive");
-        self.upgrade |= has_token(value, b"upgrade");
+        for token in value.split(|b| *b == b',').map(<[u8]>::trim_ascii) {
+            let (flag, name): (&mut bool, &[u8]) = match token.len() {
+                5 => (&mut self.close, b"close"),
+                7 => (&mut self.upgrade, b"upgrade"),
+                10 => (&mut self.keep_alive, b"keep-alive"),
+                _ => continue,
+            };
+            *flag |= token.eq_ignore_ascii_case(name);
+        }
     }
 
     /// Whether the connection stays open after the message (RFC 9112 section 9.3).

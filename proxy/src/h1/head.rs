@@ -330,23 +330,9 @@ impl Parser {
     }
 }
 
-/// Where the first LF in `bytes` is: eight bytes at a time (a zero byte in the word XOR LF
-/// is an LF), then byte by byte within the word that has it.
+/// Where the first LF in `bytes` is (memchr: vectorised, 32 bytes at a time).
 fn find_lf(bytes: &[u8]) -> Option<usize> {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGHS: u64 = 0x8080_8080_8080_8080;
-    const LFS: u64 = ONES * b'\n' as u64;
-    let mut i = 0;
-    for word in bytes.chunks_exact(8) {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(word);
-        let x = u64::from_le_bytes(w) ^ LFS;
-        if x.wrapping_sub(ONES) & !x & HIGHS != 0 {
-            break;
-        }
-        i += 8;
-    }
-    bytes[i..].iter().position(|&b| b == b'\n').map(|p| i + p)
+    memchr::memchr(b'\n', bytes)
 }
 
 /// Follows the request line's target through `bytes` (the start line's next bytes, at

@@ -109,7 +109,9 @@ impl Name {
 fn same(bytes: &[u8], name: &[u8]) -> bool {
     const LOWER: u64 = u64::from_ne_bytes([0x20; 8]);
     fn word(s: &[u8], at: usize) -> Option<u64> {
-        s.get(at..)?.first_chunk::<8>().map(|w| u64::from_ne_bytes(*w) | LOWER)
+        s.get(at..)?
+            .first_chunk::<8>()
+            .map(|w| u64::from_ne_bytes(*w) | LOWER)
     }
     let n = name.len();
     if bytes.len() != n {

@@ -270,8 +270,7 @@ impl<'a> Named<'a> {
     fn names(&self, name: &[u8]) -> bool {
         self.any
             && self.fields.iter().any(|f| {
-                f.known == Name::Connection
-                    && tokens(f.value).any(|t| t.eq_ignore_ascii_case(name))
+                f.known == Name::Connection && tokens(f.value).any(|t| t.eq_ignore_ascii_case(name))
             })
     }
 }

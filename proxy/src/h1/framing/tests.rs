@@ -93,6 +93,15 @@ fn connection_options_and_websocket_upgrades() {
     assert!(!f.keep_alive, "HTTP/1.0 closes by default");
     let f = framing("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n").unwrap();
     assert!(f.keep_alive);
+    // Every token counts, in any case and any place; a token that only contains one does not.
+    let f = framing("GET / HTTP/1.1\r\nConnection: keep-alive , CLOSE\r\n\r\n").unwrap();
+    assert!(!f.keep_alive);
+    let f = framing("GET / HTTP/1.0\r\nConnection: x-trace,keep-alive\r\n\r\n").unwrap();
+    assert!(f.keep_alive);
+    for not in ["closed", "xclose", "keep-alive2", "close-ish"] {
+        let f = framing(&format!("GET / HTTP/1.1\r\nConnection: {not}\r\n\r\n")).unwrap();
+        assert!(f.keep_alive, "{not}");
+    }
     let ws = "GET /ws HTTP/1.1\r\nConnection: keep-alive, Upgrade\r\nUpgrade: websocket\r\n\r\n";
     assert!(framing(ws).unwrap().upgrade);
     // Only a WebSocket upgrade over HTTP/1.1 with both headers is one.
