@@ -122,7 +122,7 @@ fn same(bytes: &[u8], name: &[u8]) -> bool {
     }
     (0..n / 8)
         .map(|i| i * 8)
-        .chain((n % 8 != 0).then(|| n - 8))
+        .chain((!n.is_multiple_of(8)).then(|| n - 8))
         .all(|at| word(bytes, at) == word(name, at))
 }
 
