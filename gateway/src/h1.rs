@@ -15,7 +15,7 @@
 //!
 //! A connection the fast path does not serve goes to hyper's path with the bytes read so far
 //! ([`Rewind`]): HTTP/2 with prior knowledge (h2c) from its first bytes, and the requests
-//! [`Pipeline::serve_h1`] hands over (HTTP/1.0, upgrades, backends over TLS or HTTP/2) at the
+//! [`Pipeline::serve_h1`] hands over (upgrades, backends over TLS or HTTP/2) at the
 //! request's start, with everything after them.
 
 use ferry_proxy::forwarding::Downstream;

@@ -36,7 +36,7 @@ pub mod relay;
 pub mod rewind;
 pub mod write;
 
-pub use body::{Delimiter, Step};
+pub use body::{Delimiter, Run, Step};
 pub use framing::{Body, RequestFraming, ResponseFraming};
 pub use head::{Field, Fields, Limits, Parser, RequestHead, ResponseHead};
 

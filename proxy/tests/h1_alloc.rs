@@ -67,7 +67,14 @@ fn exchange(c: &mut Connection, down: &Downstream, ids: &RequestIds, via: &Via) 
     let ResponseFraming::Message { body, keep_alive } = answered else {
         panic!("{answered:?}");
     };
-    response_head(&mut c.client_head, &answer, &answered, !keep_alive, b"");
+    response_head(
+        &mut c.client_head,
+        &answer,
+        &answered,
+        !keep_alive,
+        false,
+        b"",
+    );
     let step = Delimiter::new(body).feed(&RESPONSE[answer.len..]).unwrap();
     assert!(step.done);
     c.upstream_head.len() + c.client_head.len()
@@ -146,6 +153,7 @@ async fn relayed(r: &mut Relayed, down: &Downstream, ids: &RequestIds, via: &Via
         head: head.method == "HEAD",
         upgrade: framing.upgrade,
         keep_alive: framing.keep_alive,
+        http10: framing.http10,
     };
     let len = head.len;
     r.client.consume(len);

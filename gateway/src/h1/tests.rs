@@ -321,6 +321,40 @@ async fn an_http10_client_gets_a_chunked_answer_it_can_read() {
     running.await.unwrap();
 }
 
+/// HTTP/1.0 on the fast path (ab and health checkers speak it): a client that asks to keep
+/// its connection gets answers that say it stays, over one upstream connection; one that
+/// does not ask gets `Connection: close` and the close; a Host-less one is sent on with an
+/// empty Host.
+#[tokio::test]
+async fn http10_keep_alive_is_kept_and_said_and_without_it_the_connection_closes() {
+    let (endpoint, received, accepted) = scripted(vec![OK_A, OK_BB]).await;
+    let (addr, trigger, running, _) = start(to(endpoint), |_| {}).await;
+    let mut client = TcpStream::connect(addr).await.unwrap();
+    let mut buf = Vec::new();
+    let keep = b"GET /one HTTP/1.0\r\nHost: a\r\nConnection: keep-alive\r\n\r\n";
+    for body in [&b"a"[..], b"bb", b"bb"] {
+        let (head, got) = ask(&mut client, &mut buf, keep).await;
+        // HTTP/1.1's status line, as nginx answers HTTP/1.0 (hyper's path said HTTP/1.0).
+        assert!(head.starts_with("http/1.1 200"), "{head}");
+        assert!(head.contains("\r\nconnection: keep-alive"), "{head}");
+        assert_eq!(got, body);
+    }
+    assert_eq!(*accepted.lock().unwrap(), 1, "one upstream connection");
+    let (head, got) = ask(&mut client, &mut buf, b"GET /last HTTP/1.0\r\n\r\n").await;
+    assert!(head.contains("\r\nconnection: close"), "{head}");
+    assert_eq!(got, b"bb");
+    assert!(closes(&mut client).await);
+    let upstream = received.lock().unwrap().clone();
+    let last = String::from_utf8_lossy(&upstream[3]).to_ascii_lowercase();
+    assert!(
+        last.starts_with("get /last http/1.1\r\nhost: \r\n"),
+        "{last}"
+    );
+    assert!(last.contains("\r\nvia: 1.0 ferry-"), "{last}");
+    trigger.trigger();
+    running.await.unwrap();
+}
+
 #[tokio::test]
 async fn an_upstream_connection_closed_while_idle_is_replaced_without_an_error() {
     // The first answer says keep-alive, then the upstream closes its connection anyway.

@@ -6,11 +6,13 @@
 //! client connection owns ([`Conn`]). No allocation per request once the buffers are warm,
 //! but for the access log's strings when it is on, and for the gateway's own answers.
 //!
-//! The fast path serves HTTP/1.1 requests in origin form to plain HTTP/1.1 backends. The rest
-//! is handed, with the connection, to hyper's path ([`Next::Handoff`]) at the request's start,
-//! its bytes unread: HTTP/1.0 (its answers cannot be chunked: hyper's server de-chunks them),
-//! WebSocket upgrades (hyper's path runs the tunnel with its timeouts), absolute-form and
-//! asterisk targets, and backends over TLS or HTTP/2.
+//! The fast path serves HTTP/1.1 and HTTP/1.0 requests in origin form to plain HTTP/1.1
+//! backends (an HTTP/1.0 client gets a chunked answer's content without the framing, ended
+//! by the close, and a kept connection's answers say `Connection: keep-alive`; the gateway's
+//! own answers close its connection). The rest is handed, with the connection, to hyper's path
+//! ([`Next::Handoff`]) at the request's start, its bytes unread: WebSocket upgrades (hyper's
+//! path runs the tunnel with its timeouts), absolute-form and asterisk targets, and backends
+//! over TLS or HTTP/2.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -72,6 +74,7 @@ struct Request<'a> {
     cx: &'a mut Context,
     down: &'a Downstream,
     started: Instant,
+    version: Version,
 }
 
 /// The start of an HTTP/2 connection's preface (h2c with prior knowledge).
@@ -93,9 +96,9 @@ impl Pipeline {
         let mut cx = Context::default();
         // On the snapshot this request started with, whatever changes meanwhile.
         let state = self.state.load();
-        let (decided, head_len) = match conn.client.request() {
+        let (decided, head_len, version) = match conn.client.request() {
             Ok(head) => {
-                let len = head.len;
+                let (len, version) = (head.len, head.version);
                 let decided = self.decide(
                     &state,
                     &head,
@@ -104,9 +107,9 @@ impl Pipeline {
                     &mut conn.request_head,
                     &mut conn.extra,
                 );
-                (decided, len)
+                (decided, len, version)
             }
-            Err(RelayError::Malformed(_, m)) => (Decided::Malformed(m, false), 0),
+            Err(RelayError::Malformed(_, m)) => (Decided::Malformed(m, false), 0, Version::HTTP_11),
             Err(_) => return Next::Close,
         };
         let head_only = cx.method == Method::HEAD;
@@ -114,6 +117,7 @@ impl Pipeline {
             cx: &mut cx,
             down,
             started,
+            version,
         };
         match decided {
             Decided::Handoff => Next::Handoff,
@@ -191,9 +195,10 @@ impl Pipeline {
     ) -> Decided<'s> {
         // Standard methods cost no allocation; httparse let only tokens through.
         cx.method = Method::from_bytes(head.method.as_bytes()).unwrap_or_default();
-        if head.version != Version::HTTP_11 || !head.target.starts_with('/') {
+        if !head.target.starts_with('/') {
             return Decided::Handoff;
         }
+        let http10 = head.version == Version::HTTP_10;
         let framing = match framing::request(head) {
             Ok(framing) => framing,
             Err(m) => return Decided::Malformed(m, true),
@@ -203,21 +208,29 @@ impl Pipeline {
         }
         // The body is not read when the gateway answers itself: the connection then closes,
         // as it does when the client asked for that.
-        let close = framing.body != Body::Empty || !framing.keep_alive;
+        // An HTTP/1.0 client's connection closes after an own answer too (which would
+        // otherwise have to say `Connection: keep-alive`).
+        let close = framing.body != Body::Empty || !framing.keep_alive || http10;
         let refuse = |f: Failure| Decided::Refuse(f, f.closes() || close);
         if matches!(head.method, "CONNECT" | "TRACE") {
             return refuse(Failure::MethodNotAllowed);
         }
         let mut hosts = head.fields.iter().filter(|f| f.is("host"));
+        // HTTP/1.0 may leave Host out (RFC 9112 section 3.2 asks it of HTTP/1.1 only): that
+        // request is routed as to no host and sent on with an empty Host, as on hyper's path.
         let host = match (hosts.next(), hosts.next()) {
             (_, Some(_)) => return refuse(Failure::DuplicateHost),
+            (None, None) if http10 => &b""[..],
             (None, None) => return refuse(Failure::NoHost),
             (Some(host), None) => host.value,
         };
-        if !uri::valid_host(host) {
+        if !(host.is_empty() && http10) && !uri::valid_host(host) {
             return refuse(Failure::BadHost);
         }
-        let Some(host) = std::str::from_utf8(host).ok().filter(|h| !h.is_empty()) else {
+        let Some(host) = std::str::from_utf8(host)
+            .ok()
+            .filter(|h| !h.is_empty() || http10)
+        else {
             return refuse(Failure::NoHost);
         };
         let via = head.fields.iter().filter(|f| f.is("via")).map(|f| f.value);
@@ -316,8 +329,8 @@ impl Pipeline {
         conn.client.consume(head_len);
         let replayable = framing.body == Body::Empty;
         // After an answer of the gateway's own, the client connection closes when it asked
-        // for that or its body is not read whole.
-        let close = !replayable || !framing.keep_alive;
+        // for that, its body is not read whole, or it speaks HTTP/1.0.
+        let close = !replayable || !framing.keep_alive || framing.http10;
         let limits = route.limits;
         let unspecified = SocketAddr::from(([0, 0, 0, 0], 0));
         let mut tried = [unspecified; MAX_ATTEMPTS];
@@ -551,7 +564,7 @@ impl Pipeline {
         self.metrics
             .request_on(&mut conn.handles, req.cx, status, elapsed);
         if self.access_log {
-            crate::access_log::write(req.cx, req.down, status, Version::HTTP_11, elapsed);
+            crate::access_log::write(req.cx, req.down, status, req.version, elapsed);
         }
     }
 }

@@ -1,6 +1,8 @@
 //! A body delimited as it passes through: the [`Delimiter`] is shown each read and says how
 //! many of its bytes belong to the body and whether the body ended with them. It never copies
-//! or changes a byte: a chunked body goes on chunked, exactly as it came, only validated.
+//! or changes a byte: a chunked body goes on chunked, exactly as it came, only validated. For
+//! an HTTP/1.0 client, which cannot read chunks, [`Delimiter::unframe`] says which bytes are
+//! the chunks' content, to be passed on without the framing.
 //!
 //! The chunked coding (RFC 9112 section 7.1) is followed byte by byte through its framing and
 //! in bulk through chunk data, as hyper's decoder reads it: hex sizes that fit in 64 bits,
@@ -56,6 +58,16 @@ pub struct Delimiter {
     trailers: usize,
     /// The body's content so far: a length's bytes, or the chunks' data without framing.
     data: u64,
+}
+
+/// The next run of a body passed on without its chunked framing: `skip` bytes of framing,
+/// then `data` bytes of content.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Run {
+    pub skip: usize,
+    pub data: usize,
+    /// The body ended with them: what follows is the next message.
+    pub done: bool,
 }
 
 /// What one read held of the body.
@@ -134,6 +146,36 @@ impl Delimiter {
             used: i,
             done: self.state == State::Done,
         })
+    }
+
+    /// The next run of `bytes` as [`Delimiter::feed`] follows them, split into framing to
+    /// drop and content to pass on (all of a length's or an until-close body's bytes are
+    /// content). Call again with the bytes after the run.
+    pub fn unframe(&mut self, bytes: &[u8]) -> Result<Run, Malformed> {
+        let mut i = 0;
+        loop {
+            let run = |data, done| Run {
+                skip: i,
+                data,
+                done,
+            };
+            match self.state {
+                State::Done => return Ok(run(0, true)),
+                State::UntilClose => return Ok(run(bytes.len() - i, false)),
+                State::Length(left) | State::Data(left) => {
+                    let n = usize::try_from(left)
+                        .unwrap_or(usize::MAX)
+                        .min(bytes.len() - i);
+                    let step = self.feed(&bytes[i..i + n])?;
+                    return Ok(run(step.used, step.done));
+                }
+                _ if i == bytes.len() => return Ok(run(0, false)),
+                _ => {
+                    self.byte(bytes[i])?;
+                    i += 1;
+                }
+            }
+        }
     }
 
     /// One byte of the chunked framing.

@@ -42,8 +42,12 @@ pub struct RequestFraming {
     pub upgrade: bool,
     /// The client may send another request after this one.
     pub keep_alive: bool,
-    /// `Expect: 100-continue`.
+    /// `Expect: 100-continue`, from an HTTP/1.1 client (an HTTP/1.0 one's is ignored, RFC
+    /// 9110 section 10.1.1).
     pub expect_continue: bool,
+    /// An HTTP/1.0 request: its answer cannot be chunked, and a kept connection says
+    /// `Connection: keep-alive`.
+    pub http10: bool,
 }
 
 /// What a response head says comes next.
@@ -132,7 +136,8 @@ pub fn request(head: &RequestHead<'_>) -> Result<RequestFraming, Malformed> {
         body,
         upgrade: head.version == Version::HTTP_11 && connection.upgrade && websocket,
         keep_alive: connection.persists(head.version),
-        expect_continue,
+        expect_continue: expect_continue && head.version == Version::HTTP_11,
+        http10: head.version == Version::HTTP_10,
     })
 }
 

@@ -303,6 +303,9 @@ pub struct Asked {
     pub upgrade: bool,
     /// The client may send another request after this one.
     pub keep_alive: bool,
+    /// An HTTP/1.0 client: a chunked answer goes to it without its framing, ended by the
+    /// close, and a kept connection says so (`Connection: keep-alive`).
+    pub http10: bool,
 }
 
 /// Sends the edited request `head` upstream with the body `client` has buffered after the
@@ -483,6 +486,7 @@ where
         head: request.head_only,
         upgrade: request.framing.upgrade,
         keep_alive: request.framing.keep_alive,
+        http10: request.framing.http10,
     };
     let sent = send_request(
         client,
@@ -547,6 +551,8 @@ pub struct Message {
     upstream_keep_alive: bool,
     delimiter: Delimiter,
     sent: u64,
+    /// A chunked body for an HTTP/1.0 client: passed on without its framing.
+    unframed: bool,
 }
 
 /// Reads the answer to a request sent with [`send_request`] and starts passing it to the
@@ -625,7 +631,7 @@ where
                 continue;
             }
             ResponseFraming::Switch => {
-                write::response_head(out, &head, &framing, false, b"");
+                write::response_head(out, &head, &framing, false, false, b"");
                 upstream.consume(len);
                 let after = upstream.buffered().len();
                 progress.status = Some(status);
@@ -643,11 +649,36 @@ where
             }
             ResponseFraming::Message { body, keep_alive } => (body, keep_alive),
         };
-        // An answer until close ends the client's connection too: that is how it ends.
-        let client_keep_alive = asked.keep_alive && body != Body::UntilClose && !closing();
-        write::response_head(out, &head, &framing, !client_keep_alive, extra);
+        // An answer until close ends the client's connection too: that is how it ends; so
+        // does a chunked one to an HTTP/1.0 client, which gets the content alone.
+        let unframed = asked.http10 && body == Body::Chunked;
+        let client_keep_alive =
+            asked.keep_alive && body != Body::UntilClose && !unframed && !closing();
+        write::response_head(
+            out,
+            &head,
+            &framing,
+            !client_keep_alive,
+            asked.http10,
+            extra,
+        );
         upstream.consume(len);
         progress.status = Some(status);
+        if unframed {
+            // The head alone: [`finish_response`] passes the content.
+            progress.sent = true;
+            write::send(&mut client.io, out, b"")
+                .await
+                .map_err(|e| Error::Write(Peer::Client, e))?;
+            return Ok(Started::Message(Message {
+                status,
+                client_keep_alive,
+                upstream_keep_alive,
+                delimiter: Delimiter::new(body),
+                sent: 0,
+                unframed,
+            }));
+        }
         if matches!(body, Body::Length(n) if n <= COALESCE_MAX) && upstream.buffered().is_empty() {
             // The head is in `out`: the buffer may move.
             if upstream.fill().await? == 0 {
@@ -667,6 +698,7 @@ where
             upstream_keep_alive,
             delimiter,
             sent: first as u64,
+            unframed,
         }));
     }
 }
@@ -688,9 +720,12 @@ where
         upstream_keep_alive,
         mut delimiter,
         sent,
+        unframed,
     } = message;
     let rest = if delimiter.is_done() {
         0
+    } else if unframed {
+        pass_content(upstream, &mut client.io, &mut delimiter).await?
     } else {
         pass_body(upstream, &mut client.io, &mut delimiter, u64::MAX).await?
     };
@@ -759,6 +794,46 @@ where
         passed += used as u64;
     }
     Ok(passed)
+}
+
+/// Passes the rest of a body from `from` to `to` as [`pass_body`] does, but its content only,
+/// without the chunked framing (for an HTTP/1.0 client; the trailers go too). Returns the
+/// content bytes passed.
+async fn pass_content<R, W>(
+    from: &mut Side<R>,
+    to: &mut W,
+    delimiter: &mut Delimiter,
+) -> Result<u64, Error>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut passed = 0u64;
+    loop {
+        if from.buffered().is_empty() {
+            to.flush()
+                .await
+                .map_err(|e| Error::Write(from.peer.other(), e))?;
+            if from.fill().await? == 0 {
+                return match delimiter.finish() {
+                    Ok(()) => Ok(passed),
+                    Err(_) => Err(Error::Closed(from.peer)),
+                };
+            }
+        }
+        let run = delimiter
+            .unframe(from.buffered())
+            .map_err(|e| Error::Malformed(from.peer, e))?;
+        let content = &from.buffered()[run.skip..run.skip + run.data];
+        to.write_all(content)
+            .await
+            .map_err(|e| Error::Write(from.peer.other(), e))?;
+        from.consume(run.skip + run.data);
+        passed += run.data as u64;
+        if run.done {
+            return Ok(passed);
+        }
+    }
 }
 
 /// Runs a switched exchange as a tunnel until either side closes: first what each side had

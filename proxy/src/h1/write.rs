@@ -191,12 +191,17 @@ pub fn own_answer(
 /// headers out but for a switch's, which are the switch itself; the framing headers of the
 /// body as it is passed on (a length dropped when chunked decides); `Connection: close` when
 /// the client connection ends after it; then `extra`, field lines of the proxy's own
-/// (each ending in CRLF).
+/// (each ending in CRLF). To an HTTP/1.0 client (`http10`) a chunked body goes without its
+/// framing, so without `Transfer-Encoding` (the caller closes the connection after it, as
+/// its end), and a connection that stays open says `Connection: keep-alive`, as that client
+/// otherwise closes it (RFC 9112 section 9.3). The status line is HTTP/1.1's either way, as
+/// nginx's is (RFC 9110 section 6.2: the highest minor version the server speaks).
 pub fn response_head(
     out: &mut Vec<u8>,
     head: &ResponseHead<'_>,
     framing: &ResponseFraming,
     close: bool,
+    http10: bool,
     extra: &[u8],
 ) {
     out.clear();
@@ -231,11 +236,13 @@ pub fn response_head(
             field(out, f.name, f.value);
         }
     }
-    if body == Some(Body::Chunked) {
+    if body == Some(Body::Chunked) && !http10 {
         field(out, b"Transfer-Encoding", b"chunked");
     }
     if close && !switch {
         field(out, b"Connection", b"close");
+    } else if http10 && !switch {
+        field(out, b"Connection", b"keep-alive");
     }
     // RFC 9110 section 6.6.1: a proxy adds the Date an origin without a clock left out.
     if !dated {

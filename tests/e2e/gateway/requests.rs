@@ -135,6 +135,23 @@ async fn paths_are_routed_and_forwarded_normalized_and_nginx_s_400s_are_kept() {
         }
         Err(e) => eprintln!("skipping the curl case: curl cannot run ({e})"),
     }
+    // curl speaking HTTP/1.0 and asking to keep its connection: both answered, the second
+    // over the first's connection (the answers say `Connection: keep-alive`).
+    let url = format!("http://shop.example.com:{}/api/x", up.http.port());
+    match std::process::Command::new("curl")
+        .args(["-s", "--http1.0", "-H", "Connection: keep-alive"])
+        .args(["-o", "/dev/null", "-o", "/dev/null"])
+        .args(["-w", "%{http_code} %{num_connects}\n", "--resolve"])
+        .arg(format!("shop.example.com:{}:127.0.0.1", up.http.port()))
+        .args([&url, &url])
+        .output()
+    {
+        Ok(out) => {
+            let written = String::from_utf8_lossy(&out.stdout);
+            assert_eq!(written, "200 1\n200 0\n", "curl --http1.0: {written}");
+        }
+        Err(e) => eprintln!("skipping the curl --http1.0 case: curl cannot run ({e})"),
+    }
     up.stop().await;
 }
 

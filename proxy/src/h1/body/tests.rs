@@ -162,3 +162,57 @@ fn extensions_and_trailers_are_limited_to_16_kib() {
     assert!(chunked(&trailer(MAX_TRAILERS - 10)).unwrap().done);
     assert_eq!(chunked(&trailer(MAX_TRAILERS)), Err(Malformed::BadChunk));
 }
+
+/// The content `unframe` finds in `bytes` fed in pieces of `size`, and what is left after.
+fn unframed(body: Body, bytes: &[u8], size: usize) -> Result<(Vec<u8>, usize), Malformed> {
+    let mut d = Delimiter::new(body);
+    let (mut content, mut at) = (Vec::new(), 0);
+    // Each read: the bytes not taken yet, up to `size` more.
+    let mut end = size.min(bytes.len());
+    loop {
+        let run = d.unframe(&bytes[at..end])?;
+        content.extend_from_slice(&bytes[at + run.skip..at + run.skip + run.data]);
+        at += run.skip + run.data;
+        if run.done {
+            return Ok((content, bytes.len() - at));
+        }
+        if at == end {
+            if end == bytes.len() {
+                d.finish()?;
+                return Ok((content, 0));
+            }
+            end = (end + size).min(bytes.len());
+        }
+    }
+}
+
+#[test]
+fn unframing_passes_the_chunks_content_alone_however_it_is_read() {
+    let body = b"5;name=value\r\nhello\r\n19\r\n, world and more after it\r\n0\r\nExpires: never\r\n\r\nGET /next";
+    for size in [1, 2, 3, 7, 64, body.len()] {
+        let (content, left) = unframed(Body::Chunked, body, size).unwrap();
+        assert_eq!(
+            content, b"hello, world and more after it",
+            "reads of {size}"
+        );
+        assert_eq!(left, b"GET /next".len(), "reads of {size}");
+    }
+    // A length's and an until-close body's bytes are all content.
+    assert_eq!(
+        unframed(Body::Length(5), b"hello, next", 3).unwrap(),
+        (b"hello".to_vec(), 6)
+    );
+    assert_eq!(
+        unframed(Body::UntilClose, b"all of it", 4).unwrap(),
+        (b"all of it".to_vec(), 0)
+    );
+    // The framing's rules hold as they do when it is passed on.
+    assert_eq!(
+        unframed(Body::Chunked, b"5\nhello\r\n0\r\n\r\n", 4),
+        Err(Malformed::BadChunk)
+    );
+    assert_eq!(
+        unframed(Body::Chunked, b"5\r\nhel", 2),
+        Err(Malformed::Truncated)
+    );
+}

@@ -70,6 +70,7 @@ impl Relay {
             head: head.method == "HEAD",
             upgrade: framing.upgrade,
             keep_alive: framing.keep_alive,
+            http10: framing.http10,
         };
         let len = head.len;
         self.client.consume(len);
@@ -555,4 +556,56 @@ async fn a_head_past_the_limit_is_refused_with_431() {
         panic!("{err}");
     };
     assert_eq!(why.status().as_u16(), 431);
+}
+
+#[tokio::test]
+async fn an_http10_client_gets_chunks_as_content_and_a_kept_connection_said() {
+    // A chunked answer: its content alone, ended by the close.
+    let (mut r, mut e) = rig();
+    e.say(b"GET / HTTP/1.0\r\nHost: a\r\nConnection: keep-alive\r\n\r\n")
+        .await;
+    e.answer(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;x=y\r\nhello\r\n6\r\n world\r\n0\r\nX-T: 1\r\n\r\n")
+        .await;
+    let answered = r.exchange().await.unwrap().unwrap();
+    assert!(
+        matches!(
+            answered,
+            Answered::Message {
+                client_keep_alive: false,
+                upstream_keep_alive: true,
+                body_bytes: 11,
+                ..
+            }
+        ),
+        "{answered:?}"
+    );
+    let heard = e.heard().await;
+    assert!(heard.starts_with("HTTP/1.1 200 OK\r\n"), "{heard}");
+    assert!(heard.contains("\r\nConnection: close\r\n"), "{heard}");
+    assert!(
+        !heard.to_ascii_lowercase().contains("transfer-encoding"),
+        "{heard}"
+    );
+    assert!(heard.ends_with("\r\n\r\nhello world"), "{heard}");
+
+    // An answer of known length: the connection stays, and says so.
+    let (mut r, mut e) = rig();
+    e.say(b"GET / HTTP/1.0\r\nHost: a\r\nConnection: keep-alive\r\n\r\n")
+        .await;
+    e.answer(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        .await;
+    let answered = r.exchange().await.unwrap().unwrap();
+    assert!(
+        matches!(
+            answered,
+            Answered::Message {
+                client_keep_alive: true,
+                ..
+            }
+        ),
+        "{answered:?}"
+    );
+    let heard = e.heard().await;
+    assert!(heard.contains("\r\nConnection: keep-alive\r\n"), "{heard}");
+    assert!(heard.ends_with("\r\n\r\nok"), "{heard}");
 }

@@ -153,7 +153,7 @@ fn answered(upstream: &str, method: &str, upgrade: bool, close: bool) -> String 
     let head = parser.response(upstream.as_bytes()).unwrap().unwrap();
     let framing = framing::response(&head, method, upgrade).unwrap();
     let mut out = Vec::new();
-    response_head(&mut out, &head, &framing, close, b"");
+    response_head(&mut out, &head, &framing, close, false, b"");
     String::from_utf8(out).unwrap()
 }
 
