@@ -224,7 +224,8 @@ impl Pipeline {
             (None, None) => return refuse(Failure::NoHost),
             (Some(host), None) => host.value,
         };
-        if !(host.is_empty() && http10) && !uri::valid_host(host) {
+        let valid = uri::valid_host(host) || (http10 && host.is_empty());
+        if !valid {
             return refuse(Failure::BadHost);
         }
         let Some(host) = std::str::from_utf8(host)
