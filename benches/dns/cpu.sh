@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Where each DNS server's time goes per query: its user and kernel CPU time (from
 # /proc/PID/stat, before and after) over one dnsperf run at full speed, divided by the queries
-# answered. Pinned as run.sh pins them: the server on CPU 0, dnsperf on CPU 1.
+# answered; the queries per CPU-second that makes, and how much of its CPU the server used. Pinned as run.sh pins them: the server on CPU 0, dnsperf on CPU 1.
 # PERF=/tmp/prefix also records each server with `perf record -g` to /tmp/prefix.<server>.
 #
 #   FERRY=target/release/ferry [BEFORE=/path/to/older/ferry] bash benches/dns/cpu.sh [SERVICES]
@@ -33,11 +33,15 @@ measure() { # name port pid
   queries=$(awk '/Queries completed/ {print $3}' <<<"$out")
   qps=$(awk '/Queries per second/ {printf "%.0f", $4}' <<<"$out")
   python3 -c "q=$queries; t=$tck
-print(f'| $1 | $qps | {($u1-$u0)/t/q*1e6:.2f} | {($s1-$s0)/t/q*1e6:.2f} |')"
+cpu=($u1-$u0+$s1-$s0)/t
+print(f'| $1 | $qps | {($u1-$u0)/t/q*1e6:.2f} | {($s1-$s0)/t/q*1e6:.2f} | {q/cpu:.0f} | {cpu/$SECS:.0%} |')"
 }
 
-echo "| server ($n Services) | qps | user µs/query | kernel µs/query |"
-echo "|---|---|---|---|"
+# The last two columns: queries per CPU-second of the server's, and how busy the server's CPU
+# was. Below 100%, dnsperf (one CPU of its own) set the pace, not the server: then its qps
+# compare the client's limits, and queries per CPU-second the servers.
+echo "| server ($n Services) | qps | user µs/query | kernel µs/query | queries per server CPU-s | server CPU busy |"
+echo "|---|---|---|---|---|---|"
 kport=$(free_port)
 start_knot "$work" "$kport"; kpid=$server_pid
 wait_answer "$kport" "$first"
