@@ -6,10 +6,11 @@
 //! tunnel. What each side does with a request (authorization and the app's connection inbound,
 //! a balanced endpoint over mTLS outbound) is in `inbound::fast` and `outbound::fast`.
 //!
-//! HTTP/1.1 requests in origin form are served here ([`served`]); the first other request
-//! (HTTP/1.0, whose answers cannot be chunked, or an absolute-form target) is handed, with the
-//! connection and the bytes read, to hyper's path, which serves the rest of it
-//! ([`Next::Handoff`]).
+//! HTTP/1.1 and HTTP/1.0 requests in origin form are served here ([`served`]): an HTTP/1.0
+//! client gets a chunked answer's content alone, ended by the close, and a kept connection's
+//! answers say `Connection: keep-alive`. The first other request (an absolute-form target, an
+//! HTTP/1.0 one without Host) is handed, with the connection and the bytes read, to hyper's
+//! path, which serves the rest of it ([`Next::Handoff`]).
 //!
 //! Limits: a request head of up to 64 KiB (Envoy's default, and so Istio's sidecar's), the
 //! target included, an answer's up to hyper's 408 KiB; the framing rules of RFC 9112 as the
@@ -74,9 +75,16 @@ pub(crate) enum Next {
     Handoff,
 }
 
-/// Whether the fast path serves a request with this head: HTTP/1.1 in origin form.
+/// Whether the fast path serves a request with this head: HTTP/1.1 in origin form, or
+/// HTTP/1.0 with a Host to send on (one without goes to hyper's path, whose client names the
+/// endpoint).
 pub(crate) fn served(head: &RequestHead<'_>) -> bool {
-    head.version == Version::HTTP_11 && head.target.starts_with('/')
+    let version = match head.version {
+        Version::HTTP_11 => true,
+        Version::HTTP_10 => head.fields.iter().any(|f| f.is("host")),
+        _ => false,
+    };
+    version && head.target.starts_with('/')
 }
 
 /// What the steps of a request read of its head, once it is dealt with.
@@ -115,9 +123,10 @@ impl Request {
     }
 
     /// Whether the client connection closes after an answer of the sidecar's own: when the
-    /// client asked for that, or its body was not read whole.
+    /// client asked for that, its body was not read whole, or it speaks HTTP/1.0 (whose kept
+    /// connection would need saying so).
     pub(crate) fn closes_after_own(&self) -> bool {
-        !self.replayable() || !self.framing.keep_alive
+        !self.replayable() || !self.framing.keep_alive || self.framing.http10
     }
 }
 

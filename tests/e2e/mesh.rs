@@ -167,7 +167,11 @@ impl Capture {
                 "-w",
             ])
             .arg(&file)
-            .args(["tcp", "and", "host", pod_ip])
+            // Not the sidecar's admin port: the kubelet's probes, rewritten to it (as Istio
+            // rewrites them), are plaintext from the node by design, and come every second
+            // (a "HTTP/1.1 200" of one was taken for the mesh's once).
+            .args(["tcp", "and", "host", pod_ip, "and", "not", "port"])
+            .arg(ferry_model::mesh::ADMIN_PORT.to_string())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

@@ -527,6 +527,52 @@ async fn an_upstream_answering_early_and_reading_no_more_is_passed_on_at_once() 
     early_answer(false).await;
 }
 
+/// An upstream that refuses an upload from its head (a 401) while the client is slow to send
+/// the body: the answer reaches the client then, not once it has sent the whole body (or
+/// after the client body timeout, 60 s).
+#[tokio::test]
+async fn an_upstream_answering_while_the_client_is_slow_to_send_is_heard_at_once() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let mut head = Vec::new();
+            let mut chunk = [0u8; 1024];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = stream.read(&mut chunk).await.unwrap();
+                head.extend_from_slice(&chunk[..n]);
+            }
+            let _ = stream
+                .write_all(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 2\r\n\r\nno")
+                .await;
+            tokio::spawn(async move {
+                let _open = stream;
+                std::future::pending::<()>().await;
+            });
+        }
+    });
+    let (addr, trigger, running, _) = start(to(endpoint), |_| {}).await;
+    let mut client = TcpStream::connect(addr).await.unwrap();
+    // Ten bytes of a thousand, then nothing more (the connection stays open).
+    client
+        .write_all(b"PUT /up HTTP/1.1\r\nHost: a\r\nContent-Length: 1000\r\n\r\n0123456789")
+        .await
+        .unwrap();
+    let mut all = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), client.read_to_end(&mut all))
+        .await
+        .expect("answered and closed within 10 s")
+        .unwrap();
+    let text = String::from_utf8_lossy(&all).to_ascii_lowercase();
+    assert!(text.starts_with("http/1.1 401 "), "{text}");
+    assert!(
+        text.contains("connection: close") && text.ends_with("no"),
+        "{text}"
+    );
+    trigger.trigger();
+    running.await.unwrap();
+}
+
 async fn early_answer(closes: bool) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let endpoint = listener.local_addr().unwrap();

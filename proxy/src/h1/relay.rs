@@ -233,6 +233,29 @@ impl<S: AsyncRead + Unpin> Side<S> {
         }
     }
 
+    /// What an upstream's bytes that came while its request's body was still being sent
+    /// say: `None` while they hold no whole head past the interim ones (`100 Continue`,
+    /// dropped here as [`start_response`] drops them), `Some(true)` for a final answer that
+    /// refuses the body (4xx or 5xx: RFC 9112 section 9.5 has the sender stop), `Some(false)`
+    /// for another (the body goes on; the answer waits in the buffer).
+    fn early_answer(&mut self) -> Result<Option<bool>, Error> {
+        loop {
+            if self.start > 0 {
+                self.buf.drain(..self.start);
+                self.start = 0;
+            }
+            let ready = self.parser.ready(&self.buf);
+            let Some(len) = ready.map_err(|e| Error::Malformed(self.peer, e))? else {
+                return Ok(None);
+            };
+            match self.response()?.status {
+                101 => return Ok(Some(false)),
+                100..=199 => self.consume(len),
+                status => return Ok(Some(status >= 400)),
+            }
+        }
+    }
+
     /// [`Side::fill`] as a poll, through a small buffer of its own (for the rare read that
     /// races a write: an upstream's early answer).
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<Result<usize, Error>> {
@@ -360,10 +383,12 @@ where
 }
 
 /// [`pass_body`] for a request's body, with the upstream watched while it takes no more of
-/// it: one that begins to answer or closes meanwhile stops the sending
-/// ([`Error::AnsweredEarly`]; what it sent stays buffered for [`start_response`]), as an
-/// upstream that refuses a large upload (413) and stops reading would otherwise hold the
-/// exchange until the send timeout. A read timeout meanwhile only ends the watch.
+/// it and while the client is slow to send more: one that answers with a refusal (4xx, 5xx)
+/// or closes meanwhile stops the sending ([`Error::AnsweredEarly`]; what it sent stays
+/// buffered for [`start_response`]), as an upstream that refuses a large upload (413) and
+/// stops reading would otherwise hold the exchange until the send timeout, and one that
+/// refuses a slow upload would wait for all of it. Interim answers are dropped; another final
+/// answer, or a read timeout, ends the watch, and the body goes on.
 async fn pass_request_body<C, U>(
     client: &mut Side<C>,
     upstream: &mut Side<U>,
@@ -384,7 +409,30 @@ where
                 .flush()
                 .await
                 .map_err(|e| Error::Write(Peer::Upstream, e))?;
-            if client.fill().await? == 0 {
+            // The upstream is watched while the client is slow to send, too: an answer
+            // (a 401 to an upload) is heard then, not once the client has sent it all.
+            let came = if watching {
+                tokio::select! {
+                    biased;
+                    came = client.fill() => came?,
+                    heard = upstream.fill() => {
+                        match heard {
+                            Ok(0) => return Err(Error::Closed(Peer::Upstream)),
+                            Ok(_) => match upstream.early_answer()? {
+                                Some(true) => return Err(Error::AnsweredEarly),
+                                Some(false) => watching = false,
+                                None => {}
+                            },
+                            Err(e) if e.timed_out() => watching = false,
+                            Err(e) => return Err(e),
+                        }
+                        continue;
+                    }
+                }
+            } else {
+                client.fill().await?
+            };
+            if came == 0 {
                 // The end of the stream: the end of a body until close, else a cut one.
                 return match delimiter.finish() {
                     Ok(()) => Ok(passed),
@@ -402,15 +450,22 @@ where
                 if let Poll::Ready(written) = Pin::new(&mut upstream.io).poll_write(cx, piece) {
                     return Poll::Ready(written.map_err(|e| Error::Write(Peer::Upstream, e)));
                 }
-                if watching {
+                while watching {
                     match upstream.poll_fill(cx) {
                         Poll::Ready(Err(e)) if e.timed_out() => watching = false,
                         Poll::Ready(Ok(0)) => {
                             return Poll::Ready(Err(Error::Closed(Peer::Upstream)));
                         }
-                        Poll::Ready(Ok(_)) => return Poll::Ready(Err(Error::AnsweredEarly)),
+                        Poll::Ready(Ok(_)) => match upstream.early_answer() {
+                            Ok(Some(true)) => return Poll::Ready(Err(Error::AnsweredEarly)),
+                            // A final answer that does not refuse the body waits for it,
+                            // unread past its head.
+                            Ok(Some(false)) => watching = false,
+                            Ok(None) => {}
+                            Err(e) => return Poll::Ready(Err(e)),
+                        },
                         Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                        Poll::Pending => {}
+                        Poll::Pending => break,
                     }
                 }
                 Poll::Pending

@@ -327,7 +327,7 @@ async fn heads_that_break_http1_rules_are_refused_and_never_reach_the_app() {
 }
 
 #[tokio::test]
-async fn http_1_0_is_served_by_hypers_path() {
+async fn http_1_0_gets_a_chunked_answer_s_content_and_a_kept_connection_said() {
     let (app, seen) = raw_app(Answer::Chunked).await;
     let (client, _server) = through(app, Arc::new(AllowAll)).await;
     let mut stream = TcpStream::connect(client.addrs.outbound).await.unwrap();
@@ -341,11 +341,30 @@ async fn http_1_0_is_served_by_hypers_path() {
         .expect("the answer ends with the connection")
         .unwrap();
     let answer = String::from_utf8_lossy(&answer);
-    // A 1.0 client cannot read chunked: hyper's server passes the body until the close.
-    assert!(answer.contains(" 200 OK\r\n"), "{answer}");
+    // A 1.0 client cannot read chunked: the content alone, until the close; the fast path's
+    // status line is HTTP/1.1's (hyper's path answered HTTP/1.0).
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+    assert!(answer.contains("\r\nConnection: close\r\n"), "{answer}");
     assert!(!answer.contains("chunked"), "{answer}");
     assert!(answer.ends_with("\r\n\r\nabc"), "{answer}");
-    assert_eq!(seen.requests.lock().unwrap().len(), 1);
+    let (head, _) = seen.requests.lock().unwrap()[0].clone();
+    assert!(head.starts_with("GET /old HTTP/1.1\r\n"), "{head}");
+
+    // Asking to keep the connection: kept, and said, over one connection to the app.
+    let (app, seen) = raw_app(Answer::Target).await;
+    let (client, _server) = through(app, Arc::new(AllowAll)).await;
+    let mut stream = TcpStream::connect(client.addrs.outbound).await.unwrap();
+    let mut buf = Vec::new();
+    for target in ["/a", "/bb"] {
+        let request = format!(
+            "GET {target} HTTP/1.0\r\nHost: api.shop.svc\r\nConnection: keep-alive\r\n\r\n"
+        );
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let (head, body) = read_answer(&mut stream, &mut buf).await.expect("an answer");
+        assert!(head.contains("Connection: keep-alive\r\n"), "{head}");
+        assert_eq!(body, target.as_bytes());
+    }
+    assert_eq!(seen.connections.load(Ordering::SeqCst), 1);
 }
 
 #[tokio::test]
