@@ -527,11 +527,10 @@ async fn an_upstream_answering_early_and_reading_no_more_is_passed_on_at_once() 
     early_answer(false).await;
 }
 
-/// An upstream that refuses an upload from its head (a 401) while the client is slow to send
-/// the body: the answer reaches the client then, not once it has sent the whole body (or
-/// after the client body timeout, 60 s).
-#[tokio::test]
-async fn an_upstream_answering_while_the_client_is_slow_to_send_is_heard_at_once() {
+/// An upstream that reads each request's head only, answers it with `answer` at once, and
+/// then closes (`closes`: with the body unread, a reset) or keeps the connection open,
+/// reading nothing more.
+async fn refusing_upstream(answer: &'static [u8], closes: bool) -> std::net::SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let endpoint = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -542,15 +541,30 @@ async fn an_upstream_answering_while_the_client_is_slow_to_send_is_heard_at_once
                 let n = stream.read(&mut chunk).await.unwrap();
                 head.extend_from_slice(&chunk[..n]);
             }
-            let _ = stream
-                .write_all(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 2\r\n\r\nno")
-                .await;
-            tokio::spawn(async move {
-                let _open = stream;
-                std::future::pending::<()>().await;
-            });
+            let _ = stream.write_all(answer).await;
+            if closes {
+                drop(stream);
+            } else {
+                tokio::spawn(async move {
+                    let _open = stream;
+                    std::future::pending::<()>().await;
+                });
+            }
         }
     });
+    endpoint
+}
+
+/// An upstream that refuses an upload from its head (a 401) while the client is slow to send
+/// the body: the answer reaches the client then, not once it has sent the whole body (or
+/// after the client body timeout, 60 s).
+#[tokio::test]
+async fn an_upstream_answering_while_the_client_is_slow_to_send_is_heard_at_once() {
+    let endpoint = refusing_upstream(
+        b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 2\r\n\r\nno",
+        false,
+    )
+    .await;
     let (addr, trigger, running, _) = start(to(endpoint), |_| {}).await;
     let mut client = TcpStream::connect(addr).await.unwrap();
     // Ten bytes of a thousand, then nothing more (the connection stays open).
@@ -574,30 +588,9 @@ async fn an_upstream_answering_while_the_client_is_slow_to_send_is_heard_at_once
 }
 
 async fn early_answer(closes: bool) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let endpoint = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            let mut head = Vec::new();
-            let mut chunk = [0u8; 1024];
-            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                let n = stream.read(&mut chunk).await.unwrap();
-                head.extend_from_slice(&chunk[..n]);
-            }
-            let _ = stream
-                .write_all(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 3\r\n\r\nbig")
-                .await;
-            if closes {
-                // Closing with unread bytes resets the connection: writes upstream fail.
-                drop(stream);
-            } else {
-                tokio::spawn(async move {
-                    let _open = stream;
-                    std::future::pending::<()>().await;
-                });
-            }
-        }
-    });
+    // Closing with unread bytes resets the connection: writes upstream fail.
+    let answer = b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 3\r\n\r\nbig";
+    let endpoint = refusing_upstream(answer, closes).await;
     let (addr, trigger, running, _) = start(to(endpoint), |c| c.timeouts.max_body = 64 << 20).await;
     let mut client = TcpStream::connect(addr).await.unwrap();
     const SIZE: usize = 16 << 20;

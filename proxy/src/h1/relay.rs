@@ -779,10 +779,8 @@ where
     } = message;
     let rest = if delimiter.is_done() {
         0
-    } else if unframed {
-        pass_content(upstream, &mut client.io, &mut delimiter).await?
     } else {
-        pass_body(upstream, &mut client.io, &mut delimiter, u64::MAX).await?
+        pass(upstream, &mut client.io, &mut delimiter, u64::MAX, unframed).await?
     };
     client
         .io
@@ -823,6 +821,23 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
+    pass(from, to, delimiter, limit, false).await
+}
+
+/// [`pass_body`], or with `unframed` its content only, without the chunked framing (for an
+/// HTTP/1.0 client; the trailers go too). Returns the bytes passed (content bytes when
+/// `unframed`).
+async fn pass<R, W>(
+    from: &mut Side<R>,
+    to: &mut W,
+    delimiter: &mut Delimiter,
+    limit: u64,
+    unframed: bool,
+) -> Result<u64, Error>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
     let mut passed = 0u64;
     while !delimiter.is_done() {
         if from.buffered().is_empty() {
@@ -838,57 +853,24 @@ where
                 };
             }
         }
-        let used = first_piece(from, delimiter)?;
+        let (skip, used) = if unframed {
+            let run = delimiter
+                .unframe(from.buffered())
+                .map_err(|e| Error::Malformed(from.peer, e))?;
+            (run.skip, run.data)
+        } else {
+            (0, first_piece(from, delimiter)?)
+        };
         if delimiter.data() > limit {
             return Err(Error::TooLarge);
         }
-        to.write_all(&from.buffered()[..used])
+        to.write_all(&from.buffered()[skip..skip + used])
             .await
             .map_err(|e| Error::Write(from.peer.other(), e))?;
-        from.consume(used);
+        from.consume(skip + used);
         passed += used as u64;
     }
     Ok(passed)
-}
-
-/// Passes the rest of a body from `from` to `to` as [`pass_body`] does, but its content only,
-/// without the chunked framing (for an HTTP/1.0 client; the trailers go too). Returns the
-/// content bytes passed.
-async fn pass_content<R, W>(
-    from: &mut Side<R>,
-    to: &mut W,
-    delimiter: &mut Delimiter,
-) -> Result<u64, Error>
-where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
-{
-    let mut passed = 0u64;
-    loop {
-        if from.buffered().is_empty() {
-            to.flush()
-                .await
-                .map_err(|e| Error::Write(from.peer.other(), e))?;
-            if from.fill().await? == 0 {
-                return match delimiter.finish() {
-                    Ok(()) => Ok(passed),
-                    Err(_) => Err(Error::Closed(from.peer)),
-                };
-            }
-        }
-        let run = delimiter
-            .unframe(from.buffered())
-            .map_err(|e| Error::Malformed(from.peer, e))?;
-        let content = &from.buffered()[run.skip..run.skip + run.data];
-        to.write_all(content)
-            .await
-            .map_err(|e| Error::Write(from.peer.other(), e))?;
-        from.consume(run.skip + run.data);
-        passed += run.data as u64;
-        if run.done {
-            return Ok(passed);
-        }
-    }
 }
 
 /// Runs a switched exchange as a tunnel until either side closes: first what each side had
