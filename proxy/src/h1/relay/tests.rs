@@ -560,52 +560,38 @@ async fn a_head_past_the_limit_is_refused_with_431() {
 
 #[tokio::test]
 async fn an_http10_client_gets_chunks_as_content_and_a_kept_connection_said() {
-    // A chunked answer: its content alone, ended by the close.
-    let (mut r, mut e) = rig();
-    e.say(b"GET / HTTP/1.0\r\nHost: a\r\nConnection: keep-alive\r\n\r\n")
-        .await;
-    e.answer(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;x=y\r\nhello\r\n6\r\n world\r\n0\r\nX-T: 1\r\n\r\n")
-        .await;
-    let answered = r.exchange().await.unwrap().unwrap();
-    assert!(
-        matches!(
-            answered,
-            Answered::Message {
-                client_keep_alive: false,
-                upstream_keep_alive: true,
-                body_bytes: 11,
-                ..
-            }
-        ),
-        "{answered:?}"
-    );
-    let heard = e.heard().await;
-    assert!(heard.starts_with("HTTP/1.1 200 OK\r\n"), "{heard}");
-    assert!(heard.contains("\r\nConnection: close\r\n"), "{heard}");
-    assert!(
-        !heard.to_ascii_lowercase().contains("transfer-encoding"),
-        "{heard}"
-    );
-    assert!(heard.ends_with("\r\n\r\nhello world"), "{heard}");
-
-    // An answer of known length: the connection stays, and says so.
-    let (mut r, mut e) = rig();
-    e.say(b"GET / HTTP/1.0\r\nHost: a\r\nConnection: keep-alive\r\n\r\n")
-        .await;
-    e.answer(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-        .await;
-    let answered = r.exchange().await.unwrap().unwrap();
-    assert!(
-        matches!(
-            answered,
-            Answered::Message {
-                client_keep_alive: true,
-                ..
-            }
-        ),
-        "{answered:?}"
-    );
-    let heard = e.heard().await;
-    assert!(heard.contains("\r\nConnection: keep-alive\r\n"), "{heard}");
-    assert!(heard.ends_with("\r\n\r\nok"), "{heard}");
+    const ASK: &[u8] = b"GET / HTTP/1.0\r\nHost: a\r\nConnection: keep-alive\r\n\r\n";
+    let chunked: &[u8] = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\
+        5;x=y\r\nhello\r\n6\r\n world\r\n0\r\nX-T: 1\r\n\r\n";
+    let length: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\nhello world";
+    // A chunked answer: its content alone, ended by the close; one of known length: the
+    // connection stays, and says so.
+    for (answer, kept, said) in [
+        (chunked, false, "Connection: close"),
+        (length, true, "Connection: keep-alive"),
+    ] {
+        let (mut r, mut e) = rig();
+        e.say(ASK).await;
+        e.answer(answer).await;
+        let answered = r.exchange().await.unwrap().unwrap();
+        let Answered::Message {
+            client_keep_alive,
+            upstream_keep_alive,
+            body_bytes,
+            ..
+        } = answered
+        else {
+            panic!("{answered:?}");
+        };
+        assert_eq!((client_keep_alive, upstream_keep_alive), (kept, true));
+        assert_eq!(body_bytes, 11);
+        let heard = e.heard().await;
+        assert!(heard.starts_with("HTTP/1.1 200 OK\r\n"), "{heard}");
+        assert!(heard.contains(&format!("\r\n{said}\r\n")), "{heard}");
+        assert!(
+            !heard.to_ascii_lowercase().contains("transfer-encoding"),
+            "{heard}"
+        );
+        assert!(heard.ends_with("\r\n\r\nhello world"), "{heard}");
+    }
 }
