@@ -56,8 +56,12 @@ where
     let handoff = loop {
         if conn.client.buffered().is_empty() {
             // Idle: the first request within the header timeout, the next ones within the
-            // keep-alive timeout; shutdown closes an idle connection. Upstream connections
-            // kept past their idle limit are closed meanwhile (the upstream closes its side).
+            // keep-alive timeout; shutdown closes an idle connection (at once when it began
+            // during the last head). Upstream connections kept past their idle limit are
+            // closed meanwhile (the upstream closes its side).
+            if stopping {
+                break false;
+            }
             let waited = if first {
                 head_deadline
             } else {

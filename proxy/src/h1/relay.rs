@@ -299,7 +299,7 @@ pub enum Answered {
         client_keep_alive: bool,
         /// The upstream connection may carry another request.
         upstream_keep_alive: bool,
-        /// Body bytes passed on, as framed.
+        /// Body bytes passed on: as framed, or the content alone to an HTTP/1.0 client.
         body_bytes: u64,
     },
     /// A `101 Switching Protocols` went to the client: both connections are a tunnel now
@@ -383,12 +383,13 @@ where
 }
 
 /// [`pass_body`] for a request's body, with the upstream watched while it takes no more of
-/// it and while the client is slow to send more: one that answers with a refusal (4xx, 5xx)
-/// or closes meanwhile stops the sending ([`Error::AnsweredEarly`]; what it sent stays
-/// buffered for [`start_response`]), as an upstream that refuses a large upload (413) and
-/// stops reading would otherwise hold the exchange until the send timeout, and one that
-/// refuses a slow upload would wait for all of it. Interim answers are dropped; another final
-/// answer, or a read timeout, ends the watch, and the body goes on.
+/// it and while the client is slow to send more; interim answers are dropped. An upstream
+/// that answers while it takes no more of the body, or that answers with a refusal (4xx,
+/// 5xx) while the client is slow, or that closes, stops the sending ([`Error::AnsweredEarly`];
+/// what it sent stays buffered for [`start_response`]): one that refuses a large upload (413)
+/// and stops reading would otherwise hold the exchange until the send timeout, and one that
+/// refuses a slow upload would wait for all of it. Another answer while the client is slow
+/// lets the body go on as long as the upstream takes it. A read timeout ends the watch.
 async fn pass_request_body<C, U>(
     client: &mut Side<C>,
     upstream: &mut Side<U>,
@@ -401,6 +402,9 @@ where
 {
     let mut passed = 0u64;
     let mut watching = true;
+    // A final answer that does not refuse the body came while the client was slow: the body
+    // goes on while the upstream takes it, the answer held past its head.
+    let mut answered = false;
     while !delimiter.is_done() {
         if client.buffered().is_empty() {
             // What went out so far leaves before the wait (TLS holds it until flushed).
@@ -411,7 +415,7 @@ where
                 .map_err(|e| Error::Write(Peer::Upstream, e))?;
             // The upstream is watched while the client is slow to send, too: an answer
             // (a 401 to an upload) is heard then, not once the client has sent it all.
-            let came = if watching {
+            let came = if watching && !answered {
                 tokio::select! {
                     biased;
                     came = client.fill() => came?,
@@ -420,7 +424,7 @@ where
                             Ok(0) => return Err(Error::Closed(Peer::Upstream)),
                             Ok(_) => match upstream.early_answer()? {
                                 Some(true) => return Err(Error::AnsweredEarly),
-                                Some(false) => watching = false,
+                                Some(false) => answered = true,
                                 None => {}
                             },
                             Err(e) if e.timed_out() => watching = false,
@@ -450,6 +454,11 @@ where
                 if let Poll::Ready(written) = Pin::new(&mut upstream.io).poll_write(cx, piece) {
                     return Poll::Ready(written.map_err(|e| Error::Write(Peer::Upstream, e)));
                 }
+                // An upstream that answered and takes no more of the body: its answer is
+                // passed on now, whatever it is, rather than after the send timeout.
+                if answered {
+                    return Poll::Ready(Err(Error::AnsweredEarly));
+                }
                 while watching {
                     match upstream.poll_fill(cx) {
                         Poll::Ready(Err(e)) if e.timed_out() => watching = false,
@@ -457,10 +466,7 @@ where
                             return Poll::Ready(Err(Error::Closed(Peer::Upstream)));
                         }
                         Poll::Ready(Ok(_)) => match upstream.early_answer() {
-                            Ok(Some(true)) => return Poll::Ready(Err(Error::AnsweredEarly)),
-                            // A final answer that does not refuse the body waits for it,
-                            // unread past its head.
-                            Ok(Some(false)) => watching = false,
+                            Ok(Some(_)) => return Poll::Ready(Err(Error::AnsweredEarly)),
                             Ok(None) => {}
                             Err(e) => return Poll::Ready(Err(e)),
                         },

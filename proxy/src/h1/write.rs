@@ -65,7 +65,7 @@ pub fn request_head(
             Name::XForwardedFor if prior_for.is_none() && !hop => prior_for = Some(f.value),
             _ => {}
         }
-        if hop || name.hop_by_hop() || name.set_by_proxy() {
+        if hop || name.hop_by_hop() || name.set_by_proxy() || ignored(name, head) {
             continue;
         }
         if name == Name::XRequestId && request_id.is_none() {
@@ -129,7 +129,11 @@ pub fn pass_request_head(
         if name == Name::Te && te_trailers.is_none() {
             te_trailers = Some(!hop && has_token(f.value, b"trailers"));
         }
-        if hop || name.hop_by_hop() || (name == Name::Other && dropped(f.name)) {
+        if hop
+            || name.hop_by_hop()
+            || (name == Name::Other && dropped(f.name))
+            || ignored(name, head)
+        {
             continue;
         }
         field(out, f.name, f.value);
@@ -252,6 +256,13 @@ pub fn response_head(
     }
     out.extend_from_slice(extra);
     out.extend_from_slice(b"\r\n");
+}
+
+/// Whether a field of `head` is left out of the HTTP/1.1 request sent on: an HTTP/1.0
+/// client's `Expect`, which a server ignores (RFC 9110 section 10.1.1) and an upstream would
+/// read as an HTTP/1.1 client's.
+fn ignored(name: Name, head: &RequestHead<'_>) -> bool {
+    name == Name::Expect && head.version == http::Version::HTTP_10
 }
 
 /// The `Connection` fields of a head: which field names they declare hop-by-hop. Most name

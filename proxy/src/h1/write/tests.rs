@@ -417,3 +417,23 @@ fn an_own_answer_has_a_date_its_length_and_no_body_for_head() {
         "{text}"
     );
 }
+
+#[test]
+fn an_http10_clients_expect_is_not_sent_on_and_an_http11_clients_is() {
+    let (ids, via) = (RequestIds::new(), Via::new());
+    for (version, sent) in [("1.0", false), ("1.1", true)] {
+        let client = format!(
+            "PUT /a HTTP/{version}\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n"
+        );
+        let (edited, _) = edited(&client, "/a", "a", &ids, &via);
+        let passed = passed(&client, "/a", "");
+        for head in [edited, passed] {
+            assert_eq!(
+                head.contains("\r\nExpect: 100-continue\r\n"),
+                sent,
+                "{head}"
+            );
+            assert!(head.starts_with("PUT /a HTTP/1.1\r\n"), "{head}");
+        }
+    }
+}
