@@ -122,15 +122,17 @@ pub fn fake_certificate() -> Result<CertifiedKey, String> {
         .map_err(|e| e.to_string())
 }
 
-/// TLS 1.2 and 1.3 with ALPN h2 and http/1.1, certificates from `resolver`, resumption by
-/// tickets. Build it once per process: its ticket key is made here.
+/// TLS 1.2 and 1.3 with ALPN h2, http/1.1 and http/1.0 (as nginx's list: a client that
+/// offers only http/1.0, as `curl --http1.0` does, is refused a handshake without it),
+/// certificates from `resolver`, resumption by tickets. Build it once per process: its ticket
+/// key is made here.
 pub fn server_config(resolver: Arc<Resolver>) -> Result<ServerConfig, String> {
     let mut config = ServerConfig::builder_with_provider(provider().clone())
         .with_protocol_versions(&[&version::TLS13, &version::TLS12])
         .map_err(|e| e.to_string())?
         .with_no_client_auth()
         .with_cert_resolver(resolver);
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec(), b"http/1.0".to_vec()];
     // Without a ticketer rustls resumes from its default 256-entry session cache only: a
     // busy gateway's clients evict each other's sessions before they come back. TLS 1.3 gets
     // two tickets per full handshake (rustls' default, and OpenSSL's); TLS 1.2 clients that

@@ -512,6 +512,35 @@ async fn a_large_answer_over_tls_arrives_whole_before_the_next_request() {
     running.await.unwrap();
 }
 
+/// A TLS client that offers only `http/1.0` by ALPN (`curl --http1.0`) gets its handshake
+/// (nginx's list has it) and its answer, on the fast path.
+#[tokio::test]
+async fn an_http10_client_over_tls_is_served() {
+    let (endpoint, _, _) = scripted(vec![OK_BB]).await;
+    let (_, tls_addr, trigger, running, _) = start_both(to(endpoint), |_| {}).await;
+    let mut config = ferry_runtime::tls::any_server_client_config().unwrap();
+    config.alpn_protocols = vec![b"http/1.0".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = TcpStream::connect(tls_addr).await.unwrap();
+    let name = rustls_pki_types::ServerName::try_from("shop.example").unwrap();
+    let mut client = connector.connect(name, tcp).await.unwrap();
+    assert_eq!(client.get_ref().1.alpn_protocol(), Some(&b"http/1.0"[..]));
+    client
+        .write_all(b"GET / HTTP/1.0\r\nHost: shop.example\r\n\r\n")
+        .await
+        .unwrap();
+    let mut all = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), client.read_to_end(&mut all))
+        .await
+        .expect("answered and closed within 10 s")
+        .unwrap();
+    let text = String::from_utf8_lossy(&all);
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+    assert!(text.ends_with("\r\n\r\nbb"), "{text}");
+    trigger.trigger();
+    running.await.unwrap();
+}
+
 /// An upstream that answers (413) before taking a large body, and closes: the client gets
 /// that answer, not a 502, and its connection closes (its body was not read whole).
 #[tokio::test]

@@ -136,21 +136,27 @@ async fn paths_are_routed_and_forwarded_normalized_and_nginx_s_400s_are_kept() {
         Err(e) => eprintln!("skipping the curl case: curl cannot run ({e})"),
     }
     // curl speaking HTTP/1.0 and asking to keep its connection: both answered, the second
-    // over the first's connection (the answers say `Connection: keep-alive`).
-    let url = format!("http://shop.example.com:{}/api/x", up.http.port());
-    match std::process::Command::new("curl")
-        .args(["-s", "--http1.0", "-H", "Connection: keep-alive"])
-        .args(["-o", "/dev/null", "-o", "/dev/null"])
-        .args(["-w", "%{http_code} %{num_connects}\n", "--resolve"])
-        .arg(format!("shop.example.com:{}:127.0.0.1", up.http.port()))
-        .args([&url, &url])
-        .output()
-    {
-        Ok(out) => {
-            let written = String::from_utf8_lossy(&out.stdout);
-            assert_eq!(written, "200 1\n200 0\n", "curl --http1.0: {written}");
+    // over the first's connection (the answers say `Connection: keep-alive`); over TLS too,
+    // where curl offers only `http/1.0` by ALPN.
+    for (scheme, port) in [("http", up.http.port()), ("https", up.https.port())] {
+        let url = format!("{scheme}://shop.example.com:{port}/api/x");
+        match std::process::Command::new("curl")
+            .args(["-sk", "--http1.0", "-H", "Connection: keep-alive"])
+            .args(["-o", "/dev/null", "-o", "/dev/null"])
+            .args(["-w", "%{http_code} %{num_connects}\n", "--resolve"])
+            .arg(format!("shop.example.com:{port}:127.0.0.1"))
+            .args([&url, &url])
+            .output()
+        {
+            Ok(out) => {
+                let written = String::from_utf8_lossy(&out.stdout);
+                assert_eq!(
+                    written, "200 1\n200 0\n",
+                    "curl --http1.0 {scheme}: {written}"
+                );
+            }
+            Err(e) => eprintln!("skipping the curl --http1.0 case: curl cannot run ({e})"),
         }
-        Err(e) => eprintln!("skipping the curl --http1.0 case: curl cannot run ({e})"),
     }
     up.stop().await;
 }
