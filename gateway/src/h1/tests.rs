@@ -172,6 +172,16 @@ fn dechunk(mut body: &[u8]) -> Vec<u8> {
     }
 }
 
+/// What `stream` sends until it closes (within 10 s), as text.
+async fn until_close<R: tokio::io::AsyncRead + Unpin>(stream: &mut R) -> String {
+    let mut all = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut all))
+        .await
+        .expect("the answer and the close within 10 s")
+        .unwrap();
+    String::from_utf8_lossy(&all).into_owned()
+}
+
 /// Whether the gateway closes `stream` (within 10 s), whatever it sends before.
 async fn closes(stream: &mut TcpStream) -> bool {
     let mut chunk = [0u8; 4096];
@@ -309,12 +319,7 @@ async fn an_http10_client_gets_a_chunked_answer_it_can_read() {
         .write_all(b"GET / HTTP/1.0\r\nHost: a\r\n\r\n")
         .await
         .unwrap();
-    let mut all = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), client.read_to_end(&mut all))
-        .await
-        .expect("the answer ends with the connection")
-        .unwrap();
-    let text = String::from_utf8_lossy(&all).to_ascii_lowercase();
+    let text = until_close(&mut client).await.to_ascii_lowercase();
     assert!(!text.contains("transfer-encoding"), "{text}");
     assert!(text.ends_with("\r\n\r\nhello"), "{text}");
     trigger.trigger();
@@ -529,12 +534,7 @@ async fn an_http10_client_over_tls_is_served() {
         .write_all(b"GET / HTTP/1.0\r\nHost: shop.example\r\n\r\n")
         .await
         .unwrap();
-    let mut all = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), client.read_to_end(&mut all))
-        .await
-        .expect("answered and closed within 10 s")
-        .unwrap();
-    let text = String::from_utf8_lossy(&all);
+    let text = until_close(&mut client).await;
     assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
     assert!(text.ends_with("\r\n\r\nbb"), "{text}");
     trigger.trigger();
@@ -610,12 +610,7 @@ async fn an_upstream_answering_while_the_client_is_slow_to_send_is_heard_at_once
         .write_all(b"PUT /up HTTP/1.1\r\nHost: a\r\nContent-Length: 1000\r\n\r\n0123456789")
         .await
         .unwrap();
-    let mut all = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), client.read_to_end(&mut all))
-        .await
-        .expect("answered and closed within 10 s")
-        .unwrap();
-    let text = String::from_utf8_lossy(&all).to_ascii_lowercase();
+    let text = until_close(&mut client).await.to_ascii_lowercase();
     assert!(text.starts_with("http/1.1 401 "), "{text}");
     assert!(
         text.contains("connection: close") && text.ends_with("no"),
@@ -636,12 +631,7 @@ async fn early_answer(answer: &'static [u8], closes: bool) {
     client.write_all(head.as_bytes()).await.unwrap();
     let (mut reader, writer) = client.into_split();
     let upload = ferry_testing::peers::upload(writer, SIZE);
-    let mut all = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), reader.read_to_end(&mut all))
-        .await
-        .expect("answered and closed within 10 s")
-        .unwrap();
-    let text = String::from_utf8_lossy(&all).to_ascii_lowercase();
+    let text = until_close(&mut reader).await.to_ascii_lowercase();
     let status = String::from_utf8_lossy(&answer[..12]).to_ascii_lowercase();
     assert!(text.starts_with(&status), "{text}");
     assert!(
