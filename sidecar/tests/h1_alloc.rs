@@ -1,13 +1,17 @@
 //! Allocations per request through both sides of the sidecar on the HTTP/1 fast path (issue
 //! 18: the goal is none): an app's keep-alive requests over loopback TCP to the outbound side,
-//! balanced onto an endpoint that is the inbound side (plaintext: an unmeshed endpoint, and a
-//! permissive inbound side), authorized there and passed to the app, answered, counted in both
-//! sides' metrics; all in one current-thread runtime, counted by dhat's allocator in a binary of
-//! its own. mTLS is left out: its records are rustls's, and the steps counted here are ours.
+//! balanced onto an endpoint that is the inbound side, authorized there and passed to the app,
+//! answered, counted in both sides' metrics; all in one current-thread runtime, counted by
+//! dhat's allocator in a binary of its own. Twice: in plaintext (an unmeshed endpoint, a
+//! permissive inbound side), where nothing may allocate; and over mutual TLS between the sides
+//! (a meshed endpoint, a strict inbound side), where rustls 0.23's buffered connection
+//! allocates for each record: two for each it encrypts (the written slices gathered, and the
+//! record) and one for each it decrypts (the plaintext), six a request, all of them rustls's
+//! (found with dhat's heap profile): one of ours would show as a seventh.
 //!
-//! `cargo test -p ferry-sidecar --test h1_alloc` prints the figures and fails on any
-//! allocation per request once the connection is warm. No libtest harness (`harness =
-//! false`): the harness's own thread allocates now and then, and dhat counts every thread.
+//! `cargo test -p ferry-sidecar --test h1_alloc` prints the figures and fails on more once the
+//! connection is warm. No libtest harness (`harness = false`): the harness's own thread
+//! allocates now and then, and dhat counts every thread.
 
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
@@ -15,6 +19,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use ferry_model::mesh::WorkloadId;
 use ferry_model::proto::{self, destination_update::Update};
 use ferry_proxy::BalancerConfig;
 use ferry_sidecar::discover::{Answer, Discover, compile};
@@ -27,6 +32,12 @@ use prometheus_client::registry::Registry;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
+
+// The crate's test CA (a root issuing workload leaves as the control plane's CA does).
+#[path = "../src/test_pki.rs"]
+#[allow(dead_code)]
+mod test_pki;
+use test_pki::{Ca, id};
 
 #[global_allocator]
 static ALLOC: dhat::Alloc = dhat::Alloc;
@@ -55,7 +66,8 @@ impl Discover for Fixed {
     }
 }
 
-fn destination(endpoint: SocketAddr) -> Arc<Fixed> {
+/// The Service with `endpoint`, meshed with identity `id` when given.
+fn destination(endpoint: SocketAddr, id: Option<&WorkloadId>) -> Arc<Fixed> {
     let std::net::IpAddr::V4(ip) = endpoint.ip() else {
         unreachable!("loopback is IPv4 here")
     };
@@ -67,6 +79,8 @@ fn destination(endpoint: SocketAddr) -> Arc<Fixed> {
                 address: ip.octets().to_vec(),
                 port: u32::from(endpoint.port()),
                 ready: true,
+                identity: id.map(ToString::to_string),
+                meshed: id.is_some(),
                 ..Default::default()
             }],
             ..Default::default()
@@ -78,31 +92,63 @@ fn destination(endpoint: SocketAddr) -> Arc<Fixed> {
 
 fn main() {
     alloc::run(
-        "both_sides_allocate_nothing_per_request_once_warm",
-        both_sides_allocate_nothing_per_request_once_warm(),
+        "both_sides_allocate_nothing_of_their_own_per_request_once_warm",
+        async {
+            println!("plaintext between the sides:");
+            through_both_sides(None, 0).await;
+            println!("mutual TLS between the sides:");
+            let ca = Ca::new();
+            through_both_sides(Some(&ca), RUSTLS_PER_REQUEST).await;
+        },
     );
 }
 
-async fn both_sides_allocate_nothing_per_request_once_warm() {
+/// rustls's allocations per request over mutual TLS: the request's record encrypted by the
+/// outbound side (two) and decrypted by the inbound side (one), the answer's the other way.
+/// Should a rustls upgrade change them, the test fails either way and this is to be counted
+/// again: `ferry_testing::alloc::run`'s profiler built without `.testing()` and with
+/// `.trim_backtraces(None)` writes dhat-heap.json, where each allocation came from.
+const RUSTLS_PER_REQUEST: u64 = 6;
+
+/// Requests through the outbound side to the inbound side and the app: over mutual TLS when
+/// `ca` is given (each side with a workload identity it issued), else plaintext; at most
+/// `per_request` allocations each once warm.
+async fn through_both_sides(ca: Option<&Ca>, per_request: u64) {
     let app = alloc::answering(ANSWER).await;
     let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
-    let (_credentials, watch) = watch::channel(None);
-    let tls = Arc::new(MeshTls::new(watch));
+    let (web, api) = (id("shop", "web"), id("shop", "api"));
+    let credentials = |who: &WorkloadId| watch::channel(ca.map(|ca| Arc::new(ca.issue(who))));
+    let ((_web_credentials, web_watch), (_api_credentials, api_watch)) =
+        (credentials(&web), credentials(&api));
     let metrics = Arc::new(Metrics::new(&mut Registry::default(), false));
     let mut inbound = InboundConfig::new(loopback);
     inbound.app_port = Some(app.port());
-    inbound.mode = MtlsMode::Permissive;
-    let inbound = Inbound::build(inbound, tls.clone(), Arc::new(AllowAll), metrics.clone())
-        .await
-        .unwrap();
+    inbound.mode = if ca.is_some() {
+        MtlsMode::Strict
+    } else {
+        MtlsMode::Permissive
+    };
+    let inbound = Inbound::build(
+        inbound,
+        Arc::new(MeshTls::new(api_watch)),
+        Arc::new(AllowAll),
+        metrics.clone(),
+    )
+    .await
+    .unwrap();
     let endpoint = inbound.local_addr().unwrap();
+    let identities = Arc::new(Identities::default());
+    let meshed = ca.map(|_| &api);
+    if let Some(api) = meshed {
+        identities.add(endpoint, api);
+    }
     let mut outbound = OutboundConfig::new(loopback);
     outbound.target = Some(SERVICE.parse().unwrap());
     let outbound = Outbound::build(
         outbound,
-        tls,
-        destination(endpoint),
-        Arc::new(Identities::default()),
+        Arc::new(MeshTls::new(web_watch)),
+        destination(endpoint, meshed),
+        identities,
         metrics,
     )
     .await
@@ -123,7 +169,7 @@ async fn both_sides_allocate_nothing_per_request_once_warm() {
         assert!(buf.starts_with(b"HTTP/1.1 200 OK\r\n"), "{:?}", &buf[..len]);
         len
     };
-    alloc::none_per_request(exchange).await;
+    alloc::exactly_per_request(exchange, per_request).await;
     drop(client);
     drop(trigger);
     for side in sides {
