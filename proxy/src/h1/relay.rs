@@ -182,6 +182,26 @@ impl<S> Side<S> {
         }
     }
 
+    /// A chunked body's content in the buffered bytes, as `delimiter` follows them: every
+    /// chunk's data there moved together to the front of them, the framing between dropped,
+    /// so all of it goes out in one write however small the chunks. The content's length, and
+    /// how many buffered bytes it took (framing included), to [`Side::consume`] once written.
+    fn unframe_buffered(&mut self, delimiter: &mut Delimiter) -> Result<(usize, usize), Malformed> {
+        let bytes = &mut self.buf[self.start..];
+        let (mut content, mut taken) = (0, 0);
+        while taken < bytes.len() && !delimiter.is_done() {
+            let run = delimiter.unframe(&bytes[taken..])?;
+            let data = taken + run.skip;
+            bytes.copy_within(data..data + run.data, content);
+            content += run.data;
+            taken = data + run.data;
+            if run.skip + run.data == 0 {
+                break;
+            }
+        }
+        Ok((content, taken))
+    }
+
     /// The request head [`Side::read_head`] found, parsed in place.
     pub fn request(&mut self) -> Result<RequestHead<'_>, Error> {
         let peer = self.peer;
@@ -859,21 +879,23 @@ where
                 };
             }
         }
-        let (skip, used) = if unframed {
-            let run = delimiter
-                .unframe(from.buffered())
-                .map_err(|e| Error::Malformed(from.peer, e))?;
-            (run.skip, run.data)
+        // The bytes to write (at the front of the buffered ones) and the bytes they took.
+        let (used, taken) = if unframed {
+            from.unframe_buffered(delimiter)
+                .map_err(|e| Error::Malformed(from.peer, e))?
         } else {
-            (0, first_piece(from, delimiter)?)
+            let used = first_piece(from, delimiter)?;
+            (used, used)
         };
         if delimiter.data() > limit {
             return Err(Error::TooLarge);
         }
-        to.write_all(&from.buffered()[skip..skip + used])
-            .await
-            .map_err(|e| Error::Write(from.peer.other(), e))?;
-        from.consume(skip + used);
+        if used > 0 {
+            to.write_all(&from.buffered()[..used])
+                .await
+                .map_err(|e| Error::Write(from.peer.other(), e))?;
+        }
+        from.consume(taken);
         passed += used as u64;
     }
     Ok(passed)

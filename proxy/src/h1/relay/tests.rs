@@ -595,3 +595,87 @@ async fn an_http10_client_gets_chunks_as_content_and_a_kept_connection_said() {
         assert!(heard.ends_with("\r\n\r\nhello world"), "{heard}");
     }
 }
+
+/// A writer that keeps what it is given and counts the writes.
+#[derive(Default)]
+struct Counted {
+    bytes: Vec<u8>,
+    writes: usize,
+}
+
+impl AsyncWrite for Counted {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.writes += 1;
+        self.bytes.extend_from_slice(buf);
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+#[tokio::test]
+async fn chunks_read_together_reach_an_http10_client_in_one_write() {
+    let (far, near) = duplex(64 * 1024);
+    let mut upstream = Side::upstream(near, Limits::default());
+    let mut far = far;
+    // A hundred one-byte chunks with extensions, then the last chunk and a trailer, all in one
+    // read; then what follows the body (not the body's) stays buffered.
+    let mut body = Vec::new();
+    for i in 0..100u8 {
+        body.extend_from_slice(format!("1;n={i}\r\n{}\r\n", char::from(b'a' + i % 26)).as_bytes());
+    }
+    body.extend_from_slice(b"0\r\nX-T: 1\r\n\r\nNEXT");
+    far.write_all(&body).await.unwrap();
+    upstream.fill().await.unwrap();
+    assert_eq!(
+        upstream.buffered().len(),
+        body.len(),
+        "one read took it all"
+    );
+    let mut delimiter = Delimiter::new(Body::Chunked);
+    let mut client = Counted::default();
+    let passed = pass(&mut upstream, &mut client, &mut delimiter, u64::MAX, true)
+        .await
+        .unwrap();
+    let content: Vec<u8> = (0..100u8).map(|i| b'a' + i % 26).collect();
+    assert_eq!(passed, 100);
+    assert_eq!(client.bytes, content);
+    assert_eq!(client.writes, 1, "one write for the whole buffer");
+    assert_eq!(upstream.buffered(), b"NEXT");
+}
+
+#[tokio::test]
+async fn a_chunked_body_split_anywhere_is_unframed_the_same() {
+    let body: &[u8] = b"5;x=y\r\nhello\r\n6\r\n world\r\n10\r\n0123456789abcdef\r\n0\r\n\r\n";
+    for cut in 1..body.len() {
+        let (mut far, near) = duplex(64 * 1024);
+        let mut upstream = Side::upstream(near, Limits::default());
+        let mut delimiter = Delimiter::new(Body::Chunked);
+        let mut client = Counted::default();
+        let (first, rest) = body.split_at(cut);
+        far.write_all(first).await.unwrap();
+        let writer = async {
+            // The rest once the first part is taken: the relay's read sees the two apart.
+            tokio::task::yield_now().await;
+            far.write_all(rest).await.unwrap();
+            far
+        };
+        let (passed, _far) = tokio::join!(
+            pass(&mut upstream, &mut client, &mut delimiter, u64::MAX, true),
+            writer
+        );
+        assert_eq!(passed.unwrap(), 27, "cut at {cut}");
+        assert_eq!(client.bytes, b"hello world0123456789abcdef", "cut at {cut}");
+        assert!(upstream.buffered().is_empty(), "cut at {cut}");
+    }
+}
