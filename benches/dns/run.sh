@@ -37,7 +37,7 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 # One server on PORT (pid PID): prints its row's columns after the server's name.
 measure() { # port pid queries
-  local port=$1 pid=$2 queries=$3 dq da dl d50 d99 t0 t1 uq u50 u99 u999 umax ul ue busy
+  local port=$1 pid=$2 queries=$3 dq da dl d50 d99 t0 t1 uq u50 u99 u999 umax ul ue ul2 ue2 busy
   # dnsperf at full speed, then at half that rate with every query's latency (to a file read
   # afterwards on CPU 1, so nothing but the server runs on CPU 0).
   read -r dq da dl < <(taskset -c 1 dnsperf -s 127.0.0.1 -p "$port" -d "$queries" -l "$SECS" -c 4 -q 500 2>&1 |
@@ -54,13 +54,14 @@ print(f"{p(.5):.3f} {p(.99):.3f}")' "$work/verbose")
   # udp_load at full speed (the server's CPU read around it), then at half that rate.
   t0=$(cpu_ticks "$pid")
   read -r uq _ _ _ _ ul ue < <(taskset -c 1 "$LOAD" "$port" "$queries" "$SECS")
+  [ -n "$uq" ] || { echo "udp_load printed nothing for the server on $port" >&2; exit 1; }
   t1=$(cpu_ticks "$pid")
   busy=$(python3 -c "print(f'{($t1 - $t0) / $(getconf CLK_TCK) / $SECS:.0%}')")
-  read -r _ u50 u99 u999 umax ul2 _ < <(taskset -c 1 "$LOAD" "$port" "$queries" "$SECS" $((uq / 2)))
-  echo "$dq | $da | $dl | $d50 / $d99 | $uq | $busy | $ul | $u50 | $u99 | $u999 | $umax | $ul2 | $(rss_mb "$pid")"
+  read -r _ u50 u99 u999 umax ul2 ue2 < <(taskset -c 1 "$LOAD" "$port" "$queries" "$SECS" $((uq / 2)))
+  echo "$dq | $da | $dl | $d50 / $d99 | $uq | $busy | $ul / $ue | $u50 | $u99 | $u999 | $umax | $ul2 / $ue2 | $(rss_mb "$pid")"
 }
 
-echo "| services | server | dnsperf max qps | avg ms | lost | dnsperf p50 / p99 ms at half | udp_load max qps | server CPU busy | lost | at half: p50 ms | p99 ms | p99.9 ms | max ms | lost | RSS MB |"
+echo "| services | server | dnsperf max qps | avg ms | lost | dnsperf p50 / p99 ms at half | udp_load max qps | server CPU busy | lost / errors | at half: p50 ms | p99 ms | p99.9 ms | max ms | lost / errors | RSS MB |"
 echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 for n in "${SIZES[@]}"; do
   dir="$work/$n"
@@ -91,9 +92,9 @@ for n in "${SIZES[@]}"; do
 print(f'{float(a[0]) / float(b[0]):.2f}x | | | | {float(a[4]) / float(b[4]):.2f}x')" "$1" "$knot"; }
   echo "| $n | knot | $knot |"
   echo "| $n | ferry | $ferry |"
-  echo "| $n | ferry/knot | $(ratio "$ferry") | | | | | | | | | |"
+  echo "| $n | ferry/knot | $(ratio "$ferry") | | | | | | | | |"
   if [ -n "${BEFORE:-}" ]; then
     echo "| $n | before | $before |"
-    echo "| $n | before/knot | $(ratio "$before") | | | | | | | | | |"
+    echo "| $n | before/knot | $(ratio "$before") | | | | | | | | |"
   fi
 done

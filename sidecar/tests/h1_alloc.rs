@@ -9,8 +9,10 @@
 //! record) and one for each it decrypts (the plaintext), six a request, all of them rustls's
 //! (found with dhat's heap profile): one of ours would show as a seventh.
 //!
-//! `cargo test -p ferry-sidecar --test h1_alloc` prints the figures and fails on more once the
-//! connection is warm. No libtest harness (`harness = false`): the harness's own thread
+//! `cargo test -p ferry-sidecar --test h1_alloc` prints the figures and fails on any other
+//! count once the connection is warm (on fewer too: an allowance grown stale would hide one of
+//! ours). The count rests on each request and each answer going as one TLS record, as they do
+//! here: the head and body of each are written together. No libtest harness (`harness = false`): the harness's own thread
 //! allocates now and then, and dhat counts every thread.
 
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
@@ -111,7 +113,7 @@ fn main() {
 const RUSTLS_PER_REQUEST: u64 = 6;
 
 /// Requests through the outbound side to the inbound side and the app: over mutual TLS when
-/// `ca` is given (each side with a workload identity it issued), else plaintext; at most
+/// `ca` is given (each side with a workload identity it issued), else plaintext; exactly
 /// `per_request` allocations each once warm.
 async fn through_both_sides(ca: Option<&Ca>, per_request: u64) {
     let app = alloc::answering(ANSWER).await;

@@ -25,7 +25,8 @@
 //! ([`Error::AnsweredEarly`]) and its answer is passed on.
 //!
 //! The framing of the answer is passed on as it came: a chunked answer goes to the client
-//! chunked, so the caller must serve HTTP/1.0 clients elsewhere (they cannot read chunked).
+//! chunked; but to an HTTP/1.0 client, which cannot read chunks, as its content alone, ended by
+//! the close.
 //! Timeouts are the caller's (it wraps each step); so are the answers of its own (404, 502).
 //!
 //! What it may touch: the two connections it is handed, their buffers.
