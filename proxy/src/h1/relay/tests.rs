@@ -1,12 +1,14 @@
 //! Exchanges over in-memory connections: the test holds the client's and the upstream's far
 //! ends, writes what each sends and reads what the relay passed on, byte for byte.
 
+use std::task::Context;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream, duplex};
 
 use super::*;
 use crate::forwarding::{Downstream, RequestIds, Via};
+use crate::h1::head::Limits;
 use crate::h1::write::Edit;
 
 /// The relay's ends of both connections and the buffers one client connection keeps.
