@@ -28,8 +28,11 @@
 use std::io::{IoSlice, IoSliceMut};
 use std::net::UdpSocket;
 use std::os::fd::AsRawFd;
+use std::str::FromStr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use hickory_proto::op::{Message, Query};
+use hickory_proto::rr::{Name, RecordType};
 use nix::sys::socket::{
     ControlMessage, ControlMessageOwned, MsgFlags, MultiHeaders, SockaddrIn, recvmmsg, sendmmsg,
     setsockopt, sockopt,
@@ -83,33 +86,20 @@ fn main() -> Result<(), Failure> {
     Ok(())
 }
 
-/// A query without its id: flags (RD), one question.
+/// A query without its id (the first two bytes, set as it is sent): recursion desired, one
+/// question, as dnsperf sends them.
 fn question(line: &str) -> Result<Vec<u8>, String> {
     let mut fields = line.split_whitespace();
     let (Some(name), Some(kind)) = (fields.next(), fields.next()) else {
         return Err(format!("{line:?} is not `name TYPE`"));
     };
-    let kind: u16 = match kind {
-        "A" => 1,
-        "PTR" => 12,
-        "TXT" => 16,
-        "AAAA" => 28,
-        "SRV" => 33,
-        other => return Err(format!("type {other} is not one of A PTR TXT AAAA SRV")),
-    };
-    let mut out = vec![0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
-    for label in name.trim_end_matches('.').split('.') {
-        let len = u8::try_from(label.len())
-            .ok()
-            .filter(|l| (1..64).contains(l))
-            .ok_or_else(|| format!("{name}: a label of {} bytes", label.len()))?;
-        out.push(len);
-        out.extend_from_slice(label.as_bytes());
-    }
-    out.push(0);
-    out.extend_from_slice(&kind.to_be_bytes());
-    out.extend_from_slice(&1u16.to_be_bytes());
-    Ok(out)
+    let name = Name::from_ascii(name).map_err(|e| format!("{name}: {e}"))?;
+    let kind = RecordType::from_str(kind).map_err(|e| format!("{kind}: {e}"))?;
+    let mut message = Message::query();
+    message.metadata.recursion_desired = true;
+    message.add_query(Query::query(name, kind));
+    let wire = message.to_vec().map_err(|e| e.to_string())?;
+    Ok(wire[2..].to_vec())
 }
 
 /// One socket's queries in flight: the send time (ns since the epoch) by id, 0 when none.
